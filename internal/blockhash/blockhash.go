@@ -1,0 +1,112 @@
+package blockhash
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/cpuid/v2"
+	sha256 "github.com/minio/sha256-simd"
+)
+
+// SumSize is the number of bytes stored per block.
+const SumSize = 8
+
+// Zero is the Sum of an all-zero block.
+const Zero = uint64(0)
+
+// MinBlockSize and MaxBlockSize bound the block sizes the index accepts.
+const (
+	MinBlockSize = 4096
+	MaxBlockSize = 16 << 20
+)
+
+// Sum returns the stored digest of one block.
+func Sum(block []byte) uint64 {
+	if isZero(block) {
+		return Zero
+	}
+	d := sha256.Sum256(block)
+	return binary.LittleEndian.Uint64(d[:8])
+}
+
+// At returns the Sum of block i in sums, a packed array of Sums.
+func At(sums []byte, i int) uint64 {
+	return binary.LittleEndian.Uint64(sums[i*SumSize:])
+}
+
+var zeros [64 << 10]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if string(b[:n]) != string(zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// Reader hashes a stream block by block into packed Sums, reusing its
+// buffer between files. A Reader is not safe for concurrent use.
+type Reader struct {
+	bs  int
+	buf []byte
+}
+
+// NewReader returns a Reader for blockSize-byte blocks.
+func NewReader(blockSize int) (*Reader, error) {
+	if err := CheckBlockSize(blockSize); err != nil {
+		return nil, err
+	}
+	n := max(blockSize, 1<<20) / blockSize * blockSize
+	return &Reader{bs: blockSize, buf: make([]byte, n)}, nil
+}
+
+// CheckBlockSize reports whether bs is a usable block size: a power of two
+// from 4 KiB to 16 MiB.
+func CheckBlockSize(bs int) error {
+	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
+		return fmt.Errorf("block size %d: want a power of two from 4KiB to 16MiB", bs)
+	}
+	return nil
+}
+
+// Hash reads r to EOF and appends the Sum of each block to sums. It returns
+// the appended slice and the number of bytes read.
+func (h *Reader) Hash(r io.Reader, sums []byte) ([]byte, int64, error) {
+	var total int64
+	for {
+		n, err := io.ReadFull(r, h.buf)
+		total += int64(n)
+		for off := 0; off < n; off += h.bs {
+			sums = binary.LittleEndian.AppendUint64(sums, Sum(h.buf[off:min(off+h.bs, n)]))
+		}
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return sums, total, nil
+		default:
+			return sums, total, err
+		}
+	}
+}
+
+// Path names the SHA-256 implementation sha256-simd runs on this CPU:
+// SHA-NI or ARMv8 SHA2 instructions where present, else Go's standard
+// library, which uses AVX2 on amd64 CPUs that have it. (sha256-simd's
+// AVX-512 code serves only its multi-stream server, not Sum256.)
+func Path() string {
+	switch {
+	case runtime.GOARCH == "amd64" && cpuid.CPU.Supports(cpuid.SHA, cpuid.SSSE3, cpuid.SSE4):
+		return "SHA-NI"
+	case runtime.GOARCH == "arm64" && cpuid.CPU.Has(cpuid.SHA2):
+		return "ARMv8 SHA2"
+	case runtime.GOARCH == "amd64" && cpuid.CPU.Supports(cpuid.AVX2, cpuid.BMI2):
+		return "AVX2 (Go standard library)"
+	default:
+		return "generic (Go standard library)"
+	}
+}

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit statuses.
+const (
+	ExitOK          = 0
+	ExitError       = 1
+	ExitUsage       = 2
+	ExitPartial     = 3
+	ExitInterrupted = 130
+)
+
+// ErrPartial is returned by a command some of whose items failed; the
+// failures have already been reported.
+var ErrPartial = errors.New("some items failed")
+
+// UsageError is a bad command line.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Usagef returns a *UsageError.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Status maps a command's error to its exit status.
+func Status(err error) int {
+	var ue *UsageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.Is(err, ErrPartial):
+		return ExitPartial
+	default:
+		return ExitError
+	}
+}
+
+// Main runs a command's run function and exits with its status, printing
+// the error (other than ErrPartial, already reported item by item) on
+// stderr with the command's name.
+func Main(name string, err error) {
+	var ue *UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s -help' for usage.\n", name, err, name)
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
+	case errors.Is(err, ErrPartial):
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	}
+	os.Exit(Status(err))
+}
+
+// ParseFlags parses args with fs, which must use flag.ContinueOnError, and
+// turns a parse failure into a *UsageError.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	default:
+		return &UsageError{Msg: err.Error()}
+	}
+}
+
+// PrintUsage writes the command's doc text and its flags to w.
+func PrintUsage(w io.Writer, fs *flag.FlagSet, doc string) {
+	fmt.Fprint(w, strings.TrimLeft(doc, "\n"))
+	fmt.Fprintln(w, "\nFlags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// Size is a byte count flag that takes suffixes: 4096, 4K, 4KiB, 128k,
+// 16M, 1G (all powers of 1024).
+type Size int64
+
+func (s *Size) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+// Set parses a size.
+func (s *Size) Set(v string) error {
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = Size(n)
+	return nil
+}
+
+// ParseSize parses a byte count with an optional K, M, G or T suffix
+// (powers of 1024; "KiB", "KB" and "k" mean the same).
+func ParseSize(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	u := strings.ToUpper(s)
+	u = strings.TrimSuffix(strings.TrimSuffix(u, "B"), "I")
+	mult := int64(1)
+	if u != "" {
+		switch u[len(u)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			u = u[:len(u)-1]
+		}
+	}
+	n, err := strconv.ParseInt(u, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q: want a number of bytes such as 4096, 128K or 16MiB", v)
+	}
+	return n * mult, nil
+}
+
+// Bytes formats a byte count for people: 1.5 GiB.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		f /= unit
+		if f < unit && f > -unit {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.1f PiB", f/unit)
+}

@@ -1,0 +1,70 @@
+package index
+
+import (
+	"context"
+	"fmt"
+
+	"same/internal/fiemap"
+)
+
+// Sums returns the packed block sums of one file.
+func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	defer rows.Close()
+	var sums []byte
+	for rows.Next() {
+		var part []byte
+		if err := rows.Scan(&part); err != nil {
+			return nil, fmt.Errorf("read blocks: %w", err)
+		}
+		sums = append(sums, part...)
+	}
+	return sums, rows.Err()
+}
+
+// ScanSums calls fn for every chunk of block sums in the index, in (file,
+// chunk) order; first is the index of the chunk's first block in its file.
+// sums is only valid during the call.
+func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, sums []byte) error) error {
+	rows, err := ix.db.QueryContext(ctx, "SELECT file, chunk, hashes FROM blocks ORDER BY file, chunk")
+	if err != nil {
+		return fmt.Errorf("read blocks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var file int64
+		var chunk int
+		var sums []byte
+		if err := rows.Scan(&file, &chunk, &sums); err != nil {
+			return fmt.Errorf("read blocks: %w", err)
+		}
+		if err := fn(file, chunk*ChunkBlocks, sums); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// ScanExtents calls fn for every extent in the index, in (file, logical)
+// order.
+func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
+	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags FROM extents ORDER BY file, logical")
+	if err != nil {
+		return fmt.Errorf("read extents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var file int64
+		var e fiemap.Extent
+		if err := rows.Scan(&file, &e.Logical, &e.Physical, &e.Length, &e.Flags); err != nil {
+			return fmt.Errorf("read extents: %w", err)
+		}
+		if err := fn(file, e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

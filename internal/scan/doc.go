@@ -1,0 +1,19 @@
+// Package scan brings the index up to date with a set of roots: the work
+// of hashfile.
+//
+// # Data flow
+//
+// One walker lists regular files in name order and decides, from the
+// identity the index already holds for each inode, which need reading. A
+// file is unchanged when its (device, inode, size, mtime) match the index
+// and either its ctime matches or it is met under a new path (a rename or a
+// new hard link updates ctime but not the data); an unchanged file is not
+// opened. Workers read and hash the rest in parallel and take their
+// extents; one writer commits results to the index in batched
+// transactions. When the walk of every root has completed, inodes under the
+// roots that were not met are pruned; an interrupted or killed run prunes
+// nothing, and the next run completes it.
+//
+// A file whose size, mtime or ctime change while it is read is not
+// recorded: it is reported and counted as failed, and read again next run.
+package scan

@@ -1,0 +1,389 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/blockhash"
+	"same/internal/fiemap"
+	"same/internal/index"
+	"same/internal/walk"
+)
+
+// Options shape a run.
+type Options struct {
+	BlockSize int
+	Jobs      int      // parallel readers; 0 means one per CPU
+	Exclude   []string // glob patterns, see walk.Options
+	OneFS     bool
+	// Error receives every per-file error; the run goes on.
+	Error func(path string, err error)
+	// Progress, if set, is called about twice a second while the run goes on.
+	Progress func(Stats)
+}
+
+// Stats counts what a run did.
+type Stats struct {
+	Seen      int64 // regular non-empty files met
+	Hashed    int64 // files read and recorded
+	Unchanged int64 // files not read because the index was current
+	Renamed   int64 // unchanged files met under a new path
+	Links     int64 // further names of an inode already met
+	Skipped   int64 // special files, symlinks, empty files
+	Failed    int64 // files that could not be read or changed while read
+	Pruned    int64 // index entries removed because their files are gone
+	BytesRead int64
+	ToRead    int64 // bytes queued for reading so far
+	WalkDone  bool
+	Elapsed   time.Duration
+}
+
+// ErrChanged marks a file that changed while it was read.
+var ErrChanged = errors.New("changed while being read; not recorded")
+
+type known struct {
+	id   int64
+	path string
+	walk.Identity
+	seen bool
+}
+
+type key struct{ dev, ino uint64 }
+
+type job struct {
+	path string
+	id   walk.Identity
+}
+
+// op is one thing for the writer to record.
+type op struct {
+	put    *index.File
+	sums   []byte
+	ext    []fiemap.Extent
+	rename *index.File
+	device *index.Device
+	del    int64 // a file id to prune
+}
+
+type counters struct {
+	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
+	walkDone                                                               atomic.Bool
+}
+
+func (c *counters) stats(start time.Time) Stats {
+	return Stats{
+		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
+		Renamed: c.renamed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
+		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
+		WalkDone: c.walkDone.Load(), Elapsed: time.Since(start),
+	}
+}
+
+// Run walks roots (absolute, clean paths), hashes what changed and records
+// it in ix. It returns ctx's error when interrupted, after committing what
+// was done.
+func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats, error) {
+	start := time.Now()
+	if err := blockhash.CheckBlockSize(o.BlockSize); err != nil {
+		return Stats{}, err
+	}
+	if err := walk.CheckPatterns(o.Exclude); err != nil {
+		return Stats{}, err
+	}
+	if err := ix.UseBlockSize(o.BlockSize); err != nil {
+		return Stats{}, err
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.Error == nil {
+		o.Error = func(string, error) {}
+	}
+
+	files := make(map[key]*known)
+	err := ix.Files(ctx, func(f index.File) error {
+		files[key{f.Dev, f.Ino}] = &known{id: f.ID, path: f.Path, Identity: walk.Identity{
+			Dev: f.Dev, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime, Ctime: f.Ctime}}
+		return nil
+	})
+	if err != nil {
+		return Stats{}, err
+	}
+	devs, err := ix.Devices(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+
+	var c counters
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan job, 256)
+	ops := make(chan op, 256)
+	var failedDirs []string // directories not fully read: nothing is pruned below them
+	var mu sync.Mutex       // guards failedDirs
+	fail := func(path string, err error, dir bool) {
+		c.failed.Add(1)
+		o.Error(path, err)
+		if dir {
+			mu.Lock()
+			failedDirs = append(failedDirs, path)
+			mu.Unlock()
+		}
+	}
+
+	// The writer.
+	writeErr := make(chan error, 1)
+	go func() { writeErr <- write(ix, ops) }()
+
+	// The readers.
+	var readers sync.WaitGroup
+	for range o.Jobs {
+		readers.Go(func() {
+			r, _ := blockhash.NewReader(o.BlockSize)
+			var sums []byte
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				f, s, ext, n, err := hash(r, j, sums[:0])
+				c.read.Add(n)
+				if err != nil {
+					fail(j.path, err, false)
+					continue
+				}
+				sums = s
+				c.hashed.Add(1)
+				ops <- op{put: &f, sums: append([]byte(nil), s...), ext: ext}
+			}
+		})
+	}
+
+	// Progress.
+	stopProgress := make(chan struct{})
+	var progress sync.WaitGroup
+	if o.Progress != nil {
+		progress.Go(func() {
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					o.Progress(c.stats(start))
+				case <-stopProgress:
+					return
+				}
+			}
+		})
+	}
+
+	// The walker, here.
+	walkOpts := walk.Options{
+		Exclude: o.Exclude,
+		OneFS:   o.OneFS,
+		Skipped: func(string, string) { c.skipped.Add(1) },
+		Error: func(path string, err error) {
+			var st unix.Stat_t
+			isDir := unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+			fail(path, err, isDir)
+		},
+		Dir: func(path string, st *unix.Stat_t) {
+			if _, ok := devs[uint64(st.Dev)]; ok {
+				return
+			}
+			var sf unix.Statfs_t
+			if unix.Statfs(path, &sf) != nil {
+				return
+			}
+			d := index.Device{Dev: uint64(st.Dev), FSType: int64(sf.Type), BlockSize: sf.Bsize}
+			devs[d.Dev] = d
+			ops <- op{device: &d}
+		},
+	}
+	var walkErr error
+	for _, root := range roots {
+		walkErr = walk.Walk(ctx, root, walkOpts, func(e walk.Entry) error {
+			c.seen.Add(1)
+			k := key{e.Dev, e.Ino}
+			kf := files[k]
+			switch {
+			case kf != nil && kf.seen:
+				c.links.Add(1)
+				return nil
+			case kf != nil && kf.Size == e.Size && kf.Mtime == e.Mtime && (kf.Ctime == e.Ctime || kf.path != e.Path):
+				kf.seen = true
+				c.unchanged.Add(1)
+				if kf.path != e.Path {
+					c.renamed.Add(1)
+					kf.path = e.Path
+					ops <- op{rename: &index.File{Path: e.Path, Dev: e.Dev, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}}
+				}
+				return nil
+			case kf != nil:
+				kf.seen = true
+			default:
+				files[k] = &known{path: e.Path, Identity: e.Identity, seen: true}
+			}
+			c.toRead.Add(e.Size)
+			select {
+			case jobs <- job{path: e.Path, id: e.Identity}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if walkErr != nil {
+			break
+		}
+	}
+	c.walkDone.Store(true)
+	close(jobs)
+	readers.Wait()
+
+	// Prune what the walk did not meet, if it met everything it should have.
+	var pruned int64
+	if walkErr == nil && ctx.Err() == nil {
+		for _, kf := range files {
+			if kf.seen || kf.id == 0 {
+				continue
+			}
+			if kf.path != "" && (!underAny(kf.path, roots) || underAny(kf.path, failedDirs)) {
+				continue
+			}
+			pruned++
+			ops <- op{del: kf.id}
+		}
+	}
+	close(ops)
+	werr := <-writeErr
+	close(stopProgress)
+	progress.Wait()
+
+	st := c.stats(start)
+	st.Pruned = pruned
+	switch {
+	case werr != nil:
+		return st, werr
+	case walkErr != nil:
+		return st, walkErr
+	}
+	return st, ctx.Err()
+}
+
+func underAny(path string, roots []string) bool {
+	for _, r := range roots {
+		if walk.Under(path, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// hash reads one file. It opens it without following symlinks and without
+// blocking (the walk saw a regular file; if something else is there now,
+// it must not hang), and checks that it did not change while read.
+func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, error) {
+	flags := os.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOATIME | unix.O_CLOEXEC
+	f, err := os.OpenFile(j.path, flags, 0)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
+		f, err = os.OpenFile(j.path, flags&^unix.O_NOATIME, 0)
+	}
+	if err != nil {
+		return index.File{}, nil, nil, 0, err
+	}
+	defer f.Close()
+	var before, after unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+		return index.File{}, nil, nil, 0, &os.PathError{Op: "fstat", Path: j.path, Err: err}
+	}
+	if before.Mode&unix.S_IFMT != unix.S_IFREG {
+		return index.File{}, nil, nil, 0, fmt.Errorf("%s: no longer a regular file", j.path)
+	}
+	id := walk.FromStat(&before)
+	sums, n, err := r.Hash(f, sums)
+	if err != nil {
+		return index.File{}, nil, nil, n, fmt.Errorf("read %s: %w", j.path, err)
+	}
+	ext, err := fiemap.Extents(f)
+	if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
+		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, err)
+	}
+	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+		return index.File{}, nil, nil, n, &os.PathError{Op: "fstat", Path: j.path, Err: err}
+	}
+	if walk.FromStat(&after) != id || n != id.Size {
+		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
+	}
+	return index.File{Path: j.path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime}, sums, ext, n, nil
+}
+
+// Batches are committed when they hold this many files or sum bytes, or
+// after this long, whichever comes first.
+const (
+	batchFiles = 2000
+	batchBytes = 32 << 20
+	batchTime  = time.Second
+)
+
+func write(ix *index.Index, ops <-chan op) error {
+	var tx *index.Tx
+	var n, bytes int
+	var opened time.Time
+	var err error
+	for o := range ops {
+		if err != nil {
+			continue // drain, so senders never block
+		}
+		if tx == nil {
+			if tx, err = ix.Begin(context.Background()); err != nil {
+				continue
+			}
+			opened = time.Now()
+		}
+		switch {
+		case o.put != nil:
+			_, err = tx.Put(*o.put, o.sums, o.ext)
+			bytes += len(o.sums)
+		case o.del != 0:
+			err = tx.Delete(o.del)
+		case o.rename != nil:
+			err = tx.Rename(*o.rename)
+		case o.device != nil:
+			err = tx.PutDevice(*o.device)
+		}
+		n++
+		if err == nil && (n >= batchFiles || bytes >= batchBytes || time.Since(opened) >= batchTime) {
+			err = tx.Commit()
+			tx, n, bytes = nil, 0, 0
+		}
+	}
+	if tx != nil {
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	return err
+}
+
+// Abs makes each root absolute and clean.
+func Abs(roots []string) ([]string, error) {
+	out := make([]string, len(roots))
+	for i, r := range roots {
+		a, err := filepath.Abs(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
+}

@@ -1,0 +1,209 @@
+//go:build linux
+
+package testfs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// btrfsIocSync is BTRFS_IOC_SYNC, _IO(0x94, 8): start writeback of dirty
+// data, commit the transaction and wake the cleaner. x/sys/unix lacks it.
+const btrfsIocSync = 0x9408
+
+// Root reports whether the process can loop-mount filesystems.
+func Root() bool {
+	return os.Geteuid() == 0
+}
+
+// Mount returns the mountpoint of a new fstype ("btrfs", "xfs" or "ext4")
+// filesystem of the given size ("512M", "2G"; XFS needs at least 300M) on a
+// loop-mounted sparse image. It is unmounted and removed when the test and
+// its subtests finish, however they end. Without root the test is skipped,
+// or failed when the environment variable CI is true.
+func Mount(t testing.TB, fstype, size string) string {
+	t.Helper()
+	requireRoot(t, fstype, Root(), os.Getenv("CI"))
+	script := filepath.Join(repoRoot(t), "scripts", "fsimg")
+	dir := imageDir(t)
+	image := filepath.Join(dir, fstype+".img")
+	mnt := filepath.Join(dir, "mnt")
+
+	// Registered before mounting, so a half-done mount is undone too. It
+	// runs before the removal of dir, which was registered earlier.
+	t.Cleanup(func() {
+		out, err := exec.Command(script, "umount", mnt, image).CombinedOutput()
+		if err != nil {
+			t.Errorf("fsimg umount %s: %v\n%s", mnt, err, out)
+		}
+	})
+	var stderr bytes.Buffer
+	cmd := exec.Command(script, "mount", fstype, size, image, mnt)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("fsimg mount %s %s: %v\n%s", fstype, size, err, stderr.Bytes())
+	}
+	return mnt
+}
+
+// requireRoot skips t, or fails it when ci is true, unless root.
+func requireRoot(t testing.TB, fstype string, root bool, ci string) {
+	t.Helper()
+	if root {
+		return
+	}
+	if isCI, _ := strconv.ParseBool(ci); isCI {
+		t.Fatalf("integration test needs root to loop-mount %s, and CI=%s forbids skipping it", fstype, ci)
+	}
+	t.Skipf("integration test needs root to loop-mount %s: skipped", fstype)
+}
+
+// imageDir returns a directory for an image, removed when t ends. It avoids
+// tmpfs when it can: a loop image works there but its data lives in RAM.
+func imageDir(t testing.TB) string {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(os.TempDir(), &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		return t.TempDir()
+	}
+	if err := unix.Statfs("/var/tmp", &st); err != nil || st.Type == unix.TMPFS_MAGIC {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "testfs-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove image dir: %v", err)
+		}
+	})
+	return dir
+}
+
+// repoRoot returns the directory holding go.mod, searched upwards from the
+// working directory (a test's package directory) and then from this file.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		starts = append(starts, filepath.Dir(file))
+	}
+	for _, dir := range starts {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				return dir
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	t.Fatalf("no go.mod above %v: cannot find scripts/fsimg", starts)
+	return ""
+}
+
+// SHA256Tree returns the hex SHA-256 of every regular file under dir, keyed
+// by slash-separated path relative to dir. Symlinks, devices, sockets and
+// FIFOs are left out; directories are walked but not listed.
+func SHA256Tree(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	sums := make(map[string]string)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		sums[filepath.ToSlash(rel)] = sum
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("SHA256Tree(%s): %v", dir, err)
+	}
+	return sums
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// FreeBytes syncs the filesystem holding dir and returns its free bytes
+// (f_bfree, including blocks reserved for root). Without the sync, btrfs
+// counts space freed by unlink or dedupe only after its next transaction
+// commit, up to 30 seconds later; syncfs(2) commits it. On btrfs it first
+// issues BTRFS_IOC_SYNC, which also flushes delayed work such as freeing the
+// extents of deleted files.
+func FreeBytes(t testing.TB, dir string) int64 {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("FreeBytes: open %s: %v", dir, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		t.Fatalf("FreeBytes: statfs %s: %v", dir, err)
+	}
+	if st.Type == unix.BTRFS_SUPER_MAGIC {
+		if err := unix.IoctlSetInt(fd, btrfsIocSync, 0); err != nil {
+			t.Fatalf("FreeBytes: BTRFS_IOC_SYNC %s: %v", dir, err)
+		}
+	}
+	if err := unix.Syncfs(fd); err != nil {
+		t.Fatalf("FreeBytes: syncfs %s: %v", dir, err)
+	}
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		t.Fatalf("FreeBytes: statfs %s: %v", dir, err)
+	}
+	// f_bfree counts fragments of f_frsize bytes; f_bsize is only the
+	// preferred I/O size (the same on btrfs, XFS and ext4).
+	unit := int64(st.Frsize)
+	if unit == 0 {
+		unit = int64(st.Bsize)
+	}
+	return int64(st.Bfree) * unit
+}
+
+// Run runs the named command and returns its combined stdout and stderr,
+// failing the test with that output when the command fails.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,186 @@
+package walk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Identity is what a file's stat says of it.
+type Identity struct {
+	Dev   uint64
+	Ino   uint64
+	Size  int64
+	Mtime int64 // ns since the epoch
+	Ctime int64 // ns since the epoch
+}
+
+// FromStat returns the Identity of a stat result.
+func FromStat(st *unix.Stat_t) Identity {
+	return Identity{
+		Dev:   uint64(st.Dev),
+		Ino:   st.Ino,
+		Size:  st.Size,
+		Mtime: st.Mtim.Nano(),
+		Ctime: st.Ctim.Nano(),
+	}
+}
+
+// Entry is a regular, non-empty file found by the walk.
+type Entry struct {
+	Path string
+	Identity
+}
+
+// Options shape a walk.
+type Options struct {
+	// Exclude holds glob patterns (path.Match syntax); a file or directory
+	// whose base name or full path matches one is left out, with all below it.
+	Exclude []string
+	// OneFS keeps the walk on the filesystem of each root.
+	OneFS bool
+	// Dir, if set, is called for each directory entered, and Skipped for each
+	// entry that is not a regular file (or is empty); both may be nil.
+	Dir     func(path string, st *unix.Stat_t)
+	Skipped func(path string, why string)
+	// Error is called for each path that cannot be read; the walk goes on.
+	Error func(path string, err error)
+}
+
+// CheckPatterns reports the first malformed exclude pattern.
+func CheckPatterns(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return fmt.Errorf("bad exclude pattern %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (o *Options) excluded(path string) bool {
+	base := filepath.Base(path)
+	for _, p := range o.Exclude {
+		if ok, _ := filepath.Match(p, base); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(p, path); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Walk calls fn for every regular non-empty file at or below root, which
+// must be an absolute, clean path. It returns the first error fn returns,
+// or ctx's error; errors reading the tree go to o.Error.
+func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil {
+		o.fail(root, &os.PathError{Op: "lstat", Path: root, Err: err})
+		return nil
+	}
+	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev)}
+	return w.visit(root, &st)
+}
+
+type walker struct {
+	ctx     context.Context
+	o       *Options
+	fn      func(Entry) error
+	rootDev uint64
+}
+
+func (o *Options) fail(path string, err error) {
+	if o.Error != nil {
+		o.Error(path, err)
+	}
+}
+
+func (o *Options) skip(path, why string) {
+	if o.Skipped != nil {
+		o.Skipped(path, why)
+	}
+}
+
+func (w *walker) visit(path string, st *unix.Stat_t) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if st.Size == 0 {
+			w.o.skip(path, "empty")
+			return nil
+		}
+		return w.fn(Entry{Path: path, Identity: FromStat(st)})
+	case unix.S_IFDIR:
+		if w.o.OneFS && uint64(st.Dev) != w.rootDev {
+			w.o.skip(path, "on another filesystem")
+			return nil
+		}
+		return w.dir(path, st)
+	case unix.S_IFLNK:
+		w.o.skip(path, "symlink")
+	case unix.S_IFCHR, unix.S_IFBLK:
+		w.o.skip(path, "device")
+	case unix.S_IFIFO:
+		w.o.skip(path, "FIFO")
+	case unix.S_IFSOCK:
+		w.o.skip(path, "socket")
+	default:
+		w.o.skip(path, "not a regular file")
+	}
+	return nil
+}
+
+func (w *walker) dir(path string, st *unix.Stat_t) error {
+	if w.o.Dir != nil {
+		w.o.Dir(path, st)
+	}
+	d, err := os.Open(path)
+	if err != nil {
+		w.o.fail(path, err)
+		return nil
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		w.o.fail(path, err)
+		// Go on with the names read so far.
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		child := path + "/" + name
+		if path == "/" {
+			child = "/" + name
+		}
+		if w.o.excluded(child) {
+			continue
+		}
+		var cst unix.Stat_t
+		if err := unix.Lstat(child, &cst); err != nil {
+			if !errors.Is(err, unix.ENOENT) { // gone since the listing: nothing to do
+				w.o.fail(child, &os.PathError{Op: "lstat", Path: child, Err: err})
+			}
+			continue
+		}
+		if err := w.visit(child, &cst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Under reports whether path is root or lies below it.
+func Under(path, root string) bool {
+	if root == "/" {
+		return strings.HasPrefix(path, "/")
+	}
+	return path == root || strings.HasPrefix(path, root+"/")
+}
