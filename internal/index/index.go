@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"same/schema"
 
@@ -188,9 +187,10 @@ type File struct {
 	Ctime int64 // ns since the epoch
 }
 
-// Files calls fn for every file in the index, in id order.
+// Files calls fn for every file in the index, in path order (files that
+// have no path now come first).
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime FROM files ORDER BY id")
+	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime FROM files ORDER BY path")
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
@@ -230,12 +230,4 @@ func (ix *Index) Devices(ctx context.Context) (map[uint64]Device, error) {
 		m[d.Dev] = d
 	}
 	return m, rows.Err()
-}
-
-// under returns the SQL condition and arguments selecting paths equal to or
-// below root.
-func under(root string) (string, []any) {
-	root = strings.TrimSuffix(root, "/")
-	// '0' is the byte after '/', so [root/, root0) is everything below root.
-	return "(path = ? OR (path >= ? AND path < ?))", []any{root, root + "/", root + "0"}
 }

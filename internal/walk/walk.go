@@ -63,9 +63,12 @@ func CheckPatterns(patterns []string) error {
 	return nil
 }
 
-func (o *Options) excluded(path string) bool {
+func (o *Options) excluded(path string) bool { return matchOne(o.Exclude, path) }
+
+// matchOne reports whether path or its base name matches one of patterns.
+func matchOne(patterns []string, path string) bool {
 	base := filepath.Base(path)
-	for _, p := range o.Exclude {
+	for _, p := range patterns {
 		if ok, _ := filepath.Match(p, base); ok {
 			return true
 		}
@@ -74,6 +77,19 @@ func (o *Options) excluded(path string) bool {
 		}
 	}
 	return false
+}
+
+// Matches reports whether path, or a directory above it, matches one of
+// patterns by full path or base name: what the walk would have excluded.
+func Matches(patterns []string, path string) bool {
+	for p := path; ; p = filepath.Dir(p) {
+		if matchOne(patterns, p) {
+			return true
+		}
+		if p == "/" || p == "." {
+			return false
+		}
+	}
 }
 
 // Walk calls fn for every regular non-empty file at or below root, which

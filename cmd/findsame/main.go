@@ -1,0 +1,148 @@
+// Findsame prints a dedupe plan for the files in the index.
+//
+// Usage:
+//
+//	findsame [flags] > plan.jsonl
+//
+// Findsame reads the index that hashfile wrote and finds maximal duplicate
+// runs: stretches of consecutive blocks whose content appears again,
+// consecutively, in another file or elsewhere in the same file, at any
+// block-aligned offset. It prints one JSON object per line on standard
+// output, each naming a source range and up to 127 destination ranges of
+// the same content, with the identity every file had when hashed (see
+// docs/plan-format.md). applysame carries the plan out; jq can filter it.
+//
+// The source of each run is chosen so that the most space is freed: on
+// btrfs, an extent is freed only when no part of it is still referenced,
+// so copies whose extents the run covers whole become destinations (a loose
+// file found inside a disk image points into the image). Zero blocks,
+// holes, inline extents and ranges that already share storage with their
+// source are never planned, so a re-run after applysame plans nothing.
+// Output is deterministic for a given index: lines come in order of source
+// path and offset.
+//
+// A summary goes to standard error unless -q: lines, destinations, bytes
+// to deduplicate, and an estimate of the bytes applysame would free (on
+// btrfs, only destination extents the plan covers whole count).
+//
+// Examples:
+//
+//	findsame > plan.jsonl
+//	findsame -min-len 1M -exclude '/srv/db/*' | applysame
+//	findsame | jq -c 'select(.len >= 1048576)' | applysame
+//	findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
+//
+// Exit status: 0 plan written (possibly empty), 1 error, 2 usage error,
+// 130 interrupted.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"same/internal/cli"
+	"same/internal/index"
+	"same/internal/plan"
+	"same/internal/runs"
+	"same/internal/walk"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	cli.Main("findsame", err)
+}
+
+type multi []string
+
+func (m *multi) String() string     { return fmt.Sprint(*m) }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+const usage = `
+Usage: findsame [flags] > plan.jsonl
+
+Prints a dedupe plan, one JSON object per line, for the files in the index.
+
+Examples:
+  findsame > plan.jsonl
+  findsame -min-len 1M -exclude '/srv/db/*' | applysame
+  findsame | jq -c 'select(.len >= 1048576)' | applysame
+  findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
+
+Exit status: 0 plan written, 1 error, 2 usage, 130 interrupted.
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("findsame", flag.ContinueOnError)
+	db := fs.String("db", index.DefaultPath(), "index `file`")
+	var minLen cli.Size
+	fs.Var(&minLen, "min-len", "skip runs shorter than `size` bytes (suffixes K, M, G)")
+	var include, exclude multi
+	fs.Var(&include, "include", "only files whose path, name or a directory above matches `glob` (repeatable)")
+	fs.Var(&exclude, "exclude", "leave out files whose path, name or a directory above matches `glob` (repeatable)")
+	whole := fs.Bool("whole-files", false, "only runs that cover both files whole")
+	budget := cli.Size(runs.DefaultBudget)
+	fs.Var(&budget, "mem", "memory for one grouping pass; larger indexes take more passes")
+	quiet := fs.Bool("q", false, "no summary")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	fs.Usage = func() {}
+	if err := cli.ParseFlags(fs, args); err != nil {
+		if err == flag.ErrHelp {
+			cli.PrintUsage(stdout, fs, usage)
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("unexpected argument %q: findsame reads the index (-db)", fs.Arg(0))
+	}
+	for _, p := range [][]string{include, exclude} {
+		if err := walk.CheckPatterns(p); err != nil {
+			return cli.Usagef("%v", err)
+		}
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ix, err := index.OpenExisting(*db)
+	if err != nil {
+		return err
+	}
+	defer ix.Close()
+
+	start := time.Now()
+	w := bufio.NewWriterSize(stdout, 256<<10)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	sum, err := runs.Find(ctx, ix, runs.Options{
+		MinLen: int64(minLen), Include: include, Exclude: exclude,
+		WholeFiles: *whole, Budget: int64(budget),
+	}, func(d *plan.Dedupe) error { return enc.Encode(d) })
+	if ferr := w.Flush(); err == nil && ferr != nil {
+		err = fmt.Errorf("write plan: %w", ferr)
+	}
+	if err != nil {
+		return err
+	}
+	if !*quiet {
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, about %s to be freed; %d files, %d blocks, %d pass(es) in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), cli.Bytes(sum.Freed), sum.Files, sum.Blocks, sum.Passes,
+			time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+// Package runs finds duplicate runs in the index and chooses, for each, the
+// source that the other copies are to share: the work of findsame.
+//
+// # Data model
+//
+// A location is (file, block). Blocks whose sums are equal and not zero
+// form a group; each group has one source, and every other member is
+// mapped to it. A run is a maximal stretch of consecutive destination
+// blocks mapped to consecutive source blocks of one file; runs that share
+// the same source range and length become one plan line with several
+// destinations (at most plan.MaxDests each). Because each block belongs to
+// one group and is either its source or mapped once, no two destination
+// ranges in a plan overlap, and no range is both source and destination.
+//
+// # Choice of source
+//
+// btrfs frees an extent only when nothing references any part of it, so
+// the copies that should become destinations are those whose extents the
+// run covers whole. The source of a group is the member in the largest
+// file (ties: the first path, then the lowest block), so a loose file found
+// inside a disk image points into the image, and the loose file's extents,
+// wholly covered, are freed. Within one file, the source is the first
+// occurrence.
+//
+// # What is never planned
+//
+// Zero blocks (and so holes and unwritten extents), blocks in inline
+// extents, and pairs that already share their physical block: a re-run
+// after applysame plans nothing.
+//
+// # Memory
+//
+// Group finding is partitioned by sum: each pass reads every block sum
+// from the index but keeps only those in its slice of the sum space, so a
+// pass holds at most Options.Budget bytes of (sum, location) pairs. The
+// mappings kept after grouping take 16 bytes per duplicate block.
+package runs

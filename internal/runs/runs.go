@@ -1,0 +1,396 @@
+package runs
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"same/internal/blockhash"
+	"same/internal/fiemap"
+	"same/internal/index"
+	"same/internal/plan"
+	"same/internal/walk"
+)
+
+// Options shape a search.
+type Options struct {
+	MinLen     int64    // skip runs shorter than this many bytes
+	Include    []string // only files matching one of these (walk.Matches)
+	Exclude    []string // never files matching one of these
+	WholeFiles bool     // only whole files equal to another whole file
+	// Budget bounds the memory of one grouping pass, in bytes; 0 means
+	// DefaultBudget.
+	Budget int64
+}
+
+// DefaultBudget is the memory one grouping pass may hold.
+const DefaultBudget = 512 << 20
+
+// Summary counts a plan.
+type Summary struct {
+	Lines  int64 // plan lines
+	Runs   int64 // (source, destination) runs
+	Bytes  int64 // bytes to be deduplicated
+	Freed  int64 // estimate of bytes freed
+	Files  int   // files considered
+	Blocks int64 // non-empty blocks considered
+	Passes int   // grouping passes over the index
+}
+
+// btrfsMagic is BTRFS_SUPER_MAGIC: btrfs frees whole extents only.
+const btrfsMagic = 0x9123683E
+
+type file struct {
+	id      int64
+	path    string
+	dev     uint64
+	ino     uint64
+	size    int64
+	mtime   int64
+	blocks  int64
+	extents []fiemap.Extent
+	btrfs   bool
+}
+
+// loc packs (file index, block) into one sortable word.
+type loc uint64
+
+func mkloc(f int, b int64) loc { return loc(uint64(f)<<32 | uint64(b)) }
+func (l loc) file() int        { return int(l >> 32) }
+func (l loc) block() int64     { return int64(l & 0xffffffff) }
+
+type pair struct {
+	sum uint64
+	at  loc
+}
+
+type mapping struct{ dst, src loc }
+
+type run struct {
+	src, dst loc
+	n        int64 // blocks
+	len      int64 // bytes
+	freed    int64
+}
+
+// Find computes the plan for the index and calls emit with each line, in
+// order of source path and offset.
+func Find(ctx context.Context, ix *index.Index, o Options, emit func(*plan.Dedupe) error) (Summary, error) {
+	var sum Summary
+	if o.Budget <= 0 {
+		o.Budget = DefaultBudget
+	}
+	bs64, err := ix.BlockSize()
+	if err != nil {
+		return sum, err
+	}
+	if bs64 == 0 {
+		return sum, nil // nothing hashed yet
+	}
+	bs := int64(bs64)
+	files, byID, err := load(ctx, ix, o, bs)
+	if err != nil {
+		return sum, err
+	}
+	sum.Files = len(files)
+	for _, f := range files {
+		sum.Blocks += f.blocks
+	}
+	if o.WholeFiles {
+		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
+	}
+	maps, passes, err := group(ctx, ix, files, byID, sum.Blocks, o.Budget)
+	if err != nil {
+		return sum, err
+	}
+	sum.Passes = passes
+	runs := chain(files, maps, bs)
+	maps = nil
+	runs = filter(runs, o)
+	estimate(runs, files, bs)
+	return sum, lines(ctx, ix, files, runs, bs, emit, &sum)
+}
+
+// load reads the files in scope, in path order, with their extents.
+func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, map[int64]int, error) {
+	devs, err := ix.Devices(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []file
+	byID := make(map[int64]int)
+	err = ix.Files(ctx, func(f index.File) error {
+		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
+			return nil
+		}
+		byID[f.ID] = len(files)
+		files = append(files, file{
+			id: f.ID, path: f.Path, dev: f.Dev, ino: f.Ino, size: f.Size, mtime: f.Mtime,
+			blocks: (f.Size + bs - 1) / bs,
+			btrfs:  devs[f.Dev].FSType == btrfsMagic,
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(files) >= 1<<31 {
+		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
+	}
+	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+		if i, ok := byID[id]; ok {
+			files[i].extents = append(files[i].extents, e)
+		}
+		return nil
+	})
+	return files, byID, err
+}
+
+// group finds every group of equal non-zero sums and maps each member but
+// the source to the group's source. It returns the mappings sorted by
+// destination.
+func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks, budget int64) ([]mapping, int, error) {
+	const pairSize = 16
+	passes := int(max(1, (blocks*pairSize+budget-1)/budget))
+	var maps []mapping
+	var pairs []pair
+	for p := range passes {
+		pairs = pairs[:0]
+		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
+			fi, ok := byID[id]
+			if !ok {
+				return nil
+			}
+			for i := 0; i < len(sums)/blockhash.SumSize; i++ {
+				s := blockhash.At(sums, i)
+				if s == blockhash.Zero || s%uint64(passes) != uint64(p) {
+					continue
+				}
+				pairs = append(pairs, pair{s, mkloc(fi, int64(first+i))})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		slices.SortFunc(pairs, func(a, b pair) int {
+			if c := cmp.Compare(a.sum, b.sum); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.at, b.at)
+		})
+		for i := 0; i < len(pairs); {
+			j := i + 1
+			for j < len(pairs) && pairs[j].sum == pairs[i].sum {
+				j++
+			}
+			if j-i > 1 {
+				maps = appendGroup(maps, files, pairs[i:j])
+			}
+			i = j
+		}
+	}
+	slices.SortFunc(maps, func(a, b mapping) int { return cmp.Compare(a.dst, b.dst) })
+	return maps, passes, nil
+}
+
+// appendGroup maps every member of g (sorted by location) to its source:
+// the member in the largest file, the first in path and block order.
+func appendGroup(maps []mapping, files []file, g []pair) []mapping {
+	src := g[0].at
+	for _, m := range g[1:] {
+		if files[m.at.file()].size > files[src.file()].size {
+			src = m.at
+		}
+	}
+	for _, m := range g {
+		if m.at != src {
+			maps = append(maps, mapping{dst: m.at, src: src})
+		}
+	}
+	return maps
+}
+
+// chain merges mappings, sorted by destination, into maximal runs, leaving
+// out blocks that already share storage or sit in inline extents.
+func chain(files []file, maps []mapping, bs int64) []run {
+	var runs []run
+	var cur *run
+	for _, m := range maps {
+		df, sf := &files[m.dst.file()], &files[m.src.file()]
+		if !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs) {
+			cur = nil
+			continue
+		}
+		if cur != nil && m.dst == cur.dst+loc(cur.n) && m.src == cur.src+loc(cur.n) &&
+			!(m.dst.file() == m.src.file() && m.src.block()+1 > cur.dst.block()) {
+			cur.n++
+			continue
+		}
+		runs = append(runs, run{src: m.src, dst: m.dst, n: 1})
+		cur = &runs[len(runs)-1]
+	}
+	for i := range runs {
+		r := &runs[i]
+		r.len = r.n * bs
+		if end := (r.dst.block() + r.n) * bs; end > files[r.dst.file()].size {
+			r.len -= end - files[r.dst.file()].size // the partial tail, equal in both
+		}
+	}
+	return runs
+}
+
+// extentAt returns the extent holding file offset off, if any.
+func extentAt(f *file, off int64) (fiemap.Extent, bool) {
+	i, found := slices.BinarySearchFunc(f.extents, off, func(e fiemap.Extent, off int64) int {
+		switch {
+		case e.End() <= off:
+			return -1
+		case e.Logical > off:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		return fiemap.Extent{}, false
+	}
+	return f.extents[i], true
+}
+
+// shareable reports whether the block at doff of d may be deduplicated
+// against the block at soff of s: neither is inline, and they do not
+// already share their physical block.
+func shareable(d, s *file, doff, soff int64) bool {
+	de, dok := extentAt(d, doff)
+	se, sok := extentAt(s, soff)
+	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
+		return false
+	}
+	if dok && sok && d.dev == s.dev && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
+		return false
+	}
+	return true
+}
+
+func filter(runs []run, o Options) []run {
+	return slices.DeleteFunc(runs, func(r run) bool {
+		return r.len < o.MinLen
+	})
+}
+
+// estimate sets each run's freed bytes. runs are in destination order. On
+// btrfs an extent of the destination is freed when the runs cover it whole
+// and nothing outside the file shares it; it counts for the run that covers
+// its start. Elsewhere space is freed block by block.
+func estimate(runs []run, files []file, bs int64) {
+	for i := 0; i < len(runs); {
+		fi := runs[i].dst.file()
+		j := i
+		for j < len(runs) && runs[j].dst.file() == fi {
+			j++
+		}
+		f := &files[fi]
+		if !f.btrfs {
+			for k := i; k < j; k++ {
+				runs[k].freed = runs[k].len
+			}
+			i = j
+			continue
+		}
+		for _, e := range f.extents {
+			if e.Flags&(fiemap.FlagShared|fiemap.FlagDataInline) != 0 {
+				continue
+			}
+			if k, ok := covers(runs[i:j], bs, f.size, e); ok {
+				runs[i+k].freed += e.Length
+			}
+		}
+		i = j
+	}
+}
+
+// covers reports whether the runs (of one destination file, in order)
+// cover extent e whole, and which run covers its start. A run that ends at
+// EOF covers the rest of the extent's last block.
+func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
+	k, _ := slices.BinarySearchFunc(runs, e.Logical, func(r run, off int64) int {
+		if r.dst.block()*bs+r.len <= off {
+			return -1
+		}
+		if r.dst.block()*bs > off {
+			return 1
+		}
+		return 0
+	})
+	pos := e.Logical
+	for i := k; i < len(runs) && pos < e.End(); i++ {
+		start := runs[i].dst.block() * bs
+		if start > pos {
+			return 0, false
+		}
+		pos = max(pos, start+runs[i].len)
+	}
+	return k, pos >= e.End() || pos >= size
+}
+
+// lines groups runs that share source range and length into plan lines
+// and emits them in source order.
+func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(*plan.Dedupe) error, sum *Summary) error {
+	slices.SortFunc(runs, func(a, b run) int {
+		if c := cmp.Compare(a.src, b.src); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.len, b.len); c != 0 {
+			return -c // longest first
+		}
+		return cmp.Compare(a.dst, b.dst)
+	})
+	var sums []byte
+	sumsOf := -1
+	for i := 0; i < len(runs); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		j := i + 1
+		for j < len(runs) && j-i < plan.MaxDests && runs[j].src == runs[i].src && runs[j].len == runs[i].len {
+			j++
+		}
+		r := runs[i]
+		sf := &files[r.src.file()]
+		if sumsOf != r.src.file() {
+			var err error
+			if sums, err = ix.Sums(ctx, sf.id); err != nil {
+				return err
+			}
+			sumsOf = r.src.file()
+		}
+		digest := sha256.Sum256(sums[r.src.block()*blockhash.SumSize : (r.src.block()+r.n)*blockhash.SumSize])
+		d := &plan.Dedupe{
+			Type:   plan.TypeDedupe,
+			V:      plan.Version,
+			Len:    r.len,
+			Digest: hex.EncodeToString(digest[:]),
+			Src:    rangeOf(sf, r.src.block()*bs),
+		}
+		for _, rr := range runs[i:j] {
+			d.Dst = append(d.Dst, rangeOf(&files[rr.dst.file()], rr.dst.block()*bs))
+			d.Freed += rr.freed
+			sum.Runs++
+			sum.Bytes += rr.len
+		}
+		sum.Lines++
+		sum.Freed += d.Freed
+		if err := emit(d); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+func rangeOf(f *file, off int64) plan.Range {
+	return plan.Range{Path: f.path, Off: off, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime}
+}

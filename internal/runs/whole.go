@@ -1,0 +1,112 @@
+package runs
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"slices"
+
+	"same/internal/blockhash"
+	"same/internal/fiemap"
+	"same/internal/index"
+	"same/internal/plan"
+)
+
+// wholeFiles plans whole-file duplicates only: files of equal size and
+// equal block sums, each group sharing the first path's file. It needs one
+// digest per file, not per block.
+func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, bs int64, o Options, emit func(*plan.Dedupe) error, sum *Summary) error {
+	type whole struct {
+		size   int64
+		digest [32]byte
+		f      int
+	}
+	var all []whole
+	cur, zero := -1, true
+	h := sha256.New()
+	flush := func() {
+		if cur >= 0 && !zero && files[cur].size >= o.MinLen {
+			var w whole
+			w.size, w.f = files[cur].size, cur
+			h.Sum(w.digest[:0])
+			all = append(all, w)
+		}
+		h.Reset()
+		zero = true
+	}
+	err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
+		fi, ok := byID[id]
+		if !ok {
+			return nil
+		}
+		if fi != cur {
+			flush()
+			cur = fi
+		}
+		h.Write(sums)
+		for i := 0; zero && i < len(sums)/blockhash.SumSize; i++ {
+			zero = blockhash.At(sums, i) == blockhash.Zero
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	flush()
+	sum.Passes = 1
+	slices.SortFunc(all, func(a, b whole) int {
+		if c := cmp.Compare(a.size, b.size); c != 0 {
+			return c
+		}
+		if c := slices.Compare(a.digest[:], b.digest[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.f, b.f)
+	})
+	var runs []run
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && all[j].size == all[i].size && all[j].digest == all[i].digest {
+			j++
+		}
+		src := &files[all[i].f]
+		for _, w := range all[i+1 : j] {
+			d := &files[w.f]
+			if inline(src) || inline(d) || sameStorage(d, src) {
+				continue
+			}
+			runs = append(runs, run{src: mkloc(all[i].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.size, freed: wholeFreed(d)})
+		}
+		i = j
+	}
+	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
+	return lines(ctx, ix, files, runs, bs, emit, sum)
+}
+
+func inline(f *file) bool {
+	return slices.ContainsFunc(f.extents, func(e fiemap.Extent) bool { return e.Flags&fiemap.FlagDataInline != 0 })
+}
+
+// sameStorage reports whether d's extents are s's: the files already share
+// all their data.
+func sameStorage(d, s *file) bool {
+	return d.dev == s.dev && len(d.extents) > 0 &&
+		slices.EqualFunc(d.extents, s.extents, func(a, b fiemap.Extent) bool {
+			return a.Logical == b.Logical && a.Physical == b.Physical && a.Length == b.Length
+		})
+}
+
+// wholeFreed is what deduplicating all of f frees: its extents not shared
+// with anything else, or its size where space is freed block by block.
+func wholeFreed(f *file) int64 {
+	if !f.btrfs {
+		return f.size
+	}
+	var n int64
+	for _, e := range f.extents {
+		if e.Flags&fiemap.FlagShared == 0 {
+			n += e.Length
+		}
+	}
+	return n
+}
