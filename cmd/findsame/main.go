@@ -60,7 +60,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	cli.Main("findsame", err)
+	os.Exit(cli.Report("findsame", err, os.Stderr))
 }
 
 type multi []string

@@ -55,6 +55,7 @@ import (
 	"same/internal/cli"
 	"same/internal/index"
 	"same/internal/scan"
+	"same/internal/walk"
 )
 
 var version = "dev"
@@ -63,7 +64,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	cli.Main("hashfile", err)
+	os.Exit(cli.Report("hashfile", err, os.Stderr))
 }
 
 type multi []string
@@ -103,6 +104,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if err := blockhash.CheckBlockSize(int(bs)); err != nil {
 		return cli.Usagef("-b: %v", err)
+	}
+	if err := walk.CheckPatterns(exclude); err != nil {
+		return cli.Usagef("--exclude: %v", err)
 	}
 	paths, err := gather(fs.Args(), stdin, *nul)
 	if err != nil {

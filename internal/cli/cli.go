@@ -55,22 +55,23 @@ func Status(err error) int {
 	}
 }
 
-// Main runs a command's run function and exits with its status, printing
-// the error (other than ErrPartial, already reported item by item) on
-// stderr with the command's name.
-func Main(name string, err error) {
+// Report prints err on stderr with the command's name, unless it is
+// ErrPartial (whose items were reported one by one) or a request for help,
+// and returns the exit status for it. A command's main ends with
+// os.Exit(cli.Report(name, run(...), os.Stderr)).
+func Report(name string, err error, stderr io.Writer) int {
 	var ue *UsageError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s -help' for usage.\n", name, err, name)
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s -help' for usage.\n", name, err, name)
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
+		fmt.Fprintf(stderr, "%s: interrupted\n", name)
 	case errors.Is(err, ErrPartial):
 	default:
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	}
-	os.Exit(Status(err))
+	return Status(err)
 }
 
 // ParseFlags parses args with fs, which must use flag.ContinueOnError, and

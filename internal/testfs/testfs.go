@@ -17,11 +17,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// btrfsIocSync is BTRFS_IOC_SYNC, _IO(0x94, 8): start writeback of dirty
-// data, commit the transaction and wake the cleaner. x/sys/unix lacks it.
-const btrfsIocSync = 0x9408
+	"same/internal/dedupe"
+)
 
 // Root reports whether the process can loop-mount filesystems.
 func Root() bool {
@@ -168,24 +166,16 @@ func fileSHA256(path string) (string, error) {
 // extents of deleted files.
 func FreeBytes(t testing.TB, dir string) int64 {
 	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	f, err := os.Open(dir)
 	if err != nil {
-		t.Fatalf("FreeBytes: open %s: %v", dir, err)
+		t.Fatalf("FreeBytes: %v", err)
 	}
-	defer unix.Close(fd)
+	defer f.Close()
+	if err := dedupe.SyncFS(f); err != nil {
+		t.Fatalf("FreeBytes: %s: %v", dir, err)
+	}
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		t.Fatalf("FreeBytes: statfs %s: %v", dir, err)
-	}
-	if st.Type == unix.BTRFS_SUPER_MAGIC {
-		if err := unix.IoctlSetInt(fd, btrfsIocSync, 0); err != nil {
-			t.Fatalf("FreeBytes: BTRFS_IOC_SYNC %s: %v", dir, err)
-		}
-	}
-	if err := unix.Syncfs(fd); err != nil {
-		t.Fatalf("FreeBytes: syncfs %s: %v", dir, err)
-	}
-	if err := unix.Fstatfs(fd, &st); err != nil {
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
 		t.Fatalf("FreeBytes: statfs %s: %v", dir, err)
 	}
 	// f_bfree counts fragments of f_frsize bytes; f_bsize is only the

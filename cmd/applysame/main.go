@@ -1,0 +1,190 @@
+// Applysame shares the storage of identical file ranges, as a dedupe plan
+// says, with the kernel's FIDEDUPERANGE ioctl.
+//
+// Synopsis:
+//
+//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-stop-on-error] [PLAN]
+//
+// Applysame reads a plan, one JSON dedupe record per line as findsame
+// prints them (see docs/plan-format.md), from the file PLAN, or from stdin
+// when PLAN is absent or "-". It applies each line before reading the next:
+// it opens the source and destination files read-only, checks that each is
+// still the regular file the plan was made for (device, inode, size and
+// modification time), that offsets are multiples of the filesystem block
+// size, and asks the kernel to share each destination range with the source
+// range. The kernel compares the bytes under lock and shares only what is
+// identical, so file contents never change. A file that changed since it
+// was hashed is reported stale and left alone.
+//
+// Options:
+//
+//	-chunk SIZE
+//	      bytes per ioctl call, 1MiB to 1GiB (default 16MiB); a number with
+//	      an optional suffix K, M or G, optionally followed by iB (powers of
+//	      1024). Both files are locked while a call runs, so writers to them
+//	      wait for at most one chunk.
+//	-dry-run
+//	      check every line (identities, file types, alignment) and issue no
+//	      ioctl; destinations that pass are reported "checked".
+//	-from-fdupes
+//	      read fdupes or jdupes output instead of a plan: paths one per line,
+//	      groups separated by blank lines. The first file of each group is the
+//	      source; the others are deduped whole against it. Identities are
+//	      taken when the group is read; files of another size differ.
+//	-q    print no summary.
+//	-keep-going
+//	      go on after an item fails (the default).
+//	-stop-on-error
+//	      stop after the first line with an item not done.
+//
+// Options may be written with one or two dashes. SIZE takes the suffixes
+// K, M and G (powers of 1024), optionally followed by iB.
+//
+// Examples:
+//
+//	findsame -db idx.db > plan.jsonl && applysame plan.jsonl > results.jsonl
+//	findsame -db idx.db | jq -c 'select(.len >= 1048576)' | applysame
+//	applysame -dry-run < plan.jsonl | jq -c 'select(.status != "checked")'
+//	fdupes -r /srv/data | applysame -from-fdupes
+//
+// Output:
+//
+// For each plan line (or fdupes group), one JSON result record on stdout,
+// written as soon as the line is done: the line number, the line's status
+// (done, partial, invalid, stale, error, skipped; checked in a dry run) and
+// for each destination its status (deduped, differs, stale, error, skipped,
+// checked), the bytes deduped and any errno and message. See
+// docs/plan-format.md.
+//
+// On stderr, one message per item not done, naming the plan line and the
+// file:
+//
+//	applysame: line 3: /mnt/a: stale: size 8192, plan says 4096
+//
+// and at the end a summary: lines read, destinations deduped, bytes
+// deduplicated, differing, stale and failed items, invalid lines, and for
+// each filesystem touched the space it reports freed, measured with statfs
+// before the first dedupe on it and after the run, after syncing it.
+//
+// Exit status:
+//
+//	0    every line done
+//	1    fatal error, e.g. the plan cannot be read
+//	2    usage error
+//	3    some items not done: invalid lines, stale files, differing data,
+//	     errors
+//	130  interrupted (SIGINT or SIGTERM): the ioctl in progress finishes,
+//	     its line's result is written and no further line is read
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"same/internal/apply"
+	"same/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills
+	}()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(cli.Report("applysame", err, os.Stderr))
+}
+
+const usage = `
+Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-stop-on-error] [PLAN]
+
+Shares the storage of identical ranges as a findsame plan says, with the
+kernel's FIDEDUPERANGE ioctl; prints one JSON result per plan line.
+
+Examples:
+  findsame > plan.jsonl && applysame plan.jsonl > results.jsonl
+  findsame | jq -c 'select(.len >= 1048576)' | applysame
+  applysame -dry-run < plan.jsonl | jq -c 'select(.status != "checked")'
+  fdupes -r /srv/data | applysame -from-fdupes
+
+Exit status: 0 all done, 1 error, 2 usage, 3 some items not done,
+130 interrupted.
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("applysame", flag.ContinueOnError)
+	chunk := cli.Size(16 << 20)
+	fs.Var(&chunk, "chunk", "bytes per ioctl call, 1MiB to 1GiB")
+	dryRun := fs.Bool("dry-run", false, "check every line, issue no ioctl")
+	fdupes := fs.Bool("from-fdupes", false, "read fdupes/jdupes groups instead of a plan")
+	quiet := fs.Bool("q", false, "print no summary")
+	fs.Bool("keep-going", true, "go on after an item fails (the default)")
+	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done")
+	if err := cli.ParseFlags(fs, args); err != nil {
+		if err == flag.ErrHelp {
+			cli.PrintUsage(stdout, fs, usage)
+		}
+		return err
+	}
+	if chunk < 1<<20 || chunk > 1<<30 {
+		return cli.Usagef("-chunk: %s is outside 1MiB..1GiB", cli.Bytes(int64(chunk)))
+	}
+	in := stdin
+	switch fs.NArg() {
+	case 0:
+	case 1:
+		if name := fs.Arg(0); name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+	default:
+		return cli.Usagef("more than one PLAN: %s", strings.Join(fs.Args(), " "))
+	}
+
+	stats, err := apply.Run(ctx, in, stdout, apply.Options{
+		Chunk:       int64(chunk),
+		DryRun:      *dryRun,
+		FromFdupes:  *fdupes,
+		StopOnError: *stopOnError,
+		Report:      func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },
+	})
+	if !*quiet {
+		printSummary(stderr, stats, *dryRun)
+	}
+	if err == nil && stats.Failed() > 0 {
+		err = cli.ErrPartial
+	}
+	return err
+}
+
+// printSummary writes the counts and the space each filesystem freed.
+func printSummary(w io.Writer, s *apply.Stats, dryRun bool) {
+	done := fmt.Sprintf("%d destinations deduped, %d bytes deduplicated (%s)", s.Deduped, s.Bytes, cli.Bytes(s.Bytes))
+	if dryRun {
+		done = fmt.Sprintf("%d destinations checked (dry run)", s.Checked)
+	}
+	fmt.Fprintf(w, "applysame: %d lines, %s, %d differ, %d stale, %d errors, %d skipped, %d invalid lines\n",
+		s.Lines, done, s.Differs, s.Stale, s.Errors, s.Skipped, s.Invalid)
+	if dryRun {
+		return
+	}
+	for _, f := range s.FS {
+		if f.Err != nil {
+			fmt.Fprintf(w, "applysame: %s filesystem of %s: cannot measure freed space: %v\n", f.Type, f.Path, f.Err)
+			continue
+		}
+		fmt.Fprintf(w, "applysame: %s filesystem of %s: freed %d bytes (%s), free %s before, %s after\n",
+			f.Type, f.Path, f.Freed(), cli.Bytes(f.Freed()), cli.Bytes(f.FreeBefore), cli.Bytes(f.FreeAfter))
+	}
+}

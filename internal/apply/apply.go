@@ -1,0 +1,460 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"same/internal/dedupe"
+	"same/internal/plan"
+)
+
+// ErrInterrupted is returned by Run when its context was cancelled.
+var ErrInterrupted = fmt.Errorf("interrupted: %w", context.Canceled)
+
+// Options control Run.
+type Options struct {
+	// Chunk is the number of bytes per FIDEDUPERANGE call;
+	// dedupe.DefaultChunk when zero.
+	Chunk int64
+	// DryRun checks every line (identities, file types, alignment) and
+	// issues no ioctl; destinations that pass are "checked".
+	DryRun bool
+	// FromFdupes reads fdupes/jdupes groups instead of a plan.
+	FromFdupes bool
+	// StopOnError stops after the first line with an item not done.
+	StopOnError bool
+	// Report, if set, is called for every item not done, as it happens:
+	// with a *plan.LineError for an invalid line, an *ItemError otherwise.
+	Report func(error)
+}
+
+// ItemError is the failure of one file of a plan line.
+type ItemError struct {
+	Line int    // plan line
+	Path string // the source or destination
+	Err  error
+}
+
+func (e *ItemError) Error() string { return fmt.Sprintf("line %d: %s: %v", e.Line, e.Path, e.Err) }
+func (e *ItemError) Unwrap() error { return e.Err }
+
+// Stats counts what Run did.
+type Stats struct {
+	Lines   int   // lines (or fdupes groups) read, invalid ones included
+	Invalid int   // lines that could not be parsed or validated
+	Dests   int   // destinations of valid lines
+	Deduped int   // destinations deduped in full
+	Checked int   // destinations checked (dry run)
+	Bytes   int64 // bytes deduplicated, partly deduped ranges included
+	Differs int   // destinations whose data differ
+	Stale   int   // sources and destinations changed since planned
+	Errors  int   // sources and destinations that failed otherwise
+	Skipped int   // destinations not attempted
+	// FS has an entry per filesystem touched, in the order first touched.
+	FS []FSStats
+}
+
+// Failed is the number of items not done: invalid lines, differing,
+// stale and failed files.
+func (s *Stats) Failed() int { return s.Invalid + s.Differs + s.Stale + s.Errors }
+
+// FSStats is the space a filesystem reports free before the first dedupe
+// on it and after the run, following a sync.
+type FSStats struct {
+	Path       string // the first file touched on it
+	ID, Type   string // see dedupe.FS
+	FreeBefore int64
+	FreeAfter  int64
+	Err        error // the after measurement failed
+}
+
+// Freed is the space freed as the filesystem reports it. Other writers
+// on the filesystem make it differ from what dedupe alone freed.
+func (f *FSStats) Freed() int64 { return f.FreeAfter - f.FreeBefore }
+
+// item is one unit of work: a plan line or an fdupes group.
+type item struct {
+	line int
+	d    *plan.Dedupe
+	// whole marks an fdupes group: whole files whose identities were
+	// taken while reading.
+	whole bool
+	// srcErr and dstErr are failures found while reading (fdupes).
+	srcErr error
+	dstErr []error
+}
+
+// source yields items; an error is a *plan.LineError (the line is
+// skipped), io.EOF or a read error.
+type source interface {
+	next() (item, error)
+}
+
+type planSource struct{ r *plan.Reader }
+
+func (s planSource) next() (item, error) {
+	line, d, err := s.r.Next()
+	return item{line: line, d: d}, err
+}
+
+// Run reads plan lines from in, applies each before reading the next,
+// writes a result record per line to out and returns the counts. Its error
+// is nil, ErrInterrupted, or a fatal error (input unreadable, output
+// unwritable); items that were not done are only counted (Stats.Failed).
+func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats, error) {
+	if opt.Chunk <= 0 {
+		opt.Chunk = dedupe.DefaultChunk
+	}
+	if opt.Report == nil {
+		opt.Report = func(error) {}
+	}
+	var src source = planSource{plan.NewReader(in)}
+	if opt.FromFdupes {
+		src = newFdupesSource(in)
+	}
+	a := &applier{
+		opt:   opt,
+		enc:   plan.NewEncoder(out),
+		stats: &Stats{},
+		devs:  make(map[uint64]*fsState),
+		ids:   make(map[string]*fsState),
+	}
+	err := a.loop(ctx, src)
+	a.finish()
+	return a.stats, err
+}
+
+// loop reads and applies items until the input ends or ctx is cancelled.
+// The read runs in a goroutine so that an interrupt is honoured while the
+// input blocks; it reads one item only when asked, so each line is applied
+// before the next is read.
+func (a *applier) loop(ctx context.Context, src source) error {
+	type next struct {
+		it  item
+		err error
+	}
+	req := make(chan struct{})
+	res := make(chan next, 1)
+	defer close(req)
+	go func() {
+		for range req {
+			it, err := src.next()
+			res <- next{it, err}
+		}
+	}()
+	for {
+		if ctx.Err() != nil {
+			return ErrInterrupted
+		}
+		req <- struct{}{}
+		var n next
+		select {
+		case n = <-res:
+		case <-ctx.Done():
+			return ErrInterrupted
+		}
+		var le *plan.LineError
+		switch {
+		case n.err == io.EOF:
+			return nil
+		case errors.As(n.err, &le):
+			a.stats.Lines++
+			a.stats.Invalid++
+			a.opt.Report(le)
+			if err := a.enc.Encode(&plan.Result{Line: le.Line, Status: plan.StatusInvalid, Error: le.Err.Error()}); err != nil {
+				return fmt.Errorf("write result: %w", err)
+			}
+			if a.opt.StopOnError {
+				return nil
+			}
+			continue
+		case n.err != nil:
+			return fmt.Errorf("read plan: %w", n.err)
+		}
+		a.stats.Lines++
+		r := a.apply(ctx, n.it)
+		if err := a.enc.Encode(r); err != nil {
+			return fmt.Errorf("write result: %w", err)
+		}
+		if ctx.Err() != nil {
+			return ErrInterrupted
+		}
+		if a.opt.StopOnError && failed(r) {
+			return nil
+		}
+	}
+}
+
+// failed reports whether r has an item not done.
+func failed(r *plan.Result) bool {
+	switch r.Status {
+	case plan.StatusInvalid, plan.StatusStale, plan.StatusError:
+		return true
+	}
+	for _, d := range r.Dst {
+		switch d.Status {
+		case plan.DstDiffers, plan.DstStale, plan.DstError:
+			return true
+		}
+	}
+	return false
+}
+
+type applier struct {
+	opt   Options
+	enc   *plan.Encoder
+	stats *Stats
+	devs  map[uint64]*fsState // by st_dev
+	ids   map[string]*fsState // by fsid
+	order []*fsState
+}
+
+// fsState is a filesystem touched by the run.
+type fsState struct {
+	fs    dedupe.FS
+	stats FSStats
+	file  *os.File // kept open to sync and measure the filesystem at the end
+}
+
+// errSkip marks a destination that needs no dedupe (fdupes hard links).
+var errSkip = errors.New("skipped")
+
+// apply applies one item and returns its result.
+func (a *applier) apply(ctx context.Context, it item) *plan.Result {
+	d := it.d
+	r := &plan.Result{
+		Line:   it.line,
+		Len:    d.Len,
+		Src:    &plan.Loc{Path: d.Src.Path, Off: d.Src.Off},
+		Status: plan.StatusSkipped,
+		Dst:    make([]plan.DstResult, len(d.Dst)),
+	}
+	for i, dst := range d.Dst {
+		r.Dst[i] = plan.DstResult{Path: dst.Path, Off: dst.Off, Status: plan.DstSkipped}
+	}
+	a.stats.Dests += len(d.Dst)
+	var open []*os.File
+	defer func() {
+		for _, f := range open {
+			if !a.kept(f) {
+				f.Close()
+			}
+		}
+	}()
+
+	if it.whole && d.Len == 0 {
+		for i := range r.Dst {
+			r.Dst[i].Error = "empty file: nothing to dedupe"
+		}
+		a.count(r)
+		return r
+	}
+
+	src, bs, err := a.open(d.Src, it.srcErr)
+	if src != nil {
+		open = append(open, src)
+	}
+	if err == nil {
+		err = checkAlign(d.Src, d.Len, bs)
+	}
+	if err != nil {
+		r.Status, r.Error = plan.StatusError, err.Error()
+		if errors.Is(err, dedupe.ErrStale) {
+			r.Status = plan.StatusStale
+		}
+		a.opt.Report(&ItemError{it.line, d.Src.Path, err})
+		a.count(r)
+		return r
+	}
+
+	var dests []dedupe.Dest
+	var idx []int // index in d.Dst of each of dests
+	for i, dst := range d.Dst {
+		var pre error
+		if it.dstErr != nil {
+			pre = it.dstErr[i]
+		}
+		f, bs, err := a.open(dst, pre)
+		if f != nil {
+			open = append(open, f)
+		}
+		if err == nil {
+			err = checkAlign(dst, d.Len, bs)
+		}
+		if err != nil {
+			a.setDst(&r.Dst[i], err)
+			if !errors.Is(err, errSkip) {
+				a.opt.Report(&ItemError{it.line, dst.Path, err})
+			}
+			continue
+		}
+		if a.opt.DryRun {
+			r.Dst[i].Status = plan.DstChecked
+			continue
+		}
+		dests = append(dests, dedupe.Dest{File: f, Off: dst.Off})
+		idx = append(idx, i)
+	}
+	if len(dests) > 0 {
+		for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
+			dr := &r.Dst[idx[k]]
+			dr.Status, dr.Bytes = o.Status, o.Bytes
+			if o.Err != nil {
+				dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+				a.opt.Report(&ItemError{it.line, d.Dst[idx[k]].Path, o.Err})
+			}
+		}
+	}
+	r.Status = lineStatus(r.Dst, a.opt.DryRun)
+	a.count(r)
+	return r
+}
+
+// lineStatus derives a line's status from its destinations'.
+func lineStatus(dsts []plan.DstResult, dryRun bool) plan.Status {
+	want := plan.DstDeduped
+	if dryRun {
+		want = plan.DstChecked
+	}
+	all, skipped := true, true
+	for _, d := range dsts {
+		all = all && d.Status == want
+		skipped = skipped && d.Status == plan.DstSkipped && d.Bytes == 0
+	}
+	switch {
+	case all && dryRun:
+		return plan.StatusChecked
+	case all:
+		return plan.StatusDone
+	case skipped:
+		return plan.StatusSkipped
+	}
+	return plan.StatusPartial
+}
+
+// setDst records a destination that failed before any ioctl.
+func (a *applier) setDst(dr *plan.DstResult, err error) {
+	dr.Error, dr.Errno = err.Error(), dedupe.ErrnoName(err)
+	switch {
+	case errors.Is(err, errSkip):
+		dr.Status = plan.DstSkipped
+	case errors.Is(err, dedupe.ErrStale):
+		dr.Status = plan.DstStale
+	case errors.Is(err, dedupe.ErrDiffers):
+		dr.Status = plan.DstDiffers
+	default:
+		dr.Status = plan.DstError
+	}
+}
+
+// count adds a finished line to the stats.
+func (a *applier) count(r *plan.Result) {
+	s := a.stats
+	switch r.Status {
+	case plan.StatusStale:
+		s.Stale++
+	case plan.StatusError:
+		s.Errors++
+	}
+	for _, d := range r.Dst {
+		s.Bytes += d.Bytes
+		switch d.Status {
+		case plan.DstDeduped:
+			s.Deduped++
+		case plan.DstChecked:
+			s.Checked++
+		case plan.DstDiffers:
+			s.Differs++
+		case plan.DstStale:
+			s.Stale++
+		case plan.DstError:
+			s.Errors++
+		case plan.DstSkipped:
+			s.Skipped++
+		}
+	}
+}
+
+// open opens one side of an item (unless pre reports a failure found while
+// reading it) and returns its filesystem's block size. The first file
+// opened on a filesystem is kept open until the end of the run, and the
+// filesystem is synced and its free space recorded, before any dedupe on
+// it.
+func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
+	if pre != nil {
+		return nil, 0, pre
+	}
+	f, err := dedupe.Open(r.Path, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Open verified that f is on device r.Dev.
+	if st, ok := a.devs[r.Dev]; ok {
+		return f, st.fs.BlockSize, nil
+	}
+	fs, err := dedupe.StatFS(f)
+	if err != nil {
+		return f, 0, err
+	}
+	st, ok := a.ids[fs.ID]
+	if !ok {
+		// Data not yet written back has no blocks yet; the dedupe would
+		// write it back and the space would count as taken, not freed. A
+		// failed sync only makes the measurement less exact.
+		_ = dedupe.SyncFS(f)
+		if fs, err = dedupe.StatFS(f); err != nil {
+			return f, 0, err
+		}
+		st = &fsState{fs: fs, file: f, stats: FSStats{
+			Path: r.Path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
+		}}
+		a.ids[fs.ID] = st
+		a.order = append(a.order, st)
+	}
+	a.devs[r.Dev] = st
+	return f, fs.BlockSize, nil
+}
+
+func (a *applier) kept(f *os.File) bool {
+	for _, st := range a.order {
+		if st.file == f {
+			return true
+		}
+	}
+	return false
+}
+
+// finish syncs every filesystem touched, measures its free space and
+// closes the files kept open for that.
+func (a *applier) finish() {
+	for _, st := range a.order {
+		st.stats.Err = dedupe.SyncFS(st.file)
+		if st.stats.Err == nil {
+			var fs dedupe.FS
+			fs, st.stats.Err = dedupe.StatFS(st.file)
+			st.stats.FreeAfter = fs.Free
+		}
+		st.file.Close()
+		a.stats.FS = append(a.stats.FS, st.stats)
+	}
+}
+
+// checkAlign checks that a range starts on a block boundary and, when the
+// length is not a whole number of blocks, ends at the file's EOF (as the
+// plan's identity, verified by Open, says).
+func checkAlign(r plan.Range, length, bs int64) error {
+	if bs <= 0 {
+		return nil
+	}
+	if r.Off%bs != 0 {
+		return fmt.Errorf("offset %d is not a multiple of the filesystem block size %d", r.Off, bs)
+	}
+	if length%bs != 0 && r.Off+length != r.Size {
+		return fmt.Errorf("len %d is not a multiple of the filesystem block size %d and the range [%d, %d) does not end at EOF (size %d)",
+			length, bs, r.Off, r.Off+length, r.Size)
+	}
+	return nil
+}

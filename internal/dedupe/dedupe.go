@@ -1,0 +1,87 @@
+package dedupe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"same/internal/plan"
+)
+
+// DefaultChunk is the number of bytes deduped per call by default. The
+// kernel locks both files for the duration of a call; 16 MiB keeps that
+// short while amortising the call's cost.
+const DefaultChunk = 16 << 20
+
+// MaxDests is the kernel's limit on destinations per call.
+const MaxDests = plan.MaxDests
+
+// ErrStale matches a *StaleError.
+var ErrStale = errors.New("stale")
+
+// ErrNotRegular matches the error Open returns for anything but a regular
+// file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrUnsupported is returned on platforms without FIDEDUPERANGE.
+var ErrUnsupported = errors.New("dedupe is not supported on this platform")
+
+// StaleError says that a file is not the one the plan was made for.
+type StaleError struct {
+	Field     string // "dev", "ino", "size" or "mtime"
+	Got, Want int64  // dev and ino are shown as unsigned
+}
+
+func (e *StaleError) Error() string {
+	if e.Field == "dev" || e.Field == "ino" {
+		return fmt.Sprintf("stale: %s %d, plan says %d", e.Field, uint64(e.Got), uint64(e.Want))
+	}
+	return fmt.Sprintf("stale: %s %d, plan says %d", e.Field, e.Got, e.Want)
+}
+
+// Is reports whether target is ErrStale.
+func (e *StaleError) Is(target error) bool { return target == ErrStale }
+
+// notRegular says what a path is instead of a regular file, e.g.
+// "is a directory".
+type notRegular string
+
+func (e notRegular) Error() string        { return string(e) }
+func (e notRegular) Is(target error) bool { return target == ErrNotRegular }
+
+// Dest is one destination range of a Range call.
+type Dest struct {
+	File *os.File
+	Off  int64
+}
+
+// Outcome is what became of one destination.
+type Outcome struct {
+	// Status is plan.DstDeduped, plan.DstDiffers, plan.DstError or
+	// plan.DstSkipped.
+	Status plan.Status
+	// Bytes deduped, counted from the start of the range, also when the
+	// destination stopped early.
+	Bytes int64
+	// Err explains DstError and DstDiffers. An error from the kernel wraps
+	// its syscall.Errno (see ErrnoName).
+	Err error
+}
+
+// ErrDiffers is the error of a destination whose bytes differ.
+var ErrDiffers = errors.New("contents differ from the source")
+
+// FS is what statfs(2) reports about a filesystem.
+type FS struct {
+	// ID is the filesystem id (f_fsid) in hex. btrfs gives each
+	// subvolume its own.
+	ID string
+	// Type names the filesystem ("btrfs", "xfs", "ext4", "tmpfs") or
+	// gives its magic number in hex.
+	Type string
+	// BlockSize (f_bsize) is the unit dedupe offsets must be multiples of.
+	BlockSize int64
+	// Free is f_bfree in bytes: free blocks including those reserved for
+	// root.
+	Free int64
+}

@@ -1,0 +1,328 @@
+//go:build linux
+
+package dedupe
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/plan"
+	"same/internal/testfs"
+)
+
+// identity returns the plan range for path at offset off, as hashfile
+// would record it.
+func identity(t testing.TB, path string, off int64) plan.Range {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return plan.Range{
+		Path: path, Off: off, Dev: uint64(st.Dev), Ino: st.Ino,
+		Size: st.Size, Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
+	}
+}
+
+func randomData(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// open opens path with Open and its current identity.
+func open(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := Open(path, identity(t, path, 0))
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func checkContent(t testing.TB, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Errorf("SHA-256 of %s changed by dedupe", path)
+	}
+}
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	writeFile(t, file, []byte("hello"))
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	id := identity(t, file, 0)
+	with := func(f func(*plan.Range)) plan.Range {
+		r := id
+		f(&r)
+		return r
+	}
+	tests := []struct {
+		name  string
+		path  string
+		want  plan.Range
+		err   string
+		stale bool
+	}{
+		{"ok", file, id, "", false},
+		{"size", file, with(func(r *plan.Range) { r.Size = 4096 }), "stale: size 5, plan says 4096", true},
+		{"mtime", file, with(func(r *plan.Range) { r.Mtime++ }), "stale: mtime", true},
+		{"ino", file, with(func(r *plan.Range) { r.Ino++ }), "stale: ino", true},
+		{"dev", file, with(func(r *plan.Range) { r.Dev++ }), "stale: dev", true},
+		{"directory", dir, id, "is a directory", false},
+		{"fifo", fifo, id, "is a FIFO", false},
+		{"socket", sock, id, "no such device or address", false}, // open(2) refuses sockets with ENXIO
+		{"symlink", link, id, "is a symlink", false},
+		{"missing", filepath.Join(dir, "nope"), id, "no such file or directory", false},
+		{"char device", "/dev/null", id, "is a character device", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Open(tt.path, tt.want)
+			if f != nil {
+				f.Close()
+			}
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatalf("Open(%s) = %v; want nil", tt.path, err)
+			case tt.err == "":
+				return
+			case err == nil:
+				t.Fatalf("Open(%s) = nil; want %q", tt.path, tt.err)
+			case !strings.HasPrefix(err.Error(), tt.err):
+				t.Errorf("Open(%s) = %q; want %q...", tt.path, err, tt.err)
+			}
+			if got := errors.Is(err, ErrStale); got != tt.stale {
+				t.Errorf("errors.Is(%v, ErrStale) = %v; want %v", err, got, tt.stale)
+			}
+		})
+	}
+}
+
+func TestOpenSymlinkErrno(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f"), nil)
+	os.Symlink("f", filepath.Join(dir, "l"))
+	_, err := Open(filepath.Join(dir, "l"), plan.Range{})
+	if got := ErrnoName(err); got != "ELOOP" {
+		t.Errorf("ErrnoName(%v) = %q; want ELOOP", err, got)
+	}
+	if !errors.Is(err, ErrNotRegular) {
+		t.Errorf("errors.Is(%v, ErrNotRegular) = false; want true", err)
+	}
+}
+
+// TestRange dedupes on real btrfs and XFS filesystems.
+func TestRange(t *testing.T) {
+	for _, fstype := range []string{"btrfs", "xfs"} {
+		t.Run(fstype, func(t *testing.T) {
+			mnt := testfs.Mount(t, fstype, "512M")
+			testRange(t, mnt)
+		})
+	}
+}
+
+func testRange(t *testing.T, mnt string) {
+	ctx := context.Background()
+	n := 0
+	// files writes a source and destinations with the given contents.
+	files := func(datas ...[]byte) []string {
+		n++
+		var paths []string
+		for i, d := range datas {
+			p := filepath.Join(mnt, "f"+strconv.Itoa(n)+"-"+strconv.Itoa(i))
+			writeFile(t, p, d)
+			paths = append(paths, p)
+		}
+		return paths
+	}
+	dests := func(paths []string, off int64) []Dest {
+		var ds []Dest
+		for _, p := range paths {
+			ds = append(ds, Dest{open(t, p), off})
+		}
+		return ds
+	}
+	type want struct {
+		status plan.Status
+		bytes  int64
+	}
+	check := func(t *testing.T, got []Outcome, w []want) {
+		t.Helper()
+		if len(got) != len(w) {
+			t.Fatalf("Range returned %d outcomes; want %d", len(got), len(w))
+		}
+		for i := range got {
+			if got[i].Status != w[i].status || got[i].Bytes != w[i].bytes {
+				t.Errorf("outcome %d = %s %d bytes (%v); want %s %d", i, got[i].Status, got[i].Bytes, got[i].Err, w[i].status, w[i].bytes)
+			}
+		}
+	}
+
+	t.Run("identical", func(t *testing.T) {
+		data := randomData(1, 1<<20)
+		p := files(data, data, data)
+		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
+		check(t, got, []want{{plan.DstDeduped, 1 << 20}, {plan.DstDeduped, 1 << 20}})
+		for _, path := range p {
+			checkContent(t, path, data)
+		}
+	})
+
+	t.Run("differs", func(t *testing.T) {
+		data := randomData(2, 64<<10)
+		other := append([]byte(nil), data...)
+		other[9000] ^= 1 // in the third 4 KiB block
+		p := files(data, other, data)
+		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 4096)
+		check(t, got, []want{{plan.DstDiffers, 8192}, {plan.DstDeduped, 64 << 10}})
+		if !errors.Is(got[0].Err, ErrDiffers) {
+			t.Errorf("differs error = %v; want ErrDiffers", got[0].Err)
+		}
+		checkContent(t, p[1], other)
+	})
+
+	t.Run("large with partial tail", func(t *testing.T) {
+		size := 40<<20 + 1000
+		data := randomData(3, size)
+		p := files(data, data)
+		got := Range(ctx, open(t, p[0]), 0, int64(size), dests(p[1:], 0), 16<<20)
+		check(t, got, []want{{plan.DstDeduped, int64(size)}})
+		checkContent(t, p[1], data)
+	})
+
+	t.Run("unaligned chunk", func(t *testing.T) {
+		data := randomData(4, 100_000)
+		p := files(data, data)
+		// The chunk is rounded down to 4096 bytes: the kernel would report
+		// 6000 bytes deduped after sharing 4096.
+		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 6000)
+		check(t, got, []want{{plan.DstDeduped, 100_000}})
+	})
+
+	t.Run("inner ranges", func(t *testing.T) {
+		block := randomData(5, 32<<10)
+		src := append(append(randomData(6, 8192), block...), randomData(7, 4096)...)
+		dst := append(randomData(8, 16384), block...)
+		p := files(src, dst)
+		got := Range(ctx, open(t, p[0]), 8192, int64(len(block)), dests(p[1:], 16384), 0)
+		check(t, got, []want{{plan.DstDeduped, int64(len(block))}})
+		checkContent(t, p[1], dst)
+	})
+
+	t.Run("more than 127 destinations", func(t *testing.T) {
+		data := randomData(9, 8192+100)
+		datas := make([][]byte, 131)
+		for i := range datas {
+			datas[i] = data
+		}
+		p := files(datas...)
+		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
+		w := make([]want, 130)
+		for i := range w {
+			w[i] = want{plan.DstDeduped, int64(len(data))}
+		}
+		check(t, got, w)
+	})
+
+	t.Run("misaligned offset", func(t *testing.T) {
+		data := randomData(10, 16384)
+		p := files(data, data)
+		got := Range(ctx, open(t, p[0]), 0, 8192, dests(p[1:], 100), 0)
+		check(t, got, []want{{plan.DstError, 0}})
+		if name := ErrnoName(got[0].Err); name != "EINVAL" {
+			t.Errorf("errno = %q (%v); want EINVAL", name, got[0].Err)
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		data := randomData(11, 8192)
+		p := files(data, data, data)
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
+		check(t, got, []want{{plan.DstSkipped, 0}, {plan.DstSkipped, 0}})
+	})
+
+	t.Run("statfs", func(t *testing.T) {
+		p := files([]byte("x"))
+		fs, err := StatFS(open(t, p[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.BlockSize != 4096 || fs.Free <= 0 || fs.ID == "" || (fs.Type != "btrfs" && fs.Type != "xfs") {
+			t.Errorf("StatFS = %+v; want block size 4096, free > 0, btrfs or xfs", fs)
+		}
+		if err := SyncFS(open(t, p[0])); err != nil {
+			t.Errorf("SyncFS = %v", err)
+		}
+	})
+}
+
+func TestRangeUnsupported(t *testing.T) {
+	mnt := testfs.Mount(t, "ext4", "64M")
+	data := randomData(1, 8192)
+	a, b := filepath.Join(mnt, "a"), filepath.Join(mnt, "b")
+	writeFile(t, a, data)
+	writeFile(t, b, data)
+	got := Range(context.Background(), open(t, a), 0, 8192, []Dest{{open(t, b), 0}}, 0)
+	o := got[0]
+	if o.Status != plan.DstError || ErrnoName(o.Err) != "EOPNOTSUPP" || o.Err.Error() != "filesystem does not support dedupe" {
+		t.Errorf("Range on ext4 = %s %q %v; want error EOPNOTSUPP \"filesystem does not support dedupe\"", o.Status, ErrnoName(o.Err), o.Err)
+	}
+}
+
+func TestRangeCrossDevice(t *testing.T) {
+	m1 := testfs.Mount(t, "btrfs", "256M")
+	m2 := testfs.Mount(t, "btrfs", "256M")
+	data := randomData(1, 8192)
+	a, b := filepath.Join(m1, "a"), filepath.Join(m2, "b")
+	writeFile(t, a, data)
+	writeFile(t, b, data)
+	got := Range(context.Background(), open(t, a), 0, 8192, []Dest{{open(t, b), 0}}, 0)
+	o := got[0]
+	if o.Status != plan.DstError || !errors.Is(o.Err, syscall.EXDEV) || !strings.Contains(o.Err.Error(), "on another filesystem") {
+		t.Errorf("Range across filesystems = %s %v; want error EXDEV \"on another filesystem\"", o.Status, o.Err)
+	}
+}

@@ -1,0 +1,36 @@
+//go:build !linux
+
+package dedupe
+
+import (
+	"context"
+	"os"
+
+	"same/internal/plan"
+)
+
+// Open returns ErrUnsupported: FIDEDUPERANGE is Linux-only.
+func Open(path string, want plan.Range) (*os.File, error) {
+	return nil, ErrUnsupported
+}
+
+// Identity returns ErrUnsupported.
+func Identity(path string) (plan.Range, error) { return plan.Range{}, ErrUnsupported }
+
+// Range reports every destination as failed with ErrUnsupported.
+func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest, chunk int64) []Outcome {
+	out := make([]Outcome, len(dsts))
+	for i := range out {
+		out[i] = Outcome{Status: plan.DstError, Err: ErrUnsupported}
+	}
+	return out
+}
+
+// ErrnoName returns "".
+func ErrnoName(err error) string { return "" }
+
+// StatFS returns ErrUnsupported.
+func StatFS(f *os.File) (FS, error) { return FS{}, ErrUnsupported }
+
+// SyncFS returns ErrUnsupported.
+func SyncFS(f *os.File) error { return ErrUnsupported }

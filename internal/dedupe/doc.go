@@ -1,0 +1,32 @@
+// Package dedupe asks the kernel to share identical ranges between files
+// with the FIDEDUPERANGE ioctl, after checking that the files are still the
+// ones a plan was made for.
+//
+// # Opening
+//
+// Open opens a plan path read-only, without following a final symlink and
+// without blocking on FIFOs, refuses anything but a regular file, and
+// compares the file's identity (device, inode, size, modification time in
+// nanoseconds) with the one recorded in the plan. A difference is a
+// *StaleError (errors.Is(err, ErrStale)) that names the field. Files are
+// never opened for writing: the kernel accepts read-only destinations from
+// root, from the owner and from anyone who could open them for writing,
+// and O_RDWR would fail on running executables (ETXTBSY) and on read-only
+// btrfs snapshots (EROFS).
+//
+// # Deduplicating
+//
+// Range shares a source range with any number of destination ranges. It
+// splits the work into calls of at most MaxDests destinations and one chunk
+// of bytes (DefaultChunk), so that writers, which the kernel holds off while
+// it compares, are not stalled for long. Each destination gets an Outcome:
+// deduped, differs (the kernel found different bytes), error (with the
+// errno and a readable message), or skipped (the context was cancelled
+// before its turn), with the bytes deduped so far.
+//
+// # Filesystems
+//
+// StatFS reports what statfs(2) says about the filesystem holding a file:
+// its id, type, block size and free bytes. SyncFS commits it, so that space
+// freed by deduplication shows in the free bytes.
+package dedupe

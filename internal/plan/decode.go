@@ -1,0 +1,367 @@
+package plan
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// MaxLineBytes bounds one plan line. A line with MaxDests destinations and
+// long paths is well under 1 MiB; hand-made plans may carry many more
+// destinations, which applysame batches.
+const MaxLineBytes = 64 << 20
+
+// LineError is a problem with one plan line. The reader skips the line and
+// goes on with the next one.
+type LineError struct {
+	Line int // 1-based line number in the input
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Reader reads dedupe records from a plan, one JSON object per line, and
+// validates each of them.
+type Reader struct {
+	br   *bufio.Reader
+	line int
+	buf  []byte
+}
+
+// NewReader returns a Reader over r. It reads no more than it needs to
+// return the next record, so it can follow a plan while it is written.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Next returns the next record and its line number. Blank lines are
+// skipped. A line that cannot be parsed or fails validation is returned as
+// a *LineError with a nil record; the caller may call Next again. At the
+// end of input it returns io.EOF; any other error is a read error after
+// which the Reader is done.
+func (r *Reader) Next() (line int, d *Dedupe, err error) {
+	for {
+		b, tooLong, err := r.readLine()
+		if err != nil && (err != io.EOF || (len(b) == 0 && !tooLong)) {
+			return r.line, nil, err
+		}
+		r.line++
+		if tooLong {
+			return r.line, nil, &LineError{r.line, fmt.Errorf("line longer than %d bytes", MaxLineBytes)}
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 {
+			if err == io.EOF {
+				return r.line, nil, io.EOF
+			}
+			continue
+		}
+		d, perr := Parse(b)
+		if perr != nil {
+			return r.line, nil, &LineError{r.line, perr}
+		}
+		return r.line, d, nil
+	}
+}
+
+// readLine returns the next line without its newline. A line longer than
+// MaxLineBytes is consumed up to its newline and reported as tooLong.
+func (r *Reader) readLine() (b []byte, tooLong bool, err error) {
+	r.buf = r.buf[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if !tooLong {
+			if len(r.buf)+len(chunk) > MaxLineBytes+1 {
+				tooLong = true
+				r.buf = r.buf[:0]
+			} else {
+				r.buf = append(r.buf, chunk...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil:
+			return r.buf, tooLong, err
+		}
+		return bytes.TrimSuffix(r.buf, []byte("\n")), tooLong, nil
+	}
+}
+
+// Parse decodes and validates one dedupe record.
+func Parse(line []byte) (*Dedupe, error) {
+	line = bytes.TrimSpace(line)
+	if err := json.Unmarshal(line, new(json.RawMessage)); err != nil {
+		return nil, syntaxError(err)
+	}
+	if len(line) == 0 || line[0] != '{' {
+		return nil, fmt.Errorf("malformed record: want a JSON object, got %s", jsonKind(line))
+	}
+
+	// Type and version first: a record of another type or version may
+	// have any other fields.
+	var head struct {
+		Type json.RawMessage `json:"type"`
+		V    json.RawMessage `json:"v"`
+	}
+	if err := json.Unmarshal(line, &head); err != nil {
+		return nil, err
+	}
+	if isNull(head.Type) {
+		return nil, errors.New(`missing field "type"`)
+	}
+	var typ string
+	if err := json.Unmarshal(head.Type, &typ); err != nil {
+		return nil, fmt.Errorf(`field "type": want string, got %s`, jsonKind(head.Type))
+	}
+	if typ != TypeDedupe {
+		return nil, fmt.Errorf("unknown record type %q", typ)
+	}
+	if isNull(head.V) {
+		return nil, fmt.Errorf(`unsupported plan version: field "v" missing (this applysame reads version %d)`, Version)
+	}
+	if string(head.V) != fmt.Sprint(Version) {
+		return nil, fmt.Errorf("unsupported plan version %s (this applysame reads version %d)", head.V, Version)
+	}
+
+	var raw struct {
+		Len    *int64             `json:"len"`
+		Digest *string            `json:"digest"`
+		Freed  *int64             `json:"freed"`
+		Src    *json.RawMessage   `json:"src"`
+		Dst    *[]json.RawMessage `json:"dst"`
+	}
+	if err := json.Unmarshal(line, &raw); err != nil {
+		return nil, fieldError("", err)
+	}
+	d := &Dedupe{Type: typ, V: Version}
+	switch {
+	case raw.Len == nil:
+		return nil, errors.New(`missing field "len"`)
+	case raw.Src == nil || isNull(*raw.Src):
+		return nil, errors.New(`missing field "src"`)
+	case raw.Dst == nil:
+		return nil, errors.New(`missing field "dst"`)
+	}
+	d.Len = *raw.Len
+	if raw.Digest != nil {
+		d.Digest = *raw.Digest
+	}
+	if raw.Freed != nil {
+		d.Freed = *raw.Freed
+	}
+	src, err := parseRange("src", *raw.Src)
+	if err != nil {
+		return nil, err
+	}
+	d.Src = src
+	d.Dst = make([]Range, len(*raw.Dst))
+	for i, m := range *raw.Dst {
+		if d.Dst[i], err = parseRange(fmt.Sprintf("dst[%d]", i), m); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// parseRange decodes one range, requiring every field.
+func parseRange(name string, m json.RawMessage) (Range, error) {
+	if isNull(m) {
+		return Range{}, fmt.Errorf("missing field %q", name)
+	}
+	var raw struct {
+		Path  *string `json:"path"`
+		Off   *int64  `json:"off"`
+		Dev   *uint64 `json:"dev"`
+		Ino   *uint64 `json:"ino"`
+		Size  *int64  `json:"size"`
+		Mtime *int64  `json:"mtime"`
+	}
+	if err := json.Unmarshal(m, &raw); err != nil {
+		return Range{}, fieldError(name, err)
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"path", raw.Path != nil},
+		{"off", raw.Off != nil},
+		{"dev", raw.Dev != nil},
+		{"ino", raw.Ino != nil},
+		{"size", raw.Size != nil},
+		{"mtime", raw.Mtime != nil},
+	} {
+		if !f.set {
+			return Range{}, fmt.Errorf("missing field %q", name+"."+f.name)
+		}
+	}
+	return Range{
+		Path: *raw.Path, Off: *raw.Off, Dev: *raw.Dev,
+		Ino: *raw.Ino, Size: *raw.Size, Mtime: *raw.Mtime,
+	}, nil
+}
+
+// Validate checks the invariants every accepted record satisfies: a
+// positive length; absolute paths; offsets and sizes that are not negative
+// and ranges that neither overflow nor end past the file's size; at least
+// one destination; and no destination that overlaps the source or another
+// destination in the same file (same dev and ino).
+func (d *Dedupe) Validate() error {
+	if d.Len <= 0 {
+		return fmt.Errorf(`field "len": must be positive, got %d`, d.Len)
+	}
+	if err := d.Src.validate("src", d.Len); err != nil {
+		return err
+	}
+	if len(d.Dst) == 0 {
+		return errors.New(`field "dst": no destinations`)
+	}
+	for i := range d.Dst {
+		name := fmt.Sprintf("dst[%d]", i)
+		if err := d.Dst[i].validate(name, d.Len); err != nil {
+			return err
+		}
+		if d.Dst[i].sameFile(d.Src) && overlaps(d.Dst[i].Off, d.Src.Off, d.Len) {
+			return fmt.Errorf("%s: range [%d, %d) overlaps the source range [%d, %d) in the same file (dev %d, ino %d)",
+				name, d.Dst[i].Off, d.Dst[i].Off+d.Len, d.Src.Off, d.Src.Off+d.Len, d.Src.Dev, d.Src.Ino)
+		}
+	}
+	// Sorting by file and offset puts overlapping ranges next to each other.
+	idx := make([]int, len(d.Dst))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		x, y := d.Dst[idx[a]], d.Dst[idx[b]]
+		if x.Dev != y.Dev {
+			return x.Dev < y.Dev
+		}
+		if x.Ino != y.Ino {
+			return x.Ino < y.Ino
+		}
+		if x.Off != y.Off {
+			return x.Off < y.Off
+		}
+		return idx[a] < idx[b]
+	})
+	for k := 1; k < len(idx); k++ {
+		a, b := idx[k-1], idx[k]
+		if d.Dst[a].sameFile(d.Dst[b]) && overlaps(d.Dst[a].Off, d.Dst[b].Off, d.Len) {
+			if a > b {
+				a, b = b, a
+			}
+			return fmt.Errorf("dst[%d] and dst[%d]: overlapping ranges at offsets %d and %d in the same file (dev %d, ino %d)",
+				a, b, d.Dst[a].Off, d.Dst[b].Off, d.Dst[a].Dev, d.Dst[a].Ino)
+		}
+	}
+	return nil
+}
+
+func (r Range) validate(name string, length int64) error {
+	switch {
+	case r.Path == "":
+		return fmt.Errorf(`field "%s.path": empty path`, name)
+	case !filepath.IsAbs(r.Path):
+		return fmt.Errorf(`field "%s.path": relative path %q (plan paths must be absolute)`, name, r.Path)
+	case strings.IndexByte(r.Path, 0) >= 0:
+		return fmt.Errorf(`field "%s.path": contains a NUL byte`, name)
+	case r.Off < 0:
+		return fmt.Errorf(`field "%s.off": negative offset %d`, name, r.Off)
+	case r.Off > math.MaxInt64-length:
+		return fmt.Errorf(`field "%s.off": off+len overflows int64 (off %d, len %d)`, name, r.Off, length)
+	case r.Size < 0:
+		return fmt.Errorf(`field "%s.size": negative size %d`, name, r.Size)
+	case r.Off+length > r.Size:
+		return fmt.Errorf(`field "%s.off": range [%d, %d) ends past the file's size %d`, name, r.Off, r.Off+length, r.Size)
+	}
+	return nil
+}
+
+func (r Range) sameFile(o Range) bool { return r.Dev == o.Dev && r.Ino == o.Ino }
+
+// overlaps reports whether [a, a+n) and [b, b+n) intersect; n > 0.
+func overlaps(a, b, n int64) bool {
+	if a > b {
+		a, b = b, a
+	}
+	return b-a < n
+}
+
+func isNull(m json.RawMessage) bool {
+	return len(m) == 0 || string(m) == "null"
+}
+
+// syntaxError rewords a JSON syntax error.
+func syntaxError(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("malformed JSON at byte %d: %v", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	}
+	return fmt.Errorf("malformed JSON: %v", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// fieldError rewords a JSON type error so that it names the field by its
+// path in the record, e.g. `field "dst[2].off": want integer, got string`.
+func fieldError(prefix string, err error) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("malformed record: %v", err)
+	}
+	field := te.Field
+	if prefix != "" {
+		field = prefix + "." + field
+		if te.Field == "" {
+			field = prefix
+		}
+	}
+	return fmt.Errorf("field %q: want %s, got %s", field, typeName(te.Type), te.Value)
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64:
+		return "integer (int64)"
+	case reflect.Uint64:
+		return "unsigned integer (uint64)"
+	case reflect.String:
+		return "string"
+	case reflect.Slice:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	}
+	return t.String()
+}
+
+// jsonKind names the kind of a JSON value.
+func jsonKind(m json.RawMessage) string {
+	m = bytes.TrimSpace(m)
+	if len(m) == 0 {
+		return "nothing"
+	}
+	switch m[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}

@@ -1,0 +1,101 @@
+package plan
+
+import (
+	"encoding/json"
+	"io"
+)
+
+// Status says what became of a plan line or of one destination.
+type Status string
+
+// Line statuses (Result.Status).
+const (
+	// StatusDone: every destination was deduped.
+	StatusDone Status = "done"
+	// StatusPartial: some destinations were not deduped; see each one.
+	StatusPartial Status = "partial"
+	// StatusInvalid: the line could not be parsed or validated; Error
+	// says why and there are no destinations.
+	StatusInvalid Status = "invalid"
+	// StatusStale: the source changed since it was hashed; every
+	// destination is skipped.
+	StatusStale Status = "stale"
+	// StatusError: the source could not be used; every destination is
+	// skipped.
+	StatusError Status = "error"
+	// StatusSkipped: the line was not attempted (interrupted).
+	StatusSkipped Status = "skipped"
+	// StatusChecked (dry run): every destination passed the checks and
+	// nothing was done.
+	StatusChecked Status = "checked"
+)
+
+// Destination statuses (DstResult.Status). Stale, error and skipped are
+// shared with the line statuses; checked is the dry-run status.
+const (
+	// DstDeduped: the whole range now shares the source's storage.
+	DstDeduped Status = "deduped"
+	// DstDiffers: the kernel found different bytes; Bytes were deduped
+	// before the difference.
+	DstDiffers Status = "differs"
+	DstStale   Status = StatusStale
+	DstError   Status = StatusError
+	DstSkipped Status = StatusSkipped
+	// DstChecked: identity, type and alignment verified; nothing done.
+	DstChecked Status = StatusChecked
+)
+
+// Result is applysame's report on one plan line.
+type Result struct {
+	Type string `json:"type"` // always TypeResult
+	V    int    `json:"v"`    // Version
+	// Line is the 1-based line number of the plan line (with
+	// --from-fdupes, the line of the group's first path).
+	Line int `json:"line"`
+	// Len and Src repeat the plan line; they are absent on invalid lines.
+	Len    int64  `json:"len,omitempty"`
+	Src    *Loc   `json:"src,omitempty"`
+	Status Status `json:"status"`
+	// Error explains an invalid, stale or error status.
+	Error string      `json:"error,omitempty"`
+	Dst   []DstResult `json:"dst,omitempty"`
+}
+
+// Loc names a range's file and offset.
+type Loc struct {
+	Path string `json:"path"`
+	Off  int64  `json:"off"`
+}
+
+// DstResult is the outcome for one destination, in plan order.
+type DstResult struct {
+	Path   string `json:"path"`
+	Off    int64  `json:"off"`
+	Status Status `json:"status"`
+	// Bytes is how many bytes of the range were deduped, also when the
+	// range was deduped only in part.
+	Bytes int64 `json:"bytes"`
+	// Errno is the symbolic errno ("EPERM") behind an error, if any.
+	Errno string `json:"errno,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Encoder writes result records, one JSON object per line, each with a
+// single Write so that a reader of a pipe sees whole lines as they come.
+type Encoder struct {
+	w io.Writer
+}
+
+// NewEncoder returns an Encoder writing to w.
+func NewEncoder(w io.Writer) *Encoder { return &Encoder{w: w} }
+
+// Encode writes r as one line, filling in Type and V.
+func (e *Encoder) Encode(r *Result) error {
+	r.Type, r.V = TypeResult, Version
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = e.w.Write(append(b, '\n'))
+	return err
+}

@@ -1,0 +1,41 @@
+package plan
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestEncoder(t *testing.T) {
+	tests := []struct {
+		name string
+		r    Result
+		want string
+	}{
+		{
+			"invalid",
+			Result{Line: 3, Status: StatusInvalid, Error: "unknown record type \"x\""},
+			`{"type":"result","v":1,"line":3,"status":"invalid","error":"unknown record type \"x\""}`,
+		},
+		{
+			"partial",
+			Result{Line: 1, Len: 8192, Src: &Loc{Path: "/m/a"}, Status: StatusPartial, Dst: []DstResult{
+				{Path: "/m/b", Off: 4096, Status: DstDeduped, Bytes: 8192},
+				{Path: "/m/c", Status: DstError, Errno: "EPERM", Error: "permission denied"},
+			}},
+			`{"type":"result","v":1,"line":1,"len":8192,"src":{"path":"/m/a","off":0},"status":"partial","dst":[` +
+				`{"path":"/m/b","off":4096,"status":"deduped","bytes":8192},` +
+				`{"path":"/m/c","off":0,"status":"error","bytes":0,"errno":"EPERM","error":"permission denied"}]}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := NewEncoder(&buf).Encode(&tt.r); err != nil {
+				t.Fatalf("Encode = %v", err)
+			}
+			if got := buf.String(); got != tt.want+"\n" {
+				t.Errorf("Encode wrote\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
