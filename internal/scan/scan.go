@@ -128,14 +128,14 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	defer cancel()
 	jobs := make(chan job, 256)
 	ops := make(chan op, 256)
-	var failedDirs []string // directories not fully read: nothing is pruned below them
-	var mu sync.Mutex       // guards failedDirs
-	fail := func(path string, err error, dir bool) {
+	var unread []string // paths not fully read: nothing is pruned at or below them
+	var mu sync.Mutex   // guards unread
+	fail := func(path string, err error, keep bool) {
 		c.failed.Add(1)
 		o.Error(path, err)
-		if dir {
+		if keep {
 			mu.Lock()
-			failedDirs = append(failedDirs, path)
+			unread = append(unread, path)
 			mu.Unlock()
 		}
 	}
@@ -185,33 +185,38 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		})
 	}
 
+	// noteDevice records the filesystem of dev, met at path, once.
+	noteDevice := func(path string, dev uint64) {
+		if _, ok := devs[dev]; ok {
+			return
+		}
+		var sf unix.Statfs_t
+		if unix.Statfs(path, &sf) != nil {
+			return
+		}
+		d := index.Device{Dev: dev, FSType: int64(sf.Type), BlockSize: sf.Bsize}
+		devs[dev] = d
+		ops <- op{device: &d}
+	}
+
 	// The walker, here.
 	walkOpts := walk.Options{
 		Exclude: o.Exclude,
 		OneFS:   o.OneFS,
 		Skipped: func(string, string) { c.skipped.Add(1) },
+		// A path the walk could not read (a directory it cannot list, an
+		// entry it cannot lstat) may still hold what the index has: keep it,
+		// unless it is gone.
 		Error: func(path string, err error) {
-			var st unix.Stat_t
-			isDir := unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
-			fail(path, err, isDir)
+			fail(path, err, !errors.Is(err, os.ErrNotExist))
 		},
-		Dir: func(path string, st *unix.Stat_t) {
-			if _, ok := devs[uint64(st.Dev)]; ok {
-				return
-			}
-			var sf unix.Statfs_t
-			if unix.Statfs(path, &sf) != nil {
-				return
-			}
-			d := index.Device{Dev: uint64(st.Dev), FSType: int64(sf.Type), BlockSize: sf.Bsize}
-			devs[d.Dev] = d
-			ops <- op{device: &d}
-		},
+		Dir: func(path string, st *unix.Stat_t) { noteDevice(path, uint64(st.Dev)) },
 	}
 	var walkErr error
 	for _, root := range roots {
 		walkErr = walk.Walk(ctx, root, walkOpts, func(e walk.Entry) error {
 			c.seen.Add(1)
+			noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
 			k := key{e.Dev, e.Ino}
 			kf := files[k]
 			switch {
@@ -255,7 +260,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 			if kf.seen || kf.id == 0 {
 				continue
 			}
-			if kf.path != "" && (!underAny(kf.path, roots) || underAny(kf.path, failedDirs)) {
+			if kf.path != "" && (!underAny(kf.path, roots) || underAny(kf.path, unread)) {
 				continue
 			}
 			pruned++

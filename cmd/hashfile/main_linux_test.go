@@ -1,0 +1,694 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/blockhash"
+	"same/internal/cli"
+	"same/internal/fiemap"
+	"same/internal/index"
+	"same/internal/testfs"
+)
+
+var binDir string // holds the hashfile binary, once built
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// hashfileBin builds hashfile once per test binary, in a directory any user can
+// read, and returns its path.
+func hashfileBin(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "hashfile-bin-")
+		if buildErr != nil {
+			return
+		}
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "hashfile")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// TestFS runs hashfile on real btrfs and XFS filesystems.
+func TestFS(t *testing.T) {
+	for _, fstype := range []string{"btrfs", "xfs"} {
+		t.Run(fstype, func(t *testing.T) {
+			mnt := testfs.Mount(t, fstype, "512M")
+			tests := []struct {
+				name string
+				fn   func(t *testing.T, dir string)
+			}{
+				{"incremental", testIncremental},
+				{"sums", testSums},
+				{"special", testSpecial},
+				{"changed", testChanged},
+				{"permission", testPermission},
+				{"interrupt", testInterrupt},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					dir, err := os.MkdirTemp(mnt, tt.name+"-")
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { os.RemoveAll(dir) })
+					tt.fn(t, dir)
+				})
+			}
+		})
+	}
+}
+
+// testSums checks the stored sums against SHA-256 of each block read back
+// independently, and the extents recorded.
+func testSums(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	const kib = 1 << 10
+	rnd := func(seed uint64, n int) []byte { return randomBytes(seed, n) }
+	zeros := func(n int) []byte { return make([]byte, n) }
+	files := map[string][]byte{
+		"random1M":   rnd(1, 1<<20),
+		"zeromiddle": slices.Concat(rnd(2, 4*kib), zeros(8*kib), rnd(3, 4*kib+100)),
+		"tail":       rnd(4, 10000),
+		"zerotail":   slices.Concat(rnd(5, 4*kib), zeros(1000)),
+		"onebyte":    {'x'},
+		"exact":      rnd(6, 8*kib),
+		"allzero":    zeros(64 * kib),
+	}
+	for name, data := range files {
+		writeFile(t, filepath.Join(tree, name), data)
+	}
+	// A sparse file: a hole, 4 KiB of data at 512 KiB, a hole to 1 MiB.
+	sparse := filepath.Join(tree, "sparse")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(rnd(7, 4*kib), 512*kib); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	db := filepath.Join(dir, "index.db")
+	_, stderr, err := hashfile(t, "", "-db", db, "-j", "4", tree)
+	if err != nil {
+		t.Fatalf("run = %v\n%s", err, stderr)
+	}
+	checkTree(t, db, tree)
+
+	ix := openIndex(t, db)
+	got := indexed(t, db)
+	ctx := context.Background()
+	zeroBlocks := map[string][]int{"zeromiddle": {1, 2}, "allzero": {0, 15}, "sparse": {0, 127, 129, 255}}
+	for name, blocks := range zeroBlocks {
+		sums, err := ix.Sums(ctx, got[filepath.Join(tree, name)].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range blocks {
+			if s := blockhash.At(sums, i); s != blockhash.Zero {
+				t.Errorf("%s: sum of zero block %d = %#x; want 0", name, i, s)
+			}
+		}
+	}
+
+	extents := make(map[int64][]fiemap.Extent)
+	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+		extents[id] = append(extents[id], e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"random1M", "exact", "tail"} {
+		f := got[filepath.Join(tree, name)]
+		ext := extents[f.ID]
+		if len(ext) == 0 {
+			t.Errorf("%s: no extents recorded", name)
+			continue
+		}
+		var end int64
+		for _, e := range ext {
+			if e.Logical != end {
+				t.Errorf("%s: extent %+v starts at %d; want %d (extents %+v)", name, e, e.Logical, end, ext)
+			}
+			if e.Flags&(fiemap.FlagDelalloc|fiemap.FlagUnknown) != 0 {
+				t.Errorf("%s: extent %+v is not allocated yet", name, e)
+			}
+			end = e.End()
+		}
+		if end < f.Size {
+			t.Errorf("%s: extents end at %d; want >= size %d", name, end, f.Size)
+		}
+		if ext[len(ext)-1].Flags&fiemap.FlagLast == 0 {
+			t.Errorf("%s: last extent %+v lacks FIEMAP_EXTENT_LAST", name, ext[len(ext)-1])
+		}
+	}
+	// The data of the sparse file is mapped, the holes are not.
+	var data int64
+	for _, e := range extents[got[sparse].ID] {
+		data += e.Length
+		if e.Logical > 512*kib || e.End() < 516*kib {
+			t.Errorf("sparse: extent %+v does not hold its data at [512K, 516K)", e)
+		}
+	}
+	if data == 0 || data >= 1<<20 {
+		t.Errorf("sparse: extents map %d bytes; want some, less than 1 MiB", data)
+	}
+}
+
+// testSpecial puts files that must never be opened in the tree: opening a
+// FIFO blocks, reading /dev/zero or following a link to it never ends.
+func testSpecial(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	writeFile(t, filepath.Join(tree, "data"), randomBytes(1, 1<<20))
+	writeFile(t, filepath.Join(tree, "big"), randomBytes(2, 4<<20))
+	writeFile(t, filepath.Join(tree, "empty"), nil)
+	if err := unix.Mkfifo(filepath.Join(tree, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(tree, "zero"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 5))); err != nil {
+		t.Fatal(err)
+	}
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(sock, &unix.SockaddrUnix{Name: filepath.Join(tree, "sock")}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(sock)
+	for name, target := range map[string]string{
+		"link-big":  filepath.Join(tree, "big"),
+		"link-zero": "/dev/zero",
+		"link-fifo": "fifo",
+		"link-root": "/",
+	} {
+		if err := os.Symlink(target, filepath.Join(tree, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	db := filepath.Join(dir, "index.db")
+	tests := []struct {
+		name  string
+		roots []string
+		want  counts
+	}{
+		{"tree", []string{tree}, counts{seen: 2, hashed: 2, skipped: 8, read: 5 << 20}},
+		{"roots", []string{"fifo", "zero", "sock", "link-zero", "link-fifo", "empty"}, counts{skipped: 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"-db", db}
+			for _, r := range tt.roots {
+				if !filepath.IsAbs(r) {
+					r = filepath.Join(tree, r)
+				}
+				args = append(args, r)
+			}
+			stderr, err := hashfileBounded(t, args...)
+			if err != nil {
+				t.Fatalf("run = %v\n%s", err, stderr)
+			}
+			checkSummary(t, stderr, tt.want)
+		})
+	}
+	checkTree(t, db, tree)
+	var got []string
+	for p := range indexed(t, db) {
+		got = append(got, filepath.Base(p))
+	}
+	slices.Sort(got)
+	if want := []string{"big", "data"}; !slices.Equal(got, want) {
+		t.Errorf("indexed = %q; want %q", got, want)
+	}
+}
+
+// hashfileBounded is hashfile that fails the test, instead of hanging it,
+// when run does not return within a generous time.
+func hashfileBounded(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	type result struct {
+		stderr string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+		done <- result{errb.String(), err}
+	}()
+	select {
+	case r := <-done:
+		return r.stderr, r.err
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("run(%q) did not return in 2 minutes: it opened a special file?", args)
+		return "", nil
+	}
+}
+
+// testChanged rewrites a file while hashfile reads it, until hashfile has
+// seen it change at least once. When a run misses the writes, what it
+// recorded must be the file's content, if the file kept the identity
+// recorded.
+func testChanged(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	path := filepath.Join(tree, "busy")
+	const size = 64 << 20
+	writeFile(t, path, randomBytes(1, size))
+	writeFile(t, filepath.Join(tree, "calm"), randomBytes(2, 100<<10))
+
+	const tries = 20
+	changed := 0
+	for try := range tries {
+		db := filepath.Join(dir, fmt.Sprintf("index%d.db", try))
+		stop := make(chan struct{})
+		var writer sync.WaitGroup
+		writer.Go(func() { rewrite(t, path, size, stop) })
+		stderr, err := hashfileBounded(t, "-db", db, "-j", "1", tree)
+		close(stop)
+		writer.Wait()
+
+		switch cli.Status(err) {
+		case cli.ExitPartial:
+			changed++
+			want := fmt.Sprintf("hashfile: %s: changed while being read; not recorded\n", path)
+			if !strings.Contains(stderr, want) {
+				t.Errorf("try %d: stderr = %q; want it to hold %q", try, stderr, want)
+			}
+			// How much was read before the change was seen varies.
+			gotSum, _, _ := strings.Cut(summaryOf(stderr), "; read ")
+			wantSum, _, _ := strings.Cut(counts{seen: 2, hashed: 1, failed: 1}.String(), "; read ")
+			if gotSum != wantSum {
+				t.Errorf("try %d: summary = %q; want %q", try, gotSum, wantSum)
+			}
+			got := indexed(t, db)
+			if _, ok := got[path]; ok {
+				t.Errorf("try %d: the changed file was recorded", try)
+			}
+			if _, ok := got[filepath.Join(tree, "calm")]; !ok {
+				t.Errorf("try %d: the calm file was not recorded", try)
+			}
+		case cli.ExitOK:
+			f, ok := indexed(t, db)[path]
+			if !ok {
+				t.Fatalf("try %d: run succeeded but %s is not recorded", try, path)
+			}
+			id := identity(t, path)
+			if f.Mtime != id.Mtime || f.Ctime != id.Ctime {
+				t.Logf("try %d: recorded, then rewritten; cannot compare", try)
+				continue
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ix := openIndex(t, db)
+			sums, err := ix.Sums(context.Background(), f.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(sums, wantSums(data, 4096)) {
+				t.Errorf("try %d: recorded sums differ from the content of %s, whose identity is the recorded one", try, path)
+			}
+		default:
+			t.Fatalf("try %d: run = %v\n%s", try, err, stderr)
+		}
+		if changed > 0 {
+			t.Logf("change seen on try %d", try)
+			break
+		}
+	}
+	if changed == 0 {
+		t.Errorf("in %d tries hashfile never saw %s change while it read it", tries, path)
+	}
+}
+
+// rewrite rewrites 4 KiB blocks of the file at path with new content,
+// syncing each, until stop is closed.
+func rewrite(t *testing.T, path string, size int64, stop <-chan struct{}) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	blocks := size / 4096
+	for i := uint64(0); ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		off := int64(i*7919) % blocks * 4096
+		if _, err := f.WriteAt(randomBytes(i+1000, 4096), off); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := f.Sync(); err != nil {
+			t.Error(err)
+			return
+		}
+	}
+}
+
+const nobody = 65534
+
+// asNobody returns a command running hashfile as user and group nobody.
+func asNobody(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skipf("setpriv (util-linux) not found, cannot run as nobody: %v", err)
+	}
+	return exec.CommandContext(ctx, setpriv, slices.Concat([]string{
+		fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody), "--clear-groups", hashfileBin(t)}, args)...)
+}
+
+// allowTraverse lets every user search dir and the directories above it
+// (test directories are created 0700).
+func allowTraverse(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o001); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d == "/" {
+			return
+		}
+	}
+}
+
+// testPermission runs hashfile as nobody on a tree holding a file and
+// directories it may not read: each is reported, the rest recorded, and
+// nothing the index held under them is pruned.
+func testPermission(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	idx := filepath.Join(dir, "idx")
+	names := []string{"ok1", "secret", "locked/inner", "listonly/inner", "sub/ok2"}
+	for i, n := range names {
+		writeFile(t, filepath.Join(tree, n), randomBytes(uint64(i), 20000))
+	}
+	if err := os.Mkdir(idx, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(idx, 0o777); err != nil { // umask
+		t.Fatal(err)
+	}
+	allowTraverse(t, dir)
+
+	// Hashed as root first.
+	dbRoot := filepath.Join(idx, "root.db")
+	if _, stderr, err := hashfile(t, "", "-db", dbRoot, tree); err != nil {
+		t.Fatalf("run as root = %v\n%s", err, stderr)
+	}
+	checkTree(t, dbRoot, tree)
+	before := indexed(t, dbRoot)
+	matches, _ := filepath.Glob(dbRoot + "*")
+	for _, m := range matches {
+		if err := os.Chown(m, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for path, mode := range map[string]os.FileMode{
+		"secret":   0,
+		"locked":   0,
+		"listonly": 0o444, // names can be read, entries not looked up
+	} {
+		if err := os.Chmod(filepath.Join(tree, path), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErrs := []string{
+		fmt.Sprintf("hashfile: lstat %s/listonly/inner: permission denied", tree),
+		fmt.Sprintf("hashfile: open %s/locked: permission denied", tree),
+		fmt.Sprintf("hashfile: open %s/secret: permission denied", tree),
+	}
+
+	tests := []struct {
+		name string
+		db   string
+		want counts
+		kept []string // in the index after the run
+	}{
+		{"after root", dbRoot, counts{seen: 3, unchanged: 2, failed: 3}, names},
+		{"fresh", filepath.Join(idx, "nobody.db"), counts{seen: 3, hashed: 2, failed: 3, read: 40000}, []string{"ok1", "sub/ok2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var stderr bytes.Buffer
+			cmd := asNobody(t, ctx, "-db", tt.db, tree)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != cli.ExitPartial {
+				t.Fatalf("hashfile as nobody = %v; want exit status %d\nstderr:\n%s", err, cli.ExitPartial, stderr.String())
+			}
+			var errs []string
+			for line := range strings.Lines(stderr.String()) {
+				line = strings.TrimSuffix(line, "\n")
+				if !strings.Contains(line, " files seen, ") {
+					errs = append(errs, line)
+				}
+			}
+			slices.Sort(errs)
+			if !slices.Equal(errs, wantErrs) {
+				t.Errorf("errors reported:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(wantErrs, "\n"))
+			}
+			checkSummary(t, stderr.String(), tt.want)
+
+			got := indexed(t, tt.db)
+			var paths []string
+			for p := range got {
+				paths = append(paths, strings.TrimPrefix(p, tree+"/"))
+			}
+			slices.Sort(paths)
+			want := slices.Sorted(slices.Values(tt.kept))
+			if !slices.Equal(paths, want) {
+				t.Errorf("indexed = %q; want %q", paths, want)
+			}
+			if tt.db == dbRoot {
+				for p, f := range got {
+					if f != before[p] {
+						t.Errorf("%s: index row = %+v; want it unchanged, %+v", p, f, before[p])
+					}
+				}
+			}
+		})
+	}
+}
+
+// testInterrupt kills hashfile with SIGKILL, and interrupts it with SIGINT,
+// once it has committed some files, and checks the index is sound and the
+// next run completes it.
+func testInterrupt(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	const (
+		dirs   = 16
+		perDir = 1000
+		size   = 8 << 10
+		nfiles = dirs * perDir
+		maxTry = 3
+	)
+	buf := make([]byte, size)
+	for d := range dirs {
+		sub := filepath.Join(tree, fmt.Sprintf("d%02d", d))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range perDir {
+			copy(buf, randomBytes(uint64(d*perDir+i), size))
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%04d", i)), buf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bin := hashfileBin(t)
+
+	tests := []struct {
+		name   string
+		sig    syscall.Signal
+		status int // exit status, -1 for killed by sig
+	}{
+		{"SIGKILL", syscall.SIGKILL, -1},
+		{"SIGINT", syscall.SIGINT, cli.ExitInterrupted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var db string
+			for try := 1; ; try++ {
+				db = filepath.Join(dir, fmt.Sprintf("%s-%d.db", tt.name, try))
+				stderr, status, ok := signalWhenCommitting(t, bin, db, tree, tt.sig)
+				if !ok {
+					if try == maxTry {
+						t.Fatalf("hashfile finished before it could be signalled, %d times", maxTry)
+					}
+					t.Logf("try %d: hashfile finished before the signal; again", try)
+					continue
+				}
+				if status != tt.status {
+					t.Fatalf("exit status after %v = %d; want %d\nstderr:\n%s", tt.sig, status, tt.status, stderr)
+				}
+				if tt.sig == syscall.SIGINT && !strings.Contains(stderr, "hashfile: interrupted\n") {
+					t.Errorf("stderr = %q; want it to say interrupted", stderr)
+				}
+				break
+			}
+
+			ix, err := index.Open(db)
+			if err != nil {
+				t.Fatalf("open index after %v: %v", tt.sig, err)
+			}
+			var check string
+			if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+				t.Errorf("integrity_check = %q, %v; want ok", check, err)
+			}
+			var done int
+			if err := ix.DB().QueryRow("SELECT count(*) FROM files").Scan(&done); err != nil {
+				t.Fatal(err)
+			}
+			var blocks int
+			if err := ix.DB().QueryRow("SELECT count(*) FROM blocks").Scan(&blocks); err != nil || blocks != done {
+				t.Errorf("blocks rows = %d, %v; want %d, one per file", blocks, err, done)
+			}
+			ix.Close()
+			t.Logf("%d of %d files committed before %v", done, nfiles, tt.sig)
+			if done == 0 || done > nfiles {
+				t.Fatalf("%d files committed; want 1 to %d", done, nfiles)
+			}
+
+			_, stderr, err := hashfile(t, "", "-db", db, tree)
+			if err != nil {
+				t.Fatalf("run after %v = %v\n%s", tt.sig, err, stderr)
+			}
+			left := nfiles - done
+			checkSummary(t, stderr, counts{seen: nfiles, hashed: left, unchanged: done, read: int64(left) * size})
+			checkTree(t, db, tree)
+		})
+	}
+}
+
+// signalWhenCommitting starts hashfile on tree, waits until the index at db
+// holds committed files, and sends sig. It returns hashfile's stderr and
+// exit status (-1 when killed by sig), and false when hashfile ended before
+// it was signalled.
+func signalWhenCommitting(t *testing.T, bin, db, tree string, sig syscall.Signal) (string, int, bool) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "-db", db, "-j", "1", tree)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	status := func(err error) int {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == sig {
+				return -1
+			}
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("hashfile: %v", err)
+		}
+		return 0
+	}
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case err := <-done:
+			return stderr.String(), status(err), false
+		default:
+		}
+		if n, err := committedFiles(db); err == nil && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("no files committed to %s within a minute\nstderr:\n%s", db, stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+	select {
+	case err := <-done:
+		st := status(err)
+		return stderr.String(), st, st != 0
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("hashfile did not end within a minute of %v\nstderr:\n%s", sig, stderr.String())
+		return "", 0, false
+	}
+}
+
+// committedFiles counts the files committed to the index at db, through a
+// read-only connection of its own.
+func committedFiles(db string) (int, error) {
+	if _, err := os.Stat(db); err != nil {
+		return 0, err
+	}
+	raw, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer raw.Close()
+	var n int
+	err = raw.QueryRow("SELECT count(*) FROM files").Scan(&n)
+	return n, err
+}

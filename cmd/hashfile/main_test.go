@@ -1,0 +1,559 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"same/internal/blockhash"
+	"same/internal/cli"
+	"same/internal/index"
+	"same/internal/walk"
+
+	"golang.org/x/sys/unix"
+)
+
+// hashfile calls run with stdin and returns what it wrote and its error.
+func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+// counts is what a summary line reports, less the timing.
+type counts struct {
+	seen, hashed, unchanged, renamed, links, skipped, failed, pruned int
+	read                                                             int64
+}
+
+func (c counts) String() string {
+	return fmt.Sprintf("hashfile: %d files seen, %d hashed, %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned; read %s",
+		c.seen, c.hashed, c.unchanged, c.renamed, c.links, c.skipped, c.failed, c.pruned, cli.Bytes(c.read))
+}
+
+var timing = regexp.MustCompile(` in \S+ \([^)]*\)$`)
+
+// summaryOf returns the summary line of stderr without its timing (" in
+// 12ms (1.0 GiB/s)"), or "" when there is none.
+func summaryOf(stderr string) string {
+	for _, line := range slices.Backward(strings.Split(stderr, "\n")) {
+		if strings.HasPrefix(line, "hashfile: ") && strings.Contains(line, " files seen, ") {
+			return timing.ReplaceAllString(line, "")
+		}
+	}
+	return ""
+}
+
+func checkSummary(t testing.TB, stderr string, want counts) {
+	t.Helper()
+	if got := summaryOf(stderr); got != want.String() {
+		t.Errorf("summary = %q; want %q\nstderr:\n%s", got, want.String(), stderr)
+	}
+}
+
+// wantSums computes the packed block sums of data independently of
+// blockhash: the first 8 bytes of each block's SHA-256, little-endian, or 0
+// for an all-zero block; the last block may be short.
+func wantSums(data []byte, bs int) []byte {
+	var out []byte
+	for off := 0; off < len(data); off += bs {
+		b := data[off:min(off+bs, len(data))]
+		var v uint64
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			d := sha256.Sum256(b)
+			v = binary.LittleEndian.Uint64(d[:8])
+		}
+		out = binary.LittleEndian.AppendUint64(out, v)
+	}
+	return out
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	b := make([]byte, n)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openIndex opens the index at db, closed when the test ends.
+func openIndex(t testing.TB, db string) *index.Index {
+	t.Helper()
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	return ix
+}
+
+// indexed returns the files an index holds, by path ("" for no path), after
+// a fresh open.
+func indexed(t testing.TB, db string) map[string]index.File {
+	t.Helper()
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	m := make(map[string]index.File)
+	err = ix.Files(context.Background(), func(f index.File) error {
+		m[f.Path] = f
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// checkTree checks that the index at db holds exactly one row for each
+// inode of a regular non-empty file under root, under one of its names,
+// with its current identity and the block sums of its current content.
+func checkTree(t testing.TB, db, root string) {
+	t.Helper()
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	bs, err := ix.BlockSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type inode struct{ dev, ino uint64 }
+	rows := make(map[inode]index.File)
+	err = ix.Files(context.Background(), func(f index.File) error {
+		if f.Path == root || strings.HasPrefix(f.Path, root+"/") {
+			rows[inode{f.Dev, f.Ino}] = f
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make(map[inode][]string)
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil || fi.Size() == 0 {
+			return err
+		}
+		id := identity(t, path)
+		k := inode{id.Dev, id.Ino}
+		names[k] = append(names[k], path)
+		if len(names[k]) > 1 {
+			return nil
+		}
+		f, ok := rows[k]
+		if !ok {
+			t.Errorf("%s (inode %d) is not in the index", path, id.Ino)
+			return nil
+		}
+		if got := (index.File{ID: f.ID, Path: f.Path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime}); f != got {
+			t.Errorf("index row of %s = %+v; want identity %+v", path, f, got)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		sums, err := ix.Sums(context.Background(), f.ID)
+		if err != nil {
+			return err
+		}
+		if want := wantSums(data, bs); !bytes.Equal(sums, want) {
+			t.Errorf("sums of %s: %d bytes, %x...; want %d bytes, %x...", path, len(sums), sums[:min(16, len(sums))], len(want), want[:min(16, len(want))])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, f := range rows {
+		if !slices.Contains(names[k], f.Path) {
+			t.Errorf("index row %+v: path is not a name of inode %d (names %q)", f, k.ino, names[k])
+		}
+	}
+	if len(rows) != len(names) {
+		t.Errorf("index holds %d files under %s; want %d", len(rows), root, len(names))
+	}
+}
+
+func TestUsage(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "idx", "index.db")
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		want  string // the error's text
+	}{
+		{"no PATH", []string{"-db", db}, "", "no PATH given"},
+		{"-b not a power of two", []string{"-db", db, "-b", "3000", dir}, "", "-b: block size 3000: want a power of two from 4KiB to 16MiB"},
+		{"-b too small", []string{"-db", db, "-b", "2K", dir}, "", "-b: block size 2048: want a power of two from 4KiB to 16MiB"},
+		{"-b too big", []string{"-db", db, "-b", "32M", dir}, "", "-b: block size 33554432: want a power of two from 4KiB to 16MiB"},
+		{"-b not a size", []string{"-db", db, "-b", "big", dir}, "", `invalid value "big" for flag -b: bad size "big": want a number of bytes such as 4096, 128K or 16MiB`},
+		{"-j 0", []string{"-db", db, "-j", "0", dir}, "", "-j 0: want at least 1"},
+		{"-j -1", []string{"-db", db, "-j", "-1", dir}, "", "-j -1: want at least 1"},
+		{"unknown flag", []string{"-db", db, "-frobnicate", dir}, "", "flag provided but not defined: -frobnicate"},
+		{"- with empty stdin", []string{"-db", db, "-"}, "", "no paths on standard input"},
+		{"- with only NULs", []string{"-db", db, "-0", "-"}, "\x00\x00", "no paths on standard input"},
+		{"bad exclude", []string{"-db", db, "--exclude", "*.tmp", "--exclude", "[", dir}, "", `--exclude: bad exclude pattern "[": syntax error in pattern`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, _, err := hashfile(t, tt.stdin, tt.args...)
+			if got := cli.Status(err); got != cli.ExitUsage {
+				t.Errorf("run(%q) exit status = %d (%v); want %d", tt.args, got, err, cli.ExitUsage)
+			}
+			if err != nil && err.Error() != tt.want {
+				t.Errorf("run(%q) = %q; want %q", tt.args, err.Error(), tt.want)
+			}
+			if stdout != "" {
+				t.Errorf("run(%q) wrote %q to stdout; want nothing", tt.args, stdout)
+			}
+			// A usage error is found before the index is created.
+			if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("after run(%q): stat index = %v; want not exist", tt.args, err)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	stdout, stderr, err := hashfile(t, "", "-help")
+	if got := cli.Status(err); got != cli.ExitOK {
+		t.Errorf("run(-help) exit status = %d (%v); want 0", got, err)
+	}
+	if !strings.HasPrefix(stdout, "Usage: hashfile [flags] PATH...\n") || !strings.Contains(stdout, "\n  -db file\n") {
+		t.Errorf("run(-help) stdout = %q; want the usage text and flags", stdout)
+	}
+	if stderr != "" {
+		t.Errorf("run(-help) stderr = %q; want nothing", stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	stdout, stderr, err := hashfile(t, "", "--version")
+	if err != nil {
+		t.Fatalf("run(--version) = %v; want nil", err)
+	}
+	want := fmt.Sprintf("hashfile dev, index format %d, SHA-256: %s\n", index.Version(), blockhash.Path())
+	if stdout != want {
+		t.Errorf("run(--version) stdout = %q; want %q", stdout, want)
+	}
+	if stderr != "" {
+		t.Errorf("run(--version) stderr = %q; want nothing", stderr)
+	}
+}
+
+// TestStdinPaths feeds paths on stdin, NUL-separated (names may hold
+// newlines) and newline-separated.
+func TestStdinPaths(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"plain", "with space", "new\nline", "dir/inner"}
+	for i, n := range names {
+		writeFile(t, filepath.Join(dir, n), randomBytes(uint64(i), 5000+i))
+	}
+	writeFile(t, filepath.Join(dir, "not listed"), randomBytes(99, 100))
+
+	tests := []struct {
+		name  string
+		nul   bool
+		stdin string
+		want  []string
+	}{
+		{"NUL", true, dir + "/plain\x00" + dir + "/with space\x00" + dir + "/new\nline\x00" + dir + "/dir\x00",
+			[]string{"dir/inner", "new\nline", "plain", "with space"}},
+		{"NUL without a final one", true, dir + "/new\nline\x00" + dir + "/plain",
+			[]string{"new\nline", "plain"}},
+		{"lines", false, dir + "/plain\n\n" + dir + "/with space\n",
+			[]string{"plain", "with space"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "index.db")
+			args := []string{"-db", db, "-"}
+			if tt.nul {
+				args = []string{"-db", db, "-0", "-"}
+			}
+			stdout, stderr, err := hashfile(t, tt.stdin, args...)
+			if err != nil {
+				t.Fatalf("run(%q) = %v; want nil\nstderr:\n%s", args, err, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q; want nothing", stdout)
+			}
+			var got []string
+			for p := range indexed(t, db) {
+				got = append(got, strings.TrimPrefix(p, dir+"/"))
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("indexed paths = %q; want %q", got, tt.want)
+			}
+			checkSummary(t, stderr, counts{seen: len(tt.want), hashed: len(tt.want), read: treeBytes(t, dir, tt.want)})
+		})
+	}
+}
+
+func treeBytes(t testing.TB, dir string, names []string) int64 {
+	t.Helper()
+	var n int64
+	for _, name := range names {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	return n
+}
+
+func TestQuiet(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f"), randomBytes(1, 10000))
+	stdout, stderr, err := hashfile(t, "", "-q", "-db", filepath.Join(dir, "idx", "index.db"), filepath.Join(dir, "f"))
+	if err != nil || stdout != "" || stderr != "" {
+		t.Errorf("run(-q) = %v, stdout %q, stderr %q; want nil and no output", err, stdout, stderr)
+	}
+}
+
+func TestBlockSizeMismatch(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	data := randomBytes(1, 3*8192+100)
+	writeFile(t, filepath.Join(tree, "f"), data)
+	db := filepath.Join(dir, "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, "-b", "8K", tree); err != nil {
+		t.Fatalf("first run = %v\n%s", err, stderr)
+	}
+	checkTree(t, db, tree)
+
+	for _, tt := range []struct {
+		args []string
+		bs   int
+	}{
+		{[]string{"-db", db, tree}, 4096},
+		{[]string{"-db", db, "-b", "16K", tree}, 16384},
+	} {
+		args, bs := tt.args, tt.bs
+		_, stderr, err := hashfile(t, "", args...)
+		want := fmt.Sprintf("block size differs from the index's: index %s was built with 8192-byte blocks, not %d (use another -db, or -b 8192)", db, bs)
+		if err == nil || err.Error() != want {
+			t.Errorf("run(%q) = %v; want %q", args, err, want)
+		}
+		if !errors.Is(err, index.ErrBlockSize) {
+			t.Errorf("run(%q) = %v; want errors.Is index.ErrBlockSize", args, err)
+		}
+		if got := cli.Status(err); got != cli.ExitError {
+			t.Errorf("run(%q) exit status = %d; want %d", args, got, cli.ExitError)
+		}
+		if stderr != "" {
+			t.Errorf("run(%q) stderr = %q; want nothing (main prints the error)", args, stderr)
+		}
+	}
+	// The index is as it was.
+	checkTree(t, db, tree)
+}
+
+func TestNewerIndexRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f"), randomBytes(1, 5000))
+	db := filepath.Join(dir, "idx", "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, filepath.Join(dir, "f")); err != nil {
+		t.Fatalf("first run = %v\n%s", err, stderr)
+	}
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	_, stderr, err := hashfile(t, "", "-db", db, filepath.Join(dir, "f"))
+	want := fmt.Sprintf("open index %s: index format version 99 is newer than this tool's %d: upgrade the tools", db, index.Version())
+	if err == nil || err.Error() != want {
+		t.Errorf("run on a version-99 index = %v; want %q", err, want)
+	}
+	if got := cli.Status(err); got != cli.ExitError {
+		t.Errorf("exit status = %d; want %d", got, cli.ExitError)
+	}
+	if stderr != "" {
+		t.Errorf("stderr = %q; want nothing", stderr)
+	}
+	// Refused, not touched: the version is still 99.
+	raw, err = sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var v int
+	if err := raw.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 99 {
+		t.Errorf("user_version after the refused run = %d, %v; want 99", v, err)
+	}
+}
+
+// TestIncrementalTempDir runs the incremental cases on whatever filesystem
+// holds the temporary directory, so that they run without root; the
+// integration tests repeat them on btrfs and XFS.
+func TestIncrementalTempDir(t *testing.T) {
+	testIncremental(t, t.TempDir())
+}
+
+// testIncremental hashes a tree, then changes it step by step, checking the
+// summary of each re-run and the index after it.
+func testIncremental(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	db := filepath.Join(dir, "idx", "index.db")
+	const (
+		big   = 1 << 20
+		mid   = 200 << 10
+		small = 10000
+		link  = 64 << 10
+	)
+	writeFile(t, filepath.Join(tree, "d1/big"), randomBytes(1, big))
+	writeFile(t, filepath.Join(tree, "d1/mid"), randomBytes(2, mid))
+	writeFile(t, filepath.Join(tree, "d2/small"), randomBytes(3, small))
+	writeFile(t, filepath.Join(tree, "d2/link1"), randomBytes(4, link))
+	if err := os.Link(filepath.Join(tree, "d2/link1"), filepath.Join(tree, "d2/link2")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(tree, "d2/empty"), nil)
+
+	step := func(name string, want counts) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, tree)
+		if err != nil {
+			t.Fatalf("%s: run = %v\nstderr:\n%s", name, err, stderr)
+		}
+		checkSummary(t, stderr, want)
+		checkTree(t, db, tree)
+	}
+
+	step("first run", counts{seen: 5, hashed: 4, links: 1, skipped: 1, read: big + mid + small + link})
+	if got := indexed(t, db); len(got) != 4 {
+		t.Errorf("index holds %d files; want 4 (one per inode)", len(got))
+	}
+
+	step("unchanged", counts{seen: 5, unchanged: 4, links: 1, skipped: 1})
+
+	// New content of the same size, and a new mtime.
+	mid2 := randomBytes(5, mid)
+	writeFile(t, filepath.Join(tree, "d1/mid"), mid2)
+	step("modified", counts{seen: 5, hashed: 1, unchanged: 3, links: 1, skipped: 1, read: mid})
+
+	if err := os.Remove(filepath.Join(tree, "d2/small")); err != nil {
+		t.Fatal(err)
+	}
+	step("deleted", counts{seen: 4, unchanged: 3, links: 1, skipped: 1, pruned: 1})
+	if _, ok := indexed(t, db)[filepath.Join(tree, "d2/small")]; ok {
+		t.Errorf("deleted d2/small is still in the index")
+	}
+
+	if err := os.Rename(filepath.Join(tree, "d1/big"), filepath.Join(tree, "d2/moved")); err != nil {
+		t.Fatal(err)
+	}
+	step("renamed", counts{seen: 4, unchanged: 3, renamed: 1, links: 1, skipped: 1})
+	got := indexed(t, db)
+	if _, ok := got[filepath.Join(tree, "d1/big")]; ok {
+		t.Errorf("old name d1/big is still in the index")
+	}
+	if _, ok := got[filepath.Join(tree, "d2/moved")]; !ok {
+		t.Errorf("new name d2/moved is not in the index")
+	}
+
+	// The first-met name of the linked inode goes; the other stays.
+	if err := os.Remove(filepath.Join(tree, "d2/link1")); err != nil {
+		t.Fatal(err)
+	}
+	step("one link removed", counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1})
+
+	step("unchanged again", counts{seen: 3, unchanged: 3, skipped: 1})
+}
+
+// TestRootsAreFiles hashes files given one by one and checks that the
+// filesystem they are on is recorded, as it is when a directory is walked.
+func TestRootsAreFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), randomBytes(1, 9000))
+	writeFile(t, filepath.Join(dir, "b"), randomBytes(2, 9000))
+	db := filepath.Join(t.TempDir(), "index.db")
+	_, stderr, err := hashfile(t, dir+"/a\x00"+dir+"/b\x00", "-db", db, "-0", "-")
+	if err != nil {
+		t.Fatalf("run = %v\n%s", err, stderr)
+	}
+	checkTree(t, db, dir)
+	ix := openIndex(t, db)
+	devs, err := ix.Devices(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := identity(t, filepath.Join(dir, "a"))
+	if _, ok := devs[id.Dev]; !ok || len(devs) != 1 {
+		t.Errorf("devices = %v; want one, for dev %d", devs, id.Dev)
+	}
+}
+
+// TestMissingRoot reports a root that does not exist and prunes what the
+// index held under it.
+func TestMissingRoot(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 9000))
+	db := filepath.Join(dir, "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, tree); err != nil {
+		t.Fatalf("first run = %v\n%s", err, stderr)
+	}
+	if err := os.RemoveAll(tree); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := hashfile(t, "", "-db", db, tree)
+	if got := cli.Status(err); got != cli.ExitPartial {
+		t.Errorf("exit status = %d (%v); want %d", got, err, cli.ExitPartial)
+	}
+	if want := fmt.Sprintf("hashfile: lstat %s: no such file or directory\n", tree); !strings.HasPrefix(stderr, want) {
+		t.Errorf("stderr = %q; want it to start with %q", stderr, want)
+	}
+	checkSummary(t, stderr, counts{failed: 1, pruned: 1})
+	if got := indexed(t, db); len(got) != 0 {
+		t.Errorf("index holds %v; want nothing", got)
+	}
+}
+
+// identity is what lstat says of path now.
+func identity(t testing.TB, path string) walk.Identity {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatalf("lstat %s: %v", path, err)
+	}
+	return walk.FromStat(&st)
+}

@@ -1,0 +1,161 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"same/internal/index"
+)
+
+func writeRandom(t *testing.T, path string, seed uint64, n int) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}).Read(b)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openIndex(t *testing.T) *index.Index {
+	t.Helper()
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	return ix
+}
+
+// paths returns the inode of each path in the index.
+func paths(t *testing.T, ix *index.Index) map[string]uint64 {
+	t.Helper()
+	m := make(map[string]uint64)
+	err := ix.Files(context.Background(), func(f index.File) error {
+		m[f.Path] = f.Ino
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func runScan(t *testing.T, ctx context.Context, ix *index.Index, roots ...string) (Stats, error) {
+	t.Helper()
+	return Run(ctx, ix, roots, Options{BlockSize: 4096, Error: func(path string, err error) { t.Logf("Error(%s, %v)", path, err) }})
+}
+
+// same compares the counts of two Stats, ignoring timing and ToRead.
+func same(got, want Stats) bool {
+	got.Elapsed, got.ToRead, got.WalkDone = 0, 0, false
+	return got == want
+}
+
+func TestPruneOnlyUnderRoots(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for i, p := range []string{"a/1", "a/2", "b/1", "b/2"} {
+		writeRandom(t, filepath.Join(dir, p), uint64(i), 5000)
+	}
+	ix := openIndex(t)
+	ctx := context.Background()
+	if st, err := runScan(t, ctx, ix, a, b); err != nil || st.Hashed != 4 {
+		t.Fatalf("first Run = %+v, %v; want 4 hashed", st, err)
+	}
+	for _, p := range []string{"a/1", "b/1"} {
+		if err := os.Remove(filepath.Join(dir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := runScan(t, ctx, ix, a)
+	if want := (Stats{Seen: 1, Unchanged: 1, Pruned: 1}); err != nil || !same(st, want) {
+		t.Errorf("Run(a) = %+v, %v; want %+v", st, err, want)
+	}
+	got := paths(t, ix)
+	for p, want := range map[string]bool{"a/1": false, "a/2": true, "b/1": true, "b/2": true} {
+		if _, ok := got[filepath.Join(dir, p)]; ok != want {
+			t.Errorf("after Run(a): %s indexed = %v; want %v", p, ok, want)
+		}
+	}
+}
+
+func TestInterruptedPrunesNothing(t *testing.T) {
+	dir := t.TempDir()
+	writeRandom(t, filepath.Join(dir, "1"), 1, 5000)
+	writeRandom(t, filepath.Join(dir, "2"), 2, 5000)
+	ix := openIndex(t)
+	if _, err := runScan(t, context.Background(), ix, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "1")); err != nil {
+		t.Fatal(err)
+	}
+	// The whole tree is walked, then the run is interrupted (from the
+	// report of a second, missing root) before it could prune.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := Options{BlockSize: 4096, Error: func(string, error) { cancel() }}
+	st, err := Run(ctx, ix, []string{dir, filepath.Join(dir, "missing")}, o)
+	if want := (Stats{Seen: 1, Unchanged: 1, Failed: 1}); !errors.Is(err, context.Canceled) || !same(st, want) {
+		t.Errorf("interrupted Run = %+v, %v; want %+v, context.Canceled", st, err, want)
+	}
+	if got := paths(t, ix); len(got) != 2 {
+		t.Errorf("after an interrupted Run the index holds %v; want both files", got)
+	}
+}
+
+// TestSwap swaps two files' names: both are renamed in the index, neither
+// is read.
+func TestSwap(t *testing.T) {
+	dir := t.TempDir()
+	x, y, tmp := filepath.Join(dir, "x"), filepath.Join(dir, "y"), filepath.Join(dir, "tmp")
+	writeRandom(t, x, 1, 5000)
+	writeRandom(t, y, 2, 7000)
+	ix := openIndex(t)
+	ctx := context.Background()
+	if _, err := runScan(t, ctx, ix, dir); err != nil {
+		t.Fatal(err)
+	}
+	before := paths(t, ix)
+	for _, mv := range [][2]string{{x, tmp}, {y, x}, {tmp, y}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := runScan(t, ctx, ix, dir)
+	if want := (Stats{Seen: 2, Unchanged: 2, Renamed: 2}); err != nil || !same(st, want) {
+		t.Errorf("Run after swap = %+v, %v; want %+v", st, err, want)
+	}
+	after := paths(t, ix)
+	if after[x] != before[y] || after[y] != before[x] || len(after) != 2 {
+		t.Errorf("after swap index = %v; want x and y swapped from %v", after, before)
+	}
+}
+
+func TestRunBadOptions(t *testing.T) {
+	ix := openIndex(t)
+	dir := t.TempDir()
+	tests := []struct {
+		o    Options
+		want string
+	}{
+		{Options{BlockSize: 1000}, "block size 1000: want a power of two from 4KiB to 16MiB"},
+		{Options{BlockSize: 4096, Exclude: []string{"["}}, `bad exclude pattern "[": syntax error in pattern`},
+	}
+	for _, tt := range tests {
+		_, err := Run(context.Background(), ix, []string{dir}, tt.o)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("Run(%+v) = %v; want %q", tt.o, err, tt.want)
+		}
+	}
+	if bs, err := ix.BlockSize(); bs != 0 || err != nil {
+		t.Errorf("block size after refused runs = %d, %v; want 0 (not set)", bs, err)
+	}
+}

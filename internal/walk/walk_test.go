@@ -1,0 +1,151 @@
+package walk
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestWalk(t *testing.T) {
+	dir := t.TempDir()
+	for name, size := range map[string]int{
+		"b":           10,
+		"a/2":         20,
+		"a/10":        30,
+		"a/empty":     0,
+		"a/skip.tmp":  40,
+		"cache/inner": 50,
+		"keep/cache":  60, // a file named like the excluded directory path's base
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("b", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	var sizes []int64
+	skipped := map[string]string{}
+	var dirs []string
+	o := Options{
+		Exclude: []string{"*.tmp", dir + "/cache"},
+		Skipped: func(path, why string) { skipped[path] = why },
+		Dir:     func(path string, _ *unix.Stat_t) { dirs = append(dirs, path) },
+		Error:   func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+	}
+	err := Walk(context.Background(), dir, o, func(e Entry) error {
+		got = append(got, e.Path[len(dir)+1:])
+		sizes = append(sizes, e.Size)
+		var st unix.Stat_t
+		if err := unix.Lstat(e.Path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if id := FromStat(&st); id != e.Identity {
+			t.Errorf("%s: Identity = %+v; want %+v", e.Path, e.Identity, id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Walk = %v", err)
+	}
+	if want := []string{"a/10", "a/2", "b", "keep/cache"}; !slices.Equal(got, want) {
+		t.Errorf("Walk met %q; want %q (name order)", got, want)
+	}
+	if want := []int64{30, 20, 10, 60}; !slices.Equal(sizes, want) {
+		t.Errorf("sizes = %v; want %v", sizes, want)
+	}
+	wantSkipped := map[string]string{dir + "/a/empty": "empty", dir + "/link": "symlink", dir + "/fifo": "FIFO"}
+	if len(skipped) != len(wantSkipped) {
+		t.Errorf("skipped = %v; want %v", skipped, wantSkipped)
+	}
+	for p, why := range wantSkipped {
+		if skipped[p] != why {
+			t.Errorf("skipped[%s] = %q; want %q", p, skipped[p], why)
+		}
+	}
+	if want := []string{dir, dir + "/a", dir + "/keep"}; !slices.Equal(dirs, want) {
+		t.Errorf("Dir called for %q; want %q", dirs, want)
+	}
+}
+
+func TestWalkStops(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := Walk(context.Background(), dir, Options{}, func(Entry) error {
+		n++
+		return stop
+	})
+	if err != stop || n != 1 {
+		t.Errorf("Walk with fn failing = %v after %d calls; want %v after 1", err, n, stop)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = Walk(ctx, dir, Options{}, func(Entry) error { t.Error("fn called after cancel"); return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Walk with a cancelled context = %v; want context.Canceled", err)
+	}
+}
+
+func TestWalkMissingRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "gone")
+	var errs []error
+	err := Walk(context.Background(), root, Options{Error: func(_ string, err error) { errs = append(errs, err) }},
+		func(Entry) error { return nil })
+	if err != nil {
+		t.Errorf("Walk = %v; want nil (the error goes to Options.Error)", err)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], os.ErrNotExist) || errs[0].Error() != "lstat "+root+": no such file or directory" {
+		t.Errorf("errors = %v; want one, lstat %s: not exist", errs, root)
+	}
+}
+
+func TestUnder(t *testing.T) {
+	tests := []struct {
+		path, root string
+		want       bool
+	}{
+		{"/a/b", "/a", true},
+		{"/a", "/a", true},
+		{"/ab", "/a", false},
+		{"/a0", "/a", false},
+		{"/a/b/c", "/a/b", true},
+		{"/x", "/", true},
+		{"/", "/", true},
+	}
+	for _, tt := range tests {
+		if got := Under(tt.path, tt.root); got != tt.want {
+			t.Errorf("Under(%q, %q) = %v; want %v", tt.path, tt.root, got, tt.want)
+		}
+	}
+}
+
+func TestCheckPatterns(t *testing.T) {
+	if err := CheckPatterns([]string{"*.tmp", "/a/*/b", "x?"}); err != nil {
+		t.Errorf("CheckPatterns(good) = %v; want nil", err)
+	}
+	err := CheckPatterns([]string{"ok", "a[", "b["})
+	if want := `bad exclude pattern "a[": syntax error in pattern`; err == nil || err.Error() != want {
+		t.Errorf("CheckPatterns(bad) = %v; want %q", err, want)
+	}
+}
