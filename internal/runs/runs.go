@@ -53,6 +53,7 @@ type file struct {
 	blocks  int64
 	extents []fiemap.Extent
 	btrfs   bool
+	fsBlock int64 // the filesystem's block size
 }
 
 // loc packs (file index, block) into one sortable word.
@@ -129,8 +130,9 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 		byID[f.ID] = len(files)
 		files = append(files, file{
 			id: f.ID, path: f.Path, dev: f.Dev, ino: f.Ino, size: f.Size, mtime: f.Mtime,
-			blocks: (f.Size + bs - 1) / bs,
-			btrfs:  devs[f.Dev].FSType == btrfsMagic,
+			blocks:  (f.Size + bs - 1) / bs,
+			btrfs:   devs[f.Dev].FSType == btrfsMagic,
+			fsBlock: cmp.Or(devs[f.Dev].BlockSize, bs),
 		})
 		return nil
 	})
@@ -284,7 +286,8 @@ func filter(runs []run, o Options) []run {
 // estimate sets each run's freed bytes. runs are in destination order. On
 // btrfs an extent of the destination is freed when the runs cover it whole
 // and nothing outside the file shares it; it counts for the run that covers
-// its start. Elsewhere space is freed block by block.
+// its start. Elsewhere space is freed block by block, a partial last block
+// whole.
 func estimate(runs []run, files []file, bs int64) {
 	for i := 0; i < len(runs); {
 		fi := runs[i].dst.file()
@@ -295,7 +298,7 @@ func estimate(runs []run, files []file, bs int64) {
 		f := &files[fi]
 		if !f.btrfs {
 			for k := i; k < j; k++ {
-				runs[k].freed = runs[k].len
+				runs[k].freed = (runs[k].len + f.fsBlock - 1) / f.fsBlock * f.fsBlock
 			}
 			i = j
 			continue

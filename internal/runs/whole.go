@@ -100,7 +100,7 @@ func sameStorage(d, s *file) bool {
 // with anything else, or its size where space is freed block by block.
 func wholeFreed(f *file) int64 {
 	if !f.btrfs {
-		return f.size
+		return (f.size + f.fsBlock - 1) / f.fsBlock * f.fsBlock
 	}
 	var n int64
 	for _, e := range f.extents {
