@@ -1,6 +1,6 @@
 //go:build linux
 
-package dedupe
+package dedupe_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/dedupe"
 	"same/internal/plan"
 	"same/internal/testfs"
 )
@@ -51,12 +52,12 @@ func writeFile(t testing.TB, path string, data []byte) {
 	}
 }
 
-// open opens path with Open and its current identity.
+// open opens path with dedupe.Open and its current identity.
 func open(t testing.TB, path string) *os.File {
 	t.Helper()
-	f, err := Open(path, identity(t, path, 0))
+	f, err := dedupe.Open(path, identity(t, path, 0))
 	if err != nil {
-		t.Fatalf("Open(%s) = %v", path, err)
+		t.Fatalf("dedupe.Open(%s) = %v", path, err)
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
@@ -119,22 +120,22 @@ func TestOpen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := Open(tt.path, tt.want)
+			f, err := dedupe.Open(tt.path, tt.want)
 			if f != nil {
 				f.Close()
 			}
 			switch {
 			case tt.err == "" && err != nil:
-				t.Fatalf("Open(%s) = %v; want nil", tt.path, err)
+				t.Fatalf("dedupe.Open(%s) = %v; want nil", tt.path, err)
 			case tt.err == "":
 				return
 			case err == nil:
-				t.Fatalf("Open(%s) = nil; want %q", tt.path, tt.err)
+				t.Fatalf("dedupe.Open(%s) = nil; want %q", tt.path, tt.err)
 			case !strings.HasPrefix(err.Error(), tt.err):
-				t.Errorf("Open(%s) = %q; want %q...", tt.path, err, tt.err)
+				t.Errorf("dedupe.Open(%s) = %q; want %q...", tt.path, err, tt.err)
 			}
-			if got := errors.Is(err, ErrStale); got != tt.stale {
-				t.Errorf("errors.Is(%v, ErrStale) = %v; want %v", err, got, tt.stale)
+			if got := errors.Is(err, dedupe.ErrStale); got != tt.stale {
+				t.Errorf("errors.Is(%v, dedupe.ErrStale) = %v; want %v", err, got, tt.stale)
 			}
 		})
 	}
@@ -144,12 +145,12 @@ func TestOpenSymlinkErrno(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "f"), nil)
 	os.Symlink("f", filepath.Join(dir, "l"))
-	_, err := Open(filepath.Join(dir, "l"), plan.Range{})
-	if got := ErrnoName(err); got != "ELOOP" {
-		t.Errorf("ErrnoName(%v) = %q; want ELOOP", err, got)
+	_, err := dedupe.Open(filepath.Join(dir, "l"), plan.Range{})
+	if got := dedupe.ErrnoName(err); got != "ELOOP" {
+		t.Errorf("dedupe.ErrnoName(%v) = %q; want ELOOP", err, got)
 	}
-	if !errors.Is(err, ErrNotRegular) {
-		t.Errorf("errors.Is(%v, ErrNotRegular) = false; want true", err)
+	if !errors.Is(err, dedupe.ErrNotRegular) {
+		t.Errorf("errors.Is(%v, dedupe.ErrNotRegular) = false; want true", err)
 	}
 }
 
@@ -177,10 +178,10 @@ func testRange(t *testing.T, mnt string) {
 		}
 		return paths
 	}
-	dests := func(paths []string, off int64) []Dest {
-		var ds []Dest
+	dests := func(paths []string, off int64) []dedupe.Dest {
+		var ds []dedupe.Dest
 		for _, p := range paths {
-			ds = append(ds, Dest{open(t, p), off})
+			ds = append(ds, dedupe.Dest{open(t, p), off})
 		}
 		return ds
 	}
@@ -188,7 +189,7 @@ func testRange(t *testing.T, mnt string) {
 		status plan.Status
 		bytes  int64
 	}
-	check := func(t *testing.T, got []Outcome, w []want) {
+	check := func(t *testing.T, got []dedupe.Outcome, w []want) {
 		t.Helper()
 		if len(got) != len(w) {
 			t.Fatalf("Range returned %d outcomes; want %d", len(got), len(w))
@@ -203,7 +204,7 @@ func testRange(t *testing.T, mnt string) {
 	t.Run("identical", func(t *testing.T) {
 		data := randomData(1, 1<<20)
 		p := files(data, data, data)
-		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
 		check(t, got, []want{{plan.DstDeduped, 1 << 20}, {plan.DstDeduped, 1 << 20}})
 		for _, path := range p {
 			checkContent(t, path, data)
@@ -215,10 +216,10 @@ func testRange(t *testing.T, mnt string) {
 		other := append([]byte(nil), data...)
 		other[9000] ^= 1 // in the third 4 KiB block
 		p := files(data, other, data)
-		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 4096)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 4096)
 		check(t, got, []want{{plan.DstDiffers, 8192}, {plan.DstDeduped, 64 << 10}})
-		if !errors.Is(got[0].Err, ErrDiffers) {
-			t.Errorf("differs error = %v; want ErrDiffers", got[0].Err)
+		if !errors.Is(got[0].Err, dedupe.ErrDiffers) {
+			t.Errorf("differs error = %v; want dedupe.ErrDiffers", got[0].Err)
 		}
 		checkContent(t, p[1], other)
 	})
@@ -227,7 +228,7 @@ func testRange(t *testing.T, mnt string) {
 		size := 40<<20 + 1000
 		data := randomData(3, size)
 		p := files(data, data)
-		got := Range(ctx, open(t, p[0]), 0, int64(size), dests(p[1:], 0), 16<<20)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(size), dests(p[1:], 0), 16<<20)
 		check(t, got, []want{{plan.DstDeduped, int64(size)}})
 		checkContent(t, p[1], data)
 	})
@@ -237,7 +238,7 @@ func testRange(t *testing.T, mnt string) {
 		p := files(data, data)
 		// The chunk is rounded down to 4096 bytes: the kernel would report
 		// 6000 bytes deduped after sharing 4096.
-		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 6000)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 6000)
 		check(t, got, []want{{plan.DstDeduped, 100_000}})
 	})
 
@@ -246,7 +247,7 @@ func testRange(t *testing.T, mnt string) {
 		src := append(append(randomData(6, 8192), block...), randomData(7, 4096)...)
 		dst := append(randomData(8, 16384), block...)
 		p := files(src, dst)
-		got := Range(ctx, open(t, p[0]), 8192, int64(len(block)), dests(p[1:], 16384), 0)
+		got := dedupe.Range(ctx, open(t, p[0]), 8192, int64(len(block)), dests(p[1:], 16384), 0)
 		check(t, got, []want{{plan.DstDeduped, int64(len(block))}})
 		checkContent(t, p[1], dst)
 	})
@@ -258,7 +259,7 @@ func testRange(t *testing.T, mnt string) {
 			datas[i] = data
 		}
 		p := files(datas...)
-		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
 		w := make([]want, 130)
 		for i := range w {
 			w[i] = want{plan.DstDeduped, int64(len(data))}
@@ -269,9 +270,9 @@ func testRange(t *testing.T, mnt string) {
 	t.Run("misaligned offset", func(t *testing.T) {
 		data := randomData(10, 16384)
 		p := files(data, data)
-		got := Range(ctx, open(t, p[0]), 0, 8192, dests(p[1:], 100), 0)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, 8192, dests(p[1:], 100), 0)
 		check(t, got, []want{{plan.DstError, 0}})
-		if name := ErrnoName(got[0].Err); name != "EINVAL" {
+		if name := dedupe.ErrnoName(got[0].Err); name != "EINVAL" {
 			t.Errorf("errno = %q (%v); want EINVAL", name, got[0].Err)
 		}
 	})
@@ -281,21 +282,21 @@ func testRange(t *testing.T, mnt string) {
 		p := files(data, data, data)
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
-		got := Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
 		check(t, got, []want{{plan.DstSkipped, 0}, {plan.DstSkipped, 0}})
 	})
 
 	t.Run("statfs", func(t *testing.T) {
 		p := files([]byte("x"))
-		fs, err := StatFS(open(t, p[0]))
+		fs, err := dedupe.StatFS(open(t, p[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fs.BlockSize != 4096 || fs.Free <= 0 || fs.ID == "" || (fs.Type != "btrfs" && fs.Type != "xfs") {
 			t.Errorf("StatFS = %+v; want block size 4096, free > 0, btrfs or xfs", fs)
 		}
-		if err := SyncFS(open(t, p[0])); err != nil {
-			t.Errorf("SyncFS = %v", err)
+		if err := dedupe.SyncFS(open(t, p[0])); err != nil {
+			t.Errorf("dedupe.SyncFS = %v", err)
 		}
 	})
 }
@@ -306,10 +307,10 @@ func TestRangeUnsupported(t *testing.T) {
 	a, b := filepath.Join(mnt, "a"), filepath.Join(mnt, "b")
 	writeFile(t, a, data)
 	writeFile(t, b, data)
-	got := Range(context.Background(), open(t, a), 0, 8192, []Dest{{open(t, b), 0}}, 0)
+	got := dedupe.Range(context.Background(), open(t, a), 0, 8192, []dedupe.Dest{{open(t, b), 0}}, 0)
 	o := got[0]
-	if o.Status != plan.DstError || ErrnoName(o.Err) != "EOPNOTSUPP" || o.Err.Error() != "filesystem does not support dedupe" {
-		t.Errorf("Range on ext4 = %s %q %v; want error EOPNOTSUPP \"filesystem does not support dedupe\"", o.Status, ErrnoName(o.Err), o.Err)
+	if o.Status != plan.DstError || dedupe.ErrnoName(o.Err) != "EOPNOTSUPP" || o.Err.Error() != "filesystem does not support dedupe" {
+		t.Errorf("Range on ext4 = %s %q %v; want error EOPNOTSUPP \"filesystem does not support dedupe\"", o.Status, dedupe.ErrnoName(o.Err), o.Err)
 	}
 }
 
@@ -320,7 +321,7 @@ func TestRangeCrossDevice(t *testing.T) {
 	a, b := filepath.Join(m1, "a"), filepath.Join(m2, "b")
 	writeFile(t, a, data)
 	writeFile(t, b, data)
-	got := Range(context.Background(), open(t, a), 0, 8192, []Dest{{open(t, b), 0}}, 0)
+	got := dedupe.Range(context.Background(), open(t, a), 0, 8192, []dedupe.Dest{{open(t, b), 0}}, 0)
 	o := got[0]
 	if o.Status != plan.DstError || !errors.Is(o.Err, syscall.EXDEV) || !strings.Contains(o.Err.Error(), "on another filesystem") {
 		t.Errorf("Range across filesystems = %s %v; want error EXDEV \"on another filesystem\"", o.Status, o.Err)
