@@ -18,8 +18,6 @@ CREATE TABLE devices (
 -- One row per inode. path is one of its names (the first the walk met); it
 -- is NULL while another inode holds that name and this one has not been
 -- seen under a new name yet. Times are nanoseconds since the epoch.
--- extents_sum fingerprints the extents rows, so that a re-run can tell
--- whether a file's extents changed (after a dedupe, say) without writing.
 CREATE TABLE files (
 	id    INTEGER PRIMARY KEY,
 	path  TEXT UNIQUE,
@@ -28,7 +26,6 @@ CREATE TABLE files (
 	size  INTEGER NOT NULL,
 	mtime INTEGER NOT NULL,
 	ctime INTEGER NOT NULL,
-	extents_sum INTEGER NOT NULL DEFAULT 0,
 	UNIQUE (dev, ino)
 );
 

@@ -17,7 +17,11 @@
 // so copies whose extents the run covers whole become destinations (a loose
 // file found inside a disk image points into the image). Zero blocks,
 // holes, inline extents and ranges that already share storage with their
-// source are never planned, so a re-run after applysame plans nothing.
+// source are never planned, so a re-run after applysame plans nothing:
+// findsame maps the files it is about to plan again (FIEMAP, no data read),
+// because deduplication changes extents without changing the identity
+// hashfile records. A file changed or gone since it was hashed is left out
+// with a warning naming it; run hashfile again to include it.
 // Output is deterministic for a given index: lines come in order of source
 // path and offset.
 //
@@ -131,7 +135,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	enc.SetEscapeHTML(false)
 	sum, err := runs.Find(ctx, ix, runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
-		WholeFiles: *whole, Budget: int64(budget),
+		WholeFiles: *whole, Budget: int64(budget), Live: true,
+		Warn: func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
 	}, func(d *plan.Dedupe) error { return enc.Encode(d) })
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write plan: %w", ferr)
@@ -140,8 +145,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, about %s to be freed; %d files, %d blocks, %d pass(es) in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), cli.Bytes(sum.Freed), sum.Files, sum.Blocks, sum.Passes,
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, about %s to be freed; %d files (%d changed since hashed), %d blocks, %d pass(es) in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Blocks, sum.Passes,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -176,6 +176,26 @@ func TestRealTrees(t *testing.T) {
 			if len(got) != len(want) {
 				t.Errorf("planned %v; want exactly %v", got, want)
 			}
+
+			// A file rewritten since it was hashed is left out, by name.
+			a2 := filepath.Join(dir, "copies/a2")
+			if err := os.WriteFile(a2, []byte("new content\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			errb.Reset()
+			if err := run(context.Background(), []string{"-db", db}, nil, &out, &errb); err != nil {
+				t.Fatalf("findsame: %v\n%s", err, errb.String())
+			}
+			if want := "findsame: " + a2 + ": changed since it was hashed (run hashfile again)\n"; !strings.HasPrefix(errb.String(), want) {
+				t.Errorf("stderr %q; want it to start %q", errb.String(), want)
+			}
+			if strings.Contains(out.String(), a2) {
+				t.Errorf("plan names %s, which changed since hashed:\n%s", a2, out.String())
+			}
+			if !strings.Contains(out.String(), filepath.Join(dir, "copies/a1")) {
+				t.Errorf("plan lost copies/a1:\n%s", out.String())
+			}
 		})
 	}
 }

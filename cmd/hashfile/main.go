@@ -13,8 +13,7 @@
 // input, one per line, or NUL-separated with -0.
 //
 // Re-runs are incremental: a file whose device, inode, size, mtime and
-// ctime are unchanged is not read (only its extents are mapped again, to
-// see what deduplication has shared since); a renamed file is updated without being
+// ctime are unchanged is not read; a renamed file is updated without being
 // read; files under the given PATHs that are gone are removed from the
 // index. Hard links are hashed once. Symbolic links, devices, FIFOs and
 // sockets are never opened. A file that changes while it is read is not
@@ -232,7 +231,7 @@ func progress(s scan.Stats) string {
 }
 
 func summary(s scan.Stats) string {
-	return fmt.Sprintf("hashfile: %d files seen, %d hashed, %d unchanged (%d renamed, %d remapped), %d hard links, %d skipped, %d failed, %d pruned; read %s in %s (%s)",
-		s.Seen, s.Hashed, s.Unchanged, s.Renamed, s.Remapped, s.Links, s.Skipped, s.Failed, s.Pruned,
+	return fmt.Sprintf("hashfile: %d files seen, %d hashed, %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned; read %s in %s (%s)",
+		s.Seen, s.Hashed, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned,
 		cli.Bytes(s.BytesRead), s.Elapsed.Round(time.Millisecond), rate(s.BytesRead, s.Elapsed))
 }

@@ -28,21 +28,5 @@ type Extent struct {
 // End is the file offset just past the extent.
 func (e Extent) End() int64 { return e.Logical + e.Length }
 
-// Sum fingerprints a list of extents (FNV-1a over every field), so that a
-// change in a file's layout can be noticed without comparing lists.
-func Sum(ext []Extent) uint64 {
-	h := uint64(14695981039346656037)
-	for _, e := range ext {
-		for _, v := range [4]uint64{uint64(e.Logical), uint64(e.Physical), uint64(e.Length), uint64(e.Flags)} {
-			for range 8 {
-				h ^= v & 0xff
-				h *= 1099511628211
-				v >>= 8
-			}
-		}
-	}
-	return h
-}
-
 // ErrUnsupported is returned where the platform or filesystem has no FIEMAP.
 var ErrUnsupported = errors.New("fiemap: not supported")

@@ -185,25 +185,21 @@ type File struct {
 	Size  int64
 	Mtime int64 // ns since the epoch
 	Ctime int64 // ns since the epoch
-	// ExtentsSum is fiemap.Sum of the extents recorded.
-	ExtentsSum uint64
 }
 
 // Files calls fn for every file in the index, in path order (files that
 // have no path now come first).
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime, extents_sum FROM files ORDER BY path")
+	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime FROM files ORDER BY path")
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var f File
-		var extSum int64
-		if err := rows.Scan(&f.ID, &f.Path, &f.Dev, &f.Ino, &f.Size, &f.Mtime, &f.Ctime, &extSum); err != nil {
+		if err := rows.Scan(&f.ID, &f.Path, &f.Dev, &f.Ino, &f.Size, &f.Mtime, &f.Ctime); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
-		f.ExtentsSum = uint64(extSum)
 		if err := fn(f); err != nil {
 			return err
 		}

@@ -81,30 +81,13 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 		}
 	}
-	if err := t.putExtents(id, extents); err != nil {
-		return 0, fmt.Errorf("record extents of %s: %w", f.Path, err)
-	}
-	return id, nil
-}
-
-// PutExtents replaces the extents recorded for file id, whose data is
-// unchanged.
-func (t *Tx) PutExtents(id int64, extents []fiemap.Extent) error {
-	if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
-		return err
-	}
-	return t.putExtents(id, extents)
-}
-
-func (t *Tx) putExtents(id int64, extents []fiemap.Extent) error {
 	for _, e := range extents {
 		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags) VALUES(?, ?, ?, ?, ?)",
 			id, e.Logical, e.Physical, e.Length, e.Flags); err != nil {
-			return err
+			return 0, fmt.Errorf("record extents of %s: %w", f.Path, err)
 		}
 	}
-	_, err := t.exec("UPDATE files SET extents_sum = ? WHERE id = ?", int64(fiemap.Sum(extents)), id)
-	return err
+	return id, nil
 }
 
 // Rename records a new path (and ctime, which a rename updates) for an

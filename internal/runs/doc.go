@@ -26,7 +26,11 @@
 //
 // Zero blocks (and so holes and unwritten extents), blocks in inline
 // extents, and pairs that already share their physical block: a re-run
-// after applysame plans nothing.
+// after applysame plans nothing. With Options.Live, the extents compared
+// are those the files have now, not those recorded when they were hashed:
+// deduplication changes extents but not the identity hashfile checks, so
+// the index alone cannot know what applysame shared since. Files changed
+// or gone since hashed are left out.
 //
 // # Memory
 //

@@ -24,6 +24,13 @@ type Options struct {
 	// Budget bounds the memory of one grouping pass, in bytes; 0 means
 	// DefaultBudget.
 	Budget int64
+	// Live maps the files that runs would touch again (FIEMAP) and uses
+	// their extents as they are now instead of those recorded, leaving out
+	// files changed or gone since they were hashed. findsame sets it; tests
+	// of hand-built indexes do not.
+	Live bool
+	// Warn, if set, is told of each file left out by Live.
+	Warn func(path string, err error)
 }
 
 // DefaultBudget is the memory one grouping pass may hold.
@@ -31,13 +38,14 @@ const DefaultBudget = 512 << 20
 
 // Summary counts a plan.
 type Summary struct {
-	Lines  int64 // plan lines
-	Runs   int64 // (source, destination) runs
-	Bytes  int64 // bytes to be deduplicated
-	Freed  int64 // estimate of bytes freed
-	Files  int   // files considered
-	Blocks int64 // non-empty blocks considered
-	Passes int   // grouping passes over the index
+	Lines   int64 // plan lines
+	Runs    int64 // (source, destination) runs
+	Bytes   int64 // bytes to be deduplicated
+	Freed   int64 // estimate of bytes freed
+	Files   int   // files considered
+	Blocks  int64 // non-empty blocks considered
+	Passes  int   // grouping passes over the index
+	Skipped int   // files left out: changed or gone since hashed
 }
 
 // btrfsMagic is BTRFS_SUPER_MAGIC: btrfs frees whole extents only.
@@ -52,6 +60,7 @@ type file struct {
 	mtime   int64
 	blocks  int64
 	extents []fiemap.Extent
+	stale   bool // changed or gone since hashed: never planned
 	btrfs   bool
 	fsBlock int64 // the filesystem's block size
 }
@@ -108,6 +117,14 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(*plan.Dedup
 		return sum, err
 	}
 	sum.Passes = passes
+	if o.Live {
+		involved := make([]bool, len(files))
+		for _, m := range maps {
+			involved[m.dst.file()] = true
+			involved[m.src.file()] = true
+		}
+		sum.Skipped = remap(files, involved, o.Warn)
+	}
 	runs := chain(files, maps, bs)
 	maps = nil
 	runs = filter(runs, o)
@@ -223,7 +240,7 @@ func chain(files []file, maps []mapping, bs int64) []run {
 	var cur *run
 	for _, m := range maps {
 		df, sf := &files[m.dst.file()], &files[m.src.file()]
-		if !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs) {
+		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs) {
 			cur = nil
 			continue
 		}

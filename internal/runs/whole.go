@@ -63,21 +63,39 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 		return cmp.Compare(a.f, b.f)
 	})
+	if o.Live {
+		involved := make([]bool, len(files))
+		for i := 0; i < len(all); {
+			j := i + 1
+			for j < len(all) && all[j].size == all[i].size && all[j].digest == all[i].digest {
+				j++
+			}
+			for _, w := range all[i:j] {
+				involved[w.f] = j-i > 1
+			}
+			i = j
+		}
+		sum.Skipped = remap(files, involved, o.Warn)
+	}
 	var runs []run
 	for i := 0; i < len(all); {
 		j := i + 1
 		for j < len(all) && all[j].size == all[i].size && all[j].digest == all[i].digest {
 			j++
 		}
-		src := &files[all[i].f]
-		for _, w := range all[i+1 : j] {
+		group := slices.DeleteFunc(slices.Clone(all[i:j]), func(w whole) bool { return files[w.f].stale })
+		i = j
+		if len(group) < 2 {
+			continue
+		}
+		src := &files[group[0].f]
+		for _, w := range group[1:] {
 			d := &files[w.f]
 			if inline(src) || inline(d) || sameStorage(d, src) {
 				continue
 			}
-			runs = append(runs, run{src: mkloc(all[i].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.size, freed: wholeFreed(d)})
+			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.size, freed: wholeFreed(d)})
 		}
-		i = j
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
 	return lines(ctx, ix, files, runs, bs, emit, sum)

@@ -7,10 +7,8 @@
 // identity the index already holds for each inode, which need reading. A
 // file is unchanged when its (device, inode, size, mtime) match the index
 // and either its ctime matches or it is met under a new path (a rename or a
-// new hard link updates ctime but not the data); an unchanged file's data
-// is not read, but its extents are mapped again (FIEMAP, no data read) and
-// rewritten when they changed: deduplication changes a file's extents and
-// not its identity, and findsame must see what already shares storage. Workers read and hash the rest in parallel and take their
+// new hard link updates ctime but not the data); an unchanged file is not
+// opened. Workers read and hash the rest in parallel and take their
 // extents; one writer commits results to the index in batched
 // transactions. When the walk of every root has completed, inodes under the
 // roots that were not met are pruned; an interrupted or killed run prunes

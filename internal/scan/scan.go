@@ -37,7 +37,6 @@ type Stats struct {
 	Hashed    int64 // files read and recorded
 	Unchanged int64 // files not read because the index was current
 	Renamed   int64 // unchanged files met under a new path
-	Remapped  int64 // unchanged files whose extents changed (deduplicated)
 	Links     int64 // further names of an inode already met
 	Skipped   int64 // special files, symlinks, empty files
 	Failed    int64 // files that could not be read or changed while read
@@ -52,23 +51,17 @@ type Stats struct {
 var ErrChanged = errors.New("changed while being read; not recorded")
 
 type known struct {
-	id     int64
-	path   string
-	extSum uint64
+	id   int64
+	path string
 	walk.Identity
 	seen bool
 }
 
 type key struct{ dev, ino uint64 }
 
-// job is a file to hash or, for an unchanged file (refresh), only to
-// map: deduplication changes a file's extents but not its identity.
 type job struct {
-	path    string
-	id      walk.Identity
-	refresh bool
-	fileID  int64
-	extSum  uint64
+	path string
+	id   walk.Identity
 }
 
 // op is one thing for the writer to record.
@@ -79,18 +72,17 @@ type op struct {
 	rename *index.File
 	device *index.Device
 	del    int64 // a file id to prune
-	remap  int64 // a file id whose extents ext replaces
 }
 
 type counters struct {
-	seen, hashed, unchanged, renamed, remapped, links, skipped, failed, read, toRead atomic.Int64
-	walkDone                                                                         atomic.Bool
+	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
+	walkDone                                                               atomic.Bool
 }
 
 func (c *counters) stats(start time.Time) Stats {
 	return Stats{
 		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
-		Renamed: c.renamed.Load(), Remapped: c.remapped.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
+		Renamed: c.renamed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
 		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
 		WalkDone: c.walkDone.Load(), Elapsed: time.Since(start),
 	}
@@ -119,7 +111,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 
 	files := make(map[key]*known)
 	err := ix.Files(ctx, func(f index.File) error {
-		files[key{f.Dev, f.Ino}] = &known{id: f.ID, path: f.Path, extSum: f.ExtentsSum, Identity: walk.Identity{
+		files[key{f.Dev, f.Ino}] = &known{id: f.ID, path: f.Path, Identity: walk.Identity{
 			Dev: f.Dev, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime, Ctime: f.Ctime}}
 		return nil
 	})
@@ -161,17 +153,6 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 			for j := range jobs {
 				if ctx.Err() != nil {
 					continue // drain
-				}
-				if j.refresh {
-					ext, err := remap(j)
-					switch {
-					case err != nil:
-						fail(j.path, err, true)
-					case fiemap.Sum(ext) != j.extSum:
-						c.remapped.Add(1)
-						ops <- op{remap: j.fileID, ext: ext}
-					}
-					continue
 				}
 				f, s, ext, n, err := hash(r, j, sums[:0])
 				c.read.Add(n)
@@ -250,12 +231,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 					kf.path = e.Path
 					ops <- op{rename: &index.File{Path: e.Path, Dev: e.Dev, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}}
 				}
-				select {
-				case jobs <- job{path: e.Path, id: e.Identity, refresh: true, fileID: kf.id, extSum: kf.extSum}:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				return nil
 			case kf != nil:
 				kf.seen = true
 			default:
@@ -354,27 +330,6 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 	return index.File{Path: j.path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime}, sums, ext, n, nil
 }
 
-// remap returns the extents of an unchanged file, without reading its data.
-func remap(j job) ([]fiemap.Extent, error) {
-	f, err := os.OpenFile(j.path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, &os.PathError{Op: "fstat", Path: j.path, Err: err}
-	}
-	if id := walk.FromStat(&st); id.Dev != j.id.Dev || id.Ino != j.id.Ino || id.Size != j.id.Size || id.Mtime != j.id.Mtime {
-		return nil, fmt.Errorf("%s: %w", j.path, ErrChanged) // since the walk: the next run reads it
-	}
-	ext, err := fiemap.Extents(f)
-	if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
-		return nil, fmt.Errorf("%s: %w", j.path, err)
-	}
-	return ext, nil
-}
-
 // Batches are committed when they hold this many files or sum bytes, or
 // after this long, whichever comes first.
 const (
@@ -404,8 +359,6 @@ func write(ix *index.Index, ops <-chan op) error {
 			bytes += len(o.sums)
 		case o.del != 0:
 			err = tx.Delete(o.del)
-		case o.remap != 0:
-			err = tx.PutExtents(o.remap, o.ext)
 		case o.rename != nil:
 			err = tx.Rename(*o.rename)
 		case o.device != nil:
