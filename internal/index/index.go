@@ -187,10 +187,9 @@ type File struct {
 	Ctime int64 // ns since the epoch
 }
 
-// Files calls fn for every file in the index, in path order (files that
-// have no path now come first).
+// Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime FROM files ORDER BY path")
+	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime FROM files")
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
@@ -132,7 +133,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(*plan.Dedup
 	return sum, lines(ctx, ix, files, runs, bs, emit, &sum)
 }
 
-// load reads the files in scope, in path order, with their extents.
+// load reads the files in scope, sorted by path, with their extents.
 func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, map[int64]int, error) {
 	devs, err := ix.Devices(ctx)
 	if err != nil {
@@ -144,7 +145,6 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
 			return nil
 		}
-		byID[f.ID] = len(files)
 		files = append(files, file{
 			id: f.ID, path: f.Path, dev: f.Dev, ino: f.Ino, size: f.Size, mtime: f.Mtime,
 			blocks:  (f.Size + bs - 1) / bs,
@@ -158,6 +158,10 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	}
 	if len(files) >= 1<<31 {
 		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
+	}
+	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
+	for i, f := range files {
+		byID[f.id] = i
 	}
 	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
 		if i, ok := byID[id]; ok {

@@ -109,15 +109,16 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		o.Error = func(string, error) {}
 	}
 
+	// What the index holds is loaded while the walk starts.
 	files := make(map[key]*known)
-	err := ix.Files(ctx, func(f index.File) error {
-		files[key{f.Dev, f.Ino}] = &known{id: f.ID, path: f.Path, Identity: walk.Identity{
-			Dev: f.Dev, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime, Ctime: f.Ctime}}
-		return nil
-	})
-	if err != nil {
-		return Stats{}, err
-	}
+	loaded := make(chan error, 1)
+	go func() {
+		loaded <- ix.Files(ctx, func(f index.File) error {
+			files[key{f.Dev, f.Ino}] = &known{id: f.ID, path: f.Path, Identity: walk.Identity{
+				Dev: f.Dev, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime, Ctime: f.Ctime}}
+			return nil
+		})
+	}()
 	devs, err := ix.Devices(ctx)
 	if err != nil {
 		return Stats{}, err
@@ -199,7 +200,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		ops <- op{device: &d}
 	}
 
-	// The walker, here.
+	// The walker runs ahead of the decisions below, which need the index.
 	walkOpts := walk.Options{
 		Exclude: o.Exclude,
 		OneFS:   o.OneFS,
@@ -212,41 +213,60 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		},
 		Dir: func(path string, st *unix.Stat_t) { noteDevice(path, uint64(st.Dev)) },
 	}
+	entries := make(chan walk.Entry, 4096)
 	var walkErr error
-	for _, root := range roots {
-		walkErr = walk.Walk(ctx, root, walkOpts, func(e walk.Entry) error {
-			c.seen.Add(1)
-			noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
-			k := key{e.Dev, e.Ino}
-			kf := files[k]
-			switch {
-			case kf != nil && kf.seen:
-				c.links.Add(1)
-				return nil
-			case kf != nil && kf.Size == e.Size && kf.Mtime == e.Mtime && (kf.Ctime == e.Ctime || kf.path != e.Path):
-				kf.seen = true
-				c.unchanged.Add(1)
-				if kf.path != e.Path {
-					c.renamed.Add(1)
-					kf.path = e.Path
-					ops <- op{rename: &index.File{Path: e.Path, Dev: e.Dev, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}}
+	go func() {
+		defer close(entries)
+		for _, root := range roots {
+			walkErr = walk.Walk(ctx, root, walkOpts, func(e walk.Entry) error {
+				noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
+				select {
+				case entries <- e:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
 				}
-				return nil
-			case kf != nil:
-				kf.seen = true
-			default:
-				files[k] = &known{path: e.Path, Identity: e.Identity, seen: true}
+			})
+			if walkErr != nil {
+				return
 			}
-			c.toRead.Add(e.Size)
-			select {
-			case jobs <- job{path: e.Path, id: e.Identity}:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+		}
+	}()
+	loadErr := <-loaded
+	if loadErr != nil {
+		cancel()
+	}
+	decide := func(e walk.Entry) {
+		c.seen.Add(1)
+		k := key{e.Dev, e.Ino}
+		kf := files[k]
+		switch {
+		case kf != nil && kf.seen:
+			c.links.Add(1)
+			return
+		case kf != nil && kf.Size == e.Size && kf.Mtime == e.Mtime && (kf.Ctime == e.Ctime || kf.path != e.Path):
+			kf.seen = true
+			c.unchanged.Add(1)
+			if kf.path != e.Path {
+				c.renamed.Add(1)
+				kf.path = e.Path
+				ops <- op{rename: &index.File{Path: e.Path, Dev: e.Dev, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}}
 			}
-		})
-		if walkErr != nil {
-			break
+			return
+		case kf != nil:
+			kf.seen = true
+		default:
+			files[k] = &known{path: e.Path, Identity: e.Identity, seen: true}
+		}
+		c.toRead.Add(e.Size)
+		select {
+		case jobs <- job{path: e.Path, id: e.Identity}:
+		case <-ctx.Done():
+		}
+	}
+	for e := range entries {
+		if ctx.Err() == nil {
+			decide(e)
 		}
 	}
 	c.walkDone.Store(true)
@@ -275,6 +295,8 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	st := c.stats(start)
 	st.Pruned = pruned
 	switch {
+	case loadErr != nil:
+		return st, loadErr
 	case werr != nil:
 		return st, werr
 	case walkErr != nil:

@@ -97,14 +97,15 @@ func TestInterruptedPrunesNothing(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "1")); err != nil {
 		t.Fatal(err)
 	}
-	// The whole tree is walked, then the run is interrupted (from the
-	// report of a second, missing root) before it could prune.
+	// The run is interrupted (from the report of a second, missing root)
+	// before it could prune; how many files it decided on by then depends
+	// on how far the walk ran ahead.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	o := Options{BlockSize: 4096, Error: func(string, error) { cancel() }}
 	st, err := Run(ctx, ix, []string{dir, filepath.Join(dir, "missing")}, o)
-	if want := (Stats{Seen: 1, Unchanged: 1, Failed: 1}); !errors.Is(err, context.Canceled) || !same(st, want) {
-		t.Errorf("interrupted Run = %+v, %v; want %+v, context.Canceled", st, err, want)
+	if !errors.Is(err, context.Canceled) || st.Failed != 1 || st.Pruned != 0 || st.Hashed != 0 {
+		t.Errorf("interrupted Run = %+v, %v; want 1 failed, nothing hashed or pruned, context.Canceled", st, err)
 	}
 	if got := paths(t, ix); len(got) != 2 {
 		t.Errorf("after an interrupted Run the index holds %v; want both files", got)

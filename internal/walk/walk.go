@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -171,26 +172,53 @@ func (w *walker) dir(path string, st *unix.Stat_t) error {
 		// Go on with the names read so far.
 	}
 	slices.Sort(names)
-	for _, name := range names {
-		child := path + "/" + name
-		if path == "/" {
-			child = "/" + name
-		}
-		if w.o.excluded(child) {
-			continue
-		}
-		var cst unix.Stat_t
-		if err := unix.Lstat(child, &cst); err != nil {
+	prefix := path + "/"
+	if path == "/" {
+		prefix = "/"
+	}
+	names = slices.DeleteFunc(names, func(name string) bool { return w.o.excluded(prefix + name) })
+	stats := lstatAll(prefix, names)
+	for i, name := range names {
+		child := prefix + name
+		if err := stats[i].err; err != nil {
 			if !errors.Is(err, unix.ENOENT) { // gone since the listing: nothing to do
 				w.o.fail(child, &os.PathError{Op: "lstat", Path: child, Err: err})
 			}
 			continue
 		}
-		if err := w.visit(child, &cst); err != nil {
+		if err := w.visit(child, &stats[i].st); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+type lstatResult struct {
+	st  unix.Stat_t
+	err error
+}
+
+// lstatAll lstats prefix+name for each name, several at a time in large
+// directories: on a re-run of an unchanged tree, lstat is most of the work.
+func lstatAll(prefix string, names []string) []lstatResult {
+	out := make([]lstatResult, len(names))
+	const per = 256 // names per goroutine
+	if len(names) <= per {
+		for i, name := range names {
+			out[i].err = unix.Lstat(prefix+name, &out[i].st)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(names); lo += per {
+		wg.Go(func() {
+			for i := lo; i < min(lo+per, len(names)); i++ {
+				out[i].err = unix.Lstat(prefix+names[i], &out[i].st)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // Under reports whether path is root or lies below it.
