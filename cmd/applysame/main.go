@@ -3,7 +3,7 @@
 //
 // Synopsis:
 //
-//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-stop-on-error] [PLAN]
+//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
 //
 // Applysame reads a plan, one JSON dedupe record per line as findsame
 // prints them (see docs/plan-format.md), from the file PLAN, or from stdin
@@ -15,6 +15,15 @@
 // range. The kernel compares the bytes under lock and shares only what is
 // identical, so file contents never change. A file that changed since it
 // was hashed is reported stale and left alone.
+//
+// A rewrite line (on btrfs) frees an extent that the dedupe lines cover only
+// in part: applysame checks that the ranges to copy still lie, unshared, in
+// that extent, copies them into a new unnamed file on the same filesystem
+// (O_TMPFILE, so a crash leaves nothing behind), syncs it, and shares the
+// file's ranges back from the copy with FIDEDUPERANGE; if the file changed
+// after the copy, the kernel finds the bytes differ and nothing is shared.
+// No file is ever written but the copy, and -rewrite-limit bounds how much
+// is written.
 //
 // Options:
 //
@@ -32,6 +41,9 @@
 //	      source; the others are deduped whole against it. Identities are
 //	      taken when the group is read; files of another size differ.
 //	-q    print no summary.
+//	-rewrite-limit SIZE
+//	      the most bytes rewrite lines may write in this run (default 1GiB);
+//	      a rewrite that would pass it is skipped. 0 turns rewriting off.
 //	-keep-going
 //	      go on after an item fails (the default).
 //	-stop-on-error
@@ -103,7 +115,7 @@ func main() {
 }
 
 const usage = `
-Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-stop-on-error] [PLAN]
+Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
 
 Shares the storage of identical ranges as a findsame plan says, with the
 kernel's FIDEDUPERANGE ioctl; prints one JSON result per plan line.
@@ -118,6 +130,9 @@ Exit status: 0 all done, 1 error, 2 usage, 3 some items not done,
 130 interrupted.
 `
 
+// DefaultRewriteLimit is the default of -rewrite-limit.
+const DefaultRewriteLimit = 1 << 30
+
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("applysame", flag.ContinueOnError)
 	chunk := cli.Size(16 << 20)
@@ -127,6 +142,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	quiet := fs.Bool("q", false, "print no summary")
 	fs.Bool("keep-going", true, "go on after an item fails (the default)")
 	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done")
+	rewriteLimit := cli.Size(DefaultRewriteLimit)
+	fs.Var(&rewriteLimit, "rewrite-limit", "most bytes rewrite lines may write in this run; 0 turns rewriting off")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		if err == flag.ErrHelp {
 			cli.PrintUsage(stdout, fs, usage)
@@ -153,11 +170,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 
 	stats, err := apply.Run(ctx, in, stdout, apply.Options{
-		Chunk:       int64(chunk),
-		DryRun:      *dryRun,
-		FromFdupes:  *fdupes,
-		StopOnError: *stopOnError,
-		Report:      func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },
+		Chunk:        int64(chunk),
+		DryRun:       *dryRun,
+		FromFdupes:   *fdupes,
+		StopOnError:  *stopOnError,
+		RewriteLimit: int64(rewriteLimit),
+		Report:       func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },
 	})
 	if !*quiet {
 		printSummary(stderr, stats, *dryRun)
@@ -174,8 +192,8 @@ func printSummary(w io.Writer, s *apply.Stats, dryRun bool) {
 	if dryRun {
 		done = fmt.Sprintf("%d destinations checked (dry run)", s.Checked)
 	}
-	fmt.Fprintf(w, "applysame: %d lines, %s, %d differ, %d stale, %d errors, %d skipped, %d invalid lines\n",
-		s.Lines, done, s.Differs, s.Stale, s.Errors, s.Skipped, s.Invalid)
+	fmt.Fprintf(w, "applysame: %d lines, %s, %d extents rewritten (%s written), %d differ, %d stale, %d errors, %d skipped, %d invalid lines\n",
+		s.Lines, done, s.Rewrites, cli.Bytes(s.Written), s.Differs, s.Stale, s.Errors, s.Skipped, s.Invalid)
 	if dryRun {
 		return
 	}

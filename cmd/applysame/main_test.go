@@ -91,7 +91,7 @@ func TestInvalidLines(t *testing.T) {
 
 func TestEmptyPlan(t *testing.T) {
 	code, stdout, stderr := runTest(t, "\n\n")
-	want := "applysame: 0 lines, 0 destinations deduped, 0 bytes deduplicated (0 B), 0 differ, 0 stale, 0 errors, 0 skipped, 0 invalid lines\n"
+	want := "applysame: 0 lines, 0 destinations deduped, 0 bytes deduplicated (0 B), 0 extents rewritten (0 B written), 0 differ, 0 stale, 0 errors, 0 skipped, 0 invalid lines\n"
 	if code != 0 || stdout != "" || stderr != want {
 		t.Errorf("run(empty plan) = %d, %q, %q; want 0, \"\", %q", code, stdout, stderr, want)
 	}
@@ -247,7 +247,7 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("results = %s; want one partial line, %v", stdout, want)
 	}
 	wantErr := regexp.MustCompile(`^applysame: line 1: ` + regexp.QuoteMeta(f.c) + `: stale: mtime 1000000000, plan says \d+\n` +
-		`applysame: 1 lines, 2 destinations checked \(dry run\), 0 differ, 1 stale, 0 errors, 0 skipped, 0 invalid lines\n$`)
+		`applysame: 1 lines, 2 destinations checked \(dry run\), 0 extents rewritten \(0 B written\), 0 differ, 1 stale, 0 errors, 0 skipped, 0 invalid lines\n$`)
 	if !wantErr.MatchString(stderr) {
 		t.Errorf("stderr =\n%s\nwant to match\n%s", stderr, wantErr)
 	}

@@ -21,7 +21,10 @@
 // findsame maps the files it is about to plan again (FIEMAP, no data read),
 // because deduplication changes extents without changing the identity
 // hashfile records. A file changed or gone since it was hashed is left out
-// with a warning naming it; run hashfile again to include it.
+// with a warning naming it; run hashfile again to include it. With
+// -recorded, findsame uses the extents recorded in the index instead and
+// opens no file: for indexes of files that are not at hand, such as the
+// synthetic ones of scripts/bench-findsame.
 // Output is deterministic for a given index: lines come in order of source
 // path and offset.
 //
@@ -97,6 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	whole := fs.Bool("whole-files", false, "only runs that cover both files whole")
 	budget := cli.Size(runs.DefaultBudget)
 	fs.Var(&budget, "mem", "memory for one grouping pass; larger indexes take more passes")
+	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
+	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	quiet := fs.Bool("q", false, "no summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	fs.Usage = func() {}
@@ -135,9 +140,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	enc.SetEscapeHTML(false)
 	sum, err := runs.Find(ctx, ix, runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
-		WholeFiles: *whole, Budget: int64(budget), Live: true,
-		Warn: func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
-	}, func(d *plan.Dedupe) error { return enc.Encode(d) })
+		WholeFiles: *whole, Budget: int64(budget), Live: !*recorded,
+		Rewrite: !*noRewrite,
+		Warn:    func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
+	}, func(r plan.Record) error { return enc.Encode(r) })
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write plan: %w", ferr)
 	}
@@ -145,8 +151,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, about %s to be freed; %d files (%d changed since hashed), %d blocks, %d pass(es) in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Blocks, sum.Passes,
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed), %d blocks, %d pass(es) in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Blocks, sum.Passes,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

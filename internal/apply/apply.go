@@ -26,6 +26,9 @@ type Options struct {
 	FromFdupes bool
 	// StopOnError stops after the first line with an item not done.
 	StopOnError bool
+	// RewriteLimit bounds the bytes rewrite lines may write in the run;
+	// a rewrite that would pass it is skipped. 0 turns rewriting off.
+	RewriteLimit int64
 	// Report, if set, is called for every item not done, as it happens:
 	// with a *plan.LineError for an invalid line, an *ItemError otherwise.
 	Report func(error)
@@ -53,6 +56,9 @@ type Stats struct {
 	Stale   int   // sources and destinations changed since planned
 	Errors  int   // sources and destinations that failed otherwise
 	Skipped int   // destinations not attempted
+	// Rewrites counts rewrite lines done; Written, the bytes they copied.
+	Rewrites int
+	Written  int64
 	// FS has an entry per filesystem touched, in the order first touched.
 	FS []FSStats
 }
@@ -79,6 +85,7 @@ func (f *FSStats) Freed() int64 { return f.FreeAfter - f.FreeBefore }
 type item struct {
 	line int
 	d    *plan.Dedupe
+	rw   *plan.Rewrite // instead of d, for a rewrite line
 	// whole marks an fdupes group: whole files whose identities were
 	// taken while reading.
 	whole bool
@@ -96,8 +103,15 @@ type source interface {
 type planSource struct{ r *plan.Reader }
 
 func (s planSource) next() (item, error) {
-	line, d, err := s.r.Next()
-	return item{line: line, d: d}, err
+	line, rec, err := s.r.Next()
+	it := item{line: line}
+	switch rec := rec.(type) {
+	case *plan.Dedupe:
+		it.d = rec
+	case *plan.Rewrite:
+		it.rw = rec
+	}
+	return it, err
 }
 
 // Run reads plan lines from in, applies each before reading the next,
@@ -175,7 +189,12 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			return fmt.Errorf("read plan: %w", n.err)
 		}
 		a.stats.Lines++
-		r := a.apply(ctx, n.it)
+		var r *plan.Result
+		if n.it.rw != nil {
+			r = a.rewrite(ctx, n.it.line, n.it.rw)
+		} else {
+			r = a.apply(ctx, n.it)
+		}
 		if err := a.enc.Encode(r); err != nil {
 			return fmt.Errorf("write result: %w", err)
 		}
@@ -191,7 +210,7 @@ func (a *applier) loop(ctx context.Context, src source) error {
 // failed reports whether r has an item not done.
 func failed(r *plan.Result) bool {
 	switch r.Status {
-	case plan.StatusInvalid, plan.StatusStale, plan.StatusError:
+	case plan.StatusInvalid, plan.StatusStale, plan.StatusError, plan.StatusDiffers:
 		return true
 	}
 	for _, d := range r.Dst {

@@ -34,3 +34,8 @@ func StatFS(f *os.File) (FS, error) { return FS{}, ErrUnsupported }
 
 // SyncFS returns ErrUnsupported.
 func SyncFS(f *os.File) error { return ErrUnsupported }
+
+// Rewrite is not available on this platform.
+func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (int64, int64, error) {
+	return 0, 0, ErrUnsupported
+}

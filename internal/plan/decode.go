@@ -29,7 +29,7 @@ type LineError struct {
 func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
 func (e *LineError) Unwrap() error { return e.Err }
 
-// Reader reads dedupe records from a plan, one JSON object per line, and
+// Reader reads dedupe and rewrite records from a plan, one JSON object per line, and
 // validates each of them.
 type Reader struct {
 	br   *bufio.Reader
@@ -48,7 +48,7 @@ func NewReader(r io.Reader) *Reader {
 // a *LineError with a nil record; the caller may call Next again. At the
 // end of input it returns io.EOF; any other error is a read error after
 // which the Reader is done.
-func (r *Reader) Next() (line int, d *Dedupe, err error) {
+func (r *Reader) Next() (line int, d Record, err error) {
 	for {
 		b, tooLong, err := r.readLine()
 		if err != nil && (err != io.EOF || (len(b) == 0 && !tooLong)) {
@@ -97,8 +97,8 @@ func (r *Reader) readLine() (b []byte, tooLong bool, err error) {
 	}
 }
 
-// Parse decodes and validates one dedupe record.
-func Parse(line []byte) (*Dedupe, error) {
+// Parse decodes and validates one plan record.
+func Parse(line []byte) (Record, error) {
 	line = bytes.TrimSpace(line)
 	if err := json.Unmarshal(line, new(json.RawMessage)); err != nil {
 		return nil, syntaxError(err)
@@ -123,7 +123,7 @@ func Parse(line []byte) (*Dedupe, error) {
 	if err := json.Unmarshal(head.Type, &typ); err != nil {
 		return nil, fmt.Errorf(`field "type": want string, got %s`, jsonKind(head.Type))
 	}
-	if typ != TypeDedupe {
+	if typ != TypeDedupe && typ != TypeRewrite {
 		return nil, fmt.Errorf("unknown record type %q", typ)
 	}
 	if isNull(head.V) {
@@ -131,6 +131,9 @@ func Parse(line []byte) (*Dedupe, error) {
 	}
 	if string(head.V) != fmt.Sprint(Version) {
 		return nil, fmt.Errorf("unsupported plan version %s (this applysame reads version %d)", head.V, Version)
+	}
+	if typ == TypeRewrite {
+		return parseRewrite(line)
 	}
 
 	var raw struct {
@@ -143,7 +146,7 @@ func Parse(line []byte) (*Dedupe, error) {
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
 	}
-	d := &Dedupe{Type: typ, V: Version}
+	d := &Dedupe{Type: TypeDedupe, V: Version}
 	switch {
 	case raw.Len == nil:
 		return nil, errors.New(`missing field "len"`)
@@ -174,6 +177,84 @@ func Parse(line []byte) (*Dedupe, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+func parseRewrite(line []byte) (*Rewrite, error) {
+	var raw struct {
+		File     *json.RawMessage `json:"file"`
+		Len      *int64           `json:"len"`
+		Physical *int64           `json:"physical"`
+		Copy     *[]Span          `json:"copy"`
+		Bytes    *int64           `json:"bytes"`
+		Freed    *int64           `json:"freed"`
+	}
+	if err := json.Unmarshal(line, &raw); err != nil {
+		return nil, fieldError("", err)
+	}
+	switch {
+	case raw.File == nil || isNull(*raw.File):
+		return nil, errors.New(`missing field "file"`)
+	case raw.Len == nil:
+		return nil, errors.New(`missing field "len"`)
+	case raw.Physical == nil:
+		return nil, errors.New(`missing field "physical"`)
+	case raw.Copy == nil:
+		return nil, errors.New(`missing field "copy"`)
+	}
+	file, err := parseRange("file", *raw.File)
+	if err != nil {
+		return nil, err
+	}
+	w := &Rewrite{Type: TypeRewrite, V: Version, File: file, Len: *raw.Len, Physical: *raw.Physical, Copy: *raw.Copy}
+	if raw.Freed != nil {
+		w.Freed = *raw.Freed
+	}
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	if raw.Bytes != nil && *raw.Bytes != w.Bytes {
+		return nil, fmt.Errorf(`field "bytes": %d, but the copy ranges add up to %d`, *raw.Bytes, w.Bytes)
+	}
+	return w, nil
+}
+
+// Validate checks a rewrite record: a positive extent length that does not
+// overflow; an absolute path; a non-negative physical offset; and copy
+// ranges that are non-empty, in order, not overlapping, inside the extent
+// and inside the file. It sets Bytes to the sum of the copy ranges.
+func (w *Rewrite) Validate() error {
+	if w.Len <= 0 {
+		return fmt.Errorf(`field "len": must be positive, got %d`, w.Len)
+	}
+	if w.Physical < 0 {
+		return fmt.Errorf(`field "physical": negative offset %d`, w.Physical)
+	}
+	if err := w.File.validate("file", 0); err != nil {
+		return err
+	}
+	if w.File.Off > math.MaxInt64-w.Len {
+		return fmt.Errorf(`field "file.off": off+len overflows int64 (off %d, len %d)`, w.File.Off, w.Len)
+	}
+	if len(w.Copy) == 0 {
+		return errors.New(`field "copy": no ranges`)
+	}
+	w.Bytes = 0
+	end := w.File.Off
+	for i, s := range w.Copy {
+		switch {
+		case s.Len <= 0:
+			return fmt.Errorf(`field "copy[%d].len": must be positive, got %d`, i, s.Len)
+		case s.Off < end:
+			return fmt.Errorf(`field "copy[%d].off": %d is before the extent or overlaps the previous range`, i, s.Off)
+		case s.Off > w.File.Off+w.Len-s.Len:
+			return fmt.Errorf(`field "copy[%d]": range [%d, %d) ends past the extent [%d, %d)`, i, s.Off, s.Off+s.Len, w.File.Off, w.File.Off+w.Len)
+		case s.Off+s.Len > w.File.Size:
+			return fmt.Errorf(`field "copy[%d]": range [%d, %d) ends past the file's size %d`, i, s.Off, s.Off+s.Len, w.File.Size)
+		}
+		end = s.Off + s.Len
+		w.Bytes += s.Len
+	}
+	return nil
 }
 
 // parseRange decodes one range, requiring every field.

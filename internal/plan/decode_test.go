@@ -177,10 +177,11 @@ func TestReaderLongLine(t *testing.T) {
 	b.WriteString("]}\n")
 	b.WriteString(validLine + "\n")
 	r := NewReader(iotestHalf{strings.NewReader(b.String())})
-	line, d, err := r.Next()
+	line, rec, err := r.Next()
 	if err != nil {
 		t.Fatalf("Next() = %v; want nil", err)
 	}
+	d := rec.(*Dedupe)
 	if line != 1 || len(d.Dst) != n {
 		t.Errorf("Next() = line %d, %d destinations; want line 1, %d", line, len(d.Dst), n)
 	}
@@ -213,8 +214,13 @@ func (h iotestHalf) Read(p []byte) (int, error) {
 
 // checkInvariants restates the validation rules independently of
 // Validate, for the fuzz target.
-func checkInvariants(t *testing.T, d *Dedupe) {
+func checkInvariants(t *testing.T, rec Record) {
 	t.Helper()
+	if w, ok := rec.(*Rewrite); ok {
+		checkRewrite(t, w)
+		return
+	}
+	d := rec.(*Dedupe)
 	if d.Type != TypeDedupe || d.V != Version {
 		t.Fatalf("accepted type %q v %d", d.Type, d.V)
 	}
@@ -241,7 +247,58 @@ func checkInvariants(t *testing.T, d *Dedupe) {
 	}
 }
 
+func checkRewrite(t *testing.T, w *Rewrite) {
+	t.Helper()
+	if w.Type != TypeRewrite || w.V != Version || w.Len <= 0 || w.File.Off < 0 || w.File.Off > math.MaxInt64-w.Len ||
+		w.File.Path == "" || w.File.Path[0] != '/' || len(w.Copy) == 0 {
+		t.Fatalf("accepted %+v", w)
+	}
+	end, sum := w.File.Off, int64(0)
+	for _, s := range w.Copy {
+		if s.Len <= 0 || s.Off < end || s.Off+s.Len > w.File.Off+w.Len || s.Off+s.Len > w.File.Size {
+			t.Fatalf("accepted copy range %+v of %+v", s, w)
+		}
+		end = s.Off + s.Len
+		sum += s.Len
+	}
+	if sum != w.Bytes {
+		t.Fatalf("accepted bytes %d; the ranges add up to %d", w.Bytes, sum)
+	}
+}
+
+const validRewrite = `{"type":"rewrite","v":1,"file":{"path":"/m/a","off":0,"dev":42,"ino":257,"size":40960,"mtime":1700000000000000000},"len":40960,"physical":1048576,"copy":[{"off":8192,"len":4096},{"off":32768,"len":8192}],"bytes":12288,"freed":28672}`
+
+func TestParseRewrite(t *testing.T) {
+	rec, err := Parse([]byte(validRewrite))
+	if err != nil {
+		t.Fatalf("Parse(validRewrite) = %v; want nil", err)
+	}
+	want := &Rewrite{Type: "rewrite", V: 1, File: Range{Path: "/m/a", Dev: 42, Ino: 257, Size: 40960, Mtime: 1700000000000000000},
+		Len: 40960, Physical: 1 << 20, Copy: []Span{{8192, 4096}, {32768, 8192}}, Bytes: 12288, Freed: 28672}
+	if !reflect.DeepEqual(rec, want) {
+		t.Errorf("Parse(validRewrite) = %+v; want %+v", rec, want)
+	}
+	for _, tt := range []struct{ old, new, want string }{
+		{`"len":40960`, `"len":0`, `field "len": must be positive, got 0`},
+		{`"physical":1048576`, `"physical":-1`, `field "physical": negative offset -1`},
+		{`,"physical":1048576`, ``, `missing field "physical"`},
+		{`"copy":[{"off":8192,"len":4096},{"off":32768,"len":8192}]`, `"copy":[]`, `field "copy": no ranges`},
+		{`{"off":32768,"len":8192}`, `{"off":10240,"len":8192}`, `field "copy[1].off": 10240 is before the extent or overlaps the previous range`},
+		{`{"off":32768,"len":8192}`, `{"off":36864,"len":8192}`, `field "copy[1]": range [36864, 45056) ends past the extent [0, 40960)`},
+		{`"bytes":12288`, `"bytes":4096`, `field "bytes": 4096, but the copy ranges add up to 12288`},
+		{`"len":4096}`, `"len":-4096}`, `field "copy[0].len": must be positive, got -4096`},
+		{`"path":"/m/a"`, `"path":"a"`, `field "file.path": relative path "a" (plan paths must be absolute)`},
+		{`"copy":[`, `"copy":"x","c":[`, `field "copy": want array, got string`},
+	} {
+		in := strings.Replace(validRewrite, tt.old, tt.new, 1)
+		if _, err := Parse([]byte(in)); err == nil || err.Error() != tt.want {
+			t.Errorf("Parse(%s) = %v; want %q", in, err, tt.want)
+		}
+	}
+}
+
 func FuzzReader(f *testing.F) {
+	f.Add(validRewrite)
 	f.Add(validLine)
 	f.Add(validLine + "\n\n" + validLine + "\n")
 	f.Add(`{"type":"dedupe",`)

@@ -6,9 +6,16 @@ const Version = 1
 
 // Record types.
 const (
-	TypeDedupe = "dedupe"
-	TypeResult = "result"
+	TypeDedupe  = "dedupe"
+	TypeRewrite = "rewrite"
+	TypeResult  = "result"
 )
+
+// Record is one plan line: a *Dedupe or a *Rewrite.
+type Record interface{ record() }
+
+func (*Dedupe) record()  {}
+func (*Rewrite) record() {}
 
 // Dedupe is one plan line: share Len bytes of every destination with the
 // source range. Identities are those each file had when it was hashed.
@@ -41,3 +48,36 @@ type Range struct {
 // MaxDests is the kernel's limit on destinations in one FIDEDUPERANGE call;
 // findsame never writes more on one line.
 const MaxDests = 127
+
+// Rewrite is a plan line that frees an extent the dedupe lines cover only
+// in part. On btrfs an extent is freed only when nothing refers to any part
+// of it, so the parts of it that no dedupe line covers (Copy) are copied
+// into a new unnamed file and the file's ranges are then deduplicated
+// against that copy, the kernel comparing the bytes first. Once the dedupe
+// lines have shared the rest, nothing refers to the extent. The file's
+// content, mtime and ctime do not change.
+type Rewrite struct {
+	Type string `json:"type"`
+	V    int    `json:"v"`
+	// File is the file holding the extent, with the identity it had when
+	// hashed; File.Off is the extent's offset in the file.
+	File Range `json:"file"`
+	// Len and Physical are the extent's length and disk offset, as FIEMAP
+	// reported them when findsame planned.
+	Len      int64 `json:"len"`
+	Physical int64 `json:"physical"`
+	// Copy lists the ranges of the extent (offsets in the file) to copy
+	// and share back: those no dedupe line covers, in order.
+	Copy []Span `json:"copy"`
+	// Bytes is the sum of Copy's lengths: the bytes to be written.
+	Bytes int64 `json:"bytes"`
+	// Freed is findsame's estimate of the net bytes freed: the extent's
+	// length less the bytes written.
+	Freed int64 `json:"freed"`
+}
+
+// Span is a range of a file.
+type Span struct {
+	Off int64 `json:"off"`
+	Len int64 `json:"len"`
+}

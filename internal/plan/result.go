@@ -28,6 +28,9 @@ const (
 	// StatusChecked (dry run): every destination passed the checks and
 	// nothing was done.
 	StatusChecked Status = "checked"
+	// StatusDiffers (rewrite lines): the file changed between the copy and
+	// the swap; the kernel shared nothing it found different.
+	StatusDiffers Status = "differs"
 )
 
 // Destination statuses (DstResult.Status). Stale, error and skipped are
@@ -56,9 +59,23 @@ type Result struct {
 	Len    int64  `json:"len,omitempty"`
 	Src    *Loc   `json:"src,omitempty"`
 	Status Status `json:"status"`
-	// Error explains an invalid, stale or error status.
+	// Error explains an invalid, stale, error, skipped or differs status.
 	Error string      `json:"error,omitempty"`
 	Dst   []DstResult `json:"dst,omitempty"`
+	// Rewrite reports on a rewrite line, which has no Len, Src or Dst.
+	Rewrite *RewriteResult `json:"rewrite,omitempty"`
+}
+
+// RewriteResult is what a rewrite line did.
+type RewriteResult struct {
+	Path string `json:"path"`
+	Off  int64  `json:"off"` // the extent's offset in the file
+	Len  int64  `json:"len"` // the extent's length
+	// Written is the bytes copied; Shared, the bytes of the file that now
+	// share the copy (all of them when the status is done).
+	Written int64  `json:"written"`
+	Shared  int64  `json:"shared"`
+	Errno   string `json:"errno,omitempty"`
 }
 
 // Loc names a range's file and offset.

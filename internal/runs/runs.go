@@ -30,6 +30,11 @@ type Options struct {
 	// files changed or gone since they were hashed. findsame sets it; tests
 	// of hand-built indexes do not.
 	Live bool
+	// Rewrite plans rewrites of destination extents on btrfs that runs
+	// cover only in part (see plan.Rewrite), when they free at least
+	// RewriteMin bytes net (DefaultRewriteMin when 0).
+	Rewrite    bool
+	RewriteMin int64
 	// Warn, if set, is told of each file left out by Live.
 	Warn func(path string, err error)
 }
@@ -39,14 +44,17 @@ const DefaultBudget = 512 << 20
 
 // Summary counts a plan.
 type Summary struct {
-	Lines   int64 // plan lines
-	Runs    int64 // (source, destination) runs
-	Bytes   int64 // bytes to be deduplicated
-	Freed   int64 // estimate of bytes freed
-	Files   int   // files considered
-	Blocks  int64 // non-empty blocks considered
-	Passes  int   // grouping passes over the index
-	Skipped int   // files left out: changed or gone since hashed
+	Lines int64 // plan lines, rewrites included
+	// Rewrites counts rewrite lines; Written, the bytes they would write.
+	Rewrites int64
+	Written  int64
+	Runs     int64 // (source, destination) runs
+	Bytes    int64 // bytes to be deduplicated
+	Freed    int64 // estimate of bytes freed
+	Files    int   // files considered
+	Blocks   int64 // non-empty blocks considered
+	Passes   int   // grouping passes over the index
+	Skipped  int   // files left out: changed or gone since hashed
 }
 
 // btrfsMagic is BTRFS_SUPER_MAGIC: btrfs frees whole extents only.
@@ -87,9 +95,11 @@ type run struct {
 	freed    int64
 }
 
-// Find computes the plan for the index and calls emit with each line, in
-// order of source path and offset.
-func Find(ctx context.Context, ix *index.Index, o Options, emit func(*plan.Dedupe) error) (Summary, error) {
+// Find computes the plan for the index and calls emit with each line:
+// rewrites first, in order of path and offset (so that the rest of an
+// extent has storage of its own before the runs share what they cover),
+// then dedupe lines in order of source path and offset.
+func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record) error) (Summary, error) {
 	var sum Summary
 	if o.Budget <= 0 {
 		o.Budget = DefaultBudget
@@ -130,6 +140,17 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(*plan.Dedup
 	maps = nil
 	runs = filter(runs, o)
 	estimate(runs, files, bs)
+	if o.Rewrite {
+		for _, w := range rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin)) {
+			sum.Lines++
+			sum.Rewrites++
+			sum.Written += w.Bytes
+			sum.Freed += w.Freed
+			if err := emit(w); err != nil {
+				return sum, err
+			}
+		}
+	}
 	return sum, lines(ctx, ix, files, runs, bs, emit, &sum)
 }
 
@@ -362,7 +383,7 @@ func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
 
 // lines groups runs that share source range and length into plan lines
 // and emits them in source order.
-func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(*plan.Dedupe) error, sum *Summary) error {
+func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(plan.Record) error, sum *Summary) error {
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
 			return c

@@ -135,11 +135,14 @@ func TestFindGolden(t *testing.T) {
 			ix := build(t, tt.fstype, tt.files)
 			var out bytes.Buffer
 			enc := json.NewEncoder(&out)
-			sum, err := Find(context.Background(), ix, tt.opts, func(d *plan.Dedupe) error { return enc.Encode(d) })
+			o := tt.opts
+			o.Rewrite, o.RewriteMin = true, bs
+			sum, err := Find(context.Background(), ix, o, func(r plan.Record) error { return enc.Encode(r) })
 			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintf(&out, "# lines %d, runs %d, bytes %d, freed %d\n", sum.Lines, sum.Runs, sum.Bytes, sum.Freed)
+			fmt.Fprintf(&out, "# lines %d, runs %d, bytes %d, rewrites %d, written %d, freed %d\n",
+				sum.Lines, sum.Runs, sum.Bytes, sum.Rewrites, sum.Written, sum.Freed)
 			golden := filepath.Join("testdata", tt.name+".jsonl")
 			if *update {
 				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
@@ -160,7 +163,9 @@ func TestFindGolden(t *testing.T) {
 
 // checkPlan checks the properties every plan has whatever the index:
 // planned ranges hold the same blocks, no destination range overlaps
-// another or any source range, at most MaxDests destinations per line.
+// another or any source range, at most MaxDests destinations per line, and
+// a rewrite's copy ranges and the destination ranges in its extent cover
+// the extent (up to EOF) exactly once.
 func checkPlan(t *testing.T, files []tfile, out string) {
 	t.Helper()
 	content := make(map[string]string)
@@ -184,8 +189,17 @@ func checkPlan(t *testing.T, files []tfile, out string) {
 		}
 		return c[i : i+n]
 	}
+	var rewrites []plan.Rewrite
 	for line := range strings.Lines(out) {
 		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, `{"type":"rewrite"`) {
+			var w plan.Rewrite
+			if err := json.Unmarshal([]byte(line), &w); err != nil {
+				t.Fatal(err)
+			}
+			rewrites = append(rewrites, w)
 			continue
 		}
 		var d plan.Dedupe
@@ -210,6 +224,28 @@ func checkPlan(t *testing.T, files []tfile, out string) {
 			if a.path == b.path && a.lo < b.hi && b.lo < a.hi {
 				t.Errorf("destination %s [%d,%d) overlaps [%d,%d)", a.path, a.lo, a.hi, b.lo, b.hi)
 			}
+		}
+	}
+	for _, w := range rewrites {
+		lo, hi := w.File.Off, min(w.File.Off+w.Len, w.File.Size)
+		var covered int64
+		spans := dsts
+		for _, c := range w.Copy {
+			spans = append(spans, span{w.File.Path, c.Off, c.Off + c.Len})
+		}
+		for i, a := range spans {
+			if a.path != w.File.Path {
+				continue
+			}
+			covered += max(0, min(a.hi, hi)-max(a.lo, lo))
+			for _, b := range spans[i+1:] {
+				if b.path == a.path && a.lo < b.hi && b.lo < a.hi {
+					t.Errorf("rewrite of %s: ranges [%d,%d) and [%d,%d) overlap", a.path, a.lo, a.hi, b.lo, b.hi)
+				}
+			}
+		}
+		if covered != hi-lo {
+			t.Errorf("rewrite of %s [%d,%d): copy and destination ranges cover %d bytes; want %d", w.File.Path, lo, hi, covered, hi-lo)
 		}
 	}
 }

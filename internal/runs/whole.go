@@ -15,7 +15,7 @@ import (
 // wholeFiles plans whole-file duplicates only: files of equal size and
 // equal block sums, each group sharing the first path's file. It needs one
 // digest per file, not per block.
-func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, bs int64, o Options, emit func(*plan.Dedupe) error, sum *Summary) error {
+func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, bs int64, o Options, emit func(plan.Record) error, sum *Summary) error {
 	type whole struct {
 		size   int64
 		digest [32]byte
