@@ -9,13 +9,13 @@ import (
 // planned.
 const DefaultRewriteMin = 64 << 10
 
-// rewrites plans, for each destination extent on btrfs that the runs cover
-// only in part, a rewrite of the rest (plan.Rewrite): the extent is freed,
-// at the cost of writing the rest anew. It pays when the runs cover at
-// least a quarter of the extent (so at most three bytes are written for
-// one freed) and at least minNet bytes. Extents that something else shares,
-// inline, compressed, unwritten or delayed ones are left alone. runs are
-// in destination order; each planned extent's bytes count as freed.
+// rewrites plans, for each disk extent of a destination on btrfs (see
+// groups) that the runs cover only in part, a rewrite of the rest
+// (plan.Rewrite): the extent is freed, at the cost of writing the rest
+// anew. It pays when the runs cover at least a quarter of the extent (so at
+// most three bytes are written for one freed) and at least minNet bytes.
+// Extents that something else shares, inline, compressed, unwritten or
+// delayed ones are left alone. runs are in destination order.
 func rewrites(runs []run, files []file, bs, minNet int64) []*plan.Rewrite {
 	var out []*plan.Rewrite
 	for i := 0; i < len(runs); {
@@ -26,8 +26,8 @@ func rewrites(runs []run, files []file, bs, minNet int64) []*plan.Rewrite {
 		}
 		f := &files[fi]
 		if f.btrfs && !f.stale {
-			for _, e := range f.extents {
-				if w := rewriteOf(runs[i:j], f, bs, minNet, e); w != nil {
+			for _, g := range groups(f) {
+				if w := rewriteOf(runs[i:j], f, bs, minNet, g); w != nil {
 					out = append(out, w)
 				}
 			}
@@ -40,43 +40,49 @@ func rewrites(runs []run, files []file, bs, minNet int64) []*plan.Rewrite {
 const unfit = fiemap.FlagShared | fiemap.FlagDataInline | fiemap.FlagEncoded | fiemap.FlagUnwritten |
 	fiemap.FlagDelalloc | fiemap.FlagUnknown | fiemap.FlagNotAligned | fiemap.FlagDataEncrypted
 
-// rewriteOf returns the rewrite of extent e of f, if one pays.
-func rewriteOf(runs []run, f *file, bs, minNet int64, e fiemap.Extent) *plan.Rewrite {
-	if e.Flags&unfit != 0 {
-		return nil
+// rewriteOf returns the rewrite of disk extent g of f, if one pays.
+func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.Rewrite {
+	for _, e := range g {
+		if e.Flags&unfit != 0 {
+			return nil
+		}
 	}
-	end := min(e.End(), f.size)
 	var spans []plan.Span
 	var covered int64
-	pos := e.Logical
-	for _, r := range runs {
-		lo, hi := r.dst.block()*bs, r.dst.block()*bs+r.len
-		if hi <= pos || lo >= end {
-			continue
+	for _, e := range g {
+		end := min(e.End(), f.size)
+		pos := e.Logical
+		for _, r := range runs {
+			lo, hi := r.dst.block()*bs, r.dst.block()*bs+r.len
+			if hi <= pos || lo >= end {
+				continue
+			}
+			lo, hi = max(lo, pos), min(hi, end)
+			if lo > pos {
+				spans = append(spans, plan.Span{Off: pos, Len: lo - pos})
+			}
+			covered += hi - lo
+			pos = hi
 		}
-		lo, hi = max(lo, pos), min(hi, end)
-		if lo > pos {
-			spans = append(spans, plan.Span{Off: pos, Len: lo - pos})
+		if pos < end {
+			spans = append(spans, plan.Span{Off: pos, Len: end - pos})
 		}
-		covered += hi - lo
-		pos = hi
 	}
-	if covered == 0 || pos >= end && len(spans) == 0 {
+	if covered == 0 || len(spans) == 0 {
 		return nil // untouched, or covered whole (freed without a rewrite)
-	}
-	if pos < end {
-		spans = append(spans, plan.Span{Off: pos, Len: end - pos})
 	}
 	var written int64
 	for _, s := range spans {
 		written += s.Len
 	}
-	if covered < minNet || 4*covered < e.Length {
+	n := length(g)
+	if covered < minNet || 4*covered < n {
 		return nil
 	}
+	first, last := g[0], g[len(g)-1]
 	return &plan.Rewrite{
 		Type: plan.TypeRewrite, V: plan.Version,
-		File: plan.Range{Path: f.path, Off: e.Logical, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime},
-		Len:  e.Length, Physical: e.Physical, Copy: spans, Bytes: written, Freed: e.Length - written,
+		File: plan.Range{Path: f.path, Off: first.Logical, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime},
+		Len:  last.End() - first.Logical, Physical: first.Physical, Copy: spans, Bytes: written, Freed: n - written,
 	}
 }

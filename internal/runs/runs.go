@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 
@@ -200,7 +201,11 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 	const pairSize = 16
 	passes := int(max(1, (blocks*pairSize+budget-1)/budget))
 	var maps []mapping
-	var pairs []pair
+	// Sums are hashes, so each pass holds about as many pairs as the
+	// others: one allocation serves them all (a pass that holds more, say
+	// a block repeated very often, grows it).
+	per := blocks / int64(passes)
+	pairs := make([]pair, 0, per+per/64+1024)
 	for p := range passes {
 		pairs = pairs[:0]
 		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
@@ -210,7 +215,8 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 			}
 			for i := 0; i < len(sums)/blockhash.SumSize; i++ {
 				s := blockhash.At(sums, i)
-				if s == blockhash.Zero || s%uint64(passes) != uint64(p) {
+				// Pass p holds the pth of passes slices of the sum space.
+				if hi, _ := bits.Mul64(s, uint64(passes)); s == blockhash.Zero || hi != uint64(p) {
 					continue
 				}
 				pairs = append(pairs, pair{s, mkloc(fi, int64(first+i))})
@@ -220,12 +226,16 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 		if err != nil {
 			return nil, 0, err
 		}
-		slices.SortFunc(pairs, func(a, b pair) int {
-			if c := cmp.Compare(a.sum, b.sum); c != 0 {
-				return c
+		sortPairs(pairs)
+		// Make room for this pass's mappings, and as many again for each
+		// pass to come, at once rather than as they are appended.
+		n := 0
+		for i := 1; i < len(pairs); i++ {
+			if pairs[i].sum == pairs[i-1].sum {
+				n++
 			}
-			return cmp.Compare(a.at, b.at)
-		})
+		}
+		maps = slices.Grow(maps, n*(passes-p))
 		for i := 0; i < len(pairs); {
 			j := i + 1
 			for j < len(pairs) && pairs[j].sum == pairs[i].sum {
@@ -237,7 +247,7 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 			i = j
 		}
 	}
-	slices.SortFunc(maps, func(a, b mapping) int { return cmp.Compare(a.dst, b.dst) })
+	sortMappings(maps)
 	return maps, passes, nil
 }
 
@@ -326,9 +336,9 @@ func filter(runs []run, o Options) []run {
 }
 
 // estimate sets each run's freed bytes. runs are in destination order. On
-// btrfs an extent of the destination is freed when the runs cover it whole
-// and nothing outside the file shares it; it counts for the run that covers
-// its start. Elsewhere space is freed block by block, a partial last block
+// btrfs a disk extent of the destination (see groups) is freed when the
+// runs cover every piece of it and nothing outside the file shares it; it
+// counts for the run that covers its first piece's start. Elsewhere space is freed block by block, a partial last block
 // whole.
 func estimate(runs []run, files []file, bs int64) {
 	for i := 0; i < len(runs); {
@@ -345,13 +355,22 @@ func estimate(runs []run, files []file, bs int64) {
 			i = j
 			continue
 		}
-		for _, e := range f.extents {
-			if e.Flags&(fiemap.FlagShared|fiemap.FlagDataInline) != 0 {
+	next:
+		for _, g := range groups(f) {
+			if shared(g) {
 				continue
 			}
-			if k, ok := covers(runs[i:j], bs, f.size, e); ok {
-				runs[i+k].freed += e.Length
+			first := -1
+			for _, e := range g {
+				k, ok := covers(runs[i:j], bs, f.size, e)
+				if !ok {
+					continue next
+				}
+				if first < 0 {
+					first = k
+				}
 			}
+			runs[i+first].freed += length(g)
 		}
 		i = j
 	}

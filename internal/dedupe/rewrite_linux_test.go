@@ -1,0 +1,147 @@
+package dedupe_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"same/internal/dedupe"
+	"same/internal/fiemap"
+	"same/internal/plan"
+	"same/internal/testfs"
+)
+
+func randomBytes(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// physicalAt returns the disk offset of file offset off of f.
+func physicalAt(t *testing.T, f *os.File, off int64) int64 {
+	t.Helper()
+	ext, err := fiemap.Extents(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ext {
+		if e.Logical <= off && off < e.End() {
+			return e.Physical + off - e.Logical
+		}
+	}
+	t.Fatalf("offset %d is not mapped", off)
+	return 0
+}
+
+// TestRewrite copies two spans of a file's extent and shares them back:
+// the content is the same, the spans now live elsewhere, the rest stays.
+func TestRewrite(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	path := filepath.Join(mnt, "f")
+	data := randomBytes(1, 2<<20+1000)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before := []int64{physicalAt(t, f, 0), physicalAt(t, f, 1<<20), physicalAt(t, f, 2<<20)}
+	spans := []plan.Span{{Off: 0, Len: 512 << 10}, {Off: 2 << 20, Len: 1000}}
+
+	written, shared, err := dedupe.Rewrite(context.Background(), f, path, spans, 0)
+	if err != nil || written != 512<<10+1000 || shared != written {
+		t.Fatalf("Rewrite = %d written, %d shared, %v; want %d, %d, nil", written, shared, err, 512<<10+1000, 512<<10+1000)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("content changed")
+	}
+	after := []int64{physicalAt(t, f, 0), physicalAt(t, f, 1<<20), physicalAt(t, f, 2<<20)}
+	if after[0] == before[0] || after[2] == before[2] {
+		t.Errorf("rewritten spans still at their old disk offsets: before %v, after %v", before, after)
+	}
+	if after[1] != before[1] {
+		t.Errorf("the range not rewritten moved: before %v, after %v", before, after)
+	}
+}
+
+// TestRewriteWriterBetweenCopyAndSwap changes the file after the copy was
+// made: the swap finds the bytes differ, shares nothing that differs, and
+// the writer's data stays.
+func TestRewriteWriterBetweenCopyAndSwap(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	path := filepath.Join(mnt, "f")
+	data := randomBytes(2, 1<<20)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	news := randomBytes(3, 4096)
+	want := append([]byte(nil), data...)
+	copy(want[8192:], news)
+	dedupe.SetAfterCopy(func() {
+		w, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer w.Close()
+		if _, err := w.WriteAt(news, 8192); err != nil {
+			t.Error(err)
+		}
+	})
+	defer dedupe.SetAfterCopy(nil)
+
+	_, shared, err := dedupe.Rewrite(context.Background(), f, path, []plan.Span{{Off: 0, Len: 1 << 20}}, 0)
+	if !errors.Is(err, dedupe.ErrDiffers) {
+		t.Fatalf("Rewrite = %v; want ErrDiffers", err)
+	}
+	if shared != 0 {
+		t.Errorf("shared %d bytes; want 0 (one call covers the range, and it differs)", shared)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("the file does not hold what the writer wrote")
+	}
+}
+
+// TestRewriteReadOnly: a directory where no file can be made (a read-only
+// snapshot, here a read-only mount) gives a clear error and changes
+// nothing.
+func TestRewriteReadOnly(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	path := filepath.Join(mnt, "f")
+	if err := os.WriteFile(path, randomBytes(4, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "mount", "-o", "remount,ro", mnt)
+	defer testfs.Run(t, "mount", "-o", "remount,rw", mnt)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, _, err = dedupe.Rewrite(context.Background(), f, path, []plan.Span{{Off: 0, Len: 4096}}, 0)
+	if want := "open O_TMPFILE in " + mnt + ": read-only file system"; err == nil || err.Error() != want {
+		t.Errorf("Rewrite = %v; want %q", err, want)
+	}
+}

@@ -1,0 +1,175 @@
+//go:build linux
+
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"same/internal/plan"
+	"same/internal/testfs"
+)
+
+// rewriteTrees are trees on btrfs whose runs cover destination extents
+// only in part, with the bytes the pipeline must free: each destination
+// extent whole, less what its rewrite writes.
+var rewriteTrees = []struct {
+	name  string
+	files func(rng *rand.Rand) map[string][]byte
+	freed int64
+}{
+	{
+		// mosaic holds the first half of a and the middle of b between
+		// unique filler; it is the largest, so it is the source, and a and b
+		// (2 MiB extents, half covered) are rewritten: each frees 2 MiB and
+		// writes 1 MiB.
+		name: "mosaic",
+		files: func(rng *rand.Rand) map[string][]byte {
+			a, b := random(rng, 2*MiB), random(rng, 2*MiB)
+			return map[string][]byte{
+				"a": a, "b": b,
+				"mosaic": bytes.Join([][]byte{random(rng, MiB/4), a[:MiB], random(rng, MiB/4), b[MiB/2 : 3*MiB/2], random(rng, MiB/4)}, nil),
+			}
+		},
+		freed: 2 * MiB,
+	},
+	{
+		// The image holds copies of two loose files: it is the source, and
+		// the loose files' extents are covered whole. Nothing is rewritten.
+		name: "image-holds-loose-files",
+		files: func(rng *rand.Rand) map[string][]byte {
+			l1, l2 := random(rng, MiB/2), random(rng, 3*MiB/4)
+			return map[string][]byte{
+				"loose/l1": l1, "loose/l2": l2,
+				"disk.img": bytes.Join([][]byte{random(rng, MiB), l1, random(rng, MiB), l2, random(rng, MiB)}, nil),
+			}
+		},
+		freed: MiB/2 + 3*MiB/4,
+	},
+	{
+		// Two images of 8 MiB share 6 MiB: the second's extent is three
+		// quarters covered, so it is rewritten: 8 MiB freed, 2 MiB written.
+		name: "images-sharing-most",
+		files: func(rng *rand.Rand) map[string][]byte {
+			shared := random(rng, 6*MiB)
+			return map[string][]byte{
+				"img1": append(append([]byte(nil), shared...), random(rng, 2*MiB)...),
+				"img2": append(append([]byte(nil), shared...), random(rng, 2*MiB)...),
+			}
+		},
+		freed: 6 * MiB,
+	},
+}
+
+func writeTree(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for name, data := range files {
+		write(t, filepath.Join(dir, name), data)
+	}
+}
+
+// TestRewriteFrees runs the pipeline on each tree and checks that statfs
+// reports exactly the expected bytes freed, that every file's content is
+// unchanged, and that a second run plans nothing.
+func TestRewriteFrees(t *testing.T) {
+	for i, tt := range rewriteTrees {
+		t.Run(tt.name, func(t *testing.T) {
+			mnt := testfs.Mount(t, "btrfs", "512M")
+			dir := filepath.Join(mnt, "tree")
+			writeTree(t, dir, tt.files(rand.New(rand.NewPCG(uint64(i), 11))))
+			before := testfs.SHA256Tree(t, dir)
+			free := testfs.FreeBytes(t, mnt)
+			db := filepath.Join(t.TempDir(), "index.db")
+
+			planOut, results, applyErr := pipeline(t, db, dir)
+
+			if freed := testfs.FreeBytes(t, mnt) - free; freed != tt.freed {
+				t.Errorf("freed %d bytes as statfs reports; want %d\nplan:\n%s\nresults:\n%s\n%s", freed, tt.freed, planOut, results, applyErr)
+			}
+			for line := range strings.Lines(results) {
+				var r plan.Result
+				if err := json.Unmarshal([]byte(line), &r); err != nil {
+					t.Fatal(err)
+				}
+				if r.Status != plan.StatusDone {
+					t.Errorf("result %s; want status done", line)
+				}
+			}
+			if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
+			}
+			if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
+				t.Fatalf("hashfile: %s", stderr)
+			}
+			if out, stderr, _ := tool(t, nil, "findsame", "-db", db); out != "" {
+				t.Errorf("second findsame planned:\n%s\n%s", out, stderr)
+			}
+		})
+	}
+}
+
+// TestRewriteKilled kills applysame with SIGKILL at different moments of a
+// plan with rewrites: every file keeps its content, and a run to
+// completion afterwards frees exactly what an uninterrupted run frees, so
+// no copy was left behind.
+func TestRewriteKilled(t *testing.T) {
+	tree := func(rng *rand.Rand) map[string][]byte {
+		shared := random(rng, 48*MiB)
+		return map[string][]byte{
+			"img1": append(append([]byte(nil), shared...), random(rng, 16*MiB)...),
+			"img2": append(append([]byte(nil), shared...), random(rng, 16*MiB)...),
+			"img3": append(append([]byte(nil), shared...), random(rng, 16*MiB)...),
+		}
+	}
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			mnt := testfs.Mount(t, "btrfs", "1G")
+			dir := filepath.Join(mnt, "tree")
+			writeTree(t, dir, tree(rand.New(rand.NewPCG(7, 7))))
+			before := testfs.SHA256Tree(t, dir)
+			free := testfs.FreeBytes(t, mnt)
+			db := filepath.Join(t.TempDir(), "index.db")
+			if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
+				t.Fatalf("hashfile: %s", stderr)
+			}
+			planOut, _, _ := tool(t, nil, "findsame", "-db", db)
+			if !strings.Contains(planOut, `"type":"rewrite"`) {
+				t.Fatalf("no rewrite planned:\n%s", planOut)
+			}
+			cmd := exec.Command(filepath.Join(bin, "applysame"), "-q", "-chunk", "1M")
+			cmd.Stdin = strings.NewReader(planOut)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(delay)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+
+			if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatalf("content changed after kill -9 at %v", delay)
+			}
+			// Complete the job: the tree is as an uninterrupted run leaves it.
+			pipeline(t, db, dir)
+			if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("content changed after the completing run")
+			}
+			// img2 and img3 each free their 64 MiB extent and write 16 MiB:
+			// 96 MiB of data. statfs also counts free metadata space, and
+			// this tree drops enough extent items to free some (224 KiB
+			// uninterrupted, a little less after an interruption); any
+			// copy left behind would show as 1 MiB or more missing.
+			freed, want := testfs.FreeBytes(t, mnt)-free, int64(2*48*MiB)
+			if freed < want || freed > want+MiB/2 {
+				t.Errorf("after kill -9 at %v and a completing run, freed %d bytes; want %d of data, and at most 512 KiB of metadata more", delay, freed, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,57 @@
+package runs
+
+import "same/internal/fiemap"
+
+// groups returns f's extents grouped into the pieces of one disk extent,
+// each group in file order, groups in order of their first piece.
+//
+// FIEMAP reports the ranges of a file and where each lies on disk, not the
+// disk extents they belong to; btrfs frees a disk extent only when no
+// range refers to any part of it. A disk extent that was partly shared
+// away (a rewrite interrupted between chunks, say) shows as pieces with
+// other ranges between them, each at the same distance between its file
+// offset and its disk offset. So pieces with equal distance that are not
+// next to each other in the file belong together. Pieces that are next to
+// each other are left apart: they are most often extents written one after
+// another, contiguous on disk. Compressed, inline and unwritten extents,
+// whose offsets do not add up that way, stand alone.
+func groups(f *file) [][]fiemap.Extent {
+	var out [][]fiemap.Extent
+	last := make(map[int64]int) // distance -> group of the last piece with it
+	for i, e := range f.extents {
+		if e.Flags&(fiemap.FlagEncoded|fiemap.FlagDataInline|fiemap.FlagUnwritten|fiemap.FlagDelalloc) != 0 {
+			out = append(out, []fiemap.Extent{e})
+			continue
+		}
+		d := e.Physical - e.Logical
+		g, ok := last[d]
+		adjacent := i > 0 && f.extents[i-1].End() == e.Logical && f.extents[i-1].Physical-f.extents[i-1].Logical == d
+		if !ok || adjacent {
+			g = len(out)
+			out = append(out, nil)
+		}
+		out[g] = append(out[g], e)
+		last[d] = g
+	}
+	return out
+}
+
+// length is the bytes a group's pieces map.
+func length(g []fiemap.Extent) int64 {
+	var n int64
+	for _, e := range g {
+		n += e.Length
+	}
+	return n
+}
+
+// shared reports whether any piece of g is shared with another file or
+// snapshot, or is inline.
+func shared(g []fiemap.Extent) bool {
+	for _, e := range g {
+		if e.Flags&(fiemap.FlagShared|fiemap.FlagDataInline) != 0 {
+			return true
+		}
+	}
+	return false
+}
