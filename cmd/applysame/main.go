@@ -55,7 +55,7 @@
 // Examples:
 //
 //	findsame -db idx.db > plan.jsonl && applysame plan.jsonl > results.jsonl
-//	findsame -db idx.db | jq -c 'select(.len >= 1048576)' | applysame
+//	findsame -db idx.db -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
 //	applysame -dry-run < plan.jsonl | jq -c 'select(.status != "checked")'
 //	fdupes -r /srv/data | applysame -from-fdupes
 //
@@ -122,7 +122,7 @@ kernel's FIDEDUPERANGE ioctl; prints one JSON result per plan line.
 
 Examples:
   findsame > plan.jsonl && applysame plan.jsonl > results.jsonl
-  findsame | jq -c 'select(.len >= 1048576)' | applysame
+  findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
   applysame -dry-run < plan.jsonl | jq -c 'select(.status != "checked")'
   fdupes -r /srv/data | applysame -from-fdupes
 
