@@ -25,8 +25,16 @@
 // -recorded, findsame uses the extents recorded in the index instead and
 // opens no file: for indexes of files that are not at hand, such as the
 // synthetic ones of scripts/bench-findsame.
-// Output is deterministic for a given index: lines come in order of source
-// path and offset.
+// Where the runs cover only part of a destination's extent on btrfs,
+// which frees nothing by itself, findsame plans a rewrite of the rest
+// (unless -no-rewrite): applysame copies it into a new unnamed file and
+// shares it back, so that the old extent is freed. A rewrite is planned when
+// the runs cover at least a quarter of the extent and at least 64 KiB; it
+// writes the rest of the extent and frees all of it.
+//
+// Output is deterministic for a given index: rewrite lines come first, in
+// order of path and offset, then dedupe lines in order of source path and
+// offset.
 //
 // A summary goes to standard error unless -q: lines, destinations, bytes
 // to deduplicate, and an estimate of the bytes applysame would free (on
@@ -36,7 +44,7 @@
 //
 //	findsame > plan.jsonl
 //	findsame -min-len 1M -exclude '/srv/db/*' | applysame
-//	findsame | jq -c 'select(.len >= 1048576)' | applysame
+//	findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
 //	findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
 //
 // Exit status: 0 plan written (possibly empty), 1 error, 2 usage error,
@@ -52,6 +60,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -64,6 +73,13 @@ import (
 )
 
 func main() {
+	// Most of findsame's heap is arrays of (sum, location) pairs and
+	// mappings, which hold no pointers, so a collection costs little; the
+	// default GOGC of 100 would let the index's garbage (each pass reads
+	// every block sum) grow the heap to twice those arrays.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
@@ -83,7 +99,7 @@ Prints a dedupe plan, one JSON object per line, for the files in the index.
 Examples:
   findsame > plan.jsonl
   findsame -min-len 1M -exclude '/srv/db/*' | applysame
-  findsame | jq -c 'select(.len >= 1048576)' | applysame
+  findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
   findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
 
 Exit status: 0 plan written, 1 error, 2 usage, 130 interrupted.

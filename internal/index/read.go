@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"same/internal/fiemap"
@@ -37,7 +38,7 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, su
 	for rows.Next() {
 		var file int64
 		var chunk int
-		var sums []byte
+		var sums sql.RawBytes // no copy: fn may not keep sums anyway
 		if err := rows.Scan(&file, &chunk, &sums); err != nil {
 			return fmt.Errorf("read blocks: %w", err)
 		}

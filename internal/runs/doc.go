@@ -37,5 +37,6 @@
 // Group finding is partitioned by sum: each pass reads every block sum
 // from the index but keeps only those in its slice of the sum space, so a
 // pass holds at most Options.Budget bytes of (sum, location) pairs. The
-// mappings kept after grouping take 16 bytes per duplicate block.
+// mappings kept after grouping take 16 bytes per duplicate block. Both are
+// sorted in place by a radix sort, which needs no second buffer.
 package runs

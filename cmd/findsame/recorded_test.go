@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/index"
+)
+
+// TestRecorded plans an index of two equal files that are not at hand:
+// without -recorded both are left out as gone; with it, the plan uses the
+// extents recorded and opens no file.
+func TestRecorded(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "index.db")
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.UseBlockSize(4096); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.PutDevice(index.Device{Dev: 1, FSType: 0x58465342, BlockSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for i := range uint64(4) {
+		sums = binary.LittleEndian.AppendUint64(sums, 0x1234+i)
+	}
+	for i, path := range []string{"/nonexistent/same/a", "/nonexistent/same/b"} {
+		f := index.File{Path: path, Dev: 1, Ino: uint64(10 + i), Size: 4 * 4096, Mtime: 1, Ctime: 1}
+		ext := []fiemap.Extent{{Physical: int64(i+1) << 30, Length: 4 * 4096, Flags: fiemap.FlagLast}}
+		if _, err := tx.Put(f, sums, ext); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"-q", "-db", db}, nil, &out, &errb); err != nil {
+		t.Fatalf("findsame: %v", err)
+	}
+	if out.Len() != 0 || strings.Count(errb.String(), "no such file") != 2 {
+		t.Errorf("findsame without -recorded: plan %q, stderr %q; want no plan and two warnings", out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if err := run(context.Background(), []string{"-q", "-recorded", "-db", db}, nil, &out, &errb); err != nil {
+		t.Fatalf("findsame -recorded: %v", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1 || !strings.Contains(out.String(), "/nonexistent/same/b") || errb.Len() != 0 {
+		t.Errorf("findsame -recorded: plan %q (%d lines), stderr %q; want one line, no warnings", out.String(), n, errb.String())
+	}
+}
