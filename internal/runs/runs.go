@@ -227,15 +227,16 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 			return nil, 0, err
 		}
 		sortPairs(pairs)
-		// Make room for this pass's mappings, and as many again for each
-		// pass to come, at once rather than as they are appended.
+		// Make room for this pass's mappings, and as many again and a
+		// little more for each pass to come, at once rather than as they
+		// are appended: growing copies them all.
 		n := 0
 		for i := 1; i < len(pairs); i++ {
 			if pairs[i].sum == pairs[i-1].sum {
 				n++
 			}
 		}
-		maps = slices.Grow(maps, n*(passes-p))
+		maps = slices.Grow(maps, n+(n+n/16)*(passes-p-1))
 		for i := 0; i < len(pairs); {
 			j := i + 1
 			for j < len(pairs) && pairs[j].sum == pairs[i].sum {
