@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -167,4 +168,21 @@ func Bytes(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%.1f PiB", f/unit)
+}
+
+// Profile starts a CPU profile written to path, if path is not empty, and
+// returns the function that stops it.
+func Profile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

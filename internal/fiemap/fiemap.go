@@ -18,11 +18,18 @@ const (
 )
 
 // Extent is one mapped range of a file, in bytes.
+//
+// DiskStart and DiskLen are set only by DiskExtents: they name the btrfs disk
+// extent (its disk_bytenr and disk_num_bytes) that the range is a piece of.
+// btrfs frees a disk extent only when no range of any file refers to any
+// part of it. Extents leaves them 0, which means unknown.
 type Extent struct {
-	Logical  int64
-	Physical int64
-	Length   int64
-	Flags    uint32
+	Logical   int64
+	Physical  int64
+	Length    int64
+	Flags     uint32
+	DiskStart int64 // btrfs: disk_bytenr of the disk extent (0: unknown)
+	DiskLen   int64 // btrfs: disk_num_bytes of that disk extent
 }
 
 // End is the file offset just past the extent.
@@ -30,3 +37,9 @@ func (e Extent) End() int64 { return e.Logical + e.Length }
 
 // ErrUnsupported is returned where the platform or filesystem has no FIEMAP.
 var ErrUnsupported = errors.New("fiemap: not supported")
+
+// ErrNoTreeSearch is wrapped by DiskExtents where it cannot read btrfs's
+// file extent items: the file is not on btrfs, the caller lacks
+// CAP_SYS_ADMIN, or the kernel refuses the tree search ioctl. Callers fall
+// back to Extents.
+var ErrNoTreeSearch = errors.New("fiemap: btrfs tree search not available")

@@ -18,22 +18,17 @@ const DefaultRewriteMin = 64 << 10
 // delayed ones are left alone. runs are in destination order.
 func rewrites(runs []run, files []file, bs, minNet int64) []*plan.Rewrite {
 	var out []*plan.Rewrite
-	for i := 0; i < len(runs); {
-		fi := runs[i].dst.file()
-		j := i
-		for j < len(runs) && runs[j].dst.file() == fi {
-			j++
-		}
+	byDestination(runs, func(fi int, rs []run) {
 		f := &files[fi]
-		if f.btrfs && !f.stale {
-			for _, g := range groups(f) {
-				if w := rewriteOf(runs[i:j], f, bs, minNet, g); w != nil {
-					out = append(out, w)
-				}
+		if !f.btrfs || f.stale {
+			return
+		}
+		for _, g := range groups(f) {
+			if w := rewriteOf(rs, f, bs, minNet, g); w != nil {
+				out = append(out, w)
 			}
 		}
-		i = j
-	}
+	})
 	return out
 }
 

@@ -336,25 +336,32 @@ func filter(runs []run, o Options) []run {
 	})
 }
 
+// byDestination calls fn with the runs of each destination file in turn;
+// runs are in destination order.
+func byDestination(runs []run, fn func(fi int, rs []run)) {
+	for i := 0; i < len(runs); {
+		j := i + 1
+		for j < len(runs) && runs[j].dst.file() == runs[i].dst.file() {
+			j++
+		}
+		fn(runs[i].dst.file(), runs[i:j])
+		i = j
+	}
+}
+
 // estimate sets each run's freed bytes. runs are in destination order. On
 // btrfs a disk extent of the destination (see groups) is freed when the
 // runs cover every piece of it and nothing outside the file shares it; it
-// counts for the run that covers its first piece's start. Elsewhere space is freed block by block, a partial last block
-// whole.
+// counts for the run that covers its first piece's start. Elsewhere space
+// is freed block by block, a partial last block whole.
 func estimate(runs []run, files []file, bs int64) {
-	for i := 0; i < len(runs); {
-		fi := runs[i].dst.file()
-		j := i
-		for j < len(runs) && runs[j].dst.file() == fi {
-			j++
-		}
+	byDestination(runs, func(fi int, rs []run) {
 		f := &files[fi]
 		if !f.btrfs {
-			for k := i; k < j; k++ {
-				runs[k].freed = (runs[k].len + f.fsBlock - 1) / f.fsBlock * f.fsBlock
+			for k := range rs {
+				rs[k].freed = (rs[k].len + f.fsBlock - 1) / f.fsBlock * f.fsBlock
 			}
-			i = j
-			continue
+			return
 		}
 	next:
 		for _, g := range groups(f) {
@@ -363,7 +370,7 @@ func estimate(runs []run, files []file, bs int64) {
 			}
 			first := -1
 			for _, e := range g {
-				k, ok := covers(runs[i:j], bs, f.size, e)
+				k, ok := covers(rs, bs, f.size, e)
 				if !ok {
 					continue next
 				}
@@ -371,10 +378,9 @@ func estimate(runs []run, files []file, bs int64) {
 					first = k
 				}
 			}
-			runs[i+first].freed += length(g)
+			rs[first].freed += length(g)
 		}
-		i = j
-	}
+	})
 }
 
 // covers reports whether the runs (of one destination file, in order)
