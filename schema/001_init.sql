@@ -39,12 +39,16 @@ CREATE TABLE blocks (
 	PRIMARY KEY (file, chunk)
 ) WITHOUT ROWID;
 
--- Extents as FS_IOC_FIEMAP reported them (byte offsets and FIEMAP flags).
+-- Extents as FS_IOC_FIEMAP reported them (byte offsets and FIEMAP flags),
+-- or on btrfs, where the tree search is allowed, one per file extent item,
+-- with the disk extent it refers to (disk_start, disk_len; 0 if unknown).
 CREATE TABLE extents (
-	file     INTEGER NOT NULL,
-	logical  INTEGER NOT NULL,
-	physical INTEGER NOT NULL,
-	length   INTEGER NOT NULL,
-	flags    INTEGER NOT NULL,
+	file       INTEGER NOT NULL,
+	logical    INTEGER NOT NULL,
+	physical   INTEGER NOT NULL,
+	length     INTEGER NOT NULL,
+	flags      INTEGER NOT NULL,
+	disk_start INTEGER NOT NULL DEFAULT 0,
+	disk_len   INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (file, logical)
 ) WITHOUT ROWID;

@@ -1,6 +1,9 @@
 package fiemap
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // Extent flags, from linux/fiemap.h.
 const (
@@ -43,3 +46,14 @@ var ErrUnsupported = errors.New("fiemap: not supported")
 // CAP_SYS_ADMIN, or the kernel refuses the tree search ioctl. Callers fall
 // back to Extents.
 var ErrNoTreeSearch = errors.New("fiemap: btrfs tree search not available")
+
+// Map returns f's extents as exactly as the platform tells them: the disk
+// extents on btrfs where the tree search is allowed (DiskExtents), else
+// FIEMAP's (Extents).
+func Map(f *os.File) ([]Extent, error) {
+	ext, err := DiskExtents(f)
+	if errors.Is(err, ErrNoTreeSearch) {
+		return Extents(f)
+	}
+	return ext, err
+}

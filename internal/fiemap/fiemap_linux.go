@@ -1,6 +1,7 @@
 package fiemap
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -76,5 +77,239 @@ func Extents(f *os.File) ([]Extent, error) {
 			return out, nil
 		}
 		start = last.logical + last.length
+	}
+}
+
+// BTRFS_IOC_TREE_SEARCH_V2 is _IOWR(0x94, 17, struct
+// btrfs_ioctl_search_args_v2); the size in it (112) excludes the flexible
+// result buffer.
+const btrfsIocTreeSearchV2 = 0xC0709411
+
+// btrfsExtentDataKey is BTRFS_EXTENT_DATA_KEY: the item type of a file
+// extent item, keyed (inode number, 108, file offset).
+const btrfsExtentDataKey = 108
+
+// File extent item types (btrfs_file_extent_item.type).
+const (
+	fileExtentInline   = 0
+	fileExtentReg      = 1
+	fileExtentPrealloc = 2
+)
+
+// searchKey is the kernel's struct btrfs_ioctl_search_key (104 bytes).
+type searchKey struct {
+	treeID      uint64
+	minObjectID uint64
+	maxObjectID uint64
+	minOffset   uint64
+	maxOffset   uint64
+	minTransID  uint64
+	maxTransID  uint64
+	minType     uint32
+	maxType     uint32
+	nrItems     uint32
+	unused      uint32
+	unused1     [4]uint64
+}
+
+// searchBufSize is the result buffer of one tree search. A btrfs leaf is at
+// most 64 KiB, so every item with its 32-byte search header fits, and the
+// kernel's EOVERFLOW (item larger than the buffer) cannot happen.
+const searchBufSize = 64 << 10
+
+// searchArgs is struct btrfs_ioctl_search_args_v2 with its buffer.
+type searchArgs struct {
+	key     searchKey
+	bufSize uint64
+	buf     [searchBufSize]byte
+}
+
+// The build fails here if the Go layouts differ from the kernel's.
+var (
+	_ = [1]struct{}{}[unsafe.Sizeof(searchKey{})-104]
+	_ = [1]struct{}{}[unsafe.Offsetof(searchArgs{}.buf)-112]
+)
+
+// Sizes in the result buffer: struct btrfs_ioctl_search_header, the fixed
+// part of struct btrfs_file_extent_item that inline data follows, and the
+// whole item of a regular or prealloc extent.
+const (
+	searchHeaderSize     = 32
+	fileExtentInlineSize = 21
+	fileExtentItemSize   = 53
+)
+
+// DiskExtents returns one Extent per btrfs file extent item of f, in file
+// order, with DiskStart and DiskLen naming the disk extent each refers to.
+// Unlike Extents, it neither merges items that are contiguous on disk nor
+// hides that two ranges are pieces of one disk extent. It reads the items of
+// f's subvolume with BTRFS_IOC_TREE_SEARCH_V2, which needs CAP_SYS_ADMIN;
+// where that is not possible (not btrfs, EPERM, ENOTTY, EOPNOTSUPP) the
+// error wraps ErrNoTreeSearch and callers fall back to Extents.
+//
+// It first calls Extents, whose FIEMAP_FLAG_SYNC writes back delayed
+// allocations and waits for their ordered extents, so that the items of
+// data written but not yet synced are in the tree when it is searched. The
+// tree search cannot tell whether a disk extent is shared, so each item that
+// overlaps an extent FIEMAP flags FlagShared gets FlagShared too. The two
+// calls are not atomic: a file written meanwhile can give a stale answer.
+//
+// Each Extent has Logical = the item's file offset and Length = its
+// num_bytes (a multiple of the block size, as with FIEMAP). For uncompressed
+// data Physical = disk_bytenr + offset, where the range starts on disk; for
+// compressed or otherwise encoded data Physical = disk_bytenr and FlagEncoded
+// is set, as FIEMAP does. Prealloc items get FlagUnwritten. Inline items get
+// FlagDataInline and FlagNotAligned, Physical 0, no disk extent, and Length
+// = ram_bytes, the bytes of file data they hold. Holes are skipped, as FIEMAP
+// skips them. The last Extent has FlagLast. Addresses are btrfs logical
+// addresses, as FIEMAP reports them, not device offsets.
+func DiskExtents(f *os.File) ([]Extent, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &sfs); err != nil {
+		return nil, fmt.Errorf("fiemap: fstatfs: %w", err)
+	}
+	if sfs.Type != unix.BTRFS_SUPER_MAGIC {
+		return nil, fmt.Errorf("%w: not btrfs", ErrNoTreeSearch)
+	}
+	fm, err := Extents(f)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("fiemap: fstat: %w", err)
+	}
+
+	var out []Extent
+	args := new(searchArgs)
+	offset := uint64(0)
+	for {
+		args.key = searchKey{
+			treeID:      0, // the subvolume holding f
+			minObjectID: st.Ino,
+			maxObjectID: st.Ino,
+			minOffset:   offset,
+			maxOffset:   ^uint64(0),
+			maxTransID:  ^uint64(0),
+			minType:     btrfsExtentDataKey,
+			maxType:     btrfsExtentDataKey,
+			nrItems:     ^uint32(0),
+		}
+		args.bufSize = searchBufSize
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocTreeSearchV2, uintptr(unsafe.Pointer(args)))
+		if errno != 0 {
+			switch errno {
+			case unix.EPERM, unix.ENOTTY, unix.EOPNOTSUPP:
+				return nil, fmt.Errorf("%w: %w", ErrNoTreeSearch, errno)
+			}
+			return nil, fmt.Errorf("fiemap: btrfs tree search: %w", errno)
+		}
+		n := args.key.nrItems
+		if n == 0 {
+			break
+		}
+		buf := args.buf[:]
+		var last uint64
+		for i := uint32(0); i < n; i++ {
+			if len(buf) < searchHeaderSize {
+				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+			}
+			// The search header is in CPU byte order, the item in little endian.
+			objectID := binary.NativeEndian.Uint64(buf[8:])
+			keyOffset := binary.NativeEndian.Uint64(buf[16:])
+			typ := binary.NativeEndian.Uint32(buf[24:])
+			size := int(binary.NativeEndian.Uint32(buf[28:]))
+			if len(buf) < searchHeaderSize+size {
+				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+			}
+			item := buf[searchHeaderSize : searchHeaderSize+size]
+			buf = buf[searchHeaderSize+size:]
+			last = keyOffset
+			if objectID != st.Ino || typ != btrfsExtentDataKey {
+				continue // not asked for; the kernel filters these
+			}
+			e, ok, err := parseFileExtent(keyOffset, item)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, e)
+			}
+		}
+		if last == ^uint64(0) {
+			break
+		}
+		offset = last + 1
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	out[len(out)-1].Flags |= FlagLast
+	copyShared(out, fm)
+	return out, nil
+}
+
+// parseFileExtent decodes a struct btrfs_file_extent_item (packed, little
+// endian) keyed at file offset off. It reports false for a hole.
+func parseFileExtent(off uint64, item []byte) (Extent, bool, error) {
+	le := binary.LittleEndian
+	if len(item) < fileExtentInlineSize {
+		return Extent{}, false, fmt.Errorf("fiemap: file extent item at %d: %d bytes, too short", off, len(item))
+	}
+	e := Extent{Logical: int64(off)}
+	ramBytes := le.Uint64(item[8:])
+	// compression (u8), encryption (u8), other_encoding (u16)
+	encoded := item[16] != 0 || item[17] != 0 || le.Uint16(item[18:]) != 0
+	typ := item[20]
+	if typ == fileExtentInline {
+		e.Length = int64(ramBytes)
+		e.Flags = FlagDataInline | FlagNotAligned
+		if encoded {
+			e.Flags |= FlagEncoded
+		}
+		return e, true, nil
+	}
+	if typ != fileExtentReg && typ != fileExtentPrealloc {
+		return Extent{}, false, fmt.Errorf("fiemap: file extent item at %d: unknown type %d", off, typ)
+	}
+	if len(item) < fileExtentItemSize {
+		return Extent{}, false, fmt.Errorf("fiemap: file extent item at %d: %d bytes, too short", off, len(item))
+	}
+	diskBytenr := le.Uint64(item[21:])
+	diskNumBytes := le.Uint64(item[29:])
+	offset := le.Uint64(item[37:])
+	numBytes := le.Uint64(item[45:])
+	if diskBytenr == 0 {
+		return Extent{}, false, nil // a hole (without the NO_HOLES feature)
+	}
+	e.Length = int64(numBytes)
+	e.DiskStart = int64(diskBytenr)
+	e.DiskLen = int64(diskNumBytes)
+	e.Physical = int64(diskBytenr + offset)
+	if encoded {
+		e.Physical = int64(diskBytenr)
+		e.Flags |= FlagEncoded
+	}
+	if typ == fileExtentPrealloc {
+		e.Flags |= FlagUnwritten
+	}
+	return e, true, nil
+}
+
+// copyShared sets FlagShared on each of items (sorted, disjoint) that
+// overlaps one of the FIEMAP extents fm (sorted, disjoint) carrying it.
+func copyShared(items, fm []Extent) {
+	j := 0
+	for i := range items {
+		it := &items[i]
+		for j < len(fm) && fm[j].End() <= it.Logical {
+			j++
+		}
+		for k := j; k < len(fm) && fm[k].Logical < it.End(); k++ {
+			if fm[k].Flags&FlagShared != 0 {
+				it.Flags |= FlagShared
+				break
+			}
+		}
 	}
 }

@@ -52,7 +52,7 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, su
 // ScanExtents calls fn for every extent in the index, in (file, logical)
 // order.
 func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags FROM extents ORDER BY file, logical")
+	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags, disk_start, disk_len FROM extents ORDER BY file, logical")
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}
@@ -60,7 +60,7 @@ func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.E
 	for rows.Next() {
 		var file int64
 		var e fiemap.Extent
-		if err := rows.Scan(&file, &e.Logical, &e.Physical, &e.Length, &e.Flags); err != nil {
+		if err := rows.Scan(&file, &e.Logical, &e.Physical, &e.Length, &e.Flags, &e.DiskStart, &e.DiskLen); err != nil {
 			return fmt.Errorf("read extents: %w", err)
 		}
 		if err := fn(file, e); err != nil {

@@ -3,22 +3,34 @@ package runs
 import "same/internal/fiemap"
 
 // groups returns f's extents grouped into the pieces of one disk extent,
-// each group in file order, groups in order of their first piece.
+// each group in file order, groups in order of their first piece. btrfs
+// frees a disk extent only when no range refers to any part of it.
 //
-// FIEMAP reports the ranges of a file and where each lies on disk, not the
-// disk extents they belong to; btrfs frees a disk extent only when no
-// range refers to any part of it. A disk extent that was partly shared
-// away (a rewrite interrupted between chunks, say) shows as pieces with
-// other ranges between them, each at the same distance between its file
-// offset and its disk offset. So pieces with equal distance that are not
-// next to each other in the file belong together. Pieces that are next to
-// each other are left apart: they are most often extents written one after
-// another, contiguous on disk. Compressed, inline and unwritten extents,
-// whose offsets do not add up that way, stand alone.
+// Where the index knows the disk extent of each range (DiskStart, from the
+// btrfs tree search), pieces with the same DiskStart belong together.
+// Otherwise only FIEMAP is known, which reports ranges and where each lies
+// on disk, not the disk extents they belong to. A disk extent partly shared
+// away (a rewrite interrupted between chunks, say) shows there as pieces
+// with other ranges between them, each at the same distance between its
+// file offset and its disk offset; so pieces with equal distance that are
+// not next to each other are grouped. Pieces next to each other are left
+// apart: they are most often extents written one after another, contiguous
+// on disk. Compressed, inline and unwritten extents stand alone.
 func groups(f *file) [][]fiemap.Extent {
 	var out [][]fiemap.Extent
-	last := make(map[int64]int) // distance -> group of the last piece with it
+	byDisk := make(map[int64]int) // DiskStart -> group
+	last := make(map[int64]int)   // distance -> group of the last piece with it
 	for i, e := range f.extents {
+		if e.DiskStart != 0 {
+			g, ok := byDisk[e.DiskStart]
+			if !ok {
+				g = len(out)
+				out = append(out, nil)
+				byDisk[e.DiskStart] = g
+			}
+			out[g] = append(out[g], e)
+			continue
+		}
 		if e.Flags&(fiemap.FlagEncoded|fiemap.FlagDataInline|fiemap.FlagUnwritten|fiemap.FlagDelalloc) != 0 {
 			out = append(out, []fiemap.Extent{e})
 			continue
@@ -36,8 +48,12 @@ func groups(f *file) [][]fiemap.Extent {
 	return out
 }
 
-// length is the bytes a group's pieces map.
+// length is what freeing a group frees: its disk extent's size where that
+// is known, else the bytes its pieces map.
 func length(g []fiemap.Extent) int64 {
+	if g[0].DiskLen > 0 {
+		return g[0].DiskLen
+	}
 	var n int64
 	for _, e := range g {
 		n += e.Length

@@ -71,7 +71,7 @@ func mapNow(f *file) ([]fiemap.Extent, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || id.Dev != f.dev || id.Ino != f.ino || id.Size != f.size || id.Mtime != f.mtime {
 		return nil, fmt.Errorf("%s: %w", f.path, ErrChanged)
 	}
-	ext, err := fiemap.Extents(h)
+	ext, err := fiemap.Map(h)
 	if errors.Is(err, fiemap.ErrUnsupported) {
 		return f.extents, nil
 	}

@@ -132,6 +132,20 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 4 * bs, Physical: 3 << 30, Length: bs},
 				{Logical: 5 * bs, Physical: 2<<30 + 5*bs, Length: 3 * bs, Flags: fiemap.FlagLast}}},
 		}, Options{}},
+		// FIEMAP would show b as one extent half covered; the tree search
+		// shows two disk extents, contiguous on disk: the first is covered
+		// whole and freed, the second untouched, and nothing is rewritten.
+		// c holds two pieces of one 16-block disk extent whose middle is
+		// no longer referred to: covering both frees all 16 blocks.
+		{"disk-extents", btrfsMagic, []tfile{
+			{path: "/m/a", blocks: "ABCDEFGHIJKLMNOP"},
+			{path: "/m/b", blocks: "ABCDWXYZ", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 2 << 30, Length: 4 * bs, DiskStart: 2 << 30, DiskLen: 4 * bs},
+				{Logical: 4 * bs, Physical: 2<<30 + 4*bs, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 2<<30 + 4*bs, DiskLen: 4 * bs}}},
+			{path: "/m/c", blocks: "EFGHIJKL", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 3 << 30, Length: 4 * bs, DiskStart: 3 << 30, DiskLen: 16 * bs},
+				{Logical: 4 * bs, Physical: 3<<30 + 12*bs, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 16 * bs}}},
+		}, Options{}},
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		{"min-len", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
 		{"whole-files-only", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},

@@ -339,7 +339,7 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 	if err != nil {
 		return index.File{}, nil, nil, n, fmt.Errorf("read %s: %w", j.path, err)
 	}
-	ext, err := fiemap.Extents(f)
+	ext, err := fiemap.Map(f)
 	if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
 		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, err)
 	}

@@ -1,0 +1,344 @@
+package fiemap_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/fiemap"
+	"same/internal/testfs"
+)
+
+const mib = 1 << 20
+
+// fill returns n bytes of incompressible data from seed.
+func fill(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// writeAt writes data at off in path, creating it, and fsyncs if asked.
+func writeAt(t *testing.T, path string, off int64, data []byte, sync bool) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// diskExtents opens path and returns its DiskExtents and FIEMAP Extents.
+func diskExtents(t *testing.T, path string) (items, fm []fiemap.Extent) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	items, err = fiemap.DiskExtents(f)
+	if err != nil {
+		t.Fatalf("DiskExtents(%s): %v", path, err)
+	}
+	fm, err = fiemap.Extents(f)
+	if err != nil {
+		t.Fatalf("Extents(%s): %v", path, err)
+	}
+	t.Logf("DiskExtents(%s) = %+v", filepath.Base(path), items)
+	t.Logf("Extents(%s) = %+v", filepath.Base(path), fm)
+	return items, fm
+}
+
+// checkLast checks that only the last item has FlagLast.
+func checkLast(t *testing.T, items []fiemap.Extent) {
+	t.Helper()
+	for i, e := range items {
+		if got, want := e.Flags&fiemap.FlagLast != 0, i == len(items)-1; got != want {
+			t.Errorf("item %d FlagLast = %v; want %v", i, got, want)
+		}
+	}
+}
+
+// span is the part of an Extent the tests compare.
+type span struct{ Logical, Length int64 }
+
+func spans(items []fiemap.Extent) []span {
+	s := make([]span, len(items))
+	for i, e := range items {
+		s[i] = span{e.Logical, e.Length}
+	}
+	return s
+}
+
+func equalSpans(a, b []span) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDiskExtentsBtrfs(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+
+	t.Run("two writes", func(t *testing.T) {
+		path := filepath.Join(mnt, "two")
+		writeAt(t, path, 0, fill(1, 32*mib), true)
+		writeAt(t, path, 32*mib, fill(2, 32*mib), true)
+		items, fm := diskExtents(t, path)
+		t.Logf("FIEMAP shows %d extent(s)", len(fm))
+		want := []span{{0, 32 * mib}, {32 * mib, 32 * mib}}
+		if got := spans(items); !equalSpans(got, want) {
+			t.Fatalf("DiskExtents spans = %v; want %v", got, want)
+		}
+		if items[0].DiskStart == items[1].DiskStart {
+			t.Errorf("DiskStart = %d for both items; want distinct", items[0].DiskStart)
+		}
+		for i, e := range items {
+			if e.DiskStart == 0 || e.DiskLen != 32*mib || e.Physical != e.DiskStart {
+				t.Errorf("item %d = %+v; want DiskStart = Physical != 0, DiskLen 32 MiB", i, e)
+			}
+			if e.Flags&^fiemap.FlagLast != 0 {
+				t.Errorf("item %d Flags = %#x; want only FlagLast at most", i, e.Flags)
+			}
+		}
+		checkLast(t, items)
+	})
+
+	t.Run("overwrite middle", func(t *testing.T) {
+		path := filepath.Join(mnt, "middle")
+		writeAt(t, path, 0, fill(3, 4*mib), true)
+		const off = 3 * mib / 2
+		writeAt(t, path, off, fill(4, mib), true)
+		items, _ := diskExtents(t, path)
+		want := []span{{0, off}, {off, mib}, {off + mib, 4*mib - off - mib}}
+		if got := spans(items); !equalSpans(got, want) {
+			t.Fatalf("DiskExtents spans = %v; want %v", got, want)
+		}
+		a, m, b := items[0], items[1], items[2]
+		if a.DiskStart != b.DiskStart || a.DiskLen != 4*mib || b.DiskLen != 4*mib {
+			t.Errorf("outer items %+v, %+v; want one disk extent of 4 MiB", a, b)
+		}
+		if a.Physical != a.DiskStart || b.Physical != b.DiskStart+off+mib {
+			t.Errorf("outer Physical = %d, %d; want DiskStart and DiskStart+%d", a.Physical, b.Physical, off+mib)
+		}
+		if m.DiskStart == a.DiskStart || m.DiskLen != mib || m.Physical != m.DiskStart {
+			t.Errorf("middle item %+v; want its own 1 MiB disk extent", m)
+		}
+		checkLast(t, items)
+	})
+
+	t.Run("unsynced", func(t *testing.T) {
+		// Written without fsync: the FIEMAP sync in DiskExtents must make
+		// the items exist before the tree search.
+		path := filepath.Join(mnt, "unsynced")
+		writeAt(t, path, 0, fill(5, 8*mib), false)
+		items, _ := diskExtents(t, path)
+		if len(items) == 0 {
+			t.Fatal("DiskExtents = no items; want 8 MiB mapped")
+		}
+		var end int64
+		for i, e := range items {
+			if e.Logical != end || e.DiskStart == 0 || e.Flags&^fiemap.FlagLast != 0 {
+				t.Errorf("item %d = %+v; want Logical %d, on disk, no flags", i, e, end)
+			}
+			end = e.End()
+		}
+		if end != 8*mib {
+			t.Errorf("items end at %d; want %d", end, 8*mib)
+		}
+		checkLast(t, items)
+	})
+
+	t.Run("inline", func(t *testing.T) {
+		path := filepath.Join(mnt, "inline")
+		writeAt(t, path, 0, fill(6, 100), true)
+		items, _ := diskExtents(t, path)
+		want := fiemap.Extent{Logical: 0, Length: 100, Flags: fiemap.FlagDataInline | fiemap.FlagNotAligned | fiemap.FlagLast}
+		if len(items) != 1 || items[0] != want {
+			t.Fatalf("DiskExtents = %+v; want [%+v]", items, want)
+		}
+	})
+
+	t.Run("empty", func(t *testing.T) {
+		path := filepath.Join(mnt, "empty")
+		writeAt(t, path, 0, nil, true)
+		if items, _ := diskExtents(t, path); len(items) != 0 {
+			t.Fatalf("DiskExtents = %+v; want none", items)
+		}
+	})
+
+	t.Run("sparse", func(t *testing.T) {
+		path := filepath.Join(mnt, "sparse")
+		writeAt(t, path, 0, fill(7, mib), true)
+		writeAt(t, path, 3*mib, fill(8, mib), true)
+		items, _ := diskExtents(t, path)
+		want := []span{{0, mib}, {3 * mib, mib}}
+		if got := spans(items); !equalSpans(got, want) {
+			t.Fatalf("DiskExtents spans = %v; want %v", got, want)
+		}
+		checkLast(t, items)
+	})
+
+	t.Run("prealloc", func(t *testing.T) {
+		path := filepath.Join(mnt, "prealloc")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, 2*mib); err != nil {
+			t.Fatal(err)
+		}
+		items, _ := diskExtents(t, path)
+		if len(items) != 1 || items[0].Length != 2*mib || items[0].Flags != fiemap.FlagUnwritten|fiemap.FlagLast || items[0].DiskLen != 2*mib {
+			t.Fatalf("DiskExtents = %+v; want one unwritten 2 MiB item", items)
+		}
+	})
+
+	t.Run("compressed", func(t *testing.T) {
+		path := filepath.Join(mnt, "compressed")
+		writeAt(t, path, 0, nil, false)
+		out, err := exec.Command("btrfs", "property", "set", path, "compression", "zstd").CombinedOutput()
+		if err != nil {
+			t.Skipf("btrfs property set compression: %v\n%s", err, out)
+		}
+		data := make([]byte, 512<<10)
+		for i := range data {
+			data[i] = byte(i / 4096)
+		}
+		writeAt(t, path, 0, data, true)
+		items, _ := diskExtents(t, path)
+		var end int64
+		for i, e := range items {
+			if e.Logical != end || e.Flags&fiemap.FlagEncoded == 0 || e.Physical != e.DiskStart || e.DiskLen >= e.Length {
+				t.Errorf("item %d = %+v; want compressed, Physical = DiskStart, DiskLen < Length", i, e)
+			}
+			end = e.End()
+		}
+		if end != int64(len(data)) {
+			t.Errorf("items end at %d; want %d", end, len(data))
+		}
+		checkLast(t, items)
+	})
+
+	t.Run("many items", func(t *testing.T) {
+		// More items than one 64 KiB search buffer holds (about 770), so
+		// the search resumes after the last key of each batch.
+		const n, block = 2000, 4096
+		path := filepath.Join(mnt, "many")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		data := fill(12, block)
+		var want []span
+		for i := range n {
+			off := int64(2 * i * block)
+			if _, err := f.WriteAt(data, off); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, span{off, block})
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		items, err := fiemap.DiskExtents(f)
+		if err != nil {
+			t.Fatalf("DiskExtents: %v", err)
+		}
+		if got := spans(items); !equalSpans(got, want) {
+			t.Fatalf("DiskExtents: %d items, first %v; want %d items, first %v", len(got), got[:min(len(got), 3)], n, want[:3])
+		}
+		checkLast(t, items)
+	})
+
+	t.Run("reflink", func(t *testing.T) {
+		src := filepath.Join(mnt, "orig")
+		dst := filepath.Join(mnt, "copy")
+		writeAt(t, src, 0, fill(9, 2*mib), true)
+		writeAt(t, src, 2*mib, fill(10, 2*mib), true)
+		if out, err := exec.Command("cp", "--reflink=always", src, dst).CombinedOutput(); err != nil {
+			t.Fatalf("cp --reflink=always: %v\n%s", err, out)
+		}
+		orig, _ := diskExtents(t, src)
+		cp, _ := diskExtents(t, dst)
+		if len(orig) != 2 || len(cp) != len(orig) {
+			t.Fatalf("DiskExtents: %d items in original, %d in copy; want 2 and 2", len(orig), len(cp))
+		}
+		for i := range orig {
+			o, c := orig[i], cp[i]
+			if o.DiskStart != c.DiskStart || o.Physical != c.Physical || o.DiskLen != c.DiskLen {
+				t.Errorf("item %d: original %+v, copy %+v; want the same disk extent", i, o, c)
+			}
+			if o.Flags&fiemap.FlagShared == 0 || c.Flags&fiemap.FlagShared == 0 {
+				t.Errorf("item %d: original Flags %#x, copy Flags %#x; want FlagShared on both", i, o.Flags, c.Flags)
+			}
+		}
+	})
+}
+
+func TestDiskExtentsXFS(t *testing.T) {
+	mnt := testfs.Mount(t, "xfs", "300M")
+	path := filepath.Join(mnt, "f")
+	writeAt(t, path, 0, fill(11, mib), true)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	items, err := fiemap.DiskExtents(f)
+	if !errors.Is(err, fiemap.ErrNoTreeSearch) {
+		t.Fatalf("DiskExtents on XFS = %+v, %v; want %v", items, err, fiemap.ErrNoTreeSearch)
+	}
+}
+
+// TestDiskExtentsNotBtrfs needs no root: the temporary directory is
+// rarely on btrfs.
+func TestDiskExtentsNotBtrfs(t *testing.T) {
+	dir := t.TempDir()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type == unix.BTRFS_SUPER_MAGIC {
+		t.Skipf("%s is on btrfs", dir)
+	}
+	path := filepath.Join(dir, "f")
+	writeAt(t, path, 0, []byte("data"), false)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fiemap.DiskExtents(f); !errors.Is(err, fiemap.ErrNoTreeSearch) {
+		t.Fatalf("DiskExtents on filesystem %#x = %v; want %v", st.Type, err, fiemap.ErrNoTreeSearch)
+	}
+}
