@@ -18,8 +18,8 @@ var afterCopy func()
 // own, so that the extent they were in can be freed once nothing else
 // refers to it. Chunk by chunk (DefaultChunk when chunk <= 0), it copies
 // the span into a new unnamed file (O_TMPFILE) in f's directory, at the
-// same offset, syncs it, and deduplicates that chunk of f against the
-// copy: the kernel compares the bytes under lock, so if f changed since the
+// same offset, writes the chunk back (sync_file_range) and deduplicates
+// that chunk of f against the copy: the kernel compares the bytes under lock, so if f changed since the
 // copy the chunk is left alone and the result is ErrDiffers. Each chunk's
 // copy is its own extent, so a process killed between chunks leaves no
 // extent half referenced: what was not shared back belongs to the unnamed
@@ -50,8 +50,12 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 			if err != nil {
 				return written, shared, fmt.Errorf("copy %s [%d, %d): %w", path, lo, lo+n, err)
 			}
-			if err := tmp.Sync(); err != nil {
-				return written, shared, fmt.Errorf("sync the copy: %w", err)
+			// Write the chunk back now, so that it becomes an extent of its
+			// own: no journal commit is needed (if the machine stops, the
+			// unnamed file is gone and the file still refers to the old
+			// extent), only the extent.
+			if err := unix.SyncFileRange(int(tmp.Fd()), lo, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
+				return written, shared, fmt.Errorf("write back the copy: %w", err)
 			}
 			if afterCopy != nil {
 				afterCopy()

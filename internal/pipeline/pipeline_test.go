@@ -98,6 +98,17 @@ func write(t *testing.T, path string, data []byte) {
 
 const MiB = 1 << 20
 
+// metadataSlack is how much more than the data freed statfs may report:
+// it counts free metadata space too, and deduplication drops extent items,
+// now and then freeing a metadata node or two (16 KiB each, twice over
+// with btrfs's DUP metadata). Less than the data expected is never
+// accepted: a leftover copy or an extent still referred to shows there.
+const metadataSlack = 64 << 10
+
+// freedAsExpected reports whether statfs's freed bytes match the data
+// freed, want, allowing for metadataSlack.
+func freedAsExpected(freed, want int64) bool { return freed >= want && freed <= want+metadataSlack }
+
 // TestPipeline runs the pipeline on a tree whose freeable space is known:
 // two whole copies of a 4 MiB file (8 MiB), and a 1 MiB file that also
 // lies, block-aligned, inside an 8 MiB image (1 MiB: the loose file's
@@ -134,8 +145,8 @@ func TestPipeline(t *testing.T) {
 				// cannot be shared; on XFS each of the 19 copies frees a block.
 				want += 19 * 4096
 			}
-			if freed != want {
-				t.Errorf("freed %d bytes as statfs reports; want %d\nplan:\n%s\napplysame:\n%s", freed, want, planOut, applyErr)
+			if !freedAsExpected(freed, want) {
+				t.Errorf("freed %d bytes as statfs reports; want %d (and up to %d of metadata)\nplan:\n%s\napplysame:\n%s", freed, want, metadataSlack, planOut, applyErr)
 			}
 			if !strings.Contains(applyErr, fmt.Sprintf("freed %d bytes", freed)) {
 				t.Errorf("applysame summary does not report the %d bytes freed:\n%s", freed, applyErr)
@@ -287,8 +298,8 @@ func TestReadOnlySnapshot(t *testing.T) {
 	if len(r.Dst) != 1 || r.Dst[0].Path != filepath.Join(mnt, "snap/f") || r.Dst[0].Status != plan.DstDeduped {
 		t.Errorf("result %s; want snap/f deduped", results)
 	}
-	if freed := testfs.FreeBytes(t, mnt) - free; freed != 4*MiB {
-		t.Errorf("freed %d bytes; want %d", freed, 4*MiB)
+	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 4*MiB) {
+		t.Errorf("freed %d bytes; want %d (and up to %d of metadata)", freed, 4*MiB, metadataSlack)
 	}
 	if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)

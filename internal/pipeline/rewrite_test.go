@@ -77,7 +77,7 @@ func writeTree(t *testing.T, dir string, files map[string][]byte) {
 }
 
 // TestRewriteFrees runs the pipeline on each tree and checks that statfs
-// reports exactly the expected bytes freed, that every file's content is
+// reports the expected bytes freed (metadata aside: see metadataSlack), that every file's content is
 // unchanged, and that a second run plans nothing.
 func TestRewriteFrees(t *testing.T) {
 	for i, tt := range rewriteTrees {
@@ -91,8 +91,8 @@ func TestRewriteFrees(t *testing.T) {
 
 			planOut, results, applyErr := pipeline(t, db, dir)
 
-			if freed := testfs.FreeBytes(t, mnt) - free; freed != tt.freed {
-				t.Errorf("freed %d bytes as statfs reports; want %d\nplan:\n%s\nresults:\n%s\n%s", freed, tt.freed, planOut, results, applyErr)
+			if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, tt.freed) {
+				t.Errorf("freed %d bytes as statfs reports; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, tt.freed, metadataSlack, planOut, results, applyErr)
 			}
 			for line := range strings.Lines(results) {
 				var r plan.Result
