@@ -138,16 +138,18 @@ func Images(dir string, size int64, seed int64) error {
 	return nil
 }
 
-// Files writes count small files of 1 to 16 KiB, 1000 to a directory, a
-// fifth of them copies of another: a tree for measuring per-file costs.
-func Files(dir string, count int, seed int64) error {
+// Files writes count small files of 1 KiB to maxSize bytes (at least
+// 2 KiB), 1000 to a directory, a fifth of them copies of another: a tree
+// for measuring per-file costs.
+func Files(dir string, count int, maxSize, seed int64) error {
+	maxSize = max(maxSize, 2048)
 	t, err := newTree(dir, seed)
 	if err != nil {
 		return err
 	}
 	var made []genFile
 	for i := range count {
-		f := genFile{path: filepath.Join(fmt.Sprintf("d%04d", i/1000), fmt.Sprintf("f%06d", i)), seed: t.rng.Uint64(), size: 1024 + t.rng.Int64N(15*1024+1)}
+		f := genFile{path: filepath.Join(fmt.Sprintf("d%04d", i/1000), fmt.Sprintf("f%06d", i)), seed: t.rng.Uint64(), size: 1024 + t.rng.Int64N(maxSize-1024+1)}
 		if len(made) > 0 && t.rng.IntN(5) == 0 {
 			src := made[t.rng.IntN(len(made))]
 			f.seed, f.size = src.seed, src.size

@@ -17,7 +17,7 @@
 //	images   loose files and two ext4 disk images holding copies of many
 //	         of them plus files of their own; needs root (loop mounts) and
 //	         mkfs.ext4
-//	files    -count small files of 1 to 16 KiB, a fifth of them copies
+//	files    -count small files of 1 KiB to -max, a fifth of them copies
 //	         (-size does not apply)
 //
 // With -special it then adds special entries under DIR/special: a FIFO, a
@@ -39,6 +39,7 @@
 //
 //	-kind KIND    tree to generate: mixed (default), images or files
 //	-count N      number of files for -kind files (default 100000)
+//	-max SIZE     largest file for -kind files (default 16K)
 //	-size SIZE    about how many bytes to write: 4096, 512M, 2G (default 256M)
 //	-seed N       seed of the tree (default 1)
 //	-special      add special entries after the tree
@@ -99,6 +100,8 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("mkcorpus", flag.ContinueOnError)
 	kind := fs.String("kind", "mixed", "tree to generate: `mixed`, images or files")
 	count := fs.Int("count", 100000, "number of files for -kind files")
+	maxFile := cli.Size(16 << 10)
+	fs.Var(&maxFile, "max", "largest file for -kind files")
 	size := cli.Size(256 << 20)
 	fs.Var(&size, "size", "about how many `bytes` to write (4096, 512M, 2G)")
 	seed := fs.Int64("seed", 1, "seed of the tree")
@@ -146,7 +149,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	case "images":
 		err = corpus.Images(dir, int64(size), *seed)
 	case "files":
-		err = corpus.Files(dir, *count, *seed)
+		err = corpus.Files(dir, *count, int64(maxFile), *seed)
 	default:
 		return cli.Usagef("unknown -kind %q: want mixed, images or files", *kind)
 	}
