@@ -1,0 +1,121 @@
+//go:build linux
+
+package apply
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/plan"
+	"same/internal/testfs"
+)
+
+// TestRewrite applies rewrite lines: one that frees the extent together
+// with its dedupe line, and those refused before anything is written.
+func TestRewrite(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	data := randomBytes(2 << 20)
+	a, b := filepath.Join(mnt, "a"), filepath.Join(mnt, "b")
+	if err := os.WriteFile(a, data[:1<<20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := fiemap.Extents(f)
+	f.Close()
+	if err != nil || len(ext) != 1 {
+		t.Fatalf("extents of b = %v, %v; want one", ext, err)
+	}
+	// b's second half is copied; its first half shares a.
+	rewrite := func(physical int64) string {
+		w := plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, b, 0), Len: 2 << 20, Physical: physical,
+			Copy: []plan.Span{{Off: 1 << 20, Len: 1 << 20}}, Bytes: 1 << 20}
+		out, err := json.Marshal(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out) + "\n"
+	}
+	line := rewrite(ext[0].Physical) + planLine(t, 1<<20, id(t, a, 0), id(t, b, 0))
+
+	tests := []struct {
+		name    string
+		in      string
+		opt     Options
+		want    string // rewrite line's status and error
+		written int64
+	}{
+		{"off", line, Options{}, "skipped: rewriting is off (-rewrite-limit 0)", 0},
+		{"limit", line, Options{RewriteLimit: 1 << 19}, "skipped: would pass the rewrite limit of 512.0 KiB (-rewrite-limit)", 0},
+		{"moved", rewrite(ext[0].Physical + 4096), Options{RewriteLimit: 1 << 30}, "stale: " + errExtentMoved.Error(), 0},
+		{"dry run", line, Options{RewriteLimit: 1 << 30, DryRun: true}, "checked: ", 0},
+		{"done", line, Options{RewriteLimit: 1 << 30}, "done: ", 1 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			st, err := Run(t.Context(), strings.NewReader(tt.in), &out, tt.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := results(t, out.String())[0]
+			if got := string(r.Status) + ": " + r.Error; got != tt.want {
+				t.Errorf("rewrite result %q; want %q", got, tt.want)
+			}
+			if r.Rewrite == nil || r.Rewrite.Written != tt.written || st.Written != tt.written {
+				t.Errorf("rewrite result %+v, stats written %d; want %d written", r.Rewrite, st.Written, tt.written)
+			}
+		})
+	}
+	got, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(data) {
+		t.Fatal("b's content changed")
+	}
+
+	// Now b's old extent is gone: its halves lie in a's extent and in the
+	// copy, and a rewrite of it is stale.
+	var out strings.Builder
+	if _, err := Run(t.Context(), strings.NewReader(rewrite(ext[0].Physical)), &out, Options{RewriteLimit: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if r := results(t, out.String())[0]; r.Status != plan.StatusStale {
+		t.Errorf("rewrite of a freed extent: %s %s; want stale", r.Status, r.Error)
+	}
+
+	// A reflinked copy shares c's extent: rewriting it would free nothing.
+	c, d := filepath.Join(mnt, "c"), filepath.Join(mnt, "d")
+	if err := os.WriteFile(c, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "cp", "--reflink=always", c, d)
+	f, err = os.Open(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err = fiemap.Extents(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := json.Marshal(plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, c, 0), Len: 2 << 20, Physical: ext[0].Physical,
+		Copy: []plan.Span{{Off: 0, Len: 1 << 20}}, Bytes: 1 << 20})
+	out.Reset()
+	if _, err := Run(t.Context(), strings.NewReader(string(w)+"\n"), &out, Options{RewriteLimit: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if r := results(t, out.String())[0]; r.Status != plan.StatusSkipped || r.Error != errExtentShared.Error() {
+		t.Errorf("rewrite of a shared extent: %s %q; want skipped %q", r.Status, r.Error, errExtentShared.Error())
+	}
+}
