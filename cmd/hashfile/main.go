@@ -46,7 +46,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -77,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var exclude multi
 	fs.Var(&exclude, "exclude", "leave out files and directories whose name or path matches `glob` (repeatable)")
 	oneFS := fs.Bool("x", false, "stay on the filesystem of each PATH")
-	jobs := fs.Int("j", runtime.NumCPU(), "`workers` reading and hashing in parallel")
+	jobs := fs.Int("j", scan.DefaultJobs(), "`workers` reading and hashing in parallel (default: two per CPU, so that reads overlap hashing)")
 	bs := cli.Size(4096)
 	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M)")
 	nul := fs.Bool("0", false, "paths read from standard input are NUL-separated")
