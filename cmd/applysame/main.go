@@ -144,10 +144,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done")
 	rewriteLimit := cli.Size(DefaultRewriteLimit)
 	fs.Var(&rewriteLimit, "rewrite-limit", "most bytes rewrite lines may write in this run; 0 turns rewriting off")
-	if err := cli.ParseFlags(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			cli.PrintUsage(stdout, fs, usage)
-		}
+	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
 	}
 	if chunk < 1<<20 || chunk > 1<<30 {

@@ -85,11 +85,6 @@ func main() {
 	os.Exit(cli.Report("findsame", err, os.Stderr))
 }
 
-type multi []string
-
-func (m *multi) String() string     { return fmt.Sprint(*m) }
-func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
-
 const usage = `
 Usage: findsame [flags] > plan.jsonl
 
@@ -109,7 +104,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	db := fs.String("db", index.DefaultPath(), "index `file`")
 	var minLen cli.Size
 	fs.Var(&minLen, "min-len", "skip runs shorter than `size` bytes (suffixes K, M, G)")
-	var include, exclude multi
+	var include, exclude cli.Strings
 	fs.Var(&include, "include", "only files whose path, name or a directory above matches `glob` (repeatable)")
 	fs.Var(&exclude, "exclude", "leave out files whose path, name or a directory above matches `glob` (repeatable)")
 	whole := fs.Bool("whole-files", false, "only runs that cover both files whole")
@@ -119,11 +114,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	quiet := fs.Bool("q", false, "no summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
-	fs.Usage = func() {}
-	if err := cli.ParseFlags(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			cli.PrintUsage(stdout, fs, usage)
-		}
+	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -65,15 +65,10 @@ func main() {
 	os.Exit(cli.Report("hashfile", err, os.Stderr))
 }
 
-type multi []string
-
-func (m *multi) String() string     { return fmt.Sprint(*m) }
-func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
-
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hashfile", flag.ContinueOnError)
 	db := fs.String("db", index.DefaultPath(), "index `file`")
-	var exclude multi
+	var exclude cli.Strings
 	fs.Var(&exclude, "exclude", "leave out files and directories whose name or path matches `glob` (repeatable)")
 	oneFS := fs.Bool("x", false, "stay on the filesystem of each PATH")
 	jobs := fs.Int("j", scan.DefaultJobs(), "`workers` reading and hashing in parallel (default: two per CPU, so that reads overlap hashing)")
@@ -83,11 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	quiet := fs.Bool("q", false, "no progress or summary")
 	showVersion := fs.Bool("version", false, "print the version and the SHA-256 implementation in use")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
-	fs.Usage = func() {}
-	if err := cli.ParseFlags(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			cli.PrintUsage(stdout, fs, usage)
-		}
+	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
 	}
 	if *showVersion {

@@ -75,20 +75,29 @@ func Report(name string, err error, stderr io.Writer) int {
 	return Status(err)
 }
 
-// ParseFlags parses args with fs, which must use flag.ContinueOnError, and
-// turns a parse failure into a *UsageError.
-func ParseFlags(fs *flag.FlagSet, args []string) error {
+// ParseFlags parses args with fs, which must use flag.ContinueOnError.
+// For -h or -help it writes doc and the flags to help and returns
+// flag.ErrHelp; a parse failure becomes a *UsageError.
+func ParseFlags(fs *flag.FlagSet, args []string, help io.Writer, doc string) error {
+	fs.Usage = func() {}
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, flag.ErrHelp):
+		PrintUsage(help, fs, doc)
 		return err
 	default:
 		return &UsageError{Msg: err.Error()}
 	}
 }
+
+// Strings is a repeatable string flag.
+type Strings []string
+
+func (s *Strings) String() string     { return fmt.Sprint(*s) }
+func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
 
 // PrintUsage writes the command's doc text and its flags to w.
 func PrintUsage(w io.Writer, fs *flag.FlagSet, doc string) {

@@ -62,7 +62,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -110,11 +109,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	bs := cli.Size(corpus.BlockSize)
 	fs.Var(&bs, "bs", "oracle block `size`")
 	asJSON := fs.Bool("json", false, "print the oracle as JSON")
-	fs.Usage = func() {}
-	if err := cli.ParseFlags(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			cli.PrintUsage(stdout, fs, usage)
-		}
+	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -100,11 +100,7 @@ func run(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) e
 	zero := fs.Float64("zero", 0.01, "`fraction` of blocks that are zero blocks")
 	seed := fs.Uint64("seed", 1, "seed of the index")
 	db := fs.String("db", "", "the index `file` to create")
-	fs.Usage = func() {}
-	if err := cli.ParseFlags(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			cli.PrintUsage(stderr, fs, usage)
-		}
+	if err := cli.ParseFlags(fs, args, stderr, usage); err != nil {
 		return err
 	}
 	switch {
