@@ -3,14 +3,12 @@ package runs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
+	"same/internal/dedupe"
 	"same/internal/fiemap"
-	"same/internal/walk"
+	"same/internal/plan"
 )
 
 // ErrChanged marks a file whose identity is no longer the one hashed.
@@ -58,19 +56,14 @@ func remap(files []file, involved []bool, warn func(string, error)) int {
 
 // mapNow returns f's extents, if f is still the file that was hashed.
 func mapNow(f *file) ([]fiemap.Extent, error) {
-	h, err := os.OpenFile(f.path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
+	h, err := dedupe.Open(f.path, plan.Range{Path: f.path, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime})
+	switch {
+	case errors.Is(err, dedupe.ErrStale), errors.Is(err, dedupe.ErrNotRegular):
+		return nil, fmt.Errorf("%s: %w", f.path, ErrChanged)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", f.path, err)
 	}
 	defer h.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
-		return nil, &os.PathError{Op: "fstat", Path: f.path, Err: err}
-	}
-	id := walk.FromStat(&st)
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || id.Dev != f.dev || id.Ino != f.ino || id.Size != f.size || id.Mtime != f.mtime {
-		return nil, fmt.Errorf("%s: %w", f.path, ErrChanged)
-	}
 	ext, err := fiemap.Map(h)
 	if errors.Is(err, fiemap.ErrUnsupported) {
 		return f.extents, nil
