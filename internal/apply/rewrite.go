@@ -99,7 +99,7 @@ func (a *applier) rewrite(ctx context.Context, line int, w *plan.Rewrite) *plan.
 func holds(ext []fiemap.Extent, w *plan.Rewrite) error {
 	for _, s := range w.Copy {
 		for off := s.Off; off < s.Off+s.Len; {
-			e, ok := find(ext, off)
+			e, ok := fiemap.At(ext, off)
 			if !ok || e.Physical+(off-e.Logical) != w.Physical+(off-w.File.Off) {
 				return errExtentMoved
 			}
@@ -110,14 +110,4 @@ func holds(ext []fiemap.Extent, w *plan.Rewrite) error {
 		}
 	}
 	return nil
-}
-
-// find returns the extent holding file offset off.
-func find(ext []fiemap.Extent, off int64) (fiemap.Extent, bool) {
-	for _, e := range ext {
-		if e.Logical <= off && off < e.End() {
-			return e, true
-		}
-	}
-	return fiemap.Extent{}, false
 }

@@ -3,6 +3,7 @@ package fiemap
 import (
 	"errors"
 	"os"
+	"slices"
 )
 
 // Extent flags, from linux/fiemap.h.
@@ -37,6 +38,24 @@ type Extent struct {
 
 // End is the file offset just past the extent.
 func (e Extent) End() int64 { return e.Logical + e.Length }
+
+// At returns the extent of ext (in file order, not overlapping) that holds
+// file offset off, if any.
+func At(ext []Extent, off int64) (Extent, bool) {
+	i, found := slices.BinarySearchFunc(ext, off, func(e Extent, off int64) int {
+		switch {
+		case e.End() <= off:
+			return -1
+		case e.Logical > off:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		return Extent{}, false
+	}
+	return ext[i], true
+}
 
 // ErrUnsupported is returned where the platform or filesystem has no FIEMAP.
 var ErrUnsupported = errors.New("fiemap: not supported")

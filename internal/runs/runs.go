@@ -298,29 +298,12 @@ func chain(files []file, maps []mapping, bs int64) []run {
 	return runs
 }
 
-// extentAt returns the extent holding file offset off, if any.
-func extentAt(f *file, off int64) (fiemap.Extent, bool) {
-	i, found := slices.BinarySearchFunc(f.extents, off, func(e fiemap.Extent, off int64) int {
-		switch {
-		case e.End() <= off:
-			return -1
-		case e.Logical > off:
-			return 1
-		}
-		return 0
-	})
-	if !found {
-		return fiemap.Extent{}, false
-	}
-	return f.extents[i], true
-}
-
 // shareable reports whether the block at doff of d may be deduplicated
 // against the block at soff of s: neither is inline, and they do not
 // already share their physical block.
 func shareable(d, s *file, doff, soff int64) bool {
-	de, dok := extentAt(d, doff)
-	se, sok := extentAt(s, soff)
+	de, dok := fiemap.At(d.extents, doff)
+	se, sok := fiemap.At(s.extents, soff)
 	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
 		return false
 	}
