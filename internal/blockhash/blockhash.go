@@ -81,9 +81,7 @@ func (h *Reader) Hash(r io.Reader, sums []byte) ([]byte, int64, error) {
 	for {
 		n, err := io.ReadFull(r, h.buf)
 		total += int64(n)
-		for off := 0; off < n; off += h.bs {
-			sums = binary.LittleEndian.AppendUint64(sums, Sum(h.buf[off:min(off+h.bs, n)]))
-		}
+		sums = h.sum(h.buf[:n], sums)
 		switch err {
 		case nil:
 		case io.EOF, io.ErrUnexpectedEOF:
@@ -92,6 +90,14 @@ func (h *Reader) Hash(r io.Reader, sums []byte) ([]byte, int64, error) {
 			return sums, total, err
 		}
 	}
+}
+
+// sum appends the Sum of each block of b to sums.
+func (h *Reader) sum(b []byte, sums []byte) []byte {
+	for off := 0; off < len(b); off += h.bs {
+		sums = binary.LittleEndian.AppendUint64(sums, Sum(b[off:min(off+h.bs, len(b))]))
+	}
+	return sums
 }
 
 // Path names the SHA-256 implementation sha256-simd runs on this CPU:

@@ -340,7 +340,10 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 		return index.File{}, nil, nil, 0, fmt.Errorf("%s: no longer a regular file", j.path)
 	}
 	id := walk.FromStat(&before)
-	sums, n, err := r.Hash(f, sums)
+	sums, n, err := r.HashFile(f, id.Size, sums)
+	if errors.Is(err, blockhash.ErrShrunk) {
+		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
+	}
 	if err != nil {
 		return index.File{}, nil, nil, n, fmt.Errorf("read %s: %w", j.path, err)
 	}
