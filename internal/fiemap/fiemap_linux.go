@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -124,6 +125,9 @@ type searchArgs struct {
 	buf     [searchBufSize]byte
 }
 
+// searchArgsPool keeps the 64 KiB search buffers between calls.
+var searchArgsPool = sync.Pool{New: func() any { return new(searchArgs) }}
+
 // The build fails here if the Go layouts differ from the kernel's.
 var (
 	_ = [1]struct{}{}[unsafe.Sizeof(searchKey{})-104]
@@ -181,7 +185,8 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 	}
 
 	var out []Extent
-	args := new(searchArgs)
+	args := searchArgsPool.Get().(*searchArgs)
+	defer searchArgsPool.Put(args)
 	offset := uint64(0)
 	for {
 		args.key = searchKey{
@@ -236,7 +241,12 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 				out = append(out, e)
 			}
 		}
-		if last == ^uint64(0) {
+		// The kernel stops at the end of the key range or when the next
+		// item does not fit. An item after the first is never inline (the
+		// tree checker allows inline items only at offset 0), so it is at
+		// most fileExtentItemSize: if that much room is left, the range is
+		// done and a further search would find nothing.
+		if last == ^uint64(0) || len(buf) >= searchHeaderSize+fileExtentItemSize {
 			break
 		}
 		offset = last + 1
