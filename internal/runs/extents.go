@@ -71,3 +71,22 @@ func shared(g []fiemap.Extent) bool {
 	}
 	return false
 }
+
+// cursor looks up the extent of a file holding an offset, trying the one
+// it found last first: chain asks along runs, so the answer is most often
+// the same extent, and a binary search over every extent of the file for
+// each block took most of a re-run's chaining.
+type cursor struct {
+	f  *file
+	e  fiemap.Extent
+	ok bool
+}
+
+func (c *cursor) at(f *file, off int64) (fiemap.Extent, bool) {
+	if c.f == f && c.ok && c.e.Logical <= off && off < c.e.End() {
+		return c.e, true
+	}
+	c.f = f
+	c.e, c.ok = fiemap.At(f.extents, off)
+	return c.e, c.ok
+}

@@ -274,9 +274,10 @@ func appendGroup(maps []mapping, files []file, g []pair) []mapping {
 func chain(files []file, maps []mapping, bs int64) []run {
 	var runs []run
 	var cur *run
+	var dc, sc cursor
 	for _, m := range maps {
 		df, sf := &files[m.dst.file()], &files[m.src.file()]
-		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs) {
+		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc) {
 			cur = nil
 			continue
 		}
@@ -300,10 +301,11 @@ func chain(files []file, maps []mapping, bs int64) []run {
 
 // shareable reports whether the block at doff of d may be deduplicated
 // against the block at soff of s: neither is inline, and they do not
-// already share their physical block.
-func shareable(d, s *file, doff, soff int64) bool {
-	de, dok := fiemap.At(d.extents, doff)
-	se, sok := fiemap.At(s.extents, soff)
+// already share their physical block. The cursors dc and sc look up d's
+// and s's extents.
+func shareable(d, s *file, doff, soff int64, dc, sc *cursor) bool {
+	de, dok := dc.at(d, doff)
+	se, sok := sc.at(s, soff)
 	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
 		return false
 	}
