@@ -3,68 +3,116 @@ package runs
 import (
 	"cmp"
 	"math/bits"
+	"runtime"
 	"slices"
+	"sync"
+	"unsafe"
+)
+
+// words is the layout pair and mapping share: two words, sorted by the
+// first, then the second. Sorting one concrete type lets the compiler
+// inline the key reads that a generic sort called through a function
+// value for every entry.
+type words struct{ hi, lo uint64 }
+
+// The build fails here if pair or mapping stop being laid out as words.
+var (
+	_ = [1]struct{}{}[unsafe.Sizeof(pair{})-unsafe.Sizeof(words{})]
+	_ = [1]struct{}{}[unsafe.Offsetof(pair{}.at)-unsafe.Offsetof(words{}.lo)]
+	_ = [1]struct{}{}[unsafe.Sizeof(mapping{})-unsafe.Sizeof(words{})]
+	_ = [1]struct{}{}[unsafe.Offsetof(mapping{}.src)-unsafe.Offsetof(words{}.lo)]
 )
 
 // sortPairs sorts pairs by sum, then location.
 func sortPairs(s []pair) {
-	radixSort(s, func(p pair) (uint64, uint64) { return p.sum, uint64(p.at) })
+	radixSort(unsafe.Slice((*words)(unsafe.Pointer(unsafe.SliceData(s))), len(s)))
 }
 
 // sortMappings sorts mappings by destination, then source.
 func sortMappings(s []mapping) {
-	radixSort(s, func(m mapping) (uint64, uint64) { return uint64(m.dst), uint64(m.src) })
+	radixSort(unsafe.Slice((*words)(unsafe.Pointer(unsafe.SliceData(s))), len(s)))
 }
 
-// radixSort sorts s in place by the two words key returns, the first
-// before the second. A grouping pass sorts tens of millions of entries:
-// an in-place most-significant-digit radix sort (American flag sort) on
-// the first word takes a few passes over them where a comparison sort
-// takes dozens, and it needs no second buffer, so the memory a pass holds
-// is its entries alone. Entries whose first words are equal end up
-// together and are sorted by the second word with a comparison sort.
-func radixSort[T any](s []T, key func(T) (uint64, uint64)) {
+// radixSort sorts s in place by hi, then lo. A grouping pass sorts tens of
+// millions of entries: an in-place most-significant-digit radix sort
+// (American flag sort) on hi takes a few passes over them where a
+// comparison sort takes dozens, and it needs no second buffer, so the
+// memory a pass holds is its entries alone. Entries whose hi words are
+// equal end up together and are sorted by lo with a comparison sort. The
+// buckets of the first digit are sorted on every CPU.
+func radixSort(s []words) {
 	if len(s) < 2 {
 		return
 	}
 	// Only the bits that differ somewhere need sorting.
-	k0, _ := key(s[0])
 	var diff uint64
 	for _, x := range s {
-		k, _ := key(x)
-		diff |= k ^ k0
+		diff |= x.hi ^ s[0].hi
 	}
-	radixLevel(s, key, bits.Len64(diff))
+	hi := bits.Len64(diff)
+	if len(s) < parallelSort || hi == 0 {
+		radixLevel(s, hi)
+		return
+	}
+	count := partition(s, hi)
+	work := make(chan []words, len(count))
+	start := 0
+	for _, n := range count {
+		work <- s[start : start+n]
+		start += n
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for b := range work {
+				radixLevel(b, hi-min(8, hi))
+			}
+		})
+	}
+	wg.Wait()
 }
 
-// smallSort is the size under which a bucket is insertion sorted.
-const smallSort = 32
+// parallelSort is the size from which the first digit's buckets are
+// sorted in parallel.
+const parallelSort = 1 << 16
 
-// radixLevel sorts s, whose first words agree above bit hi, by the first
-// words' bits below hi, 8 at a time, then by the second word.
-func radixLevel[T any](s []T, key func(T) (uint64, uint64), hi int) {
-	if len(s) < smallSort {
-		insertionSort(s, key)
+// Buckets smaller than smallSort are insertion sorted; those smaller than
+// radixMin, comparison sorted: a radix pass costs two loops over 256
+// digits whatever the bucket holds.
+const (
+	smallSort = 32
+	radixMin  = 1024
+)
+
+// radixLevel sorts s, whose hi words agree above bit hi, by their bits
+// below hi, 8 at a time, then by lo.
+func radixLevel(s []words, hi int) {
+	switch {
+	case len(s) < smallSort:
+		insertionSort(s)
+		return
+	case hi <= 0:
+		slices.SortFunc(s, func(a, b words) int { return cmp.Compare(a.lo, b.lo) })
 		return
 	}
-	if hi <= 0 {
-		slices.SortFunc(s, func(a, b T) int {
-			_, x := key(a)
-			_, y := key(b)
-			return cmp.Compare(x, y)
-		})
-		return
+	start := 0
+	for _, n := range partition(s, hi) {
+		if n > 1 {
+			radixLevel(s[start:start+n], hi-min(8, hi))
+		}
+		start += n
 	}
+}
+
+// partition puts s, whose hi words agree above bit hi, in order of the
+// (up to) 8 bits below hi, and returns how many entries each digit has.
+func partition(s []words, hi int) (count [256]int) {
 	w := min(8, hi)
 	shift := uint(hi - w)
 	mask := uint64(1)<<w - 1
-	digit := func(x T) int {
-		k, _ := key(x)
-		return int(k >> shift & mask)
-	}
-	var count [256]int
 	for _, x := range s {
-		count[digit(x)]++
+		count[x.hi>>shift&mask]++
 	}
 	// next[d] is where the next entry of digit d goes; end[d], where the
 	// entries of digit d end.
@@ -78,7 +126,7 @@ func radixLevel[T any](s []T, key func(T) (uint64, uint64), hi int) {
 	for d := range 1 << w {
 		for next[d] < end[d] {
 			x := s[next[d]]
-			for e := digit(x); e != d; e = digit(x) {
+			for e := x.hi >> shift & mask; e != uint64(d); e = x.hi >> shift & mask {
 				// Put x in its bucket and carry on with the entry it
 				// displaces, until one of digit d comes round.
 				x, s[next[e]] = s[next[e]], x
@@ -88,23 +136,15 @@ func radixLevel[T any](s []T, key func(T) (uint64, uint64), hi int) {
 			next[d]++
 		}
 	}
-	start := 0
-	for d := range 1 << w {
-		if count[d] > 1 {
-			radixLevel(s[start:start+count[d]], key, hi-w)
-		}
-		start += count[d]
-	}
+	return count
 }
 
-func insertionSort[T any](s []T, key func(T) (uint64, uint64)) {
+func insertionSort(s []words) {
 	for i := 1; i < len(s); i++ {
 		x := s[i]
-		a, b := key(x)
 		j := i
 		for ; j > 0; j-- {
-			c, d := key(s[j-1])
-			if c < a || (c == a && d <= b) {
+			if y := s[j-1]; y.hi < x.hi || (y.hi == x.hi && y.lo <= x.lo) {
 				break
 			}
 			s[j] = s[j-1]

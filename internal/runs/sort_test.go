@@ -66,7 +66,7 @@ func TestSortMappings(t *testing.T) {
 }
 
 func BenchmarkSortPairs(b *testing.B) {
-	for _, n := range []int{1 << 16, 1 << 22} {
+	for _, n := range []int{1 << 16, 1 << 19, 1 << 22} {
 		rng := rand.New(rand.NewPCG(1, 2))
 		orig := make([]pair, n)
 		for i := range orig {
