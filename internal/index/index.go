@@ -194,10 +194,15 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
+	r := newRow()
 	for rows.Next() {
-		var f File
-		if err := rows.Scan(&f.ID, &f.Path, &f.Dev, &f.Ino, &f.Size, &f.Mtime, &f.Ctime); err != nil {
+		if err := r.scan(rows, 7); err != nil {
 			return fmt.Errorf("read files: %w", err)
+		}
+		f := File{ID: r.int64(0), Path: r.text(1), Dev: uint64(r.int64(2)), Ino: uint64(r.int64(3)),
+			Size: r.int64(4), Mtime: r.int64(5), Ctime: r.int64(6)}
+		if r.err != nil {
+			return fmt.Errorf("read files: %w", r.err)
 		}
 		if err := fn(f); err != nil {
 			return err

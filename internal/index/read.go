@@ -57,13 +57,17 @@ func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.E
 		return fmt.Errorf("read extents: %w", err)
 	}
 	defer rows.Close()
+	r := newRow()
 	for rows.Next() {
-		var file int64
-		var e fiemap.Extent
-		if err := rows.Scan(&file, &e.Logical, &e.Physical, &e.Length, &e.Flags, &e.DiskStart, &e.DiskLen); err != nil {
+		if err := r.scan(rows, 7); err != nil {
 			return fmt.Errorf("read extents: %w", err)
 		}
-		if err := fn(file, e); err != nil {
+		e := fiemap.Extent{Logical: r.int64(1), Physical: r.int64(2), Length: r.int64(3),
+			Flags: uint32(r.int64(4)), DiskStart: r.int64(5), DiskLen: r.int64(6)}
+		if r.err != nil {
+			return fmt.Errorf("read extents: %w", r.err)
+		}
+		if err := fn(r.int64(0), e); err != nil {
 			return err
 		}
 	}
