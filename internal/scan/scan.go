@@ -55,11 +55,13 @@ type Stats struct {
 // ErrChanged marks a file that changed while it was read.
 var ErrChanged = errors.New("changed while being read; not recorded")
 
+// known is what the index holds of a file, or what the walk met of a file
+// new to it; seen says the walk met it.
 type known struct {
-	id   int64
-	path string
-	walk.Identity
-	seen bool
+	id                 int64
+	path               string
+	size, mtime, ctime int64
+	seen               bool
 }
 
 type key struct{ dev, ino uint64 }
@@ -115,12 +117,15 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	}
 
 	// What the index holds is loaded while the walk starts.
-	files := make(map[key]*known)
+	// The map holds positions in all, not pointers: a million files take
+	// one allocation, not a million, and less for the collector to scan.
+	var all []known
+	files := make(map[key]int)
 	loaded := make(chan error, 1)
 	go func() {
 		loaded <- ix.Files(ctx, func(f index.File) error {
-			files[key{f.Dev, f.Ino}] = &known{id: f.ID, path: f.Path, Identity: walk.Identity{
-				Dev: f.Dev, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime, Ctime: f.Ctime}}
+			files[key{f.Dev, f.Ino}] = len(all)
+			all = append(all, known{id: f.ID, path: f.Path, size: f.Size, mtime: f.Mtime, ctime: f.Ctime})
 			return nil
 		})
 	}()
@@ -244,12 +249,15 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	decide := func(e walk.Entry) {
 		c.seen.Add(1)
 		k := key{e.Dev, e.Ino}
-		kf := files[k]
+		var kf *known
+		if i, ok := files[k]; ok {
+			kf = &all[i]
+		}
 		switch {
 		case kf != nil && kf.seen:
 			c.links.Add(1)
 			return
-		case kf != nil && kf.Size == e.Size && kf.Mtime == e.Mtime && (kf.Ctime == e.Ctime || kf.path != e.Path):
+		case kf != nil && kf.size == e.Size && kf.mtime == e.Mtime && (kf.ctime == e.Ctime || kf.path != e.Path):
 			kf.seen = true
 			c.unchanged.Add(1)
 			if kf.path != e.Path {
@@ -261,7 +269,8 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		case kf != nil:
 			kf.seen = true
 		default:
-			files[k] = &known{path: e.Path, Identity: e.Identity, seen: true}
+			files[k] = len(all)
+			all = append(all, known{path: e.Path, seen: true})
 		}
 		c.toRead.Add(e.Size)
 		select {
@@ -281,7 +290,8 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	// Prune what the walk did not meet, if it met everything it should have.
 	var pruned int64
 	if walkErr == nil && ctx.Err() == nil {
-		for _, kf := range files {
+		for i := range all {
+			kf := &all[i]
 			if kf.seen || kf.id == 0 {
 				continue
 			}
