@@ -186,6 +186,10 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 			}
 		}
 		n := min(chunk, length-pos)
+		willNeed(src, srcOff+pos, n)
+		for _, i := range batch {
+			willNeed(dsts[i].File, dsts[i].Off+pos, n)
+		}
 		err := fideduperange(src, srcOff+pos, n, info)
 		for k, i := range batch {
 			o := &out[i]
@@ -328,4 +332,14 @@ func fsType(magic int64) string {
 		return "tmpfs"
 	}
 	return fmt.Sprintf("%#x", magic)
+}
+
+// willNeed starts reading n bytes at off of f into the page cache. The
+// kernel compares the ranges of a dedupe one page at a time, reading each
+// page that is not cached on its own when it comes to it: on data not
+// cached, a 16 MiB call took a second. Read ahead in large requests
+// first, the same call takes the time of reading its bytes. Cached pages
+// cost a lookup. It is only a hint; errors are ignored.
+func willNeed(f *os.File, off, n int64) {
+	unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
 }
