@@ -14,16 +14,20 @@ import (
 // afterCopy, set by tests, runs between a chunk's copy and its swap.
 var afterCopy func()
 
-// Rewrite gives the spans of f (opened read-only, at path) storage of their
-// own, so that the extent they were in can be freed once nothing else
-// refers to it. Chunk by chunk (DefaultChunk when chunk <= 0), it copies
-// the span into a new unnamed file (O_TMPFILE) in f's directory, at the
-// same offset, writes the chunk back (sync_file_range) and deduplicates
-// that chunk of f against the copy: the kernel compares the bytes under lock, so if f changed since the
-// copy the chunk is left alone and the result is ErrDiffers. Each chunk's
-// copy is its own extent, so a process killed between chunks leaves no
-// extent half referenced: what was not shared back belongs to the unnamed
-// file and is freed with it. f's content, mtime and ctime never change.
+// Rewrite gives the spans of f (opened read-only, at path; in order, not
+// overlapping) storage of their own, so that the extent they were in can
+// be freed once nothing else refers to it. It copies the spans into a new
+// unnamed file (O_TMPFILE) in f's directory, at the same offsets, in
+// batches of at most chunk bytes (DefaultChunk when chunk <= 0; a longer
+// span is cut into pieces), writes each batch back (sync_file_range) and
+// deduplicates each piece of f against its copy: the kernel compares the
+// bytes under lock, so if f changed since the copy the piece is left alone
+// and the result is ErrDiffers. Adjacent spans in a batch are one piece,
+// so pieces are apart in the file and each piece's copy is an extent of
+// its own: a process killed between two leaves no extent half referenced,
+// and what was not shared back belongs to the unnamed file and is freed
+// with it. f's content, mtime and ctime
+// never change.
 //
 // It returns the bytes written to the copy and the bytes of f now sharing
 // it.
@@ -39,38 +43,69 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 	tmp := os.NewFile(uintptr(fd), "copy of "+path)
 	defer tmp.Close()
 	buf := make([]byte, min(chunk, 1<<20))
+
+	// share writes the batch back, then shares each piece back from it.
+	// Writing back a batch at once, not each piece, matters: a rewrite
+	// holds hundreds of small spans where a file is mostly deduplicated,
+	// and each write-back waits for the disk.
+	var batch []plan.Span
+	var inBatch int64
+	share := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		// Write the batch back now, so that each piece becomes an extent
+		// of its own: no journal commit is needed (if the machine stops,
+		// the unnamed file is gone and the file still refers to the old
+		// extent), only the extents.
+		lo, hi := batch[0].Off, batch[len(batch)-1].Off+batch[len(batch)-1].Len
+		if err := unix.SyncFileRange(int(tmp.Fd()), lo, hi-lo, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
+			return fmt.Errorf("write back the copy: %w", err)
+		}
+		if afterCopy != nil {
+			afterCopy()
+		}
+		for _, p := range batch {
+			o := Range(ctx, tmp, p.Off, p.Len, []Dest{{File: f, Off: p.Off}}, chunk)[0]
+			shared += o.Bytes
+			if o.Status != plan.DstDeduped {
+				if o.Err == nil {
+					o.Err = ctx.Err()
+				}
+				return fmt.Errorf("share [%d, %d) back from the copy: %w", p.Off, p.Off+p.Len, o.Err)
+			}
+		}
+		batch, inBatch = batch[:0], 0
+		return nil
+	}
 	for _, s := range spans {
 		for lo := s.Off; lo < s.Off+s.Len; lo += chunk {
 			if err := ctx.Err(); err != nil {
 				return written, shared, err
 			}
 			n := min(chunk, s.Off+s.Len-lo)
+			if inBatch+n > chunk {
+				if err := share(); err != nil {
+					return written, shared, err
+				}
+			}
 			w, err := copyRange(tmp, f, lo, n, buf)
 			written += w
 			if err != nil {
 				return written, shared, fmt.Errorf("copy %s [%d, %d): %w", path, lo, lo+n, err)
 			}
-			// Write the chunk back now, so that it becomes an extent of its
-			// own: no journal commit is needed (if the machine stops, the
-			// unnamed file is gone and the file still refers to the old
-			// extent), only the extent.
-			if err := unix.SyncFileRange(int(tmp.Fd()), lo, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
-				return written, shared, fmt.Errorf("write back the copy: %w", err)
+			if k := len(batch) - 1; k >= 0 && batch[k].Off+batch[k].Len == lo {
+				batch[k].Len += n // adjacent copies would be written as one extent
+			} else {
+				batch = append(batch, plan.Span{Off: lo, Len: n})
 			}
-			if afterCopy != nil {
-				afterCopy()
-			}
-			o := Range(ctx, tmp, lo, n, []Dest{{File: f, Off: lo}}, chunk)[0]
-			shared += o.Bytes
-			if o.Status != plan.DstDeduped {
-				if o.Err == nil {
-					o.Err = ctx.Err()
-				}
-				return written, shared, fmt.Errorf("share [%d, %d) back from the copy: %w", lo, lo+n, o.Err)
-			}
+			inBatch += n
 		}
 	}
-	return written, shared, nil
+	if err := ctx.Err(); err != nil {
+		return written, shared, err
+	}
+	return written, shared, share()
 }
 
 // copyRange copies n bytes at off from src to dst, at the same offset,

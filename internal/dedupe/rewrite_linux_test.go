@@ -77,6 +77,66 @@ func TestRewrite(t *testing.T) {
 	}
 }
 
+// TestRewriteBatches rewrites many spans with a 1 MiB chunk, so that
+// small spans share a write-back, adjacent ones are one piece and a long
+// one is cut: every span moves, the rest stays, the content is the same.
+func TestRewriteBatches(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	path := filepath.Join(mnt, "f")
+	const kib, mib = 1 << 10, 1 << 20
+	data := randomBytes(4, 6*mib)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	spans := []plan.Span{
+		{Off: 0, Len: 64 * kib}, {Off: 64 * kib, Len: 64 * kib}, // adjacent
+		{Off: 256 * kib, Len: 4 * kib},
+		{Off: mib, Len: 2*mib + 512*kib}, // longer than a chunk
+		{Off: 5 * mib, Len: 4 * kib},
+	}
+	moved := []int64{0, 64 * kib, 256 * kib, mib, 2 * mib, 3*mib + 508*kib, 5 * mib}
+	stayed := []int64{128 * kib, 512 * kib, 3*mib + 512*kib, 5*mib + 4*kib}
+	at := func(offs []int64) []int64 {
+		var p []int64
+		for _, off := range offs {
+			p = append(p, physicalAt(t, f, off))
+		}
+		return p
+	}
+	movedBefore, stayedBefore := at(moved), at(stayed)
+	var want int64
+	for _, s := range spans {
+		want += s.Len
+	}
+
+	written, shared, err := dedupe.Rewrite(context.Background(), f, path, spans, mib)
+	if err != nil || written != want || shared != want {
+		t.Fatalf("Rewrite = %d written, %d shared, %v; want %d, %d, nil", written, shared, err, want, want)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("content changed")
+	}
+	for i, p := range at(moved) {
+		if p == movedBefore[i] {
+			t.Errorf("offset %d, in a rewritten span, is still at disk offset %d", moved[i], p)
+		}
+	}
+	for i, p := range at(stayed) {
+		if p != stayedBefore[i] {
+			t.Errorf("offset %d, outside every span, moved from disk offset %d to %d", stayed[i], stayedBefore[i], p)
+		}
+	}
+}
+
 // TestRewriteWriterBetweenCopyAndSwap changes the file after the copy was
 // made: the swap finds the bytes differ, shares nothing that differs, and
 // the writer's data stays.
