@@ -155,7 +155,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	return sum, lines(ctx, ix, files, runs, bs, emit, &sum)
 }
 
-// load reads the files in scope, sorted by path, with their extents.
+// load reads the files in scope, sorted by path, with their recorded
+// extents. With o.Live it leaves the extents out: remap maps every file a
+// run could touch, and the others' extents are never looked at.
 func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, map[int64]int, error) {
 	devs, err := ix.Devices(ctx)
 	if err != nil {
@@ -184,6 +186,9 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	for i, f := range files {
 		byID[f.id] = i
+	}
+	if o.Live {
+		return files, byID, nil
 	}
 	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
 		if i, ok := byID[id]; ok {
