@@ -60,7 +60,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -72,13 +71,6 @@ import (
 )
 
 func main() {
-	// Most of findsame's heap is arrays of (sum, location) pairs and
-	// mappings, which hold no pointers, so a collection costs little; the
-	// default GOGC of 100 would let the index's garbage (each pass reads
-	// every block sum) grow the heap to twice those arrays.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(25)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

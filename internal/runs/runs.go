@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/bits"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -199,6 +201,10 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	return files, byID, err
 }
 
+// largeGroup is the size of a pass's pairs from which group has the
+// garbage collector run more often.
+const largeGroup = 64 << 20
+
 // group finds every group of equal non-zero sums and maps each member but
 // the source to the group's source. It returns the mappings sorted by
 // destination.
@@ -211,6 +217,14 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 	// a block repeated very often, grows it).
 	per := blocks / int64(passes)
 	pairs := make([]pair, 0, per+per/64+1024)
+	if per*pairSize >= largeGroup && os.Getenv("GOGC") == "" {
+		// The heap is now mostly pairs and mappings, which hold no
+		// pointers and cost the collector little; at the default GOGC the
+		// garbage of reading every sum in each pass would grow the heap to
+		// twice them. A small grouping is over before that matters, and
+		// collecting often only slows it.
+		defer debug.SetGCPercent(debug.SetGCPercent(25))
+	}
 	for p := range passes {
 		pairs = pairs[:0]
 		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
