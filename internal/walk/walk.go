@@ -103,7 +103,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 		return nil
 	}
 	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev)}
-	return w.visit(root, &st)
+	return w.visit(root, &st, nil)
 }
 
 type walker struct {
@@ -125,7 +125,7 @@ func (o *Options) skip(path, why string) {
 	}
 }
 
-func (w *walker) visit(path string, st *unix.Stat_t) error {
+func (w *walker) visit(path string, st *unix.Stat_t, next *pending) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
@@ -137,11 +137,11 @@ func (w *walker) visit(path string, st *unix.Stat_t) error {
 		}
 		return w.fn(Entry{Path: path, Identity: FromStat(st)})
 	case unix.S_IFDIR:
-		if w.o.OneFS && uint64(st.Dev) != w.rootDev {
+		if !w.enters(st) {
 			w.o.skip(path, "on another filesystem")
 			return nil
 		}
-		return w.dir(path, st)
+		return w.dir(path, st, next)
 	case unix.S_IFLNK:
 		w.o.skip(path, "symlink")
 	case unix.S_IFCHR, unix.S_IFBLK:
@@ -156,37 +156,121 @@ func (w *walker) visit(path string, st *unix.Stat_t) error {
 	return nil
 }
 
-func (w *walker) dir(path string, st *unix.Stat_t) error {
+// enters reports whether the walk goes into the directory st.
+func (w *walker) enters(st *unix.Stat_t) bool {
+	return !w.o.OneFS || uint64(st.Dev) == w.rootDev
+}
+
+// listing is what the walk reads of a directory: its names, sorted and
+// filtered, and the lstat of each.
+type listing struct {
+	names   []string
+	stats   []lstatResult
+	openErr error // the directory could not be opened
+	readErr error // reading it stopped early; names holds what was read
+}
+
+// pending is a listing being read ahead.
+type pending struct {
+	done chan struct{}
+	l    listing
+}
+
+// readAhead is how many directories after the one being walked are read
+// in the background, among those of one directory. On a tree whose
+// metadata is not cached, each listing and lstat waits for the disk, and
+// reading several at once overlaps the waits; the walk still meets
+// entries in order.
+const readAhead = 8
+
+func (w *walker) readAhead(path string) *pending {
+	p := &pending{done: make(chan struct{})}
+	go func() {
+		p.l = w.list(path)
+		close(p.done)
+	}()
+	return p
+}
+
+func (w *walker) list(path string) listing {
+	var l listing
+	d, err := os.Open(path)
+	if err != nil {
+		l.openErr = err
+		return l
+	}
+	l.names, l.readErr = d.Readdirnames(-1)
+	d.Close()
+	slices.Sort(l.names)
+	prefix := childPrefix(path)
+	l.names = slices.DeleteFunc(l.names, func(name string) bool { return w.o.excluded(prefix + name) })
+	l.stats = lstatAll(prefix, l.names)
+	return l
+}
+
+func childPrefix(path string) string {
+	if path == "/" {
+		return "/"
+	}
+	return path + "/"
+}
+
+// dir walks the directory at path; l, if not nil, is its listing read
+// ahead.
+func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
 	if w.o.Dir != nil {
 		w.o.Dir(path, st)
 	}
-	d, err := os.Open(path)
-	if err != nil {
-		w.o.fail(path, err)
+	var ls listing
+	if l != nil {
+		<-l.done
+		ls = l.l
+	} else {
+		ls = w.list(path)
+	}
+	if ls.openErr != nil {
+		w.o.fail(path, ls.openErr)
 		return nil
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		w.o.fail(path, err)
+	if ls.readErr != nil {
+		w.o.fail(path, ls.readErr)
 		// Go on with the names read so far.
 	}
-	slices.Sort(names)
-	prefix := path + "/"
-	if path == "/" {
-		prefix = "/"
+	// The subdirectories to enter, in order, and their listings read
+	// ahead, up to readAhead past the one being walked.
+	var subdirs []int
+	for i := range ls.names {
+		if ls.stats[i].err == nil && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) {
+			subdirs = append(subdirs, i)
+		}
 	}
-	names = slices.DeleteFunc(names, func(name string) bool { return w.o.excluded(prefix + name) })
-	stats := lstatAll(prefix, names)
-	for i, name := range names {
+	ahead := make(map[int]*pending)
+	started, sub := 0, 0
+	prefix := childPrefix(path)
+	for i, name := range ls.names {
 		child := prefix + name
-		if err := stats[i].err; err != nil {
+		if err := ls.stats[i].err; err != nil {
 			if !errors.Is(err, unix.ENOENT) { // gone since the listing: nothing to do
 				w.o.fail(child, &os.PathError{Op: "lstat", Path: child, Err: err})
 			}
 			continue
 		}
-		if err := w.visit(child, &stats[i].st); err != nil {
+		var next *pending
+		if sub < len(subdirs) && subdirs[sub] == i {
+			for ; started < len(subdirs) && started <= sub+readAhead; started++ {
+				ahead[subdirs[started]] = w.readAhead(prefix + ls.names[subdirs[started]])
+			}
+			next = ahead[i]
+			delete(ahead, i)
+			sub++
+		}
+		if err := w.visit(child, &ls.stats[i].st, next); err != nil {
+			if next != nil {
+				ahead[i] = next
+			}
+			for _, p := range ahead {
+				<-p.done // no goroutine outlives the walk
+			}
 			return err
 		}
 	}

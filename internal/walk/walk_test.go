@@ -3,9 +3,11 @@ package walk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -79,6 +81,76 @@ func TestWalk(t *testing.T) {
 	}
 	if want := []string{dir, dir + "/a", dir + "/keep"}; !slices.Equal(dirs, want) {
 		t.Errorf("Dir called for %q; want %q", dirs, want)
+	}
+}
+
+// TestWalkOrderReadAhead walks more sibling directories, nested, than are
+// read ahead: entries still come in name order, and each directory's Dir
+// call before its entries.
+func TestWalkOrderReadAhead(t *testing.T) {
+	dir := t.TempDir()
+	var want, wantDirs []string
+	wantDirs = append(wantDirs, dir)
+	for i := range 3 * readAhead {
+		d := fmt.Sprintf("d%02d", i)
+		wantDirs = append(wantDirs, filepath.Join(dir, d))
+		for j := range 3 {
+			if j == 1 {
+				sub := fmt.Sprintf("%s/s%d", d, j)
+				wantDirs = append(wantDirs, filepath.Join(dir, sub))
+				name := sub + "/f"
+				want = append(want, name)
+				if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			name := fmt.Sprintf("%s/f%d", d, j)
+			want = append(want, name)
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slices.Sort(want) // name order: f0, f2, then s1 and what it holds
+	var got, order []string
+	o := Options{
+		Dir:   func(path string, _ *unix.Stat_t) { order = append(order, "dir "+path) },
+		Error: func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+	}
+	err := Walk(context.Background(), dir, o, func(e Entry) error {
+		got = append(got, e.Path[len(dir)+1:])
+		order = append(order, "file "+e.Path)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Walk = %v", err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Walk met %q; want %q", got, want)
+	}
+	// Each directory is announced before anything in it, and after
+	// everything that precedes it in name order.
+	var wantOrder []string
+	for _, d := range wantDirs {
+		wantOrder = append(wantOrder, "dir "+d)
+		for _, f := range want {
+			if filepath.Dir(filepath.Join(dir, f)) == d {
+				wantOrder = append(wantOrder, "file "+filepath.Join(dir, f))
+			}
+		}
+	}
+	slices.SortStableFunc(wantOrder, func(a, b string) int {
+		return strings.Compare(a[strings.IndexByte(a, ' ')+1:], b[strings.IndexByte(b, ' ')+1:])
+	})
+	if !slices.Equal(order, wantOrder) {
+		t.Errorf("callbacks in order %q; want %q", order, wantOrder)
 	}
 }
 
