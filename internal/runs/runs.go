@@ -123,6 +123,14 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	for _, f := range files {
 		sum.Blocks += f.blocks
 	}
+	if sum.Blocks*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
+		// The heap will be mostly pairs and mappings, which hold no
+		// pointers and cost the collector little; at the default GOGC the
+		// garbage of reading every sum in each pass would grow the heap to
+		// twice them. A small index is done before that matters, and
+		// collecting often only slows it.
+		defer debug.SetGCPercent(debug.SetGCPercent(25))
+	}
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
@@ -201,15 +209,17 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	return files, byID, err
 }
 
-// largeGroup is the size of a pass's pairs from which group has the
+// pairSize is the memory of one pair.
+const pairSize = 16
+
+// largeIndex is the size of an index's pairs from which Find has the
 // garbage collector run more often.
-const largeGroup = 64 << 20
+const largeIndex = 64 << 20
 
 // group finds every group of equal non-zero sums and maps each member but
 // the source to the group's source. It returns the mappings sorted by
 // destination.
 func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks, budget int64) ([]mapping, int, error) {
-	const pairSize = 16
 	passes := int(max(1, (blocks*pairSize+budget-1)/budget))
 	var maps []mapping
 	// Sums are hashes, so each pass holds about as many pairs as the
@@ -217,14 +227,6 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 	// a block repeated very often, grows it).
 	per := blocks / int64(passes)
 	pairs := make([]pair, 0, per+per/64+1024)
-	if per*pairSize >= largeGroup && os.Getenv("GOGC") == "" {
-		// The heap is now mostly pairs and mappings, which hold no
-		// pointers and cost the collector little; at the default GOGC the
-		// garbage of reading every sum in each pass would grow the heap to
-		// twice them. A small grouping is over before that matters, and
-		// collecting often only slows it.
-		defer debug.SetGCPercent(debug.SetGCPercent(25))
-	}
 	for p := range passes {
 		pairs = pairs[:0]
 		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
