@@ -73,8 +73,9 @@ var ErrDiffers = errors.New("contents differ from the source")
 
 // FS is what statfs(2) reports about a filesystem.
 type FS struct {
-	// ID is the filesystem id (f_fsid) in hex. btrfs gives each
-	// subvolume its own.
+	// ID names the filesystem: on btrfs its UUID, the same for every
+	// subvolume (which statfs's f_fsid is not); elsewhere f_fsid. Both in
+	// hex.
 	ID string
 	// Type names the filesystem ("btrfs", "xfs", "ext4", "tmpfs") or
 	// gives its magic number in hex.

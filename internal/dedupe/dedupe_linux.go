@@ -4,10 +4,12 @@ package dedupe
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -295,12 +297,32 @@ func StatFS(f *os.File) (FS, error) {
 	if unit == 0 {
 		unit = st.Bsize
 	}
+	id := fmt.Sprintf("%08x%08x", uint32(st.Fsid.Val[0]), uint32(st.Fsid.Val[1]))
+	if st.Type == unix.BTRFS_SUPER_MAGIC {
+		if uuid, err := btrfsUUID(f); err == nil {
+			id = uuid
+		}
+	}
 	return FS{
-		ID:        fmt.Sprintf("%08x%08x", uint32(st.Fsid.Val[0]), uint32(st.Fsid.Val[1])),
+		ID:        id,
 		Type:      fsType(st.Type),
 		BlockSize: st.Bsize,
 		Free:      int64(st.Bfree) * unit,
 	}, nil
+}
+
+// btrfsIocFSInfo is BTRFS_IOC_FS_INFO, _IOR(0x94, 31, struct
+// btrfs_ioctl_fs_info_args): 1024 bytes, the filesystem's UUID (fsid) at
+// offset 16, after max_id and num_devices. It needs no privilege.
+const btrfsIocFSInfo = 0x8400941F
+
+// btrfsUUID returns the UUID of the btrfs holding f, in hex.
+func btrfsUUID(f *os.File) (string, error) {
+	var args [1024]byte
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocFSInfo, uintptr(unsafe.Pointer(&args[0]))); errno != 0 {
+		return "", errno
+	}
+	return hex.EncodeToString(args[16:32]), nil
 }
 
 // SyncFS commits the filesystem holding f (syncfs(2), after BTRFS_IOC_SYNC
@@ -342,4 +364,17 @@ func fsType(magic int64) string {
 // cost a lookup. It is only a hint; errors are ignored.
 func willNeed(f *os.File, off, n int64) {
 	unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+}
+
+// fsNoCOWFl is FS_NOCOW_FL, the NOCOW attribute (chattr +C) among the
+// flags FS_IOC_GETFLAGS reports.
+const fsNoCOWFl = 0x00800000
+
+// NoCOW reports whether f has the NOCOW attribute. btrfs keeps no
+// checksums for such data, and shares storage only between files that
+// both have the attribute or both lack it (EINVAL otherwise). Where the
+// filesystem has no such attribute, it reports false.
+func NoCOW(f *os.File) bool {
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	return err == nil && flags&fsNoCOWFl != 0
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -325,5 +326,53 @@ func TestRangeCrossDevice(t *testing.T) {
 	o := got[0]
 	if o.Status != plan.DstError || !errors.Is(o.Err, syscall.EXDEV) || !strings.Contains(o.Err.Error(), "on another filesystem") {
 		t.Errorf("Range across filesystems = %s %v; want error EXDEV \"on another filesystem\"", o.Status, o.Err)
+	}
+}
+
+// TestStatFSSubvolumes: btrfs gives each subvolume its own st_dev and
+// f_fsid, but StatFS names the filesystem by its UUID, the one blkid
+// reports, so that files in subvolumes count as one filesystem; another
+// btrfs has another ID.
+func TestStatFSSubvolumes(t *testing.T) {
+	m1 := testfs.Mount(t, "btrfs", "256M")
+	m2 := testfs.Mount(t, "btrfs", "256M")
+	sub := filepath.Join(m1, "sub")
+	if out, err := exec.Command("btrfs", "subvolume", "create", sub).CombinedOutput(); err != nil {
+		t.Fatalf("btrfs subvolume create: %v\n%s", err, out)
+	}
+	a, b, c := filepath.Join(m1, "a"), filepath.Join(sub, "b"), filepath.Join(m2, "c")
+	for _, p := range []string{a, b, c} {
+		writeFile(t, p, []byte("x"))
+	}
+	var sa, sb unix.Stat_t
+	if err := unix.Stat(a, &sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(b, &sb); err != nil {
+		t.Fatal(err)
+	}
+	if sa.Dev == sb.Dev {
+		t.Fatalf("a and b have the same st_dev %d: the subvolume is not one", sa.Dev)
+	}
+	id := func(p string) string {
+		fs, err := dedupe.StatFS(open(t, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs.ID
+	}
+	out, err := exec.Command("findmnt", "-no", "UUID", "--target", m1).Output()
+	if err != nil {
+		t.Fatalf("findmnt: %v", err)
+	}
+	uuid := strings.ReplaceAll(strings.TrimSpace(string(out)), "-", "")
+	if got := id(a); got != uuid {
+		t.Errorf("StatFS(%s).ID = %s; want the filesystem's UUID %s", a, got, uuid)
+	}
+	if got := id(b); got != uuid {
+		t.Errorf("StatFS(%s).ID = %s, in a subvolume; want the filesystem's UUID %s", b, got, uuid)
+	}
+	if got := id(c); got == uuid {
+		t.Errorf("StatFS(%s).ID = %s, on another btrfs; want another ID", c, got)
 	}
 }

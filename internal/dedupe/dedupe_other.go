@@ -39,3 +39,6 @@ func SyncFS(f *os.File) error { return ErrUnsupported }
 func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (int64, int64, error) {
 	return 0, 0, ErrUnsupported
 }
+
+// NoCOW reports false.
+func NoCOW(f *os.File) bool { return false }
