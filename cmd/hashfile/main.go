@@ -8,8 +8,10 @@
 // Hashfile walks each PATH (directories recursively, without following
 // symbolic links), hashes every regular non-empty file in fixed-size
 // blocks with SHA-256, and records the file's identity (device, inode,
-// size, mtime, ctime), its block hashes and its FIEMAP extents in the
-// index that findsame reads. A PATH of "-" reads paths from standard
+// size, mtime, ctime), its NOCOW attribute, its block hashes and its
+// FIEMAP extents in the index that findsame reads, and for each
+// filesystem its type, block size and ID (on btrfs the filesystem's UUID,
+// which its subvolumes share). A PATH of "-" reads paths from standard
 // input, one per line, or NUL-separated with -0.
 //
 // Re-runs are incremental: a file whose device, inode, size, mtime and
@@ -17,7 +19,9 @@
 // read; files under the given PATHs that are gone are removed from the
 // index. Hard links are hashed once. Symbolic links, devices, FIFOs and
 // sockets are never opened. A file that changes while it is read is not
-// recorded and is reported.
+// recorded and is reported. On an index made by a version that did not
+// record the NOCOW attribute, the first run opens each unchanged file
+// once to read it, without reading its data.
 //
 // The index is -db, else $SAME_DB, else $XDG_STATE_HOME/same/index.db
 // (~/.local/state/same/index.db). Its block size is fixed when it is

@@ -8,9 +8,12 @@
 // older index and refuses a newer one.
 //
 //   - meta: block_size, fixed when the index is created.
-//   - devices: per st_dev, the statfs magic and block size.
-//   - files: one row per inode, with one of its paths and the identity it
-//     had when hashed (dev, ino, size, mtime, ctime in ns).
+//   - devices: per st_dev, the statfs magic and block size, and the ID
+//     of the filesystem (btrfs subvolumes each have an st_dev, and share
+//     the ID of their filesystem).
+//   - files: one row per inode, with one of its paths, the identity it
+//     had when hashed (dev, ino, size, mtime, ctime in ns) and whether it
+//     has btrfs's NOCOW attribute.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per
 //     block, in chunks of ChunkBlocks blocks.
 //   - extents: the file's FIEMAP extents when it was hashed.

@@ -185,22 +185,33 @@ type File struct {
 	Size  int64
 	Mtime int64 // ns since the epoch
 	Ctime int64 // ns since the epoch
+	// NoCOW says whether the file has btrfs's NOCOW attribute:
+	// NoCOWSet, NoCOWUnset, or NoCOWUnknown for a file recorded before
+	// the index kept it.
+	NoCOW int8
 }
+
+// Values of File.NoCOW.
+const (
+	NoCOWUnknown int8 = -1
+	NoCOWUnset   int8 = 0
+	NoCOWSet     int8 = 1
+)
 
 // Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime FROM files")
+	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime, coalesce(nocow, -1) FROM files")
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 7); err != nil {
+		if err := r.scan(rows, 8); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
 		f := File{ID: r.int64(0), Path: r.text(1), Dev: uint64(r.int64(2)), Ino: uint64(r.int64(3)),
-			Size: r.int64(4), Mtime: r.int64(5), Ctime: r.int64(6)}
+			Size: r.int64(4), Mtime: r.int64(5), Ctime: r.int64(6), NoCOW: int8(r.int64(7))}
 		if r.err != nil {
 			return fmt.Errorf("read files: %w", r.err)
 		}
@@ -211,16 +222,20 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 	return rows.Err()
 }
 
-// Device is a filesystem the index holds files of.
+// Device is a filesystem, or a btrfs subvolume, the index holds files of.
 type Device struct {
 	Dev       uint64
 	FSType    int64 // statfs f_type
 	BlockSize int64
+	// FSID names the filesystem (see dedupe.FS.ID): devices with the
+	// same FSID are subvolumes of one btrfs. "" if recorded before the
+	// index kept it.
+	FSID string
 }
 
 // Devices returns every filesystem recorded.
 func (ix *Index) Devices(ctx context.Context) (map[uint64]Device, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT dev, fstype, fsblock FROM devices")
+	rows, err := ix.db.QueryContext(ctx, "SELECT dev, fstype, fsblock, fsid FROM devices")
 	if err != nil {
 		return nil, fmt.Errorf("read devices: %w", err)
 	}
@@ -228,7 +243,7 @@ func (ix *Index) Devices(ctx context.Context) (map[uint64]Device, error) {
 	m := make(map[uint64]Device)
 	for rows.Next() {
 		var d Device
-		if err := rows.Scan(&d.Dev, &d.FSType, &d.BlockSize); err != nil {
+		if err := rows.Scan(&d.Dev, &d.FSType, &d.BlockSize, &d.FSID); err != nil {
 			return nil, err
 		}
 		m[d.Dev] = d

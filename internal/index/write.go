@@ -88,6 +88,9 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 	if err := t.clear(id); err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
+	if err := t.SetNoCOW(id, f.NoCOW); err != nil {
+		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+	}
 	const chunkBytes = ChunkBlocks * blockhash.SumSize
 	for c := 0; c*chunkBytes < len(sums); c++ {
 		part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]
@@ -102,6 +105,16 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 		}
 	}
 	return id, nil
+}
+
+// SetNoCOW records whether file id has the NOCOW attribute.
+func (t *Tx) SetNoCOW(id int64, nocow int8) error {
+	var v any // NULL: unknown
+	if nocow != NoCOWUnknown {
+		v = int64(nocow)
+	}
+	_, err := t.exec("UPDATE files SET nocow = ? WHERE id = ?", v, id)
+	return err
 }
 
 // Rename records a new path (and ctime, which a rename updates) for an
@@ -130,9 +143,9 @@ func (t *Tx) clear(id int64) error {
 	return err
 }
 
-// PutDevice records a filesystem's type and block size.
+// PutDevice records a filesystem's type, block size and ID.
 func (t *Tx) PutDevice(d Device) error {
-	_, err := t.exec("INSERT OR REPLACE INTO devices(dev, fstype, fsblock) VALUES(?, ?, ?)",
-		int64(d.Dev), d.FSType, d.BlockSize)
+	_, err := t.exec("INSERT OR REPLACE INTO devices(dev, fstype, fsblock, fsid) VALUES(?, ?, ?, ?)",
+		int64(d.Dev), d.FSType, d.BlockSize, d.FSID)
 	return err
 }

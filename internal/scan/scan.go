@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/blockhash"
+	"same/internal/dedupe"
 	"same/internal/fiemap"
 	"same/internal/index"
 	"same/internal/walk"
@@ -61,6 +62,7 @@ type known struct {
 	id                 int64
 	path               string
 	size, mtime, ctime int64
+	nocow              int8
 	seen               bool
 }
 
@@ -69,6 +71,9 @@ type key struct{ dev, ino uint64 }
 type job struct {
 	path string
 	id   walk.Identity
+	// attrOf, if not 0, is the index row of this unchanged file, whose
+	// NOCOW attribute is to be read and recorded; its data is not read.
+	attrOf int64
 }
 
 // op is one thing for the writer to record.
@@ -78,7 +83,14 @@ type op struct {
 	ext    []fiemap.Extent
 	rename *index.File
 	device *index.Device
+	attr   *attr
 	del    int64 // a file id to prune
+}
+
+// attr is the NOCOW attribute of an indexed file.
+type attr struct {
+	id    int64
+	nocow int8
 }
 
 type counters struct {
@@ -125,7 +137,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	go func() {
 		loaded <- ix.Files(ctx, func(f index.File) error {
 			files[key{f.Dev, f.Ino}] = len(all)
-			all = append(all, known{id: f.ID, path: f.Path, size: f.Size, mtime: f.Mtime, ctime: f.Ctime})
+			all = append(all, known{id: f.ID, path: f.Path, size: f.Size, mtime: f.Mtime, ctime: f.Ctime, nocow: f.NoCOW})
 			return nil
 		})
 	}()
@@ -165,6 +177,12 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 				if ctx.Err() != nil {
 					continue // drain
 				}
+				if j.attrOf != 0 {
+					if nocow, ok := readAttr(j); ok {
+						ops <- op{attr: &attr{id: j.attrOf, nocow: nocow}}
+					}
+					continue
+				}
 				f, s, ext, n, err := hash(r, j, sums[:0])
 				c.read.Add(n)
 				if err != nil {
@@ -196,18 +214,18 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		})
 	}
 
-	// noteDevice records the filesystem of dev, met at path, once.
+	// noteDevice records the filesystem of dev, met at path, once, and
+	// again if the index has it without its ID.
+	tried := make(map[uint64]bool)
 	noteDevice := func(path string, dev uint64) {
-		if _, ok := devs[dev]; ok {
+		if d, ok := devs[dev]; tried[dev] || (ok && d.FSID != "") {
 			return
 		}
-		var sf unix.Statfs_t
-		if unix.Statfs(path, &sf) != nil {
-			return
+		tried[dev] = true
+		if d, ok := describe(path, dev); ok {
+			devs[dev] = d
+			ops <- op{device: &d}
 		}
-		d := index.Device{Dev: dev, FSType: int64(sf.Type), BlockSize: sf.Bsize}
-		devs[dev] = d
-		ops <- op{device: &d}
 	}
 
 	// The walker runs ahead of the decisions below, which need the index.
@@ -264,6 +282,12 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 				c.renamed.Add(1)
 				kf.path = e.Path
 				ops <- op{rename: &index.File{Path: e.Path, Dev: e.Dev, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}}
+			}
+			if kf.nocow == index.NoCOWUnknown {
+				select {
+				case jobs <- job{path: e.Path, id: e.Identity, attrOf: kf.id}:
+				case <-ctx.Done():
+				}
 			}
 			return
 		case kf != nil:
@@ -329,15 +353,66 @@ func underAny(path string, roots []string) bool {
 	return false
 }
 
-// hash reads one file. It opens it without following symlinks and without
-// blocking (the walk saw a regular file; if something else is there now,
-// it must not hang), and checks that it did not change while read.
-func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, error) {
+// open opens a file met by the walk without following symlinks and
+// without blocking (the walk saw a regular file; if something else is
+// there now, it must not hang).
+func open(path string) (*os.File, error) {
 	flags := os.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOATIME | unix.O_CLOEXEC
-	f, err := os.OpenFile(j.path, flags, 0)
+	f, err := os.OpenFile(path, flags, 0)
 	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
-		f, err = os.OpenFile(j.path, flags&^unix.O_NOATIME, 0)
+		f, err = os.OpenFile(path, flags&^unix.O_NOATIME, 0)
 	}
+	return f, err
+}
+
+// readAttr reads the NOCOW attribute of the file of j, if it is still the
+// file the walk met. A file that cannot be opened or changed is left to
+// the next run.
+func readAttr(j job) (int8, bool) {
+	f, err := open(j.path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || walk.FromStat(&st) != j.id {
+		return 0, false
+	}
+	return noCOW(f), true
+}
+
+func noCOW(f *os.File) int8 {
+	if dedupe.NoCOW(f) {
+		return index.NoCOWSet
+	}
+	return index.NoCOWUnset
+}
+
+// describe returns the filesystem of dev, met at path (a directory or a
+// regular file). Where path cannot be opened, the ID is left out.
+func describe(path string, dev uint64) (index.Device, bool) {
+	var sf unix.Statfs_t
+	f, err := open(path)
+	if err != nil {
+		if unix.Statfs(path, &sf) != nil {
+			return index.Device{}, false
+		}
+		return index.Device{Dev: dev, FSType: int64(sf.Type), BlockSize: sf.Bsize}, true
+	}
+	defer f.Close()
+	if unix.Fstatfs(int(f.Fd()), &sf) != nil {
+		return index.Device{}, false
+	}
+	d := index.Device{Dev: dev, FSType: int64(sf.Type), BlockSize: sf.Bsize}
+	if fs, err := dedupe.StatFS(f); err == nil {
+		d.FSID = fs.ID
+	}
+	return d, true
+}
+
+// hash reads one file and checks that it did not change while read.
+func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, error) {
+	f, err := open(j.path)
 	if err != nil {
 		return index.File{}, nil, nil, 0, err
 	}
@@ -367,7 +442,7 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 	if walk.FromStat(&after) != id || n != id.Size {
 		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
-	return index.File{Path: j.path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime}, sums, ext, n, nil
+	return index.File{Path: j.path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: noCOW(f)}, sums, ext, n, nil
 }
 
 // Batches are committed when they hold this many files or sum bytes, or
@@ -403,6 +478,8 @@ func write(ix *index.Index, ops <-chan op) error {
 			err = tx.Rename(*o.rename)
 		case o.device != nil:
 			err = tx.PutDevice(*o.device)
+		case o.attr != nil:
+			err = tx.SetNoCOW(o.attr.id, o.attr.nocow)
 		}
 		n++
 		if err == nil && (n >= batchFiles || bytes >= batchBytes || time.Since(opened) >= batchTime) {

@@ -160,3 +160,53 @@ func TestRunBadOptions(t *testing.T) {
 		t.Errorf("block size after refused runs = %d, %v; want 0 (not set)", bs, err)
 	}
 }
+
+// TestNoCOWBackfill: files recorded before the index kept the NOCOW
+// attribute (nocow NULL) and devices without their filesystem ID get both
+// on the next run, which reads no file data; files recorded since have
+// them from the start.
+func TestNoCOWBackfill(t *testing.T) {
+	dir := t.TempDir()
+	for i, name := range []string{"a", "sub/b"} {
+		writeRandom(t, filepath.Join(dir, name), uint64(i), 10000)
+	}
+	ix := openIndex(t)
+	ctx := context.Background()
+	if _, err := runScan(t, ctx, ix, dir); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, want int8) {
+		t.Helper()
+		err := ix.Files(ctx, func(f index.File) error {
+			if f.NoCOW != want {
+				t.Errorf("%s: %s has NoCOW %d; want %d", when, f.Path, f.NoCOW, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs, err := ix.Devices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range devs {
+			if (d.FSID == "") != (want == index.NoCOWUnknown) {
+				t.Errorf("%s: device %d has FSID %q", when, d.Dev, d.FSID)
+			}
+		}
+	}
+	check("first run", index.NoCOWUnset)
+	if _, err := ix.DB().Exec("UPDATE files SET nocow = NULL; UPDATE devices SET fsid = ''"); err != nil {
+		t.Fatal(err)
+	}
+	check("as an older index", index.NoCOWUnknown)
+	st, err := runScan(t, ctx, ix, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Hashed != 0 || st.BytesRead != 0 || st.Unchanged != 2 {
+		t.Errorf("run on the older index: %+v; want 2 files unchanged, none hashed or read", st)
+	}
+	check("after the run", index.NoCOWUnset)
+}
