@@ -15,9 +15,13 @@
 // The source of each run is chosen so that the most space is freed: on
 // btrfs, an extent is freed only when no part of it is still referenced,
 // so copies whose extents the run covers whole become destinations (a loose
-// file found inside a disk image points into the image). Zero blocks,
-// holes, inline extents and ranges that already share storage with their
-// source are never planned, so a re-run after applysame plans nothing:
+// file found inside a disk image points into the image). Files are paired
+// only with files they can share storage with: on the same filesystem
+// (btrfs subvolumes of one filesystem count as one), and on btrfs only
+// files that both have, or both lack, the NOCOW attribute (chattr +C).
+// Zero blocks, holes, inline extents and ranges that already share storage
+// with their source are never planned, so a re-run after applysame plans
+// nothing:
 // findsame maps the files it is about to plan again (FIEMAP, no data read),
 // because deduplication changes extents without changing the identity
 // hashfile records. A file changed or gone since it was hashed is left out

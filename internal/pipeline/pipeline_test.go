@@ -305,3 +305,61 @@ func TestReadOnlySnapshot(t *testing.T) {
 		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
 	}
 }
+
+// TestNoCOWAndSubvolumes: btrfs shares storage between files in different
+// subvolumes, but between a file with the NOCOW attribute and one without
+// it refuses (EINVAL). Two NOCOW copies and two copies in two subvolumes
+// of the same data are planned as two pairs, each line is done, each pair
+// frees one copy, and the summary counts the btrfs once.
+func TestNoCOWAndSubvolumes(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	rng := rand.New(rand.NewPCG(11, 12))
+	data := random(rng, 4*MiB)
+	testfs.Run(t, "btrfs", "subvolume", "create", filepath.Join(mnt, "vol"))
+	for _, name := range []string{"nocow1", "nocow2"} {
+		// The attribute takes only on an empty file.
+		p := filepath.Join(mnt, name)
+		write(t, p, nil)
+		testfs.Run(t, "chattr", "+C", p)
+		write(t, p, data)
+	}
+	write(t, filepath.Join(mnt, "cow"), data)
+	write(t, filepath.Join(mnt, "vol/cow"), data)
+	before := testfs.SHA256Tree(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+	db := filepath.Join(t.TempDir(), "index.db")
+
+	planOut, results, applyErr := pipeline(t, db, mnt)
+
+	var pairs []string
+	for line := range strings.Lines(planOut) {
+		var d plan.Dedupe
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, dst := range d.Dst {
+			pairs = append(pairs, strings.TrimPrefix(dst.Path, mnt+"/")+" <- "+strings.TrimPrefix(d.Src.Path, mnt+"/"))
+		}
+	}
+	if want := []string{"vol/cow <- cow", "nocow2 <- nocow1"}; fmt.Sprint(pairs) != fmt.Sprint(want) {
+		t.Errorf("planned %q; want %q\n%s", pairs, want, planOut)
+	}
+	for line := range strings.Lines(results) {
+		var r plan.Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != plan.StatusDone {
+			t.Errorf("result %s; want status done", line)
+		}
+	}
+	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 8*MiB) {
+		t.Errorf("freed %d bytes; want %d (and up to %d of metadata)", freed, 8*MiB, metadataSlack)
+	}
+	if n := strings.Count(applyErr, "btrfs filesystem of "); n != 1 {
+		t.Errorf("applysame summary reports %d btrfs filesystems; want 1 for two subvolumes:\n%s", n, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 
 	"same/internal/blockhash"
@@ -75,6 +76,10 @@ type file struct {
 	stale   bool // changed or gone since hashed: never planned
 	btrfs   bool
 	fsBlock int64 // the filesystem's block size
+	// class groups the files that can share storage: those on one
+	// filesystem (btrfs subvolumes included) with the same NOCOW
+	// attribute.
+	class int
 }
 
 // loc packs (file index, block) into one sortable word.
@@ -175,6 +180,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	}
 	var files []file
 	byID := make(map[int64]int)
+	classOf := classes(devs)
 	err = ix.Files(ctx, func(f index.File) error {
 		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
 			return nil
@@ -184,6 +190,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 			blocks:  (f.Size + bs - 1) / bs,
 			btrfs:   devs[f.Dev].FSType == btrfsMagic,
 			fsBlock: cmp.Or(devs[f.Dev].BlockSize, bs),
+			class:   classOf(f.Dev, f.NoCOW == index.NoCOWSet),
 		})
 		return nil
 	})
@@ -207,6 +214,39 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 		return nil
 	})
 	return files, byID, err
+}
+
+// classes returns a function numbering the classes of files that can
+// share storage, by device and NOCOW attribute: devices with the same
+// filesystem ID are one filesystem (subvolumes of one btrfs); a device
+// recorded without an ID is a filesystem of its own.
+func classes(devs map[uint64]index.Device) func(dev uint64, nocow bool) int {
+	type devClass struct {
+		dev   uint64
+		nocow bool
+	}
+	type fsClass struct {
+		fs    string
+		nocow bool
+	}
+	byDev := make(map[devClass]int)
+	byFS := make(map[fsClass]int)
+	return func(dev uint64, nocow bool) int {
+		if c, ok := byDev[devClass{dev, nocow}]; ok {
+			return c
+		}
+		fs := devs[dev].FSID
+		if fs == "" {
+			fs = "st_dev " + strconv.FormatUint(dev, 10)
+		}
+		c, ok := byFS[fsClass{fs, nocow}]
+		if !ok {
+			c = len(byFS)
+			byFS[fsClass{fs, nocow}] = c
+		}
+		byDev[devClass{dev, nocow}] = c
+		return c
+	}
 }
 
 // pairSize is the memory of one pair.
@@ -273,9 +313,16 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 	return maps, passes, nil
 }
 
-// appendGroup maps every member of g (sorted by location) to its source:
-// the member in the largest file, the first in path and block order.
+// appendGroup maps every member of g (sorted by location) to the source
+// of its class: the member of the class in the largest file, the first in
+// path and block order. Members of different classes cannot share
+// storage.
 func appendGroup(maps []mapping, files []file, g []pair) []mapping {
+	for _, m := range g[1:] {
+		if files[m.at.file()].class != files[g[0].at.file()].class {
+			return appendClasses(maps, files, g)
+		}
+	}
 	src := g[0].at
 	for _, m := range g[1:] {
 		if files[m.at.file()].size > files[src.file()].size {
@@ -286,6 +333,25 @@ func appendGroup(maps []mapping, files []file, g []pair) []mapping {
 		if m.at != src {
 			maps = append(maps, mapping{dst: m.at, src: src})
 		}
+	}
+	return maps
+}
+
+// appendClasses is appendGroup for a group of several classes: each
+// class's members make a group of their own.
+func appendClasses(maps []mapping, files []file, g []pair) []mapping {
+	g = slices.Clone(g)
+	class := func(p pair) int { return files[p.at.file()].class }
+	slices.SortStableFunc(g, func(a, b pair) int { return cmp.Compare(class(a), class(b)) })
+	for i := 0; i < len(g); {
+		j := i + 1
+		for j < len(g) && class(g[j]) == class(g[i]) {
+			j++
+		}
+		if j-i > 1 {
+			maps = appendGroup(maps, files, g[i:j])
+		}
+		i = j
 	}
 	return maps
 }
@@ -330,7 +396,7 @@ func shareable(d, s *file, doff, soff int64, dc, sc *cursor) bool {
 	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
 		return false
 	}
-	if dok && sok && d.dev == s.dev && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
+	if dok && sok && d.class == s.class && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
 		return false
 	}
 	return true

@@ -2,6 +2,7 @@ package runs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -31,7 +32,13 @@ type tfile struct {
 	blocks  string
 	tail    int64
 	extents []fiemap.Extent
+	dev     uint64 // one of devices; 0 means 7
+	nocow   bool
 }
+
+// devices are the st_devs a built index knows: 7 and 8 are subvolumes of
+// one btrfs, 9 another filesystem, 10 one recorded without its ID.
+var devices = map[uint64]string{7: "fs1", 8: "fs1", 9: "fs2", 10: ""}
 
 func (f tfile) size() int64 { return int64(len(f.blocks))*bs + f.tail }
 
@@ -57,8 +64,10 @@ func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.PutDevice(index.Device{Dev: 7, FSType: fstype, BlockSize: bs}); err != nil {
-		t.Fatal(err)
+	for dev, fsid := range devices {
+		if err := tx.PutDevice(index.Device{Dev: dev, FSType: fstype, BlockSize: bs, FSID: fsid}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i, f := range files {
 		var sums []byte
@@ -72,7 +81,10 @@ func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 		if ext == nil {
 			ext = []fiemap.Extent{{Logical: 0, Physical: int64(i+1) << 30, Length: (f.size() + bs - 1) / bs * bs, Flags: fiemap.FlagLast}}
 		}
-		id := index.File{Path: f.path, Dev: 7, Ino: uint64(100 + i), Size: f.size(), Mtime: int64(1e18) + int64(i), Ctime: int64(1e18)}
+		id := index.File{Path: f.path, Dev: cmp.Or(f.dev, 7), Ino: uint64(100 + i), Size: f.size(), Mtime: int64(1e18) + int64(i), Ctime: int64(1e18)}
+		if f.nocow {
+			id.NoCOW = index.NoCOWSet
+		}
 		if _, err := tx.Put(id, sums, ext); err != nil {
 			t.Fatal(err)
 		}
@@ -89,6 +101,17 @@ func copies(n int, blocks string) []tfile {
 		fs = append(fs, tfile{path: fmt.Sprintf("/m/copy%03d", i), blocks: blocks})
 	}
 	return fs
+}
+
+var classFiles = []tfile{
+	{path: "/m/a", blocks: "ABCD"},
+	{path: "/m/nocow", blocks: "ABCD", nocow: true},
+	{path: "/m/sub/b", blocks: "ABCD", dev: 8},
+	{path: "/n/c", blocks: "ABCD", dev: 9},
+	{path: "/n/d", blocks: "ABCD", dev: 9},
+	{path: "/n/nocow1", blocks: "ABCD", dev: 9, nocow: true},
+	{path: "/n/nocow2", blocks: "ABCD", dev: 9, nocow: true},
+	{path: "/o/f", blocks: "ABCD", dev: 10},
 }
 
 func TestFindGolden(t *testing.T) {
@@ -151,6 +174,13 @@ func TestFindGolden(t *testing.T) {
 		{"whole-files-only", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
 		{"include-exclude", btrfsMagic, []tfile{{path: "/m/keep/a", blocks: "AB"}, {path: "/m/keep/b", blocks: "AB"}, {path: "/m/keep/skip.tmp", blocks: "AB"}, {path: "/m/other/c", blocks: "AB"}},
 			Options{Include: []string{"/m/keep"}, Exclude: []string{"*.tmp"}}},
+		// Only files that can share storage are planned together: b is in
+		// a subvolume of a's btrfs; c and d are on another filesystem,
+		// with the NOCOW files there among themselves; the NOCOW file on
+		// fs1 is alone in its class, and f's device, recorded without an
+		// ID, counts as a filesystem of its own.
+		{"filesystems", btrfsMagic, classFiles, Options{}},
+		{"filesystems-whole-files", btrfsMagic, classFiles, Options{WholeFiles: true}},
 		// With a budget this small each of several passes holds a slice of
 		// the sums; the plan is the same as with one pass.
 		{"many-passes", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABCDEFGHIJ"}, {path: "/m/b", blocks: "ABCDEFGHIJ"}, {path: "/m/c", blocks: "JIHGFEDCBA"}}, Options{Budget: 64}},

@@ -54,6 +54,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	}
 	flush()
 	sum.Passes = 1
+	// A group is the equal files of one class (see file.class).
 	slices.SortFunc(all, func(a, b whole) int {
 		if c := cmp.Compare(a.size, b.size); c != 0 {
 			return c
@@ -61,13 +62,19 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		if c := slices.Compare(a.digest[:], b.digest[:]); c != 0 {
 			return c
 		}
+		if c := cmp.Compare(files[a.f].class, files[b.f].class); c != 0 {
+			return c
+		}
 		return cmp.Compare(a.f, b.f)
 	})
+	same := func(a, b whole) bool {
+		return a.size == b.size && a.digest == b.digest && files[a.f].class == files[b.f].class
+	}
 	if o.Live {
 		involved := make([]bool, len(files))
 		for i := 0; i < len(all); {
 			j := i + 1
-			for j < len(all) && all[j].size == all[i].size && all[j].digest == all[i].digest {
+			for j < len(all) && same(all[j], all[i]) {
 				j++
 			}
 			for _, w := range all[i:j] {
@@ -80,7 +87,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	var runs []run
 	for i := 0; i < len(all); {
 		j := i + 1
-		for j < len(all) && all[j].size == all[i].size && all[j].digest == all[i].digest {
+		for j < len(all) && same(all[j], all[i]) {
 			j++
 		}
 		group := slices.DeleteFunc(slices.Clone(all[i:j]), func(w whole) bool { return files[w.f].stale })
@@ -108,7 +115,7 @@ func inline(f *file) bool {
 // sameStorage reports whether d's extents are s's: the files already share
 // all their data.
 func sameStorage(d, s *file) bool {
-	return d.dev == s.dev && len(d.extents) > 0 &&
+	return d.class == s.class && len(d.extents) > 0 &&
 		slices.EqualFunc(d.extents, s.extents, func(a, b fiemap.Extent) bool {
 			return a.Logical == b.Logical && a.Physical == b.Physical && a.Length == b.Length
 		})
