@@ -3,16 +3,17 @@
 //
 // Synopsis:
 //
-//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
+//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
 //
 // Applysame reads a plan, one JSON dedupe record per line as findsame
 // prints them (see docs/plan-format.md), from the file PLAN, or from stdin
-// when PLAN is absent or "-". It applies each line before reading the next:
-// it opens the source and destination files read-only, checks that each is
-// still the regular file the plan was made for (device, inode, size and
-// modification time), that offsets are multiples of the filesystem block
-// size, and asks the kernel to share each destination range with the source
-// range. The kernel compares the bytes under lock and shares only what is
+// when PLAN is absent or "-". It applies -j lines at once, reads the next
+// line when one is done, and writes the results in plan order. For each
+// line it opens the source and destination files read-only, checks that
+// each is still the regular file the plan was made for (device, inode,
+// size and modification time), that offsets are multiples of the
+// filesystem block size, and asks the kernel to share each destination
+// range with the source range. The kernel compares the bytes under lock and shares only what is
 // identical, so file contents never change. A file that changed since it
 // was hashed is reported stale and left alone.
 //
@@ -40,6 +41,10 @@
 //	      groups separated by blank lines. The first file of each group is the
 //	      source; the others are deduped whole against it. Identities are
 //	      taken when the group is read; files of another size differ.
+//	-j N  lines applied at once (default: the number of CPUs). While one
+//	      line waits for the disk, another goes on. Rewrite lines all
+//	      finish before a dedupe line after them starts. -j 1 applies
+//	      each line before reading the next.
 //	-q    print no summary.
 //	-rewrite-limit SIZE
 //	      the most bytes rewrite lines may write in this run (default 1GiB);
@@ -47,7 +52,8 @@
 //	-keep-going
 //	      go on after an item fails (the default).
 //	-stop-on-error
-//	      stop after the first line with an item not done.
+//	      stop after the first line with an item not done (lines already
+//	      started finish, and their results are written).
 //
 // Options may be written with one or two dashes. SIZE takes the suffixes
 // K, M and G (powers of 1024), optionally followed by iB.
@@ -85,8 +91,8 @@
 //	2    usage error
 //	3    some items not done: invalid lines, stale files, differing data,
 //	     errors
-//	130  interrupted (SIGINT or SIGTERM): the ioctl in progress finishes,
-//	     its line's result is written and no further line is read
+//	130  interrupted (SIGINT or SIGTERM): the ioctls in progress finish,
+//	     their lines' results are written and no further line is read
 package main
 
 import (
@@ -96,6 +102,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -115,7 +122,7 @@ func main() {
 }
 
 const usage = `
-Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
+Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
 
 Shares the storage of identical ranges as a findsame plan says, with the
 kernel's FIDEDUPERANGE ioctl; prints one JSON result per plan line.
@@ -139,6 +146,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&chunk, "chunk", "bytes per ioctl call, 1MiB to 1GiB")
 	dryRun := fs.Bool("dry-run", false, "check every line, issue no ioctl")
 	fdupes := fs.Bool("from-fdupes", false, "read fdupes/jdupes groups instead of a plan")
+	jobs := fs.Int("j", runtime.NumCPU(), "lines applied at once")
 	quiet := fs.Bool("q", false, "print no summary")
 	fs.Bool("keep-going", true, "go on after an item fails (the default)")
 	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done")
@@ -149,6 +157,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if chunk < 1<<20 || chunk > 1<<30 {
 		return cli.Usagef("-chunk: %s is outside 1MiB..1GiB", cli.Bytes(int64(chunk)))
+	}
+	if *jobs < 1 || *jobs > 64 {
+		return cli.Usagef("-j: %d is outside 1..64", *jobs)
 	}
 	in := stdin
 	switch fs.NArg() {
@@ -171,6 +182,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		DryRun:       *dryRun,
 		FromFdupes:   *fdupes,
 		StopOnError:  *stopOnError,
+		Jobs:         *jobs,
 		RewriteLimit: int64(rewriteLimit),
 		Report:       func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },
 	})

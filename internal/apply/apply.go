@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"same/internal/dedupe"
 	"same/internal/plan"
@@ -24,13 +25,20 @@ type Options struct {
 	DryRun bool
 	// FromFdupes reads fdupes/jdupes groups instead of a plan.
 	FromFdupes bool
-	// StopOnError stops after the first line with an item not done.
+	// StopOnError stops after the first line with an item not done; lines
+	// already started finish, and their results are written.
 	StopOnError bool
+	// Jobs is how many lines are applied at once (1 when zero or less).
+	// Results are written in plan order all the same, and every rewrite
+	// line before them is done before a dedupe line after it starts.
+	Jobs int
 	// RewriteLimit bounds the bytes rewrite lines may write in the run;
 	// a rewrite that would pass it is skipped. 0 turns rewriting off.
 	RewriteLimit int64
-	// Report, if set, is called for every item not done, as it happens:
-	// with a *plan.LineError for an invalid line, an *ItemError otherwise.
+	// Report, if set, is called for every item not done, as it happens
+	// (so, with several Jobs, not always in plan order; one call at a
+	// time): with a *plan.LineError for an invalid line, an *ItemError
+	// otherwise.
 	Report func(error)
 }
 
@@ -114,16 +122,25 @@ func (s planSource) next() (item, error) {
 	return it, err
 }
 
-// Run reads plan lines from in, applies each before reading the next,
-// writes a result record per line to out and returns the counts. Its error
-// is nil, ErrInterrupted, or a fatal error (input unreadable, output
-// unwritable); items that were not done are only counted (Stats.Failed).
+// Run reads plan lines from in, applies up to opt.Jobs of them at once,
+// writes a result record per line to out, in plan order, and returns the
+// counts. Its error is nil, ErrInterrupted, or a fatal error (input
+// unreadable, output unwritable); items that were not done are only
+// counted (Stats.Failed).
 func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats, error) {
 	if opt.Chunk <= 0 {
 		opt.Chunk = dedupe.DefaultChunk
 	}
+	opt.Jobs = max(opt.Jobs, 1)
 	if opt.Report == nil {
 		opt.Report = func(error) {}
+	}
+	var reportMu sync.Mutex
+	report := opt.Report
+	opt.Report = func(err error) {
+		reportMu.Lock()
+		defer reportMu.Unlock()
+		report(err)
 	}
 	var src source = planSource{plan.NewReader(in)}
 	if opt.FromFdupes {
@@ -143,8 +160,10 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 
 // loop reads and applies items until the input ends or ctx is cancelled.
 // The read runs in a goroutine so that an interrupt is honoured while the
-// input blocks; it reads one item only when asked, so each line is applied
-// before the next is read.
+// input blocks; it reads one item only when asked, and it is asked only
+// when fewer than Jobs lines are in flight. Each line runs in a goroutine
+// of its own; its result waits in a queue in plan order until the lines
+// before it are written.
 func (a *applier) loop(ctx context.Context, src source) error {
 	type next struct {
 		it  item
@@ -159,52 +178,109 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			res <- next{it, err}
 		}
 	}()
-	for {
-		if ctx.Err() != nil {
-			return ErrInterrupted
+
+	// A line in flight or done, in plan order, and the bytes it reserved
+	// of the rewrite limit.
+	type line struct {
+		result   chan *plan.Result
+		reserved int64
+	}
+	var queue []line
+	var fatal error // output unwritable: nothing more is written
+	stop := false   // -stop-on-error: nothing more is started
+	// pop waits for the oldest line and writes its result.
+	pop := func() {
+		l := queue[0]
+		queue = queue[1:]
+		r := <-l.result
+		a.count(r)
+		if r.Rewrite != nil {
+			a.reserved -= l.reserved - r.Rewrite.Written
+		}
+		if fatal != nil {
+			return
+		}
+		if err := a.enc.Encode(r); err != nil {
+			fatal = fmt.Errorf("write result: %w", err)
+		}
+		if a.opt.StopOnError && failed(r) {
+			stop = true
+		}
+	}
+	done := func(r *plan.Result) {
+		c := make(chan *plan.Result, 1)
+		c <- r
+		queue = append(queue, line{result: c})
+	}
+	lastRewrite := false
+	for fatal == nil && !stop && ctx.Err() == nil {
+		if len(queue) >= a.opt.Jobs {
+			pop()
+			continue
 		}
 		req <- struct{}{}
 		var n next
 		select {
 		case n = <-res:
 		case <-ctx.Done():
-			return ErrInterrupted
+			// The reader goroutine is left blocked on the input, which ends
+			// with the process.
+			continue
 		}
 		var le *plan.LineError
 		switch {
 		case n.err == io.EOF:
-			return nil
+			stop = true
+			continue
 		case errors.As(n.err, &le):
-			a.stats.Lines++
-			a.stats.Invalid++
 			a.opt.Report(le)
-			if err := a.enc.Encode(&plan.Result{Line: le.Line, Status: plan.StatusInvalid, Error: le.Err.Error()}); err != nil {
-				return fmt.Errorf("write result: %w", err)
-			}
-			if a.opt.StopOnError {
-				return nil
-			}
+			done(&plan.Result{Line: le.Line, Status: plan.StatusInvalid, Error: le.Err.Error()})
 			continue
 		case n.err != nil:
-			return fmt.Errorf("read plan: %w", n.err)
+			fatal = fmt.Errorf("read plan: %w", n.err)
+			continue
 		}
-		a.stats.Lines++
-		var r *plan.Result
-		if n.it.rw != nil {
-			r = a.rewrite(ctx, n.it.line, n.it.rw)
-		} else {
-			r = a.apply(ctx, n.it)
+		it := n.it
+		// Rewrites come first in a plan, so that extents have storage of
+		// their own before dedupe lines share what they cover: a line of
+		// the other kind waits until every line before it is done.
+		if rewrite := it.rw != nil; rewrite != lastRewrite {
+			for len(queue) > 0 {
+				pop()
+			}
+			lastRewrite = rewrite
+			if fatal != nil || stop {
+				continue
+			}
 		}
-		if err := a.enc.Encode(r); err != nil {
-			return fmt.Errorf("write result: %w", err)
+		var reserved int64
+		if it.rw != nil {
+			if err := a.reserve(it.rw); err != nil {
+				done(a.rewriteSkipped(it.line, it.rw, err))
+				continue
+			}
+			reserved = it.rw.Bytes
 		}
-		if ctx.Err() != nil {
-			return ErrInterrupted
-		}
-		if a.opt.StopOnError && failed(r) {
-			return nil
-		}
+		c := make(chan *plan.Result, 1)
+		go func() {
+			if it.rw != nil {
+				c <- a.rewrite(ctx, it.line, it.rw)
+			} else {
+				c <- a.apply(ctx, it)
+			}
+		}()
+		queue = append(queue, line{result: c, reserved: reserved})
 	}
+	for len(queue) > 0 {
+		pop()
+	}
+	switch {
+	case fatal != nil:
+		return fatal
+	case ctx.Err() != nil:
+		return ErrInterrupted
+	}
+	return nil
 }
 
 // failed reports whether r has an item not done.
@@ -225,10 +301,14 @@ func failed(r *plan.Result) bool {
 type applier struct {
 	opt   Options
 	enc   *plan.Encoder
-	stats *Stats
-	devs  map[uint64]*fsState // by st_dev
-	ids   map[string]*fsState // by fsid
-	order []*fsState
+	stats *Stats // written by count alone, in the loop
+	// reserved is what rewrites may write of RewriteLimit: the bytes
+	// written by those done and planned by those in flight.
+	reserved int64
+	mu       sync.Mutex          // guards what follows: lines in flight open files
+	devs     map[uint64]*fsState // by st_dev
+	ids      map[string]*fsState // by filesystem ID
+	order    []*fsState
 }
 
 // fsState is a filesystem touched by the run.
@@ -254,7 +334,6 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 	for i, dst := range d.Dst {
 		r.Dst[i] = plan.DstResult{Path: dst.Path, Off: dst.Off, Status: plan.DstSkipped}
 	}
-	a.stats.Dests += len(d.Dst)
 	var open []*os.File
 	defer func() {
 		for _, f := range open {
@@ -268,7 +347,6 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		for i := range r.Dst {
 			r.Dst[i].Error = "empty file: nothing to dedupe"
 		}
-		a.count(r)
 		return r
 	}
 
@@ -285,7 +363,6 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			r.Status = plan.StatusStale
 		}
 		a.opt.Report(&ItemError{it.line, d.Src.Path, err})
-		a.count(r)
 		return r
 	}
 
@@ -328,7 +405,6 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		}
 	}
 	r.Status = lineStatus(r.Dst, a.opt.DryRun)
-	a.count(r)
 	return r
 }
 
@@ -372,7 +448,15 @@ func (a *applier) setDst(dr *plan.DstResult, err error) {
 // count adds a finished line to the stats.
 func (a *applier) count(r *plan.Result) {
 	s := a.stats
+	s.Lines++
+	if rr := r.Rewrite; rr != nil {
+		a.countRewrite(r)
+		return
+	}
+	s.Dests += len(r.Dst)
 	switch r.Status {
+	case plan.StatusInvalid:
+		s.Invalid++
 	case plan.StatusStale:
 		s.Stale++
 	case plan.StatusError:
@@ -410,6 +494,8 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	// Open verified that f is on device r.Dev.
 	if st, ok := a.devs[r.Dev]; ok {
 		return f, st.fs.BlockSize, nil
@@ -438,6 +524,8 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 }
 
 func (a *applier) kept(f *os.File) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for _, st := range a.order {
 		if st.file == f {
 			return true

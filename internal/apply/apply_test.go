@@ -9,10 +9,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,13 +186,18 @@ func randomBytes(n int) []byte {
 
 func TestRun(t *testing.T) {
 	for _, fstype := range []string{"btrfs", "xfs"} {
-		t.Run(fstype, func(t *testing.T) {
-			testRun(t, testfs.Mount(t, fstype, "512M"))
-		})
+		for _, jobs := range []int{1, 4} {
+			t.Run(fmt.Sprintf("%s/jobs=%d", fstype, jobs), func(t *testing.T) {
+				testRun(t, testfs.Mount(t, fstype, "512M"), jobs)
+			})
+		}
 	}
 }
 
-func testRun(t *testing.T, mnt string) {
+// testRun applies a plan of every kind of line, jobs lines at once: the
+// results come in plan order whatever jobs is, and so do the reports with
+// one job.
+func testRun(t *testing.T, mnt string, jobs int) {
 	write := func(name string, data []byte) string {
 		p := filepath.Join(mnt, name)
 		if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -223,6 +230,7 @@ func testRun(t *testing.T, mnt string) {
 	var reports []string
 	stats, err := Run(context.Background(), strings.NewReader(in), &out, Options{
 		Chunk:  1 << 20,
+		Jobs:   jobs,
 		Report: func(err error) { reports = append(reports, err.Error()) },
 	})
 	if err != nil {
@@ -264,6 +272,10 @@ func testRun(t *testing.T, mnt string) {
 		"line 4: " + e + ": stale: size 4194427, plan says 4096",
 		"line 6: " + a + ": len 5000 is not a multiple of the filesystem block size 4096 and the range [0, 5000) does not end at EOF (size 4194427)",
 		"line 7: " + tail + ": offset 100 is not a multiple of the filesystem block size 4096",
+	}
+	if jobs > 1 {
+		slices.Sort(reports) // as lines finish; each names its line
+		slices.Sort(wantReports)
 	}
 	if !reflect.DeepEqual(reports, wantReports) {
 		t.Errorf("reports:\n%s\nwant:\n%s", strings.Join(reports, "\n"), strings.Join(wantReports, "\n"))

@@ -3,13 +3,19 @@
 //
 // # Lines
 //
-// Run reads the plan one line at a time and applies each line before it
-// reads the next, so it can follow findsame through a pipe. For each line
+// Run reads the plan a line at a time and applies up to Options.Jobs lines
+// at once, each in a goroutine, reading the next line when one is done, so
+// it can follow findsame through a pipe; results are written in plan
+// order. Rewrite lines that come before dedupe lines are all done before
+// the first of those starts (and the other way round). For each line
 // it opens the source and every destination with dedupe.Open, which checks
 // the identity the plan recorded; checks that offsets are multiples of the
 // filesystem block size and that a length that is not ends at EOF on both
-// sides; asks the kernel to share the ranges with dedupe.Range; and writes
-// one result record (plan.Result) for the line at once.
+// sides; asks the kernel to share the ranges with dedupe.Range; and
+// writes one result record (plan.Result) for the line as soon as the lines
+// before it have theirs. Counting, the rewrite limit and writing results
+// happen in Run's goroutine alone; the lines in flight share only the
+// filesystems' first measurements, under a mutex.
 //
 // A line fails only in part: a stale or unusable source fails the line
 // (every destination skipped), a failed destination fails itself. Every
@@ -37,7 +43,7 @@
 //
 // # Interrupts
 //
-// When the context is cancelled the ioctl in progress finishes, the line
-// it belongs to gets its result (destinations not reached are skipped), no
-// further line is read and Run returns ErrInterrupted.
+// When the context is cancelled the ioctls in progress finish, the lines
+// they belong to get their results (destinations not reached are skipped),
+// no further line is read and Run returns ErrInterrupted.
 package apply

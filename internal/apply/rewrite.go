@@ -27,26 +27,10 @@ func (a *applier) rewrite(ctx context.Context, line int, w *plan.Rewrite) *plan.
 	r := &plan.Result{Line: line, Status: plan.StatusSkipped, Rewrite: rr}
 	fail := func(st plan.Status, err error) *plan.Result {
 		r.Status, r.Error, rr.Errno = st, err.Error(), dedupe.ErrnoName(err)
-		switch st {
-		case plan.StatusStale:
-			a.stats.Stale++
-		case plan.StatusError:
-			a.stats.Errors++
-		case plan.StatusDiffers:
-			a.stats.Differs++
-		case plan.StatusSkipped:
-			a.stats.Skipped++
-		}
 		if st != plan.StatusSkipped {
 			a.opt.Report(&ItemError{line, w.File.Path, err})
 		}
 		return r
-	}
-	if a.opt.RewriteLimit <= 0 {
-		return fail(plan.StatusSkipped, errors.New("rewriting is off (-rewrite-limit 0)"))
-	}
-	if a.stats.Written+w.Bytes > a.opt.RewriteLimit {
-		return fail(plan.StatusSkipped, fmt.Errorf("would pass the rewrite limit of %s (-rewrite-limit)", cli.Bytes(a.opt.RewriteLimit)))
 	}
 	f, bs, err := a.open(w.File, nil)
 	if err != nil {
@@ -81,16 +65,52 @@ func (a *applier) rewrite(ctx context.Context, line int, w *plan.Rewrite) *plan.
 		return r
 	}
 	rr.Written, rr.Shared, err = dedupe.Rewrite(ctx, f, w.File.Path, w.Copy, a.opt.Chunk)
-	a.stats.Written += rr.Written
 	switch {
 	case errors.Is(err, dedupe.ErrDiffers):
 		return fail(plan.StatusDiffers, err)
 	case err != nil:
 		return fail(plan.StatusError, err)
 	}
-	a.stats.Rewrites++
 	r.Status = plan.StatusDone
 	return r
+}
+
+// reserve sets aside w's bytes of the rewrite limit before w starts, or
+// says why w may not start: rewriting is off, or w would pass the limit.
+// The loop gives back what w did not write once it is done.
+func (a *applier) reserve(w *plan.Rewrite) error {
+	if a.opt.RewriteLimit <= 0 {
+		return errors.New("rewriting is off (-rewrite-limit 0)")
+	}
+	if a.reserved+w.Bytes > a.opt.RewriteLimit {
+		return fmt.Errorf("would pass the rewrite limit of %s (-rewrite-limit)", cli.Bytes(a.opt.RewriteLimit))
+	}
+	a.reserved += w.Bytes
+	return nil
+}
+
+// rewriteSkipped is the result of a rewrite line that reserve refused.
+func (a *applier) rewriteSkipped(line int, w *plan.Rewrite, err error) *plan.Result {
+	return &plan.Result{Line: line, Status: plan.StatusSkipped, Error: err.Error(),
+		Rewrite: &plan.RewriteResult{Path: w.File.Path, Off: w.File.Off, Len: w.Len}}
+}
+
+// countRewrite adds a finished rewrite line to the stats.
+func (a *applier) countRewrite(r *plan.Result) {
+	s, rr := a.stats, r.Rewrite
+	switch r.Status {
+	case plan.StatusDone:
+		s.Rewrites++
+	case plan.StatusStale:
+		s.Stale++
+	case plan.StatusError:
+		s.Errors++
+	case plan.StatusDiffers:
+		s.Differs++
+	case plan.StatusSkipped:
+		s.Skipped++
+	}
+	s.Written += rr.Written
 }
 
 // holds checks that every copy range of w lies in the planned extent (at

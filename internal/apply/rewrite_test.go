@@ -4,8 +4,10 @@ package apply
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,5 +119,52 @@ func TestRewrite(t *testing.T) {
 	}
 	if r := results(t, out.String())[0]; r.Status != plan.StatusSkipped || r.Error != errExtentShared.Error() {
 		t.Errorf("rewrite of a shared extent: %s %q; want skipped %q", r.Status, r.Error, errExtentShared.Error())
+	}
+}
+
+// TestRewriteLimitJobs runs four rewrite lines of 1 MiB at once under a
+// limit of 2.5 MiB: the limit is shared out in plan order before each line
+// starts, so the first two are done and the last two skipped, whatever
+// finishes first.
+func TestRewriteLimitJobs(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	var in strings.Builder
+	for i := range 4 {
+		p := filepath.Join(mnt, fmt.Sprintf("f%d", i))
+		if err := os.WriteFile(p, randomBytes(2<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext, err := fiemap.Extents(f)
+		f.Close()
+		if err != nil || len(ext) != 1 {
+			t.Fatalf("extents of %s = %v, %v; want one", p, ext, err)
+		}
+		w, _ := json.Marshal(plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, p, 0), Len: 2 << 20, Physical: ext[0].Physical,
+			Copy: []plan.Span{{Off: 1 << 20, Len: 1 << 20}}, Bytes: 1 << 20})
+		in.Write(append(w, '\n'))
+	}
+	before := testfs.SHA256Tree(t, mnt)
+	var out strings.Builder
+	st, err := Run(t.Context(), strings.NewReader(in.String()), &out, Options{RewriteLimit: 5 << 19, Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range results(t, out.String()) {
+		got = append(got, fmt.Sprintf("%d %s %s", r.Line, r.Status, r.Error))
+	}
+	want := []string{"1 done ", "2 done ", "3 skipped would pass the rewrite limit of 2.5 MiB (-rewrite-limit)", "4 skipped would pass the rewrite limit of 2.5 MiB (-rewrite-limit)"}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q; want %q", got, want)
+	}
+	if st.Rewrites != 2 || st.Written != 2<<20 || st.Skipped != 2 {
+		t.Errorf("stats %+v; want 2 rewrites, 2 MiB written, 2 skipped", st)
+	}
+	if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
 	}
 }
