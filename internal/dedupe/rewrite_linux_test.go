@@ -24,6 +24,21 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
+// writeOpen writes data to a new file at path and opens it, to be closed
+// when the test ends.
+func writeOpen(t *testing.T, path string, data []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 // physicalAt returns the disk offset of file offset off of f.
 func physicalAt(t *testing.T, f *os.File, off int64) int64 {
 	t.Helper()
@@ -46,14 +61,7 @@ func TestRewrite(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	path := filepath.Join(mnt, "f")
 	data := randomBytes(1, 2<<20+1000)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeOpen(t, path, data)
 	before := []int64{physicalAt(t, f, 0), physicalAt(t, f, 1<<20), physicalAt(t, f, 2<<20)}
 	spans := []plan.Span{{Off: 0, Len: 512 << 10}, {Off: 2 << 20, Len: 1000}}
 
@@ -85,14 +93,7 @@ func TestRewriteBatches(t *testing.T) {
 	path := filepath.Join(mnt, "f")
 	const kib, mib = 1 << 10, 1 << 20
 	data := randomBytes(4, 6*mib)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeOpen(t, path, data)
 	spans := []plan.Span{
 		{Off: 0, Len: 64 * kib}, {Off: 64 * kib, Len: 64 * kib}, // adjacent
 		{Off: 256 * kib, Len: 4 * kib},
@@ -144,14 +145,7 @@ func TestRewriteWriterBetweenCopyAndSwap(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	path := filepath.Join(mnt, "f")
 	data := randomBytes(2, 1<<20)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeOpen(t, path, data)
 	news := randomBytes(3, 4096)
 	want := append([]byte(nil), data...)
 	copy(want[8192:], news)

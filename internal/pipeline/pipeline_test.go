@@ -96,6 +96,20 @@ func write(t *testing.T, path string, data []byte) {
 	}
 }
 
+// allDone checks that every result record has status done.
+func allDone(t *testing.T, results string) {
+	t.Helper()
+	for line := range strings.Lines(results) {
+		var r plan.Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != plan.StatusDone {
+			t.Errorf("result %s; want status done", line)
+		}
+	}
+}
+
 const MiB = 1 << 20
 
 // metadataSlack is how much more than the data freed statfs may report:
@@ -151,15 +165,7 @@ func TestPipeline(t *testing.T) {
 			if !strings.Contains(applyErr, fmt.Sprintf("freed %d bytes", freed)) {
 				t.Errorf("applysame summary does not report the %d bytes freed:\n%s", freed, applyErr)
 			}
-			for line := range strings.Lines(results) {
-				var r plan.Result
-				if err := json.Unmarshal([]byte(line), &r); err != nil {
-					t.Fatal(err)
-				}
-				if r.Status != plan.StatusDone {
-					t.Errorf("result %s; want status done", line)
-				}
-			}
+			allDone(t, results)
 			after := testfs.SHA256Tree(t, dir)
 			if fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
@@ -344,15 +350,7 @@ func TestNoCOWAndSubvolumes(t *testing.T) {
 	if want := []string{"vol/cow <- cow", "nocow2 <- nocow1"}; fmt.Sprint(pairs) != fmt.Sprint(want) {
 		t.Errorf("planned %q; want %q\n%s", pairs, want, planOut)
 	}
-	for line := range strings.Lines(results) {
-		var r plan.Result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Status != plan.StatusDone {
-			t.Errorf("result %s; want status done", line)
-		}
-	}
+	allDone(t, results)
 	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 8*MiB) {
 		t.Errorf("freed %d bytes; want %d (and up to %d of metadata)", freed, 8*MiB, metadataSlack)
 	}

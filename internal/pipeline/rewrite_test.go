@@ -4,7 +4,6 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"same/internal/plan"
 	"same/internal/testfs"
 )
 
@@ -94,15 +92,7 @@ func TestRewriteFrees(t *testing.T) {
 			if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, tt.freed) {
 				t.Errorf("freed %d bytes as statfs reports; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, tt.freed, metadataSlack, planOut, results, applyErr)
 			}
-			for line := range strings.Lines(results) {
-				var r plan.Result
-				if err := json.Unmarshal([]byte(line), &r); err != nil {
-					t.Fatal(err)
-				}
-				if r.Status != plan.StatusDone {
-					t.Errorf("result %s; want status done", line)
-				}
-			}
+			allDone(t, results)
 			if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
 			}
