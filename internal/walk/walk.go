@@ -183,7 +183,7 @@ type pending struct {
 // entries in order.
 const readAhead = 8
 
-func (w *walker) readAhead(path string) *pending {
+func (w *walker) listAhead(path string) *pending {
 	p := &pending{done: make(chan struct{})}
 	go func() {
 		p.l = w.list(path)
@@ -258,7 +258,7 @@ func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
 		var next *pending
 		if sub < len(subdirs) && subdirs[sub] == i {
 			for ; started < len(subdirs) && started <= sub+readAhead; started++ {
-				ahead[subdirs[started]] = w.readAhead(prefix + ls.names[subdirs[started]])
+				ahead[subdirs[started]] = w.listAhead(prefix + ls.names[subdirs[started]])
 			}
 			next = ahead[i]
 			delete(ahead, i)
