@@ -244,8 +244,8 @@ func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
 			subdirs = append(subdirs, i)
 		}
 	}
-	ahead := make(map[int]*pending)
-	started, sub := 0, 0
+	ahead := make([]*pending, len(subdirs)) // ahead[k]: subdirs[k]'s listing
+	started, sub := 0, 0                    // listings started; subdirectories met
 	prefix := childPrefix(path)
 	for i, name := range ls.names {
 		child := prefix + name
@@ -258,17 +258,13 @@ func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
 		var next *pending
 		if sub < len(subdirs) && subdirs[sub] == i {
 			for ; started < len(subdirs) && started <= sub+readAhead; started++ {
-				ahead[subdirs[started]] = w.listAhead(prefix + ls.names[subdirs[started]])
+				ahead[started] = w.listAhead(prefix + ls.names[subdirs[started]])
 			}
-			next = ahead[i]
-			delete(ahead, i)
+			next = ahead[sub]
 			sub++
 		}
 		if err := w.visit(child, &ls.stats[i].st, next); err != nil {
-			if next != nil {
-				ahead[i] = next
-			}
-			for _, p := range ahead {
+			for _, p := range ahead[max(sub-1, 0):started] {
 				<-p.done // no goroutine outlives the walk
 			}
 			return err
