@@ -148,8 +148,9 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 	// The kernel reports an unaligned length as deduped in full although
 	// it shared only the whole blocks, so every call but the last must
 	// cover whole blocks.
-	if fs, err := StatFS(src); err == nil && fs.BlockSize > 0 {
-		chunk = max(chunk-chunk%fs.BlockSize, fs.BlockSize)
+	var st unix.Statfs_t
+	if unix.Fstatfs(int(src.Fd()), &st) == nil && st.Bsize > 0 {
+		chunk = max(chunk-chunk%st.Bsize, st.Bsize)
 	}
 	out := make([]Outcome, len(dsts))
 	if length <= 0 {
