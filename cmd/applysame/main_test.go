@@ -68,21 +68,21 @@ func TestUsage(t *testing.T) {
 }
 
 func TestInvalidLines(t *testing.T) {
-	in := "{\"type\":\"dedupe\",\n\n{\"type\":\"dedupe\",\"v\":2,\"len\":1}\n{\"type\":\"x\",\"v\":1}\n"
+	in := "{\"type\":\"dedupe\",\n\n{\"type\":\"dedupe\",\"v\":3,\"len\":1}\n{\"type\":\"x\",\"v\":1}\n"
 	for _, args := range [][]string{{"-q"}, {"-q", "-"}} {
 		code, stdout, stderr := runTest(t, in, args...)
 		if code != 3 {
 			t.Errorf("run(%q) exit status = %d; want 3", args, code)
 		}
 		wantErr := "applysame: line 1: malformed JSON at byte 17: unexpected end of JSON input\n" +
-			"applysame: line 3: unsupported plan version 2 (this applysame reads version 1)\n" +
+			"applysame: line 3: unsupported plan version 3 (this applysame reads versions 1 to 2)\n" +
 			"applysame: line 4: unknown record type \"x\"\n"
 		if stderr != wantErr {
 			t.Errorf("run(%q) stderr =\n%s\nwant\n%s", args, stderr, wantErr)
 		}
-		wantOut := `{"type":"result","v":1,"line":1,"status":"invalid","error":"malformed JSON at byte 17: unexpected end of JSON input"}` + "\n" +
-			`{"type":"result","v":1,"line":3,"status":"invalid","error":"unsupported plan version 2 (this applysame reads version 1)"}` + "\n" +
-			`{"type":"result","v":1,"line":4,"status":"invalid","error":"unknown record type \"x\""}` + "\n"
+		wantOut := `{"type":"result","v":2,"line":1,"status":"invalid","error":"malformed JSON at byte 17: unexpected end of JSON input"}` + "\n" +
+			`{"type":"result","v":2,"line":3,"status":"invalid","error":"unsupported plan version 3 (this applysame reads versions 1 to 2)"}` + "\n" +
+			`{"type":"result","v":2,"line":4,"status":"invalid","error":"unknown record type \"x\""}` + "\n"
 		if stdout != wantOut {
 			t.Errorf("run(%q) stdout =\n%s\nwant\n%s", args, stdout, wantOut)
 		}
@@ -246,7 +246,7 @@ func TestDryRun(t *testing.T) {
 	if len(rs) != 1 || rs[0].Status != plan.StatusPartial || !reflect.DeepEqual(dstStatuses(rs[0]), want) {
 		t.Errorf("results = %s; want one partial line, %v", stdout, want)
 	}
-	wantErr := regexp.MustCompile(`^applysame: line 1: ` + regexp.QuoteMeta(f.c) + `: stale: mtime 1000000000, plan says \d+\n` +
+	wantErr := regexp.MustCompile(`^applysame: line 1: ` + regexp.QuoteMeta(f.c) + `: stale: mtime 1970-01-01T00:00:01Z \(1000000000 ns\), plan says \S+ \(\d+ ns\)\n` +
 		`applysame: 1 lines, 2 destinations checked \(dry run\), 0 extents rewritten \(0 B written\), 0 differ, 1 stale, 0 errors, 0 skipped, 0 invalid lines\n$`)
 	if !wantErr.MatchString(stderr) {
 		t.Errorf("stderr =\n%s\nwant to match\n%s", stderr, wantErr)

@@ -18,8 +18,11 @@
 // file found inside a disk image points into the image). Files are paired
 // only with files they can share storage with: on the same filesystem
 // (btrfs subvolumes of one filesystem count as one), and on btrfs only
-// files that both have, or both lack, the NOCOW attribute (chattr +C).
-// Zero blocks, holes, inline extents and ranges that already share storage
+// files that both have, or both lack, the NOCOW attribute (chattr +C);
+// with -same-owner, only files of the same owner, so that no user learns
+// through shared extents what another's files hold (docs/security.md).
+// Files recorded by a hashfile older than the index's identities (by
+// st_dev) are left out until hashfile runs again. Zero blocks, holes, inline extents and ranges that already share storage
 // with their source are never planned, so a re-run after applysame plans
 // nothing:
 // findsame maps the files it is about to plan again (FIEMAP, no data read),
@@ -50,6 +53,7 @@
 //	findsame -min-len 1M -exclude '/srv/db/*' | applysame
 //	findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
 //	findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
+//	findsame -same-owner > plan.jsonl      # on hosts with several users
 //
 // Exit status: 0 plan written (possibly empty), 1 error, 2 usage error,
 // 130 interrupted.
@@ -58,7 +62,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -108,6 +111,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&budget, "mem", "memory for one grouping pass; larger indexes take more passes")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
+	sameOwner := fs.Bool("same-owner", false, "pair only files of the same owner, so that no user can learn through shared extents what another user's files hold (see docs/security.md)")
 	quiet := fs.Bool("q", false, "no summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
@@ -134,14 +138,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	start := time.Now()
 	w := bufio.NewWriterSize(stdout, 256<<10)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
+	enc := plan.NewEncoder(w)
 	sum, err := runs.Find(ctx, ix, runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
 		WholeFiles: *whole, Budget: int64(budget), Live: !*recorded,
-		Rewrite: !*noRewrite,
-		Warn:    func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
-	}, func(r plan.Record) error { return enc.Encode(r) })
+		Rewrite: !*noRewrite, SameOwner: *sameOwner,
+		Warn: func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
+	}, enc.Write)
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write plan: %w", ferr)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 )
 
@@ -28,7 +29,8 @@ func TestRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.PutDevice(index.Device{Dev: 1, FSType: 0x58465342, BlockSize: 4096}); err != nil {
+	vol := fsys.Volume{FS: "0123456789abcdef0123456789abcdef"}
+	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fsys.MagicXFS, BlockSize: 4096}, 0); err != nil {
 		t.Fatal(err)
 	}
 	var sums []byte
@@ -36,7 +38,7 @@ func TestRecorded(t *testing.T) {
 		sums = binary.LittleEndian.AppendUint64(sums, 0x1234+i)
 	}
 	for i, path := range []string{"/nonexistent/same/a", "/nonexistent/same/b"} {
-		f := index.File{Path: path, Dev: 1, Ino: uint64(10 + i), Size: 4 * 4096, Mtime: 1, Ctime: 1}
+		f := index.File{Path: path, Vol: vol, Ino: uint64(10 + i), Size: 4 * 4096, Mtime: 1, Ctime: 1}
 		ext := []fiemap.Extent{{Physical: int64(i+1) << 30, Length: 4 * 4096, Flags: fiemap.FlagLast}}
 		if _, err := tx.Put(f, sums, ext); err != nil {
 			t.Fatal(err)

@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var exclude cli.Strings
 	fs.Var(&exclude, "exclude", "leave out files and directories whose name or path matches `glob` (repeatable)")
 	oneFS := fs.Bool("x", false, "stay on the filesystem of each PATH")
+	newFS := fs.Bool("new-fs", false, "accept a PATH found on another filesystem or subvolume than at the last run (a replaced disk); without it such a PATH is refused, so that a mount point whose filesystem is not mounted never empties the index")
 	jobs := fs.Int("j", scan.DefaultJobs(), "`workers` reading and hashing in parallel (default: two per CPU, so that reads overlap hashing)")
 	bs := cli.Size(4096)
 	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M)")
@@ -126,6 +127,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Jobs:      *jobs,
 		Exclude:   exclude,
 		OneFS:     *oneFS,
+		NewFS:     *newFS,
 		Error: func(path string, err error) {
 			fmt.Fprintf(stderr, "hashfile: %v\n", err)
 		},

@@ -19,6 +19,7 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/cli"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/walk"
 
@@ -144,11 +145,14 @@ func checkTree(t testing.TB, db, root string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type inode struct{ dev, ino uint64 }
+	type inode struct {
+		vol fsys.Volume
+		ino uint64
+	}
 	rows := make(map[inode]index.File)
 	err = ix.Files(context.Background(), func(f index.File) error {
 		if f.Path == root || strings.HasPrefix(f.Path, root+"/") {
-			rows[inode{f.Dev, f.Ino}] = f
+			rows[inode{f.Vol, f.Ino}] = f
 		}
 		return nil
 	})
@@ -165,7 +169,7 @@ func checkTree(t testing.TB, db, root string) {
 			return err
 		}
 		id := identity(t, path)
-		k := inode{id.Dev, id.Ino}
+		k := inode{volumeOf(t, path), id.Ino}
 		names[k] = append(names[k], path)
 		if len(names[k]) > 1 {
 			return nil
@@ -175,7 +179,8 @@ func checkTree(t testing.TB, db, root string) {
 			t.Errorf("%s (inode %d) is not in the index", path, id.Ino)
 			return nil
 		}
-		if got := (index.File{ID: f.ID, Path: f.Path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime}); f != got {
+		if got := (index.File{ID: f.ID, Path: f.Path, Vol: k.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime,
+			NoCOW: f.NoCOW, UID: int64(id.UID)}); f != got {
 			t.Errorf("index row of %s = %+v; want identity %+v", path, f, got)
 		}
 		data, err := os.ReadFile(path)
@@ -512,18 +517,19 @@ func TestRootsAreFiles(t *testing.T) {
 	}
 	checkTree(t, db, dir)
 	ix := openIndex(t, db)
-	devs, err := ix.Devices(context.Background())
+	vols, err := ix.Volumes(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := identity(t, filepath.Join(dir, "a"))
-	if _, ok := devs[id.Dev]; !ok || len(devs) != 1 {
-		t.Errorf("devices = %v; want one, for dev %d", devs, id.Dev)
+	v := volumeOf(t, filepath.Join(dir, "a"))
+	if _, ok := vols[v]; !ok || len(vols) != 1 {
+		t.Errorf("volumes = %v; want one, %v", vols, v)
 	}
 }
 
-// TestMissingRoot reports a root that does not exist and prunes what the
-// index held under it.
+// TestMissingRoot refuses a root that does not exist, and prunes nothing
+// the index held under it: a missing root is more often a path mistyped or
+// a filesystem not mounted than data gone for good.
 func TestMissingRoot(t *testing.T) {
 	dir := t.TempDir()
 	tree := filepath.Join(dir, "tree")
@@ -535,16 +541,15 @@ func TestMissingRoot(t *testing.T) {
 	if err := os.RemoveAll(tree); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, err := hashfile(t, "", "-db", db, tree)
-	if got := cli.Status(err); got != cli.ExitPartial {
-		t.Errorf("exit status = %d (%v); want %d", got, err, cli.ExitPartial)
+	_, _, err := hashfile(t, "", "-db", db, tree)
+	if got := cli.Status(err); got != cli.ExitError {
+		t.Errorf("exit status = %d (%v); want %d", got, err, cli.ExitError)
 	}
-	if want := fmt.Sprintf("hashfile: lstat %s: no such file or directory\n", tree); !strings.HasPrefix(stderr, want) {
-		t.Errorf("stderr = %q; want it to start with %q", stderr, want)
+	if want := fmt.Sprintf("root %s: no such file or directory", tree); err == nil || err.Error() != want {
+		t.Errorf("error = %v; want %q", err, want)
 	}
-	checkSummary(t, stderr, counts{failed: 1, pruned: 1})
-	if got := indexed(t, db); len(got) != 0 {
-		t.Errorf("index holds %v; want nothing", got)
+	if got := indexed(t, db); len(got) != 1 {
+		t.Errorf("index holds %v; want f still", got)
 	}
 }
 
@@ -556,4 +561,19 @@ func identity(t testing.TB, path string) walk.Identity {
 		t.Fatalf("lstat %s: %v", path, err)
 	}
 	return walk.FromStat(&st)
+}
+
+// volumeOf returns the volume of the file at path.
+func volumeOf(t testing.TB, path string) fsys.Volume {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in, err := fsys.Describe(f)
+	if err != nil {
+		t.Fatalf("describe %s: %v", path, err)
+	}
+	return in.Volume
 }

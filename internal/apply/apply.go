@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"same/internal/dedupe"
+	"same/internal/fsys"
 	"same/internal/plan"
 )
 
@@ -79,7 +80,7 @@ func (s *Stats) Failed() int { return s.Invalid + s.Differs + s.Stale + s.Errors
 // on it and after the run, following a sync.
 type FSStats struct {
 	Path       string // the first file touched on it
-	ID, Type   string // see dedupe.FS
+	ID, Type   string // see fsys.FS
 	FreeBefore int64
 	FreeAfter  int64
 	Err        error // the after measurement failed
@@ -313,7 +314,7 @@ type applier struct {
 
 // fsState is a filesystem touched by the run.
 type fsState struct {
-	fs    dedupe.FS
+	fs    fsys.FS
 	stats FSStats
 	file  *os.File // kept open to sync and measure the filesystem at the end
 }
@@ -500,7 +501,7 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 	if st, ok := a.devs[r.Dev]; ok {
 		return f, st.fs.BlockSize, nil
 	}
-	fs, err := dedupe.StatFS(f)
+	fs, err := fsys.StatFS(f)
 	if err != nil {
 		return f, 0, err
 	}
@@ -509,8 +510,8 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 		// Data not yet written back has no blocks yet; the dedupe would
 		// write it back and the space would count as taken, not freed. A
 		// failed sync only makes the measurement less exact.
-		_ = dedupe.SyncFS(f)
-		if fs, err = dedupe.StatFS(f); err != nil {
+		_ = fsys.SyncFS(f)
+		if fs, err = fsys.StatFS(f); err != nil {
 			return f, 0, err
 		}
 		st = &fsState{fs: fs, file: f, stats: FSStats{
@@ -538,10 +539,10 @@ func (a *applier) kept(f *os.File) bool {
 // closes the files kept open for that.
 func (a *applier) finish() {
 	for _, st := range a.order {
-		st.stats.Err = dedupe.SyncFS(st.file)
+		st.stats.Err = fsys.SyncFS(st.file)
 		if st.stats.Err == nil {
-			var fs dedupe.FS
-			fs, st.stats.Err = dedupe.StatFS(st.file)
+			var fs fsys.FS
+			fs, st.stats.Err = fsys.StatFS(st.file)
 			st.stats.FreeAfter = fs.Free
 		}
 		st.file.Close()

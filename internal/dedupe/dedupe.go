@@ -28,15 +28,12 @@ var ErrUnsupported = errors.New("dedupe is not supported on this platform")
 
 // StaleError says that a file is not the one the plan was made for.
 type StaleError struct {
-	Field     string // "dev", "ino", "size" or "mtime"
-	Got, Want int64  // dev and ino are shown as unsigned
+	Field     string // "fs", "subvol", "dev", "ino", "size" or "mtime"
+	Got, Want string // as the plan writes them (mtime: date and ns)
 }
 
 func (e *StaleError) Error() string {
-	if e.Field == "dev" || e.Field == "ino" {
-		return fmt.Sprintf("stale: %s %d, plan says %d", e.Field, uint64(e.Got), uint64(e.Want))
-	}
-	return fmt.Sprintf("stale: %s %d, plan says %d", e.Field, e.Got, e.Want)
+	return fmt.Sprintf("stale: %s %s, plan says %s", e.Field, e.Got, e.Want)
 }
 
 // Is reports whether target is ErrStale.
@@ -70,19 +67,3 @@ type Outcome struct {
 
 // ErrDiffers is the error of a destination whose bytes differ.
 var ErrDiffers = errors.New("contents differ from the source")
-
-// FS is what statfs(2) reports about a filesystem.
-type FS struct {
-	// ID names the filesystem: on btrfs its UUID, the same for every
-	// subvolume (which statfs's f_fsid is not); elsewhere f_fsid. Both in
-	// hex.
-	ID string
-	// Type names the filesystem ("btrfs", "xfs", "ext4", "tmpfs") or
-	// gives its magic number in hex.
-	Type string
-	// BlockSize (f_bsize) is the unit dedupe offsets must be multiples of.
-	BlockSize int64
-	// Free is f_bfree in bytes: free blocks including those reserved for
-	// root.
-	Free int64
-}

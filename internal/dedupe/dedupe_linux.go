@@ -4,15 +4,15 @@ package dedupe
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/fsys"
 	"same/internal/plan"
 )
 
@@ -55,8 +55,8 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 }
 
 // Open opens path read-only for deduplication and checks that it is the
-// regular file want describes (dev, ino, size, mtime). Errors do not repeat
-// the path.
+// regular file want describes (volume or, in plans of version 1, dev; ino,
+// size, mtime). Errors do not repeat the path.
 func Open(path string, want plan.Range) (*os.File, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err == unix.ELOOP {
@@ -70,14 +70,20 @@ func Open(path string, want plan.Range) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("fstat: %w", err)
 	}
-	if err := check(&st, want); err != nil {
-		unix.Close(fd)
+	f := os.NewFile(uintptr(fd), path)
+	if err := check(&st, want, func() (fsys.Info, error) { return volumes.Of(f, &st) }); err != nil {
+		f.Close()
 		return nil, err
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return f, nil
 }
 
-func check(st *unix.Stat_t, want plan.Range) error {
+// volumes caches the volume of each st_dev met.
+var volumes fsys.Volumes
+
+// check checks that st is a regular file with the identity want records;
+// vol gives the file's volume, asked only for a want that names one.
+func check(st *unix.Stat_t, want plan.Range, vol func() (fsys.Info, error)) error {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
@@ -95,39 +101,63 @@ func check(st *unix.Stat_t, want plan.Range) error {
 	default:
 		return notRegular(fmt.Sprintf("is not a regular file (mode %#o)", st.Mode))
 	}
-	got := rangeOf(st)
+	got := fsys.FromStat(st)
+	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+	if want.FS == "" {
+		if got.Dev != want.Dev {
+			return &StaleError{"dev", u(got.Dev), u(want.Dev)}
+		}
+	} else {
+		in, err := vol()
+		if err != nil {
+			return err
+		}
+		switch {
+		case in.FS != want.FS:
+			return &StaleError{"fs", in.FS, want.FS}
+		case in.Subvol != want.Subvol:
+			return &StaleError{"subvol", u(in.Subvol), u(want.Subvol)}
+		}
+	}
 	switch {
-	case got.Dev != want.Dev:
-		return &StaleError{"dev", int64(got.Dev), int64(want.Dev)}
 	case got.Ino != want.Ino:
-		return &StaleError{"ino", int64(got.Ino), int64(want.Ino)}
+		return &StaleError{"ino", u(got.Ino), u(want.Ino)}
 	case got.Size != want.Size:
-		return &StaleError{"size", got.Size, want.Size}
+		return &StaleError{"size", strconv.FormatInt(got.Size, 10), strconv.FormatInt(want.Size, 10)}
 	case got.Mtime != want.Mtime:
-		return &StaleError{"mtime", got.Mtime, want.Mtime}
+		return &StaleError{"mtime", mtime(got.Mtime), mtime(want.Mtime)}
 	}
 	return nil
 }
 
-// rangeOf returns the identity in st, at offset 0.
-func rangeOf(st *unix.Stat_t) plan.Range {
-	return plan.Range{
-		Dev:   uint64(st.Dev),
-		Ino:   st.Ino,
-		Size:  st.Size,
-		Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
-	}
-}
+// mtime shows a time both ways: as a date, and in the nanoseconds a plan
+// of version 1 carries.
+func mtime(ns int64) string { return fmt.Sprintf("%s (%d ns)", fsys.Time(ns), ns) }
 
-// Identity returns path's identity as lstat(2) reports it now, as a range
-// at offset 0, for plans made on the spot (applysame --from-fdupes).
+// Identity returns path's identity as it is now, as a range at offset 0,
+// for plans made on the spot (applysame --from-fdupes). A regular file
+// is named by its volume; anything else by its st_dev, which Open then
+// refuses for what it is.
 func Identity(path string) (plan.Range, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		return plan.Range{}, err
 	}
-	r := rangeOf(&st)
-	r.Path = path
+	s := fsys.FromStat(&st)
+	r := plan.Range{Path: path, Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtime}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return r, nil
+	}
+	f, err := Open(path, r)
+	if err != nil {
+		return plan.Range{}, err
+	}
+	defer f.Close()
+	in, err := volumes.Of(f, &st)
+	if err != nil {
+		return plan.Range{}, err
+	}
+	r.Dev, r.FS, r.Subvol = 0, in.FS, in.Subvol
 	return r, nil
 }
 
@@ -284,79 +314,6 @@ func ErrnoName(err error) string {
 	return fmt.Sprintf("errno %d", int(errno))
 }
 
-// btrfsIocSync is BTRFS_IOC_SYNC, _IO(0x94, 8): commit the transaction and
-// run the cleaner, which frees extents that lost their last reference.
-const btrfsIocSync = 0x9408
-
-// StatFS reports on the filesystem holding f.
-func StatFS(f *os.File) (FS, error) {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
-		return FS{}, fmt.Errorf("statfs: %w", err)
-	}
-	unit := int64(st.Frsize)
-	if unit == 0 {
-		unit = st.Bsize
-	}
-	id := fmt.Sprintf("%08x%08x", uint32(st.Fsid.Val[0]), uint32(st.Fsid.Val[1]))
-	if st.Type == unix.BTRFS_SUPER_MAGIC {
-		if uuid, err := btrfsUUID(f); err == nil {
-			id = uuid
-		}
-	}
-	return FS{
-		ID:        id,
-		Type:      fsType(st.Type),
-		BlockSize: st.Bsize,
-		Free:      int64(st.Bfree) * unit,
-	}, nil
-}
-
-// btrfsIocFSInfo is BTRFS_IOC_FS_INFO, _IOR(0x94, 31, struct
-// btrfs_ioctl_fs_info_args): 1024 bytes, the filesystem's UUID (fsid) at
-// offset 16, after max_id and num_devices. It needs no privilege.
-const btrfsIocFSInfo = 0x8400941F
-
-// btrfsUUID returns the UUID of the btrfs holding f, in hex.
-func btrfsUUID(f *os.File) (string, error) {
-	var args [1024]byte
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocFSInfo, uintptr(unsafe.Pointer(&args[0]))); errno != 0 {
-		return "", errno
-	}
-	return hex.EncodeToString(args[16:32]), nil
-}
-
-// SyncFS commits the filesystem holding f (syncfs(2), after BTRFS_IOC_SYNC
-// on btrfs), so that the space deduplication freed shows in statfs.
-func SyncFS(f *os.File) error {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
-		return fmt.Errorf("statfs: %w", err)
-	}
-	if st.Type == unix.BTRFS_SUPER_MAGIC {
-		// Best effort: syncfs below commits the transaction anyway.
-		_ = unix.IoctlSetInt(int(f.Fd()), btrfsIocSync, 0)
-	}
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("syncfs: %w", err)
-	}
-	return nil
-}
-
-func fsType(magic int64) string {
-	switch magic {
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs"
-	case unix.XFS_SUPER_MAGIC:
-		return "xfs"
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext4"
-	case unix.TMPFS_MAGIC:
-		return "tmpfs"
-	}
-	return fmt.Sprintf("%#x", magic)
-}
-
 // willNeed starts reading n bytes at off of f into the page cache. The
 // kernel compares the ranges of a dedupe one page at a time, reading each
 // page that is not cached on its own when it comes to it: on data not
@@ -365,17 +322,4 @@ func fsType(magic int64) string {
 // cost a lookup. It is only a hint; errors are ignored.
 func willNeed(f *os.File, off, n int64) {
 	unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
-}
-
-// fsNoCOWFl is FS_NOCOW_FL, the NOCOW attribute (chattr +C) among the
-// flags FS_IOC_GETFLAGS reports.
-const fsNoCOWFl = 0x00800000
-
-// NoCOW reports whether f has the NOCOW attribute. btrfs keeps no
-// checksums for such data, and shares storage only between files that
-// both have the attribute or both lack it (EINVAL otherwise). Where the
-// filesystem has no such attribute, it reports false.
-func NoCOW(f *os.File) bool {
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	return err == nil && flags&fsNoCOWFl != 0
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/dedupe"
+	"same/internal/fsys"
 	"same/internal/plan"
 	"same/internal/testfs"
 )
@@ -289,15 +290,15 @@ func testRange(t *testing.T, mnt string) {
 
 	t.Run("statfs", func(t *testing.T) {
 		p := files([]byte("x"))
-		fs, err := dedupe.StatFS(open(t, p[0]))
+		fs, err := fsys.StatFS(open(t, p[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fs.BlockSize != 4096 || fs.Free <= 0 || fs.ID == "" || (fs.Type != "btrfs" && fs.Type != "xfs") {
 			t.Errorf("StatFS = %+v; want block size 4096, free > 0, btrfs or xfs", fs)
 		}
-		if err := dedupe.SyncFS(open(t, p[0])); err != nil {
-			t.Errorf("dedupe.SyncFS = %v", err)
+		if err := fsys.SyncFS(open(t, p[0])); err != nil {
+			t.Errorf("fsys.SyncFS = %v", err)
 		}
 	})
 }
@@ -355,7 +356,7 @@ func TestStatFSSubvolumes(t *testing.T) {
 		t.Fatalf("a and b have the same st_dev %d: the subvolume is not one", sa.Dev)
 	}
 	id := func(p string) string {
-		fs, err := dedupe.StatFS(open(t, p))
+		fs, err := fsys.StatFS(open(t, p))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,16 +29,7 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 // ErrnoName returns "".
 func ErrnoName(err error) string { return "" }
 
-// StatFS returns ErrUnsupported.
-func StatFS(f *os.File) (FS, error) { return FS{}, ErrUnsupported }
-
-// SyncFS returns ErrUnsupported.
-func SyncFS(f *os.File) error { return ErrUnsupported }
-
 // Rewrite is not available on this platform.
 func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (int64, int64, error) {
 	return 0, 0, ErrUnsupported
 }
-
-// NoCOW reports false.
-func NoCOW(f *os.File) bool { return false }

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
+	"same/internal/fsys"
 	"same/schema"
 
 	_ "modernc.org/sqlite"
@@ -178,9 +180,10 @@ func (ix *Index) UseBlockSize(bs int) error {
 
 // File is one inode as the index records it.
 type File struct {
-	ID    int64
-	Path  string // "" when no path is known for it now
-	Dev   uint64
+	ID   int64
+	Path string // "" when no path is known for it now
+	// Vol and Ino name the file for good (see fsys.Volume).
+	Vol   fsys.Volume
 	Ino   uint64
 	Size  int64
 	Mtime int64 // ns since the epoch
@@ -189,6 +192,9 @@ type File struct {
 	// NoCOWSet, NoCOWUnset, or NoCOWUnknown for a file recorded before
 	// the index kept it.
 	NoCOW int8
+	// UID is the owner, or UIDUnknown for a file recorded before the
+	// index kept it.
+	UID int64
 }
 
 // Values of File.NoCOW.
@@ -198,20 +204,35 @@ const (
 	NoCOWSet     int8 = 1
 )
 
+// UIDUnknown is File.UID for a file whose owner is not recorded.
+const UIDUnknown = -1
+
+// Legacy reports whether v is a volume recorded by an older version of the
+// index under its st_dev, whose stable names are not known yet.
+func Legacy(v fsys.Volume) bool { return strings.HasPrefix(v.FS, "dev:") }
+
+// LegacyVolume is the name an older index's device dev has until hashfile
+// learns its stable names.
+func LegacyVolume(dev uint64) fsys.Volume {
+	return fsys.Volume{FS: "dev:" + strconv.FormatUint(dev, 10)}
+}
+
 // Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT id, coalesce(path, ''), dev, ino, size, mtime, ctime, coalesce(nocow, -1) FROM files")
+	rows, err := ix.db.QueryContext(ctx, `SELECT f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
+		coalesce(f.nocow, -1), coalesce(f.uid, -1) FROM files f JOIN volumes v ON v.id = f.vol`)
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 8); err != nil {
+		if err := r.scan(rows, 10); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
-		f := File{ID: r.int64(0), Path: r.text(1), Dev: uint64(r.int64(2)), Ino: uint64(r.int64(3)),
-			Size: r.int64(4), Mtime: r.int64(5), Ctime: r.int64(6), NoCOW: int8(r.int64(7))}
+		f := File{ID: r.int64(0), Path: r.text(1), Vol: fsys.Volume{FS: r.text(2), Subvol: uint64(r.int64(3))},
+			Ino: uint64(r.int64(4)), Size: r.int64(5), Mtime: r.int64(6), Ctime: r.int64(7),
+			NoCOW: int8(r.int64(8)), UID: r.int64(9)}
 		if r.err != nil {
 			return fmt.Errorf("read files: %w", r.err)
 		}
@@ -222,31 +243,40 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 	return rows.Err()
 }
 
-// Device is a filesystem, or a btrfs subvolume, the index holds files of.
-type Device struct {
-	Dev       uint64
-	FSType    int64 // statfs f_type
-	BlockSize int64
-	// FSID names the filesystem (see dedupe.FS.ID): devices with the
-	// same FSID are subvolumes of one btrfs. "" if recorded before the
-	// index kept it.
-	FSID string
-}
-
-// Devices returns every filesystem recorded.
-func (ix *Index) Devices(ctx context.Context) (map[uint64]Device, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT dev, fstype, fsblock, fsid FROM devices")
+// Volumes returns every volume recorded, with its filesystem's type and
+// block size (0 where not known).
+func (ix *Index) Volumes(ctx context.Context) (map[fsys.Volume]fsys.Info, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT fsid, subvol, fstype, fsblock FROM volumes")
 	if err != nil {
-		return nil, fmt.Errorf("read devices: %w", err)
+		return nil, fmt.Errorf("read volumes: %w", err)
 	}
 	defer rows.Close()
-	m := make(map[uint64]Device)
+	m := make(map[fsys.Volume]fsys.Info)
 	for rows.Next() {
-		var d Device
-		if err := rows.Scan(&d.Dev, &d.FSType, &d.BlockSize, &d.FSID); err != nil {
-			return nil, err
+		var in fsys.Info
+		if err := rows.Scan(&in.FS, &in.Subvol, &in.Magic, &in.BlockSize); err != nil {
+			return nil, fmt.Errorf("read volumes: %w", err)
 		}
-		m[d.Dev] = d
+		m[in.Volume] = in
+	}
+	return m, rows.Err()
+}
+
+// Roots returns the volume each root was on at the last complete run.
+func (ix *Index) Roots(ctx context.Context) (map[string]fsys.Volume, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT r.path, v.fsid, v.subvol FROM roots r JOIN volumes v ON v.id = r.vol")
+	if err != nil {
+		return nil, fmt.Errorf("read roots: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[string]fsys.Volume)
+	for rows.Next() {
+		var path string
+		var v fsys.Volume
+		if err := rows.Scan(&path, &v.FS, &v.Subvol); err != nil {
+			return nil, fmt.Errorf("read roots: %w", err)
+		}
+		m[path] = v
 	}
 	return m, rows.Err()
 }

@@ -10,8 +10,8 @@ import (
 // through reflection, and into *uint64 through formatting the number and
 // parsing it again, which took a third of the time to load a large index.
 type row struct {
-	v    [8]any
-	ptrs [8]any
+	v    [12]any
+	ptrs [12]any
 	err  error // the first column of an unexpected type
 }
 

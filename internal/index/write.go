@@ -7,6 +7,7 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
+	"same/internal/fsys"
 )
 
 // Tx is one write transaction. hashfile keeps one open at a time and
@@ -14,6 +15,7 @@ import (
 type Tx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	vols  map[fsys.Volume]int64 // row ids of volumes looked up
 }
 
 // Begin starts a write transaction.
@@ -22,7 +24,7 @@ func (ix *Index) Begin(ctx context.Context) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{tx: tx, stmts: make(map[string]*sql.Stmt)}, nil
+	return &Tx{tx: tx, stmts: make(map[string]*sql.Stmt), vols: make(map[fsys.Volume]int64)}, nil
 }
 
 // stmt returns query prepared once for the transaction: parsing it again
@@ -58,23 +60,49 @@ func (t *Tx) Commit() error {
 // Rollback abandons the transaction.
 func (t *Tx) Rollback() error { return t.tx.Rollback() }
 
+// volID returns the row id of volume v, adding it if it is new.
+func (t *Tx) volID(v fsys.Volume) (int64, error) {
+	if id, ok := t.vols[v]; ok {
+		return id, nil
+	}
+	st, err := t.stmt(`INSERT INTO volumes(fsid, subvol, fstype, fsblock) VALUES(?, ?, 0, 0)
+		ON CONFLICT(fsid, subvol) DO UPDATE SET fsid = fsid RETURNING id`)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	if err := st.QueryRow(v.FS, int64(v.Subvol)).Scan(&id); err != nil {
+		return 0, err
+	}
+	t.vols[v] = id
+	return id, nil
+}
+
 // claim frees f.Path from any other inode that held it (that inode keeps
 // its row with no path until it is seen under another name, or is pruned)
 // and records f's identity. It returns f's row id.
 func (t *Tx) claim(f File) (int64, error) {
-	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (dev = ? AND ino = ?)",
-		f.Path, int64(f.Dev), int64(f.Ino)); err != nil {
+	vol, err := t.volID(f.Vol)
+	if err != nil {
 		return 0, err
 	}
-	st, err := t.stmt(`INSERT INTO files(path, dev, ino, size, mtime, ctime) VALUES(?, ?, ?, ?, ?, ?)
-		ON CONFLICT(dev, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
-			mtime = excluded.mtime, ctime = excluded.ctime
+	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
+		f.Path, vol, int64(f.Ino)); err != nil {
+		return 0, err
+	}
+	var uid any // NULL: unknown
+	if f.UID != UIDUnknown {
+		uid = f.UID
+	}
+	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid) VALUES(?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
+			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid)
 		RETURNING id`)
 	if err != nil {
 		return 0, err
 	}
 	var id int64
-	err = st.QueryRow(f.Path, int64(f.Dev), int64(f.Ino), f.Size, f.Mtime, f.Ctime).Scan(&id)
+	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid).Scan(&id)
 	return id, err
 }
 
@@ -143,9 +171,39 @@ func (t *Tx) clear(id int64) error {
 	return err
 }
 
-// PutDevice records a filesystem's type, block size and ID.
-func (t *Tx) PutDevice(d Device) error {
-	_, err := t.exec("INSERT OR REPLACE INTO devices(dev, fstype, fsblock, fsid) VALUES(?, ?, ?, ?)",
-		int64(d.Dev), d.FSType, d.BlockSize, d.FSID)
+// PutVolume records a volume's filesystem type and block size. dev is the
+// st_dev it has in this run: a volume recorded by an older index under
+// that st_dev (see LegacyVolume) takes its stable names, with its files,
+// unless the volume is already recorded by them.
+func (t *Tx) PutVolume(in fsys.Info, dev uint64) error {
+	if _, err := t.exec(`UPDATE volumes SET fsid = ?, subvol = ? WHERE fsid = ? AND subvol = 0
+		AND NOT EXISTS (SELECT 1 FROM volumes WHERE fsid = ? AND subvol = ?)`,
+		in.FS, int64(in.Subvol), LegacyVolume(dev).FS, in.FS, int64(in.Subvol)); err != nil {
+		return fmt.Errorf("record volume %s: %w", in.Volume, err)
+	}
+	delete(t.vols, LegacyVolume(dev))
+	id, err := t.volID(in.Volume)
+	if err != nil {
+		return fmt.Errorf("record volume %s: %w", in.Volume, err)
+	}
+	if _, err := t.exec("UPDATE volumes SET fstype = ?, fsblock = ? WHERE id = ?", in.Magic, in.BlockSize, id); err != nil {
+		return fmt.Errorf("record volume %s: %w", in.Volume, err)
+	}
+	return nil
+}
+
+// PutRoot records the volume a root was on at a complete run.
+func (t *Tx) PutRoot(path string, v fsys.Volume) error {
+	id, err := t.volID(v)
+	if err != nil {
+		return fmt.Errorf("record root %s: %w", path, err)
+	}
+	_, err = t.exec("INSERT OR REPLACE INTO roots(path, vol) VALUES(?, ?)", path, id)
+	return err
+}
+
+// SetUID records the owner of file id.
+func (t *Tx) SetUID(id int64, uid uint32) error {
+	_, err := t.exec("UPDATE files SET uid = ? WHERE id = ?", int64(uid), id)
 	return err
 }

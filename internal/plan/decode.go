@@ -3,6 +3,7 @@ package plan
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"same/internal/fsys"
 )
 
 // MaxLineBytes bounds one plan line. A line with MaxDests destinations and
@@ -127,13 +130,14 @@ func Parse(line []byte) (Record, error) {
 		return nil, fmt.Errorf("unknown record type %q", typ)
 	}
 	if isNull(head.V) {
-		return nil, fmt.Errorf(`unsupported plan version: field "v" missing (this applysame reads version %d)`, Version)
+		return nil, fmt.Errorf(`unsupported plan version: field "v" missing (this applysame reads versions %d to %d)`, MinVersion, Version)
 	}
-	if string(head.V) != fmt.Sprint(Version) {
-		return nil, fmt.Errorf("unsupported plan version %s (this applysame reads version %d)", head.V, Version)
+	var v int
+	if err := json.Unmarshal(head.V, &v); err != nil || v < MinVersion || v > Version {
+		return nil, fmt.Errorf("unsupported plan version %s (this applysame reads versions %d to %d)", head.V, MinVersion, Version)
 	}
 	if typ == TypeRewrite {
-		return parseRewrite(line)
+		return parseRewrite(line, v)
 	}
 
 	var raw struct {
@@ -146,7 +150,7 @@ func Parse(line []byte) (Record, error) {
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
 	}
-	d := &Dedupe{Type: TypeDedupe, V: Version}
+	d := &Dedupe{Type: TypeDedupe, V: v}
 	switch {
 	case raw.Len == nil:
 		return nil, errors.New(`missing field "len"`)
@@ -162,14 +166,14 @@ func Parse(line []byte) (Record, error) {
 	if raw.Freed != nil {
 		d.Freed = *raw.Freed
 	}
-	src, err := parseRange("src", *raw.Src)
+	src, err := parseRange("src", *raw.Src, v)
 	if err != nil {
 		return nil, err
 	}
 	d.Src = src
 	d.Dst = make([]Range, len(*raw.Dst))
 	for i, m := range *raw.Dst {
-		if d.Dst[i], err = parseRange(fmt.Sprintf("dst[%d]", i), m); err != nil {
+		if d.Dst[i], err = parseRange(fmt.Sprintf("dst[%d]", i), m, v); err != nil {
 			return nil, err
 		}
 	}
@@ -179,7 +183,7 @@ func Parse(line []byte) (Record, error) {
 	return d, nil
 }
 
-func parseRewrite(line []byte) (*Rewrite, error) {
+func parseRewrite(line []byte, v int) (*Rewrite, error) {
 	var raw struct {
 		File     *json.RawMessage `json:"file"`
 		Len      *int64           `json:"len"`
@@ -201,11 +205,11 @@ func parseRewrite(line []byte) (*Rewrite, error) {
 	case raw.Copy == nil:
 		return nil, errors.New(`missing field "copy"`)
 	}
-	file, err := parseRange("file", *raw.File)
+	file, err := parseRange("file", *raw.File, v)
 	if err != nil {
 		return nil, err
 	}
-	w := &Rewrite{Type: TypeRewrite, V: Version, File: file, Len: *raw.Len, Physical: *raw.Physical, Copy: *raw.Copy}
+	w := &Rewrite{Type: TypeRewrite, V: v, File: file, Len: *raw.Len, Physical: *raw.Physical, Copy: *raw.Copy}
 	if raw.Freed != nil {
 		w.Freed = *raw.Freed
 	}
@@ -257,41 +261,76 @@ func (w *Rewrite) Validate() error {
 	return nil
 }
 
-// parseRange decodes one range, requiring every field.
-func parseRange(name string, m json.RawMessage) (Range, error) {
+// parseRange decodes one range of a record of version v, requiring every
+// field.
+func parseRange(name string, m json.RawMessage, v int) (Range, error) {
 	if isNull(m) {
 		return Range{}, fmt.Errorf("missing field %q", name)
 	}
 	var raw struct {
-		Path  *string `json:"path"`
-		Off   *int64  `json:"off"`
-		Dev   *uint64 `json:"dev"`
-		Ino   *uint64 `json:"ino"`
-		Size  *int64  `json:"size"`
-		Mtime *int64  `json:"mtime"`
+		Path    *string         `json:"path"`
+		PathB64 *string         `json:"path_b64"`
+		Off     *int64          `json:"off"`
+		FS      *string         `json:"fs"`
+		Subvol  *uint64         `json:"subvol"`
+		Dev     *uint64         `json:"dev"`
+		Ino     *uint64         `json:"ino"`
+		Size    *int64          `json:"size"`
+		Mtime   json.RawMessage `json:"mtime"`
 	}
 	if err := json.Unmarshal(m, &raw); err != nil {
 		return Range{}, fieldError(name, err)
 	}
-	for _, f := range []struct {
+	required := []struct {
 		name string
 		set  bool
 	}{
 		{"path", raw.Path != nil},
 		{"off", raw.Off != nil},
-		{"dev", raw.Dev != nil},
+		{"fs", raw.FS != nil || v < 2},
+		{"subvol", raw.Subvol != nil || v < 2},
+		{"dev", raw.Dev != nil || v >= 2},
 		{"ino", raw.Ino != nil},
 		{"size", raw.Size != nil},
-		{"mtime", raw.Mtime != nil},
-	} {
+		{"mtime", !isNull(raw.Mtime)},
+	}
+	for _, f := range required {
 		if !f.set {
 			return Range{}, fmt.Errorf("missing field %q", name+"."+f.name)
 		}
 	}
-	return Range{
-		Path: *raw.Path, Off: *raw.Off, Dev: *raw.Dev,
-		Ino: *raw.Ino, Size: *raw.Size, Mtime: *raw.Mtime,
-	}, nil
+	r := Range{Path: *raw.Path, Off: *raw.Off, Ino: *raw.Ino, Size: *raw.Size}
+	if raw.PathB64 != nil {
+		b, err := base64.StdEncoding.DecodeString(*raw.PathB64)
+		if err != nil {
+			return Range{}, fmt.Errorf(`field "%s.path_b64": %v`, name, err)
+		}
+		r.Path = string(b)
+	}
+	if v < 2 {
+		r.Dev = *raw.Dev
+		if err := json.Unmarshal(raw.Mtime, &r.Mtime); err != nil {
+			return Range{}, fmt.Errorf(`field "%s.mtime": want integer (int64), got %s`, name, jsonKind(raw.Mtime))
+		}
+		return r, nil
+	}
+	r.FS, r.Subvol = *raw.FS, *raw.Subvol
+	if raw.Dev != nil {
+		r.Dev = *raw.Dev
+	}
+	if r.FS == "" && r.Dev == 0 {
+		return Range{}, fmt.Errorf(`field "%s.fs": empty`, name)
+	}
+	var mt string
+	if err := json.Unmarshal(raw.Mtime, &mt); err != nil {
+		return Range{}, fmt.Errorf(`field "%s.mtime": want a date string, got %s`, name, jsonKind(raw.Mtime))
+	}
+	ns, err := fsys.ParseTime(mt)
+	if err != nil {
+		return Range{}, fmt.Errorf(`field "%s.mtime": %v`, name, err)
+	}
+	r.Mtime = ns
+	return r, nil
 }
 
 // Validate checks the invariants every accepted record satisfies: a
@@ -315,8 +354,8 @@ func (d *Dedupe) Validate() error {
 			return err
 		}
 		if d.Dst[i].sameFile(d.Src) && overlaps(d.Dst[i].Off, d.Src.Off, d.Len) {
-			return fmt.Errorf("%s: range [%d, %d) overlaps the source range [%d, %d) in the same file (dev %d, ino %d)",
-				name, d.Dst[i].Off, d.Dst[i].Off+d.Len, d.Src.Off, d.Src.Off+d.Len, d.Src.Dev, d.Src.Ino)
+			return fmt.Errorf("%s: range [%d, %d) overlaps the source range [%d, %d) in the same file (%s)",
+				name, d.Dst[i].Off, d.Dst[i].Off+d.Len, d.Src.Off, d.Src.Off+d.Len, d.Src.fileID())
 		}
 	}
 	// Sorting by file and offset puts overlapping ranges next to each other.
@@ -326,6 +365,12 @@ func (d *Dedupe) Validate() error {
 	}
 	sort.Slice(idx, func(a, b int) bool {
 		x, y := d.Dst[idx[a]], d.Dst[idx[b]]
+		if x.FS != y.FS {
+			return x.FS < y.FS
+		}
+		if x.Subvol != y.Subvol {
+			return x.Subvol < y.Subvol
+		}
 		if x.Dev != y.Dev {
 			return x.Dev < y.Dev
 		}
@@ -343,8 +388,8 @@ func (d *Dedupe) Validate() error {
 			if a > b {
 				a, b = b, a
 			}
-			return fmt.Errorf("dst[%d] and dst[%d]: overlapping ranges at offsets %d and %d in the same file (dev %d, ino %d)",
-				a, b, d.Dst[a].Off, d.Dst[b].Off, d.Dst[a].Dev, d.Dst[a].Ino)
+			return fmt.Errorf("dst[%d] and dst[%d]: overlapping ranges at offsets %d and %d in the same file (%s)",
+				a, b, d.Dst[a].Off, d.Dst[b].Off, d.Dst[a].fileID())
 		}
 	}
 	return nil
@@ -370,7 +415,17 @@ func (r Range) validate(name string, length int64) error {
 	return nil
 }
 
-func (r Range) sameFile(o Range) bool { return r.Dev == o.Dev && r.Ino == o.Ino }
+func (r Range) sameFile(o Range) bool {
+	return r.FS == o.FS && r.Subvol == o.Subvol && r.Dev == o.Dev && r.Ino == o.Ino
+}
+
+// fileID names the file of r in messages.
+func (r Range) fileID() string {
+	if r.FS == "" {
+		return fmt.Sprintf("dev %d, ino %d", r.Dev, r.Ino)
+	}
+	return fmt.Sprintf("fs %s, subvol %d, ino %d", r.FS, r.Subvol, r.Ino)
+}
 
 // overlaps reports whether [a, a+n) and [b, b+n) intersect; n > 0.
 func overlaps(a, b, n int64) bool {

@@ -23,6 +23,19 @@ func line(old, new string) string {
 	return strings.Replace(validLine, old, new, 1)
 }
 
+// validLine2 is validLine in version 2.
+const validLine2 = `{"type":"dedupe","v":2,"len":8192,"digest":"ab","freed":8192,` +
+	`"src":{"path":"/m/a","off":0,"fs":"ab12","subvol":5,"ino":257,"size":8192,"mtime":"2023-11-14T22:13:20Z"},` +
+	`"dst":[{"path":"/m/b","off":4096,"fs":"ab12","subvol":5,"ino":258,"size":12288,"mtime":"2023-11-14T22:13:20.000000001Z"}]}`
+
+// line2 returns validLine2 with old replaced by new (once).
+func line2(old, new string) string {
+	if !strings.Contains(validLine2, old) {
+		panic("test line lacks " + old)
+	}
+	return strings.Replace(validLine2, old, new, 1)
+}
+
 const dstB = `{"path":"/m/b","off":4096,"dev":42,"ino":258,"size":12288,"mtime":1700000000000000001}`
 
 func TestParseValid(t *testing.T) {
@@ -40,6 +53,48 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+func TestParseValid2(t *testing.T) {
+	d, err := Parse([]byte(validLine2))
+	if err != nil {
+		t.Fatalf("Parse(validLine2) = %v; want nil", err)
+	}
+	want := &Dedupe{
+		Type: "dedupe", V: 2, Len: 8192, Digest: "ab", Freed: 8192,
+		Src: Range{Path: "/m/a", Off: 0, FS: "ab12", Subvol: 5, Ino: 257, Size: 8192, Mtime: 1700000000000000000},
+		Dst: []Range{{Path: "/m/b", Off: 4096, FS: "ab12", Subvol: 5, Ino: 258, Size: 12288, Mtime: 1700000000000000001}},
+	}
+	if !reflect.DeepEqual(d, want) {
+		t.Errorf("Parse(validLine2) = %+v; want %+v", d, want)
+	}
+}
+
+// TestRoundTrip writes records and reads them back: every field survives,
+// mtimes that a double cannot hold and paths that are not UTF-8 included.
+func TestRoundTrip(t *testing.T) {
+	d := &Dedupe{
+		Type: TypeDedupe, V: Version, Len: 8192, Digest: "ab", Freed: 4096,
+		Src: Range{Path: "/m/bad\xff\xfename", Off: 0, FS: "0123456789abcdef0123456789abcdef", Subvol: 257, Ino: 1 << 40, Size: 8192, Mtime: 1796159723341364358},
+		Dst: []Range{{Path: "/m/\"quoted\"\n<html>", Off: 4096, FS: "0123456789abcdef0123456789abcdef", Subvol: 5, Ino: 3, Size: 12288, Mtime: -1}},
+	}
+	var buf strings.Builder
+	if err := NewEncoder(&buf).Write(d); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"dedupe","v":2,"len":8192,"digest":"ab","freed":4096,` +
+		`"src":{"path":"/m/bad\ufffd\ufffdname","path_b64":"L20vYmFk//5uYW1l","off":0,"fs":"0123456789abcdef0123456789abcdef","subvol":257,"ino":1099511627776,"size":8192,"mtime":"2026-12-01T21:15:23.341364358Z"},` +
+		`"dst":[{"path":"/m/\"quoted\"\n<html>","off":4096,"fs":"0123456789abcdef0123456789abcdef","subvol":5,"ino":3,"size":12288,"mtime":"1969-12-31T23:59:59.999999999Z"}]}` + "\n"
+	if got := buf.String(); got != want {
+		t.Errorf("Write wrote\n%s\nwant\n%s", got, want)
+	}
+	got, err := Parse([]byte(buf.String()))
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	if !reflect.DeepEqual(got, d) {
+		t.Errorf("Parse(Write(d)) = %+v; want %+v", got, d)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, line, want string
@@ -52,10 +107,17 @@ func TestParseErrors(t *testing.T) {
 		{"type number", `{"type":3,"v":1}`, `field "type": want string, got number`},
 		{"unknown type", `{"type":"x","v":1}`, `unknown record type "x"`},
 		{"result as input", `{"type":"result","v":1}`, `unknown record type "result"`},
-		{"version 2", line(`"v":1`, `"v":2`), "unsupported plan version 2 (this applysame reads version 1)"},
-		{"version 2 other fields", `{"type":"dedupe","v":2,"len":"whatever"}`, "unsupported plan version 2 (this applysame reads version 1)"},
-		{"version missing", line(`"v":1,`, ``), `unsupported plan version: field "v" missing (this applysame reads version 1)`},
-		{"version string", line(`"v":1`, `"v":"1"`), `unsupported plan version "1" (this applysame reads version 1)`},
+		{"version 3", line(`"v":1`, `"v":3`), "unsupported plan version 3 (this applysame reads versions 1 to 2)"},
+		{"version 3 other fields", `{"type":"dedupe","v":3,"len":"whatever"}`, "unsupported plan version 3 (this applysame reads versions 1 to 2)"},
+		{"version 0", line(`"v":1`, `"v":0`), "unsupported plan version 0 (this applysame reads versions 1 to 2)"},
+		{"version missing", line(`"v":1,`, ``), `unsupported plan version: field "v" missing (this applysame reads versions 1 to 2)`},
+		{"version string", line(`"v":1`, `"v":"1"`), `unsupported plan version "1" (this applysame reads versions 1 to 2)`},
+		{"version 2 with a version 1 range", line(`"v":1`, `"v":2`), `missing field "src.fs"`},
+		{"version 2 mtime number", line2(`"mtime":"2023-11-14T22:13:20Z"`, `"mtime":1700000000000000000`), `field "src.mtime": want a date string, got number`},
+		{"version 2 mtime bad", line2(`"mtime":"2023-11-14T22:13:20Z"`, `"mtime":"yesterday"`), `field "src.mtime": parsing time "yesterday" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "yesterday" as "2006"`},
+		{"version 2 fs empty", line2(`"fs":"ab12"`, `"fs":""`), `field "src.fs": empty`},
+		{"version 2 path_b64 bad", line2(`"path":"/m/a"`, `"path":"/m/a","path_b64":"%%"`), `field "src.path_b64": illegal base64 data at input byte 0`},
+		{"version 2 same file", line2(`"ino":258`, `"ino":257`), `dst[0]: range [4096, 12288) overlaps the source range [0, 8192) in the same file (fs ab12, subvol 5, ino 257)`},
 		{"len missing", line(`"len":8192,`, ``), `missing field "len"`},
 		{"len string", line(`"len":8192`, `"len":"8192"`), `field "len": want integer (int64), got string`},
 		{"len float", line(`"len":8192`, `"len":8192.5`), `field "len": want integer (int64), got number 8192.5`},
@@ -126,7 +188,7 @@ func TestParseAccepts(t *testing.T) {
 }
 
 func TestReader(t *testing.T) {
-	in := validLine + "\n\n   \n" + `{"type":"dedupe","v":2}` + "\n" + "{bad\n" + validLine // no final newline
+	in := validLine + "\n\n   \n" + `{"type":"dedupe","v":3}` + "\n" + "{bad\n" + validLine // no final newline
 	r := NewReader(strings.NewReader(in))
 	type step struct {
 		line int
@@ -135,7 +197,7 @@ func TestReader(t *testing.T) {
 	}
 	want := []step{
 		{1, true, ""},
-		{4, false, "line 4: unsupported plan version 2 (this applysame reads version 1)"},
+		{4, false, "line 4: unsupported plan version 3 (this applysame reads versions 1 to 2)"},
 		{5, false, "line 5: malformed JSON at byte 2: invalid character 'b' looking for beginning of object key string"},
 		{6, true, ""},
 	}
@@ -221,7 +283,7 @@ func checkInvariants(t *testing.T, rec Record) {
 		return
 	}
 	d := rec.(*Dedupe)
-	if d.Type != TypeDedupe || d.V != Version {
+	if d.Type != TypeDedupe || d.V < MinVersion || d.V > Version {
 		t.Fatalf("accepted type %q v %d", d.Type, d.V)
 	}
 	if d.Len <= 0 {
@@ -240,7 +302,7 @@ func checkInvariants(t *testing.T, rec Record) {
 		}
 		for j := range i {
 			o := all[j]
-			if r.Dev == o.Dev && r.Ino == o.Ino && r.Off < o.Off+d.Len && o.Off < r.Off+d.Len {
+			if r.sameFile(o) && r.Off < o.Off+d.Len && o.Off < r.Off+d.Len {
 				t.Fatalf("accepted overlapping ranges %d and %d in one file: %+v", j, i, d)
 			}
 		}
@@ -249,7 +311,7 @@ func checkInvariants(t *testing.T, rec Record) {
 
 func checkRewrite(t *testing.T, w *Rewrite) {
 	t.Helper()
-	if w.Type != TypeRewrite || w.V != Version || w.Len <= 0 || w.File.Off < 0 || w.File.Off > math.MaxInt64-w.Len ||
+	if w.Type != TypeRewrite || (w.V < MinVersion || w.V > Version) || w.Len <= 0 || w.File.Off < 0 || w.File.Off > math.MaxInt64-w.Len ||
 		w.File.Path == "" || w.File.Path[0] != '/' || len(w.Copy) == 0 {
 		t.Fatalf("accepted %+v", w)
 	}
@@ -304,6 +366,8 @@ func FuzzReader(f *testing.F) {
 	f.Add(`{"type":"dedupe",`)
 	f.Add("\x00\xff{\n}")
 	f.Add(line(`"v":1`, `"v":2`))
+	f.Add(validLine2)
+	f.Add(line2(`"path":"/m/a"`, `"path":"/m/\ufffd","path_b64":"L20vgA=="`))
 	f.Add(line(`"v":1`, `"v":1.0`))
 	f.Add(`{"type":"result","v":1}`)
 	f.Add(line(`"len":8192`, `"len":"8192"`))

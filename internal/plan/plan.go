@@ -1,8 +1,14 @@
 package plan
 
 // Version is the major format version written on every record. Readers
-// refuse records with another major version and ignore unknown fields.
-const Version = 1
+// refuse records of a major version they do not know and ignore unknown
+// fields. Version 2 names files by filesystem UUID and subvolume instead
+// of st_dev, and writes mtime as an exact date string; MinVersion is the
+// oldest version still read.
+const (
+	Version    = 2
+	MinVersion = 1
+)
 
 // Record types.
 const (
@@ -36,13 +42,20 @@ type Dedupe struct {
 
 // Range is one side of a run: a file, the identity it had when hashed, and
 // the offset of the run in it.
+//
+// A file is named by its filesystem's ID and subvolume (see fsys.Volume),
+// which survive remounts and reboots, and its inode. Plans of version 1
+// named it by st_dev instead (Dev, with FS empty), as do ranges made on
+// the spot from fdupes groups; Dev is 0 otherwise.
 type Range struct {
-	Path  string `json:"path"`
-	Off   int64  `json:"off"`
-	Dev   uint64 `json:"dev"`
-	Ino   uint64 `json:"ino"`
-	Size  int64  `json:"size"`
-	Mtime int64  `json:"mtime"` // nanoseconds since the epoch
+	Path   string
+	Off    int64
+	FS     string
+	Subvol uint64
+	Dev    uint64
+	Ino    uint64
+	Size   int64
+	Mtime  int64 // nanoseconds since the epoch
 }
 
 // MaxDests is the kernel's limit on destinations in one FIDEDUPERANGE call;

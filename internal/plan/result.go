@@ -1,10 +1,5 @@
 package plan
 
-import (
-	"encoding/json"
-	"io"
-)
-
 // Status says what became of a plan line or of one destination.
 type Status string
 
@@ -68,9 +63,10 @@ type Result struct {
 
 // RewriteResult is what a rewrite line did.
 type RewriteResult struct {
-	Path string `json:"path"`
-	Off  int64  `json:"off"` // the extent's offset in the file
-	Len  int64  `json:"len"` // the extent's length
+	Path    string `json:"path"`
+	PathB64 string `json:"path_b64,omitempty"` // Path's bytes, when not UTF-8
+	Off     int64  `json:"off"`                // the extent's offset in the file
+	Len     int64  `json:"len"`                // the extent's length
 	// Written is the bytes copied; Shared, the bytes of the file that now
 	// share the copy (all of them when the status is done).
 	Written int64  `json:"written"`
@@ -80,39 +76,21 @@ type RewriteResult struct {
 
 // Loc names a range's file and offset.
 type Loc struct {
-	Path string `json:"path"`
-	Off  int64  `json:"off"`
+	Path    string `json:"path"`
+	PathB64 string `json:"path_b64,omitempty"` // Path's bytes, when not UTF-8
+	Off     int64  `json:"off"`
 }
 
 // DstResult is the outcome for one destination, in plan order.
 type DstResult struct {
-	Path   string `json:"path"`
-	Off    int64  `json:"off"`
-	Status Status `json:"status"`
+	Path    string `json:"path"`
+	PathB64 string `json:"path_b64,omitempty"` // Path's bytes, when not UTF-8
+	Off     int64  `json:"off"`
+	Status  Status `json:"status"`
 	// Bytes is how many bytes of the range were deduped, also when the
 	// range was deduped only in part.
 	Bytes int64 `json:"bytes"`
 	// Errno is the symbolic errno ("EPERM") behind an error, if any.
 	Errno string `json:"errno,omitempty"`
 	Error string `json:"error,omitempty"`
-}
-
-// Encoder writes result records, one JSON object per line, each with a
-// single Write so that a reader of a pipe sees whole lines as they come.
-type Encoder struct {
-	w io.Writer
-}
-
-// NewEncoder returns an Encoder writing to w.
-func NewEncoder(w io.Writer) *Encoder { return &Encoder{w: w} }
-
-// Encode writes r as one line, filling in Type and V.
-func (e *Encoder) Encode(r *Result) error {
-	r.Type, r.V = TypeResult, Version
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	_, err = e.w.Write(append(b, '\n'))
-	return err
 }

@@ -14,7 +14,7 @@ func TestEncoder(t *testing.T) {
 		{
 			"invalid",
 			Result{Line: 3, Status: StatusInvalid, Error: "unknown record type \"x\""},
-			`{"type":"result","v":1,"line":3,"status":"invalid","error":"unknown record type \"x\""}`,
+			`{"type":"result","v":2,"line":3,"status":"invalid","error":"unknown record type \"x\""}`,
 		},
 		{
 			"partial",
@@ -22,9 +22,17 @@ func TestEncoder(t *testing.T) {
 				{Path: "/m/b", Off: 4096, Status: DstDeduped, Bytes: 8192},
 				{Path: "/m/c", Status: DstError, Errno: "EPERM", Error: "permission denied"},
 			}},
-			`{"type":"result","v":1,"line":1,"len":8192,"src":{"path":"/m/a","off":0},"status":"partial","dst":[` +
+			`{"type":"result","v":2,"line":1,"len":8192,"src":{"path":"/m/a","off":0},"status":"partial","dst":[` +
 				`{"path":"/m/b","off":4096,"status":"deduped","bytes":8192},` +
 				`{"path":"/m/c","off":0,"status":"error","bytes":0,"errno":"EPERM","error":"permission denied"}]}`,
+		},
+		{
+			"not UTF-8",
+			Result{Line: 2, Len: 4096, Src: &Loc{Path: "/m/\xff"}, Status: StatusDone, Dst: []DstResult{
+				{Path: "/m/b\xfe", Status: DstDeduped, Bytes: 4096},
+			}},
+			`{"type":"result","v":2,"line":2,"len":4096,"src":{"path":"/m/\ufffd","path_b64":"L20v/w==","off":0},"status":"done","dst":[` +
+				`{"path":"/m/b\ufffd","path_b64":"L20vYv4=","off":0,"status":"deduped","bytes":4096}]}`,
 		},
 	}
 	for _, tt := range tests {

@@ -8,7 +8,6 @@ import (
 
 	"same/internal/dedupe"
 	"same/internal/fiemap"
-	"same/internal/plan"
 )
 
 // ErrChanged marks a file whose identity is no longer the one hashed.
@@ -56,7 +55,7 @@ func remap(files []file, involved []bool, warn func(string, error)) int {
 
 // mapNow returns f's extents, if f is still the file that was hashed.
 func mapNow(f *file) ([]fiemap.Extent, error) {
-	h, err := dedupe.Open(f.path, plan.Range{Path: f.path, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime})
+	h, err := dedupe.Open(f.path, rangeOf(f, 0))
 	switch {
 	case errors.Is(err, dedupe.ErrStale), errors.Is(err, dedupe.ErrNotRegular):
 		return nil, fmt.Errorf("%s: %w", f.path, ErrChanged)

@@ -77,7 +77,7 @@ func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.R
 	first, last := g[0], g[len(g)-1]
 	return &plan.Rewrite{
 		Type: plan.TypeRewrite, V: plan.Version,
-		File: plan.Range{Path: f.path, Off: first.Logical, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime},
+		File: rangeOf(f, first.Logical),
 		Len:  last.End() - first.Logical, Physical: first.Physical, Copy: spans, Bytes: written, Freed: n - written,
 	}
 }

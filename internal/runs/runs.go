@@ -10,11 +10,11 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/plan"
 	"same/internal/walk"
@@ -39,7 +39,11 @@ type Options struct {
 	// RewriteMin bytes net (DefaultRewriteMin when 0).
 	Rewrite    bool
 	RewriteMin int64
-	// Warn, if set, is told of each file left out by Live.
+	// SameOwner plans only between files of the same owner (see
+	// docs/security.md); files whose owner is not recorded are left out.
+	SameOwner bool
+	// Warn, if set, is told of each file left out by Live, and of files
+	// left out because an older index recorded them (path "").
 	Warn func(path string, err error)
 }
 
@@ -59,15 +63,16 @@ type Summary struct {
 	Blocks   int64 // non-empty blocks considered
 	Passes   int   // grouping passes over the index
 	Skipped  int   // files left out: changed or gone since hashed
+	// Unnamed counts files left out because their volume is known only by
+	// the st_dev an older index recorded: hashfile names it on its next
+	// run.
+	Unnamed int
 }
-
-// btrfsMagic is BTRFS_SUPER_MAGIC: btrfs frees whole extents only.
-const btrfsMagic = 0x9123683E
 
 type file struct {
 	id      int64
 	path    string
-	dev     uint64
+	vol     fsys.Volume
 	ino     uint64
 	size    int64
 	mtime   int64
@@ -78,7 +83,7 @@ type file struct {
 	fsBlock int64 // the filesystem's block size
 	// class groups the files that can share storage: those on one
 	// filesystem (btrfs subvolumes included) with the same NOCOW
-	// attribute.
+	// attribute (and with Options.SameOwner, the same owner).
 	class int
 }
 
@@ -120,7 +125,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, nil // nothing hashed yet
 	}
 	bs := int64(bs64)
-	files, byID, err := load(ctx, ix, o, bs)
+	files, byID, err := load(ctx, ix, o, bs, &sum)
 	if err != nil {
 		return sum, err
 	}
@@ -173,29 +178,45 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 // load reads the files in scope, sorted by path, with their recorded
 // extents. With o.Live it leaves the extents out: remap maps every file a
 // run could touch, and the others' extents are never looked at.
-func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, map[int64]int, error) {
-	devs, err := ix.Devices(ctx)
+func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summary) ([]file, map[int64]int, error) {
+	vols, err := ix.Volumes(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	var files []file
 	byID := make(map[int64]int)
-	classOf := classes(devs)
+	classOf := classes()
 	err = ix.Files(ctx, func(f index.File) error {
 		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
 			return nil
 		}
+		if index.Legacy(f.Vol) {
+			sum.Unnamed++
+			return nil
+		}
+		uid := int64(-1)
+		if o.SameOwner {
+			if f.UID == index.UIDUnknown {
+				sum.Unnamed++
+				return nil
+			}
+			uid = f.UID
+		}
+		v := vols[f.Vol]
 		files = append(files, file{
-			id: f.ID, path: f.Path, dev: f.Dev, ino: f.Ino, size: f.Size, mtime: f.Mtime,
+			id: f.ID, path: f.Path, vol: f.Vol, ino: f.Ino, size: f.Size, mtime: f.Mtime,
 			blocks:  (f.Size + bs - 1) / bs,
-			btrfs:   devs[f.Dev].FSType == btrfsMagic,
-			fsBlock: cmp.Or(devs[f.Dev].BlockSize, bs),
-			class:   classOf(f.Dev, f.NoCOW == index.NoCOWSet),
+			btrfs:   v.Magic == fsys.MagicBtrfs,
+			fsBlock: cmp.Or(v.BlockSize, bs),
+			class:   classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
 		})
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if sum.Unnamed > 0 && o.Warn != nil {
+		o.Warn("", fmt.Errorf("%d files left out: recorded by an older hashfile or without their owner; run hashfile again", sum.Unnamed))
 	}
 	if len(files) >= 1<<31 {
 		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
@@ -217,34 +238,22 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 }
 
 // classes returns a function numbering the classes of files that can
-// share storage, by device and NOCOW attribute: devices with the same
-// filesystem ID are one filesystem (subvolumes of one btrfs); a device
-// recorded without an ID is a filesystem of its own.
-func classes(devs map[uint64]index.Device) func(dev uint64, nocow bool) int {
-	type devClass struct {
-		dev   uint64
-		nocow bool
-	}
-	type fsClass struct {
+// share storage: those of one filesystem (btrfs subvolumes included) with
+// the same NOCOW attribute, and the same owner where uid is not -1.
+func classes() func(fs string, nocow bool, uid int64) int {
+	type class struct {
 		fs    string
 		nocow bool
+		uid   int64
 	}
-	byDev := make(map[devClass]int)
-	byFS := make(map[fsClass]int)
-	return func(dev uint64, nocow bool) int {
-		if c, ok := byDev[devClass{dev, nocow}]; ok {
-			return c
-		}
-		fs := devs[dev].FSID
-		if fs == "" {
-			fs = "st_dev " + strconv.FormatUint(dev, 10)
-		}
-		c, ok := byFS[fsClass{fs, nocow}]
+	m := make(map[class]int)
+	return func(fs string, nocow bool, uid int64) int {
+		k := class{fs, nocow, uid}
+		c, ok := m[k]
 		if !ok {
-			c = len(byFS)
-			byFS[fsClass{fs, nocow}] = c
+			c = len(m)
+			m[k] = c
 		}
-		byDev[devClass{dev, nocow}] = c
 		return c
 	}
 }
@@ -442,6 +451,11 @@ func estimate(runs []run, files []file, bs int64) {
 			}
 			first := -1
 			for _, e := range g {
+				if e.Logical >= f.size {
+					// Preallocated beyond EOF: no run can cover it, and
+					// it keeps the disk extent alive.
+					continue next
+				}
 				k, ok := covers(rs, bs, f.size, e)
 				if !ok {
 					continue next
@@ -535,5 +549,5 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 }
 
 func rangeOf(f *file, off int64) plan.Range {
-	return plan.Range{Path: f.path, Off: off, Dev: f.dev, Ino: f.ino, Size: f.size, Mtime: f.mtime}
+	return plan.Range{Path: f.path, Off: off, FS: f.vol.FS, Subvol: f.vol.Subvol, Ino: f.ino, Size: f.size, Mtime: f.mtime}
 }

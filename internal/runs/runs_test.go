@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/plan"
 )
@@ -34,11 +35,18 @@ type tfile struct {
 	extents []fiemap.Extent
 	dev     uint64 // one of devices; 0 means 7
 	nocow   bool
+	uid     int64
 }
 
-// devices are the st_devs a built index knows: 7 and 8 are subvolumes of
-// one btrfs, 9 another filesystem, 10 one recorded without its ID.
-var devices = map[uint64]string{7: "fs1", 8: "fs1", 9: "fs2", 10: ""}
+// devices are the volumes a built index knows, by the number tfile.dev
+// gives: 7 and 8 are subvolumes of one btrfs, 9 another filesystem, 10 one
+// recorded by an older index under its st_dev.
+var devices = map[uint64]fsys.Volume{
+	7:  {FS: "f5", Subvol: 5},
+	8:  {FS: "f5", Subvol: 256},
+	9:  {FS: "f6"},
+	10: index.LegacyVolume(10),
+}
 
 func (f tfile) size() int64 { return int64(len(f.blocks))*bs + f.tail }
 
@@ -64,8 +72,8 @@ func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for dev, fsid := range devices {
-		if err := tx.PutDevice(index.Device{Dev: dev, FSType: fstype, BlockSize: bs, FSID: fsid}); err != nil {
+	for _, v := range devices {
+		if err := tx.PutVolume(fsys.Info{Volume: v, Magic: fstype, BlockSize: bs}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,7 +89,8 @@ func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 		if ext == nil {
 			ext = []fiemap.Extent{{Logical: 0, Physical: int64(i+1) << 30, Length: (f.size() + bs - 1) / bs * bs, Flags: fiemap.FlagLast}}
 		}
-		id := index.File{Path: f.path, Dev: cmp.Or(f.dev, 7), Ino: uint64(100 + i), Size: f.size(), Mtime: int64(1e18) + int64(i), Ctime: int64(1e18)}
+		id := index.File{Path: f.path, Vol: devices[cmp.Or(f.dev, 7)], Ino: uint64(100 + i), Size: f.size(),
+			Mtime: int64(1e18) + int64(i), Ctime: int64(1e18), UID: f.uid}
 		if f.nocow {
 			id.NoCOW = index.NoCOWSet
 		}
@@ -121,34 +130,34 @@ func TestFindGolden(t *testing.T) {
 		files  []tfile
 		opts   Options
 	}{
-		{"whole-file-copies", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}, {path: "/m/c", blocks: "ABCD"}}, Options{}},
-		{"offsets", btrfsMagic, []tfile{{path: "/m/a", blocks: "XABCY"}, {path: "/m/b", blocks: "QQABCZ"}}, Options{}},
-		{"within-one-file", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABCXABC"}}, Options{}},
-		{"repeated-block", btrfsMagic, []tfile{{path: "/m/a", blocks: "AAAA"}}, Options{}},
-		{"more-than-127-copies", btrfsMagic, copies(130, "AB"), Options{}},
-		{"tail-blocks", btrfsMagic, []tfile{{path: "/m/a", blocks: "AB", tail: 100}, {path: "/m/b", blocks: "AB", tail: 100}, {path: "/m/c", blocks: "AB", tail: 99}}, Options{}},
-		{"already-shared", btrfsMagic, []tfile{
+		{"whole-file-copies", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}, {path: "/m/c", blocks: "ABCD"}}, Options{}},
+		{"offsets", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "XABCY"}, {path: "/m/b", blocks: "QQABCZ"}}, Options{}},
+		{"within-one-file", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCXABC"}}, Options{}},
+		{"repeated-block", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "AAAA"}}, Options{}},
+		{"more-than-127-copies", fsys.MagicBtrfs, copies(130, "AB"), Options{}},
+		{"tail-blocks", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "AB", tail: 100}, {path: "/m/b", blocks: "AB", tail: 100}, {path: "/m/c", blocks: "AB", tail: 99}}, Options{}},
+		{"already-shared", fsys.MagicBtrfs, []tfile{
 			{path: "/m/a", blocks: "ABCD"},
 			{path: "/m/b", blocks: "ABCD", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 1 << 30, Length: 2 * bs, Flags: fiemap.FlagShared},
 				{Logical: 2 * bs, Physical: 5 << 30, Length: 2 * bs, Flags: fiemap.FlagLast}}},
 		}, Options{}},
-		{"zero-blocks", btrfsMagic, []tfile{{path: "/m/a", blocks: "A..B"}, {path: "/m/b", blocks: "A..B"}, {path: "/m/z", blocks: "...."}}, Options{}},
-		{"inline", btrfsMagic, []tfile{
+		{"zero-blocks", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "A..B"}, {path: "/m/b", blocks: "A..B"}, {path: "/m/z", blocks: "...."}}, Options{}},
+		{"inline", fsys.MagicBtrfs, []tfile{
 			{path: "/m/a", tail: 100, extents: []fiemap.Extent{{Length: bs, Flags: fiemap.FlagDataInline | fiemap.FlagLast}}},
 			{path: "/m/b", tail: 100, extents: []fiemap.Extent{{Length: bs, Flags: fiemap.FlagDataInline | fiemap.FlagLast}}},
 		}, Options{}},
 		// The loose file is inside the image: the image is the source, so
 		// the loose file's extent is wholly covered and freed.
-		{"image-holds-loose-file", btrfsMagic, []tfile{{path: "/m/disk.img", blocks: "XXABCDXX"}, {path: "/m/loose", blocks: "ABCD"}}, Options{}},
+		{"image-holds-loose-file", fsys.MagicBtrfs, []tfile{{path: "/m/disk.img", blocks: "XXABCDXX"}, {path: "/m/loose", blocks: "ABCD"}}, Options{}},
 		// b's one extent is only half covered: on btrfs nothing is freed,
 		// on XFS the covered half is.
-		{"partial-extent-btrfs", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
+		{"partial-extent-btrfs", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		// b's disk extent at 2 GiB shows as two pieces with another extent
 		// between them (a rewrite interrupted between chunks leaves that):
 		// both pieces belong to one extent, so its uncovered piece is the
 		// one to rewrite, and the piece between is left alone.
-		{"extent-in-pieces", btrfsMagic, []tfile{
+		{"extent-in-pieces", fsys.MagicBtrfs, []tfile{
 			{path: "/m/a", blocks: "ABCDEFGH"},
 			{path: "/m/b", blocks: "ABCDQRST", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 2 << 30, Length: 4 * bs},
@@ -160,7 +169,7 @@ func TestFindGolden(t *testing.T) {
 		// whole and freed, the second untouched, and nothing is rewritten.
 		// c holds two pieces of one 16-block disk extent whose middle is
 		// no longer referred to: covering both frees all 16 blocks.
-		{"disk-extents", btrfsMagic, []tfile{
+		{"disk-extents", fsys.MagicBtrfs, []tfile{
 			{path: "/m/a", blocks: "ABCDEFGHIJKLMNOP"},
 			{path: "/m/b", blocks: "ABCDWXYZ", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 2 << 30, Length: 4 * bs, DiskStart: 2 << 30, DiskLen: 4 * bs},
@@ -170,20 +179,40 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 4 * bs, Physical: 3<<30 + 12*bs, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 16 * bs}}},
 		}, Options{}},
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
-		{"min-len", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
-		{"whole-files-only", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
-		{"include-exclude", btrfsMagic, []tfile{{path: "/m/keep/a", blocks: "AB"}, {path: "/m/keep/b", blocks: "AB"}, {path: "/m/keep/skip.tmp", blocks: "AB"}, {path: "/m/other/c", blocks: "AB"}},
+		{"min-len", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
+		{"whole-files-only", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
+		{"include-exclude", fsys.MagicBtrfs, []tfile{{path: "/m/keep/a", blocks: "AB"}, {path: "/m/keep/b", blocks: "AB"}, {path: "/m/keep/skip.tmp", blocks: "AB"}, {path: "/m/other/c", blocks: "AB"}},
 			Options{Include: []string{"/m/keep"}, Exclude: []string{"*.tmp"}}},
 		// Only files that can share storage are planned together: b is in
 		// a subvolume of a's btrfs; c and d are on another filesystem,
 		// with the NOCOW files there among themselves; the NOCOW file on
-		// fs1 is alone in its class, and f's device, recorded without an
-		// ID, counts as a filesystem of its own.
-		{"filesystems", btrfsMagic, classFiles, Options{}},
-		{"filesystems-whole-files", btrfsMagic, classFiles, Options{WholeFiles: true}},
+		// fs1 is alone in its class, and f, recorded by an older index
+		// under its st_dev, is left out until hashfile names its volume.
+		{"filesystems", fsys.MagicBtrfs, classFiles, Options{}},
+		// With SameOwner, files of different owners are never paired, and
+		// files whose owner is not recorded are left out.
+		{"same-owner", fsys.MagicBtrfs, []tfile{
+			{path: "/m/a", blocks: "ABCD", uid: 1000}, {path: "/m/b", blocks: "ABCD", uid: 1000},
+			{path: "/m/c", blocks: "ABCD", uid: 1001}, {path: "/m/d", blocks: "ABCD", uid: 1002},
+			{path: "/m/e", blocks: "ABCD", uid: 1002}, {path: "/m/old", blocks: "ABCD", uid: index.UIDUnknown},
+		}, Options{SameOwner: true}},
+		// b has space preallocated beyond EOF (fallocate -k), in a disk
+		// extent of its own: no run can cover it, and planning must not
+		// look for a run there. c's preallocated rest shares the disk
+		// extent of its data, which covering the data cannot free.
+		{"prealloc-beyond-eof", fsys.MagicBtrfs, []tfile{
+			{path: "/m/a", blocks: "ABCDEFGH"},
+			{path: "/m/b", blocks: "ABCDEFGH", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 2 << 30, Length: 8 * bs, DiskStart: 2 << 30, DiskLen: 8 * bs},
+				{Logical: 8 * bs, Physical: 4 << 30, Length: bs, Flags: fiemap.FlagUnwritten | fiemap.FlagLast, DiskStart: 4 << 30, DiskLen: bs}}},
+			{path: "/m/c", blocks: "ABCDEFGH", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 5 << 30, Length: 8 * bs, DiskStart: 5 << 30, DiskLen: 16 * bs},
+				{Logical: 8 * bs, Physical: 5<<30 + 8*bs, Length: 8 * bs, Flags: fiemap.FlagUnwritten | fiemap.FlagLast, DiskStart: 5 << 30, DiskLen: 16 * bs}}},
+		}, Options{}},
+		{"filesystems-whole-files", fsys.MagicBtrfs, classFiles, Options{WholeFiles: true}},
 		// With a budget this small each of several passes holds a slice of
 		// the sums; the plan is the same as with one pass.
-		{"many-passes", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABCDEFGHIJ"}, {path: "/m/b", blocks: "ABCDEFGHIJ"}, {path: "/m/c", blocks: "JIHGFEDCBA"}}, Options{Budget: 64}},
+		{"many-passes", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCDEFGHIJ"}, {path: "/m/b", blocks: "ABCDEFGHIJ"}, {path: "/m/c", blocks: "JIHGFEDCBA"}}, Options{Budget: 64}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

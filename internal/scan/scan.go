@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/blockhash"
-	"same/internal/dedupe"
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/walk"
 )
@@ -26,6 +26,8 @@ type Options struct {
 	Jobs      int      // parallel readers; 0 means DefaultJobs()
 	Exclude   []string // glob patterns, see walk.Options
 	OneFS     bool
+	// NewFS accepts roots found on another volume than at the last run.
+	NewFS bool
 	// Error receives every per-file error; the run goes on.
 	Error func(path string, err error)
 	// Progress, if set, is called about twice a second while the run goes on.
@@ -62,14 +64,20 @@ type known struct {
 	id                 int64
 	path               string
 	size, mtime, ctime int64
+	uid                int64
 	nocow              int8
 	seen               bool
 }
 
-type key struct{ dev, ino uint64 }
+// key names a file for good: its volume and inode.
+type key struct {
+	vol fsys.Volume
+	ino uint64
+}
 
 type job struct {
 	path string
+	vol  fsys.Volume
 	id   walk.Identity
 	// attrOf, if not 0, is the index row of this unchanged file, whose
 	// NOCOW attribute is to be read and recorded; its data is not read.
@@ -82,15 +90,30 @@ type op struct {
 	sums   []byte
 	ext    []fiemap.Extent
 	rename *index.File
-	device *index.Device
+	volume *volume
 	attr   *attr
+	uid    *attr // nocow holds nothing; uid the owner
+	root   *root
 	del    int64 // a file id to prune
 }
 
-// attr is the NOCOW attribute of an indexed file.
+// volume is a volume met in this run under st_dev dev.
+type volume struct {
+	info fsys.Info
+	dev  uint64
+}
+
+// root is a root walked whole, and its volume.
+type root struct {
+	path string
+	vol  fsys.Volume
+}
+
+// attr is the NOCOW attribute or the owner of an indexed file.
 type attr struct {
 	id    int64
 	nocow int8
+	uid   uint32
 }
 
 type counters struct {
@@ -127,6 +150,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	if o.Error == nil {
 		o.Error = func(string, error) {}
 	}
+	rootVols, err := checkRoots(ctx, ix, roots, o.NewFS)
+	if err != nil {
+		return Stats{}, err
+	}
 
 	// What the index holds is loaded while the walk starts.
 	// The map holds positions in all, not pointers: a million files take
@@ -136,15 +163,11 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	loaded := make(chan error, 1)
 	go func() {
 		loaded <- ix.Files(ctx, func(f index.File) error {
-			files[key{f.Dev, f.Ino}] = len(all)
-			all = append(all, known{id: f.ID, path: f.Path, size: f.Size, mtime: f.Mtime, ctime: f.Ctime, nocow: f.NoCOW})
+			files[key{f.Vol, f.Ino}] = len(all)
+			all = append(all, known{id: f.ID, path: f.Path, size: f.Size, mtime: f.Mtime, ctime: f.Ctime, uid: f.UID, nocow: f.NoCOW})
 			return nil
 		})
 	}()
-	devs, err := ix.Devices(ctx)
-	if err != nil {
-		return Stats{}, err
-	}
 
 	var c counters
 	ctx, cancel := context.WithCancel(ctx)
@@ -214,18 +237,34 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		})
 	}
 
-	// noteDevice records the filesystem of dev, met at path, once, and
-	// again if the index has it without its ID.
-	tried := make(map[uint64]bool)
+	// noteDevice learns the volume of st_dev dev, met at path, the first
+	// time the walk meets it, and records it. A volume that cannot be
+	// described keeps a name made of dev, which findsame leaves out.
+	// The walker calls it; decide reads what it learnt.
+	var volMu sync.Mutex
+	vols := make(map[uint64]fsys.Volume)
 	noteDevice := func(path string, dev uint64) {
-		if d, ok := devs[dev]; tried[dev] || (ok && d.FSID != "") {
+		volMu.Lock()
+		_, ok := vols[dev]
+		volMu.Unlock()
+		if ok {
 			return
 		}
-		tried[dev] = true
-		if d, ok := describe(path, dev); ok {
-			devs[dev] = d
-			ops <- op{device: &d}
+		v := index.LegacyVolume(dev)
+		if in, err := describe(path, dev); err == nil {
+			v = in.Volume
+			ops <- op{volume: &volume{info: in, dev: dev}}
+		} else {
+			o.Error(path, err)
 		}
+		volMu.Lock()
+		vols[dev] = v
+		volMu.Unlock()
+	}
+	volOf := func(dev uint64) fsys.Volume {
+		volMu.Lock()
+		defer volMu.Unlock()
+		return vols[dev]
 	}
 
 	// The walker runs ahead of the decisions below, which need the index.
@@ -266,9 +305,16 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	}
 	decide := func(e walk.Entry) {
 		c.seen.Add(1)
-		k := key{e.Dev, e.Ino}
+		vol := volOf(e.Dev)
+		k := key{vol, e.Ino}
+		i, ok := files[k]
+		if !ok {
+			// Recorded by an older index under its st_dev, which the
+			// writer has renamed to vol by now.
+			i, ok = files[key{index.LegacyVolume(e.Dev), e.Ino}]
+		}
 		var kf *known
-		if i, ok := files[k]; ok {
+		if ok {
 			kf = &all[i]
 		}
 		switch {
@@ -281,11 +327,13 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 			if kf.path != e.Path {
 				c.renamed.Add(1)
 				kf.path = e.Path
-				ops <- op{rename: &index.File{Path: e.Path, Dev: e.Dev, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}}
+				ops <- op{rename: &index.File{Path: e.Path, Vol: vol, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime, UID: int64(e.UID)}}
+			} else if kf.uid == index.UIDUnknown {
+				ops <- op{uid: &attr{id: kf.id, uid: e.UID}}
 			}
 			if kf.nocow == index.NoCOWUnknown {
 				select {
-				case jobs <- job{path: e.Path, id: e.Identity, attrOf: kf.id}:
+				case jobs <- job{path: e.Path, vol: vol, id: e.Identity, attrOf: kf.id}:
 				case <-ctx.Done():
 				}
 			}
@@ -298,7 +346,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		}
 		c.toRead.Add(e.Size)
 		select {
-		case jobs <- job{path: e.Path, id: e.Identity}:
+		case jobs <- job{path: e.Path, vol: vol, id: e.Identity}:
 		case <-ctx.Done():
 		}
 	}
@@ -324,6 +372,11 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 			}
 			pruned++
 			ops <- op{del: kf.id}
+		}
+		for _, r := range roots {
+			if v, ok := rootVols[r]; ok {
+				ops <- op{root: &root{path: r, vol: v}}
+			}
 		}
 	}
 	close(ops)
@@ -382,32 +435,77 @@ func readAttr(j job) (int8, bool) {
 }
 
 func noCOW(f *os.File) int8 {
-	if dedupe.NoCOW(f) {
+	if fsys.NoCOW(f) {
 		return index.NoCOWSet
 	}
 	return index.NoCOWUnset
 }
 
-// describe returns the filesystem of dev, met at path (a directory or a
-// regular file). Where path cannot be opened, the ID is left out.
-func describe(path string, dev uint64) (index.Device, bool) {
-	var sf unix.Statfs_t
+// describe returns the volume of dev, met at path (a directory or a
+// regular file).
+func describe(path string, dev uint64) (fsys.Info, error) {
 	f, err := open(path)
 	if err != nil {
-		if unix.Statfs(path, &sf) != nil {
-			return index.Device{}, false
-		}
-		return index.Device{Dev: dev, FSType: int64(sf.Type), BlockSize: sf.Bsize}, true
+		return fsys.Info{}, err
 	}
 	defer f.Close()
-	if unix.Fstatfs(int(f.Fd()), &sf) != nil {
-		return index.Device{}, false
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fsys.Info{}, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	d := index.Device{Dev: dev, FSType: int64(sf.Type), BlockSize: sf.Bsize}
-	if fs, err := dedupe.StatFS(f); err == nil {
-		d.FSID = fs.ID
+	if uint64(st.Dev) != dev {
+		return fsys.Info{}, fmt.Errorf("%s: %w", path, ErrChanged)
 	}
-	return d, true
+	in, err := fsys.Describe(f)
+	if err != nil {
+		return fsys.Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return in, nil
+}
+
+// ErrRoot marks a root that cannot be walked: missing, or on another
+// volume than at the last run.
+var ErrRoot = errors.New("bad root")
+
+// rootError is a root that cannot be walked.
+type rootError struct {
+	root string
+	err  error
+}
+
+func (e *rootError) Error() string        { return fmt.Sprintf("root %s: %v", e.root, e.err) }
+func (e *rootError) Unwrap() error        { return e.err }
+func (e *rootError) Is(target error) bool { return target == ErrRoot }
+
+// checkRoots returns the volume of each root, refusing a root that is
+// missing or that is on another volume than at the last complete run
+// (the mount point of a filesystem that is not mounted, say), unless
+// newFS accepts the change: walking it would prune all its files.
+func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS bool) (map[string]fsys.Volume, error) {
+	was, err := ix.Roots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]fsys.Volume)
+	for _, r := range roots {
+		var st unix.Stat_t
+		if err := unix.Lstat(r, &st); err != nil {
+			return nil, &rootError{r, err}
+		}
+		if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {
+			continue // the walk skips it
+		}
+		in, err := describe(r, uint64(st.Dev))
+		if err != nil {
+			return nil, &rootError{r, err}
+		}
+		if v, ok := was[r]; ok && v != in.Volume && !index.Legacy(v) && !newFS {
+			return nil, &rootError{r, fmt.Errorf("on %s %s, but it was on %s at the last run: is a filesystem not mounted there? (nothing was changed; -new-fs accepts the change)",
+				fsys.TypeName(in.Magic), in.Volume, v)}
+		}
+		out[r] = in.Volume
+	}
+	return out, nil
 }
 
 // hash reads one file and checks that it did not change while read.
@@ -442,7 +540,7 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 	if walk.FromStat(&after) != id || n != id.Size {
 		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
-	return index.File{Path: j.path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: noCOW(f)}, sums, ext, n, nil
+	return index.File{Path: j.path, Vol: j.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: noCOW(f), UID: int64(id.UID)}, sums, ext, n, nil
 }
 
 // Batches are committed when they hold this many files or sum bytes, or
@@ -476,10 +574,14 @@ func write(ix *index.Index, ops <-chan op) error {
 			err = tx.Delete(o.del)
 		case o.rename != nil:
 			err = tx.Rename(*o.rename)
-		case o.device != nil:
-			err = tx.PutDevice(*o.device)
+		case o.volume != nil:
+			err = tx.PutVolume(o.volume.info, o.volume.dev)
 		case o.attr != nil:
 			err = tx.SetNoCOW(o.attr.id, o.attr.nocow)
+		case o.uid != nil:
+			err = tx.SetUID(o.uid.id, o.uid.uid)
+		case o.root != nil:
+			err = tx.PutRoot(o.root.path, o.root.vol)
 		}
 		n++
 		if err == nil && (n >= batchFiles || bytes >= batchBytes || time.Since(opened) >= batchTime) {

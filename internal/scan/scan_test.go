@@ -97,15 +97,15 @@ func TestInterruptedPrunesNothing(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "1")); err != nil {
 		t.Fatal(err)
 	}
-	// The run is interrupted (from the report of a second, missing root)
-	// before it could prune; how many files it decided on by then depends
-	// on how far the walk ran ahead.
+	// An interrupted run prunes nothing, whenever the interrupt comes:
+	// here before the walk starts.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	o := Options{BlockSize: 4096, Error: func(string, error) { cancel() }}
-	st, err := Run(ctx, ix, []string{dir, filepath.Join(dir, "missing")}, o)
-	if !errors.Is(err, context.Canceled) || st.Failed != 1 || st.Pruned != 0 || st.Hashed != 0 {
-		t.Errorf("interrupted Run = %+v, %v; want 1 failed, nothing hashed or pruned, context.Canceled", st, err)
+	o := Options{BlockSize: 4096}
+	cancel()
+	st, err := Run(ctx, ix, []string{dir}, o)
+	if !errors.Is(err, context.Canceled) || st.Pruned != 0 || st.Hashed != 0 {
+		t.Errorf("interrupted Run = %+v, %v; want nothing hashed or pruned, context.Canceled", st, err)
 	}
 	if got := paths(t, ix); len(got) != 2 {
 		t.Errorf("after an interrupted Run the index holds %v; want both files", got)
@@ -186,18 +186,9 @@ func TestNoCOWBackfill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		devs, err := ix.Devices(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range devs {
-			if (d.FSID == "") != (want == index.NoCOWUnknown) {
-				t.Errorf("%s: device %d has FSID %q", when, d.Dev, d.FSID)
-			}
-		}
 	}
 	check("first run", index.NoCOWUnset)
-	if _, err := ix.DB().Exec("UPDATE files SET nocow = NULL; UPDATE devices SET fsid = ''"); err != nil {
+	if _, err := ix.DB().Exec("UPDATE files SET nocow = NULL"); err != nil {
 		t.Fatal(err)
 	}
 	check("as an older index", index.NoCOWUnknown)

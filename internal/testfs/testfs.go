@@ -12,13 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"same/internal/fsys"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"same/internal/dedupe"
 )
 
 // Root reports whether the process can loop-mount filesystems.
@@ -53,7 +53,54 @@ func Mount(t testing.TB, fstype, size string) string {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("fsimg mount %s %s: %v\n%s", fstype, size, err, stderr.Bytes())
 	}
+	imagesMu.Lock()
+	images[mnt] = image
+	imagesMu.Unlock()
 	return mnt
+}
+
+var (
+	imagesMu sync.Mutex
+	images   = make(map[string]string) // mountpoint -> image, of Mount
+)
+
+// Remount unmounts the filesystem Mount made at mnt and mounts it again
+// on a new loop device, as a reboot would: while it is unmounted, a tmpfs
+// and a loop device are taken and held, so that the device numbers the
+// filesystem (and each btrfs subvolume) gets are not the ones it had. It
+// fails the test if the st_dev of mnt did not change.
+func Remount(t testing.TB, mnt string) {
+	t.Helper()
+	imagesMu.Lock()
+	image := images[mnt]
+	imagesMu.Unlock()
+	if image == "" {
+		t.Fatalf("Remount(%s): not mounted by Mount", mnt)
+	}
+	var before, after unix.Stat_t
+	if err := unix.Stat(mnt, &before); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, "umount", mnt)
+	hold := filepath.Join(filepath.Dir(image), "hold")
+	if err := os.MkdirAll(hold, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, "mount", "-t", "tmpfs", "none", hold)
+	defer Run(t, "umount", hold)
+	blank := filepath.Join(filepath.Dir(image), "blank.img")
+	if err := os.WriteFile(blank, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loop := strings.TrimSpace(Run(t, "losetup", "-f", "--show", blank))
+	defer Run(t, "losetup", "-d", loop)
+	Run(t, "mount", "-o", "loop", image, mnt)
+	if err := unix.Stat(mnt, &after); err != nil {
+		t.Fatal(err)
+	}
+	if before.Dev == after.Dev {
+		t.Fatalf("Remount(%s): st_dev %d did not change", mnt, after.Dev)
+	}
 }
 
 // requireRoot skips t, or fails it when ci is true, unless root.
@@ -171,7 +218,7 @@ func FreeBytes(t testing.TB, dir string) int64 {
 		t.Fatalf("FreeBytes: %v", err)
 	}
 	defer f.Close()
-	if err := dedupe.SyncFS(f); err != nil {
+	if err := fsys.SyncFS(f); err != nil {
 		t.Fatalf("FreeBytes: %s: %v", dir, err)
 	}
 	var st unix.Statfs_t

@@ -11,27 +11,15 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"same/internal/fsys"
 )
 
 // Identity is what a file's stat says of it.
-type Identity struct {
-	Dev   uint64
-	Ino   uint64
-	Size  int64
-	Mtime int64 // ns since the epoch
-	Ctime int64 // ns since the epoch
-}
+type Identity = fsys.Stat
 
 // FromStat returns the Identity of a stat result.
-func FromStat(st *unix.Stat_t) Identity {
-	return Identity{
-		Dev:   uint64(st.Dev),
-		Ino:   st.Ino,
-		Size:  st.Size,
-		Mtime: st.Mtim.Nano(),
-		Ctime: st.Ctim.Nano(),
-	}
-}
+func FromStat(st *unix.Stat_t) Identity { return fsys.FromStat(st) }
 
 // Entry is a regular, non-empty file found by the walk.
 type Entry struct {

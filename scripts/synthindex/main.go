@@ -61,6 +61,7 @@ import (
 	"same/internal/blockhash"
 	"same/internal/cli"
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 )
 
@@ -86,11 +87,12 @@ const (
 	minSize    = 4 << 10
 	maxSize    = 256 << 20
 	extentSize = 128 << 20
-	btrfsMagic = 0x9123683E
-	dev        = 0x2a
 	// commitBlocks is how many blocks of sums one transaction writes.
 	commitBlocks = 8 << 20
 )
+
+// vol is the one volume a synthetic index holds.
+var vol = fsys.Volume{FS: "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e", Subvol: 5}
 
 func run(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("synthindex", flag.ContinueOnError)
@@ -142,7 +144,7 @@ func run(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) e
 		return err
 	}
 	defer func() { tx.Rollback() }()
-	if err := tx.PutDevice(index.Device{Dev: dev, FSType: btrfsMagic, BlockSize: bs}); err != nil {
+	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fsys.MagicBtrfs, BlockSize: bs}, 0); err != nil {
 		return err
 	}
 	var physical, inTx int64
@@ -161,7 +163,7 @@ func run(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) e
 		ext[len(ext)-1].Flags = fiemap.FlagLast
 		f := index.File{
 			Path: fmt.Sprintf("/synthetic/d%03d/f%05d", i/100, i),
-			Dev:  dev, Ino: uint64(256 + i), Size: size,
+			Vol:  vol, Ino: uint64(256 + i), Size: size, UID: 0,
 			Mtime: 1_700_000_000e9 + int64(i), Ctime: 1_700_000_000e9 + int64(i),
 		}
 		last := g.files[len(g.files)-1]

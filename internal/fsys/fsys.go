@@ -1,0 +1,106 @@
+package fsys
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Stat is a file's identity and state as stat(2) reports it: the device
+// (valid only while the filesystem stays mounted), inode, size, times in
+// nanoseconds since the epoch, and owner.
+type Stat struct {
+	Dev   uint64
+	Ino   uint64
+	Size  int64
+	Mtime int64
+	Ctime int64
+	UID   uint32
+}
+
+// Volume names a filesystem, and on btrfs a subvolume of it, by names that
+// survive remounts and reboots.
+type Volume struct {
+	// FS is the filesystem's UUID in hex (32 digits), or statfs's f_fsid
+	// (16 digits) where the filesystem reports no UUID.
+	FS string
+	// Subvol is the btrfs subvolume's tree id (5 for the top level), 0
+	// elsewhere.
+	Subvol uint64
+}
+
+func (v Volume) String() string {
+	if v.Subvol == 0 {
+		return v.FS
+	}
+	return fmt.Sprintf("%s subvolume %d", v.FS, v.Subvol)
+}
+
+// Info is a Volume with what statfs says of its filesystem.
+type Info struct {
+	Volume
+	// Magic is statfs's f_type.
+	Magic int64
+	// BlockSize (f_bsize) is the unit dedupe offsets must be multiples of.
+	BlockSize int64
+}
+
+// FS is what statfs(2) reports about a filesystem now.
+type FS struct {
+	// ID names the filesystem, as Volume.FS: the same for every btrfs
+	// subvolume (which statfs's f_fsid is not).
+	ID string
+	// Type names the filesystem (see TypeName).
+	Type string
+	// BlockSize (f_bsize) is the unit dedupe offsets must be multiples of.
+	BlockSize int64
+	// Free is f_bfree in bytes: free blocks including those reserved for
+	// root.
+	Free int64
+}
+
+// Magic numbers of the filesystems the tools know by name (statfs f_type).
+const (
+	MagicBtrfs = 0x9123683E
+	MagicXFS   = 0x58465342
+	MagicExt4  = 0xEF53
+	MagicTmpfs = 0x01021994
+)
+
+// TypeName names a filesystem by its statfs magic ("btrfs", "xfs",
+// "ext4", "tmpfs"), or gives the magic in hex.
+func TypeName(magic int64) string {
+	switch magic {
+	case MagicBtrfs:
+		return "btrfs"
+	case MagicXFS:
+		return "xfs"
+	case MagicExt4:
+		return "ext4"
+	case MagicTmpfs:
+		return "tmpfs"
+	}
+	return fmt.Sprintf("%#x", magic)
+}
+
+// ErrUnsupported is returned on platforms other than Linux.
+var ErrUnsupported = errors.New("not supported on this platform")
+
+// Time formats nanoseconds since the epoch as an RFC 3339 date in UTC with
+// as many fractional digits as needed: exact, and readable.
+func Time(ns int64) string {
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+// ParseTime is the inverse of Time.
+func ParseTime(s string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, err
+	}
+	ns := t.UnixNano()
+	if time.Unix(0, ns).UTC() != t.UTC() {
+		return 0, fmt.Errorf("%s is out of range", s)
+	}
+	return ns, nil
+}

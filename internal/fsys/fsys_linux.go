@@ -1,0 +1,204 @@
+//go:build linux
+
+package fsys
+
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// FromStat returns the Stat of a stat result.
+func FromStat(st *unix.Stat_t) Stat {
+	return Stat{
+		Dev:   uint64(st.Dev),
+		Ino:   st.Ino,
+		Size:  st.Size,
+		Mtime: st.Mtim.Nano(),
+		Ctime: st.Ctim.Nano(),
+		UID:   st.Uid,
+	}
+}
+
+// btrfsIocFSInfo is BTRFS_IOC_FS_INFO, _IOR(0x94, 31, struct
+// btrfs_ioctl_fs_info_args): 1024 bytes, the filesystem's UUID (fsid) at
+// offset 16, after max_id and num_devices. It needs no privilege.
+const btrfsIocFSInfo = 0x8400941F
+
+// btrfsIocInoLookup is BTRFS_IOC_INO_LOOKUP, _IOWR(0x94, 18, struct
+// btrfs_ioctl_ino_lookup_args): treeid (u64), objectid (u64), name[4080].
+// With treeid 0 and objectid BTRFS_FIRST_FREE_OBJECTID (256) it returns,
+// without privilege (Linux 4.18 and later), the id of the subvolume
+// holding the file in treeid.
+const btrfsIocInoLookup = 0xD0009412
+
+// fsIocGetFSUUID is FS_IOC_GETFSUUID, _IOR(0x15, 0, struct fsuuid2): a
+// length byte and 16 bytes of UUID (Linux 6.5 and later; XFS and ext4
+// among others).
+const fsIocGetFSUUID = 0x80111500
+
+func ioctl(fd uintptr, req uintptr, arg unsafe.Pointer) error {
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(arg))
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return errno
+	}
+}
+
+// btrfsUUID returns the UUID of the btrfs holding f, in hex.
+func btrfsUUID(f *os.File) (string, error) {
+	var args [1024]byte
+	if err := ioctl(f.Fd(), btrfsIocFSInfo, unsafe.Pointer(&args[0])); err != nil {
+		return "", fmt.Errorf("BTRFS_IOC_FS_INFO: %w", err)
+	}
+	return hex.EncodeToString(args[16:32]), nil
+}
+
+// btrfsSubvol returns the id of the btrfs subvolume holding f.
+func btrfsSubvol(f *os.File) (uint64, error) {
+	var args [4096]byte
+	*(*uint64)(unsafe.Pointer(&args[8])) = 256
+	if err := ioctl(f.Fd(), btrfsIocInoLookup, unsafe.Pointer(&args[0])); err != nil {
+		return 0, fmt.Errorf("BTRFS_IOC_INO_LOOKUP: %w", err)
+	}
+	return *(*uint64)(unsafe.Pointer(&args[0])), nil
+}
+
+// fsUUID returns the UUID the filesystem holding f reports, in hex.
+func fsUUID(f *os.File) (string, error) {
+	var args [17]byte
+	if err := ioctl(f.Fd(), fsIocGetFSUUID, unsafe.Pointer(&args[0])); err != nil {
+		return "", err
+	}
+	n := int(args[0])
+	if n == 0 || n > 16 {
+		return "", fmt.Errorf("FS_IOC_GETFSUUID: length %d", n)
+	}
+	for _, b := range args[1 : 1+n] {
+		if b != 0 {
+			return hex.EncodeToString(args[1 : 1+n]), nil
+		}
+	}
+	return "", fmt.Errorf("FS_IOC_GETFSUUID: zero UUID")
+}
+
+// fsID names the filesystem of f, whose statfs is st.
+func fsID(f *os.File, st *unix.Statfs_t) string {
+	if st.Type == unix.BTRFS_SUPER_MAGIC {
+		if id, err := btrfsUUID(f); err == nil {
+			return id
+		}
+	} else if id, err := fsUUID(f); err == nil {
+		return id
+	}
+	return fmt.Sprintf("%08x%08x", uint32(st.Fsid.Val[0]), uint32(st.Fsid.Val[1]))
+}
+
+// Describe returns the Volume of the file or directory f, with its
+// filesystem's type and block size.
+func Describe(f *os.File) (Info, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return Info{}, fmt.Errorf("statfs: %w", err)
+	}
+	in := Info{Volume: Volume{FS: fsID(f, &st)}, Magic: int64(st.Type), BlockSize: st.Bsize}
+	if st.Type == unix.BTRFS_SUPER_MAGIC {
+		sv, err := btrfsSubvol(f)
+		if err != nil {
+			return Info{}, err
+		}
+		in.Subvol = sv
+	}
+	return in, nil
+}
+
+// Volumes caches the Volume of each device number met, for checks made
+// file by file: a device number names the same volume as long as it stays
+// mounted. Safe for concurrent use.
+type Volumes struct {
+	mu sync.Mutex
+	m  map[uint64]Info
+}
+
+// Of returns the volume of f, whose fstat is st.
+func (c *Volumes) Of(f *os.File, st *unix.Stat_t) (Info, error) {
+	dev := uint64(st.Dev)
+	c.mu.Lock()
+	in, ok := c.m[dev]
+	c.mu.Unlock()
+	if ok {
+		return in, nil
+	}
+	in, err := Describe(f)
+	if err != nil {
+		return Info{}, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[uint64]Info)
+	}
+	c.m[dev] = in
+	c.mu.Unlock()
+	return in, nil
+}
+
+// btrfsIocSync is BTRFS_IOC_SYNC, _IO(0x94, 8): commit the transaction and
+// run the cleaner, which frees extents that lost their last reference.
+const btrfsIocSync = 0x9408
+
+// StatFS reports on the filesystem holding f.
+func StatFS(f *os.File) (FS, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return FS{}, fmt.Errorf("statfs: %w", err)
+	}
+	unit := int64(st.Frsize)
+	if unit == 0 {
+		unit = st.Bsize
+	}
+	return FS{
+		ID:        fsID(f, &st),
+		Type:      TypeName(int64(st.Type)),
+		BlockSize: st.Bsize,
+		Free:      int64(st.Bfree) * unit,
+	}, nil
+}
+
+// SyncFS commits the filesystem holding f (syncfs(2), after BTRFS_IOC_SYNC
+// on btrfs), so that the space deduplication freed shows in statfs.
+func SyncFS(f *os.File) error {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	if st.Type == unix.BTRFS_SUPER_MAGIC {
+		// Best effort: syncfs below commits the transaction anyway.
+		_ = unix.IoctlSetInt(int(f.Fd()), btrfsIocSync, 0)
+	}
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs: %w", err)
+	}
+	return nil
+}
+
+// fsNoCOWFl is FS_NOCOW_FL, the NOCOW attribute (chattr +C) among the
+// flags FS_IOC_GETFLAGS reports.
+const fsNoCOWFl = 0x00800000
+
+// NoCOW reports whether f has the NOCOW attribute. btrfs keeps no
+// checksums for such data, and shares storage only between files that
+// both have the attribute or both lack it (EINVAL otherwise). Where the
+// filesystem has no such attribute, it reports false.
+func NoCOW(f *os.File) bool {
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	return err == nil && flags&fsNoCOWFl != 0
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package fsys
+
+import "os"
+
+// Describe returns ErrUnsupported.
+func Describe(f *os.File) (Info, error) { return Info{}, ErrUnsupported }
+
+// StatFS returns ErrUnsupported.
+func StatFS(f *os.File) (FS, error) { return FS{}, ErrUnsupported }
+
+// SyncFS returns ErrUnsupported.
+func SyncFS(f *os.File) error { return ErrUnsupported }
+
+// NoCOW reports false.
+func NoCOW(f *os.File) bool { return false }

@@ -1,0 +1,118 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"strconv"
+	"unicode/utf8"
+
+	"same/internal/fsys"
+)
+
+// Encoder writes plan and result records, one JSON object per line, each
+// with a single Write so that a reader of a pipe sees whole lines as they
+// come.
+type Encoder struct {
+	w   io.Writer
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// NewEncoder returns an Encoder writing to w.
+func NewEncoder(w io.Writer) *Encoder {
+	e := &Encoder{w: w}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}
+
+// Encode writes r as one line, filling in Type and V.
+func (e *Encoder) Encode(r *Result) error {
+	r.Type, r.V = TypeResult, Version
+	if r.Src != nil {
+		r.Src.PathB64 = rawPath(r.Src.Path)
+	}
+	for i := range r.Dst {
+		r.Dst[i].PathB64 = rawPath(r.Dst[i].Path)
+	}
+	if r.Rewrite != nil {
+		r.Rewrite.PathB64 = rawPath(r.Rewrite.Path)
+	}
+	return e.write(r)
+}
+
+// Write writes a plan record as one line.
+func (e *Encoder) Write(rec Record) error { return e.write(rec) }
+
+func (e *Encoder) write(v any) error {
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := e.w.Write(e.buf.Bytes())
+	return err
+}
+
+// rawPath returns path in base64 when it is not valid UTF-8, which JSON
+// strings cannot carry (encoding/json replaces each invalid byte by
+// U+FFFD); "" otherwise.
+func rawPath(path string) string {
+	if utf8.ValidString(path) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(path))
+}
+
+// MarshalJSON writes a range of the current version: the path (and
+// path_b64 when it is not valid UTF-8), offset, filesystem ID, subvolume,
+// inode, size and mtime as an RFC 3339 date with nanoseconds.
+func (r Range) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 128+len(r.Path))
+	b = append(b, `{"path":`...)
+	b = appendString(b, r.Path)
+	if raw := rawPath(r.Path); raw != "" {
+		b = append(b, `,"path_b64":"`...)
+		b = append(b, raw...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"off":`...)
+	b = strconv.AppendInt(b, r.Off, 10)
+	b = append(b, `,"fs":`...)
+	b = strconv.AppendQuote(b, r.FS)
+	b = append(b, `,"subvol":`...)
+	b = strconv.AppendUint(b, r.Subvol, 10)
+	if r.Dev != 0 {
+		b = append(b, `,"dev":`...)
+		b = strconv.AppendUint(b, r.Dev, 10)
+	}
+	b = append(b, `,"ino":`...)
+	b = strconv.AppendUint(b, r.Ino, 10)
+	b = append(b, `,"size":`...)
+	b = strconv.AppendInt(b, r.Size, 10)
+	b = append(b, `,"mtime":"`...)
+	b = append(b, fsys.Time(r.Mtime)...)
+	b = append(b, `"}`...)
+	return b, nil
+}
+
+// appendString appends s as a JSON string, without escaping HTML
+// characters: plans are read by people and scripts, not browsers.
+func appendString(b []byte, s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+}
+
+// UnmarshalJSON reads a range of the current version (see parseRange).
+func (r *Range) UnmarshalJSON(b []byte) error {
+	v, err := parseRange("range", b, Version)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
