@@ -222,7 +222,7 @@ func progress(s scan.Stats) string {
 }
 
 func summary(s scan.Stats) string {
-	return fmt.Sprintf("hashfile: %d files seen, %d hashed, %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned; read %s in %s (%s)",
-		s.Seen, s.Hashed, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned,
+	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned; read %s in %s (%s)",
+		s.Seen, s.Hashed, s.Reused, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned,
 		cli.Bytes(s.BytesRead), s.Elapsed.Round(time.Millisecond), rate(s.BytesRead, s.Elapsed))
 }

@@ -27,6 +27,15 @@ const (
 // extent (its disk_bytenr and disk_num_bytes) that the range is a piece of.
 // btrfs frees a disk extent only when no range of any file refers to any
 // part of it. Extents leaves them 0, which means unknown.
+//
+// Gen and Offset are set only by DiskExtents too: the generation of the
+// file extent item (the transaction that wrote the disk extent; a clone,
+// a snapshot or a dedupe keeps it) and the offset of the range in the
+// disk extent's (uncompressed) data. Outside NOCOW files, a disk extent's
+// data never changes while it exists, and no two disk extents that exist
+// at different times have the same (DiskStart, DiskLen, Gen): space freed
+// in a transaction is reused only by a later one. So equal keys prove
+// equal bytes at equal Offsets.
 type Extent struct {
 	Logical   int64
 	Physical  int64
@@ -34,6 +43,8 @@ type Extent struct {
 	Flags     uint32
 	DiskStart int64 // btrfs: disk_bytenr of the disk extent (0: unknown)
 	DiskLen   int64 // btrfs: disk_num_bytes of that disk extent
+	Gen       int64 // btrfs: generation of the file extent item
+	Offset    int64 // btrfs: offset of the range in the disk extent's data
 }
 
 // End is the file offset just past the extent.

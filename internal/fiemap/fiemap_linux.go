@@ -295,6 +295,8 @@ func parseFileExtent(off uint64, item []byte) (Extent, bool, error) {
 	e.Length = int64(numBytes)
 	e.DiskStart = int64(diskBytenr)
 	e.DiskLen = int64(diskNumBytes)
+	e.Gen = int64(le.Uint64(item[0:]))
+	e.Offset = int64(offset)
 	e.Physical = int64(diskBytenr + offset)
 	if encoded {
 		e.Physical = int64(diskBytenr)

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"same/internal/fiemap"
@@ -52,18 +53,18 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, su
 // ScanExtents calls fn for every extent in the index, in (file, logical)
 // order.
 func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags, disk_start, disk_len FROM extents ORDER BY file, logical")
+	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents ORDER BY file, logical")
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 7); err != nil {
+		if err := r.scan(rows, 9); err != nil {
 			return fmt.Errorf("read extents: %w", err)
 		}
 		e := fiemap.Extent{Logical: r.int64(1), Physical: r.int64(2), Length: r.int64(3),
-			Flags: uint32(r.int64(4)), DiskStart: r.int64(5), DiskLen: r.int64(6)}
+			Flags: uint32(r.int64(4)), DiskStart: r.int64(5), DiskLen: r.int64(6), Gen: r.int64(7), Offset: r.int64(8)}
 		if r.err != nil {
 			return fmt.Errorf("read extents: %w", r.err)
 		}
@@ -72,4 +73,53 @@ func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.E
 		}
 	}
 	return rows.Err()
+}
+
+// Piece is a range of an indexed file that refers to a piece of a disk
+// extent (see fiemap.Extent), and the sums recorded for it.
+type Piece struct {
+	File    int64
+	Logical int64 // where the piece lies in File
+	Offset  int64 // where it lies in the disk extent's data
+	Length  int64
+	Size    int64 // File's size
+}
+
+// Pieces returns the recorded pieces of disk extent (start, length, gen)
+// in files without the NOCOW attribute (whose extents are overwritten in
+// place), that hold some of the extent's data from off to end. At most
+// limit.
+func (ix *Index) Pieces(ctx context.Context, start, length, gen, off, end int64, limit int) ([]Piece, error) {
+	rows, err := ix.db.QueryContext(ctx, `SELECT e.file, e.logical, e.ext_off, e.length, f.size
+		FROM extents e JOIN files f ON f.id = e.file
+		WHERE e.disk_start = ? AND e.disk_len = ? AND e.gen = ? AND e.gen != 0
+			AND e.ext_off < ? AND e.ext_off + e.length > ?
+			AND f.nocow = 0 AND e.flags & ? = 0
+		LIMIT ?`, start, length, gen, end, off, fiemap.FlagUnwritten|fiemap.FlagDataInline, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read extents: %w", err)
+	}
+	defer rows.Close()
+	var out []Piece
+	for rows.Next() {
+		var p Piece
+		if err := rows.Scan(&p.File, &p.Logical, &p.Offset, &p.Length, &p.Size); err != nil {
+			return nil, fmt.Errorf("read extents: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Chunk returns chunk c of file's packed sums (nil if there is none).
+func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {
+	var b []byte
+	err := ix.db.QueryRowContext(ctx, "SELECT hashes FROM blocks WHERE file = ? AND chunk = ?", file, c).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	return b, nil
 }

@@ -127,8 +127,8 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 		}
 	}
 	for _, e := range extents {
-		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len) VALUES(?, ?, ?, ?, ?, ?, ?)",
-			id, e.Logical, e.Physical, e.Length, e.Flags, e.DiskStart, e.DiskLen); err != nil {
+		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			id, e.Logical, e.Physical, e.Length, e.Flags, e.DiskStart, e.DiskLen, e.Gen, e.Offset); err != nil {
 			return 0, fmt.Errorf("record extents of %s: %w", f.Path, err)
 		}
 	}

@@ -173,7 +173,7 @@ func TestPipeline(t *testing.T) {
 
 			// A second run reads nothing and plans nothing.
 			_, stderr, code := tool(t, nil, "hashfile", "-db", db, dir)
-			if code != 0 || !strings.Contains(stderr, " 0 hashed, ") || !strings.Contains(stderr, "read 0 B ") {
+			if code != 0 || !strings.Contains(stderr, " 0 hashed (") || !strings.Contains(stderr, "read 0 B ") {
 				t.Errorf("second hashfile: exit %d, %s; want nothing hashed or read", code, stderr)
 			}
 			if out, stderr, _ := tool(t, nil, "findsame", "-db", db); out != "" {

@@ -50,9 +50,13 @@ type Stats struct {
 	Failed    int64 // files that could not be read or changed while read
 	Pruned    int64 // index entries removed because their files are gone
 	BytesRead int64
-	ToRead    int64 // bytes queued for reading so far
-	WalkDone  bool
-	Elapsed   time.Duration
+	// Reused counts hashed files whose sums were taken from extents
+	// already in the index instead of being read; BytesReused, their bytes.
+	Reused      int64
+	BytesReused int64
+	ToRead      int64 // bytes queued for reading so far
+	WalkDone    bool
+	Elapsed     time.Duration
 }
 
 // ErrChanged marks a file that changed while it was read.
@@ -118,6 +122,7 @@ type attr struct {
 
 type counters struct {
 	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
+	reused, reusedBytes                                                    atomic.Int64
 	walkDone                                                               atomic.Bool
 }
 
@@ -126,6 +131,7 @@ func (c *counters) stats(start time.Time) Stats {
 		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
 		Renamed: c.renamed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
 		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
+		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(),
 		WalkDone: c.walkDone.Load(), Elapsed: time.Since(start),
 	}
 }
@@ -188,7 +194,8 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 
 	// The writer.
 	writeErr := make(chan error, 1)
-	go func() { writeErr <- write(ix, ops) }()
+	ru := &reuser{ix: ix, bs: int64(o.BlockSize)}
+	go func() { writeErr <- write(ix, ops, ru) }()
 
 	// The readers.
 	var readers sync.WaitGroup
@@ -206,15 +213,19 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 					}
 					continue
 				}
-				f, s, ext, n, err := hash(r, j, sums[:0])
+				f, s, ext, n, reused, err := hash(ctx, r, ru, j, sums[:0])
 				c.read.Add(n)
 				if err != nil {
 					fail(j.path, err, false)
 					continue
 				}
-				sums = s
 				c.hashed.Add(1)
-				ops <- op{put: &f, sums: append([]byte(nil), s...), ext: ext}
+				if reused {
+					c.reused.Add(1)
+					c.reusedBytes.Add(f.Size)
+					c.toRead.Add(-f.Size)
+				}
+				ops <- op{put: &f, sums: s, ext: ext}
 			}
 		})
 	}
@@ -508,39 +519,76 @@ func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS bool
 	return out, nil
 }
 
-// hash reads one file and checks that it did not change while read.
-func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, error) {
+// hash reads one file into sums (a buffer it may grow), or takes its sums
+// from the index through ru (see reuser) when ru is not nil, and checks
+// that it did not change while read. It returns the file, its sums (a
+// slice of its own, which ru holds until the writer commits it), its
+// extents, the bytes read, and whether the sums were reused.
+func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, bool, error) {
 	f, err := open(j.path)
 	if err != nil {
-		return index.File{}, nil, nil, 0, err
+		return index.File{}, nil, nil, 0, false, err
 	}
 	defer f.Close()
 	var before, after unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &before); err != nil {
-		return index.File{}, nil, nil, 0, &os.PathError{Op: "fstat", Path: j.path, Err: err}
+		return index.File{}, nil, nil, 0, false, &os.PathError{Op: "fstat", Path: j.path, Err: err}
 	}
 	if before.Mode&unix.S_IFMT != unix.S_IFREG {
-		return index.File{}, nil, nil, 0, fmt.Errorf("%s: no longer a regular file", j.path)
+		return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: no longer a regular file", j.path)
 	}
 	id := walk.FromStat(&before)
-	sums, n, err := r.HashFile(f, id.Size, sums)
-	if errors.Is(err, blockhash.ErrShrunk) {
-		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
+	nocow := noCOW(f)
+	// On btrfs, a file all of whose extents were hashed before (in
+	// another file, snapshot or copy) is not read.
+	var ext []fiemap.Extent
+	reused := false
+	release := func() {}
+	defer func() { release() }() // after the caller's add, on success
+	if ru != nil && nocow == index.NoCOWUnset {
+		items, err := fiemap.DiskExtents(f)
+		switch {
+		case err == nil:
+			var ok bool
+			if sums, ok, release, err = ru.sums(ctx, items, id.Size, sums); err != nil {
+				return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
+			}
+			if ok {
+				ext, reused = items, true
+			}
+		case !errors.Is(err, fiemap.ErrNoTreeSearch):
+			return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
+		}
 	}
-	if err != nil {
-		return index.File{}, nil, nil, n, fmt.Errorf("read %s: %w", j.path, err)
-	}
-	ext, err := fiemap.Map(f)
-	if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
-		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, err)
+	var n int64
+	if !reused {
+		var err error
+		sums, n, err = r.HashFile(f, id.Size, sums[:0])
+		if errors.Is(err, blockhash.ErrShrunk) {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
+		}
+		if err != nil {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("read %s: %w", j.path, err)
+		}
+		if n != id.Size {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
+		}
+		ext, err = fiemap.Map(f)
+		if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, err)
+		}
 	}
 	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
-		return index.File{}, nil, nil, n, &os.PathError{Op: "fstat", Path: j.path, Err: err}
+		return index.File{}, nil, nil, n, false, &os.PathError{Op: "fstat", Path: j.path, Err: err}
 	}
-	if walk.FromStat(&after) != id || n != id.Size {
-		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
+	if walk.FromStat(&after) != id {
+		return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
-	return index.File{Path: j.path, Vol: j.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: noCOW(f), UID: int64(id.UID)}, sums, ext, n, nil
+	sums = append([]byte(nil), sums...) // the caller's buffer is reused
+	if ru != nil {
+		ru.add(id.Size, nocow, ext, sums)
+	}
+	return index.File{Path: j.path, Vol: j.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
 }
 
 // Batches are committed when they hold this many files or sum bytes, or
@@ -551,11 +599,20 @@ const (
 	batchTime  = time.Second
 )
 
-func write(ix *index.Index, ops <-chan op) error {
+func write(ix *index.Index, ops <-chan op, ru *reuser) error {
 	var tx *index.Tx
 	var n, bytes int
 	var opened time.Time
 	var err error
+	var puts []op // of the open batch: ru drops them once committed
+	commit := func() {
+		err = tx.Commit()
+		tx, n, bytes = nil, 0, 0
+		for _, o := range puts {
+			ru.drop(o.ext, o.sums)
+		}
+		puts = puts[:0]
+	}
 	for o := range ops {
 		if err != nil {
 			continue // drain, so senders never block
@@ -570,6 +627,7 @@ func write(ix *index.Index, ops <-chan op) error {
 		case o.put != nil:
 			_, err = tx.Put(*o.put, o.sums, o.ext)
 			bytes += len(o.sums)
+			puts = append(puts, o)
 		case o.del != 0:
 			err = tx.Delete(o.del)
 		case o.rename != nil:
@@ -585,8 +643,7 @@ func write(ix *index.Index, ops <-chan op) error {
 		}
 		n++
 		if err == nil && (n >= batchFiles || bytes >= batchBytes || time.Since(opened) >= batchTime) {
-			err = tx.Commit()
-			tx, n, bytes = nil, 0, 0
+			commit()
 		}
 	}
 	if tx != nil {
@@ -594,7 +651,7 @@ func write(ix *index.Index, ops <-chan op) error {
 			tx.Rollback()
 			return err
 		}
-		return tx.Commit()
+		commit()
 	}
 	return err
 }

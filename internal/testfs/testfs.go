@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,19 +82,55 @@ func Remount(t testing.TB, mnt string) {
 	if err := unix.Stat(mnt, &before); err != nil {
 		t.Fatal(err)
 	}
+	dev := strings.TrimSpace(Run(t, "findmnt", "-n", "-o", "SOURCE", "--target", mnt))
 	Run(t, "umount", mnt)
 	hold := filepath.Join(filepath.Dir(image), "hold")
 	if err := os.MkdirAll(hold, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	Run(t, "mount", "-t", "tmpfs", "none", hold)
-	defer Run(t, "umount", hold)
+	// Hold the anonymous device number the filesystem had (btrfs), once
+	// the unmount has let it go (it is freed asynchronously), and those
+	// below it: each tmpfs mounted takes the lowest free one.
+	for i := 0; unix.Major(before.Dev) == 0; i++ { // anonymous: btrfs
+		h := filepath.Join(hold, strconv.Itoa(i))
+		if err := os.Mkdir(h, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		Run(t, "mount", "-t", "tmpfs", "none", h)
+		defer Run(t, "umount", h)
+		var st unix.Stat_t
+		if err := unix.Stat(h, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Dev == before.Dev {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("Remount(%s): device %d stays taken", mnt, before.Dev)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	blank := filepath.Join(filepath.Dir(image), "blank.img")
 	if err := os.WriteFile(blank, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Hold the loop device the image was on, once the unmount has let it
+	// go (the kernel detaches it asynchronously).
 	loop := strings.TrimSpace(Run(t, "losetup", "-f", "--show", blank))
 	defer Run(t, "losetup", "-d", loop)
+	if strings.HasPrefix(dev, "/dev/loop") && dev != loop {
+		for i := 0; ; i++ {
+			err := exec.Command("losetup", dev, blank).Run()
+			if err == nil {
+				defer Run(t, "losetup", "-d", dev)
+				break
+			}
+			if i == 100 {
+				t.Fatalf("Remount(%s): %s stays attached: %v", mnt, dev, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	Run(t, "mount", "-o", "loop", image, mnt)
 	if err := unix.Stat(mnt, &after); err != nil {
 		t.Fatal(err)

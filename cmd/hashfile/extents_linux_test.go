@@ -1,0 +1,176 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/testfs"
+)
+
+// TestSnapshotsReadOnce builds a small snapshot host on btrfs -- a
+// subvolume holding every kind of extent, two read-only snapshots with
+// changes between them, a reflinked copy -- and checks that hashfile reads
+// each stored extent once: the snapshots' files and the copy take their
+// sums from the extents already hashed, and every file's sums are still
+// those of its bytes.
+func TestSnapshotsReadOnce(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	p := func(name string) string { return filepath.Join(live, name) }
+
+	// Two extents, written apart.
+	writeFile(t, p("two"), randomBytes(1, 3<<20))
+	appendSync(t, p("two"), randomBytes(2, 1<<20))
+	writeFile(t, p("tail"), randomBytes(3, 100<<10+123)) // a partial last block
+	sparse(t, p("sparse"), randomBytes(4, 1<<20), 2<<20) // data, hole, data
+	writeFile(t, p("inline"), randomBytes(5, 1000))      // stored in metadata
+	prealloc(t, p("prealloc"), randomBytes(6, 256<<10), 1<<20)
+	testfs.Run(t, "sync")
+	testfs.Run(t, "cp", "--reflink=always", p("two"), p("copy-of-two"))
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
+	// A day of changes: an overwrite in place, an append, a new file.
+	overwrite(t, p("two"), 1<<20, randomBytes(7, 8192))
+	appendSync(t, p("tail"), randomBytes(8, 5000))
+	writeFile(t, p("new"), randomBytes(9, 1<<20))
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap2"))
+
+	db := filepath.Join(t.TempDir(), "index.db")
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	checkTree(t, db, mnt)
+
+	var liveBytes int64
+	for _, name := range []string{"two", "tail", "sparse", "inline", "prealloc", "copy-of-two", "new"} {
+		fi, err := os.Stat(p(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		liveBytes += fi.Size()
+	}
+	m := regexp.MustCompile(`(\d+) files seen, (\d+) hashed \((\d+) from extents already hashed\)`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no summary in\n%s", stderr)
+	}
+	// 7 files in live, 6 in snap1, 7 in snap2: of the 20, the 10 whose
+	// every extent was hashed before -- in any order the readers take
+	// them -- are not read.
+	if m[1] != "20" || m[3] != "10" {
+		t.Errorf("%s files seen, %s from extents already hashed; want 20 and 10\n%s", m[1], m[3], stderr)
+	}
+
+	// Read: each file of live once (a file is read whole when any of its
+	// extents is new: two, overwritten in place, and its copy, which
+	// alone holds the bytes two's overwrite replaced, are both read), and
+	// in the snapshots the inline files and the first version of tail,
+	// whose last block is partial (its extent's next bytes, written
+	// later, are not in its sums). Without reuse it would be three times
+	// live.
+	read := readBytes(t, stderr)
+	if want := liveBytes + 2*1000 + 100<<10 + 123; read > want+want/100 {
+		t.Errorf("read %d bytes; want at most %d (live once, the inline files and the first tail again)\n%s", read, want, stderr)
+	}
+
+	// A re-run after a remount reads nothing and reuses nothing: every
+	// file is known.
+	testfs.Remount(t, mnt)
+	_, stderr, err = hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile after remount = %v\n%s", err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 20, unchanged: 20})
+}
+
+// readBytes returns the exact bytes read that hashfile's summary reports,
+// from the index: the summary rounds them.
+func readBytes(t *testing.T, stderr string) int64 {
+	t.Helper()
+	m := regexp.MustCompile(`; read ([0-9.]+) (B|KiB|MiB|GiB) in`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no bytes read in\n%s", stderr)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := map[string]float64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[m[2]]
+	return int64(v * unit)
+}
+
+func appendSync(t *testing.T, path string, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func overwrite(t *testing.T, path string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sparse writes data, a hole of hole bytes, and data again.
+func sparse(t *testing.T, path string, data []byte, hole int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, int64(len(data))+hole); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// prealloc preallocates size bytes and writes data at the start.
+func prealloc(t *testing.T, path string, data []byte, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,340 @@
+package scan
+
+import (
+	"context"
+	"sync"
+
+	"same/internal/blockhash"
+	"same/internal/fiemap"
+	"same/internal/index"
+)
+
+// reuser takes the sums of a file from the index instead of reading it
+// when every range of the file is a piece of a btrfs disk extent whose
+// sums the index already holds: a file in a snapshot, a reflinked copy, a
+// file deduplicated before. The proof is the key of the disk extent (see
+// fiemap.Extent): equal keys, equal bytes at equal offsets. NOCOW files,
+// whose extents are overwritten in place, are always read; so is a file
+// with an inline extent, or ranges not aligned to blocks.
+//
+// Files hashed in this run are found too, before the writer commits them:
+// readers add what they hashed (add), and the writer drops it once
+// committed (drop), where Pieces finds it. So a snapshot's copy of a file
+// met right after the file is not read either, and memory holds at most
+// the sums of one uncommitted batch. A reader about to read a file claims
+// its extents first (claim); another reader that needs one of them waits
+// until it is added rather than read it too. A reader waits only before
+// it claims anything, so no two wait for each other.
+type reuser struct {
+	ix *index.Index
+	bs int64
+
+	mu       sync.Mutex
+	pending  map[extentKey][]pendingPiece
+	inflight map[extentKey]chan struct{} // extents being read, closed when added
+}
+
+// extentKey names a disk extent (see fiemap.Extent).
+type extentKey struct{ start, length, gen int64 }
+
+// pendingPiece is a piece of a disk extent in a file hashed in this run
+// and not committed yet, with the file's sums.
+type pendingPiece struct {
+	index.Piece
+	sums []byte
+}
+
+func keyOf(e fiemap.Extent) extentKey { return extentKey{e.DiskStart, e.DiskLen, e.Gen} }
+
+// reusable reports whether the sums of e may serve another file.
+func reusable(e fiemap.Extent) bool {
+	return e.Gen != 0 && e.DiskStart != 0 && e.Flags&(fiemap.FlagUnwritten|fiemap.FlagDataInline) == 0
+}
+
+// add makes the sums of a file just hashed, with its extents, available
+// to files hashed after it.
+func (r *reuser) add(size int64, nocow int8, ext []fiemap.Extent, sums []byte) {
+	if nocow != index.NoCOWUnset {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range ext {
+		if !reusable(e) {
+			continue
+		}
+		if r.pending == nil {
+			r.pending = make(map[extentKey][]pendingPiece)
+		}
+		k := keyOf(e)
+		r.pending[k] = append(r.pending[k], pendingPiece{index.Piece{Logical: e.Logical, Offset: e.Offset, Length: e.Length, Size: size}, sums})
+	}
+}
+
+// drop forgets what add made available, once the index holds it.
+func (r *reuser) drop(ext []fiemap.Extent, sums []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range ext {
+		if !reusable(e) {
+			continue
+		}
+		k := keyOf(e)
+		ps := r.pending[k]
+		for i := range ps {
+			if len(ps[i].sums) > 0 && len(sums) > 0 && &ps[i].sums[0] == &sums[0] && ps[i].Logical == e.Logical {
+				ps = append(ps[:i], ps[i+1:]...)
+				break
+			}
+		}
+		if len(ps) == 0 {
+			delete(r.pending, k)
+		} else {
+			r.pending[k] = ps
+		}
+	}
+}
+
+// wait waits until the extent k that another reader is reading is added,
+// and reports whether it waited. When no reader is reading k, or when the
+// caller holds claims already, it claims the extents of items instead,
+// all at once under the same lock, so that two readers of one extent
+// never both read it (the second waits for the first), and a reader that
+// holds claims never waits.
+func (r *reuser) wait(ctx context.Context, k extentKey, items []fiemap.Extent, claimed *[]extentKey) bool {
+	r.mu.Lock()
+	ch := r.inflight[k]
+	if len(*claimed) > 0 {
+		ch = nil // a reader that holds claims never waits
+	}
+	if ch == nil {
+		*claimed = append(*claimed, r.claimLocked(items)...)
+	}
+	r.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+	return true
+}
+
+// claim marks the extents of a file about to be read, those not marked
+// yet, and returns what ends the claim (of those and of the ones claimed
+// already): call it once the file is added, or failed. A reader claims at
+// most once a file, and waits (wait) only before it claims, so no two
+// readers wait for each other.
+func (r *reuser) claim(claimed []extentKey, items []fiemap.Extent) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mine := append(claimed, r.claimLocked(items)...)
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, k := range mine {
+			close(r.inflight[k])
+			delete(r.inflight, k)
+		}
+	}
+}
+
+func (r *reuser) claimLocked(items []fiemap.Extent) []extentKey {
+	var mine []extentKey
+	for _, e := range items {
+		k := keyOf(e)
+		if !reusable(e) || r.inflight[k] != nil {
+			continue
+		}
+		if r.inflight == nil {
+			r.inflight = make(map[extentKey]chan struct{})
+		}
+		r.inflight[k] = make(chan struct{})
+		mine = append(mine, k)
+	}
+	return mine
+}
+
+// fromPending returns the pieces of extent k hashed in this run that hold
+// some of its data from off to end.
+func (r *reuser) fromPending(k extentKey, off, end int64) []pendingPiece {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []pendingPiece
+	for _, p := range r.pending[k] {
+		if p.Offset < end && p.Offset+p.Length > off {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sums returns the packed sums of a file of size bytes whose file extent
+// items are items (from fiemap.DiskExtents), appended to out[:0], or ok
+// false if the file must be read. Then it has claimed the file's extents
+// for the caller, who calls release once the file is added or failed.
+func (r *reuser) sums(ctx context.Context, items []fiemap.Extent, size int64, out []byte) (sums []byte, ok bool, release func(), err error) {
+	var claimed []extentKey
+	sums, ok, err = r.find(ctx, items, size, out, &claimed)
+	if ok || err != nil {
+		r.claim(claimed, nil)() // found after all: let waiters look too
+		return sums, ok, func() {}, err
+	}
+	return sums, ok, r.claim(claimed, items), err
+}
+
+// find is sums without the claim; the extents wait claimed on the way are
+// added to claimed.
+func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, out []byte, claimed *[]extentKey) ([]byte, bool, error) {
+	bs := r.bs
+	n := (size + bs - 1) / bs
+	out = append(out[:0], make([]byte, n*blockhash.SumSize)...) // holes: zero sums
+	type chunkKey struct {
+		file int64
+		c    int
+	}
+	chunks := make(map[chunkKey][]byte)
+	chunk := func(file int64, c int) ([]byte, error) {
+		k := chunkKey{file, c}
+		if b, ok := chunks[k]; ok {
+			return b, nil
+		}
+		b, err := r.ix.Chunk(ctx, file, c)
+		chunks[k] = b
+		return b, err
+	}
+	for _, e := range items {
+		if e.Logical >= size {
+			continue // preallocated beyond EOF
+		}
+		end := min(e.End(), size)
+		switch {
+		case e.Flags&fiemap.FlagDataInline != 0, e.DiskStart == 0, e.Gen == 0:
+			return out, false, nil
+		case e.Logical%bs != 0, end%bs != 0 && end != size:
+			return out, false, nil
+		case e.Flags&fiemap.FlagUnwritten != 0:
+			continue // reads as zeros
+		}
+		dataEnd := e.Offset + (end - e.Logical)
+		ok, err := r.cover(ctx, out, e, end, size, dataEnd, chunk)
+		for err == nil && !ok {
+			// Another reader may be reading it, or may have just added
+			// it: look again, after waiting for it, or once after
+			// claiming it.
+			waited := r.wait(ctx, keyOf(e), items, claimed)
+			ok, err = r.cover(ctx, out, e, end, size, dataEnd, chunk)
+			if !waited || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil || !ok {
+			return out, false, err
+		}
+	}
+	return out, true, nil
+}
+
+// cover fills in the sums of e, a range of a file of size bytes that ends
+// at end and holds its disk extent's data up to dataEnd, from the pieces
+// of that extent hashed before, in this run or recorded; several pieces
+// may cover it together. chunk reads recorded sums. It reports false if
+// some block is in none.
+func (r *reuser) cover(ctx context.Context, out []byte, e fiemap.Extent, end, size, dataEnd int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
+	bs := r.bs
+	pieces := r.fromPending(keyOf(e), e.Offset, dataEnd)
+	recorded, err := r.ix.Pieces(ctx, e.DiskStart, e.DiskLen, e.Gen, e.Offset, dataEnd, 64)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range recorded {
+		pieces = append(pieces, pendingPiece{Piece: p})
+	}
+	for pos := e.Offset; pos < dataEnd; {
+		found := false
+		for _, p := range pieces {
+			if p.Offset > pos || p.Offset+p.Length <= pos {
+				continue
+			}
+			start := p.Logical + pos - p.Offset // pos in p's file
+			if start%bs != 0 {
+				continue // blocks cut the data elsewhere there
+			}
+			segEnd := min(dataEnd, p.Offset+p.Length)
+			var n int64 // blocks to take
+			if e.Logical+segEnd-e.Offset == size && p.Logical+segEnd-p.Offset == p.Size {
+				n = (segEnd - pos + bs - 1) / bs // both end here: the partial blocks match
+			} else {
+				// Whole blocks only, and only those inside p's file: its
+				// last sum covers only the bytes before its EOF.
+				n = min((segEnd-pos)/bs, (p.Size-start)/bs)
+			}
+			if n <= 0 {
+				continue
+			}
+			var ok bool
+			if p.sums != nil { // hashed in this run: all its sums at hand
+				ok = copySums(out, (e.Logical+pos-e.Offset)/bs, start/bs, n, func(int) ([]byte, error) { return p.sums, nil }, false)
+			} else {
+				ok, err = copyRecorded(out, (e.Logical+pos-e.Offset)/bs, p.File, start/bs, n, chunk)
+				if err != nil {
+					return false, err
+				}
+			}
+			if ok {
+				pos = min(dataEnd, pos+n*bs)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// copyRecorded copies n sums of file from its block src on into out from
+// block dst on, reading its chunks through chunk. It reports false if the
+// index holds fewer.
+func copyRecorded(out []byte, dst, file, src, n int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
+	var err error
+	ok := copySums(out, dst, src, n, func(c int) ([]byte, error) {
+		b, e := chunk(file, c)
+		if e != nil {
+			err = e
+		}
+		return b, e
+	}, true)
+	return ok && err == nil, err
+}
+
+// copySums copies n sums from block src on of a file whose sums are
+// chunked (in chunks of index.ChunkBlocks, read through chunk) or not,
+// into out from block dst on. It reports false if there are fewer.
+func copySums(out []byte, dst, src, n int64, chunk func(int) ([]byte, error), chunked bool) bool {
+	const size = blockhash.SumSize
+	if !chunked {
+		b, _ := chunk(0)
+		if int64(len(b)) < (src+n)*size {
+			return false
+		}
+		copy(out[dst*size:], b[src*size:(src+n)*size])
+		return true
+	}
+	for n > 0 {
+		b, err := chunk(int(src / index.ChunkBlocks))
+		if err != nil {
+			return false
+		}
+		i := src % index.ChunkBlocks
+		k := min(n, index.ChunkBlocks-i)
+		if int64(len(b)) < (i+k)*size {
+			return false
+		}
+		copy(out[dst*size:], b[i*size:(i+k)*size])
+		dst, src, n = dst+k, src+k, n-k
+	}
+	return true
+}
