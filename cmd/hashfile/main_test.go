@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -259,16 +260,18 @@ func TestHelp(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	stdout, stderr, err := hashfile(t, "", "--version")
-	if err != nil {
-		t.Fatalf("run(--version) = %v; want nil", err)
-	}
-	want := fmt.Sprintf("hashfile dev, index format %d, SHA-256: %s\n", index.Version(), blockhash.Path())
-	if stdout != want {
-		t.Errorf("run(--version) stdout = %q; want %q", stdout, want)
-	}
-	if stderr != "" {
-		t.Errorf("run(--version) stderr = %q; want nothing", stderr)
+	for _, arg := range []string{"-version", "--version"} {
+		stdout, stderr, err := hashfile(t, "", arg)
+		if err != nil {
+			t.Fatalf("run(%s) = %v; want nil", arg, err)
+		}
+		want := fmt.Sprintf("hashfile %s, %s, index format %d, SHA-256: %s\n", cli.Version(), runtime.Version(), index.Version(), blockhash.Path())
+		if stdout != want {
+			t.Errorf("run(%s) stdout = %q; want %q", arg, stdout, want)
+		}
+		if stderr != "" {
+			t.Errorf("run(%s) stderr = %q; want nothing", arg, stderr)
+		}
 	}
 }
 
