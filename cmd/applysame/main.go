@@ -215,7 +215,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	stop := *stopOnError || !*keepGoing
 	if chunk < 1<<20 || chunk > 1<<30 {
-		return cli.Usagef("-chunk: %s is outside 1MiB..1GiB", cli.Bytes(int64(chunk)))
+		return cli.Usagef("-chunk %s: want 1M to 1G", &chunk)
 	}
 	if *jobs < 1 || *jobs > maxJobs {
 		return cli.Usagef("-j %d: want 1 to %d lines at once", *jobs, maxJobs)

@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Usagef("-j %d: want at least 1", *jobs)
 	}
 	if err := blockhash.CheckBlockSize(int(bs)); err != nil {
-		return cli.Usagef("-b: %v", err)
+		return cli.Usagef("-b %s: want a power of two from 4K to 16M", &bs)
 	}
 	if err := walk.CheckPatterns(exclude); err != nil {
 		return cli.Usagef("--exclude: %v", err)

@@ -215,9 +215,9 @@ func TestUsage(t *testing.T) {
 		want  string // the error's text
 	}{
 		{"no PATH", []string{"-db", db}, "", "no PATH given"},
-		{"-b not a power of two", []string{"-db", db, "-b", "3000", dir}, "", "-b: block size 3000: want a power of two from 4KiB to 16MiB"},
-		{"-b too small", []string{"-db", db, "-b", "2K", dir}, "", "-b: block size 2048: want a power of two from 4KiB to 16MiB"},
-		{"-b too big", []string{"-db", db, "-b", "32M", dir}, "", "-b: block size 33554432: want a power of two from 4KiB to 16MiB"},
+		{"-b not a power of two", []string{"-db", db, "-b", "3000", dir}, "", "-b 3000: want a power of two from 4K to 16M"},
+		{"-b too small", []string{"-db", db, "-b", "2K", dir}, "", "-b 2K: want a power of two from 4K to 16M"},
+		{"-b too big", []string{"-db", db, "-b", "32M", dir}, "", "-b 32M: want a power of two from 4K to 16M"},
 		{"-b not a size", []string{"-db", db, "-b", "big", dir}, "", `invalid value "big" for flag -b: bad size "big": want a number of bytes such as 4096, 128K or 16MiB`},
 		{"-j 0", []string{"-db", db, "-j", "0", dir}, "", "-j 0: want at least 1"},
 		{"-j -1", []string{"-db", db, "-j", "-1", dir}, "", "-j -1: want at least 1"},
