@@ -206,8 +206,8 @@ func output(t *testing.T, name string, args ...string) string {
 // its index, plan and results private, and refuses to overlap a run that
 // holds the lock.
 func TestNightly(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M") // skips unless root
 	prefix := install(t)
-	mnt := testfs.Mount(t, "btrfs", "512M")
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	for i := range data {
 		data[i] ^= byte(i / 4096) // distinct blocks
