@@ -41,7 +41,8 @@
 //	      groups separated by blank lines. The first file of each group is the
 //	      source; the others are deduped whole against it. Identities are
 //	      taken when the group is read; files of another size differ.
-//	-j N  lines applied at once (default: the number of CPUs). While one
+//	-j N  lines applied at once, 1 to 64 (default: the number of CPUs, at
+//	      most 64). While one
 //	      line waits for the disk, another goes on. Rewrite lines all
 //	      finish before a dedupe line after them starts. -j 1 applies
 //	      each line before reading the next.
@@ -50,7 +51,8 @@
 //	      the most bytes rewrite lines may write in this run (default 1GiB);
 //	      a rewrite that would pass it is skipped. 0 turns rewriting off.
 //	-keep-going
-//	      go on after an item fails (the default).
+//	      go on after an item fails (the default); -keep-going=false is
+//	      -stop-on-error.
 //	-stop-on-error
 //	      stop after the first line with an item not done (lines already
 //	      started finish, and their results are written).
@@ -108,6 +110,7 @@ import (
 
 	"same/internal/apply"
 	"same/internal/cli"
+	"same/internal/plan"
 )
 
 func main() {
@@ -127,39 +130,95 @@ Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-q] [-rewrite-l
 Shares the storage of identical ranges as a findsame plan says, with the
 kernel's FIDEDUPERANGE ioctl; prints one JSON result per plan line.
 
+Applysame reads a plan, one JSON dedupe record per line as findsame prints
+them (see plan-format.md), from the file PLAN, or from standard input when
+PLAN is absent or "-". It applies -j lines at once and writes the results
+in plan order. For each line it opens the source and destination files
+read-only, checks that each is still the regular file the plan was made
+for (device, inode, size and modification time) and that offsets are
+multiples of the filesystem block size, and asks the kernel to share each
+destination range with the source range. The kernel compares the bytes
+under lock and shares only what is identical, so file contents never
+change. A file that changed since it was hashed is reported stale and left
+alone.
+
+A rewrite line (on btrfs) frees an extent that the dedupe lines cover only
+in part: applysame checks that the ranges to copy still lie, unshared, in
+that extent, copies them into a new unnamed file on the same filesystem
+(O_TMPFILE, so a crash leaves nothing behind), syncs it, and shares the
+file's ranges back from the copy; if the file changed after the copy, the
+kernel finds the bytes differ and nothing is shared. No file is ever
+written but the copy, and -rewrite-limit bounds how much is written.
+
+For each plan line (or fdupes group) one JSON result record goes to
+standard output: the line number, the line's status (done, partial,
+invalid, stale, error, skipped; checked in a dry run) and for each
+destination its status, the bytes deduped and any error. On standard
+error, one message per item not done, naming the plan line and the file:
+
+  applysame: line 3: /mnt/a: stale: size 8192, plan says 4096
+
+and at the end, unless -q, a summary: lines read, destinations deduped,
+bytes deduplicated, items not done, and for each filesystem touched the
+space it reports freed (statfs before the first dedupe on it and after the
+run, after syncing it). Flags may be written with one or two dashes; a SIZE
+takes the suffixes K, M and G (powers of 1024).
+
 Examples:
   findsame > plan.jsonl && applysame plan.jsonl > results.jsonl
   findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
   applysame -dry-run < plan.jsonl | jq -c 'select(.status != "checked")'
   fdupes -r /srv/data | applysame -from-fdupes
 
-Exit status: 0 all done, 1 error, 2 usage, 3 some items not done,
-130 interrupted.
+Exit status:
+  0    every line done
+  1    fatal error, e.g. the plan cannot be read
+  2    usage error
+  3    some items not done: invalid lines, stale files, differing data,
+       errors
+  130  interrupted (SIGINT or SIGTERM): the ioctls in progress finish,
+       their lines' results are written and no further line is read
+
+See also: hashfile(1), findsame(1), fdupes(1)
 `
 
 // DefaultRewriteLimit is the default of -rewrite-limit.
 const DefaultRewriteLimit = 1 << 30
 
+// maxJobs bounds -j; the default is one line per CPU up to it.
+const maxJobs = 64
+
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("applysame", flag.ContinueOnError)
 	chunk := cli.Size(16 << 20)
-	fs.Var(&chunk, "chunk", "bytes per ioctl call, 1MiB to 1GiB")
-	dryRun := fs.Bool("dry-run", false, "check every line, issue no ioctl")
-	fdupes := fs.Bool("from-fdupes", false, "read fdupes/jdupes groups instead of a plan")
-	jobs := fs.Int("j", runtime.NumCPU(), "lines applied at once")
+	fs.Var(&chunk, "chunk", "the `size` of one ioctl call, 1M to 1G; both files are locked while a call runs, so writers to them wait for at most one chunk")
+	dryRun := fs.Bool("dry-run", false, "check every line (identities, file types, alignment) and issue no ioctl; destinations that pass are reported \"checked\"")
+	fdupes := fs.Bool("from-fdupes", false, "read fdupes or jdupes output instead of a plan: paths one per line, groups separated by blank lines; the first file of each group is the source, the others are deduped whole against it")
+	jobs := fs.Int("j", min(runtime.NumCPU(), maxJobs), "`N` lines applied at once, 1 to 64 (default: one per CPU, at most 64); -j 1 applies each line before reading the next")
 	quiet := fs.Bool("q", false, "print no summary")
-	fs.Bool("keep-going", true, "go on after an item fails (the default)")
-	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done")
+	keepGoing := fs.Bool("keep-going", true, "go on after an item fails; -keep-going=false is -stop-on-error")
+	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done (lines already started finish, and their results are written)")
 	rewriteLimit := cli.Size(DefaultRewriteLimit)
-	fs.Var(&rewriteLimit, "rewrite-limit", "most bytes rewrite lines may write in this run; 0 turns rewriting off")
+	fs.Var(&rewriteLimit, "rewrite-limit", "the most, a `size`, that rewrite lines may write in this run; a rewrite that would pass it is skipped; 0 turns rewriting off")
+	showVersion := fs.Bool("version", false, "print the version and the plan format it reads")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
 	}
-	if chunk < 1<<20 || chunk > 1<<30 {
-		return cli.Usagef("-chunk: %s is outside 1MiB..1GiB", cli.Bytes(int64(chunk)))
+	if *showVersion {
+		fmt.Fprint(stdout, cli.VersionLine("applysame", fmt.Sprintf("plan format %d", plan.Version)))
+		return nil
 	}
-	if *jobs < 1 || *jobs > 64 {
-		return cli.Usagef("-j: %d is outside 1..64", *jobs)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["keep-going"] && set["stop-on-error"] && *keepGoing == *stopOnError {
+		return cli.Usagef("-keep-going=%t contradicts -stop-on-error=%t", *keepGoing, *stopOnError)
+	}
+	stop := *stopOnError || !*keepGoing
+	if chunk < 1<<20 || chunk > 1<<30 {
+		return cli.Usagef("-chunk %s: want 1M to 1G", &chunk)
+	}
+	if *jobs < 1 || *jobs > maxJobs {
+		return cli.Usagef("-j %d: want 1 to %d lines at once", *jobs, maxJobs)
 	}
 	in := stdin
 	switch fs.NArg() {
@@ -181,7 +240,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Chunk:        int64(chunk),
 		DryRun:       *dryRun,
 		FromFdupes:   *fdupes,
-		StopOnError:  *stopOnError,
+		StopOnError:  stop,
 		Jobs:         *jobs,
 		RewriteLimit: int64(rewriteLimit),
 		Report:       func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },

@@ -41,8 +41,8 @@ func TestUsage(t *testing.T) {
 	}{
 		{"help", []string{"-h"}, 0, ""},
 		{"unknown flag", []string{"-x"}, 2, "applysame: flag provided but not defined: -x\n" + more},
-		{"chunk too small", []string{"-chunk", "512K"}, 2, "applysame: -chunk: 512.0 KiB is outside 1MiB..1GiB\n" + more},
-		{"chunk too large", []string{"--chunk=2GiB"}, 2, "applysame: -chunk: 2.0 GiB is outside 1MiB..1GiB\n" + more},
+		{"chunk too small", []string{"-chunk", "512K"}, 2, "applysame: -chunk 512K: want 1M to 1G\n" + more},
+		{"chunk too large", []string{"--chunk=2GiB"}, 2, "applysame: -chunk 2G: want 1M to 1G\n" + more},
 		{"chunk garbage", []string{"-chunk", "lots"}, 2, `applysame: invalid value "lots" for flag -chunk: bad size "lots": want a number of bytes such as 4096, 128K or 16MiB` + "\n" + more},
 		{"two plans", []string{"a", "b"}, 2, "applysame: more than one PLAN: a b\n" + more},
 		{"missing plan", []string{"/nonexistent/plan.jsonl"}, 1, "applysame: open /nonexistent/plan.jsonl: no such file or directory\n"},

@@ -74,7 +74,6 @@ import (
 	"same/internal/index"
 	"same/internal/plan"
 	"same/internal/runs"
-	"same/internal/walk"
 )
 
 func main() {
@@ -89,41 +88,90 @@ Usage: findsame [flags] > plan.jsonl
 
 Prints a dedupe plan, one JSON object per line, for the files in the index.
 
+Findsame reads the index that hashfile wrote and finds maximal duplicate
+runs: stretches of consecutive blocks whose content appears again,
+consecutively, in another file or elsewhere in the same file, at any
+block-aligned offset. Each line names a source range and up to 127
+destination ranges of the same content, with the identity every file had
+when hashed (see plan-format.md). applysame carries the plan out; jq can
+filter it.
+
+The source of each run is chosen so that the most space is freed: on btrfs
+an extent is freed only when no part of it is still referenced, so copies
+whose extents the run covers whole become destinations. Files are paired
+only with files they can share storage with: on the same filesystem (btrfs
+subvolumes of one filesystem count as one), and on btrfs only files that
+both have, or both lack, the NOCOW attribute. Zero blocks, holes, inline
+extents and ranges that already share storage with their source are never
+planned: findsame maps the files it plans again (FIEMAP, no data read), so
+a re-run after applysame plans nothing. A file changed or gone since it was
+hashed is left out with a warning; run hashfile again to include it.
+
+Where the runs cover only part of a destination's extent on btrfs, which
+frees nothing by itself, findsame plans a rewrite of the rest (unless
+-no-rewrite): applysame copies it into a new file and shares it back, so
+that the old extent is freed. A rewrite is planned when the runs cover at
+least a quarter of the extent and at least 64 KiB.
+
+Output is deterministic for a given index: rewrite lines first, in order of
+path and offset, then dedupe lines in order of source path and offset. A
+summary goes to standard error unless -q: lines, destinations, bytes to
+deduplicate, and an estimate of the bytes applysame would free. Flags may
+be written with one or two dashes; a SIZE takes the suffixes K, M and G
+(powers of 1024).
+
 Examples:
   findsame > plan.jsonl
   findsame -min-len 1M -exclude '/srv/db/*' | applysame
   findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
   findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
 
-Exit status: 0 plan written, 1 error, 2 usage, 130 interrupted.
+Environment:
+  SAME_DB         the index when -db is not given
+  XDG_STATE_HOME  the index is $XDG_STATE_HOME/same/index.db when neither
+                  -db nor SAME_DB is given (default ~/.local/state)
+
+Exit status:
+  0    plan written (possibly empty)
+  1    fatal error
+  2    usage error
+  130  interrupted
+
+See also: hashfile(1), applysame(1)
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("findsame", flag.ContinueOnError)
-	db := fs.String("db", index.DefaultPath(), "index `file`")
+	db := fs.String("db", index.DefaultPath(), "index `file` (default: $SAME_DB, else $XDG_STATE_HOME/same/index.db)")
 	var minLen cli.Size
-	fs.Var(&minLen, "min-len", "skip runs shorter than `size` bytes (suffixes K, M, G)")
+	fs.Var(&minLen, "min-len", "skip runs shorter than `size`")
 	var include, exclude cli.Strings
 	fs.Var(&include, "include", "only files whose path, name or a directory above matches `glob` (repeatable)")
 	fs.Var(&exclude, "exclude", "leave out files whose path, name or a directory above matches `glob` (repeatable)")
 	whole := fs.Bool("whole-files", false, "only runs that cover both files whole")
 	budget := cli.Size(runs.DefaultBudget)
-	fs.Var(&budget, "mem", "memory for one grouping pass; larger indexes take more passes")
+	fs.Var(&budget, "mem", "most memory, a `size`, that one grouping pass may hold; larger indexes take more passes")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	sameOwner := fs.Bool("same-owner", false, "pair only files of the same owner, so that no user can learn through shared extents what another user's files hold (see docs/security.md)")
 	quiet := fs.Bool("q", false, "no summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	showVersion := fs.Bool("version", false, "print the version and the index and plan formats it reads and writes")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprint(stdout, cli.VersionLine("findsame", fmt.Sprintf("index format %d", index.Version()), fmt.Sprintf("plan format %d", plan.Version)))
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q: findsame reads the index (-db)", fs.Arg(0))
 	}
-	for _, p := range [][]string{include, exclude} {
-		if err := walk.CheckPatterns(p); err != nil {
-			return cli.Usagef("%v", err)
-		}
+	if err := cli.CheckGlobs("include", include); err != nil {
+		return err
+	}
+	if err := cli.CheckGlobs("exclude", exclude); err != nil {
+		return err
 	}
 	stop, err := cli.Profile(*cpuprofile)
 	if err != nil {

@@ -60,8 +60,6 @@ import (
 	"same/internal/walk"
 )
 
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
@@ -71,23 +69,23 @@ func main() {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hashfile", flag.ContinueOnError)
-	db := fs.String("db", index.DefaultPath(), "index `file`")
+	db := fs.String("db", index.DefaultPath(), "index `file` (default: $SAME_DB, else $XDG_STATE_HOME/same/index.db)")
 	var exclude cli.Strings
 	fs.Var(&exclude, "exclude", "leave out files and directories whose name or path matches `glob` (repeatable)")
 	oneFS := fs.Bool("x", false, "stay on the filesystem of each PATH")
 	newFS := fs.Bool("new-fs", false, "accept a PATH found on another filesystem or subvolume than at the last run (a replaced disk); without it such a PATH is refused, so that a mount point whose filesystem is not mounted never empties the index")
 	jobs := fs.Int("j", scan.DefaultJobs(), "`workers` reading and hashing in parallel (default: two per CPU, so that reads overlap hashing)")
 	bs := cli.Size(4096)
-	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M)")
+	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M); an existing index keeps its own")
 	nul := fs.Bool("0", false, "paths read from standard input are NUL-separated")
 	quiet := fs.Bool("q", false, "no progress or summary")
-	showVersion := fs.Bool("version", false, "print the version and the SHA-256 implementation in use")
+	showVersion := fs.Bool("version", false, "print the version, the index format and the SHA-256 implementation in use")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
 	}
 	if *showVersion {
-		fmt.Fprintf(stdout, "hashfile %s, index format %d, SHA-256: %s\n", version, index.Version(), blockhash.Path())
+		fmt.Fprint(stdout, cli.VersionLine("hashfile", fmt.Sprintf("index format %d", index.Version()), "SHA-256: "+blockhash.Path()))
 		return nil
 	}
 	if fs.NArg() == 0 {
@@ -97,7 +95,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Usagef("-j %d: want at least 1", *jobs)
 	}
 	if err := blockhash.CheckBlockSize(int(bs)); err != nil {
-		return cli.Usagef("-b: %v", err)
+		return cli.Usagef("-b %s: want a power of two from 4K to 16M", &bs)
 	}
 	if err := walk.CheckPatterns(exclude); err != nil {
 		return cli.Usagef("--exclude: %v", err)
@@ -156,15 +154,50 @@ const usage = `
 Usage: hashfile [flags] PATH...
        find ... -print0 | hashfile -0 -
 
-Records block hashes, identity and extents of the regular files under each
-PATH in the index; re-runs read only what changed.
+Records the block hashes, identity and extents of files in the index.
+
+Hashfile walks each PATH (directories recursively, without following
+symbolic links), hashes every regular non-empty file in fixed-size blocks
+with SHA-256, and records the file's identity (device, inode, size, mtime,
+ctime), its NOCOW attribute, its block hashes and its FIEMAP extents in the
+index that findsame reads. A PATH of "-" reads paths from standard input,
+one per line, or NUL-separated with -0.
+
+Re-runs are incremental: a file whose identity is unchanged is not read; a
+renamed file is updated without being read; files under the given PATHs
+that are gone are removed from the index. Hard links are hashed once.
+Symbolic links, devices, FIFOs and sockets are never opened. A file that
+changes while it is read is not recorded and is reported. Killed at any
+moment, hashfile leaves an index that the next run completes.
+
+Progress goes to standard error when it is a terminal, and a summary line
+at the end unless -q. Per-file errors name the file. Flags may be written
+with one or two dashes; a SIZE takes the suffixes K, M and G (powers of
+1024).
 
 Examples:
   hashfile /srv/data
   hashfile -db /var/lib/same/backup.db -x --exclude '*.tmp' /backup
   find /srv -name '*.img' -print0 | hashfile -0 -
 
-Exit status: 0 done, 1 error, 2 usage, 3 some files failed, 130 interrupted.
+Environment:
+  SAME_DB         the index when -db is not given
+  XDG_STATE_HOME  the index is $XDG_STATE_HOME/same/index.db when neither
+                  -db nor SAME_DB is given (default ~/.local/state)
+
+Files:
+  ~/.local/state/same/index.db   the default index (mode 0600, in a
+                                 directory of mode 0700)
+
+Exit status:
+  0    all files recorded
+  1    fatal error
+  2    usage error
+  3    some files could not be read (each was reported)
+  130  interrupted (what was hashed so far is committed; the next run
+       completes it)
+
+See also: findsame(1), applysame(1)
 `
 
 // gather expands "-" into the paths read from stdin.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -219,9 +220,9 @@ func TestUsage(t *testing.T) {
 		want  string // the error's text
 	}{
 		{"no PATH", []string{"-db", db}, "", "no PATH given"},
-		{"-b not a power of two", []string{"-db", db, "-b", "3000", dir}, "", "-b: block size 3000: want a power of two from 4KiB to 16MiB"},
-		{"-b too small", []string{"-db", db, "-b", "2K", dir}, "", "-b: block size 2048: want a power of two from 4KiB to 16MiB"},
-		{"-b too big", []string{"-db", db, "-b", "32M", dir}, "", "-b: block size 33554432: want a power of two from 4KiB to 16MiB"},
+		{"-b not a power of two", []string{"-db", db, "-b", "3000", dir}, "", "-b 3000: want a power of two from 4K to 16M"},
+		{"-b too small", []string{"-db", db, "-b", "2K", dir}, "", "-b 2K: want a power of two from 4K to 16M"},
+		{"-b too big", []string{"-db", db, "-b", "32M", dir}, "", "-b 32M: want a power of two from 4K to 16M"},
 		{"-b not a size", []string{"-db", db, "-b", "big", dir}, "", `invalid value "big" for flag -b: bad size "big": want a number of bytes such as 4096, 128K or 16MiB`},
 		{"-j 0", []string{"-db", db, "-j", "0", dir}, "", "-j 0: want at least 1"},
 		{"-j -1", []string{"-db", db, "-j", "-1", dir}, "", "-j -1: want at least 1"},
@@ -264,16 +265,18 @@ func TestHelp(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	stdout, stderr, err := hashfile(t, "", "--version")
-	if err != nil {
-		t.Fatalf("run(--version) = %v; want nil", err)
-	}
-	want := fmt.Sprintf("hashfile dev, index format %d, SHA-256: %s\n", index.Version(), blockhash.Path())
-	if stdout != want {
-		t.Errorf("run(--version) stdout = %q; want %q", stdout, want)
-	}
-	if stderr != "" {
-		t.Errorf("run(--version) stderr = %q; want nothing", stderr)
+	for _, arg := range []string{"-version", "--version"} {
+		stdout, stderr, err := hashfile(t, "", arg)
+		if err != nil {
+			t.Fatalf("run(%s) = %v; want nil", arg, err)
+		}
+		want := fmt.Sprintf("hashfile %s, %s, index format %d, SHA-256: %s\n", cli.Version(), runtime.Version(), index.Version(), blockhash.Path())
+		if stdout != want {
+			t.Errorf("run(%s) stdout = %q; want %q", arg, stdout, want)
+		}
+		if stderr != "" {
+			t.Errorf("run(%s) stderr = %q; want nothing", arg, stderr)
+		}
 	}
 }
 

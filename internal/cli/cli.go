@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -100,12 +101,73 @@ func (s *Strings) String() string     { return fmt.Sprint(*s) }
 func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
 
 // PrintUsage writes the command's doc text and its flags to w.
+//
+// The flags are listed as flag.PrintDefaults lists them, except that a
+// flag whose usage text already says its default, "(default: one per
+// CPU)", is not given a second one: a default that depends on the machine
+// or the environment is described, not printed, so that the help text (and
+// the manual page made from it) is the same everywhere. Sizes are shown as
+// they are written: "(default 512M)".
 func PrintUsage(w io.Writer, fs *flag.FlagSet, doc string) {
 	fmt.Fprint(w, strings.TrimLeft(doc, "\n"))
 	fmt.Fprintln(w, "\nFlags:")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		var b strings.Builder
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  -%s", f.Name)
+		if name != "" {
+			b.WriteString(" " + name)
+		}
+		// Like flag.PrintDefaults: a one-letter flag without an argument
+		// fits on the line; others start the text on the next.
+		if b.Len() <= 4 {
+			b.WriteString("\t")
+		} else {
+			b.WriteString("\n    \t")
+		}
+		b.WriteString(strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if !strings.Contains(usage, "(default") && !zeroDefault(f) {
+			if isString(f) {
+				fmt.Fprintf(&b, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(&b, " (default %v)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	})
+}
+
+// zeroDefault reports whether f's default is its type's zero value, which
+// help does not show.
+func zeroDefault(f *flag.Flag) bool {
+	switch f.DefValue {
+	case "", "0", "false", "[]":
+		return true
+	}
+	return false
+}
+
+// isString reports whether f is a plain string flag, whose default help
+// quotes.
+func isString(f *flag.Flag) bool {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	_, ok = g.Get().(string)
+	return ok
+}
+
+// CheckGlobs reports the first malformed pattern given to the flag named
+// name, as a usage error: `bad include pattern "[": syntax error in
+// pattern`.
+func CheckGlobs(name string, patterns []string) error {
+	for _, p := range patterns {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return Usagef("bad %s pattern %q: %v", name, p, err)
+		}
+	}
+	return nil
 }
 
 // IsTerminal reports whether w is a terminal.
@@ -122,7 +184,9 @@ func IsTerminal(w io.Writer) bool {
 // 16M, 1G (all powers of 1024).
 type Size int64
 
-func (s *Size) String() string { return strconv.FormatInt(int64(*s), 10) }
+// String writes the size as flags take it, in the largest unit that holds
+// it exactly: 4K, 512M, 1G, 3000.
+func (s *Size) String() string { return FormatSize(int64(*s)) }
 
 // Set parses a size.
 func (s *Size) Set(v string) error {
@@ -161,6 +225,22 @@ func ParseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q: want a number of bytes such as 4096, 128K or 16MiB", v)
 	}
 	return n * mult, nil
+}
+
+// FormatSize writes n in the largest unit of K, M, G and T (powers of 1024)
+// that divides it exactly, as ParseSize reads it back: 4K, 512M, 1G, 3000.
+func FormatSize(n int64) string {
+	if n != 0 {
+		for _, u := range []struct {
+			suffix string
+			shift  uint
+		}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+			if n%(1<<u.shift) == 0 {
+				return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+			}
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // Bytes formats a byte count for people: 1.5 GiB.
