@@ -145,6 +145,9 @@ func testSums(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 		for _, i := range blocks {
+			if i*blockhash.SumSize >= len(sums) {
+				continue // zero blocks at the end are not stored
+			}
 			if s := blockhash.At(sums, i); s != blockhash.Zero {
 				t.Errorf("%s: sum of zero block %d = %#x; want 0", name, i, s)
 			}

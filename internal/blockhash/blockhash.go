@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 
 	"github.com/klauspost/cpuid/v2"
 	sha256 "github.com/minio/sha256-simd"
@@ -54,6 +55,9 @@ func isZero(b []byte) bool {
 type Reader struct {
 	bs  int
 	buf []byte
+	// Progress, if set, is called by HashFile with the bytes it has just
+	// covered, read or found to be a hole, a window at a time.
+	Progress func(n int64)
 }
 
 // NewReader returns a Reader for blockSize-byte blocks.
@@ -98,6 +102,24 @@ func (h *Reader) sum(b []byte, sums []byte) []byte {
 		sums = binary.LittleEndian.AppendUint64(sums, Sum(b[off:min(off+h.bs, len(b))]))
 	}
 	return sums
+}
+
+// appendZero appends n zero Sums to sums.
+func appendZero(sums []byte, n int64) []byte {
+	k := int(n) * SumSize
+	sums = slices.Grow(sums, k)
+	sums = sums[:len(sums)+k]
+	clear(sums[len(sums)-k:])
+	return sums
+}
+
+// trimZero drops the zero Sums at the end of sums, down to len base.
+func trimZero(sums []byte, base int) []byte {
+	n := len(sums)
+	for n > base && At(sums[:n], n/SumSize-1) == Zero {
+		n -= SumSize
+	}
+	return sums[:n]
 }
 
 // Path names the SHA-256 implementation sha256-simd runs on this CPU:

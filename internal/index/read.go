@@ -5,21 +5,27 @@ import (
 	"database/sql"
 	"fmt"
 
+	"same/internal/blockhash"
 	"same/internal/fiemap"
 )
 
-// Sums returns the packed block sums of one file.
+// Sums returns the packed block sums of one file. They stop at its last
+// block that is not zero: the blocks after them are zero (see Tx.Put).
 func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
+	rows, err := ix.db.QueryContext(ctx, "SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	defer rows.Close()
 	var sums []byte
 	for rows.Next() {
+		var chunk int
 		var part []byte
-		if err := rows.Scan(&part); err != nil {
+		if err := rows.Scan(&chunk, &part); err != nil {
 			return nil, fmt.Errorf("read blocks: %w", err)
+		}
+		if at := chunk * ChunkBlocks * blockhash.SumSize; len(sums) < at {
+			sums = append(sums, make([]byte, at-len(sums))...) // zero chunks are not stored
 		}
 		sums = append(sums, part...)
 	}
@@ -28,6 +34,8 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 
 // ScanSums calls fn for every chunk of block sums in the index, in (file,
 // chunk) order; first is the index of the chunk's first block in its file.
+// Chunks of zero blocks, and the zero blocks at the end of a file, may be
+// missing (see Tx.Put).
 // sums is only valid during the call.
 func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, sums []byte) error) error {
 	rows, err := ix.db.QueryContext(ctx, "SELECT file, chunk, hashes FROM blocks ORDER BY file, chunk")

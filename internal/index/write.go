@@ -79,7 +79,11 @@ func (t *Tx) claim(f File) (int64, error) {
 }
 
 // Put records a freshly hashed file: its identity, its packed block sums
-// and its extents, replacing whatever the index held for that inode.
+// and its extents, replacing whatever the index held for that inode. sums
+// may stop before the file's last block: the blocks after them are zero
+// (blockhash.HashFile leaves out the zero blocks at the end of a file). A
+// chunk of sums that are all zero is not stored: a sparse file costs what
+// its data costs.
 func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 	id, err := t.claim(f)
 	if err != nil {
@@ -94,6 +98,9 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 	const chunkBytes = ChunkBlocks * blockhash.SumSize
 	for c := 0; c*chunkBytes < len(sums); c++ {
 		part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]
+		if allZero(part) {
+			continue
+		}
 		if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) VALUES(?, ?, ?)", id, c, part); err != nil {
 			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 		}
@@ -148,4 +155,13 @@ func (t *Tx) PutDevice(d Device) error {
 	_, err := t.exec("INSERT OR REPLACE INTO devices(dev, fstype, fsblock, fsid) VALUES(?, ?, ?, ?)",
 		int64(d.Dev), d.FSType, d.BlockSize, d.FSID)
 	return err
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -510,7 +510,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 			}
 			sumsOf = r.src.file()
 		}
-		digest := sha256.Sum256(sums[r.src.block()*blockhash.SumSize : (r.src.block()+r.n)*blockhash.SumSize])
+		digest := sha256.Sum256(runSums(sums, r.src.block(), r.n))
 		d := &plan.Dedupe{
 			Type:   plan.TypeDedupe,
 			V:      plan.Version,
@@ -532,6 +532,20 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 		i = j
 	}
 	return nil
+}
+
+// runSums returns the n sums from block first of a file's sums, which stop
+// at its last non-zero block (see index.Sums).
+func runSums(sums []byte, first, n int64) []byte {
+	lo, hi := first*blockhash.SumSize, (first+n)*blockhash.SumSize
+	if hi <= int64(len(sums)) {
+		return sums[lo:hi]
+	}
+	out := make([]byte, hi-lo)
+	if lo < int64(len(sums)) {
+		copy(out, sums[lo:])
+	}
+	return out
 }
 
 func rangeOf(f *file, off int64) plan.Range {

@@ -306,3 +306,41 @@ func checkPlan(t *testing.T, files []tfile, out string) {
 		}
 	}
 }
+
+// A file's sums may stop at its last non-zero block (hashfile leaves out
+// the zero blocks at the end of a file); an index may also hold them in
+// full, as it did before. Both are the same content.
+func TestTrimmedSums(t *testing.T) {
+	ix := build(t, btrfsMagic, []tfile{{path: "/m/a", blocks: "AB.."}})
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for _, c := range []byte("AB") {
+		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
+	}
+	b := index.File{Path: "/m/b", Dev: 7, Ino: 500, Size: 4 * bs, Mtime: 1, Ctime: 1}
+	ext := []fiemap.Extent{{Logical: 0, Physical: 9 << 30, Length: 4 * bs, Flags: fiemap.FlagLast}}
+	if _, err := tx.Put(b, sums, ext); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, whole := range []bool{false, true} {
+		var got []string
+		_, err := Find(context.Background(), ix, Options{WholeFiles: whole}, func(r plan.Record) error {
+			d := r.(*plan.Dedupe)
+			got = append(got, fmt.Sprintf("%s@%d>%s@%d:%d", d.Src.Path, d.Src.Off, d.Dst[0].Path, d.Dst[0].Off, d.Len))
+			return nil
+		})
+		want := "/m/a@0>/m/b@0:8192"
+		if whole {
+			want = "/m/a@0>/m/b@0:16384"
+		}
+		if err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("Find(whole files %v) = %q, %v; want [%s]", whole, got, err, want)
+		}
+	}
+}

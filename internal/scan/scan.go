@@ -172,6 +172,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	for range o.Jobs {
 		readers.Go(func() {
 			r, _ := blockhash.NewReader(o.BlockSize)
+			r.Progress = func(n int64) { c.read.Add(n) } // as it goes: files can be large
 			var sums []byte
 			for j := range jobs {
 				if ctx.Err() != nil {
@@ -183,10 +184,11 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 					}
 					continue
 				}
-				f, s, ext, n, err := hash(r, j, sums[:0])
-				c.read.Add(n)
+				f, s, ext, _, err := hash(ctx, r, j, sums[:0])
 				if err != nil {
-					fail(j.path, err, false)
+					if ctx.Err() == nil { // else interrupted, not failed
+						fail(j.path, err, false)
+					}
 					continue
 				}
 				sums = s
@@ -411,7 +413,7 @@ func describe(path string, dev uint64) (index.Device, bool) {
 }
 
 // hash reads one file and checks that it did not change while read.
-func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, error) {
+func hash(ctx context.Context, r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, error) {
 	f, err := open(j.path)
 	if err != nil {
 		return index.File{}, nil, nil, 0, err
@@ -425,7 +427,7 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 		return index.File{}, nil, nil, 0, fmt.Errorf("%s: no longer a regular file", j.path)
 	}
 	id := walk.FromStat(&before)
-	sums, n, err := r.HashFile(f, id.Size, sums)
+	sums, n, err := r.HashFile(ctx, f, id.Size, sums)
 	if errors.Is(err, blockhash.ErrShrunk) {
 		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
