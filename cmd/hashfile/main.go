@@ -51,8 +51,11 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"same/internal/blockhash"
 	"same/internal/cli"
+	"same/internal/fstype"
 	"same/internal/index"
 	"same/internal/scan"
 	"same/internal/walk"
@@ -77,7 +80,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	bs := cli.Size(4096)
 	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M)")
 	nul := fs.Bool("0", false, "paths read from standard input are NUL-separated")
-	quiet := fs.Bool("q", false, "no progress or summary")
+	quiet := fs.Bool("q", false, "no progress, summary or warnings (errors are still reported)")
 	showVersion := fs.Bool("version", false, "print the version and the SHA-256 implementation in use")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
@@ -119,23 +122,30 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer ix.Close()
 
+	var bar *cli.Progress
+	if !*quiet {
+		bar = cli.NewProgress(stderr)
+	}
 	opts := scan.Options{
 		BlockSize: int(bs),
 		Jobs:      *jobs,
 		Exclude:   exclude,
 		OneFS:     *oneFS,
 		Error: func(path string, err error) {
-			fmt.Fprintf(stderr, "hashfile: %v\n", err)
+			bar.Printf(stderr, "hashfile: %v\n", err)
+		},
+		FS: func(path string, dev uint64) {
+			if err := checkFS(path, dev); err != nil && !*quiet {
+				bar.Printf(stderr, "hashfile: %v: indexed, but findsame plans nothing there\n", err)
+			}
 		},
 	}
-	tty := !*quiet && cli.IsTerminal(stderr)
-	if tty {
-		opts.Progress = func(s scan.Stats) { fmt.Fprintf(stderr, "\r\033[K%s", progress(s)) }
+	if bar != nil {
+		used := usedSpace(roots)
+		opts.Progress = func(s scan.Stats) { bar.Update(meter(s, used)) }
 	}
 	st, err := scan.Run(ctx, ix, roots, opts)
-	if tty {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
+	bar.Clear()
 	if !*quiet && (err == nil || st.Seen > 0) {
 		fmt.Fprintln(stderr, summary(st))
 	}
@@ -208,13 +218,52 @@ func rate(n int64, d time.Duration) string {
 	return cli.Bytes(int64(float64(n)/d.Seconds())) + "/s"
 }
 
-func progress(s scan.Stats) string {
-	line := fmt.Sprintf("%d files, %d hashed, %s read, %s", s.Seen, s.Hashed, cli.Bytes(s.BytesRead), rate(s.BytesRead, s.Elapsed))
-	if s.WalkDone && s.BytesRead > 0 && s.ToRead > s.BytesRead {
-		left := time.Duration(float64(s.ToRead-s.BytesRead) / float64(s.BytesRead) * float64(s.Elapsed))
-		line += fmt.Sprintf(", ETA %s", left.Round(time.Second))
+// meter is the progress of a run. Until the walk ends, the total is an
+// estimate: the bytes queued so far, or the space used on the filesystems
+// of the roots when that is more (an upper bound where the roots are
+// whole filesystems without sparse files).
+func meter(s scan.Stats, used int64) cli.Meter {
+	m := cli.Meter{
+		Phase:   "hashing",
+		Done:    s.BytesRead,
+		Total:   s.ToRead,
+		Elapsed: s.Elapsed,
+		Extra:   fmt.Sprintf("%d files, %d hashed", s.Seen, s.Hashed),
 	}
-	return line
+	if !s.WalkDone {
+		m.Total, m.Estimate = max(s.ToRead, used), true
+	}
+	return m
+}
+
+// usedSpace is the space used on the filesystems holding roots, each
+// counted once.
+func usedSpace(roots []string) int64 {
+	seen := make(map[unix.Fsid]bool)
+	var used int64
+	for _, r := range roots {
+		var st unix.Statfs_t
+		if unix.Statfs(r, &st) != nil || seen[st.Fsid] {
+			continue
+		}
+		seen[st.Fsid] = true
+		used += int64(st.Blocks-st.Bfree) * st.Frsize
+	}
+	return used
+}
+
+// checkFS returns a *fstype.Error if the filesystem of dev, met at path,
+// cannot deduplicate.
+func checkFS(path string, dev uint64) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // the walk reports what it cannot open
+	}
+	defer f.Close()
+	if magic, ok := fstype.CanDedupe(f); !ok {
+		return &fstype.Error{Type: fstype.Name(magic), Mount: fstype.MountPoint(dev, path)}
+	}
+	return nil
 }
 
 func summary(s scan.Stats) string {

@@ -171,6 +171,23 @@ func (p *Progress) Clear() {
 	p.shown, p.phase = false, ""
 }
 
+// Printf writes a message to w, on a line of its own: with p not nil, it
+// clears the progress line first, and the next Update draws it again at
+// once.
+func (p *Progress) Printf(w io.Writer, format string, args ...any) {
+	if p == nil {
+		fmt.Fprintf(w, format, args...)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintf(w, format, args...)
+	p.shown, p.last = false, time.Time{}
+}
+
 // cut shortens s to at most n characters.
 func cut(s string, n int) string {
 	r := []rune(s)

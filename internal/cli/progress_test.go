@@ -59,6 +59,11 @@ func TestProgress(t *testing.T) {
 	var nilp *Progress
 	nilp.Update(Meter{Phase: "x"}) // no panic
 	nilp.Clear()
+	var buf bytes.Buffer
+	nilp.Printf(&buf, "x %d\n", 1)
+	if buf.String() != "x 1\n" {
+		t.Errorf("nil Progress Printf wrote %q; want %q", buf.String(), "x 1\n")
+	}
 
 	ptm, tty := openPTY(t)
 	p := NewProgress(tty)
@@ -68,11 +73,13 @@ func TestProgress(t *testing.T) {
 	p.Update(Meter{Phase: "a", Done: 1, Unit: "lines"})
 	p.Update(Meter{Phase: "a", Done: 2, Unit: "lines"}) // too soon: not drawn
 	p.Update(Meter{Phase: "b", Done: 3, Unit: "lines"})
+	p.Printf(tty, "warning %d\n", 1)
+	p.Update(Meter{Phase: "b", Done: 4, Unit: "lines"}) // drawn again at once
 	p.Clear()
 	p.Clear() // nothing shown: nothing to clear
 	tty.Close()
 	out, _ := io.ReadAll(ptm)
-	want := "\r\033[Ka: 1 lines\r\033[Kb: 3 lines\r\033[K"
+	want := "\r\033[Ka: 1 lines\r\033[Kb: 3 lines\r\033[Kwarning 1\r\n\r\033[Kb: 4 lines\r\033[K"
 	if string(out) != want {
 		t.Errorf("terminal got %q; want %q", out, want)
 	}

@@ -30,6 +30,10 @@ type Options struct {
 	Error func(path string, err error)
 	// Progress, if set, is called about twice a second while the run goes on.
 	Progress func(Stats)
+	// FS, if set, is called once for each filesystem (st_dev) the walk
+	// meets, with the path of a directory or file on it, from the walk's
+	// goroutine.
+	FS func(path string, dev uint64)
 }
 
 // DefaultJobs is two readers per CPU: while one waits for the disk, the
@@ -219,7 +223,12 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	// noteDevice records the filesystem of dev, met at path, once, and
 	// again if the index has it without its ID.
 	tried := make(map[uint64]bool)
+	met := make(map[uint64]bool)
 	noteDevice := func(path string, dev uint64) {
+		if o.FS != nil && !met[dev] {
+			met[dev] = true
+			o.FS(path, dev)
+		}
 		if d, ok := devs[dev]; tried[dev] || (ok && d.FSID != "") {
 			return
 		}
