@@ -40,6 +40,16 @@
 // order of path and offset, then dedupe lines in order of source path and
 // offset.
 //
+// Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
+// reflink, and others by type; see package fstype) are left out, each
+// named once on standard error:
+//
+//	findsame: ext4 at /mnt/x cannot deduplicate: skipped
+//
+// On a terminal, standard error shows the progress of each phase (loading
+// files, grouping, mapping files, chaining, writing the plan): done, total,
+// percentage and time left.
+//
 // A summary goes to standard error unless -q: lines, destinations, bytes
 // to deduplicate, and an estimate of the bytes applysame would free (on
 // btrfs, only destination extents the plan covers whole count).
@@ -106,7 +116,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&budget, "mem", "memory for one grouping pass; larger indexes take more passes")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
-	quiet := fs.Bool("q", false, "no summary")
+	quiet := fs.Bool("q", false, "no progress or summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
@@ -134,12 +144,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	w := bufio.NewWriterSize(stdout, 256<<10)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	sum, err := runs.Find(ctx, ix, runs.Options{
+	var bar *cli.Progress
+	if !*quiet {
+		bar = cli.NewProgress(stderr)
+	}
+	opts := runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
 		WholeFiles: *whole, Budget: int64(budget), Live: !*recorded,
 		Rewrite: !*noRewrite,
-		Warn:    func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
-	}, func(r plan.Record) error { return enc.Encode(r) })
+		Warn:    func(path string, err error) { bar.Printf(stderr, "findsame: %v\n", err) },
+	}
+	if bar != nil {
+		opts.Progress = func(phase string, done, total int64, unit string) {
+			bar.Update(cli.Meter{Phase: phase, Done: done, Total: total, Unit: unit})
+		}
+	}
+	sum, err := runs.Find(ctx, ix, opts, func(r plan.Record) error { return enc.Encode(r) })
+	bar.Clear()
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write plan: %w", ferr)
 	}

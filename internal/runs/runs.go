@@ -39,8 +39,22 @@ type Options struct {
 	// RewriteMin bytes net (DefaultRewriteMin when 0).
 	Rewrite    bool
 	RewriteMin int64
-	// Warn, if set, is told of each file left out by Live.
+	// Warn, if set, is told of each file left out by Live, and once of
+	// each filesystem left out because it cannot deduplicate (an error
+	// wrapping fstype.ErrCannotDedupe, with where it is mounted).
 	Warn func(path string, err error)
+	// Progress, if set, is told how each long phase goes: its name, what
+	// is done of what total (0 when not known) and what is counted
+	// ("files", "blocks", "runs"). It is called often, from one goroutine
+	// at a time; it should draw at its own pace.
+	Progress func(phase string, done, total int64, unit string)
+}
+
+// progress calls o.Progress, if set.
+func (o *Options) progress(phase string, done, total int64, unit string) {
+	if o.Progress != nil {
+		o.Progress(phase, done, total, unit)
+	}
 }
 
 // DefaultBudget is the memory one grouping pass may hold.
@@ -139,7 +153,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
-	maps, passes, err := group(ctx, ix, files, byID, sum.Blocks, o.Budget)
+	maps, passes, err := group(ctx, ix, files, byID, sum.Blocks, o)
 	if err != nil {
 		return sum, err
 	}
@@ -150,9 +164,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			involved[m.dst.file()] = true
 			involved[m.src.file()] = true
 		}
-		sum.Skipped = remap(files, involved, o.Warn)
+		sum.Skipped = remap(files, involved, &o)
 	}
-	runs := chain(files, maps, bs)
+	runs := chain(files, maps, bs, &o)
 	maps = nil
 	runs = filter(runs, o)
 	estimate(runs, files, bs)
@@ -167,7 +181,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			}
 		}
 	}
-	return sum, lines(ctx, ix, files, runs, bs, emit, &sum)
+	return sum, lines(ctx, ix, files, runs, bs, emit, &sum, &o)
 }
 
 // load reads the files in scope, sorted by path, with their recorded
@@ -181,8 +195,16 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	var files []file
 	byID := make(map[int64]int)
 	classOf := classes(devs)
+	can := canDedupe(devs, o.Live, o.Warn)
+	var total, n int64
+	if o.Progress != nil {
+		total = count(ctx, ix, "files")
+	}
 	err = ix.Files(ctx, func(f index.File) error {
-		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
+		if n++; n%4096 == 0 {
+			o.progress("loading files", n, total, "files")
+		}
+		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) || !can(f) {
 			return nil
 		}
 		files = append(files, file{
@@ -204,16 +226,33 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64) ([]file, ma
 	for i, f := range files {
 		byID[f.id] = i
 	}
+	o.progress("loading files", n, total, "files")
 	if o.Live {
 		return files, byID, nil
 	}
+	n = 0
+	if o.Progress != nil {
+		total = count(ctx, ix, "extents")
+	}
 	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+		if n++; n%4096 == 0 {
+			o.progress("loading extents", n, total, "extents")
+		}
 		if i, ok := byID[id]; ok {
 			files[i].extents = append(files[i].extents, e)
 		}
 		return nil
 	})
+	o.progress("loading extents", n, total, "extents")
 	return files, byID, err
+}
+
+// count returns the number of rows of table, or 0 if that cannot be read:
+// it is for progress only.
+func count(ctx context.Context, ix *index.Index, table string) int64 {
+	var n int64
+	ix.DB().QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+	return n
 }
 
 // classes returns a function numbering the classes of files that can
@@ -259,8 +298,8 @@ const largeIndex = 64 << 20
 // group finds every group of equal non-zero sums and maps each member but
 // the source to the group's source. It returns the mappings sorted by
 // destination.
-func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks, budget int64) ([]mapping, int, error) {
-	passes := int(max(1, (blocks*pairSize+budget-1)/budget))
+func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks int64, o Options) ([]mapping, int, error) {
+	passes := int(max(1, (blocks*pairSize+o.Budget-1)/o.Budget))
 	var maps []mapping
 	// Sums are hashes, so each pass holds about as many pairs as the
 	// others: one allocation serves them all (a pass that holds more, say
@@ -269,10 +308,19 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 	pairs := make([]pair, 0, per+per/64+1024)
 	for p := range passes {
 		pairs = pairs[:0]
+		phase := "grouping"
+		if passes > 1 {
+			phase = fmt.Sprintf("grouping, pass %d of %d", p+1, passes)
+		}
+		var done, shown int64
 		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
 			fi, ok := byID[id]
 			if !ok {
 				return nil
+			}
+			if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
+				o.progress(phase, done, blocks, "blocks")
+				shown = done
 			}
 			for i := 0; i < len(sums)/blockhash.SumSize; i++ {
 				s := blockhash.At(sums, i)
@@ -287,6 +335,7 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 		if err != nil {
 			return nil, 0, err
 		}
+		o.progress(phase, done, blocks, "blocks")
 		sortPairs(pairs)
 		// Make room for this pass's mappings, and as many again and a
 		// little more for each pass to come, at once rather than as they
@@ -358,11 +407,14 @@ func appendClasses(maps []mapping, files []file, g []pair) []mapping {
 
 // chain merges mappings, sorted by destination, into maximal runs, leaving
 // out blocks that already share storage or sit in inline extents.
-func chain(files []file, maps []mapping, bs int64) []run {
+func chain(files []file, maps []mapping, bs int64, o *Options) []run {
 	var runs []run
 	var cur *run
 	var dc, sc cursor
-	for _, m := range maps {
+	for i, m := range maps {
+		if i%(1<<16) == 0 {
+			o.progress("chaining", int64(i), int64(len(maps)), "blocks")
+		}
 		df, sf := &files[m.dst.file()], &files[m.src.file()]
 		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc) {
 			cur = nil
@@ -376,6 +428,7 @@ func chain(files []file, maps []mapping, bs int64) []run {
 		runs = append(runs, run{src: m.src, dst: m.dst, n: 1})
 		cur = &runs[len(runs)-1]
 	}
+	o.progress("chaining", int64(len(maps)), int64(len(maps)), "blocks")
 	for i := range runs {
 		r := &runs[i]
 		r.len = r.n * bs
@@ -481,7 +534,7 @@ func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
 
 // lines groups runs that share source range and length into plan lines
 // and emits them in source order.
-func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(plan.Record) error, sum *Summary) error {
+func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
 			return c
@@ -497,6 +550,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		o.progress("writing the plan", int64(i), int64(len(runs)), "runs")
 		j := i + 1
 		for j < len(runs) && j-i < plan.MaxDests && runs[j].src == runs[i].src && runs[j].len == runs[i].len {
 			j++
@@ -531,6 +585,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 		}
 		i = j
 	}
+	o.progress("writing the plan", int64(len(runs)), int64(len(runs)), "runs")
 	return nil
 }
 

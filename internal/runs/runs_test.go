@@ -344,3 +344,53 @@ func TestTrimmedSums(t *testing.T) {
 		}
 	}
 }
+
+// Files on filesystems that cannot deduplicate are never planned, and each
+// such filesystem is named once.
+func TestCannotDedupe(t *testing.T) {
+	files := []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}, {path: "/m/c", blocks: "ABCD", dev: 8}, {path: "/n/d", blocks: "ABCD", dev: 9}, {path: "/n/e", blocks: "ABCD", dev: 9}}
+	const ext4, tmpfs = 0xEF53, 0x01021994
+	for _, fstype := range []int64{ext4, tmpfs} {
+		ix := build(t, fstype, files)
+		for _, whole := range []bool{false, true} {
+			var warnings []string
+			o := Options{WholeFiles: whole, Warn: func(path string, err error) {
+				warnings = append(warnings, path+": "+err.Error())
+			}}
+			lines := 0
+			sum, err := Find(context.Background(), ix, o, func(plan.Record) error { lines++; return nil })
+			if err != nil || lines != 0 || sum.Files != 0 {
+				t.Errorf("Find on %#x = %d lines, %d files, %v; want none", fstype, lines, sum.Files, err)
+			}
+			// devices 7 and 8 are one filesystem, 9 another.
+			name := map[int64]string{ext4: "ext4", tmpfs: "tmpfs"}[fstype]
+			want := []string{"/m/a: " + name + " at /m/a cannot deduplicate: skipped", "/n/d: " + name + " at /n/d cannot deduplicate: skipped"}
+			if fmt.Sprint(warnings) != fmt.Sprint(want) {
+				t.Errorf("warnings = %q; want %q", warnings, want)
+			}
+		}
+	}
+}
+
+// Progress is told of each phase, the last one done in full.
+func TestProgress(t *testing.T) {
+	ix := build(t, btrfsMagic, copies(3, "ABCDEFGH"))
+	var phases []string
+	var last string
+	o := Options{Progress: func(phase string, done, total int64, unit string) {
+		if len(phases) == 0 || phases[len(phases)-1] != phase {
+			phases = append(phases, phase)
+		}
+		last = fmt.Sprintf("%s %d/%d %s", phase, done, total, unit)
+	}}
+	if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"loading files", "loading extents", "grouping", "chaining", "writing the plan"}
+	if fmt.Sprint(phases) != fmt.Sprint(want) {
+		t.Errorf("phases %q; want %q", phases, want)
+	}
+	if want := "writing the plan 2/2 runs"; last != want {
+		t.Errorf("last progress %q; want %q", last, want)
+	}
+}

@@ -40,10 +40,15 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		zero = true
 		next, pending = 0, 0
 	}
+	var done, shown int64
 	err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
 		fi, ok := byID[id]
 		if !ok {
 			return nil
+		}
+		if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
+			o.progress("digesting files", done, sum.Blocks, "blocks")
+			shown = done
 		}
 		if fi != cur {
 			flush()
@@ -107,7 +112,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 			}
 			i = j
 		}
-		sum.Skipped = remap(files, involved, o.Warn)
+		sum.Skipped = remap(files, involved, &o)
 	}
 	var runs []run
 	for i := 0; i < len(all); {
@@ -130,7 +135,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
-	return lines(ctx, ix, files, runs, bs, emit, sum)
+	return lines(ctx, ix, files, runs, bs, emit, sum, &o)
 }
 
 func inline(f *file) bool {
