@@ -45,7 +45,7 @@
 //	      line waits for the disk, another goes on. Rewrite lines all
 //	      finish before a dedupe line after them starts. -j 1 applies
 //	      each line before reading the next.
-//	-q    print no summary.
+//	-q    print no progress or summary.
 //	-rewrite-limit SIZE
 //	      the most bytes rewrite lines may write in this run (default 1GiB);
 //	      a rewrite that would pass it is skipped. 0 turns rewriting off.
@@ -79,6 +79,11 @@
 //
 //	applysame: line 3: /mnt/a: stale: size 8192, plan says 4096
 //
+// while it runs, when standard error is a terminal, a progress line: lines
+// done, of how many when the plan is a file (its lines are counted first),
+// the percentage, rate and time left, and the bytes deduplicated so far;
+// from a pipe, lines done and the rate;
+//
 // and at the end a summary: lines read, destinations deduped, bytes
 // deduplicated, differing, stale and failed items, invalid lines, and for
 // each filesystem touched the space it reports freed, measured with statfs
@@ -96,6 +101,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -141,7 +148,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	dryRun := fs.Bool("dry-run", false, "check every line, issue no ioctl")
 	fdupes := fs.Bool("from-fdupes", false, "read fdupes/jdupes groups instead of a plan")
 	jobs := fs.Int("j", runtime.NumCPU(), "lines applied at once")
-	quiet := fs.Bool("q", false, "print no summary")
+	quiet := fs.Bool("q", false, "print no progress or summary")
 	fs.Bool("keep-going", true, "go on after an item fails (the default)")
 	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done")
 	rewriteLimit := cli.Size(DefaultRewriteLimit)
@@ -171,15 +178,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Usagef("more than one PLAN: %s", strings.Join(fs.Args(), " "))
 	}
 
-	stats, err := apply.Run(ctx, in, stdout, apply.Options{
+	var bar *cli.Progress
+	if !*quiet {
+		bar = cli.NewProgress(stderr)
+	}
+	opts := apply.Options{
 		Chunk:        int64(chunk),
 		DryRun:       *dryRun,
 		FromFdupes:   *fdupes,
 		StopOnError:  *stopOnError,
 		Jobs:         *jobs,
 		RewriteLimit: int64(rewriteLimit),
-		Report:       func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },
-	})
+		Report:       func(err error) { bar.Printf(stderr, "applysame: %v\n", err) },
+	}
+	if bar != nil {
+		unit, total := "groups", int64(0)
+		if !*fdupes {
+			unit, total = "lines", planLines(in)
+		}
+		opts.Progress = func(s *apply.Stats) { bar.Update(meter(s, unit, total, *dryRun)) }
+	}
+	stats, err := apply.Run(ctx, in, stdout, opts)
+	bar.Clear()
 	if !*quiet {
 		printSummary(stderr, stats, *dryRun)
 	}
@@ -187,6 +207,58 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cli.ErrPartial
 	}
 	return err
+}
+
+// meter is the progress of a run: lines (or fdupes groups) done, of the
+// total when the plan is a file, and the bytes deduplicated so far.
+func meter(s *apply.Stats, unit string, total int64, dryRun bool) cli.Meter {
+	m := cli.Meter{Phase: "applying", Done: int64(s.Lines), Total: total, Unit: unit}
+	if dryRun {
+		m.Phase = "checking"
+		m.Extra = fmt.Sprintf("%d destinations checked", s.Checked)
+	} else {
+		m.Extra = cli.Bytes(s.Bytes) + " deduplicated"
+	}
+	if s.Failed() > 0 {
+		m.Extra += fmt.Sprintf(", %d not done", s.Failed())
+	}
+	return m
+}
+
+// planLines counts the lines that are not blank in in from where it is
+// read next, without moving it, when in is a regular file; else, or if
+// that fails, it returns 0: not known.
+func planLines(in io.Reader) int64 {
+	f, ok := in.(*os.File)
+	if !ok {
+		return 0
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return 0
+	}
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, off, 1<<62), 1<<20)
+	var n int64
+	blank := true
+	for {
+		b, err := r.ReadSlice('\n')
+		if len(bytes.TrimSpace(b)) > 0 {
+			blank = false
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(b) > 0 && !blank {
+			n++
+		}
+		blank = true
+		if err != nil {
+			return n
+		}
+	}
 }
 
 // printSummary writes the counts and the space each filesystem freed.
