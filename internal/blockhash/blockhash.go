@@ -55,9 +55,10 @@ func isZero(b []byte) bool {
 type Reader struct {
 	bs  int
 	buf []byte
-	// Progress, if set, is called by HashFile with the bytes it has just
-	// covered, read or found to be a hole, a window at a time.
-	Progress func(n int64)
+	// Progress, if set, is called by HashFile as it goes, a window at a
+	// time, with the bytes it has just read, or found to be a hole and
+	// skipped.
+	Progress func(read, skipped int64)
 }
 
 // NewReader returns a Reader for blockSize-byte blocks.

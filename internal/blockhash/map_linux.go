@@ -39,10 +39,10 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 	bs := int64(h.bs)
 	fd := int(f.Fd())
 	var done, zeros int64 // bytes covered; zero blocks not appended yet
-	hashed := func(n int64) {
-		done += n
+	hashed := func(read, skipped int64) {
+		done += read + skipped
 		if h.Progress != nil {
-			h.Progress(n)
+			h.Progress(read, skipped)
 		}
 	}
 	canMap := true
@@ -55,7 +55,7 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 		// hashed with its data.
 		if skip := (start - done) / bs * bs; skip > 0 {
 			zeros += skip / bs
-			hashed(skip)
+			hashed(0, skip)
 			continue
 		}
 		end = min((end+bs-1)/bs*bs, size)
@@ -81,7 +81,7 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 			if err != nil {
 				return trimZero(sums, base), done, err
 			}
-			hashed(n)
+			hashed(n, 0)
 		}
 	}
 	return trimZero(sums, base), done, nil

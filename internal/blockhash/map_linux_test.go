@@ -137,12 +137,15 @@ func TestHashFileSparse(t *testing.T) {
 				}
 			}
 			r, _ := NewReader(bs)
-			var covered int64
-			r.Progress = func(n int64) { covered += n }
+			var covered, read int64
+			r.Progress = func(n, skipped int64) { covered += n + skipped; read += n }
 			prefix := []byte("12345678")
 			sums, n, err := r.HashFile(context.Background(), f, tt.size, prefix)
 			if err != nil || n != tt.size || covered != tt.size {
 				t.Fatalf("HashFile = %d bytes (progress %d), %v; want %d", n, covered, err, tt.size)
+			}
+			if read > 8<<20 {
+				t.Errorf("HashFile read %d bytes; want only the data, at most 8 MiB", read)
 			}
 			if !bytes.Equal(sums[:SumSize], prefix) {
 				t.Fatalf("HashFile changed the Sums it appends to")
@@ -198,7 +201,7 @@ func TestHashFileCancel(t *testing.T) {
 			defer cancel()
 			r, _ := NewReader(4096)
 			calls := 0
-			r.Progress = func(int64) {
+			r.Progress = func(int64, int64) {
 				calls++
 				cancel()
 			}

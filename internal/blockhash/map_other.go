@@ -16,7 +16,7 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 	base := len(sums)
 	sums, n, err := h.Hash(f, sums)
 	if h.Progress != nil {
-		h.Progress(n)
+		h.Progress(n, 0)
 	}
 	return trimZero(sums, base), n, err
 }

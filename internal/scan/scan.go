@@ -52,7 +52,7 @@ type Stats struct {
 	Failed    int64 // files that could not be read or changed while read
 	Pruned    int64 // index entries removed because their files are gone
 	BytesRead int64
-	ToRead    int64 // bytes queued for reading so far
+	ToRead    int64 // bytes queued for reading so far, less holes skipped
 	WalkDone  bool
 	Elapsed   time.Duration
 }
@@ -176,7 +176,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	for range o.Jobs {
 		readers.Go(func() {
 			r, _ := blockhash.NewReader(o.BlockSize)
-			r.Progress = func(n int64) { c.read.Add(n) } // as it goes: files can be large
+			r.Progress = func(read, hole int64) { // as it goes: files can be large
+				c.read.Add(read)
+				c.toRead.Add(-hole) // not to be read after all
+			}
 			var sums []byte
 			for j := range jobs {
 				if ctx.Err() != nil {
