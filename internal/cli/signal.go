@@ -23,17 +23,21 @@ func WithSignals(parent context.Context, name string, stderr io.Writer) (ctx con
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
+	erase := "" // a progress line to remove first
+	if IsTerminal(stderr) {
+		erase = "\r\033[K"
+	}
 	go func() {
 		select {
 		case <-ch:
-			fmt.Fprintf(stderr, "\r\033[K%s: stopping; interrupt again to quit at once\n", name)
+			fmt.Fprintf(stderr, "%s%s: stopping; interrupt again to quit at once\n", erase, name)
 			cancel()
 		case <-done:
 			return
 		}
 		select {
 		case <-ch:
-			fmt.Fprintf(stderr, "\r\033[K%s: quitting\n", name)
+			fmt.Fprintf(stderr, "%s%s: quitting\n", erase, name)
 			exit(ExitInterrupted)
 		case <-done:
 		}

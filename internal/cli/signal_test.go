@@ -33,7 +33,7 @@ func TestWithSignals(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := "\r\033[Ktool: stopping; interrupt again to quit at once\n\r\033[Ktool: quitting\n"
+	want := "tool: stopping; interrupt again to quit at once\ntool: quitting\n"
 	if got := stderr.String(); got != want+want {
 		t.Errorf("stderr = %q; want %q twice", got, want)
 	}
