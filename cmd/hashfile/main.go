@@ -27,8 +27,24 @@
 // (~/.local/state/same/index.db). Its block size is fixed when it is
 // created; running with another -b is refused.
 //
-// Progress goes to standard error when it is a terminal, and a summary
-// line at the end unless -q. Per-file errors name the file.
+// Holes in sparse files are found with SEEK_DATA and SEEK_HOLE and never
+// read; the zero blocks at the end of a file take no room in the index.
+//
+// Each filesystem that cannot deduplicate (ext4, tmpfs, XFS made without
+// reflink, and others by type) is named once on standard error as the
+// walk enters it; it is indexed all the same, and findsame plans nothing
+// there:
+//
+//	hashfile: ext4 at /mnt/x cannot deduplicate: indexed, but findsame plans nothing there
+//
+// Progress goes to standard error when it is a terminal: bytes hashed of
+// the bytes to hash, percentage, rate and time left. Until the walk ends
+// the total is an estimate, marked "~": the bytes queued so far, or the
+// space used on the filesystems of the PATHs when that is more. A summary
+// line follows at the end. -q turns off progress, summary and warnings.
+// Per-file errors name the file. A first SIGINT or SIGTERM stops the run
+// within about a second, committing what was hashed; a second ends it at
+// once.
 //
 // Examples:
 //
