@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 
 	"github.com/klauspost/cpuid/v2"
 	sha256 "github.com/minio/sha256-simd"
@@ -105,10 +104,17 @@ func (h *Reader) sum(b []byte, sums []byte) []byte {
 	return sums
 }
 
-// appendZero appends n zero Sums to sums.
-func appendZero(sums []byte, n int64) []byte {
+// appendZero appends n zero Sums to sums, and makes room for more bytes
+// after them. Where sums must grow, the new slice is made, not appended to:
+// memory fresh from the kernel is zero, so the pages of a long run of zero
+// Sums are not even touched.
+func appendZero(sums []byte, n int64, more int) []byte {
 	k := int(n) * SumSize
-	sums = slices.Grow(sums, k)
+	if cap(sums)-len(sums) < k+more {
+		grown := make([]byte, len(sums)+k, max(len(sums)+k+more, 2*cap(sums)))
+		copy(grown, sums)
+		return grown
+	}
 	sums = sums[:len(sums)+k]
 	clear(sums[len(sums)-k:])
 	return sums

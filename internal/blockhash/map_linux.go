@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,15 +59,12 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 			continue
 		}
 		end = min((end+bs-1)/bs*bs, size)
-		// Room for the zeros held back and this region at once: growing a
-		// large slice twice copies it twice.
-		sums = slices.Grow(sums, int(zeros+(end-done+bs-1)/bs)*SumSize)
+		sums = appendZero(sums, zeros, int((end-done+bs-1)/bs)*SumSize)
+		zeros = 0
 		for done < end {
 			if err := ctx.Err(); err != nil {
 				return trimZero(sums, base), done, err
 			}
-			sums = appendZero(sums, zeros)
-			zeros = 0
 			var n int64
 			var err error
 			if canMap && end-done >= mapMin {

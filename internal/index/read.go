@@ -12,22 +12,34 @@ import (
 // Sums returns the packed block sums of one file. They stop at its last
 // block that is not zero: the blocks after them are zero (see Tx.Put).
 func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
+	// One allocation for all, made before the rows are read: the chunks
+	// of zero blocks that are not stored stay pages never touched.
+	var last sql.NullInt64
+	if err := ix.db.QueryRowContext(ctx, "SELECT max(chunk) FROM blocks WHERE file = ?", file).Scan(&last); err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	if !last.Valid {
+		return nil, nil
+	}
+	const chunkBytes = ChunkBlocks * blockhash.SumSize
 	rows, err := ix.db.QueryContext(ctx, "SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	defer rows.Close()
-	var sums []byte
+	sums := make([]byte, 0, (last.Int64+1)*chunkBytes)
 	for rows.Next() {
 		var chunk int
-		var part []byte
+		var part sql.RawBytes
 		if err := rows.Scan(&chunk, &part); err != nil {
 			return nil, fmt.Errorf("read blocks: %w", err)
 		}
-		if at := chunk * ChunkBlocks * blockhash.SumSize; len(sums) < at {
-			sums = append(sums, make([]byte, at-len(sums))...) // zero chunks are not stored
+		at := chunk * chunkBytes
+		if chunk > int(last.Int64) || len(part) > chunkBytes {
+			return nil, fmt.Errorf("read blocks: chunk %d of file %d is out of place", chunk, file)
 		}
-		sums = append(sums, part...)
+		sums = sums[:at+len(part)] // zero chunks are not stored: zero
+		copy(sums[at:], part)
 	}
 	return sums, rows.Err()
 }

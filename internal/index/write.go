@@ -157,11 +157,15 @@ func (t *Tx) PutDevice(d Device) error {
 	return err
 }
 
+var zeros [64 << 10]byte
+
 func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if string(b[:n]) != string(zeros[:n]) {
 			return false
 		}
+		b = b[n:]
 	}
 	return true
 }

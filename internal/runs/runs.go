@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"runtime/debug"
@@ -142,7 +144,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	for _, f := range files {
 		sum.Blocks += f.blocks
 	}
-	if sum.Blocks*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
+	// The index holds no sums for the zero blocks at the end of a file nor
+	// for chunks of zero blocks: a large sparse file must not make
+	// grouping take more passes, or reserve room, for sums it never reads.
+	held := min(sum.Blocks, storedSums(ctx, ix))
+	if held*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
 		// The heap will be mostly pairs and mappings, which hold no
 		// pointers and cost the collector little; at the default GOGC the
 		// garbage of reading every sum in each pass would grow the heap to
@@ -153,7 +159,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
-	maps, passes, err := group(ctx, ix, files, byID, sum.Blocks, o)
+	maps, passes, err := group(ctx, ix, files, byID, held, o)
 	if err != nil {
 		return sum, err
 	}
@@ -253,6 +259,16 @@ func count(ctx context.Context, ix *index.Index, table string) int64 {
 	var n int64
 	ix.DB().QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
 	return n
+}
+
+// storedSums returns the number of block sums the index holds, or a
+// number larger than any index's if that cannot be read.
+func storedSums(ctx context.Context, ix *index.Index) int64 {
+	var n sql.NullInt64
+	if err := ix.DB().QueryRowContext(ctx, "SELECT sum(length(hashes)) FROM blocks").Scan(&n); err != nil {
+		return math.MaxInt64
+	}
+	return n.Int64 / blockhash.SumSize
 }
 
 // classes returns a function numbering the classes of files that can

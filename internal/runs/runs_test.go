@@ -394,3 +394,28 @@ func TestProgress(t *testing.T) {
 		t.Errorf("last progress %q; want %q", last, want)
 	}
 }
+
+// A sparse file's size does not count towards the passes: the index holds
+// the sums of its data, and grouping holds those alone.
+func TestSparsePasses(t *testing.T) {
+	ix := build(t, btrfsMagic, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for _, c := range []byte("ABCD") {
+		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
+	}
+	huge := index.File{Path: "/m/huge", Dev: 7, Ino: 500, Size: 1 << 40, Mtime: 1, Ctime: 1}
+	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Find(context.Background(), ix, Options{Budget: 1 << 20}, func(plan.Record) error { return nil })
+	if err != nil || sum.Passes != 1 || sum.Lines != 1 || sum.Runs != 2 {
+		t.Errorf("Find = %+v, %v; want 1 pass, 1 line, 2 runs", sum, err)
+	}
+}

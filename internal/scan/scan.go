@@ -198,8 +198,15 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 					}
 					continue
 				}
-				sums = s
 				c.hashed.Add(1)
+				if len(s) >= 1<<20 {
+					// Handed over, not copied: the sums of a large (or
+					// sparse) file can take hundreds of MiB.
+					ops <- op{put: &f, sums: s, ext: ext}
+					sums = nil
+					continue
+				}
+				sums = s
 				ops <- op{put: &f, sums: append([]byte(nil), s...), ext: ext}
 			}
 		})
