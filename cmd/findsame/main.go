@@ -42,7 +42,8 @@
 //
 // Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
 // reflink, and others by type; see package fstype) are left out, each
-// named once on standard error:
+// named once on standard error (with -recorded, XFS is taken to have
+// reflink: no file is opened to ask):
 //
 //	findsame: ext4 at /mnt/x cannot deduplicate: skipped
 //
