@@ -46,7 +46,7 @@
 //	      line waits for the disk, another goes on. Rewrite lines all
 //	      finish before a dedupe line after them starts. -j 1 applies
 //	      each line before reading the next.
-//	-q    print no summary.
+//	-q    print no progress or summary.
 //	-rewrite-limit SIZE
 //	      the most bytes rewrite lines may write in this run (default 1GiB);
 //	      a rewrite that would pass it is skipped. 0 turns rewriting off.
@@ -81,6 +81,11 @@
 //
 //	applysame: line 3: /mnt/a: stale: size 8192, plan says 4096
 //
+// while it runs, when standard error is a terminal, a progress line: lines
+// done, of how many when the plan is a file (its lines are counted first),
+// the percentage, rate and time left, and the bytes deduplicated so far;
+// from a pipe, lines done and the rate;
+//
 // and at the end a summary: lines read, destinations deduped, bytes
 // deduplicated, differing, stale and failed items, invalid lines, and for
 // each filesystem touched the space it reports freed, measured with statfs
@@ -98,15 +103,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
 
 	"same/internal/apply"
 	"same/internal/cli"
@@ -114,11 +119,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal kills
-	}()
+	ctx, stop := cli.WithSignals(context.Background(), "applysame", os.Stderr)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(cli.Report("applysame", err, os.Stderr))
@@ -195,7 +196,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	dryRun := fs.Bool("dry-run", false, "check every line (identities, file types, alignment) and issue no ioctl; destinations that pass are reported \"checked\"")
 	fdupes := fs.Bool("from-fdupes", false, "read fdupes or jdupes output instead of a plan: paths one per line, groups separated by blank lines; the first file of each group is the source, the others are deduped whole against it")
 	jobs := fs.Int("j", min(runtime.NumCPU(), maxJobs), "`N` lines applied at once, 1 to 64 (default: one per CPU, at most 64); -j 1 applies each line before reading the next")
-	quiet := fs.Bool("q", false, "print no summary")
+	quiet := fs.Bool("q", false, "print no progress or summary")
 	keepGoing := fs.Bool("keep-going", true, "go on after an item fails; -keep-going=false is -stop-on-error")
 	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done (lines already started finish, and their results are written)")
 	rewriteLimit := cli.Size(DefaultRewriteLimit)
@@ -236,15 +237,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Usagef("more than one PLAN: %s", strings.Join(fs.Args(), " "))
 	}
 
-	stats, err := apply.Run(ctx, in, stdout, apply.Options{
+	var bar *cli.Progress
+	if !*quiet {
+		bar = cli.NewProgress(stderr)
+	}
+	opts := apply.Options{
 		Chunk:        int64(chunk),
 		DryRun:       *dryRun,
 		FromFdupes:   *fdupes,
 		StopOnError:  stop,
 		Jobs:         *jobs,
 		RewriteLimit: int64(rewriteLimit),
-		Report:       func(err error) { fmt.Fprintf(stderr, "applysame: %v\n", err) },
-	})
+		Report:       func(err error) { bar.Printf(stderr, "applysame: %v\n", err) },
+	}
+	if bar != nil {
+		unit, total := "groups", int64(0)
+		if !*fdupes {
+			unit, total = "lines", planLines(in)
+		}
+		opts.Progress = func(s *apply.Stats) { bar.Update(meter(s, unit, total, *dryRun)) }
+	}
+	stats, err := apply.Run(ctx, in, stdout, opts)
+	bar.Clear()
 	if !*quiet {
 		printSummary(stderr, stats, *dryRun)
 	}
@@ -252,6 +266,58 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cli.ErrPartial
 	}
 	return err
+}
+
+// meter is the progress of a run: lines (or fdupes groups) done, of the
+// total when the plan is a file, and the bytes deduplicated so far.
+func meter(s *apply.Stats, unit string, total int64, dryRun bool) cli.Meter {
+	m := cli.Meter{Phase: "applying", Done: int64(s.Lines), Total: total, Unit: unit}
+	if dryRun {
+		m.Phase = "checking"
+		m.Extra = fmt.Sprintf("%d destinations checked", s.Checked)
+	} else {
+		m.Extra = cli.Bytes(s.Bytes) + " deduplicated"
+	}
+	if s.Failed() > 0 {
+		m.Extra += fmt.Sprintf(", %d not done", s.Failed())
+	}
+	return m
+}
+
+// planLines counts the lines that are not blank in in from where it is
+// read next, without moving it, when in is a regular file; else, or if
+// that fails, it returns 0: not known.
+func planLines(in io.Reader) int64 {
+	f, ok := in.(*os.File)
+	if !ok {
+		return 0
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return 0
+	}
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, off, 1<<62), 1<<20)
+	var n int64
+	blank := true
+	for {
+		b, err := r.ReadSlice('\n')
+		if len(bytes.TrimSpace(b)) > 0 {
+			blank = false
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(b) > 0 && !blank {
+			n++
+		}
+		blank = true
+		if err != nil {
+			return n
+		}
+	}
 }
 
 // printSummary writes the counts and the space each filesystem freed.

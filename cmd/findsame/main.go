@@ -43,6 +43,17 @@
 // order of path and offset, then dedupe lines in order of source path and
 // offset.
 //
+// Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
+// reflink, and others by type; see package fstype) are left out, each
+// named once on standard error (with -recorded, XFS is taken to have
+// reflink: no file is opened to ask):
+//
+//	findsame: ext4 at /mnt/x cannot deduplicate: skipped
+//
+// On a terminal, standard error shows the progress of each phase (loading
+// files, grouping, mapping files, chaining, writing the plan): done, total,
+// percentage and time left.
+//
 // A summary goes to standard error unless -q: lines, destinations, bytes
 // to deduplicate, and an estimate of the bytes applysame would free (on
 // btrfs, only destination extents the plan covers whole count).
@@ -66,8 +77,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"same/internal/cli"
@@ -77,7 +86,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.WithSignals(context.Background(), "findsame", os.Stderr)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(cli.Report("findsame", err, os.Stderr))
@@ -154,7 +163,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	sameOwner := fs.Bool("same-owner", false, "pair only files of the same owner, so that no user can learn through shared extents what another user's files hold (see docs/security.md)")
-	quiet := fs.Bool("q", false, "no summary")
+	quiet := fs.Bool("q", false, "no progress or summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	showVersion := fs.Bool("version", false, "print the version and the index and plan formats it reads and writes")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
@@ -187,12 +196,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	start := time.Now()
 	w := bufio.NewWriterSize(stdout, 256<<10)
 	enc := plan.NewEncoder(w)
-	sum, err := runs.Find(ctx, ix, runs.Options{
+	var bar *cli.Progress
+	if !*quiet {
+		bar = cli.NewProgress(stderr)
+	}
+	opts := runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
 		WholeFiles: *whole, Budget: int64(budget), Live: !*recorded,
 		Rewrite: !*noRewrite, SameOwner: *sameOwner,
-		Warn: func(path string, err error) { fmt.Fprintf(stderr, "findsame: %v\n", err) },
-	}, enc.Write)
+		Warn: func(path string, err error) { bar.Printf(stderr, "findsame: %v\n", err) },
+	}
+	if bar != nil {
+		opts.Progress = func(phase string, done, total int64, unit string) {
+			bar.Update(cli.Meter{Phase: phase, Done: done, Total: total, Unit: unit})
+		}
+	}
+	sum, err := runs.Find(ctx, ix, opts, enc.Write)
+	bar.Clear()
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write plan: %w", ferr)
 	}

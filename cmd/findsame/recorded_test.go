@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
 )
@@ -30,7 +31,7 @@ func TestRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	vol := fsys.Volume{FS: "0123456789abcdef0123456789abcdef"}
-	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fsys.MagicXFS, BlockSize: 4096}, 0); err != nil {
+	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fstype.XFS, BlockSize: 4096}, 0); err != nil {
 		t.Fatal(err)
 	}
 	var sums []byte

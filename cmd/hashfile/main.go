@@ -27,8 +27,24 @@
 // (~/.local/state/same/index.db). Its block size is fixed when it is
 // created; running with another -b is refused.
 //
-// Progress goes to standard error when it is a terminal, and a summary
-// line at the end unless -q. Per-file errors name the file.
+// Holes in sparse files are found with SEEK_DATA and SEEK_HOLE and never
+// read; the zero blocks at the end of a file take no room in the index.
+//
+// Each filesystem that cannot deduplicate (ext4, tmpfs, XFS made without
+// reflink, and others by type) is named once on standard error as the
+// walk enters it; it is indexed all the same, and findsame plans nothing
+// there:
+//
+//	hashfile: ext4 at /mnt/x cannot deduplicate: indexed, but findsame plans nothing there
+//
+// Progress goes to standard error when it is a terminal: bytes hashed of
+// the bytes to hash, percentage, rate and time left. Until the walk ends
+// the total is an estimate, marked "~": the bytes queued so far, or the
+// space used on the filesystems of the PATHs when that is more. A summary
+// line follows at the end. -q turns off progress, summary and warnings.
+// Per-file errors name the file. A first SIGINT or SIGTERM stops the run
+// within about a second, committing what was hashed; a second ends it at
+// once.
 //
 // Examples:
 //
@@ -49,19 +65,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"same/internal/blockhash"
 	"same/internal/cli"
+	"same/internal/fstype"
 	"same/internal/index"
 	"same/internal/scan"
 	"same/internal/walk"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.WithSignals(context.Background(), "hashfile", os.Stderr)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(cli.Report("hashfile", err, os.Stderr))
@@ -78,7 +95,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	bs := cli.Size(4096)
 	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M); an existing index keeps its own")
 	nul := fs.Bool("0", false, "paths read from standard input are NUL-separated")
-	quiet := fs.Bool("q", false, "no progress or summary")
+	quiet := fs.Bool("q", false, "no progress, summary or warnings (errors are still reported)")
 	showVersion := fs.Bool("version", false, "print the version, the index format and the SHA-256 implementation in use")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
@@ -120,6 +137,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer ix.Close()
 
+	var bar *cli.Progress
+	if !*quiet {
+		bar = cli.NewProgress(stderr)
+	}
 	opts := scan.Options{
 		BlockSize: int(bs),
 		Jobs:      *jobs,
@@ -127,17 +148,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		OneFS:     *oneFS,
 		NewFS:     *newFS,
 		Error: func(path string, err error) {
-			fmt.Fprintf(stderr, "hashfile: %v\n", err)
+			bar.Printf(stderr, "hashfile: %v\n", err)
+		},
+		FS: func(path string, dev uint64) {
+			if err := checkFS(path, dev); err != nil && !*quiet {
+				bar.Printf(stderr, "hashfile: %v: indexed, but findsame plans nothing there\n", err)
+			}
 		},
 	}
-	tty := !*quiet && cli.IsTerminal(stderr)
-	if tty {
-		opts.Progress = func(s scan.Stats) { fmt.Fprintf(stderr, "\r\033[K%s", progress(s)) }
+	if bar != nil {
+		used := usedSpace(roots)
+		opts.Progress = func(s scan.Stats) { bar.Update(meter(s, used)) }
 	}
 	st, err := scan.Run(ctx, ix, roots, opts)
-	if tty {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
+	bar.Clear()
 	if !*quiet && (err == nil || st.Seen > 0) {
 		fmt.Fprintln(stderr, summary(st))
 	}
@@ -245,13 +269,52 @@ func rate(n int64, d time.Duration) string {
 	return cli.Bytes(int64(float64(n)/d.Seconds())) + "/s"
 }
 
-func progress(s scan.Stats) string {
-	line := fmt.Sprintf("%d files, %d hashed, %s read, %s", s.Seen, s.Hashed, cli.Bytes(s.BytesRead), rate(s.BytesRead, s.Elapsed))
-	if s.WalkDone && s.BytesRead > 0 && s.ToRead > s.BytesRead {
-		left := time.Duration(float64(s.ToRead-s.BytesRead) / float64(s.BytesRead) * float64(s.Elapsed))
-		line += fmt.Sprintf(", ETA %s", left.Round(time.Second))
+// meter is the progress of a run. Until the walk ends, the total is an
+// estimate: the bytes queued so far, or the space used on the filesystems
+// of the roots when that is more (an upper bound where the roots are
+// whole filesystems without sparse files).
+func meter(s scan.Stats, used int64) cli.Meter {
+	m := cli.Meter{
+		Phase:   "hashing",
+		Done:    s.BytesRead,
+		Total:   s.ToRead,
+		Elapsed: s.Elapsed,
+		Extra:   fmt.Sprintf("%d files, %d hashed", s.Seen, s.Hashed),
 	}
-	return line
+	if !s.WalkDone {
+		m.Total, m.Estimate = max(s.ToRead, used), true
+	}
+	return m
+}
+
+// usedSpace is the space used on the filesystems holding roots, each
+// counted once.
+func usedSpace(roots []string) int64 {
+	seen := make(map[unix.Fsid]bool)
+	var used int64
+	for _, r := range roots {
+		var st unix.Statfs_t
+		if unix.Statfs(r, &st) != nil || seen[st.Fsid] {
+			continue
+		}
+		seen[st.Fsid] = true
+		used += int64(st.Blocks-st.Bfree) * st.Frsize
+	}
+	return used
+}
+
+// checkFS returns a *fstype.Error if the filesystem of dev, met at path,
+// cannot deduplicate.
+func checkFS(path string, dev uint64) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // the walk reports what it cannot open
+	}
+	defer f.Close()
+	if magic, ok := fstype.CanDedupe(f); !ok {
+		return &fstype.Error{Type: fstype.Name(magic), Mount: fstype.MountPoint(dev, path)}
+	}
+	return nil
 }
 
 func summary(s scan.Stats) string {

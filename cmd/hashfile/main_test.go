@@ -80,6 +80,10 @@ func wantSums(data []byte, bs int) []byte {
 		}
 		out = binary.LittleEndian.AppendUint64(out, v)
 	}
+	// The index leaves out the zero blocks at the end of a file.
+	for len(out) > 0 && binary.LittleEndian.Uint64(out[len(out)-8:]) == 0 {
+		out = out[:len(out)-8]
+	}
 	return out
 }
 

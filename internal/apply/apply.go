@@ -41,6 +41,10 @@ type Options struct {
 	// time): with a *plan.LineError for an invalid line, an *ItemError
 	// otherwise.
 	Report func(error)
+	// Progress, if set, is called with the counts so far each time a
+	// line's result is written, from one goroutine; the Stats are only
+	// valid during the call.
+	Progress func(*Stats)
 }
 
 // ItemError is the failure of one file of a plan line.
@@ -195,6 +199,9 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		queue = queue[1:]
 		r := <-l.result
 		a.count(r)
+		if a.opt.Progress != nil {
+			a.opt.Progress(a.stats)
+		}
 		if r.Rewrite != nil {
 			a.reserved -= l.reserved - r.Rewrite.Written
 		}

@@ -342,3 +342,18 @@ func TestRunInterrupt(t *testing.T) {
 		t.Fatal("Run did not return after the context was cancelled")
 	}
 }
+
+// Progress is told of every line as its result is written.
+func TestProgress(t *testing.T) {
+	var lines []int
+	var out bytes.Buffer
+	_, err := Run(context.Background(), strings.NewReader("x\n\n{}\ny\n"), &out, Options{Jobs: 2, Progress: func(s *Stats) {
+		lines = append(lines, s.Lines, s.Invalid)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1, 1, 2, 2, 3, 3}; fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Errorf("Progress saw (lines, invalid) %v; want %v", lines, want)
+	}
+}

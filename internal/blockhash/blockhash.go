@@ -54,6 +54,10 @@ func isZero(b []byte) bool {
 type Reader struct {
 	bs  int
 	buf []byte
+	// Progress, if set, is called by HashFile as it goes, a window at a
+	// time, with the bytes it has just read, or found to be a hole and
+	// skipped.
+	Progress func(read, skipped int64)
 }
 
 // NewReader returns a Reader for blockSize-byte blocks.
@@ -98,6 +102,31 @@ func (h *Reader) sum(b []byte, sums []byte) []byte {
 		sums = binary.LittleEndian.AppendUint64(sums, Sum(b[off:min(off+h.bs, len(b))]))
 	}
 	return sums
+}
+
+// appendZero appends n zero Sums to sums, and makes room for more bytes
+// after them. Where sums must grow, the new slice is made, not appended to:
+// memory fresh from the kernel is zero, so the pages of a long run of zero
+// Sums are not even touched.
+func appendZero(sums []byte, n int64, more int) []byte {
+	k := int(n) * SumSize
+	if cap(sums)-len(sums) < k+more {
+		grown := make([]byte, len(sums)+k, max(len(sums)+k+more, 2*cap(sums)))
+		copy(grown, sums)
+		return grown
+	}
+	sums = sums[:len(sums)+k]
+	clear(sums[len(sums)-k:])
+	return sums
+}
+
+// trimZero drops the zero Sums at the end of sums, down to len base.
+func trimZero(sums []byte, base int) []byte {
+	n := len(sums)
+	for n > base && At(sums[:n], n/SumSize-1) == Zero {
+		n -= SumSize
+	}
+	return sums[:n]
 }
 
 // Path names the SHA-256 implementation sha256-simd runs on this CPU:

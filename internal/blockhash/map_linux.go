@@ -1,16 +1,18 @@
 package blockhash
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 )
 
-// Files from mapMin bytes up are hashed through mmap, in windows of
+// Data regions from mapMin bytes up are hashed through mmap, in windows of
 // mapWindow bytes: the pages are hashed where they lie in the page cache,
-// not copied into a buffer first. Smaller files are read, which costs less
+// not copied into a buffer first. Smaller ones are read, which costs less
 // than setting up a mapping.
 const (
 	mapMin    = 1 << 20
@@ -19,36 +21,119 @@ const (
 
 // HashFile hashes the first size bytes of f, which the caller has just
 // fstat'ed, and appends their Sums to sums. It returns the appended slice
-// and the number of bytes hashed. A file that shrinks under it gives
-// ErrShrunk; a file that grows is hashed up to size, so the caller's
-// second fstat is what tells it changed.
-func (h *Reader) HashFile(f *os.File, size int64, sums []byte) ([]byte, int64, error) {
-	if size < mapMin {
-		return h.Hash(f, sums)
+// and the number of bytes covered, size when it is done.
+//
+// Holes, found with SEEK_DATA and SEEK_HOLE, are not read: their blocks are
+// zero. Zero blocks at the end of the file, holes or written zeros, are
+// not appended: the Sums stop at the last block that is not zero, and the
+// blocks after it are zero. So a sparse file costs what its data costs,
+// whatever its size, up to its last data block; a hole before that costs
+// SumSize bytes a block.
+//
+// ctx is checked between windows of at most mapWindow bytes, and
+// h.Progress, if set, is told of every window done. A file that shrinks
+// under it gives ErrShrunk; a file that grows is hashed up to size, so the
+// caller's second fstat is what tells it changed.
+func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []byte) ([]byte, int64, error) {
+	base := len(sums)
+	bs := int64(h.bs)
+	fd := int(f.Fd())
+	var done, zeros int64 // bytes covered; zero blocks not appended yet
+	hashed := func(read, skipped int64) {
+		done += read + skipped
+		if h.Progress != nil {
+			h.Progress(read, skipped)
+		}
 	}
-	window := int64(max(mapWindow/h.bs, 1) * h.bs)
-	var total int64
-	for total < size {
-		n := min(window, size-total)
-		m, err := unix.Mmap(int(f.Fd()), total, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
-		if err != nil {
-			if total == 0 {
-				// Not mappable (some filesystems, some special files):
-				// read it.
-				return h.Hash(f, sums)
+	canMap := true
+	for done < size {
+		if err := ctx.Err(); err != nil {
+			return trimZero(sums, base), done, err
+		}
+		start, end := dataAfter(fd, done, size)
+		// Whole blocks of hole are zero blocks; a block partly data is
+		// hashed with its data.
+		if skip := (start - done) / bs * bs; skip > 0 {
+			zeros += skip / bs
+			hashed(0, skip)
+			continue
+		}
+		end = min((end+bs-1)/bs*bs, size)
+		sums = appendZero(sums, zeros, int((end-done+bs-1)/bs)*SumSize)
+		zeros = 0
+		for done < end {
+			if err := ctx.Err(); err != nil {
+				return trimZero(sums, base), done, err
 			}
-			return sums, total, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
+			var n int64
+			var err error
+			if canMap && end-done >= mapMin {
+				n = min(int64(max(mapWindow/h.bs, 1)*h.bs), end-done)
+				sums, err = h.sumWindow(f, done, n, sums)
+				if errors.Is(err, errNoMap) {
+					canMap = false // not mappable (some filesystems): read it
+					continue
+				}
+			} else {
+				n = min(int64(len(h.buf)), end-done)
+				sums, err = h.sumRead(f, done, n, sums)
+			}
+			if err != nil {
+				return trimZero(sums, base), done, err
+			}
+			hashed(n, 0)
 		}
-		sums, err = h.sumMapped(m, sums)
-		if uerr := unix.Munmap(m); err == nil && uerr != nil {
-			err = &os.PathError{Op: "munmap", Path: f.Name(), Err: uerr}
-		}
-		if err != nil {
-			return sums, total, err
-		}
-		total += n
 	}
-	return sums, total, nil
+	return trimZero(sums, base), done, nil
+}
+
+// dataAfter returns the first data region of fd at or after off, cut at
+// size: [size, size) when the rest is a hole. Where SEEK_DATA is not
+// supported the rest is data.
+func dataAfter(fd int, off, size int64) (start, end int64) {
+	start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+	switch {
+	case errors.Is(err, unix.ENXIO): // nothing but hole up to EOF
+		return size, size
+	case err != nil:
+		return off, size
+	case start >= size:
+		return size, size
+	}
+	end, err = unix.Seek(fd, start, unix.SEEK_HOLE)
+	if err != nil || end > size {
+		end = size
+	}
+	return start, end
+}
+
+// errNoMap says a window could not be mapped.
+var errNoMap = errors.New("cannot map")
+
+// sumWindow appends the Sums of the n bytes of f at off, through mmap.
+func (h *Reader) sumWindow(f *os.File, off, n int64, sums []byte) ([]byte, error) {
+	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return sums, errNoMap
+	}
+	sums, err = h.sumMapped(m, sums)
+	if uerr := unix.Munmap(m); err == nil && uerr != nil {
+		err = &os.PathError{Op: "munmap", Path: f.Name(), Err: uerr}
+	}
+	return sums, err
+}
+
+// sumRead appends the Sums of the n bytes of f at off, read into h.buf.
+func (h *Reader) sumRead(f *os.File, off, n int64, sums []byte) ([]byte, error) {
+	b := h.buf[:n]
+	got, err := f.ReadAt(b, off)
+	if got < len(b) {
+		if err == nil || err == io.EOF {
+			err = ErrShrunk
+		}
+		return sums, err
+	}
+	return h.sum(b, sums), nil
 }
 
 // sumMapped appends the Sums of m's blocks. A page past the end of a file

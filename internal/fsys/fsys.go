@@ -50,37 +50,13 @@ type FS struct {
 	// ID names the filesystem, as Volume.FS: the same for every btrfs
 	// subvolume (which statfs's f_fsid is not).
 	ID string
-	// Type names the filesystem (see TypeName).
+	// Type names the filesystem (see fstype.Name).
 	Type string
 	// BlockSize (f_bsize) is the unit dedupe offsets must be multiples of.
 	BlockSize int64
 	// Free is f_bfree in bytes: free blocks including those reserved for
 	// root.
 	Free int64
-}
-
-// Magic numbers of the filesystems the tools know by name (statfs f_type).
-const (
-	MagicBtrfs = 0x9123683E
-	MagicXFS   = 0x58465342
-	MagicExt4  = 0xEF53
-	MagicTmpfs = 0x01021994
-)
-
-// TypeName names a filesystem by its statfs magic ("btrfs", "xfs",
-// "ext4", "tmpfs"), or gives the magic in hex.
-func TypeName(magic int64) string {
-	switch magic {
-	case MagicBtrfs:
-		return "btrfs"
-	case MagicXFS:
-		return "xfs"
-	case MagicExt4:
-		return "ext4"
-	case MagicTmpfs:
-		return "tmpfs"
-	}
-	return fmt.Sprintf("%#x", magic)
 }
 
 // ErrUnsupported is returned on platforms other than Linux.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"same/internal/fstype"
 	"sync"
 	"unsafe"
 
@@ -167,7 +168,7 @@ func StatFS(f *os.File) (FS, error) {
 	}
 	return FS{
 		ID:        fsID(f, &st),
-		Type:      TypeName(int64(st.Type)),
+		Type:      fstype.Name(int64(st.Type)),
 		BlockSize: st.Bsize,
 		Free:      int64(st.Bfree) * unit,
 	}, nil

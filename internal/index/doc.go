@@ -15,7 +15,9 @@
 //     had when hashed (dev, ino, size, mtime, ctime in ns) and whether it
 //     has btrfs's NOCOW attribute.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per
-//     block, in chunks of ChunkBlocks blocks.
+//     block, in chunks of ChunkBlocks blocks. A chunk whose blocks are all
+//     zero is not stored, nor are the zero blocks at the end of a file:
+//     a sparse file costs what its data costs.
 //   - extents: the file's FIEMAP extents when it was hashed.
 //
 // A file's row, blocks and extents are written in one transaction, so an

@@ -6,29 +6,49 @@ import (
 	"errors"
 	"fmt"
 
+	"same/internal/blockhash"
 	"same/internal/fiemap"
 )
 
-// Sums returns the packed block sums of one file.
+// Sums returns the packed block sums of one file. They stop at its last
+// block that is not zero: the blocks after them are zero (see Tx.Put).
 func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
+	// One allocation for all, made before the rows are read: the chunks
+	// of zero blocks that are not stored stay pages never touched.
+	var last sql.NullInt64
+	if err := ix.db.QueryRowContext(ctx, "SELECT max(chunk) FROM blocks WHERE file = ?", file).Scan(&last); err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	if !last.Valid {
+		return nil, nil
+	}
+	const chunkBytes = ChunkBlocks * blockhash.SumSize
+	rows, err := ix.db.QueryContext(ctx, "SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	defer rows.Close()
-	var sums []byte
+	sums := make([]byte, 0, (last.Int64+1)*chunkBytes)
 	for rows.Next() {
-		var part []byte
-		if err := rows.Scan(&part); err != nil {
+		var chunk int
+		var part sql.RawBytes
+		if err := rows.Scan(&chunk, &part); err != nil {
 			return nil, fmt.Errorf("read blocks: %w", err)
 		}
-		sums = append(sums, part...)
+		at := chunk * chunkBytes
+		if chunk > int(last.Int64) || len(part) > chunkBytes {
+			return nil, fmt.Errorf("read blocks: chunk %d of file %d is out of place", chunk, file)
+		}
+		sums = sums[:at+len(part)] // zero chunks are not stored: zero
+		copy(sums[at:], part)
 	}
 	return sums, rows.Err()
 }
 
 // ScanSums calls fn for every chunk of block sums in the index, in (file,
 // chunk) order; first is the index of the chunk's first block in its file.
+// Chunks of zero blocks, and the zero blocks at the end of a file, may be
+// missing (see Tx.Put).
 // sums is only valid during the call.
 func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, sums []byte) error) error {
 	rows, err := ix.db.QueryContext(ctx, "SELECT file, chunk, hashes FROM blocks ORDER BY file, chunk")

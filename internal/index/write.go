@@ -107,7 +107,11 @@ func (t *Tx) claim(f File) (int64, error) {
 }
 
 // Put records a freshly hashed file: its identity, its packed block sums
-// and its extents, replacing whatever the index held for that inode.
+// and its extents, replacing whatever the index held for that inode. sums
+// may stop before the file's last block: the blocks after them are zero
+// (blockhash.HashFile leaves out the zero blocks at the end of a file). A
+// chunk of sums that are all zero is not stored: a sparse file costs what
+// its data costs.
 func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 	id, err := t.claim(f)
 	if err != nil {
@@ -122,6 +126,9 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 	const chunkBytes = ChunkBlocks * blockhash.SumSize
 	for c := 0; c*chunkBytes < len(sums); c++ {
 		part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]
+		if allZero(part) {
+			continue
+		}
 		if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) VALUES(?, ?, ?)", id, c, part); err != nil {
 			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 		}
@@ -206,4 +213,17 @@ func (t *Tx) PutRoot(path string, v fsys.Volume) error {
 func (t *Tx) SetUID(id int64, uid uint32) error {
 	_, err := t.exec("UPDATE files SET uid = ? WHERE id = ?", int64(uid), id)
 	return err
+}
+
+var zeros [64 << 10]byte
+
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if string(b[:n]) != string(zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }

@@ -18,11 +18,18 @@ var ErrChanged = errors.New("changed since it was hashed (run hashfile again)")
 // but not its identity, so the index cannot know what applysame has shared
 // since; mapping again (FIEMAP: no data is read) is what keeps a re-run
 // from planning it again. Files changed or gone since they were hashed are
-// marked stale and reported. It returns how many were.
-func remap(files []file, involved []bool, warn func(string, error)) int {
+// marked stale and reported (o.Warn). It returns how many were.
+func remap(files []file, involved []bool, o *Options) int {
+	warn := o.Warn
 	work := make(chan int)
-	var mu sync.Mutex // guards warn and stale
+	var mu sync.Mutex // guards warn, stale and o.Progress
 	stale := 0
+	var total, done int64
+	for _, ok := range involved {
+		if ok {
+			total++
+		}
+	}
 	var wg sync.WaitGroup
 	for range max(2, runtime.NumCPU()) {
 		wg.Go(func() {
@@ -40,6 +47,11 @@ func remap(files []file, involved []bool, warn func(string, error)) int {
 					continue
 				}
 				f.extents = ext
+				mu.Lock()
+				if done++; done%256 == 0 {
+					o.progress("mapping files", done, total, "files")
+				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -50,6 +62,7 @@ func remap(files []file, involved []bool, warn func(string, error)) int {
 	}
 	close(work)
 	wg.Wait()
+	o.progress("mapping files", total, total, "files")
 	return stale
 }
 

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"runtime/debug"
@@ -14,6 +16,7 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/plan"
@@ -42,9 +45,23 @@ type Options struct {
 	// SameOwner plans only between files of the same owner (see
 	// docs/security.md); files whose owner is not recorded are left out.
 	SameOwner bool
-	// Warn, if set, is told of each file left out by Live, and of files
-	// left out because an older index recorded them (path "").
+	// Warn, if set, is told of each file left out by Live, of files left
+	// out because an older index recorded them (path ""), and once of
+	// each filesystem left out because it cannot deduplicate (an error
+	// wrapping fstype.ErrCannotDedupe, with where it is mounted).
 	Warn func(path string, err error)
+	// Progress, if set, is told how each long phase goes: its name, what
+	// is done of what total (0 when not known) and what is counted
+	// ("files", "blocks", "runs"). It is called often, from one goroutine
+	// at a time; it should draw at its own pace.
+	Progress func(phase string, done, total int64, unit string)
+}
+
+// progress calls o.Progress, if set.
+func (o *Options) progress(phase string, done, total int64, unit string) {
+	if o.Progress != nil {
+		o.Progress(phase, done, total, unit)
+	}
 }
 
 // DefaultBudget is the memory one grouping pass may hold.
@@ -133,7 +150,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	for _, f := range files {
 		sum.Blocks += f.blocks
 	}
-	if sum.Blocks*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
+	// The index holds no sums for the zero blocks at the end of a file nor
+	// for chunks of zero blocks: a large sparse file must not make
+	// grouping take more passes, or reserve room, for sums it never reads.
+	held := min(sum.Blocks, storedSums(ctx, ix))
+	if held*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
 		// The heap will be mostly pairs and mappings, which hold no
 		// pointers and cost the collector little; at the default GOGC the
 		// garbage of reading every sum in each pass would grow the heap to
@@ -144,7 +165,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
-	maps, passes, err := group(ctx, ix, files, byID, sum.Blocks, o.Budget)
+	maps, passes, err := group(ctx, ix, files, byID, held, o)
 	if err != nil {
 		return sum, err
 	}
@@ -155,9 +176,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			involved[m.dst.file()] = true
 			involved[m.src.file()] = true
 		}
-		sum.Skipped = remap(files, involved, o.Warn)
+		sum.Skipped = remap(files, involved, &o)
 	}
-	runs := chain(files, maps, bs)
+	runs := chain(files, maps, bs, &o)
 	maps = nil
 	runs = filter(runs, o)
 	estimate(runs, files, bs)
@@ -172,7 +193,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			}
 		}
 	}
-	return sum, lines(ctx, ix, files, runs, bs, emit, &sum)
+	return sum, lines(ctx, ix, files, runs, bs, emit, &sum, &o)
 }
 
 // load reads the files in scope, sorted by path, with their recorded
@@ -186,12 +207,23 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	var files []file
 	byID := make(map[int64]int)
 	classOf := classes()
+	can := canDedupe(vols, o.Live, o.Warn)
+	var total, n int64
+	if o.Progress != nil {
+		total = count(ctx, ix, "files")
+	}
 	err = ix.Files(ctx, func(f index.File) error {
+		if n++; n%4096 == 0 {
+			o.progress("loading files", n, total, "files")
+		}
 		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
 			return nil
 		}
 		if index.Legacy(f.Vol) {
 			sum.Unnamed++
+			return nil
+		}
+		if !can(f) {
 			return nil
 		}
 		uid := int64(-1)
@@ -206,7 +238,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		files = append(files, file{
 			id: f.ID, path: f.Path, vol: f.Vol, ino: f.Ino, size: f.Size, mtime: f.Mtime,
 			blocks:  (f.Size + bs - 1) / bs,
-			btrfs:   v.Magic == fsys.MagicBtrfs,
+			btrfs:   v.Magic == fstype.Btrfs,
 			fsBlock: cmp.Or(v.BlockSize, bs),
 			class:   classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
 		})
@@ -225,16 +257,43 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	for i, f := range files {
 		byID[f.id] = i
 	}
+	o.progress("loading files", n, total, "files")
 	if o.Live {
 		return files, byID, nil
 	}
+	n = 0
+	if o.Progress != nil {
+		total = count(ctx, ix, "extents")
+	}
 	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+		if n++; n%4096 == 0 {
+			o.progress("loading extents", n, total, "extents")
+		}
 		if i, ok := byID[id]; ok {
 			files[i].extents = append(files[i].extents, e)
 		}
 		return nil
 	})
+	o.progress("loading extents", n, total, "extents")
 	return files, byID, err
+}
+
+// count returns the number of rows of table, or 0 if that cannot be read:
+// it is for progress only.
+func count(ctx context.Context, ix *index.Index, table string) int64 {
+	var n int64
+	ix.DB().QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+	return n
+}
+
+// storedSums returns the number of block sums the index holds, or a
+// number larger than any index's if that cannot be read.
+func storedSums(ctx context.Context, ix *index.Index) int64 {
+	var n sql.NullInt64
+	if err := ix.DB().QueryRowContext(ctx, "SELECT sum(length(hashes)) FROM blocks").Scan(&n); err != nil {
+		return math.MaxInt64
+	}
+	return n.Int64 / blockhash.SumSize
 }
 
 // classes returns a function numbering the classes of files that can
@@ -268,8 +327,8 @@ const largeIndex = 64 << 20
 // group finds every group of equal non-zero sums and maps each member but
 // the source to the group's source. It returns the mappings sorted by
 // destination.
-func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks, budget int64) ([]mapping, int, error) {
-	passes := int(max(1, (blocks*pairSize+budget-1)/budget))
+func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks int64, o Options) ([]mapping, int, error) {
+	passes := int(max(1, (blocks*pairSize+o.Budget-1)/o.Budget))
 	var maps []mapping
 	// Sums are hashes, so each pass holds about as many pairs as the
 	// others: one allocation serves them all (a pass that holds more, say
@@ -278,10 +337,19 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 	pairs := make([]pair, 0, per+per/64+1024)
 	for p := range passes {
 		pairs = pairs[:0]
+		phase := "grouping"
+		if passes > 1 {
+			phase = fmt.Sprintf("grouping, pass %d of %d", p+1, passes)
+		}
+		var done, shown int64
 		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
 			fi, ok := byID[id]
 			if !ok {
 				return nil
+			}
+			if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
+				o.progress(phase, done, blocks, "blocks")
+				shown = done
 			}
 			for i := 0; i < len(sums)/blockhash.SumSize; i++ {
 				s := blockhash.At(sums, i)
@@ -296,6 +364,7 @@ func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]in
 		if err != nil {
 			return nil, 0, err
 		}
+		o.progress(phase, done, blocks, "blocks")
 		sortPairs(pairs)
 		// Make room for this pass's mappings, and as many again and a
 		// little more for each pass to come, at once rather than as they
@@ -367,11 +436,14 @@ func appendClasses(maps []mapping, files []file, g []pair) []mapping {
 
 // chain merges mappings, sorted by destination, into maximal runs, leaving
 // out blocks that already share storage or sit in inline extents.
-func chain(files []file, maps []mapping, bs int64) []run {
+func chain(files []file, maps []mapping, bs int64, o *Options) []run {
 	var runs []run
 	var cur *run
 	var dc, sc cursor
-	for _, m := range maps {
+	for i, m := range maps {
+		if i%(1<<16) == 0 {
+			o.progress("chaining", int64(i), int64(len(maps)), "blocks")
+		}
 		df, sf := &files[m.dst.file()], &files[m.src.file()]
 		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc) {
 			cur = nil
@@ -385,6 +457,7 @@ func chain(files []file, maps []mapping, bs int64) []run {
 		runs = append(runs, run{src: m.src, dst: m.dst, n: 1})
 		cur = &runs[len(runs)-1]
 	}
+	o.progress("chaining", int64(len(maps)), int64(len(maps)), "blocks")
 	for i := range runs {
 		r := &runs[i]
 		r.len = r.n * bs
@@ -495,7 +568,7 @@ func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
 
 // lines groups runs that share source range and length into plan lines
 // and emits them in source order.
-func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(plan.Record) error, sum *Summary) error {
+func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
 			return c
@@ -511,6 +584,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		o.progress("writing the plan", int64(i), int64(len(runs)), "runs")
 		j := i + 1
 		for j < len(runs) && j-i < plan.MaxDests && runs[j].src == runs[i].src && runs[j].len == runs[i].len {
 			j++
@@ -524,7 +598,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 			}
 			sumsOf = r.src.file()
 		}
-		digest := sha256.Sum256(sums[r.src.block()*blockhash.SumSize : (r.src.block()+r.n)*blockhash.SumSize])
+		digest := sha256.Sum256(runSums(sums, r.src.block(), r.n))
 		d := &plan.Dedupe{
 			Type:   plan.TypeDedupe,
 			V:      plan.Version,
@@ -545,7 +619,22 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, bs in
 		}
 		i = j
 	}
+	o.progress("writing the plan", int64(len(runs)), int64(len(runs)), "runs")
 	return nil
+}
+
+// runSums returns the n sums from block first of a file's sums, which stop
+// at its last non-zero block (see index.Sums).
+func runSums(sums []byte, first, n int64) []byte {
+	lo, hi := first*blockhash.SumSize, (first+n)*blockhash.SumSize
+	if hi <= int64(len(sums)) {
+		return sums[lo:hi]
+	}
+	out := make([]byte, hi-lo)
+	if lo < int64(len(sums)) {
+		copy(out, sums[lo:])
+	}
+	return out
 }
 
 func rangeOf(f *file, off int64) plan.Range {

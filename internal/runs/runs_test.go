@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/plan"
@@ -130,34 +131,34 @@ func TestFindGolden(t *testing.T) {
 		files  []tfile
 		opts   Options
 	}{
-		{"whole-file-copies", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}, {path: "/m/c", blocks: "ABCD"}}, Options{}},
-		{"offsets", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "XABCY"}, {path: "/m/b", blocks: "QQABCZ"}}, Options{}},
-		{"within-one-file", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCXABC"}}, Options{}},
-		{"repeated-block", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "AAAA"}}, Options{}},
-		{"more-than-127-copies", fsys.MagicBtrfs, copies(130, "AB"), Options{}},
-		{"tail-blocks", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "AB", tail: 100}, {path: "/m/b", blocks: "AB", tail: 100}, {path: "/m/c", blocks: "AB", tail: 99}}, Options{}},
-		{"already-shared", fsys.MagicBtrfs, []tfile{
+		{"whole-file-copies", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}, {path: "/m/c", blocks: "ABCD"}}, Options{}},
+		{"offsets", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "XABCY"}, {path: "/m/b", blocks: "QQABCZ"}}, Options{}},
+		{"within-one-file", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCXABC"}}, Options{}},
+		{"repeated-block", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "AAAA"}}, Options{}},
+		{"more-than-127-copies", fstype.Btrfs, copies(130, "AB"), Options{}},
+		{"tail-blocks", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "AB", tail: 100}, {path: "/m/b", blocks: "AB", tail: 100}, {path: "/m/c", blocks: "AB", tail: 99}}, Options{}},
+		{"already-shared", fstype.Btrfs, []tfile{
 			{path: "/m/a", blocks: "ABCD"},
 			{path: "/m/b", blocks: "ABCD", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 1 << 30, Length: 2 * bs, Flags: fiemap.FlagShared},
 				{Logical: 2 * bs, Physical: 5 << 30, Length: 2 * bs, Flags: fiemap.FlagLast}}},
 		}, Options{}},
-		{"zero-blocks", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "A..B"}, {path: "/m/b", blocks: "A..B"}, {path: "/m/z", blocks: "...."}}, Options{}},
-		{"inline", fsys.MagicBtrfs, []tfile{
+		{"zero-blocks", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "A..B"}, {path: "/m/b", blocks: "A..B"}, {path: "/m/z", blocks: "...."}}, Options{}},
+		{"inline", fstype.Btrfs, []tfile{
 			{path: "/m/a", tail: 100, extents: []fiemap.Extent{{Length: bs, Flags: fiemap.FlagDataInline | fiemap.FlagLast}}},
 			{path: "/m/b", tail: 100, extents: []fiemap.Extent{{Length: bs, Flags: fiemap.FlagDataInline | fiemap.FlagLast}}},
 		}, Options{}},
 		// The loose file is inside the image: the image is the source, so
 		// the loose file's extent is wholly covered and freed.
-		{"image-holds-loose-file", fsys.MagicBtrfs, []tfile{{path: "/m/disk.img", blocks: "XXABCDXX"}, {path: "/m/loose", blocks: "ABCD"}}, Options{}},
+		{"image-holds-loose-file", fstype.Btrfs, []tfile{{path: "/m/disk.img", blocks: "XXABCDXX"}, {path: "/m/loose", blocks: "ABCD"}}, Options{}},
 		// b's one extent is only half covered: on btrfs nothing is freed,
 		// on XFS the covered half is.
-		{"partial-extent-btrfs", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
+		{"partial-extent-btrfs", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		// b's disk extent at 2 GiB shows as two pieces with another extent
 		// between them (a rewrite interrupted between chunks leaves that):
 		// both pieces belong to one extent, so its uncovered piece is the
 		// one to rewrite, and the piece between is left alone.
-		{"extent-in-pieces", fsys.MagicBtrfs, []tfile{
+		{"extent-in-pieces", fstype.Btrfs, []tfile{
 			{path: "/m/a", blocks: "ABCDEFGH"},
 			{path: "/m/b", blocks: "ABCDQRST", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 2 << 30, Length: 4 * bs},
@@ -169,7 +170,7 @@ func TestFindGolden(t *testing.T) {
 		// whole and freed, the second untouched, and nothing is rewritten.
 		// c holds two pieces of one 16-block disk extent whose middle is
 		// no longer referred to: covering both frees all 16 blocks.
-		{"disk-extents", fsys.MagicBtrfs, []tfile{
+		{"disk-extents", fstype.Btrfs, []tfile{
 			{path: "/m/a", blocks: "ABCDEFGHIJKLMNOP"},
 			{path: "/m/b", blocks: "ABCDWXYZ", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 2 << 30, Length: 4 * bs, DiskStart: 2 << 30, DiskLen: 4 * bs},
@@ -179,19 +180,19 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 4 * bs, Physical: 3<<30 + 12*bs, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 16 * bs}}},
 		}, Options{}},
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
-		{"min-len", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
-		{"whole-files-only", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
-		{"include-exclude", fsys.MagicBtrfs, []tfile{{path: "/m/keep/a", blocks: "AB"}, {path: "/m/keep/b", blocks: "AB"}, {path: "/m/keep/skip.tmp", blocks: "AB"}, {path: "/m/other/c", blocks: "AB"}},
+		{"min-len", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
+		{"whole-files-only", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
+		{"include-exclude", fstype.Btrfs, []tfile{{path: "/m/keep/a", blocks: "AB"}, {path: "/m/keep/b", blocks: "AB"}, {path: "/m/keep/skip.tmp", blocks: "AB"}, {path: "/m/other/c", blocks: "AB"}},
 			Options{Include: []string{"/m/keep"}, Exclude: []string{"*.tmp"}}},
 		// Only files that can share storage are planned together: b is in
 		// a subvolume of a's btrfs; c and d are on another filesystem,
 		// with the NOCOW files there among themselves; the NOCOW file on
 		// fs1 is alone in its class, and f, recorded by an older index
 		// under its st_dev, is left out until hashfile names its volume.
-		{"filesystems", fsys.MagicBtrfs, classFiles, Options{}},
+		{"filesystems", fstype.Btrfs, classFiles, Options{}},
 		// With SameOwner, files of different owners are never paired, and
 		// files whose owner is not recorded are left out.
-		{"same-owner", fsys.MagicBtrfs, []tfile{
+		{"same-owner", fstype.Btrfs, []tfile{
 			{path: "/m/a", blocks: "ABCD", uid: 1000}, {path: "/m/b", blocks: "ABCD", uid: 1000},
 			{path: "/m/c", blocks: "ABCD", uid: 1001}, {path: "/m/d", blocks: "ABCD", uid: 1002},
 			{path: "/m/e", blocks: "ABCD", uid: 1002}, {path: "/m/old", blocks: "ABCD", uid: index.UIDUnknown},
@@ -200,7 +201,7 @@ func TestFindGolden(t *testing.T) {
 		// extent of its own: no run can cover it, and planning must not
 		// look for a run there. c's preallocated rest shares the disk
 		// extent of its data, which covering the data cannot free.
-		{"prealloc-beyond-eof", fsys.MagicBtrfs, []tfile{
+		{"prealloc-beyond-eof", fstype.Btrfs, []tfile{
 			{path: "/m/a", blocks: "ABCDEFGH"},
 			{path: "/m/b", blocks: "ABCDEFGH", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 2 << 30, Length: 8 * bs, DiskStart: 2 << 30, DiskLen: 8 * bs},
@@ -209,10 +210,10 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 0, Physical: 5 << 30, Length: 8 * bs, DiskStart: 5 << 30, DiskLen: 16 * bs},
 				{Logical: 8 * bs, Physical: 5<<30 + 8*bs, Length: 8 * bs, Flags: fiemap.FlagUnwritten | fiemap.FlagLast, DiskStart: 5 << 30, DiskLen: 16 * bs}}},
 		}, Options{}},
-		{"filesystems-whole-files", fsys.MagicBtrfs, classFiles, Options{WholeFiles: true}},
+		{"filesystems-whole-files", fstype.Btrfs, classFiles, Options{WholeFiles: true}},
 		// With a budget this small each of several passes holds a slice of
 		// the sums; the plan is the same as with one pass.
-		{"many-passes", fsys.MagicBtrfs, []tfile{{path: "/m/a", blocks: "ABCDEFGHIJ"}, {path: "/m/b", blocks: "ABCDEFGHIJ"}, {path: "/m/c", blocks: "JIHGFEDCBA"}}, Options{Budget: 64}},
+		{"many-passes", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCDEFGHIJ"}, {path: "/m/b", blocks: "ABCDEFGHIJ"}, {path: "/m/c", blocks: "JIHGFEDCBA"}}, Options{Budget: 64}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,5 +334,118 @@ func checkPlan(t *testing.T, files []tfile, out string) {
 		if n := w.Freed + w.Bytes; covered < min(n, hi-lo) || covered > hi-lo {
 			t.Errorf("rewrite of %s [%d,%d): copy and destination ranges cover %d bytes; want from %d to %d", w.File.Path, lo, hi, covered, min(n, hi-lo), hi-lo)
 		}
+	}
+}
+
+// A file's sums may stop at its last non-zero block (hashfile leaves out
+// the zero blocks at the end of a file); an index may also hold them in
+// full, as it did before. Both are the same content.
+func TestTrimmedSums(t *testing.T) {
+	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "AB.."}})
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for _, c := range []byte("AB") {
+		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
+	}
+	b := index.File{Path: "/m/b", Vol: devices[7], Ino: 500, Size: 4 * bs, Mtime: 1, Ctime: 1}
+	ext := []fiemap.Extent{{Logical: 0, Physical: 9 << 30, Length: 4 * bs, Flags: fiemap.FlagLast}}
+	if _, err := tx.Put(b, sums, ext); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, whole := range []bool{false, true} {
+		var got []string
+		_, err := Find(context.Background(), ix, Options{WholeFiles: whole}, func(r plan.Record) error {
+			d := r.(*plan.Dedupe)
+			got = append(got, fmt.Sprintf("%s@%d>%s@%d:%d", d.Src.Path, d.Src.Off, d.Dst[0].Path, d.Dst[0].Off, d.Len))
+			return nil
+		})
+		want := "/m/a@0>/m/b@0:8192"
+		if whole {
+			want = "/m/a@0>/m/b@0:16384"
+		}
+		if err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("Find(whole files %v) = %q, %v; want [%s]", whole, got, err, want)
+		}
+	}
+}
+
+// Files on filesystems that cannot deduplicate are never planned, and each
+// such filesystem is named once.
+func TestCannotDedupe(t *testing.T) {
+	files := []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}, {path: "/m/c", blocks: "ABCD", dev: 8}, {path: "/n/d", blocks: "ABCD", dev: 9}, {path: "/n/e", blocks: "ABCD", dev: 9}}
+	const ext4, tmpfs = 0xEF53, 0x01021994
+	for _, fstype := range []int64{ext4, tmpfs} {
+		ix := build(t, fstype, files)
+		for _, whole := range []bool{false, true} {
+			var warnings []string
+			o := Options{WholeFiles: whole, Warn: func(path string, err error) {
+				warnings = append(warnings, path+": "+err.Error())
+			}}
+			lines := 0
+			sum, err := Find(context.Background(), ix, o, func(plan.Record) error { lines++; return nil })
+			if err != nil || lines != 0 || sum.Files != 0 {
+				t.Errorf("Find on %#x = %d lines, %d files, %v; want none", fstype, lines, sum.Files, err)
+			}
+			// devices 7 and 8 are one filesystem, 9 another.
+			name := map[int64]string{ext4: "ext4", tmpfs: "tmpfs"}[fstype]
+			want := []string{"/m/a: " + name + " at /m/a cannot deduplicate: skipped", "/n/d: " + name + " at /n/d cannot deduplicate: skipped"}
+			if fmt.Sprint(warnings) != fmt.Sprint(want) {
+				t.Errorf("warnings = %q; want %q", warnings, want)
+			}
+		}
+	}
+}
+
+// Progress is told of each phase, the last one done in full.
+func TestProgress(t *testing.T) {
+	ix := build(t, fstype.Btrfs, copies(3, "ABCDEFGH"))
+	var phases []string
+	var last string
+	o := Options{Progress: func(phase string, done, total int64, unit string) {
+		if len(phases) == 0 || phases[len(phases)-1] != phase {
+			phases = append(phases, phase)
+		}
+		last = fmt.Sprintf("%s %d/%d %s", phase, done, total, unit)
+	}}
+	if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"loading files", "loading extents", "grouping", "chaining", "writing the plan"}
+	if fmt.Sprint(phases) != fmt.Sprint(want) {
+		t.Errorf("phases %q; want %q", phases, want)
+	}
+	if want := "writing the plan 2/2 runs"; last != want {
+		t.Errorf("last progress %q; want %q", last, want)
+	}
+}
+
+// A sparse file's size does not count towards the passes: the index holds
+// the sums of its data, and grouping holds those alone.
+func TestSparsePasses(t *testing.T) {
+	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for _, c := range []byte("ABCD") {
+		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
+	}
+	huge := index.File{Path: "/m/huge", Vol: devices[7], Ino: 500, Size: 1 << 40, Mtime: 1, Ctime: 1}
+	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Find(context.Background(), ix, Options{Budget: 1 << 20}, func(plan.Record) error { return nil })
+	if err != nil || sum.Passes != 1 || sum.Lines != 1 || sum.Runs != 2 {
+		t.Errorf("Find = %+v, %v; want 1 pass, 1 line, 2 runs", sum, err)
 	}
 }

@@ -24,6 +24,11 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	var all []whole
 	cur, zero := -1, true
 	h := sha256.New()
+	// The digest is of a file's sums up to its last non-zero one, with
+	// zero sums where chunks of zero blocks were not stored: the same for
+	// the same content, however the index holds it (see index.Tx.Put).
+	var next, pending int // the block after the last one seen; zero sums held back
+	var zeroSums [512]byte
 	flush := func() {
 		if cur >= 0 && !zero && files[cur].size >= o.MinLen {
 			var w whole
@@ -33,19 +38,44 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 		h.Reset()
 		zero = true
+		next, pending = 0, 0
 	}
+	var done, shown int64
 	err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
 		fi, ok := byID[id]
 		if !ok {
 			return nil
 		}
+		if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
+			o.progress("digesting files", done, sum.Blocks, "blocks")
+			shown = done
+		}
 		if fi != cur {
 			flush()
 			cur = fi
 		}
-		h.Write(sums)
-		for i := 0; zero && i < len(sums)/blockhash.SumSize; i++ {
-			zero = blockhash.At(sums, i) == blockhash.Zero
+		pending += first - next
+		n := len(sums) / blockhash.SumSize
+		next = first + n
+		for i := 0; i < n; {
+			j := i
+			for j < n && blockhash.At(sums, j) == blockhash.Zero {
+				j++
+			}
+			pending += j - i
+			if j == n {
+				break
+			}
+			for ; pending > 0; pending -= min(pending, len(zeroSums)/blockhash.SumSize) {
+				h.Write(zeroSums[:min(pending*blockhash.SumSize, len(zeroSums))])
+			}
+			k := j
+			for k < n && blockhash.At(sums, k) != blockhash.Zero {
+				k++
+			}
+			h.Write(sums[j*blockhash.SumSize : k*blockhash.SumSize])
+			zero = false
+			i = k
 		}
 		return nil
 	})
@@ -82,7 +112,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 			}
 			i = j
 		}
-		sum.Skipped = remap(files, involved, o.Warn)
+		sum.Skipped = remap(files, involved, &o)
 	}
 	var runs []run
 	for i := 0; i < len(all); {
@@ -105,7 +135,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
-	return lines(ctx, ix, files, runs, bs, emit, sum)
+	return lines(ctx, ix, files, runs, bs, emit, sum, &o)
 }
 
 func inline(f *file) bool {

@@ -233,6 +233,10 @@ func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, ou
 			return out, false, err
 		}
 	}
+	// As blockhash gives them: without the zero sums at the end.
+	for len(out) >= blockhash.SumSize && blockhash.At(out, len(out)/blockhash.SumSize-1) == blockhash.Zero {
+		out = out[:len(out)-blockhash.SumSize]
+	}
 	return out, true, nil
 }
 
@@ -296,8 +300,7 @@ func (r *reuser) cover(ctx context.Context, out []byte, e fiemap.Extent, end, si
 }
 
 // copyRecorded copies n sums of file from its block src on into out from
-// block dst on, reading its chunks through chunk. It reports false if the
-// index holds fewer.
+// block dst on, reading its chunks through chunk.
 func copyRecorded(out []byte, dst, file, src, n int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
 	var err error
 	ok := copySums(out, dst, src, n, func(c int) ([]byte, error) {
@@ -312,15 +315,16 @@ func copyRecorded(out []byte, dst, file, src, n int64, chunk func(int64, int) ([
 
 // copySums copies n sums from block src on of a file whose sums are
 // chunked (in chunks of index.ChunkBlocks, read through chunk) or not,
-// into out from block dst on. It reports false if there are fewer.
+// into out (zeroed) from block dst on. Sums that are not there are zero:
+// the index keeps neither the zero sums at the end of a file nor chunks
+// of zero sums. It reports false if chunk fails.
 func copySums(out []byte, dst, src, n int64, chunk func(int) ([]byte, error), chunked bool) bool {
 	const size = blockhash.SumSize
 	if !chunked {
 		b, _ := chunk(0)
-		if int64(len(b)) < (src+n)*size {
-			return false
+		if lo, hi := src*size, min(int64(len(b)), (src+n)*size); lo < hi {
+			copy(out[dst*size:], b[lo:hi])
 		}
-		copy(out[dst*size:], b[src*size:(src+n)*size])
 		return true
 	}
 	for n > 0 {
@@ -330,10 +334,9 @@ func copySums(out []byte, dst, src, n int64, chunk func(int) ([]byte, error), ch
 		}
 		i := src % index.ChunkBlocks
 		k := min(n, index.ChunkBlocks-i)
-		if int64(len(b)) < (i+k)*size {
-			return false
+		if lo, hi := i*size, min(int64(len(b)), (i+k)*size); lo < hi {
+			copy(out[dst*size:], b[lo:hi])
 		}
-		copy(out[dst*size:], b[i*size:(i+k)*size])
 		dst, src, n = dst+k, src+k, n-k
 	}
 	return true

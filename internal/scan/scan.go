@@ -15,6 +15,7 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/walk"
@@ -32,6 +33,10 @@ type Options struct {
 	Error func(path string, err error)
 	// Progress, if set, is called about twice a second while the run goes on.
 	Progress func(Stats)
+	// FS, if set, is called once for each filesystem (st_dev) the walk
+	// meets, with the path of a directory or file on it, from the walk's
+	// goroutine.
+	FS func(path string, dev uint64)
 }
 
 // DefaultJobs is two readers per CPU: while one waits for the disk, the
@@ -54,7 +59,7 @@ type Stats struct {
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
 	BytesReused int64
-	ToRead      int64 // bytes queued for reading so far
+	ToRead      int64 // bytes queued for reading so far, less holes skipped
 	WalkDone    bool
 	Elapsed     time.Duration
 }
@@ -202,7 +207,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	for range o.Jobs {
 		readers.Go(func() {
 			r, _ := blockhash.NewReader(o.BlockSize)
-			var sums []byte
+			r.Progress = func(read, hole int64) { // as it goes: files can be large
+				c.read.Add(read)
+				c.toRead.Add(-hole) // not to be read after all
+			}
 			for j := range jobs {
 				if ctx.Err() != nil {
 					continue // drain
@@ -213,10 +221,11 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 					}
 					continue
 				}
-				f, s, ext, n, reused, err := hash(ctx, r, ru, j, sums[:0])
-				c.read.Add(n)
+				f, s, ext, _, reused, err := hash(ctx, r, ru, j)
 				if err != nil {
-					fail(j.path, err, false)
+					if ctx.Err() == nil { // else interrupted, not failed
+						fail(j.path, err, false)
+					}
 					continue
 				}
 				c.hashed.Add(1)
@@ -225,6 +234,8 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 					c.reusedBytes.Add(f.Size)
 					c.toRead.Add(-f.Size)
 				}
+				// Handed over, not copied: the sums of a large (or sparse)
+				// file can take hundreds of MiB.
 				ops <- op{put: &f, sums: s, ext: ext}
 			}
 		})
@@ -249,7 +260,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	}
 
 	// noteDevice learns the volume of st_dev dev, met at path, the first
-	// time the walk meets it, and records it. A volume that cannot be
+	// time the walk meets it, records it and tells o.FS. A volume that cannot be
 	// described keeps a name made of dev, which findsame leaves out.
 	// The walker calls it; decide reads what it learnt.
 	var volMu sync.Mutex
@@ -260,6 +271,9 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		volMu.Unlock()
 		if ok {
 			return
+		}
+		if o.FS != nil {
+			o.FS(path, dev)
 		}
 		v := index.LegacyVolume(dev)
 		if in, err := describe(path, dev); err == nil {
@@ -512,19 +526,19 @@ func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS bool
 		}
 		if v, ok := was[r]; ok && v != in.Volume && !index.Legacy(v) && !newFS {
 			return nil, &rootError{r, fmt.Errorf("on %s %s, but it was on %s at the last run: is a filesystem not mounted there? (nothing was changed; -new-fs accepts the change)",
-				fsys.TypeName(in.Magic), in.Volume, v)}
+				fstype.Name(in.Magic), in.Volume, v)}
 		}
 		out[r] = in.Volume
 	}
 	return out, nil
 }
 
-// hash reads one file into sums (a buffer it may grow), or takes its sums
-// from the index through ru (see reuser) when ru is not nil, and checks
-// that it did not change while read. It returns the file, its sums (a
-// slice of its own, which ru holds until the writer commits it), its
-// extents, the bytes read, and whether the sums were reused.
-func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job, sums []byte) (index.File, []byte, []fiemap.Extent, int64, bool, error) {
+// hash reads one file, or takes its sums from the index through ru (see
+// reuser) when ru is not nil, and checks that it did not change while
+// read. It returns the file, its sums (which ru holds until the writer
+// commits them), its extents, the bytes covered (read or holes), and
+// whether the sums were reused.
+func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.File, []byte, []fiemap.Extent, int64, bool, error) {
 	f, err := open(j.path)
 	if err != nil {
 		return index.File{}, nil, nil, 0, false, err
@@ -545,12 +559,13 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job, sums []by
 	reused := false
 	release := func() {}
 	defer func() { release() }() // after the caller's add, on success
+	var sums []byte
 	if ru != nil && nocow == index.NoCOWUnset {
 		items, err := fiemap.DiskExtents(f)
 		switch {
 		case err == nil:
 			var ok bool
-			if sums, ok, release, err = ru.sums(ctx, items, id.Size, sums); err != nil {
+			if sums, ok, release, err = ru.sums(ctx, items, id.Size, nil); err != nil {
 				return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
 			}
 			if ok {
@@ -563,7 +578,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job, sums []by
 	var n int64
 	if !reused {
 		var err error
-		sums, n, err = r.HashFile(f, id.Size, sums[:0])
+		sums, n, err = r.HashFile(ctx, f, id.Size, sums[:0])
 		if errors.Is(err, blockhash.ErrShrunk) {
 			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 		}
@@ -584,7 +599,6 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job, sums []by
 	if walk.FromStat(&after) != id {
 		return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
-	sums = append([]byte(nil), sums...) // the caller's buffer is reused
 	if ru != nil {
 		ru.add(id.Size, nocow, ext, sums)
 	}

@@ -201,3 +201,40 @@ func TestNoCOWBackfill(t *testing.T) {
 	}
 	check("after the run", index.NoCOWUnset)
 }
+
+// A 1 TiB sparse file holding 2 MiB of data costs what its data costs: its
+// holes are not read (nor counted as to be read), and the index holds the sums of its data blocks and
+// of the hole between them, not of the hole at its end.
+func TestSparseFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sparse")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 40); err != nil {
+		f.Close()
+		t.Skipf("cannot make a 1 TiB sparse file in %s: %v", dir, err)
+	}
+	data := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{9}).Read(data)
+	for _, off := range []int64{0, 64 << 20} {
+		if _, err := f.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	ix := openIndex(t)
+	st, err := runScan(t, context.Background(), ix, dir)
+	if err != nil || st.Hashed != 1 || st.BytesRead != 2<<20 || st.ToRead != 2<<20 {
+		t.Fatalf("Run = %+v, %v; want 1 file hashed, 2 MiB to read and read", st, err)
+	}
+	var stored int
+	err = ix.ScanSums(context.Background(), func(_ int64, _ int, sums []byte) error {
+		stored += len(sums)
+		return nil
+	})
+	if want := (65 << 20) / 4096 * 8; err != nil || stored != want {
+		t.Errorf("index holds %d bytes of sums, %v; want %d (up to the last data block)", stored, err, want)
+	}
+}

@@ -61,6 +61,7 @@ import (
 	"same/internal/blockhash"
 	"same/internal/cli"
 	"same/internal/fiemap"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
 )
@@ -144,7 +145,7 @@ func run(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) e
 		return err
 	}
 	defer func() { tx.Rollback() }()
-	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fsys.MagicBtrfs, BlockSize: bs}, 0); err != nil {
+	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fstype.Btrfs, BlockSize: bs}, 0); err != nil {
 		return err
 	}
 	var physical, inTx int64

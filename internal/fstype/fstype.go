@@ -1,0 +1,81 @@
+package fstype
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// Magic numbers (statfs f_type) of the types this package knows.
+const (
+	Btrfs    = 0x9123683E
+	XFS      = 0x58465342
+	Ext4     = 0xEF53 // ext2 and ext3 too
+	Tmpfs    = 0x01021994
+	Ramfs    = 0x858458F6
+	MSDOS    = 0x4D44
+	ExFAT    = 0x2011BAB0
+	NTFS     = 0x5346544E
+	ISO9660  = 0x9660
+	Squashfs = 0x73717368
+	NFS      = 0x6969
+	FUSE     = 0x65735546
+)
+
+var names = map[int64]string{
+	Btrfs: "btrfs", XFS: "xfs", Ext4: "ext4", Tmpfs: "tmpfs", Ramfs: "ramfs",
+	MSDOS: "vfat", ExFAT: "exfat", NTFS: "ntfs", ISO9660: "iso9660",
+	Squashfs: "squashfs", NFS: "nfs", FUSE: "fuse",
+}
+
+// Name returns the name of the filesystem type with statfs magic m, or m
+// in hex for types it does not know.
+func Name(m int64) string {
+	if n, ok := names[m]; ok {
+		return n
+	}
+	return fmt.Sprintf("%#x", m)
+}
+
+// ByType reports whether a filesystem of type m can deduplicate, as far as
+// its type tells: false for types that never can; true for the others,
+// which for XFS holds only with reflink (see CanDedupe).
+func ByType(m int64) bool {
+	switch m {
+	case Ext4, Tmpfs, Ramfs, MSDOS, ExFAT, NTFS, ISO9660, Squashfs, NFS, FUSE:
+		return false
+	}
+	return true
+}
+
+// ErrCannotDedupe says a filesystem cannot share storage between files.
+var ErrCannotDedupe = errors.New("cannot deduplicate")
+
+// Error names a filesystem that cannot deduplicate: "ext4 at /mnt/x cannot
+// deduplicate".
+type Error struct {
+	Type  string // its type's name
+	Mount string // where it is mounted, or a path on it
+}
+
+func (e *Error) Error() string { return e.Type + " at " + e.Mount + " " + ErrCannotDedupe.Error() }
+
+// Unwrap makes errors.Is(err, ErrCannotDedupe) hold.
+func (e *Error) Unwrap() error { return ErrCannotDedupe }
+
+// mountPoint returns the topmost directory at or above path (absolute)
+// that is on st_dev dev: where that filesystem (or btrfs subvolume) is
+// mounted. lstat gives each directory's st_dev.
+func mountPoint(dev uint64, path string, lstat func(string) (uint64, error)) string {
+	top := path
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		d, err := lstat(dir)
+		if err != nil || d != dev {
+			return top
+		}
+		top = dir
+		if dir == "/" {
+			return top
+		}
+	}
+}
