@@ -122,32 +122,42 @@ func Describe(f *os.File) (Info, error) {
 	return in, nil
 }
 
-// Volumes caches the Volume of each device number met, for checks made
-// file by file: a device number names the same volume as long as it stays
-// mounted. Safe for concurrent use.
+// Volumes caches the Volume of each mount met, for checks made file by
+// file. It keys them by the mount's unique id (statx STATX_MNT_ID_UNIQUE,
+// Linux 6.8 and later), never reused, and the device number: a device
+// number alone is handed out again after an unmount, to another
+// filesystem. Where the kernel has no unique mount id it describes every
+// file. Safe for concurrent use.
 type Volumes struct {
 	mu sync.Mutex
-	m  map[uint64]Info
+	m  map[mountKey]Info
 }
+
+type mountKey struct{ dev, mnt uint64 }
 
 // Of returns the volume of f, whose fstat is st.
 func (c *Volumes) Of(f *os.File, st *unix.Stat_t) (Info, error) {
-	dev := uint64(st.Dev)
+	var sx unix.Statx_t
+	err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID_UNIQUE, &sx)
+	if err != nil || sx.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		return Describe(f)
+	}
+	k := mountKey{uint64(st.Dev), sx.Mnt_id}
 	c.mu.Lock()
-	in, ok := c.m[dev]
+	in, ok := c.m[k]
 	c.mu.Unlock()
 	if ok {
 		return in, nil
 	}
-	in, err := Describe(f)
+	in, err = Describe(f)
 	if err != nil {
 		return Info{}, err
 	}
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = make(map[uint64]Info)
+		c.m = make(map[mountKey]Info)
 	}
-	c.m[dev] = in
+	c.m[k] = in
 	c.mu.Unlock()
 	return in, nil
 }
