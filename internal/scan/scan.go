@@ -128,6 +128,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		o.Error = func(string, error) {}
 	}
 
+	// Derived before the loader below starts: it reads ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
 	// What the index holds is loaded while the walk starts.
 	// The map holds positions in all, not pointers: a million files take
 	// one allocation, not a million, and less for the collector to scan.
@@ -147,8 +151,6 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	}
 
 	var c counters
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	jobs := make(chan job, 256)
 	ops := make(chan op, 256)
 	var unread []string // paths not fully read: nothing is pruned at or below them
@@ -430,7 +432,7 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
 	if err != nil {
-		return index.File{}, nil, nil, n, fmt.Errorf("read %s: %w", j.path, err)
+		return index.File{}, nil, nil, n, readError(j.path, err)
 	}
 	ext, err := fiemap.Map(f)
 	if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
@@ -443,6 +445,15 @@ func hash(r *blockhash.Reader, j job, sums []byte) (index.File, []byte, []fiemap
 		return index.File{}, nil, nil, n, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
 	return index.File{Path: j.path, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: noCOW(f)}, sums, ext, n, nil
+}
+
+// readError names path in err once: errors from reading a file mostly
+// name it already.
+func readError(path string, err error) error {
+	if _, ok := errors.AsType[*os.PathError](err); ok {
+		return err
+	}
+	return fmt.Errorf("read %s: %w", path, err)
 }
 
 // Batches are committed when they hold this many files or sum bytes, or
