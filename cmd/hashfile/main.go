@@ -50,6 +50,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -121,18 +122,31 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer ix.Close()
 
+	// Errors come from every reader, progress from its own goroutine:
+	// one at a time, and an error line starts where the progress line
+	// did, which it clears.
+	var mu sync.Mutex
+	tty := !*quiet && cli.IsTerminal(stderr)
 	opts := scan.Options{
 		BlockSize: int(bs),
 		Jobs:      *jobs,
 		Exclude:   exclude,
 		OneFS:     *oneFS,
 		Error: func(path string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if tty {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
 			fmt.Fprintf(stderr, "hashfile: %v\n", err)
 		},
 	}
-	tty := !*quiet && cli.IsTerminal(stderr)
 	if tty {
-		opts.Progress = func(s scan.Stats) { fmt.Fprintf(stderr, "\r\033[K%s", progress(s)) }
+		opts.Progress = func(s scan.Stats) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(stderr, "\r\033[K%s", progress(s))
+		}
 	}
 	st, err := scan.Run(ctx, ix, roots, opts)
 	if tty {
