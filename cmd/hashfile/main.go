@@ -121,6 +121,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer ix.Close()
+	for _, w := range ix.Warnings() {
+		fmt.Fprintf(stderr, "hashfile: warning: %s\n", w)
+	}
 
 	// Errors come from every reader, progress from its own goroutine:
 	// one at a time, and an error line starts where the progress line
