@@ -192,6 +192,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer ix.Close()
+	for _, w := range ix.Warnings() {
+		fmt.Fprintf(stderr, "findsame: warning: %s\n", w)
+	}
 
 	start := time.Now()
 	w := bufio.NewWriterSize(stdout, 256<<10)

@@ -65,6 +65,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -136,11 +137,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer ix.Close()
+	for _, w := range ix.Warnings() {
+		fmt.Fprintf(stderr, "hashfile: warning: %s\n", w)
+	}
 
 	var bar *cli.Progress
 	if !*quiet {
 		bar = cli.NewProgress(stderr)
 	}
+	// Errors come from every reader: one line at a time (the progress
+	// line, when there is one, serialises them itself and clears it
+	// first; without it, mu does).
+	var mu sync.Mutex
 	opts := scan.Options{
 		BlockSize: int(bs),
 		Jobs:      *jobs,
@@ -148,10 +156,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		OneFS:     *oneFS,
 		NewFS:     *newFS,
 		Error: func(path string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
 			bar.Printf(stderr, "hashfile: %v\n", err)
 		},
 		FS: func(path string, dev uint64) {
 			if err := checkFS(path, dev); err != nil && !*quiet {
+				mu.Lock()
+				defer mu.Unlock()
 				bar.Printf(stderr, "hashfile: %v: indexed, but findsame plans nothing there\n", err)
 			}
 		},

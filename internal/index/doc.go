@@ -20,6 +20,28 @@
 //     a sparse file costs what its data costs.
 //   - extents: the file's FIEMAP extents when it was hashed.
 //
+// # The file
+//
+// An index is an SQLite database whose PRAGMA application_id is
+// ApplicationID, 0x53414d45 ("SAME" in ASCII), set when it is created.
+// Open refuses any other file: one that is not SQLite, or an SQLite
+// database with another application_id, or with none and not the tables
+// of an index (indexes made before the application_id was set have
+// user_version 1 or more and a files table; Open sets it on them).
+// OpenExisting, for readers, also refuses an empty file and never creates
+// a schema. Nothing is written into a file before it is known to be an
+// index (not even the switch to WAL).
+//
+// Migrations run each in a write transaction (BEGIN IMMEDIATE) that reads
+// user_version itself, so that tools opening a new or older index at the
+// same time wait for each other and each finds the work done.
+//
+// The index names every file and holds sums of their blocks: a new one
+// is created 0600 (its -wal and -shm files take its mode), and missing
+// directories above it 0700, whatever the umask. An index others can read,
+// or in a directory others can write, is opened with a warning
+// (Index.Warnings).
+//
 // A file's row, blocks and extents are written in one transaction, so an
 // index killed at any moment holds each file either whole or not at all.
 // The index runs in WAL mode; one writer commits batches while readers go on.

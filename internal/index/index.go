@@ -5,17 +5,23 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"same/internal/fsys"
 	"same/schema"
 
-	_ "modernc.org/sqlite"
+	"golang.org/x/sys/unix"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ChunkBlocks is the number of block Sums stored in one blocks row.
@@ -23,8 +29,9 @@ const ChunkBlocks = 65536
 
 // Index is an open index database.
 type Index struct {
-	db   *sql.DB
-	path string
+	db       *sql.DB
+	path     string
+	warnings []string
 }
 
 // DefaultPath is where the tools keep the index when -db is not given:
@@ -45,39 +52,165 @@ func DefaultPath() string {
 	return filepath.Join(dir, "same", "index.db")
 }
 
+// ApplicationID is the PRAGMA application_id of every index: "SAME" in
+// ASCII. Open refuses an SQLite file that carries another one.
+const ApplicationID = 0x53414d45
+
 // ErrNotExist is returned by OpenExisting when there is no index at path.
 var ErrNotExist = errors.New("no index")
 
-// Open opens the index at path, creating it (and its directory) if needed,
-// and migrates it to the current schema.
+// ErrNotIndex is returned (wrapped in a message naming the file and what
+// it holds) for a file that is not an index.
+var ErrNotIndex = errors.New("not a same index")
+
+type notIndexError struct{ path, why string }
+
+func (e *notIndexError) Error() string {
+	return fmt.Sprintf("%s is not a same index (%s)", e.path, e.why)
+}
+
+func (e *notIndexError) Unwrap() error { return ErrNotIndex }
+
+// Open opens the index at path, creating it if needed, and migrates it to
+// the current schema. A new index is created 0600, and the directories
+// missing above it 0700, whatever the umask: it names every file and
+// holds sums of their blocks.
 func Open(path string) (*Index, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("open index: %w", err)
-	}
-	return open(path)
+	return open(path, true)
 }
 
-// OpenExisting opens an index that must already exist.
+// OpenExisting opens an index that must already exist, for reading: it
+// refuses an empty file or anything else that is not an index, and never
+// creates a schema. It does migrate an index made by an older version.
 func OpenExisting(path string) (*Index, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open index %s: %w (run hashfile first)", path, ErrNotExist)
-	}
-	return open(path)
+	return open(path, false)
 }
 
-func open(path string) (*Index, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+func open(path string, create bool) (*Index, error) {
+	if err := prepare(path, create); err != nil {
+		return nil, err
+	}
+	ix := &Index{path: path, warnings: private(path)}
+	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
-	ix := &Index{db: db, path: path}
-	if err := ix.migrate(); err != nil {
+	ix.db = db
+	if err := ix.setUp(create); err != nil {
 		db.Close()
+		var ni *notIndexError
+		if errors.As(err, &ni) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
 	return ix, nil
+}
+
+// sqliteMagic opens every SQLite database file.
+const sqliteMagic = "SQLite format 3\x00"
+
+// prepare makes sure that path is a file SQLite may open as an index
+// before it does, so that failures are told in words, a new index is
+// private, and SQLite never writes a database into a file that is not one.
+func prepare(path string, create bool) error {
+	if create {
+		// Only the directories that are missing are created, 0700
+		// (a umask only takes permissions away).
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("open index: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			return f.Close()
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("open index: %w", err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		return fmt.Errorf("open index %s: %w (run hashfile first)", path, ErrNotExist)
+	}
+	if err != nil {
+		// EACCES, EROFS, EISDIR...: the *PathError says it in words,
+		// where SQLite would say "unable to open database file".
+		return fmt.Errorf("open index: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("open index: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return &notIndexError{path, "not a regular file"}
+	}
+	if fi.Size() == 0 {
+		if !create {
+			return &notIndexError{path, "empty file"}
+		}
+	} else {
+		head := make([]byte, len(sqliteMagic))
+		if _, err := io.ReadFull(f, head); err != nil || string(head) != sqliteMagic {
+			return &notIndexError{path, "not an SQLite database"}
+		}
+	}
+	// SQLite creates path-wal and path-shm beside it.
+	dir := filepath.Dir(path)
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Lstat(path + suffix); errors.Is(err, fs.ErrNotExist) {
+			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("open index %s: cannot create files in %s: %w", path, dir, err)
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// private returns a warning if path, its -wal or -shm file can be read
+// or written by others than the owner, or its directory written (where
+// they could replace them). A directory others may only list is not
+// warned of: the files in it are still private, and a home directory is
+// often so.
+func private(path string) []string {
+	var open []string
+	note := func(p string, mask fs.FileMode) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&mask != 0 {
+			open = append(open, fmt.Sprintf("%s mode %04o", p, fi.Mode().Perm()))
+		}
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		note(p, 0o077)
+	}
+	dir := filepath.Dir(path)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	note(dir, 0o022)
+	if open == nil {
+		return nil
+	}
+	return []string{fmt.Sprintf("index %s is open to group or others (%s; want 0600 files in a 0700 directory): it names files and holds sums of their blocks",
+		path, strings.Join(open, ", "))}
+}
+
+// Warnings says what the caller should tell the user about the index
+// (that others may read it).
+func (ix *Index) Warnings() []string { return ix.warnings }
+
+// busyTimeout is how long a connection waits for another's lock.
+const busyTimeout = 10 * time.Second
+
+// dsn is the SQLite URI of path. The path is escaped: a '?' or '#' in it
+// would end it, and a '%' start an escape.
+func dsn(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // and clean: no "//" that would start an authority
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() +
+		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate",
+			busyTimeout.Milliseconds())
 }
 
 // Close closes the database.
@@ -89,57 +222,208 @@ func (ix *Index) Path() string { return ix.path }
 // DB gives tests and benchmarks direct access to the database.
 func (ix *Index) DB() *sql.DB { return ix.db }
 
-// Version is the schema version this binary writes.
+// Version is the schema version this binary writes: that of its last
+// migration.
 func Version() int {
-	n, _ := migrations()
-	return len(n)
+	m, err := migrations()
+	if err != nil || len(m) == 0 {
+		return 0
+	}
+	return m[len(m)-1].version
 }
 
-func migrations() ([]string, error) {
+// A migration takes an index from version-1 to version, the number its
+// file name starts with (001_init.sql is version 1).
+type migration struct {
+	version int
+	name    string
+}
+
+func migrations() ([]migration, error) {
 	names, err := fs.Glob(schema.FS, "*.sql")
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(names)
-	return names, nil
+	var m []migration
+	for _, name := range names {
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("migration %s: name does not start with its version", name)
+		}
+		m = append(m, migration{v, name})
+	}
+	slices.SortFunc(m, func(a, b migration) int { return a.version - b.version })
+	for i, mi := range m {
+		if mi.version != i+1 {
+			return nil, fmt.Errorf("migration %s: want version %d", mi.name, i+1)
+		}
+	}
+	return m, nil
 }
 
-// migrate applies each migration past the index's user_version in its own
-// transaction, and refuses an index newer than this binary.
-func (ix *Index) migrate() error {
-	names, err := migrations()
+// identity is what an SQLite database says of itself.
+type identity struct {
+	appID   int32
+	version int
+	tables  []string
+}
+
+// identify reads what the database says of itself, in one statement:
+// in one snapshot, whatever another process commits meanwhile.
+func identify(q interface {
+	QueryRow(query string, args ...any) *sql.Row
+}) (identity, error) {
+	var id identity
+	var tables string
+	err := q.QueryRow(`SELECT
+		(SELECT application_id FROM pragma_application_id()),
+		(SELECT user_version FROM pragma_user_version()),
+		(SELECT coalesce(group_concat(name, char(10)), '') FROM sqlite_schema
+			WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\')`).Scan(&id.appID, &id.version, &tables)
+	if err != nil {
+		return id, err
+	}
+	if tables != "" {
+		id.tables = strings.Split(tables, "\n")
+		slices.Sort(id.tables)
+	}
+	return id, nil
+}
+
+// empty says the database holds nothing yet: a new index.
+func (id identity) empty() bool {
+	return id.appID == 0 && id.version == 0 && len(id.tables) == 0
+}
+
+// ours says the database is an index: it carries ApplicationID, or it
+// was made before indexes did and has their tables.
+func (id identity) ours() bool {
+	return id.appID == ApplicationID ||
+		id.appID == 0 && id.version >= 1 && slices.Contains(id.tables, "files")
+}
+
+func (id identity) refusal(path string) error {
+	tables := strings.Join(id.tables, ", ")
+	if tables == "" {
+		tables = "none"
+	}
+	return &notIndexError{path, fmt.Sprintf("application_id %#08x, tables: %s", uint32(id.appID), tables)}
+}
+
+// setUp checks that the database is an index (or, for create, empty),
+// puts it in WAL mode and migrates it.
+func (ix *Index) setUp(create bool) error {
+	id, err := identify(ix.db)
 	if err != nil {
 		return err
 	}
-	var have int
-	if err := ix.db.QueryRow("PRAGMA user_version").Scan(&have); err != nil {
+	if !id.ours() && !(create && id.empty()) {
+		return id.refusal(ix.path)
+	}
+	latest := Version()
+	if id.version > latest {
+		return newerError(id.version, latest)
+	}
+	// Nothing was written to a file that is not an index: now it is
+	// safe to switch it to WAL (a no-op when it is already).
+	if err := ix.wal(); err != nil {
 		return err
 	}
-	if have > len(names) {
-		return fmt.Errorf("index format version %d is newer than this tool's %d: upgrade the tools", have, len(names))
+	if id.appID == ApplicationID && id.version == latest {
+		return nil
 	}
-	for i := have; i < len(names); i++ {
-		body, err := schema.FS.ReadFile(names[i])
-		if err != nil {
+	return ix.migrate(create)
+}
+
+// wal puts the database in WAL mode. Two connections switching a
+// database at once can each hold the lock the other needs: SQLite then
+// returns SQLITE_BUSY at once instead of waiting, so the switch is tried
+// again (for as long as busy_timeout).
+func (ix *Index) wal() error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		var mode string
+		err := ix.db.QueryRow("PRAGMA journal_mode = WAL").Scan(&mode)
+		if err == nil && mode != "wal" {
+			err = fmt.Errorf("journal mode is %q", mode)
+		}
+		if err == nil {
+			return nil
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return fmt.Errorf("set WAL mode: %w", err)
+		}
+		time.Sleep(time.Duration(1+rand.IntN(10)) * time.Millisecond)
+	}
+}
+
+func newerError(have, latest int) error {
+	return fmt.Errorf("index format version %d is newer than this tool's %d: upgrade the tools", have, latest)
+}
+
+// migrate applies each migration past the index's user_version in its own
+// write transaction, reading the version inside it: another process that
+// opens the index at the same time waits, then finds it done. It marks the
+// index with ApplicationID, and refuses an index newer than this binary.
+func (ix *Index) migrate(create bool) error {
+	all, err := migrations()
+	if err != nil {
+		return err
+	}
+	for {
+		done, err := ix.migrateOne(all, create)
+		if err != nil || done {
 			return err
 		}
-		tx, err := ix.db.Begin()
+	}
+}
+
+// migrateOne applies the migration that follows the index's version, if
+// any, and says whether the index is now current.
+func (ix *Index) migrateOne(all []migration, create bool) (done bool, err error) {
+	tx, err := ix.db.Begin() // BEGIN IMMEDIATE: _txlock in the DSN
+	if err != nil {
+		return false, err
+	}
+	defer func() {
 		if err != nil {
-			return err
+			tx.Rollback()
+		}
+	}()
+	id, err := identify(tx)
+	if err != nil {
+		return false, err
+	}
+	if !id.ours() && !(create && id.empty()) {
+		return false, id.refusal(ix.path)
+	}
+	if id.version > len(all) {
+		return false, newerError(id.version, len(all))
+	}
+	if id.version < len(all) {
+		m := all[id.version]
+		body, err := schema.FS.ReadFile(m.name)
+		if err != nil {
+			return false, err
 		}
 		if _, err := tx.Exec(string(body)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate to version %d (%s): %w", i+1, names[i], err)
+			return false, fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
 		}
-		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
+			return false, err
 		}
 	}
-	return nil
+	if id.appID != ApplicationID {
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID))); err != nil {
+			return false, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	return id.version+1 >= len(all), nil
 }
 
 // BlockSize returns the block size the index was built with, or 0 for an

@@ -166,6 +166,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		return Stats{}, err
 	}
 
+	// Derived before the loader below starts: it reads ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
 	// What the index holds is loaded while the walk starts.
 	// The map holds positions in all, not pointers: a million files take
 	// one allocation, not a million, and less for the collector to scan.
@@ -181,8 +185,6 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	}()
 
 	var c counters
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	jobs := make(chan job, 256)
 	ops := make(chan op, 256)
 	var unread []string // paths not fully read: nothing is pruned at or below them
@@ -583,7 +585,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 		}
 		if err != nil {
-			return index.File{}, nil, nil, n, false, fmt.Errorf("read %s: %w", j.path, err)
+			return index.File{}, nil, nil, n, false, readError(j.path, err)
 		}
 		if n != id.Size {
 			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
@@ -603,6 +605,15 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		ru.add(id.Size, nocow, ext, sums)
 	}
 	return index.File{Path: j.path, Vol: j.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
+}
+
+// readError names path in err once: errors from reading a file mostly
+// name it already.
+func readError(path string, err error) error {
+	if _, ok := errors.AsType[*os.PathError](err); ok {
+		return err
+	}
+	return fmt.Errorf("read %s: %w", path, err)
 }
 
 // Batches are committed when they hold this many files or sum bytes, or
