@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/plan"
+	"same/internal/safeopen"
 )
 
 // fideduperange issues one FIDEDUPERANGE call: share length bytes at srcOff
@@ -57,24 +58,41 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 // Open opens path read-only for deduplication and checks that it is the
 // regular file want describes (dev, ino, size, mtime). Errors do not repeat
 // the path.
+//
+// No symlink is followed in any component of path (a *safeopen.SymlinkError
+// names the one met), and nothing is opened before it is known to be a
+// regular file: path is looked up as an O_PATH descriptor, which opens
+// nothing, checked, and only then that very inode is opened for reading.
+// So a device, FIFO or socket is refused without its open running.
 func Open(path string, want plan.Range) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err == unix.ELOOP {
-		return nil, fmt.Errorf("%w (%w)", notRegular("is a symlink"), err)
+	h, err := lookup(path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if err := check(&h.Stat, want); err != nil {
+		return nil, err
+	}
+	return h.Open(unix.O_RDONLY | unix.O_NONBLOCK)
+}
+
+// lookup returns an O_PATH handle of path, reached with no symlink
+// followed, and refuses a symlink at the end as open(2) with O_NOFOLLOW
+// would (ELOOP).
+func lookup(path string) (*safeopen.Handle, error) {
+	h, err := safeopen.Lookup(path)
+	var se *safeopen.SymlinkError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("%w (%w)", notRegular(se.Error()), unix.ELOOP)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("fstat: %w", err)
+	if h.Stat.Mode&unix.S_IFMT == unix.S_IFLNK {
+		h.Close()
+		return nil, fmt.Errorf("%w (%w)", notRegular("is a symlink"), unix.ELOOP)
 	}
-	if err := check(&st, want); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), path), nil
+	return h, nil
 }
 
 func check(st *unix.Stat_t, want plan.Range) error {
