@@ -221,3 +221,130 @@ func TestCheckPatterns(t *testing.T) {
 		t.Errorf("CheckPatterns(bad) = %v; want %q", err, want)
 	}
 }
+
+// swap exchanges a and b (renameat2 RENAME_EXCHANGE) over and over until
+// the test ends: a directory and a symlink trade names, atomically.
+func swap(t *testing.T, a, b string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE); err != nil {
+				t.Errorf("exchange %s and %s: %v", a, b, err)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// TestWalkSwappedDirectory walks a tree in which a directory keeps
+// trading places with a symlink to a directory outside the root: the walk
+// never meets a file from outside.
+func TestWalkSwappedDirectory(t *testing.T) {
+	top := t.TempDir()
+	root, out := filepath.Join(top, "root"), filepath.Join(top, "out")
+	secrets := map[uint64]bool{}
+	for _, name := range []string{"secret", "sub/secret", "f", "sub/f"} {
+		p := filepath.Join(out, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		secrets[st.Ino] = true
+	}
+	for _, name := range []string{"a/d/f", "a/d/sub/f", "a/e/f"} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("mine"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(out, filepath.Join(root, "a", "link")); err != nil {
+		t.Fatal(err)
+	}
+	swap(t, filepath.Join(root, "a", "d"), filepath.Join(root, "a", "link"))
+
+	met, errs := 0, 0
+	for range 300 {
+		o := Options{Error: func(string, error) { errs++ }}
+		err := Walk(context.Background(), root, o, func(e Entry) error {
+			met++
+			if !Under(e.Path, root) {
+				t.Errorf("Walk met %s, outside %s", e.Path, root)
+			}
+			if secrets[e.Ino] || strings.HasSuffix(e.Path, "secret") {
+				t.Errorf("Walk met %s, inode %d: a file outside the root", e.Path, e.Ino)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk = %v", err)
+		}
+	}
+	t.Logf("%d entries met, %d errors (directories swapped while listed)", met, errs)
+}
+
+// TestWalkDescriptors walks a wide and deep tree and counts the
+// descriptors open at each entry: at most one per level being walked and
+// maxListings for the read-ahead.
+func TestWalkDescriptors(t *testing.T) {
+	root := t.TempDir()
+	const depth, width = 6, 12
+	var mk func(dir string, level int)
+	mk = func(dir string, level int) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if level == depth {
+			return
+		}
+		n := 1
+		if level >= depth-2 {
+			n = width // wide near the bottom: many listings read ahead at once
+		}
+		for i := range n {
+			mk(filepath.Join(dir, fmt.Sprintf("d%02d", i)), level+1)
+		}
+	}
+	mk(root, 0)
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	base, most := count(), 0
+	err := Walk(context.Background(), root, Options{Error: func(p string, err error) { t.Errorf("Error(%s, %v)", p, err) }},
+		func(Entry) error {
+			most = max(most, count()-base)
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := depth + 1 + maxListings; most > limit {
+		t.Errorf("the walk held %d descriptors at once; want at most %d", most, limit)
+	}
+	if n := count() - base; n > 0 {
+		t.Errorf("%d descriptors left open after the walk", n)
+	}
+}
