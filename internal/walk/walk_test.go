@@ -348,3 +348,29 @@ func TestWalkDescriptors(t *testing.T) {
 		t.Errorf("%d descriptors left open after the walk", n)
 	}
 }
+
+// TestWalkRootThroughSymlink gives a root whose directory is a symlink:
+// it is refused, naming the symlink, and nothing is met.
+func TestWalkRootThroughSymlink(t *testing.T) {
+	top := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(top, "real", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "real", "d", "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(top, "link")); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(top, "link", "d")
+	var errs []string
+	err := Walk(context.Background(), root, Options{Error: func(_ string, err error) { errs = append(errs, err.Error()) }},
+		func(e Entry) error { t.Errorf("Walk met %s", e.Path); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "open " + root + ": path component " + filepath.Join(top, "link") + " is a symlink"
+	if len(errs) != 1 || errs[0] != want {
+		t.Errorf("errors = %q; want [%q]", errs, want)
+	}
+}
