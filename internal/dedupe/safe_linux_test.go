@@ -232,3 +232,22 @@ func TestRewriteSwappedParent(t *testing.T) {
 		t.Errorf("content changed")
 	}
 }
+
+// BenchmarkOpen opens and closes a file three directories down: the
+// lookup, the check and the reopen through /proc/self/fd.
+func BenchmarkOpen(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "a", "b", "c")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, "f")
+	writeFile(b, path, []byte("data"))
+	id := identity(b, path, 0)
+	for b.Loop() {
+		f, err := dedupe.Open(path, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}

@@ -7,3 +7,11 @@ func UseOpenat2(use bool) (restore func()) {
 	noOpenat2.Store(!use)
 	return func() { noOpenat2.Store(old) }
 }
+
+// WithoutProc makes Open behave as without /proc mounted, and returns a
+// function that restores it.
+func WithoutProc() (restore func()) {
+	old := procFD
+	procFD = "/nonexistent/proc/self/fd/"
+	return func() { procFD = old }
+}

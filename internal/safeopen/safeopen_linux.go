@@ -42,6 +42,10 @@ func (e *SymlinkError) Unwrap() error { return unix.ELOOP }
 // /proc) leads to another file than the handle's.
 var ErrReplaced = errors.New("replaced while being opened")
 
+// procFD is where a process's descriptors are, as magic links; tests
+// point it where there is nothing, as without /proc.
+var procFD = "/proc/self/fd/"
+
 // noOpenat2 is set once the kernel answers openat2 with ENOSYS, and by
 // tests to exercise the component-by-component lookup.
 var noOpenat2 atomic.Bool
@@ -84,13 +88,19 @@ func (h *Handle) Open(flags int) (*os.File, error) {
 		return nil, fmt.Errorf("not a regular file or directory (mode %#o)", h.Stat.Mode)
 	}
 	flags |= unix.O_CLOEXEC | unix.O_NOCTTY
-	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(h.fd), flags, 0)
+	fd, err := unix.Open(procFD+strconv.Itoa(h.fd), flags, 0)
 	for err == unix.EINTR {
-		fd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(h.fd), flags, 0)
+		fd, err = unix.Open(procFD+strconv.Itoa(h.fd), flags, 0)
 	}
-	if err == unix.ENOENT { // no /proc
-		fd, err = open(h.path, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK)
+	if err == nil {
+		// The magic link is the descriptor's own file: no check needed.
+		return os.NewFile(uintptr(fd), h.path), nil
 	}
+	if err != unix.ENOENT {
+		return nil, err
+	}
+	// No /proc.
+	fd, err = open(h.path, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}

@@ -155,6 +155,39 @@ func TestLookup(t *testing.T) {
 	})
 }
 
+// TestOpenWithoutProc opens a handle as where /proc is not mounted: the
+// path is looked up again and must still be the handle's inode.
+func TestOpenWithoutProc(t *testing.T) {
+	defer safeopen.WithoutProc()()
+	both(t, func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "f")
+		mustWrite(t, path, "mine")
+		h, err := safeopen.Lookup(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		f, err := h.Open(unix.O_RDONLY)
+		if err != nil {
+			t.Fatalf("Open = %v", err)
+		}
+		f.Close()
+
+		// Replaced by another file: refused.
+		if err := os.Rename(path, path+".old"); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, path, "other")
+		if f, err := h.Open(unix.O_RDONLY); !errors.Is(err, safeopen.ErrReplaced) {
+			if err == nil {
+				f.Close()
+			}
+			t.Errorf("Open after the file was replaced = %v; want ErrReplaced", err)
+		}
+	})
+}
+
 func mustWrite(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
