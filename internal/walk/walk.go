@@ -133,9 +133,9 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 		o.fail(root, &os.PathError{Op: "open", Path: root, Err: err})
 		return nil
 	}
+	defer d.Close()
 	fd := int(d.Fd())
 	ls := w.list(fd, root)
-	defer d.Close()
 	return w.children(root, ls, func() (int, error) { return fd, nil }, false)
 }
 
