@@ -14,6 +14,7 @@ import (
 
 	"same/internal/fsys"
 	"same/internal/plan"
+	"same/internal/safeopen"
 )
 
 // fideduperange issues one FIDEDUPERANGE call: share length bytes at srcOff
@@ -57,25 +58,59 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 // Open opens path read-only for deduplication and checks that it is the
 // regular file want describes (volume or, in plans of version 1, dev; ino,
 // size, mtime). Errors do not repeat the path.
+//
+// No symlink is followed in any component of path (a *safeopen.SymlinkError
+// names the one met), and nothing is opened before it is known to be a
+// regular file: path is looked up as an O_PATH descriptor, which opens
+// nothing, checked, and only then that very inode is opened for reading.
+// So a device, FIFO or socket is refused without its open running.
 func Open(path string, want plan.Range) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err == unix.ELOOP {
-		return nil, fmt.Errorf("%w (%w)", notRegular("is a symlink"), err)
+	h, err := lookup(path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	// The volume's ioctls need an open file: check asks for it only once
+	// it knows the file is regular.
+	var f *os.File
+	vol := func() (fsys.Info, error) {
+		if f == nil {
+			var err error
+			if f, err = h.Open(unix.O_RDONLY | unix.O_NONBLOCK); err != nil {
+				return fsys.Info{}, err
+			}
+		}
+		return volumes.Of(f, &h.Stat)
+	}
+	if err := check(&h.Stat, want, vol); err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, err
+	}
+	if f != nil {
+		return f, nil
+	}
+	return h.Open(unix.O_RDONLY | unix.O_NONBLOCK)
+}
+
+// lookup returns an O_PATH handle of path, reached with no symlink
+// followed, and refuses a symlink at the end as open(2) with O_NOFOLLOW
+// would (ELOOP).
+func lookup(path string) (*safeopen.Handle, error) {
+	h, err := safeopen.Lookup(path)
+	var se *safeopen.SymlinkError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("%w (%w)", notRegular(se.Error()), unix.ELOOP)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("fstat: %w", err)
+	if h.Stat.Mode&unix.S_IFMT == unix.S_IFLNK {
+		h.Close()
+		return nil, fmt.Errorf("%w (%w)", notRegular("is a symlink"), unix.ELOOP)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	if err := check(&st, want, func() (fsys.Info, error) { return volumes.Of(f, &st) }); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return h, nil
 }
 
 // volumes caches the volume of each st_dev met.

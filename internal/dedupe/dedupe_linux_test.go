@@ -115,7 +115,7 @@ func TestOpen(t *testing.T) {
 		{"dev", file, with(func(r *plan.Range) { r.Dev++ }), "stale: dev", true},
 		{"directory", dir, id, "is a directory", false},
 		{"fifo", fifo, id, "is a FIFO", false},
-		{"socket", sock, id, "no such device or address", false}, // open(2) refuses sockets with ENXIO
+		{"socket", sock, id, "is a socket", false}, // refused before any open(2)
 		{"symlink", link, id, "is a symlink", false},
 		{"missing", filepath.Join(dir, "nope"), id, "no such file or directory", false},
 		{"char device", "/dev/null", id, "is a character device", false},

@@ -4,15 +4,17 @@
 //
 // # Opening
 //
-// Open opens a plan path read-only, without following a final symlink and
-// without blocking on FIFOs, refuses anything but a regular file, and
-// compares the file's identity (device, inode, size, modification time in
-// nanoseconds) with the one recorded in the plan. A difference is a
-// *StaleError (errors.Is(err, ErrStale)) that names the field. Files are
-// never opened for writing: the kernel accepts read-only destinations from
-// root, from the owner and from anyone who could open them for writing,
-// and O_RDWR would fail on running executables (ETXTBSY) and on read-only
-// btrfs snapshots (EROFS).
+// Open looks a plan path up with no symlink followed in any component
+// (package safeopen) to an O_PATH descriptor, which opens nothing; refuses
+// anything but a regular file without opening it; compares the file's
+// identity (device, inode, size, modification time in nanoseconds) with
+// the one recorded in the plan; and only then opens that inode read-only.
+// A difference is a *StaleError (errors.Is(err, ErrStale)) that names the
+// field. Rewrite makes its unnamed copy in the file's directory reached
+// the same way. Files are never opened for writing: the kernel accepts
+// read-only destinations from root, from the owner and from anyone who
+// could open them for writing, and O_RDWR would fail on running
+// executables (ETXTBSY) and on read-only btrfs snapshots (EROFS).
 //
 // # Deduplicating
 //

@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,11 +37,10 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 		chunk = DefaultChunk
 	}
 	chunk = max(chunk&^(1<<20-1), 1<<20) // whole blocks: only the last may end in a partial one
-	fd, err := unix.Open(filepath.Dir(path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	tmp, err := tmpFile(f, path)
 	if err != nil {
-		return 0, 0, &os.PathError{Op: "open O_TMPFILE in", Path: filepath.Dir(path), Err: err}
+		return 0, 0, err
 	}
-	tmp := os.NewFile(uintptr(fd), "copy of "+path)
 	defer tmp.Close()
 	buf := make([]byte, min(chunk, 1<<20))
 
@@ -106,6 +106,41 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 		return written, shared, err
 	}
 	return written, shared, share()
+}
+
+// ErrMoved is the error of Rewrite when the file is no longer at its path,
+// in a directory on its filesystem: renamed, or a directory above it
+// replaced.
+var ErrMoved = errors.New("no longer at its path on its filesystem")
+
+// tmpFile makes the unnamed file (O_TMPFILE) that a rewrite copies f
+// into, in the directory of path reached as Open reaches files (no symlink
+// followed in any component), and only if that directory holds f under
+// its name and is on f's filesystem (the same st_dev: on btrfs, the same
+// subvolume), so that the copy can share storage with f and is made
+// nowhere else.
+func tmpFile(f *os.File, path string) (*os.File, error) {
+	dir := filepath.Dir(path)
+	h, err := lookup(dir)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer h.Close()
+	var fst, st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if err := unix.Fstatat(h.Fd(), filepath.Base(path), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	if st.Dev != fst.Dev || st.Ino != fst.Ino || h.Stat.Dev != fst.Dev {
+		return nil, fmt.Errorf("%s: %w", path, ErrMoved)
+	}
+	fd, err := unix.Openat(h.Fd(), ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open O_TMPFILE in", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), "copy of "+path), nil
 }
 
 // copyRange copies n bytes at off from src to dst, at the same offset,

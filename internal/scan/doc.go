@@ -16,4 +16,7 @@
 //
 // A file whose size, mtime or ctime change while it is read is not
 // recorded: it is reported and counted as failed, and read again next run.
+// So is a path that no longer leads to the inode the walk listed, through
+// directories that are not symlinks: readers open files by path, looked
+// up with no symlink followed, and read only that inode.
 package scan

@@ -18,6 +18,7 @@ import (
 	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
+	"same/internal/safeopen"
 	"same/internal/walk"
 )
 
@@ -433,23 +434,59 @@ func underAny(path string, roots []string) bool {
 	return false
 }
 
-// open opens a file met by the walk without following symlinks and
-// without blocking (the walk saw a regular file; if something else is
-// there now, it must not hang).
+// open opens a directory or regular file met by the walk for reading. No
+// symlink is followed in any component of path, and nothing else is
+// opened: the path is looked up as an O_PATH descriptor, which opens
+// nothing, and only a directory or regular file there is opened, that
+// very inode (safeopen). A device, FIFO or socket found there now is
+// refused unopened.
 func open(path string) (*os.File, error) {
-	flags := os.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOATIME | unix.O_CLOEXEC
-	f, err := os.OpenFile(path, flags, 0)
-	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
-		f, err = os.OpenFile(path, flags&^unix.O_NOATIME, 0)
+	h, err := safeopen.Lookup(path)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return f, err
+	defer h.Close()
+	return openHandle(h, path)
+}
+
+func openHandle(h *safeopen.Handle, path string) (*os.File, error) {
+	flags := os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOATIME
+	f, err := h.Open(flags)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
+		f, err = h.Open(flags &^ unix.O_NOATIME)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return f, nil
+}
+
+// openListed opens the file of j as open does, if it is still the regular
+// file the walk listed there: the same device and inode. The walk reached
+// it through directory descriptors; this open goes by path, so it checks
+// that the path still leads to the inode listed, and reads no other.
+// (Carrying each directory's descriptor to the readers instead would hold
+// one open for every directory with a file queued.)
+func openListed(j job) (*os.File, error) {
+	h, err := safeopen.Lookup(j.path)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: j.path, Err: err}
+	}
+	defer h.Close()
+	if h.Stat.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: no longer a regular file", j.path)
+	}
+	if uint64(h.Stat.Dev) != j.id.Dev || h.Stat.Ino != j.id.Ino {
+		return nil, fmt.Errorf("%s: %w", j.path, walk.ErrReplaced)
+	}
+	return openHandle(h, j.path)
 }
 
 // readAttr reads the NOCOW attribute of the file of j, if it is still the
 // file the walk met. A file that cannot be opened or changed is left to
 // the next run.
 func readAttr(j job) (int8, bool) {
-	f, err := open(j.path)
+	f, err := openListed(j)
 	if err != nil {
 		return 0, false
 	}
@@ -541,7 +578,7 @@ func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS bool
 // commits them), its extents, the bytes covered (read or holes), and
 // whether the sums were reused.
 func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.File, []byte, []fiemap.Extent, int64, bool, error) {
-	f, err := open(j.path)
+	f, err := openListed(j)
 	if err != nil {
 		return index.File{}, nil, nil, 0, false, err
 	}

@@ -8,7 +8,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"same/internal/blockhash"
 	"same/internal/index"
+	"same/internal/walk"
 )
 
 func writeRandom(t *testing.T, path string, seed uint64, n int) {
@@ -236,5 +240,74 @@ func TestSparseFile(t *testing.T) {
 	})
 	if want := (65 << 20) / 4096 * 8; err != nil || stored != want {
 		t.Errorf("index holds %d bytes of sums, %v; want %d (up to the last data block)", stored, err, want)
+	}
+}
+
+// TestHashReplaced hashes files whose path changed since the walk listed
+// them: a directory of the path now a symlink to a directory outside, the
+// file another inode, a FIFO. None is read, and the FIFO is not opened.
+func TestHashReplaced(t *testing.T) {
+	root, out := t.TempDir(), t.TempDir()
+	path := filepath.Join(root, "d", "f")
+	writeRandom(t, path, 1, 8192)
+	writeRandom(t, filepath.Join(out, "f"), 2, 8192)
+	listed := func(p string) walk.Identity {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return walk.FromStat(&st)
+	}
+	mine, secret := listed(path), listed(filepath.Join(out, "f"))
+	r, err := blockhash.NewReader(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	try := func(id walk.Identity, want string) {
+		t.Helper()
+		j := job{path: path, id: id}
+		if _, _, _, n, _, err := hash(context.Background(), r, nil, j); err == nil || err.Error() != want || n != 0 {
+			t.Errorf("hash(%s) = %d bytes read, %v; want 0, %q", path, n, err, want)
+		}
+		if _, ok := readAttr(j); ok {
+			t.Errorf("readAttr(%s) = ok; want not", path)
+		}
+	}
+
+	// d is now a symlink to out, where f is another user's file.
+	d := filepath.Join(root, "d")
+	if err := os.Rename(d, d+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(out, d); err != nil {
+		t.Fatal(err)
+	}
+	symlinked := "open " + path + ": path component " + d + " is a symlink"
+	try(mine, symlinked)
+	try(secret, symlinked) // an index that recorded the outside file under this path
+
+	// f is now another file.
+	os.Remove(d)
+	os.Rename(d+".moved", d)
+	os.Rename(path, path+".old")
+	writeRandom(t, path, 3, 8192)
+	try(mine, path+": "+walk.ErrReplaced.Error())
+
+	// f is now a FIFO, which a plain open would wait on.
+	os.Remove(path)
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	try(mine, path+": no longer a regular file")
+	if n, _ := unix.Read(fd, make([]byte, 4096)); n > 0 {
+		t.Errorf("the FIFO was opened")
 	}
 }

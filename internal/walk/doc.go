@@ -6,7 +6,19 @@
 // An Entry is a path with the Identity lstat gave it: device, inode, size,
 // mtime and ctime in nanoseconds. Directories are read in name order, so a
 // walk of an unchanged tree meets the same paths in the same order.
-// Symbolic links are never followed, and device nodes, FIFOs and sockets
-// are counted as skipped without being opened. Empty files are skipped too:
+// Symbolic links are never followed: a root is looked up with none in any
+// component, each directory below is opened relative to the descriptor of
+// the one holding it (O_NOFOLLOW) and must be the directory listed there,
+// and entries are stat'ed relative to their directory's descriptor, so a
+// directory swapped for a symlink while the walk runs is an error for
+// that entry, never a way out of the root. Device nodes, FIFOs and sockets
+// are counted as skipped without being opened.
+//
+// # Descriptors
+//
+// The walk holds a descriptor for each directory level being walked that
+// has subdirectories, and at most maxListings more for the directories
+// read ahead, each closed once it is listed. Paths of PATH_MAX bytes or
+// more are reported (ENAMETOOLONG), not entered, which bounds the depth. Empty files are skipped too:
 // they hold nothing to share.
 package walk

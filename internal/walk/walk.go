@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/fsys"
+	"same/internal/safeopen"
 )
 
 // Identity is what a file's stat says of it.
@@ -84,14 +85,45 @@ func Matches(patterns []string, path string) bool {
 // Walk calls fn for every regular non-empty file at or below root, which
 // must be an absolute, clean path. It returns the first error fn returns,
 // or ctx's error; errors reading the tree go to o.Error.
+//
+// No symlink is followed: root is looked up with none in any of its
+// components, and below it each directory is opened relative to the
+// descriptor of the one holding it, with O_NOFOLLOW, and must be the
+// directory that was listed there (device and inode); entries are
+// stat'ed relative to their directory's descriptor. A directory swapped
+// for a symlink or another directory while the walk runs is reported as
+// an error for that entry, never followed.
 func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(root, &st); err != nil {
-		o.fail(root, &os.PathError{Op: "lstat", Path: root, Err: err})
+	h, err := safeopen.Lookup(root)
+	if err != nil {
+		op := "lstat"
+		if errors.Is(err, unix.ELOOP) {
+			op = "open"
+		}
+		o.fail(root, &os.PathError{Op: op, Path: root, Err: err})
 		return nil
 	}
-	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev)}
-	return w.visit(root, &st, nil)
+	defer h.Close()
+	st := h.Stat
+	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev), listings: make(chan struct{}, maxListings)}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return w.visit(-1, "", root, &st, nil)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if o.Dir != nil {
+		o.Dir(root, &st)
+	}
+	d, err := h.Open(unix.O_RDONLY | unix.O_DIRECTORY)
+	if err != nil {
+		o.fail(root, &os.PathError{Op: "open", Path: root, Err: err})
+		return nil
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	ls := w.list(fd, root)
+	return w.children(root, ls, func() (int, error) { return fd, nil }, false)
 }
 
 type walker struct {
@@ -99,6 +131,9 @@ type walker struct {
 	o       *Options
 	fn      func(Entry) error
 	rootDev uint64
+	// listings holds a token for each directory being read ahead, so
+	// that the read-ahead holds at most maxListings descriptors.
+	listings chan struct{}
 }
 
 func (o *Options) fail(path string, err error) {
@@ -113,7 +148,9 @@ func (o *Options) skip(path, why string) {
 	}
 }
 
-func (w *walker) visit(path string, st *unix.Stat_t, next *pending) error {
+// visit handles the entry name of the directory open at parent, listed
+// with st; next is its listing read ahead if it is a directory to enter.
+func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pending) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
@@ -129,7 +166,7 @@ func (w *walker) visit(path string, st *unix.Stat_t, next *pending) error {
 			w.o.skip(path, "on another filesystem")
 			return nil
 		}
-		return w.dir(path, st, next)
+		return w.dir(parent, name, path, st, next)
 	case unix.S_IFLNK:
 		w.o.skip(path, "symlink")
 	case unix.S_IFCHR, unix.S_IFBLK:
@@ -171,29 +208,91 @@ type pending struct {
 // entries in order.
 const readAhead = 8
 
-func (w *walker) listAhead(path string) *pending {
+// maxListings bounds the directories read ahead at once, over all levels
+// of the tree: each holds a descriptor while it is read.
+const maxListings = 2 * readAhead
+
+// ErrReplaced is the error for a directory that is not the one listed
+// under its name when the walk opens it.
+var ErrReplaced = errors.New("replaced since it was listed")
+
+// openDir opens the directory name of the directory open at parent, with
+// no symlink followed, and checks that it is st.
+func openDir(parent int, name string, st *unix.Stat_t) (int, error) {
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR {
+		fd, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	var got unix.Stat_t
+	if err := unix.Fstat(fd, &got); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if got.Dev != st.Dev || got.Ino != st.Ino {
+		unix.Close(fd)
+		return -1, ErrReplaced
+	}
+	return fd, nil
+}
+
+// listAhead reads the directory name of the directory open at parent, st
+// in its listing, in the background. parent must stay open until done.
+func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t) *pending {
 	p := &pending{done: make(chan struct{})}
 	go func() {
-		p.l = w.list(path)
-		close(p.done)
+		defer close(p.done)
+		w.listings <- struct{}{}
+		defer func() { <-w.listings }()
+		fd, err := openDir(parent, name, st)
+		if err != nil {
+			p.l.openErr = &os.PathError{Op: "open", Path: path, Err: err}
+			return
+		}
+		p.l = w.list(fd, path)
+		unix.Close(fd)
 	}()
 	return p
 }
 
-func (w *walker) list(path string) listing {
+// list reads the directory open at fd, whose path is path.
+func (w *walker) list(fd int, path string) listing {
 	var l listing
-	d, err := os.Open(path)
-	if err != nil {
-		l.openErr = err
-		return l
+	l.names, l.readErr = readNames(fd)
+	if l.readErr != nil {
+		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: l.readErr}
 	}
-	l.names, l.readErr = d.Readdirnames(-1)
-	d.Close()
 	slices.Sort(l.names)
 	prefix := childPrefix(path)
 	l.names = slices.DeleteFunc(l.names, func(name string) bool { return w.o.excluded(prefix + name) })
-	l.stats = lstatAll(prefix, l.names)
+	l.stats = lstatAll(fd, prefix, l.names)
 	return l
+}
+
+var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// readNames returns the names in the directory open at fd, but "." and
+// "..".
+func readNames(fd int) ([]string, error) {
+	bp := direntBufs.Get().(*[]byte)
+	defer direntBufs.Put(bp)
+	buf := *bp
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return names, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }
 
 func childPrefix(path string) string {
@@ -203,19 +302,21 @@ func childPrefix(path string) string {
 	return path + "/"
 }
 
-// dir walks the directory at path; l, if not nil, is its listing read
-// ahead.
-func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
+// dir walks the directory name of the directory open at parent, listed
+// with st; l is its listing read ahead.
+func (w *walker) dir(parent int, name, path string, st *unix.Stat_t, l *pending) error {
 	if w.o.Dir != nil {
 		w.o.Dir(path, st)
 	}
-	var ls listing
-	if l != nil {
-		<-l.done
-		ls = l.l
-	} else {
-		ls = w.list(path)
-	}
+	<-l.done
+	return w.children(path, l.l, func() (int, error) { return openDir(parent, name, st) }, true)
+}
+
+// children walks the entries of ls, the listing of the directory at path.
+// open returns a descriptor of that directory, to read its subdirectories
+// from; it is called only if there are some, and the descriptor is closed
+// when they are done if owned.
+func (w *walker) children(path string, ls listing, open func() (int, error), owned bool) error {
 	if ls.openErr != nil {
 		w.o.fail(path, ls.openErr)
 		return nil
@@ -232,6 +333,17 @@ func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
 			subdirs = append(subdirs, i)
 		}
 	}
+	fd := -1
+	if len(subdirs) > 0 {
+		var err error
+		if fd, err = open(); err != nil {
+			w.o.fail(path, &os.PathError{Op: "open", Path: path, Err: err})
+			return nil
+		}
+		if owned {
+			defer unix.Close(fd)
+		}
+	}
 	ahead := make([]*pending, len(subdirs)) // ahead[k]: subdirs[k]'s listing
 	started, sub := 0, 0                    // listings started; subdirectories met
 	prefix := childPrefix(path)
@@ -246,14 +358,15 @@ func (w *walker) dir(path string, st *unix.Stat_t, l *pending) error {
 		var next *pending
 		if sub < len(subdirs) && subdirs[sub] == i {
 			for ; started < len(subdirs) && started <= sub+readAhead; started++ {
-				ahead[started] = w.listAhead(prefix + ls.names[subdirs[started]])
+				k := subdirs[started]
+				ahead[started] = w.listAhead(fd, ls.names[k], prefix+ls.names[k], &ls.stats[k].st)
 			}
 			next = ahead[sub]
 			sub++
 		}
-		if err := w.visit(child, &ls.stats[i].st, next); err != nil {
+		if err := w.visit(fd, name, child, &ls.stats[i].st, next); err != nil {
 			for _, p := range ahead[max(sub-1, 0):started] {
-				<-p.done // no goroutine outlives the walk
+				<-p.done // no goroutine outlives the walk, nor uses fd once closed
 			}
 			return err
 		}
@@ -266,14 +379,25 @@ type lstatResult struct {
 	err error
 }
 
-// lstatAll lstats prefix+name for each name, several at a time in large
-// directories: on a re-run of an unchanged tree, lstat is most of the work.
-func lstatAll(prefix string, names []string) []lstatResult {
+// lstatAll lstats each name relative to the directory open at fd, whose
+// children's paths begin with prefix, several at a time in large
+// directories: on a re-run of an unchanged tree, lstat is most of the
+// work. A path too long to be opened later gets ENAMETOOLONG, as lstat(2)
+// of it would, which also bounds the depth of the walk, and so the
+// descriptors it holds.
+func lstatAll(fd int, prefix string, names []string) []lstatResult {
 	out := make([]lstatResult, len(names))
+	stat := func(i int) {
+		if len(prefix)+len(names[i]) >= unix.PathMax {
+			out[i].err = unix.ENAMETOOLONG
+			return
+		}
+		out[i].err = fstatat(fd, names[i], &out[i].st)
+	}
 	const per = 256 // names per goroutine
 	if len(names) <= per {
-		for i, name := range names {
-			out[i].err = unix.Lstat(prefix+name, &out[i].st)
+		for i := range names {
+			stat(i)
 		}
 		return out
 	}
@@ -281,12 +405,21 @@ func lstatAll(prefix string, names []string) []lstatResult {
 	for lo := 0; lo < len(names); lo += per {
 		wg.Go(func() {
 			for i := lo; i < min(lo+per, len(names)); i++ {
-				out[i].err = unix.Lstat(prefix+names[i], &out[i].st)
+				stat(i)
 			}
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+func fstatat(fd int, name string, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // Under reports whether path is root or lies below it.

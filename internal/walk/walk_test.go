@@ -221,3 +221,181 @@ func TestCheckPatterns(t *testing.T) {
 		t.Errorf("CheckPatterns(bad) = %v; want %q", err, want)
 	}
 }
+
+// swap exchanges a and b (renameat2 RENAME_EXCHANGE) over and over until
+// the test ends: a directory and a symlink trade names, atomically.
+func swap(t *testing.T, a, b string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE); err != nil {
+				t.Errorf("exchange %s and %s: %v", a, b, err)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// TestWalkSwappedDirectory walks a tree in which a directory keeps
+// trading places with a symlink to a directory outside the root: the walk
+// never meets a file from outside.
+func TestWalkSwappedDirectory(t *testing.T) {
+	top := t.TempDir()
+	root, out := filepath.Join(top, "root"), filepath.Join(top, "out")
+	secrets := map[uint64]bool{}
+	for _, name := range []string{"secret", "sub/secret", "f", "sub/f"} {
+		p := filepath.Join(out, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		secrets[st.Ino] = true
+	}
+	for _, name := range []string{"a/d/f", "a/d/sub/f", "a/e/f"} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("mine"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(out, filepath.Join(root, "a", "link")); err != nil {
+		t.Fatal(err)
+	}
+	swap(t, filepath.Join(root, "a", "d"), filepath.Join(root, "a", "link"))
+
+	met, errs := 0, 0
+	for range 300 {
+		o := Options{Error: func(string, error) { errs++ }}
+		err := Walk(context.Background(), root, o, func(e Entry) error {
+			met++
+			if !Under(e.Path, root) {
+				t.Errorf("Walk met %s, outside %s", e.Path, root)
+			}
+			if secrets[e.Ino] || strings.HasSuffix(e.Path, "secret") {
+				t.Errorf("Walk met %s, inode %d: a file outside the root", e.Path, e.Ino)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk = %v", err)
+		}
+	}
+	t.Logf("%d entries met, %d errors (directories swapped while listed)", met, errs)
+}
+
+// TestWalkDescriptors walks a wide and deep tree and counts the
+// descriptors open at each entry: at most one per level being walked and
+// maxListings for the read-ahead.
+func TestWalkDescriptors(t *testing.T) {
+	root := t.TempDir()
+	const depth, width = 6, 12
+	var mk func(dir string, level int)
+	mk = func(dir string, level int) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if level == depth {
+			return
+		}
+		n := 1
+		if level >= depth-2 {
+			n = width // wide near the bottom: many listings read ahead at once
+		}
+		for i := range n {
+			mk(filepath.Join(dir, fmt.Sprintf("d%02d", i)), level+1)
+		}
+	}
+	mk(root, 0)
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	base, most := count(), 0
+	err := Walk(context.Background(), root, Options{Error: func(p string, err error) { t.Errorf("Error(%s, %v)", p, err) }},
+		func(Entry) error {
+			most = max(most, count()-base)
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := depth + 1 + maxListings; most > limit {
+		t.Errorf("the walk held %d descriptors at once; want at most %d", most, limit)
+	}
+	if n := count() - base; n > 0 {
+		t.Errorf("%d descriptors left open after the walk", n)
+	}
+}
+
+// TestWalkRootThroughSymlink gives a root whose directory is a symlink:
+// it is refused, naming the symlink, and nothing is met.
+func TestWalkRootThroughSymlink(t *testing.T) {
+	top := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(top, "real", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "real", "d", "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(top, "link")); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(top, "link", "d")
+	var errs []string
+	err := Walk(context.Background(), root, Options{Error: func(_ string, err error) { errs = append(errs, err.Error()) }},
+		func(e Entry) error { t.Errorf("Walk met %s", e.Path); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "open " + root + ": path component " + filepath.Join(top, "link") + " is a symlink"
+	if len(errs) != 1 || errs[0] != want {
+		t.Errorf("errors = %q; want [%q]", errs, want)
+	}
+}
+
+// BenchmarkWalk walks 20,000 small files in 100 directories of two
+// levels: on a re-run of an unchanged tree, the walk is the work.
+func BenchmarkWalk(b *testing.B) {
+	root := b.TempDir()
+	for i := range 10 {
+		for j := range 10 {
+			dir := filepath.Join(root, fmt.Sprintf("d%d", i), fmt.Sprintf("e%d", j))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			for k := range 200 {
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", k)), []byte("x"), 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	for b.Loop() {
+		n := 0
+		if err := Walk(context.Background(), root, Options{}, func(Entry) error { n++; return nil }); err != nil || n != 20000 {
+			b.Fatalf("Walk = %v after %d entries; want nil after 20000", err, n)
+		}
+	}
+}
