@@ -65,6 +65,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -155,6 +156,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Exclude:   exclude,
 		OneFS:     *oneFS,
 		NewFS:     *newFS,
+		Listed:    slices.Contains(fs.Args(), "-"),
 		Error: func(path string, err error) {
 			mu.Lock()
 			defer mu.Unlock()

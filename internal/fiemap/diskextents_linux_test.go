@@ -1,11 +1,13 @@
 package fiemap_test
 
 import (
+	"cmp"
 	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -293,6 +295,19 @@ func TestDiskExtentsBtrfs(t *testing.T) {
 		if len(orig) != 2 || len(cp) != len(orig) {
 			t.Fatalf("DiskExtents: %d items in original, %d in copy; want 2 and 2", len(orig), len(cp))
 		}
+		// The extent tree is searched as last committed.
+		if err := unix.Syncfs(int(openT(t, src).Fd())); err != nil {
+			t.Fatal(err)
+		}
+		refs, ok, err := fiemap.ExtentRefs(openT(t, src), orig[0].DiskStart)
+		if err != nil || !ok {
+			t.Fatalf("ExtentRefs = %v, %v, %v", refs, ok, err)
+		}
+		want := []fiemap.Ref{{Root: 5, Ino: inoOf(t, src)}, {Root: 5, Ino: inoOf(t, dst)}}
+		slices.SortFunc(refs, func(a, b fiemap.Ref) int { return cmp.Compare(a.Ino, b.Ino) })
+		if !slices.Equal(refs, want) {
+			t.Errorf("ExtentRefs = %v; want %v: the original and its copy", refs, want)
+		}
 		for i := range orig {
 			o, c := orig[i], cp[i]
 			if o.DiskStart != c.DiskStart || o.Physical != c.Physical || o.DiskLen != c.DiskLen {
@@ -341,4 +356,23 @@ func TestDiskExtentsNotBtrfs(t *testing.T) {
 	if _, err := fiemap.DiskExtents(f); !errors.Is(err, fiemap.ErrNoTreeSearch) {
 		t.Fatalf("DiskExtents on filesystem %#x = %v; want %v", st.Type, err, fiemap.ErrNoTreeSearch)
 	}
+}
+
+func openT(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func inoOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -324,4 +325,60 @@ func copyShared(items, fm []Extent) {
 			}
 		}
 	}
+}
+
+// btrfsIocLogicalInoV2 is BTRFS_IOC_LOGICAL_INO_V2, _IOWR(0x94, 59, struct
+// btrfs_ioctl_logical_ino_args): logical (u64), size (u64), reserved[3],
+// flags (u64), inodes (u64, a pointer to a struct btrfs_data_container).
+const btrfsIocLogicalInoV2 = 0xC038943B
+
+// logicalInoIgnoreOffset is BTRFS_LOGICAL_INO_ARGS_IGNORE_OFFSET: every
+// reference to the extent, not only those to one of its bytes.
+const logicalInoIgnoreOffset = 1
+
+// refsBufSize is the result buffer of one LOGICAL_INO call: 16 bytes of
+// header and 24 bytes a reference.
+const refsBufSize = 64 << 10
+
+// Ref is one reference to a btrfs disk extent: a file extent item of
+// inode Ino in subvolume Root.
+type Ref struct {
+	Root, Ino uint64
+}
+
+// ExtentRefs returns every reference to the btrfs disk extent that starts
+// at disk (a DiskStart), in any file of any subvolume of the filesystem
+// holding f, with BTRFS_IOC_LOGICAL_INO_V2 (CAP_SYS_ADMIN; slow for
+// extents with very many references). A file that refers to the extent
+// several times is listed once. Without the privilege, or off btrfs, it
+// returns an error wrapping ErrNoTreeSearch. ok is false when the buffer
+// could not hold every reference.
+func ExtentRefs(f *os.File, disk int64) (refs []Ref, ok bool, err error) {
+	buf := make([]byte, refsBufSize)
+	var args [56]byte
+	le := binary.NativeEndian
+	le.PutUint64(args[0:], uint64(disk))
+	le.PutUint64(args[8:], refsBufSize)
+	le.PutUint64(args[40:], logicalInoIgnoreOffset)
+	le.PutUint64(args[48:], uint64(uintptr(unsafe.Pointer(&buf[0]))))
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocLogicalInoV2, uintptr(unsafe.Pointer(&args[0])))
+	runtime.KeepAlive(buf)
+	switch errno {
+	case 0:
+	case unix.EPERM, unix.ENOTTY, unix.EOPNOTSUPP:
+		return nil, false, fmt.Errorf("%w: %w", ErrNoTreeSearch, errno)
+	default:
+		return nil, false, fmt.Errorf("fiemap: btrfs logical ino: %w", errno)
+	}
+	missing := le.Uint32(buf[4:])
+	n := int(le.Uint32(buf[8:]))
+	seen := make(map[Ref]bool)
+	for i := 0; i+2 < n && 16+(i+3)*8 <= len(buf); i += 3 {
+		r := Ref{Ino: le.Uint64(buf[16+i*8:]), Root: le.Uint64(buf[16+(i+2)*8:])}
+		if !seen[r] {
+			seen[r] = true
+			refs = append(refs, r)
+		}
+	}
+	return refs, missing == 0 && le.Uint32(buf[12:]) == 0, nil
 }

@@ -9,3 +9,11 @@ func Extents(f *os.File) ([]Extent, error) { return nil, ErrUnsupported }
 
 // DiskExtents is not available on this platform.
 func DiskExtents(f *os.File) ([]Extent, error) { return nil, ErrNoTreeSearch }
+
+// Ref is one reference to a btrfs disk extent.
+type Ref struct {
+	Root, Ino uint64
+}
+
+// ExtentRefs returns ErrNoTreeSearch.
+func ExtentRefs(f *os.File, disk int64) ([]Ref, bool, error) { return nil, false, ErrNoTreeSearch }

@@ -72,6 +72,17 @@ func shared(g []fiemap.Extent) bool {
 	return false
 }
 
+// inlineGroup reports whether g is stored in metadata, where nothing can share
+// it.
+func inlineGroup(g []fiemap.Extent) bool {
+	for _, e := range g {
+		if e.Flags&fiemap.FlagDataInline != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // cursor looks up the extent of a file holding an offset, trying the one
 // it found last first: chain asks along runs, so the answer is most often
 // the same extent, and a binary search over every extent of the file for

@@ -85,3 +85,37 @@ func mapNow(f *file) ([]fiemap.Extent, error) {
 	}
 	return ext, nil
 }
+
+// extentRefs returns a function listing the references to a btrfs disk
+// extent (fiemap.ExtentRefs), asked through file fi, or false when they
+// cannot be known: the tree search is not allowed, fi cannot be opened as
+// the file hashed, or the extent has more references than one call holds.
+// What it learnt of an extent is kept.
+func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
+	type answer struct {
+		refs []fiemap.Ref
+		ok   bool
+	}
+	known := make(map[int64]answer)
+	denied := false
+	return func(fi int, disk int64) ([]fiemap.Ref, bool) {
+		if a, ok := known[disk]; ok {
+			return a.refs, a.ok
+		}
+		if denied {
+			return nil, false
+		}
+		f := &files[fi]
+		h, err := dedupe.Open(f.path, rangeOf(f, 0))
+		if err != nil {
+			return nil, false
+		}
+		defer h.Close()
+		refs, complete, err := fiemap.ExtentRefs(h, disk)
+		if errors.Is(err, fiemap.ErrNoTreeSearch) {
+			denied = true
+		}
+		known[disk] = answer{refs, err == nil && complete}
+		return refs, err == nil && complete
+	}
+}

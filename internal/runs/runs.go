@@ -181,7 +181,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	runs := chain(files, maps, bs, &o)
 	maps = nil
 	runs = filter(runs, o)
-	estimate(runs, files, bs)
+	var refs func(int, int64) ([]fiemap.Ref, bool)
+	if o.Live {
+		refs = extentRefs(files)
+	}
+	estimate(runs, files, bs, refs)
 	if o.Rewrite {
 		for _, w := range rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin)) {
 			sum.Lines++
@@ -505,10 +509,72 @@ func byDestination(runs []run, fn func(fi int, rs []run)) {
 
 // estimate sets each run's freed bytes. runs are in destination order. On
 // btrfs a disk extent of the destination (see groups) is freed when the
-// runs cover every piece of it and nothing outside the file shares it; it
-// counts for the run that covers its first piece's start. Elsewhere space
-// is freed block by block, a partial last block whole.
-func estimate(runs []run, files []file, bs int64) {
+// runs cover every piece of it and nothing else refers to it; it counts
+// for the run that covers its first piece's start. An extent that other
+// files or snapshots share (FIEMAP's shared flag) is freed when every
+// reference to it is a destination whose pieces of it the runs cover
+// whole: refs, if not nil, lists them (see fiemap.ExtentRefs), and such an
+// extent counts once, for the first destination met. Elsewhere space is
+// freed block by block, a partial last block whole.
+func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool)) {
+	byDest := make(map[int][]run)
+	byDestination(runs, func(fi int, rs []run) { byDest[fi] = rs })
+	// covered reports whether the runs of file fi cover every piece of
+	// disk extent g, and which run covers its first piece.
+	covered := func(fi int, g []fiemap.Extent) (int, bool) {
+		f, rs := &files[fi], byDest[fi]
+		first := -1
+		for _, e := range g {
+			if e.Logical >= f.size {
+				// Preallocated beyond EOF: no run can cover it, and it
+				// keeps the disk extent alive.
+				return 0, false
+			}
+			k, ok := covers(rs, bs, f.size, e)
+			if !ok {
+				return 0, false
+			}
+			if first < 0 {
+				first = k
+			}
+		}
+		return first, first >= 0
+	}
+	var byIno map[fiemap.Ref]int // destination files by subvolume and inode
+	counted := make(map[int64]bool)
+	// everyRef reports whether every reference to the shared disk extent
+	// disk, found through file fi, is a destination covering it whole.
+	everyRef := func(fi int, disk int64) bool {
+		if refs == nil || disk == 0 {
+			return false
+		}
+		rs, ok := refs(fi, disk)
+		if !ok || len(rs) == 0 {
+			return false
+		}
+		if byIno == nil {
+			byIno = make(map[fiemap.Ref]int)
+			for di := range byDest {
+				byIno[fiemap.Ref{Root: files[di].vol.Subvol, Ino: files[di].ino}] = di
+			}
+		}
+		for _, r := range rs {
+			di, ok := byIno[r]
+			if !ok || files[di].vol.FS != files[fi].vol.FS {
+				return false // a file outside the plan, or only a source
+			}
+			var pieces []fiemap.Extent
+			for _, e := range files[di].extents {
+				if e.DiskStart == disk {
+					pieces = append(pieces, e)
+				}
+			}
+			if _, ok := covered(di, pieces); len(pieces) == 0 || !ok {
+				return false
+			}
+		}
+		return true
+	}
 	byDestination(runs, func(fi int, rs []run) {
 		f := &files[fi]
 		if !f.btrfs {
@@ -517,25 +583,20 @@ func estimate(runs []run, files []file, bs int64) {
 			}
 			return
 		}
-	next:
 		for _, g := range groups(f) {
-			if shared(g) {
+			if inlineGroup(g) {
 				continue
 			}
-			first := -1
-			for _, e := range g {
-				if e.Logical >= f.size {
-					// Preallocated beyond EOF: no run can cover it, and
-					// it keeps the disk extent alive.
-					continue next
+			first, ok := covered(fi, g)
+			if !ok {
+				continue
+			}
+			if shared(g) {
+				disk := g[0].DiskStart
+				if counted[disk] || !everyRef(fi, disk) {
+					continue
 				}
-				k, ok := covers(rs, bs, f.size, e)
-				if !ok {
-					continue next
-				}
-				if first < 0 {
-					first = k
-				}
+				counted[disk] = true
 			}
 			rs[first].freed += length(g)
 		}

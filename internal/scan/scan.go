@@ -30,6 +30,9 @@ type Options struct {
 	OneFS     bool
 	// NewFS accepts roots found on another volume than at the last run.
 	NewFS bool
+	// Listed says the roots were listed on standard input: one missing
+	// is a failed item, not an error of the run.
+	Listed bool
 	// Error receives every per-file error; the run goes on.
 	Error func(path string, err error)
 	// Progress, if set, is called about twice a second while the run goes on.
@@ -162,7 +165,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	if o.Error == nil {
 		o.Error = func(string, error) {}
 	}
-	rootVols, err := checkRoots(ctx, ix, roots, o.NewFS)
+	rootVols, err := checkRoots(ctx, ix, roots, o.NewFS, o.Listed)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -544,8 +547,10 @@ func (e *rootError) Is(target error) bool { return target == ErrRoot }
 // checkRoots returns the volume of each root, refusing a root that is
 // missing or that is on another volume than at the last complete run
 // (the mount point of a filesystem that is not mounted, say), unless
-// newFS accepts the change: walking it would prune all its files.
-func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS bool) (map[string]fsys.Volume, error) {
+// newFS accepts the change: walking it would prune all its files. With
+// listed, roots are paths listed on standard input (by find, say), and one
+// that is gone is left to the walk, which reports it as failed.
+func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS, listed bool) (map[string]fsys.Volume, error) {
 	was, err := ix.Roots(ctx)
 	if err != nil {
 		return nil, err
@@ -554,6 +559,9 @@ func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS bool
 	for _, r := range roots {
 		var st unix.Stat_t
 		if err := unix.Lstat(r, &st); err != nil {
+			if listed && errors.Is(err, unix.ENOENT) {
+				continue // gone since listed: the walk reports it
+			}
 			return nil, &rootError{r, err}
 		}
 		if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {

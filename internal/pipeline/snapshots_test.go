@@ -1,0 +1,74 @@
+//go:build linux
+
+package pipeline
+
+import (
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"same/internal/plan"
+	"same/internal/testfs"
+)
+
+// TestSnapshotsFreed deduplicates copies that read-only snapshots share:
+// an extent is freed only when every reference to it, in the subvolume and
+// in each snapshot, is moved. findsame plans them all and counts each such
+// extent once; what statfs then reports freed matches its estimate.
+func TestSnapshotsFreed(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(11, 11))
+	a := random(rng, 4*MiB)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "b"), a) // a copy with its own extent
+	write(t, filepath.Join(live, "c"), random(rng, 2*MiB))
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
+	write(t, filepath.Join(live, "d"), a) // a new copy, after the first snapshot
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap2"))
+	before := testfs.SHA256Tree(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+
+	db := filepath.Join(t.TempDir(), "index.db")
+	planOut, results, applyErr := pipeline(t, db, mnt)
+	var estimate int64
+	for line := range strings.Lines(planOut) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		if d, ok := rec.(*plan.Dedupe); ok {
+			estimate += d.Freed
+		}
+	}
+	allDone(t, results)
+	freed := testfs.FreeBytes(t, mnt) - free
+	// b's extent (referred to by live, snap1 and snap2) and d's (live and
+	// snap2): 8 MiB.
+	if estimate != 8*MiB {
+		t.Errorf("findsame estimates %d bytes freed; want %d\n%s", estimate, 8*MiB, planOut)
+	}
+	if freed < 8*MiB || freed > 8*MiB+metadataSlack {
+		t.Errorf("statfs reports %d bytes freed; want %d\n%s", freed, 8*MiB, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
+		t.Errorf("content changed")
+	}
+	for _, s := range []string{"snap1", "snap2"} {
+		if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", filepath.Join(mnt, s), "ro")); out != "ro=true" {
+			t.Errorf("%s: %s; want ro=true", s, out)
+		}
+	}
+	// Nothing left to do: a second pass plans nothing.
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	again, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 || again != "" {
+		t.Errorf("second findsame: exit %d, plan %q\n%s", code, again, stderr)
+	}
+}
