@@ -9,3 +9,10 @@
 ALTER TABLE extents ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE extents ADD COLUMN ext_off INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX extents_disk ON extents(disk_start, disk_len, gen) WHERE gen != 0;
+
+-- Re-runs cost what changed. walked is what a btrfs subvolume's last
+-- complete walk saw: its generation (the transaction that last changed
+-- anything in it) and the options that shape a walk; while both stay the
+-- same, hashfile leaves the subvolume unwalked and all its files as they
+-- are. '' where never walked whole.
+ALTER TABLE volumes ADD COLUMN walked TEXT NOT NULL DEFAULT '';

@@ -82,13 +82,38 @@ func TestSnapshotsReadOnce(t *testing.T) {
 	}
 
 	// A re-run after a remount reads nothing and reuses nothing: every
-	// file is known.
+	// file is known, and the two snapshots, unchanged since the first run
+	// walked them, are not walked again (live is: reading its files
+	// updated their access times).
 	testfs.Remount(t, mnt)
 	_, stderr, err = hashfile(t, "", "-db", db, mnt)
 	if err != nil {
 		t.Fatalf("hashfile after remount = %v\n%s", err, stderr)
 	}
-	checkSummary(t, stderr, counts{seen: 20, unchanged: 20})
+	checkSummary(t, stderr, counts{seen: 20, unchanged: 20, subvols: 2})
+
+	// A day of changes in live and one more snapshot: live and the new
+	// snapshot are walked, the two old snapshots are not, and nothing is
+	// read but what changed.
+	overwrite(t, p("new"), 0, randomBytes(10, 4096))
+	if err := os.Rename(p("sparse"), p("sparse-renamed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p("prealloc")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap3"))
+	_, stderr, err = hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile after a day = %v\n%s", err, stderr)
+	}
+	// live: 6 files (new hashed again, sparse renamed, prealloc pruned);
+	// snap3: the same 6, all from extents already hashed but the inline
+	// one; snap1 and snap2 as they were. Read: live's new and snap3's
+	// inline file.
+	checkSummary(t, stderr, counts{seen: 25, hashed: 7, reused: 5, unchanged: 18, renamed: 1, pruned: 1, subvols: 2, read: 1<<20 + 1000})
+	checkTree(t, db, mnt)
 }
 
 // readBytes returns the exact bytes read that hashfile's summary reports,

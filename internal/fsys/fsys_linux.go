@@ -213,3 +213,35 @@ func NoCOW(f *os.File) bool {
 	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
 	return err == nil && flags&fsNoCOWFl != 0
 }
+
+// btrfsIocGetSubvolInfo is BTRFS_IOC_GET_SUBVOL_INFO, _IOR(0x94, 60,
+// struct btrfs_ioctl_get_subvol_info_args): 504 bytes, the subvolume's id
+// (treeid) at offset 0 and its generation at 280. It needs no privilege
+// (Linux 4.18 and later).
+const btrfsIocGetSubvolInfo = 0x81F8943C
+
+// SubvolGen returns the id and generation of the btrfs subvolume holding
+// f: the transaction that last changed anything in it. While it stays the
+// same, nothing in the subvolume -- name, inode, data -- has changed.
+func SubvolGen(f *os.File) (id, gen uint64, err error) {
+	var args [504]byte
+	if err := ioctl(f.Fd(), btrfsIocGetSubvolInfo, unsafe.Pointer(&args[0])); err != nil {
+		return 0, 0, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO: %w", err)
+	}
+	return *(*uint64)(unsafe.Pointer(&args[0])), *(*uint64)(unsafe.Pointer(&args[280])), nil
+}
+
+// btrfsIocGetSubvolRootref is BTRFS_IOC_GET_SUBVOL_ROOTREF, _IOWR(0x94,
+// 61, struct btrfs_ioctl_get_subvol_rootref_args): min_treeid (u64), 255
+// (treeid, dirid) pairs, num_items (u8) at 4088. Unprivileged.
+const btrfsIocGetSubvolRootref = 0xD000943D
+
+// HasSubvols reports whether the btrfs subvolume holding f holds other
+// subvolumes, or may (the question could not be answered).
+func HasSubvols(f *os.File) bool {
+	var args [4096]byte
+	if err := ioctl(f.Fd(), btrfsIocGetSubvolRootref, unsafe.Pointer(&args[0])); err != nil {
+		return true // EOVERFLOW: more than 255
+	}
+	return args[4088] != 0
+}

@@ -15,3 +15,9 @@ func SyncFS(f *os.File) error { return ErrUnsupported }
 
 // NoCOW reports false.
 func NoCOW(f *os.File) bool { return false }
+
+// SubvolGen returns ErrUnsupported.
+func SubvolGen(f *os.File) (id, gen uint64, err error) { return 0, 0, ErrUnsupported }
+
+// HasSubvols reports true: it cannot tell.
+func HasSubvols(f *os.File) bool { return true }

@@ -546,6 +546,26 @@ func (ix *Index) Volumes(ctx context.Context) (map[fsys.Volume]fsys.Info, error)
 	return m, rows.Err()
 }
 
+// Walked returns, for each volume walked whole by a complete run, what
+// that walk saw (see Tx.SetWalked).
+func (ix *Index) Walked(ctx context.Context) (map[fsys.Volume]string, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT fsid, subvol, walked FROM volumes WHERE walked != ''")
+	if err != nil {
+		return nil, fmt.Errorf("read volumes: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[fsys.Volume]string)
+	for rows.Next() {
+		var v fsys.Volume
+		var w string
+		if err := rows.Scan(&v.FS, &v.Subvol, &w); err != nil {
+			return nil, fmt.Errorf("read volumes: %w", err)
+		}
+		m[v] = w
+	}
+	return m, rows.Err()
+}
+
 // Roots returns the volume each root was on at the last complete run.
 func (ix *Index) Roots(ctx context.Context) (map[string]fsys.Volume, error) {
 	rows, err := ix.db.QueryContext(ctx, "SELECT r.path, v.fsid, v.subvol FROM roots r JOIN volumes v ON v.id = r.vol")

@@ -199,6 +199,17 @@ func (t *Tx) PutVolume(in fsys.Info, dev uint64) error {
 	return nil
 }
 
+// SetWalked records what a complete walk of volume v saw (its generation
+// and the walk's options), or "" to forget it.
+func (t *Tx) SetWalked(v fsys.Volume, walked string) error {
+	id, err := t.volID(v)
+	if err != nil {
+		return fmt.Errorf("record volume %s: %w", v, err)
+	}
+	_, err = t.exec("UPDATE volumes SET walked = ? WHERE id = ?", walked, id)
+	return err
+}
+
 // PutRoot records the volume a root was on at a complete run.
 func (t *Tx) PutRoot(path string, v fsys.Volume) error {
 	id, err := t.volID(v)

@@ -58,7 +58,11 @@ type Stats struct {
 	Skipped   int64 // special files, symlinks, empty files
 	Failed    int64 // files that could not be read or changed while read
 	Pruned    int64 // index entries removed because their files are gone
-	BytesRead int64
+	// SubvolsUnwalked counts btrfs subvolumes left unwalked: unchanged
+	// since their last complete walk (see subvols); their files count as
+	// seen and unchanged.
+	SubvolsUnwalked int64
+	BytesRead       int64
 	// Reused counts hashed files whose sums were taken from extents
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
@@ -107,7 +111,14 @@ type op struct {
 	attr   *attr
 	uid    *attr // nocow holds nothing; uid the owner
 	root   *root
+	walked *walked
 	del    int64 // a file id to prune
+}
+
+// walked is what a complete walk of a subvolume saw (see subvols).
+type walked struct {
+	vol fsys.Volume
+	key string
 }
 
 // volume is a volume met in this run under st_dev dev.
@@ -166,6 +177,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		o.Error = func(string, error) {}
 	}
 	rootVols, err := checkRoots(ctx, ix, roots, o.NewFS, o.Listed)
+	if err != nil {
+		return Stats{}, err
+	}
+	walkedBefore, err := ix.Walked(ctx)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -299,6 +314,10 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	}
 
 	// The walker runs ahead of the decisions below, which need the index.
+	sv := newSubvols(walkedBefore, o, func(path string, dev uint64) fsys.Volume {
+		noteDevice(path, dev)
+		return volOf(dev)
+	})
 	walkOpts := walk.Options{
 		Exclude: o.Exclude,
 		OneFS:   o.OneFS,
@@ -309,7 +328,8 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		Error: func(path string, err error) {
 			fail(path, err, !errors.Is(err, os.ErrNotExist))
 		},
-		Dir: func(path string, st *unix.Stat_t) { noteDevice(path, uint64(st.Dev)) },
+		Dir:   func(path string, st *unix.Stat_t) { noteDevice(path, uint64(st.Dev)) },
+		Enter: sv.enter,
 	}
 	entries := make(chan walk.Entry, 4096)
 	var walkErr error
@@ -389,6 +409,16 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	c.walkDone.Store(true)
 	close(jobs)
 	readers.Wait()
+	// The files of subvolumes left unwalked are as the index has them.
+	if len(sv.left) > 0 && loadErr == nil {
+		for k, i := range files {
+			if kf := &all[i]; !kf.seen && kf.path != "" && sv.under(kf.path, k.vol) {
+				kf.seen = true
+				c.seen.Add(1)
+				c.unchanged.Add(1)
+			}
+		}
+	}
 
 	// Prune what the walk did not meet, if it met everything it should have.
 	var pruned int64
@@ -409,6 +439,11 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 				ops <- op{root: &root{path: r, vol: v}}
 			}
 		}
+		if c.failed.Load() == 0 {
+			for v, key := range sv.walkedWhole() {
+				ops <- op{walked: &walked{vol: v, key: key}}
+			}
+		}
 	}
 	close(ops)
 	werr := <-writeErr
@@ -417,6 +452,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 
 	st := c.stats(start)
 	st.Pruned = pruned
+	st.SubvolsUnwalked = int64(len(sv.left))
 	switch {
 	case loadErr != nil:
 		return st, loadErr
@@ -710,6 +746,8 @@ func write(ix *index.Index, ops <-chan op, ru *reuser) error {
 			err = tx.SetUID(o.uid.id, o.uid.uid)
 		case o.root != nil:
 			err = tx.PutRoot(o.root.path, o.root.vol)
+		case o.walked != nil:
+			err = tx.SetWalked(o.walked.vol, o.walked.key)
 		}
 		n++
 		if err == nil && (n >= batchFiles || bytes >= batchBytes || time.Since(opened) >= batchTime) {

@@ -35,6 +35,11 @@ type Options struct {
 	Exclude []string
 	// OneFS keeps the walk on the filesystem of each root.
 	OneFS bool
+	// Enter, if set, is asked before the walk goes into a directory below
+	// a root: false leaves the directory out, with all below it, and
+	// reports nothing. It may be asked twice of a directory, and must give
+	// the same answer.
+	Enter func(path string, st *unix.Stat_t) bool
 	// Dir, if set, is called for each directory entered, and Skipped for each
 	// entry that is not a regular file (or is empty); both may be nil.
 	Dir     func(path string, st *unix.Stat_t)
@@ -166,6 +171,9 @@ func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pen
 			w.o.skip(path, "on another filesystem")
 			return nil
 		}
+		if !w.asked(path, st) {
+			return nil
+		}
 		return w.dir(parent, name, path, st, next)
 	case unix.S_IFLNK:
 		w.o.skip(path, "symlink")
@@ -184,6 +192,12 @@ func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pen
 // enters reports whether the walk goes into the directory st.
 func (w *walker) enters(st *unix.Stat_t) bool {
 	return !w.o.OneFS || uint64(st.Dev) == w.rootDev
+}
+
+// asked reports whether Options.Enter lets the walk into the directory at
+// path.
+func (w *walker) asked(path string, st *unix.Stat_t) bool {
+	return w.o.Enter == nil || w.o.Enter(path, st)
 }
 
 // listing is what the walk reads of a directory: its names, sorted and
@@ -329,7 +343,8 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 	// ahead, up to readAhead past the one being walked.
 	var subdirs []int
 	for i := range ls.names {
-		if ls.stats[i].err == nil && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) {
+		if ls.stats[i].err == nil && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) &&
+			w.asked(childPrefix(path)+ls.names[i], &ls.stats[i].st) {
 			subdirs = append(subdirs, i)
 		}
 	}

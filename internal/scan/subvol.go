@@ -1,0 +1,137 @@
+package scan
+
+import (
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/fstype"
+	"same/internal/fsys"
+	"same/internal/index"
+	"same/internal/walk"
+)
+
+// subvols decides which btrfs subvolumes a run leaves unwalked: those
+// whose generation -- the transaction that last changed anything in them
+// -- and walk options are what their last complete walk saw, and that
+// hold no other subvolume (whose changes their generation would not
+// show). An unchanged read-only snapshot then costs a few ioctls. Each
+// filesystem is committed (syncfs) before its first generation is read,
+// so that no change waits unseen in a transaction.
+//
+// The walk asks enter from its goroutine; the run reads what was decided
+// once the walk is done.
+type subvols struct {
+	sig    string                 // the options that shape a walk
+	walked map[fsys.Volume]string // what the index says each last walk saw
+	note   func(path string, dev uint64) fsys.Volume
+
+	mu      sync.Mutex
+	decided map[uint64]bool        // by st_dev: enter or not
+	synced  map[string]bool        // filesystems committed in this run
+	seen    map[fsys.Volume]string // subvolumes met: what this walk sees
+	left    []leftOut              // subvolumes left unwalked
+}
+
+// leftOut is a subvolume left unwalked at path.
+type leftOut struct {
+	path string
+	vol  fsys.Volume
+}
+
+// btrfsFirstFree is BTRFS_FIRST_FREE_OBJECTID: the inode of a subvolume's
+// root directory.
+const btrfsFirstFree = 256
+
+func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
+	return &subvols{
+		sig:     fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		walked:  walked,
+		note:    note,
+		decided: make(map[uint64]bool),
+		synced:  make(map[string]bool),
+		seen:    make(map[fsys.Volume]string),
+	}
+}
+
+// enter reports whether the walk goes into the directory at path.
+func (s *subvols) enter(path string, st *unix.Stat_t) bool {
+	if st.Ino != btrfsFirstFree {
+		return true
+	}
+	dev := uint64(st.Dev)
+	s.mu.Lock()
+	ok, done := s.decided[dev]
+	s.mu.Unlock()
+	if done {
+		return ok
+	}
+	ok = s.decide(path, dev)
+	s.mu.Lock()
+	s.decided[dev] = ok
+	s.mu.Unlock()
+	return ok
+}
+
+func (s *subvols) decide(path string, dev uint64) bool {
+	f, err := open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	var sf unix.Statfs_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || uint64(st.Dev) != dev || st.Ino != btrfsFirstFree ||
+		unix.Fstatfs(int(f.Fd()), &sf) != nil || sf.Type != fstype.Btrfs {
+		return true
+	}
+	v := s.note(path, dev)
+	if index.Legacy(v) {
+		return true
+	}
+	s.mu.Lock()
+	first := !s.synced[v.FS]
+	s.synced[v.FS] = true
+	s.mu.Unlock()
+	if first && unix.Syncfs(int(f.Fd())) != nil {
+		return true
+	}
+	id, gen, err := fsys.SubvolGen(f)
+	if err != nil || id != v.Subvol {
+		return true
+	}
+	key := fmt.Sprintf("gen=%d %s", gen, s.sig)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen[v] = key
+	if s.walked[v] != key || fsys.HasSubvols(f) {
+		return true
+	}
+	s.left = append(s.left, leftOut{path, v})
+	return false
+}
+
+// under reports whether the file at path of volume v lies in a subvolume
+// left unwalked.
+func (s *subvols) under(path string, v fsys.Volume) bool {
+	for _, l := range s.left {
+		if l.vol == v && walk.Under(path, l.path) {
+			return true
+		}
+	}
+	return false
+}
+
+// walkedWhole returns what a complete run records: what this walk saw of
+// each subvolume it walked.
+func (s *subvols) walkedWhole() map[fsys.Volume]string {
+	out := make(map[fsys.Volume]string)
+	for v, key := range s.seen {
+		out[v] = key
+	}
+	for _, l := range s.left {
+		delete(out, l.vol) // recorded already
+	}
+	return out
+}
