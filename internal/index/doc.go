@@ -8,17 +8,29 @@
 // older index and refuses a newer one.
 //
 //   - meta: block_size, fixed when the index is created.
-//   - devices: per st_dev, the statfs magic and block size, and the ID
-//     of the filesystem (btrfs subvolumes each have an st_dev, and share
-//     the ID of their filesystem).
-//   - files: one row per inode, with one of its paths, the identity it
-//     had when hashed (dev, ino, size, mtime, ctime in ns) and whether it
-//     has btrfs's NOCOW attribute.
+//   - volumes: one row per filesystem, or btrfs subvolume, by names that
+//     survive remounts (fsys.Volume: the filesystem's UUID and the
+//     subvolume's id), with its statfs magic and block size, and what the
+//     last complete walk of a btrfs subvolume saw (walked: its generation
+//     and the walk's options). Devices recorded by an older index become
+//     volumes named "dev:" and their st_dev (LegacyVolume) until hashfile
+//     meets that st_dev again and names them (Tx.PutVolume).
+//   - files: one row per inode, known by (volume, inode), with one of its
+//     paths, the state it had when hashed (size, mtime, ctime in ns), its
+//     owner and whether it has btrfs's NOCOW attribute.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per
 //     block, in chunks of ChunkBlocks blocks. A chunk whose blocks are all
 //     zero is not stored, nor are the zero blocks at the end of a file:
 //     a sparse file costs what its data costs.
-//   - extents: the file's FIEMAP extents when it was hashed.
+//   - extents: the file's extents when it was hashed: FIEMAP's, or on
+//     btrfs as root the file extent items, each with its disk extent
+//     (disk_start, disk_len), the generation that wrote it (gen) and its
+//     offset in the extent's data (ext_off). Pieces finds the files that
+//     hold a disk extent's bytes, whose sums serve any other file that
+//     refers to the same extent (see fiemap.Extent for why that is exact).
+//   - roots: the volume each root was on at the last complete run, so that
+//     a mount point whose filesystem is not mounted is not taken for a
+//     tree whose files are all gone.
 //
 // # The file
 //

@@ -4,8 +4,10 @@
 // # Data flow
 //
 // One walker lists regular files in name order and decides, from the
-// identity the index already holds for each inode, which need reading. A
-// file is unchanged when its (device, inode, size, mtime) match the index
+// identity the index already holds for each inode, which need reading.
+// Files are known by their volume (filesystem UUID and btrfs subvolume,
+// which survive remounts; see fsys.Volume) and inode. A file is unchanged
+// when its (volume, inode, size, mtime) match the index
 // and either its ctime matches or it is met under a new path (a rename or a
 // new hard link updates ctime but not the data); an unchanged file is not
 // opened. Workers read and hash the rest in parallel and take their
@@ -19,4 +21,14 @@
 // So is a path that no longer leads to the inode the walk listed, through
 // directories that are not symlinks: readers open files by path, looked
 // up with no symlink followed, and read only that inode.
+//
+// # What is stored is read once
+//
+// On btrfs, where the tree search is allowed (root), a file all of whose
+// extents were hashed before -- in another file, a snapshot, a reflinked
+// copy, recorded or earlier in the same run -- takes its sums from them
+// and is not read (see reuser). A btrfs subvolume unchanged since its
+// last complete walk (its generation the same) is not walked at all (see
+// subvols). A missing root, or one found on another volume than at the
+// last run, stops the run before anything is pruned.
 package scan
