@@ -238,6 +238,13 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 			}
 			uid = f.UID
 		}
+		if (f.Size+bs-1)/bs >= 1<<32 {
+			// A location holds the block number in 32 bits.
+			if o.Warn != nil {
+				o.Warn(f.Path, fmt.Errorf("%s: %d blocks, more than findsame plans in one file (2^32): left out", f.Path, (f.Size+bs-1)/bs))
+			}
+			return nil
+		}
 		v := vols[f.Vol]
 		files = append(files, file{
 			id: f.ID, path: f.Path, vol: f.Vol, ino: f.Ino, size: f.Size, mtime: f.Mtime,

@@ -449,3 +449,39 @@ func TestSparsePasses(t *testing.T) {
 		t.Errorf("Find = %+v, %v; want 1 pass, 1 line, 2 runs", sum, err)
 	}
 }
+
+// A file of 2^32 blocks or more (16 TiB at 4 KiB) does not fit a location:
+// it is left out, with a warning naming it, and the others are planned.
+func TestFileTooLarge(t *testing.T) {
+	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for _, c := range []byte("ABCD") {
+		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
+	}
+	huge := index.File{Path: "/m/huge", Vol: devices[7], Ino: 500, Size: 1 << 44, Mtime: 1, Ctime: 1}
+	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	o := Options{Warn: func(path string, err error) { warned = append(warned, err.Error()) }}
+	var lines []string
+	sum, err := Find(context.Background(), ix, o, func(r plan.Record) error {
+		d := r.(*plan.Dedupe)
+		lines = append(lines, fmt.Sprintf("%s>%s", d.Src.Path, d.Dst[0].Path))
+		return nil
+	})
+	want := "/m/huge: 4294967296 blocks, more than findsame plans in one file (2^32): left out"
+	if err != nil || len(warned) != 1 || warned[0] != want {
+		t.Errorf("Find = %+v, %v, warned %q; want %q", sum, err, warned, want)
+	}
+	if len(lines) != 1 || lines[0] != "/m/a>/m/b" {
+		t.Errorf("plan = %q; want [/m/a>/m/b]", lines)
+	}
+}
