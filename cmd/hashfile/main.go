@@ -334,9 +334,17 @@ func checkFS(path string, dev uint64) error {
 func summary(s scan.Stats) string {
 	var subvols string
 	if s.SubvolsUnwalked > 0 {
-		subvols = fmt.Sprintf(", %d btrfs subvolumes unchanged since their last walk", s.SubvolsUnwalked)
+		subvols = fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
 	}
 	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s in %s (%s)",
 		s.Seen, s.Hashed, s.Reused, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned, subvols,
 		cli.Bytes(s.BytesRead), s.Elapsed.Round(time.Millisecond), rate(s.BytesRead, s.Elapsed))
+}
+
+// plural returns one or many as n is 1 or not.
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -44,7 +44,7 @@ type counts struct {
 func (c counts) String() string {
 	var subvols string
 	if c.subvols > 0 {
-		subvols = fmt.Sprintf(", %d btrfs subvolumes unchanged since their last walk", c.subvols)
+		subvols = fmt.Sprintf(", %d btrfs subvolumes unchanged since the last walk", c.subvols)
 	}
 	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s",
 		c.seen, c.hashed, c.reused, c.unchanged, c.renamed, c.links, c.skipped, c.failed, c.pruned, subvols, cli.Bytes(c.read))
