@@ -162,6 +162,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&budget, "mem", "most memory, a `size`, that one grouping pass may hold; larger indexes take more passes")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
+	noReadOnly := fs.Bool("no-readonly", false, "never deduplicate into files in read-only btrfs snapshots, which root otherwise may (see docs/security.md); their copies are used as sources instead")
 	sameOwner := fs.Bool("same-owner", false, "pair only files of the same owner, so that no user can learn through shared extents what another user's files hold (see docs/security.md)")
 	quiet := fs.Bool("q", false, "no progress or summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
@@ -206,7 +207,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	opts := runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
 		WholeFiles: *whole, Budget: int64(budget), Live: !*recorded,
-		Rewrite: !*noRewrite, SameOwner: *sameOwner,
+		Rewrite: !*noRewrite, SameOwner: *sameOwner, NoReadOnly: *noReadOnly,
 		Warn: func(path string, err error) { bar.Printf(stderr, "findsame: %v\n", err) },
 	}
 	if bar != nil {

@@ -224,11 +224,27 @@ const btrfsIocGetSubvolInfo = 0x81F8943C
 // f: the transaction that last changed anything in it. While it stays the
 // same, nothing in the subvolume -- name, inode, data -- has changed.
 func SubvolGen(f *os.File) (id, gen uint64, err error) {
+	id, gen, _, err = subvolInfo(f)
+	return id, gen, err
+}
+
+// ReadOnly reports whether f is in a read-only btrfs subvolume (a
+// read-only snapshot); false elsewhere.
+func ReadOnly(f *os.File) bool {
+	_, _, flags, err := subvolInfo(f)
+	return err == nil && flags&btrfsSubvolRdonly != 0
+}
+
+// btrfsSubvolRdonly is BTRFS_ROOT_SUBVOL_RDONLY among a root item's flags.
+const btrfsSubvolRdonly = 1 << 0
+
+func subvolInfo(f *os.File) (id, gen, flags uint64, err error) {
 	var args [504]byte
 	if err := ioctl(f.Fd(), btrfsIocGetSubvolInfo, unsafe.Pointer(&args[0])); err != nil {
-		return 0, 0, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO: %w", err)
+		return 0, 0, 0, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO: %w", err)
 	}
-	return *(*uint64)(unsafe.Pointer(&args[0])), *(*uint64)(unsafe.Pointer(&args[280])), nil
+	at := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&args[off])) }
+	return at(0), at(280), at(288), nil
 }
 
 // btrfsIocGetSubvolRootref is BTRFS_IOC_GET_SUBVOL_ROOTREF, _IOWR(0x94,

@@ -21,3 +21,6 @@ func SubvolGen(f *os.File) (id, gen uint64, err error) { return 0, 0, ErrUnsuppo
 
 // HasSubvols reports true: it cannot tell.
 func HasSubvols(f *os.File) bool { return true }
+
+// ReadOnly reports false.
+func ReadOnly(f *os.File) bool { return false }

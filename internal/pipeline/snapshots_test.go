@@ -72,3 +72,63 @@ func TestSnapshotsFreed(t *testing.T) {
 		t.Errorf("second findsame: exit %d, plan %q\n%s", code, again, stderr)
 	}
 }
+
+// TestNoReadOnly leaves read-only snapshots out as destinations: nothing
+// in them is planned as one, their copies serve as sources instead, and
+// what they keep alive is not counted as freed.
+func TestNoReadOnly(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(12, 12))
+	a := random(rng, 2*MiB)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "b"), a)
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
+	write(t, filepath.Join(live, "c"), a) // only in live
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	planOut, stderr, code := tool(t, nil, "findsame", "-db", db, "-no-readonly")
+	if code != 0 {
+		t.Fatalf("findsame: exit %d\n%s", code, stderr)
+	}
+	var estimate int64
+	dsts := 0
+	for line := range strings.Lines(planOut) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		d, ok := rec.(*plan.Dedupe)
+		if !ok {
+			continue
+		}
+		estimate += d.Freed
+		if !strings.HasPrefix(d.Src.Path, filepath.Join(mnt, "snap")+"/") {
+			t.Errorf("source %s; want a file of the read-only snapshot", d.Src.Path)
+		}
+		for _, r := range d.Dst {
+			dsts++
+			if strings.HasPrefix(r.Path, filepath.Join(mnt, "snap")+"/") {
+				t.Errorf("destination %s is in the read-only snapshot", r.Path)
+			}
+		}
+	}
+	// live/b and live/c point to snap/a; c's own extent is freed, b's is
+	// kept by snap/b.
+	if dsts != 2 || estimate != 2*MiB {
+		t.Errorf("plan: %d destinations, %d bytes freed; want 2 and %d\n%s", dsts, estimate, 2*MiB, planOut)
+	}
+	free := testfs.FreeBytes(t, mnt)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
+	}
+	allDone(t, results)
+	if freed := testfs.FreeBytes(t, mnt) - free; freed < 2*MiB || freed > 2*MiB+metadataSlack {
+		t.Errorf("statfs reports %d bytes freed; want %d", freed, 2*MiB)
+	}
+}

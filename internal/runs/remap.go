@@ -8,6 +8,7 @@ import (
 
 	"same/internal/dedupe"
 	"same/internal/fiemap"
+	"same/internal/fsys"
 )
 
 // ErrChanged marks a file whose identity is no longer the one hashed.
@@ -117,5 +118,28 @@ func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
 		}
 		known[disk] = answer{refs, err == nil && complete}
 		return refs, err == nil && complete
+	}
+}
+
+// markReadOnly marks the files in read-only btrfs subvolumes, looking at
+// one file of each volume that can still be opened as hashed.
+func markReadOnly(files []file) {
+	ro := make(map[fsys.Volume]bool)
+	for i := range files {
+		f := &files[i]
+		if !f.btrfs {
+			continue
+		}
+		known, ok := ro[f.vol]
+		if !ok {
+			h, err := dedupe.Open(f.path, rangeOf(f, 0))
+			if err != nil {
+				continue // the next file of the volume tells
+			}
+			known = fsys.ReadOnly(h)
+			h.Close()
+			ro[f.vol] = known
+		}
+		f.readonly = known
 	}
 }

@@ -45,6 +45,11 @@ type Options struct {
 	// SameOwner plans only between files of the same owner (see
 	// docs/security.md); files whose owner is not recorded are left out.
 	SameOwner bool
+	// NoReadOnly never makes a file in a read-only btrfs subvolume (a
+	// read-only snapshot) a destination; such files are preferred as
+	// sources instead, so that the copies elsewhere come to share their
+	// storage. It needs Live, to look at the subvolumes.
+	NoReadOnly bool
 	// Warn, if set, is told of each file left out by Live, of files left
 	// out because an older index recorded them (path ""), and once of
 	// each filesystem left out because it cannot deduplicate (an error
@@ -96,8 +101,11 @@ type file struct {
 	blocks  int64
 	extents []fiemap.Extent
 	stale   bool // changed or gone since hashed: never planned
-	btrfs   bool
-	fsBlock int64 // the filesystem's block size
+	// readonly marks a file in a read-only subvolume, with
+	// Options.NoReadOnly: never a destination.
+	readonly bool
+	btrfs    bool
+	fsBlock  int64 // the filesystem's block size
 	// class groups the files that can share storage: those on one
 	// filesystem (btrfs subvolumes included) with the same NOCOW
 	// attribute (and with Options.SameOwner, the same owner).
@@ -264,6 +272,9 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if len(files) >= 1<<31 {
 		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
 	}
+	if o.NoReadOnly && o.Live {
+		markReadOnly(files)
+	}
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	for i, f := range files {
 		byID[f.id] = i
@@ -414,16 +425,26 @@ func appendGroup(maps []mapping, files []file, g []pair) []mapping {
 	}
 	src := g[0].at
 	for _, m := range g[1:] {
-		if files[m.at.file()].size > files[src.file()].size {
+		if better(&files[m.at.file()], &files[src.file()]) {
 			src = m.at
 		}
 	}
 	for _, m := range g {
-		if m.at != src {
+		if m.at != src && !files[m.at.file()].readonly {
 			maps = append(maps, mapping{dst: m.at, src: src})
 		}
 	}
 	return maps
+}
+
+// better reports whether a copy in file a is a better source than one in
+// b: in a read-only subvolume that may not be a destination, else in a
+// larger file.
+func better(a, b *file) bool {
+	if a.readonly != b.readonly {
+		return a.readonly
+	}
+	return a.size > b.size
 }
 
 // appendClasses is appendGroup for a group of several classes: each

@@ -125,10 +125,15 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		if len(group) < 2 {
 			continue
 		}
+		// The source: the first file, or with Options.NoReadOnly the first
+		// in a read-only subvolume.
+		if k := slices.IndexFunc(group, func(w whole) bool { return files[w.f].readonly }); k > 0 {
+			group[0], group[k] = group[k], group[0]
+		}
 		src := &files[group[0].f]
 		for _, w := range group[1:] {
 			d := &files[w.f]
-			if inline(src) || inline(d) || sameStorage(d, src) {
+			if inline(src) || inline(d) || sameStorage(d, src) || d.readonly {
 				continue
 			}
 			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.size, freed: wholeFreed(d)})
