@@ -65,6 +65,7 @@
 //	findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
 //	findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
 //	findsame -same-owner > plan.jsonl      # on hosts with several users
+//	findsame -report                       # what the plan would do
 //
 // Exit status: 0 plan written (possibly empty), 1 error, 2 usage error,
 // 130 interrupted.
@@ -134,6 +135,8 @@ Examples:
   findsame -min-len 1M -exclude '/srv/db/*' | applysame
   findsame -no-rewrite | jq -c 'select(.len >= 1048576)' | applysame
   findsame -whole-files -include '/home/*' | jq -r '.dst[].path'
+  findsame -report                 # what the plan would do, for a person
+  findsame -same-owner > plan.jsonl    # on hosts with several users
 
 Environment:
   SAME_DB         the index when -db is not given
@@ -162,6 +165,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&budget, "mem", "most memory, a `size`, that one grouping pass may hold; larger indexes take more passes")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
+	showReport := fs.Bool("report", false, "print a report of the plan for a person instead of the plan: totals, the largest runs, the directories with the most to deduplicate, rewrites")
 	noReadOnly := fs.Bool("no-readonly", false, "never deduplicate into files in read-only btrfs snapshots, which root otherwise may (see docs/security.md); their copies are used as sources instead")
 	sameOwner := fs.Bool("same-owner", false, "pair only files of the same owner, so that no user can learn through shared extents what another user's files hold (see docs/security.md)")
 	quiet := fs.Bool("q", false, "no progress or summary")
@@ -215,7 +219,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			bar.Update(cli.Meter{Phase: phase, Done: done, Total: total, Unit: unit})
 		}
 	}
-	sum, err := runs.Find(ctx, ix, opts, enc.Write)
+	emit := enc.Write
+	rep := newReport()
+	if *showReport {
+		emit = rep.add
+	}
+	sum, err := runs.Find(ctx, ix, opts, emit)
+	if *showReport && err == nil {
+		err = rep.write(w)
+	}
 	bar.Clear()
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write plan: %w", ferr)

@@ -65,4 +65,19 @@ func TestRecorded(t *testing.T) {
 	if n := strings.Count(out.String(), "\n"); n != 1 || !strings.Contains(out.String(), "/nonexistent/same/b") || errb.Len() != 0 {
 		t.Errorf("findsame -recorded: plan %q (%d lines), stderr %q; want one line, no warnings", out.String(), n, errb.String())
 	}
+
+	// -report prints the same plan for a person.
+	out.Reset()
+	if err := run(context.Background(), []string{"-q", "-recorded", "-report", "-db", db}, nil, &out, &errb); err != nil {
+		t.Fatalf("findsame -recorded -report: %v", err)
+	}
+	want := `plan: 1 lines, 1 destinations, 16.0 KiB to deduplicate; about 16.0 KiB to be freed
+largest runs (length x destinations):
+    16.0 KiB  /nonexistent/same/a +0 -> 1 x, first /nonexistent/same/b +0
+directories with the most to deduplicate:
+    16.0 KiB  /nonexistent/same
+`
+	if out.String() != want {
+		t.Errorf("findsame -report printed\n%s\nwant\n%s", out.String(), want)
+	}
 }
