@@ -140,6 +140,7 @@ func Parse(line []byte) (Record, error) {
 		Len    *int64             `json:"len"`
 		Digest *string            `json:"digest"`
 		Freed  *int64             `json:"freed"`
+		Unit   *int64             `json:"unit"`
 		Src    *json.RawMessage   `json:"src"`
 		Dst    *[]json.RawMessage `json:"dst"`
 	}
@@ -161,6 +162,11 @@ func Parse(line []byte) (Record, error) {
 	}
 	if raw.Freed != nil {
 		d.Freed = *raw.Freed
+	}
+	if raw.Unit != nil {
+		if d.Unit = *raw.Unit; d.Unit < 0 {
+			return nil, fmt.Errorf(`field "unit": negative %d`, d.Unit)
+		}
 	}
 	src, err := parseRange("src", *raw.Src)
 	if err != nil {
@@ -187,6 +193,7 @@ func parseRewrite(line []byte) (*Rewrite, error) {
 		Copy     *[]Span          `json:"copy"`
 		Bytes    *int64           `json:"bytes"`
 		Freed    *int64           `json:"freed"`
+		Unit     *int64           `json:"unit"`
 	}
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
@@ -208,6 +215,11 @@ func parseRewrite(line []byte) (*Rewrite, error) {
 	w := &Rewrite{Type: TypeRewrite, V: Version, File: file, Len: *raw.Len, Physical: *raw.Physical, Copy: *raw.Copy}
 	if raw.Freed != nil {
 		w.Freed = *raw.Freed
+	}
+	if raw.Unit != nil {
+		if w.Unit = *raw.Unit; w.Unit < 0 {
+			return nil, fmt.Errorf(`field "unit": negative %d`, w.Unit)
+		}
 	}
 	if err := w.Validate(); err != nil {
 		return nil, err

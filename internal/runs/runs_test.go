@@ -169,6 +169,15 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 0, Physical: 3 << 30, Length: 4 * bs, DiskStart: 3 << 30, DiskLen: 16 * bs},
 				{Logical: 4 * bs, Physical: 3<<30 + 12*bs, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 16 * bs}}},
 		}, Options{}},
+		// Leftovers: d refers to 8 blocks of a 32-block disk extent and
+		// nothing else refers to the rest (an interrupted run left it), so
+		// copying the 8 frees 32; e refers to 8 of 9, which does not pay.
+		{"leftover", btrfsMagic, []tfile{
+			{path: "/m/d", blocks: "ABCDEFGH", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 4<<30 + 8*bs, Length: 8 * bs, Flags: fiemap.FlagLast, DiskStart: 4 << 30, DiskLen: 32 * bs}}},
+			{path: "/m/e", blocks: "IJKLMNOP", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 5 << 30, Length: 8 * bs, Flags: fiemap.FlagLast, DiskStart: 5 << 30, DiskLen: 9 * bs}}},
+		}, Options{}},
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		{"min-len", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
 		{"whole-files-only", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},

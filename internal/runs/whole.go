@@ -105,7 +105,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
-	return lines(ctx, ix, files, runs, bs, emit, sum)
+	return lines(ctx, ix, files, runs, nil, bs, emit, sum)
 }
 
 func inline(f *file) bool {
