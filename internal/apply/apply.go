@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
+	"time"
 
 	"same/internal/dedupe"
 	"same/internal/plan"
@@ -35,6 +37,14 @@ type Options struct {
 	// RewriteLimit bounds the bytes rewrite lines may write in the run;
 	// a rewrite that would pass it is skipped. 0 turns rewriting off.
 	RewriteLimit int64
+	// Reserve is the space (bytes) rewrites leave available on a
+	// filesystem: a rewrite that would leave less is skipped. Negative
+	// means DefaultReserve of the filesystem's size.
+	Reserve int64
+	// Deadline, if set, is when the run starts no further unit of work;
+	// the unit in progress is finished and the lines after it are
+	// skipped.
+	Deadline time.Time
 	// Report, if set, is called for every item not done, as it happens
 	// (so, with several Jobs, not always in plan order; one call at a
 	// time): with a *plan.LineError for an invalid line, an *ItemError
@@ -64,6 +74,7 @@ type Stats struct {
 	Stale   int   // sources and destinations changed since planned
 	Errors  int   // sources and destinations that failed otherwise
 	Skipped int   // destinations not attempted
+	Busy    int   // destinations and rewrites that got EAGAIN, also when retried
 	// Rewrites counts rewrite lines done; Written, the bytes they copied.
 	Rewrites int
 	Written  int64
@@ -147,11 +158,13 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		src = newFdupesSource(in)
 	}
 	a := &applier{
-		opt:   opt,
-		enc:   plan.NewEncoder(out),
-		stats: &Stats{},
-		devs:  make(map[uint64]*fsState),
-		ids:   make(map[string]*fsState),
+		opt:          opt,
+		enc:          plan.NewEncoder(out),
+		stats:        &Stats{},
+		devs:         make(map[uint64]*fsState),
+		ids:          make(map[string]*fsState),
+		notRewritten: make(map[fileKey][]notRewritten),
+		busyDevs:     make(map[uint64]bool),
 	}
 	err := a.loop(ctx, src)
 	a.finish()
@@ -164,6 +177,13 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 // when fewer than Jobs lines are in flight. Each line runs in a goroutine
 // of its own; its result waits in a queue in plan order until the lines
 // before it are written.
+//
+// Units of work (plan.Unit) bound what an interruption leaves: a rewrite
+// waits for every line before it, and the lines after it wait for it, so
+// that a unit's lines know whether its extent was rewritten and no two
+// rewrites' copies are in flight at once. Once a rewrite has started, its
+// unit is finished whatever happens: an interrupt, or the time limit,
+// stops the run at the next unit.
 func (a *applier) loop(ctx context.Context, src source) error {
 	type next struct {
 		it  item
@@ -207,25 +227,43 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			stop = true
 		}
 	}
+	drain := func() {
+		for len(queue) > 0 {
+			pop()
+		}
+	}
 	done := func(r *plan.Result) {
 		c := make(chan *plan.Result, 1)
 		c <- r
 		queue = append(queue, line{result: c})
 	}
+	// The unit in progress: its number (0 when the plan has none), and
+	// whether its rewrite started, which commits the run to finishing it.
+	var unit int64
+	committed := false
 	lastRewrite := false
-	for fatal == nil && !stop && ctx.Err() == nil {
+	timeUp := false // -max-time passed: the rest of the plan is skipped
+	for fatal == nil && !stop {
 		if len(queue) >= a.opt.Jobs {
 			pop()
 			continue
 		}
+		interrupted := ctx.Err() != nil
+		if interrupted && !committed {
+			break
+		}
 		req <- struct{}{}
 		var n next
-		select {
-		case n = <-res:
-		case <-ctx.Done():
-			// The reader goroutine is left blocked on the input, which ends
-			// with the process.
-			continue
+		if interrupted {
+			n = <-res // the unit's next record is most often there already
+		} else {
+			select {
+			case n = <-res:
+			case <-ctx.Done():
+				// The reader goroutine is left blocked on the input, which
+				// ends with the process; its item, if any, is never started.
+				continue
+			}
 		}
 		var le *plan.LineError
 		switch {
@@ -241,39 +279,60 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			continue
 		}
 		it := n.it
-		// Rewrites come first in a plan, so that extents have storage of
-		// their own before dedupe lines share what they cover: a line of
-		// the other kind waits until every line before it is done.
-		if rewrite := it.rw != nil; rewrite != lastRewrite {
-			for len(queue) > 0 {
-				pop()
+		if u := it.unit(); u == 0 || u != unit || it.rw != nil {
+			// A new unit: after an interrupt or past the time limit, it is
+			// not started.
+			unit, committed = u, false
+			if interrupted {
+				done(a.notStarted(it, "interrupted"))
+				break
 			}
-			lastRewrite = rewrite
+			if !timeUp && !a.opt.Deadline.IsZero() && !time.Now().Before(a.opt.Deadline) {
+				timeUp = true
+			}
+		}
+		if timeUp {
+			done(a.notStarted(it, "time is up (-max-time)"))
+			continue
+		}
+		// A rewrite waits for every line before it; a dedupe line after a
+		// rewrite waits for it, to know whether the extent was rewritten.
+		if it.rw != nil || lastRewrite {
+			drain()
 			if fatal != nil || stop {
 				continue
 			}
 		}
+		lastRewrite = it.rw != nil
 		var reserved int64
 		if it.rw != nil {
 			if err := a.reserve(it.rw); err != nil {
 				done(a.rewriteSkipped(it.line, it.rw, err))
+				a.undone(it.rw)
 				continue
 			}
 			reserved = it.rw.Bytes
+			committed = it.unit() != 0
+		}
+		lctx := ctx
+		if committed {
+			// The unit's rewrite has started: its extent is freed only
+			// once the unit is finished.
+			lctx = context.WithoutCancel(ctx)
 		}
 		c := make(chan *plan.Result, 1)
 		go func() {
 			if it.rw != nil {
-				c <- a.rewrite(ctx, it.line, it.rw)
+				// A rewrite is at most an extent: it is finished, not cut
+				// short, so that what it shared back is not left alone.
+				c <- a.rewrite(context.WithoutCancel(ctx), it.line, it.rw)
 			} else {
-				c <- a.apply(ctx, it)
+				c <- a.apply(lctx, it)
 			}
 		}()
 		queue = append(queue, line{result: c, reserved: reserved})
 	}
-	for len(queue) > 0 {
-		pop()
-	}
+	drain()
 	switch {
 	case fatal != nil:
 		return fatal
@@ -281,6 +340,31 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// unit returns the unit of work the item belongs to, 0 if none.
+func (it *item) unit() int64 {
+	switch {
+	case it.d != nil:
+		return it.d.Unit
+	case it.rw != nil:
+		return it.rw.Unit
+	}
+	return 0
+}
+
+// notStarted is the result of an item the run did not start: skipped, and
+// why.
+func (a *applier) notStarted(it item, why string) *plan.Result {
+	if it.rw != nil {
+		return a.rewriteSkipped(it.line, it.rw, errors.New(why))
+	}
+	d := it.d
+	r := &plan.Result{Line: it.line, Len: d.Len, Src: &plan.Loc{Path: d.Src.Path, Off: d.Src.Off}, Status: plan.StatusSkipped, Error: why}
+	for _, dst := range d.Dst {
+		r.Dst = append(r.Dst, plan.DstResult{Path: dst.Path, Off: dst.Off, Status: plan.DstSkipped})
+	}
+	return r
 }
 
 // failed reports whether r has an item not done.
@@ -309,7 +393,23 @@ type applier struct {
 	devs     map[uint64]*fsState // by st_dev
 	ids      map[string]*fsState // by filesystem ID
 	order    []*fsState
+	// notRewritten holds the extents of rewrite lines not done, by file.
+	notRewritten map[fileKey][]notRewritten
+	// noSpace, once set, says why no rewrite writes any more (ENOSPC).
+	noSpace string
+	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
+	// through every retry: later lines are not retried there.
+	busyDevs map[uint64]bool
 }
+
+// fault, when set (by tests), is called at the points of a unit of work
+// where an interruption or a failure is tested: "rewrite-done", after a
+// rewrite line and before the dedupe lines of its unit.
+var fault func(point string)
+
+// busyBackoff are the waits before each retry of destinations that got
+// EAGAIN (a btrfs send reading the subvolume).
+var busyBackoff = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
 
 // fsState is a filesystem touched by the run.
 type fsState struct {
@@ -391,21 +491,105 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			r.Dst[i].Status = plan.DstChecked
 			continue
 		}
+		if w := a.inUndone(dst, d.Len); w != nil {
+			r.Dst[i].Error = fmt.Sprintf("the rewrite of its extent (%s at %d) was not done: sharing part of the extent would free nothing", w.File.Path, w.File.Off)
+			continue
+		}
 		dests = append(dests, dedupe.Dest{File: f, Off: dst.Off})
 		idx = append(idx, i)
 	}
 	if len(dests) > 0 {
-		for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
-			dr := &r.Dst[idx[k]]
-			dr.Status, dr.Bytes = o.Status, o.Bytes
-			if o.Err != nil {
-				dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
-				a.opt.Report(&ItemError{it.line, d.Dst[idx[k]].Path, o.Err})
-			}
-		}
+		a.dedupe(ctx, it.line, d, src, dests, idx, r)
 	}
 	r.Status = lineStatus(r.Dst, a.opt.DryRun)
 	return r
+}
+
+// dedupe shares d's source with dests (those of d.Dst at idx) and records
+// the outcomes in r. Destinations that get EAGAIN are tried again, from
+// where they stopped, after each of busyBackoff, unless their device
+// stayed busy through that before in the run; those still busy are
+// DstBusy.
+func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.File, dests []dedupe.Dest, idx []int, r *plan.Result) {
+	for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
+		dr := &r.Dst[idx[k]]
+		dr.Status, dr.Bytes = o.Status, o.Bytes
+		if errors.Is(o.Err, syscall.EAGAIN) {
+			dr.Status = plan.DstBusy
+		}
+		if o.Err != nil {
+			dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+		}
+	}
+	for _, wait := range busyBackoff {
+		var again []dedupe.Dest
+		var at []int
+		for k, i := range idx {
+			if r.Dst[i].Status == plan.DstBusy && !a.isBusy(d.Dst[i].Dev) {
+				again = append(again, dests[k])
+				at = append(at, i)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		// Each destination resumes where it stopped; those at the same
+		// position go in one call.
+		for len(again) > 0 {
+			i0 := at[0]
+			pos := r.Dst[i0].Bytes
+			var batch []dedupe.Dest
+			var bi []int
+			var restD []dedupe.Dest
+			var restI []int
+			for k, i := range at {
+				if r.Dst[i].Bytes == pos {
+					batch = append(batch, dedupe.Dest{File: again[k].File, Off: again[k].Off + pos})
+					bi = append(bi, i)
+				} else {
+					restD, restI = append(restD, again[k]), append(restI, i)
+				}
+			}
+			for k, o := range dedupe.Range(ctx, src, d.Src.Off+pos, d.Len-pos, batch, a.opt.Chunk) {
+				dr := &r.Dst[bi[k]]
+				dr.Status, dr.Bytes, dr.Error, dr.Errno = o.Status, pos+o.Bytes, "", ""
+				if errors.Is(o.Err, syscall.EAGAIN) {
+					dr.Status = plan.DstBusy
+				}
+				if o.Err != nil {
+					dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+				}
+			}
+			again, at = restD, restI
+		}
+	}
+	for k, i := range idx {
+		dr := &r.Dst[i]
+		switch dr.Status {
+		case plan.DstBusy:
+			a.setBusy(d.Dst[i].Dev)
+			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
+		case plan.DstDiffers, plan.DstError:
+			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
+		}
+	}
+}
+
+func (a *applier) isBusy(dev uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.busyDevs[dev]
+}
+
+func (a *applier) setBusy(dev uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.busyDevs[dev] = true
 }
 
 // lineStatus derives a line's status from its destinations'.
@@ -414,10 +598,15 @@ func lineStatus(dsts []plan.DstResult, dryRun bool) plan.Status {
 	if dryRun {
 		want = plan.DstChecked
 	}
-	all, skipped := true, true
+	all, skipped, busy, rest := true, true, false, true
 	for _, d := range dsts {
 		all = all && d.Status == want
 		skipped = skipped && d.Status == plan.DstSkipped && d.Bytes == 0
+		if d.Status == plan.DstBusy {
+			busy = true
+		} else {
+			rest = rest && d.Status == want
+		}
 	}
 	switch {
 	case all && dryRun:
@@ -426,6 +615,8 @@ func lineStatus(dsts []plan.DstResult, dryRun bool) plan.Status {
 		return plan.StatusDone
 	case skipped:
 		return plan.StatusSkipped
+	case busy && rest:
+		return plan.StatusBusy
 	}
 	return plan.StatusPartial
 }
@@ -477,6 +668,8 @@ func (a *applier) count(r *plan.Result) {
 			s.Errors++
 		case plan.DstSkipped:
 			s.Skipped++
+		case plan.DstBusy:
+			s.Busy++
 		}
 	}
 }
