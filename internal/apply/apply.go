@@ -173,17 +173,19 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 
 // loop reads and applies items until the input ends or ctx is cancelled.
 // The read runs in a goroutine so that an interrupt is honoured while the
-// input blocks; it reads one item only when asked, and it is asked only
-// when fewer than Jobs lines are in flight. Each line runs in a goroutine
-// of its own; its result waits in a queue in plan order until the lines
-// before it are written.
+// input blocks; it reads one item only when asked. Each dedupe line runs
+// in a goroutine of its own, up to Jobs at once; its result waits in a
+// queue in plan order until the lines before it are written.
 //
-// Units of work (plan.Unit) bound what an interruption leaves: a rewrite
-// waits for every line before it, and the lines after it wait for it, so
-// that a unit's lines know whether its extent was rewritten and no two
-// rewrites' copies are in flight at once. Once a rewrite has started, its
-// unit is finished whatever happens: an interrupt, or the time limit,
-// stops the run at the next unit.
+// The plan is applied in units of work (plan.Unit), each read whole before
+// it starts. A unit with rewrites bounds what an interruption leaves: it
+// starts once every line before it is done, its rewrites run one after
+// the other, its lines after them (so that they know which extents were
+// rewritten), and once its first rewrite has started the unit is finished
+// whatever happens: an interrupt, or the time limit, stops the run before
+// the next unit. A unit whose rewrites find too little room waits, its
+// lines with it, until the input ends; then the units waiting are tried
+// again, in plan order, for as long as one of them frees room for others.
 func (a *applier) loop(ctx context.Context, src source) error {
 	type next struct {
 		it  item
@@ -199,24 +201,12 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		}
 	}()
 
-	// A line in flight or done, in plan order, and the bytes it reserved
-	// of the rewrite limit.
-	type line struct {
-		result   chan *plan.Result
-		reserved int64
-	}
-	var queue []line
-	var fatal error // output unwritable: nothing more is written
-	stop := false   // -stop-on-error: nothing more is started
-	// pop waits for the oldest line and writes its result.
-	pop := func() {
-		l := queue[0]
-		queue = queue[1:]
-		r := <-l.result
+	var queue []chan *plan.Result // lines in flight or done, in plan order
+	var fatal error               // output unwritable: nothing more is written
+	stop := false                 // -stop-on-error: nothing more is started
+	// write counts and writes one result.
+	write := func(r *plan.Result) {
 		a.count(r)
-		if r.Rewrite != nil {
-			a.reserved -= l.reserved - r.Rewrite.Written
-		}
 		if fatal != nil {
 			return
 		}
@@ -227,6 +217,11 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			stop = true
 		}
 	}
+	pop := func() {
+		c := queue[0]
+		queue = queue[1:]
+		write(<-c)
+	}
 	drain := func() {
 		for len(queue) > 0 {
 			pop()
@@ -235,41 +230,83 @@ func (a *applier) loop(ctx context.Context, src source) error {
 	done := func(r *plan.Result) {
 		c := make(chan *plan.Result, 1)
 		c <- r
-		queue = append(queue, line{result: c})
+		queue = append(queue, c)
 	}
-	// The unit in progress: its number (0 when the plan has none), and
-	// whether its rewrite started, which commits the run to finishing it.
-	var unit int64
-	committed := false
-	lastRewrite := false
-	timeUp := false // -max-time passed: the rest of the plan is skipped
-	for fatal == nil && !stop {
+	// start starts a dedupe line.
+	start := func(lctx context.Context, it item) {
+		for len(queue) >= a.opt.Jobs {
+			pop()
+		}
+		c := make(chan *plan.Result, 1)
+		go func() { c <- a.apply(lctx, it) }()
+		queue = append(queue, c)
+	}
+	// run applies a unit with rewrites, unless it may wait and there is
+	// too little room for all its rewrites: then it returns false, having
+	// done nothing.
+	run := func(u *waitingUnit, mayWait bool) bool {
+		drain()
+		var need int64
+		for _, it := range u.rws {
+			need += it.rw.Bytes
+		}
+		uctx := context.WithoutCancel(ctx) // begun, the unit is finished
+		for i, it := range u.rws {
+			r, wait := a.rewrite(uctx, it.line, it.rw, need, mayWait && i == 0)
+			if wait {
+				return false
+			}
+			write(r)
+			need -= it.rw.Bytes
+		}
+		for _, it := range u.lines {
+			start(uctx, it)
+		}
+		drain()
+		return true
+	}
+	// skip reports every item of u not started.
+	skip := func(u *waitingUnit, why string) {
+		for _, it := range append(u.rws, u.lines...) {
+			done(a.notStarted(it, why))
+		}
+	}
+
+	var waiting []*waitingUnit // units waiting for room
+	var ahead *next            // the record read after the last unit
+	// read returns the next record, or ok false when the run must stop
+	// reading: the input ended (eof), or the context was cancelled.
+	eof := false
+	read := func() (n next, ok bool) {
+		if ahead != nil {
+			n, ahead = *ahead, nil
+			return n, true
+		}
+		req <- struct{}{}
+		select {
+		case n = <-res:
+		case <-ctx.Done():
+			// The reader goroutine is left blocked on the input, which
+			// ends with the process; its item, if any, is never started.
+			return n, false
+		}
+		if n.err == io.EOF {
+			eof = true
+			return n, false
+		}
+		return n, true
+	}
+	for fatal == nil && !stop && ctx.Err() == nil {
 		if len(queue) >= a.opt.Jobs {
 			pop()
 			continue
 		}
-		interrupted := ctx.Err() != nil
-		if interrupted && !committed {
+		n, ok := read()
+		if !ok {
 			break
-		}
-		req <- struct{}{}
-		var n next
-		if interrupted {
-			n = <-res // the unit's next record is most often there already
-		} else {
-			select {
-			case n = <-res:
-			case <-ctx.Done():
-				// The reader goroutine is left blocked on the input, which
-				// ends with the process; its item, if any, is never started.
-				continue
-			}
 		}
 		var le *plan.LineError
 		switch {
-		case n.err == io.EOF:
-			stop = true
-			continue
 		case errors.As(n.err, &le):
 			a.opt.Report(le)
 			done(&plan.Result{Line: le.Line, Status: plan.StatusInvalid, Error: le.Err.Error()})
@@ -278,59 +315,62 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			fatal = fmt.Errorf("read plan: %w", n.err)
 			continue
 		}
-		it := n.it
-		if u := it.unit(); u == 0 || u != unit || it.rw != nil {
-			// A new unit: after an interrupt or past the time limit, it is
-			// not started.
-			unit, committed = u, false
-			if interrupted {
-				done(a.notStarted(it, "interrupted"))
+		// The unit: this record and those after it with the same number.
+		u := &waitingUnit{}
+		u.add(n.it)
+		for id := n.it.unit(); id != 0; {
+			m, ok := read()
+			if !ok {
 				break
 			}
-			if !timeUp && !a.opt.Deadline.IsZero() && !time.Now().Before(a.opt.Deadline) {
-				timeUp = true
+			if m.err != nil || m.it.unit() != id || (m.it.rw != nil && len(u.lines) > 0) {
+				ahead = &m
+				break
 			}
+			u.add(m.it)
 		}
-		if timeUp {
-			done(a.notStarted(it, "time is up (-max-time)"))
-			continue
+		if ctx.Err() != nil {
+			skip(u, "interrupted")
+			break
 		}
-		// A rewrite waits for every line before it; a dedupe line after a
-		// rewrite waits for it, to know whether the extent was rewritten.
-		if it.rw != nil || lastRewrite {
-			drain()
-			if fatal != nil || stop {
+		switch {
+		case a.timeUp():
+			skip(u, "time is up (-max-time)")
+		case len(u.rws) == 0:
+			for _, it := range u.lines {
+				start(ctx, it)
+			}
+		case !run(u, u.rws[0].rw.Unit != 0):
+			waiting = append(waiting, u)
+		}
+	}
+	if ahead != nil && ahead.err == nil && fatal == nil && ctx.Err() != nil {
+		done(a.notStarted(ahead.it, "interrupted"))
+	}
+	drain()
+
+	// The units that waited for room, while one of them frees some.
+	for more := eof; more && fatal == nil && !stop; {
+		more = false
+		var still []*waitingUnit
+		for _, u := range waiting {
+			if fatal != nil || stop || ctx.Err() != nil || a.timeUp() || !run(u, true) {
+				still = append(still, u)
 				continue
 			}
+			more = true
 		}
-		lastRewrite = it.rw != nil
-		var reserved int64
-		if it.rw != nil {
-			if err := a.reserve(it.rw); err != nil {
-				done(a.rewriteSkipped(it.line, it.rw, err))
-				a.undone(it.rw)
-				continue
-			}
-			reserved = it.rw.Bytes
-			committed = it.unit() != 0
+		waiting = still
+	}
+	for _, u := range waiting {
+		switch {
+		case ctx.Err() != nil:
+			skip(u, "interrupted")
+		case a.timeUp():
+			skip(u, "time is up (-max-time)")
+		default:
+			run(u, false) // its rewrites are skipped for want of room
 		}
-		lctx := ctx
-		if committed {
-			// The unit's rewrite has started: its extent is freed only
-			// once the unit is finished.
-			lctx = context.WithoutCancel(ctx)
-		}
-		c := make(chan *plan.Result, 1)
-		go func() {
-			if it.rw != nil {
-				// A rewrite is at most an extent: it is finished, not cut
-				// short, so that what it shared back is not left alone.
-				c <- a.rewrite(context.WithoutCancel(ctx), it.line, it.rw)
-			} else {
-				c <- a.apply(lctx, it)
-			}
-		}()
-		queue = append(queue, line{result: c, reserved: reserved})
 	}
 	drain()
 	switch {
@@ -340,6 +380,24 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// waitingUnit is a unit of work: its rewrites and its dedupe lines.
+type waitingUnit struct {
+	rws, lines []item
+}
+
+func (u *waitingUnit) add(it item) {
+	if it.rw != nil {
+		u.rws = append(u.rws, it)
+	} else {
+		u.lines = append(u.lines, it)
+	}
+}
+
+// timeUp reports whether Options.Deadline has passed.
+func (a *applier) timeUp() bool {
+	return !a.opt.Deadline.IsZero() && !time.Now().Before(a.opt.Deadline)
 }
 
 // unit returns the unit of work the item belongs to, 0 if none.
@@ -386,17 +444,18 @@ type applier struct {
 	opt   Options
 	enc   *plan.Encoder
 	stats *Stats // written by count alone, in the loop
-	// reserved is what rewrites may write of RewriteLimit: the bytes
-	// written by those done and planned by those in flight.
-	reserved int64
-	mu       sync.Mutex          // guards what follows: lines in flight open files
-	devs     map[uint64]*fsState // by st_dev
-	ids      map[string]*fsState // by filesystem ID
-	order    []*fsState
+	// noSpace, once set, says why no rewrite writes any more (ENOSPC);
+	// synced, that the filesystems were committed since the last
+	// rewrite. Rewrites run in the loop's goroutine alone, and so do
+	// these.
+	noSpace string
+	synced  bool
+	mu      sync.Mutex          // guards what follows: lines in flight open files
+	devs    map[uint64]*fsState // by st_dev
+	ids     map[string]*fsState // by filesystem ID
+	order   []*fsState
 	// notRewritten holds the extents of rewrite lines not done, by file.
 	notRewritten map[fileKey][]notRewritten
-	// noSpace, once set, says why no rewrite writes any more (ENOSPC).
-	noSpace string
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
 	busyDevs map[uint64]bool
@@ -416,6 +475,9 @@ type fsState struct {
 	fs    dedupe.FS
 	stats FSStats
 	file  *os.File // kept open to sync and measure the filesystem at the end
+	// availAtStart is the space available when the first rewrite on it
+	// asked for room; -1 before.
+	availAtStart int64
 }
 
 // errSkip marks a destination that needs no dedupe (fdupes hard links).
@@ -706,7 +768,7 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 		if fs, err = dedupe.StatFS(f); err != nil {
 			return f, 0, err
 		}
-		st = &fsState{fs: fs, file: f, stats: FSStats{
+		st = &fsState{fs: fs, file: f, availAtStart: -1, stats: FSStats{
 			Path: r.Path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
 		}}
 		a.ids[fs.ID] = st

@@ -194,6 +194,7 @@ func parseRewrite(line []byte) (*Rewrite, error) {
 		Bytes    *int64           `json:"bytes"`
 		Freed    *int64           `json:"freed"`
 		Unit     *int64           `json:"unit"`
+		Shared   *bool            `json:"shared"`
 	}
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
@@ -220,6 +221,9 @@ func parseRewrite(line []byte) (*Rewrite, error) {
 		if w.Unit = *raw.Unit; w.Unit < 0 {
 			return nil, fmt.Errorf(`field "unit": negative %d`, w.Unit)
 		}
+	}
+	if raw.Shared != nil {
+		w.Shared = *raw.Shared
 	}
 	if err := w.Validate(); err != nil {
 		return nil, err

@@ -87,6 +87,11 @@ type Rewrite struct {
 	// Unit numbers the unit of work the rewrite starts; 0 when the plan
 	// has none.
 	Unit int64 `json:"unit,omitempty"`
+	// Shared says that the extent is shared, but only with other files
+	// whose ranges the dedupe lines of the unit move onto the copy (an
+	// interrupted or limited run leaves such extents), so that the
+	// rewrite frees it all the same.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // Span is a range of a file.

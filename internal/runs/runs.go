@@ -159,7 +159,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	estimate(runs, files, bs)
 	var ws []rewriteAt
 	if o.Rewrite {
-		ws = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
+		var relinks []run
+		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
+		runs = append(runs, relinks...)
 	}
 	return sum, lines(ctx, ix, files, runs, ws, bs, emit, &sum)
 }

@@ -178,6 +178,16 @@ func TestFindGolden(t *testing.T) {
 			{path: "/m/e", blocks: "IJKLMNOP", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 5 << 30, Length: 8 * bs, Flags: fiemap.FlagLast, DiskStart: 5 << 30, DiskLen: 9 * bs}}},
 		}, Options{}},
+		// Pinned: r refers to half of a 16-block disk extent, and d to the
+		// first 4 blocks of that half (a line shared them while the
+		// extent's rewrite waited): rewriting r's half and sharing d's
+		// range with the copy frees all 16 blocks.
+		{"pinned", btrfsMagic, []tfile{
+			{path: "/m/r", blocks: "ABCDEFGH", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 6 << 30, Length: 8 * bs, Flags: fiemap.FlagLast | fiemap.FlagShared, DiskStart: 6 << 30, DiskLen: 16 * bs}}},
+			{path: "/m/d", blocks: "ABCD", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 6 << 30, Length: 4 * bs, Flags: fiemap.FlagLast | fiemap.FlagShared, DiskStart: 6 << 30, DiskLen: 16 * bs}}},
+		}, Options{}},
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		{"min-len", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
 		{"whole-files-only", btrfsMagic, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
