@@ -61,23 +61,28 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 			continue
 		}
 		for _, g := range groups(f) {
-			var more []run
 			if shared(g) {
-				var ok bool
-				if more, ok = sharedWithin(g, fi, files, refs[g[0].DiskStart], byDst, srcs, bs); !ok {
-					continue
-				}
-				g = slices.Clone(g)
-				for i := range g {
-					g[i].Flags &^= fiemap.FlagShared
-				}
+				continue // see below
 			}
 			if w := rewriteOf(byDst[fi], f, bs, minNet, g); w != nil {
-				w.Shared = more != nil
 				out = append(out, rewriteAt{w, fi})
-				relinks = append(relinks, more...)
 			}
 		}
+	}
+	// Disk extents shared between files of the index, in the order of
+	// their first reference.
+	var order []int64
+	for fi := range files {
+		for _, e := range files[fi].extents {
+			if rs := refs[e.DiskStart]; e.DiskStart != 0 && e.Flags&fiemap.FlagShared != 0 && len(rs) > 0 && rs[0].fi == fi && rs[0].e == e {
+				order = append(order, e.DiskStart)
+			}
+		}
+	}
+	for _, ds := range order {
+		ws, more := sharedLeftover(refs[ds], files, byDst, srcs, bs, minNet)
+		out = append(out, ws...)
+		relinks = append(relinks, more...)
 	}
 	slices.SortStableFunc(out, func(a, b rewriteAt) int {
 		// a.Freed/a.Bytes > b.Freed/b.Bytes first; both sides stay below
@@ -112,96 +117,153 @@ func covered(spans []span, lo, hi int64) bool {
 	return false
 }
 
-// sharedWithin reports whether disk extent g of file fi, shared, is shared
-// only with other files of the index, each referring to bytes that fi
-// refers to too, and returns the runs that would move those files' ranges
-// onto fi's, once fi's rewrite has given them storage of their own: then
-// nothing refers to the extent any more. An interrupted or limited run
-// leaves such extents: a line shared a range of an extent whose rewrite
-// was not done. Parts of the other files that runs move already need no
-// run; parts whose data in fi runs move, parts used as a source, and
-// anything not block-aligned make it decline, and so does a shared piece
-// of fi that no other file of the index refers to (a snapshot, say, that
-// was not hashed).
-func sharedWithin(g []fiemap.Extent, fi int, files []file, refs []ref, byDst map[int][]run, srcs map[int][]span, bs int64) ([]run, bool) {
-	if g[0].DiskStart == 0 {
-		return nil, false
+// sharedLeftover plans the rewrite of a disk extent that files of the
+// index share (refs, in file order) and that is partly referred to by
+// none of them: an interrupted or limited run leaves such extents when a
+// line shares a range of an extent whose rewrite was not done, and so do
+// the copies of rewrites that later lines moved in part. Each block of
+// the extent still referred to gets an owner, the first file referring to
+// it there that no run moves away: the owner's blocks are copied (one
+// rewrite per owner, plan.Rewrite.Shared set), and the other files'
+// references are moved onto the owner's by the runs it returns, which
+// come after the rewrite (their source lies in its extent). A reference
+// that runs use as a source owns its block, for their lines then come
+// after its rewrite too. It declines when two references to a block are
+// sources, when a partial block does not end both ranges at EOF, when an owner's blocks
+// lie at different distances from their disk offsets, and when the net
+// gain is below minNet or a quarter of the extent. References from
+// outside the index (a snapshot not hashed) cannot be seen: the rewrite
+// then frees nothing.
+func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int][]span, bs, minNet int64) ([]rewriteAt, []run) {
+	if len(refs) < 2 {
+		return nil, nil
 	}
-	ds := g[0].DiskStart
-	for _, e := range g {
-		if e.Flags&(unfit&^fiemap.FlagShared) != 0 {
-			return nil, false
-		}
+	ds, diskLen := refs[0].e.DiskStart, refs[0].e.DiskLen
+	if diskLen <= 0 || diskLen%bs != 0 || diskLen > 1<<30 {
+		return nil, nil
 	}
-	var others []ref
+	dsts := make(map[int][]span)
 	for _, r := range refs {
-		if r.fi != fi {
-			others = append(others, r)
+		f := &files[r.fi]
+		if r.e.Flags&(unfit&^fiemap.FlagShared) != 0 || f.class != files[refs[0].fi].class || !f.btrfs || f.stale ||
+			r.e.Logical%bs != 0 || (r.e.Physical-ds)%bs != 0 {
+			return nil, nil
+		}
+		if _, ok := dsts[r.fi]; !ok {
+			dsts[r.fi] = dstSpans(byDst[r.fi], bs)
 		}
 	}
-	// Every shared piece of fi must be referred to by another file.
-	for _, e := range g {
-		if e.Flags&fiemap.FlagShared == 0 {
+	// The references to each block of the extent, in file order.
+	type at struct {
+		fi  int
+		off int64
+		src bool // runs use it as a source: it must own the block
+	}
+	blocks := make([][]at, diskLen/bs)
+	for _, r := range refs {
+		for off := r.e.Logical; off < r.e.End() && off < files[r.fi].size; off += bs {
+			b := (r.e.Physical - ds + off - r.e.Logical) / bs
+			if b < 0 || b >= int64(len(blocks)) {
+				return nil, nil
+			}
+			if covered(dsts[r.fi], off, off+bs) {
+				continue // a run moves it
+			}
+			blocks[b] = append(blocks[b], at{r.fi, off, covered(srcs[r.fi], off, off+bs)})
+		}
+	}
+	// Each file owns blocks at one distance between disk and file
+	// offsets, that at which it refers to the most blocks (a file shared
+	// onto another's ranges refers to them at several); of the files
+	// referring to a block at their distance, the one referring to the
+	// most blocks owns it.
+	type fileDist struct{ fi, d int64 }
+	count := make(map[fileDist]int)
+	for b, as := range blocks {
+		for _, x := range as {
+			count[fileDist{int64(x.fi), ds + int64(b)*bs - x.off}]++
+		}
+	}
+	dist := make(map[int]int64)
+	for fd, n := range count {
+		if d, ok := dist[int(fd.fi)]; !ok || n > count[fileDist{fd.fi, d}] || (n == count[fileDist{fd.fi, d}] && fd.d < d) {
+			dist[int(fd.fi)] = fd.d
+		}
+	}
+	copies := make(map[int][]plan.Span) // by owner
+	var owners []int
+	var relinks []run
+	var written int64
+	for b, as := range blocks {
+		if len(as) == 0 {
 			continue
 		}
-		lo, hi := e.Physical-ds, e.Physical-ds+e.Length
-		seen := false
-		for _, o := range others {
-			olo := o.e.Physical - ds
-			if olo < hi && lo < olo+o.e.Length {
-				seen = true
-				break
-			}
-		}
-		if !seen {
-			return nil, false
-		}
-	}
-	if len(others) == 0 {
-		return nil, false
-	}
-	var out []run
-	ownDsts := dstSpans(byDst[fi], bs)
-	for _, o := range others {
-		of := &files[o.fi]
-		oDsts := dstSpans(byDst[o.fi], bs)
-		if of.class != files[fi].class || o.e.Logical%bs != 0 || o.e.Length%bs != 0 {
-			return nil, false
-		}
-		// Block by block, the parts that no run moves.
-		for off := o.e.Logical; off < min(o.e.End(), of.size); off += bs {
-			if covered(oDsts, off, off+bs) {
-				continue
-			}
-			if covered(srcs[o.fi], off, off+bs) {
-				return nil, false
-			}
-			disk := o.e.Physical - ds + (off - o.e.Logical)
-			var at int64 = -1
-			for _, e := range g {
-				if lo := e.Physical - ds; lo <= disk && disk+bs <= lo+e.Length {
-					at = e.Logical + (disk - lo)
-					break
+		best, srcs := -1, 0
+		for k, x := range as {
+			d := ds + int64(b)*bs - x.off
+			if x.src {
+				// Its lines come after its rewrite, so they share the
+				// copy; no other run may move it first.
+				srcs++
+				if d != dist[x.fi] {
+					return nil, nil
 				}
-			}
-			if at < 0 || at%bs != 0 || covered(ownDsts, at, at+bs) {
-				return nil, false
-			}
-			// A partial last block is shared only where both ranges end
-			// at their files' EOF.
-			n := min(bs, of.size-off)
-			if n < bs && at+n != files[fi].size {
-				return nil, false
-			}
-			if k := len(out) - 1; k >= 0 && out[k].len%bs == 0 && out[k].dst == mkloc(o.fi, off/bs)-loc(out[k].n) && out[k].src == mkloc(fi, at/bs)-loc(out[k].n) {
-				out[k].n++
-				out[k].len += n
+				best = k
 				continue
 			}
-			out = append(out, run{src: mkloc(fi, at/bs), dst: mkloc(o.fi, off/bs), n: 1, len: n})
+			if srcs == 0 && d == dist[x.fi] && (best < 0 || count[fileDist{int64(x.fi), d}] > count[fileDist{int64(as[best].fi), dist[as[best].fi]}]) {
+				best = k
+			}
+		}
+		if best < 0 || srcs > 1 {
+			return nil, nil
+		}
+		as[0], as[best] = as[best], as[0]
+		o := as[0]
+		of := &files[o.fi]
+		n := min(bs, of.size-o.off)
+		if _, ok := copies[o.fi]; !ok {
+			owners = append(owners, o.fi)
+		}
+		if sp := copies[o.fi]; len(sp) > 0 && sp[len(sp)-1].Off+sp[len(sp)-1].Len == o.off {
+			sp[len(sp)-1].Len += n
+		} else {
+			copies[o.fi] = append(sp, plan.Span{Off: o.off, Len: n})
+		}
+		written += n
+		for _, x := range as[1:] {
+			m := min(bs, files[x.fi].size-x.off)
+			if m != n || (n < bs && (x.off+m != files[x.fi].size || o.off+n != of.size)) {
+				return nil, nil
+			}
+			if k := len(relinks) - 1; k >= 0 && relinks[k].len%bs == 0 &&
+				relinks[k].dst == mkloc(x.fi, x.off/bs)-loc(relinks[k].n) && relinks[k].src == mkloc(o.fi, o.off/bs)-loc(relinks[k].n) {
+				relinks[k].n++
+				relinks[k].len += m
+				continue
+			}
+			relinks = append(relinks, run{src: mkloc(o.fi, o.off/bs), dst: mkloc(x.fi, x.off/bs), n: 1, len: m})
 		}
 	}
-	return out, true
+	net := diskLen - written
+	if written == 0 || net < minNet || 4*net < diskLen {
+		return nil, nil
+	}
+	var ws []rewriteAt
+	for _, fi := range owners {
+		sp := copies[fi]
+		var n int64
+		for _, s := range sp {
+			n += s.Len
+		}
+		first, last := sp[0], sp[len(sp)-1]
+		ws = append(ws, rewriteAt{&plan.Rewrite{
+			Type: plan.TypeRewrite, V: plan.Version, File: rangeOf(&files[fi], first.Off),
+			Len: last.Off + last.Len - first.Off, Physical: dist[fi] + first.Off, Copy: sp, Bytes: n,
+			Freed: net * n / written, Shared: true,
+		}, fi})
+	}
+	return ws, relinks
 }
 
 // dstSpans returns the destination ranges of runs.
