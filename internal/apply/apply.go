@@ -397,7 +397,7 @@ func (u *waitingUnit) add(it item) {
 
 // timeUp reports whether Options.Deadline has passed.
 func (a *applier) timeUp() bool {
-	return !a.opt.Deadline.IsZero() && !time.Now().Before(a.opt.Deadline)
+	return !a.opt.Deadline.IsZero() && !now().Before(a.opt.Deadline)
 }
 
 // unit returns the unit of work the item belongs to, 0 if none.
@@ -463,8 +463,12 @@ type applier struct {
 
 // fault, when set (by tests), is called at the points of a unit of work
 // where an interruption or a failure is tested: "rewrite-done", after a
-// rewrite line and before the dedupe lines of its unit.
+// rewrite line and before the dedupe lines of its unit; "busy-retry",
+// before destinations that got EAGAIN are tried again.
 var fault func(point string)
+
+// now is time.Now; tests move it.
+var now = time.Now
 
 // busyBackoff are the waits before each retry of destinations that got
 // EAGAIN (a btrfs send reading the subvolume).
@@ -599,6 +603,9 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		}
+		if fault != nil {
+			fault("busy-retry")
 		}
 		// Each destination resumes where it stopped; those at the same
 		// position go in one call.
