@@ -53,9 +53,10 @@
 //	      source; the others are deduped whole against it. Identities are
 //	      taken when the group is read; files of another size differ.
 //	-j N  lines applied at once (default: the number of CPUs). While one
-//	      line waits for the disk, another goes on. Rewrite lines all
-//	      finish before a dedupe line after them starts. -j 1 applies
-//	      each line before reading the next.
+//	      line waits for the disk, another goes on. A unit with a
+//	      rewrite starts once the lines before it are done, and its lines
+//	      once its rewrite is. -j 1 applies each line before reading the
+//	      next.
 //	-max-time DURATION
 //	      start no unit of work after DURATION (such as 30m or 2h): the
 //	      unit in progress is finished, and the lines after it are

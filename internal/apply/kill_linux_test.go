@@ -90,4 +90,3 @@ func TestKilledAtEachStep(t *testing.T) {
 		})
 	}
 }
-
