@@ -207,6 +207,9 @@ func (a *applier) loop(ctx context.Context, src source) error {
 	// write counts and writes one result.
 	write := func(r *plan.Result) {
 		a.count(r)
+		if r.Status == plan.StatusDone || r.Status == plan.StatusPartial {
+			a.synced = false // what it freed shows after the next commit
+		}
 		if fatal != nil {
 			return
 		}
