@@ -3,7 +3,7 @@
 //
 // Synopsis:
 //
-//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
+//	applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-max-time DURATION] [-q] [-reserve SIZE] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
 //
 // Applysame reads a plan, one JSON dedupe record per line as findsame
 // prints them (see docs/plan-format.md), from the file PLAN, or from stdin
@@ -26,6 +26,17 @@
 // No file is ever written but the copy, and -rewrite-limit bounds how much
 // is written.
 //
+// A plan comes in units of work: an extent's rewrite with the dedupe lines
+// that cover it, or a dedupe line that needs no rewrite (findsame writes
+// those first, then the rewrites, those that free most per byte written
+// first). Applysame finishes a unit with a rewrite before it starts the
+// next, so that the copy it wrote is paid back by the extent it frees.
+// Before each rewrite it checks that the filesystem keeps -reserve bytes
+// available after the copy, and once a copy runs out of space (ENOSPC) it
+// writes nothing more in the run and goes on with the lines that need no
+// writing. The dedupe lines of a rewrite that was not done leave its
+// extent alone: sharing part of an extent frees nothing.
+//
 // Options:
 //
 //	-chunk SIZE
@@ -42,11 +53,19 @@
 //	      source; the others are deduped whole against it. Identities are
 //	      taken when the group is read; files of another size differ.
 //	-j N  lines applied at once, 1 to 64 (default: the number of CPUs, at
-//	      most 64). While one
-//	      line waits for the disk, another goes on. Rewrite lines all
-//	      finish before a dedupe line after them starts. -j 1 applies
-//	      each line before reading the next.
+//	      most 64). While one line waits for the disk, another goes on. A
+//	      unit with a rewrite starts once the lines before it are done,
+//	      and its lines once its rewrite is. -j 1 applies each line before
+//	      reading the next.
+//	-max-time DURATION
+//	      start no unit of work after DURATION (such as 30m or 2h): the
+//	      unit in progress is finished, and the lines after it are
+//	      reported skipped. 0 (the default) sets no limit.
 //	-q    print no progress or summary.
+//	-reserve SIZE
+//	      the space a rewrite must leave available on its filesystem, as
+//	      statfs reports it, after its copy; a rewrite that would leave
+//	      less is skipped (default: 2% of the filesystem, at most 1GiB).
 //	-rewrite-limit SIZE
 //	      the most bytes rewrite lines may write in this run (default 1GiB);
 //	      a rewrite that would pass it is skipped. 0 turns rewriting off.
@@ -71,10 +90,12 @@
 //
 // For each plan line (or fdupes group), one JSON result record on stdout,
 // written as soon as the line is done: the line number, the line's status
-// (done, partial, invalid, stale, error, skipped; checked in a dry run) and
-// for each destination its status (deduped, differs, stale, error, skipped,
-// checked), the bytes deduped and any errno and message. See
-// docs/plan-format.md.
+// (done, partial, invalid, stale, error, skipped, busy; checked in a dry
+// run) and for each destination its status (deduped, differs, stale,
+// error, skipped, busy, checked), the bytes deduped and any errno and
+// message. See docs/plan-format.md. A destination that the kernel finds
+// busy (EAGAIN: a btrfs send reads its subvolume) is tried again after 1,
+// 2, 4 and 8 seconds, then reported busy; the next run plans it again.
 //
 // On stderr, one message per item not done, naming the plan line and the
 // file:
@@ -93,13 +114,16 @@
 //
 // Exit status:
 //
-//	0    every line done
+//	0    every line done, or left for a later run: skipped (rewrite limit,
+//	     reserve, -max-time) or busy; a plan applied before is done
 //	1    fatal error, e.g. the plan cannot be read
 //	2    usage error
 //	3    some items not done: invalid lines, stale files, differing data,
 //	     errors
-//	130  interrupted (SIGINT or SIGTERM): the ioctls in progress finish,
-//	     their lines' results are written and no further line is read
+//	130  interrupted (SIGINT or SIGTERM): the unit of work in progress is
+//	     finished if it has a rewrite (a second signal kills), otherwise
+//	     the ioctls in progress finish; the line read but not started is
+//	     reported skipped, and no further line is read
 package main
 
 import (
@@ -111,7 +135,9 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"same/internal/apply"
 	"same/internal/cli"
@@ -126,7 +152,8 @@ func main() {
 }
 
 const usage = `
-Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-q] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
+Usage: applysame [-chunk SIZE] [-dry-run] [-from-fdupes] [-j N] [-max-time DURATION] [-q]
+                 [-reserve SIZE] [-rewrite-limit SIZE] [-stop-on-error] [PLAN]
 
 Shares the storage of identical ranges as a findsame plan says, with the
 kernel's FIDEDUPERANGE ioctl; prints one JSON result per plan line.
@@ -201,6 +228,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done (lines already started finish, and their results are written)")
 	rewriteLimit := cli.Size(DefaultRewriteLimit)
 	fs.Var(&rewriteLimit, "rewrite-limit", "the most, a `size`, that rewrite lines may write in this run; a rewrite that would pass it is skipped; 0 turns rewriting off")
+	reserve := reserveFlag(-1)
+	fs.Var(&reserve, "reserve", "the space, a `size`, a rewrite leaves available on its filesystem after its copy; a rewrite that would leave less is skipped (default: 2% of the filesystem, at most 1G)")
+	maxTime := fs.Duration("max-time", 0, "start no unit of work after this `duration` (such as 30m); the unit in progress is finished (0: no limit)")
 	showVersion := fs.Bool("version", false, "print the version and the plan format it reads")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
@@ -220,6 +250,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if *jobs < 1 || *jobs > maxJobs {
 		return cli.Usagef("-j %d: want 1 to %d lines at once", *jobs, maxJobs)
+	}
+	if *maxTime < 0 {
+		return cli.Usagef("-max-time: %v is negative", *maxTime)
+	}
+	var deadline time.Time
+	if *maxTime > 0 {
+		deadline = time.Now().Add(*maxTime)
 	}
 	in := stdin
 	switch fs.NArg() {
@@ -248,6 +285,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		StopOnError:  stop,
 		Jobs:         *jobs,
 		RewriteLimit: int64(rewriteLimit),
+		Reserve:      int64(reserve),
+		Deadline:     deadline,
 		Report:       func(err error) { bar.Printf(stderr, "applysame: %v\n", err) },
 	}
 	if bar != nil {
@@ -326,8 +365,12 @@ func printSummary(w io.Writer, s *apply.Stats, dryRun bool) {
 	if dryRun {
 		done = fmt.Sprintf("%d destinations checked (dry run)", s.Checked)
 	}
-	fmt.Fprintf(w, "applysame: %d lines, %s, %d extents rewritten (%s written), %d differ, %d stale, %d errors, %d skipped, %d invalid lines\n",
-		s.Lines, done, s.Rewrites, cli.Bytes(s.Written), s.Differs, s.Stale, s.Errors, s.Skipped, s.Invalid)
+	busy := ""
+	if s.Busy > 0 {
+		busy = fmt.Sprintf(", %d busy (EAGAIN)", s.Busy)
+	}
+	fmt.Fprintf(w, "applysame: %d lines, %s, %d extents rewritten (%s written), %d differ, %d stale, %d errors, %d skipped%s, %d invalid lines\n",
+		s.Lines, done, s.Rewrites, cli.Bytes(s.Written), s.Differs, s.Stale, s.Errors, s.Skipped, busy, s.Invalid)
 	if dryRun {
 		return
 	}
@@ -339,4 +382,20 @@ func printSummary(w io.Writer, s *apply.Stats, dryRun bool) {
 		fmt.Fprintf(w, "applysame: %s filesystem of %s: freed %d bytes (%s), free %s before, %s after\n",
 			f.Type, f.Path, f.Freed(), cli.Bytes(f.Freed()), cli.Bytes(f.FreeBefore), cli.Bytes(f.FreeAfter))
 	}
+}
+
+// reserveFlag is -reserve: a size, or -1 for the default.
+type reserveFlag int64
+
+func (r *reserveFlag) String() string {
+	if *r < 0 {
+		return "2% of the filesystem, at most 1GiB"
+	}
+	return strconv.FormatInt(int64(*r), 10)
+}
+
+func (r *reserveFlag) Set(v string) error {
+	n, err := cli.ParseSize(v)
+	*r = reserveFlag(n)
+	return err
 }

@@ -45,6 +45,8 @@ func TestUsage(t *testing.T) {
 		{"chunk too large", []string{"--chunk=2GiB"}, 2, "applysame: -chunk 2G: want 1M to 1G\n" + more},
 		{"chunk garbage", []string{"-chunk", "lots"}, 2, `applysame: invalid value "lots" for flag -chunk: bad size "lots": want a number of bytes such as 4096, 128K or 16MiB` + "\n" + more},
 		{"two plans", []string{"a", "b"}, 2, "applysame: more than one PLAN: a b\n" + more},
+		{"negative max-time", []string{"-max-time", "-1s"}, 2, "applysame: -max-time: -1s is negative\n" + more},
+		{"reserve garbage", []string{"-reserve", "lots"}, 2, `applysame: invalid value "lots" for flag -reserve: bad size "lots": want a number of bytes such as 4096, 128K or 16MiB` + "\n" + more},
 		{"missing plan", []string{"/nonexistent/plan.jsonl"}, 1, "applysame: open /nonexistent/plan.jsonl: no such file or directory\n"},
 	}
 	for _, tt := range tests {

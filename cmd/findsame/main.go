@@ -35,13 +35,16 @@
 // Where the runs cover only part of a destination's extent on btrfs,
 // which frees nothing by itself, findsame plans a rewrite of the rest
 // (unless -no-rewrite): applysame copies it into a new unnamed file and
-// shares it back, so that the old extent is freed. A rewrite is planned when
-// the runs cover at least a quarter of the extent and at least 64 KiB; it
-// writes the rest of the extent and frees all of it.
+// shares it back, so that the old extent is freed. It also plans the
+// rewrite of extents that an interrupted or limited run left partly
+// referred to by no file. A rewrite is planned when it frees, net, at
+// least a quarter of the extent and at least 64 KiB.
 //
-// Output is deterministic for a given index: rewrite lines come first, in
-// order of path and offset, then dedupe lines in order of source path and
-// offset.
+// Output is deterministic for a given index, in units of work (the "unit"
+// field, see docs/plan-format.md): first the dedupe lines that need no
+// rewrite, each a unit, in order of source path and offset; then each
+// rewrite, those that free most per byte written first, followed by the
+// dedupe lines that go with it.
 //
 // Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
 // reflink, and others by type; see package fstype) are left out, each

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
+	"time"
 
 	"same/internal/dedupe"
 	"same/internal/fsys"
@@ -36,6 +38,14 @@ type Options struct {
 	// RewriteLimit bounds the bytes rewrite lines may write in the run;
 	// a rewrite that would pass it is skipped. 0 turns rewriting off.
 	RewriteLimit int64
+	// Reserve is the space (bytes) rewrites leave available on a
+	// filesystem: a rewrite that would leave less is skipped. Negative
+	// means DefaultReserve of the filesystem's size.
+	Reserve int64
+	// Deadline, if set, is when the run starts no further unit of work;
+	// the unit in progress is finished and the lines after it are
+	// skipped.
+	Deadline time.Time
 	// Report, if set, is called for every item not done, as it happens
 	// (so, with several Jobs, not always in plan order; one call at a
 	// time): with a *plan.LineError for an invalid line, an *ItemError
@@ -69,6 +79,7 @@ type Stats struct {
 	Stale   int   // sources and destinations changed since planned
 	Errors  int   // sources and destinations that failed otherwise
 	Skipped int   // destinations not attempted
+	Busy    int   // destinations and rewrites that got EAGAIN, also when retried
 	// Rewrites counts rewrite lines done; Written, the bytes they copied.
 	Rewrites int
 	Written  int64
@@ -152,11 +163,13 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		src = newFdupesSource(in)
 	}
 	a := &applier{
-		opt:   opt,
-		enc:   plan.NewEncoder(out),
-		stats: &Stats{},
-		devs:  make(map[uint64]*fsState),
-		ids:   make(map[string]*fsState),
+		opt:          opt,
+		enc:          plan.NewEncoder(out),
+		stats:        &Stats{},
+		devs:         make(map[uint64]*fsState),
+		ids:          make(map[string]*fsState),
+		notRewritten: make(map[fileKey][]notRewritten),
+		busyDevs:     make(map[uint64]bool),
 	}
 	err := a.loop(ctx, src)
 	a.finish()
@@ -165,10 +178,19 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 
 // loop reads and applies items until the input ends or ctx is cancelled.
 // The read runs in a goroutine so that an interrupt is honoured while the
-// input blocks; it reads one item only when asked, and it is asked only
-// when fewer than Jobs lines are in flight. Each line runs in a goroutine
-// of its own; its result waits in a queue in plan order until the lines
-// before it are written.
+// input blocks; it reads one item only when asked. Each dedupe line runs
+// in a goroutine of its own, up to Jobs at once; its result waits in a
+// queue in plan order until the lines before it are written.
+//
+// The plan is applied in units of work (plan.Unit), each read whole before
+// it starts. A unit with rewrites bounds what an interruption leaves: it
+// starts once every line before it is done, its rewrites run one after
+// the other, its lines after them (so that they know which extents were
+// rewritten), and once its first rewrite has started the unit is finished
+// whatever happens: an interrupt, or the time limit, stops the run before
+// the next unit. A unit whose rewrites find too little room waits, its
+// lines with it, until the input ends; then the units waiting are tried
+// again, in plan order, for as long as one of them frees room for others.
 func (a *applier) loop(ctx context.Context, src source) error {
 	type next struct {
 		it  item
@@ -184,26 +206,17 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		}
 	}()
 
-	// A line in flight or done, in plan order, and the bytes it reserved
-	// of the rewrite limit.
-	type line struct {
-		result   chan *plan.Result
-		reserved int64
-	}
-	var queue []line
-	var fatal error // output unwritable: nothing more is written
-	stop := false   // -stop-on-error: nothing more is started
-	// pop waits for the oldest line and writes its result.
-	pop := func() {
-		l := queue[0]
-		queue = queue[1:]
-		r := <-l.result
+	var queue []chan *plan.Result // lines in flight or done, in plan order
+	var fatal error               // output unwritable: nothing more is written
+	stop := false                 // -stop-on-error: nothing more is started
+	// write counts and writes one result.
+	write := func(r *plan.Result) {
 		a.count(r)
 		if a.opt.Progress != nil {
 			a.opt.Progress(a.stats)
 		}
-		if r.Rewrite != nil {
-			a.reserved -= l.reserved - r.Rewrite.Written
+		if r.Status == plan.StatusDone || r.Status == plan.StatusPartial {
+			a.synced = false // what it freed shows after the next commit
 		}
 		if fatal != nil {
 			return
@@ -215,31 +228,96 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			stop = true
 		}
 	}
+	pop := func() {
+		c := queue[0]
+		queue = queue[1:]
+		write(<-c)
+	}
+	drain := func() {
+		for len(queue) > 0 {
+			pop()
+		}
+	}
 	done := func(r *plan.Result) {
 		c := make(chan *plan.Result, 1)
 		c <- r
-		queue = append(queue, line{result: c})
+		queue = append(queue, c)
 	}
-	lastRewrite := false
+	// start starts a dedupe line.
+	start := func(lctx context.Context, it item) {
+		for len(queue) >= a.opt.Jobs {
+			pop()
+		}
+		c := make(chan *plan.Result, 1)
+		go func() { c <- a.apply(lctx, it) }()
+		queue = append(queue, c)
+	}
+	// run applies a unit with rewrites, unless it may wait and there is
+	// too little room for all its rewrites: then it returns false, having
+	// done nothing.
+	run := func(u *waitingUnit, mayWait bool) bool {
+		drain()
+		var need int64
+		for _, it := range u.rws {
+			need += it.rw.Bytes
+		}
+		uctx := context.WithoutCancel(ctx) // begun, the unit is finished
+		for i, it := range u.rws {
+			r, wait := a.rewrite(uctx, it.line, it.rw, need, mayWait && i == 0)
+			if wait {
+				return false
+			}
+			write(r)
+			need -= it.rw.Bytes
+		}
+		for _, it := range u.lines {
+			start(uctx, it)
+		}
+		drain()
+		return true
+	}
+	// skip reports every item of u not started.
+	skip := func(u *waitingUnit, why string) {
+		for _, it := range append(u.rws, u.lines...) {
+			done(a.notStarted(it, why))
+		}
+	}
+
+	var waiting []*waitingUnit // units waiting for room
+	var ahead *next            // the record read after the last unit
+	// read returns the next record, or ok false when the run must stop
+	// reading: the input ended (eof), or the context was cancelled.
+	eof := false
+	read := func() (n next, ok bool) {
+		if ahead != nil {
+			n, ahead = *ahead, nil
+			return n, true
+		}
+		req <- struct{}{}
+		select {
+		case n = <-res:
+		case <-ctx.Done():
+			// The reader goroutine is left blocked on the input, which
+			// ends with the process; its item, if any, is never started.
+			return n, false
+		}
+		if n.err == io.EOF {
+			eof = true
+			return n, false
+		}
+		return n, true
+	}
 	for fatal == nil && !stop && ctx.Err() == nil {
 		if len(queue) >= a.opt.Jobs {
 			pop()
 			continue
 		}
-		req <- struct{}{}
-		var n next
-		select {
-		case n = <-res:
-		case <-ctx.Done():
-			// The reader goroutine is left blocked on the input, which ends
-			// with the process.
-			continue
+		n, ok := read()
+		if !ok {
+			break
 		}
 		var le *plan.LineError
 		switch {
-		case n.err == io.EOF:
-			stop = true
-			continue
 		case errors.As(n.err, &le):
 			a.opt.Report(le)
 			done(&plan.Result{Line: le.Line, Status: plan.StatusInvalid, Error: le.Err.Error()})
@@ -248,40 +326,64 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			fatal = fmt.Errorf("read plan: %w", n.err)
 			continue
 		}
-		it := n.it
-		// Rewrites come first in a plan, so that extents have storage of
-		// their own before dedupe lines share what they cover: a line of
-		// the other kind waits until every line before it is done.
-		if rewrite := it.rw != nil; rewrite != lastRewrite {
-			for len(queue) > 0 {
-				pop()
+		// The unit: this record and those after it with the same number.
+		u := &waitingUnit{}
+		u.add(n.it)
+		for id := n.it.unit(); id != 0; {
+			m, ok := read()
+			if !ok {
+				break
 			}
-			lastRewrite = rewrite
-			if fatal != nil || stop {
+			if m.err != nil || m.it.unit() != id || (m.it.rw != nil && len(u.lines) > 0) {
+				ahead = &m
+				break
+			}
+			u.add(m.it)
+		}
+		if ctx.Err() != nil {
+			skip(u, "interrupted")
+			break
+		}
+		switch {
+		case a.timeUp():
+			skip(u, "time is up (-max-time)")
+		case len(u.rws) == 0:
+			for _, it := range u.lines {
+				start(ctx, it)
+			}
+		case !run(u, u.rws[0].rw.Unit != 0):
+			waiting = append(waiting, u)
+		}
+	}
+	if ahead != nil && ahead.err == nil && fatal == nil && ctx.Err() != nil {
+		done(a.notStarted(ahead.it, "interrupted"))
+	}
+	drain()
+
+	// The units that waited for room, while one of them frees some.
+	for more := eof; more && fatal == nil && !stop; {
+		more = false
+		var still []*waitingUnit
+		for _, u := range waiting {
+			if fatal != nil || stop || ctx.Err() != nil || a.timeUp() || !run(u, true) {
+				still = append(still, u)
 				continue
 			}
+			more = true
 		}
-		var reserved int64
-		if it.rw != nil {
-			if err := a.reserve(it.rw); err != nil {
-				done(a.rewriteSkipped(it.line, it.rw, err))
-				continue
-			}
-			reserved = it.rw.Bytes
+		waiting = still
+	}
+	for _, u := range waiting {
+		switch {
+		case ctx.Err() != nil:
+			skip(u, "interrupted")
+		case a.timeUp():
+			skip(u, "time is up (-max-time)")
+		default:
+			run(u, false) // its rewrites are skipped for want of room
 		}
-		c := make(chan *plan.Result, 1)
-		go func() {
-			if it.rw != nil {
-				c <- a.rewrite(ctx, it.line, it.rw)
-			} else {
-				c <- a.apply(ctx, it)
-			}
-		}()
-		queue = append(queue, line{result: c, reserved: reserved})
 	}
-	for len(queue) > 0 {
-		pop()
-	}
+	drain()
 	switch {
 	case fatal != nil:
 		return fatal
@@ -289,6 +391,49 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// waitingUnit is a unit of work: its rewrites and its dedupe lines.
+type waitingUnit struct {
+	rws, lines []item
+}
+
+func (u *waitingUnit) add(it item) {
+	if it.rw != nil {
+		u.rws = append(u.rws, it)
+	} else {
+		u.lines = append(u.lines, it)
+	}
+}
+
+// timeUp reports whether Options.Deadline has passed.
+func (a *applier) timeUp() bool {
+	return !a.opt.Deadline.IsZero() && !now().Before(a.opt.Deadline)
+}
+
+// unit returns the unit of work the item belongs to, 0 if none.
+func (it *item) unit() int64 {
+	switch {
+	case it.d != nil:
+		return it.d.Unit
+	case it.rw != nil:
+		return it.rw.Unit
+	}
+	return 0
+}
+
+// notStarted is the result of an item the run did not start: skipped, and
+// why.
+func (a *applier) notStarted(it item, why string) *plan.Result {
+	if it.rw != nil {
+		return a.rewriteSkipped(it.line, it.rw, errors.New(why))
+	}
+	d := it.d
+	r := &plan.Result{Line: it.line, Len: d.Len, Src: &plan.Loc{Path: d.Src.Path, Off: d.Src.Off}, Status: plan.StatusSkipped, Error: why}
+	for _, dst := range d.Dst {
+		r.Dst = append(r.Dst, plan.DstResult{Path: dst.Path, Off: dst.Off, Status: plan.DstSkipped})
+	}
+	return r
 }
 
 // failed reports whether r has an item not done.
@@ -310,20 +455,44 @@ type applier struct {
 	opt   Options
 	enc   *plan.Encoder
 	stats *Stats // written by count alone, in the loop
-	// reserved is what rewrites may write of RewriteLimit: the bytes
-	// written by those done and planned by those in flight.
-	reserved int64
-	mu       sync.Mutex          // guards what follows: lines in flight open files
-	devs     map[uint64]*fsState // by st_dev
-	ids      map[string]*fsState // by filesystem ID
-	order    []*fsState
+	// noSpace, once set, says why no rewrite writes any more (ENOSPC);
+	// synced, that the filesystems were committed since the last
+	// rewrite. Rewrites run in the loop's goroutine alone, and so do
+	// these.
+	noSpace string
+	synced  bool
+	mu      sync.Mutex          // guards what follows: lines in flight open files
+	devs    map[uint64]*fsState // by st_dev
+	ids     map[string]*fsState // by filesystem ID
+	order   []*fsState
+	// notRewritten holds the extents of rewrite lines not done, by file.
+	notRewritten map[fileKey][]notRewritten
+	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
+	// through every retry: later lines are not retried there.
+	busyDevs map[uint64]bool
 }
+
+// fault, when set (by tests), is called at the points of a unit of work
+// where an interruption or a failure is tested: "rewrite-done", after a
+// rewrite line and before the dedupe lines of its unit; "busy-retry",
+// before destinations that got EAGAIN are tried again.
+var fault func(point string)
+
+// now is time.Now; tests move it.
+var now = time.Now
+
+// busyBackoff are the waits before each retry of destinations that got
+// EAGAIN (a btrfs send reading the subvolume).
+var busyBackoff = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
 
 // fsState is a filesystem touched by the run.
 type fsState struct {
 	fs    fsys.FS
 	stats FSStats
 	file  *os.File // kept open to sync and measure the filesystem at the end
+	// availAtStart is the space available when the first rewrite on it
+	// asked for room; -1 before.
+	availAtStart int64
 }
 
 // errSkip marks a destination that needs no dedupe (fdupes hard links).
@@ -399,21 +568,108 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			r.Dst[i].Status = plan.DstChecked
 			continue
 		}
+		if w := a.inUndone(dst, d.Len); w != nil {
+			r.Dst[i].Error = fmt.Sprintf("the rewrite of its extent (%s at %d) was not done: sharing part of the extent would free nothing", w.File.Path, w.File.Off)
+			continue
+		}
 		dests = append(dests, dedupe.Dest{File: f, Off: dst.Off})
 		idx = append(idx, i)
 	}
 	if len(dests) > 0 {
-		for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
-			dr := &r.Dst[idx[k]]
-			dr.Status, dr.Bytes = o.Status, o.Bytes
-			if o.Err != nil {
-				dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
-				a.opt.Report(&ItemError{it.line, d.Dst[idx[k]].Path, o.Err})
-			}
-		}
+		a.dedupe(ctx, it.line, d, src, dests, idx, r)
 	}
 	r.Status = lineStatus(r.Dst, a.opt.DryRun)
 	return r
+}
+
+// dedupe shares d's source with dests (those of d.Dst at idx) and records
+// the outcomes in r. Destinations that get EAGAIN are tried again, from
+// where they stopped, after each of busyBackoff, unless their device
+// stayed busy through that before in the run; those still busy are
+// DstBusy.
+func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.File, dests []dedupe.Dest, idx []int, r *plan.Result) {
+	for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
+		dr := &r.Dst[idx[k]]
+		dr.Status, dr.Bytes = o.Status, o.Bytes
+		if errors.Is(o.Err, syscall.EAGAIN) {
+			dr.Status = plan.DstBusy
+		}
+		if o.Err != nil {
+			dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+		}
+	}
+	for _, wait := range busyBackoff {
+		var again []dedupe.Dest
+		var at []int
+		for k, i := range idx {
+			if r.Dst[i].Status == plan.DstBusy && !a.isBusy(d.Dst[i].Dev) {
+				again = append(again, dests[k])
+				at = append(at, i)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if fault != nil {
+			fault("busy-retry")
+		}
+		// Each destination resumes where it stopped; those at the same
+		// position go in one call.
+		for len(again) > 0 {
+			i0 := at[0]
+			pos := r.Dst[i0].Bytes
+			var batch []dedupe.Dest
+			var bi []int
+			var restD []dedupe.Dest
+			var restI []int
+			for k, i := range at {
+				if r.Dst[i].Bytes == pos {
+					batch = append(batch, dedupe.Dest{File: again[k].File, Off: again[k].Off + pos})
+					bi = append(bi, i)
+				} else {
+					restD, restI = append(restD, again[k]), append(restI, i)
+				}
+			}
+			for k, o := range dedupe.Range(ctx, src, d.Src.Off+pos, d.Len-pos, batch, a.opt.Chunk) {
+				dr := &r.Dst[bi[k]]
+				dr.Status, dr.Bytes, dr.Error, dr.Errno = o.Status, pos+o.Bytes, "", ""
+				if errors.Is(o.Err, syscall.EAGAIN) {
+					dr.Status = plan.DstBusy
+				}
+				if o.Err != nil {
+					dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+				}
+			}
+			again, at = restD, restI
+		}
+	}
+	for k, i := range idx {
+		dr := &r.Dst[i]
+		switch dr.Status {
+		case plan.DstBusy:
+			a.setBusy(d.Dst[i].Dev)
+			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
+		case plan.DstDiffers, plan.DstError:
+			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
+		}
+	}
+}
+
+func (a *applier) isBusy(dev uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.busyDevs[dev]
+}
+
+func (a *applier) setBusy(dev uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.busyDevs[dev] = true
 }
 
 // lineStatus derives a line's status from its destinations'.
@@ -422,10 +678,15 @@ func lineStatus(dsts []plan.DstResult, dryRun bool) plan.Status {
 	if dryRun {
 		want = plan.DstChecked
 	}
-	all, skipped := true, true
+	all, skipped, busy, rest := true, true, false, true
 	for _, d := range dsts {
 		all = all && d.Status == want
 		skipped = skipped && d.Status == plan.DstSkipped && d.Bytes == 0
+		if d.Status == plan.DstBusy {
+			busy = true
+		} else {
+			rest = rest && d.Status == want
+		}
 	}
 	switch {
 	case all && dryRun:
@@ -434,6 +695,8 @@ func lineStatus(dsts []plan.DstResult, dryRun bool) plan.Status {
 		return plan.StatusDone
 	case skipped:
 		return plan.StatusSkipped
+	case busy && rest:
+		return plan.StatusBusy
 	}
 	return plan.StatusPartial
 }
@@ -485,6 +748,8 @@ func (a *applier) count(r *plan.Result) {
 			s.Errors++
 		case plan.DstSkipped:
 			s.Skipped++
+		case plan.DstBusy:
+			s.Busy++
 		}
 	}
 }
@@ -521,7 +786,7 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 		if fs, err = fsys.StatFS(f); err != nil {
 			return f, 0, err
 		}
-		st = &fsState{fs: fs, file: f, stats: FSStats{
+		st = &fsState{fs: fs, file: f, availAtStart: -1, stats: FSStats{
 			Path: r.Path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
 		}}
 		a.ids[fs.ID] = st

@@ -37,6 +37,8 @@ func TestLineStatus(t *testing.T) {
 		{"all differ", []plan.DstResult{d(plan.DstDiffers, 0)}, false, plan.StatusPartial},
 		{"interrupted before", []plan.DstResult{d(plan.DstSkipped, 0), d(plan.DstSkipped, 0)}, false, plan.StatusSkipped},
 		{"interrupted during", []plan.DstResult{d(plan.DstSkipped, 4096), d(plan.DstSkipped, 0)}, false, plan.StatusPartial},
+		{"busy", []plan.DstResult{d(plan.DstDeduped, 1), d(plan.DstBusy, 0)}, false, plan.StatusBusy},
+		{"busy and differs", []plan.DstResult{d(plan.DstBusy, 0), d(plan.DstDiffers, 0)}, false, plan.StatusPartial},
 		{"dry run", []plan.DstResult{d(plan.DstChecked, 0)}, true, plan.StatusChecked},
 		{"dry run stale", []plan.DstResult{d(plan.DstChecked, 0), d(plan.DstStale, 0)}, true, plan.StatusPartial},
 	}

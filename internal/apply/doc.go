@@ -1,21 +1,36 @@
 // Package apply carries out a dedupe plan: it is applysame without its
 // flags.
 //
-// # Lines
+// # Lines and units of work
 //
-// Run reads the plan a line at a time and applies up to Options.Jobs lines
-// at once, each in a goroutine, reading the next line when one is done, so
-// it can follow findsame through a pipe; results are written in plan
-// order. Rewrite lines that come before dedupe lines are all done before
-// the first of those starts (and the other way round). For each line
-// it opens the source and every destination with dedupe.Open, which checks
-// the identity the plan recorded; checks that offsets are multiples of the
-// filesystem block size and that a length that is not ends at EOF on both
-// sides; asks the kernel to share the ranges with dedupe.Range; and
-// writes one result record (plan.Result) for the line as soon as the lines
-// before it have theirs. Counting, the rewrite limit and writing results
-// happen in Run's goroutine alone; the lines in flight share only the
-// filesystems' first measurements, under a mutex.
+// Run reads the plan a unit of work at a time (plan.Unit: the records
+// with one unit number, next to each other; a record without one is a
+// unit of its own) and applies up to Options.Jobs dedupe lines at once,
+// each in a goroutine, so it can follow findsame through a pipe; results
+// are written in plan order, except those of units that waited for room.
+// For each line it opens the source and every destination with
+// dedupe.Open, which checks the identity the plan recorded; checks that
+// offsets are multiples of the filesystem block size and that a length
+// that is not ends at EOF on both sides; asks the kernel to share the
+// ranges with dedupe.Range; and writes one result record (plan.Result).
+// Destinations that get EAGAIN (btrfs send) are tried again after each of
+// busyBackoff, then reported busy. Counting and writing results happen in
+// Run's goroutine alone, and so do rewrites; the lines in flight share
+// only the filesystems' first measurements and the extents of rewrites not
+// done, under a mutex.
+//
+// A unit with rewrites runs once every line before it is done: its
+// rewrites one after the other, then its lines. Once begun it is finished,
+// interrupt or not, so that no copy is left without the extent it frees.
+// Before it writes, a rewrite checks with statfs that the filesystem keeps
+// Options.Reserve available (committing it once first, for space that
+// dedupe freed shows only then); a unit without that room waits, its lines
+// with it, and the waiting units are tried again once the plan is read,
+// while one of them frees room for others. After ENOSPC nothing more is
+// written. A rewrite copies only the ranges still in its extent, so a plan
+// applied before is done. The destinations of a line that lie in the
+// extent of a rewrite not done are skipped: sharing part of an extent
+// frees nothing.
 //
 // A line fails only in part: a stale or unusable source fails the line
 // (every destination skipped), a failed destination fails itself. Every
@@ -41,9 +56,12 @@
 // requested lengths. On btrfs an extent is freed only when no reference to
 // it remains, so deduping part of an extent frees nothing.
 //
-// # Interrupts
+// # Interrupts and the time limit
 //
-// When the context is cancelled the ioctls in progress finish, the lines
-// they belong to get their results (destinations not reached are skipped),
-// no further line is read and Run returns ErrInterrupted.
+// When the context is cancelled, a unit with rewrites in progress is
+// finished; otherwise the ioctls in progress finish and the destinations
+// not reached are skipped. The unit read but not started is reported
+// skipped ("interrupted"), no further line is read and Run returns
+// ErrInterrupted. Past Options.Deadline no unit starts: the rest of the
+// plan is read and reported skipped.
 package apply

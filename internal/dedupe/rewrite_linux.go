@@ -15,6 +15,12 @@ import (
 // afterCopy, set by tests, runs between a chunk's copy and its swap.
 var afterCopy func()
 
+// Fault, when set (by tests of callers), is called at the steps of
+// Rewrite where an interruption or a failure is tested: "rewrite-copied"
+// once a batch is copied and written back, before it is shared back, and
+// "rewrite-shared" once it is shared back, before the next batch.
+var Fault func(point string)
+
 // Rewrite gives the spans of f (opened read-only, at path; in order, not
 // overlapping) storage of their own, so that the extent they were in can
 // be freed once nothing else refers to it. It copies the spans into a new
@@ -65,6 +71,9 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 		if afterCopy != nil {
 			afterCopy()
 		}
+		if Fault != nil {
+			Fault("rewrite-copied")
+		}
 		for _, p := range batch {
 			o := Range(ctx, tmp, p.Off, p.Len, []Dest{{File: f, Off: p.Off}}, chunk)[0]
 			shared += o.Bytes
@@ -76,6 +85,9 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 			}
 		}
 		batch, inBatch = batch[:0], 0
+		if Fault != nil {
+			Fault("rewrite-shared")
+		}
 		return nil
 	}
 	for _, s := range spans {

@@ -144,6 +144,7 @@ func Parse(line []byte) (Record, error) {
 		Len    *int64             `json:"len"`
 		Digest *string            `json:"digest"`
 		Freed  *int64             `json:"freed"`
+		Unit   *int64             `json:"unit"`
 		Src    *json.RawMessage   `json:"src"`
 		Dst    *[]json.RawMessage `json:"dst"`
 	}
@@ -165,6 +166,11 @@ func Parse(line []byte) (Record, error) {
 	}
 	if raw.Freed != nil {
 		d.Freed = *raw.Freed
+	}
+	if raw.Unit != nil {
+		if d.Unit = *raw.Unit; d.Unit < 0 {
+			return nil, fmt.Errorf(`field "unit": negative %d`, d.Unit)
+		}
 	}
 	src, err := parseRange("src", *raw.Src, v)
 	if err != nil {
@@ -191,6 +197,8 @@ func parseRewrite(line []byte, v int) (*Rewrite, error) {
 		Copy     *[]Span          `json:"copy"`
 		Bytes    *int64           `json:"bytes"`
 		Freed    *int64           `json:"freed"`
+		Unit     *int64           `json:"unit"`
+		Shared   *bool            `json:"shared"`
 	}
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
@@ -212,6 +220,14 @@ func parseRewrite(line []byte, v int) (*Rewrite, error) {
 	w := &Rewrite{Type: TypeRewrite, V: v, File: file, Len: *raw.Len, Physical: *raw.Physical, Copy: *raw.Copy}
 	if raw.Freed != nil {
 		w.Freed = *raw.Freed
+	}
+	if raw.Unit != nil {
+		if w.Unit = *raw.Unit; w.Unit < 0 {
+			return nil, fmt.Errorf(`field "unit": negative %d`, w.Unit)
+		}
+	}
+	if raw.Shared != nil {
+		w.Shared = *raw.Shared
 	}
 	if err := w.Validate(); err != nil {
 		return nil, err

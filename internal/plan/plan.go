@@ -38,7 +38,17 @@ type Dedupe struct {
 	Freed int64   `json:"freed"`
 	Src   Range   `json:"src"`
 	Dst   []Range `json:"dst"`
+	// Unit numbers the unit of work the line belongs to (see Unit); 0
+	// when the plan has none.
+	Unit int64 `json:"unit,omitempty"`
 }
+
+// A unit of work is what frees one extent: its rewrite, if any, and the
+// dedupe lines that cover it; or, without a rewrite, one dedupe line.
+// findsame numbers units from 1 and writes the records of a unit next to
+// each other, the rewrite first; applysame finishes a unit that has a
+// rewrite before it starts the next one, so that an interruption leaves no
+// copy written whose extent is not freed.
 
 // Range is one side of a run: a file, the identity it had when hashed, and
 // the offset of the run in it.
@@ -87,6 +97,14 @@ type Rewrite struct {
 	// Freed is findsame's estimate of the net bytes freed: the extent's
 	// length less the bytes written.
 	Freed int64 `json:"freed"`
+	// Unit numbers the unit of work the rewrite starts; 0 when the plan
+	// has none.
+	Unit int64 `json:"unit,omitempty"`
+	// Shared says that the extent is shared, but only with other files
+	// whose ranges the dedupe lines of the unit move onto the copy (an
+	// interrupted or limited run leaves such extents), so that the
+	// rewrite frees it all the same.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // Span is a range of a file.

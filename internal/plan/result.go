@@ -26,6 +26,10 @@ const (
 	// StatusDiffers (rewrite lines): the file changed between the copy and
 	// the swap; the kernel shared nothing it found different.
 	StatusDiffers Status = "differs"
+	// StatusBusy: the kernel answered EAGAIN (a btrfs send reads the
+	// subvolume) for some destinations, also when tried again later in
+	// the run; nothing failed, and a later run plans them again.
+	StatusBusy Status = "busy"
 )
 
 // Destination statuses (DstResult.Status). Stale, error and skipped are
@@ -41,6 +45,9 @@ const (
 	DstSkipped Status = StatusSkipped
 	// DstChecked: identity, type and alignment verified; nothing done.
 	DstChecked Status = StatusChecked
+	// DstBusy: EAGAIN (a btrfs send reads the subvolume), also when tried
+	// again later in the run; Bytes were deduped before it.
+	DstBusy Status = StatusBusy
 )
 
 // Result is applysame's report on one plan line.

@@ -1,6 +1,10 @@
 package runs
 
 import (
+	"cmp"
+	"slices"
+	"strings"
+
 	"same/internal/fiemap"
 	"same/internal/plan"
 )
@@ -9,41 +13,286 @@ import (
 // planned.
 const DefaultRewriteMin = 64 << 10
 
-// rewrites plans, for each disk extent of a destination on btrfs (see
-// groups) that the runs cover only in part, a rewrite of the rest
-// (plan.Rewrite): the extent is freed, at the cost of writing the rest
-// anew. It pays when the runs cover at least a quarter of the extent (so at
-// most three bytes are written for one freed) and at least minNet bytes.
-// Extents that something else shares, inline, compressed, unwritten or
-// delayed ones are left alone. runs are in destination order.
-func rewrites(runs []run, files []file, bs, minNet int64) []*plan.Rewrite {
-	var out []*plan.Rewrite
-	byDestination(runs, func(fi int, rs []run) {
+// rewriteAt is a planned rewrite and the file (index in files) it is in.
+type rewriteAt struct {
+	w  *plan.Rewrite
+	fi int
+}
+
+// rewrites plans, for each disk extent on btrfs (see groups) that would
+// not be freed otherwise, a rewrite of its pieces that no run covers
+// (plan.Rewrite): the extent is freed, at the cost of writing those pieces
+// anew. Two kinds of extent call for one: those of a destination that the
+// runs cover only in part, and leftovers, whose stored bytes are partly
+// referred to by no file (a run interrupted or failed between a rewrite
+// and its dedupe lines leaves them, and so do overwrites inside large
+// files), whether or not runs cover them. A rewrite pays when it frees, net,
+// at least a quarter of the extent (so at most three bytes are written for
+// one freed) and at least minNet bytes. Extents that something else
+// shares, inline, compressed, unwritten or delayed ones are left alone, and
+// so are those holding the source of a run (sharing them keeps them).
+// runs are in destination order. The rewrites come best first: by net
+// bytes freed per byte written, then by path and offset.
+func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
+	byDst := make(map[int][]run)
+	byDestination(runs, func(fi int, rs []run) { byDst[fi] = rs })
+	srcs := make(map[int][]span)
+	for _, r := range runs {
+		fi := r.src.file()
+		srcs[fi] = append(srcs[fi], span{r.src.block() * bs, r.src.block()*bs + r.len})
+	}
+	refs := make(map[int64][]ref) // by disk extent
+	for fi := range files {
 		f := &files[fi]
 		if !f.btrfs || f.stale {
-			return
+			continue
 		}
-		for _, g := range groups(f) {
-			if w := rewriteOf(rs, f, bs, minNet, g); w != nil {
-				out = append(out, w)
+		for _, e := range f.extents {
+			if e.DiskStart != 0 {
+				refs[e.DiskStart] = append(refs[e.DiskStart], ref{fi, e})
 			}
 		}
+	}
+	var out []rewriteAt
+	var relinks []run
+	for fi := range files {
+		f := &files[fi]
+		if !f.btrfs || f.stale || len(f.extents) == 0 {
+			continue
+		}
+		for _, g := range groups(f) {
+			if shared(g) {
+				continue // see below
+			}
+			if w := rewriteOf(byDst[fi], f, bs, minNet, g); w != nil {
+				out = append(out, rewriteAt{w, fi})
+			}
+		}
+	}
+	// Disk extents shared between files of the index, in the order of
+	// their first reference.
+	var order []int64
+	for fi := range files {
+		for _, e := range files[fi].extents {
+			if rs := refs[e.DiskStart]; e.DiskStart != 0 && e.Flags&fiemap.FlagShared != 0 && len(rs) > 0 && rs[0].fi == fi && rs[0].e == e {
+				order = append(order, e.DiskStart)
+			}
+		}
+	}
+	for _, ds := range order {
+		ws, more := sharedLeftover(refs[ds], files, byDst, srcs, bs, minNet)
+		out = append(out, ws...)
+		relinks = append(relinks, more...)
+	}
+	slices.SortStableFunc(out, func(a, b rewriteAt) int {
+		// a.Freed/a.Bytes > b.Freed/b.Bytes first; both sides stay below
+		// 2^63 (extents are at most 128 MiB on btrfs, far less than 2^31).
+		if c := cmp.Compare(b.w.Freed*a.w.Bytes, a.w.Freed*b.w.Bytes); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.w.File.Path, b.w.File.Path); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.w.File.Off, b.w.File.Off)
 	})
+	return out, relinks
+}
+
+// ref is a file's reference to part of a disk extent.
+type ref struct {
+	fi int
+	e  fiemap.Extent
+}
+
+// span is a range of a file, [lo, hi).
+type span struct{ lo, hi int64 }
+
+// covered reports whether any of spans overlaps [lo, hi).
+func covered(spans []span, lo, hi int64) bool {
+	for _, s := range spans {
+		if s.lo < hi && lo < s.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// sharedLeftover plans the rewrite of a disk extent that files of the
+// index share (refs, in file order) and that is partly referred to by
+// none of them: an interrupted or limited run leaves such extents when a
+// line shares a range of an extent whose rewrite was not done, and so do
+// the copies of rewrites that later lines moved in part. Each block of
+// the extent still referred to gets an owner, the first file referring to
+// it there that no run moves away: the owner's blocks are copied (one
+// rewrite per owner, plan.Rewrite.Shared set), and the other files'
+// references are moved onto the owner's by the runs it returns, which
+// come after the rewrite (their source lies in its extent). A reference
+// that runs use as a source owns its block, for their lines then come
+// after its rewrite too. It declines when two references to a block are
+// sources, when a partial block does not end both ranges at EOF, when an owner's blocks
+// lie at different distances from their disk offsets, and when the net
+// gain is below minNet or a quarter of the extent. References from
+// outside the index (a snapshot not hashed) cannot be seen: the rewrite
+// then frees nothing.
+func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int][]span, bs, minNet int64) ([]rewriteAt, []run) {
+	if len(refs) < 2 {
+		return nil, nil
+	}
+	ds, diskLen := refs[0].e.DiskStart, refs[0].e.DiskLen
+	if diskLen <= 0 || diskLen%bs != 0 || diskLen > 1<<30 {
+		return nil, nil
+	}
+	dsts := make(map[int][]span)
+	for _, r := range refs {
+		f := &files[r.fi]
+		if r.e.Flags&(unfit&^fiemap.FlagShared) != 0 || f.class != files[refs[0].fi].class || !f.btrfs || f.stale ||
+			r.e.Logical%bs != 0 || (r.e.Physical-ds)%bs != 0 {
+			return nil, nil
+		}
+		if _, ok := dsts[r.fi]; !ok {
+			dsts[r.fi] = dstSpans(byDst[r.fi], bs)
+		}
+	}
+	// The references to each block of the extent, in file order.
+	type at struct {
+		fi  int
+		off int64
+		src bool // runs use it as a source: it must own the block
+	}
+	blocks := make([][]at, diskLen/bs)
+	for _, r := range refs {
+		for off := r.e.Logical; off < r.e.End() && off < files[r.fi].size; off += bs {
+			b := (r.e.Physical - ds + off - r.e.Logical) / bs
+			if b < 0 || b >= int64(len(blocks)) {
+				return nil, nil
+			}
+			if covered(dsts[r.fi], off, off+bs) {
+				continue // a run moves it
+			}
+			blocks[b] = append(blocks[b], at{r.fi, off, covered(srcs[r.fi], off, off+bs)})
+		}
+	}
+	// Each file owns blocks at one distance between disk and file
+	// offsets, that at which it refers to the most blocks (a file shared
+	// onto another's ranges refers to them at several); of the files
+	// referring to a block at their distance, the one referring to the
+	// most blocks owns it.
+	type fileDist struct{ fi, d int64 }
+	count := make(map[fileDist]int)
+	for b, as := range blocks {
+		for _, x := range as {
+			count[fileDist{int64(x.fi), ds + int64(b)*bs - x.off}]++
+		}
+	}
+	dist := make(map[int]int64)
+	for fd, n := range count {
+		if d, ok := dist[int(fd.fi)]; !ok || n > count[fileDist{fd.fi, d}] || (n == count[fileDist{fd.fi, d}] && fd.d < d) {
+			dist[int(fd.fi)] = fd.d
+		}
+	}
+	copies := make(map[int][]plan.Span) // by owner
+	var owners []int
+	var relinks []run
+	var written int64
+	for b, as := range blocks {
+		if len(as) == 0 {
+			continue
+		}
+		best, srcs := -1, 0
+		for k, x := range as {
+			d := ds + int64(b)*bs - x.off
+			if x.src {
+				// Its lines come after its rewrite, so they share the
+				// copy; no other run may move it first.
+				srcs++
+				if d != dist[x.fi] {
+					return nil, nil
+				}
+				best = k
+				continue
+			}
+			if srcs == 0 && d == dist[x.fi] && (best < 0 || count[fileDist{int64(x.fi), d}] > count[fileDist{int64(as[best].fi), dist[as[best].fi]}]) {
+				best = k
+			}
+		}
+		if best < 0 || srcs > 1 {
+			return nil, nil
+		}
+		as[0], as[best] = as[best], as[0]
+		o := as[0]
+		of := &files[o.fi]
+		n := min(bs, of.size-o.off)
+		if _, ok := copies[o.fi]; !ok {
+			owners = append(owners, o.fi)
+		}
+		if sp := copies[o.fi]; len(sp) > 0 && sp[len(sp)-1].Off+sp[len(sp)-1].Len == o.off {
+			sp[len(sp)-1].Len += n
+		} else {
+			copies[o.fi] = append(sp, plan.Span{Off: o.off, Len: n})
+		}
+		written += n
+		for _, x := range as[1:] {
+			m := min(bs, files[x.fi].size-x.off)
+			if m != n || (n < bs && (x.off+m != files[x.fi].size || o.off+n != of.size)) {
+				return nil, nil
+			}
+			if k := len(relinks) - 1; k >= 0 && relinks[k].len%bs == 0 &&
+				relinks[k].dst == mkloc(x.fi, x.off/bs)-loc(relinks[k].n) && relinks[k].src == mkloc(o.fi, o.off/bs)-loc(relinks[k].n) {
+				relinks[k].n++
+				relinks[k].len += m
+				continue
+			}
+			relinks = append(relinks, run{src: mkloc(o.fi, o.off/bs), dst: mkloc(x.fi, x.off/bs), n: 1, len: m})
+		}
+	}
+	net := diskLen - written
+	if written == 0 || net < minNet || 4*net < diskLen {
+		return nil, nil
+	}
+	var ws []rewriteAt
+	for _, fi := range owners {
+		sp := copies[fi]
+		var n int64
+		for _, s := range sp {
+			n += s.Len
+		}
+		first, last := sp[0], sp[len(sp)-1]
+		ws = append(ws, rewriteAt{&plan.Rewrite{
+			Type: plan.TypeRewrite, V: plan.Version, File: rangeOf(&files[fi], first.Off),
+			Len: last.Off + last.Len - first.Off, Physical: dist[fi] + first.Off, Copy: sp, Bytes: n,
+			Freed: net * n / written, Shared: true,
+		}, fi})
+	}
+	return ws, relinks
+}
+
+// dstSpans returns the destination ranges of runs.
+func dstSpans(runs []run, bs int64) []span {
+	out := make([]span, len(runs))
+	for i, r := range runs {
+		out[i] = span{r.dst.block() * bs, r.dst.block()*bs + r.len}
+	}
 	return out
 }
 
 const unfit = fiemap.FlagShared | fiemap.FlagDataInline | fiemap.FlagEncoded | fiemap.FlagUnwritten |
 	fiemap.FlagDelalloc | fiemap.FlagUnknown | fiemap.FlagNotAligned | fiemap.FlagDataEncrypted
 
-// rewriteOf returns the rewrite of disk extent g of f, if one pays.
+// rewriteOf returns the rewrite of disk extent g of f, if one pays. runs
+// are those whose destination is f.
 func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.Rewrite {
+	dist := g[0].Physical - g[0].Logical
 	for _, e := range g {
 		if e.Flags&unfit != 0 {
 			return nil
 		}
+		// applysame finds the pieces at the distance the plan implies; a
+		// piece cloned elsewhere in the file is not where it would look.
+		if e.Physical-e.Logical != dist {
+			return nil
+		}
 	}
 	var spans []plan.Span
-	var covered int64
 	for _, e := range g {
 		end := min(e.End(), f.size)
 		pos := e.Logical
@@ -56,28 +305,30 @@ func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.R
 			if lo > pos {
 				spans = append(spans, plan.Span{Off: pos, Len: lo - pos})
 			}
-			covered += hi - lo
 			pos = hi
 		}
 		if pos < end {
 			spans = append(spans, plan.Span{Off: pos, Len: end - pos})
 		}
 	}
-	if covered == 0 || len(spans) == 0 {
-		return nil // untouched, or covered whole (freed without a rewrite)
+	if len(spans) == 0 {
+		return nil // covered whole: freed without a rewrite
 	}
 	var written int64
 	for _, s := range spans {
 		written += s.Len
 	}
+	// The extent's size less what is written: the bytes the runs cover
+	// and, in a leftover, those nothing refers to any more.
 	n := length(g)
-	if covered < minNet || 4*covered < n {
+	net := n - written
+	if net < minNet || 4*net < n {
 		return nil
 	}
 	first, last := g[0], g[len(g)-1]
 	return &plan.Rewrite{
 		Type: plan.TypeRewrite, V: plan.Version,
 		File: rangeOf(f, first.Logical),
-		Len:  last.End() - first.Logical, Physical: first.Physical, Copy: spans, Bytes: written, Freed: n - written,
+		Len:  last.End() - first.Logical, Physical: first.Physical, Copy: spans, Bytes: written, Freed: net,
 	}
 }

@@ -179,6 +179,25 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 0, Physical: 3 << 30, Length: 4 * bs, DiskStart: 3 << 30, DiskLen: 16 * bs},
 				{Logical: 4 * bs, Physical: 3<<30 + 12*bs, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 16 * bs}}},
 		}, Options{}},
+		// Leftovers: d refers to 8 blocks of a 32-block disk extent and
+		// nothing else refers to the rest (an interrupted run left it), so
+		// copying the 8 frees 32; e refers to 8 of 9, which does not pay.
+		{"leftover", fstype.Btrfs, []tfile{
+			{path: "/m/d", blocks: "ABCDEFGH", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 4<<30 + 8*bs, Length: 8 * bs, Flags: fiemap.FlagLast, DiskStart: 4 << 30, DiskLen: 32 * bs}}},
+			{path: "/m/e", blocks: "IJKLMNOP", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 5 << 30, Length: 8 * bs, Flags: fiemap.FlagLast, DiskStart: 5 << 30, DiskLen: 9 * bs}}},
+		}, Options{}},
+		// Pinned: r refers to half of a 16-block disk extent, and d to the
+		// first 4 blocks of that half (a line shared them while the
+		// extent's rewrite waited): rewriting r's half and sharing d's
+		// range with the copy frees all 16 blocks.
+		{"pinned", fstype.Btrfs, []tfile{
+			{path: "/m/r", blocks: "ABCDEFGH", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 6 << 30, Length: 8 * bs, Flags: fiemap.FlagLast | fiemap.FlagShared, DiskStart: 6 << 30, DiskLen: 16 * bs}}},
+			{path: "/m/d", blocks: "ABCD", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 6 << 30, Length: 4 * bs, Flags: fiemap.FlagLast | fiemap.FlagShared, DiskStart: 6 << 30, DiskLen: 16 * bs}}},
+		}, Options{}},
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		{"min-len", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
 		{"whole-files-only", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},

@@ -1,0 +1,421 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"same/internal/dedupe"
+	"same/internal/fsys"
+	"same/internal/index"
+	"same/internal/plan"
+	"same/internal/runs"
+	"same/internal/scan"
+	"same/internal/testfs"
+)
+
+const mib = 1 << 20
+
+// unitTree writes a tree whose plan has a unit that needs no writing (two
+// whole copies of w) and two units with a rewrite each: img2 and img3
+// share 12 MiB with img1 and hold 4 MiB of their own.
+func unitTree(t *testing.T, dir string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(5, 5))
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	shared, w := rnd(12*mib), rnd(8*mib)
+	files := map[string][]byte{
+		"w1": w, "w2": w,
+		"img1": append(append([]byte(nil), shared...), rnd(4*mib)...),
+		"img2": append(append([]byte(nil), shared...), rnd(4*mib)...),
+		"img3": append(append([]byte(nil), shared...), rnd(4*mib)...),
+	}
+	for name, data := range files {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// night runs hashfile and findsame in-process on dir and applies the plan
+// with opt; it returns the plan, the results and Run's outcome.
+func night(t *testing.T, ctx context.Context, db, dir string, opt Options) (string, []plan.Result, *Stats, error) {
+	t.Helper()
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if _, err := scan.Run(context.Background(), ix, []string{dir}, scan.Options{BlockSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	var planOut bytes.Buffer
+	enc := json.NewEncoder(&planOut)
+	if _, err := runs.Find(context.Background(), ix, runs.Options{Live: true, Rewrite: true}, func(r plan.Record) error { return enc.Encode(r) }); err != nil {
+		t.Fatal(err)
+	}
+	if opt.RewriteLimit == 0 {
+		opt.RewriteLimit = 1 << 30
+	}
+	if opt.Reserve == 0 {
+		opt.Reserve = -1
+	}
+	opt.Chunk = mib
+	var out bytes.Buffer
+	st, err := Run(ctx, strings.NewReader(planOut.String()), &out, opt)
+	return planOut.String(), results(t, out.String()), st, err
+}
+
+// planFreed is what a plan says it frees.
+func planFreed(t *testing.T, p string) int64 {
+	var n int64
+	for line := range strings.Lines(p) {
+		var r struct{ Freed int64 }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		n += r.Freed
+	}
+	return n
+}
+
+// setFault sets both fault hooks for the test.
+func setFault(t *testing.T, f func(point string)) {
+	fault, dedupe.Fault = f, f
+	t.Cleanup(func() { fault, dedupe.Fault = nil, nil })
+}
+
+// TestInterruptAtEachStep cancels the run (as SIGINT does) at each step of
+// a unit with a rewrite: the unit is finished, no later unit starts and
+// each line not started is skipped, the filesystem holds no more than
+// before the run, and a second run frees what an uninterrupted one would.
+// Applying the completed plan again does nothing and fails nothing.
+func TestInterruptAtEachStep(t *testing.T) {
+	for _, point := range []string{"rewrite-copied", "rewrite-shared", "rewrite-done"} {
+		t.Run(point, func(t *testing.T) {
+			mnt := testfs.Mount(t, "btrfs", "512M")
+			dir := filepath.Join(mnt, "tree")
+			unitTree(t, dir)
+			before := testfs.SHA256Tree(t, dir)
+			free := testfs.FreeBytes(t, mnt)
+			db := filepath.Join(t.TempDir(), "index.db")
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			setFault(t, func(p string) {
+				if p == point {
+					cancel()
+				}
+			})
+			planOut, rs, _, err := night(t, ctx, db, dir, Options{Jobs: 2})
+			if !errors.Is(err, ErrInterrupted) {
+				t.Fatalf("Run = %v; want ErrInterrupted", err)
+			}
+			setFault(t, nil)
+			var skipped int
+			for _, r := range rs {
+				switch {
+				case r.Status == plan.StatusSkipped && r.Error == "interrupted":
+					skipped++
+				case r.Status != plan.StatusDone:
+					t.Errorf("line %d: %s %q; want done, or skipped as interrupted", r.Line, r.Status, r.Error)
+				}
+			}
+			if skipped == 0 {
+				t.Errorf("no line was skipped as interrupted:\n%s", planOut)
+			}
+			if after := testfs.FreeBytes(t, mnt); after < free-mib {
+				t.Errorf("after the interrupt, %d bytes free; want at least %d (start, less 1 MiB)", after, free-mib)
+			}
+
+			want := planFreed(t, planOut)
+			if _, rs, st, err := night(t, context.Background(), db, dir, Options{Jobs: 2}); err != nil || st.Failed() > 0 {
+				t.Fatalf("second run: %v, %+v\n%v", err, st, rs)
+			}
+			if freed := testfs.FreeBytes(t, mnt) - free; freed < want || freed > want+mib/2 {
+				t.Errorf("after the interrupt and a second run, freed %d bytes; want %d, and at most 512 KiB of metadata more", freed, want)
+			}
+			if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("content changed")
+			}
+
+			// The first plan again: all of it is done already.
+			var out bytes.Buffer
+			st, err := Run(context.Background(), strings.NewReader(planOut), &out, Options{RewriteLimit: 1 << 30, Reserve: -1})
+			if err != nil || st.Failed() > 0 || st.Written != 0 {
+				t.Errorf("applying the plan again: %v, %+v; want nothing failed, nothing written", err, st)
+			}
+			for _, r := range results(t, out.String()) {
+				if r.Status != plan.StatusDone {
+					t.Errorf("applying the plan again: line %d %s %q; want done", r.Line, r.Status, r.Error)
+				}
+			}
+		})
+	}
+}
+
+// TestNoSpace applies the plan on a btrfs filled to the last block, where
+// the copies do not fit until the unit that needs no writing has freed
+// room: the rewrites wait for it and two runs free what a roomy one does.
+// Then, with statfs made to report room that is not there, the copy runs
+// into ENOSPC: the rewrite is skipped (its copy went with its unnamed
+// file), nothing more is written, and its lines leave its extent alone.
+func TestNoSpace(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	dir := filepath.Join(mnt, "tree")
+	unitTree(t, dir)
+	before := testfs.SHA256Tree(t, dir)
+	fill(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+	db := filepath.Join(t.TempDir(), "index.db")
+
+	planOut, rs, st, err := night(t, context.Background(), db, dir, Options{Jobs: 2})
+	if err != nil || st.Failed() > 0 {
+		t.Fatalf("first run: %v, %+v\n%v", err, st, rs)
+	}
+	want := planFreed(t, planOut)
+	if _, rs, st, err := night(t, context.Background(), db, dir, Options{Jobs: 2}); err != nil || st.Failed() > 0 {
+		t.Fatalf("second run: %v, %+v\n%v", err, st, rs)
+	}
+	if freed := testfs.FreeBytes(t, mnt) - free; freed < want*9/10 {
+		t.Errorf("two runs on a full filesystem freed %d bytes; want at least 90%% of %d", freed, want)
+	}
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed")
+	}
+}
+
+// TestENOSPC makes the copy of the first rewrite run out of space.
+func TestENOSPC(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	dir := filepath.Join(mnt, "tree")
+	unitTree(t, dir)
+	if err := os.Remove(filepath.Join(dir, "w2")); err != nil { // nothing frees room
+		t.Fatal(err)
+	}
+	before := testfs.SHA256Tree(t, dir)
+	fill(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+	space = func(*os.File) (int64, int64, error) { return 1 << 40, 1 << 41, nil }
+	t.Cleanup(func() { space = statSpace })
+
+	_, rs, st, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 2, Reserve: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first rewrite runs out of space, those after it write nothing,
+	// and no destination in their files is deduplicated.
+	var failed []string
+	for i, r := range rs {
+		switch {
+		case r.Rewrite != nil && i == 0:
+			if r.Status != plan.StatusSkipped || r.Rewrite.Errno != "ENOSPC" || r.Rewrite.Shared != 0 {
+				t.Errorf("first rewrite: %s %+v %q; want skipped, ENOSPC, nothing shared", r.Status, r.Rewrite, r.Error)
+			}
+			failed = append(failed, r.Rewrite.Path)
+		case r.Rewrite != nil:
+			if r.Status != plan.StatusSkipped || !strings.HasPrefix(r.Error, "no more writing in this run: line 1 ran out of space") {
+				t.Errorf("later rewrite: %s %q; want skipped, no more writing", r.Status, r.Error)
+			}
+			failed = append(failed, r.Rewrite.Path)
+		default:
+			for _, d := range r.Dst {
+				if slices.Contains(failed, d.Path) && d.Status != plan.DstSkipped {
+					t.Errorf("line %d: %s %s; want it skipped, its extent's rewrite was not done", r.Line, d.Path, d.Status)
+				}
+			}
+		}
+	}
+	if len(rs) == 0 || rs[0].Rewrite == nil {
+		t.Fatalf("results %v; want a rewrite first", rs)
+	}
+	if st.Failed() != 0 {
+		t.Errorf("%d items failed; want none", st.Failed())
+	}
+	if after := testfs.FreeBytes(t, mnt); after < free-mib {
+		t.Errorf("%d bytes free after ENOSPC; want at least %d", after, free-mib)
+	}
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed")
+	}
+}
+
+// fill writes one file of random data beside the tree until not one more
+// block fits.
+func fill(t *testing.T, mnt string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, mib)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, n := range []int{mib, 64 << 10, 4096} {
+		for {
+			for i := range buf[:n] {
+				buf[i] = byte(rng.Uint32())
+			}
+			if _, err := f.Write(buf[:n]); err != nil {
+				break
+			}
+			if err := f.Sync(); err != nil {
+				break
+			}
+		}
+	}
+	if err := fsys.SyncFS(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTimeUp moves the clock past -max-time while the first unit with a
+// rewrite runs: that unit is finished and every later line is skipped.
+func TestTimeUp(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	unitTree(t, dir)
+	setFault(t, func(p string) {
+		if p == "rewrite-done" {
+			now = func() time.Time { return time.Now().Add(time.Hour) }
+		}
+	})
+	t.Cleanup(func() { now = time.Now })
+	_, rs, st, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 2, Deadline: time.Now().Add(time.Minute)})
+	if err != nil || st.Failed() > 0 {
+		t.Fatalf("Run = %v, %+v", err, st)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, string(r.Status)+" "+r.Error)
+	}
+	want := []string{"done ", "done ", "done ", "skipped time is up (-max-time)"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("results %q; want %q", got, want)
+	}
+}
+
+// TestTruncatedDuringCopy truncates the file being rewritten between its
+// copy and the share-back: nothing of it is shared, the run goes on, and
+// the unit's lines find the file stale.
+func TestTruncatedDuringCopy(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	unitTree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+	// Truncate whichever image the first rewrite copies.
+	var victim string
+	ix := filepath.Join(t.TempDir(), "index.db")
+	first := true
+	setFault(t, func(p string) {
+		if p != "rewrite-copied" || !first {
+			return
+		}
+		first = false
+		for _, name := range []string{"img2", "img3"} {
+			path := filepath.Join(dir, name)
+			if st, err := os.Stat(path); err == nil && st.Size() == 16*mib && victim == "" {
+				victim = path
+			}
+		}
+		if err := os.Truncate(victim, 8*mib); err != nil {
+			t.Error(err)
+		}
+	})
+	_, rs, _, err := night(t, context.Background(), ix, dir, Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rs[1] // the first rewrite, after the unit that needs no writing
+	if r.Rewrite == nil || (r.Status != plan.StatusDiffers && r.Status != plan.StatusError) || r.Rewrite.Shared != 0 {
+		t.Fatalf("rewrite of the truncated file: %+v %+v; want differs or error, nothing shared", r, r.Rewrite)
+	}
+	if after := testfs.FreeBytes(t, mnt); after < free-mib {
+		t.Errorf("%d bytes free; want at least %d", after, free-mib)
+	}
+}
+
+// TestBusy dedupes into a read-only snapshot that btrfs send is reading:
+// the kernel answers EAGAIN, and the destination is tried again after
+// each wait, then reported busy; once the send is gone, a retry dedupes it.
+func TestBusy(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	sv, snap := filepath.Join(mnt, "sv"), filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "create", sv)
+	data := randomBytes(8 * mib)
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(sv, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", sv, snap)
+	line := planLine(t, 8*mib, id(t, filepath.Join(sv, "a"), 0), id(t, filepath.Join(snap, "b"), 0))
+
+	// A send that nobody reads stays in progress once the pipe is full.
+	send := exec.Command("btrfs", "send", snap)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	send.Stdout = pw
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	stopSend := func() { pr.Close(); send.Wait() }
+	defer stopSend()
+	// The stream's first bytes come once the send is in progress; the
+	// rest (16 MiB of data) fills the pipe and holds it there.
+	if _, err := io.ReadFull(pr, make([]byte, 1)); err != nil {
+		t.Fatalf("btrfs send: %v", err)
+	}
+	saved := busyBackoff
+	busyBackoff = []time.Duration{time.Millisecond, time.Millisecond}
+	t.Cleanup(func() { busyBackoff = saved })
+
+	retries := 0
+	setFault(t, func(p string) {
+		if p == "busy-retry" {
+			retries++
+		}
+	})
+	var out bytes.Buffer
+	st, err := Run(context.Background(), strings.NewReader(line), &out, Options{})
+	r := results(t, out.String())[0]
+	if err != nil || r.Status != plan.StatusBusy || r.Dst[0].Errno != "EAGAIN" || st.Busy != 1 || st.Failed() != 0 || retries != 2 {
+		t.Fatalf("Run during a send = %v, %s %+v, %d retries, stats %+v; want busy EAGAIN after 2 retries, nothing failed", err, r.Status, r.Dst, retries, st)
+	}
+
+	setFault(t, func(p string) {
+		if p == "busy-retry" {
+			stopSend()
+		}
+	})
+	out.Reset()
+	if _, err := Run(context.Background(), strings.NewReader(line), &out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := results(t, out.String())[0]; r.Status != plan.StatusDone {
+		t.Errorf("retry once the send is gone: %s %+v; want done", r.Status, r.Dst)
+	}
+}
