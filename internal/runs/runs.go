@@ -497,8 +497,9 @@ func chain(files []file, maps []mapping, bs int64, o *Options) []run {
 }
 
 // shareable reports whether the block at doff of d may be deduplicated
-// against the block at soff of s: neither is inline, and they do not
-// already share their physical block. The cursors dc and sc look up d's
+// against the block at soff of s: neither is inline, they do not already
+// share their physical block, and they are not in one btrfs disk extent
+// (where sharing frees nothing). The cursors dc and sc look up d's
 // and s's extents.
 func shareable(d, s *file, doff, soff int64, dc, sc *cursor) bool {
 	de, dok := dc.at(d, doff)
@@ -507,6 +508,12 @@ func shareable(d, s *file, doff, soff int64, dc, sc *cursor) bool {
 		return false
 	}
 	if dok && sok && d.class == s.class && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
+		return false
+	}
+	if dok && sok && de.DiskStart != 0 && de.DiskStart == se.DiskStart && d.class == s.class {
+		// Both in one btrfs disk extent, at other offsets: sharing them
+		// frees nothing, the source keeps the extent alive (and a
+		// rewrite of it would only be undone).
 		return false
 	}
 	return true

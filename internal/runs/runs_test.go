@@ -209,6 +209,16 @@ func TestFindGolden(t *testing.T) {
 		// fs1 is alone in its class, and f, recorded by an older index
 		// under its st_dev, is left out until hashfile names its volume.
 		{"filesystems", fstype.Btrfs, classFiles, Options{}},
+		// a's blocks repeat within its one disk extent, and b's extent
+		// holds the same two blocks twice too: sharing a block with
+		// another of the same extent frees nothing, so a's repeats are
+		// not planned; b is planned against a, its extent freed.
+		{"same-extent", fstype.Btrfs, []tfile{
+			{path: "/m/a", blocks: "ABAB", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 2 << 30, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 2 << 30, DiskLen: 4 * bs}}},
+			{path: "/m/b", blocks: "ABAB", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 3 << 30, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 4 * bs}}},
+		}, Options{}},
 		// With SameOwner, files of different owners are never paired, and
 		// files whose owner is not recorded are left out.
 		{"same-owner", fstype.Btrfs, []tfile{
