@@ -13,6 +13,8 @@ import (
 	"same/internal/dedupe"
 	"same/internal/fsys"
 	"same/internal/plan"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrInterrupted is returned by Run when its context was cancelled.
@@ -168,8 +170,8 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		stats:        &Stats{},
 		devs:         make(map[uint64]*fsState),
 		ids:          make(map[string]*fsState),
-		notRewritten: make(map[fileKey][]notRewritten),
-		busyDevs:     make(map[uint64]bool),
+		notRewritten: make(map[plan.FileID][]notRewritten),
+		busyDevs:     make(map[plan.FileID]bool),
 	}
 	err := a.loop(ctx, src)
 	a.finish()
@@ -466,10 +468,10 @@ type applier struct {
 	ids     map[string]*fsState // by filesystem ID
 	order   []*fsState
 	// notRewritten holds the extents of rewrite lines not done, by file.
-	notRewritten map[fileKey][]notRewritten
+	notRewritten map[plan.FileID][]notRewritten
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
-	busyDevs map[uint64]bool
+	busyDevs map[plan.FileID]bool
 }
 
 // fault, when set (by tests), is called at the points of a unit of work
@@ -553,6 +555,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		f, bs, err := a.open(dst, pre)
 		if f != nil {
 			open = append(open, f)
+			r.Dst[i].ReadOnly = fsys.ReadOnly(f)
 		}
 		if err == nil {
 			err = checkAlign(dst, d.Len, bs)
@@ -602,7 +605,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 		var again []dedupe.Dest
 		var at []int
 		for k, i := range idx {
-			if r.Dst[i].Status == plan.DstBusy && !a.isBusy(d.Dst[i].Dev) {
+			if r.Dst[i].Status == plan.DstBusy && !a.isBusy(d.Dst[i].Volume()) {
 				again = append(again, dests[k])
 				at = append(at, i)
 			}
@@ -652,7 +655,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 		dr := &r.Dst[i]
 		switch dr.Status {
 		case plan.DstBusy:
-			a.setBusy(d.Dst[i].Dev)
+			a.setBusy(d.Dst[i].Volume())
 			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
 		case plan.DstDiffers, plan.DstError:
 			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
@@ -660,13 +663,13 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 	}
 }
 
-func (a *applier) isBusy(dev uint64) bool {
+func (a *applier) isBusy(dev plan.FileID) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.busyDevs[dev]
 }
 
-func (a *applier) setBusy(dev uint64) {
+func (a *applier) setBusy(dev plan.FileID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.busyDevs[dev] = true
@@ -767,10 +770,14 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	var fst unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+		return f, 0, err
+	}
+	dev := uint64(fst.Dev)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	// Open verified that f is on device r.Dev.
-	if st, ok := a.devs[r.Dev]; ok {
+	if st, ok := a.devs[dev]; ok {
 		return f, st.fs.BlockSize, nil
 	}
 	fs, err := fsys.StatFS(f)
@@ -792,7 +799,7 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 		a.ids[fs.ID] = st
 		a.order = append(a.order, st)
 	}
-	a.devs[r.Dev] = st
+	a.devs[dev] = st
 	return f, fs.BlockSize, nil
 }
 

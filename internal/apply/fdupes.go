@@ -75,13 +75,13 @@ func group(line int, paths []string) item {
 		err := errs[i+1]
 		switch {
 		case err != nil:
-		case dst.Dev == src.Dev && dst.Ino == src.Ino:
+		case dst.File() == src.File():
 			err = fmt.Errorf("%w: hard link to the source", errSkip)
 		case dst.Size != src.Size:
 			err = fmt.Errorf("%w: size %d, source has %d", dedupe.ErrDiffers, dst.Size, src.Size)
 		}
 		for _, prev := range it.d.Dst[:i] {
-			if err == nil && dst.Dev == prev.Dev && dst.Ino == prev.Ino {
+			if err == nil && dst.File() == prev.File() {
 				err = fmt.Errorf("%w: hard link to %s", errSkip, prev.Path)
 			}
 		}

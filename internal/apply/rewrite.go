@@ -12,6 +12,8 @@ import (
 	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/internal/plan"
+
+	"golang.org/x/sys/unix"
 )
 
 // errExtentShared says that something else refers to the extent, so a
@@ -102,7 +104,7 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		r.Status = plan.StatusChecked
 		return r, false
 	}
-	if err := a.room(f, w.File.Dev, max(need-w.Bytes+bytes, bytes)); err != nil {
+	if err := a.room(f, max(need-w.Bytes+bytes, bytes)); err != nil {
 		if mayWait && errors.Is(err, errNoRoom) {
 			return nil, true
 		}
@@ -132,14 +134,14 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 var errNoRoom = errors.New("not enough room")
 
 // room says why a rewrite that writes n bytes on f's filesystem (f is on
-// device dev) may not start: an earlier one ran out of space, or the space
+// device) may not start: an earlier one ran out of space, or the space
 // available would fall below the reserve. On a filesystem that had less
 // than the reserve available when the run first asked, the floor is half
 // of what it had then: rewrites that fit in that, and the space they
 // free, are how a full filesystem is freed. Before it refuses, it commits
 // the filesystem once since the last rewrite, for the space that
 // dedupe lines freed shows only then.
-func (a *applier) room(f *os.File, dev uint64, n int64) error {
+func (a *applier) room(f *os.File, n int64) error {
 	if a.noSpace != "" {
 		return fmt.Errorf("no more writing in this run: %s (ENOSPC)", a.noSpace)
 	}
@@ -147,8 +149,12 @@ func (a *applier) room(f *os.File, dev uint64, n int64) error {
 	if err != nil {
 		return err
 	}
+	var fst unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+		return err
+	}
 	a.mu.Lock()
-	st := a.devs[dev]
+	st := a.devs[uint64(fst.Dev)]
 	a.mu.Unlock()
 	reserve := a.opt.Reserve
 	if reserve < 0 {
@@ -188,12 +194,9 @@ func DefaultReserve(size int64) int64 { return min(size/50, 1<<30) }
 func (a *applier) undone(w *plan.Rewrite) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	k := fileKey{w.File.Dev, w.File.Ino}
+	k := w.File.File()
 	a.notRewritten[k] = append(a.notRewritten[k], notRewritten{w.File.Off, w.File.Off + w.Len, w})
 }
-
-// fileKey names a file by device and inode.
-type fileKey struct{ dev, ino uint64 }
 
 // notRewritten is the extent of a rewrite line that was not done.
 type notRewritten struct {
@@ -206,7 +209,7 @@ type notRewritten struct {
 func (a *applier) inUndone(r plan.Range, n int64) *plan.Rewrite {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, e := range a.notRewritten[fileKey{r.Dev, r.Ino}] {
+	for _, e := range a.notRewritten[r.File()] {
 		if e.lo < r.Off+n && r.Off < e.hi {
 			return e.w
 		}

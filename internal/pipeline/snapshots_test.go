@@ -3,6 +3,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,26 @@ func TestSnapshotsFreed(t *testing.T) {
 		}
 	}
 	allDone(t, results)
+	// Results say which destinations were in read-only snapshots.
+	ro := 0
+	for line := range strings.Lines(results) {
+		var r plan.Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range r.Dst {
+			inSnap := strings.Contains(d.Path, "/snap")
+			if d.ReadOnly != inSnap {
+				t.Errorf("result for %s: readonly %v; want %v", d.Path, d.ReadOnly, inSnap)
+			}
+			if d.ReadOnly {
+				ro++
+			}
+		}
+	}
+	if ro != 3 { // snap1/b, snap2/b, snap2/d
+		t.Errorf("%d destinations in read-only snapshots; want 3\n%s", ro, results)
+	}
 	freed := testfs.FreeBytes(t, mnt) - free
 	// b's extent (referred to by live, snap1 and snap2) and d's (live and
 	// snap2): 8 MiB.

@@ -431,9 +431,21 @@ func (r Range) validate(name string, length int64) error {
 	return nil
 }
 
-func (r Range) sameFile(o Range) bool {
-	return r.FS == o.FS && r.Subvol == o.Subvol && r.Dev == o.Dev && r.Ino == o.Ino
+func (r Range) sameFile(o Range) bool { return r.File() == o.File() }
+
+// FileID names a file for good: its filesystem's ID and subvolume (or, in
+// plans of version 1, its st_dev) and its inode.
+type FileID struct {
+	FS          string
+	Subvol, Dev uint64
+	Ino         uint64
 }
+
+// File returns the FileID of the file of r.
+func (r Range) File() FileID { return FileID{r.FS, r.Subvol, r.Dev, r.Ino} }
+
+// Volume returns the FileID of r's volume: its file's, without the inode.
+func (r Range) Volume() FileID { return FileID{FS: r.FS, Subvol: r.Subvol, Dev: r.Dev} }
 
 // fileID names the file of r in messages.
 func (r Range) fileID() string {

@@ -100,4 +100,8 @@ type DstResult struct {
 	// Errno is the symbolic errno ("EPERM") behind an error, if any.
 	Errno string `json:"errno,omitempty"`
 	Error string `json:"error,omitempty"`
+	// ReadOnly says the destination is in a read-only btrfs subvolume (a
+	// read-only snapshot), which root may deduplicate into (see
+	// docs/security.md; findsame -no-readonly plans none).
+	ReadOnly bool `json:"readonly,omitempty"`
 }
