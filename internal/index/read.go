@@ -143,3 +143,22 @@ func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// EncodedFiles returns the files some of whose recorded extents are
+// encoded (compressed, on btrfs).
+func (ix *Index) EncodedFiles(ctx context.Context) (map[int64]bool, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT DISTINCT file FROM extents WHERE flags & ? != 0", fiemap.FlagEncoded)
+	if err != nil {
+		return nil, fmt.Errorf("read extents: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[int64]bool)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read extents: %w", err)
+		}
+		m[id] = true
+	}
+	return m, rows.Err()
+}

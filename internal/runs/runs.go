@@ -104,8 +104,10 @@ type file struct {
 	// readonly marks a file in a read-only subvolume, with
 	// Options.NoReadOnly: never a destination.
 	readonly bool
-	btrfs    bool
-	fsBlock  int64 // the filesystem's block size
+	// encoded marks a file with compressed extents when it was hashed.
+	encoded bool
+	btrfs   bool
+	fsBlock int64 // the filesystem's block size
 	// class groups the files that can share storage: those on one
 	// filesystem (btrfs subvolumes included) with the same NOCOW
 	// attribute (and with Options.SameOwner, the same owner).
@@ -271,6 +273,13 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.NoReadOnly && o.Live {
 		markReadOnly(files)
 	}
+	encoded, err := ix.EncodedFiles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range files {
+		files[i].encoded = encoded[files[i].id]
+	}
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	for i, f := range files {
 		byID[f.id] = i
@@ -435,12 +444,16 @@ func appendGroup(maps []mapping, files []file, g []pair) []mapping {
 
 // better reports whether a copy in file a is a better source than one in
 // b: in a read-only subvolume that may not be a destination, else in a
-// larger file.
+// larger file, else stored compressed (the copy that takes less disk is
+// the one to keep).
 func better(a, b *file) bool {
 	if a.readonly != b.readonly {
 		return a.readonly
 	}
-	return a.size > b.size
+	if a.size != b.size {
+		return a.size > b.size
+	}
+	return a.encoded && !b.encoded
 }
 
 // appendClasses is appendGroup for a group of several classes: each

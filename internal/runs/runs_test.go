@@ -209,6 +209,14 @@ func TestFindGolden(t *testing.T) {
 		// fs1 is alone in its class, and f, recorded by an older index
 		// under its st_dev, is left out until hashfile names its volume.
 		{"filesystems", fstype.Btrfs, classFiles, Options{}},
+		// a and c are stored plain, b compressed: b is kept, a and c share
+		// its storage.
+		{"compressed-source", fstype.Btrfs, []tfile{
+			{path: "/m/a", blocks: "ABCD"},
+			{path: "/m/b", blocks: "ABCD", extents: []fiemap.Extent{
+				{Logical: 0, Physical: 2 << 30, Length: 4 * bs, Flags: fiemap.FlagEncoded | fiemap.FlagLast, DiskStart: 2 << 30, DiskLen: bs}}},
+			{path: "/m/c", blocks: "ABCD"},
+		}, Options{}},
 		// a's blocks repeat within its one disk extent, and b's extent
 		// holds the same two blocks twice too: sharing a block with
 		// another of the same extent frees nothing, so a's repeats are
