@@ -59,7 +59,14 @@ func parse(name, help string) (*page, error) {
 				return nil, errors.New(`help does not start with "Usage: "`)
 			}
 			for _, l := range lines {
-				p.synopsis = append(p.synopsis, strings.TrimSpace(strings.TrimPrefix(l, "Usage:")))
+				t := strings.TrimSpace(strings.TrimPrefix(l, "Usage:"))
+				if n := len(p.synopsis); n > 0 && strings.HasPrefix(l, "   ") && strings.HasPrefix(t, "[") {
+					// A long synopsis wrapped onto the next line, under
+					// its flags.
+					p.synopsis[n-1] += " " + t
+					continue
+				}
+				p.synopsis = append(p.synopsis, t)
 			}
 			continue
 		}
