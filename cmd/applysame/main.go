@@ -141,7 +141,10 @@ import (
 
 	"same/internal/apply"
 	"same/internal/cli"
+	"same/internal/fstype"
 	"same/internal/plan"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -375,13 +378,24 @@ func printSummary(w io.Writer, s *apply.Stats, dryRun bool) {
 		return
 	}
 	for _, f := range s.FS {
+		at := mountOf(f.Path)
 		if f.Err != nil {
-			fmt.Fprintf(w, "applysame: %s filesystem of %s: cannot measure freed space: %v\n", f.Type, f.Path, f.Err)
+			fmt.Fprintf(w, "applysame: %s filesystem at %s: cannot measure freed space: %v\n", f.Type, at, f.Err)
 			continue
 		}
-		fmt.Fprintf(w, "applysame: %s filesystem of %s: freed %d bytes (%s), free %s before, %s after\n",
-			f.Type, f.Path, f.Freed(), cli.Bytes(f.Freed()), cli.Bytes(f.FreeBefore), cli.Bytes(f.FreeAfter))
+		fmt.Fprintf(w, "applysame: %s filesystem at %s: freed %d bytes (%s), free %s before, %s after\n",
+			f.Type, at, f.Freed(), cli.Bytes(f.Freed()), cli.Bytes(f.FreeBefore), cli.Bytes(f.FreeAfter))
 	}
+}
+
+// mountOf names where the filesystem holding path is mounted, or path
+// itself if that cannot be told.
+func mountOf(path string) string {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return path
+	}
+	return fstype.MountPoint(uint64(st.Dev), path)
 }
 
 // reserveFlag is -reserve: a size, or -1 for the default.

@@ -168,7 +168,7 @@ func dstStatuses(r plan.Result) []plan.Status {
 	return s
 }
 
-var freedRE = regexp.MustCompile(`filesystem of \S+: freed (-?\d+) bytes`)
+var freedRE = regexp.MustCompile(`filesystem at \S+: freed (-?\d+) bytes`)
 
 // freed returns the bytes freed that the summary reports.
 func freed(t *testing.T, stderr string) int64 {

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/cli"
 	"same/internal/testfs"
 )
 
@@ -197,5 +199,27 @@ func prealloc(t *testing.T, path string, data []byte, size int64) {
 	}
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUnmountedRoot refuses a root whose filesystem is no longer mounted
+// there (the mount point is an empty directory of the filesystem above):
+// it is an error, and the files recorded under it stay in the index.
+func TestUnmountedRoot(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	writeFile(t, filepath.Join(mnt, "a"), randomBytes(1, 9000))
+	writeFile(t, filepath.Join(mnt, "d", "b"), randomBytes(2, 9000))
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	testfs.Run(t, "umount", mnt)
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if got := cli.Status(err); got != cli.ExitError || err == nil ||
+		!strings.Contains(err.Error(), "root "+mnt+": on ") || !strings.Contains(err.Error(), "is a filesystem not mounted there?") {
+		t.Errorf("hashfile on the unmounted root = %v (exit %d)\n%s; want exit 1, the root named, the filesystem not mounted", err, got, stderr)
+	}
+	if got := indexed(t, db); len(got) != 2 {
+		t.Errorf("index holds %d files; want the 2 recorded", len(got))
 	}
 }

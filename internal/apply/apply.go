@@ -568,6 +568,11 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			continue
 		}
 		if a.opt.DryRun {
+			if err := mayDedupeInto(f); err != nil {
+				a.setDst(&r.Dst[i], err)
+				a.opt.Report(&ItemError{it.line, dst.Path, err})
+				continue
+			}
 			r.Dst[i].Status = plan.DstChecked
 			continue
 		}
@@ -844,4 +849,22 @@ func checkAlign(r plan.Range, length, bs int64) error {
 			length, bs, r.Off, r.Off+length, r.Size)
 	}
 	return nil
+}
+
+// mayDedupeInto returns the error the kernel would give a dedupe into f
+// for want of permission: it takes CAP_SYS_ADMIN (root here), owning the
+// file, or being able to open it for writing.
+func mayDedupeInto(f *os.File) error {
+	euid := os.Geteuid()
+	if euid == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if int(st.Uid) == euid || unix.Faccessat(unix.AT_FDCWD, f.Name(), unix.W_OK, unix.AT_EACCESS) == nil {
+		return nil
+	}
+	return dedupe.Explain(unix.EPERM)
 }

@@ -289,6 +289,10 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 	return out
 }
 
+// Explain returns errno as the dedupe ioctl's error: with a message that
+// says what it means for deduplication, unwrapping to errno.
+func Explain(errno syscall.Errno) error { return errnoError(errno) }
+
 // errnoError gives a kernel error a message that says what it means for
 // deduplication. It unwraps to the errno.
 func errnoError(err error) error {

@@ -5,6 +5,7 @@ package dedupe
 import (
 	"context"
 	"os"
+	"syscall"
 
 	"same/internal/plan"
 )
@@ -33,3 +34,6 @@ func ErrnoName(err error) string { return "" }
 func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (int64, int64, error) {
 	return 0, 0, ErrUnsupported
 }
+
+// Explain returns errno.
+func Explain(errno syscall.Errno) error { return errno }

@@ -354,7 +354,7 @@ func TestNoCOWAndSubvolumes(t *testing.T) {
 	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 8*MiB) {
 		t.Errorf("freed %d bytes; want %d (and up to %d of metadata)", freed, 8*MiB, metadataSlack)
 	}
-	if n := strings.Count(applyErr, "btrfs filesystem of "); n != 1 {
+	if n := strings.Count(applyErr, "btrfs filesystem at "); n != 1 {
 		t.Errorf("applysame summary reports %d btrfs filesystems; want 1 for two subvolumes:\n%s", n, applyErr)
 	}
 	if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {

@@ -176,6 +176,7 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	if o.Error == nil {
 		o.Error = func(string, error) {}
 	}
+	roots = distinctRoots(roots)
 	rootVols, err := checkRoots(ctx, ix, roots, o.NewFS, o.Listed)
 	if err != nil {
 		return Stats{}, err
@@ -221,7 +222,9 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 	// The writer.
 	writeErr := make(chan error, 1)
 	ru := &reuser{ix: ix, bs: int64(o.BlockSize)}
-	go func() { writeErr <- write(ix, ops, ru) }()
+	// When the index cannot take more (its disk is full, say), the run
+	// stops reading rather than read the rest of the tree for nothing.
+	go func() { writeErr <- write(ix, ops, ru, cancel) }()
 
 	// The readers.
 	var readers sync.WaitGroup
@@ -462,6 +465,26 @@ func Run(ctx context.Context, ix *index.Index, roots []string, o Options) (Stats
 		return st, walkErr
 	}
 	return st, ctx.Err()
+}
+
+// distinctRoots returns roots without repeats and without the roots that
+// lie under another, in their order: walking a tree twice would count
+// every file in it as a hard link of itself.
+func distinctRoots(roots []string) []string {
+	var out []string
+	for i, r := range roots {
+		covered := false
+		for j, o := range roots {
+			if j != i && walk.Under(r, o) && (r != o || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func underAny(path string, roots []string) bool {
@@ -705,7 +728,7 @@ const (
 	batchTime  = time.Second
 )
 
-func write(ix *index.Index, ops <-chan op, ru *reuser) error {
+func write(ix *index.Index, ops <-chan op, ru *reuser, failed func()) error {
 	var tx *index.Tx
 	var n, bytes int
 	var opened time.Time
@@ -719,8 +742,13 @@ func write(ix *index.Index, ops <-chan op, ru *reuser) error {
 		}
 		puts = puts[:0]
 	}
+	stopped := false
 	for o := range ops {
 		if err != nil {
+			if !stopped {
+				stopped = true
+				failed()
+			}
 			continue // drain, so senders never block
 		}
 		if tx == nil {

@@ -311,3 +311,16 @@ func TestHashReplaced(t *testing.T) {
 		t.Errorf("the FIFO was opened")
 	}
 }
+
+// A root given twice, or under another root, is walked once: its files
+// are not hard links of themselves.
+func TestRootsOverlap(t *testing.T) {
+	dir := t.TempDir()
+	writeRandom(t, filepath.Join(dir, "a"), 1, 5000)
+	writeRandom(t, filepath.Join(dir, "sub", "b"), 2, 5000)
+	ix := openIndex(t)
+	st, err := runScan(t, context.Background(), ix, dir, filepath.Join(dir, "sub"), dir)
+	if err != nil || st.Seen != 2 || st.Hashed != 2 || st.Links != 0 {
+		t.Errorf("Run = %+v, %v; want 2 files seen and hashed, no hard links", st, err)
+	}
+}
