@@ -24,9 +24,12 @@
 //
 // # What is never planned
 //
-// Zero blocks (and so holes and unwritten extents), blocks in inline
-// extents, and pairs that already share their physical block: a re-run
-// after applysame plans nothing. With Options.Live, the extents compared
+// Zero blocks (and so holes and unwritten extents) on their own, blocks in
+// inline extents, pairs that already share their physical block, and
+// pairs in one btrfs disk extent: a re-run after applysame plans nothing.
+// Zero blocks are planned only inside a run, where both sides hold them at
+// the same place between blocks that match (see bridge): on btrfs each
+// one left out would keep its whole extent alive. With Options.Live, the extents compared
 // are those the files have now, not those recorded when they were hashed:
 // deduplication changes extents but not the identity hashfile checks, so
 // the index alone cannot know what applysame shared since. Files changed

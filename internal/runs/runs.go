@@ -191,6 +191,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	}
 	runs := chain(files, maps, bs, &o)
 	maps = nil
+	if runs, err = bridge(ctx, ix, files, runs, bs); err != nil {
+		return sum, err
+	}
 	runs = filter(runs, o)
 	var refs func(int, int64) ([]fiemap.Ref, bool)
 	if o.Live {

@@ -143,7 +143,11 @@ func TestFindGolden(t *testing.T) {
 				{Logical: 0, Physical: 1 << 30, Length: 2 * bs, Flags: fiemap.FlagShared},
 				{Logical: 2 * bs, Physical: 5 << 30, Length: 2 * bs, Flags: fiemap.FlagLast}}},
 		}, Options{}},
-		{"zero-blocks", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "A..B"}, {path: "/m/b", blocks: "A..B"}, {path: "/m/z", blocks: "...."}}, Options{}},
+		// Zero blocks are never grouped, but a run goes on across the
+		// zero blocks both its sides hold at the same place (b's extent
+		// is covered whole, and freed); c's zero blocks are not at the
+		// same place as a's, and its runs stay apart.
+		{"zero-blocks", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "A..B"}, {path: "/m/b", blocks: "A..B"}, {path: "/m/c", blocks: "A.B."}, {path: "/m/z", blocks: "...."}}, Options{}},
 		{"inline", fstype.Btrfs, []tfile{
 			{path: "/m/a", tail: 100, extents: []fiemap.Extent{{Length: bs, Flags: fiemap.FlagDataInline | fiemap.FlagLast}}},
 			{path: "/m/b", tail: 100, extents: []fiemap.Extent{{Length: bs, Flags: fiemap.FlagDataInline | fiemap.FlagLast}}},
@@ -335,7 +339,8 @@ func checkPlan(t *testing.T, files []tfile, out string) {
 		want := blockOf(d.Src.Path, d.Src.Off, n)
 		srcs = append(srcs, span{d.Src.Path, d.Src.Off, d.Src.Off + d.Len})
 		for _, r := range d.Dst {
-			if got := blockOf(r.Path, r.Off, n); got != want || strings.Contains(got, ".") {
+			// Zero blocks only inside a run, between others (see bridge).
+			if got := blockOf(r.Path, r.Off, n); got != want || strings.HasPrefix(got, ".") || strings.HasSuffix(got, ".") {
 				t.Errorf("%s@%d holds %q; source %s@%d holds %q", r.Path, r.Off, got, d.Src.Path, d.Src.Off, want)
 			}
 			dsts = append(dsts, span{r.Path, r.Off, r.Off + d.Len})
