@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"same/internal/dedupe"
+	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/internal/plan"
 
@@ -546,7 +547,8 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 	}
 
 	var dests []dedupe.Dest
-	var idx []int // index in d.Dst of each of dests
+	var idx []int              // index in d.Dst of each of dests
+	var srcExt []fiemap.Extent // read once a destination needs them
 	for i, dst := range d.Dst {
 		var pre error
 		if it.dstErr != nil {
@@ -578,6 +580,14 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		}
 		if w := a.inUndone(dst, d.Len); w != nil {
 			r.Dst[i].Error = fmt.Sprintf("the rewrite of its extent (%s at %d) was not done: sharing part of the extent would free nothing", w.File.Path, w.File.Off)
+			continue
+		}
+		if srcExt == nil {
+			srcExt = extentsOf(src)
+		}
+		if sharesStorage(srcExt, d.Src.Off, extentsOf(f), dst.Off, d.Len) {
+			// Shared already (this plan applied before): nothing to read.
+			r.Dst[i].Status, r.Dst[i].Bytes = plan.DstDeduped, d.Len
 			continue
 		}
 		dests = append(dests, dedupe.Dest{File: f, Off: dst.Off})
