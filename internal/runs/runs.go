@@ -489,7 +489,7 @@ func chain(files []file, maps []mapping, bs int64, o *Options) []run {
 			o.progress("chaining", int64(i), int64(len(maps)), "blocks")
 		}
 		df, sf := &files[m.dst.file()], &files[m.src.file()]
-		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc) {
+		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc, o.Rewrite) {
 			cur = nil
 			continue
 		}
@@ -514,10 +514,10 @@ func chain(files []file, maps []mapping, bs int64, o *Options) []run {
 
 // shareable reports whether the block at doff of d may be deduplicated
 // against the block at soff of s: neither is inline, they do not already
-// share their physical block, and they are not in one btrfs disk extent
-// (where sharing frees nothing). The cursors dc and sc look up d's
+// share their physical block, and, without rewrites, they are not in one
+// btrfs disk extent (where sharing frees nothing). The cursors dc and sc look up d's
 // and s's extents.
-func shareable(d, s *file, doff, soff int64, dc, sc *cursor) bool {
+func shareable(d, s *file, doff, soff int64, dc, sc *cursor, rewrite bool) bool {
 	de, dok := dc.at(d, doff)
 	se, sok := sc.at(s, soff)
 	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
@@ -526,10 +526,11 @@ func shareable(d, s *file, doff, soff int64, dc, sc *cursor) bool {
 	if dok && sok && d.class == s.class && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
 		return false
 	}
-	if dok && sok && de.DiskStart != 0 && de.DiskStart == se.DiskStart && d.class == s.class {
+	if !rewrite && dok && sok && de.DiskStart != 0 && de.DiskStart == se.DiskStart && d.class == s.class {
 		// Both in one btrfs disk extent, at other offsets: sharing them
-		// frees nothing, the source keeps the extent alive (and a
-		// rewrite of it would only be undone).
+		// frees nothing, the source keeps the extent alive. (A rewrite
+		// of the extent, which moves the source out of it first, makes
+		// it free the extent.)
 		return false
 	}
 	return true

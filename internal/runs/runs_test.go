@@ -222,9 +222,10 @@ func TestFindGolden(t *testing.T) {
 			{path: "/m/c", blocks: "ABCD"},
 		}, Options{}},
 		// a's blocks repeat within its one disk extent, and b's extent
-		// holds the same two blocks twice too: sharing a block with
-		// another of the same extent frees nothing, so a's repeats are
-		// not planned; b is planned against a, its extent freed.
+		// holds the same two blocks twice too: b is planned against a,
+		// its extent freed, and a's repeats with a rewrite of a's extent,
+		// which moves their source out of it first (without rewrites,
+		// sharing within one extent frees nothing: TestSameExtent).
 		{"same-extent", fstype.Btrfs, []tfile{
 			{path: "/m/a", blocks: "ABAB", extents: []fiemap.Extent{
 				{Logical: 0, Physical: 2 << 30, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 2 << 30, DiskLen: 4 * bs}}},
@@ -525,5 +526,21 @@ func TestFileTooLarge(t *testing.T) {
 	}
 	if len(lines) != 1 || lines[0] != "/m/a>/m/b" {
 		t.Errorf("plan = %q; want [/m/a>/m/b]", lines)
+	}
+}
+
+// Without rewrites, a range is never planned against another range of the
+// same btrfs disk extent: the source would keep the extent alive.
+func TestSameExtent(t *testing.T) {
+	ix := build(t, fstype.Btrfs, []tfile{
+		{path: "/m/a", blocks: "ABAB", extents: []fiemap.Extent{
+			{Logical: 0, Physical: 2 << 30, Length: 4 * bs, Flags: fiemap.FlagLast, DiskStart: 2 << 30, DiskLen: 4 * bs}}},
+	})
+	sum, err := Find(context.Background(), ix, Options{}, func(r plan.Record) error {
+		t.Errorf("planned %+v; want nothing", r)
+		return nil
+	})
+	if err != nil || sum.Lines != 0 {
+		t.Errorf("Find = %+v, %v; want no lines", sum, err)
 	}
 }
