@@ -583,9 +583,9 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			continue
 		}
 		if srcExt == nil {
-			srcExt = extentsOf(src)
+			srcExt = extentsIn(src, d.Src.Off, d.Len)
 		}
-		if sharesStorage(srcExt, d.Src.Off, extentsOf(f), dst.Off, d.Len) {
+		if sharesStorage(srcExt, d.Src.Off, extentsIn(f, dst.Off, d.Len), dst.Off, d.Len) {
 			// Shared already (this plan applied before): nothing to read.
 			r.Dst[i].Status, r.Dst[i].Bytes = plan.DstDeduped, d.Len
 			continue

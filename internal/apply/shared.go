@@ -35,9 +35,10 @@ func sharesStorage(sext []fiemap.Extent, soff int64, dext []fiemap.Extent, doff,
 	return n > 0
 }
 
-// extentsOf returns f's FIEMAP extents, or nil when they cannot be read.
-func extentsOf(f *os.File) []fiemap.Extent {
-	ext, err := fiemap.Extents(f)
+// extentsIn returns f's FIEMAP extents holding the n bytes at off, or nil
+// when they cannot be read.
+func extentsIn(f *os.File, off, n int64) []fiemap.Extent {
+	ext, err := fiemap.ExtentsIn(f, off, n)
 	if err != nil {
 		return nil
 	}

@@ -50,11 +50,26 @@ type request struct {
 // sync the file's delayed allocations first. Filesystems without FIEMAP
 // (tmpfs, for one) give ErrUnsupported.
 func Extents(f *os.File) ([]Extent, error) {
+	return extents(f, 0, ^uint64(0), flagSync)
+}
+
+// ExtentsIn returns the extents of f that hold some of the n bytes at
+// off, as they are now, without first writing back what is cached (whose
+// extents show delayed, FlagDelalloc): a look, cheap where Extents would
+// flush the file and map all of it.
+func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	return extents(f, uint64(off), uint64(off+n), 0)
+}
+
+// extents maps f from start to end with FIEMAP flags.
+func extents(f *os.File, start, end uint64, flags uint32) ([]Extent, error) {
 	var out []Extent
 	var req request
-	start := uint64(0)
 	for {
-		req.h = header{start: start, length: ^uint64(0) - start, flags: flagSync, extentCount: batch}
+		req.h = header{start: start, length: end - start, flags: flags, extentCount: batch}
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(unsafe.Pointer(&req)))
 		if errno != 0 {
 			if errors.Is(errno, unix.EOPNOTSUPP) || errors.Is(errno, unix.ENOTTY) {
@@ -75,7 +90,7 @@ func Extents(f *os.File) ([]Extent, error) {
 			})
 		}
 		last := req.ext[n-1]
-		if last.flags&FlagLast != 0 {
+		if last.flags&FlagLast != 0 || last.logical+last.length >= end {
 			return out, nil
 		}
 		start = last.logical + last.length

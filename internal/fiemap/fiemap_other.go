@@ -17,3 +17,6 @@ type Ref struct {
 
 // ExtentRefs returns ErrNoTreeSearch.
 func ExtentRefs(f *os.File, disk int64) ([]Ref, bool, error) { return nil, false, ErrNoTreeSearch }
+
+// ExtentsIn returns ErrUnsupported.
+func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) { return nil, ErrUnsupported }
