@@ -470,6 +470,8 @@ type applier struct {
 	order   []*fsState
 	// notRewritten holds the extents of rewrite lines not done, by file.
 	notRewritten map[plan.FileID][]notRewritten
+	// ro caches, by st_dev, whether a subvolume is read-only.
+	ro map[uint64]bool
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
 	busyDevs map[plan.FileID]bool
@@ -557,7 +559,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		f, bs, err := a.open(dst, pre)
 		if f != nil {
 			open = append(open, f)
-			r.Dst[i].ReadOnly = fsys.ReadOnly(f)
+			r.Dst[i].ReadOnly = a.readOnly(f)
 		}
 		if err == nil {
 			err = checkAlign(dst, d.Len, bs)
@@ -877,4 +879,27 @@ func mayDedupeInto(f *os.File) error {
 		return nil
 	}
 	return dedupe.Explain(unix.EPERM)
+}
+
+// readOnly reports whether f is in a read-only btrfs subvolume, asking the
+// kernel once per device.
+func (a *applier) readOnly(f *os.File) bool {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return fsys.ReadOnly(f)
+	}
+	a.mu.Lock()
+	ro, ok := a.ro[uint64(st.Dev)]
+	a.mu.Unlock()
+	if ok {
+		return ro
+	}
+	ro = fsys.ReadOnly(f)
+	a.mu.Lock()
+	if a.ro == nil {
+		a.ro = make(map[uint64]bool)
+	}
+	a.ro[uint64(st.Dev)] = ro
+	a.mu.Unlock()
+	return ro
 }
