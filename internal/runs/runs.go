@@ -189,8 +189,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		}
 		sum.Skipped = remap(files, involved, &o)
 	}
-	runs := chain(files, maps, bs, &o)
+	runs := chain(ctx, files, maps, bs, &o)
 	maps = nil
+	if err := ctx.Err(); err != nil {
+		return sum, err
+	}
 	if runs, err = bridge(ctx, ix, files, runs, bs); err != nil {
 		return sum, err
 	}
@@ -480,13 +483,16 @@ func appendClasses(maps []mapping, files []file, g []pair) []mapping {
 
 // chain merges mappings, sorted by destination, into maximal runs, leaving
 // out blocks that already share storage or sit in inline extents.
-func chain(files []file, maps []mapping, bs int64, o *Options) []run {
+func chain(ctx context.Context, files []file, maps []mapping, bs int64, o *Options) []run {
 	var runs []run
 	var cur *run
 	var dc, sc cursor
 	for i, m := range maps {
 		if i%(1<<16) == 0 {
 			o.progress("chaining", int64(i), int64(len(maps)), "blocks")
+			if ctx.Err() != nil {
+				return nil // Find returns ctx's error
+			}
 		}
 		df, sf := &files[m.dst.file()], &files[m.src.file()]
 		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc, o.Rewrite) {
