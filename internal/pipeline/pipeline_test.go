@@ -205,34 +205,46 @@ func TestWriterDuringApply(t *testing.T) {
 	}
 
 	// The writer rewrites every other file, one block at a time from the
-	// end, while applysame runs with small chunks.
+	// end, once before applysame starts (so that the run cannot miss it
+	// whatever the timing) and again and again while it runs with small
+	// chunks, until it ends.
 	want := make(map[string][]byte)
 	for i := range n {
 		want[fmt.Sprintf("f%02d", i)] = orig
 	}
 	var wg sync.WaitGroup
-	start := make(chan struct{})
+	started, done := make(chan struct{}), make(chan struct{})
 	wg.Go(func() {
-		<-start
 		wrng := rand.New(rand.NewPCG(7, 8))
-		for i := 1; i < n; i += 2 {
-			name := fmt.Sprintf("f%02d", i)
-			data := append([]byte(nil), orig...)
-			f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			for off := len(data) - 4096; off >= 0; off -= 512 << 10 {
-				copy(data[off:], random(wrng, 4096))
-				if _, err := f.WriteAt(data[off:off+4096], int64(off)); err != nil {
+		for pass := 0; ; pass++ {
+			for i := 1; i < n; i += 2 {
+				name := fmt.Sprintf("f%02d", i)
+				data := append([]byte(nil), want[name]...)
+				f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0)
+				if err != nil {
 					t.Error(err)
+					return
 				}
+				for off := len(data) - 4096; off >= 0; off -= 512 << 10 {
+					copy(data[off:], random(wrng, 4096))
+					if _, err := f.WriteAt(data[off:off+4096], int64(off)); err != nil {
+						t.Error(err)
+					}
+				}
+				f.Close()
+				want[name] = data
 			}
-			f.Close()
-			want[name] = data
+			if pass == 0 {
+				close(started)
+			}
+			select {
+			case <-done:
+				return
+			default:
+			}
 		}
 	})
+	<-started
 	cmd := exec.Command(filepath.Join(bin, "applysame"), "-chunk", "1M")
 	cmd.Stdin = strings.NewReader(planOut)
 	var out, errb bytes.Buffer
@@ -240,9 +252,9 @@ func TestWriterDuringApply(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	close(start)
-	wg.Wait()
 	err := cmd.Wait()
+	close(done)
+	wg.Wait()
 	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 3) {
 		t.Fatalf("applysame: %v; want exit 0 or 3\n%s", err, errb.String())
 	}
