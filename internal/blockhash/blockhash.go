@@ -1,9 +1,11 @@
 package blockhash
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 
 	"github.com/klauspost/cpuid/v2"
@@ -144,4 +146,31 @@ func Path() string {
 	default:
 		return "generic (Go standard library)"
 	}
+}
+
+// HashRange appends the Sums of the n bytes of f at off, read with pread:
+// off is a multiple of the block size, and so is n unless the range ends
+// at the end of the file. It returns the appended slice and the bytes
+// read; ctx is checked between reads of the Reader's buffer.
+func (h *Reader) HashRange(ctx context.Context, f *os.File, off, n int64, sums []byte) ([]byte, int64, error) {
+	var done int64
+	for done < n {
+		if err := ctx.Err(); err != nil {
+			return sums, done, err
+		}
+		b := h.buf[:min(int64(len(h.buf)), n-done)]
+		got, err := f.ReadAt(b, off+done)
+		if got < len(b) {
+			if err == nil || err == io.EOF {
+				err = ErrShrunk
+			}
+			return sums, done, err
+		}
+		sums = h.sum(b, sums)
+		done += int64(got)
+		if h.Progress != nil {
+			h.Progress(int64(got), 0)
+		}
+	}
+	return sums, done, nil
 }

@@ -2,9 +2,12 @@ package blockhash
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -102,4 +105,37 @@ func BenchmarkHashParallel(b *testing.B) {
 			Sum(buf)
 		}
 	})
+}
+
+// HashRange gives the sums Hash gives for the same bytes, whole blocks or
+// up to the end of the file, and says when the file is shorter.
+func TestHashRange(t *testing.T) {
+	const bs = 4096
+	data := make([]byte, 3<<20+100)
+	for i := range data {
+		data[i] = byte(i * 7 / 13)
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rg := range []struct{ off, n int64 }{{0, 2 * bs}, {bs, 3<<20 - bs}, {3 << 20, 100}, {1 << 20, int64(len(data)) - 1<<20}} {
+		got, n, err := r.HashRange(context.Background(), f, rg.off, rg.n, nil)
+		want, _, _ := r.Hash(bytes.NewReader(data[rg.off:rg.off+rg.n]), nil)
+		if err != nil || n != rg.n || !bytes.Equal(got, want) {
+			t.Errorf("HashRange(%d, %d) = %d sums, %d bytes, %v; want %d sums, %d bytes", rg.off, rg.n, len(got)/SumSize, n, err, len(want)/SumSize, rg.n)
+		}
+	}
+	if _, _, err := r.HashRange(context.Background(), f, 3<<20, 2*bs, nil); err != ErrShrunk {
+		t.Errorf("HashRange past EOF: %v; want %v", err, ErrShrunk)
+	}
 }

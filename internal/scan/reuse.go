@@ -10,9 +10,10 @@ import (
 )
 
 // reuser takes the sums of a file from the index instead of reading it
-// when every range of the file is a piece of a btrfs disk extent whose
-// sums the index already holds: a file in a snapshot, a reflinked copy, a
-// file deduplicated before. The proof is the key of the disk extent (see
+// where its ranges are pieces of btrfs disk extents whose sums the index
+// already holds: a file in a snapshot, a reflinked copy, a file
+// deduplicated before. When at most half of a file is missing there, only
+// that is read (a file overwritten in place, appended to). The proof is the key of the disk extent (see
 // fiemap.Extent): equal keys, equal bytes at equal offsets. NOCOW files,
 // whose extents are overwritten in place, are always read; so is a file
 // with an inline extent, or ranges not aligned to blocks.
@@ -170,23 +171,29 @@ func (r *reuser) fromPending(k extentKey, off, end int64) []pendingPiece {
 	return out
 }
 
+// span is a range of a file.
+type span struct{ off, len int64 }
+
 // sums returns the packed sums of a file of size bytes whose file extent
-// items are items (from fiemap.DiskExtents), appended to out[:0], or ok
-// false if the file must be read. Then it has claimed the file's extents
-// for the caller, who calls release once the file is added or failed.
-func (r *reuser) sums(ctx context.Context, items []fiemap.Extent, size int64, out []byte) (sums []byte, ok bool, release func(), err error) {
+// items are items (from fiemap.DiskExtents), appended to out[:0], and the
+// ranges (of whole blocks, or up to EOF) whose sums it could not take from
+// extents hashed before, which the caller reads and fills in. ok is false
+// when the file must be read whole (an inline extent, ranges not aligned
+// to blocks). Unless all was found, it has claimed the file's extents for
+// the caller, who calls release once the file is added or failed.
+func (r *reuser) sums(ctx context.Context, items []fiemap.Extent, size int64, out []byte) (sums []byte, missing []span, ok bool, release func(), err error) {
 	var claimed []extentKey
-	sums, ok, err = r.find(ctx, items, size, out, &claimed)
-	if ok || err != nil {
+	sums, missing, ok, err = r.find(ctx, items, size, out, &claimed)
+	if (ok && len(missing) == 0) || err != nil {
 		r.claim(claimed, nil)() // found after all: let waiters look too
-		return sums, ok, func() {}, err
+		return sums, missing, ok, func() {}, err
 	}
-	return sums, ok, r.claim(claimed, items), err
+	return sums, missing, ok, r.claim(claimed, items), err
 }
 
-// find is sums without the claim; the extents wait claimed on the way are
-// added to claimed.
-func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, out []byte, claimed *[]extentKey) ([]byte, bool, error) {
+// find is sums without the last claim; the extents wait claimed on the
+// way are added to claimed.
+func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, out []byte, claimed *[]extentKey) ([]byte, []span, bool, error) {
 	bs := r.bs
 	n := (size + bs - 1) / bs
 	out = append(out[:0], make([]byte, n*blockhash.SumSize)...) // holes: zero sums
@@ -204,6 +211,7 @@ func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, ou
 		chunks[k] = b
 		return b, err
 	}
+	var missing []span
 	for _, e := range items {
 		if e.Logical >= size {
 			continue // preallocated beyond EOF
@@ -211,9 +219,9 @@ func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, ou
 		end := min(e.End(), size)
 		switch {
 		case e.Flags&fiemap.FlagDataInline != 0, e.DiskStart == 0, e.Gen == 0:
-			return out, false, nil
+			return out, nil, false, nil
 		case e.Logical%bs != 0, end%bs != 0 && end != size:
-			return out, false, nil
+			return out, nil, false, nil
 		case e.Flags&fiemap.FlagUnwritten != 0:
 			continue // reads as zeros
 		}
@@ -229,15 +237,27 @@ func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, ou
 				break
 			}
 		}
-		if err != nil || !ok {
-			return out, false, err
+		if err != nil {
+			return out, nil, false, err
+		}
+		if !ok {
+			if k := len(missing) - 1; k >= 0 && missing[k].off+missing[k].len == e.Logical {
+				missing[k].len += end - e.Logical
+			} else {
+				missing = append(missing, span{e.Logical, end - e.Logical})
+			}
 		}
 	}
-	// As blockhash gives them: without the zero sums at the end.
-	for len(out) >= blockhash.SumSize && blockhash.At(out, len(out)/blockhash.SumSize-1) == blockhash.Zero {
-		out = out[:len(out)-blockhash.SumSize]
+	return out, missing, true, nil
+}
+
+// trimZeroSums drops the zero sums at the end of sums, as blockhash gives
+// them.
+func trimZeroSums(sums []byte) []byte {
+	for len(sums) >= blockhash.SumSize && blockhash.At(sums, len(sums)/blockhash.SumSize-1) == blockhash.Zero {
+		sums = sums[:len(sums)-blockhash.SumSize]
 	}
-	return out, true, nil
+	return sums
 }
 
 // cover fills in the sums of e, a range of a file of size bytes that ends

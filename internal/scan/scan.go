@@ -640,7 +640,8 @@ func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS, lis
 }
 
 // hash reads one file, or takes its sums from the index through ru (see
-// reuser) when ru is not nil, and checks that it did not change while
+// reuser) when ru is not nil, reading only what it does not find there when
+// that is at most half the file, and checks that it did not change while
 // read. It returns the file, its sums (which ru holds until the writer
 // commits them), its extents, the bytes covered (read or holes), and
 // whether the sums were reused.
@@ -662,7 +663,8 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	// On btrfs, a file all of whose extents were hashed before (in
 	// another file, snapshot or copy) is not read.
 	var ext []fiemap.Extent
-	reused := false
+	reused, partial := false, false
+	var partRead int64 // bytes read of a file hashed in part before
 	release := func() {}
 	defer func() { release() }() // after the caller's add, on success
 	var sums []byte
@@ -671,18 +673,43 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		switch {
 		case err == nil:
 			var ok bool
-			if sums, ok, release, err = ru.sums(ctx, items, id.Size, nil); err != nil {
+			var missing []span
+			if sums, missing, ok, release, err = ru.sums(ctx, items, id.Size, nil); err != nil {
 				return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
 			}
-			if ok {
+			var want int64
+			for _, m := range missing {
+				want += m.len
+			}
+			switch {
+			case ok && len(missing) == 0:
 				ext, reused = items, true
+			case ok && want <= id.Size/2:
+				// Most of it was hashed before: read the rest alone.
+				if err := readMissing(ctx, r, f, sums, missing, ru.bs, &partRead); err != nil {
+					if errors.Is(err, blockhash.ErrShrunk) {
+						err = ErrChanged
+					}
+					return index.File{}, nil, nil, partRead, false, fmt.Errorf("%s: %w", j.path, err)
+				}
+				sums = trimZeroSums(sums)
+				ext, partial = items, true
 			}
 		case !errors.Is(err, fiemap.ErrNoTreeSearch):
 			return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
 		}
 	}
+	if !reused && !partial {
+		sums = sums[:0]
+	}
 	var n int64
-	if !reused {
+	if reused {
+		sums = trimZeroSums(sums)
+	}
+	if partial {
+		n = id.Size // covered: read (partRead) or taken from the index
+	}
+	if !reused && !partial {
 		var err error
 		sums, n, err = r.HashFile(ctx, f, id.Size, sums[:0])
 		if errors.Is(err, blockhash.ErrShrunk) {
@@ -803,4 +830,22 @@ func Abs(roots []string) ([]string, error) {
 		out[i] = a
 	}
 	return out, nil
+}
+
+// readMissing hashes the ranges of f in missing and puts their sums into
+// sums (zeroed there, and long enough for the whole file), adding the
+// bytes read to read.
+func readMissing(ctx context.Context, r *blockhash.Reader, f *os.File, sums []byte, missing []span, bs int64, read *int64) error {
+	var part []byte
+	for _, m := range missing {
+		var n int64
+		var err error
+		part, n, err = r.HashRange(ctx, f, m.off, m.len, part[:0])
+		*read += n
+		if err != nil {
+			return err
+		}
+		copy(sums[m.off/bs*blockhash.SumSize:], part)
+	}
+	return nil
 }
