@@ -22,4 +22,16 @@
 // exist. Elsewhere, or without the capability, it returns an error wrapping
 // ErrNoTreeSearch, and callers fall back to Extents, whose DiskStart and
 // DiskLen are 0 (unknown).
+//
+// # Keys and references
+//
+// DiskExtents also gives each item the generation that wrote its disk
+// extent and its offset in the extent's data (Extent.Gen, Extent.Offset):
+// outside NOCOW files a disk extent's bytes never change while it exists,
+// and (DiskStart, DiskLen, Gen) names it for good, so sums computed once
+// for a piece of it serve every file that refers to the same piece.
+// ExtentRefs lists every file (subvolume and inode) that refers to a disk
+// extent, with BTRFS_IOC_LOGICAL_INO_V2 (root; as last committed):
+// an extent is freed only when all of them let go. ExtentsIn maps one
+// range of a file without flushing it first, for a quick look.
 package fiemap
