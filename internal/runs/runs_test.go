@@ -471,22 +471,7 @@ func TestProgress(t *testing.T) {
 // A sparse file's size does not count towards the passes: the index holds
 // the sums of its data, and grouping holds those alone.
 func TestSparsePasses(t *testing.T) {
-	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
-	tx, err := ix.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sums []byte
-	for _, c := range []byte("ABCD") {
-		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
-	}
-	huge := index.File{Path: "/m/huge", Vol: devices[7], Ino: 500, Size: 1 << 40, Mtime: 1, Ctime: 1}
-	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	ix := withHuge(t, 1<<40)
 	sum, err := Find(context.Background(), ix, Options{Budget: 1 << 20}, func(plan.Record) error { return nil })
 	if err != nil || sum.Passes != 1 || sum.Lines != 1 || sum.Runs != 2 {
 		t.Errorf("Find = %+v, %v; want 1 pass, 1 line, 2 runs", sum, err)
@@ -496,22 +481,7 @@ func TestSparsePasses(t *testing.T) {
 // A file of 2^32 blocks or more (16 TiB at 4 KiB) does not fit a location:
 // it is left out, with a warning naming it, and the others are planned.
 func TestFileTooLarge(t *testing.T) {
-	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
-	tx, err := ix.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sums []byte
-	for _, c := range []byte("ABCD") {
-		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
-	}
-	huge := index.File{Path: "/m/huge", Vol: devices[7], Ino: 500, Size: 1 << 44, Mtime: 1, Ctime: 1}
-	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	ix := withHuge(t, 1<<44)
 	var warned []string
 	o := Options{Warn: func(path string, err error) { warned = append(warned, err.Error()) }}
 	var lines []string
@@ -543,4 +513,27 @@ func TestSameExtent(t *testing.T) {
 	if err != nil || sum.Lines != 0 {
 		t.Errorf("Find = %+v, %v; want no lines", sum, err)
 	}
+}
+
+// withHuge builds an index of two files "ABCD" and /m/huge, of size bytes
+// whose sums are "ABCD" and zeros.
+func withHuge(t *testing.T, size int64) *index.Index {
+	t.Helper()
+	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	for _, c := range []byte("ABCD") {
+		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
+	}
+	huge := index.File{Path: "/m/huge", Vol: devices[7], Ino: 500, Size: size, Mtime: 1, Ctime: 1}
+	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return ix
 }

@@ -297,20 +297,19 @@ func (r *reuser) cover(ctx context.Context, out []byte, e fiemap.Extent, end, si
 			if n <= 0 {
 				continue
 			}
-			var ok bool
+			chunkOf := func(c int) ([]byte, error) { return chunk(p.File, c) }
 			if p.sums != nil { // hashed in this run: all its sums at hand
-				ok = copySums(out, (e.Logical+pos-e.Offset)/bs, start/bs, n, func(int) ([]byte, error) { return p.sums, nil }, false)
-			} else {
-				ok, err = copyRecorded(out, (e.Logical+pos-e.Offset)/bs, p.File, start/bs, n, chunk)
-				if err != nil {
-					return false, err
+				chunkOf = func(c int) ([]byte, error) {
+					lo := min(int64(len(p.sums)), int64(c)*index.ChunkBlocks*blockhash.SumSize)
+					return p.sums[lo:min(int64(len(p.sums)), lo+index.ChunkBlocks*blockhash.SumSize)], nil
 				}
 			}
-			if ok {
-				pos = min(dataEnd, pos+n*bs)
-				found = true
-				break
+			if err := copySums(out, (e.Logical+pos-e.Offset)/bs, start/bs, n, chunkOf); err != nil {
+				return false, err
 			}
+			pos = min(dataEnd, pos+n*bs)
+			found = true
+			break
 		}
 		if !found {
 			return false, nil
@@ -319,38 +318,16 @@ func (r *reuser) cover(ctx context.Context, out []byte, e fiemap.Extent, end, si
 	return true, nil
 }
 
-// copyRecorded copies n sums of file from its block src on into out from
-// block dst on, reading its chunks through chunk.
-func copyRecorded(out []byte, dst, file, src, n int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
-	var err error
-	ok := copySums(out, dst, src, n, func(c int) ([]byte, error) {
-		b, e := chunk(file, c)
-		if e != nil {
-			err = e
-		}
-		return b, e
-	}, true)
-	return ok && err == nil, err
-}
-
-// copySums copies n sums from block src on of a file whose sums are
-// chunked (in chunks of index.ChunkBlocks, read through chunk) or not,
-// into out (zeroed) from block dst on. Sums that are not there are zero:
-// the index keeps neither the zero sums at the end of a file nor chunks
-// of zero sums. It reports false if chunk fails.
-func copySums(out []byte, dst, src, n int64, chunk func(int) ([]byte, error), chunked bool) bool {
+// copySums copies n sums from block src on of a file, read through chunk
+// in chunks of index.ChunkBlocks, into out (zeroed) from block dst on.
+// Sums that are not there are zero: the index keeps neither the zero sums
+// at the end of a file nor chunks of zero sums.
+func copySums(out []byte, dst, src, n int64, chunk func(int) ([]byte, error)) error {
 	const size = blockhash.SumSize
-	if !chunked {
-		b, _ := chunk(0)
-		if lo, hi := src*size, min(int64(len(b)), (src+n)*size); lo < hi {
-			copy(out[dst*size:], b[lo:hi])
-		}
-		return true
-	}
 	for n > 0 {
 		b, err := chunk(int(src / index.ChunkBlocks))
 		if err != nil {
-			return false
+			return err
 		}
 		i := src % index.ChunkBlocks
 		k := min(n, index.ChunkBlocks-i)
@@ -359,5 +336,5 @@ func copySums(out []byte, dst, src, n int64, chunk func(int) ([]byte, error), ch
 		}
 		dst, src, n = dst+k, src+k, n-k
 	}
-	return true
+	return nil
 }

@@ -683,6 +683,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 			}
 			switch {
 			case ok && len(missing) == 0:
+				sums = trimZeroSums(sums)
 				ext, reused = items, true
 			case ok && want <= id.Size/2:
 				// Most of it was hashed before: read the rest alone.
@@ -699,13 +700,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 			return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
 		}
 	}
-	if !reused && !partial {
-		sums = sums[:0]
-	}
 	var n int64
-	if reused {
-		sums = trimZeroSums(sums)
-	}
 	if partial {
 		n = id.Size // covered: read (partRead) or taken from the index
 	}
