@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -183,4 +184,74 @@ func planFreed(t *testing.T, p string) int64 {
 		n += r.Freed
 	}
 	return n
+}
+
+// TestLeftoverFrees overwrites parts of large files in place, as VM
+// images and databases are, with no duplicate anywhere: btrfs writes the
+// new data elsewhere and keeps each old extent whole while any part of it
+// is referred to. The pipeline rewrites the parts still referred to and
+// frees the rest; a second run plans nothing.
+func TestLeftoverFrees(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rng := rand.New(rand.NewPCG(5, 5))
+	// Each file is written and flushed whole (one 8 MiB extent), then
+	// parts of it (offset, length) are overwritten and flushed again.
+	overwrite := map[string][][2]int64{
+		"vm.img":    {{MiB, 6 * MiB}},                   // 6 MiB unreferenced: freed, 2 MiB written
+		"db.sqlite": {{0, 3 * MiB}, {5 * MiB, 2 * MiB}}, // 5 MiB unreferenced: freed, 3 MiB written
+		"log":       {{7 * MiB, MiB}},                   // 1 MiB of 8: not worth writing 7
+	}
+	for name, spans := range overwrite {
+		p := filepath.Join(dir, name)
+		write(t, p, random(rng, 8*MiB))
+		syncFile(t, p)
+		for _, s := range spans {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(random(rng, int(s[1])), s[0]); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		syncFile(t, p)
+	}
+	before := testfs.SHA256Tree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+	db := filepath.Join(t.TempDir(), "index.db")
+
+	planOut, results, applyErr := pipeline(t, db, dir)
+
+	if freed, want := testfs.FreeBytes(t, mnt)-free, int64(11*MiB); !freedAsExpected(freed, want) {
+		t.Errorf("freed %d bytes as statfs reports; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, want, metadataSlack, planOut, results, applyErr)
+	}
+	if n := strings.Count(planOut, `"type":"rewrite"`); n != 2 {
+		t.Errorf("plan has %d rewrites; want 2 (vm.img and db.sqlite):\n%s", n, planOut)
+	}
+	allDone(t, results)
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
+	}
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
+		t.Fatalf("hashfile: %s", stderr)
+	}
+	if out, stderr, _ := tool(t, nil, "findsame", "-db", db); out != "" {
+		t.Errorf("second findsame planned:\n%s\n%s", out, stderr)
+	}
+}
+
+// syncFile flushes path's data to disk, so that what is written after it
+// goes to new extents.
+func syncFile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
 }

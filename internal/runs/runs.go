@@ -187,6 +187,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			involved[m.dst.file()] = true
 			involved[m.src.file()] = true
 		}
+		if o.Rewrite {
+			if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
+				return sum, err
+			}
+		}
 		sum.Skipped = remap(files, involved, &o)
 	}
 	runs := chain(ctx, files, maps, bs, &o)

@@ -1,0 +1,86 @@
+package runs
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	"same/internal/fiemap"
+	"same/internal/index"
+)
+
+// markLeftovers marks as involved the files that refer to a leftover: a
+// btrfs disk extent whose stored bytes are partly referred to by no file
+// of the index, enough that its rewrite would pay (see rewriteOf). Such
+// extents are left by overwrites inside large files (VM images,
+// databases: btrfs writes the new data elsewhere and keeps the whole old
+// extent while any part of it is referred to), and by a run interrupted
+// or limited between a rewrite and its dedupe lines. A file without
+// duplicates is not involved otherwise, so remap would not map it nor
+// rewrites look at it.
+//
+// It goes by the references the index recorded (those whose disk extent
+// is known: btrfs, as root); remap then maps the files as they are now,
+// and rewrites plans from that. References from outside the index (a
+// snapshot not hashed) cannot be seen here: FIEMAP shows the extent
+// shared, and it is left alone.
+func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, involved []bool, minNet int64) error {
+	var (
+		key  fiemap.Extent // the disk extent whose references are in refs
+		refs []int         // files referring to it (indexes in files)
+		used []span        // the parts of its data they refer to
+		fit  bool
+	)
+	done := func() {
+		if fit && len(refs) > 0 && leftover(key.DiskLen, used, minNet) {
+			for _, fi := range refs {
+				involved[fi] = true
+			}
+		}
+		refs, used, fit = refs[:0], used[:0], true
+	}
+	err := ix.ScanDiskExtents(ctx, func(id int64, e fiemap.Extent) error {
+		if e.DiskStart == 0 {
+			return nil // a hole
+		}
+		if e.DiskStart != key.DiskStart || e.DiskLen != key.DiskLen || e.Gen != key.Gen {
+			done()
+			key = e
+		}
+		used = append(used, span{e.Offset, e.Offset + e.Length})
+		// Compressed extents' offsets are in their data, not on disk;
+		// rewriteOf declines the others.
+		if e.Flags&(unfit&^fiemap.FlagShared) != 0 {
+			fit = false
+		}
+		fi, ok := byID[id]
+		if !ok || !files[fi].btrfs {
+			// Out of scope (-include, another filesystem left out): a
+			// reference all the same, but no file to plan in.
+			fit = false
+			return nil
+		}
+		refs = append(refs, fi)
+		return nil
+	})
+	done()
+	return err
+}
+
+// leftover reports whether a disk extent of n bytes whose data the spans
+// (in any order, overlapping) refer to leaves unreferenced at least minNet
+// bytes and at least a quarter of it: what its rewrite must free to be
+// planned.
+func leftover(n int64, used []span, minNet int64) bool {
+	slices.SortFunc(used, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	var ref, end int64
+	for _, s := range used {
+		lo, hi := max(s.lo, end), min(s.hi, n)
+		if hi > lo {
+			ref += hi - lo
+			end = hi
+		}
+	}
+	waste := n - ref
+	return waste >= minNet && 4*waste >= n
+}
