@@ -309,7 +309,9 @@ func TestTimeUp(t *testing.T) {
 	for _, r := range rs {
 		got = append(got, string(r.Status)+" "+r.Error)
 	}
-	want := []string{"done ", "done ", "done ", "skipped time is up (-max-time)"}
+	// w2's line, img2's rewrite and its line; then img3's rewrite and
+	// line, a unit of their own.
+	want := []string{"done ", "done ", "done ", "skipped time is up (-max-time)", "skipped time is up (-max-time)"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("results %q; want %q", got, want)
 	}

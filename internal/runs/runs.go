@@ -136,10 +136,8 @@ type run struct {
 }
 
 // Find computes the plan for the index and calls emit with each line, in
-// units of work (see plan.Unit): first the dedupe lines that need no
-// rewrite, each a unit of its own, in order of source path and offset;
-// then each rewrite, best first (see rewrites), followed by the dedupe
-// lines that go with it.
+// units of work that each free space on their own, best first (see
+// planUnits).
 func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record) error) (Summary, error) {
 	var sum Summary
 	if o.Budget <= 0 {
@@ -686,16 +684,10 @@ func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
 	return k, pos >= e.End() || pos >= size
 }
 
-// lines groups runs that share source range and length into plan lines
-// and emits them with the rewrites ws (best first), unit by unit. A line
-// goes with a rewrite when one of its destination ranges, or its source
-// range, lies in the rewrite's extent: with the first such rewrite for its
-// destinations, so that the extent it helps free is freed as soon as
-// possible, but never before a rewrite of the extent holding its source
-// (sharing that extent first would keep it). Lines that go with no
-// rewrite need no writing and come first, each a unit of its own, in
-// source order, as they are found; the others wait in memory for their
-// rewrite.
+// lines emits the runs as plan lines, with the rewrites ws, in units of
+// work (see planUnits): each unit's rewrites, then its runs, those that
+// share source range and length on one line of up to plan.MaxDests
+// destinations.
 func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
@@ -706,103 +698,73 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 		}
 		return cmp.Compare(a.dst, b.dst)
 	})
-	// The extents of the rewrites of each file, with their rank in ws.
-	type extent struct {
-		lo, hi int64
-		rank   int
-	}
-	rewritten := make(map[int][]extent)
-	for k, w := range ws {
-		rewritten[w.fi] = append(rewritten[w.fi], extent{w.w.File.Off, w.w.File.Off + w.w.Len, k})
-	}
-	// rankOf returns the rank of the first (or, with last, the last)
-	// rewrite whose extent [lo, hi) of file fi overlaps, and -1 if none.
-	rankOf := func(fi int, lo, hi int64, last bool) int {
-		rank := -1
-		for _, e := range rewritten[fi] {
-			if e.lo < hi && lo < e.hi && (rank < 0 || (e.rank < rank) != last) {
-				rank = e.rank
-			}
-		}
-		return rank
-	}
-	waiting := make([][]*plan.Dedupe, len(ws))
-	var unit int64
+	rw := newRewritten(ws)
+	// The digest of each source range and length, in source order (one
+	// read of each source's sums).
+	var digests [][32]byte
+	digest := make([]int32, len(runs))
 	var sums []byte
 	sumsOf := -1
-	for i := 0; i < len(runs); {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		o.progress("writing the plan", int64(i), int64(len(runs)), "runs")
-		j := i + 1
-		for j < len(runs) && j-i < plan.MaxDests && runs[j].src == runs[i].src && runs[j].len == runs[i].len {
-			j++
-		}
-		r := runs[i]
-		sf := &files[r.src.file()]
-		if sumsOf != r.src.file() {
-			var err error
-			if sums, err = ix.Sums(ctx, sf.id); err != nil {
+	for i, r := range runs {
+		if i%65536 == 0 {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-			sumsOf = r.src.file()
 		}
-		digest := sha256.Sum256(runSums(sums, r.src.block(), r.n))
-		d := &plan.Dedupe{
-			Type:   plan.TypeDedupe,
-			V:      plan.Version,
-			Len:    r.len,
-			Digest: hex.EncodeToString(digest[:]),
-			Src:    rangeOf(sf, r.src.block()*bs),
-		}
-		// The line's unit: that of the first rewrite of an extent holding
-		// one of its destinations, but not before the last of those
-		// holding its source.
-		srcRank, dstRank := -1, -1
-		if len(ws) > 0 {
-			srcRank = rankOf(r.src.file(), r.src.block()*bs, r.src.block()*bs+r.len, true)
-		}
-		for _, rr := range runs[i:j] {
-			d.Dst = append(d.Dst, rangeOf(&files[rr.dst.file()], rr.dst.block()*bs))
-			d.Freed += rr.freed
-			sum.Runs++
-			sum.Bytes += rr.len
-			if len(ws) > 0 {
-				if k := rankOf(rr.dst.file(), rr.dst.block()*bs, rr.dst.block()*bs+rr.len, false); k >= 0 && (dstRank < 0 || k < dstRank) {
-					dstRank = k
+		if i == 0 || r.src != runs[i-1].src || r.len != runs[i-1].len {
+			if sumsOf != r.src.file() {
+				var err error
+				if sums, err = ix.Sums(ctx, files[r.src.file()].id); err != nil {
+					return err
 				}
+				sumsOf = r.src.file()
+			}
+			digests = append(digests, sha256.Sum256(runSums(sums, r.src.block(), r.n)))
+		}
+		digest[i] = int32(len(digests) - 1)
+	}
+	var unit int64
+	done := 0
+	for _, u := range planUnits(runs, ws, rw, files, bs) {
+		unit++
+		// A unit's rewrites come first: applysame finishes them before it
+		// starts the unit's dedupe lines.
+		for _, k := range u.rewrites {
+			w := ws[k].w
+			w.Unit = unit
+			sum.Lines++
+			sum.Rewrites++
+			sum.Written += w.Bytes
+			sum.Freed += w.Freed
+			if err := emit(w); err != nil {
+				return err
 			}
 		}
-		rank := max(srcRank, dstRank)
-		i = j
-		if rank >= 0 {
-			waiting[rank] = append(waiting[rank], d)
-			continue
-		}
-		unit++
-		d.Unit = unit
-		if err := emitLine(d, emit, sum); err != nil {
-			return err
-		}
-	}
-	for k, w := range ws {
-		unit++
-		w.w.Unit = unit
-		sum.Lines++
-		sum.Rewrites++
-		sum.Written += w.w.Bytes
-		sum.Freed += w.w.Freed
-		if err := emit(w.w); err != nil {
-			return err
-		}
-		for _, d := range waiting[k] {
-			d.Unit = unit
+		for i := 0; i < len(u.runs); {
+			first := runs[u.runs[i]]
+			d := &plan.Dedupe{
+				Type:   plan.TypeDedupe,
+				V:      plan.Version,
+				Len:    first.len,
+				Digest: hex.EncodeToString(digests[digest[u.runs[i]]][:]),
+				Src:    rangeOf(&files[first.src.file()], first.src.block()*bs),
+				Unit:   unit,
+			}
+			for ; i < len(u.runs) && len(d.Dst) < plan.MaxDests; i++ {
+				r := runs[u.runs[i]]
+				if r.src != first.src || r.len != first.len {
+					break
+				}
+				d.Dst = append(d.Dst, rangeOf(&files[r.dst.file()], r.dst.block()*bs))
+				d.Freed += r.freed
+			}
+			if done += len(d.Dst); done%4096 < len(d.Dst) {
+				o.progress("writing the plan", int64(done), int64(len(runs)), "runs")
+			}
 			if err := emitLine(d, emit, sum); err != nil {
 				return err
 			}
 		}
-		waiting[k] = nil
 	}
 	o.progress("writing the plan", int64(len(runs)), int64(len(runs)), "runs")
 	return nil
@@ -829,6 +791,8 @@ func rangeOf(f *file, off int64) plan.Range {
 // emitLine counts a dedupe line and emits it.
 func emitLine(d *plan.Dedupe, emit func(plan.Record) error, sum *Summary) error {
 	sum.Lines++
+	sum.Runs += int64(len(d.Dst))
+	sum.Bytes += d.Len * int64(len(d.Dst))
 	sum.Freed += d.Freed
 	return emit(d)
 }

@@ -1,0 +1,296 @@
+package runs
+
+import (
+	"cmp"
+	"container/heap"
+	"slices"
+
+	"same/internal/fiemap"
+)
+
+// rewritten holds the extents of the rewrites of each file, with their
+// rank in ws.
+type rewritten map[int][]struct {
+	lo, hi int64
+	rank   int
+}
+
+func newRewritten(ws []rewriteAt) rewritten {
+	rw := make(rewritten)
+	for k, w := range ws {
+		rw[w.fi] = append(rw[w.fi], struct {
+			lo, hi int64
+			rank   int
+		}{w.w.File.Off, w.w.File.Off + w.w.Len, k})
+	}
+	return rw
+}
+
+// each calls fn with the rank of every rewrite whose extent overlaps n
+// bytes at off of file fi.
+func (rw rewritten) each(fi int, off, n int64, fn func(rank int)) {
+	for _, e := range rw[fi] {
+		if e.lo < off+n && off < e.hi {
+			fn(e.rank)
+		}
+	}
+}
+
+// destinationCost is what each destination of a line, and each rewrite,
+// costs applysame beyond the bytes it compares or writes, in bytes: the
+// time to open and check the files and make the calls is that of reading
+// about this much.
+const destinationCost = 256 << 10
+
+// unit is a unit of work (plan.Dedupe.Unit): what applysame completes
+// before it starts the next, so that an interruption leaves no space
+// taken that a completed unit would have freed.
+type unit struct {
+	rewrites []int // ranks in ws, in order
+	runs     []int // indexes in runs, in order
+	first    int   // the first run or rewrite, for a stable order
+	freed    int64 // findsame's estimate of the bytes it frees, net
+	cost     int64 // the bytes its runs deduplicate (the kernel compares them) and its rewrites write, and destinationCost for each
+	waits    int   // units it waits for, not placed yet
+}
+
+// planUnits puts the runs (sorted by source) and the rewrites ws into
+// units of work and returns them in the order they are to be done.
+//
+// On btrfs a disk extent is freed only when every run with a destination
+// in it is done, and a rewrite's extent only when the runs with
+// destinations in it are too. So the runs with destinations in one disk
+// extent, the rewrites of those extents, and transitively all that these
+// share, make one unit; the runs of a unit with the same source range and
+// length make one line. Copies of one file in files of their own are
+// units of their own, a line each, so that a time limit can stop between
+// them. (Elsewhere space is freed block by block, and a run is a unit of
+// its own unless a rewrite joins it to others.)
+//
+// A run whose source lies in a rewritten extent must come after the
+// rewrite (sharing the old extent would keep it), so its unit comes after
+// the rewrite's; units that would each have to come after the other are
+// one. Within that, the best unit goes first: the most bytes freed per
+// byte compared or written (findsame's estimate), then in source order. So
+// a run cut short by a time limit has freed what it could.
+func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64) []*unit {
+	// Union-find over the runs (0..len(runs)-1) and the rewrites
+	// (len(runs)+rank).
+	parent := make([]int32, len(runs)+len(ws))
+	for k := range parent {
+		parent[k] = int32(k)
+	}
+	find := func(k int) int {
+		for int(parent[k]) != k {
+			parent[k] = parent[parent[k]]
+			k = int(parent[k])
+		}
+		return k
+	}
+	join := func(a, b int) bool {
+		if a, b = find(a), find(b); a != b {
+			parent[max(a, b)] = int32(min(a, b))
+			return true
+		}
+		return false
+	}
+	type diskKey struct {
+		fs   string
+		disk int64
+	}
+	type groupKey struct{ fi, g int }
+	byDisk := make(map[diskKey]int)   // a rewrite of a disk extent, or a run with its destination in it
+	byGroup := make(map[groupKey]int) // the same where the disk extent is not known
+	groupOf := make(map[int]map[int64]int)
+	var deps []struct{ run, rewrite int } // a run whose source lies in a rewritten extent
+	// A rewrite frees its disk extent only when every reference to it has
+	// moved: in its file, and (plan.Rewrite.Shared) in the files whose
+	// runs move theirs onto its copy.
+	for k, w := range ws {
+		f := &files[w.fi]
+		for _, e := range f.extents {
+			if e.DiskStart != 0 && e.Logical < w.w.File.Off+w.w.Len && w.w.File.Off < e.End() {
+				key := diskKey{f.vol.FS, e.DiskStart}
+				if other, ok := byDisk[key]; ok {
+					join(len(runs)+k, other)
+				} else {
+					byDisk[key] = len(runs) + k
+				}
+			}
+		}
+	}
+	for k, r := range runs {
+		rw.each(r.src.file(), r.src.block()*bs, r.len, func(rank int) { deps = append(deps, struct{ run, rewrite int }{k, len(runs) + rank}) })
+		fi := r.dst.file()
+		lo := r.dst.block() * bs
+		rw.each(fi, lo, r.len, func(rank int) { join(k, len(runs)+rank) })
+		f := &files[fi]
+		if !f.btrfs {
+			continue
+		}
+		e0, _ := slices.BinarySearchFunc(f.extents, lo, func(e fiemap.Extent, off int64) int {
+			return cmp.Compare(e.End(), off+1) // the first extent ending after lo
+		})
+		for _, e := range f.extents[e0:] {
+			if e.Logical >= lo+r.len {
+				break
+			}
+			if e.DiskStart != 0 {
+				key := diskKey{f.vol.FS, e.DiskStart}
+				if other, ok := byDisk[key]; ok {
+					join(k, other)
+				} else {
+					byDisk[key] = k
+				}
+				continue
+			}
+			gs, ok := groupOf[fi]
+			if !ok {
+				gs = make(map[int64]int)
+				for g, pieces := range groups(f) {
+					for _, p := range pieces {
+						gs[p.Logical] = g
+					}
+				}
+				groupOf[fi] = gs
+			}
+			key := groupKey{fi, gs[e.Logical]}
+			if other, ok := byGroup[key]; ok {
+				join(k, other)
+			} else {
+				byGroup[key] = k
+			}
+		}
+	}
+	// Sets that must each come before the other are joined.
+	for joinCycles(deps, find, join) {
+	}
+	var units []*unit
+	byRoot := make(map[int]*unit)
+	unitOf := func(node int) *unit {
+		root := find(node)
+		u := byRoot[root]
+		if u == nil {
+			u = &unit{first: node}
+			byRoot[root] = u
+			units = append(units, u)
+		}
+		return u
+	}
+	for k, r := range runs {
+		u := unitOf(k)
+		u.runs = append(u.runs, k)
+		u.freed += r.freed
+		u.cost += r.len + destinationCost
+	}
+	for k, w := range ws {
+		u := unitOf(len(runs) + k)
+		u.rewrites = append(u.rewrites, k)
+		u.freed += w.w.Freed
+		u.cost += w.w.Bytes + destinationCost
+	}
+	// Kahn's order, the best unit first among those free to go.
+	next := make(map[*unit][]*unit)
+	seen := make(map[[2]*unit]bool)
+	for _, d := range deps {
+		u, v := unitOf(d.run), unitOf(d.rewrite)
+		if u != v && !seen[[2]*unit{v, u}] {
+			seen[[2]*unit{v, u}] = true
+			next[v] = append(next[v], u)
+			u.waits++
+		}
+	}
+	ready := &unitHeap{}
+	for _, u := range units {
+		if u.waits == 0 {
+			heap.Push(ready, u)
+		}
+	}
+	order := make([]*unit, 0, len(units))
+	for ready.Len() > 0 {
+		v := heap.Pop(ready).(*unit)
+		order = append(order, v)
+		for _, u := range next[v] {
+			if u.waits--; u.waits == 0 {
+				heap.Push(ready, u)
+			}
+		}
+	}
+	return order
+}
+
+// joinCycles joins the sets of the union-find (find, join) that must each
+// come before the other: the set of a dep's rewrite comes before the set
+// of its run. It reports whether it joined any; the edges between joined
+// sets must then be looked at again.
+func joinCycles(deps []struct{ run, rewrite int }, find func(int) int, join func(a, b int) bool) bool {
+	next := make(map[int][]int)
+	var roots []int
+	for _, d := range deps {
+		u, v := find(d.run), find(d.rewrite)
+		if u != v {
+			if _, ok := next[v]; !ok {
+				roots = append(roots, v)
+			}
+			next[v] = append(next[v], u)
+		}
+	}
+	// Tarjan's strongly connected components.
+	index := make(map[int]int)
+	low := make(map[int]int)
+	on := make(map[int]bool)
+	var stack []int
+	joined := false
+	var visit func(v int)
+	visit = func(v int) {
+		index[v], low[v] = len(index), len(index)
+		stack = append(stack, v)
+		on[v] = true
+		for _, u := range next[v] {
+			if _, seen := index[u]; !seen {
+				visit(u)
+				low[v] = min(low[v], low[u])
+			} else if on[u] {
+				low[v] = min(low[v], index[u])
+			}
+		}
+		if low[v] == index[v] {
+			for {
+				u := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				on[u] = false
+				if u == v {
+					break
+				}
+				joined = join(u, v) || joined
+			}
+		}
+	}
+	for _, v := range roots {
+		if _, seen := index[v]; !seen {
+			visit(v)
+		}
+	}
+	return joined
+}
+
+// unitHeap is a heap of units, the best on top: the most bytes freed per
+// byte compared or written, then the first in source order.
+type unitHeap []*unit
+
+func (h unitHeap) Len() int { return len(h) }
+func (h unitHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	// a.freed/a.cost > b.freed/b.cost
+	if x, y := float64(a.freed)*float64(b.cost), float64(b.freed)*float64(a.cost); x != y {
+		return x > y
+	}
+	return a.first < b.first
+}
+func (h unitHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *unitHeap) Push(x any)   { *h = append(*h, x.(*unit)) }
+func (h *unitHeap) Pop() any {
+	x := (*h)[len(*h)-1]
+	*h = (*h)[:len(*h)-1]
+	return x
+}
