@@ -610,7 +610,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.File, dests []dedupe.Dest, idx []int, r *plan.Result) {
 	for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
 		dr := &r.Dst[idx[k]]
-		dr.Status, dr.Bytes = o.Status, o.Bytes
+		dr.Status, dr.Bytes = dstStatus(o.Status), o.Bytes
 		if errors.Is(o.Err, syscall.EAGAIN) {
 			dr.Status = plan.DstBusy
 		}
@@ -657,7 +657,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 			}
 			for k, o := range dedupe.Range(ctx, src, d.Src.Off+pos, d.Len-pos, batch, a.opt.Chunk) {
 				dr := &r.Dst[bi[k]]
-				dr.Status, dr.Bytes, dr.Error, dr.Errno = o.Status, pos+o.Bytes, "", ""
+				dr.Status, dr.Bytes, dr.Error, dr.Errno = dstStatus(o.Status), pos+o.Bytes, "", ""
 				if errors.Is(o.Err, syscall.EAGAIN) {
 					dr.Status = plan.DstBusy
 				}
@@ -783,7 +783,7 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 	if pre != nil {
 		return nil, 0, pre
 	}
-	f, err := dedupe.Open(r.Path, r)
+	f, err := dedupe.Open(r.Path, identity(r))
 	if err != nil {
 		return nil, 0, err
 	}

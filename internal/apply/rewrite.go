@@ -249,14 +249,14 @@ func (a *applier) countRewrite(r *plan.Result) {
 // planned extent (at the disk offset the plan implies), or
 // errExtentShared if a piece there is shared and the plan does not say
 // that its unit's lines take care of that (plan.Rewrite.Shared).
-func pending(ext []fiemap.Extent, w *plan.Rewrite) ([]plan.Span, error) {
-	var out []plan.Span
+func pending(ext []fiemap.Extent, w *plan.Rewrite) ([]dedupe.Span, error) {
+	var out []dedupe.Span
 	add := func(off, n int64) {
 		if k := len(out) - 1; k >= 0 && out[k].Off+out[k].Len == off {
 			out[k].Len += n
 			return
 		}
-		out = append(out, plan.Span{Off: off, Len: n})
+		out = append(out, dedupe.Span{Off: off, Len: n})
 	}
 	for _, s := range w.Copy {
 		end := s.Off + s.Len

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-
-	"same/internal/plan"
 )
 
 // afterCopy, set by tests, runs between a chunk's copy and its swap.
@@ -38,7 +36,7 @@ var Fault func(point string)
 //
 // It returns the bytes written to the copy and the bytes of f now sharing
 // it.
-func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (written, shared int64, err error) {
+func Rewrite(ctx context.Context, f *os.File, path string, spans []Span, chunk int64) (written, shared int64, err error) {
 	if chunk <= 0 {
 		chunk = DefaultChunk
 	}
@@ -54,7 +52,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 	// Writing back a batch at once, not each piece, matters: a rewrite
 	// holds hundreds of small spans where a file is mostly deduplicated,
 	// and each write-back waits for the disk.
-	var batch []plan.Span
+	var batch []Span
 	var inBatch int64
 	share := func() error {
 		if len(batch) == 0 {
@@ -77,7 +75,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 		for _, p := range batch {
 			o := Range(ctx, tmp, p.Off, p.Len, []Dest{{File: f, Off: p.Off}}, chunk)[0]
 			shared += o.Bytes
-			if o.Status != plan.DstDeduped {
+			if o.Status != Deduped {
 				if o.Err == nil {
 					o.Err = ctx.Err()
 				}
@@ -109,7 +107,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 			if k := len(batch) - 1; k >= 0 && batch[k].Off+batch[k].Len == lo {
 				batch[k].Len += n // adjacent copies would be written as one extent
 			} else {
-				batch = append(batch, plan.Span{Off: lo, Len: n})
+				batch = append(batch, Span{Off: lo, Len: n})
 			}
 			inBatch += n
 		}
