@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -12,6 +13,10 @@ import (
 
 // afterCopy, set by tests, runs between a chunk's copy and its swap.
 var afterCopy func()
+
+// readFault, set by tests, is called before each read of the file being
+// copied, with the offset read; an error it returns is the read's.
+var readFault func(off int64) error
 
 // Fault, when set (by tests of callers), is called at the steps of
 // Rewrite where an interruption or a failure is tested: "rewrite-copied"
@@ -90,14 +95,15 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []Span, chunk i
 	}
 	for _, s := range spans {
 		for lo := s.Off; lo < s.Off+s.Len; lo += chunk {
-			if err := ctx.Err(); err != nil {
-				return written, shared, err
-			}
 			n := min(chunk, s.Off+s.Len-lo)
 			if inBatch+n > chunk {
 				if err := share(); err != nil {
 					return written, shared, err
 				}
+			}
+			// An interrupt stops the rewrite before the next copy.
+			if err := ctx.Err(); err != nil {
+				return written, shared, err
 			}
 			w, err := copyRange(tmp, f, lo, n, buf)
 			written += w
@@ -155,11 +161,20 @@ func tmpFile(f *os.File, path string) (*os.File, error) {
 
 // copyRange copies n bytes at off from src to dst, at the same offset,
 // through buf: a real copy, never a reflink (copy_file_range could share
-// the very extent being freed).
+// the very extent being freed). A file that ends before is an
+// io.ErrUnexpectedEOF that says where it ends.
 func copyRange(dst, src *os.File, off, n int64, buf []byte) (int64, error) {
 	var done int64
 	for done < n {
+		if readFault != nil {
+			if err := readFault(off + done); err != nil {
+				return done, err
+			}
+		}
 		m, err := src.ReadAt(buf[:min(int64(len(buf)), n-done)], off+done)
+		if m == 0 && err == io.EOF {
+			return done, fmt.Errorf("the file ends at %d: %w", off+done, io.ErrUnexpectedEOF)
+		}
 		if m == 0 && err != nil {
 			return done, err
 		}
