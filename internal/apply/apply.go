@@ -257,7 +257,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		return r
 	}
 
-	src, bs, err := a.open(d.Src, it.srcErr)
+	src, _, bs, err := a.open(d.Src, it.srcErr)
 	if src != nil {
 		open = append(open, src)
 	}
@@ -281,10 +281,10 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		if it.dstErr != nil {
 			pre = it.dstErr[i]
 		}
-		f, bs, err := a.open(dst, pre)
+		f, st, bs, err := a.open(dst, pre)
 		if f != nil {
 			open = append(open, f)
-			r.Dst[i].ReadOnly = a.readOnly(f)
+			r.Dst[i].ReadOnly = a.readOnly(f, st.Dev)
 		}
 		if err == nil {
 			err = checkAlign(dst, d.Len, bs)
@@ -297,7 +297,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			continue
 		}
 		if a.opt.DryRun {
-			if err := mayDedupeInto(f); err != nil {
+			if err := mayDedupeInto(f, st.UID); err != nil {
 				a.setDst(&r.Dst[i], err)
 				a.opt.Report(&ItemError{it.line, dst.Path, err})
 				continue
@@ -500,31 +500,34 @@ func (a *applier) count(r *plan.Result) {
 }
 
 // open opens one side of an item (unless pre reports a failure found while
-// reading it) and returns its filesystem's block size. The first file
-// opened on a filesystem is kept open until the end of the run, and the
-// filesystem is synced and its free space recorded, before any dedupe on
-// it.
-func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
+// reading it) and returns its stat, as dedupe.OpenStat checked it, and its
+// filesystem's block size. The first file opened on a filesystem is kept
+// open until the end of the run, and the filesystem is synced and its
+// free space recorded, before any dedupe on it.
+func (a *applier) open(r plan.Range, pre error) (*os.File, fsys.Stat, int64, error) {
 	if pre != nil {
-		return nil, 0, pre
+		return nil, fsys.Stat{}, 0, pre
 	}
-	f, err := dedupe.Open(r.Path, identity(r))
+	f, st, err := dedupe.OpenStat(r.Path, identity(r))
 	if err != nil {
-		return nil, 0, err
+		return nil, st, 0, err
 	}
-	var fst unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
-		return f, 0, err
-	}
-	dev := uint64(fst.Dev)
+	bs, err := a.blockSize(f, st.Dev, r.Path)
+	return f, st, bs, err
+}
+
+// blockSize returns the block size of the filesystem of f (on device
+// dev, at path) and records the filesystem when it is the first file on
+// it.
+func (a *applier) blockSize(f *os.File, dev uint64, path string) (int64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if st, ok := a.devs[dev]; ok {
-		return f, st.fs.BlockSize, nil
+		return st.fs.BlockSize, nil
 	}
 	fs, err := fsys.StatFS(f)
 	if err != nil {
-		return f, 0, err
+		return 0, err
 	}
 	st, ok := a.ids[fs.ID]
 	if !ok {
@@ -533,16 +536,16 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 		// failed sync only makes the measurement less exact.
 		_ = fsys.SyncFS(f)
 		if fs, err = fsys.StatFS(f); err != nil {
-			return f, 0, err
+			return 0, err
 		}
 		st = &fsState{fs: fs, file: f, availAtStart: -1, stats: FSStats{
-			Path: r.Path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
+			Path: path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
 		}}
 		a.ids[fs.ID] = st
 		a.order = append(a.order, st)
 	}
 	a.devs[dev] = st
-	return f, fs.BlockSize, nil
+	return fs.BlockSize, nil
 }
 
 func (a *applier) kept(f *os.File) bool {
@@ -589,32 +592,24 @@ func checkAlign(r plan.Range, length, bs int64) error {
 }
 
 // mayDedupeInto returns the error the kernel would give a dedupe into f
-// for want of permission: it takes CAP_SYS_ADMIN (root here), owning the
-// file, or being able to open it for writing.
-func mayDedupeInto(f *os.File) error {
+// (owned by uid) for want of permission: it takes CAP_SYS_ADMIN (root
+// here), owning the file, or being able to open it for writing.
+func mayDedupeInto(f *os.File, uid uint32) error {
 	euid := os.Geteuid()
 	if euid == 0 {
 		return nil
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return err
-	}
-	if int(st.Uid) == euid || unix.Faccessat(unix.AT_FDCWD, f.Name(), unix.W_OK, unix.AT_EACCESS) == nil {
+	if int(uid) == euid || unix.Faccessat(unix.AT_FDCWD, f.Name(), unix.W_OK, unix.AT_EACCESS) == nil {
 		return nil
 	}
 	return dedupe.Explain(unix.EPERM)
 }
 
-// readOnly reports whether f is in a read-only btrfs subvolume, asking the
-// kernel once per device.
-func (a *applier) readOnly(f *os.File) bool {
-	var st unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st) != nil {
-		return fsys.ReadOnly(f)
-	}
+// readOnly reports whether f, on device dev, is in a read-only btrfs
+// subvolume, asking the kernel once per device.
+func (a *applier) readOnly(f *os.File, dev uint64) bool {
 	a.mu.Lock()
-	ro, ok := a.ro[uint64(st.Dev)]
+	ro, ok := a.ro[dev]
 	a.mu.Unlock()
 	if ok {
 		return ro
@@ -624,7 +619,7 @@ func (a *applier) readOnly(f *os.File) bool {
 	if a.ro == nil {
 		a.ro = make(map[uint64]bool)
 	}
-	a.ro[uint64(st.Dev)] = ro
+	a.ro[dev] = ro
 	a.mu.Unlock()
 	return ro
 }

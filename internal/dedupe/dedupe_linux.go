@@ -64,9 +64,17 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 // nothing, checked, and only then that very inode is opened for reading.
 // So a device, FIFO or socket is refused without its open running.
 func Open(path string, want Identity) (*os.File, error) {
+	f, _, err := OpenStat(path, want)
+	return f, err
+}
+
+// OpenStat is Open that also returns the file's stat as Open checked it,
+// for callers that need its device or owner: the file opened is the very
+// inode stat describes.
+func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
 	h, err := lookup(path)
 	if err != nil {
-		return nil, err
+		return nil, fsys.Stat{}, err
 	}
 	defer h.Close()
 	// The volume's ioctls need an open file: check asks for it only once
@@ -85,12 +93,14 @@ func Open(path string, want Identity) (*os.File, error) {
 		if f != nil {
 			f.Close()
 		}
-		return nil, err
+		return nil, fsys.Stat{}, err
 	}
-	if f != nil {
-		return f, nil
+	if f == nil {
+		if f, err = h.Open(unix.O_RDONLY | unix.O_NONBLOCK); err != nil {
+			return nil, fsys.Stat{}, err
+		}
 	}
-	return h.Open(unix.O_RDONLY | unix.O_NONBLOCK)
+	return f, fsys.FromStat(&h.Stat), nil
 }
 
 // lookup returns an O_PATH handle of path, reached with no symlink

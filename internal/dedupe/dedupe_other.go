@@ -6,11 +6,18 @@ import (
 	"context"
 	"os"
 	"syscall"
+
+	"same/internal/fsys"
 )
 
 // Open returns ErrUnsupported: FIDEDUPERANGE is Linux-only.
 func Open(path string, want Identity) (*os.File, error) {
 	return nil, ErrUnsupported
+}
+
+// OpenStat returns ErrUnsupported.
+func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
+	return nil, fsys.Stat{}, ErrUnsupported
 }
 
 // IdentityOf returns ErrUnsupported.
