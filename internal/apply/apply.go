@@ -108,7 +108,7 @@ type FSStats struct {
 // on the filesystem make it differ from what dedupe alone freed.
 func (f *FSStats) Freed() int64 { return f.FreeAfter - f.FreeBefore }
 
-// item is one unit of work: a plan line or an fdupes group.
+// item is one plan line or fdupes group.
 type item struct {
 	line int
 	d    *plan.Dedupe
