@@ -125,13 +125,15 @@ func newFixture(t *testing.T, fstype string) *fixture {
 	return f
 }
 
+// identity returns path's identity as it is now, as a plan range at
+// offset 0.
 func identity(t *testing.T, path string) plan.Range {
 	t.Helper()
-	r, err := dedupe.Identity(path)
+	id, err := dedupe.IdentityOf(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return plan.Range{Path: path, FS: id.Vol.FS, Subvol: id.Vol.Subvol, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime}
 }
 
 // plan returns a plan that dedupes b, c and d against a.

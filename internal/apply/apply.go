@@ -108,7 +108,7 @@ type FSStats struct {
 // on the filesystem make it differ from what dedupe alone freed.
 func (f *FSStats) Freed() int64 { return f.FreeAfter - f.FreeBefore }
 
-// item is one unit of work: a plan line or an fdupes group.
+// item is one plan line or fdupes group.
 type item struct {
 	line int
 	d    *plan.Dedupe
@@ -177,281 +177,6 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 	err := a.loop(ctx, src)
 	a.finish()
 	return a.stats, err
-}
-
-// loop reads and applies items until the input ends or ctx is cancelled.
-// The read runs in a goroutine so that an interrupt is honoured while the
-// input blocks; it reads one item only when asked. Each dedupe line runs
-// in a goroutine of its own, up to Jobs at once; its result waits in a
-// queue in plan order until the lines before it are written.
-//
-// The plan is applied in units of work (plan.Unit), each read whole before
-// it starts. A unit with rewrites bounds what an interruption leaves: it
-// starts once every line before it is done, its rewrites run one after
-// the other, its lines after them (so that they know which extents were
-// rewritten), and once its first rewrite has started the unit is finished
-// whatever happens: an interrupt, or the time limit, stops the run before
-// the next unit. A unit whose rewrites find too little room waits, its
-// lines with it, until the input ends; then the units waiting are tried
-// again, in plan order, for as long as one of them frees room for others.
-func (a *applier) loop(ctx context.Context, src source) error {
-	type next struct {
-		it  item
-		err error
-	}
-	req := make(chan struct{})
-	res := make(chan next, 1)
-	defer close(req)
-	go func() {
-		for range req {
-			it, err := src.next()
-			res <- next{it, err}
-		}
-	}()
-
-	var queue []chan *plan.Result // lines in flight or done, in plan order
-	var fatal error               // output unwritable: nothing more is written
-	stop := false                 // -stop-on-error: nothing more is started
-	// write counts and writes one result.
-	write := func(r *plan.Result) {
-		a.count(r)
-		if a.opt.Progress != nil {
-			a.opt.Progress(a.stats)
-		}
-		if r.Status == plan.StatusDone || r.Status == plan.StatusPartial {
-			a.synced = false // what it freed shows after the next commit
-		}
-		if fatal != nil {
-			return
-		}
-		if err := a.enc.Encode(r); err != nil {
-			fatal = fmt.Errorf("write result: %w", err)
-		}
-		if a.opt.StopOnError && failed(r) {
-			stop = true
-		}
-	}
-	pop := func() {
-		c := queue[0]
-		queue = queue[1:]
-		write(<-c)
-	}
-	drain := func() {
-		for len(queue) > 0 {
-			pop()
-		}
-	}
-	done := func(r *plan.Result) {
-		c := make(chan *plan.Result, 1)
-		c <- r
-		queue = append(queue, c)
-	}
-	// start starts a dedupe line.
-	start := func(lctx context.Context, it item) {
-		for len(queue) >= a.opt.Jobs {
-			pop()
-		}
-		c := make(chan *plan.Result, 1)
-		go func() { c <- a.apply(lctx, it) }()
-		queue = append(queue, c)
-	}
-	// run applies a unit with rewrites, unless it may wait and there is
-	// too little room for all its rewrites: then it returns false, having
-	// done nothing.
-	run := func(u *waitingUnit, mayWait bool) bool {
-		drain()
-		var need int64
-		for _, it := range u.rws {
-			need += it.rw.Bytes
-		}
-		uctx := context.WithoutCancel(ctx) // begun, the unit is finished
-		for i, it := range u.rws {
-			r, wait := a.rewrite(uctx, it.line, it.rw, need, mayWait && i == 0)
-			if wait {
-				return false
-			}
-			write(r)
-			need -= it.rw.Bytes
-		}
-		for _, it := range u.lines {
-			start(uctx, it)
-		}
-		drain()
-		return true
-	}
-	// skip reports every item of u not started.
-	skip := func(u *waitingUnit, why string) {
-		for _, it := range append(u.rws, u.lines...) {
-			done(a.notStarted(it, why))
-		}
-	}
-
-	var waiting []*waitingUnit // units waiting for room
-	var ahead *next            // the record read after the last unit
-	// read returns the next record, or ok false when the run must stop
-	// reading: the input ended (eof), or the context was cancelled.
-	eof := false
-	read := func() (n next, ok bool) {
-		if ahead != nil {
-			n, ahead = *ahead, nil
-			return n, true
-		}
-		req <- struct{}{}
-		select {
-		case n = <-res:
-		case <-ctx.Done():
-			// The reader goroutine is left blocked on the input, which
-			// ends with the process; its item, if any, is never started.
-			return n, false
-		}
-		if n.err == io.EOF {
-			eof = true
-			return n, false
-		}
-		return n, true
-	}
-	for fatal == nil && !stop && ctx.Err() == nil {
-		if len(queue) >= a.opt.Jobs {
-			pop()
-			continue
-		}
-		n, ok := read()
-		if !ok {
-			break
-		}
-		var le *plan.LineError
-		switch {
-		case errors.As(n.err, &le):
-			a.opt.Report(le)
-			done(&plan.Result{Line: le.Line, Status: plan.StatusInvalid, Error: le.Err.Error()})
-			continue
-		case n.err != nil:
-			fatal = fmt.Errorf("read plan: %w", n.err)
-			continue
-		}
-		// The unit: this record and those after it with the same number.
-		u := &waitingUnit{}
-		u.add(n.it)
-		for id := n.it.unit(); id != 0; {
-			m, ok := read()
-			if !ok {
-				break
-			}
-			if m.err != nil || m.it.unit() != id || (m.it.rw != nil && len(u.lines) > 0) {
-				ahead = &m
-				break
-			}
-			u.add(m.it)
-		}
-		if ctx.Err() != nil {
-			skip(u, "interrupted")
-			break
-		}
-		switch {
-		case a.timeUp():
-			skip(u, "time is up (-max-time)")
-		case len(u.rws) == 0:
-			for _, it := range u.lines {
-				start(ctx, it)
-			}
-		case !run(u, u.rws[0].rw.Unit != 0):
-			waiting = append(waiting, u)
-		}
-	}
-	if ahead != nil && ahead.err == nil && fatal == nil && ctx.Err() != nil {
-		done(a.notStarted(ahead.it, "interrupted"))
-	}
-	drain()
-
-	// The units that waited for room, while one of them frees some.
-	for more := eof; more && fatal == nil && !stop; {
-		more = false
-		var still []*waitingUnit
-		for _, u := range waiting {
-			if fatal != nil || stop || ctx.Err() != nil || a.timeUp() || !run(u, true) {
-				still = append(still, u)
-				continue
-			}
-			more = true
-		}
-		waiting = still
-	}
-	for _, u := range waiting {
-		switch {
-		case ctx.Err() != nil:
-			skip(u, "interrupted")
-		case a.timeUp():
-			skip(u, "time is up (-max-time)")
-		default:
-			run(u, false) // its rewrites are skipped for want of room
-		}
-	}
-	drain()
-	switch {
-	case fatal != nil:
-		return fatal
-	case ctx.Err() != nil:
-		return ErrInterrupted
-	}
-	return nil
-}
-
-// waitingUnit is a unit of work: its rewrites and its dedupe lines.
-type waitingUnit struct {
-	rws, lines []item
-}
-
-func (u *waitingUnit) add(it item) {
-	if it.rw != nil {
-		u.rws = append(u.rws, it)
-	} else {
-		u.lines = append(u.lines, it)
-	}
-}
-
-// timeUp reports whether Options.Deadline has passed.
-func (a *applier) timeUp() bool {
-	return !a.opt.Deadline.IsZero() && !now().Before(a.opt.Deadline)
-}
-
-// unit returns the unit of work the item belongs to, 0 if none.
-func (it *item) unit() int64 {
-	switch {
-	case it.d != nil:
-		return it.d.Unit
-	case it.rw != nil:
-		return it.rw.Unit
-	}
-	return 0
-}
-
-// notStarted is the result of an item the run did not start: skipped, and
-// why.
-func (a *applier) notStarted(it item, why string) *plan.Result {
-	if it.rw != nil {
-		return a.rewriteSkipped(it.line, it.rw, errors.New(why))
-	}
-	d := it.d
-	r := &plan.Result{Line: it.line, Len: d.Len, Src: &plan.Loc{Path: d.Src.Path, Off: d.Src.Off}, Status: plan.StatusSkipped, Error: why}
-	for _, dst := range d.Dst {
-		r.Dst = append(r.Dst, plan.DstResult{Path: dst.Path, Off: dst.Off, Status: plan.DstSkipped})
-	}
-	return r
-}
-
-// failed reports whether r has an item not done.
-func failed(r *plan.Result) bool {
-	switch r.Status {
-	case plan.StatusInvalid, plan.StatusStale, plan.StatusError, plan.StatusDiffers:
-		return true
-	}
-	for _, d := range r.Dst {
-		switch d.Status {
-		case plan.DstDiffers, plan.DstStale, plan.DstError:
-			return true
-		}
-	}
-	return false
 }
 
 type applier struct {
@@ -532,7 +257,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		return r
 	}
 
-	src, bs, err := a.open(d.Src, it.srcErr)
+	src, _, bs, err := a.open(d.Src, it.srcErr)
 	if src != nil {
 		open = append(open, src)
 	}
@@ -556,10 +281,10 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		if it.dstErr != nil {
 			pre = it.dstErr[i]
 		}
-		f, bs, err := a.open(dst, pre)
+		f, st, bs, err := a.open(dst, pre)
 		if f != nil {
 			open = append(open, f)
-			r.Dst[i].ReadOnly = a.readOnly(f)
+			r.Dst[i].ReadOnly = a.readOnly(f, st.Dev)
 		}
 		if err == nil {
 			err = checkAlign(dst, d.Len, bs)
@@ -572,7 +297,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			continue
 		}
 		if a.opt.DryRun {
-			if err := mayDedupeInto(f); err != nil {
+			if err := mayDedupeInto(f, st.UID); err != nil {
 				a.setDst(&r.Dst[i], err)
 				a.opt.Report(&ItemError{it.line, dst.Path, err})
 				continue
@@ -610,7 +335,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.File, dests []dedupe.Dest, idx []int, r *plan.Result) {
 	for k, o := range dedupe.Range(ctx, src, d.Src.Off, d.Len, dests, a.opt.Chunk) {
 		dr := &r.Dst[idx[k]]
-		dr.Status, dr.Bytes = o.Status, o.Bytes
+		dr.Status, dr.Bytes = dstStatus(o.Status), o.Bytes
 		if errors.Is(o.Err, syscall.EAGAIN) {
 			dr.Status = plan.DstBusy
 		}
@@ -657,7 +382,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 			}
 			for k, o := range dedupe.Range(ctx, src, d.Src.Off+pos, d.Len-pos, batch, a.opt.Chunk) {
 				dr := &r.Dst[bi[k]]
-				dr.Status, dr.Bytes, dr.Error, dr.Errno = o.Status, pos+o.Bytes, "", ""
+				dr.Status, dr.Bytes, dr.Error, dr.Errno = dstStatus(o.Status), pos+o.Bytes, "", ""
 				if errors.Is(o.Err, syscall.EAGAIN) {
 					dr.Status = plan.DstBusy
 				}
@@ -775,31 +500,34 @@ func (a *applier) count(r *plan.Result) {
 }
 
 // open opens one side of an item (unless pre reports a failure found while
-// reading it) and returns its filesystem's block size. The first file
-// opened on a filesystem is kept open until the end of the run, and the
-// filesystem is synced and its free space recorded, before any dedupe on
-// it.
-func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
+// reading it) and returns its stat, as dedupe.OpenStat checked it, and its
+// filesystem's block size. The first file opened on a filesystem is kept
+// open until the end of the run, and the filesystem is synced and its
+// free space recorded, before any dedupe on it.
+func (a *applier) open(r plan.Range, pre error) (*os.File, fsys.Stat, int64, error) {
 	if pre != nil {
-		return nil, 0, pre
+		return nil, fsys.Stat{}, 0, pre
 	}
-	f, err := dedupe.Open(r.Path, r)
+	f, st, err := dedupe.OpenStat(r.Path, identity(r))
 	if err != nil {
-		return nil, 0, err
+		return nil, st, 0, err
 	}
-	var fst unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
-		return f, 0, err
-	}
-	dev := uint64(fst.Dev)
+	bs, err := a.blockSize(f, st.Dev, r.Path)
+	return f, st, bs, err
+}
+
+// blockSize returns the block size of the filesystem of f (on device
+// dev, at path) and records the filesystem when it is the first file on
+// it.
+func (a *applier) blockSize(f *os.File, dev uint64, path string) (int64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if st, ok := a.devs[dev]; ok {
-		return f, st.fs.BlockSize, nil
+		return st.fs.BlockSize, nil
 	}
 	fs, err := fsys.StatFS(f)
 	if err != nil {
-		return f, 0, err
+		return 0, err
 	}
 	st, ok := a.ids[fs.ID]
 	if !ok {
@@ -808,16 +536,16 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, int64, error) {
 		// failed sync only makes the measurement less exact.
 		_ = fsys.SyncFS(f)
 		if fs, err = fsys.StatFS(f); err != nil {
-			return f, 0, err
+			return 0, err
 		}
 		st = &fsState{fs: fs, file: f, availAtStart: -1, stats: FSStats{
-			Path: r.Path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
+			Path: path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
 		}}
 		a.ids[fs.ID] = st
 		a.order = append(a.order, st)
 	}
 	a.devs[dev] = st
-	return f, fs.BlockSize, nil
+	return fs.BlockSize, nil
 }
 
 func (a *applier) kept(f *os.File) bool {
@@ -864,32 +592,24 @@ func checkAlign(r plan.Range, length, bs int64) error {
 }
 
 // mayDedupeInto returns the error the kernel would give a dedupe into f
-// for want of permission: it takes CAP_SYS_ADMIN (root here), owning the
-// file, or being able to open it for writing.
-func mayDedupeInto(f *os.File) error {
+// (owned by uid) for want of permission: it takes CAP_SYS_ADMIN (root
+// here), owning the file, or being able to open it for writing.
+func mayDedupeInto(f *os.File, uid uint32) error {
 	euid := os.Geteuid()
 	if euid == 0 {
 		return nil
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return err
-	}
-	if int(st.Uid) == euid || unix.Faccessat(unix.AT_FDCWD, f.Name(), unix.W_OK, unix.AT_EACCESS) == nil {
+	if int(uid) == euid || unix.Faccessat(unix.AT_FDCWD, f.Name(), unix.W_OK, unix.AT_EACCESS) == nil {
 		return nil
 	}
 	return dedupe.Explain(unix.EPERM)
 }
 
-// readOnly reports whether f is in a read-only btrfs subvolume, asking the
-// kernel once per device.
-func (a *applier) readOnly(f *os.File) bool {
-	var st unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st) != nil {
-		return fsys.ReadOnly(f)
-	}
+// readOnly reports whether f, on device dev, is in a read-only btrfs
+// subvolume, asking the kernel once per device.
+func (a *applier) readOnly(f *os.File, dev uint64) bool {
 	a.mu.Lock()
-	ro, ok := a.ro[uint64(st.Dev)]
+	ro, ok := a.ro[dev]
 	a.mu.Unlock()
 	if ok {
 		return ro
@@ -899,7 +619,7 @@ func (a *applier) readOnly(f *os.File) bool {
 	if a.ro == nil {
 		a.ro = make(map[uint64]bool)
 	}
-	a.ro[uint64(st.Dev)] = ro
+	a.ro[dev] = ro
 	a.mu.Unlock()
 	return ro
 }

@@ -140,7 +140,7 @@ func TestFdupesSource(t *testing.T) {
 // id returns a plan range for path at off with its current identity.
 func id(t testing.TB, path string, off int64) plan.Range {
 	t.Helper()
-	r, err := dedupe.Identity(path)
+	r, err := rangeNow(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,5 +357,13 @@ func TestProgress(t *testing.T) {
 	}
 	if want := []int{1, 1, 2, 2, 3, 3}; fmt.Sprint(lines) != fmt.Sprint(want) {
 		t.Errorf("Progress saw (lines, invalid) %v; want %v", lines, want)
+	}
+}
+
+// TestMaxDests: findsame writes at most plan.MaxDests destinations on a
+// line, so that applysame can give them to the kernel in one call.
+func TestMaxDests(t *testing.T) {
+	if plan.MaxDests != dedupe.MaxDests {
+		t.Errorf("plan.MaxDests = %d; want dedupe.MaxDests, %d", plan.MaxDests, dedupe.MaxDests)
 	}
 }

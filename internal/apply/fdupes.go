@@ -63,7 +63,7 @@ func group(line int, paths []string) item {
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
 		}
-		ids[i], errs[i] = dedupe.Identity(p)
+		ids[i], errs[i] = rangeNow(p)
 		ids[i].Path = p
 	}
 	src := ids[0]

@@ -12,8 +12,6 @@ import (
 	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/internal/plan"
-
-	"golang.org/x/sys/unix"
 )
 
 // errExtentShared says that something else refers to the extent, so a
@@ -63,7 +61,7 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 	if a.opt.RewriteLimit <= 0 {
 		return fail(plan.StatusSkipped, errors.New("rewriting is off (-rewrite-limit 0)"))
 	}
-	f, bs, err := a.open(w.File, nil)
+	f, st, bs, err := a.open(w.File, nil)
 	if err != nil {
 		if f != nil && !a.kept(f) {
 			f.Close()
@@ -104,7 +102,7 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		r.Status = plan.StatusChecked
 		return r, false
 	}
-	if err := a.room(f, max(need-w.Bytes+bytes, bytes)); err != nil {
+	if err := a.room(f, st.Dev, max(need-w.Bytes+bytes, bytes)); err != nil {
 		if mayWait && errors.Is(err, errNoRoom) {
 			return nil, true
 		}
@@ -134,14 +132,14 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 var errNoRoom = errors.New("not enough room")
 
 // room says why a rewrite that writes n bytes on f's filesystem (f is on
-// device) may not start: an earlier one ran out of space, or the space
+// device dev) may not start: an earlier one ran out of space, or the space
 // available would fall below the reserve. On a filesystem that had less
 // than the reserve available when the run first asked, the floor is half
 // of what it had then: rewrites that fit in that, and the space they
 // free, are how a full filesystem is freed. Before it refuses, it commits
 // the filesystem once since the last rewrite, for the space that
 // dedupe lines freed shows only then.
-func (a *applier) room(f *os.File, n int64) error {
+func (a *applier) room(f *os.File, dev uint64, n int64) error {
 	if a.noSpace != "" {
 		return fmt.Errorf("no more writing in this run: %s (ENOSPC)", a.noSpace)
 	}
@@ -149,12 +147,8 @@ func (a *applier) room(f *os.File, n int64) error {
 	if err != nil {
 		return err
 	}
-	var fst unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
-		return err
-	}
 	a.mu.Lock()
-	st := a.devs[uint64(fst.Dev)]
+	st := a.devs[dev]
 	a.mu.Unlock()
 	reserve := a.opt.Reserve
 	if reserve < 0 {
@@ -249,14 +243,14 @@ func (a *applier) countRewrite(r *plan.Result) {
 // planned extent (at the disk offset the plan implies), or
 // errExtentShared if a piece there is shared and the plan does not say
 // that its unit's lines take care of that (plan.Rewrite.Shared).
-func pending(ext []fiemap.Extent, w *plan.Rewrite) ([]plan.Span, error) {
-	var out []plan.Span
+func pending(ext []fiemap.Extent, w *plan.Rewrite) ([]dedupe.Span, error) {
+	var out []dedupe.Span
 	add := func(off, n int64) {
 		if k := len(out) - 1; k >= 0 && out[k].Off+out[k].Len == off {
 			out[k].Len += n
 			return
 		}
-		out = append(out, plan.Span{Off: off, Len: n})
+		out = append(out, dedupe.Span{Off: off, Len: n})
 	}
 	for _, s := range w.Copy {
 		end := s.Off + s.Len

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -412,4 +413,19 @@ func TestImages(t *testing.T) {
 	if lo := int64(size * 40 / 100); all.Ceiling < lo {
 		t.Errorf("Ceiling().Ceiling = %d; want at least %d", all.Ceiling, lo)
 	}
+}
+
+// lookSbin finds a command in PATH or in the sbin directories, which a
+// non-login PATH may lack.
+func lookSbin(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
 }

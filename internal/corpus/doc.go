@@ -16,7 +16,8 @@
 // Images writes a "host with disk images": loose files, and two sparse ext4
 // images, each holding copies of many of the loose files (so their data
 // sits at 4 KiB-aligned offsets inside the image file) plus files found
-// only there. It loop-mounts the images, so it needs root and mkfs.ext4.
+// only there. It makes and loop-mounts the images with scripts/fsimg, so it
+// needs root and the source tree.
 //
 // Special adds entries that tools walking a tree must not open or must
 // handle with care: a FIFO, a character device like /dev/zero, a unix

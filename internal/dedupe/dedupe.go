@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"same/internal/plan"
+	"same/internal/fsys"
 )
 
 // DefaultChunk is the number of bytes deduped per call by default. The
@@ -13,8 +13,57 @@ import (
 // short while amortising the call's cost.
 const DefaultChunk = 16 << 20
 
-// MaxDests is the kernel's limit on destinations per call.
-const MaxDests = plan.MaxDests
+// MaxDests is the kernel's limit on destinations per call: the argument
+// must fit in one 4 KiB page.
+const MaxDests = 127
+
+// Identity is what Open checks a file against: the identity it had when
+// it was hashed.
+type Identity struct {
+	// Vol names the file's filesystem and subvolume. When Vol.FS is empty
+	// the file is named by Dev, its st_dev, instead (plans of version 1,
+	// and fdupes groups of files that are not regular).
+	Vol   fsys.Volume
+	Dev   uint64
+	Ino   uint64
+	Size  int64
+	Mtime int64 // nanoseconds since the epoch
+}
+
+// Status says what became of one destination of Range.
+type Status int
+
+// Destination statuses. The zero Status is a destination not finished.
+const (
+	// Deduped: the whole range now shares the source's storage.
+	Deduped Status = iota + 1
+	// Differs: the kernel found different bytes (Outcome.Err is
+	// ErrDiffers).
+	Differs
+	// Failed: the kernel refused (Outcome.Err says why).
+	Failed
+	// Skipped: the context was cancelled before its turn.
+	Skipped
+)
+
+func (s Status) String() string {
+	switch s {
+	case Deduped:
+		return "deduped"
+	case Differs:
+		return "differs"
+	case Failed:
+		return "failed"
+	case Skipped:
+		return "skipped"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// Span is a range of a file.
+type Span struct {
+	Off, Len int64
+}
 
 // ErrStale matches a *StaleError.
 var ErrStale = errors.New("stale")
@@ -54,13 +103,11 @@ type Dest struct {
 
 // Outcome is what became of one destination.
 type Outcome struct {
-	// Status is plan.DstDeduped, plan.DstDiffers, plan.DstError or
-	// plan.DstSkipped.
-	Status plan.Status
+	Status Status
 	// Bytes deduped, counted from the start of the range, also when the
 	// destination stopped early.
 	Bytes int64
-	// Err explains DstError and DstDiffers. An error from the kernel wraps
+	// Err explains Failed and Differs. An error from the kernel wraps
 	// its syscall.Errno (see ErrnoName).
 	Err error
 }

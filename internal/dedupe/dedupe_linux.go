@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/fsys"
-	"same/internal/plan"
 	"same/internal/safeopen"
 )
 
@@ -56,7 +55,7 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 }
 
 // Open opens path read-only for deduplication and checks that it is the
-// regular file want describes (volume or, in plans of version 1, dev; ino,
+// regular file want describes (volume, or dev when want names none; ino,
 // size, mtime). Errors do not repeat the path.
 //
 // No symlink is followed in any component of path (a *safeopen.SymlinkError
@@ -64,10 +63,18 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 // regular file: path is looked up as an O_PATH descriptor, which opens
 // nothing, checked, and only then that very inode is opened for reading.
 // So a device, FIFO or socket is refused without its open running.
-func Open(path string, want plan.Range) (*os.File, error) {
+func Open(path string, want Identity) (*os.File, error) {
+	f, _, err := OpenStat(path, want)
+	return f, err
+}
+
+// OpenStat is Open that also returns the file's stat as Open checked it,
+// for callers that need its device or owner: the file opened is the very
+// inode stat describes.
+func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
 	h, err := lookup(path)
 	if err != nil {
-		return nil, err
+		return nil, fsys.Stat{}, err
 	}
 	defer h.Close()
 	// The volume's ioctls need an open file: check asks for it only once
@@ -86,12 +93,14 @@ func Open(path string, want plan.Range) (*os.File, error) {
 		if f != nil {
 			f.Close()
 		}
-		return nil, err
+		return nil, fsys.Stat{}, err
 	}
-	if f != nil {
-		return f, nil
+	if f == nil {
+		if f, err = h.Open(unix.O_RDONLY | unix.O_NONBLOCK); err != nil {
+			return nil, fsys.Stat{}, err
+		}
 	}
-	return h.Open(unix.O_RDONLY | unix.O_NONBLOCK)
+	return f, fsys.FromStat(&h.Stat), nil
 }
 
 // lookup returns an O_PATH handle of path, reached with no symlink
@@ -118,7 +127,7 @@ var volumes fsys.Volumes
 
 // check checks that st is a regular file with the identity want records;
 // vol gives the file's volume, asked only for a want that names one.
-func check(st *unix.Stat_t, want plan.Range, vol func() (fsys.Info, error)) error {
+func check(st *unix.Stat_t, want Identity, vol func() (fsys.Info, error)) error {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
@@ -138,7 +147,7 @@ func check(st *unix.Stat_t, want plan.Range, vol func() (fsys.Info, error)) erro
 	}
 	got := fsys.FromStat(st)
 	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
-	if want.FS == "" {
+	if want.Vol.FS == "" {
 		if got.Dev != want.Dev {
 			return &StaleError{"dev", u(got.Dev), u(want.Dev)}
 		}
@@ -148,10 +157,10 @@ func check(st *unix.Stat_t, want plan.Range, vol func() (fsys.Info, error)) erro
 			return err
 		}
 		switch {
-		case in.FS != want.FS:
-			return &StaleError{"fs", in.FS, want.FS}
-		case in.Subvol != want.Subvol:
-			return &StaleError{"subvol", u(in.Subvol), u(want.Subvol)}
+		case in.FS != want.Vol.FS:
+			return &StaleError{"fs", in.FS, want.Vol.FS}
+		case in.Subvol != want.Vol.Subvol:
+			return &StaleError{"subvol", u(in.Subvol), u(want.Vol.Subvol)}
 		}
 	}
 	switch {
@@ -169,31 +178,30 @@ func check(st *unix.Stat_t, want plan.Range, vol func() (fsys.Info, error)) erro
 // of version 1 carries.
 func mtime(ns int64) string { return fmt.Sprintf("%s (%d ns)", fsys.Time(ns), ns) }
 
-// Identity returns path's identity as it is now, as a range at offset 0,
-// for plans made on the spot (applysame --from-fdupes). A regular file
-// is named by its volume; anything else by its st_dev, which Open then
-// refuses for what it is.
-func Identity(path string) (plan.Range, error) {
+// IdentityOf returns path's identity as it is now, for plans made on the
+// spot (applysame --from-fdupes). A regular file is named by its volume;
+// anything else by its st_dev, which Open then refuses for what it is.
+func IdentityOf(path string) (Identity, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
-		return plan.Range{}, err
+		return Identity{}, err
 	}
 	s := fsys.FromStat(&st)
-	r := plan.Range{Path: path, Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtime}
+	id := Identity{Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtime}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return r, nil
+		return id, nil
 	}
-	f, err := Open(path, r)
+	f, err := Open(path, id)
 	if err != nil {
-		return plan.Range{}, err
+		return Identity{}, err
 	}
 	defer f.Close()
 	in, err := volumes.Of(f, &st)
 	if err != nil {
-		return plan.Range{}, err
+		return Identity{}, err
 	}
-	r.Dev, r.FS, r.Subvol = 0, in.FS, in.Subvol
-	return r, nil
+	id.Dev, id.Vol = 0, in.Volume
+	return id, nil
 }
 
 // Range dedupes length bytes at srcOff of src with each destination, in
@@ -220,7 +228,7 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 	out := make([]Outcome, len(dsts))
 	if length <= 0 {
 		for i := range out {
-			out[i].Status = plan.DstDeduped
+			out[i].Status = Deduped
 		}
 		return out
 	}
@@ -233,7 +241,7 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 	for len(active) > 0 {
 		if ctx.Err() != nil {
 			for _, i := range active {
-				out[i].Status = plan.DstSkipped
+				out[i].Status = Skipped
 			}
 			break
 		}
@@ -263,25 +271,25 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 			o := &out[i]
 			switch st := info[k].Status; {
 			case err != nil:
-				o.Status, o.Err = plan.DstError, errnoError(err)
+				o.Status, o.Err = Failed, errnoError(err)
 			case st == unix.FILE_DEDUPE_RANGE_DIFFERS:
-				o.Status, o.Err = plan.DstDiffers, ErrDiffers
+				o.Status, o.Err = Differs, ErrDiffers
 			case st < 0:
-				o.Status, o.Err = plan.DstError, errnoError(syscall.Errno(-st))
+				o.Status, o.Err = Failed, errnoError(syscall.Errno(-st))
 			case info[k].Bytes_deduped == 0:
-				o.Status = plan.DstError
+				o.Status = Failed
 				o.Err = fmt.Errorf("kernel deduped 0 of %d bytes at offset %d (a partial last block is shared only when both ranges end at EOF)", n, pos)
 			default:
 				o.Bytes += int64(min(info[k].Bytes_deduped, uint64(n)))
 				if o.Bytes == length {
-					o.Status = plan.DstDeduped
+					o.Status = Deduped
 				}
 			}
 		}
 		// Keep the unfinished ones.
 		active = active[:0]
 		for i := range out {
-			if out[i].Status == "" {
+			if out[i].Status == 0 {
 				active = append(active, i)
 			}
 		}

@@ -20,22 +20,19 @@ import (
 
 	"same/internal/dedupe"
 	"same/internal/fsys"
-	"same/internal/plan"
 	"same/internal/testfs"
 )
 
-// identity returns the plan range for path at offset off, as hashfile
-// would record it.
-func identity(t testing.TB, path string, off int64) plan.Range {
+// identity returns path's identity as hashfile would record it, named by
+// its st_dev.
+func identity(t testing.TB, path string) dedupe.Identity {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	return plan.Range{
-		Path: path, Off: off, Dev: uint64(st.Dev), Ino: st.Ino,
-		Size: st.Size, Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
-	}
+	s := fsys.FromStat(&st)
+	return dedupe.Identity{Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtime}
 }
 
 func randomData(seed uint64, n int) []byte {
@@ -57,7 +54,7 @@ func writeFile(t testing.TB, path string, data []byte) {
 // open opens path with dedupe.Open and its current identity.
 func open(t testing.TB, path string) *os.File {
 	t.Helper()
-	f, err := dedupe.Open(path, identity(t, path, 0))
+	f, err := dedupe.Open(path, identity(t, path))
 	if err != nil {
 		t.Fatalf("dedupe.Open(%s) = %v", path, err)
 	}
@@ -95,8 +92,8 @@ func TestOpen(t *testing.T) {
 	}
 	defer l.Close()
 
-	id := identity(t, file, 0)
-	with := func(f func(*plan.Range)) plan.Range {
+	id := identity(t, file)
+	with := func(f func(*dedupe.Identity)) dedupe.Identity {
 		r := id
 		f(&r)
 		return r
@@ -104,15 +101,15 @@ func TestOpen(t *testing.T) {
 	tests := []struct {
 		name  string
 		path  string
-		want  plan.Range
+		want  dedupe.Identity
 		err   string
 		stale bool
 	}{
 		{"ok", file, id, "", false},
-		{"size", file, with(func(r *plan.Range) { r.Size = 4096 }), "stale: size 5, plan says 4096", true},
-		{"mtime", file, with(func(r *plan.Range) { r.Mtime++ }), "stale: mtime", true},
-		{"ino", file, with(func(r *plan.Range) { r.Ino++ }), "stale: ino", true},
-		{"dev", file, with(func(r *plan.Range) { r.Dev++ }), "stale: dev", true},
+		{"size", file, with(func(r *dedupe.Identity) { r.Size = 4096 }), "stale: size 5, plan says 4096", true},
+		{"mtime", file, with(func(r *dedupe.Identity) { r.Mtime++ }), "stale: mtime", true},
+		{"ino", file, with(func(r *dedupe.Identity) { r.Ino++ }), "stale: ino", true},
+		{"dev", file, with(func(r *dedupe.Identity) { r.Dev++ }), "stale: dev", true},
 		{"directory", dir, id, "is a directory", false},
 		{"fifo", fifo, id, "is a FIFO", false},
 		{"socket", sock, id, "is a socket", false}, // refused before any open(2)
@@ -147,7 +144,7 @@ func TestOpenSymlinkErrno(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "f"), nil)
 	os.Symlink("f", filepath.Join(dir, "l"))
-	_, err := dedupe.Open(filepath.Join(dir, "l"), plan.Range{})
+	_, err := dedupe.Open(filepath.Join(dir, "l"), dedupe.Identity{})
 	if got := dedupe.ErrnoName(err); got != "ELOOP" {
 		t.Errorf("dedupe.ErrnoName(%v) = %q; want ELOOP", err, got)
 	}
@@ -188,7 +185,7 @@ func testRange(t *testing.T, mnt string) {
 		return ds
 	}
 	type want struct {
-		status plan.Status
+		status dedupe.Status
 		bytes  int64
 	}
 	check := func(t *testing.T, got []dedupe.Outcome, w []want) {
@@ -207,7 +204,7 @@ func testRange(t *testing.T, mnt string) {
 		data := randomData(1, 1<<20)
 		p := files(data, data, data)
 		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
-		check(t, got, []want{{plan.DstDeduped, 1 << 20}, {plan.DstDeduped, 1 << 20}})
+		check(t, got, []want{{dedupe.Deduped, 1 << 20}, {dedupe.Deduped, 1 << 20}})
 		for _, path := range p {
 			checkContent(t, path, data)
 		}
@@ -219,7 +216,7 @@ func testRange(t *testing.T, mnt string) {
 		other[9000] ^= 1 // in the third 4 KiB block
 		p := files(data, other, data)
 		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 4096)
-		check(t, got, []want{{plan.DstDiffers, 8192}, {plan.DstDeduped, 64 << 10}})
+		check(t, got, []want{{dedupe.Differs, 8192}, {dedupe.Deduped, 64 << 10}})
 		if !errors.Is(got[0].Err, dedupe.ErrDiffers) {
 			t.Errorf("differs error = %v; want dedupe.ErrDiffers", got[0].Err)
 		}
@@ -231,7 +228,7 @@ func testRange(t *testing.T, mnt string) {
 		data := randomData(3, size)
 		p := files(data, data)
 		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(size), dests(p[1:], 0), 16<<20)
-		check(t, got, []want{{plan.DstDeduped, int64(size)}})
+		check(t, got, []want{{dedupe.Deduped, int64(size)}})
 		checkContent(t, p[1], data)
 	})
 
@@ -241,7 +238,7 @@ func testRange(t *testing.T, mnt string) {
 		// The chunk is rounded down to 4096 bytes: the kernel would report
 		// 6000 bytes deduped after sharing 4096.
 		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 6000)
-		check(t, got, []want{{plan.DstDeduped, 100_000}})
+		check(t, got, []want{{dedupe.Deduped, 100_000}})
 	})
 
 	t.Run("inner ranges", func(t *testing.T) {
@@ -250,7 +247,7 @@ func testRange(t *testing.T, mnt string) {
 		dst := append(randomData(8, 16384), block...)
 		p := files(src, dst)
 		got := dedupe.Range(ctx, open(t, p[0]), 8192, int64(len(block)), dests(p[1:], 16384), 0)
-		check(t, got, []want{{plan.DstDeduped, int64(len(block))}})
+		check(t, got, []want{{dedupe.Deduped, int64(len(block))}})
 		checkContent(t, p[1], dst)
 	})
 
@@ -264,7 +261,7 @@ func testRange(t *testing.T, mnt string) {
 		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
 		w := make([]want, 130)
 		for i := range w {
-			w[i] = want{plan.DstDeduped, int64(len(data))}
+			w[i] = want{dedupe.Deduped, int64(len(data))}
 		}
 		check(t, got, w)
 	})
@@ -273,7 +270,7 @@ func testRange(t *testing.T, mnt string) {
 		data := randomData(10, 16384)
 		p := files(data, data)
 		got := dedupe.Range(ctx, open(t, p[0]), 0, 8192, dests(p[1:], 100), 0)
-		check(t, got, []want{{plan.DstError, 0}})
+		check(t, got, []want{{dedupe.Failed, 0}})
 		if name := dedupe.ErrnoName(got[0].Err); name != "EINVAL" {
 			t.Errorf("errno = %q (%v); want EINVAL", name, got[0].Err)
 		}
@@ -285,7 +282,7 @@ func testRange(t *testing.T, mnt string) {
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
 		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 0)
-		check(t, got, []want{{plan.DstSkipped, 0}, {plan.DstSkipped, 0}})
+		check(t, got, []want{{dedupe.Skipped, 0}, {dedupe.Skipped, 0}})
 	})
 
 	t.Run("statfs", func(t *testing.T) {
@@ -311,7 +308,7 @@ func TestRangeUnsupported(t *testing.T) {
 	writeFile(t, b, data)
 	got := dedupe.Range(context.Background(), open(t, a), 0, 8192, []dedupe.Dest{{open(t, b), 0}}, 0)
 	o := got[0]
-	if o.Status != plan.DstError || dedupe.ErrnoName(o.Err) != "EOPNOTSUPP" || o.Err.Error() != "filesystem does not support dedupe" {
+	if o.Status != dedupe.Failed || dedupe.ErrnoName(o.Err) != "EOPNOTSUPP" || o.Err.Error() != "filesystem does not support dedupe" {
 		t.Errorf("Range on ext4 = %s %q %v; want error EOPNOTSUPP \"filesystem does not support dedupe\"", o.Status, dedupe.ErrnoName(o.Err), o.Err)
 	}
 }
@@ -325,7 +322,7 @@ func TestRangeCrossDevice(t *testing.T) {
 	writeFile(t, b, data)
 	got := dedupe.Range(context.Background(), open(t, a), 0, 8192, []dedupe.Dest{{open(t, b), 0}}, 0)
 	o := got[0]
-	if o.Status != plan.DstError || !errors.Is(o.Err, syscall.EXDEV) || !strings.Contains(o.Err.Error(), "on another filesystem") {
+	if o.Status != dedupe.Failed || !errors.Is(o.Err, syscall.EXDEV) || !strings.Contains(o.Err.Error(), "on another filesystem") {
 		t.Errorf("Range across filesystems = %s %v; want error EXDEV \"on another filesystem\"", o.Status, o.Err)
 	}
 }

@@ -7,22 +7,27 @@ import (
 	"os"
 	"syscall"
 
-	"same/internal/plan"
+	"same/internal/fsys"
 )
 
 // Open returns ErrUnsupported: FIDEDUPERANGE is Linux-only.
-func Open(path string, want plan.Range) (*os.File, error) {
+func Open(path string, want Identity) (*os.File, error) {
 	return nil, ErrUnsupported
 }
 
-// Identity returns ErrUnsupported.
-func Identity(path string) (plan.Range, error) { return plan.Range{}, ErrUnsupported }
+// OpenStat returns ErrUnsupported.
+func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
+	return nil, fsys.Stat{}, ErrUnsupported
+}
+
+// IdentityOf returns ErrUnsupported.
+func IdentityOf(path string) (Identity, error) { return Identity{}, ErrUnsupported }
 
 // Range reports every destination as failed with ErrUnsupported.
 func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest, chunk int64) []Outcome {
 	out := make([]Outcome, len(dsts))
 	for i := range out {
-		out[i] = Outcome{Status: plan.DstError, Err: ErrUnsupported}
+		out[i] = Outcome{Status: Failed, Err: ErrUnsupported}
 	}
 	return out
 }
@@ -31,7 +36,7 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 func ErrnoName(err error) string { return "" }
 
 // Rewrite is not available on this platform.
-func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (int64, int64, error) {
+func Rewrite(ctx context.Context, f *os.File, path string, spans []Span, chunk int64) (int64, int64, error) {
 	return 0, 0, ErrUnsupported
 }
 

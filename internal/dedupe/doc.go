@@ -7,8 +7,9 @@
 // Open looks a plan path up with no symlink followed in any component
 // (package safeopen) to an O_PATH descriptor, which opens nothing; refuses
 // anything but a regular file without opening it; compares the file's
-// identity (device, inode, size, modification time in nanoseconds) with
-// the one recorded in the plan; and only then opens that inode read-only.
+// identity (volume or device, inode, size, modification time in
+// nanoseconds) with the Identity the caller recorded, a plan's for
+// applysame; and only then opens that inode read-only.
 // A difference is a *StaleError (errors.Is(err, ErrStale)) that names the
 // field. Rewrite makes its unnamed copy in the file's directory reached
 // the same way. Files are never opened for writing: the kernel accepts
@@ -22,9 +23,11 @@
 // splits the work into calls of at most MaxDests destinations and one chunk
 // of bytes (DefaultChunk), so that writers, which the kernel holds off while
 // it compares, are not stalled for long. Each destination gets an Outcome:
-// deduped, differs (the kernel found different bytes), error (with the
-// errno and a readable message), or skipped (the context was cancelled
-// before its turn), with the bytes deduped so far.
+// Deduped, Differs (the kernel found different bytes), Failed (with the
+// errno and a readable message), or Skipped (the context was cancelled
+// before its turn), with the bytes deduped so far. The package knows
+// nothing of plans: package apply maps plan ranges to Identity and
+// outcomes to result statuses.
 //
 // # Filesystems
 //

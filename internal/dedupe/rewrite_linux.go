@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-
-	"same/internal/plan"
 )
 
 // afterCopy, set by tests, runs between a chunk's copy and its swap.
 var afterCopy func()
+
+// readFault, set by tests, is called before each read of the file being
+// copied, with the offset read; an error it returns is the read's.
+var readFault func(off int64) error
 
 // Fault, when set (by tests of callers), is called at the steps of
 // Rewrite where an interruption or a failure is tested: "rewrite-copied"
@@ -38,7 +41,7 @@ var Fault func(point string)
 //
 // It returns the bytes written to the copy and the bytes of f now sharing
 // it.
-func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, chunk int64) (written, shared int64, err error) {
+func Rewrite(ctx context.Context, f *os.File, path string, spans []Span, chunk int64) (written, shared int64, err error) {
 	if chunk <= 0 {
 		chunk = DefaultChunk
 	}
@@ -54,7 +57,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 	// Writing back a batch at once, not each piece, matters: a rewrite
 	// holds hundreds of small spans where a file is mostly deduplicated,
 	// and each write-back waits for the disk.
-	var batch []plan.Span
+	var batch []Span
 	var inBatch int64
 	share := func() error {
 		if len(batch) == 0 {
@@ -77,7 +80,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 		for _, p := range batch {
 			o := Range(ctx, tmp, p.Off, p.Len, []Dest{{File: f, Off: p.Off}}, chunk)[0]
 			shared += o.Bytes
-			if o.Status != plan.DstDeduped {
+			if o.Status != Deduped {
 				if o.Err == nil {
 					o.Err = ctx.Err()
 				}
@@ -92,14 +95,15 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 	}
 	for _, s := range spans {
 		for lo := s.Off; lo < s.Off+s.Len; lo += chunk {
-			if err := ctx.Err(); err != nil {
-				return written, shared, err
-			}
 			n := min(chunk, s.Off+s.Len-lo)
 			if inBatch+n > chunk {
 				if err := share(); err != nil {
 					return written, shared, err
 				}
+			}
+			// An interrupt stops the rewrite before the next copy.
+			if err := ctx.Err(); err != nil {
+				return written, shared, err
 			}
 			w, err := copyRange(tmp, f, lo, n, buf)
 			written += w
@@ -109,7 +113,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, spans []plan.Span, ch
 			if k := len(batch) - 1; k >= 0 && batch[k].Off+batch[k].Len == lo {
 				batch[k].Len += n // adjacent copies would be written as one extent
 			} else {
-				batch = append(batch, plan.Span{Off: lo, Len: n})
+				batch = append(batch, Span{Off: lo, Len: n})
 			}
 			inBatch += n
 		}
@@ -157,11 +161,20 @@ func tmpFile(f *os.File, path string) (*os.File, error) {
 
 // copyRange copies n bytes at off from src to dst, at the same offset,
 // through buf: a real copy, never a reflink (copy_file_range could share
-// the very extent being freed).
+// the very extent being freed). A file that ends before is an
+// io.ErrUnexpectedEOF that says where it ends.
 func copyRange(dst, src *os.File, off, n int64, buf []byte) (int64, error) {
 	var done int64
 	for done < n {
+		if readFault != nil {
+			if err := readFault(off + done); err != nil {
+				return done, err
+			}
+		}
 		m, err := src.ReadAt(buf[:min(int64(len(buf)), n-done)], off+done)
+		if m == 0 && err == io.EOF {
+			return done, fmt.Errorf("the file ends at %d: %w", off+done, io.ErrUnexpectedEOF)
+		}
 		if m == 0 && err != nil {
 			return done, err
 		}

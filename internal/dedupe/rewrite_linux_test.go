@@ -11,7 +11,6 @@ import (
 
 	"same/internal/dedupe"
 	"same/internal/fiemap"
-	"same/internal/plan"
 	"same/internal/testfs"
 )
 
@@ -63,7 +62,7 @@ func TestRewrite(t *testing.T) {
 	data := randomBytes(1, 2<<20+1000)
 	f := writeOpen(t, path, data)
 	before := []int64{physicalAt(t, f, 0), physicalAt(t, f, 1<<20), physicalAt(t, f, 2<<20)}
-	spans := []plan.Span{{Off: 0, Len: 512 << 10}, {Off: 2 << 20, Len: 1000}}
+	spans := []dedupe.Span{{Off: 0, Len: 512 << 10}, {Off: 2 << 20, Len: 1000}}
 
 	written, shared, err := dedupe.Rewrite(context.Background(), f, path, spans, 0)
 	if err != nil || written != 512<<10+1000 || shared != written {
@@ -94,7 +93,7 @@ func TestRewriteBatches(t *testing.T) {
 	const kib, mib = 1 << 10, 1 << 20
 	data := randomBytes(4, 6*mib)
 	f := writeOpen(t, path, data)
-	spans := []plan.Span{
+	spans := []dedupe.Span{
 		{Off: 0, Len: 64 * kib}, {Off: 64 * kib, Len: 64 * kib}, // adjacent
 		{Off: 256 * kib, Len: 4 * kib},
 		{Off: mib, Len: 2*mib + 512*kib}, // longer than a chunk
@@ -162,7 +161,7 @@ func TestRewriteWriterBetweenCopyAndSwap(t *testing.T) {
 	})
 	defer dedupe.SetAfterCopy(nil)
 
-	_, shared, err := dedupe.Rewrite(context.Background(), f, path, []plan.Span{{Off: 0, Len: 1 << 20}}, 0)
+	_, shared, err := dedupe.Rewrite(context.Background(), f, path, []dedupe.Span{{Off: 0, Len: 1 << 20}}, 0)
 	if !errors.Is(err, dedupe.ErrDiffers) {
 		t.Fatalf("Rewrite = %v; want ErrDiffers", err)
 	}
@@ -194,7 +193,7 @@ func TestRewriteReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, _, err = dedupe.Rewrite(context.Background(), f, path, []plan.Span{{Off: 0, Len: 4096}}, 0)
+	_, _, err = dedupe.Rewrite(context.Background(), f, path, []dedupe.Span{{Off: 0, Len: 4096}}, 0)
 	if want := "open O_TMPFILE in " + mnt + ": read-only file system"; err == nil || err.Error() != want {
 		t.Errorf("Rewrite = %v; want %q", err, want)
 	}

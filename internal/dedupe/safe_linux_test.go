@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/dedupe"
-	"same/internal/plan"
 	"same/internal/testfs"
 )
 
@@ -77,8 +76,7 @@ func TestOpenSwappedDirectory(t *testing.T) {
 	path := filepath.Join(root, "d", "f")
 	writeFile(t, path, []byte("mine  "))
 	writeFile(t, filepath.Join(out, "f"), []byte("secret"))
-	mine, secret := identity(t, path, 0), identity(t, filepath.Join(out, "f"), 0)
-	secret.Path = path
+	mine, secret := identity(t, path), identity(t, filepath.Join(out, "f"))
 	if err := os.Symlink(out, filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +128,7 @@ func TestOpenThroughSymlinkedDirectory(t *testing.T) {
 		{fifo, "is a FIFO"},
 	}
 	for _, tt := range tests {
-		f, err := dedupe.Open(tt.path, plan.Range{})
+		f, err := dedupe.Open(tt.path, dedupe.Identity{})
 		if f != nil {
 			f.Close()
 		}
@@ -162,7 +160,7 @@ func TestRewriteSwappedParent(t *testing.T) {
 	path := filepath.Join(dir, "f")
 	data := randomBytes(7, 2<<20)
 	f := writeOpen(t, path, data)
-	spans := []plan.Span{{Off: 0, Len: 512 << 10}}
+	spans := []dedupe.Span{{Off: 0, Len: 512 << 10}}
 
 	// Made outside: an unnamed file open in this process whose directory
 	// is out.
@@ -242,7 +240,7 @@ func BenchmarkOpen(b *testing.B) {
 	}
 	path := filepath.Join(dir, "f")
 	writeFile(b, path, []byte("data"))
-	id := identity(b, path, 0)
+	id := identity(b, path)
 	for b.Loop() {
 		f, err := dedupe.Open(path, id)
 		if err != nil {

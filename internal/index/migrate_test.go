@@ -1,0 +1,70 @@
+package index
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"same/schema"
+)
+
+// An index of version 2, made by hand from 001_init.sql and
+// 002_filesystems.sql with rows, is migrated to today's version with its
+// files, their NOCOW attribute (known or not), sums and extents intact.
+func TestMigrateV2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db := rawDB(t, path)
+	for _, name := range []string{"001_init.sql", "002_filesystems.sql"} {
+		body, err := schema.FS.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlExec(t, db, string(body))
+	}
+	sqlExec(t, db, "PRAGMA user_version = 2")
+	sqlExec(t, db, "INSERT INTO meta(key, value) VALUES('block_size', '4096')")
+	sqlExec(t, db, "INSERT INTO devices(dev, fstype, fsblock, fsid) VALUES(42, 2435016766, 4096, '0123456789abcdef0123456789abcdef')")
+	sqlExec(t, db, `INSERT INTO files(id, path, dev, ino, size, mtime, ctime, nocow) VALUES
+		(1, '/d/a', 42, 100, 8192, 11, 12, 1), (2, '/d/b', 42, 101, 4096, 21, 22, 0), (3, NULL, 42, 102, 4096, 31, 32, NULL)`)
+	sqlExec(t, db, "INSERT INTO blocks(file, chunk, hashes) VALUES(1, 0, x'0102030405060708'), (2, 0, x'1112131415161718'), (3, 0, x'2122232425262728')")
+	sqlExec(t, db, "INSERT INTO extents(file, logical, physical, length, flags) VALUES(1, 0, 1048576, 8192, 8193), (2, 0, 2097152, 4096, 1)")
+	db.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ix := openT(t, path)
+	checkCurrent(t, ix)
+	ctx := context.Background()
+	var files []File
+	if err := ix.Files(ctx, func(f File) error { files = append(files, f); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(files, func(a, b File) int { return int(a.ID - b.ID) })
+	vol := LegacyVolume(42) // named by st_dev until hashfile meets it again
+	want := []File{
+		{ID: 1, Path: "/d/a", Vol: vol, Ino: 100, Size: 8192, Mtime: 11, Ctime: 12, NoCOW: NoCOWSet, UID: UIDUnknown},
+		{ID: 2, Path: "/d/b", Vol: vol, Ino: 101, Size: 4096, Mtime: 21, Ctime: 22, NoCOW: NoCOWUnset, UID: UIDUnknown},
+		{ID: 3, Path: "", Vol: vol, Ino: 102, Size: 4096, Mtime: 31, Ctime: 32, NoCOW: NoCOWUnknown, UID: UIDUnknown},
+	}
+	if !slices.Equal(files, want) {
+		t.Errorf("Files() = %+v; want %+v", files, want)
+	}
+	for id, want := range map[int64]string{1: "0102030405060708", 2: "1112131415161718", 3: "2122232425262728"} {
+		sums, err := ix.Sums(ctx, id)
+		if err != nil || hex.EncodeToString(sums) != want {
+			t.Errorf("Sums(%d) = %x, %v; want %s", id, sums, err, want)
+		}
+	}
+	var n int
+	if err := ix.DB().QueryRow("SELECT count(*) FROM extents WHERE (file = 1 AND physical = 1048576 AND length = 8192) OR (file = 2 AND physical = 2097152 AND length = 4096)").Scan(&n); err != nil || n != 2 {
+		t.Errorf("extents kept = %d, %v; want 2", n, err)
+	}
+	var check string
+	if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Errorf("integrity_check = %q, %v", check, err)
+	}
+}
