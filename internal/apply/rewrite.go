@@ -32,6 +32,9 @@ var errExtentShared = errors.New("the extent is shared with another file or snap
 // its unit leave the extent alone. It runs in the loop's goroutine, after
 // every line before it.
 func (a *applier) rewrite(ctx context.Context, line int, w *plan.Rewrite, need int64, mayWait bool) (r *plan.Result, wait bool) {
+	if fault != nil && !a.opt.DryRun {
+		fault("rewrite-start")
+	}
 	r, wait = a.rewriteOnce(ctx, line, w, need, mayWait)
 	if wait {
 		return nil, true
