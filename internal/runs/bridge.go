@@ -3,7 +3,6 @@ package runs
 import (
 	"context"
 
-	"same/internal/blockhash"
 	"same/internal/index"
 )
 
@@ -23,43 +22,26 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 	if len(runs) < 2 {
 		return runs, nil
 	}
-	sums := make(map[int][]byte) // of the files of one destination's runs
-	sumsOf := func(fi int) ([]byte, error) {
-		if s, ok := sums[fi]; ok {
-			return s, nil
-		}
-		s, err := ix.Sums(ctx, files[fi].id)
-		sums[fi] = s
-		return s, err
-	}
-	zero := func(s []byte, from, n int64) bool {
-		for b := from; b < from+n; b++ {
-			if int(b) < len(s)/blockhash.SumSize && blockhash.At(s, int(b)) != blockhash.Zero {
-				return false
-			}
-		}
-		return true
-	}
+	dsums, ssums := newSumReader(ctx, ix), newSumReader(ctx, ix)
 	out := runs[:1]
 	for _, r := range runs[1:] {
 		p := &out[len(out)-1]
 		df, sf := r.dst.file(), r.src.file()
-		if df != p.dst.file() {
-			clear(sums)
-		}
 		gap := r.dst.block() - (p.dst.block() + p.n)
 		if df == p.dst.file() && sf == p.src.file() && df != sf &&
 			gap > 0 && gap <= maxBridge && r.src.block()-(p.src.block()+p.n) == gap &&
 			p.len == p.n*bs && !files[df].stale && !files[sf].stale {
-			ds, err := sumsOf(df)
+			dz, err := dsums.zero(files[df].id, p.dst.block()+p.n, gap)
 			if err != nil {
 				return nil, err
 			}
-			ss, err := sumsOf(sf)
-			if err != nil {
-				return nil, err
+			sz := false
+			if dz {
+				if sz, err = ssums.zero(files[sf].id, p.src.block()+p.n, gap); err != nil {
+					return nil, err
+				}
 			}
-			if zero(ds, p.dst.block()+p.n, gap) && zero(ss, p.src.block()+p.n, gap) {
+			if dz && sz {
 				p.n += gap + r.n
 				p.len = (r.dst.block()-p.dst.block())*bs + r.len
 				continue

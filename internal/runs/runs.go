@@ -8,8 +8,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"math/bits"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -29,9 +29,12 @@ type Options struct {
 	Include    []string // only files matching one of these (walk.Matches)
 	Exclude    []string // never files matching one of these
 	WholeFiles bool     // only whole files equal to another whole file
-	// Budget bounds the memory of one grouping pass, in bytes; 0 means
-	// DefaultBudget.
+	// Budget bounds the memory Find holds, in bytes (what the
+	// files, extents and runs take aside); 0 means DefaultBudget. Sums
+	// and mappings that do not fit go to temporary files under TmpDir,
+	// the directory of the index when it is "".
 	Budget int64
+	TmpDir string
 	// Live maps the files that runs would touch again (FIEMAP) and uses
 	// their extents as they are now instead of those recorded, leaving out
 	// files changed or gone since they were hashed. findsame sets it; tests
@@ -69,7 +72,7 @@ func (o *Options) progress(phase string, done, total int64, unit string) {
 	}
 }
 
-// DefaultBudget is the memory one grouping pass may hold.
+// DefaultBudget is the memory Find may hold.
 const DefaultBudget = 512 << 20
 
 // Summary counts a plan.
@@ -83,8 +86,10 @@ type Summary struct {
 	Freed    int64 // estimate of bytes freed
 	Files    int   // files considered
 	Blocks   int64 // non-empty blocks considered
-	Passes   int   // grouping passes over the index
-	Skipped  int   // files left out: changed or gone since hashed
+	// Partitions counts the ranges of sums grouped one at a time: 1
+	// when they all fit in memory.
+	Partitions int
+	Skipped    int // files left out: changed or gone since hashed
 	// Unnamed counts files left out because their volume is known only by
 	// the st_dev an older index recorded: hashfile names it on its next
 	// run.
@@ -135,6 +140,35 @@ type run struct {
 	freed    int64
 }
 
+// pairSize is the memory of one pair.
+const pairSize = 16
+
+// largeIndex is the size of an index's pairs from which Find has the
+// garbage collector run more often.
+const largeIndex = 64 << 20
+
+// finder holds what the stages of Find share.
+type finder struct {
+	ctx    context.Context
+	ix     *index.Index
+	o      *Options
+	bs     int64
+	files  []file
+	byID   map[int64]int
+	sum    *Summary
+	tmpdir string
+	// mapped marks the files that some mapping names: grouping fills it
+	// in.
+	mapped []bool
+	// maps holds the mappings between grouping and chaining, in lists by
+	// destination range: list k holds the destinations from bounds[k-1]
+	// up to bounds[k].
+	maps   *buckets
+	bounds []loc
+	// buf is the memory of the partition or list at hand.
+	buf []words
+}
+
 // Find computes the plan for the index and calls emit with each line, in
 // units of work (see plan.Unit): first the dedupe lines that need no
 // rewrite, each a unit of its own, in order of source path and offset;
@@ -176,22 +210,21 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
-	maps, passes, err := group(ctx, ix, files, byID, held, o)
-	if err != nil {
+	f := &finder{ctx: ctx, ix: ix, o: &o, bs: bs, files: files, byID: byID, sum: &sum,
+		tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
+	if err := f.group(held); err != nil {
+		if f.maps != nil {
+			f.maps.close()
+		}
 		return sum, err
 	}
-	sum.Passes = passes
 	if o.Live {
-		involved := make([]bool, len(files))
-		for _, m := range maps {
-			involved[m.dst.file()] = true
-			involved[m.src.file()] = true
-		}
+		// The files remap maps again: those the mappings name.
+		involved := f.mapped
 		sum.Skipped = remap(files, involved, &o)
 	}
-	runs := chain(ctx, files, maps, bs, &o)
-	maps = nil
-	if err := ctx.Err(); err != nil {
+	runs, err := f.chain()
+	if err != nil {
 		return sum, err
 	}
 	if runs, err = bridge(ctx, ix, files, runs, bs); err != nil {
@@ -347,217 +380,6 @@ func classes() func(fs string, nocow bool, uid int64) int {
 			m[k] = c
 		}
 		return c
-	}
-}
-
-// pairSize is the memory of one pair.
-const pairSize = 16
-
-// largeIndex is the size of an index's pairs from which Find has the
-// garbage collector run more often.
-const largeIndex = 64 << 20
-
-// group finds every group of equal non-zero sums and maps each member but
-// the source to the group's source. It returns the mappings sorted by
-// destination.
-func group(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, blocks int64, o Options) ([]mapping, int, error) {
-	passes := int(max(1, (blocks*pairSize+o.Budget-1)/o.Budget))
-	var maps []mapping
-	// Sums are hashes, so each pass holds about as many pairs as the
-	// others: one allocation serves them all (a pass that holds more, say
-	// a block repeated very often, grows it).
-	per := blocks / int64(passes)
-	pairs := make([]pair, 0, per+per/64+1024)
-	for p := range passes {
-		pairs = pairs[:0]
-		phase := "grouping"
-		if passes > 1 {
-			phase = fmt.Sprintf("grouping, pass %d of %d", p+1, passes)
-		}
-		var done, shown int64
-		err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
-			fi, ok := byID[id]
-			if !ok {
-				return nil
-			}
-			if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
-				o.progress(phase, done, blocks, "blocks")
-				shown = done
-			}
-			for i := 0; i < len(sums)/blockhash.SumSize; i++ {
-				s := blockhash.At(sums, i)
-				// Pass p holds the pth of passes slices of the sum space.
-				if hi, _ := bits.Mul64(s, uint64(passes)); s == blockhash.Zero || hi != uint64(p) {
-					continue
-				}
-				pairs = append(pairs, pair{s, mkloc(fi, int64(first+i))})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-		o.progress(phase, done, blocks, "blocks")
-		sortPairs(pairs)
-		// Make room for this pass's mappings, and as many again and a
-		// little more for each pass to come, at once rather than as they
-		// are appended: growing copies them all.
-		n := 0
-		for i := 1; i < len(pairs); i++ {
-			if pairs[i].sum == pairs[i-1].sum {
-				n++
-			}
-		}
-		maps = slices.Grow(maps, n+(n+n/16)*(passes-p-1))
-		for i := 0; i < len(pairs); {
-			j := i + 1
-			for j < len(pairs) && pairs[j].sum == pairs[i].sum {
-				j++
-			}
-			if j-i > 1 {
-				maps = appendGroup(maps, files, pairs[i:j])
-			}
-			i = j
-		}
-	}
-	sortMappings(maps)
-	return maps, passes, nil
-}
-
-// appendGroup maps every member of g (sorted by location) to the source
-// of its class: the member of the class in the largest file, the first in
-// path and block order. Members of different classes cannot share
-// storage.
-func appendGroup(maps []mapping, files []file, g []pair) []mapping {
-	for _, m := range g[1:] {
-		if files[m.at.file()].class != files[g[0].at.file()].class {
-			return appendClasses(maps, files, g)
-		}
-	}
-	src := g[0].at
-	for _, m := range g[1:] {
-		if better(&files[m.at.file()], &files[src.file()]) {
-			src = m.at
-		}
-	}
-	for _, m := range g {
-		if m.at != src && !files[m.at.file()].readonly {
-			maps = append(maps, mapping{dst: m.at, src: src})
-		}
-	}
-	return maps
-}
-
-// better reports whether a copy in file a is a better source than one in
-// b: in a read-only subvolume that may not be a destination, else in a
-// larger file, else stored compressed (the copy that takes less disk is
-// the one to keep).
-func better(a, b *file) bool {
-	if a.readonly != b.readonly {
-		return a.readonly
-	}
-	if a.size != b.size {
-		return a.size > b.size
-	}
-	return a.encoded && !b.encoded
-}
-
-// appendClasses is appendGroup for a group of several classes: each
-// class's members make a group of their own.
-func appendClasses(maps []mapping, files []file, g []pair) []mapping {
-	g = slices.Clone(g)
-	class := func(p pair) int { return files[p.at.file()].class }
-	slices.SortStableFunc(g, func(a, b pair) int { return cmp.Compare(class(a), class(b)) })
-	for i := 0; i < len(g); {
-		j := i + 1
-		for j < len(g) && class(g[j]) == class(g[i]) {
-			j++
-		}
-		if j-i > 1 {
-			maps = appendGroup(maps, files, g[i:j])
-		}
-		i = j
-	}
-	return maps
-}
-
-// chain merges mappings, sorted by destination, into maximal runs, leaving
-// out blocks that already share storage or sit in inline extents.
-func chain(ctx context.Context, files []file, maps []mapping, bs int64, o *Options) []run {
-	var runs []run
-	var cur *run
-	var dc, sc cursor
-	for i, m := range maps {
-		if i%(1<<16) == 0 {
-			o.progress("chaining", int64(i), int64(len(maps)), "blocks")
-			if ctx.Err() != nil {
-				return nil // Find returns ctx's error
-			}
-		}
-		df, sf := &files[m.dst.file()], &files[m.src.file()]
-		if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*bs, m.src.block()*bs, &dc, &sc, o.Rewrite) {
-			cur = nil
-			continue
-		}
-		if cur != nil && m.dst == cur.dst+loc(cur.n) && m.src == cur.src+loc(cur.n) &&
-			!(m.dst.file() == m.src.file() && m.src.block()+1 > cur.dst.block()) {
-			cur.n++
-			continue
-		}
-		runs = append(runs, run{src: m.src, dst: m.dst, n: 1})
-		cur = &runs[len(runs)-1]
-	}
-	o.progress("chaining", int64(len(maps)), int64(len(maps)), "blocks")
-	for i := range runs {
-		r := &runs[i]
-		r.len = r.n * bs
-		if end := (r.dst.block() + r.n) * bs; end > files[r.dst.file()].size {
-			r.len -= end - files[r.dst.file()].size // the partial tail, equal in both
-		}
-	}
-	return runs
-}
-
-// shareable reports whether the block at doff of d may be deduplicated
-// against the block at soff of s: neither is inline, they do not already
-// share their physical block, and, without rewrites, they are not in one
-// btrfs disk extent (where sharing frees nothing). The cursors dc and sc look up d's
-// and s's extents.
-func shareable(d, s *file, doff, soff int64, dc, sc *cursor, rewrite bool) bool {
-	de, dok := dc.at(d, doff)
-	se, sok := sc.at(s, soff)
-	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
-		return false
-	}
-	if dok && sok && d.class == s.class && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
-		return false
-	}
-	if !rewrite && dok && sok && de.DiskStart != 0 && de.DiskStart == se.DiskStart && d.class == s.class {
-		// Both in one btrfs disk extent, at other offsets: sharing them
-		// frees nothing, the source keeps the extent alive. (A rewrite
-		// of the extent, which moves the source out of it first, makes
-		// it free the extent.)
-		return false
-	}
-	return true
-}
-
-func filter(runs []run, o Options) []run {
-	return slices.DeleteFunc(runs, func(r run) bool {
-		return r.len < o.MinLen
-	})
-}
-
-// byDestination calls fn with the runs of each destination file in turn;
-// runs are in destination order.
-func byDestination(runs []run, fn func(fi int, rs []run)) {
-	for i := 0; i < len(runs); {
-		j := i + 1
-		for j < len(runs) && runs[j].dst.file() == runs[i].dst.file() {
-			j++
-		}
-		fn(runs[i].dst.file(), runs[i:j])
-		i = j
 	}
 }
 
@@ -723,8 +545,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 	}
 	waiting := make([][]*plan.Dedupe, len(ws))
 	var unit int64
-	var sums []byte
-	sumsOf := -1
+	sums := newSumReader(ctx, ix)
 	for i := 0; i < len(runs); {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -736,14 +557,12 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 		}
 		r := runs[i]
 		sf := &files[r.src.file()]
-		if sumsOf != r.src.file() {
-			var err error
-			if sums, err = ix.Sums(ctx, sf.id); err != nil {
-				return err
-			}
-			sumsOf = r.src.file()
+		h := sha256.New()
+		if err := sums.hash(h, sf.id, r.src.block(), r.n); err != nil {
+			return err
 		}
-		digest := sha256.Sum256(runSums(sums, r.src.block(), r.n))
+		var digest [sha256.Size]byte
+		h.Sum(digest[:0])
 		d := &plan.Dedupe{
 			Type:   plan.TypeDedupe,
 			V:      plan.Version,
@@ -801,20 +620,6 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 	}
 	o.progress("writing the plan", int64(len(runs)), int64(len(runs)), "runs")
 	return nil
-}
-
-// runSums returns the n sums from block first of a file's sums, which stop
-// at its last non-zero block (see index.Sums).
-func runSums(sums []byte, first, n int64) []byte {
-	lo, hi := first*blockhash.SumSize, (first+n)*blockhash.SumSize
-	if hi <= int64(len(sums)) {
-		return sums[lo:hi]
-	}
-	out := make([]byte, hi-lo)
-	if lo < int64(len(sums)) {
-		copy(out, sums[lo:])
-	}
-	return out
 }
 
 func rangeOf(f *file, off int64) plan.Range {

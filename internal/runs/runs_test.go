@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -459,7 +460,7 @@ func TestProgress(t *testing.T) {
 	if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"loading files", "loading extents", "grouping", "chaining", "writing the plan"}
+	want := []string{"loading files", "loading extents", "reading sums", "grouping", "chaining", "writing the plan"}
 	if fmt.Sprint(phases) != fmt.Sprint(want) {
 		t.Errorf("phases %q; want %q", phases, want)
 	}
@@ -468,13 +469,58 @@ func TestProgress(t *testing.T) {
 	}
 }
 
+// However little memory Find may hold, and so however many partitions it
+// groups one by one (a block repeated more often than one may hold
+// included), the plan is the same.
+func TestPartitions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var files []tfile
+	for i := range 40 {
+		b := make([]byte, 1+rng.IntN(40))
+		for k := range b {
+			b[k] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.."[rng.IntN(64)]
+			if k > 0 && rng.IntN(3) == 0 {
+				b[k] = b[k-1] // repeated blocks
+			}
+		}
+		files = append(files, tfile{path: fmt.Sprintf("/m/%02d", i), blocks: string(b), dev: uint64(7 + rng.IntN(2))})
+	}
+	files = append(files, copies(5, strings.Repeat("R", 30))...)
+	ix := build(t, fstype.Btrfs, files)
+	find := func(budget int64) (string, Summary) {
+		var out bytes.Buffer
+		enc := plan.NewEncoder(&out)
+		sum, err := Find(context.Background(), ix, Options{Budget: budget, Rewrite: true}, enc.Write)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), sum
+	}
+	want, sum := find(0)
+	if sum.Partitions != 1 || sum.Lines == 0 {
+		t.Fatalf("Find = %+v; want 1 partition and lines", sum)
+	}
+	for _, budget := range []int64{32, 64, 1000, 4000} {
+		got, sum := find(budget)
+		if sum.Partitions < 2 {
+			t.Errorf("Find(budget %d) in %d partitions; want several", budget, sum.Partitions)
+		}
+		if got != want {
+			t.Errorf("Find(budget %d) =\n%s\nwant\n%s", budget, got, want)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(ix.Path()), ".findsame-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %q", left)
+	}
+}
+
 // A sparse file's size does not count towards the passes: the index holds
 // the sums of its data, and grouping holds those alone.
 func TestSparsePasses(t *testing.T) {
 	ix := withHuge(t, 1<<40)
 	sum, err := Find(context.Background(), ix, Options{Budget: 1 << 20}, func(plan.Record) error { return nil })
-	if err != nil || sum.Passes != 1 || sum.Lines != 1 || sum.Runs != 2 {
-		t.Errorf("Find = %+v, %v; want 1 pass, 1 line, 2 runs", sum, err)
+	if err != nil || sum.Partitions != 1 || sum.Lines != 1 || sum.Runs != 2 {
+		t.Errorf("Find = %+v, %v; want 1 partition, 1 line, 2 runs", sum, err)
 	}
 }
 
