@@ -18,13 +18,19 @@ const maxBridge = 32768
 // the gap between two runs from one source is the same on both sides and
 // every block of it is zero in both files, the runs become one. runs are
 // in destination order, and stay so.
-func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64) ([]run, error) {
+func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, o *Options) ([]run, error) {
 	if len(runs) < 2 {
 		return runs, nil
 	}
 	dsums, ssums := newSumReader(ctx, ix), newSumReader(ctx, ix)
 	out := runs[:1]
-	for _, r := range runs[1:] {
+	for i, r := range runs[1:] {
+		if i%(1<<14) == 0 {
+			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		p := &out[len(out)-1]
 		df, sf := r.dst.file(), r.src.file()
 		gap := r.dst.block() - (p.dst.block() + p.n)
@@ -49,5 +55,6 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 		}
 		out = append(out, r)
 	}
+	o.progress("joining runs", int64(len(runs)-1), int64(len(runs)-1), "runs")
 	return out, nil
 }

@@ -78,7 +78,7 @@ func (f *finder) scan(held int64, put func([]pair) error) ([]chunkCount, error) 
 			if n > 0 {
 				counts = append(counts, chunkCount{mkloc(fi, int64(first)), n})
 			}
-			if done += n; done-shown >= 1<<16 {
+			if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
 				f.o.progress("reading sums", done, held, "blocks")
 				shown = done
 			}

@@ -220,7 +220,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if err != nil {
 		return sum, err
 	}
-	if runs, err = bridge(ctx, ix, files, runs, bs); err != nil {
+	if runs, err = bridge(ctx, ix, files, runs, bs, &o); err != nil {
 		return sum, err
 	}
 	runs = filter(runs, o)

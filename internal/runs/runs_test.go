@@ -449,23 +449,29 @@ func TestCannotDedupe(t *testing.T) {
 // Progress is told of each phase, the last one done in full.
 func TestProgress(t *testing.T) {
 	ix := build(t, fstype.Btrfs, copies(3, "ABCDEFGH"))
-	var phases []string
-	var last string
-	o := Options{Progress: func(phase string, done, total int64, unit string) {
-		if len(phases) == 0 || phases[len(phases)-1] != phase {
-			phases = append(phases, phase)
+	for _, budget := range []int64{0, 64} { // in memory, in partitions
+		var phases []string
+		var last string
+		o := Options{Budget: budget, Progress: func(phase string, done, total int64, unit string) {
+			if len(phases) == 0 || phases[len(phases)-1] != phase {
+				phases = append(phases, phase)
+			}
+			// A total, so that the time left can be told.
+			if total <= 0 || done > total {
+				t.Errorf("progress %s %d of %d; want a total, at least what is done", phase, done, total)
+			}
+			last = fmt.Sprintf("%s %d/%d %s", phase, done, total, unit)
+		}}
+		if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
+			t.Fatal(err)
 		}
-		last = fmt.Sprintf("%s %d/%d %s", phase, done, total, unit)
-	}}
-	if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"loading files", "loading extents", "reading sums", "grouping", "chaining", "writing the plan"}
-	if fmt.Sprint(phases) != fmt.Sprint(want) {
-		t.Errorf("phases %q; want %q", phases, want)
-	}
-	if want := "writing the plan 2/2 runs"; last != want {
-		t.Errorf("last progress %q; want %q", last, want)
+		want := []string{"loading files", "loading extents", "reading sums", "grouping", "chaining", "joining runs", "writing the plan"}
+		if fmt.Sprint(phases) != fmt.Sprint(want) {
+			t.Errorf("phases %q; want %q", phases, want)
+		}
+		if want := "writing the plan 2/2 runs"; last != want {
+			t.Errorf("last progress %q; want %q", last, want)
+		}
 	}
 }
 
