@@ -16,18 +16,20 @@ import (
 // a slice.
 type buckets struct {
 	files []*os.File
+	per   int       // entries each list holds before they are written
 	bufs  [][]words // entries not written yet, per list
 	n     []int64   // entries per list
 	mem   []words   // the one list, when held in memory
 }
 
-// bucketBuf is the entries each list holds before they are written: 32
-// KiB, so that a thousand lists cost 32 MiB.
-const bucketBuf = 2048
+// bucketBufs is the memory all lists of a set hold before they are
+// written, at most; each holds from 4 to 32 KiB.
+const bucketBufs = 8 << 20
 
 // newBuckets makes n lists of temporary files in dir.
 func newBuckets(dir string, n int) (*buckets, error) {
-	b := &buckets{files: make([]*os.File, n), bufs: make([][]words, n), n: make([]int64, n)}
+	per := max(256, min(2048, bucketBufs/16/n))
+	b := &buckets{files: make([]*os.File, n), per: per, bufs: make([][]words, n), n: make([]int64, n)}
 	for k := range n {
 		f, err := os.CreateTemp(dir, ".findsame-*.tmp")
 		if err != nil {
@@ -58,10 +60,10 @@ func (b *buckets) add(k int, x words) error {
 		return nil
 	}
 	if b.bufs[k] == nil {
-		b.bufs[k] = make([]words, 0, bucketBuf)
+		b.bufs[k] = make([]words, 0, b.per)
 	}
 	b.bufs[k] = append(b.bufs[k], x)
-	if len(b.bufs[k]) == bucketBuf {
+	if len(b.bufs[k]) == b.per {
 		return b.flush(k)
 	}
 	return nil
