@@ -45,7 +45,9 @@
 // temporary files in the same way, one per range of destinations, each
 // sorted and chained in turn, in destination order. So time grows with the
 // blocks, not with their square; memory holds one partition (16 bytes a
-// pair or mapping) besides the files, extents and runs; the disk, about 16
+// pair or mapping, half of Options.Budget at most) besides SQLite's page
+// cache, the files, extents and runs, and the Go heap is held to the
+// budget less that cache (debug.SetMemoryLimit); the disk holds about 16
 // bytes per block of the index while findsame runs. Temporary files are
 // unlinked as soon as they are made: nothing is left whatever ends the
 // process. Pairs and mappings are sorted in place by a radix sort, which

@@ -11,19 +11,12 @@ import (
 	"same/internal/blockhash"
 )
 
-// reserve is the memory Options.Budget leaves for what is not a partition:
-// SQLite's page cache (64 MiB), the files, the runs, the lists' buffers.
-const reserve = 96 << 20
-
-// capacity is how many pairs or mappings one partition may hold.
+// capacity is how many pairs or mappings one partition may hold: half
+// of Options.Budget. The other half is for SQLite's page cache (64 MiB),
+// the files, their extents and the runs, the lists' buffers, and the
+// garbage the collector has not taken yet.
 func (f *finder) capacity() int64 {
-	b := f.o.Budget
-	if b >= 2*reserve {
-		b -= reserve
-	} else {
-		b /= 2
-	}
-	return max(1, b/pairSize)
+	return max(1, f.o.Budget/2/pairSize)
 }
 
 // chunkCount is how many non-zero sums a chunk of a file holds, by the

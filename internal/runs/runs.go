@@ -133,6 +133,10 @@ type run struct {
 // pairSize is the memory of one pair.
 const pairSize = 16
 
+// sqliteCache is the most memory SQLite's page cache takes (see
+// index.Open).
+const sqliteCache = 64 << 20
+
 // largeIndex is the size of an index's pairs from which Find has the
 // garbage collector run more often.
 const largeIndex = 64 << 20
@@ -198,6 +202,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		// garbage of reading every sum would grow the heap to twice them. A small index is done before that matters, and
 		// collecting often only slows it.
 		defer debug.SetGCPercent(debug.SetGCPercent(25))
+	}
+	if o.Budget >= 2*sqliteCache && os.Getenv("GOMEMLIMIT") == "" {
+		// The collector works harder as the heap nears what -mem leaves
+		// it, SQLite's page cache aside, rather than let garbage take it.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(o.Budget - sqliteCache))
 	}
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
