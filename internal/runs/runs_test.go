@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -517,6 +518,31 @@ func TestPartitions(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(ix.Path()), ".findsame-*")); len(left) > 0 {
 		t.Errorf("temporary files left: %q", left)
+	}
+}
+
+// An interrupt while the partitions are grouped stops Find with the
+// context's error and leaves no temporary file behind.
+func TestPartitionsInterrupted(t *testing.T) {
+	ix := build(t, fstype.Btrfs, copies(4, "ABCDEFGHIJKLMNOP"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	var seen []string
+	o := Options{Budget: 64, TmpDir: dir, Progress: func(phase string, done, total int64, unit string) {
+		if phase == "grouping" && done > 0 {
+			if left, _ := os.ReadDir(dir); len(left) > 0 {
+				seen = append(seen, left[0].Name())
+			}
+			cancel()
+		}
+	}}
+	_, err := Find(ctx, ix, o, func(plan.Record) error { return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Find = %v; want %v", err, context.Canceled)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 || len(seen) > 0 {
+		t.Errorf("temporary files seen in %s: %v, left: %v; want none ever named", dir, seen, left)
 	}
 }
 
