@@ -30,7 +30,7 @@ func (r *sumReader) load(id int64, c int) error {
 	if r.id == id && r.c == c {
 		return nil
 	}
-	b, err := r.ix.Chunk(r.ctx, id, c)
+	b, err := r.ix.ChunkTo(r.ctx, id, c, r.chunk)
 	if err != nil {
 		return err
 	}
