@@ -204,9 +204,13 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		defer debug.SetGCPercent(debug.SetGCPercent(25))
 	}
 	if o.Budget >= 2*sqliteCache && os.Getenv("GOMEMLIMIT") == "" {
-		// The collector works harder as the heap nears what -mem leaves
-		// it, SQLite's page cache aside, rather than let garbage take it.
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(o.Budget - sqliteCache))
+		// The collector works harder as the heap nears what -mem (and
+		// the quarter more it may be off by) leaves it, SQLite's page
+		// cache aside, rather than let garbage take it. A limit at -mem
+		// itself was too near what is live at the end (partition
+		// memory not yet collected, the runs, the plan's lines): the
+		// collector then ran all the time, a third of the CPU.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(o.Budget + o.Budget/4 - sqliteCache))
 	}
 	if o.WholeFiles {
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
