@@ -54,8 +54,8 @@
 //	findsame: ext4 at /mnt/x cannot deduplicate: skipped
 //
 // On a terminal, standard error shows the progress of each phase (loading
-// files, grouping, mapping files, chaining, writing the plan): done, total,
-// percentage and time left.
+// files, reading sums, grouping, mapping files, chaining, joining runs,
+// writing the plan): done, total, percentage and time left.
 //
 // A summary goes to standard error unless -q: lines, destinations, bytes
 // to deduplicate, and an estimate of the bytes applysame would free (on
@@ -165,7 +165,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&exclude, "exclude", "leave out files whose path, name or a directory above matches `glob` (repeatable)")
 	whole := fs.Bool("whole-files", false, "only runs that cover both files whole")
 	budget := cli.Size(runs.DefaultBudget)
-	fs.Var(&budget, "mem", "most memory, a `size`, that one grouping pass may hold; larger indexes take more passes")
+	fs.Var(&budget, "mem", "most memory, a `size`, that findsame may hold; what does not fit goes to temporary files (see -tmpdir)")
+	tmpdir := fs.String("tmpdir", "", "`directory` for temporary files (default: the index's)")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	showReport := fs.Bool("report", false, "print a report of the plan for a person instead of the plan: totals, the largest runs, the directories with the most to deduplicate, rewrites")
@@ -213,7 +214,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	opts := runs.Options{
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
-		WholeFiles: *whole, Budget: int64(budget), Live: !*recorded,
+		WholeFiles: *whole, Budget: int64(budget), TmpDir: *tmpdir, Live: !*recorded,
 		Rewrite: !*noRewrite, SameOwner: *sameOwner, NoReadOnly: *noReadOnly,
 		Warn: func(path string, err error) { bar.Printf(stderr, "findsame: %v\n", err) },
 	}
@@ -239,8 +240,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed), %d blocks, %d pass(es) in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Blocks, sum.Passes,
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed), %d blocks, %d partition(s) in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Blocks, sum.Partitions,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

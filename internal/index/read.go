@@ -144,6 +144,24 @@ func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {
 	return b, nil
 }
 
+// ChunkTo is Chunk, into buf's memory when it has room: findsame reads
+// many chunks one after another and keeps one at a time.
+func (ix *Index) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]byte, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT hashes FROM blocks WHERE file = ? AND chunk = ?", file, c)
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	var b sql.RawBytes
+	if err := rows.Scan(&b); err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	return append(buf[:0], b...), rows.Err()
+}
+
 // EncodedFiles returns the files some of whose recorded extents are
 // encoded (compressed, on btrfs).
 func (ix *Index) EncodedFiles(ctx context.Context) (map[int64]bool, error) {

@@ -3,7 +3,6 @@ package runs
 import (
 	"context"
 
-	"same/internal/blockhash"
 	"same/internal/index"
 )
 
@@ -19,47 +18,36 @@ const maxBridge = 32768
 // the gap between two runs from one source is the same on both sides and
 // every block of it is zero in both files, the runs become one. runs are
 // in destination order, and stay so.
-func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64) ([]run, error) {
+func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, o *Options) ([]run, error) {
 	if len(runs) < 2 {
 		return runs, nil
 	}
-	sums := make(map[int][]byte) // of the files of one destination's runs
-	sumsOf := func(fi int) ([]byte, error) {
-		if s, ok := sums[fi]; ok {
-			return s, nil
-		}
-		s, err := ix.Sums(ctx, files[fi].id)
-		sums[fi] = s
-		return s, err
-	}
-	zero := func(s []byte, from, n int64) bool {
-		for b := from; b < from+n; b++ {
-			if int(b) < len(s)/blockhash.SumSize && blockhash.At(s, int(b)) != blockhash.Zero {
-				return false
+	dsums, ssums := newSumReader(ctx, ix), newSumReader(ctx, ix)
+	out := runs[:1]
+	for i, r := range runs[1:] {
+		if i%(1<<14) == 0 {
+			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
 		}
-		return true
-	}
-	out := runs[:1]
-	for _, r := range runs[1:] {
 		p := &out[len(out)-1]
 		df, sf := r.dst.file(), r.src.file()
-		if df != p.dst.file() {
-			clear(sums)
-		}
 		gap := r.dst.block() - (p.dst.block() + p.n)
 		if df == p.dst.file() && sf == p.src.file() && df != sf &&
 			gap > 0 && gap <= maxBridge && r.src.block()-(p.src.block()+p.n) == gap &&
 			p.len == p.n*bs && !files[df].stale && !files[sf].stale {
-			ds, err := sumsOf(df)
+			dz, err := dsums.zero(files[df].id, p.dst.block()+p.n, gap)
 			if err != nil {
 				return nil, err
 			}
-			ss, err := sumsOf(sf)
-			if err != nil {
-				return nil, err
+			sz := false
+			if dz {
+				if sz, err = ssums.zero(files[sf].id, p.src.block()+p.n, gap); err != nil {
+					return nil, err
+				}
 			}
-			if zero(ds, p.dst.block()+p.n, gap) && zero(ss, p.src.block()+p.n, gap) {
+			if dz && sz {
 				p.n += gap + r.n
 				p.len = (r.dst.block()-p.dst.block())*bs + r.len
 				continue
@@ -67,5 +55,6 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 		}
 		out = append(out, r)
 	}
+	o.progress("joining runs", int64(len(runs)-1), int64(len(runs)-1), "runs")
 	return out, nil
 }

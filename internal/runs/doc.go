@@ -35,11 +35,21 @@
 // the index alone cannot know what applysame shared since. Files changed
 // or gone since hashed are left out.
 //
-// # Memory
+// # Memory and time
 //
-// Group finding is partitioned by sum: each pass reads every block sum
-// from the index but keeps only those in its slice of the sum space, so a
-// pass holds at most Options.Budget bytes of (sum, location) pairs. The
-// mappings kept after grouping take 16 bytes per duplicate block. Both are
-// sorted in place by a radix sort, which needs no second buffer.
+// The sums are read from the index once, in one sequential scan. When
+// their (sum, location) pairs fit in Options.Budget they are grouped in
+// memory; otherwise the scan writes them to temporary files, one per
+// range of the sum space (a partition), each then read back, sorted and
+// grouped in memory on its own. The mappings grouping makes go to
+// temporary files in the same way, one per range of destinations, each
+// sorted and chained in turn, in destination order. So time grows with the
+// blocks, not with their square; memory holds one partition (16 bytes a
+// pair or mapping, half of Options.Budget at most) besides SQLite's page
+// cache, the files, extents and runs, and the Go heap is held to the
+// budget less that cache (debug.SetMemoryLimit); the disk holds about 16
+// bytes per block of the index while findsame runs. Temporary files are
+// unlinked as soon as they are made: nothing is left whatever ends the
+// process. Pairs and mappings are sorted in place by a radix sort, which
+// needs no second buffer.
 package runs

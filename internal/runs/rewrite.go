@@ -279,7 +279,9 @@ const unfit = fiemap.FlagShared | fiemap.FlagDataInline | fiemap.FlagEncoded | f
 	fiemap.FlagDelalloc | fiemap.FlagUnknown | fiemap.FlagNotAligned | fiemap.FlagDataEncrypted
 
 // rewriteOf returns the rewrite of disk extent g of f, if one pays. runs
-// are those whose destination is f.
+// are those whose destination is f, in order; the cost is that of g's
+// pieces and the runs that overlap them, not of every run of f for each
+// piece.
 func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.Rewrite {
 	dist := g[0].Physical - g[0].Logical
 	for _, e := range g {
@@ -292,13 +294,21 @@ func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.R
 			return nil
 		}
 	}
+	// The pieces and the runs are both in file order: merge them, from
+	// the first run that ends after the piece's start.
 	var spans []plan.Span
 	for _, e := range g {
 		end := min(e.End(), f.size)
 		pos := e.Logical
-		for _, r := range runs {
+		k, _ := slices.BinarySearchFunc(runs, pos, func(r run, off int64) int {
+			return cmp.Compare(r.dst.block()*bs+r.len, off+1)
+		})
+		for _, r := range runs[k:] {
 			lo, hi := r.dst.block()*bs, r.dst.block()*bs+r.len
-			if hi <= pos || lo >= end {
+			if lo >= end {
+				break
+			}
+			if hi <= pos {
 				continue
 			}
 			lo, hi = max(lo, pos), min(hi, end)

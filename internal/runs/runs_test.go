@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -448,23 +450,99 @@ func TestCannotDedupe(t *testing.T) {
 // Progress is told of each phase, the last one done in full.
 func TestProgress(t *testing.T) {
 	ix := build(t, fstype.Btrfs, copies(3, "ABCDEFGH"))
-	var phases []string
-	var last string
-	o := Options{Progress: func(phase string, done, total int64, unit string) {
-		if len(phases) == 0 || phases[len(phases)-1] != phase {
-			phases = append(phases, phase)
+	for _, budget := range []int64{0, 64} { // in memory, in partitions
+		var phases []string
+		var last string
+		o := Options{Budget: budget, Progress: func(phase string, done, total int64, unit string) {
+			if len(phases) == 0 || phases[len(phases)-1] != phase {
+				phases = append(phases, phase)
+			}
+			// A total, so that the time left can be told.
+			if total <= 0 || done > total {
+				t.Errorf("progress %s %d of %d; want a total, at least what is done", phase, done, total)
+			}
+			last = fmt.Sprintf("%s %d/%d %s", phase, done, total, unit)
+		}}
+		if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
+			t.Fatal(err)
 		}
-		last = fmt.Sprintf("%s %d/%d %s", phase, done, total, unit)
+		want := []string{"loading files", "loading extents", "reading sums", "grouping", "chaining", "joining runs", "writing the plan"}
+		if fmt.Sprint(phases) != fmt.Sprint(want) {
+			t.Errorf("phases %q; want %q", phases, want)
+		}
+		if want := "writing the plan 2/2 runs"; last != want {
+			t.Errorf("last progress %q; want %q", last, want)
+		}
+	}
+}
+
+// However little memory Find may hold, and so however many partitions it
+// groups one by one (a block repeated more often than one may hold
+// included), the plan is the same.
+func TestPartitions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var files []tfile
+	for i := range 40 {
+		b := make([]byte, 1+rng.IntN(40))
+		for k := range b {
+			b[k] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.."[rng.IntN(64)]
+			if k > 0 && rng.IntN(3) == 0 {
+				b[k] = b[k-1] // repeated blocks
+			}
+		}
+		files = append(files, tfile{path: fmt.Sprintf("/m/%02d", i), blocks: string(b), dev: uint64(7 + rng.IntN(2))})
+	}
+	files = append(files, copies(5, strings.Repeat("R", 30))...)
+	ix := build(t, fstype.Btrfs, files)
+	find := func(budget int64) (string, Summary) {
+		var out bytes.Buffer
+		enc := plan.NewEncoder(&out)
+		sum, err := Find(context.Background(), ix, Options{Budget: budget, Rewrite: true}, enc.Write)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), sum
+	}
+	want, sum := find(0)
+	if sum.Partitions != 1 || sum.Lines == 0 {
+		t.Fatalf("Find = %+v; want 1 partition and lines", sum)
+	}
+	for _, budget := range []int64{32, 64, 1000, 4000} {
+		got, sum := find(budget)
+		if sum.Partitions < 2 {
+			t.Errorf("Find(budget %d) in %d partitions; want several", budget, sum.Partitions)
+		}
+		if got != want {
+			t.Errorf("Find(budget %d) =\n%s\nwant\n%s", budget, got, want)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(ix.Path()), ".findsame-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %q", left)
+	}
+}
+
+// An interrupt while the partitions are grouped stops Find with the
+// context's error and leaves no temporary file behind.
+func TestPartitionsInterrupted(t *testing.T) {
+	ix := build(t, fstype.Btrfs, copies(4, "ABCDEFGHIJKLMNOP"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	var seen []string
+	o := Options{Budget: 64, TmpDir: dir, Progress: func(phase string, done, total int64, unit string) {
+		if phase == "grouping" && done > 0 {
+			if left, _ := os.ReadDir(dir); len(left) > 0 {
+				seen = append(seen, left[0].Name())
+			}
+			cancel()
+		}
 	}}
-	if _, err := Find(context.Background(), ix, o, func(plan.Record) error { return nil }); err != nil {
-		t.Fatal(err)
+	_, err := Find(ctx, ix, o, func(plan.Record) error { return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Find = %v; want %v", err, context.Canceled)
 	}
-	want := []string{"loading files", "loading extents", "grouping", "chaining", "writing the plan"}
-	if fmt.Sprint(phases) != fmt.Sprint(want) {
-		t.Errorf("phases %q; want %q", phases, want)
-	}
-	if want := "writing the plan 2/2 runs"; last != want {
-		t.Errorf("last progress %q; want %q", last, want)
+	if left, _ := os.ReadDir(dir); len(left) > 0 || len(seen) > 0 {
+		t.Errorf("temporary files seen in %s: %v, left: %v; want none ever named", dir, seen, left)
 	}
 }
 
@@ -473,8 +551,8 @@ func TestProgress(t *testing.T) {
 func TestSparsePasses(t *testing.T) {
 	ix := withHuge(t, 1<<40)
 	sum, err := Find(context.Background(), ix, Options{Budget: 1 << 20}, func(plan.Record) error { return nil })
-	if err != nil || sum.Passes != 1 || sum.Lines != 2 || sum.Runs != 2 {
-		t.Errorf("Find = %+v, %v; want 1 pass, 2 lines (a copy in each of two files), 2 runs", sum, err)
+	if err != nil || sum.Partitions != 1 || sum.Lines != 2 || sum.Runs != 2 {
+		t.Errorf("Find = %+v, %v; want 1 partition, 2 lines (a copy in each of two files), 2 runs", sum, err)
 	}
 }
 

@@ -83,7 +83,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		return err
 	}
 	flush()
-	sum.Passes = 1
+	sum.Partitions = 1
 	// A group is the equal files of one class (see file.class).
 	slices.SortFunc(all, func(a, b whole) int {
 		if c := cmp.Compare(a.size, b.size); c != 0 {

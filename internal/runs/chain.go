@@ -1,0 +1,107 @@
+package runs
+
+import (
+	"slices"
+
+	"same/internal/fiemap"
+)
+
+// chain merges the mappings into maximal runs, leaving out blocks that
+// already share storage or sit in inline extents. It reads the lists of
+// f.maps in destination order, each sorted in memory, and frees them. The
+// runs come in destination order.
+func (f *finder) chain() ([]run, error) {
+	defer f.maps.close()
+	var total, done int64
+	for _, n := range f.maps.n {
+		total += n
+	}
+	var runs []run
+	cur := -1 // the run the next mapping may extend
+	var dc, sc cursor
+	for k := range f.maps.len() {
+		ws, err := f.maps.read(k, f.buf)
+		if err != nil {
+			return nil, err
+		}
+		maps := mappingsOf(ws)
+		sortMappings(maps)
+		for _, m := range maps {
+			if done%(1<<16) == 0 {
+				f.o.progress("chaining", done, total, "blocks")
+				if err := f.ctx.Err(); err != nil {
+					return nil, err
+				}
+			}
+			done++
+			df, sf := &f.files[m.dst.file()], &f.files[m.src.file()]
+			if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
+				cur = -1
+				continue
+			}
+			if cur >= 0 {
+				r := &runs[cur]
+				if m.dst == r.dst+loc(r.n) && m.src == r.src+loc(r.n) &&
+					!(m.dst.file() == m.src.file() && m.src.block()+1 > r.dst.block()) {
+					r.n++
+					continue
+				}
+			}
+			runs = append(runs, run{src: m.src, dst: m.dst, n: 1})
+			cur = len(runs) - 1
+		}
+	}
+	f.buf = nil
+	f.o.progress("chaining", done, total, "blocks")
+	for i := range runs {
+		r := &runs[i]
+		r.len = r.n * f.bs
+		if end := (r.dst.block() + r.n) * f.bs; end > f.files[r.dst.file()].size {
+			r.len -= end - f.files[r.dst.file()].size // the partial tail, equal in both
+		}
+	}
+	return runs, nil
+}
+
+// shareable reports whether the block at doff of d may be deduplicated
+// against the block at soff of s: neither is inline, they do not already
+// share their physical block, and, without rewrites, they are not in one
+// btrfs disk extent (where sharing frees nothing). The cursors dc and sc look up d's
+// and s's extents.
+func shareable(d, s *file, doff, soff int64, dc, sc *cursor, rewrite bool) bool {
+	de, dok := dc.at(d, doff)
+	se, sok := sc.at(s, soff)
+	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
+		return false
+	}
+	if dok && sok && d.class == s.class && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
+		return false
+	}
+	if !rewrite && dok && sok && de.DiskStart != 0 && de.DiskStart == se.DiskStart && d.class == s.class {
+		// Both in one btrfs disk extent, at other offsets: sharing them
+		// frees nothing, the source keeps the extent alive. (A rewrite
+		// of the extent, which moves the source out of it first, makes
+		// it free the extent.)
+		return false
+	}
+	return true
+}
+
+func filter(runs []run, o Options) []run {
+	return slices.DeleteFunc(runs, func(r run) bool {
+		return r.len < o.MinLen
+	})
+}
+
+// byDestination calls fn with the runs of each destination file in turn;
+// runs are in destination order.
+func byDestination(runs []run, fn func(fi int, rs []run)) {
+	for i := 0; i < len(runs); {
+		j := i + 1
+		for j < len(runs) && runs[j].dst.file() == runs[i].dst.file() {
+			j++
+		}
+		fn(runs[i].dst.file(), runs[i:j])
+		i = j
+	}
+}

@@ -1,0 +1,155 @@
+package runs
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"same/internal/blockhash"
+	"same/internal/fiemap"
+	"same/internal/fstype"
+	"same/internal/index"
+	"same/internal/walk"
+)
+
+// load reads the files in scope, sorted by path, with their recorded
+// extents. With o.Live it leaves the extents out: remap maps every file a
+// run could touch, and the others' extents are never looked at.
+func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summary) ([]file, map[int64]int, error) {
+	vols, err := ix.Volumes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []file
+	byID := make(map[int64]int)
+	classOf := classes()
+	can := canDedupe(vols, o.Live, o.Warn)
+	var total, n int64
+	if o.Progress != nil {
+		total = count(ctx, ix, "files")
+	}
+	err = ix.Files(ctx, func(f index.File) error {
+		if n++; n%4096 == 0 {
+			o.progress("loading files", n, total, "files")
+		}
+		if f.Path == "" || (len(o.Include) > 0 && !walk.Matches(o.Include, f.Path)) || walk.Matches(o.Exclude, f.Path) {
+			return nil
+		}
+		if index.Legacy(f.Vol) {
+			sum.Unnamed++
+			return nil
+		}
+		if !can(f) {
+			return nil
+		}
+		uid := int64(-1)
+		if o.SameOwner {
+			if f.UID == index.UIDUnknown {
+				sum.Unnamed++
+				return nil
+			}
+			uid = f.UID
+		}
+		if (f.Size+bs-1)/bs >= 1<<32 {
+			// A location holds the block number in 32 bits.
+			if o.Warn != nil {
+				o.Warn(f.Path, fmt.Errorf("%s: %d blocks, more than findsame plans in one file (2^32): left out", f.Path, (f.Size+bs-1)/bs))
+			}
+			return nil
+		}
+		v := vols[f.Vol]
+		files = append(files, file{
+			id: f.ID, path: f.Path, vol: f.Vol, ino: f.Ino, size: f.Size, mtime: f.Mtime,
+			blocks:  (f.Size + bs - 1) / bs,
+			btrfs:   v.Magic == fstype.Btrfs,
+			fsBlock: cmp.Or(v.BlockSize, bs),
+			class:   classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if sum.Unnamed > 0 && o.Warn != nil {
+		o.Warn("", fmt.Errorf("%d files left out: recorded by an older hashfile or without their owner; run hashfile again", sum.Unnamed))
+	}
+	if len(files) >= 1<<31 {
+		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
+	}
+	if o.NoReadOnly && o.Live {
+		markReadOnly(files)
+	}
+	encoded, err := ix.EncodedFiles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range files {
+		files[i].encoded = encoded[files[i].id]
+	}
+	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
+	for i, f := range files {
+		byID[f.id] = i
+	}
+	o.progress("loading files", n, total, "files")
+	if o.Live {
+		return files, byID, nil
+	}
+	n = 0
+	if o.Progress != nil {
+		total = count(ctx, ix, "extents")
+	}
+	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+		if n++; n%4096 == 0 {
+			o.progress("loading extents", n, total, "extents")
+		}
+		if i, ok := byID[id]; ok {
+			files[i].extents = append(files[i].extents, e)
+		}
+		return nil
+	})
+	o.progress("loading extents", n, total, "extents")
+	return files, byID, err
+}
+
+// count returns the number of rows of table, or 0 if that cannot be read:
+// it is for progress only.
+func count(ctx context.Context, ix *index.Index, table string) int64 {
+	var n int64
+	ix.DB().QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+	return n
+}
+
+// storedSums returns the number of block sums the index holds, or a
+// number larger than any index's if that cannot be read.
+func storedSums(ctx context.Context, ix *index.Index) int64 {
+	var n sql.NullInt64
+	if err := ix.DB().QueryRowContext(ctx, "SELECT sum(length(hashes)) FROM blocks").Scan(&n); err != nil {
+		return math.MaxInt64
+	}
+	return n.Int64 / blockhash.SumSize
+}
+
+// classes returns a function numbering the classes of files that can
+// share storage: those of one filesystem (btrfs subvolumes included) with
+// the same NOCOW attribute, and the same owner where uid is not -1.
+func classes() func(fs string, nocow bool, uid int64) int {
+	type class struct {
+		fs    string
+		nocow bool
+		uid   int64
+	}
+	m := make(map[class]int)
+	return func(fs string, nocow bool, uid int64) int {
+		k := class{fs, nocow, uid}
+		c, ok := m[k]
+		if !ok {
+			c = len(m)
+			m[k] = c
+		}
+		return c
+	}
+}

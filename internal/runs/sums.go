@@ -1,0 +1,84 @@
+package runs
+
+import (
+	"context"
+	"hash"
+
+	"same/internal/blockhash"
+	"same/internal/index"
+)
+
+// sumReader reads the sums of ranges of files, a chunk of the index at a
+// time, keeping the chunk it read last: bridge and lines ask along runs,
+// in order, and reading a file's sums whole for each run (or each file
+// paired with it) made them grow with the files' sizes, not the runs'.
+type sumReader struct {
+	ctx   context.Context
+	ix    *index.Index
+	id    int64 // the file of chunk, or -1
+	c     int
+	chunk []byte
+}
+
+func newSumReader(ctx context.Context, ix *index.Index) *sumReader {
+	return &sumReader{ctx: ctx, ix: ix, id: -1}
+}
+
+// load makes chunk c of file id the one held. A chunk the index does not
+// hold is of zero blocks.
+func (r *sumReader) load(id int64, c int) error {
+	if r.id == id && r.c == c {
+		return nil
+	}
+	b, err := r.ix.ChunkTo(r.ctx, id, c, r.chunk)
+	if err != nil {
+		return err
+	}
+	r.id, r.c, r.chunk = id, c, b
+	return nil
+}
+
+// zero reports whether blocks [from, from+n) of file id are all zero.
+func (r *sumReader) zero(id, from, n int64) (bool, error) {
+	for b := from; b < from+n; {
+		c := int(b / index.ChunkBlocks)
+		if err := r.load(id, c); err != nil {
+			return false, err
+		}
+		end := min(from+n, int64(c+1)*index.ChunkBlocks)
+		held := int64(len(r.chunk) / blockhash.SumSize)
+		for i := b - int64(c)*index.ChunkBlocks; i < end-int64(c)*index.ChunkBlocks && i < held; i++ {
+			if blockhash.At(r.chunk, int(i)) != blockhash.Zero {
+				return false, nil
+			}
+		}
+		b = end
+	}
+	return true, nil
+}
+
+// hash writes the sums of blocks [first, first+n) of file id to h, zero
+// sums for blocks the index does not hold (see index.Sums).
+func (r *sumReader) hash(h hash.Hash, id, first, n int64) error {
+	var zeros [4096]byte
+	for b := first; b < first+n; {
+		c := int(b / index.ChunkBlocks)
+		if err := r.load(id, c); err != nil {
+			return err
+		}
+		base := int64(c) * index.ChunkBlocks
+		end := min(first+n, base+index.ChunkBlocks)
+		lo, hi := (b-base)*blockhash.SumSize, (end-base)*blockhash.SumSize
+		if have := int64(len(r.chunk)); lo < have {
+			h.Write(r.chunk[lo:min(hi, have)])
+			lo = min(hi, have)
+		}
+		for lo < hi {
+			k := min(hi-lo, int64(len(zeros)))
+			h.Write(zeros[:k])
+			lo += k
+		}
+		b = end
+	}
+	return nil
+}
