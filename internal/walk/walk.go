@@ -282,7 +282,41 @@ func (w *walker) list(fd int, path string) listing {
 	prefix := childPrefix(path)
 	l.names = slices.DeleteFunc(l.names, func(name string) bool { return w.o.excluded(prefix + name) })
 	l.stats = lstatAll(fd, prefix, l.names)
+	pathOrder(&l)
 	return l
+}
+
+// pathOrder puts the entries of l in the byte order of the paths below
+// them: a directory's entries sort as its name and a slash, so that
+// directory "b" comes after file "b.txt" ('.' sorts before '/'). A walk
+// then meets files in the byte order of their paths, the order in which
+// the index reads its rows, so that the two can be merged.
+func pathOrder(l *listing) {
+	key := func(i int) string {
+		if l.stats[i].err == nil && l.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return l.names[i] + "/"
+		}
+		return l.names[i]
+	}
+	sorted := true
+	for i := 1; i < len(l.names) && sorted; i++ {
+		sorted = key(i-1) < key(i)
+	}
+	if sorted {
+		return
+	}
+	idx := make([]int, len(l.names))
+	keys := make([]string, len(l.names))
+	for i := range idx {
+		idx[i], keys[i] = i, key(i)
+	}
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	names := make([]string, len(idx))
+	stats := make([]lstatResult, len(idx))
+	for k, i := range idx {
+		names[k], stats[k] = l.names[i], l.stats[i]
+	}
+	l.names, l.stats = names, stats
 }
 
 var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
