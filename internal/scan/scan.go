@@ -182,10 +182,10 @@ type scanner struct {
 	ru   *reuser
 	sv   *subvols
 
-	devs     devices   // st_dev -> volume, learnt by the walker
-	unread   pathList  // paths not fully read, added by the walker and readers
-	inflight inflight  // inodes met in this run, until the writer commits them
-	rootSeen []int64   // files met under each root; compare's own
+	devs     devices  // st_dev -> volume, learnt by the walker
+	unread   pathList // paths not fully read, added by the walker and readers
+	inflight inflight // inodes met in this run, until the writer commits them
+	rootSeen []int64  // files met under each root; compare's own
 }
 
 // Run walks roots (absolute, clean paths), hashes what changed and records
@@ -530,4 +530,3 @@ func Abs(roots []string) ([]string, error) {
 	}
 	return out, nil
 }
-
