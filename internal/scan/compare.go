@@ -100,6 +100,10 @@ func (s *scanner) compare(in <-chan item) error {
 			}
 		}
 		if err != nil {
+			if s.ctx.Err() != nil {
+				err = nil // interrupted, not failed
+				continue
+			}
 			s.cancel()
 		}
 	}
