@@ -411,10 +411,14 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 				ahead[started] = w.listAhead(fd, ls.names[k], prefix+ls.names[k], &ls.stats[k].st)
 			}
 			next = ahead[sub]
+			ahead[sub] = nil // not kept once walked: a directory may hold thousands
 			sub++
 		}
 		if err := w.visit(fd, name, child, &ls.stats[i].st, next); err != nil {
-			for _, p := range ahead[max(sub-1, 0):started] {
+			if next != nil {
+				<-next.done
+			}
+			for _, p := range ahead[sub:started] {
 				<-p.done // no goroutine outlives the walk, nor uses fd once closed
 			}
 			return err
