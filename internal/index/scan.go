@@ -62,12 +62,19 @@ func scanListed(r *row, rows *sql.Rows) (Listed, error) {
 // open read would keep the WAL from being checkpointed).
 const cursorPage = 1024
 
+// cursorCache is the page cache of a Cursor's connection, in KiB: it
+// reads each page of the index once, in order, so a small cache serves it
+// as well as the 64 MiB the other connections have, which it would fill
+// on a large index (and leave full in the pool).
+const cursorCache = 4096
+
 // Cursor lists the files at or below a root, in the byte order of their
 // paths, a page at a time: what it holds does not grow with the index.
 // Each page is read when the last is done, so it shows what was
-// committed by then. It is used by one goroutine.
+// committed by then. It is used by one goroutine, and must be closed.
 type Cursor struct {
 	ix     *Index
+	conn   *sql.Conn // its own, with a small cache; nil until the first page
 	ctx    context.Context
 	root   string
 	hi     string // paths below hi
@@ -103,6 +110,32 @@ func (c *Cursor) Peek() (Listed, bool) {
 // Next moves past the file Peek returned.
 func (c *Cursor) Next() { c.i++ }
 
+// Close gives the cursor's connection back, with the cache it had.
+func (c *Cursor) Close() {
+	if c.conn == nil {
+		return
+	}
+	c.conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA cache_size = %d", defaultCache))
+	c.conn.Close()
+	c.conn = nil
+}
+
+// query runs a query on the cursor's connection.
+func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
+	if c.conn == nil {
+		conn, err := c.ix.db.Conn(c.ctx)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := conn.ExecContext(c.ctx, fmt.Sprintf("PRAGMA cache_size = %d", -cursorCache)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		c.conn = conn
+	}
+	return c.conn.QueryContext(c.ctx, q, args...)
+}
+
 // Err is the error that ended the listing, if any.
 func (c *Cursor) Err() error { return c.err }
 
@@ -112,7 +145,7 @@ func (c *Cursor) fill() {
 	if !c.rootOK {
 		c.rootOK = true
 		if c.root != "/" {
-			rows, err := c.ix.db.QueryContext(c.ctx, "SELECT "+listedColumns+" WHERE f.path = ?", c.root)
+			rows, err := c.query("SELECT "+listedColumns+" WHERE f.path = ?", c.root)
 			if err != nil {
 				c.err = fmt.Errorf("read files: %w", err)
 				return
@@ -127,7 +160,7 @@ func (c *Cursor) fill() {
 	if c.incl {
 		op = ">="
 	}
-	rows, err := c.ix.db.QueryContext(c.ctx, "SELECT "+listedColumns+" WHERE f.path "+op+" ? AND f.path < ? ORDER BY f.path LIMIT ?",
+	rows, err := c.query("SELECT "+listedColumns+" WHERE f.path "+op+" ? AND f.path < ? ORDER BY f.path LIMIT ?",
 		c.after, c.hi, cursorPage)
 	if err != nil {
 		c.err = fmt.Errorf("read files: %w", err)

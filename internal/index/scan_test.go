@@ -15,6 +15,7 @@ func listUnder(t *testing.T, ix *Index, root string) []string {
 	t.Helper()
 	var got []string
 	c := ix.Under(context.Background(), root)
+	defer c.Close()
 	for {
 		f, ok := c.Peek()
 		if !ok {

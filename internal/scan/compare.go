@@ -81,6 +81,11 @@ func (s *scanner) walk(out chan<- item) error {
 // writer has not committed yet.
 func (s *scanner) compare(in <-chan item) error {
 	var cur *index.Cursor
+	defer func() {
+		if cur != nil {
+			cur.Close()
+		}
+	}()
 	var seen0 int64
 	var err error
 	for it := range in {
@@ -89,6 +94,9 @@ func (s *scanner) compare(in <-chan item) error {
 		}
 		switch {
 		case it.begin:
+			if cur != nil {
+				cur.Close()
+			}
 			cur = s.ix.Under(s.ctx, s.roots[it.root])
 			seen0 = s.c.seen.Load()
 		case it.end:
@@ -242,7 +250,7 @@ func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, id int64) {
 // renames to vol once it has recorded the volume).
 func (s *scanner) lookup(vol fsys.Volume, e walk.Entry) (index.Listed, bool, error) {
 	f, ok, err := s.ix.FileByInode(s.ctx, vol, e.Ino)
-	if err != nil || ok || index.Legacy(vol) {
+	if err != nil || ok || index.Legacy(vol) || !s.legacy {
 		return f, ok, err
 	}
 	return s.ix.FileByInode(s.ctx, index.LegacyVolume(e.Dev), e.Ino)

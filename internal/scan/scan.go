@@ -171,6 +171,7 @@ type scanner struct {
 	roots    []string
 	rootVols map[string]fsys.Volume // from checkRoots; read only
 	gen      int64                  // this run's scan generation
+	legacy   bool                   // the index holds volumes named by st_dev
 	start    time.Time
 
 	ctx    context.Context
@@ -231,12 +232,20 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	if err != nil {
 		return nil, err
 	}
+	vols, err := ix.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	legacy := false
+	for v := range vols {
+		legacy = legacy || index.Legacy(v)
+	}
 	gen, err := ix.NextScan(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := &scanner{
-		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, start: start,
+		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, legacy: legacy, start: start,
 		jobs:     make(chan job, 256),
 		ops:      make(chan op, 256),
 		ru:       &reuser{ix: ix, bs: int64(o.BlockSize)},
