@@ -190,6 +190,15 @@ func (c *Cursor) read(rows *sql.Rows) {
 	}
 }
 
+// Empty reports whether the index records no file.
+func (ix *Index) Empty(ctx context.Context) (bool, error) {
+	var any bool
+	if err := ix.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM files)").Scan(&any); err != nil {
+		return false, fmt.Errorf("read files: %w", err)
+	}
+	return !any, nil
+}
+
 // FileByInode returns the file recorded for inode ino of volume v, if any.
 func (ix *Index) FileByInode(ctx context.Context, v fsys.Volume, ino uint64) (Listed, bool, error) {
 	rows, err := ix.db.QueryContext(ctx, "SELECT "+listedColumns+" WHERE v.fsid = ? AND v.subvol = ? AND f.ino = ?",

@@ -177,7 +177,13 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		return nil
 	}
 	// Not recorded at this path: a new file, another name of a file
-	// recorded under its first, or a file renamed.
+	// recorded under its first, or a file renamed. In an index that held
+	// no file when the run started, only a hard link can be recorded
+	// already (by this run).
+	if s.empty && e.Nlink <= 1 {
+		s.queue(e, vol, k)
+		return nil
+	}
 	f, ok, err := s.lookup(vol, e)
 	switch {
 	case err != nil:

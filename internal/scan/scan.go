@@ -172,6 +172,7 @@ type scanner struct {
 	rootVols map[string]fsys.Volume // from checkRoots; read only
 	gen      int64                  // this run's scan generation
 	legacy   bool                   // the index holds volumes named by st_dev
+	empty    bool                   // the index held no file at the start
 	start    time.Time
 
 	ctx    context.Context
@@ -240,12 +241,16 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	for v := range vols {
 		legacy = legacy || index.Legacy(v)
 	}
+	empty, err := ix.Empty(ctx)
+	if err != nil {
+		return nil, err
+	}
 	gen, err := ix.NextScan(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := &scanner{
-		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, legacy: legacy, start: start,
+		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, legacy: legacy, empty: empty, start: start,
 		jobs:     make(chan job, 256),
 		ops:      make(chan op, 256),
 		ru:       &reuser{ix: ix, bs: int64(o.BlockSize)},

@@ -26,6 +26,7 @@ func FromStat(st *unix.Stat_t) Identity { return fsys.FromStat(st) }
 type Entry struct {
 	Path string
 	Identity
+	Nlink uint64 // its names when listed: more than one, a hard link
 }
 
 // Options shape a walk.
@@ -165,7 +166,7 @@ func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pen
 			w.o.skip(path, "empty")
 			return nil
 		}
-		return w.fn(Entry{Path: path, Identity: FromStat(st)})
+		return w.fn(Entry{Path: path, Identity: FromStat(st), Nlink: uint64(st.Nlink)})
 	case unix.S_IFDIR:
 		if !w.enters(st) {
 			w.o.skip(path, "on another filesystem")
