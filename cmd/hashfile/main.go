@@ -40,8 +40,10 @@
 // Progress goes to standard error when it is a terminal: bytes hashed of
 // the bytes to hash, percentage, rate and time left. Until the walk ends
 // the total is an estimate, marked "~": the bytes queued so far, or the
-// space used on the filesystems of the PATHs when that is more. A summary
-// line follows at the end. -q turns off progress, summary and warnings.
+// space used on the filesystems of the PATHs when that is more. While a
+// re-run walks, it shows files met of those the last complete run met
+// under the same PATHs (an estimate too); last, files pruned of those to
+// prune. A summary line follows at the end. -q turns off progress, summary and warnings.
 // Per-file errors name the file. A first SIGINT or SIGTERM stops the run
 // within about a second, committing what was hashed; a second ends it at
 // once.
@@ -283,11 +285,28 @@ func rate(n int64, d time.Duration) string {
 	return cli.Bytes(int64(float64(n)/d.Seconds())) + "/s"
 }
 
-// meter is the progress of a run. Until the walk ends, the total is an
-// estimate: the bytes queued so far, or the space used on the filesystems
-// of the roots when that is more (an upper bound where the roots are
-// whole filesystems without sparse files).
+// meter is the progress of a run, in the phase that takes longest.
+// While a re-run walks, it counts files met against those the last
+// complete run met under the same roots (an estimate). Otherwise it counts
+// bytes hashed; until the walk ends, the total is an estimate: the bytes
+// queued so far, or the space used on the filesystems of the roots when
+// that is more (an upper bound where the roots are whole filesystems
+// without sparse files). Last, it counts the files pruned.
 func meter(s scan.Stats, used int64) cli.Meter {
+	switch {
+	case s.ToPrune > 0:
+		return cli.Meter{Phase: "pruning", Done: s.Pruned, Total: s.ToPrune, Unit: "files"}
+	case !s.WalkDone && s.Known > 0:
+		return cli.Meter{
+			Phase:    "walking",
+			Done:     s.Seen,
+			Total:    max(s.Known, s.Seen),
+			Estimate: true,
+			Unit:     "files",
+			Elapsed:  s.Elapsed,
+			Extra:    fmt.Sprintf("%d hashed, %s read", s.Hashed, cli.Bytes(s.BytesRead)),
+		}
+	}
 	m := cli.Meter{
 		Phase:   "hashing",
 		Done:    s.BytesRead,

@@ -17,7 +17,13 @@
 //     meets that st_dev again and names them (Tx.PutVolume).
 //   - files: one row per inode, known by (volume, inode), with one of its
 //     paths, the state it had when hashed (size, mtime, ctime in ns), its
-//     owner and whether it has btrfs's NOCOW attribute.
+//     owner and whether it has btrfs's NOCOW attribute, and gone: the scan
+//     generation (meta scan_gen, one more each hashfile run) of the run
+//     that found it missing from its path, 0 if none did. A run that
+//     completes prunes what it marked gone (Tx.MarkGone, Tx.PruneGone);
+//     the marks of a run that did not complete count for nothing. Paths
+//     are read in their byte order (Cursor), as the walk meets them, so
+//     that hashfile holds no more of the index than a page at a time.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per
 //     block, in chunks of ChunkBlocks blocks. A chunk whose blocks are all
 //     zero is not stored, nor are the zero blocks at the end of a file:
@@ -30,7 +36,8 @@
 //     refers to the same extent (see fiemap.Extent for why that is exact).
 //   - roots: the volume each root was on at the last complete run, so that
 //     a mount point whose filesystem is not mounted is not taken for a
-//     tree whose files are all gone.
+//     tree whose files are all gone, and how many files that run met
+//     under it (the total of hashfile's progress while it walks).
 //
 // # The file
 //

@@ -202,6 +202,10 @@ func (ix *Index) Warnings() []string { return ix.warnings }
 // busyTimeout is how long a connection waits for another's lock.
 const busyTimeout = 10 * time.Second
 
+// defaultCache is each connection's page cache: 64 MiB (a negative
+// cache_size is in KiB).
+const defaultCache = -65536
+
 // dsn is the SQLite URI of path. The path is escaped: a '?' or '#' in it
 // would end it, and a '%' start an escape.
 func dsn(path string) string {
@@ -209,8 +213,8 @@ func dsn(path string) string {
 		path = abs // and clean: no "//" that would start an authority
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() +
-		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate",
-			busyTimeout.Milliseconds())
+		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(%d)&_txlock=immediate",
+			busyTimeout.Milliseconds(), defaultCache)
 }
 
 // Close closes the database.

@@ -80,7 +80,8 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 
 // claim frees f.Path from any other inode that held it (that inode keeps
 // its row with no path until it is seen under another name, or is pruned)
-// and records f's identity. It returns f's row id.
+// and records f's identity, clearing any mark that it was gone (see
+// MarkGone). It returns f's row id.
 func (t *Tx) claim(f File) (int64, error) {
 	vol, err := t.volID(f.Vol)
 	if err != nil {
@@ -96,7 +97,7 @@ func (t *Tx) claim(f File) (int64, error) {
 	}
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid) VALUES(?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
-			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid)
+			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0
 		RETURNING id`)
 	if err != nil {
 		return 0, err
@@ -210,13 +211,14 @@ func (t *Tx) SetWalked(v fsys.Volume, walked string) error {
 	return err
 }
 
-// PutRoot records the volume a root was on at a complete run.
-func (t *Tx) PutRoot(path string, v fsys.Volume) error {
+// PutRoot records the volume a root was on at a complete run, and how
+// many files that run met under it.
+func (t *Tx) PutRoot(path string, v fsys.Volume, files int64) error {
 	id, err := t.volID(v)
 	if err != nil {
 		return fmt.Errorf("record root %s: %w", path, err)
 	}
-	_, err = t.exec("INSERT OR REPLACE INTO roots(path, vol) VALUES(?, ?)", path, id)
+	_, err = t.exec("INSERT OR REPLACE INTO roots(path, vol, files) VALUES(?, ?, ?)", path, id, files)
 	return err
 }
 

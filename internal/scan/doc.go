@@ -3,24 +3,72 @@
 //
 // # Data flow
 //
-// One walker lists regular files in name order and decides, from the
-// identity the index already holds for each inode, which need reading.
-// Files are known by their volume (filesystem UUID and btrfs subvolume,
-// which survive remounts; see fsys.Volume) and inode. A file is unchanged
-// when its (volume, inode, size, mtime) match the index
-// and either its ctime matches or it is met under a new path (a rename or a
+// One walker lists regular files in the byte order of their paths and
+// decides, from the identity the index holds for each inode, which need
+// reading. Files are known by their volume (filesystem UUID and btrfs
+// subvolume, which survive remounts; see fsys.Volume) and inode. A file is
+// unchanged when its (volume, inode, size, mtime) match the index and
+// either its ctime matches or it is met under a new path (a rename or a
 // new hard link updates ctime but not the data); an unchanged file is not
 // opened. Workers read and hash the rest in parallel and take their
 // extents; one writer commits results to the index in batched
-// transactions. When the walk of every root has completed, inodes under the
-// roots that were not met are pruned; an interrupted or killed run prunes
-// nothing, and the next run completes it.
+// transactions.
+//
+// # Memory
+//
+// Nothing of the whole index is held in memory. The walk of each root is
+// merged with the rows the index holds under that root, read in the same
+// path order a page at a time (index.Cursor): the row at the path met is
+// the file's, or the path is new, and a file met under a new path is
+// looked up by its volume and inode (a rename, a hard link). A row that
+// the walk passes without meeting it at its path is marked gone with the
+// run's scan generation; a rename of that file met later in the walk
+// clears the mark. When the walk of every root has completed, what is
+// marked gone with this generation is pruned, but for what lies where the
+// walk could not read; an interrupted or killed run prunes nothing, its
+// marks count for nothing, and the next run completes it. Of the files
+// met in this run, memory holds only those the writer has not committed
+// yet (inflight): a bounded number, whatever the size of the tree.
 //
 // A file whose size, mtime or ctime change while it is read is not
 // recorded: it is reported and counted as failed, and read again next run.
 // So is a path that no longer leads to the inode the walk listed, through
 // directories that are not symlinks: readers open files by path, looked
 // up with no symlink followed, and read only that inode.
+//
+// # Goroutines
+//
+// A run (scanner) has four stages, each a method:
+//
+//   - walk, on one goroutine, walks the roots in turn and sends each file,
+//     and the start and end of each root, on a channel to compare. It
+//     alone learns the volume of each st_dev (devices, read by all under
+//     its lock), asks subvols which subvolumes to enter, and reports what
+//     it cannot read to unread before it sends anything that follows it,
+//     so that compare never marks gone what lies there.
+//   - compare, on the goroutine that called Run, owns the cursor over the
+//     index; it sends files to read to the readers (jobs) and what to
+//     record to the writer (ops), and adds each file it queues or renames
+//     to inflight.
+//   - read, on Options.Jobs goroutines, hashes files (sharing reuser) and
+//     sends them to the writer, or, for a file it could not read, a
+//     forget, so that the writer drops it from inflight.
+//   - write, on one goroutine, is the only one that writes the index. It
+//     applies ops in the order received; since compare sends a mark of a
+//     row gone only after any rename it decided earlier, a mark never
+//     undoes a rename (it applies only while the row holds the path it
+//     was found missing from). It drops files from inflight, and their
+//     sums from reuser, once it has committed them, then prunes when
+//     compare asks, after everything else.
+//
+// Counters are atomic and read by the progress goroutine. Cancellation:
+// an interrupt cancels the run's context; the walker stops, compare and
+// the readers drain their channels without work, so that no sender
+// blocks, and the writer commits what it has. When the writer fails (the
+// index's disk is full, say) it cancels the context itself, so that the
+// rest of the tree is not read for nothing, drains the ops, and Run
+// returns its error; so does compare when a read of the index fails.
+// Nothing is pruned unless the walk, compare and every write succeeded.
 //
 // # What is stored is read once
 //
@@ -29,6 +77,7 @@
 // copy, recorded or earlier in the same run -- takes its sums from them
 // and is not read (see reuser). A btrfs subvolume unchanged since its
 // last complete walk (its generation the same) is not walked at all (see
-// subvols). A missing root, or one found on another volume than at the
-// last run, stops the run before anything is pruned.
+// subvols); its rows, passed by compare, count as seen and unchanged. A
+// missing root, or one found on another volume than at the last run,
+// stops the run before anything is pruned.
 package scan

@@ -20,8 +20,8 @@ import (
 // filesystem is committed (syncfs) before its first generation is read,
 // so that no change waits unseen in a transaction.
 //
-// The walk asks enter from its goroutine; the run reads what was decided
-// once the walk is done.
+// The walk asks enter from its goroutine; compare asks under as it
+// merges, and the run reads the rest once the walk is done.
 type subvols struct {
 	sig    string                 // the options that shape a walk
 	walked map[fsys.Volume]string // what the index says each last walk saw
@@ -115,6 +115,8 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // under reports whether the file at path of volume v lies in a subvolume
 // left unwalked.
 func (s *subvols) under(path string, v fsys.Volume) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, l := range s.left {
 		if l.vol == v && walk.Under(path, l.path) {
 			return true

@@ -4,8 +4,10 @@
 // # Data model
 //
 // An Entry is a path with the Identity lstat gave it: device, inode, size,
-// mtime and ctime in nanoseconds. Directories are read in name order, so a
-// walk of an unchanged tree meets the same paths in the same order.
+// mtime and ctime in nanoseconds. Files are met in the byte order of their
+// paths (each directory's entries in name order, a subdirectory sorting as
+// its name and a slash), so a walk of an unchanged tree meets the same
+// paths in the same order, the order of an index of paths.
 // Symbolic links are never followed: a root is looked up with none in any
 // component, each directory below is opened relative to the descriptor of
 // the one holding it (O_NOFOLLOW) and must be the directory listed there,

@@ -26,6 +26,7 @@ func FromStat(st *unix.Stat_t) Identity { return fsys.FromStat(st) }
 type Entry struct {
 	Path string
 	Identity
+	Nlink uint64 // its names when listed: more than one, a hard link
 }
 
 // Options shape a walk.
@@ -165,7 +166,7 @@ func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pen
 			w.o.skip(path, "empty")
 			return nil
 		}
-		return w.fn(Entry{Path: path, Identity: FromStat(st)})
+		return w.fn(Entry{Path: path, Identity: FromStat(st), Nlink: uint64(st.Nlink)})
 	case unix.S_IFDIR:
 		if !w.enters(st) {
 			w.o.skip(path, "on another filesystem")
@@ -282,7 +283,41 @@ func (w *walker) list(fd int, path string) listing {
 	prefix := childPrefix(path)
 	l.names = slices.DeleteFunc(l.names, func(name string) bool { return w.o.excluded(prefix + name) })
 	l.stats = lstatAll(fd, prefix, l.names)
+	pathOrder(&l)
 	return l
+}
+
+// pathOrder puts the entries of l in the byte order of the paths below
+// them: a directory's entries sort as its name and a slash, so that
+// directory "b" comes after file "b.txt" ('.' sorts before '/'). A walk
+// then meets files in the byte order of their paths, the order in which
+// the index reads its rows, so that the two can be merged.
+func pathOrder(l *listing) {
+	key := func(i int) string {
+		if l.stats[i].err == nil && l.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return l.names[i] + "/"
+		}
+		return l.names[i]
+	}
+	sorted := true
+	for i := 1; i < len(l.names) && sorted; i++ {
+		sorted = key(i-1) < key(i)
+	}
+	if sorted {
+		return
+	}
+	idx := make([]int, len(l.names))
+	keys := make([]string, len(l.names))
+	for i := range idx {
+		idx[i], keys[i] = i, key(i)
+	}
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	names := make([]string, len(idx))
+	stats := make([]lstatResult, len(idx))
+	for k, i := range idx {
+		names[k], stats[k] = l.names[i], l.stats[i]
+	}
+	l.names, l.stats = names, stats
 }
 
 var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -377,10 +412,14 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 				ahead[started] = w.listAhead(fd, ls.names[k], prefix+ls.names[k], &ls.stats[k].st)
 			}
 			next = ahead[sub]
+			ahead[sub] = nil // not kept once walked: a directory may hold thousands
 			sub++
 		}
 		if err := w.visit(fd, name, child, &ls.stats[i].st, next); err != nil {
-			for _, p := range ahead[max(sub-1, 0):started] {
+			if next != nil {
+				<-next.done
+			}
+			for _, p := range ahead[sub:started] {
 				<-p.done // no goroutine outlives the walk, nor uses fd once closed
 			}
 			return err

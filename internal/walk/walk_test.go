@@ -399,3 +399,36 @@ func BenchmarkWalk(b *testing.B) {
 		}
 	}
 }
+
+// TestWalkPathOrder: files are met in the byte order of their paths, as
+// an index of paths lists them: file "b.txt" and "b-c" before directory
+// "b" ('-' and '.' sort before '/'), and "b0" after it.
+func TestWalkPathOrder(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"b/x", "b/y.d/z", "b/y", "b.txt", "b-c", "b0", "a", "b/y-1"} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	err := Walk(context.Background(), dir, Options{Error: func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) }},
+		func(e Entry) error {
+			got = append(got, e.Path)
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("Walk = %v", err)
+	}
+	want := slices.Clone(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("Walk met %q; want %q (path order)", got, want)
+	}
+	if len(got) != 8 {
+		t.Errorf("Walk met %d files; want 8", len(got))
+	}
+}

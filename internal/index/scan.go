@@ -1,0 +1,299 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"same/internal/fsys"
+)
+
+// This file holds what hashfile needs to bring the index up to date
+// without holding it in memory: the rows under a root in path order, a
+// page at a time (Cursor), the row of an inode (FileByInode), and the
+// scan generation with which a run marks the rows it found gone
+// (NextScan, Tx.MarkGone, Tx.PruneGone).
+
+// Listed is a file as a Cursor lists it: with the scan generation of the
+// run that last found it gone from its path, 0 if none did.
+type Listed struct {
+	File
+	Gone int64
+}
+
+// NextScan starts a scan generation and returns it: one more than the
+// last run's.
+func (ix *Index) NextScan(ctx context.Context) (int64, error) {
+	var v string
+	err := ix.db.QueryRowContext(ctx, `INSERT INTO meta(key, value) VALUES('scan_gen', '1')
+		ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("start scan: %w", err)
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// PathRange returns the bounds of the paths strictly below dir, an
+// absolute clean path: lo < path < hi. ('0' follows '/'.)
+func PathRange(dir string) (lo, hi string) {
+	if dir == "/" {
+		return "/", "0"
+	}
+	return dir + "/", dir + "0"
+}
+
+const listedColumns = `f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
+	coalesce(f.nocow, -1), coalesce(f.uid, -1), f.gone FROM files f JOIN volumes v ON v.id = f.vol`
+
+func scanListed(r *row, rows *sql.Rows) (Listed, error) {
+	if err := r.scan(rows, 11); err != nil {
+		return Listed{}, err
+	}
+	l := Listed{File: File{ID: r.int64(0), Path: r.text(1), Vol: fsys.Volume{FS: r.text(2), Subvol: uint64(r.int64(3))},
+		Ino: uint64(r.int64(4)), Size: r.int64(5), Mtime: r.int64(6), Ctime: r.int64(7),
+		NoCOW: int8(r.int64(8)), UID: r.int64(9)}, Gone: r.int64(10)}
+	return l, r.err
+}
+
+// cursorPage is how many rows a Cursor reads at a time: each page is a
+// read of its own, so that no read stays open while the run writes (an
+// open read would keep the WAL from being checkpointed).
+const cursorPage = 1024
+
+// cursorCache is the page cache of a Cursor's connection, in KiB: it
+// reads each page of the index once, in order, so a small cache serves it
+// as well as the 64 MiB the other connections have, which it would fill
+// on a large index (and leave full in the pool).
+const cursorCache = 4096
+
+// Cursor lists the files at or below a root, in the byte order of their
+// paths, a page at a time: what it holds does not grow with the index.
+// Each page is read when the last is done, so it shows what was
+// committed by then. It is used by one goroutine, and must be closed.
+type Cursor struct {
+	ix     *Index
+	conn   *sql.Conn // its own, with a small cache; nil until the first page
+	ctx    context.Context
+	root   string
+	hi     string // paths below hi
+	after  string // the next page starts after this path
+	incl   bool   // ... or at it
+	page   []Listed
+	i      int
+	done   bool // no page after this one
+	err    error
+	r      *row
+	rootOK bool // the row at root itself was looked for
+}
+
+// Under returns a Cursor over the files at or below root, an absolute
+// clean path.
+func (ix *Index) Under(ctx context.Context, root string) *Cursor {
+	lo, hi := PathRange(root)
+	return &Cursor{ix: ix, ctx: ctx, root: root, hi: hi, after: lo, r: newRow()}
+}
+
+// Peek returns the file the cursor is at, or false at the end or on an
+// error (see Err).
+func (c *Cursor) Peek() (Listed, bool) {
+	for c.i >= len(c.page) {
+		if c.done || c.err != nil {
+			return Listed{}, false
+		}
+		c.fill()
+	}
+	return c.page[c.i], true
+}
+
+// Next moves past the file Peek returned.
+func (c *Cursor) Next() { c.i++ }
+
+// Close gives the cursor's connection back, with the cache it had.
+func (c *Cursor) Close() {
+	if c.conn == nil {
+		return
+	}
+	c.conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA cache_size = %d", defaultCache))
+	c.conn.Close()
+	c.conn = nil
+}
+
+// query runs a query on the cursor's connection.
+func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
+	if c.conn == nil {
+		conn, err := c.ix.db.Conn(c.ctx)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := conn.ExecContext(c.ctx, fmt.Sprintf("PRAGMA cache_size = %d", -cursorCache)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		c.conn = conn
+	}
+	return c.conn.QueryContext(c.ctx, q, args...)
+}
+
+// Err is the error that ended the listing, if any.
+func (c *Cursor) Err() error { return c.err }
+
+// fill reads the next page.
+func (c *Cursor) fill() {
+	c.page, c.i = c.page[:0], 0
+	if !c.rootOK {
+		c.rootOK = true
+		if c.root != "/" {
+			rows, err := c.query("SELECT "+listedColumns+" WHERE f.path = ?", c.root)
+			if err != nil {
+				c.err = fmt.Errorf("read files: %w", err)
+				return
+			}
+			c.read(rows)
+			if c.err != nil || len(c.page) > 0 {
+				return
+			}
+		}
+	}
+	op := ">"
+	if c.incl {
+		op = ">="
+	}
+	rows, err := c.query("SELECT "+listedColumns+" WHERE f.path "+op+" ? AND f.path < ? ORDER BY f.path LIMIT ?",
+		c.after, c.hi, cursorPage)
+	if err != nil {
+		c.err = fmt.Errorf("read files: %w", err)
+		return
+	}
+	c.read(rows)
+	if c.err == nil && len(c.page) < cursorPage {
+		c.done = true
+	}
+	if n := len(c.page); n > 0 {
+		c.after, c.incl = c.page[n-1].Path, false
+	}
+}
+
+func (c *Cursor) read(rows *sql.Rows) {
+	defer rows.Close()
+	for rows.Next() {
+		l, err := scanListed(c.r, rows)
+		if err != nil {
+			c.err = fmt.Errorf("read files: %w", err)
+			return
+		}
+		c.page = append(c.page, l)
+	}
+	if err := rows.Err(); err != nil {
+		c.err = fmt.Errorf("read files: %w", err)
+	}
+}
+
+// Empty reports whether the index records no file.
+func (ix *Index) Empty(ctx context.Context) (bool, error) {
+	var any bool
+	if err := ix.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM files)").Scan(&any); err != nil {
+		return false, fmt.Errorf("read files: %w", err)
+	}
+	return !any, nil
+}
+
+// FileByInode returns the file recorded for inode ino of volume v, if any.
+func (ix *Index) FileByInode(ctx context.Context, v fsys.Volume, ino uint64) (Listed, bool, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT "+listedColumns+" WHERE v.fsid = ? AND v.subvol = ? AND f.ino = ?",
+		v.FS, int64(v.Subvol), int64(ino))
+	if err != nil {
+		return Listed{}, false, fmt.Errorf("read files: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return Listed{}, false, rows.Err()
+	}
+	l, err := scanListed(newRow(), rows)
+	if err != nil {
+		return Listed{}, false, fmt.Errorf("read files: %w", err)
+	}
+	return l, true, nil
+}
+
+// KnownUnder returns how many files the last complete run met under the
+// given roots, as far as recorded (see Tx.PutRoot).
+func (ix *Index) KnownUnder(ctx context.Context, roots []string) (int64, error) {
+	var total int64
+	for _, r := range roots {
+		var n int64
+		err := ix.db.QueryRowContext(ctx, "SELECT files FROM roots WHERE path = ?", r).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read roots: %w", err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// CountGone returns how many files PruneGone would remove for scan gen.
+func (ix *Index) CountGone(ctx context.Context, gen int64) (int64, error) {
+	var n int64
+	if err := ix.db.QueryRowContext(ctx, "SELECT count(*) FROM files WHERE "+goneWhere, gen).Scan(&n); err != nil {
+		return 0, fmt.Errorf("read files: %w", err)
+	}
+	return n, nil
+}
+
+// goneWhere selects the files that scan ?1 found gone, and those that
+// have no path. (gone != 0 lets SQLite use the partial index files_gone.)
+const goneWhere = "(gone = ?1 AND gone != 0) OR path IS NULL"
+
+// MarkGone records that scan gen found file id gone from path: unless
+// the file holds another path by now (renamed in this run).
+func (t *Tx) MarkGone(id int64, path string, gen int64) error {
+	_, err := t.exec("UPDATE files SET gone = ? WHERE id = ? AND path = ?", gen, id, path)
+	return err
+}
+
+// Unmark clears what MarkGone recorded of file id.
+func (t *Tx) Unmark(id int64) error {
+	_, err := t.exec("UPDATE files SET gone = 0 WHERE id = ? AND gone != 0", id)
+	return err
+}
+
+// KeepUnder clears the marks scan gen left below dir (or on dir itself):
+// files that could not be looked at are kept.
+func (t *Tx) KeepUnder(dir string, gen int64) error {
+	lo, hi := PathRange(dir)
+	_, err := t.exec("UPDATE files SET gone = 0 WHERE gone = ?1 AND gone != 0 AND (path = ?2 OR path > ?3 AND path < ?4)", gen, dir, lo, hi)
+	return err
+}
+
+// PruneGone removes up to limit files, with all recorded of them, that
+// scan gen found gone, or that have no path (another file took theirs and
+// they were not met under a new one), and returns how many it removed.
+func (t *Tx) PruneGone(gen int64, limit int) (int, error) {
+	rows, err := t.tx.Query("SELECT id FROM files WHERE "+goneWhere+" LIMIT ?2", gen, limit)
+	if err != nil {
+		return 0, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if err := t.Delete(id); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}

@@ -1,0 +1,152 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"same/internal/fsys"
+)
+
+// listUnder returns the paths a Cursor lists under root.
+func listUnder(t *testing.T, ix *Index, root string) []string {
+	t.Helper()
+	var got []string
+	c := ix.Under(context.Background(), root)
+	defer c.Close()
+	for {
+		f, ok := c.Peek()
+		if !ok {
+			break
+		}
+		got = append(got, f.Path)
+		c.Next()
+	}
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// A Cursor lists the file at its root and those below it, in the byte
+// order of their paths, across pages, and nothing beside the root that
+// only shares its first bytes.
+func TestCursor(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	var paths []string
+	for i := range 2*cursorPage + 10 {
+		paths = append(paths, fmt.Sprintf("/r/d/f%05d", i))
+	}
+	paths = append(paths, "/r", "/r.txt", "/r-x", "/r0", "/r/a.b", "/r/a/c", "/q")
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		if _, err := tx.Put(File{Path: p, Vol: vol, Ino: uint64(i + 1), Size: 1, NoCOW: NoCOWUnset}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range paths {
+		if p == "/r" || len(p) > 3 && p[:3] == "/r/" {
+			want = append(want, p)
+		}
+	}
+	slices.Sort(want)
+	if got := listUnder(t, ix, "/r"); !slices.Equal(got, want) {
+		t.Errorf("Under(/r) listed %d paths, %q...; want %d, %q...", len(got), got[:min(5, len(got))], len(want), want[:5])
+	}
+	if got := listUnder(t, ix, "/"); len(got) != len(paths) {
+		t.Errorf("Under(/) listed %d paths; want %d", len(got), len(paths))
+	}
+	if got, want := listUnder(t, ix, "/r/a"), []string{"/r/a/c"}; !slices.Equal(got, want) {
+		t.Errorf("Under(/r/a) = %q; want %q", got, want)
+	}
+}
+
+// A file marked gone is pruned by its scan generation alone, unless a
+// rename (or new hash) took it first, or it holds another path by the
+// time it is marked, or KeepUnder kept it. Files without a path are
+// pruned too.
+func TestPruneGone(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	gen, err := ix.NextScan(ctx)
+	if err != nil || gen != 1 {
+		t.Fatalf("NextScan() = %d, %v; want 1", gen, err)
+	}
+	if gen, err = ix.NextScan(ctx); err != nil || gen != 2 {
+		t.Fatalf("NextScan() = %d, %v; want 2", gen, err)
+	}
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	file := func(ino uint64, path string) File {
+		return File{Path: path, Vol: vol, Ino: ino, Size: 4096, Mtime: 1, Ctime: 1, NoCOW: NoCOWUnset}
+	}
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make(map[uint64]int64)
+	for i, p := range []string{"/gone", "/renamed", "/moved", "/kept/x", "/old", "/taken"} {
+		if ids[uint64(i+1)], err = tx.Put(file(uint64(i+1), p), []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []error{
+		tx.MarkGone(ids[1], "/gone", gen),
+		tx.MarkGone(ids[2], "/renamed", gen),
+		tx.Rename(file(2, "/new")),         // met later: the mark goes
+		tx.Rename(file(3, "/elsewhere")),   // met earlier...
+		tx.MarkGone(ids[3], "/moved", gen), // ...so this is no mark
+		tx.MarkGone(ids[4], "/kept/x", gen),
+		tx.KeepUnder("/kept", gen),
+		tx.MarkGone(ids[5], "/old", gen-1), // of a run that did not complete
+		tx.Rename(file(7, "/taken")),       // 6 loses its path
+	}
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ix.CountGone(ctx, gen); err != nil || n != 2 {
+		t.Errorf("CountGone(%d) = %d, %v; want 2", gen, n, err)
+	}
+	var pruned int
+	for {
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := tx.PruneGone(gen, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if pruned += n; n == 0 {
+			break
+		}
+	}
+	got := byIno(t, ix)
+	want := map[uint64]string{2: "/new", 3: "/elsewhere", 4: "/kept/x", 5: "/old", 7: "/taken"}
+	if pruned != 2 || len(got) != len(want) {
+		t.Errorf("pruned %d, index holds %v; want 2 pruned, %v", pruned, got, want)
+	}
+	for ino, p := range want {
+		if got[ino] != p {
+			t.Errorf("inode %d at %q; want %q", ino, got[ino], p)
+		}
+	}
+}

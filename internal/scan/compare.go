@@ -1,0 +1,315 @@
+package scan
+
+import (
+	"errors"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/fsys"
+	"same/internal/index"
+	"same/internal/walk"
+)
+
+// item is what the walker hands compare: a file met, or the start or the
+// end of the walk of root number root.
+type item struct {
+	e          walk.Entry
+	root       int
+	begin, end bool
+}
+
+// walk is the walker stage: it walks each root in turn, in path order,
+// and sends what it meets to out, which it closes when done. It learns
+// the volume of each device it meets (noteDevice) and asks subvols which
+// subvolumes to enter; errors go to fail, and a path it could not read
+// goes to unread, before anything after that path is sent.
+func (s *scanner) walk(out chan<- item) error {
+	defer close(out)
+	opts := walk.Options{
+		Exclude: s.o.Exclude,
+		OneFS:   s.o.OneFS,
+		Skipped: func(string, string) { s.c.skipped.Add(1) },
+		// A path the walk could not read (a directory it cannot list, an
+		// entry it cannot lstat) may still hold what the index has: keep it,
+		// unless it is gone.
+		Error: func(path string, err error) {
+			s.fail(path, err, !errors.Is(err, os.ErrNotExist))
+		},
+		Dir:   func(path string, st *unix.Stat_t) { s.noteDevice(path, uint64(st.Dev)) },
+		Enter: s.sv.enter,
+	}
+	send := func(it item) error {
+		select {
+		case out <- it:
+			return nil
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+	}
+	for i, r := range s.roots {
+		if err := send(item{root: i, begin: true}); err != nil {
+			return err
+		}
+		err := walk.Walk(s.ctx, r, opts, func(e walk.Entry) error {
+			s.noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
+			return send(item{e: e, root: i})
+		})
+		if err != nil {
+			return err
+		}
+		if err := send(item{root: i, end: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compare is the stage that decides, for each file the walker met, what
+// to do: nothing (unchanged), record a new path (renamed), record that it
+// is another name of a file met already (a hard link), or queue it for
+// the readers. It merges the walk of each root, in path order, with the
+// rows the index holds under that root, read in path order a page at a
+// time (index.Cursor); a row the walk passes without meeting it at its
+// path is marked gone for this scan generation, unless it lies where the
+// walk could not read or in a subvolume left unwalked. A file met under
+// a path the index does not have is looked up by its volume and inode.
+//
+// It holds no more of the index than a page of rows: files met earlier
+// in the run are known from the index, and from inflight for those the
+// writer has not committed yet.
+func (s *scanner) compare(in <-chan item) error {
+	var cur *index.Cursor
+	defer func() {
+		if cur != nil {
+			cur.Close()
+		}
+	}()
+	var seen0 int64
+	var err error
+	for it := range in {
+		if err != nil || s.ctx.Err() != nil {
+			continue // drain, so that the walker never blocks
+		}
+		switch {
+		case it.begin:
+			if cur != nil {
+				cur.Close()
+			}
+			cur = s.ix.Under(s.ctx, s.roots[it.root])
+			seen0 = s.c.seen.Load()
+		case it.end:
+			err = s.pass(cur, "")
+			s.rootSeen[it.root] = s.c.seen.Load() - seen0
+		default:
+			if err = s.pass(cur, it.e.Path); err == nil {
+				err = s.decide(cur, it.e)
+			}
+		}
+		if err != nil {
+			if s.ctx.Err() != nil {
+				err = nil // interrupted, not failed
+				continue
+			}
+			s.cancel()
+		}
+	}
+	return err
+}
+
+// pass moves cur to path, or to the end if path is "", handling each row
+// it passes: files the walk did not meet where the index has them.
+func (s *scanner) pass(cur *index.Cursor, path string) error {
+	for {
+		f, ok := cur.Peek()
+		if !ok {
+			return cur.Err()
+		}
+		if path != "" && f.Path >= path {
+			return nil
+		}
+		cur.Next()
+		switch {
+		case s.sv.under(f.Path, f.Vol):
+			// In a subvolume left unwalked: as the index has it.
+			s.c.seen.Add(1)
+			s.c.unchanged.Add(1)
+		case s.unread.under(f.Path):
+			// Where the walk could not read: kept.
+		default:
+			s.markGone(f)
+		}
+	}
+}
+
+func (s *scanner) markGone(f index.Listed) {
+	s.send(op{gone: &gone{id: f.ID, path: f.Path}})
+}
+
+// send hands o to the writer, unless the run is interrupted.
+func (s *scanner) send(o op) {
+	select {
+	case s.ops <- o:
+	case <-s.ctx.Done():
+	}
+}
+
+// decide handles the file e, met at the position of cur.
+func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
+	s.c.seen.Add(1)
+	vol := s.devs.of(e.Dev)
+	k := key{vol, e.Ino}
+	at, here := cur.Peek()
+	if here = here && at.Path == e.Path; here {
+		cur.Next()
+		if !sameInode(at.File, vol, e) {
+			s.markGone(at) // another file took its path
+			here = false
+		}
+	}
+	switch {
+	case s.inflight.has(k):
+		s.c.links.Add(1) // met before in this run
+		return nil
+	case here:
+		s.met(at, e, vol, k, false)
+		return nil
+	}
+	// Not recorded at this path: a new file, another name of a file
+	// recorded under its first, or a file renamed. In an index that held
+	// no file when the run started, only a hard link can be recorded
+	// already (by this run).
+	if s.empty && e.Nlink <= 1 {
+		s.queue(e, vol, k)
+		return nil
+	}
+	f, ok, err := s.lookup(vol, e)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		s.queue(e, vol, k)
+	case f.Path == e.Path:
+		s.met(f, e, vol, k, true) // recorded here after the page was read
+	case f.Path != "" && s.willMeet(f.Path) && sameFile(f.Path, e):
+		// Its recorded name is still its own, and the walk meets it
+		// there (or met it), where it is compared.
+		s.c.links.Add(1)
+	case f.Size == e.Size && f.Mtime == e.Mtime:
+		// Renamed (which changes ctime, not the data), or another name of
+		// a file whose recorded name is gone or out of this walk.
+		s.c.unchanged.Add(1)
+		s.c.renamed.Add(1)
+		s.inflight.add(k)
+		s.send(op{rename: &index.File{Path: e.Path, Vol: vol, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime, UID: int64(e.UID)}})
+		if f.NoCOW == index.NoCOWUnknown {
+			s.queueAttr(e, vol, f.ID)
+		}
+	default:
+		s.queue(e, vol, k)
+	}
+	return nil
+}
+
+// met handles e, a file the index records at its path as f: unchanged,
+// or to be read again. unmark clears a gone mark that f may have in the
+// index but not in what was read of it.
+func (s *scanner) met(f index.Listed, e walk.Entry, vol fsys.Volume, k key, unmark bool) {
+	if f.Size != e.Size || f.Mtime != e.Mtime || f.Ctime != e.Ctime {
+		s.queue(e, vol, k)
+		return
+	}
+	s.c.unchanged.Add(1)
+	if f.Gone != 0 || unmark {
+		s.send(op{unmark: f.ID}) // marked by a run that did not complete
+	}
+	if f.UID == index.UIDUnknown {
+		s.send(op{uid: &attr{id: f.ID, uid: e.UID}})
+	}
+	if f.NoCOW == index.NoCOWUnknown {
+		s.queueAttr(e, vol, f.ID)
+	}
+}
+
+// queue hands e to the readers to be read and recorded.
+func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
+	s.inflight.add(k)
+	s.c.toRead.Add(e.Size)
+	select {
+	case s.jobs <- job{path: e.Path, vol: vol, id: e.Identity}:
+	case <-s.ctx.Done():
+	}
+}
+
+// queueAttr hands e, recorded as row id, to the readers, to read its
+// NOCOW attribute.
+func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, id int64) {
+	select {
+	case s.jobs <- job{path: e.Path, vol: vol, id: e.Identity, attrOf: id}:
+	case <-s.ctx.Done():
+	}
+}
+
+// lookup returns what the index holds of the inode of e, on volume vol
+// or, recorded by an older index, under its st_dev (which the writer
+// renames to vol once it has recorded the volume).
+func (s *scanner) lookup(vol fsys.Volume, e walk.Entry) (index.Listed, bool, error) {
+	f, ok, err := s.ix.FileByInode(s.ctx, vol, e.Ino)
+	if err != nil || ok || index.Legacy(vol) || !s.legacy {
+		return f, ok, err
+	}
+	return s.ix.FileByInode(s.ctx, index.LegacyVolume(e.Dev), e.Ino)
+}
+
+// sameInode reports whether f, recorded by the index, is the inode of e,
+// met on volume vol.
+func sameInode(f index.File, vol fsys.Volume, e walk.Entry) bool {
+	return f.Ino == e.Ino && (f.Vol == vol || f.Vol == index.LegacyVolume(e.Dev))
+}
+
+// willMeet reports whether this run's walk goes through path.
+func (s *scanner) willMeet(path string) bool {
+	return underAny(path, s.roots) && !walk.Matches(s.o.Exclude, path)
+}
+
+// sameFile reports whether path still leads to the file of e.
+func sameFile(path string, e walk.Entry) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && uint64(st.Dev) == e.Dev && st.Ino == e.Ino
+}
+
+// inflight holds the files met in this run whose rows the writer has not
+// committed yet: compare adds each file it queues or renames, and the
+// writer drops it once committed (or once a reader gave up on it). What
+// compare does not find here, the index has. It holds at most what the
+// channels and one batch of the writer hold, not the whole run.
+type inflight struct {
+	mu sync.Mutex
+	m  map[key]int // a count: a file may be queued again once dropped
+}
+
+func (f *inflight) add(k key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = make(map[key]int)
+	}
+	f.m[k]++
+}
+
+func (f *inflight) has(k key) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[k] > 0
+}
+
+func (f *inflight) drop(keys []key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range keys {
+		if f.m[k]--; f.m[k] <= 0 {
+			delete(f.m, k)
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"same/internal/blockhash"
+	"same/internal/fiemap"
+	"same/internal/fsys"
+	"same/internal/index"
+	"same/internal/safeopen"
+	"same/internal/walk"
+)
+
+// read is a reader: it reads and hashes the files compare queues (or
+// takes their sums from extents hashed before, see reuser) and hands
+// them to the writer, until compare closes jobs. Once the run is
+// interrupted it drains jobs without reading.
+func (s *scanner) read() {
+	r, _ := blockhash.NewReader(s.o.BlockSize)
+	r.Progress = func(read, hole int64) { // as it goes: files can be large
+		s.c.read.Add(read)
+		s.c.toRead.Add(-hole) // not to be read after all
+	}
+	for j := range s.jobs {
+		if s.ctx.Err() != nil {
+			continue // drain
+		}
+		if j.attrOf != 0 {
+			if nocow, ok := readAttr(j); ok {
+				s.ops <- op{attr: &attr{id: j.attrOf, nocow: nocow}}
+			}
+			continue
+		}
+		f, sums, ext, _, reused, err := hash(s.ctx, r, s.ru, j)
+		if err != nil {
+			if s.ctx.Err() == nil { // else interrupted, not failed
+				s.fail(j.path, err, false)
+			}
+			s.ops <- op{forget: &key{j.vol, j.id.Ino}}
+			continue
+		}
+		s.c.hashed.Add(1)
+		if reused {
+			s.c.reused.Add(1)
+			s.c.reusedBytes.Add(f.Size)
+			s.c.toRead.Add(-f.Size)
+		}
+		// Handed over, not copied: the sums of a large (or sparse)
+		// file can take hundreds of MiB.
+		s.ops <- op{put: &f, sums: sums, ext: ext}
+	}
+}
+
+// open opens a directory or regular file met by the walk for reading. No
+// symlink is followed in any component of path, and nothing else is
+// opened: the path is looked up as an O_PATH descriptor, which opens
+// nothing, and only a directory or regular file there is opened, that
+// very inode (safeopen). A device, FIFO or socket found there now is
+// refused unopened.
+func open(path string) (*os.File, error) {
+	h, err := safeopen.Lookup(path)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer h.Close()
+	return openHandle(h, path)
+}
+
+func openHandle(h *safeopen.Handle, path string) (*os.File, error) {
+	flags := os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOATIME
+	f, err := h.Open(flags)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
+		f, err = h.Open(flags &^ unix.O_NOATIME)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return f, nil
+}
+
+// openListed opens the file of j as open does, if it is still the regular
+// file the walk listed there: the same device and inode. The walk reached
+// it through directory descriptors; this open goes by path, so it checks
+// that the path still leads to the inode listed, and reads no other.
+// (Carrying each directory's descriptor to the readers instead would hold
+// one open for every directory with a file queued.)
+func openListed(j job) (*os.File, error) {
+	h, err := safeopen.Lookup(j.path)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: j.path, Err: err}
+	}
+	defer h.Close()
+	if h.Stat.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: no longer a regular file", j.path)
+	}
+	if uint64(h.Stat.Dev) != j.id.Dev || h.Stat.Ino != j.id.Ino {
+		return nil, fmt.Errorf("%s: %w", j.path, walk.ErrReplaced)
+	}
+	return openHandle(h, j.path)
+}
+
+// readAttr reads the NOCOW attribute of the file of j, if it is still the
+// file the walk met. A file that cannot be opened or changed is left to
+// the next run.
+func readAttr(j job) (int8, bool) {
+	f, err := openListed(j)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || walk.FromStat(&st) != j.id {
+		return 0, false
+	}
+	return noCOW(f), true
+}
+
+func noCOW(f *os.File) int8 {
+	if fsys.NoCOW(f) {
+		return index.NoCOWSet
+	}
+	return index.NoCOWUnset
+}
+
+// hash reads one file, or takes its sums from the index through ru (see
+// reuser) when ru is not nil, reading only what it does not find there when
+// that is at most half the file, and checks that it did not change while
+// read. It returns the file, its sums (which ru holds until the writer
+// commits them), its extents, the bytes covered (read or holes), and
+// whether the sums were reused.
+func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.File, []byte, []fiemap.Extent, int64, bool, error) {
+	f, err := openListed(j)
+	if err != nil {
+		return index.File{}, nil, nil, 0, false, err
+	}
+	defer f.Close()
+	var before, after unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+		return index.File{}, nil, nil, 0, false, &os.PathError{Op: "fstat", Path: j.path, Err: err}
+	}
+	if before.Mode&unix.S_IFMT != unix.S_IFREG {
+		return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: no longer a regular file", j.path)
+	}
+	id := walk.FromStat(&before)
+	nocow := noCOW(f)
+	// On btrfs, a file all of whose extents were hashed before (in
+	// another file, snapshot or copy) is not read.
+	var ext []fiemap.Extent
+	reused, partial := false, false
+	var partRead int64 // bytes read of a file hashed in part before
+	release := func() {}
+	defer func() { release() }() // after the caller's add, on success
+	var sums []byte
+	if ru != nil && nocow == index.NoCOWUnset {
+		items, err := fiemap.DiskExtents(f)
+		switch {
+		case err == nil:
+			var ok bool
+			var missing []span
+			if sums, missing, ok, release, err = ru.sums(ctx, items, id.Size, nil); err != nil {
+				return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
+			}
+			var want int64
+			for _, m := range missing {
+				want += m.len
+			}
+			switch {
+			case ok && len(missing) == 0:
+				sums = trimZeroSums(sums)
+				ext, reused = items, true
+			case ok && want <= id.Size/2:
+				// Most of it was hashed before: read the rest alone.
+				if err := readMissing(ctx, r, f, sums, missing, ru.bs, &partRead); err != nil {
+					if errors.Is(err, blockhash.ErrShrunk) {
+						err = ErrChanged
+					}
+					return index.File{}, nil, nil, partRead, false, fmt.Errorf("%s: %w", j.path, err)
+				}
+				sums = trimZeroSums(sums)
+				ext, partial = items, true
+			}
+		case !errors.Is(err, fiemap.ErrNoTreeSearch):
+			return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
+		}
+	}
+	var n int64
+	if partial {
+		n = id.Size // covered: read (partRead) or taken from the index
+	}
+	if !reused && !partial {
+		var err error
+		sums, n, err = r.HashFile(ctx, f, id.Size, sums[:0])
+		if errors.Is(err, blockhash.ErrShrunk) {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
+		}
+		if err != nil {
+			return index.File{}, nil, nil, n, false, readError(j.path, err)
+		}
+		if n != id.Size {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
+		}
+		ext, err = fiemap.Map(f)
+		if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
+			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, err)
+		}
+	}
+	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+		return index.File{}, nil, nil, n, false, &os.PathError{Op: "fstat", Path: j.path, Err: err}
+	}
+	if walk.FromStat(&after) != id {
+		return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
+	}
+	if ru != nil {
+		ru.add(id.Size, nocow, ext, sums)
+	}
+	return index.File{Path: j.path, Vol: j.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
+}
+
+// readError names path in err once: errors from reading a file mostly
+// name it already.
+func readError(path string, err error) error {
+	if _, ok := errors.AsType[*os.PathError](err); ok {
+		return err
+	}
+	return fmt.Errorf("read %s: %w", path, err)
+}
+
+// readMissing hashes the ranges of f in missing and puts their sums into
+// sums (zeroed there, and long enough for the whole file), adding the
+// bytes read to read.
+func readMissing(ctx context.Context, r *blockhash.Reader, f *os.File, sums []byte, missing []span, bs int64, read *int64) error {
+	var part []byte
+	for _, m := range missing {
+		var n int64
+		var err error
+		part, n, err = r.HashRange(ctx, f, m.off, m.len, part[:0])
+		*read += n
+		if err != nil {
+			return err
+		}
+		copy(sums[m.off/bs*blockhash.SumSize:], part)
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package scan
+
+import (
+	"context"
+	"time"
+
+	"same/internal/index"
+)
+
+// Batches are committed when they hold this many files or sum bytes, or
+// after this long, whichever comes first.
+const (
+	batchFiles = 2000
+	batchBytes = 32 << 20
+	batchTime  = time.Second
+)
+
+// pruneBatch is how many files one transaction of the prune removes.
+const pruneBatch = 2000
+
+// batch is the writer's open transaction and what it holds.
+type batch struct {
+	tx     *index.Tx
+	n      int // ops
+	bytes  int // sum bytes
+	opened time.Time
+	puts   []op  // ru drops their sums once committed
+	keys   []key // inflight drops them once committed
+}
+
+// write is the writer: the one goroutine that writes the index. It
+// records the ops the other stages send, in the order it receives them,
+// in batched transactions, until ops is closed. Once a write fails, it
+// cancels the run (the rest of the tree would be read for nothing) and
+// drains ops, so that no sender blocks; the error is returned.
+func (s *scanner) write() error {
+	var b batch
+	var err error
+	commit := func() {
+		err = b.tx.Commit()
+		for _, o := range b.puts {
+			s.ru.drop(o.ext, o.sums)
+		}
+		s.inflight.drop(b.keys)
+		b = batch{puts: b.puts[:0], keys: b.keys[:0]}
+	}
+	for o := range s.ops {
+		if err != nil {
+			continue // drain, so senders never block
+		}
+		switch {
+		case o.prune:
+			if b.tx != nil {
+				commit()
+			}
+			if err == nil {
+				err = s.prune()
+			}
+		case b.tx == nil:
+			if b.tx, err = s.ix.Begin(context.Background()); err != nil {
+				break
+			}
+			b.opened = time.Now()
+			fallthrough
+		default:
+			err = s.apply(&b, o)
+			b.n++
+			if err == nil && (b.n >= batchFiles || b.bytes >= batchBytes || time.Since(b.opened) >= batchTime) {
+				commit()
+			}
+		}
+		if err != nil {
+			s.cancel()
+		}
+	}
+	if b.tx != nil {
+		if err != nil {
+			b.tx.Rollback()
+			return err
+		}
+		commit()
+	}
+	return err
+}
+
+// apply records o in the open batch.
+func (s *scanner) apply(b *batch, o op) error {
+	tx := b.tx
+	switch {
+	case o.put != nil:
+		_, err := tx.Put(*o.put, o.sums, o.ext)
+		b.bytes += len(o.sums)
+		b.puts = append(b.puts, o)
+		b.keys = append(b.keys, key{o.put.Vol, o.put.Ino})
+		return err
+	case o.rename != nil:
+		b.keys = append(b.keys, key{o.rename.Vol, o.rename.Ino})
+		return tx.Rename(*o.rename)
+	case o.forget != nil:
+		b.keys = append(b.keys, *o.forget)
+	case o.gone != nil:
+		return tx.MarkGone(o.gone.id, o.gone.path, s.gen)
+	case o.unmark != 0:
+		return tx.Unmark(o.unmark)
+	case o.keep != "":
+		return tx.KeepUnder(o.keep, s.gen)
+	case o.volume != nil:
+		return tx.PutVolume(o.volume.info, o.volume.dev)
+	case o.attr != nil:
+		return tx.SetNoCOW(o.attr.id, o.attr.nocow)
+	case o.uid != nil:
+		return tx.SetUID(o.uid.id, o.uid.uid)
+	case o.root != nil:
+		return tx.PutRoot(o.root.path, o.root.vol, o.root.files)
+	case o.walked != nil:
+		return tx.SetWalked(o.walked.vol, o.walked.key)
+	}
+	return nil
+}
+
+// prune removes what this run found gone, a batch at a time, counting
+// them in Stats.Pruned up to Stats.ToPrune. An interrupt stops it
+// between batches: what is left is marked with this generation only, and
+// the next run finds it gone again.
+func (s *scanner) prune() error {
+	n, err := s.ix.CountGone(context.Background(), s.gen)
+	if err != nil {
+		return err
+	}
+	s.c.toPrune.Store(n)
+	for s.ctx.Err() == nil {
+		tx, err := s.ix.Begin(context.Background())
+		if err != nil {
+			return err
+		}
+		k, err := tx.PruneGone(s.gen, pruneBatch)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		s.c.pruned.Add(int64(k))
+		if k < pruneBatch {
+			return nil
+		}
+	}
+	return nil
+}
