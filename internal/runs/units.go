@@ -52,6 +52,9 @@ type unit struct {
 	freed    int64 // findsame's estimate of the bytes it frees, net
 	cost     int64 // the bytes its runs deduplicate (the kernel compares them) and its rewrites write, and destinationCost for each
 	waits    int   // units it waits for, not placed yet
+	// pfreed and pcost are what decide its place: its own freed and
+	// cost, or with those of the units waiting for it alone.
+	pfreed, pcost int64
 }
 
 // planUnits puts the runs (sorted by source) and the rewrites ws into
@@ -71,8 +74,10 @@ type unit struct {
 // rewrite (sharing the old extent would keep it), so its unit comes after
 // the rewrite's; units that would each have to come after the other are
 // one. Within that, the best unit goes first: the most bytes freed per
-// byte compared or written (findsame's estimate), then in source order. So
-// a run cut short by a time limit has freed what it could.
+// byte compared or written (findsame's estimate), counting for a unit that
+// others wait for what it frees with those waiting for it alone, where
+// that is better; then in source order. So a run cut short by a time limit
+// has freed what it could.
 func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64) []*unit {
 	// Union-find over the runs (0..len(runs)-1) and the rewrites
 	// (len(runs)+rank).
@@ -200,6 +205,23 @@ func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64)
 			u.waits++
 		}
 	}
+	// A unit that others wait for goes by what it and they free together
+	// (those waiting for it alone), where that is better than its own.
+	for _, u := range units {
+		u.pfreed, u.pcost = u.freed, u.cost
+	}
+	for v, us := range next {
+		freed, cost := v.freed, v.cost
+		for _, u := range us {
+			if u.waits == 1 {
+				freed += u.freed
+				cost += u.cost
+			}
+		}
+		if float64(freed)*float64(v.cost) > float64(v.freed)*float64(cost) {
+			v.pfreed, v.pcost = freed, cost
+		}
+	}
 	ready := &unitHeap{}
 	for _, u := range units {
 		if u.waits == 0 {
@@ -281,8 +303,8 @@ type unitHeap []*unit
 func (h unitHeap) Len() int { return len(h) }
 func (h unitHeap) Less(i, j int) bool {
 	a, b := h[i], h[j]
-	// a.freed/a.cost > b.freed/b.cost
-	if x, y := float64(a.freed)*float64(b.cost), float64(b.freed)*float64(a.cost); x != y {
+	// a.pfreed/a.pcost > b.pfreed/b.pcost
+	if x, y := float64(a.pfreed)*float64(b.pcost), float64(b.pfreed)*float64(a.pcost); x != y {
 		return x > y
 	}
 	return a.first < b.first

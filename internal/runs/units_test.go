@@ -40,9 +40,18 @@ func TestPlanUnits(t *testing.T) {
 		},
 		{
 			// A run whose source lies in a rewritten extent waits for
-			// the rewrite, in a unit after it; the others go first.
+			// the rewrite, in a unit after it. The rewrite goes by what
+			// it and the unit waiting for it alone free together (8 KiB),
+			// more than f3's unit (4 KiB) for a like cost.
 			name: "waiting for a rewrite",
 			runs: []run{r(0, 0, 1, 0, 0), r(0, 1, 1, 1, 2*bs), r(2, 0, 3, 0, 0), r(2, 1, 3, 1, bs)},
+			ws:   []rewriteAt{rewrite(0)},
+			want: "[[w0] [r0 r1] [r2 r3]]",
+		},
+		{
+			// The same, but f3's unit frees more: it goes first.
+			name: "better than waiting",
+			runs: []run{r(0, 0, 1, 0, 0), r(0, 1, 1, 1, bs), r(2, 0, 3, 0, 0), r(2, 1, 3, 1, 2*bs)},
 			ws:   []rewriteAt{rewrite(0)},
 			want: "[[r2 r3] [w0] [r0 r1]]",
 		},
