@@ -234,6 +234,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	reserve := reserveFlag(-1)
 	fs.Var(&reserve, "reserve", "the space, a `size`, a rewrite leaves available on its filesystem after its copy; a rewrite that would leave less is skipped (default: 2% of the filesystem, at most 1G)")
 	maxTime := fs.Duration("max-time", 0, "start no unit of work after this `duration` (such as 30m); the unit in progress is finished (0: no limit)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	showVersion := fs.Bool("version", false, "print the version and the plan format it reads")
 	if err := cli.ParseFlags(fs, args, stdout, usage); err != nil {
 		return err
@@ -257,6 +258,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if *maxTime < 0 {
 		return cli.Usagef("-max-time: %v is negative", *maxTime)
 	}
+	stopProfile, err := cli.Profile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	var deadline time.Time
 	if *maxTime > 0 {
 		deadline = time.Now().Add(*maxTime)

@@ -12,7 +12,8 @@ import (
 
 // Data regions from mapMin bytes up are hashed through mmap, in windows of
 // mapWindow bytes: the pages are hashed where they lie in the page cache,
-// not copied into a buffer first. Smaller ones are read, which costs less
+// not copied into a buffer first, and the next window is read ahead
+// (willNeed) while one is hashed. Smaller ones are read, which costs less
 // than setting up a mapping.
 const (
 	mapMin    = 1 << 20
@@ -68,7 +69,14 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 			var n int64
 			var err error
 			if canMap && end-done >= mapMin {
-				n = min(int64(max(mapWindow/h.bs, 1)*h.bs), end-done)
+				win := int64(max(mapWindow/h.bs, 1) * h.bs)
+				n = min(win, end-done)
+				if done == start {
+					willNeed(fd, done, n)
+				}
+				if next := done + n; next < end {
+					willNeed(fd, next, min(win, end-next))
+				}
 				sums, err = h.sumWindow(f, done, n, sums)
 				if errors.Is(err, errNoMap) {
 					canMap = false // not mappable (some filesystems): read it
@@ -105,6 +113,16 @@ func dataAfter(fd int, off, size int64) (start, end int64) {
 		end = size
 	}
 	return start, end
+}
+
+// willNeed asks the kernel to read n bytes of fd at off into the page
+// cache, and returns without waiting. HashFile asks for the next window
+// before it maps the current one: the disk reads the next window while
+// this one is hashed, rather than the two taking turns, and a window comes
+// in large requests, not as MAP_POPULATE's faults read it around one page
+// at a time. A hint: errors are ignored.
+func willNeed(fd int, off, n int64) {
+	unix.Fadvise(fd, off, n, unix.FADV_WILLNEED)
 }
 
 // errNoMap says a window could not be mapped.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"same/internal/fsys"
@@ -32,6 +33,9 @@ type Index struct {
 	db       *sql.DB
 	path     string
 	warnings []string
+
+	mu     sync.Mutex
+	pieces *sql.Stmt // see piecesStmt
 }
 
 // DefaultPath is where the tools keep the index when -db is not given:
@@ -218,7 +222,15 @@ func dsn(path string) string {
 }
 
 // Close closes the database.
-func (ix *Index) Close() error { return ix.db.Close() }
+func (ix *Index) Close() error {
+	ix.mu.Lock()
+	if ix.pieces != nil {
+		ix.pieces.Close()
+		ix.pieces = nil
+	}
+	ix.mu.Unlock()
+	return ix.db.Close()
+}
 
 // Path is the file the index lives in.
 func (ix *Index) Path() string { return ix.path }
