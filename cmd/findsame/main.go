@@ -36,15 +36,16 @@
 // which frees nothing by itself, findsame plans a rewrite of the rest
 // (unless -no-rewrite): applysame copies it into a new unnamed file and
 // shares it back, so that the old extent is freed. It also plans the
-// rewrite of extents that an interrupted or limited run left partly
-// referred to by no file. A rewrite is planned when it frees, net, at
-// least a quarter of the extent and at least 64 KiB.
+// rewrite of extents partly referred to by no file, in any file of the
+// index: left by an interrupted or limited run, or by overwrites inside
+// large files (VM images, databases). A rewrite is planned when it frees,
+// net, at least a quarter of the extent and at least 64 KiB.
 //
 // Output is deterministic for a given index, in units of work (the "unit"
-// field, see docs/plan-format.md): first the dedupe lines that need no
-// rewrite, each a unit, in order of source path and offset; then each
-// rewrite, those that free most per byte written first, followed by the
-// dedupe lines that go with it.
+// field, see docs/plan-format.md), each what must be done for extents to
+// be freed (a unit's rewrites first, then its dedupe lines): those that
+// free most per byte compared or written first, a line never before the
+// rewrite of the extent holding its source.
 //
 // Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
 // reflink, and others by type; see package fstype) are left out, each
@@ -126,8 +127,9 @@ frees nothing by itself, findsame plans a rewrite of the rest (unless
 that the old extent is freed. A rewrite is planned when the runs cover at
 least a quarter of the extent and at least 64 KiB.
 
-Output is deterministic for a given index: rewrite lines first, in order of
-path and offset, then dedupe lines in order of source path and offset. A
+Output is deterministic for a given index, in units of work that each free
+space on their own, those that free most per byte compared or written
+first (see docs/plan-format.md). A
 summary goes to standard error unless -q: lines, destinations, bytes to
 deduplicate, and an estimate of the bytes applysame would free. Flags may
 be written with one or two dashes; a SIZE takes the suffixes K, M and G
