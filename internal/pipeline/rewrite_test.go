@@ -224,8 +224,12 @@ func TestLeftoverFrees(t *testing.T) {
 
 	planOut, results, applyErr := pipeline(t, db, dir)
 
-	if freed, want := testfs.FreeBytes(t, mnt)-free, int64(11*MiB); !freedAsExpected(freed, want) {
-		t.Errorf("freed %d bytes as statfs reports; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, want, metadataSlack, planOut, results, applyErr)
+	// Only rewrites here, and no dedupe line drops extent items: the
+	// copies' new items may take a metadata node or two more (statfs
+	// counts free metadata space too), where elsewhere the items dropped
+	// free some. A copy left behind would show as a MiB or more missing.
+	if freed, want := testfs.FreeBytes(t, mnt)-free, int64(11*MiB); freed < want-metadataSlack || freed > want+metadataSlack {
+		t.Errorf("freed %d bytes as statfs reports; want %d, give or take %d of metadata\nplan:\n%s\nresults:\n%s\n%s", freed, want, metadataSlack, planOut, results, applyErr)
 	}
 	if n := strings.Count(planOut, `"type":"rewrite"`); n != 2 {
 		t.Errorf("plan has %d rewrites; want 2 (vm.img and db.sqlite):\n%s", n, planOut)
