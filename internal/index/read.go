@@ -73,7 +73,20 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, su
 // ScanExtents calls fn for every extent in the index, in (file, logical)
 // order.
 func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents ORDER BY file, logical")
+	return ix.scanExtents(ctx, "FROM extents ORDER BY file, logical", fn)
+}
+
+// ScanDiskExtents calls fn for every recorded reference to a btrfs disk
+// extent whose key is known (fiemap.Extent's DiskStart, DiskLen and Gen),
+// the references to one disk extent one after another.
+func (ix *Index) ScanDiskExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
+	return ix.scanExtents(ctx, "FROM extents WHERE gen != 0 ORDER BY disk_start, disk_len, gen", fn)
+}
+
+// scanExtents calls fn for every row of the extents table that the query
+// tail (FROM ...) selects, in its order.
+func (ix *Index) scanExtents(ctx context.Context, from string, fn func(file int64, e fiemap.Extent) error) error {
+	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off "+from)
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}
