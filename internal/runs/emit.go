@@ -50,7 +50,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 	}
 	var unit int64
 	done := 0
-	for _, u := range planUnits(runs, ws, newRewritten(ws), files, bs) {
+	for _, u := range planUnits(runs, ws, files, bs) {
 		unit++
 		// A unit's rewrites come first: applysame finishes them before it
 		// starts the unit's dedupe lines.

@@ -81,6 +81,5 @@ func leftover(n int64, used []span, minNet int64) bool {
 			end = hi
 		}
 	}
-	waste := n - ref
-	return waste >= minNet && 4*waste >= n
+	return pays(n-ref, n, minNet)
 }

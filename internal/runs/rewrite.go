@@ -246,7 +246,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 		}
 	}
 	net := diskLen - written
-	if written == 0 || net < minNet || 4*net < diskLen {
+	if written == 0 || !pays(net, diskLen, minNet) {
 		return nil, nil
 	}
 	var ws []rewriteAt
@@ -265,6 +265,11 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 	}
 	return ws, relinks
 }
+
+// pays reports whether rewriting an extent of n bytes that frees net of
+// them is worth it: at least minNet, and at least a quarter of the extent
+// (at most three bytes written for one freed).
+func pays(net, n, minNet int64) bool { return net >= minNet && 4*net >= n }
 
 // dstSpans returns the destination ranges of runs.
 func dstSpans(runs []run, bs int64) []span {
@@ -332,7 +337,7 @@ func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.R
 	// and, in a leftover, those nothing refers to any more.
 	n := length(g)
 	net := n - written
-	if net < minNet || 4*net < n {
+	if !pays(net, n, minNet) {
 		return nil
 	}
 	first, last := g[0], g[len(g)-1]

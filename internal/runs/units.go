@@ -10,7 +10,9 @@ import (
 
 // rewritten holds the extents of the rewrites of each file, with their
 // rank in ws.
-type rewritten map[int][]struct {
+type rewritten map[int][]rewrittenExtent
+
+type rewrittenExtent struct {
 	lo, hi int64
 	rank   int
 }
@@ -18,10 +20,7 @@ type rewritten map[int][]struct {
 func newRewritten(ws []rewriteAt) rewritten {
 	rw := make(rewritten)
 	for k, w := range ws {
-		rw[w.fi] = append(rw[w.fi], struct {
-			lo, hi int64
-			rank   int
-		}{w.w.File.Off, w.w.File.Off + w.w.Len, k})
+		rw[w.fi] = append(rw[w.fi], rewrittenExtent{w.w.File.Off, w.w.File.Off + w.w.Len, k})
 	}
 	return rw
 }
@@ -78,7 +77,8 @@ type unit struct {
 // others wait for what it frees with those waiting for it alone, where
 // that is better; then in source order. So a run cut short by a time limit
 // has freed what it could.
-func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64) []*unit {
+func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
+	rw := newRewritten(ws)
 	// Union-find over the runs (0..len(runs)-1) and the rewrites
 	// (len(runs)+rank).
 	parent := make([]int32, len(runs)+len(ws))
@@ -99,13 +99,22 @@ func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64)
 		}
 		return false
 	}
-	type diskKey struct {
-		fs   string
-		disk int64
+	// The disk extents (by filesystem and disk offset where known, else
+	// by file and group of its extents, see groups) and the first node
+	// holding each: a rewrite of it, or a run with its destination in it.
+	type extentKey struct {
+		fs    string
+		disk  int64
+		fi, g int
 	}
-	type groupKey struct{ fi, g int }
-	byDisk := make(map[diskKey]int)   // a rewrite of a disk extent, or a run with its destination in it
-	byGroup := make(map[groupKey]int) // the same where the disk extent is not known
+	holder := make(map[extentKey]int)
+	hold := func(key extentKey, node int) {
+		if other, ok := holder[key]; ok {
+			join(node, other)
+		} else {
+			holder[key] = node
+		}
+	}
 	groupOf := make(map[int]map[int64]int)
 	var deps []struct{ run, rewrite int } // a run whose source lies in a rewritten extent
 	// A rewrite frees its disk extent only when every reference to it has
@@ -115,12 +124,7 @@ func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64)
 		f := &files[w.fi]
 		for _, e := range f.extents {
 			if e.DiskStart != 0 && e.Logical < w.w.File.Off+w.w.Len && w.w.File.Off < e.End() {
-				key := diskKey{f.vol.FS, e.DiskStart}
-				if other, ok := byDisk[key]; ok {
-					join(len(runs)+k, other)
-				} else {
-					byDisk[key] = len(runs) + k
-				}
+				hold(extentKey{fs: f.vol.FS, disk: e.DiskStart}, len(runs)+k)
 			}
 		}
 	}
@@ -141,12 +145,7 @@ func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64)
 				break
 			}
 			if e.DiskStart != 0 {
-				key := diskKey{f.vol.FS, e.DiskStart}
-				if other, ok := byDisk[key]; ok {
-					join(k, other)
-				} else {
-					byDisk[key] = k
-				}
+				hold(extentKey{fs: f.vol.FS, disk: e.DiskStart}, k)
 				continue
 			}
 			gs, ok := groupOf[fi]
@@ -159,12 +158,7 @@ func planUnits(runs []run, ws []rewriteAt, rw rewritten, files []file, bs int64)
 				}
 				groupOf[fi] = gs
 			}
-			key := groupKey{fi, gs[e.Logical]}
-			if other, ok := byGroup[key]; ok {
-				join(k, other)
-			} else {
-				byGroup[key] = k
-			}
+			hold(extentKey{fi: fi, g: gs[e.Logical]}, k)
 		}
 	}
 	// Sets that must each come before the other are joined.

@@ -75,7 +75,7 @@ func TestPlanUnits(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for _, u := range planUnits(tt.runs, tt.ws, newRewritten(tt.ws), files, bs) {
+			for _, u := range planUnits(tt.runs, tt.ws, files, bs) {
 				var s []string
 				for _, k := range u.rewrites {
 					s = append(s, fmt.Sprint("w", k))
