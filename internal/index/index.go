@@ -34,8 +34,8 @@ type Index struct {
 	path     string
 	warnings []string
 
-	mu     sync.Mutex
-	pieces *sql.Stmt // see piecesStmt
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // see stmt
 }
 
 // DefaultPath is where the tools keep the index when -db is not given:
@@ -224,10 +224,10 @@ func dsn(path string) string {
 // Close closes the database.
 func (ix *Index) Close() error {
 	ix.mu.Lock()
-	if ix.pieces != nil {
-		ix.pieces.Close()
-		ix.pieces = nil
+	for _, st := range ix.stmts {
+		st.Close()
 	}
+	ix.stmts = nil
 	ix.mu.Unlock()
 	return ix.db.Close()
 }

@@ -15,15 +15,23 @@ import (
 func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 	// One allocation for all, made before the rows are read: the chunks
 	// of zero blocks that are not stored stay pages never touched.
+	lastSt, err := ix.stmt("SELECT max(chunk) FROM blocks WHERE file = ?")
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	chunksSt, err := ix.stmt("SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk")
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
 	var last sql.NullInt64
-	if err := ix.db.QueryRowContext(ctx, "SELECT max(chunk) FROM blocks WHERE file = ?", file).Scan(&last); err != nil {
+	if err := lastSt.QueryRowContext(ctx, file).Scan(&last); err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	if !last.Valid {
 		return nil, nil
 	}
 	const chunkBytes = ChunkBlocks * blockhash.SumSize
-	rows, err := ix.db.QueryContext(ctx, "SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk", file)
+	rows, err := chunksSt.QueryContext(ctx, file)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
@@ -123,7 +131,7 @@ type Piece struct {
 // place), that hold some of the extent's data from off to end. At most
 // limit.
 func (ix *Index) Pieces(ctx context.Context, start, length, gen, off, end int64, limit int) ([]Piece, error) {
-	st, err := ix.piecesStmt()
+	st, err := ix.stmt(piecesQuery)
 	if err != nil {
 		return nil, fmt.Errorf("read extents: %w", err)
 	}
@@ -143,32 +151,46 @@ func (ix *Index) Pieces(ctx context.Context, start, length, gen, off, end int64,
 	return out, rows.Err()
 }
 
-// piecesStmt returns the statement of Pieces, prepared once: hashfile
-// asks Pieces for every file it reads on btrfs, and parsing the statement
-// each time cost more than running it (100,000 small files, cold: 12.8 s
-// of 42 s of CPU in sqlite3Prepare).
-func (ix *Index) piecesStmt() (*sql.Stmt, error) {
+// piecesQuery is the statement of Pieces.
+const piecesQuery = `SELECT e.file, e.logical, e.ext_off, e.length, f.size
+	FROM extents e JOIN files f ON f.id = e.file
+	WHERE e.disk_start = ? AND e.disk_len = ? AND e.gen = ? AND e.gen != 0
+		AND e.ext_off < ? AND e.ext_off + e.length > ?
+		AND f.nocow = 0 AND e.flags & ? = 0
+	LIMIT ?`
+
+// stmt returns query prepared, once for the life of the index: the tools
+// ask some queries once per file (Pieces, Chunk, FileByInode), and
+// parsing the statement each time cost more than running it (100,000
+// small files, cold: 12.8 s of 42 s of CPU in sqlite3Prepare for Pieces
+// alone).
+func (ix *Index) stmt(query string) (*sql.Stmt, error) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.pieces == nil {
-		st, err := ix.db.Prepare(`SELECT e.file, e.logical, e.ext_off, e.length, f.size
-		FROM extents e JOIN files f ON f.id = e.file
-		WHERE e.disk_start = ? AND e.disk_len = ? AND e.gen = ? AND e.gen != 0
-			AND e.ext_off < ? AND e.ext_off + e.length > ?
-			AND f.nocow = 0 AND e.flags & ? = 0
-		LIMIT ?`)
-		if err != nil {
-			return nil, err
-		}
-		ix.pieces = st
+	if st, ok := ix.stmts[query]; ok {
+		return st, nil
 	}
-	return ix.pieces, nil
+	st, err := ix.db.Prepare(query)
+	if err != nil {
+		return nil, err
+	}
+	if ix.stmts == nil {
+		ix.stmts = make(map[string]*sql.Stmt)
+	}
+	ix.stmts[query] = st
+	return st, nil
 }
+
+const chunkQuery = "SELECT hashes FROM blocks WHERE file = ? AND chunk = ?"
 
 // Chunk returns chunk c of file's packed sums (nil if there is none).
 func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {
+	st, err := ix.stmt(chunkQuery)
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
 	var b []byte
-	err := ix.db.QueryRowContext(ctx, "SELECT hashes FROM blocks WHERE file = ? AND chunk = ?", file, c).Scan(&b)
+	err = st.QueryRowContext(ctx, file, c).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -181,7 +203,11 @@ func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {
 // ChunkTo is Chunk, into buf's memory when it has room: findsame reads
 // many chunks one after another and keeps one at a time.
 func (ix *Index) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]byte, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT hashes FROM blocks WHERE file = ? AND chunk = ?", file, c)
+	st, err := ix.stmt(chunkQuery)
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, file, c)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}

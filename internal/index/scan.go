@@ -201,8 +201,11 @@ func (ix *Index) Empty(ctx context.Context) (bool, error) {
 
 // FileByInode returns the file recorded for inode ino of volume v, if any.
 func (ix *Index) FileByInode(ctx context.Context, v fsys.Volume, ino uint64) (Listed, bool, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT "+listedColumns+" WHERE v.fsid = ? AND v.subvol = ? AND f.ino = ?",
-		v.FS, int64(v.Subvol), int64(ino))
+	st, err := ix.stmt("SELECT " + listedColumns + " WHERE v.fsid = ? AND v.subvol = ? AND f.ino = ?")
+	if err != nil {
+		return Listed{}, false, fmt.Errorf("read files: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, v.FS, int64(v.Subvol), int64(ino))
 	if err != nil {
 		return Listed{}, false, fmt.Errorf("read files: %w", err)
 	}
