@@ -192,7 +192,6 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 	}
 	copies := make(map[int][]plan.Span) // by owner
 	var owners []int
-	var relinks []run
 	var written int64
 	for b, as := range blocks {
 		if len(as) == 0 {
@@ -236,6 +235,23 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 			if m != n || (n < bs && (x.off+m != files[x.fi].size || o.off+n != of.size)) {
 				return nil, nil
 			}
+		}
+	}
+	net := diskLen - written
+	if written == 0 || !pays(net, diskLen, minNet) {
+		return nil, nil
+	}
+	// The other references to each block move onto its owner's (as[0]).
+	// Made only now: an extent that snapshots share whole gives a
+	// reference per snapshot to every block, and most do not pay.
+	var relinks []run
+	for _, as := range blocks {
+		if len(as) == 0 {
+			continue
+		}
+		o := as[0]
+		for _, x := range as[1:] {
+			m := min(bs, files[x.fi].size-x.off)
 			if k := len(relinks) - 1; k >= 0 && relinks[k].len%bs == 0 &&
 				relinks[k].dst == mkloc(x.fi, x.off/bs)-loc(relinks[k].n) && relinks[k].src == mkloc(o.fi, o.off/bs)-loc(relinks[k].n) {
 				relinks[k].n++
@@ -244,10 +260,6 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 			}
 			relinks = append(relinks, run{src: mkloc(o.fi, o.off/bs), dst: mkloc(x.fi, x.off/bs), n: 1, len: m})
 		}
-	}
-	net := diskLen - written
-	if written == 0 || !pays(net, diskLen, minNet) {
-		return nil, nil
 	}
 	var ws []rewriteAt
 	for _, fi := range owners {
