@@ -266,7 +266,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 	}
 	if err != nil {
 		r.Status, r.Error = plan.StatusError, err.Error()
-		if errors.Is(err, dedupe.ErrStale) {
+		if stale(err) {
 			r.Status = plan.StatusStale
 		}
 		a.opt.Report(&ItemError{it.line, d.Src.Path, err})
@@ -446,13 +446,20 @@ func lineStatus(dsts []plan.DstResult, dryRun bool) plan.Status {
 	return plan.StatusPartial
 }
 
+// stale reports whether err says that a file is not the one planned: its
+// identity differs, or nothing is at its path now (deleted or renamed
+// since it was hashed).
+func stale(err error) bool {
+	return errors.Is(err, dedupe.ErrStale) || errors.Is(err, os.ErrNotExist)
+}
+
 // setDst records a destination that failed before any ioctl.
 func (a *applier) setDst(dr *plan.DstResult, err error) {
 	dr.Error, dr.Errno = err.Error(), dedupe.ErrnoName(err)
 	switch {
 	case errors.Is(err, errSkip):
 		dr.Status = plan.DstSkipped
-	case errors.Is(err, dedupe.ErrStale):
+	case stale(err):
 		dr.Status = plan.DstStale
 	case errors.Is(err, dedupe.ErrDiffers):
 		dr.Status = plan.DstDiffers

@@ -97,7 +97,7 @@ func TestFdupesSource(t *testing.T) {
 		status []string
 	}
 	want := []got{
-		{2, p("a"), false, []string{p("b"), p("c"), p("hl"), p("gone")}, []string{"", "differs", "skipped", "error"}},
+		{2, p("a"), false, []string{p("b"), p("c"), p("hl"), p("gone")}, []string{"", "differs", "skipped", "stale"}},
 		{-9, "", false, nil, nil},
 		{11, p("b"), false, []string{p("d")}, []string{""}},
 	}
@@ -365,5 +365,45 @@ func TestProgress(t *testing.T) {
 func TestMaxDests(t *testing.T) {
 	if plan.MaxDests != dedupe.MaxDests {
 		t.Errorf("plan.MaxDests = %d; want dedupe.MaxDests, %d", plan.MaxDests, dedupe.MaxDests)
+	}
+}
+
+// TestRunGone applies lines naming files deleted since they were planned:
+// they are stale (the plan is out of date), not errors.
+func TestRunGone(t *testing.T) {
+	dir := t.TempDir()
+	paths := map[string]string{}
+	for _, n := range []string{"src", "dst", "gone-src", "gone-dst"} {
+		paths[n] = filepath.Join(dir, n)
+		if err := os.WriteFile(paths[n], bytes.Repeat([]byte("x"), 4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := planLine(t, 4096, id(t, paths["src"], 0), id(t, paths["dst"], 0), id(t, paths["gone-dst"], 0)) +
+		planLine(t, 4096, id(t, paths["gone-src"], 0), id(t, paths["dst"], 0))
+	for _, n := range []string{"gone-src", "gone-dst"} {
+		if err := os.Remove(paths[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	stats, err := Run(context.Background(), strings.NewReader(in), &out, Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := results(t, out.String())
+	if len(rs) != 2 {
+		t.Fatalf("%d results; want 2:\n%s", len(rs), out.String())
+	}
+	// The result names the path: the message need not.
+	const want = "no such file or directory"
+	if d := rs[0].Dst[1]; rs[0].Status != plan.StatusPartial || d.Status != plan.DstStale || d.Errno != "ENOENT" || d.Error != want {
+		t.Errorf("line 1: %s, dst %+v; want partial, the gone destination stale ENOENT %q", rs[0].Status, d, want)
+	}
+	if rs[1].Status != plan.StatusStale || rs[1].Error != want || rs[1].Dst[0].Status != plan.DstSkipped {
+		t.Errorf("line 2: %s %q, dst %+v; want stale %q, destination skipped", rs[1].Status, rs[1].Error, rs[1].Dst, want)
+	}
+	if stats.Stale != 2 || stats.Errors != 0 {
+		t.Errorf("stats %+v; want 2 stale, 0 errors", stats)
 	}
 }

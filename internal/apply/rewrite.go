@@ -69,7 +69,7 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		if f != nil && !a.kept(f) {
 			f.Close()
 		}
-		if errors.Is(err, dedupe.ErrStale) {
+		if stale(err) {
 			return fail(plan.StatusStale, err)
 		}
 		return fail(plan.StatusError, err)
