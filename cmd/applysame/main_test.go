@@ -133,7 +133,7 @@ func identity(t *testing.T, path string) plan.Range {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plan.Range{Path: path, FS: id.Vol.FS, Subvol: id.Vol.Subvol, Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime}
+	return plan.Range{Path: path, Identity: id}
 }
 
 // plan returns a plan that dedupes b, c and d against a.

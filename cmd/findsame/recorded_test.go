@@ -39,7 +39,7 @@ func TestRecorded(t *testing.T) {
 		sums = binary.LittleEndian.AppendUint64(sums, 0x1234+i)
 	}
 	for i, path := range []string{"/nonexistent/same/a", "/nonexistent/same/b"} {
-		f := index.File{Path: path, Vol: vol, Ino: uint64(10 + i), Size: 4 * 4096, Mtime: 1, Ctime: 1}
+		f := index.File{Path: path, Identity: fsys.Identity{Vol: vol, Ino: uint64(10 + i), Size: 4 * 4096, Mtime: 1, Ctime: 1}}
 		ext := []fiemap.Extent{{Physical: int64(i+1) << 30, Length: 4 * 4096, Flags: fiemap.FlagLast}}
 		if _, err := tx.Put(f, sums, ext); err != nil {
 			t.Fatal(err)

@@ -22,7 +22,6 @@ import (
 	"same/internal/cli"
 	"same/internal/fsys"
 	"same/internal/index"
-	"same/internal/walk"
 
 	"golang.org/x/sys/unix"
 )
@@ -188,8 +187,7 @@ func checkTree(t testing.TB, db, root string) {
 			t.Errorf("%s (inode %d) is not in the index", path, id.Ino)
 			return nil
 		}
-		if got := (index.File{ID: f.ID, Path: f.Path, Vol: k.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime,
-			NoCOW: f.NoCOW, UID: int64(id.UID)}); f != got {
+		if got := (index.File{ID: f.ID, Path: f.Path, Identity: id.Identity(k.vol), NoCOW: f.NoCOW, UID: int64(id.UID)}); f != got {
 			t.Errorf("index row of %s = %+v; want identity %+v", path, f, got)
 		}
 		data, err := os.ReadFile(path)
@@ -565,13 +563,13 @@ func TestMissingRoot(t *testing.T) {
 }
 
 // identity is what lstat says of path now.
-func identity(t testing.TB, path string) walk.Identity {
+func identity(t testing.TB, path string) fsys.Stat {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		t.Fatalf("lstat %s: %v", path, err)
 	}
-	return walk.FromStat(&st)
+	return fsys.FromStat(&st)
 }
 
 // volumeOf returns the volume of the file at path.

@@ -171,8 +171,8 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		stats:        &Stats{},
 		devs:         make(map[uint64]*fsState),
 		ids:          make(map[string]*fsState),
-		notRewritten: make(map[plan.FileID][]notRewritten),
-		busyDevs:     make(map[plan.FileID]bool),
+		notRewritten: make(map[fsys.FileID][]notRewritten),
+		busyDevs:     make(map[fsys.FileID]bool),
 	}
 	err := a.loop(ctx, src)
 	a.finish()
@@ -194,12 +194,12 @@ type applier struct {
 	ids     map[string]*fsState // by filesystem ID
 	order   []*fsState
 	// notRewritten holds the extents of rewrite lines not done, by file.
-	notRewritten map[plan.FileID][]notRewritten
+	notRewritten map[fsys.FileID][]notRewritten
 	// ro caches, by st_dev, whether a subvolume is read-only.
 	ro map[uint64]bool
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
-	busyDevs map[plan.FileID]bool
+	busyDevs map[fsys.FileID]bool
 }
 
 // fault, when set (by tests), is called at the points of a unit of work
@@ -405,13 +405,13 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 	}
 }
 
-func (a *applier) isBusy(dev plan.FileID) bool {
+func (a *applier) isBusy(dev fsys.FileID) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.busyDevs[dev]
 }
 
-func (a *applier) setBusy(dev plan.FileID) {
+func (a *applier) setBusy(dev fsys.FileID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.busyDevs[dev] = true
@@ -515,7 +515,7 @@ func (a *applier) open(r plan.Range, pre error) (*os.File, fsys.Stat, int64, err
 	if pre != nil {
 		return nil, fsys.Stat{}, 0, pre
 	}
-	f, st, err := dedupe.OpenStat(r.Path, identity(r))
+	f, st, err := dedupe.OpenStat(r.Path, r.Identity)
 	if err != nil {
 		return nil, st, 0, err
 	}
@@ -629,4 +629,17 @@ func (a *applier) readOnly(f *os.File, dev uint64) bool {
 	a.ro[dev] = ro
 	a.mu.Unlock()
 	return ro
+}
+
+// dstStatus is the plan status of a destination's dedupe outcome.
+func dstStatus(s dedupe.Status) plan.Status {
+	switch s {
+	case dedupe.Deduped:
+		return plan.DstDeduped
+	case dedupe.Differs:
+		return plan.DstDiffers
+	case dedupe.Skipped:
+		return plan.DstSkipped
+	}
+	return plan.DstError
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"same/internal/dedupe"
+	"same/internal/fsys"
 	"same/internal/plan"
 	"same/internal/testfs"
 )
@@ -64,7 +65,7 @@ func TestCheckAlign(t *testing.T) {
 		{0, 5000, 8192, "len 5000 is not a multiple of the filesystem block size 4096 and the range [0, 5000) does not end at EOF (size 8192)"},
 	}
 	for _, tt := range tests {
-		err := checkAlign(plan.Range{Off: tt.off, Size: tt.size}, tt.length, 4096)
+		err := checkAlign(plan.Range{Off: tt.off, Identity: fsys.Identity{Size: tt.size}}, tt.length, 4096)
 		got := ""
 		if err != nil {
 			got = err.Error()
@@ -140,12 +141,11 @@ func TestFdupesSource(t *testing.T) {
 // id returns a plan range for path at off with its current identity.
 func id(t testing.TB, path string, off int64) plan.Range {
 	t.Helper()
-	r, err := rangeNow(path)
+	id, err := dedupe.IdentityOf(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Off = off
-	return r
+	return plan.Range{Path: path, Off: off, Identity: id}
 }
 
 func planLine(t testing.TB, length int64, src plan.Range, dsts ...plan.Range) string {

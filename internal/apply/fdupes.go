@@ -63,8 +63,8 @@ func group(line int, paths []string) item {
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
 		}
-		ids[i], errs[i] = rangeNow(p)
-		ids[i].Path = p
+		id, err := dedupe.IdentityOf(p)
+		ids[i], errs[i] = plan.Range{Path: p, Identity: id}, err
 	}
 	src := ids[0]
 	it.d.Src, it.srcErr = src, errs[0]

@@ -78,7 +78,9 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		defer f.Close()
 	}
 	for _, s := range w.Copy {
-		if err := checkAlign(plan.Range{Off: s.Off, Size: w.File.Size}, s.Len, bs); err != nil {
+		r := w.File
+		r.Off = s.Off
+		if err := checkAlign(r, s.Len, bs); err != nil {
 			return fail(plan.StatusError, err)
 		}
 	}

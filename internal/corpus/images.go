@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"same/internal/fsimg"
 	"strconv"
 	"strings"
 )
@@ -83,7 +83,7 @@ func Images(dir string, size int64, seed int64) error {
 // on a temporary directory, both with scripts/fsimg, calls fill with the
 // mountpoint, and unmounts it, whatever fill returns.
 func withImage(img string, size int64, fill func(mnt string) error) (err error) {
-	script, err := fsimg()
+	script, err := fsimg.Script()
 	if err != nil {
 		return err
 	}
@@ -103,32 +103,4 @@ func withImage(img string, size int64, fill func(mnt string) error) (err error) 
 		os.Remove(mnt)
 	}()
 	return fill(mnt)
-}
-
-// fsimg returns the path of scripts/fsimg in the source tree, which holds
-// the working directory or this package's source.
-func fsimg() (string, error) {
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		starts = append(starts, filepath.Dir(file))
-	}
-	for _, dir := range starts {
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				p := filepath.Join(dir, "scripts", "fsimg")
-				if _, err := os.Stat(p); err == nil {
-					return p, nil
-				}
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", fmt.Errorf("scripts/fsimg, which makes the images, not found above %q: run from the source tree", starts)
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"same/internal/fsys"
 )
 
 // DefaultChunk is the number of bytes deduped per call by default. The
@@ -16,19 +14,6 @@ const DefaultChunk = 16 << 20
 // MaxDests is the kernel's limit on destinations per call: the argument
 // must fit in one 4 KiB page.
 const MaxDests = 127
-
-// Identity is what Open checks a file against: the identity it had when
-// it was hashed.
-type Identity struct {
-	// Vol names the file's filesystem and subvolume. When Vol.FS is empty
-	// the file is named by Dev, its st_dev, instead (plans of version 1,
-	// and fdupes groups of files that are not regular).
-	Vol   fsys.Volume
-	Dev   uint64
-	Ino   uint64
-	Size  int64
-	Mtime int64 // nanoseconds since the epoch
-}
 
 // Status says what became of one destination of Range.
 type Status int

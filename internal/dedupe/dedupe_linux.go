@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -55,15 +54,16 @@ func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRan
 }
 
 // Open opens path read-only for deduplication and checks that it is the
-// regular file want describes (volume, or dev when want names none; ino,
-// size, mtime). Errors do not repeat the path.
+// regular file want describes (fsys.Identity.Check: volume, or dev when
+// want names none; ino, size, mtime). A difference is a *StaleError.
+// Errors do not repeat the path.
 //
 // No symlink is followed in any component of path (a *safeopen.SymlinkError
 // names the one met), and nothing is opened before it is known to be a
 // regular file: path is looked up as an O_PATH descriptor, which opens
 // nothing, checked, and only then that very inode is opened for reading.
 // So a device, FIFO or socket is refused without its open running.
-func Open(path string, want Identity) (*os.File, error) {
+func Open(path string, want fsys.Identity) (*os.File, error) {
 	f, _, err := OpenStat(path, want)
 	return f, err
 }
@@ -71,7 +71,7 @@ func Open(path string, want Identity) (*os.File, error) {
 // OpenStat is Open that also returns the file's stat as Open checked it,
 // for callers that need its device or owner: the file opened is the very
 // inode stat describes.
-func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
+func OpenStat(path string, want fsys.Identity) (*os.File, fsys.Stat, error) {
 	h, err := lookup(path)
 	if err != nil {
 		return nil, fsys.Stat{}, err
@@ -80,14 +80,15 @@ func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
 	// The volume's ioctls need an open file: check asks for it only once
 	// it knows the file is regular.
 	var f *os.File
-	vol := func() (fsys.Info, error) {
+	vol := func() (fsys.Volume, error) {
 		if f == nil {
 			var err error
 			if f, err = h.Open(unix.O_RDONLY | unix.O_NONBLOCK); err != nil {
-				return fsys.Info{}, err
+				return fsys.Volume{}, err
 			}
 		}
-		return volumes.Of(f, &h.Stat)
+		in, err := volumes.Of(f, &h.Stat)
+		return in.Volume, err
 	}
 	if err := check(&h.Stat, want, vol); err != nil {
 		if f != nil {
@@ -127,7 +128,7 @@ var volumes fsys.Volumes
 
 // check checks that st is a regular file with the identity want records;
 // vol gives the file's volume, asked only for a want that names one.
-func check(st *unix.Stat_t, want Identity, vol func() (fsys.Info, error)) error {
+func check(st *unix.Stat_t, want fsys.Identity, vol func() (fsys.Volume, error)) error {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
@@ -145,63 +146,39 @@ func check(st *unix.Stat_t, want Identity, vol func() (fsys.Info, error)) error 
 	default:
 		return notRegular(fmt.Sprintf("is not a regular file (mode %#o)", st.Mode))
 	}
-	got := fsys.FromStat(st)
-	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
-	if want.Vol.FS == "" {
-		if got.Dev != want.Dev {
-			return &StaleError{"dev", u(got.Dev), u(want.Dev)}
-		}
-	} else {
-		in, err := vol()
-		if err != nil {
-			return err
-		}
-		switch {
-		case in.FS != want.Vol.FS:
-			return &StaleError{"fs", in.FS, want.Vol.FS}
-		case in.Subvol != want.Vol.Subvol:
-			return &StaleError{"subvol", u(in.Subvol), u(want.Vol.Subvol)}
-		}
+	m, err := want.Check(fsys.FromStat(st), vol)
+	if err != nil {
+		return err
 	}
-	switch {
-	case got.Ino != want.Ino:
-		return &StaleError{"ino", u(got.Ino), u(want.Ino)}
-	case got.Size != want.Size:
-		return &StaleError{"size", strconv.FormatInt(got.Size, 10), strconv.FormatInt(want.Size, 10)}
-	case got.Mtime != want.Mtime:
-		return &StaleError{"mtime", mtime(got.Mtime), mtime(want.Mtime)}
+	if m != nil {
+		return &StaleError{m.Field, m.Got, m.Want}
 	}
 	return nil
 }
 
-// mtime shows a time both ways: as a date, and in the nanoseconds a plan
-// of version 1 carries.
-func mtime(ns int64) string { return fmt.Sprintf("%s (%d ns)", fsys.Time(ns), ns) }
-
 // IdentityOf returns path's identity as it is now, for plans made on the
 // spot (applysame --from-fdupes). A regular file is named by its volume;
 // anything else by its st_dev, which Open then refuses for what it is.
-func IdentityOf(path string) (Identity, error) {
+func IdentityOf(path string) (fsys.Identity, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
-		return Identity{}, err
+		return fsys.Identity{}, err
 	}
 	s := fsys.FromStat(&st)
-	id := Identity{Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtime}
+	id := s.Identity(fsys.Volume{})
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return id, nil
 	}
 	f, err := Open(path, id)
 	if err != nil {
-		return Identity{}, err
+		return fsys.Identity{}, err
 	}
 	defer f.Close()
 	in, err := volumes.Of(f, &st)
 	if err != nil {
-		return Identity{}, err
+		return fsys.Identity{}, err
 	}
-	id.Dev, id.Vol = 0, in.Volume
-	return id, nil
+	return s.Identity(in.Volume), nil
 }
 
 // Range dedupes length bytes at srcOff of src with each destination, in

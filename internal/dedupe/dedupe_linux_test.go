@@ -25,14 +25,13 @@ import (
 
 // identity returns path's identity as hashfile would record it, named by
 // its st_dev.
-func identity(t testing.TB, path string) dedupe.Identity {
+func identity(t testing.TB, path string) fsys.Identity {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	s := fsys.FromStat(&st)
-	return dedupe.Identity{Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtime}
+	return fsys.FromStat(&st).Identity(fsys.Volume{})
 }
 
 func randomData(seed uint64, n int) []byte {
@@ -93,7 +92,7 @@ func TestOpen(t *testing.T) {
 	defer l.Close()
 
 	id := identity(t, file)
-	with := func(f func(*dedupe.Identity)) dedupe.Identity {
+	with := func(f func(*fsys.Identity)) fsys.Identity {
 		r := id
 		f(&r)
 		return r
@@ -101,15 +100,15 @@ func TestOpen(t *testing.T) {
 	tests := []struct {
 		name  string
 		path  string
-		want  dedupe.Identity
+		want  fsys.Identity
 		err   string
 		stale bool
 	}{
 		{"ok", file, id, "", false},
-		{"size", file, with(func(r *dedupe.Identity) { r.Size = 4096 }), "stale: size 5, plan says 4096", true},
-		{"mtime", file, with(func(r *dedupe.Identity) { r.Mtime++ }), "stale: mtime", true},
-		{"ino", file, with(func(r *dedupe.Identity) { r.Ino++ }), "stale: ino", true},
-		{"dev", file, with(func(r *dedupe.Identity) { r.Dev++ }), "stale: dev", true},
+		{"size", file, with(func(r *fsys.Identity) { r.Size = 4096 }), "stale: size 5, plan says 4096", true},
+		{"mtime", file, with(func(r *fsys.Identity) { r.Mtime++ }), "stale: mtime", true},
+		{"ino", file, with(func(r *fsys.Identity) { r.Ino++ }), "stale: ino", true},
+		{"dev", file, with(func(r *fsys.Identity) { r.Dev++ }), "stale: dev", true},
 		{"directory", dir, id, "is a directory", false},
 		{"fifo", fifo, id, "is a FIFO", false},
 		{"socket", sock, id, "is a socket", false}, // refused before any open(2)
@@ -144,7 +143,7 @@ func TestOpenSymlinkErrno(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "f"), nil)
 	os.Symlink("f", filepath.Join(dir, "l"))
-	_, err := dedupe.Open(filepath.Join(dir, "l"), dedupe.Identity{})
+	_, err := dedupe.Open(filepath.Join(dir, "l"), fsys.Identity{})
 	if got := dedupe.ErrnoName(err); got != "ELOOP" {
 		t.Errorf("dedupe.ErrnoName(%v) = %q; want ELOOP", err, got)
 	}

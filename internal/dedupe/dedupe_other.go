@@ -11,17 +11,17 @@ import (
 )
 
 // Open returns ErrUnsupported: FIDEDUPERANGE is Linux-only.
-func Open(path string, want Identity) (*os.File, error) {
+func Open(path string, want fsys.Identity) (*os.File, error) {
 	return nil, ErrUnsupported
 }
 
 // OpenStat returns ErrUnsupported.
-func OpenStat(path string, want Identity) (*os.File, fsys.Stat, error) {
+func OpenStat(path string, want fsys.Identity) (*os.File, fsys.Stat, error) {
 	return nil, fsys.Stat{}, ErrUnsupported
 }
 
 // IdentityOf returns ErrUnsupported.
-func IdentityOf(path string) (Identity, error) { return Identity{}, ErrUnsupported }
+func IdentityOf(path string) (fsys.Identity, error) { return fsys.Identity{}, ErrUnsupported }
 
 // Range reports every destination as failed with ErrUnsupported.
 func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest, chunk int64) []Outcome {

@@ -8,8 +8,9 @@
 // (package safeopen) to an O_PATH descriptor, which opens nothing; refuses
 // anything but a regular file without opening it; compares the file's
 // identity (volume or device, inode, size, modification time in
-// nanoseconds) with the Identity the caller recorded, a plan's for
-// applysame; and only then opens that inode read-only.
+// nanoseconds) with the fsys.Identity the caller recorded, a plan's for
+// applysame (fsys.Identity.Check); and only then opens that inode
+// read-only.
 // A difference is a *StaleError (errors.Is(err, ErrStale)) that names the
 // field. Rewrite makes its unnamed copy in the file's directory reached
 // the same way. Files are never opened for writing: the kernel accepts
@@ -26,8 +27,8 @@
 // Deduped, Differs (the kernel found different bytes), Failed (with the
 // errno and a readable message), or Skipped (the context was cancelled
 // before its turn), with the bytes deduped so far. The package knows
-// nothing of plans: package apply maps plan ranges to Identity and
-// outcomes to result statuses.
+// nothing of plans: a plan range carries its fsys.Identity, and package
+// apply maps outcomes to result statuses.
 //
 // # Filesystems
 //

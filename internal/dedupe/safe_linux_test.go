@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/dedupe"
+	"same/internal/fsys"
 	"same/internal/testfs"
 )
 
@@ -128,7 +129,7 @@ func TestOpenThroughSymlinkedDirectory(t *testing.T) {
 		{fifo, "is a FIFO"},
 	}
 	for _, tt := range tests {
-		f, err := dedupe.Open(tt.path, dedupe.Identity{})
+		f, err := dedupe.Open(tt.path, fsys.Identity{})
 		if f != nil {
 			f.Close()
 		}

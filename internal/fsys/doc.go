@@ -18,6 +18,13 @@
 //
 // Stat is what lstat or fstat says of a file that the tools compare to
 // decide whether it changed: one type and one way of reading times
-// (nanoseconds since the epoch), used by the walk, the index and the
-// checks before a dedupe alike.
+// (FromStat: nanoseconds since the epoch), used by the walk, the index and
+// the checks before a dedupe alike.
+//
+// An Identity is a file as it was when hashed: its Volume (or, where no
+// volume is known, its st_dev), inode, size, mtime and, in the index,
+// ctime. The index records one per file, every range of a plan carries
+// one, and Identity.Check is the one comparison of a file's Stat with it
+// (volume or device, inode, size, mtime), made before any dedupe. A
+// FileID is the part of an Identity that names the file for good.
 package fsys

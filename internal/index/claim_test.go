@@ -30,7 +30,7 @@ func TestClaim(t *testing.T) {
 	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
 	ctx := context.Background()
 	file := func(ino uint64, path string) File {
-		return File{Path: path, Vol: fsys.Volume{FS: "f1"}, Ino: ino, Size: 4096, Mtime: int64(ino), Ctime: int64(ino), NoCOW: NoCOWUnset}
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: fsys.Volume{FS: "f1"}, Ino: ino, Size: 4096, Mtime: int64(ino), Ctime: int64(ino)}}
 	}
 	sum := []byte{1, 2, 3, 4, 5, 6, 7, 8}
 	ids := make(map[uint64]int64)

@@ -482,12 +482,9 @@ func (ix *Index) UseBlockSize(bs int) error {
 type File struct {
 	ID   int64
 	Path string // "" when no path is known for it now
-	// Vol and Ino name the file for good (see fsys.Volume).
-	Vol   fsys.Volume
-	Ino   uint64
-	Size  int64
-	Mtime int64 // ns since the epoch
-	Ctime int64 // ns since the epoch
+	// Identity.Vol and Ino name the file for good (see fsys.Volume); the
+	// index records no Dev, and Ctime always.
+	fsys.Identity
 	// NoCOW says whether the file has btrfs's NOCOW attribute:
 	// NoCOWSet, NoCOWUnset, or NoCOWUnknown for a file recorded before
 	// the index kept it.
@@ -530,9 +527,7 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 		if err := r.scan(rows, 10); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
-		f := File{ID: r.int64(0), Path: r.text(1), Vol: fsys.Volume{FS: r.text(2), Subvol: uint64(r.int64(3))},
-			Ino: uint64(r.int64(4)), Size: r.int64(5), Mtime: r.int64(6), Ctime: r.int64(7),
-			NoCOW: int8(r.int64(8)), UID: r.int64(9)}
+		f := r.file()
 		if r.err != nil {
 			return fmt.Errorf("read files: %w", r.err)
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"same/internal/fsys"
 	"same/schema"
 )
 
@@ -46,9 +47,9 @@ func TestMigrateV2(t *testing.T) {
 	slices.SortFunc(files, func(a, b File) int { return int(a.ID - b.ID) })
 	vol := LegacyVolume(42) // named by st_dev until hashfile meets it again
 	want := []File{
-		{ID: 1, Path: "/d/a", Vol: vol, Ino: 100, Size: 8192, Mtime: 11, Ctime: 12, NoCOW: NoCOWSet, UID: UIDUnknown},
-		{ID: 2, Path: "/d/b", Vol: vol, Ino: 101, Size: 4096, Mtime: 21, Ctime: 22, NoCOW: NoCOWUnset, UID: UIDUnknown},
-		{ID: 3, Path: "", Vol: vol, Ino: 102, Size: 4096, Mtime: 31, Ctime: 32, NoCOW: NoCOWUnknown, UID: UIDUnknown},
+		{ID: 1, Path: "/d/a", NoCOW: NoCOWSet, UID: UIDUnknown, Identity: fsys.Identity{Vol: vol, Ino: 100, Size: 8192, Mtime: 11, Ctime: 12}},
+		{ID: 2, Path: "/d/b", NoCOW: NoCOWUnset, UID: UIDUnknown, Identity: fsys.Identity{Vol: vol, Ino: 101, Size: 4096, Mtime: 21, Ctime: 22}},
+		{ID: 3, Path: "", NoCOW: NoCOWUnknown, UID: UIDUnknown, Identity: fsys.Identity{Vol: vol, Ino: 102, Size: 4096, Mtime: 31, Ctime: 32}},
 	}
 	if !slices.Equal(files, want) {
 		t.Errorf("Files() = %+v; want %+v", files, want)

@@ -278,8 +278,8 @@ func TestMigrateV1(t *testing.T) {
 	}
 	slices.SortFunc(files, func(a, b File) int { return int(a.ID - b.ID) })
 	want := []File{
-		{ID: 1, Path: "/d/a", Vol: LegacyVolume(42), Ino: 100, Size: 8192, Mtime: 11, Ctime: 12, NoCOW: NoCOWUnknown, UID: UIDUnknown},
-		{ID: 2, Path: "", Vol: LegacyVolume(42), Ino: 101, Size: 4096, Mtime: 21, Ctime: 22, NoCOW: NoCOWUnknown, UID: UIDUnknown},
+		{ID: 1, Path: "/d/a", NoCOW: NoCOWUnknown, UID: UIDUnknown, Identity: fsys.Identity{Vol: LegacyVolume(42), Ino: 100, Size: 8192, Mtime: 11, Ctime: 12}},
+		{ID: 2, Path: "", NoCOW: NoCOWUnknown, UID: UIDUnknown, Identity: fsys.Identity{Vol: LegacyVolume(42), Ino: 101, Size: 4096, Mtime: 21, Ctime: 22}},
 	}
 	if !slices.Equal(files, want) {
 		t.Errorf("Files() = %+v; want %+v", files, want)

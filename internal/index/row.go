@@ -3,6 +3,8 @@ package index
 import (
 	"database/sql"
 	"fmt"
+
+	"same/internal/fsys"
 )
 
 // row reads the columns of a result row as the driver gives them. A Scan
@@ -49,4 +51,15 @@ func (r *row) text(i int) string {
 		r.err = fmt.Errorf("column %d is %T, not text", i, r.v[i])
 	}
 	return ""
+}
+
+// file reads a File from the first ten columns, in the order of
+// listedColumns: id, path, fsid, subvol, ino, size, mtime, ctime, nocow,
+// uid.
+func (r *row) file() File {
+	return File{ID: r.int64(0), Path: r.text(1), NoCOW: int8(r.int64(8)), UID: r.int64(9),
+		Identity: fsys.Identity{
+			Vol: fsys.Volume{FS: r.text(2), Subvol: uint64(r.int64(3))},
+			Ino: uint64(r.int64(4)), Size: r.int64(5), Mtime: r.int64(6), Ctime: r.int64(7),
+		}}
 }

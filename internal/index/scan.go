@@ -51,9 +51,7 @@ func scanListed(r *row, rows *sql.Rows) (Listed, error) {
 	if err := r.scan(rows, 11); err != nil {
 		return Listed{}, err
 	}
-	l := Listed{File: File{ID: r.int64(0), Path: r.text(1), Vol: fsys.Volume{FS: r.text(2), Subvol: uint64(r.int64(3))},
-		Ino: uint64(r.int64(4)), Size: r.int64(5), Mtime: r.int64(6), Ctime: r.int64(7),
-		NoCOW: int8(r.int64(8)), UID: r.int64(9)}, Gone: r.int64(10)}
+	l := Listed{File: r.file(), Gone: r.int64(10)}
 	return l, r.err
 }
 

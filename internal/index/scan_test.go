@@ -47,7 +47,7 @@ func TestCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, p := range paths {
-		if _, err := tx.Put(File{Path: p, Vol: vol, Ino: uint64(i + 1), Size: 1, NoCOW: NoCOWUnset}, nil, nil); err != nil {
+		if _, err := tx.Put(File{Path: p, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: uint64(i + 1), Size: 1}}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -88,7 +88,7 @@ func TestPruneGone(t *testing.T) {
 	}
 	vol := fsys.Volume{FS: "f1", Subvol: 5}
 	file := func(ino uint64, path string) File {
-		return File{Path: path, Vol: vol, Ino: ino, Size: 4096, Mtime: 1, Ctime: 1, NoCOW: NoCOWUnset}
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: 4096, Mtime: 1, Ctime: 1}}
 	}
 	tx, err := ix.Begin(ctx)
 	if err != nil {

@@ -31,7 +31,7 @@ func TestSparseSums(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := tx.Put(File{Path: "/f", Vol: fsys.Volume{FS: "f1"}, Ino: 2, Size: 1 << 40}, sums, nil)
+	id, err := tx.Put(File{Path: "/f", Identity: fsys.Identity{Vol: fsys.Volume{FS: "f1"}, Ino: 2, Size: 1 << 40}}, sums, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -315,7 +315,7 @@ func parseRange(name string, m json.RawMessage, v int) (Range, error) {
 			return Range{}, fmt.Errorf("missing field %q", name+"."+f.name)
 		}
 	}
-	r := Range{Path: *raw.Path, Off: *raw.Off, Ino: *raw.Ino, Size: *raw.Size}
+	r := Range{Path: *raw.Path, Off: *raw.Off, Identity: fsys.Identity{Ino: *raw.Ino, Size: *raw.Size}}
 	if raw.PathB64 != nil {
 		b, err := base64.StdEncoding.DecodeString(*raw.PathB64)
 		if err != nil {
@@ -330,11 +330,11 @@ func parseRange(name string, m json.RawMessage, v int) (Range, error) {
 		}
 		return r, nil
 	}
-	r.FS, r.Subvol = *raw.FS, *raw.Subvol
+	r.Vol = fsys.Volume{FS: *raw.FS, Subvol: *raw.Subvol}
 	if raw.Dev != nil {
 		r.Dev = *raw.Dev
 	}
-	if r.FS == "" && r.Dev == 0 {
+	if r.Vol.FS == "" && r.Dev == 0 {
 		return Range{}, fmt.Errorf(`field "%s.fs": empty`, name)
 	}
 	var mt string
@@ -381,11 +381,11 @@ func (d *Dedupe) Validate() error {
 	}
 	sort.Slice(idx, func(a, b int) bool {
 		x, y := d.Dst[idx[a]], d.Dst[idx[b]]
-		if x.FS != y.FS {
-			return x.FS < y.FS
+		if x.Vol.FS != y.Vol.FS {
+			return x.Vol.FS < y.Vol.FS
 		}
-		if x.Subvol != y.Subvol {
-			return x.Subvol < y.Subvol
+		if x.Vol.Subvol != y.Vol.Subvol {
+			return x.Vol.Subvol < y.Vol.Subvol
 		}
 		if x.Dev != y.Dev {
 			return x.Dev < y.Dev
@@ -433,26 +433,15 @@ func (r Range) validate(name string, length int64) error {
 
 func (r Range) sameFile(o Range) bool { return r.File() == o.File() }
 
-// FileID names a file for good: its filesystem's ID and subvolume (or, in
-// plans of version 1, its st_dev) and its inode.
-type FileID struct {
-	FS          string
-	Subvol, Dev uint64
-	Ino         uint64
-}
-
-// File returns the FileID of the file of r.
-func (r Range) File() FileID { return FileID{r.FS, r.Subvol, r.Dev, r.Ino} }
-
 // Volume returns the FileID of r's volume: its file's, without the inode.
-func (r Range) Volume() FileID { return FileID{FS: r.FS, Subvol: r.Subvol, Dev: r.Dev} }
+func (r Range) Volume() fsys.FileID { return fsys.FileID{Vol: r.Vol, Dev: r.Dev} }
 
 // fileID names the file of r in messages.
 func (r Range) fileID() string {
-	if r.FS == "" {
+	if r.Vol.FS == "" {
 		return fmt.Sprintf("dev %d, ino %d", r.Dev, r.Ino)
 	}
-	return fmt.Sprintf("fs %s, subvol %d, ino %d", r.FS, r.Subvol, r.Ino)
+	return fmt.Sprintf("fs %s, subvol %d, ino %d", r.Vol.FS, r.Vol.Subvol, r.Ino)
 }
 
 // overlaps reports whether [a, a+n) and [b, b+n) intersect; n > 0.

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"same/internal/fsys"
 )
 
 const validLine = `{"type":"dedupe","v":1,"len":8192,"digest":"ab","freed":8192,` +
@@ -45,8 +47,8 @@ func TestParseValid(t *testing.T) {
 	}
 	want := &Dedupe{
 		Type: "dedupe", V: 1, Len: 8192, Digest: "ab", Freed: 8192,
-		Src: Range{Path: "/m/a", Off: 0, Dev: 42, Ino: 257, Size: 8192, Mtime: 1700000000000000000},
-		Dst: []Range{{Path: "/m/b", Off: 4096, Dev: 42, Ino: 258, Size: 12288, Mtime: 1700000000000000001}},
+		Src: Range{Path: "/m/a", Off: 0, Identity: fsys.Identity{Dev: 42, Ino: 257, Size: 8192, Mtime: 1700000000000000000}},
+		Dst: []Range{{Path: "/m/b", Off: 4096, Identity: fsys.Identity{Dev: 42, Ino: 258, Size: 12288, Mtime: 1700000000000000001}}},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Parse(validLine) = %+v; want %+v", d, want)
@@ -60,8 +62,8 @@ func TestParseValid2(t *testing.T) {
 	}
 	want := &Dedupe{
 		Type: "dedupe", V: 2, Len: 8192, Digest: "ab", Freed: 8192,
-		Src: Range{Path: "/m/a", Off: 0, FS: "ab12", Subvol: 5, Ino: 257, Size: 8192, Mtime: 1700000000000000000},
-		Dst: []Range{{Path: "/m/b", Off: 4096, FS: "ab12", Subvol: 5, Ino: 258, Size: 12288, Mtime: 1700000000000000001}},
+		Src: Range{Path: "/m/a", Off: 0, Identity: fsys.Identity{Vol: fsys.Volume{FS: "ab12", Subvol: 5}, Ino: 257, Size: 8192, Mtime: 1700000000000000000}},
+		Dst: []Range{{Path: "/m/b", Off: 4096, Identity: fsys.Identity{Vol: fsys.Volume{FS: "ab12", Subvol: 5}, Ino: 258, Size: 12288, Mtime: 1700000000000000001}}},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Parse(validLine2) = %+v; want %+v", d, want)
@@ -73,8 +75,8 @@ func TestParseValid2(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	d := &Dedupe{
 		Type: TypeDedupe, V: Version, Len: 8192, Digest: "ab", Freed: 4096,
-		Src: Range{Path: "/m/bad\xff\xfename", Off: 0, FS: "0123456789abcdef0123456789abcdef", Subvol: 257, Ino: 1 << 40, Size: 8192, Mtime: 1796159723341364358},
-		Dst: []Range{{Path: "/m/\"quoted\"\n<html>", Off: 4096, FS: "0123456789abcdef0123456789abcdef", Subvol: 5, Ino: 3, Size: 12288, Mtime: -1}},
+		Src: Range{Path: "/m/bad\xff\xfename", Off: 0, Identity: fsys.Identity{Vol: fsys.Volume{FS: "0123456789abcdef0123456789abcdef", Subvol: 257}, Ino: 1 << 40, Size: 8192, Mtime: 1796159723341364358}},
+		Dst: []Range{{Path: "/m/\"quoted\"\n<html>", Off: 4096, Identity: fsys.Identity{Vol: fsys.Volume{FS: "0123456789abcdef0123456789abcdef", Subvol: 5}, Ino: 3, Size: 12288, Mtime: -1}}},
 	}
 	var buf strings.Builder
 	if err := NewEncoder(&buf).Write(d); err != nil {
@@ -335,7 +337,7 @@ func TestParseRewrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(validRewrite) = %v; want nil", err)
 	}
-	want := &Rewrite{Type: "rewrite", V: 1, File: Range{Path: "/m/a", Dev: 42, Ino: 257, Size: 40960, Mtime: 1700000000000000000},
+	want := &Rewrite{Type: "rewrite", V: 1, File: Range{Path: "/m/a", Identity: fsys.Identity{Dev: 42, Ino: 257, Size: 40960, Mtime: 1700000000000000000}},
 		Len: 40960, Physical: 1 << 20, Copy: []Span{{8192, 4096}, {32768, 8192}}, Bytes: 12288, Freed: 28672}
 	if !reflect.DeepEqual(rec, want) {
 		t.Errorf("Parse(validRewrite) = %+v; want %+v", rec, want)

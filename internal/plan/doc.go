@@ -7,9 +7,10 @@
 // A plan is a stream of JSON objects, one per line. Every record carries a
 // "type" and the major format version "v" (Version). A dedupe record
 // (Dedupe) asks to share Len bytes of every destination range with the
-// source range; each range names a path, an offset and the identity (dev,
-// ino, size, mtime) its file had when it was hashed, so that a stale plan is
-// caught before the kernel is asked anything. applysame answers each plan
+// source range; each range names a path, an offset and the identity
+// (fsys.Identity: filesystem and subvolume, or dev in plans of version 1;
+// ino, size, mtime) its file had when it was hashed, so that a stale plan
+// is caught before the kernel is asked anything. applysame answers each plan
 // line with a result record (Result) giving a status for the line and for
 // every destination.
 //

@@ -80,9 +80,9 @@ func (r Range) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"off":`...)
 	b = strconv.AppendInt(b, r.Off, 10)
 	b = append(b, `,"fs":`...)
-	b = strconv.AppendQuote(b, r.FS)
+	b = strconv.AppendQuote(b, r.Vol.FS)
 	b = append(b, `,"subvol":`...)
-	b = strconv.AppendUint(b, r.Subvol, 10)
+	b = strconv.AppendUint(b, r.Vol.Subvol, 10)
 	if r.Dev != 0 {
 		b = append(b, `,"dev":`...)
 		b = strconv.AppendUint(b, r.Dev, 10)

@@ -1,5 +1,7 @@
 package plan
 
+import "same/internal/fsys"
+
 // Version is the major format version written on every record. Readers
 // refuse records of a major version they do not know and ignore unknown
 // fields. Version 2 names files by filesystem UUID and subvolume instead
@@ -53,19 +55,15 @@ type Dedupe struct {
 // Range is one side of a run: a file, the identity it had when hashed, and
 // the offset of the run in it.
 //
-// A file is named by its filesystem's ID and subvolume (see fsys.Volume),
-// which survive remounts and reboots, and its inode. Plans of version 1
-// named it by st_dev instead (Dev, with FS empty), as do ranges made on
-// the spot from fdupes groups; Dev is 0 otherwise.
+// A file is named by its filesystem's ID and subvolume (Identity.Vol, see
+// fsys.Volume), which survive remounts and reboots, and its inode. Plans
+// of version 1 named it by st_dev instead (Dev, with Vol.FS empty), as do
+// ranges made on the spot from fdupes groups; Dev is 0 otherwise. Plans
+// carry no ctime: Ctime is 0.
 type Range struct {
-	Path   string
-	Off    int64
-	FS     string
-	Subvol uint64
-	Dev    uint64
-	Ino    uint64
-	Size   int64
-	Mtime  int64 // nanoseconds since the epoch
+	Path string
+	Off  int64
+	fsys.Identity
 }
 
 // MaxDests is the kernel's limit on destinations in one FIDEDUPERANGE call;

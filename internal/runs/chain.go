@@ -56,8 +56,8 @@ func (f *finder) chain() ([]run, error) {
 	for i := range runs {
 		r := &runs[i]
 		r.len = r.n * f.bs
-		if end := (r.dst.block() + r.n) * f.bs; end > f.files[r.dst.file()].size {
-			r.len -= end - f.files[r.dst.file()].size // the partial tail, equal in both
+		if end := (r.dst.block() + r.n) * f.bs; end > f.files[r.dst.file()].Size {
+			r.len -= end - f.files[r.dst.file()].Size // the partial tail, equal in both
 		}
 	}
 	return runs, nil

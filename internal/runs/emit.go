@@ -99,7 +99,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 }
 
 func rangeOf(f *file, off int64) plan.Range {
-	return plan.Range{Path: f.path, Off: off, FS: f.vol.FS, Subvol: f.vol.Subvol, Ino: f.ino, Size: f.size, Mtime: f.mtime}
+	return plan.Range{Path: f.path, Off: off, Identity: f.Identity}
 }
 
 // emitLine counts a dedupe line and emits it.

@@ -24,12 +24,12 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		f, rs := &files[fi], byDest[fi]
 		first := -1
 		for _, e := range g {
-			if e.Logical >= f.size {
+			if e.Logical >= f.Size {
 				// Preallocated beyond EOF: no run can cover it, and it
 				// keeps the disk extent alive.
 				return 0, false
 			}
-			k, ok := covers(rs, bs, f.size, e)
+			k, ok := covers(rs, bs, f.Size, e)
 			if !ok {
 				return 0, false
 			}
@@ -54,12 +54,12 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		if byIno == nil {
 			byIno = make(map[fiemap.Ref]int)
 			for di := range byDest {
-				byIno[fiemap.Ref{Root: files[di].vol.Subvol, Ino: files[di].ino}] = di
+				byIno[fiemap.Ref{Root: files[di].Vol.Subvol, Ino: files[di].Ino}] = di
 			}
 		}
 		for _, r := range rs {
 			di, ok := byIno[r]
-			if !ok || files[di].vol.FS != files[fi].vol.FS {
+			if !ok || files[di].Vol.FS != files[fi].Vol.FS {
 				return false // a file outside the plan, or only a source
 			}
 			var pieces []fiemap.Extent

@@ -27,7 +27,7 @@ func canDedupe(vols map[fsys.Volume]fsys.Info, live bool, warn func(string, erro
 		v := vols[f.Vol]
 		ok := fstype.ByType(v.Magic)
 		if ok && live && v.Magic == fstype.XFS {
-			h, err := dedupe.Open(f.Path, dedupe.Identity{Vol: f.Vol, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime})
+			h, err := dedupe.Open(f.Path, f.Identity)
 			if err != nil {
 				return true // stale or gone: remap leaves it out; the next file tells
 			}

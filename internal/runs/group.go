@@ -313,8 +313,8 @@ func better(a, b *file) bool {
 	if a.readonly != b.readonly {
 		return a.readonly
 	}
-	if a.size != b.size {
-		return a.size > b.size
+	if a.Size != b.Size {
+		return a.Size > b.Size
 	}
 	return a.encoded && !b.encoded
 }

@@ -63,7 +63,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		}
 		v := vols[f.Vol]
 		files = append(files, file{
-			id: f.ID, path: f.Path, vol: f.Vol, ino: f.Ino, size: f.Size, mtime: f.Mtime,
+			id: f.ID, path: f.Path, Identity: f.Identity,
 			blocks:  (f.Size + bs - 1) / bs,
 			btrfs:   v.Magic == fstype.Btrfs,
 			fsBlock: cmp.Or(v.BlockSize, bs),

@@ -69,7 +69,7 @@ func remap(files []file, involved []bool, o *Options) int {
 
 // mapNow returns f's extents, if f is still the file that was hashed.
 func mapNow(f *file) ([]fiemap.Extent, error) {
-	h, err := dedupe.Open(f.path, f.identity())
+	h, err := dedupe.Open(f.path, f.Identity)
 	switch {
 	case errors.Is(err, dedupe.ErrStale), errors.Is(err, dedupe.ErrNotRegular):
 		return nil, fmt.Errorf("%s: %w", f.path, ErrChanged)
@@ -107,7 +107,7 @@ func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
 			return nil, false
 		}
 		f := &files[fi]
-		h, err := dedupe.Open(f.path, f.identity())
+		h, err := dedupe.Open(f.path, f.Identity)
 		if err != nil {
 			return nil, false
 		}
@@ -130,15 +130,15 @@ func markReadOnly(files []file) {
 		if !f.btrfs {
 			continue
 		}
-		known, ok := ro[f.vol]
+		known, ok := ro[f.Vol]
 		if !ok {
-			h, err := dedupe.Open(f.path, f.identity())
+			h, err := dedupe.Open(f.path, f.Identity)
 			if err != nil {
 				continue // the next file of the volume tells
 			}
 			known = fsys.ReadOnly(h)
 			h.Close()
-			ro[f.vol] = known
+			ro[f.Vol] = known
 		}
 		f.readonly = known
 	}

@@ -161,7 +161,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 	}
 	blocks := make([][]at, diskLen/bs)
 	for _, r := range refs {
-		for off := r.e.Logical; off < r.e.End() && off < files[r.fi].size; off += bs {
+		for off := r.e.Logical; off < r.e.End() && off < files[r.fi].Size; off += bs {
 			b := (r.e.Physical - ds + off - r.e.Logical) / bs
 			if b < 0 || b >= int64(len(blocks)) {
 				return nil, nil
@@ -220,7 +220,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 		as[0], as[best] = as[best], as[0]
 		o := as[0]
 		of := &files[o.fi]
-		n := min(bs, of.size-o.off)
+		n := min(bs, of.Size-o.off)
 		if _, ok := copies[o.fi]; !ok {
 			owners = append(owners, o.fi)
 		}
@@ -231,8 +231,8 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 		}
 		written += n
 		for _, x := range as[1:] {
-			m := min(bs, files[x.fi].size-x.off)
-			if m != n || (n < bs && (x.off+m != files[x.fi].size || o.off+n != of.size)) {
+			m := min(bs, files[x.fi].Size-x.off)
+			if m != n || (n < bs && (x.off+m != files[x.fi].Size || o.off+n != of.Size)) {
 				return nil, nil
 			}
 		}
@@ -251,7 +251,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 		}
 		o := as[0]
 		for _, x := range as[1:] {
-			m := min(bs, files[x.fi].size-x.off)
+			m := min(bs, files[x.fi].Size-x.off)
 			if k := len(relinks) - 1; k >= 0 && relinks[k].len%bs == 0 &&
 				relinks[k].dst == mkloc(x.fi, x.off/bs)-loc(relinks[k].n) && relinks[k].src == mkloc(o.fi, o.off/bs)-loc(relinks[k].n) {
 				relinks[k].n++
@@ -315,7 +315,7 @@ func rewriteOf(runs []run, f *file, bs, minNet int64, g []fiemap.Extent) *plan.R
 	// the first run that ends after the piece's start.
 	var spans []plan.Span
 	for _, e := range g {
-		end := min(e.End(), f.size)
+		end := min(e.End(), f.Size)
 		pos := e.Logical
 		k, _ := slices.BinarySearchFunc(runs, pos, func(r run, off int64) int {
 			return cmp.Compare(r.dst.block()*bs+r.len, off+1)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/plan"
 )
 
@@ -14,8 +15,8 @@ import (
 func TestRewriteOfMerge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 500 {
-		f := &file{size: int64(1+rng.IntN(200))*bs - int64(rng.IntN(bs)), btrfs: true}
-		blocks := (f.size + bs - 1) / bs
+		f := &file{Identity: fsys.Identity{Size: int64(1+rng.IntN(200))*bs - int64(rng.IntN(bs))}, btrfs: true}
+		blocks := (f.Size + bs - 1) / bs
 		var runs []run
 		for b := int64(0); b < blocks; {
 			b += int64(rng.IntN(5))
@@ -24,8 +25,8 @@ func TestRewriteOfMerge(t *testing.T) {
 				break
 			}
 			r := run{dst: mkloc(0, b), src: mkloc(1, b), n: n, len: n * bs}
-			if end := (b + n) * bs; end > f.size {
-				r.len -= end - f.size
+			if end := (b + n) * bs; end > f.Size {
+				r.len -= end - f.Size
 			}
 			runs = append(runs, r)
 			b += n
@@ -45,7 +46,7 @@ func TestRewriteOfMerge(t *testing.T) {
 		got := rewriteOf(runs, f, bs, 0, g)
 		var want []plan.Span
 		for _, e := range g {
-			end := min(e.End(), f.size)
+			end := min(e.End(), f.Size)
 			pos := e.Logical
 			for _, r := range runs {
 				lo, hi := r.dst.block()*bs, r.dst.block()*bs+r.len

@@ -87,12 +87,11 @@ type Summary struct {
 }
 
 type file struct {
-	id      int64
-	path    string
-	vol     fsys.Volume
-	ino     uint64
-	size    int64
-	mtime   int64
+	id   int64
+	path string
+	// Identity is the file's as hashed: what dedupe.Open checks it
+	// against, and what the plan says of it.
+	fsys.Identity
 	blocks  int64
 	extents []fiemap.Extent
 	stale   bool // changed or gone since hashed: never planned

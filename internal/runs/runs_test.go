@@ -92,8 +92,8 @@ func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 		if ext == nil {
 			ext = []fiemap.Extent{{Logical: 0, Physical: int64(i+1) << 30, Length: (f.size() + bs - 1) / bs * bs, Flags: fiemap.FlagLast}}
 		}
-		id := index.File{Path: f.path, Vol: devices[cmp.Or(f.dev, 7)], Ino: uint64(100 + i), Size: f.size(),
-			Mtime: int64(1e18) + int64(i), Ctime: int64(1e18), UID: f.uid}
+		id := index.File{Path: f.path, UID: f.uid, Identity: fsys.Identity{Vol: devices[cmp.Or(f.dev, 7)], Ino: uint64(100 + i),
+			Size: f.size(), Mtime: int64(1e18) + int64(i), Ctime: int64(1e18)}}
 		if f.nocow {
 			id.NoCOW = index.NoCOWSet
 		}
@@ -395,7 +395,7 @@ func TestTrimmedSums(t *testing.T) {
 	for _, c := range []byte("AB") {
 		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
 	}
-	b := index.File{Path: "/m/b", Vol: devices[7], Ino: 500, Size: 4 * bs, Mtime: 1, Ctime: 1}
+	b := index.File{Path: "/m/b", Identity: fsys.Identity{Vol: devices[7], Ino: 500, Size: 4 * bs, Mtime: 1, Ctime: 1}}
 	ext := []fiemap.Extent{{Logical: 0, Physical: 9 << 30, Length: 4 * bs, Flags: fiemap.FlagLast}}
 	if _, err := tx.Put(b, sums, ext); err != nil {
 		t.Fatal(err)
@@ -606,7 +606,7 @@ func withHuge(t *testing.T, size int64) *index.Index {
 	for _, c := range []byte("ABCD") {
 		sums = binary.LittleEndian.AppendUint64(sums, sumOf(c))
 	}
-	huge := index.File{Path: "/m/huge", Vol: devices[7], Ino: 500, Size: size, Mtime: 1, Ctime: 1}
+	huge := index.File{Path: "/m/huge", Identity: fsys.Identity{Vol: devices[7], Ino: 500, Size: size, Mtime: 1, Ctime: 1}}
 	if _, err := tx.Put(huge, sums, []fiemap.Extent{{Physical: 9 << 30, Length: 4 * bs}}); err != nil {
 		t.Fatal(err)
 	}

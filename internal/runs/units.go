@@ -124,7 +124,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 		f := &files[w.fi]
 		for _, e := range f.extents {
 			if e.DiskStart != 0 && e.Logical < w.w.File.Off+w.w.Len && w.w.File.Off < e.End() {
-				hold(extentKey{fs: f.vol.FS, disk: e.DiskStart}, len(runs)+k)
+				hold(extentKey{fs: f.Vol.FS, disk: e.DiskStart}, len(runs)+k)
 			}
 		}
 	}
@@ -145,7 +145,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 				break
 			}
 			if e.DiskStart != 0 {
-				hold(extentKey{fs: f.vol.FS, disk: e.DiskStart}, k)
+				hold(extentKey{fs: f.Vol.FS, disk: e.DiskStart}, k)
 				continue
 			}
 			gs, ok := groupOf[fi]

@@ -30,9 +30,9 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	var next, pending int // the block after the last one seen; zero sums held back
 	var zeroSums [512]byte
 	flush := func() {
-		if cur >= 0 && !zero && files[cur].size >= o.MinLen {
+		if cur >= 0 && !zero && files[cur].Size >= o.MinLen {
 			var w whole
-			w.size, w.f = files[cur].size, cur
+			w.size, w.f = files[cur].Size, cur
 			h.Sum(w.digest[:0])
 			all = append(all, w)
 		}
@@ -136,7 +136,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 			if inline(src) || inline(d) || sameStorage(d, src) || d.readonly {
 				continue
 			}
-			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.size, freed: wholeFreed(d)})
+			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.Size, freed: wholeFreed(d)})
 		}
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
@@ -160,7 +160,7 @@ func sameStorage(d, s *file) bool {
 // with anything else, or its size where space is freed block by block.
 func wholeFreed(f *file) int64 {
 	if !f.btrfs {
-		return (f.size + f.fsBlock - 1) / f.fsBlock * f.fsBlock
+		return (f.Size + f.fsBlock - 1) / f.fsBlock * f.fsBlock
 	}
 	var n int64
 	for _, e := range f.extents {

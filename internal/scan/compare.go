@@ -202,7 +202,7 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		s.c.unchanged.Add(1)
 		s.c.renamed.Add(1)
 		s.inflight.add(k)
-		s.send(op{rename: &index.File{Path: e.Path, Vol: vol, Ino: e.Ino, Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime, UID: int64(e.UID)}})
+		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
 		if f.NoCOW == index.NoCOWUnknown {
 			s.queueAttr(e, vol, f.ID)
 		}
@@ -237,7 +237,7 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 	s.inflight.add(k)
 	s.c.toRead.Add(e.Size)
 	select {
-	case s.jobs <- job{path: e.Path, vol: vol, id: e.Identity}:
+	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat}:
 	case <-s.ctx.Done():
 	}
 }
@@ -246,7 +246,7 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 // NOCOW attribute.
 func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, id int64) {
 	select {
-	case s.jobs <- job{path: e.Path, vol: vol, id: e.Identity, attrOf: id}:
+	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, attrOf: id}:
 	case <-s.ctx.Done():
 	}
 }

@@ -114,7 +114,7 @@ func readAttr(j job) (int8, bool) {
 	}
 	defer f.Close()
 	var st unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st) != nil || walk.FromStat(&st) != j.id {
+	if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
 		return 0, false
 	}
 	return noCOW(f), true
@@ -146,7 +146,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	if before.Mode&unix.S_IFMT != unix.S_IFREG {
 		return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: no longer a regular file", j.path)
 	}
-	id := walk.FromStat(&before)
+	id := fsys.FromStat(&before)
 	nocow := noCOW(f)
 	// On btrfs, a file all of whose extents were hashed before (in
 	// another file, snapshot or copy) is not read.
@@ -212,13 +212,13 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
 		return index.File{}, nil, nil, n, false, &os.PathError{Op: "fstat", Path: j.path, Err: err}
 	}
-	if walk.FromStat(&after) != id {
+	if fsys.FromStat(&after) != id {
 		return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
 	if ru != nil {
 		ru.add(id.Size, nocow, ext, sums)
 	}
-	return index.File{Path: j.path, Vol: j.vol, Ino: id.Ino, Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
+	return index.File{Path: j.path, Identity: id.Identity(j.vol), NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
 }
 
 // readError names path in err once: errors from reading a file mostly

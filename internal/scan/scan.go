@@ -89,7 +89,7 @@ type key struct {
 type job struct {
 	path string
 	vol  fsys.Volume
-	id   walk.Identity
+	id   fsys.Stat
 	// attrOf, if not 0, is the index row of this unchanged file, whose
 	// NOCOW attribute is to be read and recorded; its data is not read.
 	attrOf int64

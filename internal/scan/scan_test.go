@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/blockhash"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/walk"
 )
@@ -252,19 +253,19 @@ func TestHashReplaced(t *testing.T) {
 	path := filepath.Join(root, "d", "f")
 	writeRandom(t, path, 1, 8192)
 	writeRandom(t, filepath.Join(out, "f"), 2, 8192)
-	listed := func(p string) walk.Identity {
+	listed := func(p string) fsys.Stat {
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
 			t.Fatal(err)
 		}
-		return walk.FromStat(&st)
+		return fsys.FromStat(&st)
 	}
 	mine, secret := listed(path), listed(filepath.Join(out, "f"))
 	r, err := blockhash.NewReader(4096)
 	if err != nil {
 		t.Fatal(err)
 	}
-	try := func(id walk.Identity, want string) {
+	try := func(id fsys.Stat, want string) {
 		t.Helper()
 		j := job{path: path, id: id}
 		if _, _, _, n, _, err := hash(context.Background(), r, nil, j); err == nil || err.Error() != want || n != 0 {

@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"same/internal/fsimg"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +34,10 @@ func Root() bool {
 func Mount(t testing.TB, fstype, size string) string {
 	t.Helper()
 	requireRoot(t, fstype, Root(), os.Getenv("CI"))
-	script := filepath.Join(repoRoot(t), "scripts", "fsimg")
+	script, err := fsimg.Script()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := imageDir(t)
 	image := filepath.Join(dir, fstype+".img")
 	mnt := filepath.Join(dir, "mnt")
@@ -172,33 +175,6 @@ func imageDir(t testing.TB) string {
 		}
 	})
 	return dir
-}
-
-// repoRoot returns the directory holding go.mod, searched upwards from the
-// working directory (a test's package directory) and then from this file.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		starts = append(starts, filepath.Dir(file))
-	}
-	for _, dir := range starts {
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				return dir
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	t.Fatalf("no go.mod above %v: cannot find scripts/fsimg", starts)
-	return ""
 }
 
 // SHA256Tree returns the hex SHA-256 of every regular file under dir, keyed

@@ -235,17 +235,6 @@ func TestSHA256Tree(t *testing.T) {
 	}
 }
 
-func TestRepoRoot(t *testing.T) {
-	root := repoRoot(t)
-	fi, err := os.Stat(filepath.Join(root, "scripts", "fsimg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm()&0o111 == 0 {
-		t.Errorf("scripts/fsimg mode = %v; want executable", fi.Mode())
-	}
-}
-
 func TestRun(t *testing.T) {
 	if got, want := Run(t, "sh", "-c", "echo out; echo err >&2"), "out\nerr\n"; got != want {
 		t.Errorf("Run(sh) = %q; want %q", got, want)

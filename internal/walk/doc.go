@@ -3,8 +3,8 @@
 //
 // # Data model
 //
-// An Entry is a path with the Identity lstat gave it: device, inode, size,
-// mtime and ctime in nanoseconds. Files are met in the byte order of their
+// An Entry is a path with the fsys.Stat lstat gave it: device, inode,
+// size, mtime and ctime in nanoseconds, and owner. Files are met in the byte order of their
 // paths (each directory's entries in name order, a subdirectory sorting as
 // its name and a slash), so a walk of an unchanged tree meets the same
 // paths in the same order, the order of an index of paths.

@@ -16,16 +16,11 @@ import (
 	"same/internal/safeopen"
 )
 
-// Identity is what a file's stat says of it.
-type Identity = fsys.Stat
-
-// FromStat returns the Identity of a stat result.
-func FromStat(st *unix.Stat_t) Identity { return fsys.FromStat(st) }
-
-// Entry is a regular, non-empty file found by the walk.
+// Entry is a regular, non-empty file found by the walk, with what lstat
+// said of it.
 type Entry struct {
 	Path string
-	Identity
+	fsys.Stat
 	Nlink uint64 // its names when listed: more than one, a hard link
 }
 
@@ -166,7 +161,7 @@ func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pen
 			w.o.skip(path, "empty")
 			return nil
 		}
-		return w.fn(Entry{Path: path, Identity: FromStat(st), Nlink: uint64(st.Nlink)})
+		return w.fn(Entry{Path: path, Stat: fsys.FromStat(st), Nlink: uint64(st.Nlink)})
 	case unix.S_IFDIR:
 		if !w.enters(st) {
 			w.o.skip(path, "on another filesystem")

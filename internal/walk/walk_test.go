@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"same/internal/fsys"
 	"slices"
 	"strings"
 	"testing"
@@ -56,8 +57,8 @@ func TestWalk(t *testing.T) {
 		if err := unix.Lstat(e.Path, &st); err != nil {
 			t.Fatal(err)
 		}
-		if id := FromStat(&st); id != e.Identity {
-			t.Errorf("%s: Identity = %+v; want %+v", e.Path, e.Identity, id)
+		if s := fsys.FromStat(&st); s != e.Stat {
+			t.Errorf("%s: Stat = %+v; want %+v", e.Path, e.Stat, s)
 		}
 		return nil
 	})

@@ -163,9 +163,9 @@ func run(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) e
 		}
 		ext[len(ext)-1].Flags = fiemap.FlagLast
 		f := index.File{
-			Path: fmt.Sprintf("/synthetic/d%03d/f%05d", i/100, i),
-			Vol:  vol, Ino: uint64(256 + i), Size: size, UID: 0,
-			Mtime: 1_700_000_000e9 + int64(i), Ctime: 1_700_000_000e9 + int64(i),
+			Path: fmt.Sprintf("/synthetic/d%03d/f%05d", i/100, i), UID: 0,
+			Identity: fsys.Identity{Vol: vol, Ino: uint64(256 + i), Size: size,
+				Mtime: 1_700_000_000e9 + int64(i), Ctime: 1_700_000_000e9 + int64(i)},
 		}
 		last := g.files[len(g.files)-1]
 		if _, err := tx.Put(f, g.sums[last.first*blockhash.SumSize:], ext); err != nil {
