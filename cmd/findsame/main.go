@@ -27,7 +27,10 @@
 // nothing:
 // findsame maps the files it is about to plan again (FIEMAP, no data read),
 // because deduplication changes extents without changing the identity
-// hashfile records. A file changed or gone since it was hashed is left out
+// hashfile records; a file whose every copy elsewhere already shared its
+// storage when hashfile recorded its extents is not mapped again, and
+// none of its blocks is planned (run hashfile again after a
+// defragmentation, which undoes sharing without changing files). A file changed or gone since it was hashed is left out
 // with a warning naming it; run hashfile again to include it. With
 // -recorded, findsame uses the extents recorded in the index instead and
 // opens no file: for indexes of files that are not at hand, such as the
@@ -118,8 +121,11 @@ subvolumes of one filesystem count as one), and on btrfs only files that
 both have, or both lack, the NOCOW attribute. Zero blocks, holes, inline
 extents and ranges that already share storage with their source are never
 planned: findsame maps the files it plans again (FIEMAP, no data read), so
-a re-run after applysame plans nothing. A file changed or gone since it was
-hashed is left out with a warning; run hashfile again to include it.
+a re-run after applysame plans nothing. A file all of whose copies already
+shared its storage when hashfile recorded its extents is not mapped again
+(run hashfile again after a defragmentation, which undoes sharing). A file
+changed or gone since it was hashed is left out with a warning; run
+hashfile again to include it.
 
 Where the runs cover only part of a destination's extent on btrfs, which
 frees nothing by itself, findsame plans a rewrite of the rest (unless
@@ -242,8 +248,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed), %d blocks, %d partition(s) in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Blocks, sum.Partitions,
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed), %d blocks, %d partition(s) in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Blocks, sum.Partitions,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -158,3 +158,70 @@ func TestNoReadOnly(t *testing.T) {
 		t.Errorf("statfs reports %d bytes freed; want %d", freed, 2*MiB)
 	}
 }
+
+// TestSettled runs findsame on copies that already share storage when
+// hashed (a reflinked copy, a snapshot): their files are not mapped again,
+// and the plan holds the copies apart alone, as it would had every file
+// been mapped.
+func TestSettled(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(12, 12))
+	a := random(rng, MiB)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "b"), a) // a copy with its own extent
+	write(t, filepath.Join(live, "c"), random(rng, MiB))
+	testfs.Run(t, "cp", "--reflink=always", filepath.Join(live, "a"), filepath.Join(live, "r"))
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	// The group of a's blocks: live/a is the source (the first path);
+	// live/r, snap/a and snap/r share its extent, settled; live/b and
+	// snap/b are planned. c and snap/c share theirs: settled too.
+	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 {
+		t.Fatalf("findsame: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "8 files (0 changed since hashed, 5 already shared when hashed)") {
+		t.Errorf("findsame summary %q; want 8 files, 5 of them already shared", stderr)
+	}
+	var dsts []string
+	for line := range strings.Lines(planOut) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		d, ok := rec.(*plan.Dedupe)
+		if !ok || d.Src.Path != filepath.Join(live, "a") || d.Len != MiB || d.Freed != MiB {
+			t.Fatalf("plan line %s; want 1 MiB from live/a, freeing 1 MiB", line)
+		}
+		for _, r := range d.Dst {
+			dsts = append(dsts, strings.TrimPrefix(r.Path, mnt+"/"))
+		}
+	}
+	if strings.Join(dsts, " ") != "live/b snap/b" {
+		t.Errorf("destinations %q; want live/b snap/b", dsts)
+	}
+	free := testfs.FreeBytes(t, mnt)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s", code, applyErr)
+	}
+	allDone(t, results)
+	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, MiB) {
+		t.Errorf("statfs reports %d bytes freed; want %d", freed, MiB)
+	}
+	// The record still shows b apart from a (sharing changed no file):
+	// findsame maps b again, finds it shared and plans nothing.
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	again, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 || again != "" {
+		t.Errorf("second findsame: exit %d, plan %q\n%s", code, again, stderr)
+	}
+}

@@ -7,7 +7,8 @@ import (
 )
 
 // chain merges the mappings into maximal runs, leaving out blocks that
-// already share storage or sit in inline extents. It reads the lists of
+// already share storage or sit in inline extents, and those of files
+// changed since hashed (stale) or settled (see settle). It reads the lists of
 // f.maps in destination order, each sorted in memory, and frees them. The
 // runs come in destination order.
 func (f *finder) chain() ([]run, error) {
@@ -35,7 +36,7 @@ func (f *finder) chain() ([]run, error) {
 			}
 			done++
 			df, sf := &f.files[m.dst.file()], &f.files[m.src.file()]
-			if df.stale || sf.stale || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
+			if df.stale || sf.stale || df.settled || sf.settled || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
 				cur = -1
 				continue
 			}

@@ -38,7 +38,7 @@ func remap(files []file, involved []bool, o *Options) int {
 				f := &files[i]
 				ext, err := mapNow(f)
 				if err != nil {
-					f.stale = true
+					f.stale, f.extents = true, nil
 					mu.Lock()
 					stale++
 					if warn != nil {

@@ -80,6 +80,9 @@ type Summary struct {
 	// when they all fit in memory.
 	Partitions int
 	Skipped    int // files left out: changed or gone since hashed
+	// Settled counts files not mapped again: every block they share
+	// with another file was already shared when hashed (see settle).
+	Settled int
 	// Unnamed counts files left out because their volume is known only by
 	// the st_dev an older index recorded: hashfile names it on its next
 	// run.
@@ -95,6 +98,9 @@ type file struct {
 	blocks  int64
 	extents []fiemap.Extent
 	stale   bool // changed or gone since hashed: never planned
+	// settled marks a file whose every mapping the recorded extents show
+	// already shared (see settle): never planned, not mapped again.
+	settled bool
 	// readonly marks a file in a read-only subvolume, with
 	// Options.NoReadOnly: never a destination.
 	readonly bool
@@ -224,6 +230,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		// The involved files, which remap maps again: those the
 		// mappings name.
 		involved := f.mapped
+		if err := f.settle(involved); err != nil {
+			return sum, err
+		}
 		if o.Rewrite {
 			if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
 				return sum, err

@@ -130,6 +130,15 @@ func (b *buckets) scan(k int, buf []words, fn func([]words) error) error {
 	return nil
 }
 
+// each calls fn with the entries of list k, a part at a time (all at once
+// for a list in memory), leaving the list as it is.
+func (b *buckets) each(k int, buf []words, fn func([]words) error) error {
+	if b.files == nil {
+		return fn(b.mem)
+	}
+	return b.scan(k, buf, fn)
+}
+
 // close removes what is left of the lists.
 func (b *buckets) close() {
 	for _, f := range b.files {
