@@ -3,6 +3,7 @@ package fiemap_test
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/testfs"
 )
 
@@ -385,4 +387,57 @@ func inoOf(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
+}
+
+// TestChangedFiles changes one file of many on btrfs and asks which files
+// changed since: that one, and at most those sharing a tree leaf with it,
+// not the subvolume.
+func TestChangedFiles(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	const n = 2000
+	for i := range n {
+		writeAt(t, filepath.Join(mnt, fmt.Sprintf("f%04d", i)), 0, fill(uint64(i), 8192), false)
+	}
+	root, err := os.Open(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	gen := func() uint64 {
+		t.Helper()
+		if err := unix.Syncfs(int(root.Fd())); err != nil {
+			t.Fatal(err)
+		}
+		_, g, err := fsys.SubvolGen(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	before := gen()
+	all, err := fiemap.ChangedFiles(root, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n {
+		t.Fatalf("ChangedFiles since 0: %d files; want all %d", len(all), n)
+	}
+	changed := filepath.Join(mnt, "f1234")
+	writeAt(t, changed, 4096, fill(99, 4096), false)
+	now := gen()
+	got, err := fiemap.ChangedFiles(root, before+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(changed, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d of %d files in leaves written since", len(got), n)
+	if !got[st.Ino] || len(got) > n/10 {
+		t.Errorf("ChangedFiles since %d: %d files, f1234 (inode %d) among them: %v; want it, and few others", before+1, len(got), st.Ino, got[st.Ino])
+	}
+	if got, err := fiemap.ChangedFiles(root, now+1); err != nil || len(got) != 0 {
+		t.Errorf("ChangedFiles since %d (nothing changed): %v, %v; want none", now+1, got, err)
+	}
 }

@@ -397,3 +397,79 @@ func ExtentRefs(f *os.File, disk int64) (refs []Ref, ok bool, err error) {
 	}
 	return refs, missing == 0 && le.Uint32(buf[12:]) == 0, nil
 }
+
+// ChangedFiles returns the inode numbers of the files of the btrfs
+// subvolume holding f whose file extent items lie in tree leaves written
+// in transaction minTransID or later: every file whose extents changed
+// since then (written, deduplicated, reflinked, defragmented, truncated),
+// and others that share a leaf with one. The kernel skips the parts of the
+// tree older than minTransID (BTRFS_IOC_TREE_SEARCH_V2 with min_transid),
+// so this costs what changed, not the size of the subvolume. It needs
+// CAP_SYS_ADMIN; otherwise the error wraps ErrNoTreeSearch.
+func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
+	args := searchArgsPool.Get().(*searchArgs)
+	defer searchArgsPool.Put(args)
+	out := make(map[uint64]bool)
+	var obj, off uint64
+	typ := uint32(0)
+	for {
+		// Keys are compared whole, (objectid, type, offset): the range
+		// holds every item from the last one seen on, and those of other
+		// types are left out here.
+		args.key = searchKey{
+			treeID:      0, // the subvolume holding f
+			minObjectID: obj,
+			maxObjectID: ^uint64(0),
+			minOffset:   off,
+			maxOffset:   ^uint64(0),
+			minTransID:  minTransID,
+			maxTransID:  ^uint64(0),
+			minType:     typ,
+			maxType:     ^uint32(0),
+			nrItems:     ^uint32(0),
+		}
+		args.bufSize = searchBufSize
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocTreeSearchV2, uintptr(unsafe.Pointer(args)))
+		if errno != 0 {
+			switch errno {
+			case unix.EPERM, unix.ENOTTY, unix.EOPNOTSUPP:
+				return nil, fmt.Errorf("%w: %w", ErrNoTreeSearch, errno)
+			}
+			return nil, fmt.Errorf("fiemap: btrfs tree search: %w", errno)
+		}
+		n := args.key.nrItems
+		if n == 0 {
+			return out, nil
+		}
+		buf := args.buf[:]
+		for i := uint32(0); i < n; i++ {
+			if len(buf) < searchHeaderSize {
+				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+			}
+			// The leaf's generation, then the key.
+			transID := binary.NativeEndian.Uint64(buf[0:])
+			obj = binary.NativeEndian.Uint64(buf[8:])
+			off = binary.NativeEndian.Uint64(buf[16:])
+			typ = binary.NativeEndian.Uint32(buf[24:])
+			size := int(binary.NativeEndian.Uint32(buf[28:]))
+			if len(buf) < searchHeaderSize+size {
+				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+			}
+			buf = buf[searchHeaderSize+size:]
+			if typ == btrfsExtentDataKey && transID >= minTransID {
+				out[obj] = true
+			}
+		}
+		// On from the key after the last one seen.
+		switch {
+		case off < ^uint64(0):
+			off++
+		case typ < 255:
+			typ, off = typ+1, 0
+		case obj < ^uint64(0):
+			obj, typ, off = obj+1, 0, 0
+		default:
+			return out, nil
+		}
+	}
+}

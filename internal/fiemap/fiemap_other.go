@@ -20,3 +20,8 @@ func ExtentRefs(f *os.File, disk int64) ([]Ref, bool, error) { return nil, false
 
 // ExtentsIn returns ErrUnsupported.
 func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) { return nil, ErrUnsupported }
+
+// ChangedFiles returns ErrNoTreeSearch.
+func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
+	return nil, ErrNoTreeSearch
+}
