@@ -17,7 +17,9 @@
 // Re-runs are incremental: a file whose device, inode, size, mtime and
 // ctime are unchanged is not read; a renamed file is updated without being
 // read; files under the given PATHs that are gone are removed from the
-// index. Hard links are hashed once. Symbolic links, devices, FIFOs and
+// index. On btrfs (as root) an unchanged file whose extents changed since
+// the last run (deduplicated by applysame, reflinked, defragmented) has
+// them recorded again without its data being read. Hard links are hashed once. Symbolic links, devices, FIFOs and
 // sockets are never opened. A file that changes while it is read is not
 // recorded and is reported. On an index made by a version that did not
 // record the NOCOW attribute, the first run opens each unchanged file
@@ -205,7 +207,9 @@ one per line, or NUL-separated with -0.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a
 renamed file is updated without being read; files under the given PATHs
-that are gone are removed from the index. Hard links are hashed once.
+that are gone are removed from the index. On btrfs (as root) an unchanged
+file whose extents changed since the last run (deduplicated, reflinked,
+defragmented) has them recorded again without its data being read. Hard links are hashed once.
 Symbolic links, devices, FIFOs and sockets are never opened. A file that
 changes while it is read is not recorded and is reported. Killed at any
 moment, hashfile leaves an index that the next run completes.
@@ -352,8 +356,11 @@ func checkFS(path string, dev uint64) error {
 
 func summary(s scan.Stats) string {
 	var subvols string
+	if s.Remapped > 0 {
+		subvols = fmt.Sprintf(", %d unchanged with extents mapped again", s.Remapped)
+	}
 	if s.SubvolsUnwalked > 0 {
-		subvols = fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
+		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
 	}
 	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s in %s (%s)",
 		s.Seen, s.Hashed, s.Reused, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned, subvols,

@@ -37,13 +37,17 @@ func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string
 // counts is what a summary line reports, less the timing.
 type counts struct {
 	seen, hashed, reused, unchanged, renamed, links, skipped, failed, pruned, subvols int
+	remapped                                                                          int
 	read                                                                              int64
 }
 
 func (c counts) String() string {
 	var subvols string
+	if c.remapped > 0 {
+		subvols = fmt.Sprintf(", %d unchanged with extents mapped again", c.remapped)
+	}
 	if c.subvols > 0 {
-		subvols = fmt.Sprintf(", %d btrfs subvolumes unchanged since the last walk", c.subvols)
+		subvols += fmt.Sprintf(", %d btrfs subvolumes unchanged since the last walk", c.subvols)
 	}
 	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s",
 		c.seen, c.hashed, c.reused, c.unchanged, c.renamed, c.links, c.skipped, c.failed, c.pruned, subvols, cli.Bytes(c.read))

@@ -134,13 +134,30 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 		}
 	}
+	if err := t.putExtents(id, extents); err != nil {
+		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	return id, nil
+}
+
+// SetExtents replaces the recorded extents of file id, mapped again
+// while its data (and so its sums) stayed the same.
+func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
+	if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
+		return fmt.Errorf("record extents: %w", err)
+	}
+	return t.putExtents(id, extents)
+}
+
+// putExtents records the extents of file id.
+func (t *Tx) putExtents(id int64, extents []fiemap.Extent) error {
 	for _, e := range extents {
 		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			id, e.Logical, e.Physical, e.Length, e.Flags, e.DiskStart, e.DiskLen, e.Gen, e.Offset); err != nil {
-			return 0, fmt.Errorf("record extents of %s: %w", f.Path, err)
+			return fmt.Errorf("record extents: %w", err)
 		}
 	}
-	return id, nil
+	return nil
 }
 
 // SetNoCOW records whether file id has the NOCOW attribute.

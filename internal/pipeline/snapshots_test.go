@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -215,13 +217,20 @@ func TestSettled(t *testing.T) {
 	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, MiB) {
 		t.Errorf("statfs reports %d bytes freed; want %d", freed, MiB)
 	}
-	// The record still shows b apart from a (sharing changed no file):
-	// findsame maps b again, finds it shared and plans nothing.
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	// Sharing changed no file's identity, but b's and snap/b's extents:
+	// hashfile records them again without reading them (and those of the
+	// files whose items share a tree leaf with theirs: here, all), and
+	// findsame finds every file settled and plans nothing.
+	_, stderr, code = tool(t, nil, "hashfile", "-db", db, mnt)
+	var remapped int
+	if m := regexp.MustCompile(`pruned, (\d+) unchanged with extents mapped again;`).FindStringSubmatch(stderr); m != nil {
+		remapped, _ = strconv.Atoi(m[1])
+	}
+	if code != 0 || !strings.Contains(stderr, "8 unchanged (0 renamed)") || remapped < 2 || !strings.Contains(stderr, "read 0 B") {
+		t.Fatalf("hashfile again: exit %d\n%s\nwant 8 unchanged, at least 2 of them mapped again, nothing read", code, stderr)
 	}
 	again, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 || again != "" {
-		t.Errorf("second findsame: exit %d, plan %q\n%s", code, again, stderr)
+	if code != 0 || again != "" || !strings.Contains(stderr, "8 files (0 changed since hashed, 8 already shared when hashed)") {
+		t.Errorf("second findsame: exit %d, plan %q\n%s\nwant no plan, 8 files settled", code, again, stderr)
 	}
 }

@@ -203,7 +203,7 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		s.c.renamed.Add(1)
 		s.inflight.add(k)
 		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
-		if f.NoCOW == index.NoCOWUnknown {
+		if f.NoCOW == index.NoCOWUnknown || s.sv.extentsChanged(vol, e.Ino) {
 			s.queueAttr(e, vol, f.ID)
 		}
 	default:
@@ -227,7 +227,7 @@ func (s *scanner) met(f index.Listed, e walk.Entry, vol fsys.Volume, k key, unma
 	if f.UID == index.UIDUnknown {
 		s.send(op{uid: &attr{id: f.ID, uid: e.UID}})
 	}
-	if f.NoCOW == index.NoCOWUnknown {
+	if f.NoCOW == index.NoCOWUnknown || s.sv.extentsChanged(vol, e.Ino) {
 		s.queueAttr(e, vol, f.ID)
 	}
 }
@@ -243,10 +243,11 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 }
 
 // queueAttr hands e, recorded as row id, to the readers, to read its
-// NOCOW attribute.
+// NOCOW attribute and, where its extents may have changed since they were
+// recorded (see subvols.changed), its extents.
 func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, id int64) {
 	select {
-	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, attrOf: id}:
+	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, attrOf: id, remap: s.sv.extentsChanged(vol, e.Ino)}:
 	case <-s.ctx.Done():
 	}
 }

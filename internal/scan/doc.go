@@ -78,6 +78,12 @@
 // and is not read (see reuser). A btrfs subvolume unchanged since its
 // last complete walk (its generation the same) is not walked at all (see
 // subvols); its rows, passed by compare, count as seen and unchanged. A
+// subvolume walked again is first asked, with a tree search that skips
+// what is older than its last complete walk (fiemap.ChangedFiles), which
+// files' extent items changed since: an unchanged file among them
+// (deduplicated, reflinked, defragmented: its data and identity the same)
+// has its extents mapped and recorded again, without reading its data, so
+// that the extents the index records stay those the files have. A
 // missing root, or one found on another volume than at the last run,
 // stops the run before anything is pruned.
 package scan

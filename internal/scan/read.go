@@ -31,8 +31,11 @@ func (s *scanner) read() {
 			continue // drain
 		}
 		if j.attrOf != 0 {
-			if nocow, ok := readAttr(j); ok {
-				s.ops <- op{attr: &attr{id: j.attrOf, nocow: nocow}}
+			if a, ok := readAttr(j); ok {
+				if a.remapped {
+					s.c.remapped.Add(1)
+				}
+				s.ops <- op{attr: &a}
 			}
 			continue
 		}
@@ -104,20 +107,32 @@ func openListed(j job) (*os.File, error) {
 	return openHandle(h, j.path)
 }
 
-// readAttr reads the NOCOW attribute of the file of j, if it is still the
-// file the walk met. A file that cannot be opened or changed is left to
-// the next run.
-func readAttr(j job) (int8, bool) {
+// readAttr reads the NOCOW attribute of the file of j, and with j.remap
+// its extents, if it is still the file the walk met. A file that cannot
+// be opened or mapped, or changed, is left to the next run.
+func readAttr(j job) (attr, bool) {
 	f, err := openListed(j)
 	if err != nil {
-		return 0, false
+		return attr{}, false
 	}
 	defer f.Close()
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
-		return 0, false
+		return attr{}, false
 	}
-	return noCOW(f), true
+	a := attr{id: j.attrOf, nocow: noCOW(f)}
+	if j.remap {
+		if a.ext, err = fiemap.Map(f); err != nil {
+			return attr{}, false
+		}
+		// Mapped as the file the walk met: its data, and so its sums,
+		// are those recorded.
+		if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
+			return attr{}, false
+		}
+		a.remapped = true
+	}
+	return a, true
 }
 
 func noCOW(f *os.File) int8 {

@@ -72,9 +72,13 @@ type Stats struct {
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
 	BytesReused int64
-	ToRead      int64 // bytes queued for reading so far, less holes skipped
-	WalkDone    bool
-	Elapsed     time.Duration
+	// Remapped counts unchanged files whose extents were recorded again,
+	// without reading them: on btrfs, those whose extents changed since
+	// the last complete walk (deduplicated, reflinked, defragmented).
+	Remapped int64
+	ToRead   int64 // bytes queued for reading so far, less holes skipped
+	WalkDone bool
+	Elapsed  time.Duration
 }
 
 // ErrChanged marks a file that changed while it was read.
@@ -93,6 +97,8 @@ type job struct {
 	// attrOf, if not 0, is the index row of this unchanged file, whose
 	// NOCOW attribute is to be read and recorded; its data is not read.
 	attrOf int64
+	// remap, with attrOf, has its extents mapped and recorded too.
+	remap bool
 }
 
 // op is one thing for the writer to record.
@@ -138,16 +144,19 @@ type root struct {
 	files int64
 }
 
-// attr is the NOCOW attribute or the owner of an indexed file.
+// attr is the NOCOW attribute or the owner of an indexed file, and its
+// extents when mapped again (remapped).
 type attr struct {
-	id    int64
-	nocow int8
-	uid   uint32
+	id       int64
+	nocow    int8
+	uid      uint32
+	remapped bool
+	ext      []fiemap.Extent
 }
 
 type counters struct {
 	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
-	reused, reusedBytes, pruned, toPrune, known                            atomic.Int64
+	reused, reusedBytes, pruned, toPrune, known, remapped                  atomic.Int64
 	walkDone                                                               atomic.Bool
 }
 
@@ -156,7 +165,7 @@ func (c *counters) stats(start time.Time) Stats {
 		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
 		Renamed: c.renamed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
 		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
-		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(),
+		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(), Remapped: c.remapped.Load(),
 		Pruned: c.pruned.Load(), ToPrune: c.toPrune.Load(), Known: c.known.Load(),
 		WalkDone: c.walkDone.Load(), Elapsed: time.Since(start),
 	}

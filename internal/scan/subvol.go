@@ -2,10 +2,12 @@ package scan
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/fiemap"
 	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
@@ -32,6 +34,12 @@ type subvols struct {
 	synced  map[string]bool        // filesystems committed in this run
 	seen    map[fsys.Volume]string // subvolumes met: what this walk sees
 	left    []leftOut              // subvolumes left unwalked
+	// changed holds, for each subvolume walked again with the options
+	// of its last complete walk, the files whose extents may have
+	// changed since (fiemap.ChangedFiles): deduplication, a reflink or
+	// a defragmentation changes them without changing the file's
+	// identity, and compare has the readers record them again.
+	changed map[fsys.Volume]map[uint64]bool
 }
 
 // leftOut is a subvolume left unwalked at path.
@@ -52,6 +60,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		decided: make(map[uint64]bool),
 		synced:  make(map[string]bool),
 		seen:    make(map[fsys.Volume]string),
+		changed: make(map[fsys.Volume]map[uint64]bool),
 	}
 }
 
@@ -103,13 +112,34 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	}
 	key := fmt.Sprintf("gen=%d %s", gen, s.sig)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	prev := s.walked[v]
 	s.seen[v] = key
-	if s.walked[v] != key || fsys.HasSubvols(f) {
+	s.mu.Unlock()
+	if prev != key || fsys.HasSubvols(f) {
+		var before uint64
+		if _, err := fmt.Sscanf(prev, "gen=%d ", &before); err == nil && strings.TrimPrefix(prev, fmt.Sprintf("gen=%d ", before)) == s.sig && before < gen {
+			// Everything of its last walk was recorded as it was in
+			// transaction before or earlier.
+			if changed, err := fiemap.ChangedFiles(f, before+1); err == nil {
+				s.mu.Lock()
+				s.changed[v] = changed
+				s.mu.Unlock()
+			}
+		}
 		return true
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.left = append(s.left, leftOut{path, v})
 	return false
+}
+
+// extentsChanged reports whether the extents of file ino of volume v may
+// have changed since the last complete walk, which recorded them.
+func (s *subvols) extentsChanged(v fsys.Volume, ino uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed[v][ino]
 }
 
 // under reports whether the file at path of volume v lies in a subvolume

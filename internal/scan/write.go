@@ -107,6 +107,11 @@ func (s *scanner) apply(b *batch, o op) error {
 	case o.volume != nil:
 		return tx.PutVolume(o.volume.info, o.volume.dev)
 	case o.attr != nil:
+		if o.attr.remapped {
+			if err := tx.SetExtents(o.attr.id, o.attr.ext); err != nil {
+				return err
+			}
+		}
 		return tx.SetNoCOW(o.attr.id, o.attr.nocow)
 	case o.uid != nil:
 		return tx.SetUID(o.uid.id, o.uid.uid)
