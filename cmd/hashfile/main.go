@@ -357,7 +357,7 @@ func checkFS(path string, dev uint64) error {
 func summary(s scan.Stats) string {
 	var subvols string
 	if s.Remapped > 0 {
-		subvols = fmt.Sprintf(", %d unchanged with extents mapped again", s.Remapped)
+		subvols = fmt.Sprintf(", %d unchanged with extents recorded again", s.Remapped)
 	}
 	if s.SubvolsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))

@@ -44,7 +44,7 @@ type counts struct {
 func (c counts) String() string {
 	var subvols string
 	if c.remapped > 0 {
-		subvols = fmt.Sprintf(", %d unchanged with extents mapped again", c.remapped)
+		subvols = fmt.Sprintf(", %d unchanged with extents recorded again", c.remapped)
 	}
 	if c.subvols > 0 {
 		subvols += fmt.Sprintf(", %d btrfs subvolumes unchanged since the last walk", c.subvols)

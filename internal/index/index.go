@@ -577,6 +577,25 @@ func (ix *Index) Walked(ctx context.Context) (map[fsys.Volume]string, error) {
 	return m, rows.Err()
 }
 
+// RootsWalked returns, for each root whose last complete walk recorded it,
+// what that walk saw of the root's btrfs subvolume (see Tx.PutRoot).
+func (ix *Index) RootsWalked(ctx context.Context) (map[string]string, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT path, walked FROM roots WHERE walked != ''")
+	if err != nil {
+		return nil, fmt.Errorf("read roots: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[string]string)
+	for rows.Next() {
+		var path, w string
+		if err := rows.Scan(&path, &w); err != nil {
+			return nil, fmt.Errorf("read roots: %w", err)
+		}
+		m[path] = w
+	}
+	return m, rows.Err()
+}
+
 // Roots returns the volume each root was on at the last complete run.
 func (ix *Index) Roots(ctx context.Context) (map[string]fsys.Volume, error) {
 	rows, err := ix.db.QueryContext(ctx, "SELECT r.path, v.fsid, v.subvol FROM roots r JOIN volumes v ON v.id = r.vol")

@@ -91,10 +91,24 @@ func (ix *Index) ScanDiskExtents(ctx context.Context, fn func(file int64, e fiem
 	return ix.scanExtents(ctx, "FROM extents WHERE gen != 0 ORDER BY disk_start, disk_len, gen", fn)
 }
 
+// Extents returns the recorded extents of file id, in file order.
+func (ix *Index) Extents(ctx context.Context, id int64) ([]fiemap.Extent, error) {
+	var out []fiemap.Extent
+	err := ix.scanExtents(ctx, "FROM extents WHERE file = ? ORDER BY logical", func(_ int64, e fiemap.Extent) error {
+		out = append(out, e)
+		return nil
+	}, id)
+	return out, err
+}
+
 // scanExtents calls fn for every row of the extents table that the query
 // tail (FROM ...) selects, in its order.
-func (ix *Index) scanExtents(ctx context.Context, from string, fn func(file int64, e fiemap.Extent) error) error {
-	rows, err := ix.db.QueryContext(ctx, "SELECT file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off "+from)
+func (ix *Index) scanExtents(ctx context.Context, from string, fn func(file int64, e fiemap.Extent) error, args ...any) error {
+	st, err := ix.stmt("SELECT file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off " + from)
+	if err != nil {
+		return fmt.Errorf("read extents: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}

@@ -228,14 +228,15 @@ func (t *Tx) SetWalked(v fsys.Volume, walked string) error {
 	return err
 }
 
-// PutRoot records the volume a root was on at a complete run, and how
-// many files that run met under it.
-func (t *Tx) PutRoot(path string, v fsys.Volume, files int64) error {
+// PutRoot records the volume a root was on at a complete run, how many
+// files that run met under it, and what it saw of the root's btrfs
+// subvolume (its generation and the walk's options; "" if not known).
+func (t *Tx) PutRoot(path string, v fsys.Volume, files int64, walked string) error {
 	id, err := t.volID(v)
 	if err != nil {
 		return fmt.Errorf("record root %s: %w", path, err)
 	}
-	_, err = t.exec("INSERT OR REPLACE INTO roots(path, vol, files) VALUES(?, ?, ?)", path, id, files)
+	_, err = t.exec("INSERT OR REPLACE INTO roots(path, vol, files, walked) VALUES(?, ?, ?, ?)", path, id, files, walked)
 	return err
 }
 

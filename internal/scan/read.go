@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -31,7 +32,7 @@ func (s *scanner) read() {
 			continue // drain
 		}
 		if j.attrOf != 0 {
-			if a, ok := readAttr(j); ok {
+			if a, ok := readAttr(s.ctx, s.ix, j); ok {
 				if a.remapped {
 					s.c.remapped.Add(1)
 				}
@@ -108,9 +109,10 @@ func openListed(j job) (*os.File, error) {
 }
 
 // readAttr reads the NOCOW attribute of the file of j, and with j.remap
-// its extents, if it is still the file the walk met. A file that cannot
-// be opened or mapped, or changed, is left to the next run.
-func readAttr(j job) (attr, bool) {
+// its extents where they differ from those ix records, if it is still
+// the file the walk met. A file that cannot be opened or mapped, or
+// changed, is left to the next run.
+func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 	f, err := openListed(j)
 	if err != nil {
 		return attr{}, false
@@ -130,9 +132,25 @@ func readAttr(j job) (attr, bool) {
 		if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
 			return attr{}, false
 		}
-		a.remapped = true
+		had, err := ix.Extents(ctx, j.attrOf)
+		if err != nil {
+			return attr{}, false
+		}
+		a.remapped = !sameExtents(had, a.ext)
 	}
 	return a, true
+}
+
+// sameExtents reports whether a and b map the file alike. Whether another
+// file shares an extent is left out: it changes without the file's items
+// changing, and nothing reads it from the index but findsame -recorded.
+func sameExtents(a, b []fiemap.Extent) bool {
+	const ignored = fiemap.FlagShared
+	return slices.EqualFunc(a, b, func(x, y fiemap.Extent) bool {
+		x.Flags &^= ignored
+		y.Flags &^= ignored
+		return x == y
+	})
 }
 
 func noCOW(f *os.File) int8 {

@@ -74,7 +74,9 @@ type Stats struct {
 	BytesReused int64
 	// Remapped counts unchanged files whose extents were recorded again,
 	// without reading them: on btrfs, those whose extents changed since
-	// the last complete walk (deduplicated, reflinked, defragmented).
+	// the last complete walk (deduplicated, reflinked, defragmented);
+	// others whose items lie in the same tree leaves are mapped and found
+	// as recorded.
 	Remapped int64
 	ToRead   int64 // bytes queued for reading so far, less holes skipped
 	WalkDone bool
@@ -137,11 +139,13 @@ type volume struct {
 	dev  uint64
 }
 
-// root is a root walked whole, its volume, and the files met under it.
+// root is a root walked whole, its volume, the files met under it, and
+// what the walk saw of its subvolume.
 type root struct {
-	path  string
-	vol   fsys.Volume
-	files int64
+	path   string
+	vol    fsys.Volume
+	files  int64
+	walked string
 }
 
 // attr is the NOCOW attribute or the owner of an indexed file, and its
@@ -197,6 +201,7 @@ type scanner struct {
 	unread   pathList // paths not fully read, added by the walker and readers
 	inflight inflight // inodes met in this run, until the writer commits them
 	rootSeen []int64  // files met under each root; compare's own
+	rootKeys []string // what the walk sees of each root's subvolume (see subvols.rootKey)
 }
 
 // Run walks roots (absolute, clean paths), hashes what changed and records
@@ -271,6 +276,16 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		s.noteDevice(path, dev)
 		return s.devs.of(dev)
 	})
+	rootsWalked, err := ix.RootsWalked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.rootKeys = make([]string, len(roots))
+	for i, r := range roots {
+		if v, ok := rootVols[r]; ok {
+			s.rootKeys[i] = s.sv.rootKey(r, v, rootsWalked[r])
+		}
+	}
 	return s, nil
 }
 
@@ -344,12 +359,17 @@ func (s *scanner) finish() {
 		s.ops <- op{keep: p}
 	}
 	s.ops <- op{prune: true}
+	failed := s.c.failed.Load() != 0
 	for i, r := range s.roots {
 		if v, ok := s.rootVols[r]; ok {
-			s.ops <- op{root: &root{path: r, vol: v, files: s.rootSeen[i]}}
+			o := root{path: r, vol: v, files: s.rootSeen[i]}
+			if !failed {
+				o.walked = s.rootKeys[i]
+			}
+			s.ops <- op{root: &o}
 		}
 	}
-	if s.c.failed.Load() == 0 {
+	if !failed {
 		for v, key := range s.sv.walkedWhole() {
 			s.ops <- op{walked: &walked{vol: v, key: key}}
 		}

@@ -271,7 +271,7 @@ func TestHashReplaced(t *testing.T) {
 		if _, _, _, n, _, err := hash(context.Background(), r, nil, j); err == nil || err.Error() != want || n != 0 {
 			t.Errorf("hash(%s) = %d bytes read, %v; want 0, %q", path, n, err, want)
 		}
-		if _, ok := readAttr(j); ok {
+		if _, ok := readAttr(context.Background(), nil, j); ok {
 			t.Errorf("readAttr(%s) = ok; want not", path)
 		}
 	}

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -116,22 +117,70 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	s.seen[v] = key
 	s.mu.Unlock()
 	if prev != key || fsys.HasSubvols(f) {
-		var before uint64
-		if _, err := fmt.Sscanf(prev, "gen=%d ", &before); err == nil && strings.TrimPrefix(prev, fmt.Sprintf("gen=%d ", before)) == s.sig && before < gen {
-			// Everything of its last walk was recorded as it was in
-			// transaction before or earlier.
-			if changed, err := fiemap.ChangedFiles(f, before+1); err == nil {
-				s.mu.Lock()
-				s.changed[v] = changed
-				s.mu.Unlock()
-			}
-		}
+		s.since(f, v, prev, gen)
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.left = append(s.left, leftOut{path, v})
 	return false
+}
+
+// since notes in changed the files of volume v (open at f) whose extents
+// changed since a complete walk that saw prev (its key) and recorded every
+// file it met as it was then, when prev is of a walk with today's
+// options.
+func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) {
+	var before uint64
+	if _, err := fmt.Sscanf(prev, "gen=%d ", &before); err != nil || strings.TrimPrefix(prev, fmt.Sprintf("gen=%d ", before)) != s.sig || before >= gen {
+		return
+	}
+	changed, err := fiemap.ChangedFiles(f, before+1)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed[v] == nil {
+		s.changed[v] = changed
+		return
+	}
+	for ino := range changed {
+		s.changed[v][ino] = true
+	}
+}
+
+// rootKey returns what a walk of root, on volume v, starting now sees of
+// its btrfs subvolume ("" where it is not btrfs or cannot tell), and
+// notes the files changed since the last complete walk of that root,
+// which saw prev: a root inside a subvolume, not its top directory, does
+// not walk the subvolume whole, so volumes.walked does not serve, but
+// every file met under it was recorded as it was then.
+func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
+	f, err := open(root)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var sf unix.Statfs_t
+	if unix.Fstatfs(int(f.Fd()), &sf) != nil || sf.Type != fstype.Btrfs || index.Legacy(v) {
+		return ""
+	}
+	s.mu.Lock()
+	first := !s.synced[v.FS]
+	s.synced[v.FS] = true
+	s.mu.Unlock()
+	if first && unix.Syncfs(int(f.Fd())) != nil {
+		return ""
+	}
+	id, gen, err := fsys.SubvolGen(f)
+	if err != nil || id != v.Subvol {
+		return ""
+	}
+	if prev != "" {
+		s.since(f, v, prev, gen)
+	}
+	return fmt.Sprintf("gen=%d %s", gen, s.sig)
 }
 
 // extentsChanged reports whether the extents of file ino of volume v may

@@ -116,7 +116,7 @@ func (s *scanner) apply(b *batch, o op) error {
 	case o.uid != nil:
 		return tx.SetUID(o.uid.id, o.uid.uid)
 	case o.root != nil:
-		return tx.PutRoot(o.root.path, o.root.vol, o.root.files)
+		return tx.PutRoot(o.root.path, o.root.vol, o.root.files, o.root.walked)
 	case o.walked != nil:
 		return tx.SetWalked(o.walked.vol, o.walked.key)
 	}
