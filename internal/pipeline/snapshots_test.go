@@ -189,6 +189,11 @@ func TestSettled(t *testing.T) {
 	if !strings.Contains(stderr, "8 files (0 changed since hashed, 5 already shared when hashed)") {
 		t.Errorf("findsame summary %q; want 8 files, 5 of them already shared", stderr)
 	}
+	// The same with the mappings in temporary files, a few lists of them.
+	spilled, stderr, code := tool(t, nil, "findsame", "-db", db, "-mem", "32K")
+	if code != 0 || spilled != planOut || !strings.Contains(stderr, "5 already shared when hashed") || strings.Contains(stderr, " 1 partition(s)") {
+		t.Errorf("findsame -mem 32K: exit %d, plan %q\n%s\nwant the plan of the default -mem, from several partitions", code, spilled, stderr)
+	}
 	var dsts []string
 	for line := range strings.Lines(planOut) {
 		rec, err := plan.Parse([]byte(line))
