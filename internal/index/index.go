@@ -514,6 +514,17 @@ func LegacyVolume(dev uint64) fsys.Volume {
 	return fsys.Volume{FS: "dev:" + strconv.FormatUint(dev, 10)}
 }
 
+// MaxFileID returns the largest id of a file (File.ID), or 0 when there
+// is none or it cannot be read: at least as many as there are files, and
+// cheap to ask.
+func (ix *Index) MaxFileID(ctx context.Context) int64 {
+	var n sql.NullInt64
+	if err := ix.db.QueryRowContext(ctx, "SELECT max(id) FROM files").Scan(&n); err != nil {
+		return 0
+	}
+	return n.Int64
+}
+
 // Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 	rows, err := ix.db.QueryContext(ctx, `SELECT f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
