@@ -27,10 +27,11 @@
 // nothing:
 // findsame maps the files it is about to plan again (FIEMAP, no data read),
 // because deduplication changes extents without changing the identity
-// hashfile records; a file whose every copy elsewhere already shared its
-// storage when hashfile recorded its extents is not mapped again, and
-// none of its blocks is planned (run hashfile again after a
-// defragmentation, which undoes sharing without changing files). A file changed or gone since it was hashed is left out
+// hashfile records; on btrfs, where hashfile (as root) records extents
+// from the file extent items and records them again as they change, a
+// file whose every copy elsewhere already shared its storage when
+// recorded is not mapped again, and none of its blocks is planned (run
+// hashfile before findsame, so that what changed since is recorded). A file changed or gone since it was hashed is left out
 // with a warning naming it; run hashfile again to include it. With
 // -recorded, findsame uses the extents recorded in the index instead and
 // opens no file: for indexes of files that are not at hand, such as the
@@ -121,11 +122,11 @@ subvolumes of one filesystem count as one), and on btrfs only files that
 both have, or both lack, the NOCOW attribute. Zero blocks, holes, inline
 extents and ranges that already share storage with their source are never
 planned: findsame maps the files it plans again (FIEMAP, no data read), so
-a re-run after applysame plans nothing. A file all of whose copies already
-shared its storage when hashfile recorded its extents is not mapped again
-(run hashfile again after a defragmentation, which undoes sharing). A file
-changed or gone since it was hashed is left out with a warning; run
-hashfile again to include it.
+a re-run after applysame plans nothing. On btrfs, a file all of whose
+copies already shared its storage when hashfile (as root) recorded its
+extents is not mapped again (run hashfile before findsame, so that what
+changed since is recorded). A file changed or gone since it was hashed is
+left out with a warning; run hashfile again to include it.
 
 Where the runs cover only part of a destination's extent on btrfs, which
 frees nothing by itself, findsame plans a rewrite of the rest (unless

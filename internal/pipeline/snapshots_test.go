@@ -258,3 +258,40 @@ func TestSettledUnderRoot(t *testing.T) {
 		t.Errorf("second findsame: exit %d, plan %q\n%s\nwant no plan, both files settled", code, again, stderr)
 	}
 }
+
+// TestNotSettledXFS: on XFS the index records extents as FIEMAP showed
+// them when hashed, which hashfile does not keep current, so findsame
+// settles nothing and maps every file with a copy again; a reflinked
+// copy, already sharing, is still left out of the plan.
+func TestNotSettledXFS(t *testing.T) {
+	mnt := testfs.Mount(t, "xfs", "300M")
+	rng := rand.New(rand.NewPCG(14, 14))
+	a := random(rng, MiB)
+	write(t, filepath.Join(mnt, "a"), a)
+	write(t, filepath.Join(mnt, "b"), a)
+	testfs.Run(t, "cp", "--reflink=always", filepath.Join(mnt, "a"), filepath.Join(mnt, "r"))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 || !strings.Contains(stderr, "3 files (0 changed since hashed, 0 already shared when hashed)") {
+		t.Fatalf("findsame: exit %d\n%s\nwant 3 files, none settled", code, stderr)
+	}
+	var dsts []string
+	for line := range strings.Lines(planOut) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		if d, ok := rec.(*plan.Dedupe); ok {
+			for _, r := range d.Dst {
+				dsts = append(dsts, filepath.Base(r.Path))
+			}
+		}
+	}
+	if strings.Join(dsts, " ") != "b" {
+		t.Errorf("destinations %q; want b alone\n%s", dsts, planOut)
+	}
+}

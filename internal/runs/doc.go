@@ -33,8 +33,10 @@
 // are those the files have now, not those recorded when they were hashed:
 // deduplication changes extents but not the identity hashfile checks, so
 // the index alone cannot know what applysame shared since. Files changed
-// or gone since hashed are left out. Only the files with a mapping that
-// the recorded extents do not show shared are mapped again (see settle):
+// or gone since hashed are left out. On btrfs, of the files whose extents
+// hashfile recorded from the tree (as root), only those with a mapping
+// that the recorded extents do not show shared are mapped again (see
+// settle):
 // hashfile records again the extents of files deduplicated since, so on a
 // host deduplicated before, and on one of snapshots and reflinked copies,
 // a re-run maps what changed rather than every file with a copy.

@@ -14,11 +14,12 @@ import (
 // is left out, as chain would leave it out from their extents as they
 // are now, when they are still as recorded.
 //
-// The record can only lag behind: deduplication shares what was apart,
-// and a file whose data changed has another identity, which hashfile
-// records with its new extents. A pair shared when hashed and apart now,
-// with both files unchanged (a defragmentation undoes sharing without
-// changing a file), is left out until hashfile records the file again.
+// Only files whose extents hashfile keeps current are settled: those it
+// recorded from btrfs's file extent items (as root), whose extents it
+// records again whenever their items change, deduplicated, reflinked or
+// defragmented (see scan). Files recorded by FIEMAP (XFS, or without the
+// tree search) are always mapped again: a defragmentation, which undoes
+// sharing without changing a file, would leave their record wrong.
 // Settled files are not checked against their identity either: none of
 // their blocks is planned.
 //
@@ -56,7 +57,7 @@ func (f *finder) settle(involved []bool) error {
 		}
 	}
 	for i := range f.files {
-		if involved[i] && !need[i] {
+		if involved[i] && !need[i] && kept(f.files[i].extents) {
 			f.files[i].settled = true
 			f.files[i].extents = nil
 			involved[i] = false
@@ -64,4 +65,17 @@ func (f *finder) settle(involved []bool) error {
 		}
 	}
 	return nil
+}
+
+// kept reports whether the recorded extents ext are file extent items
+// that hashfile keeps current (each has its disk extent's generation;
+// inline data has none, and stays inline while the file is unchanged),
+// rather than what FIEMAP showed when the file was hashed.
+func kept(ext []fiemap.Extent) bool {
+	for _, e := range ext {
+		if e.Gen == 0 && e.Flags&fiemap.FlagDataInline == 0 {
+			return false
+		}
+	}
+	return len(ext) > 0
 }
