@@ -159,6 +159,54 @@ const (
 	fileExtentItemSize   = 53
 )
 
+// searchHeader is the kernel's struct btrfs_ioctl_search_header: the
+// generation of the leaf an item lies in, and the item's key.
+type searchHeader struct {
+	transID, objectID, offset uint64
+	typ                       uint32
+}
+
+// search runs one BTRFS_IOC_TREE_SEARCH_V2 for args.key in the btrfs
+// subvolume (or tree) of f and calls fn with each item it returns, in key
+// order. It returns how many items came and the room left in the buffer.
+// Where the search is not allowed (not btrfs, EPERM, ENOTTY, EOPNOTSUPP)
+// the error wraps ErrNoTreeSearch.
+func search(f *os.File, args *searchArgs, fn func(h searchHeader, item []byte) error) (uint32, int, error) {
+	args.bufSize = searchBufSize
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocTreeSearchV2, uintptr(unsafe.Pointer(args)))
+	if errno != 0 {
+		switch errno {
+		case unix.EPERM, unix.ENOTTY, unix.EOPNOTSUPP:
+			return 0, 0, fmt.Errorf("%w: %w", ErrNoTreeSearch, errno)
+		}
+		return 0, 0, fmt.Errorf("fiemap: btrfs tree search: %w", errno)
+	}
+	n := args.key.nrItems
+	buf := args.buf[:]
+	for i := uint32(0); i < n; i++ {
+		if len(buf) < searchHeaderSize {
+			return 0, 0, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+		}
+		// The search header is in CPU byte order, the item in little endian.
+		h := searchHeader{
+			transID:  binary.NativeEndian.Uint64(buf[0:]),
+			objectID: binary.NativeEndian.Uint64(buf[8:]),
+			offset:   binary.NativeEndian.Uint64(buf[16:]),
+			typ:      binary.NativeEndian.Uint32(buf[24:]),
+		}
+		size := int(binary.NativeEndian.Uint32(buf[28:]))
+		if len(buf) < searchHeaderSize+size {
+			return 0, 0, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+		}
+		item := buf[searchHeaderSize : searchHeaderSize+size]
+		buf = buf[searchHeaderSize+size:]
+		if err := fn(h, item); err != nil {
+			return 0, 0, err
+		}
+	}
+	return n, len(buf), nil
+}
+
 // DiskExtents returns one Extent per btrfs file extent item of f, in file
 // order, with DiskStart and DiskLen naming the disk extent each refers to.
 // Unlike Extents, it neither merges items that are contiguous on disk nor
@@ -216,53 +264,27 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 			maxType:     btrfsExtentDataKey,
 			nrItems:     ^uint32(0),
 		}
-		args.bufSize = searchBufSize
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocTreeSearchV2, uintptr(unsafe.Pointer(args)))
-		if errno != 0 {
-			switch errno {
-			case unix.EPERM, unix.ENOTTY, unix.EOPNOTSUPP:
-				return nil, fmt.Errorf("%w: %w", ErrNoTreeSearch, errno)
-			}
-			return nil, fmt.Errorf("fiemap: btrfs tree search: %w", errno)
-		}
-		n := args.key.nrItems
-		if n == 0 {
-			break
-		}
-		buf := args.buf[:]
 		var last uint64
-		for i := uint32(0); i < n; i++ {
-			if len(buf) < searchHeaderSize {
-				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
+		n, left, err := search(f, args, func(h searchHeader, item []byte) error {
+			last = h.offset
+			if h.objectID != st.Ino || h.typ != btrfsExtentDataKey {
+				return nil // not asked for; the kernel filters these
 			}
-			// The search header is in CPU byte order, the item in little endian.
-			objectID := binary.NativeEndian.Uint64(buf[8:])
-			keyOffset := binary.NativeEndian.Uint64(buf[16:])
-			typ := binary.NativeEndian.Uint32(buf[24:])
-			size := int(binary.NativeEndian.Uint32(buf[28:]))
-			if len(buf) < searchHeaderSize+size {
-				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
-			}
-			item := buf[searchHeaderSize : searchHeaderSize+size]
-			buf = buf[searchHeaderSize+size:]
-			last = keyOffset
-			if objectID != st.Ino || typ != btrfsExtentDataKey {
-				continue // not asked for; the kernel filters these
-			}
-			e, ok, err := parseFileExtent(keyOffset, item)
-			if err != nil {
-				return nil, err
-			}
+			e, ok, err := parseFileExtent(h.offset, item)
 			if ok {
 				out = append(out, e)
 			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 		// The kernel stops at the end of the key range or when the next
 		// item does not fit. An item after the first is never inline (the
 		// tree checker allows inline items only at offset 0), so it is at
 		// most fileExtentItemSize: if that much room is left, the range is
 		// done and a further search would find nothing.
-		if last == ^uint64(0) || len(buf) >= searchHeaderSize+fileExtentItemSize {
+		if n == 0 || last == ^uint64(0) || left >= searchHeaderSize+fileExtentItemSize {
 			break
 		}
 		offset = last + 1
@@ -428,37 +450,18 @@ func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
 			maxType:     ^uint32(0),
 			nrItems:     ^uint32(0),
 		}
-		args.bufSize = searchBufSize
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), btrfsIocTreeSearchV2, uintptr(unsafe.Pointer(args)))
-		if errno != 0 {
-			switch errno {
-			case unix.EPERM, unix.ENOTTY, unix.EOPNOTSUPP:
-				return nil, fmt.Errorf("%w: %w", ErrNoTreeSearch, errno)
+		n, _, err := search(f, args, func(h searchHeader, _ []byte) error {
+			obj, off, typ = h.objectID, h.offset, h.typ
+			if h.typ == btrfsExtentDataKey && h.transID >= minTransID {
+				out[h.objectID] = true
 			}
-			return nil, fmt.Errorf("fiemap: btrfs tree search: %w", errno)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		n := args.key.nrItems
 		if n == 0 {
 			return out, nil
-		}
-		buf := args.buf[:]
-		for i := uint32(0); i < n; i++ {
-			if len(buf) < searchHeaderSize {
-				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
-			}
-			// The leaf's generation, then the key.
-			transID := binary.NativeEndian.Uint64(buf[0:])
-			obj = binary.NativeEndian.Uint64(buf[8:])
-			off = binary.NativeEndian.Uint64(buf[16:])
-			typ = binary.NativeEndian.Uint32(buf[24:])
-			size := int(binary.NativeEndian.Uint32(buf[28:]))
-			if len(buf) < searchHeaderSize+size {
-				return nil, fmt.Errorf("fiemap: btrfs tree search: result %d of %d truncated", i, n)
-			}
-			buf = buf[searchHeaderSize+size:]
-			if typ == btrfsExtentDataKey && transID >= minTransID {
-				out[obj] = true
-			}
 		}
 		// On from the key after the last one seen.
 		switch {
