@@ -102,21 +102,28 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.Live {
 		return files, byID, nil
 	}
-	n = 0
+	err = loadExtents(ctx, ix, files, byID, func(int) bool { return true }, &o)
+	return files, byID, err
+}
+
+// loadExtents reads the recorded extents of the files that want picks
+// (by index in files) into them, in one scan of the index.
+func loadExtents(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, want func(int) bool, o *Options) error {
+	var n, total int64
 	if o.Progress != nil {
 		total = count(ctx, ix, "extents")
 	}
-	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+	err := ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
 		if n++; n%4096 == 0 {
 			o.progress("loading extents", n, total, "extents")
 		}
-		if i, ok := byID[id]; ok {
+		if i, ok := byID[id]; ok && want(i) {
 			files[i].extents = append(files[i].extents, e)
 		}
 		return nil
 	})
 	o.progress("loading extents", n, total, "extents")
-	return files, byID, err
+	return err
 }
 
 // count returns the number of rows of table, or 0 if that cannot be read:

@@ -26,12 +26,7 @@ import (
 // It reads the recorded extents of the involved files, keeps those of the
 // files still involved (remap replaces them) and drops the others.
 func (f *finder) settle(involved []bool) error {
-	err := f.ix.ScanExtents(f.ctx, func(id int64, e fiemap.Extent) error {
-		if i, ok := f.byID[id]; ok && involved[i] {
-			f.files[i].extents = append(f.files[i].extents, e)
-		}
-		return nil
-	})
+	err := loadExtents(f.ctx, f.ix, f.files, f.byID, func(i int) bool { return involved[i] }, f.o)
 	if err != nil {
 		return err
 	}
