@@ -59,8 +59,8 @@
 //	findsame: ext4 at /mnt/x cannot deduplicate: skipped
 //
 // On a terminal, standard error shows the progress of each phase (loading
-// files, reading sums, grouping, loading extents, mapping files, chaining, joining runs,
-// writing the plan): done, total, percentage and time left.
+// files, reading sums, grouping, loading extents, mapping files, chaining,
+// joining runs, writing the plan): done, total, percentage and time left.
 //
 // A summary goes to standard error unless -q: lines, destinations, bytes
 // to deduplicate, and an estimate of the bytes applysame would free (on
