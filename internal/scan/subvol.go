@@ -3,7 +3,6 @@ package scan
 import (
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -97,21 +96,11 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		return true
 	}
 	v := s.note(path, dev)
-	if index.Legacy(v) {
+	gen, ok := s.generation(f, v)
+	if !ok {
 		return true
 	}
-	s.mu.Lock()
-	first := !s.synced[v.FS]
-	s.synced[v.FS] = true
-	s.mu.Unlock()
-	if first && unix.Syncfs(int(f.Fd())) != nil {
-		return true
-	}
-	id, gen, err := fsys.SubvolGen(f)
-	if err != nil || id != v.Subvol {
-		return true
-	}
-	key := fmt.Sprintf("gen=%d %s", gen, s.sig)
+	key := s.key(gen)
 	s.mu.Lock()
 	prev := s.walked[v]
 	s.seen[v] = key
@@ -132,7 +121,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // options.
 func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) {
 	var before uint64
-	if _, err := fmt.Sscanf(prev, "gen=%d ", &before); err != nil || strings.TrimPrefix(prev, fmt.Sprintf("gen=%d ", before)) != s.sig || before >= gen {
+	if _, err := fmt.Sscanf(prev, "gen=%d ", &before); err != nil || prev != s.key(before) || before >= gen {
 		return
 	}
 	changed, err := fiemap.ChangedFiles(f, before+1)
@@ -163,25 +152,41 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	}
 	defer f.Close()
 	var sf unix.Statfs_t
-	if unix.Fstatfs(int(f.Fd()), &sf) != nil || sf.Type != fstype.Btrfs || index.Legacy(v) {
+	if unix.Fstatfs(int(f.Fd()), &sf) != nil || sf.Type != fstype.Btrfs {
 		return ""
+	}
+	gen, ok := s.generation(f, v)
+	if !ok {
+		return ""
+	}
+	if prev != "" {
+		s.since(f, v, prev, gen)
+	}
+	return s.key(gen)
+}
+
+// generation returns the generation of btrfs subvolume v, open at f,
+// once its filesystem is committed (syncfs, once a run), so that no
+// change waits unseen in a transaction; false for a volume of an older
+// index or one f is not in.
+func (s *subvols) generation(f *os.File, v fsys.Volume) (uint64, bool) {
+	if index.Legacy(v) {
+		return 0, false
 	}
 	s.mu.Lock()
 	first := !s.synced[v.FS]
 	s.synced[v.FS] = true
 	s.mu.Unlock()
 	if first && unix.Syncfs(int(f.Fd())) != nil {
-		return ""
+		return 0, false
 	}
 	id, gen, err := fsys.SubvolGen(f)
-	if err != nil || id != v.Subvol {
-		return ""
-	}
-	if prev != "" {
-		s.since(f, v, prev, gen)
-	}
-	return fmt.Sprintf("gen=%d %s", gen, s.sig)
+	return gen, err == nil && id == v.Subvol
 }
+
+// key is what a walk starting now records of a subvolume at generation
+// gen: that and the options that shape the walk.
+func (s *subvols) key(gen uint64) string { return fmt.Sprintf("gen=%d %s", gen, s.sig) }
 
 // extentsChanged reports whether the extents of file ino of volume v may
 // have changed since the last complete walk, which recorded them.
