@@ -75,6 +75,18 @@ func pipeline(t *testing.T, db, dir string, applyArgs ...string) (planOut, resul
 	return planOut, results, applyErr
 }
 
+// planNothingAgain runs hashfile on dir and findsame again, which must
+// plan nothing: what the first pass planned is done.
+func planNothingAgain(t *testing.T, db, dir string) {
+	t.Helper()
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	if out, stderr, code := tool(t, nil, "findsame", "-db", db); code != 0 || out != "" {
+		t.Errorf("second findsame: exit %d, plan %q\n%s", code, out, stderr)
+	}
+}
+
 func random(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)
 	for i := 0; i+8 <= n; i += 8 {

@@ -90,13 +90,7 @@ func TestSnapshotsFreed(t *testing.T) {
 		}
 	}
 	// Nothing left to do: a second pass plans nothing.
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
-	}
-	again, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 || again != "" {
-		t.Errorf("second findsame: exit %d, plan %q\n%s", code, again, stderr)
-	}
+	planNothingAgain(t, db, mnt)
 }
 
 // TestNoReadOnly leaves read-only snapshots out as destinations: nothing
