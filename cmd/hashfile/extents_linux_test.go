@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/cli"
+	"same/internal/fiemap"
+	"same/internal/index"
 	"same/internal/testfs"
 )
 
@@ -117,6 +122,144 @@ func TestSnapshotsReadOnce(t *testing.T) {
 	// and snap3's inline file.
 	checkSummary(t, stderr, counts{seen: 25, hashed: 7, reused: 5, unchanged: 18, renamed: 1, pruned: 1, subvols: 2, read: 4096 + 1000})
 	checkTree(t, db, mnt)
+}
+
+// TestSnapshotFromOrigin checks that a snapshot made after the last walk
+// of the subvolume it was taken from (its origin) is recorded from that
+// walk's rows where its extent items are unchanged since -- its files not
+// opened -- and that every row is then what reading the file gives:
+// identity, sums and extents. Before two snapshots are taken, one file is
+// overwritten in place and one deduplicated (its extents change, its
+// identity does not): neither is copied. After, one file of the origin is
+// overwritten and one deduplicated. The first snapshot is walked alone,
+// and copies what the origin's rows say of these two, as it holds them;
+// the second is walked with the origin, which records both again, and
+// copies neither.
+func TestSnapshotFromOrigin(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	p := func(name string) string { return filepath.Join(live, name) }
+	// Files enough for many tree leaves; the changes after the snapshots
+	// are to inodes made first, those before to inodes made last, so that
+	// their items lie in other leaves.
+	const n = 600
+	writeFile(t, p("d03/f003-copy"), randomBytes(103, 8192+3))
+	for i := range n {
+		writeFile(t, p(fmt.Sprintf("d%02d/f%03d", i%20, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("d02/f002-copy"), randomBytes(102, 8192+2))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+
+	overwrite(t, p("d19/f599"), 0, randomBytes(1, 4096))
+	dedupe(t, p("d02/f002"), p("d02/f002-copy"), 8192+2)
+	testfs.Run(t, "sync")
+	alone, with := filepath.Join(mnt, "snap1"), filepath.Join(mnt, "snap2")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, alone)
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, with)
+	overwrite(t, p("d01/f001"), 0, randomBytes(2, 4096))
+	dedupe(t, p("d03/f003"), p("d03/f003-copy"), 8192+3)
+	testfs.Run(t, "sync")
+
+	copied := func(stderr string) int {
+		t.Helper()
+		m := regexp.MustCompile(` (\d+) as recorded in the subvolume snapshotted\),.* 0 failed,`).FindStringSubmatch(stderr)
+		if m == nil {
+			t.Fatalf("no files recorded as in the subvolume snapshotted, or some failed:\n%s", stderr)
+		}
+		c, _ := strconv.Atoi(m[1])
+		return c
+	}
+	_, stderr, err := hashfile(t, "", "-db", db, alone)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", alone, err, stderr)
+	}
+	// Of its 602 files, all but the two changed before the snapshot, and
+	// those whose items share a tree leaf with theirs.
+	if c := copied(stderr); c < n/2 || c > n {
+		t.Errorf("%d files copied; want from %d to %d\n%s", c, n/2, n, stderr)
+	}
+	checkExtents(t, db, alone)
+	_, stderr, err = hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", mnt, err, stderr)
+	}
+	if c := copied(stderr); c < n/2 || c > n-2 {
+		t.Errorf("%d files copied; want from %d to %d\n%s", c, n/2, n-2, stderr)
+	}
+	checkTree(t, db, mnt)
+	checkExtents(t, db, alone)
+	checkExtents(t, db, with)
+}
+
+// dedupe shares the first n bytes of src into dst (FIDEDUPERANGE), without
+// changing src's access time.
+func dedupe(t *testing.T, src, dst string, n uint64) {
+	t.Helper()
+	s, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOATIME, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d, err := os.OpenFile(dst, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r := unix.FileDedupeRange{Src_length: n, Info: []unix.FileDedupeRangeInfo{{Dest_fd: int64(d.Fd())}}}
+	if err := unix.IoctlFileDedupeRange(int(s.Fd()), &r); err != nil || r.Info[0].Status != 0 || r.Info[0].Bytes_deduped != n {
+		t.Fatalf("dedupe %s into %s: %v, %+v", src, dst, err, r.Info[0])
+	}
+}
+
+// checkExtents checks that the extents the index records of each file
+// under root are its btrfs file extent items now, but for whether another
+// file shares them.
+func checkExtents(t *testing.T, db, root string) {
+	t.Helper()
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	var checked int
+	err = ix.Files(context.Background(), func(f index.File) error {
+		if !strings.HasPrefix(f.Path, root+"/") {
+			return nil
+		}
+		had, err := ix.Extents(context.Background(), f.ID)
+		if err != nil {
+			return err
+		}
+		file, err := os.Open(f.Path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		now, err := fiemap.DiskExtents(file)
+		if err != nil {
+			return err
+		}
+		unshared := func(ext []fiemap.Extent) []fiemap.Extent {
+			out := slices.Clone(ext)
+			for i := range out {
+				out[i].Flags &^= fiemap.FlagShared
+			}
+			return out
+		}
+		if !slices.Equal(unshared(had), unshared(now)) {
+			t.Errorf("extents of %s: index %+v; file %+v", f.Path, had, now)
+		}
+		checked++
+		return nil
+	})
+	if err != nil || checked == 0 {
+		t.Fatalf("checked the extents of %d files under %s: %v", checked, root, err)
+	}
 }
 
 // readBytes returns the exact bytes read that hashfile's summary reports,

@@ -362,8 +362,12 @@ func summary(s scan.Stats) string {
 	if s.SubvolsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
 	}
-	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s in %s (%s)",
-		s.Seen, s.Hashed, s.Reused, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned, subvols,
+	var copied string
+	if s.Copied > 0 {
+		copied = fmt.Sprintf(", %d as recorded in the subvolume snapshotted", s.Copied)
+	}
+	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed%s), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s in %s (%s)",
+		s.Seen, s.Hashed, s.Reused, copied, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned, subvols,
 		cli.Bytes(s.BytesRead), s.Elapsed.Round(time.Millisecond), rate(s.BytesRead, s.Elapsed))
 }
 

@@ -37,7 +37,7 @@ func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string
 // counts is what a summary line reports, less the timing.
 type counts struct {
 	seen, hashed, reused, unchanged, renamed, links, skipped, failed, pruned, subvols int
-	remapped                                                                          int
+	remapped, copied                                                                  int
 	read                                                                              int64
 }
 
@@ -49,8 +49,12 @@ func (c counts) String() string {
 	if c.subvols > 0 {
 		subvols += fmt.Sprintf(", %d btrfs subvolumes unchanged since the last walk", c.subvols)
 	}
-	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s",
-		c.seen, c.hashed, c.reused, c.unchanged, c.renamed, c.links, c.skipped, c.failed, c.pruned, subvols, cli.Bytes(c.read))
+	var copied string
+	if c.copied > 0 {
+		copied = fmt.Sprintf(", %d as recorded in the subvolume snapshotted", c.copied)
+	}
+	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed%s), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s",
+		c.seen, c.hashed, c.reused, copied, c.unchanged, c.renamed, c.links, c.skipped, c.failed, c.pruned, subvols, cli.Bytes(c.read))
 }
 
 var timing = regexp.MustCompile(` in \S+ \([^)]*\)$`)

@@ -476,3 +476,42 @@ func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
 		}
 	}
 }
+
+// The UUID tree (BTRFS_UUID_TREE_OBJECTID) maps each subvolume's UUID to
+// its id: an item keyed (first 8 bytes of the UUID as a little-endian
+// number, BTRFS_UUID_KEY_SUBVOL, last 8 bytes) holding little-endian
+// subvolume ids.
+const (
+	btrfsUUIDTree      = 9
+	btrfsUUIDKeySubvol = 251
+)
+
+// SubvolByUUID returns the id of the subvolume with UUID uuid in the btrfs
+// holding f, and false if there is none (deleted, or never there). It
+// searches the UUID tree, which needs CAP_SYS_ADMIN; otherwise the error
+// wraps ErrNoTreeSearch.
+func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) {
+	args := searchArgsPool.Get().(*searchArgs)
+	defer searchArgsPool.Put(args)
+	lo, hi := binary.LittleEndian.Uint64(uuid[:8]), binary.LittleEndian.Uint64(uuid[8:])
+	args.key = searchKey{
+		treeID:      btrfsUUIDTree,
+		minObjectID: lo,
+		maxObjectID: lo,
+		minOffset:   hi,
+		maxOffset:   hi,
+		maxTransID:  ^uint64(0),
+		minType:     btrfsUUIDKeySubvol,
+		maxType:     btrfsUUIDKeySubvol,
+		nrItems:     1,
+	}
+	var id uint64
+	var found bool
+	_, _, err := search(f, args, func(h searchHeader, item []byte) error {
+		if h.objectID == lo && h.offset == hi && h.typ == btrfsUUIDKeySubvol && len(item) >= 8 {
+			id, found = binary.LittleEndian.Uint64(item), true
+		}
+		return nil
+	})
+	return id, found, err
+}

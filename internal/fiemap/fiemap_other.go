@@ -25,3 +25,6 @@ func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) { return nil, ErrUnsu
 func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
 	return nil, ErrNoTreeSearch
 }
+
+// SubvolByUUID returns ErrNoTreeSearch.
+func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) { return 0, false, ErrNoTreeSearch }

@@ -239,12 +239,33 @@ func ReadOnly(f *os.File) bool {
 const btrfsSubvolRdonly = 1 << 0
 
 func subvolInfo(f *os.File) (id, gen, flags uint64, err error) {
-	var args [504]byte
-	if err := ioctl(f.Fd(), btrfsIocGetSubvolInfo, unsafe.Pointer(&args[0])); err != nil {
-		return 0, 0, 0, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO: %w", err)
+	args, err := getSubvolInfo(f)
+	if err != nil {
+		return 0, 0, 0, err
 	}
 	at := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&args[off])) }
 	return at(0), at(280), at(288), nil
+}
+
+func getSubvolInfo(f *os.File) (*[504]byte, error) {
+	var args [504]byte
+	if err := ioctl(f.Fd(), btrfsIocGetSubvolInfo, unsafe.Pointer(&args[0])); err != nil {
+		return nil, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO: %w", err)
+	}
+	return &args, nil
+}
+
+// SnapshotOf returns the UUID of the subvolume that the btrfs subvolume
+// holding f is a snapshot of (its parent_uuid: all zero when it is not a
+// snapshot) and the transaction that made it (otransid), from
+// BTRFS_IOC_GET_SUBVOL_INFO (parent_uuid at offset 312, otransid at 352).
+func SnapshotOf(f *os.File) (parent [16]byte, made uint64, err error) {
+	args, err := getSubvolInfo(f)
+	if err != nil {
+		return parent, 0, err
+	}
+	copy(parent[:], args[312:328])
+	return parent, *(*uint64)(unsafe.Pointer(&args[352])), nil
 }
 
 // btrfsIocGetSubvolRootref is BTRFS_IOC_GET_SUBVOL_ROOTREF, _IOWR(0x94,

@@ -150,6 +150,41 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 }
 
 // putExtents records the extents of file id.
+// Copy records f, met in a btrfs snapshot, with the sums and extents of
+// row from: the file of the same inode in the subvolume the snapshot was
+// taken from, recorded as the snapshot holds it (the caller knows that
+// its extent items are unchanged since). It reports false and records
+// nothing when from no longer has f's size, mtime and ctime or is not
+// known to be without NOCOW, whose data may change under unchanged items.
+func (t *Tx) Copy(from int64, f File) (bool, error) {
+	st, err := t.stmt("SELECT count(*) FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
+	if err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	var n int
+	if err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&n); err != nil || n == 0 {
+		return false, err
+	}
+	id, err := t.claim(f)
+	if err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if err := t.clear(id); err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if err := t.SetNoCOW(id, NoCOWUnset); err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) SELECT ?, chunk, hashes FROM blocks WHERE file = ?", id, from); err != nil {
+		return false, fmt.Errorf("record blocks of %s: %w", f.Path, err)
+	}
+	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
+		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
+		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
+	}
+	return true, nil
+}
+
 func (t *Tx) putExtents(id int64, extents []fiemap.Extent) error {
 	for _, e := range extents {
 		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -189,7 +189,7 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 	case err != nil:
 		return err
 	case !ok:
-		s.queue(e, vol, k)
+		return s.queueNew(e, vol, k)
 	case f.Path == e.Path:
 		s.met(f, e, vol, k, true) // recorded here after the page was read
 	case f.Path != "" && s.willMeet(f.Path) && sameFile(f.Path, e):
@@ -240,6 +240,29 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat}:
 	case <-s.ctx.Done():
 	}
+}
+
+// queueNew queues e, met under a path and an inode that the index does
+// not have, to be read; or, in a snapshot made since the last complete
+// walk of the subvolume it was taken from, where that walk recorded the
+// inode as the snapshot holds it (see subvols.origin), has the writer
+// copy that record instead. Ops reach the writer in the order sent, and
+// none of that subvolume's files queued or remapped in this run is
+// copied, so the record copied is the one compared here.
+func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
+	if from, ok := s.sv.originOf(vol, e.Ino); ok && !s.inflight.has(key{from, e.Ino}) {
+		f, found, err := s.ix.FileByInode(s.ctx, from, e.Ino)
+		if err != nil {
+			return err
+		}
+		if found && f.Size == e.Size && f.Mtime == e.Mtime && f.Ctime == e.Ctime && f.NoCOW == index.NoCOWUnset {
+			s.inflight.add(k)
+			s.send(op{copy: &copied{from: f.ID, file: index.File{Path: e.Path, Identity: e.Identity(vol), NoCOW: index.NoCOWUnset, UID: int64(e.UID)}}})
+			return nil
+		}
+	}
+	s.queue(e, vol, k)
+	return nil
 }
 
 // queueAttr hands e, recorded as row id, to the readers, to read its

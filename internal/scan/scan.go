@@ -72,6 +72,10 @@ type Stats struct {
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
 	BytesReused int64
+	// Copied counts, of those, the files of a btrfs snapshot walked for
+	// the first time recorded as the last walk of the subvolume it was
+	// taken from recorded them (see subvols.origin): not opened.
+	Copied int64
 	// Remapped counts unchanged files whose extents were recorded again,
 	// without reading them: on btrfs, those whose extents changed since
 	// the last complete walk (deduplicated, reflinked, defragmented);
@@ -109,6 +113,7 @@ type op struct {
 	sums   []byte
 	ext    []fiemap.Extent
 	rename *index.File
+	copy   *copied
 	forget *key // a file queued for reading that was not recorded
 	volume *volume
 	attr   *attr
@@ -119,6 +124,14 @@ type op struct {
 	unmark int64  // a file id met after all
 	keep   string // a path not fully read: nothing at or below it is pruned
 	prune  bool   // prune what this run found gone
+}
+
+// copied is a file of a snapshot recorded with the sums and extents of
+// row from, the same inode in the subvolume it was taken from (see
+// scanner.queueNew).
+type copied struct {
+	from int64
+	file index.File
 }
 
 // gone is a file not met at its path.
@@ -160,7 +173,7 @@ type attr struct {
 
 type counters struct {
 	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
-	reused, reusedBytes, pruned, toPrune, known, remapped                  atomic.Int64
+	reused, reusedBytes, copied, pruned, toPrune, known, remapped          atomic.Int64
 	walkDone                                                               atomic.Bool
 }
 
@@ -169,7 +182,7 @@ func (c *counters) stats(start time.Time) Stats {
 		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
 		Renamed: c.renamed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
 		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
-		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(), Remapped: c.remapped.Load(),
+		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(), Copied: c.copied.Load(), Remapped: c.remapped.Load(),
 		Pruned: c.pruned.Load(), ToPrune: c.toPrune.Load(), Known: c.known.Load(),
 		WalkDone: c.walkDone.Load(), Elapsed: time.Since(start),
 	}

@@ -40,6 +40,17 @@ type subvols struct {
 	// a defragmentation changes them without changing the file's
 	// identity, and compare has the readers record them again.
 	changed map[fsys.Volume]map[uint64]bool
+	// origins holds, for each snapshot walked for the first time, the
+	// subvolume it was taken from after that subvolume's last complete
+	// walk, and the files whose extent items changed in the snapshot
+	// since that walk: the others are as that walk recorded them.
+	origins map[fsys.Volume]origin
+}
+
+// origin is where a snapshot came from (see subvols.origins).
+type origin struct {
+	vol     fsys.Volume
+	changed map[uint64]bool
 }
 
 // leftOut is a subvolume left unwalked at path.
@@ -61,6 +72,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		synced:  make(map[string]bool),
 		seen:    make(map[fsys.Volume]string),
 		changed: make(map[fsys.Volume]map[uint64]bool),
+		origins: make(map[fsys.Volume]origin),
 	}
 }
 
@@ -106,7 +118,11 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	s.seen[v] = key
 	s.mu.Unlock()
 	if prev != key || fsys.HasSubvols(f) {
-		s.since(f, v, prev, gen)
+		if prev == "" {
+			s.origin(f, v)
+		} else {
+			s.since(f, v, prev, gen)
+		}
 		return true
 	}
 	s.mu.Lock()
@@ -120,8 +136,8 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // file it met as it was then, when prev is of a walk with today's
 // options.
 func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) {
-	var before uint64
-	if _, err := fmt.Sscanf(prev, "gen=%d ", &before); err != nil || prev != s.key(before) || before >= gen {
+	before, ok := s.genOf(prev)
+	if !ok || before >= gen {
 		return
 	}
 	changed, err := fiemap.ChangedFiles(f, before+1)
@@ -137,6 +153,62 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) {
 	for ino := range changed {
 		s.changed[v][ino] = true
 	}
+}
+
+// genOf returns the generation a walk that saw key started at, if it
+// walked with today's options.
+func (s *subvols) genOf(key string) (uint64, bool) {
+	var gen uint64
+	if _, err := fmt.Sscanf(key, "gen=%d ", &gen); err != nil || key != s.key(gen) {
+		return 0, false
+	}
+	return gen, true
+}
+
+// origin notes in origins where volume v, open at f and never walked,
+// came from, when it is a snapshot of a subvolume whose last complete
+// walk, with today's options, started before the snapshot was made. Every
+// tree leaf of v written no later than that walk's generation was then in
+// that subvolume unchanged, so a file of v whose extent items lie in no
+// newer leaf has, with the same size, mtime and ctime, the data and
+// extents that walk recorded (compare has the writer copy them).
+func (s *subvols) origin(f *os.File, v fsys.Volume) {
+	parent, made, err := fsys.SnapshotOf(f)
+	if err != nil || parent == [16]byte{} {
+		return
+	}
+	id, ok, err := fiemap.SubvolByUUID(f, parent)
+	if err != nil || !ok {
+		return
+	}
+	from := fsys.Volume{FS: v.FS, Subvol: id}
+	s.mu.Lock()
+	prev := s.walked[from]
+	s.mu.Unlock()
+	before, ok := s.genOf(prev)
+	if !ok || made <= before {
+		return
+	}
+	changed, err := fiemap.ChangedFiles(f, before+1)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.origins[v] = origin{vol: from, changed: changed}
+}
+
+// originOf returns the subvolume that volume v is a snapshot of, when file
+// ino of v is as that subvolume's last complete walk recorded it but for
+// its identity, which the caller compares (see origin).
+func (s *subvols) originOf(v fsys.Volume, ino uint64) (fsys.Volume, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.origins[v]
+	if !ok || o.changed[ino] || s.changed[o.vol][ino] {
+		return fsys.Volume{}, false
+	}
+	return o.vol, true
 }
 
 // rootKey returns what a walk of root, on volume v, starting now sees of
@@ -161,6 +233,8 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	}
 	if prev != "" {
 		s.since(f, v, prev, gen)
+	} else {
+		s.origin(f, v)
 	}
 	return s.key(gen)
 }

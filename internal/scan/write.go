@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"same/internal/index"
@@ -93,6 +94,21 @@ func (s *scanner) apply(b *batch, o op) error {
 		b.puts = append(b.puts, o)
 		b.keys = append(b.keys, key{o.put.Vol, o.put.Ino})
 		return err
+	case o.copy != nil:
+		f := o.copy.file
+		b.keys = append(b.keys, key{f.Vol, f.Ino})
+		ok, err := tx.Copy(o.copy.from, f)
+		switch {
+		case err != nil:
+			return err
+		case ok:
+			s.c.hashed.Add(1)
+			s.c.reused.Add(1)
+			s.c.reusedBytes.Add(f.Size)
+			s.c.copied.Add(1)
+		default:
+			s.fail(f.Path, fmt.Errorf("%s: %w", f.Path, ErrChanged), false)
+		}
 	case o.rename != nil:
 		b.keys = append(b.keys, key{o.rename.Vol, o.rename.Ino})
 		return tx.Rename(*o.rename)

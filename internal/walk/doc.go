@@ -16,6 +16,12 @@
 // that entry, never a way out of the root. Device nodes, FIFOs and sockets
 // are counted as skipped without being opened.
 //
+// Directories are opened with O_NOATIME where the caller may (their owner,
+// or root): a walk leaves no trace in the tree. Updating every directory's
+// access time each night would write metadata all over the filesystem,
+// and on btrfs make every tree leaf holding a directory look changed to
+// the searches that find what changed since a walk.
+//
 // # Descriptors
 //
 // The walk holds a descriptor for each directory level being walked that

@@ -116,7 +116,10 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	if o.Dir != nil {
 		o.Dir(root, &st)
 	}
-	d, err := h.Open(unix.O_RDONLY | unix.O_DIRECTORY)
+	d, err := h.Open(unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOATIME)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
+		d, err = h.Open(unix.O_RDONLY | unix.O_DIRECTORY)
+	}
 	if err != nil {
 		o.fail(root, &os.PathError{Op: "open", Path: root, Err: err})
 		return nil
@@ -229,9 +232,13 @@ var ErrReplaced = errors.New("replaced since it was listed")
 // openDir opens the directory name of the directory open at parent, with
 // no symlink followed, and checks that it is st.
 func openDir(parent int, name string, st *unix.Stat_t) (int, error) {
-	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	for err == unix.EINTR {
-		fd, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_NOCTTY | unix.O_CLOEXEC | unix.O_NOATIME
+	fd, err := unix.Openat(parent, name, flags, 0)
+	for err == unix.EINTR || err == unix.EPERM && flags&unix.O_NOATIME != 0 {
+		if err == unix.EPERM { // O_NOATIME needs ownership or CAP_FOWNER
+			flags &^= unix.O_NOATIME
+		}
+		fd, err = unix.Openat(parent, name, flags, 0)
 	}
 	if err != nil {
 		return -1, err
