@@ -362,6 +362,13 @@ func summary(s scan.Stats) string {
 	if s.SubvolsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
 	}
+	if s.SubvolsSkimmed > 0 {
+		noun := ""
+		if s.SubvolsUnwalked == 0 {
+			noun = " btrfs " + plural(s.SubvolsSkimmed, "subvolume", "subvolumes")
+		}
+		subvols += fmt.Sprintf(", %d%s looked at only where files changed", s.SubvolsSkimmed, noun)
+	}
 	var copied string
 	if s.Copied > 0 {
 		copied = fmt.Sprintf(", %d as recorded in the subvolume snapshotted", s.Copied)

@@ -37,7 +37,7 @@ func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string
 // counts is what a summary line reports, less the timing.
 type counts struct {
 	seen, hashed, reused, unchanged, renamed, links, skipped, failed, pruned, subvols int
-	remapped, copied                                                                  int
+	remapped, copied, skimmed                                                         int
 	read                                                                              int64
 }
 
@@ -46,8 +46,19 @@ func (c counts) String() string {
 	if c.remapped > 0 {
 		subvols = fmt.Sprintf(", %d unchanged with extents recorded again", c.remapped)
 	}
+	noun := func(n int) string {
+		if n == 1 {
+			return "btrfs subvolume"
+		}
+		return "btrfs subvolumes"
+	}
 	if c.subvols > 0 {
-		subvols += fmt.Sprintf(", %d btrfs subvolumes unchanged since the last walk", c.subvols)
+		subvols += fmt.Sprintf(", %d %s unchanged since the last walk", c.subvols, noun(c.subvols))
+	}
+	if c.skimmed > 0 && c.subvols > 0 {
+		subvols += fmt.Sprintf(", %d looked at only where files changed", c.skimmed)
+	} else if c.skimmed > 0 {
+		subvols += fmt.Sprintf(", %d %s looked at only where files changed", c.skimmed, noun(c.skimmed))
 	}
 	var copied string
 	if c.copied > 0 {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -389,10 +390,11 @@ func inoOf(t *testing.T, path string) uint64 {
 	return st.Ino
 }
 
-// TestChangedFiles changes one file of many on btrfs and asks which files
-// changed since: that one, and at most those sharing a tree leaf with it,
-// not the subvolume.
-func TestChangedFiles(t *testing.T) {
+// TestChanged changes one file of many on btrfs and asks what changed
+// since: that file's extents, and at most those of the files sharing a
+// tree leaf with it, not the subvolume; that file's inode alone; and no
+// directory, until a file is created.
+func TestChanged(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	const n = 2000
 	for i := range n {
@@ -415,29 +417,33 @@ func TestChangedFiles(t *testing.T) {
 		return g
 	}
 	before := gen()
-	all, err := fiemap.ChangedFiles(root, 0)
+	all, err := fiemap.Changed(root, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != n {
-		t.Fatalf("ChangedFiles since 0: %d files; want all %d", len(all), n)
+	if len(all.Extents) != n || len(all.Files) != n || !all.Others {
+		t.Fatalf("Changed since 0: extents of %d files, %d files, others %v; want all %d, and the directory", len(all.Extents), len(all.Files), all.Others, n)
 	}
 	changed := filepath.Join(mnt, "f1234")
 	writeAt(t, changed, 4096, fill(99, 4096), false)
 	now := gen()
-	got, err := fiemap.ChangedFiles(root, before+1)
+	got, err := fiemap.Changed(root, before+1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(changed, &st); err != nil {
-		t.Fatal(err)
+	ino := inoOf(t, changed)
+	t.Logf("extents of %d of %d files in leaves written since", len(got.Extents), n)
+	if !got.Extents[ino] || len(got.Extents) > n/10 {
+		t.Errorf("Changed since %d: extents of %d files, f1234 (inode %d) among them: %v; want it, and few others", before+1, len(got.Extents), ino, got.Extents[ino])
 	}
-	t.Logf("%d of %d files in leaves written since", len(got), n)
-	if !got[st.Ino] || len(got) > n/10 {
-		t.Errorf("ChangedFiles since %d: %d files, f1234 (inode %d) among them: %v; want it, and few others", before+1, len(got), st.Ino, got[st.Ino])
+	if want := map[uint64]bool{ino: true}; !maps.Equal(got.Files, want) || got.Others {
+		t.Errorf("Changed since %d: files %v, others %v; want %v and no others", before+1, got.Files, got.Others, want)
 	}
-	if got, err := fiemap.ChangedFiles(root, now+1); err != nil || len(got) != 0 {
-		t.Errorf("ChangedFiles since %d (nothing changed): %v, %v; want none", now+1, got, err)
+	if got, err := fiemap.Changed(root, now+1); err != nil || len(got.Extents) != 0 || len(got.Files) != 0 || got.Others {
+		t.Errorf("Changed since %d (nothing changed): %+v, %v; want nothing", now+1, got, err)
+	}
+	writeAt(t, filepath.Join(mnt, "new"), 0, fill(100, 4096), false)
+	if got, err := fiemap.Changed(root, gen()); err != nil || !got.Others || len(got.Files) != 1 {
+		t.Errorf("Changed since a file was created: %+v, %v; want the directory and the new file", got, err)
 	}
 }

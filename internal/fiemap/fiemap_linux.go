@@ -420,18 +420,43 @@ func ExtentRefs(f *os.File, disk int64) (refs []Ref, ok bool, err error) {
 	return refs, missing == 0 && le.Uint32(buf[12:]) == 0, nil
 }
 
-// ChangedFiles returns the inode numbers of the files of the btrfs
-// subvolume holding f whose file extent items lie in tree leaves written
-// in transaction minTransID or later: every file whose extents changed
-// since then (written, deduplicated, reflinked, defragmented, truncated),
-// and others that share a leaf with one. The kernel skips the parts of the
-// tree older than minTransID (BTRFS_IOC_TREE_SEARCH_V2 with min_transid),
-// so this costs what changed, not the size of the subvolume. It needs
+// Changes is what a tree search finds changed in a btrfs subvolume since a
+// transaction (see Changed).
+type Changes struct {
+	// Extents holds the files whose file extent items lie in tree leaves
+	// written since: every file whose extents changed (written,
+	// deduplicated, reflinked, defragmented, truncated, relocated), and
+	// others that share a leaf with one.
+	Extents map[uint64]bool
+	// Files holds the regular files whose inode items were rewritten
+	// since: their data, size, times, owner, mode, links or extents
+	// changed.
+	Files map[uint64]bool
+	// Others reports that the inode item of a directory, symlink or
+	// other file was rewritten since: an entry may have been added,
+	// removed or renamed.
+	Others bool
+}
+
+// Inode item fields (struct btrfs_inode_item, 160 bytes): the transaction
+// that last wrote it, and the mode.
+const (
+	btrfsInodeItemKey = 1
+	inodeTransIDAt    = 8
+	inodeModeAt       = 52
+	inodeItemSize     = 160
+)
+
+// Changed returns what changed in the btrfs subvolume holding f in
+// transaction minTransID or later. The kernel skips the parts of the tree
+// older than minTransID (BTRFS_IOC_TREE_SEARCH_V2 with min_transid), so
+// this costs what changed, not the size of the subvolume. It needs
 // CAP_SYS_ADMIN; otherwise the error wraps ErrNoTreeSearch.
-func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
+func Changed(f *os.File, minTransID uint64) (Changes, error) {
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
-	out := make(map[uint64]bool)
+	c := Changes{Extents: make(map[uint64]bool), Files: make(map[uint64]bool)}
+	le := binary.LittleEndian
 	var obj, off uint64
 	typ := uint32(0)
 	for {
@@ -450,18 +475,34 @@ func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
 			maxType:     ^uint32(0),
 			nrItems:     ^uint32(0),
 		}
-		n, _, err := search(f, args, func(h searchHeader, _ []byte) error {
+		n, _, err := search(f, args, func(h searchHeader, item []byte) error {
 			obj, off, typ = h.objectID, h.offset, h.typ
-			if h.typ == btrfsExtentDataKey && h.transID >= minTransID {
-				out[h.objectID] = true
+			if h.transID < minTransID {
+				return nil
+			}
+			switch h.typ {
+			case btrfsExtentDataKey:
+				c.Extents[h.objectID] = true
+			case btrfsInodeItemKey:
+				if len(item) < inodeItemSize {
+					return fmt.Errorf("fiemap: inode item of %d: %d bytes", h.objectID, len(item))
+				}
+				if le.Uint64(item[inodeTransIDAt:]) < minTransID {
+					return nil
+				}
+				if le.Uint32(item[inodeModeAt:])&unix.S_IFMT == unix.S_IFREG {
+					c.Files[h.objectID] = true
+				} else {
+					c.Others = true
+				}
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return Changes{}, err
 		}
 		if n == 0 {
-			return out, nil
+			return c, nil
 		}
 		// On from the key after the last one seen.
 		switch {
@@ -472,7 +513,7 @@ func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
 		case obj < ^uint64(0):
 			obj, typ, off = obj+1, 0, 0
 		default:
-			return out, nil
+			return c, nil
 		}
 	}
 }

@@ -21,10 +21,14 @@ func ExtentRefs(f *os.File, disk int64) ([]Ref, bool, error) { return nil, false
 // ExtentsIn returns ErrUnsupported.
 func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) { return nil, ErrUnsupported }
 
-// ChangedFiles returns ErrNoTreeSearch.
-func ChangedFiles(f *os.File, minTransID uint64) (map[uint64]bool, error) {
-	return nil, ErrNoTreeSearch
+// Changes is what changed in a btrfs subvolume (see the Linux version).
+type Changes struct {
+	Extents, Files map[uint64]bool
+	Others         bool
 }
+
+// Changed returns ErrNoTreeSearch.
+func Changed(f *os.File, minTransID uint64) (Changes, error) { return Changes{}, ErrNoTreeSearch }
 
 // SubvolByUUID returns ErrNoTreeSearch.
 func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) { return 0, false, ErrNoTreeSearch }

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 
@@ -130,8 +131,11 @@ func (s *scanner) pass(cur *index.Cursor, path string) error {
 			return nil
 		}
 		cur.Next()
+		left, check := s.sv.under(f.Path, f.Vol, f.Ino)
 		switch {
-		case s.sv.under(f.Path, f.Vol):
+		case check:
+			s.recheck(f)
+		case left:
 			// In a subvolume left unwalked: as the index has it.
 			s.c.seen.Add(1)
 			s.c.unchanged.Add(1)
@@ -140,6 +144,29 @@ func (s *scanner) pass(cur *index.Cursor, path string) error {
 		default:
 			s.markGone(f)
 		}
+	}
+}
+
+// recheck looks again at f, a file whose items changed in a subvolume
+// left unwalked because none of its directories changed (see
+// subvols.decide): the path the index has still leads to it, and it is
+// handled as if the walk had met it there.
+func (s *scanner) recheck(f index.Listed) {
+	var st unix.Stat_t
+	if err := unix.Lstat(f.Path, &st); err != nil {
+		s.fail(f.Path, &os.PathError{Op: "lstat", Path: f.Path, Err: err}, true)
+		return
+	}
+	e := walk.Entry{Path: f.Path, Stat: fsys.FromStat(&st), Nlink: uint64(st.Nlink)}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != f.Ino || s.devs.of(e.Dev) != f.Vol:
+		s.fail(f.Path, fmt.Errorf("%s: %w", f.Path, walk.ErrReplaced), true)
+	case st.Size == 0:
+		s.c.skipped.Add(1) // as the walk skips empty files
+		s.markGone(f)
+	default:
+		s.c.seen.Add(1)
+		s.met(f, e, f.Vol, key{f.Vol, f.Ino}, false)
 	}
 }
 

@@ -78,16 +78,22 @@
 // and is not read (see reuser). A btrfs subvolume unchanged since its
 // last complete walk (its generation the same) is not walked at all (see
 // subvols); its rows, passed by compare, count as seen and unchanged. A
-// subvolume walked again is first asked, with a tree search that skips
-// what is older than its last complete walk (fiemap.ChangedFiles), which
-// files' extent items changed since: an unchanged file among them
-// (deduplicated, reflinked, defragmented: its data and identity the same)
-// has its extents mapped and recorded again, without reading its data, so
-// that the extents the index records stay those the files have. A
-// snapshot walked for the first time that was made after the last
-// complete walk of the subvolume it was taken from (its origin) is asked
-// which files' extent items changed since that walk; a file among the
-// others, with the identity the origin's row has, takes that row's sums
-// and extents without being opened (see subvols.origin). A missing root, or one found on another volume than at the last run,
-// stops the run before anything is pruned.
+// subvolume changed since is first asked, with a tree search that skips
+// what is older than its last complete walk (fiemap.Changed), what
+// changed since. Where no directory did (a read-only snapshot that
+// applysame deduplicated into, a tree whose files were only written in
+// place), it is not walked either: its rows count as seen, but those of
+// the files whose inode or extent items changed, which are looked at
+// again where the index has them (recheck), as if the walk had met them
+// there. Where a directory changed it is walked, and an unchanged file
+// among those whose extent items changed (deduplicated, reflinked,
+// defragmented: its data and identity the same) has its extents mapped
+// and recorded again, without reading its data, so that the extents the
+// index records stay those the files have. A snapshot walked for the
+// first time that was made after the last complete walk of the subvolume
+// it was taken from (its origin) is asked which files' extent items
+// changed since that walk; a file among the others, with the identity the
+// origin's row has, takes that row's sums and extents without being
+// opened (see subvols.origin). A missing root, or one found on another
+// volume than at the last run, stops the run before anything is pruned.
 package scan

@@ -67,7 +67,12 @@ type Stats struct {
 	// since their last complete walk (see subvols); their files count as
 	// seen and unchanged.
 	SubvolsUnwalked int64
-	BytesRead       int64
+	// SubvolsSkimmed counts btrfs subvolumes left unwalked because no
+	// directory in them changed since their last complete walk: only
+	// the files whose items changed were looked at, where the index has
+	// them (see subvols.decide).
+	SubvolsSkimmed int64
+	BytesRead      int64
 	// Reused counts hashed files whose sums were taken from extents
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
@@ -337,7 +342,7 @@ func (s *scanner) run() (Stats, error) {
 	progress.Wait()
 
 	st := s.c.stats(s.start)
-	st.SubvolsUnwalked = int64(len(s.sv.left))
+	st.SubvolsUnwalked, st.SubvolsSkimmed = s.sv.unwalked()
 	switch {
 	case cmpErr != nil:
 		return st, cmpErr

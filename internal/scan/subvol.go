@@ -2,6 +2,7 @@ package scan
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 
@@ -18,9 +19,11 @@ import (
 // whose generation -- the transaction that last changed anything in them
 // -- and walk options are what their last complete walk saw, and that
 // hold no other subvolume (whose changes their generation would not
-// show). An unchanged read-only snapshot then costs a few ioctls. Each
-// filesystem is committed (syncfs) before its first generation is read,
-// so that no change waits unseen in a transaction.
+// show). An unchanged read-only snapshot then costs a few ioctls. So
+// does, but for the files that changed, one in which no directory changed
+// since (skimmed: see decide). Each filesystem is committed (syncfs)
+// before its first generation is read, so that no change waits unseen in
+// a transaction.
 //
 // The walk asks enter from its goroutine; compare asks under as it
 // merges, and the run reads the rest once the walk is done.
@@ -36,7 +39,7 @@ type subvols struct {
 	left    []leftOut              // subvolumes left unwalked
 	// changed holds, for each subvolume walked again with the options
 	// of its last complete walk, the files whose extents may have
-	// changed since (fiemap.ChangedFiles): deduplication, a reflink or
+	// changed since (fiemap.Changes.Extents): deduplication, a reflink or
 	// a defragmentation changes them without changing the file's
 	// identity, and compare has the readers record them again.
 	changed map[fsys.Volume]map[uint64]bool
@@ -53,10 +56,13 @@ type origin struct {
 	changed map[uint64]bool
 }
 
-// leftOut is a subvolume left unwalked at path.
+// leftOut is a subvolume left unwalked at path. check, if not nil, holds
+// the files whose inode or extent items changed since its last complete
+// walk, in a subvolume none of whose directories did (see skim).
 type leftOut struct {
-	path string
-	vol  fsys.Volume
+	path  string
+	vol   fsys.Volume
+	check map[uint64]bool
 }
 
 // btrfsFirstFree is BTRFS_FIRST_FREE_OBJECTID: the inode of a subvolume's
@@ -117,42 +123,57 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	prev := s.walked[v]
 	s.seen[v] = key
 	s.mu.Unlock()
-	if prev != key || fsys.HasSubvols(f) {
-		if prev == "" {
-			s.origin(f, v)
-		} else {
-			s.since(f, v, prev, gen)
-		}
+	nested := fsys.HasSubvols(f)
+	var check map[uint64]bool
+	switch {
+	case prev == key && !nested:
+		// Unchanged: left unwalked.
+	case prev == "":
+		s.origin(f, v)
 		return true
+	default:
+		c, ok := s.since(f, v, prev, gen)
+		if !ok || c.Others || nested {
+			return true
+		}
+		// Skimmed: no directory changed since the last complete walk, so
+		// every path it recorded still leads to its file, and no file was
+		// added or removed. The files whose items changed are looked at
+		// where the index has them; the rest are as it has them.
+		check = c.Files
+		for ino := range c.Extents {
+			check[ino] = true
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.left = append(s.left, leftOut{path, v})
+	s.left = append(s.left, leftOut{path, v, check})
 	return false
 }
 
 // since notes in changed the files of volume v (open at f) whose extents
 // changed since a complete walk that saw prev (its key) and recorded every
 // file it met as it was then, when prev is of a walk with today's
-// options.
-func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) {
+// options, and returns what changed since.
+func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) (fiemap.Changes, bool) {
 	before, ok := s.genOf(prev)
 	if !ok || before >= gen {
-		return
+		return fiemap.Changes{}, false
 	}
-	changed, err := fiemap.ChangedFiles(f, before+1)
+	c, err := fiemap.Changed(f, before+1)
 	if err != nil {
-		return
+		return fiemap.Changes{}, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.changed[v] == nil {
-		s.changed[v] = changed
-		return
+		s.changed[v] = maps.Clone(c.Extents)
+		return c, true
 	}
-	for ino := range changed {
+	for ino := range c.Extents {
 		s.changed[v][ino] = true
 	}
+	return c, true
 }
 
 // genOf returns the generation a walk that saw key started at, if it
@@ -189,13 +210,13 @@ func (s *subvols) origin(f *os.File, v fsys.Volume) {
 	if !ok || made <= before {
 		return
 	}
-	changed, err := fiemap.ChangedFiles(f, before+1)
+	c, err := fiemap.Changed(f, before+1)
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.origins[v] = origin{vol: from, changed: changed}
+	s.origins[v] = origin{vol: from, changed: c.Extents}
 }
 
 // originOf returns the subvolume that volume v is a snapshot of, when file
@@ -270,28 +291,46 @@ func (s *subvols) extentsChanged(v fsys.Volume, ino uint64) bool {
 	return s.changed[v][ino]
 }
 
-// under reports whether the file at path of volume v lies in a subvolume
-// left unwalked.
-func (s *subvols) under(path string, v fsys.Volume) bool {
+// under reports whether file ino at path of volume v lies in a subvolume
+// left unwalked, and whether it is to be looked at again there (see
+// leftOut.check).
+func (s *subvols) under(path string, v fsys.Volume, ino uint64) (left, check bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
 		if l.vol == v && walk.Under(path, l.path) {
-			return true
+			return true, l.check[ino]
 		}
 	}
-	return false
+	return false, false
+}
+
+// unwalked returns how many subvolumes were left unwalked as unchanged,
+// and how many were skimmed.
+func (s *subvols) unwalked() (unchanged, skimmed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.left {
+		if l.check == nil {
+			unchanged++
+		} else {
+			skimmed++
+		}
+	}
+	return unchanged, skimmed
 }
 
 // walkedWhole returns what a complete run records: what this walk saw of
-// each subvolume it walked.
+// each subvolume it walked or skimmed.
 func (s *subvols) walkedWhole() map[fsys.Volume]string {
 	out := make(map[fsys.Volume]string)
 	for v, key := range s.seen {
 		out[v] = key
 	}
 	for _, l := range s.left {
-		delete(out, l.vol) // recorded already
+		if l.check == nil {
+			delete(out, l.vol) // recorded already
+		}
 	}
 	return out
 }
