@@ -270,25 +270,38 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 }
 
 // queueNew queues e, met under a path and an inode that the index does
-// not have, to be read; or, in a snapshot made since the last complete
-// walk of the subvolume it was taken from, where that walk recorded the
-// inode as the snapshot holds it (see subvols.origin), has the writer
-// copy that record instead. Ops reach the writer in the order sent, and
-// none of that subvolume's files queued or remapped in this run is
-// copied, so the record copied is the one compared here.
+// not have, to be read. In a snapshot made since the last complete walk
+// of the subvolume it was taken from (see subvols.origin), where that
+// subvolume's row of the inode has e's identity, the data is the one that
+// row's sums describe: where the extents are the row's too, the writer
+// copies the row; otherwise a reader maps the file and takes the row's
+// sums (see fromOrigin). Ops reach the writer in the order sent, and
+// none of that subvolume's files queued in this run is used, so the row
+// copied is the one compared here.
 func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
-	if from, ok := s.sv.originOf(vol, e.Ino); ok && !s.inflight.has(key{from, e.Ino}) {
-		f, found, err := s.ix.FileByInode(s.ctx, from, e.Ino)
-		if err != nil {
-			return err
-		}
-		if found && f.Size == e.Size && f.Mtime == e.Mtime && f.Ctime == e.Ctime && f.NoCOW == index.NoCOWUnset {
-			s.inflight.add(k)
-			s.send(op{copy: &copied{from: f.ID, file: index.File{Path: e.Path, Identity: e.Identity(vol), NoCOW: index.NoCOWUnset, UID: int64(e.UID)}}})
-			return nil
-		}
+	from, ok, extentsChanged := s.sv.originOf(vol, e.Ino)
+	if !ok || s.inflight.has(key{from, e.Ino}) {
+		s.queue(e, vol, k)
+		return nil
 	}
-	s.queue(e, vol, k)
+	f, found, err := s.ix.FileByInode(s.ctx, from, e.Ino)
+	if err != nil {
+		return err
+	}
+	if !found || f.Size != e.Size || f.Mtime != e.Mtime || f.Ctime != e.Ctime || f.NoCOW != index.NoCOWUnset {
+		s.queue(e, vol, k)
+		return nil
+	}
+	s.inflight.add(k)
+	if extentsChanged {
+		s.c.toRead.Add(e.Size)
+		select {
+		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, origin: from}:
+		case <-s.ctx.Done():
+		}
+		return nil
+	}
+	s.send(op{copy: &copied{from: f.ID, file: index.File{Path: e.Path, Identity: e.Identity(vol), NoCOW: index.NoCOWUnset, UID: int64(e.UID)}}})
 	return nil
 }
 

@@ -40,6 +40,18 @@ func (s *scanner) read() {
 			}
 			continue
 		}
+		if j.sumsOf != 0 {
+			if f, sums, ext, ok := fromOrigin(s.ctx, s.ix, j); ok {
+				s.c.hashed.Add(1)
+				s.c.reused.Add(1)
+				s.c.reusedBytes.Add(f.Size)
+				s.c.copied.Add(1)
+				s.c.toRead.Add(-f.Size)
+				s.ru.add(f.Size, f.NoCOW, ext, sums)
+				s.ops <- op{put: &f, sums: sums, ext: ext}
+				continue
+			}
+		}
 		f, sums, ext, _, reused, err := hash(s.ctx, r, s.ru, j)
 		if err != nil {
 			if s.ctx.Err() == nil { // else interrupted, not failed
@@ -139,6 +151,38 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 		a.remapped = !sameExtents(had, a.ext)
 	}
 	return a, true
+}
+
+// fromOrigin maps the file of j, a file of a new snapshot, and takes the
+// sums of row j.sumsOf, the same inode in the subvolume the snapshot was
+// taken from, whose identity it has (see scanner.queueNew). It reports
+// false, for the file to be hashed instead, when the file is no longer
+// the one the walk met, has the NOCOW attribute, or cannot be mapped, or
+// when that row changed while its sums were read.
+func fromOrigin(ctx context.Context, ix *index.Index, j job) (index.File, []byte, []fiemap.Extent, bool) {
+	f, err := openListed(j)
+	if err != nil {
+		return index.File{}, nil, nil, false
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id || noCOW(f) != index.NoCOWUnset {
+		return index.File{}, nil, nil, false
+	}
+	ext, err := fiemap.DiskExtents(f)
+	if err != nil || unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
+		return index.File{}, nil, nil, false
+	}
+	sums, err := ix.Sums(ctx, j.sumsOf)
+	if err != nil {
+		return index.File{}, nil, nil, false
+	}
+	// Read after the sums: a row hashed again since has another ctime.
+	row, ok, err := ix.FileByInode(ctx, j.origin, j.id.Ino)
+	if err != nil || !ok || row.ID != j.sumsOf || row.Size != j.id.Size || row.Mtime != j.id.Mtime || row.Ctime != j.id.Ctime {
+		return index.File{}, nil, nil, false
+	}
+	return index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}, sums, ext, true
 }
 
 // sameExtents reports whether a and b map the file alike. Whether another

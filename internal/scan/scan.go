@@ -78,8 +78,8 @@ type Stats struct {
 	Reused      int64
 	BytesReused int64
 	// Copied counts, of those, the files of a btrfs snapshot walked for
-	// the first time recorded as the last walk of the subvolume it was
-	// taken from recorded them (see subvols.origin): not opened.
+	// the first time that took their sums from the last walk of the
+	// subvolume it was taken from (see scanner.queueNew).
 	Copied int64
 	// Remapped counts unchanged files whose extents were recorded again,
 	// without reading them: on btrfs, those whose extents changed since
@@ -110,6 +110,11 @@ type job struct {
 	attrOf int64
 	// remap, with attrOf, has its extents mapped and recorded too.
 	remap bool
+	// sumsOf, if not 0, is the row of the same inode in origin, the
+	// subvolume this new file's snapshot was taken from, whose identity
+	// it has: the file is mapped and takes that row's sums (fromOrigin).
+	sumsOf int64
+	origin fsys.Volume
 }
 
 // op is one thing for the writer to record.

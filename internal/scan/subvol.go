@@ -219,17 +219,18 @@ func (s *subvols) origin(f *os.File, v fsys.Volume) {
 	s.origins[v] = origin{vol: from, changed: c.Extents}
 }
 
-// originOf returns the subvolume that volume v is a snapshot of, when file
-// ino of v is as that subvolume's last complete walk recorded it but for
-// its identity, which the caller compares (see origin).
-func (s *subvols) originOf(v fsys.Volume, ino uint64) (fsys.Volume, bool) {
+// originOf returns the subvolume that volume v is a snapshot of (see
+// origin), if any, and whether the extents of file ino may differ from
+// those its last complete walk recorded there: changed since in v, or in
+// that subvolume, where this run records them again.
+func (s *subvols) originOf(v fsys.Volume, ino uint64) (from fsys.Volume, ok, extentsChanged bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.origins[v]
-	if !ok || o.changed[ino] || s.changed[o.vol][ino] {
-		return fsys.Volume{}, false
+	if !ok {
+		return fsys.Volume{}, false, false
 	}
-	return o.vol, true
+	return o.vol, true, o.changed[ino] || s.changed[o.vol][ino]
 }
 
 // rootKey returns what a walk of root, on volume v, starting now sees of
