@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
@@ -13,8 +14,10 @@ import (
 // Sums returns the packed block sums of one file. They stop at its last
 // block that is not zero: the blocks after them are zero (see Tx.Put).
 func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
-	// One allocation for all, made before the rows are read: the chunks
-	// of zero blocks that are not stored stay pages never touched.
+	// One allocation for the chunks before the last, made before the
+	// rows are read: the chunks of zero blocks that are not stored stay
+	// pages never touched. The last chunk takes what it holds, no more: a
+	// whole chunk is 512 KiB, and most files hold a few blocks.
 	lastSt, err := ix.stmt("SELECT max(chunk) FROM blocks WHERE file = ?")
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
@@ -36,7 +39,7 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	defer rows.Close()
-	sums := make([]byte, 0, (last.Int64+1)*chunkBytes)
+	sums := make([]byte, 0, last.Int64*chunkBytes)
 	for rows.Next() {
 		var chunk int
 		var part sql.RawBytes
@@ -46,6 +49,9 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 		at := chunk * chunkBytes
 		if chunk > int(last.Int64) || len(part) > chunkBytes {
 			return nil, fmt.Errorf("read blocks: chunk %d of file %d is out of place", chunk, file)
+		}
+		if end := at + len(part); end > cap(sums) {
+			sums = slices.Grow(sums, end-len(sums))
 		}
 		sums = sums[:at+len(part)] // zero chunks are not stored: zero
 		copy(sums[at:], part)
