@@ -206,7 +206,8 @@ func TestSnapshotFromOrigin(t *testing.T) {
 // since its last complete walk is not walked again: the files whose items
 // changed are looked at where the index has them, the others count as
 // unchanged. A read-only snapshot deduplicated into has the extents of
-// the file deduplicated recorded again; in a writable subvolume, a file
+// the file deduplicated recorded again, and after a balance every file
+// has; in a writable subvolume, a file
 // overwritten in place is hashed again and one truncated to nothing is
 // pruned; a rename has the subvolume walked again.
 func TestSkim(t *testing.T) {
@@ -241,6 +242,13 @@ func TestSkim(t *testing.T) {
 	dedupe(t, filepath.Join(snap, "a"), filepath.Join(snap, "b"), 1<<20)
 	testfs.Run(t, "sync")
 	run(counts{seen: 10, unchanged: 10, remapped: 1, subvols: 1, skimmed: 1})
+
+	// A balance moves every data extent: no inode item is rewritten, no
+	// directory changes, but the extent items do; every file has them
+	// recorded again.
+	testfs.Run(t, "btrfs", "balance", "start", "-d", mnt)
+	testfs.Run(t, "sync")
+	run(counts{seen: 10, unchanged: 10, remapped: 10, skimmed: 2})
 
 	overwrite(t, p("d"), 0, randomBytes(5, 4096))
 	if err := os.Truncate(p("c"), 0); err != nil {

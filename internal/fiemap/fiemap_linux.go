@@ -428,6 +428,14 @@ type Changes struct {
 	// deduplicated, reflinked, defragmented, truncated, relocated), and
 	// others that share a leaf with one.
 	Extents map[uint64]bool
+	// Items holds, for each file in Extents, its file extent items in
+	// those leaves, holes left out, as DiskExtents gives them (without
+	// FlagShared or FlagLast). Of a file whose inode item was not
+	// rewritten (not in Files), only these can differ from what they
+	// were. Writes, truncations, deduplication, reflinks, defragmentation
+	// and balance all rewrite the inode item of a file whose extents they
+	// change; most files in Extents are there for sharing a leaf with one.
+	Items map[uint64][]Extent
 	// Files holds the regular files whose inode items were rewritten
 	// since: their data, size, times, owner, mode, links or extents
 	// changed.
@@ -455,7 +463,7 @@ const (
 func Changed(f *os.File, minTransID uint64) (Changes, error) {
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
-	c := Changes{Extents: make(map[uint64]bool), Files: make(map[uint64]bool)}
+	c := Changes{Extents: make(map[uint64]bool), Items: make(map[uint64][]Extent), Files: make(map[uint64]bool)}
 	le := binary.LittleEndian
 	var obj, off uint64
 	typ := uint32(0)
@@ -483,6 +491,13 @@ func Changed(f *os.File, minTransID uint64) (Changes, error) {
 			switch h.typ {
 			case btrfsExtentDataKey:
 				c.Extents[h.objectID] = true
+				e, ok, err := parseFileExtent(h.offset, item)
+				if err != nil {
+					return err
+				}
+				if ok {
+					c.Items[h.objectID] = append(c.Items[h.objectID], e)
+				}
 			case btrfsInodeItemKey:
 				if len(item) < inodeItemSize {
 					return fmt.Errorf("fiemap: inode item of %d: %d bytes", h.objectID, len(item))

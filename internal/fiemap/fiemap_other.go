@@ -23,8 +23,10 @@ func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) { return nil, ErrUnsu
 
 // Changes is what changed in a btrfs subvolume (see the Linux version).
 type Changes struct {
-	Extents, Files map[uint64]bool
-	Others         bool
+	Extents map[uint64]bool
+	Items   map[uint64][]Extent
+	Files   map[uint64]bool
+	Others  bool
 }
 
 // Changed returns ErrNoTreeSearch.

@@ -231,7 +231,7 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		s.inflight.add(k)
 		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
 		if f.NoCOW == index.NoCOWUnknown || s.sv.extentsChanged(vol, e.Ino) {
-			s.queueAttr(e, vol, f.ID)
+			s.queueAttr(e, vol, f)
 		}
 	default:
 		s.queue(e, vol, k)
@@ -255,7 +255,7 @@ func (s *scanner) met(f index.Listed, e walk.Entry, vol fsys.Volume, k key, unma
 		s.send(op{uid: &attr{id: f.ID, uid: e.UID}})
 	}
 	if f.NoCOW == index.NoCOWUnknown || s.sv.extentsChanged(vol, e.Ino) {
-		s.queueAttr(e, vol, f.ID)
+		s.queueAttr(e, vol, f)
 	}
 }
 
@@ -305,12 +305,19 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	return nil
 }
 
-// queueAttr hands e, recorded as row id, to the readers, to read its
-// NOCOW attribute and, where its extents may have changed since they were
-// recorded (see subvols.changed), its extents.
-func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, id int64) {
+// queueAttr hands e, recorded as f, to the readers, to read its NOCOW
+// attribute and, where its extents may have changed since they were
+// recorded (see subvols.changed), its extents; or, where only a
+// relocation can have changed them (see subvols.movedOnly) and the NOCOW
+// attribute is known, to compare the extent items the tree search found
+// with the record first.
+func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, f index.Listed) {
+	j := job{path: e.Path, vol: vol, id: e.Stat, attrOf: f.ID, remap: s.sv.extentsChanged(vol, e.Ino)}
+	if j.remap && f.NoCOW != index.NoCOWUnknown {
+		j.moved, j.verify = s.sv.movedOnly(vol, e.Ino)
+	}
 	select {
-	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, attrOf: id, remap: s.sv.extentsChanged(vol, e.Ino)}:
+	case s.jobs <- j:
 	case <-s.ctx.Done():
 	}
 }

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,9 @@ func (s *scanner) read() {
 			continue // drain
 		}
 		if j.attrOf != 0 {
+			if j.verify && asRecorded(s.ctx, s.ix, j.attrOf, j.moved) {
+				continue
+			}
 			if a, ok := readAttr(s.ctx, s.ix, j); ok {
 				if a.remapped {
 					s.c.remapped.Add(1)
@@ -183,6 +187,29 @@ func fromOrigin(ctx context.Context, ix *index.Index, j job) (index.File, []byte
 		return index.File{}, nil, nil, false
 	}
 	return index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}, sums, ext, true
+}
+
+// asRecorded reports whether each of the extent items is as the index
+// records it for file id.
+func asRecorded(ctx context.Context, ix *index.Index, id int64, items []fiemap.Extent) bool {
+	had, err := ix.Extents(ctx, id)
+	if err != nil {
+		return false
+	}
+	const ignored = fiemap.FlagShared | fiemap.FlagLast
+	for _, it := range items {
+		i, ok := slices.BinarySearchFunc(had, it.Logical, func(e fiemap.Extent, off int64) int { return cmp.Compare(e.Logical, off) })
+		if !ok {
+			return false
+		}
+		e := had[i]
+		e.Flags &^= ignored
+		it.Flags &^= ignored
+		if e != it {
+			return false
+		}
+	}
+	return true
 }
 
 // sameExtents reports whether a and b map the file alike. Whether another

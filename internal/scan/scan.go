@@ -110,6 +110,10 @@ type job struct {
 	attrOf int64
 	// remap, with attrOf, has its extents mapped and recorded too.
 	remap bool
+	// verify, with remap, has the extent items in moved compared with
+	// the record first: where they are as recorded, nothing is done.
+	verify bool
+	moved  []fiemap.Extent
 	// sumsOf, if not 0, is the row of the same inode in origin, the
 	// subvolume this new file's snapshot was taken from, whose identity
 	// it has: the file is mapped and takes that row's sums (fromOrigin).

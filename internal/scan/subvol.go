@@ -43,11 +43,23 @@ type subvols struct {
 	// a defragmentation changes them without changing the file's
 	// identity, and compare has the readers record them again.
 	changed map[fsys.Volume]map[uint64]bool
+	// items holds, for the same subvolumes, what the tree search found
+	// of the files in changed: their extent items in the leaves written
+	// since, and which files' inode items were rewritten since.
+	items map[fsys.Volume]changedItems
 	// origins holds, for each snapshot walked for the first time, the
 	// subvolume it was taken from after that subvolume's last complete
 	// walk, and the files whose extent items changed in the snapshot
 	// since that walk: the others are as that walk recorded them.
 	origins map[fsys.Volume]origin
+}
+
+// changedItems is what a tree search found of the files of a subvolume
+// whose extent items lie in leaves written since its last walk (see
+// fiemap.Changes).
+type changedItems struct {
+	items     map[uint64][]fiemap.Extent
+	rewritten map[uint64]bool
 }
 
 // origin is where a snapshot came from (see subvols.origins).
@@ -78,6 +90,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		synced:  make(map[string]bool),
 		seen:    make(map[fsys.Volume]string),
 		changed: make(map[fsys.Volume]map[uint64]bool),
+		items:   make(map[fsys.Volume]changedItems),
 		origins: make(map[fsys.Volume]origin),
 	}
 }
@@ -168,10 +181,18 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) (fie
 	defer s.mu.Unlock()
 	if s.changed[v] == nil {
 		s.changed[v] = maps.Clone(c.Extents)
+		s.items[v] = changedItems{items: c.Items, rewritten: c.Files}
 		return c, true
 	}
 	for ino := range c.Extents {
 		s.changed[v][ino] = true
+	}
+	had := s.items[v]
+	for ino, items := range c.Items {
+		had.items[ino] = append(had.items[ino], items...)
+	}
+	for ino := range c.Files {
+		had.rewritten[ino] = true
 	}
 	return c, true
 }
@@ -290,6 +311,21 @@ func (s *subvols) extentsChanged(v fsys.Volume, ino uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changed[v][ino]
+}
+
+// movedOnly returns the extent items of file ino of volume v in the tree
+// leaves written since the last complete walk, when its extents may have
+// changed since (extentsChanged) but its inode item was not rewritten:
+// then only those items can differ from what the walk recorded, and most
+// often none does (the file shares a leaf with one that changed).
+func (s *subvols) movedOnly(v fsys.Volume, ino uint64) ([]fiemap.Extent, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.items[v]
+	if !ok || !s.changed[v][ino] || c.rewritten[ino] {
+		return nil, false
+	}
+	return c.items[ino], true
 }
 
 // under reports whether file ino at path of volume v lies in a subvolume
