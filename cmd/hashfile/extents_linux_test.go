@@ -141,6 +141,7 @@ func TestSnapshotsReadOnce(t *testing.T) {
 // overwritten and one deduplicated. The first snapshot is walked alone,
 // and copies what the origin's rows say of these two, as it holds them;
 // the second is walked with the origin, which records both again first.
+// A writable snapshot copies nothing.
 func TestSnapshotFromOrigin(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
 	live := filepath.Join(mnt, "live")
@@ -167,6 +168,9 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	alone, with := filepath.Join(mnt, "snap1"), filepath.Join(mnt, "snap2")
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, alone)
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, with)
+	// A writable snapshot takes nothing from live's rows: a file made in
+	// it could have the inode number of another made in live.
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", live, filepath.Join(mnt, "writable"))
 	overwrite(t, p("d01/f001"), 0, randomBytes(2, 4096))
 	dedupe(t, p("d03/f003"), p("d03/f003-copy"), 8192+3)
 	testfs.Run(t, "sync")
@@ -193,7 +197,8 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hashfile %s = %v\n%s", mnt, err, stderr)
 	}
-	// All but that one and the one overwritten in live since.
+	// All but that one and the one overwritten in live since, in the
+	// second read-only snapshot; none in the writable one.
 	if c := copied(stderr); c != n {
 		t.Errorf("%d files as recorded in live; want %d\n%s", c, n, stderr)
 	}

@@ -255,17 +255,20 @@ func getSubvolInfo(f *os.File) (*[504]byte, error) {
 	return &args, nil
 }
 
-// SnapshotOf returns the UUID of the subvolume that the btrfs subvolume
-// holding f is a snapshot of (its parent_uuid: all zero when it is not a
-// snapshot) and the transaction that made it (otransid), from
-// BTRFS_IOC_GET_SUBVOL_INFO (parent_uuid at offset 312, otransid at 352).
-func SnapshotOf(f *os.File) (parent [16]byte, made uint64, err error) {
+// SnapshotOf describes where the btrfs subvolume holding f came from,
+// from BTRFS_IOC_GET_SUBVOL_INFO: flags at offset 288, parent_uuid at
+// 312, ctransid at 344, otransid at 352.
+func SnapshotOf(f *os.File) (Snapshot, error) {
 	args, err := getSubvolInfo(f)
 	if err != nil {
-		return parent, 0, err
+		return Snapshot{}, err
 	}
-	copy(parent[:], args[312:328])
-	return parent, *(*uint64)(unsafe.Pointer(&args[352])), nil
+	at := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&args[off])) }
+	var sn Snapshot
+	copy(sn.Origin[:], args[312:328])
+	sn.Changed, sn.Made = at(344), at(352)
+	sn.ReadOnly = at(288)&btrfsSubvolRdonly != 0
+	return sn, nil
 }
 
 // btrfsIocGetSubvolRootref is BTRFS_IOC_GET_SUBVOL_ROOTREF, _IOWR(0x94,

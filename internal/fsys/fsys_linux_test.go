@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/internal/testfs"
 )
@@ -64,8 +65,25 @@ func TestBtrfs(t *testing.T) {
 		}
 		f.Close()
 	}
+	// The snapshot names the subvolume it was taken from, by the UUID
+	// the tree search finds it by, and is unchanged since it was made.
+	roDir, _ := open(t, filepath.Join(mnt, "ro"))
+	sn, err := fsys.SnapshotOf(roDir)
+	if err != nil || !sn.ReadOnly || sn.Made == 0 || sn.Changed > sn.Made {
+		t.Errorf("SnapshotOf(ro) = %+v, %v; want read-only, unchanged since made", sn, err)
+	}
+	if id, ok, err := fiemap.SubvolByUUID(roDir, sn.Origin); err != nil || !ok || id != sub.Subvol {
+		t.Errorf("SubvolByUUID(%x) = %d, %v, %v; want %d", sn.Origin, id, ok, err, sub.Subvol)
+	}
+	if id, ok, err := fiemap.SubvolByUUID(roDir, [16]byte{1}); err != nil || ok {
+		t.Errorf("SubvolByUUID of no subvolume = %d, %v, %v; want none", id, ok, err)
+	}
+	roDir.Close() // before the remount below
 	topDir, _ := open(t, mnt)
 	svDir, _ := open(t, sv)
+	if sn, err := fsys.SnapshotOf(svDir); err != nil || sn.Origin != [16]byte{} || sn.ReadOnly {
+		t.Errorf("SnapshotOf(sv) = %+v, %v; want no origin, writable", sn, err)
+	}
 	if !fsys.HasSubvols(topDir) || fsys.HasSubvols(svDir) {
 		t.Errorf("HasSubvols: top %v, sv %v; want true, false", fsys.HasSubvols(topDir), fsys.HasSubvols(svDir))
 	}

@@ -20,9 +20,7 @@ func NoCOW(f *os.File) bool { return false }
 func SubvolGen(f *os.File) (id, gen uint64, err error) { return 0, 0, ErrUnsupported }
 
 // SnapshotOf returns ErrUnsupported.
-func SnapshotOf(f *os.File) (parent [16]byte, made uint64, err error) {
-	return parent, 0, ErrUnsupported
-}
+func SnapshotOf(f *os.File) (Snapshot, error) { return Snapshot{}, ErrUnsupported }
 
 // HasSubvols reports true: it cannot tell.
 func HasSubvols(f *os.File) bool { return true }

@@ -89,9 +89,9 @@
 // among those whose extent items changed (deduplicated, reflinked,
 // defragmented: its data and identity the same) has its extents mapped
 // and recorded again, without reading its data, so that the extents the
-// index records stay those the files have. A snapshot walked for the
-// first time that was made after the last complete walk of the subvolume
-// it was taken from (its origin) is asked which files' extent items
+// index records stay those the files have. A read-only snapshot walked
+// for the first time that was made after the last complete walk of the
+// subvolume it was taken from (its origin), and not changed since, is asked which files' extent items
 // changed since that walk; a file among the others, with the identity the
 // origin's row has, takes that row's sums and extents without being
 // opened (see subvols.origin). A missing root, or one found on another

@@ -153,7 +153,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		// every path it recorded still leads to its file, and no file was
 		// added or removed. The files whose items changed are looked at
 		// where the index has them; the rest are as it has them.
-		check = c.Files
+		check = maps.Clone(c.Files)
 		for ino := range c.Extents {
 			check[ino] = true
 		}
@@ -208,18 +208,21 @@ func (s *subvols) genOf(key string) (uint64, bool) {
 }
 
 // origin notes in origins where volume v, open at f and never walked,
-// came from, when it is a snapshot of a subvolume whose last complete
-// walk, with today's options, started before the snapshot was made. Every
-// tree leaf of v written no later than that walk's generation was then in
-// that subvolume unchanged, so a file of v whose extent items lie in no
-// newer leaf has, with the same size, mtime and ctime, the data and
-// extents that walk recorded (compare has the writer copy them).
+// came from, when it is a read-only snapshot, unchanged since it was made,
+// of a subvolume whose last complete walk, with today's options, started
+// before the snapshot was made. Every tree leaf of v written no later than
+// that walk's generation was then in that subvolume unchanged, so a file
+// of v whose extent items lie in no newer leaf has, with the same size,
+// mtime and ctime, the data and extents that walk recorded (compare has
+// the writer copy them). Every file of v was a file of that subvolume,
+// with the same inode number; in a snapshot written since it was made, a
+// new file could have the number of another, new in the subvolume.
 func (s *subvols) origin(f *os.File, v fsys.Volume) {
-	parent, made, err := fsys.SnapshotOf(f)
-	if err != nil || parent == [16]byte{} {
+	sn, err := fsys.SnapshotOf(f)
+	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
 		return
 	}
-	id, ok, err := fiemap.SubvolByUUID(f, parent)
+	id, ok, err := fiemap.SubvolByUUID(f, sn.Origin)
 	if err != nil || !ok {
 		return
 	}
@@ -228,7 +231,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume) {
 	prev := s.walked[from]
 	s.mu.Unlock()
 	before, ok := s.genOf(prev)
-	if !ok || made <= before {
+	if !ok || sn.Made <= before {
 		return
 	}
 	c, err := fiemap.Changed(f, before+1)
