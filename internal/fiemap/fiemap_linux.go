@@ -247,7 +247,22 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("fiemap: fstat: %w", err)
 	}
+	out, err := ItemsOf(f, st.Ino)
+	if err != nil {
+		return nil, err
+	}
+	copyShared(out, fm)
+	return out, nil
+}
 
+// ItemsOf returns the file extent items of file ino of the btrfs
+// subvolume holding f (any file or directory in it), as DiskExtents does
+// but without FIEMAP: no extent has FlagShared, and data not yet written
+// back may be missing. For a file of a read-only snapshot, which holds
+// none, it spares an open of the file and FIEMAP's look-up of who shares
+// each extent. It needs CAP_SYS_ADMIN; otherwise the error wraps
+// ErrNoTreeSearch.
+func ItemsOf(f *os.File, ino uint64) ([]Extent, error) {
 	var out []Extent
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
@@ -255,8 +270,8 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 	for {
 		args.key = searchKey{
 			treeID:      0, // the subvolume holding f
-			minObjectID: st.Ino,
-			maxObjectID: st.Ino,
+			minObjectID: ino,
+			maxObjectID: ino,
 			minOffset:   offset,
 			maxOffset:   ^uint64(0),
 			maxTransID:  ^uint64(0),
@@ -267,7 +282,7 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 		var last uint64
 		n, left, err := search(f, args, func(h searchHeader, item []byte) error {
 			last = h.offset
-			if h.objectID != st.Ino || h.typ != btrfsExtentDataKey {
+			if h.objectID != ino || h.typ != btrfsExtentDataKey {
 				return nil // not asked for; the kernel filters these
 			}
 			e, ok, err := parseFileExtent(h.offset, item)
@@ -293,7 +308,6 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 		return nil, nil
 	}
 	out[len(out)-1].Flags |= FlagLast
-	copyShared(out, fm)
 	return out, nil
 }
 

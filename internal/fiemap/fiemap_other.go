@@ -34,3 +34,6 @@ func Changed(f *os.File, minTransID uint64) (Changes, error) { return Changes{},
 
 // SubvolByUUID returns ErrNoTreeSearch.
 func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) { return 0, false, ErrNoTreeSearch }
+
+// ItemsOf returns ErrNoTreeSearch.
+func ItemsOf(f *os.File, ino uint64) ([]Extent, error) { return nil, ErrNoTreeSearch }

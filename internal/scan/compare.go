@@ -274,17 +274,17 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 // of the subvolume it was taken from (see subvols.origin), where that
 // subvolume's row of the inode has e's identity, the data is the one that
 // row's sums describe: where the extents are the row's too, the writer
-// copies the row; otherwise a reader maps the file and takes the row's
-// sums (see fromOrigin). Ops reach the writer in the order sent, and
+// copies the row; otherwise a reader reads the file's extent items and
+// takes the row's sums (see fromOrigin). Ops reach the writer in the order sent, and
 // none of that subvolume's files queued in this run is used, so the row
 // copied is the one compared here.
 func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
-	from, ok, extentsChanged := s.sv.originOf(vol, e.Ino)
-	if !ok || s.inflight.has(key{from, e.Ino}) {
+	o, ok, extentsChanged := s.sv.originOf(vol, e.Ino)
+	if !ok || s.inflight.has(key{o.vol, e.Ino}) {
 		s.queue(e, vol, k)
 		return nil
 	}
-	f, found, err := s.ix.FileByInode(s.ctx, from, e.Ino)
+	f, found, err := s.ix.FileByInode(s.ctx, o.vol, e.Ino)
 	if err != nil {
 		return err
 	}
@@ -296,7 +296,7 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	if extentsChanged {
 		s.c.toRead.Add(e.Size)
 		select {
-		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, origin: from}:
+		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, origin: o.vol, top: o.top}:
 		case <-s.ctx.Done():
 		}
 		return nil

@@ -92,8 +92,10 @@
 // index records stay those the files have. A read-only snapshot walked
 // for the first time that was made after the last complete walk of the
 // subvolume it was taken from (its origin), and not changed since, is asked which files' extent items
-// changed since that walk; a file among the others, with the identity the
-// origin's row has, takes that row's sums and extents without being
-// opened (see subvols.origin). A missing root, or one found on another
+// changed since that walk; a file with the identity the origin's row has
+// takes that row's sums, and its extents too where they are among the
+// others, without being opened: the others have their extent items read
+// by a tree search through the snapshot's top directory (see
+// subvols.origin, fromOrigin). A missing root, or one found on another
 // volume than at the last run, stops the run before anything is pruned.
 package scan

@@ -157,24 +157,19 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 	return a, true
 }
 
-// fromOrigin maps the file of j, a file of a new snapshot, and takes the
+// fromOrigin reads the extent items of the file of j, a file of a new
+// read-only snapshot, through the snapshot's top directory, and takes the
 // sums of row j.sumsOf, the same inode in the subvolume the snapshot was
-// taken from, whose identity it has (see scanner.queueNew). It reports
-// false, for the file to be hashed instead, when the file is no longer
-// the one the walk met, has the NOCOW attribute, or cannot be mapped, or
-// when that row changed while its sums were read.
+// taken from, whose identity it has (see scanner.queueNew). The file is
+// not opened: in a read-only snapshot it cannot change but by
+// deduplication, which leaves its data as it is, and its data is never
+// written back late. Whether another file shares its extents is not
+// recorded (see sameExtents). It reports false, for the file to be hashed
+// instead, when the items cannot be read, or when that row changed while
+// its sums were read.
 func fromOrigin(ctx context.Context, ix *index.Index, j job) (index.File, []byte, []fiemap.Extent, bool) {
-	f, err := openListed(j)
+	ext, err := fiemap.ItemsOf(j.top, j.id.Ino)
 	if err != nil {
-		return index.File{}, nil, nil, false
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id || noCOW(f) != index.NoCOWUnset {
-		return index.File{}, nil, nil, false
-	}
-	ext, err := fiemap.DiskExtents(f)
-	if err != nil || unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
 		return index.File{}, nil, nil, false
 	}
 	sums, err := ix.Sums(ctx, j.sumsOf)

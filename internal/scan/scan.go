@@ -116,9 +116,12 @@ type job struct {
 	moved  []fiemap.Extent
 	// sumsOf, if not 0, is the row of the same inode in origin, the
 	// subvolume this new file's snapshot was taken from, whose identity
-	// it has: the file is mapped and takes that row's sums (fromOrigin).
+	// it has: the file's extent items are read through top, the
+	// snapshot's top directory, and it takes that row's sums
+	// (fromOrigin).
 	sumsOf int64
 	origin fsys.Volume
+	top    *os.File
 }
 
 // op is one thing for the writer to record.
@@ -341,6 +344,7 @@ func (s *scanner) run() (Stats, error) {
 	s.c.walkDone.Store(true)
 	close(s.jobs)
 	readers.Wait()
+	s.sv.close()
 
 	if werr == nil && cmpErr == nil && s.ctx.Err() == nil {
 		s.finish()

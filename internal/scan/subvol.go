@@ -62,10 +62,12 @@ type changedItems struct {
 	rewritten map[uint64]bool
 }
 
-// origin is where a snapshot came from (see subvols.origins).
+// origin is where a snapshot came from (see subvols.origins), with the
+// snapshot's top directory open for tree searches (see fromOrigin).
 type origin struct {
 	vol     fsys.Volume
 	changed map[uint64]bool
+	top     *os.File
 }
 
 // leftOut is a subvolume left unwalked at path. check, if not nil, holds
@@ -238,23 +240,41 @@ func (s *subvols) origin(f *os.File, v fsys.Volume) {
 	if err != nil {
 		return
 	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return
+	}
+	unix.CloseOnExec(fd)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.origins[v] = origin{vol: from, changed: c.Extents}
+	if o, ok := s.origins[v]; ok {
+		o.top.Close()
+	}
+	s.origins[v] = origin{vol: from, changed: c.Extents, top: os.NewFile(uintptr(fd), f.Name())}
 }
 
-// originOf returns the subvolume that volume v is a snapshot of (see
-// origin), if any, and whether the extents of file ino may differ from
-// those its last complete walk recorded there: changed since in v, or in
-// that subvolume, where this run records them again.
-func (s *subvols) originOf(v fsys.Volume, ino uint64) (from fsys.Volume, ok, extentsChanged bool) {
+// close closes the snapshots' top directories that origin kept open.
+func (s *subvols) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, ok := s.origins[v]
-	if !ok {
-		return fsys.Volume{}, false, false
+	for v, o := range s.origins {
+		o.top.Close()
+		delete(s.origins, v)
 	}
-	return o.vol, true, o.changed[ino] || s.changed[o.vol][ino]
+}
+
+// originOf returns where volume v came from (see origin), if it is a
+// snapshot noted there, and whether the extents of file ino may differ
+// from those the origin's last complete walk recorded: changed since in
+// v, or in the origin, where this run records them again.
+func (s *subvols) originOf(v fsys.Volume, ino uint64) (o origin, ok, extentsChanged bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok = s.origins[v]
+	if !ok {
+		return origin{}, false, false
+	}
+	return o, true, o.changed[ino] || s.changed[o.vol][ino]
 }
 
 // rootKey returns what a walk of root, on volume v, starting now sees of
