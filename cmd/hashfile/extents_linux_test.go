@@ -197,10 +197,13 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hashfile %s = %v\n%s", mnt, err, stderr)
 	}
-	// All but that one and the one overwritten in live since, in the
-	// second read-only snapshot; none in the writable one.
-	if c := copied(stderr); c != n {
-		t.Errorf("%d files as recorded in live; want %d\n%s", c, n, stderr)
+	// All but the one overwritten in live since, in the second read-only
+	// snapshot, and the one overwritten before the snapshots unless live's
+	// row of it, hashed again in this run, is committed by the time the
+	// snapshot's file is met (then that row is the snapshot's file, and
+	// serves); none in the writable one.
+	if c := copied(stderr); c != n && c != n+1 {
+		t.Errorf("%d files as recorded in live; want %d or %d\n%s", c, n, n+1, stderr)
 	}
 	checkTree(t, db, mnt)
 	checkExtents(t, db, alone)
