@@ -37,29 +37,19 @@ type subvols struct {
 	synced  map[string]bool        // filesystems committed in this run
 	seen    map[fsys.Volume]string // subvolumes met: what this walk sees
 	left    []leftOut              // subvolumes left unwalked
-	// changed holds, for each subvolume walked again with the options
-	// of its last complete walk, the files whose extents may have
-	// changed since (fiemap.Changes.Extents): deduplication, a reflink or
-	// a defragmentation changes them without changing the file's
-	// identity, and compare has the readers record them again.
-	changed map[fsys.Volume]map[uint64]bool
-	// items holds, for the same subvolumes, what the tree search found
-	// of the files in changed: their extent items in the leaves written
-	// since, and which files' inode items were rewritten since.
-	items map[fsys.Volume]changedItems
+	// changes holds, for each subvolume walked or skimmed again with
+	// the options of its last complete walk, what changed since (see
+	// since): the files whose extents may have changed (deduplication,
+	// a reflink or a defragmentation changes them without changing the
+	// file's identity, and compare has the readers record them again),
+	// their extent items in the leaves written since, and the files
+	// whose inode items were rewritten.
+	changes map[fsys.Volume]fiemap.Changes
 	// origins holds, for each snapshot walked for the first time, the
 	// subvolume it was taken from after that subvolume's last complete
 	// walk, and the files whose extent items changed in the snapshot
 	// since that walk: the others are as that walk recorded them.
 	origins map[fsys.Volume]origin
-}
-
-// changedItems is what a tree search found of the files of a subvolume
-// whose extent items lie in leaves written since its last walk (see
-// fiemap.Changes).
-type changedItems struct {
-	items     map[uint64][]fiemap.Extent
-	rewritten map[uint64]bool
 }
 
 // origin is where a snapshot came from (see subvols.origins), with the
@@ -70,13 +60,14 @@ type origin struct {
 	top     *os.File
 }
 
-// leftOut is a subvolume left unwalked at path. check, if not nil, holds
-// the files whose inode or extent items changed since its last complete
-// walk, in a subvolume none of whose directories did (see skim).
+// leftOut is a subvolume left unwalked at path: unchanged since its last
+// complete walk, or skimmed, when no directory in it changed since (see
+// decide), and then the files whose inode or extent items changed since
+// are looked at again (see changes).
 type leftOut struct {
-	path  string
-	vol   fsys.Volume
-	check map[uint64]bool
+	path    string
+	vol     fsys.Volume
+	skimmed bool
 }
 
 // btrfsFirstFree is BTRFS_FIRST_FREE_OBJECTID: the inode of a subvolume's
@@ -91,8 +82,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		decided: make(map[uint64]bool),
 		synced:  make(map[string]bool),
 		seen:    make(map[fsys.Volume]string),
-		changed: make(map[fsys.Volume]map[uint64]bool),
-		items:   make(map[fsys.Volume]changedItems),
+		changes: make(map[fsys.Volume]fiemap.Changes),
 		origins: make(map[fsys.Volume]origin),
 	}
 }
@@ -139,7 +129,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	s.seen[v] = key
 	s.mu.Unlock()
 	nested := fsys.HasSubvols(f)
-	var check map[uint64]bool
+	skimmed := false
 	switch {
 	case prev == key && !nested:
 		// Unchanged: left unwalked.
@@ -155,21 +145,18 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		// every path it recorded still leads to its file, and no file was
 		// added or removed. The files whose items changed are looked at
 		// where the index has them; the rest are as it has them.
-		check = maps.Clone(c.Files)
-		for ino := range c.Extents {
-			check[ino] = true
-		}
+		skimmed = true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.left = append(s.left, leftOut{path, v, check})
+	s.left = append(s.left, leftOut{path, v, skimmed})
 	return false
 }
 
-// since notes in changed the files of volume v (open at f) whose extents
-// changed since a complete walk that saw prev (its key) and recorded every
-// file it met as it was then, when prev is of a walk with today's
-// options, and returns what changed since.
+// since notes in changes what changed in volume v (open at f) since a
+// complete walk that saw prev (its key) and recorded every file it met as
+// it was then, when prev is of a walk with today's options, and returns
+// it.
 func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) (fiemap.Changes, bool) {
 	before, ok := s.genOf(prev)
 	if !ok || before >= gen {
@@ -181,21 +168,20 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) (fie
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.changed[v] == nil {
-		s.changed[v] = maps.Clone(c.Extents)
-		s.items[v] = changedItems{items: c.Items, rewritten: c.Files}
+	had, ok := s.changes[v]
+	if !ok {
+		s.changes[v] = c
 		return c, true
 	}
-	for ino := range c.Extents {
-		s.changed[v][ino] = true
-	}
-	had := s.items[v]
+	// Asked twice (a root inside v, and v entered from above): both
+	// searches ran in this run; what either found changed, did.
+	maps.Copy(had.Extents, c.Extents)
+	maps.Copy(had.Files, c.Files)
 	for ino, items := range c.Items {
-		had.items[ino] = append(had.items[ino], items...)
+		had.Items[ino] = append(had.Items[ino], items...)
 	}
-	for ino := range c.Files {
-		had.rewritten[ino] = true
-	}
+	had.Others = had.Others || c.Others
+	s.changes[v] = had
 	return c, true
 }
 
@@ -274,7 +260,7 @@ func (s *subvols) originOf(v fsys.Volume, ino uint64) (o origin, ok, extentsChan
 	if !ok {
 		return origin{}, false, false
 	}
-	return o, true, o.changed[ino] || s.changed[o.vol][ino]
+	return o, true, o.changed[ino] || s.changes[o.vol].Extents[ino]
 }
 
 // rootKey returns what a walk of root, on volume v, starting now sees of
@@ -333,7 +319,7 @@ func (s *subvols) key(gen uint64) string { return fmt.Sprintf("gen=%d %s", gen, 
 func (s *subvols) extentsChanged(v fsys.Volume, ino uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.changed[v][ino]
+	return s.changes[v].Extents[ino]
 }
 
 // movedOnly returns the extent items of file ino of volume v in the tree
@@ -344,22 +330,23 @@ func (s *subvols) extentsChanged(v fsys.Volume, ino uint64) bool {
 func (s *subvols) movedOnly(v fsys.Volume, ino uint64) ([]fiemap.Extent, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.items[v]
-	if !ok || !s.changed[v][ino] || c.rewritten[ino] {
+	c := s.changes[v]
+	if !c.Extents[ino] || c.Files[ino] {
 		return nil, false
 	}
-	return c.items[ino], true
+	return c.Items[ino], true
 }
 
 // under reports whether file ino at path of volume v lies in a subvolume
-// left unwalked, and whether it is to be looked at again there (see
-// leftOut.check).
+// left unwalked, and whether it is to be looked at again there: a
+// subvolume skimmed, and its inode or extent items changed.
 func (s *subvols) under(path string, v fsys.Volume, ino uint64) (left, check bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
 		if l.vol == v && walk.Under(path, l.path) {
-			return true, l.check[ino]
+			c := s.changes[v]
+			return true, l.skimmed && (c.Files[ino] || c.Extents[ino])
 		}
 	}
 	return false, false
@@ -371,10 +358,10 @@ func (s *subvols) unwalked() (unchanged, skimmed int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
-		if l.check == nil {
-			unchanged++
-		} else {
+		if l.skimmed {
 			skimmed++
+		} else {
+			unchanged++
 		}
 	}
 	return unchanged, skimmed
@@ -388,7 +375,7 @@ func (s *subvols) walkedWhole() map[fsys.Volume]string {
 		out[v] = key
 	}
 	for _, l := range s.left {
-		if l.check == nil {
+		if !l.skimmed {
 			delete(out, l.vol) // recorded already
 		}
 	}
