@@ -46,10 +46,7 @@ func (s *scanner) read() {
 		}
 		if j.sumsOf != 0 {
 			if f, sums, ext, ok := fromOrigin(s.ctx, s.ix, j); ok {
-				s.c.hashed.Add(1)
-				s.c.reused.Add(1)
-				s.c.reusedBytes.Add(f.Size)
-				s.c.copied.Add(1)
+				s.c.fromOrigin(f.Size)
 				s.c.toRead.Add(-f.Size)
 				s.ru.add(f.Size, f.NoCOW, ext, sums)
 				s.ops <- op{put: &f, sums: sums, ext: ext}
@@ -152,7 +149,7 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 		if err != nil {
 			return attr{}, false
 		}
-		a.remapped = !sameExtents(had, a.ext)
+		a.remapped = !slices.EqualFunc(had, a.ext, alike)
 	}
 	return a, true
 }
@@ -164,7 +161,7 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 // not opened: in a read-only snapshot it cannot change but by
 // deduplication, which leaves its data as it is, and its data is never
 // written back late. Whether another file shares its extents is not
-// recorded (see sameExtents). It reports false, for the file to be hashed
+// recorded (see alike). It reports false, for the file to be hashed
 // instead, when the items cannot be read, or when that row changed while
 // its sums were read.
 func fromOrigin(ctx context.Context, ix *index.Index, j job) (index.File, []byte, []fiemap.Extent, bool) {
@@ -191,32 +188,25 @@ func asRecorded(ctx context.Context, ix *index.Index, id int64, items []fiemap.E
 	if err != nil {
 		return false
 	}
-	const ignored = fiemap.FlagShared | fiemap.FlagLast
 	for _, it := range items {
 		i, ok := slices.BinarySearchFunc(had, it.Logical, func(e fiemap.Extent, off int64) int { return cmp.Compare(e.Logical, off) })
-		if !ok {
-			return false
-		}
-		e := had[i]
-		e.Flags &^= ignored
-		it.Flags &^= ignored
-		if e != it {
+		if !ok || !alike(had[i], it) {
 			return false
 		}
 	}
 	return true
 }
 
-// sameExtents reports whether a and b map the file alike. Whether another
-// file shares an extent is left out: it changes without the file's items
+// alike reports whether x and y map the same range alike. Whether another
+// file shares the extent is left out: it changes without the file's items
 // changing, and nothing reads it from the index but findsame -recorded.
-func sameExtents(a, b []fiemap.Extent) bool {
-	const ignored = fiemap.FlagShared
-	return slices.EqualFunc(a, b, func(x, y fiemap.Extent) bool {
-		x.Flags &^= ignored
-		y.Flags &^= ignored
-		return x == y
-	})
+// So is whether it is the file's last, which items taken alone do not
+// say; in two whole mappings that are otherwise alike, it is the same.
+func alike(x, y fiemap.Extent) bool {
+	const ignored = fiemap.FlagShared | fiemap.FlagLast
+	x.Flags &^= ignored
+	y.Flags &^= ignored
+	return x == y
 }
 
 func noCOW(f *os.File) int8 {

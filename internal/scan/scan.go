@@ -84,8 +84,8 @@ type Stats struct {
 	// Remapped counts unchanged files whose extents were recorded again,
 	// without reading them: on btrfs, those whose extents changed since
 	// the last complete walk (deduplicated, reflinked, defragmented);
-	// others whose items lie in the same tree leaves are mapped and found
-	// as recorded.
+	// others whose items lie in the same tree leaves are found as
+	// recorded.
 	Remapped int64
 	ToRead   int64 // bytes queued for reading so far, less holes skipped
 	WalkDone bool
@@ -192,6 +192,15 @@ type counters struct {
 	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
 	reused, reusedBytes, copied, pruned, toPrune, known, remapped          atomic.Int64
 	walkDone                                                               atomic.Bool
+}
+
+// fromOrigin counts a file of size bytes recorded with the sums of its
+// origin's row (see scanner.queueNew): hashed, without reading.
+func (c *counters) fromOrigin(size int64) {
+	c.hashed.Add(1)
+	c.reused.Add(1)
+	c.reusedBytes.Add(size)
+	c.copied.Add(1)
 }
 
 func (c *counters) stats(start time.Time) Stats {

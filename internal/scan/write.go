@@ -102,10 +102,7 @@ func (s *scanner) apply(b *batch, o op) error {
 		case err != nil:
 			return err
 		case ok:
-			s.c.hashed.Add(1)
-			s.c.reused.Add(1)
-			s.c.reusedBytes.Add(f.Size)
-			s.c.copied.Add(1)
+			s.c.fromOrigin(f.Size)
 		default:
 			s.fail(f.Path, fmt.Errorf("%s: %w", f.Path, ErrChanged), false)
 		}
