@@ -50,10 +50,11 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 		if chunk > int(last.Int64) || len(part) > chunkBytes {
 			return nil, fmt.Errorf("read blocks: chunk %d of file %d is out of place", chunk, file)
 		}
-		if end := at + len(part); end > cap(sums) {
+		end := at + len(part)
+		if end > cap(sums) {
 			sums = slices.Grow(sums, end-len(sums))
 		}
-		sums = sums[:at+len(part)] // zero chunks are not stored: zero
+		sums = sums[:end] // zero chunks are not stored: zero
 		copy(sums[at:], part)
 	}
 	return sums, rows.Err()

@@ -114,15 +114,9 @@ func (t *Tx) claim(f File) (int64, error) {
 // chunk of sums that are all zero is not stored: a sparse file costs what
 // its data costs.
 func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
-	id, err := t.claim(f)
+	id, err := t.replace(f)
 	if err != nil {
-		return 0, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if err := t.clear(id); err != nil {
-		return 0, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if err := t.SetNoCOW(id, f.NoCOW); err != nil {
-		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+		return 0, err
 	}
 	const chunkBytes = ChunkBlocks * blockhash.SumSize
 	for c := 0; c*chunkBytes < len(sums); c++ {
@@ -149,13 +143,29 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 	return t.putExtents(id, extents)
 }
 
-// putExtents records the extents of file id.
+// replace records f's identity and NOCOW attribute, and clears what the
+// index held of that inode's blocks and extents; it returns f's row id.
+func (t *Tx) replace(f File) (int64, error) {
+	id, err := t.claim(f)
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if err := t.clear(id); err != nil {
+		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if err := t.SetNoCOW(id, f.NoCOW); err != nil {
+		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	return id, nil
+}
+
 // Copy records f, met in a btrfs snapshot, with the sums and extents of
 // row from: the file of the same inode in the subvolume the snapshot was
 // taken from, recorded as the snapshot holds it (the caller knows that
 // its extent items are unchanged since). It reports false and records
 // nothing when from no longer has f's size, mtime and ctime or is not
-// known to be without NOCOW, whose data may change under unchanged items.
+// known to be without NOCOW, whose data may change under unchanged items;
+// f's NOCOW attribute is recorded as given (unset).
 func (t *Tx) Copy(from int64, f File) (bool, error) {
 	st, err := t.stmt("SELECT count(*) FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
 	if err != nil {
@@ -165,15 +175,9 @@ func (t *Tx) Copy(from int64, f File) (bool, error) {
 	if err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&n); err != nil || n == 0 {
 		return false, err
 	}
-	id, err := t.claim(f)
+	id, err := t.replace(f)
 	if err != nil {
-		return false, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if err := t.clear(id); err != nil {
-		return false, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if err := t.SetNoCOW(id, NoCOWUnset); err != nil {
-		return false, fmt.Errorf("record %s: %w", f.Path, err)
+		return false, err
 	}
 	if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) SELECT ?, chunk, hashes FROM blocks WHERE file = ?", id, from); err != nil {
 		return false, fmt.Errorf("record blocks of %s: %w", f.Path, err)
@@ -185,6 +189,7 @@ func (t *Tx) Copy(from int64, f File) (bool, error) {
 	return true, nil
 }
 
+// putExtents records the extents of file id.
 func (t *Tx) putExtents(id int64, extents []fiemap.Extent) error {
 	for _, e := range extents {
 		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
