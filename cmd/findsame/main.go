@@ -31,8 +31,9 @@
 // from the file extent items and records them again as they change, a
 // file whose every copy elsewhere already shared its storage when
 // recorded is not mapped again, and none of its blocks is planned (run
-// hashfile before findsame, so that what changed since is recorded). A file changed or gone since it was hashed is left out
-// with a warning naming it; run hashfile again to include it. With
+// hashfile before findsame, so that what changed since is recorded). A
+// file changed or gone since it was hashed is left out with a warning
+// naming it; run hashfile again to include it. With
 // -recorded, findsame uses the extents recorded in the index instead and
 // opens no file: for indexes of files that are not at hand, such as the
 // synthetic ones of scripts/bench-findsame.

@@ -230,9 +230,7 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		s.c.renamed.Add(1)
 		s.inflight.add(k)
 		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
-		if f.NoCOW == index.NoCOWUnknown || s.sv.extentsChanged(vol, e.Ino) {
-			s.queueAttr(e, vol, f)
-		}
+		s.queueAttr(e, vol, f)
 	default:
 		s.queue(e, vol, k)
 	}
@@ -254,9 +252,7 @@ func (s *scanner) met(f index.Listed, e walk.Entry, vol fsys.Volume, k key, unma
 	if f.UID == index.UIDUnknown {
 		s.send(op{uid: &attr{id: f.ID, uid: e.UID}})
 	}
-	if f.NoCOW == index.NoCOWUnknown || s.sv.extentsChanged(vol, e.Ino) {
-		s.queueAttr(e, vol, f)
-	}
+	s.queueAttr(e, vol, f)
 }
 
 // queue hands e to the readers to be read and recorded.
@@ -275,9 +271,9 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 // subvolume's row of the inode has e's identity, the data is the one that
 // row's sums describe: where the extents are the row's too, the writer
 // copies the row; otherwise a reader reads the file's extent items and
-// takes the row's sums (see fromOrigin). Ops reach the writer in the order sent, and
-// none of that subvolume's files queued in this run is used, so the row
-// copied is the one compared here.
+// takes the row's sums (see fromOrigin). Ops reach the writer in the
+// order sent, and none of that subvolume's files queued in this run is
+// used, so the row copied is the one compared here.
 func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	o, ok, extentsChanged := s.sv.originOf(vol, e.Ino)
 	if !ok || s.inflight.has(key{o.vol, e.Ino}) {
@@ -305,14 +301,17 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	return nil
 }
 
-// queueAttr hands e, recorded as f, to the readers, to read its NOCOW
-// attribute and, where its extents may have changed since they were
-// recorded (see subvols.changed), its extents; or, where only a
-// relocation can have changed them (see subvols.movedOnly) and the NOCOW
-// attribute is known, to compare the extent items the tree search found
-// with the record first.
+// queueAttr hands e, an unchanged file recorded as f, to the readers
+// where there is something to record of it: its NOCOW attribute, when
+// not known, and its extents, where they may have changed since they
+// were recorded (see subvols.changes); where only the extent items the
+// tree search found can differ (see subvols.movedOnly) and the NOCOW
+// attribute is known, those are compared with the record first.
 func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, f index.Listed) {
 	j := job{path: e.Path, vol: vol, id: e.Stat, attrOf: f.ID, remap: s.sv.extentsChanged(vol, e.Ino)}
+	if !j.remap && f.NoCOW != index.NoCOWUnknown {
+		return
+	}
 	if j.remap && f.NoCOW != index.NoCOWUnknown {
 		j.moved, j.verify = s.sv.movedOnly(vol, e.Ino)
 	}
