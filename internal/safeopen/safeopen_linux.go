@@ -80,8 +80,17 @@ func (h *Handle) Close() error { return unix.Close(h.fd) }
 // file opened is the handle's inode: it is reopened through
 // /proc/self/fd. Without /proc, the path is looked up again in the same
 // way and opened non-blocking, and a different inode there is
-// ErrReplaced.
+// ErrReplaced. O_NOATIME, which only the file's owner or CAP_FOWNER may
+// ask, is dropped where the caller may not.
 func (h *Handle) Open(flags int) (*os.File, error) {
+	f, err := h.open(flags)
+	if errors.Is(err, unix.EPERM) && flags&unix.O_NOATIME != 0 {
+		return h.open(flags &^ unix.O_NOATIME)
+	}
+	return f, err
+}
+
+func (h *Handle) open(flags int) (*os.File, error) {
 	switch h.Stat.Mode & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFDIR:
 	default:

@@ -89,11 +89,7 @@ func open(path string) (*os.File, error) {
 }
 
 func openHandle(h *safeopen.Handle, path string) (*os.File, error) {
-	flags := os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOATIME
-	f, err := h.Open(flags)
-	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
-		f, err = h.Open(flags &^ unix.O_NOATIME)
-	}
+	f, err := h.Open(os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOATIME)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}

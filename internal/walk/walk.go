@@ -117,9 +117,6 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 		o.Dir(root, &st)
 	}
 	d, err := h.Open(unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOATIME)
-	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
-		d, err = h.Open(unix.O_RDONLY | unix.O_DIRECTORY)
-	}
 	if err != nil {
 		o.fail(root, &os.PathError{Op: "open", Path: root, Err: err})
 		return nil
