@@ -132,8 +132,9 @@ func TestSnapshotsReadOnce(t *testing.T) {
 // TestSnapshotFromOrigin checks that a snapshot made after the last walk
 // of the subvolume it was taken from (its origin) is recorded from that
 // walk's rows, for the files with the identity their row has: copied
-// whole where the extent items are unchanged since (the file not
-// opened), with the extents mapped again where they may have changed;
+// whole where the extent items are unchanged since, with the extent
+// items read again from the tree where they may have changed (the file
+// opened in neither case);
 // and that every row is then what reading the file gives: identity, sums
 // and extents. Before two snapshots are taken, one file is overwritten in
 // place (hashed again in the snapshots) and one deduplicated (its extents
