@@ -7,7 +7,8 @@
 // version an index is at is its PRAGMA user_version, and Open migrates an
 // older index and refuses a newer one.
 //
-//   - meta: block_size, fixed when the index is created.
+//   - meta: block_size, fixed when the index is created; scan_gen and
+//     write_seq, counters described below.
 //   - volumes: one row per filesystem, or btrfs subvolume, by names that
 //     survive remounts (fsys.Volume: the filesystem's UUID and the
 //     subvolume's id), with its statfs magic and block size, and what the
@@ -21,7 +22,12 @@
 //     generation (meta scan_gen, one more each hashfile run) of the run
 //     that found it missing from its path, 0 if none did. A run that
 //     completes prunes what it marked gone (Tx.MarkGone, Tx.PruneGone);
-//     the marks of a run that did not complete count for nothing. Paths
+//     the marks of a run that did not complete count for nothing. changed
+//     is the write sequence number (meta write_seq, one more for each
+//     write transaction that changes a file) of the last transaction that
+//     changed the row, its sums, extents, NOCOW attribute or owner:
+//     findsame regroups only the files changed after the write_seq its
+//     kept table of sums was made at (see package sumtab). Paths
 //     are read in their byte order (Cursor), as the walk meets them, so
 //     that hashfile holds no more of the index than a page at a time.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per

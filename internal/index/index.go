@@ -492,6 +492,11 @@ type File struct {
 	// UID is the owner, or UIDUnknown for a file recorded before the
 	// index kept it.
 	UID int64
+	// Changed is the write sequence number of the last transaction that
+	// changed the row, its sums, extents, NOCOW attribute or owner (see
+	// WriteSeq); 0 for a row not changed since the index kept it. Files
+	// reads it; writes ignore it.
+	Changed int64
 }
 
 // Values of File.NoCOW.
@@ -528,17 +533,18 @@ func (ix *Index) MaxFileID(ctx context.Context) int64 {
 // Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 	rows, err := ix.db.QueryContext(ctx, `SELECT f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
-		coalesce(f.nocow, -1), coalesce(f.uid, -1) FROM files f JOIN volumes v ON v.id = f.vol`)
+		coalesce(f.nocow, -1), coalesce(f.uid, -1), f.changed FROM files f JOIN volumes v ON v.id = f.vol`)
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 10); err != nil {
+		if err := r.scan(rows, 11); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
 		f := r.file()
+		f.Changed = r.int64(10)
 		if r.err != nil {
 			return fmt.Errorf("read files: %w", r.err)
 		}
@@ -547,6 +553,21 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 		}
 	}
 	return rows.Err()
+}
+
+// WriteSeq returns the write sequence number of the last write
+// transaction that changed a file (0 if none did): a file whose
+// File.Changed is larger changed after it was read.
+func (ix *Index) WriteSeq(ctx context.Context) (int64, error) {
+	var v sql.NullInt64
+	err := ix.db.QueryRowContext(ctx, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'write_seq'").Scan(&v)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read write sequence: %w", err)
+	}
+	return v.Int64, nil
 }
 
 // Volumes returns every volume recorded, with its filesystem's type and

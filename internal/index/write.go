@@ -16,6 +16,9 @@ type Tx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
 	vols  map[fsys.Volume]int64 // row ids of volumes looked up
+	// seq is the transaction's write sequence number (meta write_seq),
+	// taken when it first changes a file; 0 until then.
+	seq int64
 }
 
 // Begin starts a write transaction.
@@ -57,6 +60,35 @@ func (t *Tx) Commit() error {
 	return nil
 }
 
+// changed returns the transaction's write sequence number, taking the
+// next one the first time: every row the transaction changes records it
+// (files.changed), so that a reader that noted write_seq (see
+// Index.WriteSeq) knows which rows changed after.
+func (t *Tx) changed() (int64, error) {
+	if t.seq != 0 {
+		return t.seq, nil
+	}
+	st, err := t.stmt(`INSERT INTO meta(key, value) VALUES('write_seq', '1')
+		ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)`)
+	if err != nil {
+		return 0, err
+	}
+	if err := st.QueryRow().Scan(&t.seq); err != nil {
+		return 0, fmt.Errorf("write sequence: %w", err)
+	}
+	return t.seq, nil
+}
+
+// touch records that file id changed in this transaction.
+func (t *Tx) touch(id int64) error {
+	seq, err := t.changed()
+	if err != nil {
+		return err
+	}
+	_, err = t.exec("UPDATE files SET changed = ? WHERE id = ?", seq, id)
+	return err
+}
+
 // Rollback abandons the transaction.
 func (t *Tx) Rollback() error { return t.tx.Rollback() }
 
@@ -95,15 +127,20 @@ func (t *Tx) claim(f File) (int64, error) {
 	if f.UID != UIDUnknown {
 		uid = f.UID
 	}
-	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid) VALUES(?, ?, ?, ?, ?, ?, ?)
+	seq, err := t.changed()
+	if err != nil {
+		return 0, err
+	}
+	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
-			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0
+			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
+			changed = excluded.changed
 		RETURNING id`)
 	if err != nil {
 		return 0, err
 	}
 	var id int64
-	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid).Scan(&id)
+	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq).Scan(&id)
 	return id, err
 }
 
@@ -138,6 +175,9 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 // while its data (and so its sums) stayed the same.
 func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 	if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
+		return fmt.Errorf("record extents: %w", err)
+	}
+	if err := t.touch(id); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
 	return t.putExtents(id, extents)
@@ -206,7 +246,11 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 	if nocow != NoCOWUnknown {
 		v = int64(nocow)
 	}
-	_, err := t.exec("UPDATE files SET nocow = ? WHERE id = ?", v, id)
+	seq, err := t.changed()
+	if err != nil {
+		return err
+	}
+	_, err = t.exec("UPDATE files SET nocow = ?, changed = ? WHERE id = ?", v, seq, id)
 	return err
 }
 
@@ -282,7 +326,11 @@ func (t *Tx) PutRoot(path string, v fsys.Volume, files int64, walked string) err
 
 // SetUID records the owner of file id.
 func (t *Tx) SetUID(id int64, uid uint32) error {
-	_, err := t.exec("UPDATE files SET uid = ? WHERE id = ?", int64(uid), id)
+	seq, err := t.changed()
+	if err != nil {
+		return err
+	}
+	_, err = t.exec("UPDATE files SET uid = ?, changed = ? WHERE id = ?", int64(uid), seq, id)
 	return err
 }
 
