@@ -1,0 +1,364 @@
+// Package sumtab holds the table of sums findsame keeps between runs, so
+// that a run after a small change regroups only what changed.
+//
+// A table is a file of entries, each a block sum with the index's file id
+// and block number that hold it, sorted by sum: the sums findsame grouped,
+// as the index held them at one write sequence number (index.WriteSeq).
+// With it are the sets a re-run needs to know what it may trust: the
+// files the table covers, the files that were left unsettled (a block
+// they share with another file was not stored once yet), and, in a delta,
+// the files whose entries in the base table are void.
+//
+// A base table is written by a full run; a delta, by a run that regrouped
+// what changed, holds the entries of the files changed since the base and
+// names the base it extends by its nonce. A delta whose base was replaced
+// is not used. Tables are written to a temporary file and renamed, so a
+// reader finds the old table or the new one whole; the entries carry a
+// checksum that Iter verifies. They are created 0600, like the index: the
+// sums say what the files hold. Open refuses a table another user owns or
+// others may write: one made by someone else could hide groups from the
+// plan.
+//
+// # Format
+//
+// All integers are little-endian.
+//
+//	magic     8 bytes, "SAMESUM1"
+//	hlen      uint32, then hlen bytes of JSON: the Header
+//	entries   16 bytes each: sum uint64, file uint32, block uint32
+//	sets      Files, Unsettled, Superseded: each a uint64 count n of
+//	          words, then n uint64 words of a bitmap by file id
+//	trailer   entries uint64, CRC-32C of the entries uint32, the offset
+//	          of the sets uint64, magic "SAMEEND1"
+package sumtab
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"unsafe"
+)
+
+const (
+	magic    = "SAMESUM1"
+	endMagic = "SAMEEND1"
+	// Version is the format's version: a table of another is not used.
+	Version = 1
+	// EntrySize is the size of one entry on disk.
+	EntrySize   = 16
+	trailerSize = 8 + 4 + 8 + 8
+)
+
+// Entry is one block sum and where the index holds it.
+type Entry struct {
+	Sum   uint64
+	File  uint32 // the index's file id
+	Block uint32
+}
+
+// The build fails here if Entry stops being laid out as on disk (on a
+// little-endian machine, which Scan and Writer check).
+var _ = [1]struct{}{}[unsafe.Sizeof(Entry{})-EntrySize]
+
+// Header says what a table is as of.
+type Header struct {
+	Version int `json:"version"`
+	// Key names what the table depends on beyond the index's rows: the
+	// options and volumes of the run that wrote it. A table of another
+	// key is not used.
+	Key string `json:"key"`
+	// Seq is the index's write sequence number the table is as of: files
+	// changed after it (index.File.Changed > Seq) are not in it as they
+	// are now.
+	Seq int64 `json:"seq"`
+	// Nonce names a base table; Base is, in a delta, the nonce of the
+	// base it extends (0 in a base).
+	Nonce uint64 `json:"nonce"`
+	Base  uint64 `json:"base,omitempty"`
+	// Entries is the number of entries.
+	Entries int64 `json:"-"`
+}
+
+// Set is a set of file ids, a bitmap.
+type Set []uint64
+
+// Has reports whether id is in s.
+func (s Set) Has(id int64) bool {
+	w := uint64(id) / 64
+	return id >= 0 && w < uint64(len(s)) && s[w]&(1<<(uint64(id)%64)) != 0
+}
+
+// Add adds id to s.
+func (s *Set) Add(id int64) {
+	w := int(uint64(id) / 64)
+	if w >= len(*s) {
+		*s = append(*s, make([]uint64, w+1-len(*s))...)
+	}
+	(*s)[w] |= 1 << (uint64(id) % 64)
+}
+
+// Table is a table opened for reading.
+type Table struct {
+	Header
+	Files      Set // files whose sums the table (with its base) holds
+	Unsettled  Set // files left unsettled by the run that wrote it
+	Superseded Set // in a delta: files whose entries in the base are void
+	f          *os.File
+	sets       int64  // where the sets start
+	crc        uint32 // the entries' checksum
+}
+
+// ErrNotOurs marks a table that another user owns, or that others may
+// write.
+var ErrNotOurs = errors.New("not owned by this user, or writable by others: not used")
+
+// ErrFormat marks a file that is not a whole table of this version.
+var ErrFormat = errors.New("not a table of sums of this version")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Open opens the table at path and reads its header and sets. A missing
+// file gives an error satisfying errors.Is(err, fs.ErrNotExist).
+func Open(path string) (*Table, error) {
+	if !littleEndian() {
+		return nil, fmt.Errorf("%s: %w", path, ErrFormat)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	t := &Table{f: f}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		// Not ours, or others could have written it: a table says which
+		// groups need no look, so one made by someone else could hide
+		// duplicates from the plan.
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, ErrNotOurs)
+	}
+	if err := t.readMeta(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+func (t *Table) readMeta() error {
+	st, err := t.f.Stat()
+	if err != nil {
+		return err
+	}
+	head := make([]byte, len(magic)+4)
+	if _, err := io.ReadFull(t.f, head); err != nil || string(head[:len(magic)]) != magic {
+		return ErrFormat
+	}
+	hlen := int64(binary.LittleEndian.Uint32(head[len(magic):]))
+	if hlen > 1<<20 || st.Size() < int64(len(head))+hlen+trailerSize {
+		return ErrFormat
+	}
+	hj := make([]byte, hlen)
+	if _, err := io.ReadFull(t.f, hj); err != nil {
+		return ErrFormat
+	}
+	if err := json.Unmarshal(hj, &t.Header); err != nil || t.Version != Version {
+		return ErrFormat
+	}
+	tr := make([]byte, trailerSize)
+	if _, err := t.f.ReadAt(tr, st.Size()-trailerSize); err != nil || string(tr[20:]) != endMagic {
+		return ErrFormat
+	}
+	t.Entries = int64(binary.LittleEndian.Uint64(tr))
+	t.crc = binary.LittleEndian.Uint32(tr[8:])
+	t.sets = int64(binary.LittleEndian.Uint64(tr[12:]))
+	start := int64(len(head)) + hlen
+	if t.Entries < 0 || t.sets != start+t.Entries*EntrySize || t.sets > st.Size()-trailerSize {
+		return ErrFormat
+	}
+	r := bufio.NewReader(io.NewSectionReader(t.f, t.sets, st.Size()-trailerSize-t.sets))
+	for _, s := range []*Set{&t.Files, &t.Unsettled, &t.Superseded} {
+		var n uint64
+		if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size()) {
+			return ErrFormat
+		}
+		*s = make(Set, n)
+		if err := binary.Read(r, binary.LittleEndian, []uint64(*s)); err != nil {
+			return ErrFormat
+		}
+	}
+	return nil
+}
+
+// Close closes the table.
+func (t *Table) Close() error { return t.f.Close() }
+
+// Iter reads the entries in order.
+type Iter struct {
+	r    *io.SectionReader
+	buf  []Entry
+	i    int
+	left int64 // entries not read into buf yet
+	crc  uint32
+	want uint32
+	err  error
+}
+
+// Iter returns an iterator over the table's entries. At the end it
+// verifies their checksum: a table damaged on disk gives an error
+// wrapping ErrFormat (Err), after some of its entries were returned.
+func (t *Table) Iter() *Iter {
+	start := t.sets - t.Entries*EntrySize
+	return &Iter{r: io.NewSectionReader(t.f, start, t.Entries*EntrySize),
+		left: t.Entries, want: t.crc}
+}
+
+// Next returns the next entry, or false at the end or on an error.
+func (it *Iter) Next() (Entry, bool) {
+	if it.i < len(it.buf) {
+		e := it.buf[it.i]
+		it.i++
+		return e, true
+	}
+	if it.left == 0 || it.err != nil {
+		return Entry{}, false
+	}
+	if it.buf == nil {
+		it.buf = make([]Entry, min(it.left, 32<<10))
+	}
+	b := it.buf[:min(int64(cap(it.buf)), it.left)]
+	raw := bytesOf(b)
+	if _, err := io.ReadFull(it.r, raw); err != nil {
+		it.err = fmt.Errorf("read table of sums: %w", err)
+		return Entry{}, false
+	}
+	it.crc = crc32.Update(it.crc, castagnoli, raw)
+	it.left -= int64(len(b))
+	if it.left == 0 && it.crc != it.want {
+		it.err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
+		return Entry{}, false
+	}
+	it.buf, it.i = b, 1
+	return b[0], true
+}
+
+// Err returns the error that ended the iteration, if any.
+func (it *Iter) Err() error { return it.err }
+
+func bytesOf(s []Entry) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*EntrySize)
+}
+
+func littleEndian() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}
+
+// Writer writes a table: Add the entries in order, then Commit.
+type Writer struct {
+	path  string
+	f     *os.File
+	w     *bufio.Writer
+	h     Header
+	start int64 // where the entries start
+	crc   uint32
+	last  uint64
+	err   error
+}
+
+// NewNonce returns a nonce for a new base table.
+func NewNonce() uint64 { return rand.Uint64() | 1 }
+
+// Create starts writing a table that Commit puts at path, in a temporary
+// file beside it until then.
+func Create(path string, h Header) (*Writer, error) {
+	if !littleEndian() {
+		return nil, ErrFormat
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("table of sums: %w", err)
+	}
+	h.Version = Version
+	w := &Writer{path: path, f: f, w: bufio.NewWriterSize(f, 1<<20), h: h}
+	hj, err := json.Marshal(h)
+	if err != nil {
+		w.Abort()
+		return nil, err
+	}
+	w.w.WriteString(magic)
+	binary.Write(w.w, binary.LittleEndian, uint32(len(hj)))
+	w.w.Write(hj)
+	w.start = int64(len(magic) + 4 + len(hj))
+	return w, nil
+}
+
+// Add appends entries, which must come in order of sum.
+func (w *Writer) Add(es ...Entry) error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	if es[0].Sum < w.last {
+		w.err = errors.New("entries out of order")
+		return w.err
+	}
+	w.last = es[len(es)-1].Sum
+	raw := bytesOf(es)
+	w.crc = crc32.Update(w.crc, castagnoli, raw)
+	w.h.Entries += int64(len(es))
+	_, w.err = w.w.Write(raw)
+	return w.err
+}
+
+// Delta reports whether the table written is a delta.
+func (w *Writer) Delta() bool { return w.h.Base != 0 }
+
+// Abort abandons the table: nothing is left at path or beside it.
+func (w *Writer) Abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// Commit writes the sets and renames the table into place.
+func (w *Writer) Commit(files, unsettled, superseded Set) error {
+	if w.err != nil {
+		w.Abort()
+		return fmt.Errorf("table of sums: %w", w.err)
+	}
+	off := w.start + w.h.Entries*EntrySize
+	for _, s := range []Set{files, unsettled, superseded} {
+		binary.Write(w.w, binary.LittleEndian, uint64(len(s)))
+		binary.Write(w.w, binary.LittleEndian, []uint64(s))
+	}
+	binary.Write(w.w, binary.LittleEndian, uint64(w.h.Entries))
+	binary.Write(w.w, binary.LittleEndian, w.crc)
+	binary.Write(w.w, binary.LittleEndian, uint64(off))
+	w.w.WriteString(endMagic)
+	err := w.w.Flush()
+	if err == nil {
+		err = w.f.Close()
+	} else {
+		w.f.Close()
+	}
+	if err == nil {
+		err = os.Rename(w.f.Name(), w.path)
+	}
+	if err != nil {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("table of sums: %w", err)
+	}
+	return nil
+}
