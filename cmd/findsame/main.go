@@ -33,7 +33,19 @@
 // recorded is not mapped again, and none of its blocks is planned (run
 // hashfile before findsame, so that what changed since is recorded). A
 // file changed or gone since it was hashed is left out with a warning
-// naming it; run hashfile again to include it. With
+// naming it; run hashfile again to include it.
+//
+// Findsame keeps the sums it grouped in a table beside the index
+// (INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created
+// 0600; see package sumtab). The next run regroups only the files changed
+// since (as hashfile recorded them) and those the last run planned that
+// were not stored once yet, with every file that holds one of their
+// blocks, and prints the plan a full run would print. A first run, a run
+// with other options or after other volumes became read-only, and one
+// after more than a quarter of the blocks changed group every sum; so
+// does -full.
+//
+// With
 // -recorded, findsame uses the extents recorded in the index instead and
 // opens no file: for indexes of files that are not at hand, such as the
 // synthetic ones of scripts/bench-findsame.
@@ -60,8 +72,9 @@
 //	findsame: ext4 at /mnt/x cannot deduplicate: skipped
 //
 // On a terminal, standard error shows the progress of each phase (loading
-// files, reading sums, grouping, loading extents, mapping files, chaining,
-// joining runs, writing the plan): done, total, percentage and time left.
+// files, reading sums, grouping, or reading changed sums and looking up
+// sums, loading extents, mapping files, chaining, joining runs, writing
+// the plan): done, total, percentage and time left.
 //
 // A summary goes to standard error unless -q: lines, destinations, bytes
 // to deduplicate, and an estimate of the bytes applysame would free (on
@@ -129,6 +142,15 @@ extents is not mapped again (run hashfile before findsame, so that what
 changed since is recorded). A file changed or gone since it was hashed is
 left out with a warning; run hashfile again to include it.
 
+Findsame keeps the sums it grouped in a table beside the index
+(INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created
+0600). The next run regroups only the files changed since (as hashfile
+recorded them) and those the last run planned that were not stored once
+yet, with every file that holds one of their blocks, and prints the plan a
+full run would print. A first run, a run with other options or after
+other volumes became read-only, and one after more than a quarter of the
+blocks changed group every sum; so does -full.
+
 Where the runs cover only part of a destination's extent on btrfs, which
 frees nothing by itself, findsame plans a rewrite of the rest (unless
 -no-rewrite): applysame copies it into a new file and shares it back, so
@@ -178,6 +200,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&budget, "mem", "most memory, a `size`, that findsame may hold; what does not fit goes to temporary files (see -tmpdir)")
 	tmpdir := fs.String("tmpdir", "", "`directory` for temporary files (default: the index's)")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
+	full := fs.Bool("full", false, "group every sum, as the first run does, instead of only those of files changed since the last run (see -help)")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	showReport := fs.Bool("report", false, "print a report of the plan for a person instead of the plan: totals, the largest runs, the directories with the most to deduplicate, rewrites")
 	noReadOnly := fs.Bool("no-readonly", false, "never deduplicate into files in read-only btrfs snapshots, which root otherwise may (see docs/security.md); their copies are used as sources instead")
@@ -226,6 +249,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
 		WholeFiles: *whole, Budget: int64(budget), TmpDir: *tmpdir, Live: !*recorded,
 		Rewrite: !*noRewrite, SameOwner: *sameOwner, NoReadOnly: *noReadOnly,
+		Table: ix.Path() + "-sums", Full: *full,
 		Warn: func(path string, err error) { bar.Printf(stderr, "findsame: %v\n", err) },
 	}
 	if bar != nil {
@@ -250,8 +274,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed), %d blocks, %d partition(s) in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Blocks, sum.Partitions,
+		grouped := fmt.Sprintf("%d partition(s)", sum.Partitions)
+		if sum.Regrouped >= 0 {
+			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped", sum.Partitions, sum.Regrouped)
+		}
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed), %d blocks, %s in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Blocks, grouped,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -40,6 +40,9 @@ func (f *finder) chain() ([]run, error) {
 				cur = -1
 				continue
 			}
+			if f.tab != nil && f.tab.need != nil {
+				f.tab.need[m.dst.file()], f.tab.need[m.src.file()] = true, true
+			}
 			if cur >= 0 {
 				r := &runs[cur]
 				if m.dst == r.dst+loc(r.n) && m.src == r.src+loc(r.n) &&

@@ -124,6 +124,7 @@ func (f *finder) group(held int64) error {
 		f.sum.Partitions = 1
 		f.o.progress("grouping", 0, held, "blocks")
 		sortPairs(pairs)
+		f.keep(pairs)
 		defer f.o.progress("grouping", int64(len(pairs)), held, "blocks")
 		f.maps = memBuckets(dups(pairs))
 		return f.groups(pairs)
@@ -175,6 +176,7 @@ func (f *finder) group(held int64) error {
 		}
 		pairs := pairsOf(ws)
 		sortPairs(pairs)
+		f.keep(pairs)
 		if err := f.groups(pairs); err != nil {
 			return err
 		}
@@ -207,6 +209,7 @@ func (f *finder) groupLarge(sums *buckets, k, parts int, capw int64) error {
 		}
 		pairs := pairsOf(kept)
 		sortPairs(pairs)
+		f.keep(pairs)
 		if err := f.groups(pairs); err != nil {
 			return err
 		}

@@ -69,6 +69,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		files = append(files, file{
 			id: f.ID, path: f.Path, Identity: f.Identity,
 			blocks:  (f.Size + bs - 1) / bs,
+			changed: f.Changed,
 			btrfs:   v.Magic == fstype.Btrfs,
 			fsBlock: cmp.Or(v.BlockSize, bs),
 			class:   classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),

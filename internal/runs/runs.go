@@ -3,6 +3,7 @@ package runs
 import (
 	"cmp"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -48,6 +49,14 @@ type Options struct {
 	// each filesystem left out because it cannot deduplicate (an error
 	// wrapping fstype.ErrCannotDedupe, with where it is mounted).
 	Warn func(path string, err error)
+	// Table, if set, is where the table of sums is kept between runs
+	// (see package sumtab; its delta is Table + ".delta"): with it, a run
+	// regroups only the sums of files changed since the run before, or
+	// left unsettled by it, and prints the plan a full run would (see
+	// kept.go). Full groups every sum all the same, and writes the table
+	// again.
+	Table string
+	Full  bool
 	// Progress, if set, is told how each long phase goes: its name, what
 	// is done of what total (0 when not known) and what is counted
 	// ("files", "blocks", "runs"). It is called often, from one goroutine
@@ -79,7 +88,10 @@ type Summary struct {
 	// Partitions counts the ranges of sums grouped one at a time: 1
 	// when they all fit in memory.
 	Partitions int
-	Skipped    int // files left out: changed or gone since hashed
+	// Regrouped counts the files whose sums were regrouped with the
+	// table of sums kept (Options.Table); -1 when every sum was grouped.
+	Regrouped int
+	Skipped   int // files left out: changed or gone since hashed
 	// Settled counts files not mapped again: every block they share
 	// with another file was already shared when hashed (see settle).
 	Settled int
@@ -96,6 +108,7 @@ type file struct {
 	// against, and what the plan says of it.
 	fsys.Identity
 	blocks  int64
+	changed int64 // index.File.Changed
 	extents []fiemap.Extent
 	stale   bool // changed or gone since hashed: never planned
 	// settled marks a file whose every mapping the recorded extents show
@@ -166,6 +179,8 @@ type finder struct {
 	bounds []loc
 	// buf is the memory of the partition or list at hand.
 	buf []words
+	// tab is the table of sums kept between runs; nil if none is.
+	tab *table
 }
 
 // Find computes the plan for the index and calls emit with each line, in
@@ -184,9 +199,16 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, nil // nothing hashed yet
 	}
 	bs := int64(bs64)
-	// The stages: load (load.go), group (group.go), chain (chain.go),
-	// bridge, estimate (estimate.go), rewrites (rewrite.go), emit
-	// (emit.go).
+	sum.Regrouped = -1
+	// Before the files: a file changed after they are read has a later
+	// number, and the next run regroups it.
+	seq, err := ix.WriteSeq(ctx)
+	if err != nil {
+		return sum, err
+	}
+	// The stages: load (load.go), group (group.go) or regroup (kept.go),
+	// chain (chain.go), bridge, estimate (estimate.go), rewrites
+	// (rewrite.go), emit (emit.go).
 	files, byID, err := load(ctx, ix, o, bs, &sum)
 	if err != nil {
 		return sum, err
@@ -195,36 +217,39 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	for _, f := range files {
 		sum.Blocks += f.blocks
 	}
-	// The index holds no sums for the zero blocks at the end of a file nor
-	// for chunks of zero blocks: a large sparse file must not make
-	// grouping take more passes, or reserve room, for sums it never reads.
-	held := min(sum.Blocks, storedSums(ctx, ix))
-	if held*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
-		// The heap will be mostly pairs and mappings, which hold no
-		// pointers and cost the collector little; at the default GOGC the
-		// garbage of reading every sum would grow the heap to twice them. A small index is done before that matters, and
-		// collecting often only slows it.
-		defer debug.SetGCPercent(debug.SetGCPercent(25))
-	}
-	if o.Budget >= 2*sqliteCache && os.Getenv("GOMEMLIMIT") == "" {
-		// The collector works harder as the heap nears what -mem (and
-		// the quarter more it may be off by) leaves it, SQLite's page
-		// cache aside, rather than let garbage take it. A limit at -mem
-		// itself was too near what is live at the end (partition
-		// memory not yet collected, the runs, the plan's lines): the
-		// collector then ran all the time, a third of the CPU.
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(o.Budget + o.Budget/4 - sqliteCache))
-	}
 	if o.WholeFiles {
+		defer tuneGC(ctx, ix, &o, sum.Blocks)()
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
 	f := &finder{ctx: ctx, ix: ix, o: &o, bs: bs, files: files, byID: byID, sum: &sum,
 		tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
-	if err := f.group(held); err != nil {
+	f.tab = f.openTable(seq)
+	defer f.tab.close()
+	err = errGroupAll
+	if f.tab != nil && f.tab.base != nil {
+		err = f.regroup()
+	}
+	if errors.Is(err, errGroupAll) {
+		if f.tab != nil {
+			f.tab.close()
+			f.tab.base, f.tab.delta, f.tab.regrouped = nil, nil, -1
+			f.createTable(false)
+		}
+		held := min(sum.Blocks, storedSums(ctx, ix))
+		defer tuneGC(ctx, ix, &o, held)()
+		err = f.group(held)
+	}
+	if err != nil {
 		if f.maps != nil {
 			f.maps.close()
 		}
 		return sum, err
+	}
+	if f.tab != nil {
+		sum.Regrouped = f.tab.regrouped
+		if !o.Live {
+			f.tab.need = make([]bool, len(files))
+		}
 	}
 	if o.Live {
 		// The involved files, which remap maps again: those the
@@ -259,5 +284,36 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
 		runs = append(runs, relinks...)
 	}
-	return sum, lines(ctx, ix, files, runs, ws, bs, emit, &sum, &o)
+	if err := lines(ctx, ix, files, runs, ws, bs, emit, &sum, &o); err != nil {
+		return sum, err
+	}
+	f.commitTable()
+	return sum, nil
+}
+
+// tuneGC sets the collector for a run over held sums, and returns what
+// puts it back.
+func tuneGC(ctx context.Context, ix *index.Index, o *Options, held int64) func() {
+	restore := func() {}
+	if held*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
+		// The heap will be mostly pairs and mappings, which hold no
+		// pointers and cost the collector little; at the default GOGC the
+		// garbage of reading every sum would grow the heap to twice them.
+		// A small index is done before that matters, and collecting often
+		// only slows it.
+		old := debug.SetGCPercent(25)
+		restore = func() { debug.SetGCPercent(old) }
+	}
+	if o.Budget >= 2*sqliteCache && os.Getenv("GOMEMLIMIT") == "" {
+		// The collector works harder as the heap nears what -mem (and
+		// the quarter more it may be off by) leaves it, SQLite's page
+		// cache aside, rather than let garbage take it. A limit at -mem
+		// itself was too near what is live at the end (partition
+		// memory not yet collected, the runs, the plan's lines): the
+		// collector then ran all the time, a third of the CPU.
+		old := debug.SetMemoryLimit(o.Budget + o.Budget/4 - sqliteCache)
+		prev := restore
+		restore = func() { debug.SetMemoryLimit(old); prev() }
+	}
+	return restore
 }

@@ -1,0 +1,112 @@
+//go:build linux
+
+package pipeline
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"same/internal/testfs"
+)
+
+// TestKeptTable runs nights on a btrfs with a read-only snapshot: each
+// night's findsame, which regroups only what changed since the night
+// before with the table of sums it keeps, prints the plan that a full
+// run (-full) prints on the same index, and that plan is applied.
+func TestKeptTable(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(21, 21))
+	for i := range 40 {
+		write(t, filepath.Join(live, fmt.Sprintf("u%02d", i)), random(rng, 256<<10))
+	}
+	a := random(rng, 512<<10)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "a.copy"), a)
+	db := filepath.Join(t.TempDir(), "index.db")
+	table := db + "-sums"
+	nights := []struct {
+		name   string
+		change func()
+		lines  int  // plan lines; -1: some
+		apply  bool // apply the plan
+	}{
+		{"first", func() {
+			testfs.Run(t, "sync")
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
+		}, 1, true},
+		{"new copies, not deduplicated", func() {
+			write(t, filepath.Join(live, "b"), a)
+			img := append(random(rng, 64<<10), a...)
+			write(t, filepath.Join(live, "img"), append(img, random(rng, 64<<10)...))
+			u := testfs.Run(t, "cat", filepath.Join(live, "u07"))
+			write(t, filepath.Join(live, "u07.copy"), []byte(u))
+			testfs.Run(t, "sync")
+		}, 3, false},
+		// The plan not applied is planned again, although its files did
+		// not change.
+		{"a file deleted, another renamed", func() {
+			os.Remove(filepath.Join(live, "u05"))
+			os.Rename(filepath.Join(live, "u03"), filepath.Join(live, "z03"))
+		}, 3, true},
+		{"a source deleted, a copy overwritten, another made", func() {
+			os.Remove(filepath.Join(live, "a"))
+			write(t, filepath.Join(live, "u07.copy"), random(rng, 256<<10))
+			write(t, filepath.Join(live, "c"), a)
+			testfs.Run(t, "sync")
+		}, -1, true},
+		{"nothing changed", func() {}, 0, true},
+	}
+	for i, n := range nights {
+		n.change()
+		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+			t.Fatalf("%s: hashfile: exit %d\n%s", n.name, code, stderr)
+		}
+		// The full run first, leaving the table as it found it.
+		saved := map[string][]byte{}
+		for _, p := range []string{table, table + ".delta"} {
+			if b, err := os.ReadFile(p); err == nil {
+				saved[p] = b
+			}
+		}
+		full, fullErr, code := tool(t, nil, "findsame", "-db", db, "-full")
+		if code != 0 {
+			t.Fatalf("%s: findsame -full: exit %d\n%s", n.name, code, fullErr)
+		}
+		for _, p := range []string{table, table + ".delta"} {
+			os.Remove(p)
+			if b, ok := saved[p]; ok {
+				if err := os.WriteFile(p, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		got, stderr, code := tool(t, nil, "findsame", "-db", db)
+		if code != 0 {
+			t.Fatalf("%s: findsame: exit %d\n%s", n.name, code, stderr)
+		}
+		if got != full {
+			t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", n.name, got, stderr, full, fullErr)
+		}
+		regrouped := strings.Contains(stderr, "since the last run regrouped")
+		if regrouped != (i > 0) {
+			t.Errorf("%s: findsame said\n%s\nwant it to regroup what changed: %v", n.name, stderr, i > 0)
+		}
+		if lines := strings.Count(got, "\n"); (n.lines < 0 && lines == 0) || (n.lines >= 0 && lines != n.lines) {
+			t.Errorf("%s: %d plan lines; want %d (-1: some)\n%s", n.name, lines, n.lines, got)
+		}
+		if !n.apply {
+			continue
+		}
+		results, applyErr, code := tool(t, []byte(got), "applysame")
+		if code != 0 {
+			t.Fatalf("%s: applysame: exit %d\n%s", n.name, code, applyErr)
+		}
+		allDone(t, results)
+	}
+}

@@ -1,0 +1,407 @@
+package runs
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"same/internal/blockhash"
+	"same/internal/sumtab"
+)
+
+// A run after a small change regroups only what changed, with the table
+// of sums the run before kept (package sumtab): every non-zero sum of the
+// files in scope, sorted, as of the index's write sequence number (seq)
+// read before the files were.
+//
+// Files changed since (index.File.Changed after the table's seq, or not
+// in the table) and files the run before left unsettled are regrouped:
+// their sums are read from the index, and every group holding one of
+// them, or one that lost a member (a file changed or gone), is made
+// again with all its members, the others' taken from the table. The
+// other groups are as they were, with the same members in the same
+// order, and none of their mappings could be deduplicated then: both of
+// the files of such a mapping would have been left unsettled. With the
+// same recorded extents, none can now, so a full run would plan nothing
+// of them either; the plan is the one a full run prints. Unsettled
+// means, with Options.Live, every file the run mapped again (its recorded
+// extents showed a mapping not shared yet, or they are not kept current:
+// see settle) or found stale; with recorded extents, every file with a
+// mapping chain found shareable.
+//
+// What the table depends on beyond the rows (the options that shape
+// groups, the volumes and which are read-only) makes its key: a table of
+// another key is not used, and the run groups every sum.
+
+// errGroupAll ends an attempt to regroup only what changed: too much did
+// to pay, or the table could not be read whole.
+var errGroupAll = errors.New("group every sum")
+
+// table is the table of sums a run reads and the one it writes.
+type table struct {
+	path  string // the base table; its delta is path + ".delta"
+	key   string
+	seq   int64 // the index's write_seq before the files were read
+	base  *sumtab.Table
+	delta *sumtab.Table // nil without one that extends base
+	// w writes the table this run leaves, committed when the plan is
+	// written; nil if it cannot be written.
+	w *sumtab.Writer
+	// superseded is what the delta w writes supersedes in the base.
+	superseded sumtab.Set
+	// need marks, with recorded extents, the files with a mapping that
+	// chain found shareable.
+	need []bool
+	// regrouped counts the files regrouped; -1 when every sum was.
+	regrouped int
+}
+
+// tableKey names what a table depends on beyond the index's rows.
+func (f *finder) tableKey() string {
+	o := f.o
+	var vols []string
+	seen := make(map[string]bool)
+	for i := range f.files {
+		fl := &f.files[i]
+		v := fmt.Sprintf("%q %d %v %v %d", fl.Vol.FS, fl.Vol.Subvol, fl.readonly, fl.btrfs, fl.fsBlock)
+		if !seen[v] {
+			seen[v] = true
+			vols = append(vols, v)
+		}
+	}
+	slices.Sort(vols)
+	h := sha256.New()
+	fmt.Fprintf(h, "bs %d live %v rewrite %v owner %v noreadonly %v\ninclude %q\nexclude %q\n%s",
+		f.bs, o.Live, o.Rewrite, o.SameOwner, o.NoReadOnly, o.Include, o.Exclude, strings.Join(vols, "\n"))
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// openTable opens the tables a run may regroup from, unless o.Full, and
+// prepares the table it writes. It returns nil when no table is kept.
+func (f *finder) openTable(seq int64) *table {
+	if f.o.Table == "" || f.o.WholeFiles {
+		return nil
+	}
+	for i := range f.files {
+		if f.files[i].id >= 1<<32 {
+			return nil // an entry holds a file id in 32 bits
+		}
+	}
+	t := &table{path: f.o.Table, key: f.tableKey(), seq: seq, regrouped: -1}
+	if f.o.Full {
+		return t
+	}
+	base, err := sumtab.Open(t.path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			f.warn(t.path, fmt.Errorf("%w: every sum grouped again", err))
+		}
+		return t
+	}
+	if base.Key != t.key || base.Base != 0 {
+		base.Close()
+		return t
+	}
+	t.base = base
+	delta, err := sumtab.Open(t.path + ".delta")
+	if err == nil && (delta.Key != t.key || delta.Base != base.Nonce || delta.Seq < base.Seq) {
+		delta.Close()
+		err = errors.New("another base")
+	}
+	if err == nil {
+		t.delta = delta
+	}
+	return t
+}
+
+// latest is the table as of the last run that wrote one.
+func (t *table) latest() *sumtab.Table {
+	if t.delta != nil {
+		return t.delta
+	}
+	return t.base
+}
+
+// close abandons what was not committed and closes the tables read.
+func (t *table) close() {
+	if t == nil {
+		return
+	}
+	if t.w != nil {
+		t.w.Abort()
+		t.w = nil
+	}
+	if t.base != nil {
+		t.base.Close()
+	}
+	if t.delta != nil {
+		t.delta.Close()
+	}
+}
+
+// create starts the table this run writes: a base, or a delta extending
+// t.base.
+func (f *finder) createTable(asDelta bool) {
+	t := f.tab
+	h := sumtab.Header{Key: t.key, Seq: t.seq, Nonce: sumtab.NewNonce()}
+	path := t.path
+	if asDelta {
+		h.Nonce, h.Base = t.base.Nonce, t.base.Nonce
+		path += ".delta"
+	}
+	w, err := sumtab.Create(path, h)
+	if err != nil {
+		f.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))
+		return
+	}
+	t.w = w
+}
+
+// keep adds pairs, sorted, to the base table a full run writes.
+func (f *finder) keep(pairs []pair) {
+	t := f.tab
+	if t == nil || t.w == nil {
+		return
+	}
+	es := make([]sumtab.Entry, 0, min(len(pairs), 1<<16))
+	for len(pairs) > 0 {
+		n := min(len(pairs), 1<<16)
+		es = es[:0]
+		for _, p := range pairs[:n] {
+			es = append(es, sumtab.Entry{Sum: p.sum, File: uint32(f.files[p.at.file()].id), Block: uint32(p.at.block())})
+		}
+		t.w.Add(es...)
+		pairs = pairs[n:]
+	}
+}
+
+// regroup groups the sums of the files changed since the table or left
+// unsettled by the run that wrote it, as group does every sum (see the
+// comment at the top of this file), and starts the table this run
+// leaves. It returns errGroupAll, having changed nothing, when more than
+// a quarter of the blocks would be regrouped or the groups do not fit in
+// memory, or the table cannot be read whole.
+func (f *finder) regroup() error {
+	t := f.tab
+	last := t.latest()
+	n := len(f.files)
+	changed := make([]bool, n) // their entries in the tables are void
+	redo := make([]bool, n)    // regrouped: changed or unsettled
+	var redoBlocks, all, maxID int64
+	var ids []int
+	for i := range f.files {
+		fl := &f.files[i]
+		all += fl.blocks
+		maxID = max(maxID, fl.id)
+		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id)
+		if changed[i] || last.Unsettled.Has(fl.id) {
+			redo[i] = true
+			redoBlocks += fl.blocks
+			ids = append(ids, i)
+		}
+	}
+	if redoBlocks > all/4 {
+		return errGroupAll
+	}
+	room := f.capacity() / 2
+	slices.SortFunc(ids, func(a, b int) int { return int(f.files[a].id - f.files[b].id) })
+	var q []pair
+	var fresh int64 // entries of changed files, which the table written takes
+	for k, i := range ids {
+		if k%256 == 0 {
+			f.o.progress("reading changed sums", int64(k), int64(len(ids)), "files")
+			if err := f.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		sums, err := f.ix.Sums(f.ctx, f.files[i].id)
+		if err != nil {
+			return err
+		}
+		for b := range len(sums) / blockhash.SumSize {
+			if s := blockhash.At(sums, b); s != blockhash.Zero {
+				q = append(q, pair{s, mkloc(i, int64(b))})
+				if changed[i] {
+					fresh++
+				}
+			}
+		}
+		if int64(len(q)) > room {
+			return errGroupAll
+		}
+	}
+	f.o.progress("reading changed sums", int64(len(ids)), int64(len(ids)), "files")
+	sortPairs(q)
+	pos := make([]int32, maxID+1)
+	for i := range pos {
+		pos[i] = -1
+	}
+	for i := range f.files {
+		pos[f.files[i].id] = int32(i)
+	}
+	var deltaEntries int64
+	if t.delta != nil {
+		deltaEntries = t.delta.Entries
+	}
+	f.createTable(deltaEntries+fresh <= t.base.Entries/8)
+	w := t.w
+	if w != nil && w.Delta() {
+		if t.delta != nil {
+			t.superseded = slices.Clone(t.delta.Superseded)
+		}
+		for i := range f.files {
+			if changed[i] {
+				t.superseded.Add(f.files[i].id)
+			}
+		}
+	}
+	var es []sumtab.Entry // entries for w of the sum at hand
+	put := func(e sumtab.Entry) {
+		if w != nil {
+			es = append(es, e)
+		}
+	}
+	// member returns where e is, if it is a member of its group now, and
+	// whether its group lost it.
+	member := func(e sumtab.Entry) (loc, bool, bool) {
+		p := int64(-1)
+		if int64(e.File) <= maxID {
+			p = int64(pos[e.File])
+		}
+		if p < 0 || changed[p] {
+			return 0, false, true
+		}
+		return mkloc(int(p), int64(e.Block)), !redo[p], false
+	}
+	bi := t.base.Iter()
+	var di *sumtab.Iter
+	if t.delta != nil {
+		di = t.delta.Iter()
+	}
+	next := func(it *sumtab.Iter) (sumtab.Entry, bool) {
+		if it == nil {
+			return sumtab.Entry{}, false
+		}
+		return it.Next()
+	}
+	be, bok := bi.Next()
+	de, dok := next(di)
+	var out, g []pair
+	var seen int64
+	total := t.base.Entries + deltaEntries
+	for qi := 0; bok || dok || qi < len(q); {
+		s := uint64(1<<64 - 1)
+		if bok {
+			s = be.Sum
+		}
+		if dok {
+			s = min(s, de.Sum)
+		}
+		if qi < len(q) {
+			s = min(s, q[qi].sum)
+		}
+		g, es = g[:0], es[:0]
+		touched := false
+		for ; bok && be.Sum == s; be, bok = bi.Next() {
+			seen++
+			if t.delta != nil && t.delta.Superseded.Has(int64(be.File)) {
+				continue // void before the last run
+			}
+			at, ok, lost := member(be)
+			touched = touched || lost
+			if ok {
+				g = append(g, pair{s, at})
+			}
+			if !lost && w != nil && !w.Delta() {
+				put(be)
+			}
+		}
+		for ; dok && de.Sum == s; de, dok = next(di) {
+			seen++
+			at, ok, lost := member(de)
+			touched = touched || lost
+			if ok {
+				g = append(g, pair{s, at})
+			}
+			if !lost {
+				put(de)
+			}
+		}
+		for ; qi < len(q) && q[qi].sum == s; qi++ {
+			touched = true
+			g = append(g, q[qi])
+			if fi := q[qi].at.file(); changed[fi] {
+				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(q[qi].at.block())})
+			}
+		}
+		if touched && len(g) > 1 {
+			if out = append(out, g...); int64(len(out)) > room {
+				return errGroupAll
+			}
+		}
+		if len(es) > 0 {
+			w.Add(es...)
+		}
+		if seen%(1<<20) < 1<<10 {
+			f.o.progress("looking up sums", seen, total, "blocks")
+			if err := f.ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	f.o.progress("looking up sums", seen, total, "blocks")
+	for _, it := range []*sumtab.Iter{bi, di} {
+		if it != nil && it.Err() != nil {
+			f.warn(t.path, fmt.Errorf("%w: every sum grouped again", it.Err()))
+			return errGroupAll
+		}
+	}
+	t.regrouped = len(ids)
+	f.mapped = make([]bool, n)
+	f.sum.Partitions = 1
+	sortPairs(out)
+	f.maps = memBuckets(dups(out))
+	return f.groups(out)
+}
+
+// commitTable commits the table this run wrote, with the files in scope
+// and those left unsettled.
+func (f *finder) commitTable() {
+	t := f.tab
+	if t == nil || t.w == nil {
+		return
+	}
+	var files, unsettled sumtab.Set
+	for i := range f.files {
+		fl := &f.files[i]
+		files.Add(fl.id)
+		if (f.o.Live && f.mapped[i]) || (!f.o.Live && t.need[i]) {
+			unsettled.Add(fl.id)
+		}
+	}
+	var superseded sumtab.Set
+	delta := t.w.Delta()
+	if delta {
+		superseded = t.superseded
+	}
+	err := t.w.Commit(files, unsettled, superseded)
+	t.w = nil
+	if err != nil {
+		f.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))
+		return
+	}
+	if !delta {
+		os.Remove(t.path + ".delta")
+	}
+}
+
+// warn tells o.Warn of err, if set.
+func (f *finder) warn(path string, err error) {
+	if f.o.Warn != nil {
+		f.o.Warn(path, err)
+	}
+}

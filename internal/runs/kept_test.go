@@ -1,0 +1,272 @@
+package runs
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/fstype"
+	"same/internal/fsys"
+	"same/internal/index"
+	"same/internal/plan"
+)
+
+// keptHost is an index of files made of pieces of shared blobs, most of
+// them stored once (their extents at the blob's place), some copies not
+// shared yet, changed a little at a time.
+type keptHost struct {
+	t     *testing.T
+	rng   *rand.Rand
+	ix    *index.Index
+	files map[uint64]*keptFile // by inode
+	ino   uint64
+	phys  int64 // the next free physical place
+	mtime int64
+}
+
+type keptPiece struct {
+	blob, off, n int
+	fresh        bool  // a copy of its own, not shared yet
+	at           int64 // where a fresh copy is stored
+}
+
+type keptFile struct {
+	path   string
+	ino    uint64
+	pieces []keptPiece
+	mtime  int64
+}
+
+const keptBlobs, keptBlobBlocks = 30, 48
+
+func blobSum(b, k int) uint64 { return uint64(b*1000+k+1)*0x9E3779B97F4A7C15 | 1 }
+
+func newKeptHost(t *testing.T) *keptHost {
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	if err := ix.UseBlockSize(bs); err != nil {
+		t.Fatal(err)
+	}
+	h := &keptHost{t: t, rng: rand.New(rand.NewPCG(3, 4)), ix: ix, files: make(map[uint64]*keptFile), phys: 1 << 40}
+	h.tx(func(tx *index.Tx) {
+		if err := tx.PutVolume(fsys.Info{Volume: devices[7], Magic: fstype.Btrfs, BlockSize: bs}, 0); err != nil {
+			t.Fatal(err)
+		}
+		for range 60 {
+			h.put(tx, h.newFile(), 0.1)
+		}
+	})
+	return h
+}
+
+func (h *keptHost) tx(fn func(*index.Tx)) {
+	tx, err := h.ix.Begin(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	fn(tx)
+	if err := tx.Commit(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *keptHost) newFile() *keptFile {
+	h.ino++
+	f := &keptFile{path: fmt.Sprintf("/m/%03d", h.rng.IntN(1000)), ino: h.ino}
+	for h.pathTaken(f) {
+		f.path += "x"
+	}
+	h.files[f.ino] = f
+	return f
+}
+
+func (h *keptHost) pathTaken(f *keptFile) bool {
+	for _, g := range h.files {
+		if g != f && g.path == f.path {
+			return true
+		}
+	}
+	return false
+}
+
+// put gives f new content, each piece a fresh copy with probability
+// fresh, and records it.
+func (h *keptHost) put(tx *index.Tx, f *keptFile, fresh float64) {
+	f.pieces = nil
+	for range 1 + h.rng.IntN(4) {
+		b := h.rng.IntN(keptBlobs + 10) // blobs past keptBlobs are unique to the file
+		off := h.rng.IntN(keptBlobBlocks - 1)
+		p := keptPiece{blob: b, off: off, n: 1 + h.rng.IntN(keptBlobBlocks-off)}
+		if b >= keptBlobs {
+			p.blob = 1000 + int(f.ino)*10 + len(f.pieces)
+			p.fresh = true
+		} else if h.rng.Float64() < fresh {
+			p.fresh = true
+		}
+		if p.fresh {
+			p.at = h.phys
+			h.phys += int64(p.n)*bs + 1<<20
+		}
+		f.pieces = append(f.pieces, p)
+	}
+	h.mtime++
+	f.mtime = h.mtime
+	h.record(tx, f, true)
+}
+
+// record writes f's row: its sums and extents with all, else its extents.
+func (h *keptHost) record(tx *index.Tx, f *keptFile, all bool) {
+	var sums []byte
+	var ext []fiemap.Extent
+	for _, p := range f.pieces {
+		at := p.at
+		if !p.fresh {
+			at = int64(p.blob+1)<<32 + int64(p.off)*bs
+		}
+		ext = append(ext, fiemap.Extent{Logical: int64(len(sums) / 8 * bs), Physical: at, Length: int64(p.n) * bs})
+		for k := range p.n {
+			sums = binary.LittleEndian.AppendUint64(sums, blobSum(p.blob, p.off+k))
+		}
+	}
+	id := index.File{Path: f.path, UID: 0, NoCOW: index.NoCOWUnset, Identity: fsys.Identity{Vol: devices[7], Ino: f.ino,
+		Size: int64(len(sums) / 8 * bs), Mtime: f.mtime, Ctime: f.mtime}}
+	if all {
+		if _, err := tx.Put(id, sums, ext); err != nil {
+			h.t.Fatal(err)
+		}
+		return
+	}
+	fid, err := h.rowID(f)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := tx.SetExtents(fid, ext); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *keptHost) rowID(f *keptFile) (int64, error) {
+	var id int64
+	err := h.ix.DB().QueryRow("SELECT id FROM files WHERE ino = ?", int64(f.ino)).Scan(&id)
+	return id, err
+}
+
+// change changes a few files: new content, deduplicated copies (their
+// extents recorded again), new files, a file deleted, a file renamed.
+func (h *keptHost) change() {
+	h.tx(func(tx *index.Tx) {
+		var inos []uint64
+		for ino := range h.files {
+			inos = append(inos, ino)
+		}
+		slices.Sort(inos)
+		for range 1 + h.rng.IntN(3) {
+			h.put(tx, h.files[inos[h.rng.IntN(len(inos))]], 0.3)
+		}
+		for _, ino := range inos {
+			f := h.files[ino]
+			settled := false
+			for i := range f.pieces {
+				if p := &f.pieces[i]; p.fresh && p.blob < keptBlobs && h.rng.IntN(2) == 0 {
+					p.fresh, settled = false, true
+				}
+			}
+			if settled {
+				h.record(tx, f, false)
+			}
+		}
+		if h.rng.IntN(2) == 0 {
+			f := h.files[inos[h.rng.IntN(len(inos))]]
+			id, err := h.rowID(f)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			if err := tx.Delete(id); err != nil {
+				h.t.Fatal(err)
+			}
+			delete(h.files, f.ino)
+		}
+		for range h.rng.IntN(3) {
+			h.put(tx, h.newFile(), 0.3)
+		}
+		if h.rng.IntN(2) == 0 {
+			f := h.files[inos[h.rng.IntN(len(inos))]]
+			if f != nil {
+				f.path = fmt.Sprintf("/m/%03d", h.rng.IntN(1000))
+				for h.pathTaken(f) {
+					f.path += "y"
+				}
+				if err := tx.Rename(index.File{Path: f.path, UID: 0, Identity: fsys.Identity{Vol: devices[7], Ino: f.ino,
+					Size: 0, Mtime: f.mtime, Ctime: f.mtime}}); err != nil {
+					h.t.Fatal(err)
+				}
+				h.record(tx, f, true) // the size back
+			}
+		}
+	})
+}
+
+func (h *keptHost) find(o Options) (string, Summary) {
+	var out bytes.Buffer
+	enc := plan.NewEncoder(&out)
+	o.Rewrite = true
+	o.Warn = func(path string, err error) { h.t.Errorf("warning: %v", err) }
+	sum, err := Find(context.Background(), h.ix, o, enc.Write)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out.String(), sum
+}
+
+// A run with the table of sums kept prints what a full run prints, after
+// each of many small changes, while it regroups only what changed.
+func TestKeptTable(t *testing.T) {
+	h := newKeptHost(t)
+	table := filepath.Join(filepath.Dir(h.ix.Path()), "index.db-sums")
+	first, sum := h.find(Options{Table: table})
+	if sum.Regrouped != -1 || sum.Lines == 0 {
+		t.Fatalf("first run: %+v; want every sum grouped, and lines", sum)
+	}
+	if full, _ := h.find(Options{}); full != first {
+		t.Fatalf("first run with a table:\n%s\nwithout:\n%s", first, full)
+	}
+	regrouped, deltas, bases := 0, 0, 0
+	for round := range 40 {
+		h.change()
+		before, _ := os.Stat(table)
+		got, sum := h.find(Options{Table: table})
+		want, _ := h.find(Options{})
+		if got != want {
+			t.Fatalf("round %d (%+v): with the table:\n%s\nfull:\n%s", round, sum, got, want)
+		}
+		if sum.Regrouped >= 0 {
+			regrouped++
+			if sum.Regrouped >= len(h.files)/2 {
+				t.Errorf("round %d: %d of %d files regrouped", round, sum.Regrouped, len(h.files))
+			}
+		}
+		after, _ := os.Stat(table)
+		if _, err := os.Stat(table + ".delta"); err == nil && os.SameFile(before, after) {
+			deltas++
+		} else if !os.SameFile(before, after) {
+			bases++
+		}
+	}
+	t.Logf("%d regrouped, %d deltas, %d bases", regrouped, deltas, bases)
+	if regrouped < 30 || deltas == 0 || bases < 2 {
+		t.Errorf("%d of 40 runs regrouped what changed, %d wrote a delta, %d a base; want most, some, several", regrouped, deltas, bases)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(table), ".*")); len(left) > 0 {
+		t.Errorf("left behind: %q", left)
+	}
+}
