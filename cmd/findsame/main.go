@@ -43,7 +43,7 @@
 // blocks, and prints the plan a full run would print. A first run, a run
 // with other options or after other volumes became read-only, and one
 // after more than a quarter of the blocks changed group every sum; so
-// does -full.
+// does -full. -no-keep keeps no table.
 //
 // With
 // -recorded, findsame uses the extents recorded in the index instead and
@@ -149,7 +149,7 @@ recorded them) and those the last run planned that were not stored once
 yet, with every file that holds one of their blocks, and prints the plan a
 full run would print. A first run, a run with other options or after
 other volumes became read-only, and one after more than a quarter of the
-blocks changed group every sum; so does -full.
+blocks changed group every sum; so does -full. -no-keep keeps no table.
 
 Where the runs cover only part of a destination's extent on btrfs, which
 frees nothing by itself, findsame plans a rewrite of the rest (unless
@@ -201,6 +201,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	tmpdir := fs.String("tmpdir", "", "`directory` for temporary files (default: the index's)")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	full := fs.Bool("full", false, "group every sum, as the first run does, instead of only those of files changed since the last run (see -help)")
+	noKeep := fs.Bool("no-keep", false, "keep no table of sums beside the index (it takes 16 bytes per block): every run groups every sum")
 	noRewrite := fs.Bool("no-rewrite", false, "plan no rewrites of partly covered extents")
 	showReport := fs.Bool("report", false, "print a report of the plan for a person instead of the plan: totals, the largest runs, the directories with the most to deduplicate, rewrites")
 	noReadOnly := fs.Bool("no-readonly", false, "never deduplicate into files in read-only btrfs snapshots, which root otherwise may (see docs/security.md); their copies are used as sources instead")
@@ -249,13 +250,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		MinLen: int64(minLen), Include: include, Exclude: exclude,
 		WholeFiles: *whole, Budget: int64(budget), TmpDir: *tmpdir, Live: !*recorded,
 		Rewrite: !*noRewrite, SameOwner: *sameOwner, NoReadOnly: *noReadOnly,
-		Table: ix.Path() + "-sums", Full: *full,
+		Full: *full,
 		Warn: func(path string, err error) { bar.Printf(stderr, "findsame: %v\n", err) },
 	}
 	if bar != nil {
 		opts.Progress = func(phase string, done, total int64, unit string) {
 			bar.Update(cli.Meter{Phase: phase, Done: done, Total: total, Unit: unit})
 		}
+	}
+	if !*noKeep {
+		opts.Table = ix.Path() + "-sums"
 	}
 	emit := enc.Write
 	rep := newReport()
