@@ -103,13 +103,38 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.Live {
 		return files, byID, nil
 	}
-	err = loadExtents(ctx, ix, files, byID, func(int) bool { return true }, &o)
+	err = loadExtents(ctx, ix, files, byID, nil, &o)
 	return files, byID, err
 }
 
-// loadExtents reads the recorded extents of the files that want picks
-// (by index in files) into them, in one scan of the index.
-func loadExtents(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, want func(int) bool, o *Options) error {
+// loadExtents reads the recorded extents of the files that want marks (by
+// index in files; nil: all) into them: file by file when they are few
+// (a re-run regrouping what changed), else in one scan of the index.
+func loadExtents(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, want []bool, o *Options) error {
+	var wanted int64
+	for i := range files {
+		if want == nil || want[i] {
+			wanted++
+		}
+	}
+	if wanted*8 < int64(len(files)) {
+		var done int64
+		for i := range files {
+			if !want[i] {
+				continue
+			}
+			if done++; done%256 == 0 {
+				o.progress("loading extents", done, wanted, "files")
+			}
+			ext, err := ix.Extents(ctx, files[i].id)
+			if err != nil {
+				return err
+			}
+			files[i].extents = ext
+		}
+		o.progress("loading extents", wanted, wanted, "files")
+		return nil
+	}
 	var n, total int64
 	if o.Progress != nil {
 		total = count(ctx, ix, "extents")
@@ -118,7 +143,7 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID map[in
 		if n++; n%4096 == 0 {
 			o.progress("loading extents", n, total, "extents")
 		}
-		if i, ok := byID[id]; ok && want(i) {
+		if i, ok := byID[id]; ok && (want == nil || want[i]) {
 			files[i].extents = append(files[i].extents, e)
 		}
 		return nil

@@ -26,7 +26,7 @@ import (
 // It reads the recorded extents of the involved files, keeps those of the
 // files still involved (remap replaces them) and drops the others.
 func (f *finder) settle(involved []bool) error {
-	err := loadExtents(f.ctx, f.ix, f.files, f.byID, func(i int) bool { return involved[i] }, f.o)
+	err := loadExtents(f.ctx, f.ix, f.files, f.byID, involved, f.o)
 	if err != nil {
 		return err
 	}
