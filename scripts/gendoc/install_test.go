@@ -154,7 +154,7 @@ func TestInstall(t *testing.T) {
 			{[]string{"hashfile", "--db", "=", docs + "/LIC"}, docs + "/LICENSE"},
 			{[]string{"hashfile", "-j", ""}, ""},
 			{[]string{"hashfile", docs + "/REA"}, docs + "/README.md"},
-			{[]string{"findsame", "-no"}, "-no-readonly\n-no-rewrite"},
+			{[]string{"findsame", "-no"}, "-no-keep\n-no-readonly\n-no-rewrite"},
 			{[]string{"findsame", "-in"}, "-include"},
 			{[]string{"findsame", docs + "/REA"}, ""},
 			{[]string{"applysame", "-keep"}, "-keep-going"},
