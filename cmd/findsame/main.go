@@ -40,7 +40,9 @@
 // 0600; see package sumtab). The next run regroups only the files changed
 // since (as hashfile recorded them) and those the last run planned that
 // were not stored once yet, with every file that holds one of their
-// blocks, and prints the plan a full run would print. A first run, a run
+// blocks, and prints the plan a full run would print. A file of a new
+// read-only snapshot that hashfile recorded from its origin's row (the
+// same sums and extents) joins its origin's groups without a look. A first run, a run
 // with other options or after other volumes became read-only, and one
 // after more than a quarter of the blocks changed group every sum; so
 // does -full. -no-keep keeps no table.
@@ -147,7 +149,9 @@ Findsame keeps the sums it grouped in a table beside the index
 0600). The next run regroups only the files changed since (as hashfile
 recorded them) and those the last run planned that were not stored once
 yet, with every file that holds one of their blocks, and prints the plan a
-full run would print. A first run, a run with other options or after
+full run would print. A file of a new read-only snapshot that hashfile
+recorded from its origin's row (the same sums and extents) joins its
+origin's groups without a look. A first run, a run with other options or after
 other volumes became read-only, and one after more than a quarter of the
 blocks changed group every sum; so does -full. -no-keep keeps no table.
 
@@ -280,7 +284,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if !*quiet {
 		grouped := fmt.Sprintf("%d partition(s)", sum.Partitions)
 		if sum.Regrouped >= 0 {
-			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped", sum.Partitions, sum.Regrouped)
+			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped (%d more copied from a file in a snapshot's origin)", sum.Partitions, sum.Regrouped, sum.Cloned)
 		}
 		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed), %d blocks, %s in %s\n",
 			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Blocks, grouped,

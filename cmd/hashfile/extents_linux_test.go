@@ -3,7 +3,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -209,6 +211,64 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	checkTree(t, db, mnt)
 	checkExtents(t, db, alone)
 	checkExtents(t, db, with)
+	// Each copied row, and each whose items are the ones of live's row
+	// (a change elsewhere in their tree leaf named them), is marked a
+	// clone of live's row for findsame: most of both snapshots' files.
+	if c := checkClones(t, db); c < 2*n-4 {
+		t.Errorf("%d files recorded as clones of live's; want about %d", c, 2*n)
+	}
+}
+
+// checkClones checks that every row the index records as a clone of
+// another (index.File.CloneOf) that has not changed since has that row's
+// sums and extents (but for whether another file shares them), and
+// returns how many there are.
+func checkClones(t *testing.T, db string) int {
+	t.Helper()
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	ctx := context.Background()
+	var clones [][2]int64
+	changed := make(map[int64]int64)
+	seq := make(map[int64]int64)
+	err = ix.Files(ctx, func(f index.File) error {
+		changed[f.ID] = f.Changed
+		if f.CloneOf != 0 {
+			clones = append(clones, [2]int64{f.ID, f.CloneOf})
+			seq[f.ID] = f.CloneSeq
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(es []fiemap.Extent) []fiemap.Extent {
+		for i := range es {
+			es[i].Flags &^= fiemap.FlagShared | fiemap.FlagLast
+		}
+		return es
+	}
+	n := 0
+	for _, c := range clones {
+		if changed[c[1]] != seq[c[0]] {
+			continue // its origin changed since
+		}
+		n++
+		s1, err1 := ix.Sums(ctx, c[0])
+		s2, err2 := ix.Sums(ctx, c[1])
+		e1, err3 := ix.Extents(ctx, c[0])
+		e2, err4 := ix.Extents(ctx, c[1])
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(s1, s2) || !slices.Equal(strip(e1), strip(e2)) {
+			t.Errorf("row %d, a clone of row %d: sums equal %v, extents %v and %v", c[0], c[1], bytes.Equal(s1, s2), e1, e2)
+		}
+	}
+	return n
 }
 
 // TestSkim checks that a btrfs subvolume in which no directory changed

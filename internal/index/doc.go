@@ -27,7 +27,10 @@
 //     write transaction that changes a file) of the last transaction that
 //     changed the row, its sums, extents, NOCOW attribute or owner:
 //     findsame regroups only the files changed after the write_seq its
-//     kept table of sums was made at (see package sumtab). Paths
+//     kept table of sums was made at (see package sumtab). clone_of and
+//     clone_seq name the row a file of a read-only snapshot was recorded
+//     from (Tx.Copy, Tx.MarkClone) and that row's changed then: while it
+//     is unchanged, the file holds its sums and extents. Paths
 //     are read in their byte order (Cursor), as the walk meets them, so
 //     that hashfile holds no more of the index than a page at a time.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per

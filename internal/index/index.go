@@ -497,6 +497,11 @@ type File struct {
 	// WriteSeq); 0 for a row not changed since the index kept it. Files
 	// reads it; writes ignore it.
 	Changed int64
+	// CloneOf is the id of the row this one was recorded as a copy of
+	// (Tx.Copy, Tx.MarkClone), and CloneSeq that row's Changed then; 0 if
+	// none. While that row's Changed is still CloneSeq, this row holds its
+	// sums and extents. Files reads them; writes ignore them.
+	CloneOf, CloneSeq int64
 }
 
 // Values of File.NoCOW.
@@ -533,18 +538,18 @@ func (ix *Index) MaxFileID(ctx context.Context) int64 {
 // Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 	rows, err := ix.db.QueryContext(ctx, `SELECT f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
-		coalesce(f.nocow, -1), coalesce(f.uid, -1), f.changed FROM files f JOIN volumes v ON v.id = f.vol`)
+		coalesce(f.nocow, -1), coalesce(f.uid, -1), f.changed, coalesce(f.clone_of, 0), coalesce(f.clone_seq, 0) FROM files f JOIN volumes v ON v.id = f.vol`)
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 11); err != nil {
+		if err := r.scan(rows, 13); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
 		f := r.file()
-		f.Changed = r.int64(10)
+		f.Changed, f.CloneOf, f.CloneSeq = r.int64(10), r.int64(11), r.int64(12)
 		if r.err != nil {
 			return fmt.Errorf("read files: %w", r.err)
 		}

@@ -243,21 +243,22 @@ func (ix *Index) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]
 	return append(buf[:0], b...), rows.Err()
 }
 
-// EncodedFiles returns the files some of whose recorded extents are
-// encoded (compressed, on btrfs).
-func (ix *Index) EncodedFiles(ctx context.Context) (map[int64]bool, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT DISTINCT file FROM extents WHERE flags & ? != 0", fiemap.FlagEncoded)
+// FlaggedFiles returns the files some of whose recorded extents have one
+// of the FIEMAP flags of mask (FlagEncoded: compressed, on btrfs;
+// FlagDataInline), with those of mask that they have.
+func (ix *Index) FlaggedFiles(ctx context.Context, mask uint32) (map[int64]uint32, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT file, flags & ?1 FROM extents WHERE flags & ?1 != 0", mask)
 	if err != nil {
 		return nil, fmt.Errorf("read extents: %w", err)
 	}
 	defer rows.Close()
-	m := make(map[int64]bool)
+	m := make(map[int64]uint32)
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+		var id, flags int64
+		if err := rows.Scan(&id, &flags); err != nil {
 			return nil, fmt.Errorf("read extents: %w", err)
 		}
-		m[id] = true
+		m[id] |= uint32(flags)
 	}
 	return m, rows.Err()
 }

@@ -12,8 +12,8 @@ import (
 // through reflection, and into *uint64 through formatting the number and
 // parsing it again, which took a third of the time to load a large index.
 type row struct {
-	v    [12]any
-	ptrs [12]any
+	v    [13]any
+	ptrs [13]any
 	err  error // the first column of an unexpected type
 }
 

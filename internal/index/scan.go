@@ -45,13 +45,14 @@ func PathRange(dir string) (lo, hi string) {
 }
 
 const listedColumns = `f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
-	coalesce(f.nocow, -1), coalesce(f.uid, -1), f.gone FROM files f JOIN volumes v ON v.id = f.vol`
+	coalesce(f.nocow, -1), coalesce(f.uid, -1), f.gone, f.changed FROM files f JOIN volumes v ON v.id = f.vol`
 
 func scanListed(r *row, rows *sql.Rows) (Listed, error) {
-	if err := r.scan(rows, 11); err != nil {
+	if err := r.scan(rows, 12); err != nil {
 		return Listed{}, err
 	}
 	l := Listed{File: r.file(), Gone: r.int64(10)}
+	l.Changed = r.int64(11)
 	return l, r.err
 }
 

@@ -85,7 +85,7 @@ func (t *Tx) touch(id int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec("UPDATE files SET changed = ? WHERE id = ?", seq, id)
+	_, err = t.exec("UPDATE files SET changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", seq, id)
 	return err
 }
 
@@ -134,7 +134,7 @@ func (t *Tx) claim(f File) (int64, error) {
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
-			changed = excluded.changed
+			changed = excluded.changed, clone_of = NULL, clone_seq = NULL, clone_seq = NULL
 		RETURNING id`)
 	if err != nil {
 		return 0, err
@@ -200,7 +200,7 @@ func (t *Tx) replace(f File) (int64, error) {
 }
 
 // Copy records f, met in a btrfs snapshot, with the sums and extents of
-// row from: the file of the same inode in the subvolume the snapshot was
+// row from (and from as what it is a clone of, File.CloneOf): the file of the same inode in the subvolume the snapshot was
 // taken from, recorded as the snapshot holds it (the caller knows that
 // its extent items are unchanged since). It reports false and records
 // nothing when from no longer has f's size, mtime and ctime or is not
@@ -226,7 +226,18 @@ func (t *Tx) Copy(from int64, f File) (bool, error) {
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
+	if _, err := t.exec("UPDATE files SET clone_of = ?1, clone_seq = (SELECT changed FROM files WHERE id = ?1) WHERE id = ?2", from, id); err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
 	return true, nil
+}
+
+// MarkClone records file id, just recorded with the sums and extents that
+// row from had when its File.Changed was fromChanged, as a clone of it
+// (File.CloneOf), if from is still so.
+func (t *Tx) MarkClone(id, from, fromChanged int64) error {
+	_, err := t.exec("UPDATE files SET clone_of = ?1, clone_seq = ?3 WHERE id = ?2 AND (SELECT changed FROM files WHERE id = ?1) = ?3", from, id, fromChanged)
+	return err
 }
 
 // putExtents records the extents of file id.
@@ -250,7 +261,7 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec("UPDATE files SET nocow = ?, changed = ? WHERE id = ?", v, seq, id)
+	_, err = t.exec("UPDATE files SET nocow = ?, changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", v, seq, id)
 	return err
 }
 
@@ -330,7 +341,7 @@ func (t *Tx) SetUID(id int64, uid uint32) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec("UPDATE files SET uid = ?, changed = ? WHERE id = ?", int64(uid), seq, id)
+	_, err = t.exec("UPDATE files SET uid = ?, changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", int64(uid), seq, id)
 	return err
 }
 

@@ -61,6 +61,11 @@ func TestKeptTable(t *testing.T) {
 			testfs.Run(t, "sync")
 		}, -1, true},
 		{"nothing changed", func() {}, 0, true},
+		// Taken after a night that changed nothing, each of its files is
+		// its origin's row copied (hashfile), and joins its groups.
+		{"a snapshot", func() {
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap2"))
+		}, 0, true},
 	}
 	for i, n := range nights {
 		n.change()
@@ -92,6 +97,9 @@ func TestKeptTable(t *testing.T) {
 		}
 		if got != full {
 			t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", n.name, got, stderr, full, fullErr)
+		}
+		if n.name == "a snapshot" && !strings.Contains(stderr, "the sums of 0 files changed or unsettled since the last run regrouped (44 more copied from a file in a snapshot's origin)") {
+			t.Errorf("%s: findsame said\n%s\nwant the snapshot's 44 files to join their origins' groups, and nothing regrouped", n.name, stderr)
 		}
 		regrouped := strings.Contains(stderr, "since the last run regrouped")
 		if regrouped != (i > 0) {

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"slices"
-	"strings"
 
 	"same/internal/blockhash"
 	"same/internal/sumtab"
@@ -33,9 +32,10 @@ import (
 // see settle) or found stale; with recorded extents, every file with a
 // mapping chain found shareable.
 //
-// What the table depends on beyond the rows (the options that shape
-// groups, the volumes and which are read-only) makes its key: a table of
-// another key is not used, and the run groups every sum.
+// The options that shape groups make the table's key: a table of another
+// key is not used, and the run groups every sum. The files of a volume
+// whose attributes changed (it became read-only or writable) are
+// regrouped as if changed.
 
 // errGroupAll ends an attempt to regroup only what changed: too much did
 // to pay, or the table could not be read whole.
@@ -57,27 +57,36 @@ type table struct {
 	// chain found shareable.
 	need []bool
 	// regrouped counts the files regrouped; -1 when every sum was.
-	regrouped int
+	// cloned counts the clones that joined their origin's groups.
+	regrouped, cloned int
 }
 
-// tableKey names what a table depends on beyond the index's rows.
+// tableKey names the options a table depends on.
 func (f *finder) tableKey() string {
 	o := f.o
-	var vols []string
-	seen := make(map[string]bool)
-	for i := range f.files {
-		fl := &f.files[i]
-		v := fmt.Sprintf("%q %d %v %v %d", fl.Vol.FS, fl.Vol.Subvol, fl.readonly, fl.btrfs, fl.fsBlock)
-		if !seen[v] {
-			seen[v] = true
-			vols = append(vols, v)
-		}
-	}
-	slices.Sort(vols)
 	h := sha256.New()
-	fmt.Fprintf(h, "bs %d live %v rewrite %v owner %v noreadonly %v\ninclude %q\nexclude %q\n%s",
-		f.bs, o.Live, o.Rewrite, o.SameOwner, o.NoReadOnly, o.Include, o.Exclude, strings.Join(vols, "\n"))
+	fmt.Fprintf(h, "bs %d live %v rewrite %v owner %v noreadonly %v\ninclude %q\nexclude %q\n",
+		f.bs, o.Live, o.Rewrite, o.SameOwner, o.NoReadOnly, o.Include, o.Exclude)
 	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// volumeKey names a file's volume in a table's Volumes.
+func volumeKey(fl *file) string { return fmt.Sprintf("%s/%d", fl.Vol.FS, fl.Vol.Subvol) }
+
+// volumeValue is what the entries of a file depend on beyond its row:
+// whether its volume is read-only (with Options.NoReadOnly), on btrfs,
+// and its block size.
+func volumeValue(fl *file) string {
+	return fmt.Sprintf("readonly %v btrfs %v block %d", fl.readonly, fl.btrfs, fl.fsBlock)
+}
+
+// volumes returns the Volumes of the files in scope.
+func (f *finder) volumes() map[string]string {
+	m := make(map[string]string)
+	for i := range f.files {
+		m[volumeKey(&f.files[i])] = volumeValue(&f.files[i])
+	}
+	return m
 }
 
 // openTable opens the tables a run may regroup from, unless o.Full, and
@@ -147,7 +156,7 @@ func (t *table) close() {
 // t.base.
 func (f *finder) createTable(asDelta bool) {
 	t := f.tab
-	h := sumtab.Header{Key: t.key, Seq: t.seq, Nonce: sumtab.NewNonce()}
+	h := sumtab.Header{Key: t.key, Seq: t.seq, Nonce: sumtab.NewNonce(), Volumes: f.volumes()}
 	path := t.path
 	if asDelta {
 		h.Nonce, h.Base = t.base.Nonce, t.base.Nonce
@@ -191,16 +200,29 @@ func (f *finder) regroup() error {
 	n := len(f.files)
 	changed := make([]bool, n) // their entries in the tables are void
 	redo := make([]bool, n)    // regrouped: changed or unsettled
-	var redoBlocks, all, maxID int64
-	var ids []int
+	var all, maxID int64
 	for i := range f.files {
 		fl := &f.files[i]
 		all += fl.blocks
 		maxID = max(maxID, fl.id)
-		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id)
-		if changed[i] || last.Unsettled.Has(fl.id) {
-			redo[i] = true
-			redoBlocks += fl.blocks
+		was, ok := last.Volumes[volumeKey(fl)]
+		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || (ok && was != volumeValue(fl))
+		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
+	}
+	pos := make([]int32, maxID+1)
+	for i := range pos {
+		pos[i] = -1
+	}
+	for i := range f.files {
+		pos[f.files[i].id] = int32(i)
+	}
+	// Clones join their origin's groups (see clones).
+	clones, cloned := f.clones(changed, redo, pos)
+	var redoBlocks int64
+	var ids []int
+	for i := range f.files {
+		if redo[i] {
+			redoBlocks += f.files[i].blocks
 			ids = append(ids, i)
 		}
 	}
@@ -236,18 +258,11 @@ func (f *finder) regroup() error {
 	}
 	f.o.progress("reading changed sums", int64(len(ids)), int64(len(ids)), "files")
 	sortPairs(q)
-	pos := make([]int32, maxID+1)
-	for i := range pos {
-		pos[i] = -1
-	}
-	for i := range f.files {
-		pos[f.files[i].id] = int32(i)
-	}
 	var deltaEntries int64
 	if t.delta != nil {
 		deltaEntries = t.delta.Entries
 	}
-	f.createTable(deltaEntries+fresh <= t.base.Entries/8)
+	f.createTable(deltaEntries+fresh+cloned <= t.base.Entries/8)
 	w := t.w
 	if w != nil && w.Delta() {
 		if t.delta != nil {
@@ -259,23 +274,31 @@ func (f *finder) regroup() error {
 			}
 		}
 	}
+	var g []pair          // the group of the sum at hand
 	var es []sumtab.Entry // entries for w of the sum at hand
 	put := func(e sumtab.Entry) {
 		if w != nil {
 			es = append(es, e)
 		}
 	}
-	// member returns where e is, if it is a member of its group now, and
-	// whether its group lost it.
-	member := func(e sumtab.Entry) (loc, bool, bool) {
+	// member adds e to g if it is a member of its group now, with the
+	// clones of its file, and reports whether its group lost it.
+	member := func(e sumtab.Entry) bool {
 		p := int64(-1)
 		if int64(e.File) <= maxID {
 			p = int64(pos[e.File])
 		}
 		if p < 0 || changed[p] {
-			return 0, false, true
+			return true
 		}
-		return mkloc(int(p), int64(e.Block)), !redo[p], false
+		if !redo[p] {
+			g = append(g, pair{e.Sum, mkloc(int(p), int64(e.Block))})
+			for _, c := range clones[int(p)] {
+				g = append(g, pair{e.Sum, mkloc(c, int64(e.Block))})
+				put(sumtab.Entry{Sum: e.Sum, File: uint32(f.files[c].id), Block: e.Block})
+			}
+		}
+		return false
 	}
 	bi := t.base.Iter()
 	var di *sumtab.Iter
@@ -293,7 +316,6 @@ func (f *finder) regroup() error {
 	// Room for the groups at once: growing the slice took a fifth of a
 	// re-run.
 	out := make([]pair, 0, min(room, 4*int64(len(q))+1024))
-	var g []pair
 	var seen int64
 	total := t.base.Entries + deltaEntries
 	for qi := 0; bok || dok || qi < len(q); {
@@ -314,22 +336,16 @@ func (f *finder) regroup() error {
 			if t.delta != nil && t.delta.Superseded.Has(int64(be.File)) {
 				continue // void before the last run
 			}
-			at, ok, lost := member(be)
+			lost := member(be)
 			touched = touched || lost
-			if ok {
-				g = append(g, pair{s, at})
-			}
 			if !lost && w != nil && !w.Delta() {
 				put(be)
 			}
 		}
 		for ; dok && de.Sum == s; de, dok = next(di) {
 			seen++
-			at, ok, lost := member(de)
+			lost := member(de)
 			touched = touched || lost
-			if ok {
-				g = append(g, pair{s, at})
-			}
 			if !lost {
 				put(de)
 			}
@@ -364,11 +380,64 @@ func (f *finder) regroup() error {
 		}
 	}
 	t.regrouped = len(ids)
+	for _, cs := range clones {
+		t.cloned += len(cs)
+	}
 	f.mapped = make([]bool, n)
 	f.sum.Partitions = 1
 	sortPairs(out)
 	f.maps = memBuckets(dups(out))
 	return f.groups(out)
+}
+
+// clones finds the files changed since the table that are clones of a
+// file in it (index.File.CloneOf: hashfile recorded a file of a read-only
+// snapshot with the row of its origin's, sums and extents) and joins them
+// to their origin's groups: each takes its origin's entries as they are
+// read, and is not regrouped. A clone holds its origin's sums at the same
+// physical places; so where its origin was settled, every mapping a group
+// gains from it is as shared as one of its origin's: the clone as a
+// destination, mapped to a source its origin shares storage with, or as
+// the source in the place of one its origin shares storage with. Data
+// inline is shared with nothing: a clone could take the place of a source
+// whose data is inline, had its origin that source's size (the source is
+// the largest file, then the first by path); so the origin is a block or
+// larger, or inline itself (the clone's mappings are then shared with
+// nothing too), or no file of its size is inline. A group it joins needs
+// no look. It is so only for an origin not regrouped (unchanged since the
+// table, and settled) and unchanged since the clone copied it (CloneSeq),
+// in the clone's class; and not
+// with Options.NoReadOnly, which makes a file of a read-only snapshot a
+// source before any other. It returns the clones by origin and how many
+// entries they add.
+func (f *finder) clones(changed, redo []bool, pos []int32) (map[int][]int, int64) {
+	clones := make(map[int][]int)
+	var n int64
+	if f.o.NoReadOnly {
+		return clones, 0
+	}
+	inlineSizes := make(map[int64]bool)
+	for i := range f.files {
+		if f.files[i].inline {
+			inlineSizes[f.files[i].Size] = true
+		}
+	}
+	for i := range f.files {
+		c := &f.files[i]
+		if !changed[i] || c.cloneOf <= 0 || c.cloneOf >= int64(len(pos)) || pos[c.cloneOf] < 0 {
+			continue
+		}
+		o := int(pos[c.cloneOf])
+		of := &f.files[o]
+		if redo[o] || of.changed != c.cloneSeq || of.Size != c.Size || of.class != c.class ||
+			(of.Size < f.bs && !of.inline && inlineSizes[of.Size]) {
+			continue
+		}
+		clones[o] = append(clones[o], i)
+		redo[i] = false
+		n += c.blocks
+	}
+	return clones, n
 }
 
 // commitTable commits the table this run wrote, with the files in scope

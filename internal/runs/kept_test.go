@@ -25,7 +25,7 @@ type keptHost struct {
 	t     *testing.T
 	rng   *rand.Rand
 	ix    *index.Index
-	files map[uint64]*keptFile // by inode
+	files map[uint64]*keptFile // by key
 	ino   uint64
 	phys  int64 // the next free physical place
 	mtime int64
@@ -39,6 +39,8 @@ type keptPiece struct {
 
 type keptFile struct {
 	path   string
+	key    uint64 // in keptHost.files
+	vol    uint64 // in devices: 7, or 8 for a snapshot's copy
 	ino    uint64
 	pieces []keptPiece
 	mtime  int64
@@ -59,8 +61,10 @@ func newKeptHost(t *testing.T) *keptHost {
 	}
 	h := &keptHost{t: t, rng: rand.New(rand.NewPCG(3, 4)), ix: ix, files: make(map[uint64]*keptFile), phys: 1 << 40}
 	h.tx(func(tx *index.Tx) {
-		if err := tx.PutVolume(fsys.Info{Volume: devices[7], Magic: fstype.Btrfs, BlockSize: bs}, 0); err != nil {
-			t.Fatal(err)
+		for _, v := range []uint64{7, 8} {
+			if err := tx.PutVolume(fsys.Info{Volume: devices[v], Magic: fstype.Btrfs, BlockSize: bs}, 0); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for range 60 {
 			h.put(tx, h.newFile(), 0.1)
@@ -82,11 +86,11 @@ func (h *keptHost) tx(fn func(*index.Tx)) {
 
 func (h *keptHost) newFile() *keptFile {
 	h.ino++
-	f := &keptFile{path: fmt.Sprintf("/m/%03d", h.rng.IntN(1000)), ino: h.ino}
+	f := &keptFile{path: fmt.Sprintf("/m/%03d", h.rng.IntN(1000)), key: h.ino, vol: 7, ino: h.ino}
 	for h.pathTaken(f) {
 		f.path += "x"
 	}
-	h.files[f.ino] = f
+	h.files[f.key] = f
 	return f
 }
 
@@ -138,8 +142,7 @@ func (h *keptHost) record(tx *index.Tx, f *keptFile, all bool) {
 			sums = binary.LittleEndian.AppendUint64(sums, blobSum(p.blob, p.off+k))
 		}
 	}
-	id := index.File{Path: f.path, UID: 0, NoCOW: index.NoCOWUnset, Identity: fsys.Identity{Vol: devices[7], Ino: f.ino,
-		Size: int64(len(sums) / 8 * bs), Mtime: f.mtime, Ctime: f.mtime}}
+	id := f.file()
 	if all {
 		if _, err := tx.Put(id, sums, ext); err != nil {
 			h.t.Fatal(err)
@@ -155,10 +158,49 @@ func (h *keptHost) record(tx *index.Tx, f *keptFile, all bool) {
 	}
 }
 
+func (f *keptFile) file() index.File {
+	var n int64
+	for _, p := range f.pieces {
+		n += int64(p.n)
+	}
+	return index.File{Path: f.path, UID: 0, NoCOW: index.NoCOWUnset, Identity: fsys.Identity{Vol: devices[f.vol], Ino: f.ino,
+		Size: n * bs, Mtime: f.mtime, Ctime: f.mtime}}
+}
+
 func (h *keptHost) rowID(f *keptFile) (int64, error) {
 	var id int64
-	err := h.ix.DB().QueryRow("SELECT id FROM files WHERE ino = ?", int64(f.ino)).Scan(&id)
+	err := h.ix.DB().QueryRow("SELECT f.id FROM files f JOIN volumes v ON v.id = f.vol WHERE f.ino = ? AND v.subvol = ?",
+		int64(f.ino), int64(devices[f.vol].Subvol)).Scan(&id)
 	return id, err
+}
+
+// snapshot copies some files of volume 7 into volume 8, as hashfile
+// records the files of a new read-only snapshot (index.Tx.Copy).
+func (h *keptHost) snapshot(tx *index.Tx, inos []uint64) {
+	for _, ino := range inos {
+		o := h.files[ino]
+		if o == nil || o.vol != 7 || h.rng.IntN(3) > 0 {
+			continue
+		}
+		from, err := h.rowID(o)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.ino++
+		c := &keptFile{path: "/s" + o.path + fmt.Sprintf(".%d", h.ino), key: h.ino, vol: 8, ino: o.ino, pieces: slices.Clone(o.pieces), mtime: o.mtime}
+		for _, g := range h.files {
+			if g.vol == 8 && g.ino == o.ino {
+				c = nil // one copy of an inode in the snapshot volume
+			}
+		}
+		if c == nil {
+			continue
+		}
+		if ok, err := tx.Copy(from, c.file()); err != nil || !ok {
+			h.t.Fatalf("copy %s: %v, %v", o.path, ok, err)
+		}
+		h.files[c.key] = c
+	}
 }
 
 // change changes a few files: new content, deduplicated copies (their
@@ -194,10 +236,13 @@ func (h *keptHost) change() {
 			if err := tx.Delete(id); err != nil {
 				h.t.Fatal(err)
 			}
-			delete(h.files, f.ino)
+			delete(h.files, f.key)
 		}
 		for range h.rng.IntN(3) {
 			h.put(tx, h.newFile(), 0.3)
+		}
+		if h.rng.IntN(3) == 0 {
+			h.snapshot(tx, inos)
 		}
 		if h.rng.IntN(2) == 0 {
 			f := h.files[inos[h.rng.IntN(len(inos))]]
@@ -206,8 +251,7 @@ func (h *keptHost) change() {
 				for h.pathTaken(f) {
 					f.path += "y"
 				}
-				if err := tx.Rename(index.File{Path: f.path, UID: 0, Identity: fsys.Identity{Vol: devices[7], Ino: f.ino,
-					Size: 0, Mtime: f.mtime, Ctime: f.mtime}}); err != nil {
+				if err := tx.Rename(f.file()); err != nil {
 					h.t.Fatal(err)
 				}
 				h.record(tx, f, true) // the size back
@@ -240,7 +284,7 @@ func TestKeptTable(t *testing.T) {
 	if full, _ := h.find(Options{}); full != first {
 		t.Fatalf("first run with a table:\n%s\nwithout:\n%s", first, full)
 	}
-	regrouped, deltas, bases := 0, 0, 0
+	regrouped, deltas, bases, cloned := 0, 0, 0, 0
 	for round := range 40 {
 		h.change()
 		before, _ := os.Stat(table)
@@ -249,6 +293,7 @@ func TestKeptTable(t *testing.T) {
 		if got != want {
 			t.Fatalf("round %d (%+v): with the table:\n%s\nfull:\n%s", round, sum, got, want)
 		}
+		cloned += sum.Cloned
 		if sum.Regrouped >= 0 {
 			regrouped++
 			if sum.Regrouped >= len(h.files)/2 {
@@ -262,9 +307,9 @@ func TestKeptTable(t *testing.T) {
 			bases++
 		}
 	}
-	t.Logf("%d regrouped, %d deltas, %d bases", regrouped, deltas, bases)
-	if regrouped < 30 || deltas == 0 || bases < 2 {
-		t.Errorf("%d of 40 runs regrouped what changed, %d wrote a delta, %d a base; want most, some, several", regrouped, deltas, bases)
+	t.Logf("%d regrouped, %d deltas, %d bases, %d clones", regrouped, deltas, bases, cloned)
+	if regrouped < 30 || deltas == 0 || bases < 2 || cloned < 20 {
+		t.Errorf("%d of 40 runs regrouped what changed, %d wrote a delta, %d a base, %d clones joined their origin's groups; want most, some, several, 20", regrouped, deltas, bases, cloned)
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(table), ".*")); len(left) > 0 {
 		t.Errorf("left behind: %q", left)

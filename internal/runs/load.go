@@ -70,6 +70,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 			id: f.ID, path: f.Path, Identity: f.Identity,
 			blocks:  (f.Size + bs - 1) / bs,
 			changed: f.Changed,
+			cloneOf: f.CloneOf, cloneSeq: f.CloneSeq,
 			btrfs:   v.Magic == fstype.Btrfs,
 			fsBlock: cmp.Or(v.BlockSize, bs),
 			class:   classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
@@ -88,12 +89,14 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.NoReadOnly && o.Live {
 		markReadOnly(files)
 	}
-	encoded, err := ix.EncodedFiles(ctx)
+	flagged, err := ix.FlaggedFiles(ctx, fiemap.FlagEncoded|fiemap.FlagDataInline)
 	if err != nil {
 		return nil, nil, err
 	}
 	for i := range files {
-		files[i].encoded = encoded[files[i].id]
+		fl := flagged[files[i].id]
+		files[i].encoded = fl&fiemap.FlagEncoded != 0
+		files[i].inline = fl&fiemap.FlagDataInline != 0
 	}
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	for i, f := range files {

@@ -90,8 +90,10 @@ type Summary struct {
 	Partitions int
 	// Regrouped counts the files whose sums were regrouped with the
 	// table of sums kept (Options.Table); -1 when every sum was grouped.
-	Regrouped int
-	Skipped   int // files left out: changed or gone since hashed
+	// Cloned counts the files that joined the groups of the file they
+	// were copied from instead (see clones).
+	Regrouped, Cloned int
+	Skipped           int // files left out: changed or gone since hashed
 	// Settled counts files not mapped again: every block they share
 	// with another file was already shared when hashed (see settle).
 	Settled int
@@ -107,20 +109,23 @@ type file struct {
 	// Identity is the file's as hashed: what dedupe.Open checks it
 	// against, and what the plan says of it.
 	fsys.Identity
-	blocks  int64
-	changed int64 // index.File.Changed
-	extents []fiemap.Extent
-	stale   bool // changed or gone since hashed: never planned
+	blocks   int64
+	changed  int64 // index.File.Changed
+	cloneOf  int64 // index.File.CloneOf
+	cloneSeq int64 // index.File.CloneSeq
+	extents  []fiemap.Extent
+	stale    bool // changed or gone since hashed: never planned
 	// settled marks a file whose every mapping the recorded extents show
 	// already shared (see settle): never planned, not mapped again.
 	settled bool
 	// readonly marks a file in a read-only subvolume, with
 	// Options.NoReadOnly: never a destination.
 	readonly bool
-	// encoded marks a file with compressed extents when it was hashed.
-	encoded bool
-	btrfs   bool
-	fsBlock int64 // the filesystem's block size
+	// encoded marks a file with compressed extents when it was hashed;
+	// inline, one with its data inline.
+	encoded, inline bool
+	btrfs           bool
+	fsBlock         int64 // the filesystem's block size
 	// class groups the files that can share storage: those on one
 	// filesystem (btrfs subvolumes included) with the same NOCOW
 	// attribute (and with Options.SameOwner, the same owner).
@@ -246,7 +251,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, err
 	}
 	if f.tab != nil {
-		sum.Regrouped = f.tab.regrouped
+		sum.Regrouped, sum.Cloned = f.tab.regrouped, f.tab.cloned
 		if !o.Live {
 			f.tab.need = make([]bool, len(files))
 		}

@@ -45,11 +45,12 @@ func (s *scanner) read() {
 			continue
 		}
 		if j.sumsOf != 0 {
-			if f, sums, ext, ok := fromOrigin(s.ctx, s.ix, j); ok {
+			if o, ok := fromOrigin(s.ctx, s.ix, j); ok {
+				f := o.put
 				s.c.fromOrigin(f.Size)
 				s.c.toRead.Add(-f.Size)
-				s.ru.add(f.Size, f.NoCOW, ext, sums)
-				s.ops <- op{put: &f, sums: sums, ext: ext}
+				s.ru.add(f.Size, f.NoCOW, o.ext, o.sums)
+				s.ops <- o
 				continue
 			}
 		}
@@ -153,28 +154,42 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 // fromOrigin reads the extent items of the file of j, a file of a new
 // read-only snapshot, through the snapshot's top directory, and takes the
 // sums of row j.sumsOf, the same inode in the subvolume the snapshot was
-// taken from, whose identity it has (see scanner.queueNew). The file is
-// not opened: in a read-only snapshot it cannot change but by
-// deduplication, which leaves its data as it is, and its data is never
-// written back late. Whether another file shares its extents is not
-// recorded (see alike). It reports false, for the file to be hashed
+// taken from, whose identity it has (see scanner.queueNew); it returns the
+// op that records them. The file is not opened: in a read-only snapshot
+// it cannot change but by deduplication, which leaves its data as it is,
+// and its data is never written back late. Whether another file shares
+// its extents is not recorded (see alike). Where the items are the ones
+// recorded of that row (a search by generation names whole tree leaves,
+// so most files it names changed nothing), the op marks the file a clone
+// of the row, for findsame. It reports false, for the file to be hashed
 // instead, when the items cannot be read, or when that row changed while
 // its sums were read.
-func fromOrigin(ctx context.Context, ix *index.Index, j job) (index.File, []byte, []fiemap.Extent, bool) {
+func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	ext, err := fiemap.ItemsOf(j.top, j.id.Ino)
 	if err != nil {
-		return index.File{}, nil, nil, false
+		return op{}, false
 	}
+	before, ok, err := ix.FileByInode(ctx, j.origin, j.id.Ino)
+	if err != nil || !ok {
+		return op{}, false
+	}
+	had, err := ix.Extents(ctx, j.sumsOf)
+	same := err == nil && slices.EqualFunc(had, ext, alike)
 	sums, err := ix.Sums(ctx, j.sumsOf)
 	if err != nil {
-		return index.File{}, nil, nil, false
+		return op{}, false
 	}
 	// Read after the sums: a row hashed again since has another ctime.
 	row, ok, err := ix.FileByInode(ctx, j.origin, j.id.Ino)
 	if err != nil || !ok || row.ID != j.sumsOf || row.Size != j.id.Size || row.Mtime != j.id.Mtime || row.Ctime != j.id.Ctime {
-		return index.File{}, nil, nil, false
+		return op{}, false
 	}
-	return index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}, sums, ext, true
+	f := index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}
+	o := op{put: &f, sums: sums, ext: ext}
+	if same && before.ID == row.ID && before.Changed == row.Changed {
+		o.clone = &clone{from: row.ID, changed: row.Changed}
+	}
+	return o, true
 }
 
 // asRecorded reports whether each of the extent items is as the index

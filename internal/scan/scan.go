@@ -126,9 +126,11 @@ type job struct {
 
 // op is one thing for the writer to record.
 type op struct {
-	put    *index.File
-	sums   []byte
-	ext    []fiemap.Extent
+	put  *index.File
+	sums []byte
+	ext  []fiemap.Extent
+	// clone, with put, is the row put copies (see fromOrigin).
+	clone  *clone
 	rename *index.File
 	copy   *copied
 	forget *key // a file queued for reading that was not recorded
@@ -142,6 +144,10 @@ type op struct {
 	keep   string // a path not fully read: nothing at or below it is pruned
 	prune  bool   // prune what this run found gone
 }
+
+// clone names the row a put holds the sums and extents of, as that row
+// was when its File.Changed was changed (see index.Tx.MarkClone).
+type clone struct{ from, changed int64 }
 
 // copied is a file of a snapshot recorded with the sums and extents of
 // row from, the same inode in the subvolume it was taken from (see

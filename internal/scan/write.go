@@ -89,10 +89,13 @@ func (s *scanner) apply(b *batch, o op) error {
 	tx := b.tx
 	switch {
 	case o.put != nil:
-		_, err := tx.Put(*o.put, o.sums, o.ext)
+		id, err := tx.Put(*o.put, o.sums, o.ext)
 		b.bytes += len(o.sums)
 		b.puts = append(b.puts, o)
 		b.keys = append(b.keys, key{o.put.Vol, o.put.Ino})
+		if err == nil && o.clone != nil {
+			err = tx.MarkClone(id, o.clone.from, o.clone.changed)
+		}
 		return err
 	case o.copy != nil:
 		f := o.copy.file

@@ -83,6 +83,10 @@ type Header struct {
 	// base it extends (0 in a base).
 	Nonce uint64 `json:"nonce"`
 	Base  uint64 `json:"base,omitempty"`
+	// Volumes holds, by volume, what the files' entries depend on beyond
+	// their rows (whether it is read-only, for one): a re-run regroups
+	// the files of a volume whose value changed.
+	Volumes map[string]string `json:"volumes,omitempty"`
 	// Entries is the number of entries.
 	Entries int64 `json:"-"`
 }
@@ -165,7 +169,7 @@ func (t *Table) readMeta() error {
 		return ErrFormat
 	}
 	hlen := int64(binary.LittleEndian.Uint32(head[len(magic):]))
-	if hlen > 1<<20 || st.Size() < int64(len(head))+hlen+trailerSize {
+	if hlen > 256<<20 || st.Size() < int64(len(head))+hlen+trailerSize {
 		return ErrFormat
 	}
 	hj := make([]byte, hlen)
