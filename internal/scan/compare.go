@@ -292,7 +292,7 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	if extentsChanged {
 		s.c.toRead.Add(e.Size)
 		select {
-		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, origin: o.vol, top: o.top}:
+		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, sumsSeq: f.Changed, origin: o.vol, top: o.top}:
 		case <-s.ctx.Done():
 		}
 		return nil

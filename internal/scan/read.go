@@ -169,10 +169,6 @@ func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	if err != nil {
 		return op{}, false
 	}
-	before, ok, err := ix.FileByInode(ctx, j.origin, j.id.Ino)
-	if err != nil || !ok {
-		return op{}, false
-	}
 	had, err := ix.Extents(ctx, j.sumsOf)
 	same := err == nil && slices.EqualFunc(had, ext, alike)
 	sums, err := ix.Sums(ctx, j.sumsOf)
@@ -186,7 +182,7 @@ func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	}
 	f := index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}
 	o := op{put: &f, sums: sums, ext: ext}
-	if same && before.ID == row.ID && before.Changed == row.Changed {
+	if same && row.Changed == j.sumsSeq {
 		o.clone = &clone{from: row.ID, changed: row.Changed}
 	}
 	return o, true

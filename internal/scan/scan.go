@@ -118,10 +118,11 @@ type job struct {
 	// subvolume this new file's snapshot was taken from, whose identity
 	// it has: the file's extent items are read through top, the
 	// snapshot's top directory, and it takes that row's sums
-	// (fromOrigin).
-	sumsOf int64
-	origin fsys.Volume
-	top    *os.File
+	// (fromOrigin). sumsSeq is that row's index.File.Changed when it was
+	// compared.
+	sumsOf, sumsSeq int64
+	origin          fsys.Volume
+	top             *os.File
 }
 
 // op is one thing for the writer to record.
