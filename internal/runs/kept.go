@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"same/internal/blockhash"
+	"same/internal/index"
 	"same/internal/sumtab"
 )
 
@@ -192,9 +193,9 @@ func (f *finder) keep(pairs []pair) {
 // unsettled by the run that wrote it, as group does every sum (see the
 // comment at the top of this file), and starts the table this run
 // leaves. It returns errGroupAll, having changed nothing, when more than
-// a quarter of the blocks would be regrouped or the groups do not fit in
+// a quarter of the blocks would be regrouped or their sums do not fit in
 // memory, or the table cannot be read whole.
-func (f *finder) regroup() error {
+func (f *finder) regroup() (err error) {
 	t := f.tab
 	last := t.latest()
 	n := len(f.files)
@@ -313,9 +314,27 @@ func (f *finder) regroup() error {
 	}
 	be, bok := bi.Next()
 	de, dok := next(di)
-	// Room for the groups at once: growing the slice took a fifth of a
-	// re-run.
-	out := make([]pair, 0, min(room, 4*int64(len(q))+1024))
+	// The mappings go to lists by destination range, as group's do: in
+	// memory when those of about four members a sum read fit, else in
+	// temporary files, each list the destinations of at most a
+	// partition's worth of blocks.
+	f.mapped = make([]bool, n)
+	if 4*int64(len(q)) <= room {
+		f.maps = memBuckets(4 * int64(len(q)))
+	} else {
+		f.bounds = boundaries(f.fileChunks(), f.capacity())
+		var err error
+		if f.maps, err = newBuckets(f.tmpdir, len(f.bounds)+1); err != nil {
+			return err
+		}
+		f.buf = make([]words, 0, f.capacity())
+	}
+	defer func() {
+		if errors.Is(err, errGroupAll) {
+			f.maps.close()
+			f.maps, f.bounds, f.buf, f.mapped = nil, nil, nil, nil
+		}
+	}()
 	var seen int64
 	total := t.base.Entries + deltaEntries
 	for qi := 0; bok || dok || qi < len(q); {
@@ -358,8 +377,9 @@ func (f *finder) regroup() error {
 			}
 		}
 		if touched && len(g) > 1 {
-			if out = append(out, g...); int64(len(out)) > room {
-				return errGroupAll
+			sortPairs(g)
+			if err := f.groups(g); err != nil {
+				return err
 			}
 		}
 		if len(es) > 0 {
@@ -383,11 +403,20 @@ func (f *finder) regroup() error {
 	for _, cs := range clones {
 		t.cloned += len(cs)
 	}
-	f.mapped = make([]bool, n)
-	f.sum.Partitions = 1
-	sortPairs(out)
-	f.maps = memBuckets(dups(out))
-	return f.groups(out)
+	f.sum.Partitions = f.maps.len() // the lists of mappings
+	return f.maps.done()
+}
+
+// fileChunks counts the blocks of each chunk of each file (see
+// chunkCount): at most the mappings whose destination it holds.
+func (f *finder) fileChunks() []chunkCount {
+	var out []chunkCount
+	for i := range f.files {
+		for b := int64(0); b < f.files[i].blocks; b += index.ChunkBlocks {
+			out = append(out, chunkCount{mkloc(i, b), min(index.ChunkBlocks, f.files[i].blocks-b)})
+		}
+	}
+	return out
 }
 
 // clones finds the files changed since the table that are clones of a

@@ -275,27 +275,37 @@ func (h *keptHost) find(o Options) (string, Summary) {
 // A run with the table of sums kept prints what a full run prints, after
 // each of many small changes, while it regroups only what changed.
 func TestKeptTable(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testKeptTable(t, 0) })
+	// The mappings of the groups made again in temporary files, and the
+	// full runs in partitions.
+	t.Run("spilled", func(t *testing.T) { testKeptTable(t, 32000) })
+}
+
+func testKeptTable(t *testing.T, budget int64) {
 	h := newKeptHost(t)
 	table := filepath.Join(filepath.Dir(h.ix.Path()), "index.db-sums")
-	first, sum := h.find(Options{Table: table})
+	first, sum := h.find(Options{Table: table, Budget: budget})
 	if sum.Regrouped != -1 || sum.Lines == 0 {
 		t.Fatalf("first run: %+v; want every sum grouped, and lines", sum)
 	}
-	if full, _ := h.find(Options{}); full != first {
+	if full, _ := h.find(Options{Budget: budget}); full != first {
 		t.Fatalf("first run with a table:\n%s\nwithout:\n%s", first, full)
 	}
-	regrouped, deltas, bases, cloned := 0, 0, 0, 0
+	regrouped, spilled, deltas, bases, cloned := 0, 0, 0, 0, 0
 	for round := range 40 {
 		h.change()
 		before, _ := os.Stat(table)
-		got, sum := h.find(Options{Table: table})
-		want, _ := h.find(Options{})
+		got, sum := h.find(Options{Table: table, Budget: budget})
+		want, _ := h.find(Options{Budget: budget})
 		if got != want {
 			t.Fatalf("round %d (%+v): with the table:\n%s\nfull:\n%s", round, sum, got, want)
 		}
 		cloned += sum.Cloned
 		if sum.Regrouped >= 0 {
 			regrouped++
+			if sum.Partitions > 1 {
+				spilled++
+			}
 			if sum.Regrouped >= len(h.files)/2 {
 				t.Errorf("round %d: %d of %d files regrouped", round, sum.Regrouped, len(h.files))
 			}
@@ -307,9 +317,12 @@ func TestKeptTable(t *testing.T) {
 			bases++
 		}
 	}
-	t.Logf("%d regrouped, %d deltas, %d bases, %d clones", regrouped, deltas, bases, cloned)
-	if regrouped < 30 || deltas == 0 || bases < 2 || cloned < 20 {
+	t.Logf("%d regrouped (%d with mappings in temporary files), %d deltas, %d bases, %d clones", regrouped, spilled, deltas, bases, cloned)
+	if budget == 0 && (regrouped < 30 || deltas == 0 || bases < 2 || cloned < 20) {
 		t.Errorf("%d of 40 runs regrouped what changed, %d wrote a delta, %d a base, %d clones joined their origin's groups; want most, some, several, 20", regrouped, deltas, bases, cloned)
+	}
+	if budget > 0 && spilled < 5 {
+		t.Errorf("%d of 40 runs regrouped what changed with the mappings in temporary files; want 5", spilled)
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(table), ".*")); len(left) > 0 {
 		t.Errorf("left behind: %q", left)

@@ -86,7 +86,8 @@ type Summary struct {
 	Files    int   // files considered
 	Blocks   int64 // non-empty blocks considered
 	// Partitions counts the ranges of sums grouped one at a time: 1
-	// when they all fit in memory.
+	// when they all fit in memory; when only what changed is regrouped,
+	// the lists of mappings (1 when they are held in memory).
 	Partitions int
 	// Regrouped counts the files whose sums were regrouped with the
 	// table of sums kept (Options.Table); -1 when every sum was grouped.
