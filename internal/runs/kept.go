@@ -282,24 +282,47 @@ func (f *finder) regroup() (err error) {
 			es = append(es, e)
 		}
 	}
-	// member adds e to g if it is a member of its group now, with the
+	// What each file id's entries are now.
+	const (
+		member     = iota // of their groups
+		lost              // void: the file changed or is gone
+		redone            // the file is regrouped: its sums are in q
+		withClones        // of their groups, with the clones of the file
+	)
+	state := make([]uint8, maxID+1)
+	for i := range state {
+		state[i] = lost
+	}
+	for i := range f.files {
+		switch id := f.files[i].id; {
+		case changed[i]:
+		case redo[i]:
+			state[id] = redone
+		case len(clones[i]) > 0:
+			state[id] = withClones
+		default:
+			state[id] = member
+		}
+	}
+	// add adds e to g if it is a member of its group now, with the
 	// clones of its file, and reports whether its group lost it.
-	member := func(e sumtab.Entry) bool {
-		p := int64(-1)
+	add := func(e sumtab.Entry) bool {
+		st := uint8(lost)
 		if int64(e.File) <= maxID {
-			p = int64(pos[e.File])
+			st = state[e.File]
 		}
-		if p < 0 || changed[p] {
-			return true
-		}
-		if !redo[p] {
-			g = append(g, pair{e.Sum, mkloc(int(p), int64(e.Block))})
-			for _, c := range clones[int(p)] {
+		switch st {
+		case member:
+			g = append(g, pair{e.Sum, mkloc(int(pos[e.File]), int64(e.Block))})
+		case withClones:
+			p := int(pos[e.File])
+			g = append(g, pair{e.Sum, mkloc(p, int64(e.Block))})
+			for _, c := range clones[p] {
 				g = append(g, pair{e.Sum, mkloc(c, int64(e.Block))})
 				put(sumtab.Entry{Sum: e.Sum, File: uint32(f.files[c].id), Block: e.Block})
 			}
 		}
-		return false
+		return st == lost
 	}
 	bi := t.base.Iter()
 	var di *sumtab.Iter
@@ -355,17 +378,17 @@ func (f *finder) regroup() (err error) {
 			if t.delta != nil && t.delta.Superseded.Has(int64(be.File)) {
 				continue // void before the last run
 			}
-			lost := member(be)
-			touched = touched || lost
-			if !lost && w != nil && !w.Delta() {
+			gone := add(be)
+			touched = touched || gone
+			if !gone && w != nil && !w.Delta() {
 				put(be)
 			}
 		}
 		for ; dok && de.Sum == s; de, dok = next(di) {
 			seen++
-			lost := member(de)
-			touched = touched || lost
-			if !lost {
+			gone := add(de)
+			touched = touched || gone
+			if !gone {
 				put(de)
 			}
 		}

@@ -224,7 +224,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		sum.Blocks += f.blocks
 	}
 	if o.WholeFiles {
-		defer tuneGC(ctx, ix, &o, sum.Blocks)()
+		defer tuneGC(&o, sum.Blocks)()
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
 	f := &finder{ctx: ctx, ix: ix, o: &o, bs: bs, files: files, byID: byID, sum: &sum,
@@ -233,6 +233,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	defer f.tab.close()
 	err = errGroupAll
 	if f.tab != nil && f.tab.base != nil {
+		defer tuneGC(&o, 0)()
 		err = f.regroup()
 	}
 	if errors.Is(err, errGroupAll) {
@@ -242,7 +243,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			f.createTable(false)
 		}
 		held := min(sum.Blocks, storedSums(ctx, ix))
-		defer tuneGC(ctx, ix, &o, held)()
+		defer tuneGC(&o, held)()
 		err = f.group(held)
 	}
 	if err != nil {
@@ -297,9 +298,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	return sum, nil
 }
 
-// tuneGC sets the collector for a run over held sums, and returns what
-// puts it back.
-func tuneGC(ctx context.Context, ix *index.Index, o *Options, held int64) func() {
+// tuneGC sets the collector for a run over held sums (0 for a run that
+// regroups what changed, which holds few), and returns what puts it back.
+func tuneGC(o *Options, held int64) func() {
 	restore := func() {}
 	if held*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
 		// The heap will be mostly pairs and mappings, which hold no
