@@ -16,3 +16,8 @@ ALTER TABLE files ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
 -- its origin without looking them up again.
 ALTER TABLE files ADD COLUMN clone_of INTEGER;
 ALTER TABLE files ADD COLUMN clone_seq INTEGER;
+
+-- instance names this index for good, so that findsame's table of sums
+-- kept beside it is not taken for the table of another index made since
+-- at the same path.
+INSERT OR IGNORE INTO meta(key, value) VALUES('instance', lower(hex(randomblob(16))));

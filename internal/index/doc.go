@@ -7,8 +7,10 @@
 // version an index is at is its PRAGMA user_version, and Open migrates an
 // older index and refuses a newer one.
 //
-//   - meta: block_size, fixed when the index is created; scan_gen and
-//     write_seq, counters described below.
+//   - meta: block_size, fixed when the index is created; instance, a
+//     random name no other index has (findsame's table of sums names the
+//     index it was made for); scan_gen and write_seq, counters described
+//     below.
 //   - volumes: one row per filesystem, or btrfs subvolume, by names that
 //     survive remounts (fsys.Volume: the filesystem's UUID and the
 //     subvolume's id), with its statfs magic and block size, and what the

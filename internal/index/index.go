@@ -575,6 +575,16 @@ func (ix *Index) WriteSeq(ctx context.Context) (int64, error) {
 	return v.Int64, nil
 }
 
+// Instance returns the name the index was given when it was made (or
+// migrated to the version that gives one), which no other index has.
+func (ix *Index) Instance(ctx context.Context) (string, error) {
+	var v string
+	if err := ix.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'instance'").Scan(&v); err != nil {
+		return "", fmt.Errorf("read the index's instance: %w", err)
+	}
+	return v, nil
+}
+
 // Volumes returns every volume recorded, with its filesystem's type and
 // block size (0 where not known).
 func (ix *Index) Volumes(ctx context.Context) (map[fsys.Volume]fsys.Info, error) {

@@ -33,8 +33,10 @@ import (
 // see settle) or found stale; with recorded extents, every file with a
 // mapping chain found shareable.
 //
-// The options that shape groups make the table's key: a table of another
-// key is not used, and the run groups every sum. The files of a volume
+// The index's instance and the options that shape groups make the
+// table's key: a table of another key (of another index made at the same
+// path since, or of other options) is not used, and the run groups every
+// sum. The files of a volume
 // whose attributes changed (it became read-only or writable) are
 // regrouped as if changed.
 
@@ -62,12 +64,12 @@ type table struct {
 	regrouped, cloned int
 }
 
-// tableKey names the options a table depends on.
-func (f *finder) tableKey() string {
+// tableKey names the index and the options a table depends on.
+func (f *finder) tableKey(instance string) string {
 	o := f.o
 	h := sha256.New()
-	fmt.Fprintf(h, "bs %d live %v rewrite %v owner %v noreadonly %v\ninclude %q\nexclude %q\n",
-		f.bs, o.Live, o.Rewrite, o.SameOwner, o.NoReadOnly, o.Include, o.Exclude)
+	fmt.Fprintf(h, "index %s bs %d live %v rewrite %v owner %v noreadonly %v\ninclude %q\nexclude %q\n",
+		instance, f.bs, o.Live, o.Rewrite, o.SameOwner, o.NoReadOnly, o.Include, o.Exclude)
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
@@ -101,7 +103,12 @@ func (f *finder) openTable(seq int64) *table {
 			return nil // an entry holds a file id in 32 bits
 		}
 	}
-	t := &table{path: f.o.Table, key: f.tableKey(), seq: seq, regrouped: -1}
+	instance, err := f.ix.Instance(f.ctx)
+	if err != nil {
+		f.warn(f.o.Table, fmt.Errorf("%w: no table of sums kept", err))
+		return nil
+	}
+	t := &table{path: f.o.Table, key: f.tableKey(instance), seq: seq, regrouped: -1}
 	if f.o.Full {
 		return t
 	}

@@ -50,7 +50,9 @@ const keptBlobs, keptBlobBlocks = 30, 48
 
 func blobSum(b, k int) uint64 { return uint64(b*1000+k+1)*0x9E3779B97F4A7C15 | 1 }
 
-func newKeptHost(t *testing.T) *keptHost {
+func newKeptHost(t *testing.T) *keptHost { return newKeptHostSeeded(t, 3, 4) }
+
+func newKeptHostSeeded(t *testing.T, seed1, seed2 uint64) *keptHost {
 	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func newKeptHost(t *testing.T) *keptHost {
 	if err := ix.UseBlockSize(bs); err != nil {
 		t.Fatal(err)
 	}
-	h := &keptHost{t: t, rng: rand.New(rand.NewPCG(3, 4)), ix: ix, files: make(map[uint64]*keptFile), phys: 1 << 40}
+	h := &keptHost{t: t, rng: rand.New(rand.NewPCG(seed1, seed2)), ix: ix, files: make(map[uint64]*keptFile), phys: 1 << 40}
 	h.tx(func(tx *index.Tx) {
 		for _, v := range []uint64{7, 8} {
 			if err := tx.PutVolume(fsys.Info{Volume: devices[v], Magic: fstype.Btrfs, BlockSize: bs}, 0); err != nil {
@@ -326,5 +328,22 @@ func testKeptTable(t *testing.T, budget int64) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(table), ".*")); len(left) > 0 {
 		t.Errorf("left behind: %q", left)
+	}
+}
+
+// A table of sums kept for another index, made at the same path since
+// (the old one deleted, its table left behind), is not used.
+func TestKeptTableOtherIndex(t *testing.T) {
+	table := filepath.Join(t.TempDir(), "index.db-sums")
+	old := newKeptHost(t)
+	if _, sum := old.find(Options{Table: table}); sum.Regrouped != -1 {
+		t.Fatalf("first run: %+v; want every sum grouped", sum)
+	}
+	// Another index, of other files, made in as many transactions: the
+	// same ids and write sequence numbers.
+	h := newKeptHostSeeded(t, 5, 6)
+	got, sum := h.find(Options{Table: table})
+	if want, _ := h.find(Options{}); sum.Regrouped != -1 || got != want {
+		t.Errorf("run with the table of another index: %+v; want every sum grouped, and the full run's plan", sum)
 	}
 }
