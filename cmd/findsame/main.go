@@ -45,7 +45,9 @@
 // same sums and extents) joins its origin's groups without a look. A first run, a run
 // with other options or after other volumes became read-only, and one
 // after more than a quarter of the blocks changed group every sum; so
-// does -full. -no-keep keeps no table.
+// does -full. -no-keep keeps no table. After restoring the index from a
+// backup, run findsame -full once: the table, newer than the index, cannot
+// tell.
 //
 // With
 // -recorded, findsame uses the extents recorded in the index instead and
@@ -154,6 +156,8 @@ recorded from its origin's row (the same sums and extents) joins its
 origin's groups without a look. A first run, a run with other options or after
 other volumes became read-only, and one after more than a quarter of the
 blocks changed group every sum; so does -full. -no-keep keeps no table.
+After restoring the index from a backup, run findsame -full once: the
+table, newer than the index, cannot tell.
 
 Where the runs cover only part of a destination's extent on btrfs, which
 frees nothing by itself, findsame plans a rewrite of the rest (unless
