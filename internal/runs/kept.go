@@ -36,9 +36,10 @@ import (
 // The index's instance and the options that shape groups make the
 // table's key: a table of another key (of another index made at the same
 // path since, or of other options) is not used, and the run groups every
-// sum. The files of a volume
-// whose attributes changed (it became read-only or writable) are
-// regrouped as if changed.
+// sum. The files of a volume whose attributes changed (it became
+// read-only or writable) are regrouped as if changed. A file of a new
+// read-only snapshot recorded from its origin's row joins its origin's
+// groups without regrouping (see clones).
 
 // errGroupAll ends an attempt to regroup only what changed: too much did
 // to pay, or the table could not be read whole.
