@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"same/internal/blockhash"
@@ -79,13 +80,15 @@ func (t *Tx) changed() (int64, error) {
 	return t.seq, nil
 }
 
-// touch records that file id changed in this transaction.
-func (t *Tx) touch(id int64) error {
+// update sets columns of file id (set: assignments, each followed by
+// ", ", with their args) and records that it changed in this
+// transaction: its changed, and no clone any more.
+func (t *Tx) update(id int64, set string, args ...any) error {
 	seq, err := t.changed()
 	if err != nil {
 		return err
 	}
-	_, err = t.exec("UPDATE files SET changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", seq, id)
+	_, err = t.exec("UPDATE files SET "+set+"changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", append(args, seq, id)...)
 	return err
 }
 
@@ -134,7 +137,7 @@ func (t *Tx) claim(f File) (int64, error) {
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
-			changed = excluded.changed, clone_of = NULL, clone_seq = NULL, clone_seq = NULL
+			changed = excluded.changed, clone_of = NULL, clone_seq = NULL
 		RETURNING id`)
 	if err != nil {
 		return 0, err
@@ -177,7 +180,7 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 	if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
-	if err := t.touch(id); err != nil {
+	if err := t.update(id, ""); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
 	return t.putExtents(id, extents)
@@ -200,19 +203,23 @@ func (t *Tx) replace(f File) (int64, error) {
 }
 
 // Copy records f, met in a btrfs snapshot, with the sums and extents of
-// row from (and from as what it is a clone of, File.CloneOf): the file of the same inode in the subvolume the snapshot was
-// taken from, recorded as the snapshot holds it (the caller knows that
-// its extent items are unchanged since). It reports false and records
-// nothing when from no longer has f's size, mtime and ctime or is not
-// known to be without NOCOW, whose data may change under unchanged items;
-// f's NOCOW attribute is recorded as given (unset).
+// row from, and as a clone of it (File.CloneOf): the file of the same
+// inode in the subvolume the snapshot was taken from, recorded as the
+// snapshot holds it (the caller knows that its extent items are unchanged
+// since). It reports false and records nothing when from no longer has
+// f's size, mtime and ctime or is not known to be without NOCOW, whose
+// data may change under unchanged items; f's NOCOW attribute is recorded
+// as given (unset).
 func (t *Tx) Copy(from int64, f File) (bool, error) {
-	st, err := t.stmt("SELECT count(*) FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
+	st, err := t.stmt("SELECT changed FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	var n int
-	if err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&n); err != nil || n == 0 {
+	var fromChanged int64
+	switch err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&fromChanged); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
 		return false, err
 	}
 	id, err := t.replace(f)
@@ -226,7 +233,7 @@ func (t *Tx) Copy(from int64, f File) (bool, error) {
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
-	if _, err := t.exec("UPDATE files SET clone_of = ?1, clone_seq = (SELECT changed FROM files WHERE id = ?1) WHERE id = ?2", from, id); err != nil {
+	if err := t.MarkClone(id, from, fromChanged); err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return true, nil
@@ -257,12 +264,7 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 	if nocow != NoCOWUnknown {
 		v = int64(nocow)
 	}
-	seq, err := t.changed()
-	if err != nil {
-		return err
-	}
-	_, err = t.exec("UPDATE files SET nocow = ?, changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", v, seq, id)
-	return err
+	return t.update(id, "nocow = ?, ", v)
 }
 
 // Rename records a new path (and ctime, which a rename updates) for an
@@ -337,12 +339,7 @@ func (t *Tx) PutRoot(path string, v fsys.Volume, files int64, walked string) err
 
 // SetUID records the owner of file id.
 func (t *Tx) SetUID(id int64, uid uint32) error {
-	seq, err := t.changed()
-	if err != nil {
-		return err
-	}
-	_, err = t.exec("UPDATE files SET uid = ?, changed = ?, clone_of = NULL, clone_seq = NULL WHERE id = ?", int64(uid), seq, id)
-	return err
+	return t.update(id, "uid = ?, ", int64(uid))
 }
 
 var zeros [64 << 10]byte
