@@ -106,7 +106,7 @@ func (f *finder) openTable(seq int64) *table {
 	}
 	instance, err := f.ix.Instance(f.ctx)
 	if err != nil {
-		f.warn(f.o.Table, fmt.Errorf("%w: no table of sums kept", err))
+		f.o.warn(f.o.Table, fmt.Errorf("%w: no table of sums kept", err))
 		return nil
 	}
 	t := &table{path: f.o.Table, key: f.tableKey(instance), seq: seq, regrouped: -1}
@@ -116,7 +116,7 @@ func (f *finder) openTable(seq int64) *table {
 	base, err := sumtab.Open(t.path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			f.warn(t.path, fmt.Errorf("%w: every sum grouped again", err))
+			f.o.warn(t.path, fmt.Errorf("%w: every sum grouped again", err))
 		}
 		return t
 	}
@@ -161,7 +161,7 @@ func (t *table) close() {
 	}
 }
 
-// create starts the table this run writes: a base, or a delta extending
+// createTable starts the table this run writes: a base, or a delta extending
 // t.base.
 func (f *finder) createTable(asDelta bool) {
 	t := f.tab
@@ -173,7 +173,7 @@ func (f *finder) createTable(asDelta bool) {
 	}
 	w, err := sumtab.Create(path, h)
 	if err != nil {
-		f.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))
+		f.o.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))
 		return
 	}
 	t.w = w
@@ -218,6 +218,7 @@ func (f *finder) regroup() (err error) {
 		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || (ok && was != volumeValue(fl))
 		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
 	}
+	// byID as a slice: it is looked up for every entry of the table.
 	pos := make([]int32, maxID+1)
 	for i := range pos {
 		pos[i] = -1
@@ -366,7 +367,7 @@ func (f *finder) regroup() (err error) {
 			f.maps, f.bounds, f.buf, f.mapped = nil, nil, nil, nil
 		}
 	}()
-	var seen int64
+	var seen, shown int64
 	total := t.base.Entries + deltaEntries
 	for qi := 0; bok || dok || qi < len(q); {
 		s := uint64(1<<64 - 1)
@@ -416,7 +417,8 @@ func (f *finder) regroup() (err error) {
 		if len(es) > 0 {
 			w.Add(es...)
 		}
-		if seen%(1<<20) < 1<<10 {
+		if seen-shown >= 1<<20 {
+			shown = seen
 			f.o.progress("looking up sums", seen, total, "blocks")
 			if err := f.ctx.Err(); err != nil {
 				return err
@@ -426,7 +428,7 @@ func (f *finder) regroup() (err error) {
 	f.o.progress("looking up sums", seen, total, "blocks")
 	for _, it := range []*sumtab.Iter{bi, di} {
 		if it != nil && it.Err() != nil {
-			f.warn(t.path, fmt.Errorf("%w: every sum grouped again", it.Err()))
+			f.o.warn(t.path, fmt.Errorf("%w: every sum grouped again", it.Err()))
 			return errGroupAll
 		}
 	}
@@ -466,10 +468,9 @@ func (f *finder) fileChunks() []chunkCount {
 // nothing too), or no file of its size is inline. A group it joins needs
 // no look. It is so only for an origin not regrouped (unchanged since the
 // table, and settled) and unchanged since the clone copied it (CloneSeq),
-// in the clone's class; and not
-// with Options.NoReadOnly, which makes a file of a read-only snapshot a
-// source before any other. It returns the clones by origin and how many
-// entries they add.
+// in the clone's class; and not with Options.NoReadOnly, which makes a
+// file of a read-only snapshot a source before any other. It returns the
+// clones by origin and how many entries they add.
 func (f *finder) clones(changed, redo []bool, pos []int32) (map[int][]int, int64) {
 	clones := make(map[int][]int)
 	var n int64
@@ -523,17 +524,10 @@ func (f *finder) commitTable() {
 	err := t.w.Commit(files, unsettled, superseded)
 	t.w = nil
 	if err != nil {
-		f.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))
+		f.o.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))
 		return
 	}
 	if !delta {
 		os.Remove(t.path + ".delta")
-	}
-}
-
-// warn tells o.Warn of err, if set.
-func (f *finder) warn(path string, err error) {
-	if f.o.Warn != nil {
-		f.o.Warn(path, err)
 	}
 }

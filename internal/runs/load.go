@@ -60,9 +60,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		}
 		if (f.Size+bs-1)/bs >= 1<<32 {
 			// A location holds the block number in 32 bits.
-			if o.Warn != nil {
-				o.Warn(f.Path, fmt.Errorf("%s: %d blocks, more than findsame plans in one file (2^32): left out", f.Path, (f.Size+bs-1)/bs))
-			}
+			o.warn(f.Path, fmt.Errorf("%s: %d blocks, more than findsame plans in one file (2^32): left out", f.Path, (f.Size+bs-1)/bs))
 			return nil
 		}
 		v := vols[f.Vol]
@@ -80,8 +78,8 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if err != nil {
 		return nil, nil, err
 	}
-	if sum.Unnamed > 0 && o.Warn != nil {
-		o.Warn("", fmt.Errorf("%d files left out: recorded by an older hashfile or without their owner; run hashfile again", sum.Unnamed))
+	if sum.Unnamed > 0 {
+		o.warn("", fmt.Errorf("%d files left out: recorded by an older hashfile or without their owner; run hashfile again", sum.Unnamed))
 	}
 	if len(files) >= 1<<31 {
 		return nil, nil, fmt.Errorf("too many files (%d)", len(files))

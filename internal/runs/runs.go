@@ -64,6 +64,13 @@ type Options struct {
 	Progress func(phase string, done, total int64, unit string)
 }
 
+// warn tells o.Warn of err, if set.
+func (o *Options) warn(path string, err error) {
+	if o.Warn != nil {
+		o.Warn(path, err)
+	}
+}
+
 // progress calls o.Progress, if set.
 func (o *Options) progress(phase string, done, total int64, unit string) {
 	if o.Progress != nil {
@@ -242,6 +249,10 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			f.tab.base, f.tab.delta, f.tab.regrouped = nil, nil, -1
 			f.createTable(false)
 		}
+		// The index holds no sums for the zero blocks at the end of a
+		// file nor for chunks of zero blocks: a large sparse file must not
+		// make grouping take more passes, or reserve room, for sums it
+		// never reads.
 		held := min(sum.Blocks, storedSums(ctx, ix))
 		defer tuneGC(&o, held)()
 		err = f.group(held)

@@ -65,15 +65,15 @@ type Entry struct {
 }
 
 // The build fails here if Entry stops being laid out as on disk (on a
-// little-endian machine, which Scan and Writer check).
+// little-endian machine, which Open and Create check).
 var _ = [1]struct{}{}[unsafe.Sizeof(Entry{})-EntrySize]
 
 // Header says what a table is as of.
 type Header struct {
 	Version int `json:"version"`
 	// Key names what the table depends on beyond the index's rows: the
-	// options and volumes of the run that wrote it. A table of another
-	// key is not used.
+	// index it was made for and the options of the run that wrote it. A
+	// table of another key is not used.
 	Key string `json:"key"`
 	// Seq is the index's write sequence number the table is as of: files
 	// changed after it (index.File.Changed > Seq) are not in it as they

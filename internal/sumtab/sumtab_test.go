@@ -89,7 +89,7 @@ func TestDamaged(t *testing.T) {
 	for _, ok := it.Next(); ok; _, ok = it.Next() {
 	}
 	if err := it.Err(); !errors.Is(err, ErrFormat) {
-		t.Errorf("Scan of a damaged table: %v", err)
+		t.Errorf("Iter of a damaged table: %v", err)
 	}
 	os.WriteFile(path, b[:len(b)-3], 0o600)
 	if _, err := Open(path); !errors.Is(err, ErrFormat) {
