@@ -286,13 +286,7 @@ func build(ctx context.Context, o options, stderr io.Writer) error {
 			}
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	if err := ix.Close(); err != nil {
-		return err
-	}
-	st, err := os.Stat(o.db)
+	size, err := finish(tx, ix, o.db)
 	if err != nil {
 		return err
 	}
@@ -301,7 +295,7 @@ func build(ctx context.Context, o options, stderr io.Writer) error {
 		settled = ", copies settled"
 	}
 	fmt.Fprintf(stderr, "synthindex: %s: %d files, %d blocks (%d copied, %d zero), %d extents%s, index %s, built in %s\n",
-		o.db, len(g.files), g.made, g.copied, g.zeros, extents, settled, cli.Bytes(st.Size()), time.Since(start).Round(time.Millisecond))
+		o.db, len(g.files), g.made, g.copied, g.zeros, extents, settled, cli.Bytes(size), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -413,20 +407,14 @@ func change(ctx context.Context, o options, stderr io.Writer) error {
 			inTx = 0
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	if err := ix.Close(); err != nil {
-		return err
-	}
-	st, err := os.Stat(o.db)
+	size, err := finish(tx, ix, o.db)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "synthindex: %s: rewrote %d files holding %d of %d blocks (%.2f%%), %d of them resized, "+
 		"now %d blocks (%d copied, %d zero), index %s, changed in %s\n",
 		o.db, len(picked), covered, total, 100*float64(covered)/float64(max(total, 1)), resized,
-		g.made, g.copied, g.zeros, cli.Bytes(st.Size()), time.Since(start).Round(time.Millisecond))
+		g.made, g.copied, g.zeros, cli.Bytes(size), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -613,4 +601,19 @@ func place(out, ext []fiemap.Extent, from, to, at int64, flags uint32) ([]fiemap
 		from = end
 	}
 	return out, flagged
+}
+
+// finish commits tx, closes ix and returns the size of the index at db.
+func finish(tx *index.Tx, ix *index.Index, db string) (int64, error) {
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	if err := ix.Close(); err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(db)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
 }
