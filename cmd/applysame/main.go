@@ -20,7 +20,8 @@
 // A rewrite line (on btrfs) frees an extent that the dedupe lines cover only
 // in part: applysame checks that the ranges to copy still lie, unshared, in
 // that extent, copies them into a new unnamed file on the same filesystem
-// (O_TMPFILE, so a crash leaves nothing behind), syncs it, and shares the
+// (O_TMPFILE, so a crash leaves nothing behind; for a file in a read-only
+// snapshot, next to the writable file the line names), syncs it, and shares the
 // file's ranges back from the copy with FIDEDUPERANGE; if the file changed
 // after the copy, the kernel finds the bytes differ and nothing is shared.
 // No file is ever written but the copy, and -rewrite-limit bounds how much
@@ -176,7 +177,8 @@ alone.
 A rewrite line (on btrfs) frees an extent that the dedupe lines cover only
 in part: applysame checks that the ranges to copy still lie, unshared, in
 that extent, copies them into a new unnamed file on the same filesystem
-(O_TMPFILE, so a crash leaves nothing behind), syncs it, and shares the
+(O_TMPFILE, so a crash leaves nothing behind; for a file in a read-only
+snapshot, next to the writable file the line names), syncs it, and shares the
 file's ranges back from the copy; if the file changed after the copy, the
 kernel finds the bytes differ and nothing is shared. No file is ever
 written but the copy, and -rewrite-limit bounds how much is written.

@@ -113,7 +113,20 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		}
 		return fail(plan.StatusSkipped, err)
 	}
-	rr.Written, rr.Shared, err = dedupe.Rewrite(ctx, f, w.File.Path, spans, a.opt.Chunk)
+	// The copy is made next to the file, or next to the one the plan
+	// names when the file's directory cannot hold it.
+	at, atPath := f, w.File.Path
+	if w.CopyNextTo != nil {
+		atPath = w.CopyNextTo.Path
+		if at, err = dedupe.Open(atPath, w.CopyNextTo.Identity); err != nil {
+			if stale(err) {
+				return fail(plan.StatusStale, err)
+			}
+			return fail(plan.StatusError, err)
+		}
+		defer at.Close()
+	}
+	rr.Written, rr.Shared, err = dedupe.Rewrite(ctx, f, w.File.Path, at, atPath, spans, a.opt.Chunk)
 	switch {
 	case err == nil:
 		r.Status = plan.StatusDone

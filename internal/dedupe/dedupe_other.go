@@ -36,7 +36,7 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 func ErrnoName(err error) string { return "" }
 
 // Rewrite is not available on this platform.
-func Rewrite(ctx context.Context, f *os.File, path string, spans []Span, chunk int64) (int64, int64, error) {
+func Rewrite(ctx context.Context, f *os.File, path string, at *os.File, atPath string, spans []Span, chunk int64) (int64, int64, error) {
 	return 0, 0, ErrUnsupported
 }
 

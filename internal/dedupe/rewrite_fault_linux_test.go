@@ -77,7 +77,7 @@ func TestRewriteFailures(t *testing.T) {
 			defer cancel()
 			tt.arm(t, path, cancel)
 
-			written, shared, err := dedupe.Rewrite(ctx, f, path, []dedupe.Span{{Off: 0, Len: 3 * mib}}, mib)
+			written, shared, err := dedupe.Rewrite(ctx, f, path, f, path, []dedupe.Span{{Off: 0, Len: 3 * mib}}, mib)
 			want := strings.ReplaceAll(tt.err, "%s", path)
 			if err == nil || err.Error() != want || !errors.Is(err, tt.is) {
 				t.Errorf("Rewrite = %v; want %q, matching %v", err, want, tt.is)

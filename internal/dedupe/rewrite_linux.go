@@ -27,7 +27,9 @@ var Fault func(point string)
 // Rewrite gives the spans of f (opened read-only, at path; in order, not
 // overlapping) storage of their own, so that the extent they were in can
 // be freed once nothing else refers to it. It copies the spans into a new
-// unnamed file (O_TMPFILE) in f's directory, at the same offsets, in
+// unnamed file (O_TMPFILE) in the directory of the file at (opened, at
+// atPath): f itself, or where f's directory cannot hold it (a read-only
+// subvolume) another file on f's filesystem. The copy is at the same offsets, in
 // batches of at most chunk bytes (DefaultChunk when chunk <= 0; a longer
 // span is cut into pieces), writes each batch back (sync_file_range) and
 // deduplicates each piece of f against its copy: the kernel compares the
@@ -41,12 +43,12 @@ var Fault func(point string)
 //
 // It returns the bytes written to the copy and the bytes of f now sharing
 // it.
-func Rewrite(ctx context.Context, f *os.File, path string, spans []Span, chunk int64) (written, shared int64, err error) {
+func Rewrite(ctx context.Context, f *os.File, path string, at *os.File, atPath string, spans []Span, chunk int64) (written, shared int64, err error) {
 	if chunk <= 0 {
 		chunk = DefaultChunk
 	}
 	chunk = max(chunk&^(1<<20-1), 1<<20) // whole blocks: only the last may end in a partial one
-	tmp, err := tmpFile(f, path)
+	tmp, err := tmpFile(at, atPath)
 	if err != nil {
 		return 0, 0, err
 	}

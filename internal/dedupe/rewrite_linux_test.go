@@ -64,7 +64,7 @@ func TestRewrite(t *testing.T) {
 	before := []int64{physicalAt(t, f, 0), physicalAt(t, f, 1<<20), physicalAt(t, f, 2<<20)}
 	spans := []dedupe.Span{{Off: 0, Len: 512 << 10}, {Off: 2 << 20, Len: 1000}}
 
-	written, shared, err := dedupe.Rewrite(context.Background(), f, path, spans, 0)
+	written, shared, err := dedupe.Rewrite(context.Background(), f, path, f, path, spans, 0)
 	if err != nil || written != 512<<10+1000 || shared != written {
 		t.Fatalf("Rewrite = %d written, %d shared, %v; want %d, %d, nil", written, shared, err, 512<<10+1000, 512<<10+1000)
 	}
@@ -114,7 +114,7 @@ func TestRewriteBatches(t *testing.T) {
 		want += s.Len
 	}
 
-	written, shared, err := dedupe.Rewrite(context.Background(), f, path, spans, mib)
+	written, shared, err := dedupe.Rewrite(context.Background(), f, path, f, path, spans, mib)
 	if err != nil || written != want || shared != want {
 		t.Fatalf("Rewrite = %d written, %d shared, %v; want %d, %d, nil", written, shared, err, want, want)
 	}
@@ -161,7 +161,7 @@ func TestRewriteWriterBetweenCopyAndSwap(t *testing.T) {
 	})
 	defer dedupe.SetAfterCopy(nil)
 
-	_, shared, err := dedupe.Rewrite(context.Background(), f, path, []dedupe.Span{{Off: 0, Len: 1 << 20}}, 0)
+	_, shared, err := dedupe.Rewrite(context.Background(), f, path, f, path, []dedupe.Span{{Off: 0, Len: 1 << 20}}, 0)
 	if !errors.Is(err, dedupe.ErrDiffers) {
 		t.Fatalf("Rewrite = %v; want ErrDiffers", err)
 	}
@@ -193,8 +193,73 @@ func TestRewriteReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, _, err = dedupe.Rewrite(context.Background(), f, path, []dedupe.Span{{Off: 0, Len: 4096}}, 0)
+	_, _, err = dedupe.Rewrite(context.Background(), f, path, f, path, []dedupe.Span{{Off: 0, Len: 4096}}, 0)
 	if want := "open O_TMPFILE in " + mnt + ": read-only file system"; err == nil || err.Error() != want {
 		t.Errorf("Rewrite = %v; want %q", err, want)
+	}
+}
+
+// TestRewriteNextTo rewrites a span of a file in a read-only snapshot,
+// whose directory can hold no copy, with the copy made next to a file of
+// a writable subvolume of the same filesystem: the snapshot's file then
+// refers to storage of its own there, with the same content, and the
+// snapshot stays read-only.
+func TestRewriteNextTo(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	data := randomBytes(5, 1<<20)
+	if err := os.WriteFile(filepath.Join(live, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	anchorPath := filepath.Join(live, "anchor")
+	anchor := writeOpen(t, anchorPath, []byte("x"))
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
+	path := filepath.Join(mnt, "snap", "f")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	liveF, err := os.Open(filepath.Join(live, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer liveF.Close()
+	if physicalAt(t, f, 0) != physicalAt(t, liveF, 0) {
+		t.Fatal("the snapshot's file does not share its extent with live's")
+	}
+
+	spans := []dedupe.Span{{Off: 0, Len: 64 << 10}}
+	_, _, err = dedupe.Rewrite(context.Background(), f, path, f, path, spans, 0)
+	if want := "open O_TMPFILE in " + filepath.Dir(path) + ": read-only file system"; err == nil || err.Error() != want {
+		t.Fatalf("Rewrite next to itself = %v; want %q", err, want)
+	}
+	written, shared, err := dedupe.Rewrite(context.Background(), f, path, anchor, anchorPath, spans, 0)
+	if err != nil || written != 64<<10 || shared != 64<<10 {
+		t.Fatalf("Rewrite next to %s = %d written, %d shared, %v; want %d, %d, nil", anchorPath, written, shared, err, 64<<10, 64<<10)
+	}
+	if physicalAt(t, f, 0) == physicalAt(t, liveF, 0) {
+		t.Error("the snapshot's span still shares live's extent")
+	}
+	if physicalAt(t, f, 64<<10) != physicalAt(t, liveF, 64<<10) {
+		t.Error("the rest of the snapshot's file no longer shares live's extent")
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Error("the snapshot's file changed")
+	}
+	if out := testfs.Run(t, "btrfs", "property", "get", "-ts", filepath.Join(mnt, "snap"), "ro"); !bytes.Contains([]byte(out), []byte("ro=true")) {
+		t.Errorf("the snapshot is no longer read-only: %s", out)
+	}
+	ents, err := os.ReadDir(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 2 {
+		t.Errorf("live holds %d entries, want 2 (f, anchor): the copy was left behind", len(ents))
 	}
 }

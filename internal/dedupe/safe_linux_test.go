@@ -183,7 +183,7 @@ func TestRewriteSwappedParent(t *testing.T) {
 	if err := os.Symlink(out, dir); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := dedupe.Rewrite(ctx, f, path, spans, 0)
+	_, _, err := dedupe.Rewrite(ctx, f, path, f, path, spans, 0)
 	if want := "open " + dir + ": is a symlink (too many levels of symbolic links)"; err == nil || err.Error() != want {
 		t.Errorf("Rewrite with its directory a symlink = %v; want %q", err, want)
 	}
@@ -196,7 +196,7 @@ func TestRewriteSwappedParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, path, data)
-	if _, _, err := dedupe.Rewrite(ctx, f, path, spans, 0); !errors.Is(err, dedupe.ErrMoved) {
+	if _, _, err := dedupe.Rewrite(ctx, f, path, f, path, spans, 0); !errors.Is(err, dedupe.ErrMoved) {
 		t.Errorf("Rewrite with its directory replaced = %v; want ErrMoved", err)
 	}
 
@@ -215,7 +215,7 @@ func TestRewriteSwappedParent(t *testing.T) {
 	done := 0
 	errs := map[string]int{}
 	for range 50 {
-		_, _, err := dedupe.Rewrite(ctx, f, path, spans, 0)
+		_, _, err := dedupe.Rewrite(ctx, f, path, f, path, spans, 0)
 		if err == nil {
 			done++
 		} else {

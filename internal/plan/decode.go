@@ -199,6 +199,7 @@ func parseRewrite(line []byte, v int) (*Rewrite, error) {
 		Freed    *int64           `json:"freed"`
 		Unit     *int64           `json:"unit"`
 		Shared   *bool            `json:"shared"`
+		NextTo   json.RawMessage  `json:"copy_next_to"`
 	}
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
@@ -229,6 +230,13 @@ func parseRewrite(line []byte, v int) (*Rewrite, error) {
 	if raw.Shared != nil {
 		w.Shared = *raw.Shared
 	}
+	if len(raw.NextTo) > 0 && !isNull(raw.NextTo) {
+		at, err := parseRange("copy_next_to", raw.NextTo, v)
+		if err != nil {
+			return nil, err
+		}
+		w.CopyNextTo = &at
+	}
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
@@ -257,6 +265,14 @@ func (w *Rewrite) Validate() error {
 	}
 	if len(w.Copy) == 0 {
 		return errors.New(`field "copy": no ranges`)
+	}
+	if at := w.CopyNextTo; at != nil {
+		if err := at.validate("copy_next_to", 0); err != nil {
+			return err
+		}
+		if at.Vol.FS == "" || at.Vol.FS != w.File.Vol.FS {
+			return fmt.Errorf(`field "copy_next_to.fs": %q, not the filesystem of the file (%q)`, at.Vol.FS, w.File.Vol.FS)
+		}
 	}
 	w.Bytes = 0
 	end := w.File.Off

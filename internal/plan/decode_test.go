@@ -361,8 +361,42 @@ func TestParseRewrite(t *testing.T) {
 	}
 }
 
+const validRewriteNextTo = `{"type":"rewrite","v":2,"file":{"path":"/m/snap/a","off":0,"fs":"9b82","subvol":258,"ino":257,"size":40960,"mtime":"2023-11-14T22:13:20Z"},"len":40960,"physical":1048576,"copy":[{"off":8192,"len":4096}],"bytes":4096,"freed":36864,"copy_next_to":{"path":"/m/live/x","off":0,"fs":"9b82","subvol":256,"ino":260,"size":1,"mtime":"2023-11-14T22:13:20Z"}}`
+
+// TestParseRewriteNextTo: a rewrite of a file in a read-only snapshot
+// names the file next to which its copy is made, on the same filesystem.
+func TestParseRewriteNextTo(t *testing.T) {
+	rec, err := Parse([]byte(validRewriteNextTo))
+	if err != nil {
+		t.Fatalf("Parse(validRewriteNextTo) = %v; want nil", err)
+	}
+	w := rec.(*Rewrite)
+	want := &Range{Path: "/m/live/x", Identity: fsys.Identity{Vol: fsys.Volume{FS: "9b82", Subvol: 256}, Ino: 260, Size: 1, Mtime: 1700000000000000000}}
+	if !reflect.DeepEqual(w.CopyNextTo, want) {
+		t.Errorf("copy_next_to = %+v; want %+v", w.CopyNextTo, want)
+	}
+	var b strings.Builder
+	if err := NewEncoder(&b).Write(w); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(b.String()); got != validRewriteNextTo {
+		t.Errorf("encoded again:\n%s\nwant\n%s", got, validRewriteNextTo)
+	}
+	for _, tt := range []struct{ old, new, want string }{
+		{`"path":"/m/live/x"`, `"path":"x"`, `field "copy_next_to.path": relative path "x" (plan paths must be absolute)`},
+		{`"fs":"9b82","subvol":256`, `"fs":"77","subvol":256`, `field "copy_next_to.fs": "77", not the filesystem of the file ("9b82")`},
+		{`,"ino":260`, ``, `missing field "copy_next_to.ino"`},
+	} {
+		in := strings.Replace(validRewriteNextTo, tt.old, tt.new, 1)
+		if _, err := Parse([]byte(in)); err == nil || err.Error() != tt.want {
+			t.Errorf("Parse(%s) = %v; want %q", in, err, tt.want)
+		}
+	}
+}
+
 func FuzzReader(f *testing.F) {
 	f.Add(validRewrite)
+	f.Add(validRewriteNextTo)
 	f.Add(validLine)
 	f.Add(validLine + "\n\n" + validLine + "\n")
 	f.Add(`{"type":"dedupe",`)

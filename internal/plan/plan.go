@@ -103,6 +103,12 @@ type Rewrite struct {
 	// interrupted or limited run leaves such extents), so that the
 	// rewrite frees it all the same.
 	Shared bool `json:"shared,omitempty"`
+	// CopyNextTo, when set, names the file next to which the copy is
+	// made, in that file's directory, instead of next to File: File is in
+	// a read-only subvolume (a read-only snapshot), where nothing can be
+	// written. It is a file on File's filesystem, in a writable
+	// subvolume; applysame checks its identity as it checks File's.
+	CopyNextTo *Range `json:"copy_next_to,omitempty"`
 }
 
 // Span is a range of a file.
