@@ -5,7 +5,9 @@ package pipeline
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -287,4 +289,84 @@ func TestNotSettledXFS(t *testing.T) {
 	if strings.Join(dsts, " ") != "b" {
 		t.Errorf("destinations %q; want b alone\n%s", dsts, planOut)
 	}
+}
+
+// TestRewriteInSnapshot frees an extent that, once the dedupe lines have
+// run, only a read-only snapshot still refers to, in part: its rewrite
+// cannot make the copy in the snapshot, so the plan names a file of the
+// writable subvolume next to which it is made, and the extent is freed.
+func TestRewriteInSnapshot(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(13, 13))
+	a := random(rng, 256<<10)
+	// x holds a's bytes but for [64 KiB, 128 KiB), and is larger: the
+	// source of the runs that move a's other ranges, in live and in the
+	// snapshot.
+	x := append(slices.Clone(a), random(rng, 4096)...)
+	copy(x[64<<10:128<<10], random(rng, 64<<10))
+	write(t, filepath.Join(live, "x"), x)
+	write(t, filepath.Join(live, "a"), a)
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
+	// live's a is overwritten in place there: that range of a's extent
+	// is then the snapshot's alone.
+	f, err := os.OpenFile(filepath.Join(live, "a"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(random(rng, 64<<10), 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	before := testfs.SHA256Tree(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+
+	db := filepath.Join(t.TempDir(), "index.db")
+	planOut, results, applyErr := pipeline(t, db, mnt)
+	var rewrites []*plan.Rewrite
+	var estimate int64
+	for line := range strings.Lines(planOut) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		switch r := rec.(type) {
+		case *plan.Rewrite:
+			rewrites = append(rewrites, r)
+			estimate += r.Freed
+		case *plan.Dedupe:
+			estimate += r.Freed
+		}
+	}
+	if len(rewrites) != 1 {
+		t.Fatalf("%d rewrites planned; want 1\n%s", len(rewrites), planOut)
+	}
+	w := rewrites[0]
+	if want := filepath.Join(mnt, "snap", "a"); w.File.Path != want || w.CopyNextTo == nil || w.CopyNextTo.Path != filepath.Join(live, "x") ||
+		!slices.Equal(w.Copy, []plan.Span{{Off: 64 << 10, Len: 64 << 10}}) {
+		t.Errorf("rewrite of %s, copy %v, next to %v; want %s, [{65536 65536}], next to %s (live's file modified longest ago)\n%s",
+			w.File.Path, w.Copy, w.CopyNextTo, want, filepath.Join(live, "x"), planOut)
+	}
+	allDone(t, results)
+	// a's extent (256 KiB) is freed, 64 KiB of it written again.
+	const net = 192 << 10
+	if estimate != net {
+		t.Errorf("findsame estimates %d bytes freed; want %d\n%s", estimate, net, planOut)
+	}
+	freed := testfs.FreeBytes(t, mnt) - free
+	if freed < net || freed > net+metadataSlack {
+		t.Errorf("statfs reports %d bytes freed; want %d\n%s", freed, net, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
+		t.Errorf("content changed")
+	}
+	if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", filepath.Join(mnt, "snap"), "ro")); out != "ro=true" {
+		t.Errorf("snap: %s; want ro=true", out)
+	}
+	planNothingAgain(t, db, mnt)
 }

@@ -301,7 +301,7 @@ func appendGroup(maps []mapping, files []file, g []pair) []mapping {
 		}
 	}
 	for _, m := range g {
-		if m.at != src && !files[m.at.file()].readonly {
+		if m.at != src && !files[m.at.file()].keepSource {
 			maps = append(maps, mapping{dst: m.at, src: src})
 		}
 	}
@@ -313,8 +313,8 @@ func appendGroup(maps []mapping, files []file, g []pair) []mapping {
 // larger file, else stored compressed (the copy that takes less disk is
 // the one to keep).
 func better(a, b *file) bool {
-	if a.readonly != b.readonly {
-		return a.readonly
+	if a.keepSource != b.keepSource {
+		return a.keepSource
 	}
 	if a.Size != b.Size {
 		return a.Size > b.Size

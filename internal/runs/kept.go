@@ -81,7 +81,7 @@ func volumeKey(fl *file) string { return fmt.Sprintf("%s/%d", fl.Vol.FS, fl.Vol.
 // whether its volume is read-only (with Options.NoReadOnly), on btrfs,
 // and its block size.
 func volumeValue(fl *file) string {
-	return fmt.Sprintf("readonly %v btrfs %v block %d", fl.readonly, fl.btrfs, fl.fsBlock)
+	return fmt.Sprintf("readonly %v btrfs %v block %d", fl.keepSource, fl.btrfs, fl.fsBlock)
 }
 
 // volumes returns the Volumes of the files in scope.

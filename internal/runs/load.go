@@ -84,8 +84,8 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if len(files) >= 1<<31 {
 		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
 	}
-	if o.NoReadOnly && o.Live {
-		markReadOnly(files)
+	if o.Live {
+		markReadOnly(files, o.NoReadOnly)
 	}
 	flagged, err := ix.FlaggedFiles(ctx, fiemap.FlagEncoded|fiemap.FlagDataInline)
 	if err != nil {

@@ -121,9 +121,10 @@ func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
 	}
 }
 
-// markReadOnly marks the files in read-only btrfs subvolumes, looking at
-// one file of each volume that can still be opened as hashed.
-func markReadOnly(files []file) {
+// markReadOnly marks the files in read-only btrfs subvolumes, and with
+// keepSource keeps them as sources, looking at one file of each volume
+// that can still be opened as hashed.
+func markReadOnly(files []file, keepSource bool) {
 	ro := make(map[fsys.Volume]bool)
 	for i := range files {
 		f := &files[i]
@@ -141,5 +142,6 @@ func markReadOnly(files []file) {
 			ro[f.Vol] = known
 		}
 		f.readonly = known
+		f.keepSource = known && keepSource
 	}
 }

@@ -53,11 +53,12 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 			}
 		}
 	}
+	nextTo := copyNextTo(files)
 	var out []rewriteAt
 	var relinks []run
 	for fi := range files {
 		f := &files[fi]
-		if !f.btrfs || f.stale || len(f.extents) == 0 {
+		if !f.btrfs || f.stale || len(f.extents) == 0 || (f.readonly && nextTo[f.class] < 0) {
 			continue
 		}
 		for _, g := range groups(f) {
@@ -81,8 +82,17 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	}
 	for _, ds := range order {
 		ws, more := sharedLeftover(refs[ds], files, byDst, srcs, bs, minNet)
+		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return files[w.fi].readonly && nextTo[files[w.fi].class] < 0 }) {
+			continue // a copy it cannot make
+		}
 		out = append(out, ws...)
 		relinks = append(relinks, more...)
+	}
+	for _, w := range out {
+		if f := &files[w.fi]; f.readonly {
+			at := rangeOf(&files[nextTo[f.class]], 0)
+			w.w.CopyNextTo = &at
+		}
 	}
 	slices.SortStableFunc(out, func(a, b rewriteAt) int {
 		// a.Freed/a.Bytes > b.Freed/b.Bytes first; both sides stay below
@@ -96,6 +106,30 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		return cmp.Compare(a.w.File.Off, b.w.File.Off)
 	})
 	return out, relinks
+}
+
+// copyNextTo returns, for each class of files, the file next to which a
+// rewrite of a file in a read-only subvolume makes its copy (its own
+// directory cannot hold it), or -1 when the class has none: a file of the
+// class in a writable btrfs subvolume that was mapped and found unchanged
+// since hashed (so its path is known good), the one modified longest ago
+// (the least likely to change before the plan is applied), then the first
+// by path.
+func copyNextTo(files []file) map[int]int {
+	at := make(map[int]int)
+	for fi := range files {
+		f := &files[fi]
+		if _, ok := at[f.class]; !ok {
+			at[f.class] = -1
+		}
+		if !f.btrfs || f.readonly || f.stale || f.extents == nil {
+			continue
+		}
+		if k := at[f.class]; k < 0 || f.Mtime < files[k].Mtime {
+			at[f.class] = fi
+		}
+	}
+	return at
 }
 
 // ref is a file's reference to part of a disk extent.

@@ -126,9 +126,11 @@ type file struct {
 	// settled marks a file whose every mapping the recorded extents show
 	// already shared (see settle): never planned, not mapped again.
 	settled bool
-	// readonly marks a file in a read-only subvolume, with
-	// Options.NoReadOnly: never a destination.
-	readonly bool
+	// readonly marks a file in a read-only btrfs subvolume (with
+	// Options.Live): a rewrite of its extents makes its copy next to
+	// another file (see copyNextTo). keepSource marks it with
+	// Options.NoReadOnly too: never a destination, and a source first.
+	readonly, keepSource bool
 	// encoded marks a file with compressed extents when it was hashed;
 	// inline, one with its data inline.
 	encoded, inline bool

@@ -127,13 +127,13 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 		// The source: the first file, or with Options.NoReadOnly the first
 		// in a read-only subvolume.
-		if k := slices.IndexFunc(group, func(w whole) bool { return files[w.f].readonly }); k > 0 {
+		if k := slices.IndexFunc(group, func(w whole) bool { return files[w.f].keepSource }); k > 0 {
 			group[0], group[k] = group[k], group[0]
 		}
 		src := &files[group[0].f]
 		for _, w := range group[1:] {
 			d := &files[w.f]
-			if inline(src) || inline(d) || sameStorage(d, src) || d.readonly {
+			if inline(src) || inline(d) || sameStorage(d, src) || d.keepSource {
 				continue
 			}
 			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.Size, freed: wholeFreed(d)})
