@@ -229,13 +229,31 @@ func (t *Table) Iter() *Iter {
 
 // Next returns the next entry, or false at the end or on an error.
 func (it *Iter) Next() (Entry, bool) {
-	if it.i < len(it.buf) {
-		e := it.buf[it.i]
-		it.i++
-		return e, true
-	}
-	if it.left == 0 || it.err != nil {
+	if it.i >= len(it.buf) && !it.fill() {
 		return Entry{}, false
+	}
+	e := it.buf[it.i]
+	it.i++
+	return e, true
+}
+
+// Batch returns the entries that Next would return next, as many as were
+// read at once (at least one), or nil at the end or on an error. The
+// slice is valid until the next call of Next or Batch.
+func (it *Iter) Batch() []Entry {
+	if it.i >= len(it.buf) && !it.fill() {
+		return nil
+	}
+	b := it.buf[it.i:]
+	it.i = len(it.buf)
+	return b
+}
+
+// fill reads the next entries into buf, and reports whether there were
+// any.
+func (it *Iter) fill() bool {
+	if it.left == 0 || it.err != nil {
+		return false
 	}
 	if it.buf == nil {
 		it.buf = make([]Entry, min(it.left, 32<<10))
@@ -244,16 +262,16 @@ func (it *Iter) Next() (Entry, bool) {
 	raw := bytesOf(b)
 	if _, err := io.ReadFull(it.r, raw); err != nil {
 		it.err = fmt.Errorf("read table of sums: %w", err)
-		return Entry{}, false
+		return false
 	}
 	it.crc = crc32.Update(it.crc, castagnoli, raw)
 	it.left -= int64(len(b))
 	if it.left == 0 && it.crc != it.want {
 		it.err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
-		return Entry{}, false
+		return false
 	}
-	it.buf, it.i = b, 1
-	return b[0], true
+	it.buf, it.i = b, 0
+	return true
 }
 
 // Err returns the error that ended the iteration, if any.
