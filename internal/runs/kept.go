@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"slices"
 
@@ -254,6 +255,7 @@ func (f *finder) regroup() (err error) {
 		if err != nil {
 			return err
 		}
+
 		for b := range len(sums) / blockhash.SumSize {
 			if s := blockhash.At(sums, b); s != blockhash.Zero {
 				q = append(q, pair{s, mkloc(i, int64(b))})
@@ -333,19 +335,6 @@ func (f *finder) regroup() (err error) {
 		}
 		return st == lost
 	}
-	bi := t.base.Iter()
-	var di *sumtab.Iter
-	if t.delta != nil {
-		di = t.delta.Iter()
-	}
-	next := func(it *sumtab.Iter) (sumtab.Entry, bool) {
-		if it == nil {
-			return sumtab.Entry{}, false
-		}
-		return it.Next()
-	}
-	be, bok := bi.Next()
-	de, dok := next(di)
 	// The mappings go to lists by destination range, as group's do: in
 	// memory when those of about four members a sum read fit, else in
 	// temporary files, each list the destinations of at most a
@@ -367,30 +356,74 @@ func (f *finder) regroup() (err error) {
 			f.maps, f.bounds, f.buf, f.mapped = nil, nil, nil, nil
 		}
 	}()
+
+	// What a base entry of each file id is now: as state says, or void
+	// (skip) when the delta supersedes the file's entries in the base.
+	const skip = withClones + 1
+	bstate := state
+	if t.delta != nil {
+		bstate = slices.Clone(state)
+		for id := range bstate {
+			if t.delta.Superseded.Has(int64(id)) {
+				bstate[id] = skip
+			}
+		}
+	}
+	// A new base takes the entries still valid of the base; a delta
+	// takes none of them.
+	baseKept := w != nil && !w.Delta()
+	var di *sumtab.Iter
+	if t.delta != nil {
+		di = t.delta.Iter()
+	}
+	next := func(it *sumtab.Iter) (sumtab.Entry, bool) {
+		if it == nil {
+			return sumtab.Entry{}, false
+		}
+		return it.Next()
+	}
+	de, dok := next(di)
+	qi := 0
+	// other is the least sum of the delta and q still to come, if any.
+	var other uint64
+	var otherOK bool
+	peek := func() {
+		switch {
+		case dok && qi < len(q):
+			other, otherOK = min(de.Sum, q[qi].sum), true
+		case dok:
+			other, otherOK = de.Sum, true
+		case qi < len(q):
+			other, otherOK = q[qi].sum, true
+		default:
+			other, otherOK = 0, false
+		}
+	}
+	peek()
 	var seen, shown int64
 	total := t.base.Entries + deltaEntries
-	for qi := 0; bok || dok || qi < len(q); {
-		s := uint64(1<<64 - 1)
-		if bok {
-			s = be.Sum
-		}
-		if dok {
-			s = min(s, de.Sum)
-		}
-		if qi < len(q) {
-			s = min(s, q[qi].sum)
-		}
-		g, es = g[:0], es[:0]
+	// finish makes the group of sum s from base, the base's entries of
+	// that sum that are not void, and those of the delta and of q; makes
+	// its mappings again if it is touched (it lost a member, or holds a
+	// regrouped one); and writes its entries.
+	finish := func(s uint64, base []sumtab.Entry) error {
 		touched := false
-		for ; bok && be.Sum == s; be, bok = bi.Next() {
-			seen++
-			if t.delta != nil && t.delta.Superseded.Has(int64(be.File)) {
-				continue // void before the last run
+		for _, e := range base {
+			st := uint8(lost)
+			if int64(e.File) < int64(len(bstate)) {
+				st = bstate[e.File]
 			}
-			gone := add(be)
-			touched = touched || gone
-			if !gone && w != nil && !w.Delta() {
-				put(be)
+			switch st {
+			case member:
+				g = append(g, pair{e.Sum, mkloc(int(pos[e.File]), int64(e.Block))})
+			case lost:
+				touched = true
+				continue
+			case withClones:
+				add(e)
+			}
+			if baseKept {
+				put(e)
 			}
 		}
 		for ; dok && de.Sum == s; de, dok = next(di) {
@@ -408,6 +441,7 @@ func (f *finder) regroup() (err error) {
 				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(q[qi].at.block())})
 			}
 		}
+		peek()
 		if touched && len(g) > 1 {
 			sortPairs(g)
 			if err := f.groups(g); err != nil {
@@ -417,12 +451,121 @@ func (f *finder) regroup() (err error) {
 		if len(es) > 0 {
 			w.Add(es...)
 		}
-		if seen-shown >= 1<<20 {
+		g, es = g[:0], es[:0]
+		return nil
+	}
+	// The base streams by in batches. Most of its groups are left as
+	// they are: an entry costs a look at its file's state, and a group
+	// whose entries are all of members, with no entry of the delta or of
+	// q, costs no more.
+	var raw []sumtab.Entry // the base's entries of sum cur not void
+	var cur uint64
+	slow := false // raw holds an entry that is not a plain member's
+	end := func() error {
+		if slow || (otherOK && other == cur) {
+			if err := finish(cur, raw); err != nil {
+				return err
+			}
+		} else if baseKept && len(raw) > 0 {
+			w.Add(raw...)
+		}
+		raw, slow = raw[:0], false
+		return nil
+	}
+	bi := t.base.Iter()
+	started := false
+	var rest []sumtab.Entry
+	for {
+		if len(rest) == 0 {
+			if rest = bi.Batch(); rest == nil {
+				break
+			}
+		}
+		batch := rest[:min(len(rest), baseBatch)]
+		rest = rest[len(batch):]
+		for i := 0; i < len(batch); {
+			// The entries from i up to j are of members, with sums
+			// below any of the delta or q: of groups left as they are,
+			// but for the one at hand (cur) and the last, which the
+			// entries after j may touch.
+			lim := other
+			if !otherOK {
+				lim = math.MaxUint64
+			}
+			j := i
+			for j < len(batch) && batch[j].Sum < lim && int64(batch[j].File) < int64(len(bstate)) && bstate[batch[j].File] == member {
+				j++
+			}
+			if j > i {
+				a := i
+				for started && a < j && batch[a].Sum == cur {
+					a++
+				}
+				raw = append(raw, batch[i:a]...)
+				if a < j {
+					if started {
+						if err := end(); err != nil {
+							return err
+						}
+					}
+					b := j - 1
+					for b > a && batch[b-1].Sum == batch[j-1].Sum {
+						b--
+					}
+					if baseKept && b > a {
+						w.Add(batch[a:b]...)
+					}
+					raw = append(raw, batch[b:j]...)
+					cur, started = batch[b].Sum, true
+				}
+			}
+			if j == len(batch) {
+				break
+			}
+			e := batch[j]
+			i = j + 1
+			if e.Sum != cur || !started {
+				if started {
+					if err := end(); err != nil {
+						return err
+					}
+				}
+				for otherOK && other < e.Sum {
+					if err := finish(other, nil); err != nil {
+						return err
+					}
+				}
+				cur, started = e.Sum, true
+			}
+			st := uint8(lost)
+			if int64(e.File) < int64(len(bstate)) {
+				st = bstate[e.File]
+			}
+			switch st {
+			case member:
+				raw = append(raw, e)
+			case skip:
+			default: // lost (the void entry only marks its group), regrouped or with clones
+				raw = append(raw, e)
+				slow = true
+			}
+		}
+		if seen += int64(len(batch)); seen-shown >= 1<<20 {
 			shown = seen
 			f.o.progress("looking up sums", seen, total, "blocks")
 			if err := f.ctx.Err(); err != nil {
 				return err
 			}
+		}
+	}
+	if started {
+		if err := end(); err != nil {
+			return err
+		}
+	}
+	for otherOK {
+		if err := finish(other, nil); err != nil {
+			return err
 		}
 	}
 	f.o.progress("looking up sums", seen, total, "blocks")
@@ -433,12 +576,17 @@ func (f *finder) regroup() (err error) {
 		}
 	}
 	t.regrouped = len(ids)
+	f.redo = redo
 	for _, cs := range clones {
 		t.cloned += len(cs)
 	}
 	f.sum.Partitions = f.maps.len() // the lists of mappings
 	return f.maps.done()
 }
+
+// baseBatch is the most entries of the base regroup looks at in one batch
+// (tests make it small, to cut groups across batches).
+var baseBatch = math.MaxInt
 
 // fileChunks counts the blocks of each chunk of each file (see
 // chunkCount): at most the mappings whose destination it holds.

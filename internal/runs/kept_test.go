@@ -281,6 +281,13 @@ func TestKeptTable(t *testing.T) {
 	// The mappings of the groups made again in temporary files, and the
 	// full runs in partitions.
 	t.Run("spilled", func(t *testing.T) { testKeptTable(t, 32000) })
+	// The table's entries looked at a few at a time: groups cut across
+	// batches.
+	t.Run("batches", func(t *testing.T) {
+		defer func(n int) { baseBatch = n }(baseBatch)
+		baseBatch = 3
+		testKeptTable(t, 0)
+	})
 }
 
 func testKeptTable(t *testing.T, budget int64) {

@@ -196,6 +196,9 @@ type finder struct {
 	buf []words
 	// tab is the table of sums kept between runs; nil if none is.
 	tab *table
+	// redo marks the files whose sums regroup regrouped; nil when every
+	// sum was grouped.
+	redo []bool
 }
 
 // Find computes the plan for the index and calls emit with each line, in
@@ -246,6 +249,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		err = f.regroup()
 	}
 	if errors.Is(err, errGroupAll) {
+		f.redo = nil
 		if f.tab != nil {
 			f.tab.close()
 			f.tab.base, f.tab.delta, f.tab.regrouped = nil, nil, -1
@@ -304,7 +308,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
 		runs = append(runs, relinks...)
 	}
-	if err := lines(ctx, ix, files, runs, ws, bs, emit, &sum, &o); err != nil {
+	if err := lines(ctx, ix, files, f.redo, runs, ws, bs, emit, &sum, &o); err != nil {
 		return sum, err
 	}
 	f.commitTable()
