@@ -1,7 +1,9 @@
 package runs
 
 import (
+	"cmp"
 	"context"
+	"slices"
 
 	"same/internal/index"
 )
@@ -22,16 +24,26 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 	if len(runs) < 2 {
 		return runs, nil
 	}
-	dsums, ssums := newSumReader(ctx, ix), newSumReader(ctx, ix)
-	out := runs[:1]
-	for i, r := range runs[1:] {
+	// Whether run i joins run i-1 depends on those two alone: a run
+	// joined to the one before ends where the later one did. So the gaps
+	// are looked at in the destinations first, along them, and those zero
+	// there in the sources next, along them: reading the sources in
+	// destination order took a chunk of the index for each.
+	type gapAt struct {
+		i   int // the run after the gap
+		src loc // the gap's first block in the source
+		n   int64
+	}
+	var gaps []gapAt
+	dsums := newSumReader(ctx, ix)
+	for i := 1; i < len(runs); i++ {
 		if i%(1<<14) == 0 {
 			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 		}
-		p := &out[len(out)-1]
+		p, r := &runs[i-1], &runs[i]
 		df, sf := r.dst.file(), r.src.file()
 		gap := r.dst.block() - (p.dst.block() + p.n)
 		if df == p.dst.file() && sf == p.src.file() && df != sf &&
@@ -41,17 +53,28 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 			if err != nil {
 				return nil, err
 			}
-			sz := false
 			if dz {
-				if sz, err = ssums.zero(files[sf].id, p.src.block()+p.n, gap); err != nil {
-					return nil, err
-				}
+				gaps = append(gaps, gapAt{i, p.src + loc(p.n), gap})
 			}
-			if dz && sz {
-				p.n += gap + r.n
-				p.len = (r.dst.block()-p.dst.block())*bs + r.len
-				continue
-			}
+		}
+	}
+	slices.SortFunc(gaps, func(a, b gapAt) int { return cmp.Compare(a.src, b.src) })
+	join := make([]bool, len(runs))
+	ssums := newSumReader(ctx, ix)
+	for _, g := range gaps {
+		sz, err := ssums.zero(files[g.src.file()].id, g.src.block(), g.n)
+		if err != nil {
+			return nil, err
+		}
+		join[g.i] = sz
+	}
+	out := runs[:1]
+	for i, r := range runs[1:] {
+		if join[i+1] {
+			p := &out[len(out)-1]
+			p.n = r.dst.block() - p.dst.block() + r.n
+			p.len = (r.dst.block()-p.dst.block())*bs + r.len
+			continue
 		}
 		out = append(out, r)
 	}

@@ -14,8 +14,9 @@ import (
 // lines emits the runs as plan lines, with the rewrites ws, in units of
 // work (see planUnits): each unit's rewrites, then its runs, those that
 // share source range and length on one line of up to plan.MaxDests
-// destinations.
-func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
+// destinations. redo, if not nil, marks the files regrouped (see
+// finder.redo).
+func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
 			return c
@@ -25,28 +26,54 @@ func lines(ctx context.Context, ix *index.Index, files []file, runs []run, ws []
 		}
 		return cmp.Compare(a.dst, b.dst)
 	})
-	// The digest of each source range and length, in source order (the
-	// sums read along the sources).
-	var digests [][sha256.Size]byte
+	// The digest of each source range and length (of the sums of its
+	// blocks), for the first run of each.
+	var firsts []int
 	digest := make([]int32, len(runs))
+	for i, r := range runs {
+		if i == 0 || r.src != runs[i-1].src || r.len != runs[i-1].len {
+			firsts = append(firsts, i)
+		}
+		digest[i] = int32(len(firsts) - 1)
+	}
+	// A run's destination range has the sums of its source (bridge joins
+	// runs across zero blocks of both). The sums are read along the
+	// ranges in order, a chunk at a time: of the sources, but of the
+	// destinations where those were regrouped and the sources not, as
+	// after a small change the few files regrouped hold most
+	// destinations, which then take a few chunks to read where their
+	// sources would take one each.
+	side := func(r run) loc {
+		if redo != nil && redo[r.dst.file()] && !redo[r.src.file()] {
+			return r.dst
+		}
+		return r.src
+	}
+	order := make([]int32, len(firsts))
+	for k := range order {
+		order[k] = int32(k)
+	}
+	if redo != nil {
+		slices.SortFunc(order, func(a, b int32) int {
+			return cmp.Compare(side(runs[firsts[a]]), side(runs[firsts[b]]))
+		})
+	}
+	digests := make([][sha256.Size]byte, len(firsts))
 	sums := newSumReader(ctx, ix)
 	h := sha256.New()
-	for i, r := range runs {
-		if i%65536 == 0 {
+	for n, k := range order {
+		if n%65536 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		if i == 0 || r.src != runs[i-1].src || r.len != runs[i-1].len {
-			h.Reset()
-			if err := sums.hash(h, files[r.src.file()].id, r.src.block(), r.n); err != nil {
-				return err
-			}
-			var d [sha256.Size]byte
-			h.Sum(d[:0])
-			digests = append(digests, d)
+		r := runs[firsts[k]]
+		at := side(r)
+		h.Reset()
+		if err := sums.hash(h, files[at.file()].id, at.block(), r.n); err != nil {
+			return err
 		}
-		digest[i] = int32(len(digests) - 1)
+		h.Sum(digests[k][:0])
 	}
 	var unit int64
 	done := 0
