@@ -73,6 +73,9 @@ func matchOne(patterns []string, path string) bool {
 // Matches reports whether path, or a directory above it, matches one of
 // patterns by full path or base name: what the walk would have excluded.
 func Matches(patterns []string, path string) bool {
+	if len(patterns) == 0 {
+		return false
+	}
 	for p := path; ; p = filepath.Dir(p) {
 		if matchOne(patterns, p) {
 			return true
