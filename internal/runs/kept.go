@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"same/internal/blockhash"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/sumtab"
 )
@@ -88,8 +89,12 @@ func volumeValue(fl *file) string {
 // volumes returns the Volumes of the files in scope.
 func (f *finder) volumes() map[string]string {
 	m := make(map[string]string)
+	seen := make(map[fsys.Volume]bool)
 	for i := range f.files {
-		m[volumeKey(&f.files[i])] = volumeValue(&f.files[i])
+		if fl := &f.files[i]; !seen[fl.Vol] {
+			seen[fl.Vol] = true
+			m[volumeKey(fl)] = volumeValue(fl)
+		}
 	}
 	return m
 }
@@ -211,12 +216,18 @@ func (f *finder) regroup() (err error) {
 	changed := make([]bool, n) // their entries in the tables are void
 	redo := make([]bool, n)    // regrouped: changed or unsettled
 	var all, maxID int64
+	volChanged := make(map[fsys.Volume]bool)
 	for i := range f.files {
 		fl := &f.files[i]
 		all += fl.blocks
 		maxID = max(maxID, fl.id)
-		was, ok := last.Volumes[volumeKey(fl)]
-		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || (ok && was != volumeValue(fl))
+		vc, known := volChanged[fl.Vol]
+		if !known {
+			was, ok := last.Volumes[volumeKey(fl)]
+			vc = ok && was != volumeValue(fl)
+			volChanged[fl.Vol] = vc
+		}
+		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || vc
 		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
 	}
 	// byID as a slice: it is looked up for every entry of the table.
