@@ -88,20 +88,26 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, su
 // ScanExtents calls fn for every extent in the index, in (file, logical)
 // order.
 func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	return ix.scanExtents(ctx, "FROM extents ORDER BY file, logical", fn)
+	return ix.scanExtents(ctx, "FROM extents e ORDER BY file, logical", fn)
 }
 
-// ScanDiskExtents calls fn for every recorded reference to a btrfs disk
-// extent whose key is known (fiemap.Extent's DiskStart, DiskLen and Gen),
-// the references to one disk extent one after another.
-func (ix *Index) ScanDiskExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	return ix.scanExtents(ctx, "FROM extents WHERE gen != 0 ORDER BY disk_start, disk_len, gen", fn)
+// ScanPartDiskExtents calls fn for every recorded reference to a btrfs
+// disk extent whose key is known (fiemap.Extent's DiskStart, DiskLen and
+// Gen) and that no reference refers to whole (from the start of its data
+// to its length or beyond): the extents that may hold data no file refers
+// to. The references to one disk extent come one after another. Most
+// extents are referred to whole; SQLite leaves them out.
+func (ix *Index) ScanPartDiskExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
+	return ix.scanExtents(ctx, `FROM (SELECT disk_start ds, disk_len dl, gen g FROM extents WHERE gen != 0
+			GROUP BY disk_start, disk_len, gen HAVING max(ext_off = 0 AND length >= disk_len) = 0) k
+		CROSS JOIN extents e ON e.disk_start = k.ds AND e.disk_len = k.dl AND e.gen = k.g AND e.gen != 0
+		ORDER BY e.disk_start, e.disk_len, e.gen`, fn)
 }
 
 // Extents returns the recorded extents of file id, in file order.
 func (ix *Index) Extents(ctx context.Context, id int64) ([]fiemap.Extent, error) {
 	var out []fiemap.Extent
-	err := ix.scanExtents(ctx, "FROM extents WHERE file = ? ORDER BY logical", func(_ int64, e fiemap.Extent) error {
+	err := ix.scanExtents(ctx, "FROM extents e WHERE file = ? ORDER BY logical", func(_ int64, e fiemap.Extent) error {
 		out = append(out, e)
 		return nil
 	}, id)
@@ -111,7 +117,7 @@ func (ix *Index) Extents(ctx context.Context, id int64) ([]fiemap.Extent, error)
 // scanExtents calls fn for every row of the extents table that the query
 // tail (FROM ...) selects, in its order.
 func (ix *Index) scanExtents(ctx context.Context, from string, fn func(file int64, e fiemap.Extent) error, args ...any) error {
-	st, err := ix.stmt("SELECT file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off " + from)
+	st, err := ix.stmt("SELECT e.file, e.logical, e.physical, e.length, e.flags, e.disk_start, e.disk_len, e.gen, e.ext_off " + from)
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}

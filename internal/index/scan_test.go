@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"same/internal/fiemap"
 	"same/internal/fsys"
 )
 
@@ -148,5 +149,58 @@ func TestPruneGone(t *testing.T) {
 		if got[ino] != p {
 			t.Errorf("inode %d at %q; want %q", ino, got[ino], p)
 		}
+	}
+}
+
+// ScanPartDiskExtents gives the references to the disk extents that no
+// reference refers to whole, an extent's one after another, and none of
+// an extent that one refers to whole or whose key is not known.
+func TestScanPartDiskExtents(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	const M = 1 << 20
+	ref := func(logical, disk, diskLen, off, n int64) fiemap.Extent {
+		return fiemap.Extent{Logical: logical, Physical: disk + off, Length: n, DiskStart: disk, DiskLen: diskLen, Gen: 9, Offset: off}
+	}
+	files := [][]fiemap.Extent{
+		// Extent 1M: whole in file 1, in part in file 2.
+		// Extent 9M: in part in files 1 and 2 (bookends).
+		// Extent 20M: in part in file 2, its key unknown (gen 0).
+		// Extent 30M: in part in file 3, from its start.
+		{ref(0, M, M, 0, M), ref(M, 9*M, 8*M, 0, M)},
+		{ref(0, M, M, 4096, 8192), ref(M, 9*M, 8*M, 7*M, M), {Logical: 2 * M, Physical: 20 * M, Length: M, DiskStart: 20 * M, DiskLen: 2 * M}},
+		{ref(0, 30*M, 2*M, 0, M)},
+	}
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ext := range files {
+		if _, err := tx.Put(File{Path: fmt.Sprintf("/m/f%d", i+1), NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: uint64(i + 1), Size: 3 * M}}, nil, ext); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = ix.ScanPartDiskExtents(ctx, func(id int64, e fiemap.Extent) error {
+		got = append(got, fmt.Sprintf("file %d: disk %dM+%d, %d at %d", id, e.DiskStart/M, e.Offset, e.Length, e.Logical))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf("file 1: disk 9M+0, %d at %d", M, M),
+		fmt.Sprintf("file 2: disk 9M+%d, %d at %d", 7*M, M, M),
+		fmt.Sprintf("file 3: disk 30M+0, %d at 0", M),
+	}
+	if len(got) >= 2 {
+		slices.Sort(got[:2]) // the references to one extent come in no set order
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ScanPartDiskExtents gave\n%q\nwant\n%q", got, want)
 	}
 }

@@ -39,7 +39,8 @@ func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID map[
 		}
 		refs, used, fit = refs[:0], used[:0], true
 	}
-	err := ix.ScanDiskExtents(ctx, func(id int64, e fiemap.Extent) error {
+	// An extent referred to whole is no leftover: those left out.
+	err := ix.ScanPartDiskExtents(ctx, func(id int64, e fiemap.Extent) error {
 		if e.DiskStart == 0 {
 			return nil // a hole
 		}
