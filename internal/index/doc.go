@@ -31,7 +31,7 @@
 //     findsame regroups only the files changed after the write_seq its
 //     kept table of sums was made at (see package sumtab). clone_of and
 //     clone_seq name the row a file of a read-only snapshot was recorded
-//     from (Tx.Copy, Tx.MarkClone) and that row's changed then: while it
+//     from (Tx.Copy) and that row's changed then: while it
 //     is unchanged, the file holds its sums and extents. Paths
 //     are read in their byte order (Cursor), as the walk meets them, so
 //     that hashfile holds no more of the index than a page at a time.

@@ -498,7 +498,7 @@ type File struct {
 	// reads it; writes ignore it.
 	Changed int64
 	// CloneOf is the id of the row this one was recorded as a copy of
-	// (Tx.Copy, Tx.MarkClone), and CloneSeq that row's Changed then; 0 if
+	// (Tx.Copy), and CloneSeq that row's Changed then; 0 if
 	// none. While that row's Changed is still CloneSeq, this row holds its
 	// sums and extents. Files reads them; writes ignore them.
 	CloneOf, CloneSeq int64

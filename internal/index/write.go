@@ -205,22 +205,29 @@ func (t *Tx) replace(f File) (int64, error) {
 // Copy records f, met in a btrfs snapshot, with the sums and extents of
 // row from, and as a clone of it (File.CloneOf): the file of the same
 // inode in the subvolume the snapshot was taken from, recorded as the
-// snapshot holds it (the caller knows that its extent items are unchanged
-// since). It reports false and records nothing when from no longer has
-// f's size, mtime and ctime or is not known to be without NOCOW, whose
-// data may change under unchanged items; f's NOCOW attribute is recorded
-// as given (unset).
-func (t *Tx) Copy(from int64, f File) (bool, error) {
+// snapshot holds it (the caller knows that its extent items are those of
+// the row as of its File.Changed fromChanged). Where the row changed
+// since but its data did not (its extents were recorded again), f takes
+// its sums and the extent items given, if any (the snapshot's own), and
+// is no clone. It reports false and records nothing when from no longer
+// has f's size, mtime and ctime or is not known to be without NOCOW,
+// whose data may change under unchanged items, or when it changed and no
+// items are given; f's NOCOW attribute is recorded as given (unset).
+func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool, error) {
 	st, err := t.stmt("SELECT changed FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	var fromChanged int64
-	switch err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&fromChanged); {
+	var changed int64
+	switch err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&changed); {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
 		return false, err
+	}
+	clone := changed == fromChanged
+	if !clone && items == nil {
+		return false, nil
 	}
 	id, err := t.replace(f)
 	if err != nil {
@@ -229,20 +236,26 @@ func (t *Tx) Copy(from int64, f File) (bool, error) {
 	if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) SELECT ?, chunk, hashes FROM blocks WHERE file = ?", id, from); err != nil {
 		return false, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 	}
+	if !clone {
+		if err := t.putExtents(id, items); err != nil {
+			return false, fmt.Errorf("record %s: %w", f.Path, err)
+		}
+		return true, nil
+	}
 	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
-	if err := t.MarkClone(id, from, fromChanged); err != nil {
+	if err := t.markClone(id, from, fromChanged); err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return true, nil
 }
 
-// MarkClone records file id, just recorded with the sums and extents that
+// markClone records file id, just recorded with the sums and extents that
 // row from had when its File.Changed was fromChanged, as a clone of it
 // (File.CloneOf), if from is still so.
-func (t *Tx) MarkClone(id, from, fromChanged int64) error {
+func (t *Tx) markClone(id, from, fromChanged int64) error {
 	_, err := t.exec("UPDATE files SET clone_of = ?1, clone_seq = ?3 WHERE id = ?2 AND (SELECT changed FROM files WHERE id = ?1) = ?3", from, id, fromChanged)
 	return err
 }

@@ -151,7 +151,7 @@ func (h *keptHost) record(tx *index.Tx, f *keptFile, all bool) {
 		}
 		return
 	}
-	fid, err := h.rowID(f)
+	fid, _, err := h.rowID(f)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -169,11 +169,10 @@ func (f *keptFile) file() index.File {
 		Size: n * bs, Mtime: f.mtime, Ctime: f.mtime}}
 }
 
-func (h *keptHost) rowID(f *keptFile) (int64, error) {
-	var id int64
-	err := h.ix.DB().QueryRow("SELECT f.id FROM files f JOIN volumes v ON v.id = f.vol WHERE f.ino = ? AND v.subvol = ?",
-		int64(f.ino), int64(devices[f.vol].Subvol)).Scan(&id)
-	return id, err
+func (h *keptHost) rowID(f *keptFile) (id, changed int64, err error) {
+	err = h.ix.DB().QueryRow("SELECT f.id, f.changed FROM files f JOIN volumes v ON v.id = f.vol WHERE f.ino = ? AND v.subvol = ?",
+		int64(f.ino), int64(devices[f.vol].Subvol)).Scan(&id, &changed)
+	return id, changed, err
 }
 
 // snapshot copies some files of volume 7 into volume 8, as hashfile
@@ -184,7 +183,7 @@ func (h *keptHost) snapshot(tx *index.Tx, inos []uint64) {
 		if o == nil || o.vol != 7 || h.rng.IntN(3) > 0 {
 			continue
 		}
-		from, err := h.rowID(o)
+		from, changed, err := h.rowID(o)
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -198,7 +197,7 @@ func (h *keptHost) snapshot(tx *index.Tx, inos []uint64) {
 		if c == nil {
 			continue
 		}
-		if ok, err := tx.Copy(from, c.file()); err != nil || !ok {
+		if ok, err := tx.Copy(from, changed, c.file(), nil); err != nil || !ok {
 			h.t.Fatalf("copy %s: %v, %v", o.path, ok, err)
 		}
 		h.files[c.key] = c
@@ -208,8 +207,9 @@ func (h *keptHost) snapshot(tx *index.Tx, inos []uint64) {
 // change changes a few files: new content, deduplicated copies (their
 // extents recorded again), new files, a file deleted, a file renamed.
 func (h *keptHost) change() {
+	var inos []uint64
+	snapshot := false
 	h.tx(func(tx *index.Tx) {
-		var inos []uint64
 		for ino := range h.files {
 			inos = append(inos, ino)
 		}
@@ -231,7 +231,7 @@ func (h *keptHost) change() {
 		}
 		if h.rng.IntN(2) == 0 {
 			f := h.files[inos[h.rng.IntN(len(inos))]]
-			id, err := h.rowID(f)
+			id, _, err := h.rowID(f)
 			if err != nil {
 				h.t.Fatal(err)
 			}
@@ -243,9 +243,9 @@ func (h *keptHost) change() {
 		for range h.rng.IntN(3) {
 			h.put(tx, h.newFile(), 0.3)
 		}
-		if h.rng.IntN(3) == 0 {
-			h.snapshot(tx, inos)
-		}
+		// As hashfile does, in a transaction of its own: Copy takes a
+		// row as committed, with its change number then.
+		snapshot = h.rng.IntN(3) == 0
 		if h.rng.IntN(2) == 0 {
 			f := h.files[inos[h.rng.IntN(len(inos))]]
 			if f != nil {
@@ -260,6 +260,9 @@ func (h *keptHost) change() {
 			}
 		}
 	})
+	if snapshot {
+		h.tx(func(tx *index.Tx) { h.snapshot(tx, inos) })
+	}
 }
 
 func (h *keptHost) find(o Options) (string, Summary) {

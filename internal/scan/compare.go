@@ -297,7 +297,7 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 		}
 		return nil
 	}
-	s.send(op{copy: &copied{from: f.ID, file: index.File{Path: e.Path, Identity: e.Identity(vol), NoCOW: index.NoCOWUnset, UID: int64(e.UID)}}})
+	s.send(op{copy: &copied{from: f.ID, changed: f.Changed, file: index.File{Path: e.Path, Identity: e.Identity(vol), NoCOW: index.NoCOWUnset, UID: int64(e.UID)}}})
 	return nil
 }
 

@@ -46,10 +46,11 @@ func (s *scanner) read() {
 		}
 		if j.sumsOf != 0 {
 			if o, ok := fromOrigin(s.ctx, s.ix, j); ok {
-				f := o.put
-				s.c.fromOrigin(f.Size)
-				s.c.toRead.Add(-f.Size)
-				s.ru.add(f.Size, f.NoCOW, o.ext, o.sums)
+				s.c.toRead.Add(-j.id.Size)
+				if f := o.put; f != nil {
+					s.c.fromOrigin(f.Size)
+					s.ru.add(f.Size, f.NoCOW, o.ext, o.sums)
+				} // a copy is counted when written
 				s.ops <- o
 				continue
 			}
@@ -159,11 +160,12 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 // it cannot change but by deduplication, which leaves its data as it is,
 // and its data is never written back late. Whether another file shares
 // its extents is not recorded (see alike). Where the items are the ones
-// recorded of that row (a search by generation names whole tree leaves,
-// so most files it names changed nothing), the op marks the file a clone
-// of the row, for findsame. It reports false, for the file to be hashed
-// instead, when the items cannot be read, or when that row changed while
-// its sums were read.
+// recorded of that row as it was when queued (a search by generation names
+// whole tree leaves, so most files it names changed nothing), the op
+// copies the row (index.Tx.Copy, which marks the file a clone of it for
+// findsame): its sums are not read. It reports false, for the file to be
+// hashed instead, when the items cannot be read, or when that row changed
+// while its sums were read.
 func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	ext, err := fiemap.ItemsOf(j.top, j.id.Ino)
 	if err != nil {
@@ -171,6 +173,13 @@ func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	}
 	had, err := ix.Extents(ctx, j.sumsOf)
 	same := err == nil && slices.EqualFunc(had, ext, alike)
+	f := index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}
+	if same {
+		// The writer copies the row's extents (and marks the file a
+		// clone) only if the row is still as it was when queued
+		// (j.sumsSeq), the extents compared; else it records the items.
+		return op{copy: &copied{from: j.sumsOf, changed: j.sumsSeq, file: f}, ext: ext}, true
+	}
 	sums, err := ix.Sums(ctx, j.sumsOf)
 	if err != nil {
 		return op{}, false
@@ -180,12 +189,7 @@ func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	if err != nil || !ok || row.ID != j.sumsOf || row.Size != j.id.Size || row.Mtime != j.id.Mtime || row.Ctime != j.id.Ctime {
 		return op{}, false
 	}
-	f := index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}
-	o := op{put: &f, sums: sums, ext: ext}
-	if same && row.Changed == j.sumsSeq {
-		o.clone = &clone{from: row.ID, changed: row.Changed}
-	}
-	return o, true
+	return op{put: &f, sums: sums, ext: ext}, true
 }
 
 // asRecorded reports whether each of the extent items is as the index

@@ -127,11 +127,9 @@ type job struct {
 
 // op is one thing for the writer to record.
 type op struct {
-	put  *index.File
-	sums []byte
-	ext  []fiemap.Extent
-	// clone, with put, is the row put copies (see fromOrigin).
-	clone  *clone
+	put    *index.File
+	sums   []byte
+	ext    []fiemap.Extent
 	rename *index.File
 	copy   *copied
 	forget *key // a file queued for reading that was not recorded
@@ -146,16 +144,12 @@ type op struct {
 	prune  bool   // prune what this run found gone
 }
 
-// clone names the row a put holds the sums and extents of, as that row
-// was when its File.Changed was changed (see index.Tx.MarkClone).
-type clone struct{ from, changed int64 }
-
 // copied is a file of a snapshot recorded with the sums and extents of
 // row from, the same inode in the subvolume it was taken from (see
 // scanner.queueNew).
 type copied struct {
-	from int64
-	file index.File
+	from, changed int64 // the row and its index.File.Changed
+	file          index.File
 }
 
 // gone is a file not met at its path.

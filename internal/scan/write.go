@@ -89,18 +89,15 @@ func (s *scanner) apply(b *batch, o op) error {
 	tx := b.tx
 	switch {
 	case o.put != nil:
-		id, err := tx.Put(*o.put, o.sums, o.ext)
+		_, err := tx.Put(*o.put, o.sums, o.ext)
 		b.bytes += len(o.sums)
 		b.puts = append(b.puts, o)
 		b.keys = append(b.keys, key{o.put.Vol, o.put.Ino})
-		if err == nil && o.clone != nil {
-			err = tx.MarkClone(id, o.clone.from, o.clone.changed)
-		}
 		return err
 	case o.copy != nil:
 		f := o.copy.file
 		b.keys = append(b.keys, key{f.Vol, f.Ino})
-		ok, err := tx.Copy(o.copy.from, f)
+		ok, err := tx.Copy(o.copy.from, o.copy.changed, f, o.ext)
 		switch {
 		case err != nil:
 			return err
