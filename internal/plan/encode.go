@@ -15,9 +15,10 @@ import (
 // with a single Write so that a reader of a pipe sees whole lines as they
 // come.
 type Encoder struct {
-	w   io.Writer
-	buf bytes.Buffer
-	enc *json.Encoder
+	w    io.Writer
+	buf  bytes.Buffer
+	enc  *json.Encoder
+	line []byte // a dedupe line, written without encoding/json
 }
 
 // NewEncoder returns an Encoder writing to w.
@@ -44,7 +45,53 @@ func (e *Encoder) Encode(r *Result) error {
 }
 
 // Write writes a plan record as one line.
-func (e *Encoder) Write(rec Record) error { return e.write(rec) }
+func (e *Encoder) Write(rec Record) error {
+	if d, ok := rec.(*Dedupe); ok {
+		// Most lines of a large plan: written without reflection.
+		e.line = append(d.appendJSON(e.line[:0]), '\n')
+		_, err := e.w.Write(e.line)
+		return err
+	}
+	return e.write(rec)
+}
+
+// MarshalJSON writes a dedupe record as encoding/json would from its
+// field tags.
+func (d *Dedupe) MarshalJSON() ([]byte, error) { return d.appendJSON(nil), nil }
+
+// appendJSON appends d as JSON to b.
+func (d *Dedupe) appendJSON(b []byte) []byte {
+	b = append(b, `{"type":`...)
+	b = appendString(b, d.Type)
+	b = append(b, `,"v":`...)
+	b = strconv.AppendInt(b, int64(d.V), 10)
+	b = append(b, `,"len":`...)
+	b = strconv.AppendInt(b, d.Len, 10)
+	b = append(b, `,"digest":`...)
+	b = appendString(b, d.Digest)
+	b = append(b, `,"freed":`...)
+	b = strconv.AppendInt(b, d.Freed, 10)
+	b = append(b, `,"src":`...)
+	b = d.Src.appendJSON(b)
+	b = append(b, `,"dst":`...)
+	if d.Dst == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range d.Dst {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = d.Dst[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	if d.Unit != 0 {
+		b = append(b, `,"unit":`...)
+		b = strconv.AppendInt(b, d.Unit, 10)
+	}
+	return append(b, '}')
+}
 
 func (e *Encoder) write(v any) error {
 	e.buf.Reset()
@@ -69,7 +116,11 @@ func rawPath(path string) string {
 // path_b64 when it is not valid UTF-8), offset, filesystem ID, subvolume,
 // inode, size and mtime as an RFC 3339 date with nanoseconds.
 func (r Range) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 128+len(r.Path))
+	return r.appendJSON(make([]byte, 0, 128+len(r.Path))), nil
+}
+
+// appendJSON appends r as JSON to b (see MarshalJSON).
+func (r Range) appendJSON(b []byte) []byte {
 	b = append(b, `{"path":`...)
 	b = appendString(b, r.Path)
 	if raw := rawPath(r.Path); raw != "" {
@@ -93,13 +144,22 @@ func (r Range) MarshalJSON() ([]byte, error) {
 	b = strconv.AppendInt(b, r.Size, 10)
 	b = append(b, `,"mtime":"`...)
 	b = append(b, fsys.Time(r.Mtime)...)
-	b = append(b, `"}`...)
-	return b, nil
+	return append(b, `"}`...)
 }
 
 // appendString appends s as a JSON string, without escaping HTML
 // characters: plans are read by people and scripts, not browsers.
 func appendString(b []byte, s string) []byte {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\'
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -2,7 +2,10 @@ package plan
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
+
+	"same/internal/fsys"
 )
 
 func TestEncoder(t *testing.T) {
@@ -45,5 +48,35 @@ func TestEncoder(t *testing.T) {
 				t.Errorf("Encode wrote\n%s\nwant\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+// A dedupe line is written as encoding/json writes it from the field
+// tags, whatever its paths hold.
+func TestEncodeDedupe(t *testing.T) {
+	id := fsys.Identity{Vol: fsys.Volume{FS: "9b82", Subvol: 256}, Ino: 7, Size: 8192, Mtime: 1700000000123456789}
+	for _, d := range []Dedupe{
+		{Type: TypeDedupe, V: Version, Len: 4096, Digest: "ab01", Freed: 4096, Unit: 3,
+			Src: Range{Path: "/m/a", Identity: id}, Dst: []Range{{Path: "/m/b", Off: 4096, Identity: id}, {Path: "/m/c", Identity: id}}},
+		{Type: TypeDedupe, V: Version, Len: 8192, Digest: "", Src: Range{Path: "/m/\"q\"\\ <&> \t\x01 é \xff", Identity: id}},
+		{Type: TypeDedupe, V: 1, Src: Range{Path: "/m/x", Identity: fsys.Identity{Dev: 42, Ino: 1}}, Dst: []Range{}},
+	} {
+		var got bytes.Buffer
+		if err := NewEncoder(&got).Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		type tags Dedupe // the fields, without MarshalJSON
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(tags(d)); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("Write wrote\n%s\nencoding/json\n%s", got.String(), want.String())
+		}
+		if b, err := json.Marshal(&d); err != nil || !json.Valid(b) {
+			t.Errorf("json.Marshal = %s, %v", b, err)
+		}
 	}
 }
