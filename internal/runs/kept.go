@@ -266,7 +266,6 @@ func (f *finder) regroup() (err error) {
 		if err != nil {
 			return err
 		}
-
 		for b := range len(sums) / blockhash.SumSize {
 			if s := blockhash.At(sums, b); s != blockhash.Zero {
 				q = append(q, pair{s, mkloc(i, int64(b))})
