@@ -246,18 +246,12 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
-	if err := t.markClone(id, from, fromChanged); err != nil {
+	// A clone of from as it is: its changed was read above, in this
+	// transaction.
+	if _, err := t.exec("UPDATE files SET clone_of = ?, clone_seq = ? WHERE id = ?", from, fromChanged, id); err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return true, nil
-}
-
-// markClone records file id, just recorded with the sums and extents that
-// row from had when its File.Changed was fromChanged, as a clone of it
-// (File.CloneOf), if from is still so.
-func (t *Tx) markClone(id, from, fromChanged int64) error {
-	_, err := t.exec("UPDATE files SET clone_of = ?1, clone_seq = ?3 WHERE id = ?2 AND (SELECT changed FROM files WHERE id = ?1) = ?3", from, id, fromChanged)
-	return err
 }
 
 // putExtents records the extents of file id.
