@@ -418,21 +418,10 @@ func (f *finder) regroup() (err error) {
 	// regrouped one); and writes its entries.
 	finish := func(s uint64, base []sumtab.Entry) error {
 		touched := false
-		for _, e := range base {
-			st := uint8(lost)
-			if int64(e.File) < int64(len(bstate)) {
-				st = bstate[e.File]
-			}
-			switch st {
-			case member:
-				g = append(g, pair{e.Sum, mkloc(int(pos[e.File]), int64(e.Block))})
-			case lost:
+		for _, e := range base { // none void: as state says
+			if add(e) {
 				touched = true
-				continue
-			case withClones:
-				add(e)
-			}
-			if baseKept {
+			} else if baseKept {
 				put(e)
 			}
 		}

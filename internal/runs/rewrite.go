@@ -54,11 +54,14 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		}
 	}
 	nextTo := copyNextTo(files)
+	// cannot reports whether file fi is in a read-only subvolume with no
+	// file to make a copy next to.
+	cannot := func(fi int) bool { return files[fi].readonly && nextTo[files[fi].class] < 0 }
 	var out []rewriteAt
 	var relinks []run
 	for fi := range files {
 		f := &files[fi]
-		if !f.btrfs || f.stale || len(f.extents) == 0 || (f.readonly && nextTo[f.class] < 0) {
+		if !f.btrfs || f.stale || len(f.extents) == 0 || cannot(fi) {
 			continue
 		}
 		for _, g := range groups(f) {
@@ -82,7 +85,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	}
 	for _, ds := range order {
 		ws, more := sharedLeftover(refs[ds], files, byDst, srcs, bs, minNet)
-		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return files[w.fi].readonly && nextTo[files[w.fi].class] < 0 }) {
+		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return cannot(w.fi) }) {
 			continue // a copy it cannot make
 		}
 		out = append(out, ws...)
