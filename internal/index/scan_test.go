@@ -204,3 +204,66 @@ func TestScanPartDiskExtents(t *testing.T) {
 		t.Errorf("ScanPartDiskExtents gave\n%q\nwant\n%q", got, want)
 	}
 }
+
+// Pieces finds the pieces of a disk extent that hold an offset among
+// thousands that do not: the nearest before it, and the whole extent a
+// file refers to from its start; NOCOW files never.
+func TestPieces(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	const M, K4 = 1 << 20, 4096
+	piece := func(logical, off, n int64) fiemap.Extent {
+		return fiemap.Extent{Logical: logical, Physical: 100*M + off, Length: n, DiskStart: 100 * M, DiskLen: 64 * M, Gen: 9, Offset: off}
+	}
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[int64]string{}
+	put := func(path string, nocow int8, ext fiemap.Extent) {
+		t.Helper()
+		ino := uint64(len(paths) + 1)
+		id, err := tx.Put(File{Path: path, NoCOW: nocow, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: ext.Logical + ext.Length}}, nil, []fiemap.Extent{ext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths[id] = path
+	}
+	put("/m/whole", NoCOWUnset, piece(0, 0, 64*M))
+	put("/m/nocow", NoCOWSet, piece(0, 0, 64*M))
+	// 2000 files, each with one block of every other block of the
+	// extent's first 16 MiB, at 4 KiB in the file.
+	for i := range int64(2000) {
+		put(fmt.Sprintf("/m/small%04d", i), NoCOWUnset, piece(K4, 2*i*K4, K4))
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		at   int64
+		want []string
+	}{
+		{2*1500*K4 + K4, []string{"/m/whole at 0+0, 64M"}},
+		{2*1500*K4 + 100, []string{"/m/small1500 at 4096+12288000, 4096", "/m/whole at 0+0, 64M"}},
+		{40 * M, []string{"/m/whole at 0+0, 64M"}},
+		{64 * M, nil},
+	} {
+		ps, err := ix.Pieces(ctx, 100*M, 64*M, 9, c.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range ps {
+			path := paths[p.File]
+			n := fmt.Sprint(p.Length)
+			if p.Length == 64*M {
+				n = "64M"
+			}
+			got = append(got, fmt.Sprintf("%s at %d+%d, %s", path, p.Logical, p.Offset, n))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Pieces at %d = %q; want %q", c.at, got, c.want)
+		}
+	}
+}

@@ -268,54 +268,64 @@ func trimZeroSums(sums []byte) []byte {
 func (r *reuser) cover(ctx context.Context, out []byte, e fiemap.Extent, end, size, dataEnd int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
 	bs := r.bs
 	pieces := r.fromPending(keyOf(e), e.Offset, dataEnd)
-	recorded, err := r.ix.Pieces(ctx, e.DiskStart, e.DiskLen, e.Gen, e.Offset, dataEnd, 64)
-	if err != nil {
-		return false, err
-	}
-	for _, p := range recorded {
-		pieces = append(pieces, pendingPiece{Piece: p})
-	}
 	for pos := e.Offset; pos < dataEnd; {
-		found := false
-		for _, p := range pieces {
-			if p.Offset > pos || p.Offset+p.Length <= pos {
-				continue
+		n, ok, err := r.take(out, pieces, e, pos, size, dataEnd, chunk)
+		if err == nil && !ok {
+			// None at hand holds pos: ask the index for those that do.
+			var recorded []index.Piece
+			recorded, err = r.ix.Pieces(ctx, e.DiskStart, e.DiskLen, e.Gen, pos)
+			for _, p := range recorded {
+				pieces = append(pieces, pendingPiece{Piece: p})
 			}
-			start := p.Logical + pos - p.Offset // pos in p's file
-			if start%bs != 0 {
-				continue // blocks cut the data elsewhere there
+			if err == nil && len(recorded) > 0 {
+				n, ok, err = r.take(out, pieces, e, pos, size, dataEnd, chunk)
 			}
-			segEnd := min(dataEnd, p.Offset+p.Length)
-			var n int64 // blocks to take
-			if e.Logical+segEnd-e.Offset == size && p.Logical+segEnd-p.Offset == p.Size {
-				n = (segEnd - pos + bs - 1) / bs // both end here: the partial blocks match
-			} else {
-				// Whole blocks only, and only those inside p's file: its
-				// last sum covers only the bytes before its EOF.
-				n = min((segEnd-pos)/bs, (p.Size-start)/bs)
-			}
-			if n <= 0 {
-				continue
-			}
-			chunkOf := func(c int) ([]byte, error) { return chunk(p.File, c) }
-			if p.sums != nil { // hashed in this run: all its sums at hand
-				chunkOf = func(c int) ([]byte, error) {
-					lo := min(int64(len(p.sums)), int64(c)*index.ChunkBlocks*blockhash.SumSize)
-					return p.sums[lo:min(int64(len(p.sums)), lo+index.ChunkBlocks*blockhash.SumSize)], nil
-				}
-			}
-			if err := copySums(out, (e.Logical+pos-e.Offset)/bs, start/bs, n, chunkOf); err != nil {
-				return false, err
-			}
-			pos = min(dataEnd, pos+n*bs)
-			found = true
-			break
 		}
-		if !found {
-			return false, nil
+		if err != nil || !ok {
+			return false, err
 		}
+		pos = min(dataEnd, pos+n*bs)
 	}
 	return true, nil
+}
+
+// take copies into out the sums of e's blocks from data offset pos on that
+// one of pieces holds, and returns how many; ok is false when none of
+// them holds the block at pos.
+func (r *reuser) take(out []byte, pieces []pendingPiece, e fiemap.Extent, pos, size, dataEnd int64, chunk func(int64, int) ([]byte, error)) (n int64, ok bool, err error) {
+	bs := r.bs
+	for _, p := range pieces {
+		if p.Offset > pos || p.Offset+p.Length <= pos {
+			continue
+		}
+		start := p.Logical + pos - p.Offset // pos in p's file
+		if start%bs != 0 {
+			continue // blocks cut the data elsewhere there
+		}
+		segEnd := min(dataEnd, p.Offset+p.Length)
+		if e.Logical+segEnd-e.Offset == size && p.Logical+segEnd-p.Offset == p.Size {
+			n = (segEnd - pos + bs - 1) / bs // both end here: the partial blocks match
+		} else {
+			// Whole blocks only, and only those inside p's file: its
+			// last sum covers only the bytes before its EOF.
+			n = min((segEnd-pos)/bs, (p.Size-start)/bs)
+		}
+		if n <= 0 {
+			continue
+		}
+		chunkOf := func(c int) ([]byte, error) { return chunk(p.File, c) }
+		if p.sums != nil { // hashed in this run: all its sums at hand
+			chunkOf = func(c int) ([]byte, error) {
+				lo := min(int64(len(p.sums)), int64(c)*index.ChunkBlocks*blockhash.SumSize)
+				return p.sums[lo:min(int64(len(p.sums)), lo+index.ChunkBlocks*blockhash.SumSize)], nil
+			}
+		}
+		if err := copySums(out, (e.Logical+pos-e.Offset)/bs, start/bs, n, chunkOf); err != nil {
+			return 0, false, err
+		}
+		return n, true, nil
+	}
+	return 0, false, nil
 }
 
 // copySums copies n sums from block src on of a file, read through chunk
