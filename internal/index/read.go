@@ -153,19 +153,20 @@ type Piece struct {
 	Size    int64 // File's size
 }
 
-// Pieces returns recorded pieces of disk extent (start, length, gen) in
-// files without the NOCOW attribute (whose extents are overwritten in
-// place) that hold the extent's data at offset at: some of those that
+// Pieces returns recorded pieces of disk extent (start, length, gen) of
+// the filesystem whose ID is fs (a key names an extent only within its
+// filesystem), in files without the NOCOW attribute (whose extents are
+// overwritten in place), that hold the extent's data at offset at: some of those that
 // begin nearest before it, and some of those that begin first in the
-// extent (a file's whole extent, from which others took pieces), so that
-// its cost does not grow with the extent's pieces. Missing one costs a
-// read, never a wrong sum.
-func (ix *Index) Pieces(ctx context.Context, start, length, gen, at int64) ([]Piece, error) {
+// extent (a file's whole extent, from which others took pieces), in no
+// set order and perhaps twice, so that its cost does not grow with the
+// extent's pieces. Missing one costs a read, never a wrong sum.
+func (ix *Index) Pieces(ctx context.Context, fs string, start, length, gen, at int64) ([]Piece, error) {
 	st, err := ix.stmt(piecesQuery)
 	if err != nil {
 		return nil, fmt.Errorf("read extents: %w", err)
 	}
-	rows, err := st.QueryContext(ctx, start, length, gen, at, fiemap.FlagUnwritten|fiemap.FlagDataInline)
+	rows, err := st.QueryContext(ctx, start, length, gen, at, fiemap.FlagUnwritten|fiemap.FlagDataInline, fs)
 	if err != nil {
 		return nil, fmt.Errorf("read extents: %w", err)
 	}
@@ -183,18 +184,17 @@ func (ix *Index) Pieces(ctx context.Context, start, length, gen, at int64) ([]Pi
 
 // piecesQuery is the statement of Pieces: two bounded walks of the index
 // extents_piece, one back from the offset and one from the extent's
-// start.
+// start. A piece both find comes twice.
 const piecesQuery = `SELECT p.file, p.logical, p.ext_off, p.length, f.size
 	FROM (SELECT * FROM (SELECT file, logical, ext_off, length, flags FROM extents
 			WHERE disk_start = ?1 AND disk_len = ?2 AND gen = ?3 AND gen != 0 AND ext_off <= ?4
 			ORDER BY ext_off DESC LIMIT 32)
-		UNION
+		UNION ALL
 		SELECT * FROM (SELECT file, logical, ext_off, length, flags FROM extents
 			WHERE disk_start = ?1 AND disk_len = ?2 AND gen = ?3 AND gen != 0 AND ext_off <= ?4
 			ORDER BY ext_off LIMIT 8)) p
-	JOIN files f ON f.id = p.file
-	WHERE p.ext_off + p.length > ?4 AND f.nocow = 0 AND p.flags & ?5 = 0
-	ORDER BY p.ext_off DESC`
+	JOIN files f ON f.id = p.file JOIN volumes v ON v.id = f.vol
+	WHERE p.ext_off + p.length > ?4 AND f.nocow = 0 AND p.flags & ?5 = 0 AND v.fsid = ?6`
 
 // stmt returns query prepared, once for the life of the index: the tools
 // ask some queries once per file (Pieces, Chunk, FileByInode), and

@@ -49,7 +49,7 @@ func (s *scanner) read() {
 				s.c.toRead.Add(-j.id.Size)
 				if f := o.put; f != nil {
 					s.c.fromOrigin(f.Size)
-					s.ru.add(f.Size, f.NoCOW, o.ext, o.sums)
+					s.ru.add(f.Vol.FS, f.Size, f.NoCOW, o.ext, o.sums)
 				} // a copy is counted when written
 				s.ops <- o
 				continue
@@ -262,7 +262,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		case err == nil:
 			var ok bool
 			var missing []span
-			if sums, missing, ok, release, err = ru.sums(ctx, items, id.Size, nil); err != nil {
+			if sums, missing, ok, release, err = ru.sums(ctx, j.vol.FS, items, id.Size, nil); err != nil {
 				return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
 			}
 			var want int64
@@ -316,7 +316,7 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 	}
 	if ru != nil {
-		ru.add(id.Size, nocow, ext, sums)
+		ru.add(j.vol.FS, id.Size, nocow, ext, sums)
 	}
 	return index.File{Path: j.path, Identity: id.Identity(j.vol), NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
 }

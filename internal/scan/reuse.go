@@ -35,8 +35,13 @@ type reuser struct {
 	inflight map[extentKey]chan struct{} // extents being read, closed when added
 }
 
-// extentKey names a disk extent (see fiemap.Extent).
-type extentKey struct{ start, length, gen int64 }
+// extentKey names a disk extent (see fiemap.Extent) of the filesystem fs:
+// the same key on two filesystems names two extents, which two filesystems
+// made alike (new ones written alike, say) do give.
+type extentKey struct {
+	fs                 string
+	start, length, gen int64
+}
 
 // pendingPiece is a piece of a disk extent in a file hashed in this run
 // and not committed yet, with the file's sums.
@@ -45,16 +50,18 @@ type pendingPiece struct {
 	sums []byte
 }
 
-func keyOf(e fiemap.Extent) extentKey { return extentKey{e.DiskStart, e.DiskLen, e.Gen} }
+func keyOf(fs string, e fiemap.Extent) extentKey {
+	return extentKey{fs, e.DiskStart, e.DiskLen, e.Gen}
+}
 
 // reusable reports whether the sums of e may serve another file.
 func reusable(e fiemap.Extent) bool {
 	return e.Gen != 0 && e.DiskStart != 0 && e.Flags&(fiemap.FlagUnwritten|fiemap.FlagDataInline) == 0
 }
 
-// add makes the sums of a file just hashed, with its extents, available
-// to files hashed after it.
-func (r *reuser) add(size int64, nocow int8, ext []fiemap.Extent, sums []byte) {
+// add makes the sums of a file of filesystem fs just hashed, with its
+// extents, available to files hashed after it.
+func (r *reuser) add(fs string, size int64, nocow int8, ext []fiemap.Extent, sums []byte) {
 	if nocow != index.NoCOWUnset {
 		return
 	}
@@ -67,20 +74,20 @@ func (r *reuser) add(size int64, nocow int8, ext []fiemap.Extent, sums []byte) {
 		if r.pending == nil {
 			r.pending = make(map[extentKey][]pendingPiece)
 		}
-		k := keyOf(e)
+		k := keyOf(fs, e)
 		r.pending[k] = append(r.pending[k], pendingPiece{index.Piece{Logical: e.Logical, Offset: e.Offset, Length: e.Length, Size: size}, sums})
 	}
 }
 
 // drop forgets what add made available, once the index holds it.
-func (r *reuser) drop(ext []fiemap.Extent, sums []byte) {
+func (r *reuser) drop(fs string, ext []fiemap.Extent, sums []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range ext {
 		if !reusable(e) {
 			continue
 		}
-		k := keyOf(e)
+		k := keyOf(fs, e)
 		ps := r.pending[k]
 		for i := range ps {
 			if len(ps[i].sums) > 0 && len(sums) > 0 && &ps[i].sums[0] == &sums[0] && ps[i].Logical == e.Logical {
@@ -109,7 +116,7 @@ func (r *reuser) wait(ctx context.Context, k extentKey, items []fiemap.Extent, c
 		ch = nil // a reader that holds claims never waits
 	}
 	if ch == nil {
-		*claimed = append(*claimed, r.claimLocked(items)...)
+		*claimed = append(*claimed, r.claimLocked(k.fs, items)...)
 	}
 	r.mu.Unlock()
 	if ch == nil {
@@ -127,10 +134,10 @@ func (r *reuser) wait(ctx context.Context, k extentKey, items []fiemap.Extent, c
 // already): call it once the file is added, or failed. A reader claims at
 // most once a file, and waits (wait) only before it claims, so no two
 // readers wait for each other.
-func (r *reuser) claim(claimed []extentKey, items []fiemap.Extent) func() {
+func (r *reuser) claim(fs string, claimed []extentKey, items []fiemap.Extent) func() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	mine := append(claimed, r.claimLocked(items)...)
+	mine := append(claimed, r.claimLocked(fs, items)...)
 	return func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -141,10 +148,10 @@ func (r *reuser) claim(claimed []extentKey, items []fiemap.Extent) func() {
 	}
 }
 
-func (r *reuser) claimLocked(items []fiemap.Extent) []extentKey {
+func (r *reuser) claimLocked(fs string, items []fiemap.Extent) []extentKey {
 	var mine []extentKey
 	for _, e := range items {
-		k := keyOf(e)
+		k := keyOf(fs, e)
 		if !reusable(e) || r.inflight[k] != nil {
 			continue
 		}
@@ -181,19 +188,19 @@ type span struct{ off, len int64 }
 // when the file must be read whole (an inline extent, ranges not aligned
 // to blocks). Unless all was found, it has claimed the file's extents for
 // the caller, who calls release once the file is added or failed.
-func (r *reuser) sums(ctx context.Context, items []fiemap.Extent, size int64, out []byte) (sums []byte, missing []span, ok bool, release func(), err error) {
+func (r *reuser) sums(ctx context.Context, fs string, items []fiemap.Extent, size int64, out []byte) (sums []byte, missing []span, ok bool, release func(), err error) {
 	var claimed []extentKey
-	sums, missing, ok, err = r.find(ctx, items, size, out, &claimed)
+	sums, missing, ok, err = r.find(ctx, fs, items, size, out, &claimed)
 	if (ok && len(missing) == 0) || err != nil {
-		r.claim(claimed, nil)() // found after all: let waiters look too
+		r.claim(fs, claimed, nil)() // found after all: let waiters look too
 		return sums, missing, ok, func() {}, err
 	}
-	return sums, missing, ok, r.claim(claimed, items), err
+	return sums, missing, ok, r.claim(fs, claimed, items), err
 }
 
 // find is sums without the last claim; the extents wait claimed on the
 // way are added to claimed.
-func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, out []byte, claimed *[]extentKey) ([]byte, []span, bool, error) {
+func (r *reuser) find(ctx context.Context, fs string, items []fiemap.Extent, size int64, out []byte, claimed *[]extentKey) ([]byte, []span, bool, error) {
 	bs := r.bs
 	n := (size + bs - 1) / bs
 	out = append(out[:0], make([]byte, n*blockhash.SumSize)...) // holes: zero sums
@@ -226,13 +233,13 @@ func (r *reuser) find(ctx context.Context, items []fiemap.Extent, size int64, ou
 			continue // reads as zeros
 		}
 		dataEnd := e.Offset + (end - e.Logical)
-		ok, err := r.cover(ctx, out, e, end, size, dataEnd, chunk)
+		ok, err := r.cover(ctx, fs, out, e, end, size, dataEnd, chunk)
 		for err == nil && !ok {
 			// Another reader may be reading it, or may have just added
 			// it: look again, after waiting for it, or once after
 			// claiming it.
-			waited := r.wait(ctx, keyOf(e), items, claimed)
-			ok, err = r.cover(ctx, out, e, end, size, dataEnd, chunk)
+			waited := r.wait(ctx, keyOf(fs, e), items, claimed)
+			ok, err = r.cover(ctx, fs, out, e, end, size, dataEnd, chunk)
 			if !waited || ctx.Err() != nil {
 				break
 			}
@@ -265,15 +272,15 @@ func trimZeroSums(sums []byte) []byte {
 // of that extent hashed before, in this run or recorded; several pieces
 // may cover it together. chunk reads recorded sums. It reports false if
 // some block is in none.
-func (r *reuser) cover(ctx context.Context, out []byte, e fiemap.Extent, end, size, dataEnd int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
+func (r *reuser) cover(ctx context.Context, fs string, out []byte, e fiemap.Extent, end, size, dataEnd int64, chunk func(int64, int) ([]byte, error)) (bool, error) {
 	bs := r.bs
-	pieces := r.fromPending(keyOf(e), e.Offset, dataEnd)
+	pieces := r.fromPending(keyOf(fs, e), e.Offset, dataEnd)
 	for pos := e.Offset; pos < dataEnd; {
 		n, ok, err := r.take(out, pieces, e, pos, size, dataEnd, chunk)
 		if err == nil && !ok {
 			// None at hand holds pos: ask the index for those that do.
 			var recorded []index.Piece
-			recorded, err = r.ix.Pieces(ctx, e.DiskStart, e.DiskLen, e.Gen, pos)
+			recorded, err = r.ix.Pieces(ctx, fs, e.DiskStart, e.DiskLen, e.Gen, pos)
 			for _, p := range recorded {
 				pieces = append(pieces, pendingPiece{Piece: p})
 			}

@@ -40,7 +40,7 @@ func (s *scanner) write() error {
 	commit := func() {
 		err = b.tx.Commit()
 		for _, o := range b.puts {
-			s.ru.drop(o.ext, o.sums)
+			s.ru.drop(o.put.Vol.FS, o.ext, o.sums)
 		}
 		s.inflight.drop(b.keys)
 		b = batch{puts: b.puts[:0], keys: b.keys[:0]}
