@@ -40,7 +40,11 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		return first, first >= 0
 	}
 	var byIno map[fiemap.Ref]int // destination files by subvolume and inode
-	counted := make(map[int64]bool)
+	type diskKey struct {
+		fs    string
+		start int64
+	}
+	counted := make(map[diskKey]bool) // a disk extent by its start, within its filesystem
 	// everyRef reports whether every reference to the shared disk extent
 	// disk, found through file fi, is a destination covering it whole.
 	everyRef := func(fi int, disk int64) bool {
@@ -92,10 +96,11 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 			}
 			if shared(g) {
 				disk := g[0].DiskStart
-				if counted[disk] || !everyRef(fi, disk) {
+				k := diskKey{f.Vol.FS, disk}
+				if counted[k] || !everyRef(fi, disk) {
 					continue
 				}
-				counted[disk] = true
+				counted[k] = true
 			}
 			rs[first].freed += length(g)
 		}

@@ -41,7 +41,12 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		fi := r.src.file()
 		srcs[fi] = append(srcs[fi], span{r.src.block() * bs, r.src.block()*bs + r.len})
 	}
-	refs := make(map[int64][]ref) // by disk extent
+	// A disk extent is known by its start within its filesystem.
+	type diskKey struct {
+		fs    string
+		start int64
+	}
+	refs := make(map[diskKey][]ref)
 	for fi := range files {
 		f := &files[fi]
 		if !f.btrfs || f.stale {
@@ -49,7 +54,8 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		}
 		for _, e := range f.extents {
 			if e.DiskStart != 0 {
-				refs[e.DiskStart] = append(refs[e.DiskStart], ref{fi, e})
+				k := diskKey{f.Vol.FS, e.DiskStart}
+				refs[k] = append(refs[k], ref{fi, e})
 			}
 		}
 	}
@@ -75,16 +81,17 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	}
 	// Disk extents shared between files of the index, in the order of
 	// their first reference.
-	var order []int64
+	var order []diskKey
 	for fi := range files {
 		for _, e := range files[fi].extents {
-			if rs := refs[e.DiskStart]; e.DiskStart != 0 && e.Flags&fiemap.FlagShared != 0 && len(rs) > 0 && rs[0].fi == fi && rs[0].e == e {
-				order = append(order, e.DiskStart)
+			k := diskKey{files[fi].Vol.FS, e.DiskStart}
+			if rs := refs[k]; e.DiskStart != 0 && e.Flags&fiemap.FlagShared != 0 && len(rs) > 0 && rs[0].fi == fi && rs[0].e == e {
+				order = append(order, k)
 			}
 		}
 	}
-	for _, ds := range order {
-		ws, more := sharedLeftover(refs[ds], files, byDst, srcs, bs, minNet)
+	for _, k := range order {
+		ws, more := sharedLeftover(refs[k], files, byDst, srcs, bs, minNet)
 		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return cannot(w.fi) }) {
 			continue // a copy it cannot make
 		}
