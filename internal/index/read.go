@@ -157,12 +157,29 @@ type Piece struct {
 // the filesystem whose ID is fs (a key names an extent only within its
 // filesystem), in files without the NOCOW attribute (whose extents are
 // overwritten in place), that hold the extent's data at offset at: some of those that
-// begin nearest before it, and some of those that begin first in the
-// extent (a file's whole extent, from which others took pieces), in no
-// set order and perhaps twice, so that its cost does not grow with the
-// extent's pieces. Missing one costs a read, never a wrong sum.
+// begin nearest before it or, when none of those does, some of those that
+// begin first in the extent (a file's whole extent, from which others took
+// pieces), so that its cost does not grow with the extent's pieces.
+// Missing one costs a read, never a wrong sum.
 func (ix *Index) Pieces(ctx context.Context, fs string, start, length, gen, at int64) ([]Piece, error) {
-	st, err := ix.stmt(piecesQuery)
+	near, err := ix.pieces(ctx, piecesNear, fs, start, length, gen, at)
+	if err != nil || len(near) == 0 {
+		return nil, err // none begins before it
+	}
+	if out := holding(near, at); len(out) > 0 {
+		return out, nil
+	}
+	first, err := ix.pieces(ctx, piecesFirst, fs, start, length, gen, at)
+	return holding(first, at), err
+}
+
+// holding returns those of ps that hold the data at offset at.
+func holding(ps []Piece, at int64) []Piece {
+	return slices.DeleteFunc(ps, func(p Piece) bool { return p.Offset+p.Length <= at })
+}
+
+func (ix *Index) pieces(ctx context.Context, query, fs string, start, length, gen, at int64) ([]Piece, error) {
+	st, err := ix.stmt(query)
 	if err != nil {
 		return nil, fmt.Errorf("read extents: %w", err)
 	}
@@ -182,19 +199,19 @@ func (ix *Index) Pieces(ctx context.Context, fs string, start, length, gen, at i
 	return out, rows.Err()
 }
 
-// piecesQuery is the statement of Pieces: two bounded walks of the index
-// extents_piece, one back from the offset and one from the extent's
-// start. A piece both find comes twice.
-const piecesQuery = `SELECT p.file, p.logical, p.ext_off, p.length, f.size
-	FROM (SELECT * FROM (SELECT file, logical, ext_off, length, flags FROM extents
-			WHERE disk_start = ?1 AND disk_len = ?2 AND gen = ?3 AND gen != 0 AND ext_off <= ?4
-			ORDER BY ext_off DESC LIMIT 32)
-		UNION ALL
-		SELECT * FROM (SELECT file, logical, ext_off, length, flags FROM extents
-			WHERE disk_start = ?1 AND disk_len = ?2 AND gen = ?3 AND gen != 0 AND ext_off <= ?4
-			ORDER BY ext_off LIMIT 8)) p
+// piecesNear and piecesFirst are the statements of Pieces: bounded walks
+// of the index extents_piece over the pieces that begin at or before the
+// offset, back from it and from the extent's start.
+const (
+	piecesNear  = piecesOf + "ORDER BY ext_off DESC LIMIT 8)" + piecesHold
+	piecesFirst = piecesOf + "ORDER BY ext_off LIMIT 4)" + piecesHold
+	piecesOf    = `SELECT p.file, p.logical, p.ext_off, p.length, f.size
+	FROM (SELECT file, logical, ext_off, length, flags FROM extents
+		WHERE disk_start = ?1 AND disk_len = ?2 AND gen = ?3 AND gen != 0 AND ext_off <= ?4 `
+	piecesHold = ` p
 	JOIN files f ON f.id = p.file JOIN volumes v ON v.id = f.vol
-	WHERE p.ext_off + p.length > ?4 AND f.nocow = 0 AND p.flags & ?5 = 0 AND v.fsid = ?6`
+	WHERE f.nocow = 0 AND p.flags & ?5 = 0 AND v.fsid = ?6`
+)
 
 // stmt returns query prepared, once for the life of the index: the tools
 // ask some queries once per file (Pieces, Chunk, FileByInode), and
