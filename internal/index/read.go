@@ -199,6 +199,19 @@ func (ix *Index) pieces(ctx context.Context, query, fs string, start, length, ge
 	return out, rows.Err()
 }
 
+// HasPieces reports whether the index records a piece of a disk extent
+// of known key (see Pieces) on the filesystem whose ID is fs.
+func (ix *Index) HasPieces(ctx context.Context, fs string) (bool, error) {
+	var n int
+	err := ix.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM volumes v
+		JOIN files f ON f.vol = v.id JOIN extents e ON e.file = f.id
+		WHERE v.fsid = ? AND e.gen != 0)`, fs).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("read extents: %w", err)
+	}
+	return n != 0, nil
+}
+
 // piecesNear and piecesFirst are the statements of Pieces: bounded walks
 // of the index extents_piece over the pieces that begin at or before the
 // offset, back from it and from the extent's start.

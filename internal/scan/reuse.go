@@ -2,6 +2,8 @@ package scan
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/maphash"
 	"sync"
 
 	"same/internal/blockhash"
@@ -33,6 +35,102 @@ type reuser struct {
 	mu       sync.Mutex
 	pending  map[extentKey][]pendingPiece
 	inflight map[extentKey]chan struct{} // extents being read, closed when added
+	// fresh says, by filesystem, that the index held no piece of a disk
+	// extent there when first asked (a first run); recorded holds the
+	// keys of the extents this run records (see mayBeRecorded).
+	fresh    map[string]bool
+	recorded bloom
+}
+
+// bloom is a Bloom filter of extent keys: it may say yes of a key never
+// added, never no of one added. Its 2 MiB keep false answers below 1 in
+// 20 up to about 4 million keys; past that, more are asked of the index.
+type bloom struct {
+	bits []uint64
+	seed maphash.Seed
+}
+
+const bloomBits = 1 << 24
+
+// hashes returns the filter's three bit positions for k.
+func (b *bloom) hashes(k extentKey) [3]uint64 {
+	var h maphash.Hash
+	h.SetSeed(b.seed)
+	h.WriteString(k.fs)
+	var buf [24]byte
+	binary.LittleEndian.PutUint64(buf[0:], uint64(k.start))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(k.length))
+	binary.LittleEndian.PutUint64(buf[16:], uint64(k.gen))
+	h.Write(buf[:])
+	x := h.Sum64()
+	y := x>>32 | x<<32 ^ 0x9e3779b97f4a7c15
+	return [3]uint64{x % bloomBits, y % bloomBits, (x + 2*y) % bloomBits}
+}
+
+func (b *bloom) add(k extentKey) {
+	if b.bits == nil {
+		b.bits = make([]uint64, bloomBits/64)
+		b.seed = maphash.MakeSeed()
+	}
+	for _, i := range b.hashes(k) {
+		b.bits[i/64] |= 1 << (i % 64)
+	}
+}
+
+func (b *bloom) has(k extentKey) bool {
+	if b.bits == nil {
+		return false
+	}
+	for _, i := range b.hashes(k) {
+		if b.bits[i/64]&(1<<(i%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// record notes the extents of a file of filesystem fs that the writer is
+// about to record, before it commits them.
+func (r *reuser) record(fs string, ext []fiemap.Extent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range ext {
+		if reusable(e) {
+			r.recorded.add(keyOf(fs, e))
+		}
+	}
+}
+
+// mayBeRecorded reports whether the index may hold pieces of extent k:
+// false only on a filesystem where it held none when first asked, for a
+// key that this run has not recorded. So a first run, whose extents are
+// new but for those of snapshots and copies met before, asks the index
+// only about those.
+func (r *reuser) mayBeRecorded(ctx context.Context, k extentKey) (bool, error) {
+	r.mu.Lock()
+	fresh, known := r.fresh[k.fs]
+	r.mu.Unlock()
+	if !known {
+		has, err := r.ix.HasPieces(ctx, k.fs)
+		if err != nil {
+			return true, err
+		}
+		r.mu.Lock()
+		if r.fresh == nil {
+			r.fresh = make(map[string]bool)
+		}
+		if _, known := r.fresh[k.fs]; !known {
+			r.fresh[k.fs] = !has
+		}
+		fresh = r.fresh[k.fs]
+		r.mu.Unlock()
+	}
+	if !fresh {
+		return true, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recorded.has(k), nil
 }
 
 // extentKey names a disk extent (see fiemap.Extent) of the filesystem fs:
@@ -280,6 +378,10 @@ func (r *reuser) cover(ctx context.Context, fs string, out []byte, e fiemap.Exte
 		if err == nil && !ok {
 			// None at hand holds pos: ask the index for those that do.
 			var recorded []index.Piece
+			var may bool
+			if may, err = r.mayBeRecorded(ctx, keyOf(fs, e)); !may || err != nil {
+				return false, err
+			}
 			recorded, err = r.ix.Pieces(ctx, fs, e.DiskStart, e.DiskLen, e.Gen, pos)
 			for _, p := range recorded {
 				pieces = append(pieces, pendingPiece{Piece: p})

@@ -89,6 +89,7 @@ func (s *scanner) apply(b *batch, o op) error {
 	tx := b.tx
 	switch {
 	case o.put != nil:
+		s.ru.record(o.put.Vol.FS, o.ext)
 		_, err := tx.Put(*o.put, o.sums, o.ext)
 		b.bytes += len(o.sums)
 		b.puts = append(b.puts, o)
@@ -97,6 +98,7 @@ func (s *scanner) apply(b *batch, o op) error {
 	case o.copy != nil:
 		f := o.copy.file
 		b.keys = append(b.keys, key{f.Vol, f.Ino})
+		s.ru.record(f.Vol.FS, o.ext)
 		ok, err := tx.Copy(o.copy.from, o.copy.changed, f, o.ext)
 		switch {
 		case err != nil:
@@ -121,6 +123,9 @@ func (s *scanner) apply(b *batch, o op) error {
 		return tx.PutVolume(o.volume.info, o.volume.dev)
 	case o.attr != nil:
 		if o.attr.remapped {
+			// Not recorded (record): a file known before, so the index
+			// held its filesystem's extents when the run began, unless it
+			// held them without keys; then they are read once more.
 			if err := tx.SetExtents(o.attr.id, o.attr.ext); err != nil {
 				return err
 			}
