@@ -25,19 +25,28 @@ import (
 // snapshot not hashed) cannot be seen here: FIEMAP shows the extent
 // shared, and it is left alone.
 func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, involved []bool, minNet int64) error {
-	var (
-		key  fiemap.Extent // the disk extent whose references are in refs
-		refs []int         // files referring to it (indexes in files)
-		used []span        // the parts of its data they refer to
+	// The references to one disk extent, by filesystem: a key names an
+	// extent only within its filesystem.
+	type refsOn struct {
+		refs []int  // files referring to it (indexes in files)
+		used []span // the parts of its data they refer to
 		fit  bool
+	}
+	var (
+		key   fiemap.Extent // the disk extent whose references are in byFS
+		byFS  = make(map[string]*refsOn)
+		inAll = true // no reference out of scope
 	)
 	done := func() {
-		if fit && len(refs) > 0 && leftover(key.DiskLen, used, minNet) {
-			for _, fi := range refs {
-				involved[fi] = true
+		for _, r := range byFS {
+			if inAll && r.fit && len(r.refs) > 0 && leftover(key.DiskLen, r.used, minNet) {
+				for _, fi := range r.refs {
+					involved[fi] = true
+				}
 			}
 		}
-		refs, used, fit = refs[:0], used[:0], true
+		clear(byFS)
+		inAll = true
 	}
 	// An extent referred to whole is no leftover: those left out.
 	err := ix.ScanPartDiskExtents(ctx, func(id int64, e fiemap.Extent) error {
@@ -48,20 +57,26 @@ func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID map[
 			done()
 			key = e
 		}
-		used = append(used, span{e.Offset, e.Offset + e.Length})
-		// Compressed extents' offsets are in their data, not on disk;
-		// rewriteOf declines the others.
-		if e.Flags&(unfit&^fiemap.FlagShared) != 0 {
-			fit = false
-		}
 		fi, ok := byID[id]
 		if !ok || !files[fi].btrfs {
 			// Out of scope (-include, another filesystem left out): a
-			// reference all the same, but no file to plan in.
-			fit = false
+			// reference all the same, but no file to plan in, and no
+			// telling which filesystem it is on.
+			inAll = false
 			return nil
 		}
-		refs = append(refs, fi)
+		r := byFS[files[fi].Vol.FS]
+		if r == nil {
+			r = &refsOn{fit: true}
+			byFS[files[fi].Vol.FS] = r
+		}
+		r.used = append(r.used, span{e.Offset, e.Offset + e.Length})
+		// Compressed extents' offsets are in their data, not on disk;
+		// rewriteOf declines the others.
+		if e.Flags&(unfit&^fiemap.FlagShared) != 0 {
+			r.fit = false
+		}
+		r.refs = append(r.refs, fi)
 		return nil
 	})
 	done()

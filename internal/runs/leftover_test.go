@@ -1,6 +1,15 @@
 package runs
 
-import "testing"
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/fsys"
+	"same/internal/index"
+)
 
 func TestLeftover(t *testing.T) {
 	const M = 1 << 20
@@ -23,5 +32,52 @@ func TestLeftover(t *testing.T) {
 				t.Errorf("leftover(%d, %v) = %v; want %v", tt.n, tt.used, got, tt.want)
 			}
 		})
+	}
+}
+
+// markLeftovers goes by the references to each disk extent within one
+// filesystem: on another, an extent with the same key is another extent,
+// whose references do not make this one's data referred to.
+func TestMarkLeftoversByFilesystem(t *testing.T) {
+	const M = 1 << 20
+	ctx := context.Background()
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Disk extent (100M, 8M, gen 9) on f1: a's first MiB, the rest
+	// unreferenced. On f2, the extent of that key: b's last 7 MiB.
+	var files []file
+	byID := make(map[int64]int)
+	for i, f := range []struct {
+		fs  string
+		ext fiemap.Extent
+	}{
+		{"f1", fiemap.Extent{Logical: 0, Physical: 100 * M, Length: M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Offset: 0}},
+		{"f2", fiemap.Extent{Logical: 0, Physical: 101 * M, Length: 7 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Offset: M}},
+	} {
+		id := fsys.Identity{Vol: fsys.Volume{FS: f.fs, Subvol: 5}, Ino: uint64(257 + i), Size: f.ext.Length}
+		n, err := tx.Put(index.File{Path: "/" + f.fs + "/file", NoCOW: index.NoCOWUnset, Identity: id}, nil, []fiemap.Extent{f.ext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID[n] = len(files)
+		files = append(files, file{id: n, path: "/" + f.fs + "/file", Identity: id, btrfs: true})
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	involved := make([]bool, len(files))
+	if err := markLeftovers(ctx, ix, files, byID, involved, DefaultRewriteMin); err != nil {
+		t.Fatal(err)
+	}
+	// f1's extent is 7/8 unreferenced; f2's 1/8, less than a quarter.
+	if want := []bool{true, false}; !slices.Equal(involved, want) {
+		t.Errorf("involved = %v; want %v", involved, want)
 	}
 }
