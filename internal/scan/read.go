@@ -256,8 +256,10 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	release := func() {}
 	defer func() { release() }() // after the caller's add, on success
 	var sums []byte
+	var items []fiemap.Extent // the file's extent items, when read before its data
 	if ru != nil && nocow == index.NoCOWUnset {
-		items, err := fiemap.DiskExtents(f)
+		var err error
+		items, err = fiemap.DiskExtents(f)
 		switch {
 		case err == nil:
 			var ok bool
@@ -304,9 +306,16 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		if n != id.Size {
 			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
 		}
-		ext, err = fiemap.Map(f)
-		if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
-			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, err)
+		// The extents are those read before the data, as where the sums
+		// were taken from the index: a file that changed since is not
+		// recorded (below), and one whose extents alone changed
+		// (deduplicated, defragmented) holds the same bytes.
+		ext = items
+		if ext == nil {
+			ext, err = fiemap.Map(f)
+			if err != nil && !errors.Is(err, fiemap.ErrUnsupported) {
+				return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, err)
+			}
 		}
 	}
 	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
