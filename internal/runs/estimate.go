@@ -39,11 +39,17 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		}
 		return first, first >= 0
 	}
-	var byIno map[fiemap.Ref]int // destination files by subvolume and inode
+	// Disk extents, and references to them (subvolume and inode), are
+	// known within their filesystem.
 	type diskKey struct {
 		fs    string
 		start int64
 	}
+	type refKey struct {
+		fs  string
+		ref fiemap.Ref
+	}
+	var byIno map[refKey]int          // destination files
 	counted := make(map[diskKey]bool) // a disk extent by its start, within its filesystem
 	// everyRef reports whether every reference to the shared disk extent
 	// disk, found through file fi, is a destination covering it whole.
@@ -56,14 +62,14 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 			return false
 		}
 		if byIno == nil {
-			byIno = make(map[fiemap.Ref]int)
+			byIno = make(map[refKey]int)
 			for di := range byDest {
-				byIno[fiemap.Ref{Root: files[di].Vol.Subvol, Ino: files[di].Ino}] = di
+				byIno[refKey{files[di].Vol.FS, fiemap.Ref{Root: files[di].Vol.Subvol, Ino: files[di].Ino}}] = di
 			}
 		}
 		for _, r := range rs {
-			di, ok := byIno[r]
-			if !ok || files[di].Vol.FS != files[fi].Vol.FS {
+			di, ok := byIno[refKey{files[fi].Vol.FS, r}]
+			if !ok {
 				return false // a file outside the plan, or only a source
 			}
 			var pieces []fiemap.Extent
