@@ -72,3 +72,26 @@ func TestRewriteOfMerge(t *testing.T) {
 		}
 	}
 }
+
+// A leftover that two files of one filesystem share is rewritten, whatever
+// a file of another filesystem with an extent at the same disk start,
+// met first, refers to.
+func TestSharedLeftoverByFilesystem(t *testing.T) {
+	const M = 1 << 20
+	var files []file
+	for i, fs := range []string{"b", "a", "a"} {
+		files = append(files, file{id: int64(i + 1), path: fs + "/f" + string(rune('0'+i)), btrfs: true, class: int(fs[0] - 'a'),
+			Identity: fsys.Identity{Vol: fsys.Volume{FS: fs, Subvol: 5}, Ino: uint64(257 + i), Size: 2 * M},
+			// The first 2 MiB of an 8 MiB extent, the rest referred to by
+			// nothing.
+			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
+	}
+	ws, _ := rewrites(nil, files, bs, 0)
+	var got []string
+	for _, w := range ws {
+		got = append(got, files[w.fi].path)
+	}
+	if len(ws) != 1 || files[ws[0].fi].Vol.FS != "a" || !ws[0].w.Shared {
+		t.Errorf("rewrites of %v; want one, shared, of a file of a", got)
+	}
+}
