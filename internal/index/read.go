@@ -156,11 +156,11 @@ type Piece struct {
 // Pieces returns recorded pieces of disk extent (start, length, gen) of
 // the filesystem whose ID is fs (a key names an extent only within its
 // filesystem), in files without the NOCOW attribute (whose extents are
-// overwritten in place), that hold the extent's data at offset at: some of those that
-// begin nearest before it or, when none of those does, some of those that
-// begin first in the extent (a file's whole extent, from which others took
-// pieces), so that its cost does not grow with the extent's pieces.
-// Missing one costs a read, never a wrong sum.
+// overwritten in place), that hold the extent's data at offset at: some
+// of those that begin nearest before it or, when none of those does,
+// some of those that begin first in the extent (a file's whole extent,
+// from which others took pieces), so that its cost does not grow with the
+// extent's pieces. Missing one costs a read, never a wrong sum.
 func (ix *Index) Pieces(ctx context.Context, fs string, start, length, gen, at int64) ([]Piece, error) {
 	near, err := ix.pieces(ctx, piecesNear, fs, start, length, gen, at)
 	if err != nil || len(near) == 0 {

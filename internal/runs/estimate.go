@@ -39,18 +39,14 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		}
 		return first, first >= 0
 	}
-	// Disk extents, and references to them (subvolume and inode), are
-	// known within their filesystem.
-	type diskKey struct {
-		fs    string
-		start int64
-	}
+	// References to a disk extent (subvolume and inode) are known within
+	// their filesystem.
 	type refKey struct {
 		fs  string
 		ref fiemap.Ref
 	}
 	var byIno map[refKey]int          // destination files
-	counted := make(map[diskKey]bool) // a disk extent by its start, within its filesystem
+	counted := make(map[diskKey]bool) // disk extents counted
 	// everyRef reports whether every reference to the shared disk extent
 	// disk, found through file fi, is a destination covering it whole.
 	everyRef := func(fi int, disk int64) bool {
@@ -101,9 +97,8 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 				continue
 			}
 			if shared(g) {
-				disk := g[0].DiskStart
-				k := diskKey{f.Vol.FS, disk}
-				if counted[k] || !everyRef(fi, disk) {
+				k := diskOf(f, g[0])
+				if counted[k] || !everyRef(fi, k.start) {
 					continue
 				}
 				counted[k] = true

@@ -2,6 +2,17 @@ package runs
 
 import "same/internal/fiemap"
 
+// diskKey names a btrfs disk extent: its start (fiemap.Extent's
+// DiskStart), within its filesystem, for the same start on another
+// filesystem is another extent.
+type diskKey struct {
+	fs    string
+	start int64
+}
+
+// diskOf returns the disk extent that e, an extent of f, refers to.
+func diskOf(f *file, e fiemap.Extent) diskKey { return diskKey{f.Vol.FS, e.DiskStart} }
+
 // groups returns f's extents grouped into the pieces of one disk extent,
 // each group in file order, groups in order of their first piece. btrfs
 // frees a disk extent only when no range refers to any part of it.

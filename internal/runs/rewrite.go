@@ -41,11 +41,6 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		fi := r.src.file()
 		srcs[fi] = append(srcs[fi], span{r.src.block() * bs, r.src.block()*bs + r.len})
 	}
-	// A disk extent is known by its start within its filesystem.
-	type diskKey struct {
-		fs    string
-		start int64
-	}
 	refs := make(map[diskKey][]ref)
 	for fi := range files {
 		f := &files[fi]
@@ -54,7 +49,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		}
 		for _, e := range f.extents {
 			if e.DiskStart != 0 {
-				k := diskKey{f.Vol.FS, e.DiskStart}
+				k := diskOf(f, e)
 				refs[k] = append(refs[k], ref{fi, e})
 			}
 		}
@@ -84,7 +79,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	var order []diskKey
 	for fi := range files {
 		for _, e := range files[fi].extents {
-			k := diskKey{files[fi].Vol.FS, e.DiskStart}
+			k := diskOf(&files[fi], e)
 			if rs := refs[k]; e.DiskStart != 0 && e.Flags&fiemap.FlagShared != 0 && len(rs) > 0 && rs[0].fi == fi && rs[0].e == e {
 				order = append(order, k)
 			}

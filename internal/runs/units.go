@@ -103,8 +103,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 	// by file and group of its extents, see groups) and the first node
 	// holding each: a rewrite of it, or a run with its destination in it.
 	type extentKey struct {
-		fs    string
-		disk  int64
+		disk  diskKey
 		fi, g int
 	}
 	holder := make(map[extentKey]int)
@@ -124,7 +123,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 		f := &files[w.fi]
 		for _, e := range f.extents {
 			if e.DiskStart != 0 && e.Logical < w.w.File.Off+w.w.Len && w.w.File.Off < e.End() {
-				hold(extentKey{fs: f.Vol.FS, disk: e.DiskStart}, len(runs)+k)
+				hold(extentKey{disk: diskOf(f, e)}, len(runs)+k)
 			}
 		}
 	}
@@ -145,7 +144,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 				break
 			}
 			if e.DiskStart != 0 {
-				hold(extentKey{fs: f.Vol.FS, disk: e.DiskStart}, k)
+				hold(extentKey{disk: diskOf(f, e)}, k)
 				continue
 			}
 			gs, ok := groupOf[fi]

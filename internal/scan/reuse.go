@@ -109,10 +109,10 @@ func (r *reuser) record(fs string, ext []fiemap.Extent) {
 // only about those.
 func (r *reuser) mayBeRecorded(ctx context.Context, k extentKey) (bool, error) {
 	r.mu.Lock()
-	fresh, known := r.fresh[k.fs]
+	_, known := r.fresh[k.fs]
 	r.mu.Unlock()
 	if !known {
-		has, err := r.ix.HasPieces(ctx, k.fs)
+		has, err := r.ix.HasPieces(ctx, k.fs) // not under the lock: it reads the index
 		if err != nil {
 			return true, err
 		}
@@ -120,18 +120,14 @@ func (r *reuser) mayBeRecorded(ctx context.Context, k extentKey) (bool, error) {
 		if r.fresh == nil {
 			r.fresh = make(map[string]bool)
 		}
-		if _, known := r.fresh[k.fs]; !known {
+		if _, known := r.fresh[k.fs]; !known { // the first answer stands
 			r.fresh[k.fs] = !has
 		}
-		fresh = r.fresh[k.fs]
 		r.mu.Unlock()
-	}
-	if !fresh {
-		return true, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.recorded.has(k), nil
+	return !r.fresh[k.fs] || r.recorded.has(k), nil
 }
 
 // extentKey names a disk extent (see fiemap.Extent) of the filesystem fs:
