@@ -116,8 +116,8 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // claim frees f.Path from any other inode that held it (that inode keeps
 // its row with no path until it is seen under another name, or is pruned)
 // and records f's identity, clearing any mark that it was gone (see
-// MarkGone). It returns f's row id.
-func (t *Tx) claim(f File) (int64, error) {
+// MarkGone), and, when nocow, f.NoCOW too. It returns f's row id.
+func (t *Tx) claim(f File, nocow bool) (int64, error) {
 	vol, err := t.volID(f.Vol)
 	if err != nil {
 		return 0, err
@@ -134,16 +134,25 @@ func (t *Tx) claim(f File) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+	// The NOCOW attribute, when given, is set by the same statement: one
+	// statement less for every file recorded.
+	set, v := "", any(nil)
+	if nocow {
+		set = ", nocow = excluded.nocow"
+		if f.NoCOW != NoCOWUnknown {
+			v = int64(f.NoCOW) // else NULL: unknown
+		}
+	}
+	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
-			changed = excluded.changed, clone_of = NULL, clone_seq = NULL
+			changed = excluded.changed, clone_of = NULL, clone_seq = NULL` + set + `
 		RETURNING id`)
 	if err != nil {
 		return 0, err
 	}
 	var id int64
-	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq).Scan(&id)
+	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v).Scan(&id)
 	return id, err
 }
 
@@ -189,14 +198,11 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 // replace records f's identity and NOCOW attribute, and clears what the
 // index held of that inode's blocks and extents; it returns f's row id.
 func (t *Tx) replace(f File) (int64, error) {
-	id, err := t.claim(f)
+	id, err := t.claim(f, true)
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	if err := t.clear(id); err != nil {
-		return 0, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if err := t.SetNoCOW(id, f.NoCOW); err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return id, nil
@@ -277,7 +283,7 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 // Rename records a new path (and ctime, which a rename updates) for an
 // inode whose data is unchanged.
 func (t *Tx) Rename(f File) error {
-	if _, err := t.claim(f); err != nil {
+	if _, err := t.claim(f, false); err != nil {
 		return fmt.Errorf("rename to %s: %w", f.Path, err)
 	}
 	return nil
