@@ -497,6 +497,9 @@ type File struct {
 	// WriteSeq); 0 for a row not changed since the index kept it. Files
 	// reads it; writes ignore it.
 	Changed int64
+	// Items is the ItemsDigest of the extents recorded of the file, 0
+	// where not known. Reads set it; writes ignore it.
+	Items int64
 	// CloneOf is the id of the row this one was recorded as a copy of
 	// (Tx.Copy), and CloneSeq that row's Changed then; 0 if
 	// none. While that row's Changed is still CloneSeq, this row holds its

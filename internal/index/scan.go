@@ -45,14 +45,14 @@ func PathRange(dir string) (lo, hi string) {
 }
 
 const listedColumns = `f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
-	coalesce(f.nocow, -1), coalesce(f.uid, -1), f.gone, f.changed FROM files f JOIN volumes v ON v.id = f.vol`
+	coalesce(f.nocow, -1), coalesce(f.uid, -1), f.gone, f.changed, coalesce(f.items, 0) FROM files f JOIN volumes v ON v.id = f.vol`
 
 func scanListed(r *row, rows *sql.Rows) (Listed, error) {
-	if err := r.scan(rows, 12); err != nil {
+	if err := r.scan(rows, 13); err != nil {
 		return Listed{}, err
 	}
 	l := Listed{File: r.file(), Gone: r.int64(10)}
-	l.Changed = r.int64(11)
+	l.Changed, l.Items = r.int64(11), r.int64(12)
 	return l, r.err
 }
 

@@ -116,8 +116,9 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // claim frees f.Path from any other inode that held it (that inode keeps
 // its row with no path until it is seen under another name, or is pruned)
 // and records f's identity, clearing any mark that it was gone (see
-// MarkGone), and, when nocow, f.NoCOW too. It returns f's row id.
-func (t *Tx) claim(f File, nocow bool) (int64, error) {
+// MarkGone), and, when whole, f.NoCOW and items (the ItemsDigest of the
+// extents recorded with it) too. It returns f's row id.
+func (t *Tx) claim(f File, whole bool, items int64) (int64, error) {
 	vol, err := t.volID(f.Vol)
 	if err != nil {
 		return 0, err
@@ -134,16 +135,19 @@ func (t *Tx) claim(f File, nocow bool) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The NOCOW attribute, when given, is set by the same statement: one
-	// statement less for every file recorded.
-	set, v := "", any(nil)
-	if nocow {
-		set = ", nocow = excluded.nocow"
+	// The NOCOW attribute and the digest, when given, are set by the
+	// same statement: one statement less for every file recorded.
+	set, v, d := "", any(nil), any(nil)
+	if whole {
+		set = ", nocow = excluded.nocow, items = excluded.items"
 		if f.NoCOW != NoCOWUnknown {
 			v = int64(f.NoCOW) // else NULL: unknown
 		}
+		if items != 0 {
+			d = items
+		}
 	}
-	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
+	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
 			changed = excluded.changed, clone_of = NULL, clone_seq = NULL` + set + `
@@ -152,7 +156,7 @@ func (t *Tx) claim(f File, nocow bool) (int64, error) {
 		return 0, err
 	}
 	var id int64
-	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v).Scan(&id)
+	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v, d).Scan(&id)
 	return id, err
 }
 
@@ -163,7 +167,7 @@ func (t *Tx) claim(f File, nocow bool) (int64, error) {
 // chunk of sums that are all zero is not stored: a sparse file costs what
 // its data costs.
 func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
-	id, err := t.replace(f)
+	id, err := t.replace(f, ItemsDigest(extents))
 	if err != nil {
 		return 0, err
 	}
@@ -189,16 +193,18 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 	if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
-	if err := t.update(id, ""); err != nil {
+	if err := t.update(id, "items = ?, ", ItemsDigest(extents)); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
 	return t.putExtents(id, extents)
 }
 
-// replace records f's identity and NOCOW attribute, and clears what the
-// index held of that inode's blocks and extents; it returns f's row id.
-func (t *Tx) replace(f File) (int64, error) {
-	id, err := t.claim(f, true)
+// replace records f's identity and NOCOW attribute, and items, the
+// ItemsDigest of the extents to be recorded with it (0: not known), and
+// clears what the index held of that inode's blocks and extents; it
+// returns f's row id.
+func (t *Tx) replace(f File, items int64) (int64, error) {
+	id, err := t.claim(f, true, items)
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
@@ -220,12 +226,12 @@ func (t *Tx) replace(f File) (int64, error) {
 // whose data may change under unchanged items, or when it changed and no
 // items are given; f's NOCOW attribute is recorded as given (unset).
 func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool, error) {
-	st, err := t.stmt("SELECT changed FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
+	st, err := t.stmt("SELECT changed, coalesce(items, 0) FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	var changed int64
-	switch err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&changed); {
+	var changed, digest int64
+	switch err := st.QueryRow(from, f.Size, f.Mtime, f.Ctime).Scan(&changed, &digest); {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
@@ -235,7 +241,10 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 	if !clone && items == nil {
 		return false, nil
 	}
-	id, err := t.replace(f)
+	if !clone {
+		digest = ItemsDigest(items)
+	}
+	id, err := t.replace(f, digest)
 	if err != nil {
 		return false, err
 	}
@@ -283,7 +292,7 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 // Rename records a new path (and ctime, which a rename updates) for an
 // inode whose data is unchanged.
 func (t *Tx) Rename(f File) error {
-	if _, err := t.claim(f, false); err != nil {
+	if _, err := t.claim(f, false, 0); err != nil {
 		return fmt.Errorf("rename to %s: %w", f.Path, err)
 	}
 	return nil
@@ -366,4 +375,28 @@ func allZero(b []byte) bool {
 		b = b[n:]
 	}
 	return true
+}
+
+// ItemsDigest is a digest of extents (in logical order) as hashfile
+// compares them with those it recorded: every field, but for whether
+// another file shares the extent (FlagShared, which changes without the
+// file's items changing) and whether it is the file's last (FlagLast,
+// which items taken alone do not say). Never 0, which stands for not known.
+func ItemsDigest(extents []fiemap.Extent) int64 {
+	const offset64, prime64 = 14695981039346656037, 1099511628211 // FNV-1a
+	h := uint64(offset64)
+	for _, e := range extents {
+		for _, v := range [...]uint64{uint64(e.Logical), uint64(e.Physical), uint64(e.Length),
+			uint64(e.Flags &^ (fiemap.FlagShared | fiemap.FlagLast)),
+			uint64(e.DiskStart), uint64(e.DiskLen), uint64(e.Gen), uint64(e.Offset)} {
+			for i := 0; i < 64; i += 8 {
+				h ^= v >> i & 0xff
+				h *= prime64
+			}
+		}
+	}
+	if h == 0 {
+		return 1
+	}
+	return int64(h)
 }

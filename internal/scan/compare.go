@@ -292,7 +292,7 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	if extentsChanged {
 		s.c.toRead.Add(e.Size)
 		select {
-		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, sumsSeq: f.Changed, origin: o.vol, top: o.top}:
+		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, sumsSeq: f.Changed, items: f.Items, origin: o.vol, top: o.top}:
 		case <-s.ctx.Done():
 		}
 		return nil
@@ -308,12 +308,15 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 // tree search found can differ (see subvols.movedOnly) and the NOCOW
 // attribute is known, those are compared with the record first.
 func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, f index.Listed) {
-	j := job{path: e.Path, vol: vol, id: e.Stat, attrOf: f.ID, remap: s.sv.extentsChanged(vol, e.Ino)}
+	j := job{path: e.Path, vol: vol, id: e.Stat, attrOf: f.ID, remap: s.sv.extentsChanged(vol, e.Ino), items: f.Items}
 	if !j.remap && f.NoCOW != index.NoCOWUnknown {
 		return
 	}
 	if j.remap && f.NoCOW != index.NoCOWUnknown {
 		j.moved, j.verify = s.sv.movedOnly(vol, e.Ino)
+		if j.verify && f.Items != 0 && index.ItemsDigest(j.moved) == f.Items {
+			return // all its items are in moved, as recorded
+		}
 	}
 	select {
 	case s.jobs <- j:

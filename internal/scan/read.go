@@ -143,11 +143,11 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 		if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
 			return attr{}, false
 		}
-		had, err := ix.Extents(ctx, j.attrOf)
+		same, err := recorded(ctx, ix, j.attrOf, j.items, a.ext)
 		if err != nil {
 			return attr{}, false
 		}
-		a.remapped = !slices.EqualFunc(had, a.ext, alike)
+		a.remapped = !same
 	}
 	return a, true
 }
@@ -171,8 +171,8 @@ func fromOrigin(ctx context.Context, ix *index.Index, j job) (op, bool) {
 	if err != nil {
 		return op{}, false
 	}
-	had, err := ix.Extents(ctx, j.sumsOf)
-	same := err == nil && slices.EqualFunc(had, ext, alike)
+	same, err := recorded(ctx, ix, j.sumsOf, j.items, ext)
+	same = same && err == nil
 	f := index.File{Path: j.path, Identity: j.id.Identity(j.vol), NoCOW: index.NoCOWUnset, UID: int64(j.id.UID)}
 	if same {
 		// The writer copies the row's extents (and marks the file a
@@ -206,6 +206,16 @@ func asRecorded(ctx context.Context, ix *index.Index, id int64, items []fiemap.E
 		}
 	}
 	return true
+}
+
+// recorded reports whether ext are the extents recorded of row id, by
+// their digest items (index.ItemsDigest) where known, else read back.
+func recorded(ctx context.Context, ix *index.Index, id, items int64, ext []fiemap.Extent) (bool, error) {
+	if items != 0 {
+		return index.ItemsDigest(ext) == items, nil
+	}
+	had, err := ix.Extents(ctx, id)
+	return err == nil && slices.EqualFunc(had, ext, alike), err
 }
 
 // alike reports whether x and y map the same range alike. Whether another

@@ -114,6 +114,10 @@ type job struct {
 	// the record first: where they are as recorded, nothing is done.
 	verify bool
 	moved  []fiemap.Extent
+	// items is the index.ItemsDigest of the extents recorded of the row
+	// attrOf or sumsOf, 0 where not known: extents found alike to it
+	// need not be read back from the index to be compared.
+	items int64
 	// sumsOf, if not 0, is the row of the same inode in origin, the
 	// subvolume this new file's snapshot was taken from, whose identity
 	// it has: the file's extent items are read through top, the

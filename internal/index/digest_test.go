@@ -1,0 +1,119 @@
+package index
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/fsys"
+)
+
+// The digest of a file's extents is recorded with them by every write
+// that records extents, and kept by those that do not; it leaves out
+// what hashfile's comparison of extents leaves out, and nothing else.
+func TestItemsDigest(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	file := func(ino uint64, path string) File {
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: 8192, Mtime: 1, Ctime: 1}}
+	}
+	ext := func(disk, gen int64) []fiemap.Extent {
+		return []fiemap.Extent{{Logical: 0, Physical: disk, Length: 8192, Flags: fiemap.FlagLast, DiskStart: disk, DiskLen: 8192, Gen: gen}}
+	}
+	a, b, c := ext(1<<20, 7), ext(2<<20, 8), ext(3<<20, 9)
+	digest := func(ino uint64) int64 {
+		t.Helper()
+		f, ok, err := ix.FileByInode(ctx, vol, ino)
+		if err != nil || !ok {
+			t.Fatalf("inode %d: %v, %v", ino, ok, err)
+		}
+		return f.Items
+	}
+	sum := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	var origin int64
+	steps := []struct {
+		name string
+		do   func(tx *Tx) error
+		ino  uint64
+		want []fiemap.Extent
+	}{
+		{"put", func(tx *Tx) (err error) { origin, err = tx.Put(file(10, "/a"), sum, a); return err }, 10, a},
+		{"extents again", func(tx *Tx) error { return tx.SetExtents(origin, b) }, 10, b},
+		{"renamed", func(tx *Tx) error { return tx.Rename(file(10, "/z")) }, 10, b},
+		{"copied as a clone", func(tx *Tx) error {
+			_, err := tx.Copy(origin, seqOf(t, ix, origin), file(11, "/s/a"), nil)
+			return err
+		}, 11, b},
+		{"copied with its own items", func(tx *Tx) error {
+			_, err := tx.Copy(origin, -1, file(12, "/t/a"), c)
+			return err
+		}, 12, c},
+	}
+	for _, s := range steps {
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.do(tx); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := digest(s.ino), ItemsDigest(s.want); got != want || got == 0 {
+			t.Errorf("%s: digest %x, want %x", s.name, got, want)
+		}
+		had, err := ix.Extents(ctx, mustID(t, ix, vol, s.ino))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ItemsDigest(had) != digest(s.ino) {
+			t.Errorf("%s: digest %x of the extents recorded, %x in the row", s.name, ItemsDigest(had), digest(s.ino))
+		}
+	}
+
+	shared := ext(1<<20, 7)
+	shared[0].Flags = fiemap.FlagShared
+	if ItemsDigest(shared) != ItemsDigest(a) {
+		t.Error("the digest changes with FlagShared or FlagLast")
+	}
+	for _, e := range []fiemap.Extent{
+		{Logical: 4096}, {Physical: 1}, {Length: 1}, {Flags: fiemap.FlagEncoded}, {DiskStart: 1}, {DiskLen: 1}, {Gen: 1}, {Offset: 4096},
+	} {
+		x := ext(1<<20, 7)
+		x[0].Logical += e.Logical
+		x[0].Physical += e.Physical
+		x[0].Length += e.Length
+		x[0].Flags |= e.Flags
+		x[0].DiskStart += e.DiskStart
+		x[0].DiskLen += e.DiskLen
+		x[0].Gen += e.Gen
+		x[0].Offset += e.Offset
+		if ItemsDigest(x) == ItemsDigest(a) {
+			t.Errorf("the digest does not change with %+v", e)
+		}
+	}
+	if ItemsDigest(nil) == 0 || ItemsDigest(nil) == ItemsDigest(a) {
+		t.Errorf("digest of no extents: %x", ItemsDigest(nil))
+	}
+}
+
+func seqOf(t *testing.T, ix *Index, id int64) int64 {
+	t.Helper()
+	var seq int64
+	if err := ix.DB().QueryRow("SELECT changed FROM files WHERE id = ?", id).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func mustID(t *testing.T, ix *Index, vol fsys.Volume, ino uint64) int64 {
+	t.Helper()
+	f, ok, err := ix.FileByInode(context.Background(), vol, ino)
+	if err != nil || !ok {
+		t.Fatalf("inode %d: %v, %v", ino, ok, err)
+	}
+	return f.ID
+}
