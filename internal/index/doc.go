@@ -32,7 +32,10 @@
 //     kept table of sums was made at (see package sumtab). clone_of and
 //     clone_seq name the row a file of a read-only snapshot was recorded
 //     from (Tx.Copy) and that row's changed then: while it
-//     is unchanged, the file holds its sums and extents. Paths
+//     is unchanged, the file holds its sums and extents. items is a
+//     digest of the extents recorded (ItemsDigest), written with them, so
+//     that hashfile compares the extent items it finds with it rather
+//     than reading the extents back. Paths
 //     are read in their byte order (Cursor), as the walk meets them, so
 //     that hashfile holds no more of the index than a page at a time.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per
