@@ -2,11 +2,15 @@ package index
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"same/internal/fiemap"
 	"same/internal/fsys"
+	"same/schema"
 )
 
 // The digest of a file's extents is recorded with them by every write
@@ -116,4 +120,52 @@ func mustID(t *testing.T, ix *Index, vol fsys.Volume, ino uint64) int64 {
 		t.Fatalf("inode %d: %v, %v", ino, ok, err)
 	}
 	return f.ID
+}
+
+// An index of version 8 is migrated with the digest of every file's
+// recorded extents filled in, as if its files had been recorded since.
+func TestMigrateItems(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db := rawDB(t, path)
+	for v := 1; v <= 8; v++ {
+		names, err := fs.Glob(schema.FS, fmt.Sprintf("%03d_*.sql", v))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("migration %d: %v %v", v, names, err)
+		}
+		body, err := schema.FS.ReadFile(names[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlExec(t, db, string(body))
+	}
+	sqlExec(t, db, "PRAGMA user_version = 8")
+	sqlExec(t, db, fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)))
+	sqlExec(t, db, "INSERT INTO meta(key, value) VALUES('block_size', '4096')")
+	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096)")
+	sqlExec(t, db, `INSERT INTO files(id, path, vol, ino, size, mtime, ctime, nocow) VALUES
+		(1, '/a', 1, 100, 12288, 1, 1, 0), (2, '/b', 1, 101, 4096, 1, 1, 0), (3, '/c', 1, 102, 0, 1, 1, 0)`)
+	sqlExec(t, db, `INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES
+		(1, 0, 1048576, 8192, 0, 1048576, 8192, 7, 0), (1, 8192, 4194304, 4096, 8193, 4194304, 4096, 9, 0),
+		(2, 0, 2097152, 4096, 8193, 2093056, 8192, 8, 4096)`)
+	db.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ix := openT(t, path)
+	checkCurrent(t, ix)
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	for ino := uint64(100); ino <= 102; ino++ {
+		f, ok, err := ix.FileByInode(ctx, vol, ino)
+		if err != nil || !ok {
+			t.Fatalf("inode %d: %v, %v", ino, ok, err)
+		}
+		had, err := ix.Extents(ctx, f.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ItemsDigest(had); f.Items != want {
+			t.Errorf("inode %d (%d extents): digest %x after migrating, want %x", ino, len(had), f.Items, want)
+		}
+	}
 }

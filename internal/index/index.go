@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/schema"
 
@@ -427,6 +428,11 @@ func (ix *Index) migrateOne(all []migration, create bool) (done bool, err error)
 		if _, err := tx.Exec(string(body)); err != nil {
 			return false, fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
 		}
+		if fill := fills[m.version]; fill != nil {
+			if err := fill(tx); err != nil {
+				return false, fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
+			}
+		}
 		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
 			return false, err
 		}
@@ -440,6 +446,59 @@ func (ix *Index) migrateOne(all []migration, create bool) (done bool, err error)
 		return false, err
 	}
 	return id.version+1 >= len(all), nil
+}
+
+// fills are what a migration computes in Go after its SQL, in the same
+// transaction, by the version it migrates to.
+var fills = map[int]func(*sql.Tx) error{9: fillItems}
+
+// fillItems records the digest of every file's recorded extents
+// (files.items, schema 9), so that an index made before it compares
+// extents as a new one does. Files with no extents recorded get the
+// digest of none, as Put gives them.
+func fillItems(tx *sql.Tx) error {
+	rows, err := tx.Query(`SELECT file, logical, physical, length, flags, coalesce(disk_start, 0), coalesce(disk_len, 0),
+		coalesce(gen, 0), coalesce(ext_off, 0) FROM extents ORDER BY file, logical`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	set, err := tx.Prepare("UPDATE files SET items = ? WHERE id = ?")
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	var ext []fiemap.Extent
+	file := int64(-1)
+	flush := func() error {
+		if file < 0 {
+			return nil
+		}
+		_, err := set.Exec(ItemsDigest(ext), file)
+		return err
+	}
+	for rows.Next() {
+		var id int64
+		var e fiemap.Extent
+		if err := rows.Scan(&id, &e.Logical, &e.Physical, &e.Length, &e.Flags, &e.DiskStart, &e.DiskLen, &e.Gen, &e.Offset); err != nil {
+			return err
+		}
+		if id != file {
+			if err := flush(); err != nil {
+				return err
+			}
+			file, ext = id, ext[:0]
+		}
+		ext = append(ext, e)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	_, err = tx.Exec("UPDATE files SET items = ? WHERE items IS NULL", ItemsDigest(nil))
+	return err
 }
 
 // BlockSize returns the block size the index was built with, or 0 for an
