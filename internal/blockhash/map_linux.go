@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime/debug"
 
+	"same/internal/fsys"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -125,14 +127,12 @@ func dataAfter(fd int, off, size int64) (start, end int64) {
 }
 
 // willNeed asks the kernel to read n bytes of fd at off into the page
-// cache, and returns without waiting. HashFile asks for the next window
-// before it maps the current one: the disk reads the next window while
-// this one is hashed, rather than the two taking turns, and a window comes
-// in large requests, not as MAP_POPULATE's faults read it around one page
-// at a time. A hint: errors are ignored.
-func willNeed(fd int, off, n int64) {
-	unix.Fadvise(fd, off, n, unix.FADV_WILLNEED)
-}
+// cache (fsys.WillNeed), and returns without waiting. HashFile asks for
+// the next window before it maps the current one: the disk reads the next
+// window while this one is hashed, rather than the two taking turns, and a
+// window comes in large requests, not as MAP_POPULATE's faults read it
+// around one page at a time.
+func willNeed(fd int, off, n int64) { fsys.WillNeed(fd, off, n) }
 
 // errNoMap says a window could not be mapped.
 var errNoMap = errors.New("cannot map")

@@ -344,6 +344,4 @@ func ErrnoName(err error) string {
 // cached, a 16 MiB call took a second. Read ahead in large requests
 // first, the same call takes the time of reading its bytes. Cached pages
 // cost a lookup. It is only a hint; errors are ignored.
-func willNeed(f *os.File, off, n int64) {
-	unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
-}
+func willNeed(f *os.File, off, n int64) { fsys.WillNeed(int(f.Fd()), off, n) }

@@ -27,3 +27,6 @@ func HasSubvols(f *os.File) bool { return true }
 
 // ReadOnly reports false.
 func ReadOnly(f *os.File) bool { return false }
+
+// WillNeed does nothing.
+func WillNeed(fd int, off, n int64) {}
