@@ -33,8 +33,9 @@ const readWhole = 64 << 10
 // and the number of bytes covered, size when it is done.
 //
 // Holes, found with SEEK_DATA and SEEK_HOLE, are not read: their blocks are
-// zero (files of at most readWhole bytes are read whole, holes and all). Zero blocks at the end of the file, holes or written zeros, are
-// not appended: the Sums stop at the last block that is not zero, and the
+// zero (files of at most readWhole bytes are read whole, holes and all).
+// Zero blocks at the end of the file, holes or written zeros, are not
+// appended: the Sums stop at the last block that is not zero, and the
 // blocks after it are zero. So a sparse file costs what its data costs,
 // whatever its size, up to its last data block; a hole before that costs
 // SumSize bytes a block.

@@ -457,17 +457,15 @@ var fills = map[int]func(*sql.Tx) error{9: fillItems}
 // extents as a new one does. Files with no extents recorded get the
 // digest of none, as Put gives them.
 func fillItems(tx *sql.Tx) error {
-	rows, err := tx.Query(`SELECT file, logical, physical, length, flags, coalesce(disk_start, 0), coalesce(disk_len, 0),
-		coalesce(gen, 0), coalesce(ext_off, 0) FROM extents ORDER BY file, logical`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
 	set, err := tx.Prepare("UPDATE files SET items = ? WHERE id = ?")
 	if err != nil {
 		return err
 	}
 	defer set.Close()
+	rows, err := tx.Query("SELECT " + extentColumns + " FROM extents e ORDER BY file, logical")
+	if err != nil {
+		return err
+	}
 	var ext []fiemap.Extent
 	file := int64(-1)
 	flush := func() error {
@@ -477,12 +475,7 @@ func fillItems(tx *sql.Tx) error {
 		_, err := set.Exec(ItemsDigest(ext), file)
 		return err
 	}
-	for rows.Next() {
-		var id int64
-		var e fiemap.Extent
-		if err := rows.Scan(&id, &e.Logical, &e.Physical, &e.Length, &e.Flags, &e.DiskStart, &e.DiskLen, &e.Gen, &e.Offset); err != nil {
-			return err
-		}
+	err = extentRows(rows, func(id int64, e fiemap.Extent) error {
 		if id != file {
 			if err := flush(); err != nil {
 				return err
@@ -490,11 +483,12 @@ func fillItems(tx *sql.Tx) error {
 			file, ext = id, ext[:0]
 		}
 		ext = append(ext, e)
+		return nil
+	})
+	if err == nil {
+		err = flush()
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if err := flush(); err != nil {
+	if err != nil {
 		return err
 	}
 	_, err = tx.Exec("UPDATE files SET items = ? WHERE items IS NULL", ItemsDigest(nil))

@@ -114,10 +114,14 @@ func (ix *Index) Extents(ctx context.Context, id int64) ([]fiemap.Extent, error)
 	return out, err
 }
 
+// extentColumns are the columns of the extents table (aliased e) that
+// extentRows reads.
+const extentColumns = "e.file, e.logical, e.physical, e.length, e.flags, e.disk_start, e.disk_len, e.gen, e.ext_off"
+
 // scanExtents calls fn for every row of the extents table that the query
 // tail (FROM ...) selects, in its order.
 func (ix *Index) scanExtents(ctx context.Context, from string, fn func(file int64, e fiemap.Extent) error, args ...any) error {
-	st, err := ix.stmt("SELECT e.file, e.logical, e.physical, e.length, e.flags, e.disk_start, e.disk_len, e.gen, e.ext_off " + from)
+	st, err := ix.stmt("SELECT " + extentColumns + " " + from)
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}
@@ -125,6 +129,12 @@ func (ix *Index) scanExtents(ctx context.Context, from string, fn func(file int6
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}
+	return extentRows(rows, fn)
+}
+
+// extentRows calls fn for each of rows, which select extentColumns, and
+// closes them.
+func extentRows(rows *sql.Rows, fn func(file int64, e fiemap.Extent) error) error {
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {

@@ -377,17 +377,21 @@ func allZero(b []byte) bool {
 	return true
 }
 
+// ItemsIgnored are the flags left out when hashfile compares extents with
+// those it recorded: whether another file shares the extent (FlagShared,
+// which changes without the file's items changing) and whether it is the
+// file's last (FlagLast, which items taken alone do not say).
+const ItemsIgnored = fiemap.FlagShared | fiemap.FlagLast
+
 // ItemsDigest is a digest of extents (in logical order) as hashfile
-// compares them with those it recorded: every field, but for whether
-// another file shares the extent (FlagShared, which changes without the
-// file's items changing) and whether it is the file's last (FlagLast,
-// which items taken alone do not say). Never 0, which stands for not known.
+// compares them with those it recorded: every field, with the flags
+// ItemsIgnored left out. Never 0, which stands for not known.
 func ItemsDigest(extents []fiemap.Extent) int64 {
 	const offset64, prime64 = 14695981039346656037, 1099511628211 // FNV-1a
 	h := uint64(offset64)
 	for _, e := range extents {
 		for _, v := range [...]uint64{uint64(e.Logical), uint64(e.Physical), uint64(e.Length),
-			uint64(e.Flags &^ (fiemap.FlagShared | fiemap.FlagLast)),
+			uint64(e.Flags &^ ItemsIgnored),
 			uint64(e.DiskStart), uint64(e.DiskLen), uint64(e.Gen), uint64(e.Offset)} {
 			for i := 0; i < 64; i += 8 {
 				h ^= v >> i & 0xff

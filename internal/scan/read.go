@@ -224,9 +224,8 @@ func recorded(ctx context.Context, ix *index.Index, id, items int64, ext []fiema
 // So is whether it is the file's last, which items taken alone do not
 // say; in two whole mappings that are otherwise alike, it is the same.
 func alike(x, y fiemap.Extent) bool {
-	const ignored = fiemap.FlagShared | fiemap.FlagLast
-	x.Flags &^= ignored
-	y.Flags &^= ignored
+	x.Flags &^= index.ItemsIgnored
+	y.Flags &^= index.ItemsIgnored
 	return x == y
 }
 
