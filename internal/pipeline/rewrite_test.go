@@ -249,3 +249,49 @@ func syncFile(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSettledReferenceMoved: a file whose every duplicate already shares
+// its storage is settled (not mapped again), but it still refers to the
+// extents it shares. When a later night rewrites such an extent, the
+// settled file's reference must move onto the copy with the others', or
+// the extent stays whole and the copy is written for nothing.
+func TestSettledReferenceMoved(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rng := rand.New(rand.NewPCG(7, 7))
+	a := random(rng, 2*MiB)
+	c := append(append([]byte(nil), a[MiB/2:MiB]...), random(rng, MiB/2)...)
+	for name, data := range map[string][]byte{"a": a, "b": a[:MiB/2], "c": c} {
+		write(t, filepath.Join(dir, name), data)
+		syncFile(t, filepath.Join(dir, name))
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	// Night 1: b and the first half of c come to share a's 2 MiB extent
+	// (c's own half is rewritten).
+	_, results, _ := pipeline(t, db, dir)
+	allDone(t, results)
+
+	// Night 2: l, larger than a, holds a's second half, and d a copy of
+	// c's second half. a's extent is then covered half by a run (a to l)
+	// and referred to by a, b and c: a's first half is rewritten, c's and
+	// b's references move onto the copy, and the extent is freed. b has
+	// nothing left to share (settled); c has d.
+	write(t, filepath.Join(dir, "l"), bytes.Join([][]byte{random(rng, MiB), a[MiB:], random(rng, 2*MiB)}, nil))
+	write(t, filepath.Join(dir, "d"), c[MiB/2:])
+	syncFile(t, filepath.Join(dir, "l"))
+	syncFile(t, filepath.Join(dir, "d"))
+	before := testfs.SHA256Tree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+	planOut, results, applyErr := pipeline(t, db, dir)
+
+	// a's extent (2 MiB) and d's (512 KiB) freed, a's first half (1 MiB)
+	// written.
+	if freed, want := testfs.FreeBytes(t, mnt)-free, int64(3*MiB/2); !freedAsExpected(freed, want) {
+		t.Errorf("night 2 freed %d bytes as statfs reports; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, want, metadataSlack, planOut, results, applyErr)
+	}
+	allDone(t, results)
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
+	}
+	planNothingAgain(t, db, dir)
+}

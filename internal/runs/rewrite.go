@@ -127,7 +127,7 @@ func copyNextTo(files []file) map[int]int {
 		if _, ok := at[f.class]; !ok {
 			at[f.class] = -1
 		}
-		if !f.btrfs || f.readonly || f.stale || f.extents == nil {
+		if !f.btrfs || f.readonly || f.stale || f.settled || f.extents == nil {
 			continue
 		}
 		if k := at[f.class]; k < 0 || f.Mtime < files[k].Mtime {

@@ -23,8 +23,11 @@ import (
 // Settled files are not checked against their identity either: none of
 // their blocks is planned.
 //
-// It reads the recorded extents of the involved files, keeps those of the
-// files still involved (remap replaces them) and drops the others.
+// It reads the recorded extents of the involved files; remap replaces
+// those of the files still involved. A settled file keeps its recorded
+// extents, which are current: an extent it refers to may be another
+// file's to rewrite (see sharedLeftover), and that rewrite frees the
+// extent only if it moves every reference, the settled file's too.
 func (f *finder) settle(involved []bool) error {
 	err := loadExtents(f.ctx, f.ix, f.files, f.byID, involved, f.o)
 	if err != nil {
@@ -54,7 +57,6 @@ func (f *finder) settle(involved []bool) error {
 	for i := range f.files {
 		if involved[i] && !need[i] && kept(f.files[i].extents) {
 			f.files[i].settled = true
-			f.files[i].extents = nil
 			involved[i] = false
 			f.sum.Settled++
 		}
