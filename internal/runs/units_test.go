@@ -21,6 +21,11 @@ func TestPlanUnits(t *testing.T) {
 	rewrite := func(fi int) rewriteAt {
 		return rewriteAt{&plan.Rewrite{File: plan.Range{Path: files[fi].path}, Len: 2 * bs}, fi}
 	}
+	rewriteFreeing := func(fi int, freed int64) rewriteAt {
+		w := rewrite(fi)
+		w.w.Freed = freed
+		return w
+	}
 	r := func(src, sb, dst, db int, freed int64) run {
 		return run{src: mkloc(src, int64(sb)), dst: mkloc(dst, int64(db)), n: 1, len: bs, freed: freed}
 	}
@@ -54,6 +59,32 @@ func TestPlanUnits(t *testing.T) {
 			runs: []run{r(0, 0, 1, 0, 0), r(0, 1, 1, 1, bs), r(2, 0, 3, 0, 0), r(2, 1, 3, 1, 2*bs)},
 			ws:   []rewriteAt{rewrite(0)},
 			want: "[[r2 r3] [w0] [r0 r1]]",
+		},
+		{
+			// f3's unit frees most, and waits for both rewrites. Once
+			// the first (which frees something itself) is done, the
+			// other goes by what it lets f3's unit free, before f4's
+			// unit, which frees next to nothing.
+			name: "the last rewrite waited for",
+			runs: []run{r(0, 0, 3, 0, 2*bs), r(1, 0, 3, 1, 0), r(2, 0, 4, 0, 1)},
+			ws:   []rewriteAt{rewriteFreeing(0, 2*bs), rewrite(1)},
+			want: "[[w0] [w1] [r0 r1] [r2]]",
+		},
+		{
+			// f3's unit waits for f1's rewrite, which waits for f0's
+			// (its run's source lies in f0's extent): f0's rewrite goes
+			// by what the three free, before f4's unit.
+			name: "a chain of rewrites",
+			runs: []run{r(0, 0, 1, 0, 0), r(1, 1, 3, 0, 2*bs), r(2, 0, 4, 0, 1)},
+			ws:   []rewriteAt{rewrite(0), rewrite(1)},
+			want: "[[w0] [w1 r0] [r1] [r2]]",
+		},
+		{
+			// Both units free 8 KiB for 8 KiB compared; f1's opens three
+			// files, f5's two: f5's goes first.
+			name: "files opened",
+			runs: []run{r(0, 0, 1, 0, 2*bs), r(2, 0, 5, 0, 2*bs), r(2, 1, 5, 1, 0), r(3, 0, 1, 1, 0)},
+			want: "[[r1 r2] [r0 r3]]",
 		},
 		{
 			// f0's rewrite needs a run with its source in f1's rewritten
