@@ -295,3 +295,53 @@ func TestSettledReferenceMoved(t *testing.T) {
 	}
 	planNothingAgain(t, db, dir)
 }
+
+// TestRewriteEIO: the disk fails to read the part of an extent a rewrite
+// must copy (its stored bytes corrupted below btrfs, whose checksums then
+// fail the read with EIO). The rewrite fails with EIO and leaves no copy
+// behind, the file's content is what it was once the bytes are healed,
+// and the next night frees what the plan would have.
+func TestRewriteEIO(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rng := rand.New(rand.NewPCG(8, 8))
+	a := random(rng, 4*MiB)
+	b := append(append([]byte(nil), a[:MiB]...), random(rng, MiB)...)
+	for name, data := range map[string][]byte{"a": a, "b": b} {
+		write(t, filepath.Join(dir, name), data)
+		syncFile(t, filepath.Join(dir, name))
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 || !strings.Contains(planOut, `"type":"rewrite"`) {
+		t.Fatalf("findsame: exit %d, want a rewrite of b's second half:\n%s\n%s", code, planOut, stderr)
+	}
+	before := testfs.SHA256Tree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+
+	heal := testfs.Corrupt(t, mnt, filepath.Join(dir, "b"), MiB+64<<10, 4096)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 3 || !strings.Contains(results, "input/output error") {
+		t.Errorf("applysame on a failing disk: exit %d; want 3, and a rewrite failing with EIO\n%s\n%s", code, results, applyErr)
+	}
+	if lost := free - testfs.FreeBytes(t, mnt); lost > metadataSlack {
+		t.Errorf("%d bytes less free after the failed rewrite; want none (up to %d of metadata)\n%s", lost, metadataSlack, results)
+	}
+
+	heal()
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
+	}
+	// The next night: b's 2 MiB extent freed, its second half written.
+	planOut, results, applyErr = pipeline(t, db, dir)
+	allDone(t, results)
+	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, MiB) {
+		t.Errorf("freed %d bytes after the next night; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, MiB, metadataSlack, planOut, results, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed by the next night:\nbefore %v\nafter  %v", before, after)
+	}
+}

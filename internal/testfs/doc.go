@@ -29,4 +29,12 @@
 // (committing the btrfs transaction, which is when freed extents are counted)
 // and returns its free bytes as statfs reports them. Run runs a command and
 // fails the test with its output on error.
+//
+// # Failing disks
+//
+// Corrupt overwrites, in the image of a btrfs that Mount made, the bytes
+// that store a range of a file, so that btrfs fails every read of it
+// with EIO (its data checksums no longer match), as a disk going bad
+// does; what it returns puts them back. The kernels here have no
+// device-mapper, so dm-error and dm-flakey targets cannot be used.
 package testfs

@@ -1,0 +1,106 @@
+//go:build linux
+
+package testfs
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"same/internal/fiemap"
+)
+
+// Corrupt makes reads of n bytes at offset off of the file at path fail
+// with EIO, as a disk going bad makes them: it overwrites, in the image
+// of the btrfs Mount made at mnt, the bytes that store them (so that
+// their data checksums no longer match), with the filesystem unmounted,
+// and mounts it again, which also drops the cached data. The range must
+// lie in one extent, uncompressed. It returns what heals the image: the
+// bytes put back, unmounted and mounted again.
+//
+// (A device-mapper error target would do it below the filesystem, but
+// the kernels tests run on here have no device-mapper.)
+func Corrupt(t testing.TB, mnt, path string, off, n int64) (heal func()) {
+	t.Helper()
+	imagesMu.Lock()
+	image := images[mnt]
+	imagesMu.Unlock()
+	if image == "" {
+		t.Fatalf("Corrupt(%s): not mounted by Mount", mnt)
+	}
+	dev := strings.TrimSpace(Run(t, "findmnt", "-n", "-o", "SOURCE", "-M", mnt))
+	at := deviceOffset(t, dev, path, off, n)
+	img, err := os.OpenFile(image, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	saved := make([]byte, n)
+	Run(t, "umount", mnt)
+	if _, err := img.ReadAt(saved, at); err != nil {
+		t.Fatal(err)
+	}
+	bad := make([]byte, n)
+	for i := range bad {
+		bad[i] = ^saved[i]
+	}
+	if _, err := img.WriteAt(bad, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, "mount", "-o", "loop", image, mnt)
+	return func() {
+		t.Helper()
+		Run(t, "umount", mnt)
+		img, err := os.OpenFile(image, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		if _, err := img.WriteAt(saved, at); err != nil {
+			t.Fatal(err)
+		}
+		if err := img.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		Run(t, "mount", "-o", "loop", image, mnt)
+	}
+}
+
+// deviceOffset returns where on dev (a single-device btrfs) the n bytes
+// at off of path are stored: FIEMAP gives their btrfs logical address,
+// btrfs-map-logical the device offset.
+func deviceOffset(t testing.TB, dev, path string, off, n int64) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	ext, err := fiemap.Extents(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := fiemap.At(ext, off)
+	if !ok || off+n > e.End() || e.Flags&(fiemap.FlagEncoded|fiemap.FlagDataInline) != 0 {
+		t.Fatalf("%s: [%d, %d) is not in one plain extent: %+v", path, off, off+n, ext)
+	}
+	logical := e.Physical + off - e.Logical
+	// "mirror 1 logical L physical P device D", a line per copy.
+	out := strings.TrimSpace(Run(t, "btrfs-map-logical", "-l", strconv.FormatInt(logical, 10), "-b", strconv.FormatInt(n, 10), dev))
+	fields := strings.Fields(out)
+	if strings.Contains(out, "\n") || len(fields) < 6 || fields[4] != "physical" {
+		t.Fatalf("btrfs-map-logical %d: want one copy, got %q", logical, out)
+	}
+	p, err := strconv.ParseInt(fields[5], 10, 64)
+	if err != nil {
+		t.Fatalf("btrfs-map-logical %d: %q", logical, out)
+	}
+	return p
+}
