@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"same/internal/plan"
 	"same/internal/testfs"
 )
 
@@ -343,5 +344,51 @@ func TestRewriteEIO(t *testing.T) {
 	}
 	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("content changed by the next night:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// TestDedupeEIO: the disk fails to read a destination that the kernel
+// compares. The line fails with EIO, nothing is lost, and once the bytes
+// are healed the next night frees the copy.
+func TestDedupeEIO(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	a := random(rand.New(rand.NewPCG(9, 9)), 2*MiB)
+	for _, name := range []string{"a", "b"} {
+		write(t, filepath.Join(dir, name), a)
+		syncFile(t, filepath.Join(dir, name))
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 || strings.Count(planOut, "\n") != 1 {
+		t.Fatalf("findsame: exit %d, want one line:\n%s\n%s", code, planOut, stderr)
+	}
+	var line plan.Dedupe
+	if err := json.Unmarshal([]byte(planOut), &line); err != nil {
+		t.Fatal(err)
+	}
+	before := testfs.SHA256Tree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+
+	heal := testfs.Corrupt(t, mnt, line.Dst[0].Path, 64<<10, 4096)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 3 || !strings.Contains(results, `"status":"error"`) || !strings.Contains(applyErr, "input/output error") {
+		t.Errorf("applysame on a failing disk: exit %d; want 3, and the line failing with EIO\n%s\n%s", code, results, applyErr)
+	}
+	if lost := free - testfs.FreeBytes(t, mnt); lost > metadataSlack {
+		t.Errorf("%d bytes less free after the failed line; want none (up to %d of metadata)\n%s", lost, metadataSlack, results)
+	}
+
+	heal()
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
+	}
+	planOut, results, applyErr = pipeline(t, db, dir)
+	allDone(t, results)
+	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 2*MiB) {
+		t.Errorf("freed %d bytes after the next night; want %d (and up to %d of metadata)\nplan:\n%s\nresults:\n%s\n%s", freed, 2*MiB, metadataSlack, planOut, results, applyErr)
 	}
 }
