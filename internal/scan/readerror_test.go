@@ -13,7 +13,7 @@ func TestReadError(t *testing.T) {
 		want string
 	}{
 		{&os.PathError{Op: "read", Path: "/p", Err: syscall.EIO}, "read /p: input/output error"},
-		{&os.PathError{Op: "mmap", Path: "/p", Err: syscall.ENOMEM}, "mmap /p: cannot allocate memory"},
+		{&os.PathError{Op: "pread", Path: "/p", Err: syscall.ENOMEM}, "pread /p: cannot allocate memory"},
 		{errors.New("short read"), "read /p: short read"},
 	}
 	for _, tt := range tests {
