@@ -23,51 +23,46 @@ import (
 // the kernels tests run on here have no device-mapper.)
 func Corrupt(t testing.TB, mnt, path string, off, n int64) (heal func()) {
 	t.Helper()
-	imagesMu.Lock()
-	image := images[mnt]
-	imagesMu.Unlock()
-	if image == "" {
-		t.Fatalf("Corrupt(%s): not mounted by Mount", mnt)
-	}
+	image := imageOf(t, "Corrupt", mnt)
 	dev := strings.TrimSpace(Run(t, "findmnt", "-n", "-o", "SOURCE", "-M", mnt))
 	at := deviceOffset(t, dev, path, off, n)
+	saved := rewriteImage(t, mnt, image, at, n, func(b []byte) {
+		for i := range b {
+			b[i] = ^b[i]
+		}
+	})
+	return func() {
+		t.Helper()
+		rewriteImage(t, mnt, image, at, n, func(b []byte) { copy(b, saved) })
+	}
+}
+
+// rewriteImage unmounts mnt, changes the n bytes at offset at of image
+// in place by change, writes them back to the disk, and mounts image at
+// mnt again, which also drops the filesystem's cached data. It returns
+// the bytes as they were.
+func rewriteImage(t testing.TB, mnt, image string, at, n int64, change func([]byte)) []byte {
+	t.Helper()
+	Run(t, "umount", mnt)
 	img, err := os.OpenFile(image, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer img.Close()
-	saved := make([]byte, n)
-	Run(t, "umount", mnt)
-	if _, err := img.ReadAt(saved, at); err != nil {
+	old := make([]byte, n)
+	if _, err := img.ReadAt(old, at); err != nil {
 		t.Fatal(err)
 	}
-	bad := make([]byte, n)
-	for i := range bad {
-		bad[i] = ^saved[i]
-	}
-	if _, err := img.WriteAt(bad, at); err != nil {
+	b := append([]byte(nil), old...)
+	change(b)
+	if _, err := img.WriteAt(b, at); err != nil {
 		t.Fatal(err)
 	}
 	if err := img.Sync(); err != nil {
 		t.Fatal(err)
 	}
 	Run(t, "mount", "-o", "loop", image, mnt)
-	return func() {
-		t.Helper()
-		Run(t, "umount", mnt)
-		img, err := os.OpenFile(image, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer img.Close()
-		if _, err := img.WriteAt(saved, at); err != nil {
-			t.Fatal(err)
-		}
-		if err := img.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		Run(t, "mount", "-o", "loop", image, mnt)
-	}
+	return old
 }
 
 // deviceOffset returns where on dev (a single-device btrfs) the n bytes

@@ -67,6 +67,19 @@ var (
 	images   = make(map[string]string) // mountpoint -> image, of Mount
 )
 
+// imageOf returns the image of the filesystem Mount made at mnt, failing
+// the test (in the name of caller) if Mount made none there.
+func imageOf(t testing.TB, caller, mnt string) string {
+	t.Helper()
+	imagesMu.Lock()
+	image := images[mnt]
+	imagesMu.Unlock()
+	if image == "" {
+		t.Fatalf("%s(%s): not mounted by Mount", caller, mnt)
+	}
+	return image
+}
+
 // Remount unmounts the filesystem Mount made at mnt and mounts it again
 // on a new loop device, as a reboot would: while it is unmounted, a tmpfs
 // and a loop device are taken and held, so that the device numbers the
@@ -74,12 +87,7 @@ var (
 // fails the test if the st_dev of mnt did not change.
 func Remount(t testing.TB, mnt string) {
 	t.Helper()
-	imagesMu.Lock()
-	image := images[mnt]
-	imagesMu.Unlock()
-	if image == "" {
-		t.Fatalf("Remount(%s): not mounted by Mount", mnt)
-	}
+	image := imageOf(t, "Remount", mnt)
 	var before, after unix.Stat_t
 	if err := unix.Stat(mnt, &before); err != nil {
 		t.Fatal(err)
