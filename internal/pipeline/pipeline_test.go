@@ -61,6 +61,17 @@ func tool(t *testing.T, stdin []byte, name string, args ...string) (string, stri
 // plan, the results and applysame's stderr.
 func pipeline(t *testing.T, db, dir string, applyArgs ...string) (planOut, results, applyErr string) {
 	t.Helper()
+	planOut = planFor(t, db, dir)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame", applyArgs...)
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s", code, applyErr)
+	}
+	return planOut, results, applyErr
+}
+
+// planFor runs hashfile and findsame on dir and returns the plan.
+func planFor(t *testing.T, db, dir string) string {
+	t.Helper()
 	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
 		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
 	}
@@ -68,11 +79,7 @@ func pipeline(t *testing.T, db, dir string, applyArgs ...string) (planOut, resul
 	if code != 0 {
 		t.Fatalf("findsame: exit %d\n%s", code, stderr)
 	}
-	results, applyErr, code = tool(t, []byte(planOut), "applysame", applyArgs...)
-	if code != 0 {
-		t.Fatalf("applysame: exit %d\n%s", code, applyErr)
-	}
-	return planOut, results, applyErr
+	return planOut
 }
 
 // planNothingAgain runs hashfile on dir and findsame again, which must

@@ -313,12 +313,9 @@ func TestRewriteEIO(t *testing.T) {
 		syncFile(t, filepath.Join(dir, name))
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
-	}
-	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 || !strings.Contains(planOut, `"type":"rewrite"`) {
-		t.Fatalf("findsame: exit %d, want a rewrite of b's second half:\n%s\n%s", code, planOut, stderr)
+	planOut := planFor(t, db, dir)
+	if !strings.Contains(planOut, `"type":"rewrite"`) {
+		t.Fatalf("findsame planned no rewrite of b's second half:\n%s", planOut)
 	}
 	before := testfs.SHA256Tree(t, dir)
 	free := testfs.FreeBytes(t, mnt)
@@ -359,12 +356,9 @@ func TestDedupeEIO(t *testing.T) {
 		syncFile(t, filepath.Join(dir, name))
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
-	}
-	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 || strings.Count(planOut, "\n") != 1 {
-		t.Fatalf("findsame: exit %d, want one line:\n%s\n%s", code, planOut, stderr)
+	planOut := planFor(t, db, dir)
+	if strings.Count(planOut, "\n") != 1 {
+		t.Fatalf("findsame planned %d lines; want one:\n%s", strings.Count(planOut, "\n"), planOut)
 	}
 	var line plan.Dedupe
 	if err := json.Unmarshal([]byte(planOut), &line); err != nil {
