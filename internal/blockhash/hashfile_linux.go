@@ -77,14 +77,15 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 		sums = appendZero(sums, zeros, int((end-done+bs-1)/bs)*SumSize)
 		zeros = 0
 		win := int64(max(aheadWindow/h.bs, 1) * h.bs)
-		if end-done >= aheadMin {
+		ahead := end-done >= aheadMin
+		if ahead {
 			willNeed(fd, done, min(win, end-done))
 		}
 		for next := done; done < end; {
 			if err := ctx.Err(); err != nil {
 				return trimZero(sums, base), done, err
 			}
-			if done >= next && end-start >= aheadMin {
+			if ahead && done >= next {
 				// The window after the one about to be hashed.
 				if next = min(done+win, end); next < end {
 					willNeed(fd, next, min(win, end-next))
