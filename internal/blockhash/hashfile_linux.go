@@ -12,8 +12,9 @@ import (
 )
 
 // Data regions from aheadMin bytes up are read in windows of aheadWindow
-// bytes, each asked of the kernel (willNeed) before the one before it is
-// hashed, so that the disk reads a window while the CPU hashes the other.
+// bytes, each asked of the kernel (fsys.WillNeed, which does not wait)
+// before the one before it is hashed, so that the disk reads a window
+// while the CPU hashes the other, in large requests.
 // Every region is read into the Reader's buffer (1 MiB) and hashed there.
 // Hashing the pages where they lie in the page cache (mmap) spares the
 // kernel's copy, but each page's first touch then costs a TLB miss and
@@ -79,7 +80,7 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 		win := int64(max(aheadWindow/h.bs, 1) * h.bs)
 		ahead := end-done >= aheadMin
 		if ahead {
-			willNeed(fd, done, min(win, end-done))
+			fsys.WillNeed(fd, done, min(win, end-done))
 		}
 		for next := done; done < end; {
 			if err := ctx.Err(); err != nil {
@@ -88,7 +89,7 @@ func (h *Reader) HashFile(ctx context.Context, f *os.File, size int64, sums []by
 			if ahead && done >= next {
 				// The window after the one about to be hashed.
 				if next = min(done+win, end); next < end {
-					willNeed(fd, next, min(win, end-next))
+					fsys.WillNeed(fd, next, min(win, end-next))
 				}
 			}
 			n := min(int64(len(h.buf)), end-done)
@@ -122,13 +123,6 @@ func dataAfter(fd int, off, size int64) (start, end int64) {
 	}
 	return start, end
 }
-
-// willNeed asks the kernel to read n bytes of fd at off into the page
-// cache (fsys.WillNeed), and returns without waiting. HashFile asks for
-// the next window before it hashes the current one: the disk reads the
-// next window while this one is hashed, rather than the two taking turns,
-// in large requests.
-func willNeed(fd int, off, n int64) { fsys.WillNeed(fd, off, n) }
 
 // sumRead appends the Sums of the n bytes of f at off, read into h.buf.
 func (h *Reader) sumRead(f *os.File, off, n int64, sums []byte) ([]byte, error) {
