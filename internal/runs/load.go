@@ -16,9 +16,10 @@ import (
 	"same/internal/walk"
 )
 
-// load reads the files in scope, sorted by path, with their recorded
-// extents. With o.Live it leaves the extents out: remap maps every file a
-// run could touch, and the others' extents are never looked at.
+// load reads the files in scope, sorted by path, without their extents:
+// those of the files a mapping names are read once grouping has found
+// them, as they are now (remap) or as recorded (Find), and the others'
+// are never looked at.
 func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summary) ([]file, map[int64]int, error) {
 	vols, err := ix.Volumes(ctx)
 	if err != nil {
@@ -101,11 +102,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		byID[f.id] = i
 	}
 	o.progress("loading files", n, total, "files")
-	if o.Live {
-		return files, byID, nil
-	}
-	err = loadExtents(ctx, ix, files, byID, nil, &o)
-	return files, byID, err
+	return files, byID, nil
 }
 
 // loadExtents reads the recorded extents of the files that want marks (by

@@ -275,19 +275,25 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			f.tab.need = make([]bool, len(files))
 		}
 	}
+	// The involved files, whose extents the next stages look at: those
+	// the mappings name, and those referring to a leftover. With o.Live,
+	// remap maps them again, but for the settled ones; else their
+	// recorded extents are read.
+	involved := f.mapped
 	if o.Live {
-		// The involved files, which remap maps again: those the
-		// mappings name.
-		involved := f.mapped
 		if err := f.settle(involved); err != nil {
 			return sum, err
 		}
-		if o.Rewrite {
-			if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
-				return sum, err
-			}
+	}
+	if o.Rewrite {
+		if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
+			return sum, err
 		}
+	}
+	if o.Live {
 		sum.Skipped = remap(files, involved, &o)
+	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
+		return sum, err
 	}
 	runs, err := f.chain()
 	if err != nil {

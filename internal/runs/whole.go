@@ -100,19 +100,21 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	same := func(a, b whole) bool {
 		return a.size == b.size && a.digest == b.digest && files[a.f].class == files[b.f].class
 	}
-	if o.Live {
-		involved := make([]bool, len(files))
-		for i := 0; i < len(all); {
-			j := i + 1
-			for j < len(all) && same(all[j], all[i]) {
-				j++
-			}
-			for _, w := range all[i:j] {
-				involved[w.f] = j-i > 1
-			}
-			i = j
+	involved := make([]bool, len(files))
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && same(all[j], all[i]) {
+			j++
 		}
+		for _, w := range all[i:j] {
+			involved[w.f] = j-i > 1
+		}
+		i = j
+	}
+	if o.Live {
 		sum.Skipped = remap(files, involved, &o)
+	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
+		return err
 	}
 	var runs []run
 	for i := 0; i < len(all); {
