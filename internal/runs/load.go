@@ -88,7 +88,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.Live {
 		markReadOnly(files, o.NoReadOnly)
 	}
-	flagged, err := ix.FlaggedFiles(ctx, fiemap.FlagEncoded|fiemap.FlagDataInline)
+	flagged, err := ix.FlaggedFiles(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
