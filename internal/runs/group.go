@@ -232,6 +232,13 @@ func dups(pairs []pair) int64 {
 // groups maps the members of each group of pairs, sorted, to its source,
 // into f.maps.
 func (f *finder) groups(pairs []pair) error {
+	return f.someGroups(pairs, false, nil)
+}
+
+// someGroups is groups, but with only set it adds only the mappings that
+// name one of newer (sorted): see regroup. It marks the files of every
+// mapping all the same.
+func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 	var maps []mapping
 	for i := 0; i < len(pairs); {
 		j := i + 1
@@ -243,6 +250,13 @@ func (f *finder) groups(pairs []pair) error {
 			for _, m := range maps {
 				f.mapped[m.dst.file()] = true
 				f.mapped[m.src.file()] = true
+				if only {
+					if _, ok := slices.BinarySearch(newer, m.dst); !ok {
+						if _, ok := slices.BinarySearch(newer, m.src); !ok {
+							continue
+						}
+					}
+				}
 				if err := f.maps.add(f.list(m.dst), words{uint64(m.dst), uint64(m.src)}); err != nil {
 					return err
 				}

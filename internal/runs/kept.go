@@ -298,6 +298,10 @@ func (f *finder) regroup() (err error) {
 	}
 	var g []pair          // the group of the sum at hand
 	var es []sumtab.Entry // entries for w of the sum at hand
+	// newer holds the members of g that were not members at the last run
+	// (regrouped, or clones joining), and lostOne says it lost a member.
+	var newer []loc
+	lostOne := false
 	put := func(e sumtab.Entry) {
 		if w != nil {
 			es = append(es, e)
@@ -340,6 +344,7 @@ func (f *finder) regroup() (err error) {
 			g = append(g, pair{e.Sum, mkloc(p, int64(e.Block))})
 			for _, c := range clones[p] {
 				g = append(g, pair{e.Sum, mkloc(c, int64(e.Block))})
+				newer = append(newer, mkloc(c, int64(e.Block)))
 				put(sumtab.Entry{Sum: e.Sum, File: uint32(f.files[c].id), Block: e.Block})
 			}
 		}
@@ -416,11 +421,20 @@ func (f *finder) regroup() (err error) {
 	// that sum that are not void, and those of the delta and of q; makes
 	// its mappings again if it is touched (it lost a member, or holds a
 	// regrouped one); and writes its entries.
+	//
+	// A touched group that lost no member holds every member it held at
+	// the last run, with the same files, sizes and order: if its source
+	// is one of those, it was the source then too, and the mappings
+	// between two such members are the last run's, none of which could be
+	// deduplicated (both files would have been left unsettled, and so be
+	// regrouped). Only the mappings naming a newer member are added; the
+	// files of the others are marked all the same, so that their extents
+	// are looked at, as a full run would.
 	finish := func(s uint64, base []sumtab.Entry) error {
 		touched := false
 		for _, e := range base { // none void: as state says
 			if add(e) {
-				touched = true
+				touched, lostOne = true, true
 			} else if baseKept {
 				put(e)
 			}
@@ -429,6 +443,7 @@ func (f *finder) regroup() (err error) {
 			seen++
 			gone := add(de)
 			touched = touched || gone
+			lostOne = lostOne || gone
 			if !gone {
 				put(de)
 			}
@@ -436,6 +451,7 @@ func (f *finder) regroup() (err error) {
 		for ; qi < len(q) && q[qi].sum == s; qi++ {
 			touched = true
 			g = append(g, q[qi])
+			newer = append(newer, q[qi].at)
 			if fi := q[qi].at.file(); changed[fi] {
 				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(q[qi].at.block())})
 			}
@@ -443,14 +459,15 @@ func (f *finder) regroup() (err error) {
 		peek()
 		if touched && len(g) > 1 {
 			sortPairs(g)
-			if err := f.groups(g); err != nil {
+			slices.Sort(newer)
+			if err := f.someGroups(g, !lostOne, newer); err != nil {
 				return err
 			}
 		}
 		if len(es) > 0 {
 			w.Add(es...)
 		}
-		g, es = g[:0], es[:0]
+		g, es, newer, lostOne = g[:0], es[:0], newer[:0], false
 		return nil
 	}
 	// The base streams by in batches. Most of its groups are left as
