@@ -217,6 +217,21 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	if c := checkClones(t, db); c < 2*n-4 {
 		t.Errorf("%d files recorded as clones of live's; want about %d", c, 2*n)
 	}
+	// Their sums are live's, stored once: each file holds one chunk at
+	// most, and those that share another's none.
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	var sharing, stored, files int
+	if err := ix.DB().QueryRow(`SELECT (SELECT count(*) FROM files WHERE blocks_of IS NOT NULL),
+		(SELECT count(*) FROM blocks), (SELECT count(*) FROM files)`).Scan(&sharing, &stored, &files); err != nil {
+		t.Fatal(err)
+	}
+	if sharing < 2*n-4 || stored > files-sharing {
+		t.Errorf("%d of %d files share another's sums, %d chunks stored; want about %d, at most %d", sharing, files, stored, 2*n, files-sharing)
+	}
 }
 
 // checkClones checks that every row the index records as a clone of

@@ -32,14 +32,20 @@
 //     kept table of sums was made at (see package sumtab). clone_of and
 //     clone_seq name the row a file of a read-only snapshot was recorded
 //     from (Tx.Copy) and that row's changed then: while it
-//     is unchanged, the file holds its sums and extents. items is a
+//     is unchanged, the file holds its sums and extents. blocks_of names
+//     the row whose blocks hold the file's sums when it shares another's
+//     (Tx.Copy records the files of a read-only snapshot so): sums are
+//     stored once however many snapshots hold them, and pass to the first
+//     row sharing them when the row holding them is recorded again or
+//     deleted. items is a
 //     digest of the extents recorded (ItemsDigest), written with them, so
 //     that hashfile compares the extent items it finds with it rather
 //     than reading the extents back. Paths
 //     are read in their byte order (Cursor), as the walk meets them, so
 //     that hashfile holds no more of the index than a page at a time.
 //   - blocks: the file's block Sums (see blockhash), packed 8 bytes per
-//     block, in chunks of ChunkBlocks blocks. A chunk whose blocks are all
+//     block, in chunks of ChunkBlocks blocks, under the row that holds
+//     them (files.blocks_of, else the file's own). A chunk whose blocks are all
 //     zero is not stored, nor are the zero blocks at the end of a file:
 //     a sparse file costs what its data costs.
 //   - extents: the file's extents when it was hashed: FIEMAP's, or on

@@ -18,11 +18,11 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 	// rows are read: the chunks of zero blocks that are not stored stay
 	// pages never touched. The last chunk takes what it holds, no more: a
 	// whole chunk is 512 KiB, and most files hold a few blocks.
-	lastSt, err := ix.stmt("SELECT max(chunk) FROM blocks WHERE file = ?")
+	lastSt, err := ix.stmt("SELECT max(chunk) FROM blocks WHERE file = " + ownerOf)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
-	chunksSt, err := ix.stmt("SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk")
+	chunksSt, err := ix.stmt("SELECT chunk, hashes FROM blocks WHERE file = " + ownerOf + " ORDER BY chunk")
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
@@ -60,17 +60,27 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 	return sums, rows.Err()
 }
 
-// ScanSums calls fn for every chunk of block sums in the index, in (file,
-// chunk) order; first is the index of the chunk's first block in its file.
-// Chunks of zero blocks, and the zero blocks at the end of a file, may be
-// missing (see Tx.Put).
-// sums is only valid during the call.
-func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, sums []byte) error) error {
+// ownerOf is the SQL for the row whose blocks hold the sums of file ?1.
+const ownerOf = "(SELECT coalesce(blocks_of, id) FROM files WHERE id = ?1)"
+
+// ScanSums calls fn for every chunk of block sums in the index, in order
+// of files[0], the row that holds them, and chunk, with the files whose
+// sums they are: files[0] and the rows that share them (files.blocks_of,
+// in id order). first is the index of the chunk's first block in its
+// files. Chunks of zero blocks, and the zero blocks at the end of a file,
+// may be missing (see Tx.Put). files and sums are only valid during the
+// call.
+func (ix *Index) ScanSums(ctx context.Context, fn func(files []int64, first int, sums []byte) error) error {
+	sharers, err := ix.sharers(ctx)
+	if err != nil {
+		return err
+	}
 	rows, err := ix.db.QueryContext(ctx, "SELECT file, chunk, hashes FROM blocks ORDER BY file, chunk")
 	if err != nil {
 		return fmt.Errorf("read blocks: %w", err)
 	}
 	defer rows.Close()
+	files := make([]int64, 1)
 	for rows.Next() {
 		var file int64
 		var chunk int
@@ -78,11 +88,43 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(file int64, first int, su
 		if err := rows.Scan(&file, &chunk, &sums); err != nil {
 			return fmt.Errorf("read blocks: %w", err)
 		}
-		if err := fn(file, chunk*ChunkBlocks, sums); err != nil {
+		files = append(files[:0], file)
+		files = append(files, sharers[file]...)
+		if err := fn(files, chunk*ChunkBlocks, sums); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// sharers returns the rows that share each row's sums, in id order.
+func (ix *Index) sharers(ctx context.Context) (map[int64][]int64, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT blocks_of, id FROM files WHERE blocks_of IS NOT NULL ORDER BY blocks_of, id")
+	if err != nil {
+		return nil, fmt.Errorf("read files: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[int64][]int64)
+	for rows.Next() {
+		var of, id int64
+		if err := rows.Scan(&of, &id); err != nil {
+			return nil, fmt.Errorf("read files: %w", err)
+		}
+		m[of] = append(m[of], id)
+	}
+	return m, rows.Err()
+}
+
+// StoredSums returns the number of block sums the files of the index
+// hold: those stored, each counted once for every file that shares it.
+func (ix *Index) StoredSums(ctx context.Context) (int64, error) {
+	var n sql.NullInt64
+	err := ix.db.QueryRowContext(ctx, `SELECT sum(length(b.hashes) * (1 + coalesce(s.n, 0))) FROM blocks b
+		LEFT JOIN (SELECT blocks_of, count(*) n FROM files WHERE blocks_of IS NOT NULL GROUP BY blocks_of) s ON s.blocks_of = b.file`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("read blocks: %w", err)
+	}
+	return n.Int64 / blockhash.SumSize, nil
 }
 
 // ScanExtents calls fn for every extent in the index, in (file, logical)
@@ -258,7 +300,7 @@ func (ix *Index) stmt(query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-const chunkQuery = "SELECT hashes FROM blocks WHERE file = ? AND chunk = ?"
+const chunkQuery = "SELECT hashes FROM blocks WHERE file = " + ownerOf + " AND chunk = ?2"
 
 // Chunk returns chunk c of file's packed sums (nil if there is none).
 func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {

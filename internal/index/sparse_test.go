@@ -39,7 +39,7 @@ func TestSparseSums(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chunks []int
-	err = ix.ScanSums(context.Background(), func(_ int64, first int, _ []byte) error {
+	err = ix.ScanSums(context.Background(), func(_ []int64, first int, _ []byte) error {
 		chunks = append(chunks, first/ChunkBlocks)
 		return nil
 	})

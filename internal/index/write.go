@@ -215,7 +215,8 @@ func (t *Tx) replace(f File, items int64) (int64, error) {
 }
 
 // Copy records f, met in a btrfs snapshot, with the sums and extents of
-// row from, and as a clone of it (File.CloneOf): the file of the same
+// row from (sharing its sums, files.blocks_of: not a copy), and as a
+// clone of it (File.CloneOf): the file of the same
 // inode in the subvolume the snapshot was taken from, recorded as the
 // snapshot holds it (the caller knows that its extent items are those of
 // the row as of its File.Changed fromChanged). Where the row changed
@@ -248,7 +249,9 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 	if err != nil {
 		return false, err
 	}
-	if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) SELECT ?, chunk, hashes FROM blocks WHERE file = ?", id, from); err != nil {
+	// f shares the sums of from, or of the row from shares them with
+	// (read after replace, which may have passed them on to from).
+	if _, err := t.exec("UPDATE files SET blocks_of = (SELECT coalesce(blocks_of, id) FROM files WHERE id = ?1) WHERE id = ?2", from, id); err != nil {
 		return false, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 	}
 	if !clone {
@@ -307,11 +310,33 @@ func (t *Tx) Delete(id int64) error {
 	return err
 }
 
+// clear removes the sums and extents recorded for file id. Sums other
+// rows share (files.blocks_of) pass to the first of them, which the
+// others then share; a row that shared another's holds none of its own
+// after.
 func (t *Tx) clear(id int64) error {
-	if _, err := t.exec("DELETE FROM blocks WHERE file = ?", id); err != nil {
+	st, err := t.stmt("SELECT min(id) FROM files WHERE blocks_of = ?")
+	if err != nil {
 		return err
 	}
-	_, err := t.exec("DELETE FROM extents WHERE file = ?", id)
+	var heir sql.NullInt64
+	if err := st.QueryRow(id).Scan(&heir); err != nil {
+		return err
+	}
+	if heir.Valid {
+		if _, err := t.exec("UPDATE blocks SET file = ? WHERE file = ?", heir.Int64, id); err != nil {
+			return err
+		}
+		if _, err := t.exec("UPDATE files SET blocks_of = nullif(?1, id) WHERE blocks_of = ?2", heir.Int64, id); err != nil {
+			return err
+		}
+	} else if _, err := t.exec("DELETE FROM blocks WHERE file = ?", id); err != nil {
+		return err
+	}
+	if _, err := t.exec("UPDATE files SET blocks_of = NULL WHERE id = ? AND blocks_of IS NOT NULL", id); err != nil {
+		return err
+	}
+	_, err = t.exec("DELETE FROM extents WHERE file = ?", id)
 	return err
 }
 

@@ -46,32 +46,35 @@ func (f *finder) scan(held int64, put func([]pair) error) ([]chunkCount, error) 
 		defer close(full)
 		batch := <-free
 		var done, shown int64
-		err := f.ix.ScanSums(f.ctx, func(id int64, first int, sums []byte) error {
-			fi, ok := f.byID[id]
-			if !ok {
-				return nil
-			}
-			n := int64(0)
-			for i := range len(sums) / blockhash.SumSize {
-				s := blockhash.At(sums, i)
-				if s == blockhash.Zero {
+		err := f.ix.ScanSums(f.ctx, func(ids []int64, first int, sums []byte) error {
+			for _, id := range ids {
+				fi, ok := f.byID[id]
+				if !ok {
 					continue
 				}
-				if len(batch) == cap(batch) {
-					select {
-					case full <- batch:
-					case <-stop:
-						return errStopped
+				n := int64(0)
+				for i := range len(sums) / blockhash.SumSize {
+					s := blockhash.At(sums, i)
+					if s == blockhash.Zero {
+						continue
 					}
-					batch = (<-free)[:0]
+					if len(batch) == cap(batch) {
+						select {
+						case full <- batch:
+						case <-stop:
+							return errStopped
+						}
+						batch = (<-free)[:0]
+					}
+					batch = append(batch, pair{s, mkloc(fi, int64(first+i))})
+					n++
 				}
-				batch = append(batch, pair{s, mkloc(fi, int64(first+i))})
-				n++
+				if n > 0 {
+					counts = append(counts, chunkCount{mkloc(fi, int64(first)), n})
+				}
+				done += int64(len(sums) / blockhash.SumSize)
 			}
-			if n > 0 {
-				counts = append(counts, chunkCount{mkloc(fi, int64(first)), n})
-			}
-			if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
+			if done-shown >= 1<<16 {
 				f.o.progress("reading sums", done, held, "blocks")
 				shown = done
 			}

@@ -3,13 +3,11 @@ package runs
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 
-	"same/internal/blockhash"
 	"same/internal/fiemap"
 	"same/internal/fstype"
 	"same/internal/index"
@@ -161,11 +159,11 @@ func count(ctx context.Context, ix *index.Index, table string) int64 {
 // storedSums returns the number of block sums the index holds, or a
 // number larger than any index's if that cannot be read.
 func storedSums(ctx context.Context, ix *index.Index) int64 {
-	var n sql.NullInt64
-	if err := ix.DB().QueryRowContext(ctx, "SELECT sum(length(hashes)) FROM blocks").Scan(&n); err != nil {
+	n, err := ix.StoredSums(ctx)
+	if err != nil {
 		return math.MaxInt64
 	}
-	return n.Int64 / blockhash.SumSize
+	return n
 }
 
 // classes returns a function numbering the classes of files that can

@@ -22,7 +22,9 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		f      int
 	}
 	var all []whole
-	cur, zero := -1, true
+	// cur is the row whose sums are at hand, and in the files in scope
+	// that hold them (it and those that share them).
+	cur, in, zero := int64(-1), []int(nil), true
 	h := sha256.New()
 	// The digest is of a file's sums up to its last non-zero one, with
 	// zero sums where chunks of zero blocks were not stored: the same for
@@ -30,29 +32,34 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	var next, pending int // the block after the last one seen; zero sums held back
 	var zeroSums [512]byte
 	flush := func() {
-		if cur >= 0 && !zero && files[cur].Size >= o.MinLen {
-			var w whole
-			w.size, w.f = files[cur].Size, cur
-			h.Sum(w.digest[:0])
-			all = append(all, w)
+		var d [32]byte
+		h.Sum(d[:0])
+		for _, fi := range in {
+			if !zero && files[fi].Size >= o.MinLen {
+				all = append(all, whole{size: files[fi].Size, digest: d, f: fi})
+			}
 		}
 		h.Reset()
 		zero = true
 		next, pending = 0, 0
 	}
 	var done, shown int64
-	err := ix.ScanSums(ctx, func(id int64, first int, sums []byte) error {
-		fi, ok := byID[id]
-		if !ok {
+	err := ix.ScanSums(ctx, func(ids []int64, first int, sums []byte) error {
+		if ids[0] != cur {
+			flush()
+			cur, in = ids[0], in[:0]
+			for _, id := range ids {
+				if fi, ok := byID[id]; ok {
+					in = append(in, fi)
+				}
+			}
+		}
+		if len(in) == 0 {
 			return nil
 		}
-		if done += int64(len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
+		if done += int64(len(in) * len(sums) / blockhash.SumSize); done-shown >= 1<<16 {
 			o.progress("digesting files", done, sum.Blocks, "blocks")
 			shown = done
-		}
-		if fi != cur {
-			flush()
-			cur = fi
 		}
 		pending += first - next
 		n := len(sums) / blockhash.SumSize

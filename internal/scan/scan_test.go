@@ -236,7 +236,7 @@ func TestSparseFile(t *testing.T) {
 		t.Fatalf("Run = %+v, %v; want 1 file hashed, 2 MiB to read and read", st, err)
 	}
 	var stored int
-	err = ix.ScanSums(context.Background(), func(_ int64, _ int, sums []byte) error {
+	err = ix.ScanSums(context.Background(), func(_ []int64, _ int, sums []byte) error {
 		stored += len(sums)
 		return nil
 	})

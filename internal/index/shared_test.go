@@ -1,0 +1,179 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"same/internal/fsys"
+	"same/schema"
+)
+
+// sumsOf returns n packed sums, the k-th tag*1000+k+1.
+func sumsOf(tag, n int) []byte {
+	var b []byte
+	for k := range n {
+		b = binary.LittleEndian.AppendUint64(b, uint64(tag*1000+k+1))
+	}
+	return b
+}
+
+// scanned returns what ScanSums gives: for each chunk, the files it names
+// and the chunk's sums.
+func scanned(t *testing.T, ix *Index) []string {
+	t.Helper()
+	var out []string
+	err := ix.ScanSums(context.Background(), func(files []int64, first int, sums []byte) error {
+		out = append(out, fmt.Sprintf("%v@%d:%x", files, first, sums[:8]))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Files recorded as copies of another row's (Tx.Copy) share its sums:
+// the index holds them once, however many snapshots hold the file, and
+// every reader sees them as the file's own. When the row that holds them
+// is recorded again or deleted, they pass to the first row that shares
+// them; a row that shared them and is recorded again holds its own.
+func TestSharedSums(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol, snap := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 256}
+	const n = ChunkBlocks + 3 // two chunks
+	file := func(v fsys.Volume, ino uint64, path string) File {
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: v, Ino: ino, Size: n * 4096, Mtime: 1, Ctime: 1}}
+	}
+	do := func(fn func(tx *Tx) error) {
+		t.Helper()
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fn(tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, fresh := sumsOf(1, n), sumsOf(2, n)
+	var a, b, c, d int64
+	do(func(tx *Tx) (err error) { a, err = tx.Put(file(vol, 10, "/a"), old, nil); return err })
+	copyOf := func(from int64, ino uint64, path string) (id int64) {
+		t.Helper()
+		do(func(tx *Tx) error {
+			ok, err := tx.Copy(from, seqOf(t, ix, from), file(snap, ino, path), nil)
+			if !ok && err == nil {
+				err = fmt.Errorf("copy of %d not recorded", from)
+			}
+			return err
+		})
+		return mustID(t, ix, snap, ino)
+	}
+	b = copyOf(a, 10, "/s/a")
+	c = copyOf(a, 11, "/s/b")
+	d = copyOf(b, 12, "/s/c") // a copy of a copy shares the first row's
+	check := func(step string, want map[int64][]byte, scan []string, rows int) {
+		t.Helper()
+		for id, w := range want {
+			got, err := ix.Sums(ctx, id)
+			if err != nil || !bytes.Equal(got, w) {
+				t.Errorf("%s: Sums(%d) = %x..., %v; want %x...", step, id, got[:min(8, len(got))], err, w[:8])
+			}
+			second := w[ChunkBlocks*8:]
+			if got, err := ix.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
+				t.Errorf("%s: ChunkTo(%d, 1) = %x, %v; want %x", step, id, got, err, second)
+			}
+		}
+		if got := scanned(t, ix); !slices.Equal(got, scan) {
+			t.Errorf("%s: ScanSums gave\n%q\nwant\n%q", step, got, scan)
+		}
+		var have int
+		if err := ix.DB().QueryRow("SELECT count(*) FROM blocks").Scan(&have); err != nil || have != rows {
+			t.Errorf("%s: %d chunks stored, %v; want %d", step, have, err, rows)
+		}
+		shared := int64(len(want)) * n // every file holds n sums
+		if got, err := ix.StoredSums(ctx); err != nil || got != shared {
+			t.Errorf("%s: StoredSums = %d, %v; want %d", step, got, err, shared)
+		}
+	}
+	o0, o1 := fmt.Sprintf("@0:%x", old[:8]), fmt.Sprintf("@%d:%x", ChunkBlocks, old[ChunkBlocks*8:ChunkBlocks*8+8])
+	f0, f1 := fmt.Sprintf("@0:%x", fresh[:8]), fmt.Sprintf("@%d:%x", ChunkBlocks, fresh[ChunkBlocks*8:ChunkBlocks*8+8])
+	ids := func(v ...int64) string { return fmt.Sprint(v) }
+	check("copied", map[int64][]byte{a: old, b: old, c: old, d: old},
+		[]string{ids(a, b, c, d) + o0, ids(a, b, c, d) + o1}, 2)
+
+	// The origin written again: its copies keep the sums it had, now
+	// held by the first of them.
+	do(func(tx *Tx) (err error) { _, err = tx.Put(file(vol, 10, "/a"), fresh, nil); return err })
+	check("origin recorded again", map[int64][]byte{a: fresh, b: old, c: old, d: old},
+		[]string{ids(a) + f0, ids(a) + f1, ids(b, c, d) + o0, ids(b, c, d) + o1}, 4)
+
+	// A copy recorded again holds its own; the others keep sharing.
+	do(func(tx *Tx) (err error) { _, err = tx.Put(file(snap, 12, "/s/c"), fresh, nil); return err })
+	check("copy recorded again", map[int64][]byte{a: fresh, b: old, c: old, d: fresh},
+		[]string{ids(a) + f0, ids(a) + f1, ids(b, c) + o0, ids(b, c) + o1, ids(d) + f0, ids(d) + f1}, 6)
+
+	// The row holding shared sums deleted: they pass on; the last one
+	// deleted takes them with it.
+	do(func(tx *Tx) error { return tx.Delete(b) })
+	check("holder deleted", map[int64][]byte{a: fresh, c: old, d: fresh},
+		[]string{ids(a) + f0, ids(a) + f1, ids(c) + o0, ids(c) + o1, ids(d) + f0, ids(d) + f1}, 6)
+	do(func(tx *Tx) error { return tx.Delete(c) })
+	check("last holder deleted", map[int64][]byte{a: fresh, d: fresh},
+		[]string{ids(a) + f0, ids(a) + f1, ids(d) + f0, ids(d) + f1}, 4)
+}
+
+// An index of version 10 is migrated with the copies of sums that its
+// clones held (clone_of, clone_seq as their origin's changed) removed,
+// the clones sharing the sums of the first row up their chain that is no
+// clone; a row that is no clone any more keeps its own.
+func TestMigrateSharedSums(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db := rawDB(t, path)
+	for v := 1; v <= 10; v++ {
+		names, err := fs.Glob(schema.FS, fmt.Sprintf("%03d_*.sql", v))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("migration %d: %v %v", v, names, err)
+		}
+		body, err := schema.FS.ReadFile(names[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlExec(t, db, string(body))
+	}
+	sqlExec(t, db, "PRAGMA user_version = 10")
+	sqlExec(t, db, fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)))
+	sqlExec(t, db, "INSERT INTO meta(key, value) VALUES('block_size', '4096')")
+	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096), (2, 'f1', 256, 0, 4096), (3, 'f1', 257, 0, 4096)")
+	// 1 the origin; 2 its clone; 3 a clone of 2; 4 was a clone of 1 when
+	// 1 had changed 3 (since written again: its own sums now).
+	sqlExec(t, db, `INSERT INTO files(id, path, vol, ino, size, mtime, ctime, nocow, changed, clone_of, clone_seq) VALUES
+		(1, '/a', 1, 100, 4096, 1, 1, 0, 5, NULL, NULL), (2, '/s/a', 2, 100, 4096, 1, 1, 0, 6, 1, 5),
+		(3, '/t/a', 3, 100, 4096, 1, 1, 0, 7, 2, 6), (4, '/s/b', 2, 101, 4096, 1, 1, 0, 4, 1, 3)`)
+	sqlExec(t, db, `INSERT INTO blocks(file, chunk, hashes) VALUES
+		(1, 0, x'0100000000000000'), (2, 0, x'0100000000000000'), (3, 0, x'0100000000000000'), (4, 0, x'0200000000000000')`)
+	db.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ix := openT(t, path)
+	checkCurrent(t, ix)
+	if got, want := scanned(t, ix), []string{"[1 2 3]@0:0100000000000000", "[4]@0:0200000000000000"}; !slices.Equal(got, want) {
+		t.Errorf("ScanSums after migrating: %q, want %q", got, want)
+	}
+	for id, want := range map[int64]string{1: "0100000000000000", 2: "0100000000000000", 3: "0100000000000000", 4: "0200000000000000"} {
+		if got, err := ix.Sums(context.Background(), id); err != nil || fmt.Sprintf("%x", got) != want {
+			t.Errorf("Sums(%d) = %x, %v; want %s", id, got, err, want)
+		}
+	}
+}
