@@ -47,10 +47,16 @@ func (f *finder) scan(held int64, put func([]pair) error) ([]chunkCount, error) 
 		batch := <-free
 		var done, shown int64
 		err := f.ix.ScanSums(f.ctx, func(ids []int64, first int, sums []byte) error {
+			root := -1 // the first file in scope that holds these sums
 			for _, id := range ids {
 				fi, ok := f.byID[id]
 				if !ok {
 					continue
+				}
+				if root < 0 {
+					root = fi
+				} else {
+					f.alias(fi, root)
 				}
 				n := int64(0)
 				for i := range len(sums) / blockhash.SumSize {

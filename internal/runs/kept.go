@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -42,6 +43,13 @@ import (
 // read-only or writable) are regrouped as if changed. A file of a new
 // read-only snapshot recorded from its origin's row joins its origin's
 // groups without regrouping (see clones).
+//
+// A file that holds another's sums block for block (one that shares them
+// in the index, or a clone) is an alias in the table: the other's entries
+// stand for its own, which are not stored, so that the table grows with
+// the data, not with the snapshots that hold it. Its entries are void
+// when the other's are (that file changed or is gone), and it is then
+// regrouped.
 
 // errGroupAll ends an attempt to regroup only what changed: too much did
 // to pay, or the table could not be read whole.
@@ -65,6 +73,21 @@ type table struct {
 	// regrouped counts the files regrouped; -1 when every sum was.
 	// cloned counts the clones that joined their origin's groups.
 	regrouped, cloned int
+	// aliases are those of the table w writes; aliased marks, by file
+	// index, the files among them (whose entries w leaves out).
+	aliases []sumtab.Alias
+	aliased []bool
+}
+
+// alias records, for the table being written, that file fi holds the
+// sums of file of, block for block: its entries are of's.
+func (f *finder) alias(fi, of int) {
+	t := f.tab
+	if t == nil || t.w == nil || t.aliased[fi] {
+		return
+	}
+	t.aliased[fi] = true
+	t.aliases = append(t.aliases, sumtab.Alias{File: uint32(f.files[fi].id), Of: uint32(f.files[of].id)})
 }
 
 // tableKey names the index and the options a table depends on.
@@ -183,6 +206,7 @@ func (f *finder) createTable(asDelta bool) {
 		return
 	}
 	t.w = w
+	t.aliases, t.aliased = nil, make([]bool, len(f.files))
 }
 
 // keep adds pairs, sorted, to the base table a full run writes.
@@ -196,7 +220,9 @@ func (f *finder) keep(pairs []pair) {
 		n := min(len(pairs), 1<<16)
 		es = es[:0]
 		for _, p := range pairs[:n] {
-			es = append(es, sumtab.Entry{Sum: p.sum, File: uint32(f.files[p.at.file()].id), Block: uint32(p.at.block())})
+			if fi := p.at.file(); !t.aliased[fi] {
+				es = append(es, sumtab.Entry{Sum: p.sum, File: uint32(f.files[fi].id), Block: uint32(p.at.block())})
+			}
 		}
 		t.w.Add(es...)
 		pairs = pairs[n:]
@@ -238,8 +264,22 @@ func (f *finder) regroup() (err error) {
 	for i := range f.files {
 		pos[f.files[i].id] = int32(i)
 	}
+	// The aliases of the last table, by the id whose entries are theirs:
+	// an alias's entries are void when that file's are (it changed or is
+	// gone), and it is regrouped.
+	aliasesOf := make(map[uint32][]int)
+	for _, a := range last.Aliases {
+		if int64(a.File) > maxID || pos[a.File] < 0 {
+			continue // gone
+		}
+		c := int(pos[a.File])
+		if int64(a.Of) > maxID || pos[a.Of] < 0 || changed[pos[a.Of]] {
+			changed[c], redo[c] = true, true
+		}
+		aliasesOf[a.Of] = append(aliasesOf[a.Of], c)
+	}
 	// Clones join their origin's groups (see clones).
-	clones, cloned := f.clones(changed, redo, pos)
+	clones := f.clones(changed, redo, pos)
 	var redoBlocks int64
 	var ids []int
 	for i := range f.files {
@@ -284,7 +324,7 @@ func (f *finder) regroup() (err error) {
 	if t.delta != nil {
 		deltaEntries = t.delta.Entries
 	}
-	f.createTable(deltaEntries+fresh+cloned <= t.base.Entries/8)
+	f.createTable(deltaEntries+fresh <= t.base.Entries/8)
 	w := t.w
 	if w != nil && w.Delta() {
 		if t.delta != nil {
@@ -329,26 +369,48 @@ func (f *finder) regroup() (err error) {
 			state[id] = member
 		}
 	}
+	// The entries of a file with aliases that are not plain members
+	// (changed, regrouped, or with clones) are looked at one by one.
+	for of, cs := range aliasesOf {
+		for _, c := range cs {
+			if state[f.files[c].id] != member && state[of] == member {
+				state[of] = withClones
+			}
+		}
+	}
+	// join adds the pair of sum s at block b of file i, a member of its
+	// group now, to g, with the clones of the file, which take root's
+	// entries as theirs.
+	join := func(s uint64, i int, b uint32, root int) {
+		g = append(g, pair{s, mkloc(i, int64(b))})
+		for _, c := range clones[i] {
+			g = append(g, pair{s, mkloc(c, int64(b))})
+			newer = append(newer, mkloc(c, int64(b)))
+			f.alias(c, root)
+		}
+	}
 	// add adds e to g if it is a member of its group now, with the
-	// clones of its file, and reports whether its group lost it.
-	add := func(e sumtab.Entry) bool {
+	// aliases and clones of its file, and reports whether e is void and
+	// whether its group lost a member (e's file, or an alias of it).
+	add := func(e sumtab.Entry) (void, lostM bool) {
 		st := uint8(lost)
 		if int64(e.File) <= maxID {
 			st = state[e.File]
 		}
-		switch st {
-		case member:
-			g = append(g, pair{e.Sum, mkloc(int(pos[e.File]), int64(e.Block))})
-		case withClones:
-			p := int(pos[e.File])
-			g = append(g, pair{e.Sum, mkloc(p, int64(e.Block))})
-			for _, c := range clones[p] {
-				g = append(g, pair{e.Sum, mkloc(c, int64(e.Block))})
-				newer = append(newer, mkloc(c, int64(e.Block)))
-				put(sumtab.Entry{Sum: e.Sum, File: uint32(f.files[c].id), Block: e.Block})
+		if st == member || st == withClones {
+			join(e.Sum, int(pos[e.File]), e.Block, int(pos[e.File]))
+		}
+		void = st == lost
+		lostM = void
+		for _, c := range aliasesOf[e.File] {
+			switch state[f.files[c].id] {
+			case member, withClones:
+				join(e.Sum, c, e.Block, int(pos[e.File]))
+			case lost:
+				lostM = true
 			}
 		}
-		return st == lost
+		return void, lostM
 	}
 	// The mappings go to lists by destination range, as group's do: in
 	// memory when those of about four members a sum read fit, else in
@@ -432,19 +494,21 @@ func (f *finder) regroup() (err error) {
 	// are looked at, as a full run would.
 	finish := func(s uint64, base []sumtab.Entry) error {
 		touched := false
-		for _, e := range base { // none void: as state says
-			if add(e) {
+		for _, e := range base {
+			void, lost := add(e)
+			if lost {
 				touched, lostOne = true, true
-			} else if baseKept {
+			}
+			if !void && baseKept {
 				put(e)
 			}
 		}
 		for ; dok && de.Sum == s; de, dok = next(di) {
 			seen++
-			gone := add(de)
-			touched = touched || gone
-			lostOne = lostOne || gone
-			if !gone {
+			void, lost := add(de)
+			touched = touched || lost
+			lostOne = lostOne || lost
+			if !void {
 				put(de)
 			}
 		}
@@ -591,6 +655,14 @@ func (f *finder) regroup() (err error) {
 			return errGroupAll
 		}
 	}
+	// The aliases still valid stay aliases.
+	for of, cs := range aliasesOf {
+		for _, c := range cs {
+			if !changed[c] {
+				f.alias(c, int(pos[of]))
+			}
+		}
+	}
 	t.regrouped = len(ids)
 	f.redo = redo
 	for _, cs := range clones {
@@ -634,12 +706,13 @@ func (f *finder) fileChunks() []chunkCount {
 // table, and settled) and unchanged since the clone copied it (CloneSeq),
 // in the clone's class; and not with Options.NoReadOnly, which makes a
 // file of a read-only snapshot a source before any other. It returns the
-// clones by origin and how many entries they add.
-func (f *finder) clones(changed, redo []bool, pos []int32) (map[int][]int, int64) {
+// clones by origin. The table written names each clone an alias of the
+// file whose entries it takes (see finder.alias), without entries of its
+// own.
+func (f *finder) clones(changed, redo []bool, pos []int32) map[int][]int {
 	clones := make(map[int][]int)
-	var n int64
 	if f.o.NoReadOnly {
-		return clones, 0
+		return clones
 	}
 	inlineSizes := make(map[int64]bool)
 	for i := range f.files {
@@ -660,9 +733,8 @@ func (f *finder) clones(changed, redo []bool, pos []int32) (map[int][]int, int64
 		}
 		clones[o] = append(clones[o], i)
 		redo[i] = false
-		n += c.blocks
 	}
-	return clones, n
+	return clones
 }
 
 // commitTable commits the table this run wrote, with the files in scope
@@ -685,7 +757,8 @@ func (f *finder) commitTable() {
 	if delta {
 		superseded = t.superseded
 	}
-	err := t.w.Commit(files, unsettled, superseded)
+	slices.SortFunc(t.aliases, func(a, b sumtab.Alias) int { return cmp.Compare(a.File, b.File) })
+	err := t.w.Commit(files, unsettled, superseded, t.aliases)
 	t.w = nil
 	if err != nil {
 		f.o.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))

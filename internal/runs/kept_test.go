@@ -16,6 +16,7 @@ import (
 	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/plan"
+	"same/internal/sumtab"
 )
 
 // keptHost is an index of files made of pieces of shared blobs, most of
@@ -335,6 +336,23 @@ func testKeptTable(t *testing.T, budget int64) {
 	}
 	if budget > 0 && spilled < 5 {
 		t.Errorf("%d of 40 runs regrouped what changed with the mappings in temporary files; want 5", spilled)
+	}
+	// The files of the snapshot that share their origin's sums in the
+	// index are aliases in the table, their entries not stored: all of
+	// them after a full run, most after runs that regrouped what changed
+	// (a file whose origin changed since keeps entries of its own).
+	latest := table
+	if _, err := os.Stat(table + ".delta"); err == nil {
+		latest = table + ".delta"
+	}
+	tb, err := sumtab.Open(latest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	var sharing int
+	if err := h.ix.DB().QueryRow("SELECT count(*) FROM files WHERE blocks_of IS NOT NULL").Scan(&sharing); err != nil || sharing < 10 || len(tb.Aliases) < sharing*3/4 {
+		t.Errorf("%d files share another's sums, %v; the table has %d aliases; want 10, and most", sharing, err, len(tb.Aliases))
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(table), ".*")); len(left) > 0 {
 		t.Errorf("left behind: %q", left)

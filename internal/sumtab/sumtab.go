@@ -6,8 +6,10 @@
 // as the index held them at one write sequence number (index.WriteSeq).
 // With it are the sets a re-run needs to know what it may trust: the
 // files the table covers, the files that were left unsettled (a block
-// they share with another file was not stored once yet), and, in a delta,
-// the files whose entries in the base table are void.
+// they share with another file was not stored once yet), in a delta, the
+// files whose entries in the base table are void, and the aliases: files
+// that hold another's sums block for block (a file of a snapshot, as the
+// index records it), whose entries are that file's, not stored again.
 //
 // A base table is written by a full run; a delta, by a run that regrouped
 // what changed, holds the entries of the files changed since the base and
@@ -28,6 +30,8 @@
 //	entries   16 bytes each: sum uint64, file uint32, block uint32
 //	sets      Files, Unsettled, Superseded: each a uint64 count n of
 //	          words, then n uint64 words of a bitmap by file id
+//	aliases   a uint64 count n, then n uint64 words, each a file id
+//	          (high 32 bits) and the id whose entries are its (low 32)
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
 //	          of the sets uint64, magic "SAMEEND1"
 package sumtab
@@ -51,7 +55,7 @@ const (
 	magic    = "SAMESUM1"
 	endMagic = "SAMEEND1"
 	// Version is the format's version: a table of another is not used.
-	Version = 1
+	Version = 2
 	// EntrySize is the size of one entry on disk.
 	EntrySize   = 16
 	trailerSize = 8 + 4 + 8 + 8
@@ -91,6 +95,10 @@ type Header struct {
 	Entries int64 `json:"-"`
 }
 
+// An Alias is a file whose entries are those of file Of, block for block:
+// each entry of Of stands for one of File too.
+type Alias struct{ File, Of uint32 }
+
 // Set is a set of file ids, a bitmap.
 type Set []uint64
 
@@ -115,9 +123,12 @@ type Table struct {
 	Files      Set // files whose sums the table (with its base) holds
 	Unsettled  Set // files left unsettled by the run that wrote it
 	Superseded Set // in a delta: files whose entries in the base are void
-	f          *os.File
-	sets       int64  // where the sets start
-	crc        uint32 // the entries' checksum
+	// Aliases are the files whose entries are another's, as of this
+	// table (in a delta, all of them, not only those since the base).
+	Aliases []Alias
+	f       *os.File
+	sets    int64  // where the sets start
+	crc     uint32 // the entries' checksum
 }
 
 // ErrNotOurs marks a table that another user owns, or that others may
@@ -200,6 +211,18 @@ func (t *Table) readMeta() error {
 		if err := binary.Read(r, binary.LittleEndian, []uint64(*s)); err != nil {
 			return ErrFormat
 		}
+	}
+	var n uint64
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size())/8 {
+		return ErrFormat
+	}
+	words := make([]uint64, n)
+	if err := binary.Read(r, binary.LittleEndian, words); err != nil {
+		return ErrFormat
+	}
+	t.Aliases = make([]Alias, n)
+	for i, w := range words {
+		t.Aliases[i] = Alias{File: uint32(w >> 32), Of: uint32(w)}
 	}
 	return nil
 }
@@ -354,8 +377,9 @@ func (w *Writer) Abort() {
 	os.Remove(w.f.Name())
 }
 
-// Commit writes the sets and renames the table into place.
-func (w *Writer) Commit(files, unsettled, superseded Set) error {
+// Commit writes the sets and the aliases and renames the table into
+// place.
+func (w *Writer) Commit(files, unsettled, superseded Set, aliases []Alias) error {
 	if w.err != nil {
 		w.Abort()
 		return fmt.Errorf("table of sums: %w", w.err)
@@ -365,6 +389,12 @@ func (w *Writer) Commit(files, unsettled, superseded Set) error {
 		binary.Write(w.w, binary.LittleEndian, uint64(len(s)))
 		binary.Write(w.w, binary.LittleEndian, []uint64(s))
 	}
+	words := make([]uint64, len(aliases))
+	for i, a := range aliases {
+		words[i] = uint64(a.File)<<32 | uint64(a.Of)
+	}
+	binary.Write(w.w, binary.LittleEndian, uint64(len(words)))
+	binary.Write(w.w, binary.LittleEndian, words)
 	binary.Write(w.w, binary.LittleEndian, uint64(w.h.Entries))
 	binary.Write(w.w, binary.LittleEndian, w.crc)
 	binary.Write(w.w, binary.LittleEndian, uint64(off))

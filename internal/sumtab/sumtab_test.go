@@ -32,7 +32,8 @@ func TestRoundTrip(t *testing.T) {
 	files.Add(3)
 	files.Add(200)
 	unsettled.Add(64)
-	if err := w.Commit(files, unsettled, nil); err != nil {
+	aliases := []Alias{{File: 9, Of: 3}, {File: 1<<32 - 1, Of: 200}}
+	if err := w.Commit(files, unsettled, nil, aliases); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
@@ -48,6 +49,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !tb.Files.Has(3) || !tb.Files.Has(200) || tb.Files.Has(4) || tb.Files.Has(1<<40) || !tb.Unsettled.Has(64) || tb.Unsettled.Has(63) || tb.Superseded.Has(0) {
 		t.Errorf("sets %v %v %v", tb.Files, tb.Unsettled, tb.Superseded)
+	}
+	if !slices.Equal(tb.Aliases, aliases) {
+		t.Errorf("aliases %v, want %v", tb.Aliases, aliases)
 	}
 	var got []Entry
 	it := tb.Iter()
@@ -73,7 +77,7 @@ func TestDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Add(Entry{Sum: 1}, Entry{Sum: 2, File: 1})
-	if err := w.Commit(nil, nil, nil); err != nil {
+	if err := w.Commit(nil, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
@@ -105,7 +109,7 @@ func TestOutOfOrder(t *testing.T) {
 	}
 	w.Add(Entry{Sum: 5})
 	w.Add(Entry{Sum: 4})
-	if err := w.Commit(nil, nil, nil); err == nil || err.Error() != "table of sums: entries out of order" {
+	if err := w.Commit(nil, nil, nil, nil); err == nil || err.Error() != "table of sums: entries out of order" {
 		t.Errorf("Commit: %v", err)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 0 {
@@ -119,7 +123,7 @@ func TestNotOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Commit(nil, nil, nil); err != nil {
+	if err := w.Commit(nil, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(path, 0o622)
