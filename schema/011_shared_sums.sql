@@ -7,6 +7,12 @@
 -- that shares them (index.Tx clear). NULL: the row's own blocks.
 ALTER TABLE files ADD COLUMN blocks_of INTEGER;
 CREATE INDEX files_blocks_of ON files(blocks_of) WHERE blocks_of IS NOT NULL;
+-- A file of more than 16 KiB recorded with the same extents as another
+-- (the digest of its items and its size: a file of a snapshot, a
+-- reflinked copy) and the same sums, compared byte for byte, shares them
+-- too (index.Tx.Put). Smaller files hold less than this index would cost.
+-- The WHERE term must stay the one Put asks with, for SQLite to use it.
+CREATE INDEX files_items ON files(items, size) WHERE items IS NOT NULL AND size > 16384;
 
 -- Rows recorded as clones before (clone_of, with clone_seq the changed of
 -- that row still) hold a copy of their origin's sums: they share the sums

@@ -3,6 +3,7 @@ package index
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"testing"
 
+	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/schema"
 )
@@ -174,6 +176,73 @@ func TestMigrateSharedSums(t *testing.T) {
 	for id, want := range map[int64]string{1: "0100000000000000", 2: "0100000000000000", 3: "0100000000000000", 4: "0200000000000000"} {
 		if got, err := ix.Sums(context.Background(), id); err != nil || fmt.Sprintf("%x", got) != want {
 			t.Errorf("Sums(%d) = %x, %v; want %s", id, got, err, want)
+		}
+	}
+}
+
+// A file recorded with the extents and sums of one recorded before (a file
+// of a snapshot hashed on its own, a reflinked copy) shares its sums; with
+// the same extents but other sums (they changed under extents that did
+// not, or a digest that collides), or with other extents, it holds its
+// own. Extents at no known place (inline) are not looked up.
+func TestPutShares(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	const n = ChunkBlocks*2 + 5
+	file := func(ino uint64) File {
+		return File{Path: fmt.Sprintf("/f%d", ino), NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: n * 4096, Mtime: 1, Ctime: 1}}
+	}
+	ext := func(at int64, flags uint32) []fiemap.Extent {
+		return []fiemap.Extent{{Logical: 0, Physical: at, Length: n * 4096, Flags: flags, DiskStart: at, DiskLen: n * 4096, Gen: 7}}
+	}
+	// A chunk of zero sums in the middle is not stored.
+	sums := sumsOf(1, n)
+	clear(sums[ChunkBlocks*8 : 2*ChunkBlocks*8])
+	other := slices.Clone(sums)
+	other[len(other)-1] ^= 1
+	put := func(ino uint64, sums []byte, ext []fiemap.Extent) int64 {
+		t.Helper()
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := tx.Put(file(ino), sums, ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	holder := func(id int64) int64 {
+		t.Helper()
+		var of sql.NullInt64
+		if err := ix.DB().QueryRow("SELECT blocks_of FROM files WHERE id = ?", id).Scan(&of); err != nil {
+			t.Fatal(err)
+		}
+		return of.Int64
+	}
+	a := put(1, sums, ext(1<<30, 0))
+	for _, c := range []struct {
+		name string
+		ino  uint64
+		sums []byte
+		ext  []fiemap.Extent
+		want int64
+	}{
+		{"same extents, same sums", 2, sums, ext(1<<30, fiemap.FlagShared), a},
+		{"same extents, other sums", 3, other, ext(1<<30, 0), 0},
+		{"other extents, same sums", 4, sums, ext(2<<30, 0), 0},
+		{"inline", 5, sums, ext(1<<30, fiemap.FlagDataInline), 0},
+	} {
+		id := put(c.ino, c.sums, c.ext)
+		if got := holder(id); got != c.want {
+			t.Errorf("%s: shares the sums of %d, want %d", c.name, got, c.want)
+		}
+		if got, err := ix.Sums(ctx, id); err != nil || !bytes.Equal(got, c.sums) {
+			t.Errorf("%s: Sums = %x..., %v", c.name, got[:8], err)
 		}
 	}
 }

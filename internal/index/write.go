@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -166,13 +167,27 @@ func (t *Tx) claim(f File, whole bool, items int64) (int64, error) {
 // (blockhash.HashFile leaves out the zero blocks at the end of a file). A
 // chunk of sums that are all zero is not stored: a sparse file costs what
 // its data costs.
+//
+// A file of more than 16 KiB with the same extents as one recorded before
+// (a file of a snapshot, a reflinked copy: the same digest of its items,
+// and size) whose sums are the same, byte for byte, shares them
+// (files.blocks_of) instead of holding a copy.
 func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
-	id, err := t.replace(f, ItemsDigest(extents))
+	digest := ItemsDigest(extents)
+	id, err := t.replace(f, digest)
 	if err != nil {
 		return 0, err
 	}
-	const chunkBytes = ChunkBlocks * blockhash.SumSize
-	for c := 0; c*chunkBytes < len(sums); c++ {
+	owner, err := t.sameSums(id, f.Size, digest, sums, extents)
+	if err != nil {
+		return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
+	}
+	if owner != 0 {
+		if _, err := t.exec("UPDATE files SET blocks_of = ? WHERE id = ?", owner, id); err != nil {
+			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
+		}
+	}
+	for c := 0; owner == 0 && c*chunkBytes < len(sums); c++ {
 		part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]
 		if allZero(part) {
 			continue
@@ -185,6 +200,75 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return id, nil
+}
+
+const chunkBytes = ChunkBlocks * blockhash.SumSize
+
+// shareMin is the size a file must exceed for Put to look for another
+// whose sums it can share: that of the index files_items.
+const shareMin = 16384
+
+// sameSums returns the row holding sums equal to sums (as Put would store
+// them) of another file recorded with the same extents (digest) and size,
+// or 0. Only files larger than shareMin with extents at known places are
+// looked up: those of btrfs's tree search, or FIEMAP's with a physical
+// address.
+func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Extent) (int64, error) {
+	if len(sums) == 0 || len(extents) == 0 || size <= shareMin {
+		return 0, nil
+	}
+	for _, e := range extents {
+		if e.Physical == 0 || e.Flags&(fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc) != 0 {
+			return 0, nil
+		}
+	}
+	// The WHERE term holds the one of the index files_items (schema
+	// 011_shared_sums.sql).
+	st, err := t.stmt("SELECT coalesce(blocks_of, id) FROM files INDEXED BY files_items WHERE items = ? AND size = ? AND items IS NOT NULL AND size > 16384 AND id != ? LIMIT 1")
+	if err != nil {
+		return 0, err
+	}
+	var owner int64
+	switch err := st.QueryRow(digest, size, id).Scan(&owner); {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	chunks, err := t.stmt("SELECT chunk, hashes FROM blocks WHERE file = ? ORDER BY chunk")
+	if err != nil {
+		return 0, err
+	}
+	rows, err := chunks.Query(owner)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	c := 0 // the next chunk of sums not all zero
+	next := func() []byte {
+		for ; c*chunkBytes < len(sums); c++ {
+			if part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]; !allZero(part) {
+				return part
+			}
+		}
+		return nil
+	}
+	for rows.Next() {
+		var chunk int
+		var hashes sql.RawBytes
+		if err := rows.Scan(&chunk, &hashes); err != nil {
+			return 0, err
+		}
+		part := next()
+		if part == nil || chunk != c || !bytes.Equal(part, hashes) {
+			return 0, rows.Err()
+		}
+		c++
+	}
+	if err := rows.Err(); err != nil || next() != nil {
+		return 0, err
+	}
+	return owner, nil
 }
 
 // SetExtents replaces the recorded extents of file id, mapped again
