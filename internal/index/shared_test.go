@@ -184,7 +184,8 @@ func TestMigrateSharedSums(t *testing.T) {
 // of a snapshot hashed on its own, a reflinked copy) shares its sums; with
 // the same extents but other sums (they changed under extents that did
 // not, or a digest that collides), or with other extents, it holds its
-// own. Extents at no known place (inline) are not looked up.
+// own. Extents at no known place (inline), or not shared, are not looked
+// up.
 func TestPutShares(t *testing.T) {
 	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
 	ctx := context.Background()
@@ -233,9 +234,10 @@ func TestPutShares(t *testing.T) {
 		want int64
 	}{
 		{"same extents, same sums", 2, sums, ext(1<<30, fiemap.FlagShared), a},
-		{"same extents, other sums", 3, other, ext(1<<30, 0), 0},
-		{"other extents, same sums", 4, sums, ext(2<<30, 0), 0},
-		{"inline", 5, sums, ext(1<<30, fiemap.FlagDataInline), 0},
+		{"same extents, other sums", 3, other, ext(1<<30, fiemap.FlagShared), 0},
+		{"other extents, same sums", 4, sums, ext(2<<30, fiemap.FlagShared), 0},
+		{"inline", 5, sums, ext(1<<30, fiemap.FlagShared|fiemap.FlagDataInline), 0},
+		{"not shared", 6, sums, ext(1<<30, 0), 0},
 	} {
 		id := put(c.ino, c.sums, c.ext)
 		if got := holder(id); got != c.want {

@@ -118,15 +118,17 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // its row with no path until it is seen under another name, or is pruned)
 // and records f's identity, clearing any mark that it was gone (see
 // MarkGone), and, when whole, f.NoCOW and items (the ItemsDigest of the
-// extents recorded with it) too. It returns f's row id.
-func (t *Tx) claim(f File, whole bool, items int64) (int64, error) {
+// extents recorded with it) too, and then that it holds no other row's
+// sums (files.blocks_of). It returns f's row id and whether other rows
+// share the sums it holds (see clear).
+func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err error) {
 	vol, err := t.volID(f.Vol)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
 		f.Path, vol, int64(f.Ino)); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var uid any // NULL: unknown
 	if f.UID != UIDUnknown {
@@ -134,13 +136,13 @@ func (t *Tx) claim(f File, whole bool, items int64) (int64, error) {
 	}
 	seq, err := t.changed()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	// The NOCOW attribute and the digest, when given, are set by the
 	// same statement: one statement less for every file recorded.
 	set, v, d := "", any(nil), any(nil)
 	if whole {
-		set = ", nocow = excluded.nocow, items = excluded.items"
+		set = ", nocow = excluded.nocow, items = excluded.items, blocks_of = NULL"
 		if f.NoCOW != NoCOWUnknown {
 			v = int64(f.NoCOW) // else NULL: unknown
 		}
@@ -152,13 +154,12 @@ func (t *Tx) claim(f File, whole bool, items int64) (int64, error) {
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
 			changed = excluded.changed, clone_of = NULL, clone_seq = NULL` + set + `
-		RETURNING id`)
+		RETURNING id, EXISTS (SELECT 1 FROM files s WHERE s.blocks_of = files.id)`)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var id int64
-	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v, d).Scan(&id)
-	return id, err
+	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v, d).Scan(&id, &sharers)
+	return id, sharers, err
 }
 
 // Put records a freshly hashed file: its identity, its packed block sums
@@ -210,15 +211,17 @@ const shareMin = 16384
 
 // sameSums returns the row holding sums equal to sums (as Put would store
 // them) of another file recorded with the same extents (digest) and size,
-// or 0. Only files larger than shareMin with extents at known places are
-// looked up: those of btrfs's tree search, or FIEMAP's with a physical
-// address.
+// or 0. Only files larger than shareMin whose extents are all at known
+// places (those of btrfs's tree search, or FIEMAP's with a physical
+// address) and shared are looked up: a file with the same extents shares
+// every one of them.
 func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Extent) (int64, error) {
 	if len(sums) == 0 || len(extents) == 0 || size <= shareMin {
 		return 0, nil
 	}
 	for _, e := range extents {
-		if e.Physical == 0 || e.Flags&(fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc) != 0 {
+		if e.Physical == 0 || e.Flags&(fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc) != 0 ||
+			e.Flags&fiemap.FlagShared == 0 {
 			return 0, nil
 		}
 	}
@@ -288,11 +291,11 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 // clears what the index held of that inode's blocks and extents; it
 // returns f's row id.
 func (t *Tx) replace(f File, items int64) (int64, error) {
-	id, err := t.claim(f, true, items)
+	id, sharers, err := t.claim(f, true, items)
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	if err := t.clear(id); err != nil {
+	if err := t.clear(id, sharers); err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return id, nil
@@ -379,7 +382,7 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 // Rename records a new path (and ctime, which a rename updates) for an
 // inode whose data is unchanged.
 func (t *Tx) Rename(f File) error {
-	if _, err := t.claim(f, false, 0); err != nil {
+	if _, _, err := t.claim(f, false, 0); err != nil {
 		return fmt.Errorf("rename to %s: %w", f.Path, err)
 	}
 	return nil
@@ -387,40 +390,44 @@ func (t *Tx) Rename(f File) error {
 
 // Delete removes a file and everything recorded of it.
 func (t *Tx) Delete(id int64) error {
-	if err := t.clear(id); err != nil {
-		return err
-	}
-	_, err := t.exec("DELETE FROM files WHERE id = ?", id)
-	return err
-}
-
-// clear removes the sums and extents recorded for file id. Sums other
-// rows share (files.blocks_of) pass to the first of them, which the
-// others then share; a row that shared another's holds none of its own
-// after.
-func (t *Tx) clear(id int64) error {
-	st, err := t.stmt("SELECT min(id) FROM files WHERE blocks_of = ?")
+	st, err := t.stmt("SELECT EXISTS (SELECT 1 FROM files WHERE blocks_of = ?)")
 	if err != nil {
 		return err
 	}
-	var heir sql.NullInt64
-	if err := st.QueryRow(id).Scan(&heir); err != nil {
+	var sharers bool
+	if err := st.QueryRow(id).Scan(&sharers); err != nil {
 		return err
 	}
-	if heir.Valid {
-		if _, err := t.exec("UPDATE blocks SET file = ? WHERE file = ?", heir.Int64, id); err != nil {
+	if err := t.clear(id, sharers); err != nil {
+		return err
+	}
+	_, err = t.exec("DELETE FROM files WHERE id = ?", id)
+	return err
+}
+
+// clear removes the sums and extents recorded for file id. With sharers
+// (other rows share its sums: files.blocks_of), the sums pass to the
+// first of them, which the others then share.
+func (t *Tx) clear(id int64, sharers bool) error {
+	if sharers {
+		st, err := t.stmt("SELECT min(id) FROM files WHERE blocks_of = ?")
+		if err != nil {
 			return err
 		}
-		if _, err := t.exec("UPDATE files SET blocks_of = nullif(?1, id) WHERE blocks_of = ?2", heir.Int64, id); err != nil {
+		var heir int64
+		if err := st.QueryRow(id).Scan(&heir); err != nil {
+			return err
+		}
+		if _, err := t.exec("UPDATE blocks SET file = ? WHERE file = ?", heir, id); err != nil {
+			return err
+		}
+		if _, err := t.exec("UPDATE files SET blocks_of = nullif(?1, id) WHERE blocks_of = ?2", heir, id); err != nil {
 			return err
 		}
 	} else if _, err := t.exec("DELETE FROM blocks WHERE file = ?", id); err != nil {
 		return err
 	}
-	if _, err := t.exec("UPDATE files SET blocks_of = NULL WHERE id = ? AND blocks_of IS NOT NULL", id); err != nil {
-		return err
-	}
-	_, err = t.exec("DELETE FROM extents WHERE file = ?", id)
+	_, err := t.exec("DELETE FROM extents WHERE file = ?", id)
 	return err
 }
 
