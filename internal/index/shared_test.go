@@ -248,3 +248,39 @@ func TestPutShares(t *testing.T) {
 		}
 	}
 }
+
+// A file recorded again holds only what it is recorded with: no chunk of
+// sums nor extent of before stays, whether the row holds them (a file
+// hashed again) or not (a new row, which has nothing to clear).
+func TestPutReplaces(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	const n = 2 * ChunkBlocks
+	f := File{Path: "/a", NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: 3, Size: n * 4096, Mtime: 1, Ctime: 1}}
+	two := []fiemap.Extent{{Logical: 0, Physical: 1 << 30, Length: ChunkBlocks * 4096}, {Logical: ChunkBlocks * 4096, Physical: 2 << 30, Length: ChunkBlocks * 4096, Flags: fiemap.FlagLast}}
+	one := []fiemap.Extent{{Logical: 0, Physical: 3 << 30, Length: 4096, Flags: fiemap.FlagLast}}
+	for _, step := range []struct {
+		sums []byte
+		ext  []fiemap.Extent
+	}{{sumsOf(1, n), two}, {sumsOf(2, 1), one}} {
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := tx.Put(f, step.sums, step.ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ix.Extents(ctx, id)
+		if err != nil || len(got) != len(step.ext) || got[0].Physical != step.ext[0].Physical {
+			t.Errorf("extents %+v, %v; want %+v", got, err, step.ext)
+		}
+		if sums, err := ix.Sums(ctx, id); err != nil || !bytes.Equal(sums, step.sums) {
+			t.Errorf("sums of %d bytes, %v; want %d", len(sums), err, len(step.sums))
+		}
+	}
+}

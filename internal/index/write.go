@@ -337,9 +337,16 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 		return false, err
 	}
 	// f shares the sums of from, or of the row from shares them with
-	// (read after replace, which may have passed them on to from).
-	if _, err := t.exec("UPDATE files SET blocks_of = (SELECT coalesce(blocks_of, id) FROM files WHERE id = ?1) WHERE id = ?2", from, id); err != nil {
-		return false, fmt.Errorf("record blocks of %s: %w", f.Path, err)
+	// (read after replace, which may have passed them on to from); as a
+	// clone, it is one of from as it is: its changed was read above, in
+	// this transaction.
+	var cloneOf, cloneSeq any // NULL: no clone
+	if clone {
+		cloneOf, cloneSeq = from, fromChanged
+	}
+	if _, err := t.exec(`UPDATE files SET blocks_of = (SELECT coalesce(blocks_of, id) FROM files WHERE id = ?1),
+		clone_of = ?2, clone_seq = ?3 WHERE id = ?4`, from, cloneOf, cloneSeq, id); err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	if !clone {
 		if err := t.putExtents(id, items); err != nil {
@@ -350,11 +357,6 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
-	}
-	// A clone of from as it is: its changed was read above, in this
-	// transaction.
-	if _, err := t.exec("UPDATE files SET clone_of = ?, clone_seq = ? WHERE id = ?", from, fromChanged, id); err != nil {
-		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	return true, nil
 }
