@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
@@ -69,13 +71,13 @@ const ownerOf = "(SELECT coalesce(blocks_of, id) FROM files WHERE id = ?1)"
 // in id order). first is the index of the chunk's first block in its
 // files. Chunks of zero blocks, and the zero blocks at the end of a file,
 // may be missing (see Tx.Put). files and sums are only valid during the
-// call.
+// call. It reads in one statement, so in one snapshot of the index: sums
+// that pass from a row to another meanwhile are not seen twice, or
+// missed.
 func (ix *Index) ScanSums(ctx context.Context, fn func(files []int64, first int, sums []byte) error) error {
-	sharers, err := ix.sharers(ctx)
-	if err != nil {
-		return err
-	}
-	rows, err := ix.db.QueryContext(ctx, "SELECT file, chunk, hashes FROM blocks ORDER BY file, chunk")
+	rows, err := ix.db.QueryContext(ctx, `SELECT b.file, b.chunk, b.hashes,
+		(SELECT group_concat(id) FROM files WHERE blocks_of = b.file)
+		FROM blocks b ORDER BY b.file, b.chunk`)
 	if err != nil {
 		return fmt.Errorf("read blocks: %w", err)
 	}
@@ -85,34 +87,26 @@ func (ix *Index) ScanSums(ctx context.Context, fn func(files []int64, first int,
 		var file int64
 		var chunk int
 		var sums sql.RawBytes // no copy: fn may not keep sums anyway
-		if err := rows.Scan(&file, &chunk, &sums); err != nil {
+		var sharers sql.NullString
+		if err := rows.Scan(&file, &chunk, &sums, &sharers); err != nil {
 			return fmt.Errorf("read blocks: %w", err)
 		}
 		files = append(files[:0], file)
-		files = append(files, sharers[file]...)
+		for rest := sharers.String; rest != ""; {
+			var id string
+			id, rest, _ = strings.Cut(rest, ",")
+			n, err := strconv.ParseInt(id, 10, 64)
+			if err != nil {
+				return fmt.Errorf("read blocks: file %d shared by %q", file, sharers.String)
+			}
+			files = append(files, n)
+		}
+		slices.Sort(files[1:])
 		if err := fn(files, chunk*ChunkBlocks, sums); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
-}
-
-// sharers returns the rows that share each row's sums, in id order.
-func (ix *Index) sharers(ctx context.Context) (map[int64][]int64, error) {
-	rows, err := ix.db.QueryContext(ctx, "SELECT blocks_of, id FROM files WHERE blocks_of IS NOT NULL ORDER BY blocks_of, id")
-	if err != nil {
-		return nil, fmt.Errorf("read files: %w", err)
-	}
-	defer rows.Close()
-	m := make(map[int64][]int64)
-	for rows.Next() {
-		var of, id int64
-		if err := rows.Scan(&of, &id); err != nil {
-			return nil, fmt.Errorf("read files: %w", err)
-		}
-		m[of] = append(m[of], id)
-	}
-	return m, rows.Err()
 }
 
 // StoredSums returns the number of block sums the files of the index
