@@ -2,15 +2,12 @@ package index
 
 import (
 	"context"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"same/internal/fiemap"
 	"same/internal/fsys"
-	"same/schema"
 )
 
 // The digest of a file's extents is recorded with them by every write
@@ -126,21 +123,7 @@ func mustID(t *testing.T, ix *Index, vol fsys.Volume, ino uint64) int64 {
 // recorded extents filled in, as if its files had been recorded since.
 func TestMigrateItems(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index.db")
-	db := rawDB(t, path)
-	for v := 1; v <= 8; v++ {
-		names, err := fs.Glob(schema.FS, fmt.Sprintf("%03d_*.sql", v))
-		if err != nil || len(names) != 1 {
-			t.Fatalf("migration %d: %v %v", v, names, err)
-		}
-		body, err := schema.FS.ReadFile(names[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sqlExec(t, db, string(body))
-	}
-	sqlExec(t, db, "PRAGMA user_version = 8")
-	sqlExec(t, db, fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)))
-	sqlExec(t, db, "INSERT INTO meta(key, value) VALUES('block_size', '4096')")
+	db := dbAtVersion(t, path, 8)
 	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096)")
 	sqlExec(t, db, `INSERT INTO files(id, path, vol, ino, size, mtime, ctime, nocow) VALUES
 		(1, '/a', 1, 100, 12288, 1, 1, 0), (2, '/b', 1, 101, 4096, 1, 1, 0), (3, '/c', 1, 102, 0, 1, 1, 0)`)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +119,29 @@ func rawDB(t *testing.T, path string) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// dbAtVersion makes at path an index of version v, as the migrations up
+// to v made it, with a block size of 4096, and returns it open without
+// this package.
+func dbAtVersion(t *testing.T, path string, v int) *sql.DB {
+	t.Helper()
+	db := rawDB(t, path)
+	for k := 1; k <= v; k++ {
+		names, err := fs.Glob(schema.FS, fmt.Sprintf("%03d_*.sql", k))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("migration %d: %v %v", k, names, err)
+		}
+		body, err := schema.FS.ReadFile(names[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlExec(t, db, string(body))
+	}
+	sqlExec(t, db, fmt.Sprintf("PRAGMA user_version = %d", v))
+	sqlExec(t, db, fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)))
+	sqlExec(t, db, "INSERT INTO meta(key, value) VALUES('block_size', '4096')")
 	return db
 }
 

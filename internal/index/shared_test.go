@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	"same/internal/fiemap"
 	"same/internal/fsys"
-	"same/schema"
 )
 
 // sumsOf returns n packed sums, the k-th tag*1000+k+1.
@@ -141,21 +139,7 @@ func TestSharedSums(t *testing.T) {
 // clone; a row that is no clone any more keeps its own.
 func TestMigrateSharedSums(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index.db")
-	db := rawDB(t, path)
-	for v := 1; v <= 10; v++ {
-		names, err := fs.Glob(schema.FS, fmt.Sprintf("%03d_*.sql", v))
-		if err != nil || len(names) != 1 {
-			t.Fatalf("migration %d: %v %v", v, names, err)
-		}
-		body, err := schema.FS.ReadFile(names[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sqlExec(t, db, string(body))
-	}
-	sqlExec(t, db, "PRAGMA user_version = 10")
-	sqlExec(t, db, fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)))
-	sqlExec(t, db, "INSERT INTO meta(key, value) VALUES('block_size', '4096')")
+	db := dbAtVersion(t, path, 10)
 	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096), (2, 'f1', 256, 0, 4096), (3, 'f1', 257, 0, 4096)")
 	// 1 the origin; 2 its clone; 3 a clone of 2; 4 was a clone of 1 when
 	// 1 had changed 3 (since written again: its own sums now).
