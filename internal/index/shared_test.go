@@ -222,6 +222,11 @@ func TestPutShares(t *testing.T) {
 		{"other extents, same sums", 4, sums, ext(2<<30, fiemap.FlagShared), 0},
 		{"inline", 5, sums, ext(1<<30, fiemap.FlagShared|fiemap.FlagDataInline), 0},
 		{"not shared", 6, sums, ext(1<<30, 0), 0},
+		// A file whose sums hold the first chunk of these alone, then one
+		// with the same extents and all of them: the first's do not cover
+		// the second's.
+		{"first chunk alone", 7, sums[:ChunkBlocks*8], ext(4<<30, fiemap.FlagShared), 0},
+		{"same extents, more sums", 8, sums, ext(4<<30, fiemap.FlagShared), 0},
 	} {
 		id := put(c.ino, c.sums, c.ext)
 		if got := holder(id); got != c.want {

@@ -188,11 +188,7 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 		}
 	}
-	for c := 0; owner == 0 && c*chunkBytes < len(sums); c++ {
-		part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]
-		if allZero(part) {
-			continue
-		}
+	for c, part := storedChunk(sums, 0); owner == 0 && part != nil; c, part = storedChunk(sums, c+1) {
 		if _, err := t.exec("INSERT INTO blocks(file, chunk, hashes) VALUES(?, ?, ?)", id, c, part); err != nil {
 			return 0, fmt.Errorf("record blocks of %s: %w", f.Path, err)
 		}
@@ -204,6 +200,17 @@ func (t *Tx) Put(f File, sums []byte, extents []fiemap.Extent) (int64, error) {
 }
 
 const chunkBytes = ChunkBlocks * blockhash.SumSize
+
+// storedChunk returns the first chunk of sums, from chunk c on, that Put
+// stores (not all zero), and its number; nil when there is none.
+func storedChunk(sums []byte, c int) (int, []byte) {
+	for ; c*chunkBytes < len(sums); c++ {
+		if part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]; !allZero(part) {
+			return c, part
+		}
+	}
+	return c, nil
+}
 
 // shareMin is the size a file must exceed for Put to look for another
 // whose sums it can share: that of the index files_items.
@@ -227,7 +234,7 @@ func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Exte
 	}
 	// The WHERE term holds the one of the index files_items (schema
 	// 011_shared_sums.sql).
-	st, err := t.stmt("SELECT coalesce(blocks_of, id) FROM files INDEXED BY files_items WHERE items = ? AND size = ? AND items IS NOT NULL AND size > 16384 AND id != ? LIMIT 1")
+	st, err := t.stmt(fmt.Sprintf("SELECT coalesce(blocks_of, id) FROM files INDEXED BY files_items WHERE items = ? AND size = ? AND items IS NOT NULL AND size > %d AND id != ? LIMIT 1", shareMin))
 	if err != nil {
 		return 0, err
 	}
@@ -247,28 +254,19 @@ func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Exte
 		return 0, err
 	}
 	defer rows.Close()
-	c := 0 // the next chunk of sums not all zero
-	next := func() []byte {
-		for ; c*chunkBytes < len(sums); c++ {
-			if part := sums[c*chunkBytes : min((c+1)*chunkBytes, len(sums))]; !allZero(part) {
-				return part
-			}
-		}
-		return nil
-	}
+	c, part := storedChunk(sums, 0) // the next chunk Put would store
 	for rows.Next() {
 		var chunk int
 		var hashes sql.RawBytes
 		if err := rows.Scan(&chunk, &hashes); err != nil {
 			return 0, err
 		}
-		part := next()
 		if part == nil || chunk != c || !bytes.Equal(part, hashes) {
 			return 0, rows.Err()
 		}
-		c++
+		c, part = storedChunk(sums, c+1)
 	}
-	if err := rows.Err(); err != nil || next() != nil {
+	if err := rows.Err(); err != nil || part != nil {
 		return 0, err
 	}
 	return owner, nil
@@ -392,38 +390,33 @@ func (t *Tx) Rename(f File) error {
 
 // Delete removes a file and everything recorded of it.
 func (t *Tx) Delete(id int64) error {
-	st, err := t.stmt("SELECT EXISTS (SELECT 1 FROM files WHERE blocks_of = ?)")
-	if err != nil {
+	if err := t.clear(id, true); err != nil {
 		return err
 	}
-	var sharers bool
-	if err := st.QueryRow(id).Scan(&sharers); err != nil {
-		return err
-	}
-	if err := t.clear(id, sharers); err != nil {
-		return err
-	}
-	_, err = t.exec("DELETE FROM files WHERE id = ?", id)
+	_, err := t.exec("DELETE FROM files WHERE id = ?", id)
 	return err
 }
 
-// clear removes the sums and extents recorded for file id. With sharers
-// (other rows share its sums: files.blocks_of), the sums pass to the
-// first of them, which the others then share.
-func (t *Tx) clear(id int64, sharers bool) error {
-	if sharers {
+// clear removes the sums and extents recorded for file id. Sums that
+// other rows share (files.blocks_of) pass to the first of them, which the
+// others then share; mayShare false says none does (as claim found), and
+// spares the look.
+func (t *Tx) clear(id int64, mayShare bool) error {
+	var heir sql.NullInt64
+	if mayShare {
 		st, err := t.stmt("SELECT min(id) FROM files WHERE blocks_of = ?")
 		if err != nil {
 			return err
 		}
-		var heir int64
 		if err := st.QueryRow(id).Scan(&heir); err != nil {
 			return err
 		}
-		if _, err := t.exec("UPDATE blocks SET file = ? WHERE file = ?", heir, id); err != nil {
+	}
+	if heir.Valid {
+		if _, err := t.exec("UPDATE blocks SET file = ? WHERE file = ?", heir.Int64, id); err != nil {
 			return err
 		}
-		if _, err := t.exec("UPDATE files SET blocks_of = nullif(?1, id) WHERE blocks_of = ?2", heir, id); err != nil {
+		if _, err := t.exec("UPDATE files SET blocks_of = nullif(?1, id) WHERE blocks_of = ?2", heir.Int64, id); err != nil {
 			return err
 		}
 	} else if _, err := t.exec("DELETE FROM blocks WHERE file = ?", id); err != nil {
