@@ -46,24 +46,27 @@ func (f *finder) scan(held int64, put func([]pair) error) ([]chunkCount, error) 
 		defer close(full)
 		batch := <-free
 		var done, shown int64
+		var in []int // the files in scope that hold the chunk at hand
 		err := f.ix.ScanSums(f.ctx, func(ids []int64, first int, sums []byte) error {
-			root := -1 // the first file in scope that holds these sums
+			in = in[:0]
 			for _, id := range ids {
-				fi, ok := f.byID[id]
-				if !ok {
+				if fi, ok := f.byID[id]; ok {
+					if len(in) > 0 {
+						f.alias(fi, in[0]) // its entries are the first's
+					}
+					in = append(in, fi)
+				}
+			}
+			if len(in) == 0 {
+				return nil
+			}
+			n := int64(0)
+			for i := range len(sums) / blockhash.SumSize {
+				s := blockhash.At(sums, i)
+				if s == blockhash.Zero {
 					continue
 				}
-				if root < 0 {
-					root = fi
-				} else {
-					f.alias(fi, root)
-				}
-				n := int64(0)
-				for i := range len(sums) / blockhash.SumSize {
-					s := blockhash.At(sums, i)
-					if s == blockhash.Zero {
-						continue
-					}
+				for _, fi := range in {
 					if len(batch) == cap(batch) {
 						select {
 						case full <- batch:
@@ -73,13 +76,15 @@ func (f *finder) scan(held int64, put func([]pair) error) ([]chunkCount, error) 
 						batch = (<-free)[:0]
 					}
 					batch = append(batch, pair{s, mkloc(fi, int64(first+i))})
-					n++
 				}
-				if n > 0 {
+				n++
+			}
+			if n > 0 {
+				for _, fi := range in {
 					counts = append(counts, chunkCount{mkloc(fi, int64(first)), n})
 				}
-				done += int64(len(sums) / blockhash.SumSize)
 			}
+			done += int64(len(in) * len(sums) / blockhash.SumSize)
 			if done-shown >= 1<<16 {
 				f.o.progress("reading sums", done, held, "blocks")
 				shown = done

@@ -352,7 +352,7 @@ func (f *finder) regroup() (err error) {
 		member     = iota // of their groups
 		lost              // void: the file changed or is gone
 		redone            // the file is regrouped: its sums are in q
-		withClones        // of their groups, with the clones of the file
+		withClones        // of their groups, looked at one by one: with the clones of the file, or aliases not plain members
 	)
 	state := make([]uint8, maxID+1)
 	for i := range state {
