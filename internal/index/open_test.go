@@ -562,3 +562,34 @@ func TestDeniedDirectory(t *testing.T) {
 		t.Errorf("OpenExisting(%s) as nobody = %q, %v; want %q", path, got, err, want)
 	}
 }
+
+// An index opened to be written caches 64 MiB a connection; one opened to
+// be read, which reads each page once, a little, and so does a Cursor's
+// connection, which gives the writer's back as it found it.
+func TestCacheSizes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	cacheOf := func(ix *Index) int {
+		t.Helper()
+		var n int
+		if err := ix.DB().QueryRow("PRAGMA cache_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ix := openT(t, path)
+	c := ix.Under(context.Background(), "/")
+	c.Peek()
+	c.Close()
+	if got := cacheOf(ix); got != -65536 {
+		t.Errorf("writer's cache_size = %d; want -65536", got)
+	}
+	ix.Close()
+	ix, err := OpenExisting(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if got := cacheOf(ix); got != -4096 {
+		t.Errorf("reader's cache_size = %d; want -4096", got)
+	}
+}

@@ -63,8 +63,9 @@ const cursorPage = 1024
 
 // cursorCache is the page cache of a Cursor's connection, in KiB: it
 // reads each page of the index once, in order, so a small cache serves it
-// as well as the 64 MiB the other connections have, which it would fill
-// on a large index (and leave full in the pool).
+// as well as the 64 MiB the writer's connections have, which it would
+// fill on a large index (and leave full in the pool). So does every
+// connection of an index opened to be read (OpenExisting).
 const cursorCache = 4096
 
 // Cursor lists the files at or below a root, in the byte order of their
@@ -114,7 +115,7 @@ func (c *Cursor) Close() {
 	if c.conn == nil {
 		return
 	}
-	c.conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA cache_size = %d", defaultCache))
+	c.conn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA cache_size = %d", c.ix.cache))
 	c.conn.Close()
 	c.conn = nil
 }
