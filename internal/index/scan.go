@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -134,6 +135,50 @@ func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
 		c.conn = conn
 	}
 	return c.conn.QueryContext(c.ctx, q, args...)
+}
+
+// SkipUnder moves the cursor past every row below dir, from the one Peek
+// returns on. It returns how many of them are of volume v and not files
+// named in check (by inode), and the others, in path order: a subvolume
+// left unwalked costs two queries, not a row read for each of its files.
+func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64) (int64, []Listed, error) {
+	at, ok := c.Peek()
+	if !ok {
+		return 0, nil, c.err
+	}
+	_, hi := PathRange(dir)
+	inos, err := json.Marshal(append([]uint64{}, check...)) // [], not null
+	if err != nil {
+		return 0, nil, err
+	}
+	// kept is true of the rows not returned.
+	const kept = "f.vol = (SELECT id FROM volumes WHERE fsid = ?3 AND subvol = ?4) AND f.ino NOT IN (SELECT value FROM json_each(?5))"
+	const in = " WHERE f.path >= ?1 AND f.path < ?2 AND "
+	args := []any{at.Path, hi, v.FS, int64(v.Subvol), string(inos)}
+	var n int64
+	rows, err := c.query("SELECT count(*) FROM files f"+in+kept, args...)
+	if err == nil {
+		if rows.Next() {
+			err = rows.Scan(&n)
+		}
+		if err == nil {
+			err = rows.Err()
+		}
+		rows.Close()
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("read files: %w", err)
+	}
+	if rows, err = c.query("SELECT "+listedColumns+in+"NOT ("+kept+") ORDER BY f.path", args...); err != nil {
+		return 0, nil, fmt.Errorf("read files: %w", err)
+	}
+	page := c.page
+	c.page = nil
+	c.read(rows)
+	rest := c.page
+	// The next page starts at hi, wherever this one ended.
+	c.page, c.i, c.after, c.incl, c.done = page[:0], 0, hi, true, false
+	return n, rest, c.err
 }
 
 // Err is the error that ended the listing, if any.

@@ -74,6 +74,74 @@ func TestCursor(t *testing.T) {
 	}
 }
 
+// SkipUnder counts the rows of a volume below a directory, from where the
+// cursor is, returns those of other volumes and those it is asked to
+// check, in path order, and leaves the cursor at the first row past the
+// directory, on a page boundary or not.
+func TestSkipUnder(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol, other := fsys.Volume{FS: "f1", Subvol: 256}, fsys.Volume{FS: "f1", Subvol: 257}
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(path string, v fsys.Volume, ino uint64) {
+		if _, err := tx.Put(File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: v, Ino: ino, Size: 1}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("/m/a", vol, 1)
+	for i := range cursorPage + 10 {
+		put(fmt.Sprintf("/m/s/f%05d", i), vol, uint64(1000+i))
+	}
+	put("/m/s/g", other, 7) // left there by a subvolume at /m/s before
+	put("/m/s.txt", vol, 2) // beside it, before it in byte order
+	put("/m/s0", vol, 3)    // beside it, after it
+	put("/m/t", vol, 4)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		first int // rows Next passes before the skip (/m/a, /m/s.txt, then f00000 on)
+		check []uint64
+		n     int64
+		rest  []string
+	}{
+		{"from its first row", 2, nil, cursorPage + 10, []string{"/m/s/g"}},
+		{"from within", 12, []uint64{1003, 1011, 1100, 5}, cursorPage - 2, []string{"/m/s/f00011", "/m/s/f00100", "/m/s/g"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ix.Under(ctx, "/m")
+			defer c.Close()
+			for range tt.first {
+				c.Peek()
+				c.Next()
+			}
+			n, rest, err := c.SkipUnder("/m/s", vol, tt.check)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var paths []string
+			for _, f := range rest {
+				paths = append(paths, f.Path)
+			}
+			if n != tt.n || !slices.Equal(paths, tt.rest) {
+				t.Errorf("SkipUnder = %d, %q; want %d, %q", n, paths, tt.n, tt.rest)
+			}
+			var after []string
+			for f, ok := c.Peek(); ok; f, ok = c.Peek() {
+				after = append(after, f.Path)
+				c.Next()
+			}
+			if want := []string{"/m/s0", "/m/t"}; !slices.Equal(after, want) || c.Err() != nil {
+				t.Errorf("after SkipUnder, the cursor lists %q (%v); want %q", after, c.Err(), want)
+			}
+		})
+	}
+}
+
 // A file marked gone is pruned by its scan generation alone, unless a
 // rename (or new hash) took it first, or it holds another path by the
 // time it is marked, or KeepUnder kept it. Files without a path are

@@ -352,6 +352,33 @@ func (s *subvols) under(path string, v fsys.Volume, ino uint64) (left, check boo
 	return false, false
 }
 
+// leftAt returns the top directory of the subvolume left unwalked that
+// holds path, when path is a file of its volume v, and the files of v to
+// be looked at again (see under; none where it is unchanged): every other
+// row of v below it is as the index has it.
+func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.left {
+		if l.vol != v || !walk.Under(path, l.path) {
+			continue
+		}
+		if l.skimmed {
+			c := s.changes[v]
+			for ino := range c.Files {
+				check = append(check, ino)
+			}
+			for ino := range c.Extents {
+				if !c.Files[ino] {
+					check = append(check, ino)
+				}
+			}
+		}
+		return l.path, check, true
+	}
+	return "", nil, false
+}
+
 // unwalked returns how many subvolumes were left unwalked as unchanged,
 // and how many were skimmed.
 func (s *subvols) unwalked() (unchanged, skimmed int64) {
