@@ -293,7 +293,8 @@ func checkClones(t *testing.T, db string) int {
 // the file deduplicated recorded again, and after a balance every file
 // has; in a writable subvolume, a file
 // overwritten in place is hashed again and one truncated to nothing is
-// pruned; a rename has the subvolume walked again.
+// pruned; a rename has the subvolume walked again, and so does renaming
+// the snapshot itself.
 func TestSkim(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	// The checks read every file: no access time changes.
@@ -346,6 +347,18 @@ func TestSkim(t *testing.T) {
 	}
 	testfs.Run(t, "sync")
 	run(counts{seen: 9, unchanged: 9, renamed: 1, skipped: 1, subvols: 1})
+
+	// A snapshot renamed is unchanged, but its files are no longer where
+	// the index has them: it is walked again, and they are found renamed
+	// (not pruned, and forgotten while it stays unchanged).
+	moved := filepath.Join(mnt, "snap-moved")
+	if err := os.Rename(snap, moved); err != nil {
+		t.Fatal(err)
+	}
+	snap = moved
+	testfs.Run(t, "sync")
+	run(counts{seen: 9, unchanged: 9, renamed: 5, subvols: 1})
+	run(counts{seen: 9, unchanged: 9, subvols: 2})
 }
 
 // dedupe shares the first n bytes of src into dst (FIDEDUPERANGE), without

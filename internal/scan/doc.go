@@ -76,11 +76,13 @@
 // extents were hashed before -- in another file, a snapshot, a reflinked
 // copy, recorded or earlier in the same run -- takes its sums from them
 // and is not read (see reuser). A btrfs subvolume unchanged since its
-// last complete walk (its generation the same) is not walked at all (see
-// subvols); its rows count as seen and unchanged, counted by the index
-// rather than read (index.Cursor.SkipUnder), all but those of other
-// volumes, which a subvolume once at that path left there. A
-// subvolume changed since is first asked, with a tree search that skips
+// last complete walk (its generation the same, and met at the same path:
+// a snapshot renamed or moved is walked again, its files found renamed)
+// is not walked at all (see subvols); its rows count as seen and
+// unchanged, counted by the index rather than read
+// (index.Cursor.SkipUnder), all but those of other volumes, which a
+// subvolume once at that path left there. A subvolume changed since is
+// first asked, with a tree search that skips
 // what is older than its last complete walk (fiemap.Changed), what
 // changed since. Where no directory did (a read-only snapshot that
 // applysame deduplicated into, a tree whose files were only written in

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -123,7 +124,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	if !ok {
 		return true
 	}
-	key := s.key(gen)
+	key := s.key(gen, path)
 	s.mu.Lock()
 	prev := s.walked[v]
 	s.seen[v] = key
@@ -137,7 +138,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		s.origin(f, v)
 		return true
 	default:
-		c, ok := s.since(f, v, prev, gen)
+		c, ok := s.since(f, v, prev, gen, path)
 		if !ok || c.Others || nested {
 			return true
 		}
@@ -153,12 +154,12 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	return false
 }
 
-// since notes in changes what changed in volume v (open at f) since a
-// complete walk that saw prev (its key) and recorded every file it met as
-// it was then, when prev is of a walk with today's options, and returns
-// it.
-func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) (fiemap.Changes, bool) {
-	before, ok := s.genOf(prev)
+// since notes in changes what changed in volume v (open at f, met at
+// path) since a complete walk that saw prev (its key) and recorded every
+// file it met as it was then, when prev is of a walk with today's options
+// that met it at the same path, and returns it.
+func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path string) (fiemap.Changes, bool) {
+	before, ok := s.genOf(prev, path)
 	if !ok || before >= gen {
 		return fiemap.Changes{}, false
 	}
@@ -186,13 +187,17 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64) (fie
 }
 
 // genOf returns the generation a walk that saw key started at, if it
-// walked with today's options.
-func (s *subvols) genOf(key string) (uint64, bool) {
+// walked with today's options and met the subvolume at path (anywhere
+// when path is "").
+func (s *subvols) genOf(key, path string) (uint64, bool) {
 	var gen uint64
-	if _, err := fmt.Sscanf(key, "gen=%d ", &gen); err != nil || key != s.key(gen) {
+	if _, err := fmt.Sscanf(key, "gen=%d ", &gen); err != nil {
 		return 0, false
 	}
-	return gen, true
+	if path == "" {
+		return gen, strings.HasPrefix(key, fmt.Sprintf("gen=%d %s at=", gen, s.sig))
+	}
+	return gen, key == s.key(gen, path)
 }
 
 // origin notes in origins where volume v, open at f and never walked,
@@ -218,7 +223,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume) {
 	s.mu.Lock()
 	prev := s.walked[from]
 	s.mu.Unlock()
-	before, ok := s.genOf(prev)
+	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
 	if !ok || sn.Made <= before {
 		return
 	}
@@ -284,11 +289,11 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		return ""
 	}
 	if prev != "" {
-		s.since(f, v, prev, gen)
+		s.since(f, v, prev, gen, root)
 	} else {
 		s.origin(f, v)
 	}
-	return s.key(gen)
+	return s.key(gen, root)
 }
 
 // generation returns the generation of btrfs subvolume v, open at f,
@@ -311,8 +316,15 @@ func (s *subvols) generation(f *os.File, v fsys.Volume) (uint64, bool) {
 }
 
 // key is what a walk starting now records of a subvolume at generation
-// gen: that and the options that shape the walk.
-func (s *subvols) key(gen uint64) string { return fmt.Sprintf("gen=%d %s", gen, s.sig) }
+// gen whose top directory (or, for a root inside it, the root) it meets at
+// path: those, and the options that shape the walk. A subvolume met at
+// another path than at its last walk (a snapshot renamed or moved) has
+// its files where the index does not: it is walked again, and they are
+// found renamed. (A key recorded before paths were part of it matches
+// none: each subvolume is walked once more.)
+func (s *subvols) key(gen uint64, path string) string {
+	return fmt.Sprintf("gen=%d %s at=%q", gen, s.sig, path)
+}
 
 // extentsChanged reports whether the extents of file ino of volume v may
 // have changed since the last complete walk, which recorded them.
