@@ -273,3 +273,112 @@ func TestPutReplaces(t *testing.T) {
 		}
 	}
 }
+
+// Copy records a file of a new snapshot as a clone of its origin's row in
+// one way when the inode has no row and another when it has one, with the
+// same row in the end: its identity, owner, the origin's digest of items,
+// sums shared with the origin, a copy of its extents, and its path taken
+// from any inode that held it. It records nothing when the origin's row
+// is no longer as given, or has another identity.
+func TestCopy(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol, snap := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 256}
+	file := func(v fsys.Volume, ino uint64, path string, mtime int64) File {
+		return File{Path: path, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: v, Ino: ino, Size: 3 * 4096, Mtime: mtime, Ctime: 1}}
+	}
+	ext := []fiemap.Extent{{Logical: 0, Physical: 1 << 20, Length: 3 * 4096, Flags: fiemap.FlagLast, DiskStart: 1 << 20, DiskLen: 3 * 4096, Gen: 7}}
+	do := func(fn func(tx *Tx) error) {
+		t.Helper()
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fn(tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var origin, other int64
+	do(func(tx *Tx) (err error) {
+		if origin, err = tx.Put(file(vol, 10, "/live/a", 1), sumsOf(1, 3), ext); err != nil {
+			return err
+		}
+		other, err = tx.Put(file(snap, 99, "/snap/a", 1), sumsOf(2, 3), nil) // holds the path first
+		return err
+	})
+	// row describes a file's row as Copy leaves it; "" when there is none.
+	row := func(v fsys.Volume, ino uint64) string {
+		t.Helper()
+		var s string
+		err := ix.DB().QueryRow(`SELECT printf('%s size=%d mtime=%d ctime=%d uid=%d nocow=%d items=%d blocks_of=%d clone_of=%d clone_seq=%d extents=%d',
+				coalesce(f.path, '-'), f.size, f.mtime, f.ctime, f.uid, f.nocow, f.items = o.items, f.blocks_of, f.clone_of, f.clone_seq = o.changed,
+				(SELECT count(*) FROM extents e JOIN extents x ON x.file = o.id AND x.logical = e.logical AND x.disk_start = e.disk_start WHERE e.file = f.id))
+			FROM files f JOIN files o ON o.id = ? WHERE f.vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?) AND f.ino = ?`,
+			origin, v.FS, int64(v.Subvol), int64(ino)).Scan(&s)
+		if err == sql.ErrNoRows {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	want := fmt.Sprintf("/snap/a size=12288 mtime=1 ctime=1 uid=1000 nocow=0 items=1 blocks_of=%d clone_of=%d clone_seq=1 extents=1", origin, origin)
+	for _, tt := range []struct {
+		name   string
+		ino    uint64
+		before func(tx *Tx) error
+	}{
+		{"new inode", 10, nil},
+		{"inode recorded before", 11, func(tx *Tx) error {
+			_, err := tx.Put(file(snap, 11, "/snap/old", 5), sumsOf(3, 3), nil)
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.before != nil {
+				do(tt.before)
+			}
+			do(func(tx *Tx) error {
+				ok, err := tx.Copy(origin, seqOf(t, ix, origin), file(snap, tt.ino, "/snap/a", 1), nil)
+				if err == nil && !ok {
+					err = fmt.Errorf("Copy recorded nothing")
+				}
+				return err
+			})
+			if got := row(snap, tt.ino); got != want {
+				t.Errorf("row = %q; want %q", got, want)
+			}
+			if got, err := ix.Sums(ctx, mustID(t, ix, snap, tt.ino)); err != nil || !bytes.Equal(got, sumsOf(1, 3)) {
+				t.Errorf("Sums = %x, %v; want the origin's", got, err)
+			}
+			var path sql.NullString
+			if err := ix.DB().QueryRow("SELECT path FROM files WHERE id = ?", other).Scan(&path); err != nil || path.Valid {
+				t.Errorf("the inode that held the path holds %v (%v); want none", path, err)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name       string
+		seq, mtime int64
+	}{
+		{"origin changed since", seqOf(t, ix, origin) - 1, 1},
+		{"another identity", seqOf(t, ix, origin), 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			do(func(tx *Tx) error {
+				ok, err := tx.Copy(origin, tt.seq, file(snap, 12, "/snap/b", tt.mtime), nil)
+				if err == nil && ok {
+					err = fmt.Errorf("Copy recorded the file")
+				}
+				return err
+			})
+			if got := row(snap, 12); got != "" {
+				t.Errorf("row = %q; want none", got)
+			}
+		})
+	}
+}

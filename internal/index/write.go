@@ -312,6 +312,9 @@ func (t *Tx) replace(f File, items int64) (int64, error) {
 // whose data may change under unchanged items, or when it changed and no
 // items are given; f's NOCOW attribute is recorded as given (unset).
 func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool, error) {
+	if ok, err := t.copyNew(from, fromChanged, f); err != nil || ok {
+		return ok, err
+	}
 	st, err := t.stmt("SELECT changed, coalesce(items, 0) FROM files WHERE id = ? AND size = ? AND mtime = ? AND ctime = ? AND nocow = 0")
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
@@ -351,6 +354,53 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 			return false, fmt.Errorf("record %s: %w", f.Path, err)
 		}
 		return true, nil
+	}
+	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
+		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
+		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
+	}
+	return true, nil
+}
+
+// copyNew is Copy's way for the file of a new snapshot: a clone of from
+// as it is (fromChanged) whose inode has no row yet, recorded in one
+// statement, its extents in another. It reports false, having recorded
+// nothing but that f.Path is no other inode's, where the inode has a row
+// or from is not as given; Copy then takes the long way.
+func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
+	if f.NoCOW != NoCOWUnset {
+		return false, nil
+	}
+	vol, err := t.volID(f.Vol)
+	if err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
+		f.Path, vol, int64(f.Ino)); err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	seq, err := t.changed()
+	if err != nil {
+		return false, err
+	}
+	var uid any // NULL: unknown
+	if f.UID != UIDUnknown {
+		uid = f.UID
+	}
+	// The WHERE clause keeps SQLite from reading ON CONFLICT as a join's.
+	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
+		SELECT ?1, ?2, ?3, size, mtime, ctime, ?4, ?5, 0, items, coalesce(blocks_of, id), id, changed FROM files
+			WHERE id = ?6 AND changed = ?7 AND size = ?8 AND mtime = ?9 AND ctime = ?10 AND nocow = 0
+		ON CONFLICT(vol, ino) DO NOTHING RETURNING id`)
+	if err != nil {
+		return false, err
+	}
+	var id int64
+	switch err := st.QueryRow(f.Path, vol, int64(f.Ino), uid, seq, from, fromChanged, f.Size, f.Mtime, f.Ctime).Scan(&id); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
