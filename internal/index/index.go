@@ -599,19 +599,30 @@ func (ix *Index) MaxFileID(ctx context.Context) int64 {
 
 // Files calls fn for every file in the index, in no particular order.
 func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
-	rows, err := ix.db.QueryContext(ctx, `SELECT f.id, coalesce(f.path, ''), v.fsid, v.subvol, f.ino, f.size, f.mtime, f.ctime,
-		coalesce(f.nocow, -1), coalesce(f.uid, -1), f.changed, coalesce(f.clone_of, 0), coalesce(f.clone_seq, 0) FROM files f JOIN volumes v ON v.id = f.vol`)
+	vols, err := ix.volumesByID(ctx)
+	if err != nil {
+		return err
+	}
+	// Without the join, a row costs three columns less (each a lock and
+	// unlock of the connection's mutex in modernc's SQLite) and a string.
+	rows, err := ix.db.QueryContext(ctx, `SELECT id, coalesce(path, ''), vol, ino, size, mtime, ctime,
+		coalesce(nocow, -1), coalesce(uid, -1), changed, coalesce(clone_of, 0), coalesce(clone_seq, 0) FROM files`)
 	if err != nil {
 		return fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 13); err != nil {
+		if err := r.scan(rows, 12); err != nil {
 			return fmt.Errorf("read files: %w", err)
 		}
-		f := r.file()
-		f.Changed, f.CloneOf, f.CloneSeq = r.int64(10), r.int64(11), r.int64(12)
+		v, ok := vols[r.int64(2)]
+		if !ok {
+			return fmt.Errorf("read files: file %d on volume %d, which the index does not have", r.int64(0), r.int64(2))
+		}
+		f := File{ID: r.int64(0), Path: r.text(1), NoCOW: int8(r.int64(7)), UID: r.int64(8),
+			Identity: fsys.Identity{Vol: v, Ino: uint64(r.int64(3)), Size: r.int64(4), Mtime: r.int64(5), Ctime: r.int64(6)},
+			Changed:  r.int64(9), CloneOf: r.int64(10), CloneSeq: r.int64(11)}
 		if r.err != nil {
 			return fmt.Errorf("read files: %w", r.err)
 		}
@@ -620,6 +631,25 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 		}
 	}
 	return rows.Err()
+}
+
+// volumesByID returns the volumes of the index by their row ids.
+func (ix *Index) volumesByID(ctx context.Context) (map[int64]fsys.Volume, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT id, fsid, subvol FROM volumes")
+	if err != nil {
+		return nil, fmt.Errorf("read volumes: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[int64]fsys.Volume)
+	for rows.Next() {
+		var id int64
+		var v fsys.Volume
+		if err := rows.Scan(&id, &v.FS, &v.Subvol); err != nil {
+			return nil, fmt.Errorf("read volumes: %w", err)
+		}
+		m[id] = v
+	}
+	return m, rows.Err()
 }
 
 // WriteSeq returns the write sequence number of the last write

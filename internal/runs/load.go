@@ -28,7 +28,6 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	// new array). Ids are given in order; the room the gaps of deleted
 	// files leave is never touched, and so never takes memory.
 	files := make([]file, 0, ix.MaxFileID(ctx))
-	byID := make(map[int64]int)
 	classOf := classes()
 	can := canDedupe(vols, o.Live, o.Warn)
 	var total, n int64
@@ -96,6 +95,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		files[i].inline = fl&fiemap.FlagDataInline != 0
 	}
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
+	byID := make(map[int64]int, len(files))
 	for i, f := range files {
 		byID[f.id] = i
 	}
