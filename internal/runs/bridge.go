@@ -20,7 +20,7 @@ const maxBridge = 32768
 // the gap between two runs from one source is the same on both sides and
 // every block of it is zero in both files, the runs become one. runs are
 // in destination order, and stay so.
-func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs int64, o *Options) ([]run, error) {
+func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, runs []run, bs int64, o *Options) ([]run, error) {
 	if len(runs) < 2 {
 		return runs, nil
 	}
@@ -35,7 +35,7 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 		n   int64
 	}
 	var gaps []gapAt
-	dsums := newSumReader(ctx, ix)
+	dsums := newSumReader(ctx, ix, held)
 	for i := 1; i < len(runs); i++ {
 		if i%(1<<14) == 0 {
 			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
@@ -49,6 +49,11 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 		if df == p.dst.file() && sf == p.src.file() && df != sf &&
 			gap > 0 && gap <= maxBridge && r.src.block()-(p.src.block()+p.n) == gap &&
 			p.len == p.n*bs && !files[df].stale && !files[sf].stale {
+			// A source whose sums are held says first, for nothing,
+			// whether its side of the gap is zero.
+			if sz, ok := held.zero(files[sf].id, p.src.block()+p.n, gap); ok && !sz {
+				continue
+			}
 			dz, err := dsums.zero(files[df].id, p.dst.block()+p.n, gap)
 			if err != nil {
 				return nil, err
@@ -60,7 +65,7 @@ func bridge(ctx context.Context, ix *index.Index, files []file, runs []run, bs i
 	}
 	slices.SortFunc(gaps, func(a, b gapAt) int { return cmp.Compare(a.src, b.src) })
 	join := make([]bool, len(runs))
-	ssums := newSumReader(ctx, ix)
+	ssums := newSumReader(ctx, ix, held)
 	for _, g := range gaps {
 		sz, err := ssums.zero(files[g.src.file()].id, g.src.block(), g.n)
 		if err != nil {

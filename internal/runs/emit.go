@@ -16,7 +16,7 @@ import (
 // share source range and length on one line of up to plan.MaxDests
 // destinations. redo, if not nil, marks the files regrouped (see
 // finder.redo).
-func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
+func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
 			return c
@@ -59,7 +59,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, runs
 		})
 	}
 	digests := make([][sha256.Size]byte, len(firsts))
-	sums := newSumReader(ctx, ix)
+	sums := newSumReader(ctx, ix, held)
 	h := sha256.New()
 	for n, k := range order {
 		if n%65536 == 0 {

@@ -295,6 +295,8 @@ func (f *finder) regroup() (err error) {
 	slices.SortFunc(ids, func(a, b int) int { return int(f.files[a].id - f.files[b].id) })
 	q := make([]pair, 0, min(room, redoBlocks))
 	var fresh int64 // entries of changed files, which the table written takes
+	f.held = make(heldSums)
+	heldBytes := 0
 	for k, i := range ids {
 		if k%256 == 0 {
 			f.o.progress("reading changed sums", int64(k), int64(len(ids)), "files")
@@ -305,6 +307,10 @@ func (f *finder) regroup() (err error) {
 		sums, err := f.ix.Sums(f.ctx, f.files[i].id)
 		if err != nil {
 			return err
+		}
+		if heldBytes+len(sums) <= f.heldBudget() {
+			f.held[f.files[i].id] = sums
+			heldBytes += len(sums)
 		}
 		for b := range len(sums) / blockhash.SumSize {
 			if s := blockhash.At(sums, b); s != blockhash.Zero {

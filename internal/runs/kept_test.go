@@ -49,7 +49,15 @@ type keptFile struct {
 
 const keptBlobs, keptBlobBlocks = 30, 48
 
-func blobSum(b, k int) uint64 { return uint64(b*1000+k+1)*0x9E3779B97F4A7C15 | 1 }
+// blobSum is the sum of block k of blob b: zero for every eighth block of
+// every third blob, so that runs are joined across zero blocks (bridge),
+// in re-runs too.
+func blobSum(b, k int) uint64 {
+	if b%3 == 0 && k%8 == 5 {
+		return 0
+	}
+	return uint64(b*1000+k+1)*0x9E3779B97F4A7C15 | 1
+}
 
 func newKeptHost(t *testing.T) *keptHost { return newKeptHostSeeded(t, 3, 4) }
 

@@ -199,7 +199,16 @@ type finder struct {
 	// redo marks the files whose sums regroup regrouped; nil when every
 	// sum was grouped.
 	redo []bool
+	// held keeps the sums regroup read, as far as heldBudget allows, for
+	// bridge and lines, which read the destinations' (mostly the files
+	// regrouped) again.
+	held heldSums
 }
+
+// heldBudget is the share of Options.Budget that the sums regroup read
+// may keep: with the pairs it groups (at most a quarter, see regroup),
+// within the budget.
+func (f *finder) heldBudget() int { return int(f.o.Budget / 8) }
 
 // Find computes the plan for the index and calls emit with each line, in
 // units of work that each free space on their own, best first (see
@@ -299,7 +308,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if err != nil {
 		return sum, err
 	}
-	if runs, err = bridge(ctx, ix, files, runs, bs, &o); err != nil {
+	if runs, err = bridge(ctx, ix, files, f.held, runs, bs, &o); err != nil {
 		return sum, err
 	}
 	runs = filter(runs, o)
@@ -314,7 +323,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
 		runs = append(runs, relinks...)
 	}
-	if err := lines(ctx, ix, files, f.redo, runs, ws, bs, emit, &sum, &o); err != nil {
+	if err := lines(ctx, ix, files, f.redo, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
 		return sum, err
 	}
 	f.commitTable()

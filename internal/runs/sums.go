@@ -12,16 +12,39 @@ import (
 // time, keeping the chunk it read last: bridge and lines ask along runs,
 // in order, and reading a file's sums whole for each run (or each file
 // paired with it) made them grow with the files' sizes, not the runs'.
+//
+// Files whose sums are held in memory already (regroup read them whole:
+// after a small change, most destinations) are read from there.
 type sumReader struct {
 	ctx   context.Context
 	ix    *index.Index
+	held  heldSums
 	id    int64 // the file of chunk, or -1
 	c     int
 	chunk []byte
+	buf   []byte // what the index last read into
 }
 
-func newSumReader(ctx context.Context, ix *index.Index) *sumReader {
-	return &sumReader{ctx: ctx, ix: ix, id: -1}
+// heldSums are the sums of files by id, as index.Sums gives them.
+type heldSums map[int64][]byte
+
+// zero reports whether blocks [from, from+n) of file id are all zero,
+// and false for ok when the file's sums are not held.
+func (h heldSums) zero(id, from, n int64) (zero, ok bool) {
+	sums, ok := h[id]
+	if !ok {
+		return false, false
+	}
+	for b := from; b < from+n && b < int64(len(sums)/blockhash.SumSize); b++ {
+		if blockhash.At(sums, int(b)) != blockhash.Zero {
+			return false, true
+		}
+	}
+	return true, true
+}
+
+func newSumReader(ctx context.Context, ix *index.Index, held heldSums) *sumReader {
+	return &sumReader{ctx: ctx, ix: ix, held: held, id: -1}
 }
 
 // load makes chunk c of file id the one held. A chunk the index does not
@@ -30,11 +53,17 @@ func (r *sumReader) load(id int64, c int) error {
 	if r.id == id && r.c == c {
 		return nil
 	}
-	b, err := r.ix.ChunkTo(r.ctx, id, c, r.chunk)
+	if sums, ok := r.held[id]; ok {
+		const chunkBytes = index.ChunkBlocks * blockhash.SumSize
+		lo := min(len(sums), c*chunkBytes)
+		r.id, r.c, r.chunk = id, c, sums[lo:min(len(sums), lo+chunkBytes)]
+		return nil
+	}
+	b, err := r.ix.ChunkTo(r.ctx, id, c, r.buf)
 	if err != nil {
 		return err
 	}
-	r.id, r.c, r.chunk = id, c, b
+	r.id, r.c, r.chunk, r.buf = id, c, b, b
 	return nil
 }
 

@@ -149,7 +149,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
-	return lines(ctx, ix, files, nil, runs, nil, bs, emit, sum, &o)
+	return lines(ctx, ix, files, nil, nil, runs, nil, bs, emit, sum, &o)
 }
 
 func inline(f *file) bool {
