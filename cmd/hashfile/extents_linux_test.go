@@ -286,6 +286,54 @@ func checkClones(t *testing.T, db string) int {
 	return n
 }
 
+// TestSnapshotLink checks that in a new snapshot, whose files the index
+// does not look up one by one (it has no file of that volume), a second
+// name of a file is still one: the file keeps the name met first, even
+// when that is committed long before the second is met.
+func TestSnapshotLink(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	p := func(name string) string { return filepath.Join(live, name) }
+	writeFile(t, p("a"), randomBytes(1, 8192))
+	const many = 4500 // more than two batches of the writer between the two names
+	for i := range many {
+		writeFile(t, p(fmt.Sprintf("m/%04d", i)), []byte{byte(i), byte(i >> 8)})
+	}
+	if err := os.Mkdir(p("z"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(p("a"), p("z/a-link")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	snap := filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	// live's files counted unchanged, the snapshot's copied from them but
+	// for the second name.
+	checkSummary(t, stderr, counts{seen: 2*many + 3, hashed: many + 1, reused: many + 1, copied: many + 1,
+		unchanged: many + 1, links: 1, skimmed: 1})
+	checkTree(t, db, snap)
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	var path string
+	if err := ix.DB().QueryRow("SELECT path FROM files WHERE path LIKE ? AND ino = (SELECT ino FROM files WHERE path = ?)",
+		snap+"/%", p("a")).Scan(&path); err != nil || path != filepath.Join(snap, "a") {
+		t.Errorf("the snapshot's file is recorded at %q (%v); want %q", path, err, filepath.Join(snap, "a"))
+	}
+}
+
 // TestSkim checks that a btrfs subvolume in which no directory changed
 // since its last complete walk is not walked again: the files whose items
 // changed are looked at where the index has them, the others count as

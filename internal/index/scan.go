@@ -244,6 +244,17 @@ func (ix *Index) Empty(ctx context.Context) (bool, error) {
 	return !any, nil
 }
 
+// HasFilesOn reports whether the index records a file of volume v.
+func (ix *Index) HasFilesOn(ctx context.Context, v fsys.Volume) (bool, error) {
+	var has bool
+	err := ix.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM files
+		WHERE vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?))`, v.FS, int64(v.Subvol)).Scan(&has)
+	if err != nil {
+		return false, fmt.Errorf("read files: %w", err)
+	}
+	return has, nil
+}
+
 // FileByInode returns the file recorded for inode ino of volume v, if any.
 func (ix *Index) FileByInode(ctx context.Context, v fsys.Volume, ino uint64) (Listed, bool, error) {
 	st, err := ix.stmt("SELECT " + listedColumns + " WHERE v.fsid = ? AND v.subvol = ? AND f.ino = ?")

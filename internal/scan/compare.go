@@ -227,10 +227,23 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 	// Not recorded at this path: a new file, another name of a file
 	// recorded under its first, or a file renamed. In an index that held
 	// no file when the run started, only a hard link can be recorded
-	// already (by this run).
-	if s.empty && e.Nlink <= 1 {
-		s.queue(e, vol, k)
-		return nil
+	// already (by this run); nor, in one that held no file of its volume
+	// (a new snapshot, whose files are then not each looked up in vain).
+	// A file met again under another mount of that volume, once the
+	// first is committed, is recorded again under the later name (the
+	// next run finds the other name a link).
+	if e.Nlink <= 1 {
+		if s.empty {
+			s.queue(e, vol, k)
+			return nil
+		}
+		fresh, err := s.newVolume(vol)
+		if err != nil {
+			return err
+		}
+		if fresh {
+			return s.queueNew(e, vol, k)
+		}
 	}
 	f, ok, err := s.lookup(vol, e)
 	switch {
@@ -360,6 +373,26 @@ func (s *scanner) lookup(vol fsys.Volume, e walk.Entry) (index.Listed, bool, err
 // met on volume vol.
 func sameInode(f index.File, vol fsys.Volume, e walk.Entry) bool {
 	return f.Ino == e.Ino && (f.Vol == vol || f.Vol == index.LegacyVolume(e.Dev))
+}
+
+// newVolume reports whether the index held no file of volume v when the
+// run started. It asks the index the first time, before compare sends
+// anything about a file of v (the first file of v that is neither at the
+// cursor's row nor in flight asks), and remembers the answer.
+func (s *scanner) newVolume(v fsys.Volume) (bool, error) {
+	if s.legacy {
+		return false, nil // its files may be recorded by st_dev
+	}
+	fresh, ok := s.newVols[v]
+	if !ok {
+		has, err := s.ix.HasFilesOn(s.ctx, v)
+		if err != nil {
+			return false, err
+		}
+		fresh = !has
+		s.newVols[v] = fresh
+	}
+	return fresh, nil
 }
 
 // willMeet reports whether this run's walk goes through path.

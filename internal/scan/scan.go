@@ -230,6 +230,7 @@ type scanner struct {
 	gen      int64                  // this run's scan generation
 	legacy   bool                   // the index holds volumes named by st_dev
 	empty    bool                   // the index held no file at the start
+	newVols  map[fsys.Volume]bool   // compare's: volumes with no file at the start (see newVolume)
 	start    time.Time
 
 	ctx    context.Context
@@ -312,6 +313,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		jobs:     make(chan job, 256),
 		ops:      make(chan op, 256),
 		ru:       &reuser{ix: ix, bs: int64(o.BlockSize)},
+		newVols:  make(map[fsys.Volume]bool),
 		rootSeen: make([]int64, len(roots)),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
