@@ -12,7 +12,7 @@ import (
 )
 
 // capacity is how many pairs or mappings one partition may hold: half
-// of Options.Budget. The other half is for SQLite's page cache (64 MiB),
+// of Options.Budget. The other half is for SQLite's page caches,
 // the files, their extents and the runs, the lists' buffers, and the
 // garbage the collector has not taken yet.
 func (f *finder) capacity() int64 {

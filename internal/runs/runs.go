@@ -166,8 +166,10 @@ type run struct {
 // pairSize is the memory of one pair.
 const pairSize = 16
 
-// sqliteCache is the most memory SQLite's page cache takes (see
-// index.Open).
+// sqliteCache is what Find leaves to SQLite's page caches within its
+// budget: more than they take (4 MiB a connection of an index opened to
+// be read, see index.OpenExisting, for the few connections it uses at
+// once), and what one connection of an index opened to be written may.
 const sqliteCache = 64 << 20
 
 // largeIndex is the size of an index's pairs from which Find has the
