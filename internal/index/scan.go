@@ -138,15 +138,19 @@ func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
 }
 
 // SkipUnder moves the cursor past every row below dir, from the one Peek
-// returns on. It returns how many of them are of volume v and not files
-// named in check (by inode), and the others, in path order: a subvolume
-// left unwalked costs two queries, not a row read for each of its files.
-func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64) (int64, []Listed, error) {
+// returns on, but not to before or beyond (if not ""). It returns how many
+// of them are of volume v and not files named in check (by inode), and
+// the others, in path order: a subvolume left unwalked costs two queries,
+// not a row read for each of its files.
+func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before string) (int64, []Listed, error) {
 	at, ok := c.Peek()
 	if !ok {
 		return 0, nil, c.err
 	}
 	_, hi := PathRange(dir)
+	if before != "" && before < hi {
+		hi = before
+	}
 	inos, err := json.Marshal(append([]uint64{}, check...)) // [], not null
 	if err != nil {
 		return 0, nil, err

@@ -77,7 +77,7 @@ func TestCursor(t *testing.T) {
 // SkipUnder counts the rows of a volume below a directory, from where the
 // cursor is, returns those of other volumes and those it is asked to
 // check, in path order, and leaves the cursor at the first row past the
-// directory, on a page boundary or not.
+// directory, on a page boundary or not, or at the bound it is given.
 func TestSkipUnder(t *testing.T) {
 	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
 	ctx := context.Background()
@@ -103,14 +103,17 @@ func TestSkipUnder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name  string
-		first int // rows Next passes before the skip (/m/a, /m/s.txt, then f00000 on)
-		check []uint64
-		n     int64
-		rest  []string
+		name   string
+		first  int // rows Next passes before the skip (/m/a, /m/s.txt, then f00000 on)
+		check  []uint64
+		before string
+		n      int64
+		rest   []string
+		after  []string
 	}{
-		{"from its first row", 2, nil, cursorPage + 10, []string{"/m/s/g"}},
-		{"from within", 12, []uint64{1003, 1011, 1100, 5}, cursorPage - 2, []string{"/m/s/f00011", "/m/s/f00100", "/m/s/g"}},
+		{"from its first row", 2, nil, "", cursorPage + 10, []string{"/m/s/g"}, []string{"/m/s0", "/m/t"}},
+		{"from within", 12, []uint64{1003, 1011, 1100, 5}, "/m/t", cursorPage - 2, []string{"/m/s/f00011", "/m/s/f00100", "/m/s/g"}, []string{"/m/s0", "/m/t"}},
+		{"not to before", 2, []uint64{1001}, "/m/s/f00003", 2, []string{"/m/s/f00001"}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := ix.Under(ctx, "/m")
@@ -119,7 +122,7 @@ func TestSkipUnder(t *testing.T) {
 				c.Peek()
 				c.Next()
 			}
-			n, rest, err := c.SkipUnder("/m/s", vol, tt.check)
+			n, rest, err := c.SkipUnder("/m/s", vol, tt.check, tt.before)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,11 +134,15 @@ func TestSkipUnder(t *testing.T) {
 				t.Errorf("SkipUnder = %d, %q; want %d, %q", n, paths, tt.n, tt.rest)
 			}
 			var after []string
-			for f, ok := c.Peek(); ok; f, ok = c.Peek() {
+			for f, ok := c.Peek(); ok && len(after) < 2; f, ok = c.Peek() {
 				after = append(after, f.Path)
 				c.Next()
 			}
-			if want := []string{"/m/s0", "/m/t"}; !slices.Equal(after, want) || c.Err() != nil {
+			want := tt.after
+			if want == nil {
+				want = []string{tt.before, "/m/s/f00004"}
+			}
+			if !slices.Equal(after, want) || c.Err() != nil {
 				t.Errorf("after SkipUnder, the cursor lists %q (%v); want %q", after, c.Err(), want)
 			}
 		})

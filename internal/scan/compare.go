@@ -134,8 +134,8 @@ func (s *scanner) pass(cur *index.Cursor, path string) error {
 			// In a subvolume left unwalked: its rows are as the index has
 			// them, counted, not read, but for those to look at again and
 			// those of other volumes. The walk goes on after it, so path
-			// lies beyond.
-			n, rest, err := cur.SkipUnder(top, f.Vol, check)
+			// lies beyond (and the skip stops there if not).
+			n, rest, err := cur.SkipUnder(top, f.Vol, check, path)
 			if err != nil {
 				return err
 			}
