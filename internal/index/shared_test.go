@@ -24,6 +24,22 @@ func sumsOf(tag, n int) []byte {
 	return b
 }
 
+// inTx runs fn in a transaction of ix and commits it, failing t on any
+// error.
+func inTx(t *testing.T, ix *Index, fn func(tx *Tx) error) {
+	t.Helper()
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fn(tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // scanned returns what ScanSums gives: for each chunk, the files it names
 // and the chunk's sums.
 func scanned(t *testing.T, ix *Index) []string {
@@ -52,19 +68,7 @@ func TestSharedSums(t *testing.T) {
 	file := func(v fsys.Volume, ino uint64, path string) File {
 		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: v, Ino: ino, Size: n * 4096, Mtime: 1, Ctime: 1}}
 	}
-	do := func(fn func(tx *Tx) error) {
-		t.Helper()
-		tx, err := ix.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fn(tx); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	do := func(fn func(tx *Tx) error) { t.Helper(); inTx(t, ix, fn) }
 	old, fresh := sumsOf(1, n), sumsOf(2, n)
 	var a, b, c, d int64
 	do(func(tx *Tx) (err error) { a, err = tx.Put(file(vol, 10, "/a"), old, nil); return err })
@@ -288,19 +292,7 @@ func TestCopy(t *testing.T) {
 		return File{Path: path, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: v, Ino: ino, Size: 3 * 4096, Mtime: mtime, Ctime: 1}}
 	}
 	ext := []fiemap.Extent{{Logical: 0, Physical: 1 << 20, Length: 3 * 4096, Flags: fiemap.FlagLast, DiskStart: 1 << 20, DiskLen: 3 * 4096, Gen: 7}}
-	do := func(fn func(tx *Tx) error) {
-		t.Helper()
-		tx, err := ix.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fn(tx); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	do := func(fn func(tx *Tx) error) { t.Helper(); inTx(t, ix, fn) }
 	var origin, other int64
 	do(func(tx *Tx) (err error) {
 		if origin, err = tx.Put(file(vol, 10, "/live/a", 1), sumsOf(1, 3), ext); err != nil {

@@ -122,19 +122,7 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // sums (files.blocks_of). It returns f's row id and whether other rows
 // share the sums it holds (see clear).
 func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err error) {
-	vol, err := t.volID(f.Vol)
-	if err != nil {
-		return 0, false, err
-	}
-	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
-		f.Path, vol, int64(f.Ino)); err != nil {
-		return 0, false, err
-	}
-	var uid any // NULL: unknown
-	if f.UID != UIDUnknown {
-		uid = f.UID
-	}
-	seq, err := t.changed()
+	vol, uid, seq, err := t.takePath(f)
 	if err != nil {
 		return 0, false, err
 	}
@@ -160,6 +148,24 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 	}
 	err = st.QueryRow(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v, d).Scan(&id, &sharers)
 	return id, sharers, err
+}
+
+// takePath frees f.Path from any other inode that held it (see claim),
+// and returns what a row of f is written with: its volume's id, its owner
+// (NULL when unknown) and the transaction's write sequence number.
+func (t *Tx) takePath(f File) (vol int64, uid any, seq int64, err error) {
+	if vol, err = t.volID(f.Vol); err != nil {
+		return 0, nil, 0, err
+	}
+	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
+		f.Path, vol, int64(f.Ino)); err != nil {
+		return 0, nil, 0, err
+	}
+	if f.UID != UIDUnknown {
+		uid = f.UID
+	}
+	seq, err = t.changed()
+	return vol, uid, seq, err
 }
 
 // Put records a freshly hashed file: its identity, its packed block sums
@@ -355,8 +361,7 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 		}
 		return true, nil
 	}
-	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
-		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
+	if err := t.copyExtents(id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
 	return true, nil
@@ -371,21 +376,9 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	if f.NoCOW != NoCOWUnset {
 		return false, nil
 	}
-	vol, err := t.volID(f.Vol)
+	vol, uid, seq, err := t.takePath(f)
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
-		f.Path, vol, int64(f.Ino)); err != nil {
-		return false, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	seq, err := t.changed()
-	if err != nil {
-		return false, err
-	}
-	var uid any // NULL: unknown
-	if f.UID != UIDUnknown {
-		uid = f.UID
 	}
 	// The WHERE clause keeps SQLite from reading ON CONFLICT as a join's.
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
@@ -402,11 +395,17 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	case err != nil:
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	if _, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
-		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from); err != nil {
+	if err := t.copyExtents(id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
 	return true, nil
+}
+
+// copyExtents records for file id the extents recorded for file from.
+func (t *Tx) copyExtents(id, from int64) error {
+	_, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
+		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from)
+	return err
 }
 
 // putExtents records the extents of file id.
