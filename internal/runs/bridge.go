@@ -35,7 +35,7 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 		n   int64
 	}
 	var gaps []gapAt
-	dsums := newSumReader(ctx, ix, held)
+	dsums, hsums := newSumReader(ctx, ix, held), newSumReader(ctx, ix, held)
 	for i := 1; i < len(runs); i++ {
 		if i%(1<<14) == 0 {
 			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
@@ -51,8 +51,14 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 			p.len == p.n*bs && !files[df].stale && !files[sf].stale {
 			// A source whose sums are held says first, for nothing,
 			// whether its side of the gap is zero.
-			if sz, ok := held.zero(files[sf].id, p.src.block()+p.n, gap); ok && !sz {
-				continue
+			if _, ok := held[files[sf].id]; ok {
+				sz, err := hsums.zero(files[sf].id, p.src.block()+p.n, gap)
+				if err != nil {
+					return nil, err
+				}
+				if !sz {
+					continue
+				}
 			}
 			dz, err := dsums.zero(files[df].id, p.dst.block()+p.n, gap)
 			if err != nil {

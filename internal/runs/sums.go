@@ -28,21 +28,6 @@ type sumReader struct {
 // heldSums are the sums of files by id, as index.Sums gives them.
 type heldSums map[int64][]byte
 
-// zero reports whether blocks [from, from+n) of file id are all zero,
-// and false for ok when the file's sums are not held.
-func (h heldSums) zero(id, from, n int64) (zero, ok bool) {
-	sums, ok := h[id]
-	if !ok {
-		return false, false
-	}
-	for b := from; b < from+n && b < int64(len(sums)/blockhash.SumSize); b++ {
-		if blockhash.At(sums, int(b)) != blockhash.Zero {
-			return false, true
-		}
-	}
-	return true, true
-}
-
 func newSumReader(ctx context.Context, ix *index.Index, held heldSums) *sumReader {
 	return &sumReader{ctx: ctx, ix: ix, held: held, id: -1}
 }
