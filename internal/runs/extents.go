@@ -28,35 +28,112 @@ func diskOf(f *file, e fiemap.Extent) diskKey { return diskKey{f.Vol.FS, e.DiskS
 // apart: they are most often extents written one after another, contiguous
 // on disk. Compressed, inline and unwritten extents stand alone.
 func groups(f *file) [][]fiemap.Extent {
-	var out [][]fiemap.Extent
-	byDisk := make(map[int64]int) // DiskStart -> group
-	last := make(map[int64]int)   // distance -> group of the last piece with it
+	n := len(f.extents)
+	if n == 0 {
+		return nil
+	}
+	// Each extent's group first, then the groups cut from one array.
+	// While a file has few extents the keys are looked up in slices (most
+	// files have a few; maps would cost more than the rest).
+	of := make([]int32, n)
+	var size []int32
+	var disk, dist []int64 // each group's DiskStart (0: none); each distance's key
+	var distGroup []int32  // the group of the last piece with dist[k]
+	var byDisk, last map[int64]int32
+	if n > 64 {
+		byDisk, last = make(map[int64]int32), make(map[int64]int32)
+	}
+	newGroup := func(ds int64) int32 {
+		size = append(size, 0)
+		disk = append(disk, ds)
+		return int32(len(size) - 1)
+	}
 	for i, e := range f.extents {
-		if e.DiskStart != 0 {
-			g, ok := byDisk[e.DiskStart]
-			if !ok {
-				g = len(out)
-				out = append(out, nil)
-				byDisk[e.DiskStart] = g
+		var g int32
+		switch {
+		case e.DiskStart != 0:
+			g = -1
+			if byDisk != nil {
+				if k, ok := byDisk[e.DiskStart]; ok {
+					g = k
+				}
+			} else {
+				for k, ds := range disk {
+					if ds == e.DiskStart {
+						g = int32(k)
+						break
+					}
+				}
 			}
-			out[g] = append(out[g], e)
-			continue
+			if g < 0 {
+				g = newGroup(e.DiskStart)
+				if byDisk != nil {
+					byDisk[e.DiskStart] = g
+				}
+			}
+		case e.Flags&(fiemap.FlagEncoded|fiemap.FlagDataInline|fiemap.FlagUnwritten|fiemap.FlagDelalloc) != 0:
+			g = newGroup(0)
+		default:
+			d := e.Physical - e.Logical
+			adjacent := i > 0 && f.extents[i-1].End() == e.Logical && f.extents[i-1].Physical-f.extents[i-1].Logical == d
+			k, ok := -1, false
+			if last != nil {
+				g, ok = last[d]
+			} else {
+				for j, x := range dist {
+					if x == d {
+						k, g, ok = j, distGroup[j], true
+						break
+					}
+				}
+			}
+			if !ok || adjacent {
+				g = newGroup(0)
+			}
+			switch {
+			case last != nil:
+				last[d] = g
+			case k >= 0:
+				distGroup[k] = g
+			default:
+				dist, distGroup = append(dist, d), append(distGroup, g)
+			}
 		}
-		if e.Flags&(fiemap.FlagEncoded|fiemap.FlagDataInline|fiemap.FlagUnwritten|fiemap.FlagDelalloc) != 0 {
-			out = append(out, []fiemap.Extent{e})
-			continue
+		of[i] = g
+		size[g]++
+	}
+	out := make([][]fiemap.Extent, len(size))
+	if contiguous(of) {
+		// Most often each group's pieces come one after another: the
+		// groups are slices of the extents, read only.
+		at := 0
+		for g, k := range size {
+			out[g] = f.extents[at : at+int(k) : at+int(k)]
+			at += int(k)
 		}
-		d := e.Physical - e.Logical
-		g, ok := last[d]
-		adjacent := i > 0 && f.extents[i-1].End() == e.Logical && f.extents[i-1].Physical-f.extents[i-1].Logical == d
-		if !ok || adjacent {
-			g = len(out)
-			out = append(out, nil)
-		}
-		out[g] = append(out[g], e)
-		last[d] = g
+		return out
+	}
+	all := make([]fiemap.Extent, n)
+	at := 0
+	for g, k := range size {
+		out[g] = all[at : at : at+int(k)]
+		at += int(k)
+	}
+	for i, e := range f.extents {
+		out[of[i]] = append(out[of[i]], e)
 	}
 	return out
+}
+
+// contiguous reports whether the pieces of each group (of, by piece,
+// groups numbered in order of their first piece) come one after another.
+func contiguous(of []int32) bool {
+	for i := 1; i < len(of); i++ {
+		if of[i] != of[i-1] && of[i] != of[i-1]+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // length is what freeing a group frees: its disk extent's size where that
