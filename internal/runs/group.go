@@ -253,7 +253,8 @@ func (f *finder) groups(pairs []pair) error {
 // name one of newer (sorted): see regroup. It marks the files of every
 // mapping all the same.
 func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
-	var maps []mapping
+	maps := f.groupMaps[:0]
+	defer func() { f.groupMaps = maps[:0] }()
 	for i := 0; i < len(pairs); {
 		j := i + 1
 		for j < len(pairs) && pairs[j].sum == pairs[i].sum {

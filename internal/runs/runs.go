@@ -194,6 +194,9 @@ type finder struct {
 	// up to bounds[k].
 	maps   *buckets
 	bounds []loc
+	// groupMaps is the memory of one group's mappings, kept from group
+	// to group.
+	groupMaps []mapping
 	// buf is the memory of the partition or list at hand.
 	buf []words
 	// tab is the table of sums kept between runs; nil if none is.
