@@ -135,13 +135,34 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID map[in
 	if o.Progress != nil {
 		total = count(ctx, ix, "extents")
 	}
+	// The extents come file by file, in id order. Each file's are cut
+	// from slabs of many files' (a slice a file, grown extent by extent,
+	// cost more than reading them; one slice for all, grown, more still):
+	// a file's extents that outgrow their slab move to the next.
+	const slabSize = 1 << 16
+	var slab []fiemap.Extent
+	start := 0
+	lastID := int64(-1)
 	err := ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
 		if n++; n%4096 == 0 {
 			o.progress("loading extents", n, total, "extents")
 		}
-		if i, ok := byID[id]; ok && (want == nil || want[i]) {
-			files[i].extents = append(files[i].extents, e)
+		i, ok := byID[id]
+		if !ok || (want != nil && !want[i]) {
+			return nil
 		}
+		if id != lastID {
+			if id < lastID {
+				return fmt.Errorf("read extents: file %d after file %d", id, lastID)
+			}
+			start, lastID = len(slab), id
+		}
+		if len(slab) == cap(slab) {
+			next := make([]fiemap.Extent, 0, max(slabSize, 2*(len(slab)-start)))
+			slab, start = append(next, slab[start:]...), 0
+		}
+		slab = append(slab, e)
+		files[i].extents = slab[start:len(slab):len(slab)]
 		return nil
 	})
 	o.progress("loading extents", n, total, "extents")
