@@ -16,24 +16,12 @@ import (
 // Sums returns the packed block sums of one file. They stop at its last
 // block that is not zero: the blocks after them are zero (see Tx.Put).
 func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
-	// One allocation for the chunks before the last, made before the
-	// rows are read: the chunks of zero blocks that are not stored stay
-	// pages never touched. The last chunk takes what it holds, no more: a
-	// whole chunk is 512 KiB, and most files hold a few blocks.
-	lastSt, err := ix.stmt("SELECT max(chunk) FROM blocks WHERE file = " + ownerOf)
-	if err != nil {
-		return nil, fmt.Errorf("read blocks: %w", err)
-	}
+	// No query first for the last chunk, to size the result: SQLite read
+	// the chunk's row to answer it, and that cost as much again as the
+	// reading. Chunks of zero blocks are not stored: a gap is zero.
 	chunksSt, err := ix.stmt("SELECT chunk, hashes FROM blocks WHERE file = " + ownerOf + " ORDER BY chunk")
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
-	}
-	var last sql.NullInt64
-	if err := lastSt.QueryRowContext(ctx, file).Scan(&last); err != nil {
-		return nil, fmt.Errorf("read blocks: %w", err)
-	}
-	if !last.Valid {
-		return nil, nil
 	}
 	const chunkBytes = ChunkBlocks * blockhash.SumSize
 	rows, err := chunksSt.QueryContext(ctx, file)
@@ -41,7 +29,7 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	defer rows.Close()
-	sums := make([]byte, 0, last.Int64*chunkBytes)
+	var sums []byte
 	for rows.Next() {
 		var chunk int
 		var part sql.RawBytes
@@ -49,14 +37,18 @@ func (ix *Index) Sums(ctx context.Context, file int64) ([]byte, error) {
 			return nil, fmt.Errorf("read blocks: %w", err)
 		}
 		at := chunk * chunkBytes
-		if chunk > int(last.Int64) || len(part) > chunkBytes {
+		if chunk < 0 || at < len(sums) || len(part) > chunkBytes {
 			return nil, fmt.Errorf("read blocks: chunk %d of file %d is out of place", chunk, file)
 		}
 		end := at + len(part)
 		if end > cap(sums) {
-			sums = slices.Grow(sums, end-len(sums))
+			// Doubled, so that a file of many chunks is copied a few
+			// times, not once a chunk.
+			grown := make([]byte, len(sums), max(end, 2*cap(sums)))
+			copy(grown, sums)
+			sums = grown
 		}
-		sums = sums[:end] // zero chunks are not stored: zero
+		sums = sums[:end] // the gap before at, zero
 		copy(sums[at:], part)
 	}
 	return sums, rows.Err()
