@@ -380,11 +380,15 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	// The WHERE clause keeps SQLite from reading ON CONFLICT as a join's.
-	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
+	// OR IGNORE: a row of the inode (or of the path, which takePath has
+	// just freed) leaves nothing recorded, as the caller wants; and a
+	// statement that cannot abort halfway needs no statement journal,
+	// which SQLite otherwise fills with every page the statement touches
+	// that the transaction's statements before it wrote.
+	st, err := t.stmt(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
 		SELECT ?1, ?2, ?3, size, mtime, ctime, ?4, ?5, 0, items, coalesce(blocks_of, id), id, changed FROM files
 			WHERE id = ?6 AND changed = ?7 AND size = ?8 AND mtime = ?9 AND ctime = ?10 AND nocow = 0
-		ON CONFLICT(vol, ino) DO NOTHING RETURNING id`)
+		RETURNING id`)
 	if err != nil {
 		return false, err
 	}
@@ -401,9 +405,10 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	return true, nil
 }
 
-// copyExtents records for file id the extents recorded for file from.
+// copyExtents records for file id, which has none, the extents recorded
+// for file from. (OR IGNORE, for no statement journal: see copyNew.)
 func (t *Tx) copyExtents(id, from int64) error {
-	_, err := t.exec(`INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
+	_, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
 		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from)
 	return err
 }
