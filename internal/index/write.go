@@ -384,19 +384,25 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	// just freed) leaves nothing recorded, as the caller wants; and a
 	// statement that cannot abort halfway needs no statement journal,
 	// which SQLite otherwise fills with every page the statement touches
-	// that the transaction's statements before it wrote.
-	st, err := t.stmt(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
+	// that the transaction's statements before it wrote. The new row's id
+	// is the last inserted: RETURNING would open an ephemeral table (a
+	// pager of its own) for each row.
+	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
 		SELECT ?1, ?2, ?3, size, mtime, ctime, ?4, ?5, 0, items, coalesce(blocks_of, id), id, changed FROM files
-			WHERE id = ?6 AND changed = ?7 AND size = ?8 AND mtime = ?9 AND ctime = ?10 AND nocow = 0
-		RETURNING id`)
+			WHERE id = ?6 AND changed = ?7 AND size = ?8 AND mtime = ?9 AND ctime = ?10 AND nocow = 0`,
+		f.Path, vol, int64(f.Ino), uid, seq, from, fromChanged, f.Size, f.Mtime, f.Ctime)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	var id int64
-	switch err := st.QueryRow(f.Path, vol, int64(f.Ino), uid, seq, from, fromChanged, f.Size, f.Mtime, f.Ctime).Scan(&id); {
-	case errors.Is(err, sql.ErrNoRows):
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if n == 0 {
 		return false, nil
-	case err != nil:
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
 	if err := t.copyExtents(id, from); err != nil {
