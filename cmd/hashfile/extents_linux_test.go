@@ -234,6 +234,80 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	}
 }
 
+// TestSnapshotAdopted checks that a new read-only snapshot whose top
+// directory the walk meets has its files recorded from the rows of the
+// subvolume it was taken from, all at once, before it is walked (as if
+// that subvolume's last walk had been its own), and that the walk then
+// settles what changed between that walk and the snapshot as it would in
+// any subvolume walked again: a file deduplicated has its extents
+// recorded again, one overwritten is read, one renamed is found renamed,
+// one deleted is pruned, one new is read. Paths that are not UTF-8 keep
+// their bytes. The old per-file way counts none of those as renamed,
+// pruned or remapped, and the rename as read from extents.
+func TestSnapshotAdopted(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	p := func(name string) string { return filepath.Join(live, name) }
+	for i := range 30 {
+		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("\xc3\xa9\xff/g"), randomBytes(200, 5000))
+	pair := randomBytes(300, 64<<10)
+	writeFile(t, p("pair/src"), pair)
+	testfs.Run(t, "sync")
+	writeFile(t, p("pair/dst"), pair)
+	writeFile(t, p("ow"), randomBytes(400, 16384))
+	writeFile(t, p("mv-from"), randomBytes(500, 12000))
+	writeFile(t, p("rm"), randomBytes(600, 9000))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+
+	// Between live's walk and the snapshot.
+	dedupe(t, p("pair/src"), p("pair/dst"), 64<<10)
+	overwrite(t, p("ow"), 0, randomBytes(401, 16384))
+	if err := os.Rename(p("mv-from"), p("mv-to")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p("rm")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p("new"), randomBytes(700, 8192))
+	testfs.Run(t, "sync")
+	snaps := filepath.Join(mnt, "snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(snaps, "s1")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	// After it, in live alone, which this run does not walk.
+	overwrite(t, p("d0/f00"), 0, randomBytes(800, 4096))
+	testfs.Run(t, "sync")
+
+	_, stderr, err := hashfile(t, "", "-db", db, snaps)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", snaps, err, stderr)
+	}
+	// 36 files: 33 as live's rows have them (pair/dst with its extents
+	// recorded again), mv-to renamed, ow and new read; rm's row pruned.
+	checkSummary(t, stderr, counts{seen: 36, hashed: 35, reused: 33, copied: 33, unchanged: 1, renamed: 1,
+		pruned: 1, remapped: 1, read: 16384 + 8192})
+	checkTree(t, db, snap)
+	checkExtents(t, db, snap)
+	if c := checkClones(t, db); c < 32 {
+		t.Errorf("%d files recorded as clones of live's; want at least 32", c)
+	}
+	// Walked as any: unchanged, it is left unwalked the next time.
+	_, stderr, err = hashfile(t, "", "-db", db, snaps)
+	if err != nil {
+		t.Fatalf("hashfile %s again = %v\n%s", snaps, err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 36, unchanged: 36, subvols: 1})
+}
+
 // checkClones checks that every row the index records as a clone of
 // another (index.File.CloneOf) that has not changed since has that row's
 // sums and extents (but for whether another file shares them), and

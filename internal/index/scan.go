@@ -185,6 +185,18 @@ func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before str
 	return n, rest, c.err
 }
 
+// Again has the cursor read its rows again from the one Peek would
+// return, so that it shows the rows committed since it read them.
+func (c *Cursor) Again() {
+	if c.err != nil {
+		return
+	}
+	if c.i < len(c.page) {
+		c.after, c.incl = c.page[c.i].Path, true
+	}
+	c.page, c.i, c.done = c.page[:0], 0, false
+}
+
 // Err is the error that ended the listing, if any.
 func (c *Cursor) Err() error { return c.err }
 

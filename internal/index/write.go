@@ -411,6 +411,71 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	return true, nil
 }
 
+// Adopt records the files of volume to, a btrfs snapshot met at toTop
+// that the index holds no file of, from the rows of volume from, the
+// subvolume it was taken from, whose last complete walk met it at
+// fromTop: each row below fromTop that no write after sequence number
+// before changed (none of this run's), not marked gone and known to be
+// without NOCOW, is copied under toTop with the same path below it, as a
+// clone of that row (see copyNew), its extents too: two statements for a
+// snapshot, not two a file. The caller has the snapshot walked, which
+// compares each file with its row as it would any recorded before (the
+// rows left out are files changed since: they are met without one). It
+// returns how many files it recorded; none if the index holds a file of
+// to already.
+func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before int64) (int64, error) {
+	fromID, err := t.volID(from)
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	toID, err := t.volID(to)
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	var has bool
+	if err := t.tx.QueryRow("SELECT EXISTS (SELECT 1 FROM files WHERE vol = ?)", toID).Scan(&has); err != nil {
+		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	if has {
+		return 0, nil
+	}
+	seq, err := t.changed()
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	// The path below fromTop, cut as bytes (substr counts a text's
+	// characters), and toTop before it.
+	cut := len(fromTop) + 1
+	if fromTop == "/" {
+		cut = 1
+	}
+	prefix := toTop
+	if toTop == "/" {
+		prefix = ""
+	}
+	lo, hi := PathRange(fromTop)
+	// OR IGNORE: a path another volume's row holds keeps it (the walk
+	// meets the file there and settles it); and no statement journal.
+	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
+		SELECT CAST(?1 || CAST(substr(CAST(path AS BLOB), ?2) AS TEXT) AS TEXT), ?3, ino, size, mtime, ctime, uid, ?4, 0, items,
+			coalesce(blocks_of, id), id, changed FROM files
+			WHERE vol = ?5 AND path >= ?6 AND path < ?7 AND changed <= ?8 AND gone = 0 AND nocow = 0`,
+		prefix, cut, toID, seq, fromID, lo, hi, before)
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	if _, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
+		SELECT f.id, e.logical, e.physical, e.length, e.flags, e.disk_start, e.disk_len, e.gen, e.ext_off
+		FROM files f JOIN extents e ON e.file = f.clone_of WHERE f.vol = ?`, toID); err != nil {
+		return 0, fmt.Errorf("record extents of %s: %w", toTop, err)
+	}
+	return n, nil
+}
+
 // copyExtents records for file id, which has none, the extents recorded
 // for file from. (OR IGNORE, for no statement journal: see copyNew.)
 func (t *Tx) copyExtents(id, from int64) error {

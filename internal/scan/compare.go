@@ -89,6 +89,7 @@ func (s *scanner) compare(in <-chan item) error {
 	}()
 	var seen0 int64
 	var err error
+	var lastDev uint64 // of the file met last: a file of another has the volume looked at
 	for it := range in {
 		if err != nil || s.ctx.Err() != nil {
 			continue // drain, so that the walker never blocks
@@ -100,10 +101,23 @@ func (s *scanner) compare(in <-chan item) error {
 			}
 			cur = s.ix.Under(s.ctx, s.roots[it.root])
 			seen0 = s.c.seen.Load()
+			lastDev = 0
 		case it.end:
 			err = s.pass(cur, "")
 			s.rootSeen[it.root] = s.c.seen.Load() - seen0
 		default:
+			if it.e.Dev != lastDev {
+				lastDev = it.e.Dev
+				v := s.devs.of(lastDev)
+				if a, ok := s.sv.takeAdoptable(v); ok && s.adopt(v, a) > 0 {
+					// A new snapshot, its files recorded from its
+					// origin's rows just now, maybe after the cursor
+					// read past where they are.
+					s.sv.adopted(v, a)
+					s.adopted[v] = true
+					cur.Again()
+				}
+			}
 			if err = s.pass(cur, it.e.Path); err == nil {
 				err = s.decide(cur, it.e)
 			}
@@ -279,7 +293,11 @@ func (s *scanner) met(f index.Listed, e walk.Entry, vol fsys.Volume, k key, unma
 		s.queue(e, vol, k)
 		return
 	}
-	s.c.unchanged.Add(1)
+	if s.adopted[vol] && f.Changed > s.seq {
+		s.c.fromOrigin(f.Size) // recorded in this run from its origin's row
+	} else {
+		s.c.unchanged.Add(1)
+	}
 	if f.Gone != 0 || unmark {
 		s.send(op{unmark: f.ID}) // marked by a run that did not complete
 	}

@@ -96,7 +96,16 @@
 // index records stay those the files have. A read-only snapshot walked
 // for the first time that was made after the last complete walk of the
 // subvolume it was taken from (its origin), and not changed since, is asked which files' extent items
-// changed since that walk; a file with the identity the origin's row has
+// changed since that walk. Where the walk meets its top directory, compare
+// first has the writer record its files from the origin's rows, all at
+// once, in two statements (index.Tx.Adopt, before it meets the first of
+// them: subvols.takeAdoptable), leaving out those this run changed
+// already; the snapshot is then walked as one whose last complete walk
+// had been its origin's, and what changed since is handled as in any
+// subvolume walked again (a file read again, renamed, pruned, or its
+// extents recorded again). A file met without a row (and every file of a
+// snapshot met only below a root inside it) is handled alone: one with
+// the identity the origin's row has
 // takes that row's sums, and its extents too where they are among the
 // others, without being opened: the others have their extent items read
 // by a tree search through the snapshot's top directory (see

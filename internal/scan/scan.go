@@ -136,6 +136,7 @@ type op struct {
 	ext    []fiemap.Extent
 	rename *index.File
 	copy   *copied
+	adopt  *adoption
 	forget *key // a file queued for reading that was not recorded
 	volume *volume
 	attr   *attr
@@ -154,6 +155,18 @@ type op struct {
 type copied struct {
 	from, changed int64 // the row and its index.File.Changed
 	file          index.File
+}
+
+// adoption asks the writer to record the files of a new snapshot, met at
+// toTop, from the rows of the subvolume it was taken from, whose last
+// complete walk met it at fromTop (see subvols.origin, index.Tx.Adopt),
+// and to commit them at once, so that compare finds them; how many it
+// recorded goes to done (0 when it did not, or could not).
+type adoption struct {
+	from, to       fsys.Volume
+	fromTop, toTop string
+	n              int64
+	done           chan int64 // buffered: the writer never waits on it
 }
 
 // gone is a file not met at its path.
@@ -231,6 +244,8 @@ type scanner struct {
 	legacy   bool                   // the index holds volumes named by st_dev
 	empty    bool                   // the index held no file at the start
 	newVols  map[fsys.Volume]bool   // compare's: volumes with no file at the start (see newVolume)
+	adopted  map[fsys.Volume]bool   // compare's: volumes whose files the writer recorded from their origin's rows (see adopt)
+	seq      int64                  // the index's write sequence number at the start: rows changed since were written by this run
 	start    time.Time
 
 	ctx    context.Context
@@ -308,12 +323,17 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	if err != nil {
 		return nil, err
 	}
+	seq, err := ix.WriteSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
 	s := &scanner{
-		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, legacy: legacy, empty: empty, start: start,
+		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, seq: seq, legacy: legacy, empty: empty, start: start,
 		jobs:     make(chan job, 256),
 		ops:      make(chan op, 256),
 		ru:       &reuser{ix: ix, bs: int64(o.BlockSize)},
 		newVols:  make(map[fsys.Volume]bool),
+		adopted:  make(map[fsys.Volume]bool),
 		rootSeen: make([]int64, len(roots)),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -490,6 +510,21 @@ func (d *devices) set(dev uint64, v fsys.Volume) {
 // the walk meets it, records it and tells o.FS. A volume that cannot be
 // described keeps a name made of dev, which findsame leaves out. The
 // walker calls it (through subvols too); compare reads what it learnt.
+// adopt has the writer record the files of volume v, a new snapshot,
+// from the rows of the subvolume it was taken from, as a says (see
+// subvols.origin), after what compare sent it before, and returns how
+// many it recorded. It waits for the writer, which commits them at once.
+func (s *scanner) adopt(v fsys.Volume, a adoptable) int64 {
+	req := &adoption{from: a.from, to: v, fromTop: a.fromTop, toTop: a.top, done: make(chan int64, 1)}
+	s.send(op{adopt: req})
+	select {
+	case n := <-req.done:
+		return n
+	case <-s.ctx.Done():
+		return 0
+	}
+}
+
 func (s *scanner) noteDevice(path string, dev uint64) {
 	if s.devs.known(dev) {
 		return

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -51,6 +52,19 @@ type subvols struct {
 	// walk, and the files whose extent items changed in the snapshot
 	// since that walk: the others are as that walk recorded them.
 	origins map[fsys.Volume]origin
+	// adoptable holds the new snapshots whose files may be recorded
+	// from their origin's rows before they are walked (see origin), until
+	// compare takes them (takeAdoptable).
+	adoptable map[fsys.Volume]adoptable
+}
+
+// adoptable is a new snapshot, met at top, whose files may be recorded
+// from the rows of volume from, whose last complete walk met it at
+// fromTop, and what changed in it since that walk.
+type adoptable struct {
+	from         fsys.Volume
+	fromTop, top string
+	changed      fiemap.Changes
 }
 
 // origin is where a snapshot came from (see subvols.origins), with the
@@ -77,14 +91,15 @@ const btrfsFirstFree = 256
 
 func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
 	return &subvols{
-		sig:     fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
-		walked:  walked,
-		note:    note,
-		decided: make(map[uint64]bool),
-		synced:  make(map[string]bool),
-		seen:    make(map[fsys.Volume]string),
-		changes: make(map[fsys.Volume]fiemap.Changes),
-		origins: make(map[fsys.Volume]origin),
+		sig:       fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		walked:    walked,
+		note:      note,
+		decided:   make(map[uint64]bool),
+		synced:    make(map[string]bool),
+		seen:      make(map[fsys.Volume]string),
+		changes:   make(map[fsys.Volume]fiemap.Changes),
+		origins:   make(map[fsys.Volume]origin),
+		adoptable: make(map[fsys.Volume]adoptable),
 	}
 }
 
@@ -135,7 +150,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	case prev == key && !nested:
 		// Unchanged: left unwalked.
 	case prev == "":
-		s.origin(f, v)
+		s.origin(f, v, path)
 		return true
 	default:
 		c, ok := s.since(f, v, prev, gen, path)
@@ -169,13 +184,20 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.noteChanges(v, c)
+	return c, true
+}
+
+// noteChanges notes c in changes for volume v, with what was noted of it
+// before: asked twice (a root inside v, and v entered from above), both
+// searches ran in this run; what either found changed, did. The caller
+// holds mu.
+func (s *subvols) noteChanges(v fsys.Volume, c fiemap.Changes) {
 	had, ok := s.changes[v]
 	if !ok {
 		s.changes[v] = c
-		return c, true
+		return
 	}
-	// Asked twice (a root inside v, and v entered from above): both
-	// searches ran in this run; what either found changed, did.
 	maps.Copy(had.Extents, c.Extents)
 	maps.Copy(had.Files, c.Files)
 	for ino, items := range c.Items {
@@ -183,7 +205,6 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 	}
 	had.Others = had.Others || c.Others
 	s.changes[v] = had
-	return c, true
 }
 
 // genOf returns the generation a walk that saw key started at, if it
@@ -200,6 +221,17 @@ func (s *subvols) genOf(key, path string) (uint64, bool) {
 	return gen, key == s.key(gen, path)
 }
 
+// topOf returns the path at which the walk that saw key met its
+// subvolume, if it walked with today's options.
+func (s *subvols) topOf(key string) (string, bool) {
+	gen, ok := s.genOf(key, "")
+	if !ok {
+		return "", false
+	}
+	path, err := strconv.Unquote(strings.TrimPrefix(key, fmt.Sprintf("gen=%d %s at=", gen, s.sig)))
+	return path, err == nil
+}
+
 // origin notes in origins where volume v, open at f and never walked,
 // came from, when it is a read-only snapshot, unchanged since it was made,
 // of a subvolume whose last complete walk, with today's options, started
@@ -210,7 +242,18 @@ func (s *subvols) genOf(key, path string) (uint64, bool) {
 // the writer copy them). Every file of v was a file of that subvolume,
 // with the same inode number; in a snapshot written since it was made, a
 // new file could have the number of another, new in the subvolume.
-func (s *subvols) origin(f *os.File, v fsys.Volume) {
+//
+// Where v's top directory is met at top by the walk (not a root inside
+// it: "" then), v is noted as adoptable: compare may have the files of v
+// recorded from that subvolume's rows, all at once, before it meets them
+// (index.Tx.Adopt). v is then walked as if its last complete walk had
+// been that subvolume's, at the same generation, and had met it at top
+// (see adopted): its files are compared with their rows as those of any
+// subvolume walked again. A file whose items changed since is read again
+// where its identity did, or has its extents recorded again where they
+// did; one of whose rows in that subvolume this run wrote first is met
+// without a row, and recorded from the origin's row or read, as before.
+func (s *subvols) origin(f *os.File, v fsys.Volume, top string) {
 	sn, err := fsys.SnapshotOf(f)
 	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
 		return
@@ -242,6 +285,28 @@ func (s *subvols) origin(f *os.File, v fsys.Volume) {
 		o.top.Close()
 	}
 	s.origins[v] = origin{vol: from, changed: c.Extents, top: os.NewFile(uintptr(fd), f.Name())}
+	if fromTop, ok := s.topOf(prev); ok && top != "" {
+		s.adoptable[v] = adoptable{from: from, fromTop: fromTop, top: top, changed: c}
+	}
+}
+
+// takeAdoptable returns, once, what origin noted of volume v if it is
+// adoptable.
+func (s *subvols) takeAdoptable(v fsys.Volume) (adoptable, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.adoptable[v]
+	delete(s.adoptable, v)
+	return a, ok
+}
+
+// adopted notes that the files of volume v were recorded from its
+// origin's rows as a says: v is walked as one whose last complete walk
+// recorded them, and a.changed is what changed since.
+func (s *subvols) adopted(v fsys.Volume, a adoptable) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noteChanges(v, a.changed)
 }
 
 // close closes the snapshots' top directories that origin kept open.
@@ -291,7 +356,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	if prev != "" {
 		s.since(f, v, prev, gen, root)
 	} else {
-		s.origin(f, v)
+		s.origin(f, v, "")
 	}
 	return s.key(gen, root)
 }

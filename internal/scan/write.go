@@ -27,6 +27,7 @@ type batch struct {
 	opened time.Time
 	puts   []op  // ru drops their sums once committed
 	keys   []key // inflight drops them once committed
+	adopts []*adoption
 }
 
 // write is the writer: the one goroutine that writes the index. It
@@ -37,16 +38,30 @@ type batch struct {
 func (s *scanner) write() error {
 	var b batch
 	var err error
+	// answer tells each adoption of the batch how it ended.
+	answer := func(ok bool) {
+		for _, a := range b.adopts {
+			if !ok {
+				a.n = 0
+			}
+			a.done <- a.n
+		}
+		b.adopts = b.adopts[:0]
+	}
 	commit := func() {
 		err = b.tx.Commit()
+		answer(err == nil)
 		for _, o := range b.puts {
 			s.ru.drop(o.put.Vol.FS, o.ext, o.sums)
 		}
 		s.inflight.drop(b.keys)
-		b = batch{puts: b.puts[:0], keys: b.keys[:0]}
+		b = batch{puts: b.puts[:0], keys: b.keys[:0], adopts: b.adopts}
 	}
 	for o := range s.ops {
 		if err != nil {
+			if o.adopt != nil {
+				o.adopt.done <- 0
+			}
 			continue // drain, so senders never block
 		}
 		switch {
@@ -66,7 +81,8 @@ func (s *scanner) write() error {
 		default:
 			err = s.apply(&b, o)
 			b.n++
-			if err == nil && (b.n >= batchFiles || b.bytes >= batchBytes || time.Since(b.opened) >= batchTime) {
+			// An adoption is committed at once: the walker waits for it.
+			if err == nil && (o.adopt != nil || b.n >= batchFiles || b.bytes >= batchBytes || time.Since(b.opened) >= batchTime) {
 				commit()
 			}
 		}
@@ -77,6 +93,7 @@ func (s *scanner) write() error {
 	if b.tx != nil {
 		if err != nil {
 			b.tx.Rollback()
+			answer(false)
 			return err
 		}
 		commit()
@@ -108,6 +125,12 @@ func (s *scanner) apply(b *batch, o op) error {
 		default:
 			s.fail(f.Path, fmt.Errorf("%s: %w", f.Path, ErrChanged), false)
 		}
+	case o.adopt != nil:
+		a := o.adopt
+		b.adopts = append(b.adopts, a)
+		var err error
+		a.n, err = tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq)
+		return err
 	case o.rename != nil:
 		b.keys = append(b.keys, key{o.rename.Vol, o.rename.Ino})
 		return tx.Rename(*o.rename)
