@@ -79,7 +79,9 @@ type Stats struct {
 	BytesReused int64
 	// Copied counts, of those, the files of a btrfs snapshot walked for
 	// the first time that took their sums from the last walk of the
-	// subvolume it was taken from (see scanner.queueNew).
+	// subvolume it was taken from: met as the rows recorded from it all
+	// at once have them (see subvols.origin), or one by one (see
+	// scanner.queueNew).
 	Copied int64
 	// Remapped counts unchanged files whose extents were recorded again,
 	// without reading them: on btrfs, those whose extents changed since
