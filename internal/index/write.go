@@ -411,37 +411,53 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	return true, nil
 }
 
+// Adopted is what Tx.Adopt recorded.
+type Adopted struct {
+	Files int64 // files recorded
+	// Changed holds the inodes of the rows recorded that this run wrote
+	// before (their identity, sums or extents may be newer than the
+	// snapshot's file): to be looked at again.
+	Changed []uint64
+	// Whole says that every file of the origin below fromTop has a row
+	// recorded, but for those this run created: none was left out as
+	// known to have NOCOW or not known to be without it, nor marked gone
+	// by an earlier run, and no row of the origin has no path.
+	Whole bool
+}
+
 // Adopt records the files of volume to, a btrfs snapshot met at toTop
 // that the index holds no file of, from the rows of volume from, the
 // subvolume it was taken from, whose last complete walk met it at
-// fromTop: each row below fromTop that no write after sequence number
-// before changed (none of this run's), not marked gone and known to be
-// without NOCOW, is copied under toTop with the same path below it, as a
+// fromTop: each row below fromTop that this run did not create (its id
+// at most maxID), known to be without NOCOW and not marked gone (or, with
+// withGone, marked gone by this run alone, gen: a file deleted since the
+// snapshot was made, when no directory changed before), is copied under
+// toTop with the same path below it, as a
 // clone of that row (see copyNew), its extents too: two statements for a
-// snapshot, not two a file. The caller has the snapshot walked, which
-// compares each file with its row as it would any recorded before (the
-// rows left out are files changed since: they are met without one). It
-// returns how many files it recorded; none if the index holds a file of
-// to already.
-func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before int64) (int64, error) {
+// snapshot, not two a file. Rows this run wrote since its start (write
+// sequence number before) are copied as they are now, and named in
+// Adopted.Changed. Nothing is recorded if the index holds a file of to
+// already.
+func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, gen int64, withGone bool) (Adopted, error) {
+	var out Adopted
 	fromID, err := t.volID(from)
 	if err != nil {
-		return 0, fmt.Errorf("record %s: %w", toTop, err)
+		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
 	toID, err := t.volID(to)
 	if err != nil {
-		return 0, fmt.Errorf("record %s: %w", toTop, err)
+		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
 	var has bool
 	if err := t.tx.QueryRow("SELECT EXISTS (SELECT 1 FROM files WHERE vol = ?)", toID).Scan(&has); err != nil {
-		return 0, fmt.Errorf("record %s: %w", toTop, err)
+		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
 	if has {
-		return 0, nil
+		return out, nil
 	}
 	seq, err := t.changed()
 	if err != nil {
-		return 0, fmt.Errorf("record %s: %w", toTop, err)
+		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
 	// The path below fromTop, cut as bytes (substr counts a text's
 	// characters), and toTop before it.
@@ -454,26 +470,51 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before int64) (i
 		prefix = ""
 	}
 	lo, hi := PathRange(fromTop)
+	if !withGone {
+		gen = 0 // no row is marked gone with 0
+	}
+	const taken = "vol = ?1 AND path >= ?2 AND path < ?3 AND id <= ?4 AND (gone = 0 OR gone = ?5) AND nocow = 0"
+	var left int64
+	if err := t.tx.QueryRow(`SELECT count(*) FROM files WHERE vol = ?1 AND (path IS NULL
+		OR (path >= ?2 AND path < ?3 AND id <= ?4 AND NOT ((gone = 0 OR gone = ?5) AND nocow IS 0)))`,
+		fromID, lo, hi, maxID, gen).Scan(&left); err != nil {
+		return out, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	out.Whole = left == 0
+	rows, err := t.tx.Query("SELECT ino FROM files WHERE "+taken+" AND changed > ?6", fromID, lo, hi, maxID, gen, before)
+	if err != nil {
+		return out, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	for rows.Next() {
+		var ino int64
+		if err := rows.Scan(&ino); err != nil {
+			rows.Close()
+			return out, fmt.Errorf("record %s: %w", toTop, err)
+		}
+		out.Changed = append(out.Changed, uint64(ino))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("record %s: %w", toTop, err)
+	}
 	// OR IGNORE: a path another volume's row holds keeps it (the walk
 	// meets the file there and settles it); and no statement journal.
 	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
-		SELECT CAST(?1 || CAST(substr(CAST(path AS BLOB), ?2) AS TEXT) AS TEXT), ?3, ino, size, mtime, ctime, uid, ?4, 0, items,
-			coalesce(blocks_of, id), id, changed FROM files
-			WHERE vol = ?5 AND path >= ?6 AND path < ?7 AND changed <= ?8 AND gone = 0 AND nocow = 0`,
-		prefix, cut, toID, seq, fromID, lo, hi, before)
+		SELECT CAST(?7 || CAST(substr(CAST(path AS BLOB), ?8) AS TEXT) AS TEXT), ?9, ino, size, mtime, ctime, uid, ?10, 0, items,
+			coalesce(blocks_of, id), id, changed FROM files WHERE `+taken,
+		fromID, lo, hi, maxID, gen, nil, prefix, cut, toID, seq)
 	if err != nil {
-		return 0, fmt.Errorf("record %s: %w", toTop, err)
+		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("record %s: %w", toTop, err)
+	if out.Files, err = res.RowsAffected(); err != nil {
+		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
 	if _, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
 		SELECT f.id, e.logical, e.physical, e.length, e.flags, e.disk_start, e.disk_len, e.gen, e.ext_off
 		FROM files f JOIN extents e ON e.file = f.clone_of WHERE f.vol = ?`, toID); err != nil {
-		return 0, fmt.Errorf("record extents of %s: %w", toTop, err)
+		return out, fmt.Errorf("record extents of %s: %w", toTop, err)
 	}
-	return n, nil
+	return out, nil
 }
 
 // copyExtents records for file id, which has none, the extents recorded

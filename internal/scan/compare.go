@@ -19,6 +19,9 @@ type item struct {
 	e          walk.Entry
 	root       int
 	begin, end bool
+	// adopted, if not zero, is a new snapshot whose files the writer has
+	// just recorded from its origin's rows (see scanner.adopt).
+	adopted fsys.Volume
 }
 
 // walk is the walker stage: it walks each root in turn, in path order,
@@ -89,7 +92,6 @@ func (s *scanner) compare(in <-chan item) error {
 	}()
 	var seen0 int64
 	var err error
-	var lastDev uint64 // of the file met last: a file of another has the volume looked at
 	for it := range in {
 		if err != nil || s.ctx.Err() != nil {
 			continue // drain, so that the walker never blocks
@@ -101,23 +103,15 @@ func (s *scanner) compare(in <-chan item) error {
 			}
 			cur = s.ix.Under(s.ctx, s.roots[it.root])
 			seen0 = s.c.seen.Load()
-			lastDev = 0
 		case it.end:
 			err = s.pass(cur, "")
 			s.rootSeen[it.root] = s.c.seen.Load() - seen0
+		case it.adopted != fsys.Volume{}:
+			// Its rows were committed as the walker met it, maybe
+			// after the cursor read past where they are.
+			s.adopted[it.adopted] = true
+			cur.Again()
 		default:
-			if it.e.Dev != lastDev {
-				lastDev = it.e.Dev
-				v := s.devs.of(lastDev)
-				if a, ok := s.sv.takeAdoptable(v); ok && s.adopt(v, a) > 0 {
-					// A new snapshot, its files recorded from its
-					// origin's rows just now, maybe after the cursor
-					// read past where they are.
-					s.sv.adopted(v, a)
-					s.adopted[v] = true
-					cur.Again()
-				}
-			}
 			if err = s.pass(cur, it.e.Path); err == nil {
 				err = s.decide(cur, it.e)
 			}
@@ -154,7 +148,11 @@ func (s *scanner) pass(cur *index.Cursor, path string) error {
 				return err
 			}
 			s.c.seen.Add(n)
-			s.c.unchanged.Add(n)
+			if s.adopted[f.Vol] {
+				s.c.fromOriginWhole(n) // recorded in this run from its origin's rows
+			} else {
+				s.c.unchanged.Add(n)
+			}
 			for _, o := range rest {
 				s.passed(o)
 			}
@@ -274,12 +272,14 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 	case f.Size == e.Size && f.Mtime == e.Mtime:
 		// Renamed (which changes ctime, not the data), or another name of
 		// a file whose recorded name is gone or out of this walk.
+		s.moved.add(vol)
 		s.c.unchanged.Add(1)
 		s.c.renamed.Add(1)
 		s.inflight.add(k)
 		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
 		s.queueAttr(e, vol, f)
 	default:
+		s.moved.add(vol) // recorded again under this path
 		s.queue(e, vol, k)
 	}
 	return nil

@@ -96,16 +96,19 @@
 // index records stay those the files have. A read-only snapshot walked
 // for the first time that was made after the last complete walk of the
 // subvolume it was taken from (its origin), and not changed since, is asked which files' extent items
-// changed since that walk. Where the walk meets its top directory, compare
-// first has the writer record its files from the origin's rows, all at
-// once, in two statements (index.Tx.Adopt, before it meets the first of
-// them: subvols.takeAdoptable), leaving out those this run changed
-// already; the snapshot is then walked as one whose last complete walk
-// had been its origin's, and what changed since is handled as in any
-// subvolume walked again (a file read again, renamed, pruned, or its
-// extents recorded again). A file met without a row (and every file of a
-// snapshot met only below a root inside it) is handled alone: one with
-// the identity the origin's row has
+// changed since that walk. Where the walk meets its top directory, the
+// walker first has the writer record its files from the origin's rows,
+// all at once, in two statements (index.Tx.Adopt), and tells compare to
+// read its rows again; the snapshot is then handled as one whose last
+// complete walk had been its origin's: skimmed where no directory changed
+// since (a snapshot taken after a night's deduplication, before the day's
+// changes), every file recorded, and no row of the origin given another
+// path by this run first, the files whose items changed and those whose
+// origin's rows this run wrote before looked at again; otherwise walked,
+// and what changed since handled as in any subvolume walked again (a file
+// read again, renamed, pruned, or its extents recorded again). A file met
+// without a row (and every file of a snapshot met only below a root
+// inside it) is handled alone: one with the identity the origin's row has
 // takes that row's sums, and its extents too where they are among the
 // others, without being opened: the others have their extent items read
 // by a tree search through the snapshot's top directory (see

@@ -162,13 +162,14 @@ type copied struct {
 // adoption asks the writer to record the files of a new snapshot, met at
 // toTop, from the rows of the subvolume it was taken from, whose last
 // complete walk met it at fromTop (see subvols.origin, index.Tx.Adopt),
-// and to commit them at once, so that compare finds them; how many it
-// recorded goes to done (0 when it did not, or could not).
+// and to commit them at once, so that the walker can go on; what it
+// recorded goes to done (nothing when it did not, or could not).
 type adoption struct {
 	from, to       fsys.Volume
 	fromTop, toTop string
-	n              int64
-	done           chan int64 // buffered: the writer never waits on it
+	withGone       bool // see index.Tx.Adopt
+	got            index.Adopted
+	done           chan index.Adopted // buffered: the writer never waits on it
 }
 
 // gone is a file not met at its path.
@@ -223,6 +224,15 @@ func (c *counters) fromOrigin(size int64) {
 	c.copied.Add(1)
 }
 
+// fromOriginWhole counts n files of a snapshot skimmed, recorded in this
+// run from its origin's rows (see subvols.origin): as fromOrigin, but for
+// their bytes, which the index counted without reading them.
+func (c *counters) fromOriginWhole(n int64) {
+	c.hashed.Add(n)
+	c.reused.Add(n)
+	c.copied.Add(n)
+}
+
 func (c *counters) stats(start time.Time) Stats {
 	return Stats{
 		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
@@ -248,6 +258,9 @@ type scanner struct {
 	newVols  map[fsys.Volume]bool   // compare's: volumes with no file at the start (see newVolume)
 	adopted  map[fsys.Volume]bool   // compare's: volumes whose files the writer recorded from their origin's rows (see adopt)
 	seq      int64                  // the index's write sequence number at the start: rows changed since were written by this run
+	maxID    int64                  // the largest file id at the start: rows above it were created by this run
+	items    chan item              // walker -> compare
+	moved    movedSet               // files compare gave another path (see adopt)
 	start    time.Time
 
 	ctx    context.Context
@@ -329,8 +342,9 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	if err != nil {
 		return nil, err
 	}
+	maxID := ix.MaxFileID(ctx)
 	s := &scanner{
-		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, seq: seq, legacy: legacy, empty: empty, start: start,
+		ix: ix, o: o, roots: roots, rootVols: rootVols, gen: gen, seq: seq, maxID: maxID, legacy: legacy, empty: empty, start: start,
 		jobs:     make(chan job, 256),
 		ops:      make(chan op, 256),
 		ru:       &reuser{ix: ix, bs: int64(o.BlockSize)},
@@ -344,6 +358,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		s.noteDevice(path, dev)
 		return s.devs.of(dev)
 	})
+	s.sv.adopt = s.adopt
 	rootsWalked, err := ix.RootsWalked(ctx)
 	if err != nil {
 		return nil, err
@@ -375,6 +390,7 @@ func (s *scanner) run() (Stats, error) {
 	}
 
 	entries := make(chan item, 4096)
+	s.items = entries
 	walkErr := make(chan error, 1)
 	go func() { walkErr <- s.walk(entries) }()
 	cmpErr := s.compare(entries) // until the walker closes entries
@@ -486,6 +502,31 @@ type devices struct {
 	vols map[uint64]fsys.Volume
 }
 
+// movedSet holds the files (volume and inode) that compare gave another
+// path in this run, added before it sends the op that does: a snapshot
+// taken whole from its origin's rows (see scanner.adopt) is skimmed only
+// when none of the origin's rows took another path first.
+type movedSet struct {
+	mu   sync.Mutex
+	vols map[fsys.Volume]int
+}
+
+func (m *movedSet) add(v fsys.Volume) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.vols == nil {
+		m.vols = make(map[fsys.Volume]int)
+	}
+	m.vols[v]++
+}
+
+// any reports whether a file of volume v took another path.
+func (m *movedSet) any(v fsys.Volume) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.vols[v] > 0
+}
+
 func (d *devices) of(dev uint64) fsys.Volume {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -512,19 +553,35 @@ func (d *devices) set(dev uint64, v fsys.Volume) {
 // the walk meets it, records it and tells o.FS. A volume that cannot be
 // described keeps a name made of dev, which findsame leaves out. The
 // walker calls it (through subvols too); compare reads what it learnt.
-// adopt has the writer record the files of volume v, a new snapshot,
-// from the rows of the subvolume it was taken from, as a says (see
-// subvols.origin), after what compare sent it before, and returns how
-// many it recorded. It waits for the writer, which commits them at once.
-func (s *scanner) adopt(v fsys.Volume, a adoptable) int64 {
-	req := &adoption{from: a.from, to: v, fromTop: a.fromTop, toTop: a.top, done: make(chan int64, 1)}
-	s.send(op{adopt: req})
+// adopt has the writer record the files of volume to, a new snapshot
+// met at toTop, from the rows of volume from, met at fromTop by its last
+// complete walk (see subvols.origin), and commit them at once; it tells
+// compare, ahead of anything the walker sends after it, to read its rows
+// again (the cursor may have read past where they are). It also reports
+// whether this run gave a row of volume from another path before (see
+// moved). It runs on the walker's goroutine, and waits for the writer.
+func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool) {
+	req := &adoption{from: from, to: to, fromTop: fromTop, toTop: toTop, withGone: withGone, done: make(chan index.Adopted, 1)}
 	select {
-	case n := <-req.done:
-		return n
+	case s.ops <- op{adopt: req}:
 	case <-s.ctx.Done():
-		return 0
+		return index.Adopted{}, false
 	}
+	var a index.Adopted
+	select {
+	case a = <-req.done:
+	case <-s.ctx.Done():
+		return index.Adopted{}, false
+	}
+	if a.Files == 0 {
+		return a, false
+	}
+	select {
+	case s.items <- item{adopted: to}:
+	case <-s.ctx.Done():
+		return index.Adopted{}, false
+	}
+	return a, s.moved.any(from)
 }
 
 func (s *scanner) noteDevice(path string, dev uint64) {

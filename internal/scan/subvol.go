@@ -52,19 +52,9 @@ type subvols struct {
 	// walk, and the files whose extent items changed in the snapshot
 	// since that walk: the others are as that walk recorded them.
 	origins map[fsys.Volume]origin
-	// adoptable holds the new snapshots whose files may be recorded
-	// from their origin's rows before they are walked (see origin), until
-	// compare takes them (takeAdoptable).
-	adoptable map[fsys.Volume]adoptable
-}
-
-// adoptable is a new snapshot, met at top, whose files may be recorded
-// from the rows of volume from, whose last complete walk met it at
-// fromTop, and what changed in it since that walk.
-type adoptable struct {
-	from         fsys.Volume
-	fromTop, top string
-	changed      fiemap.Changes
+	// adopt, if set, records the files of a new snapshot from its
+	// origin's rows (scanner.adopt).
+	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
 }
 
 // origin is where a snapshot came from (see subvols.origins), with the
@@ -91,15 +81,14 @@ const btrfsFirstFree = 256
 
 func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
 	return &subvols{
-		sig:       fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
-		walked:    walked,
-		note:      note,
-		decided:   make(map[uint64]bool),
-		synced:    make(map[string]bool),
-		seen:      make(map[fsys.Volume]string),
-		changes:   make(map[fsys.Volume]fiemap.Changes),
-		origins:   make(map[fsys.Volume]origin),
-		adoptable: make(map[fsys.Volume]adoptable),
+		sig:     fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		walked:  walked,
+		note:    note,
+		decided: make(map[uint64]bool),
+		synced:  make(map[string]bool),
+		seen:    make(map[fsys.Volume]string),
+		changes: make(map[fsys.Volume]fiemap.Changes),
+		origins: make(map[fsys.Volume]origin),
 	}
 }
 
@@ -150,8 +139,13 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	case prev == key && !nested:
 		// Unchanged: left unwalked.
 	case prev == "":
-		s.origin(f, v, path)
-		return true
+		if !s.origin(f, v, path) || nested {
+			return true
+		}
+		// Its files recorded from its origin's rows, and no directory
+		// changed in it since that origin's last walk: skimmed, as if
+		// that walk had been its own.
+		skimmed = true
 	default:
 		c, ok := s.since(f, v, prev, gen, path)
 		if !ok || c.Others || nested {
@@ -244,23 +238,25 @@ func (s *subvols) topOf(key string) (string, bool) {
 // new file could have the number of another, new in the subvolume.
 //
 // Where v's top directory is met at top by the walk (not a root inside
-// it: "" then), v is noted as adoptable: compare may have the files of v
-// recorded from that subvolume's rows, all at once, before it meets them
-// (index.Tx.Adopt). v is then walked as if its last complete walk had
-// been that subvolume's, at the same generation, and had met it at top
-// (see adopted): its files are compared with their rows as those of any
-// subvolume walked again. A file whose items changed since is read again
-// where its identity did, or has its extents recorded again where they
-// did; one of whose rows in that subvolume this run wrote first is met
-// without a row, and recorded from the origin's row or read, as before.
-func (s *subvols) origin(f *os.File, v fsys.Volume, top string) {
+// it: "" then), the files of v are first recorded from that subvolume's
+// rows, all at once (adopt: index.Tx.Adopt), and v is then handled as if
+// that subvolume's last complete walk had been its own, at the same
+// generation, and had met it at top: changes holds what changed in it
+// since, and the files whose rows this run wrote before (their rows may
+// be newer than the snapshot). origin reports whether v may be skimmed:
+// its files were all recorded (none left out, see index.Adopted.Whole),
+// no row of the origin took another path in this run (moved), and no
+// directory changed since. Otherwise v is walked, and its files compared
+// with their rows as in any subvolume walked again; one met without a
+// row is recorded from the origin's row or read, as before.
+func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
 	sn, err := fsys.SnapshotOf(f)
 	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
-		return
+		return false
 	}
 	id, ok, err := fiemap.SubvolByUUID(f, sn.Origin)
 	if err != nil || !ok {
-		return
+		return false
 	}
 	from := fsys.Volume{FS: v.FS, Subvol: id}
 	s.mu.Lock()
@@ -268,45 +264,45 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) {
 	s.mu.Unlock()
 	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
 	if !ok || sn.Made <= before {
-		return
+		return false
 	}
 	c, err := fiemap.Changed(f, before+1)
 	if err != nil {
-		return
+		return false
 	}
 	fd, err := unix.Dup(int(f.Fd()))
 	if err != nil {
-		return
+		return false
 	}
 	unix.CloseOnExec(fd)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if o, ok := s.origins[v]; ok {
 		o.top.Close()
 	}
 	s.origins[v] = origin{vol: from, changed: c.Extents, top: os.NewFile(uintptr(fd), f.Name())}
-	if fromTop, ok := s.topOf(prev); ok && top != "" {
-		s.adoptable[v] = adoptable{from: from, fromTop: fromTop, top: top, changed: c}
+	s.mu.Unlock()
+	fromTop, ok := s.topOf(prev)
+	if top == "" || s.adopt == nil || !ok {
+		return false
 	}
-}
-
-// takeAdoptable returns, once, what origin noted of volume v if it is
-// adoptable.
-func (s *subvols) takeAdoptable(v fsys.Volume) (adoptable, bool) {
+	// With no directory changed since, a row marked gone by this run is
+	// a file deleted since the snapshot was made, which it holds.
+	a, moved := s.adopt(from, v, fromTop, top, !c.Others)
+	if a.Files == 0 {
+		return false
+	}
+	// The rows this run wrote are looked at again, as files changed.
+	c.Files = maps.Clone(c.Files)
+	if c.Files == nil {
+		c.Files = make(map[uint64]bool)
+	}
+	for _, ino := range a.Changed {
+		c.Files[ino] = true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.adoptable[v]
-	delete(s.adoptable, v)
-	return a, ok
-}
-
-// adopted notes that the files of volume v were recorded from its
-// origin's rows as a says: v is walked as one whose last complete walk
-// recorded them, and a.changed is what changed since.
-func (s *subvols) adopted(v fsys.Volume, a adoptable) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.noteChanges(v, a.changed)
+	s.noteChanges(v, c)
+	return a.Whole && !moved && !c.Others
 }
 
 // close closes the snapshots' top directories that origin kept open.

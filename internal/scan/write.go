@@ -42,9 +42,9 @@ func (s *scanner) write() error {
 	answer := func(ok bool) {
 		for _, a := range b.adopts {
 			if !ok {
-				a.n = 0
+				a.got = index.Adopted{}
 			}
-			a.done <- a.n
+			a.done <- a.got
 		}
 		b.adopts = b.adopts[:0]
 	}
@@ -60,7 +60,7 @@ func (s *scanner) write() error {
 	for o := range s.ops {
 		if err != nil {
 			if o.adopt != nil {
-				o.adopt.done <- 0
+				o.adopt.done <- index.Adopted{}
 			}
 			continue // drain, so senders never block
 		}
@@ -129,7 +129,7 @@ func (s *scanner) apply(b *batch, o op) error {
 		a := o.adopt
 		b.adopts = append(b.adopts, a)
 		var err error
-		a.n, err = tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq)
+		a.got, err = tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq, s.maxID, s.gen, a.withGone)
 		return err
 	case o.rename != nil:
 		b.keys = append(b.keys, key{o.rename.Vol, o.rename.Ino})

@@ -1,0 +1,176 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/fsys"
+)
+
+// TestAdopt checks which rows of a snapshot's origin Tx.Adopt records for
+// the snapshot, under which paths (their bytes kept, UTF-8 or not), with
+// which sums and extents, and what it reports: the rows this run wrote
+// (Changed), and whether no file of the origin was left out (Whole).
+func TestAdopt(t *testing.T) {
+	live, snap := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 300}
+	const gen = 7 // this run's scan generation
+	file := func(ino uint64, path string, mtime int64) File {
+		return File{Path: path, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: live, Ino: ino, Size: 2 * 4096, Mtime: mtime, Ctime: 1}}
+	}
+	ext := func(ino uint64) []fiemap.Extent {
+		return []fiemap.Extent{{Logical: 0, Physical: int64(ino) << 20, Length: 2 * 4096, Flags: fiemap.FlagLast, DiskStart: int64(ino) << 20, DiskLen: 2 * 4096, Gen: 7}}
+	}
+	odd := "/m/live/d\xc3\xa9\xff/b"
+	type result struct {
+		Adopted
+		Paths []string // the snapshot's rows, each "path ino"
+	}
+	for _, tt := range []struct {
+		name     string
+		run      func(t *testing.T, tx *Tx, ids map[uint64]int64) // this run's writes before the adoption
+		withGone bool
+		want     result
+	}{
+		{name: "as the last walk left them", want: result{Adopted{Files: 2, Whole: true}, []string{"/m/snaps/s/a 10", "/m/snaps/s/d\xc3\xa9\xff/b 11"}}},
+		{name: "one written by this run", run: func(t *testing.T, tx *Tx, _ map[uint64]int64) {
+			if _, err := tx.Put(file(10, "/m/live/a", 2), sumsOf(10, 2), ext(10)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 2, Changed: []uint64{10}, Whole: true}, []string{"/m/snaps/s/a 10", "/m/snaps/s/d\xc3\xa9\xff/b 11"}}},
+		{name: "one created by this run", run: func(t *testing.T, tx *Tx, _ map[uint64]int64) {
+			if _, err := tx.Put(file(12, "/m/live/c", 1), sumsOf(12, 2), ext(12)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 2, Whole: true}, []string{"/m/snaps/s/a 10", "/m/snaps/s/d\xc3\xa9\xff/b 11"}}},
+		{name: "one marked gone by this run, taken", withGone: true, run: func(t *testing.T, tx *Tx, ids map[uint64]int64) {
+			if err := tx.MarkGone(ids[11], odd, gen); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 2, Whole: true}, []string{"/m/snaps/s/a 10", "/m/snaps/s/d\xc3\xa9\xff/b 11"}}},
+		{name: "one marked gone by this run, left out", run: func(t *testing.T, tx *Tx, ids map[uint64]int64) {
+			if err := tx.MarkGone(ids[11], odd, gen); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 1}, []string{"/m/snaps/s/a 10"}}},
+		{name: "one marked gone by an earlier run", withGone: true, run: func(t *testing.T, tx *Tx, ids map[uint64]int64) {
+			if err := tx.MarkGone(ids[11], odd, gen-1); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 1}, []string{"/m/snaps/s/a 10"}}},
+		{name: "one with NOCOW", run: func(t *testing.T, tx *Tx, ids map[uint64]int64) {
+			if err := tx.SetNoCOW(ids[11], NoCOWSet); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 1}, []string{"/m/snaps/s/a 10"}}},
+		{name: "one with no path", run: func(t *testing.T, tx *Tx, _ map[uint64]int64) {
+			// Another inode takes its path, elsewhere than below the top.
+			f := file(13, "/m/other/x", 1)
+			if _, err := tx.Put(f, sumsOf(13, 2), nil); err != nil {
+				t.Fatal(err)
+			}
+			f.Vol, f.Ino = fsys.Volume{FS: "f1", Subvol: 400}, 1
+			if _, err := tx.Put(f, sumsOf(14, 2), nil); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{Files: 2}, []string{"/m/snaps/s/a 10", "/m/snaps/s/d\xc3\xa9\xff/b 11"}}},
+		{name: "the snapshot recorded already", run: func(t *testing.T, tx *Tx, _ map[uint64]int64) {
+			f := file(10, "/m/snaps/s/a", 1)
+			f.Vol = snap
+			if _, err := tx.Put(f, sumsOf(10, 2), ext(10)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{Adopted{}, []string{"/m/snaps/s/a 10"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+			ctx := context.Background()
+			ids := make(map[uint64]int64)
+			inTx(t, ix, func(tx *Tx) error {
+				for _, f := range []File{file(10, "/m/live/a", 1), file(11, odd, 1)} {
+					id, err := tx.Put(f, sumsOf(int(f.Ino), 2), ext(f.Ino))
+					if err != nil {
+						return err
+					}
+					ids[f.Ino] = id
+				}
+				// Outside the origin's top: not the snapshot's.
+				_, err := tx.Put(file(20, "/m/live-other/z", 1), sumsOf(20, 2), nil)
+				return err
+			})
+			before, err := ix.WriteSeq(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			maxID := ix.MaxFileID(ctx)
+			if tt.run != nil {
+				inTx(t, ix, func(tx *Tx) error { tt.run(t, tx, ids); return nil })
+			}
+			var got result
+			inTx(t, ix, func(tx *Tx) (err error) {
+				got.Adopted, err = tx.Adopt(live, snap, "/m/live", "/m/snaps/s", before, maxID, gen, tt.withGone)
+				return err
+			})
+			rows, err := ix.DB().Query("SELECT path || ' ' || ino FROM files WHERE vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?) ORDER BY path", snap.FS, int64(snap.Subvol))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var p string
+				if err := rows.Scan(&p); err != nil {
+					t.Fatal(err)
+				}
+				got.Paths = append(got.Paths, p)
+			}
+			rows.Close()
+			slices.Sort(got.Changed)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v\nwant %#v", got, tt.want)
+			}
+			if got.Files == 0 {
+				return
+			}
+			// Each row taken shares its origin's sums, as a clone of it,
+			// with its extents, and is not marked gone.
+			for _, ino := range []uint64{10, 11} {
+				f, ok, err := ix.FileByInode(ctx, snap, ino)
+				if err != nil || !ok {
+					continue
+				}
+				o, _, err := ix.FileByInode(ctx, live, ino)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sums, err := ix.Sums(ctx, f.ID)
+				if err != nil || !bytes.Equal(sums, mustSums(t, ix, o.ID)) {
+					t.Errorf("ino %d: sums %x (%v); want the origin's", ino, sums, err)
+				}
+				var cloneOf, cloneSeq, gone int64
+				if err := ix.DB().QueryRow("SELECT clone_of, clone_seq, gone FROM files WHERE id = ?", f.ID).Scan(&cloneOf, &cloneSeq, &gone); err != nil {
+					t.Fatal(err)
+				}
+				if cloneOf != o.ID || cloneSeq != o.Changed || gone != 0 || f.Size != o.Size || f.Mtime != o.Mtime || f.UID != o.UID {
+					t.Errorf("ino %d: clone of %d at %d, gone %d, %+v; want a clone of %+v, not gone", ino, cloneOf, cloneSeq, gone, f, o)
+				}
+				e, err := ix.Extents(ctx, f.ID)
+				if err != nil || fmt.Sprint(e) != fmt.Sprint(ext(ino)) {
+					t.Errorf("ino %d: extents %v (%v); want %v", ino, e, err, ext(ino))
+				}
+			}
+		})
+	}
+}
+
+func mustSums(t *testing.T, ix *Index, id int64) []byte {
+	t.Helper()
+	s, err := ix.Sums(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
