@@ -674,7 +674,7 @@ func (ix *Index) filesIn(ctx context.Context, vols map[int64]fsys.Volume, lo, hi
 		return nil, fmt.Errorf("read files: %w", err)
 	}
 	defer rows.Close()
-	var out []File
+	out := make([]File, 0, hi-lo) // grown row by row, the copies cost a fifth of the reading
 	r := newRow()
 	for rows.Next() {
 		if err := r.scan(rows, 12); err != nil {
