@@ -3,10 +3,13 @@ package runs
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"same/internal/fiemap"
 	"same/internal/fstype"
@@ -34,6 +37,12 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.Progress != nil {
 		total = count(ctx, ix, "files")
 	}
+	// The files with compressed or inline extents, read meanwhile.
+	var flagged map[int64]uint32
+	var flaggedErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { flagged, flaggedErr = ix.FlaggedFiles(ctx) })
+	defer wg.Wait()
 	err = ix.Files(ctx, func(f index.File) error {
 		if n++; n%4096 == 0 {
 			o.progress("loading files", n, total, "files")
@@ -85,9 +94,8 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.Live {
 		markReadOnly(files, o.NoReadOnly)
 	}
-	flagged, err := ix.FlaggedFiles(ctx)
-	if err != nil {
-		return nil, nil, err
+	if wg.Wait(); flaggedErr != nil {
+		return nil, nil, flaggedErr
 	}
 	for i := range files {
 		fl := flagged[files[i].id]
@@ -114,19 +122,37 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID map[in
 		}
 	}
 	if wanted*8 < int64(len(files)) {
-		var done int64
-		for i := range files {
-			if !want[i] {
-				continue
-			}
-			if done++; done%256 == 0 {
-				o.progress("loading extents", done, wanted, "files")
-			}
-			ext, err := ix.Extents(ctx, files[i].id)
-			if err != nil {
-				return err
-			}
-			files[i].extents = ext
+		// A query a file, on two connections at once: the driver's work
+		// for each column is most of it. Progress is told by the first.
+		var done atomic.Int64
+		var wg sync.WaitGroup
+		const readers = 2
+		errs := make([]error, readers)
+		for r := range readers {
+			wg.Go(func() {
+				k := 0
+				for i := range files {
+					if !want[i] {
+						continue
+					}
+					if k++; k%readers != r {
+						continue
+					}
+					if n := done.Add(1); r == 0 && n%256 < readers {
+						o.progress("loading extents", n, wanted, "files")
+					}
+					ext, err := ix.Extents(ctx, files[i].id)
+					if err != nil {
+						errs[r] = err
+						return
+					}
+					files[i].extents = ext
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 		o.progress("loading extents", wanted, wanted, "files")
 		return nil
