@@ -30,9 +30,10 @@ import (
 // The walk asks enter from its goroutine; compare asks under as it
 // merges, and the run reads the rest once the walk is done.
 type subvols struct {
-	sig    string                 // the options that shape a walk
-	walked map[fsys.Volume]string // what the index says each last walk saw
-	note   func(path string, dev uint64) fsys.Volume
+	sig      string                 // the options that shape a walk
+	excludes bool                   // the walk leaves out paths that match patterns
+	walked   map[fsys.Volume]string // what the index says each last walk saw
+	note     func(path string, dev uint64) fsys.Volume
 
 	mu      sync.Mutex
 	decided map[uint64]bool        // by st_dev: enter or not
@@ -81,14 +82,15 @@ const btrfsFirstFree = 256
 
 func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
 	return &subvols{
-		sig:     fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
-		walked:  walked,
-		note:    note,
-		decided: make(map[uint64]bool),
-		synced:  make(map[string]bool),
-		seen:    make(map[fsys.Volume]string),
-		changes: make(map[fsys.Volume]fiemap.Changes),
-		origins: make(map[fsys.Volume]origin),
+		sig:      fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		excludes: len(o.Exclude) > 0,
+		walked:   walked,
+		note:     note,
+		decided:  make(map[uint64]bool),
+		synced:   make(map[string]bool),
+		seen:     make(map[fsys.Volume]string),
+		changes:  make(map[fsys.Volume]fiemap.Changes),
+		origins:  make(map[fsys.Volume]origin),
 	}
 }
 
@@ -245,8 +247,8 @@ func (s *subvols) topOf(key string) (string, bool) {
 // since, and the files whose rows this run wrote before (their rows may
 // be newer than the snapshot). origin reports whether v may be skimmed:
 // its files were all recorded (none left out, see index.Adopted.Whole),
-// no row of the origin took another path in this run (moved), and no
-// directory changed since. Otherwise v is walked, and its files compared
+// no row of the origin took another path in this run (moved), no
+// directory changed since, and the walk excludes no paths. Otherwise v is walked, and its files compared
 // with their rows as in any subvolume walked again; one met without a
 // row is recorded from the origin's row or read, as before.
 func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
@@ -302,7 +304,9 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.noteChanges(v, c)
-	return a.Whole && !moved && !c.Others
+	// A pattern may name the origin's paths and not the snapshot's
+	// (by full path): then only a walk finds what the snapshot holds.
+	return a.Whole && !moved && !c.Others && !s.excludes
 }
 
 // close closes the snapshots' top directories that origin kept open.
