@@ -68,7 +68,8 @@ type Stats struct {
 	// seen and unchanged.
 	SubvolsUnwalked int64
 	// SubvolsSkimmed counts btrfs subvolumes left unwalked because no
-	// directory in them changed since their last complete walk: only
+	// directory in them changed since their last complete walk (for a
+	// new snapshot taken whole, its origin's: see subvols.origin): only
 	// the files whose items changed were looked at, where the index has
 	// them (see subvols.decide).
 	SubvolsSkimmed int64
