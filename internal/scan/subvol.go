@@ -293,13 +293,19 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
 	if a.Files == 0 {
 		return false
 	}
-	// The rows this run wrote are looked at again, as files changed.
-	c.Files = maps.Clone(c.Files)
+	// The rows this run wrote are looked at again, as files whose inode
+	// and extents changed: a row may hold what the origin's file became
+	// after the snapshot was made (read again where its identity did),
+	// or extents it has since (recorded again from the snapshot's own).
+	c.Files, c.Extents = maps.Clone(c.Files), maps.Clone(c.Extents)
 	if c.Files == nil {
 		c.Files = make(map[uint64]bool)
 	}
+	if c.Extents == nil {
+		c.Extents = make(map[uint64]bool)
+	}
 	for _, ino := range a.Changed {
-		c.Files[ino] = true
+		c.Files[ino], c.Extents[ino] = true, true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
