@@ -31,9 +31,7 @@ import (
 // those of its bytes.
 func TestSnapshotsReadOnce(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
-	p := func(name string) string { return filepath.Join(live, name) }
+	live, p := liveSubvol(t, mnt)
 
 	// Two extents, written apart.
 	writeFile(t, p("two"), randomBytes(1, 3<<20))
@@ -167,9 +165,7 @@ func TestSnapshotsReadOnce(t *testing.T) {
 // A writable snapshot copies nothing.
 func TestSnapshotFromOrigin(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
-	p := func(name string) string { return filepath.Join(live, name) }
+	live, p := liveSubvol(t, mnt)
 	// Files enough for many tree leaves; the changes after the snapshots
 	// are to inodes made first, those before to inodes made last, so that
 	// their items lie in other leaves.
@@ -266,9 +262,7 @@ func TestSnapshotFromOrigin(t *testing.T) {
 // pruned or remapped, and the rename as read from extents.
 func TestSnapshotAdopted(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
-	p := func(name string) string { return filepath.Join(live, name) }
+	live, p := liveSubvol(t, mnt)
 	for i := range 30 {
 		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
 	}
@@ -349,9 +343,7 @@ func testSnapshotSkimmed(t *testing.T, exclude bool) {
 		opts = []string{"--exclude", "*.never"}
 	}
 	mnt := testfs.Mount(t, "btrfs", "256M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
-	p := func(name string) string { return filepath.Join(live, name) }
+	live, p := liveSubvol(t, mnt)
 	for i := range 40 {
 		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%4, i)), randomBytes(uint64(100+i), 8192+i))
 	}
@@ -469,9 +461,7 @@ func checkClones(t *testing.T, db string) int {
 // when that is committed long before the second is met.
 func TestSnapshotLink(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
-	p := func(name string) string { return filepath.Join(live, name) }
+	live, p := liveSubvol(t, mnt)
 	writeFile(t, p("a"), randomBytes(1, 8192))
 	const many = 4500 // more than two batches of the writer between the two names
 	for i := range many {
@@ -525,9 +515,7 @@ func TestSkim(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	// The checks read every file: no access time changes.
 	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
-	p := func(name string) string { return filepath.Join(live, name) }
+	live, p := liveSubvol(t, mnt)
 	writeFile(t, p("a"), randomBytes(1, 1<<20))
 	writeFile(t, p("b"), randomBytes(1, 1<<20))
 	writeFile(t, p("c"), randomBytes(2, 64<<10))
@@ -585,6 +573,15 @@ func TestSkim(t *testing.T) {
 	testfs.Run(t, "sync")
 	run(counts{seen: 9, unchanged: 9, renamed: 5, subvols: 1})
 	run(counts{seen: 9, unchanged: 9, subvols: 2})
+}
+
+// liveSubvol creates the btrfs subvolume "live" in mnt and returns its
+// path, and a function that names a file in it.
+func liveSubvol(t *testing.T, mnt string) (string, func(string) string) {
+	t.Helper()
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	return live, func(name string) string { return filepath.Join(live, name) }
 }
 
 // dedupe shares the first n bytes of src into dst (FIDEDUPERANGE), without
