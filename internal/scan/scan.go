@@ -261,7 +261,7 @@ type scanner struct {
 	seq      int64                  // the index's write sequence number at the start: rows changed since were written by this run
 	maxID    int64                  // the largest file id at the start: rows above it were created by this run
 	items    chan item              // walker -> compare
-	moved    movedSet               // files compare gave another path (see adopt)
+	moved    movedSet               // volumes of which compare gave a file another path (see adopt)
 	start    time.Time
 
 	ctx    context.Context
@@ -503,29 +503,29 @@ type devices struct {
 	vols map[uint64]fsys.Volume
 }
 
-// movedSet holds the files (volume and inode) that compare gave another
-// path in this run, added before it sends the op that does: a snapshot
+// movedSet holds the volumes of which compare gave a file another path
+// in this run, each added before it sends the op that does: a snapshot
 // taken whole from its origin's rows (see scanner.adopt) is skimmed only
 // when none of the origin's rows took another path first.
 type movedSet struct {
 	mu   sync.Mutex
-	vols map[fsys.Volume]int
+	vols map[fsys.Volume]bool
 }
 
 func (m *movedSet) add(v fsys.Volume) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.vols == nil {
-		m.vols = make(map[fsys.Volume]int)
+		m.vols = make(map[fsys.Volume]bool)
 	}
-	m.vols[v]++
+	m.vols[v] = true
 }
 
 // any reports whether a file of volume v took another path.
 func (m *movedSet) any(v fsys.Volume) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.vols[v] > 0
+	return m.vols[v]
 }
 
 func (d *devices) of(dev uint64) fsys.Volume {
@@ -550,10 +550,6 @@ func (d *devices) set(dev uint64, v fsys.Volume) {
 	d.vols[dev] = v
 }
 
-// noteDevice learns the volume of st_dev dev, met at path, the first time
-// the walk meets it, records it and tells o.FS. A volume that cannot be
-// described keeps a name made of dev, which findsame leaves out. The
-// walker calls it (through subvols too); compare reads what it learnt.
 // adopt has the writer record the files of volume to, a new snapshot
 // met at toTop, from the rows of volume from, met at fromTop by its last
 // complete walk (see subvols.origin), and commit them at once; it tells
@@ -585,6 +581,10 @@ func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bo
 	return a, s.moved.any(from)
 }
 
+// noteDevice learns the volume of st_dev dev, met at path, the first time
+// the walk meets it, records it and tells o.FS. A volume that cannot be
+// described keeps a name made of dev, which findsame leaves out. The
+// walker calls it (through subvols too); compare reads what it learnt.
 func (s *scanner) noteDevice(path string, dev uint64) {
 	if s.devs.known(dev) {
 		return
