@@ -623,9 +623,7 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 	for r := range readers {
 		ch := make(chan part, 1)
 		parts[r] = ch
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer close(ch)
 			for lo := int64(r) * filesRange; lo <= maxID; lo += readers * filesRange {
 				files, err := ix.filesIn(ctx, vols, lo, lo+filesRange)
@@ -638,7 +636,7 @@ func (ix *Index) Files(ctx context.Context, fn func(File) error) error {
 					return
 				}
 			}
-		}()
+		})
 	}
 	for k := int64(0); k*filesRange <= maxID; k++ {
 		p, ok := <-parts[k%readers]
