@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -116,7 +117,8 @@ func TestSnapshotsReadOnce(t *testing.T) {
 		t.Fatalf("hashfile after a day = %v\n%s", err, stderr)
 	}
 	// live: 6 files (new hashed again, sparse renamed, prealloc pruned);
-	// snap1 and snap2 as they were. Read: the 4 KiB of live's new that
+	// snap1 and snap2 as they were. live's other 4 are taken as listed.
+	// Read: the 4 KiB of live's new that
 	// were overwritten (the rest of it is in extents hashed before).
 	// snap3: the same 6, recorded from live's rows as the walker met it,
 	// then walked: 4 as those rows have them; sparse-renamed too if live's
@@ -129,7 +131,7 @@ func TestSnapshotsReadOnce(t *testing.T) {
 	for _, renamedFirst := range []bool{false, true} {
 		for _, newFirst := range []bool{false, true} {
 			for _, goneFirst := range []bool{false, true} {
-				want := counts{seen: 25, hashed: 6, reused: 5, copied: 4, unchanged: 19, renamed: 2, pruned: 2, subvols: 2, read: 4096}
+				want := counts{seen: 25, hashed: 6, reused: 5, copied: 4, unchanged: 19, renamed: 2, pruned: 2, subvols: 2, listed: 4, read: 4096}
 				if renamedFirst {
 					want.hashed, want.reused, want.copied, want.unchanged, want.renamed = 7, 6, 5, 18, 1
 				}
@@ -560,7 +562,7 @@ func TestSkim(t *testing.T) {
 		t.Fatal(err)
 	}
 	testfs.Run(t, "sync")
-	run(counts{seen: 9, unchanged: 9, renamed: 1, skipped: 1, subvols: 1})
+	run(counts{seen: 9, unchanged: 9, renamed: 1, skipped: 1, subvols: 1, listed: 3})
 
 	// A snapshot renamed is unchanged, but its files are no longer where
 	// the index has them: it is walked again, and they are found renamed
@@ -795,4 +797,117 @@ func TestTwoFilesystemsAlike(t *testing.T) {
 	for _, mnt := range mnts {
 		checkTree(t, db, mnt)
 	}
+}
+
+// TestListed walks a btrfs subvolume again after changes in some of its
+// directories: the files whose inodes did not change since its last walk
+// are taken as their directories list them (without lstat) where the
+// index has them, with the inode number listed, and every other file is
+// looked at as before: one changed in place, one new, one moved to
+// another directory, one deleted, two directories swapped
+// (RENAME_EXCHANGE), whose files keep their inodes and items but not
+// their paths, a file given to another owner, a row marked gone by a run
+// that did not complete, and every file after a balance, which moves
+// their extents without rewriting their inodes. Also given as a root
+// inside the subvolume. The files of the swapped directories are made
+// apart from those that change (their inode numbers, so their tree
+// leaves), so that only their inode numbers tell them apart.
+func TestListed(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	// The checks read every file: no access time changes.
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	live, p := liveSubvol(t, mnt)
+	for _, d := range []string{"one/x", "two/x", "moved/to"} {
+		if err := os.MkdirAll(p(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const fill = 200 // files between those swapped and the others
+	for i := range fill {
+		writeFile(t, p(fmt.Sprintf("fill1/%03d", i)), randomBytes(uint64(1000+i), 4096))
+	}
+	writeFile(t, p("one/x/f"), randomBytes(200, 16384))
+	writeFile(t, p("two/x/f"), randomBytes(201, 20480))
+	writeFile(t, p("two/x/g"), randomBytes(202, 4096))
+	for i := range fill {
+		writeFile(t, p(fmt.Sprintf("fill2/%03d", i)), randomBytes(uint64(2000+i), 4096))
+	}
+	for i := range 30 {
+		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("moved/from"), randomBytes(203, 4096))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	run := func(root string, want counts) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, root)
+		if err != nil {
+			t.Fatalf("hashfile = %v\n%s", err, stderr)
+		}
+		checkSummary(t, stderr, want)
+		checkTree(t, db, mnt)
+		checkExtents(t, db, live)
+		var marked int
+		if err := openRaw(t, db).QueryRow("SELECT count(*) FROM files WHERE gone != 0").Scan(&marked); err != nil || marked != 0 {
+			t.Errorf("%d rows marked gone after the run (%v); want 0", marked, err)
+		}
+	}
+	const n = 2*fill + 34
+	run(mnt, counts{seen: n, hashed: n, read: 2*fill*4096 + 30*8192 + 435 + 16384 + 20480 + 2*4096})
+
+	overwrite(t, p("d0/f03"), 0, randomBytes(300, 4096))
+	writeFile(t, p("d1/new"), randomBytes(301, 4096))
+	if err := os.Remove(p("d2/f05")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p("moved/from"), p("moved/to/from")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, p("one/x"), unix.AT_FDCWD, p("two/x"), unix.RENAME_EXCHANGE); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	// All files but the one changed and the one deleted are taken as
+	// listed; the others are stat'ed: the new one, the one moved and
+	// the three swapped are found renamed.
+	run(mnt, counts{seen: n, hashed: 2, unchanged: n - 2, renamed: 4, pruned: 1, listed: n - 6, read: 2 * 4096})
+
+	// Another owner: the file's identity changes (ctime), not its data.
+	if err := os.Chown(p("d1/f04"), 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	// A row marked gone by a run that did not complete, its file there.
+	if _, err := openRaw(t, db).Exec("UPDATE files SET gone = 1 WHERE path = ?", p("d1/f07")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p("d2/new"), randomBytes(302, 4096))
+	testfs.Run(t, "sync")
+	run(mnt, counts{seen: n + 1, hashed: 2, reused: 1, unchanged: n - 1, listed: n - 2, read: 4096})
+
+	// A balance moves every data extent without rewriting an inode
+	// item: no file is taken as listed, each has its extents recorded
+	// again.
+	testfs.Run(t, "btrfs", "balance", "start", "-d", mnt)
+	writeFile(t, p("d2/newer"), randomBytes(304, 4096))
+	testfs.Run(t, "sync")
+	run(mnt, counts{seen: n + 2, hashed: 1, unchanged: n + 1, remapped: n + 1, read: 4096})
+
+	// A root inside the subvolume: its own last walk is the one to go by.
+	overwrite(t, p("d1/f01"), 0, randomBytes(305, 4096))
+	testfs.Run(t, "sync")
+	run(p("d1"), counts{seen: 11, hashed: 1, unchanged: 10, read: 4096})
+	writeFile(t, p("d1/another"), randomBytes(306, 4096))
+	testfs.Run(t, "sync")
+	run(p("d1"), counts{seen: 12, hashed: 1, unchanged: 11, listed: 11, read: 4096})
+}
+
+// openRaw opens the index db with database/sql, closed when the test ends.
+func openRaw(t *testing.T, db string) *sql.DB {
+	t.Helper()
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return raw
 }

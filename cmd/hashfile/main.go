@@ -17,9 +17,12 @@
 // Re-runs are incremental: a file whose device, inode, size, mtime and
 // ctime are unchanged is not read; a renamed file is updated without being
 // read; files under the given PATHs that are gone are removed from the
-// index. On btrfs (as root) an unchanged file whose extents changed since
-// the last run (deduplicated by applysame, reflinked, defragmented) has
-// them recorded again without its data being read. Hard links are hashed
+// index. On btrfs (as root) a file whose inode did not change since the
+// last run, as the tree search shows, is taken for unchanged as its
+// directory lists it, without lstat; an unchanged file whose extents
+// changed since the last run (deduplicated by applysame, reflinked,
+// defragmented) has them recorded again without its data being read.
+// Hard links are hashed
 // once. Symbolic links, devices, FIFOs and sockets are never opened. A
 // file that changes while it is read is not recorded and is reported. On
 // an index made by a version that did not record the NOCOW attribute, the
@@ -208,9 +211,12 @@ one per line, or NUL-separated with -0.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a
 renamed file is updated without being read; files under the given PATHs
-that are gone are removed from the index. On btrfs (as root) an unchanged
-file whose extents changed since the last run (deduplicated, reflinked,
-defragmented) has them recorded again without its data being read. Hard
+that are gone are removed from the index. On btrfs (as root) a file whose
+inode did not change since the last run, as the tree search shows, is
+taken for unchanged as its directory lists it, without lstat; an
+unchanged file whose extents changed since the last run (deduplicated,
+reflinked, defragmented) has them recorded again without its data being
+read. Hard
 links are hashed once. Symbolic links, devices, FIFOs and sockets are
 never opened. A file that changes while it is read is not recorded and
 is reported. Killed at any moment, hashfile leaves an index that the next
@@ -360,6 +366,9 @@ func summary(s scan.Stats) string {
 	var subvols string
 	if s.Remapped > 0 {
 		subvols = fmt.Sprintf(", %d unchanged with extents recorded again", s.Remapped)
+	}
+	if s.Listed > 0 {
+		subvols += fmt.Sprintf(", %d known unchanged by the tree search", s.Listed)
 	}
 	if s.SubvolsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))

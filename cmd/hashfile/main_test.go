@@ -20,6 +20,7 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/cli"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
 
@@ -37,7 +38,7 @@ func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string
 // counts is what a summary line reports, less the timing.
 type counts struct {
 	seen, hashed, reused, unchanged, renamed, links, skipped, failed, pruned, subvols int
-	remapped, copied, skimmed                                                         int
+	remapped, copied, skimmed, listed                                                 int
 	read                                                                              int64
 }
 
@@ -45,6 +46,9 @@ func (c counts) String() string {
 	var subvols string
 	if c.remapped > 0 {
 		subvols = fmt.Sprintf(", %d unchanged with extents recorded again", c.remapped)
+	}
+	if c.listed > 0 {
+		subvols += fmt.Sprintf(", %d known unchanged by the tree search", c.listed)
 	}
 	noun := func(n int) string {
 		if n == 1 {
@@ -501,12 +505,23 @@ func testIncremental(t *testing.T, dir string) {
 	// New content of the same size, and a new mtime.
 	mid2 := randomBytes(5, mid)
 	writeFile(t, filepath.Join(tree, "d1/mid"), mid2)
-	step("modified", counts{seen: 5, hashed: 1, unchanged: 3, links: 1, skipped: 1, read: mid})
+	// On btrfs, as root, a re-run takes the files whose inodes did not
+	// change since the last walk for unchanged as they are listed (the
+	// tree search says which). The checks read every file, and the
+	// first read after a change of mtime or ctime writes the access
+	// time (relatime): those files are not among them in the next run.
+	listed := func(n int) int {
+		if onBtrfs(t, dir) && os.Geteuid() == 0 {
+			return n
+		}
+		return 0
+	}
+	step("modified", counts{seen: 5, hashed: 1, unchanged: 3, links: 1, skipped: 1, listed: listed(3), read: mid})
 
 	if err := os.Remove(filepath.Join(tree, "d2/small")); err != nil {
 		t.Fatal(err)
 	}
-	step("deleted", counts{seen: 4, unchanged: 3, links: 1, skipped: 1, pruned: 1})
+	step("deleted", counts{seen: 4, unchanged: 3, links: 1, skipped: 1, pruned: 1, listed: listed(2)})
 	if _, ok := indexed(t, db)[filepath.Join(tree, "d2/small")]; ok {
 		t.Errorf("deleted d2/small is still in the index")
 	}
@@ -514,7 +529,7 @@ func testIncremental(t *testing.T, dir string) {
 	if err := os.Rename(filepath.Join(tree, "d1/big"), filepath.Join(tree, "d2/moved")); err != nil {
 		t.Fatal(err)
 	}
-	step("renamed", counts{seen: 4, unchanged: 3, renamed: 1, links: 1, skipped: 1})
+	step("renamed", counts{seen: 4, unchanged: 3, renamed: 1, links: 1, skipped: 1, listed: listed(2)})
 	got := indexed(t, db)
 	if _, ok := got[filepath.Join(tree, "d1/big")]; ok {
 		t.Errorf("old name d1/big is still in the index")
@@ -527,9 +542,19 @@ func testIncremental(t *testing.T, dir string) {
 	if err := os.Remove(filepath.Join(tree, "d2/link1")); err != nil {
 		t.Fatal(err)
 	}
-	step("one link removed", counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1})
+	step("one link removed", counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1, listed: listed(1)})
 
-	step("unchanged again", counts{seen: 3, unchanged: 3, skipped: 1})
+	step("unchanged again", counts{seen: 3, unchanged: 3, skipped: 1, listed: listed(2)})
+}
+
+// onBtrfs reports whether path is on btrfs.
+func onBtrfs(t *testing.T, path string) bool {
+	t.Helper()
+	var sf unix.Statfs_t
+	if err := unix.Statfs(path, &sf); err != nil {
+		t.Fatal(err)
+	}
+	return sf.Type == fstype.Btrfs
 }
 
 // TestRootsAreFiles hashes files given one by one and checks that the

@@ -10,6 +10,7 @@ import (
 
 	"same/internal/fsys"
 	"same/internal/index"
+	"same/internal/safeopen"
 	"same/internal/walk"
 )
 
@@ -41,8 +42,9 @@ func (s *scanner) walk(out chan<- item) error {
 		Error: func(path string, err error) {
 			s.fail(path, err, !errors.Is(err, os.ErrNotExist))
 		},
-		Dir:   func(path string, st *unix.Stat_t) { s.noteDevice(path, uint64(st.Dev)) },
-		Enter: s.sv.enter,
+		Dir:    func(path string, st *unix.Stat_t) { s.noteDevice(path, uint64(st.Dev)) },
+		Enter:  s.sv.enter,
+		Listed: s.sv.listed,
 	}
 	send := func(it item) error {
 		select {
@@ -217,6 +219,15 @@ func (s *scanner) send(o op) {
 
 // decide handles the file e, met at the position of cur.
 func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
+	if e.Listed {
+		if s.asListed(cur, e) {
+			return nil
+		}
+		var ok bool
+		if e, ok = s.stat(e); !ok {
+			return nil
+		}
+	}
 	s.c.seen.Add(1)
 	vol := s.devs.of(e.Dev)
 	k := key{vol, e.Ino}
@@ -283,6 +294,51 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		s.queue(e, vol, k)
 	}
 	return nil
+}
+
+// asListed takes e, a file met as listed (see subvols.listed), for
+// unchanged when cur is at its row, which has its volume and inode
+// number, is not marked gone (by a run that did not complete), has its
+// owner and NOCOW attribute, and describes an inode whose items are as
+// the row records them (subvols.asRecorded). Such an inode cannot have
+// been met before in this run under another name: that name would have
+// been found a link to the row's path.
+func (s *scanner) asListed(cur *index.Cursor, e walk.Entry) bool {
+	f, ok := cur.Peek()
+	if !ok || f.Path != e.Path {
+		return false
+	}
+	vol := s.devs.of(e.Dev)
+	if f.Vol != vol || f.Ino != e.Ino || f.Gone != 0 || f.UID == index.UIDUnknown || f.NoCOW == index.NoCOWUnknown ||
+		s.adopted[vol] || !s.sv.asRecorded(vol, e.Ino, f.Items) {
+		return false
+	}
+	cur.Next()
+	s.c.seen.Add(1)
+	s.c.unchanged.Add(1)
+	s.c.listed.Add(1)
+	return true
+}
+
+// stat returns e, a file met as listed that asListed did not take, as
+// the walk would have met it: lstat'ed, the path looked up with no
+// symlink followed. It reports false, having counted it, for one that
+// the walk would have skipped or could not stat, and one gone since.
+func (s *scanner) stat(e walk.Entry) (walk.Entry, bool) {
+	h, err := safeopen.Lookup(e.Path)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) { // gone since the listing: nothing to do
+			s.fail(e.Path, &os.PathError{Op: "lstat", Path: e.Path, Err: err}, true)
+		}
+		return e, false
+	}
+	st := h.Stat
+	h.Close()
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
+		s.c.skipped.Add(1) // replaced since the listing, or empty
+		return e, false
+	}
+	return walk.Entry{Path: e.Path, Stat: fsys.FromStat(&st), Nlink: uint64(st.Nlink)}, true
 }
 
 // met handles e, a file the index records at its path as f: unchanged,

@@ -89,7 +89,11 @@
 // place), it is not walked either: its rows count as seen, but those of
 // the files whose inode or extent items changed, which are looked at
 // again where the index has them (recheck), as if the walk had met them
-// there. Where a directory changed it is walked, and an unchanged file
+// there. Where a directory changed it is walked, each file in it taken
+// as its directory lists it (no lstat: the walk hands its name and inode
+// number) where the index has that inode at that path and the search
+// shows its items as recorded (see subvols.listed, scanner.asListed);
+// the others are stat'ed and handled as in any walk. An unchanged file
 // among those whose extent items changed (deduplicated, reflinked,
 // defragmented: its data and identity the same) has its extents mapped
 // and recorded again, without reading its data, so that the extents the

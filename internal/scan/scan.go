@@ -53,10 +53,15 @@ type Stats struct {
 	Hashed    int64 // files read and recorded
 	Unchanged int64 // files not read because the index was current
 	Renamed   int64 // unchanged files met under a new path
-	Links     int64 // further names of an inode already met
-	Skipped   int64 // special files, symlinks, empty files
-	Failed    int64 // files that could not be read or changed while read
-	Pruned    int64 // index entries removed because their files are gone
+	// Listed counts unchanged files taken as their directories list
+	// them, without lstat: their inode items not rewritten since the
+	// last complete walk, which the tree search shows (see
+	// subvols.listed).
+	Listed  int64
+	Links   int64 // further names of an inode already met
+	Skipped int64 // special files, symlinks, empty files
+	Failed  int64 // files that could not be read or changed while read
+	Pruned  int64 // index entries removed because their files are gone
 	// ToPrune is how many entries the run is pruning, once the walk
 	// has completed; Pruned counts up to it.
 	ToPrune int64
@@ -211,9 +216,9 @@ type attr struct {
 }
 
 type counters struct {
-	seen, hashed, unchanged, renamed, links, skipped, failed, read, toRead atomic.Int64
-	reused, reusedBytes, copied, pruned, toPrune, known, remapped          atomic.Int64
-	walkDone                                                               atomic.Bool
+	seen, hashed, unchanged, renamed, listed, links, skipped, failed, read, toRead atomic.Int64
+	reused, reusedBytes, copied, pruned, toPrune, known, remapped                  atomic.Int64
+	walkDone                                                                       atomic.Bool
 }
 
 // fromOrigin counts a file of size bytes recorded with the sums of its
@@ -237,7 +242,7 @@ func (c *counters) fromOriginWhole(n int64) {
 func (c *counters) stats(start time.Time) Stats {
 	return Stats{
 		Seen: c.seen.Load(), Hashed: c.hashed.Load(), Unchanged: c.unchanged.Load(),
-		Renamed: c.renamed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
+		Renamed: c.renamed.Load(), Listed: c.listed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
 		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
 		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(), Copied: c.copied.Load(), Remapped: c.remapped.Load(),
 		Pruned: c.pruned.Load(), ToPrune: c.toPrune.Load(), Known: c.known.Load(),

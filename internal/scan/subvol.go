@@ -53,6 +53,11 @@ type subvols struct {
 	// walk, and the files whose extent items changed in the snapshot
 	// since that walk: the others are as that walk recorded them.
 	origins map[fsys.Volume]origin
+	// listable holds, by path, the device of each subvolume (or root)
+	// walked again whose changes since its last complete walk there are
+	// in changes: below it, on that device, the walk hands over files as
+	// listed (see listed).
+	listable map[string]uint64
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
@@ -91,6 +96,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		seen:     make(map[fsys.Volume]string),
 		changes:  make(map[fsys.Volume]fiemap.Changes),
 		origins:  make(map[fsys.Volume]origin),
+		listable: make(map[string]uint64),
 	}
 }
 
@@ -178,10 +184,58 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 	if err != nil {
 		return fiemap.Changes{}, false
 	}
+	var st unix.Stat_t
+	ferr := unix.Fstat(int(f.Fd()), &st)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.noteChanges(v, c)
+	if ferr == nil {
+		s.listable[path] = uint64(st.Dev)
+	}
 	return c, true
+}
+
+// listed reports whether the walk hands over the files of the directory
+// at path, st, and of those below it on its device, as listed (see
+// walk.Options.Listed): where a complete walk with today's options last
+// met its subvolume, or a root, and what changed in it since is known
+// (see since). compare then takes a file whose inode and extent items
+// were not rewritten since for unchanged, without lstat, where the index
+// records it at its path with the inode number its directory lists
+// (scanner.asListed).
+//
+// That is exact. The walk that saw prev recorded every file it met under
+// path, and marked gone every row there that did not lead to its file;
+// every row written since, by any run, recorded a file where the walk
+// met it. So a row not marked gone, at a path below, describes its inode
+// as it was at that walk's start or later, and an inode whose items were
+// not rewritten since is as it was then. Only the listing's inode number
+// ties the path to it now: a directory renamed, swapped or replaced
+// since gives its paths other inodes, which compare looks at as the walk
+// would have (see scanner.stat).
+func (s *subvols) listed(path string, st *unix.Stat_t) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dev, ok := s.listable[path]
+	return ok && dev == uint64(st.Dev)
+}
+
+// asRecorded reports whether file ino of volume v is as a row recorded
+// by its last complete walk or since, whose digest of extent items is
+// items (see since): its inode item not rewritten since, and its extent
+// items either in no tree leaf written since or the same as the row's
+// (a file in a leaf with one that changed: see movedOnly). A file whose
+// extents change has its inode item rewritten, but its extent items may
+// lie in other leaves than its inode item, and a balance moves extents
+// without rewriting inodes.
+func (s *subvols) asRecorded(v fsys.Volume, ino uint64, items int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.changes[v]
+	if !ok || c.Files[ino] {
+		return false
+	}
+	return !c.Extents[ino] || index.ItemsDigest(c.Items[ino]) == items
 }
 
 // noteChanges notes c in changes for volume v, with what was noted of it

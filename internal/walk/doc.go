@@ -7,7 +7,12 @@
 // size, mtime and ctime in nanoseconds, and owner. Files are met in the byte order of their
 // paths (each directory's entries in name order, a subdirectory sorting as
 // its name and a slash), so a walk of an unchanged tree meets the same
-// paths in the same order, the order of an index of paths.
+// paths in the same order, the order of an index of paths. Where the
+// caller grants it (Options.Listed), the files of a directory and of
+// those below it on its device come as listed instead, with only the
+// device and the inode number the directory gives, without lstat: on a
+// tree whose changes the caller knows otherwise, lstat of every file is
+// most of a walk.
 // Symbolic links are never followed: a root is looked up with none in any
 // component, each directory below is opened relative to the descriptor of
 // the one holding it (O_NOFOLLOW) and must be the directory listed there,

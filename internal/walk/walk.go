@@ -1,7 +1,9 @@
 package walk
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -17,11 +19,14 @@ import (
 )
 
 // Entry is a regular, non-empty file found by the walk, with what lstat
-// said of it.
+// said of it; or, where Listed, a regular file as its directory lists it
+// (see Options.Listed): Stat holds only the device of the directory and
+// the inode number the listing gives, and the file may be empty.
 type Entry struct {
 	Path string
 	fsys.Stat
-	Nlink uint64 // its names when listed: more than one, a hard link
+	Nlink  uint64 // its names when stat'ed: more than one, a hard link
+	Listed bool
 }
 
 // Options shape a walk.
@@ -36,6 +41,13 @@ type Options struct {
 	// reports nothing. It may be asked twice of a directory, and must give
 	// the same answer.
 	Enter func(path string, st *unix.Stat_t) bool
+	// Listed, if set, is asked of each directory the walk lists (a root
+	// included) unless the directory holding it was granted it on the
+	// same device: true hands over the regular files in it, and in the
+	// directories below it on that device, as listed (Entry.Listed),
+	// without lstat. The caller then looks at them itself where it
+	// needs more than their name and inode number.
+	Listed func(path string, st *unix.Stat_t) bool
 	// Dir, if set, is called for each directory entered, and Skipped for each
 	// entry that is not a regular file (or is empty); both may be nil.
 	Dir     func(path string, st *unix.Stat_t)
@@ -111,7 +123,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	st := h.Stat
 	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev), listings: make(chan struct{}, maxListings)}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return w.visit(-1, "", root, &st, nil)
+		return w.visit(-1, "", root, &lstatResult{st: st}, nil)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -126,7 +138,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	}
 	defer d.Close()
 	fd := int(d.Fd())
-	ls := w.list(fd, root)
+	ls := w.list(fd, root, w.listed(root, &st, false, 0), uint64(st.Dev))
 	return w.children(root, ls, func() (int, error) { return fd, nil }, false)
 }
 
@@ -153,13 +165,17 @@ func (o *Options) skip(path, why string) {
 }
 
 // visit handles the entry name of the directory open at parent, listed
-// with st; next is its listing read ahead if it is a directory to enter.
-func (w *walker) visit(parent int, name, path string, st *unix.Stat_t, next *pending) error {
+// with r; next is its listing read ahead if it is a directory to enter.
+func (w *walker) visit(parent int, name, path string, r *lstatResult, next *pending) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
+	st := &r.st
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
+		if r.listed {
+			return w.fn(Entry{Path: path, Stat: fsys.Stat{Dev: uint64(st.Dev), Ino: st.Ino}, Listed: true})
+		}
 		if st.Size == 0 {
 			w.o.skip(path, "empty")
 			return nil
@@ -193,6 +209,17 @@ func (w *walker) enters(st *unix.Stat_t) bool {
 	return !w.o.OneFS || uint64(st.Dev) == w.rootDev
 }
 
+// listed reports whether the files in the directory at path, st, go as
+// listed (see Options.Listed): as the directory holding it, on dev, if
+// that one's did (parent) and it is on the same device; else as the
+// caller says.
+func (w *walker) listed(path string, st *unix.Stat_t, parent bool, dev uint64) bool {
+	if parent && uint64(st.Dev) == dev {
+		return true
+	}
+	return w.o.Listed != nil && w.o.Listed(path, st)
+}
+
 // asked reports whether Options.Enter lets the walk into the directory at
 // path.
 func (w *walker) asked(path string, st *unix.Stat_t) bool {
@@ -200,12 +227,15 @@ func (w *walker) asked(path string, st *unix.Stat_t) bool {
 }
 
 // listing is what the walk reads of a directory: its names, sorted and
-// filtered, and the lstat of each.
+// filtered, and the lstat of each (or, where listed, of its
+// subdirectories and of entries of unknown type: the others as listed).
 type listing struct {
 	names   []string
 	stats   []lstatResult
-	openErr error // the directory could not be opened
-	readErr error // reading it stopped early; names holds what was read
+	listed  bool   // its files go as listed
+	dev     uint64 // the directory's device
+	openErr error  // the directory could not be opened
+	readErr error  // reading it stopped early; names holds what was read
 }
 
 // pending is a listing being read ahead.
@@ -257,7 +287,7 @@ func openDir(parent int, name string, st *unix.Stat_t) (int, error) {
 
 // listAhead reads the directory name of the directory open at parent, st
 // in its listing, in the background. parent must stay open until done.
-func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t) *pending {
+func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, listed bool) *pending {
 	p := &pending{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -268,25 +298,43 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t) *pend
 			p.l.openErr = &os.PathError{Op: "open", Path: path, Err: err}
 			return
 		}
-		p.l = w.list(fd, path)
+		p.l = w.list(fd, path, listed, uint64(st.Dev))
 		unix.Close(fd)
 	}()
 	return p
 }
 
-// list reads the directory open at fd, whose path is path.
-func (w *walker) list(fd int, path string) listing {
-	var l listing
-	l.names, l.readErr = readNames(fd)
-	if l.readErr != nil {
-		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: l.readErr}
+// list reads the directory open at fd, whose path is path, on device
+// dev; where listed, its files go as listed.
+func (w *walker) list(fd int, path string, listed bool, dev uint64) listing {
+	l := listing{listed: listed, dev: dev}
+	ents, err := readDirents(fd)
+	if err != nil {
+		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: err}
 	}
-	slices.Sort(l.names)
+	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	prefix := childPrefix(path)
-	l.names = slices.DeleteFunc(l.names, func(name string) bool { return w.o.excluded(prefix + name) })
-	l.stats = lstatAll(fd, prefix, l.names)
+	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix + e.name) })
+	l.names = make([]string, len(ents))
+	l.stats = make([]lstatResult, len(ents))
+	for i, e := range ents {
+		l.names[i] = e.name
+		if mode, ok := listedModes[e.typ]; ok && listed {
+			l.stats[i] = lstatResult{listed: true}
+			l.stats[i].st.Mode, l.stats[i].st.Dev, l.stats[i].st.Ino = mode, dev, e.ino
+		}
+	}
+	lstatAll(fd, prefix, l.names, l.stats)
 	pathOrder(&l)
 	return l
+}
+
+// listedModes gives the file type of each directory entry type that a
+// listed directory's entry is taken as (see Options.Listed): all but
+// directories, which are entered, and unknown types, stat'ed.
+var listedModes = map[uint8]uint32{
+	unix.DT_REG: unix.S_IFREG, unix.DT_LNK: unix.S_IFLNK, unix.DT_CHR: unix.S_IFCHR,
+	unix.DT_BLK: unix.S_IFBLK, unix.DT_FIFO: unix.S_IFIFO, unix.DT_SOCK: unix.S_IFSOCK,
 }
 
 // pathOrder puts the entries of l in the byte order of the paths below
@@ -324,26 +372,60 @@ func pathOrder(l *listing) {
 
 var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// readNames returns the names in the directory open at fd, but "." and
-// "..".
-func readNames(fd int) ([]string, error) {
+// dirent is an entry of a directory as getdents64 gives it.
+type dirent struct {
+	name string
+	ino  uint64
+	typ  uint8 // DT_*
+}
+
+// readDirents returns the entries of the directory open at fd, but "."
+// and "..".
+func readDirents(fd int) ([]dirent, error) {
 	bp := direntBufs.Get().(*[]byte)
 	defer direntBufs.Put(bp)
 	buf := *bp
-	var names []string
+	var out []dirent
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return names, err
+			return out, err
 		}
 		if n <= 0 {
-			return names, nil
+			return out, nil
 		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		if out, err = parseDirents(buf[:n], out); err != nil {
+			return out, err
+		}
 	}
+}
+
+// parseDirents appends the entries of buf, records of struct
+// linux_dirent64 (ino, off, reclen, type, then the name and a NUL), to
+// out, but "." and "..".
+func parseDirents(buf []byte, out []dirent) ([]dirent, error) {
+	const nameAt = 19
+	for len(buf) > 0 {
+		if len(buf) < nameAt {
+			return out, fmt.Errorf("short directory entry: %d bytes", len(buf))
+		}
+		reclen := int(binary.NativeEndian.Uint16(buf[16:]))
+		if reclen < nameAt || reclen > len(buf) {
+			return out, fmt.Errorf("directory entry of %d bytes in %d", reclen, len(buf))
+		}
+		name := buf[nameAt:reclen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if s := string(name); s != "." && s != ".." {
+			out = append(out, dirent{name: s, ino: binary.NativeEndian.Uint64(buf), typ: buf[18]})
+		}
+		buf = buf[reclen:]
+	}
+	return out, nil
 }
 
 func childPrefix(path string) string {
@@ -411,13 +493,14 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 		if sub < len(subdirs) && subdirs[sub] == i {
 			for ; started < len(subdirs) && started <= sub+readAhead; started++ {
 				k := subdirs[started]
-				ahead[started] = w.listAhead(fd, ls.names[k], prefix+ls.names[k], &ls.stats[k].st)
+				st := &ls.stats[k].st
+				ahead[started] = w.listAhead(fd, ls.names[k], prefix+ls.names[k], st, w.listed(prefix+ls.names[k], st, ls.listed, ls.dev))
 			}
 			next = ahead[sub]
 			ahead[sub] = nil // not kept once walked: a directory may hold thousands
 			sub++
 		}
-		if err := w.visit(fd, name, child, &ls.stats[i].st, next); err != nil {
+		if err := w.visit(fd, name, child, &ls.stats[i], next); err != nil {
 			if next != nil {
 				<-next.done
 			}
@@ -431,31 +514,33 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 }
 
 type lstatResult struct {
-	st  unix.Stat_t
-	err error
+	st     unix.Stat_t
+	err    error
+	listed bool // st holds only the type, device and inode (see listing)
 }
 
 // lstatAll lstats each name relative to the directory open at fd, whose
-// children's paths begin with prefix, several at a time in large
-// directories: on a re-run of an unchanged tree, lstat is most of the
-// work. A path too long to be opened later gets ENAMETOOLONG, as lstat(2)
-// of it would, which also bounds the depth of the walk, and so the
-// descriptors it holds.
-func lstatAll(fd int, prefix string, names []string) []lstatResult {
-	out := make([]lstatResult, len(names))
+// children's paths begin with prefix, into out, but those listed
+// already, several at a time in large directories: on a re-run of an
+// unchanged tree, lstat is most of the work. A path too long to be opened
+// later gets ENAMETOOLONG, as lstat(2) of it would, which also bounds the
+// depth of the walk, and so the descriptors it holds.
+func lstatAll(fd int, prefix string, names []string, out []lstatResult) {
 	stat := func(i int) {
 		if len(prefix)+len(names[i]) >= unix.PathMax {
-			out[i].err = unix.ENAMETOOLONG
+			out[i] = lstatResult{err: unix.ENAMETOOLONG}
 			return
 		}
-		out[i].err = fstatat(fd, names[i], &out[i].st)
+		if !out[i].listed {
+			out[i].err = fstatat(fd, names[i], &out[i].st)
+		}
 	}
 	const per = 256 // names per goroutine
 	if len(names) <= per {
 		for i := range names {
 			stat(i)
 		}
-		return out
+		return
 	}
 	var wg sync.WaitGroup
 	for lo := 0; lo < len(names); lo += per {
@@ -466,7 +551,6 @@ func lstatAll(fd int, prefix string, names []string) []lstatResult {
 		})
 	}
 	wg.Wait()
-	return out
 }
 
 func fstatat(fd int, name string, st *unix.Stat_t) error {

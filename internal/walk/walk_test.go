@@ -2,8 +2,10 @@ package walk
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"same/internal/fsys"
@@ -431,5 +433,115 @@ func TestWalkPathOrder(t *testing.T) {
 	}
 	if len(got) != 8 {
 		t.Errorf("Walk met %d files; want 8", len(got))
+	}
+}
+
+// TestWalkListed checks that the files of a directory granted Listed, and
+// of those below it, come as listed (path, device and inode number, no
+// lstat, empty ones too), in the same order as stat'ed ones; that the
+// others are stat'ed; and that what is not a regular file is skipped as
+// before.
+func TestWalkListed(t *testing.T) {
+	dir := t.TempDir()
+	for name, size := range map[string]int{
+		"a":         10,
+		"l/b0":      20,
+		"l/b.txt":   30,
+		"l/b/c":     40,
+		"l/empty":   0,
+		"l/x/y/z":   50,
+		"l/skip.go": 60,
+		"m":         70,
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("b", filepath.Join(dir, "l/link")); err != nil {
+		t.Fatal(err)
+	}
+	walkAll := func(listed func(string, *unix.Stat_t) bool) (paths []string, entries map[string]Entry, skipped map[string]string, asked []string) {
+		entries, skipped = map[string]Entry{}, map[string]string{}
+		o := Options{
+			Exclude: []string{"*.go"},
+			Skipped: func(path, why string) { skipped[path[len(dir)+1:]] = why },
+			Error:   func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+		}
+		if listed != nil {
+			o.Listed = func(path string, st *unix.Stat_t) bool {
+				asked = append(asked, strings.TrimPrefix(path[len(dir):], "/"))
+				return listed(path, st)
+			}
+		}
+		err := Walk(context.Background(), dir, o, func(e Entry) error {
+			paths = append(paths, e.Path[len(dir)+1:])
+			entries[e.Path[len(dir)+1:]] = e
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk = %v", err)
+		}
+		return paths, entries, skipped, asked
+	}
+	plain, stated, plainSkipped, _ := walkAll(nil)
+	got, entries, skipped, asked := walkAll(func(path string, _ *unix.Stat_t) bool { return path == dir+"/l" })
+	if want := []string{"a", "l/b.txt", "l/b/c", "l/b0", "l/x/y/z", "m"}; !slices.Equal(plain, want) {
+		t.Errorf("walk without Listed met %q; want %q", plain, want)
+	}
+	if want := []string{"a", "l/b.txt", "l/b/c", "l/b0", "l/empty", "l/x/y/z", "m"}; !slices.Equal(got, want) {
+		t.Errorf("walk with Listed met %q; want %q (the empty file as listed)", got, want)
+	}
+	// Asked of each directory whose parent was not granted it.
+	if want := []string{"", "l"}; !slices.Equal(asked, want) {
+		t.Errorf("Listed asked of %q; want %q", asked, want)
+	}
+	for _, p := range got {
+		e := entries[p]
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		want := Entry{Path: e.Path, Stat: fsys.FromStat(&st), Nlink: uint64(st.Nlink)}
+		if strings.HasPrefix(p, "l/") {
+			want = Entry{Path: e.Path, Stat: fsys.Stat{Dev: uint64(st.Dev), Ino: st.Ino}, Listed: true}
+		} else if e != stated[p] {
+			t.Errorf("%s: %+v with Listed, %+v without", p, e, stated[p])
+		}
+		if e != want {
+			t.Errorf("%s: %+v; want %+v", p, e, want)
+		}
+	}
+	wantSkipped := map[string]string{"l/link": "symlink"}
+	if !maps.Equal(skipped, wantSkipped) {
+		t.Errorf("skipped with Listed %v; want %v", skipped, wantSkipped)
+	}
+	wantSkipped["l/empty"] = "empty"
+	if !maps.Equal(plainSkipped, wantSkipped) {
+		t.Errorf("skipped without Listed %v; want %v", plainSkipped, wantSkipped)
+	}
+}
+
+func TestParseDirents(t *testing.T) {
+	rec := func(ino uint64, typ uint8, name string, pad int) []byte {
+		b := make([]byte, 19+len(name)+1+pad)
+		binary.NativeEndian.PutUint64(b, ino)
+		binary.NativeEndian.PutUint16(b[16:], uint16(len(b)))
+		b[18] = typ
+		copy(b[19:], name)
+		return b
+	}
+	buf := slices.Concat(rec(1, unix.DT_DIR, ".", 4), rec(2, unix.DT_DIR, "..", 3), rec(7, unix.DT_REG, "file", 0), rec(9, unix.DT_LNK, "ln", 6))
+	got, err := parseDirents(buf, nil)
+	if want := []dirent{{"file", 7, unix.DT_REG}, {"ln", 9, unix.DT_LNK}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("parseDirents = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range [][]byte{buf[:10], slices.Concat(rec(7, unix.DT_REG, "file", 0)[:20])} {
+		if _, err := parseDirents(bad, nil); err == nil {
+			t.Errorf("parseDirents of %d bytes: no error", len(bad))
+		}
 	}
 }
