@@ -177,9 +177,12 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // that met it at the same path, and returns it.
 func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path string) (fiemap.Changes, bool) {
 	before, ok := s.genOf(prev, path)
-	if !ok || before >= gen {
+	if !ok || before > gen {
 		return fiemap.Changes{}, false
 	}
+	// Unchanged since (a root, or a subvolume holding others, walked
+	// whatever its generation): the search finds nothing, and every file
+	// goes as listed.
 	c, err := fiemap.Changed(f, before+1)
 	if err != nil {
 		return fiemap.Changes{}, false
