@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -913,4 +914,40 @@ func openRaw(t *testing.T, db string) *sql.DB {
 	}
 	t.Cleanup(func() { raw.Close() })
 	return raw
+}
+
+// TestMountInSubvolume checks that a filesystem mounted below a btrfs
+// subvolume is walked when the subvolume is unchanged since its last
+// walk: the subvolume's generation does not show what changes in it,
+// and its files were once pruned from the index by the run that left
+// the subvolume unwalked.
+func TestMountInSubvolume(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	_, p := liveSubvol(t, mnt)
+	writeFile(t, p("a"), randomBytes(1, 100000))
+	xfs := testfs.Mount(t, "xfs", "300M")
+	writeFile(t, filepath.Join(xfs, "x"), randomBytes(2, 50000))
+	if err := os.Mkdir(p("data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	testfs.Run(t, "mount", "--bind", xfs, p("data"))
+	t.Cleanup(func() { exec.Command("umount", p("data")).Run() })
+	db := filepath.Join(t.TempDir(), "index.db")
+	run := func(want counts) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, mnt)
+		if err != nil {
+			t.Fatalf("hashfile = %v\n%s", err, stderr)
+		}
+		checkSummary(t, stderr, want)
+		checkTree(t, db, mnt)
+	}
+	run(counts{seen: 2, hashed: 2, read: 150000})
+	// live is unchanged, but walked, its file as listed.
+	run(counts{seen: 2, unchanged: 2, listed: 1})
+	writeFile(t, filepath.Join(xfs, "y"), randomBytes(3, 4096))
+	testfs.Run(t, "sync")
+	run(counts{seen: 3, hashed: 1, unchanged: 2, listed: 1, read: 4096})
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"same/internal/fstype"
+	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -301,4 +303,49 @@ func WillNeed(fd int, off, n int64) {
 	for end := off + n; off < end; off += willNeedStep {
 		unix.Fadvise(fd, off, min(willNeedStep, end-off), unix.FADV_WILLNEED)
 	}
+}
+
+// MountPoints returns where filesystems are mounted, as
+// /proc/self/mountinfo lists them (relative to this process's root).
+func MountPoints() ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseMountinfo(string(data))
+}
+
+// parseMountinfo returns the mount point (the fifth field, its spaces,
+// tabs, newlines and backslashes written as octal escapes) of each line
+// of mountinfo.
+func parseMountinfo(mountinfo string) ([]string, error) {
+	var out []string
+	for line := range strings.Lines(mountinfo) {
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			return nil, fmt.Errorf("mountinfo: short line %q", strings.TrimSpace(line))
+		}
+		out = append(out, unescapeOctal(fields[4]))
+	}
+	return out, nil
+}
+
+// unescapeOctal replaces each backslash and three octal digits in s by
+// the byte they give.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

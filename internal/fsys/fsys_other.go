@@ -25,6 +25,10 @@ func SnapshotOf(f *os.File) (Snapshot, error) { return Snapshot{}, ErrUnsupporte
 // HasSubvols reports true: it cannot tell.
 func HasSubvols(f *os.File) bool { return true }
 
+// MountPoints returns ErrUnsupported: a caller cannot tell what is
+// mounted where.
+func MountPoints() ([]string, error) { return nil, ErrUnsupported }
+
 // ReadOnly reports false.
 func ReadOnly(f *os.File) bool { return false }
 

@@ -78,7 +78,8 @@
 // and is not read (see reuser). A btrfs subvolume unchanged since its
 // last complete walk (its generation the same, and met at the same path:
 // a snapshot renamed or moved is walked again, its files found renamed)
-// is not walked at all (see subvols); its rows count as seen and
+// is not walked at all (see subvols), unless it holds other subvolumes or
+// has a filesystem mounted below it; its rows count as seen and
 // unchanged, counted by the index rather than read
 // (index.Cursor.SkipUnder), all but those of other volumes, which a
 // subvolume once at that path left there. A subvolume changed since is

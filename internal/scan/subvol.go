@@ -20,8 +20,8 @@ import (
 // subvols decides which btrfs subvolumes a run leaves unwalked: those
 // whose generation -- the transaction that last changed anything in them
 // -- and walk options are what their last complete walk saw, and that
-// hold no other subvolume (whose changes their generation would not
-// show). An unchanged read-only snapshot then costs a few ioctls. So
+// hold no other subvolume and have no filesystem mounted below them
+// (whose changes their generation would not show). An unchanged read-only snapshot then costs a few ioctls. So
 // does, but for the files that changed, one in which no directory changed
 // since (skimmed: see decide). Each filesystem is committed (syncfs)
 // before its first generation is read, so that no change waits unseen in
@@ -58,6 +58,10 @@ type subvols struct {
 	// in changes: below it, on that device, the walk hands over files as
 	// listed (see listed).
 	listable map[string]uint64
+	// mounts holds where filesystems were mounted when the run began
+	// (nil with mountsErr when that could not be read).
+	mounts    []string
+	mountsErr error
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
@@ -86,17 +90,20 @@ type leftOut struct {
 const btrfsFirstFree = 256
 
 func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
+	mounts, err := fsys.MountPoints()
 	return &subvols{
-		sig:      fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
-		excludes: len(o.Exclude) > 0,
-		walked:   walked,
-		note:     note,
-		decided:  make(map[uint64]bool),
-		synced:   make(map[string]bool),
-		seen:     make(map[fsys.Volume]string),
-		changes:  make(map[fsys.Volume]fiemap.Changes),
-		origins:  make(map[fsys.Volume]origin),
-		listable: make(map[string]uint64),
+		mounts:    mounts,
+		mountsErr: err,
+		sig:       fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		excludes:  len(o.Exclude) > 0,
+		walked:    walked,
+		note:      note,
+		decided:   make(map[uint64]bool),
+		synced:    make(map[string]bool),
+		seen:      make(map[fsys.Volume]string),
+		changes:   make(map[fsys.Volume]fiemap.Changes),
+		origins:   make(map[fsys.Volume]origin),
+		listable:  make(map[string]uint64),
 	}
 }
 
@@ -141,7 +148,9 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	prev := s.walked[v]
 	s.seen[v] = key
 	s.mu.Unlock()
-	nested := fsys.HasSubvols(f)
+	// One that holds other subvolumes, or has a filesystem mounted below
+	// it, is walked: its generation does not show their changes.
+	nested := fsys.HasSubvols(f) || s.mountedBelow(path)
 	skimmed := false
 	switch {
 	case prev == key && !nested:
@@ -169,6 +178,29 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	defer s.mu.Unlock()
 	s.left = append(s.left, leftOut{path, v, skimmed})
 	return false
+}
+
+// mountedBelow reports whether a filesystem is mounted below path, or
+// may be (what is mounted where could not be read).
+func (s *subvols) mountedBelow(path string) bool {
+	if s.mountsErr != nil {
+		return true
+	}
+	for _, m := range s.mounts {
+		if strings.HasPrefix(m, childPath(path)) {
+			return true
+		}
+	}
+	return false
+}
+
+// childPath returns path with a trailing slash: what the paths below it
+// begin with.
+func childPath(path string) string {
+	if strings.HasSuffix(path, "/") {
+		return path
+	}
+	return path + "/"
 }
 
 // since notes in changes what changed in volume v (open at f, met at
