@@ -21,11 +21,11 @@ import (
 // whose generation -- the transaction that last changed anything in them
 // -- and walk options are what their last complete walk saw, and that
 // hold no other subvolume and have no filesystem mounted below them
-// (whose changes their generation would not show). An unchanged read-only snapshot then costs a few ioctls. So
-// does, but for the files that changed, one in which no directory changed
-// since (skimmed: see decide). Each filesystem is committed (syncfs)
-// before its first generation is read, so that no change waits unseen in
-// a transaction.
+// (whose changes their generation would not show). An unchanged
+// read-only snapshot then costs a few ioctls. So does, but for the files
+// that changed, one in which no directory changed since (skimmed: see
+// decide). Each filesystem is committed (syncfs) before its first
+// generation is read, so that no change waits unseen in a transaction.
 //
 // The walk asks enter from its goroutine; compare asks under as it
 // merges, and the run reads the rest once the walk is done.
@@ -234,20 +234,22 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 // at path, st, and of those below it on its device, as listed (see
 // walk.Options.Listed): where a complete walk with today's options last
 // met its subvolume, or a root, and what changed in it since is known
-// (see since). compare then takes a file whose inode and extent items
-// were not rewritten since for unchanged, without lstat, where the index
-// records it at its path with the inode number its directory lists
-// (scanner.asListed).
+// (see since). compare then takes a file for unchanged, without lstat,
+// where the index records it at its path with the inode number its
+// directory lists, and its inode item was not rewritten since nor its
+// extent items but as recorded (scanner.asListed, asRecorded).
 //
 // That is exact. The walk that saw prev recorded every file it met under
-// path, and marked gone every row there that did not lead to its file;
-// every row written since, by any run, recorded a file where the walk
-// met it. So a row not marked gone, at a path below, describes its inode
-// as it was at that walk's start or later, and an inode whose items were
-// not rewritten since is as it was then. Only the listing's inode number
-// ties the path to it now: a directory renamed, swapped or replaced
-// since gives its paths other inodes, which compare looks at as the walk
-// would have (see scanner.stat).
+// path, and marked gone every row there that did not lead to its file
+// (for a snapshot taken whole, its origin's walk did, and its rows are
+// that walk's: see origin); every row written since, by any run,
+// recorded a file where the walk met it. So a row not marked gone, at a
+// path below, describes its inode as it was at that walk's start or
+// later, and an inode whose items were not rewritten since is as it was
+// then. Only the listing's inode number ties the path to it now: a
+// directory renamed, swapped or replaced since gives its paths other
+// inodes, which compare looks at as the walk would have (see
+// scanner.stat).
 func (s *subvols) listed(path string, st *unix.Stat_t) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
