@@ -22,12 +22,11 @@
 // directory lists it, without lstat; an unchanged file whose extents
 // changed since the last run (deduplicated by applysame, reflinked,
 // defragmented) has them recorded again without its data being read.
-// Hard links are hashed
-// once. Symbolic links, devices, FIFOs and sockets are never opened. A
-// file that changes while it is read is not recorded and is reported. On
-// an index made by a version that did not record the NOCOW attribute, the
-// first run opens each unchanged file once to read it, without reading
-// its data.
+// Hard links are hashed once. Symbolic links, devices, FIFOs and sockets
+// are never opened. A file that changes while it is read is not recorded
+// and is reported. On an index made by a version that did not record the
+// NOCOW attribute, the first run opens each unchanged file once to read
+// it, without reading its data.
 //
 // The index is -db, else $SAME_DB, else $XDG_STATE_HOME/same/index.db
 // (~/.local/state/same/index.db). Its block size is fixed when it is
@@ -216,11 +215,10 @@ inode did not change since the last run, as the tree search shows, is
 taken for unchanged as its directory lists it, without lstat; an
 unchanged file whose extents changed since the last run (deduplicated,
 reflinked, defragmented) has them recorded again without its data being
-read. Hard
-links are hashed once. Symbolic links, devices, FIFOs and sockets are
-never opened. A file that changes while it is read is not recorded and
-is reported. Killed at any moment, hashfile leaves an index that the next
-run completes.
+read. Hard links are hashed once. Symbolic links, devices, FIFOs and
+sockets are never opened. A file that changes while it is read is not
+recorded and is reported. Killed at any moment, hashfile leaves an index
+that the next run completes.
 
 Progress goes to standard error when it is a terminal, and a summary line
 at the end unless -q. Per-file errors name the file. Flags may be written
