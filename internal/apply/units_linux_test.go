@@ -23,13 +23,18 @@ import (
 	"same/internal/runs"
 	"same/internal/scan"
 	"same/internal/testfs"
+
+	"golang.org/x/sys/unix"
 )
 
 const mib = 1 << 20
 
 // unitTree writes a tree whose plan has a unit that needs no writing (two
 // whole copies of w) and two units with a rewrite each: img2 and img3
-// share 12 MiB with img1 and hold 4 MiB of their own.
+// share 12 MiB with img1 and hold 4 MiB of their own. Each file's data
+// lies in one disk extent, allocated before it is written: left to
+// writeback, btrfs sometimes cut img3 into extents at 12 MiB, and the
+// plan then shared img3 whole, with no rewrite.
 func unitTree(t *testing.T, dir string) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(5, 5))
@@ -47,11 +52,24 @@ func unitTree(t *testing.T, dir string) {
 		"img2": append(append([]byte(nil), shared...), rnd(4*mib)...),
 		"img3": append(append([]byte(nil), shared...), rnd(4*mib)...),
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range files {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
