@@ -920,7 +920,9 @@ func openRaw(t *testing.T, db string) *sql.DB {
 // subvolume is walked when the subvolume is unchanged since its last
 // walk: the subvolume's generation does not show what changes in it,
 // and its files were once pruned from the index by the run that left
-// the subvolume unwalked.
+// the subvolume unwalked. A file mounted over one of the subvolume's is
+// the one recorded at that path, although the directory lists the one
+// below it.
 func TestMountInSubvolume(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
@@ -950,4 +952,12 @@ func TestMountInSubvolume(t *testing.T) {
 	writeFile(t, filepath.Join(xfs, "y"), randomBytes(3, 4096))
 	testfs.Run(t, "sync")
 	run(counts{seen: 3, hashed: 1, unchanged: 2, listed: 1, read: 4096})
+
+	// A file mounted over a's path: its directory lists a, the walk
+	// meets the other (met again in data, a link), which takes a's place
+	// in the index.
+	writeFile(t, filepath.Join(xfs, "over"), randomBytes(4, 8192))
+	testfs.Run(t, "mount", "--bind", filepath.Join(xfs, "over"), p("a"))
+	t.Cleanup(func() { exec.Command("umount", p("a")).Run() })
+	run(counts{seen: 4, hashed: 1, unchanged: 2, links: 1, pruned: 1, read: 8192})
 }

@@ -300,12 +300,13 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 // unchanged when cur is at its row, which has its volume and inode
 // number, is not marked gone (by a run that did not complete), has its
 // owner and NOCOW attribute, and describes an inode whose items are as
-// the row records them (subvols.asRecorded). Such an inode cannot have
-// been met before in this run under another name: that name would have
-// been found a link to the row's path.
+// the row records them (subvols.asRecorded); and nothing is mounted on
+// it, which the listing would not show. Such an inode cannot have been
+// met before in this run under another name: that name would have been
+// found a link to the row's path.
 func (s *scanner) asListed(cur *index.Cursor, e walk.Entry) bool {
 	f, ok := cur.Peek()
-	if !ok || f.Path != e.Path {
+	if !ok || f.Path != e.Path || s.sv.mountedOn(e.Path) {
 		return false
 	}
 	vol := s.devs.of(e.Dev)

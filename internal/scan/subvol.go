@@ -59,9 +59,11 @@ type subvols struct {
 	// listed (see listed).
 	listable map[string]uint64
 	// mounts holds where filesystems were mounted when the run began
-	// (nil with mountsErr when that could not be read).
-	mounts    []string
-	mountsErr error
+	// (nil with mountsErr when that could not be read), and mountPoint
+	// the same as a set.
+	mounts     []string
+	mountPoint map[string]bool
+	mountsErr  error
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
@@ -91,19 +93,24 @@ const btrfsFirstFree = 256
 
 func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
 	mounts, err := fsys.MountPoints()
+	mountPoint := make(map[string]bool, len(mounts))
+	for _, m := range mounts {
+		mountPoint[m] = true
+	}
 	return &subvols{
-		mounts:    mounts,
-		mountsErr: err,
-		sig:       fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
-		excludes:  len(o.Exclude) > 0,
-		walked:    walked,
-		note:      note,
-		decided:   make(map[uint64]bool),
-		synced:    make(map[string]bool),
-		seen:      make(map[fsys.Volume]string),
-		changes:   make(map[fsys.Volume]fiemap.Changes),
-		origins:   make(map[fsys.Volume]origin),
-		listable:  make(map[string]uint64),
+		mounts:     mounts,
+		mountPoint: mountPoint,
+		mountsErr:  err,
+		sig:        fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		excludes:   len(o.Exclude) > 0,
+		walked:     walked,
+		note:       note,
+		decided:    make(map[uint64]bool),
+		synced:     make(map[string]bool),
+		seen:       make(map[fsys.Volume]string),
+		changes:    make(map[fsys.Volume]fiemap.Changes),
+		origins:    make(map[fsys.Volume]origin),
+		listable:   make(map[string]uint64),
 	}
 }
 
@@ -194,6 +201,9 @@ func (s *subvols) mountedBelow(path string) bool {
 	return false
 }
 
+// mountedOn reports whether something is mounted on path.
+func (s *subvols) mountedOn(path string) bool { return s.mountPoint[path] }
+
 // childPath returns path with a trailing slash: what the paths below it
 // begin with.
 func childPath(path string) string {
@@ -249,8 +259,13 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 // then. Only the listing's inode number ties the path to it now: a
 // directory renamed, swapped or replaced since gives its paths other
 // inodes, which compare looks at as the walk would have (see
-// scanner.stat).
+// scanner.stat). A file mounted over another is listed as the one
+// below it: compare stats the files at mount points (see mountedOn), and
+// nothing goes as listed where what is mounted where could not be read.
 func (s *subvols) listed(path string, st *unix.Stat_t) bool {
+	if s.mountsErr != nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dev, ok := s.listable[path]

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"errors"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -62,5 +63,9 @@ func TestListedAt(t *testing.T) {
 		if got := s.listed(tt.path, &st); got != tt.want {
 			t.Errorf("listed(%s, dev %d) = %v; want %v", tt.path, tt.dev, got, tt.want)
 		}
+	}
+	s.mountsErr = errors.New("no /proc")
+	if st := (unix.Stat_t{Dev: 41}); s.listed("/mnt/live", &st) {
+		t.Error("listed where what is mounted where is not known")
 	}
 }
