@@ -901,8 +901,12 @@ func TestListed(t *testing.T) {
 	testfs.Run(t, "sync")
 	run(p("d1"), counts{seen: 12, hashed: 1, unchanged: 11, listed: 11, read: 4096})
 	// Nothing changed since: the subvolume's generation is the same, and
-	// every file goes as listed.
-	run(p("d1"), counts{seen: 12, unchanged: 12, listed: 12})
+	// the root is left unwalked, its rows counted.
+	run(p("d1"), counts{seen: 12, unchanged: 12, roots: 1})
+	// Nor is a file that changes then missed.
+	overwrite(t, p("d1/f04"), 0, randomBytes(307, 4096))
+	testfs.Run(t, "sync")
+	run(p("d1"), counts{seen: 12, hashed: 1, unchanged: 11, listed: 11, read: 4096})
 }
 
 // openRaw opens the index db with database/sql, closed when the test ends.
@@ -960,4 +964,48 @@ func TestMountInSubvolume(t *testing.T) {
 	testfs.Run(t, "mount", "--bind", filepath.Join(xfs, "over"), p("a"))
 	t.Cleanup(func() { exec.Command("umount", p("a")).Run() })
 	run(counts{seen: 4, hashed: 1, unchanged: 2, links: 1, pruned: 1, read: 8192})
+}
+
+// TestRootsUnchanged gives read-only snapshots as roots, as a host that
+// names each snapshot does: one unchanged since its last walk is left
+// unwalked, its rows counted, while the subvolume that changed is walked.
+func TestRootsUnchanged(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	live, p := liveSubvol(t, mnt)
+	for i := range 6 {
+		writeFile(t, p(fmt.Sprintf("d/f%d", i)), randomBytes(uint64(400+i), 8192))
+	}
+	if err := os.Mkdir(p("m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	snaps := []string{filepath.Join(mnt, "s1"), filepath.Join(mnt, "s2")}
+	for _, s := range snaps {
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, s)
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	roots := append(slices.Clone(snaps), live)
+	run := func(want counts) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", append([]string{"-db", db}, roots...)...)
+		if err != nil {
+			t.Fatalf("hashfile = %v\n%s", err, stderr)
+		}
+		checkSummary(t, stderr, want)
+		checkTree(t, db, mnt)
+	}
+	run(counts{seen: 18, hashed: 18, reused: 12, read: 6 * 8192})
+	overwrite(t, p("d/f0"), 0, randomBytes(500, 4096))
+	testfs.Run(t, "sync")
+	run(counts{seen: 18, hashed: 1, unchanged: 17, listed: 5, roots: 2, read: 4096})
+	run(counts{seen: 18, unchanged: 18, roots: 3})
+
+	// A filesystem mounted below live: its generation does not show it,
+	// and live is walked (its own files as listed).
+	xfs := testfs.Mount(t, "xfs", "300M")
+	writeFile(t, filepath.Join(xfs, "x"), randomBytes(501, 4096))
+	testfs.Run(t, "mount", "--bind", xfs, p("m"))
+	t.Cleanup(func() { exec.Command("umount", p("m")).Run() })
+	run(counts{seen: 19, hashed: 1, unchanged: 18, listed: 6, roots: 2, read: 4096})
 }

@@ -368,6 +368,9 @@ func summary(s scan.Stats) string {
 	if s.Listed > 0 {
 		subvols += fmt.Sprintf(", %d known unchanged by the tree search", s.Listed)
 	}
+	if s.RootsUnwalked > 0 {
+		subvols += fmt.Sprintf(", %d %s unchanged since the last walk", s.RootsUnwalked, plural(s.RootsUnwalked, "root", "roots"))
+	}
 	if s.SubvolsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
 	}

@@ -38,7 +38,7 @@ func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string
 // counts is what a summary line reports, less the timing.
 type counts struct {
 	seen, hashed, reused, unchanged, renamed, links, skipped, failed, pruned, subvols int
-	remapped, copied, skimmed, listed                                                 int
+	remapped, copied, skimmed, listed, roots                                          int
 	read                                                                              int64
 }
 
@@ -55,6 +55,9 @@ func (c counts) String() string {
 			return "btrfs subvolume"
 		}
 		return "btrfs subvolumes"
+	}
+	if c.roots > 0 {
+		subvols += fmt.Sprintf(", %d root%s unchanged since the last walk", c.roots, map[bool]string{true: "s"}[c.roots > 1])
 	}
 	if c.subvols > 0 {
 		subvols += fmt.Sprintf(", %d %s unchanged since the last walk", c.subvols, noun(c.subvols))

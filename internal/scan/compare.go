@@ -58,12 +58,14 @@ func (s *scanner) walk(out chan<- item) error {
 		if err := send(item{root: i, begin: true}); err != nil {
 			return err
 		}
-		err := walk.Walk(s.ctx, r, opts, func(e walk.Entry) error {
-			s.noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
-			return send(item{e: e, root: i})
-		})
-		if err != nil {
-			return err
+		if !s.sv.rootLeft(r) {
+			err := walk.Walk(s.ctx, r, opts, func(e walk.Entry) error {
+				s.noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
+				return send(item{e: e, root: i})
+			})
+			if err != nil {
+				return err
+			}
 		}
 		if err := send(item{root: i, end: true}); err != nil {
 			return err

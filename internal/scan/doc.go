@@ -79,7 +79,9 @@
 // last complete walk (its generation the same, and met at the same path:
 // a snapshot renamed or moved is walked again, its files found renamed)
 // is not walked at all (see subvols), unless it holds other subvolumes or
-// has a filesystem mounted below it; its rows count as seen and
+// has a filesystem mounted below it, nor is a root whose subvolume is
+// unchanged since the root's last complete walk (subvols.rootKey, on the
+// same terms); its rows count as seen and
 // unchanged, counted by the index rather than read
 // (index.Cursor.SkipUnder), all but those of other volumes, which a
 // subvolume once at that path left there. A subvolume changed since is

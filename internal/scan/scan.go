@@ -72,6 +72,10 @@ type Stats struct {
 	// since their last complete walk (see subvols); their files count as
 	// seen and unchanged.
 	SubvolsUnwalked int64
+	// RootsUnwalked counts roots on btrfs left unwalked because nothing
+	// changed in their subvolume since their last complete walk (see
+	// subvols.rootKey); their files count as seen and unchanged.
+	RootsUnwalked int64
 	// SubvolsSkimmed counts btrfs subvolumes left unwalked because no
 	// directory in them changed since their last complete walk (for a
 	// new snapshot taken whole, its origin's: see subvols.origin): only
@@ -415,7 +419,7 @@ func (s *scanner) run() (Stats, error) {
 	progress.Wait()
 
 	st := s.c.stats(s.start)
-	st.SubvolsUnwalked, st.SubvolsSkimmed = s.sv.unwalked()
+	st.SubvolsUnwalked, st.SubvolsSkimmed, st.RootsUnwalked = s.sv.unwalked()
 	switch {
 	case cmpErr != nil:
 		return st, cmpErr

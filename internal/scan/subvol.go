@@ -85,6 +85,7 @@ type leftOut struct {
 	path    string
 	vol     fsys.Volume
 	skimmed bool
+	root    bool // a root left unwalked, not a subvolume met below one
 }
 
 // btrfsFirstFree is BTRFS_FIRST_FREE_OBJECTID: the inode of a subvolume's
@@ -183,7 +184,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.left = append(s.left, leftOut{path, v, skimmed})
+	s.left = append(s.left, leftOut{path: path, vol: v, skimmed: skimmed})
 	return false
 }
 
@@ -465,12 +466,32 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	if !ok {
 		return ""
 	}
-	if prev != "" {
+	key := s.key(gen, root)
+	switch {
+	case prev == key && !fsys.HasSubvols(f) && !s.mountedBelow(root):
+		// Unchanged since its last complete walk, as an unchanged
+		// subvolume is (see decide): left unwalked, its rows counted.
+		s.mu.Lock()
+		s.left = append(s.left, leftOut{path: root, vol: v, root: true})
+		s.mu.Unlock()
+	case prev != "":
 		s.since(f, v, prev, gen, root)
-	} else {
+	default:
 		s.origin(f, v, "")
 	}
-	return s.key(gen, root)
+	return key
+}
+
+// rootLeft reports whether root is left unwalked (see rootKey).
+func (s *subvols) rootLeft(root string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.left {
+		if l.root && l.path == root {
+			return true
+		}
+	}
+	return false
 }
 
 // generation returns the generation of btrfs subvolume v, open at f,
@@ -569,18 +590,21 @@ func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64
 }
 
 // unwalked returns how many subvolumes were left unwalked as unchanged,
-// and how many were skimmed.
-func (s *subvols) unwalked() (unchanged, skimmed int64) {
+// how many were skimmed, and how many roots were left unwalked.
+func (s *subvols) unwalked() (unchanged, skimmed, roots int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
-		if l.skimmed {
+		switch {
+		case l.root:
+			roots++
+		case l.skimmed:
 			skimmed++
-		} else {
+		default:
 			unchanged++
 		}
 	}
-	return unchanged, skimmed
+	return unchanged, skimmed, roots
 }
 
 // walkedWhole returns what a complete run records: what this walk saw of
