@@ -59,11 +59,9 @@ type subvols struct {
 	// listed (see listed).
 	listable map[string]uint64
 	// mounts holds where filesystems were mounted when the run began
-	// (nil with mountsErr when that could not be read), and mountPoint
-	// the same as a set.
-	mounts     []string
-	mountPoint map[string]bool
-	mountsErr  error
+	// (empty, with mountsErr, when that could not be read).
+	mounts    map[string]bool
+	mountsErr error
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
@@ -93,25 +91,24 @@ type leftOut struct {
 const btrfsFirstFree = 256
 
 func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint64) fsys.Volume) *subvols {
-	mounts, err := fsys.MountPoints()
-	mountPoint := make(map[string]bool, len(mounts))
-	for _, m := range mounts {
-		mountPoint[m] = true
+	points, err := fsys.MountPoints()
+	mounts := make(map[string]bool, len(points))
+	for _, m := range points {
+		mounts[m] = true
 	}
 	return &subvols{
-		mounts:     mounts,
-		mountPoint: mountPoint,
-		mountsErr:  err,
-		sig:        fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
-		excludes:   len(o.Exclude) > 0,
-		walked:     walked,
-		note:       note,
-		decided:    make(map[uint64]bool),
-		synced:     make(map[string]bool),
-		seen:       make(map[fsys.Volume]string),
-		changes:    make(map[fsys.Volume]fiemap.Changes),
-		origins:    make(map[fsys.Volume]origin),
-		listable:   make(map[string]uint64),
+		mounts:    mounts,
+		mountsErr: err,
+		sig:       fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
+		excludes:  len(o.Exclude) > 0,
+		walked:    walked,
+		note:      note,
+		decided:   make(map[uint64]bool),
+		synced:    make(map[string]bool),
+		seen:      make(map[fsys.Volume]string),
+		changes:   make(map[fsys.Volume]fiemap.Changes),
+		origins:   make(map[fsys.Volume]origin),
+		listable:  make(map[string]uint64),
 	}
 }
 
@@ -156,9 +153,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	prev := s.walked[v]
 	s.seen[v] = key
 	s.mu.Unlock()
-	// One that holds other subvolumes, or has a filesystem mounted below
-	// it, is walked: its generation does not show their changes.
-	nested := fsys.HasSubvols(f) || s.mountedBelow(path)
+	nested := s.nested(f, path)
 	skimmed := false
 	switch {
 	case prev == key && !nested:
@@ -188,14 +183,17 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	return false
 }
 
-// mountedBelow reports whether a filesystem is mounted below path, or
-// may be (what is mounted where could not be read).
-func (s *subvols) mountedBelow(path string) bool {
-	if s.mountsErr != nil {
+// nested reports whether the subvolume holding f holds other subvolumes,
+// or a filesystem is mounted below path (or may be: what is mounted where
+// could not be read). Its generation does not show their changes, so it
+// is walked, however unchanged.
+func (s *subvols) nested(f *os.File, path string) bool {
+	if fsys.HasSubvols(f) || s.mountsErr != nil {
 		return true
 	}
-	for _, m := range s.mounts {
-		if strings.HasPrefix(m, childPath(path)) {
+	below := childPath(path)
+	for m := range s.mounts {
+		if strings.HasPrefix(m, below) {
 			return true
 		}
 	}
@@ -203,7 +201,7 @@ func (s *subvols) mountedBelow(path string) bool {
 }
 
 // mountedOn reports whether something is mounted on path.
-func (s *subvols) mountedOn(path string) bool { return s.mountPoint[path] }
+func (s *subvols) mountedOn(path string) bool { return s.mounts[path] }
 
 // childPath returns path with a trailing slash: what the paths below it
 // begin with.
@@ -468,7 +466,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	}
 	key := s.key(gen, root)
 	switch {
-	case prev == key && !fsys.HasSubvols(f) && !s.mountedBelow(root):
+	case prev == key && !s.nested(f, root):
 		// Unchanged since its last complete walk, as an unchanged
 		// subvolume is (see decide): left unwalked, its rows counted.
 		s.mu.Lock()
