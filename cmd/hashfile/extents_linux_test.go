@@ -530,12 +530,7 @@ func TestSkim(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "index.db")
 	run := func(want counts) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", "-db", db, mnt)
-		if err != nil {
-			t.Fatalf("hashfile = %v\n%s", err, stderr)
-		}
-		checkSummary(t, stderr, want)
-		checkTree(t, db, mnt)
+		runChecked(t, db, mnt, want, mnt)
 		checkExtents(t, db, live)
 		checkExtents(t, db, snap)
 	}
@@ -576,6 +571,19 @@ func TestSkim(t *testing.T) {
 	testfs.Run(t, "sync")
 	run(counts{seen: 9, unchanged: 9, renamed: 5, subvols: 1})
 	run(counts{seen: 9, unchanged: 9, subvols: 2})
+}
+
+// runChecked runs hashfile with the index db on roots, and checks that it
+// succeeds with the summary want and that the index holds the files under
+// tree as they are (checkTree).
+func runChecked(t *testing.T, db, tree string, want counts, roots ...string) {
+	t.Helper()
+	_, stderr, err := hashfile(t, "", append([]string{"-db", db}, roots...)...)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	checkSummary(t, stderr, want)
+	checkTree(t, db, tree)
 }
 
 // liveSubvol creates the btrfs subvolume "live" in mnt and returns its
@@ -841,12 +849,7 @@ func TestListed(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "index.db")
 	run := func(root string, want counts) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", "-db", db, root)
-		if err != nil {
-			t.Fatalf("hashfile = %v\n%s", err, stderr)
-		}
-		checkSummary(t, stderr, want)
-		checkTree(t, db, mnt)
+		runChecked(t, db, mnt, want, root)
 		checkExtents(t, db, live)
 		var marked int
 		if err := openRaw(t, db).QueryRow("SELECT count(*) FROM files WHERE gone != 0").Scan(&marked); err != nil || marked != 0 {
@@ -943,12 +946,7 @@ func TestMountInSubvolume(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "index.db")
 	run := func(want counts) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", "-db", db, mnt)
-		if err != nil {
-			t.Fatalf("hashfile = %v\n%s", err, stderr)
-		}
-		checkSummary(t, stderr, want)
-		checkTree(t, db, mnt)
+		runChecked(t, db, mnt, want, mnt)
 	}
 	run(counts{seen: 2, hashed: 2, read: 150000})
 	// live is unchanged, but walked, its file as listed.
@@ -988,12 +986,7 @@ func TestRootsUnchanged(t *testing.T) {
 	roots := append(slices.Clone(snaps), live)
 	run := func(want counts) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", append([]string{"-db", db}, roots...)...)
-		if err != nil {
-			t.Fatalf("hashfile = %v\n%s", err, stderr)
-		}
-		checkSummary(t, stderr, want)
-		checkTree(t, db, mnt)
+		runChecked(t, db, mnt, want, roots...)
 	}
 	run(counts{seen: 18, hashed: 18, reused: 12, read: 6 * 8192})
 	overwrite(t, p("d/f0"), 0, randomBytes(500, 4096))

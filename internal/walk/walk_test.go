@@ -18,7 +18,7 @@ import (
 
 func TestWalk(t *testing.T) {
 	dir := t.TempDir()
-	for name, size := range map[string]int{
+	writeSized(t, dir, map[string]int{
 		"b":           10,
 		"a/2":         20,
 		"a/10":        30,
@@ -26,15 +26,7 @@ func TestWalk(t *testing.T) {
 		"a/skip.tmp":  40,
 		"cache/inner": 50,
 		"keep/cache":  60, // a file named like the excluded directory path's base
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if err := os.Symlink("b", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +435,7 @@ func TestWalkPathOrder(t *testing.T) {
 // before.
 func TestWalkListed(t *testing.T) {
 	dir := t.TempDir()
-	for name, size := range map[string]int{
+	writeSized(t, dir, map[string]int{
 		"a":         10,
 		"l/b0":      20,
 		"l/b.txt":   30,
@@ -452,15 +444,7 @@ func TestWalkListed(t *testing.T) {
 		"l/x/y/z":   50,
 		"l/skip.go": 60,
 		"m":         70,
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if err := os.Symlink("b", filepath.Join(dir, "l/link")); err != nil {
 		t.Fatal(err)
 	}
@@ -542,6 +526,21 @@ func TestParseDirents(t *testing.T) {
 	for _, bad := range [][]byte{buf[:10], slices.Concat(rec(7, unix.DT_REG, "file", 0)[:20])} {
 		if _, err := parseDirents(bad, nil); err == nil {
 			t.Errorf("parseDirents of %d bytes: no error", len(bad))
+		}
+	}
+}
+
+// writeSized writes each file of files below dir, its size bytes of zeros,
+// with the directories it needs.
+func writeSized(t *testing.T, dir string, files map[string]int) {
+	t.Helper()
+	for name, size := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
