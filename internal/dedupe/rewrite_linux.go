@@ -31,7 +31,8 @@ var Fault func(point string)
 // atPath): f itself, or where f's directory cannot hold it (a read-only
 // subvolume) another file on f's filesystem. The copy is at the same offsets, in
 // batches of at most chunk bytes (DefaultChunk when chunk <= 0; a longer
-// span is cut into pieces), writes each batch back (sync_file_range) and
+// span is cut into pieces), writes each batch back (sync_file_range: a
+// piece's write-back starts once it is copied, while the next is) and
 // deduplicates each piece of f against its copy: the kernel compares the
 // bytes under lock, so if f changed since the copy the piece is left alone
 // and the result is ErrDiffers. Adjacent spans in a batch are one piece,
@@ -107,12 +108,19 @@ func Rewrite(ctx context.Context, f *os.File, path string, at *os.File, atPath s
 			if err := ctx.Err(); err != nil {
 				return written, shared, err
 			}
+			k := len(batch) - 1
+			adjacent := k >= 0 && batch[k].Off+batch[k].Len == lo
+			if k >= 0 && !adjacent {
+				// The last piece is whole: its write-back starts now,
+				// while the next is copied (an error shows in the wait in share).
+				unix.SyncFileRange(int(tmp.Fd()), batch[k].Off, batch[k].Len, unix.SYNC_FILE_RANGE_WRITE)
+			}
 			w, err := copyRange(tmp, f, lo, n, buf)
 			written += w
 			if err != nil {
 				return written, shared, fmt.Errorf("copy %s [%d, %d): %w", path, lo, lo+n, err)
 			}
-			if k := len(batch) - 1; k >= 0 && batch[k].Off+batch[k].Len == lo {
+			if adjacent {
 				batch[k].Len += n // adjacent copies would be written as one extent
 			} else {
 				batch = append(batch, Span{Off: lo, Len: n})
