@@ -291,6 +291,70 @@ func TestNotSettledXFS(t *testing.T) {
 	}
 }
 
+// TestReflinkedCopiesFreedXFS: on XFS a block is freed when every range
+// referring to it moves. b has two reflinked copies (cp --reflink, what
+// cp does by default there), e one, and e's first MiB is a's: findsame
+// counts b's blocks once, for the three of them together, and e's first
+// MiB once, for e and its copy; the lines moving one set of copies are one
+// unit. What statfs then reports freed matches its estimate.
+func TestReflinkedCopiesFreedXFS(t *testing.T) {
+	mnt := testfs.Mount(t, "xfs", "300M")
+	rng := rand.New(rand.NewPCG(15, 15))
+	a := random(rng, 4*MiB)
+	write(t, filepath.Join(mnt, "a"), a)
+	write(t, filepath.Join(mnt, "b"), a) // a copy with blocks of its own
+	e := append(slices.Clone(a[:MiB]), random(rng, MiB)...)
+	write(t, filepath.Join(mnt, "e"), e)
+	c := random(rng, 2*MiB)
+	write(t, filepath.Join(mnt, "c"), c) // no copy of its own: nothing to free
+	testfs.Run(t, "sync")
+	for _, cp := range [][2]string{{"b", "b2"}, {"b", "b3"}, {"e", "e2"}, {"c", "c2"}} {
+		testfs.Run(t, "cp", "--reflink=always", filepath.Join(mnt, cp[0]), filepath.Join(mnt, cp[1]))
+	}
+	testfs.Run(t, "sync")
+	before := testfs.SHA256Tree(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+
+	db := filepath.Join(t.TempDir(), "index.db")
+	planOut, results, applyErr := pipeline(t, db, mnt)
+	var estimate int64
+	unitOf := make(map[string]int64) // by destination
+	for line := range strings.Lines(planOut) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		if d, ok := rec.(*plan.Dedupe); ok {
+			estimate += d.Freed
+			for _, r := range d.Dst {
+				unitOf[filepath.Base(r.Path)] = d.Unit
+			}
+		}
+	}
+	allDone(t, results)
+	// Either a moves onto b's blocks (4 MiB of a's), or b and its two
+	// copies onto a's (the 4 MiB they share); and e and e2 their first MiB.
+	if want := int64(5 * MiB); estimate != want {
+		t.Errorf("findsame estimates %d bytes freed; want %d\n%s", estimate, want, planOut)
+	}
+	if unitOf["e"] == 0 || unitOf["e2"] != unitOf["e"] {
+		t.Errorf("e and e2 move in units %d and %d; want one\n%s", unitOf["e"], unitOf["e2"], planOut)
+	}
+	if u, ok := unitOf["b"]; ok && (unitOf["b2"] != u || unitOf["b3"] != u) {
+		t.Errorf("b, b2 and b3 move in units %d, %d and %d; want one\n%s", u, unitOf["b2"], unitOf["b3"], planOut)
+	}
+	if _, ok := unitOf["c2"]; ok {
+		t.Errorf("c2, a reflinked copy of c, is planned\n%s", planOut)
+	}
+	freed := testfs.FreeBytes(t, mnt) - free
+	if freed < 5*MiB-metadataSlack || freed > 5*MiB+metadataSlack {
+		t.Errorf("statfs reports %d bytes freed; want %d\n%s", freed, 5*MiB, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
+		t.Errorf("content changed")
+	}
+}
+
 // TestRewriteInSnapshot frees an extent that, once the dedupe lines have
 // run, only a read-only snapshot still refers to, in part: its rewrite
 // cannot make the copy in the snapshot, so the plan names a file of the

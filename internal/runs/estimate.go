@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"cmp"
 	"slices"
 
 	"same/internal/fiemap"
@@ -14,10 +15,12 @@ import (
 // reference to it is a destination whose pieces of it the runs cover
 // whole: refs, if not nil, lists them (see fiemap.ExtentRefs), and such an
 // extent counts once, for the first destination met. Elsewhere space is
-// freed block by block, a partial last block whole.
+// freed block by block, a partial last block whole (see sharedBlocks for
+// blocks that reflinked copies share).
 func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool)) {
 	byDest := make(map[int][]run)
 	byDestination(runs, func(fi int, rs []run) { byDest[fi] = rs })
+	var blocks *sharedBlocks // built when a destination elsewhere than on btrfs has a shared extent
 	// covered reports whether the runs of file fi cover every piece of
 	// disk extent g, and which run covers its first piece.
 	covered := func(fi int, g []fiemap.Extent) (int, bool) {
@@ -83,9 +86,7 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 	byDestination(runs, func(fi int, rs []run) {
 		f := &files[fi]
 		if !f.btrfs {
-			for k := range rs {
-				rs[k].freed = (rs[k].len + f.fsBlock - 1) / f.fsBlock * f.fsBlock
-			}
+			blocks = blockwise(fi, rs, files, byDest, bs, blocks)
 			return
 		}
 		for _, g := range groups(f) {
@@ -106,6 +107,67 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 			rs[first].freed += length(g)
 		}
 	})
+}
+
+// estimateBlockwise sets the freed bytes of the runs (each destination's
+// together) whose destination is on a filesystem other than btrfs, as
+// estimate does.
+func estimateBlockwise(runs []run, files []file, bs int64) {
+	byDest := make(map[int][]run)
+	byDestination(runs, func(fi int, rs []run) { byDest[fi] = rs })
+	var blocks *sharedBlocks
+	byDestination(runs, func(fi int, rs []run) {
+		if !files[fi].btrfs {
+			blocks = blockwise(fi, rs, files, byDest, bs, blocks)
+		}
+	})
+}
+
+// blockwise sets the freed bytes of rs, the runs of destination fi on a
+// filesystem other than btrfs: the blocks they cover, a partial last block
+// whole, but for those of shared extents, which count as sharedBlocks
+// says. It returns blocks, made if it was nil and needed.
+func blockwise(fi int, rs []run, files []file, byDest map[int][]run, bs int64, blocks *sharedBlocks) *sharedBlocks {
+	f := &files[fi]
+	var inShared []int // f's shared extents that the runs reach
+	for k := range rs {
+		lo := rs[k].dst.block() * bs
+		hi := lo + (rs[k].len+f.fsBlock-1)/f.fsBlock*f.fsBlock
+		n := hi - lo
+		i0, _ := slices.BinarySearchFunc(f.extents, lo, func(e fiemap.Extent, off int64) int {
+			return cmp.Compare(e.End(), off+1) // the first extent ending after lo
+		})
+		for i := i0; i < len(f.extents) && f.extents[i].Logical < hi; i++ {
+			e := f.extents[i]
+			if e.Flags&fiemap.FlagShared == 0 {
+				continue
+			}
+			n -= min(hi, e.End()) - max(lo, e.Logical)
+			if len(inShared) == 0 || inShared[len(inShared)-1] != i {
+				inShared = append(inShared, i)
+			}
+		}
+		rs[k].freed = n
+	}
+	if len(inShared) == 0 {
+		return blocks
+	}
+	if blocks == nil {
+		blocks = newSharedBlocks(files, byDest, bs)
+	}
+	for _, i := range inShared {
+		e := f.extents[i]
+		n := blocks.freed(fi, e)
+		if n == 0 {
+			continue
+		}
+		// For the first run reaching the extent.
+		k, _ := slices.BinarySearchFunc(rs, e.Logical, func(r run, off int64) int {
+			return cmp.Compare(r.dst.block()*bs+r.len, off+1)
+		})
+		rs[min(k, len(rs)-1)].freed += n
+	}
+	return blocks
 }
 
 // covers reports whether the runs (of one destination file, in order)
@@ -130,4 +192,159 @@ func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
 		pos = max(pos, start+runs[i].len)
 	}
 	return k, pos >= e.End() || pos >= size
+}
+
+// sharedBlocks tells which blocks of shared extents a plan frees on a
+// filesystem other than btrfs. There space is freed block by block (XFS
+// keeps a reference count for each), so a block that reflinked copies
+// share is freed when every range referring to it moves. FIEMAP names
+// no owner, only where each range lies on disk: the references known are
+// the extents of the files at hand (the plan's sources and destinations)
+// at the same disk offsets. A block counts when each of them is in a
+// destination whose runs cover it, and once, for the first destination
+// met; a block of an extent shown shared with none of them at hand is
+// taken to be shared with something outside the plan, and does not
+// count. (A file outside the plan that shares one with them keeps it
+// alive unseen; its content would be the same, so it is in the plan
+// unless left out by the options.)
+type sharedBlocks struct {
+	files  []file
+	byDest map[int][]run
+	bs     int64
+	refs   map[string][]ref // by filesystem, by disk offset
+	maxLen map[string]int64 // the longest extent of each
+	// counted are the disk ranges counted already, by filesystem.
+	counted map[string][]span
+	covered map[int][]span // memo of coveredBy
+}
+
+func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks {
+	b := &sharedBlocks{files: files, byDest: byDest, bs: bs, refs: make(map[string][]ref),
+		maxLen: make(map[string]int64), counted: make(map[string][]span), covered: make(map[int][]span)}
+	for fi := range files {
+		f := &files[fi]
+		if f.btrfs {
+			continue
+		}
+		for _, e := range f.extents {
+			if e.Flags&fiemap.FlagShared != 0 {
+				b.refs[f.Vol.FS] = append(b.refs[f.Vol.FS], ref{fi, e})
+				b.maxLen[f.Vol.FS] = max(b.maxLen[f.Vol.FS], e.Length)
+			}
+		}
+	}
+	for _, rs := range b.refs {
+		slices.SortFunc(rs, func(x, y ref) int { return cmp.Compare(x.e.Physical, y.e.Physical) })
+	}
+	return b
+}
+
+// coveredBy returns the ranges of file fi that its runs as a destination
+// cover, in order, a run that ends at EOF covering the rest of its last
+// block.
+func (b *sharedBlocks) coveredBy(fi int) []span {
+	if c, ok := b.covered[fi]; ok {
+		return c
+	}
+	f := &b.files[fi]
+	var c []span
+	for _, r := range b.byDest[fi] {
+		lo, hi := r.dst.block()*b.bs, r.dst.block()*b.bs+r.len
+		if hi >= f.Size {
+			hi = (hi + f.fsBlock - 1) / f.fsBlock * f.fsBlock
+		}
+		if k := len(c) - 1; k >= 0 && lo <= c[k].hi {
+			c[k].hi = max(c[k].hi, hi)
+			continue
+		}
+		c = append(c, span{lo, hi})
+	}
+	b.covered[fi] = c
+	return c
+}
+
+// onDisk returns the disk ranges of ref's extent that its file's runs
+// cover.
+func (b *sharedBlocks) onDisk(r ref) []span {
+	var out []span
+	for _, c := range b.coveredBy(r.fi) {
+		lo, hi := max(c.lo, r.e.Logical), min(c.hi, r.e.End())
+		if lo < hi {
+			out = append(out, span{lo - r.e.Logical + r.e.Physical, hi - r.e.Logical + r.e.Physical})
+		}
+	}
+	return out
+}
+
+// freed returns the bytes of e, a shared extent of destination fi, that
+// the plan frees and that were not counted before, and counts them.
+func (b *sharedBlocks) freed(fi int, e fiemap.Extent) int64 {
+	fs := b.files[fi].Vol.FS
+	self := ref{fi, e}
+	free := b.onDisk(self)
+	whole := span{e.Physical, e.Physical + e.Length}
+	rs := b.refs[fs]
+	k, _ := slices.BinarySearchFunc(rs, e.Physical-b.maxLen[fs], func(r ref, p int64) int { return cmp.Compare(r.e.Physical, p) })
+	others := false
+	for ; k < len(rs) && rs[k].e.Physical < whole.hi && len(free) > 0; k++ {
+		r := rs[k]
+		if r.e.Physical+r.e.Length <= whole.lo || (r.fi == fi && r.e.Logical == e.Logical) {
+			continue
+		}
+		others = true
+		// The blocks r refers to stay unless its file's runs cover them.
+		held := subtract([]span{{max(r.e.Physical, whole.lo), min(r.e.Physical+r.e.Length, whole.hi)}}, b.onDisk(r))
+		free = subtract(free, held)
+	}
+	if !others {
+		return 0 // shared with something not at hand
+	}
+	free = subtract(free, b.counted[fs])
+	var n int64
+	for _, s := range free {
+		n += s.hi - s.lo
+	}
+	if n > 0 {
+		b.counted[fs] = union(b.counted[fs], free)
+	}
+	return n
+}
+
+// subtract returns the parts of a (ranges in order, apart) outside every
+// range of x (in order).
+func subtract(a, x []span) []span {
+	var out []span
+	j := 0
+	for _, s := range a {
+		lo := s.lo
+		for j < len(x) && x[j].hi <= lo {
+			j++
+		}
+		for i := j; i < len(x) && x[i].lo < s.hi; i++ {
+			if x[i].lo > lo {
+				out = append(out, span{lo, x[i].lo})
+			}
+			lo = max(lo, x[i].hi)
+		}
+		if lo < s.hi {
+			out = append(out, span{lo, s.hi})
+		}
+	}
+	return out
+}
+
+// union returns the ranges of a and x (each in order, apart), merged, in
+// order.
+func union(a, x []span) []span {
+	all := append(slices.Clone(a), x...)
+	slices.SortFunc(all, func(p, q span) int { return cmp.Compare(p.lo, q.lo) })
+	var out []span
+	for _, s := range all {
+		if k := len(out) - 1; k >= 0 && s.lo <= out[k].hi {
+			out[k].hi = max(out[k].hi, s.hi)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package runs
 
 import (
+	"cmp"
+	"slices"
 	"testing"
 
 	"same/internal/fiemap"
@@ -34,5 +36,59 @@ func TestEstimateByFilesystem(t *testing.T) {
 		if r.freed != M {
 			t.Errorf("run %d (filesystem %s) frees %d; want %d", i, files[r.dst.file()].Vol.FS, r.freed, M)
 		}
+	}
+}
+
+// On XFS a block that reflinked copies share is freed when every copy's
+// range moves: it counts once, and only then. Three reflinked copies of
+// one 4 MiB file (x/a, x/b, x/c) are destinations of a source elsewhere.
+func TestEstimateReflinkedBlocks(t *testing.T) {
+	const M = 1 << 20
+	mk := func(path string, phys int64, size int64, flags uint32) file {
+		return file{path: path, fsBlock: bs, Identity: fsys.Identity{Vol: fsys.Volume{FS: "x"}, Size: size},
+			extents: []fiemap.Extent{{Logical: 0, Physical: phys, Length: (size + bs - 1) / bs * bs, Flags: flags | fiemap.FlagLast}}}
+	}
+	files := []file{
+		mk("/x/src", 0, 4*M, 0),
+		mk("/x/a", 100*M, 4*M, fiemap.FlagShared),
+		mk("/x/b", 100*M, 4*M, fiemap.FlagShared),
+		mk("/x/c", 100*M, 4*M, fiemap.FlagShared),
+		mk("/x/alone", 200*M, M, fiemap.FlagShared), // shared with nothing at hand
+		mk("/x/small", 300*M, 10000, 0),
+	}
+	for i := range files {
+		files[i].id, files[i].Ino = int64(i+1), uint64(i+100)
+	}
+	// run moves n bytes at off of file dst onto the source.
+	run1 := func(dst int, off, n int64) run {
+		return run{src: mkloc(0, off/bs), dst: mkloc(dst, off/bs), n: (n + bs - 1) / bs, len: n}
+	}
+	for _, c := range []struct {
+		name  string
+		runs  []run
+		want  []int64 // each run's freed
+		units int
+	}{
+		{"every copy moves", []run{run1(1, 0, 4*M), run1(2, 0, 4*M), run1(3, 0, 4*M)}, []int64{4 * M, 0, 0}, 1},
+		{"one copy stays", []run{run1(1, 0, 4*M), run1(2, 0, 4*M)}, []int64{0, 0}, 1},
+		{"the blocks every copy moves", []run{run1(1, 0, M), run1(1, 2*M, M), run1(2, 0, M), run1(3, 0, 2*M)}, []int64{M, 0, 0, 0}, 1},
+		{"shared with nothing at hand", []run{run1(4, 0, M)}, []int64{0}, 1},
+		{"not shared: its blocks, the last whole", []run{run1(5, 0, 10000)}, []int64{12288}, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			runs := slices.Clone(c.runs)
+			estimate(runs, files, bs, nil)
+			var got []int64
+			for _, r := range runs {
+				got = append(got, r.freed)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("freed %v; want %v", got, c.want)
+			}
+			slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
+			if us := planUnits(runs, nil, files, bs); len(us) != c.units {
+				t.Errorf("%d units; want %d", len(us), c.units)
+			}
+		})
 	}
 }

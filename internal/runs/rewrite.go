@@ -143,7 +143,7 @@ type ref struct {
 	e  fiemap.Extent
 }
 
-// span is a range of a file, [lo, hi).
+// span is a range [lo, hi) of a file, or of a disk.
 type span struct{ lo, hi int64 }
 
 // covered reports whether any of spans overlaps [lo, hi).

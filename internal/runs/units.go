@@ -82,7 +82,9 @@ type unit struct {
 // length make one line. Copies of one file in files of their own are
 // units of their own, a line each, so that a time limit can stop between
 // them. (Elsewhere space is freed block by block, and a run is a unit of
-// its own unless a rewrite joins it to others.)
+// its own unless a rewrite joins it to others, or it moves a range of an
+// extent that reflinked copies share: the runs moving the copies' ranges
+// at that disk offset make one unit.)
 //
 // A run whose source lies in a rewritten extent must come after the
 // rewrite (sharing the old extent would keep it), so its unit comes after
@@ -149,15 +151,21 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 		lo := r.dst.block() * bs
 		rw.each(fi, lo, r.len, func(rank int) { join(k, len(runs)+rank) })
 		f := &files[fi]
-		if !f.btrfs {
-			continue
-		}
 		e0, _ := slices.BinarySearchFunc(f.extents, lo, func(e fiemap.Extent, off int64) int {
 			return cmp.Compare(e.End(), off+1) // the first extent ending after lo
 		})
 		for _, e := range f.extents[e0:] {
 			if e.Logical >= lo+r.len {
 				break
+			}
+			if !f.btrfs {
+				// Blocks that reflinked copies share are freed when every
+				// copy's range moves (see sharedBlocks): the runs moving
+				// the ranges at one disk offset go together.
+				if e.Flags&fiemap.FlagShared != 0 {
+					hold(extentKey{disk: diskKey{f.Vol.FS, e.Physical}}, k)
+				}
+				continue
 			}
 			if e.DiskStart != 0 {
 				hold(extentKey{disk: diskOf(f, e)}, k)

@@ -149,6 +149,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		}
 	}
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
+	estimateBlockwise(runs, files, bs) // a destination once each: any order will do
 	return lines(ctx, ix, files, nil, nil, runs, nil, bs, emit, sum, &o)
 }
 
@@ -165,11 +166,11 @@ func sameStorage(d, s *file) bool {
 		})
 }
 
-// wholeFreed is what deduplicating all of f frees: its extents not shared
-// with anything else, or its size where space is freed block by block.
+// wholeFreed is what deduplicating all of f, on btrfs, frees: its extents
+// not shared with anything else. (Elsewhere estimateBlockwise counts.)
 func wholeFreed(f *file) int64 {
 	if !f.btrfs {
-		return (f.Size + f.fsBlock - 1) / f.fsBlock * f.fsBlock
+		return 0
 	}
 	var n int64
 	for _, e := range f.extents {
