@@ -211,30 +211,70 @@ type sharedBlocks struct {
 	files  []file
 	byDest map[int][]run
 	bs     int64
-	refs   map[string][]ref // by filesystem, by disk offset
-	maxLen map[string]int64 // the longest extent of each
+	// refs are the shared extents of the files at hand that overlap a
+	// destination's, by filesystem, by disk offset.
+	refs   map[string][]extentAt
+	maxLen map[string]int64 // the longest of each filesystem's refs
 	// counted are the disk ranges counted already, by filesystem.
 	counted map[string][]span
 	covered map[int][]span // memo of coveredBy
 }
 
+// extentAt is extent ei of file fi.
+type extentAt struct{ fi, ei int32 }
+
+func (b *sharedBlocks) extent(x extentAt) *fiemap.Extent { return &b.files[x.fi].extents[x.ei] }
+
 func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks {
-	b := &sharedBlocks{files: files, byDest: byDest, bs: bs, refs: make(map[string][]ref),
+	b := &sharedBlocks{files: files, byDest: byDest, bs: bs, refs: make(map[string][]extentAt),
 		maxLen: make(map[string]int64), counted: make(map[string][]span), covered: make(map[int][]span)}
-	for fi := range files {
+	// The disk ranges of the destinations' shared extents: only extents
+	// overlapping them are looked at.
+	dest := make(map[string][]span)
+	for fi := range byDest {
 		f := &files[fi]
 		if f.btrfs {
 			continue
 		}
 		for _, e := range f.extents {
 			if e.Flags&fiemap.FlagShared != 0 {
-				b.refs[f.Vol.FS] = append(b.refs[f.Vol.FS], ref{fi, e})
-				b.maxLen[f.Vol.FS] = max(b.maxLen[f.Vol.FS], e.Length)
+				dest[f.Vol.FS] = append(dest[f.Vol.FS], span{e.Physical, e.Physical + e.Length})
 			}
 		}
 	}
+	for fs, d := range dest {
+		slices.SortFunc(d, func(x, y span) int { return cmp.Compare(x.lo, y.lo) })
+		merged := d[:0]
+		for _, s := range d {
+			if k := len(merged) - 1; k >= 0 && s.lo <= merged[k].hi {
+				merged[k].hi = max(merged[k].hi, s.hi)
+				continue
+			}
+			merged = append(merged, s)
+		}
+		dest[fs] = merged
+	}
+	for fi := range files {
+		f := &files[fi]
+		d := dest[f.Vol.FS]
+		if f.btrfs || len(d) == 0 {
+			continue
+		}
+		refs := b.refs[f.Vol.FS]
+		for ei, e := range f.extents {
+			if e.Flags&fiemap.FlagShared == 0 {
+				continue
+			}
+			k, _ := slices.BinarySearchFunc(d, e.Physical, func(s span, p int64) int { return cmp.Compare(s.hi, p+1) })
+			if k < len(d) && d[k].lo < e.Physical+e.Length {
+				refs = append(refs, extentAt{int32(fi), int32(ei)})
+				b.maxLen[f.Vol.FS] = max(b.maxLen[f.Vol.FS], e.Length)
+			}
+		}
+		b.refs[f.Vol.FS] = refs
+	}
 	for _, rs := range b.refs {
-		slices.SortFunc(rs, func(x, y ref) int { return cmp.Compare(x.e.Physical, y.e.Physical) })
+		slices.SortFunc(rs, func(x, y extentAt) int { return cmp.Compare(b.extent(x).Physical, b.extent(y).Physical) })
 	}
 	return b
 }
@@ -263,14 +303,14 @@ func (b *sharedBlocks) coveredBy(fi int) []span {
 	return c
 }
 
-// onDisk returns the disk ranges of ref's extent that its file's runs
-// cover.
-func (b *sharedBlocks) onDisk(r ref) []span {
+// onDisk returns the disk ranges of extent e of file fi that the file's
+// runs cover.
+func (b *sharedBlocks) onDisk(fi int, e *fiemap.Extent) []span {
 	var out []span
-	for _, c := range b.coveredBy(r.fi) {
-		lo, hi := max(c.lo, r.e.Logical), min(c.hi, r.e.End())
+	for _, c := range b.coveredBy(fi) {
+		lo, hi := max(c.lo, e.Logical), min(c.hi, e.End())
 		if lo < hi {
-			out = append(out, span{lo - r.e.Logical + r.e.Physical, hi - r.e.Logical + r.e.Physical})
+			out = append(out, span{lo - e.Logical + e.Physical, hi - e.Logical + e.Physical})
 		}
 	}
 	return out
@@ -280,33 +320,44 @@ func (b *sharedBlocks) onDisk(r ref) []span {
 // the plan frees and that were not counted before, and counts them.
 func (b *sharedBlocks) freed(fi int, e fiemap.Extent) int64 {
 	fs := b.files[fi].Vol.FS
-	self := ref{fi, e}
-	free := b.onDisk(self)
+	free := b.onDisk(fi, &e)
 	whole := span{e.Physical, e.Physical + e.Length}
 	rs := b.refs[fs]
-	k, _ := slices.BinarySearchFunc(rs, e.Physical-b.maxLen[fs], func(r ref, p int64) int { return cmp.Compare(r.e.Physical, p) })
+	k, _ := slices.BinarySearchFunc(rs, e.Physical-b.maxLen[fs], func(x extentAt, p int64) int { return cmp.Compare(b.extent(x).Physical, p) })
 	others := false
-	for ; k < len(rs) && rs[k].e.Physical < whole.hi && len(free) > 0; k++ {
-		r := rs[k]
-		if r.e.Physical+r.e.Length <= whole.lo || (r.fi == fi && r.e.Logical == e.Logical) {
+	for ; k < len(rs) && b.extent(rs[k]).Physical < whole.hi && len(free) > 0; k++ {
+		r := b.extent(rs[k])
+		if r.Physical+r.Length <= whole.lo || (int(rs[k].fi) == fi && r.Logical == e.Logical) {
 			continue
 		}
 		others = true
 		// The blocks r refers to stay unless its file's runs cover them.
-		held := subtract([]span{{max(r.e.Physical, whole.lo), min(r.e.Physical+r.e.Length, whole.hi)}}, b.onDisk(r))
+		held := subtract([]span{{max(r.Physical, whole.lo), min(r.Physical+r.Length, whole.hi)}}, b.onDisk(int(rs[k].fi), r))
 		free = subtract(free, held)
 	}
 	if !others {
 		return 0 // shared with something not at hand
 	}
-	free = subtract(free, b.counted[fs])
+	return b.countOnce(fs, free)
+}
+
+// countOnce returns the bytes of free (disk ranges of fs, in order,
+// apart) not counted before, and counts them.
+func (b *sharedBlocks) countOnce(fs string, free []span) int64 {
+	c := b.counted[fs] // in order, apart
 	var n int64
 	for _, s := range free {
-		n += s.hi - s.lo
+		i, _ := slices.BinarySearchFunc(c, s.lo, func(x span, lo int64) int { return cmp.Compare(x.hi, lo+1) })
+		j, lo, merged := i, s.lo, s
+		for ; j < len(c) && c[j].lo <= s.hi; j++ {
+			n += max(0, min(c[j].lo, s.hi)-lo)
+			lo = max(lo, c[j].hi)
+			merged = span{min(merged.lo, c[j].lo), max(merged.hi, c[j].hi)}
+		}
+		n += max(0, s.hi-lo)
+		c = slices.Replace(c, i, j, merged)
 	}
-	if n > 0 {
-		b.counted[fs] = union(b.counted[fs], free)
-	}
+	b.counted[fs] = c
 	return n
 }
 
@@ -329,22 +380,6 @@ func subtract(a, x []span) []span {
 		if lo < s.hi {
 			out = append(out, span{lo, s.hi})
 		}
-	}
-	return out
-}
-
-// union returns the ranges of a and x (each in order, apart), merged, in
-// order.
-func union(a, x []span) []span {
-	all := append(slices.Clone(a), x...)
-	slices.SortFunc(all, func(p, q span) int { return cmp.Compare(p.lo, q.lo) })
-	var out []span
-	for _, s := range all {
-		if k := len(out) - 1; k >= 0 && s.lo <= out[k].hi {
-			out[k].hi = max(out[k].hi, s.hi)
-			continue
-		}
-		out = append(out, s)
 	}
 	return out
 }

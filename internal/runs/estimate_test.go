@@ -92,3 +92,31 @@ func TestEstimateReflinkedBlocks(t *testing.T) {
 		})
 	}
 }
+
+// countOnce counts each disk byte once, however the ranges asked about
+// overlap those counted before.
+func TestCountOnce(t *testing.T) {
+	b := &sharedBlocks{counted: make(map[string][]span)}
+	for _, c := range []struct {
+		free []span
+		want int64
+	}{
+		{[]span{{0, 10}}, 10},
+		{[]span{{5, 15}}, 5},
+		{[]span{{20, 30}}, 10},
+		{[]span{{0, 40}}, 15},
+		{[]span{{0, 40}}, 0},
+		{[]span{{38, 50}, {60, 70}}, 20},
+		{[]span{{45, 65}}, 10},
+	} {
+		if got := b.countOnce("x", c.free); got != c.want {
+			t.Errorf("countOnce(%v) = %d; want %d (counted %v)", c.free, got, c.want, b.counted["x"])
+		}
+	}
+	if got, want := b.counted["x"], []span{{0, 70}}; !slices.Equal(got, want) {
+		t.Errorf("counted %v; want %v", got, want)
+	}
+	if got, want := b.countOnce("y", []span{{0, 70}}), int64(70); got != want {
+		t.Errorf("another filesystem: %d; want %d", got, want)
+	}
+}
