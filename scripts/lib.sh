@@ -68,7 +68,9 @@ human() {
 }
 
 free_bytes() {
-	btrfs filesystem sync "$mnt" >/dev/null
+	if [ "$(stat -f -c %T "$mnt")" = btrfs ]; then
+		btrfs filesystem sync "$mnt" >/dev/null
+	fi
 	sync -f "$mnt"
 	stat -f -c '%f %S' "$mnt" | awk '{ printf "%.0f\n", $1 * $2 }'
 }
