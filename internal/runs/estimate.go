@@ -211,13 +211,28 @@ type sharedBlocks struct {
 	files  []file
 	byDest map[int][]run
 	bs     int64
-	// refs are the shared extents of the files at hand that overlap a
-	// destination's, by filesystem, by disk offset.
-	refs   map[string][]extentAt
-	maxLen map[string]int64 // the longest of each filesystem's refs
+	// refs holds the shared extents of the files at hand that overlap a
+	// destination's, by filesystem and by each refBucket of the disk
+	// they lie in.
+	refs map[refBucket][]extentAt
 	// counted are the disk ranges counted already, by filesystem.
 	counted map[string][]span
 	covered map[int][]span // memo of coveredBy
+}
+
+// refBucket is a stretch of refBucketSize bytes of a filesystem's disk.
+type refBucket struct {
+	fs string
+	n  int64
+}
+
+const refBucketSize = 64 << 20
+
+// eachBucket calls fn with each refBucket that [lo, hi) of fs lies in.
+func eachBucket(fs string, lo, hi int64, fn func(refBucket)) {
+	for n := lo / refBucketSize; n <= (hi-1)/refBucketSize; n++ {
+		fn(refBucket{fs, n})
+	}
 }
 
 // extentAt is extent ei of file fi.
@@ -226,8 +241,8 @@ type extentAt struct{ fi, ei int32 }
 func (b *sharedBlocks) extent(x extentAt) *fiemap.Extent { return &b.files[x.fi].extents[x.ei] }
 
 func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks {
-	b := &sharedBlocks{files: files, byDest: byDest, bs: bs, refs: make(map[string][]extentAt),
-		maxLen: make(map[string]int64), counted: make(map[string][]span), covered: make(map[int][]span)}
+	b := &sharedBlocks{files: files, byDest: byDest, bs: bs, refs: make(map[refBucket][]extentAt),
+		counted: make(map[string][]span), covered: make(map[int][]span)}
 	// The disk ranges of the destinations' shared extents: only extents
 	// overlapping them are looked at.
 	dest := make(map[string][]span)
@@ -260,21 +275,16 @@ func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks
 		if f.btrfs || len(d) == 0 {
 			continue
 		}
-		refs := b.refs[f.Vol.FS]
 		for ei, e := range f.extents {
-			if e.Flags&fiemap.FlagShared == 0 {
+			if e.Flags&fiemap.FlagShared == 0 || e.Length <= 0 {
 				continue
 			}
 			k, _ := slices.BinarySearchFunc(d, e.Physical, func(s span, p int64) int { return cmp.Compare(s.hi, p+1) })
 			if k < len(d) && d[k].lo < e.Physical+e.Length {
-				refs = append(refs, extentAt{int32(fi), int32(ei)})
-				b.maxLen[f.Vol.FS] = max(b.maxLen[f.Vol.FS], e.Length)
+				x := extentAt{int32(fi), int32(ei)}
+				eachBucket(f.Vol.FS, e.Physical, e.Physical+e.Length, func(k refBucket) { b.refs[k] = append(b.refs[k], x) })
 			}
 		}
-		b.refs[f.Vol.FS] = refs
-	}
-	for _, rs := range b.refs {
-		slices.SortFunc(rs, func(x, y extentAt) int { return cmp.Compare(b.extent(x).Physical, b.extent(y).Physical) })
 	}
 	return b
 }
@@ -322,19 +332,23 @@ func (b *sharedBlocks) freed(fi int, e fiemap.Extent) int64 {
 	fs := b.files[fi].Vol.FS
 	free := b.onDisk(fi, &e)
 	whole := span{e.Physical, e.Physical + e.Length}
-	rs := b.refs[fs]
-	k, _ := slices.BinarySearchFunc(rs, e.Physical-b.maxLen[fs], func(x extentAt, p int64) int { return cmp.Compare(b.extent(x).Physical, p) })
 	others := false
-	for ; k < len(rs) && b.extent(rs[k]).Physical < whole.hi && len(free) > 0; k++ {
-		r := b.extent(rs[k])
-		if r.Physical+r.Length <= whole.lo || (int(rs[k].fi) == fi && r.Logical == e.Logical) {
-			continue
+	eachBucket(fs, whole.lo, whole.hi, func(k refBucket) {
+		for _, x := range b.refs[k] {
+			r := b.extent(x)
+			if len(free) == 0 || r.Physical+r.Length <= whole.lo || r.Physical >= whole.hi ||
+				(int(x.fi) == fi && r.Logical == e.Logical) {
+				continue
+			}
+			if max(r.Physical, whole.lo)/refBucketSize != k.n {
+				continue // met in an earlier bucket
+			}
+			others = true
+			// The blocks r refers to stay unless its file's runs cover them.
+			held := subtract([]span{{max(r.Physical, whole.lo), min(r.Physical+r.Length, whole.hi)}}, b.onDisk(int(x.fi), r))
+			free = subtract(free, held)
 		}
-		others = true
-		// The blocks r refers to stay unless its file's runs cover them.
-		held := subtract([]span{{max(r.Physical, whole.lo), min(r.Physical+r.Length, whole.hi)}}, b.onDisk(int(rs[k].fi), r))
-		free = subtract(free, held)
-	}
+	})
 	if !others {
 		return 0 // shared with something not at hand
 	}

@@ -55,6 +55,9 @@ func TestEstimateReflinkedBlocks(t *testing.T) {
 		mk("/x/c", 100*M, 4*M, fiemap.FlagShared),
 		mk("/x/alone", 200*M, M, fiemap.FlagShared), // shared with nothing at hand
 		mk("/x/small", 300*M, 10000, 0),
+		// Copies of one extent across a refBucketSize boundary on disk.
+		mk("/x/g1", refBucketSize*2-2*M, 4*M, fiemap.FlagShared),
+		mk("/x/g2", refBucketSize*2-2*M, 4*M, fiemap.FlagShared),
 	}
 	for i := range files {
 		files[i].id, files[i].Ino = int64(i+1), uint64(i+100)
@@ -74,6 +77,8 @@ func TestEstimateReflinkedBlocks(t *testing.T) {
 		{"the blocks every copy moves", []run{run1(1, 0, M), run1(1, 2*M, M), run1(2, 0, M), run1(3, 0, 2*M)}, []int64{M, 0, 0, 0}, 1},
 		{"shared with nothing at hand", []run{run1(4, 0, M)}, []int64{0}, 1},
 		{"not shared: its blocks, the last whole", []run{run1(5, 0, 10000)}, []int64{12288}, 1},
+		{"across buckets: both copies move", []run{run1(6, 0, 4*M), run1(7, 0, 4*M)}, []int64{4 * M, 0}, 1},
+		{"across buckets: one copy stays", []run{run1(6, 0, 4*M), run1(7, 0, 3*M)}, []int64{3 * M, 0}, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			runs := slices.Clone(c.runs)
