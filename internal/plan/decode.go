@@ -103,6 +103,30 @@ func (r *Reader) readLine() (b []byte, tooLong bool, err error) {
 // Parse decodes and validates one plan record.
 func Parse(line []byte) (Record, error) {
 	line = bytes.TrimSpace(line)
+	// Most lines are dedupe lines that decode whole at once; any other
+	// goes through the checks in order, each with its own error.
+	var rec struct {
+		Type json.RawMessage `json:"type"`
+		V    json.RawMessage `json:"v"`
+		dedupeFields[*rangeFields]
+	}
+	if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &rec) != nil {
+		return parseChecked(line)
+	}
+	typ, v, err := parseHead(rec.Type, rec.V)
+	if err != nil {
+		return nil, err
+	}
+	if typ == TypeRewrite {
+		return parseRewrite(line, v)
+	}
+	return dedupeRecord(parseDedupe(&rec.dedupeFields, v, rangeOf))
+}
+
+// parseChecked is Parse for a line that does not decode whole as a dedupe
+// line: it checks the JSON, then the type and version, then the fields of
+// that type, and says what it found wrong first.
+func parseChecked(line []byte) (Record, error) {
 	if err := json.Unmarshal(line, new(json.RawMessage)); err != nil {
 		return nil, syntaxError(err)
 	}
@@ -119,43 +143,67 @@ func Parse(line []byte) (Record, error) {
 	if err := json.Unmarshal(line, &head); err != nil {
 		return nil, err
 	}
-	if isNull(head.Type) {
-		return nil, errors.New(`missing field "type"`)
-	}
-	var typ string
-	if err := json.Unmarshal(head.Type, &typ); err != nil {
-		return nil, fmt.Errorf(`field "type": want string, got %s`, jsonKind(head.Type))
-	}
-	if typ != TypeDedupe && typ != TypeRewrite {
-		return nil, fmt.Errorf("unknown record type %q", typ)
-	}
-	if isNull(head.V) {
-		return nil, fmt.Errorf(`unsupported plan version: field "v" missing (this applysame reads versions %d to %d)`, MinVersion, Version)
-	}
-	var v int
-	if err := json.Unmarshal(head.V, &v); err != nil || v < MinVersion || v > Version {
-		return nil, fmt.Errorf("unsupported plan version %s (this applysame reads versions %d to %d)", head.V, MinVersion, Version)
+	typ, v, err := parseHead(head.Type, head.V)
+	if err != nil {
+		return nil, err
 	}
 	if typ == TypeRewrite {
 		return parseRewrite(line, v)
 	}
-
-	var raw struct {
-		Len    *int64             `json:"len"`
-		Digest *string            `json:"digest"`
-		Freed  *int64             `json:"freed"`
-		Unit   *int64             `json:"unit"`
-		Src    *json.RawMessage   `json:"src"`
-		Dst    *[]json.RawMessage `json:"dst"`
-	}
+	var raw dedupeFields[json.RawMessage]
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return nil, fieldError("", err)
 	}
+	return dedupeRecord(parseDedupe(&raw, v, parseRange))
+}
+
+// parseHead checks a record's type and version.
+func parseHead(typeField, vField json.RawMessage) (typ string, v int, err error) {
+	if isNull(typeField) {
+		return "", 0, errors.New(`missing field "type"`)
+	}
+	if err := json.Unmarshal(typeField, &typ); err != nil {
+		return "", 0, fmt.Errorf(`field "type": want string, got %s`, jsonKind(typeField))
+	}
+	if typ != TypeDedupe && typ != TypeRewrite {
+		return "", 0, fmt.Errorf("unknown record type %q", typ)
+	}
+	if isNull(vField) {
+		return "", 0, fmt.Errorf(`unsupported plan version: field "v" missing (this applysame reads versions %d to %d)`, MinVersion, Version)
+	}
+	if err := json.Unmarshal(vField, &v); err != nil || v < MinVersion || v > Version {
+		return "", 0, fmt.Errorf("unsupported plan version %s (this applysame reads versions %d to %d)", vField, MinVersion, Version)
+	}
+	return typ, v, nil
+}
+
+// dedupeFields are the fields of a dedupe line but its type and version,
+// each range R as it is decoded: json.RawMessage, or *rangeFields.
+type dedupeFields[R any] struct {
+	Len    *int64  `json:"len"`
+	Digest *string `json:"digest"`
+	Freed  *int64  `json:"freed"`
+	Unit   *int64  `json:"unit"`
+	Src    *R      `json:"src"`
+	Dst    *[]R    `json:"dst"`
+}
+
+// dedupeRecord is d as a Record, nil (not a nil *Dedupe) with an error.
+func dedupeRecord(d *Dedupe, err error) (Record, error) {
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// parseDedupe makes the dedupe record of version v from its fields,
+// each range made by parseRange.
+func parseDedupe[R any](raw *dedupeFields[R], v int, parseRange func(name string, r R, v int) (Range, error)) (*Dedupe, error) {
 	d := &Dedupe{Type: TypeDedupe, V: v}
 	switch {
 	case raw.Len == nil:
 		return nil, errors.New(`missing field "len"`)
-	case raw.Src == nil || isNull(*raw.Src):
+	case raw.Src == nil || nullRange(*raw.Src):
 		return nil, errors.New(`missing field "src"`)
 	case raw.Dst == nil:
 		return nil, errors.New(`missing field "dst"`)
@@ -299,19 +347,42 @@ func parseRange(name string, m json.RawMessage, v int) (Range, error) {
 	if isNull(m) {
 		return Range{}, fmt.Errorf("missing field %q", name)
 	}
-	var raw struct {
-		Path    *string         `json:"path"`
-		PathB64 *string         `json:"path_b64"`
-		Off     *int64          `json:"off"`
-		FS      *string         `json:"fs"`
-		Subvol  *uint64         `json:"subvol"`
-		Dev     *uint64         `json:"dev"`
-		Ino     *uint64         `json:"ino"`
-		Size    *int64          `json:"size"`
-		Mtime   json.RawMessage `json:"mtime"`
-	}
+	var raw rangeFields
 	if err := json.Unmarshal(m, &raw); err != nil {
 		return Range{}, fieldError(name, err)
+	}
+	return rangeOf(name, &raw, v)
+}
+
+// rangeFields are the fields of a range as decoded.
+type rangeFields struct {
+	Path    *string         `json:"path"`
+	PathB64 *string         `json:"path_b64"`
+	Off     *int64          `json:"off"`
+	FS      *string         `json:"fs"`
+	Subvol  *uint64         `json:"subvol"`
+	Dev     *uint64         `json:"dev"`
+	Ino     *uint64         `json:"ino"`
+	Size    *int64          `json:"size"`
+	Mtime   json.RawMessage `json:"mtime"`
+}
+
+// nullRange reports whether a range as decoded is null.
+func nullRange[R any](r R) bool {
+	switch r := any(r).(type) {
+	case json.RawMessage:
+		return isNull(r)
+	case *rangeFields:
+		return r == nil
+	}
+	return false
+}
+
+// rangeOf makes the range of a record of version v from its fields,
+// requiring every field.
+func rangeOf(name string, raw *rangeFields, v int) (Range, error) {
+	if raw == nil {
+		return Range{}, fmt.Errorf("missing field %q", name)
 	}
 	required := []struct {
 		name string

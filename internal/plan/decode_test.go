@@ -463,3 +463,28 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseV2 parses version 2 dedupe lines with one and with eight
+// destinations, as findsame writes them.
+func BenchmarkParseV2(b *testing.B) {
+	var eight strings.Builder
+	for i := range 7 {
+		fmt.Fprintf(&eight, `{"path":"/srv/data/some/dir/b%d","off":4096,"fs":"ab12","subvol":257,"ino":%d,"size":12288,"mtime":"2023-11-14T22:13:20.000000001Z"},`, i, 300+i)
+	}
+	for _, c := range []struct{ name, line string }{
+		{"1dst", line2(`"path":"/m/b"`, `"path":"/m/c"`)},
+		{"8dst", strings.Replace(validLine2, `"dst":[`, `"dst":[`+eight.String(), 1)},
+	} {
+		if _, err := Parse([]byte(c.line)); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.line)))
+			for b.Loop() {
+				if _, err := Parse([]byte(c.line)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
