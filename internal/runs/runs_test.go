@@ -41,6 +41,9 @@ type tfile struct {
 	uid     int64
 }
 
+// reflinked is the one extent of files that share it, whole.
+var reflinked = []fiemap.Extent{{Logical: 0, Physical: 3 << 30, Length: 3 * bs, Flags: fiemap.FlagLast | fiemap.FlagShared}}
+
 // devices are the volumes a built index knows, by the number tfile.dev
 // gives: 7 and 8 are subvolumes of one btrfs, 9 another filesystem, 10 one
 // recorded by an older index under its st_dev.
@@ -209,6 +212,15 @@ func TestFindGolden(t *testing.T) {
 		{"partial-extent-xfs", 0x58465342, []tfile{{path: "/m/a", blocks: "ABCDEFGH"}, {path: "/m/b", blocks: "ABCDWXYZ"}}, Options{}},
 		{"min-len", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABxCDEF"}, {path: "/m/b", blocks: "ABzCDEF"}}, Options{MinLen: 3 * bs}},
 		{"whole-files-only", fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABC"}, {path: "/m/b", blocks: "ABC"}, {path: "/m/c", blocks: "ABCD"}}, Options{WholeFiles: true}},
+		// On XFS, b has two reflinked copies and a is a copy of its own:
+		// a moves onto b's storage, one destination where b's three
+		// would free the same.
+		{"whole-files-reflinked", 0x58465342, []tfile{
+			{path: "/m/a", blocks: "ABC"},
+			{path: "/m/b", blocks: "ABC", extents: reflinked},
+			{path: "/m/b2", blocks: "ABC", extents: reflinked},
+			{path: "/m/b3", blocks: "ABC", extents: reflinked},
+		}, Options{WholeFiles: true}},
 		{"include-exclude", fstype.Btrfs, []tfile{{path: "/m/keep/a", blocks: "AB"}, {path: "/m/keep/b", blocks: "AB"}, {path: "/m/keep/skip.tmp", blocks: "AB"}, {path: "/m/other/c", blocks: "AB"}},
 			Options{Include: []string{"/m/keep"}, Exclude: []string{"*.tmp"}}},
 		// Only files that can share storage are planned together: b is in

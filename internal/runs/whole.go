@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"slices"
 
 	"same/internal/blockhash"
@@ -13,8 +14,9 @@ import (
 )
 
 // wholeFiles plans whole-file duplicates only: files of equal size and
-// equal block sums, each group sharing the first path's file. It needs one
-// digest per file, not per block.
+// equal block sums, each group sharing the first path's file, or the one
+// whose storage most of them share already (reflinked copies, snapshots),
+// so that the fewest move. It needs one digest per file, not per block.
 func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, bs int64, o Options, emit func(plan.Record) error, sum *Summary) error {
 	type whole struct {
 		size   int64
@@ -138,6 +140,10 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		// in a read-only subvolume.
 		if k := slices.IndexFunc(group, func(w whole) bool { return files[w.f].keepSource }); k > 0 {
 			group[0], group[k] = group[k], group[0]
+		} else if k < 0 {
+			if k := mostShared(files, group, func(w whole) int { return w.f }); k > 0 {
+				group[0], group[k] = group[k], group[0]
+			}
 		}
 		src := &files[group[0].f]
 		for _, w := range group[1:] {
@@ -151,6 +157,39 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
 	estimateBlockwise(runs, files, bs) // a destination once each: any order will do
 	return lines(ctx, ix, files, nil, nil, runs, nil, bs, emit, sum, &o)
+}
+
+// mostShared returns the index of the member of group (files, each given
+// by fi) whose storage the most members share, the first of those; 0 when
+// no member's is shared by more than the first's.
+func mostShared[T any](files []file, group []T, fi func(T) int) int {
+	count := make(map[string]int)
+	keys := make([]string, len(group))
+	var b []byte
+	for i, m := range group {
+		f := &files[fi(m)]
+		if len(f.extents) == 0 {
+			continue // storage not known: shared with none
+		}
+		b = b[:0]
+		for _, e := range f.extents {
+			b = binary.LittleEndian.AppendUint64(b, uint64(e.Logical))
+			b = binary.LittleEndian.AppendUint64(b, uint64(e.Physical))
+			b = binary.LittleEndian.AppendUint64(b, uint64(e.Length))
+		}
+		keys[i] = string(b)
+		count[keys[i]]++
+	}
+	best := 0
+	for i := range group {
+		if keys[i] != "" && count[keys[i]] > count[keys[best]] {
+			best = i
+		}
+	}
+	if keys[best] == "" {
+		return 0
+	}
+	return best
 }
 
 func inline(f *file) bool {
