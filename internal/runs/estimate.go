@@ -134,10 +134,7 @@ func blockwise(fi int, rs []run, files []file, byDest map[int][]run, bs int64, b
 		lo := rs[k].dst.block() * bs
 		hi := lo + (rs[k].len+f.fsBlock-1)/f.fsBlock*f.fsBlock
 		n := hi - lo
-		i0, _ := slices.BinarySearchFunc(f.extents, lo, func(e fiemap.Extent, off int64) int {
-			return cmp.Compare(e.End(), off+1) // the first extent ending after lo
-		})
-		for i := i0; i < len(f.extents) && f.extents[i].Logical < hi; i++ {
+		for i := firstEndingAfter(f.extents, lo); i < len(f.extents) && f.extents[i].Logical < hi; i++ {
 			e := f.extents[i]
 			if e.Flags&fiemap.FlagShared == 0 {
 				continue
@@ -261,11 +258,7 @@ func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks
 		slices.SortFunc(d, func(x, y span) int { return cmp.Compare(x.lo, y.lo) })
 		merged := d[:0]
 		for _, s := range d {
-			if k := len(merged) - 1; k >= 0 && s.lo <= merged[k].hi {
-				merged[k].hi = max(merged[k].hi, s.hi)
-				continue
-			}
-			merged = append(merged, s)
+			merged = appendSpan(merged, s)
 		}
 		dest[fs] = merged
 	}
@@ -303,11 +296,7 @@ func (b *sharedBlocks) coveredBy(fi int) []span {
 		if hi >= f.Size {
 			hi = (hi + f.fsBlock - 1) / f.fsBlock * f.fsBlock
 		}
-		if k := len(c) - 1; k >= 0 && lo <= c[k].hi {
-			c[k].hi = max(c[k].hi, hi)
-			continue
-		}
-		c = append(c, span{lo, hi})
+		c = appendSpan(c, span{lo, hi})
 	}
 	b.covered[fi] = c
 	return c
@@ -373,6 +362,16 @@ func (b *sharedBlocks) countOnce(fs string, free []span) int64 {
 	}
 	b.counted[fs] = c
 	return n
+}
+
+// appendSpan appends s to c (ranges in order, s beginning at or after the
+// last's start), merged with the last where they overlap or touch.
+func appendSpan(c []span, s span) []span {
+	if k := len(c) - 1; k >= 0 && s.lo <= c[k].hi {
+		c[k].hi = max(c[k].hi, s.hi)
+		return c
+	}
+	return append(c, s)
 }
 
 // subtract returns the parts of a (ranges in order, apart) outside every

@@ -1,6 +1,11 @@
 package runs
 
-import "same/internal/fiemap"
+import (
+	"cmp"
+	"slices"
+
+	"same/internal/fiemap"
+)
 
 // diskKey names a btrfs disk extent: its start (fiemap.Extent's
 // DiskStart), within its filesystem, for the same start on another
@@ -169,6 +174,13 @@ func inlineGroup(g []fiemap.Extent) bool {
 		}
 	}
 	return false
+}
+
+// firstEndingAfter returns the index of the first of exts (in file order)
+// that ends after off, len(exts) if none does.
+func firstEndingAfter(exts []fiemap.Extent, off int64) int {
+	i, _ := slices.BinarySearchFunc(exts, off, func(e fiemap.Extent, off int64) int { return cmp.Compare(e.End(), off+1) })
+	return i
 }
 
 // cursor looks up the extent of a file holding an offset, trying the one

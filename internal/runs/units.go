@@ -1,7 +1,6 @@
 package runs
 
 import (
-	"cmp"
 	"container/heap"
 	"slices"
 
@@ -151,10 +150,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 		lo := r.dst.block() * bs
 		rw.each(fi, lo, r.len, func(rank int) { join(k, len(runs)+rank) })
 		f := &files[fi]
-		e0, _ := slices.BinarySearchFunc(f.extents, lo, func(e fiemap.Extent, off int64) int {
-			return cmp.Compare(e.End(), off+1) // the first extent ending after lo
-		})
-		for _, e := range f.extents[e0:] {
+		for _, e := range f.extents[firstEndingAfter(f.extents, lo):] {
 			if e.Logical >= lo+r.len {
 				break
 			}
