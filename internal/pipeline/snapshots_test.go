@@ -317,7 +317,7 @@ func TestReflinkedCopiesFreedXFS(t *testing.T) {
 
 	db := filepath.Join(t.TempDir(), "index.db")
 	planOut, results, applyErr := pipeline(t, db, mnt)
-	var estimate int64
+	estimate := planFreed(t, planOut)
 	unitOf := make(map[string]int64) // by destination
 	for line := range strings.Lines(planOut) {
 		rec, err := plan.Parse([]byte(line))
@@ -325,7 +325,6 @@ func TestReflinkedCopiesFreedXFS(t *testing.T) {
 			t.Fatalf("plan line %s: %v", line, err)
 		}
 		if d, ok := rec.(*plan.Dedupe); ok {
-			estimate += d.Freed
 			for _, r := range d.Dst {
 				unitOf[filepath.Base(r.Path)] = d.Unit
 			}
