@@ -33,7 +33,11 @@
 // recorded is not mapped again, and none of its blocks is planned (run
 // hashfile before findsame, so that what changed since is recorded). A
 // file changed or gone since it was hashed is left out with a warning
-// naming it; run hashfile again to include it.
+// naming it; run hashfile again to include it. A file with the immutable
+// attribute (chattr +i), into which the kernel shares nothing even for
+// root, is seen when mapped again: it is never a destination nor
+// rewritten, only a source (with -whole-files, the source of its copies),
+// with a warning naming it.
 //
 // Findsame keeps the sums it grouped in a table beside the index
 // (INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created
@@ -52,7 +56,8 @@
 // With
 // -recorded, findsame uses the extents recorded in the index instead and
 // opens no file: for indexes of files that are not at hand, such as the
-// synthetic ones of scripts/bench-findsame.
+// synthetic ones of scripts/bench-findsame (an immutable file is then
+// planned like any other, and applysame reports the lines into it).
 // Where the runs cover only part of a destination's extent on btrfs,
 // which frees nothing by itself, findsame plans a rewrite of the rest
 // (unless -no-rewrite): applysame copies it into a new unnamed file and
@@ -81,8 +86,10 @@
 // the plan): done, total, percentage and time left.
 //
 // A summary goes to standard error unless -q: lines, destinations, bytes
-// to deduplicate, and an estimate of the bytes applysame would free (on
-// btrfs, only destination extents the plan covers whole count).
+// to deduplicate, an estimate of the bytes applysame would free (on
+// btrfs, only destination extents the plan covers whole count), and the
+// files left out (changed since hashed), not mapped again (already shared
+// when hashed) or left as they are (immutable).
 //
 // Examples:
 //
@@ -144,7 +151,11 @@ a re-run after applysame plans nothing. On btrfs, a file all of whose
 copies already shared its storage when hashfile (as root) recorded its
 extents is not mapped again (run hashfile before findsame, so that what
 changed since is recorded). A file changed or gone since it was hashed is
-left out with a warning; run hashfile again to include it.
+left out with a warning; run hashfile again to include it. A file with the
+immutable attribute (chattr +i), into which the kernel shares nothing, is
+never a destination nor rewritten, only a source, with a warning; with
+-whole-files it is the source of its copies. (With -recorded, which opens
+no file, it cannot be known: applysame then reports the lines into it.)
 
 Findsame keeps the sums it grouped in a table beside the index
 (INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created
@@ -169,7 +180,8 @@ Output is deterministic for a given index, in units of work that each free
 space on their own, those that free most per byte compared or written
 first (see docs/plan-format.md). A
 summary goes to standard error unless -q: lines, destinations, bytes to
-deduplicate, and an estimate of the bytes applysame would free. Flags may
+deduplicate, an estimate of the bytes applysame would free, and the
+files left out or left as they are. Flags may
 be written with one or two dashes; a SIZE takes the suffixes K, M and G
 (powers of 1024).
 
@@ -290,8 +302,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if sum.Regrouped >= 0 {
 			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped (%d more copied from a file in a snapshot's origin)", sum.Partitions, sum.Regrouped, sum.Cloned)
 		}
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed), %d blocks, %s in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Blocks, grouped,
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed, %d immutable), %d blocks, %s in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Immutable, sum.Blocks, grouped,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -248,11 +248,11 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 			o := &out[i]
 			switch st := info[k].Status; {
 			case err != nil:
-				o.Status, o.Err = Failed, errnoError(err)
+				o.Status, o.Err = Failed, destError(dsts[i].File, err)
 			case st == unix.FILE_DEDUPE_RANGE_DIFFERS:
 				o.Status, o.Err = Differs, ErrDiffers
 			case st < 0:
-				o.Status, o.Err = Failed, errnoError(syscall.Errno(-st))
+				o.Status, o.Err = Failed, destError(dsts[i].File, syscall.Errno(-st))
 			case info[k].Bytes_deduped == 0:
 				o.Status = Failed
 				o.Err = fmt.Errorf("kernel deduped 0 of %d bytes at offset %d (a partial last block is shared only when both ranges end at EOF)", n, pos)
@@ -277,6 +277,15 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 // Explain returns errno as the dedupe ioctl's error: with a message that
 // says what it means for deduplication, unwrapping to errno.
 func Explain(errno syscall.Errno) error { return errnoError(errno) }
+
+// destError is errnoError for a call that failed on destination f: the
+// kernel's EPERM means, even for root, that f is immutable, when it is.
+func destError(f *os.File, err error) error {
+	if errors.Is(err, unix.EPERM) && fsys.Immutable(f) {
+		return &kernelError{unix.EPERM, "operation not permitted: the destination is immutable (chattr +i)"}
+	}
+	return errnoError(err)
+}
 
 // errnoError gives a kernel error a message that says what it means for
 // deduplication. It unwraps to the errno.

@@ -203,17 +203,26 @@ func SyncFS(f *os.File) error {
 	return nil
 }
 
-// fsNoCOWFl is FS_NOCOW_FL, the NOCOW attribute (chattr +C) among the
-// flags FS_IOC_GETFLAGS reports.
-const fsNoCOWFl = 0x00800000
+// Attributes among the flags FS_IOC_GETFLAGS reports (chattr(1)):
+// FS_NOCOW_FL (+C) and FS_IMMUTABLE_FL (+i).
+const (
+	fsNoCOWFl     = 0x00800000
+	fsImmutableFl = 0x00000010
+)
 
 // NoCOW reports whether f has the NOCOW attribute. btrfs keeps no
 // checksums for such data, and shares storage only between files that
 // both have the attribute or both lack it (EINVAL otherwise). Where the
 // filesystem has no such attribute, it reports false.
-func NoCOW(f *os.File) bool {
+func NoCOW(f *os.File) bool { return hasAttr(f, fsNoCOWFl) }
+
+// Immutable reports whether f has the immutable attribute (chattr +i):
+// the kernel shares no storage into such a file (EPERM), even for root.
+func Immutable(f *os.File) bool { return hasAttr(f, fsImmutableFl) }
+
+func hasAttr(f *os.File, fl uint32) bool {
 	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	return err == nil && flags&fsNoCOWFl != 0
+	return err == nil && flags&fl != 0
 }
 
 // btrfsIocGetSubvolInfo is BTRFS_IOC_GET_SUBVOL_INFO, _IOR(0x94, 60,

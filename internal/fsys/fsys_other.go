@@ -16,6 +16,9 @@ func SyncFS(f *os.File) error { return ErrUnsupported }
 // NoCOW reports false.
 func NoCOW(f *os.File) bool { return false }
 
+// Immutable reports false.
+func Immutable(f *os.File) bool { return false }
+
 // SubvolGen returns ErrUnsupported.
 func SubvolGen(f *os.File) (id, gen uint64, err error) { return 0, 0, ErrUnsupported }
 

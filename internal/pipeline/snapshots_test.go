@@ -182,7 +182,7 @@ func TestSettled(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("findsame: exit %d\n%s", code, stderr)
 	}
-	if !strings.Contains(stderr, "8 files (0 changed since hashed, 5 already shared when hashed)") {
+	if !strings.Contains(stderr, "8 files (0 changed since hashed, 5 already shared when hashed, 0 immutable)") {
 		t.Errorf("findsame summary %q; want 8 files, 5 of them already shared", stderr)
 	}
 	// The same with the mappings in temporary files, a few lists of them.
@@ -224,7 +224,7 @@ func TestSettled(t *testing.T) {
 	if !strings.Contains(hf, "8 unchanged (0 renamed)") || !strings.Contains(hf, "pruned, 2 unchanged with extents recorded again, 2 btrfs subvolumes looked at only where files changed;") || !strings.Contains(hf, "read 0 B") {
 		t.Errorf("hashfile again:\n%s\nwant 8 unchanged, 2 of them with extents recorded again, no subvolume walked, nothing read", hf)
 	}
-	if !strings.Contains(fs, "8 files (0 changed since hashed, 8 already shared when hashed)") {
+	if !strings.Contains(fs, "8 files (0 changed since hashed, 8 already shared when hashed, 0 immutable)") {
 		t.Errorf("second findsame:\n%s\nwant 8 files settled", fs)
 	}
 }
@@ -249,7 +249,7 @@ func TestSettledUnderRoot(t *testing.T) {
 	if !strings.Contains(hf, "2 unchanged (0 renamed)") || !strings.Contains(hf, "1 unchanged with extents recorded again") {
 		t.Errorf("hashfile again:\n%s\nwant 2 unchanged, b's extents recorded again", hf)
 	}
-	if !strings.Contains(fs, "2 files (0 changed since hashed, 2 already shared when hashed)") {
+	if !strings.Contains(fs, "2 files (0 changed since hashed, 2 already shared when hashed, 0 immutable)") {
 		t.Errorf("second findsame:\n%s\nwant both files settled", fs)
 	}
 }
@@ -271,7 +271,7 @@ func TestNotSettledXFS(t *testing.T) {
 		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
 	}
 	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 || !strings.Contains(stderr, "3 files (0 changed since hashed, 0 already shared when hashed)") {
+	if code != 0 || !strings.Contains(stderr, "3 files (0 changed since hashed, 0 already shared when hashed, 0 immutable)") {
 		t.Fatalf("findsame: exit %d\n%s\nwant 3 files, none settled", code, stderr)
 	}
 	var dsts []string

@@ -7,8 +7,9 @@ import (
 )
 
 // chain merges the mappings into maximal runs, leaving out blocks that
-// already share storage or sit in inline extents, and those of files
-// changed since hashed (stale) or settled (see settle). It reads the lists of
+// already share storage or sit in inline extents, those of files
+// changed since hashed (stale) or settled (see settle), and those whose
+// destination is immutable. It reads the lists of
 // f.maps in destination order, each sorted in memory, and frees them. The
 // runs come in destination order.
 func (f *finder) chain() ([]run, error) {
@@ -36,7 +37,7 @@ func (f *finder) chain() ([]run, error) {
 			}
 			done++
 			df, sf := &f.files[m.dst.file()], &f.files[m.src.file()]
-			if df.stale || sf.stale || df.settled || sf.settled || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
+			if df.stale || sf.stale || df.settled || sf.settled || df.immutable || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
 				cur = -1
 				continue
 			}

@@ -19,12 +19,13 @@ var ErrChanged = errors.New("changed since it was hashed (run hashfile again)")
 // but not its identity, so the index cannot know what applysame has shared
 // since; mapping again (FIEMAP: no data is read) is what keeps a re-run
 // from planning it again. Files changed or gone since they were hashed are
-// marked stale and reported (o.Warn). It returns how many were.
-func remap(files []file, involved []bool, o *Options) int {
+// marked stale and reported (o.Warn). It returns how many were, and how
+// many have the immutable attribute (reported too: the kernel shares
+// nothing into them).
+func remap(files []file, involved []bool, o *Options) (stale, immutable int) {
 	warn := o.Warn
 	work := make(chan int)
-	var mu sync.Mutex // guards warn, stale and o.Progress
-	stale := 0
+	var mu sync.Mutex // guards warn, stale, immutable and o.Progress
 	var total, done int64
 	for _, ok := range involved {
 		if ok {
@@ -36,7 +37,7 @@ func remap(files []file, involved []bool, o *Options) int {
 		wg.Go(func() {
 			for i := range work {
 				f := &files[i]
-				ext, err := mapNow(f)
+				ext, fixed, err := mapNow(f)
 				if err != nil {
 					f.stale, f.extents = true, nil
 					mu.Lock()
@@ -47,8 +48,14 @@ func remap(files []file, involved []bool, o *Options) int {
 					mu.Unlock()
 					continue
 				}
-				f.extents = ext
+				f.extents, f.immutable = ext, fixed
 				mu.Lock()
+				if fixed {
+					immutable++
+					if warn != nil {
+						warn(f.path, fmt.Errorf("%s: immutable (chattr +i): nothing is deduplicated into it", f.path))
+					}
+				}
 				if done++; done%256 == 0 {
 					o.progress("mapping files", done, total, "files")
 				}
@@ -64,27 +71,29 @@ func remap(files []file, involved []bool, o *Options) int {
 	close(work)
 	wg.Wait()
 	o.progress("mapping files", total, total, "files")
-	return stale
+	return stale, immutable
 }
 
-// mapNow returns f's extents, if f is still the file that was hashed.
-func mapNow(f *file) ([]fiemap.Extent, error) {
+// mapNow returns f's extents and whether it has the immutable attribute,
+// if f is still the file that was hashed.
+func mapNow(f *file) ([]fiemap.Extent, bool, error) {
 	h, err := dedupe.Open(f.path, f.Identity)
 	switch {
 	case errors.Is(err, dedupe.ErrStale), errors.Is(err, dedupe.ErrNotRegular):
-		return nil, fmt.Errorf("%s: %w", f.path, ErrChanged)
+		return nil, false, fmt.Errorf("%s: %w", f.path, ErrChanged)
 	case err != nil:
-		return nil, fmt.Errorf("%s: %w", f.path, err)
+		return nil, false, fmt.Errorf("%s: %w", f.path, err)
 	}
 	defer h.Close()
+	immutable := fsys.Immutable(h)
 	ext, err := fiemap.Map(h)
 	if errors.Is(err, fiemap.ErrUnsupported) {
-		return f.extents, nil
+		return f.extents, immutable, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.path, err)
+		return nil, false, fmt.Errorf("%s: %w", f.path, err)
 	}
-	return ext, nil
+	return ext, immutable, nil
 }
 
 // extentRefs returns a function listing the references to a btrfs disk

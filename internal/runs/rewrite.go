@@ -62,7 +62,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	var relinks []run
 	for fi := range files {
 		f := &files[fi]
-		if !f.btrfs || f.stale || len(f.extents) == 0 || cannot(fi) {
+		if !f.btrfs || f.stale || f.immutable || len(f.extents) == 0 || cannot(fi) {
 			continue
 		}
 		for _, g := range groups(f) {
@@ -184,7 +184,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 	dsts := make(map[int][]span)
 	for _, r := range refs {
 		f := &files[r.fi]
-		if r.e.Flags&(unfit&^fiemap.FlagShared) != 0 || f.class != files[refs[0].fi].class || !f.btrfs || f.stale ||
+		if r.e.Flags&(unfit&^fiemap.FlagShared) != 0 || f.class != files[refs[0].fi].class || !f.btrfs || f.stale || f.immutable ||
 			r.e.Logical%bs != 0 || (r.e.Physical-ds)%bs != 0 {
 			return nil, nil
 		}

@@ -102,6 +102,9 @@ type Summary struct {
 	// were copied from instead (see clones).
 	Regrouped, Cloned int
 	Skipped           int // files left out: changed or gone since hashed
+	// Immutable counts the files mapped again that have the immutable
+	// attribute: never destinations (see file.immutable).
+	Immutable int
 	// Settled counts files not mapped again: every block they share
 	// with another file was already shared when hashed (see settle).
 	Settled int
@@ -131,6 +134,11 @@ type file struct {
 	// another file (see copyNextTo). keepSource marks it with
 	// Options.NoReadOnly too: never a destination, and a source first.
 	readonly, keepSource bool
+	// immutable marks a file with the immutable attribute (chattr +i),
+	// seen when it is mapped again (Options.Live): the kernel shares
+	// nothing into it, so it is never a destination nor rewritten, only
+	// a source.
+	immutable bool
 	// encoded marks a file with compressed extents when it was hashed;
 	// inline, one with its data inline.
 	encoded, inline bool
@@ -305,7 +313,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		}
 	}
 	if o.Live {
-		sum.Skipped = remap(files, involved, &o)
+		sum.Skipped, sum.Immutable = remap(files, involved, &o)
 	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
 		return sum, err
 	}

@@ -121,7 +121,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		i = j
 	}
 	if o.Live {
-		sum.Skipped = remap(files, involved, &o)
+		sum.Skipped, sum.Immutable = remap(files, involved, &o)
 	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
 		return err
 	}
@@ -136,9 +136,14 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		if len(group) < 2 {
 			continue
 		}
-		// The source: the first file, or with Options.NoReadOnly the first
-		// in a read-only subvolume.
-		if k := slices.IndexFunc(group, func(w whole) bool { return files[w.f].keepSource }); k > 0 {
+		// The source: with Options.NoReadOnly the first in a read-only
+		// subvolume, else the first immutable one (neither can be a
+		// destination), else the one whose extents most share.
+		k := slices.IndexFunc(group, func(w whole) bool { return files[w.f].keepSource })
+		if k < 0 {
+			k = slices.IndexFunc(group, func(w whole) bool { return files[w.f].immutable })
+		}
+		if k > 0 {
 			group[0], group[k] = group[k], group[0]
 		} else if k < 0 {
 			if k := mostShared(files, group, func(w whole) int { return w.f }); k > 0 {
@@ -148,7 +153,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		src := &files[group[0].f]
 		for _, w := range group[1:] {
 			d := &files[w.f]
-			if inline(src) || inline(d) || sameStorage(d, src) || d.keepSource {
+			if inline(src) || inline(d) || sameStorage(d, src) || d.keepSource || d.immutable {
 				continue
 			}
 			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.Size, freed: wholeFreed(d)})
