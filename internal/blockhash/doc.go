@@ -14,5 +14,10 @@
 // blocks the chance of any such collision is about 3%; among 10^8, 0.03%.
 //
 // SHA-256 comes from github.com/minio/sha256-simd, which uses the SHA-NI
-// instructions where the CPU has them; Path names the one in use.
+// instructions where the CPU has them. Where the CPU has AVX-512, a
+// Reader hashes the full non-zero blocks of each buffer 16 at once, one
+// in each lane of the wide registers (sha256-simd's 16-lane code, reached
+// directly: its own way in is a server of goroutines built for long
+// streams), when a timing at the first Reader finds that faster than one
+// block after another; the Sums are the same. Path names the code in use.
 package blockhash
