@@ -20,11 +20,12 @@ import (
 // 4 MiB, the second immutable, findsame plans the third against the first
 // and leaves the immutable one alone, saying so: 4 MiB freed, applysame
 // done, no error. With -whole-files it keeps the immutable copy as the
-// source and frees both others, 8 MiB. A plan made from the recorded
+// source and frees both others, 8 MiB, with nothing to say; so does the
+// block planning when the immutable copy is the source it chose anyway. A plan made from the recorded
 // extents, which cannot know, gets applysame's clear error instead.
 func TestImmutable(t *testing.T) {
 	for _, fstype := range []string{"btrfs", "xfs"} {
-		for _, mode := range []string{"blocks", "whole-files", "recorded"} {
+		for _, mode := range []string{"blocks", "whole-files", "recorded", "source"} {
 			t.Run(fstype+"/"+mode, func(t *testing.T) {
 				mnt := testfs.Mount(t, fstype, "512M")
 				dir := filepath.Join(mnt, "tree")
@@ -33,6 +34,9 @@ func TestImmutable(t *testing.T) {
 					write(t, filepath.Join(dir, name), data)
 				}
 				b := filepath.Join(dir, "b")
+				if mode == "source" {
+					b = filepath.Join(dir, "a") // the source planned anyway
+				}
 				testfs.Run(t, "chattr", "+i", b)
 				t.Cleanup(func() { testfs.Run(t, "chattr", "-i", b) })
 				before := testfs.SHA256Tree(t, dir)
@@ -42,7 +46,7 @@ func TestImmutable(t *testing.T) {
 					t.Fatalf("hashfile: exit %d\n%s", code, stderr)
 				}
 				args := []string{"-db", db}
-				if mode != "blocks" {
+				if mode == "whole-files" || mode == "recorded" {
 					args = append(args, "-"+mode)
 				}
 				planOut, fsErr, code := tool(t, nil, "findsame", args...)
@@ -60,8 +64,9 @@ func TestImmutable(t *testing.T) {
 					code    int
 				}{
 					"blocks":      {[]string{"c"}, 4 * MiB, true, "3 files (0 changed since hashed, 0 already shared when hashed, 1 immutable)", 0},
-					"whole-files": {[]string{"a", "c"}, 8 * MiB, true, "3 files (0 changed since hashed, 0 already shared when hashed, 1 immutable)", 0},
+					"whole-files": {[]string{"a", "c"}, 8 * MiB, false, "3 files (0 changed since hashed, 0 already shared when hashed, 0 immutable)", 0},
 					"recorded":    {[]string{"b", "c"}, 4 * MiB, false, "3 files (0 changed since hashed, 0 already shared when hashed, 0 immutable)", 3},
+					"source":      {[]string{"b", "c"}, 8 * MiB, false, "3 files (0 changed since hashed, 0 already shared when hashed, 0 immutable)", 0},
 				}[mode]
 				var dsts []string
 				for line := range strings.Lines(planOut) {
@@ -80,7 +85,7 @@ func TestImmutable(t *testing.T) {
 				if strings.Contains(fsErr, warning) != want.warned || !strings.Contains(fsErr, want.summary) {
 					t.Errorf("findsame said %q; want the warning %q (%v) and %q", fsErr, warning, want.warned, want.summary)
 				}
-				if est := planFreed(t, planOut); mode != "recorded" && est != want.freed {
+				if est := planFreed(t, planOut); est != want.freed && mode != "recorded" {
 					t.Errorf("plan estimates %d bytes freed; want %d\n%s", est, want.freed, planOut)
 				}
 				if applyCode != want.code {

@@ -37,7 +37,12 @@ func (f *finder) chain() ([]run, error) {
 			}
 			done++
 			df, sf := &f.files[m.dst.file()], &f.files[m.src.file()]
-			if df.stale || sf.stale || df.settled || sf.settled || df.immutable || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
+			if df.stale || sf.stale || df.settled || sf.settled || !shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
+				cur = -1
+				continue
+			}
+			if df.immutable {
+				df.refused = true
 				cur = -1
 				continue
 			}

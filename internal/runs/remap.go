@@ -19,13 +19,12 @@ var ErrChanged = errors.New("changed since it was hashed (run hashfile again)")
 // but not its identity, so the index cannot know what applysame has shared
 // since; mapping again (FIEMAP: no data is read) is what keeps a re-run
 // from planning it again. Files changed or gone since they were hashed are
-// marked stale and reported (o.Warn). It returns how many were, and how
-// many have the immutable attribute (reported too: the kernel shares
-// nothing into them).
-func remap(files []file, involved []bool, o *Options) (stale, immutable int) {
+// marked stale and reported (o.Warn). It returns how many were. It also
+// marks the files with the immutable attribute.
+func remap(files []file, involved []bool, o *Options) (stale int) {
 	warn := o.Warn
 	work := make(chan int)
-	var mu sync.Mutex // guards warn, stale, immutable and o.Progress
+	var mu sync.Mutex // guards warn, stale and o.Progress
 	var total, done int64
 	for _, ok := range involved {
 		if ok {
@@ -50,12 +49,6 @@ func remap(files []file, involved []bool, o *Options) (stale, immutable int) {
 				}
 				f.extents, f.immutable = ext, fixed
 				mu.Lock()
-				if fixed {
-					immutable++
-					if warn != nil {
-						warn(f.path, fmt.Errorf("%s: immutable (chattr +i): nothing is deduplicated into it", f.path))
-					}
-				}
 				if done++; done%256 == 0 {
 					o.progress("mapping files", done, total, "files")
 				}
@@ -71,7 +64,22 @@ func remap(files []file, involved []bool, o *Options) (stale, immutable int) {
 	close(work)
 	wg.Wait()
 	o.progress("mapping files", total, total, "files")
-	return stale, immutable
+	return stale
+}
+
+// refusedImmutable reports (o.Warn) and counts the immutable files left
+// out as destinations (file.refused).
+func refusedImmutable(files []file, o *Options) int {
+	n := 0
+	for i := range files {
+		if f := &files[i]; f.refused {
+			n++
+			if o.Warn != nil {
+				o.Warn(f.path, fmt.Errorf("%s: immutable (chattr +i): nothing is deduplicated into it", f.path))
+			}
+		}
+	}
+	return n
 }
 
 // mapNow returns f's extents and whether it has the immutable attribute,

@@ -102,8 +102,8 @@ type Summary struct {
 	// were copied from instead (see clones).
 	Regrouped, Cloned int
 	Skipped           int // files left out: changed or gone since hashed
-	// Immutable counts the files mapped again that have the immutable
-	// attribute: never destinations (see file.immutable).
+	// Immutable counts the files with the immutable attribute left out
+	// as destinations (see file.immutable).
 	Immutable int
 	// Settled counts files not mapped again: every block they share
 	// with another file was already shared when hashed (see settle).
@@ -137,8 +137,8 @@ type file struct {
 	// immutable marks a file with the immutable attribute (chattr +i),
 	// seen when it is mapped again (Options.Live): the kernel shares
 	// nothing into it, so it is never a destination nor rewritten, only
-	// a source.
-	immutable bool
+	// a source. refused marks one that a mapping named as a destination.
+	immutable, refused bool
 	// encoded marks a file with compressed extents when it was hashed;
 	// inline, one with its data inline.
 	encoded, inline bool
@@ -313,7 +313,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		}
 	}
 	if o.Live {
-		sum.Skipped, sum.Immutable = remap(files, involved, &o)
+		sum.Skipped = remap(files, involved, &o)
 	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
 		return sum, err
 	}
@@ -321,6 +321,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if err != nil {
 		return sum, err
 	}
+	sum.Immutable = refusedImmutable(files, &o)
 	if runs, err = bridge(ctx, ix, files, f.held, runs, bs, &o); err != nil {
 		return sum, err
 	}

@@ -121,7 +121,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		i = j
 	}
 	if o.Live {
-		sum.Skipped, sum.Immutable = remap(files, involved, &o)
+		sum.Skipped = remap(files, involved, &o)
 	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
 		return err
 	}
@@ -153,12 +153,16 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		src := &files[group[0].f]
 		for _, w := range group[1:] {
 			d := &files[w.f]
+			if d.immutable && !inline(src) && !inline(d) && !sameStorage(d, src) && !d.keepSource {
+				d.refused = true
+			}
 			if inline(src) || inline(d) || sameStorage(d, src) || d.keepSource || d.immutable {
 				continue
 			}
 			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.Size, freed: wholeFreed(d)})
 		}
 	}
+	sum.Immutable = refusedImmutable(files, &o)
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
 	estimateBlockwise(runs, files, bs) // a destination once each: any order will do
 	return lines(ctx, ix, files, nil, nil, runs, nil, bs, emit, sum, &o)
