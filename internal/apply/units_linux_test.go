@@ -450,3 +450,56 @@ func TestBusy(t *testing.T) {
 		t.Errorf("retry once the send is gone: %s %+v; want done", r.Status, r.Dst)
 	}
 }
+
+// TestAppliedAgain: a plan applied a second time finds every range
+// already where its source lies and asks the kernel for nothing (no
+// FIDEDUPERANGE call, so nothing is read), each line done: copies in
+// other files, whose source extents are then shared, and a copy within
+// one file.
+func TestAppliedAgain(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rng := rand.New(rand.NewPCG(7, 7))
+	data := make([]byte, 2*mib)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	for name, b := range map[string][]byte{"a": data, "b": data, "c": data, "twice": append(slices.Clone(data), data...)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	var calls int
+	setFault(t, func(p string) {
+		if p == "dedupe" {
+			calls++
+		}
+	})
+	planOut, rs, _, err := night(t, context.Background(), db, dir, Options{Jobs: 1})
+	if err != nil || calls == 0 {
+		t.Fatalf("first run: %v, %d dedupe calls; want some\n%s", err, calls, planOut)
+	}
+	for _, r := range rs {
+		if r.Status != plan.StatusDone {
+			t.Errorf("first run: line %d %s %q; want done", r.Line, r.Status, r.Error)
+		}
+	}
+	if !strings.Contains(planOut, `"path":"`+filepath.Join(dir, "twice")+`","off":2097152`) {
+		t.Errorf("the plan shares no range of twice with another of it:\n%s", planOut)
+	}
+	calls = 0
+	var out bytes.Buffer
+	st, err := Run(context.Background(), strings.NewReader(planOut), &out, Options{Jobs: 1, RewriteLimit: 1 << 30, Reserve: -1})
+	if err != nil || st.Failed() > 0 || calls != 0 {
+		t.Errorf("applying the plan again: %v, %+v, %d dedupe calls; want nothing failed and none", err, st, calls)
+	}
+	for _, r := range results(t, out.String()) {
+		if r.Status != plan.StatusDone {
+			t.Errorf("applying the plan again: line %d %s %q; want done", r.Line, r.Status, r.Error)
+		}
+	}
+}

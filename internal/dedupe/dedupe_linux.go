@@ -37,6 +37,9 @@ import (
 //     filesystem, too many destinations); Info is then meaningless.
 //   - Both inodes are locked and compared while the call runs.
 func fideduperange(src *os.File, srcOff, length int64, info []unix.FileDedupeRangeInfo) error {
+	if Fault != nil {
+		Fault("dedupe")
+	}
 	arg := unix.FileDedupeRange{
 		Src_offset: uint64(srcOff),
 		Src_length: uint64(length),

@@ -21,7 +21,8 @@ var readFault func(off int64) error
 // Fault, when set (by tests of callers), is called at the steps of
 // Rewrite where an interruption or a failure is tested: "rewrite-copied"
 // once a batch is copied and written back, before it is shared back, and
-// "rewrite-shared" once it is shared back, before the next batch.
+// "rewrite-shared" once it is shared back, before the next batch; and
+// "dedupe" before each FIDEDUPERANGE call, anywhere.
 var Fault func(point string)
 
 // Rewrite gives the spans of f (opened read-only, at path; in order, not
