@@ -15,6 +15,7 @@ import (
 type lanes struct {
 	bs      int
 	init    [512]byte  // SHA-256's initial state in every lane
+	state   [512]byte  // the lanes' state during a batch
 	mask    []uint64   // every lane in every round of a block
 	pad     [16][]byte // the padding block of a bs-byte message, per lane
 	padMask []uint64

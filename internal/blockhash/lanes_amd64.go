@@ -27,7 +27,7 @@ func blockAvx512(digests *[512]byte, input [16][]byte, mask []uint64) [16][32]by
 var hasLanes = cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512DQ, cpuid.AVX512BW, cpuid.AVX512VL)
 
 func runLanes(l *lanes, in *[16][]byte) [16][32]byte {
-	d := l.init
-	blockAvx512(&d, *in, l.mask)
-	return blockAvx512(&d, l.pad, l.padMask)
+	l.state = l.init // in l, which is on the heap already: no allocation
+	blockAvx512(&l.state, *in, l.mask)
+	return blockAvx512(&l.state, l.pad, l.padMask)
 }
