@@ -70,11 +70,13 @@ func NewReader(blockSize int) (*Reader, error) {
 		return nil, err
 	}
 	n := max(blockSize, 1<<20) / blockSize * blockSize
-	r := &Reader{bs: blockSize, buf: make([]byte, n)}
+	var l *lanes
 	if useLanes() {
-		r.lanes = newLanes(blockSize)
+		// A buffer holds a whole batch of blocks, up to 16 MiB: a batch
+		// takes as long however few its blocks.
+		l, n = newLanes(blockSize), max(n, min(16*blockSize, 16<<20))
 	}
-	return r, nil
+	return &Reader{bs: blockSize, buf: make([]byte, n), lanes: l}, nil
 }
 
 // CheckBlockSize reports whether bs is a usable block size: a power of two
