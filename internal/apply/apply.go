@@ -173,8 +173,10 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		ids:          make(map[string]*fsState),
 		notRewritten: make(map[fsys.FileID][]notRewritten),
 		busyDevs:     make(map[fsys.FileID]bool),
+		files:        newHandles(),
 	}
 	err := a.loop(ctx, src)
+	a.files.closeAll()
 	a.finish()
 	return a.stats, err
 }
@@ -200,6 +202,7 @@ type applier struct {
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
 	busyDevs map[fsys.FileID]bool
+	files    *handles // the files lines open
 }
 
 // fault, when set (by tests), is called at the points of a unit of work
@@ -244,9 +247,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 	var open []*os.File
 	defer func() {
 		for _, f := range open {
-			if !a.kept(f) {
-				f.Close()
-			}
+			a.files.release(f, false)
 		}
 	}()
 
@@ -508,14 +509,15 @@ func (a *applier) count(r *plan.Result) {
 
 // open opens one side of an item (unless pre reports a failure found while
 // reading it) and returns its stat, as dedupe.OpenStat checked it, and its
-// filesystem's block size. The first file opened on a filesystem is kept
-// open until the end of the run, and the filesystem is synced and its
-// free space recorded, before any dedupe on it.
+// filesystem's block size; a.files.release gives the file back. The first
+// file opened on a filesystem is kept open (a descriptor of its own) until
+// the end of the run, and the filesystem is synced and its free space
+// recorded, before any dedupe on it.
 func (a *applier) open(r plan.Range, pre error) (*os.File, fsys.Stat, int64, error) {
 	if pre != nil {
 		return nil, fsys.Stat{}, 0, pre
 	}
-	f, st, err := dedupe.OpenStat(r.Path, r.Identity)
+	f, st, err := a.files.open(r)
 	if err != nil {
 		return nil, st, 0, err
 	}
@@ -545,7 +547,11 @@ func (a *applier) blockSize(f *os.File, dev uint64, path string) (int64, error) 
 		if fs, err = fsys.StatFS(f); err != nil {
 			return 0, err
 		}
-		st = &fsState{fs: fs, file: f, availAtStart: -1, stats: FSStats{
+		keep, err := dup(f)
+		if err != nil {
+			return 0, err
+		}
+		st = &fsState{fs: fs, file: keep, availAtStart: -1, stats: FSStats{
 			Path: path, ID: fs.ID, Type: fs.Type, FreeBefore: fs.Free,
 		}}
 		a.ids[fs.ID] = st
@@ -555,15 +561,13 @@ func (a *applier) blockSize(f *os.File, dev uint64, path string) (int64, error) 
 	return fs.BlockSize, nil
 }
 
-func (a *applier) kept(f *os.File) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, st := range a.order {
-		if st.file == f {
-			return true
-		}
+// dup returns a descriptor of f's file of its own.
+func dup(f *os.File) (*os.File, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: dup: %w", f.Name(), err)
 	}
-	return false
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
 
 // finish syncs every filesystem touched, measures its free space and

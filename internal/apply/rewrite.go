@@ -65,17 +65,14 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		return fail(plan.StatusSkipped, errors.New("rewriting is off (-rewrite-limit 0)"))
 	}
 	f, st, bs, err := a.open(w.File, nil)
+	if f != nil {
+		defer a.files.release(f, false)
+	}
 	if err != nil {
-		if f != nil && !a.kept(f) {
-			f.Close()
-		}
 		if stale(err) {
 			return fail(plan.StatusStale, err)
 		}
 		return fail(plan.StatusError, err)
-	}
-	if !a.kept(f) {
-		defer f.Close()
 	}
 	for _, s := range w.Copy {
 		r := w.File
