@@ -118,7 +118,7 @@ func (hs *handles) release(f *os.File, drop bool) {
 	if h == nil {
 		return
 	}
-	if drop {
+	if drop && hs.byID[h.key] == h {
 		delete(hs.byID, h.key) // not found again; closed below when unused
 	}
 	if h.refs--; h.refs > 0 {
