@@ -229,6 +229,10 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		if e, ok = s.stat(e); !ok {
 			return nil
 		}
+		// Listed with its directory's device, it may be on another: a
+		// file mounted over the one listed, from a filesystem the walk
+		// has not entered yet.
+		s.noteDevice(e.Path, e.Dev)
 	}
 	s.c.seen.Add(1)
 	vol := s.devs.of(e.Dev)

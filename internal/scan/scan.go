@@ -282,11 +282,12 @@ type scanner struct {
 	ru   *reuser
 	sv   *subvols
 
-	devs     devices  // st_dev -> volume, learnt by the walker
-	unread   pathList // paths not fully read, added by the walker and readers
-	inflight inflight // inodes met in this run, until the writer commits them
-	rootSeen []int64  // files met under each root; compare's own
-	rootKeys []string // what the walk sees of each root's subvolume (see subvols.rootKey)
+	devs     devices    // st_dev -> volume, learnt by the walker
+	noteMu   sync.Mutex // one noteDevice at a time: the walker's, compare's
+	unread   pathList   // paths not fully read, added by the walker and readers
+	inflight inflight   // inodes met in this run, until the writer commits them
+	rootSeen []int64    // files met under each root; compare's own
+	rootKeys []string   // what the walk sees of each root's subvolume (see subvols.rootKey)
 }
 
 // Run walks roots (absolute, clean paths), hashes what changed and records
@@ -593,8 +594,14 @@ func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bo
 // noteDevice learns the volume of st_dev dev, met at path, the first time
 // the walk meets it, records it and tells o.FS. A volume that cannot be
 // described keeps a name made of dev, which findsame leaves out. The
-// walker calls it (through subvols too); compare reads what it learnt.
+// walker calls it (through subvols too), and compare for a file it
+// stat'ed itself; compare reads what it learnt.
 func (s *scanner) noteDevice(path string, dev uint64) {
+	if s.devs.known(dev) {
+		return
+	}
+	s.noteMu.Lock()
+	defer s.noteMu.Unlock()
 	if s.devs.known(dev) {
 		return
 	}
