@@ -106,14 +106,9 @@ func (h *Reader) Hash(r io.Reader, sums []byte) ([]byte, int64, error) {
 	}
 }
 
-// sum appends the Sum of each block of b to sums.
+// sum appends the Sum of each block of b to sums: in lanes, where the
+// Reader has them, the full blocks that are not zero.
 func (h *Reader) sum(b []byte, sums []byte) []byte {
-	if h.lanes == nil {
-		for off := 0; off < len(b); off += h.bs {
-			sums = binary.LittleEndian.AppendUint64(sums, Sum(b[off:min(off+h.bs, len(b))]))
-		}
-		return sums
-	}
 	// The blocks queued in lanes say where their Sums go: sums grows
 	// once, here, and is not moved while they wait.
 	sums = slices.Grow(sums, (len(b)+h.bs-1)/h.bs*SumSize)
@@ -121,16 +116,15 @@ func (h *Reader) sum(b []byte, sums []byte) []byte {
 		block := b[off:min(off+h.bs, len(b))]
 		at := len(sums)
 		sums = sums[:at+SumSize]
-		switch {
-		case len(block) < h.bs: // a partial last block
-			binary.LittleEndian.PutUint64(sums[at:], Sum(block))
-		case isZero(block):
-			binary.LittleEndian.PutUint64(sums[at:], Zero)
-		default:
+		if h.lanes != nil && len(block) == h.bs && !isZero(block) {
 			h.lanes.add(block, at, sums)
+		} else {
+			binary.LittleEndian.PutUint64(sums[at:], Sum(block))
 		}
 	}
-	h.lanes.flush(sums)
+	if h.lanes != nil {
+		h.lanes.flush(sums)
+	}
 	return sums
 }
 
