@@ -3,7 +3,6 @@
 package pipeline
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -69,11 +68,7 @@ func TestImmutable(t *testing.T) {
 					"source":      {[]string{"b", "c"}, 8 * MiB, false, "3 files (0 changed since hashed, 0 already shared when hashed, 0 immutable)", 0},
 				}[mode]
 				var dsts []string
-				for line := range strings.Lines(planOut) {
-					var d struct{ Dst []struct{ Path string } }
-					if err := json.Unmarshal([]byte(line), &d); err != nil {
-						t.Fatal(err)
-					}
+				for _, d := range dedupeLines(t, planOut) {
 					for _, r := range d.Dst {
 						dsts = append(dsts, strings.TrimPrefix(r.Path, dir+"/"))
 					}

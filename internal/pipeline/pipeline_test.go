@@ -133,6 +133,23 @@ func allDone(t *testing.T, results string) {
 	}
 }
 
+// dedupeLines returns the dedupe lines of plan p, failing on a line that
+// does not parse.
+func dedupeLines(t *testing.T, p string) []*plan.Dedupe {
+	t.Helper()
+	var out []*plan.Dedupe
+	for line := range strings.Lines(p) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		if d, ok := rec.(*plan.Dedupe); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 const MiB = 1 << 20
 
 // metadataSlack is how much more than the data freed statfs may report:

@@ -44,14 +44,8 @@ func TestSnapshotsFreed(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "index.db")
 	planOut, results, applyErr := pipeline(t, db, mnt)
 	var estimate int64
-	for line := range strings.Lines(planOut) {
-		rec, err := plan.Parse([]byte(line))
-		if err != nil {
-			t.Fatalf("plan line %s: %v", line, err)
-		}
-		if d, ok := rec.(*plan.Dedupe); ok {
-			estimate += d.Freed
-		}
+	for _, d := range dedupeLines(t, planOut) {
+		estimate += d.Freed
 	}
 	allDone(t, results)
 	// Results say which destinations were in read-only snapshots.
@@ -119,15 +113,7 @@ func TestNoReadOnly(t *testing.T) {
 	}
 	var estimate int64
 	dsts := 0
-	for line := range strings.Lines(planOut) {
-		rec, err := plan.Parse([]byte(line))
-		if err != nil {
-			t.Fatalf("plan line %s: %v", line, err)
-		}
-		d, ok := rec.(*plan.Dedupe)
-		if !ok {
-			continue
-		}
+	for _, d := range dedupeLines(t, planOut) {
 		estimate += d.Freed
 		if !strings.HasPrefix(d.Src.Path, filepath.Join(mnt, "snap")+"/") {
 			t.Errorf("source %s; want a file of the read-only snapshot", d.Src.Path)
@@ -275,15 +261,9 @@ func TestNotSettledXFS(t *testing.T) {
 		t.Fatalf("findsame: exit %d\n%s\nwant 3 files, none settled", code, stderr)
 	}
 	var dsts []string
-	for line := range strings.Lines(planOut) {
-		rec, err := plan.Parse([]byte(line))
-		if err != nil {
-			t.Fatalf("plan line %s: %v", line, err)
-		}
-		if d, ok := rec.(*plan.Dedupe); ok {
-			for _, r := range d.Dst {
-				dsts = append(dsts, filepath.Base(r.Path))
-			}
+	for _, d := range dedupeLines(t, planOut) {
+		for _, r := range d.Dst {
+			dsts = append(dsts, filepath.Base(r.Path))
 		}
 	}
 	if strings.Join(dsts, " ") != "b" {
@@ -319,15 +299,9 @@ func TestReflinkedCopiesFreedXFS(t *testing.T) {
 	planOut, results, applyErr := pipeline(t, db, mnt)
 	estimate := planFreed(t, planOut)
 	unitOf := make(map[string]int64) // by destination
-	for line := range strings.Lines(planOut) {
-		rec, err := plan.Parse([]byte(line))
-		if err != nil {
-			t.Fatalf("plan line %s: %v", line, err)
-		}
-		if d, ok := rec.(*plan.Dedupe); ok {
-			for _, r := range d.Dst {
-				unitOf[filepath.Base(r.Path)] = d.Unit
-			}
+	for _, d := range dedupeLines(t, planOut) {
+		for _, r := range d.Dst {
+			unitOf[filepath.Base(r.Path)] = d.Unit
 		}
 	}
 	allDone(t, results)
