@@ -153,10 +153,11 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 		src := &files[group[0].f]
 		for _, w := range group[1:] {
 			d := &files[w.f]
-			if d.immutable && !inline(src) && !inline(d) && !sameStorage(d, src) && !d.keepSource {
-				d.refused = true
+			if inline(src) || inline(d) || sameStorage(d, src) || d.keepSource {
+				continue
 			}
-			if inline(src) || inline(d) || sameStorage(d, src) || d.keepSource || d.immutable {
+			if d.immutable {
+				d.refused = true
 				continue
 			}
 			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.Size, freed: wholeFreed(d)})
