@@ -5,8 +5,6 @@ import (
 	"os"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"same/internal/dedupe"
 	"same/internal/fsys"
 	"same/internal/plan"
@@ -57,7 +55,7 @@ func (hs *handles) open(r plan.Range) (*os.File, fsys.Stat, error) {
 	if h := hs.byID[key]; h != nil {
 		hs.take(h)
 		hs.mu.Unlock()
-		st, err := recheck(h.f, r.Identity)
+		st, err := dedupe.Recheck(h.f, r.Identity)
 		if err != nil {
 			hs.release(h.f, true)
 			return nil, st, err
@@ -88,24 +86,6 @@ func (hs *handles) take(h *handle) {
 		h.at = nil
 	}
 	h.refs++
-}
-
-// recheck returns the stat of f, opened as the file that id describes,
-// or a *dedupe.StaleError if its size or mtime changed since.
-func recheck(f *os.File, id fsys.Identity) (fsys.Stat, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fsys.Stat{}, err
-	}
-	s := fsys.FromStat(&st)
-	m, err := id.Check(s, func() (fsys.Volume, error) { return id.Vol, nil })
-	if err != nil {
-		return s, err
-	}
-	if m != nil {
-		return s, &dedupe.StaleError{Field: m.Field, Got: m.Got, Want: m.Want}
-	}
-	return s, nil
 }
 
 // release gives back a file open returned; drop closes it once no line

@@ -107,6 +107,17 @@ func OpenStat(path string, want fsys.Identity) (*os.File, fsys.Stat, error) {
 	return f, fsys.FromStat(&h.Stat), nil
 }
 
+// Recheck checks f, which OpenStat opened as the file want describes,
+// against want again, and returns its stat: a *StaleError if its size or
+// mtime changed since. Its volume is the one OpenStat checked.
+func Recheck(f *os.File, want fsys.Identity) (fsys.Stat, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fsys.Stat{}, fmt.Errorf("fstat: %w", err)
+	}
+	return fsys.FromStat(&st), check(&st, want, func() (fsys.Volume, error) { return want.Vol, nil })
+}
+
 // lookup returns an O_PATH handle of path, reached with no symlink
 // followed, and refuses a symlink at the end as open(2) with O_NOFOLLOW
 // would (ELOOP).

@@ -20,6 +20,11 @@ func OpenStat(path string, want fsys.Identity) (*os.File, fsys.Stat, error) {
 	return nil, fsys.Stat{}, ErrUnsupported
 }
 
+// Recheck returns ErrUnsupported.
+func Recheck(f *os.File, want fsys.Identity) (fsys.Stat, error) {
+	return fsys.Stat{}, ErrUnsupported
+}
+
 // IdentityOf returns ErrUnsupported.
 func IdentityOf(path string) (fsys.Identity, error) { return fsys.Identity{}, ErrUnsupported }
 
