@@ -356,7 +356,27 @@ func (ix *Index) setUp(create bool) error {
 	if id.appID == ApplicationID && id.version == latest {
 		return nil
 	}
-	return ix.migrate(create)
+	if err := ix.migrate(create); err != nil {
+		return err
+	}
+	if id.version > 0 {
+		ix.noteUpgrade(id.version, latest)
+	}
+	return nil
+}
+
+// noteUpgrade tells, among the warnings, that an index was migrated from
+// version from to to, and how much of its file the migrations left free
+// (013_blocks_rowid.sql copies every sum): later writes reuse it, and
+// VACUUM gives it back to the filesystem.
+func (ix *Index) noteUpgrade(from, to int) {
+	var free int64
+	ix.db.QueryRow("SELECT (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size())").Scan(&free)
+	msg := fmt.Sprintf("index %s upgraded from format %d to %d", ix.path, from, to)
+	if free >= 1<<20 {
+		msg += fmt.Sprintf("; %d MiB of the file is now free pages, which later writes reuse (SQLite's VACUUM gives them back to the filesystem)", free>>20)
+	}
+	ix.warnings = append(ix.warnings, msg)
 }
 
 // wal puts the database in WAL mode. Two connections switching a

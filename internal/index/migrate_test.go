@@ -1,13 +1,17 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"same/internal/blockhash"
 	"same/internal/fsys"
 	"same/schema"
 )
@@ -39,6 +43,9 @@ func TestMigrateV2(t *testing.T) {
 
 	ix := openT(t, path)
 	checkCurrent(t, ix)
+	if got, want := ix.Warnings(), []string{fmt.Sprintf("index %s upgraded from format 2 to %d", path, Version())}; !slices.Equal(got, want) {
+		t.Errorf("Warnings() = %q; want %q", got, want)
+	}
 	ctx := context.Background()
 	var files []File
 	if err := ix.Files(ctx, func(f File) error { files = append(files, f); return nil }); err != nil {
@@ -67,5 +74,67 @@ func TestMigrateV2(t *testing.T) {
 	var check string
 	if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
 		t.Errorf("integrity_check = %q, %v", check, err)
+	}
+}
+
+// An index of version 12, whose blocks lay in the b-tree of their key, is
+// migrated to a table of its own with the same sums, read in the same
+// order, and the upgrade is told with the space the copy left free.
+func TestMigrateBlocksRowid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db := dbAtVersion(t, path, 12)
+	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096)")
+	sqlExec(t, db, `INSERT INTO files(id, path, vol, ino, size, mtime, ctime, nocow, changed) VALUES
+		(1, '/a', 1, 100, 1, 1, 1, 0, 1), (2, '/b', 1, 101, 1, 1, 1, 0, 1), (3, '/c', 1, 102, 1, 1, 1, 0, 1)`)
+	// Full chunks of random sums, three of file 2: 2.5 MiB in all, and
+	// each row spills over onto overflow pages.
+	r := rand.New(rand.NewPCG(1, 2))
+	chunk := func() []byte {
+		b := make([]byte, ChunkBlocks*blockhash.SumSize)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return b
+	}
+	want := map[int64][]byte{}
+	for _, fc := range []struct{ file, chunks int64 }{{2, 3}, {1, 1}, {3, 1}} {
+		for c := range fc.chunks {
+			b := chunk()
+			sqlExec(t, db, "INSERT INTO blocks(file, chunk, hashes) VALUES(?, ?, ?)", fc.file, c, b)
+			want[fc.file] = append(want[fc.file], b...)
+		}
+	}
+	db.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ix := openT(t, path)
+	checkCurrent(t, ix)
+	for id, w := range want {
+		if got, err := ix.Sums(context.Background(), id); err != nil || !bytes.Equal(got, w) {
+			t.Errorf("Sums(%d) = %d bytes, %v; want the %d bytes written", id, len(got), err, len(w))
+		}
+	}
+	wantScan := []string{
+		fmt.Sprintf("[1]@0:%x", want[1][:8]),
+		fmt.Sprintf("[2]@0:%x", want[2][:8]),
+		fmt.Sprintf("[2]@%d:%x", ChunkBlocks, want[2][ChunkBlocks*blockhash.SumSize:][:8]),
+		fmt.Sprintf("[2]@%d:%x", 2*ChunkBlocks, want[2][2*ChunkBlocks*blockhash.SumSize:][:8]),
+		fmt.Sprintf("[3]@0:%x", want[3][:8]),
+	}
+	if got := scanned(t, ix); !slices.Equal(got, wantScan) {
+		t.Errorf("ScanSums after migrating: %q, want %q", got, wantScan)
+	}
+	var free int64
+	if err := ix.DB().QueryRow("SELECT (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size())").Scan(&free); err != nil {
+		t.Fatal(err)
+	}
+	if free < 2<<20 {
+		t.Errorf("%d bytes of free pages after copying 2.5 MiB of sums; want the old table's", free)
+	}
+	wantWarn := fmt.Sprintf("index %s upgraded from format 12 to %d; %d MiB of the file is now free pages, which later writes reuse (SQLite's VACUUM gives them back to the filesystem)", path, Version(), free>>20)
+	if got := ix.Warnings(); !slices.Equal(got, []string{wantWarn}) {
+		t.Errorf("Warnings() = %q; want %q", got, []string{wantWarn})
 	}
 }
