@@ -186,14 +186,16 @@ const largeIndex = 64 << 20
 
 // finder holds what the stages of Find share.
 type finder struct {
-	ctx    context.Context
-	ix     *index.Index
-	o      *Options
-	bs     int64
-	files  []file
-	byID   map[int64]int
-	sum    *Summary
-	tmpdir string
+	ctx   context.Context
+	ix    *index.Index
+	o     *Options
+	bs    int64
+	files []file
+	byID  map[int64]int
+	// sources is what grouping reads of the files.
+	sources sources
+	sum     *Summary
+	tmpdir  string
 	// mapped marks the files that some mapping names: grouping fills it
 	// in.
 	mapped []bool
@@ -262,7 +264,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
 	f := &finder{ctx: ctx, ix: ix, o: &o, bs: bs, files: files, byID: byID, sum: &sum,
-		tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
+		sources: newSources(files), tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
 	f.tab = f.openTable(seq)
 	defer f.tab.close()
 	err = errGroupAll
