@@ -445,22 +445,11 @@ func (ix *Index) migrateOne(all []migration, create bool) (done bool, err error)
 	if id.version > len(all) {
 		return false, newerError(id.version, len(all))
 	}
+	var m *migration
 	if id.version < len(all) {
-		m := all[id.version]
-		body, err := schema.FS.ReadFile(m.name)
-		if err != nil {
-			return false, err
-		}
-		if _, err := tx.Exec(string(body)); err != nil {
-			return false, fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
-		}
-		if fill := fills[m.version]; fill != nil {
-			if err := fill(tx); err != nil {
-				return false, fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
-			}
-		}
-		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
-			return false, err
+		m = &all[id.version]
+		if err := apply(tx, *m); err != nil {
+			return false, ix.migrationError(*m, err)
 		}
 	}
 	if id.appID != ApplicationID {
@@ -469,9 +458,52 @@ func (ix *Index) migrateOne(all []migration, create bool) (done bool, err error)
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		if m != nil {
+			// With a large page cache, the pages are written at commit.
+			err = ix.migrationError(*m, err)
+		}
 		return false, err
 	}
 	return id.version+1 >= len(all), nil
+}
+
+// apply applies migration m in tx: its SQL, what it computes in Go, and
+// its version.
+func apply(tx *sql.Tx, m migration) error {
+	body, err := schema.FS.ReadFile(m.name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(string(body)); err != nil {
+		return err
+	}
+	if fill := fills[m.version]; fill != nil {
+		if err := fill(tx); err != nil {
+			return err
+		}
+	}
+	_, err = tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", m.version))
+	return err
+}
+
+// migrationError says which migration failed, and what a full disk means
+// for the one that copies every sum (the transaction is rolled back).
+func (ix *Index) migrationError(m migration, err error) error {
+	err = fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
+	var se *sqlite.Error
+	if m.version == 13 && errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		err = fmt.Errorf("%w: the upgrade copies the index's block sums (%d MiB) and needs about twice that free where the index is; nothing was changed", err, ix.sumBytes()>>20)
+	}
+	return err
+}
+
+// sumBytes returns the bytes of block sums the index stores (0 if that
+// cannot be read): reading a blob's length reads no more than its row's
+// first page.
+func (ix *Index) sumBytes() int64 {
+	var n int64
+	ix.db.QueryRow("SELECT coalesce(sum(length(hashes)), 0) FROM blocks").Scan(&n)
+	return n
 }
 
 // fills are what a migration computes in Go after its SQL, in the same

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"same/internal/blockhash"
 	"same/internal/fsys"
 	"same/schema"
@@ -136,5 +138,72 @@ func TestMigrateBlocksRowid(t *testing.T) {
 	wantWarn := fmt.Sprintf("index %s upgraded from format 12 to %d; %d MiB of the file is now free pages, which later writes reuse (SQLite's VACUUM gives them back to the filesystem)", path, Version(), free>>20)
 	if got := ix.Warnings(); !slices.Equal(got, []string{wantWarn}) {
 		t.Errorf("Warnings() = %q; want %q", got, []string{wantWarn})
+	}
+}
+
+// The upgrade to schema 13 copies every sum. Where the disk cannot hold
+// the copy, opening the index fails, with either page cache (Open's
+// writes at commit, OpenExisting's as it goes), saying what it needs; the
+// index is left as it was, and opens once there is room.
+func TestMigrateDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("same-test", mnt, "tmpfs", 0, "size=16m,mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, 0) })
+	path := filepath.Join(mnt, "index.db")
+	db := dbAtVersion(t, path, 12)
+	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096)")
+	sqlExec(t, db, "INSERT INTO files(id, path, vol, ino, size, mtime, ctime, nocow, changed) VALUES(1, '/a', 1, 100, 1, 1, 1, 0, 1)")
+	r := rand.New(rand.NewPCG(3, 4))
+	var want []byte
+	for c := range 8 { // 4 MiB
+		b := make([]byte, ChunkBlocks*blockhash.SumSize)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		sqlExec(t, db, "INSERT INTO blocks(file, chunk, hashes) VALUES(1, ?, ?)", c, b)
+		want = append(want, b...)
+	}
+	db.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Leave 2 MiB free.
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	fill := filepath.Join(mnt, "fill")
+	if err := os.WriteFile(fill, make([]byte, int64(st.Bavail)*st.Bsize-2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := "open index " + path + ": migrate to version 13 (013_blocks_rowid.sql): database or disk is full (13): the upgrade copies the index's block sums (4 MiB) and needs about twice that free where the index is; nothing was changed"
+	for name, open := range map[string]func(string) (*Index, error){"Open": Open, "OpenExisting": OpenExisting} {
+		ix, err := open(path)
+		if err == nil {
+			ix.Close()
+		}
+		if err == nil || err.Error() != wantErr {
+			t.Errorf("%s on a full disk = %v; want %q", name, err, wantErr)
+		}
+	}
+	raw := rawDB(t, path)
+	var v int
+	if err := raw.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 12 {
+		t.Errorf("user_version after the failed upgrades = %d, %v; want 12", v, err)
+	}
+	raw.Close()
+
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	ix := openT(t, path)
+	checkCurrent(t, ix)
+	if got, err := ix.Sums(context.Background(), 1); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("Sums(1) after the upgrade = %d bytes, %v; want the %d bytes written", len(got), err, len(want))
 	}
 }
