@@ -251,10 +251,14 @@ func (f *finder) groups(pairs []pair) error {
 
 // someGroups is groups, but with only set it adds only the mappings that
 // name one of newer (sorted): see regroup. It marks the files of every
-// mapping all the same.
+// mapping all the same, and the sources for the table written.
 func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 	maps := f.groupMaps[:0]
 	defer func() { f.groupMaps = maps[:0] }()
+	var sources []bool // of the table written, if any (see finder.sourced)
+	if t := f.tab; t != nil && t.w != nil {
+		sources = t.sources
+	}
 	for i := 0; i < len(pairs); {
 		j := i + 1
 		for j < len(pairs) && pairs[j].sum == pairs[i].sum {
@@ -265,6 +269,9 @@ func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 			for _, m := range maps {
 				f.mapped[m.dst.file()] = true
 				f.mapped[m.src.file()] = true
+				if sources != nil {
+					sources[m.src.file()] = true
+				}
 				if only {
 					if _, ok := slices.BinarySearch(newer, m.dst); !ok {
 						if _, ok := slices.BinarySearch(newer, m.src); !ok {

@@ -36,6 +36,13 @@ import (
 // see settle) or found stale; with recorded extents, every file with a
 // mapping chain found shareable.
 //
+// A group made again adds only the mappings that name a member it did not
+// have at the last run, unless it lost one that may have been its source:
+// the others are the last run's (see finish in regroup). The table keeps
+// the rank of every file that was the source of a group, so that a group
+// that lost only members ranked below one it kept is not mapped again
+// whole.
+//
 // The index's instance and the options that shape groups make the
 // table's key: a table of another key (of another index made at the same
 // path since, or of other options) is not used, and the run groups every
@@ -77,6 +84,11 @@ type table struct {
 	// index, the files among them (whose entries w leaves out).
 	aliases []sumtab.Alias
 	aliased []bool
+	// sources marks, by file index, the files this run found the source
+	// of a group, and was those the last table ranked as sources (when
+	// only what changed was regrouped, the groups not made again keep
+	// theirs): the table w writes keeps their ranks.
+	sources, was []bool
 }
 
 // alias records, for the table being written, that file fi holds the
@@ -207,6 +219,15 @@ func (f *finder) createTable(asDelta bool) {
 	}
 	t.w = w
 	t.aliases, t.aliased = nil, make([]bool, len(f.files))
+	t.sources = make([]bool, len(f.files))
+}
+
+// sourced records, for the table being written, that file fi is, or may
+// be, the source of a group.
+func (f *finder) sourced(fi int) {
+	if t := f.tab; t != nil && t.w != nil {
+		t.sources[fi] = true
+	}
 }
 
 // keep adds pairs, sorted, to the base table a full run writes.
@@ -345,9 +366,10 @@ func (f *finder) regroup() (err error) {
 	var g []pair          // the group of the sum at hand
 	var es []sumtab.Entry // entries for w of the sum at hand
 	// newer holds the members of g that were not members at the last run
-	// (regrouped, or clones joining), and lostOne says it lost a member.
+	// (regrouped, or clones joining), and lostRank is the highest rank of
+	// the members it lost that were the source of a group (0: none).
 	var newer []loc
-	lostOne := false
+	var lostRank uint64
 	put := func(e sumtab.Entry) {
 		if w != nil {
 			es = append(es, e)
@@ -386,14 +408,36 @@ func (f *finder) regroup() (err error) {
 	}
 	// join adds the pair of sum s at block b of file i, a member of its
 	// group now, to g, with the clones of the file, which take root's
-	// entries as theirs.
+	// entries as theirs. A clone may lead a group it joins without the
+	// group being made again (it ranks as its origin does, and may come
+	// first by path): the table written counts it among the sources.
 	join := func(s uint64, i int, b uint32, root int) {
 		g = append(g, pair{s, mkloc(i, int64(b))})
 		for _, c := range clones[i] {
 			g = append(g, pair{s, mkloc(c, int64(b))})
 			newer = append(newer, mkloc(c, int64(b)))
 			f.alias(c, root)
+			f.sourced(c)
 		}
+	}
+	// The ranks of the lost files that were the source of a group, as
+	// the last run ranked them; and the files kept that were.
+	lostRanks := make(map[uint32]uint64)
+	t.was = make([]bool, n)
+	if err := last.Ranks(func(r sumtab.Rank) {
+		switch {
+		case int64(r.File) > maxID || state[r.File] == lost:
+			lostRanks[r.File] = r.Rank
+		case pos[r.File] >= 0:
+			t.was[pos[r.File]] = true
+		}
+	}); err != nil {
+		f.o.warn(t.path, fmt.Errorf("%w: every sum grouped again", err))
+		return errGroupAll
+	}
+	// gone notes that the group at hand lost a member, file id.
+	gone := func(id uint32) {
+		lostRank = max(lostRank, lostRanks[id])
 	}
 	// add adds e to g if it is a member of its group now, with the
 	// aliases and clones of its file, and reports whether e is void and
@@ -408,12 +452,16 @@ func (f *finder) regroup() (err error) {
 		}
 		void = st == lost
 		lostM = void
+		if void {
+			gone(e.File)
+		}
 		for _, c := range aliasesOf[e.File] {
-			switch state[f.files[c].id] {
+			switch id := f.files[c].id; state[id] {
 			case member, withClones:
 				join(e.Sum, c, e.Block, int(pos[e.File]))
 			case lost:
 				lostM = true
+				gone(uint32(id))
 			}
 		}
 		return void, lostM
@@ -490,21 +538,21 @@ func (f *finder) regroup() (err error) {
 	// its mappings again if it is touched (it lost a member, or holds a
 	// regrouped one); and writes its entries.
 	//
-	// A touched group that lost no member holds every member it held at
-	// the last run, with the same files, sizes and order: if its source
-	// is one of those, it was the source then too, and the mappings
-	// between two such members are the last run's, none of which could be
-	// deduplicated (both files would have been left unsettled, and so be
-	// regrouped). Only the mappings naming a newer member are added; the
-	// files of the others are marked all the same, so that their extents
-	// are looked at, as a full run would.
+	// A touched group that lost no member that may have been its source
+	// holds its source of the last run and every other member it held
+	// then but those it lost, with the same files, sizes and order: if
+	// its source is one of those, it was the source then too, and the
+	// mappings between two such members are the last run's, none of
+	// which could be deduplicated (both files would have been left
+	// unsettled, and so be regrouped). Only the mappings naming a newer
+	// member are added; the files of the others are marked all the same,
+	// so that their extents are looked at, as a full run would.
 	finish := func(s uint64, base []sumtab.Entry) error {
-		touched := false
+		touched, lostMember := false, false
 		for _, e := range base {
 			void, lost := add(e)
-			if lost {
-				touched, lostOne = true, true
-			}
+			touched = touched || lost
+			lostMember = lostMember || lost
 			if !void && baseKept {
 				put(e)
 			}
@@ -513,7 +561,7 @@ func (f *finder) regroup() (err error) {
 			seen++
 			void, lost := add(de)
 			touched = touched || lost
-			lostOne = lostOne || lost
+			lostMember = lostMember || lost
 			if !void {
 				put(de)
 			}
@@ -530,14 +578,18 @@ func (f *finder) regroup() (err error) {
 		if touched && len(g) > 1 {
 			sortPairs(g)
 			slices.Sort(newer)
-			if err := f.someGroups(g, !lostOne, newer); err != nil {
+			lostSource := lostRank > 0 && f.mayHaveLed(lostRank, g, newer)
+			if lostMember && !lostSource {
+				f.sum.Partial++
+			}
+			if err := f.someGroups(g, !lostSource, newer); err != nil {
 				return err
 			}
 		}
 		if len(es) > 0 {
 			w.Add(es...)
 		}
-		g, es, newer, lostOne = g[:0], es[:0], newer[:0], false
+		g, es, newer, lostRank = g[:0], es[:0], newer[:0], 0
 		return nil
 	}
 	// The base streams by in batches. Most of its groups are left as
@@ -678,6 +730,38 @@ func (f *finder) regroup() (err error) {
 	return f.maps.done()
 }
 
+// mayHaveLed reports whether a member lost by group g (sorted), ranked
+// rank as a source at the last run, may have been its source: whether it
+// ranked as high as the best member of some class of g's members then
+// (those not in newer, sorted), which keep their ranks. A tie may have
+// gone either way (the first by path led).
+func (f *finder) mayHaveLed(rank uint64, g []pair, newer []loc) bool {
+	type best struct {
+		class int32
+		rank  uint64
+	}
+	var bs []best
+	for _, p := range g {
+		if _, ok := slices.BinarySearch(newer, p.at); ok {
+			continue
+		}
+		fi := p.at.file()
+		c, r := f.sources.class[fi], f.sources.rank[fi]
+		k := slices.IndexFunc(bs, func(b best) bool { return b.class == c })
+		if k < 0 {
+			bs = append(bs, best{c, r})
+		} else {
+			bs[k].rank = max(bs[k].rank, r)
+		}
+	}
+	for _, b := range bs {
+		if rank >= b.rank {
+			return true
+		}
+	}
+	return false
+}
+
 // baseBatch is the most entries of the base regroup looks at in one batch
 // (tests make it small, to cut groups across batches).
 var baseBatch = math.MaxInt
@@ -750,21 +834,25 @@ func (f *finder) commitTable() {
 	if t == nil || t.w == nil {
 		return
 	}
-	var files, unsettled sumtab.Set
+	var sets sumtab.Sets
+	var ranks []sumtab.Rank
 	for i := range f.files {
 		fl := &f.files[i]
-		files.Add(fl.id)
+		sets.Files.Add(fl.id)
 		if (f.o.Live && f.mapped[i]) || (!f.o.Live && t.need[i]) {
-			unsettled.Add(fl.id)
+			sets.Unsettled.Add(fl.id)
+		}
+		if t.sources[i] || (t.regrouped >= 0 && t.was[i]) {
+			ranks = append(ranks, sumtab.Rank{File: uint32(fl.id), Rank: f.sources.rank[i]})
 		}
 	}
-	var superseded sumtab.Set
+	slices.SortFunc(ranks, func(a, b sumtab.Rank) int { return cmp.Compare(a.File, b.File) })
 	delta := t.w.Delta()
 	if delta {
-		superseded = t.superseded
+		sets.Superseded = t.superseded
 	}
 	slices.SortFunc(t.aliases, func(a, b sumtab.Alias) int { return cmp.Compare(a.File, b.File) })
-	err := t.w.Commit(files, unsettled, superseded, t.aliases)
+	err := t.w.Commit(sets, ranks, t.aliases)
 	t.w = nil
 	if err != nil {
 		f.o.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))

@@ -101,7 +101,11 @@ type Summary struct {
 	// Cloned counts the files that joined the groups of the file they
 	// were copied from instead (see clones).
 	Regrouped, Cloned int
-	Skipped           int // files left out: changed or gone since hashed
+	// Partial counts the groups such a run made again that had lost
+	// members, none of which may have been their source: it added only
+	// the mappings that name a new member (see regroup).
+	Partial int
+	Skipped int // files left out: changed or gone since hashed
 	// Immutable counts the files with the immutable attribute left out
 	// as destinations (see file.immutable).
 	Immutable int

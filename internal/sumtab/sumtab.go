@@ -7,7 +7,9 @@
 // With it are the sets a re-run needs to know what it may trust: the
 // files the table covers, the files that were left unsettled (a block
 // they share with another file was not stored once yet), in a delta, the
-// files whose entries in the base table are void, and the aliases: files
+// files whose entries in the base table are void, the rank of each file
+// that was the source of a group (so that a group that lost a member
+// ranked below its source keeps it), and the aliases: files
 // that hold another's sums block for block (a file of a snapshot, as the
 // index records it), whose entries are that file's, not stored again.
 //
@@ -30,6 +32,9 @@
 //	entries   16 bytes each: sum uint64, file uint32, block uint32
 //	sets      Files, Unsettled, Superseded: each a uint64 count n of
 //	          words, then n uint64 words of a bitmap by file id
+//	ranks     a uint64 count n, then n pairs of uint64 words, a file id
+//	          and its rank, by file id: the files that were the source
+//	          of a group
 //	aliases   a uint64 count n, then n uint64 words, each a file id
 //	          (high 32 bits) and the id whose entries are its (low 32)
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
@@ -55,7 +60,7 @@ const (
 	magic    = "SAMESUM1"
 	endMagic = "SAMEEND1"
 	// Version is the format's version: a table of another is not used.
-	Version = 2
+	Version = 3
 	// EntrySize is the size of one entry on disk.
 	EntrySize   = 16
 	trailerSize = 8 + 4 + 8 + 8
@@ -117,18 +122,34 @@ func (s *Set) Add(id int64) {
 	(*s)[w] |= 1 << (uint64(id) % 64)
 }
 
-// Table is a table opened for reading.
-type Table struct {
-	Header
+// Sets are the sets of file ids a table holds.
+type Sets struct {
 	Files      Set // files whose sums the table (with its base) holds
 	Unsettled  Set // files left unsettled by the run that wrote it
 	Superseded Set // in a delta: files whose entries in the base are void
+}
+
+func (s *Sets) all() []*Set { return []*Set{&s.Files, &s.Unsettled, &s.Superseded} }
+
+// Table is a table opened for reading.
+type Table struct {
+	Header
+	Sets
 	// Aliases are the files whose entries are another's, as of this
 	// table (in a delta, all of them, not only those since the base).
 	Aliases []Alias
 	f       *os.File
 	sets    int64  // where the sets start
 	crc     uint32 // the entries' checksum
+	ranks   int64  // where the ranks start, and how many there are
+	nranks  uint64
+}
+
+// A Rank is the rank of a file that was the source of a group, as the
+// run that wrote the table ranked it.
+type Rank struct {
+	File uint32
+	Rank uint64
 }
 
 // ErrNotOurs marks a table that another user owns, or that others may
@@ -202,7 +223,8 @@ func (t *Table) readMeta() error {
 		return ErrFormat
 	}
 	r := bufio.NewReader(io.NewSectionReader(t.f, t.sets, st.Size()-trailerSize-t.sets))
-	for _, s := range []*Set{&t.Files, &t.Unsettled, &t.Superseded} {
+	at := t.sets
+	for _, s := range t.Sets.all() {
 		var n uint64
 		if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size()) {
 			return ErrFormat
@@ -211,6 +233,16 @@ func (t *Table) readMeta() error {
 		if err := binary.Read(r, binary.LittleEndian, []uint64(*s)); err != nil {
 			return ErrFormat
 		}
+		at += 8 + 8*int64(n)
+	}
+	// The ranks are read when asked for (Rank): a re-run needs those of
+	// the few files that changed.
+	if err := binary.Read(r, binary.LittleEndian, &t.nranks); err != nil || t.nranks > uint64(st.Size())/16 {
+		return ErrFormat
+	}
+	t.ranks = at + 8
+	if _, err := r.Discard(int(16 * t.nranks)); err != nil {
+		return ErrFormat
 	}
 	var n uint64
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size())/8 {
@@ -223,6 +255,20 @@ func (t *Table) readMeta() error {
 	t.Aliases = make([]Alias, n)
 	for i, w := range words {
 		t.Aliases[i] = Alias{File: uint32(w >> 32), Of: uint32(w)}
+	}
+	return nil
+}
+
+// Ranks calls fn with the rank of each file that was the source of a
+// group as of the table, in file id order.
+func (t *Table) Ranks(fn func(Rank)) error {
+	r := bufio.NewReader(io.NewSectionReader(t.f, t.ranks, 16*int64(t.nranks)))
+	var w [2]uint64
+	for range t.nranks {
+		if err := binary.Read(r, binary.LittleEndian, w[:]); err != nil {
+			return fmt.Errorf("table of sums: ranks: %w", err)
+		}
+		fn(Rank{File: uint32(w[0]), Rank: w[1]})
 	}
 	return nil
 }
@@ -377,17 +423,21 @@ func (w *Writer) Abort() {
 	os.Remove(w.f.Name())
 }
 
-// Commit writes the sets and the aliases and renames the table into
-// place.
-func (w *Writer) Commit(files, unsettled, superseded Set, aliases []Alias) error {
+// Commit writes the sets, the ranks (in file id order) and the aliases,
+// and renames the table into place.
+func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 	if w.err != nil {
 		w.Abort()
 		return fmt.Errorf("table of sums: %w", w.err)
 	}
 	off := w.start + w.h.Entries*EntrySize
-	for _, s := range []Set{files, unsettled, superseded} {
-		binary.Write(w.w, binary.LittleEndian, uint64(len(s)))
-		binary.Write(w.w, binary.LittleEndian, []uint64(s))
+	for _, s := range sets.all() {
+		binary.Write(w.w, binary.LittleEndian, uint64(len(*s)))
+		binary.Write(w.w, binary.LittleEndian, []uint64(*s))
+	}
+	binary.Write(w.w, binary.LittleEndian, uint64(len(ranks)))
+	for _, r := range ranks {
+		binary.Write(w.w, binary.LittleEndian, [2]uint64{uint64(r.File), r.Rank})
 	}
 	words := make([]uint64, len(aliases))
 	for i, a := range aliases {

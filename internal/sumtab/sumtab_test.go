@@ -28,12 +28,13 @@ func TestRoundTrip(t *testing.T) {
 	if err := w.Add(want[1000:]...); err != nil {
 		t.Fatal(err)
 	}
-	var files, unsettled Set
-	files.Add(3)
-	files.Add(200)
-	unsettled.Add(64)
+	var sets Sets
+	sets.Files.Add(3)
+	sets.Files.Add(200)
+	sets.Unsettled.Add(64)
+	ranks := []Rank{{3, 77}, {5, 1 << 63}, {1<<32 - 1, 2}}
 	aliases := []Alias{{File: 9, Of: 3}, {File: 1<<32 - 1, Of: 200}}
-	if err := w.Commit(files, unsettled, nil, aliases); err != nil {
+	if err := w.Commit(sets, ranks, aliases); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
@@ -48,7 +49,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("header %+v", tb.Header)
 	}
 	if !tb.Files.Has(3) || !tb.Files.Has(200) || tb.Files.Has(4) || tb.Files.Has(1<<40) || !tb.Unsettled.Has(64) || tb.Unsettled.Has(63) || tb.Superseded.Has(0) {
-		t.Errorf("sets %v %v %v", tb.Files, tb.Unsettled, tb.Superseded)
+		t.Errorf("sets %+v", tb.Sets)
+	}
+	var gotRanks []Rank
+	if err := tb.Ranks(func(r Rank) { gotRanks = append(gotRanks, r) }); err != nil || !slices.Equal(gotRanks, ranks) {
+		t.Errorf("ranks %v, %v; want %v", gotRanks, err, ranks)
 	}
 	if !slices.Equal(tb.Aliases, aliases) {
 		t.Errorf("aliases %v, want %v", tb.Aliases, aliases)
@@ -77,7 +82,7 @@ func TestDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Add(Entry{Sum: 1}, Entry{Sum: 2, File: 1})
-	if err := w.Commit(nil, nil, nil, nil); err != nil {
+	if err := w.Commit(Sets{}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
@@ -109,7 +114,7 @@ func TestOutOfOrder(t *testing.T) {
 	}
 	w.Add(Entry{Sum: 5})
 	w.Add(Entry{Sum: 4})
-	if err := w.Commit(nil, nil, nil, nil); err == nil || err.Error() != "table of sums: entries out of order" {
+	if err := w.Commit(Sets{}, nil, nil); err == nil || err.Error() != "table of sums: entries out of order" {
 		t.Errorf("Commit: %v", err)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 0 {
@@ -123,7 +128,7 @@ func TestNotOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Commit(nil, nil, nil, nil); err != nil {
+	if err := w.Commit(Sets{}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(path, 0o622)
