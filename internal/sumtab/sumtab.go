@@ -235,8 +235,8 @@ func (t *Table) readMeta() error {
 		}
 		at += 8 + 8*int64(n)
 	}
-	// The ranks are read when asked for (Rank): a re-run needs those of
-	// the few files that changed.
+	// The ranks are read when asked for (Ranks): a re-run keeps only
+	// those of the files lost and marks the others.
 	if err := binary.Read(r, binary.LittleEndian, &t.nranks); err != nil || t.nranks > uint64(st.Size())/16 {
 		return ErrFormat
 	}
@@ -262,13 +262,17 @@ func (t *Table) readMeta() error {
 // Ranks calls fn with the rank of each file that was the source of a
 // group as of the table, in file id order.
 func (t *Table) Ranks(fn func(Rank)) error {
-	r := bufio.NewReader(io.NewSectionReader(t.f, t.ranks, 16*int64(t.nranks)))
-	var w [2]uint64
-	for range t.nranks {
-		if err := binary.Read(r, binary.LittleEndian, w[:]); err != nil {
+	r := io.NewSectionReader(t.f, t.ranks, 16*int64(t.nranks))
+	w := make([]uint64, 2*min(t.nranks, 1<<12))
+	for left := t.nranks; left > 0; {
+		batch := w[:2*min(left, uint64(len(w)/2))]
+		if err := binary.Read(r, binary.LittleEndian, batch); err != nil {
 			return fmt.Errorf("table of sums: ranks: %w", err)
 		}
-		fn(Rank{File: uint32(w[0]), Rank: w[1]})
+		for i := 0; i < len(batch); i += 2 {
+			fn(Rank{File: uint32(batch[i]), Rank: batch[i+1]})
+		}
+		left -= uint64(len(batch) / 2)
 	}
 	return nil
 }
@@ -435,10 +439,12 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 		binary.Write(w.w, binary.LittleEndian, uint64(len(*s)))
 		binary.Write(w.w, binary.LittleEndian, []uint64(*s))
 	}
-	binary.Write(w.w, binary.LittleEndian, uint64(len(ranks)))
+	rw := make([]uint64, 0, 2*len(ranks))
 	for _, r := range ranks {
-		binary.Write(w.w, binary.LittleEndian, [2]uint64{uint64(r.File), r.Rank})
+		rw = append(rw, uint64(r.File), r.Rank)
 	}
+	binary.Write(w.w, binary.LittleEndian, uint64(len(ranks)))
+	binary.Write(w.w, binary.LittleEndian, rw)
 	words := make([]uint64, len(aliases))
 	for i, a := range aliases {
 		words[i] = uint64(a.File)<<32 | uint64(a.Of)

@@ -32,7 +32,12 @@ func TestRoundTrip(t *testing.T) {
 	sets.Files.Add(3)
 	sets.Files.Add(200)
 	sets.Unsettled.Add(64)
-	ranks := []Rank{{3, 77}, {5, 1 << 63}, {1<<32 - 1, 2}}
+	// More ranks than Ranks reads at a time.
+	ranks := []Rank{{3, 77}, {5, 1 << 63}}
+	for id := range uint32(5000) {
+		ranks = append(ranks, Rank{File: 10 + 3*id, Rank: uint64(id) << 1})
+	}
+	ranks = append(ranks, Rank{1<<32 - 1, 2})
 	aliases := []Alias{{File: 9, Of: 3}, {File: 1<<32 - 1, Of: 200}}
 	if err := w.Commit(sets, ranks, aliases); err != nil {
 		t.Fatal(err)
