@@ -370,8 +370,7 @@ func (ix *Index) setUp(create bool) error {
 // (013_blocks_rowid.sql copies every sum): later writes reuse it, and
 // VACUUM gives it back to the filesystem.
 func (ix *Index) noteUpgrade(from, to int) {
-	var free int64
-	ix.db.QueryRow("SELECT (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size())").Scan(&free)
+	free := ix.freeBytes()
 	msg := fmt.Sprintf("index %s upgraded from format %d to %d", ix.path, from, to)
 	if free >= 1<<20 {
 		msg += fmt.Sprintf("; %d MiB of the file is now free pages, which later writes reuse (SQLite's VACUUM gives them back to the filesystem)", free>>20)
@@ -495,6 +494,14 @@ func (ix *Index) migrationError(m migration, err error) error {
 		err = fmt.Errorf("%w: the upgrade copies the index's block sums (%d MiB) and needs about twice that free where the index is; nothing was changed", err, ix.sumBytes()>>20)
 	}
 	return err
+}
+
+// freeBytes returns the bytes of the index's free pages (0 if that
+// cannot be read).
+func (ix *Index) freeBytes() int64 {
+	var n int64
+	ix.db.QueryRow("SELECT (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size())").Scan(&n)
+	return n
 }
 
 // sumBytes returns the bytes of block sums the index stores (0 if that

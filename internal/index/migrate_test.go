@@ -91,17 +91,10 @@ func TestMigrateBlocksRowid(t *testing.T) {
 	// Full chunks of random sums, three of file 2: 2.5 MiB in all, and
 	// each row spills over onto overflow pages.
 	r := rand.New(rand.NewPCG(1, 2))
-	chunk := func() []byte {
-		b := make([]byte, ChunkBlocks*blockhash.SumSize)
-		for i := range b {
-			b[i] = byte(r.Uint32())
-		}
-		return b
-	}
 	want := map[int64][]byte{}
 	for _, fc := range []struct{ file, chunks int64 }{{2, 3}, {1, 1}, {3, 1}} {
 		for c := range fc.chunks {
-			b := chunk()
+			b := randomChunk(r)
 			sqlExec(t, db, "INSERT INTO blocks(file, chunk, hashes) VALUES(?, ?, ?)", fc.file, c, b)
 			want[fc.file] = append(want[fc.file], b...)
 		}
@@ -128,10 +121,7 @@ func TestMigrateBlocksRowid(t *testing.T) {
 	if got := scanned(t, ix); !slices.Equal(got, wantScan) {
 		t.Errorf("ScanSums after migrating: %q, want %q", got, wantScan)
 	}
-	var free int64
-	if err := ix.DB().QueryRow("SELECT (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size())").Scan(&free); err != nil {
-		t.Fatal(err)
-	}
+	free := ix.freeBytes()
 	if free < 2<<20 {
 		t.Errorf("%d bytes of free pages after copying 2.5 MiB of sums; want the old table's", free)
 	}
@@ -146,14 +136,7 @@ func TestMigrateBlocksRowid(t *testing.T) {
 // writes at commit, OpenExisting's as it goes), saying what it needs; the
 // index is left as it was, and opens once there is room.
 func TestMigrateDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if err := unix.Mount("same-test", mnt, "tmpfs", 0, "size=16m,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(mnt, 0) })
+	mnt := tmpfsT(t, "16m")
 	path := filepath.Join(mnt, "index.db")
 	db := dbAtVersion(t, path, 12)
 	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096)")
@@ -161,10 +144,7 @@ func TestMigrateDiskFull(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var want []byte
 	for c := range 8 { // 4 MiB
-		b := make([]byte, ChunkBlocks*blockhash.SumSize)
-		for i := range b {
-			b[i] = byte(r.Uint32())
-		}
+		b := randomChunk(r)
 		sqlExec(t, db, "INSERT INTO blocks(file, chunk, hashes) VALUES(1, ?, ?)", c, b)
 		want = append(want, b...)
 	}
@@ -206,4 +186,13 @@ func TestMigrateDiskFull(t *testing.T) {
 	if got, err := ix.Sums(context.Background(), 1); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("Sums(1) after the upgrade = %d bytes, %v; want the %d bytes written", len(got), err, len(want))
 	}
+}
+
+// randomChunk returns a full chunk of random sums.
+func randomChunk(r *rand.Rand) []byte {
+	b := make([]byte, ChunkBlocks*blockhash.SumSize)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }

@@ -452,17 +452,26 @@ func TestPathEscape(t *testing.T) {
 	}
 }
 
-// An index that cannot be opened says why in words, not SQLite's "unable
-// to open database file".
-func TestReadOnlyFS(t *testing.T) {
+// tmpfsT mounts a tmpfs of size (tmpfs's size= option) on a temporary
+// directory for the test and returns it; the test is skipped where it
+// cannot be mounted.
+func tmpfsT(t *testing.T, size string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root")
 	}
 	mnt := t.TempDir()
-	if err := unix.Mount("same-test", mnt, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
+	if err := unix.Mount("same-test", mnt, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
 		t.Skipf("cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, 0) })
+	return mnt
+}
+
+// An index that cannot be opened says why in words, not SQLite's "unable
+// to open database file".
+func TestReadOnlyFS(t *testing.T) {
+	mnt := tmpfsT(t, "8m")
 	path := filepath.Join(mnt, "index.db")
 	openT(t, path).Close()
 	if err := unix.Mount("same-test", mnt, "tmpfs", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
