@@ -421,7 +421,9 @@ func change(ctx context.Context, o options, stderr io.Writer) error {
 // maxFor returns the largest size of a log-uniform distribution from
 // minSize whose mean is mean: (max-min)/ln(max/min) = mean.
 func maxFor(mean float64) float64 {
-	lo, hi := float64(minSize), float64(minSize)
+	// At max = min the mean is min (the formula's limit, 0/0 as written):
+	// the search starts above it.
+	lo, hi := float64(minSize), float64(2*minSize)
 	for (hi-minSize)/math.Log(hi/minSize) < mean {
 		hi *= 2
 	}
