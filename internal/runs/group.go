@@ -50,7 +50,7 @@ func (f *finder) scan(held int64, put func([]pair) error) ([]chunkCount, error) 
 		err := f.ix.ScanSums(f.ctx, func(ids []int64, first int, sums []byte) error {
 			in = in[:0]
 			for _, id := range ids {
-				if fi, ok := f.byID[id]; ok {
+				if fi, ok := f.byID.of(id); ok {
 					if len(in) > 0 {
 						f.alias(fi, in[0]) // its entries are the first's
 					}

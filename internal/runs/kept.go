@@ -262,12 +262,14 @@ func (f *finder) regroup() (err error) {
 	n := len(f.files)
 	changed := make([]bool, n) // their entries in the tables are void
 	redo := make([]bool, n)    // regrouped: changed or unsettled
-	var all, maxID int64
+	var all int64
+	// The entries of the table are looked up by their file's id.
+	pos := f.byID
+	maxID := int64(len(pos)) - 1
 	volChanged := make(map[fsys.Volume]bool)
 	for i := range f.files {
 		fl := &f.files[i]
 		all += fl.blocks
-		maxID = max(maxID, fl.id)
 		vc, known := volChanged[fl.Vol]
 		if !known {
 			was, ok := last.Volumes[volumeKey(fl)]
@@ -276,14 +278,6 @@ func (f *finder) regroup() (err error) {
 		}
 		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || vc
 		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
-	}
-	// byID as a slice: it is looked up for every entry of the table.
-	pos := make([]int32, maxID+1)
-	for i := range pos {
-		pos[i] = -1
-	}
-	for i := range f.files {
-		pos[f.files[i].id] = int32(i)
 	}
 	// The aliases of the last table, by the id whose entries are theirs:
 	// an alias's entries are void when that file's are (it changed or is
@@ -799,7 +793,7 @@ func (f *finder) fileChunks() []chunkCount {
 // clones by origin. The table written names each clone an alias of the
 // file whose entries it takes (see finder.alias), without entries of its
 // own.
-func (f *finder) clones(changed, redo []bool, pos []int32) map[int][]int {
+func (f *finder) clones(changed, redo []bool, pos fileIndex) map[int][]int {
 	clones := make(map[int][]int)
 	if f.o.NoReadOnly {
 		return clones
@@ -812,10 +806,10 @@ func (f *finder) clones(changed, redo []bool, pos []int32) map[int][]int {
 	}
 	for i := range f.files {
 		c := &f.files[i]
-		if !changed[i] || c.cloneOf <= 0 || c.cloneOf >= int64(len(pos)) || pos[c.cloneOf] < 0 {
+		o, ok := pos.of(c.cloneOf)
+		if !changed[i] || c.cloneOf <= 0 || !ok {
 			continue
 		}
-		o := int(pos[c.cloneOf])
 		of := &f.files[o]
 		if redo[o] || of.changed != c.cloneSeq || of.Size != c.Size || of.class != c.class ||
 			(of.Size < f.bs && !of.inline && inlineSizes[of.Size]) {

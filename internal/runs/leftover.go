@@ -24,7 +24,7 @@ import (
 // and rewrites plans from that. References from outside the index (a
 // snapshot not hashed) cannot be seen here: FIEMAP shows the extent
 // shared, and it is left alone.
-func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, involved []bool, minNet int64) error {
+func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID fileIndex, involved []bool, minNet int64) error {
 	// The references to one disk extent, by filesystem: a key names an
 	// extent only within its filesystem.
 	type refsOn struct {
@@ -57,7 +57,7 @@ func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID map[
 			done()
 			key = e
 		}
-		fi, ok := byID[id]
+		fi, ok := byID.of(id)
 		if !ok || !files[fi].btrfs {
 			// Out of scope (-include, another filesystem left out): a
 			// reference all the same, but no file to plan in, and no

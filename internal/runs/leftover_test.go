@@ -53,7 +53,6 @@ func TestMarkLeftoversByFilesystem(t *testing.T) {
 	// Disk extent (100M, 8M, gen 9) on f1: a's first MiB, the rest
 	// unreferenced. On f2, the extent of that key: b's last 7 MiB.
 	var files []file
-	byID := make(map[int64]int)
 	for i, f := range []struct {
 		fs  string
 		ext fiemap.Extent
@@ -66,14 +65,13 @@ func TestMarkLeftoversByFilesystem(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		byID[n] = len(files)
 		files = append(files, file{id: n, path: "/" + f.fs + "/file", Identity: id, btrfs: true})
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	involved := make([]bool, len(files))
-	if err := markLeftovers(ctx, ix, files, byID, involved, DefaultRewriteMin); err != nil {
+	if err := markLeftovers(ctx, ix, files, newFileIndex(files), involved, DefaultRewriteMin); err != nil {
 		t.Fatal(err)
 	}
 	// f1's extent is 7/8 unreferenced; f2's 1/8, less than a quarter.

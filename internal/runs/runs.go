@@ -195,7 +195,7 @@ type finder struct {
 	o     *Options
 	bs    int64
 	files []file
-	byID  map[int64]int
+	byID  fileIndex
 	// sources is what grouping reads of the files.
 	sources sources
 	sum     *Summary

@@ -17,7 +17,7 @@ import (
 // equal block sums, each group sharing the first path's file, or the one
 // whose storage most of them share already (reflinked copies, snapshots),
 // so that the fewest move. It needs one digest per file, not per block.
-func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int64]int, bs int64, o Options, emit func(plan.Record) error, sum *Summary) error {
+func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID fileIndex, bs int64, o Options, emit func(plan.Record) error, sum *Summary) error {
 	type whole struct {
 		size   int64
 		digest [32]byte
@@ -51,7 +51,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID map[int
 			flush()
 			cur, in = ids[0], in[:0]
 			for _, id := range ids {
-				if fi, ok := byID[id]; ok {
+				if fi, ok := byID.of(id); ok {
 					in = append(in, fi)
 				}
 			}
