@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
+	"unsafe"
 
 	"same/internal/fiemap"
 	"same/internal/fsys"
@@ -264,16 +266,19 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		sum.Blocks += f.blocks
 	}
 	if o.WholeFiles {
-		defer tuneGC(&o, sum.Blocks)()
+		defer tuneGC(sum.Blocks)()
+		defer limitMemory(&o, loadedSize(files, byID))()
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
 	f := &finder{ctx: ctx, ix: ix, o: &o, bs: bs, files: files, byID: byID, sum: &sum,
 		sources: newSources(files), tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
 	f.tab = f.openTable(seq)
 	defer f.tab.close()
+	unlimit := limitMemory(&o, loadedSize(files, byID))
+	defer unlimit()
 	err = errGroupAll
 	if f.tab != nil && f.tab.base != nil {
-		defer tuneGC(&o, 0)()
+		defer tuneGC(0)()
 		err = f.regroup()
 	}
 	if errors.Is(err, errGroupAll) {
@@ -288,7 +293,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		// make grouping take more passes, or reserve room, for sums it
 		// never reads.
 		held := min(sum.Blocks, storedSums(ctx, ix))
-		defer tuneGC(&o, held)()
+		defer tuneGC(held)()
 		err = f.group(held)
 	}
 	if err != nil {
@@ -327,6 +332,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if err != nil {
 		return sum, err
 	}
+	unlimit() // what is held from here on is the plan's
 	sum.Immutable = refusedImmutable(files, &o)
 	if runs, err = bridge(ctx, ix, files, f.held, runs, bs, &o); err != nil {
 		return sum, err
@@ -350,29 +356,44 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	return sum, nil
 }
 
+// loadedSize is what the files loaded take in memory, beyond what -mem
+// bounds: their records, paths, index by id and sources.
+func loadedSize(files []file, byID fileIndex) int64 {
+	n := int64(cap(files))*int64(unsafe.Sizeof(file{})) + int64(len(byID))*4 + int64(len(files))*12
+	for i := range files {
+		n += int64(len(files[i].path))
+	}
+	return n
+}
+
 // tuneGC sets the collector for a run over held sums (0 for a run that
 // regroups what changed, which holds few), and returns what puts it back.
-func tuneGC(o *Options, held int64) func() {
-	restore := func() {}
-	if held*pairSize >= largeIndex && os.Getenv("GOGC") == "" {
-		// The heap will be mostly pairs and mappings, which hold no
-		// pointers and cost the collector little; at the default GOGC the
-		// garbage of reading every sum would grow the heap to twice them.
-		// A small index is done before that matters, and collecting often
-		// only slows it.
-		old := debug.SetGCPercent(25)
-		restore = func() { debug.SetGCPercent(old) }
+func tuneGC(held int64) func() {
+	if held*pairSize < largeIndex || os.Getenv("GOGC") != "" {
+		return func() {}
 	}
-	if o.Budget >= 2*sqliteCache && os.Getenv("GOMEMLIMIT") == "" {
-		// The collector works harder as the heap nears what -mem (and
-		// the quarter more it may be off by) leaves it, SQLite's page
-		// cache aside, rather than let garbage take it. A limit at -mem
-		// itself was too near what is live at the end (partition
-		// memory not yet collected, the runs, the plan's lines): the
-		// collector then ran all the time, a third of the CPU.
-		old := debug.SetMemoryLimit(o.Budget + o.Budget/4 - sqliteCache)
-		prev := restore
-		restore = func() { debug.SetMemoryLimit(old); prev() }
+	// The heap will be mostly pairs and mappings, which hold no pointers
+	// and cost the collector little; at the default GOGC the garbage of
+	// reading every sum would grow the heap to twice them. A small index
+	// is done before that matters, and collecting often only slows it.
+	old := debug.SetGCPercent(25)
+	return func() { debug.SetGCPercent(old) }
+}
+
+// limitMemory has the collector work harder as the heap nears what -mem
+// (and the quarter more it may be off by) leaves it, SQLite's page cache
+// aside, with loaded bytes of files on top (loadedSize), rather than let
+// garbage take it; it returns what lifts the limit, which may be called
+// more than once. The limit is for grouping and chaining, whose memory
+// -mem bounds. A limit below what is live has the collector run all the
+// time: at -mem itself (partition memory not yet collected), a third of
+// the CPU; without the files, or through the plan's stages (runs, units,
+// lines: as many as the plan has lines), half of it, and twice the time,
+// at two million files.
+func limitMemory(o *Options, loaded int64) func() {
+	if o.Budget < 2*sqliteCache || os.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
 	}
-	return restore
+	old := debug.SetMemoryLimit(o.Budget + o.Budget/4 - sqliteCache + loaded)
+	return sync.OnceFunc(func() { debug.SetMemoryLimit(old) })
 }

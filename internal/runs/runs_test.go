@@ -12,8 +12,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"same/internal/fiemap"
 	"same/internal/fstype"
@@ -628,4 +630,40 @@ func withHuge(t *testing.T, size int64) *index.Index {
 		t.Fatal(err)
 	}
 	return ix
+}
+
+// TestLimitMemory checks the memory limit grouping runs under: -mem, a
+// quarter more, less SQLite's caches, plus what the files take, lifted
+// once (and only once) by what limitMemory returns; and the files' size
+// it is given.
+func TestLimitMemory(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set: findsame leaves the limit alone")
+	}
+	before := debug.SetMemoryLimit(-1)
+	unlimit := limitMemory(&Options{Budget: 256 << 20}, 100<<20)
+	if got, want := debug.SetMemoryLimit(-1), int64(256<<20+64<<20-sqliteCache+100<<20); got != want {
+		t.Errorf("limit %d, want %d", got, want)
+	}
+	unlimit()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("limit %d after lifting it, want %d as before", got, before)
+	}
+	debug.SetMemoryLimit(before - 1) // set by someone else meanwhile
+	unlimit()
+	if got := debug.SetMemoryLimit(before); got != before-1 {
+		t.Errorf("lifting the limit twice set it to %d", got)
+	}
+	unlimit = limitMemory(&Options{Budget: sqliteCache}, 100<<20)
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("a budget below twice SQLite's caches set the limit to %d", got)
+	}
+	unlimit()
+
+	files := make([]file, 2, 5)
+	files[0].path, files[1].path = "/a", "/bcd"
+	byID := fileIndex{-1, 0, -1, 1}
+	if got, want := loadedSize(files, byID), 5*int64(unsafe.Sizeof(file{}))+4*4+2*12+2+4; got != want {
+		t.Errorf("loadedSize %d, want %d", got, want)
+	}
 }
