@@ -217,7 +217,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Var(&exclude, "exclude", "leave out files whose path, name or a directory above matches `glob` (repeatable)")
 	whole := fs.Bool("whole-files", false, "only runs that cover both files whole")
 	budget := cli.Size(runs.DefaultBudget)
-	fs.Var(&budget, "mem", "most memory, a `size`, that findsame may hold; what does not fit goes to temporary files (see -tmpdir)")
+	fs.Var(&budget, "mem", "most memory, a `size`, that findsame may hold for the sums and their mappings; what does not fit goes to temporary files (see -tmpdir); the files and the plan come on top")
 	tmpdir := fs.String("tmpdir", "", "`directory` for temporary files (default: the index's)")
 	recorded := fs.Bool("recorded", false, "use the extents recorded in the index instead of mapping the files again; for indexes of files that are not at hand, such as benchmarks")
 	full := fs.Bool("full", false, "group every sum, as the first run does, instead of only those of files changed since the last run (see -help)")
