@@ -255,10 +255,6 @@ func (f *finder) groups(pairs []pair) error {
 func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 	maps := f.groupMaps[:0]
 	defer func() { f.groupMaps = maps[:0] }()
-	var sources []bool // of the table written, if any (see finder.sourced)
-	if t := f.tab; t != nil && t.w != nil {
-		sources = t.sources
-	}
 	for i := 0; i < len(pairs); {
 		j := i + 1
 		for j < len(pairs) && pairs[j].sum == pairs[i].sum {
@@ -269,9 +265,7 @@ func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 			for _, m := range maps {
 				f.mapped[m.dst.file()] = true
 				f.mapped[m.src.file()] = true
-				if sources != nil {
-					sources[m.src.file()] = true
-				}
+				f.sourced(m.src.file())
 				if only {
 					if _, ok := slices.BinarySearch(newer, m.dst); !ok {
 						if _, ok := slices.BinarySearch(newer, m.src); !ok {

@@ -284,11 +284,11 @@ func (f *finder) regroup() (err error) {
 	// gone), and it is regrouped.
 	aliasesOf := make(map[uint32][]int)
 	for _, a := range last.Aliases {
-		if int64(a.File) > maxID || pos[a.File] < 0 {
+		c, ok := pos.of(int64(a.File))
+		if !ok {
 			continue // gone
 		}
-		c := int(pos[a.File])
-		if int64(a.Of) > maxID || pos[a.Of] < 0 || changed[pos[a.Of]] {
+		if o, ok := pos.of(int64(a.Of)); !ok || changed[o] {
 			changed[c], redo[c] = true, true
 		}
 		aliasesOf[a.Of] = append(aliasesOf[a.Of], c)
