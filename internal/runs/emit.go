@@ -77,11 +77,13 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 	}
 	var unit int64
 	done := 0
-	for _, u := range planUnits(runs, ws, files, bs) {
+	us := planUnits(runs, ws, files, bs)
+	for n := range us.len() {
 		unit++
+		uruns, urewrites := us.get(n)
 		// A unit's rewrites come first: applysame finishes them before it
 		// starts the unit's dedupe lines.
-		for _, k := range u.rewrites {
+		for _, k := range urewrites {
 			w := ws[k].w
 			w.Unit = unit
 			sum.Lines++
@@ -92,18 +94,18 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 				return err
 			}
 		}
-		for i := 0; i < len(u.runs); {
-			first := runs[u.runs[i]]
+		for i := 0; i < len(uruns); {
+			first := runs[uruns[i]]
 			d := &plan.Dedupe{
 				Type:   plan.TypeDedupe,
 				V:      plan.Version,
 				Len:    first.len,
-				Digest: hex.EncodeToString(digests[digest[u.runs[i]]][:]),
+				Digest: hex.EncodeToString(digests[digest[uruns[i]]][:]),
 				Src:    rangeOf(&files[first.src.file()], first.src.block()*bs),
 				Unit:   unit,
 			}
-			for ; i < len(u.runs) && len(d.Dst) < plan.MaxDests; i++ {
-				r := runs[u.runs[i]]
+			for ; i < len(uruns) && len(d.Dst) < plan.MaxDests; i++ {
+				r := runs[uruns[i]]
 				if r.src != first.src || r.len != first.len {
 					break
 				}

@@ -38,10 +38,37 @@ func groups(f *file) [][]fiemap.Extent {
 		return nil
 	}
 	// Each extent's group first, then the groups cut from one array.
-	// While a file has few extents the keys are looked up in slices (most
-	// files have a few; maps would cost more than the rest).
-	of := make([]int32, n)
-	var size []int32
+	of, size := extentGroups(f)
+	out := make([][]fiemap.Extent, len(size))
+	if contiguous(of) {
+		// Most often each group's pieces come one after another: the
+		// groups are slices of the extents, read only.
+		at := 0
+		for g, k := range size {
+			out[g] = f.extents[at : at+int(k) : at+int(k)]
+			at += int(k)
+		}
+		return out
+	}
+	all := make([]fiemap.Extent, n)
+	at := 0
+	for g, k := range size {
+		out[g] = all[at : at : at+int(k)]
+		at += int(k)
+	}
+	for i, e := range f.extents {
+		out[of[i]] = append(out[of[i]], e)
+	}
+	return out
+}
+
+// extentGroups returns the group of each extent of f (see groups), the
+// groups numbered in order of their first piece, and the size of each.
+// While a file has few extents the keys are looked up in slices (most
+// files have a few; maps would cost more than the rest).
+func extentGroups(f *file) (of, size []int32) {
+	n := len(f.extents)
+	of = make([]int32, n)
 	var disk, dist []int64 // each group's DiskStart (0: none); each distance's key
 	var distGroup []int32  // the group of the last piece with dist[k]
 	var byDisk, last map[int64]int32
@@ -107,27 +134,7 @@ func groups(f *file) [][]fiemap.Extent {
 		of[i] = g
 		size[g]++
 	}
-	out := make([][]fiemap.Extent, len(size))
-	if contiguous(of) {
-		// Most often each group's pieces come one after another: the
-		// groups are slices of the extents, read only.
-		at := 0
-		for g, k := range size {
-			out[g] = f.extents[at : at+int(k) : at+int(k)]
-			at += int(k)
-		}
-		return out
-	}
-	all := make([]fiemap.Extent, n)
-	at := 0
-	for g, k := range size {
-		out[g] = all[at : at : at+int(k)]
-		at += int(k)
-	}
-	for i, e := range f.extents {
-		out[of[i]] = append(out[of[i]], e)
-	}
-	return out
+	return of, size
 }
 
 // contiguous reports whether the pieces of each group (of, by piece,

@@ -1,7 +1,9 @@
 package runs
 
 import (
+	"cmp"
 	"container/heap"
+	"math"
 	"slices"
 
 	"same/internal/fiemap"
@@ -50,24 +52,42 @@ const fileCost = 2 << 20
 
 // unit is a unit of work (plan.Dedupe.Unit): what applysame completes
 // before it starts the next, so that an interruption leaves no space
-// taken that a completed unit would have freed.
+// taken that a completed unit would have freed. Units are numbered in
+// the order of their first run or rewrite, and refer to each other by
+// number: they hold no pointers, so that the collector need not look
+// at the millions of a plan of many small files.
 type unit struct {
-	rewrites []int // ranks in ws, in order
-	runs     []int // indexes in runs, in order
-	first    int   // the first run or rewrite, for a stable order
-	freed    int64 // findsame's estimate of the bytes it frees, net
-	cost     int64 // the bytes its runs deduplicate (the kernel compares them) and its rewrites write, and destinationCost for each
-	waits    int   // units it waits for, not placed yet
-	// prev are the units it waits for; next, those waiting for it.
-	prev, next []*unit
-	placed     bool
-	// sole is, while it waits for one unit only, that unit: what this
-	// one and the units counted in it free counts in sole's place too.
-	sole *unit
+	freed int64 // findsame's estimate of the bytes it frees, net
+	cost  int64 // the bytes its runs deduplicate (the kernel compares them) and its rewrites write, and destinationCost for each
 	// pfreed and pcost are its own freed and cost with those of the
 	// units counted in it: those waiting for it alone, and so on down.
 	pfreed, pcost int64
-	at            int // its place in the heap of units ready to go
+	waits         int32 // units it waits for, not placed yet
+	// sole is, while it waits for one unit only, that unit (-1: none):
+	// what this one and the units counted in it free counts in sole's
+	// place too.
+	sole   int32
+	at     int32 // its place in the heap of units ready to go
+	placed bool
+}
+
+// units are the units of work of a plan, in the order they are to be
+// done (see planUnits).
+type units struct {
+	// members holds each unit's runs (indexes in runs, in order), then
+	// its rewrites (ranks in ws, in order): those of unit u are
+	// members[at[u]:mid[u]] and members[mid[u]:at[u+1]].
+	members []int32
+	at, mid []int32
+	order   []int32 // the units, in the order they are to be done
+}
+
+func (us *units) len() int { return len(us.order) }
+
+// get returns the runs and the rewrites of the n-th unit to be done.
+func (us *units) get(n int) (runs, rewrites []int32) {
+	u := us.order[n]
+	return us.members[us.at[u]:us.mid[u]], us.members[us.mid[u]:us.at[u+1]]
 }
 
 // planUnits puts the runs (sorted by source) and the rewrites ws into
@@ -94,10 +114,13 @@ type unit struct {
 // it frees with those left waiting for it alone (and those waiting for
 // them alone), where that is better; then in source order. So a run cut
 // short by a time limit has freed what it could.
-func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
+func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
+	if len(runs)+len(ws) >= math.MaxInt32 {
+		panic("planUnits: too many runs")
+	}
 	rw := newRewritten(ws)
 	// Union-find over the runs (0..len(runs)-1) and the rewrites
-	// (len(runs)+rank).
+	// (len(runs)+rank); the root of each set is its first node.
 	parent := make([]int32, len(runs)+len(ws))
 	for k := range parent {
 		parent[k] = int32(k)
@@ -119,19 +142,29 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 	// The disk extents (by filesystem and disk offset where known, else
 	// by file and group of its extents, see groups) and the first node
 	// holding each: a rewrite of it, or a run with its destination in it.
+	// Filesystems are numbered, to keep the keys small.
 	type extentKey struct {
-		disk  diskKey
-		fi, g int
+		disk      int64
+		fs, fi, g int32
 	}
-	holder := make(map[extentKey]int)
+	fsNum := make(map[string]int32)
+	diskKeyOf := func(f *file, at int64) extentKey {
+		n, ok := fsNum[f.Vol.FS]
+		if !ok {
+			n = int32(len(fsNum))
+			fsNum[f.Vol.FS] = n
+		}
+		return extentKey{disk: at, fs: n, fi: -1, g: -1}
+	}
+	holder := make(map[extentKey]int32)
 	hold := func(key extentKey, node int) {
 		if other, ok := holder[key]; ok {
-			join(node, other)
+			join(node, int(other))
 		} else {
-			holder[key] = node
+			holder[key] = int32(node)
 		}
 	}
-	groupOf := make(map[int]map[int64]int)
+	groupOf := make(map[int][]int32)      // each extent's group, of the files without DiskStart
 	var deps []struct{ run, rewrite int } // a run whose source lies in a rewritten extent
 	// A rewrite frees its disk extent only when every reference to it has
 	// moved: in its file, and (plan.Rewrite.Shared) in the files whose
@@ -140,7 +173,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 		f := &files[w.fi]
 		for _, e := range f.extents {
 			if e.DiskStart != 0 && e.Logical < w.w.File.Off+w.w.Len && w.w.File.Off < e.End() {
-				hold(extentKey{disk: diskOf(f, e)}, len(runs)+k)
+				hold(diskKeyOf(f, e.DiskStart), len(runs)+k)
 			}
 		}
 	}
@@ -150,7 +183,8 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 		lo := r.dst.block() * bs
 		rw.each(fi, lo, r.len, func(rank int) { join(k, len(runs)+rank) })
 		f := &files[fi]
-		for _, e := range f.extents[firstEndingAfter(f.extents, lo):] {
+		first := firstEndingAfter(f.extents, lo)
+		for i, e := range f.extents[first:] {
 			if e.Logical >= lo+r.len {
 				break
 			}
@@ -159,135 +193,176 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) []*unit {
 				// copy's range moves (see sharedBlocks): the runs moving
 				// the ranges at one disk offset go together.
 				if e.Flags&fiemap.FlagShared != 0 {
-					hold(extentKey{disk: diskKey{f.Vol.FS, e.Physical}}, k)
+					hold(diskKeyOf(f, e.Physical), k)
 				}
 				continue
 			}
 			if e.DiskStart != 0 {
-				hold(extentKey{disk: diskOf(f, e)}, k)
+				hold(diskKeyOf(f, e.DiskStart), k)
 				continue
 			}
-			gs, ok := groupOf[fi]
+			of, ok := groupOf[fi]
 			if !ok {
-				gs = make(map[int64]int)
-				for g, pieces := range groups(f) {
-					for _, p := range pieces {
-						gs[p.Logical] = g
-					}
-				}
-				groupOf[fi] = gs
+				of, _ = extentGroups(f)
+				groupOf[fi] = of
 			}
-			hold(extentKey{fi: fi, g: gs[e.Logical]}, k)
+			hold(extentKey{fs: -1, fi: int32(fi), g: of[first+i]}, k)
 		}
 	}
+	holder, groupOf = nil, nil
 	// Sets that must each come before the other are joined.
 	for joinCycles(deps, find, join) {
 	}
-	var units []*unit
-	byRoot := make(map[int]*unit)
-	unitOf := func(node int) *unit {
-		root := find(node)
-		u := byRoot[root]
-		if u == nil {
-			u = &unit{first: node}
-			byRoot[root] = u
-			units = append(units, u)
+	// Each node's unit, numbered in the order of their first nodes, in
+	// place of its parent: a parent comes before its children, and a
+	// root is its own parent.
+	n := 0
+	for k := range parent {
+		if int(parent[k]) == k {
+			n++
 		}
-		return u
 	}
+	us := make([]unit, 0, n)
+	unitOf := parent
+	for k := range unitOf {
+		if r := int(unitOf[k]); r == k {
+			unitOf[k] = int32(len(us))
+			us = append(us, unit{sole: -1})
+		} else {
+			unitOf[k] = unitOf[r]
+		}
+	}
+	// Each unit's members: its runs, then its rewrites.
+	at := make([]int32, len(us)+1)
+	for _, u := range unitOf {
+		at[u+1]++
+	}
+	for u := range us {
+		at[u+1] += at[u]
+	}
+	mid := slices.Clone(at[:len(us)])
+	members := make([]int32, len(unitOf))
 	for k, r := range runs {
-		u := unitOf(k)
-		u.runs = append(u.runs, k)
-		u.freed += r.freed
-		u.cost += r.len + destinationCost
+		u := unitOf[k]
+		members[mid[u]] = int32(k)
+		mid[u]++
+		us[u].freed += r.freed
+		us[u].cost += r.len + destinationCost
 	}
+	next := slices.Clone(mid)
 	for k, w := range ws {
-		u := unitOf(len(runs) + k)
-		u.rewrites = append(u.rewrites, k)
-		u.freed += w.w.Freed
-		u.cost += w.w.Bytes + destinationCost
+		u := unitOf[len(runs)+k]
+		members[next[u]] = int32(k)
+		next[u]++
+		us[u].freed += w.w.Freed
+		us[u].cost += w.w.Bytes + destinationCost
 	}
+	next = nil
 	// And each file a unit opens: the files of its runs' sources and
 	// destinations and of its rewrites.
 	var fis []int
-	for _, u := range units {
+	for u := range us {
 		fis = fis[:0]
-		for _, k := range u.runs {
+		for _, k := range members[at[u]:mid[u]] {
 			fis = append(fis, runs[k].src.file(), runs[k].dst.file())
 		}
-		for _, k := range u.rewrites {
+		for _, k := range members[mid[u]:at[u+1]] {
 			fis = append(fis, ws[k].fi)
 		}
 		slices.Sort(fis)
-		u.cost += int64(len(slices.Compact(fis))) * fileCost
+		us[u].cost += int64(len(slices.Compact(fis))) * fileCost
 	}
-	// Kahn's order, the best unit first among those free to go.
-	seen := make(map[[2]*unit]bool)
+	// The units each waits for (prev) and those waiting for each (next),
+	// in lists by unit: those of u are prevs[prevAt[u]:prevAt[u+1]].
+	type edge struct{ from, to int32 } // from must be done before to
+	var edges []edge
 	for _, d := range deps {
-		u, v := unitOf(d.run), unitOf(d.rewrite)
-		if u != v && !seen[[2]*unit{v, u}] {
-			seen[[2]*unit{v, u}] = true
-			v.next = append(v.next, u)
-			u.prev = append(u.prev, v)
-			u.waits++
+		if u, v := unitOf[d.run], unitOf[d.rewrite]; u != v {
+			edges = append(edges, edge{v, u})
 		}
 	}
+	slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(cmp.Compare(a.from, b.from), cmp.Compare(a.to, b.to)) })
+	edges = slices.Compact(edges)
+	lists := func(key, val func(edge) int32) ([]int32, []int32) {
+		start := make([]int32, len(us)+1)
+		for _, e := range edges {
+			start[key(e)+1]++
+		}
+		for u := range us {
+			start[u+1] += start[u]
+		}
+		fill := slices.Clone(start[:len(us)])
+		list := make([]int32, len(edges))
+		for _, e := range edges {
+			list[fill[key(e)]] = val(e)
+			fill[key(e)]++
+		}
+		return start, list
+	}
+	nextAt, nexts := lists(func(e edge) int32 { return e.from }, func(e edge) int32 { return e.to })
+	prevAt, prevs := lists(func(e edge) int32 { return e.to }, func(e edge) int32 { return e.from })
+	for u := range us {
+		us[u].waits = prevAt[u+1] - prevAt[u]
+	}
+	// Kahn's order, the best unit first among those free to go.
+	//
 	// A unit that others wait for goes by what it and they free together
 	// (those waiting for it alone, and those waiting for them alone),
 	// where that is better than its own. As units are placed, a unit left
 	// waiting for one other comes to count in that one's place: the units
 	// that free most wait for several rewrites, and the last of those then
 	// goes by what it lets them free.
-	for _, u := range units {
-		u.pfreed, u.pcost = u.freed, u.cost
+	for u := range us {
+		us[u].pfreed, us[u].pcost = us[u].freed, us[u].cost
 	}
-	ready := &unitHeap{}
-	for _, u := range units {
-		if u.waits == 1 {
-			u.sole = u.prev[0]
-			ready.count(u, u.freed, u.cost)
+	ready := &unitHeap{us: us}
+	for u := range us {
+		if us[u].waits == 1 {
+			us[u].sole = prevs[prevAt[u]]
+			ready.count(int32(u), us[u].freed, us[u].cost)
 		}
 	}
-	for _, u := range units {
-		if u.waits == 0 {
-			u.at = len(*ready)
-			*ready = append(*ready, u)
+	for u := range us {
+		if us[u].waits == 0 {
+			us[u].at = int32(len(ready.h))
+			ready.h = append(ready.h, int32(u))
 		}
 	}
 	heap.Init(ready)
-	order := make([]*unit, 0, len(units))
+	order := make([]int32, 0, len(us))
 	for ready.Len() > 0 {
-		v := heap.Pop(ready).(*unit)
-		v.placed = true
+		v := heap.Pop(ready).(int32)
+		us[v].placed = true
 		order = append(order, v)
-		for _, u := range v.next {
-			switch u.waits--; u.waits {
+		for _, u := range nexts[nextAt[v]:nextAt[v+1]] {
+			switch us[u].waits--; us[u].waits {
 			case 0:
 				heap.Push(ready, u)
 			case 1:
-				for _, p := range u.prev {
-					if !p.placed {
-						u.sole = p
+				for _, p := range prevs[prevAt[u]:prevAt[u+1]] {
+					if !us[p].placed {
+						us[u].sole = p
 					}
 				}
-				ready.count(u, u.pfreed, u.pcost)
+				ready.count(u, us[u].pfreed, us[u].pcost)
 			}
 		}
 	}
-	return order
+	return &units{members: members, at: at, mid: mid, order: order}
 }
 
 // count adds freed and cost, those of u and the units counted in it, to
-// the place of the unit u waits for alone (u.sole), and on up through the
+// the place of the unit u waits for alone (sole), and on up through the
 // units that one waits for alone, to the one ready to go, whose place in h
 // it fixes.
-func (h *unitHeap) count(u *unit, freed, cost int64) {
-	for p := u.sole; p != nil; p = p.sole {
-		p.pfreed += freed
-		p.pcost += cost
-		if p.waits == 0 {
-			if p.at < len(*h) && (*h)[p.at] == p {
-				heap.Fix(h, p.at)
+func (h *unitHeap) count(u int32, freed, cost int64) {
+	us := h.us
+	for p := us[u].sole; p >= 0; p = us[p].sole {
+		us[p].pfreed += freed
+		us[p].pcost += cost
+		if us[p].waits == 0 {
+			if int(us[p].at) < len(h.h) && h.h[us[p].at] == p {
+				heap.Fix(h, int(us[p].at))
 			}
 			return
 		}
@@ -349,10 +424,14 @@ func joinCycles(deps []struct{ run, rewrite int }, find func(int) int, join func
 	return joined
 }
 
-// unitHeap is a heap of units, the best on top: the most bytes freed per
-// byte compared or written, by its own or counting the units counted in it
-// (see unit.pfreed), then the first in source order.
-type unitHeap []*unit
+// unitHeap is a heap of units (by number in us), the best on top: the
+// most bytes freed per byte compared or written, by its own or counting
+// the units counted in it (see unit.pfreed), then the first in source
+// order, which is the first by number.
+type unitHeap struct {
+	us []unit
+	h  []int32
+}
 
 // rate is what places u: its own bytes freed and cost, or those with the
 // units counted in it where they free more per byte.
@@ -363,27 +442,27 @@ func (u *unit) rate() (freed, cost float64) {
 	return float64(u.freed), float64(u.cost)
 }
 
-func (h unitHeap) Len() int { return len(h) }
-func (h unitHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	af, ac := a.rate()
-	bf, bc := b.rate()
+func (h *unitHeap) Len() int { return len(h.h) }
+func (h *unitHeap) Less(i, j int) bool {
+	a, b := h.h[i], h.h[j]
+	af, ac := h.us[a].rate()
+	bf, bc := h.us[b].rate()
 	if x, y := af*bc, bf*ac; x != y {
 		return x > y
 	}
-	return a.first < b.first
+	return a < b
 }
-func (h unitHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].at, h[j].at = i, j
+func (h *unitHeap) Swap(i, j int) {
+	h.h[i], h.h[j] = h.h[j], h.h[i]
+	h.us[h.h[i]].at, h.us[h.h[j]].at = int32(i), int32(j)
 }
 func (h *unitHeap) Push(x any) {
-	u := x.(*unit)
-	u.at = len(*h)
-	*h = append(*h, u)
+	u := x.(int32)
+	h.us[u].at = int32(len(h.h))
+	h.h = append(h.h, u)
 }
 func (h *unitHeap) Pop() any {
-	x := (*h)[len(*h)-1]
-	*h = (*h)[:len(*h)-1]
+	x := h.h[len(h.h)-1]
+	h.h = h.h[:len(h.h)-1]
 	return x
 }

@@ -106,12 +106,14 @@ func TestPlanUnits(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for _, u := range planUnits(tt.runs, tt.ws, files, bs) {
+			us := planUnits(tt.runs, tt.ws, files, bs)
+			for n := range us.len() {
 				var s []string
-				for _, k := range u.rewrites {
+				runs, rewrites := us.get(n)
+				for _, k := range rewrites {
 					s = append(s, fmt.Sprint("w", k))
 				}
-				for _, k := range u.runs {
+				for _, k := range runs {
 					s = append(s, fmt.Sprint("r", k))
 				}
 				got = append(got, fmt.Sprint(s))
