@@ -128,7 +128,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 }
 
 func rangeOf(f *file, off int64) plan.Range {
-	return plan.Range{Path: f.path, Off: off, Identity: f.Identity}
+	return plan.Range{Path: f.path, Off: off, Identity: f.identity()}
 }
 
 // emitLine counts a dedupe line and emits it.

@@ -63,11 +63,11 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		if byIno == nil {
 			byIno = make(map[refKey]int)
 			for di := range byDest {
-				byIno[refKey{files[di].Vol.FS, fiemap.Ref{Root: files[di].Vol.Subvol, Ino: files[di].Ino}}] = di
+				byIno[refKey{files[di].vol.FS, fiemap.Ref{Root: files[di].vol.Subvol, Ino: files[di].Ino}}] = di
 			}
 		}
 		for _, r := range rs {
-			di, ok := byIno[refKey{files[fi].Vol.FS, r}]
+			di, ok := byIno[refKey{files[fi].vol.FS, r}]
 			if !ok {
 				return false // a file outside the plan, or only a source
 			}
@@ -85,7 +85,7 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 	}
 	byDestination(runs, func(fi int, rs []run) {
 		f := &files[fi]
-		if !f.btrfs {
+		if !f.vol.btrfs {
 			blocks = blockwise(fi, rs, files, byDest, bs, blocks)
 			return
 		}
@@ -117,7 +117,7 @@ func estimateBlockwise(runs []run, files []file, bs int64) {
 	byDestination(runs, func(fi int, rs []run) { byDest[fi] = rs })
 	var blocks *sharedBlocks
 	byDestination(runs, func(fi int, rs []run) {
-		if !files[fi].btrfs {
+		if !files[fi].vol.btrfs {
 			blocks = blockwise(fi, rs, files, byDest, bs, blocks)
 		}
 	})
@@ -132,7 +132,7 @@ func blockwise(fi int, rs []run, files []file, byDest map[int][]run, bs int64, b
 	var inShared []int // f's shared extents that the runs reach
 	for k := range rs {
 		lo := rs[k].dst.block() * bs
-		hi := lo + (rs[k].len+f.fsBlock-1)/f.fsBlock*f.fsBlock
+		hi := lo + (rs[k].len+f.vol.fsBlock-1)/f.vol.fsBlock*f.vol.fsBlock
 		n := hi - lo
 		for i := firstEndingAfter(f.extents, lo); i < len(f.extents) && f.extents[i].Logical < hi; i++ {
 			e := f.extents[i]
@@ -245,12 +245,12 @@ func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks
 	dest := make(map[string][]span)
 	for fi := range byDest {
 		f := &files[fi]
-		if f.btrfs {
+		if f.vol.btrfs {
 			continue
 		}
 		for _, e := range f.extents {
 			if e.Flags&fiemap.FlagShared != 0 {
-				dest[f.Vol.FS] = append(dest[f.Vol.FS], span{e.Physical, e.Physical + e.Length})
+				dest[f.vol.FS] = append(dest[f.vol.FS], span{e.Physical, e.Physical + e.Length})
 			}
 		}
 	}
@@ -264,8 +264,8 @@ func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks
 	}
 	for fi := range files {
 		f := &files[fi]
-		d := dest[f.Vol.FS]
-		if f.btrfs || len(d) == 0 {
+		d := dest[f.vol.FS]
+		if f.vol.btrfs || len(d) == 0 {
 			continue
 		}
 		for ei, e := range f.extents {
@@ -275,7 +275,7 @@ func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks
 			k, _ := slices.BinarySearchFunc(d, e.Physical, func(s span, p int64) int { return cmp.Compare(s.hi, p+1) })
 			if k < len(d) && d[k].lo < e.Physical+e.Length {
 				x := extentAt{int32(fi), int32(ei)}
-				eachBucket(f.Vol.FS, e.Physical, e.Physical+e.Length, func(k refBucket) { b.refs[k] = append(b.refs[k], x) })
+				eachBucket(f.vol.FS, e.Physical, e.Physical+e.Length, func(k refBucket) { b.refs[k] = append(b.refs[k], x) })
 			}
 		}
 	}
@@ -294,7 +294,7 @@ func (b *sharedBlocks) coveredBy(fi int) []span {
 	for _, r := range b.byDest[fi] {
 		lo, hi := r.dst.block()*b.bs, r.dst.block()*b.bs+r.len
 		if hi >= f.Size {
-			hi = (hi + f.fsBlock - 1) / f.fsBlock * f.fsBlock
+			hi = (hi + f.vol.fsBlock - 1) / f.vol.fsBlock * f.vol.fsBlock
 		}
 		c = appendSpan(c, span{lo, hi})
 	}
@@ -318,7 +318,7 @@ func (b *sharedBlocks) onDisk(fi int, e *fiemap.Extent) []span {
 // freed returns the bytes of e, a shared extent of destination fi, that
 // the plan frees and that were not counted before, and counts them.
 func (b *sharedBlocks) freed(fi int, e fiemap.Extent) int64 {
-	fs := b.files[fi].Vol.FS
+	fs := b.files[fi].vol.FS
 	free := b.onDisk(fi, &e)
 	whole := span{e.Physical, e.Physical + e.Length}
 	others := false

@@ -16,8 +16,8 @@ func TestEstimateByFilesystem(t *testing.T) {
 	const M = 1 << 20
 	var files []file
 	for i, fs := range []string{"a", "a", "b", "b"} {
-		f := file{id: int64(i + 1), path: fs + "/f", btrfs: true, class: int(fs[0] - 'a'),
-			Identity: fsys.Identity{Vol: fsys.Volume{FS: fs, Subvol: 5}, Ino: uint64(257 + i%2), Size: M}}
+		f := file{id: int64(i + 1), path: fs + "/f", class: int32(fs[0] - 'a'),
+			vol: &volume{Volume: fsys.Volume{FS: fs, Subvol: 5}, btrfs: true}, Ino: uint64(257 + i%2), Size: M}
 		if i%2 == 1 { // the destination: one extent, shared (by a snapshot of it, say)
 			f.extents = []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: M, DiskStart: 100 * M, DiskLen: M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}
 		}
@@ -34,7 +34,7 @@ func TestEstimateByFilesystem(t *testing.T) {
 	estimate(runs, files, bs, refs)
 	for i, r := range runs {
 		if r.freed != M {
-			t.Errorf("run %d (filesystem %s) frees %d; want %d", i, files[r.dst.file()].Vol.FS, r.freed, M)
+			t.Errorf("run %d (filesystem %s) frees %d; want %d", i, files[r.dst.file()].vol.FS, r.freed, M)
 		}
 	}
 }
@@ -45,7 +45,7 @@ func TestEstimateByFilesystem(t *testing.T) {
 func TestEstimateReflinkedBlocks(t *testing.T) {
 	const M = 1 << 20
 	mk := func(path string, phys int64, size int64, flags uint32) file {
-		return file{path: path, fsBlock: bs, Identity: fsys.Identity{Vol: fsys.Volume{FS: "x"}, Size: size},
+		return file{path: path, vol: &volume{Volume: fsys.Volume{FS: "x"}, fsBlock: bs}, Size: size,
 			extents: []fiemap.Extent{{Logical: 0, Physical: phys, Length: (size + bs - 1) / bs * bs, Flags: flags | fiemap.FlagLast}}}
 	}
 	files := []file{

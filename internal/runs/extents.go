@@ -16,7 +16,7 @@ type diskKey struct {
 }
 
 // diskOf returns the disk extent that e, an extent of f, refers to.
-func diskOf(f *file, e fiemap.Extent) diskKey { return diskKey{f.Vol.FS, e.DiskStart} }
+func diskOf(f *file, e fiemap.Extent) diskKey { return diskKey{f.vol.FS, e.DiskStart} }
 
 // groups returns f's extents grouped into the pieces of one disk extent,
 // each group in file order, groups in order of their first piece. btrfs

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"slices"
 	"testing"
-
-	"same/internal/fsys"
 )
 
 // Each member of a group is mapped to the best source of its class: a
@@ -13,8 +11,8 @@ import (
 // stored compressed, then the first; a file that must stay a source is
 // never a destination, and a class of one member maps nothing.
 func TestAppendGroup(t *testing.T) {
-	mk := func(size int64, class int, keep, encoded bool) file {
-		return file{Identity: fsys.Identity{Size: size}, class: class, keepSource: keep, encoded: encoded}
+	mk := func(size int64, class int32, keep, encoded bool) file {
+		return file{Size: size, class: class, keepSource: keep, encoded: encoded}
 	}
 	at := func(fi int) loc { return mkloc(fi, int64(fi)) }
 	m := func(dst, src int) mapping { return mapping{dst: at(dst), src: at(src)} }

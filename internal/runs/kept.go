@@ -112,13 +112,13 @@ func (f *finder) tableKey(instance string) string {
 }
 
 // volumeKey names a file's volume in a table's Volumes.
-func volumeKey(fl *file) string { return fmt.Sprintf("%s/%d", fl.Vol.FS, fl.Vol.Subvol) }
+func volumeKey(fl *file) string { return fmt.Sprintf("%s/%d", fl.vol.FS, fl.vol.Subvol) }
 
 // volumeValue is what the entries of a file depend on beyond its row:
 // whether its volume is read-only (with Options.NoReadOnly), on btrfs,
 // and its block size.
 func volumeValue(fl *file) string {
-	return fmt.Sprintf("readonly %v btrfs %v block %d", fl.keepSource, fl.btrfs, fl.fsBlock)
+	return fmt.Sprintf("readonly %v btrfs %v block %d", fl.keepSource, fl.vol.btrfs, fl.vol.fsBlock)
 }
 
 // volumes returns the Volumes of the files in scope.
@@ -126,8 +126,8 @@ func (f *finder) volumes() map[string]string {
 	m := make(map[string]string)
 	seen := make(map[fsys.Volume]bool)
 	for i := range f.files {
-		if fl := &f.files[i]; !seen[fl.Vol] {
-			seen[fl.Vol] = true
+		if fl := &f.files[i]; !seen[fl.vol.Volume] {
+			seen[fl.vol.Volume] = true
 			m[volumeKey(fl)] = volumeValue(fl)
 		}
 	}
@@ -270,11 +270,11 @@ func (f *finder) regroup() (err error) {
 	for i := range f.files {
 		fl := &f.files[i]
 		all += fl.blocks
-		vc, known := volChanged[fl.Vol]
+		vc, known := volChanged[fl.vol.Volume]
 		if !known {
 			was, ok := last.Volumes[volumeKey(fl)]
 			vc = ok && was != volumeValue(fl)
-			volChanged[fl.Vol] = vc
+			volChanged[fl.vol.Volume] = vc
 		}
 		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || vc
 		redo[i] = changed[i] || last.Unsettled.Has(fl.id)

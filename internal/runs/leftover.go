@@ -58,17 +58,17 @@ func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID file
 			key = e
 		}
 		fi, ok := byID.of(id)
-		if !ok || !files[fi].btrfs {
+		if !ok || !files[fi].vol.btrfs {
 			// Out of scope (-include, another filesystem left out): a
 			// reference all the same, but no file to plan in, and no
 			// telling which filesystem it is on.
 			inAll = false
 			return nil
 		}
-		r := byFS[files[fi].Vol.FS]
+		r := byFS[files[fi].vol.FS]
 		if r == nil {
 			r = &refsOn{fit: true}
-			byFS[files[fi].Vol.FS] = r
+			byFS[files[fi].vol.FS] = r
 		}
 		r.used = append(r.used, span{e.Offset, e.Offset + e.Length})
 		// Compressed extents' offsets are in their data, not on disk;

@@ -65,7 +65,7 @@ func TestMarkLeftoversByFilesystem(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, file{id: n, path: "/" + f.fs + "/file", Identity: id, btrfs: true})
+		files = append(files, file{id: n, path: "/" + f.fs + "/file", vol: &volume{Volume: id.Vol, btrfs: true}, Ino: id.Ino, Size: id.Size})
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"same/internal/fiemap"
 	"same/internal/fstype"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/walk"
 )
@@ -32,6 +33,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	// files leave is never touched, and so never takes memory.
 	files := make([]file, 0, ix.MaxFileID(ctx))
 	classOf := classes()
+	volOf := make(map[fsys.Volume]*volume)
 	can := canDedupe(vols, o.Live, o.Warn)
 	var total, n int64
 	if o.Progress != nil {
@@ -70,15 +72,19 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 			o.warn(f.Path, fmt.Errorf("%s: %d blocks, more than findsame plans in one file (2^32): left out", f.Path, (f.Size+bs-1)/bs))
 			return nil
 		}
-		v := vols[f.Vol]
+		vol := volOf[f.Vol]
+		if vol == nil {
+			v := vols[f.Vol]
+			vol = &volume{Volume: f.Vol, btrfs: v.Magic == fstype.Btrfs, fsBlock: cmp.Or(v.BlockSize, bs)}
+			volOf[f.Vol] = vol
+		}
 		files = append(files, file{
-			id: f.ID, path: f.Path, Identity: f.Identity,
+			id: f.ID, path: f.Path,
+			vol: vol, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime,
 			blocks:  (f.Size + bs - 1) / bs,
 			changed: f.Changed,
 			cloneOf: f.CloneOf, cloneSeq: f.CloneSeq,
-			btrfs:   v.Magic == fstype.Btrfs,
-			fsBlock: cmp.Or(v.BlockSize, bs),
-			class:   classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
+			class: classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
 		})
 		return nil
 	})
@@ -243,18 +249,18 @@ func storedSums(ctx context.Context, ix *index.Index) int64 {
 // classes returns a function numbering the classes of files that can
 // share storage: those of one filesystem (btrfs subvolumes included) with
 // the same NOCOW attribute, and the same owner where uid is not -1.
-func classes() func(fs string, nocow bool, uid int64) int {
+func classes() func(fs string, nocow bool, uid int64) int32 {
 	type class struct {
 		fs    string
 		nocow bool
 		uid   int64
 	}
-	m := make(map[class]int)
-	return func(fs string, nocow bool, uid int64) int {
+	m := make(map[class]int32)
+	return func(fs string, nocow bool, uid int64) int32 {
 		k := class{fs, nocow, uid}
 		c, ok := m[k]
 		if !ok {
-			c = len(m)
+			c = int32(len(m))
 			m[k] = c
 		}
 		return c

@@ -85,7 +85,7 @@ func refusedImmutable(files []file, o *Options) int {
 // mapNow returns f's extents and whether it has the immutable attribute,
 // if f is still the file that was hashed.
 func mapNow(f *file) ([]fiemap.Extent, bool, error) {
-	h, err := dedupe.Open(f.path, f.Identity)
+	h, err := dedupe.Open(f.path, f.identity())
 	switch {
 	case errors.Is(err, dedupe.ErrStale), errors.Is(err, dedupe.ErrNotRegular):
 		return nil, false, fmt.Errorf("%s: %w", f.path, ErrChanged)
@@ -124,7 +124,7 @@ func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
 			return nil, false
 		}
 		f := &files[fi]
-		h, err := dedupe.Open(f.path, f.Identity)
+		h, err := dedupe.Open(f.path, f.identity())
 		if err != nil {
 			return nil, false
 		}
@@ -145,18 +145,18 @@ func markReadOnly(files []file, keepSource bool) {
 	ro := make(map[fsys.Volume]bool)
 	for i := range files {
 		f := &files[i]
-		if !f.btrfs {
+		if !f.vol.btrfs {
 			continue
 		}
-		known, ok := ro[f.Vol]
+		known, ok := ro[f.vol.Volume]
 		if !ok {
-			h, err := dedupe.Open(f.path, f.Identity)
+			h, err := dedupe.Open(f.path, f.identity())
 			if err != nil {
 				continue // the next file of the volume tells
 			}
 			known = fsys.ReadOnly(h)
 			h.Close()
-			ro[f.Vol] = known
+			ro[f.vol.Volume] = known
 		}
 		f.readonly = known
 		f.keepSource = known && keepSource

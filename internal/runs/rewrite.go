@@ -44,7 +44,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	refs := make(map[diskKey][]ref)
 	for fi := range files {
 		f := &files[fi]
-		if !f.btrfs || f.stale {
+		if !f.vol.btrfs || f.stale {
 			continue
 		}
 		for _, e := range f.extents {
@@ -62,7 +62,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	var relinks []run
 	for fi := range files {
 		f := &files[fi]
-		if !f.btrfs || f.stale || f.immutable || len(f.extents) == 0 || cannot(fi) {
+		if !f.vol.btrfs || f.stale || f.immutable || len(f.extents) == 0 || cannot(fi) {
 			continue
 		}
 		for _, g := range groups(f) {
@@ -120,14 +120,14 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 // since hashed (so its path is known good), the one modified longest ago
 // (the least likely to change before the plan is applied), then the first
 // by path.
-func copyNextTo(files []file) map[int]int {
-	at := make(map[int]int)
+func copyNextTo(files []file) map[int32]int {
+	at := make(map[int32]int)
 	for fi := range files {
 		f := &files[fi]
 		if _, ok := at[f.class]; !ok {
 			at[f.class] = -1
 		}
-		if !f.btrfs || f.readonly || f.stale || f.settled || f.extents == nil {
+		if !f.vol.btrfs || f.readonly || f.stale || f.settled || f.extents == nil {
 			continue
 		}
 		if k := at[f.class]; k < 0 || f.Mtime < files[k].Mtime {
@@ -184,7 +184,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 	dsts := make(map[int][]span)
 	for _, r := range refs {
 		f := &files[r.fi]
-		if r.e.Flags&(unfit&^fiemap.FlagShared) != 0 || f.class != files[refs[0].fi].class || !f.btrfs || f.stale || f.immutable ||
+		if r.e.Flags&(unfit&^fiemap.FlagShared) != 0 || f.class != files[refs[0].fi].class || !f.vol.btrfs || f.stale || f.immutable ||
 			r.e.Logical%bs != 0 || (r.e.Physical-ds)%bs != 0 {
 			return nil, nil
 		}

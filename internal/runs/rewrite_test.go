@@ -15,7 +15,7 @@ import (
 func TestRewriteOfMerge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 500 {
-		f := &file{Identity: fsys.Identity{Size: int64(1+rng.IntN(200))*bs - int64(rng.IntN(bs))}, btrfs: true}
+		f := &file{Size: int64(1+rng.IntN(200))*bs - int64(rng.IntN(bs)), vol: &volume{btrfs: true}}
 		blocks := (f.Size + bs - 1) / bs
 		var runs []run
 		for b := int64(0); b < blocks; {
@@ -80,8 +80,8 @@ func TestSharedLeftoverByFilesystem(t *testing.T) {
 	const M = 1 << 20
 	var files []file
 	for i, fs := range []string{"b", "a", "a"} {
-		files = append(files, file{id: int64(i + 1), path: fs + "/f" + string(rune('0'+i)), btrfs: true, class: int(fs[0] - 'a'),
-			Identity: fsys.Identity{Vol: fsys.Volume{FS: fs, Subvol: 5}, Ino: uint64(257 + i), Size: 2 * M},
+		files = append(files, file{id: int64(i + 1), path: fs + "/f" + string(rune('0'+i)), class: int32(fs[0] - 'a'),
+			vol: &volume{Volume: fsys.Volume{FS: fs, Subvol: 5}, btrfs: true}, Ino: uint64(257 + i), Size: 2 * M,
 			// The first 2 MiB of an 8 MiB extent, the rest referred to by
 			// nothing.
 			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
@@ -91,7 +91,7 @@ func TestSharedLeftoverByFilesystem(t *testing.T) {
 	for _, w := range ws {
 		got = append(got, files[w.fi].path)
 	}
-	if len(ws) != 1 || files[ws[0].fi].Vol.FS != "a" || !ws[0].w.Shared {
+	if len(ws) != 1 || files[ws[0].fi].vol.FS != "a" || !ws[0].w.Shared {
 		t.Errorf("rewrites of %v; want one, shared, of a file of a", got)
 	}
 }

@@ -120,12 +120,19 @@ type Summary struct {
 	Unnamed int
 }
 
+// file is what findsame holds of each file in scope, millions of them on
+// a host of small files: kept small, what files of a volume share held
+// once in their volume.
 type file struct {
 	id   int64
 	path string
-	// Identity is the file's as hashed: what dedupe.Open checks it
-	// against, and what the plan says of it.
-	fsys.Identity
+	// vol, Ino, Size and Mtime are the file's identity as hashed: what
+	// dedupe.Open checks it against, and what the plan says of it (see
+	// identity).
+	vol      *volume
+	Ino      uint64
+	Size     int64
+	Mtime    int64
 	blocks   int64
 	changed  int64 // index.File.Changed
 	cloneOf  int64 // index.File.CloneOf
@@ -148,12 +155,23 @@ type file struct {
 	// encoded marks a file with compressed extents when it was hashed;
 	// inline, one with its data inline.
 	encoded, inline bool
-	btrfs           bool
-	fsBlock         int64 // the filesystem's block size
 	// class groups the files that can share storage: those on one
 	// filesystem (btrfs subvolumes included) with the same NOCOW
 	// attribute (and with Options.SameOwner, the same owner).
-	class int
+	class int32
+}
+
+// volume is what the files of one volume share.
+type volume struct {
+	fsys.Volume
+	btrfs   bool
+	fsBlock int64 // the filesystem's block size
+}
+
+// identity returns f's identity as hashed (its ctime aside, which plans
+// do not carry and dedupe.Open does not check).
+func (f *file) identity() fsys.Identity {
+	return fsys.Identity{Vol: f.vol.Volume, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime}
 }
 
 // loc packs (file index, block) into one sortable word.

@@ -149,10 +149,10 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 	}
 	fsNum := make(map[string]int32)
 	diskKeyOf := func(f *file, at int64) extentKey {
-		n, ok := fsNum[f.Vol.FS]
+		n, ok := fsNum[f.vol.FS]
 		if !ok {
 			n = int32(len(fsNum))
-			fsNum[f.Vol.FS] = n
+			fsNum[f.vol.FS] = n
 		}
 		return extentKey{disk: at, fs: n, fi: -1, g: -1}
 	}
@@ -188,7 +188,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 			if e.Logical >= lo+r.len {
 				break
 			}
-			if !f.btrfs {
+			if !f.vol.btrfs {
 				// Blocks that reflinked copies share are freed when every
 				// copy's range moves (see sharedBlocks): the runs moving
 				// the ranges at one disk offset go together.

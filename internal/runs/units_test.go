@@ -15,7 +15,7 @@ func TestPlanUnits(t *testing.T) {
 	const bs = 4096
 	files := make([]file, 6)
 	for i := range files {
-		files[i] = file{path: fmt.Sprint("f", i), Identity: fsys.Identity{Vol: fsys.Volume{FS: "f5", Subvol: 5}, Size: 2 * bs}, btrfs: true,
+		files[i] = file{path: fmt.Sprint("f", i), vol: &volume{Volume: fsys.Volume{FS: "f5", Subvol: 5}, btrfs: true}, Size: 2 * bs,
 			extents: []fiemap.Extent{{Logical: 0, Length: 2 * bs, Physical: int64(i+1) << 20, DiskStart: int64(i+1) << 20, DiskLen: 2 * bs}}}
 	}
 	rewrite := func(fi int) rewriteAt {

@@ -218,7 +218,7 @@ func sameStorage(d, s *file) bool {
 // wholeFreed is what deduplicating all of f, on btrfs, frees: its extents
 // not shared with anything else. (Elsewhere estimateBlockwise counts.)
 func wholeFreed(f *file) int64 {
-	if !f.btrfs {
+	if !f.vol.btrfs {
 		return 0
 	}
 	var n int64
