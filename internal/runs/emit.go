@@ -5,11 +5,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"math"
 	"slices"
 
 	"same/internal/index"
 	"same/internal/plan"
 )
+
+// maxPlanned is the most runs and rewrites lines plans at once: they
+// are numbered in 32 bits (see planUnits). Tests lower it.
+var maxPlanned = math.MaxInt32 - 1
 
 // lines emits the runs as plan lines, with the rewrites ws, in units of
 // work (see planUnits): each unit's rewrites, then its runs, those that
@@ -17,6 +23,9 @@ import (
 // destinations. redo, if not nil, marks the files regrouped (see
 // finder.redo).
 func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
+	if len(runs)+len(ws) > maxPlanned {
+		return fmt.Errorf("%d runs and %d rewrites to plan, more than findsame plans at once (%d): plan parts of the index in turn (-include)", len(runs), len(ws), maxPlanned)
+	}
 	slices.SortFunc(runs, func(a, b run) int {
 		if c := cmp.Compare(a.src, b.src); c != 0 {
 			return c

@@ -609,6 +609,22 @@ func TestSameExtent(t *testing.T) {
 	}
 }
 
+// TestTooManyRuns checks the error of a plan of more runs than findsame
+// numbers: 2^31 - 1, here lowered.
+func TestTooManyRuns(t *testing.T) {
+	ix := build(t, fstype.Btrfs, []tfile{{path: "/m/a", blocks: "ABCD"}, {path: "/m/b", blocks: "ABCD"}})
+	defer func(n int) { maxPlanned = n }(maxPlanned)
+	maxPlanned = 0
+	_, err := Find(context.Background(), ix, Options{}, func(r plan.Record) error {
+		t.Errorf("planned %+v; want nothing", r)
+		return nil
+	})
+	want := "1 runs and 0 rewrites to plan, more than findsame plans at once (0): plan parts of the index in turn (-include)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Find: %v; want %s", err, want)
+	}
+}
+
 // withHuge builds an index of two files "ABCD" and /m/huge, of size bytes
 // whose sums are "ABCD" and zeros.
 func withHuge(t *testing.T, size int64) *index.Index {

@@ -3,7 +3,6 @@ package runs
 import (
 	"cmp"
 	"container/heap"
-	"math"
 	"slices"
 
 	"same/internal/fiemap"
@@ -114,10 +113,10 @@ func (us *units) get(n int) (runs, rewrites []int32) {
 // it frees with those left waiting for it alone (and those waiting for
 // them alone), where that is better; then in source order. So a run cut
 // short by a time limit has freed what it could.
+//
+// Runs and rewrites are numbered in 32 bits: there are fewer than 2^31 of
+// them together (lines checks).
 func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
-	if len(runs)+len(ws) >= math.MaxInt32 {
-		panic("planUnits: too many runs")
-	}
 	rw := newRewritten(ws)
 	// Union-find over the runs (0..len(runs)-1) and the rewrites
 	// (len(runs)+rank); the root of each set is its first node.
