@@ -35,6 +35,9 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 		}
 		return cmp.Compare(a.dst, b.dst)
 	})
+	// The units first: the maps planUnits builds are gone before the
+	// digests and the sums read for them take their room.
+	us := planUnits(runs, ws, files, bs)
 	// The digest of each source range and length (of the sums of its
 	// blocks), for the first run of each.
 	var firsts []int
@@ -86,7 +89,6 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 	}
 	var unit int64
 	done := 0
-	us := planUnits(runs, ws, files, bs)
 	for n := range us.len() {
 		unit++
 		uruns, urewrites := us.get(n)
