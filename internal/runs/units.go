@@ -232,31 +232,24 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 		}
 	}
 	// Each unit's members: its runs, then its rewrites.
-	at := make([]int32, len(us)+1)
-	for _, u := range unitOf {
-		at[u+1]++
-	}
-	for u := range us {
-		at[u+1] += at[u]
-	}
+	at, members := lists(len(us), len(unitOf), func(k int) (int32, int32) {
+		if k < len(runs) {
+			return unitOf[k], int32(k)
+		}
+		return unitOf[k], int32(k - len(runs))
+	})
 	mid := slices.Clone(at[:len(us)])
-	members := make([]int32, len(unitOf))
 	for k, r := range runs {
 		u := unitOf[k]
-		members[mid[u]] = int32(k)
 		mid[u]++
 		us[u].freed += r.freed
 		us[u].cost += r.len + destinationCost
 	}
-	next := slices.Clone(mid)
 	for k, w := range ws {
 		u := unitOf[len(runs)+k]
-		members[next[u]] = int32(k)
-		next[u]++
 		us[u].freed += w.w.Freed
 		us[u].cost += w.w.Bytes + destinationCost
 	}
-	next = nil
 	// And each file a unit opens: the files of its runs' sources and
 	// destinations and of its rewrites.
 	var fis []int
@@ -282,24 +275,8 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 	}
 	slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(cmp.Compare(a.from, b.from), cmp.Compare(a.to, b.to)) })
 	edges = slices.Compact(edges)
-	lists := func(key, val func(edge) int32) ([]int32, []int32) {
-		start := make([]int32, len(us)+1)
-		for _, e := range edges {
-			start[key(e)+1]++
-		}
-		for u := range us {
-			start[u+1] += start[u]
-		}
-		fill := slices.Clone(start[:len(us)])
-		list := make([]int32, len(edges))
-		for _, e := range edges {
-			list[fill[key(e)]] = val(e)
-			fill[key(e)]++
-		}
-		return start, list
-	}
-	nextAt, nexts := lists(func(e edge) int32 { return e.from }, func(e edge) int32 { return e.to })
-	prevAt, prevs := lists(func(e edge) int32 { return e.to }, func(e edge) int32 { return e.from })
+	nextAt, nexts := lists(len(us), len(edges), func(i int) (int32, int32) { return edges[i].from, edges[i].to })
+	prevAt, prevs := lists(len(us), len(edges), func(i int) (int32, int32) { return edges[i].to, edges[i].from })
 	for u := range us {
 		us[u].waits = prevAt[u+1] - prevAt[u]
 	}
@@ -348,6 +325,28 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 		}
 	}
 	return &units{members: members, at: at, mid: mid, order: order}
+}
+
+// lists lists the values of n pairs (key, value), pair(i) giving the
+// i-th, by key, in the order given: those of key k are
+// list[start[k]:start[k+1]], for keys below keys.
+func lists(keys, n int, pair func(i int) (key, val int32)) (start, list []int32) {
+	start = make([]int32, keys+1)
+	for i := range n {
+		k, _ := pair(i)
+		start[k+1]++
+	}
+	for k := range keys {
+		start[k+1] += start[k]
+	}
+	fill := slices.Clone(start[:keys])
+	list = make([]int32, n)
+	for i := range n {
+		k, v := pair(i)
+		list[fill[k]] = v
+		fill[k]++
+	}
+	return start, list
 }
 
 // count adds freed and cost, those of u and the units counted in it, to
