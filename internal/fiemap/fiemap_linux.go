@@ -458,6 +458,11 @@ type Changes struct {
 	// other file was rewritten since: an entry may have been added,
 	// removed or renamed.
 	Others bool
+	// Dirs holds the directories whose inode items were rewritten
+	// since: adding, removing or renaming an entry in a directory
+	// rewrites its inode item, and so does renaming or moving the
+	// directory itself.
+	Dirs map[uint64]bool
 }
 
 // Inode item fields (struct btrfs_inode_item, 160 bytes): the transaction
@@ -477,7 +482,7 @@ const (
 func Changed(f *os.File, minTransID uint64) (Changes, error) {
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
-	c := Changes{Extents: make(map[uint64]bool), Items: make(map[uint64][]Extent), Files: make(map[uint64]bool)}
+	c := Changes{Extents: make(map[uint64]bool), Items: make(map[uint64][]Extent), Files: make(map[uint64]bool), Dirs: make(map[uint64]bool)}
 	le := binary.LittleEndian
 	var obj, off uint64
 	typ := uint32(0)
@@ -519,9 +524,13 @@ func Changed(f *os.File, minTransID uint64) (Changes, error) {
 				if le.Uint64(item[inodeTransIDAt:]) < minTransID {
 					return nil
 				}
-				if le.Uint32(item[inodeModeAt:])&unix.S_IFMT == unix.S_IFREG {
+				switch le.Uint32(item[inodeModeAt:]) & unix.S_IFMT {
+				case unix.S_IFREG:
 					c.Files[h.objectID] = true
-				} else {
+				case unix.S_IFDIR:
+					c.Dirs[h.objectID] = true
+					c.Others = true
+				default:
 					c.Others = true
 				}
 			}

@@ -27,6 +27,7 @@ type Changes struct {
 	Items   map[uint64][]Extent
 	Files   map[uint64]bool
 	Others  bool
+	Dirs    map[uint64]bool
 }
 
 // Changed returns ErrNoTreeSearch.

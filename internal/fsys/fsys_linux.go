@@ -3,6 +3,7 @@
 package fsys
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -74,6 +75,28 @@ func btrfsSubvol(f *os.File) (uint64, error) {
 		return 0, fmt.Errorf("BTRFS_IOC_INO_LOOKUP: %w", err)
 	}
 	return *(*uint64)(unsafe.Pointer(&args[0])), nil
+}
+
+// InoPath returns the path of inode ino of the btrfs subvolume holding f
+// (a directory, or a file's first name), relative to the subvolume's top
+// directory ("" for the top itself), as its inode references give it now
+// (BTRFS_IOC_INO_LOOKUP, which needs CAP_SYS_ADMIN for any inode but the
+// top); false when the subvolume holds no such inode (deleted).
+func InoPath(f *os.File, ino uint64) (string, bool, error) {
+	var args [4096]byte
+	*(*uint64)(unsafe.Pointer(&args[8])) = ino
+	err := ioctl(f.Fd(), btrfsIocInoLookup, unsafe.Pointer(&args[0]))
+	if err == unix.ENOENT {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("BTRFS_IOC_INO_LOOKUP of %d: %w", ino, err)
+	}
+	name := args[16:]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return strings.TrimSuffix(string(name), "/"), true, nil
 }
 
 // fsUUID returns the UUID the filesystem holding f reports, in hex.

@@ -37,3 +37,6 @@ func ReadOnly(f *os.File) bool { return false }
 
 // WillNeed does nothing.
 func WillNeed(fd int, off, n int64) {}
+
+// InoPath returns ErrUnsupported.
+func InoPath(f *os.File, ino uint64) (string, bool, error) { return "", false, ErrUnsupported }
