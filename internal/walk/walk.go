@@ -48,6 +48,11 @@ type Options struct {
 	// without lstat. The caller then looks at them itself where it
 	// needs more than their name and inode number.
 	Listed func(path string, st *unix.Stat_t) bool
+	// Files, if set, is asked of each directory the walk enters (a root
+	// included): false leaves out what it holds but its subdirectories,
+	// reporting nothing of it; the walk still goes into those that Enter
+	// grants.
+	Files func(path string, st *unix.Stat_t) bool
 	// Dir, if set, is called for each directory entered, and Skipped for each
 	// entry that is not a regular file (or is empty); both may be nil.
 	Dir     func(path string, st *unix.Stat_t)
@@ -138,7 +143,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	}
 	defer d.Close()
 	fd := int(d.Fd())
-	ls := w.list(fd, root, w.listed(root, &st, false, 0), uint64(st.Dev))
+	ls := w.list(fd, root, w.listed(root, &st, false, 0), o.Files != nil && !o.Files(root, &st), uint64(st.Dev))
 	return w.children(root, ls, func() (int, error) { return fd, nil }, false)
 }
 
@@ -230,12 +235,13 @@ func (w *walker) asked(path string, st *unix.Stat_t) bool {
 // filtered, and the lstat of each (or, where listed, of its
 // subdirectories and of entries of unknown type: the others as listed).
 type listing struct {
-	names   []string
-	stats   []lstatResult
-	listed  bool   // its files go as listed
-	dev     uint64 // the directory's device
-	openErr error  // the directory could not be opened
-	readErr error  // reading it stopped early; names holds what was read
+	names    []string
+	stats    []lstatResult
+	listed   bool   // its files go as listed
+	dirsOnly bool   // only its subdirectories go (see Options.Files)
+	dev      uint64 // the directory's device
+	openErr  error  // the directory could not be opened
+	readErr  error  // reading it stopped early; names holds what was read
 }
 
 // pending is a listing being read ahead.
@@ -288,6 +294,7 @@ func openDir(parent int, name string, st *unix.Stat_t) (int, error) {
 // listAhead reads the directory name of the directory open at parent, st
 // in its listing, in the background. parent must stay open until done.
 func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, listed bool) *pending {
+	dirsOnly := w.o.Files != nil && !w.o.Files(path, st)
 	p := &pending{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -298,19 +305,23 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 			p.l.openErr = &os.PathError{Op: "open", Path: path, Err: err}
 			return
 		}
-		p.l = w.list(fd, path, listed, uint64(st.Dev))
+		p.l = w.list(fd, path, listed, dirsOnly, uint64(st.Dev))
 		unix.Close(fd)
 	}()
 	return p
 }
 
 // list reads the directory open at fd, whose path is path, on device
-// dev; where listed, its files go as listed.
-func (w *walker) list(fd int, path string, listed bool, dev uint64) listing {
-	l := listing{listed: listed, dev: dev}
+// dev; where listed, its files go as listed; where dirsOnly, only its
+// subdirectories go, and nothing else is stat'ed.
+func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev uint64) listing {
+	l := listing{listed: listed, dirsOnly: dirsOnly, dev: dev}
 	ents, err := readDirents(fd)
 	if err != nil {
 		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: err}
+	}
+	if dirsOnly {
+		ents = slices.DeleteFunc(ents, func(e dirent) bool { return e.typ != unix.DT_DIR && e.typ != unix.DT_UNKNOWN })
 	}
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	prefix := childPrefix(path)
@@ -487,6 +498,9 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 			if !errors.Is(err, unix.ENOENT) { // gone since the listing: nothing to do
 				w.o.fail(child, &os.PathError{Op: "lstat", Path: child, Err: err})
 			}
+			continue
+		}
+		if ls.dirsOnly && ls.stats[i].st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
 		var next *pending

@@ -509,6 +509,64 @@ func TestWalkListed(t *testing.T) {
 	}
 }
 
+// TestWalkFiles checks that a directory whose files Options.Files
+// withholds hands over nothing but its subdirectories, which the walk
+// enters as Enter says, the root included; and that Files is asked of
+// each directory entered.
+func TestWalkFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeSized(t, dir, map[string]int{
+		"a":       10,
+		"p/b":     20,
+		"p/q/c":   30,
+		"p/r/d":   40,
+		"p/r/s/e": 50,
+		"x/f":     60,
+	})
+	if err := os.Symlink("a", filepath.Join(dir, "p/link")); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	rel := func(path string) string { return strings.TrimPrefix(path[len(dir):], "/") }
+	walked := func(files, enter func(string) bool) (paths, skipped []string) {
+		asked = nil
+		o := Options{
+			Files: func(path string, _ *unix.Stat_t) bool {
+				asked = append(asked, rel(path))
+				return files(rel(path))
+			},
+			Enter:   func(path string, _ *unix.Stat_t) bool { return enter(rel(path)) },
+			Skipped: func(path, _ string) { skipped = append(skipped, rel(path)) },
+			Error:   func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+		}
+		err := Walk(context.Background(), dir, o, func(e Entry) error {
+			paths = append(paths, rel(e.Path))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk = %v", err)
+		}
+		return paths, skipped
+	}
+	// Only below p/r: the root and p are gone through, x is not entered.
+	paths, skipped := walked(func(d string) bool { return d == "p/r" || strings.HasPrefix(d, "p/r/") },
+		func(d string) bool { return d == "p" || d == "p/r" || strings.HasPrefix(d, "p/r/") })
+	if want := []string{"p/r/d", "p/r/s/e"}; !slices.Equal(paths, want) {
+		t.Errorf("walk met %q; want %q", paths, want)
+	}
+	if len(skipped) != 0 {
+		t.Errorf("skipped %q; want nothing (the symlink in p withheld)", skipped)
+	}
+	if want := []string{"", "p", "p/r", "p/r/s"}; !slices.Equal(asked, want) {
+		t.Errorf("Files asked of %q; want %q", asked, want)
+	}
+	// Every directory's files but the root's.
+	paths, _ = walked(func(d string) bool { return d != "" }, func(string) bool { return true })
+	if want := []string{"p/b", "p/q/c", "p/r/d", "p/r/s/e", "x/f"}; !slices.Equal(paths, want) {
+		t.Errorf("walk met %q; want %q", paths, want)
+	}
+}
+
 func TestParseDirents(t *testing.T) {
 	rec := func(ino uint64, typ uint8, name string, pad int) []byte {
 		b := make([]byte, 19+len(name)+1+pad)
