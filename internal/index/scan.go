@@ -139,9 +139,10 @@ func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
 
 // SkipUnder moves the cursor past every row below dir, from the one Peek
 // returns on, but not to before or beyond (if not ""). It returns how many
-// of them are of volume v and not files named in check (by inode), and
-// the others, in path order: a subvolume left unwalked costs two queries,
-// not a row read for each of its files.
+// of them are of volume v, not files named in check (by inode) and not
+// marked gone (by a run that did not complete), and the others, in path
+// order: a subvolume left unwalked costs two queries, not a row read for
+// each of its files.
 func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before string) (int64, []Listed, error) {
 	at, ok := c.Peek()
 	if !ok {
@@ -155,8 +156,10 @@ func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before str
 	if err != nil {
 		return 0, nil, err
 	}
-	// kept is true of the rows not returned.
-	const kept = "f.vol = (SELECT id FROM volumes WHERE fsid = ?3 AND subvol = ?4) AND f.ino NOT IN (SELECT value FROM json_each(?5))"
+	// kept is true of the rows not returned. (+f.vol: the rows are
+	// found by path, a stretch of them, not all of the volume's by the
+	// index on (vol, ino), which SQLite would choose.)
+	const kept = "+f.vol = (SELECT id FROM volumes WHERE fsid = ?3 AND subvol = ?4) AND f.ino NOT IN (SELECT value FROM json_each(?5)) AND f.gone = 0"
 	const in = " WHERE f.path >= ?1 AND f.path < ?2 AND "
 	args := []any{at.Path, hi, v.FS, int64(v.Subvol), string(inos)}
 	var n int64
@@ -290,6 +293,42 @@ func (ix *Index) FileByInode(ctx context.Context, v fsys.Volume, ino uint64) (Li
 		return Listed{}, false, fmt.Errorf("read files: %w", err)
 	}
 	return l, true, nil
+}
+
+// InodePath is where the index has an inode of a volume.
+type InodePath struct {
+	Path string
+	Ino  uint64
+}
+
+// InodePaths returns where the index has each of inos of volume v that
+// it holds, in path order.
+func (ix *Index) InodePaths(ctx context.Context, v fsys.Volume, inos []uint64) ([]InodePath, error) {
+	list, err := json.Marshal(append([]uint64{}, inos...))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ix.db.QueryContext(ctx, `SELECT f.path, f.ino FROM files f
+		WHERE f.vol = (SELECT id FROM volumes WHERE fsid = ?1 AND subvol = ?2) AND f.path IS NOT NULL
+		AND f.ino IN (SELECT value FROM json_each(?3)) ORDER BY f.path`, v.FS, int64(v.Subvol), string(list))
+	if err != nil {
+		return nil, fmt.Errorf("read files: %w", err)
+	}
+	defer rows.Close()
+	var out []InodePath
+	for rows.Next() {
+		var p InodePath
+		var ino int64
+		if err := rows.Scan(&p.Path, &ino); err != nil {
+			return nil, fmt.Errorf("read files: %w", err)
+		}
+		p.Ino = uint64(ino)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read files: %w", err)
+	}
+	return out, nil
 }
 
 // KnownUnder returns how many files the last complete run met under the
