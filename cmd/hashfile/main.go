@@ -17,12 +17,16 @@
 // Re-runs are incremental: a file whose device, inode, size, mtime and
 // ctime are unchanged is not read; a renamed file is updated without being
 // read; files under the given PATHs that are gone are removed from the
-// index. On btrfs (as root) a file whose inode did not change since the
-// last run, as the tree search shows, is taken for unchanged as its
-// directory lists it, without lstat; an unchanged file whose extents
-// changed since the last run (deduplicated by applysame, reflinked,
-// defragmented) has them recorded again without its data being read.
-// Hard links are hashed once. Symbolic links, devices, FIFOs and sockets
+// index. On btrfs (as root) a re-run walks only below the directories
+// that changed since the last run, as the tree search shows (none: the
+// subvolume or PATH is not walked at all), and takes the files elsewhere
+// as the index has them, looking again only at those whose inodes
+// changed (a directory whose access time was written counts as changed:
+// mount noatime); a file whose inode did not change is taken for
+// unchanged as its directory lists it, without lstat; an unchanged file
+// whose extents changed since the last run (deduplicated by applysame,
+// reflinked, defragmented) has them recorded again without its data being
+// read. Hard links are hashed once. Symbolic links, devices, FIFOs and sockets
 // are never opened. A file that changes while it is read is not recorded
 // and is reported. On an index made by a version that did not record the
 // NOCOW attribute, the first run opens each unchanged file once to read
@@ -210,8 +214,12 @@ one per line, or NUL-separated with -0.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a
 renamed file is updated without being read; files under the given PATHs
-that are gone are removed from the index. On btrfs (as root) a file whose
-inode did not change since the last run, as the tree search shows, is
+that are gone are removed from the index. On btrfs (as root) a re-run
+walks only below the directories that changed since the last run, as the
+tree search shows (none: the subvolume or PATH is not walked at all), and
+takes the files elsewhere as the index has them, looking again only at
+those whose inodes changed (a directory whose access time was written
+counts as changed: mount noatime); a file whose inode did not change is
 taken for unchanged as its directory lists it, without lstat; an
 unchanged file whose extents changed since the last run (deduplicated,
 reflinked, defragmented) has them recorded again without its data being
@@ -380,6 +388,13 @@ func summary(s scan.Stats) string {
 			noun = " btrfs " + plural(s.SubvolsSkimmed, "subvolume", "subvolumes")
 		}
 		subvols += fmt.Sprintf(", %d%s looked at only where files changed", s.SubvolsSkimmed, noun)
+	}
+	if s.SubvolsPart > 0 {
+		noun := ""
+		if s.SubvolsUnwalked == 0 && s.SubvolsSkimmed == 0 {
+			noun = " btrfs " + plural(s.SubvolsPart, "subvolume", "subvolumes")
+		}
+		subvols += fmt.Sprintf(", %d%s walked only where directories changed", s.SubvolsPart, noun)
 	}
 	var copied string
 	if s.Copied > 0 {

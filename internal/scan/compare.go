@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -44,6 +46,7 @@ func (s *scanner) walk(out chan<- item) error {
 		},
 		Dir:    func(path string, st *unix.Stat_t) { s.noteDevice(path, uint64(st.Dev)) },
 		Enter:  s.sv.enter,
+		Files:  s.sv.files,
 		Listed: s.sv.listed,
 	}
 	send := func(it item) error {
@@ -142,12 +145,21 @@ func (s *scanner) pass(cur *index.Cursor, path string) error {
 		if path != "" && f.Path >= path {
 			return nil
 		}
-		if top, check, ok := s.sv.leftAt(f.Path, f.Vol); ok {
+		if top, check, next, ok := s.sv.leftAt(f.Path, f.Vol); ok {
 			// In a subvolume left unwalked: its rows are as the index has
 			// them, counted, not read, but for those to look at again and
-			// those of other volumes. The walk goes on after it, so path
-			// lies beyond (and the skip stops there if not).
-			n, rest, err := cur.SkipUnder(top, f.Vol, check, path)
+			// those of other volumes, up to the next part of it walked, if
+			// any. The walk goes on after it, so path lies beyond (and the
+			// skip stops there if not).
+			before := path
+			if next != "" && (before == "" || next < before) {
+				before = next
+			}
+			check, err := s.checkWithin(f.Vol, check, f.Path, top, before)
+			if err != nil {
+				return err
+			}
+			n, rest, err := cur.SkipUnder(top, f.Vol, check, before)
 			if err != nil {
 				return err
 			}
@@ -167,21 +179,107 @@ func (s *scanner) pass(cur *index.Cursor, path string) error {
 	}
 }
 
+// checkWithin returns those of check, the files of volume v to look at
+// again in a subvolume left unwalked at top, that the index has from
+// path on, below top and before before (if not ""): where a subvolume is
+// walked in part, it is skipped a stretch at a time between the parts
+// walked, and each skip then asks the index of a few files, not of all.
+// Where the index has them is read once; a file the run gave another
+// path since is one it met elsewhere, as a walk meets it.
+func (s *scanner) checkWithin(v fsys.Volume, check []uint64, path, top, before string) ([]uint64, error) {
+	const few = 64
+	if len(check) <= few {
+		return check, nil
+	}
+	at, ok := s.checkAt[v]
+	if !ok {
+		var err error
+		if at, err = s.ix.InodePaths(s.ctx, v, check); err != nil {
+			return nil, err
+		}
+		s.checkAt[v] = at
+	}
+	_, hi := index.PathRange(top)
+	if before != "" && before < hi {
+		hi = before
+	}
+	i, _ := slices.BinarySearchFunc(at, path, func(p index.InodePath, path string) int { return strings.Compare(p.Path, path) })
+	var out []uint64
+	for ; i < len(at) && at[i].Path < hi; i++ {
+		out = append(out, at[i].Ino)
+	}
+	return out, nil
+}
+
 // passed handles f, a row the walk did not meet where the index has it.
 func (s *scanner) passed(f index.Listed) {
 	left, check := s.sv.under(f.Path, f.Vol, f.Ino)
 	switch {
+	case check && s.asRecorded(f):
+		// Its extent items lie in a leaf written since, as recorded.
+		s.c.seen.Add(1)
+		s.c.unchanged.Add(1)
+		s.c.listed.Add(1)
 	case check:
 		s.recheck(f)
 	case left:
 		// In a subvolume left unwalked: as the index has it.
 		s.c.seen.Add(1)
 		s.c.unchanged.Add(1)
+		if f.Gone != 0 {
+			s.send(op{unmark: f.ID}) // marked by a run that did not complete
+		}
 	case s.unread.under(f.Path):
 		// Where the walk could not read: kept.
 	default:
+		if path, ok := s.sv.nameLeft(f); ok {
+			s.elsewhere(f, path)
+			return
+		}
 		s.markGone(f)
 	}
+}
+
+// elsewhere handles f, a row the walk did not meet at its path, whose
+// inode has another name at path, where the walk does not go (see
+// subvols.nameLeft): as if the walk had met it there.
+func (s *scanner) elsewhere(f index.Listed, path string) {
+	h, err := safeopen.Lookup(path) // no symlink followed, as the walk
+	if err != nil {
+		s.fail(path, &os.PathError{Op: "lstat", Path: path, Err: err}, true)
+		return
+	}
+	st := h.Stat
+	h.Close()
+	e := walk.Entry{Path: path, Stat: fsys.FromStat(&st), Nlink: uint64(st.Nlink)}
+	k := key{f.Vol, f.Ino}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != f.Ino || s.devs.of(e.Dev) != f.Vol || st.Size == 0 || !s.willMeet(path):
+		s.markGone(f) // replaced since, empty, or where the walk would not go
+	case s.inflight.has(k):
+		s.c.seen.Add(1)
+		s.c.links.Add(1) // met before in this run
+	case f.Size == e.Size && f.Mtime == e.Mtime:
+		s.c.seen.Add(1)
+		s.moved.add(f.Vol)
+		s.c.unchanged.Add(1)
+		s.c.renamed.Add(1)
+		s.inflight.add(k)
+		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(f.Vol), UID: int64(e.UID)}})
+		s.queueAttr(e, f.Vol, f)
+	default:
+		s.c.seen.Add(1)
+		s.moved.add(f.Vol)
+		s.queue(e, f.Vol, k)
+	}
+}
+
+// asRecorded reports whether f, a row in a subvolume left unwalked, is
+// the file as it is, as the tree search shows (see subvols.asRecorded),
+// without a look at it: what asListed asks of a file met as listed.
+func (s *scanner) asRecorded(f index.Listed) bool {
+	return f.Gone == 0 && f.UID != index.UIDUnknown && f.NoCOW != index.NoCOWUnknown && !s.adopted[f.Vol] &&
+		s.sv.asRecorded(f.Vol, f.Ino, f.Items)
 }
 
 // recheck looks again at f, a file whose items changed in a subvolume
@@ -189,6 +287,9 @@ func (s *scanner) passed(f index.Listed) {
 // subvols.decide): the path the index has still leads to it, and it is
 // handled as if the walk had met it there.
 func (s *scanner) recheck(f index.Listed) {
+	if s.inflight.has(key{f.Vol, f.Ino}) {
+		return // met in this run under another name (see elsewhere)
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(f.Path, &st); err != nil {
 		s.fail(f.Path, &os.PathError{Op: "lstat", Path: f.Path, Err: err}, true)

@@ -92,11 +92,22 @@
 // place), it is not walked either: its rows count as seen, but those of
 // the files whose inode or extent items changed, which are looked at
 // again where the index has them (recheck), as if the walk had met them
-// there. Where a directory changed it is walked, each file in it taken
-// as its directory lists it (no lstat: the walk hands its name and inode
-// number) where the index has that inode at that path and the search
-// shows its items as recorded (see subvols.listed, scanner.asListed);
-// the others are stat'ed and handled as in any walk. An unchanged file
+// there. Where directories changed, the walk goes only below them (those
+// below no other that changed, found by their inode numbers with
+// BTRFS_IOC_INO_LOOKUP: subvols.partsOf), and the rest is skimmed as
+// above; so does the walk of a root inside a subvolume, unless the root
+// itself changed. A directory none of whose entries was added, removed
+// or renamed, and that was not moved itself, has its inode item as it
+// was; one below it that is not is below one that changed. A row below
+// a changed directory that the walk does not meet, of a file with
+// another name where the walk does not go (a hard link whose other name
+// was removed), is found there (subvols.nameLeft, scanner.elsewhere).
+// Where the walk goes, each file is taken as its directory lists it (no
+// lstat: the walk hands its name and inode number) where the index has
+// that inode at that path and the search shows its items as recorded
+// (see subvols.listed, scanner.asListed); the others are stat'ed and
+// handled as in any walk. Where the subvolume's top directory changed,
+// or another subvolume or a mount lies in it, it is walked whole. An unchanged file
 // among those whose extent items changed (deduplicated, reflinked,
 // defragmented: its data and identity the same) has its extents mapped
 // and recorded again, without reading its data, so that the extents the

@@ -82,7 +82,11 @@ type Stats struct {
 	// the files whose items changed were looked at, where the index has
 	// them (see subvols.decide).
 	SubvolsSkimmed int64
-	BytesRead      int64
+	// SubvolsPart counts btrfs subvolumes walked only below the
+	// directories that changed since their last complete walk, and
+	// skimmed elsewhere (see subvols.partsOf).
+	SubvolsPart int64
+	BytesRead   int64
 	// Reused counts hashed files whose sums were taken from extents
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
@@ -287,7 +291,11 @@ type scanner struct {
 	unread   pathList   // paths not fully read, added by the walker and readers
 	inflight inflight   // inodes met in this run, until the writer commits them
 	rootSeen []int64    // files met under each root; compare's own
-	rootKeys []string   // what the walk sees of each root's subvolume (see subvols.rootKey)
+	// checkAt holds, for each volume skimmed with many files to look
+	// at again, where the index has them (see checkWithin); compare's
+	// own.
+	checkAt  map[fsys.Volume][]index.InodePath
+	rootKeys []string // what the walk sees of each root's subvolume (see subvols.rootKey)
 }
 
 // Run walks roots (absolute, clean paths), hashes what changed and records
@@ -362,6 +370,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		newVols:  make(map[fsys.Volume]bool),
 		adopted:  make(map[fsys.Volume]bool),
 		rootSeen: make([]int64, len(roots)),
+		checkAt:  make(map[fsys.Volume][]index.InodePath),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.c.known.Store(known)
@@ -420,7 +429,7 @@ func (s *scanner) run() (Stats, error) {
 	progress.Wait()
 
 	st := s.c.stats(s.start)
-	st.SubvolsUnwalked, st.SubvolsSkimmed, st.RootsUnwalked = s.sv.unwalked()
+	st.SubvolsUnwalked, st.SubvolsSkimmed, st.SubvolsPart, st.RootsUnwalked = s.sv.unwalked()
 	switch {
 	case cmpErr != nil:
 		return st, cmpErr

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,10 @@ type subvols struct {
 	// (empty, with mountsErr, when that could not be read).
 	mounts    map[string]bool
 	mountsErr error
+	// parts holds, by st_dev, the subvolumes walked only in part (see
+	// partsOf): the directories below which the walk goes, each with a
+	// trailing slash, sorted.
+	parts map[uint64][]string
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
@@ -78,12 +83,17 @@ type origin struct {
 // leftOut is a subvolume left unwalked at path: unchanged since its last
 // complete walk, or skimmed, when no directory in it changed since (see
 // decide), and then the files whose inode or extent items changed since
-// are looked at again (see changes).
+// are looked at again (see changes). Where parts is set, the subvolume is
+// skimmed but for the directories it names, which are walked (see
+// partsOf).
 type leftOut struct {
 	path    string
 	vol     fsys.Volume
 	skimmed bool
-	root    bool // a root left unwalked, not a subvolume met below one
+	root    bool     // a root left unwalked, not a subvolume met below one
+	parts   []string // the directories walked, as in subvols.parts
+	top     string   // with parts: where its top directory is (see walkParts)
+	check   []uint64 // skimmed: the files to look at again (see leftAt)
 }
 
 // btrfsFirstFree is BTRFS_FIRST_FREE_OBJECTID: the inode of a subvolume's
@@ -109,15 +119,19 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		changes:   make(map[fsys.Volume]fiemap.Changes),
 		origins:   make(map[fsys.Volume]origin),
 		listable:  make(map[string]uint64),
+		parts:     make(map[uint64][]string),
 	}
 }
 
 // enter reports whether the walk goes into the directory at path.
 func (s *subvols) enter(path string, st *unix.Stat_t) bool {
-	if st.Ino != btrfsFirstFree {
-		return true
-	}
 	dev := uint64(st.Dev)
+	if st.Ino != btrfsFirstFree {
+		s.mu.Lock()
+		parts, ok := s.parts[dev]
+		s.mu.Unlock()
+		return !ok || inPart(parts, childPath(path)) || aboveAPart(parts, path)
+	}
 	s.mu.Lock()
 	ok, done := s.decided[dev]
 	s.mu.Unlock()
@@ -168,7 +182,15 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		skimmed = true
 	default:
 		c, ok := s.since(f, v, prev, gen, path)
-		if !ok || c.Others || nested {
+		if !ok || nested {
+			return true
+		}
+		if c.Others {
+			// Directories changed: walked below them alone, and skimmed
+			// elsewhere (see partsOf), or walked whole.
+			if parts, ok := partsOf(f, path, path, btrfsFirstFree, c); ok {
+				s.walkParts(dev, path, path, v, parts)
+			}
 			return true
 		}
 		// Skimmed: no directory changed since the last complete walk, so
@@ -181,6 +203,108 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	defer s.mu.Unlock()
 	s.left = append(s.left, leftOut{path: path, vol: v, skimmed: skimmed})
 	return false
+}
+
+// partsOf returns the directories below dir, inode ino, of the subvolume
+// open at f, whose top directory is at top, that a walk of dir goes below
+// when c is what changed in the subvolume since dir's last complete walk:
+// those, of the directories whose inode items were rewritten since, that
+// lie below no other, where they are now, each with a trailing slash,
+// sorted. false when dir is among them (it is walked whole) or a path
+// cannot be had.
+//
+// Elsewhere the walk is not needed. A directory none of whose entries was
+// added, removed or renamed since, and that was not renamed or moved
+// itself, has its inode item as it was (each of those rewrites it), so
+// if none above it changed either, it is where the last walk met it and
+// lists the files it listed then: every row the index has in it leads to
+// its file, as in a subvolume skimmed, and the files whose items changed
+// are looked at where the index has them. Below a directory that changed,
+// paths may have been added, removed or moved (a directory renamed moves
+// all below it), and the walk goes there as into any subvolume walked
+// again; a directory deleted since has none to walk, and the one that
+// held it changed.
+func partsOf(f *os.File, top, dir string, ino uint64, c fiemap.Changes) ([]string, bool) {
+	if c.Dirs[ino] {
+		return nil, false
+	}
+	below := childPath(dir)
+	parts := make([]string, 0, len(c.Dirs))
+	for d := range c.Dirs {
+		rel, ok, err := fsys.InoPath(f, d)
+		switch {
+		case err != nil:
+			return nil, false
+		case ok && rel != "":
+			if p := childPath(top) + rel + "/"; strings.HasPrefix(p, below) {
+				parts = append(parts, p)
+			}
+		}
+	}
+	slices.Sort(parts)
+	// Keep those below no other: one below another sorts after it, and
+	// before anything not below it (see inPart).
+	out := parts[:0]
+	for _, p := range parts {
+		if len(out) == 0 || !strings.HasPrefix(p, out[len(out)-1]) {
+			out = append(out, p)
+		}
+	}
+	return out, true
+}
+
+// walkParts notes that the walk of dir, on device dev and volume v, goes
+// only below parts (see partsOf); top is where its top directory would be
+// if dir lies where it does in it (the paths of its inodes, relative to
+// it, follow top).
+func (s *subvols) walkParts(dev uint64, top, dir string, v fsys.Volume, parts []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Two roots in one subvolume: the walk goes below the parts of both.
+	all := append(slices.Clone(s.parts[dev]), parts...)
+	slices.Sort(all)
+	s.parts[dev] = all
+	s.left = append(s.left, leftOut{path: dir, vol: v, skimmed: true, parts: parts, top: top})
+}
+
+// inPart reports whether path (a file's, or a directory's with a trailing
+// slash) lies below one of parts (see subvols.parts). The greatest part
+// not after path is the only one it can lie below: any part between
+// another that holds path and path would lie below that one too.
+func inPart(parts []string, path string) bool {
+	i, found := slices.BinarySearch(parts, path)
+	if found {
+		return true
+	}
+	return i > 0 && strings.HasPrefix(path, parts[i-1])
+}
+
+// aboveAPart reports whether one of parts lies below the directory at
+// path: the walk goes through it to get there.
+func aboveAPart(parts []string, path string) bool {
+	dir := childPath(path)
+	i, _ := slices.BinarySearch(parts, dir)
+	return i < len(parts) && strings.HasPrefix(parts[i], dir)
+}
+
+// nextPart returns the first of parts after path, a path that lies below
+// none of them, or "" if there is none: where rows to walk start again.
+func nextPart(parts []string, path string) string {
+	i, _ := slices.BinarySearch(parts, path)
+	if i < len(parts) {
+		return parts[i]
+	}
+	return ""
+}
+
+// files reports whether the walk hands over the files of the directory at
+// path (see walk.Options.Files): all but those of a subvolume walked in
+// part, outside its parts.
+func (s *subvols) files(path string, st *unix.Stat_t) bool {
+	s.mu.Lock()
+	parts, ok := s.parts[uint64(st.Dev)]
+	s.mu.Unlock()
+	return !ok || inPart(parts, childPath(path))
 }
 
 // nested reports whether the subvolume holding f holds other subvolumes,
@@ -301,9 +425,18 @@ func (s *subvols) noteChanges(v fsys.Volume, c fiemap.Changes) {
 	}
 	maps.Copy(had.Extents, c.Extents)
 	maps.Copy(had.Files, c.Files)
+	// Each search lists a file's items in every leaf written since its
+	// transaction, as they are now: the one from further back lists all
+	// that the other does, and more.
 	for ino, items := range c.Items {
-		had.Items[ino] = append(had.Items[ino], items...)
+		if len(items) > len(had.Items[ino]) {
+			had.Items[ino] = items
+		}
 	}
+	if had.Dirs == nil {
+		had.Dirs = make(map[uint64]bool)
+	}
+	maps.Copy(had.Dirs, c.Dirs)
 	had.Others = had.Others || c.Others
 	s.changes[v] = had
 }
@@ -473,11 +606,38 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		s.left = append(s.left, leftOut{path: root, vol: v, root: true})
 		s.mu.Unlock()
 	case prev != "":
-		s.since(f, v, prev, gen, root)
+		c, ok := s.since(f, v, prev, gen, root)
+		if ok && c.Others && !s.nested(f, root) {
+			s.rootParts(f, root, v, c)
+		}
 	default:
 		s.origin(f, v, "")
 	}
 	return key
+}
+
+// rootParts has the walk of root, a directory of the subvolume open at f
+// (volume v) in which c changed since root's last complete walk, go only
+// below the directories that changed (see partsOf): root's own inode
+// item not rewritten since, its files and directories are the ones that
+// walk met, where it met them. (A root renamed or replaced since is
+// another inode, or one whose inode item was rewritten.)
+func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, c fiemap.Changes) {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return
+	}
+	top := root
+	if st.Ino != btrfsFirstFree {
+		rel, ok, err := fsys.InoPath(f, st.Ino)
+		if err != nil || !ok || rel == "" || !strings.HasSuffix(root, "/"+rel) {
+			return
+		}
+		top = strings.TrimSuffix(root, "/"+rel)
+	}
+	if parts, ok := partsOf(f, top, root, st.Ino, c); ok {
+		s.walkParts(uint64(st.Dev), top, root, v, parts)
+	}
 }
 
 // rootLeft reports whether root is left unwalked (see rootKey).
@@ -552,7 +712,7 @@ func (s *subvols) under(path string, v fsys.Volume, ino uint64) (left, check boo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
-		if l.vol == v && walk.Under(path, l.path) {
+		if l.vol == v && walk.Under(path, l.path) && !inPart(l.parts, path) {
 			c := s.changes[v]
 			return true, l.skimmed && (c.Files[ino] || c.Extents[ino])
 		}
@@ -560,19 +720,56 @@ func (s *subvols) under(path string, v fsys.Volume, ino uint64) (left, check boo
 	return false, false
 }
 
+// nameLeft returns, for f, a row in a part walked of a subvolume walked
+// in part that the walk did not meet at its path, another name of its
+// inode that lies outside the parts, where the walk does not go: a file
+// with several names, the one the index has removed since, another in a
+// directory that did not change. Its inode item was rewritten (its link
+// count changed), and it is asked for one of its names (fsys.InoPath).
+// false when it has none there, or is not such a row.
+func (s *subvols) nameLeft(f index.Listed) (string, bool) {
+	s.mu.Lock()
+	var dir, top string
+	var parts []string
+	for _, l := range s.left {
+		if l.vol == f.Vol && l.parts != nil && walk.Under(f.Path, l.path) && inPart(l.parts, f.Path) {
+			dir, top, parts = l.path, l.top, l.parts
+		}
+	}
+	changed := s.changes[f.Vol].Files[f.Ino]
+	s.mu.Unlock()
+	if dir == "" || !changed {
+		return "", false
+	}
+	d, err := open(dir)
+	if err != nil {
+		return "", false
+	}
+	defer d.Close()
+	rel, ok, err := fsys.InoPath(d, f.Ino)
+	if err != nil || !ok || rel == "" {
+		return "", false
+	}
+	path := childPath(top) + rel
+	return path, walk.Under(path, dir) && !inPart(parts, path)
+}
+
 // leftAt returns the top directory of the subvolume left unwalked that
-// holds path, when path is a file of its volume v, and the files of v to
-// be looked at again (see under; none where it is unchanged): every other
-// row of v below it is as the index has it.
-func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64, ok bool) {
+// holds path, when path is a file of its volume v outside the parts
+// walked, the files of v to be looked at again (see under; none where it
+// is unchanged), and where the next part walked starts ("" if none):
+// every other row of v below it, before that, is as the index has it.
+func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64, next string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, l := range s.left {
-		if l.vol != v || !walk.Under(path, l.path) {
+	for i, l := range s.left {
+		if l.vol != v || !walk.Under(path, l.path) || inPart(l.parts, path) {
 			continue
 		}
-		if l.skimmed {
+		next = nextPart(l.parts, path)
+		if l.skimmed && l.check == nil {
 			c := s.changes[v]
+			check := make([]uint64, 0, len(c.Files)+len(c.Extents))
 			for ino := range c.Files {
 				check = append(check, ino)
 			}
@@ -581,28 +778,33 @@ func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64
 					check = append(check, ino)
 				}
 			}
+			s.left[i].check = check // asked again for each stretch between parts
+			l = s.left[i]
 		}
-		return l.path, check, true
+		return l.path, l.check, next, true
 	}
-	return "", nil, false
+	return "", nil, "", false
 }
 
 // unwalked returns how many subvolumes were left unwalked as unchanged,
-// how many were skimmed, and how many roots were left unwalked.
-func (s *subvols) unwalked() (unchanged, skimmed, roots int64) {
+// how many were skimmed, how many walked in part, and how many roots
+// were left unwalked.
+func (s *subvols) unwalked() (unchanged, skimmed, part, roots int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
 		switch {
 		case l.root:
 			roots++
+		case l.parts != nil:
+			part++
 		case l.skimmed:
 			skimmed++
 		default:
 			unchanged++
 		}
 	}
-	return unchanged, skimmed, roots
+	return unchanged, skimmed, part, roots
 }
 
 // walkedWhole returns what a complete run records: what this walk saw of
