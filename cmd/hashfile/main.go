@@ -21,12 +21,12 @@
 // that changed since the last run, as the tree search shows (none: the
 // subvolume or PATH is not walked at all), and takes the files elsewhere
 // as the index has them, looking again only at those whose inodes
-// changed (a directory whose access time was written counts as changed:
-// mount noatime); a file whose inode did not change is taken for
-// unchanged as its directory lists it, without lstat; an unchanged file
-// whose extents changed since the last run (deduplicated by applysame,
-// reflinked, defragmented) has them recorded again without its data being
-// read. Hard links are hashed once. Symbolic links, devices, FIFOs and sockets
+// changed (a directory whose access time alone was written does not
+// count); a file whose inode did not change is taken for unchanged as its
+// directory lists it, without lstat; an unchanged file whose extents
+// changed since the last run (deduplicated by applysame, reflinked,
+// defragmented) has them recorded again without its data being read.
+// Hard links are hashed once. Symbolic links, devices, FIFOs and sockets
 // are never opened. A file that changes while it is read is not recorded
 // and is reported. On an index made by a version that did not record the
 // NOCOW attribute, the first run opens each unchanged file once to read
@@ -218,14 +218,14 @@ that are gone are removed from the index. On btrfs (as root) a re-run
 walks only below the directories that changed since the last run, as the
 tree search shows (none: the subvolume or PATH is not walked at all), and
 takes the files elsewhere as the index has them, looking again only at
-those whose inodes changed (a directory whose access time was written
-counts as changed: mount noatime); a file whose inode did not change is
-taken for unchanged as its directory lists it, without lstat; an
-unchanged file whose extents changed since the last run (deduplicated,
-reflinked, defragmented) has them recorded again without its data being
-read. Hard links are hashed once. Symbolic links, devices, FIFOs and
-sockets are never opened. A file that changes while it is read is not
-recorded and is reported. Killed at any moment, hashfile leaves an index
+those whose inodes changed (a directory whose access time alone was
+written does not count); a file whose inode did not change is taken
+for unchanged as its directory lists it, without lstat; an unchanged
+file whose extents changed since the last run (deduplicated, reflinked,
+defragmented) has them recorded again without its data being read. Hard
+links are hashed once. Symbolic links, devices, FIFOs and sockets are
+never opened. A file that changes while it is read is not recorded and
+is reported. Killed at any moment, hashfile leaves an index
 that the next run completes.
 
 Progress goes to standard error when it is a terminal, and a summary line

@@ -49,6 +49,8 @@ func (c counts) String() string {
 	}
 	if c.listed > 0 {
 		subvols += fmt.Sprintf(", %d known unchanged by the tree search", c.listed)
+	} else if c.listed < 0 {
+		subvols += ", N known unchanged by the tree search" // any number (see checkSummary)
 	}
 	noun := func(n int) string {
 		if n == 1 {
@@ -80,6 +82,8 @@ func (c counts) String() string {
 		c.seen, c.hashed, c.reused, copied, c.unchanged, c.renamed, c.links, c.skipped, c.failed, c.pruned, subvols, cli.Bytes(c.read))
 }
 
+var anyListed = regexp.MustCompile(`, \d+ known unchanged by the tree search`)
+
 var timing = regexp.MustCompile(` in \S+ \([^)]*\)$`)
 
 // summaryOf returns the summary line of stderr without its timing (" in
@@ -95,7 +99,14 @@ func summaryOf(stderr string) string {
 
 func checkSummary(t testing.TB, stderr string, want counts) {
 	t.Helper()
-	if got := summaryOf(stderr); got != want.String() {
+	got := summaryOf(stderr)
+	if want.listed < 0 {
+		// How many files share the tree leaves written since with those
+		// that changed, and are known unchanged by the search, varies
+		// from run to run.
+		got = anyListed.ReplaceAllString(got, ", N known unchanged by the tree search")
+	}
+	if got != want.String() {
 		t.Errorf("summary = %q; want %q\nstderr:\n%s", got, want.String(), stderr)
 	}
 }
@@ -508,11 +519,6 @@ func testIncremental(t *testing.T, dir string) {
 		t.Errorf("index holds %d files; want 4 (one per inode)", len(got))
 	}
 
-	step("unchanged", counts{seen: 5, unchanged: 4, links: 1, skipped: 1})
-
-	// New content of the same size, and a new mtime.
-	mid2 := randomBytes(5, mid)
-	writeFile(t, filepath.Join(tree, "d1/mid"), mid2)
 	// On btrfs, as root, a re-run walks only the directories that
 	// changed since the last walk (the tree search says which), takes
 	// the files elsewhere as the index has them (a row each, counted as
@@ -520,13 +526,21 @@ func testIncremental(t *testing.T, dir string) {
 	// files whose inodes did not change for unchanged, where they are
 	// listed or where the index has them. The checks read every file and directory, and the first
 	// read after a change of mtime or ctime writes the access time
-	// (relatime): those are among the changed in the next run.
+	// (relatime), which does not count as a change where the directory's
+	// ctime is the one recorded; a file's does.
 	either := func(btrfs, other counts) counts {
 		if onBtrfs(t, dir) && os.Geteuid() == 0 {
 			return btrfs
 		}
 		return other
 	}
+	step("unchanged", either(
+		counts{seen: 4, unchanged: 4, part: 1},
+		counts{seen: 5, unchanged: 4, links: 1, skipped: 1}))
+
+	// New content of the same size, and a new mtime.
+	mid2 := randomBytes(5, mid)
+	writeFile(t, filepath.Join(tree, "d1/mid"), mid2)
 	step("modified", either(
 		counts{seen: 4, hashed: 1, unchanged: 3, part: 1, listed: 3, read: mid},
 		counts{seen: 5, hashed: 1, unchanged: 3, links: 1, skipped: 1, read: mid}))
@@ -564,7 +578,7 @@ func testIncremental(t *testing.T, dir string) {
 		counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1}))
 
 	step("unchanged again", either(
-		counts{seen: 3, unchanged: 3, skipped: 1, part: 1, listed: 2},
+		counts{seen: 3, unchanged: 3, part: 1, listed: 2},
 		counts{seen: 3, unchanged: 3, skipped: 1}))
 }
 

@@ -459,18 +459,21 @@ type Changes struct {
 	// removed or renamed.
 	Others bool
 	// Dirs holds the directories whose inode items were rewritten
-	// since: adding, removing or renaming an entry in a directory
-	// rewrites its inode item, and so does renaming or moving the
-	// directory itself.
-	Dirs map[uint64]bool
+	// since, with their ctimes now (in nanoseconds): adding, removing or
+	// renaming an entry in a directory rewrites its inode item and sets
+	// its ctime, and so does renaming or moving the directory itself;
+	// writing its access time rewrites the item alone.
+	Dirs map[uint64]int64
 }
 
 // Inode item fields (struct btrfs_inode_item, 160 bytes): the transaction
-// that last wrote it, and the mode.
+// that last wrote it, the mode, and the ctime (struct btrfs_timespec:
+// seconds, then nanoseconds).
 const (
 	btrfsInodeItemKey = 1
 	inodeTransIDAt    = 8
 	inodeModeAt       = 52
+	inodeCtimeAt      = 124
 	inodeItemSize     = 160
 )
 
@@ -482,7 +485,7 @@ const (
 func Changed(f *os.File, minTransID uint64) (Changes, error) {
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
-	c := Changes{Extents: make(map[uint64]bool), Items: make(map[uint64][]Extent), Files: make(map[uint64]bool), Dirs: make(map[uint64]bool)}
+	c := Changes{Extents: make(map[uint64]bool), Items: make(map[uint64][]Extent), Files: make(map[uint64]bool), Dirs: make(map[uint64]int64)}
 	le := binary.LittleEndian
 	var obj, off uint64
 	typ := uint32(0)
@@ -528,7 +531,7 @@ func Changed(f *os.File, minTransID uint64) (Changes, error) {
 				case unix.S_IFREG:
 					c.Files[h.objectID] = true
 				case unix.S_IFDIR:
-					c.Dirs[h.objectID] = true
+					c.Dirs[h.objectID] = int64(le.Uint64(item[inodeCtimeAt:]))*1e9 + int64(le.Uint32(item[inodeCtimeAt+8:]))
 					c.Others = true
 				default:
 					c.Others = true

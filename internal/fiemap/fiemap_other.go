@@ -27,7 +27,7 @@ type Changes struct {
 	Items   map[uint64][]Extent
 	Files   map[uint64]bool
 	Others  bool
-	Dirs    map[uint64]bool
+	Dirs    map[uint64]int64
 }
 
 // Changed returns ErrNoTreeSearch.

@@ -58,6 +58,10 @@
 //     a mount point whose filesystem is not mounted is not taken for a
 //     tree whose files are all gone, and how many files that run met
 //     under it (the total of hashfile's progress while it walks).
+//   - dirs: on btrfs, the ctime of directories hashfile met, by (volume,
+//     inode), with the generation of their subvolume when the walk began
+//     (Tx.PutDir, Index.Dirs): a directory whose inode item was rewritten
+//     with that ctime had its access time written alone.
 //
 // # The file
 //

@@ -331,6 +331,40 @@ func (ix *Index) InodePaths(ctx context.Context, v fsys.Volume, inos []uint64) (
 	return out, nil
 }
 
+// Dir is what a walk recorded of a directory (see Tx.PutDir).
+type Dir struct {
+	Ctime int64  // nanoseconds
+	Gen   uint64 // of its subvolume, when the walk began
+}
+
+// Dirs returns what walks recorded of those of directories inos of
+// volume v that they recorded.
+func (ix *Index) Dirs(ctx context.Context, v fsys.Volume, inos []uint64) (map[uint64]Dir, error) {
+	list, err := json.Marshal(append([]uint64{}, inos...))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ix.db.QueryContext(ctx, `SELECT d.ino, d.ctime, d.gen FROM dirs d
+		WHERE d.vol = (SELECT id FROM volumes WHERE fsid = ?1 AND subvol = ?2)
+		AND d.ino IN (SELECT value FROM json_each(?3))`, v.FS, int64(v.Subvol), string(list))
+	if err != nil {
+		return nil, fmt.Errorf("read directories: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[uint64]Dir)
+	for rows.Next() {
+		var ino, ctime, gen int64
+		if err := rows.Scan(&ino, &ctime, &gen); err != nil {
+			return nil, fmt.Errorf("read directories: %w", err)
+		}
+		out[uint64(ino)] = Dir{Ctime: ctime, Gen: uint64(gen)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read directories: %w", err)
+	}
+	return out, nil
+}
+
 // KnownUnder returns how many files the last complete run met under the
 // given roots, as far as recorded (see Tx.PutRoot).
 func (ix *Index) KnownUnder(ctx context.Context, roots []string) (int64, error) {

@@ -624,6 +624,18 @@ func (t *Tx) SetWalked(v fsys.Volume, walked string) error {
 	return err
 }
 
+// PutDir records directory ino of volume v as a walk that began at
+// generation gen of its btrfs subvolume met it: with its ctime, in
+// nanoseconds (see Index.Dirs).
+func (t *Tx) PutDir(v fsys.Volume, ino uint64, ctime int64, gen uint64) error {
+	id, err := t.volID(v)
+	if err != nil {
+		return fmt.Errorf("record volume %s: %w", v, err)
+	}
+	_, err = t.exec("INSERT OR REPLACE INTO dirs(vol, ino, ctime, gen) VALUES(?, ?, ?, ?)", id, int64(ino), ctime, int64(gen))
+	return err
+}
+
 // PutRoot records the volume a root was on at a complete run, how many
 // files that run met under it, and what it saw of the root's btrfs
 // subvolume (its generation and the walk's options; "" if not known).

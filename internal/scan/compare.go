@@ -44,7 +44,10 @@ func (s *scanner) walk(out chan<- item) error {
 		Error: func(path string, err error) {
 			s.fail(path, err, !errors.Is(err, os.ErrNotExist))
 		},
-		Dir:    func(path string, st *unix.Stat_t) { s.noteDevice(path, uint64(st.Dev)) },
+		Dir: func(path string, st *unix.Stat_t) {
+			s.noteDevice(path, uint64(st.Dev))
+			s.noteDir(st)
+		},
 		Enter:  s.sv.enter,
 		Files:  s.sv.files,
 		Listed: s.sv.listed,
@@ -75,6 +78,15 @@ func (s *scanner) walk(out chan<- item) error {
 		}
 	}
 	return nil
+}
+
+// noteDir has the writer record the directory st the walk enters, where
+// that is needed (see subvols.dirTo), as lstat'ed before it is listed.
+func (s *scanner) noteDir(st *unix.Stat_t) {
+	v := s.devs.of(uint64(st.Dev))
+	if gen, ok := s.sv.dirTo(v, st.Ino); ok {
+		s.send(op{dir: &dirMet{vol: v, ino: st.Ino, ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec, gen: gen}})
+	}
 }
 
 // compare is the stage that decides, for each file the walker met, what

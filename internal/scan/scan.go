@@ -159,10 +159,20 @@ type op struct {
 	uid    *attr // nocow holds nothing; uid the owner
 	root   *root
 	walked *walked
-	gone   *gone  // a file not met where the index has it
-	unmark int64  // a file id met after all
-	keep   string // a path not fully read: nothing at or below it is pruned
-	prune  bool   // prune what this run found gone
+	dir    *dirMet // a directory met (see subvols.dirTo)
+	gone   *gone   // a file not met where the index has it
+	unmark int64   // a file id met after all
+	keep   string  // a path not fully read: nothing at or below it is pruned
+	prune  bool    // prune what this run found gone
+}
+
+// dirMet is a directory the walk met, and what it records of it (see
+// subvols.dirTo).
+type dirMet struct {
+	vol   fsys.Volume
+	ino   uint64
+	ctime int64
+	gen   uint64
 }
 
 // copied is a file of a snapshot recorded with the sums and extents of
@@ -379,6 +389,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		return s.devs.of(dev)
 	})
 	s.sv.adopt = s.adopt
+	s.sv.dirs = func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error) { return ix.Dirs(s.ctx, v, inos) }
 	rootsWalked, err := ix.RootsWalked(ctx)
 	if err != nil {
 		return nil, err

@@ -67,9 +67,24 @@ type subvols struct {
 	// partsOf): the directories below which the walk goes, each with a
 	// trailing slash, sorted.
 	parts map[uint64][]string
+	// recording holds, for each volume the walk goes into, whose
+	// directories it records as it meets them (see dirTo).
+	recording map[fsys.Volume]recording
+	// dirs, if set, returns what walks recorded of directories of a
+	// volume (index.Index.Dirs).
+	dirs func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error)
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
+}
+
+// recording is whose directories a walk of a volume records (see
+// subvols.dirTo): every one met, in a volume walked for the first time, or
+// those whose inode items the tree search found rewritten; with the
+// generation of the volume when the walk began.
+type recording struct {
+	gen uint64
+	all bool
 }
 
 // origin is where a snapshot came from (see subvols.origins), with the
@@ -120,6 +135,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		origins:   make(map[fsys.Volume]origin),
 		listable:  make(map[string]uint64),
 		parts:     make(map[uint64][]string),
+		recording: make(map[fsys.Volume]recording),
 	}
 }
 
@@ -174,6 +190,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		// Unchanged: left unwalked.
 	case prev == "":
 		if !s.origin(f, v, path) || nested {
+			s.record(v, recording{gen: gen, all: true})
 			return true
 		}
 		// Its files recorded from its origin's rows, and no directory
@@ -185,13 +202,19 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		if !ok || nested {
 			return true
 		}
+		s.record(v, recording{gen: gen})
 		if c.Others {
 			// Directories changed: walked below them alone, and skimmed
-			// elsewhere (see partsOf), or walked whole.
-			if parts, ok := partsOf(f, path, path, btrfsFirstFree, c); ok {
-				s.walkParts(dev, path, path, v, parts)
+			// elsewhere (see partsOf), or walked whole; skimmed where
+			// only their access times changed.
+			parts, ok := partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c))
+			if !ok {
+				return true
 			}
-			return true
+			if len(parts) > 0 {
+				s.walkParts(dev, path, path, v, parts)
+				return true
+			}
 		}
 		// Skimmed: no directory changed since the last complete walk, so
 		// every path it recorded still leads to its file, and no file was
@@ -207,11 +230,11 @@ func (s *subvols) decide(path string, dev uint64) bool {
 
 // partsOf returns the directories below dir, inode ino, of the subvolume
 // open at f, whose top directory is at top, that a walk of dir goes below
-// when c is what changed in the subvolume since dir's last complete walk:
-// those, of the directories whose inode items were rewritten since, that
-// lie below no other, where they are now, each with a trailing slash,
-// sorted. false when dir is among them (it is walked whole) or a path
-// cannot be had.
+// when changed holds the directories whose entries may have changed since
+// dir's last complete walk (see entriesChanged): those of them that lie
+// below no other, where they are now, each with a trailing slash, sorted.
+// false when dir is among them (it is walked whole) or a path cannot be
+// had.
 //
 // Elsewhere the walk is not needed. A directory none of whose entries was
 // added, removed or renamed since, and that was not renamed or moved
@@ -224,13 +247,13 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // all below it), and the walk goes there as into any subvolume walked
 // again; a directory deleted since has none to walk, and the one that
 // held it changed.
-func partsOf(f *os.File, top, dir string, ino uint64, c fiemap.Changes) ([]string, bool) {
-	if c.Dirs[ino] {
+func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool) ([]string, bool) {
+	if changed[ino] {
 		return nil, false
 	}
 	below := childPath(dir)
-	parts := make([]string, 0, len(c.Dirs))
-	for d := range c.Dirs {
+	parts := make([]string, 0, len(changed))
+	for d := range changed {
 		rel, ok, err := fsys.InoPath(f, d)
 		switch {
 		case err != nil:
@@ -251,6 +274,65 @@ func partsOf(f *os.File, top, dir string, ino uint64, c fiemap.Changes) ([]strin
 		}
 	}
 	return out, true
+}
+
+// entriesChanged returns those of the directories whose inode items the
+// tree search found rewritten in volume v since a complete walk that saw
+// prev (c) whose entries may have changed: all but those whose ctime is
+// the one a complete walk that began no later than that one recorded
+// (see dirTo). Adding, removing or renaming an entry, or moving the
+// directory, sets its ctime; writing its access time (relatime: once a
+// day, as another tool lists it) rewrites its inode item and leaves its
+// ctime. A record made by a walk that did not complete began later than
+// the complete walk a run goes by, and is not believed.
+func (s *subvols) entriesChanged(v fsys.Volume, prev, path string, c fiemap.Changes) map[uint64]bool {
+	changed := make(map[uint64]bool, len(c.Dirs))
+	inos := make([]uint64, 0, len(c.Dirs))
+	for d := range c.Dirs {
+		changed[d] = true
+		inos = append(inos, d)
+	}
+	before, ok := s.genOf(prev, path)
+	if !ok || s.dirs == nil || len(inos) == 0 {
+		return changed
+	}
+	recorded, err := s.dirs(v, inos)
+	if err != nil {
+		return changed
+	}
+	for d, r := range recorded {
+		if r.Gen <= before && r.Ctime == c.Dirs[d] {
+			delete(changed, d)
+		}
+	}
+	return changed
+}
+
+// record notes whose directories the walk of volume v records (see
+// dirTo).
+func (s *subvols) record(v fsys.Volume, r recording) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recording[v] = r
+}
+
+// dirTo reports whether the walk records directory st (inode ino) of
+// volume v, met at the generation it returns (see entriesChanged): every
+// directory of a volume walked for the first time, and those whose inode
+// items the tree search found rewritten since the last complete walk.
+// The others are recorded already, or never needed: a directory is looked
+// up only when its inode item was rewritten, and is then recorded. Its
+// ctime is taken before it is listed (walk.Options.Dir), so that a
+// change it misses makes it differ.
+func (s *subvols) dirTo(v fsys.Volume, ino uint64) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.recording[v]
+	if !ok {
+		return 0, false
+	}
+	_, changed := s.changes[v].Dirs[ino]
+	return r.gen, r.all || changed
 }
 
 // walkParts notes that the walk of dir, on device dev and volume v, goes
@@ -434,7 +516,7 @@ func (s *subvols) noteChanges(v fsys.Volume, c fiemap.Changes) {
 		}
 	}
 	if had.Dirs == nil {
-		had.Dirs = make(map[uint64]bool)
+		had.Dirs = make(map[uint64]int64)
 	}
 	maps.Copy(had.Dirs, c.Dirs)
 	had.Others = had.Others || c.Others
@@ -607,11 +689,15 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		s.mu.Unlock()
 	case prev != "":
 		c, ok := s.since(f, v, prev, gen, root)
+		if ok {
+			s.record(v, recording{gen: gen})
+		}
 		if ok && c.Others && !s.nested(f, root) {
-			s.rootParts(f, root, v, c)
+			s.rootParts(f, root, v, s.entriesChanged(v, prev, root, c))
 		}
 	default:
 		s.origin(f, v, "")
+		s.record(v, recording{gen: gen, all: true})
 	}
 	return key
 }
@@ -622,7 +708,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 // item not rewritten since, its files and directories are the ones that
 // walk met, where it met them. (A root renamed or replaced since is
 // another inode, or one whose inode item was rewritten.)
-func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, c fiemap.Changes) {
+func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, changed map[uint64]bool) {
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return
@@ -635,7 +721,7 @@ func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, c fiemap.Cha
 		}
 		top = strings.TrimSuffix(root, "/"+rel)
 	}
-	if parts, ok := partsOf(f, top, root, st.Ino, c); ok {
+	if parts, ok := partsOf(f, top, root, st.Ino, changed); ok {
 		s.walkParts(uint64(st.Dev), top, root, v, parts)
 	}
 }

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"errors"
+	"maps"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -67,5 +68,43 @@ func TestListedAt(t *testing.T) {
 	s.mountsErr = errors.New("no /proc")
 	if st := (unix.Stat_t{Dev: 41}); s.listed("/mnt/live", &st) {
 		t.Error("listed where what is mounted where is not known")
+	}
+}
+
+// TestEntriesChanged checks which directories whose inode items were
+// rewritten count as changed: all but those whose ctime is the one a
+// record made by a walk no newer than the one the run goes by has.
+func TestEntriesChanged(t *testing.T) {
+	v := fsys.Volume{FS: "fs", Subvol: 256}
+	c := fiemap.Changes{Dirs: map[uint64]int64{300: 1000, 301: 2000, 302: 3000, 303: 4000, 304: 5000}}
+	s := newSubvols(nil, Options{BlockSize: 4096}, nil)
+	var asked []uint64
+	s.dirs = func(got fsys.Volume, inos []uint64) (map[uint64]index.Dir, error) {
+		if got != v {
+			t.Errorf("dirs asked of %v; want %v", got, v)
+		}
+		asked = append(asked, inos...)
+		return map[uint64]index.Dir{
+			300: {Ctime: 1000, Gen: 7}, // access time alone: as the walk gone by recorded it
+			301: {Ctime: 2000, Gen: 5}, // as an earlier complete walk recorded it
+			302: {Ctime: 2999, Gen: 7}, // its entries changed since
+			303: {Ctime: 4000, Gen: 8}, // recorded by a later walk, which did not complete
+		}, nil // 304: never recorded
+	}
+	prev := s.key(7, "/m/live")
+	got := s.entriesChanged(v, prev, "/m/live", c)
+	if want := map[uint64]bool{302: true, 303: true, 304: true}; !maps.Equal(got, want) {
+		t.Errorf("entriesChanged = %v; want %v", got, want)
+	}
+	if len(asked) != len(c.Dirs) {
+		t.Errorf("asked of %v; want all %d", asked, len(c.Dirs))
+	}
+	// A walk with other options, or none known: every one.
+	if got := s.entriesChanged(v, "", "/m/live", c); len(got) != len(c.Dirs) {
+		t.Errorf("entriesChanged with no walk before = %v; want all", got)
+	}
+	s.dirs = func(fsys.Volume, []uint64) (map[uint64]index.Dir, error) { return nil, errors.New("no index") }
+	if got := s.entriesChanged(v, prev, "/m/live", c); len(got) != len(c.Dirs) {
+		t.Errorf("entriesChanged when the index cannot say = %v; want all", got)
 	}
 }

@@ -160,6 +160,8 @@ func (s *scanner) apply(b *batch, o op) error {
 		return tx.PutRoot(o.root.path, o.root.vol, o.root.files, o.root.walked)
 	case o.walked != nil:
 		return tx.SetWalked(o.walked.vol, o.walked.key)
+	case o.dir != nil:
+		return tx.PutDir(o.dir.vol, o.dir.ino, o.dir.ctime, o.dir.gen)
 	}
 	return nil
 }
