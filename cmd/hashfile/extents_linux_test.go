@@ -737,6 +737,32 @@ func TestPartWalkAccessTimes(t *testing.T) {
 	// at again where the index has them (their access times were
 	// written: none is known unchanged without a look).
 	runChecked(t, db, mnt, counts{seen: 6, hashed: 1, unchanged: 5, skipped: 1, part: 1, read: 4096}, mnt)
+
+	// a/x removed: a is walked, and the record of a/x dropped; the
+	// index records every directory there is, and no other.
+	if err := os.RemoveAll(p("a/x")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	runChecked(t, db, mnt, counts{seen: 4, unchanged: 4, pruned: 2, part: 1, listed: -1}, mnt)
+	var recorded []string
+	rows, err := openRaw(t, db).Query("SELECT path FROM dirs WHERE path LIKE ? ORDER BY path", p("")+"%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var path string
+		if err := rows.Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		recorded = append(recorded, strings.TrimPrefix(path, mnt))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"/live", "/live/a", "/live/b", "/live/b/y", "/live/c"}; !slices.Equal(recorded, want) {
+		t.Errorf("directories recorded %q; want %q", recorded, want)
+	}
 }
 
 // TestPartWalkUnmarks checks that a row in a directory a subvolume walked

@@ -59,9 +59,11 @@
 //     tree whose files are all gone, and how many files that run met
 //     under it (the total of hashfile's progress while it walks).
 //   - dirs: on btrfs, the ctime of directories hashfile met, by (volume,
-//     inode), with the generation of their subvolume when the walk began
-//     (Tx.PutDir, Index.Dirs): a directory whose inode item was rewritten
-//     with that ctime had its access time written alone.
+//     inode), with the path it met them at and the generation of their
+//     subvolume when the walk began (Tx.PutDir, Index.Dirs): a directory
+//     whose inode item was rewritten with that ctime had its access time
+//     written alone. A complete walk of a tree drops the records of those
+//     no longer in it (Tx.PruneDirs).
 //
 // # The file
 //

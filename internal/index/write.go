@@ -624,15 +624,28 @@ func (t *Tx) SetWalked(v fsys.Volume, walked string) error {
 	return err
 }
 
-// PutDir records directory ino of volume v as a walk that began at
-// generation gen of its btrfs subvolume met it: with its ctime, in
+// PutDir records directory ino of volume v, met at path by a walk that
+// began at generation gen of its btrfs subvolume, with its ctime in
 // nanoseconds (see Index.Dirs).
-func (t *Tx) PutDir(v fsys.Volume, ino uint64, ctime int64, gen uint64) error {
+func (t *Tx) PutDir(v fsys.Volume, ino uint64, path string, ctime int64, gen uint64) error {
 	id, err := t.volID(v)
 	if err != nil {
 		return fmt.Errorf("record volume %s: %w", v, err)
 	}
-	_, err = t.exec("INSERT OR REPLACE INTO dirs(vol, ino, ctime, gen) VALUES(?, ?, ?, ?)", id, int64(ino), ctime, int64(gen))
+	_, err = t.exec("INSERT OR REPLACE INTO dirs(vol, ino, path, ctime, gen) VALUES(?, ?, ?, ?, ?)", id, int64(ino), path, ctime, int64(gen))
+	return err
+}
+
+// PruneDirs drops the records of the directories of volume v at or below
+// dir that a complete walk of dir beginning at generation gen did not
+// make: those no longer there.
+func (t *Tx) PruneDirs(v fsys.Volume, dir string, gen uint64) error {
+	id, err := t.volID(v)
+	if err != nil {
+		return fmt.Errorf("record volume %s: %w", v, err)
+	}
+	lo, hi := PathRange(dir)
+	_, err = t.exec("DELETE FROM dirs WHERE vol = ? AND (path = ? OR path >= ? AND path < ?) AND gen < ?", id, dir, lo, hi, int64(gen))
 	return err
 }
 

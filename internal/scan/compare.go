@@ -46,7 +46,7 @@ func (s *scanner) walk(out chan<- item) error {
 		},
 		Dir: func(path string, st *unix.Stat_t) {
 			s.noteDevice(path, uint64(st.Dev))
-			s.noteDir(st)
+			s.noteDir(path, st)
 		},
 		Enter:  s.sv.enter,
 		Files:  s.sv.files,
@@ -80,12 +80,13 @@ func (s *scanner) walk(out chan<- item) error {
 	return nil
 }
 
-// noteDir has the writer record the directory st the walk enters, where
-// that is needed (see subvols.dirTo), as lstat'ed before it is listed.
-func (s *scanner) noteDir(st *unix.Stat_t) {
+// noteDir has the writer record the directory st the walk enters at path,
+// where that is needed (see subvols.dirTo), as lstat'ed before it is
+// listed.
+func (s *scanner) noteDir(path string, st *unix.Stat_t) {
 	v := s.devs.of(uint64(st.Dev))
-	if gen, ok := s.sv.dirTo(v, st.Ino); ok {
-		s.send(op{dir: &dirMet{vol: v, ino: st.Ino, ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec, gen: gen}})
+	if gen, ok := s.sv.dirTo(v); ok {
+		s.send(op{dir: &dirMet{vol: v, ino: st.Ino, path: path, ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec, gen: gen}})
 	}
 }
 

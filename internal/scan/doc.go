@@ -110,11 +110,12 @@
 // or another subvolume or a mount lies in it, it is walked whole. A
 // directory whose inode item was rewritten for its access time alone
 // (relatime) does not count as changed: the walk records the ctime of
-// each directory it meets whose inode item was rewritten (of every one,
-// in a volume walked for the first time), with the volume's generation
-// when it began, in the index's table dirs, and a directory whose ctime
-// is the one recorded by a walk no newer than the complete walk the run
-// goes by lists what that walk listed (subvols.entriesChanged). An unchanged file
+// each directory it meets in a volume it searched (subvols.dirTo), with
+// the volume's generation when it began, in the index's table dirs, and
+// a directory whose ctime is the one recorded by a walk no newer than
+// the complete walk the run goes by lists what that walk listed
+// (subvols.entriesChanged). A complete run drops the records of the
+// directories no longer in the trees it walked whole (dirRegions). An unchanged file
 // among those whose extent items changed (deduplicated, reflinked,
 // defragmented: its data and identity the same) has its extents mapped
 // and recorded again, without reading its data, so that the extents the

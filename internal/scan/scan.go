@@ -160,10 +160,13 @@ type op struct {
 	root   *root
 	walked *walked
 	dir    *dirMet // a directory met (see subvols.dirTo)
-	gone   *gone   // a file not met where the index has it
-	unmark int64   // a file id met after all
-	keep   string  // a path not fully read: nothing at or below it is pruned
-	prune  bool    // prune what this run found gone
+	// pruneDirs drops the records of directories no longer in a tree
+	// walked whole (see subvols.dirRegions)
+	pruneDirs *region
+	gone      *gone  // a file not met where the index has it
+	unmark    int64  // a file id met after all
+	keep      string // a path not fully read: nothing at or below it is pruned
+	prune     bool   // prune what this run found gone
 }
 
 // dirMet is a directory the walk met, and what it records of it (see
@@ -171,6 +174,7 @@ type op struct {
 type dirMet struct {
 	vol   fsys.Volume
 	ino   uint64
+	path  string
 	ctime int64
 	gen   uint64
 }
@@ -469,7 +473,8 @@ func (s *scanner) report(stop <-chan struct{}) {
 // finish sends what a run records once its walk has completed: the paths
 // not fully read (nothing under them is pruned), the prune, each root
 // with its volume and the files met under it, and, if no file failed,
-// what the walk saw of each subvolume.
+// what the walk saw of each subvolume and where the records of
+// directories no longer there are dropped.
 func (s *scanner) finish() {
 	for _, p := range s.unread.all() {
 		s.ops <- op{keep: p}
@@ -488,6 +493,9 @@ func (s *scanner) finish() {
 	if !failed {
 		for v, key := range s.sv.walkedWhole() {
 			s.ops <- op{walked: &walked{vol: v, key: key}}
+		}
+		for _, r := range s.sv.dirRegions() {
+			s.ops <- op{pruneDirs: &r}
 		}
 	}
 }

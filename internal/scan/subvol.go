@@ -67,9 +67,14 @@ type subvols struct {
 	// partsOf): the directories below which the walk goes, each with a
 	// trailing slash, sorted.
 	parts map[uint64][]string
-	// recording holds, for each volume the walk goes into, whose
-	// directories it records as it meets them (see dirTo).
-	recording map[fsys.Volume]recording
+	// recording holds, for each btrfs volume the walk goes into after a
+	// tree search, the generation the walk began at: it records every
+	// directory it meets there (see dirTo).
+	recording map[fsys.Volume]uint64
+	// whole holds the trees walked whole in those volumes: the records
+	// of the directories no longer in them (nor in the parts walked, see
+	// left) are dropped when the run completes (see dirRegions).
+	whole []region
 	// dirs, if set, returns what walks recorded of directories of a
 	// volume (index.Index.Dirs).
 	dirs func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error)
@@ -78,13 +83,12 @@ type subvols struct {
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
 }
 
-// recording is whose directories a walk of a volume records (see
-// subvols.dirTo): every one met, in a volume walked for the first time, or
-// those whose inode items the tree search found rewritten; with the
-// generation of the volume when the walk began.
-type recording struct {
-	gen uint64
-	all bool
+// region is a tree a walk went through whole, in volume vol, from the
+// generation gen on.
+type region struct {
+	vol  fsys.Volume
+	path string
+	gen  uint64
 }
 
 // origin is where a snapshot came from (see subvols.origins), with the
@@ -135,7 +139,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		origins:   make(map[fsys.Volume]origin),
 		listable:  make(map[string]uint64),
 		parts:     make(map[uint64][]string),
-		recording: make(map[fsys.Volume]recording),
+		recording: make(map[fsys.Volume]uint64),
 	}
 }
 
@@ -190,7 +194,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		// Unchanged: left unwalked.
 	case prev == "":
 		if !s.origin(f, v, path) || nested {
-			s.record(v, recording{gen: gen, all: true})
+			s.walkWhole(v, path, gen)
 			return true
 		}
 		// Its files recorded from its origin's rows, and no directory
@@ -202,16 +206,17 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		if !ok || nested {
 			return true
 		}
-		s.record(v, recording{gen: gen})
 		if c.Others {
 			// Directories changed: walked below them alone, and skimmed
 			// elsewhere (see partsOf), or walked whole; skimmed where
 			// only their access times changed.
 			parts, ok := partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c))
 			if !ok {
+				s.walkWhole(v, path, gen)
 				return true
 			}
 			if len(parts) > 0 {
+				s.record(v, gen)
 				s.walkParts(dev, path, path, v, parts)
 				return true
 			}
@@ -308,31 +313,53 @@ func (s *subvols) entriesChanged(v fsys.Volume, prev, path string, c fiemap.Chan
 	return changed
 }
 
-// record notes whose directories the walk of volume v records (see
-// dirTo).
-func (s *subvols) record(v fsys.Volume, r recording) {
+// record notes that the walk of volume v, which began at generation gen,
+// records the directories it meets (see dirTo).
+func (s *subvols) record(v fsys.Volume, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recording[v] = r
+	s.recording[v] = gen
 }
 
-// dirTo reports whether the walk records directory st (inode ino) of
-// volume v, met at the generation it returns (see entriesChanged): every
-// directory of a volume walked for the first time, and those whose inode
-// items the tree search found rewritten since the last complete walk.
-// The others are recorded already, or never needed: a directory is looked
-// up only when its inode item was rewritten, and is then recorded. Its
-// ctime is taken before it is listed (walk.Options.Dir), so that a
-// change it misses makes it differ.
-func (s *subvols) dirTo(v fsys.Volume, ino uint64) (uint64, bool) {
+// walkWhole notes that the walk goes through path, in volume v, whole,
+// from generation gen on, and records the directories it meets there.
+func (s *subvols) walkWhole(v fsys.Volume, path string, gen uint64) {
+	s.record(v, gen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.recording[v]
-	if !ok {
-		return 0, false
+	s.whole = append(s.whole, region{vol: v, path: path, gen: gen})
+}
+
+// dirTo reports whether the walk records a directory it meets in volume v
+// (see entriesChanged), and the generation it began at there: in a btrfs
+// volume searched, every one, its ctime taken before it is listed
+// (walk.Options.Dir), so that a change the listing misses makes it
+// differ.
+func (s *subvols) dirTo(v fsys.Volume) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen, ok := s.recording[v]
+	return gen, ok
+}
+
+// dirRegions returns the trees a complete run walked whole where it
+// recorded directories: those walked whole, and the parts walked of
+// others. Every directory in them was met and recorded again; the records
+// of the others there are of directories gone (Tx.PruneDirs).
+func (s *subvols) dirRegions() []region {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.whole)
+	for _, l := range s.left {
+		gen, ok := s.recording[l.vol]
+		if !ok {
+			continue
+		}
+		for _, p := range l.parts {
+			out = append(out, region{vol: l.vol, path: strings.TrimSuffix(p, "/"), gen: gen})
+		}
 	}
-	_, changed := s.changes[v].Dirs[ino]
-	return r.gen, r.all || changed
+	return out
 }
 
 // walkParts notes that the walk of dir, on device dev and volume v, goes
@@ -689,15 +716,16 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		s.mu.Unlock()
 	case prev != "":
 		c, ok := s.since(f, v, prev, gen, root)
-		if ok {
-			s.record(v, recording{gen: gen})
-		}
-		if ok && c.Others && !s.nested(f, root) {
-			s.rootParts(f, root, v, s.entriesChanged(v, prev, root, c))
+		switch {
+		case !ok:
+		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, s.entriesChanged(v, prev, root, c)):
+			s.record(v, gen)
+		default:
+			s.walkWhole(v, root, gen)
 		}
 	default:
 		s.origin(f, v, "")
-		s.record(v, recording{gen: gen, all: true})
+		s.walkWhole(v, root, gen)
 	}
 	return key
 }
@@ -707,23 +735,26 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 // below the directories that changed (see partsOf): root's own inode
 // item not rewritten since, its files and directories are the ones that
 // walk met, where it met them. (A root renamed or replaced since is
-// another inode, or one whose inode item was rewritten.)
-func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, changed map[uint64]bool) {
+// another inode, or one whose inode item was rewritten.) It reports
+// whether it does; otherwise root is walked whole.
+func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, changed map[uint64]bool) bool {
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return
+		return false
 	}
 	top := root
 	if st.Ino != btrfsFirstFree {
 		rel, ok, err := fsys.InoPath(f, st.Ino)
 		if err != nil || !ok || rel == "" || !strings.HasSuffix(root, "/"+rel) {
-			return
+			return false
 		}
 		top = strings.TrimSuffix(root, "/"+rel)
 	}
-	if parts, ok := partsOf(f, top, root, st.Ino, changed); ok {
+	parts, ok := partsOf(f, top, root, st.Ino, changed)
+	if ok {
 		s.walkParts(uint64(st.Dev), top, root, v, parts)
 	}
+	return ok
 }
 
 // rootLeft reports whether root is left unwalked (see rootKey).

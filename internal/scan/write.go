@@ -161,7 +161,9 @@ func (s *scanner) apply(b *batch, o op) error {
 	case o.walked != nil:
 		return tx.SetWalked(o.walked.vol, o.walked.key)
 	case o.dir != nil:
-		return tx.PutDir(o.dir.vol, o.dir.ino, o.dir.ctime, o.dir.gen)
+		return tx.PutDir(o.dir.vol, o.dir.ino, o.dir.path, o.dir.ctime, o.dir.gen)
+	case o.pruneDirs != nil:
+		return tx.PruneDirs(o.pruneDirs.vol, o.pruneDirs.path, o.pruneDirs.gen)
 	}
 	return nil
 }
