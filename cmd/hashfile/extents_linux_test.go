@@ -765,6 +765,29 @@ func TestPartWalkAccessTimes(t *testing.T) {
 	}
 }
 
+// TestDirsOfSnapshotsNotRecorded checks that the directories of a
+// read-only snapshot, which do not change, are not recorded, and those of
+// a writable subvolume are.
+func TestDirsOfSnapshotsNotRecorded(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	live, p := liveSubvol(t, mnt)
+	writeFile(t, p("a/b/f"), randomBytes(80, 4096))
+	snap := filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	db := filepath.Join(t.TempDir(), "index.db")
+	runChecked(t, db, mnt, counts{seen: 2, hashed: 2, reused: 1, read: 4096}, mnt)
+	count := func(under string) (n int) {
+		t.Helper()
+		if err := openRaw(t, db).QueryRow("SELECT count(*) FROM dirs WHERE path = ? OR path LIKE ?", under, under+"/%").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n, m := count(live), count(snap); n != 3 || m != 0 {
+		t.Errorf("directories recorded: %d in live, %d in the snapshot; want 3 and 0", n, m)
+	}
+}
+
 // TestPartWalkUnmarks checks that a row in a directory a subvolume walked
 // in part does not walk, marked gone by a run that did not complete, is
 // unmarked: the file is there. Its inode and extent items lie in tree

@@ -110,7 +110,8 @@
 // or another subvolume or a mount lies in it, it is walked whole. A
 // directory whose inode item was rewritten for its access time alone
 // (relatime) does not count as changed: the walk records the ctime of
-// each directory it meets in a volume it searched (subvols.dirTo), with
+// each directory it meets in a volume it searched, but a read-only
+// snapshot, whose directories do not change (subvols.dirTo), with
 // the volume's generation when it began, in the index's table dirs, and
 // a directory whose ctime is the one recorded by a walk no newer than
 // the complete walk the run goes by lists what that walk listed

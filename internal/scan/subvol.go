@@ -194,7 +194,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		// Unchanged: left unwalked.
 	case prev == "":
 		if !s.origin(f, v, path) || nested {
-			s.walkWhole(v, path, gen)
+			s.walkWhole(f, v, path, gen)
 			return true
 		}
 		// Its files recorded from its origin's rows, and no directory
@@ -212,7 +212,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 			// only their access times changed.
 			parts, ok := partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c))
 			if !ok {
-				s.walkWhole(v, path, gen)
+				s.walkWhole(f, v, path, gen)
 				return true
 			}
 			if len(parts) > 0 {
@@ -321,9 +321,15 @@ func (s *subvols) record(v fsys.Volume, gen uint64) {
 	s.recording[v] = gen
 }
 
-// walkWhole notes that the walk goes through path, in volume v, whole,
-// from generation gen on, and records the directories it meets there.
-func (s *subvols) walkWhole(v fsys.Volume, path string, gen uint64) {
+// walkWhole notes that the walk goes through path, in volume v (open at
+// f), whole, from generation gen on, and records the directories it meets
+// there; but not in a read-only snapshot, whose directories do not
+// change (made writable and changed, its changed directories have no
+// record, and are walked).
+func (s *subvols) walkWhole(f *os.File, v fsys.Volume, path string, gen uint64) {
+	if fsys.ReadOnly(f) {
+		return
+	}
 	s.record(v, gen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -332,9 +338,9 @@ func (s *subvols) walkWhole(v fsys.Volume, path string, gen uint64) {
 
 // dirTo reports whether the walk records a directory it meets in volume v
 // (see entriesChanged), and the generation it began at there: in a btrfs
-// volume searched, every one, its ctime taken before it is listed
-// (walk.Options.Dir), so that a change the listing misses makes it
-// differ.
+// volume searched (not a read-only snapshot: see walkWhole), every one,
+// its ctime taken before it is listed (walk.Options.Dir), so that a
+// change the listing misses makes it differ.
 func (s *subvols) dirTo(v fsys.Volume) (uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -721,11 +727,11 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, s.entriesChanged(v, prev, root, c)):
 			s.record(v, gen)
 		default:
-			s.walkWhole(v, root, gen)
+			s.walkWhole(f, v, root, gen)
 		}
 	default:
 		s.origin(f, v, "")
-		s.walkWhole(v, root, gen)
+		s.walkWhole(f, v, root, gen)
 	}
 	return key
 }
