@@ -212,10 +212,7 @@ func (s *scanner) checkWithin(v fsys.Volume, check []uint64, path, top, before s
 		}
 		s.checkAt[v] = at
 	}
-	_, hi := index.PathRange(top)
-	if before != "" && before < hi {
-		hi = before
-	}
+	hi := index.SkipEnd(top, before)
 	i, _ := slices.BinarySearchFunc(at, path, func(p index.InodePath, path string) int { return strings.Compare(p.Path, path) })
 	var out []uint64
 	for ; i < len(at) && at[i].Path < hi; i++ {
@@ -272,18 +269,9 @@ func (s *scanner) elsewhere(f index.Listed, path string) {
 	case s.inflight.has(k):
 		s.c.seen.Add(1)
 		s.c.links.Add(1) // met before in this run
-	case f.Size == e.Size && f.Mtime == e.Mtime:
-		s.c.seen.Add(1)
-		s.moved.add(f.Vol)
-		s.c.unchanged.Add(1)
-		s.c.renamed.Add(1)
-		s.inflight.add(k)
-		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(f.Vol), UID: int64(e.UID)}})
-		s.queueAttr(e, f.Vol, f)
 	default:
 		s.c.seen.Add(1)
-		s.moved.add(f.Vol)
-		s.queue(e, f.Vol, k)
+		s.movedTo(f, e, f.Vol, k)
 	}
 }
 
@@ -400,20 +388,28 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 		// Its recorded name is still its own, and the walk meets it
 		// there (or met it), where it is compared.
 		s.c.links.Add(1)
-	case f.Size == e.Size && f.Mtime == e.Mtime:
-		// Renamed (which changes ctime, not the data), or another name of
-		// a file whose recorded name is gone or out of this walk.
-		s.moved.add(vol)
-		s.c.unchanged.Add(1)
-		s.c.renamed.Add(1)
-		s.inflight.add(k)
-		s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
-		s.queueAttr(e, vol, f)
 	default:
-		s.moved.add(vol) // recorded again under this path
-		s.queue(e, vol, k)
+		s.movedTo(f, e, vol, k)
 	}
 	return nil
+}
+
+// movedTo handles e, the file of volume vol the index records as f under
+// another path that no longer leads to it (or lies out of this walk):
+// renamed, which changes ctime, not the data, or another name of a file
+// whose recorded name is gone; read again where its size or mtime
+// changed.
+func (s *scanner) movedTo(f index.Listed, e walk.Entry, vol fsys.Volume, k key) {
+	s.moved.add(vol)
+	if f.Size != e.Size || f.Mtime != e.Mtime {
+		s.queue(e, vol, k) // recorded again under this path
+		return
+	}
+	s.c.unchanged.Add(1)
+	s.c.renamed.Add(1)
+	s.inflight.add(k)
+	s.send(op{rename: &index.File{Path: e.Path, Identity: e.Identity(vol), UID: int64(e.UID)}})
+	s.queueAttr(e, vol, f)
 }
 
 // asListed takes e, a file met as listed (see subvols.listed), for

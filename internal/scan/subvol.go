@@ -147,9 +147,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 func (s *subvols) enter(path string, st *unix.Stat_t) bool {
 	dev := uint64(st.Dev)
 	if st.Ino != btrfsFirstFree {
-		s.mu.Lock()
-		parts, ok := s.parts[dev]
-		s.mu.Unlock()
+		parts, ok := s.partsOn(dev)
 		return !ok || inPart(parts, childPath(path)) || aboveAPart(parts, path)
 	}
 	s.mu.Lock()
@@ -216,8 +214,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 				return true
 			}
 			if len(parts) > 0 {
-				s.record(v, gen)
-				s.walkParts(dev, path, path, v, parts)
+				s.walkParts(dev, path, path, v, parts, gen)
 				return true
 			}
 		}
@@ -313,14 +310,6 @@ func (s *subvols) entriesChanged(v fsys.Volume, prev, path string, c fiemap.Chan
 	return changed
 }
 
-// record notes that the walk of volume v, which began at generation gen,
-// records the directories it meets (see dirTo).
-func (s *subvols) record(v fsys.Volume, gen uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recording[v] = gen
-}
-
 // walkWhole notes that the walk goes through path, in volume v (open at
 // f), whole, from generation gen on, and records the directories it meets
 // there; but not in a read-only snapshot, whose directories do not
@@ -330,9 +319,9 @@ func (s *subvols) walkWhole(f *os.File, v fsys.Volume, path string, gen uint64) 
 	if fsys.ReadOnly(f) {
 		return
 	}
-	s.record(v, gen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.recording[v] = gen
 	s.whole = append(s.whole, region{vol: v, path: path, gen: gen})
 }
 
@@ -369,12 +358,14 @@ func (s *subvols) dirRegions() []region {
 }
 
 // walkParts notes that the walk of dir, on device dev and volume v, goes
-// only below parts (see partsOf); top is where its top directory would be
-// if dir lies where it does in it (the paths of its inodes, relative to
-// it, follow top).
-func (s *subvols) walkParts(dev uint64, top, dir string, v fsys.Volume, parts []string) {
+// only below parts (see partsOf), and records the directories it meets
+// there, from generation gen on (see dirTo); top is where its top
+// directory would be if dir lies where it does in it (the paths of its
+// inodes, relative to it, follow top).
+func (s *subvols) walkParts(dev uint64, top, dir string, v fsys.Volume, parts []string, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.recording[v] = gen
 	// Two roots in one subvolume: the walk goes below the parts of both.
 	all := append(slices.Clone(s.parts[dev]), parts...)
 	slices.Sort(all)
@@ -416,10 +407,17 @@ func nextPart(parts []string, path string) string {
 // path (see walk.Options.Files): all but those of a subvolume walked in
 // part, outside its parts.
 func (s *subvols) files(path string, st *unix.Stat_t) bool {
-	s.mu.Lock()
-	parts, ok := s.parts[uint64(st.Dev)]
-	s.mu.Unlock()
+	parts, ok := s.partsOn(uint64(st.Dev))
 	return !ok || inPart(parts, childPath(path))
+}
+
+// partsOn returns the parts walked of the subvolume on device dev, if it
+// is walked in part (see subvols.parts).
+func (s *subvols) partsOn(dev uint64) ([]string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	parts, ok := s.parts[dev]
+	return parts, ok
 }
 
 // nested reports whether the subvolume holding f holds other subvolumes,
@@ -724,8 +722,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		c, ok := s.since(f, v, prev, gen, root)
 		switch {
 		case !ok:
-		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, s.entriesChanged(v, prev, root, c)):
-			s.record(v, gen)
+		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, gen, s.entriesChanged(v, prev, root, c)):
 		default:
 			s.walkWhole(f, v, root, gen)
 		}
@@ -737,13 +734,14 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 }
 
 // rootParts has the walk of root, a directory of the subvolume open at f
-// (volume v) in which c changed since root's last complete walk, go only
-// below the directories that changed (see partsOf): root's own inode
+// (volume v) that begins at generation gen, go only below the directories
+// in changed, those whose entries may have changed since root's last
+// complete walk (see partsOf, entriesChanged): root's own inode
 // item not rewritten since, its files and directories are the ones that
 // walk met, where it met them. (A root renamed or replaced since is
 // another inode, or one whose inode item was rewritten.) It reports
 // whether it does; otherwise root is walked whole.
-func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, changed map[uint64]bool) bool {
+func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, changed map[uint64]bool) bool {
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return false
@@ -758,7 +756,7 @@ func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, changed map[
 	}
 	parts, ok := partsOf(f, top, root, st.Ino, changed)
 	if ok {
-		s.walkParts(uint64(st.Dev), top, root, v, parts)
+		s.walkParts(uint64(st.Dev), top, root, v, parts, gen)
 	}
 	return ok
 }
@@ -834,13 +832,21 @@ func (s *subvols) movedOnly(v fsys.Volume, ino uint64) ([]fiemap.Extent, bool) {
 func (s *subvols) under(path string, v fsys.Volume, ino uint64) (left, check bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, l := range s.left {
-		if l.vol == v && walk.Under(path, l.path) && !inPart(l.parts, path) {
-			c := s.changes[v]
-			return true, l.skimmed && (c.Files[ino] || c.Extents[ino])
-		}
+	i := s.leftHolding(path, v)
+	if i < 0 {
+		return false, false
 	}
-	return false, false
+	c := s.changes[v]
+	return true, s.left[i].skimmed && (c.Files[ino] || c.Extents[ino])
+}
+
+// leftHolding returns the index in left of the subvolume left unwalked
+// that holds path, a file of its volume v outside the parts walked, or -1.
+// The caller holds mu.
+func (s *subvols) leftHolding(path string, v fsys.Volume) int {
+	return slices.IndexFunc(s.left, func(l leftOut) bool {
+		return l.vol == v && walk.Under(path, l.path) && !inPart(l.parts, path)
+	})
 }
 
 // nameLeft returns, for f, a row in a part walked of a subvolume walked
@@ -885,28 +891,24 @@ func (s *subvols) nameLeft(f index.Listed) (string, bool) {
 func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64, next string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, l := range s.left {
-		if l.vol != v || !walk.Under(path, l.path) || inPart(l.parts, path) {
-			continue
-		}
-		next = nextPart(l.parts, path)
-		if l.skimmed && l.check == nil {
-			c := s.changes[v]
-			check := make([]uint64, 0, len(c.Files)+len(c.Extents))
-			for ino := range c.Files {
-				check = append(check, ino)
-			}
-			for ino := range c.Extents {
-				if !c.Files[ino] {
-					check = append(check, ino)
-				}
-			}
-			s.left[i].check = check // asked again for each stretch between parts
-			l = s.left[i]
-		}
-		return l.path, l.check, next, true
+	i := s.leftHolding(path, v)
+	if i < 0 {
+		return "", nil, "", false
 	}
-	return "", nil, "", false
+	l := &s.left[i]
+	if l.skimmed && l.check == nil { // asked again for each stretch between parts
+		c := s.changes[v]
+		l.check = make([]uint64, 0, len(c.Files)+len(c.Extents))
+		for ino := range c.Files {
+			l.check = append(l.check, ino)
+		}
+		for ino := range c.Extents {
+			if !c.Files[ino] {
+				l.check = append(l.check, ino)
+			}
+		}
+	}
+	return l.path, l.check, nextPart(l.parts, path), true
 }
 
 // unwalked returns how many subvolumes were left unwalked as unchanged,
