@@ -69,12 +69,23 @@ func btrfsUUID(f *os.File) (string, error) {
 
 // btrfsSubvol returns the id of the btrfs subvolume holding f.
 func btrfsSubvol(f *os.File) (uint64, error) {
-	var args [4096]byte
-	*(*uint64)(unsafe.Pointer(&args[8])) = 256
-	if err := ioctl(f.Fd(), btrfsIocInoLookup, unsafe.Pointer(&args[0])); err != nil {
+	var args inoLookupArgs
+	if err := args.lookup(f, 256); err != nil {
 		return 0, fmt.Errorf("BTRFS_IOC_INO_LOOKUP: %w", err)
 	}
 	return *(*uint64)(unsafe.Pointer(&args[0])), nil
+}
+
+// inoLookupArgs is struct btrfs_ioctl_ino_lookup_args (see
+// btrfsIocInoLookup).
+type inoLookupArgs [4096]byte
+
+// lookup asks BTRFS_IOC_INO_LOOKUP of inode ino of the subvolume holding
+// f (treeid 0): the subvolume's id lands in the first 8 bytes, the
+// inode's path from the subvolume's top after the next 8.
+func (a *inoLookupArgs) lookup(f *os.File, ino uint64) error {
+	*(*uint64)(unsafe.Pointer(&a[8])) = ino
+	return ioctl(f.Fd(), btrfsIocInoLookup, unsafe.Pointer(&a[0]))
 }
 
 // InoPath returns the path of inode ino of the btrfs subvolume holding f
@@ -83,9 +94,8 @@ func btrfsSubvol(f *os.File) (uint64, error) {
 // (BTRFS_IOC_INO_LOOKUP, which needs CAP_SYS_ADMIN for any inode but the
 // top); false when the subvolume holds no such inode (deleted).
 func InoPath(f *os.File, ino uint64) (string, bool, error) {
-	var args [4096]byte
-	*(*uint64)(unsafe.Pointer(&args[8])) = ino
-	err := ioctl(f.Fd(), btrfsIocInoLookup, unsafe.Pointer(&args[0]))
+	var args inoLookupArgs
+	err := args.lookup(f, ino)
 	if err == unix.ENOENT {
 		return "", false, nil
 	}

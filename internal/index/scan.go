@@ -148,20 +148,13 @@ func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before str
 	if !ok {
 		return 0, nil, c.err
 	}
-	_, hi := PathRange(dir)
-	if before != "" && before < hi {
-		hi = before
-	}
-	inos, err := json.Marshal(append([]uint64{}, check...)) // [], not null
-	if err != nil {
-		return 0, nil, err
-	}
+	hi := SkipEnd(dir, before)
 	// kept is true of the rows not returned. (+f.vol: the rows are
 	// found by path, a stretch of them, not all of the volume's by the
 	// index on (vol, ino), which SQLite would choose.)
 	const kept = "+f.vol = (SELECT id FROM volumes WHERE fsid = ?3 AND subvol = ?4) AND f.ino NOT IN (SELECT value FROM json_each(?5)) AND f.gone = 0"
 	const in = " WHERE f.path >= ?1 AND f.path < ?2 AND "
-	args := []any{at.Path, hi, v.FS, int64(v.Subvol), string(inos)}
+	args := []any{at.Path, hi, v.FS, int64(v.Subvol), inoList(check)}
 	var n int64
 	rows, err := c.query("SELECT count(*) FROM files f"+in+kept, args...)
 	if err == nil {
@@ -186,6 +179,23 @@ func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before str
 	// The next page starts at hi, wherever this one ended.
 	c.page, c.i, c.after, c.incl, c.done = page[:0], 0, hi, true, false
 	return n, rest, c.err
+}
+
+// SkipEnd returns where SkipUnder(dir, ..., before) stops: past the rows
+// below dir, or at before if that comes first.
+func SkipEnd(dir, before string) string {
+	_, hi := PathRange(dir)
+	if before != "" && before < hi {
+		return before
+	}
+	return hi
+}
+
+// inoList returns inos as a JSON array for json_each: [] when there are
+// none, not null. (Numbers always marshal.)
+func inoList(inos []uint64) string {
+	b, _ := json.Marshal(append([]uint64{}, inos...))
+	return string(b)
 }
 
 // Again has the cursor read its rows again from the one Peek would
@@ -304,13 +314,9 @@ type InodePath struct {
 // InodePaths returns where the index has each of inos of volume v that
 // it holds, in path order.
 func (ix *Index) InodePaths(ctx context.Context, v fsys.Volume, inos []uint64) ([]InodePath, error) {
-	list, err := json.Marshal(append([]uint64{}, inos...))
-	if err != nil {
-		return nil, err
-	}
 	rows, err := ix.db.QueryContext(ctx, `SELECT f.path, f.ino FROM files f
 		WHERE f.vol = (SELECT id FROM volumes WHERE fsid = ?1 AND subvol = ?2) AND f.path IS NOT NULL
-		AND f.ino IN (SELECT value FROM json_each(?3)) ORDER BY f.path`, v.FS, int64(v.Subvol), string(list))
+		AND f.ino IN (SELECT value FROM json_each(?3)) ORDER BY f.path`, v.FS, int64(v.Subvol), inoList(inos))
 	if err != nil {
 		return nil, fmt.Errorf("read files: %w", err)
 	}
@@ -340,13 +346,9 @@ type Dir struct {
 // Dirs returns what walks recorded of those of directories inos of
 // volume v that they recorded.
 func (ix *Index) Dirs(ctx context.Context, v fsys.Volume, inos []uint64) (map[uint64]Dir, error) {
-	list, err := json.Marshal(append([]uint64{}, inos...))
-	if err != nil {
-		return nil, err
-	}
 	rows, err := ix.db.QueryContext(ctx, `SELECT d.ino, d.ctime, d.gen FROM dirs d
 		WHERE d.vol = (SELECT id FROM volumes WHERE fsid = ?1 AND subvol = ?2)
-		AND d.ino IN (SELECT value FROM json_each(?3))`, v.FS, int64(v.Subvol), string(list))
+		AND d.ino IN (SELECT value FROM json_each(?3))`, v.FS, int64(v.Subvol), inoList(inos))
 	if err != nil {
 		return nil, fmt.Errorf("read directories: %w", err)
 	}
