@@ -400,7 +400,7 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 // whose recorded name is gone; read again where its size or mtime
 // changed.
 func (s *scanner) movedTo(f index.Listed, e walk.Entry, vol fsys.Volume, k key) {
-	s.moved.add(vol)
+	s.moved.add(vol, f.Path, e.Path)
 	if f.Size != e.Size || f.Mtime != e.Mtime {
 		s.queue(e, vol, k) // recorded again under this path
 		return

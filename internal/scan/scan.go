@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,7 +289,7 @@ type scanner struct {
 	seq      int64                  // the index's write sequence number at the start: rows changed since were written by this run
 	maxID    int64                  // the largest file id at the start: rows above it were created by this run
 	items    chan item              // walker -> compare
-	moved    movedSet               // volumes of which compare gave a file another path (see adopt)
+	moved    movedSet               // the files compare gave another path, by volume (see adopt)
 	start    time.Time
 
 	ctx    context.Context
@@ -541,29 +542,46 @@ type devices struct {
 	vols map[uint64]fsys.Volume
 }
 
-// movedSet holds the volumes of which compare gave a file another path
+// movedSet holds, for each volume, the files compare gave another path
 // in this run, each added before it sends the op that does: a snapshot
 // taken whole from its origin's rows (see scanner.adopt) is skimmed only
-// when none of the origin's rows took another path first.
+// where none of the origin's rows took another path first (see
+// subvols.origin).
 type movedSet struct {
-	mu   sync.Mutex
-	vols map[fsys.Volume]bool
+	mu    sync.Mutex
+	moves map[fsys.Volume]moves
 }
 
-func (m *movedSet) add(v fsys.Volume) {
+// moves are the paths files of a volume left and took, each pair once,
+// up to maxMoves of them; over that, only that there were more.
+type moves struct {
+	paths [][2]string
+	over  bool
+}
+
+const maxMoves = 4096
+
+func (m *movedSet) add(v fsys.Volume, from, to string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.vols == nil {
-		m.vols = make(map[fsys.Volume]bool)
+	if m.moves == nil {
+		m.moves = make(map[fsys.Volume]moves)
 	}
-	m.vols[v] = true
+	mv := m.moves[v]
+	if len(mv.paths) < maxMoves {
+		mv.paths = append(mv.paths, [2]string{from, to})
+	} else {
+		mv.over = true
+	}
+	m.moves[v] = mv
 }
 
-// any reports whether a file of volume v took another path.
-func (m *movedSet) any(v fsys.Volume) bool {
+// of returns the files of volume v that took another path so far.
+func (m *movedSet) of(v fsys.Volume) moves {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.vols[v]
+	mv := m.moves[v]
+	return moves{paths: slices.Clone(mv.paths), over: mv.over}
 }
 
 func (d *devices) of(dev uint64) fsys.Volume {
@@ -592,31 +610,31 @@ func (d *devices) set(dev uint64, v fsys.Volume) {
 // met at toTop, from the rows of volume from, met at fromTop by its last
 // complete walk (see subvols.origin), and commit them at once; it tells
 // compare, ahead of anything the walker sends after it, to read its rows
-// again (the cursor may have read past where they are). It also reports
-// whether this run gave a row of volume from another path before (see
+// again (the cursor may have read past where they are). It also returns
+// the rows of volume from that this run gave another path before (see
 // moved). It runs on the walker's goroutine, and waits for the writer.
-func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool) {
+func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, moves) {
 	req := &adoption{from: from, to: to, fromTop: fromTop, toTop: toTop, withGone: withGone, done: make(chan index.Adopted, 1)}
 	select {
 	case s.ops <- op{adopt: req}:
 	case <-s.ctx.Done():
-		return index.Adopted{}, false
+		return index.Adopted{}, moves{}
 	}
 	var a index.Adopted
 	select {
 	case a = <-req.done:
 	case <-s.ctx.Done():
-		return index.Adopted{}, false
+		return index.Adopted{}, moves{}
 	}
 	if a.Files == 0 {
-		return a, false
+		return a, moves{}
 	}
 	select {
 	case s.items <- item{adopted: to}:
 	case <-s.ctx.Done():
-		return index.Adopted{}, false
+		return index.Adopted{}, moves{}
 	}
-	return a, s.moved.any(from)
+	return a, s.moved.of(from)
 }
 
 // noteDevice learns the volume of st_dev dev, met at path, the first time

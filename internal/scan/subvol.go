@@ -80,7 +80,7 @@ type subvols struct {
 	dirs func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error)
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
-	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, bool)
+	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, moves)
 }
 
 // region is a tree a walk went through whole, in volume vol, from the
@@ -191,8 +191,15 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	case prev == key && !nested:
 		// Unchanged: left unwalked.
 	case prev == "":
-		if !s.origin(f, v, path) || nested {
+		parts, ok := s.origin(f, v, path)
+		if !ok || nested {
 			s.walkWhole(f, v, path, gen)
+			return true
+		}
+		if len(parts) > 0 {
+			// Directories changed in it since that origin's last walk:
+			// walked below them alone, and skimmed elsewhere.
+			s.walkParts(f, dev, path, path, v, parts, gen)
 			return true
 		}
 		// Its files recorded from its origin's rows, and no directory
@@ -214,7 +221,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 				return true
 			}
 			if len(parts) > 0 {
-				s.walkParts(dev, path, path, v, parts, gen)
+				s.walkParts(f, dev, path, path, v, parts, gen)
 				return true
 			}
 		}
@@ -279,8 +286,9 @@ func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool) (
 }
 
 // entriesChanged returns those of the directories whose inode items the
-// tree search found rewritten in volume v since a complete walk that saw
-// prev (c) whose entries may have changed: all but those whose ctime is
+// tree search found rewritten since a complete walk of volume v that saw
+// prev, met at path ("": anywhere), in v or in a snapshot made of v since
+// (c), whose entries may have changed: all but those whose ctime is
 // the one a complete walk that began no later than that one recorded
 // (see dirTo). Adding, removing or renaming an entry, or moving the
 // directory, sets its ctime; writing its access time (relatime: once a
@@ -357,15 +365,19 @@ func (s *subvols) dirRegions() []region {
 	return out
 }
 
-// walkParts notes that the walk of dir, on device dev and volume v, goes
-// only below parts (see partsOf), and records the directories it meets
-// there, from generation gen on (see dirTo); top is where its top
-// directory would be if dir lies where it does in it (the paths of its
-// inodes, relative to it, follow top).
-func (s *subvols) walkParts(dev uint64, top, dir string, v fsys.Volume, parts []string, gen uint64) {
+// walkParts notes that the walk of dir, on device dev and volume v (open
+// at f), goes only below parts (see partsOf), and records the directories
+// it meets there, from generation gen on (see dirTo), but in a read-only
+// snapshot (see walkWhole); top is where its top directory would be if
+// dir lies where it does in it (the paths of its inodes, relative to it,
+// follow top).
+func (s *subvols) walkParts(f *os.File, dev uint64, top, dir string, v fsys.Volume, parts []string, gen uint64) {
+	ro := fsys.ReadOnly(f)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recording[v] = gen
+	if !ro {
+		s.recording[v] = gen
+	}
 	// Two roots in one subvolume: the walk goes below the parts of both.
 	all := append(slices.Clone(s.parts[dev]), parts...)
 	slices.Sort(all)
@@ -596,20 +608,28 @@ func (s *subvols) topOf(key string) (string, bool) {
 // that subvolume's last complete walk had been its own, at the same
 // generation, and had met it at top: changes holds what changed in it
 // since, and the files whose rows this run wrote before (their rows may
-// be newer than the snapshot). origin reports whether v may be skimmed:
-// its files were all recorded (none left out, see index.Adopted.Whole),
-// no row of the origin took another path in this run (moved), no
-// directory changed since, and the walk excludes no paths. Otherwise v is walked, and its files compared
-// with their rows as in any subvolume walked again; one met without a
-// row is recorded from the origin's row or read, as before.
-func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
+// be newer than the snapshot). origin reports whether v may be skimmed
+// but below the directories it returns, as a subvolume walked again is
+// (see partsOf; none when no directory changed since): its files were
+// all recorded (none left out, see index.Adopted.Whole), no row of the
+// origin took another path in this run (moved) but between directories
+// walked, its top directory did not change since, and the walk excludes
+// no paths. Otherwise v is walked
+// whole, and its files compared with their rows as in any subvolume
+// walked again; one met without a row is recorded from the origin's row
+// or read, as before.
+//
+// A snapshot's directory is the origin's, with the same inode number, as
+// it was when the snapshot was made; so the origin's record of it (see
+// entriesChanged) tells whether its entries changed since that walk.
+func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool) {
 	sn, err := fsys.SnapshotOf(f)
 	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
-		return false
+		return nil, false
 	}
 	id, ok, err := fiemap.SubvolByUUID(f, sn.Origin)
 	if err != nil || !ok {
-		return false
+		return nil, false
 	}
 	from := fsys.Volume{FS: v.FS, Subvol: id}
 	s.mu.Lock()
@@ -617,15 +637,15 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
 	s.mu.Unlock()
 	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
 	if !ok || sn.Made <= before {
-		return false
+		return nil, false
 	}
 	c, err := fiemap.Changed(f, before+1)
 	if err != nil {
-		return false
+		return nil, false
 	}
 	fd, err := unix.Dup(int(f.Fd()))
 	if err != nil {
-		return false
+		return nil, false
 	}
 	unix.CloseOnExec(fd)
 	s.mu.Lock()
@@ -636,13 +656,15 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
 	s.mu.Unlock()
 	fromTop, ok := s.topOf(prev)
 	if top == "" || s.adopt == nil || !ok {
-		return false
+		return nil, false
 	}
-	// With no directory changed since, a row marked gone by this run is
-	// a file deleted since the snapshot was made, which it holds.
-	a, moved := s.adopt(from, v, fromTop, top, !c.Others)
+	// A row marked gone by this run is a file deleted since that walk:
+	// after the snapshot was made, and the snapshot holds it, or before,
+	// and the directory that held it changed in the snapshot too, and is
+	// walked, which finds it gone again.
+	a, moved := s.adopt(from, v, fromTop, top, true)
 	if a.Files == 0 {
-		return false
+		return nil, false
 	}
 	// The rows this run wrote are looked at again, as files whose inode
 	// and extents changed: a row may hold what the origin's file became
@@ -659,11 +681,41 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) bool {
 		c.Files[ino], c.Extents[ino] = true, true
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.noteChanges(v, c)
+	s.mu.Unlock()
 	// A pattern may name the origin's paths and not the snapshot's
 	// (by full path): then only a walk finds what the snapshot holds.
-	return a.Whole && !moved && !c.Others && !s.excludes
+	if !a.Whole || s.excludes {
+		return nil, false
+	}
+	var parts []string
+	if c.Others {
+		if parts, ok = partsOf(f, top, top, btrfsFirstFree, s.entriesChanged(from, prev, "", c)); !ok {
+			return nil, false
+		}
+	}
+	return parts, movedWithin(moved, fromTop, top, parts)
+}
+
+// movedWithin reports whether each of the files of a subvolume met at
+// fromTop that took another path (moved) left a path and took one that
+// lie, in its snapshot met at top, below the directories walked there
+// (parts). A row given another path before the snapshot took its origin's
+// rows has that path there too, where the file may not be (it moved after
+// the snapshot was made), and none where it may be: both must be walked.
+func movedWithin(moved moves, fromTop, top string, parts []string) bool {
+	if moved.over {
+		return false
+	}
+	for _, m := range moved.paths {
+		for _, p := range m {
+			rel, ok := strings.CutPrefix(p, childPath(fromTop))
+			if !ok || !inPart(parts, childPath(top)+rel) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // close closes the snapshots' top directories that origin kept open.
@@ -727,7 +779,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 			s.walkWhole(f, v, root, gen)
 		}
 	default:
-		s.origin(f, v, "")
+		s.origin(f, v, "") // notes where v came from: the walk takes its files from the origin's rows
 		s.walkWhole(f, v, root, gen)
 	}
 	return key
@@ -756,7 +808,7 @@ func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, 
 	}
 	parts, ok := partsOf(f, top, root, st.Ino, changed)
 	if ok {
-		s.walkParts(uint64(st.Dev), top, root, v, parts, gen)
+		s.walkParts(f, uint64(st.Dev), top, root, v, parts, gen)
 	}
 	return ok
 }

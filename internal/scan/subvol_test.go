@@ -108,3 +108,28 @@ func TestEntriesChanged(t *testing.T) {
 		t.Errorf("entriesChanged when the index cannot say = %v; want all", got)
 	}
 }
+
+func TestMovedWithin(t *testing.T) {
+	parts := []string{"/m/snaps/h/a/x/", "/m/snaps/h/d/"}
+	for _, tc := range []struct {
+		name  string
+		moved moves
+		want  bool
+	}{
+		{"none", moves{}, true},
+		{"between parts", moves{paths: [][2]string{{"/m/live/a/x/1", "/m/live/d/1"}}}, true},
+		{"below a part", moves{paths: [][2]string{{"/m/live/a/x/1", "/m/live/a/x/y/1"}}}, true},
+		{"to a directory not walked", moves{paths: [][2]string{{"/m/live/a/x/1", "/m/live/d/1"}, {"/m/live/a/x/2", "/m/live/t2"}}}, false},
+		{"from one", moves{paths: [][2]string{{"/m/live/b/1", "/m/live/d/1"}}}, false},
+		{"a part's name, not below it", moves{paths: [][2]string{{"/m/live/a/x/1", "/m/live/dd/1"}}}, false},
+		{"outside the origin", moves{paths: [][2]string{{"/m/other/a/x/1", "/m/live/d/1"}}}, false},
+		{"too many to hold", moves{over: true}, false},
+	} {
+		if got := movedWithin(tc.moved, "/m/live", "/m/snaps/h", parts); got != tc.want {
+			t.Errorf("%s: movedWithin = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	if movedWithin(moves{paths: [][2]string{{"/m/live/a/x/1", "/m/live/d/1"}}}, "/m/live", "/m/snaps/h", nil) {
+		t.Error("movedWithin with nothing walked = true; want false")
+	}
+}
