@@ -131,9 +131,15 @@
 // since (a snapshot taken after a night's deduplication, before the day's
 // changes), every file recorded, and no row of the origin given another
 // path by this run first, the files whose items changed and those whose
-// origin's rows this run wrote before looked at again; otherwise walked,
-// and what changed since handled as in any subvolume walked again (a file
-// read again, renamed, pruned, or its extents recorded again). A file met
+// origin's rows this run wrote before looked at again; walked only below
+// the directories that changed since, and skimmed elsewhere, where some
+// did (snapshots taken every hour): the origin's records of its
+// directories, which are the snapshot's, tell which changed in access
+// time alone, and a row of the origin this run gave another path must
+// have both paths below those directories (subvols.origin, movedWithin);
+// otherwise walked whole, and what changed since handled as in any
+// subvolume walked again (a file read again, renamed, pruned, or its
+// extents recorded again). A file met
 // without a row (and every file of a snapshot met only below a root
 // inside it) is handled alone: one with the identity the origin's row has
 // takes that row's sums, and its extents too where they are among the
