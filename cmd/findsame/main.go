@@ -302,8 +302,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if sum.Regrouped >= 0 {
 			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped (%d more copied from a file in a snapshot's origin)", sum.Partitions, sum.Regrouped, sum.Cloned)
 		}
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed; %d files (%d changed since hashed, %d already shared when hashed, %d immutable), %d blocks, %s in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), cli.Bytes(sum.Freed), sum.Files, sum.Skipped, sum.Settled, sum.Immutable, sum.Blocks, grouped,
+		freed := cli.Bytes(sum.Freed)
+		if sum.Metadata > 0 {
+			freed = fmt.Sprintf("%s (%s of data, less up to %s of btrfs metadata)", cli.Bytes(sum.Freed-sum.Metadata), cli.Bytes(sum.Freed), cli.Bytes(sum.Metadata))
+		}
+		var costly string
+		if sum.Costly > 0 {
+			costly = fmt.Sprintf(" (%d units left out that would cost btrfs's metadata more than they free)", sum.Costly)
+			if sum.Costly == 1 {
+				costly = " (1 unit left out that would cost btrfs's metadata more than it frees)"
+			}
+		}
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed%s; %d files (%d changed since hashed, %d already shared when hashed, %d immutable), %d blocks, %s in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), freed, costly, sum.Files, sum.Skipped, sum.Settled, sum.Immutable, sum.Blocks, grouped,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -4,6 +4,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -125,10 +126,14 @@ func TestNoReadOnly(t *testing.T) {
 			}
 		}
 	}
-	// live/b and live/c point to snap/a; c's own extent is freed, b's is
-	// kept by snap/b.
-	if dsts != 2 || estimate != 2*MiB {
-		t.Errorf("plan: %d destinations, %d bytes freed; want 2 and %d\n%s", dsts, estimate, 2*MiB, planOut)
+	// live/c points to snap/a, and its own extent is freed. live/b's is
+	// kept by snap/b: moving b would free nothing and cost a copy of its
+	// metadata, and is left out.
+	if dsts != 1 || estimate != 2*MiB {
+		t.Errorf("plan: %d destinations, %d bytes freed; want 1 and %d\n%s", dsts, estimate, 2*MiB, planOut)
+	}
+	if want := "(1 unit left out that would cost btrfs's metadata more than it frees)"; !strings.Contains(stderr, want) {
+		t.Errorf("findsame's summary lacks %q:\n%s", want, stderr)
 	}
 	free := testfs.FreeBytes(t, mnt)
 	results, applyErr, code := tool(t, []byte(planOut), "applysame")
@@ -408,4 +413,99 @@ func TestRewriteInSnapshot(t *testing.T) {
 		t.Errorf("snap: %s; want ro=true", out)
 	}
 	planNothingAgain(t, db, mnt)
+}
+
+// TestMetadataCostLeftOut checks, on a btrfs with a live subvolume and 30
+// read-only snapshots of it (snapshots taken every hour), that findsame
+// leaves out the unit that would share a small file's copy in all 31:
+// each share copies the tree leaf of the file's extent items for its
+// subvolume, 31 leaves for 8 KiB. The large file's copy is planned, and
+// the space statfs reports freed is what findsame's summary says: the
+// data freed less the leaves copied. Applied anyway
+// (a plan from the recorded extents, which does not weigh metadata), the
+// small file's unit takes more space than it frees.
+func TestMetadataCostLeftOut(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(13, 13))
+	big, small := random(rng, 2*MiB), random(rng, 8192)
+	// The small file and its copy in one tree leaf, the big file and its
+	// copy in another, 100 empty files between them.
+	write(t, filepath.Join(live, "small"), small)
+	write(t, filepath.Join(live, "small.copy"), small)
+	for i := range 100 {
+		write(t, filepath.Join(live, fmt.Sprintf("empty%03d", i)), nil)
+	}
+	write(t, filepath.Join(live, "big"), big)
+	testfs.Run(t, "sync")
+	write(t, filepath.Join(live, "big.copy"), big)
+	testfs.Run(t, "sync")
+	for h := range 30 {
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 {
+		t.Fatalf("findsame: exit %d\n%s", code, stderr)
+	}
+	// Sharing the big file's copies copies a leaf (16 KiB, stored twice)
+	// for each of the 31 subvolumes: the estimate says so.
+	const metadata = 31 * 2 * 16 << 10
+	for _, want := range []string{
+		"about 1.0 MiB (2.0 MiB of data, less up to 992.0 KiB of btrfs metadata) to be freed",
+		"(1 unit left out that would cost btrfs's metadata more than it frees)",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("findsame's summary lacks %q:\n%s", want, stderr)
+		}
+	}
+	var estimate int64
+	for _, d := range dedupeLines(t, planOut) {
+		estimate += d.Freed
+		if d.Len != 2*MiB || len(d.Dst) != 31 {
+			t.Errorf("line of %d bytes into %d files; want the big file's, into its 31 copies", d.Len, len(d.Dst))
+		}
+	}
+	if estimate != 2*MiB {
+		t.Errorf("plan frees %d bytes; want %d\n%s", estimate, 2*MiB, planOut)
+	}
+	free := testfs.FreeBytes(t, mnt)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
+	}
+	allDone(t, results)
+	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
+	if freed, want := testfs.FreeBytes(t, mnt)-free, int64(2*MiB-metadata); freed < want*9/10 || freed > want*11/10 {
+		t.Errorf("statfs reports %d bytes freed; want %d, within 10%%", freed, want)
+	}
+
+	// The small file's unit, as a plan that does not weigh metadata has it.
+	recorded, stderr, code := tool(t, nil, "findsame", "-db", db, "-recorded")
+	if code != 0 {
+		t.Fatalf("findsame -recorded: exit %d\n%s", code, stderr)
+	}
+	var smallPlan []string
+	for _, l := range strings.SplitAfter(recorded, "\n") {
+		if strings.Contains(l, `"len":8192,`) {
+			smallPlan = append(smallPlan, l)
+		}
+	}
+	if len(smallPlan) != 1 {
+		t.Fatalf("-recorded plan: %d lines of 8 KiB; want 1\n%s", len(smallPlan), recorded)
+	}
+	free = testfs.FreeBytes(t, mnt)
+	results, applyErr, code = tool(t, []byte(smallPlan[0]), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
+	}
+	allDone(t, results)
+	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
+	if freed := testfs.FreeBytes(t, mnt) - free; freed >= 0 {
+		t.Errorf("sharing the small file's copies: statfs reports %d bytes freed; want less than 0 (metadata)", freed)
+	}
 }

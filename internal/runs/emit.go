@@ -37,7 +37,15 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 	})
 	// The units first: the maps planUnits builds are gone before the
 	// digests and the sums read for them take their room.
-	us := planUnits(runs, ws, files, bs)
+	// With the files at hand (not -recorded), the estimate knows every
+	// reference to a shared extent, and a unit that frees less than its
+	// metadata costs is left out.
+	var leaf int64
+	if o.Live {
+		leaf = metadataLeaf
+	}
+	us := planUnits(runs, ws, files, bs, leaf)
+	sum.Costly, sum.Metadata = us.costly, us.metadata
 	// The digest of each source range and length (of the sums of its
 	// blocks), for the first run of each.
 	var firsts []int

@@ -108,6 +108,12 @@ type Summary struct {
 	// the mappings that name a new member (see regroup).
 	Partial int
 	Skipped int // files left out: changed or gone since hashed
+	// Costly counts the units of work left out because they would cost
+	// btrfs's metadata more than they free (see leaveCostly); Metadata
+	// is what the units planned cost it, at most, which Freed does not
+	// count.
+	Costly   int
+	Metadata int64
 	// Immutable counts the files with the immutable attribute left out
 	// as destinations (see file.immutable).
 	Immutable int

@@ -68,6 +68,7 @@ type unit struct {
 	sole   int32
 	at     int32 // its place in the heap of units ready to go
 	placed bool
+	left   bool // left out: it costs more metadata than it frees
 }
 
 // units are the units of work of a plan, in the order they are to be
@@ -79,6 +80,10 @@ type units struct {
 	members []int32
 	at, mid []int32
 	order   []int32 // the units, in the order they are to be done
+	costly  int     // units left out: they cost more metadata than they free
+	// metadata is what the units kept cost btrfs's metadata: leaf for
+	// each leaf they touch (see leaveCostly).
+	metadata int64
 }
 
 func (us *units) len() int { return len(us.order) }
@@ -114,9 +119,13 @@ func (us *units) get(n int) (runs, rewrites []int32) {
 // them alone), where that is better; then in source order. So a run cut
 // short by a time limit has freed what it could.
 //
+// With leaf above 0, a unit that neither waits for another nor is waited
+// for is left out when what it frees is less than what it costs btrfs's
+// metadata (see metadataCost): its number is counted in costly.
+//
 // Runs and rewrites are numbered in 32 bits: there are fewer than 2^31 of
 // them together (lines checks).
-func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
+func planUnits(runs []run, ws []rewriteAt, files []file, bs, leaf int64) *units {
 	rw := newRewritten(ws)
 	// Union-find over the runs (0..len(runs)-1) and the rewrites
 	// (len(runs)+rank); the root of each set is its first node.
@@ -280,6 +289,12 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 	for u := range us {
 		us[u].waits = prevAt[u+1] - prevAt[u]
 	}
+	var costly int
+	var metadata int64
+	if leaf > 0 {
+		costly, metadata = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
+			runs, ws, files, members, at, mid, leaf)
+	}
 	// Kahn's order, the best unit first among those free to go.
 	//
 	// A unit that others wait for goes by what it and they free together
@@ -299,7 +314,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 		}
 	}
 	for u := range us {
-		if us[u].waits == 0 {
+		if us[u].waits == 0 && !us[u].left {
 			us[u].at = int32(len(ready.h))
 			ready.h = append(ready.h, int32(u))
 		}
@@ -324,7 +339,113 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64) *units {
 			}
 		}
 	}
-	return &units{members: members, at: at, mid: mid, order: order}
+	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata}
+}
+
+// metadataLeaf is what sharing into a file costs, at most, in btrfs's
+// metadata where the tree leaf holding its extent items is shared with
+// another subvolume (a snapshot): the leaf is copied for the file's
+// subvolume (copy on write), a node of btrfs's default size, 16 KiB, and
+// stored twice (metadata is DUP on one device and RAID1 on several,
+// by default). A leaf holds the items of a few dozen small files.
+const metadataLeaf = 2 * 16 << 10
+
+// leafFiles is how many consecutive inode numbers metadataCost takes
+// to share a leaf: fewer than a leaf of small files holds.
+const leafFiles = 32
+
+// leaveCostly marks left the units that may be left out (may) that cost
+// btrfs's metadata more than they free, and returns how many, and what
+// the units kept cost: leaf for each leaf they touch. Their
+// destinations cost leaf for each tree leaf their extent items lie in,
+// taken as a run of leafFiles inode numbers of a subvolume; a destination
+// elsewhere than on btrfs costs nothing here.
+//
+// A snapshot shares its tree's leaves with the subvolume it was taken
+// from, and with the snapshots taken before and after while they did not
+// change. Sharing a range into a file rewrites the leaf of its extent
+// items, and where that is shared, gives the file's subvolume a copy of
+// its own: deduplicating one small file in a live subvolume and 50 hourly
+// snapshots of it copies 51 leaves to free a few KiB. Files near each
+// other in inode order have their items in one leaf, copied once for all
+// of them. So a unit is left out when it frees less than its share of the
+// leaves it touches (each shared evenly among the units that touch it),
+// unless it frees something and every leaf it touches is touched by a
+// unit kept, which copies it anyway.
+func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32, leaf int64) (int, int64) {
+	nvol := make(map[*volume]uint64)
+	type touch struct {
+		leaf uint64
+		unit int32
+	}
+	var ts []touch
+	add := func(fi int, u int32) {
+		f := &files[fi]
+		if !f.vol.btrfs {
+			return
+		}
+		n, ok := nvol[f.vol]
+		if !ok {
+			n = uint64(len(nvol))
+			nvol[f.vol] = n
+		}
+		ts = append(ts, touch{leaf: n<<40 | f.Ino/leafFiles&(1<<40-1), unit: u})
+	}
+	for u := range us {
+		for _, k := range members[at[u]:mid[u]] {
+			add(runs[k].dst.file(), int32(u))
+		}
+		for _, k := range members[mid[u]:at[u+1]] {
+			add(ws[k].fi, int32(u))
+		}
+	}
+	slices.SortFunc(ts, func(a, b touch) int { return cmp.Or(cmp.Compare(a.leaf, b.leaf), cmp.Compare(a.unit, b.unit)) })
+	ts = slices.Compact(ts)
+	// each calls fn with the units touching each leaf in turn.
+	each := func(fn func(t []touch)) {
+		for i := 0; i < len(ts); {
+			j := i + 1
+			for j < len(ts) && ts[j].leaf == ts[i].leaf {
+				j++
+			}
+			fn(ts[i:j])
+			i = j
+		}
+	}
+	cost := make([]int64, len(us))
+	each(func(t []touch) {
+		for _, x := range t {
+			cost[x.unit] += leaf / int64(len(t))
+		}
+	})
+	for u := range us {
+		us[u].left = may(u) && us[u].freed < cost[u]
+	}
+	// The leaves no unit kept touches, counted for each unit left, and
+	// those the units kept copy.
+	unpaid := make([]int32, len(us))
+	var copied int64
+	each(func(t []touch) {
+		for _, x := range t {
+			if !us[x.unit].left {
+				copied++
+				return
+			}
+		}
+		for _, x := range t {
+			unpaid[x.unit]++
+		}
+	})
+	n := 0
+	for u := range us {
+		if us[u].left && unpaid[u] == 0 && us[u].freed > 0 {
+			us[u].left = false
+		}
+		if us[u].left {
+			n++
+		}
+	}
+	return n, copied * leaf
 }
 
 // lists lists the values of n pairs (key, value), pair(i) giving the

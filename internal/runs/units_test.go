@@ -1,7 +1,9 @@
 package runs
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"testing"
 
 	"same/internal/fiemap"
@@ -106,7 +108,7 @@ func TestPlanUnits(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			us := planUnits(tt.runs, tt.ws, files, bs)
+			us := planUnits(tt.runs, tt.ws, files, bs, 0)
 			for n := range us.len() {
 				var s []string
 				runs, rewrites := us.get(n)
@@ -122,5 +124,87 @@ func TestPlanUnits(t *testing.T) {
 				t.Errorf("planUnits = %v; want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMetadataCost checks which units planUnits leaves out as costing
+// btrfs's metadata more than they free: a leaf for each run of leafFiles
+// inode numbers of a subvolume their destinations lie in, shared among
+// the units with destinations there, but nothing for the leaves a unit
+// kept copies anyway; and never a unit whose destinations are not on
+// btrfs.
+func TestMetadataCost(t *testing.T) {
+	const bs = 4096
+	const leaf = 32 << 10
+	vol := func(subvol uint64, btrfs bool) *volume {
+		return &volume{Volume: fsys.Volume{FS: "f", Subvol: subvol}, btrfs: btrfs}
+	}
+	live, xfs := vol(256, true), vol(0, false)
+	snaps := make([]*volume, 40)
+	for i := range snaps {
+		snaps[i] = vol(uint64(300+i), true)
+	}
+	var files []file
+	// Each file has an extent of its own, but the file's copies in the
+	// snapshots, which refer to the extent in live (disk).
+	add := func(v *volume, ino uint64, disk ...int64) int {
+		at := append(disk, int64(len(files)+1)<<20)[0]
+		files = append(files, file{path: fmt.Sprint("f", len(files)), vol: v, Ino: ino, Size: 2 * bs,
+			extents: []fiemap.Extent{{Logical: 0, Length: 2 * bs, Physical: at, DiskStart: at, DiskLen: 2 * bs}}})
+		return len(files) - 1
+	}
+	src := add(live, 1000)
+	r := func(dst int, freed int64) run {
+		return run{src: mkloc(src, 0), dst: mkloc(dst, 0), n: 2, len: 2 * bs, freed: freed}
+	}
+	// A file with its copies in live and in 40 snapshots, alone in its
+	// leaf everywhere: 41 leaves for 8 KiB.
+	var many []run
+	for _, v := range append([]*volume{live}, snaps...) {
+		many = append(many, r(add(v, 5000, 99<<20), 0))
+	}
+	many[0].freed = 2 * bs
+	// 32 small files of live in one leaf, each freeing 8 KiB: a leaf
+	// shared 32 ways, 1 KiB each.
+	var leafmates []run
+	for ino := range uint64(leafFiles) {
+		leafmates = append(leafmates, r(add(live, 6400+ino), 2*bs))
+	}
+	// A large file and a small one next to it, with their copies in live
+	// and the 40 snapshots: the large one's unit pays for the leaves,
+	// which the small one's then rides along.
+	var pair []run
+	for _, v := range append([]*volume{live}, snaps...) {
+		pair = append(pair, r(add(v, 7000, 98<<20), 0), r(add(v, 7001, 97<<20), 0), r(add(v, 7002, 96<<20), 0))
+	}
+	// The third, next to them, frees nothing (a snapshot not in the plan
+	// keeps its extent, say): left out all the same.
+	pair[0].freed, pair[1].freed = 4<<20, 2*bs
+	// One freeing nothing on btrfs; one freeing nothing on XFS.
+	none := r(add(live, 9000), 0)
+	other := r(add(xfs, 9000), 0)
+	runs := append(append(append(append([]run{}, many...), leafmates...), pair...), none, other)
+	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
+	us := planUnits(runs, nil, files, bs, leaf)
+	kept := make(map[int]bool)
+	for n := range us.len() {
+		rs, _ := us.get(n)
+		for _, k := range rs {
+			kept[runs[k].dst.file()] = true
+		}
+	}
+	for _, rr := range runs {
+		fi := rr.dst.file()
+		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs
+		if kept[fi] != want {
+			t.Errorf("file %d (subvolume %d, inode %d): planned %v; want %v", fi, files[fi].vol.Subvol, files[fi].Ino, kept[fi], want)
+		}
+	}
+	if us.costly != 3 {
+		t.Errorf("%d units left out; want 3 (the file in 41 subvolumes, the two freeing nothing)", us.costly)
+	}
+	// With no metadata cost, every unit.
+	if us := planUnits(runs, nil, files, bs, 0); us.len() != 2+leafFiles+3+1 || us.costly != 0 {
+		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+1)
 	}
 }
