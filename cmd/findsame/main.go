@@ -71,7 +71,9 @@
 // field, see docs/plan-format.md), each what must be done for extents to
 // be freed (a unit's rewrites first, then its dedupe lines): those that
 // free most per byte compared or written first, a line never before the
-// rewrite of the extent holding its source.
+// rewrite of the extent holding its source. On btrfs (not with -recorded)
+// a unit that frees nothing, or less than the tree leaves it copies where
+// snapshots share them, is left out.
 //
 // Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
 // reflink, and others by type; see package fstype) are left out, each
@@ -178,10 +180,14 @@ least a quarter of the extent and at least 64 KiB.
 
 Output is deterministic for a given index, in units of work that each free
 space on their own, those that free most per byte compared or written
-first (see docs/plan-format.md). A
-summary goes to standard error unless -q: lines, destinations, bytes to
-deduplicate, an estimate of the bytes applysame would free, and the
-files left out or left as they are. Flags may
+first (see docs/plan-format.md). On btrfs (not with -recorded) a unit
+that frees nothing, or less than the metadata it costs, is left out:
+sharing into a file copies the tree leaf of its extent items where a
+snapshot shares it. A summary goes to standard error unless -q: lines,
+destinations, bytes to deduplicate, an estimate of the bytes applysame
+would free (on btrfs: the data, less the metadata the units cost), the
+units left out for their metadata, and the files left out or left as
+they are. Flags may
 be written with one or two dashes; a SIZE takes the suffixes K, M and G
 (powers of 1024).
 
