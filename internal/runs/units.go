@@ -121,7 +121,7 @@ func (us *units) get(n int) (runs, rewrites []int32) {
 //
 // With leaf above 0, a unit that neither waits for another nor is waited
 // for is left out when what it frees is less than what it costs btrfs's
-// metadata (see metadataCost): its number is counted in costly.
+// metadata (see leaveCostly): its number is counted in costly.
 //
 // Runs and rewrites are numbered in 32 bits: there are fewer than 2^31 of
 // them together (lines checks).
@@ -350,7 +350,12 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs, leaf int64) *units 
 // by default). A leaf holds the items of a few dozen small files.
 const metadataLeaf = 2 * 16 << 10
 
-// leafFiles is how many consecutive inode numbers metadataCost takes
+// maxCostRounds bounds the rounds in which leaveCostly shares each leaf's
+// cost among the units still kept: each but the last leaves out at least
+// one unit.
+const maxCostRounds = 16
+
+// leafFiles is how many consecutive inode numbers leaveCostly takes
 // to share a leaf: fewer than a leaf of small files holds.
 const leafFiles = 32
 
@@ -369,9 +374,9 @@ const leafFiles = 32
 // snapshots of it copies 51 leaves to free a few KiB. Files near each
 // other in inode order have their items in one leaf, copied once for all
 // of them. So a unit is left out when it frees less than its share of the
-// leaves it touches (each shared evenly among the units that touch it),
-// unless it frees something and every leaf it touches is touched by a
-// unit kept, which copies it anyway.
+// leaves it touches (each shared evenly among the units kept that touch
+// it), unless it frees something and every leaf it touches is touched by
+// a unit kept, which copies it anyway.
 func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32, leaf int64) (int, int64) {
 	nvol := make(map[*volume]uint64)
 	type touch struct {
@@ -412,14 +417,31 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			i = j
 		}
 	}
+	// Each leaf's cost is shared among the units kept that touch it: a
+	// unit left out shares in none, and the others' shares grow, until
+	// none is left out that was kept.
 	cost := make([]int64, len(us))
-	each(func(t []touch) {
-		for _, x := range t {
-			cost[x.unit] += leaf / int64(len(t))
+	for rounds, changed := 0, true; changed && rounds < maxCostRounds; rounds++ {
+		clear(cost)
+		each(func(t []touch) {
+			kept := int64(0)
+			for _, x := range t {
+				if !us[x.unit].left {
+					kept++
+				}
+			}
+			for _, x := range t {
+				if !us[x.unit].left {
+					cost[x.unit] += leaf / kept
+				}
+			}
+		})
+		changed = false
+		for u := range us {
+			if !us[u].left && may(u) && us[u].freed < cost[u] {
+				us[u].left, changed = true, true
+			}
 		}
-	})
-	for u := range us {
-		us[u].left = may(u) && us[u].freed < cost[u]
 	}
 	// The leaves no unit kept touches, counted for each unit left, and
 	// those the units kept copy.

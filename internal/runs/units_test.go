@@ -180,10 +180,18 @@ func TestMetadataCost(t *testing.T) {
 	// The third, next to them, frees nothing (a snapshot not in the plan
 	// keeps its extent, say): left out all the same.
 	pair[0].freed, pair[1].freed = 4<<20, 2*bs
+	// Ten files in one leaf of live, one freeing 20 KiB, the others
+	// nothing: left out, the others first, and then it alone pays the
+	// leaf, more than it frees.
+	var crowd []run
+	for ino := range uint64(10) {
+		crowd = append(crowd, r(add(live, 8000+ino), 0))
+	}
+	crowd[0].freed = 20 << 10
 	// One freeing nothing on btrfs; one freeing nothing on XFS.
 	none := r(add(live, 9000), 0)
 	other := r(add(xfs, 9000), 0)
-	runs := append(append(append(append([]run{}, many...), leafmates...), pair...), none, other)
+	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other)
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
 	us := planUnits(runs, nil, files, bs, leaf)
 	kept := make(map[int]bool)
@@ -200,11 +208,11 @@ func TestMetadataCost(t *testing.T) {
 			t.Errorf("file %d (subvolume %d, inode %d): planned %v; want %v", fi, files[fi].vol.Subvol, files[fi].Ino, kept[fi], want)
 		}
 	}
-	if us.costly != 3 {
-		t.Errorf("%d units left out; want 3 (the file in 41 subvolumes, the two freeing nothing)", us.costly)
+	if us.costly != 13 {
+		t.Errorf("%d units left out; want 13 (the file in 41 subvolumes, the crowd of ten, the two freeing nothing)", us.costly)
 	}
 	// With no metadata cost, every unit.
-	if us := planUnits(runs, nil, files, bs, 0); us.len() != 2+leafFiles+3+1 || us.costly != 0 {
-		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+1)
+	if us := planUnits(runs, nil, files, bs, 0); us.len() != 2+leafFiles+3+10+1 || us.costly != 0 {
+		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+1)
 	}
 }
