@@ -83,9 +83,10 @@ func ParseTime(s string) (int64, error) {
 
 // Snapshot is where a btrfs subvolume came from (see SnapshotOf).
 type Snapshot struct {
-	// Origin is the UUID of the subvolume it is a snapshot of (its
-	// parent_uuid), all zero when it is not a snapshot.
-	Origin [16]byte
+	// UUID is the subvolume's own; Origin is the UUID of the subvolume
+	// it is a snapshot of (its parent_uuid), all zero when it is not a
+	// snapshot.
+	UUID, Origin [16]byte
 	// Made is the transaction that made it (otransid); Changed, the
 	// last that changed anything in it by a file operation (ctransid:
 	// written, deduplicated into), which is older than Made in a

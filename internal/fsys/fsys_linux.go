@@ -300,8 +300,8 @@ func getSubvolInfo(f *os.File) (*[504]byte, error) {
 }
 
 // SnapshotOf describes where the btrfs subvolume holding f came from,
-// from BTRFS_IOC_GET_SUBVOL_INFO: flags at offset 288, parent_uuid at
-// 312, ctransid at 344, otransid at 352.
+// from BTRFS_IOC_GET_SUBVOL_INFO: flags at offset 288, uuid at 296,
+// parent_uuid at 312, ctransid at 344, otransid at 352.
 func SnapshotOf(f *os.File) (Snapshot, error) {
 	args, err := getSubvolInfo(f)
 	if err != nil {
@@ -309,6 +309,7 @@ func SnapshotOf(f *os.File) (Snapshot, error) {
 	}
 	at := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&args[off])) }
 	var sn Snapshot
+	copy(sn.UUID[:], args[296:312])
 	copy(sn.Origin[:], args[312:328])
 	sn.Changed, sn.Made = at(344), at(352)
 	sn.ReadOnly = at(288)&btrfsSubvolRdonly != 0

@@ -140,9 +140,16 @@ func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
 
 // markReadOnly marks the files in read-only btrfs subvolumes, and with
 // keepSource keeps them as sources, looking at one file of each volume
-// that can still be opened as hashed.
+// that can still be opened as hashed. It also marks the volumes whose
+// tree leaves a snapshot shares (volume.snapshotted): those that are
+// snapshots, and those another volume of the files is a snapshot of.
 func markReadOnly(files []file, keepSource bool) {
 	ro := make(map[fsys.Volume]bool)
+	type ids struct {
+		vol          *volume
+		uuid, origin [16]byte
+	}
+	var seen []ids
 	for i := range files {
 		f := &files[i]
 		if !f.vol.btrfs {
@@ -155,10 +162,27 @@ func markReadOnly(files []file, keepSource bool) {
 				continue // the next file of the volume tells
 			}
 			known = fsys.ReadOnly(h)
+			if sn, err := fsys.SnapshotOf(h); err == nil {
+				seen = append(seen, ids{f.vol, sn.UUID, sn.Origin})
+			} else {
+				f.vol.snapshotted = true // cannot tell: as if
+			}
 			h.Close()
 			ro[f.vol.Volume] = known
 		}
 		f.readonly = known
 		f.keepSource = known && keepSource
+	}
+	origins := make(map[string]bool)
+	for _, v := range seen {
+		if v.origin != ([16]byte{}) {
+			v.vol.snapshotted = true
+			origins[v.vol.FS+string(v.origin[:])] = true
+		}
+	}
+	for _, v := range seen {
+		if origins[v.vol.FS+string(v.uuid[:])] {
+			v.vol.snapshotted = true
+		}
 	}
 }

@@ -172,6 +172,10 @@ type volume struct {
 	fsys.Volume
 	btrfs   bool
 	fsBlock int64 // the filesystem's block size
+	// snapshotted marks a btrfs subvolume whose tree leaves a snapshot
+	// may share (see markReadOnly): sharing into its files costs
+	// metadata (see leaveCostly).
+	snapshotted bool
 }
 
 // identity returns f's identity as hashed (its ctime aside, which plans

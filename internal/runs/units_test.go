@@ -132,17 +132,17 @@ func TestPlanUnits(t *testing.T) {
 // inode numbers of a subvolume their destinations lie in, shared among
 // the units with destinations there, but nothing for the leaves a unit
 // kept copies anyway; and never a unit whose destinations are not on
-// btrfs.
+// btrfs, or lie in a subvolume no snapshot shares leaves with.
 func TestMetadataCost(t *testing.T) {
 	const bs = 4096
 	const leaf = 32 << 10
-	vol := func(subvol uint64, btrfs bool) *volume {
-		return &volume{Volume: fsys.Volume{FS: "f", Subvol: subvol}, btrfs: btrfs}
+	vol := func(subvol uint64, btrfs, snapshotted bool) *volume {
+		return &volume{Volume: fsys.Volume{FS: "f", Subvol: subvol}, btrfs: btrfs, snapshotted: snapshotted}
 	}
-	live, xfs := vol(256, true), vol(0, false)
+	live, xfs, plain := vol(256, true, true), vol(0, false, false), vol(257, true, false)
 	snaps := make([]*volume, 40)
 	for i := range snaps {
-		snaps[i] = vol(uint64(300+i), true)
+		snaps[i] = vol(uint64(300+i), true, true)
 	}
 	var files []file
 	// Each file has an extent of its own, but the file's copies in the
@@ -188,10 +188,13 @@ func TestMetadataCost(t *testing.T) {
 		crowd = append(crowd, r(add(live, 8000+ino), 0))
 	}
 	crowd[0].freed = 20 << 10
-	// One freeing nothing on btrfs; one freeing nothing on XFS.
+	// One freeing nothing on btrfs; one freeing nothing on XFS; one
+	// freeing 4 KiB in a subvolume no snapshot shares leaves with, whose
+	// leaves are rewritten in place.
 	none := r(add(live, 9000), 0)
 	other := r(add(xfs, 9000), 0)
-	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other)
+	alone := r(add(plain, 9000), bs)
+	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other, alone)
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
 	us := planUnits(runs, nil, files, bs, leaf)
 	kept := make(map[int]bool)
@@ -203,7 +206,7 @@ func TestMetadataCost(t *testing.T) {
 	}
 	for _, rr := range runs {
 		fi := rr.dst.file()
-		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs
+		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs || files[fi].vol == plain
 		if kept[fi] != want {
 			t.Errorf("file %d (subvolume %d, inode %d): planned %v; want %v", fi, files[fi].vol.Subvol, files[fi].Ino, kept[fi], want)
 		}
@@ -212,7 +215,7 @@ func TestMetadataCost(t *testing.T) {
 		t.Errorf("%d units left out; want 13 (the file in 41 subvolumes, the crowd of ten, the two freeing nothing)", us.costly)
 	}
 	// With no metadata cost, every unit.
-	if us := planUnits(runs, nil, files, bs, 0); us.len() != 2+leafFiles+3+10+1 || us.costly != 0 {
-		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+1)
+	if us := planUnits(runs, nil, files, bs, 0); us.len() != 2+leafFiles+3+10+2 || us.costly != 0 {
+		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+2)
 	}
 }
