@@ -586,14 +586,7 @@ func TestPartWalk(t *testing.T) {
 	// The checks read every file: no access time changes.
 	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
 	_, p := liveSubvol(t, mnt)
-	for i, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t"} {
-		writeFile(t, p(name), randomBytes(uint64(10+i), 8<<10))
-	}
-	// h has a name in a/x, which the index records, and one in d.
-	writeFile(t, p("a/x/h"), randomBytes(30, 8<<10))
-	if err := os.Link(p("a/x/h"), p("d/h")); err != nil {
-		t.Fatal(err)
-	}
+	partWalkTree(t, p)
 	testfs.Run(t, "sync")
 	db := filepath.Join(t.TempDir(), "index.db")
 	run := func(want counts) {
@@ -657,6 +650,21 @@ func TestPartWalk(t *testing.T) {
 	run(counts{seen: 11, hashed: 1, unchanged: 9, links: 1, listed: 9, read: 8 << 10})
 }
 
+// partWalkTree writes the tree TestPartWalk and TestPartWalkSnapshots
+// start from, p naming a file in its subvolume: seven files of 8 KiB in
+// a/x, a/y, b, b/c, d and the top, and h, with a name in a/x (the one the
+// index records) and one in d.
+func partWalkTree(t *testing.T, p func(string) string) {
+	t.Helper()
+	for i, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t"} {
+		writeFile(t, p(name), randomBytes(uint64(10+i), 8<<10))
+	}
+	writeFile(t, p("a/x/h"), randomBytes(30, 8<<10))
+	if err := os.Link(p("a/x/h"), p("d/h")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPartWalkSnapshots checks that new read-only snapshots in which
 // directories changed between their origin's last complete walk and the
 // moment they were made (snapshots taken every hour, a run every night)
@@ -665,19 +673,14 @@ func TestPartWalk(t *testing.T) {
 // every snapshot as it is: files added, deleted, written in place and
 // renamed with their directory before each snapshot, a name of a file
 // with two removed, and a file deleted in the origin after the snapshots
-// were made, which they hold. A snapshot whose top directory changed
-// is walked whole.
+// were made, which they hold; and files moved in the origin before and
+// after a snapshot, one to a directory the snapshot's walk does not go
+// below (see movedWithin).
 func TestPartWalkSnapshots(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
 	live, p := liveSubvol(t, mnt)
-	for i, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t"} {
-		writeFile(t, p(name), randomBytes(uint64(10+i), 8<<10))
-	}
-	writeFile(t, p("a/x/h"), randomBytes(30, 8<<10))
-	if err := os.Link(p("a/x/h"), p("d/h")); err != nil {
-		t.Fatal(err)
-	}
+	partWalkTree(t, p)
 	snaps := filepath.Join(mnt, "snaps")
 	if err := os.Mkdir(snaps, 0o755); err != nil {
 		t.Fatal(err)

@@ -72,14 +72,22 @@ func pipeline(t *testing.T, db, dir string, applyArgs ...string) (planOut, resul
 // planFor runs hashfile and findsame on dir and returns the plan.
 func planFor(t *testing.T, db, dir string) string {
 	t.Helper()
+	planOut, _ := planWith(t, db, dir)
+	return planOut
+}
+
+// planWith runs hashfile on dir and findsame with args, and returns the
+// plan and findsame's standard error (its summary).
+func planWith(t *testing.T, db, dir string, args ...string) (planOut, findsameErr string) {
+	t.Helper()
 	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, dir); code != 0 {
 		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
 	}
-	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
+	planOut, findsameErr, code := tool(t, nil, "findsame", append([]string{"-db", db}, args...)...)
 	if code != 0 {
-		t.Fatalf("findsame: exit %d\n%s", code, stderr)
+		t.Fatalf("findsame: exit %d\n%s", code, findsameErr)
 	}
-	return planOut
+	return planOut, findsameErr
 }
 
 // planNothingAgain runs hashfile on dir and findsame again, which must

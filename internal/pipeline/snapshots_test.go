@@ -105,13 +105,7 @@ func TestNoReadOnly(t *testing.T) {
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
 	write(t, filepath.Join(live, "c"), a) // only in live
 	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
-	}
-	planOut, stderr, code := tool(t, nil, "findsame", "-db", db, "-no-readonly")
-	if code != 0 {
-		t.Fatalf("findsame: exit %d\n%s", code, stderr)
-	}
+	planOut, stderr := planWith(t, db, mnt, "-no-readonly")
 	var estimate int64
 	dsts := 0
 	for _, d := range dedupeLines(t, planOut) {
@@ -162,17 +156,11 @@ func TestSettled(t *testing.T) {
 	testfs.Run(t, "cp", "--reflink=always", filepath.Join(live, "a"), filepath.Join(live, "r"))
 	testfs.Run(t, "sync")
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
-	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
-	}
 	// The group of a's blocks: live/a is the source (the first path);
 	// live/r, snap/a and snap/r share its extent, settled; live/b and
 	// snap/b are planned. c and snap/c share theirs: settled too.
-	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 {
-		t.Fatalf("findsame: exit %d\n%s", code, stderr)
-	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	planOut, stderr := planWith(t, db, mnt)
 	if !strings.Contains(stderr, "8 files (0 changed since hashed, 5 already shared when hashed, 0 immutable)") {
 		t.Errorf("findsame summary %q; want 8 files, 5 of them already shared", stderr)
 	}
@@ -453,13 +441,7 @@ func TestMetadataCostLeftOut(t *testing.T) {
 	write(t, filepath.Join(plain, "small"), other)
 	write(t, filepath.Join(plain, "small.copy"), other)
 	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
-	}
-	planOut, stderr, code := tool(t, nil, "findsame", "-db", db)
-	if code != 0 {
-		t.Fatalf("findsame: exit %d\n%s", code, stderr)
-	}
+	planOut, stderr := planWith(t, db, mnt)
 	// Sharing the big file's copies copies a leaf (16 KiB, stored twice)
 	// for each of the 31 subvolumes: the estimate says so.
 	const metadata = 31 * 2 * 16 << 10
