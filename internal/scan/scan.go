@@ -552,13 +552,16 @@ type movedSet struct {
 	moves map[fsys.Volume]moves
 }
 
-// moves are the paths files of a volume left and took, each pair once,
-// up to maxMoves of them; over that, only that there were more.
+// moves are the paths files of a volume left and took, in the order
+// compare gave them, up to maxMoves of them; over that, only that there
+// were more.
 type moves struct {
 	paths [][2]string
 	over  bool
 }
 
+// maxMoves bounds the moves held of a volume: a snapshot of it is walked
+// whole past that (see movedWithin).
 const maxMoves = 4096
 
 func (m *movedSet) add(v fsys.Volume, from, to string) {
