@@ -72,8 +72,8 @@
 // be freed (a unit's rewrites first, then its dedupe lines): those that
 // free most per byte compared or written first, a line never before the
 // rewrite of the extent holding its source. On btrfs (not with -recorded)
-// a unit that frees nothing, or less than the tree leaves it copies where
-// snapshots share them, is left out.
+// a unit that frees less than the tree leaves it copies where snapshots
+// share them (nothing, say) is left out.
 //
 // Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
 // reflink, and others by type; see package fstype) are left out, each
@@ -181,7 +181,7 @@ least a quarter of the extent and at least 64 KiB.
 Output is deterministic for a given index, in units of work that each free
 space on their own, those that free most per byte compared or written
 first (see docs/plan-format.md). On btrfs (not with -recorded) a unit
-that frees nothing, or less than the metadata it costs, is left out:
+that frees less than the metadata it costs (nothing, say) is left out:
 sharing into a file copies the tree leaf of its extent items where a
 snapshot shares it. A summary goes to standard error unless -q: lines,
 destinations, bytes to deduplicate, an estimate of the bytes applysame
