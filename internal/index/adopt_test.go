@@ -15,8 +15,9 @@ import (
 
 // TestAdopt checks which rows of a snapshot's origin Tx.Adopt records for
 // the snapshot, under which paths (their bytes kept, UTF-8 or not), with
-// which sums and extents, and what it reports: the rows this run wrote
-// (Changed), and whether no file of the origin was left out (Whole).
+// which sums and extents (shared from then on, as are the origin's), and
+// what it reports: the rows this run wrote (Changed), and whether no file
+// of the origin was left out (Whole).
 func TestAdopt(t *testing.T) {
 	live, snap := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 300}
 	const gen = 7 // this run's scan generation
@@ -157,9 +158,15 @@ func TestAdopt(t *testing.T) {
 				if cloneOf != o.ID || cloneSeq != o.Changed || gone != 0 || f.Size != o.Size || f.Mtime != o.Mtime || f.UID != o.UID {
 					t.Errorf("ino %d: clone of %d at %d, gone %d, %+v; want a clone of %+v, not gone", ino, cloneOf, cloneSeq, gone, f, o)
 				}
-				e, err := ix.Extents(ctx, f.ID)
-				if err != nil || fmt.Sprint(e) != fmt.Sprint(ext(ino)) {
-					t.Errorf("ino %d: extents %v (%v); want %v", ino, e, err, ext(ino))
+				// Both rows' extents are now shared, the snapshot's and
+				// the origin's.
+				want := ext(ino)
+				want[0].Flags |= fiemap.FlagShared
+				for _, id := range []int64{f.ID, o.ID} {
+					e, err := ix.Extents(ctx, id)
+					if err != nil || fmt.Sprint(e) != fmt.Sprint(want) {
+						t.Errorf("ino %d, row %d: extents %v (%v); want %v", ino, id, e, err, want)
+					}
 				}
 			}
 		})

@@ -509,12 +509,28 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	if out.Files, err = res.RowsAffected(); err != nil {
 		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
+	// The snapshot refers to each extent stored on disk that its origin's
+	// rows record, so from now on both rows' extents are shared, whatever
+	// FIEMAP said when the origin was walked: the copies are marked so,
+	// and so are the origin's (until its walk records them again).
 	if _, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
-		SELECT f.id, e.logical, e.physical, e.length, e.flags, e.disk_start, e.disk_len, e.gen, e.ext_off
+		SELECT f.id, e.logical, e.physical, e.length, `+sharedFlags("e")+`, e.disk_start, e.disk_len, e.gen, e.ext_off
 		FROM files f JOIN extents e ON e.file = f.clone_of WHERE f.vol = ?`, toID); err != nil {
 		return out, fmt.Errorf("record extents of %s: %w", toTop, err)
 	}
+	if _, err := t.exec(`UPDATE extents SET flags = `+sharedFlags("extents")+`
+		WHERE file IN (SELECT clone_of FROM files WHERE vol = ?) AND flags & ? = 0`, toID, fiemap.FlagShared); err != nil {
+		return out, fmt.Errorf("record extents of %s: %w", fromTop, err)
+	}
 	return out, nil
+}
+
+// sharedFlags is an SQL expression of the flags of the extents row e with
+// FlagShared added where the extent is stored on disk apart from the file
+// (a physical address, not inline): one a snapshot shares.
+func sharedFlags(e string) string {
+	return fmt.Sprintf("CASE WHEN %[1]s.physical != 0 AND %[1]s.flags & %[2]d = 0 THEN %[1]s.flags | %[3]d ELSE %[1]s.flags END",
+		e, fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc, fiemap.FlagShared)
 }
 
 // copyExtents records for file id, which has none, the extents recorded
