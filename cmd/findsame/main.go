@@ -30,7 +30,10 @@
 // hashfile records; on btrfs, where hashfile (as root) records extents
 // from the file extent items and records them again as they change, a
 // file whose every copy elsewhere already shared its storage when
-// recorded is not mapped again, and none of its blocks is planned (run
+// recorded is not mapped again, and none of its blocks is planned; nor is
+// a file that the last run's plan did not name, unchanged since, whose
+// every extent was recorded shared (one of a unit left out for its
+// metadata cost, night after night) (run
 // hashfile before findsame, so that what changed since is recorded). A
 // file changed or gone since it was hashed is left out with a warning
 // naming it; run hashfile again to include it. A file with the immutable
@@ -91,7 +94,8 @@
 // to deduplicate, an estimate of the bytes applysame would free (on
 // btrfs, only destination extents the plan covers whole count), and the
 // files left out (changed since hashed), not mapped again (already shared
-// when hashed) or left as they are (immutable).
+// when hashed, or as the last plan left them) or left as they are
+// (immutable).
 //
 // Examples:
 //
@@ -151,8 +155,10 @@ extents and ranges that already share storage with their source are never
 planned: findsame maps the files it plans again (FIEMAP, no data read), so
 a re-run after applysame plans nothing. On btrfs, a file all of whose
 copies already shared its storage when hashfile (as root) recorded its
-extents is not mapped again (run hashfile before findsame, so that what
-changed since is recorded). A file changed or gone since it was hashed is
+extents is not mapped again, nor is a file that the last run's plan did
+not name, unchanged since, whose every extent was recorded shared (one of
+a unit left out for its metadata cost, night after night) (run hashfile
+before findsame, so that what changed since is recorded). A file changed or gone since it was hashed is
 left out with a warning; run hashfile again to include it. A file with the
 immutable attribute (chattr +i), into which the kernel shares nothing, is
 never a destination nor rewritten, only a source, with a warning; with
@@ -319,8 +325,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				costly = " (1 unit left out that would cost btrfs's metadata more than it frees)"
 			}
 		}
-		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed%s; %d files (%d changed since hashed, %d already shared when hashed, %d immutable), %d blocks, %s in %s\n",
-			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), freed, costly, sum.Files, sum.Skipped, sum.Settled, sum.Immutable, sum.Blocks, grouped,
+		unmapped := ""
+		if sum.Unmapped > 0 {
+			unmapped = fmt.Sprintf(", %d not mapped again (as the last plan left them)", sum.Unmapped)
+		}
+		fmt.Fprintf(stderr, "findsame: %d lines, %d destinations, %s to deduplicate, %d extents to rewrite (%s to write), about %s to be freed%s; %d files (%d changed since hashed, %d already shared when hashed%s, %d immutable), %d blocks, %s in %s\n",
+			sum.Lines, sum.Runs, cli.Bytes(sum.Bytes), sum.Rewrites, cli.Bytes(sum.Written), freed, costly, sum.Files, sum.Skipped, sum.Settled, unmapped, sum.Immutable, sum.Blocks, grouped,
 			time.Since(start).Round(time.Millisecond))
 	}
 	return nil

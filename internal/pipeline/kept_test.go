@@ -29,7 +29,6 @@ func TestKeptTable(t *testing.T) {
 	write(t, filepath.Join(live, "a"), a)
 	write(t, filepath.Join(live, "a.copy"), a)
 	db := filepath.Join(t.TempDir(), "index.db")
-	table := db + "-sums"
 	nights := []struct {
 		name   string
 		change func()
@@ -72,25 +71,7 @@ func TestKeptTable(t *testing.T) {
 		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
 			t.Fatalf("%s: hashfile: exit %d\n%s", n.name, code, stderr)
 		}
-		// The full run first, leaving the table as it found it.
-		saved := map[string][]byte{}
-		for _, p := range []string{table, table + ".delta"} {
-			if b, err := os.ReadFile(p); err == nil {
-				saved[p] = b
-			}
-		}
-		full, fullErr, code := tool(t, nil, "findsame", "-db", db, "-full")
-		if code != 0 {
-			t.Fatalf("%s: findsame -full: exit %d\n%s", n.name, code, fullErr)
-		}
-		for _, p := range []string{table, table + ".delta"} {
-			os.Remove(p)
-			if b, ok := saved[p]; ok {
-				if err := os.WriteFile(p, b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		full, fullErr := fullPlan(t, db)
 		got, stderr, code := tool(t, nil, "findsame", "-db", db)
 		if code != 0 {
 			t.Fatalf("%s: findsame: exit %d\n%s", n.name, code, stderr)
@@ -117,4 +98,30 @@ func TestKeptTable(t *testing.T) {
 		}
 		allDone(t, results)
 	}
+}
+
+// fullPlan runs findsame -full on db, leaving its table of sums as it
+// found it, and returns the plan and what findsame said.
+func fullPlan(t *testing.T, db string) (planOut, findsameErr string) {
+	t.Helper()
+	table := db + "-sums"
+	saved := map[string][]byte{}
+	for _, p := range []string{table, table + ".delta"} {
+		if b, err := os.ReadFile(p); err == nil {
+			saved[p] = b
+		}
+	}
+	planOut, findsameErr, code := tool(t, nil, "findsame", "-db", db, "-full")
+	if code != 0 {
+		t.Fatalf("findsame -full: exit %d\n%s", code, findsameErr)
+	}
+	for _, p := range []string{table, table + ".delta"} {
+		os.Remove(p)
+		if b, ok := saved[p]; ok {
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return planOut, findsameErr
 }

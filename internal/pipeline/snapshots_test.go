@@ -502,3 +502,91 @@ func TestMetadataCostLeftOut(t *testing.T) {
 		t.Errorf("sharing the small file's copies: statfs reports %d bytes freed; want less than 0 (metadata)", freed)
 	}
 }
+
+// TestUnmapped runs findsame again on a btrfs whose snapshots make a
+// small file's copies cost more metadata than they free: the unit is left
+// out every night, and its files, unchanged and not named by the last
+// plan, keep the extents recorded rather than being mapped again. The
+// plan is the one a full run, which maps them, prints. The files the last
+// plan named are mapped again, so that applying it without hashfile in
+// between leaves nothing to plan; those of a snapshot taken since are
+// not, where their rows were copied from files not mapped again.
+func TestUnmapped(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(14, 14))
+	big, small := random(rng, 2*MiB), random(rng, 8192)
+	write(t, filepath.Join(live, "small"), small)
+	write(t, filepath.Join(live, "small.copy"), small)
+	for i := range 100 {
+		write(t, filepath.Join(live, fmt.Sprintf("empty%03d", i)), nil)
+	}
+	write(t, filepath.Join(live, "big"), big)
+	write(t, filepath.Join(live, "big.copy"), big)
+	testfs.Run(t, "sync")
+	for h := range 10 {
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	first, stderr := planWith(t, db, mnt)
+	const costly = "(1 unit left out that would cost btrfs's metadata more than it frees)"
+	if !strings.Contains(stderr, costly) || strings.Contains(stderr, "not mapped again") {
+		t.Errorf("first findsame said\n%s\nwant %q, every file mapped", stderr, costly)
+	}
+	// The plan not applied: the big files, which it named, are mapped
+	// again; the small file's copies in the 11 subvolumes and its source
+	// are not (the small file in the snapshots is settled: it shares its
+	// extent with the source).
+	const unmapped = ", 12 not mapped again (as the last plan left them), "
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	full, fullErr := fullPlan(t, db)
+	got, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 {
+		t.Fatalf("findsame: exit %d\n%s", code, stderr)
+	}
+	if got != full || got != first {
+		t.Errorf("findsame printed\n%s\n%s\nfindsame -full\n%s\n%s\nthe first\n%s", got, stderr, full, fullErr, first)
+	}
+	for _, want := range []string{costly, unmapped} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("findsame said\n%s\nwant %q", stderr, want)
+		}
+	}
+	results, applyErr, code := tool(t, []byte(got), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s", code, applyErr)
+	}
+	allDone(t, results)
+	// No hashfile in between: the big files, which the plan named, are
+	// mapped again and found shared; the others are as they were.
+	full, fullErr = fullPlan(t, db)
+	got, stderr, code = tool(t, nil, "findsame", "-db", db)
+	if code != 0 || got != "" || full != "" {
+		t.Errorf("findsame after applysame: exit %d, plan\n%s\n%s\nfindsame -full\n%s\n%s\nwant nothing planned", code, got, stderr, full, fullErr)
+	}
+	for _, want := range []string{costly, unmapped} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("findsame after applysame said\n%s\nwant %q", stderr, want)
+		}
+	}
+	// A snapshot taken since: hashfile copies its rows from live's, and
+	// its copy of the small file, which joins the unit left out, is not
+	// mapped again either.
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap10"))
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	full, fullErr = fullPlan(t, db)
+	got, stderr, code = tool(t, nil, "findsame", "-db", db)
+	if code != 0 || got != "" || full != "" {
+		t.Errorf("findsame after a snapshot: exit %d, plan\n%s\n%s\nfindsame -full\n%s\n%s\nwant nothing planned", code, got, stderr, full, fullErr)
+	}
+	for _, want := range []string{costly, ", 13 not mapped again (as the last plan left them), "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("findsame after a snapshot said\n%s\nwant %q", stderr, want)
+		}
+	}
+}

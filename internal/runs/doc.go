@@ -36,7 +36,8 @@
 // or gone since hashed are left out. On btrfs, of the files whose extents
 // hashfile recorded from the tree (as root), only those with a mapping
 // that the recorded extents do not show shared are mapped again (see
-// settle):
+// settle), and of those, not the ones the last run's plan left alone
+// whose extents were all recorded shared (see trusted):
 // hashfile records again the extents of files deduplicated since, so on a
 // host deduplicated before, and on one of snapshots and reflinked copies,
 // a re-run maps what changed rather than every file with a copy.

@@ -21,8 +21,9 @@ var maxPlanned = math.MaxInt32 - 1
 // work (see planUnits): each unit's rewrites, then its runs, those that
 // share source range and length on one line of up to plan.MaxDests
 // destinations. redo, if not nil, marks the files regrouped (see
-// finder.redo).
-func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
+// finder.redo); named, if not nil, is where lines marks the files the
+// plan names.
+func lines(ctx context.Context, ix *index.Index, files []file, redo, named []bool, held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	if len(runs)+len(ws) > maxPlanned {
 		return fmt.Errorf("%d runs and %d rewrites to plan, more than findsame plans at once (%d): plan parts of the index in turn (-include)", len(runs), len(ws), maxPlanned)
 	}
@@ -104,6 +105,9 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 		// starts the unit's dedupe lines.
 		for _, k := range urewrites {
 			w := ws[k].w
+			if named != nil {
+				named[ws[k].fi] = true
+			}
 			w.Unit = unit
 			sum.Lines++
 			sum.Rewrites++
@@ -130,6 +134,9 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo []bool, held
 				}
 				d.Dst = append(d.Dst, rangeOf(&files[r.dst.file()], r.dst.block()*bs))
 				d.Freed += r.freed
+				if named != nil {
+					named[r.src.file()], named[r.dst.file()] = true, true
+				}
 			}
 			if done += len(d.Dst); done%4096 < len(d.Dst) {
 				if err := ctx.Err(); err != nil {

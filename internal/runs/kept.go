@@ -77,6 +77,10 @@ type table struct {
 	// need marks, with recorded extents, the files with a mapping that
 	// chain found shareable.
 	need []bool
+	// named marks the files the plan names (see lines): the table w
+	// writes keeps them, as those whose extents applying the plan may
+	// change.
+	named []bool
 	// regrouped counts the files regrouped; -1 when every sum was.
 	// cloned counts the clones that joined their origin's groups.
 	regrouped, cloned int
@@ -175,6 +179,39 @@ func (f *finder) openTable(seq int64) *table {
 		t.delta = delta
 	}
 	return t
+}
+
+// untouched marks, by file index, the files whose recorded extents are
+// as the last run that wrote a table found them, and which its plan did
+// not name: unchanged in the index since and not among the table's
+// Named. Applying that plan did not change their extents, and nothing
+// else that deduplicates did unseen: hashfile records the extent items
+// of btrfs files that changed (see trusted). So is a file of a snapshot
+// taken since whose row hashfile copied from such a file's, unchanged
+// since (a clone: see index.Tx.Adopt): the snapshot holds the extents
+// its origin had, and the plan did not change those. It returns nil
+// when no table was read.
+func (f *finder) untouched() []bool {
+	t := f.tab
+	if t == nil || t.base == nil {
+		return nil
+	}
+	last := t.latest()
+	out := make([]bool, len(f.files))
+	for i := range f.files {
+		fl := &f.files[i]
+		out[i] = fl.changed <= last.Seq && last.Files.Has(fl.id) && !last.Named.Has(fl.id)
+	}
+	for i := range f.files {
+		fl := &f.files[i]
+		if out[i] || fl.cloneOf == 0 {
+			continue
+		}
+		if o, ok := f.byID.of(fl.cloneOf); ok && out[o] && f.files[o].changed == fl.cloneSeq {
+			out[i] = true
+		}
+	}
+	return out
 }
 
 // latest is the table as of the last run that wrote one.
@@ -835,6 +872,9 @@ func (f *finder) commitTable() {
 		sets.Files.Add(fl.id)
 		if (f.o.Live && f.mapped[i]) || (!f.o.Live && t.need[i]) {
 			sets.Unsettled.Add(fl.id)
+		}
+		if t.named[i] {
+			sets.Named.Add(fl.id)
 		}
 		if t.sources[i] || (t.regrouped >= 0 && t.was[i]) {
 			ranks = append(ranks, sumtab.Rank{File: uint32(fl.id), Rank: f.sources.rank[i]})

@@ -20,15 +20,22 @@ var ErrChanged = errors.New("changed since it was hashed (run hashfile again)")
 // since; mapping again (FIEMAP: no data is read) is what keeps a re-run
 // from planning it again. Files changed or gone since they were hashed are
 // marked stale and reported (o.Warn). It returns how many were. It also
-// marks the files with the immutable attribute.
-func remap(files []file, involved []bool, o *Options) (stale int) {
+// marks the files with the immutable attribute. Of the files untouched
+// marks (nil for none), those whose recorded extents can be trusted (see
+// trusted) keep them and are not opened: it returns how many too.
+func remap(files []file, involved, untouched []bool, o *Options) (stale, kept int) {
 	warn := o.Warn
 	work := make(chan int)
 	var mu sync.Mutex // guards warn, stale and o.Progress
 	var total, done int64
-	for _, ok := range involved {
-		if ok {
+	mapped := func(i int) bool {
+		return involved[i] && (untouched == nil || !untouched[i] || !trusted(files[i].extents))
+	}
+	for i, ok := range involved {
+		if mapped(i) {
 			total++
+		} else if ok {
+			kept++
 		}
 	}
 	var wg sync.WaitGroup
@@ -56,15 +63,15 @@ func remap(files []file, involved []bool, o *Options) (stale int) {
 			}
 		})
 	}
-	for i, ok := range involved {
-		if ok {
+	for i := range involved {
+		if mapped(i) {
 			work <- i
 		}
 	}
 	close(work)
 	wg.Wait()
 	o.progress("mapping files", total, total, "files")
-	return stale
+	return stale, kept
 }
 
 // refusedImmutable reports (o.Warn) and counts the immutable files left
@@ -80,6 +87,33 @@ func refusedImmutable(files []file, o *Options) int {
 		}
 	}
 	return n
+}
+
+// trusted reports whether the recorded extents ext of a file untouched
+// since the last run (see finder.untouched) are as FIEMAP would show them
+// now, in every way the plan depends on. They must be extent items that
+// hashfile keeps current (see kept): on btrfs, a file's items change
+// with whatever moves its data, and hashfile records them again. But the
+// items do not say whether another file shares an extent, which FIEMAP
+// told when the file was hashed (FlagShared), and another reference can
+// appear since without the items changing: a snapshot (outside the files
+// in scope too), a reflinked copy. So every extent stored on its own must
+// be recorded shared already: a flag that is no longer true costs only a
+// look at the extent's references (see estimate), where a missing one
+// would have the plan count space as freed that a reference keeps.
+func trusted(ext []fiemap.Extent) bool {
+	if !kept(ext) {
+		return false
+	}
+	for _, e := range ext {
+		if e.Flags&fiemap.FlagDataInline != 0 || (e.DiskStart == 0 && e.Physical == 0) {
+			continue
+		}
+		if e.Flags&fiemap.FlagShared == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // mapNow returns f's extents and whether it has the immutable attribute,

@@ -120,6 +120,10 @@ type Summary struct {
 	// Settled counts files not mapped again: every block they share
 	// with another file was already shared when hashed (see settle).
 	Settled int
+	// Unmapped counts files not mapped again although they share a block
+	// not stored once yet: unchanged since the last run, whose plan did
+	// not name them, their recorded extents are current (see trusted).
+	Unmapped int
 	// Unnamed counts files left out because their volume is known only by
 	// the st_dev an older index recorded: hashfile names it on its next
 	// run.
@@ -302,6 +306,10 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		sources: newSources(files), tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
 	f.tab = f.openTable(seq)
 	defer f.tab.close()
+	var untouched []bool
+	if o.Live {
+		untouched = f.untouched()
+	}
 	unlimit := limitMemory(&o, loadedSize(files, byID))
 	defer unlimit()
 	err = errGroupAll
@@ -335,6 +343,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		if !o.Live {
 			f.tab.need = make([]bool, len(files))
 		}
+		f.tab.named = make([]bool, len(files))
 	}
 	// The involved files, whose extents the next stages look at: those
 	// the mappings name, and those referring to a leftover. With o.Live,
@@ -352,7 +361,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		}
 	}
 	if o.Live {
-		sum.Skipped = remap(files, involved, &o)
+		sum.Skipped, sum.Unmapped = remap(files, involved, untouched, &o)
 	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
 		return sum, err
 	}
@@ -377,7 +386,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
 		runs = append(runs, relinks...)
 	}
-	if err := lines(ctx, ix, files, f.redo, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
+	var named []bool
+	if f.tab != nil {
+		named = f.tab.named
+	}
+	if err := lines(ctx, ix, files, f.redo, named, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
 		return sum, err
 	}
 	f.commitTable()

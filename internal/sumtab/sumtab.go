@@ -6,7 +6,8 @@
 // as the index held them at one write sequence number (index.WriteSeq).
 // With it are the sets a re-run needs to know what it may trust: the
 // files the table covers, the files that were left unsettled (a block
-// they share with another file was not stored once yet), in a delta, the
+// they share with another file was not stored once yet), the files the
+// run's plan named (whose extents applying it changes), in a delta, the
 // files whose entries in the base table are void, the rank of each file
 // that was the source of a group (so that a group that lost a member
 // ranked below its source keeps it), and the aliases: files
@@ -30,7 +31,7 @@
 //	magic     8 bytes, "SAMESUM1"
 //	hlen      uint32, then hlen bytes of JSON: the Header
 //	entries   16 bytes each: sum uint64, file uint32, block uint32
-//	sets      Files, Unsettled, Superseded: each a uint64 count n of
+//	sets      Files, Unsettled, Named, Superseded: each a uint64 count n of
 //	          words, then n uint64 words of a bitmap by file id
 //	ranks     a uint64 count n, then n pairs of uint64 words, a file id
 //	          and its rank, by file id: the files that were the source
@@ -60,7 +61,7 @@ const (
 	magic    = "SAMESUM1"
 	endMagic = "SAMEEND1"
 	// Version is the format's version: a table of another is not used.
-	Version = 3
+	Version = 4
 	// EntrySize is the size of one entry on disk.
 	EntrySize   = 16
 	trailerSize = 8 + 4 + 8 + 8
@@ -126,10 +127,11 @@ func (s *Set) Add(id int64) {
 type Sets struct {
 	Files      Set // files whose sums the table (with its base) holds
 	Unsettled  Set // files left unsettled by the run that wrote it
+	Named      Set // files the plan of the run that wrote it named
 	Superseded Set // in a delta: files whose entries in the base are void
 }
 
-func (s *Sets) all() []*Set { return []*Set{&s.Files, &s.Unsettled, &s.Superseded} }
+func (s *Sets) all() []*Set { return []*Set{&s.Files, &s.Unsettled, &s.Named, &s.Superseded} }
 
 // Table is a table opened for reading.
 type Table struct {

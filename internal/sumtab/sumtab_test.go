@@ -32,6 +32,7 @@ func TestRoundTrip(t *testing.T) {
 	sets.Files.Add(3)
 	sets.Files.Add(200)
 	sets.Unsettled.Add(64)
+	sets.Named.Add(65)
 	// More ranks than Ranks reads at a time.
 	ranks := []Rank{{3, 77}, {5, 1 << 63}}
 	for id := range uint32(5000) {
@@ -53,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 	if tb.Key != "k" || tb.Seq != 7 || tb.Nonce != 5 || tb.Entries != int64(len(want)) {
 		t.Errorf("header %+v", tb.Header)
 	}
-	if !tb.Files.Has(3) || !tb.Files.Has(200) || tb.Files.Has(4) || tb.Files.Has(1<<40) || !tb.Unsettled.Has(64) || tb.Unsettled.Has(63) || tb.Superseded.Has(0) {
+	if !tb.Files.Has(3) || !tb.Files.Has(200) || tb.Files.Has(4) || tb.Files.Has(1<<40) || !tb.Unsettled.Has(64) || tb.Unsettled.Has(63) || !tb.Named.Has(65) || tb.Named.Has(64) || tb.Superseded.Has(0) {
 		t.Errorf("sets %+v", tb.Sets)
 	}
 	var gotRanks []Rank
