@@ -510,7 +510,8 @@ func TestMetadataCostLeftOut(t *testing.T) {
 // plan is the one a full run, which maps them, prints. The files the last
 // plan named are mapped again, so that applying it without hashfile in
 // between leaves nothing to plan; those of a snapshot taken since are
-// not, where their rows were copied from files not mapped again.
+// not, where their rows were copied from files not mapped again. After a
+// snapshot is deleted, every file is.
 func TestUnmapped(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
 	live := filepath.Join(mnt, "live")
@@ -588,5 +589,15 @@ func TestUnmapped(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("findsame after a snapshot said\n%s\nwant %q", stderr, want)
 		}
+	}
+	// A snapshot deleted: what it shared may be shared no more, and every
+	// file is mapped again.
+	testfs.Run(t, "btrfs", "subvolume", "delete", filepath.Join(mnt, "snap09"))
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, stderr)
+	}
+	got, stderr, code = tool(t, nil, "findsame", "-db", db)
+	if code != 0 || got != "" || !strings.Contains(stderr, costly) || strings.Contains(stderr, "not mapped again") {
+		t.Errorf("findsame after a snapshot was deleted: exit %d, plan\n%s\n%s\nwant nothing planned, the unit left out, every file mapped again", code, got, stderr)
 	}
 }

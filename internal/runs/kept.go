@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 
 	"same/internal/blockhash"
 	"same/internal/fsys"
@@ -189,18 +190,29 @@ func (f *finder) openTable(seq int64) *table {
 // of btrfs files that changed (see trusted). So is a file of a snapshot
 // taken since whose row hashfile copied from such a file's, unchanged
 // since (a clone: see index.Tx.Adopt): the snapshot holds the extents
-// its origin had, and the plan did not change those. It returns nil
-// when no table was read.
+// its origin had, and the plan did not change those. None is on a
+// filesystem one of whose volumes in the table is gone (a snapshot
+// deleted): the extents it shared may be shared no more, which their
+// recorded flags would hide from the rewrites (see trusted). It returns
+// nil when no table was read.
 func (f *finder) untouched() []bool {
 	t := f.tab
 	if t == nil || t.base == nil {
 		return nil
 	}
 	last := t.latest()
+	now := f.volumes()
+	lost := make(map[string]bool) // by filesystem
+	for k := range last.Volumes {
+		if _, ok := now[k]; !ok {
+			fs, _, _ := strings.Cut(k, "/")
+			lost[fs] = true
+		}
+	}
 	out := make([]bool, len(f.files))
 	for i := range f.files {
 		fl := &f.files[i]
-		out[i] = fl.changed <= last.Seq && last.Files.Has(fl.id) && !last.Named.Has(fl.id)
+		out[i] = fl.changed <= last.Seq && last.Files.Has(fl.id) && !last.Named.Has(fl.id) && !lost[fl.vol.FS]
 	}
 	for i := range f.files {
 		fl := &f.files[i]

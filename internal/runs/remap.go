@@ -98,9 +98,12 @@ func refusedImmutable(files []file, o *Options) int {
 // told when the file was hashed (FlagShared), and another reference can
 // appear since without the items changing: a snapshot (outside the files
 // in scope too), a reflinked copy. So every extent stored on its own must
-// be recorded shared already: a flag that is no longer true costs only a
-// look at the extent's references (see estimate), where a missing one
-// would have the plan count space as freed that a reference keeps.
+// be recorded shared already: a flag that is no longer true costs a look
+// at the extent's references (see estimate), where a missing one would
+// have the plan count space as freed that a reference keeps. (Flags go
+// stale that way when a snapshot is deleted, which would keep rewrites
+// from being planned: finder.untouched then trusts no file of its
+// filesystem.)
 func trusted(ext []fiemap.Extent) bool {
 	if !kept(ext) {
 		return false
