@@ -81,6 +81,12 @@ func ParseTime(s string) (int64, error) {
 	return ns, nil
 }
 
+// Metadata is how a btrfs stores its metadata (see MetadataOf).
+type Metadata struct {
+	NodeSize int64 // bytes in a tree node, a leaf among them
+	Copies   int   // bytes written for each byte of a node, at most
+}
+
 // Snapshot is where a btrfs subvolume came from (see SnapshotOf).
 type Snapshot struct {
 	// UUID is the subvolume's own; Origin is the UUID of the subvolume

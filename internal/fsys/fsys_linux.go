@@ -316,6 +316,72 @@ func SnapshotOf(f *os.File) (Snapshot, error) {
 	return sn, nil
 }
 
+// btrfsIocSpaceInfo is BTRFS_IOC_SPACE_INFO, _IOWR(0x94, 20, struct
+// btrfs_ioctl_space_args): space_slots (u64), total_spaces (u64), then
+// space_slots struct btrfs_ioctl_space_info of flags, total_bytes and
+// used_bytes (u64 each). Unprivileged.
+const btrfsIocSpaceInfo = 0xC0109414
+
+// The block group flags of BTRFS_IOC_SPACE_INFO that say how metadata is
+// stored (BTRFS_BLOCK_GROUP_*).
+const (
+	bgMetadata = 1 << 2
+	bgRAID1    = 1 << 4
+	bgDUP      = 1 << 5
+	bgRAID10   = 1 << 6
+	bgRAID5    = 1 << 7
+	bgRAID6    = 1 << 8
+	bgRAID1C3  = 1 << 9
+	bgRAID1C4  = 1 << 10
+)
+
+// MetadataOf returns how the btrfs holding f stores its metadata: its
+// node size (BTRFS_IOC_FS_INFO's nodesize, at offset 32) and how many
+// bytes its metadata profile writes for each byte of a node, at most
+// (BTRFS_IOC_SPACE_INFO): 1 for single, 2 for DUP, RAID1 and RAID10, 3
+// and 4 for RAID1C3 and RAID1C4, 2 for RAID5 and RAID6 (their parity, on
+// three and four devices), of the block groups in use. Both
+// unprivileged.
+func MetadataOf(f *os.File) (Metadata, error) {
+	var info [1024]byte
+	if err := ioctl(f.Fd(), btrfsIocFSInfo, unsafe.Pointer(&info[0])); err != nil {
+		return Metadata{}, fmt.Errorf("BTRFS_IOC_FS_INFO: %w", err)
+	}
+	m := Metadata{NodeSize: int64(*(*uint32)(unsafe.Pointer(&info[32])))}
+	var head [2]uint64 // space_slots 0: the kernel says how many
+	if err := ioctl(f.Fd(), btrfsIocSpaceInfo, unsafe.Pointer(&head[0])); err != nil {
+		return Metadata{}, fmt.Errorf("BTRFS_IOC_SPACE_INFO: %w", err)
+	}
+	n := head[1] + 4 // room for block groups made meanwhile
+	args := make([]uint64, 2+3*n)
+	args[0] = n
+	if err := ioctl(f.Fd(), btrfsIocSpaceInfo, unsafe.Pointer(&args[0])); err != nil {
+		return Metadata{}, fmt.Errorf("BTRFS_IOC_SPACE_INFO: %w", err)
+	}
+	for i := range min(args[1], n) {
+		// Block groups of another profile may stay, empty, after a
+		// conversion (btrfs balance -mconvert): those in use count.
+		flags, used := args[2+3*i], args[2+3*i+2]
+		if flags&bgMetadata == 0 || used == 0 {
+			continue
+		}
+		copies := 1
+		switch {
+		case flags&bgRAID1C4 != 0:
+			copies = 4
+		case flags&bgRAID1C3 != 0:
+			copies = 3
+		case flags&(bgDUP|bgRAID1|bgRAID10|bgRAID5|bgRAID6) != 0:
+			copies = 2
+		}
+		m.Copies = max(m.Copies, copies)
+	}
+	if m.NodeSize <= 0 || m.Copies == 0 {
+		return Metadata{}, fmt.Errorf("BTRFS_IOC_SPACE_INFO: node size %d, no metadata block group", m.NodeSize)
+	}
+	return m, nil
+}
+
 // btrfsIocGetSubvolRootref is BTRFS_IOC_GET_SUBVOL_ROOTREF, _IOWR(0x94,
 // 61, struct btrfs_ioctl_get_subvol_rootref_args): min_treeid (u64), 255
 // (treeid, dirid) pairs, num_items (u8) at 4088. Unprivileged.

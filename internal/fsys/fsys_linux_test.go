@@ -88,6 +88,16 @@ func TestBtrfs(t *testing.T) {
 		t.Errorf("HasSubvols: top %v, sv %v; want true, false", fsys.HasSubvols(topDir), fsys.HasSubvols(svDir))
 	}
 
+	// Metadata is DUP on one device, in 16 KiB nodes; single once
+	// converted.
+	if m, err := fsys.MetadataOf(topDir); err != nil || m != (fsys.Metadata{NodeSize: 16384, Copies: 2}) {
+		t.Errorf("MetadataOf = %+v, %v; want 16 KiB nodes, DUP", m, err)
+	}
+	testfs.Run(t, "btrfs", "balance", "start", "-f", "-mconvert=single", mnt)
+	if m, err := fsys.MetadataOf(topDir); err != nil || m != (fsys.Metadata{NodeSize: 16384, Copies: 1}) {
+		t.Errorf("MetadataOf after -mconvert=single = %+v, %v; want 16 KiB nodes, single", m, err)
+	}
+
 	// A change shows in the generation once committed.
 	id, gen, err := fsys.SubvolGen(svDir)
 	if err != nil || id != sub.Subvol {

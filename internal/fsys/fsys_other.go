@@ -25,6 +25,9 @@ func SubvolGen(f *os.File) (id, gen uint64, err error) { return 0, 0, ErrUnsuppo
 // SnapshotOf returns ErrUnsupported.
 func SnapshotOf(f *os.File) (Snapshot, error) { return Snapshot{}, ErrUnsupported }
 
+// MetadataOf returns ErrUnsupported.
+func MetadataOf(f *os.File) (Metadata, error) { return Metadata{}, ErrUnsupported }
+
 // HasSubvols reports true: it cannot tell.
 func HasSubvols(f *os.File) bool { return true }
 

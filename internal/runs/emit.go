@@ -41,11 +41,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 	// With the files at hand (not -recorded), the estimate knows every
 	// reference to a shared extent, and a unit that frees less than its
 	// metadata costs is left out.
-	var leaf int64
-	if o.Live {
-		leaf = metadataLeaf
-	}
-	us := planUnits(runs, ws, files, bs, leaf)
+	us := planUnits(runs, ws, files, bs, o.Live)
 	sum.Costly, sum.Metadata = us.costly, us.metadata
 	// The digest of each source range and length (of the sums of its
 	// blocks), for the first run of each.

@@ -91,7 +91,7 @@ func TestEstimateReflinkedBlocks(t *testing.T) {
 				t.Errorf("freed %v; want %v", got, c.want)
 			}
 			slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
-			if us := planUnits(runs, nil, files, bs, 0); us.len() != c.units {
+			if us := planUnits(runs, nil, files, bs, false); us.len() != c.units {
 				t.Errorf("%d units; want %d", us.len(), c.units)
 			}
 		})

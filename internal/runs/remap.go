@@ -179,9 +179,13 @@ func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
 // keepSource keeps them as sources, looking at one file of each volume
 // that can still be opened as hashed. It also marks the volumes whose
 // tree leaves a snapshot shares (volume.snapshotted): those that are
-// snapshots, and those another volume of the files is a snapshot of.
+// snapshots, and those another volume of the files is a snapshot of,
+// with what copying one of their leaves costs (volume.leaf: a node, as
+// many times as the metadata profile stores it; metadataLeaf if that
+// cannot be known).
 func markReadOnly(files []file, keepSource bool) {
 	ro := make(map[fsys.Volume]bool)
+	leaf := make(map[string]int64) // by filesystem
 	type ids struct {
 		vol          *volume
 		uuid, origin [16]byte
@@ -199,6 +203,13 @@ func markReadOnly(files []file, keepSource bool) {
 				continue // the next file of the volume tells
 			}
 			known = fsys.ReadOnly(h)
+			if _, ok := leaf[f.vol.FS]; !ok {
+				leaf[f.vol.FS] = metadataLeaf
+				if m, err := fsys.MetadataOf(h); err == nil {
+					leaf[f.vol.FS] = m.NodeSize * int64(m.Copies)
+				}
+			}
+			f.vol.leaf = leaf[f.vol.FS]
 			if sn, err := fsys.SnapshotOf(h); err == nil {
 				seen = append(seen, ids{f.vol, sn.UUID, sn.Origin})
 			} else {

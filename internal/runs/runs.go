@@ -178,8 +178,9 @@ type volume struct {
 	fsBlock int64 // the filesystem's block size
 	// snapshotted marks a btrfs subvolume whose tree leaves a snapshot
 	// may share (see markReadOnly): sharing into its files costs
-	// metadata (see leaveCostly).
+	// metadata (see leaveCostly), leaf bytes for each leaf copied.
 	snapshotted bool
+	leaf        int64
 }
 
 // identity returns f's identity as hashed (its ctime aside, which plans

@@ -81,8 +81,8 @@ type units struct {
 	at, mid []int32
 	order   []int32 // the units, in the order they are to be done
 	costly  int     // units left out: they cost more metadata than they free
-	// metadata is what the units kept cost btrfs's metadata: leaf for
-	// each leaf they touch (see leaveCostly).
+	// metadata is what the units kept cost btrfs's metadata: a leaf
+	// copied for each leaf they touch (see leaveCostly).
 	metadata int64
 }
 
@@ -119,13 +119,13 @@ func (us *units) get(n int) (runs, rewrites []int32) {
 // them alone), where that is better; then in source order. So a run cut
 // short by a time limit has freed what it could.
 //
-// With leaf above 0, a unit that neither waits for another nor is waited
+// With weigh, a unit that neither waits for another nor is waited
 // for is left out when what it frees is less than what it costs btrfs's
 // metadata (see leaveCostly): its number is counted in costly.
 //
 // Runs and rewrites are numbered in 32 bits: there are fewer than 2^31 of
 // them together (lines checks).
-func planUnits(runs []run, ws []rewriteAt, files []file, bs, leaf int64) *units {
+func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *units {
 	rw := newRewritten(ws)
 	// Union-find over the runs (0..len(runs)-1) and the rewrites
 	// (len(runs)+rank); the root of each set is its first node.
@@ -291,9 +291,9 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs, leaf int64) *units 
 	}
 	var costly int
 	var metadata int64
-	if leaf > 0 {
+	if weigh {
 		costly, metadata = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
-			runs, ws, files, members, at, mid, leaf)
+			runs, ws, files, members, at, mid)
 	}
 	// Kahn's order, the best unit first among those free to go.
 	//
@@ -347,7 +347,9 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs, leaf int64) *units 
 // another subvolume (a snapshot): the leaf is copied for the file's
 // subvolume (copy on write), a node of btrfs's default size, 16 KiB, and
 // stored twice (metadata is DUP on one device and RAID1 on several,
-// by default). A leaf holds the items of a few dozen small files.
+// by default). A leaf holds the items of a few dozen small files. Where
+// the filesystem says how it stores metadata, a leaf costs what it says
+// (volume.leaf); this where it cannot.
 const metadataLeaf = 2 * 16 << 10
 
 // maxCostRounds bounds the rounds in which leaveCostly shares each leaf's
@@ -361,8 +363,8 @@ const leafFiles = 32
 
 // leaveCostly marks left the units that may be left out (may) that cost
 // btrfs's metadata more than they free, and returns how many, and what
-// the units kept cost: leaf for each leaf they touch. Their
-// destinations cost leaf for each tree leaf their extent items lie in,
+// the units kept cost: a leaf copied for each leaf they touch. Their
+// destinations cost a leaf (volume.leaf) for each tree leaf their extent items lie in,
 // taken as a run of leafFiles inode numbers of a subvolume; a destination
 // in a subvolume no snapshot shares leaves with (volume.snapshotted),
 // whose leaves are rewritten in place, or elsewhere than on btrfs, costs
@@ -379,8 +381,9 @@ const leafFiles = 32
 // leaves it touches (each shared evenly among the units kept that touch
 // it), unless it frees something and every leaf it touches is touched by
 // a unit kept, which copies it anyway.
-func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32, leaf int64) (int, int64) {
+func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64) {
 	nvol := make(map[*volume]uint64)
+	var leafOf []int64 // by volume number
 	type touch struct {
 		leaf uint64
 		unit int32
@@ -395,6 +398,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 		if !ok {
 			n = uint64(len(nvol))
 			nvol[f.vol] = n
+			leafOf = append(leafOf, cmp.Or(f.vol.leaf, metadataLeaf))
 		}
 		ts = append(ts, touch{leaf: n<<40 | f.Ino/leafFiles&(1<<40-1), unit: u})
 	}
@@ -434,7 +438,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			}
 			for _, x := range t {
 				if !us[x.unit].left {
-					cost[x.unit] += leaf / kept
+					cost[x.unit] += leafOf[t[0].leaf>>40] / kept
 				}
 			}
 		})
@@ -452,7 +456,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	each(func(t []touch) {
 		for _, x := range t {
 			if !us[x.unit].left {
-				copied++
+				copied += leafOf[t[0].leaf>>40]
 				return
 			}
 		}
@@ -469,7 +473,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			n++
 		}
 	}
-	return n, copied * leaf
+	return n, copied
 }
 
 // lists lists the values of n pairs (key, value), pair(i) giving the

@@ -108,7 +108,7 @@ func TestPlanUnits(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			us := planUnits(tt.runs, tt.ws, files, bs, 0)
+			us := planUnits(tt.runs, tt.ws, files, bs, false)
 			for n := range us.len() {
 				var s []string
 				runs, rewrites := us.get(n)
@@ -130,16 +130,20 @@ func TestPlanUnits(t *testing.T) {
 // TestMetadataCost checks which units planUnits leaves out as costing
 // btrfs's metadata more than they free: a leaf for each run of leafFiles
 // inode numbers of a subvolume their destinations lie in, shared among
-// the units with destinations there, but nothing for the leaves a unit
-// kept copies anyway; and never a unit whose destinations are not on
-// btrfs, or lie in a subvolume no snapshot shares leaves with.
+// the units with destinations there, a leaf costing what the volume's
+// filesystem stores of it, but nothing for the leaves a unit kept copies
+// anyway; and never a unit whose destinations are not on btrfs, or lie
+// in a subvolume no snapshot shares leaves with.
 func TestMetadataCost(t *testing.T) {
 	const bs = 4096
 	const leaf = 32 << 10
 	vol := func(subvol uint64, btrfs, snapshotted bool) *volume {
-		return &volume{Volume: fsys.Volume{FS: "f", Subvol: subvol}, btrfs: btrfs, snapshotted: snapshotted}
+		return &volume{Volume: fsys.Volume{FS: "f", Subvol: subvol}, btrfs: btrfs, snapshotted: snapshotted, leaf: leaf}
 	}
 	live, xfs, plain := vol(256, true, true), vol(0, false, false), vol(257, true, false)
+	// A snapshotted subvolume of a btrfs whose metadata is single: its
+	// leaves cost half.
+	single := &volume{Volume: fsys.Volume{FS: "g", Subvol: 256}, btrfs: true, snapshotted: true, leaf: leaf / 2}
 	snaps := make([]*volume, 40)
 	for i := range snaps {
 		snaps[i] = vol(uint64(300+i), true, true)
@@ -194,9 +198,12 @@ func TestMetadataCost(t *testing.T) {
 	none := r(add(live, 9000), 0)
 	other := r(add(xfs, 9000), 0)
 	alone := r(add(plain, 9000), bs)
-	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other, alone)
+	// 20 KiB freed alone in a leaf: less than a leaf stored twice, more
+	// than one stored once.
+	lone := r(add(single, 9000), 20<<10)
+	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other, alone, lone)
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
-	us := planUnits(runs, nil, files, bs, leaf)
+	us := planUnits(runs, nil, files, bs, true)
 	kept := make(map[int]bool)
 	for n := range us.len() {
 		rs, _ := us.get(n)
@@ -206,7 +213,7 @@ func TestMetadataCost(t *testing.T) {
 	}
 	for _, rr := range runs {
 		fi := rr.dst.file()
-		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs || files[fi].vol == plain
+		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs || files[fi].vol == plain || files[fi].vol == single
 		if kept[fi] != want {
 			t.Errorf("file %d (subvolume %d, inode %d): planned %v; want %v", fi, files[fi].vol.Subvol, files[fi].Ino, kept[fi], want)
 		}
@@ -215,7 +222,7 @@ func TestMetadataCost(t *testing.T) {
 		t.Errorf("%d units left out; want 13 (the file in 41 subvolumes, the crowd of ten, the two freeing nothing)", us.costly)
 	}
 	// With no metadata cost, every unit.
-	if us := planUnits(runs, nil, files, bs, 0); us.len() != 2+leafFiles+3+10+2 || us.costly != 0 {
-		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+2)
+	if us := planUnits(runs, nil, files, bs, false); us.len() != 2+leafFiles+3+10+3 || us.costly != 0 {
+		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+3)
 	}
 }
