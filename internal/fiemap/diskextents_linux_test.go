@@ -447,3 +447,66 @@ func TestChanged(t *testing.T) {
 		t.Errorf("Changed since a file was created: %+v, %v; want the directory and the new file", got, err)
 	}
 }
+
+// TestLastSnapshot reads when the last snapshot of a subvolume was taken:
+// never, for a new one; for one snapshotted, the transaction that made
+// the snapshot, after its files' extent items, before those written
+// since. A snapshot's own is the same.
+func TestLastSnapshot(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	sv := filepath.Join(mnt, "sv")
+	testfs.Run(t, "btrfs", "subvolume", "create", sv)
+	items := func(path string) []fiemap.Extent {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		ext, err := fiemap.DiskExtents(f)
+		if err != nil || len(ext) != 1 {
+			t.Fatalf("DiskExtents(%s) = %v, %v; want one item", path, ext, err)
+		}
+		return ext
+	}
+	last := func(path string) uint64 {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		in, err := fsys.Describe(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := fiemap.LastSnapshot(f, in.Subvol)
+		if err != nil {
+			t.Fatalf("LastSnapshot(%s): %v", path, err)
+		}
+		return n
+	}
+	writeAt(t, filepath.Join(sv, "old"), 0, fill(1, 8192), true)
+	if n := last(sv); n != 0 {
+		t.Errorf("LastSnapshot of a subvolume never snapshotted = %d; want 0", n)
+	}
+	snap := filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", sv, snap)
+	writeAt(t, filepath.Join(sv, "new"), 0, fill(2, 8192), true)
+	d, err := os.Open(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := fsys.SnapshotOf(d)
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := items(filepath.Join(sv, "old"))[0].Gen, items(filepath.Join(sv, "new"))[0].Gen
+	if n := last(sv); n != sn.Made || uint64(old) > n || uint64(fresh) <= n {
+		t.Errorf("LastSnapshot(sv) = %d; want the snapshot's transaction %d, at or after the old file's item (%d), before the new one's (%d)", n, sn.Made, old, fresh)
+	}
+	if n := last(snap); n != sn.Made {
+		t.Errorf("LastSnapshot(snap) = %d; want %d", n, sn.Made)
+	}
+}

@@ -559,6 +559,51 @@ func Changed(f *os.File, minTransID uint64) (Changes, error) {
 	}
 }
 
+// The root tree (BTRFS_ROOT_TREE_OBJECTID) holds a root item for each
+// subvolume, keyed (its id, BTRFS_ROOT_ITEM_KEY, 0 or the transaction
+// that made it); last_snapshot lies at offset 200 of struct
+// btrfs_root_item, after the inode item (160 bytes), generation,
+// root_dirid, bytenr, byte_limit and bytes_used.
+const (
+	btrfsRootTree       = 1
+	btrfsRootItemKey    = 132
+	rootLastSnapshotOff = 200
+)
+
+// LastSnapshot returns the transaction in which the last snapshot of
+// subvolume id of the btrfs holding f was taken (a snapshot's own is the
+// one that made it, its root item being a copy of its origin's): a tree
+// block written after it is the subvolume's alone, which the kernel
+// changes in place of sharing (btrfs_block_can_be_shared). It searches
+// the root tree, which needs CAP_SYS_ADMIN; otherwise the error wraps
+// ErrNoTreeSearch.
+func LastSnapshot(f *os.File, id uint64) (uint64, error) {
+	args := searchArgsPool.Get().(*searchArgs)
+	defer searchArgsPool.Put(args)
+	args.key = searchKey{
+		treeID:      btrfsRootTree,
+		minObjectID: id,
+		maxObjectID: id,
+		maxOffset:   ^uint64(0),
+		maxTransID:  ^uint64(0),
+		minType:     btrfsRootItemKey,
+		maxType:     btrfsRootItemKey,
+		nrItems:     1,
+	}
+	var last uint64
+	var found bool
+	_, _, err := search(f, args, func(h searchHeader, item []byte) error {
+		if h.objectID == id && h.typ == btrfsRootItemKey && len(item) >= rootLastSnapshotOff+8 {
+			last, found = binary.LittleEndian.Uint64(item[rootLastSnapshotOff:]), true
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("fiemap: no root item of subvolume %d", id)
+	}
+	return last, err
+}
+
 // The UUID tree (BTRFS_UUID_TREE_OBJECTID) maps each subvolume's UUID to
 // its id: an item keyed (first 8 bytes of the UUID as a little-endian
 // number, BTRFS_UUID_KEY_SUBVOL, last 8 bytes) holding little-endian

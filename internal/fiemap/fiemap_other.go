@@ -38,3 +38,6 @@ func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) { return 0, f
 
 // ItemsOf returns ErrNoTreeSearch.
 func ItemsOf(f *os.File, ino uint64) ([]Extent, error) { return nil, ErrNoTreeSearch }
+
+// LastSnapshot returns ErrNoTreeSearch.
+func LastSnapshot(f *os.File, id uint64) (uint64, error) { return 0, ErrNoTreeSearch }

@@ -601,3 +601,56 @@ func TestUnmapped(t *testing.T) {
 		t.Errorf("findsame after a snapshot was deleted: exit %d, plan\n%s\n%s\nwant nothing planned, the unit left out, every file mapped again", code, got, stderr)
 	}
 }
+
+// TestMetadataOwnLeaves shares, in a live subvolume snapshotted ten
+// times, a small file's copy written after the snapshots: its tree leaf
+// is live's alone, rewritten in place, so the unit costs no metadata, is
+// planned, and frees its data. The copy of one written before them, whose
+// leaf the snapshots share, is left out.
+func TestMetadataOwnLeaves(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(15, 15))
+	old, fresh := random(rng, 8192), random(rng, 8192)
+	write(t, filepath.Join(live, "old"), old)
+	write(t, filepath.Join(live, "old.copy"), old)
+	for i := range 100 {
+		write(t, filepath.Join(live, fmt.Sprintf("empty%03d", i)), nil)
+	}
+	testfs.Run(t, "sync")
+	for h := range 10 {
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
+	}
+	write(t, filepath.Join(live, "new"), fresh)
+	write(t, filepath.Join(live, "new.copy"), fresh)
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	planOut, stderr := planWith(t, db, mnt)
+	for _, want := range []string{
+		"about 8.0 KiB to be freed (1 unit left out that would cost btrfs's metadata more than it frees)",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("findsame's summary lacks %q:\n%s", want, stderr)
+		}
+	}
+	var lines []string
+	for _, d := range dedupeLines(t, planOut) {
+		for _, r := range d.Dst {
+			lines = append(lines, fmt.Sprintf("%d bytes into %s", d.Len, strings.TrimPrefix(r.Path, live+"/")))
+		}
+	}
+	if want := []string{"8192 bytes into new.copy"}; !slices.Equal(lines, want) {
+		t.Errorf("plan: %q; want %q\n%s", lines, want, planOut)
+	}
+	free := testfs.FreeBytes(t, mnt)
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
+	}
+	allDone(t, results)
+	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
+	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 8192) {
+		t.Errorf("statfs reports %d bytes freed; want 8192 (and at most %d more)", freed, metadataSlack)
+	}
+}

@@ -119,6 +119,33 @@ func trusted(ext []fiemap.Extent) bool {
 	return true
 }
 
+// markOwnLeaves marks the involved files whose tree leaves no snapshot
+// shares (file.ownLeaves), from their recorded extents, before remap
+// replaces them: extent items that hashfile keeps current, each written
+// after the last snapshot of the file's subvolume was taken. A leaf holds
+// an item only from the transaction that wrote it on, and a leaf written
+// after a subvolume's last snapshot is the subvolume's alone, changed in
+// place of being copied (the kernel's btrfs_block_can_be_shared). So
+// sharing into a file written since the last snapshot -- a day's new
+// files and copies in a live subvolume snapshotted every night -- costs
+// no metadata.
+func markOwnLeaves(files []file, involved []bool) {
+	for i, ok := range involved {
+		f := &files[i]
+		if !ok || !f.vol.btrfs || !f.vol.snapshotted || !kept(f.extents) {
+			continue
+		}
+		own := true
+		for _, e := range f.extents {
+			if e.Flags&fiemap.FlagDataInline != 0 || uint64(e.Gen) <= f.vol.lastSnapshot {
+				own = false
+				break
+			}
+		}
+		f.ownLeaves = own
+	}
+}
+
 // mapNow returns f's extents and whether it has the immutable attribute,
 // if f is still the file that was hashed.
 func mapNow(f *file) ([]fiemap.Extent, bool, error) {
@@ -210,6 +237,10 @@ func markReadOnly(files []file, keepSource bool) {
 				}
 			}
 			f.vol.leaf = leaf[f.vol.FS]
+			f.vol.lastSnapshot = ^uint64(0) // not known: every leaf may be shared
+			if n, err := fiemap.LastSnapshot(h, f.vol.Subvol); err == nil {
+				f.vol.lastSnapshot = n
+			}
 			if sn, err := fsys.SnapshotOf(h); err == nil {
 				seen = append(seen, ids{f.vol, sn.UUID, sn.Origin})
 			} else {

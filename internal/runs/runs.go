@@ -165,6 +165,10 @@ type file struct {
 	// encoded marks a file with compressed extents when it was hashed;
 	// inline, one with its data inline.
 	encoded, inline bool
+	// ownLeaves marks, with Options.Live, a file whose tree leaves no
+	// snapshot shares: sharing into it costs no metadata (see
+	// markOwnLeaves).
+	ownLeaves bool
 	// class groups the files that can share storage: those on one
 	// filesystem (btrfs subvolumes included) with the same NOCOW
 	// attribute (and with Options.SameOwner, the same owner).
@@ -178,9 +182,11 @@ type volume struct {
 	fsBlock int64 // the filesystem's block size
 	// snapshotted marks a btrfs subvolume whose tree leaves a snapshot
 	// may share (see markReadOnly): sharing into its files costs
-	// metadata (see leaveCostly), leaf bytes for each leaf copied.
-	snapshotted bool
-	leaf        int64
+	// metadata (see leaveCostly), leaf bytes for each leaf copied, but
+	// for leaves written after lastSnapshot (see ownLeaves).
+	snapshotted  bool
+	leaf         int64
+	lastSnapshot uint64
 }
 
 // identity returns f's identity as hashed (its ctime aside, which plans
@@ -355,6 +361,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		if err := f.settle(involved); err != nil {
 			return sum, err
 		}
+	}
+	if o.Live {
+		markOwnLeaves(files, involved)
 	}
 	if o.Rewrite {
 		if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {

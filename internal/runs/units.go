@@ -366,9 +366,9 @@ const leafFiles = 32
 // the units kept cost: a leaf copied for each leaf they touch. Their
 // destinations cost a leaf (volume.leaf) for each tree leaf their extent items lie in,
 // taken as a run of leafFiles inode numbers of a subvolume; a destination
-// in a subvolume no snapshot shares leaves with (volume.snapshotted),
-// whose leaves are rewritten in place, or elsewhere than on btrfs, costs
-// nothing here.
+// in a subvolume no snapshot shares leaves with (volume.snapshotted), or
+// whose own leaves no snapshot shares (file.ownLeaves), which are
+// rewritten in place, or elsewhere than on btrfs, costs nothing here.
 //
 // A snapshot shares its tree's leaves with the subvolume it was taken
 // from, and with the snapshots taken before and after while they did not
@@ -391,7 +391,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	var ts []touch
 	add := func(fi int, u int32) {
 		f := &files[fi]
-		if !f.vol.btrfs || !f.vol.snapshotted {
+		if !f.vol.btrfs || !f.vol.snapshotted || f.ownLeaves {
 			return
 		}
 		n, ok := nvol[f.vol]

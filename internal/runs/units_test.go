@@ -133,7 +133,8 @@ func TestPlanUnits(t *testing.T) {
 // the units with destinations there, a leaf costing what the volume's
 // filesystem stores of it, but nothing for the leaves a unit kept copies
 // anyway; and never a unit whose destinations are not on btrfs, or lie
-// in a subvolume no snapshot shares leaves with.
+// in a subvolume no snapshot shares leaves with, or in leaves no snapshot
+// shares.
 func TestMetadataCost(t *testing.T) {
 	const bs = 4096
 	const leaf = 32 << 10
@@ -201,7 +202,12 @@ func TestMetadataCost(t *testing.T) {
 	// 20 KiB freed alone in a leaf: less than a leaf stored twice, more
 	// than one stored once.
 	lone := r(add(single, 9000), 20<<10)
-	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other, alone, lone)
+	// 8 KiB freed alone in a leaf of live written since its last
+	// snapshot: a leaf no snapshot shares, rewritten in place.
+	ownFile := add(live, 9500)
+	files[ownFile].ownLeaves = true
+	own := r(ownFile, 2*bs)
+	runs := append(append(append(append(append([]run{}, many...), leafmates...), pair...), crowd...), none, other, alone, lone, own)
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
 	us := planUnits(runs, nil, files, bs, true)
 	kept := make(map[int]bool)
@@ -213,7 +219,7 @@ func TestMetadataCost(t *testing.T) {
 	}
 	for _, rr := range runs {
 		fi := rr.dst.file()
-		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs || files[fi].vol == plain || files[fi].vol == single
+		want := files[fi].Ino >= 6400 && files[fi].Ino < 6400+leafFiles || files[fi].Ino == 7000 || files[fi].Ino == 7001 || files[fi].vol == xfs || files[fi].vol == plain || files[fi].vol == single || files[fi].ownLeaves
 		if kept[fi] != want {
 			t.Errorf("file %d (subvolume %d, inode %d): planned %v; want %v", fi, files[fi].vol.Subvol, files[fi].Ino, kept[fi], want)
 		}
@@ -222,7 +228,7 @@ func TestMetadataCost(t *testing.T) {
 		t.Errorf("%d units left out; want 13 (the file in 41 subvolumes, the crowd of ten, the two freeing nothing)", us.costly)
 	}
 	// With no metadata cost, every unit.
-	if us := planUnits(runs, nil, files, bs, false); us.len() != 2+leafFiles+3+10+3 || us.costly != 0 {
-		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+3)
+	if us := planUnits(runs, nil, files, bs, false); us.len() != 2+leafFiles+3+10+4 || us.costly != 0 {
+		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+4)
 	}
 }
