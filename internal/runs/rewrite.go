@@ -178,7 +178,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 		return nil, nil
 	}
 	ds, diskLen := refs[0].e.DiskStart, refs[0].e.DiskLen
-	if diskLen <= 0 || diskLen%bs != 0 || diskLen > 1<<30 {
+	if diskLen <= 0 || diskLen%bs != 0 || diskLen > 1<<30 || cannotPay(refs, files, byDst, ds, diskLen, bs, minNet) {
 		return nil, nil
 	}
 	dsts := make(map[int][]span)
@@ -315,6 +315,66 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 		}, fi})
 	}
 	return ws, relinks
+}
+
+// cannotPay reports whether sharedLeftover declines the disk extent at
+// ds of diskLen bytes that refs refer to, as it finds without a look at
+// every reference to every block: no run moves a range of any reference,
+// and every block is referred to, so that at most the ends of partial last
+// blocks are freed. (A block some reference holds whole adds a whole
+// block to what its owner copies, or makes sharedLeftover decline; one
+// only partial last blocks hold adds at least the shortest of them.) It
+// spares the look at the extents that a live subvolume and its snapshots
+// share whole, almost all of them on a host of snapshots: a reference per
+// snapshot to every block of every extent, night after night.
+func cannotPay(refs []ref, files []file, byDst map[int][]run, ds, diskLen, bs, minNet int64) bool {
+	spans := make([]span, 0, len(refs))
+	var partial map[int64]int64 // by block: the shortest partial last block there
+	for _, r := range refs {
+		for _, m := range byDst[r.fi] {
+			if lo := m.dst.block() * bs; lo < r.e.End() && lo+m.len > r.e.Logical {
+				return false
+			}
+		}
+		if (r.e.Physical-ds)%bs != 0 || r.e.Logical%bs != 0 {
+			return true // sharedLeftover declines it
+		}
+		size := files[r.fi].Size
+		lo := r.e.Physical - ds
+		if end := min(r.e.End(), size/bs*bs); end > r.e.Logical {
+			spans = append(spans, span{lo, lo + end - r.e.Logical})
+		}
+		if last := size / bs * bs; size%bs != 0 && last >= r.e.Logical && last < r.e.End() {
+			if partial == nil {
+				partial = make(map[int64]int64)
+			}
+			b := (lo + last - r.e.Logical) / bs
+			if n, ok := partial[b]; !ok || size%bs < n {
+				partial[b] = size % bs
+			}
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	var reach, net int64
+	// gap adds what the blocks from reach up to hi may free, and reports
+	// whether each is referred to.
+	gap := func(hi int64) bool {
+		for ; reach < hi; reach += bs {
+			n, ok := partial[reach/bs]
+			if !ok {
+				return false
+			}
+			net += bs - n
+		}
+		return true
+	}
+	for _, sp := range spans {
+		if sp.lo > reach && !gap(min(sp.lo, diskLen)) {
+			return false
+		}
+		reach = max(reach, sp.hi)
+	}
+	return gap(diskLen) && !pays(net, diskLen, minNet)
 }
 
 // pays reports whether rewriting an extent of n bytes that frees net of

@@ -95,3 +95,96 @@ func TestSharedLeftoverByFilesystem(t *testing.T) {
 		t.Errorf("rewrites of %v; want one, shared, of a file of a", got)
 	}
 }
+
+// TestCannotPay checks when sharedLeftover may decline an extent without
+// looking at every reference to every block, and that where cannotPay
+// says so, the long way declines too, also for extents made at random.
+func TestCannotPay(t *testing.T) {
+	const ds = 100 << 20
+	vol := &volume{Volume: fsys.Volume{FS: "a", Subvol: 5}, btrfs: true}
+	ref4 := func(fi int, logical, physical, length int64) ref {
+		return ref{fi, fiemap.Extent{Logical: logical, Physical: ds + physical, Length: length, DiskStart: ds, DiskLen: 4 * bs, Gen: 9, Flags: fiemap.FlagShared}}
+	}
+	files := []file{
+		{vol: vol, Size: 4 * bs},      // the extent whole
+		{vol: vol, Size: 4 * bs},      // another copy of it
+		{vol: vol, Size: 3*bs + 100},  // its last block partly
+		{vol: vol, Size: 10 * bs},     // its first three blocks, at 2*bs in the file
+		{vol: vol, Size: 4 * bs},      // a destination, of its first block
+		{vol: vol, Size: 2*bs + 4000}, // a block of it, then another partly
+		{vol: vol, Size: 100},         // 100 bytes of a block
+		{vol: vol, Size: 100},
+	}
+	tiny := func(fi int) ref {
+		return ref{fi, fiemap.Extent{Logical: 0, Physical: ds, Length: bs, DiskStart: ds, DiskLen: bs, Gen: 9, Flags: fiemap.FlagShared}}
+	}
+	moved := map[int][]run{4: {{src: mkloc(0, 0), dst: mkloc(4, 0), n: 1, len: bs}}}
+	for _, tt := range []struct {
+		name string
+		refs []ref
+		want bool
+	}{
+		{"two whole copies", []ref{ref4(0, 0, 0, 4*bs), ref4(1, 0, 0, 4*bs)}, true},
+		{"a part and a whole copy", []ref{ref4(2, 0, 0, 4*bs), ref4(1, 0, 0, 4*bs)}, true},
+		// 3996 bytes of the last block free, less than a quarter of the
+		// 16 KiB extent: it does not pay.
+		{"the last block partly only", []ref{ref4(2, 0, 0, 4*bs), ref4(3, 2*bs, 0, 3*bs)}, true},
+		{"three blocks, then the fourth", []ref{ref4(3, 2*bs, 0, 3*bs), ref4(1, 3*bs, 3*bs, bs)}, true},
+		{"a block referred to by none", []ref{ref4(5, 0, 0, 2*bs), ref4(1, 3*bs, 3*bs, bs)}, false},
+		{"a reference moved", []ref{ref4(0, 0, 0, 4*bs), ref4(4, 0, 0, 4*bs)}, false},
+		{"a destination, elsewhere in it", []ref{ref4(0, 0, 0, 4*bs), ref4(4, bs, 0, 3*bs)}, true},
+		// A block of which two files hold the first 100 bytes: 3996 of
+		// 4096 bytes free, more than a quarter.
+		{"a block held in part", []ref{tiny(6), tiny(7)}, false},
+	} {
+		diskLen := tt.refs[0].e.DiskLen
+		if got := cannotPay(tt.refs, files, moved, ds, diskLen, bs, 0); got != tt.want {
+			t.Errorf("%s: cannotPay = %v; want %v", tt.name, got, tt.want)
+		}
+		if tt.want {
+			if ws, rs := sharedLeftover(tt.refs, files, moved, nil, bs, 0); ws != nil || rs != nil {
+				t.Errorf("%s: sharedLeftover = %v, %v; want nothing", tt.name, ws, rs)
+			}
+		}
+	}
+	// Extents of 1 to 8 blocks that 2 to 5 files refer to, each at a
+	// block of the extent and of the file of its own, a file ending in a
+	// partial block now and then, some files destinations of a block.
+	rng := rand.New(rand.NewPCG(3, 3))
+	said := 0
+	for range 20000 {
+		nb := 1 + rng.Int64N(8)
+		var fs []file
+		var refs []ref
+		byDst := make(map[int][]run)
+		for fi := range 2 + rng.IntN(4) {
+			first := rng.Int64N(nb)
+			n := 1 + rng.Int64N(nb-first)
+			at := rng.Int64N(3) * bs
+			size := at + n*bs
+			if rng.IntN(3) == 0 {
+				size -= 1 + rng.Int64N(bs-1)
+			}
+			if rng.IntN(3) == 0 {
+				size += rng.Int64N(2 * bs)
+			}
+			fs = append(fs, file{vol: vol, Size: size})
+			refs = append(refs, ref{fi, fiemap.Extent{Logical: at, Physical: ds + first*bs, Length: n * bs, DiskStart: ds, DiskLen: nb * bs, Gen: 9, Flags: fiemap.FlagShared}})
+			if rng.IntN(5) == 0 {
+				byDst[fi] = []run{{src: mkloc(0, 0), dst: mkloc(fi, at/bs+rng.Int64N(n+1)), n: 1, len: bs}}
+			}
+		}
+		for _, minNet := range []int64{0, bs, 64 << 10} {
+			if !cannotPay(refs, fs, byDst, ds, nb*bs, bs, minNet) {
+				continue
+			}
+			said++
+			if ws, rs := sharedLeftover(refs, fs, byDst, nil, bs, minNet); ws != nil || rs != nil {
+				t.Fatalf("cannotPay said so, but sharedLeftover planned %v, %v\nrefs %+v\nfiles %+v\nruns %+v", ws, rs, refs, fs, byDst)
+			}
+		}
+	}
+	if said == 0 {
+		t.Error("cannotPay never said so")
+	}
+}
