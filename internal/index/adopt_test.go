@@ -114,7 +114,7 @@ func TestAdopt(t *testing.T) {
 			}
 			var got result
 			inTx(t, ix, func(tx *Tx) (err error) {
-				got.Adopted, err = tx.Adopt(live, snap, "/m/live", "/m/snaps/s", before, maxID, gen, tt.withGone)
+				got.Adopted, err = tx.Adopt(live, snap, "/m/live", "/m/snaps/s", before, maxID, gen, tt.withGone, true)
 				return err
 			})
 			rows, err := ix.DB().Query("SELECT path || ' ' || ino FROM files WHERE vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?) ORDER BY path", snap.FS, int64(snap.Subvol))
@@ -180,4 +180,35 @@ func mustSums(t *testing.T, ix *Index, id int64) []byte {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestAdoptMarksOriginOnce checks that an adoption without markOrigin
+// leaves the origin's extents as recorded, the copies shared all the
+// same: a run marks the origin's rows at its first adoption from it.
+func TestAdoptMarksOriginOnce(t *testing.T) {
+	live, snap := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 300}
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	ext := []fiemap.Extent{{Logical: 0, Physical: 1 << 20, Length: 8192, Flags: fiemap.FlagLast, DiskStart: 1 << 20, DiskLen: 8192, Gen: 7}}
+	f := File{Path: "/m/live/a", NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: live, Ino: 10, Size: 8192, Mtime: 1, Ctime: 1}}
+	inTx(t, ix, func(tx *Tx) error { _, err := tx.Put(f, sumsOf(10, 2), ext); return err })
+	before, err := ix.WriteSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxID := ix.MaxFileID(ctx)
+	inTx(t, ix, func(tx *Tx) error {
+		_, err := tx.Adopt(live, snap, "/m/live", "/m/snaps/s", before, maxID, 7, true, false)
+		return err
+	})
+	for vol, want := range map[fsys.Volume]uint32{live: fiemap.FlagLast, snap: fiemap.FlagLast | fiemap.FlagShared} {
+		row, ok, err := ix.FileByInode(ctx, vol, 10)
+		if err != nil || !ok {
+			t.Fatalf("%v: %v, %v", vol, ok, err)
+		}
+		e, err := ix.Extents(ctx, row.ID)
+		if err != nil || len(e) != 1 || e[0].Flags != want {
+			t.Errorf("%v: extents %v, %v; want flags %#x", vol, e, err, want)
+		}
+	}
 }

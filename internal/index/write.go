@@ -438,7 +438,7 @@ type Adopted struct {
 // sequence number before) are copied as they are now, and named in
 // Adopted.Changed. Nothing is recorded if the index holds a file of to
 // already.
-func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, gen int64, withGone bool) (Adopted, error) {
+func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, gen int64, withGone, markOrigin bool) (Adopted, error) {
 	var out Adopted
 	fromID, err := t.volID(from)
 	if err != nil {
@@ -512,11 +512,17 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	// The snapshot refers to each extent stored on disk that its origin's
 	// rows record, so from now on both rows' extents are shared, whatever
 	// FIEMAP said when the origin was walked: the copies are marked so,
-	// and so are the origin's (until its walk records them again).
+	// and with markOrigin, so are the origin's (until its walk records
+	// them again). A run marks them at its first adoption from an origin:
+	// those its walk records afterwards have FIEMAP's flags as of then,
+	// with every snapshot taken, and the others are marked already.
 	if _, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
 		SELECT f.id, e.logical, e.physical, e.length, `+sharedFlags("e")+`, e.disk_start, e.disk_len, e.gen, e.ext_off
 		FROM files f JOIN extents e ON e.file = f.clone_of WHERE f.vol = ?`, toID); err != nil {
 		return out, fmt.Errorf("record extents of %s: %w", toTop, err)
+	}
+	if !markOrigin {
+		return out, nil
 	}
 	if _, err := t.exec(`UPDATE extents SET flags = `+sharedFlags("extents")+`
 		WHERE file IN (SELECT clone_of FROM files WHERE vol = ?) AND flags & ? = 0`, toID, fiemap.FlagShared); err != nil {

@@ -286,6 +286,7 @@ type scanner struct {
 	empty    bool                   // the index held no file at the start
 	newVols  map[fsys.Volume]bool   // compare's: volumes with no file at the start (see newVolume)
 	adopted  map[fsys.Volume]bool   // compare's: volumes whose files the writer recorded from their origin's rows (see adopt)
+	marked   map[fsys.Volume]bool   // the writer's: origins whose rows an adoption marked shared (see index.Tx.Adopt)
 	seq      int64                  // the index's write sequence number at the start: rows changed since were written by this run
 	maxID    int64                  // the largest file id at the start: rows above it were created by this run
 	items    chan item              // walker -> compare

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"same/internal/fsys"
 	"same/internal/index"
 )
 
@@ -129,7 +130,13 @@ func (s *scanner) apply(b *batch, o op) error {
 		a := o.adopt
 		b.adopts = append(b.adopts, a)
 		var err error
-		a.got, err = tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq, s.maxID, s.gen, a.withGone)
+		if s.marked == nil {
+			s.marked = make(map[fsys.Volume]bool)
+		}
+		a.got, err = tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq, s.maxID, s.gen, a.withGone, !s.marked[a.from])
+		if err == nil && a.got.Files > 0 {
+			s.marked[a.from] = true
+		}
 		return err
 	case o.rename != nil:
 		b.keys = append(b.keys, key{o.rename.Vol, o.rename.Ino})
