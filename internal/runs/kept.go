@@ -368,11 +368,20 @@ func (f *finder) regroup() (err error) {
 				return err
 			}
 		}
-		sums, err := f.ix.Sums(f.ctx, f.files[i].id)
-		if err != nil {
-			return err
+		// A clone whose origin, unchanged since the copy, was read
+		// before it (its row is older) holds the origin's sums: on a host
+		// of hourly snapshots, a copy in each of the day's snapshots of
+		// every file left unsettled.
+		sums, shared := f.originSums(i, pos)
+		if !shared {
+			var err error
+			if sums, err = f.ix.Sums(f.ctx, f.files[i].id); err != nil {
+				return err
+			}
 		}
-		if heldBytes+len(sums) <= f.heldBudget() {
+		if shared {
+			f.held[f.files[i].id] = sums // no more memory
+		} else if heldBytes+len(sums) <= f.heldBudget() {
 			f.held[f.files[i].id] = sums
 			heldBytes += len(sums)
 		}
@@ -819,6 +828,23 @@ func (f *finder) fileChunks() []chunkCount {
 		}
 	}
 	return out
+}
+
+// originSums returns the sums of file i from those regroup holds of its
+// origin, if i is a clone (index.File.CloneOf) of a file of the same size
+// unchanged since the copy, whose sums are held: the clone shares them
+// (files.blocks_of), whatever row holds them now.
+func (f *finder) originSums(i int, pos fileIndex) ([]byte, bool) {
+	c := &f.files[i]
+	if c.cloneOf <= 0 {
+		return nil, false
+	}
+	o, ok := pos.of(c.cloneOf)
+	if !ok || f.files[o].changed != c.cloneSeq || f.files[o].Size != c.Size {
+		return nil, false
+	}
+	sums, ok := f.held[f.files[o].id]
+	return sums, ok
 }
 
 // clones finds the files changed since the table that are clones of a
