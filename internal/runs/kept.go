@@ -189,8 +189,9 @@ func (f *finder) openTable(seq int64) *table {
 // else that deduplicates did unseen: hashfile records the extent items
 // of btrfs files that changed (see trusted). So is a file of a snapshot
 // taken since whose row hashfile copied from such a file's, unchanged
-// since (a clone: see index.Tx.Adopt): the snapshot holds the extents
-// its origin had, and the plan did not change those. None is on a
+// since (a clone: see index.Tx.Adopt), and which the plan did not name:
+// the snapshot holds the extents its origin had, and the plan did not
+// change those. None is on a
 // filesystem one of whose volumes in the table is gone (a snapshot
 // deleted): the extents it shared may be shared no more, which their
 // recorded flags would hide from the rewrites (see trusted). It returns
@@ -216,7 +217,7 @@ func (f *finder) untouched() []bool {
 	}
 	for i := range f.files {
 		fl := &f.files[i]
-		if out[i] || fl.cloneOf == 0 {
+		if out[i] || fl.cloneOf == 0 || last.Named.Has(fl.id) {
 			continue
 		}
 		if o, ok := f.byID.of(fl.cloneOf); ok && out[o] && f.files[o].changed == fl.cloneSeq {
