@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -578,30 +579,42 @@ const (
 // the root tree, which needs CAP_SYS_ADMIN; otherwise the error wraps
 // ErrNoTreeSearch.
 func LastSnapshot(f *os.File, id uint64) (uint64, error) {
+	item, found, err := lookup(f, btrfsRootTree, id, btrfsRootItemKey, 0, ^uint64(0))
+	switch {
+	case err != nil:
+		return 0, err
+	case !found || len(item) < rootLastSnapshotOff+8:
+		return 0, fmt.Errorf("fiemap: no root item of subvolume %d", id)
+	}
+	return binary.LittleEndian.Uint64(item[rootLastSnapshotOff:]), nil
+}
+
+// lookup returns a copy of the first item of tree keyed (objectID, typ,
+// an offset from minOffset to maxOffset) in the btrfs holding f, and
+// false if there is none, with one tree search (see search).
+func lookup(f *os.File, tree, objectID uint64, typ uint32, minOffset, maxOffset uint64) ([]byte, bool, error) {
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
 	args.key = searchKey{
-		treeID:      btrfsRootTree,
-		minObjectID: id,
-		maxObjectID: id,
-		maxOffset:   ^uint64(0),
+		treeID:      tree,
+		minObjectID: objectID,
+		maxObjectID: objectID,
+		minOffset:   minOffset,
+		maxOffset:   maxOffset,
 		maxTransID:  ^uint64(0),
-		minType:     btrfsRootItemKey,
-		maxType:     btrfsRootItemKey,
+		minType:     typ,
+		maxType:     typ,
 		nrItems:     1,
 	}
-	var last uint64
+	var out []byte
 	var found bool
 	_, _, err := search(f, args, func(h searchHeader, item []byte) error {
-		if h.objectID == id && h.typ == btrfsRootItemKey && len(item) >= rootLastSnapshotOff+8 {
-			last, found = binary.LittleEndian.Uint64(item[rootLastSnapshotOff:]), true
+		if !found && h.objectID == objectID && h.typ == typ && h.offset >= minOffset && h.offset <= maxOffset {
+			out, found = slices.Clone(item), true
 		}
 		return nil
 	})
-	if err == nil && !found {
-		err = fmt.Errorf("fiemap: no root item of subvolume %d", id)
-	}
-	return last, err
+	return out, found, err
 }
 
 // The UUID tree (BTRFS_UUID_TREE_OBJECTID) maps each subvolume's UUID to
@@ -618,27 +631,10 @@ const (
 // searches the UUID tree, which needs CAP_SYS_ADMIN; otherwise the error
 // wraps ErrNoTreeSearch.
 func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) {
-	args := searchArgsPool.Get().(*searchArgs)
-	defer searchArgsPool.Put(args)
 	lo, hi := binary.LittleEndian.Uint64(uuid[:8]), binary.LittleEndian.Uint64(uuid[8:])
-	args.key = searchKey{
-		treeID:      btrfsUUIDTree,
-		minObjectID: lo,
-		maxObjectID: lo,
-		minOffset:   hi,
-		maxOffset:   hi,
-		maxTransID:  ^uint64(0),
-		minType:     btrfsUUIDKeySubvol,
-		maxType:     btrfsUUIDKeySubvol,
-		nrItems:     1,
+	item, found, err := lookup(f, btrfsUUIDTree, lo, btrfsUUIDKeySubvol, hi, hi)
+	if err != nil || !found || len(item) < 8 {
+		return 0, false, err
 	}
-	var id uint64
-	var found bool
-	_, _, err := search(f, args, func(h searchHeader, item []byte) error {
-		if h.objectID == lo && h.offset == hi && h.typ == btrfsUUIDKeySubvol && len(item) >= 8 {
-			id, found = binary.LittleEndian.Uint64(item), true
-		}
-		return nil
-	})
-	return id, found, err
+	return binary.LittleEndian.Uint64(item), true, nil
 }
