@@ -60,11 +60,20 @@ func ioctl(fd uintptr, req uintptr, arg unsafe.Pointer) error {
 
 // btrfsUUID returns the UUID of the btrfs holding f, in hex.
 func btrfsUUID(f *os.File) (string, error) {
-	var args [1024]byte
-	if err := ioctl(f.Fd(), btrfsIocFSInfo, unsafe.Pointer(&args[0])); err != nil {
-		return "", fmt.Errorf("BTRFS_IOC_FS_INFO: %w", err)
+	args, err := fsInfo(f)
+	if err != nil {
+		return "", err
 	}
 	return hex.EncodeToString(args[16:32]), nil
+}
+
+// fsInfo returns BTRFS_IOC_FS_INFO's answer for the btrfs holding f.
+func fsInfo(f *os.File) (*[1024]byte, error) {
+	var args [1024]byte
+	if err := ioctl(f.Fd(), btrfsIocFSInfo, unsafe.Pointer(&args[0])); err != nil {
+		return nil, fmt.Errorf("BTRFS_IOC_FS_INFO: %w", err)
+	}
+	return &args, nil
 }
 
 // btrfsSubvol returns the id of the btrfs subvolume holding f.
@@ -343,9 +352,9 @@ const (
 // three and four devices), of the block groups in use. Both
 // unprivileged.
 func MetadataOf(f *os.File) (Metadata, error) {
-	var info [1024]byte
-	if err := ioctl(f.Fd(), btrfsIocFSInfo, unsafe.Pointer(&info[0])); err != nil {
-		return Metadata{}, fmt.Errorf("BTRFS_IOC_FS_INFO: %w", err)
+	info, err := fsInfo(f)
+	if err != nil {
+		return Metadata{}, err
 	}
 	m := Metadata{NodeSize: int64(*(*uint32)(unsafe.Pointer(&info[32])))}
 	var head [2]uint64 // space_slots 0: the kernel says how many

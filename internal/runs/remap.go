@@ -229,7 +229,6 @@ func markReadOnly(files []file, keepSource bool) {
 			if err != nil {
 				continue // the next file of the volume tells
 			}
-			known = fsys.ReadOnly(h)
 			if _, ok := leaf[f.vol.FS]; !ok {
 				leaf[f.vol.FS] = metadataLeaf
 				if m, err := fsys.MetadataOf(h); err == nil {
@@ -241,7 +240,10 @@ func markReadOnly(files []file, keepSource bool) {
 			if n, err := fiemap.LastSnapshot(h, f.vol.Subvol); err == nil {
 				f.vol.lastSnapshot = n
 			}
+			// One BTRFS_IOC_GET_SUBVOL_INFO says both: read-only, and
+			// what it is a snapshot of (fsys.ReadOnly asks it again).
 			if sn, err := fsys.SnapshotOf(h); err == nil {
+				known = sn.ReadOnly
 				seen = append(seen, ids{f.vol, sn.UUID, sn.Origin})
 			} else {
 				f.vol.snapshotted = true // cannot tell: as if
