@@ -27,17 +27,17 @@ func remap(files []file, involved, untouched []bool, o *Options) (stale, kept in
 	warn := o.Warn
 	work := make(chan int)
 	var mu sync.Mutex // guards warn, stale and o.Progress
-	var total, done int64
-	mapped := func(i int) bool {
-		return involved[i] && (untouched == nil || !untouched[i] || !trusted(files[i].extents))
-	}
+	var todo []int32
 	for i, ok := range involved {
-		if mapped(i) {
-			total++
-		} else if ok {
+		switch {
+		case !ok:
+		case untouched != nil && untouched[i] && trusted(files[i].extents):
 			kept++
+		default:
+			todo = append(todo, int32(i))
 		}
 	}
+	total, done := int64(len(todo)), int64(0)
 	var wg sync.WaitGroup
 	for range max(2, runtime.NumCPU()) {
 		wg.Go(func() {
@@ -63,10 +63,8 @@ func remap(files []file, involved, untouched []bool, o *Options) (stale, kept in
 			}
 		})
 	}
-	for i := range involved {
-		if mapped(i) {
-			work <- i
-		}
+	for _, i := range todo {
+		work <- int(i)
 	}
 	close(work)
 	wg.Wait()
