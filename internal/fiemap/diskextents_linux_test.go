@@ -458,12 +458,7 @@ func TestLastSnapshot(t *testing.T) {
 	testfs.Run(t, "btrfs", "subvolume", "create", sv)
 	items := func(path string) []fiemap.Extent {
 		t.Helper()
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		ext, err := fiemap.DiskExtents(f)
+		ext, err := fiemap.DiskExtents(openT(t, path))
 		if err != nil || len(ext) != 1 {
 			t.Fatalf("DiskExtents(%s) = %v, %v; want one item", path, ext, err)
 		}
@@ -471,11 +466,7 @@ func TestLastSnapshot(t *testing.T) {
 	}
 	last := func(path string) uint64 {
 		t.Helper()
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := openT(t, path)
 		in, err := fsys.Describe(f)
 		if err != nil {
 			t.Fatal(err)
@@ -493,12 +484,7 @@ func TestLastSnapshot(t *testing.T) {
 	snap := filepath.Join(mnt, "snap")
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", sv, snap)
 	writeAt(t, filepath.Join(sv, "new"), 0, fill(2, 8192), true)
-	d, err := os.Open(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := fsys.SnapshotOf(d)
-	d.Close()
+	sn, err := fsys.SnapshotOf(openT(t, snap))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -414,25 +414,17 @@ func TestRewriteInSnapshot(t *testing.T) {
 // (a plan from the recorded extents, which does not weigh metadata), the
 // small file's unit takes more space than it frees.
 func TestMetadataCostLeftOut(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(13, 13))
 	big, small := random(rng, 2*MiB), random(rng, 8192)
 	// The small file and its copy in one tree leaf, the big file and its
-	// copy in another, 100 empty files between them.
-	write(t, filepath.Join(live, "small"), small)
-	write(t, filepath.Join(live, "small.copy"), small)
-	for i := range 100 {
-		write(t, filepath.Join(live, fmt.Sprintf("empty%03d", i)), nil)
-	}
+	// copy in another.
+	copyInALeaf(t, live, "small", small)
 	write(t, filepath.Join(live, "big"), big)
 	testfs.Run(t, "sync")
 	write(t, filepath.Join(live, "big.copy"), big)
 	testfs.Run(t, "sync")
-	for h := range 30 {
-		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
-	}
+	snapshotsOf(t, mnt, live, 30)
 	// And a subvolume no snapshot was taken of, whose leaves are its own:
 	// sharing its small file's copy costs no metadata, and is planned.
 	plain := filepath.Join(mnt, "plain")
@@ -513,22 +505,14 @@ func TestMetadataCostLeftOut(t *testing.T) {
 // not, where their rows were copied from files not mapped again. After a
 // snapshot is deleted, every file is.
 func TestUnmapped(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(14, 14))
 	big, small := random(rng, 2*MiB), random(rng, 8192)
-	write(t, filepath.Join(live, "small"), small)
-	write(t, filepath.Join(live, "small.copy"), small)
-	for i := range 100 {
-		write(t, filepath.Join(live, fmt.Sprintf("empty%03d", i)), nil)
-	}
+	copyInALeaf(t, live, "small", small)
 	write(t, filepath.Join(live, "big"), big)
 	write(t, filepath.Join(live, "big.copy"), big)
 	testfs.Run(t, "sync")
-	for h := range 10 {
-		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
-	}
+	snapshotsOf(t, mnt, live, 10)
 	db := filepath.Join(t.TempDir(), "index.db")
 	first, stderr := planWith(t, db, mnt)
 	const costly = "(1 unit left out that would cost btrfs's metadata more than it frees)"
@@ -608,20 +592,12 @@ func TestUnmapped(t *testing.T) {
 // planned, and frees its data. The copy of one written before them, whose
 // leaf the snapshots share, is left out.
 func TestMetadataOwnLeaves(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(15, 15))
 	old, fresh := random(rng, 8192), random(rng, 8192)
-	write(t, filepath.Join(live, "old"), old)
-	write(t, filepath.Join(live, "old.copy"), old)
-	for i := range 100 {
-		write(t, filepath.Join(live, fmt.Sprintf("empty%03d", i)), nil)
-	}
+	copyInALeaf(t, live, "old", old)
 	testfs.Run(t, "sync")
-	for h := range 10 {
-		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
-	}
+	snapshotsOf(t, mnt, live, 10)
 	write(t, filepath.Join(live, "new"), fresh)
 	write(t, filepath.Join(live, "new.copy"), fresh)
 	testfs.Run(t, "sync")
@@ -652,5 +628,35 @@ func TestMetadataOwnLeaves(t *testing.T) {
 	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
 	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 8192) {
 		t.Errorf("statfs reports %d bytes freed; want 8192 (and at most %d more)", freed, metadataSlack)
+	}
+}
+
+// liveSubvolume mounts a new btrfs and makes a subvolume "live" in it.
+func liveSubvolume(t *testing.T) (mnt, live string) {
+	t.Helper()
+	mnt = testfs.Mount(t, "btrfs", "512M")
+	live = filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	return mnt, live
+}
+
+// copyInALeaf writes name and name.copy holding data in dir, then 100
+// empty files: the pair's extent items lie in one tree leaf, and those
+// of the files written after them in another.
+func copyInALeaf(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	write(t, filepath.Join(dir, name), data)
+	write(t, filepath.Join(dir, name+".copy"), data)
+	for i := range 100 {
+		write(t, filepath.Join(dir, fmt.Sprintf("empty%03d", i)), nil)
+	}
+}
+
+// snapshotsOf takes n read-only snapshots of live, mnt/snap00 on, as an
+// hourly timeline does.
+func snapshotsOf(t *testing.T, mnt, live string, n int) {
+	t.Helper()
+	for h := range n {
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, fmt.Sprintf("snap%02d", h)))
 	}
 }
