@@ -43,6 +43,10 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 	// metadata costs is left out.
 	us := planUnits(runs, ws, files, bs, o.Live)
 	sum.Costly, sum.Metadata = us.costly, us.metadata
+	// The extents are not looked at again: their room is the digests'.
+	for i := range files {
+		files[i].extents = nil
+	}
 	// The digest of each source range and length (of the sums of its
 	// blocks), for the first run of each.
 	var firsts []int

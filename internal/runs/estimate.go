@@ -18,13 +18,12 @@ import (
 // freed block by block, a partial last block whole (see sharedBlocks for
 // blocks that reflinked copies share).
 func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool)) {
-	byDest := make(map[int][]run)
-	byDestination(runs, func(fi int, rs []run) { byDest[fi] = rs })
+	byDest := newDstRuns(runs, len(files))
 	var blocks *sharedBlocks // built when a destination elsewhere than on btrfs has a shared extent
 	// covered reports whether the runs of file fi cover every piece of
 	// disk extent g, and which run covers its first piece.
 	covered := func(fi int, g []fiemap.Extent) (int, bool) {
-		f, rs := &files[fi], byDest[fi]
+		f, rs := &files[fi], byDest.of(fi)
 		first := -1
 		for _, e := range g {
 			if e.Logical >= f.Size {
@@ -62,7 +61,10 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 		}
 		if byIno == nil {
 			byIno = make(map[refKey]int)
-			for di := range byDest {
+			for di := range files {
+				if len(byDest.of(di)) == 0 {
+					continue
+				}
 				byIno[refKey{files[di].vol.FS, fiemap.Ref{Root: files[di].vol.Subvol, Ino: files[di].Ino}}] = di
 			}
 		}
@@ -113,8 +115,7 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 // together) whose destination is on a filesystem other than btrfs, as
 // estimate does.
 func estimateBlockwise(runs []run, files []file, bs int64) {
-	byDest := make(map[int][]run)
-	byDestination(runs, func(fi int, rs []run) { byDest[fi] = rs })
+	byDest := newDstRuns(runs, len(files))
 	var blocks *sharedBlocks
 	byDestination(runs, func(fi int, rs []run) {
 		if !files[fi].vol.btrfs {
@@ -127,7 +128,7 @@ func estimateBlockwise(runs []run, files []file, bs int64) {
 // filesystem other than btrfs: the blocks they cover, a partial last block
 // whole, but for those of shared extents, which count as sharedBlocks
 // says. It returns blocks, made if it was nil and needed.
-func blockwise(fi int, rs []run, files []file, byDest map[int][]run, bs int64, blocks *sharedBlocks) *sharedBlocks {
+func blockwise(fi int, rs []run, files []file, byDest dstRuns, bs int64, blocks *sharedBlocks) *sharedBlocks {
 	f := &files[fi]
 	var inShared []int // f's shared extents that the runs reach
 	for k := range rs {
@@ -206,7 +207,7 @@ func covers(runs []run, bs, size int64, e fiemap.Extent) (int, bool) {
 // unless left out by the options.)
 type sharedBlocks struct {
 	files  []file
-	byDest map[int][]run
+	byDest dstRuns
 	bs     int64
 	// refs holds the shared extents of the files at hand that overlap a
 	// destination's, by filesystem and by each refBucket of the disk
@@ -237,15 +238,15 @@ type extentAt struct{ fi, ei int32 }
 
 func (b *sharedBlocks) extent(x extentAt) *fiemap.Extent { return &b.files[x.fi].extents[x.ei] }
 
-func newSharedBlocks(files []file, byDest map[int][]run, bs int64) *sharedBlocks {
+func newSharedBlocks(files []file, byDest dstRuns, bs int64) *sharedBlocks {
 	b := &sharedBlocks{files: files, byDest: byDest, bs: bs, refs: make(map[refBucket][]extentAt),
 		counted: make(map[string][]span), covered: make(map[int][]span)}
 	// The disk ranges of the destinations' shared extents: only extents
 	// overlapping them are looked at.
 	dest := make(map[string][]span)
-	for fi := range byDest {
+	for fi := range files {
 		f := &files[fi]
-		if f.vol.btrfs {
+		if f.vol.btrfs || len(byDest.of(fi)) == 0 {
 			continue
 		}
 		for _, e := range f.extents {
@@ -291,7 +292,7 @@ func (b *sharedBlocks) coveredBy(fi int) []span {
 	}
 	f := &b.files[fi]
 	var c []span
-	for _, r := range b.byDest[fi] {
+	for _, r := range b.byDest.of(fi) {
 		lo, hi := r.dst.block()*b.bs, r.dst.block()*b.bs+r.len
 		if hi >= f.Size {
 			hi = (hi + f.vol.fsBlock - 1) / f.vol.fsBlock * f.vol.fsBlock

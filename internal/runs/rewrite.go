@@ -34,13 +34,8 @@ type rewriteAt struct {
 // runs are in destination order. The rewrites come best first: by net
 // bytes freed per byte written, then by path and offset.
 func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
-	byDst := make(map[int][]run)
-	byDestination(runs, func(fi int, rs []run) { byDst[fi] = rs })
-	srcs := make(map[int][]span)
-	for _, r := range runs {
-		fi := r.src.file()
-		srcs[fi] = append(srcs[fi], span{r.src.block() * bs, r.src.block()*bs + r.len})
-	}
+	byDst := newDstRuns(runs, len(files))
+	srcs := newSrcRanges(runs, len(files), bs)
 	refs := make(map[diskKey][]ref)
 	for fi := range files {
 		f := &files[fi]
@@ -69,7 +64,7 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 			if shared(g) {
 				continue // see below
 			}
-			if w := rewriteOf(byDst[fi], f, bs, minNet, g); w != nil {
+			if w := rewriteOf(byDst.of(fi), f, bs, minNet, g); w != nil {
 				out = append(out, rewriteAt{w, fi})
 			}
 		}
@@ -173,7 +168,7 @@ func covered(spans []span, lo, hi int64) bool {
 // gain is below minNet or a quarter of the extent. References from
 // outside the index (a snapshot not hashed) cannot be seen: the rewrite
 // then frees nothing.
-func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int][]span, bs, minNet int64) ([]rewriteAt, []run) {
+func sharedLeftover(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs, minNet int64) ([]rewriteAt, []run) {
 	if len(refs) < 2 {
 		return nil, nil
 	}
@@ -189,7 +184,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 			return nil, nil
 		}
 		if _, ok := dsts[r.fi]; !ok {
-			dsts[r.fi] = dstSpans(byDst[r.fi], bs)
+			dsts[r.fi] = dstSpans(byDst.of(r.fi), bs)
 		}
 	}
 	// The references to each block of the extent, in file order.
@@ -208,7 +203,7 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 			if covered(dsts[r.fi], off, off+bs) {
 				continue // a run moves it
 			}
-			blocks[b] = append(blocks[b], at{r.fi, off, covered(srcs[r.fi], off, off+bs)})
+			blocks[b] = append(blocks[b], at{r.fi, off, covered(srcs.of(r.fi), off, off+bs)})
 		}
 	}
 	// Each file owns blocks at one distance between disk and file
@@ -327,11 +322,11 @@ func sharedLeftover(refs []ref, files []file, byDst map[int][]run, srcs map[int]
 // spares the look at the extents that a live subvolume and its snapshots
 // share whole, almost all of them on a host of snapshots: a reference per
 // snapshot to every block of every extent, night after night.
-func cannotPay(refs []ref, files []file, byDst map[int][]run, ds, diskLen, bs, minNet int64) bool {
+func cannotPay(refs []ref, files []file, byDst dstRuns, ds, diskLen, bs, minNet int64) bool {
 	spans := make([]span, 0, len(refs))
 	var partial map[int64]int64 // by block: the shortest partial last block there
 	for _, r := range refs {
-		for _, m := range byDst[r.fi] {
+		for _, m := range byDst.of(r.fi) {
 			if lo := m.dst.block() * bs; lo < r.e.End() && lo+m.len > r.e.Logical {
 				return false
 			}

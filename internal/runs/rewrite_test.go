@@ -118,7 +118,7 @@ func TestCannotPay(t *testing.T) {
 	tiny := func(fi int) ref {
 		return ref{fi, fiemap.Extent{Logical: 0, Physical: ds, Length: bs, DiskStart: ds, DiskLen: bs, Gen: 9, Flags: fiemap.FlagShared}}
 	}
-	moved := map[int][]run{4: {{src: mkloc(0, 0), dst: mkloc(4, 0), n: 1, len: bs}}}
+	moved := newDstRuns([]run{{src: mkloc(0, 0), dst: mkloc(4, 0), n: 1, len: bs}}, len(files))
 	for _, tt := range []struct {
 		name string
 		refs []ref
@@ -142,7 +142,7 @@ func TestCannotPay(t *testing.T) {
 			t.Errorf("%s: cannotPay = %v; want %v", tt.name, got, tt.want)
 		}
 		if tt.want {
-			if ws, rs := sharedLeftover(tt.refs, files, moved, nil, bs, 0); ws != nil || rs != nil {
+			if ws, rs := sharedLeftover(tt.refs, files, moved, srcRanges{}, bs, 0); ws != nil || rs != nil {
 				t.Errorf("%s: sharedLeftover = %v, %v; want nothing", tt.name, ws, rs)
 			}
 		}
@@ -156,7 +156,7 @@ func TestCannotPay(t *testing.T) {
 		nb := 1 + rng.Int64N(8)
 		var fs []file
 		var refs []ref
-		byDst := make(map[int][]run)
+		var moved []run
 		for fi := range 2 + rng.IntN(4) {
 			first := rng.Int64N(nb)
 			n := 1 + rng.Int64N(nb-first)
@@ -171,16 +171,17 @@ func TestCannotPay(t *testing.T) {
 			fs = append(fs, file{vol: vol, Size: size})
 			refs = append(refs, ref{fi, fiemap.Extent{Logical: at, Physical: ds + first*bs, Length: n * bs, DiskStart: ds, DiskLen: nb * bs, Gen: 9, Flags: fiemap.FlagShared}})
 			if rng.IntN(5) == 0 {
-				byDst[fi] = []run{{src: mkloc(0, 0), dst: mkloc(fi, at/bs+rng.Int64N(n+1)), n: 1, len: bs}}
+				moved = append(moved, run{src: mkloc(0, 0), dst: mkloc(fi, at/bs+rng.Int64N(n+1)), n: 1, len: bs})
 			}
 		}
+		byDst := newDstRuns(moved, len(fs))
 		for _, minNet := range []int64{0, bs, 64 << 10} {
 			if !cannotPay(refs, fs, byDst, ds, nb*bs, bs, minNet) {
 				continue
 			}
 			said++
-			if ws, rs := sharedLeftover(refs, fs, byDst, nil, bs, minNet); ws != nil || rs != nil {
-				t.Fatalf("cannotPay said so, but sharedLeftover planned %v, %v\nrefs %+v\nfiles %+v\nruns %+v", ws, rs, refs, fs, byDst)
+			if ws, rs := sharedLeftover(refs, fs, byDst, srcRanges{}, bs, minNet); ws != nil || rs != nil {
+				t.Fatalf("cannotPay said so, but sharedLeftover planned %v, %v\nrefs %+v\nfiles %+v\nruns %+v", ws, rs, refs, fs, moved)
 			}
 		}
 	}

@@ -147,32 +147,33 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 		}
 		return false
 	}
-	// The disk extents (by filesystem and disk offset where known, else
-	// by file and group of its extents, see groups) and the first node
-	// holding each: a rewrite of it, or a run with its destination in it.
-	// Filesystems are numbered, to keep the keys small.
-	type extentKey struct {
-		disk      int64
-		fs, fi, g int32
+	// The nodes holding each disk extent (by filesystem and disk offset
+	// where known, else by file and group of its extents, see groups): a
+	// rewrite of it, or a run with its destination in it. They are
+	// listed, then sorted by extent and joined: a list of 24 bytes a
+	// node where a map from each extent to its first holder took 80.
+	// Filesystems are numbered, the extents of a file without disk
+	// offsets keyed by -1-file and group.
+	type extentKey struct{ a, b int64 }
+	type holding struct {
+		key  extentKey
+		node int32
 	}
-	fsNum := make(map[string]int32)
+	holds := make([]holding, 0, len(runs)+len(ws)) // most often one each
+	fsNum := make(map[string]int64)
 	diskKeyOf := func(f *file, at int64) extentKey {
 		n, ok := fsNum[f.vol.FS]
 		if !ok {
-			n = int32(len(fsNum))
+			n = int64(len(fsNum))
 			fsNum[f.vol.FS] = n
 		}
-		return extentKey{disk: at, fs: n, fi: -1, g: -1}
+		return extentKey{n, at}
 	}
-	holder := make(map[extentKey]int32)
-	hold := func(key extentKey, node int) {
-		if other, ok := holder[key]; ok {
-			join(node, int(other))
-		} else {
-			holder[key] = int32(node)
-		}
-	}
-	groupOf := make(map[int][]int32)      // each extent's group, of the files without DiskStart
+	hold := func(key extentKey, node int) { holds = append(holds, holding{key, int32(node)}) }
+	// Each extent's group, of the files without DiskStart, worked out
+	// once a file: file fi's from groupOf[groupAt[fi]-1].
+	var groupAt []int32
+	var groupOf []int32
 	var deps []struct{ run, rewrite int } // a run whose source lies in a rewritten extent
 	// A rewrite frees its disk extent only when every reference to it has
 	// moved: in its file, and (plan.Rewrite.Shared) in the files whose
@@ -209,15 +210,27 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 				hold(diskKeyOf(f, e.DiskStart), k)
 				continue
 			}
-			of, ok := groupOf[fi]
-			if !ok {
-				of, _ = extentGroups(f)
-				groupOf[fi] = of
+			if groupAt == nil {
+				groupAt = make([]int32, len(files))
 			}
-			hold(extentKey{fs: -1, fi: int32(fi), g: of[first+i]}, k)
+			if groupAt[fi] == 0 {
+				of, _ := extentGroups(f)
+				groupAt[fi] = int32(len(groupOf) + 1)
+				groupOf = append(groupOf, of...)
+			}
+			hold(extentKey{-1 - int64(fi), int64(groupOf[int(groupAt[fi])-1+first+i])}, k)
 		}
 	}
-	holder, groupOf = nil, nil
+	groupAt, groupOf = nil, nil
+	slices.SortFunc(holds, func(x, y holding) int {
+		return cmp.Or(cmp.Compare(x.key.a, y.key.a), cmp.Compare(x.key.b, y.key.b))
+	})
+	for i := 1; i < len(holds); i++ {
+		if holds[i].key == holds[i-1].key {
+			join(int(holds[i].node), int(holds[i-1].node))
+		}
+	}
+	holds = nil
 	// Sets that must each come before the other are joined.
 	for joinCycles(deps, find, join) {
 	}
