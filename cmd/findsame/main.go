@@ -34,7 +34,10 @@
 // a file that the last run's plan did not name, unchanged since, whose
 // every extent was recorded shared (one of a unit left out for its
 // metadata cost, night after night) (run
-// hashfile before findsame, so that what changed since is recorded). A
+// hashfile before findsame, so that what changed since is recorded). The
+// files a plan names count as named from before its first line is
+// printed, even when the run is cut short (an interrupt, applysame
+// stopping early). A
 // file changed or gone since it was hashed is left out with a warning
 // naming it; run hashfile again to include it. A file with the immutable
 // attribute (chattr +i), into which the kernel shares nothing even for
@@ -158,7 +161,9 @@ copies already shared its storage when hashfile (as root) recorded its
 extents is not mapped again, nor is a file that the last run's plan did
 not name, unchanged since, whose every extent was recorded shared (one of
 a unit left out for its metadata cost, night after night) (run hashfile
-before findsame, so that what changed since is recorded). A file changed or gone since it was hashed is
+before findsame, so that what changed since is recorded). The files a
+plan names count as named from before its first line is printed, even
+when the run is cut short (an interrupt, applysame stopping early). A file changed or gone since it was hashed is
 left out with a warning; run hashfile again to include it. A file with the
 immutable attribute (chattr +i), into which the kernel shares nothing, is
 never a destination nor rewritten, only a source, with a warning; with

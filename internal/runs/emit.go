@@ -22,8 +22,11 @@ var maxPlanned = math.MaxInt32 - 1
 // share source range and length on one line of up to plan.MaxDests
 // destinations. redo, if not nil, marks the files regrouped (see
 // finder.redo); named, if not nil, is where lines marks the files the
-// plan names.
-func lines(ctx context.Context, ix *index.Index, files []file, redo, named []bool, held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
+// plan names. Once they are marked, before the first line, it calls
+// planned if not nil (Find commits its table of sums there: the files a
+// plan names count as named once any of it may have been applied, even
+// if it is cut short).
+func lines(ctx context.Context, ix *index.Index, files []file, redo, named []bool, planned func(), held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	if len(runs)+len(ws) > maxPlanned {
 		return fmt.Errorf("%d runs and %d rewrites to plan, more than findsame plans at once (%d): plan parts of the index in turn (-include)", len(runs), len(ws), maxPlanned)
 	}
@@ -46,6 +49,20 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 	// The extents are not looked at again: their room is the digests'.
 	for i := range files {
 		files[i].extents = nil
+	}
+	if named != nil {
+		for n := range us.len() {
+			uruns, urewrites := us.get(n)
+			for _, k := range urewrites {
+				named[ws[k].fi] = true
+			}
+			for _, k := range uruns {
+				named[runs[k].src.file()], named[runs[k].dst.file()] = true, true
+			}
+		}
+	}
+	if planned != nil {
+		planned()
 	}
 	// The digest of each source range and length (of the sums of its
 	// blocks), for the first run of each.
@@ -105,9 +122,6 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 		// starts the unit's dedupe lines.
 		for _, k := range urewrites {
 			w := ws[k].w
-			if named != nil {
-				named[ws[k].fi] = true
-			}
 			w.Unit = unit
 			sum.Lines++
 			sum.Rewrites++
@@ -134,9 +148,6 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 				}
 				d.Dst = append(d.Dst, rangeOf(&files[r.dst.file()], r.dst.block()*bs))
 				d.Freed += r.freed
-				if named != nil {
-					named[r.src.file()], named[r.dst.file()] = true, true
-				}
 			}
 			if done += len(d.Dst); done%4096 < len(d.Dst) {
 				if err := ctx.Err(); err != nil {

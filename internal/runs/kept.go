@@ -70,8 +70,9 @@ type table struct {
 	seq   int64 // the index's write_seq before the files were read
 	base  *sumtab.Table
 	delta *sumtab.Table // nil without one that extends base
-	// w writes the table this run leaves, committed when the plan is
-	// written; nil if it cannot be written.
+	// w writes the table this run leaves, committed once the plan's
+	// units are planned, before its first line is printed (see lines);
+	// nil if it cannot be written.
 	w *sumtab.Writer
 	// superseded is what the delta w writes supersedes in the base.
 	superseded sumtab.Set
@@ -185,7 +186,8 @@ func (f *finder) openTable(seq int64) *table {
 // untouched marks, by file index, the files whose recorded extents are
 // as the last run that wrote a table found them, and which its plan did
 // not name: unchanged in the index since and not among the table's
-// Named. Applying that plan did not change their extents, and nothing
+// Named. Applying that plan, or any part of it (the table is committed
+// before its first line), did not change their extents, and nothing
 // else that deduplicates did unseen: hashfile records the extent items
 // of btrfs files that changed (see trusted). So is a file of a snapshot
 // taken since whose row hashfile copied from such a file's, unchanged

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"same/internal/fiemap"
@@ -436,4 +438,75 @@ func TestKeptTableLostSource(t *testing.T) {
 		}
 	})
 	check("after the source was deleted", 1)
+}
+
+// A run cut short while it prints its plan (here its first line fails)
+// has committed its table of sums already, with every file the plan
+// names: the lines printed may have been applied, and the files they
+// name must be mapped again next time, not taken as the table's previous
+// plan left them.
+func TestKeptTableBeforeLines(t *testing.T) {
+	h := newKeptHost(t)
+	table := filepath.Join(filepath.Dir(h.ix.Path()), "index.db-sums")
+	full, sum := h.find(Options{})
+	if sum.Lines < 2 {
+		t.Fatalf("plan of %d lines; want some", sum.Lines)
+	}
+	want := map[int64]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(full), "\n") {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []plan.Range
+		switch r := rec.(type) {
+		case *plan.Dedupe:
+			rs = append(rs, r.Src)
+			rs = append(rs, r.Dst...)
+		case *plan.Rewrite:
+			rs = append(rs, r.File)
+		}
+		for _, r := range rs {
+			var id int64
+			if err := h.ix.DB().QueryRow("SELECT id FROM files WHERE path = ?", r.Path).Scan(&id); err != nil {
+				t.Fatalf("%s: %v", r.Path, err)
+			}
+			want[id] = true
+		}
+	}
+	stop := errors.New("the reader went away")
+	printed := 0
+	_, err := Find(context.Background(), h.ix, Options{Table: table, Rewrite: true}, func(plan.Record) error {
+		printed++
+		return stop
+	})
+	if !errors.Is(err, stop) || printed != 1 {
+		t.Fatalf("Find: %v after %d lines; want %v after 1", err, printed, stop)
+	}
+	tb, err := sumtab.Open(table)
+	if err != nil {
+		t.Fatalf("no table committed: %v", err)
+	}
+	defer tb.Close()
+	var missing, extra []int64
+	for id := range want {
+		if !tb.Named.Has(id) {
+			missing = append(missing, id)
+		}
+	}
+	var n int
+	if err := h.ix.DB().QueryRow("SELECT max(id) FROM files").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	for id := range int64(n) + 1 {
+		if tb.Named.Has(id) && !want[id] {
+			extra = append(extra, id)
+		}
+	}
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Errorf("the table names files %v it should not, and not %v, of the %d the plan names", extra, missing, len(want))
+	}
+	if got, sum := h.find(Options{Table: table}); got != full {
+		t.Errorf("the next run (%+v) with the table:\n%s\nwant the full run's plan:\n%s", sum, got, full)
+	}
 }

@@ -400,10 +400,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if f.tab != nil {
 		named = f.tab.named
 	}
-	if err := lines(ctx, ix, files, f.redo, named, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
+	if err := lines(ctx, ix, files, f.redo, named, f.commitTable, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
 		return sum, err
 	}
-	f.commitTable()
 	return sum, nil
 }
 

@@ -166,7 +166,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID fileInd
 	sum.Immutable = refusedImmutable(files, &o)
 	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
 	estimateBlockwise(runs, files, bs) // a destination once each: any order will do
-	return lines(ctx, ix, files, nil, nil, nil, runs, nil, bs, emit, sum, &o)
+	return lines(ctx, ix, files, nil, nil, nil, nil, runs, nil, bs, emit, sum, &o)
 }
 
 // mostShared returns the index of the member of group (files, each given
