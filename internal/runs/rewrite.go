@@ -176,6 +176,13 @@ func sharedLeftover(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs,
 	if diskLen <= 0 || diskLen%bs != 0 || diskLen > 1<<30 || cannotPay(refs, files, byDst, ds, diskLen, bs, minNet) {
 		return nil, nil
 	}
+	return blockOwners(refs, files, byDst, srcs, bs, minNet)
+}
+
+// blockOwners is sharedLeftover the long way, block by block, for an
+// extent of refs that cannotPay did not decline.
+func blockOwners(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs, minNet int64) ([]rewriteAt, []run) {
+	ds, diskLen := refs[0].e.DiskStart, refs[0].e.DiskLen
 	dsts := make(map[int][]span)
 	for _, r := range refs {
 		f := &files[r.fi]
@@ -314,62 +321,83 @@ func sharedLeftover(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs,
 
 // cannotPay reports whether sharedLeftover declines the disk extent at
 // ds of diskLen bytes that refs refer to, as it finds without a look at
-// every reference to every block: no run moves a range of any reference,
-// and every block is referred to, so that at most the ends of partial last
-// blocks are freed. (A block some reference holds whole adds a whole
-// block to what its owner copies, or makes sharedLeftover decline; one
-// only partial last blocks hold adds at least the shortest of them.) It
-// spares the look at the extents that a live subvolume and its snapshots
-// share whole, almost all of them on a host of snapshots: a reference per
-// snapshot to every block of every extent, night after night.
+// every reference to every block: what the rewrite could free at most
+// does not pay. It takes the ranges of each reference that no run moves
+// away; a block one of them refers to whole is copied whole (or the
+// extent declined), one that only partial last blocks refer to costs at
+// least the shortest of them, and one no reference is left in is freed.
+// It spares the look at the extents that a live subvolume and its
+// snapshots share whole, almost all of them on a host of snapshots: a
+// reference per snapshot to every block of every extent, night after
+// night, the day's runs moving a few of them.
 func cannotPay(refs []ref, files []file, byDst dstRuns, ds, diskLen, bs, minNet int64) bool {
+	// The disk ranges still referred to whole, and by block the shortest
+	// partial last block still referred to there.
 	spans := make([]span, 0, len(refs))
-	var partial map[int64]int64 // by block: the shortest partial last block there
+	var partial map[int64]int64
 	for _, r := range refs {
-		for _, m := range byDst.of(r.fi) {
-			if lo := m.dst.block() * bs; lo < r.e.End() && lo+m.len > r.e.Logical {
-				return false
-			}
-		}
 		if (r.e.Physical-ds)%bs != 0 || r.e.Logical%bs != 0 {
 			return true // sharedLeftover declines it
 		}
 		size := files[r.fi].Size
-		lo := r.e.Physical - ds
-		if end := min(r.e.End(), size/bs*bs); end > r.e.Logical {
-			spans = append(spans, span{lo, lo + end - r.e.Logical})
+		end := min(r.e.End(), size) // the file's range that refers to the extent
+		whole := size / bs * bs     // the file's whole blocks end there
+		disk := r.e.Physical - ds - r.e.Logical
+		// keep notes [lo, hi) of the file, which no run moves away.
+		keep := func(lo, hi int64) {
+			if w := min(hi, whole); w > lo {
+				spans = append(spans, span{disk + lo, disk + w})
+			}
+			if size%bs != 0 && lo <= whole && whole < hi {
+				if partial == nil {
+					partial = make(map[int64]int64)
+				}
+				b := (disk + whole) / bs
+				if n, ok := partial[b]; !ok || size%bs < n {
+					partial[b] = size % bs
+				}
+			}
 		}
-		if last := size / bs * bs; size%bs != 0 && last >= r.e.Logical && last < r.e.End() {
-			if partial == nil {
-				partial = make(map[int64]int64)
+		// The runs into the file, in order: a block any of them reaches
+		// into is moved.
+		at := r.e.Logical
+		for _, m := range byDst.of(r.fi) {
+			lo := m.dst.block() * bs
+			hi := (lo + m.len + bs - 1) / bs * bs
+			if hi <= at || lo >= end {
+				continue
 			}
-			b := (lo + last - r.e.Logical) / bs
-			if n, ok := partial[b]; !ok || size%bs < n {
-				partial[b] = size % bs
+			if lo > at {
+				keep(at, lo)
 			}
+			at = hi
+		}
+		if at < end {
+			keep(at, end)
 		}
 	}
 	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
 	var reach, net int64
-	// gap adds what the blocks from reach up to hi may free, and reports
-	// whether each is referred to.
-	gap := func(hi int64) bool {
-		for ; reach < hi; reach += bs {
-			n, ok := partial[reach/bs]
-			if !ok {
-				return false
-			}
-			net += bs - n
+	// gap adds what the blocks from reach up to hi, which no reference
+	// refers to whole, free at most.
+	gap := func(hi int64) {
+		if len(partial) == 0 {
+			net += max(0, hi-reach)
+			reach = max(reach, hi)
+			return
 		}
-		return true
+		for ; reach < hi; reach += bs {
+			net += bs - partial[reach/bs]
+		}
 	}
 	for _, sp := range spans {
-		if sp.lo > reach && !gap(min(sp.lo, diskLen)) {
-			return false
+		if sp.lo > reach {
+			gap(min(sp.lo, diskLen))
 		}
 		reach = max(reach, sp.hi)
 	}
-	return gap(diskLen) && !pays(net, diskLen, minNet)
+	gap(diskLen)
+	return !pays(net, diskLen, minNet)
 }
 
 // pays reports whether rewriting an extent of n bytes that frees net of
