@@ -38,7 +38,11 @@ func (f *finder) settle(involved []bool) error {
 	buf := make([]words, 0, 1<<16)
 	for k := range f.maps.len() {
 		err := f.maps.each(k, buf, func(ws []words) error {
-			for _, m := range mappingsOf(ws) {
+			// In destination order, the cursors find most blocks in the
+			// extents they found the blocks before in.
+			maps := mappingsOf(ws)
+			sortMappings(maps)
+			for _, m := range maps {
 				d, s := m.dst.file(), m.src.file()
 				if need[d] && need[s] {
 					continue
