@@ -113,10 +113,14 @@ type dstRuns struct {
 }
 
 // newDstRuns indexes runs, in destination order, of files numbered below
-// nfiles.
+// nfiles. Runs in another order are a mistake of the caller's: it
+// panics rather than find other runs than a file's.
 func newDstRuns(runs []run, nfiles int) dstRuns {
 	start := make([]int32, nfiles+1)
-	for _, r := range runs {
+	for i, r := range runs {
+		if i > 0 && r.dst.file() < runs[i-1].dst.file() {
+			panic("runs: newDstRuns: runs not in destination order")
+		}
 		start[r.dst.file()+1]++
 	}
 	for fi := 1; fi <= nfiles; fi++ {

@@ -164,8 +164,8 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID fileInd
 		}
 	}
 	sum.Immutable = refusedImmutable(files, &o)
-	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.src, b.src) })
-	estimateBlockwise(runs, files, bs) // a destination once each: any order will do
+	slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
+	estimateBlockwise(runs, files, bs)
 	return lines(ctx, ix, files, nil, nil, nil, nil, runs, nil, bs, emit, sum, &o)
 }
 
