@@ -241,7 +241,7 @@ const xfsIocFreeEOFBlocks = 0x8080583a
 // commit, up to 30 seconds later; syncfs(2) commits it. On btrfs it first
 // issues BTRFS_IOC_SYNC, which also flushes delayed work such as freeing the
 // extents of deleted files. XFS (Linux 5.19 on) frees a deleted file's
-// blocks in the background, and statfs only starts that work: on XFS it
+// blocks in the background, and statfs does not wait for that work: on XFS it
 // first issues XFS_IOC_FREE_EOFBLOCKS, which waits for it (as root).
 func FreeBytes(t testing.TB, dir string) int64 {
 	t.Helper()
