@@ -167,6 +167,20 @@ const MiB = 1 << 20
 // accepted: a leftover copy or an extent still referred to shows there.
 const metadataSlack = 64 << 10
 
+// applyFreed applies plan with applysame on mnt, checks that every line
+// was done, and returns the bytes statfs reports freed (testfs.FreeBytes
+// syncs the filesystem first).
+func applyFreed(t *testing.T, mnt, plan string) int64 {
+	t.Helper()
+	free := testfs.FreeBytes(t, mnt)
+	results, applyErr, code := tool(t, []byte(plan), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
+	}
+	allDone(t, results)
+	return testfs.FreeBytes(t, mnt) - free
+}
+
 // freedAsExpected reports whether statfs's freed bytes match the data
 // freed, want, allowing for metadataSlack.
 func freedAsExpected(freed, want int64) bool { return freed >= want && freed <= want+metadataSlack }

@@ -129,13 +129,7 @@ func TestNoReadOnly(t *testing.T) {
 	if want := "(1 unit left out that would cost btrfs's metadata more than it frees)"; !strings.Contains(stderr, want) {
 		t.Errorf("findsame's summary lacks %q:\n%s", want, stderr)
 	}
-	free := testfs.FreeBytes(t, mnt)
-	results, applyErr, code := tool(t, []byte(planOut), "applysame")
-	if code != 0 {
-		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
-	}
-	allDone(t, results)
-	if freed := testfs.FreeBytes(t, mnt) - free; freed < 2*MiB || freed > 2*MiB+metadataSlack {
+	if freed := applyFreed(t, mnt, planOut); freed < 2*MiB || freed > 2*MiB+metadataSlack {
 		t.Errorf("statfs reports %d bytes freed; want %d", freed, 2*MiB)
 	}
 }
@@ -186,13 +180,7 @@ func TestSettled(t *testing.T) {
 	if strings.Join(dsts, " ") != "live/b snap/b" {
 		t.Errorf("destinations %q; want live/b snap/b", dsts)
 	}
-	free := testfs.FreeBytes(t, mnt)
-	results, applyErr, code := tool(t, []byte(planOut), "applysame")
-	if code != 0 {
-		t.Fatalf("applysame: exit %d\n%s", code, applyErr)
-	}
-	allDone(t, results)
-	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, MiB) {
+	if freed := applyFreed(t, mnt, planOut); !freedAsExpected(freed, MiB) {
 		t.Errorf("statfs reports %d bytes freed; want %d", freed, MiB)
 	}
 	// Sharing changed no file's identity, but b's and snap/b's extents:
@@ -458,14 +446,7 @@ func TestMetadataCostLeftOut(t *testing.T) {
 	if estimate != 2*MiB+8192 {
 		t.Errorf("plan frees %d bytes; want %d\n%s", estimate, 2*MiB+8192, planOut)
 	}
-	free := testfs.FreeBytes(t, mnt)
-	results, applyErr, code := tool(t, []byte(planOut), "applysame")
-	if code != 0 {
-		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
-	}
-	allDone(t, results)
-	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
-	if freed, want := testfs.FreeBytes(t, mnt)-free, int64(2*MiB+8192-metadata); freed < want*9/10 || freed > want*11/10 {
+	if freed, want := applyFreed(t, mnt, planOut), int64(2*MiB+8192-metadata); freed < want*9/10 || freed > want*11/10 {
 		t.Errorf("statfs reports %d bytes freed; want %d, within 10%%", freed, want)
 	}
 
@@ -483,14 +464,7 @@ func TestMetadataCostLeftOut(t *testing.T) {
 	if len(smallPlan) != 1 {
 		t.Fatalf("-recorded plan: %d lines of 8 KiB; want 1\n%s", len(smallPlan), recorded)
 	}
-	free = testfs.FreeBytes(t, mnt)
-	results, applyErr, code = tool(t, []byte(smallPlan[0]), "applysame")
-	if code != 0 {
-		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
-	}
-	allDone(t, results)
-	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
-	if freed := testfs.FreeBytes(t, mnt) - free; freed >= 0 {
+	if freed := applyFreed(t, mnt, smallPlan[0]); freed >= 0 {
 		t.Errorf("sharing the small file's copies: statfs reports %d bytes freed; want less than 0 (metadata)", freed)
 	}
 }
@@ -619,14 +593,7 @@ func TestMetadataOwnLeaves(t *testing.T) {
 	if want := []string{"8192 bytes into new.copy"}; !slices.Equal(lines, want) {
 		t.Errorf("plan: %q; want %q\n%s", lines, want, planOut)
 	}
-	free := testfs.FreeBytes(t, mnt)
-	results, applyErr, code := tool(t, []byte(planOut), "applysame")
-	if code != 0 {
-		t.Fatalf("applysame: exit %d\n%s\n%s", code, results, applyErr)
-	}
-	allDone(t, results)
-	testfs.Run(t, "btrfs", "filesystem", "sync", mnt)
-	if freed := testfs.FreeBytes(t, mnt) - free; !freedAsExpected(freed, 8192) {
+	if freed := applyFreed(t, mnt, planOut); !freedAsExpected(freed, 8192) {
 		t.Errorf("statfs reports %d bytes freed; want 8192 (and at most %d more)", freed, metadataSlack)
 	}
 }
