@@ -35,7 +35,6 @@ type rewriteAt struct {
 // bytes freed per byte written, then by path and offset.
 func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 	byDst := newDstRuns(runs, len(files))
-	srcs := newSrcRanges(runs, len(files), bs)
 	refs := make(map[diskKey][]ref)
 	for fi := range files {
 		f := &files[fi]
@@ -79,6 +78,11 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 				order = append(order, k)
 			}
 		}
+	}
+	// The ranges runs read of each file, which only sharedLeftover asks.
+	var srcs srcRanges
+	if len(order) > 0 {
+		srcs = newSrcRanges(runs, len(files), bs)
 	}
 	for _, k := range order {
 		ws, more := sharedLeftover(refs[k], files, byDst, srcs, bs, minNet)
