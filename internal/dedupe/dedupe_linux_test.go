@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -284,6 +285,40 @@ func testRange(t *testing.T, mnt string) {
 		check(t, got, []want{{dedupe.Skipped, 0}, {dedupe.Skipped, 0}})
 	})
 
+	// The pages the kernel read to compare a destination that had none
+	// cached are dropped again; those of a destination that was cached
+	// (a file someone reads) and the source's stay. (XFS drops the
+	// destination range's pages itself before it remaps it.)
+	t.Run("page cache", func(t *testing.T) {
+		data := randomData(9, 4<<20)
+		p := files(data, data, data)
+		for _, path := range p {
+			dropCache(t, path)
+		}
+		if _, err := os.ReadFile(p[2]); err != nil {
+			t.Fatal(err)
+		}
+		if got := resident(t, p[2]); got != len(data) {
+			t.Fatalf("%s read whole: %d bytes cached; want %d", p[2], got, len(data))
+		}
+		got := dedupe.Range(ctx, open(t, p[0]), 0, int64(len(data)), dests(p[1:], 0), 1<<20)
+		check(t, got, []want{{dedupe.Deduped, int64(len(data))}, {dedupe.Deduped, int64(len(data))}})
+		kept := len(data)
+		if fs, err := fsys.StatFS(open(t, p[0])); err != nil {
+			t.Fatal(err)
+		} else if fs.Type == "xfs" {
+			kept = 0
+		}
+		for i, w := range []int{len(data), 0, kept} {
+			if got := resident(t, p[i]); got != w {
+				t.Errorf("after the dedupe, %s has %d bytes cached; want %d", p[i], got, w)
+			}
+		}
+		for _, path := range p {
+			checkContent(t, path, data)
+		}
+	})
+
 	t.Run("statfs", func(t *testing.T) {
 		p := files([]byte("x"))
 		fs, err := fsys.StatFS(open(t, p[0]))
@@ -372,4 +407,57 @@ func TestStatFSSubvolumes(t *testing.T) {
 	if got := id(c); got == uuid {
 		t.Errorf("StatFS(%s).ID = %s, on another btrfs; want another ID", c, got)
 	}
+}
+
+// dropCache writes path's pages back and drops them from the page cache,
+// and fails unless none stays.
+func dropCache(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if n := resident(t, path); n != 0 {
+		t.Fatalf("%s: %d bytes still cached after POSIX_FADV_DONTNEED", path, n)
+	}
+}
+
+// resident returns how many bytes of path's pages are in the page cache,
+// as mincore(2) sees them through a mapping that touches none.
+func resident(t testing.TB, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() == 0 {
+		return 0
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (len(m)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return min(n*page, len(m))
 }

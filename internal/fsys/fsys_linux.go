@@ -423,6 +423,30 @@ func WillNeed(fd int, off, n int64) {
 	}
 }
 
+// Cached returns how many of the pages that hold the n bytes of fd at off
+// are in the page cache (cachestat), and false where the kernel cannot
+// say (before Linux 6.5).
+func Cached(fd int, off, n int64) (int64, bool) {
+	if n <= 0 {
+		return 0, true
+	}
+	var st unix.Cachestat_t
+	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
+	if err := unix.Cachestat(uint(fd), &r, &st, 0); err != nil {
+		return 0, false
+	}
+	return int64(st.Cache), true
+}
+
+// DontNeed drops from the page cache the clean pages that hold the n
+// bytes of fd at off (POSIX_FADV_DONTNEED; dirty ones are written back
+// first, in their own time). A hint: errors are ignored.
+func DontNeed(fd int, off, n int64) {
+	if n > 0 {
+		unix.Fadvise(fd, off, n, unix.FADV_DONTNEED)
+	}
+}
+
 // MountPoints returns where filesystems are mounted, as
 // /proc/self/mountinfo lists them (relative to this process's root).
 func MountPoints() ([]string, error) {

@@ -41,5 +41,11 @@ func ReadOnly(f *os.File) bool { return false }
 // WillNeed does nothing.
 func WillNeed(fd int, off, n int64) {}
 
+// Cached returns false: it cannot tell.
+func Cached(fd int, off, n int64) (int64, bool) { return 0, false }
+
+// DontNeed does nothing.
+func DontNeed(fd int, off, n int64) {}
+
 // InoPath returns ErrUnsupported.
 func InoPath(f *os.File, ino uint64) (string, bool, error) { return "", false, ErrUnsupported }

@@ -71,3 +71,68 @@ func TestWillNeed(t *testing.T) {
 		t.Errorf("after WillNeed of %d bytes, %d are cached", size, r)
 	}
 }
+
+// Cached counts the pages of a range in the page cache as mincore sees
+// them, and DontNeed drops them.
+func TestCachedDontNeed(t *testing.T) {
+	const size = 8 << 20
+	path := filepath.Join(t.TempDir(), "data")
+	data := make([]byte, size)
+	rand.Read(data)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	if err := unix.Fsync(fd); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(fd, 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	// resident counts the cached pages of [off, off+n) with mincore.
+	resident := func(off, n int) int64 {
+		t.Helper()
+		vec := make([]byte, n/page)
+		if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[off])), uintptr(n), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+			t.Fatal(errno)
+		}
+		var c int64
+		for _, v := range vec {
+			c += int64(v & 1)
+		}
+		return c
+	}
+	fsys.DontNeed(fd, 0, size)
+	if r := resident(0, size); r != 0 {
+		t.Fatalf("after DontNeed of the whole file, %d pages are cached", r)
+	}
+	if c, ok := fsys.Cached(fd, 0, size); !ok {
+		t.Skip("cachestat(2) is not supported (Linux 6.5 added it)")
+	} else if c != 0 {
+		t.Errorf("Cached of a file dropped from the cache = %d pages; want 0", c)
+	}
+	if _, err := f.ReadAt(make([]byte, 3<<20), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]int{{0, size}, {0, 1 << 20}, {1 << 20, 3 << 20}, {4 << 20, 4 << 20}} {
+		want := resident(r[0], r[1])
+		if c, _ := fsys.Cached(fd, int64(r[0]), int64(r[1])); c != want {
+			t.Errorf("Cached(%d, %d) = %d pages; mincore sees %d", r[0], r[1], c, want)
+		}
+	}
+	if c, _ := fsys.Cached(fd, 1<<20, 3<<20); c != 3<<20/int64(page) {
+		t.Errorf("Cached of the 3 MiB just read = %d pages; want %d", c, 3<<20/page)
+	}
+	fsys.DontNeed(fd, 1<<20, 3<<20)
+	if r := resident(1<<20, 3<<20); r != 0 {
+		t.Errorf("after DontNeed of the range read, %d of its pages are cached", r)
+	}
+}
