@@ -15,7 +15,10 @@
 // filesystem block size, and asks the kernel to share each destination
 // range with the source range. The kernel compares the bytes under lock and shares only what is
 // identical, so file contents never change. A file that changed since it
-// was hashed is reported stale and left alone.
+// was hashed is reported stale and left alone. The pages the kernel reads
+// to compare a destination range that had none cached are dropped from
+// the page cache again, so that a run does not push out what other
+// programs use.
 //
 // A rewrite line (on btrfs) frees an extent that the dedupe lines cover only
 // in part: applysame checks that the ranges to copy still lie, unshared, in
@@ -172,7 +175,9 @@ multiples of the filesystem block size, and asks the kernel to share each
 destination range with the source range. The kernel compares the bytes
 under lock and shares only what is identical, so file contents never
 change. A file that changed since it was hashed is reported stale and left
-alone.
+alone. The pages the kernel reads to compare a destination range that had
+none cached are dropped from the page cache again, so that a run does not
+push out what other programs use.
 
 A rewrite line (on btrfs) frees an extent that the dedupe lines cover only
 in part: applysame checks that the ranges to copy still lie, unshared, in
