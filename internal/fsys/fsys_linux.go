@@ -5,6 +5,7 @@ package fsys
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"same/internal/fstype"
@@ -424,19 +425,43 @@ func WillNeed(fd int, off, n int64) {
 }
 
 // Cached returns how many of the pages that hold the n bytes of fd at off
-// are in the page cache (cachestat), and false where the kernel cannot
-// say (before Linux 6.5).
+// are in the page cache, and false where it cannot tell. It asks
+// cachestat(2) (Linux 6.5); on kernels without it, mincore(2) through a
+// mapping of the range that touches no page.
 func Cached(fd int, off, n int64) (int64, bool) {
 	if n <= 0 {
 		return 0, true
 	}
 	var st unix.Cachestat_t
 	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
-	if err := unix.Cachestat(uint(fd), &r, &st, 0); err != nil {
+	err := cachestat(uint(fd), &r, &st, 0)
+	if err == nil {
+		return int64(st.Cache), true
+	}
+	if !errors.Is(err, unix.ENOSYS) {
 		return 0, false
 	}
-	return int64(st.Cache), true
+	page := int64(os.Getpagesize())
+	lo := off - off%page
+	m, err := unix.Mmap(fd, lo, int(off+n-lo), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (int64(len(m))+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return 0, false
+	}
+	var c int64
+	for _, v := range vec {
+		c += int64(v & 1)
+	}
+	return c, true
 }
+
+// cachestat is unix.Cachestat; tests take it away, as an older kernel
+// would.
+var cachestat = unix.Cachestat
 
 // DontNeed drops from the page cache the clean pages that hold the n
 // bytes of fd at off (POSIX_FADV_DONTNEED; dirty ones are written back

@@ -73,8 +73,17 @@ func TestWillNeed(t *testing.T) {
 }
 
 // Cached counts the pages of a range in the page cache as mincore sees
-// them, and DontNeed drops them.
+// them, with cachestat and, as on kernels before 6.5, without; DontNeed
+// drops them.
 func TestCachedDontNeed(t *testing.T) {
+	t.Run("cachestat", testCachedDontNeed)
+	t.Run("mincore", func(t *testing.T) {
+		fsys.WithoutCachestat(t)
+		testCachedDontNeed(t)
+	})
+}
+
+func testCachedDontNeed(t *testing.T) {
 	const size = 8 << 20
 	path := filepath.Join(t.TempDir(), "data")
 	data := make([]byte, size)
@@ -114,18 +123,16 @@ func TestCachedDontNeed(t *testing.T) {
 	if r := resident(0, size); r != 0 {
 		t.Fatalf("after DontNeed of the whole file, %d pages are cached", r)
 	}
-	if c, ok := fsys.Cached(fd, 0, size); !ok {
-		t.Skip("cachestat(2) is not supported (Linux 6.5 added it)")
-	} else if c != 0 {
-		t.Errorf("Cached of a file dropped from the cache = %d pages; want 0", c)
+	if c, ok := fsys.Cached(fd, 0, size); !ok || c != 0 {
+		t.Errorf("Cached of a file dropped from the cache = %d pages, %v; want 0, true", c, ok)
 	}
 	if _, err := f.ReadAt(make([]byte, 3<<20), 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range [][2]int{{0, size}, {0, 1 << 20}, {1 << 20, 3 << 20}, {4 << 20, 4 << 20}} {
+	for _, r := range [][2]int{{0, size}, {0, 1 << 20}, {1 << 20, 3 << 20}, {4 << 20, 4 << 20}, {1<<20 + 4096, 8192}} {
 		want := resident(r[0], r[1])
-		if c, _ := fsys.Cached(fd, int64(r[0]), int64(r[1])); c != want {
-			t.Errorf("Cached(%d, %d) = %d pages; mincore sees %d", r[0], r[1], c, want)
+		if c, ok := fsys.Cached(fd, int64(r[0]), int64(r[1])); c != want || !ok {
+			t.Errorf("Cached(%d, %d) = %d pages, %v; mincore sees %d", r[0], r[1], c, ok, want)
 		}
 	}
 	if c, _ := fsys.Cached(fd, 1<<20, 3<<20); c != 3<<20/int64(page) {
