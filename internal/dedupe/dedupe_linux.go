@@ -269,10 +269,11 @@ func Range(ctx context.Context, src *os.File, srcOff, length int64, dsts []Dest,
 		// that goes, and a file of a snapshot has a page cache of its
 		// own, so a first run on a snapshot host filled gigabytes of
 		// memory with pages nobody reads again, evicting what others
-		// use (and on this project's virtual machine, taking memory the
-		// host had reclaimed, page by page: applysame took four times
-		// as long). Ranges that had nothing cached are dropped again;
-		// the source stays, for the destinations of the lines after.
+		// use (and on a virtual machine whose host takes free memory
+		// back, faulting it in again page by page: applysame took four
+		// times as long). Ranges that had nothing cached, or of which
+		// the kernel cannot say, are dropped again; the source stays,
+		// for the destinations of the lines after.
 		for _, i := range cold {
 			fsys.DontNeed(int(dsts[i].File.Fd()), dsts[i].Off+pos, n)
 		}
