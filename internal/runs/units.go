@@ -84,7 +84,17 @@ type units struct {
 	// metadata is what the units kept cost btrfs's metadata: a leaf
 	// copied for each leaf they touch (see leaveCostly).
 	metadata int64
+	// left marks, by unit number, the units left out; touching lists,
+	// for leaveCostly's weighing, each file whose tree leaf a unit
+	// touches (a destination or rewrite that costs a leaf), with the
+	// unit (see kept.go, which keeps units left out as they were).
+	left     []bool
+	touching []fileTouch
 }
+
+// A fileTouch is a unit's destination or rewrite in file whose tree
+// leaf costs metadata to change (see leaveCostly).
+type fileTouch struct{ file, unit int32 }
 
 func (us *units) len() int { return len(us.order) }
 
@@ -304,8 +314,9 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 	}
 	var costly int
 	var metadata int64
+	var touching []fileTouch
 	if weigh {
-		costly, metadata = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
+		costly, metadata, touching = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
 			runs, ws, files, members, at, mid)
 	}
 	// Kahn's order, the best unit first among those free to go.
@@ -352,7 +363,11 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 			}
 		}
 	}
-	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata}
+	left := make([]bool, len(us))
+	for u := range us {
+		left[u] = us[u].left
+	}
+	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata, left: left, touching: touching}
 }
 
 // metadataLeaf is what sharing into a file costs, at most, in btrfs's
@@ -365,23 +380,19 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 // (volume.leaf); this where it cannot.
 const metadataLeaf = 2 * 16 << 10
 
-// maxCostRounds bounds the rounds in which leaveCostly shares each leaf's
-// cost among the units still kept: each but the last leaves out at least
-// one unit.
-const maxCostRounds = 16
-
 // leafFiles is how many consecutive inode numbers leaveCostly takes
 // to share a leaf: fewer than a leaf of small files holds.
 const leafFiles = 32
 
 // leaveCostly marks left the units that may be left out (may) that cost
-// btrfs's metadata more than they free, and returns how many, and what
-// the units kept cost: a leaf copied for each leaf they touch. Their
-// destinations cost a leaf (volume.leaf) for each tree leaf their extent items lie in,
-// taken as a run of leafFiles inode numbers of a subvolume; a destination
-// in a subvolume no snapshot shares leaves with (volume.snapshotted), or
-// whose own leaves no snapshot shares (file.ownLeaves), which are
-// rewritten in place, or elsewhere than on btrfs, costs nothing here.
+// btrfs's metadata more than they free, and returns how many, what the
+// units kept cost (a leaf copied for each leaf they touch) and the files
+// whose leaves the units touch. Their destinations cost a leaf
+// (volume.leaf) for each tree leaf their extent items lie in, taken as a
+// run of leafFiles inode numbers of a subvolume; a destination in a
+// subvolume no snapshot shares leaves with (volume.snapshotted), or whose
+// own leaves no snapshot shares (file.ownLeaves), which are rewritten in
+// place, or elsewhere than on btrfs, costs nothing here.
 //
 // A snapshot shares its tree's leaves with the subvolume it was taken
 // from, and with the snapshots taken before and after while they did not
@@ -390,11 +401,20 @@ const leafFiles = 32
 // its own: deduplicating one small file in a live subvolume and 50 hourly
 // snapshots of it copies 51 leaves to free a few KiB. Files near each
 // other in inode order have their items in one leaf, copied once for all
-// of them. So a unit is left out when it frees less than its share of the
-// leaves it touches (each shared evenly among the units kept that touch
-// it), unless it frees something and every leaf it touches is touched by
-// a unit kept, which copies it anyway.
-func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64) {
+// of them. So the units kept are the largest set of them each of which
+// frees at least its share of the leaves it touches (each leaf's cost
+// shared evenly among the units kept that touch it); a unit left out
+// whose every leaf a unit kept copies anyway is then kept if it frees
+// something.
+//
+// A leaf's share only grows as units touching it are left out, so the
+// units that pay in some such set pay in the union of all of them: that
+// largest set is found by leaving out, one at a time, a unit that does
+// not pay, and looking again only at the units sharing its leaves. It
+// depends on no unit that is in none of them: one that does not pay
+// even when no other unit is left out of its leaves is left out, and the
+// rest is as it would be without it (see kept.go, which relies on that).
+func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64, []fileTouch) {
 	nvol := make(map[*volume]uint64)
 	var leafOf []int64 // by volume number
 	type touch struct {
@@ -402,6 +422,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 		unit int32
 	}
 	var ts []touch
+	var touching []fileTouch
 	add := func(fi int, u int32) {
 		f := &files[fi]
 		if !f.vol.btrfs || !f.vol.snapshotted || f.ownLeaves {
@@ -414,6 +435,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			leafOf = append(leafOf, cmp.Or(f.vol.leaf, metadataLeaf))
 		}
 		ts = append(ts, touch{leaf: n<<40 | f.Ino/leafFiles&(1<<40-1), unit: u})
+		touching = append(touching, fileTouch{int32(fi), u})
 	}
 	for u := range us {
 		for _, k := range members[at[u]:mid[u]] {
@@ -425,40 +447,63 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	}
 	slices.SortFunc(ts, func(a, b touch) int { return cmp.Or(cmp.Compare(a.leaf, b.leaf), cmp.Compare(a.unit, b.unit)) })
 	ts = slices.Compact(ts)
-	// each calls fn with the units touching each leaf in turn.
-	each := func(fn func(t []touch)) {
-		for i := 0; i < len(ts); {
-			j := i + 1
-			for j < len(ts) && ts[j].leaf == ts[i].leaf {
-				j++
-			}
-			fn(ts[i:j])
-			i = j
+	// The leaves, numbered in order: leaf l is touched by the units of
+	// ts[start[l]:start[l+1]], and costs cost[l].
+	var start []int
+	var leafCost []int64
+	for i := range ts {
+		if i == 0 || ts[i].leaf != ts[i-1].leaf {
+			start = append(start, i)
+			leafCost = append(leafCost, leafOf[ts[i].leaf>>40])
 		}
 	}
-	// Each leaf's cost is shared among the units kept that touch it: a
-	// unit left out shares in none, and the others' shares grow, until
-	// none is left out that was kept.
+	start = append(start, len(ts))
+	nleaves := len(leafCost)
+	// The leaves each unit touches: those of u are leaves[lat[u]:lat[u+1]].
+	leafNum := make([]int32, len(ts))
+	for l := range nleaves {
+		for i := start[l]; i < start[l+1]; i++ {
+			leafNum[i] = int32(l)
+		}
+	}
+	lat, leaves := lists(len(us), len(ts), func(i int) (int32, int32) { return ts[i].unit, leafNum[i] })
+	// Each unit's share, with every unit kept; then the units that do
+	// not pay are left out one at a time, the shares of the others on
+	// their leaves growing.
+	kept := make([]int64, nleaves)
 	cost := make([]int64, len(us))
-	for rounds, changed := 0, true; changed && rounds < maxCostRounds; rounds++ {
-		clear(cost)
-		each(func(t []touch) {
-			kept := int64(0)
-			for _, x := range t {
-				if !us[x.unit].left {
-					kept++
-				}
+	for l := range nleaves {
+		kept[l] = int64(start[l+1] - start[l])
+		for _, x := range ts[start[l]:start[l+1]] {
+			cost[x.unit] += leafCost[l] / kept[l]
+		}
+	}
+	var todo []int32
+	for u := range us {
+		if may(u) && us[u].freed < cost[u] {
+			todo = append(todo, int32(u))
+		}
+	}
+	for len(todo) > 0 {
+		u := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if us[u].left {
+			continue
+		}
+		us[u].left = true
+		for _, l := range leaves[lat[u]:lat[u+1]] {
+			was := leafCost[l] / kept[l]
+			if kept[l]--; kept[l] == 0 {
+				continue
 			}
-			for _, x := range t {
-				if !us[x.unit].left {
-					cost[x.unit] += leafOf[t[0].leaf>>40] / kept
+			now := leafCost[l] / kept[l]
+			for _, x := range ts[start[l]:start[l+1]] {
+				if v := x.unit; !us[v].left {
+					cost[v] += now - was
+					if may(int(v)) && us[v].freed < cost[v] {
+						todo = append(todo, v)
+					}
 				}
-			}
-		})
-		changed = false
-		for u := range us {
-			if !us[u].left && may(u) && us[u].freed < cost[u] {
-				us[u].left, changed = true, true
 			}
 		}
 	}
@@ -466,17 +511,15 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	// those the units kept copy.
 	unpaid := make([]int32, len(us))
 	var copied int64
-	each(func(t []touch) {
-		for _, x := range t {
-			if !us[x.unit].left {
-				copied += leafOf[t[0].leaf>>40]
-				return
-			}
+	for l := range nleaves {
+		if kept[l] > 0 {
+			copied += leafCost[l]
+			continue
 		}
-		for _, x := range t {
+		for _, x := range ts[start[l]:start[l+1]] {
 			unpaid[x.unit]++
 		}
-	})
+	}
 	n := 0
 	for u := range us {
 		if us[u].left && unpaid[u] == 0 && us[u].freed > 0 {
@@ -486,7 +529,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			n++
 		}
 	}
-	return n, copied
+	return n, copied, touching
 }
 
 // lists lists the values of n pairs (key, value), pair(i) giving the

@@ -3,6 +3,7 @@ package runs
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -230,5 +231,123 @@ func TestMetadataCost(t *testing.T) {
 	// With no metadata cost, every unit.
 	if us := planUnits(runs, nil, files, bs, false); us.len() != 2+leafFiles+3+10+4 || us.costly != 0 {
 		t.Errorf("without a cost: %d units, %d left out; want %d and 0", us.len(), us.costly, 2+leafFiles+3+10+4)
+	}
+}
+
+// TestMetadataCostLargest checks, on 300 sets of units made at random
+// (two to four destinations each, in a few leaves of three snapshotted
+// subvolumes), that planUnits keeps the units that leaving out, round
+// after round, those that do not pay their share of the leaves they
+// touch keeps: the largest set of units that each pay their share, then
+// those left out whose every leaf is copied anyway and that free
+// something.
+func TestMetadataCostLargest(t *testing.T) {
+	const bs = 4096
+	rng := rand.New(rand.NewPCG(7, 7))
+	vols := []*volume{}
+	for i := range 3 {
+		vols = append(vols, &volume{Volume: fsys.Volume{FS: "f", Subvol: uint64(256 + i)}, btrfs: true, snapshotted: true, leaf: 32 << 10})
+	}
+	var leftN, keptN, riding int
+	for round := range 300 {
+		var files []file
+		var runs []run
+		add := func(v *volume, ino uint64) int {
+			at := int64(len(files)+1) << 20
+			files = append(files, file{path: fmt.Sprint("f", len(files)), vol: v, Ino: ino, Size: 2 * bs,
+				extents: []fiemap.Extent{{Logical: 0, Length: 2 * bs, Physical: at, DiskStart: at, DiskLen: 2 * bs}}})
+			return len(files) - 1
+		}
+		src := add(vols[0], 100000)
+		n := 5 + rng.IntN(40)
+		for range n {
+			// The destinations of one unit share one disk extent.
+			disk := int64(len(files)+1) << 20
+			freed := int64(rng.IntN(48)) << 10
+			for k := range 2 + rng.IntN(3) {
+				fi := add(vols[rng.IntN(len(vols))], uint64(rng.IntN(4*leafFiles)))
+				files[fi].extents[0].DiskStart, files[fi].extents[0].Physical = disk, disk
+				r := run{src: mkloc(src, 0), dst: mkloc(fi, 0), n: 2, len: 2 * bs}
+				if k == 0 {
+					r.freed = freed
+				}
+				runs = append(runs, r)
+			}
+		}
+		slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.dst, b.dst) })
+		us := planUnits(runs, nil, files, bs, true)
+		// The rounds, to the end.
+		nu := len(us.left)
+		type leafKey struct {
+			v    *volume
+			leaf uint64
+		}
+		touches := make([]map[leafKey]bool, nu)
+		freed := make([]int64, nu)
+		for u := range nu {
+			touches[u] = make(map[leafKey]bool)
+			for _, k := range us.members[us.at[u]:us.mid[u]] {
+				f := &files[runs[k].dst.file()]
+				touches[u][leafKey{f.vol, f.Ino / leafFiles}] = true
+				freed[u] += runs[k].freed
+			}
+		}
+		left := make([]bool, nu)
+		for changed := true; changed; {
+			kept := make(map[leafKey]int64)
+			for u := range nu {
+				for l := range touches[u] {
+					if !left[u] {
+						kept[l]++
+					}
+				}
+			}
+			changed = false
+			cost := make([]int64, nu)
+			for u := range nu {
+				if left[u] {
+					continue
+				}
+				for l := range touches[u] {
+					cost[u] += (32 << 10) / kept[l]
+				}
+			}
+			for u := range nu {
+				if !left[u] && freed[u] < cost[u] {
+					left[u], changed = true, true
+				}
+			}
+		}
+		copied := make(map[leafKey]bool)
+		for u := range nu {
+			for l := range touches[u] {
+				if !left[u] {
+					copied[l] = true
+				}
+			}
+		}
+		want := slices.Clone(left)
+		for u := range nu {
+			all := true
+			for l := range touches[u] {
+				all = all && copied[l]
+			}
+			if left[u] && all && freed[u] > 0 {
+				want[u] = false
+				riding++
+			}
+			if want[u] {
+				leftN++
+			} else {
+				keptN++
+			}
+		}
+		if !slices.Equal(us.left, want) {
+			t.Fatalf("round %d: left out %v; want %v", round, us.left, want)
+		}
+	}
+	// The sets are of every kind.
+	if leftN < 1000 || keptN < 1000 || riding < 10 {
+		t.Errorf("%d units left out, %d kept, %d of them kept for leaves copied anyway: sets too alike", leftN, keptN, riding)
 	}
 }
