@@ -318,6 +318,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		grouped := fmt.Sprintf("%d partition(s)", sum.Partitions)
 		if sum.Regrouped >= 0 {
 			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped (%d more copied from a file in a snapshot's origin)", sum.Partitions, sum.Regrouped, sum.Cloned)
+			if sum.KeptLeft > 0 {
+				grouped += fmt.Sprintf(", %d files of units left out before kept as they were", sum.KeptLeft)
+			}
+		}
+		if sum.Attempts > 1 {
+			grouped += fmt.Sprintf(", %d attempts (units left out before found near what changed are weighed again)", sum.Attempts)
 		}
 		freed := cli.Bytes(sum.Freed)
 		if sum.Metadata > 0 {

@@ -125,3 +125,108 @@ func fullPlan(t *testing.T, db string) (planOut, findsameErr string) {
 	}
 	return planOut, findsameErr
 }
+
+// TestKeptLeft runs nights on a btrfs whose snapshots make a small file's
+// copies cost more metadata than they free: the unit is left out, and
+// the nights after keep it as it was, without regrouping or weighing its
+// files, while nothing near it changes. When something does (a new copy
+// of the file, a unit in a tree leaf it touches, a snapshot deleted, one
+// of its files changed), findsame weighs it again. Every night it prints
+// the plan that findsame -full prints, and counts the units left out as
+// that does.
+func TestKeptLeft(t *testing.T) {
+	mnt, live := liveSubvolume(t)
+	rng := rand.New(rand.NewPCG(22, 22))
+	small := random(rng, 8192)
+	copyInALeaf(t, live, "small", small)
+	// Enough blocks elsewhere that a night regroups only what changed.
+	write(t, filepath.Join(live, "unique"), random(rng, 4<<20))
+	testfs.Run(t, "sync")
+	snapshotsOf(t, mnt, live, 10)
+	db := filepath.Join(t.TempDir(), "index.db")
+	const keptPhrase = "files of units left out before kept as they were"
+	nights := []struct {
+		name     string
+		change   func()
+		kept     bool // the unit left out kept as it was
+		attempts int
+		lines    int
+	}{
+		{"first", func() {}, false, 1, 0},
+		{"a snapshot", func() {
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap10"))
+		}, true, 1, 0},
+		{"nothing changed", func() {}, true, 1, 0},
+		// A new copy joins the small file's groups: a full run makes
+		// them again, the unit left out with them.
+		{"another copy", func() {
+			write(t, filepath.Join(live, "small.third"), small)
+			testfs.Run(t, "sync")
+		}, false, 2, 1},
+		// The plan applied named the small file, the source of the unit
+		// left out: its extents may have changed, and it is weighed
+		// again.
+		{"nothing changed again", func() {}, false, 1, 0},
+		{"nothing changed a third time", func() {}, true, 1, 0},
+		// A pair of new files, one in the small file's tree leaf, and a
+		// snapshot that shares it: their unit, left out too, touches a
+		// leaf of the small file's unit, and so shares its cost.
+		{"a unit in its leaf", func() {
+			d := random(rng, 8192)
+			write(t, filepath.Join(live, "empty005"), d)
+			write(t, filepath.Join(live, "dcopy"), d)
+			testfs.Run(t, "sync")
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap11"))
+		}, false, 2, 0},
+		{"a snapshot deleted", func() {
+			testfs.Run(t, "btrfs", "subvolume", "delete", filepath.Join(mnt, "snap03"))
+		}, false, 1, 0},
+		{"nothing changed, once more", func() {}, true, 1, 0},
+		{"a copy overwritten", func() {
+			write(t, filepath.Join(live, "small.copy"), random(rng, 8192))
+			testfs.Run(t, "sync")
+		}, false, 1, 0},
+	}
+	costlyOf := func(stderr string) string {
+		_, after, ok := strings.Cut(stderr, "to be freed")
+		if !ok {
+			return ""
+		}
+		c, _, _ := strings.Cut(after, ";")
+		return c
+	}
+	for _, n := range nights {
+		n.change()
+		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+			t.Fatalf("%s: hashfile: exit %d\n%s", n.name, code, stderr)
+		}
+		full, fullErr := fullPlan(t, db)
+		got, stderr, code := tool(t, nil, "findsame", "-db", db)
+		if code != 0 {
+			t.Fatalf("%s: findsame: exit %d\n%s", n.name, code, stderr)
+		}
+		if got != full {
+			t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", n.name, got, stderr, full, fullErr)
+		}
+		if c, fc := costlyOf(stderr), costlyOf(fullErr); c != fc || !strings.Contains(c, "left out that would cost btrfs's metadata") {
+			t.Errorf("%s: findsame said%s; findsame -full said%s; want the same units left out", n.name, c, fc)
+		}
+		if kept := strings.Contains(stderr, keptPhrase); kept != n.kept {
+			t.Errorf("%s: findsame said\n%s\nwant %q: %v", n.name, stderr, keptPhrase, n.kept)
+		}
+		attempts := fmt.Sprintf("%d attempts (units left out before found near what changed are weighed again)", n.attempts)
+		if strings.Contains(stderr, "attempts (") != (n.attempts > 1) || (n.attempts > 1 && !strings.Contains(stderr, attempts)) {
+			t.Errorf("%s: findsame said\n%s\nwant %d attempt(s)", n.name, stderr, n.attempts)
+		}
+		if lines := strings.Count(got, "\n"); lines != n.lines {
+			t.Errorf("%s: %d plan lines; want %d\n%s", n.name, lines, n.lines, got)
+		}
+		if got != "" {
+			results, applyErr, code := tool(t, []byte(got), "applysame")
+			if code != 0 {
+				t.Fatalf("%s: applysame: exit %d\n%s", n.name, code, applyErr)
+			}
+			allDone(t, results)
+		}
+	}
+}

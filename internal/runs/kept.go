@@ -329,7 +329,9 @@ func (f *finder) regroup() (err error) {
 			volChanged[fl.vol.Volume] = vc
 		}
 		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || vc
-		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
+		// A file of a cluster of units left out that is kept (see
+		// leftout.go) is not regrouped.
+		redo[i] = changed[i] || (last.Unsettled.Has(fl.id) && !f.left.has(i))
 	}
 	// The aliases of the last table, by the id whose entries are theirs:
 	// an alias's entries are void when that file's are (it changed or is
@@ -344,6 +346,19 @@ func (f *finder) regroup() (err error) {
 			changed[c], redo[c] = true, true
 		}
 		aliasesOf[a.Of] = append(aliasesOf[a.Of], c)
+	}
+	// The files whose entries are those of a file of a cluster left out
+	// that is not kept any more are regrouped with it: they joined its
+	// groups as clones while it was kept, with no mapping of their own.
+	if len(last.Left.Files) > 0 {
+		was := f.wasLeft()
+		for of, cs := range aliasesOf {
+			if o, ok := pos.of(int64(of)); ok && was[o] {
+				for _, c := range cs {
+					redo[c] = true
+				}
+			}
+		}
 	}
 	// Clones join their origin's groups (see clones).
 	clones := f.clones(changed, redo, pos)
@@ -425,6 +440,9 @@ func (f *finder) regroup() (err error) {
 	// the members it lost that were the source of a group (0: none).
 	var newer []loc
 	var lostRank uint64
+	// lostNow says the group at hand lost a member in scope at the last
+	// run (not one lost before it, whose entries the base still holds).
+	var lostNow bool
 	put := func(e sumtab.Entry) {
 		if w != nil {
 			es = append(es, e)
@@ -493,6 +511,7 @@ func (f *finder) regroup() (err error) {
 	// gone notes that the group at hand lost a member, file id.
 	gone := func(id uint32) {
 		lostRank = max(lostRank, lostRanks[id])
+		lostNow = lostNow || last.Files.Has(int64(id))
 	}
 	// add adds e to g if it is a member of its group now, with the
 	// aliases and clones of its file, and reports whether e is void and
@@ -621,15 +640,26 @@ func (f *finder) regroup() (err error) {
 				put(de)
 			}
 		}
+		grew := false // a member changed or new since
 		for ; qi < len(q) && q[qi].sum == s; qi++ {
 			touched = true
 			g = append(g, q[qi])
 			newer = append(newer, q[qi].at)
 			if fi := q[qi].at.file(); changed[fi] {
 				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(q[qi].at.block())})
+				grew = true
 			}
 		}
 		peek()
+		// A group that lost or gained a member is near the units left
+		// out its members are in; one made again only for a member
+		// left unsettled, as it was, is not (its mappings are the last
+		// run's: see leftout.go).
+		if lostNow || grew {
+			for _, p := range g {
+				f.left.touch(p.at.file())
+			}
+		}
 		if touched && len(g) > 1 {
 			sortPairs(g)
 			slices.Sort(newer)
@@ -644,7 +674,7 @@ func (f *finder) regroup() (err error) {
 		if len(es) > 0 {
 			w.Add(es...)
 		}
-		g, es, newer, lostRank = g[:0], es[:0], newer[:0], 0
+		g, es, newer, lostRank, lostNow = g[:0], es[:0], newer[:0], 0, false
 		return nil
 	}
 	// The base streams by in batches. Most of its groups are left as
@@ -782,6 +812,9 @@ func (f *finder) regroup() (err error) {
 		t.cloned += len(cs)
 	}
 	f.sum.Partitions = f.maps.len() // the lists of mappings
+	if err := f.left.err(); err != nil {
+		return err
+	}
 	return f.maps.done()
 }
 
@@ -899,15 +932,19 @@ func (f *finder) clones(changed, redo []bool, pos fileIndex) map[int][]int {
 	return clones
 }
 
-// commitTable commits the table this run wrote, with the files in scope
-// and those left unsettled.
-func (f *finder) commitTable() {
+// commitTable commits the table this run wrote, with the files in scope,
+// those left unsettled, and the clusters of units left out (which count
+// as unsettled: a run that does not keep one regroups its files).
+func (f *finder) commitTable(left sumtab.Left) {
 	t := f.tab
 	if t == nil || t.w == nil {
 		return
 	}
 	var sets sumtab.Sets
 	var ranks []sumtab.Rank
+	for _, lf := range left.Files {
+		sets.Unsettled.Add(int64(lf.File))
+	}
 	for i := range f.files {
 		fl := &f.files[i]
 		sets.Files.Add(fl.id)
@@ -927,7 +964,7 @@ func (f *finder) commitTable() {
 		sets.Superseded = t.superseded
 	}
 	slices.SortFunc(t.aliases, func(a, b sumtab.Alias) int { return cmp.Compare(a.File, b.File) })
-	err := t.w.Commit(sets, ranks, t.aliases)
+	err := t.w.Commit(sets, ranks, t.aliases, left)
 	t.w = nil
 	if err != nil {
 		f.o.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))

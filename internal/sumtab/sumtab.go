@@ -10,9 +10,12 @@
 // run's plan named (whose extents applying it changes), in a delta, the
 // files whose entries in the base table are void, the rank of each file
 // that was the source of a group (so that a group that lost a member
-// ranked below its source keeps it), and the aliases: files
+// ranked below its source keeps it), the aliases: files
 // that hold another's sums block for block (a file of a snapshot, as the
-// index records it), whose entries are that file's, not stored again.
+// index records it), whose entries are that file's, not stored again;
+// and the units of work the run left out for their metadata cost that
+// nothing near them changes, in clusters, which a re-run need not make
+// again while that stays so.
 //
 // A base table is written by a full run; a delta, by a run that regrouped
 // what changed, holds the entries of the files changed since the base and
@@ -38,6 +41,11 @@
 //	          of a group
 //	aliases   a uint64 count n, then n uint64 words, each a file id
 //	          (high 32 bits) and the id whose entries are its (low 32)
+//	left      a uint64 count n, then n uint64 words, each a file id
+//	          (high 32 bits), whether the file's tree leaf costs its
+//	          cluster metadata (bit 31) and the cluster (low 31 bits);
+//	          then a uint64 count m of clusters and m uint64 words, the
+//	          units left out in each
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
 //	          of the sets uint64, magic "SAMEEND1"
 package sumtab
@@ -61,7 +69,7 @@ const (
 	magic    = "SAMESUM1"
 	endMagic = "SAMEEND1"
 	// Version is the format's version: a table of another is not used.
-	Version = 4
+	Version = 5
 	// EntrySize is the size of one entry on disk.
 	EntrySize   = 16
 	trailerSize = 8 + 4 + 8 + 8
@@ -105,6 +113,22 @@ type Header struct {
 // each entry of Of stands for one of File too.
 type Alias struct{ File, Of uint32 }
 
+// A LeftFile is a file of a cluster of units left out (see Left).
+type LeftFile struct {
+	File    uint32
+	Cluster uint32 // below 2^31
+	// Touches says the file's tree leaf is one the cluster's units
+	// would change at a cost in metadata.
+	Touches bool
+}
+
+// Left are the clusters of units of work a run left out for their
+// metadata cost: the files of each, and how many units each holds.
+type Left struct {
+	Files []LeftFile
+	Units []uint32 // by cluster
+}
+
 // Set is a set of file ids, a bitmap.
 type Set []uint64
 
@@ -140,11 +164,14 @@ type Table struct {
 	// Aliases are the files whose entries are another's, as of this
 	// table (in a delta, all of them, not only those since the base).
 	Aliases []Alias
-	f       *os.File
-	sets    int64  // where the sets start
-	crc     uint32 // the entries' checksum
-	ranks   int64  // where the ranks start, and how many there are
-	nranks  uint64
+	// Left are the units left out that a re-run may keep as they are,
+	// as of this table (in a delta too, all of them).
+	Left   Left
+	f      *os.File
+	sets   int64  // where the sets start
+	crc    uint32 // the entries' checksum
+	ranks  int64  // where the ranks start, and how many there are
+	nranks uint64
 }
 
 // A Rank is the rank of a file that was the source of a group, as the
@@ -257,6 +284,33 @@ func (t *Table) readMeta() error {
 	t.Aliases = make([]Alias, n)
 	for i, w := range words {
 		t.Aliases[i] = Alias{File: uint32(w >> 32), Of: uint32(w)}
+	}
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size())/8 {
+		return ErrFormat
+	}
+	words = make([]uint64, n)
+	if err := binary.Read(r, binary.LittleEndian, words); err != nil {
+		return ErrFormat
+	}
+	var m uint64
+	if err := binary.Read(r, binary.LittleEndian, &m); err != nil || m > uint64(st.Size())/8 {
+		return ErrFormat
+	}
+	t.Left.Units = make([]uint32, m)
+	units := make([]uint64, m)
+	if err := binary.Read(r, binary.LittleEndian, units); err != nil {
+		return ErrFormat
+	}
+	for i, u := range units {
+		t.Left.Units[i] = uint32(u)
+	}
+	t.Left.Files = make([]LeftFile, n)
+	for i, w := range words {
+		c := uint32(w) &^ (1 << 31)
+		if uint64(c) >= m {
+			return ErrFormat
+		}
+		t.Left.Files[i] = LeftFile{File: uint32(w >> 32), Cluster: c, Touches: w&(1<<31) != 0}
 	}
 	return nil
 }
@@ -429,9 +483,9 @@ func (w *Writer) Abort() {
 	os.Remove(w.f.Name())
 }
 
-// Commit writes the sets, the ranks (in file id order) and the aliases,
-// and renames the table into place.
-func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
+// Commit writes the sets, the ranks (in file id order), the aliases and
+// the clusters left out, and renames the table into place.
+func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias, left Left) error {
 	if w.err != nil {
 		w.Abort()
 		return fmt.Errorf("table of sums: %w", w.err)
@@ -453,6 +507,26 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 	}
 	binary.Write(w.w, binary.LittleEndian, uint64(len(words)))
 	binary.Write(w.w, binary.LittleEndian, words)
+	words = words[:0]
+	for _, f := range left.Files {
+		if f.Cluster >= 1<<31 || int(f.Cluster) >= len(left.Units) {
+			w.Abort()
+			return fmt.Errorf("table of sums: cluster %d of file %d out of range", f.Cluster, f.File)
+		}
+		word := uint64(f.File)<<32 | uint64(f.Cluster)
+		if f.Touches {
+			word |= 1 << 31
+		}
+		words = append(words, word)
+	}
+	binary.Write(w.w, binary.LittleEndian, uint64(len(words)))
+	binary.Write(w.w, binary.LittleEndian, words)
+	units := make([]uint64, len(left.Units))
+	for i, u := range left.Units {
+		units[i] = uint64(u)
+	}
+	binary.Write(w.w, binary.LittleEndian, uint64(len(units)))
+	binary.Write(w.w, binary.LittleEndian, units)
 	binary.Write(w.w, binary.LittleEndian, uint64(w.h.Entries))
 	binary.Write(w.w, binary.LittleEndian, w.crc)
 	binary.Write(w.w, binary.LittleEndian, uint64(off))
