@@ -360,6 +360,7 @@ func (f *finder) regroup() (err error) {
 			}
 		}
 	}
+	f.fresh = changed
 	// Clones join their origin's groups (see clones).
 	clones := f.clones(changed, redo, pos)
 	var redoBlocks int64
@@ -440,9 +441,6 @@ func (f *finder) regroup() (err error) {
 	// the members it lost that were the source of a group (0: none).
 	var newer []loc
 	var lostRank uint64
-	// lostNow says the group at hand lost a member in scope at the last
-	// run (not one lost before it, whose entries the base still holds).
-	var lostNow bool
 	put := func(e sumtab.Entry) {
 		if w != nil {
 			es = append(es, e)
@@ -511,7 +509,6 @@ func (f *finder) regroup() (err error) {
 	// gone notes that the group at hand lost a member, file id.
 	gone := func(id uint32) {
 		lostRank = max(lostRank, lostRanks[id])
-		lostNow = lostNow || last.Files.Has(int64(id))
 	}
 	// add adds e to g if it is a member of its group now, with the
 	// aliases and clones of its file, and reports whether e is void and
@@ -640,26 +637,15 @@ func (f *finder) regroup() (err error) {
 				put(de)
 			}
 		}
-		grew := false // a member changed or new since
 		for ; qi < len(q) && q[qi].sum == s; qi++ {
 			touched = true
 			g = append(g, q[qi])
 			newer = append(newer, q[qi].at)
 			if fi := q[qi].at.file(); changed[fi] {
 				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(q[qi].at.block())})
-				grew = true
 			}
 		}
 		peek()
-		// A group that lost or gained a member is near the units left
-		// out its members are in; one made again only for a member
-		// left unsettled, as it was, is not (its mappings are the last
-		// run's: see leftout.go).
-		if lostNow || grew {
-			for _, p := range g {
-				f.left.touch(p.at.file())
-			}
-		}
 		if touched && len(g) > 1 {
 			sortPairs(g)
 			slices.Sort(newer)
@@ -674,7 +660,7 @@ func (f *finder) regroup() (err error) {
 		if len(es) > 0 {
 			w.Add(es...)
 		}
-		g, es, newer, lostRank, lostNow = g[:0], es[:0], newer[:0], 0, false
+		g, es, newer, lostRank = g[:0], es[:0], newer[:0], 0
 		return nil
 	}
 	// The base streams by in batches. Most of its groups are left as
@@ -812,6 +798,7 @@ func (f *finder) regroup() (err error) {
 		t.cloned += len(cs)
 	}
 	f.sum.Partitions = f.maps.len() // the lists of mappings
+	f.fresh = nil
 	if err := f.left.err(); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -16,22 +17,28 @@ import (
 // them as the last run left them while nothing near them changes.
 //
 // The last run's table (sumtab.Left) holds the clusters of units it left
-// out: units joined by the tree leaves they touch, no unit planned
-// touching any of their leaves. A cluster is kept when every file of it
-// is untouched since (see finder.untouched: unchanged, not named, no
-// volume of its filesystem gone) and, as the run finds out,
+// out: units joined by the tree leaves they touch and by the files they
+// name, no unit planned touching any of their leaves. A cluster is kept
+// when every file of it is untouched since (see finder.untouched:
+// unchanged, not named, no volume of its filesystem gone) and, as the
+// run finds out,
 //
-//   - no group made again holds a block of one of its files (regroup);
+//   - none of its files is mapped to a source it was not mapped to at
+//     the last run: a file changed or new since, or any, in a group
+//     that lost its source (regroup; the other mappings a group made
+//     again adds are those of the last run);
 //   - none of its files refers to a leftover the run looks at (Find);
-//   - no unit of the run touches one of its leaves (lines).
+//   - no run or rewrite of the plan moves a reference to one of its
+//     extents, and no unit touches one of its leaves (lines).
 //
-// Otherwise the run starts again with that cluster's files regrouped
-// (and the files whose entries are theirs), as they were before: so the
-// plan is the one a full run prints. It is so because the units a full
-// run would make of a kept cluster's files are its units of the last
-// run, with the copies of their files in snapshots taken since (clones,
-// which refer to the same extents): they free what they freed, at a cost
-// no lower, for each of its leaves is still touched by no other unit.
+// Otherwise the run regroups that cluster's files (and the files whose
+// entries are theirs) as they were before, grouping again or, past
+// grouping, starting again: so the plan is the one a full run prints. It
+// is so because the units a full run would make of a kept cluster's
+// files are its units of the last run, with the copies of their files in
+// snapshots taken since (clones, which refer to the same extents): they
+// free what they freed, at a cost no lower, for each of its leaves is
+// still touched by no other unit.
 // No unit of the cluster pays even when no other unit of it is left
 // out, or it would have been kept last time; and leaveCostly's choice
 // of the units to keep is the largest set of units that each pay their
@@ -54,7 +61,11 @@ type leftKept struct {
 	kept    []bool // by cluster of the last table
 	// near holds the clusters found near what changed: the next
 	// attempt regroups them.
-	near map[uint32]bool
+	near  map[uint32]bool
+	files int // files of the clusters kept
+	// dropped holds the clusters not kept for being near what changed,
+	// for the attempts after this one too.
+	dropped map[uint32]bool
 }
 
 // errLeftNear ends an attempt that found clusters kept near what
@@ -78,7 +89,7 @@ func (f *finder) keepLeft(untouched []bool, drop map[uint32]bool) *leftKept {
 	if len(last.Units) == 0 {
 		return nil
 	}
-	lk := &leftKept{cluster: make([]int32, len(f.files)), last: last, kept: make([]bool, len(last.Units)), near: make(map[uint32]bool)}
+	lk := &leftKept{cluster: make([]int32, len(f.files)), last: last, kept: make([]bool, len(last.Units)), near: make(map[uint32]bool), dropped: drop}
 	for c := range lk.kept {
 		lk.kept[c] = !drop[uint32(c)]
 	}
@@ -98,6 +109,7 @@ func (f *finder) keepLeft(untouched []bool, drop map[uint32]bool) *leftKept {
 	if n == 0 {
 		return nil
 	}
+	lk.files = n
 	f.sum.KeptLeft = n
 	return lk
 }
@@ -112,12 +124,77 @@ func (lk *leftKept) touch(fi int) {
 	}
 }
 
+// nearFiles marks near what changed the clusters of the files marked in
+// involved but not in was, and returns errLeftNear if a cluster is.
+func (lk *leftKept) nearFiles(involved, was []bool) error {
+	if lk == nil {
+		return nil
+	}
+	for i, ok := range involved {
+		if ok && !was[i] {
+			lk.touch(i)
+		}
+	}
+	return lk.err()
+}
+
 // err returns errLeftNear if a cluster was found near what changed.
 func (lk *leftKept) err() error {
 	if lk == nil || len(lk.near) == 0 {
 		return nil
 	}
 	return &errLeftNear{lk.near}
+}
+
+// regroupKeeping is regroup, made again without the clusters it finds
+// near what changed until it finds none (a cluster's files, regrouped,
+// are mapped as they were at the last run, and bring no other near).
+func (f *finder) regroupKeeping() error {
+	for {
+		err := f.regroup()
+		var near *errLeftNear
+		if !errors.As(err, &near) {
+			return err
+		}
+		if f.maps != nil {
+			f.maps.close()
+		}
+		f.maps, f.bounds, f.buf, f.mapped, f.held = nil, nil, nil, nil, nil
+		if t := f.tab; t.w != nil {
+			t.w.Abort()
+			t.w, t.superseded = nil, nil
+		}
+		f.sum.Partial = 0
+		f.sum.Attempts++
+		f.left.drop(near.clusters)
+		if f.left.files == 0 {
+			f.left = nil
+		}
+		f.sum.KeptLeft = f.left.count()
+	}
+}
+
+// drop keeps none of the clusters given.
+func (lk *leftKept) drop(clusters map[uint32]bool) {
+	for c := range clusters {
+		lk.kept[c] = false
+		lk.dropped[c] = true
+	}
+	for i, c := range lk.cluster {
+		if c > 0 && !lk.kept[c-1] {
+			lk.cluster[i] = 0
+			lk.files--
+		}
+	}
+	lk.near = make(map[uint32]bool)
+}
+
+// count returns how many files of clusters are kept.
+func (lk *leftKept) count() int {
+	if lk == nil {
+		return 0
+	}
+	return lk.files
 }
 
 // wasLeft marks, by file index, the files of the last table's clusters
@@ -142,9 +219,13 @@ type leafKey struct {
 
 func leafOf(fl *file) leafKey { return leafKey{fl.vol, fl.Ino / leafFiles} }
 
-// weighLeft checks that no unit of us touches a leaf of a cluster kept
-// (else it returns errLeftNear), and finds the clusters of the units us
-// left out that the table this run writes keeps, with those kept.
+// weighLeft checks that no unit of us touches a leaf of a cluster kept,
+// nor moves a reference to one of its extents (else it returns
+// errLeftNear), and finds the clusters the table this run writes keeps:
+// the units us left out and the clusters kept, joined where they share a
+// tree leaf or a file (so that a file is of one cluster, which is kept
+// or regrouped whole), but those with a leaf that a unit planned touches
+// (their units pay a share of a leaf that changes with the plan).
 func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, error) {
 	var out sumtab.Left
 	lk := f.left
@@ -167,29 +248,15 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 		if err := lk.err(); err != nil {
 			return out, err
 		}
-		// The clusters kept, numbered anew.
-		num := make([]int32, len(lk.kept))
-		for c, ok := range lk.kept {
-			num[c] = -1
-			if ok {
-				num[c] = int32(len(out.Units))
-				out.Units = append(out.Units, lk.last.Units[c])
-			}
-		}
-		for _, lf := range lk.last.Files {
-			if n := num[lf.Cluster]; n >= 0 {
-				out.Files = append(out.Files, sumtab.LeftFile{File: lf.File, Cluster: uint32(n), Touches: lf.Touches})
-			}
-		}
-		for _, n := range out.Units {
-			f.sum.Costly += int(n)
-		}
 	}
-	// The units left out, joined by the leaves they touch; a cluster
-	// with a leaf that a unit kept touches is not kept (its units pay
-	// a share of a leaf that changes with the plan).
+	// The nodes: the units left out (numbered as units), then the
+	// clusters kept (len(us.left) + their number in the last table).
 	nu := len(us.left)
-	parent := make([]int32, nu)
+	nodes := nu
+	if lk != nil {
+		nodes += len(lk.kept)
+	}
+	parent := make([]int32, nodes)
 	for u := range parent {
 		parent[u] = int32(u)
 	}
@@ -200,36 +267,76 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 		}
 		return u
 	}
-	open := make([]bool, nu)
-	byLeaf := make(map[leafKey]int32) // a unit touching the leaf
-	for _, t := range us.touching {
-		k := leafOf(&f.files[t.file])
-		v, ok := byLeaf[k]
-		if !ok {
-			byLeaf[k] = t.unit
-			continue
-		}
-		if a, b := find(v), find(t.unit); a != b {
+	join := func(a, b int32) {
+		if a, b = find(a), find(b); a != b {
 			parent[max(a, b)] = min(a, b)
+		}
+	}
+	// Each node's files, with whether the node touches the file's leaf.
+	type nodeFile struct {
+		node    int32
+		file    int32
+		touches bool
+	}
+	var nfs []nodeFile
+	for _, t := range us.touching {
+		if us.left[t.unit] {
+			nfs = append(nfs, nodeFile{t.unit, t.file, true})
 		}
 	}
 	for u := range nu {
 		if !us.left[u] {
-			open[find(int32(u))] = true
+			continue
+		}
+		for _, k := range us.members[us.at[u]:us.mid[u]] {
+			nfs = append(nfs, nodeFile{int32(u), int32(runs[k].src.file()), false}, nodeFile{int32(u), int32(runs[k].dst.file()), false})
+		}
+		for _, k := range us.members[us.mid[u]:us.at[u+1]] {
+			nfs = append(nfs, nodeFile{int32(u), int32(ws[k].fi), false})
 		}
 	}
-	// The files of each cluster kept: those of its units' runs and
-	// rewrites, and whether each touches a leaf.
-	touches := make(map[int32]bool)
-	for _, t := range us.touching {
-		touches[t.file] = true
+	if lk != nil {
+		for _, lf := range lk.last.Files {
+			if lk.kept[lf.Cluster] {
+				i, _ := f.byID.of(int64(lf.File))
+				nfs = append(nfs, nodeFile{int32(nu) + int32(lf.Cluster), int32(i), lf.Touches})
+			}
+		}
 	}
+	// Joined by file, and by leaf; a leaf a unit planned touches opens
+	// the cluster that touches it.
+	byFile := make(map[int32]int32)
+	byLeaf := make(map[leafKey]int32)
+	for _, x := range nfs {
+		if v, ok := byFile[x.file]; ok {
+			join(v, x.node)
+		} else {
+			byFile[x.file] = x.node
+		}
+		if x.touches {
+			k := leafOf(&f.files[x.file])
+			if v, ok := byLeaf[k]; ok {
+				join(v, x.node)
+			} else {
+				byLeaf[k] = x.node
+			}
+		}
+	}
+	open := make([]bool, nodes)
+	for _, t := range us.touching {
+		if !us.left[t.unit] {
+			if v, ok := byLeaf[leafOf(&f.files[t.file])]; ok {
+				open[find(v)] = true
+			}
+		}
+	}
+	// The clusters: each closed root, numbered in order, with its
+	// units and files.
 	num := make(map[int32]uint32)
-	seen := make(map[int32]bool)
-	for u := range nu {
-		r := find(int32(u))
-		if !us.left[u] || open[r] {
-			continue
+	cluster := func(node int32) (uint32, bool) {
+		r := find(node)
+		if open[r] {
+			return 0, false
 		}
 		c, ok := num[r]
 		if !ok {
@@ -237,20 +344,36 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 			num[r] = c
 			out.Units = append(out.Units, 0)
 		}
-		out.Units[c]++
-		add := func(fi int) {
-			if !seen[int32(fi)] {
-				seen[int32(fi)] = true
-				out.Files = append(out.Files, sumtab.LeftFile{File: uint32(f.files[fi].id), Cluster: c, Touches: touches[int32(fi)]})
+		return c, true
+	}
+	for u := range nu {
+		if c, ok := cluster(int32(u)); ok && us.left[u] {
+			out.Units[c]++
+		}
+	}
+	if lk != nil {
+		for c, ok := range lk.kept {
+			if !ok {
+				continue
+			}
+			f.sum.Costly += int(lk.last.Units[c])
+			if k, ok := cluster(int32(nu + c)); ok {
+				out.Units[k] += lk.last.Units[c]
 			}
 		}
-		for _, k := range us.members[us.at[u]:us.mid[u]] {
-			add(runs[k].src.file())
-			add(runs[k].dst.file())
+	}
+	files := make(map[int32]int) // index in out.Files
+	for _, x := range nfs {
+		c, ok := cluster(x.node)
+		if !ok {
+			continue
 		}
-		for _, k := range us.members[us.mid[u]:us.at[u+1]] {
-			add(ws[k].fi)
+		if k, ok := files[x.file]; ok {
+			out.Files[k].Touches = out.Files[k].Touches || x.touches
+			continue
 		}
+		files[x.file] = len(out.Files)
+		out.Files = append(out.Files, sumtab.LeftFile{File: uint32(f.files[x.file].id), Cluster: c, Touches: x.touches})
 	}
 	slices.SortFunc(out.Files, func(a, b sumtab.LeftFile) int { return int(a.File) - int(b.File) })
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -131,8 +132,8 @@ type Summary struct {
 	// KeptLeft counts the files of units the last run left out for their
 	// metadata cost that this one kept as they were, not regrouped nor
 	// weighed again (they count in Costly); Attempts, the attempts the
-	// run took: one more for each time it found such units near what
-	// changed (see leftout.go).
+	// run took to group the sums or plan: one more for each time it
+	// found such units near what changed (see leftout.go).
 	KeptLeft, Attempts int
 }
 
@@ -270,8 +271,10 @@ type finder struct {
 	// regrouped) again.
 	held heldSums
 	// left holds the units left out by the last run that this one keeps
-	// as they were (see leftout.go); nil if none.
-	left *leftKept
+	// as they were (see leftout.go); nil if none. fresh marks, while
+	// regroup makes groups, the files changed since the last run.
+	left  *leftKept
+	fresh []bool
 }
 
 // heldBudget is the share of Options.Budget that the sums regroup read
@@ -287,11 +290,13 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	// changed starts again with them regrouped (see leftout.go); after
 	// a few, with none kept.
 	drop := make(map[uint32]bool)
+	tries := 0
 	for attempt := 0; ; attempt++ {
 		sum, err := find(ctx, ix, o, emit, drop, attempt < maxLeftAttempts)
+		tries += sum.Attempts
 		var near *errLeftNear
 		if !errors.As(err, &near) {
-			sum.Attempts = attempt + 1
+			sum.Attempts = tries
 			return sum, err
 		}
 		for c := range near.clusters {
@@ -307,7 +312,7 @@ const maxLeftAttempts = 3
 // find is an attempt of Find, keeping the units left out by the last run
 // (keepLeft) but those of the clusters in drop.
 func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record) error, drop map[uint32]bool, keepLeft bool) (Summary, error) {
-	var sum Summary
+	sum := Summary{Attempts: 1}
 	if o.Budget <= 0 {
 		o.Budget = DefaultBudget
 	}
@@ -358,7 +363,7 @@ func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	err = errGroupAll
 	if f.tab != nil && f.tab.base != nil {
 		defer tuneGC(0)()
-		err = f.regroup()
+		err = f.regroupKeeping()
 	}
 	if errors.Is(err, errGroupAll) {
 		f.redo, f.left, sum.KeptLeft = nil, nil, 0
@@ -402,17 +407,13 @@ func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		markOwnLeaves(files, involved)
 	}
 	if o.Rewrite {
+		// A file of a unit left out that is kept, referring to a
+		// leftover, is near what changed (see leftout.go).
+		was := slices.Clone(involved)
 		if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
 			return sum, err
 		}
-	}
-	if f.left != nil {
-		for i, ok := range involved {
-			if ok {
-				f.left.touch(i)
-			}
-		}
-		if err := f.left.err(); err != nil {
+		if err := f.left.nearFiles(involved, was); err != nil {
 			return sum, err
 		}
 	}
