@@ -650,6 +650,37 @@ func TestPartWalk(t *testing.T) {
 	run(counts{seen: 11, hashed: 1, unchanged: 9, links: 1, listed: 9, read: 8 << 10})
 }
 
+// TestPartWalkEmptyFiles writes data into files that were empty when
+// walked, so the index has no row of them, where no directory changes:
+// the tree search finds their inode items rewritten, and the walk goes
+// into their directories (the top one too) to find them, in the
+// subvolume and in a snapshot taken of it since.
+func TestPartWalkEmptyFiles(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	live, p := liveSubvol(t, mnt)
+	writeFile(t, p("a/1"), randomBytes(30, 8<<10))
+	writeFile(t, p("b/2"), randomBytes(31, 8<<10))
+	writeFile(t, p("a/e"), nil)
+	writeFile(t, p("e0"), nil)
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	runChecked(t, db, mnt, counts{seen: 2, hashed: 2, skipped: 2, read: 2 * 8 << 10}, mnt)
+
+	// a/e written in place: a is walked, b is not.
+	overwrite(t, p("a/e"), 0, randomBytes(32, 8<<10))
+	testfs.Run(t, "sync")
+	runChecked(t, db, mnt, counts{seen: 3, hashed: 1, unchanged: 2, part: 1, listed: 2, read: 8 << 10}, mnt)
+
+	// e0, in the top directory, written in place, and a snapshot taken:
+	// each is walked whole (the snapshot's files taken from live's
+	// rows), and e0 found in each.
+	overwrite(t, p("e0"), 0, randomBytes(33, 8<<10))
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
+	runChecked(t, db, mnt, counts{seen: 8, hashed: 5, reused: 4, copied: 3, unchanged: 3, listed: 3, read: 8 << 10}, mnt)
+}
+
 // partWalkTree writes the tree TestPartWalk and TestPartWalkSnapshots
 // start from, p naming a file in its subvolume: seven files of 8 KiB in
 // a/x, a/y, b, b/c, d and the top, and h, with a name in a/x (the one the

@@ -101,7 +101,11 @@
 // was; one below it that is not is below one that changed. A row below
 // a changed directory that the walk does not meet, of a file with
 // another name where the walk does not go (a hard link whose other name
-// was removed), is found there (subvols.nameLeft, scanner.elsewhere).
+// was removed), is found there (subvols.nameLeft, scanner.elsewhere). A
+// file whose inode item changed that the index has no row of (empty when
+// walked, say, and written in place since) is in a directory that need
+// not have changed: the walk goes into that directory too
+// (subvols.unknownFiles).
 // Where the walk goes, each file is taken as its directory lists it (no
 // lstat: the walk hands its name and inode number) where the index has
 // that inode at that path and the search shows its items as recorded

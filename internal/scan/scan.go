@@ -396,6 +396,14 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	})
 	s.sv.adopt = s.adopt
 	s.sv.dirs = func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error) { return ix.Dirs(s.ctx, v, inos) }
+	s.sv.known = func(v fsys.Volume, inos []uint64) (map[uint64]bool, error) {
+		at, err := ix.InodePaths(s.ctx, v, inos)
+		known := make(map[uint64]bool, len(at))
+		for _, p := range at {
+			known[p.Ino] = true
+		}
+		return known, err
+	}
 	rootsWalked, err := ix.RootsWalked(ctx)
 	if err != nil {
 		return nil, err

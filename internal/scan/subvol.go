@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,6 +79,9 @@ type subvols struct {
 	// dirs, if set, returns what walks recorded of directories of a
 	// volume (index.Index.Dirs).
 	dirs func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error)
+	// known tells which of the inodes inos of volume v the index has a
+	// row of.
+	known func(v fsys.Volume, inos []uint64) (map[uint64]bool, error)
 	// adopt, if set, records the files of a new snapshot from its
 	// origin's rows (scanner.adopt).
 	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, moves)
@@ -211,11 +215,11 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		if !ok || nested {
 			return true
 		}
-		if c.Others {
+		if unknown := s.unknownFiles(v, c); c.Others || len(unknown) > 0 {
 			// Directories changed: walked below them alone, and skimmed
 			// elsewhere (see partsOf), or walked whole; skimmed where
 			// only their access times changed.
-			parts, ok := partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c))
+			parts, ok := partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c), unknown)
 			if !ok {
 				s.walkWhole(f, v, path, gen)
 				return true
@@ -256,12 +260,17 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // all below it), and the walk goes there as into any subvolume walked
 // again; a directory deleted since has none to walk, and the one that
 // held it changed.
-func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool) ([]string, bool) {
+//
+// unknown holds regular files whose inode items were rewritten that the
+// index has no row of (a file that was empty when walked, say, and holds
+// data now): their directories did not change, and only a walk of them
+// finds these files; they are among the parts too.
+func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool, unknown []uint64) ([]string, bool) {
 	if changed[ino] {
 		return nil, false
 	}
 	below := childPath(dir)
-	parts := make([]string, 0, len(changed))
+	parts := make([]string, 0, len(changed)+len(unknown))
 	for d := range changed {
 		rel, ok, err := fsys.InoPath(f, d)
 		switch {
@@ -269,6 +278,24 @@ func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool) (
 			return nil, false
 		case ok && rel != "":
 			if p := childPath(top) + rel + "/"; strings.HasPrefix(p, below) {
+				parts = append(parts, p)
+			}
+		}
+	}
+	for _, fi := range unknown {
+		rel, ok, err := fsys.InoPath(f, fi)
+		switch {
+		case err != nil:
+			return nil, false
+		case ok && rel != "":
+			p := childPath(top)
+			if d := path.Dir(rel); d != "." {
+				p += d + "/"
+			}
+			switch {
+			case p == below:
+				return nil, false // in dir itself
+			case strings.HasPrefix(p, below):
 				parts = append(parts, p)
 			}
 		}
@@ -283,6 +310,30 @@ func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool) (
 		}
 	}
 	return out, true
+}
+
+// unknownFiles returns the regular files of volume v whose inode items
+// the tree search found rewritten (c) that the index has no row of.
+func (s *subvols) unknownFiles(v fsys.Volume, c fiemap.Changes) []uint64 {
+	if len(c.Files) == 0 || s.known == nil {
+		return nil
+	}
+	inos := make([]uint64, 0, len(c.Files))
+	for ino := range c.Files {
+		inos = append(inos, ino)
+	}
+	known, err := s.known(v, inos)
+	if err != nil {
+		return nil
+	}
+	var out []uint64
+	for _, ino := range inos {
+		if !known[ino] {
+			out = append(out, ino)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // entriesChanged returns those of the directories whose inode items the
@@ -689,8 +740,8 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool)
 		return nil, false
 	}
 	var parts []string
-	if c.Others {
-		if parts, ok = partsOf(f, top, top, btrfsFirstFree, s.entriesChanged(from, prev, "", c)); !ok {
+	if unknown := s.unknownFiles(v, c); c.Others || len(unknown) > 0 {
+		if parts, ok = partsOf(f, top, top, btrfsFirstFree, s.entriesChanged(from, prev, "", c), unknown); !ok {
 			return nil, false
 		}
 	}
@@ -774,7 +825,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		c, ok := s.since(f, v, prev, gen, root)
 		switch {
 		case !ok:
-		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, gen, s.entriesChanged(v, prev, root, c)):
+		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, gen, s.entriesChanged(v, prev, root, c), s.unknownFiles(v, c)):
 		default:
 			s.walkWhole(f, v, root, gen)
 		}
@@ -793,7 +844,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 // walk met, where it met them. (A root renamed or replaced since is
 // another inode, or one whose inode item was rewritten.) It reports
 // whether it does; otherwise root is walked whole.
-func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, changed map[uint64]bool) bool {
+func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, changed map[uint64]bool, unknown []uint64) bool {
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return false
@@ -806,7 +857,7 @@ func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, 
 		}
 		top = strings.TrimSuffix(root, "/"+rel)
 	}
-	parts, ok := partsOf(f, top, root, st.Ino, changed)
+	parts, ok := partsOf(f, top, root, st.Ino, changed, unknown)
 	if ok {
 		s.walkParts(f, uint64(st.Dev), top, root, v, parts, gen)
 	}
