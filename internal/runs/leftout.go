@@ -93,8 +93,19 @@ func (f *finder) keepLeft(untouched []bool, drop map[uint32]bool) *leftKept {
 	for c := range lk.kept {
 		lk.kept[c] = !drop[uint32(c)]
 	}
+	// A file changed or new since, in a leaf a cluster touches, is
+	// likely to be planned there, and the cluster weighed with it: it is
+	// not kept, rather than found near after the units are made.
+	changed := make(map[leafKey]bool)
+	t0 := t.latest()
+	for i := range f.files {
+		if fl := &f.files[i]; fl.changed > t0.Seq || !t0.Files.Has(fl.id) {
+			changed[leafOf(fl)] = true
+		}
+	}
 	for _, lf := range last.Files {
-		if i, ok := f.byID.of(int64(lf.File)); !ok || !untouched[i] {
+		i, ok := f.byID.of(int64(lf.File))
+		if !ok || !untouched[i] || (lf.Touches && changed[leafOf(&f.files[i])]) {
 			lk.kept[lf.Cluster] = false
 		}
 	}
@@ -164,6 +175,7 @@ func (f *finder) regroupKeeping() error {
 			t.w.Abort()
 			t.w, t.superseded = nil, nil
 		}
+		f.tab.cloned = 0
 		f.sum.Partial = 0
 		f.sum.Attempts++
 		f.left.drop(near.clusters)
@@ -274,14 +286,14 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 	}
 	// Each node's files, with whether the node touches the file's leaf.
 	type nodeFile struct {
-		node    int32
-		file    int32
-		touches bool
+		node         int32
+		file         int32
+		touches, dst bool
 	}
 	var nfs []nodeFile
 	for _, t := range us.touching {
 		if us.left[t.unit] {
-			nfs = append(nfs, nodeFile{t.unit, t.file, true})
+			nfs = append(nfs, nodeFile{t.unit, t.file, true, true})
 		}
 	}
 	for u := range nu {
@@ -289,17 +301,17 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 			continue
 		}
 		for _, k := range us.members[us.at[u]:us.mid[u]] {
-			nfs = append(nfs, nodeFile{int32(u), int32(runs[k].src.file()), false}, nodeFile{int32(u), int32(runs[k].dst.file()), false})
+			nfs = append(nfs, nodeFile{int32(u), int32(runs[k].src.file()), false, false}, nodeFile{int32(u), int32(runs[k].dst.file()), false, true})
 		}
 		for _, k := range us.members[us.mid[u]:us.at[u+1]] {
-			nfs = append(nfs, nodeFile{int32(u), int32(ws[k].fi), false})
+			nfs = append(nfs, nodeFile{int32(u), int32(ws[k].fi), false, true})
 		}
 	}
 	if lk != nil {
 		for _, lf := range lk.last.Files {
 			if lk.kept[lf.Cluster] {
 				i, _ := f.byID.of(int64(lf.File))
-				nfs = append(nfs, nodeFile{int32(nu) + int32(lf.Cluster), int32(i), lf.Touches})
+				nfs = append(nfs, nodeFile{int32(nu) + int32(lf.Cluster), int32(i), lf.Touches, lf.Dst})
 			}
 		}
 	}
@@ -370,26 +382,33 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 		}
 		if k, ok := files[x.file]; ok {
 			out.Files[k].Touches = out.Files[k].Touches || x.touches
+			out.Files[k].Dst = out.Files[k].Dst || x.dst
 			continue
 		}
 		files[x.file] = len(out.Files)
-		out.Files = append(out.Files, sumtab.LeftFile{File: uint32(f.files[x.file].id), Cluster: c, Touches: x.touches})
+		out.Files = append(out.Files, sumtab.LeftFile{File: uint32(f.files[x.file].id), Cluster: c, Touches: x.touches, Dst: x.dst})
 	}
 	slices.SortFunc(out.Files, func(a, b sumtab.LeftFile) int { return int(a.File) - int(b.File) })
 	return out, nil
 }
 
-// nearExtents marks near what changed each cluster kept with a file that
-// refers to a disk extent that a run of the plan moves a reference to, or
-// that a rewrite copies: in a full run, the cluster's units would be
-// joined to that one (they free that extent only together). It reads the
-// recorded extents of the clusters' files, which are current (they are
-// untouched: see trusted).
+// nearExtents marks near what changed each cluster kept with a
+// destination (of its units' runs or rewrites) that refers to a disk
+// extent that a run of the plan moves a reference to, or that a rewrite
+// copies: in a full run, the cluster's units would be joined to that one
+// (they free that extent only together). It reads the recorded extents
+// of those files, which are current (they are untouched: see trusted).
 func (f *finder) nearExtents(runs []run, ws []rewriteAt) error {
 	lk := f.left
+	if len(runs)+len(ws) == 0 {
+		return nil
+	}
 	want := make([]bool, len(f.files))
-	for i := range f.files {
-		want[i] = lk.has(i)
+	for _, lf := range lk.last.Files {
+		if lk.kept[lf.Cluster] && lf.Dst {
+			i, _ := f.byID.of(int64(lf.File))
+			want[i] = true
+		}
 	}
 	if err := loadExtents(f.ctx, f.ix, f.files, f.byID, want, f.o); err != nil {
 		return err

@@ -43,7 +43,8 @@
 //	          (high 32 bits) and the id whose entries are its (low 32)
 //	left      a uint64 count n, then n uint64 words, each a file id
 //	          (high 32 bits), whether the file's tree leaf costs its
-//	          cluster metadata (bit 31) and the cluster (low 31 bits);
+//	          cluster metadata (bit 31), whether it is a destination
+//	          (bit 30) and the cluster (low 30 bits);
 //	          then a uint64 count m of clusters and m uint64 words, the
 //	          units left out in each
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
@@ -116,10 +117,11 @@ type Alias struct{ File, Of uint32 }
 // A LeftFile is a file of a cluster of units left out (see Left).
 type LeftFile struct {
 	File    uint32
-	Cluster uint32 // below 2^31
+	Cluster uint32 // below 2^30
 	// Touches says the file's tree leaf is one the cluster's units
-	// would change at a cost in metadata.
-	Touches bool
+	// would change at a cost in metadata; Dst, that they move its
+	// references (a run's destination, or a rewrite).
+	Touches, Dst bool
 }
 
 // Left are the clusters of units of work a run left out for their
@@ -306,11 +308,11 @@ func (t *Table) readMeta() error {
 	}
 	t.Left.Files = make([]LeftFile, n)
 	for i, w := range words {
-		c := uint32(w) &^ (1 << 31)
+		c := uint32(w) & (1<<30 - 1)
 		if uint64(c) >= m {
 			return ErrFormat
 		}
-		t.Left.Files[i] = LeftFile{File: uint32(w >> 32), Cluster: c, Touches: w&(1<<31) != 0}
+		t.Left.Files[i] = LeftFile{File: uint32(w >> 32), Cluster: c, Touches: w&(1<<31) != 0, Dst: w&(1<<30) != 0}
 	}
 	return nil
 }
@@ -509,13 +511,16 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias, left Left) err
 	binary.Write(w.w, binary.LittleEndian, words)
 	words = words[:0]
 	for _, f := range left.Files {
-		if f.Cluster >= 1<<31 || int(f.Cluster) >= len(left.Units) {
+		if f.Cluster >= 1<<30 || int(f.Cluster) >= len(left.Units) {
 			w.Abort()
 			return fmt.Errorf("table of sums: cluster %d of file %d out of range", f.Cluster, f.File)
 		}
 		word := uint64(f.File)<<32 | uint64(f.Cluster)
 		if f.Touches {
 			word |= 1 << 31
+		}
+		if f.Dst {
+			word |= 1 << 30
 		}
 		words = append(words, word)
 	}
