@@ -18,7 +18,7 @@ import (
 //
 // The last run's table (sumtab.Left) holds the clusters of units it left
 // out: units joined by the tree leaves they touch and by the files they
-// name, no unit planned touching any of their leaves. A cluster is kept
+// name. A cluster is kept
 // when every file of it is untouched since (see finder.untouched:
 // unchanged, not named, no volume of its filesystem gone) and, as the
 // run finds out,
@@ -37,14 +37,14 @@ import (
 // is so because the units a full run would make of a kept cluster's
 // files are its units of the last run, with the copies of their files in
 // snapshots taken since (clones, which refer to the same extents): they
-// free what they freed, at a cost no lower, for each of its leaves is
-// still touched by no other unit.
-// No unit of the cluster pays even when no other unit of it is left
-// out, or it would have been kept last time; and leaveCostly's choice
-// of the units to keep is the largest set of units that each pay their
-// share, which a unit in no such set does not change. A file of a
-// cluster kept is not regrouped, mapped or weighed, and its clones join
-// its groups, as a settled file's do.
+// free what they freed, at a cost no lower, for no unit but theirs
+// touches their leaves now (one planned last time may have). No set of
+// them pays its share of those leaves: with the units kept last time it
+// would have been a larger set of units that each pay, and leaveCostly
+// keeps the largest. So none of them is kept now, and the others' choice
+// is as it would be without them: that largest set does not change for
+// units in none. A file of a cluster kept is not regrouped, mapped or
+// weighed, and its clones join its groups, as a settled file's do.
 //
 // What a full run sees and this does not: a reference to one of the
 // cluster's extents from outside the files in scope going away (a file
@@ -236,8 +236,9 @@ func leafOf(fl *file) leafKey { return leafKey{fl.vol, fl.Ino / leafFiles} }
 // errLeftNear), and finds the clusters the table this run writes keeps:
 // the units us left out and the clusters kept, joined where they share a
 // tree leaf or a file (so that a file is of one cluster, which is kept
-// or regrouped whole), but those with a leaf that a unit planned touches
-// (their units pay a share of a leaf that changes with the plan).
+// or regrouped whole). A unit planned may touch a leaf of one: it paid a
+// share of that leaf's cost, which the units left out did not pay all
+// the same, and would pay less of without it.
 func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, error) {
 	var out sumtab.Left
 	lk := f.left
@@ -315,8 +316,7 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 			}
 		}
 	}
-	// Joined by file, and by leaf; a leaf a unit planned touches opens
-	// the cluster that touches it.
+	// Joined by file, and by leaf.
 	byFile := make(map[int32]int32)
 	byLeaf := make(map[leafKey]int32)
 	for _, x := range nfs {
@@ -334,22 +334,11 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 			}
 		}
 	}
-	open := make([]bool, nodes)
-	for _, t := range us.touching {
-		if !us.left[t.unit] {
-			if v, ok := byLeaf[leafOf(&f.files[t.file])]; ok {
-				open[find(v)] = true
-			}
-		}
-	}
-	// The clusters: each closed root, numbered in order, with its
-	// units and files.
+	// The clusters: each root, numbered in order, with its units and
+	// files.
 	num := make(map[int32]uint32)
 	cluster := func(node int32) (uint32, bool) {
 		r := find(node)
-		if open[r] {
-			return 0, false
-		}
 		c, ok := num[r]
 		if !ok {
 			c = uint32(len(out.Units))
