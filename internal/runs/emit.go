@@ -64,7 +64,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 			return err
 		}
 	}
-	us.left, us.touching = nil, nil
+	us.left, us.touching, us.freed = nil, nil, nil
 	// The extents are not looked at again: their room is the digests'.
 	for i := range files {
 		files[i].extents = nil

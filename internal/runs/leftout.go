@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,56 +17,65 @@ import (
 // each new snapshot added a copy of each to regroup. Now a re-run keeps
 // them as the last run left them while nothing near them changes.
 //
-// The last run's table (sumtab.Left) holds the clusters of units it left
-// out: units joined by the tree leaves they touch and by the files they
-// name. A cluster is kept
-// when every file of it is untouched since (see finder.untouched:
-// unchanged, not named, no volume of its filesystem gone) and, as the
-// run finds out,
+// The last run's table (sumtab.Left) holds the units it left out that
+// would not pay even if every other unit touching their tree leaves were
+// kept, sharing those leaves' cost: each unit's files, its destinations,
+// and for each leaf it touches how many units touched it (Share). Such a
+// unit is kept as it was when every file of it is untouched since (see
+// finder.untouched: unchanged, not named, no volume of its filesystem
+// gone), none of its leaves lies where a file changed or is new (that
+// file would likely make a unit there), and, as the run finds out,
 //
 //   - none of its files is mapped to a source it was not mapped to at
 //     the last run: a file changed or new since, or any, in a group
 //     that lost its source (regroup; the other mappings a group made
 //     again adds are those of the last run);
 //   - none of its files refers to a leftover the run looks at (Find);
-//   - no run or rewrite of the plan moves a reference to one of its
-//     extents, and no unit touches one of its leaves (lines).
+//   - no run or rewrite of the plan moves a reference to an extent of
+//     one of its destinations, no unit planned touches one of its
+//     leaves, and no more units touch one than did (lines).
 //
-// Otherwise the run regroups that cluster's files (and the files whose
-// entries are theirs) as they were before, grouping again or, past
-// grouping, starting again: so the plan is the one a full run prints. It
-// is so because the units a full run would make of a kept cluster's
-// files are its units of the last run, with the copies of their files in
-// snapshots taken since (clones, which refer to the same extents): they
-// free what they freed, at a cost no lower, for no unit but theirs
-// touches their leaves now (one planned last time may have). No set of
-// them pays its share of those leaves: with the units kept last time it
-// would have been a larger set of units that each pay, and leaveCostly
-// keeps the largest. So none of them is kept now, and the others' choice
-// is as it would be without them: that largest set does not change for
-// units in none. A file of a cluster kept is not regrouped, mapped or
-// weighed, and its clones join its groups, as a settled file's do.
+// Otherwise the run regroups that unit's destinations and the files no
+// unit kept names (and the files whose entries are theirs) as they were
+// before, grouping again or, past grouping, starting again: so the plan
+// is the one a full run prints. It is so because the unit a full run
+// would make of a kept unit's files is the unit of the last run, with the
+// copies of its destinations in snapshots taken since (clones, which
+// refer to the same extents): it frees what it freed, at a cost no lower
+// than its share of its leaves with every unit touching them kept, which
+// it did not pay; and with a leaf no unit planned touches, it is not
+// kept for riding on leaves copied anyway. So it is in no set of units
+// that each pay their share, and leaveCostly, which keeps the largest
+// such set, keeps the others as it would without it. A file of a unit
+// kept is not regrouped, mapped or weighed, and its clones join its
+// groups, as a settled file's do.
 //
 // What a full run sees and this does not: a reference to one of the
-// cluster's extents from outside the files in scope going away (a file
-// of a snapshot not indexed, say), which could make a unit pay. Such a
-// cluster is weighed again when something near it changes, or by
-// findsame -full.
+// unit's extents from outside the files in scope going away (a file of
+// a snapshot not indexed, say), which could make it pay. Such a unit is
+// weighed again when something near it changes, or by findsame -full.
 
-// leftKept is what a run keeps of the last table's clusters.
+// leftKept is what a run keeps of the last table's units left out (each
+// a cluster of sumtab.Left).
 type leftKept struct {
-	// cluster marks, by file index, the files of the clusters kept: the
-	// cluster's number in the last table, plus 1 (0: none).
-	cluster []int32
-	last    sumtab.Left
-	kept    []bool // by cluster of the last table
+	last sumtab.Left
+	kept []bool // by cluster of the last table
+	// of lists, by file index, the clusters that name the file.
+	of map[int32][]uint32
+	// held counts, by file index, the clusters kept that name the file;
+	// dstLost marks the destinations of clusters not kept, which are
+	// regrouped.
+	held    []int32
+	dstLost []bool
 	// near holds the clusters found near what changed: the next
 	// attempt regroups them.
 	near  map[uint32]bool
-	files int // files of the clusters kept
+	files int // files kept (see has)
 	// dropped holds the clusters not kept for being near what changed,
 	// for the attempts after this one too.
 	dropped map[uint32]bool
+	// keptOn counts, by leaf, the clusters kept that touch it.
+	keptOn map[leafKey]int32
 }
 
 // errLeftNear ends an attempt that found clusters kept near what
@@ -73,33 +83,33 @@ type leftKept struct {
 type errLeftNear struct{ clusters map[uint32]bool }
 
 func (e *errLeftNear) Error() string {
-	return fmt.Sprintf("%d clusters of units left out near what changed", len(e.clusters))
+	return fmt.Sprintf("%d units left out near what changed", len(e.clusters))
 }
 
-// keepLeft marks the files of the last table's clusters that may be kept
-// as they were: every file of the cluster in scope and untouched, and the
-// cluster not among drop (found near what changed by an attempt before).
-// It returns nil when none is.
+// keepLeft marks the files of the last table's units left out that may be
+// kept as they were: every file of the unit in scope and untouched, none
+// of its leaves where a file changed or is new, and the unit not among
+// drop (found near what changed by an attempt before). It returns nil
+// when none is.
 func (f *finder) keepLeft(untouched []bool, drop map[uint32]bool) *leftKept {
 	t := f.tab
 	if t == nil || t.base == nil || untouched == nil {
 		return nil
 	}
-	last := t.latest().Left
+	latest := t.latest()
+	last := latest.Left
 	if len(last.Units) == 0 {
 		return nil
 	}
-	lk := &leftKept{cluster: make([]int32, len(f.files)), last: last, kept: make([]bool, len(last.Units)), near: make(map[uint32]bool), dropped: drop}
+	lk := &leftKept{last: last, kept: make([]bool, len(last.Units)), of: make(map[int32][]uint32),
+		held: make([]int32, len(f.files)), dstLost: make([]bool, len(f.files)),
+		near: make(map[uint32]bool), dropped: drop}
 	for c := range lk.kept {
 		lk.kept[c] = !drop[uint32(c)]
 	}
-	// A file changed or new since, in a leaf a cluster touches, is
-	// likely to be planned there, and the cluster weighed with it: it is
-	// not kept, rather than found near after the units are made.
 	changed := make(map[leafKey]bool)
-	t0 := t.latest()
 	for i := range f.files {
-		if fl := &f.files[i]; fl.changed > t0.Seq || !t0.Files.Has(fl.id) {
+		if fl := &f.files[i]; fl.changed > latest.Seq || !latest.Files.Has(fl.id) {
 			changed[leafOf(fl)] = true
 		}
 	}
@@ -107,36 +117,67 @@ func (f *finder) keepLeft(untouched []bool, drop map[uint32]bool) *leftKept {
 		i, ok := f.byID.of(int64(lf.File))
 		if !ok || !untouched[i] || (lf.Touches && changed[leafOf(&f.files[i])]) {
 			lk.kept[lf.Cluster] = false
+			continue
 		}
+		lk.of[int32(i)] = append(lk.of[int32(i)], lf.Cluster)
 	}
-	n := 0
-	for _, lf := range last.Files {
-		if lk.kept[lf.Cluster] {
-			i, _ := f.byID.of(int64(lf.File))
-			lk.cluster[i] = int32(lf.Cluster) + 1
-			n++
-		}
-	}
-	if n == 0 {
+	lk.count(f)
+	if lk.files == 0 {
 		return nil
 	}
-	lk.files = n
-	f.sum.KeptLeft = n
+	f.sum.KeptLeft = lk.files
 	return lk
 }
 
-// has reports whether file fi is of a cluster kept.
-func (lk *leftKept) has(fi int) bool { return lk != nil && lk.cluster[fi] > 0 }
-
-// touch notes that file fi, if of a cluster kept, is near what changed.
-func (lk *leftKept) touch(fi int) {
-	if lk.has(fi) {
-		lk.near[uint32(lk.cluster[fi]-1)] = true
+// count works out, from kept, which files are kept and the leaves the
+// units kept touch.
+func (lk *leftKept) count(f *finder) {
+	clear(lk.held)
+	clear(lk.dstLost)
+	lk.keptOn = make(map[leafKey]int32)
+	for _, lf := range lk.last.Files {
+		i, ok := f.byID.of(int64(lf.File))
+		if !ok {
+			continue
+		}
+		switch {
+		case lk.kept[lf.Cluster]:
+			lk.held[i]++
+			if lf.Touches {
+				lk.keptOn[leafOf(&f.files[i])]++
+			}
+		case lf.Dst:
+			lk.dstLost[i] = true
+		}
+	}
+	lk.files = 0
+	for i := range lk.held {
+		if lk.has(i) {
+			lk.files++
+		}
 	}
 }
 
-// nearFiles marks near what changed the clusters of the files marked in
-// involved but not in was, and returns errLeftNear if a cluster is.
+// has reports whether file fi is kept: named by a unit kept, and no
+// destination of one not kept.
+func (lk *leftKept) has(fi int) bool { return lk != nil && lk.held[fi] > 0 && !lk.dstLost[fi] }
+
+// touch notes that file fi is near what changed: so is every unit kept
+// that names it.
+func (lk *leftKept) touch(fi int) {
+	if lk == nil || lk.held[fi] == 0 {
+		return
+	}
+	for _, c := range lk.of[int32(fi)] {
+		if lk.kept[c] {
+			lk.near[c] = true
+		}
+	}
+}
+
+// nearFiles marks near what changed the units kept that name a file
+// marked in involved but not in was, and returns errLeftNear if a unit
+// is.
 func (lk *leftKept) nearFiles(involved, was []bool) error {
 	if lk == nil {
 		return nil
@@ -149,7 +190,7 @@ func (lk *leftKept) nearFiles(involved, was []bool) error {
 	return lk.err()
 }
 
-// err returns errLeftNear if a cluster was found near what changed.
+// err returns errLeftNear if a unit was found near what changed.
 func (lk *leftKept) err() error {
 	if lk == nil || len(lk.near) == 0 {
 		return nil
@@ -178,35 +219,22 @@ func (f *finder) regroupKeeping() error {
 		f.tab.cloned = 0
 		f.sum.Partial = 0
 		f.sum.Attempts++
-		f.left.drop(near.clusters)
+		f.left.drop(f, near.clusters)
+		f.sum.KeptLeft = f.left.files
 		if f.left.files == 0 {
 			f.left = nil
 		}
-		f.sum.KeptLeft = f.left.count()
 	}
 }
 
-// drop keeps none of the clusters given.
-func (lk *leftKept) drop(clusters map[uint32]bool) {
+// drop keeps none of the units given.
+func (lk *leftKept) drop(f *finder, clusters map[uint32]bool) {
 	for c := range clusters {
 		lk.kept[c] = false
 		lk.dropped[c] = true
 	}
-	for i, c := range lk.cluster {
-		if c > 0 && !lk.kept[c-1] {
-			lk.cluster[i] = 0
-			lk.files--
-		}
-	}
+	lk.count(f)
 	lk.near = make(map[uint32]bool)
-}
-
-// count returns how many files of clusters are kept.
-func (lk *leftKept) count() int {
-	if lk == nil {
-		return 0
-	}
-	return lk.files
 }
 
 // wasLeft marks, by file index, the files of the last table's clusters
@@ -231,28 +259,46 @@ type leafKey struct {
 
 func leafOf(fl *file) leafKey { return leafKey{fl.vol, fl.Ino / leafFiles} }
 
-// weighLeft checks that no unit of us touches a leaf of a cluster kept,
-// nor moves a reference to one of its extents (else it returns
-// errLeftNear), and finds the clusters the table this run writes keeps:
-// the units us left out and the clusters kept, joined where they share a
-// tree leaf or a file (so that a file is of one cluster, which is kept
-// or regrouped whole). A unit planned may touch a leaf of one: it paid a
-// share of that leaf's cost, which the units left out did not pay all
-// the same, and would pay less of without it.
+// weighLeft checks that no unit of us planned touches a leaf of a unit
+// kept, nor more units than touched it last time, and that no run or
+// rewrite moves a reference to an extent of one of its destinations
+// (else it returns errLeftNear); and it returns the units the table this
+// run writes keeps: those kept, and those us left out that would not pay
+// even if every unit touching their leaves (here, or kept) were kept.
 func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, error) {
 	var out sumtab.Left
 	lk := f.left
-	if lk != nil {
-		leaves := make(map[leafKey]uint32)
-		for _, lf := range lk.last.Files {
-			if lk.kept[lf.Cluster] && lf.Touches {
-				i, _ := f.byID.of(int64(lf.File))
-				leaves[leafOf(&f.files[i])] = lf.Cluster
-			}
+	// The units touching each leaf, and whether a unit planned does.
+	type leafUse struct {
+		units   int32
+		planned bool
+		last    int32 // the unit counted last, plus 1
+	}
+	use := make(map[leafKey]*leafUse)
+	for _, t := range us.touching { // a unit's touches come together
+		k := leafOf(&f.files[t.file])
+		u := use[k]
+		if u == nil {
+			u = &leafUse{}
+			use[k] = u
 		}
-		for _, t := range us.touching {
-			if c, ok := leaves[leafOf(&f.files[t.file])]; ok {
-				lk.near[c] = true
+		if u.last != t.unit+1 {
+			u.units++
+			u.last = t.unit + 1
+		}
+		u.planned = u.planned || !us.left[t.unit]
+	}
+	var keptOn map[leafKey]int32
+	if lk != nil {
+		keptOn = lk.keptOn
+		for _, lf := range lk.last.Files {
+			if !lk.kept[lf.Cluster] || !lf.Touches {
+				continue
+			}
+			i, _ := f.byID.of(int64(lf.File))
+			k := leafOf(&f.files[i])
+			if u := use[k]; u != nil && (u.planned || u.units+keptOn[k] > int32(lf.Share)) {
+				lk.near[lf.Cluster] = true
 			}
 		}
 		if err := f.nearExtents(runs, ws); err != nil {
@@ -261,123 +307,84 @@ func (f *finder) weighLeft(us *units, runs []run, ws []rewriteAt) (sumtab.Left, 
 		if err := lk.err(); err != nil {
 			return out, err
 		}
-	}
-	// The nodes: the units left out (numbered as units), then the
-	// clusters kept (len(us.left) + their number in the last table).
-	nu := len(us.left)
-	nodes := nu
-	if lk != nil {
-		nodes += len(lk.kept)
-	}
-	parent := make([]int32, nodes)
-	for u := range parent {
-		parent[u] = int32(u)
-	}
-	find := func(u int32) int32 {
-		for parent[u] != u {
-			parent[u] = parent[parent[u]]
-			u = parent[u]
+		// The units kept, numbered anew.
+		num := make([]int32, len(lk.kept))
+		for c, ok := range lk.kept {
+			num[c] = -1
+			if ok {
+				num[c] = int32(len(out.Units))
+				out.Units = append(out.Units, lk.last.Units[c])
+				f.sum.Costly += int(lk.last.Units[c])
+			}
 		}
-		return u
-	}
-	join := func(a, b int32) {
-		if a, b = find(a), find(b); a != b {
-			parent[max(a, b)] = min(a, b)
+		for _, lf := range lk.last.Files {
+			if n := num[lf.Cluster]; n >= 0 {
+				lf.Cluster = uint32(n)
+				out.Files = append(out.Files, lf)
+			}
 		}
 	}
-	// Each node's files, with whether the node touches the file's leaf.
-	type nodeFile struct {
-		node         int32
-		file         int32
-		touches, dst bool
+	// Each unit left out that would not pay its share of its leaves
+	// with every unit touching them kept.
+	shareOf := func(fi int32) (int64, uint32) {
+		fl := &f.files[fi]
+		k := leafOf(fl)
+		n := int64(keptOn[k])
+		if u := use[k]; u != nil {
+			n += int64(u.units)
+		}
+		return cmp.Or(fl.vol.leaf, metadataLeaf) / max(n, 1), uint32(n)
 	}
-	var nfs []nodeFile
+	byUnit := make(map[int32][]int32) // the files whose leaves each unit left out touches
 	for _, t := range us.touching {
 		if us.left[t.unit] {
-			nfs = append(nfs, nodeFile{t.unit, t.file, true, true})
+			byUnit[t.unit] = append(byUnit[t.unit], t.file)
 		}
 	}
-	for u := range nu {
+	for u := range us.left {
 		if !us.left[u] {
 			continue
 		}
+		touched := byUnit[int32(u)]
+		var cost int64
+		seen := make(map[leafKey]bool)
+		for _, fi := range touched {
+			if k := leafOf(&f.files[fi]); !seen[k] {
+				seen[k] = true
+				c, _ := shareOf(fi)
+				cost += c
+			}
+		}
+		if us.freed[u] >= cost {
+			continue // left out for the units beside it
+		}
+		c := uint32(len(out.Units))
+		out.Units = append(out.Units, 1)
+		files := make(map[int32]int) // index in out.Files
+		add := func(fi int32, dst bool) {
+			if k, ok := files[fi]; ok {
+				out.Files[k].Dst = out.Files[k].Dst || dst
+				return
+			}
+			files[fi] = len(out.Files)
+			out.Files = append(out.Files, sumtab.LeftFile{File: uint32(f.files[fi].id), Cluster: c, Dst: dst})
+		}
 		for _, k := range us.members[us.at[u]:us.mid[u]] {
-			nfs = append(nfs, nodeFile{int32(u), int32(runs[k].src.file()), false, false}, nodeFile{int32(u), int32(runs[k].dst.file()), false, true})
+			add(int32(runs[k].src.file()), false)
+			add(int32(runs[k].dst.file()), true)
 		}
 		for _, k := range us.members[us.mid[u]:us.at[u+1]] {
-			nfs = append(nfs, nodeFile{int32(u), int32(ws[k].fi), false, true})
+			add(int32(ws[k].fi), true)
+		}
+		for _, fi := range touched {
+			k := files[fi]
+			_, n := shareOf(fi)
+			out.Files[k].Touches, out.Files[k].Share = true, n
 		}
 	}
-	if lk != nil {
-		for _, lf := range lk.last.Files {
-			if lk.kept[lf.Cluster] {
-				i, _ := f.byID.of(int64(lf.File))
-				nfs = append(nfs, nodeFile{int32(nu) + int32(lf.Cluster), int32(i), lf.Touches, lf.Dst})
-			}
-		}
-	}
-	// Joined by file, and by leaf.
-	byFile := make(map[int32]int32)
-	byLeaf := make(map[leafKey]int32)
-	for _, x := range nfs {
-		if v, ok := byFile[x.file]; ok {
-			join(v, x.node)
-		} else {
-			byFile[x.file] = x.node
-		}
-		if x.touches {
-			k := leafOf(&f.files[x.file])
-			if v, ok := byLeaf[k]; ok {
-				join(v, x.node)
-			} else {
-				byLeaf[k] = x.node
-			}
-		}
-	}
-	// The clusters: each root, numbered in order, with its units and
-	// files.
-	num := make(map[int32]uint32)
-	cluster := func(node int32) (uint32, bool) {
-		r := find(node)
-		c, ok := num[r]
-		if !ok {
-			c = uint32(len(out.Units))
-			num[r] = c
-			out.Units = append(out.Units, 0)
-		}
-		return c, true
-	}
-	for u := range nu {
-		if c, ok := cluster(int32(u)); ok && us.left[u] {
-			out.Units[c]++
-		}
-	}
-	if lk != nil {
-		for c, ok := range lk.kept {
-			if !ok {
-				continue
-			}
-			f.sum.Costly += int(lk.last.Units[c])
-			if k, ok := cluster(int32(nu + c)); ok {
-				out.Units[k] += lk.last.Units[c]
-			}
-		}
-	}
-	files := make(map[int32]int) // index in out.Files
-	for _, x := range nfs {
-		c, ok := cluster(x.node)
-		if !ok {
-			continue
-		}
-		if k, ok := files[x.file]; ok {
-			out.Files[k].Touches = out.Files[k].Touches || x.touches
-			out.Files[k].Dst = out.Files[k].Dst || x.dst
-			continue
-		}
-		files[x.file] = len(out.Files)
-		out.Files = append(out.Files, sumtab.LeftFile{File: uint32(f.files[x.file].id), Cluster: c, Touches: x.touches, Dst: x.dst})
-	}
-	slices.SortFunc(out.Files, func(a, b sumtab.LeftFile) int { return int(a.File) - int(b.File) })
+	slices.SortFunc(out.Files, func(a, b sumtab.LeftFile) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Cluster, b.Cluster))
+	})
 	return out, nil
 }
 
@@ -406,12 +413,13 @@ func (f *finder) nearExtents(runs []run, ws []rewriteAt) error {
 		fs    string
 		start int64
 	}
-	held := make(map[diskKey]uint32)
+	held := make(map[diskKey][]int32) // the destinations that refer to each
 	for i := range f.files {
 		if want[i] {
 			for _, e := range f.files[i].extents {
 				if e.DiskStart != 0 {
-					held[diskKey{f.files[i].vol.FS, e.DiskStart}] = uint32(lk.cluster[i] - 1)
+					k := diskKey{f.files[i].vol.FS, e.DiskStart}
+					held[k] = append(held[k], int32(i))
 				}
 			}
 		}
@@ -425,8 +433,10 @@ func (f *finder) nearExtents(runs []run, ws []rewriteAt) error {
 			if e.Logical >= hi {
 				break
 			}
-			if c, ok := held[diskKey{fl.vol.FS, e.DiskStart}]; ok && e.DiskStart != 0 {
-				lk.near[c] = true
+			if e.DiskStart != 0 {
+				for _, d := range held[diskKey{fl.vol.FS, e.DiskStart}] {
+					lk.touch(int(d))
+				}
 			}
 		}
 	}

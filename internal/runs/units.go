@@ -90,6 +90,7 @@ type units struct {
 	// unit (see kept.go, which keeps units left out as they were).
 	left     []bool
 	touching []fileTouch
+	freed    []int64 // by unit number
 }
 
 // A fileTouch is a unit's destination or rewrite in file whose tree
@@ -364,10 +365,11 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 		}
 	}
 	left := make([]bool, len(us))
+	freed := make([]int64, len(us))
 	for u := range us {
-		left[u] = us[u].left
+		left[u], freed[u] = us[u].left, us[u].freed
 	}
-	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata, left: left, touching: touching}
+	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata, left: left, touching: touching, freed: freed}
 }
 
 // metadataLeaf is what sharing into a file costs, at most, in btrfs's

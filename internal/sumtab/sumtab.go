@@ -41,12 +41,13 @@
 //	          of a group
 //	aliases   a uint64 count n, then n uint64 words, each a file id
 //	          (high 32 bits) and the id whose entries are its (low 32)
-//	left      a uint64 count n, then n uint64 words, each a file id
-//	          (high 32 bits), whether the file's tree leaf costs its
-//	          cluster metadata (bit 31), whether it is a destination
-//	          (bit 30) and the cluster (low 30 bits);
-//	          then a uint64 count m of clusters and m uint64 words, the
-//	          units left out in each
+//	left      a uint64 count n, then n pairs of uint64 words: a file
+//	          id (high 32 bits), whether the file's tree leaf costs
+//	          its cluster metadata (bit 1) and whether it is a
+//	          destination (bit 0); the cluster (high 32 bits) and the
+//	          units that touched the file's leaf (low 32); then a
+//	          uint64 count m of clusters and m uint64 words, the units
+//	          left out in each
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
 //	          of the sets uint64, magic "SAMEEND1"
 package sumtab
@@ -117,11 +118,13 @@ type Alias struct{ File, Of uint32 }
 // A LeftFile is a file of a cluster of units left out (see Left).
 type LeftFile struct {
 	File    uint32
-	Cluster uint32 // below 2^30
+	Cluster uint32
 	// Touches says the file's tree leaf is one the cluster's units
-	// would change at a cost in metadata; Dst, that they move its
-	// references (a run's destination, or a rewrite).
+	// would change at a cost in metadata, and Share how many units of
+	// the run touched that leaf; Dst, that the cluster's units move
+	// the file's references (a run's destination, or a rewrite).
 	Touches, Dst bool
+	Share        uint32
 }
 
 // Left are the clusters of units of work a run left out for their
@@ -287,10 +290,10 @@ func (t *Table) readMeta() error {
 	for i, w := range words {
 		t.Aliases[i] = Alias{File: uint32(w >> 32), Of: uint32(w)}
 	}
-	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size())/8 {
+	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size())/16 {
 		return ErrFormat
 	}
-	words = make([]uint64, n)
+	words = make([]uint64, 2*n)
 	if err := binary.Read(r, binary.LittleEndian, words); err != nil {
 		return ErrFormat
 	}
@@ -307,12 +310,13 @@ func (t *Table) readMeta() error {
 		t.Left.Units[i] = uint32(u)
 	}
 	t.Left.Files = make([]LeftFile, n)
-	for i, w := range words {
-		c := uint32(w) & (1<<30 - 1)
+	for i := range t.Left.Files {
+		w, x := words[2*i], words[2*i+1]
+		c := uint32(x >> 32)
 		if uint64(c) >= m {
 			return ErrFormat
 		}
-		t.Left.Files[i] = LeftFile{File: uint32(w >> 32), Cluster: c, Touches: w&(1<<31) != 0, Dst: w&(1<<30) != 0}
+		t.Left.Files[i] = LeftFile{File: uint32(w >> 32), Cluster: c, Touches: w&2 != 0, Dst: w&1 != 0, Share: uint32(x)}
 	}
 	return nil
 }
@@ -511,20 +515,20 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias, left Left) err
 	binary.Write(w.w, binary.LittleEndian, words)
 	words = words[:0]
 	for _, f := range left.Files {
-		if f.Cluster >= 1<<30 || int(f.Cluster) >= len(left.Units) {
+		if int(f.Cluster) >= len(left.Units) {
 			w.Abort()
 			return fmt.Errorf("table of sums: cluster %d of file %d out of range", f.Cluster, f.File)
 		}
-		word := uint64(f.File)<<32 | uint64(f.Cluster)
+		word := uint64(f.File) << 32
 		if f.Touches {
-			word |= 1 << 31
+			word |= 2
 		}
 		if f.Dst {
-			word |= 1 << 30
+			word |= 1
 		}
-		words = append(words, word)
+		words = append(words, word, uint64(f.Cluster)<<32|uint64(f.Share))
 	}
-	binary.Write(w.w, binary.LittleEndian, uint64(len(words)))
+	binary.Write(w.w, binary.LittleEndian, uint64(len(left.Files)))
 	binary.Write(w.w, binary.LittleEndian, words)
 	units := make([]uint64, len(left.Units))
 	for i, u := range left.Units {

@@ -40,7 +40,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	ranks = append(ranks, Rank{1<<32 - 1, 2})
 	aliases := []Alias{{File: 9, Of: 3}, {File: 1<<32 - 1, Of: 200}}
-	left := Left{Files: []LeftFile{{File: 4, Cluster: 0, Touches: true, Dst: true}, {File: 1<<32 - 1, Cluster: 2}, {File: 6, Cluster: 2, Touches: true}, {File: 7, Cluster: 1, Dst: true}},
+	left := Left{Files: []LeftFile{{File: 4, Cluster: 0, Touches: true, Dst: true, Share: 3}, {File: 1<<32 - 1, Cluster: 2}, {File: 6, Cluster: 2, Touches: true, Share: 1<<32 - 1}, {File: 7, Cluster: 1, Dst: true}},
 		Units: []uint32{3, 1, 1<<32 - 1}}
 	if err := w.Commit(sets, ranks, aliases, left); err != nil {
 		t.Fatal(err)
