@@ -52,16 +52,7 @@
 // were not stored once yet, with every file that holds one of their
 // blocks, and prints the plan a full run would print. A file of a new
 // read-only snapshot that hashfile recorded from its origin's row (the
-// same sums and extents) joins its origin's groups without a look. The
-// units the last run left out for their metadata cost are kept as it
-// left them, their files neither regrouped nor weighed again, while
-// nothing near them changes: no group of theirs gains or loses a member,
-// no unit planned touches their tree leaves or their extents, none of
-// their files changed or was named by the plan; when something does, the
-// run starts again with them regrouped (the summary counts its
-// attempts). Only a reference to their extents from outside the files in
-// scope going away (a snapshot not indexed deleted) goes unseen until
-// something near them changes, or -full. A first run, a run
+// same sums and extents) joins its origin's groups without a look. A first run, a run
 // with other options or after other volumes became read-only, and one
 // after more than a quarter of the blocks changed group every sum; so
 // does -full. -no-keep keeps no table. After restoring the index from a
@@ -186,14 +177,7 @@ recorded them) and those the last run planned that were not stored once
 yet, with every file that holds one of their blocks, and prints the plan a
 full run would print. A file of a new read-only snapshot that hashfile
 recorded from its origin's row (the same sums and extents) joins its
-origin's groups without a look. Units the last run left out for their
-metadata cost are kept as they were while nothing near them changes (no
-group of theirs gains or loses a member, no unit planned touches their
-tree leaves or extents, none of their files changed or was named); when
-something does, the run starts again with them regrouped, and the
-summary counts its attempts. A reference from outside the files in scope
-going away (a snapshot not indexed, deleted) is seen by -full, or when
-something near them changes. A first run, a run with other options or after
+origin's groups without a look. A first run, a run with other options or after
 other volumes became read-only, and one after more than a quarter of the
 blocks changed group every sum; so does -full. -no-keep keeps no table.
 After restoring the index from a backup, run findsame -full once: the
@@ -334,12 +318,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		grouped := fmt.Sprintf("%d partition(s)", sum.Partitions)
 		if sum.Regrouped >= 0 {
 			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped (%d more copied from a file in a snapshot's origin)", sum.Partitions, sum.Regrouped, sum.Cloned)
-			if sum.KeptLeft > 0 {
-				grouped += fmt.Sprintf(", %d files of units left out before kept as they were", sum.KeptLeft)
-			}
-		}
-		if sum.Attempts > 1 {
-			grouped += fmt.Sprintf(", %d attempts (units left out before found near what changed are weighed again)", sum.Attempts)
 		}
 		freed := cli.Bytes(sum.Freed)
 		if sum.Metadata > 0 {

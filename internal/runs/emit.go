@@ -23,12 +23,10 @@ var maxPlanned = math.MaxInt32 - 1
 // destinations. redo, if not nil, marks the files regrouped (see
 // finder.redo); named, if not nil, is where lines marks the files the
 // plan names. Once they are marked, before the first line, it calls
-// planned if not nil with the units, the files' extents still at hand,
-// and ends with its error if it returns one (Find checks the units
-// against the units left out it kept, and commits its table of sums
-// there: the files a plan names count as named once any of it may have
-// been applied, even if it is cut short).
-func lines(ctx context.Context, ix *index.Index, files []file, redo, named []bool, planned func(*units) error, held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
+// planned if not nil (Find commits its table of sums there: the files a
+// plan names count as named once any of it may have been applied, even
+// if it is cut short).
+func lines(ctx context.Context, ix *index.Index, files []file, redo, named []bool, planned func(), held heldSums, runs []run, ws []rewriteAt, bs int64, emit func(plan.Record) error, sum *Summary, o *Options) error {
 	if len(runs)+len(ws) > maxPlanned {
 		return fmt.Errorf("%d runs and %d rewrites to plan, more than findsame plans at once (%d): plan parts of the index in turn (-include)", len(runs), len(ws), maxPlanned)
 	}
@@ -48,6 +46,10 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 	// metadata costs is left out.
 	us := planUnits(runs, ws, files, bs, o.Live)
 	sum.Costly, sum.Metadata = us.costly, us.metadata
+	// The extents are not looked at again: their room is the digests'.
+	for i := range files {
+		files[i].extents = nil
+	}
 	if named != nil {
 		for n := range us.len() {
 			uruns, urewrites := us.get(n)
@@ -60,14 +62,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 		}
 	}
 	if planned != nil {
-		if err := planned(us); err != nil {
-			return err
-		}
-	}
-	us.left, us.touching, us.freed = nil, nil, nil
-	// The extents are not looked at again: their room is the digests'.
-	for i := range files {
-		files[i].extents = nil
+		planned()
 	}
 	// The digest of each source range and length (of the sums of its
 	// blocks), for the first run of each.

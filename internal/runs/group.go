@@ -266,12 +266,6 @@ func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 				f.mapped[m.dst.file()] = true
 				f.mapped[m.src.file()] = true
 				f.sourced(m.src.file())
-				// A file of a unit left out that is kept, mapped to a
-				// source it was not mapped to at the last run, is near
-				// what changed (see leftout.go).
-				if d := m.dst.file(); f.left.has(d) && (!only || f.fresh[m.src.file()]) {
-					f.left.touch(d)
-				}
 				if only {
 					if _, ok := slices.BinarySearch(newer, m.dst); !ok {
 						if _, ok := slices.BinarySearch(newer, m.src); !ok {

@@ -329,9 +329,7 @@ func (f *finder) regroup() (err error) {
 			volChanged[fl.vol.Volume] = vc
 		}
 		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || vc
-		// A file of a cluster of units left out that is kept (see
-		// leftout.go) is not regrouped.
-		redo[i] = changed[i] || (last.Unsettled.Has(fl.id) && !f.left.has(i))
+		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
 	}
 	// The aliases of the last table, by the id whose entries are theirs:
 	// an alias's entries are void when that file's are (it changed or is
@@ -347,20 +345,6 @@ func (f *finder) regroup() (err error) {
 		}
 		aliasesOf[a.Of] = append(aliasesOf[a.Of], c)
 	}
-	// The files whose entries are those of a file of a cluster left out
-	// that is not kept any more are regrouped with it: they joined its
-	// groups as clones while it was kept, with no mapping of their own.
-	if len(last.Left.Files) > 0 {
-		was := f.wasLeft()
-		for of, cs := range aliasesOf {
-			if o, ok := pos.of(int64(of)); ok && was[o] {
-				for _, c := range cs {
-					redo[c] = true
-				}
-			}
-		}
-	}
-	f.fresh = changed
 	// Clones join their origin's groups (see clones).
 	clones := f.clones(changed, redo, pos)
 	var redoBlocks int64
@@ -798,10 +782,6 @@ func (f *finder) regroup() (err error) {
 		t.cloned += len(cs)
 	}
 	f.sum.Partitions = f.maps.len() // the lists of mappings
-	f.fresh = nil
-	if err := f.left.err(); err != nil {
-		return err
-	}
 	return f.maps.done()
 }
 
@@ -919,19 +899,15 @@ func (f *finder) clones(changed, redo []bool, pos fileIndex) map[int][]int {
 	return clones
 }
 
-// commitTable commits the table this run wrote, with the files in scope,
-// those left unsettled, and the clusters of units left out (which count
-// as unsettled: a run that does not keep one regroups its files).
-func (f *finder) commitTable(left sumtab.Left) {
+// commitTable commits the table this run wrote, with the files in scope
+// and those left unsettled.
+func (f *finder) commitTable() {
 	t := f.tab
 	if t == nil || t.w == nil {
 		return
 	}
 	var sets sumtab.Sets
 	var ranks []sumtab.Rank
-	for _, lf := range left.Files {
-		sets.Unsettled.Add(int64(lf.File))
-	}
 	for i := range f.files {
 		fl := &f.files[i]
 		sets.Files.Add(fl.id)
@@ -951,7 +927,7 @@ func (f *finder) commitTable(left sumtab.Left) {
 		sets.Superseded = t.superseded
 	}
 	slices.SortFunc(t.aliases, func(a, b sumtab.Alias) int { return cmp.Compare(a.File, b.File) })
-	err := t.w.Commit(sets, ranks, t.aliases, left)
+	err := t.w.Commit(sets, ranks, t.aliases)
 	t.w = nil
 	if err != nil {
 		f.o.warn(t.path, fmt.Errorf("%w: the next run groups every sum again", err))

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"unsafe"
 
@@ -129,12 +128,6 @@ type Summary struct {
 	// the st_dev an older index recorded: hashfile names it on its next
 	// run.
 	Unnamed int
-	// KeptLeft counts the files of units the last run left out for their
-	// metadata cost that this one kept as they were, not regrouped nor
-	// weighed again (they count in Costly); Attempts, the attempts the
-	// run took to group the sums or plan: one more for each time it
-	// found such units near what changed (see leftout.go).
-	KeptLeft, Attempts int
 }
 
 // file is what findsame holds of each file in scope, millions of them on
@@ -270,11 +263,6 @@ type finder struct {
 	// bridge and lines, which read the destinations' (mostly the files
 	// regrouped) again.
 	held heldSums
-	// left holds the units left out by the last run that this one keeps
-	// as they were (see leftout.go); nil if none. fresh marks, while
-	// regroup makes groups, the files changed since the last run.
-	left  *leftKept
-	fresh []bool
 }
 
 // heldBudget is the share of Options.Budget that the sums regroup read
@@ -286,33 +274,7 @@ func (f *finder) heldBudget() int { return int(f.o.Budget / 8) }
 // units of work that each free space on their own, best first (see
 // planUnits).
 func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record) error) (Summary, error) {
-	// An attempt that finds units left out by the last run near what
-	// changed starts again with them regrouped (see leftout.go); after
-	// a few, with none kept.
-	drop := make(map[uint32]bool)
-	tries := 0
-	for attempt := 0; ; attempt++ {
-		sum, err := find(ctx, ix, o, emit, drop, attempt < maxLeftAttempts)
-		tries += sum.Attempts
-		var near *errLeftNear
-		if !errors.As(err, &near) {
-			sum.Attempts = tries
-			return sum, err
-		}
-		for c := range near.clusters {
-			drop[c] = true
-		}
-	}
-}
-
-// maxLeftAttempts is how many attempts Find makes keeping units left out
-// by the last run, before one that keeps none.
-const maxLeftAttempts = 3
-
-// find is an attempt of Find, keeping the units left out by the last run
-// (keepLeft) but those of the clusters in drop.
-func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record) error, drop map[uint32]bool, keepLeft bool) (Summary, error) {
-	sum := Summary{Attempts: 1}
+	var sum Summary
 	if o.Budget <= 0 {
 		o.Budget = DefaultBudget
 	}
@@ -354,19 +316,16 @@ func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	var untouched []bool
 	if o.Live {
 		untouched = f.untouched()
-		if keepLeft {
-			f.left = f.keepLeft(untouched, drop)
-		}
 	}
 	unlimit := limitMemory(&o, loadedSize(files, byID))
 	defer unlimit()
 	err = errGroupAll
 	if f.tab != nil && f.tab.base != nil {
 		defer tuneGC(0)()
-		err = f.regroupKeeping()
+		err = f.regroup()
 	}
 	if errors.Is(err, errGroupAll) {
-		f.redo, f.left, sum.KeptLeft = nil, nil, 0
+		f.redo = nil
 		if f.tab != nil {
 			f.tab.close()
 			f.tab.base, f.tab.delta, f.tab.regrouped = nil, nil, -1
@@ -407,13 +366,7 @@ func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		markOwnLeaves(files, involved)
 	}
 	if o.Rewrite {
-		// A file of a unit left out that is kept, referring to a
-		// leftover, is near what changed (see leftout.go).
-		was := slices.Clone(involved)
 		if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
-			return sum, err
-		}
-		if err := f.left.nearFiles(involved, was); err != nil {
 			return sum, err
 		}
 	}
@@ -447,15 +400,7 @@ func find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if f.tab != nil {
 		named = f.tab.named
 	}
-	planned := func(us *units) error {
-		left, err := f.weighLeft(us, runs, ws)
-		if err != nil {
-			return err
-		}
-		f.commitTable(left)
-		return nil
-	}
-	if err := lines(ctx, ix, files, f.redo, named, planned, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
+	if err := lines(ctx, ix, files, f.redo, named, f.commitTable, f.held, runs, ws, bs, emit, &sum, &o); err != nil {
 		return sum, err
 	}
 	return sum, nil

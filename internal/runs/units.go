@@ -84,18 +84,7 @@ type units struct {
 	// metadata is what the units kept cost btrfs's metadata: a leaf
 	// copied for each leaf they touch (see leaveCostly).
 	metadata int64
-	// left marks, by unit number, the units left out; touching lists,
-	// for leaveCostly's weighing, each file whose tree leaf a unit
-	// touches (a destination or rewrite that costs a leaf), with the
-	// unit (see kept.go, which keeps units left out as they were).
-	left     []bool
-	touching []fileTouch
-	freed    []int64 // by unit number
 }
-
-// A fileTouch is a unit's destination or rewrite in file whose tree
-// leaf costs metadata to change (see leaveCostly).
-type fileTouch struct{ file, unit int32 }
 
 func (us *units) len() int { return len(us.order) }
 
@@ -315,9 +304,8 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 	}
 	var costly int
 	var metadata int64
-	var touching []fileTouch
 	if weigh {
-		costly, metadata, touching = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
+		costly, metadata = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
 			runs, ws, files, members, at, mid)
 	}
 	// Kahn's order, the best unit first among those free to go.
@@ -364,12 +352,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 			}
 		}
 	}
-	left := make([]bool, len(us))
-	freed := make([]int64, len(us))
-	for u := range us {
-		left[u], freed[u] = us[u].left, us[u].freed
-	}
-	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata, left: left, touching: touching, freed: freed}
+	return &units{members: members, at: at, mid: mid, order: order, costly: costly, metadata: metadata}
 }
 
 // metadataLeaf is what sharing into a file costs, at most, in btrfs's
@@ -387,14 +370,14 @@ const metadataLeaf = 2 * 16 << 10
 const leafFiles = 32
 
 // leaveCostly marks left the units that may be left out (may) that cost
-// btrfs's metadata more than they free, and returns how many, what the
-// units kept cost (a leaf copied for each leaf they touch) and the files
-// whose leaves the units touch. Their destinations cost a leaf
-// (volume.leaf) for each tree leaf their extent items lie in, taken as a
-// run of leafFiles inode numbers of a subvolume; a destination in a
-// subvolume no snapshot shares leaves with (volume.snapshotted), or whose
-// own leaves no snapshot shares (file.ownLeaves), which are rewritten in
-// place, or elsewhere than on btrfs, costs nothing here.
+// btrfs's metadata more than they free, and returns how many and what
+// the units kept cost: a leaf copied for each leaf they touch. Their
+// destinations cost a leaf (volume.leaf) for each tree leaf their extent
+// items lie in, taken as a run of leafFiles inode numbers of a
+// subvolume; a destination in a subvolume no snapshot shares leaves with
+// (volume.snapshotted), or whose own leaves no snapshot shares
+// (file.ownLeaves), which are rewritten in place, or elsewhere than on
+// btrfs, costs nothing here.
 //
 // A snapshot shares its tree's leaves with the subvolume it was taken
 // from, and with the snapshots taken before and after while they did not
@@ -412,11 +395,10 @@ const leafFiles = 32
 // A leaf's share only grows as units touching it are left out, so the
 // units that pay in some such set pay in the union of all of them: that
 // largest set is found by leaving out, one at a time, a unit that does
-// not pay, and looking again only at the units sharing its leaves. It
-// depends on no unit that is in none of them: one that does not pay
-// even when no other unit is left out of its leaves is left out, and the
-// rest is as it would be without it (see kept.go, which relies on that).
-func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64, []fileTouch) {
+// not pay, and looking again only at the units sharing its leaves: the
+// same set as rounds that each leave out every unit not paying, run to
+// the end.
+func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64) {
 	nvol := make(map[*volume]uint64)
 	var leafOf []int64 // by volume number
 	type touch struct {
@@ -424,7 +406,6 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 		unit int32
 	}
 	var ts []touch
-	var touching []fileTouch
 	add := func(fi int, u int32) {
 		f := &files[fi]
 		if !f.vol.btrfs || !f.vol.snapshotted || f.ownLeaves {
@@ -437,7 +418,6 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			leafOf = append(leafOf, cmp.Or(f.vol.leaf, metadataLeaf))
 		}
 		ts = append(ts, touch{leaf: n<<40 | f.Ino/leafFiles&(1<<40-1), unit: u})
-		touching = append(touching, fileTouch{int32(fi), u})
 	}
 	for u := range us {
 		for _, k := range members[at[u]:mid[u]] {
@@ -531,7 +511,7 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			n++
 		}
 	}
-	return n, copied, touching
+	return n, copied
 }
 
 // lists lists the values of n pairs (key, value), pair(i) giving the

@@ -10,12 +10,9 @@
 // run's plan named (whose extents applying it changes), in a delta, the
 // files whose entries in the base table are void, the rank of each file
 // that was the source of a group (so that a group that lost a member
-// ranked below its source keeps it), the aliases: files
+// ranked below its source keeps it), and the aliases: files
 // that hold another's sums block for block (a file of a snapshot, as the
-// index records it), whose entries are that file's, not stored again;
-// and the units of work the run left out for their metadata cost that
-// nothing near them changes, in clusters, which a re-run need not make
-// again while that stays so.
+// index records it), whose entries are that file's, not stored again.
 //
 // A base table is written by a full run; a delta, by a run that regrouped
 // what changed, holds the entries of the files changed since the base and
@@ -41,13 +38,6 @@
 //	          of a group
 //	aliases   a uint64 count n, then n uint64 words, each a file id
 //	          (high 32 bits) and the id whose entries are its (low 32)
-//	left      a uint64 count n, then n pairs of uint64 words: a file
-//	          id (high 32 bits), whether the file's tree leaf costs
-//	          its cluster metadata (bit 1) and whether it is a
-//	          destination (bit 0); the cluster (high 32 bits) and the
-//	          units that touched the file's leaf (low 32); then a
-//	          uint64 count m of clusters and m uint64 words, the units
-//	          left out in each
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
 //	          of the sets uint64, magic "SAMEEND1"
 package sumtab
@@ -71,7 +61,7 @@ const (
 	magic    = "SAMESUM1"
 	endMagic = "SAMEEND1"
 	// Version is the format's version: a table of another is not used.
-	Version = 5
+	Version = 4
 	// EntrySize is the size of one entry on disk.
 	EntrySize   = 16
 	trailerSize = 8 + 4 + 8 + 8
@@ -115,25 +105,6 @@ type Header struct {
 // each entry of Of stands for one of File too.
 type Alias struct{ File, Of uint32 }
 
-// A LeftFile is a file of a cluster of units left out (see Left).
-type LeftFile struct {
-	File    uint32
-	Cluster uint32
-	// Touches says the file's tree leaf is one the cluster's units
-	// would change at a cost in metadata, and Share how many units of
-	// the run touched that leaf; Dst, that the cluster's units move
-	// the file's references (a run's destination, or a rewrite).
-	Touches, Dst bool
-	Share        uint32
-}
-
-// Left are the clusters of units of work a run left out for their
-// metadata cost: the files of each, and how many units each holds.
-type Left struct {
-	Files []LeftFile
-	Units []uint32 // by cluster
-}
-
 // Set is a set of file ids, a bitmap.
 type Set []uint64
 
@@ -169,14 +140,11 @@ type Table struct {
 	// Aliases are the files whose entries are another's, as of this
 	// table (in a delta, all of them, not only those since the base).
 	Aliases []Alias
-	// Left are the units left out that a re-run may keep as they are,
-	// as of this table (in a delta too, all of them).
-	Left   Left
-	f      *os.File
-	sets   int64  // where the sets start
-	crc    uint32 // the entries' checksum
-	ranks  int64  // where the ranks start, and how many there are
-	nranks uint64
+	f       *os.File
+	sets    int64  // where the sets start
+	crc     uint32 // the entries' checksum
+	ranks   int64  // where the ranks start, and how many there are
+	nranks  uint64
 }
 
 // A Rank is the rank of a file that was the source of a group, as the
@@ -289,34 +257,6 @@ func (t *Table) readMeta() error {
 	t.Aliases = make([]Alias, n)
 	for i, w := range words {
 		t.Aliases[i] = Alias{File: uint32(w >> 32), Of: uint32(w)}
-	}
-	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || n > uint64(st.Size())/16 {
-		return ErrFormat
-	}
-	words = make([]uint64, 2*n)
-	if err := binary.Read(r, binary.LittleEndian, words); err != nil {
-		return ErrFormat
-	}
-	var m uint64
-	if err := binary.Read(r, binary.LittleEndian, &m); err != nil || m > uint64(st.Size())/8 {
-		return ErrFormat
-	}
-	t.Left.Units = make([]uint32, m)
-	units := make([]uint64, m)
-	if err := binary.Read(r, binary.LittleEndian, units); err != nil {
-		return ErrFormat
-	}
-	for i, u := range units {
-		t.Left.Units[i] = uint32(u)
-	}
-	t.Left.Files = make([]LeftFile, n)
-	for i := range t.Left.Files {
-		w, x := words[2*i], words[2*i+1]
-		c := uint32(x >> 32)
-		if uint64(c) >= m {
-			return ErrFormat
-		}
-		t.Left.Files[i] = LeftFile{File: uint32(w >> 32), Cluster: c, Touches: w&2 != 0, Dst: w&1 != 0, Share: uint32(x)}
 	}
 	return nil
 }
@@ -489,9 +429,9 @@ func (w *Writer) Abort() {
 	os.Remove(w.f.Name())
 }
 
-// Commit writes the sets, the ranks (in file id order), the aliases and
-// the clusters left out, and renames the table into place.
-func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias, left Left) error {
+// Commit writes the sets, the ranks (in file id order) and the aliases,
+// and renames the table into place.
+func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 	if w.err != nil {
 		w.Abort()
 		return fmt.Errorf("table of sums: %w", w.err)
@@ -513,29 +453,6 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias, left Left) err
 	}
 	binary.Write(w.w, binary.LittleEndian, uint64(len(words)))
 	binary.Write(w.w, binary.LittleEndian, words)
-	words = words[:0]
-	for _, f := range left.Files {
-		if int(f.Cluster) >= len(left.Units) {
-			w.Abort()
-			return fmt.Errorf("table of sums: cluster %d of file %d out of range", f.Cluster, f.File)
-		}
-		word := uint64(f.File) << 32
-		if f.Touches {
-			word |= 2
-		}
-		if f.Dst {
-			word |= 1
-		}
-		words = append(words, word, uint64(f.Cluster)<<32|uint64(f.Share))
-	}
-	binary.Write(w.w, binary.LittleEndian, uint64(len(left.Files)))
-	binary.Write(w.w, binary.LittleEndian, words)
-	units := make([]uint64, len(left.Units))
-	for i, u := range left.Units {
-		units[i] = uint64(u)
-	}
-	binary.Write(w.w, binary.LittleEndian, uint64(len(units)))
-	binary.Write(w.w, binary.LittleEndian, units)
 	binary.Write(w.w, binary.LittleEndian, uint64(w.h.Entries))
 	binary.Write(w.w, binary.LittleEndian, w.crc)
 	binary.Write(w.w, binary.LittleEndian, uint64(off))

@@ -40,9 +40,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	ranks = append(ranks, Rank{1<<32 - 1, 2})
 	aliases := []Alias{{File: 9, Of: 3}, {File: 1<<32 - 1, Of: 200}}
-	left := Left{Files: []LeftFile{{File: 4, Cluster: 0, Touches: true, Dst: true, Share: 3}, {File: 1<<32 - 1, Cluster: 2}, {File: 6, Cluster: 2, Touches: true, Share: 1<<32 - 1}, {File: 7, Cluster: 1, Dst: true}},
-		Units: []uint32{3, 1, 1<<32 - 1}}
-	if err := w.Commit(sets, ranks, aliases, left); err != nil {
+	if err := w.Commit(sets, ranks, aliases); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
@@ -65,9 +63,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !slices.Equal(tb.Aliases, aliases) {
 		t.Errorf("aliases %v, want %v", tb.Aliases, aliases)
-	}
-	if !slices.Equal(tb.Left.Files, left.Files) || !slices.Equal(tb.Left.Units, left.Units) {
-		t.Errorf("left %+v, want %+v", tb.Left, left)
 	}
 	var got []Entry
 	it := tb.Iter()
@@ -93,7 +88,7 @@ func TestDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Add(Entry{Sum: 1}, Entry{Sum: 2, File: 1})
-	if err := w.Commit(Sets{}, nil, nil, Left{}); err != nil {
+	if err := w.Commit(Sets{}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
@@ -125,7 +120,7 @@ func TestOutOfOrder(t *testing.T) {
 	}
 	w.Add(Entry{Sum: 5})
 	w.Add(Entry{Sum: 4})
-	if err := w.Commit(Sets{}, nil, nil, Left{}); err == nil || err.Error() != "table of sums: entries out of order" {
+	if err := w.Commit(Sets{}, nil, nil); err == nil || err.Error() != "table of sums: entries out of order" {
 		t.Errorf("Commit: %v", err)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 0 {
@@ -139,7 +134,7 @@ func TestNotOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Commit(Sets{}, nil, nil, Left{}); err != nil {
+	if err := w.Commit(Sets{}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(path, 0o622)
@@ -152,20 +147,5 @@ func TestNotOurs(t *testing.T) {
 		if _, err := Open(path); !errors.Is(err, ErrNotOurs) {
 			t.Errorf("Open of a table another user owns: %v", err)
 		}
-	}
-}
-
-func TestLeftOutOfRange(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "t")
-	w, err := Create(path, Header{Key: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = w.Commit(Sets{}, nil, nil, Left{Files: []LeftFile{{File: 1, Cluster: 1}}, Units: []uint32{1}})
-	if err == nil || err.Error() != "table of sums: cluster 1 of file 1 out of range" {
-		t.Errorf("Commit: %v", err)
-	}
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("a table left at %s: %v", path, err)
 	}
 }
