@@ -19,7 +19,9 @@
 // read; files under the given PATHs that are gone are removed from the
 // index. On btrfs (as root) a re-run walks only below the directories
 // that changed since the last run, as the tree search shows (none: the
-// subvolume or PATH is not walked at all), and takes the files elsewhere
+// subvolume or PATH is not walked at all), and those holding a file
+// whose inode changed that the index does not have (one that was empty,
+// written since), and takes the files elsewhere
 // as the index has them, looking again only at those whose inodes
 // changed (a directory whose access time alone was written does not
 // count); a file whose inode did not change is taken for unchanged as its
@@ -217,6 +219,8 @@ renamed file is updated without being read; files under the given PATHs
 that are gone are removed from the index. On btrfs (as root) a re-run
 walks only below the directories that changed since the last run, as the
 tree search shows (none: the subvolume or PATH is not walked at all), and
+those holding a file whose inode changed that the index does not have
+(one that was empty, written since), and
 takes the files elsewhere as the index has them, looking again only at
 those whose inodes changed (a directory whose access time alone was
 written does not count); a file whose inode did not change is taken
