@@ -271,33 +271,40 @@ func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool, u
 	}
 	below := childPath(dir)
 	parts := make([]string, 0, len(changed)+len(unknown))
-	for d := range changed {
-		rel, ok, err := fsys.InoPath(f, d)
+	// walkIn adds the part below the directory that is inode ino, or
+	// that holds it (a file); false when that is dir itself, or a path
+	// cannot be had. One gone since has no path, and nothing to walk.
+	walkIn := func(ino uint64, file bool) bool {
+		rel, ok, err := fsys.InoPath(f, ino)
+		if err != nil {
+			return false
+		}
+		if !ok || rel == "" {
+			return true
+		}
+		p := childPath(top)
+		if file {
+			rel = path.Dir(rel)
+		}
+		if rel != "." {
+			p += rel + "/"
+		}
 		switch {
-		case err != nil:
+		case p == below:
+			return false
+		case strings.HasPrefix(p, below):
+			parts = append(parts, p)
+		}
+		return true
+	}
+	for d := range changed {
+		if !walkIn(d, false) {
 			return nil, false
-		case ok && rel != "":
-			if p := childPath(top) + rel + "/"; strings.HasPrefix(p, below) {
-				parts = append(parts, p)
-			}
 		}
 	}
 	for _, fi := range unknown {
-		rel, ok, err := fsys.InoPath(f, fi)
-		switch {
-		case err != nil:
+		if !walkIn(fi, true) {
 			return nil, false
-		case ok && rel != "":
-			p := childPath(top)
-			if d := path.Dir(rel); d != "." {
-				p += d + "/"
-			}
-			switch {
-			case p == below:
-				return nil, false // in dir itself
-			case strings.HasPrefix(p, below):
-				parts = append(parts, p)
-			}
 		}
 	}
 	slices.Sort(parts)
