@@ -88,10 +88,18 @@ func TestSharedSums(t *testing.T) {
 	d = copyOf(b, 12, "/s/c") // a copy of a copy shares the first row's
 	check := func(step string, want map[int64][]byte, scan []string, rows int) {
 		t.Helper()
+		r, err := ix.SumsReader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
 		for id, w := range want {
 			got, err := ix.Sums(ctx, id)
 			if err != nil || !bytes.Equal(got, w) {
 				t.Errorf("%s: Sums(%d) = %x..., %v; want %x...", step, id, got[:min(8, len(got))], err, w[:8])
+			}
+			if got, err := r.Sums(ctx, id); err != nil || !bytes.Equal(got, w) {
+				t.Errorf("%s: SumsReader.Sums(%d) = %x..., %v; want %x...", step, id, got[:min(8, len(got))], err, w[:8])
 			}
 			second := w[ChunkBlocks*8:]
 			if got, err := ix.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
@@ -135,6 +143,40 @@ func TestSharedSums(t *testing.T) {
 	do(func(tx *Tx) error { return tx.Delete(c) })
 	check("last holder deleted", map[int64][]byte{a: fresh, d: fresh},
 		[]string{ids(a) + f0, ids(a) + f1, ids(d) + f0, ids(d) + f1}, 4)
+}
+
+// A SumsReader reads in one transaction: it sees the index as it was at
+// its first read, and a writer meanwhile is not held up.
+func TestSumsReader(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	file := func(ino uint64, path string) File {
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: 5 * 4096, Mtime: 1, Ctime: 1}}
+	}
+	var a, b int64
+	inTx(t, ix, func(tx *Tx) (err error) { a, err = tx.Put(file(10, "/a"), sumsOf(1, 5), nil); return err })
+	inTx(t, ix, func(tx *Tx) (err error) { b, err = tx.Put(file(11, "/b"), sumsOf(2, 5), nil); return err })
+	r, err := ix.SumsReader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := r.Sums(ctx, a); err != nil || !bytes.Equal(got, sumsOf(1, 5)) {
+		t.Fatalf("Sums(a) = %x, %v; want %x", got, err, sumsOf(1, 5))
+	}
+	// b written again while the reader is open: the write commits, and
+	// the reader still sees b as it was.
+	inTx(t, ix, func(tx *Tx) (err error) { _, err = tx.Put(file(11, "/b"), sumsOf(3, 5), nil); return err })
+	if got, err := r.Sums(ctx, b); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
+		t.Errorf("reader: Sums(b) = %x, %v; want the sums before the write, %x", got, err, sumsOf(2, 5))
+	}
+	if got, err := ix.Sums(ctx, b); err != nil || !bytes.Equal(got, sumsOf(3, 5)) {
+		t.Errorf("index: Sums(b) = %x, %v; want the sums written, %x", got, err, sumsOf(3, 5))
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // An index of version 10 is migrated with the copies of sums that its

@@ -364,6 +364,15 @@ func (f *finder) regroup() (err error) {
 	var fresh int64 // entries of changed files, which the table written takes
 	f.held = make(heldSums)
 	heldBytes := 0
+	sr, err := f.ix.SumsReader(f.ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if sr != nil {
+			sr.Close()
+		}
+	}()
 	for k, i := range ids {
 		if k%256 == 0 {
 			f.o.progress("reading changed sums", int64(k), int64(len(ids)), "files")
@@ -378,7 +387,7 @@ func (f *finder) regroup() (err error) {
 		sums, shared := f.originSums(i, pos)
 		if !shared {
 			var err error
-			if sums, err = f.ix.Sums(f.ctx, f.files[i].id); err != nil {
+			if sums, err = sr.Sums(f.ctx, f.files[i].id); err != nil {
 				return err
 			}
 		}
@@ -401,6 +410,8 @@ func (f *finder) regroup() (err error) {
 		}
 	}
 	f.o.progress("reading changed sums", int64(len(ids)), int64(len(ids)), "files")
+	sr.Close()
+	sr = nil
 	sortPairs(q)
 	var deltaEntries int64
 	if t.delta != nil {
