@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -650,11 +651,12 @@ func TestPartWalk(t *testing.T) {
 	run(counts{seen: 11, hashed: 1, unchanged: 9, links: 1, listed: 9, read: 8 << 10})
 }
 
-// TestPartWalkEmptyFiles writes data into files that were empty when
-// walked, so the index has no row of them, where no directory changes:
-// the tree search finds their inode items rewritten, and the walk goes
-// into their directories (the top one too) to find them, in the
-// subvolume and in a snapshot taken of it since.
+// TestPartWalkEmptyFiles checks that files the index has no row of whose
+// inode items changed since the last walk (written in place after they
+// were met empty), in directories that did not change, are looked at
+// where they are, and nothing else: each is found without a walk of its
+// directory, which for one in the top directory would be the whole
+// subvolume, in the subvolume and in a snapshot taken of it since.
 func TestPartWalkEmptyFiles(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
@@ -662,23 +664,71 @@ func TestPartWalkEmptyFiles(t *testing.T) {
 	writeFile(t, p("a/1"), randomBytes(30, 8<<10))
 	writeFile(t, p("b/2"), randomBytes(31, 8<<10))
 	writeFile(t, p("a/e"), nil)
+	writeFile(t, p("a/e2"), nil)
 	writeFile(t, p("e0"), nil)
+	writeFile(t, p("e1"), nil)
 	testfs.Run(t, "sync")
 	db := filepath.Join(t.TempDir(), "index.db")
-	runChecked(t, db, mnt, counts{seen: 2, hashed: 2, skipped: 2, read: 2 * 8 << 10}, mnt)
+	runChecked(t, db, mnt, counts{seen: 2, hashed: 2, skipped: 4, read: 2 * 8 << 10}, mnt)
 
-	// a/e written in place: a is walked, b is not.
+	// a/e written in place: found where it is; a is not walked.
 	overwrite(t, p("a/e"), 0, randomBytes(32, 8<<10))
 	testfs.Run(t, "sync")
-	runChecked(t, db, mnt, counts{seen: 3, hashed: 1, unchanged: 2, part: 1, listed: 2, read: 8 << 10}, mnt)
+	runChecked(t, db, mnt, counts{seen: 3, hashed: 1, unchanged: 2, skimmed: 1, listed: 2, read: 8 << 10}, mnt)
 
 	// e0, in the top directory, written in place, and a snapshot taken:
-	// each is walked whole (the snapshot's files taken from live's
-	// rows), and e0 found in each.
+	// neither is walked (the snapshot's files taken from live's rows),
+	// and e0 is found in each.
 	overwrite(t, p("e0"), 0, randomBytes(33, 8<<10))
 	testfs.Run(t, "sync")
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
-	runChecked(t, db, mnt, counts{seen: 8, hashed: 5, reused: 4, copied: 3, unchanged: 3, listed: 3, read: 8 << 10}, mnt)
+	runChecked(t, db, mnt, counts{seen: 8, hashed: 5, reused: 4, copied: 3, unchanged: 3, skimmed: 2, listed: 3, read: 8 << 10}, mnt)
+
+	// b changed (a file added), and elsewhere a/e2 written in place and
+	// e1 touched (still empty): b is walked, a/e2 found before it in path
+	// order, e1 left out.
+	writeFile(t, p("b/3"), randomBytes(35, 8<<10))
+	overwrite(t, p("a/e2"), 0, randomBytes(36, 8<<10))
+	now := time.Now()
+	if err := os.Chtimes(p("e1"), now, now); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	runChecked(t, db, mnt, counts{seen: 10, hashed: 2, unchanged: 8, subvols: 1, part: 1, listed: 4, read: 2 * 8 << 10}, mnt)
+}
+
+// TestPartWalkExcluded checks that a file the walk leaves out (-exclude)
+// that changes in the top directory of a subvolume costs no walk of it,
+// and stays out of the index.
+func TestPartWalkExcluded(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	_, p := liveSubvol(t, mnt)
+	writeFile(t, p("a/1"), randomBytes(30, 8<<10))
+	writeFile(t, p("x.log"), randomBytes(31, 8<<10))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	run := func(want counts) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, "-exclude", "*.log", mnt)
+		if err != nil {
+			t.Fatalf("hashfile = %v\n%s", err, stderr)
+		}
+		checkSummary(t, stderr, want)
+		checkTreeExcept(t, db, mnt, func(path string) bool { return strings.HasSuffix(path, ".log") })
+	}
+	run(counts{seen: 1, hashed: 1, read: 8 << 10})
+	appendSync(t, p("x.log"), randomBytes(32, 4096))
+	run(counts{seen: 1, unchanged: 1, skimmed: 1, listed: 1})
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	var n int
+	if err := ix.DB().QueryRow("SELECT count(*) FROM files WHERE path = ?", p("x.log")).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the index has %d rows of x.log (%v), which the walk leaves out", n, err)
+	}
 }
 
 // partWalkTree writes the tree TestPartWalk and TestPartWalkSnapshots

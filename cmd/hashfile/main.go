@@ -19,12 +19,11 @@
 // read; files under the given PATHs that are gone are removed from the
 // index. On btrfs (as root) a re-run walks only below the directories
 // that changed since the last run, as the tree search shows (none: the
-// subvolume or PATH is not walked at all), and those holding a file
-// whose inode changed that the index does not have (one that was empty,
-// written since), and takes the files elsewhere
+// subvolume or PATH is not walked at all), and takes the files elsewhere
 // as the index has them, looking again only at those whose inodes
-// changed (a directory whose access time alone was written does not
-// count); a file whose inode did not change is taken for unchanged as its
+// changed, and where it is at each file whose inode changed that the
+// index does not have (one that was empty, written since); a directory
+// whose access time alone was written does not count as changed. A file whose inode did not change is taken for unchanged as its
 // directory lists it, without lstat; an unchanged file whose extents
 // changed since the last run (deduplicated by applysame, reflinked,
 // defragmented) has them recorded again without its data being read.
@@ -219,11 +218,11 @@ renamed file is updated without being read; files under the given PATHs
 that are gone are removed from the index. On btrfs (as root) a re-run
 walks only below the directories that changed since the last run, as the
 tree search shows (none: the subvolume or PATH is not walked at all), and
-those holding a file whose inode changed that the index does not have
-(one that was empty, written since), and
 takes the files elsewhere as the index has them, looking again only at
-those whose inodes changed (a directory whose access time alone was
-written does not count); a file whose inode did not change is taken
+those whose inodes changed, and where it is at each file whose inode
+changed that the index does not have (one that was empty, written
+since); a directory whose access time alone was written does not count
+as changed. A file whose inode did not change is taken
 for unchanged as its directory lists it, without lstat; an unchanged
 file whose extents changed since the last run (deduplicated, reflinked,
 defragmented) has them recorded again without its data being read. Hard

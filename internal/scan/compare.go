@@ -64,11 +64,29 @@ func (s *scanner) walk(out chan<- item) error {
 		if err := send(item{root: i, begin: true}); err != nil {
 			return err
 		}
+		// The files handed over where the walk does not go (see
+		// singlesOf), each in its place in path order.
+		singles := func(before string) error {
+			for _, f := range s.sv.takeSingles(before) {
+				if e, ok := s.single(f); ok {
+					if err := send(item{e: e, root: i}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
 		if !s.sv.rootLeft(r) {
 			err := walk.Walk(s.ctx, r, opts, func(e walk.Entry) error {
+				if err := singles(e.Path); err != nil {
+					return err
+				}
 				s.noteDevice(e.Path, e.Dev) // a root may be a file, met with no Dir call
 				return send(item{e: e, root: i})
 			})
+			if err == nil {
+				err = singles("")
+			}
 			if err != nil {
 				return err
 			}
@@ -78,6 +96,28 @@ func (s *scanner) walk(out chan<- item) error {
 		}
 	}
 	return nil
+}
+
+// single returns f, a file that the walk did not list (see singlesOf),
+// as the walk would have met it: lstat'ed, its path looked up with no
+// symlink followed. It reports false for one the walk would have left
+// out (empty, excluded, another file or another filesystem there now) or
+// could not stat, and one gone since.
+func (s *scanner) single(f single) (walk.Entry, bool) {
+	h, err := safeopen.Lookup(f.path)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			s.fail(f.path, &os.PathError{Op: "lstat", Path: f.path, Err: err}, true)
+		}
+		return walk.Entry{}, false
+	}
+	st := h.Stat
+	h.Close()
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 || st.Ino != f.ino ||
+		s.devs.of(uint64(st.Dev)) != f.vol || !s.willMeet(f.path) {
+		return walk.Entry{}, false
+	}
+	return walk.Entry{Path: f.path, Stat: fsys.FromStat(&st), Nlink: uint64(st.Nlink)}, true
 }
 
 // noteDir has the writer record the directory st the walk enters at path,

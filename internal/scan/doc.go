@@ -104,8 +104,9 @@
 // was removed), is found there (subvols.nameLeft, scanner.elsewhere). A
 // file whose inode item changed that the index has no row of (empty when
 // walked, say, and written in place since) is in a directory that need
-// not have changed: the walk goes into that directory too
-// (subvols.unknownFiles).
+// not have changed: the walk hands it over where it is now, in its place
+// in path order, as if it had met it there, without listing that
+// directory (subvols.unknownFiles, singlesOf, scanner.single).
 // Where the walk goes, each file is taken as its directory lists it (no
 // lstat: the walk hands its name and inode number) where the index has
 // that inode at that path and the search shows its items as recorded

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +41,9 @@ type subvols struct {
 	synced  map[string]bool        // filesystems committed in this run
 	seen    map[fsys.Volume]string // subvolumes met: what this walk sees
 	left    []leftOut              // subvolumes left unwalked
+	// singles holds, in path order, the files the walk hands over
+	// where it does not go (see singlesOf), until it has passed them.
+	singles []single
 	// changes holds, for each subvolume walked or skimmed again with
 	// the options of its last complete walk, what changed since (see
 	// since): the files whose extents may have changed (deduplication,
@@ -195,11 +197,12 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	case prev == key && !nested:
 		// Unchanged: left unwalked.
 	case prev == "":
-		parts, ok := s.origin(f, v, path)
+		parts, singles, ok := s.origin(f, v, path)
 		if !ok || nested {
 			s.walkWhole(f, v, path, gen)
 			return true
 		}
+		s.addSingles(singles)
 		if len(parts) > 0 {
 			// Directories changed in it since that origin's last walk:
 			// walked below them alone, and skimmed elsewhere.
@@ -215,19 +218,20 @@ func (s *subvols) decide(path string, dev uint64) bool {
 		if !ok || nested {
 			return true
 		}
-		if unknown := s.unknownFiles(v, c); c.Others || len(unknown) > 0 {
+		var parts []string
+		if c.Others {
 			// Directories changed: walked below them alone, and skimmed
 			// elsewhere (see partsOf), or walked whole; skimmed where
 			// only their access times changed.
-			parts, ok := partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c), unknown)
-			if !ok {
+			if parts, ok = partsOf(f, path, path, btrfsFirstFree, s.entriesChanged(v, prev, path, c)); !ok {
 				s.walkWhole(f, v, path, gen)
 				return true
 			}
-			if len(parts) > 0 {
-				s.walkParts(f, dev, path, path, v, parts, gen)
-				return true
-			}
+		}
+		s.addSingles(singlesOf(f, path, path, v, s.unknownFiles(v, c), parts))
+		if len(parts) > 0 {
+			s.walkParts(f, dev, path, path, v, parts, gen)
+			return true
 		}
 		// Skimmed: no directory changed since the last complete walk, so
 		// every path it recorded still leads to its file, and no file was
@@ -255,56 +259,32 @@ func (s *subvols) decide(path string, dev uint64) bool {
 // if none above it changed either, it is where the last walk met it and
 // lists the files it listed then: every row the index has in it leads to
 // its file, as in a subvolume skimmed, and the files whose items changed
-// are looked at where the index has them. Below a directory that changed,
+// are looked at where the index has them (and those it has no row of
+// where they are: see singlesOf). Below a directory that changed,
 // paths may have been added, removed or moved (a directory renamed moves
 // all below it), and the walk goes there as into any subvolume walked
 // again; a directory deleted since has none to walk, and the one that
 // held it changed.
-//
-// unknown holds regular files whose inode items were rewritten that the
-// index has no row of (a file that was empty when walked, say, and holds
-// data now): their directories did not change, and only a walk of them
-// finds these files; they are among the parts too.
-func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool, unknown []uint64) ([]string, bool) {
+func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool) ([]string, bool) {
 	if changed[ino] {
 		return nil, false
 	}
 	below := childPath(dir)
-	parts := make([]string, 0, len(changed)+len(unknown))
-	// walkIn adds the part below the directory that is inode ino, or
-	// that holds it (a file); false when that is dir itself, or a path
-	// cannot be had. One gone since has no path, and nothing to walk.
-	walkIn := func(ino uint64, file bool) bool {
-		rel, ok, err := fsys.InoPath(f, ino)
+	parts := make([]string, 0, len(changed))
+	for d := range changed {
+		rel, ok, err := fsys.InoPath(f, d)
 		if err != nil {
-			return false
+			return nil, false
 		}
 		if !ok || rel == "" {
-			return true
+			continue // gone since: nothing to walk
 		}
-		p := childPath(top)
-		if file {
-			rel = path.Dir(rel)
-		}
-		if rel != "." {
-			p += rel + "/"
-		}
+		p := childPath(top) + rel + "/"
 		switch {
 		case p == below:
-			return false
+			return nil, false
 		case strings.HasPrefix(p, below):
 			parts = append(parts, p)
-		}
-		return true
-	}
-	for d := range changed {
-		if !walkIn(d, false) {
-			return nil, false
-		}
-	}
-	for _, fi := range unknown {
-		if !walkIn(fi, true) {
-			return nil, false
 		}
 	}
 	slices.Sort(parts)
@@ -317,6 +297,69 @@ func partsOf(f *os.File, top, dir string, ino uint64, changed map[uint64]bool, u
 		}
 	}
 	return out, true
+}
+
+// single is a file of volume vol, inode ino, that the walk hands over
+// at path, where it does not go itself (see singlesOf).
+type single struct {
+	path string
+	vol  fsys.Volume
+	ino  uint64
+}
+
+// singlesOf returns, for unknown, regular files of volume v whose inode
+// items were rewritten since the last complete walk of dir (in the
+// subvolume open at f, whose top directory is at top) that the index has
+// no row of, where each is now: those below dir and outside parts, the
+// directories walked. Such a file (empty when walked, say, and holding
+// data now; or one the walk leaves out) lies in a directory that need
+// not have changed, which the walk does not list: it hands the file over
+// as if it had met it there (see scanner.single), rather than walk its
+// directory and all below it, which for a file in the top directory is
+// the whole subvolume, every night that file changes. One gone since has
+// no path, and is left.
+func singlesOf(f *os.File, top, dir string, v fsys.Volume, unknown []uint64, parts []string) []single {
+	below := childPath(dir)
+	var out []single
+	for _, ino := range unknown {
+		rel, ok, err := fsys.InoPath(f, ino)
+		if err != nil || !ok || rel == "" {
+			continue
+		}
+		p := childPath(top) + rel
+		if strings.HasPrefix(p, below) && !inPart(parts, p) {
+			out = append(out, single{path: p, vol: v, ino: ino})
+		}
+	}
+	return out
+}
+
+// addSingles adds files for the walk to hand over (see singlesOf).
+func (s *subvols) addSingles(add []single) {
+	if len(add) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.singles = append(s.singles, add...)
+	slices.SortFunc(s.singles, func(a, b single) int { return strings.Compare(a.path, b.path) })
+}
+
+// takeSingles removes and returns the files to hand over whose paths sort
+// before before, all of them if it is "".
+func (s *subvols) takeSingles(before string) []single {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.singles)
+	if before != "" {
+		n, _ = slices.BinarySearchFunc(s.singles, before, func(a single, p string) int { return strings.Compare(a.path, p) })
+	}
+	if n == 0 {
+		return nil
+	}
+	out := slices.Clone(s.singles[:n])
+	s.singles = slices.Delete(s.singles, 0, n)
+	return out
 }
 
 // unknownFiles returns the regular files of volume v whose inode items
@@ -680,14 +723,14 @@ func (s *subvols) topOf(key string) (string, bool) {
 // A snapshot's directory is the origin's, with the same inode number, as
 // it was when the snapshot was made; so the origin's record of it (see
 // entriesChanged) tells whether its entries changed since that walk.
-func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool) {
+func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []single, bool) {
 	sn, err := fsys.SnapshotOf(f)
 	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
-		return nil, false
+		return nil, nil, false
 	}
 	id, ok, err := fiemap.SubvolByUUID(f, sn.Origin)
 	if err != nil || !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	from := fsys.Volume{FS: v.FS, Subvol: id}
 	s.mu.Lock()
@@ -695,15 +738,15 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool)
 	s.mu.Unlock()
 	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
 	if !ok || sn.Made <= before {
-		return nil, false
+		return nil, nil, false
 	}
 	c, err := fiemap.Changed(f, before+1)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
 	fd, err := unix.Dup(int(f.Fd()))
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
 	unix.CloseOnExec(fd)
 	s.mu.Lock()
@@ -714,7 +757,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool)
 	s.mu.Unlock()
 	fromTop, ok := s.topOf(prev)
 	if top == "" || s.adopt == nil || !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	// A row marked gone by this run is a file deleted since that walk:
 	// after the snapshot was made, and the snapshot holds it, or before,
@@ -722,7 +765,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool)
 	// walked, which finds it gone again.
 	a, moved := s.adopt(from, v, fromTop, top, true)
 	if a.Files == 0 {
-		return nil, false
+		return nil, nil, false
 	}
 	// The rows this run wrote are looked at again, as files whose inode
 	// and extents changed: a row may hold what the origin's file became
@@ -744,15 +787,15 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, bool)
 	// A pattern may name the origin's paths and not the snapshot's
 	// (by full path): then only a walk finds what the snapshot holds.
 	if !a.Whole || s.excludes {
-		return nil, false
+		return nil, nil, false
 	}
 	var parts []string
-	if unknown := s.unknownFiles(v, c); c.Others || len(unknown) > 0 {
-		if parts, ok = partsOf(f, top, top, btrfsFirstFree, s.entriesChanged(from, prev, "", c), unknown); !ok {
-			return nil, false
+	if c.Others {
+		if parts, ok = partsOf(f, top, top, btrfsFirstFree, s.entriesChanged(from, prev, "", c)); !ok {
+			return nil, nil, false
 		}
 	}
-	return parts, movedWithin(moved, fromTop, top, parts)
+	return parts, singlesOf(f, top, top, v, s.unknownFiles(v, c), parts), movedWithin(moved, fromTop, top, parts)
 }
 
 // movedWithin reports whether each of the files of a subvolume met at
@@ -849,7 +892,8 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 // complete walk (see partsOf, entriesChanged): root's own inode
 // item not rewritten since, its files and directories are the ones that
 // walk met, where it met them. (A root renamed or replaced since is
-// another inode, or one whose inode item was rewritten.) It reports
+// another inode, or one whose inode item was rewritten.) The files of
+// unknown that lie elsewhere are handed over (see singlesOf). It reports
 // whether it does; otherwise root is walked whole.
 func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, changed map[uint64]bool, unknown []uint64) bool {
 	var st unix.Stat_t
@@ -864,8 +908,9 @@ func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, 
 		}
 		top = strings.TrimSuffix(root, "/"+rel)
 	}
-	parts, ok := partsOf(f, top, root, st.Ino, changed, unknown)
+	parts, ok := partsOf(f, top, root, st.Ino, changed)
 	if ok {
+		s.addSingles(singlesOf(f, top, root, v, unknown, parts))
 		s.walkParts(f, uint64(st.Dev), top, root, v, parts, gen)
 	}
 	return ok
