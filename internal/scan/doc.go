@@ -95,8 +95,9 @@
 // there. Where directories changed, the walk goes only below them (those
 // below no other that changed, found by their inode numbers with
 // BTRFS_IOC_INO_LOOKUP: subvols.partsOf), and the rest is skimmed as
-// above; so does the walk of a root inside a subvolume, unless the root
-// itself changed. A directory none of whose entries was added, removed
+// above; so does the walk of a root (a subvolume's top directory given,
+// or a directory inside one), skimmed whole where no directory changed,
+// unless the root itself changed (subvols.rootParts). A directory none of whose entries was added, removed
 // or renamed, and that was not moved itself, has its inode item as it
 // was; one below it that is not is below one that changed. A row below
 // a changed directory that the walk does not meet, of a file with

@@ -875,7 +875,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 		c, ok := s.since(f, v, prev, gen, root)
 		switch {
 		case !ok:
-		case c.Others && !s.nested(f, root) && s.rootParts(f, root, v, gen, s.entriesChanged(v, prev, root, c), s.unknownFiles(v, c)):
+		case !s.nested(f, root) && s.rootParts(f, root, v, gen, s.entriesChanged(v, prev, root, c), s.unknownFiles(v, c)):
 		default:
 			s.walkWhole(f, v, root, gen)
 		}
@@ -889,7 +889,9 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 // rootParts has the walk of root, a directory of the subvolume open at f
 // (volume v) that begins at generation gen, go only below the directories
 // in changed, those whose entries may have changed since root's last
-// complete walk (see partsOf, entriesChanged): root's own inode
+// complete walk (see partsOf, entriesChanged), and nowhere where there are
+// none (root is skimmed, as a subvolume in which no directory changed):
+// root's own inode
 // item not rewritten since, its files and directories are the ones that
 // walk met, where it met them. (A root renamed or replaced since is
 // another inode, or one whose inode item was rewritten.) The files of
@@ -910,6 +912,9 @@ func (s *subvols) rootParts(f *os.File, root string, v fsys.Volume, gen uint64, 
 	}
 	parts, ok := partsOf(f, top, root, st.Ino, changed)
 	if ok {
+		if len(parts) == 0 {
+			parts = nil // skimmed: no directory walked
+		}
 		s.addSingles(singlesOf(f, top, root, v, unknown, parts))
 		s.walkParts(f, uint64(st.Dev), top, root, v, parts, gen)
 	}
