@@ -97,9 +97,10 @@
 // BTRFS_IOC_INO_LOOKUP: subvols.partsOf), and the rest is skimmed as
 // above; so does the walk of a root (a subvolume's top directory given,
 // or a directory inside one), skimmed whole where no directory changed,
-// unless the root itself changed (subvols.rootParts). A directory none of whose entries was added, removed
-// or renamed, and that was not moved itself, has its inode item as it
-// was; one below it that is not is below one that changed. A row below
+// unless the root itself changed (subvols.rootParts). A directory none
+// of whose entries was added, removed or renamed, and that was not moved
+// itself, has its inode item as it was; one below it that is not is
+// below one that changed. A row below
 // a changed directory that the walk does not meet, of a file with
 // another name where the walk does not go (a hard link whose other name
 // was removed), is found there (subvols.nameLeft, scanner.elsewhere). A
