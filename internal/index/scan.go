@@ -121,18 +121,46 @@ func (c *Cursor) Close() {
 	c.conn = nil
 }
 
+// betweenSkipQueries, set by tests, runs between SkipUnder's two queries.
+var betweenSkipQueries func()
+
+// begin starts a read transaction on the cursor's connection (a plain
+// BEGIN: no write lock), which end ends.
+func (c *Cursor) begin() error {
+	if err := c.connect(); err != nil {
+		return err
+	}
+	_, err := c.conn.ExecContext(c.ctx, "BEGIN")
+	return err
+}
+
+// end ends the read transaction begin started.
+func (c *Cursor) end() error {
+	_, err := c.conn.ExecContext(context.Background(), "COMMIT") // also once ctx is done
+	return err
+}
+
+// connect opens the cursor's connection, with a cache of its own.
+func (c *Cursor) connect() error {
+	if c.conn != nil {
+		return nil
+	}
+	conn, err := c.ix.db.Conn(c.ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(c.ctx, fmt.Sprintf("PRAGMA cache_size = %d", -cursorCache)); err != nil {
+		conn.Close()
+		return err
+	}
+	c.conn = conn
+	return nil
+}
+
 // query runs a query on the cursor's connection.
 func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
-	if c.conn == nil {
-		conn, err := c.ix.db.Conn(c.ctx)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := conn.ExecContext(c.ctx, fmt.Sprintf("PRAGMA cache_size = %d", -cursorCache)); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		c.conn = conn
+	if err := c.connect(); err != nil {
+		return nil, err
 	}
 	return c.conn.QueryContext(c.ctx, q, args...)
 }
@@ -142,40 +170,55 @@ func (c *Cursor) query(q string, args ...any) (*sql.Rows, error) {
 // of them are of volume v, not files named in check (by inode) and not
 // marked gone (by a run that did not complete), and the others, in path
 // order: a subvolume left unwalked costs two queries, not a row read for
-// each of its files.
+// each of its files. The first only counts the rows below dir, from the
+// index on paths alone; those returned are the rest of them. Both read
+// the index as one transaction sees it, so the two agree.
 func (c *Cursor) SkipUnder(dir string, v fsys.Volume, check []uint64, before string) (int64, []Listed, error) {
 	at, ok := c.Peek()
 	if !ok {
 		return 0, nil, c.err
 	}
 	hi := SkipEnd(dir, before)
-	// kept is true of the rows not returned. (+f.vol: the rows are
-	// found by path, a stretch of them, not all of the volume's by the
-	// index on (vol, ino), which SQLite would choose.)
+	// kept is true of the rows not returned (every column in it is NOT
+	// NULL: it is never NULL itself, but where v has no row in volumes,
+	// and then v has no file). (+f.vol: the rows are found by path, a
+	// stretch of them, not all of the volume's by the index on (vol,
+	// ino), which SQLite would choose.)
 	const kept = "+f.vol = (SELECT id FROM volumes WHERE fsid = ?3 AND subvol = ?4) AND f.ino NOT IN (SELECT value FROM json_each(?5)) AND f.gone = 0"
 	const in = " WHERE f.path >= ?1 AND f.path < ?2 AND "
 	args := []any{at.Path, hi, v.FS, int64(v.Subvol), inoList(check)}
-	var n int64
-	rows, err := c.query("SELECT count(*) FROM files f"+in+kept, args...)
+	if err := c.begin(); err != nil {
+		return 0, nil, fmt.Errorf("read files: %w", err)
+	}
+	var all int64
+	rows, err := c.query("SELECT count(*) FROM files WHERE path >= ?1 AND path < ?2", at.Path, hi)
 	if err == nil {
 		if rows.Next() {
-			err = rows.Scan(&n)
+			err = rows.Scan(&all)
 		}
 		if err == nil {
 			err = rows.Err()
 		}
 		rows.Close()
 	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("read files: %w", err)
+	if err == nil && betweenSkipQueries != nil {
+		betweenSkipQueries()
 	}
-	if rows, err = c.query("SELECT "+listedColumns+in+"NOT ("+kept+") ORDER BY f.path", args...); err != nil {
+	if err == nil {
+		rows, err = c.query("SELECT "+listedColumns+in+"NOT ("+kept+") ORDER BY f.path", args...)
+	}
+	if err != nil {
+		c.end()
 		return 0, nil, fmt.Errorf("read files: %w", err)
 	}
 	page := c.page
 	c.page = nil
 	c.read(rows)
+	if err := c.end(); err != nil && c.err == nil {
+		c.err = fmt.Errorf("read files: %w", err)
+	}
 	rest := c.page
+	n := all - int64(len(rest))
 	// The next page starts at hi, wherever this one ended.
 	c.page, c.i, c.after, c.incl, c.done = page[:0], 0, hi, true, false
 	return n, rest, c.err

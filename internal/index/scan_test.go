@@ -122,6 +122,26 @@ func TestSkipUnder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := ix.Under(ctx, "/m")
 			defer c.Close()
+			// A file recorded below /m/s by another writer between the
+			// count and the listing: both see the index as it was.
+			betweenSkipQueries = func() {
+				tx, err := ix.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tx.Put(File{Path: "/m/s/f00002x", NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: other, Ino: 9, Size: 1}}, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer func() {
+				betweenSkipQueries = nil
+				if _, err := ix.db.Exec("DELETE FROM files WHERE path = '/m/s/f00002x'"); err != nil {
+					t.Fatal(err)
+				}
+			}()
 			for range tt.first {
 				c.Peek()
 				c.Next()
