@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -875,6 +876,49 @@ func TestPartWalkRoots(t *testing.T) {
 	writeFile(t, p("o/x/new"), randomBytes(53, 4096))
 	testfs.Run(t, "sync")
 	run(counts{seen: 8, hashed: 2, unchanged: 6, part: 2, listed: 6, read: 2 * 4096}, p("r"), p("o"))
+}
+
+// TestPartWalkRootsSingles checks that files the index has no row of
+// whose inode items changed, in two roots skimmed in one run, are each
+// handed over in the walk of their own root: the files each root's last
+// walk met, which the next run's progress counts on, are its own.
+func TestPartWalkRootsSingles(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	_, p := liveSubvol(t, mnt)
+	writeFile(t, p("r/a/1"), randomBytes(60, 8<<10))
+	writeFile(t, p("o/x/2"), randomBytes(61, 8<<10))
+	writeFile(t, p("r/e"), nil)
+	writeFile(t, p("o/e"), nil)
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	run := func(want counts) {
+		t.Helper()
+		runChecked(t, db, p("r"), want, p("r"), p("o"))
+		checkTree(t, db, p("o"))
+	}
+	run(counts{seen: 2, hashed: 2, skipped: 2, read: 2 * 8 << 10})
+	overwrite(t, p("r/e"), 0, randomBytes(62, 8<<10))
+	overwrite(t, p("o/e"), 0, randomBytes(63, 8<<10))
+	testfs.Run(t, "sync")
+	run(counts{seen: 4, hashed: 2, unchanged: 2, skimmed: 2, listed: 2, read: 2 * 8 << 10})
+	rows, err := openRaw(t, db).Query("SELECT path, files FROM roots ORDER BY path")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]int{}
+	for rows.Next() {
+		var path string
+		var n int
+		if err := rows.Scan(&path, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[path] = n
+	}
+	if want := map[string]int{p("o"): 2, p("r"): 2}; !maps.Equal(got, want) {
+		t.Errorf("files met by each root's walk = %v; want %v", got, want)
+	}
 }
 
 // TestPartWalkAccessTimes checks that a directory whose access time alone

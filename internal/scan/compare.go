@@ -67,7 +67,7 @@ func (s *scanner) walk(out chan<- item) error {
 		// The files handed over where the walk does not go (see
 		// singlesOf), each in its place in path order.
 		singles := func(before string) error {
-			for _, f := range s.sv.takeSingles(before) {
+			for _, f := range s.sv.takeSingles(r, before) {
 				if e, ok := s.single(f); ok {
 					if err := send(item{e: e, root: i}); err != nil {
 						return err

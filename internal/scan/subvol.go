@@ -345,20 +345,30 @@ func (s *subvols) addSingles(add []single) {
 	slices.SortFunc(s.singles, func(a, b single) int { return strings.Compare(a.path, b.path) })
 }
 
-// takeSingles removes and returns the files to hand over whose paths sort
-// before before, all of them if it is "".
-func (s *subvols) takeSingles(before string) []single {
+// takeSingles removes and returns the files to hand over that lie below
+// root and whose paths sort before before (all of them below root if it
+// is ""). Those of the roots a run takes later, noted before it starts
+// (see rootParts), wait for their own walk.
+func (s *subvols) takeSingles(root, before string) []single {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := len(s.singles)
-	if before != "" {
-		n, _ = slices.BinarySearchFunc(s.singles, before, func(a single, p string) int { return strings.Compare(a.path, p) })
-	}
-	if n == 0 {
+	if len(s.singles) == 0 {
 		return nil
 	}
-	out := slices.Clone(s.singles[:n])
-	s.singles = slices.Delete(s.singles, 0, n)
+	at := func(p string) int {
+		i, _ := slices.BinarySearchFunc(s.singles, p, func(a single, p string) int { return strings.Compare(a.path, p) })
+		return i
+	}
+	lo, hi := index.PathRange(root)
+	if before != "" && before < hi {
+		hi = before
+	}
+	i, j := at(lo), at(hi)
+	if i >= j {
+		return nil
+	}
+	out := slices.Clone(s.singles[i:j])
+	s.singles = slices.Delete(s.singles, i, j)
 	return out
 }
 
