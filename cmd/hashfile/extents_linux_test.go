@@ -519,10 +519,7 @@ func TestSnapshotLink(t *testing.T) {
 // pruned; a rename has the subvolume walked again, and so does renaming
 // the snapshot itself.
 func TestSkim(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	// The checks read every file: no access time changes.
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	live, p := liveSubvol(t, mnt)
+	mnt, live, p := noatimeLive(t)
 	writeFile(t, p("a"), randomBytes(1, 1<<20))
 	writeFile(t, p("b"), randomBytes(1, 1<<20))
 	writeFile(t, p("c"), randomBytes(2, 64<<10))
@@ -584,10 +581,7 @@ func TestSkim(t *testing.T) {
 // deleted, renamed with their directory, hard-linked and written in
 // place, and a directory new with all below it.
 func TestPartWalk(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	// The checks read every file: no access time changes.
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	_, p := liveSubvol(t, mnt)
+	mnt, _, p := noatimeLive(t)
 	partWalkTree(t, p)
 	testfs.Run(t, "sync")
 	db := filepath.Join(t.TempDir(), "index.db")
@@ -659,9 +653,7 @@ func TestPartWalk(t *testing.T) {
 // directory, which for one in the top directory would be the whole
 // subvolume, in the subvolume and in a snapshot taken of it since.
 func TestPartWalkEmptyFiles(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	live, p := liveSubvol(t, mnt)
+	mnt, live, p := noatimeLive(t)
 	writeFile(t, p("a/1"), randomBytes(30, 8<<10))
 	writeFile(t, p("b/2"), randomBytes(31, 8<<10))
 	writeFile(t, p("a/e"), nil)
@@ -702,9 +694,7 @@ func TestPartWalkEmptyFiles(t *testing.T) {
 // that changes in the top directory of a subvolume costs no walk of it,
 // and stays out of the index.
 func TestPartWalkExcluded(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	_, p := liveSubvol(t, mnt)
+	mnt, _, p := noatimeLive(t)
 	writeFile(t, p("a/1"), randomBytes(30, 8<<10))
 	writeFile(t, p("x.log"), randomBytes(31, 8<<10))
 	testfs.Run(t, "sync")
@@ -759,9 +749,7 @@ func partWalkTree(t *testing.T, p func(string) string) {
 // after a snapshot, one to a directory the snapshot's walk does not go
 // below (see movedWithin).
 func TestPartWalkSnapshots(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	live, p := liveSubvol(t, mnt)
+	mnt, live, p := noatimeLive(t)
 	partWalkTree(t, p)
 	snaps := filepath.Join(mnt, "snaps")
 	if err := os.Mkdir(snaps, 0o755); err != nil {
@@ -840,9 +828,7 @@ func TestPartWalkSnapshots(t *testing.T) {
 // walk, whatever changed above it, and whole when it changed itself; and
 // that two roots in one subvolume are each walked only below their own.
 func TestPartWalkRoots(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	_, p := liveSubvol(t, mnt)
+	_, _, p := noatimeLive(t)
 	for i, name := range []string{"r/a/1", "r/b/2", "r/c/3", "o/x/4", "o/y/5"} {
 		writeFile(t, p(name), randomBytes(uint64(40+i), 8<<10))
 	}
@@ -883,9 +869,7 @@ func TestPartWalkRoots(t *testing.T) {
 // handed over in the walk of their own root: the files each root's last
 // walk met, which the next run's progress counts on, are its own.
 func TestPartWalkRootsSingles(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	_, p := liveSubvol(t, mnt)
+	_, _, p := noatimeLive(t)
 	writeFile(t, p("r/a/1"), randomBytes(60, 8<<10))
 	writeFile(t, p("o/x/2"), randomBytes(61, 8<<10))
 	writeFile(t, p("r/e"), nil)
@@ -1014,9 +998,7 @@ func TestDirsOfSnapshotsNotRecorded(t *testing.T) {
 // unmarked: the file is there. Its inode and extent items lie in tree
 // leaves far from those written since (300 files made after it).
 func TestPartWalkUnmarks(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	_, p := liveSubvol(t, mnt)
+	mnt, _, p := noatimeLive(t)
 	writeFile(t, p("keep/f"), randomBytes(1, 8<<10))
 	const fill = 300
 	for i := range fill {
@@ -1050,6 +1032,17 @@ func runChecked(t *testing.T, db, tree string, want counts, roots ...string) {
 	}
 	checkSummary(t, stderr, want)
 	checkTree(t, db, tree)
+}
+
+// noatimeLive mounts a btrfs of 256 MiB with noatime (the checks read
+// every file: no access time changes) and creates the subvolume "live"
+// in it, as liveSubvol does; it returns the mount point too.
+func noatimeLive(t *testing.T) (mnt, live string, p func(string) string) {
+	t.Helper()
+	mnt = testfs.Mount(t, "btrfs", "256M")
+	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
+	live, p = liveSubvol(t, mnt)
+	return mnt, live, p
 }
 
 // liveSubvol creates the btrfs subvolume "live" in mnt and returns its
@@ -1288,10 +1281,7 @@ func TestTwoFilesystemsAlike(t *testing.T) {
 // apart from those that change (their inode numbers, so their tree
 // leaves), so that only their inode numbers tell them apart.
 func TestListed(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	// The checks read every file: no access time changes.
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	live, p := liveSubvol(t, mnt)
+	mnt, live, p := noatimeLive(t)
 	for _, d := range []string{"one/x", "two/x", "moved/to"} {
 		if err := os.MkdirAll(p(d), 0o755); err != nil {
 			t.Fatal(err)
@@ -1400,9 +1390,7 @@ func openRaw(t *testing.T, db string) *sql.DB {
 // the one recorded at that path, although the directory lists the one
 // below it.
 func TestMountInSubvolume(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	_, p := liveSubvol(t, mnt)
+	mnt, _, p := noatimeLive(t)
 	writeFile(t, p("a"), randomBytes(1, 100000))
 	xfs := testfs.Mount(t, "xfs", "300M")
 	writeFile(t, filepath.Join(xfs, "x"), randomBytes(2, 50000))
@@ -1437,9 +1425,7 @@ func TestMountInSubvolume(t *testing.T) {
 // names each snapshot does: one unchanged since its last walk is left
 // unwalked, its rows counted, while the subvolume that changed is walked.
 func TestRootsUnchanged(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	testfs.Run(t, "mount", "-o", "remount,noatime", mnt)
-	live, p := liveSubvol(t, mnt)
+	mnt, live, p := noatimeLive(t)
 	for i := range 6 {
 		writeFile(t, p(fmt.Sprintf("d/f%d", i)), randomBytes(uint64(400+i), 8192))
 	}
