@@ -430,24 +430,21 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	slices.SortFunc(ts, func(a, b touch) int { return cmp.Or(cmp.Compare(a.leaf, b.leaf), cmp.Compare(a.unit, b.unit)) })
 	ts = slices.Compact(ts)
 	// The leaves, numbered in order: leaf l is touched by the units of
-	// ts[start[l]:start[l+1]], and costs cost[l].
+	// ts[start[l]:start[l+1]], and costs leafCost[l]; ts[i] touches leaf
+	// leafNum[i].
 	var start []int
 	var leafCost []int64
+	leafNum := make([]int32, len(ts))
 	for i := range ts {
 		if i == 0 || ts[i].leaf != ts[i-1].leaf {
 			start = append(start, i)
 			leafCost = append(leafCost, leafOf[ts[i].leaf>>40])
 		}
+		leafNum[i] = int32(len(start) - 1)
 	}
 	start = append(start, len(ts))
 	nleaves := len(leafCost)
 	// The leaves each unit touches: those of u are leaves[lat[u]:lat[u+1]].
-	leafNum := make([]int32, len(ts))
-	for l := range nleaves {
-		for i := start[l]; i < start[l+1]; i++ {
-			leafNum[i] = int32(l)
-		}
-	}
 	lat, leaves := lists(len(us), len(ts), func(i int) (int32, int32) { return ts[i].unit, leafNum[i] })
 	// Each unit's share, with every unit kept; then the units that do
 	// not pay are left out one at a time, the shares of the others on
