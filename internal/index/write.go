@@ -141,8 +141,7 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
-			changed = excluded.changed, clone_of = NULL, clone_seq = NULL` + set + `
-`)
+			changed = excluded.changed, clone_of = NULL, clone_seq = NULL` + set)
 	if err != nil {
 		return 0, false, err
 	}
