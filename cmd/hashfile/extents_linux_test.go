@@ -847,7 +847,7 @@ func TestPartWalkRoots(t *testing.T) {
 	writeFile(t, p("r/a/new"), randomBytes(50, 4096))
 	writeFile(t, p("top"), randomBytes(51, 4096))
 	testfs.Run(t, "sync")
-	run(counts{seen: 4, hashed: 1, unchanged: 3, part: 1, listed: 3, read: 4096}, p("r"))
+	run(counts{seen: 4, hashed: 1, unchanged: 3, rootsPart: 1, listed: 3, read: 4096}, p("r"))
 
 	// r/b moved below r/c: r changed, and is walked whole.
 	if err := os.Rename(p("r/b"), p("r/c/b")); err != nil {
@@ -861,7 +861,7 @@ func TestPartWalkRoots(t *testing.T) {
 	writeFile(t, p("r/a/newer"), randomBytes(52, 4096))
 	writeFile(t, p("o/x/new"), randomBytes(53, 4096))
 	testfs.Run(t, "sync")
-	run(counts{seen: 8, hashed: 2, unchanged: 6, part: 2, listed: 6, read: 2 * 4096}, p("r"), p("o"))
+	run(counts{seen: 8, hashed: 2, unchanged: 6, rootsPart: 2, listed: 6, read: 2 * 4096}, p("r"), p("o"))
 }
 
 // TestPartWalkRootsSingles checks that files the index has no row of
@@ -885,7 +885,7 @@ func TestPartWalkRootsSingles(t *testing.T) {
 	overwrite(t, p("r/e"), 0, randomBytes(62, 8<<10))
 	overwrite(t, p("o/e"), 0, randomBytes(63, 8<<10))
 	testfs.Run(t, "sync")
-	run(counts{seen: 4, hashed: 2, unchanged: 2, skimmed: 2, listed: 2, read: 2 * 8 << 10})
+	run(counts{seen: 4, hashed: 2, unchanged: 2, rootsSkimmed: 2, listed: 2, read: 2 * 8 << 10})
 	rows, err := openRaw(t, db).Query("SELECT path, files FROM roots ORDER BY path")
 	if err != nil {
 		t.Fatal(err)
@@ -1368,7 +1368,7 @@ func TestListed(t *testing.T) {
 	// the root is skimmed, as a subvolume is.
 	overwrite(t, p("d1/f04"), 0, randomBytes(307, 4096))
 	testfs.Run(t, "sync")
-	run(p("d1"), counts{seen: 12, hashed: 1, unchanged: 11, skimmed: 1, listed: 11, read: 4096})
+	run(p("d1"), counts{seen: 12, hashed: 1, unchanged: 11, rootsSkimmed: 1, listed: 11, read: 4096})
 }
 
 // openRaw opens the index db with database/sql, closed when the test ends.

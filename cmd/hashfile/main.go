@@ -382,6 +382,12 @@ func summary(s scan.Stats) string {
 	if s.RootsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d %s unchanged since the last walk", s.RootsUnwalked, plural(s.RootsUnwalked, "root", "roots"))
 	}
+	if s.RootsSkimmed > 0 {
+		subvols += fmt.Sprintf(", %d %s looked at only where files changed", s.RootsSkimmed, plural(s.RootsSkimmed, "root", "roots"))
+	}
+	if s.RootsPart > 0 {
+		subvols += fmt.Sprintf(", %d %s walked only where directories changed", s.RootsPart, plural(s.RootsPart, "root", "roots"))
+	}
 	if s.SubvolsUnwalked > 0 {
 		subvols += fmt.Sprintf(", %d btrfs %s unchanged since the last walk", s.SubvolsUnwalked, plural(s.SubvolsUnwalked, "subvolume", "subvolumes"))
 	}

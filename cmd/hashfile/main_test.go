@@ -38,7 +38,7 @@ func hashfile(t testing.TB, stdin string, args ...string) (stdout, stderr string
 // counts is what a summary line reports, less the timing.
 type counts struct {
 	seen, hashed, reused, unchanged, renamed, links, skipped, failed, pruned, subvols int
-	remapped, copied, skimmed, part, listed, roots                                    int
+	remapped, copied, skimmed, part, listed, roots, rootsSkimmed, rootsPart           int
 	read                                                                              int64
 }
 
@@ -60,6 +60,12 @@ func (c counts) String() string {
 	}
 	if c.roots > 0 {
 		subvols += fmt.Sprintf(", %d root%s unchanged since the last walk", c.roots, map[bool]string{true: "s"}[c.roots > 1])
+	}
+	if c.rootsSkimmed > 0 {
+		subvols += fmt.Sprintf(", %d root%s looked at only where files changed", c.rootsSkimmed, map[bool]string{true: "s"}[c.rootsSkimmed > 1])
+	}
+	if c.rootsPart > 0 {
+		subvols += fmt.Sprintf(", %d root%s walked only where directories changed", c.rootsPart, map[bool]string{true: "s"}[c.rootsPart > 1])
 	}
 	if c.subvols > 0 {
 		subvols += fmt.Sprintf(", %d %s unchanged since the last walk", c.subvols, noun(c.subvols))
@@ -543,21 +549,21 @@ func testIncremental(t *testing.T, dir string) {
 		return other
 	}
 	step("unchanged", either(
-		counts{seen: 4, unchanged: 4, skimmed: 1},
+		counts{seen: 4, unchanged: 4, rootsSkimmed: 1},
 		counts{seen: 5, unchanged: 4, links: 1, skipped: 1}))
 
 	// New content of the same size, and a new mtime.
 	mid2 := randomBytes(5, mid)
 	writeFile(t, filepath.Join(tree, "d1/mid"), mid2)
 	step("modified", either(
-		counts{seen: 4, hashed: 1, unchanged: 3, skimmed: 1, listed: 3, read: mid},
+		counts{seen: 4, hashed: 1, unchanged: 3, rootsSkimmed: 1, listed: 3, read: mid},
 		counts{seen: 5, hashed: 1, unchanged: 3, links: 1, skipped: 1, read: mid}))
 
 	if err := os.Remove(filepath.Join(tree, "d2/small")); err != nil {
 		t.Fatal(err)
 	}
 	step("deleted", either(
-		counts{seen: 4, unchanged: 3, links: 1, skipped: 1, pruned: 1, part: 1, listed: 2},
+		counts{seen: 4, unchanged: 3, links: 1, skipped: 1, pruned: 1, rootsPart: 1, listed: 2},
 		counts{seen: 4, unchanged: 3, links: 1, skipped: 1, pruned: 1}))
 	if _, ok := indexed(t, db)[filepath.Join(tree, "d2/small")]; ok {
 		t.Errorf("deleted d2/small is still in the index")
@@ -567,7 +573,7 @@ func testIncremental(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	step("renamed", either(
-		counts{seen: 4, unchanged: 3, renamed: 1, links: 1, skipped: 1, part: 1, listed: 2},
+		counts{seen: 4, unchanged: 3, renamed: 1, links: 1, skipped: 1, rootsPart: 1, listed: 2},
 		counts{seen: 4, unchanged: 3, renamed: 1, links: 1, skipped: 1}))
 	got := indexed(t, db)
 	if _, ok := got[filepath.Join(tree, "d1/big")]; ok {
@@ -582,11 +588,11 @@ func testIncremental(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	step("one link removed", either(
-		counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1, part: 1, listed: 1},
+		counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1, rootsPart: 1, listed: 1},
 		counts{seen: 3, unchanged: 3, renamed: 1, skipped: 1}))
 
 	step("unchanged again", either(
-		counts{seen: 3, unchanged: 3, skimmed: 1, listed: 2},
+		counts{seen: 3, unchanged: 3, rootsSkimmed: 1, listed: 2},
 		counts{seen: 3, unchanged: 3, skipped: 1}))
 }
 

@@ -87,7 +87,12 @@ type Stats struct {
 	// directories that changed since their last complete walk, and
 	// skimmed elsewhere (see subvols.partsOf).
 	SubvolsPart int64
-	BytesRead   int64
+	// RootsSkimmed and RootsPart count the roots that lie below their
+	// subvolume's top directory and are looked at as SubvolsSkimmed and
+	// SubvolsPart count subvolumes (see subvols.rootParts); a root that
+	// is a subvolume's top directory counts as a subvolume.
+	RootsSkimmed, RootsPart int64
+	BytesRead               int64
 	// Reused counts hashed files whose sums were taken from extents
 	// already in the index instead of being read; BytesReused, their bytes.
 	Reused      int64
@@ -454,7 +459,7 @@ func (s *scanner) run() (Stats, error) {
 	progress.Wait()
 
 	st := s.c.stats(s.start)
-	st.SubvolsUnwalked, st.SubvolsSkimmed, st.SubvolsPart, st.RootsUnwalked = s.sv.unwalked()
+	s.sv.unwalked(&st)
 	switch {
 	case cmpErr != nil:
 		return st, cmpErr

@@ -1081,25 +1081,29 @@ func (s *subvols) leftAt(path string, v fsys.Volume) (top string, check []uint64
 	return l.path, l.check, nextPart(l.parts, path), true
 }
 
-// unwalked returns how many subvolumes were left unwalked as unchanged,
-// how many were skimmed, how many walked in part, and how many roots
-// were left unwalked.
-func (s *subvols) unwalked() (unchanged, skimmed, part, roots int64) {
+// unwalked counts in st the subvolumes and roots left unwalked as
+// unchanged, skimmed, or walked in part.
+func (s *subvols) unwalked(st *Stats) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.left {
+		// A root below its subvolume's top directory is a directory.
+		dir := l.top != "" && l.top != l.path
 		switch {
 		case l.root:
-			roots++
+			st.RootsUnwalked++
+		case l.parts != nil && dir:
+			st.RootsPart++
 		case l.parts != nil:
-			part++
+			st.SubvolsPart++
+		case l.skimmed && dir:
+			st.RootsSkimmed++
 		case l.skimmed:
-			skimmed++
+			st.SubvolsSkimmed++
 		default:
-			unchanged++
+			st.SubvolsUnwalked++
 		}
 	}
-	return unchanged, skimmed, part, roots
 }
 
 // walkedWhole returns what a complete run records: what this walk saw of
