@@ -3,6 +3,7 @@ package runs
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 
@@ -167,37 +168,57 @@ func mapNow(f *file) ([]fiemap.Extent, bool, error) {
 }
 
 // extentRefs returns a function listing the references to a btrfs disk
-// extent (fiemap.ExtentRefs), asked through file fi, or false when they
-// cannot be known: the tree search is not allowed, fi cannot be opened as
-// the file hashed, or the extent has more references than one call holds.
-// What it learnt of an extent is kept.
-func extentRefs(files []file) func(fi int, disk int64) ([]fiemap.Ref, bool) {
+// extent (fiemap.ExtentRefs), found through file fi, or false when they
+// cannot be known: the tree search is not allowed, no file of fi's
+// filesystem could be opened as hashed, or the extent has more references
+// than one call holds. The references are the filesystem's, whichever
+// file asks: the first file of each filesystem that opens as hashed is
+// kept open and asked through (opening a file an extent took most of the
+// time the estimate of a snapshot host's night took, its paths being
+// looked up afresh in each snapshot). What it learnt of an extent is
+// kept. done closes the files kept open.
+func extentRefs(files []file) (refs func(fi int, disk int64) ([]fiemap.Ref, bool), done func()) {
 	type answer struct {
 		refs []fiemap.Ref
 		ok   bool
 	}
-	known := make(map[int64]answer)
+	type extent struct {
+		fs   string
+		disk int64
+	}
+	known := make(map[extent]answer)
+	open := make(map[string]*os.File) // by filesystem
 	denied := false
-	return func(fi int, disk int64) ([]fiemap.Ref, bool) {
-		if a, ok := known[disk]; ok {
+	refs = func(fi int, disk int64) ([]fiemap.Ref, bool) {
+		f := &files[fi]
+		k := extent{f.vol.FS, disk}
+		if a, ok := known[k]; ok {
 			return a.refs, a.ok
 		}
 		if denied {
 			return nil, false
 		}
-		f := &files[fi]
-		h, err := dedupe.Open(f.path, f.identity())
-		if err != nil {
-			return nil, false
+		h := open[f.vol.FS]
+		if h == nil {
+			var err error
+			if h, err = dedupe.Open(f.path, f.identity()); err != nil {
+				return nil, false // the next file of the filesystem may open
+			}
+			open[f.vol.FS] = h
 		}
-		defer h.Close()
-		refs, complete, err := fiemap.ExtentRefs(h, disk)
+		rs, complete, err := fiemap.ExtentRefs(h, disk)
 		if errors.Is(err, fiemap.ErrNoTreeSearch) {
 			denied = true
 		}
-		known[disk] = answer{refs, err == nil && complete}
-		return refs, err == nil && complete
+		known[k] = answer{rs, err == nil && complete}
+		return rs, err == nil && complete
 	}
+	done = func() {
+		for _, h := range open {
+			h.Close()
+		}
+	}
+	return refs, done
 }
 
 // markReadOnly marks the files in read-only btrfs subvolumes, and with

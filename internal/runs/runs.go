@@ -387,7 +387,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	runs = filter(runs, o)
 	var refs func(int, int64) ([]fiemap.Ref, bool)
 	if o.Live {
-		refs = extentRefs(files)
+		var done func()
+		refs, done = extentRefs(files)
+		defer done()
 	}
 	estimate(runs, files, bs, refs)
 	var ws []rewriteAt
