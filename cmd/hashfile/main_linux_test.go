@@ -155,7 +155,7 @@ func testSums(t *testing.T, dir string) {
 	}
 
 	extents := make(map[int64][]fiemap.Extent)
-	err = ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
+	err = ix.ScanExtents(ctx, 1, func(_ int, id int64, e fiemap.Extent) error {
 		extents[id] = append(extents[id], e)
 		return nil
 	})

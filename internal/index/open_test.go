@@ -329,7 +329,7 @@ func TestMigrateV1(t *testing.T) {
 		}
 	}
 	var n int
-	err = ix.ScanExtents(ctx, func(file int64, e fiemap.Extent) error {
+	err = ix.ScanExtents(ctx, 1, func(_ int, file int64, e fiemap.Extent) error {
 		n++
 		if want := (fiemap.Extent{Logical: 0, Physical: 1048576, Length: 8192, Flags: 8193}); file != 1 || e != want {
 			t.Errorf("extent of file %d = %+v; want of file 1 %+v", file, e, want)

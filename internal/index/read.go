@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
@@ -154,10 +155,44 @@ func (ix *Index) StoredSums(ctx context.Context) (int64, error) {
 	return n.Int64 / blockhash.SumSize, nil
 }
 
-// ScanExtents calls fn for every extent in the index, in (file, logical)
-// order.
-func (ix *Index) ScanExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	return ix.scanExtents(ctx, "FROM extents e ORDER BY file, logical", fn)
+// ScanExtents calls fn for every extent in the index. readers readers
+// (at least one), each on a connection of its own, read alternate ranges
+// of file ids (filesRange at a time), each in a read of its own, and call
+// fn with their number (from 0), at once: a file's extents all come to
+// one reader, and each reader's come in (file, logical) order; files
+// recorded after it started may be left out. As for
+// Files, the driver's work for each column is most of the cost of a row,
+// and two cores share it. A file written meanwhile is read as it is
+// before or after that write. The first error fn or a reader returns
+// stops them all, and is returned.
+func (ix *Index) ScanExtents(ctx context.Context, readers int, fn func(reader int, file int64, e fiemap.Extent) error) error {
+	maxID := ix.MaxFileID(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	readers = max(readers, 1)
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for r := range readers {
+		wg.Go(func() {
+			for lo := int64(r) * filesRange; lo <= maxID; lo += int64(readers) * filesRange {
+				err := ix.scanExtents(ctx, "FROM extents e WHERE file >= ? AND file < ? ORDER BY file, logical", func(file int64, e fiemap.Extent) error {
+					return fn(r, file, e)
+				}, lo, lo+filesRange)
+				if err != nil {
+					errs[r] = err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ScanPartDiskExtents calls fn for every recorded reference to a btrfs

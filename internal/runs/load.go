@@ -146,7 +146,8 @@ func (p fileIndex) of(id int64) (int, bool) {
 
 // loadExtents reads the recorded extents of the files that want marks (by
 // index in files; nil: all) into them: file by file when they are few
-// (a re-run regrouping what changed), else in one scan of the index.
+// (a re-run regrouping what changed), else in one scan of the index by
+// two readers.
 func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIndex, want []bool, o *Options) error {
 	var wanted int64
 	for i := range files {
@@ -190,41 +191,52 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 		o.progress("loading extents", wanted, wanted, "files")
 		return nil
 	}
-	var n, total int64
+	var total int64
 	if o.Progress != nil {
 		total = count(ctx, ix, "extents")
 	}
-	// The extents come file by file, in id order. Each file's are cut
-	// from slabs of many files' (a slice a file, grown extent by extent,
-	// cost more than reading them; one slice for all, grown, more still):
-	// a file's extents that outgrow their slab move to the next.
+	// The extents come file by file, in id order within each reader's
+	// share. Each file's are cut from slabs of many files' (a slice a
+	// file, grown extent by extent, cost more than reading them; one
+	// slice for all, grown, more still): a file's extents that outgrow
+	// their slab move to the next.
 	const slabSize = 1 << 16
-	var slab []fiemap.Extent
-	start := 0
-	lastID := int64(-1)
-	err := ix.ScanExtents(ctx, func(id int64, e fiemap.Extent) error {
-		if n++; n%4096 == 0 {
-			o.progress("loading extents", n, total, "extents")
+	const readers = 2
+	type cut struct {
+		slab   []fiemap.Extent
+		start  int
+		lastID int64
+		_      [64]byte // apart from the other reader's, in the cache
+	}
+	var cuts [readers]cut
+	for r := range cuts {
+		cuts[r].lastID = -1
+	}
+	var n atomic.Int64
+	err := ix.ScanExtents(ctx, readers, func(r int, id int64, e fiemap.Extent) error {
+		if k := n.Add(1); r == 0 && k%4096 < readers {
+			o.progress("loading extents", k, total, "extents")
 		}
 		i, ok := byID.of(id)
 		if !ok || (want != nil && !want[i]) {
 			return nil
 		}
-		if id != lastID {
-			if id < lastID {
-				return fmt.Errorf("read extents: file %d after file %d", id, lastID)
+		c := &cuts[r]
+		if id != c.lastID {
+			if id < c.lastID {
+				return fmt.Errorf("read extents: file %d after file %d", id, c.lastID)
 			}
-			start, lastID = len(slab), id
+			c.start, c.lastID = len(c.slab), id
 		}
-		if len(slab) == cap(slab) {
-			next := make([]fiemap.Extent, 0, max(slabSize, 2*(len(slab)-start)))
-			slab, start = append(next, slab[start:]...), 0
+		if len(c.slab) == cap(c.slab) {
+			next := make([]fiemap.Extent, 0, max(slabSize, 2*(len(c.slab)-c.start)))
+			c.slab, c.start = append(next, c.slab[c.start:]...), 0
 		}
-		slab = append(slab, e)
-		files[i].extents = slab[start:len(slab):len(slab)]
+		c.slab = append(c.slab, e)
+		files[i].extents = c.slab[c.start:len(c.slab):len(c.slab)]
 		return nil
 	})
-	o.progress("loading extents", n, total, "extents")
+	o.progress("loading extents", n.Load(), total, "extents")
 	return err
 }
 

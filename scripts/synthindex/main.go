@@ -326,7 +326,7 @@ func change(ctx context.Context, o options, stderr io.Writer) error {
 	}
 	slices.SortFunc(all, func(a, b index.File) int { return cmp.Compare(a.ID, b.ID) })
 	var end int64 // past the last byte any extent is stored at
-	err = ix.ScanExtents(ctx, func(_ int64, e fiemap.Extent) error {
+	err = ix.ScanExtents(ctx, 1, func(_ int, _ int64, e fiemap.Extent) error {
 		end = max(end, e.Physical+e.Length)
 		return nil
 	})
