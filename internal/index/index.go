@@ -224,9 +224,18 @@ func dsn(path string, cache int) string {
 		path = abs // and clean: no "//" that would start an authority
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() +
-		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(%d)&_txlock=immediate",
-			busyTimeout.Milliseconds(), cache)
+		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(%d)&_pragma=page_size(%d)&_txlock=immediate",
+			busyTimeout.Milliseconds(), cache, pageSize)
 }
+
+// pageSize is the size of a page of a new index. An index keeps the size
+// it was made with (the README says how to change it). With 16 KiB
+// pages rather than SQLite's 4 KiB, a snapshot host's night took 10-25%
+// less time where a day of hourly snapshots added 480,000 rows, and
+// about as long where one snapshot did: a quarter of the pages to look
+// up, cache, write to the log and copy back, for the same rows (a
+// block's row of sums, 1 MiB, spans 64 pages, not 256).
+const pageSize = 16384
 
 // Close closes the database.
 func (ix *Index) Close() error {
