@@ -106,6 +106,13 @@ func open(path string, create bool, cache int) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
+	// database/sql keeps two idle connections by default and closes the
+	// others as they are given back; closing one drops its page cache
+	// and its prepared statements, which the next connection opened then
+	// builds again. A run of hashfile uses a few at once (the writer, the
+	// walk's cursor, the lookups of the reuser and the subvolumes), and
+	// closed 31 on a snapshot host's night.
+	db.SetMaxIdleConns(idleConns)
 	ix.db = db
 	if err := ix.setUp(create); err != nil {
 		db.Close()
@@ -209,6 +216,9 @@ func private(path string) []string {
 // Warnings says what the caller should tell the user about the index
 // (that others may read it).
 func (ix *Index) Warnings() []string { return ix.warnings }
+
+// idleConns is how many connections an index keeps open once used.
+const idleConns = 8
 
 // busyTimeout is how long a connection waits for another's lock.
 const busyTimeout = 10 * time.Second

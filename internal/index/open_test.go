@@ -607,3 +607,24 @@ func TestCacheSizes(t *testing.T) {
 		t.Errorf("reader's cache_size = %d; want -4096", got)
 	}
 }
+
+// TestIdleConnections checks that the connections a run uses at once are
+// kept once given back, with their page caches, not closed.
+func TestIdleConnections(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	var conns []*sql.Conn
+	for range 6 {
+		c, err := ix.DB().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if st := ix.DB().Stats(); st.Idle != 6 || st.MaxIdleClosed != 0 {
+		t.Errorf("after 6 connections given back: %d idle, %d closed; want 6 idle, none closed", st.Idle, st.MaxIdleClosed)
+	}
+}
