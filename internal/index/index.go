@@ -240,7 +240,7 @@ func dsn(path string, cache int) string {
 
 // pageSize is the size of a page of a new index. An index keeps the size
 // it was made with (the README says how to change it). With 16 KiB
-// pages rather than SQLite's 4 KiB, a snapshot host's night took 10-25%
+// pages rather than SQLite's 4 KiB, a snapshot host's night took 9-15%
 // less time where a day of hourly snapshots added 480,000 rows, and
 // about as long where one snapshot did: a quarter of the pages to look
 // up, cache, write to the log and copy back, for the same rows (a
