@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"same/internal/fsys"
 )
 
 // afterCopy, set by tests, runs between a chunk's copy and its swap.
@@ -167,7 +169,16 @@ func tmpFile(f *os.File, path string) (*os.File, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open O_TMPFILE in", Path: dir, Err: err}
 	}
-	return os.NewFile(uintptr(fd), "copy of "+path), nil
+	tmp := os.NewFile(uintptr(fd), "copy of "+path)
+	// btrfs shares storage only between files that both have the NOCOW
+	// attribute or both lack it; the copy has its directory's.
+	if nocow := fsys.NoCOW(f); fsys.NoCOW(tmp) != nocow {
+		if err := fsys.SetNoCOW(tmp, nocow); err != nil {
+			tmp.Close()
+			return nil, fmt.Errorf("give the copy of %s the NOCOW attribute of the file (%v): %w", path, nocow, err)
+		}
+	}
+	return tmp, nil
 }
 
 // copyRange copies n bytes at off from src to dst, at the same offset,

@@ -263,3 +263,53 @@ func TestRewriteNextTo(t *testing.T) {
 		t.Errorf("live holds %d entries, want 2 (f, anchor): the copy was left behind", len(ents))
 	}
 }
+
+// TestRewriteNoCOW rewrites a span of a file with the NOCOW attribute in
+// a directory without it, and of a file without it in a directory with
+// it: btrfs shares storage only between files alike in that attribute,
+// and a new file takes its directory's, so the copy must take the
+// file's. Each span moves, the content and the attribute stay.
+func TestRewriteNoCOW(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	nocow := filepath.Join(mnt, "nocow")
+	if err := os.WriteFile(nocow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "chattr", "+C", nocow)
+	dir := filepath.Join(mnt, "dir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cow := filepath.Join(dir, "cow")
+	if err := os.WriteFile(cow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "chattr", "+C", dir)
+	for i, path := range []string{nocow, cow} {
+		data := randomBytes(uint64(7+i), 256<<10)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		attr := testfs.Run(t, "lsattr", path)
+		before := physicalAt(t, f, 0)
+		written, shared, err := dedupe.Rewrite(context.Background(), f, path, f, path, []dedupe.Span{{Off: 0, Len: 64 << 10}}, 0)
+		if err != nil || written != 64<<10 || shared != 64<<10 {
+			t.Errorf("%s: Rewrite = %d written, %d shared, %v; want %d, %d, nil", path, written, shared, err, 64<<10, 64<<10)
+			continue
+		}
+		if physicalAt(t, f, 0) == before {
+			t.Errorf("%s: the span is still at its old disk offset", path)
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: content changed (%v)", path, err)
+		}
+		if got := testfs.Run(t, "lsattr", path); got != attr {
+			t.Errorf("%s: attributes %q, were %q", path, got, attr)
+		}
+	}
+}

@@ -263,6 +263,21 @@ func NoCOW(f *os.File) bool { return hasAttr(f, fsNoCOWFl) }
 // the kernel shares no storage into such a file (EPERM), even for root.
 func Immutable(f *os.File) bool { return hasAttr(f, fsImmutableFl) }
 
+// SetNoCOW gives f, an empty file, the NOCOW attribute, or takes it
+// away: btrfs changes it only while a file holds no data.
+func SetNoCOW(f *os.File, on bool) error {
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return err
+	}
+	if on {
+		flags |= fsNoCOWFl
+	} else {
+		flags &^= fsNoCOWFl
+	}
+	return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
+}
+
 func hasAttr(f *os.File, fl uint32) bool {
 	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
 	return err == nil && flags&fl != 0
