@@ -33,7 +33,11 @@ type rewriteAt struct {
 // so are those holding the source of a run (sharing them keeps them).
 // runs are in destination order. The rewrites come best first: by net
 // bytes freed per byte written, then by path and offset.
-func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
+//
+// extRefs, if set, lists the files referring to a disk extent (see
+// extentRefs): a leftover is rewritten only when every file it lists is
+// one whose references the plan sees (see knownRefs).
+func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool)) ([]rewriteAt, []run) {
 	byDst := newDstRuns(runs, len(files))
 	refs := make(map[diskKey][]ref)
 	for fi := range files {
@@ -88,6 +92,9 @@ func rewrites(runs []run, files []file, bs, minNet int64) ([]rewriteAt, []run) {
 		ws, more := sharedLeftover(refs[k], files, byDst, srcs, bs, minNet)
 		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return cannot(w.fi) }) {
 			continue // a copy it cannot make
+		}
+		if len(ws) > 0 && extRefs != nil && !knownRefs(refs[k], files, extRefs) {
+			continue // it would not free the extent
 		}
 		out = append(out, ws...)
 		relinks = append(relinks, more...)
@@ -181,6 +188,32 @@ func sharedLeftover(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs,
 		return nil, nil
 	}
 	return blockOwners(refs, files, byDst, srcs, bs, minNet)
+}
+
+// knownRefs reports whether every file that refers to the disk extent
+// of rs (its references among the files' extents) is among them, as
+// extRefs lists them: only then does moving rs's references free the
+// extent. The plan sees only the extents of the files it reads (on a
+// re-run regrouping what changed, not those of files unchanged and
+// unnamed since), and none of files outside the index; a rewrite that
+// leaves one of them behind writes a copy and frees nothing. False when
+// the references cannot be listed.
+func knownRefs(rs []ref, files []file, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool)) bool {
+	all, ok := extRefs(rs[0].fi, rs[0].e.DiskStart)
+	if !ok {
+		return false
+	}
+	seen := make(map[fiemap.Ref]bool, len(rs))
+	for _, r := range rs {
+		f := &files[r.fi]
+		seen[fiemap.Ref{Root: f.vol.Subvol, Ino: f.Ino}] = true
+	}
+	for _, r := range all {
+		if !seen[r] {
+			return false
+		}
+	}
+	return true
 }
 
 // blockOwners is sharedLeftover the long way, block by block, for an

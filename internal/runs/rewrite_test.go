@@ -3,6 +3,7 @@ package runs
 import (
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"same/internal/fiemap"
@@ -86,13 +87,51 @@ func TestSharedLeftoverByFilesystem(t *testing.T) {
 			// nothing.
 			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
 	}
-	ws, _ := rewrites(nil, files, bs, 0)
+	ws, _ := rewrites(nil, files, bs, 0, nil)
 	var got []string
 	for _, w := range ws {
 		got = append(got, files[w.fi].path)
 	}
 	if len(ws) != 1 || files[ws[0].fi].vol.FS != "a" || !ws[0].w.Shared {
 		t.Errorf("rewrites of %v; want one, shared, of a file of a", got)
+	}
+}
+
+// A leftover two files share is rewritten only when every file that
+// refers to its disk extent, as the filesystem lists them, is one of
+// them: a third file whose extents the plan does not see (unchanged since
+// the last run, or outside the index) would keep it.
+func TestSharedLeftoverUnseenReference(t *testing.T) {
+	const M = 1 << 20
+	var files []file
+	for i := range 2 {
+		files = append(files, file{id: int64(i + 1), path: "a/f" + string(rune('0'+i)),
+			vol: &volume{Volume: fsys.Volume{FS: "a", Subvol: 5}, btrfs: true}, Ino: uint64(257 + i), Size: 2 * M,
+			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
+	}
+	for _, tt := range []struct {
+		name  string
+		refs  []fiemap.Ref
+		ok    bool
+		wants int
+	}{
+		{"the two files", []fiemap.Ref{{Root: 5, Ino: 257}, {Root: 5, Ino: 258}}, true, 1},
+		{"a third file", []fiemap.Ref{{Root: 5, Ino: 257}, {Root: 5, Ino: 258}, {Root: 5, Ino: 300}}, true, 0},
+		{"a file of another subvolume", []fiemap.Ref{{Root: 5, Ino: 257}, {Root: 6, Ino: 258}}, true, 0},
+		{"not known", nil, false, 0},
+	} {
+		var asked []int64
+		extRefs := func(fi int, disk int64) ([]fiemap.Ref, bool) {
+			asked = append(asked, disk)
+			return tt.refs, tt.ok
+		}
+		ws, relinks := rewrites(nil, files, bs, 0, extRefs)
+		if len(ws) != tt.wants || (tt.wants == 0 && len(relinks) != 0) {
+			t.Errorf("%s: %d rewrites, %d runs; want %d rewrites", tt.name, len(ws), len(relinks), tt.wants)
+		}
+		if !slices.Equal(asked, []int64{100 * M}) {
+			t.Errorf("%s: references asked for %v; want those of the extent at %d once", tt.name, asked, 100*M)
+		}
 	}
 }
 

@@ -395,7 +395,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	var ws []rewriteAt
 	if o.Rewrite {
 		var relinks []run
-		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin))
+		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin), refs)
 		runs = append(runs, relinks...)
 	}
 	var named []bool
