@@ -84,7 +84,7 @@ func shareable(d, s *file, doff, soff int64, dc, sc *cursor, rewrite bool) bool 
 	if (dok && de.Flags&fiemap.FlagDataInline != 0) || (sok && se.Flags&fiemap.FlagDataInline != 0) {
 		return false
 	}
-	if dok && sok && d.class == s.class && de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical) {
+	if dok && sok && d.class == s.class && samePlace(de, doff, se, soff) {
 		return false
 	}
 	if !rewrite && dok && sok && de.DiskStart != 0 && de.DiskStart == se.DiskStart && d.class == s.class {
@@ -95,6 +95,20 @@ func shareable(d, s *file, doff, soff int64, dc, sc *cursor, rewrite bool) bool 
 		return false
 	}
 	return true
+}
+
+// samePlace reports whether file offset doff, in extent de, and soff, in
+// se, hold the same stored bytes. Where btrfs's disk extents are known,
+// that is the same disk extent at the same offset in its data: FIEMAP and
+// the tree search give every piece of a compressed extent the extent's
+// start as its physical offset, whatever part of its data the piece
+// holds, so that pieces already sharing it looked apart, and were
+// planned again every night. Elsewhere, the same physical offset.
+func samePlace(de fiemap.Extent, doff int64, se fiemap.Extent, soff int64) bool {
+	if de.DiskStart != 0 && se.DiskStart != 0 {
+		return de.DiskStart == se.DiskStart && de.Offset+(doff-de.Logical) == se.Offset+(soff-se.Logical)
+	}
+	return de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical)
 }
 
 func filter(runs []run, o Options) []run {

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"same/internal/fiemap"
 )
 
 // TestRunsByFile checks dstRuns and srcRanges against the runs filtered
@@ -42,5 +44,43 @@ func TestRunsByFile(t *testing.T) {
 	}
 	if got := (srcRanges{}).of(3); got != nil {
 		t.Errorf("no ranges: %v", got)
+	}
+}
+
+// TestShareableCompressed: pieces of one compressed btrfs extent all show
+// its start as their physical offset. Blocks at the same offset in its
+// data already share it; blocks at other offsets do not, nor do blocks of
+// two uncompressed files at other physical offsets.
+func TestShareableCompressed(t *testing.T) {
+	const bs, D = 4096, 100 << 20
+	vol := &volume{btrfs: true}
+	enc := uint32(fiemap.FlagEncoded | fiemap.FlagShared)
+	// s refers to the whole extent (128 KiB of data); d to its last 124
+	// KiB, from file offset 4096, as a dedupe of that range leaves it.
+	s := &file{vol: vol, Size: 128 << 10, extents: []fiemap.Extent{
+		{Logical: 0, Physical: D, Length: 128 << 10, DiskStart: D, DiskLen: 40 << 10, Offset: 0, Flags: enc | fiemap.FlagLast}}}
+	d := &file{vol: vol, Size: 128 << 10, extents: []fiemap.Extent{
+		{Logical: 0, Physical: 200 << 20, Length: bs, DiskStart: 200 << 20, DiskLen: bs},
+		{Logical: bs, Physical: D, Length: 124 << 10, DiskStart: D, DiskLen: 40 << 10, Offset: bs, Flags: enc | fiemap.FlagLast}}}
+	// u and v: uncompressed, recorded by FIEMAP alone (no disk extent).
+	u := &file{vol: vol, Size: 8 * bs, extents: []fiemap.Extent{{Logical: 0, Physical: D, Length: 8 * bs, Flags: fiemap.FlagShared | fiemap.FlagLast}}}
+	v := &file{vol: vol, Size: 8 * bs, extents: []fiemap.Extent{{Logical: 0, Physical: D + bs, Length: 8 * bs, Flags: fiemap.FlagShared | fiemap.FlagLast}}}
+	for _, tt := range []struct {
+		name       string
+		d, s       *file
+		doff, soff int64
+		want       bool
+	}{
+		{"compressed, same offset in its data", d, s, 8 * bs, 8 * bs, false},
+		{"compressed, the first block", d, s, bs, bs, false},
+		{"compressed, other offsets in its data", d, s, 8 * bs, 9 * bs, true},
+		{"not in the compressed extent", d, s, 0, 0, true},
+		{"uncompressed, the same physical block", u, v, 2 * bs, bs, false},
+		{"uncompressed, other physical blocks", u, v, bs, bs, true},
+	} {
+		var dc, sc cursor
+		if got := shareable(tt.d, tt.s, tt.doff, tt.soff, &dc, &sc, true); got != tt.want {
+			t.Errorf("%s: shareable = %v; want %v", tt.name, got, tt.want)
+		}
 	}
 }
