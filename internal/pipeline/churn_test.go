@@ -21,21 +21,19 @@ import (
 )
 
 // TestChurn runs nights on a btrfs (a live subvolume, read-only snapshots
-// taken and deleted), the same mounted with compress=zstd, and an XFS, each after a day of changes drawn at
-// random from what hosts do to files: new files and whole copies, copies
-// reflinked, ranges overwritten in place, appends, truncations, holes
-// punched, space preallocated inside and beyond the end, renames, hard
-// links, deletions, images holding other files, NOCOW files. Every
-// night:
+// taken and deleted), the same mounted with compress=zstd, and an XFS,
+// each after a day of changes drawn at random from what hosts do to files:
+// new files and whole copies, copies reflinked, ranges overwritten in
+// place, appends, truncations, holes punched, space preallocated inside
+// and beyond the end, renames, hard links, deletions, images holding other
+// files, NOCOW files. A day ends now and then with a reboot (a remount
+// that changes every st_dev). Every night:
 //
 //   - hashfile and findsame exit 0, and findsame, which regroups only what
 //     changed with the table of sums it keeps, prints the plan that
 //     findsame -full prints on the same index;
-//
 //   - applysame does every line, and every file's SHA-256 is what it was;
-//
-//   - every snapshot is still read-only.
-//
+//   - every snapshot is still read-only;
 //   - the space statfs reports free does not shrink (by more than
 //     metadataSlack): nothing is planned that frees nothing.
 //
@@ -44,7 +42,8 @@ import (
 // would have cost: its sharing rewrote leaves that snapshots shared.)
 //
 // SAME_CHURN_NIGHTS and SAME_CHURN_SEED (numbers) run more nights, or
-// other days, than the defaults (6 nights, seed 1).
+// other days, than the defaults (6 nights, seed 1); scripts/churn runs
+// many.
 func TestChurn(t *testing.T) {
 	nights := envInt(t, "SAME_CHURN_NIGHTS", 6)
 	seed := envInt(t, "SAME_CHURN_SEED", 1)
@@ -55,10 +54,8 @@ func TestChurn(t *testing.T) {
 	} {
 		t.Run(fs.name, func(t *testing.T) {
 			mnt := testfs.Mount(t, fs.fstype, "1G")
-			if fs.compress != "" {
-				testfs.Run(t, "mount", "-o", "remount,compress="+fs.compress, mnt)
-			}
-			c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fs.fstype == "btrfs"}
+			c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fs.fstype == "btrfs", compress: fs.compress}
+			c.mountOptions()
 			c.live = mnt
 			if c.btrfs {
 				c.live = filepath.Join(mnt, "live")
@@ -98,12 +95,15 @@ type churn struct {
 	t     *testing.T
 	rng   *rand.Rand
 	mnt   string
-	live  string   // the tree changed: mnt, or btrfs's live subvolume
-	btrfs bool     // snapshots and NOCOW files too
-	blobs [][]byte // data new files are made of, so that they repeat
-	files []string // regular files under live, by path
-	snaps []string // read-only snapshots of live, oldest first
-	n     int      // names given
+	live  string // the tree changed: mnt, or btrfs's live subvolume
+	btrfs bool   // snapshots and NOCOW files too
+	// compress is the mount's compress option, "" for none.
+	compress string
+	rebooted bool     // since the last night
+	blobs    [][]byte // data new files are made of, so that they repeat
+	files    []string // regular files under live, by path
+	snaps    []string // read-only snapshots of live, oldest first
+	n        int      // names given
 }
 
 // seed writes the blobs and the first files. Half the blobs compress
@@ -162,9 +162,24 @@ func (c *churn) newFile() {
 	c.files = append(c.files, p)
 }
 
-// day makes a day's changes, a few dozen, each drawn at random.
+// mountOptions gives the mount its compress option.
+func (c *churn) mountOptions() {
+	if c.compress != "" {
+		testfs.Run(c.t, "mount", "-o", "remount,compress="+c.compress, c.mnt)
+	}
+}
+
+// day makes a day's changes, a few dozen, each drawn at random, and now
+// and then ends with a reboot (testfs.Remount: every st_dev changes).
 func (c *churn) day(night int) {
 	t := c.t
+	if night > 0 && c.rng.IntN(4) == 0 {
+		defer func() {
+			testfs.Remount(t, c.mnt)
+			c.mountOptions()
+			c.rebooted = true
+		}()
+	}
 	if c.btrfs && night > 0 {
 		snap := filepath.Join(c.mnt, fmt.Sprintf("snap%d", night))
 		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", c.live, snap)
@@ -356,8 +371,9 @@ func (c *churn) night(db, name string) string {
 			t.Errorf("%s: snapshot %s: %s %v; want ro=true", name, s, out, err)
 		}
 	}
-	t.Logf("%s: %d files, %d snapshots; %d plan lines; %s", name, len(c.files), len(c.snaps),
+	t.Logf("%s: %d files, %d snapshots, rebooted %v; %d plan lines; %s", name, len(c.files), len(c.snaps), c.rebooted,
 		strings.Count(got, "\n"), lastLine(stderr))
+	c.rebooted = false
 	return got
 }
 

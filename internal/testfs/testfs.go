@@ -108,6 +108,7 @@ func Remount(t testing.TB, mnt string) {
 		if err := os.Mkdir(h, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		defer os.Remove(h) // once unmounted: a later Remount makes it again
 		Run(t, "mount", "-t", "tmpfs", "none", h)
 		defer Run(t, "umount", h)
 		var st unix.Stat_t
