@@ -322,7 +322,12 @@ func blockOwners(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs, mi
 	// The other references to each block move onto its owner's (as[0]).
 	// Made only now: an extent that snapshots share whole gives a
 	// reference per snapshot to every block, and most do not pay.
+	// A run grows block by block while its next block follows on in both
+	// files: the last run of each file is where its next block may go
+	// (the references of one block are those of several files, one after
+	// another, and each file's run goes on at the next block).
 	var relinks []run
+	last := make(map[int]int) // by file: index in relinks
 	for _, as := range blocks {
 		if len(as) == 0 {
 			continue
@@ -330,12 +335,13 @@ func blockOwners(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs, mi
 		o := as[0]
 		for _, x := range as[1:] {
 			m := min(bs, files[x.fi].Size-x.off)
-			if k := len(relinks) - 1; k >= 0 && relinks[k].len%bs == 0 &&
+			if k, ok := last[x.fi]; ok && relinks[k].len%bs == 0 &&
 				relinks[k].dst == mkloc(x.fi, x.off/bs)-loc(relinks[k].n) && relinks[k].src == mkloc(o.fi, o.off/bs)-loc(relinks[k].n) {
 				relinks[k].n++
 				relinks[k].len += m
 				continue
 			}
+			last[x.fi] = len(relinks)
 			relinks = append(relinks, run{src: mkloc(o.fi, o.off/bs), dst: mkloc(x.fi, x.off/bs), n: 1, len: m})
 		}
 	}

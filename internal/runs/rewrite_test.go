@@ -97,6 +97,31 @@ func TestSharedLeftoverByFilesystem(t *testing.T) {
 	}
 }
 
+// A leftover that four files share (a file and three snapshots of it) is
+// rewritten once, and each other file's references move onto the copy in
+// one run, not a run a block.
+func TestSharedLeftoverRelinks(t *testing.T) {
+	const M = 1 << 20
+	var files []file
+	for i := range 4 {
+		files = append(files, file{id: int64(i + 1), path: "a/f" + string(rune('0'+i)),
+			vol: &volume{Volume: fsys.Volume{FS: "a", Subvol: uint64(5 + i)}, btrfs: true}, Ino: 257, Size: 2 * M,
+			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
+	}
+	ws, relinks := rewrites(nil, files, bs, 0, nil)
+	if len(ws) != 1 || ws[0].fi != 0 || !ws[0].w.Shared {
+		t.Fatalf("%d rewrites; want one, shared, of the first file", len(ws))
+	}
+	want := []run{
+		{src: mkloc(0, 0), dst: mkloc(1, 0), n: 2 * M / bs, len: 2 * M},
+		{src: mkloc(0, 0), dst: mkloc(2, 0), n: 2 * M / bs, len: 2 * M},
+		{src: mkloc(0, 0), dst: mkloc(3, 0), n: 2 * M / bs, len: 2 * M},
+	}
+	if !slices.Equal(relinks, want) {
+		t.Errorf("%d runs %v...; want %v", len(relinks), relinks[:min(len(relinks), 4)], want)
+	}
+}
+
 // A leftover two files share is rewritten only when every file that
 // refers to its disk extent, as the filesystem lists them, is one of
 // them: a third file whose extents the plan does not see (unchanged since
