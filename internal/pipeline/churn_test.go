@@ -43,7 +43,8 @@ import (
 //
 // SAME_CHURN_NIGHTS and SAME_CHURN_SEED (numbers) run more nights, or
 // other days, than the defaults (6 nights, seed 1); scripts/churn runs
-// many.
+// many. With SAME_CHURN_KEEP set to a directory, a night whose plans
+// differ leaves there what replays its findsame (see keeper).
 func TestChurn(t *testing.T) {
 	nights := envInt(t, "SAME_CHURN_NIGHTS", 6)
 	seed := envInt(t, "SAME_CHURN_SEED", 1)
@@ -342,12 +343,14 @@ func (c *churn) night(db, name string, partial bool) string {
 	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, c.mnt); code != 0 {
 		t.Fatalf("%s: hashfile: exit %d\n%s", name, code, stderr)
 	}
+	keep := c.keeper(db)
 	full, fullErr := fullPlan(t, db)
 	got, stderr, code := tool(t, nil, "findsame", "-db", db)
 	if code != 0 {
 		t.Fatalf("%s: findsame: exit %d\n%s", name, code, stderr)
 	}
 	if got != full {
+		keep(name)
 		t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", name, got, stderr, full, fullErr)
 	}
 	lines := strings.Count(got, "\n")
@@ -388,6 +391,32 @@ func (c *churn) night(db, name string, partial bool) string {
 		lines, lastLine(stderr))
 	c.rebooted = false
 	return got
+}
+
+// keeper returns what keeps, when SAME_CHURN_KEEP names a directory, what
+// replays a night's findsame: the index and its table as they are now,
+// before findsame runs, and the filesystem's image as it is when called
+// (findsame changes nothing in it), with where it was mounted (the index
+// names its files by those paths), in a directory of SAME_CHURN_KEEP
+// named after the test and the night.
+func (c *churn) keeper(db string) func(night string) {
+	dir := os.Getenv("SAME_CHURN_KEEP")
+	if dir == "" {
+		return func(string) {}
+	}
+	t := c.t
+	saved := t.TempDir()
+	testfs.Run(t, "sh", "-c", `cp -- "$1"* "$2"/`, "sh", db, saved)
+	return func(night string) {
+		to := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "-")+"-"+strings.ReplaceAll(night, " ", ""))
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		testfs.Run(t, "sync")
+		image := strings.TrimSpace(testfs.Run(t, "sh", "-c", `losetup -nO BACK-FILE "$(findmnt -nvo SOURCE -M "$1")"`, "sh", c.mnt))
+		testfs.Run(t, "sh", "-c", `cp -- "$1"/* "$2"/ && cp --sparse=always -- "$3" "$2"/img && echo "$4" > "$2"/mnt-path`, "sh", saved, to, image, c.mnt)
+		t.Logf("kept in %s", to)
+	}
 }
 
 // indexLine returns where line k (from 0) of s starts.
