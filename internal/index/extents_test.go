@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"same/internal/fiemap"
@@ -108,5 +109,45 @@ func TestScanExtents(t *testing.T) {
 		if !errors.Is(err, stop) {
 			t.Errorf("ScanExtents stopped at file %d = %v; want %v", at, err, stop)
 		}
+	}
+}
+
+// TestSharedAlone lists the files with an extent flagged shared that no
+// other file refers to: not those sharing one with another file, nor
+// those whose lone extents are not flagged, nor extents of no known key.
+func TestSharedAlone(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	db := ix.DB()
+	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096)")
+	const shared = fiemap.FlagShared
+	for _, e := range []struct {
+		file            int64
+		flags           uint32
+		diskStart, gen  int64
+		logical, extOff int64
+	}{
+		{1, shared, 100 << 20, 7, 0, 0},       // alone, flagged: listed
+		{1, 0, 101 << 20, 7, 4096, 0},         // a second extent of file 1
+		{2, shared, 102 << 20, 7, 0, 0},       // shared with 3
+		{3, shared, 102 << 20, 7, 0, 0},       //
+		{4, 0, 103 << 20, 7, 0, 0},            // alone, not flagged
+		{5, shared, 104 << 20, 0, 0, 0},       // no key (FIEMAP)
+		{6, shared, 105 << 20, 8, 0, 0},       // twice in one file: listed
+		{6, shared, 105 << 20, 8, 4096, 4096}, //
+	} {
+		sqlExec(t, db, fmt.Sprintf("INSERT OR IGNORE INTO files(id, path, vol, ino, size, mtime, ctime, nocow) VALUES(%d, '/f%d', 1, %d, 8192, 1, 1, 0)", e.file, e.file, e.file))
+		sqlExec(t, db, fmt.Sprintf("INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(%d, %d, %d, 4096, %d, %d, 8192, %d, %d)",
+			e.file, e.logical, e.diskStart+e.extOff, e.flags, e.diskStart, e.gen, e.extOff))
+	}
+	var got []int64
+	if err := ix.SharedAlone(context.Background(), func(id int64) error {
+		got = append(got, id)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []int64{1, 6}; !slices.Equal(got, want) {
+		t.Errorf("SharedAlone = %v; want %v", got, want)
 	}
 }

@@ -208,6 +208,38 @@ func (ix *Index) ScanPartDiskExtents(ctx context.Context, fn func(file int64, e 
 		ORDER BY e.disk_start, e.disk_len, e.gen`, fn)
 }
 
+// SharedAlone calls fn with the id of each file that has a recorded
+// extent flagged shared (FIEMAP's SHARED) whose disk extent no other file
+// of the index refers to (btrfs, where the key is known): the flag is as
+// of when the file was recorded, and the other references may have gone
+// since without the file changing (a snapshot's file, once the file it
+// was taken of is rewritten or deleted), or lie outside the index. A file
+// that refers to the extent twice is listed too. The scan of the
+// references reads the index on their keys alone.
+func (ix *Index) SharedAlone(ctx context.Context, fn func(file int64) error) error {
+	rows, err := ix.db.QueryContext(ctx, `SELECT DISTINCT e.file FROM (SELECT disk_start ds, disk_len dl, gen g FROM extents
+			WHERE gen != 0 GROUP BY disk_start, disk_len, gen HAVING min(file) = max(file)) k
+		CROSS JOIN extents e ON e.disk_start = k.ds AND e.disk_len = k.dl AND e.gen = k.g AND e.gen != 0
+		WHERE e.flags & ? != 0`, fiemap.FlagShared)
+	if err != nil {
+		return fmt.Errorf("read extents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("read extents: %w", err)
+		}
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read extents: %w", err)
+	}
+	return nil
+}
+
 // Extents returns the recorded extents of file id, in file order.
 func (ix *Index) Extents(ctx context.Context, id int64) ([]fiemap.Extent, error) {
 	var out []fiemap.Extent

@@ -42,43 +42,55 @@ import (
 // would have cost: its sharing rewrote leaves that snapshots shared.)
 //
 // SAME_CHURN_NIGHTS and SAME_CHURN_SEED (numbers) run more nights, or
-// other days, than the defaults (6 nights, seed 1); scripts/churn runs
-// many. With SAME_CHURN_KEEP set to a directory, a night whose plans
+// other days, than the defaults (6 nights, seeds 1 and 2); scripts/churn
+// runs many. With SAME_CHURN_KEEP set to a directory, a night whose plans
 // differ leaves there what replays its findsame (see keeper).
 func TestChurn(t *testing.T) {
 	nights := envInt(t, "SAME_CHURN_NIGHTS", 6)
-	seed := envInt(t, "SAME_CHURN_SEED", 1)
+	seeds := []int{1, 2}
+	if os.Getenv("SAME_CHURN_SEED") != "" {
+		seeds = []int{envInt(t, "SAME_CHURN_SEED", 0)}
+	}
 	for _, fs := range []struct{ name, fstype, compress string }{
 		{"btrfs", "btrfs", ""},
 		{"btrfs-zstd", "btrfs", "zstd"},
 		{"xfs", "xfs", ""},
 	} {
-		t.Run(fs.name, func(t *testing.T) {
-			mnt := testfs.Mount(t, fs.fstype, "1G")
-			c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fs.fstype == "btrfs", compress: fs.compress}
-			c.mountOptions()
-			c.live = mnt
-			if c.btrfs {
-				c.live = filepath.Join(mnt, "live")
-				testfs.Run(t, "btrfs", "subvolume", "create", c.live)
-			}
-			c.seed()
-			db := filepath.Join(t.TempDir(), "index.db")
-			for night := range nights + 2 {
-				quiet := night >= nights
-				if !quiet {
-					c.day(night)
-				}
-				// Now and then only the start of the plan is applied, as
-				// when applysame is stopped between lines or given the
-				// first lines alone (head -n): the nights after mend it.
-				partial := !quiet && c.rng.IntN(3) == 0
-				got := c.night(db, fmt.Sprintf("night %d", night), partial)
-				if night == nights+1 && got != "" {
-					t.Errorf("a second night without changes planned\n%s", got)
-				}
-			}
-		})
+		for _, seed := range seeds {
+			t.Run(fmt.Sprintf("%s/seed%d", fs.name, seed), func(t *testing.T) {
+				churnNights(t, fs.fstype, fs.compress, seed, nights)
+			})
+		}
+	}
+}
+
+// churnNights runs TestChurn's nights, with the days seed draws, on a new
+// filesystem of fstype mounted with the compress option given ("" for
+// none).
+func churnNights(t *testing.T, fstype, compress string, seed, nights int) {
+	mnt := testfs.Mount(t, fstype, "1G")
+	c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fstype == "btrfs", compress: compress}
+	c.mountOptions()
+	c.live = mnt
+	if c.btrfs {
+		c.live = filepath.Join(mnt, "live")
+		testfs.Run(t, "btrfs", "subvolume", "create", c.live)
+	}
+	c.seed()
+	db := filepath.Join(t.TempDir(), "index.db")
+	for night := range nights + 2 {
+		quiet := night >= nights
+		if !quiet {
+			c.day(night)
+		}
+		// Now and then only the start of the plan is applied, as when
+		// applysame is stopped between lines or given the first lines
+		// alone (head -n): the nights after mend it.
+		partial := !quiet && c.rng.IntN(3) == 0
+		got := c.night(db, fmt.Sprintf("night %d", night), partial)
+		if night == nights+1 && got != "" {
+			t.Errorf("a second night without changes planned\n%s", got)
+		}
 	}
 }
 

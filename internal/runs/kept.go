@@ -229,6 +229,21 @@ func (f *finder) untouched() []bool {
 	return out
 }
 
+// doubtShared takes out of untouched the files whose recorded extents
+// show shared a disk extent that no other file of the index refers to
+// (index.SharedAlone): the flag may be stale, the other references gone
+// since the file was recorded, and a run that maps every involved file
+// would see the extent as the file's alone, and rewrite what no one else
+// refers to of it.
+func (f *finder) doubtShared(untouched []bool) error {
+	return f.ix.SharedAlone(f.ctx, func(id int64) error {
+		if i, ok := f.byID.of(id); ok {
+			untouched[i] = false
+		}
+		return nil
+	})
+}
+
 // latest is the table as of the last run that wrote one.
 func (t *table) latest() *sumtab.Table {
 	if t.delta != nil {

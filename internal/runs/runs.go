@@ -315,7 +315,11 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	defer f.tab.close()
 	var untouched []bool
 	if o.Live {
-		untouched = f.untouched()
+		if untouched = f.untouched(); untouched != nil {
+			if err := f.doubtShared(untouched); err != nil {
+				return sum, err
+			}
+		}
 	}
 	unlimit := limitMemory(&o, loadedSize(files, byID))
 	defer unlimit()
