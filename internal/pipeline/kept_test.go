@@ -100,9 +100,9 @@ func TestKeptTable(t *testing.T) {
 	}
 }
 
-// fullPlan runs findsame -full on db, leaving its table of sums as it
-// found it, and returns the plan and what findsame said.
-func fullPlan(t *testing.T, db string) (planOut, findsameErr string) {
+// fullPlan runs findsame -full on db (with args), leaving its table of
+// sums as it found it, and returns the plan and what findsame said.
+func fullPlan(t *testing.T, db string, args ...string) (planOut, findsameErr string) {
 	t.Helper()
 	table := db + "-sums"
 	saved := map[string][]byte{}
@@ -111,7 +111,7 @@ func fullPlan(t *testing.T, db string) (planOut, findsameErr string) {
 			saved[p] = b
 		}
 	}
-	planOut, findsameErr, code := tool(t, nil, "findsame", "-db", db, "-full")
+	planOut, findsameErr, code := tool(t, nil, "findsame", append([]string{"-db", db, "-full"}, args...)...)
 	if code != 0 {
 		t.Fatalf("findsame -full: exit %d\n%s", code, findsameErr)
 	}
