@@ -314,11 +314,14 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	f.tab = f.openTable(seq)
 	defer f.tab.close()
 	var untouched []bool
+	// The files whose shared flags are in doubt are read meanwhile, on a
+	// connection of their own: only remap needs them.
+	var doubted sync.WaitGroup
+	var doubtErr error
 	if o.Live {
 		if untouched = f.untouched(); untouched != nil {
-			if err := f.doubtShared(untouched); err != nil {
-				return sum, err
-			}
+			doubted.Go(func() { doubtErr = f.doubtShared(untouched) })
+			defer doubted.Wait()
 		}
 	}
 	unlimit := limitMemory(&o, loadedSize(files, byID))
@@ -368,6 +371,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	}
 	if o.Live {
 		markOwnLeaves(files, involved)
+	}
+	if doubted.Wait(); doubtErr != nil {
+		return sum, doubtErr
 	}
 	if o.Rewrite {
 		// A file referring to a leftover is mapped again even when the
