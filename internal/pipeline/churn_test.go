@@ -21,21 +21,25 @@ import (
 )
 
 // TestChurn runs nights on a btrfs (a live subvolume, read-only snapshots
-// taken and deleted), the same mounted with compress=zstd, and an XFS,
-// each after a day of changes drawn at random from what hosts do to files:
-// new files and whole copies, copies reflinked, ranges overwritten in
-// place, appends, truncations, holes punched, space preallocated inside
-// and beyond the end, renames, hard links, deletions, images holding other
+// taken and deleted), the same mounted with compress=zstd, the same with
+// files of three owners planned with -same-owner, and an XFS, each after a
+// day of changes drawn at random from what hosts do to files: new files
+// and whole copies, copies reflinked, ranges overwritten in place,
+// appends, truncations, holes punched, space preallocated inside and
+// beyond the end, renames, hard links, deletions, images holding other
 // files, NOCOW files. A day ends now and then with a reboot (a remount
-// that changes every st_dev). Every night:
+// that changes every st_dev), and a night now and then applies only the
+// first lines of its plan. Every night:
 //
 //   - hashfile and findsame exit 0, and findsame, which regroups only what
 //     changed with the table of sums it keeps, prints the plan that
 //     findsame -full prints on the same index;
-//   - applysame does every line, and every file's SHA-256 is what it was;
+//   - applysame does every line it is given, and every file's SHA-256 is
+//     what it was;
 //   - every snapshot is still read-only;
 //   - the space statfs reports free does not shrink (by more than
-//     metadataSlack): nothing is planned that frees nothing.
+//     metadataSlack) when the whole plan is applied: nothing is planned
+//     that frees nothing.
 //
 // Nights without changes end it, and must come to a plan of nothing
 // within three (a night may plan what the one before made pay: units left
