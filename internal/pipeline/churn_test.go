@@ -22,7 +22,8 @@ import (
 
 // TestChurn runs nights on a btrfs (a live subvolume, read-only snapshots
 // taken and deleted), the same mounted with compress=zstd, the same with
-// files of three owners planned with -same-owner, and an XFS, each after a
+// files of three owners planned with -same-owner, the same with a snapshot
+// every five changes (twelve kept), and an XFS, each after a
 // day of changes drawn at random from what hosts do to files: new files
 // and whole copies, copies reflinked, ranges overwritten in place,
 // appends, truncations, holes punched, space preallocated inside and
@@ -58,16 +59,17 @@ func TestChurn(t *testing.T) {
 	}
 	for _, fs := range []struct {
 		name, fstype, compress string
-		owners                 bool
+		owners, hourly         bool
 	}{
-		{"btrfs", "btrfs", "", false},
-		{"btrfs-zstd", "btrfs", "zstd", false},
-		{"btrfs-owners", "btrfs", "", true},
-		{"xfs", "xfs", "", false},
+		{"btrfs", "btrfs", "", false, false},
+		{"btrfs-zstd", "btrfs", "zstd", false, false},
+		{"btrfs-owners", "btrfs", "", true, false},
+		{"btrfs-hourly", "btrfs", "", false, true},
+		{"xfs", "xfs", "", false, false},
 	} {
 		for _, seed := range seeds {
 			t.Run(fmt.Sprintf("%s/seed%d", fs.name, seed), func(t *testing.T) {
-				churnNights(t, fs.fstype, fs.compress, fs.owners, seed, nights)
+				churnNights(t, fs.fstype, fs.compress, fs.owners, fs.hourly, seed, nights)
 			})
 		}
 	}
@@ -77,9 +79,9 @@ func TestChurn(t *testing.T) {
 // filesystem of fstype mounted with the compress option given ("" for
 // none). With owners, files belong to one of three owners, and findsame
 // plans with -same-owner (the nightly service's default).
-func churnNights(t *testing.T, fstype, compress string, owners bool, seed, nights int) {
+func churnNights(t *testing.T, fstype, compress string, owners, hourly bool, seed, nights int) {
 	mnt := testfs.Mount(t, fstype, "1G")
-	c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fstype == "btrfs", compress: compress, owners: owners}
+	c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fstype == "btrfs", compress: compress, owners: owners, hourly: hourly}
 	if owners {
 		c.findArgs = []string{"-same-owner"}
 	}
@@ -147,10 +149,13 @@ type churn struct {
 	// owners; findArgs are findsame's arguments beside -db.
 	owners   bool
 	findArgs []string
-	blobs    [][]byte // data new files are made of, so that they repeat
-	files    []string // regular files under live, by path
-	snaps    []string // read-only snapshots of live, oldest first
-	n        int      // names given
+	// hourly takes a snapshot every five changes of a day too, as
+	// snapper's hourly timeline does on a busy host, and keeps twelve.
+	hourly bool
+	blobs  [][]byte // data new files are made of, so that they repeat
+	files  []string // regular files under live, by path
+	snaps  []string // read-only snapshots of live, oldest first
+	n      int      // names given
 }
 
 // seed writes the blobs and the first files. Half the blobs compress
@@ -240,15 +245,12 @@ func (c *churn) day(night int) {
 		}()
 	}
 	if c.btrfs && night > 0 {
-		snap := filepath.Join(c.mnt, fmt.Sprintf("snap%d", night))
-		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", c.live, snap)
-		c.snaps = append(c.snaps, snap)
-		if len(c.snaps) > 3 {
-			testfs.Run(t, "btrfs", "subvolume", "delete", c.snaps[0])
-			c.snaps = c.snaps[1:]
-		}
+		c.snapshot(fmt.Sprintf("snap%d", night))
 	}
-	for range 20 + c.rng.IntN(20) {
+	for op := range 20 + c.rng.IntN(20) {
+		if c.hourly && op > 0 && op%5 == 0 {
+			c.snapshot(fmt.Sprintf("snap%d.%d", night, op/5))
+		}
 		if len(c.files) < 10 {
 			c.newFile()
 			continue
@@ -367,6 +369,23 @@ func (c *churn) day(night int) {
 		_, err := os.Lstat(p)
 		return err != nil
 	})
+}
+
+// snapshot takes a read-only snapshot of live named name, and deletes the
+// oldest past three (past twelve, with hourly).
+func (c *churn) snapshot(name string) {
+	t := c.t
+	snap := filepath.Join(c.mnt, name)
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", c.live, snap)
+	c.snaps = append(c.snaps, snap)
+	keep := 3
+	if c.hourly {
+		keep = 12
+	}
+	if len(c.snaps) > keep {
+		testfs.Run(t, "btrfs", "subvolume", "delete", c.snaps[0])
+		c.snaps = c.snaps[1:]
+	}
 }
 
 // nocow reports whether p has the NOCOW attribute.
