@@ -23,9 +23,8 @@ import (
 // is known: btrfs, as root); remap then maps the files as they are now,
 // and rewrites plans from that. References from outside the index (a
 // snapshot not hashed) cannot be seen here: FIEMAP shows the extent
-// shared, and it is left alone. marked, if not nil, is marked the same
-// way, for the caller to tell these files from those involved otherwise.
-func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID fileIndex, involved, marked []bool, minNet int64) error {
+// shared, and it is left alone.
+func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID fileIndex, involved []bool, minNet int64) error {
 	// The references to one disk extent, by filesystem: a key names an
 	// extent only within its filesystem.
 	type refsOn struct {
@@ -43,9 +42,6 @@ func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID file
 			if inAll && r.fit && len(r.refs) > 0 && leftover(key.DiskLen, r.used, minNet) {
 				for _, fi := range r.refs {
 					involved[fi] = true
-					if marked != nil {
-						marked[fi] = true
-					}
 				}
 			}
 		}

@@ -376,21 +376,8 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, doubtErr
 	}
 	if o.Rewrite {
-		// A file referring to a leftover is mapped again even when the
-		// last plan left it untouched: its recorded extents may still show
-		// shared an extent whose other references that plan moved away
-		// (hashfile records a file again when its own items change, not
-		// another's), and whether it is rewritten depends on it, as it
-		// does in a run that maps every involved file.
-		var leftover []bool
-		if untouched != nil {
-			leftover = make([]bool, len(files))
-		}
-		if err := markLeftovers(ctx, ix, files, byID, involved, leftover, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
+		if err := markLeftovers(ctx, ix, files, byID, involved, cmp.Or(o.RewriteMin, DefaultRewriteMin)); err != nil {
 			return sum, err
-		}
-		for i, l := range leftover {
-			untouched[i] = untouched[i] && !l
 		}
 	}
 	if o.Live {
