@@ -287,14 +287,7 @@ func TestRewriteNoCOW(t *testing.T) {
 	testfs.Run(t, "chattr", "+C", dir)
 	for i, path := range []string{nocow, cow} {
 		data := randomBytes(uint64(7+i), 256<<10)
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := writeOpen(t, path, data)
 		attr := testfs.Run(t, "lsattr", path)
 		before := physicalAt(t, f, 0)
 		written, shared, err := dedupe.Rewrite(context.Background(), f, path, f, path, []dedupe.Span{{Off: 0, Len: 64 << 10}}, 0)
