@@ -7,7 +7,7 @@
 // with one unit number, next to each other; a record without one is a
 // unit of its own) and applies up to Options.Jobs dedupe lines at once,
 // each in a goroutine, so it can follow findsame through a pipe; results
-// are written in plan order, except those of units that waited for room.
+// are written in plan order, except those of units that waited.
 // For each line it opens the source and every destination with
 // dedupe.Open, which checks the identity the plan recorded; checks that
 // offsets are multiples of the filesystem block size and that a length
@@ -25,8 +25,11 @@
 // Before it writes, a rewrite checks with statfs that the filesystem keeps
 // Options.Reserve available (committing it once first, for space that
 // dedupe freed shows only then); a unit without that room waits, its lines
-// with it, and the waiting units are tried again once the plan is read,
-// while one of them frees room for others. After ENOSPC nothing more is
+// with it, and so does a later unit with a line whose source lies in a
+// waiting rewrite's extent (it would share that extent, and the rewrite
+// would free nothing); the waiting units are tried again once the plan is
+// read, each once those it waits for are done, while one of them frees
+// room for others. After ENOSPC nothing more is
 // written. A rewrite copies only the ranges still in its extent, so a plan
 // applied before is done. The destinations of a line that lie in the
 // extent of a rewrite not done are skipped: sharing part of an extent

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
+	"same/internal/fsys"
 	"same/internal/plan"
 )
 
@@ -15,8 +17,11 @@ import (
 // lines at once, each in a goroutine of its own, up to Jobs in flight; a
 // unit with rewrites runs behind barriers (runUnit). A unit whose
 // rewrites find too little room waits, its lines with it, until the input
-// ends; then the units waiting are tried again, in plan order, for as
-// long as one of them frees room for others.
+// ends, and so does a unit with a line whose source lies in the extent of
+// a waiting rewrite: run first, it would share that extent into other
+// files, and the rewrite would then free nothing. Once the input ends the
+// units waiting are tried again, in plan order (a unit once those it
+// waits for are done), for as long as one of them frees room for others.
 //
 // After an interrupt, or past the time limit, no unit starts: a unit
 // read but not started is reported skipped, and so is the record read
@@ -25,7 +30,20 @@ func (a *applier) loop(ctx context.Context, src source) error {
 	in := newReader(src)
 	defer in.close()
 	q := &queue{a: a, jobs: a.opt.Jobs}
-	var waiting []*unit // units waiting for room
+	var waiting []*unit // units waiting for room, or for units that do
+	// wait makes u wait, and the extents of its rewrites with it.
+	var held map[fsys.FileID][]heldExtent
+	wait := func(u *unit) {
+		u.waits = true
+		waiting = append(waiting, u)
+		for _, it := range u.rws {
+			if held == nil {
+				held = make(map[fsys.FileID][]heldExtent)
+			}
+			k := it.rw.File.File()
+			held[k] = append(held[k], heldExtent{it.rw.File.Off, it.rw.File.Off + it.rw.Len, u})
+		}
+	}
 	for q.fatal == nil && !q.stop && ctx.Err() == nil {
 		if q.full() {
 			q.pop()
@@ -50,15 +68,20 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			q.skip(u, "interrupted")
 			break
 		}
+		if held != nil {
+			u.after = u.holders(held)
+		}
 		switch {
 		case a.timeUp():
 			q.skip(u, "time is up (-max-time)")
+		case len(u.after) > 0:
+			wait(u)
 		case len(u.rws) == 0:
 			for _, it := range u.lines {
 				q.start(ctx, it)
 			}
 		case !q.runUnit(ctx, u, u.rws[0].rw.Unit != 0):
-			waiting = append(waiting, u)
+			wait(u)
 		}
 	}
 	if in.ahead != nil && in.ahead.err == nil && q.fatal == nil && ctx.Err() != nil {
@@ -71,10 +94,11 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		more = false
 		var still []*unit
 		for _, u := range waiting {
-			if q.fatal != nil || q.stop || ctx.Err() != nil || a.timeUp() || !q.runUnit(ctx, u, true) {
+			if q.fatal != nil || q.stop || ctx.Err() != nil || a.timeUp() || u.waitsFor() || !q.runUnit(ctx, u, true) {
 				still = append(still, u)
 				continue
 			}
+			u.waits = false
 			more = true
 		}
 		waiting = still
@@ -211,6 +235,37 @@ func (q *queue) skip(u *unit, why string) {
 // unit is a unit of work: its rewrites and its dedupe lines.
 type unit struct {
 	rws, lines []item
+	waits      bool    // held back, for room or for the units in after
+	after      []*unit // units held back whose rewrites hold sources of its lines
+}
+
+// heldExtent is the extent of a rewrite held back, in its file, and its
+// unit.
+type heldExtent struct {
+	lo, hi int64
+	u      *unit
+}
+
+// holders returns the units in held (the extents of rewrites held back, by
+// file) whose extents hold the source of one of u's lines.
+func (u *unit) holders(held map[fsys.FileID][]heldExtent) []*unit {
+	var out []*unit
+	for _, it := range u.lines {
+		if it.d == nil {
+			continue
+		}
+		for _, e := range held[it.d.Src.File()] {
+			if e.lo < it.d.Src.Off+it.d.Len && it.d.Src.Off < e.hi && !slices.Contains(out, e.u) {
+				out = append(out, e.u)
+			}
+		}
+	}
+	return out
+}
+
+// waitsFor reports whether a unit u waits for is still held back.
+func (u *unit) waitsFor() bool {
+	return slices.ContainsFunc(u.after, func(w *unit) bool { return w.waits })
 }
 
 func (u *unit) add(it item) {

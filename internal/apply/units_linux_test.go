@@ -52,27 +52,7 @@ func unitTree(t *testing.T, dir string) {
 		"img2": append(append([]byte(nil), shared...), rnd(4*mib)...),
 		"img3": append(append([]byte(nil), shared...), rnd(4*mib)...),
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, dir, files)
 }
 
 // night runs hashfile and findsame in-process on dir and applies the plan
@@ -500,6 +480,90 @@ func TestAppliedAgain(t *testing.T) {
 	for _, r := range results(t, out.String()) {
 		if r.Status != plan.StatusDone {
 			t.Errorf("applying the plan again: line %d %s %q; want done", r.Line, r.Status, r.Error)
+		}
+	}
+}
+
+// TestWaitHoldsSources has the rewrite of a unit wait for room while a
+// later unit's line takes its source from the rewrite's extent: that unit
+// waits too, and runs once the rewrite is done, sharing the copy. Run
+// first, it would share the old extent into another file, and the
+// rewrite, when room came, would free nothing.
+func TestWaitHoldsSources(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rng := rand.New(rand.NewPCG(7, 7))
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	// f's one extent holds s, which g's holds too with more of its own,
+	// and a tail that is h's whole. The plan rewrites f's tail (its unit
+	// shares g's s into f) and shares f's tail into h.
+	s, tail := rnd(8*mib), rnd(2*mib)
+	writeTree(t, dir, map[string][]byte{
+		"f": append(append([]byte(nil), s...), tail...),
+		"g": append(append([]byte(nil), s...), rnd(4*mib)...),
+		"h": tail,
+	})
+	before := testfs.SHA256Tree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+	// No room at the first rewrite's first look (room asks twice: before
+	// and after a commit of the filesystem); room from then on.
+	asked := 0
+	space = func(f *os.File) (int64, int64, error) {
+		if asked++; asked <= 2 {
+			return 0, 1 << 30, nil
+		}
+		return statSpace(f)
+	}
+	t.Cleanup(func() { space = statSpace })
+	planOut, rs, st, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 2})
+	if err != nil || st.Failed() > 0 {
+		t.Fatalf("Run = %v, %+v", err, st)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, fmt.Sprintf("%d %s %s", r.Line, r.Status, r.Error))
+	}
+	want := []string{"1 done ", "2 done ", "3 done "} // unit 1 waited, unit 2 behind it
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q; want %q (plan:\n%s)", got, want, planOut)
+	}
+	if freed, want := testfs.FreeBytes(t, mnt)-free, planFreed(t, planOut); freed < want-mib/2 {
+		t.Errorf("freed %d bytes; want the plan's %d", freed, want)
+	}
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed")
+	}
+}
+
+// writeTree writes each file of files in dir, its data in one extent
+// allocated before it is written (see unitTree).
+func writeTree(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
