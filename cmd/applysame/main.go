@@ -36,8 +36,11 @@
 // first). Applysame finishes a unit with a rewrite before it starts the
 // next, so that the copy it wrote is paid back by the extent it frees.
 // Before each rewrite it checks that the filesystem keeps -reserve bytes
-// available after the copy, and once a copy runs out of space (ENOSPC) it
-// writes nothing more in the run and goes on with the lines that need no
+// available after the copy; a unit without that room waits until the plan
+// is read, while the units after it free what they can (but those that
+// share from the extent it would free, which wait behind it), and is
+// tried again then. Once a copy runs out of space (ENOSPC) it writes
+// nothing more in the run and goes on with the lines that need no
 // writing. The dedupe lines of a rewrite that was not done leave its
 // extent alone: sharing part of an extent frees nothing.
 //
@@ -209,13 +212,16 @@ Examples:
   fdupes -r /srv/data | applysame -from-fdupes
 
 Exit status:
-  0    every line done
+  0    every line done, or left for a later run: skipped (rewrite limit,
+       reserve, -max-time) or busy; a plan applied before is done
   1    fatal error, e.g. the plan cannot be read
   2    usage error
   3    some items not done: invalid lines, stale files, differing data,
        errors
-  130  interrupted (SIGINT or SIGTERM): the ioctls in progress finish,
-       their lines' results are written and no further line is read
+  130  interrupted (SIGINT or SIGTERM): the unit of work in progress is
+       finished if it has a rewrite (a second signal kills), otherwise
+       the ioctls in progress finish; the line read but not started is
+       reported skipped, and no further line is read
 
 See also: hashfile(1), findsame(1), fdupes(1)
 `
