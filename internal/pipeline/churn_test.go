@@ -3,6 +3,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -17,26 +18,33 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/fsys"
+	"same/internal/plan"
 	"same/internal/testfs"
 )
 
 // TestChurn runs nights on a btrfs (a live subvolume, read-only snapshots
 // taken and deleted), the same mounted with compress=zstd, the same with
 // files of three owners planned with -same-owner, the same with a snapshot
-// every five changes (twelve kept), and an XFS, each after a
-// day of changes drawn at random from what hosts do to files: new files
-// and whole copies, copies reflinked, ranges overwritten in place,
-// appends, truncations, holes punched, space preallocated inside and
-// beyond the end, renames, hard links, deletions, images holding other
-// files, NOCOW files. A day ends now and then with a reboot (a remount
+// every five changes (twelve kept), the same filled to the last block at
+// the end of every day, and an XFS, each after a day of changes drawn at
+// random from what hosts do to files: new files and whole copies, copies
+// reflinked, ranges overwritten in place, appends, truncations, holes
+// punched, space preallocated inside and beyond the end, renames, hard
+// links, deletions, images holding other files, NOCOW files. A day ends now and then with a reboot (a remount
 // that changes every st_dev), and a night now and then applies only the
-// first lines of its plan. Every night:
+// first lines of its plan. With three owners, one of them owns a
+// directory of live, and now and then, between findsame and applysame,
+// swaps a file or a directory the plan names there: for a symlink to
+// another file or directory, a FIFO, or a copy. Every night:
 //
 //   - hashfile and findsame exit 0, and findsame, which regroups only what
 //     changed with the table of sums it keeps, prints the plan that
 //     findsame -full prints on the same index;
 //   - applysame does every line it is given, and every file's SHA-256 is
-//     what it was;
+//     what it was; but on the full filesystem it may skip a rewrite for
+//     want of room, with the destinations sharing its copy, and with
+//     owners it must refuse every line and destination naming what the
+//     owner swapped;
 //   - every snapshot is still read-only;
 //   - the space statfs reports free does not shrink (by more than
 //     metadataSlack) when the whole plan is applied: nothing is planned
@@ -59,30 +67,33 @@ func TestChurn(t *testing.T) {
 	}
 	for _, fs := range []struct {
 		name, fstype, compress string
-		owners, hourly         bool
+		owners, hourly, full   bool
 	}{
-		{"btrfs", "btrfs", "", false, false},
-		{"btrfs-zstd", "btrfs", "zstd", false, false},
-		{"btrfs-owners", "btrfs", "", true, false},
-		{"btrfs-hourly", "btrfs", "", false, true},
-		{"xfs", "xfs", "", false, false},
+		{"btrfs", "btrfs", "", false, false, false},
+		{"btrfs-zstd", "btrfs", "zstd", false, false, false},
+		{"btrfs-owners", "btrfs", "", true, false, false},
+		{"btrfs-hourly", "btrfs", "", false, true, false},
+		{"btrfs-full", "btrfs", "", false, false, true},
+		{"xfs", "xfs", "", false, false, false},
 	} {
 		for _, seed := range seeds {
 			t.Run(fmt.Sprintf("%s/seed%d", fs.name, seed), func(t *testing.T) {
-				churnNights(t, fs.fstype, fs.compress, fs.owners, fs.hourly, seed, nights)
+				c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), btrfs: fs.fstype == "btrfs",
+					compress: fs.compress, owners: fs.owners, hourly: fs.hourly, full: fs.full}
+				churnNights(t, c, fs.fstype, nights)
 			})
 		}
 	}
 }
 
-// churnNights runs TestChurn's nights, with the days seed draws, on a new
-// filesystem of fstype mounted with the compress option given ("" for
-// none). With owners, files belong to one of three owners, and findsame
-// plans with -same-owner (the nightly service's default).
-func churnNights(t *testing.T, fstype, compress string, owners, hourly bool, seed, nights int) {
+// churnNights runs TestChurn's nights, with the days c's generator draws,
+// on a new filesystem of fstype. With c.owners, files belong to one of
+// three owners, and findsame plans with -same-owner (the nightly
+// service's default).
+func churnNights(t *testing.T, c *churn, fstype string, nights int) {
 	mnt := testfs.Mount(t, fstype, "1G")
-	c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), mnt: mnt, btrfs: fstype == "btrfs", compress: compress, owners: owners, hourly: hourly}
-	if owners {
+	c.mnt = mnt
+	if c.owners {
 		c.findArgs = []string{"-same-owner"}
 	}
 	c.mountOptions()
@@ -91,10 +102,27 @@ func churnNights(t *testing.T, fstype, compress string, owners, hourly bool, see
 		c.live = filepath.Join(mnt, "live")
 		testfs.Run(t, "btrfs", "subvolume", "create", c.live)
 	}
+	if c.owners {
+		// The user must reach her directory: the test's directories
+		// above the mount let others pass.
+		for d := filepath.Dir(mnt); strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sub := filepath.Join(c.userDir(), "sub")
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		testfs.Run(t, "chown", "1000:1000", c.userDir(), sub)
+	}
 	c.seed()
 	db := filepath.Join(t.TempDir(), "index.db")
 	for night := range nights {
 		c.day(night)
+		if c.full {
+			c.fill()
+		}
 		// Now and then only the start of the plan is applied, as when
 		// applysame is stopped between lines or given the first lines
 		// alone (head -n): the nights after mend it.
@@ -152,10 +180,13 @@ type churn struct {
 	// hourly takes a snapshot every five changes of a day too, as
 	// snapper's hourly timeline does on a busy host, and keeps twelve.
 	hourly bool
-	blobs  [][]byte // data new files are made of, so that they repeat
-	files  []string // regular files under live, by path
-	snaps  []string // read-only snapshots of live, oldest first
-	n      int      // names given
+	// full fills the filesystem at the end of every day, to the last
+	// block, with space preallocated in a file beside live (filler).
+	full  bool
+	blobs [][]byte // data new files are made of, so that they repeat
+	files []string // regular files under live, by path
+	snaps []string // read-only snapshots of live, oldest first
+	n     int      // names given
 }
 
 // seed writes the blobs and the first files. Half the blobs compress
@@ -175,10 +206,153 @@ func (c *churn) seed() {
 	}
 }
 
-// name returns a new path under live, in one of a few directories.
+// name returns a new path under live, in one of a few directories (with
+// owners, half of those in d2, which uid 1000 owns, in its subdirectory
+// sub).
 func (c *churn) name() string {
 	c.n++
-	return filepath.Join(c.live, fmt.Sprintf("d%d", c.rng.IntN(4)), fmt.Sprintf("f%04d", c.n))
+	d := fmt.Sprintf("d%d", c.rng.IntN(4))
+	if c.owners && d == "d2" && c.rng.IntN(2) == 0 {
+		d = "d2/sub"
+	}
+	return filepath.Join(c.live, d, fmt.Sprintf("f%04d", c.n))
+}
+
+// userDir is the directory that uid 1000 owns, with owners.
+func (c *churn) userDir() string { return filepath.Join(c.live, "d2") }
+
+// meddle has uid 1000, the owner of userDir, swap one of the files or
+// the directory the plan p names there: for a symlink (to another file of
+// the plan, or to the directory d0), a FIFO, or a copy of the file. It
+// returns the paths swapped (a directory's ends in a slash), what it did,
+// and what puts them back; nothing when p names nothing there.
+func (c *churn) meddle(p string) ([]string, string, func()) {
+	t := c.t
+	var all, named []string // the paths the plan names, and those in userDir
+	for line := range strings.Lines(p) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("plan line %s: %v", line, err)
+		}
+		for _, q := range planPaths(rec) {
+			if slices.Contains(all, q) {
+				continue
+			}
+			all = append(all, q)
+			if strings.HasPrefix(q, c.userDir()+"/") {
+				named = append(named, q)
+			}
+		}
+	}
+	if len(named) == 0 {
+		return nil, "", func() {}
+	}
+	q := named[c.rng.IntN(len(named))]
+	aside := q + ".aside"
+	how := c.rng.IntN(4)
+	sub := filepath.Join(c.userDir(), "sub")
+	if how == 0 && !strings.HasPrefix(q, sub+"/") {
+		how = 1
+	}
+	var script string
+	switch how {
+	case 0: // the directory, for a symlink to a directory of root's
+		q, aside = sub, sub+".aside"
+		script = `mv -T -- "$1" "$2" && ln -s ../d0 "$1"`
+	case 1: // for a symlink to another file the plan names
+		script = `mv -T -- "$1" "$2" && ln -s "$3" "$1"`
+	case 2:
+		script = `mv -T -- "$1" "$2" && mkfifo "$1"`
+	case 3: // for a copy: the same bytes, another inode
+		script = `cp -- "$1" "$1.copy" && mv -T -- "$1" "$2" && mv -T -- "$1.copy" "$1"`
+	}
+	target := all[0]
+	if target == q {
+		target = all[len(all)-1]
+	}
+	testfs.Run(t, "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c", script, "sh", q, aside, target)
+	undo := func() {
+		if err := os.RemoveAll(q); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(aside, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if how == 0 {
+		q += "/"
+	}
+	return []string{q}, q + [...]string{" for a symlink", " for a symlink", " for a FIFO", " for a copy"}[how], undo
+}
+
+// planPaths returns the paths a plan record names.
+func planPaths(rec plan.Record) []string {
+	switch r := rec.(type) {
+	case *plan.Dedupe:
+		out := []string{r.Src.Path}
+		for _, d := range r.Dst {
+			out = append(out, d.Path)
+		}
+		return out
+	case *plan.Rewrite:
+		if r.CopyNextTo != nil {
+			return []string{r.File.Path, r.CopyNextTo.Path}
+		}
+		return []string{r.File.Path}
+	}
+	return nil
+}
+
+// swapped reports whether path p is one of those swapped, or lies below.
+func swapped(swaps []string, p string) bool {
+	return slices.ContainsFunc(swaps, func(s string) bool { return p == s || strings.HasSuffix(s, "/") && strings.HasPrefix(p, s) })
+}
+
+// doneButSwapped checks applysame's results of plan p after meddle
+// swapped swaps: nothing naming them is done, and everything else is
+// (but destinations skipped with a rewrite not done). It returns how many
+// lines and destinations named what was swapped.
+func doneButSwapped(t *testing.T, p, results string, swaps []string) int {
+	t.Helper()
+	refused := 0
+	var recs []plan.Record
+	for line := range strings.Lines(p) {
+		rec, err := plan.Parse([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	for line := range strings.Lines(results) {
+		var r plan.Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		names := planPaths(recs[r.Line-1])
+		touched := slices.ContainsFunc(names, func(q string) bool { return swapped(swaps, q) })
+		switch {
+		case r.Rewrite != nil || r.Src != nil && swapped(swaps, r.Src.Path):
+			if touched == (r.Status == plan.StatusDone) {
+				t.Errorf("result %s (swapped %q): want done, unless it names what was swapped", line, swaps)
+			}
+			if touched {
+				refused++
+			}
+		default:
+			for _, d := range r.Dst {
+				switch {
+				case swapped(swaps, d.Path):
+					if d.Status == plan.DstDeduped {
+						t.Errorf("result %s: %s deduped, though swapped (%q)", line, d.Path, swaps)
+					}
+					refused++
+				case d.Status != plan.DstDeduped && (d.Status != plan.DstSkipped || !strings.Contains(d.Error, "rewrite")):
+					t.Errorf("result %s: %s %s; want deduped (swapped %q)", line, d.Path, d.Status, swaps)
+				}
+			}
+		}
+	}
+	return refused
 }
 
 // data returns a mix of blob pieces, block-aligned in the blob or not,
@@ -243,6 +417,13 @@ func (c *churn) day(night int) {
 			c.mountOptions()
 			c.rebooted = true
 		}()
+	}
+	if c.full {
+		// Room for the day's changes.
+		if err := os.Remove(c.filler()); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		testfs.Run(t, "sync")
 	}
 	if c.btrfs && night > 0 {
 		c.snapshot(fmt.Sprintf("snap%d", night))
@@ -371,6 +552,35 @@ func (c *churn) day(night int) {
 	})
 }
 
+// filler is the file that fill makes.
+func (c *churn) filler() string {
+	return filepath.Join(c.mnt, "filler")
+}
+
+// fill preallocates space in filler until not one more block fits, and
+// commits it: statfs then reports (next to) nothing available.
+func (c *churn) fill() {
+	t := c.t
+	f, err := os.OpenFile(c.filler(), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := st.Size()
+	for n := int64(64 << 20); n >= 4096; n /= 4 {
+		for unix.Fallocate(int(f.Fd()), 0, at, n) == nil {
+			at += n
+		}
+	}
+	if err := fsys.SyncFS(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // snapshot takes a read-only snapshot of live named name, and deletes the
 // oldest past three (past twelve, with hourly).
 func (c *churn) snapshot(name string) {
@@ -443,16 +653,35 @@ func (c *churn) night(db, name string, partial bool) string {
 	}
 	before := testfs.SHA256Tree(t, c.mnt)
 	free := testfs.FreeBytes(t, c.mnt)
+	var swaps []string
 	defer func() {
-		if freed := testfs.FreeBytes(t, c.mnt) - free; freed < -metadataSlack && apply == got {
+		if freed := testfs.FreeBytes(t, c.mnt) - free; freed < -metadataSlack && apply == got && swaps == nil {
 			t.Errorf("%s: statfs reports %d bytes less free after applysame\n%s\n%s", name, -freed, got, stderr)
 		}
 	}()
+	undo := func() {}
+	if c.owners && c.rng.IntN(2) == 0 {
+		var what string
+		if swaps, what, undo = c.meddle(apply); swaps != nil {
+			name = fmt.Sprintf("%s (its owner swapped %s)", name, what)
+		}
+	}
 	results, applyErr, code := tool(t, []byte(apply), "applysame")
-	if code != 0 {
+	undo()
+	switch {
+	case swaps != nil && code == 3: // items not done
+	case code != 0:
 		t.Fatalf("%s: applysame: exit %d\n%s\n%s", name, code, results, applyErr)
 	}
-	allDone(t, results)
+	if swaps != nil {
+		name = fmt.Sprintf("%s (%d items refused)", name, doneButSwapped(t, apply, results, swaps))
+	} else if c.full {
+		if n := doneOrNoRoom(t, results); n > 0 {
+			name = fmt.Sprintf("%s (%d rewrites left for want of room)", name, n)
+		}
+	} else {
+		allDone(t, results)
+	}
 	after := testfs.SHA256Tree(t, c.mnt)
 	if !maps.Equal(before, after) {
 		for p, s := range before {
@@ -472,6 +701,40 @@ func (c *churn) night(db, name string, partial bool) string {
 		lines, lastLine(stderr))
 	c.rebooted = false
 	return got
+}
+
+// doneOrNoRoom checks that applysame's results are those of a full
+// filesystem: every line done but rewrites skipped for want of room
+// (refused, or out of space while copying: nothing shared), and the
+// destinations of lines that lie in their extents, skipped; it returns
+// how many rewrites were skipped.
+func doneOrNoRoom(t *testing.T, results string) int {
+	t.Helper()
+	skipped := 0
+	for line := range strings.Lines(results) {
+		var r plan.Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case r.Status == plan.StatusDone:
+		case r.Rewrite != nil:
+			if r.Status != plan.StatusSkipped || r.Rewrite.Shared != 0 ||
+				!strings.Contains(r.Error, "not enough room") && !strings.Contains(r.Error, "(ENOSPC)") && r.Rewrite.Errno != "ENOSPC" {
+				t.Errorf("result %s; want done, or skipped for want of room", line)
+			}
+			skipped++
+		case r.Status == plan.StatusPartial || r.Status == plan.StatusSkipped:
+			for _, d := range r.Dst {
+				if d.Status != plan.DstDeduped && (d.Status != plan.DstSkipped || !strings.Contains(d.Error, "rewrite")) {
+					t.Errorf("result %s; destination %s %s %q: want deduped, or skipped with its extent's rewrite", line, d.Path, d.Status, d.Error)
+				}
+			}
+		default:
+			t.Errorf("result %s; want done, or skipped for want of room", line)
+		}
+	}
+	return skipped
 }
 
 // keeper returns what keeps, when SAME_CHURN_KEEP names a directory, what
