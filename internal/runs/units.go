@@ -119,9 +119,12 @@ func (us *units) get(n int) (runs, rewrites []int32) {
 // them alone), where that is better; then in source order. So a run cut
 // short by a time limit has freed what it could.
 //
-// With weigh, a unit that neither waits for another nor is waited
-// for is left out when what it frees is less than what it costs btrfs's
-// metadata (see leaveCostly): its number is counted in costly.
+// With weigh, units are left out when what they free is less than what
+// they cost btrfs's metadata (see leaveCostly), and counted in costly: a
+// unit that neither waits for another nor is waited for on its own, and
+// units linked by waiting (a rewrite and the units that share its copy,
+// say) together, a chain weighed as one: left out, one of them would
+// leave the others waiting or sharing an extent not rewritten.
 //
 // Runs and rewrites are numbered in 32 bits: there are fewer than 2^31 of
 // them together (lines checks).
@@ -305,8 +308,29 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 	var costly int
 	var metadata int64
 	if weigh {
-		costly, metadata = leaveCostly(us, func(u int) bool { return us[u].waits == 0 && nextAt[u+1] == nextAt[u] },
-			runs, ws, files, members, at, mid)
+		// Each unit's chain, numbered by its first unit: the units
+		// linked to it by waiting, whichever way.
+		chain := make([]int32, len(us))
+		for u := range chain {
+			chain[u] = int32(u)
+		}
+		var first func(u int32) int32
+		first = func(u int32) int32 {
+			for chain[u] != u {
+				chain[u] = chain[chain[u]]
+				u = chain[u]
+			}
+			return u
+		}
+		for _, e := range edges {
+			if a, b := first(e.from), first(e.to); a != b {
+				chain[max(a, b)] = min(a, b)
+			}
+		}
+		for u := range chain {
+			chain[u] = first(int32(u))
+		}
+		costly, metadata = leaveCostly(us, chain, runs, ws, files, members, at, mid)
 	}
 	// Kahn's order, the best unit first among those free to go.
 	//
@@ -321,7 +345,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 	}
 	ready := &unitHeap{us: us}
 	for u := range us {
-		if us[u].waits == 1 {
+		if us[u].waits == 1 && !us[u].left {
 			us[u].sole = prevs[prevAt[u]]
 			ready.count(int32(u), us[u].freed, us[u].cost)
 		}
@@ -369,9 +393,10 @@ const metadataLeaf = 2 * 16 << 10
 // to share a leaf: fewer than a leaf of small files holds.
 const leafFiles = 32
 
-// leaveCostly marks left the units that may be left out (may) that cost
-// btrfs's metadata more than they free, and returns how many and what
-// the units kept cost: a leaf copied for each leaf they touch. Their
+// leaveCostly marks left the units whose chains (chain: each unit's,
+// numbered by its first unit) cost btrfs's metadata more than they free,
+// a chain weighed as one unit, and returns how many units it left and
+// what the units kept cost: a leaf copied for each leaf they touch. Their
 // destinations cost a leaf (volume.leaf) for each tree leaf their extent
 // items lie in, taken as a run of leafFiles inode numbers of a
 // subvolume; a destination in a subvolume no snapshot shares leaves with
@@ -398,7 +423,14 @@ const leafFiles = 32
 // not pay, and looking again only at the units sharing its leaves: the
 // same set as rounds that each leave out every unit not paying, run to
 // the end.
-func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64) {
+func leaveCostly(us []unit, chain []int32, runs []run, ws []rewriteAt, files []file, members, at, mid []int32) (int, int64) {
+	// Below, a "unit" is a chain: c, numbered by its first unit, frees
+	// freed[c] and touches the leaves of all its units.
+	freed := make([]int64, len(us))
+	for u := range us {
+		freed[chain[u]] += us[u].freed
+	}
+	left := make([]bool, len(us))
 	nvol := make(map[*volume]uint64)
 	var leafOf []int64 // by volume number
 	type touch struct {
@@ -421,10 +453,10 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	}
 	for u := range us {
 		for _, k := range members[at[u]:mid[u]] {
-			add(runs[k].dst.file(), int32(u))
+			add(runs[k].dst.file(), chain[u])
 		}
 		for _, k := range members[mid[u]:at[u+1]] {
-			add(ws[k].fi, int32(u))
+			add(ws[k].fi, chain[u])
 		}
 	}
 	slices.SortFunc(ts, func(a, b touch) int { return cmp.Or(cmp.Compare(a.leaf, b.leaf), cmp.Compare(a.unit, b.unit)) })
@@ -459,17 +491,17 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	}
 	var todo []int32
 	for u := range us {
-		if may(u) && us[u].freed < cost[u] {
+		if chain[u] == int32(u) && freed[u] < cost[u] {
 			todo = append(todo, int32(u))
 		}
 	}
 	for len(todo) > 0 {
 		u := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		if us[u].left {
+		if left[u] {
 			continue
 		}
-		us[u].left = true
+		left[u] = true
 		for _, l := range leaves[lat[u]:lat[u+1]] {
 			was := leafCost[l] / kept[l]
 			if kept[l]--; kept[l] == 0 {
@@ -477,9 +509,9 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 			}
 			now := leafCost[l] / kept[l]
 			for _, x := range ts[start[l]:start[l+1]] {
-				if v := x.unit; !us[v].left {
+				if v := x.unit; !left[v] {
 					cost[v] += now - was
-					if may(int(v)) && us[v].freed < cost[v] {
+					if freed[v] < cost[v] {
 						todo = append(todo, v)
 					}
 				}
@@ -501,10 +533,11 @@ func leaveCostly(us []unit, may func(u int) bool, runs []run, ws []rewriteAt, fi
 	}
 	n := 0
 	for u := range us {
-		if us[u].left && unpaid[u] == 0 && us[u].freed > 0 {
-			us[u].left = false
+		c := chain[u]
+		if c == int32(u) && left[u] && unpaid[u] == 0 && freed[u] > 0 {
+			left[u] = false
 		}
-		if us[u].left {
+		if us[u].left = left[c]; us[u].left {
 			n++
 		}
 	}

@@ -234,6 +234,42 @@ func TestMetadataCost(t *testing.T) {
 	}
 }
 
+// TestMetadataCostChains checks that a rewrite and the unit sharing its
+// copy (which waits for it) are weighed as one: left out together when
+// what they free together does not pay the leaves they touch, kept
+// together when it does, though the second alone frees nothing.
+func TestMetadataCostChains(t *testing.T) {
+	const bs = 4096
+	live := &volume{Volume: fsys.Volume{FS: "f", Subvol: 256}, btrfs: true, snapshotted: true, leaf: 32 << 10}
+	snap := &volume{Volume: fsys.Volume{FS: "f", Subvol: 300}, btrfs: true, snapshotted: true, leaf: 32 << 10}
+	files := []file{
+		{path: "live/a", vol: live, Ino: 1000}, // rewritten
+		{path: "snap/b", vol: snap, Ino: 2000}, // shares a's copy
+	}
+	for i := range files {
+		at := int64(i+1) << 20
+		files[i].Size = 2 * bs
+		files[i].extents = []fiemap.Extent{{Logical: 0, Length: 2 * bs, Physical: at, DiskStart: at, DiskLen: 2 * bs}}
+	}
+	for _, tt := range []struct {
+		name        string
+		freed       int64 // by the rewrite
+		units, left int
+	}{
+		{"pays", 1 << 20, 2, 0},
+		{"does not pay", 8 << 10, 0, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := []rewriteAt{{&plan.Rewrite{File: plan.Range{Path: files[0].path}, Len: 2 * bs, Freed: tt.freed}, 0}}
+			runs := []run{{src: mkloc(0, 0), dst: mkloc(1, 0), n: 1, len: bs}}
+			us := planUnits(runs, ws, files, bs, true)
+			if us.len() != tt.units || us.costly != tt.left {
+				t.Errorf("%d units planned, %d left out; want %d and %d", us.len(), us.costly, tt.units, tt.left)
+			}
+		})
+	}
+}
+
 // TestMetadataCostLargest checks, on 300 sets of units made at random
 // (two to four destinations each, in a few leaves of three snapshotted
 // subvolumes), that planUnits keeps the units that leaving out, round
