@@ -3,6 +3,8 @@
 package pipeline
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -32,7 +34,8 @@ import (
 // punched, space preallocated inside and beyond the end, renames, hard
 // links, deletions, images holding other files, NOCOW files. A day ends now and then with a reboot (a remount
 // that changes every st_dev), and a night now and then applies only the
-// first lines of its plan. With three owners, one of them owns a
+// first lines of its plan, or has applysame killed (SIGKILL) after some
+// of its results. With three owners, one of them owns a
 // directory of live, and now and then, between findsame and applysame,
 // swaps a file or a directory the plan names there: for a symlink to
 // another file or directory, a FIFO, or a copy. Every night:
@@ -125,16 +128,23 @@ func churnNights(t *testing.T, c *churn, fstype string, nights int) {
 		}
 		// Now and then only the start of the plan is applied, as when
 		// applysame is stopped between lines or given the first lines
-		// alone (head -n): the nights after mend it.
-		partial := c.rng.IntN(3) == 0
-		c.night(db, fmt.Sprintf("night %d", night), partial)
+		// alone (head -n), or applysame is killed (SIGKILL) once it
+		// wrote some results: the nights after mend it.
+		end := whole
+		switch c.rng.IntN(6) {
+		case 0, 1:
+			end = head
+		case 2:
+			end = killed
+		}
+		c.night(db, fmt.Sprintf("night %d", night), end)
 	}
 	// Nights without changes come to a plan of nothing, within three:
 	// a night's sharing can leave part of an extent referred to by no
 	// file, or make a unit left out for the metadata it would cost pay,
 	// which the night after plans.
 	for quiet := range quietNights {
-		got := c.night(db, fmt.Sprintf("night %d (no changes)", nights+quiet), false)
+		got := c.night(db, fmt.Sprintf("night %d (no changes)", nights+quiet), whole)
 		if got == "" {
 			return
 		}
@@ -629,7 +639,16 @@ func (c *churn) edit(p string, change func(f *os.File, size int64) error) {
 // returns the plan. With partial, applysame is given only the plan's
 // first lines, some of them, not all; the free space may then shrink
 // (a rewrite's copy made, the lines sharing it not done).
-func (c *churn) night(db, name string, partial bool) string {
+// ending is how much of its plan a night applies.
+type ending int
+
+const (
+	whole  ending = iota
+	head          // the first lines, some of them, not all
+	killed        // applysame killed once it wrote some results
+)
+
+func (c *churn) night(db, name string, end ending) string {
 	t := c.t
 	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, c.mnt); code != 0 {
 		t.Fatalf("%s: hashfile: exit %d\n%s", name, code, stderr)
@@ -646,29 +665,41 @@ func (c *churn) night(db, name string, partial bool) string {
 	}
 	lines := strings.Count(got, "\n")
 	apply := got
-	if partial && lines > 0 {
+	kill := -1 // applysame is killed after that many results
+	switch {
+	case lines == 0:
+	case end == head:
 		k := c.rng.IntN(lines)
 		apply = got[:indexLine(got, k)]
 		name = fmt.Sprintf("%s (%d of %d lines applied)", name, k, lines)
+	case end == killed:
+		kill = c.rng.IntN(lines)
+		name = fmt.Sprintf("%s (applysame killed after %d of %d results)", name, kill, lines)
 	}
 	before := testfs.SHA256Tree(t, c.mnt)
 	free := testfs.FreeBytes(t, c.mnt)
 	var swaps []string
 	defer func() {
-		if freed := testfs.FreeBytes(t, c.mnt) - free; freed < -metadataSlack && apply == got && swaps == nil {
+		if freed := testfs.FreeBytes(t, c.mnt) - free; freed < -metadataSlack && apply == got && swaps == nil && kill < 0 {
 			t.Errorf("%s: statfs reports %d bytes less free after applysame\n%s\n%s", name, -freed, got, stderr)
 		}
 	}()
 	undo := func() {}
-	if c.owners && c.rng.IntN(2) == 0 {
+	if c.owners && kill < 0 && c.rng.IntN(2) == 0 {
 		var what string
 		if swaps, what, undo = c.meddle(apply); swaps != nil {
 			name = fmt.Sprintf("%s (its owner swapped %s)", name, what)
 		}
 	}
-	results, applyErr, code := tool(t, []byte(apply), "applysame")
+	var results, applyErr string
+	if kill >= 0 {
+		results, applyErr, code = killAfter(t, []byte(apply), kill, "applysame")
+	} else {
+		results, applyErr, code = tool(t, []byte(apply), "applysame")
+	}
 	undo()
 	switch {
+	case kill >= 0 && code == -1: // killed
 	case swaps != nil && code == 3: // items not done
 	case code != 0:
 		t.Fatalf("%s: applysame: exit %d\n%s\n%s", name, code, results, applyErr)
@@ -701,6 +732,46 @@ func (c *churn) night(db, name string, partial bool) string {
 		lines, lastLine(stderr))
 	c.rebooted = false
 	return got
+}
+
+// killAfter runs one of the built tools, kills it (SIGKILL) once it has
+// written n lines to its stdout, and returns its stdout, its stderr and
+// its exit status (-1 when killed).
+func killAfter(t *testing.T, stdin []byte, n int, name string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, name), args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rd := bufio.NewReader(pipe)
+	for k := 0; ; k++ {
+		if k == n {
+			cmd.Process.Kill()
+		}
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if k < n {
+			out.WriteString(line) // a result written after the kill is not looked at
+		}
+	}
+	err = cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return out.String(), errb.String(), code
 }
 
 // doneOrNoRoom checks that applysame's results are those of a full
