@@ -81,7 +81,8 @@
 //	      -stop-on-error.
 //	-stop-on-error
 //	      stop after the first line with an item not done (lines already
-//	      started finish, and their results are written).
+//	      started finish, and their results are written; units read and
+//	      waiting for room are reported skipped).
 //
 // Options may be written with one or two dashes. SIZE takes the suffixes
 // K, M and G (powers of 1024), optionally followed by iB.
@@ -241,7 +242,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	jobs := fs.Int("j", min(runtime.NumCPU(), maxJobs), "`N` lines applied at once, 1 to 64 (default: one per CPU, at most 64); -j 1 applies each line before reading the next")
 	quiet := fs.Bool("q", false, "print no progress or summary")
 	keepGoing := fs.Bool("keep-going", true, "go on after an item fails; -keep-going=false is -stop-on-error")
-	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done (lines already started finish, and their results are written)")
+	stopOnError := fs.Bool("stop-on-error", false, "stop after the first line with an item not done (lines already started finish, and their results are written; units read and waiting for room are reported skipped)")
 	rewriteLimit := cli.Size(DefaultRewriteLimit)
 	fs.Var(&rewriteLimit, "rewrite-limit", "the most, a `size`, that rewrite lines may write in this run; a rewrite that would pass it is skipped; 0 turns rewriting off")
 	reserve := reserveFlag(-1)

@@ -105,6 +105,9 @@ func (a *applier) loop(ctx context.Context, src source) error {
 	}
 	for _, u := range waiting {
 		switch {
+		case q.fatal != nil:
+		case q.stop:
+			q.skip(u, "stopped: a line before it had an item not done (-stop-on-error)")
 		case ctx.Err() != nil:
 			q.skip(u, "interrupted")
 		case a.timeUp():

@@ -567,3 +567,58 @@ func writeTree(t *testing.T, dir string, files map[string][]byte) {
 		}
 	}
 }
+
+// TestStopWhileWaiting has a unit wait for room, and a later line fail
+// (its destination changed since the plan) with -stop-on-error: the
+// waiting units are not started after it, but reported skipped.
+func TestStopWhileWaiting(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rng := rand.New(rand.NewPCG(7, 7))
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	// As in TestWaitHoldsSources, and a small whole copy, p and q,
+	// whose unit frees little for the files it opens: it comes last.
+	s, tail, small := rnd(8*mib), rnd(2*mib), rnd(64<<10)
+	writeTree(t, dir, map[string][]byte{
+		"f": append(append([]byte(nil), s...), tail...),
+		"g": append(append([]byte(nil), s...), rnd(4*mib)...),
+		"h": tail,
+		"p": small, "q": small,
+	})
+	// No room at the first rewrite's first look, and q changes then.
+	asked := 0
+	space = func(f *os.File) (int64, int64, error) {
+		if asked++; asked <= 2 {
+			if asked == 1 {
+				if err := os.WriteFile(filepath.Join(dir, "q"), small, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return 0, 1 << 30, nil
+		}
+		return statSpace(f)
+	}
+	t.Cleanup(func() { space = statSpace })
+	planOut, rs, st, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 2, StopOnError: true})
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, fmt.Sprintf("%d %s %s", r.Line, r.Status, r.Error))
+	}
+	const stopped = "stopped: a line before it had an item not done (-stop-on-error)"
+	want := []string{"4 partial ", "1 skipped " + stopped, "2 skipped " + stopped, "3 skipped " + stopped}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q; want %q (plan:\n%s)", got, want, planOut)
+	}
+	if st.Written != 0 {
+		t.Errorf("%d bytes written; want none", st.Written)
+	}
+}
