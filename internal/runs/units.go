@@ -314,8 +314,7 @@ func planUnits(runs []run, ws []rewriteAt, files []file, bs int64, weigh bool) *
 		for u := range chain {
 			chain[u] = int32(u)
 		}
-		var first func(u int32) int32
-		first = func(u int32) int32 {
+		first := func(u int32) int32 {
 			for chain[u] != u {
 				chain[u] = chain[chain[u]]
 				u = chain[u]
