@@ -37,14 +37,7 @@ const mib = 1 << 20
 // plan then shared img3 whole, with no rewrite.
 func unitTree(t *testing.T, dir string) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(5, 5))
-	rnd := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
+	rnd := seededBytes(5)
 	shared, w := rnd(12*mib), rnd(8*mib)
 	files := map[string][]byte{
 		"w1": w, "w2": w,
@@ -53,6 +46,19 @@ func unitTree(t *testing.T, dir string) {
 		"img3": append(append([]byte(nil), shared...), rnd(4*mib)...),
 	}
 	writeTree(t, dir, files)
+}
+
+// seededBytes returns what makes n bytes at a time of the same random
+// sequence for the same seed.
+func seededBytes(seed uint64) func(n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	return func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
 }
 
 // night runs hashfile and findsame in-process on dir and applies the plan
@@ -492,14 +498,7 @@ func TestAppliedAgain(t *testing.T) {
 func TestWaitHoldsSources(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
 	dir := filepath.Join(mnt, "tree")
-	rng := rand.New(rand.NewPCG(7, 7))
-	rnd := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
+	rnd := seededBytes(7)
 	// f's one extent holds s, which g's holds too with more of its own,
 	// and a tail that is h's whole. The plan rewrites f's tail (its unit
 	// shares g's s into f) and shares f's tail into h.
@@ -511,16 +510,7 @@ func TestWaitHoldsSources(t *testing.T) {
 	})
 	before := testfs.SHA256Tree(t, dir)
 	free := testfs.FreeBytes(t, mnt)
-	// No room at the first rewrite's first look (room asks twice: before
-	// and after a commit of the filesystem); room from then on.
-	asked := 0
-	space = func(f *os.File) (int64, int64, error) {
-		if asked++; asked <= 2 {
-			return 0, 1 << 30, nil
-		}
-		return statSpace(f)
-	}
-	t.Cleanup(func() { space = statSpace })
+	noRoomAtFirst(t, func() {})
 	planOut, rs, st, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 2})
 	if err != nil || st.Failed() > 0 {
 		t.Fatalf("Run = %v, %+v", err, st)
@@ -539,6 +529,23 @@ func TestWaitHoldsSources(t *testing.T) {
 	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("content changed")
 	}
+}
+
+// noRoomAtFirst has the first rewrite find no room at its first look
+// (room asks twice: before and after a commit of the filesystem), and
+// call then at that look; there is room from then on.
+func noRoomAtFirst(t *testing.T, then func()) {
+	asked := 0
+	space = func(f *os.File) (int64, int64, error) {
+		if asked++; asked <= 2 {
+			if asked == 1 {
+				then()
+			}
+			return 0, 1 << 30, nil
+		}
+		return statSpace(f)
+	}
+	t.Cleanup(func() { space = statSpace })
 }
 
 // writeTree writes each file of files in dir, its data in one extent
@@ -574,14 +581,7 @@ func writeTree(t *testing.T, dir string, files map[string][]byte) {
 func TestStopWhileWaiting(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
 	dir := filepath.Join(mnt, "tree")
-	rng := rand.New(rand.NewPCG(7, 7))
-	rnd := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
+	rnd := seededBytes(7)
 	// As in TestWaitHoldsSources, and a small whole copy, p and q,
 	// whose unit frees little for the files it opens: it comes last.
 	s, tail, small := rnd(8*mib), rnd(2*mib), rnd(64<<10)
@@ -591,20 +591,12 @@ func TestStopWhileWaiting(t *testing.T) {
 		"h": tail,
 		"p": small, "q": small,
 	})
-	// No room at the first rewrite's first look, and q changes then.
-	asked := 0
-	space = func(f *os.File) (int64, int64, error) {
-		if asked++; asked <= 2 {
-			if asked == 1 {
-				if err := os.WriteFile(filepath.Join(dir, "q"), small, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return 0, 1 << 30, nil
+	// q changes when the first rewrite finds no room.
+	noRoomAtFirst(t, func() {
+		if err := os.WriteFile(filepath.Join(dir, "q"), small, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		return statSpace(f)
-	}
-	t.Cleanup(func() { space = statSpace })
+	})
 	planOut, rs, st, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 2, StopOnError: true})
 	if err != nil {
 		t.Fatalf("Run = %v", err)
