@@ -765,13 +765,7 @@ func killAfter(t *testing.T, stdin []byte, n int, name string, args ...string) (
 			out.WriteString(line) // a result written after the kill is not looked at
 		}
 	}
-	err = cmd.Wait()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	code := exitCode(t, name, cmd.Wait())
 	return out.String(), errb.String(), code
 }
 

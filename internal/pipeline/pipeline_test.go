@@ -47,14 +47,20 @@ func tool(t *testing.T, stdin []byte, name string, args ...string) (string, stri
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
+	code := exitCode(t, name, cmd.Run())
+	return out.String(), errb.String(), code
+}
+
+// exitCode returns the exit status of the tool name that ended with err
+// (-1 when a signal killed it), failing t when it could not be run.
+func exitCode(t *testing.T, name string, err error) int {
+	t.Helper()
 	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
+		return ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	return out.String(), errb.String(), code
+	return 0
 }
 
 // pipeline runs hashfile, findsame and applysame on dir and returns the
