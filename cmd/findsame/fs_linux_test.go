@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,5 +70,62 @@ func TestCannotDedupe(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), filepath.Join(btrfs, "tree", "copies", "a1")) {
 		t.Errorf("plan lost the copies on btrfs:\n%s", out.String())
+	}
+}
+
+// With its index on a full filesystem, findsame plans as it does with
+// room: the table of sums it keeps beside the index is left as it was,
+// with a warning. Temporary files in a full -tmpdir fail the run, saying
+// where and what to do.
+func TestIndexFull(t *testing.T) {
+	btrfs := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(btrfs, "tree")
+	writeTree(t, dir)
+	idx := testfs.Mount(t, "ext4", "32M")
+	db := filepath.Join(idx, "index.db")
+	hashTree(t, db, dir)
+	findsame := func(args ...string) (string, string, error) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), append([]string{"-db", db}, args...), nil, &out, &errb)
+		return out.String(), errb.String(), err
+	}
+	want, stderr, err := findsame()
+	if err != nil || want == "" {
+		t.Fatalf("findsame with room: %v, plan %q\n%s", err, want, stderr)
+	}
+	table, err := os.ReadFile(db + "-sums")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testfs.Fill(t, idx, 0)
+	for _, args := range [][]string{nil, {"-full"}} {
+		plan, stderr, err := findsame(args...)
+		if err != nil {
+			t.Fatalf("findsame %v on a full disk: %v\n%s", args, err, stderr)
+		}
+		if plan != want {
+			t.Errorf("findsame %v on a full disk planned\n%s\nwant\n%s", args, plan, want)
+		}
+		if !strings.Contains(stderr, ": no space left on device: the next run groups every sum again\n") {
+			t.Errorf("findsame %v on a full disk: stderr %q; want a warning that the table of sums was not written", args, stderr)
+		}
+		if got, err := os.ReadFile(db + "-sums"); err != nil || !bytes.Equal(got, table) {
+			t.Errorf("findsame %v on a full disk: table of sums changed (%v)", args, err)
+		}
+	}
+
+	// The sums go to temporary files when they do not fit in -mem.
+	_, stderr, err = findsame("-mem", "64", "-no-keep", "-tmpdir", idx)
+	if msg := "write a temporary file in " + idx + ": no space left on device: the sums and mappings that do not fit in -mem take up to 16 bytes a block there; free some space, or give -tmpdir another directory, or a larger -mem"; err == nil || err.Error() != msg {
+		t.Errorf("findsame -tmpdir on a full disk: error %v; want %q\n%s", err, msg, stderr)
+	}
+	var names []string
+	ents, err := os.ReadDir(idx)
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{"filler", "index.db", "index.db-shm", "index.db-sums", "index.db-wal", "lost+found"}; err != nil || !slices.Equal(names, want) {
+		t.Errorf("%s holds %q (%v); want %q: no temporary file left", idx, names, err, want)
 	}
 }

@@ -256,6 +256,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q: findsame reads the index (-db)", fs.Arg(0))
 	}
+	if *tmpdir != "" {
+		if st, err := os.Stat(*tmpdir); err != nil || !st.IsDir() {
+			return cli.Usagef("-tmpdir %s: not a directory", *tmpdir)
+		}
+	}
 	if err := cli.CheckGlobs("include", include); err != nil {
 		return err
 	}
@@ -269,7 +274,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer stop()
 	ix, err := index.OpenExisting(*db)
 	if err != nil {
-		return err
+		return index.NoRoomError(*db, err)
 	}
 	defer ix.Close()
 	for _, w := range ix.Warnings() {

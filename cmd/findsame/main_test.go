@@ -30,6 +30,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"-min-len", "lots"}, 2, `invalid value "lots" for flag -min-len: bad size "lots": want a number of bytes such as 4096, 128K or 16MiB`},
 		{[]string{"-exclude", "["}, 2, `bad exclude pattern "[": syntax error in pattern`},
 		{[]string{"-nope"}, 2, "flag provided but not defined: -nope"},
+		{[]string{"-tmpdir", filepath.Join(dir, "none")}, 2, "-tmpdir " + filepath.Join(dir, "none") + ": not a directory"},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer

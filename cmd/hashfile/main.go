@@ -147,7 +147,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	ix, err := index.Open(*db)
 	if err != nil {
-		return err
+		return index.NoRoomError(*db, err)
 	}
 	defer ix.Close()
 	for _, w := range ix.Warnings() {
@@ -192,7 +192,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, summary(st))
 	}
 	if err != nil {
-		return err
+		return index.NoRoomError(*db, err)
 	}
 	if st.Failed > 0 {
 		return cli.ErrPartial
@@ -249,10 +249,16 @@ Environment:
 Files:
   ~/.local/state/same/index.db   the default index (mode 0600, in a
                                  directory of mode 0700)
+  INDEX-wal, INDEX-shm           SQLite's log, emptied at the end of each
+                                 run, and its shared memory (32 KiB): kept,
+                                 so that findsame reads the index on a full
+                                 disk
 
 Exit status:
   0    all files recorded
-  1    fatal error
+  1    fatal error (no room left for the index: the message says how much
+       is free there; the files committed so far are kept, and the next
+       run goes on from them)
   2    usage error
   3    some files could not be read (each was reported)
   130  interrupted (what was hashed so far is committed; the next run

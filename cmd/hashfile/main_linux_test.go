@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -80,6 +81,7 @@ func TestFS(t *testing.T) {
 				{"changed", testChanged},
 				{"permission", testPermission},
 				{"interrupt", testInterrupt},
+				{"index full", testIndexFull},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
@@ -545,19 +547,7 @@ func testInterrupt(t *testing.T, dir string) {
 		nfiles = dirs * perDir
 		maxTry = 3
 	)
-	buf := make([]byte, size)
-	for d := range dirs {
-		sub := filepath.Join(tree, fmt.Sprintf("d%02d", d))
-		if err := os.MkdirAll(sub, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i := range perDir {
-			copy(buf, randomBytes(uint64(d*perDir+i), size))
-			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%04d", i)), buf, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	randomTree(t, tree, dirs, perDir, size)
 	bin := hashfileBin(t)
 
 	tests := []struct {
@@ -621,6 +611,121 @@ func testInterrupt(t *testing.T, dir string) {
 			checkTree(t, db, tree)
 		})
 	}
+}
+
+// randomTree writes dirs directories d00, d01... under tree, each of perDir
+// files f0000, f0001... of size random bytes, none like another.
+func randomTree(t *testing.T, tree string, dirs, perDir, size int) {
+	t.Helper()
+	for d := range dirs {
+		sub := filepath.Join(tree, fmt.Sprintf("d%02d", d))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range perDir {
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%04d", i)), randomBytes(uint64(d*perDir+i), size), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// testIndexFull runs hashfile with its index on a real filesystem that
+// fills up, once in the middle of a run and once before it: each run
+// fails saying where the room ran out and what to do, the index keeps
+// what was committed, whole and correct, and once room is made the next
+// run goes on from there and completes it.
+func testIndexFull(t *testing.T, dir string) {
+	tree := filepath.Join(dir, "tree")
+	const (
+		dirs   = 8
+		perDir = 1000
+		size   = 8 << 10
+		nfiles = dirs * perDir
+	)
+	randomTree(t, tree, dirs, perDir, size)
+	db := filepath.Join(testfs.Mount(t, "ext4", "32M"), "index.db")
+	// The index made, its first directory recorded: the rest needs more
+	// than the room left below.
+	if _, stderr, err := hashfile(t, "", "-db", db, filepath.Join(tree, "d00")); err != nil {
+		t.Fatalf("first directory: %v\n%s", err, stderr)
+	}
+	// The write that fails is the commit of a batch, or one of its
+	// statements; on a full disk, the first write of the run, or the
+	// shared memory of a connection, sized when it opens.
+	full := regexp.QuoteMeta("open index "+db+": disk I/O error (4874)") + `|(start scan|commit|record [^:]+): ` + regexp.QuoteMeta("database or disk is full (13)")
+	want := func(free string) *regexp.Regexp {
+		return regexp.MustCompile("^(" + full + ")" + regexp.QuoteMeta(": no room left for the index "+db+" (") + free +
+			regexp.QuoteMeta(" KiB free there): free some space there, or move the index (-db), and run again; what was recorded before is kept") + "$")
+	}
+	committed := func() int {
+		t.Helper()
+		ix, err := index.Open(db)
+		if err != nil {
+			t.Fatalf("open index: %v", err)
+		}
+		defer ix.Close()
+		var check string
+		if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+			t.Errorf("integrity_check = %q, %v; want ok", check, err)
+		}
+		var files, blocks int
+		if err := ix.DB().QueryRow("SELECT count(*), (SELECT count(*) FROM blocks) FROM files").Scan(&files, &blocks); err != nil {
+			t.Fatal(err)
+		}
+		if blocks != files {
+			t.Errorf("%d rows of sums for %d files; want one per file", blocks, files)
+		}
+		return files
+	}
+
+	// Room for about one batch: the run fails in the middle.
+	filler := testfs.Fill(t, filepath.Dir(db), 2<<20)
+	_, stderr, err := hashfile(t, "", "-db", db, "-j", "1", tree)
+	if cli.Status(err) != cli.ExitError || !want(`[0-9]+`).MatchString(err.Error()) {
+		t.Fatalf("run on a filling disk: status %d, error %v\nstderr:\n%s", cli.Status(err), err, stderr)
+	}
+	done := committed()
+	t.Logf("%d of %d files committed before the disk filled", done, nfiles)
+	if done < perDir || done >= nfiles {
+		t.Fatalf("%d files committed; want %d to %d", done, perDir, nfiles-1)
+	}
+	// What is committed is right: every file recorded as it is.
+	checkTreeExcept(t, db, tree, func(path string) bool {
+		ix, err := index.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ix.Close()
+		var n int
+		ix.DB().QueryRow("SELECT count(*) FROM files WHERE path = ?", path).Scan(&n)
+		return n == 0
+	})
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+
+	// No room at all: not even the index's shared memory can be sized.
+	filler = testfs.Fill(t, filepath.Dir(db), 0)
+	_, stderr, err = hashfile(t, "", "-db", db, tree)
+	if cli.Status(err) != cli.ExitError || !want("0").MatchString(err.Error()) {
+		t.Fatalf("run on a full disk: status %d, error %v\nstderr:\n%s", cli.Status(err), err, stderr)
+	}
+	t.Logf("on a full disk: %v", err)
+	if n := committed(); n != done {
+		t.Errorf("%d files committed after a run on a full disk; want %d", n, done)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+
+	_, stderr, err = hashfile(t, "", "-db", db, tree)
+	if err != nil {
+		t.Fatalf("run with room again: %v\n%s", err, stderr)
+	}
+	left := nfiles - done
+	checkSummary(t, stderr, counts{seen: nfiles, hashed: left, unchanged: done, read: int64(left) * size})
+	checkTree(t, db, tree)
 }
 
 // signalWhenCommitting starts hashfile on tree, waits until the index at db

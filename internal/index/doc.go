@@ -90,4 +90,8 @@
 // A file's row, blocks and extents are written in one transaction, so an
 // index killed at any moment holds each file either whole or not at all.
 // The index runs in WAL mode; one writer commits batches while readers go on.
+// The log, emptied, and its shared memory stay beside the index when the
+// last connection closes, so that a full filesystem does not keep a reader
+// from opening it; a writer there fails with SQLITE_FULL (NoRoom), having
+// changed nothing since its last commit (NoRoomError says so).
 package index

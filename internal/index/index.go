@@ -173,14 +173,23 @@ func prepare(path string, create bool) error {
 			return &notIndexError{path, "not an SQLite database"}
 		}
 	}
-	// SQLite creates path-wal and path-shm beside it.
+	// SQLite opens path-wal and path-shm beside it, read and write, and
+	// creates them where they are missing (they are kept: see init).
 	dir := filepath.Dir(path)
 	for _, suffix := range []string{"-wal", "-shm"} {
-		if _, err := os.Lstat(path + suffix); errors.Is(err, fs.ErrNotExist) {
-			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		_, err := os.Lstat(path + suffix)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = unix.Access(dir, unix.W_OK|unix.X_OK)
+			if err != nil {
 				return fmt.Errorf("open index %s: cannot create files in %s: %w", path, dir, err)
 			}
-			break
+			continue
+		}
+		if err == nil {
+			err = unix.Access(path+suffix, unix.R_OK|unix.W_OK)
+		}
+		if err != nil {
+			return fmt.Errorf("open index %s: cannot open %s: %w", path, path+suffix, err)
 		}
 	}
 	return nil
@@ -227,6 +236,25 @@ const busyTimeout = 10 * time.Second
 // to be written (Open): 64 MiB (a negative cache_size is in KiB).
 const defaultCache = -65536
 
+// Every connection keeps the write-ahead log and its shared memory beside
+// the index when it closes (SQLITE_FCNTL_PERSIST_WAL), the log emptied
+// (journal_size_limit 0, in dsn): SQLite would otherwise delete both, and
+// the next connection must make the shared memory again, 32 KiB, which a
+// full filesystem refuses (SQLITE_IOERR_SHMSIZE). With them kept,
+// findsame reads the index on a full disk, where space is most wanted.
+func init() {
+	sqlite.RegisterConnectionHook(func(c sqlite.ExecQuerierContext, _ string) error {
+		fc, ok := c.(sqlite.FileControl)
+		if !ok {
+			return errors.New("the SQLite driver has no file controls")
+		}
+		if _, err := fc.FileControlPersistWAL("main", 1); err != nil {
+			return fmt.Errorf("keep the write-ahead log: %w", err)
+		}
+		return nil
+	})
+}
+
 // dsn is the SQLite URI of path. The path is escaped: a '?' or '#' in it
 // would end it, and a '%' start an escape.
 func dsn(path string, cache int) string {
@@ -234,7 +262,7 @@ func dsn(path string, cache int) string {
 		path = abs // and clean: no "//" that would start an authority
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() +
-		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(%d)&_pragma=page_size(%d)&_txlock=immediate",
+		fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=cache_size(%d)&_pragma=page_size(%d)&_pragma=journal_size_limit(0)&_txlock=immediate",
 			busyTimeout.Milliseconds(), cache, pageSize)
 }
 
@@ -508,11 +536,53 @@ func apply(tx *sql.Tx, m migration) error {
 // for the one that copies every sum (the transaction is rolled back).
 func (ix *Index) migrationError(m migration, err error) error {
 	err = fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
-	var se *sqlite.Error
-	if m.version == 13 && errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+	if m.version == 13 && NoRoom(err) {
 		err = fmt.Errorf("%w: the upgrade copies the index's block sums (%d MiB) and needs about twice that free where the index is; nothing was changed", err, ix.sumBytes()>>20)
 	}
 	return err
+}
+
+// NoRoom reports whether err is SQLite finding no room left to write
+// (SQLITE_FULL): the filesystem of the index, or of its write-ahead log,
+// is full. Each transaction is all or nothing, so what was committed
+// before is kept.
+func NoRoom(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
+}
+
+// NoRoomError returns err, and when it is the filesystem of the index at
+// path out of room, says so, with the room left there, and what to do.
+// Out of room is SQLITE_FULL (NoRoom), or an I/O error with less than
+// lowRoom left there: the shared-memory file beside the index, which
+// every connection sizes, fails with SQLITE_IOERR_SHMSIZE on a full disk.
+func NoRoomError(path string, err error) error {
+	n := room(path)
+	var se *sqlite.Error
+	if !NoRoom(err) && !(errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_IOERR && n >= 0 && n < lowRoom) {
+		return err
+	}
+	free := "unknown"
+	if n >= 0 {
+		free = strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return fmt.Errorf("%w: no room left for the index %s (%s free there): free some space there, or move the index (-db), and run again; what was recorded before is kept", err, path, free)
+}
+
+// lowRoom is the room below which an I/O error of the index is taken for
+// its filesystem being full: a write of the log is a page and a header.
+const lowRoom = 1 << 20
+
+// room returns the bytes free on the filesystem of the index at path to
+// those without root's reserve (-1 if that cannot be read). Free blocks
+// (f_bfree) would count what root may use, but also what ext4 keeps for
+// its own metadata, which no file gets: on a full disk, they are not 0.
+func room(path string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * st.Bsize
 }
 
 // freeBytes returns the bytes of the index's free pages (0 if that
@@ -606,8 +676,9 @@ func (ix *Index) UseBlockSize(bs int) error {
 	}
 	switch {
 	case have == 0:
-		_, err = ix.db.Exec("INSERT INTO meta(key, value) VALUES('block_size', ?)", strconv.Itoa(bs))
-		return err
+		if _, err = ix.db.Exec("INSERT INTO meta(key, value) VALUES('block_size', ?)", strconv.Itoa(bs)); err != nil {
+			return fmt.Errorf("record the block size: %w", err)
+		}
 	case have != bs:
 		return fmt.Errorf("%w: index %s was built with %d-byte blocks, not %d (use another -db, or -b %d)",
 			ErrBlockSize, ix.path, have, bs, have)

@@ -85,12 +85,15 @@ func TestPrivateWarning(t *testing.T) {
 		{0o600, 0o700, ""},
 		{0o600, 0o755, ""}, // others may list it, not read the index
 		{0o600, 0o1777, fmt.Sprintf("%s mode 0777", dir)},
-		{0o640, 0o700, fmt.Sprintf("%s mode 0640", path)},
-		{0o644, 0o775, fmt.Sprintf("%s mode 0644, %s mode 0775", path, dir)},
+		{0o640, 0o700, fmt.Sprintf("%s mode 0640, %s-wal mode 0640, %s-shm mode 0640", path, path, path)},
+		{0o644, 0o775, fmt.Sprintf("%s mode 0644, %s-wal mode 0644, %s-shm mode 0644, %s mode 0775", path, path, path, dir)},
 	}
 	for _, tt := range tests {
-		if err := os.Chmod(path, tt.file); err != nil {
-			t.Fatal(err)
+		// The log and its shared memory are kept beside the index.
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			if err := os.Chmod(p, tt.file); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := os.Chmod(dir, tt.dir); err != nil {
 			t.Fatal(err)
@@ -446,7 +449,10 @@ func TestPathEscape(t *testing.T) {
 	for _, e := range entries {
 		got = append(got, e.Name())
 	}
-	want := []string{":colon.db", "a?b#c%25d e&f=g.db", "h#x.db", "p%41.db", "q?x.db", "s p.db"}
+	var want []string
+	for _, name := range []string{":colon.db", "a?b#c%25d e&f=g.db", "h#x.db", "p%41.db", "q?x.db", "s p.db"} {
+		want = append(want, name, name+"-shm", name+"-wal") // the log and its shared memory are kept
+	}
 	if !slices.Equal(got, want) {
 		t.Errorf("files made = %q; want %q", got, want)
 	}
@@ -524,6 +530,12 @@ func TestDeniedDirectory(t *testing.T) {
 	want := fmt.Sprintf("open index %s: cannot create files in %s: permission denied", path, dir)
 
 	if os.Geteuid() != 0 {
+		// Without the log and its shared memory kept beside it.
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := os.Remove(path + suffix); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := os.Chmod(dir, 0o500); err != nil {
 			t.Fatal(err)
 		}
@@ -569,12 +581,24 @@ func TestDeniedDirectory(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(setpriv, fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody), "--clear-groups", bin)
-	cmd.Env = append(os.Environ(), deniedEnv+"="+path)
-	out, err := cmd.CombinedOutput()
-	if got := strings.TrimSpace(string(out)); err != nil || got != want {
-		t.Errorf("OpenExisting(%s) as nobody = %q, %v; want %q", path, got, err, want)
+	asNobody := func(want string) {
+		t.Helper()
+		cmd := exec.Command(setpriv, fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody), "--clear-groups", bin)
+		cmd.Env = append(os.Environ(), deniedEnv+"="+path)
+		out, err := cmd.CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != want {
+			t.Errorf("OpenExisting(%s) as nobody = %q, %v; want %q", path, got, err, want)
+		}
 	}
+	// The log kept beside the index is root's.
+	asNobody(fmt.Sprintf("open index %s: cannot open %s-wal: permission denied", path, path))
+	// Without it, and its shared memory, nobody cannot make them.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asNobody(want)
 }
 
 // An index opened to be written caches 64 MiB a connection; one opened to

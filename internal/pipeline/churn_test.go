@@ -570,25 +570,7 @@ func (c *churn) filler() string {
 // fill preallocates space in filler until not one more block fits, and
 // commits it: statfs then reports (next to) nothing available.
 func (c *churn) fill() {
-	t := c.t
-	f, err := os.OpenFile(c.filler(), os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := st.Size()
-	for n := int64(64 << 20); n >= 4096; n /= 4 {
-		for unix.Fallocate(int(f.Fd()), 0, at, n) == nil {
-			at += n
-		}
-	}
-	if err := fsys.SyncFS(f); err != nil {
-		t.Fatal(err)
-	}
+	testfs.Fill(c.t, c.mnt, 0)
 }
 
 // snapshot takes a read-only snapshot of live named name, and deletes the

@@ -1,9 +1,11 @@
 package runs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"unsafe"
 )
 
@@ -15,6 +17,7 @@ import (
 // (an interrupt, a kill); or, for a set of one list that fits in memory,
 // a slice.
 type buckets struct {
+	dir   string
 	files []*os.File
 	per   int       // entries each list holds before they are written
 	bufs  [][]words // entries not written yet, per list
@@ -29,17 +32,17 @@ const bucketBufs = 8 << 20
 // newBuckets makes n lists of temporary files in dir.
 func newBuckets(dir string, n int) (*buckets, error) {
 	per := max(256, min(2048, bucketBufs/16/n))
-	b := &buckets{files: make([]*os.File, n), per: per, bufs: make([][]words, n), n: make([]int64, n)}
+	b := &buckets{dir: dir, files: make([]*os.File, n), per: per, bufs: make([][]words, n), n: make([]int64, n)}
 	for k := range n {
 		f, err := os.CreateTemp(dir, ".findsame-*.tmp")
 		if err != nil {
 			b.close()
-			return nil, fmt.Errorf("temporary file: %w", err)
+			return nil, fmt.Errorf("create a temporary file in %s: %w", dir, err)
 		}
 		b.files[k] = f
 		if err := os.Remove(f.Name()); err != nil {
 			b.close()
-			return nil, fmt.Errorf("temporary file: %w", err)
+			return nil, fmt.Errorf("create a temporary file in %s: %w", dir, err)
 		}
 	}
 	return b, nil
@@ -74,7 +77,10 @@ func (b *buckets) flush(k int) error {
 		return nil
 	}
 	if _, err := b.files[k].Write(bytesOf(b.bufs[k])); err != nil {
-		return fmt.Errorf("write temporary file: %w", err)
+		if errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("write a temporary file in %s: %w: the sums and mappings that do not fit in -mem take up to 16 bytes a block there; free some space, or give -tmpdir another directory, or a larger -mem", b.dir, syscall.ENOSPC)
+		}
+		return fmt.Errorf("write a temporary file in %s: %w", b.dir, err)
 	}
 	b.bufs[k] = b.bufs[k][:0]
 	return nil

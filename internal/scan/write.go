@@ -80,7 +80,9 @@ func (s *scanner) write() error {
 			b.opened = time.Now()
 			fallthrough
 		default:
-			err = s.apply(&b, o)
+			if err = s.apply(&b, o); err != nil {
+				err = fmt.Errorf("record %s: %w", o.item(), err)
+			}
 			b.n++
 			// An adoption is committed at once: the walker waits for it.
 			if err == nil && (o.adopt != nil || b.n >= batchFiles || b.bytes >= batchBytes || time.Since(b.opened) >= batchTime) {
@@ -100,6 +102,21 @@ func (s *scanner) write() error {
 		commit()
 	}
 	return err
+}
+
+// item names what o records, for an error.
+func (o op) item() string {
+	switch {
+	case o.put != nil:
+		return o.put.Path
+	case o.copy != nil:
+		return o.copy.file.Path
+	case o.rename != nil:
+		return o.rename.Path
+	case o.adopt != nil:
+		return o.adopt.toTop
+	}
+	return "the walk's progress"
 }
 
 // apply records o in the open batch.

@@ -285,6 +285,41 @@ func FreeBytes(t testing.TB, dir string) int64 {
 	return int64(st.Bfree) * unit
 }
 
+// Fill preallocates space in a file named filler in dir, from its end,
+// until no more than leave bytes are left available on dir's filesystem
+// (with leave 0, until not one more block fits), syncs the filesystem and
+// returns the file's path: removing it gives the room back.
+func Fill(t testing.TB, dir string, leave int64) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatalf("Fill: %v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatalf("Fill: %v", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		t.Fatalf("Fill: statfs %s: %v", dir, err)
+	}
+	at := fi.Size()
+	end := at + int64(st.Bavail)*st.Bsize - leave
+	// In steps down to a block: the filesystem takes some of what statfs
+	// shows available for its own records of the file.
+	for n := int64(64 << 20); n >= 4096; n /= 4 {
+		for (leave == 0 || at+n <= end) && unix.Fallocate(int(f.Fd()), 0, at, n) == nil {
+			at += n
+		}
+	}
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		t.Fatalf("Fill: syncfs %s: %v", dir, err)
+	}
+	return path
+}
+
 // Run runs the named command and returns its combined stdout and stderr,
 // failing the test with that output when the command fails.
 func Run(t testing.TB, name string, args ...string) string {
