@@ -19,8 +19,9 @@
 // names the base it extends by its nonce. A delta whose base was replaced
 // is not used. Tables are written to a temporary file and renamed, so a
 // reader finds the old table or the new one whole; the entries carry a
-// checksum that Iter verifies. They are created 0600, like the index: the
-// sums say what the files hold. Open refuses a table another user owns or
+// checksum that Iter verifies, and the header, sets, ranks and aliases
+// one that Open verifies: a table damaged on disk is never trusted. They
+// are created 0600, like the index: the sums say what the files hold. Open refuses a table another user owns or
 // others may write: one made by someone else could hide groups from the
 // plan.
 //
@@ -39,7 +40,8 @@
 //	aliases   a uint64 count n, then n uint64 words, each a file id
 //	          (high 32 bits) and the id whose entries are its (low 32)
 //	trailer   entries uint64, CRC-32C of the entries uint32, the offset
-//	          of the sets uint64, magic "SAMEEND1"
+//	          of the sets uint64, CRC-32C of the header's JSON and of all
+//	          from the sets to the trailer uint32, magic "SAMEEND1"
 package sumtab
 
 import (
@@ -48,6 +50,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -61,10 +64,10 @@ const (
 	magic    = "SAMESUM1"
 	endMagic = "SAMEEND1"
 	// Version is the format's version: a table of another is not used.
-	Version = 4
+	Version = 5
 	// EntrySize is the size of one entry on disk.
 	EntrySize   = 16
-	trailerSize = 8 + 4 + 8 + 8
+	trailerSize = 8 + 4 + 8 + 4 + 8
 )
 
 // Entry is one block sum and where the index holds it.
@@ -214,17 +217,23 @@ func (t *Table) readMeta() error {
 		return ErrFormat
 	}
 	tr := make([]byte, trailerSize)
-	if _, err := t.f.ReadAt(tr, st.Size()-trailerSize); err != nil || string(tr[20:]) != endMagic {
+	if _, err := t.f.ReadAt(tr, st.Size()-trailerSize); err != nil || string(tr[24:]) != endMagic {
 		return ErrFormat
 	}
 	t.Entries = int64(binary.LittleEndian.Uint64(tr))
 	t.crc = binary.LittleEndian.Uint32(tr[8:])
 	t.sets = int64(binary.LittleEndian.Uint64(tr[12:]))
+	wantMeta := binary.LittleEndian.Uint32(tr[20:])
 	start := int64(len(head)) + hlen
-	if t.Entries < 0 || t.sets != start+t.Entries*EntrySize || t.sets > st.Size()-trailerSize {
+	if t.Entries < 0 || t.Entries > st.Size()/EntrySize || t.sets != start+t.Entries*EntrySize || t.sets > st.Size()-trailerSize {
 		return ErrFormat
 	}
-	r := bufio.NewReader(io.NewSectionReader(t.f, t.sets, st.Size()-trailerSize-t.sets))
+	// All that follows the entries is read, the ranks too, to verify
+	// its checksum with the header's.
+	meta := crc32.New(castagnoli)
+	meta.Write(hj)
+	metaLen := st.Size() - trailerSize - t.sets
+	r := bufio.NewReader(io.TeeReader(io.NewSectionReader(t.f, t.sets, metaLen), meta))
 	at := t.sets
 	for _, s := range t.Sets.all() {
 		var n uint64
@@ -243,7 +252,7 @@ func (t *Table) readMeta() error {
 		return ErrFormat
 	}
 	t.ranks = at + 8
-	if _, err := r.Discard(int(16 * t.nranks)); err != nil {
+	if _, err := io.CopyN(io.Discard, r, int64(16*t.nranks)); err != nil {
 		return ErrFormat
 	}
 	var n uint64
@@ -253,6 +262,9 @@ func (t *Table) readMeta() error {
 	words := make([]uint64, n)
 	if err := binary.Read(r, binary.LittleEndian, words); err != nil {
 		return ErrFormat
+	}
+	if _, err := r.ReadByte(); err != io.EOF || meta.Sum32() != wantMeta {
+		return ErrFormat // bytes left over, or damaged
 	}
 	t.Aliases = make([]Alias, n)
 	for i, w := range words {
@@ -367,8 +379,9 @@ type Writer struct {
 	f     *os.File
 	w     *bufio.Writer
 	h     Header
-	start int64 // where the entries start
-	crc   uint32
+	start int64       // where the entries start
+	crc   uint32      // the entries'
+	meta  hash.Hash32 // the header's and what follows the entries
 	last  uint64
 	err   error
 }
@@ -387,12 +400,13 @@ func Create(path string, h Header) (*Writer, error) {
 		return nil, fmt.Errorf("table of sums: %w", err)
 	}
 	h.Version = Version
-	w := &Writer{path: path, f: f, w: bufio.NewWriterSize(f, 1<<20), h: h}
+	w := &Writer{path: path, f: f, w: bufio.NewWriterSize(f, 1<<20), h: h, meta: crc32.New(castagnoli)}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		w.Abort()
 		return nil, err
 	}
+	w.meta.Write(hj)
 	w.w.WriteString(magic)
 	binary.Write(w.w, binary.LittleEndian, uint32(len(hj)))
 	w.w.Write(hj)
@@ -437,25 +451,27 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 		return fmt.Errorf("table of sums: %w", w.err)
 	}
 	off := w.start + w.h.Entries*EntrySize
+	mw := io.MultiWriter(w.w, w.meta)
 	for _, s := range sets.all() {
-		binary.Write(w.w, binary.LittleEndian, uint64(len(*s)))
-		binary.Write(w.w, binary.LittleEndian, []uint64(*s))
+		binary.Write(mw, binary.LittleEndian, uint64(len(*s)))
+		binary.Write(mw, binary.LittleEndian, []uint64(*s))
 	}
 	rw := make([]uint64, 0, 2*len(ranks))
 	for _, r := range ranks {
 		rw = append(rw, uint64(r.File), r.Rank)
 	}
-	binary.Write(w.w, binary.LittleEndian, uint64(len(ranks)))
-	binary.Write(w.w, binary.LittleEndian, rw)
+	binary.Write(mw, binary.LittleEndian, uint64(len(ranks)))
+	binary.Write(mw, binary.LittleEndian, rw)
 	words := make([]uint64, len(aliases))
 	for i, a := range aliases {
 		words[i] = uint64(a.File)<<32 | uint64(a.Of)
 	}
-	binary.Write(w.w, binary.LittleEndian, uint64(len(words)))
-	binary.Write(w.w, binary.LittleEndian, words)
+	binary.Write(mw, binary.LittleEndian, uint64(len(words)))
+	binary.Write(mw, binary.LittleEndian, words)
 	binary.Write(w.w, binary.LittleEndian, uint64(w.h.Entries))
 	binary.Write(w.w, binary.LittleEndian, w.crc)
 	binary.Write(w.w, binary.LittleEndian, uint64(off))
+	binary.Write(w.w, binary.LittleEndian, w.meta.Sum32())
 	w.w.WriteString(endMagic)
 	err := w.w.Flush()
 	if err == nil {

@@ -81,32 +81,58 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// A table damaged anywhere, a bit flipped in any byte, is refused: by
+// Open, or for its entries by Iter, at their end.
 func TestDamaged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t")
-	w, err := Create(path, Header{Key: "k"})
+	w, err := Create(path, Header{Key: "k", Seq: 12, Nonce: 3, Volumes: map[string]string{"fs/5": "ro"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Add(Entry{Sum: 1}, Entry{Sum: 2, File: 1})
-	if err := w.Commit(Sets{}, nil, nil); err != nil {
+	var sets Sets
+	sets.Files.Add(0)
+	sets.Files.Add(1)
+	sets.Unsettled.Add(1)
+	sets.Named.Add(70)
+	sets.Superseded.Add(2)
+	if err := w.Commit(sets, []Rank{{File: 1, Rank: 9}}, []Alias{{File: 4, Of: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(path)
-	i := slices.Index(b, 2) // the second entry's sum
-	b[i+1] = 9
-	os.WriteFile(path, b, 0o600)
-	tb, err := Open(path)
+	good, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tb.Close()
-	it := tb.Iter()
-	for _, ok := it.Next(); ok; _, ok = it.Next() {
+	read := func() error {
+		tb, err := Open(path)
+		if err != nil {
+			return err
+		}
+		defer tb.Close()
+		if err := tb.Ranks(func(Rank) {}); err != nil {
+			return err
+		}
+		it := tb.Iter()
+		for _, ok := it.Next(); ok; _, ok = it.Next() {
+		}
+		return it.Err()
 	}
-	if err := it.Err(); !errors.Is(err, ErrFormat) {
-		t.Errorf("Iter of a damaged table: %v", err)
+	if err := read(); err != nil {
+		t.Fatal(err)
 	}
-	os.WriteFile(path, b[:len(b)-3], 0o600)
+	for i := range good {
+		for bit := range 8 {
+			b := slices.Clone(good)
+			b[i] ^= 1 << bit
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := read(); !errors.Is(err, ErrFormat) {
+				t.Fatalf("byte %d of %d, bit %d flipped: %v; want ErrFormat", i, len(good), bit, err)
+			}
+		}
+	}
+	os.WriteFile(path, good[:len(good)-3], 0o600)
 	if _, err := Open(path); !errors.Is(err, ErrFormat) {
 		t.Errorf("Open of a cut table: %v", err)
 	}
