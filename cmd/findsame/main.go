@@ -274,7 +274,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer stop()
 	ix, err := index.OpenExisting(*db)
 	if err != nil {
-		return index.NoRoomError(*db, err)
+		return index.Explain(*db, err)
 	}
 	defer ix.Close()
 	for _, w := range ix.Warnings() {
@@ -317,7 +317,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = fmt.Errorf("write plan: %w", ferr)
 	}
 	if err != nil {
-		return err
+		return index.Explain(*db, err)
 	}
 	if !*quiet {
 		grouped := fmt.Sprintf("%d partition(s)", sum.Partitions)

@@ -47,6 +47,21 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// An index damaged on disk is named as such, with what to do.
+func TestDamagedIndex(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, filepath.Join(dir, "tree"))
+	db := filepath.Join(dir, "index.db")
+	hashTree(t, db, filepath.Join(dir, "tree"))
+	testfs.DamageSQLite(t, db)
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-db", db}, nil, &out, &errb)
+	want := ": database disk image is malformed (11): the index " + db + " is damaged: move it aside (with its -wal and -shm files) and run hashfile again, which makes a new one, reading every file once"
+	if cli.Status(err) != cli.ExitError || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("findsame on a damaged index: status %d, error %v; want 1 and an error ending %q", cli.Status(err), err, want)
+	}
+}
+
 // writeTree makes files with known duplicates: whole copies, a run shared
 // at another block-aligned offset, a run repeated inside one file, a tail,
 // zero blocks and small files.

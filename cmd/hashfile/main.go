@@ -147,7 +147,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	ix, err := index.Open(*db)
 	if err != nil {
-		return index.NoRoomError(*db, err)
+		return index.Explain(*db, err)
 	}
 	defer ix.Close()
 	for _, w := range ix.Warnings() {
@@ -192,7 +192,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, summary(st))
 	}
 	if err != nil {
-		return index.NoRoomError(*db, err)
+		return index.Explain(*db, err)
 	}
 	if st.Failed > 0 {
 		return cli.ErrPartial

@@ -23,6 +23,7 @@ import (
 	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
+	"same/internal/testfs"
 
 	"golang.org/x/sys/unix"
 )
@@ -678,4 +679,21 @@ func volumeOf(t testing.TB, path string) fsys.Volume {
 		t.Fatalf("describe %s: %v", path, err)
 	}
 	return in.Volume
+}
+
+// An index damaged on disk is named as such, with what to do.
+func TestDamagedIndex(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "tree", "a"), randomBytes(1, 64<<10))
+	db := filepath.Join(dir, "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, filepath.Join(dir, "tree")); err != nil {
+		t.Fatalf("hashfile: %v\n%s", err, stderr)
+	}
+	testfs.DamageSQLite(t, db)
+	writeFile(t, filepath.Join(dir, "tree", "b"), randomBytes(2, 64<<10))
+	_, _, err := hashfile(t, "", "-db", db, filepath.Join(dir, "tree"))
+	want := ": database disk image is malformed (11): the index " + db + " is damaged: move it aside (with its -wal and -shm files) and run hashfile again, which makes a new one, reading every file once"
+	if cli.Status(err) != cli.ExitError || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("hashfile on a damaged index: status %d, error %v; want 1 and an error ending %q", cli.Status(err), err, want)
+	}
 }

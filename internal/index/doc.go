@@ -93,5 +93,5 @@
 // The log, emptied, and its shared memory stay beside the index when the
 // last connection closes, so that a full filesystem does not keep a reader
 // from opening it; a writer there fails with SQLITE_FULL (NoRoom), having
-// changed nothing since its last commit (NoRoomError says so).
+// changed nothing since its last commit (Explain says so).
 package index

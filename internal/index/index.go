@@ -551,22 +551,37 @@ func NoRoom(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
 }
 
-// NoRoomError returns err, and when it is the filesystem of the index at
-// path out of room, says so, with the room left there, and what to do.
-// Out of room is SQLITE_FULL (NoRoom), or an I/O error with less than
-// lowRoom left there: the shared-memory file beside the index, which
-// every connection sizes, fails with SQLITE_IOERR_SHMSIZE on a full disk.
-func NoRoomError(path string, err error) error {
-	n := room(path)
+// Explain returns err, and says what it means for the index at path and
+// what to do when it is one of two things a host can do to an index:
+//
+//   - its filesystem out of room: SQLITE_FULL (NoRoom), or an I/O error
+//     with less than lowRoom left there (the shared memory beside the
+//     index, which a connection sizes when it opens, fails with
+//     SQLITE_IOERR_SHMSIZE on a full disk). What was committed is kept.
+//   - the index damaged (SQLITE_CORRUPT, SQLITE_NOTADB): a bad disk, a
+//     crash of a filesystem that lost what it had acknowledged, someone
+//     writing into the file. The index only holds what the files do, so
+//     a new one is made from them.
+func Explain(path string, err error) error {
 	var se *sqlite.Error
-	if !NoRoom(err) && !(errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_IOERR && n >= 0 && n < lowRoom) {
+	if !errors.As(err, &se) {
 		return err
 	}
-	free := "unknown"
-	if n >= 0 {
-		free = strconv.FormatInt(n>>10, 10) + " KiB"
+	switch code := se.Code() & 0xff; {
+	case code == sqlite3.SQLITE_CORRUPT || code == sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%w: the index %s is damaged: move it aside (with its -wal and -shm files) and run hashfile again, which makes a new one, reading every file once", err, path)
+	case code == sqlite3.SQLITE_FULL || code == sqlite3.SQLITE_IOERR:
+		n := room(path)
+		if code == sqlite3.SQLITE_IOERR && (n < 0 || n >= lowRoom) {
+			return err
+		}
+		free := "unknown"
+		if n >= 0 {
+			free = strconv.FormatInt(n>>10, 10) + " KiB"
+		}
+		return fmt.Errorf("%w: no room left for the index %s (%s free there): free some space there, or move the index (-db), and run again; what was recorded before is kept", err, path, free)
 	}
-	return fmt.Errorf("%w: no room left for the index %s (%s free there): free some space there, or move the index (-db), and run again; what was recorded before is kept", err, path, free)
+	return err
 }
 
 // lowRoom is the room below which an I/O error of the index is taken for

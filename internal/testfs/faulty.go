@@ -3,6 +3,7 @@
 package testfs
 
 import (
+	"encoding/binary"
 	"os"
 	"strconv"
 	"strings"
@@ -98,4 +99,29 @@ func deviceOffset(t testing.TB, dev, path string, off, n int64) int64 {
 		t.Fatalf("btrfs-map-logical %d: %q", logical, out)
 	}
 	return p
+}
+
+// DamageSQLite damages the SQLite database at path as a bad disk would:
+// the first byte of every page but the first (the page's kind, on a
+// b-tree page) is overwritten, so that SQLite finds every table and
+// index but the schema malformed. It must have no -wal content.
+func DamageSQLite(t testing.TB, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int(binary.BigEndian.Uint16(b[16:18]))
+	if size == 1 {
+		size = 65536
+	}
+	if size < 512 || len(b)%size != 0 {
+		t.Fatalf("DamageSQLite(%s): page size %d, file of %d bytes", path, size, len(b))
+	}
+	for at := size; at < len(b); at += size {
+		b[at] = 0xee
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
