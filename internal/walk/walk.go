@@ -300,6 +300,9 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 		defer close(p.done)
 		w.listings <- struct{}{}
 		defer func() { <-w.listings }()
+		if fault != nil {
+			fault(path)
+		}
 		fd, err := openDir(parent, name, st)
 		if err != nil {
 			p.l.openErr = &os.PathError{Op: "open", Path: path, Err: err}
@@ -381,6 +384,10 @@ func pathOrder(l *listing) {
 	l.names, l.stats = names, stats
 }
 
+// fault, when set (by tests), is called with the path of each directory
+// below the root just before it is opened to be listed.
+var fault func(path string)
+
 var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // dirent is an entry of a directory as getdents64 gives it.
@@ -461,6 +468,11 @@ func (w *walker) dir(parent int, name, path string, st *unix.Stat_t, l *pending)
 // from; it is called only if there are some, and the descriptor is closed
 // when they are done if owned.
 func (w *walker) children(path string, ls listing, open func() (int, error), owned bool) error {
+	if errors.Is(ls.openErr, unix.ENOENT) {
+		// Gone since its parent was listed, as files are: a tree
+		// removed, a snapshot deleted while the walk runs.
+		return nil
+	}
 	if ls.openErr != nil {
 		w.o.fail(path, ls.openErr)
 		return nil
@@ -482,7 +494,9 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 	if len(subdirs) > 0 {
 		var err error
 		if fd, err = open(); err != nil {
-			w.o.fail(path, &os.PathError{Op: "open", Path: path, Err: err})
+			if !errors.Is(err, unix.ENOENT) { // gone since listed
+				w.o.fail(path, &os.PathError{Op: "open", Path: path, Err: err})
+			}
 			return nil
 		}
 		if owned {

@@ -217,6 +217,41 @@ func TestCheckPatterns(t *testing.T) {
 	}
 }
 
+// A directory removed after its parent was listed, before it is opened,
+// is gone, as a file removed would be: not an error.
+func TestWalkRemovedDirectory(t *testing.T) {
+	root := t.TempDir()
+	for _, name := range []string{"a/f", "b/f", "b/sub/f", "c/f"} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := filepath.Join(root, "b")
+	fault = func(path string) {
+		if path == gone {
+			if err := os.RemoveAll(gone); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { fault = nil })
+	var met []string
+	o := Options{Error: func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) }}
+	if err := Walk(context.Background(), root, o, func(e Entry) error {
+		met = append(met, strings.TrimPrefix(e.Path, root+"/"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a/f", "c/f"}; !slices.Equal(met, want) {
+		t.Errorf("met %q; want %q", met, want)
+	}
+}
+
 // swap exchanges a and b (renameat2 RENAME_EXCHANGE) over and over until
 // the test ends: a directory and a symlink trade names, atomically.
 func swap(t *testing.T, a, b string) {
