@@ -940,7 +940,10 @@ func (f *finder) commitTable() {
 		if (f.o.Live && f.mapped[i]) || (!f.o.Live && t.need[i]) {
 			sets.Unsettled.Add(fl.id)
 		}
-		if t.named[i] {
+		if t.named[i] || fl.stale {
+			// Mapped again by the next run: what the plan changes, and a
+			// file changed or gone since it was hashed, which a run that
+			// took it as recorded would plan.
 			sets.Named.Add(fl.id)
 		}
 		if t.sources[i] || (t.regrouped >= 0 && t.was[i]) {

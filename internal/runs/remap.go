@@ -3,13 +3,18 @@ package runs
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"same/internal/dedupe"
 	"same/internal/fiemap"
 	"same/internal/fsys"
+	"same/internal/walk"
 )
 
 // ErrChanged marks a file whose identity is no longer the one hashed.
@@ -27,7 +32,10 @@ var ErrChanged = errors.New("changed since it was hashed (run hashfile again)")
 func remap(files []file, involved, untouched []bool, o *Options) (stale, kept int) {
 	warn := o.Warn
 	work := make(chan int)
-	var mu sync.Mutex // guards warn, stale and o.Progress
+	var mu sync.Mutex // guards warn, stale, gone and o.Progress
+	// The files gone since they were hashed, by volume: a tree removed, a
+	// snapshot deleted (snapper's cleanup, say) are told once each.
+	gone := make(map[*volume]map[int]error)
 	var todo []int32
 	for i, ok := range involved {
 		switch {
@@ -49,7 +57,12 @@ func remap(files []file, involved, untouched []bool, o *Options) (stale, kept in
 					f.stale, f.extents = true, nil
 					mu.Lock()
 					stale++
-					if warn != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						if gone[f.vol] == nil {
+							gone[f.vol] = make(map[int]error)
+						}
+						gone[f.vol][i] = err
+					} else if warn != nil {
 						warn(f.path, err)
 					}
 					mu.Unlock()
@@ -69,8 +82,49 @@ func remap(files []file, involved, untouched []bool, o *Options) (stale, kept in
 	}
 	close(work)
 	wg.Wait()
+	if warn != nil {
+		for _, g := range goneFiles(files, gone) {
+			warn(g.path, g.err)
+		}
+	}
 	o.progress("mapping files", total, total, "files")
 	return stale, kept
+}
+
+// warning is what o.Warn is called with.
+type warning struct {
+	path string
+	err  error
+}
+
+// goneFiles says what remap found gone (gone: the files by volume, with
+// the error opening each), a warning for each volume, in order of path:
+// for one file, the error opening it; for more, how many, the directory
+// they share and the first of them.
+func goneFiles(files []file, gone map[*volume]map[int]error) []warning {
+	var out []warning
+	for _, errs := range gone {
+		first := -1
+		for i := range errs {
+			if first < 0 || i < first { // files are in order of path
+				first = i
+			}
+		}
+		path := files[first].path
+		if len(errs) == 1 {
+			out = append(out, warning{path, errs[first]})
+			continue
+		}
+		dir := filepath.Dir(path)
+		for i := range errs {
+			for !walk.Under(files[i].path, dir) {
+				dir = filepath.Dir(dir)
+			}
+		}
+		out = append(out, warning{dir, fmt.Errorf("%d files under %s gone since they were hashed (the first: %s): left out; run hashfile again", len(errs), dir, path)})
+	}
+	slices.SortFunc(out, func(a, b warning) int { return strings.Compare(a.path, b.path) })
+	return out
 }
 
 // refusedImmutable reports (o.Warn) and counts the immutable files left

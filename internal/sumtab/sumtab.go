@@ -7,10 +7,11 @@
 // With it are the sets a re-run needs to know what it may trust: the
 // files the table covers, the files that were left unsettled (a block
 // they share with another file was not stored once yet), the files the
-// run's plan named (whose extents applying it changes), in a delta, the
-// files whose entries in the base table are void, the rank of each file
-// that was the source of a group (so that a group that lost a member
-// ranked below its source keeps it), and the aliases: files
+// run's plan named (whose extents applying it changes) or that it found
+// changed or gone since they were hashed, in a delta, the files whose
+// entries in the base table are void, the rank of each file that was
+// the source of a group (so that a group that lost a member ranked
+// below its source keeps it), and the aliases: files
 // that hold another's sums block for block (a file of a snapshot, as the
 // index records it), whose entries are that file's, not stored again.
 //
@@ -130,7 +131,7 @@ func (s *Set) Add(id int64) {
 type Sets struct {
 	Files      Set // files whose sums the table (with its base) holds
 	Unsettled  Set // files left unsettled by the run that wrote it
-	Named      Set // files the plan of the run that wrote it named
+	Named      Set // files the plan of the run that wrote it named, or that it found changed or gone
 	Superseded Set // in a delta: files whose entries in the base are void
 }
 
