@@ -39,7 +39,9 @@
 // printed, even when the run is cut short (an interrupt, applysame
 // stopping early). A
 // file changed or gone since it was hashed is left out with a warning
-// naming it; run hashfile again to include it. A file with the immutable
+// naming it (files gone, one warning for those of each filesystem or
+// subvolume: how many, the directory they share and the first), and the
+// next run looks at it again; run hashfile again to include it. A file with the immutable
 // attribute (chattr +i), into which the kernel shares nothing even for
 // root, is seen when mapped again: it is never a destination nor
 // rewritten, only a source (with -whole-files, the source of its copies),
@@ -163,8 +165,11 @@ not name, unchanged since, whose every extent was recorded shared (one of
 a unit left out for its metadata cost, night after night) (run hashfile
 before findsame, so that what changed since is recorded). The files a
 plan names count as named from before its first line is printed, even
-when the run is cut short (an interrupt, applysame stopping early). A file changed or gone since it was hashed is
-left out with a warning; run hashfile again to include it. A file with the
+when the run is cut short (an interrupt, applysame stopping early). A file
+changed or gone since it was hashed is left out with a warning (files gone,
+a deleted snapshot say, one warning for each filesystem or subvolume: how
+many, the directory they share and the first), and the next run looks at
+it again; run hashfile again to include it. A file with the
 immutable attribute (chattr +i), into which the kernel shares nothing, is
 never a destination nor rewritten, only a source, with a warning; with
 -whole-files it is the source of its copies. (With -recorded, which opens
