@@ -334,6 +334,30 @@ func testChanged(t *testing.T, dir string) {
 			if _, ok := got[filepath.Join(tree, "calm")]; !ok {
 				t.Errorf("try %d: the calm file was not recorded", try)
 			}
+			// The walk is recorded all the same: the next run's tree
+			// search finds the file by its changed inode item, and
+			// walks only what changed.
+			if onBtrfs(t, tree) {
+				var walked string
+				if err := openIndex(t, db).DB().QueryRow("SELECT walked FROM roots WHERE path = ?", tree).Scan(&walked); err != nil || walked == "" {
+					t.Errorf("try %d: the walk of %s is not recorded (%q, %v)", try, tree, walked, err)
+				}
+			}
+			// The next run, the file at rest, records it.
+			if _, stderr, err := hashfile(t, "", "-db", db, tree); err != nil {
+				t.Fatalf("try %d: the run after: %v\n%s", try, err, stderr)
+			}
+			f, ok := indexed(t, db)[path]
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				t.Fatalf("try %d: the run after did not record %s", try, path)
+			}
+			if sums, err := openIndex(t, db).Sums(context.Background(), f.ID); err != nil || !bytes.Equal(sums, wantSums(data, 4096)) {
+				t.Errorf("try %d: the run after recorded sums of %s that differ from its content (%v)", try, path, err)
+			}
 		case cli.ExitOK:
 			f, ok := indexed(t, db)[path]
 			if !ok {

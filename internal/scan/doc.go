@@ -32,6 +32,9 @@
 //
 // A file whose size, mtime or ctime change while it is read is not
 // recorded: it is reported and counted as failed, and read again next run.
+// A walk is complete, and recorded as such, when no file failed but for
+// those: each changed after the walk's generation, and a run that goes by
+// that walk finds it (fiemap.Changed).
 // So is a path that no longer leads to the inode the walk listed, through
 // directories that are not symlinks: readers open files by path, looked
 // up with no symlink followed, and read only that inode.

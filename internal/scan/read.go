@@ -58,6 +58,9 @@ func (s *scanner) read() {
 		f, sums, ext, _, reused, err := hash(s.ctx, r, s.ru, j)
 		if err != nil {
 			if s.ctx.Err() == nil { // else interrupted, not failed
+				if errors.Is(err, ErrChanged) {
+					s.c.changedRead.Add(1)
+				}
 				s.fail(j.path, err, false)
 			}
 			s.ops <- op{forget: &key{j.vol, j.id.Ino}}

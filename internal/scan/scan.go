@@ -246,7 +246,10 @@ type attr struct {
 type counters struct {
 	seen, hashed, unchanged, renamed, listed, links, skipped, failed, read, toRead atomic.Int64
 	reused, reusedBytes, copied, pruned, toPrune, known, remapped                  atomic.Int64
-	walkDone                                                                       atomic.Bool
+	// changedRead counts the failed files that changed while they were
+	// read (see finish).
+	changedRead atomic.Int64
+	walkDone    atomic.Bool
 }
 
 // fromOrigin counts a file of size bytes recorded with the sums of its
@@ -489,13 +492,18 @@ func (s *scanner) report(stop <-chan struct{}) {
 // not fully read (nothing under them is pruned), the prune, each root
 // with its volume and the files met under it, and, if no file failed,
 // what the walk saw of each subvolume and where the records of
-// directories no longer there are dropped.
+// directories no longer there are dropped. A file that changed while it
+// was read does not count: its inode item was written after the
+// generation the walk records, so the next run's tree search finds it
+// and looks at it again, where a run that records nothing would walk
+// again all that this one walked (a VM image, a database in use, every
+// night).
 func (s *scanner) finish() {
 	for _, p := range s.unread.all() {
 		s.ops <- op{keep: p}
 	}
 	s.ops <- op{prune: true}
-	failed := s.c.failed.Load() != 0
+	failed := s.c.failed.Load() != s.c.changedRead.Load()
 	for i, r := range s.roots {
 		if v, ok := s.rootVols[r]; ok {
 			o := root{path: r, vol: v, files: s.rootSeen[i]}
