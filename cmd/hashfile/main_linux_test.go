@@ -604,23 +604,7 @@ func testInterrupt(t *testing.T, dir string) {
 				break
 			}
 
-			ix, err := index.Open(db)
-			if err != nil {
-				t.Fatalf("open index after %v: %v", tt.sig, err)
-			}
-			var check string
-			if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
-				t.Errorf("integrity_check = %q, %v; want ok", check, err)
-			}
-			var done int
-			if err := ix.DB().QueryRow("SELECT count(*) FROM files").Scan(&done); err != nil {
-				t.Fatal(err)
-			}
-			var blocks int
-			if err := ix.DB().QueryRow("SELECT count(*) FROM blocks").Scan(&blocks); err != nil || blocks != done {
-				t.Errorf("blocks rows = %d, %v; want %d, one per file", blocks, err, done)
-			}
-			ix.Close()
+			done := committedWhole(t, db)
 			t.Logf("%d of %d files committed before %v", done, nfiles, tt.sig)
 			if done == 0 || done > nfiles {
 				t.Fatalf("%d files committed; want 1 to %d", done, nfiles)
@@ -635,6 +619,32 @@ func testInterrupt(t *testing.T, dir string) {
 			checkTree(t, db, tree)
 		})
 	}
+}
+
+// committedWhole checks that the index at db, after a run that ended
+// before its walk did, is sound and holds each file committed whole (one
+// row of sums a file), and returns how many files it holds.
+func committedWhole(t *testing.T, db string) int {
+	t.Helper()
+	// Closed before the next run, which it would keep from being the
+	// last connection, the one that checkpoints the log.
+	ix, err := index.Open(db)
+	if err != nil {
+		t.Fatalf("open index: %v", err)
+	}
+	defer ix.Close()
+	var check string
+	if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Errorf("integrity_check = %q, %v; want ok", check, err)
+	}
+	var files, blocks int
+	if err := ix.DB().QueryRow("SELECT count(*), (SELECT count(*) FROM blocks) FROM files").Scan(&files, &blocks); err != nil {
+		t.Fatal(err)
+	}
+	if blocks != files {
+		t.Errorf("%d rows of sums for %d files; want one per file", blocks, files)
+	}
+	return files
 }
 
 // randomTree writes dirs directories d00, d01... under tree, each of perDir
@@ -682,26 +692,6 @@ func testIndexFull(t *testing.T, dir string) {
 		return regexp.MustCompile("^(" + full + ")" + regexp.QuoteMeta(": no room left for the index "+db+" (") + free +
 			regexp.QuoteMeta(" KiB free there): free some space there, or move the index (-db), and run again; what was recorded before is kept") + "$")
 	}
-	committed := func() int {
-		t.Helper()
-		ix, err := index.Open(db)
-		if err != nil {
-			t.Fatalf("open index: %v", err)
-		}
-		defer ix.Close()
-		var check string
-		if err := ix.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
-			t.Errorf("integrity_check = %q, %v; want ok", check, err)
-		}
-		var files, blocks int
-		if err := ix.DB().QueryRow("SELECT count(*), (SELECT count(*) FROM blocks) FROM files").Scan(&files, &blocks); err != nil {
-			t.Fatal(err)
-		}
-		if blocks != files {
-			t.Errorf("%d rows of sums for %d files; want one per file", blocks, files)
-		}
-		return files
-	}
 
 	// Room for about one batch: the run fails in the middle.
 	filler := testfs.Fill(t, filepath.Dir(db), 2<<20)
@@ -709,21 +699,16 @@ func testIndexFull(t *testing.T, dir string) {
 	if cli.Status(err) != cli.ExitError || !want(`[0-9]+`).MatchString(err.Error()) {
 		t.Fatalf("run on a filling disk: status %d, error %v\nstderr:\n%s", cli.Status(err), err, stderr)
 	}
-	done := committed()
+	done := committedWhole(t, db)
 	t.Logf("%d of %d files committed before the disk filled", done, nfiles)
 	if done < perDir || done >= nfiles {
 		t.Fatalf("%d files committed; want %d to %d", done, perDir, nfiles-1)
 	}
 	// What is committed is right: every file recorded as it is.
+	recorded := indexed(t, db)
 	checkTreeExcept(t, db, tree, func(path string) bool {
-		ix, err := index.Open(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ix.Close()
-		var n int
-		ix.DB().QueryRow("SELECT count(*) FROM files WHERE path = ?", path).Scan(&n)
-		return n == 0
+		_, ok := recorded[path]
+		return !ok
 	})
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -738,7 +723,7 @@ func testIndexFull(t *testing.T, dir string) {
 	}
 	t.Logf("on a full disk: %v", err)
 	before := done
-	if done = committed(); done < before || done >= nfiles {
+	if done = committedWhole(t, db); done < before || done >= nfiles {
 		t.Errorf("%d files committed after a run on a full disk; want %d to %d", done, before, nfiles-1)
 	}
 	if err := os.Remove(filler); err != nil {

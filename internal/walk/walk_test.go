@@ -221,15 +221,7 @@ func TestCheckPatterns(t *testing.T) {
 // is gone, as a file removed would be: not an error.
 func TestWalkRemovedDirectory(t *testing.T) {
 	root := t.TempDir()
-	for _, name := range []string{"a/f", "b/f", "b/sub/f", "c/f"} {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeSized(t, root, map[string]int{"a/f": 1, "b/f": 1, "b/sub/f": 1, "c/f": 1})
 	gone := filepath.Join(root, "b")
 	fault = func(path string) {
 		if path == gone {
@@ -295,15 +287,7 @@ func TestWalkSwappedDirectory(t *testing.T) {
 		}
 		secrets[st.Ino] = true
 	}
-	for _, name := range []string{"a/d/f", "a/d/sub/f", "a/e/f"} {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte("mine"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeSized(t, root, map[string]int{"a/d/f": 4, "a/d/sub/f": 4, "a/e/f": 4})
 	if err := os.Symlink(out, filepath.Join(root, "a", "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -435,15 +419,7 @@ func BenchmarkWalk(b *testing.B) {
 // "b" ('-' and '.' sort before '/'), and "b0" after it.
 func TestWalkPathOrder(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"b/x", "b/y.d/z", "b/y", "b.txt", "b-c", "b0", "a", "b/y-1"} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeSized(t, dir, map[string]int{"b/x": 1, "b/y.d/z": 1, "b/y": 1, "b.txt": 1, "b-c": 1, "b0": 1, "a": 1, "b/y-1": 1})
 	var got []string
 	err := Walk(context.Background(), dir, Options{Error: func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) }},
 		func(e Entry) error {
