@@ -1459,3 +1459,130 @@ func TestRootsUnchanged(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", p("m")).Run() })
 	run(counts{seen: 19, hashed: 1, unchanged: 18, listed: 6, roots: 2, read: 4096})
 }
+
+// TestRetryFailed checks that a file that fails every night (here a path
+// too long to look up; on hosts, a bad sector, or a file in use) no
+// longer keeps a run from recording its walk: the next run, with nothing
+// changed, walks only below the directory that holds it and reports it
+// again, as does the first run of a snapshot taken since; once it is
+// gone, that directory is not walked again.
+func TestRetryFailed(t *testing.T) {
+	mnt, live, p := noatimeLive(t)
+	partWalkTree(t, p)
+	// Directories nested until a name of 250 bytes no longer fits in
+	// PATH_MAX (4096 with its NUL) below them.
+	deep := p("deep")
+	for len(deep) < 4096-250 {
+		deep = filepath.Join(deep, strings.Repeat("d", 200))
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(deep, "near"), randomBytes(40, 8<<10))
+	far := filepath.Join(deep, strings.Repeat("f", 250))
+	if len(far) < 4096 {
+		t.Fatalf("%d bytes: not too long", len(far))
+	}
+	dir, err := unix.Open(deep, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dir)
+	f, err := unix.Openat(dir, filepath.Base(far), unix.O_WRONLY|unix.O_CREAT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = unix.Write(f, randomBytes(41, 8<<10))
+	unix.Close(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps := filepath.Join(mnt, "snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+
+	// run checks that hashfile fails with exactly the error for far in
+	// each tree, and the summary want.
+	run := func(want counts, trees ...string) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, mnt)
+		if cli.Status(err) != cli.ExitPartial {
+			t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
+		}
+		var errs, wantErrs []string
+		for line := range strings.Lines(stderr) {
+			if !strings.Contains(line, " files seen, ") {
+				errs = append(errs, strings.TrimSuffix(line, "\n"))
+			}
+		}
+		for _, tree := range trees {
+			wantErrs = append(wantErrs, fmt.Sprintf("hashfile: lstat %s: file name too long", tree+strings.TrimPrefix(far, live)))
+		}
+		slices.Sort(errs)
+		slices.Sort(wantErrs)
+		if !slices.Equal(errs, wantErrs) {
+			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(wantErrs, "\n"))
+		}
+		checkSummary(t, stderr, want)
+	}
+	// retried checks the directories the index has to walk again.
+	retried := func(want ...string) {
+		t.Helper()
+		rows, err := openRaw(t, db).Query("SELECT path FROM retry ORDER BY path")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var got []string
+		for rows.Next() {
+			var path string
+			if err := rows.Scan(&path); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, path)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("directories to walk again = %q; want %q", got, want)
+		}
+	}
+
+	run(counts{seen: 10, hashed: 9, links: 1, failed: 1, read: 9 * 8 << 10}, live)
+	retried(deep)
+	var walked int
+	var rootWalked string
+	raw := openRaw(t, db)
+	if err := raw.QueryRow("SELECT count(*) FROM volumes WHERE walked != ''").Scan(&walked); err != nil || walked != 1 {
+		t.Errorf("%d walks of subvolumes recorded (%v); want 1, live's", walked, err)
+	}
+	if err := raw.QueryRow("SELECT walked FROM roots WHERE path = ?", mnt).Scan(&rootWalked); err != nil || rootWalked == "" {
+		t.Errorf("the walk of %s is not recorded (%q, %v)", mnt, rootWalked, err)
+	}
+
+	// Nothing changed: live is walked only below deep, where far fails
+	// again; the rest is as the index has it.
+	run(counts{seen: 9, unchanged: 9, failed: 1, part: 1, listed: 1}, live)
+	retried(deep)
+
+	// A snapshot of live: its files taken from live's rows, and walked
+	// below deep there too.
+	snap := filepath.Join(snaps, "1")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	testfs.Run(t, "sync")
+	run(counts{seen: 18, hashed: 9, reused: 9, copied: 9, unchanged: 9, failed: 2, part: 2, listed: -1}, live, snap)
+	snapDeep := snap + strings.TrimPrefix(deep, live)
+	retried(deep, snapDeep)
+
+	// Gone from live: only the snapshot's is left to walk again.
+	if err := unix.Unlinkat(dir, filepath.Base(far), 0); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	run(counts{seen: 18, unchanged: 18, failed: 1, part: 2, listed: -1}, snap)
+	retried(snapDeep)
+	if _, ok := indexed(t, db)[filepath.Join(deep, "near")]; !ok {
+		t.Errorf("%s is not indexed", filepath.Join(deep, "near"))
+	}
+}

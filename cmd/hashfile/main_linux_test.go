@@ -550,8 +550,18 @@ func testPermission(t *testing.T, dir string) {
 			}
 			if tt.db == dbRoot {
 				for p, f := range got {
-					if f != before[p] {
-						t.Errorf("%s: index row = %+v; want it unchanged, %+v", p, f, before[p])
+					want := before[p]
+					// On btrfs the walk is recorded (its generation, for the
+					// tree search of a run as root), and what could not be
+					// read is to be looked at again: the rows kept there
+					// have their owner forgotten, so that the next run does
+					// not take them as they are.
+					rel := strings.TrimPrefix(p, tree+"/")
+					if onBtrfs(t, tree) && (rel == "secret" || strings.HasPrefix(rel, "locked/") || strings.HasPrefix(rel, "listonly/")) {
+						want.UID = index.UIDUnknown
+					}
+					if f != want {
+						t.Errorf("%s: index row = %+v; want %+v", p, f, want)
 					}
 				}
 			}

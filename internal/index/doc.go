@@ -64,6 +64,11 @@
 //     whose inode item was rewritten with that ctime had its access time
 //     written alone. A complete walk of a tree drops the records of those
 //     no longer in it (Tx.PruneDirs).
+//   - retry: on btrfs, the directories, by (volume, inode), that held
+//     what the last run to record a subvolume's walk could not read (a
+//     file with an I/O error, a path too long to open): the next run
+//     walks below them again, though nothing changed there (Tx.SetRetries,
+//     Index.Retries).
 //
 // # The file
 //

@@ -939,6 +939,27 @@ func (ix *Index) Walked(ctx context.Context) (map[fsys.Volume]string, error) {
 	return m, rows.Err()
 }
 
+// Retries returns, for each volume, the directories, by inode number,
+// that held what the last run to record its walk could not read: the
+// next run walks below them again (see Tx.SetRetries).
+func (ix *Index) Retries(ctx context.Context) (map[fsys.Volume][]uint64, error) {
+	rows, err := ix.db.QueryContext(ctx, "SELECT v.fsid, v.subvol, r.ino FROM retry r JOIN volumes v ON v.id = r.vol")
+	if err != nil {
+		return nil, fmt.Errorf("read retry: %w", err)
+	}
+	defer rows.Close()
+	m := make(map[fsys.Volume][]uint64)
+	for rows.Next() {
+		var v fsys.Volume
+		var ino int64
+		if err := rows.Scan(&v.FS, &v.Subvol, &ino); err != nil {
+			return nil, fmt.Errorf("read retry: %w", err)
+		}
+		m[v] = append(m[v], uint64(ino))
+	}
+	return m, rows.Err()
+}
+
 // RootsWalked returns, for each root whose last complete walk recorded it,
 // what that walk saw of the root's btrfs subvolume (see Tx.PutRoot).
 func (ix *Index) RootsWalked(ctx context.Context) (map[string]string, error) {

@@ -462,6 +462,16 @@ func (t *Tx) KeepUnder(dir string, gen int64) error {
 	return err
 }
 
+// Distrust forgets the owner (UIDUnknown) of the files at or below path,
+// so that the next run looks at each rather than take it as its row has
+// it: a run could not read them, and records its walk all the same (see
+// scan).
+func (t *Tx) Distrust(path string) error {
+	lo, hi := PathRange(path)
+	_, err := t.exec("UPDATE files SET uid = NULL WHERE uid IS NOT NULL AND (path = ?1 OR path > ?2 AND path < ?3)", path, lo, hi)
+	return err
+}
+
 // PruneGone removes up to limit files, with all recorded of them, that
 // scan gen found gone, or that have no path (another file took theirs and
 // they were not met under a new one), and returns how many it removed.

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -371,6 +372,88 @@ func TestPieces(t *testing.T) {
 		slices.Sort(got) // in no set order, and perhaps twice
 		if got = slices.Compact(got); !slices.Equal(got, c.want) {
 			t.Errorf("Pieces at %d = %q; want %q", c.at, got, c.want)
+		}
+	}
+}
+
+// Distrust forgets the owner of every file at or below the path, and of
+// no other, so that the next run looks at each.
+func TestDistrust(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	paths := []string{"/d", "/d/a", "/d/s/b", "/d.x", "/da", "/e/a"}
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		f := File{Path: p, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: vol, Ino: uint64(i + 1), Size: 4096, Mtime: 1, Ctime: 1}}
+		if _, err := tx.Put(f, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Distrust("/d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]int64)
+	err = ix.Files(ctx, func(f File) error {
+		got[f.Path] = f.UID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"/d": UIDUnknown, "/d/a": UIDUnknown, "/d/s/b": UIDUnknown, "/d.x": 1000, "/da": 1000, "/e/a": 1000}
+	if !maps.Equal(got, want) {
+		t.Errorf("owners after Distrust = %v; want %v", got, want)
+	}
+}
+
+// SetRetries replaces the directories of one volume to walk again, all of
+// them or those met below a path, and leaves the other volumes' as they
+// were.
+func TestRetries(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	a, b := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 256}
+	r := func(ino uint64, path string) Retry { return Retry{Ino: ino, Path: path} }
+	for _, step := range []struct {
+		vol   fsys.Volume
+		under string
+		dirs  []Retry
+		want  map[fsys.Volume][]uint64
+	}{
+		{a, "", []Retry{r(300, "/m/x/y"), r(256, "/m")}, map[fsys.Volume][]uint64{a: {256, 300}}},
+		{b, "", []Retry{r(260, "/m/s/d")}, map[fsys.Volume][]uint64{a: {256, 300}, b: {260}}},
+		{a, "/m/x", nil, map[fsys.Volume][]uint64{a: {256}, b: {260}}},
+		{a, "/m/x", []Retry{r(301, "/m/x")}, map[fsys.Volume][]uint64{a: {256, 301}, b: {260}}},
+		{a, "/m/xy", nil, map[fsys.Volume][]uint64{a: {256, 301}, b: {260}}},
+		{a, "", []Retry{r(257, "/m/z")}, map[fsys.Volume][]uint64{a: {257}, b: {260}}},
+		{b, "", nil, map[fsys.Volume][]uint64{a: {257}}},
+	} {
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.SetRetries(step.vol, step.under, step.dirs); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ix.Retries(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range got {
+			slices.Sort(d)
+		}
+		if !maps.EqualFunc(got, step.want, slices.Equal) {
+			t.Errorf("after SetRetries(%v, %q, %v): Retries() = %v; want %v", step.vol, step.under, step.dirs, got, step.want)
 		}
 	}
 }

@@ -655,6 +655,38 @@ func (t *Tx) SetWalked(v fsys.Volume, walked string) error {
 	return err
 }
 
+// Retry is a directory the next run walks below again (see
+// Index.Retries): its inode number, and the path the walk met it at.
+type Retry struct {
+	Ino  uint64
+	Path string
+}
+
+// SetRetries replaces the directories of volume v that the next run walks
+// below again with dirs: all of them (under is ""), or those the walk met
+// at or below the path under.
+func (t *Tx) SetRetries(v fsys.Volume, under string, dirs []Retry) error {
+	id, err := t.volID(v)
+	if err != nil {
+		return fmt.Errorf("record volume %s: %w", v, err)
+	}
+	if under == "" {
+		_, err = t.exec("DELETE FROM retry WHERE vol = ?", id)
+	} else {
+		lo, hi := PathRange(under)
+		_, err = t.exec("DELETE FROM retry WHERE vol = ? AND (path = ? OR path > ? AND path < ?)", id, under, lo, hi)
+	}
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if _, err := t.exec("INSERT OR REPLACE INTO retry(vol, ino, path) VALUES(?, ?, ?)", id, int64(d.Ino), d.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PutDir records directory ino of volume v, met at path by a walk that
 // began at generation gen of its btrfs subvolume, with its ctime in
 // nanoseconds (see Index.Dirs).

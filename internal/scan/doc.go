@@ -32,9 +32,15 @@
 //
 // A file whose size, mtime or ctime change while it is read is not
 // recorded: it is reported and counted as failed, and read again next run.
-// A walk is complete, and recorded as such, when no file failed but for
-// those: each changed after the walk's generation, and a run that goes by
-// that walk finds it (fiemap.Changed).
+// A walk is complete, and recorded as such, when every file that failed
+// is one the next run looks at again: one that changed while read
+// changed after the walk's generation, and a run that goes by that walk
+// finds it (fiemap.Changed); for any other, the directory that holds it
+// is recorded with the walk (index.Tx.SetRetries), and the next run walks
+// below it again, whatever changed (subvols.withRetries), its rows kept
+// there looked at (index.Tx.KeepUnder). A failure that cannot be placed
+// in a directory of a volume the walk met keeps the run from recording
+// any walk (scanner.finish).
 // So is a path that no longer leads to the inode the walk listed, through
 // directories that are not symlinks: readers open files by path, looked
 // up with no symlink followed, and read only that inode.

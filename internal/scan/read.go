@@ -59,9 +59,10 @@ func (s *scanner) read() {
 		if err != nil {
 			if s.ctx.Err() == nil { // else interrupted, not failed
 				if errors.Is(err, ErrChanged) {
-					s.c.changedRead.Add(1)
+					s.failChanged(j.path, err)
+				} else {
+					s.fail(j.path, err, false)
 				}
-				s.fail(j.path, err, false)
 			}
 			s.ops <- op{forget: &key{j.vol, j.id.Ino}}
 			continue

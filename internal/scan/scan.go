@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
+	"same/internal/safeopen"
 	"same/internal/walk"
 )
 
@@ -172,6 +174,7 @@ type op struct {
 	gone      *gone  // a file not met where the index has it
 	unmark    int64  // a file id met after all
 	keep      string // a path not fully read: nothing at or below it is pruned
+	distrust  string // a path that failed: the rows at or below it are looked at by the next run (see finish)
 	prune     bool   // prune what this run found gone
 }
 
@@ -212,10 +215,13 @@ type gone struct {
 	path string
 }
 
-// walked is what a complete walk of a subvolume saw (see subvols).
+// walked is what a complete walk of a subvolume saw (see subvols), and
+// the directories in it that held what the run could not read (see
+// retrySet).
 type walked struct {
-	vol fsys.Volume
-	key string
+	vol   fsys.Volume
+	key   string
+	retry []index.Retry
 }
 
 // volume is a volume met in this run under st_dev dev.
@@ -231,6 +237,7 @@ type root struct {
 	vol    fsys.Volume
 	files  int64
 	walked string
+	retry  []index.Retry // with walked: the directories to retry in vol (see retrySet)
 }
 
 // attr is the NOCOW attribute or the owner of an indexed file, and its
@@ -313,6 +320,7 @@ type scanner struct {
 	devs     devices    // st_dev -> volume, learnt by the walker
 	noteMu   sync.Mutex // one noteDevice at a time: the walker's, compare's
 	unread   pathList   // paths not fully read, added by the walker and readers
+	retries  retrySet   // where the next run looks again for what failed
 	inflight inflight   // inodes met in this run, until the writer commits them
 	rootSeen []int64    // files met under each root; compare's own
 	// checkAt holds, for each volume skimmed with many files to look
@@ -361,6 +369,10 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	if err != nil {
 		return nil, err
 	}
+	retry, err := ix.Retries(ctx)
+	if err != nil {
+		return nil, err
+	}
 	known, err := ix.KnownUnder(ctx, roots)
 	if err != nil {
 		return nil, err
@@ -403,6 +415,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		return s.devs.of(dev)
 	})
 	s.sv.adopt = s.adopt
+	s.sv.retry = retry
 	s.sv.dirs = func(v fsys.Volume, inos []uint64) (map[uint64]index.Dir, error) { return ix.Dirs(s.ctx, v, inos) }
 	s.sv.known = func(v fsys.Volume, inos []uint64) (map[uint64]bool, error) {
 		at, err := ix.InodePaths(s.ctx, v, inos)
@@ -490,32 +503,48 @@ func (s *scanner) report(stop <-chan struct{}) {
 
 // finish sends what a run records once its walk has completed: the paths
 // not fully read (nothing under them is pruned), the prune, each root
-// with its volume and the files met under it, and, if no file failed,
-// what the walk saw of each subvolume and where the records of
-// directories no longer there are dropped. A file that changed while it
-// was read does not count: its inode item was written after the
-// generation the walk records, so the next run's tree search finds it
-// and looks at it again, where a run that records nothing would walk
-// again all that this one walked (a VM image, a database in use, every
-// night).
+// with its volume and the files met under it, and, unless a file failed
+// where the next run would not look again, what the walk saw of each
+// subvolume and where the records of directories no longer there are
+// dropped.
+//
+// What the walk saw of a btrfs subvolume tells the next run to look only
+// at what changed since (see subvols). A file that changed while it was
+// read needs nothing more: its inode item was written after the
+// generation the walk records, so the next run's tree search finds it.
+// Anything else that failed (a file with an I/O error, a directory that
+// could not be listed, a path too long to open) may never change, and
+// the search would never show it again: the directory that holds it is
+// recorded with the walk (see retrySet), and the next run walks below it
+// again, whatever changed, and looks at each file kept there (distrust);
+// a failure that cannot be placed so keeps the run from recording any
+// walk, and the next run walks again all that this one walked. Without
+// this, a file that fails every night (a bad sector, a VM image in use)
+// would have every night walk again all that the last complete one did.
 func (s *scanner) finish() {
+	whole := s.sv.walkedWhole()
+	retry, failed := s.retries.all()
 	for _, p := range s.unread.all() {
 		s.ops <- op{keep: p}
 	}
+	if !failed && (len(whole) > 0 || slices.ContainsFunc(s.rootKeys, func(k string) bool { return k != "" })) {
+		for _, p := range s.retries.failed {
+			s.ops <- op{distrust: p}
+		}
+	}
 	s.ops <- op{prune: true}
-	failed := s.c.failed.Load() != s.c.changedRead.Load()
 	for i, r := range s.roots {
 		if v, ok := s.rootVols[r]; ok {
 			o := root{path: r, vol: v, files: s.rootSeen[i]}
 			if !failed {
-				o.walked = s.rootKeys[i]
+				o.walked, o.retry = s.rootKeys[i], retry[v]
 			}
 			s.ops <- op{root: &o}
 		}
 	}
 	if !failed {
-		for v, key := range s.sv.walkedWhole() {
-			s.ops <- op{walked: &walked{vol: v, key: key}}
+		for v, key := range whole {
+			s.ops <- op{walked: &walked{vol: v, key: key, retry: retry[v]}}
 		}
 		for _, r := range s.sv.dirRegions() {
 			s.ops <- op{pruneDirs: &r}
@@ -524,13 +553,106 @@ func (s *scanner) finish() {
 }
 
 // fail reports a file that could not be read; keep says that what the
-// index holds at or below path stays.
+// index holds at or below path stays. The next run looks at path again
+// (see retrySet).
 func (s *scanner) fail(path string, err error, keep bool) {
 	s.c.failed.Add(1)
 	s.o.Error(path, err)
 	if keep {
 		s.unread.add(path)
 	}
+	s.retries.fail(path)
+	s.retryAt(path)
+}
+
+// failChanged reports a file that changed while it was read: the next
+// run's tree search finds it (see finish).
+func (s *scanner) failChanged(path string, err error) {
+	s.c.failed.Add(1)
+	s.c.changedRead.Add(1)
+	s.o.Error(path, err)
+}
+
+// retryAt notes, for the next run to walk again, the directory that holds
+// path, which could not be read: the nearest above it that can be looked
+// up (a path too long to open has none close by), without following a
+// symlink, on a device the walk met. path itself on another device (the
+// top of a subvolume, a mount point) cannot be placed so: the walk
+// records what it saw of its volume though it could not list it.
+func (s *scanner) retryAt(path string) {
+	var dev uint64
+	hasDev := false
+	if h, err := safeopen.Lookup(path); err == nil {
+		dev, hasDev = uint64(h.Stat.Dev), true
+		h.Close()
+	}
+	for d := filepath.Dir(path); filepath.IsAbs(d); d = filepath.Dir(d) {
+		h, err := safeopen.Lookup(d)
+		if err != nil {
+			if d == "/" {
+				break
+			}
+			continue
+		}
+		st := h.Stat
+		h.Close()
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && s.devs.known(uint64(st.Dev)) && (!hasDev || dev == uint64(st.Dev)) {
+			s.retries.add(s.devs.of(uint64(st.Dev)), index.Retry{Ino: st.Ino, Path: d})
+			return
+		}
+		break
+	}
+	s.retries.lost()
+}
+
+// retrySet holds, by volume, the directories that held what a run could
+// not read, and how many such failures could not be placed (see finish).
+type retrySet struct {
+	mu      sync.Mutex
+	dirs    map[fsys.Volume]map[uint64]string // inode -> path
+	nowhere int
+	failed  []string // the paths that failed; read once the run is done
+}
+
+func (r *retrySet) fail(path string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = append(r.failed, path)
+}
+
+func (r *retrySet) add(v fsys.Volume, d index.Retry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dirs == nil {
+		r.dirs = make(map[fsys.Volume]map[uint64]string)
+	}
+	if r.dirs[v] == nil {
+		r.dirs[v] = make(map[uint64]string)
+	}
+	r.dirs[v][d.Ino] = d.Path
+}
+
+func (r *retrySet) lost() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nowhere++
+}
+
+// all returns the directories to retry in each volume, by inode, and
+// whether a failure could not be placed. Each lies in a volume whose
+// walk the run records, whole or from a root inside it, or in one of a
+// filesystem without a tree search, whose next walk looks at everything
+// again.
+func (r *retrySet) all() (map[fsys.Volume][]index.Retry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[fsys.Volume][]index.Retry, len(r.dirs))
+	for v, dirs := range r.dirs {
+		for _, ino := range slices.Sorted(maps.Keys(dirs)) {
+			out[v] = append(out[v], index.Retry{Ino: ino, Path: dirs[ino]})
+		}
+	}
+	return out, r.nowhere > 0
 }
 
 // pathList is a list of paths that several goroutines add to.

@@ -34,7 +34,11 @@ type subvols struct {
 	sig      string                 // the options that shape a walk
 	excludes bool                   // the walk leaves out paths that match patterns
 	walked   map[fsys.Volume]string // what the index says each last walk saw
-	note     func(path string, dev uint64) fsys.Volume
+	// retry holds, by volume, the directories that held what the run
+	// that recorded its last walk could not read (index.Index.Retries):
+	// walked again, whatever changed (see withRetries).
+	retry map[fsys.Volume][]uint64
+	note  func(path string, dev uint64) fsys.Volume
 
 	mu      sync.Mutex
 	decided map[uint64]bool        // by st_dev: enter or not
@@ -194,7 +198,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	nested := s.nested(f, path)
 	skimmed := false
 	switch {
-	case prev == key && !nested:
+	case prev == key && !nested && len(s.retry[v]) == 0:
 		// Unchanged: left unwalked.
 	case prev == "":
 		parts, singles, ok := s.origin(f, v, path)
@@ -588,6 +592,7 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 	if err != nil {
 		return fiemap.Changes{}, false
 	}
+	c = s.withRetries(v, c)
 	var st unix.Stat_t
 	ferr := unix.Fstat(int(f.Fd()), &st)
 	s.mu.Lock()
@@ -597,6 +602,27 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 		s.listable[path] = uint64(st.Dev)
 	}
 	return c, true
+}
+
+// withRetries returns c with the directories of volume v to walk again
+// (see retry) among those whose entries changed: with a ctime no walk
+// records, so that entriesChanged keeps them, and partsOf has the walk go
+// below them. The rows kept below them were marked for a look (see
+// index.Tx.KeepUnder), so none is taken as listed.
+func (s *subvols) withRetries(v fsys.Volume, c fiemap.Changes) fiemap.Changes {
+	dirs := s.retry[v]
+	if len(dirs) == 0 {
+		return c
+	}
+	c.Dirs = maps.Clone(c.Dirs)
+	if c.Dirs == nil {
+		c.Dirs = make(map[uint64]int64, len(dirs))
+	}
+	for _, d := range dirs {
+		c.Dirs[d] = -1
+	}
+	c.Others = true
+	return c
 }
 
 // listed reports whether the walk hands over the files of the directory
@@ -754,6 +780,8 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	if err != nil {
 		return nil, nil, false
 	}
+	// What the origin's walk could not read, the snapshot holds too.
+	c = s.withRetries(from, c)
 	fd, err := unix.Dup(int(f.Fd()))
 	if err != nil {
 		return nil, nil, false
@@ -875,7 +903,7 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	}
 	key := s.key(gen, root)
 	switch {
-	case prev == key && !s.nested(f, root):
+	case prev == key && !s.nested(f, root) && len(s.retry[v]) == 0:
 		// Unchanged since its last complete walk, as an unchanged
 		// subvolume is (see decide): left unwalked, its rows counted.
 		s.mu.Lock()

@@ -166,6 +166,8 @@ func (s *scanner) apply(b *batch, o op) error {
 		return tx.Unmark(o.unmark)
 	case o.keep != "":
 		return tx.KeepUnder(o.keep, s.gen)
+	case o.distrust != "":
+		return tx.Distrust(o.distrust)
 	case o.volume != nil:
 		return tx.PutVolume(o.volume.info, o.volume.dev)
 	case o.attr != nil:
@@ -181,9 +183,15 @@ func (s *scanner) apply(b *batch, o op) error {
 	case o.uid != nil:
 		return tx.SetUID(o.uid.id, o.uid.uid)
 	case o.root != nil:
-		return tx.PutRoot(o.root.path, o.root.vol, o.root.files, o.root.walked)
+		if err := tx.PutRoot(o.root.path, o.root.vol, o.root.files, o.root.walked); err != nil || o.root.walked == "" {
+			return err
+		}
+		return tx.SetRetries(o.root.vol, o.root.path, o.root.retry)
 	case o.walked != nil:
-		return tx.SetWalked(o.walked.vol, o.walked.key)
+		if err := tx.SetWalked(o.walked.vol, o.walked.key); err != nil {
+			return err
+		}
+		return tx.SetRetries(o.walked.vol, "", o.walked.retry)
 	case o.dir != nil:
 		return tx.PutDir(o.dir.vol, o.dir.ino, o.dir.path, o.dir.ctime, o.dir.gen)
 	case o.pruneDirs != nil:
