@@ -29,7 +29,10 @@
 // defragmented) has them recorded again without its data being read.
 // Hard links are hashed once. Symbolic links, devices, FIFOs and sockets
 // are never opened. A file that changes while it is read is not recorded
-// and is reported. On an index made by a version that did not record the
+// and is reported. A file or directory that cannot be read (an I/O error,
+// a path too long) is reported, what the index had of it is kept, and the
+// next run looks at it again, on btrfs by walking its directory again
+// though nothing changed there. On an index made by a version that did not record the
 // NOCOW attribute, the first run opens each unchanged file once to read
 // it, without reading its data.
 //
@@ -228,8 +231,11 @@ file whose extents changed since the last run (deduplicated, reflinked,
 defragmented) has them recorded again without its data being read. Hard
 links are hashed once. Symbolic links, devices, FIFOs and sockets are
 never opened. A file that changes while it is read is not recorded and
-is reported. Killed at any moment, hashfile leaves an index
-that the next run completes.
+is reported. A file or directory that cannot be read (an I/O error, a
+path too long) is reported, what the index had of it is kept, and the
+next run looks at it again, on btrfs by walking its directory again
+though nothing changed there. Killed at any moment, hashfile leaves an
+index that the next run completes.
 
 Progress goes to standard error when it is a terminal, and a summary line
 at the end unless -q. Per-file errors name the file. Flags may be written
