@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -192,8 +193,9 @@ func imageDir(t testing.TB) string {
 }
 
 // SHA256Tree returns the hex SHA-256 of every regular file under dir, keyed
-// by slash-separated path relative to dir. Symlinks, devices, sockets and
-// FIFOs are left out; directories are walked but not listed.
+// by slash-separated path relative to dir (one whose path is longer than
+// PATH_MAX too, in a directory whose path is not). Symlinks, devices,
+// sockets and FIFOs are left out; directories are walked but not listed.
 func SHA256Tree(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	sums := make(map[string]string)
@@ -220,6 +222,18 @@ func SHA256Tree(t testing.TB, dir string) map[string]string {
 
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, unix.ENAMETOOLONG) {
+		// Longer than PATH_MAX: opened from its directory.
+		var dir *os.File
+		if dir, err = os.Open(filepath.Dir(path)); err == nil {
+			var fd int
+			fd, err = unix.Openat(int(dir.Fd()), filepath.Base(path), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			dir.Close()
+			if err == nil {
+				f = os.NewFile(uintptr(fd), path)
+			}
+		}
+	}
 	if err != nil {
 		return "", err
 	}
