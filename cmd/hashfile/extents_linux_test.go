@@ -1504,11 +1504,11 @@ func TestRetryFailed(t *testing.T) {
 	testfs.Run(t, "sync")
 	db := filepath.Join(t.TempDir(), "index.db")
 
-	// run checks that hashfile fails with exactly the error for far in
-	// each tree, and the summary want.
-	run := func(want counts, trees ...string) {
+	// runOn checks that hashfile on root fails with exactly the error for
+	// far in each tree, and the summary want.
+	runOn := func(db, root string, want counts, trees ...string) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", "-db", db, mnt)
+		_, stderr, err := hashfile(t, "", "-db", db, root)
 		if cli.Status(err) != cli.ExitPartial {
 			t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
 		}
@@ -1528,8 +1528,12 @@ func TestRetryFailed(t *testing.T) {
 		}
 		checkSummary(t, stderr, want)
 	}
-	// retried checks the directories the index has to walk again.
-	retried := func(want ...string) {
+	run := func(want counts, trees ...string) {
+		t.Helper()
+		runOn(db, mnt, want, trees...)
+	}
+	// retriedIn checks the directories index db has to walk again.
+	retriedIn := func(db string, want ...string) {
 		t.Helper()
 		rows, err := openRaw(t, db).Query("SELECT path FROM retry ORDER BY path")
 		if err != nil {
@@ -1548,6 +1552,10 @@ func TestRetryFailed(t *testing.T) {
 			t.Errorf("directories to walk again = %q; want %q", got, want)
 		}
 	}
+	retried := func(want ...string) {
+		t.Helper()
+		retriedIn(db, want...)
+	}
 
 	run(counts{seen: 10, hashed: 9, links: 1, failed: 1, read: 9 * 8 << 10}, live)
 	retried(deep)
@@ -1565,6 +1573,14 @@ func TestRetryFailed(t *testing.T) {
 	// again; the rest is as the index has it.
 	run(counts{seen: 9, unchanged: 9, failed: 1, part: 1, listed: 1}, live)
 	retried(deep)
+
+	// A root inside live, not its top: its walk is recorded with the
+	// root, and the next run walks again only below deep there too.
+	inner, innerDB := p("deep"), filepath.Join(t.TempDir(), "inner.db")
+	runOn(innerDB, inner, counts{seen: 1, hashed: 1, failed: 1, read: 8 << 10}, live)
+	retriedIn(innerDB, deep)
+	runOn(innerDB, inner, counts{seen: 1, unchanged: 1, failed: 1, rootsPart: 1, listed: 1}, live)
+	retriedIn(innerDB, deep)
 
 	// A snapshot of live: its files taken from live's rows, and walked
 	// below deep there too.
