@@ -37,8 +37,8 @@
 // changed after the walk's generation, and a run that goes by that walk
 // finds it (fiemap.Changed); for any other, the directory that holds it
 // is recorded with the walk (index.Tx.SetRetries), and the next run walks
-// below it again, whatever changed (subvols.withRetries), its rows kept
-// there looked at (index.Tx.KeepUnder). A failure that cannot be placed
+// below it again, whatever changed (subvols.withRetries), its rows at
+// what failed looked at (index.Tx.Distrust). A failure that cannot be placed
 // in a directory of a volume the walk met keeps the run from recording
 // any walk (scanner.finish).
 // So is a path that no longer leads to the inode the walk listed, through

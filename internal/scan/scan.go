@@ -577,8 +577,9 @@ func (s *scanner) failChanged(path string, err error) {
 // path, which could not be read: the nearest above it that can be looked
 // up (a path too long to open has none close by), without following a
 // symlink, on a device the walk met. path itself on another device (the
-// top of a subvolume, a mount point) cannot be placed so: the walk
-// records what it saw of its volume though it could not list it.
+// top of a subvolume, a mount point) cannot be placed so, as the walk
+// would record what it saw of that volume though it could not list it:
+// such a failure keeps the run from recording any walk.
 func (s *scanner) retryAt(path string) {
 	var dev uint64
 	hasDev := false
