@@ -1601,4 +1601,15 @@ func TestRetryFailed(t *testing.T) {
 	if _, ok := indexed(t, db)[filepath.Join(deep, "near")]; !ok {
 		t.Errorf("%s is not indexed", filepath.Join(deep, "near"))
 	}
+
+	// The snapshot deleted: nothing fails, and its directory to walk
+	// again goes with its files.
+	testfs.Run(t, "btrfs", "subvolume", "delete", snap)
+	testfs.Run(t, "sync")
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 9, unchanged: 9, pruned: 9, subvols: 1})
+	retried()
 }

@@ -68,7 +68,8 @@
 //     what the last run to record a subvolume's walk could not read (a
 //     file with an I/O error, a path too long to open): the next run
 //     walks below them again, though nothing changed there (Tx.SetRetries,
-//     Index.Retries).
+//     Index.Retries); those of a volume no file is left of (a snapshot
+//     deleted) go when a run prunes (Tx.PruneRetries).
 //
 // # The file
 //

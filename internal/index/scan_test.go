@@ -456,4 +456,27 @@ func TestRetries(t *testing.T) {
 			t.Errorf("after SetRetries(%v, %q, %v): Retries() = %v; want %v", step.vol, step.under, step.dirs, got, step.want)
 		}
 	}
+
+	// PruneRetries keeps those of a volume the index has a file of, and
+	// drops the others'.
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := File{Path: "/m/s/d/x", NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: b, Ino: 261, Size: 4096, Mtime: 1, Ctime: 1}}
+	steps := []func() error{
+		func() error { return tx.SetRetries(b, "", []Retry{r(260, "/m/s/d")}) },
+		func() error { _, err := tx.Put(f, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); return err },
+		tx.PruneRetries,
+		tx.Commit,
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	got, err := ix.Retries(ctx)
+	if want := map[fsys.Volume][]uint64{b: {260}}; err != nil || !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("after PruneRetries: Retries() = %v, %v; want %v", got, err, want)
+	}
 }

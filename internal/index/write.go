@@ -687,6 +687,14 @@ func (t *Tx) SetRetries(v fsys.Volume, under string, dirs []Retry) error {
 	return nil
 }
 
+// PruneRetries drops the directories to walk again of the volumes the
+// index no longer has a file of (a snapshot deleted): no walk of theirs
+// will replace them.
+func (t *Tx) PruneRetries() error {
+	_, err := t.exec("DELETE FROM retry WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.vol = retry.vol)")
+	return err
+}
+
 // PutDir records directory ino of volume v, met at path by a walk that
 // began at generation gen of its btrfs subvolume, with its ctime in
 // nanoseconds (see Index.Dirs).

@@ -216,6 +216,9 @@ func (s *scanner) prune() error {
 			return err
 		}
 		k, err := tx.PruneGone(s.gen, pruneBatch)
+		if err == nil && k < pruneBatch {
+			err = tx.PruneRetries()
+		}
 		if err != nil {
 			tx.Rollback()
 			return err
