@@ -32,9 +32,9 @@
 // and is reported. A file or directory that cannot be read (an I/O error,
 // a path too long) is reported, what the index had of it is kept, and the
 // next run looks at it again, on btrfs by walking its directory again
-// though nothing changed there. On an index made by a version that did not record the
-// NOCOW attribute, the first run opens each unchanged file once to read
-// it, without reading its data.
+// though nothing changed there. On an index made by a version that did
+// not record the NOCOW attribute, the first run opens each unchanged file
+// once to read it, without reading its data.
 //
 // The index is -db, else $SAME_DB, else $XDG_STATE_HOME/same/index.db
 // (~/.local/state/same/index.db). Its block size is fixed when it is
