@@ -37,15 +37,14 @@
 // hashfile before findsame, so that what changed since is recorded). The
 // files a plan names count as named from before its first line is
 // printed, even when the run is cut short (an interrupt, applysame
-// stopping early). A
-// file changed or gone since it was hashed is left out with a warning
-// naming it (files gone, one warning for those of each filesystem or
-// subvolume: how many, the directory they share and the first), and the
-// next run looks at it again; run hashfile again to include it. A file with the immutable
-// attribute (chattr +i), into which the kernel shares nothing even for
-// root, is seen when mapped again: it is never a destination nor
-// rewritten, only a source (with -whole-files, the source of its copies),
-// with a warning naming it.
+// stopping early). A file changed or gone since it was hashed is left
+// out with a warning naming it (files gone, one warning for those of each
+// filesystem or subvolume: how many, the directory they share and the
+// first), and the next run looks at it again; run hashfile again to
+// include it. A file with the immutable attribute (chattr +i), into which
+// the kernel shares nothing even for root, is seen when mapped again: it
+// is never a destination nor rewritten, only a source (with -whole-files,
+// the source of its copies), with a warning naming it.
 //
 // Findsame keeps the sums it grouped in a table beside the index
 // (INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created

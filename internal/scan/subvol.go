@@ -607,8 +607,8 @@ func (s *subvols) since(f *os.File, v fsys.Volume, prev string, gen uint64, path
 // withRetries returns c with the directories of volume v to walk again
 // (see retry) among those whose entries changed: with a ctime no walk
 // records, so that entriesChanged keeps them, and partsOf has the walk go
-// below them. The rows kept below them were marked for a look (see
-// index.Tx.KeepUnder), so none is taken as listed.
+// below them. The rows at what failed there had their owner forgotten
+// (see index.Tx.Distrust), so none is taken as listed.
 func (s *subvols) withRetries(v fsys.Volume, c fiemap.Changes) fiemap.Changes {
 	dirs := s.retry[v]
 	if len(dirs) == 0 {

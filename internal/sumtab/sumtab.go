@@ -22,9 +22,9 @@
 // reader finds the old table or the new one whole; the entries carry a
 // checksum that Iter verifies, and the header, sets, ranks and aliases
 // one that Open verifies: a table damaged on disk is never trusted. They
-// are created 0600, like the index: the sums say what the files hold. Open refuses a table another user owns or
-// others may write: one made by someone else could hide groups from the
-// plan.
+// are created 0600, like the index: the sums say what the files hold.
+// Open refuses a table another user owns or others may write: one made
+// by someone else could hide groups from the plan.
 //
 // # Format
 //
