@@ -1469,34 +1469,12 @@ func TestRootsUnchanged(t *testing.T) {
 func TestRetryFailed(t *testing.T) {
 	mnt, live, p := noatimeLive(t)
 	partWalkTree(t, p)
-	// Directories nested until a name of 250 bytes no longer fits in
-	// PATH_MAX (4096 with its NUL) below them.
-	deep := p("deep")
-	for len(deep) < 4096-250 {
-		deep = filepath.Join(deep, strings.Repeat("d", 200))
-	}
-	if err := os.MkdirAll(deep, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(deep, "near"), randomBytes(40, 8<<10))
-	far := filepath.Join(deep, strings.Repeat("f", 250))
-	if len(far) < 4096 {
-		t.Fatalf("%d bytes: not too long", len(far))
-	}
+	deep, far := tooLong(t, p("deep"))
 	dir, err := unix.Open(deep, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(dir)
-	f, err := unix.Openat(dir, filepath.Base(far), unix.O_WRONLY|unix.O_CREAT, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = unix.Write(f, randomBytes(41, 8<<10))
-	unix.Close(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	snaps := filepath.Join(mnt, "snaps")
 	if err := os.Mkdir(snaps, 0o755); err != nil {
 		t.Fatal(err)
@@ -1612,4 +1590,123 @@ func TestRetryFailed(t *testing.T) {
 	}
 	checkSummary(t, stderr, counts{seen: 9, unchanged: 9, pruned: 9, subvols: 1})
 	retried()
+}
+
+// tooLong makes below top directories nested until a name of 250 bytes
+// no longer fits in PATH_MAX (4096 with its NUL) below them, the deepest
+// holding a file "near" and one whose path is too long, far.
+func tooLong(t *testing.T, top string) (deep, far string) {
+	t.Helper()
+	deep = top
+	for len(deep) < 4096-250 {
+		deep = filepath.Join(deep, strings.Repeat("d", 200))
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(deep, "near"), randomBytes(40, 8<<10))
+	far = filepath.Join(deep, strings.Repeat("f", 250))
+	if len(far) < 4096 {
+		t.Fatalf("%d bytes: not too long", len(far))
+	}
+	dir, err := unix.Open(deep, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dir)
+	f, err := unix.Openat(dir, filepath.Base(far), unix.O_WRONLY|unix.O_CREAT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = unix.Write(f, randomBytes(41, 8<<10))
+	unix.Close(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deep, far
+}
+
+// TestRetryMoved checks that a directory to walk again is found by its
+// inode, wherever its owner moved it, and never by the path it had: the
+// next run, after the directory was renamed and a symbolic link to a
+// directory outside the root put in its place, reports the file that
+// fails at its new path, walks nothing through the link, and keeps the
+// directory to walk again under its new path.
+func TestRetryMoved(t *testing.T) {
+	mnt, live, p := noatimeLive(t)
+	partWalkTree(t, p)
+	deep, far := tooLong(t, p("deep"))
+	bait := filepath.Join(mnt, "bait")
+	writeFile(t, filepath.Join(bait, "secret"), randomBytes(42, 8<<10))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+
+	// run checks that hashfile on live fails with exactly the error for
+	// far, and the summary want; and that the index then has to walk
+	// again the directory that holds far, and no other.
+	run := func(far string, want counts) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, live)
+		if cli.Status(err) != cli.ExitPartial {
+			t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
+		}
+		var errs []string
+		for line := range strings.Lines(stderr) {
+			if !strings.Contains(line, " files seen, ") {
+				errs = append(errs, strings.TrimSuffix(line, "\n"))
+			}
+		}
+		if wantErr := fmt.Sprintf("hashfile: lstat %s: file name too long", far); !slices.Equal(errs, []string{wantErr}) {
+			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), wantErr)
+		}
+		checkSummary(t, stderr, want)
+		var got []string
+		rows, err := openRaw(t, db).Query("SELECT path FROM retry ORDER BY path")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var path string
+			if err := rows.Scan(&path); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, path)
+		}
+		if want := filepath.Dir(far); !slices.Equal(got, []string{want}) {
+			t.Errorf("directories to walk again = %q; want [%q]", got, want)
+		}
+		// Every file of live but far, and nothing else (d/h, a second
+		// name of a/x/h, has no row of its own).
+		var paths, wantPaths []string
+		for path := range indexed(t, db) {
+			paths = append(paths, path)
+		}
+		for _, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t", "a/x/h"} {
+			wantPaths = append(wantPaths, p(name))
+		}
+		wantPaths = append(wantPaths, filepath.Join(filepath.Dir(far), "near"))
+		slices.Sort(paths)
+		slices.Sort(wantPaths)
+		if !slices.Equal(paths, wantPaths) {
+			t.Errorf("indexed:\n%s\nwant:\n%s", strings.Join(paths, "\n"), strings.Join(wantPaths, "\n"))
+		}
+	}
+	run(far, counts{seen: 10, hashed: 9, links: 1, failed: 1, read: 9 * 8 << 10})
+
+	// The owner renames the directory that holds far and puts in its
+	// place a link to a directory outside live.
+	moved := filepath.Join(filepath.Dir(deep), strings.Repeat("m", 200))
+	if err := os.Rename(deep, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bait, deep); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	movedFar := filepath.Join(moved, filepath.Base(far))
+	// near is renamed with the directory; the link is not followed.
+	run(movedFar, counts{seen: 9, unchanged: 9, renamed: 1, skipped: 1, failed: 1, part: 1})
+	// Nothing changed: the directory is walked again where it is now.
+	run(movedFar, counts{seen: 9, unchanged: 9, failed: 1, part: 1, listed: 1})
 }
