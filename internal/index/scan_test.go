@@ -383,24 +383,17 @@ func TestDistrust(t *testing.T) {
 	ctx := context.Background()
 	vol := fsys.Volume{FS: "f1", Subvol: 5}
 	paths := []string{"/d", "/d/a", "/d/s/b", "/d.x", "/da", "/e/a"}
-	tx, err := ix.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, p := range paths {
-		f := File{Path: p, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: vol, Ino: uint64(i + 1), Size: 4096, Mtime: 1, Ctime: 1}}
-		if _, err := tx.Put(f, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); err != nil {
-			t.Fatal(err)
+	inTx(t, ix, func(tx *Tx) error {
+		for i, p := range paths {
+			f := File{Path: p, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: vol, Ino: uint64(i + 1), Size: 4096, Mtime: 1, Ctime: 1}}
+			if _, err := tx.Put(f, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); err != nil {
+				return err
+			}
 		}
-	}
-	if err := tx.Distrust("/d"); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+		return tx.Distrust("/d")
+	})
 	got := make(map[string]int64)
-	err = ix.Files(ctx, func(f File) error {
+	err := ix.Files(ctx, func(f File) error {
 		got[f.Path] = f.UID
 		return nil
 	})
@@ -435,16 +428,7 @@ func TestRetries(t *testing.T) {
 		{a, "", []Retry{r(257, "/m/z")}, map[fsys.Volume][]uint64{a: {257}, b: {260}}},
 		{b, "", nil, map[fsys.Volume][]uint64{a: {257}}},
 	} {
-		tx, err := ix.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.SetRetries(step.vol, step.under, step.dirs); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		inTx(t, ix, func(tx *Tx) error { return tx.SetRetries(step.vol, step.under, step.dirs) })
 		got, err := ix.Retries(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -459,22 +443,16 @@ func TestRetries(t *testing.T) {
 
 	// PruneRetries keeps those of a volume the index has a file of, and
 	// drops the others'.
-	tx, err := ix.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := File{Path: "/m/s/d/x", NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: b, Ino: 261, Size: 4096, Mtime: 1, Ctime: 1}}
-	steps := []func() error{
-		func() error { return tx.SetRetries(b, "", []Retry{r(260, "/m/s/d")}) },
-		func() error { _, err := tx.Put(f, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); return err },
-		tx.PruneRetries,
-		tx.Commit,
-	}
-	for i, step := range steps {
-		if err := step(); err != nil {
-			t.Fatalf("step %d: %v", i, err)
+	inTx(t, ix, func(tx *Tx) error {
+		if err := tx.SetRetries(b, "", []Retry{r(260, "/m/s/d")}); err != nil {
+			return err
 		}
-	}
+		if _, err := tx.Put(f, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil); err != nil {
+			return err
+		}
+		return tx.PruneRetries()
+	})
 	got, err := ix.Retries(ctx)
 	if want := map[fsys.Volume][]uint64{b: {260}}; err != nil || !maps.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("after PruneRetries: Retries() = %v, %v; want %v", got, err, want)
