@@ -1486,25 +1486,11 @@ func TestRetryFailed(t *testing.T) {
 	// far in each tree, and the summary want.
 	runOn := func(db, root string, want counts, trees ...string) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", "-db", db, root)
-		if cli.Status(err) != cli.ExitPartial {
-			t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
-		}
-		var errs, wantErrs []string
-		for line := range strings.Lines(stderr) {
-			if !strings.Contains(line, " files seen, ") {
-				errs = append(errs, strings.TrimSuffix(line, "\n"))
-			}
-		}
+		var fars []string
 		for _, tree := range trees {
-			wantErrs = append(wantErrs, fmt.Sprintf("hashfile: lstat %s: file name too long", tree+strings.TrimPrefix(far, live)))
+			fars = append(fars, tree+strings.TrimPrefix(far, live))
 		}
-		slices.Sort(errs)
-		slices.Sort(wantErrs)
-		if !slices.Equal(errs, wantErrs) {
-			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(wantErrs, "\n"))
-		}
-		checkSummary(t, stderr, want)
+		failsTooLong(t, db, root, want, fars...)
 	}
 	run := func(want counts, trees ...string) {
 		t.Helper()
@@ -1513,20 +1499,7 @@ func TestRetryFailed(t *testing.T) {
 	// retriedIn checks the directories index db has to walk again.
 	retriedIn := func(db string, want ...string) {
 		t.Helper()
-		rows, err := openRaw(t, db).Query("SELECT path FROM retry ORDER BY path")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var got []string
-		for rows.Next() {
-			var path string
-			if err := rows.Scan(&path); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, path)
-		}
-		if !slices.Equal(got, want) {
+		if got := retriedDirs(t, db); !slices.Equal(got, want) {
 			t.Errorf("directories to walk again = %q; want %q", got, want)
 		}
 	}
@@ -1592,6 +1565,55 @@ func TestRetryFailed(t *testing.T) {
 	retried()
 }
 
+// failsTooLong runs hashfile -db db root and checks that it exits with
+// status 3, having reported exactly the error of each path in fars, too
+// long to look up, and the summary want.
+func failsTooLong(t *testing.T, db, root string, want counts, fars ...string) {
+	t.Helper()
+	_, stderr, err := hashfile(t, "", "-db", db, root)
+	if cli.Status(err) != cli.ExitPartial {
+		t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
+	}
+	var errs, wantErrs []string
+	for line := range strings.Lines(stderr) {
+		if !strings.Contains(line, " files seen, ") {
+			errs = append(errs, strings.TrimSuffix(line, "\n"))
+		}
+	}
+	for _, far := range fars {
+		wantErrs = append(wantErrs, fmt.Sprintf("hashfile: lstat %s: file name too long", far))
+	}
+	slices.Sort(errs)
+	slices.Sort(wantErrs)
+	if !slices.Equal(errs, wantErrs) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(wantErrs, "\n"))
+	}
+	checkSummary(t, stderr, want)
+}
+
+// retriedDirs returns the paths of the directories index db has to walk
+// again, sorted.
+func retriedDirs(t *testing.T, db string) []string {
+	t.Helper()
+	rows, err := openRaw(t, db).Query("SELECT path FROM retry ORDER BY path")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var path string
+		if err := rows.Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, path)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // tooLong makes below top directories nested until a name of 250 bytes
 // no longer fits in PATH_MAX (4096 with its NUL) below them, the deepest
 // holding a file "near" and one whose path is too long, far.
@@ -1646,34 +1668,8 @@ func TestRetryMoved(t *testing.T) {
 	// again the directory that holds far, and no other.
 	run := func(far string, want counts) {
 		t.Helper()
-		_, stderr, err := hashfile(t, "", "-db", db, live)
-		if cli.Status(err) != cli.ExitPartial {
-			t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
-		}
-		var errs []string
-		for line := range strings.Lines(stderr) {
-			if !strings.Contains(line, " files seen, ") {
-				errs = append(errs, strings.TrimSuffix(line, "\n"))
-			}
-		}
-		if wantErr := fmt.Sprintf("hashfile: lstat %s: file name too long", far); !slices.Equal(errs, []string{wantErr}) {
-			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), wantErr)
-		}
-		checkSummary(t, stderr, want)
-		var got []string
-		rows, err := openRaw(t, db).Query("SELECT path FROM retry ORDER BY path")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var path string
-			if err := rows.Scan(&path); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, path)
-		}
-		if want := filepath.Dir(far); !slices.Equal(got, []string{want}) {
+		failsTooLong(t, db, live, want, far)
+		if got, want := retriedDirs(t, db), filepath.Dir(far); !slices.Equal(got, []string{want}) {
 			t.Errorf("directories to walk again = %q; want [%q]", got, want)
 		}
 		// Every file of live but far, and nothing else (d/h, a second
