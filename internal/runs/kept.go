@@ -215,14 +215,15 @@ func (f *finder) untouched() []bool {
 	out := make([]bool, len(f.files))
 	for i := range f.files {
 		fl := &f.files[i]
-		out[i] = fl.changed <= last.Seq && last.Files.Has(fl.id) && !last.Named.Has(fl.id) && !lost[fl.vol.FS]
+		out[i] = f.seqs[fl.id].changed <= last.Seq && last.Files.Has(fl.id) && !last.Named.Has(fl.id) && !lost[fl.vol.FS]
 	}
 	for i := range f.files {
 		fl := &f.files[i]
-		if out[i] || fl.cloneOf == 0 || last.Named.Has(fl.id) {
+		sq := f.seqs[fl.id]
+		if out[i] || sq.cloneOf == 0 || last.Named.Has(fl.id) {
 			continue
 		}
-		if o, ok := f.byID.of(fl.cloneOf); ok && out[o] && f.files[o].changed == fl.cloneSeq {
+		if o, ok := f.byID.of(sq.cloneOf); ok && out[o] && f.seqs[f.files[o].id].changed == sq.cloneSeq {
 			out[i] = true
 		}
 	}
@@ -336,14 +337,14 @@ func (f *finder) regroup() (err error) {
 	volChanged := make(map[fsys.Volume]bool)
 	for i := range f.files {
 		fl := &f.files[i]
-		all += fl.blocks
+		all += fl.blocks(f.bs)
 		vc, known := volChanged[fl.vol.Volume]
 		if !known {
 			was, ok := last.Volumes[volumeKey(fl)]
 			vc = ok && was != volumeValue(fl)
 			volChanged[fl.vol.Volume] = vc
 		}
-		changed[i] = fl.changed > last.Seq || !last.Files.Has(fl.id) || vc
+		changed[i] = f.seqs[fl.id].changed > last.Seq || !last.Files.Has(fl.id) || vc
 		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
 	}
 	// The aliases of the last table, by the id whose entries are theirs:
@@ -366,7 +367,7 @@ func (f *finder) regroup() (err error) {
 	var ids []int
 	for i := range f.files {
 		if redo[i] {
-			redoBlocks += f.files[i].blocks
+			redoBlocks += f.files[i].blocks(f.bs)
 			ids = append(ids, i)
 		}
 	}
@@ -852,8 +853,9 @@ var baseBatch = math.MaxInt
 func (f *finder) fileChunks() []chunkCount {
 	var out []chunkCount
 	for i := range f.files {
-		for b := int64(0); b < f.files[i].blocks; b += index.ChunkBlocks {
-			out = append(out, chunkCount{mkloc(i, b), min(index.ChunkBlocks, f.files[i].blocks-b)})
+		n := f.files[i].blocks(f.bs)
+		for b := int64(0); b < n; b += index.ChunkBlocks {
+			out = append(out, chunkCount{mkloc(i, b), min(index.ChunkBlocks, n-b)})
 		}
 	}
 	return out
@@ -865,11 +867,12 @@ func (f *finder) fileChunks() []chunkCount {
 // (files.blocks_of), whatever row holds them now.
 func (f *finder) originSums(i int, pos fileIndex) ([]byte, bool) {
 	c := &f.files[i]
-	if c.cloneOf <= 0 {
+	sq := f.seqs[c.id]
+	if sq.cloneOf <= 0 {
 		return nil, false
 	}
-	o, ok := pos.of(c.cloneOf)
-	if !ok || f.files[o].changed != c.cloneSeq || f.files[o].Size != c.Size {
+	o, ok := pos.of(sq.cloneOf)
+	if !ok || f.seqs[f.files[o].id].changed != sq.cloneSeq || f.files[o].Size != c.Size {
 		return nil, false
 	}
 	sums, ok := f.held[f.files[o].id]
@@ -910,12 +913,13 @@ func (f *finder) clones(changed, redo []bool, pos fileIndex) map[int][]int {
 	}
 	for i := range f.files {
 		c := &f.files[i]
-		o, ok := pos.of(c.cloneOf)
-		if !changed[i] || c.cloneOf <= 0 || !ok {
+		sq := f.seqs[c.id]
+		o, ok := pos.of(sq.cloneOf)
+		if !changed[i] || sq.cloneOf <= 0 || !ok {
 			continue
 		}
 		of := &f.files[o]
-		if redo[o] || of.changed != c.cloneSeq || of.Size != c.Size || of.class != c.class ||
+		if redo[o] || f.seqs[of.id].changed != sq.cloneSeq || of.Size != c.Size || of.class != c.class ||
 			(of.Size < f.bs && !of.inline && inlineSizes[of.Size]) {
 			continue
 		}

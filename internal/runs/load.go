@@ -22,16 +22,18 @@ import (
 // those of the files a mapping names are read once grouping has found
 // them, as they are now (remap) or as recorded (Find), and the others'
 // are never looked at.
-func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summary) ([]file, fileIndex, error) {
+func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summary) ([]file, fileIndex, []rowSeq, error) {
 	vols, err := ix.Volumes(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// Room for every file at once: growing the slice as it fills took
 	// a third of a re-run's loading (copies, and the page faults of each
 	// new array). Ids are given in order; the room the gaps of deleted
 	// files leave is never touched, and so never takes memory.
-	files := make([]file, 0, ix.MaxFileID(ctx))
+	maxID := ix.MaxFileID(ctx)
+	files := make([]file, 0, maxID)
+	seqs := make([]rowSeq, maxID+1)
 	classOf := classes()
 	volOf := make(map[fsys.Volume]*volume)
 	can := canDedupe(vols, o.Live, o.Warn)
@@ -81,27 +83,28 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		files = append(files, file{
 			id: f.ID, path: f.Path,
 			vol: vol, Ino: f.Ino, Size: f.Size, Mtime: f.Mtime,
-			blocks:  (f.Size + bs - 1) / bs,
-			changed: f.Changed,
-			cloneOf: f.CloneOf, cloneSeq: f.CloneSeq,
 			class: classOf(f.Vol.FS, f.NoCOW == index.NoCOWSet, uid),
 		})
+		if f.ID >= int64(len(seqs)) { // written since MaxFileID
+			seqs = append(seqs, make([]rowSeq, f.ID+1-int64(len(seqs)))...)
+		}
+		seqs[f.ID] = rowSeq{changed: f.Changed, cloneOf: f.CloneOf, cloneSeq: f.CloneSeq}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if sum.Unnamed > 0 {
 		o.warn("", fmt.Errorf("%d files left out: recorded by an older hashfile or without their owner; run hashfile again", sum.Unnamed))
 	}
 	if len(files) >= 1<<31 {
-		return nil, nil, fmt.Errorf("too many files (%d)", len(files))
+		return nil, nil, nil, fmt.Errorf("too many files (%d)", len(files))
 	}
 	if o.Live {
 		markReadOnly(files, o.NoReadOnly)
 	}
 	if wg.Wait(); flaggedErr != nil {
-		return nil, nil, flaggedErr
+		return nil, nil, nil, flaggedErr
 	}
 	for i := range files {
 		fl := flagged[files[i].id]
@@ -110,7 +113,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	}
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	o.progress("loading files", n, total, "files")
-	return files, newFileIndex(files), nil
+	return files, newFileIndex(files), seqs, nil
 }
 
 // fileIndex finds the files by their ids in the index: the position in

@@ -160,7 +160,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID fileInd
 				d.refused = true
 				continue
 			}
-			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks, len: d.Size, freed: wholeFreed(d)})
+			runs = append(runs, run{src: mkloc(group[0].f, 0), dst: mkloc(w.f, 0), n: d.blocks(bs), len: d.Size, freed: wholeFreed(d)})
 		}
 	}
 	sum.Immutable = refusedImmutable(files, &o)
