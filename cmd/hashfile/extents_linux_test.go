@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"same/internal/fiemap"
 	"same/internal/index"
 	"same/internal/testfs"
+	"same/internal/walk"
 )
 
 // TestSnapshotsReadOnce builds a small snapshot host on btrfs -- a
@@ -1567,8 +1569,16 @@ func TestRetryFailed(t *testing.T) {
 
 // failsTooLong runs hashfile -db db root and checks that it exits with
 // status 3, having reported exactly the error of each path in fars, too
-// long to look up, and the summary want.
+// long to look up (see runTooLong), and the summary want.
 func failsTooLong(t *testing.T, db, root string, want counts, fars ...string) {
+	t.Helper()
+	checkSummary(t, runTooLong(t, db, root, fars...), want)
+}
+
+// runTooLong runs hashfile -db db root and checks that it exits with
+// status 3, having reported exactly the error of each path in fars, too
+// long to look up; it returns what hashfile wrote to standard error.
+func runTooLong(t *testing.T, db, root string, fars ...string) string {
 	t.Helper()
 	_, stderr, err := hashfile(t, "", "-db", db, root)
 	if cli.Status(err) != cli.ExitPartial {
@@ -1588,7 +1598,7 @@ func failsTooLong(t *testing.T, db, root string, want counts, fars ...string) {
 	if !slices.Equal(errs, wantErrs) {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(wantErrs, "\n"))
 	}
-	checkSummary(t, stderr, want)
+	return stderr
 }
 
 // retriedDirs returns the paths of the directories index db has to walk
@@ -1612,6 +1622,102 @@ func retriedDirs(t *testing.T, db string) []string {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// TestRetrySwapped checks that a directory kept to walk again, which its
+// owner trades places with a symbolic link to a directory outside the
+// root (renameat2 RENAME_EXCHANGE) after the run listed their parent and
+// before it opens the directory (walk.Fault), does not lead hashfile out
+// of the root: the run reports the directory, indexes nothing from
+// outside, keeps the rows of what it holds and walks its parent again
+// next time. The next run finds the directory under the link's name,
+// where far is not too long; and with the two traded back, the run after
+// that fails on far again, as the first did.
+func TestRetrySwapped(t *testing.T) {
+	mnt, live, p := noatimeLive(t)
+	partWalkTree(t, p)
+	deep, far := tooLong(t, p("deep"))
+	bait := filepath.Join(mnt, "bait")
+	writeFile(t, filepath.Join(bait, "secret"), randomBytes(42, 8<<10))
+	link := filepath.Join(filepath.Dir(deep), "link")
+	if err := os.Symlink(bait, link); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	exchange := func() {
+		if err := unix.Renameat2(unix.AT_FDCWD, deep, unix.AT_FDCWD, link, unix.RENAME_EXCHANGE); err != nil {
+			t.Error(err)
+		}
+	}
+	// check checks that the index holds exactly the files of live but
+	// far, those of the directory that holds it named below dir, and that
+	// it has to walk again exactly the directories retry.
+	check := func(dir string, retry ...string) {
+		t.Helper()
+		var paths, want []string
+		for path := range indexed(t, db) {
+			paths = append(paths, path)
+		}
+		for _, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t", "a/x/h"} {
+			want = append(want, p(name))
+		}
+		want = append(want, filepath.Join(dir, "near"))
+		if dir != deep {
+			want = append(want, filepath.Join(dir, filepath.Base(far)))
+		}
+		slices.Sort(paths)
+		slices.Sort(want)
+		if !slices.Equal(paths, want) {
+			t.Errorf("indexed:\n%s\nwant:\n%s", strings.Join(paths, "\n"), strings.Join(want, "\n"))
+		}
+		if got := retriedDirs(t, db); !slices.Equal(got, retry) {
+			t.Errorf("directories to walk again = %q; want %q", got, retry)
+		}
+	}
+	failsTooLong(t, db, live, counts{seen: 10, hashed: 9, links: 1, skipped: 1, failed: 1, read: 9 * 8 << 10}, far)
+	check(deep, deep)
+
+	// run runs hashfile on live and checks that it reports exactly the
+	// errors errs (exiting with status 3 if any) and the summary want.
+	run := func(want counts, errs ...string) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", "-db", db, live)
+		if status := cli.Status(err); (len(errs) > 0) != (status == cli.ExitPartial) || (len(errs) == 0 && err != nil) {
+			t.Errorf("hashfile = %v with errors %q\n%s", err, errs, stderr)
+		}
+		var got []string
+		for line := range strings.Lines(stderr) {
+			if !strings.Contains(line, " files seen, ") {
+				got = append(got, strings.TrimSuffix(line, "\n"))
+			}
+		}
+		if !slices.Equal(got, errs) {
+			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(errs, "\n"))
+		}
+		checkSummary(t, stderr, want)
+	}
+	var once sync.Once
+	walk.Fault = func(path string) {
+		if path == deep {
+			once.Do(exchange)
+		}
+	}
+	t.Cleanup(func() { walk.Fault = nil })
+	// O_NOFOLLOW|O_DIRECTORY: the link is not a directory. The directory
+	// that held it is walked again.
+	run(counts{seen: 8, unchanged: 8, failed: 1, part: 1}, "hashfile: open "+deep+": not a directory")
+	walk.Fault = nil
+	check(deep, filepath.Dir(deep))
+
+	// near is found renamed, and far is not too long there.
+	run(counts{seen: 10, hashed: 1, unchanged: 9, renamed: 1, skipped: 1, part: 1, read: 8 << 10})
+	check(link)
+
+	exchange()
+	testfs.Run(t, "sync")
+	run(counts{seen: 9, unchanged: 9, renamed: 1, skipped: 1, failed: 1, pruned: 1, part: 1}, "hashfile: lstat "+far+": file name too long")
+	check(deep, deep)
 }
 
 // tooLong makes below top directories nested until a name of 250 bytes

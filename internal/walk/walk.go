@@ -300,8 +300,8 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 		defer close(p.done)
 		w.listings <- struct{}{}
 		defer func() { <-w.listings }()
-		if fault != nil {
-			fault(path)
+		if Fault != nil {
+			Fault(path)
 		}
 		fd, err := openDir(parent, name, st)
 		if err != nil {
@@ -384,9 +384,10 @@ func pathOrder(l *listing) {
 	l.names, l.stats = names, stats
 }
 
-// fault, when set (by tests), is called with the path of each directory
-// below the root just before it is opened to be listed.
-var fault func(path string)
+// Fault, when set (by tests, here and of callers), is called with the
+// path of each directory below the root just before it is opened to be
+// listed.
+var Fault func(path string)
 
 var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

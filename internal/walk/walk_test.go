@@ -223,14 +223,14 @@ func TestWalkRemovedDirectory(t *testing.T) {
 	root := t.TempDir()
 	writeSized(t, root, map[string]int{"a/f": 1, "b/f": 1, "b/sub/f": 1, "c/f": 1})
 	gone := filepath.Join(root, "b")
-	fault = func(path string) {
+	Fault = func(path string) {
 		if path == gone {
 			if err := os.RemoveAll(gone); err != nil {
 				t.Error(err)
 			}
 		}
 	}
-	t.Cleanup(func() { fault = nil })
+	t.Cleanup(func() { Fault = nil })
 	var met []string
 	o := Options{Error: func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) }}
 	if err := Walk(context.Background(), root, o, func(e Entry) error {
