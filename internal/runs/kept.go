@@ -90,6 +90,11 @@ type table struct {
 	// index, the files among them (whose entries w leaves out).
 	aliases []sumtab.Alias
 	aliased []bool
+	// ids holds, by file index, the files' ids as the entries of w give
+	// them: keep looks one up for every entry, in the order of their
+	// sums, from all over, and the records of the files, many times
+	// larger, missed the CPU's caches.
+	ids []uint32
 	// sources marks, by file index, the files this run found the source
 	// of a group, and was those the last table ranked as sources (when
 	// only what changed was regrouped, the groups not made again keep
@@ -288,6 +293,10 @@ func (f *finder) createTable(asDelta bool) {
 	t.w = w
 	t.aliases, t.aliased = nil, make([]bool, len(f.files))
 	t.sources = make([]bool, len(f.files))
+	t.ids = make([]uint32, len(f.files))
+	for i := range f.files {
+		t.ids[i] = uint32(f.files[i].id)
+	}
 }
 
 // sourced records, for the table being written, that file fi is, or may
@@ -310,7 +319,7 @@ func (f *finder) keep(pairs []pair) {
 		es = es[:0]
 		for _, p := range pairs[:n] {
 			if fi := p.at.file(); !t.aliased[fi] {
-				es = append(es, sumtab.Entry{Sum: p.sum, File: uint32(f.files[fi].id), Block: uint32(p.at.block())})
+				es = append(es, sumtab.Entry{Sum: p.sum, File: t.ids[fi], Block: uint32(p.at.block())})
 			}
 		}
 		t.w.Add(es...)
