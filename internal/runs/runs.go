@@ -335,7 +335,8 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 			defer doubted.Wait()
 		}
 	}
-	unlimit := limitMemory(&o, loadedSize(files, byID))
+	// The files' rowSeq are held through grouping too.
+	unlimit := limitMemory(&o, loadedSize(files, byID)+int64(len(seqs))*int64(unsafe.Sizeof(rowSeq{})))
 	defer unlimit()
 	err = errGroupAll
 	if f.tab != nil && f.tab.base != nil {
