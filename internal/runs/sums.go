@@ -71,10 +71,15 @@ func (r *sumReader) zero(id, from, n int64) (bool, error) {
 	return true, nil
 }
 
+// zeroSums are the sums hash writes for blocks the index does not hold,
+// a piece at a time. Declared in hash, the array escaped (h.Write takes
+// a slice of it through an interface) and was allocated for every line:
+// 4 KiB each, 9 GB for 2.2 million lines, collected at a tenth.
+var zeroSums [4096]byte
+
 // hash writes the sums of blocks [first, first+n) of file id to h, zero
 // sums for blocks the index does not hold (see index.Sums).
 func (r *sumReader) hash(h hash.Hash, id, first, n int64) error {
-	var zeros [4096]byte
 	for b := first; b < first+n; {
 		c := int(b / index.ChunkBlocks)
 		if err := r.load(id, c); err != nil {
@@ -88,8 +93,8 @@ func (r *sumReader) hash(h hash.Hash, id, first, n int64) error {
 			lo = min(hi, have)
 		}
 		for lo < hi {
-			k := min(hi-lo, int64(len(zeros)))
-			h.Write(zeros[:k])
+			k := min(hi-lo, int64(len(zeroSums)))
+			h.Write(zeroSums[:k])
 			lo += k
 		}
 		b = end
