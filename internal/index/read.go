@@ -33,11 +33,13 @@ const sumsQuery = "SELECT chunk, hashes FROM blocks WHERE file = " + ownerOf + "
 // SumsReader reads the sums of many files, one after another, in one
 // read transaction: a query of its own costs each file SQLite's taking
 // and leaving a transaction (the locks of the write-ahead log), which
-// on a night's findsame cost more than reading the sums. It sees the
-// index as it was at its first read. Close it when done.
+// on a night's findsame cost more than reading the sums, and with a
+// chunk a query, for findsame's digests of 2.2 million lines, a quarter
+// of the time they took. It sees the index as it was at its first read.
+// Close it when done.
 type SumsReader struct {
-	tx *sql.Tx
-	st *sql.Stmt
+	tx        *sql.Tx
+	st, chunk *sql.Stmt
 }
 
 // SumsReader starts a SumsReader.
@@ -46,16 +48,25 @@ func (ix *Index) SumsReader(ctx context.Context) (*SumsReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
+	chunk, err := ix.stmt(chunkQuery)
+	if err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
 	tx, err := ix.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // BEGIN DEFERRED: takes no write lock
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
-	return &SumsReader{tx: tx, st: tx.StmtContext(ctx, st)}, nil
+	return &SumsReader{tx: tx, st: tx.StmtContext(ctx, st), chunk: tx.StmtContext(ctx, chunk)}, nil
 }
 
 // Sums returns the packed block sums of one file, as Index.Sums does.
 func (r *SumsReader) Sums(ctx context.Context, file int64) ([]byte, error) {
 	return sumsBy(ctx, r.st, file)
+}
+
+// ChunkTo returns chunk c of file's packed sums, as Index.ChunkTo does.
+func (r *SumsReader) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]byte, error) {
+	return chunkBy(ctx, r.chunk, file, c, buf)
 }
 
 // Close ends the read transaction.
@@ -420,6 +431,12 @@ func (ix *Index) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
+	return chunkBy(ctx, st, file, c, buf)
+}
+
+// chunkBy reads chunk c of file's packed sums into buf's memory with st,
+// a chunkQuery.
+func chunkBy(ctx context.Context, st *sql.Stmt, file int64, c int, buf []byte) ([]byte, error) {
 	rows, err := st.QueryContext(ctx, file, c)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)

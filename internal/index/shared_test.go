@@ -105,6 +105,9 @@ func TestSharedSums(t *testing.T) {
 			if got, err := ix.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
 				t.Errorf("%s: ChunkTo(%d, 1) = %x, %v; want %x", step, id, got, err, second)
 			}
+			if got, err := r.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
+				t.Errorf("%s: SumsReader.ChunkTo(%d, 1) = %x, %v; want %x", step, id, got, err, second)
+			}
 		}
 		if got := scanned(t, ix); !slices.Equal(got, scan) {
 			t.Errorf("%s: ScanSums gave\n%q\nwant\n%q", step, got, scan)
@@ -170,6 +173,9 @@ func TestSumsReader(t *testing.T) {
 	inTx(t, ix, func(tx *Tx) (err error) { _, err = tx.Put(file(11, "/b"), sumsOf(3, 5), nil); return err })
 	if got, err := r.Sums(ctx, b); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
 		t.Errorf("reader: Sums(b) = %x, %v; want the sums before the write, %x", got, err, sumsOf(2, 5))
+	}
+	if got, err := r.ChunkTo(ctx, b, 0, nil); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
+		t.Errorf("reader: ChunkTo(b, 0) = %x, %v; want the sums before the write, %x", got, err, sumsOf(2, 5))
 	}
 	if got, err := ix.Sums(ctx, b); err != nil || !bytes.Equal(got, sumsOf(3, 5)) {
 		t.Errorf("index: Sums(b) = %x, %v; want the sums written, %x", got, err, sumsOf(3, 5))

@@ -36,6 +36,8 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 	}
 	var gaps []gapAt
 	dsums, hsums := newSumReader(ctx, ix, held), newSumReader(ctx, ix, held)
+	defer dsums.close()
+	defer hsums.close()
 	for i := 1; i < len(runs); i++ {
 		if i%(1<<14) == 0 {
 			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
@@ -72,6 +74,7 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 	slices.SortFunc(gaps, func(a, b gapAt) int { return cmp.Compare(a.src, b.src) })
 	join := make([]bool, len(runs))
 	ssums := newSumReader(ctx, ix, held)
+	defer ssums.close()
 	for _, g := range gaps {
 		sz, err := ssums.zero(files[g.src.file()].id, g.src.block(), g.n)
 		if err != nil {

@@ -98,6 +98,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 	}
 	digests := make([][sha256.Size]byte, len(firsts))
 	sums := newSumReader(ctx, ix, held)
+	defer sums.close()
 	h := sha256.New()
 	for n, k := range order {
 		if n%65536 == 0 {

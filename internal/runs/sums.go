@@ -18,6 +18,7 @@ import (
 type sumReader struct {
 	ctx   context.Context
 	ix    *index.Index
+	rd    *index.SumsReader // opened at the first chunk read from the index
 	held  heldSums
 	id    int64 // the file of chunk, or -1
 	c     int
@@ -44,12 +45,27 @@ func (r *sumReader) load(id int64, c int) error {
 		r.id, r.c, r.chunk = id, c, sums[lo:min(len(sums), lo+chunkBytes)]
 		return nil
 	}
-	b, err := r.ix.ChunkTo(r.ctx, id, c, r.buf)
+	if r.rd == nil {
+		rd, err := r.ix.SumsReader(r.ctx)
+		if err != nil {
+			return err
+		}
+		r.rd = rd
+	}
+	b, err := r.rd.ChunkTo(r.ctx, id, c, r.buf)
 	if err != nil {
 		return err
 	}
 	r.id, r.c, r.chunk, r.buf = id, c, b, b
 	return nil
+}
+
+// close ends the read of the index, if one began.
+func (r *sumReader) close() {
+	if r.rd != nil {
+		r.rd.Close()
+		r.rd = nil
+	}
 }
 
 // zero reports whether blocks [from, from+n) of file id are all zero.
