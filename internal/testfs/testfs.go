@@ -86,15 +86,33 @@ func imageOf(t testing.TB, caller, mnt string) string {
 // Remount unmounts the filesystem Mount made at mnt and mounts it again
 // on a new loop device, as a reboot would: while it is unmounted, a tmpfs
 // and a loop device are taken and held, so that the device numbers the
-// filesystem (and each btrfs subvolume) gets are not the ones it had. It
-// fails the test if the st_dev of mnt did not change.
+// filesystem (and each btrfs subvolume) gets are not the ones it had. A
+// mount elsewhere (tests of other packages mount at the same time) can
+// take the device number it had and let it go just before it is mounted
+// again; so it is mounted again up to three times, and it fails the test
+// if the st_dev of mnt did not change.
 func Remount(t testing.TB, mnt string) {
 	t.Helper()
 	image := imageOf(t, "Remount", mnt)
-	var before, after unix.Stat_t
+	var before unix.Stat_t
 	if err := unix.Stat(mnt, &before); err != nil {
 		t.Fatal(err)
 	}
+	for try := 1; ; try++ {
+		after := remountOnce(t, mnt, image, before.Dev)
+		if after != before.Dev {
+			return
+		}
+		if try == 3 {
+			t.Fatalf("Remount(%s): st_dev %d did not change", mnt, after)
+		}
+	}
+}
+
+// remountOnce is one attempt of Remount, the filesystem having had st_dev
+// before; it returns the st_dev of mnt mounted again.
+func remountOnce(t testing.TB, mnt, image string, before uint64) uint64 {
+	t.Helper()
 	dev := strings.TrimSpace(Run(t, "findmnt", "-n", "-o", "SOURCE", "--target", mnt))
 	Run(t, "umount", mnt)
 	hold := filepath.Join(filepath.Dir(image), "hold")
@@ -104,7 +122,7 @@ func Remount(t testing.TB, mnt string) {
 	// Hold the anonymous device number the filesystem had (btrfs), once
 	// the unmount has let it go (it is freed asynchronously), and those
 	// below it: each tmpfs mounted takes the lowest free one.
-	for i := 0; unix.Major(before.Dev) == 0; i++ { // anonymous: btrfs
+	for i := 0; unix.Major(before) == 0; i++ { // anonymous: btrfs
 		h := filepath.Join(hold, strconv.Itoa(i))
 		if err := os.Mkdir(h, 0o700); err != nil {
 			t.Fatal(err)
@@ -116,7 +134,7 @@ func Remount(t testing.TB, mnt string) {
 		if err := unix.Stat(h, &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.Dev == before.Dev {
+		if st.Dev == before {
 			break
 		}
 		if i == 100 {
@@ -149,12 +167,11 @@ func Remount(t testing.TB, mnt string) {
 		}
 	}
 	Run(t, "mount", "-o", "loop", image, mnt)
+	var after unix.Stat_t
 	if err := unix.Stat(mnt, &after); err != nil {
 		t.Fatal(err)
 	}
-	if before.Dev == after.Dev {
-		t.Fatalf("Remount(%s): st_dev %d did not change", mnt, after.Dev)
-	}
+	return after.Dev
 }
 
 // requireRoot skips t, or fails it when ci is true, unless root.
