@@ -234,8 +234,9 @@ const pairSize = 16
 // once), and what one connection of an index opened to be written may.
 const sqliteCache = 64 << 20
 
-// largeIndex is the size of an index's pairs from which Find has the
-// garbage collector run more often.
+// largeIndex is what a stage holds (an index's pairs, the plan's files
+// and runs) from which Find has the garbage collector run more often
+// (see collectAt).
 const largeIndex = 64 << 20
 
 // finder holds what the stages of Find share.
@@ -316,7 +317,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		sum.Blocks += files[i].blocks(bs)
 	}
 	if o.WholeFiles {
-		defer tuneGC(sum.Blocks)()
+		defer collectAt(25, sum.Blocks*pairSize)()
 		defer limitMemory(&o, loadedSize(files, byID))()
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
@@ -340,8 +341,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	defer unlimit()
 	err = errGroupAll
 	if f.tab != nil && f.tab.base != nil {
-		defer tuneGC(0)()
-		err = f.regroup()
+		err = f.regroup() // it holds few sums: the collector as it is
 	}
 	if errors.Is(err, errGroupAll) {
 		f.redo = nil
@@ -355,7 +355,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		// make grouping take more passes, or reserve room, for sums it
 		// never reads.
 		held := min(sum.Blocks, storedSums(ctx, ix))
-		defer tuneGC(held)()
+		defer collectAt(25, held*pairSize)()
 		err = f.group(held)
 	}
 	f.seqs = nil
@@ -403,7 +403,12 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, err
 	}
 	unlimit() // what is held from here on is the plan's
-	defer planGC(loadedSize(files, byID) + int64(len(runs))*int64(unsafe.Sizeof(run{})))()
+	// The plan's stages hold the files and the runs to the end; their
+	// own lists (units, their members, digests) come on top, and at the
+	// quarter of grouping the peak was the collector's: at 1.9 million
+	// files, 814 MiB against 738 MiB at a tenth (medians), the CPU time
+	// within its noise.
+	defer collectAt(10, loadedSize(files, byID)+int64(len(runs))*int64(unsafe.Sizeof(run{})))()
 	sum.Immutable = refusedImmutable(files, &o)
 	if runs, err = bridge(ctx, ix, files, f.held, runs, bs, &o); err != nil {
 		return sum, err
@@ -442,32 +447,18 @@ func loadedSize(files []file, byID fileIndex) int64 {
 	return n
 }
 
-// tuneGC sets the collector for a run over held sums (0 for a run that
-// regroups what changed, which holds few), and returns what puts it back.
-func tuneGC(held int64) func() {
-	if held*pairSize < largeIndex || os.Getenv("GOGC") != "" {
-		return func() {}
-	}
-	// The heap will be mostly pairs and mappings, which hold no pointers
-	// and cost the collector little; at the default GOGC the garbage of
-	// reading every sum would grow the heap to twice them. A small index
-	// is done before that matters, and collecting often only slows it.
-	old := debug.SetGCPercent(25)
-	return func() { debug.SetGCPercent(old) }
-}
-
-// planGC has the collector keep the garbage of the plan's stages to a
-// tenth of what they hold (held bytes: the files and the runs, which they
-// hold to the end), where that is large, and returns what puts it back.
-// The stages' own lists (units, their members, digests) come on top, and
-// at the quarter that grouping runs with, the peak was the collector's:
-// at 1.9 million files, 834 MiB against 750 MiB at a tenth, for about a
-// tenth more CPU time.
-func planGC(held int64) func() {
+// collectAt has the collector let the heap grow by percent of what is
+// live (GOGC) where the stage to come holds held bytes, largeIndex or
+// more, and GOGC is not set; it returns what puts it back. Grouping runs
+// at a quarter: its heap is mostly pairs and mappings, which hold no
+// pointers and cost the collector little, and at the default the garbage
+// of reading every sum would grow the heap to twice them. A small index
+// is done before that matters, and collecting often only slows it.
+func collectAt(percent int, held int64) func() {
 	if held < largeIndex || os.Getenv("GOGC") != "" {
 		return func() {}
 	}
-	old := debug.SetGCPercent(10)
+	old := debug.SetGCPercent(percent)
 	return func() { debug.SetGCPercent(old) }
 }
 
