@@ -739,6 +739,26 @@ func partWalkTree(t *testing.T, p func(string) string) {
 	}
 }
 
+// checkPartWalkTree checks that index db holds exactly the files
+// partWalkTree made (one row for a/x/h, of which d/h is a second name),
+// named by p, and the paths more.
+func checkPartWalkTree(t *testing.T, db string, p func(string) string, more ...string) {
+	t.Helper()
+	var paths []string
+	for path := range indexed(t, db) {
+		paths = append(paths, path)
+	}
+	want := slices.Clone(more)
+	for _, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t", "a/x/h"} {
+		want = append(want, p(name))
+	}
+	slices.Sort(paths)
+	slices.Sort(want)
+	if !slices.Equal(paths, want) {
+		t.Errorf("indexed:\n%s\nwant:\n%s", strings.Join(paths, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestPartWalkSnapshots checks that new read-only snapshots in which
 // directories changed between their origin's last complete walk and the
 // moment they were made (snapshots taken every hour, a run every night)
@@ -1584,18 +1604,12 @@ func runTooLong(t *testing.T, db, root string, fars ...string) string {
 	if cli.Status(err) != cli.ExitPartial {
 		t.Fatalf("hashfile = %v; want exit status %d\n%s", err, cli.ExitPartial, stderr)
 	}
-	var errs, wantErrs []string
-	for line := range strings.Lines(stderr) {
-		if !strings.Contains(line, " files seen, ") {
-			errs = append(errs, strings.TrimSuffix(line, "\n"))
-		}
-	}
+	var wantErrs []string
 	for _, far := range fars {
 		wantErrs = append(wantErrs, fmt.Sprintf("hashfile: lstat %s: file name too long", far))
 	}
-	slices.Sort(errs)
 	slices.Sort(wantErrs)
-	if !slices.Equal(errs, wantErrs) {
+	if errs := errorLines(stderr); !slices.Equal(errs, wantErrs) {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(wantErrs, "\n"))
 	}
 	return stderr
@@ -1655,22 +1669,11 @@ func TestRetrySwapped(t *testing.T) {
 	// it has to walk again exactly the directories retry.
 	check := func(dir string, retry ...string) {
 		t.Helper()
-		var paths, want []string
-		for path := range indexed(t, db) {
-			paths = append(paths, path)
-		}
-		for _, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t", "a/x/h"} {
-			want = append(want, p(name))
-		}
-		want = append(want, filepath.Join(dir, "near"))
+		more := []string{filepath.Join(dir, "near")}
 		if dir != deep {
-			want = append(want, filepath.Join(dir, filepath.Base(far)))
+			more = append(more, filepath.Join(dir, filepath.Base(far)))
 		}
-		slices.Sort(paths)
-		slices.Sort(want)
-		if !slices.Equal(paths, want) {
-			t.Errorf("indexed:\n%s\nwant:\n%s", strings.Join(paths, "\n"), strings.Join(want, "\n"))
-		}
+		checkPartWalkTree(t, db, p, more...)
 		if got := retriedDirs(t, db); !slices.Equal(got, retry) {
 			t.Errorf("directories to walk again = %q; want %q", got, retry)
 		}
@@ -1686,13 +1689,8 @@ func TestRetrySwapped(t *testing.T) {
 		if status := cli.Status(err); (len(errs) > 0) != (status == cli.ExitPartial) || (len(errs) == 0 && err != nil) {
 			t.Errorf("hashfile = %v with errors %q\n%s", err, errs, stderr)
 		}
-		var got []string
-		for line := range strings.Lines(stderr) {
-			if !strings.Contains(line, " files seen, ") {
-				got = append(got, strings.TrimSuffix(line, "\n"))
-			}
-		}
-		if !slices.Equal(got, errs) {
+		slices.Sort(errs)
+		if got := errorLines(stderr); !slices.Equal(got, errs) {
 			t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(errs, "\n"))
 		}
 		checkSummary(t, stderr, want)
@@ -1778,21 +1776,8 @@ func TestRetryMoved(t *testing.T) {
 		if got, want := retriedDirs(t, db), filepath.Dir(far); !slices.Equal(got, []string{want}) {
 			t.Errorf("directories to walk again = %q; want [%q]", got, want)
 		}
-		// Every file of live but far, and nothing else (d/h, a second
-		// name of a/x/h, has no row of its own).
-		var paths, wantPaths []string
-		for path := range indexed(t, db) {
-			paths = append(paths, path)
-		}
-		for _, name := range []string{"a/x/1", "a/x/2", "a/y/3", "b/4", "b/c/5", "d/6", "t", "a/x/h"} {
-			wantPaths = append(wantPaths, p(name))
-		}
-		wantPaths = append(wantPaths, filepath.Join(filepath.Dir(far), "near"))
-		slices.Sort(paths)
-		slices.Sort(wantPaths)
-		if !slices.Equal(paths, wantPaths) {
-			t.Errorf("indexed:\n%s\nwant:\n%s", strings.Join(paths, "\n"), strings.Join(wantPaths, "\n"))
-		}
+		// Every file of live but far, and nothing else.
+		checkPartWalkTree(t, db, p, filepath.Join(filepath.Dir(far), "near"))
 	}
 	run(far, counts{seen: 10, hashed: 9, links: 1, failed: 1, read: 9 * 8 << 10})
 

@@ -104,6 +104,19 @@ func summaryOf(stderr string) string {
 	return ""
 }
 
+// errorLines returns the lines of stderr but the summary, sorted: what
+// hashfile reported, each item once.
+func errorLines(stderr string) []string {
+	var out []string
+	for line := range strings.Lines(stderr) {
+		if !strings.Contains(line, " files seen, ") {
+			out = append(out, strings.TrimSuffix(line, "\n"))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func checkSummary(t testing.TB, stderr string, want counts) {
 	t.Helper()
 	got := summaryOf(stderr)
