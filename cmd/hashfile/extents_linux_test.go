@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -1639,7 +1640,7 @@ func retriedDirs(t *testing.T, db string) []string {
 }
 
 // TestRetrySwapped checks that a directory kept to walk again, which its
-// owner trades places with a symbolic link to a directory outside the
+// owner (another user) trades places with a symbolic link to a directory outside the
 // root (renameat2 RENAME_EXCHANGE) after the run listed their parent and
 // before it opens the directory (walk.Fault), does not lead hashfile out
 // of the root: the run reports the directory, indexes nothing from
@@ -1657,11 +1658,23 @@ func TestRetrySwapped(t *testing.T) {
 	if err := os.Symlink(bait, link); err != nil {
 		t.Fatal(err)
 	}
+	// The owner is another user: the directory holding the two is hers,
+	// and she exchanges them with her own credentials.
+	owner := filepath.Dir(deep)
+	allowTraverse(t, owner)
+	if err := os.Chown(owner, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
 	testfs.Run(t, "sync")
 	db := filepath.Join(t.TempDir(), "index.db")
 	exchange := func() {
-		if err := unix.Renameat2(unix.AT_FDCWD, deep, unix.AT_FDCWD, link, unix.RENAME_EXCHANGE); err != nil {
-			t.Error(err)
+		if err := asUser(nobody, func() error {
+			return unix.Renameat2(unix.AT_FDCWD, deep, unix.AT_FDCWD, link, unix.RENAME_EXCHANGE)
+		}); err != nil {
+			t.Errorf("exchange %s and %s as user %d: %v", deep, link, nobody, err)
 		}
 	}
 	// check checks that the index holds exactly the files of live but
@@ -1716,6 +1729,29 @@ func TestRetrySwapped(t *testing.T) {
 	testfs.Run(t, "sync")
 	run(counts{seen: 9, unchanged: 9, renamed: 1, skipped: 1, failed: 1, pruned: 1, part: 1}, "hashfile: lstat "+far+": file name too long")
 	check(deep, deep)
+}
+
+// asUser calls fn on an OS thread of its own that has the user and group
+// id (and no other groups) of uid, as a process of that user would; the
+// thread ends with it. (setresuid and setgroups as raw system calls
+// change the calling thread alone, where Go's wrappers change them all.)
+func asUser(uid int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread is not reused
+		for _, call := range [][4]uintptr{
+			{unix.SYS_SETGROUPS, 0, 0, 0},
+			{unix.SYS_SETRESGID, uintptr(uid), uintptr(uid), uintptr(uid)},
+			{unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)},
+		} {
+			if _, _, errno := unix.RawSyscall(call[0], call[1], call[2], call[3]); errno != 0 {
+				errc <- errno
+				return
+			}
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
 
 // tooLong makes below top directories nested until a name of 250 bytes
