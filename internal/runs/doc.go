@@ -54,9 +54,11 @@
 // blocks, not with their square; memory holds one partition (16 bytes a
 // pair or mapping, half of Options.Budget at most) besides SQLite's page
 // cache, the files, extents and runs, and the Go heap is held to the
-// budget less that cache (debug.SetMemoryLimit); the disk holds about 16
-// bytes per block of the index while findsame runs. Temporary files are
-// unlinked as soon as they are made: nothing is left whatever ends the
-// process. Pairs and mappings are sorted in place by a radix sort, which
-// needs no second buffer.
+// budget less that cache (debug.SetMemoryLimit). The disk holds the pairs
+// packed, about 9 to 10 bytes each (the sum, and the location as a step
+// from the pair before it in its partition), and the mappings, 16 bytes
+// each, while findsame runs. Temporary files are unlinked as soon as
+// they are made: nothing is left whatever ends the process. Pairs and
+// mappings are sorted in place by a radix sort, which needs no second
+// buffer.
 package runs

@@ -145,7 +145,7 @@ func (f *finder) group(held int64) error {
 	}
 	parts := int((held + capw*7/8 - 1) / max(1, capw*7/8))
 	f.sum.Partitions = parts
-	sums, err := newBuckets(f.tmpdir, parts)
+	sums, err := newPacked(f.tmpdir, parts)
 	if err != nil {
 		return err
 	}

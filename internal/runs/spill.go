@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,13 +17,33 @@ import (
 // is created so that nothing is left behind however the process ends
 // (an interrupt, a kill); or, for a set of one list that fits in memory,
 // a slice.
+//
+// A set of packed lists holds pairs (a sum and its location) in fewer
+// bytes than their 16: the sum whole, the location as a step from the
+// list's location before (see putPacked), about 9 to 10 bytes a pair
+// where the scan writes them. The partitions of the sums, the largest
+// of the temporary files, are packed; the mappings are not (their
+// locations come in no order that steps would shorten).
 type buckets struct {
-	dir   string
-	files []*os.File
-	per   int       // entries each list holds before they are written
-	bufs  [][]words // entries not written yet, per list
-	n     []int64   // entries per list
-	mem   []words   // the one list, when held in memory
+	dir    string
+	files  []*os.File
+	per    int       // entries each list holds before they are written
+	bufs   [][]words // entries not written yet, per list
+	n      []int64   // entries per list
+	mem    []words   // the one list, when held in memory
+	packed bool
+	packs  []packList
+	chunk  []byte // packed bytes read back, a part at a time
+}
+
+// packList is what a packed list holds besides its file. Its buffer is
+// written into in place (no slice stored back for each pair, which
+// would cost the collector's write barrier while it runs).
+type packList struct {
+	buf  []byte // pairs not written yet: buf[:n]
+	n    int
+	last loc   // the location of the last pair
+	size int64 // bytes written
 }
 
 // bucketBufs is the memory all lists of a set hold before they are
@@ -48,6 +69,16 @@ func newBuckets(dir string, n int) (*buckets, error) {
 	return b, nil
 }
 
+// newPacked makes n packed lists of pairs in temporary files in dir.
+func newPacked(dir string, n int) (*buckets, error) {
+	b, err := newBuckets(dir, n)
+	if err != nil {
+		return nil, err
+	}
+	b.packed, b.packs = true, make([]packList, n)
+	return b, nil
+}
+
 // memBuckets makes one list held in memory, with room for n entries.
 func memBuckets(n int64) *buckets {
 	return &buckets{mem: make([]words, 0, n), n: make([]int64, 1)}
@@ -62,6 +93,26 @@ func (b *buckets) add(k int, x words) error {
 		b.mem = append(b.mem, x)
 		return nil
 	}
+	if b.packed {
+		l := &b.packs[k]
+		if l.buf == nil {
+			l.buf = make([]byte, b.per*16)
+		}
+		if d := x.lo - uint64(l.last); x.lo >= uint64(l.last) && d < 64 && l.n+9 <= len(l.buf) {
+			// The most common step, a few blocks on along the file: a
+			// byte, written here rather than by putPacked.
+			binary.LittleEndian.PutUint64(l.buf[l.n:], x.hi)
+			l.buf[l.n+8] = byte(d << 1)
+			l.n += 9
+			l.last = loc(x.lo)
+		} else {
+			l.n = putPacked(l.buf, l.n, &l.last, x)
+		}
+		if l.n > len(l.buf)-maxPacked {
+			return b.flush(k)
+		}
+		return nil
+	}
 	if b.bufs[k] == nil {
 		b.bufs[k] = make([]words, 0, b.per)
 	}
@@ -73,10 +124,17 @@ func (b *buckets) add(k int, x words) error {
 }
 
 func (b *buckets) flush(k int) error {
-	if len(b.bufs[k]) == 0 {
+	p := bytesOf(b.bufs[k])
+	if b.packed {
+		l := &b.packs[k]
+		p = l.buf[:l.n]
+		l.size += int64(l.n)
+		l.n = 0
+	}
+	if len(p) == 0 {
 		return nil
 	}
-	if _, err := b.files[k].Write(bytesOf(b.bufs[k])); err != nil {
+	if _, err := b.files[k].Write(p); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
 			return fmt.Errorf("write a temporary file in %s: %w: the sums and mappings that do not fit in -mem take up to 16 bytes a block there; free some space, or give -tmpdir another directory, or a larger -mem", b.dir, syscall.ENOSPC)
 		}
@@ -93,6 +151,9 @@ func (b *buckets) done() error {
 			return err
 		}
 		b.bufs[k] = nil
+		if b.packed {
+			b.packs[k].buf = nil
+		}
 	}
 	return nil
 }
@@ -110,7 +171,11 @@ func (b *buckets) read(k int, buf []words) ([]words, error) {
 		buf = make([]words, n)
 	}
 	buf = buf[:n]
-	if _, err := b.files[k].ReadAt(bytesOf(buf), 0); err != nil && err != io.EOF {
+	if b.packed {
+		if err := b.unpack(k, buf, func([]words) error { return nil }); err != nil {
+			return nil, err
+		}
+	} else if _, err := b.files[k].ReadAt(bytesOf(buf), 0); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("read temporary file: %w", err)
 	}
 	b.files[k].Close()
@@ -122,6 +187,9 @@ func (b *buckets) read(k int, buf []words) ([]words, error) {
 // holding them all: for a list larger than memory allows.
 func (b *buckets) scan(k int, buf []words, fn func([]words) error) error {
 	buf = buf[:cap(buf)]
+	if b.packed {
+		return b.unpack(k, buf, fn)
+	}
 	for off := int64(0); off < b.n[k]; {
 		n := min(int64(len(buf)), b.n[k]-off)
 		part := buf[:n]
@@ -152,7 +220,136 @@ func (b *buckets) close() {
 			f.Close()
 		}
 	}
-	b.files, b.bufs, b.mem = nil, nil, nil
+	b.files, b.bufs, b.mem, b.packs, b.chunk = nil, nil, nil, nil, nil
+}
+
+// maxPacked is the most bytes one packed pair takes: the sum, and two
+// varints of at most 34 bits.
+const maxPacked = 8 + 5 + 5
+
+// putPacked writes pair x (sum, location) into p at n, packed, and
+// returns where it ends (p must have room for maxPacked bytes): the sum's
+// 8 bytes, then the location as a step from *last, the location before
+// it, which it sets to x's, as varints. A step on along the same file is
+// the number of blocks shifted left by one: a byte for fewer than 64
+// blocks, two for fewer than 8,192. Any other step (to another file, or
+// back) is the difference of the files, zigzagged, shifted left and with
+// the low bit set, then the block: a byte or two each for most files.
+func putPacked(p []byte, n int, last *loc, x words) int {
+	binary.LittleEndian.PutUint64(p[n:], x.hi)
+	n += 8
+	at, prev := loc(x.lo), *last
+	*last = at
+	if at.file() == prev.file() && at >= prev {
+		return n + binary.PutUvarint(p[n:], uint64(at-prev)<<1)
+	}
+	n += binary.PutUvarint(p[n:], zigzag(int64(at.file())-int64(prev.file()))<<1|1)
+	return n + binary.PutUvarint(p[n:], uint64(at.block()))
+}
+
+// readPacked reads one pair packed by putPacked from p, given the
+// location before it; it returns the pair and the bytes it took, or 0
+// for a pair cut short or too large.
+func readPacked(p []byte, last loc) (words, int) {
+	if len(p) < 9 {
+		return words{}, 0
+	}
+	x := words{hi: binary.LittleEndian.Uint64(p)}
+	v, n := binary.Uvarint(p[8:])
+	if n <= 0 {
+		return words{}, 0
+	}
+	if v&1 == 0 {
+		x.lo = uint64(last) + v>>1
+		return x, 8 + n
+	}
+	w, m := binary.Uvarint(p[8+n:])
+	if m <= 0 {
+		return words{}, 0
+	}
+	x.lo = uint64(mkloc(last.file()+int(unzigzag(v>>1)), int64(w)))
+	return x, 8 + n + m
+}
+
+func zigzag(d int64) uint64   { return uint64(d<<1) ^ uint64(d>>63) }
+func unzigzag(v uint64) int64 { return int64(v>>1) ^ -int64(v&1) }
+
+// packedChunk is how many packed bytes are read back at a time.
+const packedChunk = 1 << 20
+
+// unpack calls fn with the pairs of packed list k, decoded into buf
+// len(buf) at a time (the last part shorter).
+func (b *buckets) unpack(k int, buf []words, fn func([]words) error) error {
+	if b.n[k] == 0 {
+		return nil
+	}
+	if len(buf) == 0 {
+		return errors.New("unpack a temporary file: no room")
+	}
+	if b.chunk == nil {
+		b.chunk = make([]byte, packedChunk)
+	}
+	chunk, f, size := b.chunk, b.files[k], b.packs[k].size
+	var off int64 // bytes of the file read
+	var prev loc
+	have, at, n := 0, 0, 0 // bytes in chunk; the first not decoded; pairs in buf
+	for left := b.n[k]; left > 0; {
+		if have-at < maxPacked && off < size { // a pair may lie across the chunk's end
+			have = copy(chunk, chunk[at:have])
+			at = 0
+			m, err := f.ReadAt(chunk[have:min(int64(len(chunk)), int64(have)+size-off)], off)
+			if err != nil && err != io.EOF {
+				return fmt.Errorf("read temporary file: %w", err)
+			}
+			if m == 0 {
+				return fmt.Errorf("read temporary file: %d bytes missing of %d", size-off, size)
+			}
+			have += m
+			off += int64(m)
+		}
+		// Decode what the chunk holds whole, without looking at the file.
+		stop := have - maxPacked // the last byte a pair may start at
+		if off == size {
+			stop = have - 1
+		}
+		for left > 0 && at <= stop {
+			var x words
+			p := chunk[at:have]
+			// Steps on along the file of one byte and of two, read here.
+			if len(p) >= 10 && p[8]&0x81 == 0 {
+				prev += loc(p[8] >> 1)
+				x = words{binary.LittleEndian.Uint64(p), uint64(prev)}
+				at += 9
+			} else if len(p) >= 10 && p[8]&0x81 == 0x80 && p[9] < 0x80 {
+				prev += loc((uint64(p[8]&0x7f) | uint64(p[9])<<7) >> 1)
+				x = words{binary.LittleEndian.Uint64(p), uint64(prev)}
+				at += 10
+			} else {
+				var w int
+				if x, w = readPacked(p, prev); w == 0 {
+					return fmt.Errorf("read temporary file: a pair cut short at byte %d of %d", off-int64(have-at), size)
+				}
+				at += w
+				prev = loc(x.lo)
+			}
+			buf[n] = x
+			n++
+			left--
+			if n == len(buf) {
+				if err := fn(buf); err != nil {
+					return err
+				}
+				n = 0
+			}
+		}
+		if left > 0 && off == size && at >= have {
+			return fmt.Errorf("read temporary file: %d pairs missing of %d", left, b.n[k])
+		}
+	}
+	if n > 0 {
+		return fn(buf[:n])
+	}
+	return nil
 }
 
 // bytesOf is the memory of s, as it is written to and read from files of
