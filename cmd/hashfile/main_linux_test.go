@@ -718,10 +718,12 @@ func testIndexFull(t *testing.T, dir string) {
 	}
 
 	// No room at all: what the log took before (its frames not copied
-	// into the index for want of room) may take a batch or two more.
+	// into the index for want of room) may take a batch or two more. The
+	// room reported is what is free once the run has failed: a block or
+	// so that SQLite gave back (its log, or a journal) on the way.
 	filler = testfs.Fill(t, filepath.Dir(db), 0)
 	_, stderr, err = hashfile(t, "", "-db", db, tree)
-	if cli.Status(err) != cli.ExitError || !want("0").MatchString(err.Error()) {
+	if cli.Status(err) != cli.ExitError || !want("(0|4|8|12|16)").MatchString(err.Error()) {
 		t.Fatalf("run on a full disk: status %d, error %v\nstderr:\n%s", cli.Status(err), err, stderr)
 	}
 	t.Logf("on a full disk: %v", err)
