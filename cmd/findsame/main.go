@@ -328,6 +328,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if sum.Regrouped >= 0 {
 			grouped = fmt.Sprintf("%d partition(s), the sums of %d files changed or unsettled since the last run regrouped (%d more copied from a file in a snapshot's origin)", sum.Partitions, sum.Regrouped, sum.Cloned)
 		}
+		if sum.Temporary > 0 {
+			grouped += fmt.Sprintf(", %s of temporary files at most", cli.Bytes(sum.Temporary))
+		}
 		freed := cli.Bytes(sum.Freed)
 		if sum.Metadata > 0 {
 			freed = fmt.Sprintf("%s (%s of data, less up to %s of btrfs metadata)", cli.Bytes(sum.Freed-sum.Metadata), cli.Bytes(sum.Freed), cli.Bytes(sum.Metadata))

@@ -145,7 +145,7 @@ func (f *finder) group(held int64) error {
 	}
 	parts := int((held + capw*7/8 - 1) / max(1, capw*7/8))
 	f.sum.Partitions = parts
-	sums, err := newPacked(f.tmpdir, parts)
+	sums, err := newPacked(f.tmpdir, parts, &f.temp)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (f *finder) group(held int64) error {
 		return err
 	}
 	f.bounds = boundaries(counts, capw)
-	if f.maps, err = newBuckets(f.tmpdir, len(f.bounds)+1); err != nil {
+	if f.maps, err = newBuckets(f.tmpdir, len(f.bounds)+1, &f.temp); err != nil {
 		return err
 	}
 	f.buf = make([]words, 0, capw)

@@ -567,7 +567,7 @@ func (f *finder) regroup() (err error) {
 	} else {
 		f.bounds = boundaries(f.fileChunks(), f.capacity())
 		var err error
-		if f.maps, err = newBuckets(f.tmpdir, len(f.bounds)+1); err != nil {
+		if f.maps, err = newBuckets(f.tmpdir, len(f.bounds)+1, &f.temp); err != nil {
 			return err
 		}
 		f.buf = make([]words, 0, f.capacity())

@@ -98,6 +98,9 @@ type Summary struct {
 	// when they all fit in memory; when only what changed is regrouped,
 	// the lists of mappings (1 when they are held in memory).
 	Partitions int
+	// Temporary is the most bytes the temporary files held at once (0
+	// when nothing went to disk).
+	Temporary int64
 	// Regrouped counts the files whose sums were regrouped with the
 	// table of sums kept (Options.Table); -1 when every sum was grouped.
 	// Cloned counts the files that joined the groups of the file they
@@ -253,6 +256,7 @@ type finder struct {
 	sources sources
 	sum     *Summary
 	tmpdir  string
+	temp    tempUse // what the temporary files hold
 	// mapped marks the files that some mapping names: grouping fills it
 	// in.
 	mapped []bool
@@ -402,6 +406,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if err != nil {
 		return sum, err
 	}
+	sum.Temporary = f.temp.peak
 	unlimit() // what is held from here on is the plan's
 	// The plan's stages hold the files and the runs to the end; their
 	// own lists (units, their members, digests) come on top, and at the

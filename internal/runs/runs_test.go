@@ -562,6 +562,28 @@ func TestPartitionsInterrupted(t *testing.T) {
 	}
 }
 
+// The summary gives the most the temporary files held at once: nothing
+// when the sums fit in memory; when they do not, at least every pair
+// packed (9 bytes each at least), which the partitions hold at the end of
+// the scan, and at most every pair (18 bytes at most) with every mapping
+// (16 bytes).
+func TestTemporaryPeak(t *testing.T) {
+	ix := build(t, fstype.Btrfs, copies(4, "ABCDEFGHIJKLMNOP"))
+	const pairs, maps = 4 * 16, 3 * 16
+	for _, tc := range []struct {
+		budget   int64
+		min, max int64
+	}{
+		{1 << 20, 0, 0},
+		{64, pairs * 9, pairs*maxPacked + maps*16},
+	} {
+		sum, err := Find(context.Background(), ix, Options{Budget: tc.budget, TmpDir: t.TempDir()}, func(plan.Record) error { return nil })
+		if err != nil || sum.Temporary < tc.min || sum.Temporary > tc.max {
+			t.Errorf("budget %d: Find = %v, %d bytes of temporary files at most; want %d to %d", tc.budget, err, sum.Temporary, tc.min, tc.max)
+		}
+	}
+}
+
 // A sparse file's size does not count towards the passes: the index holds
 // the sums of its data, and grouping holds those alone.
 func TestSparsePasses(t *testing.T) {

@@ -25,15 +25,28 @@ import (
 // of the temporary files, are packed; the mappings are not (their
 // locations come in no order that steps would shorten).
 type buckets struct {
-	dir    string
-	files  []*os.File
-	per    int       // entries each list holds before they are written
-	bufs   [][]words // entries not written yet, per list
-	n      []int64   // entries per list
-	mem    []words   // the one list, when held in memory
-	packed bool
-	packs  []packList
-	chunk  []byte // packed bytes read back, a part at a time
+	dir     string
+	files   []*os.File
+	per     int       // entries each list holds before they are written
+	bufs    [][]words // entries not written yet, per list
+	n       []int64   // entries per list
+	written []int64   // bytes written per list
+	use     *tempUse  // what all sets of lists hold on disk
+	mem     []words   // the one list, when held in memory
+	packed  bool
+	packs   []packList
+	chunk   []byte // packed bytes read back, a part at a time
+}
+
+// tempUse counts the bytes that sets of lists hold in temporary files:
+// now, and at most.
+type tempUse struct{ now, peak int64 }
+
+func (u *tempUse) add(n int64) {
+	if u != nil {
+		u.now += n
+		u.peak = max(u.peak, u.now)
+	}
 }
 
 // packList is what a packed list holds besides its file. Its buffer is
@@ -42,18 +55,19 @@ type buckets struct {
 type packList struct {
 	buf  []byte // pairs not written yet: buf[:n]
 	n    int
-	last loc   // the location of the last pair
-	size int64 // bytes written
+	last loc // the location of the last pair
 }
 
 // bucketBufs is the memory all lists of a set hold before they are
 // written, at most; each holds from 4 to 32 KiB.
 const bucketBufs = 8 << 20
 
-// newBuckets makes n lists of temporary files in dir.
-func newBuckets(dir string, n int) (*buckets, error) {
+// newBuckets makes n lists of temporary files in dir, counting what they
+// hold in use.
+func newBuckets(dir string, n int, use *tempUse) (*buckets, error) {
 	per := max(256, min(2048, bucketBufs/16/n))
-	b := &buckets{dir: dir, files: make([]*os.File, n), per: per, bufs: make([][]words, n), n: make([]int64, n)}
+	b := &buckets{dir: dir, files: make([]*os.File, n), per: per, bufs: make([][]words, n), n: make([]int64, n),
+		written: make([]int64, n), use: use}
 	for k := range n {
 		f, err := os.CreateTemp(dir, ".findsame-*.tmp")
 		if err != nil {
@@ -70,8 +84,8 @@ func newBuckets(dir string, n int) (*buckets, error) {
 }
 
 // newPacked makes n packed lists of pairs in temporary files in dir.
-func newPacked(dir string, n int) (*buckets, error) {
-	b, err := newBuckets(dir, n)
+func newPacked(dir string, n int, use *tempUse) (*buckets, error) {
+	b, err := newBuckets(dir, n, use)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +142,6 @@ func (b *buckets) flush(k int) error {
 	if b.packed {
 		l := &b.packs[k]
 		p = l.buf[:l.n]
-		l.size += int64(l.n)
 		l.n = 0
 	}
 	if len(p) == 0 {
@@ -141,6 +154,8 @@ func (b *buckets) flush(k int) error {
 		return fmt.Errorf("write a temporary file in %s: %w", b.dir, err)
 	}
 	b.bufs[k] = b.bufs[k][:0]
+	b.written[k] += int64(len(p))
+	b.use.add(int64(len(p)))
 	return nil
 }
 
@@ -178,8 +193,7 @@ func (b *buckets) read(k int, buf []words) ([]words, error) {
 	} else if _, err := b.files[k].ReadAt(bytesOf(buf), 0); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("read temporary file: %w", err)
 	}
-	b.files[k].Close()
-	b.files[k] = nil
+	b.drop(k)
 	return buf, nil
 }
 
@@ -213,11 +227,19 @@ func (b *buckets) each(k int, buf []words, fn func([]words) error) error {
 	return b.scan(k, buf, fn)
 }
 
+// drop removes list k from disk.
+func (b *buckets) drop(k int) {
+	b.files[k].Close()
+	b.files[k] = nil
+	b.use.add(-b.written[k])
+	b.written[k] = 0
+}
+
 // close removes what is left of the lists.
 func (b *buckets) close() {
-	for _, f := range b.files {
+	for k, f := range b.files {
 		if f != nil {
-			f.Close()
+			b.drop(k)
 		}
 	}
 	b.files, b.bufs, b.mem, b.packs, b.chunk = nil, nil, nil, nil, nil
@@ -289,7 +311,7 @@ func (b *buckets) unpack(k int, buf []words, fn func([]words) error) error {
 	if b.chunk == nil {
 		b.chunk = make([]byte, packedChunk)
 	}
-	chunk, f, size := b.chunk, b.files[k], b.packs[k].size
+	chunk, f, size := b.chunk, b.files[k], b.written[k]
 	var off int64 // bytes of the file read
 	var prev loc
 	have, at, n := 0, 0, 0 // bytes in chunk; the first not decoded; pairs in buf

@@ -15,7 +15,8 @@ import (
 func TestPackedBuckets(t *testing.T) {
 	dir := t.TempDir()
 	const lists = 4
-	b, err := newPacked(dir, lists)
+	var use tempUse
+	b, err := newPacked(dir, lists, &use)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,14 @@ func TestPackedBuckets(t *testing.T) {
 	if err := b.done(); err != nil {
 		t.Fatal(err)
 	}
-	perPair := float64(b.packs[0].size) / float64(len(want[0]))
+	var total int64
+	for k := range lists {
+		total += b.written[k]
+	}
+	if use.now != total || use.peak != total {
+		t.Errorf("temporary bytes counted %+v; want %d now and at most", use, total)
+	}
+	perPair := float64(b.written[0]) / float64(len(want[0]))
 	t.Logf("a scan's pairs: %.2f bytes each", perPair)
 	if perPair > 10.5 {
 		t.Errorf("a scan's pairs take %.2f bytes each packed; want at most 10.5", perPair)
@@ -124,6 +132,9 @@ func TestPackedBuckets(t *testing.T) {
 			t.Fatalf("list %d read: %d pairs differ from the %d written", k, len(got), len(want[k]))
 		}
 	}
+	if use.now != 0 || use.peak != total {
+		t.Errorf("temporary bytes counted once read %+v; want 0 now and %d at most", use, total)
+	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("files left in the temporary directory: %v", left)
 	}
@@ -132,7 +143,7 @@ func TestPackedBuckets(t *testing.T) {
 // A packed list cut short on disk is an error naming what is missing,
 // never pairs made up.
 func TestPackedCutShort(t *testing.T) {
-	b, err := newPacked(t.TempDir(), 1)
+	b, err := newPacked(t.TempDir(), 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +156,7 @@ func TestPackedCutShort(t *testing.T) {
 	if err := b.done(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.files[0].Truncate(b.packs[0].size - 3); err != nil {
+	if err := b.files[0].Truncate(b.written[0] - 3); err != nil {
 		t.Fatal(err)
 	}
 	// The first pair takes 9 bytes (its file is the one before), each
