@@ -736,6 +736,12 @@ func (c *churn) night(db, name string, end ending) string {
 		keep(name)
 		t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", name, got, stderr, full, fullErr)
 	}
+	// With the sums and mappings in temporary files (the partitions
+	// packed), a few pairs each, the plan is the same.
+	if spilled, spilledErr := fullPlan(t, db, append(slices.Clone(c.findArgs), "-mem", "32K")...); spilled != full {
+		keep(name)
+		t.Errorf("%s: findsame -full -mem 32K printed\n%s\n%s\nfindsame -full\n%s\n%s", name, spilled, spilledErr, full, fullErr)
+	}
 	lines := strings.Count(got, "\n")
 	apply := got
 	kill := -1 // applysame is killed after that many results
