@@ -1,11 +1,15 @@
 package runs
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -53,10 +57,22 @@ func (u *tempUse) add(n int64) {
 // written into in place (no slice stored back for each pair, which
 // would cost the collector's write barrier while it runs).
 type packList struct {
-	buf  []byte // pairs not written yet: buf[:n]
-	n    int
-	last loc // the location of the last pair
+	buf   []byte // pairs not written yet: buf[:n]
+	n     int
+	count int64 // pairs in buf
+	last  loc   // the location of the last pair
+	start loc   // the location before buf's first pair
+	marks []packMark
 }
+
+// packMark is a place in a packed list from which it can be read: one
+// about every markEvery bytes, so that two cores can read halves.
+type packMark struct {
+	off, before int64 // bytes and pairs before it
+	prev        loc   // the location of the pair before it
+}
+
+var markEvery int64 = 1 << 20 // a variable for tests
 
 // bucketBufs is the memory all lists of a set hold before they are
 // written, at most; each holds from 4 to 32 KiB.
@@ -112,6 +128,10 @@ func (b *buckets) add(k int, x words) error {
 		if l.buf == nil {
 			l.buf = make([]byte, b.per*16)
 		}
+		if l.n == 0 {
+			l.start = l.last
+		}
+		l.count++
 		if d := x.lo - uint64(l.last); x.lo >= uint64(l.last) && d < 64 && l.n+9 <= len(l.buf) {
 			// The most common step, a few blocks on along the file: a
 			// byte, written here rather than by putPacked.
@@ -142,7 +162,10 @@ func (b *buckets) flush(k int) error {
 	if b.packed {
 		l := &b.packs[k]
 		p = l.buf[:l.n]
-		l.n = 0
+		if m := len(l.marks); l.n > 0 && (m == 0 || b.written[k]-l.marks[m-1].off >= markEvery) {
+			l.marks = append(l.marks, packMark{off: b.written[k], before: b.n[k] - l.count, prev: l.start})
+		}
+		l.n, l.count = 0, 0
 	}
 	if len(p) == 0 {
 		return nil
@@ -187,7 +210,7 @@ func (b *buckets) read(k int, buf []words) ([]words, error) {
 	}
 	buf = buf[:n]
 	if b.packed {
-		if err := b.unpack(k, buf, func([]words) error { return nil }); err != nil {
+		if err := b.unpackAll(k, buf); err != nil {
 			return nil, err
 		}
 	} else if _, err := b.files[k].ReadAt(bytesOf(buf), 0); err != nil && err != io.EOF {
@@ -302,24 +325,54 @@ const packedChunk = 1 << 20
 // unpack calls fn with the pairs of packed list k, decoded into buf
 // len(buf) at a time (the last part shorter).
 func (b *buckets) unpack(k int, buf []words, fn func([]words) error) error {
-	if b.n[k] == 0 {
+	if b.chunk == nil {
+		b.chunk = make([]byte, packedChunk)
+	}
+	return unpackRange(b.files[k], 0, b.written[k], b.n[k], 0, b.chunk, buf, fn)
+}
+
+// unpackAll decodes packed list k into buf, which holds as many pairs:
+// its halves on two cores, from the mark nearest its middle.
+func (b *buckets) unpackAll(k int, buf []words) error {
+	marks, size := b.packs[k].marks, b.written[k]
+	i, _ := slices.BinarySearchFunc(marks, size/2, func(m packMark, off int64) int { return cmp.Compare(m.off, off) })
+	if i >= len(marks) || runtime.GOMAXPROCS(0) < 2 {
+		i = len(marks) - 1
+	}
+	if i <= 0 {
+		return b.unpack(k, buf, func([]words) error { return nil })
+	}
+	if b.chunk == nil {
+		b.chunk = make([]byte, packedChunk)
+	}
+	m, f, none := marks[i], b.files[k], func([]words) error { return nil }
+	var second error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		second = unpackRange(f, m.off, size-m.off, int64(len(buf))-m.before, m.prev, make([]byte, packedChunk), buf[m.before:], none)
+	})
+	first := unpackRange(f, 0, m.off, m.before, 0, b.chunk, buf[:m.before], none)
+	wg.Wait()
+	return cmp.Or(first, second)
+}
+
+// unpackRange calls fn with the count pairs packed in the size bytes of
+// f from start, the first a step from prev, decoded into buf len(buf) at a
+// time (the last part shorter), reading chunk's length at a time.
+func unpackRange(f *os.File, start, size, count int64, prev loc, chunk []byte, buf []words, fn func([]words) error) error {
+	if count == 0 {
 		return nil
 	}
 	if len(buf) == 0 {
 		return errors.New("unpack a temporary file: no room")
 	}
-	if b.chunk == nil {
-		b.chunk = make([]byte, packedChunk)
-	}
-	chunk, f, size := b.chunk, b.files[k], b.written[k]
-	var off int64 // bytes of the file read
-	var prev loc
+	var off int64          // bytes of the range read
 	have, at, n := 0, 0, 0 // bytes in chunk; the first not decoded; pairs in buf
-	for left := b.n[k]; left > 0; {
+	for left := count; left > 0; {
 		if have-at < maxPacked && off < size { // a pair may lie across the chunk's end
 			have = copy(chunk, chunk[at:have])
 			at = 0
-			m, err := f.ReadAt(chunk[have:min(int64(len(chunk)), int64(have)+size-off)], off)
+			m, err := f.ReadAt(chunk[have:min(int64(len(chunk)), int64(have)+size-off)], start+off)
 			if err != nil && err != io.EOF {
 				return fmt.Errorf("read temporary file: %w", err)
 			}
@@ -365,7 +418,7 @@ func (b *buckets) unpack(k int, buf []words, fn func([]words) error) error {
 			}
 		}
 		if left > 0 && off == size && at >= have {
-			return fmt.Errorf("read temporary file: %d pairs missing of %d", left, b.n[k])
+			return fmt.Errorf("read temporary file: %d pairs missing of %d", left, count)
 		}
 	}
 	if n > 0 {

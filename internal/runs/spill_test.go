@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -13,6 +14,16 @@ import (
 // file and block a location holds, across many writes of the lists'
 // buffers; and in fewer bytes than 16 a pair where the scan writes them.
 func TestPackedBuckets(t *testing.T) {
+	for _, every := range []int64{markEvery, 4096, 1} {
+		t.Run(fmt.Sprintf("marks every %d bytes", every), func(t *testing.T) {
+			defer func(m int64) { markEvery = m }(markEvery)
+			markEvery = every
+			testPackedBuckets(t)
+		})
+	}
+}
+
+func testPackedBuckets(t *testing.T) {
 	dir := t.TempDir()
 	const lists = 4
 	var use tempUse
@@ -164,5 +175,36 @@ func TestPackedCutShort(t *testing.T) {
 	const want = "read temporary file: 3 bytes missing of 999"
 	if _, err = b.read(0, nil); err == nil || err.Error() != want {
 		t.Fatalf("read of a list cut short: %v; want %s", err, want)
+	}
+}
+
+// BenchmarkPackedRead reads back a partition of 4 million pairs as the
+// scan writes them (one in 28 blocks of each file): run with -cpu 1,2 to
+// see the halves read on two cores.
+func BenchmarkPackedRead(b *testing.B) {
+	bk, err := newPacked(b.TempDir(), 1, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bk.close()
+	r := rand.New(rand.NewPCG(1, 2))
+	const pairs = 4 << 20
+	for fi, blk := 0, int64(0); bk.n[0] < pairs; blk += int64(1 + r.IntN(55)) {
+		if blk >= 20000 {
+			fi, blk = fi+1, 0
+		}
+		if err := bk.add(0, words{r.Uint64(), uint64(mkloc(fi, blk))}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bk.done(); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]words, pairs)
+	b.SetBytes(pairs * 16)
+	for b.Loop() {
+		if err := bk.unpackAll(0, buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
