@@ -25,18 +25,7 @@ func TestRewrite(t *testing.T) {
 	if err := os.WriteFile(a, data[:1<<20], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(b, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext, err := fiemap.Extents(f)
-	f.Close()
-	if err != nil || len(ext) != 1 {
-		t.Fatalf("extents of b = %v, %v; want one", ext, err)
-	}
+	ext := writeOneExtent(t, b, data)
 	// b's second half is copied; its first half shares a.
 	rewrite := func(physical int64) string {
 		w := plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, b, 0), Len: 2 << 20, Physical: physical,
@@ -99,19 +88,8 @@ func TestRewrite(t *testing.T) {
 
 	// A reflinked copy shares c's extent: rewriting it would free nothing.
 	c, d := filepath.Join(mnt, "c"), filepath.Join(mnt, "d")
-	if err := os.WriteFile(c, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ext = writeOneExtent(t, c, data)
 	testfs.Run(t, "cp", "--reflink=always", c, d)
-	f, err = os.Open(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext, err = fiemap.Extents(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	w, _ := json.Marshal(plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, c, 0), Len: 2 << 20, Physical: ext[0].Physical,
 		Copy: []plan.Span{{Off: 0, Len: 1 << 20}}, Bytes: 1 << 20})
 	out.Reset()
@@ -132,27 +110,7 @@ func TestRewriteLimitJobs(t *testing.T) {
 	var in strings.Builder
 	for i := range 4 {
 		p := filepath.Join(mnt, fmt.Sprintf("f%d", i))
-		// Written back while it was being written (other tests filling
-		// the page cache), a file can land in several extents: written
-		// again, it lands in one.
-		var ext []fiemap.Extent
-		for try := 0; try < 5 && len(ext) != 1; try++ {
-			if err := os.WriteFile(p, randomBytes(2<<20), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ext, err = fiemap.Extents(f)
-			f.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if len(ext) != 1 {
-			t.Fatalf("extents of %s = %v; want one", p, ext)
-		}
+		ext := writeOneExtent(t, p, randomBytes(2<<20))
 		w, _ := json.Marshal(plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, p, 0), Len: 2 << 20, Physical: ext[0].Physical,
 			Copy: []plan.Span{{Off: 1 << 20, Len: 1 << 20}}, Bytes: 1 << 20})
 		in.Write(append(w, '\n'))
@@ -177,4 +135,31 @@ func TestRewriteLimitJobs(t *testing.T) {
 	if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("content changed:\nbefore %v\nafter  %v", before, after)
 	}
+}
+
+// writeOneExtent writes data to path in one extent, and returns it.
+// Written back while it was being written (other tests, or other work on
+// the machine, filling the page cache), a file can land in several
+// extents: written again, it lands in one.
+func writeOneExtent(t *testing.T, path string, data []byte) []fiemap.Extent {
+	t.Helper()
+	var ext []fiemap.Extent
+	for try := 0; try < 5 && len(ext) != 1; try++ {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext, err = fiemap.Extents(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ext) != 1 {
+		t.Fatalf("extents of %s = %v; want one", path, ext)
+	}
+	return ext
 }
