@@ -105,7 +105,7 @@ func newPacked(dir string, n int, use *tempUse) (*buckets, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.packed, b.packs = true, make([]packList, n)
+	b.packed, b.packs, b.chunk = true, make([]packList, n), make([]byte, packedChunk)
 	return b, nil
 }
 
@@ -132,7 +132,7 @@ func (b *buckets) add(k int, x words) error {
 			l.start = l.last
 		}
 		l.count++
-		if d := x.lo - uint64(l.last); x.lo >= uint64(l.last) && d < 64 && l.n+9 <= len(l.buf) {
+		if d := x.lo - uint64(l.last); x.lo >= uint64(l.last) && d < 64 {
 			// The most common step, a few blocks on along the file: a
 			// byte, written here rather than by putPacked.
 			binary.LittleEndian.PutUint64(l.buf[l.n:], x.hi)
@@ -325,9 +325,6 @@ const packedChunk = 1 << 20
 // unpack calls fn with the pairs of packed list k, decoded into buf
 // len(buf) at a time (the last part shorter).
 func (b *buckets) unpack(k int, buf []words, fn func([]words) error) error {
-	if b.chunk == nil {
-		b.chunk = make([]byte, packedChunk)
-	}
 	return unpackRange(b.files[k], 0, b.written[k], b.n[k], 0, b.chunk, buf, fn)
 }
 
@@ -335,17 +332,13 @@ func (b *buckets) unpack(k int, buf []words, fn func([]words) error) error {
 // its halves on two cores, from the mark nearest its middle.
 func (b *buckets) unpackAll(k int, buf []words) error {
 	marks, size := b.packs[k].marks, b.written[k]
+	none := func([]words) error { return nil }
 	i, _ := slices.BinarySearchFunc(marks, size/2, func(m packMark, off int64) int { return cmp.Compare(m.off, off) })
-	if i >= len(marks) || runtime.GOMAXPROCS(0) < 2 {
-		i = len(marks) - 1
+	i = min(i, len(marks)-1)
+	if i <= 0 || runtime.GOMAXPROCS(0) < 2 {
+		return b.unpack(k, buf, none)
 	}
-	if i <= 0 {
-		return b.unpack(k, buf, func([]words) error { return nil })
-	}
-	if b.chunk == nil {
-		b.chunk = make([]byte, packedChunk)
-	}
-	m, f, none := marks[i], b.files[k], func([]words) error { return nil }
+	m, f := marks[i], b.files[k]
 	var second error
 	var wg sync.WaitGroup
 	wg.Go(func() {
