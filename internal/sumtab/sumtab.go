@@ -19,7 +19,8 @@
 // what changed, holds the entries of the files changed since the base and
 // names the base it extends by its nonce. A delta whose base was replaced
 // is not used. Tables are written to a temporary file and renamed, so a
-// reader finds the old table or the new one whole; the entries carry a
+// reader finds the old table or the new one whole, past the page cache
+// where the filesystem allows (see direct); the entries carry a
 // checksum that Iter verifies, and the header, sets, ranks and aliases
 // one that Open verifies: a table damaged on disk is never trusted. They
 // are created 0600, like the index: the sums say what the files hold.
@@ -378,7 +379,7 @@ func littleEndian() bool {
 type Writer struct {
 	path  string
 	f     *os.File
-	w     *bufio.Writer
+	w     *direct
 	h     Header
 	start int64       // where the entries start
 	crc   uint32      // the entries'
@@ -401,7 +402,7 @@ func Create(path string, h Header) (*Writer, error) {
 		return nil, fmt.Errorf("table of sums: %w", err)
 	}
 	h.Version = Version
-	w := &Writer{path: path, f: f, w: bufio.NewWriterSize(f, 1<<20), h: h, meta: crc32.New(castagnoli)}
+	w := &Writer{path: path, f: f, w: newDirect(f), h: h, meta: crc32.New(castagnoli)}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		w.Abort()

@@ -1,0 +1,198 @@
+package sumtab
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// writePieces writes data through a direct writer in pieces of random
+// sizes, flushes it, and returns the writer and what the file holds.
+func writePieces(t *testing.T, data []byte, seed uint64) (*direct, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := newDirect(f)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for p := data; len(p) > 0; {
+		n := min(len(p), 1+r.IntN(3*directAlign))
+		if r.IntN(8) == 0 {
+			n = min(len(p), directBuf+r.IntN(directBuf))
+		}
+		if _, err := d.Write(p[:n]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[n:]
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, got
+}
+
+func TestDirect(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, size := range []int{0, 1, directAlign - 1, directAlign, directAlign + 1,
+		directBuf - 1, directBuf, directBuf + 1, 3*directBuf + 12345, 4 * directBuf} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		_, got := writePieces(t, data, uint64(size))
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes written, %d read back, first difference at %d", size, len(got), firstDiff(got, data))
+		}
+	}
+}
+
+// TestDirectBypassesCache checks that what is written directly leaves
+// nothing in the page cache, where the test's filesystem takes O_DIRECT
+// (a tmpfs takes the flag but keeps its files in the cache all the same).
+func TestDirectBypassesCache(t *testing.T) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
+		t.Fatal(err)
+	}
+	size := 4*directBuf + 100
+	path := filepath.Join(t.TempDir(), "f")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDirect(f)
+	if _, err := d.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
+		return
+	}
+	if cached := cachedPages(t, path, 0, 4*directBuf); cached != 0 {
+		t.Errorf("%d of the %d pages written directly are in the page cache", cached, 4*directBuf/os.Getpagesize())
+	}
+}
+
+// TestDirectRefused: a filesystem that takes the flag but refuses the
+// writes (EINVAL) gets the rest through the page cache, whole.
+func TestDirectRefused(t *testing.T) {
+	writes := 0
+	writeFile = func(f *os.File, b []byte) (int, error) {
+		fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		if fl&unix.O_DIRECT != 0 {
+			if writes++; writes > 1 {
+				// Part of the write done, then refused.
+				n, _ := f.Write(b[:directAlign])
+				return n, unix.EINVAL
+			}
+		}
+		return f.Write(b)
+	}
+	defer func() { writeFile = (*os.File).Write }()
+	r := rand.New(rand.NewPCG(3, 3))
+	data := make([]byte, 5*directBuf+777)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	d, got := writePieces(t, data, 5)
+	if !bytes.Equal(got, data) {
+		t.Fatalf("%d bytes written, %d read back, first difference at %d", len(data), len(got), firstDiff(got, data))
+	}
+	if d.on || writes < 2 {
+		t.Fatalf("O_DIRECT on %v after %d direct writes: the refusal was not met", d.on, writes)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// cachedPages counts the pages of path's bytes from off to end that are
+// in the page cache.
+func cachedPages(t *testing.T, path string, off, end int) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, end, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (end+page-1)/page)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	cached := 0
+	for _, v := range vec[off/page:] {
+		cached += int(v & 1)
+	}
+	return cached
+}
+
+// TestTableLeavesCache: a table written leaves its entries out of the
+// page cache, but for the tail written last.
+func TestTableLeavesCache(t *testing.T) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "index.db-sums")
+	w, err := Create(path, Header{Key: "odd", Seq: 1, Nonce: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]Entry, 1<<20)
+	for i := range want {
+		want[i] = Entry{Sum: uint64(i) * 5, File: uint32(i % 11), Block: uint32(i)}
+	}
+	if err := w.Add(want...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(Sets{}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
+	} else if cached := cachedPages(t, path, 0, 15<<20); cached != 0 {
+		t.Errorf("%d pages of the table's first 15 MiB are in the page cache", cached)
+	}
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	var got []Entry
+	it := tb.Iter()
+	for b := it.Batch(); b != nil; b = it.Batch() {
+		got = append(got, b...)
+	}
+	if err := it.Err(); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("%d entries read back of %d: %v", len(got), len(want), err)
+	}
+}
