@@ -17,20 +17,29 @@ const directBuf = 1 << 20
 const directAlign = 4096
 
 // direct writes a file in whole aligned writes that bypass the page
-// cache (O_DIRECT) where the filesystem allows it. A table is written
-// once and read whole on a later run, if at all: at 400 million blocks
-// it is 6 GB, and written through the page cache it cost findsame more
-// system time than anything else (on a virtual machine, a second or two
-// a gigabyte, against a tenth written directly), while pushing out of
-// the cache the index findsame reads. Where O_DIRECT is refused (some
-// network and FUSE filesystems), it writes through the page cache.
+// cache (O_DIRECT) once it has written directAfter bytes, where the
+// filesystem allows it. A table is written once and read whole on a
+// later run, if at all: at 400 million blocks it is 6 GB, and written
+// through the page cache it cost findsame more system time than
+// anything else (on a virtual machine, a second or two a gigabyte,
+// against a tenth written directly), while pushing out of the cache the
+// index findsame reads. A small table (a night's delta, a small host's)
+// goes through the cache, where writing it costs no wait for the disk.
+// Where O_DIRECT is refused (some network and FUSE filesystems), it
+// writes through the page cache.
 type direct struct {
-	f   *os.File
-	buf []byte // aligned, directBuf long; filled to n
-	n   int
-	on  bool // O_DIRECT is set on f
-	err error
+	f       *os.File
+	buf     []byte // aligned, directBuf long; filled to n
+	n       int
+	written int64 // bytes written, a multiple of directBuf until Flush
+	on      bool  // O_DIRECT is set on f
+	refused bool  // O_DIRECT was refused: not asked again
+	err     error
 }
+
+// directAfter is how much of a file a direct writer writes through the
+// page cache before it bypasses it (a variable for tests).
+var directAfter int64 = 64 << 20
 
 // aligned returns n bytes at an address aligned to directAlign (the
 // collector does not move what it allocates).
@@ -46,8 +55,17 @@ var writeFile = (*os.File).Write
 // newDirect starts writing f at its offset 0.
 func newDirect(f *os.File) *direct {
 	d := &direct{f: f, buf: aligned(directBuf)}
-	d.on = d.setDirect(true) == nil
+	d.maybeDirect()
 	return d
+}
+
+// maybeDirect sets O_DIRECT once directAfter bytes are written, unless
+// it was refused.
+func (d *direct) maybeDirect() {
+	if !d.on && !d.refused && d.written >= directAfter {
+		d.on = d.setDirect(true) == nil
+		d.refused = !d.on
+	}
 }
 
 // setDirect sets or clears O_DIRECT on the file.
@@ -76,6 +94,7 @@ func (d *direct) Write(p []byte) (int, error) {
 		d.n += c
 		p = p[c:]
 		if d.n == len(d.buf) {
+			d.maybeDirect()
 			if d.write(d.buf); d.err != nil {
 				return total - len(p), d.err
 			}
@@ -97,9 +116,12 @@ func (d *direct) write(b []byte) {
 		if d.err = d.setDirect(false); d.err != nil {
 			return
 		}
-		d.on = false
-		_, err = writeFile(d.f, b[n:])
+		d.on, d.refused = false, true
+		var m int
+		m, err = writeFile(d.f, b[n:])
+		n += m
 	}
+	d.written += int64(n)
 	d.err = err
 }
 

@@ -44,7 +44,21 @@ func writePieces(t *testing.T, data []byte, seed uint64) (*direct, []byte) {
 	return d, got
 }
 
+// setDirectAfter sets directAfter for the test.
+func setDirectAfter(t *testing.T, n int64) {
+	old := directAfter
+	directAfter = n
+	t.Cleanup(func() { directAfter = old })
+}
+
 func TestDirect(t *testing.T) {
+	for _, after := range []int64{0, directBuf} {
+		setDirectAfter(t, after)
+		testDirect(t)
+	}
+}
+
+func testDirect(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, size := range []int{0, 1, directAlign - 1, directAlign, directAlign + 1,
 		directBuf - 1, directBuf, directBuf + 1, 3*directBuf + 12345, 4 * directBuf} {
@@ -59,10 +73,12 @@ func TestDirect(t *testing.T) {
 	}
 }
 
-// TestDirectBypassesCache checks that what is written directly leaves
-// nothing in the page cache, where the test's filesystem takes O_DIRECT
-// (a tmpfs takes the flag but keeps its files in the cache all the same).
+// TestDirectBypassesCache checks that what is written after directAfter
+// leaves nothing in the page cache, and what is written before it does,
+// where the test's filesystem takes O_DIRECT (a tmpfs takes the flag but
+// keeps its files in the cache all the same).
 func TestDirectBypassesCache(t *testing.T) {
+	setDirectAfter(t, 2*directBuf)
 	var fs unix.Statfs_t
 	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
 		t.Fatal(err)
@@ -85,14 +101,18 @@ func TestDirectBypassesCache(t *testing.T) {
 		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
 		return
 	}
-	if cached := cachedPages(t, path, 0, 4*directBuf); cached != 0 {
-		t.Errorf("%d of the %d pages written directly are in the page cache", cached, 4*directBuf/os.Getpagesize())
+	if cached := cachedPages(t, path, 2*directBuf, 4*directBuf); cached != 0 {
+		t.Errorf("%d of the %d pages written directly are in the page cache", cached, 2*directBuf/os.Getpagesize())
+	}
+	if cached := cachedPages(t, path, 0, 2*directBuf); cached == 0 {
+		t.Errorf("none of the %d pages written before directAfter are in the page cache", 2*directBuf/os.Getpagesize())
 	}
 }
 
 // TestDirectRefused: a filesystem that takes the flag but refuses the
 // writes (EINVAL) gets the rest through the page cache, whole.
 func TestDirectRefused(t *testing.T) {
+	setDirectAfter(t, 0)
 	writes := 0
 	writeFile = func(f *os.File, b []byte) (int, error) {
 		fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
@@ -155,9 +175,10 @@ func cachedPages(t *testing.T, path string, off, end int) int {
 	return cached
 }
 
-// TestTableLeavesCache: a table written leaves its entries out of the
-// page cache, but for the tail written last.
+// TestTableLeavesCache: a table written leaves its entries after
+// directAfter out of the page cache, but for the tail written last.
 func TestTableLeavesCache(t *testing.T) {
+	setDirectAfter(t, 4<<20)
 	var fs unix.Statfs_t
 	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
 		t.Fatal(err)
@@ -179,8 +200,8 @@ func TestTableLeavesCache(t *testing.T) {
 	}
 	if fs.Type == unix.TMPFS_MAGIC {
 		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
-	} else if cached := cachedPages(t, path, 0, 15<<20); cached != 0 {
-		t.Errorf("%d pages of the table's first 15 MiB are in the page cache", cached)
+	} else if cached := cachedPages(t, path, 4<<20, 15<<20); cached != 0 {
+		t.Errorf("%d pages of the table from 4 to 15 MiB are in the page cache", cached)
 	}
 	tb, err := Open(path)
 	if err != nil {
