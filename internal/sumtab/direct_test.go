@@ -2,6 +2,7 @@ package sumtab
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -135,8 +136,8 @@ func TestDirectRefused(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("%d bytes written, %d read back, first difference at %d", len(data), len(got), firstDiff(got, data))
 	}
-	if d.on || writes < 2 {
-		t.Fatalf("O_DIRECT on %v after %d direct writes: the refusal was not met", d.on, writes)
+	if d.s.on || writes < 2 {
+		t.Fatalf("O_DIRECT on %v after %d direct writes: the refusal was not met", d.s.on, writes)
 	}
 }
 
@@ -178,7 +179,7 @@ func cachedPages(t *testing.T, path string, off, end int) int {
 // TestTableLeavesCache: a table written leaves its entries after
 // directAfter out of the page cache, but for the tail written last.
 func TestTableLeavesCache(t *testing.T) {
-	setDirectAfter(t, 4<<20)
+	setDirectAfter(t, directBuf)
 	var fs unix.Statfs_t
 	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
 		t.Fatal(err)
@@ -188,7 +189,7 @@ func TestTableLeavesCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := make([]Entry, 1<<20)
+	want := make([]Entry, 4*directBuf/EntrySize)
 	for i := range want {
 		want[i] = Entry{Sum: uint64(i) * 5, File: uint32(i % 11), Block: uint32(i)}
 	}
@@ -200,8 +201,8 @@ func TestTableLeavesCache(t *testing.T) {
 	}
 	if fs.Type == unix.TMPFS_MAGIC {
 		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
-	} else if cached := cachedPages(t, path, 4<<20, 15<<20); cached != 0 {
-		t.Errorf("%d pages of the table from 4 to 15 MiB are in the page cache", cached)
+	} else if cached := cachedPages(t, path, directBuf, 4*directBuf); cached != 0 {
+		t.Errorf("%d pages of the table's second to fourth buffers are in the page cache", cached)
 	}
 	tb, err := Open(path)
 	if err != nil {
@@ -215,5 +216,51 @@ func TestTableLeavesCache(t *testing.T) {
 	}
 	if err := it.Err(); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("%d entries read back of %d: %v", len(got), len(want), err)
+	}
+}
+
+// TestDirectFails: a write that fails (a full disk) is the error of a
+// later Write or of Flush, and the writer's goroutine ends either way.
+func TestDirectFails(t *testing.T) {
+	setDirectAfter(t, 0)
+	writes := 0
+	writeFile = func(f *os.File, b []byte) (int, error) {
+		if writes++; writes == 3 {
+			return 0, unix.ENOSPC
+		}
+		return f.Write(b)
+	}
+	defer func() { writeFile = (*os.File).Write }()
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := newDirect(f)
+	var werr error
+	for range 8 {
+		if _, werr = d.Write(make([]byte, directBuf)); werr != nil {
+			break
+		}
+	}
+	if ferr := d.Flush(); !errors.Is(ferr, unix.ENOSPC) || (werr != nil && !errors.Is(werr, unix.ENOSPC)) {
+		t.Fatalf("Write: %v, Flush: %v; want %v", werr, ferr, unix.ENOSPC)
+	}
+	if writes != 3 {
+		t.Errorf("%d writes: the writer went on after the failure", writes)
+	}
+	select {
+	case <-d.done:
+	default:
+		t.Error("the writer's goroutine is still running")
+	}
+	// Abandoned before Flush, as Writer.Abort does.
+	d = newDirect(f)
+	d.Write(make([]byte, 3*directBuf+5))
+	d.stop()
+	select {
+	case <-d.done:
+	default:
+		t.Error("the abandoned writer's goroutine is still running")
 	}
 }

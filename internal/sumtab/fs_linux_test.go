@@ -12,7 +12,7 @@ import (
 // filesystems an index lives on, btrfs (whose direct writes checksum
 // the data as they go) and XFS, and reads it back whole and verified.
 func TestTableOnFilesystems(t *testing.T) {
-	setDirectAfter(t, 1<<20)
+	setDirectAfter(t, directBuf)
 	for _, fstype := range []string{"btrfs", "xfs"} {
 		t.Run(fstype, func(t *testing.T) {
 			mnt := testfs.Mount(t, fstype, "300M")
@@ -21,7 +21,7 @@ func TestTableOnFilesystems(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := make([]Entry, 800001) // 12.2 MiB
+			want := make([]Entry, 4*directBuf/EntrySize+1) // 4 buffers, and a tail
 			for i := range want {
 				want[i] = Entry{Sum: uint64(i) * 7, File: uint32(i % 13), Block: uint32(i)}
 			}
@@ -31,8 +31,8 @@ func TestTableOnFilesystems(t *testing.T) {
 			if err := w.Commit(Sets{}, nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			if cached := cachedPages(t, path, 1<<20, 12<<20); cached != 0 {
-				t.Errorf("%d pages of the table from 1 to 12 MiB are in the page cache", cached)
+			if cached := cachedPages(t, path, directBuf, 4*directBuf); cached != 0 {
+				t.Errorf("%d pages of the table's second to fourth buffers are in the page cache", cached)
 			}
 			testfs.Remount(t, mnt)
 			tb, err := Open(path)

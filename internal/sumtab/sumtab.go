@@ -441,6 +441,7 @@ func (w *Writer) Delta() bool { return w.h.Base != 0 }
 
 // Abort abandons the table: nothing is left at path or beside it.
 func (w *Writer) Abort() {
+	w.w.stop()
 	w.f.Close()
 	os.Remove(w.f.Name())
 }
