@@ -18,11 +18,14 @@
 // A base table is written by a full run; a delta, by a run that regrouped
 // what changed, holds the entries of the files changed since the base and
 // names the base it extends by its nonce. A delta whose base was replaced
-// is not used. Tables are written to a temporary file and renamed, so a
-// reader finds the old table or the new one whole, past the page cache
-// where the filesystem allows (see direct); the entries carry a
-// checksum that Iter verifies, and the header, sets, ranks and aliases
-// one that Open verifies: a table damaged on disk is never trusted. They
+// is not used. Tables are written to a file with no name (O_TMPFILE, see
+// createUnnamed; a named temporary file where the filesystem has none),
+// past the page cache where the filesystem allows (see direct), then
+// named and renamed into place, so that a reader finds the old table or
+// the new one whole and a process killed while it writes leaves nothing;
+// the entries carry a checksum that Iter verifies, and the header, sets,
+// ranks and aliases one that Open verifies: a table damaged on disk is
+// never trusted. They
 // are created 0600, like the index: the sums say what the files hold.
 // Open refuses a table another user owns or others may write: one made
 // by someone else could hide groups from the plan.
@@ -379,6 +382,7 @@ func littleEndian() bool {
 type Writer struct {
 	path  string
 	f     *os.File
+	named bool // f has a name (no O_TMPFILE where the table is)
 	w     *direct
 	h     Header
 	start int64       // where the entries start
@@ -397,12 +401,18 @@ func Create(path string, h Header) (*Writer, error) {
 	if !littleEndian() {
 		return nil, ErrFormat
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*.tmp")
+	f, err := createTemp(path)
+	named := false
 	if err != nil {
-		return nil, fmt.Errorf("table of sums: %w", err)
+		// No O_TMPFILE there (NFS, say): a named temporary file, which
+		// a process killed while it writes leaves behind.
+		if f, err = os.CreateTemp(filepath.Dir(path), tempPattern(path)); err != nil {
+			return nil, fmt.Errorf("table of sums: %w", err)
+		}
+		named = true
 	}
 	h.Version = Version
-	w := &Writer{path: path, f: f, w: newDirect(f), h: h, meta: crc32.New(castagnoli)}
+	w := &Writer{path: path, f: f, named: named, w: newDirect(f), h: h, meta: crc32.New(castagnoli)}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		w.Abort()
@@ -443,7 +453,9 @@ func (w *Writer) Delta() bool { return w.h.Base != 0 }
 func (w *Writer) Abort() {
 	w.w.stop()
 	w.f.Close()
-	os.Remove(w.f.Name())
+	if w.named {
+		os.Remove(w.f.Name())
+	}
 }
 
 // Commit writes the sets, the ranks (in file id order) and the aliases,
@@ -477,16 +489,27 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 	binary.Write(w.w, binary.LittleEndian, w.meta.Sum32())
 	w.w.WriteString(endMagic)
 	err := w.w.Flush()
+	tmp := "" // the temporary name renamed into place, once there is one
+	if w.named {
+		tmp = w.f.Name()
+	}
+	if err == nil && !w.named {
+		// Named only now, under a temporary name, to be renamed over the
+		// table before: a process killed until here left nothing.
+		tmp, err = linkUnnamed(w.f, w.path)
+	}
 	if err == nil {
 		err = w.f.Close()
 	} else {
 		w.f.Close()
 	}
 	if err == nil {
-		err = os.Rename(w.f.Name(), w.path)
+		err = os.Rename(tmp, w.path)
 	}
 	if err != nil {
-		os.Remove(w.f.Name())
+		if tmp != "" {
+			os.Remove(tmp)
+		}
 		return fmt.Errorf("table of sums: %w", err)
 	}
 	return nil

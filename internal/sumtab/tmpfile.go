@@ -1,0 +1,58 @@
+package sumtab
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// createUnnamed creates a file with no name (O_TMPFILE), 0600, in the
+// directory of path, for writing the table at path: a table is gigabytes
+// at scale, and a findsame killed while it writes one (by the OOM
+// killer, kill -9, a power cut) leaves nothing behind, where a named
+// temporary file would stay beside the index for good. Errors name it
+// as path, "being written".
+func createUnnamed(path string) (*os.File, error) {
+	dir := filepath.Dir(path)
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path+" (being written)"), nil
+}
+
+// createTemp creates the file a table is written to; tests take
+// O_TMPFILE away through it.
+var createTemp = createUnnamed
+
+// tempPattern is the pattern of the temporary names of a table at path.
+func tempPattern(path string) string { return "." + filepath.Base(path) + "-*.tmp" }
+
+// linkUnnamed gives the unnamed file f a temporary name beside path and
+// returns it.
+func linkUnnamed(f *os.File, path string) (string, error) {
+	proc := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	for range 100 {
+		tmp := filepath.Join(filepath.Dir(path), strings.Replace(tempPattern(path), "*", strconv.FormatUint(rand.Uint64(), 36), 1))
+		err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, tmp, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			// No /proc: by the descriptor, which needs
+			// CAP_DAC_READ_SEARCH (root has it).
+			err = unix.Linkat(int(f.Fd()), "", unix.AT_FDCWD, tmp, unix.AT_EMPTY_PATH)
+		}
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return "", &os.LinkError{Op: "link", Old: f.Name(), New: tmp, Err: err}
+		}
+		return tmp, nil
+	}
+	return "", fmt.Errorf("link %s: no free temporary name beside %s", f.Name(), path)
+}
