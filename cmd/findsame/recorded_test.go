@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"same/internal/fiemap"
 	"same/internal/fstype"
@@ -79,5 +83,30 @@ directories with the most to deduplicate:
 `
 	if out.String() != want {
 		t.Errorf("findsame -report printed\n%s\nwant\n%s", out.String(), want)
+	}
+
+	// A temporary table left by a run killed a day ago goes, with a
+	// warning; the plan is the same.
+	left := filepath.Join(filepath.Dir(db), ".index.db-sums-4711.tmp")
+	if err := os.WriteFile(left, make([]byte, 3000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	day := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(left, day, day); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if err := run(context.Background(), []string{"-q", "-recorded", "-db", db}, nil, &out, &errb); err != nil {
+		t.Fatalf("findsame -recorded: %v", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1 || !strings.Contains(out.String(), "/nonexistent/same/b") {
+		t.Errorf("findsame -recorded with a leftover table: plan %q (%d lines), want one line", out.String(), n)
+	}
+	if want := "findsame: removed 1 temporary table(s) of sums beside " + db + "-sums (2.9 KiB), left by runs killed while they wrote them\n"; errb.String() != want {
+		t.Errorf("findsame with a leftover table: stderr %q, want %q", errb.String(), want)
+	}
+	if _, err := os.Lstat(left); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the leftover table: %v, want it gone", err)
 	}
 }

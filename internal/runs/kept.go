@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"same/internal/blockhash"
+	"same/internal/cli"
 	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/sumtab"
@@ -162,6 +163,9 @@ func (f *finder) openTable(seq int64) *table {
 		return nil
 	}
 	t := &table{path: f.o.Table, key: f.tableKey(instance), seq: seq, regrouped: -1}
+	if n, size := sumtab.RemoveLeftovers(t.path); n > 0 {
+		f.o.warn(t.path, fmt.Errorf("removed %d temporary table(s) of sums beside %s (%s), left by runs killed while they wrote them", n, t.path, cli.Bytes(size)))
+	}
 	if f.o.Full {
 		return t
 	}

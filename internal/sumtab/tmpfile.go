@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,4 +56,32 @@ func linkUnnamed(f *os.File, path string) (string, error) {
 		return tmp, nil
 	}
 	return "", fmt.Errorf("link %s: no free temporary name beside %s", f.Name(), path)
+}
+
+// LeftoverAge is how old a named temporary table must be for
+// RemoveLeftovers to take it for the leftover of a run killed while it
+// wrote it: a run writing one changes it all along.
+const LeftoverAge = 24 * time.Hour
+
+// RemoveLeftovers removes the named temporary files of the table at path
+// and of its delta (tempPattern) that are this user's, regular, and
+// unchanged for LeftoverAge: what a run killed while it wrote a table
+// left, before tables were written with no name, or where O_TMPFILE is
+// missing. It returns how many it removed and their bytes.
+func RemoveLeftovers(path string) (n int, size int64) {
+	for _, p := range []string{path, path + ".delta"} {
+		names, _ := filepath.Glob(filepath.Join(filepath.Dir(p), tempPattern(p)))
+		for _, name := range names {
+			var st unix.Stat_t
+			if unix.Lstat(name, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() ||
+				time.Since(time.Unix(st.Mtim.Unix())) < LeftoverAge {
+				continue
+			}
+			if os.Remove(name) == nil {
+				n++
+				size += st.Size
+			}
+		}
+	}
+	return n, size
 }

@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestKilledLeavesNothing: a process killed while it writes a table
@@ -85,5 +87,46 @@ func TestNamedTemporary(t *testing.T) {
 	defer tb.Close()
 	if tb.Entries != 2 {
 		t.Errorf("%d entries, want 2", tb.Entries)
+	}
+}
+
+// TestRemoveLeftovers: the named temporary tables of runs killed long
+// ago go; those of a run writing now, other files, and directories stay.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "index.db-sums")
+	old := time.Now().Add(-LeftoverAge - time.Hour)
+	write := func(name string, size int, at time.Time) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(dir, name), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(".index.db-sums-123.tmp", 1000, old)
+	write(".index.db-sums.delta-456.tmp", 24, old)
+	write(".index.db-sums-789.tmp", 5, time.Now()) // being written
+	write(".index.db-123.tmp", 7, old)             // not a table's
+	write("index.db-sums", 9, old)                 // the table
+	if err := os.Mkdir(filepath.Join(dir, ".index.db-sums-dir.tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(dir, ".index.db-sums-dir.tmp"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	n, size := RemoveLeftovers(path)
+	if n != 2 || size != 1024 {
+		t.Errorf("removed %d files of %d bytes, want 2 of 1024", n, size)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{".index.db-123.tmp", ".index.db-sums-789.tmp", ".index.db-sums-dir.tmp", "index.db-sums"}
+	if !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
 	}
 }
