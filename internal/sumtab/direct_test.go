@@ -80,10 +80,6 @@ func testDirect(t *testing.T) {
 // keeps its files in the cache all the same).
 func TestDirectBypassesCache(t *testing.T) {
 	setDirectAfter(t, 2*directBuf)
-	var fs unix.Statfs_t
-	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
-		t.Fatal(err)
-	}
 	size := 4*directBuf + 100
 	path := filepath.Join(t.TempDir(), "f")
 	f, err := os.Create(path)
@@ -98,8 +94,8 @@ func TestDirectBypassesCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if fs.Type == unix.TMPFS_MAGIC {
-		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
+	if onTmpfs(t, filepath.Dir(path)) {
+		t.Logf("%s is a tmpfs: what is cached is not looked at", filepath.Dir(path))
 		return
 	}
 	if cached := cachedPages(t, path, 2*directBuf, 4*directBuf); cached != 0 {
@@ -180,33 +176,43 @@ func cachedPages(t *testing.T, path string, off, end int) int {
 // directAfter out of the page cache, but for the tail written last.
 func TestTableLeavesCache(t *testing.T) {
 	setDirectAfter(t, directBuf)
-	var fs unix.Statfs_t
-	if err := unix.Statfs(t.TempDir(), &fs); err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "index.db-sums")
-	w, err := Create(path, Header{Key: "odd", Seq: 1, Nonce: 3})
+	want := writeEntries(t, path, 4*directBuf/EntrySize)
+	if onTmpfs(t, filepath.Dir(path)) {
+		t.Logf("%s is a tmpfs: what is cached is not looked at", filepath.Dir(path))
+	} else if cached := cachedPages(t, path, directBuf, 4*directBuf); cached != 0 {
+		t.Errorf("%d pages of the table's second to fourth buffers are in the page cache", cached)
+	}
+	if got, err := readEntries(path); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("%d entries read back of %d: %v", len(got), len(want), err)
+	}
+}
+
+// writeEntries writes a table of n entries at path, and returns them.
+func writeEntries(t *testing.T, path string, n int) []Entry {
+	t.Helper()
+	w, err := Create(path, Header{Key: "k", Seq: 2, Nonce: 9})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := make([]Entry, 4*directBuf/EntrySize)
-	for i := range want {
-		want[i] = Entry{Sum: uint64(i) * 5, File: uint32(i % 11), Block: uint32(i)}
+	es := make([]Entry, n)
+	for i := range es {
+		es[i] = Entry{Sum: uint64(i) * 7, File: uint32(i % 13), Block: uint32(i)}
 	}
-	if err := w.Add(want...); err != nil {
+	if err := w.Add(es...); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Commit(Sets{}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if fs.Type == unix.TMPFS_MAGIC {
-		t.Logf("%s is a tmpfs: what is cached is not looked at", t.TempDir())
-	} else if cached := cachedPages(t, path, directBuf, 4*directBuf); cached != 0 {
-		t.Errorf("%d pages of the table's second to fourth buffers are in the page cache", cached)
-	}
+	return es
+}
+
+// readEntries reads every entry of the table at path.
+func readEntries(path string) ([]Entry, error) {
 	tb, err := Open(path)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer tb.Close()
 	var got []Entry
@@ -214,9 +220,18 @@ func TestTableLeavesCache(t *testing.T) {
 	for b := it.Batch(); b != nil; b = it.Batch() {
 		got = append(got, b...)
 	}
-	if err := it.Err(); err != nil || !slices.Equal(got, want) {
-		t.Fatalf("%d entries read back of %d: %v", len(got), len(want), err)
+	return got, it.Err()
+}
+
+// onTmpfs reports whether dir is on a tmpfs, which takes O_DIRECT but
+// keeps its files in the page cache all the same.
+func onTmpfs(t *testing.T, dir string) bool {
+	t.Helper()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
 	}
+	return fs.Type == unix.TMPFS_MAGIC
 }
 
 // TestDirectFails: a write that fails (a full disk) is the error of a
