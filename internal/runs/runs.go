@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"unsafe"
@@ -413,7 +414,17 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	// quarter of grouping the peak was the collector's: at 1.9 million
 	// files, 814 MiB against 738 MiB at a tenth (medians), the CPU time
 	// within its noise.
-	defer collectAt(10, loadedSize(files, byID)+int64(len(runs))*int64(unsafe.Sizeof(run{})))()
+	held := loadedSize(files, byID) + int64(len(runs))*int64(unsafe.Sizeof(run{}))
+	if held < largeIndex && os.Getenv("GOGC") == "" {
+		// Chaining let go of the mappings, most of what grouping held,
+		// but the collector's goal is still twice what was live at its
+		// last cycle, with them, and the plan's garbage would grow into
+		// their room (a re-run at 200M blocks, -mem 256M: 319 MiB at
+		// most, 178 MiB with a cycle here). With more held, collectAt
+		// sets the goal from a tenth more.
+		runtime.GC()
+	}
+	defer collectAt(10, held)()
 	sum.Immutable = refusedImmutable(files, &o)
 	if runs, err = bridge(ctx, ix, files, f.held, runs, bs, &o); err != nil {
 		return sum, err
