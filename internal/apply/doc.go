@@ -11,8 +11,11 @@
 // For each line it opens the source and every destination with
 // dedupe.Open, which checks the identity the plan recorded; checks that
 // offsets are multiples of the filesystem block size and that a length
-// that is not ends at EOF on both sides; asks the kernel to share the
-// ranges with dedupe.Range; and writes one result record (plan.Result).
+// that is not ends at EOF on both sides; looks, for destinations that
+// looks.want picks, whether the range shares its source's storage already
+// (a plan applied again: nothing to read); asks the kernel to share the
+// other ranges with dedupe.Range; and writes one result record
+// (plan.Result).
 // Destinations that get EAGAIN (btrfs send) are tried again after each of
 // busyBackoff, then reported busy. Counting and writing results happen in
 // Run's goroutine alone, and so do rewrites; the lines in flight share

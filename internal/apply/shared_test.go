@@ -33,3 +33,50 @@ func TestSharesStorage(t *testing.T) {
 		})
 	}
 }
+
+// TestLooks: every destination is looked at until lookMisses looks in a
+// row found nothing shared, then one in lookEvery, and every one again
+// from a look that finds one shared.
+func TestLooks(t *testing.T) {
+	var l looks
+	var got []bool
+	want := func(n int, shared bool) {
+		for range n {
+			w := l.want()
+			got = append(got, w)
+			if w {
+				l.saw(shared)
+			}
+		}
+	}
+	want(lookMisses+3*lookEvery, false)
+	var looked int
+	for i, w := range got {
+		if w {
+			looked++
+		}
+		if i < lookMisses && !w {
+			t.Fatalf("destination %d of the first %d not looked at", i, lookMisses)
+		}
+		if i >= lookMisses && w != ((i-lookMisses+1)%lookEvery == 0) {
+			t.Fatalf("destination %d looked at: %v; want one in %d after %d misses", i, w, lookEvery, lookMisses)
+		}
+	}
+	if looked != lookMisses+3 {
+		t.Errorf("looked at %d of %d; want %d", looked, len(got), lookMisses+3)
+	}
+	// A look that finds storage shared: every destination looked at again.
+	got = got[:0]
+	for !l.want() {
+	}
+	l.saw(true)
+	want(lookMisses, false)
+	for i, w := range got {
+		if !w {
+			t.Fatalf("destination %d after a look that found one shared not looked at", i)
+		}
+	}
+	if l.want() {
+		t.Errorf("the destination after %d more misses looked at; want one in %d", lookMisses, lookEvery)
+	}
+}

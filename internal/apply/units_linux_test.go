@@ -614,3 +614,65 @@ func TestStopWhileWaiting(t *testing.T) {
 		t.Errorf("%d bytes written; want none", st.Written)
 	}
 }
+
+// TestLooksOnAFreshPlan: a plan applied for the first time finds nothing
+// shared, so after lookMisses destinations only one in lookEvery is looked
+// at with FIEMAP, each of them compared and shared by the kernel, the
+// files' content unchanged; applied again, every destination is looked at,
+// found shared and not compared.
+func TestLooksOnAFreshPlan(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	dir := filepath.Join(mnt, "tree")
+	rnd := seededBytes(11)
+	files := make(map[string][]byte)
+	const copies = lookMisses + 2*lookEvery + 5
+	for i := range copies {
+		b := rnd(64 << 10)
+		files[fmt.Sprintf("a%03d", i)], files[fmt.Sprintf("b%03d", i)] = b, b
+	}
+	writeTree(t, dir, files)
+	var looks, calls int
+	setFault(t, func(p string) {
+		switch p {
+		case "look":
+			looks++
+		case "dedupe":
+			calls++
+		}
+	})
+	planOut, rs, _, err := night(t, context.Background(), filepath.Join(t.TempDir(), "index.db"), dir, Options{Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := 0
+	for _, r := range rs {
+		dests += len(r.Dst)
+		if r.Status != plan.StatusDone {
+			t.Errorf("first run: line %d %s %q; want done", r.Line, r.Status, r.Error)
+		}
+	}
+	if dests != copies {
+		t.Fatalf("the plan has %d destinations; want %d\n%s", dests, copies, planOut)
+	}
+	if want := lookMisses + (copies-lookMisses)/lookEvery; looks != want || calls != copies {
+		t.Errorf("first run: %d looks, %d dedupe calls; want %d and %d", looks, calls, want, copies)
+	}
+	for name, b := range files {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s changed: %v", name, err)
+		}
+	}
+	looks, calls = 0, 0
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), strings.NewReader(planOut), &out, Options{Jobs: 1, RewriteLimit: 1 << 30, Reserve: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results(t, out.String()) {
+		if r.Status != plan.StatusDone {
+			t.Errorf("applying the plan again: line %d %s %q; want done", r.Line, r.Status, r.Error)
+		}
+	}
+	if looks != copies || calls != 0 {
+		t.Errorf("applying the plan again: %d looks, %d dedupe calls; want %d and none", looks, calls, copies)
+	}
+}
