@@ -419,9 +419,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		// Chaining let go of the mappings, most of what grouping held,
 		// but the collector's goal is still twice what was live at its
 		// last cycle, with them, and the plan's garbage would grow into
-		// their room (a re-run at 200M blocks, -mem 256M: 319 MiB at
-		// most, 178 MiB with a cycle here). With more held, collectAt
-		// sets the goal from a tenth more.
+		// their room (a re-run at 200M blocks, -mem 256M: 312 MiB at
+		// most, 170 to 177 MiB with a cycle here). With more held,
+		// collectAt sets the goal from a tenth more.
 		runtime.GC()
 	}
 	defer collectAt(10, held)()
