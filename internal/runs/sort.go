@@ -77,13 +77,8 @@ func radixSort(s []words) {
 // sorted in parallel.
 const parallelSort = 1 << 16
 
-// Buckets smaller than smallSort are insertion sorted; those smaller than
-// radixMin, comparison sorted: a radix pass costs two loops over 256
-// digits whatever the bucket holds.
-const (
-	smallSort = 32
-	radixMin  = 1024
-)
+// Buckets smaller than smallSort are insertion sorted.
+const smallSort = 32
 
 // radixLevel sorts s, whose hi words agree above bit hi, by their bits
 // below hi, 8 at a time, then by lo.
@@ -96,10 +91,23 @@ func radixLevel(s []words, hi int) {
 		slices.SortFunc(s, func(a, b words) int { return cmp.Compare(a.lo, b.lo) })
 		return
 	}
+	count := partition(s, hi)
+	next := hi - min(8, hi)
+	if slices.Contains(count[:], len(s)) && next > 0 {
+		// One digit for all: skip to the bits that differ, rather than
+		// a pass for every 8 bits they share (a sum and its copies in
+		// every snapshot, the same up to the last bit).
+		var diff uint64
+		for _, x := range s {
+			diff |= x.hi ^ s[0].hi
+		}
+		radixLevel(s, min(next, bits.Len64(diff)))
+		return
+	}
 	start := 0
-	for _, n := range partition(s, hi) {
+	for _, n := range count {
 		if n > 1 {
-			radixLevel(s[start:start+n], hi-min(8, hi))
+			radixLevel(s[start:start+n], next)
 		}
 		start += n
 	}

@@ -30,6 +30,8 @@ func TestSortPairs(t *testing.T) {
 		{"all equal", 5000, func() uint64 { return 42 }},
 		{"low bits only", 100000, func() uint64 { return rng.Uint64N(1000) }},
 		{"one pass of several", 100000, func() uint64 { return rng.Uint64()/3*3 + 2 }},
+		{"groups of 50", 100000, func() uint64 { return rng.Uint64N(2000) * 0x9e3779b97f4a7c15 }},
+		{"equal but the lowest bit", 5000, func() uint64 { return 1<<63 | 1<<40 | rng.Uint64N(2) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,25 +67,31 @@ func TestSortMappings(t *testing.T) {
 	}
 }
 
+// BenchmarkSortPairs sorts distinct sums, and sums in groups of 50 (a
+// block and its copies in two dozen snapshots, as a night of hourly
+// snapshots regroups them).
 func BenchmarkSortPairs(b *testing.B) {
 	for _, n := range []int{1 << 16, 1 << 19, 1 << 22} {
-		rng := rand.New(rand.NewPCG(1, 2))
-		orig := make([]pair, n)
-		for i := range orig {
-			orig[i] = pair{rng.Uint64(), loc(i)}
+		for _, copies := range []int{1, 50} {
+			rng := rand.New(rand.NewPCG(1, 2))
+			orig := make([]pair, n)
+			for i := range orig {
+				orig[i] = pair{rng.Uint64N(uint64(n/copies)+1) * 0x9e3779b97f4a7c15, loc(rng.Uint64())}
+			}
+			s := make([]pair, n)
+			name := fmt.Sprintf("%d/copies=%d", n, copies)
+			b.Run("radix/"+name, func(b *testing.B) {
+				for b.Loop() {
+					copy(s, orig)
+					sortPairs(s)
+				}
+			})
+			b.Run("pdqsort/"+name, func(b *testing.B) {
+				for b.Loop() {
+					copy(s, orig)
+					slices.SortFunc(s, comparePairs)
+				}
+			})
 		}
-		s := make([]pair, n)
-		b.Run(fmt.Sprintf("radix/%d", n), func(b *testing.B) {
-			for b.Loop() {
-				copy(s, orig)
-				sortPairs(s)
-			}
-		})
-		b.Run(fmt.Sprintf("pdqsort/%d", n), func(b *testing.B) {
-			for b.Loop() {
-				copy(s, orig)
-				slices.SortFunc(s, comparePairs)
-			}
-		})
 	}
 }
