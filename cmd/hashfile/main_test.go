@@ -613,11 +613,7 @@ func testIncremental(t *testing.T, dir string) {
 // onBtrfs reports whether path is on btrfs.
 func onBtrfs(t *testing.T, path string) bool {
 	t.Helper()
-	var sf unix.Statfs_t
-	if err := unix.Statfs(path, &sf); err != nil {
-		t.Fatal(err)
-	}
-	return sf.Type == fstype.Btrfs
+	return testfs.Magic(t, path) == fstype.Btrfs
 }
 
 // TestRootsAreFiles hashes files given one by one and checks that the

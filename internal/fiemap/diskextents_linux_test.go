@@ -352,11 +352,8 @@ func TestDiskExtentsXFS(t *testing.T) {
 // rarely on btrfs.
 func TestDiskExtentsNotBtrfs(t *testing.T) {
 	dir := t.TempDir()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Type == unix.BTRFS_SUPER_MAGIC {
+	magic := testfs.Magic(t, dir)
+	if magic == unix.BTRFS_SUPER_MAGIC {
 		t.Skipf("%s is on btrfs", dir)
 	}
 	path := filepath.Join(dir, "f")
@@ -367,7 +364,7 @@ func TestDiskExtentsNotBtrfs(t *testing.T) {
 	}
 	defer f.Close()
 	if _, err := fiemap.DiskExtents(f); !errors.Is(err, fiemap.ErrNoTreeSearch) {
-		t.Fatalf("DiskExtents on filesystem %#x = %v; want %v", st.Type, err, fiemap.ErrNoTreeSearch)
+		t.Fatalf("DiskExtents on filesystem %#x = %v; want %v", magic, err, fiemap.ErrNoTreeSearch)
 	}
 }
 

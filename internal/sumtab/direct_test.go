@@ -10,6 +10,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"same/internal/testfs"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -227,11 +229,7 @@ func readEntries(path string) ([]Entry, error) {
 // keeps its files in the page cache all the same.
 func onTmpfs(t *testing.T, dir string) bool {
 	t.Helper()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		t.Fatal(err)
-	}
-	return fs.Type == unix.TMPFS_MAGIC
+	return testfs.Magic(t, dir) == unix.TMPFS_MAGIC
 }
 
 // TestDirectFails: a write that fails (a full disk) is the error of a

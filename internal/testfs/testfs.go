@@ -270,6 +270,17 @@ const btrfsIocSync = 0x9408
 // zero for every inode, without waiting for each.
 const xfsIocFreeEOFBlocks = 0x8080583a
 
+// Magic returns the statfs magic of the filesystem holding path
+// (unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC, ...).
+func Magic(t testing.TB, path string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		t.Fatalf("Magic: statfs %s: %v", path, err)
+	}
+	return int64(st.Type)
+}
+
 // FreeBytes syncs the filesystem holding dir and returns its free bytes
 // (f_bfree, including blocks reserved for root). Without the sync, btrfs
 // counts space freed by unlink or dedupe only after its next transaction

@@ -39,11 +39,7 @@ func TestMount(t *testing.T) {
 			t.Run("use", func(t *testing.T) {
 				mnt = Mount(t, tt.fstype, "512M")
 				image = backingFile(t, mnt)
-				var st unix.Statfs_t
-				if err := unix.Statfs(mnt, &st); err != nil {
-					t.Fatal(err)
-				}
-				if got := int64(st.Type); got != tt.magic {
+				if got := Magic(t, mnt); got != tt.magic {
 					t.Errorf("statfs(%s).Type = %#x; want %#x", mnt, got, tt.magic)
 				}
 
