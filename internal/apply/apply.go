@@ -209,7 +209,8 @@ type applier struct {
 // fault, when set (by tests), is called at the points of a unit of work
 // where an interruption or a failure is tested: "rewrite-done", after a
 // rewrite line and before the dedupe lines of its unit; "busy-retry",
-// before destinations that got EAGAIN are tried again.
+// before destinations that got EAGAIN are tried again; and where tests
+// count: "look", before a destination is looked at (see looks).
 var fault func(point string)
 
 // now is time.Now; tests move it.
