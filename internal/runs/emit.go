@@ -13,6 +13,20 @@ import (
 	"same/internal/plan"
 )
 
+// bySource sorts runs as planUnits takes them: by source, the longest
+// first, then by destination.
+func bySource(runs []run) {
+	slices.SortFunc(runs, func(a, b run) int {
+		if c := cmp.Compare(a.src, b.src); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.len, b.len); c != 0 {
+			return -c // longest first
+		}
+		return cmp.Compare(a.dst, b.dst)
+	})
+}
+
 // maxPlanned is the most runs and rewrites lines plans at once: they
 // are numbered in 32 bits (see planUnits). Tests lower it.
 var maxPlanned = math.MaxInt32 - 1
@@ -30,15 +44,7 @@ func lines(ctx context.Context, ix *index.Index, files []file, redo, named []boo
 	if len(runs)+len(ws) > maxPlanned {
 		return fmt.Errorf("%d runs and %d rewrites to plan, more than findsame plans at once (%d): plan parts of the index in turn (-include)", len(runs), len(ws), maxPlanned)
 	}
-	slices.SortFunc(runs, func(a, b run) int {
-		if c := cmp.Compare(a.src, b.src); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.len, b.len); c != 0 {
-			return -c // longest first
-		}
-		return cmp.Compare(a.dst, b.dst)
-	})
+	bySource(runs)
 	// The units first: the maps planUnits builds are gone before the
 	// digests and the sums read for them take their room.
 	// With the files at hand (not -recorded), the estimate knows every

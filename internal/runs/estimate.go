@@ -14,10 +14,13 @@ import (
 // files or snapshots share (FIEMAP's shared flag) is freed when every
 // reference to it is a destination whose pieces of it the runs cover
 // whole: refs, if not nil, lists them (see fiemap.ExtentRefs), and such an
-// extent counts once, for the first destination met. Elsewhere space is
-// freed block by block, a partial last block whole (see sharedBlocks for
-// blocks that reflinked copies share).
-func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool)) {
+// extent counts once, for the first destination met. Where assume is set
+// and says so of that destination, the extent counts without a look at
+// its references: what it frees is then an upper bound (see weighFirst).
+// Elsewhere space is freed block by block, a partial last block whole
+// (see sharedBlocks for blocks that reflinked copies share). It returns
+// how many shared extents it counted on assume's word.
+func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool), assume func(fi int) bool) (assumed int) {
 	byDest := newDstRuns(runs, len(files))
 	var blocks *sharedBlocks // built when a destination elsewhere than on btrfs has a shared extent
 	// covered reports whether the runs of file fi cover every piece of
@@ -54,6 +57,10 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 	everyRef := func(fi int, disk int64) bool {
 		if refs == nil || disk == 0 {
 			return false
+		}
+		if assume != nil && assume(fi) {
+			assumed++
+			return true
 		}
 		rs, ok := refs(fi, disk)
 		if !ok || len(rs) == 0 {
@@ -109,6 +116,63 @@ func estimate(runs []run, files []file, bs int64, refs func(fi int, disk int64) 
 			rs[first].freed += length(g)
 		}
 	})
+	return assumed
+}
+
+// weighFirstMin is how many shared extents an estimate must have taken as
+// freed unasked for weighFirst to weigh the units first: below it, asking
+// for them all costs less than planning the units once more.
+const weighFirstMin = 64
+
+// weighFirst sets the freed bytes of runs[:estimated] (in destination
+// order; the rest are rewrites' runs) as estimate does with refs, asking
+// for the references of fewer extents. Each ask is the kernel's walk of
+// an extent's references (LOGICAL_INO), through every snapshot that
+// shares the tree leaves above them: about 160 µs an extent, 0.28 s for
+// the 1,764 extents of a snapshot host's night, where the units kept
+// needed 10: the others lie in units that leaveCostly leaves out, night
+// after night, for the metadata they would cost.
+//
+// The runs come estimated with every shared extent their destinations
+// cover whole taken as freed (assumed of them): no run frees more. From
+// that, the units are planned and weighed as lines will plan them (with
+// the rewrites ws): a unit left out then is left out whatever its
+// extents' references are, since freeing less only leaves more units out
+// (leaveCostly keeps the largest set of units that each pay for the
+// leaves they touch). The runs are then estimated again, the references
+// asked for where the destination has a run in a unit kept, and taken as
+// freed elsewhere, in units left out: the runs with destinations in one
+// extent are of one unit, so the units kept free what they would free
+// with every extent asked for, and are kept and ordered the same.
+func weighFirst(runs []run, estimated int, ws []rewriteAt, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool), assumed int) {
+	if assumed == 0 {
+		return // nothing taken on trust: the estimate stands
+	}
+	var assume func(int) bool
+	if assumed >= weighFirstMin {
+		kept := keptDestinations(runs, ws, files, bs)
+		assume = func(fi int) bool { return !kept[fi] }
+	}
+	for i := range runs[:estimated] {
+		runs[i].freed = 0
+	}
+	estimate(runs[:estimated], files, bs, refs, assume)
+}
+
+// keptDestinations marks the files that are the destination of a run in a
+// unit that planUnits, weighing the units, keeps.
+func keptDestinations(runs []run, ws []rewriteAt, files []file, bs int64) []bool {
+	sorted := slices.Clone(runs)
+	bySource(sorted)
+	us := planUnits(sorted, ws, files, bs, true)
+	kept := make([]bool, len(files))
+	for n := range us.len() {
+		rs, _ := us.get(n)
+		for _, k := range rs {
+			kept[sorted[k].dst.file()] = true
+		}
+	}
+	return kept
 }
 
 // estimateBlockwise sets the freed bytes of the runs (each destination's

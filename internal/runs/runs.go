@@ -436,12 +436,21 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		refs, done = extentRefs(files)
 		defer done()
 	}
-	estimate(runs, files, bs, refs)
+	estimated := len(runs) // the runs estimate sets; rewrites add others
+	var assumed int
+	if refs != nil {
+		assumed = estimate(runs, files, bs, refs, func(int) bool { return true }) // see weighFirst
+	} else {
+		estimate(runs, files, bs, nil, nil)
+	}
 	var ws []rewriteAt
 	if o.Rewrite {
 		var relinks []run
 		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin), refs)
 		runs = append(runs, relinks...)
+	}
+	if refs != nil {
+		weighFirst(runs, estimated, ws, files, bs, refs, assumed)
 	}
 	var named []bool
 	if f.tab != nil {
