@@ -141,9 +141,11 @@ const weighFirstMin = 64
 // (leaveCostly keeps the largest set of units that each pay for the
 // leaves they touch). The runs are then estimated again, the references
 // asked for where the destination has a run in a unit kept, and taken as
-// freed elsewhere, in units left out: the runs with destinations in one
-// extent are of one unit, so the units kept free what they would free
-// with every extent asked for, and are kept and ordered the same.
+// freed elsewhere. An extent counts for the run of the first destination
+// met, so what is taken on trust counts only for runs in units left out:
+// those free no less than they would, and stay left out; the units kept
+// free what they would free with every extent asked for, and are kept
+// and ordered the same.
 func weighFirst(runs []run, estimated int, ws []rewriteAt, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool), assumed int) {
 	if assumed == 0 {
 		return // nothing taken on trust: the estimate stands
