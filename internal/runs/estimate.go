@@ -133,8 +133,8 @@ const weighFirstMin = 64
 // needed 10: the others lie in units that leaveCostly leaves out, night
 // after night, for the metadata they would cost.
 //
-// The runs come estimated with every shared extent their destinations
-// cover whole taken as freed (assumed of them): no run frees more. From
+// The runs are first estimated with every shared extent their destinations
+// cover whole taken as freed, unasked: no run frees more. From
 // that, the units are planned and weighed as lines will plan them (with
 // the rewrites ws): a unit left out then is left out whatever its
 // extents' references are, since freeing less only leaves more units out
@@ -146,7 +146,8 @@ const weighFirstMin = 64
 // those free no less than they would, and stay left out; the units kept
 // free what they would free with every extent asked for, and are kept
 // and ordered the same.
-func weighFirst(runs []run, estimated int, ws []rewriteAt, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool), assumed int) {
+func weighFirst(runs []run, estimated int, ws []rewriteAt, files []file, bs int64, refs func(fi int, disk int64) ([]fiemap.Ref, bool)) {
+	assumed := estimate(runs[:estimated], files, bs, refs, func(int) bool { return true })
 	if assumed == 0 {
 		return // nothing taken on trust: the estimate stands
 	}

@@ -190,8 +190,7 @@ func TestWeighFirst(t *testing.T) {
 		all := len(asked)
 		clear(asked)
 		gotRuns, got := plans(func(rs []run) {
-			assumed := estimate(rs, files, bs, refs, func(int) bool { return true })
-			weighFirst(rs, len(rs), nil, files, bs, refs, assumed)
+			weighFirst(rs, len(rs), nil, files, bs, refs)
 		})
 		asks += all
 		fewer += all - len(asked)

@@ -436,13 +436,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		refs, done = extentRefs(files)
 		defer done()
 	}
+	// The rewrites read no run's freed bytes; the estimate with refs
+	// weighs their units with the runs' (see weighFirst).
 	estimated := len(runs) // the runs estimate sets; rewrites add others
-	var assumed int
-	if refs != nil {
-		assumed = estimate(runs, files, bs, refs, func(int) bool { return true }) // see weighFirst
-	} else {
-		estimate(runs, files, bs, nil, nil)
-	}
 	var ws []rewriteAt
 	if o.Rewrite {
 		var relinks []run
@@ -450,7 +446,9 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		runs = append(runs, relinks...)
 	}
 	if refs != nil {
-		weighFirst(runs, estimated, ws, files, bs, refs, assumed)
+		weighFirst(runs, estimated, ws, files, bs, refs)
+	} else {
+		estimate(runs[:estimated], files, bs, nil, nil)
 	}
 	var named []bool
 	if f.tab != nil {
