@@ -45,11 +45,7 @@ func radixSort(s []words) {
 		return
 	}
 	// Only the bits that differ somewhere need sorting.
-	var diff uint64
-	for _, x := range s {
-		diff |= x.hi ^ s[0].hi
-	}
-	hi := bits.Len64(diff)
+	hi := differing(s)
 	if len(s) < parallelSort || hi == 0 {
 		radixLevel(s, hi)
 		return
@@ -71,6 +67,16 @@ func radixSort(s []words) {
 		})
 	}
 	wg.Wait()
+}
+
+// differing returns how many of the low bits of the hi words of s differ
+// somewhere: those above agree in every entry.
+func differing(s []words) int {
+	var diff uint64
+	for _, x := range s {
+		diff |= x.hi ^ s[0].hi
+	}
+	return bits.Len64(diff)
 }
 
 // parallelSort is the size from which the first digit's buckets are
@@ -97,11 +103,7 @@ func radixLevel(s []words, hi int) {
 		// One digit for all: skip to the bits that differ, rather than
 		// a pass for every 8 bits they share (a sum and its copies in
 		// every snapshot, the same up to the last bit).
-		var diff uint64
-		for _, x := range s {
-			diff |= x.hi ^ s[0].hi
-		}
-		radixLevel(s, min(next, bits.Len64(diff)))
+		radixLevel(s, min(next, differing(s)))
 		return
 	}
 	start := 0
