@@ -137,10 +137,7 @@ func TestCountOnce(t *testing.T) {
 // subvolumes; a third of the extents have a reference outside the plan.
 func TestWeighFirst(t *testing.T) {
 	rng := rand.New(rand.NewPCG(10, 10))
-	vols := []*volume{}
-	for i := range 3 {
-		vols = append(vols, &volume{Volume: fsys.Volume{FS: "f", Subvol: uint64(256 + i)}, btrfs: true, snapshotted: true, leaf: 32 << 10})
-	}
+	vols := snapshottedVolumes(3)
 	var asks, fewer, left int
 	for round := range 200 {
 		var files []file

@@ -270,6 +270,16 @@ func TestMetadataCostChains(t *testing.T) {
 	}
 }
 
+// snapshottedVolumes returns n btrfs subvolumes of one filesystem whose
+// leaves snapshots share, a leaf costing 32 KiB.
+func snapshottedVolumes(n int) []*volume {
+	var vols []*volume
+	for i := range n {
+		vols = append(vols, &volume{Volume: fsys.Volume{FS: "f", Subvol: uint64(256 + i)}, btrfs: true, snapshotted: true, leaf: 32 << 10})
+	}
+	return vols
+}
+
 // TestMetadataCostLargest checks, on 300 sets of units made at random
 // (two to four destinations each, in a few leaves of three snapshotted
 // subvolumes), that planUnits keeps the units that leaving out, round
@@ -280,10 +290,7 @@ func TestMetadataCostChains(t *testing.T) {
 func TestMetadataCostLargest(t *testing.T) {
 	const bs = 4096
 	rng := rand.New(rand.NewPCG(7, 7))
-	vols := []*volume{}
-	for i := range 3 {
-		vols = append(vols, &volume{Volume: fsys.Volume{FS: "f", Subvol: uint64(256 + i)}, btrfs: true, snapshotted: true, leaf: 32 << 10})
-	}
+	vols := snapshottedVolumes(3)
 	var leftN, keptN, riding int
 	for round := range 300 {
 		var files []file
