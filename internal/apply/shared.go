@@ -51,10 +51,11 @@ func extentsIn(f *os.File, off, n int64) []fiemap.Extent {
 // which reads both, where a plan is applied again. Where it is applied
 // for the first time, nothing is found, and the looks cost FIEMAP's walk
 // of the references to each extent (12 to 14% of applysame's CPU on a
-// tree of mixed files, a fifth of its time on 100,000 small files). So after lookMisses looks in a row found nothing
-// shared, one destination in lookEvery is looked at, until one is found
-// shared. A destination not looked at is compared and shared by the
-// kernel, shared already or not: the outcome is the same.
+// tree of mixed files, a fifth of its time on 100,000 small files). So
+// after lookMisses looks in a row found nothing shared, one destination in
+// lookEvery is looked at, until one is found shared. A destination not
+// looked at is compared and shared by the kernel, shared already or not:
+// the outcome is the same.
 const (
 	lookMisses = 64
 	lookEvery  = 16
