@@ -242,6 +242,20 @@ at the end unless -q. Per-file errors name the file. Flags may be written
 with one or two dashes; a SIZE takes the suffixes K, M and G (powers of
 1024).
 
+The summary counts files under the PATHs: seen, the regular non-empty
+files met (each name of a hard link counts); hashed, those whose sums were
+recorded anew, read or taken from extents the index had hashed already
+(the same extent in another file, snapshot or reflinked copy), some of
+them as recorded in the subvolume a new snapshot was taken from;
+unchanged, not read (of them, renamed); hard links, further names of a
+file already met; skipped, symbolic links, devices, FIFOs, sockets, empty
+files and (with -x) files on other filesystems; failed, files that could
+not be read or changed while read, each reported (exit status 3); pruned,
+index entries removed for files gone. On btrfs it adds the unchanged files
+whose extents were recorded again, those the tree search showed unchanged,
+and the subvolumes and PATHs left unwalked or walked only in part; last,
+the bytes read and the time taken.
+
 Examples:
   hashfile /srv/data
   hashfile -db /var/lib/same/backup.db -x --exclude '*.tmp' /backup
