@@ -73,6 +73,25 @@ func TestCursor(t *testing.T) {
 	if got, want := listUnder(t, ix, "/r/a"), []string{"/r/a/c"}; !slices.Equal(got, want) {
 		t.Errorf("Under(/r/a) = %q; want %q", got, want)
 	}
+	// The row at the root is read first, on its own; then the pages
+	// grow from cursorFirst rows to cursorPage, doubling.
+	c := ix.Under(ctx, "/r")
+	defer c.Close()
+	var sizes []int
+	for _, ok := c.Peek(); ok; _, ok = c.Peek() {
+		if c.i == 0 {
+			sizes = append(sizes, len(c.page))
+		}
+		c.Next()
+	}
+	wantSizes := []int{1}
+	for n, left := cursorFirst, len(want)-1; left > 0; n = min(2*n, cursorPage) {
+		wantSizes = append(wantSizes, min(n, left))
+		left -= n
+	}
+	if !slices.Equal(sizes, wantSizes) || sizes[1] >= cursorPage {
+		t.Errorf("Under(/r) read pages of %v rows; want %v, starting below %d", sizes, wantSizes, cursorPage)
+	}
 }
 
 // SkipUnder counts the rows of a volume below a directory, from where the
@@ -169,6 +188,10 @@ func TestSkipUnder(t *testing.T) {
 			}
 			if !slices.Equal(after, want) || c.Err() != nil {
 				t.Errorf("after SkipUnder, the cursor lists %q (%v); want %q", after, c.Err(), want)
+			}
+			// What is left after a skip is read a small page first.
+			if len(c.page) > cursorFirst {
+				t.Errorf("after SkipUnder, the cursor read a page of %d rows; want at most %d", len(c.page), cursorFirst)
 			}
 		})
 	}
