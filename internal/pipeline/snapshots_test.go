@@ -91,6 +91,75 @@ func TestSnapshotsFreed(t *testing.T) {
 	planNothingAgain(t, db, mnt)
 }
 
+// TestRollback goes through a rollback as snapper and Timeshift make
+// one: the live subvolume moved aside, and a writable snapshot of an
+// older read-only one put in its place. The next night finds the files
+// moved where they are now, takes the sums of the new subvolume's files
+// from the extents it shares with the snapshot, reads only the files
+// written since, and frees the copy among them; every file is as it was.
+func TestRollback(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live := filepath.Join(mnt, "live")
+	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	rng := rand.New(rand.NewPCG(12, 12))
+	a := random(rng, 4*MiB)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "b"), a)
+	write(t, filepath.Join(live, "c"), random(rng, 2*MiB))
+	testfs.Run(t, "sync")
+	snap := filepath.Join(mnt, "snap1")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	write(t, filepath.Join(live, "d"), a)
+	db := filepath.Join(t.TempDir(), "index.db")
+	_, results, _ := pipeline(t, db, mnt)
+	allDone(t, results)
+
+	if err := os.Rename(live, filepath.Join(mnt, "live.old")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", snap, live)
+	e := random(rng, 3*MiB)
+	write(t, filepath.Join(live, "e"), e)
+	write(t, filepath.Join(live, "f"), e)
+	testfs.Run(t, "sync")
+	before := testfs.SHA256Tree(t, mnt)
+	free := testfs.FreeBytes(t, mnt)
+	_, hashErr, code := tool(t, nil, "hashfile", "-db", db, mnt)
+	if code != 0 {
+		t.Fatalf("hashfile: exit %d\n%s", code, hashErr)
+	}
+	// live.old's four files renamed, snap1's three unchanged; the new
+	// live's a, b and c from the extents snap1 shares, e and f read.
+	want := "hashfile: 12 files seen, 5 hashed (3 from extents already hashed), 7 unchanged (4 renamed), 0 hard links, 0 skipped, 0 failed, 0 pruned"
+	if !strings.HasPrefix(hashErr, want) || !strings.Contains(hashErr, "; read 6.0 MiB in ") {
+		t.Errorf("hashfile after the rollback: %s\nwant %s..., read 6.0 MiB", hashErr, want)
+	}
+	planOut, fsErr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 {
+		t.Fatalf("findsame: exit %d\n%s", code, fsErr)
+	}
+	lines := dedupeLines(t, planOut)
+	if len(lines) != 1 || len(lines[0].Dst) != 1 || lines[0].Src.Path != filepath.Join(live, "e") ||
+		lines[0].Dst[0].Path != filepath.Join(live, "f") || lines[0].Freed != 3*MiB {
+		t.Fatalf("plan after the rollback:\n%s\nwant one line sharing live/e into live/f, 3 MiB freed", planOut)
+	}
+	results, applyErr, code := tool(t, []byte(planOut), "applysame")
+	if code != 0 {
+		t.Fatalf("applysame: exit %d\n%s", code, applyErr)
+	}
+	allDone(t, results)
+	if freed := testfs.FreeBytes(t, mnt) - free; freed < 3*MiB || freed > 3*MiB+metadataSlack {
+		t.Errorf("statfs reports %d bytes freed; want %d\n%s", freed, 3*MiB, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
+		t.Errorf("content changed")
+	}
+	if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", snap, "ro")); out != "ro=true" {
+		t.Errorf("snap1: %s; want ro=true", out)
+	}
+	planNothingAgain(t, db, mnt)
+}
+
 // TestNoReadOnly leaves read-only snapshots out as destinations: nothing
 // in them is planned as one, their copies serve as sources instead, and
 // what they keep alive is not counted as freed.
