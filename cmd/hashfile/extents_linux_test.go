@@ -259,6 +259,63 @@ func TestSnapshotFromOrigin(t *testing.T) {
 	}
 }
 
+// TestSnapshotFromSibling checks that a read-only snapshot whose origin
+// has no walk made before it (a first run on a host of snapshots) is
+// recorded from the rows of an older read-only snapshot of the same
+// subvolume, for the files with the identity their row has, as from an
+// origin's (see TestSnapshotFromOrigin); and that every row is then what
+// reading the file gives: identity, sums and extents. Between the two
+// snapshots one file is overwritten in place (read again), one
+// deduplicated (its extents change, its identity does not: its extent
+// items are read again from the tree), one deleted and one made (read).
+// The older snapshot is walked first, in a run of its own, so that its
+// rows are committed when the second run meets the newer one; a
+// writable snapshot, and the origin itself, take nothing from it.
+func TestSnapshotFromSibling(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	live, p := liveSubvol(t, mnt)
+	const n = 600
+	for i := range n {
+		writeFile(t, p(fmt.Sprintf("d%02d/f%03d", i%20, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("d02/f002-copy"), randomBytes(102, 8192+2))
+	testfs.Run(t, "sync")
+	older, newer := filepath.Join(mnt, "snaps", "1"), filepath.Join(mnt, "snaps", "2")
+	if err := os.Mkdir(filepath.Join(mnt, "snaps"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, older)
+	overwrite(t, p("d19/f599"), 0, randomBytes(1, 4096))
+	dedupe(t, p("d02/f002"), p("d02/f002-copy"), 8192+2)
+	if err := os.Remove(p("d05/f005")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p("d06/new"), randomBytes(2, 8192))
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, newer)
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", live, filepath.Join(mnt, "writable"))
+
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, older); err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", older, err, stderr)
+	}
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", mnt, err, stderr)
+	}
+	// Of the newer snapshot's 601 files, all but the one overwritten and
+	// the new one: 599 (the deduplicated one with its sums, and its
+	// extents as the tree has them now). Nothing in live or the writable
+	// snapshot, nor in the older, walked before.
+	m := regexp.MustCompile(` (\d+) as recorded in the subvolume snapshotted\),.* 0 failed,`).FindStringSubmatch(stderr)
+	if m == nil || m[1] != "599" {
+		t.Errorf("files recorded from the older snapshot's rows: %v; want 599\n%s", m, stderr)
+	}
+	checkTree(t, db, mnt)
+	checkExtents(t, db, newer)
+	checkExtents(t, db, older)
+}
+
 // TestSnapshotAdopted checks that a new read-only snapshot whose top
 // directory the walk meets has its files recorded from the rows of the
 // subvolume it was taken from, all at once, before it is walked (as if

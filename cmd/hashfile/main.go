@@ -246,7 +246,8 @@ The summary counts files under the PATHs: seen, the regular non-empty
 files met (each name of a hard link counts); hashed, those whose sums were
 recorded anew, read or taken from extents the index had hashed already
 (the same extent in another file, snapshot or reflinked copy), some of
-them as recorded in the subvolume a new snapshot was taken from;
+them as recorded in the subvolume a new snapshot was taken from, or in
+an older snapshot of it;
 unchanged, not read (of them, renamed); hard links, further names of a
 file already met; skipped, symbolic links, devices, FIFOs, sockets, empty
 files and (with -x) files on other filesystems; failed, files that could

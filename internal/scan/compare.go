@@ -399,14 +399,15 @@ func (s *scanner) decide(cur *index.Cursor, e walk.Entry) error {
 	// recorded under its first, or a file renamed. In an index that held
 	// no file when the run started, only a hard link can be recorded
 	// already (by this run); nor, in one that held no file of its volume
-	// (a new snapshot, whose files are then not each looked up in vain).
+	// (a new snapshot, whose files are then not each looked up in vain),
+	// where a snapshot's file may still take an older snapshot's row
+	// (queueNew).
 	// A file met again under another mount of that volume, once the
 	// first is committed, is recorded again under the later name (the
 	// next run finds the other name a link).
 	if e.Nlink <= 1 {
 		if s.empty {
-			s.queue(e, vol, k)
-			return nil
+			return s.queueNew(e, vol, k)
 		}
 		fresh, err := s.newVolume(vol)
 		if err != nil {

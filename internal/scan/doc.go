@@ -161,6 +161,12 @@
 // takes that row's sums, and its extents too where they are among the
 // others, without being opened: the others have their extent items read
 // by a tree search through the snapshot's top directory (see
-// subvols.origin, fromOrigin). A missing root, or one found on another
+// subvols.origin, fromOrigin). A read-only snapshot whose origin has no
+// complete walk made before it (a first run, or an origin deleted since)
+// is walked whole, and its files are handled so against an older
+// read-only snapshot of the same origin, unchanged since it was made,
+// that the walk met before it: where that one's rows are committed,
+// each file whose items did not change since that one was made, with the
+// identity its row has, takes that row (see subvols.fromSibling). A missing root, or one found on another
 // volume than at the last run, stops the run before anything is pruned.
 package scan

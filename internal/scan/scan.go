@@ -103,7 +103,8 @@ type Stats struct {
 	// the first time that took their sums from the last walk of the
 	// subvolume it was taken from: met as the rows recorded from it all
 	// at once have them (see subvols.origin), or one by one (see
-	// scanner.queueNew).
+	// scanner.queueNew); or, one by one, from an older snapshot of that
+	// subvolume (see subvols.fromSibling).
 	Copied int64
 	// Remapped counts unchanged files whose extents were recorded again,
 	// without reading them: on btrfs, those whose extents changed since

@@ -59,8 +59,15 @@ type subvols struct {
 	// origins holds, for each snapshot walked for the first time, the
 	// subvolume it was taken from after that subvolume's last complete
 	// walk, and the files whose extent items changed in the snapshot
-	// since that walk: the others are as that walk recorded them.
+	// since that walk: the others are as that walk recorded them. Or,
+	// where there is no such walk, an older snapshot of the same
+	// subvolume met before in this run (see siblings).
 	origins map[fsys.Volume]origin
+	// siblings holds, by filesystem and origin, the read-only snapshots
+	// unchanged since they were made that the walk met for the first
+	// time, in the order it met them, with the transaction that made
+	// each.
+	siblings map[string][]sibling
 	// listable holds, by path, the device of each subvolume (or root)
 	// walked again whose changes since its last complete walk there are
 	// in changes: below it, on that device, the walk hands over files as
@@ -147,6 +154,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		seen:      make(map[fsys.Volume]string),
 		changes:   make(map[fsys.Volume]fiemap.Changes),
 		origins:   make(map[fsys.Volume]origin),
+		siblings:  make(map[string][]sibling),
 		listable:  make(map[string]uint64),
 		parts:     make(map[uint64][]string),
 		recording: make(map[fsys.Volume]uint64),
@@ -190,6 +198,7 @@ func (s *subvols) decide(path string, dev uint64) bool {
 	if !ok {
 		return true
 	}
+	s.noteSibling(f, v)
 	key := s.key(gen, path)
 	s.mu.Lock()
 	prev := s.walked[v]
@@ -764,8 +773,10 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
 		return nil, nil, false
 	}
+	older, known := s.sibling(v, sn)
 	id, ok, err := fiemap.SubvolByUUID(f, sn.Origin)
 	if err != nil || !ok {
+		s.fromSibling(f, v, older, known)
 		return nil, nil, false
 	}
 	from := fsys.Volume{FS: v.FS, Subvol: id}
@@ -774,6 +785,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	s.mu.Unlock()
 	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
 	if !ok || sn.Made <= before {
+		s.fromSibling(f, v, older, known)
 		return nil, nil, false
 	}
 	c, err := fiemap.Changed(f, before+1)
@@ -834,6 +846,78 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 		}
 	}
 	return parts, singlesOf(f, top, top, v, s.unknownFiles(v, c), parts), movedWithin(moved, fromTop, top, parts)
+}
+
+// sibling is a read-only snapshot met in this run (see subvols.siblings).
+type sibling struct {
+	vol  fsys.Volume
+	made uint64
+}
+
+// noteSibling notes v, the subvolume open at f, if it is a read-only
+// snapshot unchanged since it was made: its rows, those of an earlier
+// walk or those this walk records, are what it holds, and may serve a
+// snapshot of the same subvolume met after it (see fromSibling). The
+// walk decides every subvolume below a directory before it goes into
+// any (walk.Options.Enter), so one met later in the walk is noted later.
+func (s *subvols) noteSibling(f *os.File, v fsys.Volume) {
+	sn, err := fsys.SnapshotOf(f)
+	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
+		return
+	}
+	k := v.FS + string(sn.Origin[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.ContainsFunc(s.siblings[k], func(o sibling) bool { return o.vol == v }) {
+		s.siblings[k] = append(s.siblings[k], sibling{v, sn.Made})
+	}
+}
+
+// sibling returns the latest made of the snapshots of the subvolume
+// that v, the snapshot sn, was taken from, noted before it and made
+// before it, if any.
+func (s *subvols) sibling(v fsys.Volume, sn fsys.Snapshot) (sibling, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var older sibling
+	known := false
+	for _, o := range s.siblings[v.FS+string(sn.Origin[:])] {
+		if o.vol != v && o.made < sn.Made && (!known || o.made > older.made) {
+			older, known = o, true
+		}
+	}
+	return older, known
+}
+
+// fromSibling has the files of v, a read-only snapshot open at f whose
+// origin has no complete walk made before it (a first run), recorded
+// from the rows of older, an older snapshot of the same subvolume that
+// this run met before, where they are as that snapshot holds them.
+// Both hold what the subvolume held when each was made, so a file of v
+// whose inode and extent items lie in no leaf written after older was
+// made is, with the same inode number, size, mtime and ctime, the file
+// older holds, with the same data and extents (as for an origin: see
+// origin; compare copies its row where the writer has committed it, and
+// reads the file where not). v is then walked whole.
+func (s *subvols) fromSibling(f *os.File, v fsys.Volume, older sibling, known bool) {
+	if !known {
+		return
+	}
+	c, err := fiemap.Changed(f, older.made+1)
+	if err != nil {
+		return
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return
+	}
+	unix.CloseOnExec(fd)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.origins[v]; ok {
+		o.top.Close()
+	}
+	s.origins[v] = origin{vol: older.vol, changed: c.Extents, top: os.NewFile(uintptr(fd), f.Name())}
 }
 
 // movedWithin reports whether each of the files of a subvolume met at
@@ -900,6 +984,10 @@ func (s *subvols) rootKey(root string, v fsys.Volume, prev string) string {
 	gen, ok := s.generation(f, v)
 	if !ok {
 		return ""
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) == nil && st.Ino == btrfsFirstFree {
+		s.noteSibling(f, v) // a subvolume's top directory
 	}
 	key := s.key(gen, root)
 	switch {
