@@ -167,6 +167,7 @@
 // read-only snapshot of the same origin, unchanged since it was made,
 // that the walk met before it: where that one's rows are committed,
 // each file whose items did not change since that one was made, with the
-// identity its row has, takes that row (see subvols.fromSibling). A missing root, or one found on another
-// volume than at the last run, stops the run before anything is pruned.
+// identity its row has, takes that row (see subvols.fromSibling). A
+// missing root, or one found on another volume than at the last run,
+// stops the run before anything is pruned.
 package scan

@@ -769,8 +769,8 @@ func (s *subvols) topOf(key string) (string, bool) {
 // it was when the snapshot was made; so the origin's record of it (see
 // entriesChanged) tells whether its entries changed since that walk.
 func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []single, bool) {
-	sn, err := fsys.SnapshotOf(f)
-	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
+	sn, ok := unchangedSnapshot(f)
+	if !ok {
 		return nil, nil, false
 	}
 	older, known := s.sibling(v, sn)
@@ -848,6 +848,15 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	return parts, singlesOf(f, top, top, v, s.unknownFiles(v, c), parts), movedWithin(moved, fromTop, top, parts)
 }
 
+// unchangedSnapshot describes the subvolume holding f, and reports
+// whether it is a read-only snapshot unchanged since it was made: every
+// file of it is one of the subvolume it was taken from, as that held it
+// then.
+func unchangedSnapshot(f *os.File) (fsys.Snapshot, bool) {
+	sn, err := fsys.SnapshotOf(f)
+	return sn, err == nil && sn.Origin != [16]byte{} && sn.ReadOnly && sn.Changed <= sn.Made
+}
+
 // sibling is a read-only snapshot met in this run (see subvols.siblings).
 type sibling struct {
 	vol  fsys.Volume
@@ -861,8 +870,8 @@ type sibling struct {
 // walk decides every subvolume below a directory before it goes into
 // any (walk.Options.Enter), so one met later in the walk is noted later.
 func (s *subvols) noteSibling(f *os.File, v fsys.Volume) {
-	sn, err := fsys.SnapshotOf(f)
-	if err != nil || sn.Origin == [16]byte{} || !sn.ReadOnly || sn.Changed > sn.Made {
+	sn, ok := unchangedSnapshot(f)
+	if !ok {
 		return
 	}
 	k := v.FS + string(sn.Origin[:])
