@@ -18,9 +18,7 @@ import (
 // before with the table of sums it keeps, prints the plan that a full
 // run (-full) prints on the same index, and that plan is applied.
 func TestKeptTable(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(21, 21))
 	for i := range 40 {
 		write(t, filepath.Join(live, fmt.Sprintf("u%02d", i)), random(rng, 256<<10))

@@ -22,9 +22,7 @@ import (
 // in each snapshot, is moved. findsame plans them all and counts each such
 // extent once; what statfs then reports freed matches its estimate.
 func TestSnapshotsFreed(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(11, 11))
 	a := random(rng, 4*MiB)
 	// Zero blocks inside the data, as a library's padding: never grouped,
@@ -98,9 +96,7 @@ func TestSnapshotsFreed(t *testing.T) {
 // from the extents it shares with the snapshot, reads only the files
 // written since, and frees the copy among them; every file is as it was.
 func TestRollback(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(12, 12))
 	a := random(rng, 4*MiB)
 	write(t, filepath.Join(live, "a"), a)
@@ -164,9 +160,7 @@ func TestRollback(t *testing.T) {
 // in them is planned as one, their copies serve as sources instead, and
 // what they keep alive is not counted as freed.
 func TestNoReadOnly(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(12, 12))
 	a := random(rng, 2*MiB)
 	write(t, filepath.Join(live, "a"), a)
@@ -209,9 +203,7 @@ func TestNoReadOnly(t *testing.T) {
 // and the plan holds the copies apart alone, as it would had every file
 // been mapped.
 func TestSettled(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(12, 12))
 	a := random(rng, MiB)
 	write(t, filepath.Join(live, "a"), a)
@@ -387,9 +379,7 @@ func TestReflinkedCopiesFreedXFS(t *testing.T) {
 // cannot make the copy in the snapshot, so the plan names a file of the
 // writable subvolume next to which it is made, and the extent is freed.
 func TestRewriteInSnapshot(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "512M")
-	live := filepath.Join(mnt, "live")
-	testfs.Run(t, "btrfs", "subvolume", "create", live)
+	mnt, live := liveSubvolume(t)
 	rng := rand.New(rand.NewPCG(13, 13))
 	a := random(rng, 256<<10)
 	// x holds a's bytes but for [64 KiB, 128 KiB), and is larger: the
