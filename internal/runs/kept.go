@@ -601,6 +601,7 @@ func (f *finder) regroup() (err error) {
 	var di *sumtab.Iter
 	if t.delta != nil {
 		di = t.delta.Iter()
+		defer di.Close()
 	}
 	next := func(it *sumtab.Iter) (sumtab.Entry, bool) {
 		if it == nil {
@@ -706,6 +707,7 @@ func (f *finder) regroup() (err error) {
 		return nil
 	}
 	bi := t.base.Iter()
+	defer bi.Close()
 	started := false
 	var rest []sumtab.Entry
 	for {

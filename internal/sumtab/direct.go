@@ -2,6 +2,9 @@ package sumtab
 
 import (
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"sync/atomic"
 	"unsafe"
@@ -164,8 +167,11 @@ func (s *sink) put(b []byte) {
 }
 
 // setDirect sets or clears O_DIRECT on the file.
-func (s *sink) setDirect(on bool) error {
-	fd := s.f.Fd()
+func (s *sink) setDirect(on bool) error { return setDirect(s.f, on) }
+
+// setDirect sets or clears O_DIRECT on f.
+func setDirect(f *os.File, on bool) error {
+	fd := f.Fd()
 	fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
 	if err != nil {
 		return err
@@ -196,4 +202,154 @@ func (s *sink) write(b []byte) {
 	}
 	s.written += int64(n)
 	s.err = err
+}
+
+// readAhead reads a table's entries past the page cache (O_DIRECT), a
+// buffer of directBuf at a time, on a goroutine of its own that reads the
+// next buffers while the iterator handles the one before, and verifies
+// their checksum as it goes. A large table is read once a run, whole
+// (a re-run's regrouping streams it): written past the page cache (see
+// direct), it is read from the disk in any case, and read through the
+// cache it costs the filling of the cache, 2.3 s of system time for a
+// 3.1 GB table on this project's virtual machine against 0.15 s read
+// directly, while pushing out of it the index findsame reads. Where the
+// filesystem takes the flag but refuses a direct read, the rest is read
+// through the page cache.
+type readAhead struct {
+	full    chan aheadBuf // buffers read, in order; closed after the last or an error
+	free    chan []byte   // buffers to read into
+	quit    chan struct{} // closed by stop
+	done    chan struct{} // closed when the goroutine ends
+	held    []byte        // the buffer the iterator holds, if any
+	stopped bool
+}
+
+// aheadBuf is a buffer of whole entries read, or the error that ended
+// the reading.
+type aheadBuf struct {
+	b   []byte
+	err error
+}
+
+// aheadBufs is how many buffers a readAhead reads into: the one the
+// iterator holds and the ones read ahead.
+const aheadBufs = 3
+
+// readAt reads from a file; tests refuse direct reads through it.
+var readAt = (*os.File).ReadAt
+
+// openDirect opens the file f is open on again, for reading past the
+// page cache: a description of its own, so that f's reads stay as they
+// are. Through /proc, the file f names now, whatever its path has
+// become.
+func openDirect(f *os.File) (*os.File, error) {
+	return os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDONLY|unix.O_DIRECT, 0)
+}
+
+// startAhead starts reading the n bytes of entries at off, a multiple
+// of directAlign, of f, a file opened with O_DIRECT for the readAhead
+// alone, which closes it; want is the entries' checksum.
+func startAhead(f *os.File, off, n int64, want uint32) *readAhead {
+	ra := &readAhead{full: make(chan aheadBuf, aheadBufs), free: make(chan []byte, aheadBufs),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	for range aheadBufs {
+		b := aligned(directBuf)
+		// Its pages faulted in here: a direct read into pages not yet
+		// there, btrfs makes through the page cache.
+		for i := 0; i < len(b); i += directAlign {
+			b[i] = 0
+		}
+		ra.free <- b
+	}
+	go ra.run(f, off, n, want)
+	return ra
+}
+
+func (ra *readAhead) run(f *os.File, off, n int64, want uint32) {
+	defer close(ra.done)
+	defer f.Close()
+	defer close(ra.full)
+	var crc uint32
+	direct := true
+	for n > 0 {
+		var b []byte
+		select {
+		case b = <-ra.free:
+		case <-ra.quit:
+			return
+		}
+		k := min(n, directBuf)
+		// The last buffer is read to the end of its last block: the
+		// bytes after the entries are not theirs.
+		err := fill(f, b[:(k+directAlign-1)/directAlign*directAlign], off, int(k), &direct)
+		if err != nil {
+			err = fmt.Errorf("read table of sums: %w", err)
+		} else {
+			crc = crc32.Update(crc, castagnoli, b[:k])
+			if n -= k; n == 0 && crc != want {
+				err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
+			}
+		}
+		off += k
+		select {
+		case ra.full <- aheadBuf{b[:k], err}:
+		case <-ra.quit:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// fill reads into b from off of f, at least need bytes: directly while
+// *direct, and through the page cache from the first direct read the
+// filesystem refuses (EINVAL), or that stops short of a block's end.
+func fill(f *os.File, b []byte, off int64, need int, direct *bool) error {
+	got := 0
+	for got < need {
+		m, err := readAt(f, b[got:], off+int64(got))
+		got += m
+		switch {
+		case err == nil && m == 0:
+			return io.ErrUnexpectedEOF
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			if got < need {
+				return io.ErrUnexpectedEOF
+			}
+		case *direct && errors.Is(err, unix.EINVAL):
+			if err := setDirect(f, false); err != nil {
+				return err
+			}
+			*direct = false
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// next returns the next buffer read; the one returned before is read
+// into again.
+func (ra *readAhead) next() ([]byte, error) {
+	if ra.held != nil {
+		ra.free <- ra.held
+		ra.held = nil
+	}
+	ab, ok := <-ra.full
+	if !ok {
+		return nil, fmt.Errorf("read table of sums: %w", io.ErrUnexpectedEOF)
+	}
+	ra.held = ab.b
+	return ab.b, ab.err
+}
+
+// stop ends the reading and waits for the goroutine to end.
+func (ra *readAhead) stop() {
+	if !ra.stopped {
+		close(ra.quit)
+		ra.stopped = true
+	}
+	<-ra.done
 }

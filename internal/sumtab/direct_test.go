@@ -219,6 +219,7 @@ func readEntries(path string) ([]Entry, error) {
 	defer tb.Close()
 	var got []Entry
 	it := tb.Iter()
+	defer it.Close()
 	for b := it.Batch(); b != nil; b = it.Batch() {
 		got = append(got, b...)
 	}
@@ -276,4 +277,153 @@ func TestDirectFails(t *testing.T) {
 	default:
 		t.Error("the abandoned writer's goroutine is still running")
 	}
+}
+
+// dropCache drops path's pages from the page cache.
+func dropCache(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil { // a dirty page stays
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadAhead: a table of directAfter bytes or more is read past the
+// page cache, a buffer ahead, and its entries come back whole and in
+// order, in tables of whole buffers and with a tail.
+func TestReadAhead(t *testing.T) {
+	setDirectAfter(t, directBuf)
+	dir := t.TempDir()
+	for _, n := range []int{directBuf / EntrySize, 4*directBuf/EntrySize + 5} {
+		path := filepath.Join(dir, "index.db-sums")
+		want := writeEntries(t, path, n)
+		dropCache(t, path)
+		got, before, after := readPastCache(t, path)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d entries read of %d", len(got), len(want))
+		}
+		if onTmpfs(t, dir) {
+			t.Logf("%s is a tmpfs: what is cached is not looked at", dir)
+		} else if after != before {
+			t.Errorf("%d entries: %d pages of the entries are in the page cache after reading, %d before", n, after, before)
+		}
+	}
+}
+
+// readPastCache reads every entry of the table at path, which must be
+// read past the page cache, and returns them with how many pages of the
+// entries were in the page cache before and after the reading.
+func readPastCache(t *testing.T, path string) (got []Entry, before, after int) {
+	t.Helper()
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	end := int(tb.sets)
+	// Open's reads of the header bring a few pages in.
+	before = cachedPages(t, path, directAlign, end)
+	it := tb.Iter()
+	defer it.Close()
+	if it.ra == nil {
+		t.Fatalf("%s: not read past the page cache", path)
+	}
+	for b := it.Batch(); b != nil; b = it.Batch() {
+		got = append(got, b...)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got, before, cachedPages(t, path, directAlign, end)
+}
+
+// TestReadAheadRefused: a filesystem that takes O_DIRECT but refuses a
+// read (EINVAL) has the rest read through the page cache, whole.
+func TestReadAheadRefused(t *testing.T) {
+	setDirectAfter(t, 0)
+	path := filepath.Join(t.TempDir(), "index.db-sums")
+	want := writeEntries(t, path, 3*directBuf/EntrySize+77)
+	reads, refused := 0, 0
+	readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		if fl&unix.O_DIRECT != 0 {
+			if reads++; reads > 1 {
+				// Part of the read done, then refused.
+				refused++
+				n, _ := f.ReadAt(b[:directAlign], off)
+				return n, unix.EINVAL
+			}
+		}
+		return f.ReadAt(b, off)
+	}
+	defer func() { readAt = (*os.File).ReadAt }()
+	got, err := readEntries(path)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("%d entries read of %d: %v", len(got), len(want), err)
+	}
+	if refused != 1 {
+		t.Errorf("%d direct reads refused; want 1, then none asked for", refused)
+	}
+}
+
+// TestReadAheadFails: a read that fails, or entries that do not match
+// their checksum, end the iteration with the error, and an iteration
+// closed before its end ends its goroutine and closes its file.
+func TestReadAheadFails(t *testing.T) {
+	setDirectAfter(t, 0)
+	path := filepath.Join(t.TempDir(), "index.db-sums")
+	want := writeEntries(t, path, 4*directBuf/EntrySize+3)
+
+	reads := 0
+	readAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if reads++; reads == 3 {
+			return 0, unix.EIO
+		}
+		return f.ReadAt(b, off)
+	}
+	got, err := readEntries(path)
+	readAt = (*os.File).ReadAt
+	if err == nil || err.Error() != "read table of sums: input/output error" || len(got) != 2*directBuf/EntrySize {
+		t.Errorf("%d entries read, then %v; want %d, then read table of sums: input/output error", len(got), err, 2*directBuf/EntrySize)
+	}
+
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(good)
+	bad[directAlign+2*directBuf+5] ^= 1 // an entry of the third buffer
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readEntries(path); !errors.Is(err, ErrFormat) || err.Error() != "table of sums: checksum: "+ErrFormat.Error() || len(got) != 4*directBuf/EntrySize {
+		t.Errorf("%d entries read of a damaged table, then %v; want %d, then table of sums: checksum: %v", len(got), err, 4*directBuf/EntrySize, ErrFormat)
+	}
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	it := tb.Iter()
+	if b := it.Batch(); !slices.Equal(b, want[:len(b)]) || len(b) == 0 {
+		t.Fatalf("first batch of %d entries differs", len(b))
+	}
+	it.Close()
+	select {
+	case <-it.ra.done:
+	default:
+		t.Fatal("the reader's goroutine is still running")
+	}
+	it.Close() // twice is fine
 }

@@ -23,7 +23,8 @@
 // past the page cache where the filesystem allows (see direct), then
 // named and renamed into place, so that a reader finds the old table or
 // the new one whole and a process killed while it writes leaves nothing;
-// the entries carry a checksum that Iter verifies, and the header, sets,
+// a large table's entries are read past the page cache too (see
+// readAhead); the entries carry a checksum that Iter verifies, and the header, sets,
 // ranks and aliases one that Open verifies: a table damaged on disk is
 // never trusted. They
 // are created 0600, like the index: the sums say what the files hold.
@@ -35,7 +36,8 @@
 // All integers are little-endian.
 //
 //	magic     8 bytes, "SAMESUM1"
-//	hlen      uint32, then hlen bytes of JSON: the Header
+//	hlen      uint32, then hlen bytes of JSON: the Header, and spaces
+//	          up to a multiple of 4096 bytes from the start of the file
 //	entries   16 bytes each: sum uint64, file uint32, block uint32
 //	sets      Files, Unsettled, Named, Superseded: each a uint64 count n of
 //	          words, then n uint64 words of a bitmap by file id
@@ -51,6 +53,7 @@ package sumtab
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -302,6 +305,7 @@ func (t *Table) Close() error { return t.f.Close() }
 // Iter reads the entries in order.
 type Iter struct {
 	r    *io.SectionReader
+	ra   *readAhead // if set, what r would read, read past the page cache
 	buf  []Entry
 	i    int
 	left int64 // entries not read into buf yet
@@ -310,13 +314,28 @@ type Iter struct {
 	err  error
 }
 
-// Iter returns an iterator over the table's entries. At the end it
-// verifies their checksum: a table damaged on disk gives an error
-// wrapping ErrFormat (Err), after some of its entries were returned.
+// Iter returns an iterator over the table's entries; Close it when done.
+// At the end it verifies their checksum: a table damaged on disk gives
+// an error wrapping ErrFormat (Err), after some of its entries were
+// returned. The entries of a table of directAfter bytes or more are read
+// past the page cache, as they were written (see readAhead), where the
+// filesystem allows it.
 func (t *Table) Iter() *Iter {
-	start := t.sets - t.Entries*EntrySize
-	return &Iter{r: io.NewSectionReader(t.f, start, t.Entries*EntrySize),
-		left: t.Entries, want: t.crc}
+	start, n := t.sets-t.Entries*EntrySize, t.Entries*EntrySize
+	it := &Iter{r: io.NewSectionReader(t.f, start, n), left: t.Entries, want: t.crc}
+	if n >= directAfter && start%directAlign == 0 {
+		if f, err := openDirect(t.f); err == nil {
+			it.ra = startAhead(f, start, n, t.crc)
+		}
+	}
+	return it
+}
+
+// Close ends the reading, if not at its end already.
+func (it *Iter) Close() {
+	if it.ra != nil {
+		it.ra.stop()
+	}
 }
 
 // Next returns the next entry, or false at the end or on an error.
@@ -346,6 +365,16 @@ func (it *Iter) Batch() []Entry {
 func (it *Iter) fill() bool {
 	if it.left == 0 || it.err != nil {
 		return false
+	}
+	if it.ra != nil {
+		b, err := it.ra.next()
+		if err != nil {
+			it.err = err
+			return false
+		}
+		it.buf, it.i = unsafe.Slice((*Entry)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/EntrySize), 0
+		it.left -= int64(len(it.buf))
+		return true
 	}
 	if it.buf == nil {
 		it.buf = make([]Entry, min(it.left, 32<<10))
@@ -417,6 +446,11 @@ func Create(path string, h Header) (*Writer, error) {
 	if err != nil {
 		w.Abort()
 		return nil, err
+	}
+	// Spaces after the JSON put the entries at a multiple of directAlign,
+	// where a reader reads them past the page cache (see Iter).
+	if pad := (directAlign - (len(magic)+4+len(hj))%directAlign) % directAlign; pad > 0 {
+		hj = append(hj, bytes.Repeat([]byte{' '}, pad)...)
 	}
 	w.meta.Write(hj)
 	w.w.WriteString(magic)
