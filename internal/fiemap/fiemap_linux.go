@@ -55,14 +55,17 @@ func Extents(f *os.File) ([]Extent, error) {
 }
 
 // ExtentsIn returns the extents of f that hold some of the n bytes at
-// off, as they are now, without first writing back what is cached (whose
-// extents show delayed, FlagDelalloc): a look, cheap where Extents would
-// flush the file and map all of it.
+// off: a look, cheap where Extents would map all of it. It too asks the
+// kernel to write back what f has cached dirty first (cheap where it has
+// nothing), for data cached over an extent is not the extent's: btrfs
+// shares an inline extent into a file that had a regular one by writing
+// its bytes into the file's page cache, and until they are written back
+// FIEMAP shows the old extent, not flagged delayed.
 func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	return extents(f, uint64(off), uint64(off+n), 0)
+	return extents(f, uint64(off), uint64(off+n), flagSync)
 }
 
 // extents maps f from start to end with FIEMAP flags.
