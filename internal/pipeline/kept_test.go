@@ -63,6 +63,17 @@ func TestKeptTable(t *testing.T) {
 		{"a snapshot", func() {
 			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap2"))
 		}, 0, true},
+		{"copies left as planned", func() {
+			write(t, filepath.Join(live, "d"), a)
+			write(t, filepath.Join(live, "e"), a[:256<<10])
+			testfs.Run(t, "sync")
+		}, -1, false},
+		// The copies and their source, left unsettled, are regrouped; a
+		// file of the snapshot that is a copy of one of them joins its
+		// groups as they are made again.
+		{"a snapshot of files left unsettled", func() {
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap3"))
+		}, -1, true},
 	}
 	for i, n := range nights {
 		n.change()
@@ -79,6 +90,9 @@ func TestKeptTable(t *testing.T) {
 		}
 		if n.name == "a snapshot" && !strings.Contains(stderr, "the sums of 0 files changed or unsettled since the last run regrouped (44 more copied from a file in a snapshot's origin)") {
 			t.Errorf("%s: findsame said\n%s\nwant the snapshot's 44 files to join their origins' groups, and nothing regrouped", n.name, stderr)
+		}
+		if n.name == "a snapshot of files left unsettled" && !strings.Contains(stderr, "the sums of 3 files changed or unsettled since the last run regrouped (46 more copied from a file in a snapshot's origin)") {
+			t.Errorf("%s: findsame said\n%s\nwant the copies and their source regrouped, and the snapshot's 46 files to join their origins' groups, its copies of those three too", n.name, stderr)
 		}
 		regrouped := strings.Contains(stderr, "since the last run regrouped")
 		if regrouped != (i > 0) {

@@ -390,7 +390,8 @@ func (f *finder) regroup() (err error) {
 	room := f.capacity() / 2
 	slices.SortFunc(ids, func(a, b int) int { return int(f.files[a].id - f.files[b].id) })
 	q := make([]pair, 0, min(room, redoBlocks))
-	var fresh int64 // entries of changed files, which the table written takes
+	var fresh int64  // entries of changed files, which the table written takes
+	var joined int64 // pairs of the clones that join those of q (see clones)
 	f.held = make(heldSums)
 	heldBytes := 0
 	sr, err := f.ix.SumsReader(f.ctx)
@@ -410,9 +411,8 @@ func (f *finder) regroup() (err error) {
 			}
 		}
 		// A clone whose origin, unchanged since the copy, was read
-		// before it (its row is older) holds the origin's sums: on a host
-		// of hourly snapshots, a copy in each of the day's snapshots of
-		// every file left unsettled.
+		// before it (its row is older) holds the origin's sums (a clone
+		// that does not join its origin's groups: see clones).
 		sums, shared := f.originSums(i, pos)
 		if !shared {
 			var err error
@@ -426,6 +426,7 @@ func (f *finder) regroup() (err error) {
 			f.held[f.files[i].id] = sums
 			heldBytes += len(sums)
 		}
+		before := len(q)
 		for b := range len(sums) / blockhash.SumSize {
 			if s := blockhash.At(sums, b); s != blockhash.Zero {
 				q = append(q, pair{s, mkloc(i, int64(b))})
@@ -434,6 +435,7 @@ func (f *finder) regroup() (err error) {
 				}
 			}
 		}
+		joined += int64(len(clones[i]) * (len(q) - before))
 		if int64(len(q)) > room {
 			return errGroupAll
 		}
@@ -566,8 +568,8 @@ func (f *finder) regroup() (err error) {
 	// temporary files, each list the destinations of at most a
 	// partition's worth of blocks.
 	f.mapped = make([]bool, n)
-	if 4*int64(len(q)) <= room {
-		f.maps = memBuckets(4 * int64(len(q)))
+	if 4*(int64(len(q))+joined) <= room {
+		f.maps = memBuckets(4 * (int64(len(q)) + joined))
 	} else {
 		f.bounds = boundaries(f.fileChunks(), f.capacity())
 		var err error
@@ -666,8 +668,15 @@ func (f *finder) regroup() (err error) {
 			touched = true
 			g = append(g, q[qi])
 			newer = append(newer, q[qi].at)
-			if fi := q[qi].at.file(); changed[fi] {
-				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(q[qi].at.block())})
+			fi, b := q[qi].at.file(), q[qi].at.block()
+			if changed[fi] {
+				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(b)})
+			}
+			// The clones of a file regrouped, left unsettled (see clones).
+			for _, c := range clones[fi] {
+				g = append(g, pair{s, mkloc(c, b)})
+				newer = append(newer, mkloc(c, b))
+				f.alias(c, fi)
 			}
 		}
 		peek()
@@ -908,13 +917,17 @@ func (f *finder) originSums(i int, pos fileIndex) ([]byte, bool) {
 // the largest file, then the first by path); so the origin is a block or
 // larger, or inline itself (the clone's mappings are then shared with
 // nothing too), or no file of its size is inline. A group it joins needs
-// no look. It is so only for an origin not regrouped (unchanged since the
-// table, and settled) and unchanged since the clone copied it (CloneSeq),
-// in the clone's class; and not with Options.NoReadOnly, which makes a
-// file of a read-only snapshot a source before any other. It returns the
-// clones by origin. The table written names each clone an alias of the
-// file whose entries it takes (see finder.alias), without entries of its
-// own.
+// no look. It is so for an origin unchanged since the table and since
+// the clone copied it (CloneSeq), in the clone's class; and not with
+// Options.NoReadOnly, which makes a file of a read-only snapshot a source
+// before any other. An origin that the last run left unsettled is
+// regrouped: its clones then join its groups as they are made again,
+// with their mappings made as if they were regrouped too, without their
+// sums sorted with the others (on a host of hourly snapshots, a copy in
+// each of the day's snapshots of every file left unsettled). It returns
+// the clones by origin. The table written names each clone an alias of
+// the file whose entries it takes (see finder.alias), without entries of
+// its own.
 func (f *finder) clones(changed, redo []bool, pos fileIndex) map[int][]int {
 	clones := make(map[int][]int)
 	if f.o.NoReadOnly {
@@ -934,7 +947,7 @@ func (f *finder) clones(changed, redo []bool, pos fileIndex) map[int][]int {
 			continue
 		}
 		of := &f.files[o]
-		if redo[o] || f.seqs[of.id].changed != sq.cloneSeq || of.Size != c.Size || of.class != c.class ||
+		if changed[o] || f.seqs[of.id].changed != sq.cloneSeq || of.Size != c.Size || of.class != c.class ||
 			(of.Size < f.bs && !of.inline && inlineSizes[of.Size]) {
 			continue
 		}
