@@ -24,10 +24,10 @@
 // named and renamed into place, so that a reader finds the old table or
 // the new one whole and a process killed while it writes leaves nothing;
 // a large table's entries are read past the page cache too (see
-// readAhead); the entries carry a checksum that Iter verifies, and the header, sets,
-// ranks and aliases one that Open verifies: a table damaged on disk is
-// never trusted. They
-// are created 0600, like the index: the sums say what the files hold.
+// readAhead). The entries carry a checksum that Iter verifies, and the
+// header, sets, ranks and aliases one that Open verifies: a table damaged
+// on disk is never trusted. Tables are created 0600, like the index: the
+// sums say what the files hold.
 // Open refuses a table another user owns or others may write: one made
 // by someone else could hide groups from the plan.
 //
