@@ -413,17 +413,7 @@ func TestStatFSSubvolumes(t *testing.T) {
 // and fails unless none stays.
 func dropCache(t testing.TB, path string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
+	testfs.DropCache(t, path)
 	if n := resident(t, path); n != 0 {
 		t.Fatalf("%s: %d bytes still cached after POSIX_FADV_DONTNEED", path, n)
 	}

@@ -279,22 +279,6 @@ func TestDirectFails(t *testing.T) {
 	}
 }
 
-// dropCache drops path's pages from the page cache.
-func dropCache(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil { // a dirty page stays
-		t.Fatal(err)
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestReadAhead: a table of directAfter bytes or more is read past the
 // page cache, a buffer ahead, and its entries come back whole and in
 // order, in tables of whole buffers and with a tail.
@@ -304,7 +288,7 @@ func TestReadAhead(t *testing.T) {
 	for _, n := range []int{directBuf / EntrySize, 4*directBuf/EntrySize + 5} {
 		path := filepath.Join(dir, "index.db-sums")
 		want := writeEntries(t, path, n)
-		dropCache(t, path)
+		testfs.DropCache(t, path)
 		got, before, after := readPastCache(t, path)
 		if !slices.Equal(got, want) {
 			t.Fatalf("%d entries read of %d", len(got), len(want))

@@ -281,6 +281,23 @@ func Magic(t testing.TB, path string) int64 {
 	return int64(st.Type)
 }
 
+// DropCache writes the pages of the file at path back and drops them
+// from the page cache (POSIX_FADV_DONTNEED leaves dirty pages).
+func DropCache(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // FreeBytes syncs the filesystem holding dir and returns its free bytes
 // (f_bfree, including blocks reserved for root). Without the sync, btrfs
 // counts space freed by unlink or dedupe only after its next transaction
