@@ -3,10 +3,12 @@ package index
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"same/internal/fiemap"
@@ -210,5 +212,150 @@ func TestAdoptMarksOriginOnce(t *testing.T) {
 		if err != nil || len(e) != 1 || e[0].Flags != want {
 			t.Errorf("%v: extents %v, %v; want flags %#x", vol, e, err, want)
 		}
+	}
+}
+
+// TestExtentsOf follows a file's extents recorded once and referred to
+// by the rows of two snapshots (files.extents_of): how each reader sees
+// them, and where they go when the row that holds them is recorded
+// again, deleted, or a referring row's extents are recorded again.
+func TestExtentsOf(t *testing.T) {
+	live, s1, s2 := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 300}, fsys.Volume{FS: "f1", Subvol: 301}
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	// A compressed extent referred to in part: the readers of
+	// compressed files and of extents not referred to whole see it.
+	old := []fiemap.Extent{{Logical: 0, Physical: 1 << 20, Length: 8192, Flags: fiemap.FlagLast | fiemap.FlagEncoded, DiskStart: 1 << 20, DiskLen: 16384, Gen: 7}}
+	shared := slices.Clone(old)
+	shared[0].Flags |= fiemap.FlagShared
+	f := File{Path: "/m/live/a", NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: live, Ino: 10, Size: 8192, Mtime: 1, Ctime: 1}}
+	inTx(t, ix, func(tx *Tx) error { _, err := tx.Put(f, sumsOf(10, 2), old); return err })
+	for i, s := range []fsys.Volume{s1, s2} {
+		before, err := ix.WriteSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxID := ix.MaxFileID(ctx)
+		inTx(t, ix, func(tx *Tx) error {
+			_, err := tx.Adopt(live, s, "/m/live", fmt.Sprintf("/m/snaps/%d", i), before, maxID, 7, true, i == 0)
+			return err
+		})
+	}
+	id := func(v fsys.Volume) int64 { t.Helper(); return mustID(t, ix, v, 10) }
+	l, a, b := id(live), id(s1), id(s2)
+	// state gives each row's reference and own rows, and its extents as
+	// Extents reads them.
+	state := func() string {
+		t.Helper()
+		var out []string
+		for _, row := range []int64{l, a, b} {
+			var of, own int64
+			err := ix.DB().QueryRow("SELECT coalesce(extents_of, 0), (SELECT count(*) FROM extents WHERE file = ?1) FROM files WHERE id = ?1", row).Scan(&of, &own)
+			if err == sql.ErrNoRows {
+				out = append(out, fmt.Sprintf("%d: none", row))
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := ix.Extents(ctx, row)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%d: of %d, %d own, %v", row, of, own, e))
+		}
+		return strings.Join(out, "\n")
+	}
+	expect := func(step string, want ...string) {
+		t.Helper()
+		if got := state(); got != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant\n%s", step, got, strings.Join(want, "\n"))
+		}
+	}
+	expect("adopted twice",
+		fmt.Sprintf("%d: of 0, 1 own, %v", l, shared),
+		fmt.Sprintf("%d: of %d, 0 own, %v", a, l, shared),
+		fmt.Sprintf("%d: of %d, 0 own, %v", b, l, shared))
+	var part []int64
+	if err := ix.ScanPartDiskExtents(ctx, func(file int64, e fiemap.Extent) error {
+		if e != shared[0] {
+			t.Errorf("ScanPartDiskExtents: file %d, %+v; want %+v", file, e, shared[0])
+		}
+		part = append(part, file)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Sort(part); !slices.Equal(part, []int64{l, a, b}) {
+		t.Errorf("ScanPartDiskExtents: files %v; want %v", part, []int64{l, a, b})
+	}
+	flagged, err := ix.FlaggedFiles(ctx)
+	if want := map[int64]uint32{l: fiemap.FlagEncoded, a: fiemap.FlagEncoded, b: fiemap.FlagEncoded}; err != nil || !reflect.DeepEqual(flagged, want) {
+		t.Errorf("FlaggedFiles = %v, %v; want %v", flagged, err, want)
+	}
+	alone := func() []int64 {
+		t.Helper()
+		var out []int64
+		if err := ix.SharedAlone(ctx, func(file int64) error { out = append(out, file); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := alone(); got != nil {
+		t.Errorf("SharedAlone: %v; want none (the snapshots refer to the extent)", got)
+	}
+	var refs [][2]int64
+	if err := ix.ExtentRefs(ctx, func(file, of int64) error { refs = append(refs, [2]int64{file, of}); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if slices.SortFunc(refs, func(x, y [2]int64) int { return int(x[0] - y[0]) }); !reflect.DeepEqual(refs, [][2]int64{{a, l}, {b, l}}) {
+		t.Errorf("ExtentRefs: %v; want %v", refs, [][2]int64{{a, l}, {b, l}})
+	}
+
+	// The live file written again: its extents pass to the first
+	// snapshot's row, as read through it, and the second refers to it.
+	now := []fiemap.Extent{{Logical: 0, Physical: 4 << 20, Length: 8192, Flags: fiemap.FlagLast, DiskStart: 4 << 20, DiskLen: 8192, Gen: 9}}
+	f.Mtime = 2
+	inTx(t, ix, func(tx *Tx) error { _, err := tx.Put(f, sumsOf(11, 2), now); return err })
+	expect("the live file written again",
+		fmt.Sprintf("%d: of 0, 1 own, %v", l, now),
+		fmt.Sprintf("%d: of 0, 1 own, %v", a, shared),
+		fmt.Sprintf("%d: of %d, 0 own, %v", b, a, shared))
+	if got := alone(); got != nil {
+		t.Errorf("SharedAlone: %v; want none", got)
+	}
+
+	// The first snapshot's row deleted: the second holds them.
+	inTx(t, ix, func(tx *Tx) error { return tx.Delete(a) })
+	expect("the first snapshot's row deleted",
+		fmt.Sprintf("%d: of 0, 1 own, %v", l, now),
+		fmt.Sprintf("%d: none", a),
+		fmt.Sprintf("%d: of 0, 1 own, %v", b, shared))
+	if got := alone(); !slices.Equal(got, []int64{b}) {
+		t.Errorf("SharedAlone: %v; want %d (flagged shared, its only reference)", got, b)
+	}
+
+	// A referring row's extents recorded again: its own from then on,
+	// the row it referred to keeps its own.
+	inTx(t, ix, func(tx *Tx) error {
+		_, err := tx.Adopt(live, fsys.Volume{FS: "f1", Subvol: 302}, "/m/live", "/m/snaps/3", 0, ix.MaxFileID(ctx), 7, false, true)
+		return err
+	})
+	c := id(fsys.Volume{FS: "f1", Subvol: 302})
+	moved := slices.Clone(now)
+	moved[0].Physical, moved[0].DiskStart = 8<<20, 8<<20
+	inTx(t, ix, func(tx *Tx) error { return tx.SetExtents(c, moved) })
+	if e, err := ix.Extents(ctx, c); err != nil || !slices.Equal(e, moved) {
+		t.Errorf("extents recorded again: %v, %v; want %v", e, err, moved)
+	}
+	nowShared := slices.Clone(now)
+	nowShared[0].Flags |= fiemap.FlagShared
+	expect("a referring row's extents recorded again",
+		fmt.Sprintf("%d: of 0, 1 own, %v", l, nowShared),
+		fmt.Sprintf("%d: none", a),
+		fmt.Sprintf("%d: of 0, 1 own, %v", b, shared))
+	var of sql.NullInt64
+	if err := ix.DB().QueryRow("SELECT extents_of FROM files WHERE id = ?", c).Scan(&of); err != nil || of.Valid {
+		t.Errorf("extents_of of a row whose extents were recorded again: %v, %v; want NULL", of, err)
 	}
 }

@@ -37,7 +37,10 @@
 //     (Tx.Copy records the files of a read-only snapshot so): sums are
 //     stored once however many snapshots hold them, and pass to the first
 //     row sharing them when the row holding them is recorded again or
-//     deleted. items is a
+//     deleted. extents_of does the same for the extents: a snapshot's
+//     file recorded from its origin's row refers to the extent items that
+//     row holds (read through it, flagged shared), and holds none of its
+//     own until its extents are recorded again. items is a
 //     digest of the extents recorded (ItemsDigest), written with them, so
 //     that hashfile compares the extent items it finds with it rather
 //     than reading the extents back. Paths
@@ -48,7 +51,8 @@
 //     them (files.blocks_of, else the file's own). A chunk whose blocks are all
 //     zero is not stored, nor are the zero blocks at the end of a file:
 //     a sparse file costs what its data costs.
-//   - extents: the file's extents when it was hashed: FIEMAP's, or on
+//   - extents: the file's extents when it was hashed (under the row that
+//     holds them, files.extents_of, else the file's own): FIEMAP's, or on
 //     btrfs as root the file extent items, each with its disk extent
 //     (disk_start, disk_len), the generation that wrote it (gen) and its
 //     offset in the extent's data (ext_off). Pieces finds the files that

@@ -166,7 +166,9 @@ func (ix *Index) StoredSums(ctx context.Context) (int64, error) {
 	return n.Int64 / blockhash.SumSize, nil
 }
 
-// ScanExtents calls fn for every extent in the index. readers readers
+// ScanExtents calls fn for every extent row in the index, under the file
+// that holds it: a file that refers to another's (files.extents_of, see
+// ExtentRefs) has none of its own. readers readers
 // (at least one), each on a connection of its own, read alternate ranges
 // of file ids (filesRange at a time), each in a read of its own, and call
 // fn with their number (from 0), at once: a file's extents all come to
@@ -210,12 +212,16 @@ func (ix *Index) ScanExtents(ctx context.Context, readers int, fn func(reader in
 // disk extent whose key is known (fiemap.Extent's DiskStart, DiskLen and
 // Gen) and that no reference refers to whole (from the start of its data
 // to its length or beyond): the extents that may hold data no file refers
-// to. The references to one disk extent come one after another. Most
-// extents are referred to whole; SQLite leaves them out.
+// to. The references to one disk extent come one after another, those of
+// the files that refer to another's extents (files.extents_of) with
+// them. Most extents are referred to whole; SQLite leaves them out.
 func (ix *Index) ScanPartDiskExtents(ctx context.Context, fn func(file int64, e fiemap.Extent) error) error {
-	return ix.scanExtents(ctx, `FROM (SELECT disk_start ds, disk_len dl, gen g FROM extents WHERE gen != 0
+	return ix.scanExtents(ctx, `FROM (WITH p AS MATERIALIZED (SELECT e.* FROM (SELECT disk_start ds, disk_len dl, gen g FROM extents WHERE gen != 0
 			GROUP BY disk_start, disk_len, gen HAVING max(ext_off = 0 AND length >= disk_len) = 0) k
-		CROSS JOIN extents e ON e.disk_start = k.ds AND e.disk_len = k.dl AND e.gen = k.g AND e.gen != 0
+		CROSS JOIN extents e ON e.disk_start = k.ds AND e.disk_len = k.dl AND e.gen = k.g AND e.gen != 0)
+		SELECT * FROM p UNION ALL
+		SELECT f.id, p.logical, p.physical, p.length, `+sharedFlags("p")+`, p.disk_start, p.disk_len, p.gen, p.ext_off
+			FROM p JOIN files f ON f.extents_of = p.file) e
 		ORDER BY e.disk_start, e.disk_len, e.gen`, fn)
 }
 
@@ -225,13 +231,14 @@ func (ix *Index) ScanPartDiskExtents(ctx context.Context, fn func(file int64, e 
 // of when the file was recorded, and the other references may have gone
 // since without the file changing (a snapshot's file, once the file it
 // was taken of is rewritten or deleted), or lie outside the index. A file
-// that refers to the extent twice is listed too. The scan of the
-// references reads the index on their keys alone.
+// that refers to the extent twice is listed too; one whose extents
+// others refer to (files.extents_of) is not. The scan of the references
+// reads the index on their keys alone.
 func (ix *Index) SharedAlone(ctx context.Context, fn func(file int64) error) error {
 	rows, err := ix.db.QueryContext(ctx, `SELECT DISTINCT e.file FROM (SELECT disk_start ds, disk_len dl, gen g FROM extents
 			WHERE gen != 0 GROUP BY disk_start, disk_len, gen HAVING min(file) = max(file)) k
 		CROSS JOIN extents e ON e.disk_start = k.ds AND e.disk_len = k.dl AND e.gen = k.g AND e.gen != 0
-		WHERE e.flags & ? != 0`, fiemap.FlagShared)
+		WHERE e.flags & ? != 0 AND NOT EXISTS (SELECT 1 FROM files r WHERE r.extents_of = e.file)`, fiemap.FlagShared)
 	if err != nil {
 		return fmt.Errorf("read extents: %w", err)
 	}
@@ -251,14 +258,53 @@ func (ix *Index) SharedAlone(ctx context.Context, fn func(file int64) error) err
 	return nil
 }
 
-// Extents returns the recorded extents of file id, in file order.
+// Extents returns the recorded extents of file id, in file order: its
+// own, or those of the row it refers to (files.extents_of), flagged
+// shared where stored apart from the file.
 func (ix *Index) Extents(ctx context.Context, id int64) ([]fiemap.Extent, error) {
 	var out []fiemap.Extent
-	err := ix.scanExtents(ctx, "FROM extents e WHERE file = ? ORDER BY logical", func(_ int64, e fiemap.Extent) error {
+	err := ix.scanExtents(ctx, `FROM (SELECT f.id file, x.logical, x.physical, x.length,
+			CASE WHEN f.extents_of IS NULL THEN x.flags ELSE `+sharedFlags("x")+` END flags, x.disk_start, x.disk_len, x.gen, x.ext_off
+		FROM files f JOIN extents x ON x.file = coalesce(f.extents_of, f.id) WHERE f.id = ?) e ORDER BY e.logical`, func(_ int64, e fiemap.Extent) error {
 		out = append(out, e)
 		return nil
 	}, id)
 	return out, err
+}
+
+// ExtentRefs calls fn with each file that refers to another's extents
+// (files.extents_of) and that other, in no order. Read through the
+// reference, the extents stored apart from the file are flagged shared
+// (see Shared).
+func (ix *Index) ExtentRefs(ctx context.Context, fn func(file, of int64) error) error {
+	rows, err := ix.db.QueryContext(ctx, "SELECT id, extents_of FROM files INDEXED BY files_extents_of WHERE extents_of IS NOT NULL")
+	if err != nil {
+		return fmt.Errorf("read files: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, of int64
+		if err := rows.Scan(&id, &of); err != nil {
+			return fmt.Errorf("read files: %w", err)
+		}
+		if err := fn(id, of); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read files: %w", err)
+	}
+	return nil
+}
+
+// Shared returns a recorded extent as read through a reference to
+// another file's (files.extents_of): flagged shared where it is stored
+// on disk apart from the file (see sharedFlags).
+func Shared(e fiemap.Extent) fiemap.Extent {
+	if e.Physical != 0 && e.Flags&(fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc) == 0 {
+		e.Flags |= fiemap.FlagShared
+	}
+	return e
 }
 
 // extentColumns are the columns of the extents table (aliased e) that
@@ -459,7 +505,9 @@ func chunkBy(ctx context.Context, st *sql.Stmt, file int64, c int, buf []byte) (
 func (ix *Index) FlaggedFiles(ctx context.Context) (map[int64]uint32, error) {
 	// The WHERE term is the index's, word for word (schema
 	// 010_flagged_extents.sql): 520 is FlagEncoded|FlagDataInline.
-	rows, err := ix.db.QueryContext(ctx, "SELECT file, flags & 520 FROM extents INDEXED BY extents_flagged WHERE flags & 520 != 0")
+	rows, err := ix.db.QueryContext(ctx, `SELECT file, flags & 520 FROM extents INDEXED BY extents_flagged WHERE flags & 520 != 0
+		UNION ALL SELECT f.id, e.flags & 520 FROM extents e INDEXED BY extents_flagged JOIN files f ON f.extents_of = e.file
+			WHERE e.flags & 520 != 0`)
 	if err != nil {
 		return nil, fmt.Errorf("read extents: %w", err)
 	}

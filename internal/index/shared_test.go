@@ -353,9 +353,9 @@ func TestCopy(t *testing.T) {
 	row := func(v fsys.Volume, ino uint64) string {
 		t.Helper()
 		var s string
-		err := ix.DB().QueryRow(`SELECT printf('%s size=%d mtime=%d ctime=%d uid=%d nocow=%d items=%d blocks_of=%d clone_of=%d clone_seq=%d extents=%d',
+		err := ix.DB().QueryRow(`SELECT printf('%s size=%d mtime=%d ctime=%d uid=%d nocow=%d items=%d blocks_of=%d clone_of=%d clone_seq=%d extents_of=%d extents=%d',
 				coalesce(f.path, '-'), f.size, f.mtime, f.ctime, f.uid, f.nocow, f.items = o.items, f.blocks_of, f.clone_of, f.clone_seq = o.changed,
-				(SELECT count(*) FROM extents e JOIN extents x ON x.file = o.id AND x.logical = e.logical AND x.disk_start = e.disk_start WHERE e.file = f.id))
+				f.extents_of, (SELECT count(*) FROM extents e WHERE e.file = f.id))
 			FROM files f JOIN files o ON o.id = ? WHERE f.vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?) AND f.ino = ?`,
 			origin, v.FS, int64(v.Subvol), int64(ino)).Scan(&s)
 		if err == sql.ErrNoRows {
@@ -366,7 +366,7 @@ func TestCopy(t *testing.T) {
 		}
 		return s
 	}
-	want := fmt.Sprintf("/snap/a size=12288 mtime=1 ctime=1 uid=1000 nocow=0 items=1 blocks_of=%d clone_of=%d clone_seq=1 extents=1", origin, origin)
+	want := fmt.Sprintf("/snap/a size=12288 mtime=1 ctime=1 uid=1000 nocow=0 items=1 blocks_of=%d clone_of=%d clone_seq=1 extents_of=%d extents=0", origin, origin, origin)
 	for _, tt := range []struct {
 		name   string
 		ino    uint64
@@ -394,6 +394,11 @@ func TestCopy(t *testing.T) {
 			}
 			if got, err := ix.Sums(ctx, mustID(t, ix, snap, tt.ino)); err != nil || !bytes.Equal(got, sumsOf(1, 3)) {
 				t.Errorf("Sums = %x, %v; want the origin's", got, err)
+			}
+			shared := ext[0]
+			shared.Flags |= fiemap.FlagShared
+			if got, err := ix.Extents(ctx, mustID(t, ix, snap, tt.ino)); err != nil || !slices.Equal(got, []fiemap.Extent{shared}) {
+				t.Errorf("Extents = %+v, %v; want the origin's, shared: %+v", got, err, shared)
 			}
 			var path sql.NullString
 			if err := ix.DB().QueryRow("SELECT path FROM files WHERE id = ?", other).Scan(&path); err != nil || path.Valid {

@@ -119,8 +119,9 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // and records f's identity, clearing any mark that it was gone (see
 // MarkGone), and, when whole, f.NoCOW and items (the ItemsDigest of the
 // extents recorded with it) too, and then that it holds no other row's
-// sums (files.blocks_of). It returns f's row id and whether other rows
-// share the sums it holds (see clear).
+// sums or extents (files.blocks_of, files.extents_of). It returns f's
+// row id and whether other rows share the sums or the extents it holds
+// (see clear).
 func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err error) {
 	vol, uid, seq, err := t.takePath(f)
 	if err != nil {
@@ -130,7 +131,7 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 	// same statement: one statement less for every file recorded.
 	set, v, d := "", any(nil), any(nil)
 	if whole {
-		set = ", nocow = excluded.nocow, items = excluded.items, blocks_of = NULL"
+		set = ", nocow = excluded.nocow, items = excluded.items, blocks_of = NULL, extents_of = NULL"
 		if f.NoCOW != NoCOWUnknown {
 			v = int64(f.NoCOW) // else NULL: unknown
 		}
@@ -151,7 +152,8 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 	// The row looked up by its key after, not RETURNING, which opens an
 	// ephemeral table (a pager of its own) for each row: a third of the
 	// cost of recording a file that is not read.
-	q, err := t.stmt(`SELECT id, EXISTS (SELECT 1 FROM files s WHERE s.blocks_of = f.id) FROM files f WHERE vol = ? AND ino = ?`)
+	q, err := t.stmt(`SELECT id, EXISTS (SELECT 1 FROM files s WHERE s.blocks_of = f.id)
+		OR EXISTS (SELECT 1 FROM files s WHERE s.extents_of = f.id) FROM files f WHERE vol = ? AND ino = ?`)
 	if err != nil {
 		return 0, false, err
 	}
@@ -290,7 +292,7 @@ func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Exte
 // SetExtents replaces the recorded extents of file id, mapped again
 // while its data (and so its sums) stayed the same.
 func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
-	if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
+	if err := t.dropExtents(id, true); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
 	if err := t.update(id, "items = ?, ", ItemsDigest(extents)); err != nil {
@@ -315,7 +317,8 @@ func (t *Tx) replace(f File, items int64) (int64, error) {
 }
 
 // Copy records f, met in a btrfs snapshot, with the sums and extents of
-// row from (sharing its sums, files.blocks_of: not a copy), and as a
+// row from (sharing them, files.blocks_of and files.extents_of: not a
+// copy), and as a
 // clone of it (File.CloneOf): the file of the same
 // inode in the subvolume the snapshot was taken from, recorded as the
 // snapshot holds it (the caller knows that its extent items are those of
@@ -370,7 +373,7 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 		}
 		return true, nil
 	}
-	if err := t.copyExtents(id, from); err != nil {
+	if err := t.referExtents(id, from); err != nil {
 		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
 	}
 	return true, nil
@@ -378,7 +381,7 @@ func (t *Tx) Copy(from, fromChanged int64, f File, items []fiemap.Extent) (bool,
 
 // copyNew is Copy's way for the file of a new snapshot: a clone of from
 // as it is (fromChanged) whose inode has no row yet, recorded in one
-// statement, its extents in another. It reports false, having recorded
+// statement with its sums and extents (by reference). It reports false, having recorded
 // nothing but that f.Path is no other inode's, where the inode has a row
 // or from is not as given; Copy then takes the long way.
 func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
@@ -396,8 +399,8 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	// that the transaction's statements before it wrote. The new row's id
 	// is the last inserted: RETURNING would open an ephemeral table (a
 	// pager of its own) for each row.
-	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
-		SELECT ?1, ?2, ?3, size, mtime, ctime, ?4, ?5, 0, items, coalesce(blocks_of, id), id, changed FROM files
+	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq, extents_of)
+		SELECT ?1, ?2, ?3, size, mtime, ctime, ?4, ?5, 0, items, coalesce(blocks_of, id), id, changed, coalesce(extents_of, id) FROM files
 			WHERE id = ?6 AND changed = ?7 AND size = ?8 AND mtime = ?9 AND ctime = ?10 AND nocow = 0`,
 		f.Path, vol, int64(f.Ino), uid, seq, from, fromChanged, f.Size, f.Mtime, f.Ctime)
 	if err != nil {
@@ -407,17 +410,7 @@ func (t *Tx) copyNew(from, fromChanged int64, f File) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", f.Path, err)
 	}
-	if n == 0 {
-		return false, nil
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return false, fmt.Errorf("record %s: %w", f.Path, err)
-	}
-	if err := t.copyExtents(id, from); err != nil {
-		return false, fmt.Errorf("record extents of %s: %w", f.Path, err)
-	}
-	return true, nil
+	return n != 0, nil
 }
 
 // Adopted is what Tx.Adopt recorded.
@@ -442,8 +435,8 @@ type Adopted struct {
 // withGone, marked gone by this run alone, gen: a file deleted since the
 // snapshot was made, when no directory changed before), is copied under
 // toTop with the same path below it, as a
-// clone of that row (see copyNew), its extents too: two statements for a
-// snapshot, not two a file. Rows this run wrote since its start (write
+// clone of that row (see copyNew), referring to its sums and extents:
+// one statement for a snapshot, not one a file. Rows this run wrote since its start (write
 // sequence number before) are copied as they are now, and named in
 // Adopted.Changed. Nothing is recorded if the index holds a file of to
 // already.
@@ -508,9 +501,9 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	}
 	// OR IGNORE: a path another volume's row holds keeps it (the walk
 	// meets the file there and settles it); and no statement journal.
-	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq)
+	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq, extents_of)
 		SELECT CAST(?7 || CAST(substr(CAST(path AS BLOB), ?8) AS TEXT) AS TEXT), ?9, ino, size, mtime, ctime, uid, ?10, 0, items,
-			coalesce(blocks_of, id), id, changed FROM files WHERE `+taken,
+			coalesce(blocks_of, id), id, changed, coalesce(extents_of, id) FROM files WHERE `+taken,
 		fromID, lo, hi, maxID, gen, nil, prefix, cut, toID, seq)
 	if err != nil {
 		return out, fmt.Errorf("record %s: %w", toTop, err)
@@ -520,21 +513,17 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	}
 	// The snapshot refers to each extent stored on disk that its origin's
 	// rows record, so from now on both rows' extents are shared, whatever
-	// FIEMAP said when the origin was walked: the copies are marked so,
-	// and with markOrigin, so are the origin's (until its walk records
-	// them again). A run marks them at its first adoption from an origin:
-	// those its walk records afterwards have FIEMAP's flags as of then,
-	// with every snapshot taken, and the others are marked already.
-	if _, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
-		SELECT f.id, e.logical, e.physical, e.length, `+sharedFlags("e")+`, e.disk_start, e.disk_len, e.gen, e.ext_off
-		FROM files f JOIN extents e ON e.file = f.clone_of WHERE f.vol = ?`, toID); err != nil {
-		return out, fmt.Errorf("record extents of %s: %w", toTop, err)
-	}
+	// FIEMAP said when the origin was walked: read through the snapshot's
+	// rows they are flagged so, and with markOrigin, the rows that hold
+	// them are marked so (until a walk records them again). A run marks
+	// them at its first adoption from an origin: those its walk records
+	// afterwards have FIEMAP's flags as of then, with every snapshot
+	// taken, and the others are marked already.
 	if !markOrigin {
 		return out, nil
 	}
 	if _, err := t.exec(`UPDATE extents SET flags = `+sharedFlags("extents")+`
-		WHERE file IN (SELECT clone_of FROM files WHERE vol = ?) AND flags & ? = 0`, toID, fiemap.FlagShared); err != nil {
+		WHERE file IN (SELECT extents_of FROM files WHERE vol = ?) AND flags & ? = 0`, toID, fiemap.FlagShared); err != nil {
 		return out, fmt.Errorf("record extents of %s: %w", fromTop, err)
 	}
 	return out, nil
@@ -548,11 +537,10 @@ func sharedFlags(e string) string {
 		e, fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc, fiemap.FlagShared)
 }
 
-// copyExtents records for file id, which has none, the extents recorded
-// for file from. (OR IGNORE, for no statement journal: see copyNew.)
-func (t *Tx) copyExtents(id, from int64) error {
-	_, err := t.exec(`INSERT OR IGNORE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off)
-		SELECT ?, logical, physical, length, flags, disk_start, disk_len, gen, ext_off FROM extents WHERE file = ?`, id, from)
+// referExtents records for file id, which has none, the extents recorded
+// for file from, by reference (files.extents_of).
+func (t *Tx) referExtents(id, from int64) error {
+	_, err := t.exec(`UPDATE files SET extents_of = (SELECT coalesce(extents_of, id) FROM files WHERE id = ?1) WHERE id = ?2`, from, id)
 	return err
 }
 
@@ -594,10 +582,10 @@ func (t *Tx) Delete(id int64) error {
 	return err
 }
 
-// clear removes the sums and extents recorded for file id. Sums that
-// other rows share (files.blocks_of) pass to the first of them, which the
-// others then share; mayShare false says none does (as claim found), and
-// spares the look.
+// clear removes the sums and extents recorded for file id. Sums and
+// extents that other rows share (files.blocks_of, files.extents_of) pass
+// to the first of them, which the others then share; mayShare false says
+// none does (as claim found), and spares the looks.
 func (t *Tx) clear(id int64, mayShare bool) error {
 	var heir sql.NullInt64
 	if mayShare {
@@ -619,7 +607,36 @@ func (t *Tx) clear(id int64, mayShare bool) error {
 	} else if _, err := t.exec("DELETE FROM blocks WHERE file = ?", id); err != nil {
 		return err
 	}
-	_, err := t.exec("DELETE FROM extents WHERE file = ?", id)
+	return t.dropExtents(id, mayShare)
+}
+
+// dropExtents removes the extents recorded for file id, and its
+// reference to another's (files.extents_of). Those it holds that other
+// rows refer to pass to the first of them, flagged shared as they were
+// read through it, and the others refer to that one; mayShare false says
+// none refers to them, and spares the look.
+func (t *Tx) dropExtents(id int64, mayShare bool) error {
+	var heir sql.NullInt64
+	if mayShare {
+		st, err := t.stmt("SELECT min(id) FROM files WHERE extents_of = ?")
+		if err != nil {
+			return err
+		}
+		if err := st.QueryRow(id).Scan(&heir); err != nil {
+			return err
+		}
+	}
+	if heir.Valid {
+		if _, err := t.exec("UPDATE extents SET file = ?, flags = "+sharedFlags("extents")+" WHERE file = ?", heir.Int64, id); err != nil {
+			return err
+		}
+		if _, err := t.exec("UPDATE files SET extents_of = nullif(?1, id) WHERE extents_of = ?2", heir.Int64, id); err != nil {
+			return err
+		}
+	} else if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
+		return err
+	}
+	_, err := t.exec("UPDATE files SET extents_of = NULL WHERE id = ? AND extents_of IS NOT NULL", id)
 	return err
 }
 

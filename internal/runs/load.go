@@ -194,6 +194,35 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 		o.progress("loading extents", wanted, wanted, "files")
 		return nil
 	}
+	// A file that refers to another's extents (files.extents_of: a file
+	// of a snapshot) has no rows of its own: the scan reads the other's,
+	// and it takes them as read through the reference (index.Shared); one
+	// whose other is out of scope reads them by itself.
+	var refs []extentRef
+	var alone []int
+	wantOf, cloned := want, false
+	err := ix.ExtentRefs(ctx, func(id, of int64) error {
+		i, ok := byID.of(id)
+		if !ok || (want != nil && !want[i]) {
+			return nil
+		}
+		j, ok := byID.of(of)
+		if !ok {
+			alone = append(alone, i)
+			return nil
+		}
+		refs = append(refs, extentRef{i, j})
+		if wantOf != nil && !wantOf[j] {
+			if !cloned {
+				wantOf, cloned = slices.Clone(want), true
+			}
+			wantOf[j] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	var total int64
 	if o.Progress != nil {
 		total = count(ctx, ix, "extents")
@@ -216,12 +245,12 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 		cuts[r].lastID = -1
 	}
 	var n atomic.Int64
-	err := ix.ScanExtents(ctx, readers, func(r int, id int64, e fiemap.Extent) error {
+	err = ix.ScanExtents(ctx, readers, func(r int, id int64, e fiemap.Extent) error {
 		if k := n.Add(1); r == 0 && k%4096 < readers {
 			o.progress("loading extents", k, total, "extents")
 		}
 		i, ok := byID.of(id)
-		if !ok || (want != nil && !want[i]) {
+		if !ok || (wantOf != nil && !wantOf[i]) {
 			return nil
 		}
 		c := &cuts[r]
@@ -240,7 +269,57 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 		return nil
 	})
 	o.progress("loading extents", n.Load(), total, "extents")
-	return err
+	if err != nil {
+		return err
+	}
+	takeRefs(files, refs)
+	if cloned {
+		for i := range files {
+			if wantOf[i] && !want[i] {
+				files[i].extents = nil
+			}
+		}
+	}
+	for _, i := range alone {
+		if files[i].extents, err = ix.Extents(ctx, files[i].id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// extentRef says that file i (a position in files) refers to the
+// extents of file of (files.extents_of).
+type extentRef struct{ i, of int }
+
+// takeRefs gives each file i of refs the extents of file of, as read
+// through the reference (index.Shared): the same slice where that
+// changes none, else a copy.
+func takeRefs(files []file, refs []extentRef) {
+	var slab []fiemap.Extent
+	for _, r := range refs {
+		i, of := r.i, r.of
+		ext := files[of].extents
+		same := true
+		for _, e := range ext {
+			if index.Shared(e) != e {
+				same = false
+				break
+			}
+		}
+		if same {
+			files[i].extents = ext
+			continue
+		}
+		if cap(slab)-len(slab) < len(ext) {
+			slab = make([]fiemap.Extent, 0, max(1<<12, len(ext)))
+		}
+		start := len(slab)
+		for _, e := range ext {
+			slab = append(slab, index.Shared(e))
+		}
+		files[i].extents = slab[start:len(slab):len(slab)]
+	}
 }
 
 // count returns the number of rows of table, or 0 if that cannot be read:
