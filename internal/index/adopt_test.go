@@ -289,7 +289,7 @@ func TestExtentsOf(t *testing.T) {
 	if slices.Sort(part); !slices.Equal(part, []int64{l, a, b}) {
 		t.Errorf("ScanPartDiskExtents: files %v; want %v", part, []int64{l, a, b})
 	}
-	flagged, err := ix.FlaggedFiles(ctx)
+	flagged, err := flaggedFiles(ctx, ix)
 	if want := map[int64]uint32{l: fiemap.FlagEncoded, a: fiemap.FlagEncoded, b: fiemap.FlagEncoded}; err != nil || !reflect.DeepEqual(flagged, want) {
 		t.Errorf("FlaggedFiles = %v, %v; want %v", flagged, err, want)
 	}

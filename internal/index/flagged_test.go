@@ -51,7 +51,7 @@ func TestFlaggedFiles(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ix.FlaggedFiles(ctx)
+	got, err := flaggedFiles(ctx, ix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,4 +59,11 @@ func TestFlaggedFiles(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("FlaggedFiles: %v; want %v", got, want)
 	}
+}
+
+// flaggedFiles gathers what FlaggedFiles gives, by file.
+func flaggedFiles(ctx context.Context, ix *Index) (map[int64]uint32, error) {
+	m := make(map[int64]uint32)
+	err := ix.FlaggedFiles(ctx, func(id int64, flags uint32) error { m[id] |= flags; return nil })
+	return m, err
 }

@@ -498,27 +498,31 @@ func chunkBy(ctx context.Context, st *sql.Stmt, file int64, c int, buf []byte) (
 	return append(buf[:0], b...), rows.Err()
 }
 
-// FlaggedFiles returns the files some of whose recorded extents are
-// compressed (fiemap.FlagEncoded, on btrfs) or inline
-// (fiemap.FlagDataInline), with which of the two flags they have. It reads
-// the index extents_flagged, not every extent.
-func (ix *Index) FlaggedFiles(ctx context.Context) (map[int64]uint32, error) {
+// FlaggedFiles calls fn for each recorded extent that is compressed
+// (fiemap.FlagEncoded, on btrfs) or inline (fiemap.FlagDataInline), with
+// the file that has it and which of the two flags it has: a file may come
+// more than once. It reads the index extents_flagged, not every extent.
+func (ix *Index) FlaggedFiles(ctx context.Context, fn func(file int64, flags uint32) error) error {
 	// The WHERE term is the index's, word for word (schema
 	// 010_flagged_extents.sql): 520 is FlagEncoded|FlagDataInline.
 	rows, err := ix.db.QueryContext(ctx, `SELECT file, flags & 520 FROM extents INDEXED BY extents_flagged WHERE flags & 520 != 0
 		UNION ALL SELECT f.id, e.flags & 520 FROM extents e INDEXED BY extents_flagged JOIN files f ON f.extents_of = e.file
 			WHERE e.flags & 520 != 0`)
 	if err != nil {
-		return nil, fmt.Errorf("read extents: %w", err)
+		return fmt.Errorf("read extents: %w", err)
 	}
 	defer rows.Close()
-	m := make(map[int64]uint32)
 	for rows.Next() {
 		var id, flags int64
 		if err := rows.Scan(&id, &flags); err != nil {
-			return nil, fmt.Errorf("read extents: %w", err)
+			return fmt.Errorf("read extents: %w", err)
 		}
-		m[id] |= uint32(flags)
+		if err := fn(id, uint32(flags)); err != nil {
+			return err
+		}
 	}
-	return m, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read extents: %w", err)
+	}
+	return nil
 }

@@ -41,11 +41,25 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 	if o.Progress != nil {
 		total = count(ctx, ix, "files")
 	}
-	// The files with compressed or inline extents, read meanwhile.
-	var flagged map[int64]uint32
+	// The files with compressed or inline extents, read meanwhile, by id
+	// (ids are dense: a byte an id costs less than a map's entry).
+	flagged := make([]uint8, maxID+1)
 	var flaggedErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { flagged, flaggedErr = ix.FlaggedFiles(ctx) })
+	wg.Go(func() {
+		flaggedErr = ix.FlaggedFiles(ctx, func(id int64, flags uint32) error {
+			if id >= int64(len(flagged)) { // written since MaxFileID
+				flagged = append(flagged, make([]uint8, id+1-int64(len(flagged)))...)
+			}
+			if flags&fiemap.FlagEncoded != 0 {
+				flagged[id] |= flagEncoded
+			}
+			if flags&fiemap.FlagDataInline != 0 {
+				flagged[id] |= flagInline
+			}
+			return nil
+		})
+	})
 	defer wg.Wait()
 	err = ix.Files(ctx, func(f index.File) error {
 		if n++; n%4096 == 0 {
@@ -107,14 +121,21 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		return nil, nil, nil, flaggedErr
 	}
 	for i := range files {
-		fl := flagged[files[i].id]
-		files[i].encoded = fl&fiemap.FlagEncoded != 0
-		files[i].inline = fl&fiemap.FlagDataInline != 0
+		if id := files[i].id; id < int64(len(flagged)) {
+			files[i].encoded = flagged[id]&flagEncoded != 0
+			files[i].inline = flagged[id]&flagInline != 0
+		}
 	}
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	o.progress("loading files", n, total, "files")
 	return files, newFileIndex(files), seqs, nil
 }
+
+// What load's reading of the files with flagged extents notes of a file.
+const (
+	flagEncoded = 1 << iota // a compressed extent
+	flagInline              // an inline extent
+)
 
 // fileIndex finds the files by their ids in the index: the position in
 // files of the file with each id, -1 for ids of no file in scope. The
