@@ -329,7 +329,8 @@ func TestPutReplaces(t *testing.T) {
 // Copy records a file of a new snapshot as a clone of its origin's row in
 // one way when the inode has no row and another when it has one, with the
 // same row in the end: its identity, owner, the origin's digest of items,
-// sums shared with the origin, a copy of its extents, and its path taken
+// sums and extents shared with the origin (files.blocks_of and
+// files.extents_of: no rows of its own), and its path taken
 // from any inode that held it. It records nothing when the origin's row
 // is no longer as given, or has another identity.
 func TestCopy(t *testing.T) {
