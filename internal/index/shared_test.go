@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"same/internal/fiemap"
@@ -426,5 +427,54 @@ func TestCopy(t *testing.T) {
 				t.Errorf("row = %q; want none", got)
 			}
 		})
+	}
+}
+
+// An index of version 16 is migrated with the copies of extents that its
+// clones held removed, the clones referring to the extents of the first
+// row up their chain that is no clone (flagged shared as read through
+// it); a row that is no clone any more keeps its own.
+func TestMigrateClonedExtents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db := dbAtVersion(t, path, 16)
+	sqlExec(t, db, "INSERT INTO volumes(id, fsid, subvol, fstype, fsblock) VALUES(1, 'f1', 5, 0, 4096), (2, 'f1', 256, 0, 4096), (3, 'f1', 257, 0, 4096)")
+	// 1 the origin; 2 its clone; 3 a clone of 2; 4 was a clone of 1 when
+	// 1 had changed 3 (since written again: its own extents now).
+	sqlExec(t, db, `INSERT INTO files(id, path, vol, ino, size, mtime, ctime, nocow, changed, clone_of, clone_seq, blocks_of) VALUES
+		(1, '/a', 1, 100, 8192, 1, 1, 0, 5, NULL, NULL, NULL), (2, '/s/a', 2, 100, 8192, 1, 1, 0, 6, 1, 5, 1),
+		(3, '/t/a', 3, 100, 8192, 1, 1, 0, 7, 2, 6, 1), (4, '/s/b', 2, 101, 8192, 1, 1, 0, 4, 1, 3, NULL)`)
+	sqlExec(t, db, `INSERT INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES
+		(1, 0, 1048576, 8192, 1, 1048576, 8192, 7, 0), (2, 0, 1048576, 8192, 8193, 1048576, 8192, 7, 0),
+		(3, 0, 1048576, 8192, 8193, 1048576, 8192, 7, 0), (4, 0, 2097152, 8192, 1, 2097152, 8192, 7, 0)`)
+	db.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ix := openT(t, path)
+	checkCurrent(t, ix)
+	var got []string
+	for id := int64(1); id <= 4; id++ {
+		var of, own int64
+		if err := ix.DB().QueryRow("SELECT coalesce(extents_of, 0), (SELECT count(*) FROM extents WHERE file = ?1) FROM files WHERE id = ?1", id).Scan(&of, &own); err != nil {
+			t.Fatal(err)
+		}
+		e, err := ix.Extents(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d: of %d, %d own, %v", id, of, own, e))
+	}
+	origin := fiemap.Extent{Logical: 0, Physical: 1 << 20, Length: 8192, Flags: fiemap.FlagLast, DiskStart: 1 << 20, DiskLen: 8192, Gen: 7}
+	shared := origin
+	shared.Flags |= fiemap.FlagShared
+	own := fiemap.Extent{Logical: 0, Physical: 2 << 20, Length: 8192, Flags: fiemap.FlagLast, DiskStart: 2 << 20, DiskLen: 8192, Gen: 7}
+	want := []string{
+		fmt.Sprintf("1: of 0, 1 own, %v", []fiemap.Extent{origin}),
+		fmt.Sprintf("2: of 1, 0 own, %v", []fiemap.Extent{shared}),
+		fmt.Sprintf("3: of 1, 0 own, %v", []fiemap.Extent{shared}),
+		fmt.Sprintf("4: of 0, 1 own, %v", []fiemap.Extent{own}),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after migrating:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
