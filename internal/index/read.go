@@ -297,6 +297,42 @@ func (ix *Index) ExtentRefs(ctx context.Context, fn func(file, of int64) error) 
 	return nil
 }
 
+// A Watch tells whether another connection committed a write to the
+// index since it was made: a reader that reads in several transactions
+// (findsame's extents and the references to them) knows whether they
+// may disagree.
+type Watch struct {
+	conn *sql.Conn
+	v    int64
+}
+
+// Watch starts a Watch on a connection of its own.
+func (ix *Index) Watch(ctx context.Context) (*Watch, error) {
+	conn, err := ix.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch the index: %w", err)
+	}
+	w := &Watch{conn: conn}
+	if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&w.v); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("watch the index: %w", err)
+	}
+	return w, nil
+}
+
+// Changed reports whether another connection committed a write since
+// the Watch was made.
+func (w *Watch) Changed(ctx context.Context) (bool, error) {
+	var v int64
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		return false, fmt.Errorf("watch the index: %w", err)
+	}
+	return v != w.v, nil
+}
+
+// Close ends the Watch.
+func (w *Watch) Close() error { return w.conn.Close() }
+
 // Shared returns a recorded extent as read through a reference to
 // another file's (files.extents_of): flagged shared where it is stored
 // on disk apart from the file (see sharedFlags).

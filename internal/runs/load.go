@@ -218,11 +218,19 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 	// A file that refers to another's extents (files.extents_of: a file
 	// of a snapshot) has no rows of its own: the scan reads the other's,
 	// and it takes them as read through the reference (index.Shared); one
-	// whose other is out of scope reads them by itself.
+	// whose other is out of scope reads them by itself. The references
+	// and the scan are read apart: where a write came between (hashfile
+	// running meanwhile), each file that referred reads its own, as a
+	// file read alone is read as it was before or after a write.
+	w, err := ix.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
 	var refs []extentRef
 	var alone []int
 	wantOf, cloned := want, false
-	err := ix.ExtentRefs(ctx, func(id, of int64) error {
+	err = ix.ExtentRefs(ctx, func(id, of int64) error {
 		i, ok := byID.of(id)
 		if !ok || (want != nil && !want[i]) {
 			return nil
@@ -243,6 +251,9 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 	})
 	if err != nil {
 		return err
+	}
+	if fault != nil {
+		fault("references read")
 	}
 	var total int64
 	if o.Progress != nil {
@@ -293,7 +304,17 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 	if err != nil {
 		return err
 	}
-	takeRefs(files, refs)
+	changed, err := w.Changed(ctx)
+	if err != nil {
+		return err
+	}
+	if changed {
+		for _, r := range refs {
+			alone = append(alone, r.i)
+		}
+	} else {
+		takeRefs(files, refs)
+	}
 	if cloned {
 		for i := range files {
 			if wantOf[i] && !want[i] {
@@ -308,6 +329,9 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 	}
 	return nil
 }
+
+// fault, when set (by tests), is called at points of the loading.
+var fault func(point string)
 
 // extentRef says that file i (a position in files) refers to the
 // extents of file of (files.extents_of).

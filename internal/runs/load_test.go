@@ -15,7 +15,8 @@ import (
 // loadExtents gives a file of a snapshot, which refers to its origin's
 // extents (files.extents_of), those extents flagged shared: in one scan
 // of the index, whether its origin is wanted or not, and by a query of
-// its own where its origin is out of scope.
+// its own where its origin is out of scope, or where the origin was
+// recorded again between the references and the scan.
 func TestLoadExtentsRefs(t *testing.T) {
 	ctx := context.Background()
 	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
@@ -116,5 +117,51 @@ func TestLoadExtentsRefs(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// hashfile records the origin again between the references and the
+	// scan: its extents pass to the first snapshot's file, which the
+	// other's then refers to; each gets the extents it has after the
+	// write, not the origin's new ones.
+	now := []fiemap.Extent{{Logical: 0, Physical: 3 << 30, Length: 3 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 3 * bs, Gen: 9}}
+	fault = func(point string) {
+		if point != "references read" {
+			return
+		}
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Mtime = 2
+		if _, err := tx.Put(f, make([]byte, 3*8), now); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { fault = nil })
+	var sum Summary
+	o := Options{}
+	files, byID, _, err := load(ctx, ix, o, bs, &sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loadExtents(ctx, ix, files, byID, nil, &o); err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		w := shared
+		switch p := files[i].path; {
+		case p == "/m/live/a":
+			w = now
+		case p == "/m/live/b":
+			w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast}}
+		case p == "/m/snaps/0/b" || p == "/m/snaps/1/b":
+			w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast | fiemap.FlagShared}}
+		}
+		if fmt.Sprint(files[i].extents) != fmt.Sprint(w) {
+			t.Errorf("written meanwhile: %s: extents %+v; want %+v", files[i].path, files[i].extents, w)
+		}
 	}
 }
