@@ -57,7 +57,9 @@ import (
 // Nights without changes end it, and must come to a plan of nothing
 // within three (a night may plan what the one before made pay: units left
 // out for the metadata they would cost, whose leaves that night's sharing
-// rewrote; leftovers its lines made).
+// rewrote; leftovers its lines made), or, on the full filesystem, to one
+// that waits for room: its every rewrite left for want of it, and
+// nothing freed by the rest.
 //
 // SAME_CHURN_NIGHTS and SAME_CHURN_SEED (numbers) run more nights, or
 // other days, than the defaults (6 nights, seeds 1 and 2); scripts/churn
@@ -146,7 +148,7 @@ func churnNights(t *testing.T, c *churn, fstype string, nights int) {
 	// which the night after plans.
 	for quiet := range quietNights {
 		got := c.night(db, fmt.Sprintf("night %d (no changes)", nights+quiet), calm)
-		if got == "" {
+		if got == "" || c.waits {
 			return
 		}
 		if quiet == quietNights-1 {
@@ -193,7 +195,11 @@ type churn struct {
 	hourly bool
 	// full fills the filesystem at the end of every day, to the last
 	// block, with space preallocated in a file beside live (filler).
-	full  bool
+	full bool
+	// waits says that the last night's plan, applied whole, waits for
+	// room (full): its every rewrite was left for want of it, and the
+	// rest freed nothing.
+	waits bool
 	blobs [][]byte // data new files are made of, so that they repeat
 	files []string // regular files under live, by path
 	snaps []string // read-only snapshots of live, oldest first
@@ -786,9 +792,12 @@ func (c *churn) night(db, name string, end ending) string {
 	if swaps != nil {
 		name = fmt.Sprintf("%s (%d items refused)", name, doneButSwapped(t, apply, results, swaps))
 	} else if c.full {
-		if n := doneOrNoRoom(t, results); n > 0 {
+		n := doneOrNoRoom(t, results)
+		if n > 0 {
 			name = fmt.Sprintf("%s (%d rewrites left for want of room)", name, n)
 		}
+		c.waits = n > 0 && n == strings.Count(got, `"type":"rewrite"`) && apply == got && kill < 0 &&
+			testfs.FreeBytes(t, c.mnt)-free <= metadataSlack
 	} else {
 		allDone(t, results)
 	}
