@@ -295,7 +295,7 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 	if err := t.dropExtents(id, true); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
-	if err := t.update(id, "items = ?, ", ItemsDigest(extents)); err != nil {
+	if err := t.update(id, "items = ?, extents_of = NULL, ", ItemsDigest(extents)); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
 	return t.putExtents(id, extents)
@@ -610,11 +610,12 @@ func (t *Tx) clear(id int64, mayShare bool) error {
 	return t.dropExtents(id, mayShare)
 }
 
-// dropExtents removes the extents recorded for file id, and its
-// reference to another's (files.extents_of). Those it holds that other
-// rows refer to pass to the first of them, flagged shared as they were
-// read through it, and the others refer to that one; mayShare false says
-// none refers to them, and spares the look.
+// dropExtents removes the extents recorded for file id (its reference to
+// another's, files.extents_of, is the caller's to clear: claim's, or
+// SetExtents's). Those it holds that other rows refer to pass to the
+// first of them, flagged shared as they were read through it, and the
+// others refer to that one; mayShare false says none refers to them, and
+// spares the look.
 func (t *Tx) dropExtents(id int64, mayShare bool) error {
 	var heir sql.NullInt64
 	if mayShare {
@@ -636,8 +637,7 @@ func (t *Tx) dropExtents(id int64, mayShare bool) error {
 	} else if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
 		return err
 	}
-	_, err := t.exec("UPDATE files SET extents_of = NULL WHERE id = ? AND extents_of IS NOT NULL", id)
-	return err
+	return nil
 }
 
 // PutVolume records a volume's filesystem type and block size. dev is the
