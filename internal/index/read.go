@@ -335,9 +335,9 @@ func (w *Watch) Close() error { return w.conn.Close() }
 
 // Shared returns a recorded extent as read through a reference to
 // another file's (files.extents_of): flagged shared where it is stored
-// on disk apart from the file (see sharedFlags).
+// on disk apart from the file (storedApart; sharedFlags in SQL).
 func Shared(e fiemap.Extent) fiemap.Extent {
-	if e.Physical != 0 && e.Flags&(fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc) == 0 {
+	if storedApart(e) {
 		e.Flags |= fiemap.FlagShared
 	}
 	return e

@@ -244,8 +244,7 @@ func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Exte
 		return 0, nil
 	}
 	for _, e := range extents {
-		if e.Physical == 0 || e.Flags&(fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc) != 0 ||
-			e.Flags&fiemap.FlagShared == 0 {
+		if !storedApart(e) || e.Flags&fiemap.FlagShared == 0 {
 			return 0, nil
 		}
 	}
@@ -529,12 +528,23 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	return out, nil
 }
 
+// notApart are the flags of an extent not stored on disk apart from the
+// file (see storedApart), at a physical address though it may have.
+const notApart = fiemap.FlagDataInline | fiemap.FlagUnknown | fiemap.FlagDelalloc
+
+// storedApart reports whether e is stored on disk apart from the file: at
+// a physical address, not inline, known and allocated. Such an extent is
+// one a snapshot shares.
+func storedApart(e fiemap.Extent) bool {
+	return e.Physical != 0 && e.Flags&notApart == 0
+}
+
 // sharedFlags is an SQL expression of the flags of the extents row e with
 // FlagShared added where the extent is stored on disk apart from the file
-// (a physical address, not inline): one a snapshot shares.
+// (storedApart): one a snapshot shares.
 func sharedFlags(e string) string {
 	return fmt.Sprintf("CASE WHEN %[1]s.physical != 0 AND %[1]s.flags & %[2]d = 0 THEN %[1]s.flags | %[3]d ELSE %[1]s.flags END",
-		e, fiemap.FlagDataInline|fiemap.FlagUnknown|fiemap.FlagDelalloc, fiemap.FlagShared)
+		e, notApart, fiemap.FlagShared)
 }
 
 // referExtents records for file id, which has none, the extents recorded
