@@ -75,14 +75,7 @@ func newKeptHostSeeded(t *testing.T, seed1, seed2 uint64) *keptHost {
 
 // emptyKeptHost is a keptHost with its two volumes and no files.
 func emptyKeptHost(t *testing.T, seed1, seed2 uint64) *keptHost {
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ix.Close() })
-	if err := ix.UseBlockSize(bs); err != nil {
-		t.Fatal(err)
-	}
+	ix := newIndex(t)
 	h := &keptHost{t: t, rng: rand.New(rand.NewPCG(seed1, seed2)), ix: ix, files: make(map[uint64]*keptFile), phys: 1 << 40}
 	h.tx(func(tx *index.Tx) {
 		for _, v := range []uint64{7, 8} {

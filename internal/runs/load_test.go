@@ -3,7 +3,6 @@ package runs
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"same/internal/fiemap"
@@ -19,14 +18,7 @@ import (
 // recorded again between the references and the scan.
 func TestLoadExtentsRefs(t *testing.T) {
 	ctx := context.Background()
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ix.Close() })
-	if err := ix.UseBlockSize(bs); err != nil {
-		t.Fatal(err)
-	}
+	ix := newIndex(t)
 	live := fsys.Volume{FS: "f1", Subvol: 5}
 	snaps := []fsys.Volume{{FS: "f1", Subvol: 256}, {FS: "f1", Subvol: 257}}
 	ext := []fiemap.Extent{
@@ -73,6 +65,45 @@ func TestLoadExtentsRefs(t *testing.T) {
 	}
 	shared := []fiemap.Extent{ext[0], ext[1]}
 	shared[0].Flags |= fiemap.FlagShared
+	// check loads the files (those include names) and the extents of
+	// those wanted (nil: all), and checks that each has its own, live/a
+	// those given, a snapshot's those of its origin as it was, shared.
+	check := func(t *testing.T, include []string, wanted func(path string) bool, liveA []fiemap.Extent) {
+		t.Helper()
+		var sum Summary
+		o := Options{Include: include}
+		files, byID, _, err := load(ctx, ix, o, bs, &sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []bool
+		if wanted != nil {
+			want = make([]bool, len(files))
+			for i := range files {
+				want[i] = wanted(files[i].path)
+			}
+		}
+		if err := loadExtents(ctx, ix, files, byID, want, &o); err != nil {
+			t.Fatal(err)
+		}
+		for i := range files {
+			var w []fiemap.Extent
+			switch p := files[i].path; {
+			case want != nil && !want[i]:
+			case p == "/m/live/a":
+				w = liveA
+			case p == "/m/live/b":
+				w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast}}
+			case p == "/m/snaps/0/b" || p == "/m/snaps/1/b":
+				w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast | fiemap.FlagShared}}
+			default:
+				w = shared
+			}
+			if fmt.Sprint(files[i].extents) != fmt.Sprint(w) {
+				t.Errorf("%s: extents %+v; want %+v", files[i].path, files[i].extents, w)
+			}
+		}
+	}
 	for _, tt := range []struct {
 		name    string
 		include []string
@@ -82,41 +113,7 @@ func TestLoadExtentsRefs(t *testing.T) {
 		{"the snapshots' files alone wanted", nil, func(p string) bool { return p != "/m/live/a" && p != "/m/live/b" }},
 		{"the origin out of scope", []string{"/m/snaps"}, nil},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var sum Summary
-			o := Options{Include: tt.include}
-			files, byID, _, err := load(ctx, ix, o, bs, &sum)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want []bool
-			if tt.want != nil {
-				want = make([]bool, len(files))
-				for i := range files {
-					want[i] = tt.want(files[i].path)
-				}
-			}
-			if err := loadExtents(ctx, ix, files, byID, want, &o); err != nil {
-				t.Fatal(err)
-			}
-			for i := range files {
-				var w []fiemap.Extent
-				switch p := files[i].path; {
-				case want != nil && !want[i]:
-				case p == "/m/live/a":
-					w = ext
-				case p == "/m/live/b":
-					w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast}}
-				case p == "/m/snaps/0/b" || p == "/m/snaps/1/b":
-					w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast | fiemap.FlagShared}}
-				default:
-					w = shared
-				}
-				if fmt.Sprint(files[i].extents) != fmt.Sprint(w) {
-					t.Errorf("%s: extents %+v; want %+v", files[i].path, files[i].extents, w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { check(t, tt.include, tt.want, ext) })
 	}
 
 	// hashfile records the origin again between the references and the
@@ -141,27 +138,5 @@ func TestLoadExtentsRefs(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { fault = nil })
-	var sum Summary
-	o := Options{}
-	files, byID, _, err := load(ctx, ix, o, bs, &sum)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := loadExtents(ctx, ix, files, byID, nil, &o); err != nil {
-		t.Fatal(err)
-	}
-	for i := range files {
-		w := shared
-		switch p := files[i].path; {
-		case p == "/m/live/a":
-			w = now
-		case p == "/m/live/b":
-			w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast}}
-		case p == "/m/snaps/0/b" || p == "/m/snaps/1/b":
-			w = []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast | fiemap.FlagShared}}
-		}
-		if fmt.Sprint(files[i].extents) != fmt.Sprint(w) {
-			t.Errorf("written meanwhile: %s: extents %+v; want %+v", files[i].path, files[i].extents, w)
-		}
-	}
+	t.Run("written meanwhile", func(t *testing.T) { check(t, nil, nil, now) })
 }

@@ -68,14 +68,7 @@ func sumOf(c byte) uint64 {
 // build writes files into a new index on a filesystem of type fstype.
 func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 	t.Helper()
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ix.Close() })
-	if err := ix.UseBlockSize(bs); err != nil {
-		t.Fatal(err)
-	}
+	ix := newIndex(t)
 	tx, err := ix.Begin(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +100,21 @@ func build(t *testing.T, fstype int64, files []tfile) *index.Index {
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+// newIndex opens a new index of blocks of bs bytes, closed at the test's
+// end.
+func newIndex(t *testing.T) *index.Index {
+	t.Helper()
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	if err := ix.UseBlockSize(bs); err != nil {
 		t.Fatal(err)
 	}
 	return ix
