@@ -597,24 +597,7 @@ func (t *Tx) Delete(id int64) error {
 // to the first of them, which the others then share; mayShare false says
 // none does (as claim found), and spares the looks.
 func (t *Tx) clear(id int64, mayShare bool) error {
-	var heir sql.NullInt64
-	if mayShare {
-		st, err := t.stmt("SELECT min(id) FROM files WHERE blocks_of = ?")
-		if err != nil {
-			return err
-		}
-		if err := st.QueryRow(id).Scan(&heir); err != nil {
-			return err
-		}
-	}
-	if heir.Valid {
-		if _, err := t.exec("UPDATE blocks SET file = ? WHERE file = ?", heir.Int64, id); err != nil {
-			return err
-		}
-		if _, err := t.exec("UPDATE files SET blocks_of = nullif(?1, id) WHERE blocks_of = ?2", heir.Int64, id); err != nil {
-			return err
-		}
-	} else if _, err := t.exec("DELETE FROM blocks WHERE file = ?", id); err != nil {
+	if err := t.passOn("blocks", "blocks_of", "", id, mayShare); err != nil {
 		return err
 	}
 	return t.dropExtents(id, mayShare)
@@ -627,9 +610,18 @@ func (t *Tx) clear(id int64, mayShare bool) error {
 // others refer to that one; mayShare false says none refers to them, and
 // spares the look.
 func (t *Tx) dropExtents(id int64, mayShare bool) error {
+	return t.passOn("extents", "extents_of", ", flags = "+sharedFlags("extents"), id, mayShare)
+}
+
+// passOn removes the rows of table (blocks or extents, by their column
+// file) that file id holds, or, where other files refer to them by their
+// column ref (blocks_of, extents_of), gives them to the first of those
+// (setting set too: ", column = value"...), which the others then refer
+// to. mayShare false says none refers to them, and spares the look.
+func (t *Tx) passOn(table, ref, set string, id int64, mayShare bool) error {
 	var heir sql.NullInt64
 	if mayShare {
-		st, err := t.stmt("SELECT min(id) FROM files WHERE extents_of = ?")
+		st, err := t.stmt("SELECT min(id) FROM files WHERE " + ref + " = ?")
 		if err != nil {
 			return err
 		}
@@ -637,17 +629,15 @@ func (t *Tx) dropExtents(id int64, mayShare bool) error {
 			return err
 		}
 	}
-	if heir.Valid {
-		if _, err := t.exec("UPDATE extents SET file = ?, flags = "+sharedFlags("extents")+" WHERE file = ?", heir.Int64, id); err != nil {
-			return err
-		}
-		if _, err := t.exec("UPDATE files SET extents_of = nullif(?1, id) WHERE extents_of = ?2", heir.Int64, id); err != nil {
-			return err
-		}
-	} else if _, err := t.exec("DELETE FROM extents WHERE file = ?", id); err != nil {
+	if !heir.Valid {
+		_, err := t.exec("DELETE FROM "+table+" WHERE file = ?", id)
 		return err
 	}
-	return nil
+	if _, err := t.exec("UPDATE "+table+" SET file = ?"+set+" WHERE file = ?", heir.Int64, id); err != nil {
+		return err
+	}
+	_, err := t.exec("UPDATE files SET "+ref+" = nullif(?1, id) WHERE "+ref+" = ?2", heir.Int64, id)
+	return err
 }
 
 // PutVolume records a volume's filesystem type and block size. dev is the
