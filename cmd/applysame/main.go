@@ -42,7 +42,11 @@
 // tried again then. Once a copy runs out of space (ENOSPC) it writes
 // nothing more in the run and goes on with the lines that need no
 // writing. The dedupe lines of a rewrite that was not done leave its
-// extent alone: sharing part of an extent frees nothing.
+// extent alone: sharing part of an extent frees nothing. A line whose
+// source lies in that extent shares it back into files that may refer to
+// it already (a snapshot's copy of the file): each destination is first
+// looked at (FIEMAP), and one sharing the source's storage is not
+// compared.
 //
 // Options:
 //

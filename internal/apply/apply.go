@@ -279,6 +279,11 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 	var dests []dedupe.Dest
 	var idx []int              // index in d.Dst of each of dests
 	var srcExt []fiemap.Extent // read once a destination needs them
+	// A source in the extent of a rewrite not done still lies there: the
+	// line shares it back into files that refer to that extent already
+	// (a snapshot's copy of the file rewritten), which the kernel would
+	// compare, read whole, for nothing. Each destination is looked at.
+	srcUndone := !a.opt.DryRun && a.inUndone(d.Src, d.Len) != nil
 	for i, dst := range d.Dst {
 		var pre error
 		if it.dstErr != nil {
@@ -312,7 +317,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			r.Dst[i].Error = fmt.Sprintf("the rewrite of its extent (%s at %d) was not done: sharing part of the extent would free nothing", w.File.Path, w.File.Off)
 			continue
 		}
-		if a.looks.want() {
+		if srcUndone || a.looks.want() {
 			if fault != nil {
 				fault("look")
 			}
@@ -320,7 +325,9 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 				srcExt = extentsIn(src, d.Src.Off, d.Len)
 			}
 			shared := sharesStorage(srcExt, d.Src.Off, extentsIn(f, dst.Off, d.Len), dst.Off, d.Len)
-			a.looks.saw(shared)
+			if !srcUndone {
+				a.looks.saw(shared) // what the looks find there says nothing of the plan
+			}
 			if shared {
 				// Shared already (this plan applied before): nothing to read.
 				r.Dst[i].Status, r.Dst[i].Bytes = plan.DstDeduped, d.Len

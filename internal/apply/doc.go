@@ -36,7 +36,10 @@
 // written. A rewrite copies only the ranges still in its extent, so a plan
 // applied before is done. The destinations of a line that lie in the
 // extent of a rewrite not done are skipped: sharing part of an extent
-// frees nothing.
+// frees nothing. Those of a line whose source lies in such an extent are
+// each looked at first, whatever the looks of the run found (see looks):
+// the line shares the extent back into the files that refer to it (a
+// snapshot's copy of the file rewritten), which hold it already.
 //
 // A line fails only in part: a stale or unusable source fails the line
 // (every destination skipped), a failed destination fails itself. Every

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"same/internal/dedupe"
+	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/plan"
@@ -674,5 +675,76 @@ func TestLooksOnAFreshPlan(t *testing.T) {
 	}
 	if looks != copies || calls != 0 {
 		t.Errorf("applying the plan again: %d looks, %d dedupe calls; want %d and none", looks, calls, copies)
+	}
+}
+
+// TestUndoneRewriteLooks: the lines whose source lies in the extent of a
+// rewrite not done (here past the rewrite limit) share that extent back
+// into files that refer to it already (a snapshot's copy of the file
+// rewritten). Each of their destinations is looked at and found shared,
+// and the kernel compares none, even once the looks of a fresh plan are
+// down to one destination in lookEvery.
+func TestUndoneRewriteLooks(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "512M")
+	write := func(name string, data []byte) string {
+		p := filepath.Join(mnt, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Copies enough for the looks to find nothing shared lookMisses times
+	// in a row, and more.
+	x := randomBytes(4096)
+	var copies []plan.Range
+	for i := range lookMisses + lookEvery + 1 {
+		copies = append(copies, id(t, write(fmt.Sprintf("x%03d", i), x), 0))
+	}
+	src := id(t, write("x", x), 0)
+	const n = 1 << 20
+	a := write("a", randomBytes(n))
+	b := filepath.Join(mnt, "b")
+	testfs.Run(t, "cp", "--reflink=always", a, b)
+	testfs.Run(t, "sync")
+	f, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := fiemap.Extents(f)
+	f.Close()
+	if err != nil || len(ext) != 1 {
+		t.Fatalf("a's extents %v, %v; want one", ext, err)
+	}
+	rw, err := json.Marshal(plan.Rewrite{Type: plan.TypeRewrite, V: plan.Version, File: id(t, a, 0), Len: n, Physical: int64(ext[0].Physical),
+		Copy: []plan.Span{{Off: 0, Len: n}}, Bytes: n, Freed: n, Unit: 1, Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := planLine(t, 4096, src, copies[:len(copies)/2]...) + planLine(t, 4096, src, copies[len(copies)/2:]...) +
+		string(rw) + "\n" + planLine(t, n, id(t, a, 0), id(t, b, 0))
+	before := testfs.SHA256Tree(t, mnt)
+
+	var events []string
+	setFault(t, func(p string) { events = append(events, p) })
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), strings.NewReader(in), &out, Options{Jobs: 1, RewriteLimit: 4096, Reserve: -1}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range results(t, out.String()) {
+		got = append(got, fmt.Sprintf("%d %s", r.Line, statuses(r)))
+	}
+	want := []string{"1 done" + strings.Repeat(" deduped", len(copies)/2), "2 done" + strings.Repeat(" deduped", len(copies)-len(copies)/2),
+		"3 skipped", "4 done deduped"}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q; want %q", got, want)
+	}
+	// What the line after the rewrite did: one look, no compare.
+	k := slices.Index(events, "rewrite-done")
+	if k < 0 || !slices.Equal(events[k+1:], []string{"look"}) {
+		t.Errorf("after the rewrite not done: %q; want one look, no dedupe call (all: %q)", events[k+1:], events)
+	}
+	if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed")
 	}
 }
