@@ -88,24 +88,6 @@ func CheckBlockSize(bs int) error {
 	return nil
 }
 
-// Hash reads r to EOF and appends the Sum of each block to sums. It returns
-// the appended slice and the number of bytes read.
-func (h *Reader) Hash(r io.Reader, sums []byte) ([]byte, int64, error) {
-	var total int64
-	for {
-		n, err := io.ReadFull(r, h.buf)
-		total += int64(n)
-		sums = h.sum(h.buf[:n], sums)
-		switch err {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
-			return sums, total, nil
-		default:
-			return sums, total, err
-		}
-	}
-}
-
 // sum appends the Sum of each block of b to sums: in lanes, where the
 // Reader has them, the full blocks that are not zero.
 func (h *Reader) sum(b []byte, sums []byte) []byte {

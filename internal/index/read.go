@@ -64,7 +64,9 @@ func (r *SumsReader) Sums(ctx context.Context, file int64) ([]byte, error) {
 	return sumsBy(ctx, r.st, file)
 }
 
-// ChunkTo returns chunk c of file's packed sums, as Index.ChunkTo does.
+// ChunkTo returns chunk c of file's packed sums (nil if there is none), as
+// Index.Chunk does, into buf's memory when it has room: findsame reads many
+// chunks one after another and keeps one at a time.
 func (r *SumsReader) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]byte, error) {
 	return chunkBy(ctx, r.chunk, file, c, buf)
 }
@@ -504,16 +506,6 @@ func (ix *Index) Chunk(ctx context.Context, file int64, c int) ([]byte, error) {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
 	return b, nil
-}
-
-// ChunkTo is Chunk, into buf's memory when it has room: findsame reads
-// many chunks one after another and keeps one at a time.
-func (ix *Index) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]byte, error) {
-	st, err := ix.stmt(chunkQuery)
-	if err != nil {
-		return nil, fmt.Errorf("read blocks: %w", err)
-	}
-	return chunkBy(ctx, st, file, c, buf)
 }
 
 // chunkBy reads chunk c of file's packed sums into buf's memory with st,

@@ -103,8 +103,8 @@ func TestSharedSums(t *testing.T) {
 				t.Errorf("%s: SumsReader.Sums(%d) = %x..., %v; want %x...", step, id, got[:min(8, len(got))], err, w[:8])
 			}
 			second := w[ChunkBlocks*8:]
-			if got, err := ix.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
-				t.Errorf("%s: ChunkTo(%d, 1) = %x, %v; want %x", step, id, got, err, second)
+			if got, err := ix.Chunk(ctx, id, 1); err != nil || !bytes.Equal(got, second) {
+				t.Errorf("%s: Chunk(%d, 1) = %x, %v; want %x", step, id, got, err, second)
 			}
 			if got, err := r.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
 				t.Errorf("%s: SumsReader.ChunkTo(%d, 1) = %x, %v; want %x", step, id, got, err, second)
