@@ -329,7 +329,8 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 				a.looks.saw(shared) // what the looks find there says nothing of the plan
 			}
 			if shared {
-				// Shared already (this plan applied before): nothing to read.
+				// Shared already (this plan applied before, or its rewrite
+				// not done): nothing to read.
 				r.Dst[i].Status, r.Dst[i].Bytes = plan.DstDeduped, d.Len
 				continue
 			}
