@@ -474,15 +474,29 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	if !withGone {
 		gen = 0 // no row is marked gone with 0
 	}
-	const taken = "vol = ?1 AND path >= ?2 AND path < ?3 AND id <= ?4 AND (gone = 0 OR gone = ?5) AND nocow = 0"
+	// The origin's rows below fromTop that this run did not create are
+	// read once, into a temporary table (see below), each marked taken when
+	// known to be without NOCOW and not marked gone (but by this run alone,
+	// with withGone).
+	if _, err := t.exec(`CREATE TEMP TABLE IF NOT EXISTS adopting(path TEXT, ino INTEGER, size INTEGER, mtime INTEGER, ctime INTEGER,
+		uid INTEGER, items INTEGER, blocks_of INTEGER, clone_of INTEGER, clone_seq INTEGER, extents_of INTEGER, taken INTEGER)`); err != nil {
+		return out, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	if _, err := t.exec(`INSERT INTO temp.adopting
+		SELECT CAST(?6 || CAST(substr(CAST(path AS BLOB), ?7) AS TEXT) AS TEXT), ino, size, mtime, ctime, uid, items,
+			coalesce(blocks_of, id), id, changed, coalesce(extents_of, id), (gone = 0 OR gone = ?5) AND nocow IS 0
+			FROM files WHERE vol = ?1 AND path >= ?2 AND path < ?3 AND id <= ?4`,
+		fromID, lo, hi, maxID, gen, prefix, cut); err != nil {
+		return out, fmt.Errorf("record %s: %w", toTop, err)
+	}
+	// Whole: no row left out, and none of the origin without a path.
 	var left int64
-	if err := t.tx.QueryRow(`SELECT count(*) FROM files WHERE vol = ?1 AND (path IS NULL
-		OR (path >= ?2 AND path < ?3 AND id <= ?4 AND NOT ((gone = 0 OR gone = ?5) AND nocow IS 0)))`,
-		fromID, lo, hi, maxID, gen).Scan(&left); err != nil {
+	if err := t.tx.QueryRow(`SELECT (SELECT count(*) FROM temp.adopting WHERE NOT taken) +
+		(SELECT count(*) FROM files WHERE path IS NULL AND vol = ?)`, fromID).Scan(&left); err != nil {
 		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
 	out.Whole = left == 0
-	rows, err := t.tx.Query("SELECT ino FROM files WHERE "+taken+" AND changed > ?6", fromID, lo, hi, maxID, gen, before)
+	rows, err := t.tx.Query("SELECT ino FROM temp.adopting WHERE taken AND clone_seq > ?", before)
 	if err != nil {
 		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
@@ -498,26 +512,16 @@ func (t *Tx) Adopt(from, to fsys.Volume, fromTop, toTop string, before, maxID, g
 	if err := rows.Err(); err != nil {
 		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
-	// The rows are made in a temporary table, then copied into files. A
+	// The rows are copied into files from the temporary table. A
 	// statement that writes files and calls a function (substr, for the
 	// paths) may fail halfway, so SQLite keeps a statement journal for it
 	// (without OR IGNORE, a constraint would too): a copy of every page of
 	// the index it changes, written to a temporary file, 26 MB for a
-	// snapshot of 20,000 files among a million. The copy calls none.
-	if _, err := t.exec(`CREATE TEMP TABLE IF NOT EXISTS adopting(path TEXT, ino INTEGER, size INTEGER, mtime INTEGER, ctime INTEGER,
-		uid INTEGER, items INTEGER, blocks_of INTEGER, clone_of INTEGER, clone_seq INTEGER, extents_of INTEGER)`); err != nil {
-		return out, fmt.Errorf("record %s: %w", toTop, err)
-	}
-	if _, err := t.exec(`INSERT INTO temp.adopting
-		SELECT CAST(?7 || CAST(substr(CAST(path AS BLOB), ?8) AS TEXT) AS TEXT), ino, size, mtime, ctime, uid, items,
-			coalesce(blocks_of, id), id, changed, coalesce(extents_of, id) FROM files WHERE `+taken,
-		fromID, lo, hi, maxID, gen, nil, prefix, cut); err != nil {
-		return out, fmt.Errorf("record %s: %w", toTop, err)
-	}
-	// OR IGNORE: a path another volume's row holds keeps it (the walk
-	// meets the file there and settles it).
+	// snapshot of 20,000 files among a million. The copy calls none. OR
+	// IGNORE: a path another volume's row holds keeps it (the walk meets
+	// the file there and settles it).
 	res, err := t.exec(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items, blocks_of, clone_of, clone_seq, extents_of)
-		SELECT path, ?, ino, size, mtime, ctime, uid, ?, 0, items, blocks_of, clone_of, clone_seq, extents_of FROM temp.adopting`, toID, seq)
+		SELECT path, ?, ino, size, mtime, ctime, uid, ?, 0, items, blocks_of, clone_of, clone_seq, extents_of FROM temp.adopting WHERE taken`, toID, seq)
 	if err != nil {
 		return out, fmt.Errorf("record %s: %w", toTop, err)
 	}
