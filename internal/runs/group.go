@@ -250,7 +250,8 @@ func (f *finder) groups(pairs []pair) error {
 }
 
 // someGroups is groups, but with only set it adds only the mappings that
-// name one of newer (sorted): see regroup. It marks the files of every
+// name one of newer (sorted): see regroup. The pairs of a sum need not be
+// sorted by location among themselves. It marks the files of every
 // mapping all the same, and the sources for the table written.
 func (f *finder) someGroups(pairs []pair, only bool, newer []loc) error {
 	maps := f.groupMaps[:0]
@@ -345,11 +346,10 @@ func newSources(files []file) sources {
 	return s
 }
 
-// appendGroup maps every member of g (sorted by location) to the source
-// of its class: the member of the class with the highest rank, the first
-// in path and block order. Members of different classes cannot share
-// storage. A member that must stay a source (keepSource) is mapped to
-// nothing.
+// appendGroup maps every member of g (in any order) to the source of its
+// class: the member of the class with the highest rank, the first in path
+// and block order. Members of different classes cannot share storage. A
+// member that must stay a source (keepSource) is mapped to nothing.
 func appendGroup(maps []mapping, s sources, g []pair) []mapping {
 	c := s.class[g[0].at.file()]
 	for _, m := range g[1:] {
@@ -360,7 +360,7 @@ func appendGroup(maps []mapping, s sources, g []pair) []mapping {
 	src := g[0].at
 	best := s.rank[src.file()]
 	for _, m := range g[1:] {
-		if r := s.rank[m.at.file()]; r > best {
+		if r := s.rank[m.at.file()]; r > best || (r == best && m.at < src) {
 			src, best = m.at, r
 		}
 	}

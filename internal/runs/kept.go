@@ -681,7 +681,7 @@ func (f *finder) regroup() (err error) {
 		}
 		peek()
 		if touched && len(g) > 1 {
-			sortPairs(g)
+			// g is one sum's group, in no order: appendGroup needs none.
 			slices.Sort(newer)
 			lostSource := lostRank > 0 && f.mayHaveLed(lostRank, g, newer)
 			if lostMember && !lostSource {
