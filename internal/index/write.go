@@ -435,7 +435,7 @@ type Adopted struct {
 // snapshot was made, when no directory changed before), is copied under
 // toTop with the same path below it, as a
 // clone of that row (see copyNew), referring to its sums and extents:
-// one statement for a snapshot, not one a file. Rows this run wrote since its start (write
+// a few statements for a snapshot, not one a file. Rows this run wrote since its start (write
 // sequence number before) are copied as they are now, and named in
 // Adopted.Changed. Nothing is recorded if the index holds a file of to
 // already.

@@ -141,7 +141,7 @@
 // subvolume it was taken from (its origin), and not changed since, is asked which files' extent items
 // changed since that walk. Where the walk meets its top directory, the
 // walker first has the writer record its files from the origin's rows,
-// all at once, in one statement (index.Tx.Adopt), and tells compare to
+// all at once, in a few statements (index.Tx.Adopt), and tells compare to
 // read its rows again; the snapshot is then handled as one whose last
 // complete walk had been its origin's: skimmed where no directory changed
 // since (a snapshot taken after a night's deduplication, before the day's
