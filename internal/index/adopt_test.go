@@ -359,3 +359,81 @@ func TestExtentsOf(t *testing.T) {
 		t.Errorf("extents_of of a row whose extents were recorded again: %v, %v; want NULL", of, err)
 	}
 }
+
+// TestAdoptInTurn adopts snapshots of two origins one after the other, in
+// one transaction and in two: each adoption reports and records its own
+// origin's rows alone, whatever the adoption before it read.
+func TestAdoptInTurn(t *testing.T) {
+	live, other := fsys.Volume{FS: "f1", Subvol: 5}, fsys.Volume{FS: "f1", Subvol: 6}
+	snapLive, snapOther := fsys.Volume{FS: "f1", Subvol: 300}, fsys.Volume{FS: "f1", Subvol: 301}
+	file := func(vol fsys.Volume, ino uint64, path string) File {
+		return File{Path: path, NoCOW: NoCOWUnset, UID: 1000, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: 2 * 4096, Mtime: 1, Ctime: 1}}
+	}
+	for _, oneTx := range []bool{true, false} {
+		t.Run(fmt.Sprintf("one transaction %v", oneTx), func(t *testing.T) {
+			ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+			ctx := context.Background()
+			ids := make(map[string]int64)
+			inTx(t, ix, func(tx *Tx) error {
+				for _, f := range []File{file(live, 10, "/m/live/a"), file(live, 11, "/m/live/b"), file(other, 30, "/m/other/c")} {
+					id, err := tx.Put(f, sumsOf(int(f.Ino), 2), nil)
+					if err != nil {
+						return err
+					}
+					ids[f.Path] = id
+				}
+				return nil
+			})
+			before, err := ix.WriteSeq(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			maxID := ix.MaxFileID(ctx)
+			// This run writes live's a again, and finds b with NOCOW: the
+			// adoption from live names a, and leaves b out.
+			inTx(t, ix, func(tx *Tx) error {
+				if _, err := tx.Put(file(live, 10, "/m/live/a"), sumsOf(40, 2), nil); err != nil {
+					return err
+				}
+				return tx.SetNoCOW(ids["/m/live/b"], NoCOWSet)
+			})
+			var got []Adopted
+			adopt := func(tx *Tx, from, to fsys.Volume, fromTop, toTop string) error {
+				a, err := tx.Adopt(from, to, fromTop, toTop, before, maxID, 7, false, true)
+				got = append(got, a)
+				return err
+			}
+			if oneTx {
+				inTx(t, ix, func(tx *Tx) error {
+					if err := adopt(tx, live, snapLive, "/m/live", "/m/snaps/l"); err != nil {
+						return err
+					}
+					return adopt(tx, other, snapOther, "/m/other", "/m/snaps/o")
+				})
+			} else {
+				inTx(t, ix, func(tx *Tx) error { return adopt(tx, live, snapLive, "/m/live", "/m/snaps/l") })
+				inTx(t, ix, func(tx *Tx) error { return adopt(tx, other, snapOther, "/m/other", "/m/snaps/o") })
+			}
+			want := []Adopted{{Files: 1, Changed: []uint64{10}}, {Files: 1, Whole: true}}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("adopted %+v; want %+v", got, want)
+			}
+			rows, err := ix.DB().Query("SELECT path FROM files WHERE path LIKE '/m/snaps/%' ORDER BY path")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var paths []string
+			for rows.Next() {
+				var p string
+				if err := rows.Scan(&p); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			rows.Close()
+			if want := []string{"/m/snaps/l/a", "/m/snaps/o/c"}; !slices.Equal(paths, want) {
+				t.Errorf("the snapshots' rows %q; want %q", paths, want)
+			}
+		})
+	}
+}
