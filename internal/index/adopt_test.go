@@ -119,18 +119,7 @@ func TestAdopt(t *testing.T) {
 				got.Adopted, err = tx.Adopt(live, snap, "/m/live", "/m/snaps/s", before, maxID, gen, tt.withGone, true)
 				return err
 			})
-			rows, err := ix.DB().Query("SELECT path || ' ' || ino FROM files WHERE vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?) ORDER BY path", snap.FS, int64(snap.Subvol))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var p string
-				if err := rows.Scan(&p); err != nil {
-					t.Fatal(err)
-				}
-				got.Paths = append(got.Paths, p)
-			}
-			rows.Close()
+			got.Paths = texts(t, ix, "SELECT path || ' ' || ino FROM files WHERE vol = (SELECT id FROM volumes WHERE fsid = ? AND subvol = ?) ORDER BY path", snap.FS, int64(snap.Subvol))
 			slices.Sort(got.Changed)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %#v\nwant %#v", got, tt.want)
@@ -173,6 +162,28 @@ func TestAdopt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// texts returns the one text column of query's rows.
+func texts(t *testing.T, ix *Index, query string, args ...any) []string {
+	t.Helper()
+	rows, err := ix.DB().Query(query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func mustSums(t *testing.T, ix *Index, id int64) []byte {
@@ -418,19 +429,7 @@ func TestAdoptInTurn(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("adopted %+v; want %+v", got, want)
 			}
-			rows, err := ix.DB().Query("SELECT path FROM files WHERE path LIKE '/m/snaps/%' ORDER BY path")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var paths []string
-			for rows.Next() {
-				var p string
-				if err := rows.Scan(&p); err != nil {
-					t.Fatal(err)
-				}
-				paths = append(paths, p)
-			}
-			rows.Close()
+			paths := texts(t, ix, "SELECT path FROM files WHERE path LIKE '/m/snaps/%' ORDER BY path")
 			if want := []string{"/m/snaps/l/a", "/m/snaps/o/c"}; !slices.Equal(paths, want) {
 				t.Errorf("the snapshots' rows %q; want %q", paths, want)
 			}
