@@ -283,7 +283,7 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 	// line shares it back into files that refer to that extent already
 	// (a snapshot's copy of the file rewritten), which the kernel would
 	// compare, read whole, for nothing. Each destination is looked at.
-	srcUndone := !a.opt.DryRun && a.inUndone(d.Src, d.Len) != nil
+	srcUndone := a.inUndone(d.Src, d.Len) != nil
 	for i, dst := range d.Dst {
 		var pre error
 		if it.dstErr != nil {
