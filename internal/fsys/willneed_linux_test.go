@@ -65,23 +65,33 @@ func TestWillNeed(t *testing.T) {
 	f, m := mappedFile(t, size)
 	fd := int(f.Fd())
 	pages := int64(size / os.Getpagesize())
-	// Clean pages of the file alone are dropped; a page that stays (the
-	// kernel may keep some) only makes the test easier.
-	if err := unix.Fadvise(fd, 0, size, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
+	// Read-ahead is a hint: where memory is short (other tests beside
+	// this one), the kernel may skip a page or reclaim one read. Each of
+	// three attempts asks for every page; one must get them all, where
+	// a single POSIX_FADV_WILLNEED gets an eighth of them or less.
+	var got []int64
+	for range 3 {
+		// Clean pages of the file alone are dropped; a page that stays
+		// (the kernel may keep some) only makes the test easier.
+		if err := unix.Fadvise(fd, 0, size, unix.FADV_DONTNEED); err != nil {
+			t.Fatal(err)
+		}
+		if r := resident(t, m, 0, size); r == pages {
+			t.Skip("the page cache kept the file: nothing to read ahead")
+		}
+		fsys.WillNeed(fd, 0, size)
+		// The reads run on their own; wait for them, not for a time.
+		deadline := time.Now().Add(10 * time.Second)
+		for resident(t, m, 0, size) < pages && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		r := resident(t, m, 0, size)
+		if r == pages {
+			return
+		}
+		got = append(got, r*int64(os.Getpagesize()))
 	}
-	if r := resident(t, m, 0, size); r == pages {
-		t.Skip("the page cache kept the file: nothing to read ahead")
-	}
-	fsys.WillNeed(fd, 0, size)
-	// The reads run on their own; wait for them, not for a time.
-	deadline := time.Now().Add(30 * time.Second)
-	for resident(t, m, 0, size) < pages && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if r := resident(t, m, 0, size); r < pages {
-		t.Errorf("after WillNeed of %d bytes, %d are cached", size, r*int64(os.Getpagesize()))
-	}
+	t.Errorf("after WillNeed of %d bytes, three times, %v bytes were cached", size, got)
 }
 
 // Cached counts the pages of a range in the page cache as mincore sees
