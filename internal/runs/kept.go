@@ -374,6 +374,14 @@ func (f *finder) regroup() (err error) {
 		}
 		aliasesOf[a.Of] = append(aliasesOf[a.Of], c)
 	}
+	// Whether a file id may have aliases, looked at for each entry
+	// before the map (ids past maxID, of files gone, go to the map).
+	aliased := make([]bool, maxID+1)
+	for of := range aliasesOf {
+		if int64(of) <= maxID {
+			aliased[of] = true
+		}
+	}
 	// Clones join their origin's groups (see clones).
 	clones := f.clones(changed, redo, pos)
 	var redoBlocks int64
@@ -551,6 +559,9 @@ func (f *finder) regroup() (err error) {
 		lostM = void
 		if void {
 			gone(e.File)
+		}
+		if int64(e.File) <= maxID && !aliased[e.File] {
+			return void, lostM
 		}
 		for _, c := range aliasesOf[e.File] {
 			switch id := f.files[c].id; state[id] {
