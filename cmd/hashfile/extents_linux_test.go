@@ -388,6 +388,61 @@ func TestSnapshotAdopted(t *testing.T) {
 	checkSummary(t, stderr, counts{seen: 36, unchanged: 36, subvols: 1})
 }
 
+// TestSnapshotsAdoptedTogether checks that the new read-only snapshots
+// the walk decides one after the other (hourly snapshots of one
+// subvolume, in one directory) have their files recorded from the
+// origin's rows in one transaction, not one each: each adoption writes
+// most pages of the indexes on the rows it refers to, and a commit
+// writes every page it changed. The rows adopted carry the write
+// sequence number of their transaction (files.changed). Each snapshot's
+// rows are still what reading its files gives, a file changed between
+// two snapshots included.
+func TestSnapshotsAdoptedTogether(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	live, p := liveSubvol(t, mnt)
+	for i := range 30 {
+		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	snaps := filepath.Join(mnt, "snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for h := range 3 {
+		overwrite(t, p(fmt.Sprintf("d%d/f%02d", h, h)), 0, randomBytes(uint64(400+h), 4096))
+		testfs.Run(t, "sync")
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(snaps, fmt.Sprintf("h%d", h)))
+	}
+
+	_, stderr, err := hashfile(t, "", "-db", db, snaps)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", snaps, err, stderr)
+	}
+	// 90 files: 84 as live's rows have them; the file overwritten before
+	// each snapshot read in it (4 KiB), and recorded from its extents in
+	// the snapshots after it.
+	checkSummary(t, stderr, counts{seen: 90, hashed: 90, reused: 87, copied: 84, skimmed: 3, read: 3 * 4096})
+	checkTree(t, db, snaps)
+	checkExtents(t, db, snaps)
+	raw := openRaw(t, db)
+	var seqs []int64
+	for h := range 3 {
+		top := filepath.Join(snaps, fmt.Sprintf("h%d", h))
+		var seq int64
+		if err := raw.QueryRow("SELECT min(changed) FROM files WHERE path > ? AND path < ?", top+"/", top+"0").Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	if seqs[0] != seqs[1] || seqs[1] != seqs[2] {
+		t.Errorf("the snapshots' rows were adopted at write sequence numbers %v; want one transaction", seqs)
+	}
+}
+
 // TestSnapshotSkimmed checks that a new read-only snapshot taken whole
 // from its origin's rows is not walked when no directory changed in it
 // since the origin's last walk (a snapshot taken after a night's

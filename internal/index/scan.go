@@ -369,7 +369,18 @@ type InodePath struct {
 // InodePaths returns where the index has each of inos of volume v that
 // it holds, in path order.
 func (ix *Index) InodePaths(ctx context.Context, v fsys.Volume, inos []uint64) ([]InodePath, error) {
-	rows, err := ix.db.QueryContext(ctx, `SELECT f.path, f.ino FROM files f
+	return inodePaths(ctx, ix.db, v, inos)
+}
+
+// InodePaths is Index.InodePaths in the transaction: with what it wrote.
+func (t *Tx) InodePaths(v fsys.Volume, inos []uint64) ([]InodePath, error) {
+	return inodePaths(context.Background(), t.tx, v, inos)
+}
+
+func inodePaths(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, v fsys.Volume, inos []uint64) ([]InodePath, error) {
+	rows, err := q.QueryContext(ctx, `SELECT f.path, f.ino FROM files f
 		WHERE f.vol = (SELECT id FROM volumes WHERE fsid = ?1 AND subvol = ?2) AND f.path IS NOT NULL
 		AND f.ino IN (SELECT value FROM json_each(?3)) ORDER BY f.path`, v.FS, int64(v.Subvol), inoList(inos))
 	if err != nil {

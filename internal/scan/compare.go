@@ -23,8 +23,10 @@ type item struct {
 	root       int
 	begin, end bool
 	// adopted, if not zero, is a new snapshot whose files the writer has
-	// just recorded from its origin's rows (see scanner.adopt).
-	adopted fsys.Volume
+	// just recorded from its origin's rows (see scanner.adopt), in a
+	// transaction that commits when committed is closed.
+	adopted   fsys.Volume
+	committed <-chan struct{}
 }
 
 // walk is the walker stage: it walks each root in turn, in path order,
@@ -152,9 +154,37 @@ func (s *scanner) compare(in <-chan item) error {
 	}()
 	var seen0 int64
 	var err error
+	// The adoptions met since the cursor last read: their rows are read
+	// once they are committed, before anything else is handled, and the
+	// writer is asked to commit them then (see adoption). Until then the
+	// walker may record more, in the same transaction.
+	var pending []<-chan struct{}
 	for it := range in {
 		if err != nil || s.ctx.Err() != nil {
 			continue // drain, so that the walker never blocks
+		}
+		if it.adopted != (fsys.Volume{}) {
+			s.adopted[it.adopted] = true
+			pending = append(pending, it.committed)
+			continue
+		}
+		if len(pending) > 0 {
+			s.send(op{flush: true})
+			for _, c := range pending {
+				select {
+				case <-c:
+				case <-s.ctx.Done():
+				}
+			}
+			pending = pending[:0]
+			if s.ctx.Err() != nil {
+				continue
+			}
+			// Its rows were committed as the walker met it, maybe after
+			// the cursor read past where they are.
+			if cur != nil {
+				cur.Again()
+			}
 		}
 		switch {
 		case it.begin:
@@ -166,11 +196,6 @@ func (s *scanner) compare(in <-chan item) error {
 		case it.end:
 			err = s.pass(cur, "")
 			s.rootSeen[it.root] = s.c.seen.Load() - seen0
-		case it.adopted != fsys.Volume{}:
-			// Its rows were committed as the walker met it, maybe
-			// after the cursor read past where they are.
-			s.adopted[it.adopted] = true
-			cur.Again()
 		default:
 			if err = s.pass(cur, it.e.Path); err == nil {
 				err = s.decide(cur, it.e)

@@ -142,7 +142,11 @@
 // changed since that walk. Where the walk meets its top directory, the
 // walker first has the writer record its files from the origin's rows,
 // all at once, in a few statements (index.Tx.Adopt), and tells compare to
-// read its rows again; the snapshot is then handled as one whose last
+// read its rows again once committed: the snapshots the walker decides
+// one after the other (those of one directory) are recorded in one
+// transaction, which compare has the writer commit before it reads on
+// (a commit writes every page each adoption changed, most of the indexes
+// on the rows it refers to: see adoption); the snapshot is then handled as one whose last
 // complete walk had been its origin's: skimmed where no directory changed
 // since (a snapshot taken after a night's deduplication, before the day's
 // changes), every file recorded, and no row of the origin given another

@@ -177,6 +177,7 @@ type op struct {
 	keep      string // a path not fully read: nothing at or below it is pruned
 	distrust  string // a path that failed: the rows at or below it are looked at by the next run (see finish)
 	prune     bool   // prune what this run found gone
+	flush     bool   // commit what is recorded (see adoption)
 }
 
 // dirMet is a directory the walk met, and what it records of it (see
@@ -200,14 +201,25 @@ type copied struct {
 // adoption asks the writer to record the files of a new snapshot, met at
 // toTop, from the rows of the subvolume it was taken from, whose last
 // complete walk met it at fromTop (see subvols.origin, index.Tx.Adopt),
-// and to commit them at once, so that the walker can go on; what it
-// recorded goes to done (nothing when it did not, or could not).
+// and which of the snapshot's inodes ask it then has rows of (known);
+// what it recorded goes to done (nothing when it did not, or could not)
+// as soon as it is recorded, so that the walker goes on, and committed
+// is closed once the transaction that holds it ends. The rows are not
+// seen outside that transaction before: compare waits for committed
+// before it reads the index again (see scanner.compare), and asks the
+// writer to commit. So the adoptions of the snapshots the walker decides
+// one after the other share a transaction: each writes most pages of
+// the indexes on the rows it refers to (their sums, their extents), and
+// a commit writes every page it changed.
 type adoption struct {
 	from, to       fsys.Volume
 	fromTop, toTop string
 	withGone       bool // see index.Tx.Adopt
+	ask            []uint64
 	got            index.Adopted
+	known          map[uint64]bool
 	done           chan index.Adopted // buffered: the writer never waits on it
+	committed      chan struct{}
 }
 
 // gone is a file not met at its path.
@@ -757,33 +769,36 @@ func (d *devices) set(dev uint64, v fsys.Volume) {
 
 // adopt has the writer record the files of volume to, a new snapshot
 // met at toTop, from the rows of volume from, met at fromTop by its last
-// complete walk (see subvols.origin), and commit them at once; it tells
-// compare, ahead of anything the walker sends after it, to read its rows
-// again (the cursor may have read past where they are). It also returns
-// the rows of volume from that this run gave another path before (see
-// moved). It runs on the walker's goroutine, and waits for the writer.
-func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, moves) {
-	req := &adoption{from: from, to: to, fromTop: fromTop, toTop: toTop, withGone: withGone, done: make(chan index.Adopted, 1)}
+// complete walk (see subvols.origin), and returns which of the inodes
+// ask the snapshot has rows of then; it tells compare, ahead of anything
+// the walker sends after it, to read its rows again once committed (the
+// cursor may have read past where they are; see adoption). It also
+// returns the rows of volume from that this run gave another path before
+// (see moved). It runs on the walker's goroutine, and waits for the
+// writer to record the rows, not to commit them.
+func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bool, ask []uint64) (index.Adopted, map[uint64]bool, moves) {
+	req := &adoption{from: from, to: to, fromTop: fromTop, toTop: toTop, withGone: withGone, ask: ask,
+		done: make(chan index.Adopted, 1), committed: make(chan struct{})}
 	select {
 	case s.ops <- op{adopt: req}:
 	case <-s.ctx.Done():
-		return index.Adopted{}, moves{}
+		return index.Adopted{}, nil, moves{}
 	}
 	var a index.Adopted
 	select {
 	case a = <-req.done:
 	case <-s.ctx.Done():
-		return index.Adopted{}, moves{}
+		return index.Adopted{}, nil, moves{}
 	}
 	if a.Files == 0 {
-		return a, moves{}
+		return a, nil, moves{}
 	}
 	select {
-	case s.items <- item{adopted: to}:
+	case s.items <- item{adopted: to, committed: req.committed}:
 	case <-s.ctx.Done():
-		return index.Adopted{}, moves{}
+		return index.Adopted{}, nil, moves{}
 	}
-	return a, s.moved.of(from)
+	return a, req.known, s.moved.of(from)
 }
 
 // noteDevice learns the volume of st_dev dev, met at path, the first time

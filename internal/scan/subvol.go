@@ -96,8 +96,9 @@ type subvols struct {
 	// row of.
 	known func(v fsys.Volume, inos []uint64) (map[uint64]bool, error)
 	// adopt, if set, records the files of a new snapshot from its
-	// origin's rows (scanner.adopt).
-	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool) (index.Adopted, moves)
+	// origin's rows, and tells which of the inodes asked it has rows of
+	// then (scanner.adopt).
+	adopt func(from, to fsys.Volume, fromTop, toTop string, withGone bool, ask []uint64) (index.Adopted, map[uint64]bool, moves)
 }
 
 // region is a tree a walk went through whole, in volume vol, from the
@@ -391,16 +392,27 @@ func (s *subvols) unknownFiles(v fsys.Volume, c fiemap.Changes) []uint64 {
 	if len(c.Files) == 0 || s.known == nil {
 		return nil
 	}
-	inos := make([]uint64, 0, len(c.Files))
-	for ino := range c.Files {
-		inos = append(inos, ino)
-	}
-	known, err := s.known(v, inos)
+	known, err := s.known(v, inodesOf(c.Files))
 	if err != nil {
 		return nil
 	}
+	return unknownOf(c, known)
+}
+
+// inodesOf returns the inodes of set, in no order.
+func inodesOf(set map[uint64]bool) []uint64 {
+	inos := make([]uint64, 0, len(set))
+	for ino := range set {
+		inos = append(inos, ino)
+	}
+	return inos
+}
+
+// unknownOf returns those of the files of c whose inode items changed
+// that known does not hold, in order.
+func unknownOf(c fiemap.Changes, known map[uint64]bool) []uint64 {
 	var out []uint64
-	for _, ino := range inos {
+	for ino := range c.Files {
 		if !known[ino] {
 			out = append(out, ino)
 		}
@@ -813,7 +825,9 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	// after the snapshot was made, and the snapshot holds it, or before,
 	// and the directory that held it changed in the snapshot too, and is
 	// walked, which finds it gone again.
-	a, moved := s.adopt(from, v, fromTop, top, true)
+	// The rows are not committed yet (see scanner.adopt): which of the
+	// files whose inode items changed have one is asked with them.
+	a, has, moved := s.adopt(from, v, fromTop, top, true, inodesOf(c.Files))
 	if a.Files == 0 {
 		return nil, nil, false
 	}
@@ -830,6 +844,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	}
 	for _, ino := range a.Changed {
 		c.Files[ino], c.Extents[ino] = true, true
+		has[ino] = true // a row adopted
 	}
 	s.mu.Lock()
 	s.noteChanges(v, c)
@@ -845,7 +860,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 			return nil, nil, false
 		}
 	}
-	return parts, singlesOf(f, top, top, v, s.unknownFiles(v, c), parts), movedWithin(moved, fromTop, top, parts)
+	return parts, singlesOf(f, top, top, v, unknownOf(c, has), parts), movedWithin(moved, fromTop, top, parts)
 }
 
 // unchangedSnapshot describes the subvolume holding f, and reports

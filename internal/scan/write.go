@@ -17,6 +17,11 @@ const (
 	batchTime  = time.Second
 )
 
+// adoptRows is how many rows the adoptions of one batch may record before
+// it is committed: it holds them until compare asks (see adoption), and
+// the write-ahead log grows with them, 300 bytes or so a row.
+const adoptRows = 1 << 18
+
 // pruneBatch is how many files one transaction of the prune removes.
 const pruneBatch = 2000
 
@@ -29,6 +34,7 @@ type batch struct {
 	puts   []op  // ru drops their sums once committed
 	keys   []key // inflight drops them once committed
 	adopts []*adoption
+	rows   int64 // recorded by the adoptions
 }
 
 // write is the writer: the one goroutine that writes the index. It
@@ -39,19 +45,14 @@ type batch struct {
 func (s *scanner) write() error {
 	var b batch
 	var err error
-	// answer tells each adoption of the batch how it ended.
-	answer := func(ok bool) {
-		for _, a := range b.adopts {
-			if !ok {
-				a.got = index.Adopted{}
-			}
-			a.done <- a.got
-		}
-		b.adopts = b.adopts[:0]
-	}
+	// commit commits the batch, and tells each adoption of it that it
+	// ended (see adoption).
 	commit := func() {
 		err = b.tx.Commit()
-		answer(err == nil)
+		for _, a := range b.adopts {
+			close(a.committed)
+		}
+		b.adopts = b.adopts[:0]
 		for _, o := range b.puts {
 			s.ru.drop(o.put.Vol.FS, o.ext, o.sums)
 		}
@@ -62,10 +63,15 @@ func (s *scanner) write() error {
 		if err != nil {
 			if o.adopt != nil {
 				o.adopt.done <- index.Adopted{}
+				close(o.adopt.committed)
 			}
 			continue // drain, so senders never block
 		}
 		switch {
+		case o.flush:
+			if b.tx != nil {
+				commit()
+			}
 		case o.prune:
 			if b.tx != nil {
 				commit()
@@ -84,8 +90,11 @@ func (s *scanner) write() error {
 				err = fmt.Errorf("record %s: %w", o.item(), err)
 			}
 			b.n++
-			// An adoption is committed at once: the walker waits for it.
-			if err == nil && (o.adopt != nil || b.n >= batchFiles || b.bytes >= batchBytes || time.Since(b.opened) >= batchTime) {
+			// A batch that holds adoptions waits for compare to ask
+			// (flush) rather than for the time: the walker may record
+			// more into it meanwhile.
+			if err == nil && (b.n >= batchFiles || b.bytes >= batchBytes || b.rows >= adoptRows ||
+				(len(b.adopts) == 0 && time.Since(b.opened) >= batchTime)) {
 				commit()
 			}
 		}
@@ -96,7 +105,9 @@ func (s *scanner) write() error {
 	if b.tx != nil {
 		if err != nil {
 			b.tx.Rollback()
-			answer(false)
+			for _, a := range b.adopts {
+				close(a.committed)
+			}
 			return err
 		}
 		commit()
@@ -146,14 +157,26 @@ func (s *scanner) apply(b *batch, o op) error {
 	case o.adopt != nil:
 		a := o.adopt
 		b.adopts = append(b.adopts, a)
-		var err error
 		if s.marked == nil {
 			s.marked = make(map[fsys.Volume]bool)
 		}
-		a.got, err = tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq, s.maxID, s.gen, a.withGone, !s.marked[a.from])
-		if err == nil && a.got.Files > 0 {
+		got, err := tx.Adopt(a.from, a.to, a.fromTop, a.toTop, s.seq, s.maxID, s.gen, a.withGone, !s.marked[a.from])
+		a.known = make(map[uint64]bool)
+		if err == nil && got.Files > 0 {
 			s.marked[a.from] = true
+			if len(a.ask) > 0 {
+				var at []index.InodePath
+				at, err = tx.InodePaths(a.to, a.ask)
+				for _, p := range at {
+					a.known[p.Ino] = true
+				}
+			}
 		}
+		if err != nil {
+			got = index.Adopted{}
+		}
+		b.rows += got.Files
+		a.done <- got // the walker goes on; compare waits for committed
 		return err
 	case o.rename != nil:
 		b.keys = append(b.keys, key{o.rename.Vol, o.rename.Ino})
