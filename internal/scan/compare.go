@@ -180,8 +180,8 @@ func (s *scanner) compare(in <-chan item) error {
 			if s.ctx.Err() != nil {
 				continue
 			}
-			// Its rows were committed as the walker met it, maybe after
-			// the cursor read past where they are.
+			// Their rows are committed now, maybe after the cursor read
+			// past where they are.
 			if cur != nil {
 				cur.Again()
 			}

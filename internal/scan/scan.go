@@ -216,7 +216,6 @@ type adoption struct {
 	fromTop, toTop string
 	withGone       bool // see index.Tx.Adopt
 	ask            []uint64
-	got            index.Adopted
 	known          map[uint64]bool
 	done           chan index.Adopted // buffered: the writer never waits on it
 	committed      chan struct{}
