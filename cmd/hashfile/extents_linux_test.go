@@ -1945,3 +1945,61 @@ func TestRetryMoved(t *testing.T) {
 	// Nothing changed: the directory is walked again where it is now.
 	run(movedFar, counts{seen: 9, unchanged: 9, failed: 1, part: 1, listed: 1})
 }
+
+// TestSnapshotMadeDuringWalk checks a read-only snapshot made while its
+// origin's walk was under way, after the walk began: a file of the
+// origin changed after the snapshot was made and before the walk met it
+// is recorded as changed, while the snapshot holds it as it was, in tree
+// leaves no newer than the walk's start. The next run must not take the
+// origin's rows for the snapshot's files (it took z/f's, with the wrong
+// identity and sums, before each walk recorded the generation its run
+// ended at): the snapshot is walked, its files compared one by one.
+// One made after that run ended is recorded from the origin's rows.
+func TestSnapshotMadeDuringWalk(t *testing.T) {
+	mnt, live, p := noatimeLive(t)
+	// Enough files that z/f's items lie in a tree leaf of their own,
+	// which nothing rewrites before the snapshot is made.
+	for i := range 400 {
+		writeFile(t, p(fmt.Sprintf("a/f%03d", i)), randomBytes(uint64(10+i), 4096))
+	}
+	writeFile(t, p("z/f"), randomBytes(2, 8192))
+	testfs.Run(t, "sync")
+	// Before live in the walk's order: the walk has passed it when the
+	// snapshot is made.
+	snaps := filepath.Join(mnt, "a-snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	walk.Fault = func(path string) {
+		if path == p("z") {
+			once.Do(func() {
+				testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(snaps, "s1"))
+				overwrite(t, p("z/f"), 0, randomBytes(3, 8192))
+				testfs.Run(t, "sync")
+			})
+		}
+	}
+	t.Cleanup(func() { walk.Fault = nil })
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	walk.Fault = nil
+	checkTree(t, db, live)
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", mnt, err, stderr)
+	}
+	// s1's files: z/f read, the others as the rows of live have them.
+	checkSummary(t, stderr, counts{seen: 802, hashed: 401, reused: 400, unchanged: 401, listed: -1, skimmed: 1, read: 8192})
+	checkTree(t, db, snaps)
+
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(snaps, "s2"))
+	_, stderr, err = hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", mnt, err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 1203, hashed: 401, reused: 401, copied: 401, unchanged: 802, subvols: 1, skimmed: 2, read: 0})
+	checkTree(t, db, snaps)
+}

@@ -138,8 +138,11 @@
 // and recorded again, without reading its data, so that the extents the
 // index records stay those the files have. A read-only snapshot walked
 // for the first time that was made after the last complete walk of the
-// subvolume it was taken from (its origin), and not changed since, is asked which files' extent items
-// changed since that walk. Where the walk meets its top directory, the
+// subvolume it was taken from (its origin) was over (its run records the
+// subvolume's generation as it ends: a snapshot made while the walk was
+// under way may hold a file as it was before the walk met it changed),
+// and not changed since, is asked which files' extent items changed
+// since that walk began. Where the walk meets its top directory, the
 // walker first has the writer record its files from the origin's rows,
 // all at once, in a few statements (index.Tx.Adopt), and tells compare to
 // read its rows again once committed: the snapshots the walker decides

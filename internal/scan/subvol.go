@@ -34,6 +34,10 @@ type subvols struct {
 	sig      string                 // the options that shape a walk
 	excludes bool                   // the walk leaves out paths that match patterns
 	walked   map[fsys.Volume]string // what the index says each last walk saw
+	// ended holds, for the volumes in walked whose last walk recorded
+	// it, the volume's generation when that walk's run ended: every
+	// change the walk could have seen was made no later (see endKey).
+	ended map[fsys.Volume]uint64
 	// retry holds, by volume, the directories that held what the run
 	// that recorded its last walk could not read (index.Index.Retries):
 	// walked again, whatever changed (see withRetries).
@@ -143,12 +147,22 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 	for _, m := range points {
 		mounts[m] = true
 	}
+	keys := make(map[fsys.Volume]string, len(walked))
+	ended := make(map[fsys.Volume]uint64)
+	for v, k := range walked {
+		base, end, ok := splitEnd(k)
+		keys[v] = base
+		if ok {
+			ended[v] = end
+		}
+	}
 	return &subvols{
 		mounts:    mounts,
 		mountsErr: err,
 		sig:       fmt.Sprintf("bs=%d x=%v exclude=%q", o.BlockSize, o.OneFS, o.Exclude),
 		excludes:  len(o.Exclude) > 0,
-		walked:    walked,
+		walked:    keys,
+		ended:     ended,
 		note:      note,
 		decided:   make(map[uint64]bool),
 		synced:    make(map[string]bool),
@@ -751,12 +765,15 @@ func (s *subvols) topOf(key string) (string, bool) {
 
 // origin notes in origins where volume v, open at f and never walked,
 // came from, when it is a read-only snapshot, unchanged since it was made,
-// of a subvolume whose last complete walk, with today's options, started
-// before the snapshot was made. Every tree leaf of v written no later than
-// that walk's generation was then in that subvolume unchanged, so a file
-// of v whose extent items lie in no newer leaf has, with the same size,
-// mtime and ctime, the data and extents that walk recorded (compare has
-// the writer copy them). Every file of v was a file of that subvolume,
+// of a subvolume whose last complete walk, with today's options, was over
+// before the snapshot was made: its run ended at a generation of the
+// subvolume older than the snapshot (see endKey). Every tree leaf of v
+// written no later than that walk's first generation was then in that
+// subvolume unchanged, and its rows hold the files as the walk met them,
+// none changed after the snapshot was made, so a file of v whose items
+// lie in no newer leaf has the data and extents that walk recorded
+// (compare has the writer copy them). A snapshot made while the walk was
+// under way may hold a file as it was before the walk met it changed. Every file of v was a file of that subvolume,
 // with the same inode number; in a snapshot written since it was made, a
 // new file could have the number of another, new in the subvolume.
 //
@@ -796,7 +813,11 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	prev := s.walked[from]
 	s.mu.Unlock()
 	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
-	if !ok || sn.Made <= before {
+	// The walk's rows hold the origin's files as it met them, from
+	// before on: a snapshot made before its run ended may hold a file
+	// as it was before the walk met it changed (see endKey).
+	end, ended := s.ended[from]
+	if !ok || !ended || sn.Made <= max(before, end) {
 		s.fromSibling(f, v, older, known)
 		return nil, nil, false
 	}
@@ -1111,6 +1132,52 @@ func (s *subvols) generation(f *os.File, v fsys.Volume) (uint64, bool) {
 // none: each subvolume is walked once more.)
 func (s *subvols) key(gen uint64, path string) string {
 	return fmt.Sprintf("gen=%d %s at=%q", gen, s.sig, path)
+}
+
+// endKey returns key, what a complete walk saw of volume v, with the
+// volume's generation now that the run ends, once every change that
+// waited in a transaction is committed (syncfs). A snapshot made earlier
+// may hold a file as it was before the walk met it changed, and so
+// another than the walk's row of it; one made later holds, of a file
+// whose items lie in no leaf written since the walk began, the file as
+// the walk recorded it (see origin). Where the generation cannot be
+// read, key is returned as it is, and no snapshot of v takes its files
+// from that walk's rows.
+func (s *subvols) endKey(v fsys.Volume, key string, synced map[string]bool) string {
+	top, ok := s.topOf(key)
+	if !ok {
+		return key
+	}
+	f, err := open(top)
+	if err != nil {
+		return key
+	}
+	defer f.Close()
+	if !synced[v.FS] {
+		if unix.Syncfs(int(f.Fd())) != nil {
+			return key
+		}
+		synced[v.FS] = true
+	}
+	id, gen, err := fsys.SubvolGen(f)
+	if err != nil || id != v.Subvol {
+		return key
+	}
+	return fmt.Sprintf("%s end=%d", key, gen)
+}
+
+// splitEnd returns a key recorded by endKey without the generation it
+// added, and that generation, if it did.
+func splitEnd(key string) (string, uint64, bool) {
+	i := strings.LastIndex(key, " end=")
+	if i < 0 {
+		return key, 0, false
+	}
+	end, err := strconv.ParseUint(key[i+len(" end="):], 10, 64)
+	if err != nil {
+		return key, 0, false
+	}
+	return key[:i], end, true
 }
 
 // extentsChanged reports whether the extents of file ino of volume v may
