@@ -425,7 +425,7 @@ func TestSnapshotsAdoptedTogether(t *testing.T) {
 	// 90 files: 84 as live's rows have them; the file overwritten before
 	// each snapshot read in it (4 KiB), and recorded from its extents in
 	// the snapshots after it.
-	checkSummary(t, stderr, counts{seen: 90, hashed: 90, reused: 87, copied: 84, skimmed: 3, read: 3 * 4096})
+	checkSummary(t, stderr, counts{seen: 90, hashed: 90, reused: 87, copied: 84, listed: 84, skimmed: 3, read: 3 * 4096})
 	checkTree(t, db, snaps)
 	checkExtents(t, db, snaps)
 	raw := openRaw(t, db)
@@ -790,7 +790,7 @@ func TestPartWalkEmptyFiles(t *testing.T) {
 	overwrite(t, p("e0"), 0, randomBytes(33, 8<<10))
 	testfs.Run(t, "sync")
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap"))
-	runChecked(t, db, mnt, counts{seen: 8, hashed: 5, reused: 4, copied: 3, unchanged: 3, skimmed: 2, listed: 3, read: 8 << 10}, mnt)
+	runChecked(t, db, mnt, counts{seen: 8, hashed: 5, reused: 4, copied: 3, unchanged: 3, skimmed: 2, listed: 6, read: 8 << 10}, mnt)
 
 	// b changed (a file added), and elsewhere a/e2 written in place and
 	// e1 touched (still empty): b is walked, a/e2 found before it in path
@@ -922,7 +922,7 @@ func TestPartWalkSnapshots(t *testing.T) {
 	// h under its name in d, which h2 does not walk. Pruned: b/c/5 in
 	// each.
 	runChecked(t, db, snaps, counts{seen: 16, hashed: 14, reused: 12, copied: 10, unchanged: 2, renamed: 2, pruned: 2,
-		part: 2, read: 8<<10 + 4096}, snaps)
+		listed: 4, part: 2, read: 8<<10 + 4096}, snaps)
 	checkExtents(t, db, filepath.Join(snaps, "h1"))
 	checkExtents(t, db, filepath.Join(snaps, "h2"))
 	// Then live, below a and b (see TestPartWalk), the snapshots

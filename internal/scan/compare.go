@@ -293,8 +293,12 @@ func (s *scanner) passed(f index.Listed) {
 	case check && s.asRecorded(f):
 		// Its extent items lie in a leaf written since, as recorded.
 		s.c.seen.Add(1)
-		s.c.unchanged.Add(1)
 		s.c.listed.Add(1)
+		if s.adopted[f.Vol] && f.Changed > s.seq {
+			s.c.fromOrigin(f.Size) // recorded in this run from its origin's row
+		} else {
+			s.c.unchanged.Add(1)
+		}
 	case check:
 		s.recheck(f)
 	case left:
@@ -342,9 +346,13 @@ func (s *scanner) elsewhere(f index.Listed, path string) {
 
 // asRecorded reports whether f, a row in a subvolume left unwalked, is
 // the file as it is, as the tree search shows (see subvols.asRecorded),
-// without a look at it: what asListed asks of a file met as listed.
+// without a look at it: what asListed asks of a file met as listed. In a
+// snapshot whose rows were recorded from its origin's, that holds as
+// well: the origin's walk was over before the snapshot was made, and
+// its row of a file whose inode item lies in no leaf written since the
+// walk began holds the file as it was all along (see subvols.origin).
 func (s *scanner) asRecorded(f index.Listed) bool {
-	return f.Gone == 0 && f.UID != index.UIDUnknown && f.NoCOW != index.NoCOWUnknown && !s.adopted[f.Vol] &&
+	return f.Gone == 0 && f.UID != index.UIDUnknown && f.NoCOW != index.NoCOWUnknown &&
 		s.sv.asRecorded(f.Vol, f.Ino, f.Items)
 }
 
