@@ -773,9 +773,10 @@ func (s *subvols) topOf(key string) (string, bool) {
 // none changed after the snapshot was made, so a file of v whose items
 // lie in no newer leaf has the data and extents that walk recorded
 // (compare has the writer copy them). A snapshot made while the walk was
-// under way may hold a file as it was before the walk met it changed. Every file of v was a file of that subvolume,
-// with the same inode number; in a snapshot written since it was made, a
-// new file could have the number of another, new in the subvolume.
+// under way may hold a file as it was before the walk met it changed.
+// Every file of v was a file of that subvolume, with the same inode
+// number; in a snapshot written since it was made, a new file could have
+// the number of another, new in the subvolume.
 //
 // Where v's top directory is met at top by the walk (not a root inside
 // it: "" then), the files of v are first recorded from that subvolume's
