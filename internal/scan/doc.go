@@ -149,10 +149,10 @@
 // one after the other (those of one directory) are recorded in one
 // transaction, which compare has the writer commit before it reads on
 // (a commit writes every page each adoption changed, most of the indexes
-// on the rows it refers to: see adoption); the snapshot is then handled as one whose last
-// complete walk had been its origin's: skimmed where no directory changed
-// since (a snapshot taken after a night's deduplication, before the day's
-// changes), every file recorded, and no row of the origin given another
+// on the rows it refers to: see adoption); the snapshot is then handled
+// as one whose last complete walk had been its origin's: skimmed where no
+// directory changed since (a snapshot taken after a night's
+// deduplication, before the day's changes), every file recorded, and no row of the origin given another
 // path by this run first, the files whose items changed and those whose
 // origin's rows this run wrote before looked at again; walked only below
 // the directories that changed since, and skimmed elsewhere, where some

@@ -555,9 +555,8 @@ func (s *scanner) finish() {
 		}
 	}
 	if !failed {
-		synced := make(map[string]bool)
-		for v, key := range whole {
-			s.ops <- op{walked: &walked{vol: v, key: s.sv.endKey(v, key, synced), retry: retry[v]}}
+		for v, key := range s.sv.endKeys(whole) {
+			s.ops <- op{walked: &walked{vol: v, key: key, retry: retry[v]}}
 		}
 		for _, r := range s.sv.dirRegions() {
 			s.ops <- op{pruneDirs: &r}

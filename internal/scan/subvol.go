@@ -36,7 +36,7 @@ type subvols struct {
 	walked   map[fsys.Volume]string // what the index says each last walk saw
 	// ended holds, for the volumes in walked whose last walk recorded
 	// it, the volume's generation when that walk's run ended: every
-	// change the walk could have seen was made no later (see endKey).
+	// change the walk could have seen was made no later (see endKeys).
 	ended map[fsys.Volume]uint64
 	// retry holds, by volume, the directories that held what the run
 	// that recorded its last walk could not read (index.Index.Retries):
@@ -767,7 +767,7 @@ func (s *subvols) topOf(key string) (string, bool) {
 // came from, when it is a read-only snapshot, unchanged since it was made,
 // of a subvolume whose last complete walk, with today's options, was over
 // before the snapshot was made: its run ended at a generation of the
-// subvolume older than the snapshot (see endKey). Every tree leaf of v
+// subvolume older than the snapshot (see endKeys). Every tree leaf of v
 // written no later than that walk's first generation was then in that
 // subvolume unchanged, and its rows hold the files as the walk met them,
 // none changed after the snapshot was made, so a file of v whose items
@@ -816,7 +816,7 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	before, ok := s.genOf(prev, "") // where the origin is does not matter: its rows are found by inode
 	// The walk's rows hold the origin's files as it met them, from
 	// before on: a snapshot made before its run ended may hold a file
-	// as it was before the walk met it changed (see endKey).
+	// as it was before the walk met it changed (see endKeys).
 	end, ended := s.ended[from]
 	if !ok || !ended || sn.Made <= max(before, end) {
 		s.fromSibling(f, v, older, known)
@@ -1135,39 +1135,41 @@ func (s *subvols) key(gen uint64, path string) string {
 	return fmt.Sprintf("gen=%d %s at=%q", gen, s.sig, path)
 }
 
-// endKey returns key, what a complete walk saw of volume v, with the
-// volume's generation now that the run ends, once every change that
-// waited in a transaction is committed (syncfs). A snapshot made earlier
-// may hold a file as it was before the walk met it changed, and so
-// another than the walk's row of it; one made later holds, of a file
-// whose items lie in no leaf written since the walk began, the file as
-// the walk recorded it (see origin). Where the generation cannot be
-// read, key is returned as it is, and no snapshot of v takes its files
-// from that walk's rows.
-func (s *subvols) endKey(v fsys.Volume, key string, synced map[string]bool) string {
-	top, ok := s.topOf(key)
-	if !ok {
-		return key
-	}
-	f, err := open(top)
-	if err != nil {
-		return key
-	}
-	defer f.Close()
-	if !synced[v.FS] {
-		if unix.Syncfs(int(f.Fd())) != nil {
-			return key
+// endKeys returns the keys of whole (see walkedWhole), what this complete
+// walk saw of each volume, each with the volume's generation now that the
+// run ends, once every change that waited in a transaction is committed
+// (syncfs, once a filesystem). A snapshot made earlier may hold a file as
+// it was before the walk met it changed, and so another than the walk's
+// row of it; one made later holds, of a file whose items lie in no leaf
+// written since the walk began, the file as the walk recorded it (see
+// origin). Where the generation cannot be read, the key is left as it
+// is, and no snapshot of that volume takes its files from the walk's
+// rows.
+func (s *subvols) endKeys(whole map[fsys.Volume]string) map[fsys.Volume]string {
+	synced := make(map[string]bool)
+	out := make(map[fsys.Volume]string, len(whole))
+	for v, key := range whole {
+		out[v] = key
+		top, ok := s.topOf(key)
+		if !ok {
+			continue
 		}
-		synced[v.FS] = true
+		f, err := open(top)
+		if err != nil {
+			continue
+		}
+		if !synced[v.FS] && unix.Syncfs(int(f.Fd())) == nil {
+			synced[v.FS] = true
+		}
+		if id, gen, err := fsys.SubvolGen(f); synced[v.FS] && err == nil && id == v.Subvol {
+			out[v] = fmt.Sprintf("%s end=%d", key, gen)
+		}
+		f.Close()
 	}
-	id, gen, err := fsys.SubvolGen(f)
-	if err != nil || id != v.Subvol {
-		return key
-	}
-	return fmt.Sprintf("%s end=%d", key, gen)
+	return out
 }
 
-// splitEnd returns a key recorded by endKey without the generation it
+// splitEnd returns a key recorded by endKeys without the generation it
 // added, and that generation, if it did.
 func splitEnd(key string) (string, uint64, bool) {
 	i := strings.LastIndex(key, " end=")

@@ -45,14 +45,17 @@ type batch struct {
 func (s *scanner) write() error {
 	var b batch
 	var err error
-	// commit commits the batch, and tells each adoption of it that it
-	// ended (see adoption).
-	commit := func() {
-		err = b.tx.Commit()
+	// ended tells each adoption of the batch that its transaction ended
+	// (see adoption).
+	ended := func() {
 		for _, a := range b.adopts {
 			close(a.committed)
 		}
 		b.adopts = b.adopts[:0]
+	}
+	commit := func() {
+		err = b.tx.Commit()
+		ended()
 		for _, o := range b.puts {
 			s.ru.drop(o.put.Vol.FS, o.ext, o.sums)
 		}
@@ -105,9 +108,7 @@ func (s *scanner) write() error {
 	if b.tx != nil {
 		if err != nil {
 			b.tx.Rollback()
-			for _, a := range b.adopts {
-				close(a.committed)
-			}
+			ended()
 			return err
 		}
 		commit()
