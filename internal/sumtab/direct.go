@@ -3,7 +3,6 @@ package sumtab
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"sync/atomic"
@@ -206,8 +205,8 @@ func (s *sink) write(b []byte) {
 
 // readAhead reads a table's entries past the page cache (O_DIRECT), a
 // buffer of directBuf at a time, on a goroutine of its own that reads the
-// next buffers while the iterator handles the one before, and verifies
-// their checksum as it goes. A large table is read once a run, whole
+// next buffers while the iterator handles the one before (the iterator
+// verifies their checksum, see Iter.fill). A large table is read once a run, whole
 // (a re-run's regrouping streams it): written past the page cache (see
 // direct), it is read from the disk in any case, and read through the
 // cache it costs the filling of the cache, 2.3 s of system time for a
@@ -248,8 +247,8 @@ func openDirect(f *os.File) (*os.File, error) {
 
 // startAhead starts reading the n bytes of entries at off, a multiple
 // of directAlign, of f, a file opened with O_DIRECT for the readAhead
-// alone, which closes it; want is the entries' checksum.
-func startAhead(f *os.File, off, n int64, want uint32) *readAhead {
+// alone, which closes it.
+func startAhead(f *os.File, off, n int64) *readAhead {
 	ra := &readAhead{full: make(chan aheadBuf, aheadBufs), free: make(chan []byte, aheadBufs),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	for range aheadBufs {
@@ -261,15 +260,14 @@ func startAhead(f *os.File, off, n int64, want uint32) *readAhead {
 		}
 		ra.free <- b
 	}
-	go ra.run(f, off, n, want)
+	go ra.run(f, off, n)
 	return ra
 }
 
-func (ra *readAhead) run(f *os.File, off, n int64, want uint32) {
+func (ra *readAhead) run(f *os.File, off, n int64) {
 	defer close(ra.done)
 	defer f.Close()
 	defer close(ra.full)
-	var crc uint32
 	direct := true
 	for n > 0 {
 		var b []byte
@@ -284,12 +282,8 @@ func (ra *readAhead) run(f *os.File, off, n int64, want uint32) {
 		err := fill(f, b[:(k+directAlign-1)/directAlign*directAlign], off, int(k), &direct)
 		if err != nil {
 			err = fmt.Errorf("read table of sums: %w", err)
-		} else {
-			crc = crc32.Update(crc, castagnoli, b[:k])
-			if n -= k; n == 0 && crc != want {
-				err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
-			}
 		}
+		n -= k
 		off += k
 		select {
 		case ra.full <- aheadBuf{b[:k], err}:

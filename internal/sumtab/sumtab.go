@@ -304,28 +304,37 @@ func (t *Table) Close() error { return t.f.Close() }
 
 // Iter reads the entries in order.
 type Iter struct {
-	r    *io.SectionReader
-	ra   *readAhead // if set, what r would read, read past the page cache
-	buf  []Entry
-	i    int
-	left int64 // entries not read into buf yet
-	crc  uint32
-	want uint32
-	err  error
+	r     *io.SectionReader
+	ra    *readAhead // if set, what r would read, read past the page cache
+	rest  []byte     // of the buffer ra read last, not in buf yet
+	store []Entry    // what r reads into
+	buf   []Entry    // the entries returned last, or to return
+	i     int
+	left  int64 // entries not in buf yet
+	crc   uint32
+	want  uint32
+	err   error
 }
+
+// iterBatch is how many entries Batch returns at most: few enough that
+// they are still in the processor's cache when their checksum is taken,
+// after the caller handled them. Taken as each buffer read arrives, from
+// memory, the checksum of a 3.1 GB table cost 0.34 to 0.59 s of a
+// re-run's CPU time.
+const iterBatch = 32 << 10
 
 // Iter returns an iterator over the table's entries; Close it when done.
 // At the end it verifies their checksum: a table damaged on disk gives
-// an error wrapping ErrFormat (Err), after some of its entries were
-// returned. The entries of a table of directAfter bytes or more are read
-// past the page cache, as they were written (see readAhead), where the
-// filesystem allows it.
+// an error wrapping ErrFormat (Err), after its entries were returned.
+// The entries of a table of directAfter bytes or more are read past the
+// page cache, as they were written (see readAhead), where the filesystem
+// allows it.
 func (t *Table) Iter() *Iter {
 	start, n := t.sets-t.Entries*EntrySize, t.Entries*EntrySize
 	it := &Iter{r: io.NewSectionReader(t.f, start, n), left: t.Entries, want: t.crc}
 	if n >= directAfter && start%directAlign == 0 {
 		if f, err := openDirect(t.f); err == nil {
-			it.ra = startAhead(f, start, n, t.crc)
+			it.ra = startAhead(f, start, n)
 		}
 	}
 	return it
@@ -348,9 +357,9 @@ func (it *Iter) Next() (Entry, bool) {
 	return e, true
 }
 
-// Batch returns the entries that Next would return next, as many as were
-// read at once (at least one), or nil at the end or on an error. The
-// slice is valid until the next call of Next or Batch.
+// Batch returns the entries that Next would return next, at most
+// iterBatch (at least one), or nil at the end or on an error. The slice
+// is valid until the next call of Next or Batch.
 func (it *Iter) Batch() []Entry {
 	if it.i >= len(it.buf) && !it.fill() {
 		return nil
@@ -360,38 +369,46 @@ func (it *Iter) Batch() []Entry {
 	return b
 }
 
-// fill reads the next entries into buf, and reports whether there were
-// any.
+// fill takes the checksum of the entries returned last, reads the next
+// into buf, and reports whether there were any; after the last, it
+// verifies the checksum.
 func (it *Iter) fill() bool {
-	if it.left == 0 || it.err != nil {
+	if it.err != nil {
+		return false
+	}
+	it.crc = crc32.Update(it.crc, castagnoli, bytesOf(it.buf))
+	it.buf, it.i = nil, 0
+	if it.left == 0 {
+		if it.crc != it.want {
+			it.err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
+		}
 		return false
 	}
 	if it.ra != nil {
-		b, err := it.ra.next()
-		if err != nil {
-			it.err = err
-			return false
+		if len(it.rest) == 0 {
+			b, err := it.ra.next()
+			if err != nil {
+				it.err = err
+				return false
+			}
+			it.rest = b
 		}
-		it.buf, it.i = unsafe.Slice((*Entry)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/EntrySize), 0
+		k := min(len(it.rest), iterBatch*EntrySize)
+		it.buf = unsafe.Slice((*Entry)(unsafe.Pointer(unsafe.SliceData(it.rest))), k/EntrySize)
+		it.rest = it.rest[k:]
 		it.left -= int64(len(it.buf))
 		return true
 	}
-	if it.buf == nil {
-		it.buf = make([]Entry, min(it.left, 32<<10))
+	if it.store == nil {
+		it.store = make([]Entry, min(it.left, iterBatch))
 	}
-	b := it.buf[:min(int64(cap(it.buf)), it.left)]
-	raw := bytesOf(b)
-	if _, err := io.ReadFull(it.r, raw); err != nil {
+	b := it.store[:min(int64(len(it.store)), it.left)]
+	if _, err := io.ReadFull(it.r, bytesOf(b)); err != nil {
 		it.err = fmt.Errorf("read table of sums: %w", err)
 		return false
 	}
-	it.crc = crc32.Update(it.crc, castagnoli, raw)
 	it.left -= int64(len(b))
-	if it.left == 0 && it.crc != it.want {
-		it.err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
-		return false
-	}
-	it.buf, it.i = b, 0
+	it.buf = b
 	return true
 }
 
