@@ -43,7 +43,9 @@ type direct struct {
 	done   chan struct{}
 	failed atomic.Bool // a write failed: the writer says why once done
 	closed bool        // todo is closed
-	s      *sink       // the goroutine's alone until done is closed
+	// release frees the buffers, once the goroutine is done (nil: done)
+	release func()
+	s       *sink // the goroutine's alone until done is closed
 }
 
 // sink is the writing side of a direct writer.
@@ -59,12 +61,37 @@ type sink struct {
 // page cache before it bypasses it (a variable for tests).
 var directAfter int64 = 64 << 20
 
-// aligned returns n bytes at an address aligned to directAlign (the
-// collector does not move what it allocates).
-func aligned(n int) []byte {
-	b := make([]byte, n+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b))))%directAlign) % directAlign
-	return b[skip : skip+n : skip+n]
+// hugePage is the size of a transparent huge page on x86-64 and arm64
+// (with 4 KiB pages).
+const hugePage = 2 << 20
+
+// directBufs returns k buffers of directBuf bytes for direct reads or
+// writes, aligned to directAlign, and the function that frees them (once
+// nothing reads or writes them any more). The kernel pins every page of
+// a direct transfer's buffer while it lasts: on 4 KiB pages, reading a
+// 3.1 GB table cost 0.11 to 0.18 s of CPU, pinning each page, and 0.03
+// to 0.04 s on 2 MiB pages. So the buffers are a mapping of their own,
+// aligned to a huge page, asked to be backed by huge pages where the
+// kernel allows it; where the mapping is refused, they come from the
+// heap.
+func directBufs(k int) ([][]byte, func()) {
+	bs := make([][]byte, k)
+	m, err := unix.Mmap(-1, 0, k*directBuf+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		for i := range bs {
+			b := make([]byte, directBuf+directAlign)
+			skip := (directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b))))%directAlign) % directAlign
+			bs[i] = b[skip : skip+directBuf : skip+directBuf]
+		}
+		return bs, func() {}
+	}
+	skip := (hugePage - int(uintptr(unsafe.Pointer(unsafe.SliceData(m))))%hugePage) % hugePage
+	region := m[skip : skip+k*directBuf]
+	_ = unix.Madvise(region, unix.MADV_HUGEPAGE) // a hint: refused, the pages are small
+	for i := range bs {
+		bs[i] = region[i*directBuf : (i+1)*directBuf : (i+1)*directBuf]
+	}
+	return bs, func() { _ = unix.Munmap(m) }
 }
 
 // writeFile writes to a file; tests refuse direct writes through it.
@@ -72,9 +99,10 @@ var writeFile = (*os.File).Write
 
 // newDirect starts writing f at its offset 0.
 func newDirect(f *os.File) *direct {
-	d := &direct{buf: aligned(directBuf), todo: make(chan []byte), free: make(chan []byte, 1),
-		done: make(chan struct{}), s: &sink{f: f}}
-	d.free <- aligned(directBuf)
+	bs, release := directBufs(2)
+	d := &direct{buf: bs[0], todo: make(chan []byte), free: make(chan []byte, 1),
+		done: make(chan struct{}), release: release, s: &sink{f: f}}
+	d.free <- bs[1]
 	go func() {
 		defer close(d.done)
 		for b := range d.todo {
@@ -131,6 +159,10 @@ func (d *direct) stop() error {
 		d.closed = true
 	}
 	<-d.done
+	if d.release != nil {
+		d.release()
+		d.release, d.buf = nil, nil
+	}
 	return d.s.err
 }
 
@@ -221,6 +253,7 @@ type readAhead struct {
 	done    chan struct{} // closed when the goroutine ends
 	held    []byte        // the buffer the iterator holds, if any
 	stopped bool
+	release func() // frees the buffers once stopped (nil: freed)
 }
 
 // aheadBuf is a buffer of whole entries read, or the error that ended
@@ -251,8 +284,9 @@ func openDirect(f *os.File) (*os.File, error) {
 func startAhead(f *os.File, off, n int64) *readAhead {
 	ra := &readAhead{full: make(chan aheadBuf, aheadBufs), free: make(chan []byte, aheadBufs),
 		quit: make(chan struct{}), done: make(chan struct{})}
-	for range aheadBufs {
-		b := aligned(directBuf)
+	bs, release := directBufs(aheadBufs)
+	ra.release = release
+	for _, b := range bs {
 		// Its pages faulted in here: a direct read into pages not yet
 		// there, btrfs makes through the page cache.
 		for i := 0; i < len(b); i += directAlign {
@@ -339,11 +373,16 @@ func (ra *readAhead) next() ([]byte, error) {
 	return ab.b, ab.err
 }
 
-// stop ends the reading and waits for the goroutine to end.
+// stop ends the reading, waits for the goroutine to end and frees the
+// buffers: no buffer it returned may be read after it.
 func (ra *readAhead) stop() {
 	if !ra.stopped {
 		close(ra.quit)
 		ra.stopped = true
 	}
 	<-ra.done
+	if ra.release != nil {
+		ra.release()
+		ra.release, ra.held = nil, nil
+	}
 }

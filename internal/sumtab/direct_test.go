@@ -409,5 +409,9 @@ func TestReadAheadFails(t *testing.T) {
 	default:
 		t.Fatal("the reader's goroutine is still running")
 	}
+	// Its buffers are freed: nothing is read from them any more.
+	if b := it.Batch(); b != nil || it.Err() == nil || it.Err().Error() != "table of sums: read no further" {
+		t.Errorf("after Close: %d entries, then %v; want none, then table of sums: read no further", len(b), it.Err())
+	}
 	it.Close() // twice is fine
 }

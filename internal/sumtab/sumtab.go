@@ -314,6 +314,7 @@ type Iter struct {
 	crc   uint32
 	want  uint32
 	err   error
+	ended bool // the last entry was returned and the checksum verified
 }
 
 // iterBatch is how many entries Batch returns at most: few enough that
@@ -340,10 +341,15 @@ func (t *Table) Iter() *Iter {
 	return it
 }
 
-// Close ends the reading, if not at its end already.
+// Close ends the reading, if not at its end already. The iterator
+// returns no entry after it.
 func (it *Iter) Close() {
 	if it.ra != nil {
-		it.ra.stop()
+		it.ra.stop() // its buffers are freed
+	}
+	it.buf, it.rest, it.i, it.left = nil, nil, 0, 0
+	if it.err == nil && !it.ended {
+		it.err = errors.New("table of sums: read no further")
 	}
 }
 
@@ -382,6 +388,7 @@ func (it *Iter) fill() bool {
 		if it.crc != it.want {
 			it.err = fmt.Errorf("table of sums: checksum: %w", ErrFormat)
 		}
+		it.ended = true
 		return false
 	}
 	if it.ra != nil {
