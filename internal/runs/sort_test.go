@@ -32,6 +32,12 @@ func TestSortPairs(t *testing.T) {
 		{"one pass of several", 100000, func() uint64 { return rng.Uint64()/3*3 + 2 }},
 		{"groups of 50", 100000, func() uint64 { return rng.Uint64N(2000) * 0x9e3779b97f4a7c15 }},
 		{"equal but the lowest bit", 5000, func() uint64 { return 1<<63 | 1<<40 | rng.Uint64N(2) }},
+		// Partitioned in rounds (roundsFrom entries or more).
+		{"random, in rounds", 1 << 19, rng.Uint64},
+		{"few distinct, in rounds", 1 << 19, func() uint64 { return rng.Uint64N(7) << 40 }},
+		{"low bits only, in rounds", 1 << 19, func() uint64 { return rng.Uint64N(1000) }},
+		{"groups of 50, in rounds", 1 << 19, func() uint64 { return rng.Uint64N(10000) * 0x9e3779b97f4a7c15 }},
+		{"one digit, in rounds", roundsFrom, func() uint64 { return 5<<56 | rng.Uint64N(1<<40) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,7 +77,7 @@ func TestSortMappings(t *testing.T) {
 // block and its copies in two dozen snapshots, as a night of hourly
 // snapshots regroups them).
 func BenchmarkSortPairs(b *testing.B) {
-	for _, n := range []int{1 << 16, 1 << 19, 1 << 22} {
+	for _, n := range []int{1 << 16, 1 << 19, 1 << 22, 1 << 24} {
 		for _, copies := range []int{1, 50} {
 			rng := rand.New(rand.NewPCG(1, 2))
 			orig := make([]pair, n)
