@@ -237,8 +237,8 @@ func (s *sink) write(b []byte) {
 
 // readAhead reads a table's entries past the page cache (O_DIRECT), a
 // buffer of directBuf at a time, on a goroutine of its own that reads the
-// next buffers while the iterator handles the one before (the iterator
-// verifies their checksum, see Iter.fill). A large table is read once a run, whole
+// next buffers while the iterator handles the one before (and verifies
+// their checksum, see Iter.fill). A large table is read once a run, whole
 // (a re-run's regrouping streams it): written past the page cache (see
 // direct), it is read from the disk in any case, and read through the
 // cache it costs the filling of the cache, 2.3 s of system time for a
