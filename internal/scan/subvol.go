@@ -1117,7 +1117,14 @@ func (s *subvols) generation(f *os.File, v fsys.Volume) (uint64, bool) {
 	first := !s.synced[v.FS]
 	s.synced[v.FS] = true
 	s.mu.Unlock()
-	if first && unix.Syncfs(int(f.Fd())) != nil {
+	return committedGen(f, v, first)
+}
+
+// committedGen returns the generation of btrfs subvolume v, open at f,
+// committing its filesystem first (syncfs) when sync is set; false where
+// that or the reading fails, or f is not in v.
+func committedGen(f *os.File, v fsys.Volume, sync bool) (uint64, bool) {
+	if sync && unix.Syncfs(int(f.Fd())) != nil {
 		return 0, false
 	}
 	id, gen, err := fsys.SubvolGen(f)
@@ -1158,10 +1165,8 @@ func (s *subvols) endKeys(whole map[fsys.Volume]string) map[fsys.Volume]string {
 		if err != nil {
 			continue
 		}
-		if !synced[v.FS] && unix.Syncfs(int(f.Fd())) == nil {
+		if gen, ok := committedGen(f, v, !synced[v.FS]); ok {
 			synced[v.FS] = true
-		}
-		if id, gen, err := fsys.SubvolGen(f); synced[v.FS] && err == nil && id == v.Subvol {
 			out[v] = fmt.Sprintf("%s end=%d", key, gen)
 		}
 		f.Close()
