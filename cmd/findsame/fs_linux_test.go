@@ -74,8 +74,8 @@ func TestCannotDedupe(t *testing.T) {
 }
 
 // With its index on a full filesystem, findsame plans as it does with
-// room: the table of sums it keeps beside the index is left as it was,
-// with a warning. Temporary files in a full -tmpdir fail the run, saying
+// room: the table of sums and the extents it keeps beside the index are
+// left as they were, with a warning. Temporary files in a full -tmpdir fail the run, saying
 // where and what to do.
 func TestIndexFull(t *testing.T) {
 	btrfs := testfs.Mount(t, "btrfs", "512M")
@@ -97,6 +97,10 @@ func TestIndexFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept, err := os.ReadFile(db + "-sums.extents")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	testfs.Fill(t, idx, 0)
 	for _, args := range [][]string{nil, {"-full"}} {
@@ -113,6 +117,13 @@ func TestIndexFull(t *testing.T) {
 		if got, err := os.ReadFile(db + "-sums"); err != nil || !bytes.Equal(got, table) {
 			t.Errorf("findsame %v on a full disk: table of sums changed (%v)", args, err)
 		}
+		// -full reads every extent from the index, and fails to keep them.
+		if warned := strings.Contains(stderr, ": no space left on device: the next run reads every extent from the index\n"); warned != (args != nil) {
+			t.Errorf("findsame %v on a full disk: stderr %q; want a warning that the extents were not kept: %v", args, stderr, args != nil)
+		}
+		if got, err := os.ReadFile(db + "-sums.extents"); err != nil || !bytes.Equal(got, kept) {
+			t.Errorf("findsame %v on a full disk: kept extents changed (%v)", args, err)
+		}
 	}
 
 	// The sums go to temporary files when they do not fit in -mem.
@@ -125,7 +136,7 @@ func TestIndexFull(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if want := []string{"filler", "index.db", "index.db-shm", "index.db-sums", "index.db-wal", "lost+found"}; err != nil || !slices.Equal(names, want) {
+	if want := []string{"filler", "index.db", "index.db-shm", "index.db-sums", "index.db-sums.extents", "index.db-wal", "lost+found"}; err != nil || !slices.Equal(names, want) {
 		t.Errorf("%s holds %q (%v); want %q: no temporary file left", idx, names, err, want)
 	}
 }

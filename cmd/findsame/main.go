@@ -47,16 +47,19 @@
 // the source of its copies), with a warning naming it.
 //
 // Findsame keeps the sums it grouped in a table beside the index
-// (INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created
-// 0600; see package sumtab). The next run regroups only the files changed
-// since (as hashfile recorded them) and those the last run planned that
-// were not stored once yet, with every file that holds one of their
-// blocks, and prints the plan a full run would print. A file of a new
+// (INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed), with the
+// extents it read from the index (INDEX-sums.extents, 64 bytes per
+// extent), all created 0600 (see package sumtab). The next run regroups
+// only the files changed since (as hashfile recorded them) and those the
+// last run planned that were not stored once yet, with every file that
+// holds one of their blocks, reads from the index only the extents of
+// the files changed since, and prints the plan a full run would print. A file of a new
 // read-only snapshot that hashfile recorded from its origin's row (the
 // same sums and extents) joins its origin's groups without a look. A first run, a run
 // with other options or after other volumes became read-only, and one
 // after more than a quarter of the blocks changed group every sum; so
-// does -full. -no-keep keeps no table. After restoring the index from a
+// does -full, which reads every extent from the index too. -no-keep keeps
+// no table. After restoring the index from a
 // backup, run findsame -full once: the table, newer than the index, cannot
 // tell.
 //
@@ -175,15 +178,18 @@ never a destination nor rewritten, only a source, with a warning; with
 no file, it cannot be known: applysame then reports the lines into it.)
 
 Findsame keeps the sums it grouped in a table beside the index
-(INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed, created
-0600). The next run regroups only the files changed since (as hashfile
-recorded them) and those the last run planned that were not stored once
-yet, with every file that holds one of their blocks, and prints the plan a
-full run would print. A file of a new read-only snapshot that hashfile
+(INDEX-sums and INDEX-sums.delta, 16 bytes per block hashed), with the
+extents it read from the index (INDEX-sums.extents, 64 bytes per extent),
+all created 0600. The next run regroups only the files changed since (as
+hashfile recorded them) and those the last run planned that were not
+stored once yet, with every file that holds one of their blocks, reads
+from the index only the extents of the files changed since, and prints
+the plan a full run would print. A file of a new read-only snapshot that hashfile
 recorded from its origin's row (the same sums and extents) joins its
 origin's groups without a look. A first run, a run with other options or after
 other volumes became read-only, and one after more than a quarter of the
-blocks changed group every sum; so does -full. -no-keep keeps no table.
+blocks changed group every sum; so does -full, which reads every extent
+from the index too. -no-keep keeps no table.
 After restoring the index from a backup, run findsame -full once: the
 table, newer than the index, cannot tell.
 

@@ -169,15 +169,62 @@ func (p fileIndex) of(id int64) (int, bool) {
 }
 
 // loadExtents reads the recorded extents of the files that want marks (by
-// index in files; nil: all) into them: file by file when they are few
-// (a re-run regrouping what changed), else in one scan of the index by
-// two readers.
-func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIndex, want []bool, o *Options) error {
+// index in files; nil: all) into them: those kept (kx, if not nil) of
+// the files unchanged since, and the others from the index, file by file
+// when they are few (a re-run regrouping what changed), else in one scan
+// of the index by two readers, after which kx keeps what was read.
+func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIndex, want []bool, o *Options, kx *keptExtents) error {
+	wanted := want
+	var kept []extentRef // files whose extents are another's, as kept
+	var own []bool       // files holding extents of their own, as kept or scanned
+	if kx != nil && kx.x != nil {
+		have, ko, refs, err := kx.take(files, byID, want)
+		if err != nil {
+			o.warn(kx.path, fmt.Errorf("%w: every extent read from the index", err))
+		} else {
+			own, kept = ko, refs
+			rest := make([]bool, len(files))
+			for i := range files {
+				rest[i] = (want == nil || want[i]) && !have[i]
+			}
+			want = rest
+		}
+	}
+	if own == nil {
+		own = make([]bool, len(files))
+	}
+	refs, scanned, err := readExtents(ctx, ix, files, byID, want, own, o)
+	if err != nil {
+		return err
+	}
+	takeRefs(files, kept)
+	if scanned && kx != nil {
+		kx.write(files, own, append(kept, refs...))
+	}
+	// Those read only for the files that refer to them go.
+	if wanted != nil {
+		for i := range files {
+			if own[i] && !wanted[i] {
+				files[i].extents = nil
+			}
+		}
+	}
+	return nil
+}
+
+// readExtents reads from the index the recorded extents of the files
+// that want marks (nil: all), marking in own those that hold extents of
+// their own when it scans the index (scanned): the files that refer to
+// another's extents, found in scope, are refs.
+func readExtents(ctx context.Context, ix *index.Index, files []file, byID fileIndex, want, own []bool, o *Options) (refs []extentRef, scanned bool, err error) {
 	var wanted int64
 	for i := range files {
 		if want == nil || want[i] {
 			wanted++
 		}
+	}
+	if wanted == 0 {
+		return nil, false, nil
 	}
 	if wanted*8 < int64(len(files)) {
 		// A query a file, on two connections at once: the driver's work
@@ -210,10 +257,10 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			return err
+			return nil, false, err
 		}
 		o.progress("loading extents", wanted, wanted, "files")
-		return nil
+		return nil, false, nil
 	}
 	// A file that refers to another's extents (files.extents_of: a file
 	// of a snapshot) has no rows of its own: the scan reads the other's,
@@ -224,10 +271,9 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 	// file read alone is read as it was before or after a write.
 	w, err := ix.Watch(ctx)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	defer w.Close()
-	var refs []extentRef
 	var alone []int
 	wantOf, cloned := want, false
 	err = ix.ExtentRefs(ctx, func(id, of int64) error {
@@ -241,7 +287,7 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 			return nil
 		}
 		refs = append(refs, extentRef{i, j})
-		if wantOf != nil && !wantOf[j] {
+		if wantOf != nil && !wantOf[j] && !own[j] { // not kept already
 			if !cloned {
 				wantOf, cloned = slices.Clone(want), true
 			}
@@ -250,7 +296,7 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if fault != nil {
 		fault("references read")
@@ -302,32 +348,40 @@ func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIn
 	})
 	o.progress("loading extents", n.Load(), total, "extents")
 	if err != nil {
-		return err
+		return nil, false, err
+	}
+	// The files scanned hold what the scan gave them: all of their own
+	// extents, or none.
+	isRef := make([]bool, len(files))
+	for _, r := range refs {
+		isRef[r.i] = true
+	}
+	for _, i := range alone {
+		isRef[i] = true
+	}
+	for i := range files {
+		if (wantOf == nil || wantOf[i]) && !isRef[i] {
+			own[i] = true
+		}
 	}
 	changed, err := w.Changed(ctx)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if changed {
 		for _, r := range refs {
 			alone = append(alone, r.i)
 		}
+		refs = nil
 	} else {
 		takeRefs(files, refs)
 	}
-	if cloned {
-		for i := range files {
-			if wantOf[i] && !want[i] {
-				files[i].extents = nil
-			}
-		}
-	}
 	for _, i := range alone {
 		if files[i].extents, err = ix.Extents(ctx, files[i].id); err != nil {
-			return err
+			return nil, false, err
 		}
 	}
-	return nil
+	return refs, !changed, nil
 }
 
 // fault, when set (by tests), is called at points of the loading.

@@ -3,20 +3,22 @@ package runs
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"same/internal/fiemap"
 	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/index"
+	"same/internal/sumtab"
 )
 
-// loadExtents gives a file of a snapshot, which refers to its origin's
-// extents (files.extents_of), those extents flagged shared: in one scan
-// of the index, whether its origin is wanted or not, and by a query of
-// its own where its origin is out of scope, or where the origin was
-// recorded again between the references and the scan.
-func TestLoadExtentsRefs(t *testing.T) {
+// refsIndex returns an index of two files of a live subvolume and of two
+// snapshots of it, whose files refer to theirs (files.extents_of): its
+// file /m/live/a, and that file's extents.
+func refsIndex(t *testing.T) (*index.Index, index.File, []fiemap.Extent) {
 	ctx := context.Background()
 	ix := newIndex(t)
 	live := fsys.Volume{FS: "f1", Subvol: 5}
@@ -63,6 +65,17 @@ func TestLoadExtentsRefs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return ix, f, ext
+}
+
+// loadExtents gives a file of a snapshot, which refers to its origin's
+// extents (files.extents_of), those extents flagged shared: in one scan
+// of the index, whether its origin is wanted or not, and by a query of
+// its own where its origin is out of scope, or where the origin was
+// recorded again between the references and the scan.
+func TestLoadExtentsRefs(t *testing.T) {
+	ctx := context.Background()
+	ix, f, ext := refsIndex(t)
 	shared := []fiemap.Extent{ext[0], ext[1]}
 	shared[0].Flags |= fiemap.FlagShared
 	// check loads the files (those include names) and the extents of
@@ -83,7 +96,7 @@ func TestLoadExtentsRefs(t *testing.T) {
 				want[i] = wanted(files[i].path)
 			}
 		}
-		if err := loadExtents(ctx, ix, files, byID, want, &o); err != nil {
+		if err := loadExtents(ctx, ix, files, byID, want, &o, nil); err != nil {
 			t.Fatal(err)
 		}
 		for i := range files {
@@ -139,4 +152,188 @@ func TestLoadExtentsRefs(t *testing.T) {
 	}
 	t.Cleanup(func() { fault = nil })
 	t.Run("written meanwhile", func(t *testing.T) { check(t, nil, nil, now) })
+}
+
+// loadExtents takes the kept extents of the files unchanged in the index
+// since they were kept, reads from the index those of the files changed
+// since and of the files that refer to a changed file's (a file of a
+// snapshot, which may hold them now), and keeps what it read after a
+// scan of the index. Kept extents damaged or of another index are not
+// used.
+func TestKeptExtents(t *testing.T) {
+	ctx := context.Background()
+	ix, f, ext := refsIndex(t)
+	// More files, so that those changed below are few enough to be read
+	// one by one.
+	tx, err := ix.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := func(n int) []fiemap.Extent {
+		return []fiemap.Extent{{Physical: int64(4+n) << 30, Length: bs, Flags: fiemap.FlagLast}}
+	}
+	for n := range 30 {
+		z := index.File{Path: fmt.Sprintf("/m/live/z%02d", n), Identity: fsys.Identity{Vol: f.Vol, Ino: uint64(200 + n), Size: bs, Mtime: 1, Ctime: 1}}
+		if _, err := tx.Put(z, make([]byte, 8), filler(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "x.db-sums"+sumtab.ExtentsSuffix)
+	var warned []string
+	o := Options{Warn: func(path string, err error) { warned = append(warned, err.Error()) }}
+	shared := []fiemap.Extent{ext[0], ext[1]}
+	shared[0].Flags |= fiemap.FlagShared
+	liveB := []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast}}
+	// run loads the files and the extents of those wanted (nil: all),
+	// with the extents kept at path (or none, with full), and checks
+	// each file's against want.
+	run := func(t *testing.T, full bool, wanted func(path string) bool, want func(path string) []fiemap.Extent) {
+		t.Helper()
+		seq, err := ix.WriteSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum Summary
+		files, byID, seqs, err := load(ctx, ix, o, bs, &sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ro := o
+		ro.Full = full
+		kx := openKept(ctx, ix, path, seq, files, seqs, &ro)
+		defer kx.close()
+		var wm []bool
+		if wanted != nil {
+			wm = make([]bool, len(files))
+			for i := range files {
+				wm[i] = wanted(files[i].path)
+			}
+		}
+		if err := loadExtents(ctx, ix, files, byID, wm, &o, kx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range files {
+			var w []fiemap.Extent
+			if wm == nil || wm[i] {
+				w = want(files[i].path)
+			}
+			if fmt.Sprint(files[i].extents) != fmt.Sprint(w) {
+				t.Errorf("%s: extents %+v; want %+v", files[i].path, files[i].extents, w)
+			}
+		}
+	}
+	// as gives the extents each file has with live/a's and live/b's
+	// those given, their snapshots' files those of before, shared.
+	as := func(liveA, b []fiemap.Extent) func(string) []fiemap.Extent {
+		return func(p string) []fiemap.Extent {
+			var n int
+			switch {
+			case p == "/m/live/a":
+				return liveA
+			case p == "/m/live/b":
+				return b
+			case p == "/m/snaps/0/b" || p == "/m/snaps/1/b":
+				return []fiemap.Extent{{Physical: 2 << 30, Length: bs, Flags: fiemap.FlagLast | fiemap.FlagShared}}
+			case strings.HasPrefix(p, "/m/live/z"):
+				fmt.Sscanf(p, "/m/live/z%d", &n)
+				return filler(n)
+			}
+			return shared
+		}
+	}
+	// tamper sets the physical place of the first extent of file p in
+	// the index, its row unchanged: a run that reads it there shows it.
+	tamper := func(p string, physical int64) {
+		t.Helper()
+		if _, err := ix.DB().ExecContext(ctx, "UPDATE extents SET physical = ? WHERE logical = 0 AND file = (SELECT id FROM files WHERE path = ?)", physical, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := []fiemap.Extent{{Physical: 9 << 30, Length: bs, Flags: fiemap.FlagLast}}
+	snapsOnly := func(p string) bool { return strings.HasPrefix(p, "/m/snaps/") }
+	put := func(f index.File, ext []fiemap.Extent) {
+		t.Helper()
+		tx, err := ix.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Put(f, make([]byte, f.Size/bs*8), ext); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := []fiemap.Extent{{Logical: 0, Physical: 3 << 30, Length: 3 * bs, Flags: fiemap.FlagLast, DiskStart: 3 << 30, DiskLen: 3 * bs, Gen: 9}}
+
+	t.Run("first run keeps what it scanned", func(t *testing.T) {
+		run(t, false, nil, as(ext, liveB))
+		if _, err := os.Stat(path); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("unchanged files take the kept", func(t *testing.T) {
+		tamper("/m/live/b", 9<<30)
+		run(t, false, nil, as(ext, liveB))
+		run(t, false, snapsOnly, as(ext, liveB))
+		tamper("/m/live/b", 2<<30)
+	})
+	t.Run("a changed file and its snapshots' read one by one", func(t *testing.T) {
+		// live/b recorded again: its extents pass to the first snapshot's
+		// file, which the other's then refers to. Three files of 36 to
+		// read.
+		put(index.File{Path: "/m/live/b", Identity: fsys.Identity{Vol: f.Vol, Ino: 101, Size: bs, Mtime: 2, Ctime: 2}}, moved)
+		run(t, false, nil, as(ext, moved))
+		run(t, false, snapsOnly, as(ext, moved))
+	})
+	t.Run("changed files scanned", func(t *testing.T) {
+		// live/a too: six files to read, in a scan, whose extents are
+		// kept; and those kept are taken by the run after.
+		f.Mtime = 2
+		put(f, now)
+		run(t, false, nil, as(now, moved))
+		tamper("/m/snaps/0/a", 9<<30)
+		tamper("/m/live/z07", 9<<30)
+		run(t, false, nil, as(now, moved))
+		run(t, false, snapsOnly, as(now, moved))
+		tamper("/m/snaps/0/a", 1<<30)
+		tamper("/m/live/z07", 11<<30)
+	})
+	if len(warned) > 0 {
+		t.Errorf("warned %q", warned)
+	}
+	t.Run("of another index", func(t *testing.T) {
+		bogus := func(yield func(int64, []fiemap.Extent) bool) {
+			for id := range int64(64) {
+				if !yield(id, moved) {
+					return
+				}
+			}
+		}
+		if err := sumtab.WriteExtents(path, sumtab.ExtentsHeader{Key: "another", Seq: 1 << 40}, nil, bogus); err != nil {
+			t.Fatal(err)
+		}
+		run(t, false, nil, as(now, moved))
+		if len(warned) > 0 {
+			t.Errorf("warned %q", warned)
+		}
+	})
+	t.Run("damaged", func(t *testing.T) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[len(raw)/2] ^= 1
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run(t, false, nil, as(now, moved))
+		want := []string{path + ": not a table of sums of this version: every extent read from the index"}
+		if fmt.Sprint(warned) != fmt.Sprint(want) {
+			t.Errorf("warned %q; want %q", warned, want)
+		}
+	})
 }

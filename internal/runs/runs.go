@@ -253,6 +253,8 @@ type finder struct {
 	byID  fileIndex
 	// seqs holds the files' rowSeq by id, until grouped.
 	seqs []rowSeq
+	// kext are the extents kept beside the table, nil without one.
+	kext *keptExtents
 	// sources is what grouping reads of the files.
 	sources sources
 	sum     *Summary
@@ -330,6 +332,8 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		sources: newSources(files), tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
 	f.tab = f.openTable(seq)
 	defer f.tab.close()
+	f.kext = f.keptExtents()
+	defer f.kext.close()
 	var untouched []bool
 	// The files whose shared flags are in doubt are read meanwhile, on a
 	// connection of their own: only remap needs them.
@@ -400,7 +404,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	}
 	if o.Live {
 		sum.Skipped, sum.Unmapped = remap(files, involved, untouched, &o)
-	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
+	} else if err := loadExtents(ctx, ix, files, byID, involved, &o, f.kext); err != nil {
 		return sum, err
 	}
 	runs, err := f.chain()

@@ -29,7 +29,7 @@ import (
 // file's to rewrite (see sharedLeftover), and that rewrite frees the
 // extent only if it moves every reference, the settled file's too.
 func (f *finder) settle(involved []bool) error {
-	err := loadExtents(f.ctx, f.ix, f.files, f.byID, involved, f.o)
+	err := loadExtents(f.ctx, f.ix, f.files, f.byID, involved, f.o, f.kext)
 	if err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID fileInd
 	}
 	if o.Live {
 		sum.Skipped, _ = remap(files, involved, nil, &o)
-	} else if err := loadExtents(ctx, ix, files, byID, involved, &o); err != nil {
+	} else if err := loadExtents(ctx, ix, files, byID, involved, &o, nil); err != nil {
 		return err
 	}
 	var runs []run

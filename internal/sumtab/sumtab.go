@@ -1,5 +1,7 @@
 // Package sumtab holds the table of sums findsame keeps between runs, so
-// that a run after a small change regroups only what changed.
+// that a run after a small change regroups only what changed, and the
+// extents it read from the index (see Extents), so that such a run reads
+// from the index only those of the files changed.
 //
 // A table is a file of entries, each a block sum with the index's file id
 // and block number that hold it, sorted by sum: the sums findsame grouped,

@@ -64,12 +64,12 @@ func linkUnnamed(f *os.File, path string) (string, error) {
 const LeftoverAge = 24 * time.Hour
 
 // RemoveLeftovers removes the named temporary files of the table at path
-// and of its delta (tempPattern) that are this user's, regular, and
+// and of its delta and kept extents (tempPattern) that are this user's, regular, and
 // unchanged for LeftoverAge: what a run killed while it wrote a table
 // left, before tables were written with no name, or where O_TMPFILE is
 // missing. It returns how many it removed and their bytes.
 func RemoveLeftovers(path string) (n int, size int64) {
-	for _, p := range []string{path, path + ".delta"} {
+	for _, p := range []string{path, path + ".delta", path + ExtentsSuffix} {
 		names, _ := filepath.Glob(filepath.Join(filepath.Dir(p), tempPattern(p)))
 		for _, name := range names {
 			var st unix.Stat_t
