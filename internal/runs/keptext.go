@@ -27,6 +27,8 @@ type keptExtents struct {
 	x     *sumtab.Extents
 	fresh []bool
 	warn  func(path string, err error)
+	// rows and refs count the extents and references x held, once read.
+	rows, refs int64
 }
 
 // keptExtents returns the kept extents of the table f.tab, or nil when
@@ -93,6 +95,7 @@ func (k *keptExtents) take(files []file, byID fileIndex, want []bool) (have, own
 	const slabSize = 1 << 16
 	var slab []fiemap.Extent
 	err = k.x.Read(func(file, of int64) {
+		k.refs++
 		i, ok := byID.of(file)
 		j, jok := byID.of(of)
 		if ok && jok && wants(i) {
@@ -100,6 +103,7 @@ func (k *keptExtents) take(files []file, byID fileIndex, want []bool) (have, own
 			needed[j] = true
 		}
 	}, func(id int64, es []fiemap.Extent) {
+		k.rows += int64(len(es))
 		i, ok := byID.of(id)
 		if !ok || !k.fresh[i] || !(wants(i) || needed[i]) {
 			return
