@@ -174,6 +174,9 @@ func (p fileIndex) of(id int64) (int, bool) {
 // when they are few (a re-run regrouping what changed), else in one scan
 // of the index by two readers, after which kx keeps what was read.
 func loadExtents(ctx context.Context, ix *index.Index, files []file, byID fileIndex, want []bool, o *Options, kx *keptExtents) error {
+	if want != nil && !slices.Contains(want, true) {
+		return nil // none wanted: the kept extents are not read either
+	}
 	wanted := want
 	var kept []extentRef // files whose extents are another's, as kept
 	var own []bool       // files holding extents of their own, as kept or scanned
