@@ -511,6 +511,28 @@ func (f *finder) regroup() (err error) {
 			}
 		}
 	}
+	// The aliases of each file by what they are now, looked at for every
+	// entry of the file: those that join its groups (members, or with
+	// clones) and the ids of those lost. Read from the file records for
+	// each entry, the aliases of a file of many snapshots missed the
+	// processor's cache: 0.4 s of a night of hourly snapshots.
+	type aliasSet struct {
+		join []int
+		lost []uint32
+	}
+	aliasSets := make(map[uint32]aliasSet, len(aliasesOf))
+	for of, cs := range aliasesOf {
+		var as aliasSet
+		for _, c := range cs {
+			switch id := f.files[c].id; state[id] {
+			case member, withClones:
+				as.join = append(as.join, c)
+			case lost:
+				as.lost = append(as.lost, uint32(id))
+			}
+		}
+		aliasSets[of] = as
+	}
 	// join adds the pair of sum s at block b of file i, a member of its
 	// group now, to g, with the clones of the file, which take root's
 	// entries as theirs. A clone may lead a group it joins without the
@@ -563,14 +585,13 @@ func (f *finder) regroup() (err error) {
 		if int64(e.File) <= maxID && !aliased[e.File] {
 			return void, lostM
 		}
-		for _, c := range aliasesOf[e.File] {
-			switch id := f.files[c].id; state[id] {
-			case member, withClones:
-				join(e.Sum, c, e.Block, int(pos[e.File]))
-			case lost:
-				lostM = true
-				gone(uint32(id))
-			}
+		as := aliasSets[e.File]
+		for _, c := range as.join {
+			join(e.Sum, c, e.Block, int(pos[e.File]))
+		}
+		for _, id := range as.lost {
+			lostM = true
+			gone(id)
 		}
 		return void, lostM
 	}
