@@ -11,8 +11,6 @@ import (
 	"io"
 	"iter"
 	"os"
-	"path/filepath"
-	"syscall"
 
 	"same/internal/fiemap"
 )
@@ -74,23 +72,11 @@ type Extents struct {
 // OpenExtents opens the kept extents at path and reads their header. A
 // missing file gives an error satisfying errors.Is(err, fs.ErrNotExist).
 func OpenExtents(path string) (*Extents, error) {
-	if !littleEndian() {
-		return nil, fmt.Errorf("%s: %w", path, ErrFormat)
-	}
-	f, err := os.Open(path)
+	f, size, err := openOurs(path)
 	if err != nil {
 		return nil, err
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, ErrNotOurs)
-	}
-	x := &Extents{f: f, size: st.Size, crc: crc32.New(castagnoli)}
+	x := &Extents{f: f, size: size, crc: crc32.New(castagnoli)}
 	x.br = bufio.NewReaderSize(f, 1<<20)
 	x.r = io.TeeReader(x.br, x.crc)
 	bad := func() (*Extents, error) {
@@ -199,31 +185,22 @@ type Ref struct{ File, Of int64 }
 // WriteExtents writes the kept extents at path: refs, then the files'
 // own extents in the order files gives them. Nothing is left at path
 // or beside it on an error.
-func WriteExtents(path string, h ExtentsHeader, refs []Ref, files iter.Seq2[int64, []fiemap.Extent]) (err error) {
+func WriteExtents(path string, h ExtentsHeader, refs []Ref, files iter.Seq2[int64, []fiemap.Extent]) error {
 	if !littleEndian() {
 		return ErrFormat
 	}
-	f, err := createTemp(path)
-	named := false
+	f, named, err := create(path)
 	if err != nil {
-		if f, err = os.CreateTemp(filepath.Dir(path), tempPattern(path)); err != nil {
-			return fmt.Errorf("kept extents: %w", err)
-		}
-		named = true
+		return fmt.Errorf("kept extents: %w", err)
 	}
-	tmp := "" // the temporary name renamed into place, once there is one
-	if named {
-		tmp = f.Name()
+	if err := install(f, named, path, writeExtents(f, h, refs, files)); err != nil {
+		return fmt.Errorf("kept extents: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			if tmp != "" {
-				os.Remove(tmp)
-			}
-			err = fmt.Errorf("kept extents: %w", err)
-		}
-	}()
+	return nil
+}
+
+// writeExtents writes the kept extents to f (see WriteExtents).
+func writeExtents(f *os.File, h ExtentsHeader, refs []Ref, files iter.Seq2[int64, []fiemap.Extent]) error {
 	h.Version = ExtentsVersion
 	hj, err := json.Marshal(h)
 	if err != nil {
@@ -262,16 +239,5 @@ func WriteExtents(path string, h ExtentsHeader, refs []Ref, files iter.Seq2[int6
 	}
 	binary.Write(bw, binary.LittleEndian, crc.Sum32())
 	bw.WriteString(endMagic)
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if !named {
-		if tmp, err = linkUnnamed(f, path); err != nil {
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return bw.Flush()
 }

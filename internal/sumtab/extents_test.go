@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"same/internal/fiemap"
@@ -62,18 +61,10 @@ func TestKeptExtents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range good {
-		for bit := range 8 {
-			b := slices.Clone(good)
-			b[i] ^= 1 << bit
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := read(); !errors.Is(err, ErrFormat) {
-				t.Fatalf("byte %d of %d, bit %d flipped: %v; want ErrFormat", i, len(good), bit, err)
-			}
-		}
-	}
+	everyBitFlipped(t, path, good, func() error {
+		_, err := read()
+		return err
+	})
 	for _, n := range []int{1, 5, len(good) / 2} {
 		os.WriteFile(path, good[:len(good)-n], 0o600)
 		if _, err := read(); !errors.Is(err, ErrFormat) || err.Error() != path+": not a table of sums of this version" {

@@ -65,7 +65,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"syscall"
 	"unsafe"
 )
@@ -176,29 +175,39 @@ var ErrFormat = errors.New("not a table of sums of this version")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// openOurs opens the file at path, a table or kept extents, and returns
+// it with its size: only if it is a regular file of this user that
+// others may not write. One made by someone else could hide duplicates
+// from the plan (a table says which groups need no look), or give it
+// extents that are not the files'.
+func openOurs(path string) (*os.File, int64, error) {
+	if !littleEndian() {
+		return nil, 0, fmt.Errorf("%s: %w", path, ErrFormat)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s: %w", path, ErrNotOurs)
+	}
+	return f, st.Size, nil
+}
+
 // Open opens the table at path and reads its header and sets. A missing
 // file gives an error satisfying errors.Is(err, fs.ErrNotExist).
 func Open(path string) (*Table, error) {
-	if !littleEndian() {
-		return nil, fmt.Errorf("%s: %w", path, ErrFormat)
-	}
-	f, err := os.Open(path)
+	f, _, err := openOurs(path)
 	if err != nil {
 		return nil, err
 	}
 	t := &Table{f: f}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		// Not ours, or others could have written it: a table says which
-		// groups need no look, so one made by someone else could hide
-		// duplicates from the plan.
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, ErrNotOurs)
-	}
 	if err := t.readMeta(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -456,15 +465,9 @@ func Create(path string, h Header) (*Writer, error) {
 	if !littleEndian() {
 		return nil, ErrFormat
 	}
-	f, err := createTemp(path)
-	named := false
+	f, named, err := create(path)
 	if err != nil {
-		// No O_TMPFILE there (NFS, say): a named temporary file, which
-		// a process killed while it writes leaves behind.
-		if f, err = os.CreateTemp(filepath.Dir(path), tempPattern(path)); err != nil {
-			return nil, fmt.Errorf("table of sums: %w", err)
-		}
-		named = true
+		return nil, fmt.Errorf("table of sums: %w", err)
 	}
 	h.Version = Version
 	w := &Writer{path: path, f: f, named: named, w: newDirect(f), h: h, meta: crc32.New(castagnoli)}
@@ -548,28 +551,7 @@ func (w *Writer) Commit(sets Sets, ranks []Rank, aliases []Alias) error {
 	binary.Write(w.w, binary.LittleEndian, uint64(off))
 	binary.Write(w.w, binary.LittleEndian, w.meta.Sum32())
 	w.w.WriteString(endMagic)
-	err := w.w.Flush()
-	tmp := "" // the temporary name renamed into place, once there is one
-	if w.named {
-		tmp = w.f.Name()
-	}
-	if err == nil && !w.named {
-		// Named only now, under a temporary name, to be renamed over the
-		// table before: a process killed until here left nothing.
-		tmp, err = linkUnnamed(w.f, w.path)
-	}
-	if err == nil {
-		err = w.f.Close()
-	} else {
-		w.f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, w.path)
-	}
-	if err != nil {
-		if tmp != "" {
-			os.Remove(tmp)
-		}
+	if err := install(w.f, w.named, w.path, w.w.Flush()); err != nil {
 		return fmt.Errorf("table of sums: %w", err)
 	}
 	return nil

@@ -120,6 +120,17 @@ func TestDamaged(t *testing.T) {
 	if err := read(); err != nil {
 		t.Fatal(err)
 	}
+	everyBitFlipped(t, path, good, read)
+	os.WriteFile(path, good[:len(good)-3], 0o600)
+	if _, err := Open(path); !errors.Is(err, ErrFormat) {
+		t.Errorf("Open of a cut table: %v", err)
+	}
+}
+
+// everyBitFlipped writes good to path with each of its bits flipped in
+// turn, and fails t unless read then gives ErrFormat.
+func everyBitFlipped(t *testing.T, path string, good []byte, read func() error) {
+	t.Helper()
 	for i := range good {
 		for bit := range 8 {
 			b := slices.Clone(good)
@@ -131,10 +142,6 @@ func TestDamaged(t *testing.T) {
 				t.Fatalf("byte %d of %d, bit %d flipped: %v; want ErrFormat", i, len(good), bit, err)
 			}
 		}
-	}
-	os.WriteFile(path, good[:len(good)-3], 0o600)
-	if _, err := Open(path); !errors.Is(err, ErrFormat) {
-		t.Errorf("Open of a cut table: %v", err)
 	}
 }
 

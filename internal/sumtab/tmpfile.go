@@ -32,6 +32,46 @@ func createUnnamed(path string) (*os.File, error) {
 // O_TMPFILE away through it.
 var createTemp = createUnnamed
 
+// create creates the file the table at path is written to: one with no
+// name, or where the filesystem has no O_TMPFILE (NFS, say), a named
+// temporary file (named), which a process killed while it writes leaves
+// behind.
+func create(path string) (f *os.File, named bool, err error) {
+	if f, err = createTemp(path); err == nil {
+		return f, false, nil
+	}
+	f, err = os.CreateTemp(filepath.Dir(path), tempPattern(path))
+	return f, true, err
+}
+
+// install puts the file f written for the table at path (named, see
+// create) in its place, once written whole: unless err (an error of the
+// writing) says it was not, in which case it leaves nothing at path or
+// beside it and returns err.
+func install(f *os.File, named bool, path string, err error) error {
+	tmp := "" // the temporary name renamed into place, once there is one
+	if named {
+		tmp = f.Name()
+	}
+	if err == nil && !named {
+		// Named only now, under a temporary name, to be renamed over the
+		// table before: a process killed until here left nothing.
+		tmp, err = linkUnnamed(f, path)
+	}
+	if err == nil {
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil && tmp != "" {
+		os.Remove(tmp)
+	}
+	return err
+}
+
 // tempPattern is the pattern of the temporary names of a table at path.
 func tempPattern(path string) string { return "." + filepath.Base(path) + "-*.tmp" }
 
