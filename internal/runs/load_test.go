@@ -68,6 +68,19 @@ func refsIndex(t *testing.T) (*index.Index, index.File, []fiemap.Extent) {
 	return ix, f, ext
 }
 
+// wantedOf marks the files whose paths wanted takes, as loadExtents's
+// want; nil (all) for a nil wanted.
+func wantedOf(files []file, wanted func(path string) bool) []bool {
+	if wanted == nil {
+		return nil
+	}
+	want := make([]bool, len(files))
+	for i := range files {
+		want[i] = wanted(files[i].path)
+	}
+	return want
+}
+
 // loadExtents gives a file of a snapshot, which refers to its origin's
 // extents (files.extents_of), those extents flagged shared: in one scan
 // of the index, whether its origin is wanted or not, and by a query of
@@ -89,13 +102,7 @@ func TestLoadExtentsRefs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want []bool
-		if wanted != nil {
-			want = make([]bool, len(files))
-			for i := range files {
-				want[i] = wanted(files[i].path)
-			}
-		}
+		want := wantedOf(files, wanted)
 		if err := loadExtents(ctx, ix, files, byID, want, &o, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -205,13 +212,7 @@ func TestKeptExtents(t *testing.T) {
 		ro.Full = full
 		kx := openKept(ctx, ix, path, seq, files, seqs, &ro)
 		defer kx.close()
-		var wm []bool
-		if wanted != nil {
-			wm = make([]bool, len(files))
-			for i := range files {
-				wm[i] = wanted(files[i].path)
-			}
-		}
+		wm := wantedOf(files, wanted)
 		if err := loadExtents(ctx, ix, files, byID, wm, &o, kx); err != nil {
 			t.Fatal(err)
 		}
