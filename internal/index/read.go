@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -36,44 +37,77 @@ const sumsQuery = "SELECT chunk, hashes FROM blocks WHERE file = " + ownerOf + "
 // on a night's findsame cost more than reading the sums; read a chunk a
 // query, the digests of 2.2 million lines took a quarter of findsame's
 // CPU at 1.9 million files. It sees the index as it was at its first
-// read. Close it when done.
+// read. Its reads do not watch for the end of the context it was started
+// with, each of them a short one: the watch of each (a goroutine of the
+// driver's and one of database/sql's, SQLite's progress handler set and
+// cleared) cost more than the read of a chunk. A caller reading many
+// looks at its context between them. Close it when done.
 type SumsReader struct {
-	tx        *sql.Tx
+	ctx       context.Context // without cancellation
+	conn      *sql.Conn
 	st, chunk *sql.Stmt
 }
 
-// SumsReader starts a SumsReader.
+// SumsReader starts a SumsReader. It reads on a connection of its own, in
+// a transaction begun by hand: database/sql watches the context of every
+// query in a transaction of its making, whatever the query's own.
 func (ix *Index) SumsReader(ctx context.Context) (*SumsReader, error) {
-	st, err := ix.stmt(sumsQuery)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	conn, err := ix.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
-	chunk, err := ix.stmt(chunkQuery)
+	r := &SumsReader{ctx: ctx, conn: conn}
+	if r.st, err = conn.PrepareContext(ctx, sumsQuery); err == nil {
+		r.chunk, err = conn.PrepareContext(ctx, chunkQuery)
+	}
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "BEGIN DEFERRED") // takes no write lock
+	}
 	if err != nil {
+		r.close()
 		return nil, fmt.Errorf("read blocks: %w", err)
 	}
-	tx, err := ix.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // BEGIN DEFERRED: takes no write lock
-	if err != nil {
-		return nil, fmt.Errorf("read blocks: %w", err)
-	}
-	return &SumsReader{tx: tx, st: tx.StmtContext(ctx, st), chunk: tx.StmtContext(ctx, chunk)}, nil
+	return r, nil
 }
 
 // Sums returns the packed block sums of one file, as Index.Sums does.
-func (r *SumsReader) Sums(ctx context.Context, file int64) ([]byte, error) {
-	return sumsBy(ctx, r.st, file)
+func (r *SumsReader) Sums(file int64) ([]byte, error) {
+	return sumsBy(r.ctx, r.st, file)
 }
 
 // ChunkTo returns chunk c of file's packed sums (nil if there is none), as
 // Index.Chunk does, into buf's memory when it has room: findsame reads many
 // chunks one after another and keeps one at a time.
-func (r *SumsReader) ChunkTo(ctx context.Context, file int64, c int, buf []byte) ([]byte, error) {
-	return chunkBy(ctx, r.chunk, file, c, buf)
+func (r *SumsReader) ChunkTo(file int64, c int, buf []byte) ([]byte, error) {
+	return chunkBy(r.ctx, r.chunk, file, c, buf)
 }
 
 // Close ends the read transaction.
 func (r *SumsReader) Close() error {
-	return r.tx.Rollback()
+	_, err := r.conn.ExecContext(r.ctx, "ROLLBACK")
+	if err != nil {
+		// Not given back to the pool with its transaction open: a bad
+		// connection is closed.
+		r.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	if e := r.close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// close closes r's statements and gives back its connection.
+func (r *SumsReader) close() error {
+	for _, st := range []*sql.Stmt{r.st, r.chunk} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return r.conn.Close()
 }
 
 // sumsBy reads the sums of file with st, a sumsQuery.

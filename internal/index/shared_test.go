@@ -99,14 +99,14 @@ func TestSharedSums(t *testing.T) {
 			if err != nil || !bytes.Equal(got, w) {
 				t.Errorf("%s: Sums(%d) = %x..., %v; want %x...", step, id, got[:min(8, len(got))], err, w[:8])
 			}
-			if got, err := r.Sums(ctx, id); err != nil || !bytes.Equal(got, w) {
+			if got, err := r.Sums(id); err != nil || !bytes.Equal(got, w) {
 				t.Errorf("%s: SumsReader.Sums(%d) = %x..., %v; want %x...", step, id, got[:min(8, len(got))], err, w[:8])
 			}
 			second := w[ChunkBlocks*8:]
 			if got, err := ix.Chunk(ctx, id, 1); err != nil || !bytes.Equal(got, second) {
 				t.Errorf("%s: Chunk(%d, 1) = %x, %v; want %x", step, id, got, err, second)
 			}
-			if got, err := r.ChunkTo(ctx, id, 1, nil); err != nil || !bytes.Equal(got, second) {
+			if got, err := r.ChunkTo(id, 1, nil); err != nil || !bytes.Equal(got, second) {
 				t.Errorf("%s: SumsReader.ChunkTo(%d, 1) = %x, %v; want %x", step, id, got, err, second)
 			}
 		}
@@ -166,16 +166,16 @@ func TestSumsReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if got, err := r.Sums(ctx, a); err != nil || !bytes.Equal(got, sumsOf(1, 5)) {
+	if got, err := r.Sums(a); err != nil || !bytes.Equal(got, sumsOf(1, 5)) {
 		t.Fatalf("Sums(a) = %x, %v; want %x", got, err, sumsOf(1, 5))
 	}
 	// b written again while the reader is open: the write commits, and
 	// the reader still sees b as it was.
 	inTx(t, ix, func(tx *Tx) (err error) { _, err = tx.Put(file(11, "/b"), sumsOf(3, 5), nil); return err })
-	if got, err := r.Sums(ctx, b); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
+	if got, err := r.Sums(b); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
 		t.Errorf("reader: Sums(b) = %x, %v; want the sums before the write, %x", got, err, sumsOf(2, 5))
 	}
-	if got, err := r.ChunkTo(ctx, b, 0, nil); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
+	if got, err := r.ChunkTo(b, 0, nil); err != nil || !bytes.Equal(got, sumsOf(2, 5)) {
 		t.Errorf("reader: ChunkTo(b, 0) = %x, %v; want the sums before the write, %x", got, err, sumsOf(2, 5))
 	}
 	if got, err := ix.Sums(ctx, b); err != nil || !bytes.Equal(got, sumsOf(3, 5)) {

@@ -75,7 +75,12 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 	join := make([]bool, len(runs))
 	ssums := newSumReader(ctx, ix, held)
 	defer ssums.close()
-	for _, g := range gaps {
+	for k, g := range gaps {
+		if k%4096 == 0 {
+			if err := ctx.Err(); err != nil { // the reads do not look (see index.SumsReader)
+				return nil, err
+			}
+		}
 		sz, err := ssums.zero(files[g.src.file()].id, g.src.block(), g.n)
 		if err != nil {
 			return nil, err

@@ -424,7 +424,7 @@ func (f *finder) regroup() (err error) {
 		sums, shared := f.originSums(i, pos)
 		if !shared {
 			var err error
-			if sums, err = sr.Sums(f.ctx, f.files[i].id); err != nil {
+			if sums, err = sr.Sums(f.files[i].id); err != nil {
 				return err
 			}
 		}

@@ -52,7 +52,7 @@ func (r *sumReader) load(id int64, c int) error {
 		}
 		r.rd = rd
 	}
-	b, err := r.rd.ChunkTo(r.ctx, id, c, r.buf)
+	b, err := r.rd.ChunkTo(id, c, r.buf)
 	if err != nil {
 		return err
 	}
