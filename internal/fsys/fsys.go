@@ -65,7 +65,12 @@ var ErrUnsupported = errors.New("not supported on this platform")
 // Time formats nanoseconds since the epoch as an RFC 3339 date in UTC with
 // as many fractional digits as needed: exact, and readable.
 func Time(ns int64) string {
-	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+	return string(AppendTime(nil, ns))
+}
+
+// AppendTime appends Time(ns) to b.
+func AppendTime(b []byte, ns int64) []byte {
+	return time.Unix(0, ns).UTC().AppendFormat(b, time.RFC3339Nano)
 }
 
 // ParseTime is the inverse of Time.

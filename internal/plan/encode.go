@@ -131,7 +131,7 @@ func (r Range) appendJSON(b []byte) []byte {
 	b = append(b, `,"off":`...)
 	b = strconv.AppendInt(b, r.Off, 10)
 	b = append(b, `,"fs":`...)
-	b = strconv.AppendQuote(b, r.Vol.FS)
+	b = appendString(b, r.Vol.FS)
 	b = append(b, `,"subvol":`...)
 	b = strconv.AppendUint(b, r.Vol.Subvol, 10)
 	if r.Dev != 0 {
@@ -143,7 +143,7 @@ func (r Range) appendJSON(b []byte) []byte {
 	b = append(b, `,"size":`...)
 	b = strconv.AppendInt(b, r.Size, 10)
 	b = append(b, `,"mtime":"`...)
-	b = append(b, fsys.Time(r.Mtime)...)
+	b = fsys.AppendTime(b, r.Mtime)
 	return append(b, `"}`...)
 }
 
