@@ -150,12 +150,11 @@ func (r Range) appendJSON(b []byte) []byte {
 // appendString appends s as a JSON string, without escaping HTML
 // characters: plans are read by people and scripts, not browsers.
 func appendString(b []byte, s string) []byte {
-	plain := true
-	for i := 0; i < len(s) && plain; i++ {
-		c := s[i]
-		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\'
+	var escaped uint8
+	for i := 0; i < len(s); i++ {
+		escaped |= escapes[s[i]]
 	}
-	if plain {
+	if escaped == 0 {
 		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
@@ -166,6 +165,18 @@ func appendString(b []byte, s string) []byte {
 	enc.Encode(s) // a string always encodes
 	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 }
+
+// escapes marks the bytes that appendString leaves to encoding/json:
+// controls, '"', '\\' and every byte beyond ASCII (valid UTF-8 is kept,
+// an invalid byte replaced).
+var escapes = func() (t [256]uint8) {
+	for c := range t {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // UnmarshalJSON reads a range of the current version (see parseRange).
 func (r *Range) UnmarshalJSON(b []byte) error {

@@ -80,3 +80,23 @@ func TestEncodeDedupe(t *testing.T) {
 		}
 	}
 }
+
+// appendString writes a string as encoding/json does without escaping
+// HTML, whatever bytes it holds.
+func TestAppendString(t *testing.T) {
+	strs := []string{"", "/m/a b", "9b82-01", "/m/\"q\"\\ <&> \t é \xff", "\u2028", "a\x7fb"}
+	for c := range 256 {
+		strs = append(strs, string([]byte{byte(c)}), "/m/x"+string([]byte{byte(c)})+"y")
+	}
+	for _, s := range strs {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(appendString(nil, s)) + "\n"; got != want.String() {
+			t.Errorf("appendString(%q) = %s, encoding/json %s", s, got, want.String())
+		}
+	}
+}
