@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -126,9 +125,78 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 			files[i].inline = flagged[id]&flagInline != 0
 		}
 	}
-	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
+	sortByPath(files)
 	o.progress("loading files", n, total, "files")
 	return files, newFileIndex(files), seqs, nil
+}
+
+// sortByPath sorts files by path. The index gives them in the order of
+// their ids, which is mostly that of their paths (a walk records a
+// directory's files in order, and a night's new files come in runs of
+// their own), so it merges the ascending runs it finds, in passes over
+// their positions, and then moves each file once: sorting the records
+// themselves moved them about many times, and compared their paths in
+// as many rounds as if they came in no order (0.75 s at 1.9 million
+// files that came in three runs).
+func sortByPath(files []file) {
+	less := func(a, b int32) bool { return files[a].path < files[b].path }
+	bounds := []int{0} // where each ascending run starts, then len(files)
+	for i := 1; i < len(files); i++ {
+		if files[i].path < files[i-1].path {
+			bounds = append(bounds, i)
+		}
+	}
+	if len(bounds) == 1 {
+		return
+	}
+	bounds = append(bounds, len(files))
+	at := make([]int32, len(files)) // the files, by their positions before
+	for i := range at {
+		at[i] = int32(i)
+	}
+	buf := make([]int32, len(files))
+	for len(bounds) > 2 {
+		next := bounds[:0:0]
+		for r := 0; r+1 < len(bounds); r += 2 {
+			lo, mid := bounds[r], bounds[r+1]
+			next = append(next, lo)
+			if r+2 == len(bounds) { // a run left over
+				copy(buf[lo:mid], at[lo:mid])
+				continue
+			}
+			hi := bounds[r+2]
+			i, j, k := lo, mid, lo
+			for ; i < mid && j < hi; k++ {
+				if less(at[j], at[i]) {
+					buf[k], j = at[j], j+1
+				} else {
+					buf[k], i = at[i], i+1
+				}
+			}
+			k += copy(buf[k:], at[i:mid])
+			copy(buf[k:], at[j:hi])
+		}
+		bounds = append(next, len(files))
+		at, buf = buf, at
+	}
+	// Each file to its place, following each cycle of the permutation.
+	for i := range at {
+		if int(at[i]) == i {
+			continue
+		}
+		f := files[i]
+		j := i
+		for {
+			k := int(at[j])
+			at[j] = int32(j)
+			if k == i {
+				files[j] = f
+				break
+			}
+			files[j] = files[k]
+			j = k
+		}
+	}
 }
 
 // What load's reading of the files with flagged extents notes of a file.

@@ -3,8 +3,10 @@ package runs
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -337,4 +339,34 @@ func TestKeptExtents(t *testing.T) {
 			t.Errorf("warned %q; want %q", warned, want)
 		}
 	})
+}
+
+// sortByPath sorts files by path whatever runs they come in, moving
+// each file whole.
+func TestSortByPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 2, 3, 10, 100, 1000} {
+		for _, runs := range []int{1, 2, 3, 7, n} {
+			files := make([]file, n)
+			for i := range files {
+				files[i] = file{id: int64(i), path: fmt.Sprintf("/m/%04d", rng.IntN(n+1))}
+			}
+			// runs ascending stretches, as a night's files come
+			for r := range max(runs, 1) {
+				lo, hi := r*n/max(runs, 1), (r+1)*n/max(runs, 1)
+				slices.SortFunc(files[lo:hi], func(a, b file) int { return strings.Compare(a.path, b.path) })
+			}
+			want := slices.Clone(files)
+			slices.SortStableFunc(want, func(a, b file) int { return strings.Compare(a.path, b.path) })
+			sortByPath(files)
+			if !slices.IsSortedFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) }) {
+				t.Fatalf("%d files in %d runs: not sorted", n, runs)
+			}
+			for i := range files {
+				if files[i].path != want[i].path || files[i].id != want[i].id {
+					t.Fatalf("%d files in %d runs: file %d is %d %s, want %d %s", n, runs, i, files[i].id, files[i].path, want[i].id, want[i].path)
+				}
+			}
+		}
+	}
 }
