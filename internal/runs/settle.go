@@ -35,27 +35,28 @@ func (f *finder) settle(involved []bool) error {
 	}
 	need := make([]bool, len(f.files))
 	var dc, sc cursor
-	buf := make([]words, 0, 1<<16)
 	for k := range f.maps.len() {
-		err := f.maps.each(k, buf, func(ws []words) error {
-			// In destination order, the cursors find most blocks in the
-			// extents they found the blocks before in.
-			maps := mappingsOf(ws)
-			sortMappings(maps)
-			for _, m := range maps {
-				d, s := m.dst.file(), m.src.file()
-				if need[d] && need[s] {
-					continue
-				}
-				df, sf := &f.files[d], &f.files[s]
-				if shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
-					need[d], need[s] = true, true
-				}
-			}
-			return f.ctx.Err()
-		})
+		// In destination order, the cursors find most blocks in the
+		// extents they found the blocks before in; the list is left
+		// sorted for chain.
+		maps, err := f.maps.sortedMappings(k, f.buf)
 		if err != nil {
 			return err
+		}
+		for i, m := range maps {
+			if i%(1<<16) == 0 {
+				if err := f.ctx.Err(); err != nil {
+					return err
+				}
+			}
+			d, s := m.dst.file(), m.src.file()
+			if need[d] && need[s] {
+				continue
+			}
+			df, sf := &f.files[d], &f.files[s]
+			if shareable(df, sf, m.dst.block()*f.bs, m.src.block()*f.bs, &dc, &sc, f.o.Rewrite) {
+				need[d], need[s] = true, true
+			}
 		}
 	}
 	for i := range f.files {

@@ -40,8 +40,12 @@ func sortMappings(s []mapping) {
 // memory a pass holds is its entries alone. Entries whose hi words are
 // equal end up together and are sorted by lo with a comparison sort. The
 // buckets of the first digit are sorted on every CPU.
+//
+// Entries in order already are left as they are: settle leaves each list
+// of mappings sorted for chain, which sorts it again. The look for the
+// first entry out of order stops at once on entries in none.
 func radixSort(s []words) {
-	if len(s) < 2 {
+	if ascending(s) {
 		return
 	}
 	// Only the bits that differ somewhere need sorting.
@@ -67,6 +71,16 @@ func radixSort(s []words) {
 		})
 	}
 	wg.Wait()
+}
+
+// ascending reports whether s is sorted by hi, then lo.
+func ascending(s []words) bool {
+	for i := 1; i < len(s); i++ {
+		if a, b := s[i-1], s[i]; a.hi > b.hi || a.hi == b.hi && a.lo > b.lo {
+			return false
+		}
+	}
+	return true
 }
 
 // differing returns how many of the low bits of the hi words of s differ

