@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"math/bits"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"unsafe"
@@ -150,6 +151,8 @@ func (f *finder) group(held int64) error {
 		return err
 	}
 	defer sums.close()
+	// The live heap stays as it is while the pairs go to the partitions.
+	uncollect := collectPast(headroom(f.o.Budget))
 	counts, err := f.scan(held, func(b []pair) error {
 		for _, p := range b {
 			// Partition k holds the kth of parts slices of the sum space.
@@ -160,9 +163,14 @@ func (f *finder) group(held int64) error {
 		}
 		return nil
 	})
+	uncollect()
 	if err != nil {
 		return err
 	}
+	// The scan's garbage goes back to the system before grouping takes
+	// its buffer, which cannot reuse it: at 400 million blocks, peak RSS
+	// 612 MiB without this and 569 MiB with it (562 MiB at a quarter).
+	debug.FreeOSMemory()
 	if err := sums.done(); err != nil {
 		return err
 	}

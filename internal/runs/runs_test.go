@@ -713,3 +713,55 @@ func TestLimitMemory(t *testing.T) {
 		t.Errorf("loadedSize %d, want %d", got, want)
 	}
 }
+
+// The collector's percent: collectAt's for a stage holding held bytes,
+// raised so that the heap may grow by least; collectPast's from the live
+// heap; each put back as it was.
+func TestCollectAt(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set: findsame leaves the collector alone")
+	}
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	for _, c := range []struct {
+		percent     int
+		held, least int64
+		want        int
+	}{
+		{10, 512 << 20, 64 << 20, 12},
+		{10, 100 << 20, 64 << 20, 64},
+		{25, 64 << 20, 1 << 40, 1000},
+		{25, 1 << 30, 0, 25},
+		{10, largeIndex - 1, 64 << 20, 100}, // a small stage: as it was
+	} {
+		restore := collectAt(c.percent, c.held, c.least)
+		if got := debug.SetGCPercent(-1); got != c.want {
+			t.Errorf("collectAt(%d, %d, %d) set %d, want %d", c.percent, c.held, c.least, got, c.want)
+		}
+		debug.SetGCPercent(100)
+		restore()
+		if got := debug.SetGCPercent(100); got != 100 {
+			t.Errorf("collectAt(%d, %d, %d) put back %d, want 100", c.percent, c.held, c.least, got)
+		}
+	}
+	for _, c := range []struct {
+		old   int
+		least int64
+		want  int
+	}{
+		{25, 1 << 40, 1000}, // at most ten times what is live
+		{25, 0, 25},
+		{2000, 1 << 40, 2000}, // never lower
+	} {
+		debug.SetGCPercent(c.old)
+		restore := collectPast(c.least)
+		if got := debug.SetGCPercent(-1); got != c.want {
+			t.Errorf("collectPast(%d) at %d set %d, want %d", c.least, c.old, got, c.want)
+		}
+		debug.SetGCPercent(c.old)
+		restore()
+		if got := debug.SetGCPercent(100); got != c.old {
+			t.Errorf("collectPast(%d) put back %d, want %d", c.least, got, c.old)
+		}
+	}
+}
