@@ -118,3 +118,22 @@ func randomData(n int, seed int64) []byte {
 	rand.NewChaCha8(s).Read(b)
 	return b
 }
+
+// The mappings' lists are sorted over themselves on XFS, which writes in
+// place, and not on btrfs, which copies on write (see sortedMappings).
+func TestWritesInPlace(t *testing.T) {
+	for _, c := range []struct {
+		fs   string
+		want bool
+	}{{"xfs", true}, {"btrfs", false}} {
+		mnt := testfs.Mount(t, c.fs, "320M")
+		f, err := os.CreateTemp(mnt, "list")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := writesInPlace(f); got != c.want {
+			t.Errorf("writesInPlace on %s = %v, want %v", c.fs, got, c.want)
+		}
+		f.Close()
+	}
+}

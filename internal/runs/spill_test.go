@@ -229,6 +229,8 @@ func TestSortedMappings(t *testing.T) {
 		})
 		return s
 	}
+	defer func(w func(*os.File) bool) { writesInPlace = w }(writesInPlace)
+	writesInPlace = func(*os.File) bool { return true } // wherever the test's files are
 	var use tempUse
 	b, err := newBuckets(t.TempDir(), 2, &use)
 	if err != nil {
@@ -265,6 +267,34 @@ func TestSortedMappings(t *testing.T) {
 	}
 	if !slices.Equal(got, lists[1]) {
 		t.Errorf("list 1 read after sortedMappings of list 0 is not as written")
+	}
+
+	// Where the filesystem copies on write, the list is left as it was
+	// written, still returned sorted.
+	writesInPlace = func(*os.File) bool { return false }
+	if b, err = newBuckets(t.TempDir(), 1, &use); err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	for _, x := range lists[0] {
+		if err := b.add(0, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.done(); err != nil {
+		t.Fatal(err)
+	}
+	if maps, err = b.sortedMappings(0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(wordsOf(maps), sorted(lists[0])) {
+		t.Errorf("sortedMappings on a filesystem that copies on write returned list 0 unsorted")
+	}
+	if got, err = b.read(0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, lists[0]) {
+		t.Errorf("list 0 read after sortedMappings on a filesystem that copies on write is not as written")
 	}
 
 	m := memBuckets(100)
