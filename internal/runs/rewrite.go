@@ -34,12 +34,24 @@ type rewriteAt struct {
 // runs are in destination order. The rewrites come best first: by net
 // bytes freed per byte written, then by path and offset.
 //
-// refs are the files' references to each disk extent (see diskRefs).
 // extRefs, if set, lists the files referring to a disk extent (see
 // extentRefs): a leftover is rewritten only when every file it lists is
 // one whose references the plan sees (see knownRefs).
-func rewrites(runs []run, files []file, refs map[diskKey][]ref, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool)) ([]rewriteAt, []run) {
+func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool)) ([]rewriteAt, []run) {
 	byDst := newDstRuns(runs, len(files))
+	refs := make(map[diskKey][]ref)
+	for fi := range files {
+		f := &files[fi]
+		if !f.vol.btrfs || f.stale {
+			continue
+		}
+		for _, e := range f.extents {
+			if e.DiskStart != 0 {
+				k := diskOf(f, e)
+				refs[k] = append(refs[k], ref{fi, e})
+			}
+		}
+	}
 	nextTo := copyNextTo(files)
 	// cannot reports whether file fi is in a read-only subvolume with no
 	// file to make a copy next to.
@@ -131,16 +143,14 @@ func copyNextTo(files []file) map[int32]int {
 	return at
 }
 
-// diskRefs returns the references the btrfs files hold to each disk
-// extent (but those of files changed since hashed), in file order, once it
-// has marked shared (FlagShared) every extent of a disk extent that two of
-// the files refer to. FIEMAP does not always say so: btrfs of Linux 6.18
-// left the flag off an extent that two files of one read-only snapshot
-// referred to, the second at other offsets, and a plan that trusted it
-// rewrote the extent for the first file alone, which the second kept
-// (applysame refused it: the extent was shared by then), and counted it
-// freed.
-func diskRefs(files []file) map[diskKey][]ref {
+// markShared marks shared (FlagShared) every extent of the btrfs files
+// (but those changed since hashed) whose disk extent two of them refer
+// to. FIEMAP does not always say so: btrfs of Linux 6.18 left the flag
+// off an extent that two files of one read-only snapshot referred to, the
+// second at other offsets, and a plan that trusted it rewrote the extent
+// for the first file alone, which the second kept (applysame refused it:
+// the extent was shared by then), and counted it freed.
+func markShared(files []file) {
 	each := func(fn func(fi int, e *fiemap.Extent)) {
 		for fi := range files {
 			f := &files[fi]
@@ -162,15 +172,11 @@ func diskRefs(files []file) map[diskKey][]ref {
 			by[k] = owners{fi, o.n + 1}
 		}
 	})
-	refs := make(map[diskKey][]ref, len(by))
 	each(func(fi int, e *fiemap.Extent) {
-		k := diskOf(&files[fi], *e)
-		if by[k].n > 1 {
+		if by[diskOf(&files[fi], *e)].n > 1 {
 			e.Flags |= fiemap.FlagShared
 		}
-		refs[k] = append(refs[k], ref{fi, *e})
 	})
-	return refs
 }
 
 // ref is a file's reference to part of a disk extent.

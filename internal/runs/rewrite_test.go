@@ -87,7 +87,7 @@ func TestSharedLeftoverByFilesystem(t *testing.T) {
 			// nothing.
 			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
 	}
-	ws, _ := rewrites(nil, files, diskRefs(files), bs, 0, nil)
+	ws, _ := rewrites(nil, files, bs, 0, nil)
 	var got []string
 	for _, w := range ws {
 		got = append(got, files[w.fi].path)
@@ -108,7 +108,7 @@ func TestSharedLeftoverRelinks(t *testing.T) {
 			vol: &volume{Volume: fsys.Volume{FS: "a", Subvol: uint64(5 + i)}, btrfs: true}, Ino: 257, Size: 2 * M,
 			extents: []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: 2 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}}})
 	}
-	ws, relinks := rewrites(nil, files, diskRefs(files), bs, 0, nil)
+	ws, relinks := rewrites(nil, files, bs, 0, nil)
 	if len(ws) != 1 || ws[0].fi != 0 || !ws[0].w.Shared {
 		t.Fatalf("%d rewrites; want one, shared, of the first file", len(ws))
 	}
@@ -125,7 +125,7 @@ func TestSharedLeftoverRelinks(t *testing.T) {
 // A disk extent two files refer to is shared, whatever FIEMAP said: the
 // leftover is rewritten once, shared back into both, as if the flag had
 // been set; the extent of a third file, its own, is left unmarked.
-func TestDiskRefsMarkShared(t *testing.T) {
+func TestMarkShared(t *testing.T) {
 	const M = 1 << 20
 	var files []file
 	for i := range 3 {
@@ -137,16 +137,13 @@ func TestDiskRefsMarkShared(t *testing.T) {
 			vol: &volume{Volume: fsys.Volume{FS: "a", Subvol: 5}, btrfs: true}, Ino: uint64(257 + i), Size: 2 * M,
 			extents: []fiemap.Extent{{Logical: 0, Physical: disk, Length: 2 * M, DiskStart: disk, DiskLen: 8 * M, Gen: 9, Flags: fiemap.FlagLast}}})
 	}
-	refs := diskRefs(files)
+	markShared(files)
 	for i, want := range []bool{true, true, false} {
 		if got := files[i].extents[0].Flags&fiemap.FlagShared != 0; got != want {
 			t.Errorf("file %d: shared %v; want %v", i, got, want)
 		}
 	}
-	if rs := refs[diskKey{"a", 100 * M}]; len(rs) != 2 || rs[0].e.Flags&fiemap.FlagShared == 0 {
-		t.Errorf("references to the shared extent %v; want two, marked shared", rs)
-	}
-	ws, relinks := rewrites(nil, files[:2], diskRefs(files[:2]), bs, 0, nil)
+	ws, relinks := rewrites(nil, files[:2], bs, 0, nil)
 	if len(ws) != 1 || ws[0].fi != 0 || !ws[0].w.Shared {
 		t.Fatalf("%d rewrites; want one, shared, of the first file", len(ws))
 	}
@@ -183,7 +180,7 @@ func TestSharedLeftoverUnseenReference(t *testing.T) {
 			asked = append(asked, disk)
 			return tt.refs, tt.ok
 		}
-		ws, relinks := rewrites(nil, files, diskRefs(files), bs, 0, extRefs)
+		ws, relinks := rewrites(nil, files, bs, 0, extRefs)
 		if len(ws) != tt.wants || (tt.wants == 0 && len(relinks) != 0) {
 			t.Errorf("%s: %d rewrites, %d runs; want %d rewrites", tt.name, len(ws), len(relinks), tt.wants)
 		}

@@ -443,12 +443,12 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	}
 	// The rewrites read no run's freed bytes; the estimate with refs
 	// weighs their units with the runs' (see weighFirst).
-	estimated := len(runs)    // the runs estimate sets; rewrites add others
-	owners := diskRefs(files) // marks shared what two files refer to, for the estimate too
+	estimated := len(runs) // the runs estimate sets; rewrites add others
+	markShared(files)
 	var ws []rewriteAt
 	if o.Rewrite {
 		var relinks []run
-		ws, relinks = rewrites(runs, files, owners, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin), refs)
+		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin), refs)
 		runs = append(runs, relinks...)
 	}
 	if refs != nil {

@@ -125,6 +125,7 @@ func wholeFiles(ctx context.Context, ix *index.Index, files []file, byID fileInd
 	} else if err := loadExtents(ctx, ix, files, byID, involved, &o, nil); err != nil {
 		return err
 	}
+	markShared(files) // for wholeFreed
 	var runs []run
 	for i := 0; i < len(all); {
 		j := i + 1
