@@ -68,6 +68,30 @@ func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) {
 	return extents(f, uint64(off), uint64(off+n), flagSync)
 }
 
+// First returns the first extent of f, in one FIEMAP call that syncs
+// nothing: where its data begins on the device, to read files in the
+// order they lie there. ok is false where f has none (empty, or all
+// holes).
+func First(f *os.File) (e Extent, ok bool, err error) {
+	var req struct {
+		h   header
+		ext [1]rawExtent
+	}
+	req.h = header{length: ^uint64(0), extentCount: 1}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(unsafe.Pointer(&req)))
+	if errno != 0 {
+		if errors.Is(errno, unix.EOPNOTSUPP) || errors.Is(errno, unix.ENOTTY) {
+			return Extent{}, false, ErrUnsupported
+		}
+		return Extent{}, false, fmt.Errorf("fiemap: %w", errno)
+	}
+	if req.h.mappedExtents == 0 {
+		return Extent{}, false, nil
+	}
+	r := req.ext[0]
+	return Extent{Logical: int64(r.logical), Physical: int64(r.physical), Length: int64(r.length), Flags: r.flags}, true, nil
+}
+
 // extents maps f from start to end with FIEMAP flags.
 func extents(f *os.File, start, end uint64, flags uint32) ([]Extent, error) {
 	var out []Extent

@@ -18,6 +18,9 @@ type Ref struct {
 // ExtentRefs returns ErrNoTreeSearch.
 func ExtentRefs(f *os.File, disk int64) ([]Ref, bool, error) { return nil, false, ErrNoTreeSearch }
 
+// First returns ErrUnsupported.
+func First(f *os.File) (Extent, bool, error) { return Extent{}, false, ErrUnsupported }
+
 // ExtentsIn returns ErrUnsupported.
 func ExtentsIn(f *os.File, off, n int64) ([]Extent, error) { return nil, ErrUnsupported }
 

@@ -59,9 +59,14 @@
 //     index; it sends files to read to the readers (jobs) and what to
 //     record to the writer (ops), and adds each file it queues or renames
 //     to inflight.
-//   - read, on Options.Jobs goroutines, hashes files (sharing reuser) and
-//     sends them to the writer, or, for a file it could not read, a
-//     forget, so that the writer drops it from inflight.
+//   - place, on Options.Jobs goroutines, opens each file to be read and
+//     puts it in an elevator by where its data begins on the device (see
+//     order.go); other jobs go through first.
+//   - read, on Options.Jobs goroutines, takes the jobs from the elevator
+//     in the order the data lies, as far as its window allows, hashes the
+//     files (sharing reuser) and sends them to the writer, or, for a file
+//     it could not read, a forget, so that the writer drops it from
+//     inflight.
 //   - write, on one goroutine, is the only one that writes the index. It
 //     applies ops in the order received; since compare sends a mark of a
 //     row gone only after any rename it decided earlier, a mark never
@@ -71,8 +76,9 @@
 //     compare asks, after everything else.
 //
 // Counters are atomic and read by the progress goroutine. Cancellation:
-// an interrupt cancels the run's context; the walker stops, compare and
-// the readers drain their channels without work, so that no sender
+// an interrupt cancels the run's context; the walker stops, compare, the
+// placers and the readers drain their channels without work (the readers
+// closing the files placed), so that no sender
 // blocks, and the writer commits what it has. When the writer fails (the
 // index's disk is full, say) it cancels the context itself, so that the
 // rest of the tree is not read for nothing, drains the ops, and Run

@@ -19,17 +19,23 @@ import (
 )
 
 // read is a reader: it reads and hashes the files compare queues (or
-// takes their sums from extents hashed before, see reuser) and hands
-// them to the writer, until compare closes jobs. Once the run is
-// interrupted it drains jobs without reading.
-func (s *scanner) read() {
+// takes their sums from extents hashed before, see reuser), in the order
+// e hands them out (see order.go), and hands them to the writer, until e
+// is closed and empty. Once the run is interrupted it drains e without
+// reading.
+func (s *scanner) read(e *elevator) {
 	r, _ := blockhash.NewReader(s.o.BlockSize)
 	r.Progress = func(read, hole int64) { // as it goes: files can be large
 		s.c.read.Add(read)
 		s.c.toRead.Add(-hole) // not to be read after all
 	}
-	for j := range s.jobs {
+	for {
+		j, ok := e.take()
+		if !ok {
+			return
+		}
 		if s.ctx.Err() != nil {
+			j.opened.close()
 			continue // drain
 		}
 		if j.attrOf != 0 {
@@ -240,6 +246,51 @@ func noCOW(f *os.File) int8 {
 	return index.NoCOWUnset
 }
 
+// opened is the file of a job opened to be hashed, and what hash looks
+// at before its data: its status then (before), its NOCOW attribute,
+// and with items, its extent items (or the error reading them). err is
+// why it could not be opened: hash returns it.
+type opened struct {
+	f        *os.File
+	before   unix.Stat_t
+	nocow    int8
+	items    []fiemap.Extent
+	itemsErr error
+	err      error
+}
+
+// openToHash opens the file of j as hash reads it, reading its extent
+// items too with items (when it is not NOCOW). A change after this is
+// seen by hash, which compares the file's status after reading with
+// before.
+func openToHash(j job, items bool) *opened {
+	f, err := openListed(j)
+	if err != nil {
+		return &opened{err: err}
+	}
+	o := &opened{f: f}
+	if err := unix.Fstat(int(f.Fd()), &o.before); err != nil {
+		f.Close()
+		return &opened{err: &os.PathError{Op: "fstat", Path: j.path, Err: err}}
+	}
+	if o.before.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return &opened{err: fmt.Errorf("%s: no longer a regular file", j.path)}
+	}
+	o.nocow = noCOW(f)
+	if items && o.nocow == index.NoCOWUnset {
+		o.items, o.itemsErr = fiemap.DiskExtents(f)
+	}
+	return o
+}
+
+// close closes the file of o, if opened.
+func (o *opened) close() {
+	if o != nil && o.f != nil {
+		o.f.Close()
+	}
+}
+
 // hash reads one file, or takes its sums from the index through ru (see
 // reuser) when ru is not nil, reading only what it does not find there when
 // that is at most half the file, and checks that it did not change while
@@ -247,20 +298,19 @@ func noCOW(f *os.File) int8 {
 // commits them), its extents, the bytes covered (read or holes), and
 // whether the sums were reused.
 func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.File, []byte, []fiemap.Extent, int64, bool, error) {
-	f, err := openListed(j)
-	if err != nil {
-		return index.File{}, nil, nil, 0, false, err
+	o := j.opened
+	if o == nil {
+		o = openToHash(j, ru != nil)
 	}
+	if o.err != nil {
+		return index.File{}, nil, nil, 0, false, o.err
+	}
+	f := o.f
 	defer f.Close()
-	var before, after unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &before); err != nil {
-		return index.File{}, nil, nil, 0, false, &os.PathError{Op: "fstat", Path: j.path, Err: err}
-	}
-	if before.Mode&unix.S_IFMT != unix.S_IFREG {
-		return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: no longer a regular file", j.path)
-	}
+	before := o.before
+	var after unix.Stat_t
 	id := fsys.FromStat(&before)
-	nocow := noCOW(f)
+	nocow := o.nocow
 	// On btrfs, a file all of whose extents were hashed before (in
 	// another file, snapshot or copy) is not read.
 	var ext []fiemap.Extent
@@ -271,8 +321,8 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	var sums []byte
 	var items []fiemap.Extent // the file's extent items, when read before its data
 	if ru != nil && nocow == index.NoCOWUnset {
-		var err error
-		items, err = fiemap.DiskExtents(f)
+		items = o.items
+		err := o.itemsErr
 		switch {
 		case err == nil:
 			var ok bool

@@ -152,6 +152,9 @@ type job struct {
 	sumsOf, sumsSeq int64
 	origin          fsys.Volume
 	top             *os.File
+	// opened, if not nil, is the file of this job to be read, opened by
+	// a placer (see order.go).
+	opened *opened
 }
 
 // op is one thing for the writer to record.
@@ -456,10 +459,18 @@ func (s *scanner) run() (Stats, error) {
 	writeErr := make(chan error, 1)
 	go func() { writeErr <- s.write() }()
 
-	var readers sync.WaitGroup
+	// compare -> jobs -> placers -> e -> readers
+	e := newElevator(windowSize())
+	e.hold = holdReads
+	var placers, readers sync.WaitGroup
 	for range s.o.Jobs {
-		readers.Go(s.read)
+		placers.Go(func() { s.place(e) })
+		readers.Go(func() { s.read(e) })
 	}
+	go func() {
+		placers.Wait()
+		e.close()
+	}()
 
 	stopProgress := make(chan struct{})
 	var progress sync.WaitGroup

@@ -1,0 +1,135 @@
+package scan
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"same/internal/fiemap"
+	"same/internal/index"
+	"same/internal/testfs"
+)
+
+// TestElevator checks the order the readers get jobs in: those to go
+// first in the order put (a job placed where one held is placed counts as
+// one), then the placed ones from the place handed out last upwards,
+// wrapping around to the lowest, across devices; and that take reports
+// the end once closed and empty.
+func TestElevator(t *testing.T) {
+	e := newElevator(16)
+	put := func(name string, p place) { e.put(job{path: name}, p) }
+	take := func() string {
+		t.Helper()
+		j, ok := e.take()
+		if !ok {
+			t.Fatal("take: closed")
+		}
+		return j.path
+	}
+	put("a", place{1, 300})
+	put("b", now)
+	put("c", place{1, 100})
+	put("d", place{1, 200})
+	put("e", place{1, 300}) // where a is: first
+	put("f", place{0, 500}) // another device, ordered before
+	var got []string
+	for range 5 {
+		got = append(got, take())
+	}
+	put("g", place{1, 150}) // behind: after the wrap
+	put("h", place{1, 250}) // ahead
+	for range 3 {
+		got = append(got, take())
+	}
+	if want := []string{"b", "e", "f", "c", "d", "h", "a", "g"}; !slices.Equal(got, want) {
+		t.Errorf("order %v; want %v", got, want)
+	}
+	e.close()
+	if j, ok := e.take(); ok {
+		t.Errorf("take after close, empty: %q", j.path)
+	}
+}
+
+// TestReadsInDiskOrder checks, on a btrfs (its extent items) and an XFS
+// (FIEMAP), that hashfile reads files in the order their data lies on the
+// disk, not by name: files written in reverse order of their names get
+// index rows, which the writer adds in the order read with one reader, in
+// the order of their data.
+func TestReadsInDiskOrder(t *testing.T) {
+	for _, fstype := range []string{"btrfs", "xfs"} {
+		t.Run(fstype, func(t *testing.T) {
+			mnt := testfs.Mount(t, fstype, "512M")
+			dir := filepath.Join(mnt, "tree")
+			const n = 8
+			for i := n - 1; i >= 0; i-- { // f7 written first
+				p := filepath.Join(dir, fmt.Sprintf("f%d", i))
+				writeRandom(t, p, uint64(i), 256<<10)
+				syncFile(t, p)
+			}
+			type at struct {
+				name string
+				phys int64
+			}
+			var placed []at
+			for i := range n {
+				name := fmt.Sprintf("f%d", i)
+				f, err := os.Open(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, ok, err := fiemap.First(f)
+				f.Close()
+				if err != nil || !ok {
+					t.Fatalf("%s: first extent: %v %v", name, ok, err)
+				}
+				placed = append(placed, at{name, e.Physical})
+			}
+			slices.SortFunc(placed, func(a, b at) int { return cmp.Compare(a.phys, b.phys) })
+			var want []string
+			for _, p := range placed {
+				want = append(want, p.name)
+			}
+			if slices.IsSorted(want) {
+				t.Fatalf("setup: the files' data lies in the order of their names: %v", placed)
+			}
+
+			holdReads = true
+			t.Cleanup(func() { holdReads = false })
+			ix := openIndex(t)
+			if _, err := Run(context.Background(), ix, []string{dir}, Options{BlockSize: 4096, Jobs: 1, Error: func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) }}); err != nil {
+				t.Fatal(err)
+			}
+			var rows []index.File
+			if err := ix.Files(context.Background(), func(f index.File) error {
+				rows = append(rows, f)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(rows, func(a, b index.File) int { return int(a.ID - b.ID) })
+			var got []string
+			for _, f := range rows {
+				got = append(got, filepath.Base(f.Path))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("read in the order %v; the data lies in the order %v", got, want)
+			}
+		})
+	}
+}
+
+func syncFile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
