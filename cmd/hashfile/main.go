@@ -45,7 +45,7 @@
 // Files are read in the order their data lies on the disk (their first
 // extent), as far as a window of up to 1,024 files met by the walk
 // allows, not by name: fewer seeks on a rotating disk, longer runs of
-// reads on any.
+// reads on any. Files of 256 MiB or more are read first.
 //
 // Each filesystem that cannot deduplicate (ext4, tmpfs, XFS made without
 // reflink, and others by type) is named once on standard error as the

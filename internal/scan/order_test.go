@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/testfs"
 )
@@ -51,6 +52,26 @@ func TestElevator(t *testing.T) {
 	e.close()
 	if j, ok := e.take(); ok {
 		t.Errorf("take after close, empty: %q", j.path)
+	}
+}
+
+// TestToPlace checks which jobs are placed: files to be read, neither
+// empty nor large; the others go first.
+func TestToPlace(t *testing.T) {
+	for _, tt := range []struct {
+		j    job
+		want bool
+	}{
+		{job{id: fsys.Stat{Size: 4096}}, true},
+		{job{id: fsys.Stat{Size: largeFile - 1}}, true},
+		{job{id: fsys.Stat{Size: largeFile}}, false},
+		{job{id: fsys.Stat{Size: 0}}, false},
+		{job{id: fsys.Stat{Size: 4096}, attrOf: 7}, false},
+		{job{id: fsys.Stat{Size: 4096}, sumsOf: 7}, false},
+	} {
+		if got := toPlace(tt.j); got != tt.want {
+			t.Errorf("toPlace(size %d, attrOf %d, sumsOf %d) = %v; want %v", tt.j.id.Size, tt.j.attrOf, tt.j.sumsOf, got, tt.want)
+		}
 	}
 }
 
