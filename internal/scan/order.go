@@ -155,9 +155,18 @@ func (s *scanner) place(e *elevator) {
 			continue
 		}
 		j.opened = openToHash(j, s.ru != nil)
-		e.put(j, placeOf(j.opened, j.id.Dev))
+		p := placeOf(j.opened, j.id.Dev)
+		if o := j.opened; len(o.items) > heldItems {
+			o.items, o.itemsErr, o.itemsRead = nil, nil, false // read again by hash
+		}
+		e.put(j, p)
 	}
 }
+
+// heldItems is how many extent items a job in the elevator keeps for its
+// reader, at most: 32 KiB, so that a window of fragmented files holds
+// 32 MiB at most. A file with more has them read again by its reader.
+const heldItems = 512
 
 // largeFile is the size from which a file goes first rather than placed:
 // it takes so long to read that the way to its start hardly counts, and

@@ -248,15 +248,16 @@ func noCOW(f *os.File) int8 {
 
 // opened is the file of a job opened to be hashed, and what hash looks
 // at before its data: its status then (before), its NOCOW attribute,
-// and with items, its extent items (or the error reading them). err is
-// why it could not be opened: hash returns it.
+// and where itemsRead, its extent items (or the error reading them).
+// err is why it could not be opened: hash returns it.
 type opened struct {
-	f        *os.File
-	before   unix.Stat_t
-	nocow    int8
-	items    []fiemap.Extent
-	itemsErr error
-	err      error
+	f         *os.File
+	before    unix.Stat_t
+	nocow     int8
+	items     []fiemap.Extent
+	itemsErr  error
+	itemsRead bool
+	err       error
 }
 
 // openToHash opens the file of j as hash reads it, reading its extent
@@ -280,6 +281,7 @@ func openToHash(j job, items bool) *opened {
 	o.nocow = noCOW(f)
 	if items && o.nocow == index.NoCOWUnset {
 		o.items, o.itemsErr = fiemap.DiskExtents(f)
+		o.itemsRead = true
 	}
 	return o
 }
@@ -321,6 +323,9 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	var sums []byte
 	var items []fiemap.Extent // the file's extent items, when read before its data
 	if ru != nil && nocow == index.NoCOWUnset {
+		if !o.itemsRead {
+			o.items, o.itemsErr = fiemap.DiskExtents(f)
+		}
 		items = o.items
 		err := o.itemsErr
 		switch {
