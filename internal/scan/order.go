@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"hash/fnv"
 	"slices"
 	"sync"
 
@@ -24,11 +25,13 @@ import (
 // files (see largeFile), files it could not place and those that failed
 // to open go first.
 
-// place is where the data of a job's file begins: its device, and the
-// offset there (now for a job to be handed out first).
+// place is where the data of a job's file begins: its filesystem (a
+// hash of its ID: the subvolumes of a btrfs, each a device of its own,
+// share the addresses of one), and the address there (now for a job to
+// be handed out first).
 type place struct {
-	dev uint64
-	at  int64
+	fs uint64
+	at int64
 }
 
 // now is the place of jobs handed out first.
@@ -36,8 +39,8 @@ var now = place{at: -1}
 
 func (p place) compare(q place) int {
 	switch {
-	case p.dev != q.dev:
-		if p.dev < q.dev {
+	case p.fs != q.fs:
+		if p.fs < q.fs {
 			return -1
 		}
 		return 1
@@ -155,7 +158,7 @@ func (s *scanner) place(e *elevator) {
 			continue
 		}
 		j.opened = openToHash(j, s.ru != nil)
-		p := placeOf(j.opened, j.id.Dev)
+		p := placeOf(j.opened, fsKey(j.vol.FS))
 		if o := j.opened; len(o.items) > heldItems {
 			o.items, o.itemsErr, o.itemsRead = nil, nil, false // read again by hash
 		}
@@ -182,18 +185,25 @@ func toPlace(j job) bool {
 	return j.attrOf == 0 && j.sumsOf == 0 && j.id.Size > 0 && j.id.Size < largeFile
 }
 
-// placeOf is where the data of the file o opened begins on device dev:
+// fsKey is the key of filesystem id in a place.
+func fsKey(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64()
+}
+
+// placeOf is where the data of the file o opened begins in filesystem fs:
 // its first extent item with data on disk where its items were read,
 // else its first extent as FIEMAP tells it, if that lies on the device
 // (not inline, not yet allocated); else now.
-func placeOf(o *opened, dev uint64) place {
+func placeOf(o *opened, fs uint64) place {
 	if o.err != nil {
 		return now
 	}
 	if o.items != nil {
 		for _, it := range o.items {
 			if it.DiskStart != 0 {
-				return place{dev, it.DiskStart}
+				return place{fs, it.DiskStart}
 			}
 		}
 		return now
@@ -203,5 +213,5 @@ func placeOf(o *opened, dev uint64) place {
 	if err != nil || !ok || e.Flags&elsewhere != 0 {
 		return now
 	}
-	return place{dev, e.Physical}
+	return place{fs, e.Physical}
 }

@@ -18,7 +18,7 @@ import (
 // TestElevator checks the order the readers get jobs in: those to go
 // first in the order put (a job placed where one held is placed counts as
 // one), then the placed ones from the place handed out last upwards,
-// wrapping around to the lowest, across devices; and that take reports
+// wrapping around to the lowest, across filesystems; and that take reports
 // the end once closed and empty.
 func TestElevator(t *testing.T) {
 	e := newElevator(16)
@@ -36,7 +36,7 @@ func TestElevator(t *testing.T) {
 	put("c", place{1, 100})
 	put("d", place{1, 200})
 	put("e", place{1, 300}) // where a is: first
-	put("f", place{0, 500}) // another device, ordered before
+	put("f", place{0, 500}) // another filesystem, ordered before
 	var got []string
 	for range 5 {
 		got = append(got, take())
@@ -79,15 +79,34 @@ func TestToPlace(t *testing.T) {
 // (FIEMAP), that hashfile reads files in the order their data lies on the
 // disk, not by name: files written in reverse order of their names get
 // index rows, which the writer adds in the order read with one reader, in
-// the order of their data.
+// the order of their data. On a btrfs with two subvolumes (a device each)
+// whose files were written in turn, the order is the filesystem's, across
+// them.
 func TestReadsInDiskOrder(t *testing.T) {
-	for _, fstype := range []string{"btrfs", "xfs"} {
-		t.Run(fstype, func(t *testing.T) {
-			mnt := testfs.Mount(t, fstype, "512M")
+	var reverse []string
+	for i := 7; i >= 0; i-- {
+		reverse = append(reverse, fmt.Sprintf("f%d", i))
+	}
+	for _, tt := range []struct {
+		name, fstype string
+		subvols      []string
+		written      []string // in this order
+	}{
+		{"btrfs", "btrfs", nil, reverse},
+		{"xfs", "xfs", nil, reverse},
+		{"btrfs subvolumes", "btrfs", []string{"a", "b"}, []string{"a/f3", "b/f2", "a/f1", "b/f0"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mnt := testfs.Mount(t, tt.fstype, "512M")
 			dir := filepath.Join(mnt, "tree")
-			const n = 8
-			for i := n - 1; i >= 0; i-- { // f7 written first
-				p := filepath.Join(dir, fmt.Sprintf("f%d", i))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, sv := range tt.subvols {
+				testfs.Run(t, "btrfs", "subvolume", "create", filepath.Join(dir, sv))
+			}
+			for i, name := range tt.written {
+				p := filepath.Join(dir, name)
 				writeRandom(t, p, uint64(i), 256<<10)
 				syncFile(t, p)
 			}
@@ -96,8 +115,7 @@ func TestReadsInDiskOrder(t *testing.T) {
 				phys int64
 			}
 			var placed []at
-			for i := range n {
-				name := fmt.Sprintf("f%d", i)
+			for _, name := range tt.written {
 				f, err := os.Open(filepath.Join(dir, name))
 				if err != nil {
 					t.Fatal(err)
@@ -131,10 +149,14 @@ func TestReadsInDiskOrder(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			slices.SortFunc(rows, func(a, b index.File) int { return int(a.ID - b.ID) })
+			slices.SortFunc(rows, func(a, b index.File) int { return cmp.Compare(a.ID, b.ID) })
 			var got []string
 			for _, f := range rows {
-				got = append(got, filepath.Base(f.Path))
+				rel, err := filepath.Rel(dir, f.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, rel)
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("read in the order %v; the data lies in the order %v", got, want)
