@@ -559,7 +559,7 @@ func (s *scanner) queue(e walk.Entry, vol fsys.Volume, k key) {
 	s.inflight.add(k)
 	s.c.toRead.Add(e.Size)
 	select {
-	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, seq: s.nextSeq()}:
+	case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat}:
 	case <-s.ctx.Done():
 	}
 }
@@ -591,7 +591,7 @@ func (s *scanner) queueNew(e walk.Entry, vol fsys.Volume, k key) error {
 	if extentsChanged {
 		s.c.toRead.Add(e.Size)
 		select {
-		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, sumsSeq: f.Changed, items: f.Items, origin: o.vol, top: o.top, seq: s.nextSeq()}:
+		case s.jobs <- job{path: e.Path, vol: vol, id: e.Stat, sumsOf: f.ID, sumsSeq: f.Changed, items: f.Items, origin: o.vol, top: o.top}:
 		case <-s.ctx.Done():
 		}
 		return nil
@@ -617,17 +617,10 @@ func (s *scanner) queueAttr(e walk.Entry, vol fsys.Volume, f index.Listed) {
 			return // all its items are in moved, as recorded
 		}
 	}
-	j.seq = s.nextSeq()
 	select {
 	case s.jobs <- j:
 	case <-s.ctx.Done():
 	}
-}
-
-// nextSeq is the seq of the next job compare queues (see job.seq).
-func (s *scanner) nextSeq() uint64 {
-	s.queued++
-	return s.queued
 }
 
 // lookup returns what the index holds of the inode of e, on volume vol

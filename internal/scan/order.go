@@ -134,12 +134,8 @@ func (e *elevator) close() {
 }
 
 // holdReads, set by tests, has the readers start once every job is
-// placed: the order they read in is then the elevator's alone; and
-// reading, if set, is called with the path of each job a reader takes.
-var (
-	holdReads bool
-	reading   func(path string)
-)
+// placed: the order they read in is then the elevator's alone.
+var holdReads bool
 
 // windowSize is how many jobs the elevator holds: an eighth of the open
 // files allowed (each job held may hold one), from 16 to 1,024.

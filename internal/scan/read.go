@@ -38,61 +38,51 @@ func (s *scanner) read(e *elevator) {
 			j.opened.close()
 			continue // drain
 		}
-		if reading != nil {
-			reading(j.path)
+		if j.attrOf != 0 {
+			if j.verify && asRecorded(s.ctx, s.ix, j.attrOf, j.moved) {
+				continue
+			}
+			if a, ok := readAttr(s.ctx, s.ix, j); ok {
+				if a.remapped {
+					s.c.remapped.Add(1)
+				}
+				s.ops <- op{attr: &a}
+			}
+			continue
 		}
-		o := s.readJob(r, j)
-		o.seq = j.seq
-		s.ops <- o
-	}
-}
-
-// readJob does job j and returns what the writer is to record of it:
-// op{none: true} where nothing.
-func (s *scanner) readJob(r *blockhash.Reader, j job) op {
-	if j.attrOf != 0 {
-		if j.verify && asRecorded(s.ctx, s.ix, j.attrOf, j.moved) {
-			return op{none: true}
-		}
-		a, ok := readAttr(s.ctx, s.ix, j)
-		if !ok {
-			return op{none: true}
-		}
-		if a.remapped {
-			s.c.remapped.Add(1)
-		}
-		return op{attr: &a}
-	}
-	if j.sumsOf != 0 {
-		if o, ok := fromOrigin(s.ctx, s.ix, j); ok {
-			s.c.toRead.Add(-j.id.Size)
-			if f := o.put; f != nil {
-				s.c.fromOrigin(f.Size)
-				s.ru.add(f.Vol.FS, f.Size, f.NoCOW, o.ext, o.sums)
-			} // a copy is counted when written
-			return o
-		}
-	}
-	f, sums, ext, _, reused, err := hash(s.ctx, r, s.ru, j)
-	if err != nil {
-		if s.ctx.Err() == nil { // else interrupted, not failed
-			if errors.Is(err, ErrChanged) {
-				s.failChanged(j.path, err)
-			} else {
-				s.fail(j.path, err, false)
+		if j.sumsOf != 0 {
+			if o, ok := fromOrigin(s.ctx, s.ix, j); ok {
+				s.c.toRead.Add(-j.id.Size)
+				if f := o.put; f != nil {
+					s.c.fromOrigin(f.Size)
+					s.ru.add(f.Vol.FS, f.Size, f.NoCOW, o.ext, o.sums)
+				} // a copy is counted when written
+				s.ops <- o
+				continue
 			}
 		}
-		return op{forget: &key{j.vol, j.id.Ino}}
+		f, sums, ext, _, reused, err := hash(s.ctx, r, s.ru, j)
+		if err != nil {
+			if s.ctx.Err() == nil { // else interrupted, not failed
+				if errors.Is(err, ErrChanged) {
+					s.failChanged(j.path, err)
+				} else {
+					s.fail(j.path, err, false)
+				}
+			}
+			s.ops <- op{forget: &key{j.vol, j.id.Ino}}
+			continue
+		}
+		s.c.hashed.Add(1)
+		if reused {
+			s.c.reused.Add(1)
+			s.c.reusedBytes.Add(f.Size)
+			s.c.toRead.Add(-f.Size)
+		}
+		// Handed over, not copied: the sums of a large (or sparse)
+		// file can take hundreds of MiB.
+		s.ops <- op{put: &f, sums: sums, ext: ext}
 	}
-	s.c.hashed.Add(1)
-	if reused {
-		s.c.reused.Add(1)
-		s.c.reusedBytes.Add(f.Size)
-		s.c.toRead.Add(-f.Size)
-	}
-	// Handed over, not copied: the sums of a large (or sparse) file can
-	// take hundreds of MiB.
-	return op{put: &f, sums: sums, ext: ext}
 }
 
 // open opens a directory or regular file met by the walk for reading. No

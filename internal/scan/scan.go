@@ -155,10 +155,6 @@ type job struct {
 	// opened, if not nil, is the file of this job to be read, opened by
 	// a placer (see order.go).
 	opened *opened
-	// seq is the job's place in the order compare queued the jobs in,
-	// from 1: the writer records what they give in that order (see
-	// scanner.write).
-	seq uint64
 }
 
 // op is one thing for the writer to record.
@@ -185,10 +181,6 @@ type op struct {
 	distrust  string // a path that failed: the rows at or below it are looked at by the next run (see finish)
 	prune     bool   // prune what this run found gone
 	flush     bool   // commit what is recorded (see adoption)
-	// seq, if not 0, is the job (job.seq) that gave this op; none marks
-	// such an op that records nothing.
-	seq  uint64
-	none bool
 }
 
 // dirMet is a directory the walk met, and what it records of it (see
@@ -336,11 +328,9 @@ type scanner struct {
 
 	c    counters
 	jobs chan job // compare -> readers
-	// queued is the seq of the last job compare queued (see job.seq).
-	queued uint64
-	ops    chan op // compare, readers, walker -> writer
-	ru     *reuser
-	sv     *subvols
+	ops  chan op  // compare, readers, walker -> writer
+	ru   *reuser
+	sv   *subvols
 
 	devs     devices    // st_dev -> volume, learnt by the walker
 	noteMu   sync.Mutex // one noteDevice at a time: the walker's, compare's

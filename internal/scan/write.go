@@ -3,8 +3,6 @@ package scan
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"same/internal/fsys"
@@ -64,16 +62,13 @@ func (s *scanner) write() error {
 		s.inflight.drop(b.keys)
 		b = batch{puts: b.puts[:0], keys: b.keys[:0], adopts: b.adopts}
 	}
-	handle := func(o op) {
+	for o := range s.ops {
 		if err != nil {
 			if o.adopt != nil {
 				o.adopt.done <- index.Adopted{}
 				close(o.adopt.committed)
 			}
-			return // drain, so senders never block
-		}
-		if o.none {
-			return
+			continue // drain, so senders never block
 		}
 		switch {
 		case o.flush:
@@ -109,31 +104,6 @@ func (s *scanner) write() error {
 		if err != nil {
 			s.cancel()
 		}
-	}
-	// What the readers give is recorded in the order compare queued the
-	// jobs in, whatever order they were read in (see order.go), so that
-	// new rows are numbered in the order of their paths, as the walk met
-	// them: a re-run's walk then reads the rows of a directory from the
-	// same pages. Until the ops of the jobs before it come, an op waits in
-	// held; once the run is interrupted, some never come, and what is held
-	// is recorded in order at the end. compare's own ops go at once: they
-	// never depended on the readers' being recorded before them.
-	var next uint64 = 1
-	held := make(map[uint64]op)
-	for o := range s.ops {
-		if o.seq == 0 {
-			handle(o)
-			continue
-		}
-		held[o.seq] = o
-		for h, ok := held[next]; ok; h, ok = held[next] {
-			delete(held, next)
-			next++
-			handle(h)
-		}
-	}
-	for _, seq := range slices.Sorted(maps.Keys(held)) {
-		handle(held[seq])
 	}
 	if b.tx != nil {
 		if err != nil {
