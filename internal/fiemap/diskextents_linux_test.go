@@ -97,6 +97,22 @@ func spans(items []fiemap.Extent) []span {
 	return s
 }
 
+// joined returns s with the spans that follow each other joined: the
+// ranges that hold data, however the filesystem split a write into
+// extents (under memory pressure, write-back may start on a write's first
+// pages before the rest is written).
+func joined(s []span) []span {
+	var out []span
+	for _, x := range s {
+		if n := len(out); n > 0 && out[n-1].Logical+out[n-1].Length == x.Logical {
+			out[n-1].Length += x.Length
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
 func equalSpans(a, b []span) bool {
 	if len(a) != len(b) {
 		return false
@@ -215,7 +231,7 @@ func TestDiskExtentsBtrfs(t *testing.T) {
 		writeAt(t, path, 3*mib, fill(8, mib), true)
 		items, _ := diskExtents(t, path)
 		want := []span{{0, mib}, {3 * mib, mib}}
-		if got := spans(items); !equalSpans(got, want) {
+		if got := joined(spans(items)); !equalSpans(got, want) {
 			t.Fatalf("DiskExtents spans = %v; want %v", got, want)
 		}
 		checkLast(t, items)
