@@ -78,18 +78,30 @@ func First(f *os.File) (e Extent, ok bool, err error) {
 		ext [1]rawExtent
 	}
 	req.h = header{length: ^uint64(0), extentCount: 1}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(unsafe.Pointer(&req)))
-	if errno != 0 {
-		if errors.Is(errno, unix.EOPNOTSUPP) || errors.Is(errno, unix.ENOTTY) {
-			return Extent{}, false, ErrUnsupported
-		}
-		return Extent{}, false, fmt.Errorf("fiemap: %w", errno)
+	if err := ioctlFiemap(f, unsafe.Pointer(&req)); err != nil {
+		return Extent{}, false, err
 	}
 	if req.h.mappedExtents == 0 {
 		return Extent{}, false, nil
 	}
-	r := req.ext[0]
-	return Extent{Logical: int64(r.logical), Physical: int64(r.physical), Length: int64(r.length), Flags: r.flags}, true, nil
+	return extentOf(req.ext[0]), true, nil
+}
+
+// ioctlFiemap makes the FIEMAP call of req: a header followed by room for
+// as many extents as it asks for.
+func ioctlFiemap(f *os.File, req unsafe.Pointer) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(req))
+	if errno != 0 {
+		if errors.Is(errno, unix.EOPNOTSUPP) || errors.Is(errno, unix.ENOTTY) {
+			return ErrUnsupported
+		}
+		return fmt.Errorf("fiemap: %w", errno)
+	}
+	return nil
+}
+
+func extentOf(r rawExtent) Extent {
+	return Extent{Logical: int64(r.logical), Physical: int64(r.physical), Length: int64(r.length), Flags: r.flags}
 }
 
 // extents maps f from start to end with FIEMAP flags.
@@ -98,24 +110,15 @@ func extents(f *os.File, start, end uint64, flags uint32) ([]Extent, error) {
 	var req request
 	for {
 		req.h = header{start: start, length: end - start, flags: flags, extentCount: batch}
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(unsafe.Pointer(&req)))
-		if errno != 0 {
-			if errors.Is(errno, unix.EOPNOTSUPP) || errors.Is(errno, unix.ENOTTY) {
-				return nil, ErrUnsupported
-			}
-			return nil, fmt.Errorf("fiemap: %w", errno)
+		if err := ioctlFiemap(f, unsafe.Pointer(&req)); err != nil {
+			return nil, err
 		}
 		n := int(req.h.mappedExtents)
 		if n == 0 {
 			return out, nil
 		}
 		for _, r := range req.ext[:n] {
-			out = append(out, Extent{
-				Logical:  int64(r.logical),
-				Physical: int64(r.physical),
-				Length:   int64(r.length),
-				Flags:    r.flags,
-			})
+			out = append(out, extentOf(r))
 		}
 		last := req.ext[n-1]
 		if last.flags&FlagLast != 0 || last.logical+last.length >= end {
