@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -38,18 +39,7 @@ type place struct {
 var now = place{at: -1}
 
 func (p place) compare(q place) int {
-	switch {
-	case p.fs != q.fs:
-		if p.fs < q.fs {
-			return -1
-		}
-		return 1
-	case p.at < q.at:
-		return -1
-	case p.at > q.at:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(p.fs, q.fs), cmp.Compare(p.at, q.at))
 }
 
 type placed struct {
