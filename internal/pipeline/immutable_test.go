@@ -115,7 +115,7 @@ func TestImmutableLeftover(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	p := filepath.Join(dir, "vm.img")
 	write(t, p, random(rng, 8*MiB))
-	syncFile(t, p)
+	testfs.Sync(t, p)
 	f, err := os.OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestImmutableLeftover(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	syncFile(t, p)
+	testfs.Sync(t, p)
 	db := filepath.Join(t.TempDir(), "index.db")
 	if plan := planFor(t, db, dir); !strings.Contains(plan, `"type":"rewrite"`) {
 		t.Fatalf("no rewrite planned before chattr +i:\n%s", plan)

@@ -201,7 +201,7 @@ func TestLeftoverFrees(t *testing.T) {
 	for name, spans := range overwrite {
 		p := filepath.Join(dir, name)
 		write(t, p, random(rng, 8*MiB))
-		syncFile(t, p)
+		testfs.Sync(t, p)
 		for _, s := range spans {
 			f, err := os.OpenFile(p, os.O_WRONLY, 0)
 			if err != nil {
@@ -212,7 +212,7 @@ func TestLeftoverFrees(t *testing.T) {
 			}
 			f.Close()
 		}
-		syncFile(t, p)
+		testfs.Sync(t, p)
 	}
 	before := testfs.SHA256Tree(t, dir)
 	free := testfs.FreeBytes(t, mnt)
@@ -237,20 +237,6 @@ func TestLeftoverFrees(t *testing.T) {
 	planNothingAgain(t, db, dir)
 }
 
-// syncFile flushes path's data to disk, so that what is written after it
-// goes to new extents.
-func syncFile(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestSettledReferenceMoved: a file whose every duplicate already shares
 // its storage is settled (not mapped again), but it still refers to the
 // extents it shares. When a later night rewrites such an extent, the
@@ -264,7 +250,7 @@ func TestSettledReferenceMoved(t *testing.T) {
 	c := append(append([]byte(nil), a[MiB/2:MiB]...), random(rng, MiB/2)...)
 	for name, data := range map[string][]byte{"a": a, "b": a[:MiB/2], "c": c} {
 		write(t, filepath.Join(dir, name), data)
-		syncFile(t, filepath.Join(dir, name))
+		testfs.Sync(t, filepath.Join(dir, name))
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
 	// Night 1: b and the first half of c come to share a's 2 MiB extent
@@ -279,8 +265,8 @@ func TestSettledReferenceMoved(t *testing.T) {
 	// nothing left to share (settled); c has d.
 	write(t, filepath.Join(dir, "l"), bytes.Join([][]byte{random(rng, MiB), a[MiB:], random(rng, 2*MiB)}, nil))
 	write(t, filepath.Join(dir, "d"), c[MiB/2:])
-	syncFile(t, filepath.Join(dir, "l"))
-	syncFile(t, filepath.Join(dir, "d"))
+	testfs.Sync(t, filepath.Join(dir, "l"))
+	testfs.Sync(t, filepath.Join(dir, "d"))
 	before := testfs.SHA256Tree(t, dir)
 	free := testfs.FreeBytes(t, mnt)
 	planOut, results, applyErr := pipeline(t, db, dir)
@@ -310,7 +296,7 @@ func TestRewriteEIO(t *testing.T) {
 	b := append(append([]byte(nil), a[:MiB]...), random(rng, MiB)...)
 	for name, data := range map[string][]byte{"a": a, "b": b} {
 		write(t, filepath.Join(dir, name), data)
-		syncFile(t, filepath.Join(dir, name))
+		testfs.Sync(t, filepath.Join(dir, name))
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
 	planOut := planFor(t, db, dir)
@@ -353,7 +339,7 @@ func TestDedupeEIO(t *testing.T) {
 	a := random(rand.New(rand.NewPCG(9, 9)), 2*MiB)
 	for _, name := range []string{"a", "b"} {
 		write(t, filepath.Join(dir, name), a)
-		syncFile(t, filepath.Join(dir, name))
+		testfs.Sync(t, filepath.Join(dir, name))
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
 	planOut := planFor(t, db, dir)

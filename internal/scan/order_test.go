@@ -108,7 +108,7 @@ func TestReadsInDiskOrder(t *testing.T) {
 			for i, name := range tt.written {
 				p := filepath.Join(dir, name)
 				writeRandom(t, p, uint64(i), 256<<10)
-				syncFile(t, p)
+				testfs.Sync(t, p)
 			}
 			type at struct {
 				name string
@@ -162,17 +162,5 @@ func TestReadsInDiskOrder(t *testing.T) {
 				t.Errorf("read in the order %v; the data lies in the order %v", got, want)
 			}
 		})
-	}
-}
-
-func syncFile(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
 	}
 }

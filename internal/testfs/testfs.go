@@ -379,6 +379,20 @@ func Fill(t testing.TB, dir string, leave int64) string {
 	return path
 }
 
+// Sync flushes path's data to disk (fsync), so that what is written after
+// it goes to new extents.
+func Sync(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Run runs the named command and returns its combined stdout and stderr,
 // failing the test with that output when the command fails.
 func Run(t testing.TB, name string, args ...string) string {
