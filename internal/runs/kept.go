@@ -25,7 +25,8 @@ import (
 //
 // Files changed since (index.File.Changed after the table's seq, or not
 // in the table) and files the run before left unsettled are regrouped:
-// their sums are read from the index, and every group holding one of
+// the sums of the files changed are read from the index, those of the
+// others are their entries in the table, and every group holding one of
 // them, or one that lost a member (a file changed or gone), is made
 // again with all its members, the others' taken from the table. The
 // other groups are as they were, with the same members in the same
@@ -334,9 +335,9 @@ func (f *finder) keep(pairs []pair) {
 // regroup groups the sums of the files changed since the table or left
 // unsettled by the run that wrote it, as group does every sum (see the
 // comment at the top of this file), and starts the table this run
-// leaves. It returns errGroupAll, having changed nothing, when more than
-// a quarter of the blocks would be regrouped or their sums do not fit in
-// memory, or the table cannot be read whole.
+// leaves. It returns errGroupAll, having changed nothing, when the files
+// changed hold more than a quarter of the blocks or their sums do not fit
+// in memory, or the table cannot be read whole.
 func (f *finder) regroup() (err error) {
 	t := f.tab
 	last := t.latest()
