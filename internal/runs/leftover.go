@@ -70,7 +70,11 @@ func markLeftovers(ctx context.Context, ix *index.Index, files []file, byID file
 			r = &refsOn{fit: true}
 			byFS[files[fi].vol.FS] = r
 		}
-		r.used = append(r.used, span{e.Offset, e.Offset + e.Length})
+		// A piece past the file's end holds no data of it: rewriteOf
+		// writes up to the end alone, and what lies past it is freed.
+		if n := min(e.Length, files[fi].Size-e.Logical); n > 0 {
+			r.used = append(r.used, span{e.Offset, e.Offset + n})
+		}
 		// Compressed extents' offsets are in their data, not on disk;
 		// rewriteOf declines the others.
 		if e.Flags&(unfit&^fiemap.FlagShared) != 0 {
