@@ -36,11 +36,18 @@ func TestLeftover(t *testing.T) {
 	}
 }
 
-// markLeftovers goes by the references to each disk extent within one
-// filesystem: on another, an extent with the same key is another extent,
-// whose references do not make this one's data referred to.
-func TestMarkLeftoversByFilesystem(t *testing.T) {
-	const M = 1 << 20
+// leftoverFile is a file of markedLeftovers: on filesystem fs, of size
+// bytes, with the recorded extents ext.
+type leftoverFile struct {
+	fs   string
+	size int64
+	ext  []fiemap.Extent
+}
+
+// markedLeftovers records fs in a new index, each a btrfs file, and
+// returns which of them markLeftovers marks involved.
+func markedLeftovers(t *testing.T, fs []leftoverFile) []bool {
+	t.Helper()
 	ctx := context.Background()
 	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {
@@ -51,22 +58,15 @@ func TestMarkLeftoversByFilesystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Disk extent (100M, 8M, gen 9) on f1: a's first MiB, the rest
-	// unreferenced. On f2, the extent of that key: b's last 7 MiB.
 	var files []file
-	for i, f := range []struct {
-		fs  string
-		ext fiemap.Extent
-	}{
-		{"f1", fiemap.Extent{Logical: 0, Physical: 100 * M, Length: M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Offset: 0}},
-		{"f2", fiemap.Extent{Logical: 0, Physical: 101 * M, Length: 7 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Offset: M}},
-	} {
-		id := fsys.Identity{Vol: fsys.Volume{FS: f.fs, Subvol: 5}, Ino: uint64(257 + i), Size: f.ext.Length}
-		n, err := tx.Put(index.File{Path: "/" + f.fs + "/file", NoCOW: index.NoCOWUnset, Identity: id}, nil, []fiemap.Extent{f.ext})
+	for i, f := range fs {
+		id := fsys.Identity{Vol: fsys.Volume{FS: f.fs, Subvol: 5}, Ino: uint64(257 + i), Size: f.size}
+		path := fmt.Sprintf("/%s/file%d", f.fs, i)
+		n, err := tx.Put(index.File{Path: path, NoCOW: index.NoCOWUnset, Identity: id}, nil, f.ext)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, file{id: n, path: "/" + f.fs + "/file", vol: &volume{Volume: id.Vol, btrfs: true}, Ino: id.Ino, Size: id.Size})
+		files = append(files, file{id: n, path: path, vol: &volume{Volume: id.Vol, btrfs: true}, Ino: id.Ino, Size: id.Size})
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
@@ -75,6 +75,20 @@ func TestMarkLeftoversByFilesystem(t *testing.T) {
 	if err := markLeftovers(ctx, ix, files, newFileIndex(files), involved, DefaultRewriteMin); err != nil {
 		t.Fatal(err)
 	}
+	return involved
+}
+
+// markLeftovers goes by the references to each disk extent within one
+// filesystem: on another, an extent with the same key is another extent,
+// whose references do not make this one's data referred to.
+func TestMarkLeftoversByFilesystem(t *testing.T) {
+	const M = 1 << 20
+	// Disk extent (100M, 8M, gen 9) on f1: a's first MiB, the rest
+	// unreferenced. On f2, the extent of that key: b's last 7 MiB.
+	involved := markedLeftovers(t, []leftoverFile{
+		{"f1", M, []fiemap.Extent{{Logical: 0, Physical: 100 * M, Length: M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Offset: 0}}},
+		{"f2", 7 * M, []fiemap.Extent{{Logical: 0, Physical: 101 * M, Length: 7 * M, DiskStart: 100 * M, DiskLen: 8 * M, Gen: 9, Offset: M}}},
+	})
 	// f1's extent is 7/8 unreferenced; f2's 1/8, less than a quarter.
 	if want := []bool{true, false}; !slices.Equal(involved, want) {
 		t.Errorf("involved = %v; want %v", involved, want)
@@ -88,44 +102,20 @@ func TestMarkLeftoversByFilesystem(t *testing.T) {
 // again on a night that regrouped it, where -full planned its rewrite.
 func TestMarkLeftoversPastEnd(t *testing.T) {
 	const K = 1 << 10
-	ctx := context.Background()
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
-	tx, err := ix.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Two extents of 256 KiB, each referred to by one file but for 4 KiB
 	// at 64 KiB (another extent's there): the first file ends at 160 KiB
 	// (96 KiB past it, with the 4 KiB more than a quarter), the second at
 	// 250 KiB (6 KiB past it: 10 KiB, less than 64 KiB).
-	var files []file
+	var fs []leftoverFile
 	for i, size := range []int64{160 * K, 250 * K} {
 		disk := int64(i+1) << 30
-		ext := []fiemap.Extent{
+		fs = append(fs, leftoverFile{"f1", size, []fiemap.Extent{
 			{Logical: 0, Physical: disk, Length: 64 * K, DiskStart: disk, DiskLen: 256 * K, Gen: 9},
 			{Logical: 64 * K, Physical: 1 << 40, Length: 4 * K, DiskStart: 1 << 40, DiskLen: 4 * K, Gen: 9},
 			{Logical: 68 * K, Physical: disk + 68*K, Length: 188 * K, DiskStart: disk, DiskLen: 256 * K, Gen: 9, Offset: 68 * K},
-		}
-		id := fsys.Identity{Vol: fsys.Volume{FS: "f1", Subvol: 5}, Ino: uint64(257 + i), Size: size}
-		path := fmt.Sprintf("/f1/file%d", i)
-		n, err := tx.Put(index.File{Path: path, NoCOW: index.NoCOWUnset, Identity: id}, nil, ext)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, file{id: n, path: path, vol: &volume{Volume: id.Vol, btrfs: true}, Ino: id.Ino, Size: id.Size})
+		}})
 	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	involved := make([]bool, len(files))
-	if err := markLeftovers(ctx, ix, files, newFileIndex(files), involved, DefaultRewriteMin); err != nil {
-		t.Fatal(err)
-	}
-	if want := []bool{true, false}; !slices.Equal(involved, want) {
+	if involved, want := markedLeftovers(t, fs), []bool{true, false}; !slices.Equal(involved, want) {
 		t.Errorf("involved = %v; want %v", involved, want)
 	}
 }
