@@ -300,6 +300,16 @@ func TestExtentsOf(t *testing.T) {
 	if slices.Sort(part); !slices.Equal(part, []int64{l, a, b}) {
 		t.Errorf("ScanPartDiskExtents: files %v; want %v", part, []int64{l, a, b})
 	}
+	for _, c := range []struct {
+		fs   string
+		gen  int64
+		want []int64
+	}{{"f1", 7, []int64{l, a, b}}, {"f2", 7, nil}, {"f1", 8, nil}} {
+		got, err := ix.Referrers(ctx, c.fs, 1<<20, 16384, c.gen)
+		if slices.Sort(got); err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("Referrers on %s, gen %d = %v, %v; want %v", c.fs, c.gen, got, err, c.want)
+		}
+	}
 	flagged, err := flaggedFiles(ctx, ix)
 	if want := map[int64]uint32{l: fiemap.FlagEncoded, a: fiemap.FlagEncoded, b: fiemap.FlagEncoded}; err != nil || !reflect.DeepEqual(flagged, want) {
 		t.Errorf("FlaggedFiles = %v, %v; want %v", flagged, err, want)

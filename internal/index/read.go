@@ -474,6 +474,43 @@ func (ix *Index) pieces(ctx context.Context, query, fs string, start, length, ge
 	return out, rows.Err()
 }
 
+// Referrers returns the files of the index that refer to disk extent
+// (start, length, gen) of the filesystem whose ID is fs: those with
+// extents of their own in it, and those that refer to theirs
+// (files.extents_of), in no order.
+func (ix *Index) Referrers(ctx context.Context, fs string, start, length, gen int64) ([]int64, error) {
+	st, err := ix.stmt(referrersQuery)
+	if err != nil {
+		return nil, fmt.Errorf("read extents: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, start, length, gen, fs)
+	if err != nil {
+		return nil, fmt.Errorf("read extents: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read extents: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read extents: %w", err)
+	}
+	return out, nil
+}
+
+// referrersQuery is Referrers' statement: the extent's rows by the index
+// extents_piece, their files on the filesystem, and the files that refer
+// to those by files_extents_of. Left to itself, the planner scanned every
+// file for the last (a quarter of a second a query on 1.6 million files).
+const referrersQuery = `WITH o AS (SELECT DISTINCT e.file FROM extents e
+		JOIN files f ON f.id = e.file JOIN volumes v ON v.id = f.vol
+		WHERE e.disk_start = ?1 AND e.disk_len = ?2 AND e.gen = ?3 AND e.gen != 0 AND v.fsid = ?4)
+	SELECT file FROM o UNION SELECT r.id FROM o CROSS JOIN files r INDEXED BY files_extents_of ON r.extents_of = o.file AND r.extents_of IS NOT NULL`
+
 // HasPieces reports whether the index records a piece of a disk extent
 // of known key (see Pieces) on the filesystem whose ID is fs.
 func (ix *Index) HasPieces(ctx context.Context, fs string) (bool, error) {

@@ -327,6 +327,17 @@ func TestScanPartDiskExtents(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("ScanPartDiskExtents gave\n%q\nwant\n%q", got, want)
 	}
+	// The files referring to an extent by its key; none to one whose key
+	// is not known.
+	for _, c := range []struct {
+		disk, diskLen, gen int64
+		want               []int64
+	}{{M, M, 9, []int64{1, 2}}, {9 * M, 8 * M, 9, []int64{1, 2}}, {30 * M, 2 * M, 9, []int64{3}}, {20 * M, 2 * M, 0, nil}} {
+		ids, err := ix.Referrers(ctx, "f1", c.disk, c.diskLen, c.gen)
+		if slices.Sort(ids); err != nil || !slices.Equal(ids, c.want) {
+			t.Errorf("Referrers of %dM = %v, %v; want %v", c.disk/M, ids, err, c.want)
+		}
+	}
 }
 
 // Pieces finds the pieces of a disk extent that hold an offset among

@@ -544,3 +544,48 @@ func classes() func(fs string, nocow bool, uid int64) int32 {
 		return c
 	}
 }
+
+// loadReferrers returns rewrites' more: for a disk extent that file fi
+// refers to by e, it gives the files of the index in scope that refer to
+// it too, on btrfs and not found changed since hashed, but have no
+// extents at hand (grouping mapped none of their blocks, or a night
+// did not regroup them) their recorded extents, which hashfile keeps
+// current (see settle), and reports whether it gave any. They are taken
+// as settled: nothing of theirs is mapped again. Each extent is looked up
+// once.
+func loadReferrers(ctx context.Context, ix *index.Index, files []file, byID fileIndex) func(fi int, e fiemap.Extent) (bool, error) {
+	type key struct {
+		fs                 string
+		start, length, gen int64
+	}
+	asked := make(map[key]bool)
+	return func(fi int, e fiemap.Extent) (bool, error) {
+		if e.DiskStart == 0 || e.Gen == 0 {
+			return false, nil // no key that proves the extent the same
+		}
+		k := key{files[fi].vol.FS, e.DiskStart, e.DiskLen, e.Gen}
+		if asked[k] {
+			return false, nil
+		}
+		asked[k] = true
+		ids, err := ix.Referrers(ctx, k.fs, k.start, k.length, k.gen)
+		if err != nil {
+			return false, err
+		}
+		gave := false
+		for _, id := range ids {
+			j, ok := byID.of(id)
+			if !ok || files[j].extents != nil || files[j].stale || !files[j].vol.btrfs {
+				continue
+			}
+			ext, err := ix.Extents(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			if len(ext) > 0 {
+				files[j].extents, files[j].settled, gave = ext, true, true
+			}
+		}
+		return gave, nil
+	}
+}

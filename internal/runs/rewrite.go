@@ -37,7 +37,42 @@ type rewriteAt struct {
 // extRefs, if set, lists the files referring to a disk extent (see
 // extentRefs): a leftover is rewritten only when every file it lists is
 // one whose references the plan sees (see knownRefs).
-func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool)) ([]rewriteAt, []run) {
+//
+// more, if set, gives the files of the index that refer to a disk extent
+// their recorded extents where they have none at hand (see
+// loadReferrers), and reports whether it gave any. Which files have
+// their extents at hand depends on what grouping mapped, and a night
+// that regroups what changed maps fewer than a full run: the extents a
+// rewrite would be planned for, or left for a reference not at hand,
+// have all their references in the index given theirs, and the
+// rewrites are planned again with them, until none is given more. So a
+// rewrite is planned from every reference the index records, whichever
+// files grouping mapped.
+func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool), more func(fi int, e fiemap.Extent) (bool, error)) ([]rewriteAt, []run, error) {
+	for {
+		out, relinks, asked := planRewrites(runs, files, bs, minNet, extRefs)
+		if more == nil {
+			return out, relinks, nil
+		}
+		grew := false
+		for _, a := range asked {
+			g, err := more(a.fi, a.e)
+			if err != nil {
+				return nil, nil, err
+			}
+			grew = grew || g
+		}
+		if !grew {
+			return out, relinks, nil
+		}
+		markShared(files)
+	}
+}
+
+// planRewrites is rewrites from the extents at hand; asked are references
+// to the disk extents it planned a rewrite for or left for a reference
+// not at hand.
+func planRewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool)) (out []rewriteAt, relinks []run, asked []ref) {
 	byDst := newDstRuns(runs, len(files))
 	refs := make(map[diskKey][]ref)
 	for fi := range files {
@@ -56,8 +91,6 @@ func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, d
 	// cannot reports whether file fi is in a read-only subvolume with no
 	// file to make a copy next to.
 	cannot := func(fi int) bool { return files[fi].readonly && nextTo[files[fi].class] < 0 }
-	var out []rewriteAt
-	var relinks []run
 	for fi := range files {
 		f := &files[fi]
 		if !f.vol.btrfs || f.stale || f.immutable || len(f.extents) == 0 || cannot(fi) {
@@ -69,6 +102,9 @@ func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, d
 			}
 			if w := rewriteOf(byDst.of(fi), f, bs, minNet, g); w != nil {
 				out = append(out, rewriteAt{w, fi})
+				for _, e := range g {
+					asked = append(asked, ref{fi, e})
+				}
 			}
 		}
 	}
@@ -93,6 +129,9 @@ func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, d
 		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return cannot(w.fi) }) {
 			continue // a copy it cannot make
 		}
+		if len(ws) > 0 {
+			asked = append(asked, refs[k][0])
+		}
 		if len(ws) > 0 && extRefs != nil && !knownRefs(refs[k], files, extRefs) {
 			continue // it would not free the extent
 		}
@@ -116,7 +155,7 @@ func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, d
 		}
 		return cmp.Compare(a.w.File.Off, b.w.File.Off)
 	})
-	return out, relinks
+	return out, relinks, asked
 }
 
 // copyNextTo returns, for each class of files, the file next to which a

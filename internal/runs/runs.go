@@ -448,7 +448,10 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	var ws []rewriteAt
 	if o.Rewrite {
 		var relinks []run
-		ws, relinks = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin), refs)
+		ws, relinks, err = rewrites(runs, files, bs, cmp.Or(o.RewriteMin, DefaultRewriteMin), refs, loadReferrers(ctx, ix, files, byID))
+		if err != nil {
+			return sum, err
+		}
 		runs = append(runs, relinks...)
 	}
 	if refs != nil {
