@@ -137,3 +137,60 @@ func fullPlan(t *testing.T, db string, args ...string) (planOut, findsameErr str
 	}
 	return planOut, findsameErr
 }
+
+// TestUnsettledRegrouped leaves a plan unapplied on a btrfs with a
+// snapshot: a disk image holds a copy of part of a large file, and both
+// are left unsettled, more than a quarter of the blocks. The next nights
+// regroup them from the table of sums rather than grouping every sum
+// again, and print the plan a full run prints; once it is applied,
+// nothing is left to plan.
+func TestUnsettledRegrouped(t *testing.T) {
+	mnt, live := liveSubvolume(t)
+	rng := rand.New(rand.NewPCG(22, 22))
+	big := random(rng, 4<<20)
+	img := append(append(random(rng, 64<<10), big[:256<<10]...), random(rng, 64<<10)...)
+	write(t, filepath.Join(live, "big"), big)
+	write(t, filepath.Join(live, "img"), img)
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
+	db := filepath.Join(t.TempDir(), "index.db")
+	for night, apply := range []bool{false, false, true, true} {
+		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
+		}
+		full, fullErr := fullPlan(t, db)
+		got, stderr, code := tool(t, nil, "findsame", "-db", db)
+		if code != 0 {
+			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
+		}
+		if got != full {
+			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
+		}
+		lines := strings.Count(got, "\n")
+		switch night {
+		case 1, 2:
+			// big and img in live, img in snap1 (snap1's big shares
+			// live's storage, and is settled).
+			if !strings.Contains(stderr, "the sums of 3 files changed or unsettled since the last run regrouped") {
+				t.Errorf("night %d: findsame said\n%s\nwant the three files left unsettled regrouped", night, stderr)
+			}
+			fallthrough
+		case 0:
+			if lines == 0 {
+				t.Errorf("night %d: nothing planned", night)
+			}
+		case 3:
+			if lines != 0 {
+				t.Errorf("night %d: planned again\n%s", night, got)
+			}
+		}
+		if !apply {
+			continue
+		}
+		results, applyErr, code := tool(t, []byte(got), "applysame")
+		if code != 0 {
+			t.Fatalf("night %d: applysame: exit %d\n%s", night, code, applyErr)
+		}
+		allDone(t, results)
+	}
+}

@@ -220,8 +220,9 @@ func TestSettled(t *testing.T) {
 	if !strings.Contains(stderr, "8 files (0 changed since hashed, 5 already shared when hashed, 0 immutable)") || strings.Contains(stderr, "temporary files") {
 		t.Errorf("findsame summary %q; want 8 files, 5 of them already shared, and no temporary files", stderr)
 	}
-	// The same with the mappings in temporary files, a few lists of them.
-	spilled, stderr, code := tool(t, nil, "findsame", "-db", db, "-mem", "32K")
+	// The same with the mappings in temporary files, a few lists of them
+	// (every sum grouped, as the first run did).
+	spilled, stderr, code := tool(t, nil, "findsame", "-db", db, "-mem", "32K", "-full")
 	spilledTo := regexp.MustCompile(` [0-9]+ partition\(s\), [0-9.]+ (B|KiB|MiB) of temporary files at most in `)
 	if code != 0 || spilled != planOut || !strings.Contains(stderr, "5 already shared when hashed") || !spilledTo.MatchString(stderr) {
 		t.Errorf("findsame -mem 32K: exit %d, plan %q\n%s\nwant the plan of the default -mem, from several partitions in temporary files", code, spilled, stderr)
@@ -249,15 +250,16 @@ func TestSettled(t *testing.T) {
 	// Sharing changed no file's identity, but b's and snap/b's extents:
 	// hashfile records them again without reading them, and without
 	// walking either subvolume, in which no directory changed; findsame
-	// finds every file settled and plans nothing. The other six, whose
-	// items lie in the tree leaves written since, as recorded, are
-	// known unchanged without a look.
+	// regroups them with a, left unsettled, finds the six files of their
+	// groups settled and plans nothing. The other six, whose items lie
+	// in the tree leaves written since, as recorded, are known unchanged
+	// without a look.
 	hf, fs := planNothingAgain(t, db, mnt)
 	if !strings.Contains(hf, "8 unchanged (0 renamed)") || !strings.Contains(hf, "pruned, 2 unchanged with extents recorded again, 6 known unchanged by the tree search, 2 btrfs subvolumes looked at only where files changed;") || !strings.Contains(hf, "read 0 B") {
 		t.Errorf("hashfile again:\n%s\nwant 8 unchanged, 2 of them with extents recorded again, no subvolume walked, nothing read", hf)
 	}
-	if !strings.Contains(fs, "8 files (0 changed since hashed, 8 already shared when hashed, 0 immutable)") {
-		t.Errorf("second findsame:\n%s\nwant 8 files settled", fs)
+	if !strings.Contains(fs, "8 files (0 changed since hashed, 6 already shared when hashed, 0 immutable)") || !strings.Contains(fs, "the sums of 3 files changed or unsettled since the last run regrouped") {
+		t.Errorf("second findsame:\n%s\nwant a, b and snap/b regrouped, and the 6 files of their groups settled", fs)
 	}
 }
 

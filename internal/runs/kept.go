@@ -25,7 +25,8 @@ import (
 //
 // Files changed since (index.File.Changed after the table's seq, or not
 // in the table) and files the run before left unsettled are regrouped:
-// their sums are read from the index, and every group holding one of
+// the sums of the files changed are read from the index, those of the
+// others are their entries in the table, and every group holding one of
 // them, or one that lost a member (a file changed or gone), is made
 // again with all its members, the others' taken from the table. The
 // other groups are as they were, with the same members in the same
@@ -334,9 +335,9 @@ func (f *finder) keep(pairs []pair) {
 // regroup groups the sums of the files changed since the table or left
 // unsettled by the run that wrote it, as group does every sum (see the
 // comment at the top of this file), and starts the table this run
-// leaves. It returns errGroupAll, having changed nothing, when more than
-// a quarter of the blocks would be regrouped or their sums do not fit in
-// memory, or the table cannot be read whole.
+// leaves. It returns errGroupAll, having changed nothing, when the files
+// changed hold more than a quarter of the blocks or their sums do not fit
+// in memory, or the table cannot be read whole.
 func (f *finder) regroup() (err error) {
 	t := f.tab
 	last := t.latest()
@@ -384,12 +385,21 @@ func (f *finder) regroup() (err error) {
 	}
 	// Clones join their origin's groups (see clones).
 	clones := f.clones(changed, redo, pos)
-	var redoBlocks int64
+	// The files changed are read from the index; those left unsettled
+	// and unchanged since rejoin their groups from the table, which
+	// holds their sums as the index does (see rejoin).
+	var redoBlocks, rejoinPairs int64
 	var ids []int
+	rejoined := 0
 	for i := range f.files {
-		if redo[i] {
+		switch {
+		case !redo[i]: // a clone among them joins its origin's groups
+		case changed[i]:
 			redoBlocks += f.files[i].blocks(f.bs)
 			ids = append(ids, i)
+		default:
+			rejoinPairs += f.files[i].blocks(f.bs) * int64(1+len(clones[i]))
+			rejoined++
 		}
 	}
 	if redoBlocks > all/4 {
@@ -398,8 +408,6 @@ func (f *finder) regroup() (err error) {
 	room := f.capacity() / 2
 	slices.SortFunc(ids, func(a, b int) int { return int(f.files[a].id - f.files[b].id) })
 	q := make([]pair, 0, min(room, redoBlocks))
-	var fresh int64  // entries of changed files, which the table written takes
-	var joined int64 // pairs of the clones that join those of q (see clones)
 	f.held = make(heldSums)
 	heldBytes := 0
 	sr, err := f.ix.SumsReader(f.ctx)
@@ -434,16 +442,11 @@ func (f *finder) regroup() (err error) {
 			f.held[f.files[i].id] = sums
 			heldBytes += len(sums)
 		}
-		before := len(q)
 		for b := range len(sums) / blockhash.SumSize {
 			if s := blockhash.At(sums, b); s != blockhash.Zero {
 				q = append(q, pair{s, mkloc(i, int64(b))})
-				if changed[i] {
-					fresh++
-				}
 			}
 		}
-		joined += int64(len(clones[i]) * (len(q) - before))
 		if int64(len(q)) > room {
 			return errGroupAll
 		}
@@ -456,7 +459,7 @@ func (f *finder) regroup() (err error) {
 	if t.delta != nil {
 		deltaEntries = t.delta.Entries
 	}
-	f.createTable(deltaEntries+fresh <= t.base.Entries/8)
+	f.createTable(deltaEntries+int64(len(q)) <= t.base.Entries/8) // q: the entries of changed files, which the table written takes
 	w := t.w
 	if w != nil && w.Delta() {
 		if t.delta != nil {
@@ -484,7 +487,7 @@ func (f *finder) regroup() (err error) {
 	const (
 		member     = iota // of their groups
 		lost              // void: the file changed or is gone
-		redone            // the file is regrouped: its sums are in q
+		rejoining         // regrouped, left unsettled: a newer member of its groups, from its entries
 		withClones        // of their groups, looked at one by one: with the clones of the file, or aliases not plain members
 	)
 	state := make([]uint8, maxID+1)
@@ -495,7 +498,7 @@ func (f *finder) regroup() (err error) {
 		switch id := f.files[i].id; {
 		case changed[i]:
 		case redo[i]:
-			state[id] = redone
+			state[id] = rejoining
 		case len(clones[i]) > 0:
 			state[id] = withClones
 		default:
@@ -517,8 +520,9 @@ func (f *finder) regroup() (err error) {
 	// each entry, the aliases of a file of many snapshots missed the
 	// processor's cache: 0.4 s of a night of hourly snapshots.
 	type aliasSet struct {
-		join []int
-		lost []uint32
+		join   []int
+		lost   []uint32
+		rejoin []int
 	}
 	aliasSets := make(map[uint32]aliasSet, len(aliasesOf))
 	for of, cs := range aliasesOf {
@@ -529,6 +533,8 @@ func (f *finder) regroup() (err error) {
 				as.join = append(as.join, c)
 			case lost:
 				as.lost = append(as.lost, uint32(id))
+			case rejoining:
+				as.rejoin = append(as.rejoin, c)
 			}
 		}
 		aliasSets[of] = as
@@ -545,6 +551,24 @@ func (f *finder) regroup() (err error) {
 			newer = append(newer, mkloc(c, int64(b)))
 			f.alias(c, root)
 			f.sourced(c)
+		}
+	}
+	// rejoin adds the pair of sum s at block b of file i, left unsettled
+	// and regrouped, to g as a newer member, with the clones of the file,
+	// as a file's pairs read from the index are (see finish): the file is
+	// unchanged since the table, whose entries are its sums. Reading
+	// them from the index again and sorting them cost a night on a host
+	// of many snapshots more than grouping every sum (a few large files
+	// left unsettled in each snapshot), and so it did.
+	var touchedByAdd bool
+	rejoin := func(s uint64, i int, b uint32) {
+		touchedByAdd = true
+		g = append(g, pair{s, mkloc(i, int64(b))})
+		newer = append(newer, mkloc(i, int64(b)))
+		for _, c := range clones[i] {
+			g = append(g, pair{s, mkloc(c, int64(b))})
+			newer = append(newer, mkloc(c, int64(b)))
+			f.alias(c, i)
 		}
 	}
 	// The ranks of the lost files that were the source of a group, as
@@ -574,8 +598,11 @@ func (f *finder) regroup() (err error) {
 		if int64(e.File) <= maxID {
 			st = state[e.File]
 		}
-		if st == member || st == withClones {
+		switch st {
+		case member, withClones:
 			join(e.Sum, int(pos[e.File]), e.Block, int(pos[e.File]))
+		case rejoining:
+			rejoin(e.Sum, int(pos[e.File]), e.Block)
 		}
 		void = st == lost
 		lostM = void
@@ -589,6 +616,9 @@ func (f *finder) regroup() (err error) {
 		for _, c := range as.join {
 			join(e.Sum, c, e.Block, int(pos[e.File]))
 		}
+		for _, c := range as.rejoin {
+			rejoin(e.Sum, c, e.Block)
+		}
 		for _, id := range as.lost {
 			lostM = true
 			gone(id)
@@ -600,8 +630,8 @@ func (f *finder) regroup() (err error) {
 	// temporary files, each list the destinations of at most a
 	// partition's worth of blocks.
 	f.mapped = make([]bool, n)
-	if 4*(int64(len(q))+joined) <= room {
-		f.maps = memBuckets(4 * (int64(len(q)) + joined))
+	if 4*(int64(len(q))+rejoinPairs) <= room {
+		f.maps = memBuckets(4 * (int64(len(q)) + rejoinPairs))
 	} else {
 		f.bounds = boundaries(f.fileChunks(), f.capacity())
 		var err error
@@ -679,6 +709,7 @@ func (f *finder) regroup() (err error) {
 	// so that their extents are looked at, as a full run would.
 	finish := func(s uint64, base []sumtab.Entry) error {
 		touched, lostMember := false, false
+		touchedByAdd = false
 		for _, e := range base {
 			void, lost := add(e)
 			touched = touched || lost
@@ -696,20 +727,13 @@ func (f *finder) regroup() (err error) {
 				put(de)
 			}
 		}
+		touched = touched || touchedByAdd // a member rejoining
+		// q holds the files changed, which no clone joins (see clones).
 		for ; qi < len(q) && q[qi].sum == s; qi++ {
 			touched = true
 			g = append(g, q[qi])
 			newer = append(newer, q[qi].at)
-			fi, b := q[qi].at.file(), q[qi].at.block()
-			if changed[fi] {
-				put(sumtab.Entry{Sum: s, File: uint32(f.files[fi].id), Block: uint32(b)})
-			}
-			// The clones of a file regrouped, left unsettled (see clones).
-			for _, c := range clones[fi] {
-				g = append(g, pair{s, mkloc(c, b)})
-				newer = append(newer, mkloc(c, b))
-				f.alias(c, fi)
-			}
+			put(sumtab.Entry{Sum: s, File: uint32(f.files[q[qi].at.file()].id), Block: uint32(q[qi].at.block())})
 		}
 		peek()
 		if touched && len(g) > 1 {
@@ -859,7 +883,7 @@ func (f *finder) regroup() (err error) {
 			}
 		}
 	}
-	t.regrouped = len(ids)
+	t.regrouped = len(ids) + rejoined
 	f.redo = redo
 	for _, cs := range clones {
 		t.cloned += len(cs)
