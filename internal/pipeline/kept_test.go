@@ -194,3 +194,51 @@ func TestUnsettledRegrouped(t *testing.T) {
 		allDone(t, results)
 	}
 }
+
+// TestSharedIntoRegrouped applies a plan that shares a whole copy, more
+// than a quarter of the blocks, into its source. The next night hashfile
+// records again the copy's extents alone, its data the same, and findsame
+// regroups it from the table of sums rather than grouping every sum
+// again (as it did while any row written counted as changed), and plans
+// nothing, as a full run does.
+func TestSharedIntoRegrouped(t *testing.T) {
+	_, live := liveSubvolume(t)
+	rng := rand.New(rand.NewPCG(23, 23))
+	a := random(rng, 2<<20)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "a.copy"), a)
+	write(t, filepath.Join(live, "u"), random(rng, 256<<10))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	for night := range 2 {
+		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, live); code != 0 {
+			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
+		}
+		full, fullErr := fullPlan(t, db)
+		got, stderr, code := tool(t, nil, "findsame", "-db", db)
+		if code != 0 {
+			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
+		}
+		if got != full {
+			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
+		}
+		if night == 0 {
+			if lines := strings.Count(got, "\n"); lines != 1 {
+				t.Fatalf("night 0: %d plan lines; want 1\n%s", lines, got)
+			}
+			results, applyErr, code := tool(t, []byte(got), "applysame")
+			if code != 0 {
+				t.Fatalf("night 0: applysame: exit %d\n%s", code, applyErr)
+			}
+			allDone(t, results)
+			testfs.Run(t, "sync")
+			continue
+		}
+		if got != "" {
+			t.Errorf("night 1: planned again\n%s", got)
+		}
+		if !strings.Contains(stderr, "the sums of 2 files changed or unsettled since the last run regrouped") {
+			t.Errorf("night 1: findsame said\n%s\nwant the copy, whose extents alone changed, and its source regrouped", stderr)
+		}
+	}
+}
