@@ -3,13 +3,16 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"same/internal/sumtab"
 	"same/internal/testfs"
 )
 
@@ -192,5 +195,62 @@ func TestUnsettledRegrouped(t *testing.T) {
 			t.Fatalf("night %d: applysame: exit %d\n%s", night, code, applyErr)
 		}
 		allDone(t, results)
+	}
+}
+
+// TestCloneOfRejoiningAlias checks that a new snapshot's copy of a file
+// whose sums are stored with another's (a reflinked copy: an alias in
+// the table), regrouped as left unsettled, takes the entries of the
+// file that holds them, not of the alias: an alias of an alias joined
+// no group at the next run, and that run planned nothing into it.
+func TestCloneOfRejoiningAlias(t *testing.T) {
+	mnt, live := liveSubvolume(t)
+	rng := rand.New(rand.NewPCG(23, 23))
+	a := random(rng, 256<<10)
+	write(t, filepath.Join(live, "a"), a)
+	testfs.Run(t, "cp", "--reflink=always", filepath.Join(live, "a"), filepath.Join(live, "b"))
+	// c holds a's data in an extent of its own and is larger: the
+	// source of every group, and a and b (one extent) its destinations.
+	write(t, filepath.Join(live, "c"), append(append([]byte{}, a...), random(rng, 64<<10)...))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	for night := range 3 {
+		if night == 1 {
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
+		}
+		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
+			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
+		}
+		full, fullErr := fullPlan(t, db)
+		got, stderr, code := tool(t, nil, "findsame", "-db", db)
+		if code != 0 {
+			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
+		}
+		if got != full {
+			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
+		}
+		if night > 0 && !strings.Contains(got, `/snap1/b"`) {
+			t.Errorf("night %d: findsame printed\n%s\nwant snap1/b among the destinations", night, got)
+		}
+		// No alias the tables written name is of an alias.
+		for _, path := range []string{db + "-sums", db + "-sums.delta"} {
+			tab, err := sumtab.Open(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tab.Close()
+			aliased := map[uint32]bool{}
+			for _, a := range tab.Aliases {
+				aliased[a.File] = true
+			}
+			for _, a := range tab.Aliases {
+				if aliased[a.Of] {
+					t.Errorf("night %d: %s names file %d an alias of %d, itself an alias", night, filepath.Base(path), a.File, a.Of)
+				}
+			}
+		}
 	}
 }

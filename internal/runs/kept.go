@@ -365,15 +365,17 @@ func (f *finder) regroup() (err error) {
 	// an alias's entries are void when that file's are (it changed or is
 	// gone), and it is regrouped.
 	aliasesOf := make(map[uint32][]int)
+	holder := holderOf(last.Aliases)
 	for _, a := range last.Aliases {
 		c, ok := pos.of(int64(a.File))
 		if !ok {
 			continue // gone
 		}
-		if o, ok := pos.of(int64(a.Of)); !ok || changed[o] {
+		of := holder(a.Of)
+		if o, ok := pos.of(int64(of)); !ok || changed[o] {
 			changed[c], redo[c] = true, true
 		}
-		aliasesOf[a.Of] = append(aliasesOf[a.Of], c)
+		aliasesOf[of] = append(aliasesOf[of], c)
 	}
 	// Whether a file id may have aliases, looked at for each entry
 	// before the map (ids past maxID, of files gone, go to the map).
@@ -561,14 +563,14 @@ func (f *finder) regroup() (err error) {
 	// of many snapshots more than grouping every sum (a few large files
 	// left unsettled in each snapshot), and so it did.
 	var touchedByAdd bool
-	rejoin := func(s uint64, i int, b uint32) {
+	rejoin := func(s uint64, i int, b uint32, root int) {
 		touchedByAdd = true
 		g = append(g, pair{s, mkloc(i, int64(b))})
 		newer = append(newer, mkloc(i, int64(b)))
 		for _, c := range clones[i] {
 			g = append(g, pair{s, mkloc(c, int64(b))})
 			newer = append(newer, mkloc(c, int64(b)))
-			f.alias(c, i)
+			f.alias(c, root)
 		}
 	}
 	// The ranks of the lost files that were the source of a group, as
@@ -602,7 +604,7 @@ func (f *finder) regroup() (err error) {
 		case member, withClones:
 			join(e.Sum, int(pos[e.File]), e.Block, int(pos[e.File]))
 		case rejoining:
-			rejoin(e.Sum, int(pos[e.File]), e.Block)
+			rejoin(e.Sum, int(pos[e.File]), e.Block, int(pos[e.File]))
 		}
 		void = st == lost
 		lostM = void
@@ -617,7 +619,7 @@ func (f *finder) regroup() (err error) {
 			join(e.Sum, c, e.Block, int(pos[e.File]))
 		}
 		for _, c := range as.rejoin {
-			rejoin(e.Sum, c, e.Block)
+			rejoin(e.Sum, c, e.Block, int(pos[e.File]))
 		}
 		for _, id := range as.lost {
 			lostM = true
@@ -890,6 +892,40 @@ func (f *finder) regroup() (err error) {
 	}
 	f.sum.Partitions = f.maps.len() // the lists of mappings
 	return f.maps.done()
+}
+
+// holderOf returns a function giving, for the id an alias names, the id
+// of the file that holds the entries: that id, or, where the table names
+// an alias of an alias (tools before 2026-12-07 wrote such an alias for
+// the clone of a file regrouped as left unsettled, and the next run
+// found no entry of the clone), the file the chain ends at.
+func holderOf(aliases []sumtab.Alias) func(uint32) uint32 {
+	byFile := func(a sumtab.Alias, id uint32) int { return cmp.Compare(a.File, id) }
+	var m map[uint32]uint32
+	if !slices.IsSortedFunc(aliases, func(a, b sumtab.Alias) int { return cmp.Compare(a.File, b.File) }) {
+		m = make(map[uint32]uint32, len(aliases))
+		for _, a := range aliases {
+			m[a.File] = a.Of
+		}
+	}
+	return func(id uint32) uint32 {
+		for range len(aliases) { // a chain is no longer than the aliases
+			if m != nil {
+				of, ok := m[id]
+				if !ok {
+					return id
+				}
+				id = of
+				continue
+			}
+			k, ok := slices.BinarySearchFunc(aliases, id, byFile)
+			if !ok {
+				return id
+			}
+			id = aliases[k].Of
+		}
+		return id
+	}
 }
 
 // mayHaveLed reports whether a member lost by group g (sorted), ranked

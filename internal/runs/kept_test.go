@@ -503,3 +503,23 @@ func TestKeptTableBeforeLines(t *testing.T) {
 		t.Errorf("the next run (%+v) with the table:\n%s\nwant the full run's plan:\n%s", sum, got, full)
 	}
 }
+
+// TestHolderOf checks that an alias of an alias, as tables written
+// before could name, takes the entries of the file its chain ends at,
+// whether or not the aliases are sorted by file.
+func TestHolderOf(t *testing.T) {
+	sorted := []sumtab.Alias{{File: 3, Of: 1}, {File: 5, Of: 3}, {File: 7, Of: 5}, {File: 8, Of: 2}}
+	unsorted := []sumtab.Alias{sorted[2], sorted[0], sorted[3], sorted[1]}
+	want := map[uint32]uint32{1: 1, 2: 2, 3: 1, 5: 1, 7: 1, 8: 2, 9: 9}
+	for name, aliases := range map[string][]sumtab.Alias{"sorted": sorted, "unsorted": unsorted, "none": nil} {
+		holder := holderOf(aliases)
+		for id, w := range want {
+			if aliases == nil {
+				w = id
+			}
+			if got := holder(id); got != w {
+				t.Errorf("%s: holder of %d: %d, want %d", name, id, got, w)
+			}
+		}
+	}
+}
