@@ -184,8 +184,9 @@ extents it read from the index (INDEX-sums.extents, 64 bytes per extent),
 all created 0600. The next run regroups only the files changed since (as
 hashfile recorded them) and those the last run planned that were not
 stored once yet, with every file that holds one of their blocks, reads
-from the index only the sums and extents of the files changed since, and
-prints the plan a full run would print. A file of a new read-only snapshot that hashfile
+from the index only the extents of the files changed since and the sums
+of those whose data changed (not of those deduplicated or defragmented),
+and prints the plan a full run would print. A file of a new read-only snapshot that hashfile
 recorded from its origin's row (the same sums and extents) joins its
 origin's groups without a look. A first run, a run with other options or after
 other volumes became read-only, and one after more than a quarter of the

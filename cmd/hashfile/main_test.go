@@ -256,7 +256,7 @@ func checkTreeExcept(t testing.TB, db, root string, skip func(path string) bool)
 			t.Errorf("%s (inode %d) is not in the index", path, id.Ino)
 			return nil
 		}
-		if got := (index.File{ID: f.ID, Path: f.Path, Identity: id.Identity(k.vol), NoCOW: f.NoCOW, UID: int64(id.UID), Changed: f.Changed, CloneOf: f.CloneOf, CloneSeq: f.CloneSeq}); f != got {
+		if got := (index.File{ID: f.ID, Path: f.Path, Identity: id.Identity(k.vol), NoCOW: f.NoCOW, UID: int64(id.UID), Changed: f.Changed, SumsChanged: f.SumsChanged, CloneOf: f.CloneOf, CloneSeq: f.CloneSeq}); f != got {
 			t.Errorf("index row of %s = %+v; want identity %+v", path, f, got)
 		}
 		data, err := os.ReadFile(path)

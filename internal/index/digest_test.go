@@ -152,3 +152,68 @@ func TestMigrateItems(t *testing.T) {
 		}
 	}
 }
+
+// A file's SumsChanged follows its Changed through every write but the
+// recording of its extents alone (SetExtents) and of a NOCOW attribute as
+// it was: those keep the sequence number of the write before, which
+// changed what its sums and groups depend on.
+func TestSumsChanged(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	file := func(path string, size int64) File {
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: 10, Size: size, Mtime: 1, Ctime: 1}}
+	}
+	ext := func(disk int64) []fiemap.Extent {
+		return []fiemap.Extent{{Logical: 0, Physical: disk, Length: 8192, Flags: fiemap.FlagLast, DiskStart: disk, DiskLen: 8192, Gen: 7}}
+	}
+	sum := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	var id int64
+	steps := []struct {
+		name string
+		do   func(tx *Tx) error
+		kept bool // SumsChanged as before
+	}{
+		{"put", func(tx *Tx) (err error) { id, err = tx.Put(file("/a", 8192), sum, ext(1<<20)); return err }, false},
+		{"extents again", func(tx *Tx) error { return tx.SetExtents(id, ext(2<<20)) }, true},
+		{"extents again, NOCOW as it was", func(tx *Tx) error {
+			if err := tx.SetExtents(id, ext(3<<20)); err != nil {
+				return err
+			}
+			return tx.SetNoCOW(id, NoCOWUnset)
+		}, true},
+		{"NOCOW as it was", func(tx *Tx) error { return tx.SetNoCOW(id, NoCOWUnset) }, true},
+		{"NOCOW set", func(tx *Tx) error { return tx.SetNoCOW(id, NoCOWSet) }, false},
+		{"extents again once more", func(tx *Tx) error { return tx.SetExtents(id, ext(4<<20)) }, true},
+		{"owner", func(tx *Tx) error { return tx.SetUID(id, 1000) }, false},
+		{"extents again, then renamed", func(tx *Tx) error {
+			if err := tx.SetExtents(id, ext(5<<20)); err != nil {
+				return err
+			}
+			return tx.Rename(file("/z", 8192))
+		}, false},
+		{"extents again, then written", func(tx *Tx) error {
+			if err := tx.SetExtents(id, ext(6<<20)); err != nil {
+				return err
+			}
+			_, err := tx.Put(file("/z", 4096), sum, ext(7<<20))
+			return err
+		}, false},
+	}
+	var was int64
+	for _, s := range steps {
+		inTx(t, ix, func(tx *Tx) error { return s.do(tx) })
+		var got File
+		if err := ix.Files(ctx, func(f File) error { got = f; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := got.Changed
+		if s.kept {
+			want = was
+		}
+		if got.SumsChanged != want || got.Changed == was {
+			t.Errorf("%s: Changed %d, SumsChanged %d; want SumsChanged %d, Changed past %d", s.name, got.Changed, got.SumsChanged, want, was)
+		}
+		was = got.SumsChanged
+	}
+}

@@ -720,6 +720,11 @@ type File struct {
 	// WriteSeq); 0 for a row not changed since the index kept it. Files
 	// reads it; writes ignore it.
 	Changed int64
+	// SumsChanged is Changed but where the row's extents alone were
+	// recorded again since (Tx.SetExtents): then the Changed of the
+	// transaction before, which changed its sums, identity, NOCOW
+	// attribute or owner. Files reads it; writes ignore it.
+	SumsChanged int64
 	// Items is the ItemsDigest of the extents recorded of the file, 0
 	// where not known. Reads set it; writes ignore it.
 	Items int64
@@ -826,7 +831,7 @@ const filesRange = 8192
 func (ix *Index) filesIn(ctx context.Context, vols map[int64]fsys.Volume, lo, hi int64) ([]File, error) {
 	// Without the join, a row costs three columns less and a string.
 	st, err := ix.stmt(`SELECT id, coalesce(path, ''), vol, ino, size, mtime, ctime,
-		coalesce(nocow, -1), coalesce(uid, -1), changed, coalesce(clone_of, 0), coalesce(clone_seq, 0) FROM files
+		coalesce(nocow, -1), coalesce(uid, -1), changed, coalesce(clone_of, 0), coalesce(clone_seq, 0), coalesce(sums_seq, changed) FROM files
 		WHERE id >= ? AND id < ?`)
 	if err != nil {
 		return nil, fmt.Errorf("read files: %w", err)
@@ -839,7 +844,7 @@ func (ix *Index) filesIn(ctx context.Context, vols map[int64]fsys.Volume, lo, hi
 	out := make([]File, 0, hi-lo) // grown row by row, the copies cost a fifth of the reading
 	r := newRow()
 	for rows.Next() {
-		if err := r.scan(rows, 12); err != nil {
+		if err := r.scan(rows, 13); err != nil {
 			return nil, fmt.Errorf("read files: %w", err)
 		}
 		v, ok := vols[r.int64(2)]
@@ -848,7 +853,7 @@ func (ix *Index) filesIn(ctx context.Context, vols map[int64]fsys.Volume, lo, hi
 		}
 		out = append(out, File{ID: r.int64(0), Path: r.text(1), NoCOW: int8(r.int64(7)), UID: r.int64(8),
 			Identity: fsys.Identity{Vol: v, Ino: uint64(r.int64(3)), Size: r.int64(4), Mtime: r.int64(5), Ctime: r.int64(6)},
-			Changed:  r.int64(9), CloneOf: r.int64(10), CloneSeq: r.int64(11)})
+			Changed:  r.int64(9), CloneOf: r.int64(10), CloneSeq: r.int64(11), SumsChanged: r.int64(12)})
 		if r.err != nil {
 			return nil, fmt.Errorf("read files: %w", r.err)
 		}

@@ -83,8 +83,14 @@ func (t *Tx) changed() (int64, error) {
 
 // update sets columns of file id (set: assignments, each followed by
 // ", ", with their args) and records that it changed in this
-// transaction: its changed, and no clone any more.
+// transaction: its changed, its sums_seq (see SetExtents), and no clone
+// any more.
 func (t *Tx) update(id int64, set string, args ...any) error {
+	return t.write(id, set+"sums_seq = NULL, ", args...)
+}
+
+// write is update, set naming sums_seq.
+func (t *Tx) write(id int64, set string, args ...any) error {
 	seq, err := t.changed()
 	if err != nil {
 		return err
@@ -142,7 +148,7 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
-			changed = excluded.changed, clone_of = NULL, clone_seq = NULL` + set)
+			changed = excluded.changed, sums_seq = NULL, clone_of = NULL, clone_seq = NULL` + set)
 	if err != nil {
 		return 0, false, err
 	}
@@ -289,12 +295,13 @@ func (t *Tx) sameSums(id, size, digest int64, sums []byte, extents []fiemap.Exte
 }
 
 // SetExtents replaces the recorded extents of file id, mapped again
-// while its data (and so its sums) stayed the same.
+// while its data (and so its sums) stayed the same: its sums_seq keeps
+// the changed of the last transaction that changed anything else of it.
 func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 	if err := t.dropExtents(id, true); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
-	if err := t.update(id, "items = ?, extents_of = NULL, ", ItemsDigest(extents)); err != nil {
+	if err := t.write(id, "items = ?, extents_of = NULL, sums_seq = coalesce(sums_seq, changed), ", ItemsDigest(extents)); err != nil {
 		return fmt.Errorf("record extents: %w", err)
 	}
 	return t.putExtents(id, extents)
@@ -586,13 +593,14 @@ func (t *Tx) putExtents(id int64, extents []fiemap.Extent) error {
 	return nil
 }
 
-// SetNoCOW records whether file id has the NOCOW attribute.
+// SetNoCOW records whether file id has the NOCOW attribute. Recorded
+// as it was, the attribute leaves sums_seq as SetExtents does.
 func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 	var v any // NULL: unknown
 	if nocow != NoCOWUnknown {
 		v = int64(nocow)
 	}
-	return t.update(id, "nocow = ?, ", v)
+	return t.write(id, "sums_seq = CASE WHEN nocow IS ?1 THEN coalesce(sums_seq, changed) END, nocow = ?1, ", v)
 }
 
 // Rename records a new path (and ctime, which a rename updates) for an

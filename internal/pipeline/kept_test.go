@@ -254,3 +254,62 @@ func TestCloneOfRejoiningAlias(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedIntoRegrouped applies a plan that shares a whole copy, more
+// than a quarter of the blocks, into its source. The next night hashfile
+// records again the copy's extents alone, its data the same, and findsame
+// regroups it from the table of sums rather than grouping every sum
+// again (as it did while any row written counted as changed), and plans
+// nothing, as a full run does. Then the copy is defragmented, which
+// stores it apart again without changing its data: the night after
+// regroups it the same way, and plans it again.
+func TestSharedIntoRegrouped(t *testing.T) {
+	_, live := liveSubvolume(t)
+	rng := rand.New(rand.NewPCG(23, 23))
+	a := random(rng, 2<<20)
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "a.copy"), a)
+	write(t, filepath.Join(live, "u"), random(rng, 256<<10))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	for night := range 3 {
+		if night == 2 {
+			// With -c the extent is written again whatever its layout
+			// (random data, stored uncompressed all the same).
+			testfs.Run(t, "btrfs", "filesystem", "defragment", "-czstd", filepath.Join(live, "a.copy"))
+			testfs.Run(t, "sync")
+		}
+		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, live); code != 0 {
+			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
+		}
+		full, fullErr := fullPlan(t, db)
+		got, stderr, code := tool(t, nil, "findsame", "-db", db)
+		if code != 0 {
+			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
+		}
+		if got != full {
+			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
+		}
+		if night == 0 {
+			if lines := strings.Count(got, "\n"); lines != 1 {
+				t.Fatalf("night 0: %d plan lines; want 1\n%s", lines, got)
+			}
+			results, applyErr, code := tool(t, []byte(got), "applysame")
+			if code != 0 {
+				t.Fatalf("night 0: applysame: exit %d\n%s", code, applyErr)
+			}
+			allDone(t, results)
+			testfs.Run(t, "sync")
+			continue
+		}
+		// Night 1 regroups the copy and its source, which the plan
+		// named; night 2 the copy, which is planned again (what of it
+		// is stored apart again and not compressed).
+		if lines := strings.Count(got, "\n"); (night == 1) != (lines == 0) {
+			t.Errorf("night %d: %d plan lines; want %s\n%s", night, lines, map[bool]string{true: "none", false: "some"}[night == 1], got)
+		}
+		if want := fmt.Sprintf("the sums of %d files changed or unsettled since the last run regrouped", 3-night); !strings.Contains(stderr, want) {
+			t.Errorf("night %d: findsame said\n%s\nwant %q: the files whose extents alone changed regrouped", night, stderr, want)
+		}
+	}
+}

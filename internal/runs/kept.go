@@ -25,8 +25,11 @@ import (
 //
 // Files changed since (index.File.Changed after the table's seq, or not
 // in the table) and files the run before left unsettled are regrouped:
-// the sums of the files changed are read from the index, those of the
-// others are their entries in the table, and every group holding one of
+// the sums of the files whose sums changed (index.File.SumsChanged after
+// the table's seq, or not in the table) are read from the index, those
+// of the others (left unsettled, or with their extents alone recorded
+// again, deduplicated or defragmented) are their entries in the table,
+// and every group holding one of
 // them, or one that lost a member (a file changed or gone), is made
 // again with all its members, the others' taken from the table. The
 // other groups are as they were, with the same members in the same
@@ -358,8 +361,12 @@ func (f *finder) regroup() (err error) {
 			vc = ok && was != volumeValue(fl)
 			volChanged[fl.vol.Volume] = vc
 		}
-		changed[i] = f.seqs[fl.id].changed > last.Seq || !last.Files.Has(fl.id) || vc
-		redo[i] = changed[i] || last.Unsettled.Has(fl.id)
+		// A file whose extents alone were recorded again since (the
+		// plan shared into it, or it was defragmented) holds the entries
+		// it had, and rejoins its groups from them as one left unsettled.
+		sq := f.seqs[fl.id]
+		changed[i] = sq.sums > last.Seq || !last.Files.Has(fl.id) || vc
+		redo[i] = changed[i] || sq.changed > last.Seq || last.Unsettled.Has(fl.id)
 	}
 	// The aliases of the last table, by the id whose entries are theirs:
 	// an alias's entries are void when that file's are (it changed or is

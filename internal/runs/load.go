@@ -101,7 +101,7 @@ func load(ctx context.Context, ix *index.Index, o Options, bs int64, sum *Summar
 		if f.ID >= int64(len(seqs)) { // written since MaxFileID
 			seqs = append(seqs, make([]rowSeq, f.ID+1-int64(len(seqs)))...)
 		}
-		seqs[f.ID] = rowSeq{changed: f.Changed, cloneOf: f.CloneOf, cloneSeq: f.CloneSeq}
+		seqs[f.ID] = rowSeq{changed: f.Changed, sums: f.SumsChanged, cloneOf: f.CloneOf, cloneSeq: f.CloneSeq}
 		return nil
 	})
 	if err != nil {

@@ -199,6 +199,7 @@ func (f *file) blocks(bs int64) int64 { return (f.Size + bs - 1) / bs }
 // stages hold to the end, by file id, and dropped once grouped.
 type rowSeq struct {
 	changed  int64 // index.File.Changed
+	sums     int64 // index.File.SumsChanged
 	cloneOf  int64 // index.File.CloneOf
 	cloneSeq int64 // index.File.CloneSeq
 }

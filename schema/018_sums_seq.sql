@@ -1,0 +1,11 @@
+-- sums_seq is, for a row whose extents alone were recorded again since
+-- its sums last changed (index.Tx.SetExtents: deduplicated, reflinked or
+-- defragmented, the data the same), the write sequence number (see
+-- changed) of the last transaction that changed anything else of it: its
+-- sums, its identity, its NOCOW attribute or its owner. NULL: changed.
+-- findsame, whose table holds the sums of a file as of a write_seq, takes
+-- a file whose sums_seq is older than the table as holding the entries it
+-- had there, and regroups it from them rather than reading its sums again
+-- (the first night after a run that deduplicated much records again the
+-- extents of every file it shared into).
+ALTER TABLE files ADD COLUMN sums_seq INTEGER;
