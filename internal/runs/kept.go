@@ -907,8 +907,11 @@ func (f *finder) regroup() (err error) {
 // the clone of a file regrouped as left unsettled, and the next run
 // found no entry of the clone), the file the chain ends at.
 func holderOf(aliases []sumtab.Alias) func(uint32) uint32 {
-	byFile := func(a sumtab.Alias, id uint32) int { return cmp.Compare(a.File, id) }
-	var m map[uint32]uint32
+	var isAlias sumtab.Set // most ids named are no alias: one look
+	for _, a := range aliases {
+		isAlias.Add(int64(a.File))
+	}
+	var m map[uint32]uint32 // aliases not sorted by file
 	if !slices.IsSortedFunc(aliases, func(a, b sumtab.Alias) int { return cmp.Compare(a.File, b.File) }) {
 		m = make(map[uint32]uint32, len(aliases))
 		for _, a := range aliases {
@@ -917,18 +920,14 @@ func holderOf(aliases []sumtab.Alias) func(uint32) uint32 {
 	}
 	return func(id uint32) uint32 {
 		for range len(aliases) { // a chain is no longer than the aliases
-			if m != nil {
-				of, ok := m[id]
-				if !ok {
-					return id
-				}
-				id = of
-				continue
-			}
-			k, ok := slices.BinarySearchFunc(aliases, id, byFile)
-			if !ok {
+			if !isAlias.Has(int64(id)) {
 				return id
 			}
+			if m != nil {
+				id = m[id]
+				continue
+			}
+			k, _ := slices.BinarySearchFunc(aliases, id, func(a sumtab.Alias, id uint32) int { return cmp.Compare(a.File, id) })
 			id = aliases[k].Of
 		}
 		return id
