@@ -80,17 +80,7 @@ func TestKeptTable(t *testing.T) {
 	}
 	for i, n := range nights {
 		n.change()
-		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-			t.Fatalf("%s: hashfile: exit %d\n%s", n.name, code, stderr)
-		}
-		full, fullErr := fullPlan(t, db)
-		got, stderr, code := tool(t, nil, "findsame", "-db", db)
-		if code != 0 {
-			t.Fatalf("%s: findsame: exit %d\n%s", n.name, code, stderr)
-		}
-		if got != full {
-			t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", n.name, got, stderr, full, fullErr)
-		}
+		got, stderr := nightPlan(t, db, mnt, n.name)
 		if n.name == "a snapshot" && !strings.Contains(stderr, "the sums of 0 files changed or unsettled since the last run regrouped (44 more copied from a file in a snapshot's origin)") {
 			t.Errorf("%s: findsame said\n%s\nwant the snapshot's 44 files to join their origins' groups, and nothing regrouped", n.name, stderr)
 		}
@@ -113,6 +103,25 @@ func TestKeptTable(t *testing.T) {
 		}
 		allDone(t, results)
 	}
+}
+
+// nightPlan runs a night's hashfile on root and findsame with db, checks
+// that findsame printed the plan findsame -full prints, and returns the
+// plan and what findsame said; name says which night in failures.
+func nightPlan(t *testing.T, db, root, name string) (planOut, findsameErr string) {
+	t.Helper()
+	if _, stderr, code := tool(t, nil, "hashfile", "-db", db, root); code != 0 {
+		t.Fatalf("%s: hashfile: exit %d\n%s", name, code, stderr)
+	}
+	full, fullErr := fullPlan(t, db)
+	got, stderr, code := tool(t, nil, "findsame", "-db", db)
+	if code != 0 {
+		t.Fatalf("%s: findsame: exit %d\n%s", name, code, stderr)
+	}
+	if got != full {
+		t.Errorf("%s: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", name, got, stderr, full, fullErr)
+	}
+	return got, stderr
 }
 
 // fullPlan runs findsame -full on db (with args), leaving its table of
@@ -158,17 +167,7 @@ func TestUnsettledRegrouped(t *testing.T) {
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
 	db := filepath.Join(t.TempDir(), "index.db")
 	for night, apply := range []bool{false, false, true, true} {
-		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
-		}
-		full, fullErr := fullPlan(t, db)
-		got, stderr, code := tool(t, nil, "findsame", "-db", db)
-		if code != 0 {
-			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
-		}
-		if got != full {
-			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
-		}
+		got, stderr := nightPlan(t, db, mnt, fmt.Sprintf("night %d", night))
 		lines := strings.Count(got, "\n")
 		switch night {
 		case 1, 2:
@@ -218,17 +217,7 @@ func TestCloneOfRejoiningAlias(t *testing.T) {
 		if night == 1 {
 			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(mnt, "snap1"))
 		}
-		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, mnt); code != 0 {
-			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
-		}
-		full, fullErr := fullPlan(t, db)
-		got, stderr, code := tool(t, nil, "findsame", "-db", db)
-		if code != 0 {
-			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
-		}
-		if got != full {
-			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
-		}
+		got, _ := nightPlan(t, db, mnt, fmt.Sprintf("night %d", night))
 		if night > 0 && !strings.Contains(got, `/snap1/b"`) {
 			t.Errorf("night %d: findsame printed\n%s\nwant snap1/b among the destinations", night, got)
 		}
@@ -279,17 +268,7 @@ func TestSharedIntoRegrouped(t *testing.T) {
 			testfs.Run(t, "btrfs", "filesystem", "defragment", "-czstd", filepath.Join(live, "a.copy"))
 			testfs.Run(t, "sync")
 		}
-		if _, stderr, code := tool(t, nil, "hashfile", "-db", db, live); code != 0 {
-			t.Fatalf("night %d: hashfile: exit %d\n%s", night, code, stderr)
-		}
-		full, fullErr := fullPlan(t, db)
-		got, stderr, code := tool(t, nil, "findsame", "-db", db)
-		if code != 0 {
-			t.Fatalf("night %d: findsame: exit %d\n%s", night, code, stderr)
-		}
-		if got != full {
-			t.Errorf("night %d: findsame printed\n%s\n%s\nfindsame -full\n%s\n%s", night, got, stderr, full, fullErr)
-		}
+		got, stderr := nightPlan(t, db, live, fmt.Sprintf("night %d", night))
 		if night == 0 {
 			if lines := strings.Count(got, "\n"); lines != 1 {
 				t.Fatalf("night 0: %d plan lines; want 1\n%s", lines, got)
