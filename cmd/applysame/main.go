@@ -108,6 +108,11 @@
 // message. See docs/plan-format.md. A destination that the kernel finds
 // busy (EAGAIN: a btrfs send reads its subvolume) is tried again after 1,
 // 2, 4 and 8 seconds, then reported busy; the next run plans it again.
+// Where a dedupe or a rewrite's copy finds the quota of its btrfs subvolume
+// full (EDQUOT: its qgroup limit reached), the units after it that would
+// share or copy into that subvolume are skipped, their results saying how
+// to raise the limit: done by halves, they would free nothing and cost
+// metadata.
 //
 // On stderr, one message per item not done, naming the plan line and the
 // file:
@@ -195,6 +200,12 @@ snapshot, next to the writable file the line names), syncs it, and shares the
 file's ranges back from the copy; if the file changed after the copy, the
 kernel finds the bytes differ and nothing is shared. No file is ever
 written but the copy, and -rewrite-limit bounds how much is written.
+
+On btrfs with quotas, a subvolume whose qgroup limit is reached takes no
+dedupe: the kernel needs a little room in it for metadata (EDQUOT). The
+first item into it fails, and the units of work after it that would share
+or copy into it are skipped, their results saying how to raise the limit
+(btrfs qgroup limit SIZE 0/ID PATH, with a PATH outside the subvolume).
 
 For each plan line (or fdupes group) one JSON result record goes to
 standard output: the line number, the line's status (done, partial,

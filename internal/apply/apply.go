@@ -173,6 +173,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		ids:          make(map[string]*fsState),
 		notRewritten: make(map[fsys.FileID][]notRewritten),
 		busyDevs:     make(map[fsys.FileID]bool),
+		quotaFull:    make(map[fsys.FileID]string),
 		files:        newHandles(),
 	}
 	err := a.loop(ctx, src)
@@ -202,8 +203,13 @@ type applier struct {
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
 	busyDevs map[fsys.FileID]bool
-	files    *handles // the files lines open
-	looks    looks    // whether a destination is looked at first
+	// quotaFull holds the btrfs subvolumes whose quota (qgroup limit) a
+	// dedupe or a rewrite's copy found full (EDQUOT), and why: the units
+	// read after that which share or copy into one are skipped (see
+	// quotaBlocks).
+	quotaFull map[fsys.FileID]string
+	files     *handles // the files lines open
+	looks     looks    // whether a destination is looked at first
 }
 
 // fault, when set (by tests), is called at the points of a unit of work
@@ -252,6 +258,17 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 			a.files.release(f, false)
 		}
 	}()
+
+	// A line of a unit begun before a destination's quota was found full
+	// is not started either (see quotaBlocks).
+	var vols []fsys.FileID
+	for _, dst := range d.Dst {
+		vols = append(vols, dst.Volume())
+	}
+	if why := a.quotaFullIn(vols); why != "" {
+		r.Error = why
+		return r
+	}
 
 	if it.whole && d.Len == 0 {
 		for i := range r.Dst {
@@ -359,6 +376,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 		}
 		if o.Err != nil {
 			dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+			a.noteQuota(o.Err, d.Dst[idx[k]], line)
 		}
 	}
 	for _, wait := range busyBackoff {
@@ -406,6 +424,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 				}
 				if o.Err != nil {
 					dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
+					a.noteQuota(o.Err, d.Dst[bi[k]], line)
 				}
 			}
 			again, at = restD, restI
@@ -421,6 +440,60 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 			a.opt.Report(&ItemError{line, d.Dst[idx[k]].Path, errors.New(dr.Error)})
 		}
 	}
+}
+
+// noteQuota records, where err says that the quota of r's btrfs
+// subvolume leaves no room (EDQUOT: a qgroup limit reached), that it was
+// found full on line, so that the units read after that which share or
+// copy into that subvolume are skipped: sharing into it needs room for
+// metadata, and a unit whose other destinations were done would free
+// nothing and cost metadata. On other filesystems a quota is the owner's
+// or the project's, not the volume's: nothing is recorded.
+func (a *applier) noteQuota(err error, r plan.Range, line int) {
+	v := r.Volume()
+	if !errors.Is(err, syscall.EDQUOT) || v.Vol.Subvol == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.quotaFull[v]; !ok {
+		a.quotaFull[v] = fmt.Sprintf("not started: the quota of the subvolume of %s (qgroup 0/%d) was found full on line %d (EDQUOT); "+
+			"raise its limit and run again: btrfs qgroup limit SIZE 0/%[2]d PATH, PATH on that filesystem outside the subvolume", r.Path, v.Vol.Subvol, line)
+	}
+}
+
+// quotaBlocks returns why u may not start, or "": a destination of one of
+// its lines, or the file or the copy of one of its rewrites, lies in a
+// subvolume whose quota was found full (see noteQuota).
+func (a *applier) quotaBlocks(u *unit) string {
+	var vols []fsys.FileID
+	for _, it := range u.rws {
+		vols = append(vols, it.rw.File.Volume())
+		if c := it.rw.CopyNextTo; c != nil {
+			vols = append(vols, c.Volume())
+		}
+	}
+	for _, it := range u.lines {
+		if it.d != nil {
+			for _, dst := range it.d.Dst {
+				vols = append(vols, dst.Volume())
+			}
+		}
+	}
+	return a.quotaFullIn(vols)
+}
+
+// quotaFullIn returns why a subvolume of vols was found with its quota
+// full (see noteQuota), or "".
+func (a *applier) quotaFullIn(vols []fsys.FileID) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, v := range vols {
+		if why, ok := a.quotaFull[v]; ok {
+			return why
+		}
+	}
+	return ""
 }
 
 func (a *applier) isBusy(dev fsys.FileID) bool {

@@ -45,6 +45,10 @@
 // (every destination skipped), a failed destination fails itself. Every
 // item not done is reported through Options.Report and counted in Stats;
 // the run goes on unless Options.StopOnError is set.
+// A destination or a rewrite's copy that finds the quota of its btrfs
+// subvolume full (EDQUOT) marks the subvolume so: the units after it that
+// would share or copy into it are not started, nor the lines not started
+// of a unit in progress (see noteQuota).
 //
 // # fdupes groups
 //

@@ -22,6 +22,8 @@ import (
 // files, and the rewrite would then free nothing. Once the input ends the
 // units waiting are tried again, in plan order (a unit once those it
 // waits for are done), for as long as one of them frees room for others.
+// A unit that would share or copy into a btrfs subvolume whose quota was
+// found full (EDQUOT) is skipped (see noteQuota).
 //
 // After an interrupt, or past the time limit, no unit starts: a unit
 // read but not started is reported skipped, and so is the record read
@@ -71,9 +73,12 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		if held != nil {
 			u.after = u.holders(held)
 		}
+		full := a.quotaBlocks(u)
 		switch {
 		case a.timeUp():
 			q.skip(u, "time is up (-max-time)")
+		case full != "":
+			q.skip(u, full)
 		case len(u.after) > 0:
 			wait(u)
 		case len(u.rws) == 0:
@@ -94,7 +99,7 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		more = false
 		var still []*unit
 		for _, u := range waiting {
-			if q.fatal != nil || q.stop || ctx.Err() != nil || a.timeUp() || u.waitsFor() || !q.runUnit(ctx, u, true) {
+			if q.fatal != nil || q.stop || ctx.Err() != nil || a.timeUp() || u.waitsFor() || a.quotaBlocks(u) != "" || !q.runUnit(ctx, u, true) {
 				still = append(still, u)
 				continue
 			}
@@ -112,6 +117,8 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			q.skip(u, "interrupted")
 		case a.timeUp():
 			q.skip(u, "time is up (-max-time)")
+		case a.quotaBlocks(u) != "":
+			q.skip(u, a.quotaBlocks(u))
 		default:
 			q.runUnit(ctx, u, false) // its rewrites are skipped for want of room
 		}
@@ -202,12 +209,17 @@ func (q *queue) write(r *plan.Result) {
 // too little room for all its rewrites: then it returns false, having
 // done nothing. It starts once every line before it is done, runs its
 // rewrites one after the other, then its lines (so that they know which
-// extents were rewritten), and returns once they are done. Once its first
+// extents were rewritten), and returns once they are done; or skips it,
+// when a line before it found a quota it would need full. Once its first
 // rewrite has started the unit is finished whatever happens: an
 // interrupt, or the time limit, stops the run before the next unit, so
 // that no copy is left written whose extent is not freed.
 func (q *queue) runUnit(ctx context.Context, u *unit, mayWait bool) bool {
 	q.barrier()
+	if why := q.a.quotaBlocks(u); why != "" { // found by a line just done
+		q.skip(u, why)
+		return true
+	}
 	var need int64
 	for _, it := range u.rws {
 		need += it.rw.Bytes

@@ -276,6 +276,120 @@ func TestENOSPC(t *testing.T) {
 	}
 }
 
+// TestQuotaFull applies a plan into a btrfs subvolume whose quota (a
+// qgroup limit) is reached, beside a read-only snapshot of it whose quota
+// has room. The first item sharing or copying into the subvolume gets
+// EDQUOT (a line's destination in the snapshot is done), and every unit
+// after it is skipped, saying why, rather than done by halves:
+// destinations in the snapshot done and those in the subvolume failing
+// free nothing, cost metadata, and each failure reads both ranges first.
+// The first item is a dedupe line, or, with no unit that needs no
+// writing, a rewrite of the snapshot's file whose copy, made in the
+// subvolume, finds no room. Once the limit is lifted,
+// the next run frees what the plan said.
+func TestQuotaFull(t *testing.T) {
+	for _, rewriteFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rewriteFirst=%v", rewriteFirst), func(t *testing.T) {
+			mnt := testfs.Mount(t, "btrfs", "512M")
+			sv := filepath.Join(mnt, "sv")
+			testfs.Run(t, "btrfs", "quota", "enable", mnt)
+			testfs.Run(t, "btrfs", "subvolume", "create", sv)
+			unitTree(t, filepath.Join(sv, "tree"))
+			if rewriteFirst {
+				if err := os.Remove(filepath.Join(sv, "tree", "w2")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", sv, filepath.Join(mnt, "snap"))
+			before := testfs.SHA256Tree(t, mnt)
+			var id string
+			for line := range strings.Lines(testfs.Run(t, "btrfs", "subvolume", "show", sv)) {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "Subvolume" && f[1] == "ID:" {
+					id = "0/" + f[2]
+				}
+			}
+			var rfer string
+			for line := range strings.Lines(testfs.Run(t, "btrfs", "qgroup", "show", "--raw", "--sync", "-r", mnt)) {
+				if f := strings.Fields(line); len(f) >= 3 && f[0] == id {
+					rfer = f[1]
+				}
+			}
+			if rfer == "" {
+				t.Fatalf("no qgroup %q of %s", id, sv)
+			}
+			testfs.Run(t, "btrfs", "qgroup", "limit", rfer, sv)
+			free := testfs.FreeBytes(t, mnt)
+			db := filepath.Join(t.TempDir(), "index.db")
+
+			planOut, rs, st, err := night(t, context.Background(), db, mnt, Options{Jobs: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const full = "disk quota exceeded: the destination's quota (on btrfs, its subvolume's qgroup limit) leaves no room for the metadata that sharing takes"
+			var why string
+			found := func(path string, line int) {
+				why = fmt.Sprintf("not started: the quota of the subvolume of %s (qgroup %s) was found full on line %d (EDQUOT); "+
+					"raise its limit and run again: btrfs qgroup limit SIZE %[2]s PATH, PATH on that filesystem outside the subvolume", path, id, line)
+			}
+			for _, r := range rs {
+				switch {
+				case why != "":
+					if r.Status != plan.StatusSkipped || r.Error != why {
+						t.Errorf("line %d after the quota was found full: %s %q; want skipped, %q", r.Line, r.Status, r.Error, why)
+					}
+				case r.Rewrite != nil && r.Rewrite.Errno == "EDQUOT":
+					if want := fmt.Sprintf("open O_TMPFILE in %s: disk quota exceeded", filepath.Join(sv, "tree")); !rewriteFirst || r.Status != plan.StatusError || r.Error != want {
+						t.Errorf("line %d: rewrite %s %q; want it first, an error: %q", r.Line, r.Status, r.Error, want)
+					}
+					// The file rewritten is the snapshot's, its copy made (and
+					// its quota found full) next to a file of the subvolume.
+					var w struct {
+						CopyNextTo struct{ Path string } `json:"copy_next_to"`
+					}
+					if err := json.Unmarshal([]byte(strings.Split(planOut, "\n")[r.Line-1]), &w); err != nil {
+						t.Fatal(err)
+					}
+					if !strings.HasPrefix(r.Rewrite.Path, filepath.Join(mnt, "snap")+"/") || !strings.HasPrefix(w.CopyNextTo.Path, sv+"/") {
+						t.Errorf("line %d rewrites %s, its copy next to %q; want a file of the snapshot, next to one of %s", r.Line, r.Rewrite.Path, w.CopyNextTo.Path, sv)
+					}
+					found(w.CopyNextTo.Path, r.Line)
+				default:
+					for _, d := range r.Dst {
+						if d.Errno == "EDQUOT" {
+							if rewriteFirst || d.Status != plan.DstError || d.Error != full || !strings.HasPrefix(d.Path, sv+"/") {
+								t.Errorf("line %d: %s %s %q; want the first item, an error into %s: %q", r.Line, d.Path, d.Status, d.Error, sv, full)
+							}
+							found(d.Path, r.Line)
+						}
+					}
+				}
+			}
+			if why == "" || rs[len(rs)-1].Error != why {
+				t.Fatalf("results %+v; want an item with EDQUOT, and lines after it", rs)
+			}
+			if st.Errors != 1 {
+				t.Errorf("%d errors; want 1 (the first item into the subvolume)", st.Errors)
+			}
+			if after := testfs.FreeBytes(t, mnt); after < free-mib {
+				t.Errorf("%d bytes free after a run into a full quota; want at least %d", after, free-mib)
+			}
+
+			// Named by the subvolume's path, the limit cannot be lifted: the
+			// ioctl's own transaction finds no room in its quota.
+			testfs.Run(t, "btrfs", "qgroup", "limit", "none", id, mnt)
+			if _, rs, st, err := night(t, context.Background(), db, mnt, Options{Jobs: 2}); err != nil || st.Failed() > 0 {
+				t.Fatalf("run with the limit lifted: %v, %+v\n%v", err, st, rs)
+			}
+			if freed, want := testfs.FreeBytes(t, mnt)-free, planFreed(t, planOut); freed < want*9/10 {
+				t.Errorf("the run with the limit lifted freed %d bytes; want at least 90%% of %d", freed, want)
+			}
+			if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("content changed")
+			}
+		})
+	}
+}
+
 // fill writes one file of random data beside the tree until not one more
 // block fits.
 func fill(t *testing.T, mnt string) {

@@ -57,6 +57,17 @@ var ErrStale = errors.New("stale")
 // file.
 var ErrNotRegular = errors.New("not a regular file")
 
+// sharingBack marks an error of Rewrite in sharing the copy back into the
+// file, rather than in making the copy.
+type sharingBack struct{ error }
+
+func (e sharingBack) Unwrap() error { return e.error }
+
+// SharingBack reports whether err, from Rewrite, arose in sharing the copy
+// back into the file (in the file's volume), rather than in making the
+// copy (in the directory it is made in).
+func SharingBack(err error) bool { return errors.As(err, new(sharingBack)) }
+
 // ErrUnsupported is returned on platforms without FIDEDUPERANGE.
 var ErrUnsupported = errors.New("dedupe is not supported on this platform")
 

@@ -90,7 +90,7 @@ func Rewrite(ctx context.Context, f *os.File, path string, at *os.File, atPath s
 				if o.Err == nil {
 					o.Err = ctx.Err()
 				}
-				return fmt.Errorf("share [%d, %d) back from the copy: %w", p.Off, p.Off+p.Len, o.Err)
+				return sharingBack{fmt.Errorf("share [%d, %d) back from the copy: %w", p.Off, p.Off+p.Len, o.Err)}
 			}
 		}
 		batch, inBatch = batch[:0], 0
