@@ -109,10 +109,11 @@
 // busy (EAGAIN: a btrfs send reads its subvolume) is tried again after 1,
 // 2, 4 and 8 seconds, then reported busy; the next run plans it again.
 // Where a dedupe or a rewrite's copy finds the quota of its btrfs subvolume
-// full (EDQUOT: its qgroup limit reached), the units after it that would
-// share or copy into that subvolume are skipped, their results saying how
-// to raise the limit: done by halves, they would free nothing and cost
-// metadata.
+// full (EDQUOT: its qgroup limit reached), or its filesystem mounted
+// read-only (EROFS, as btrfs makes itself after an error), the units after
+// it that would share or copy into that volume are skipped, their results
+// saying what to do: done by halves, they would free nothing and cost
+// metadata, and each would fail in turn.
 //
 // On stderr, one message per item not done, naming the plan line and the
 // file:
@@ -206,6 +207,8 @@ dedupe: the kernel needs a little room in it for metadata (EDQUOT). The
 first item into it fails, and the units of work after it that would share
 or copy into it are skipped, their results saying how to raise the limit
 (btrfs qgroup limit SIZE 0/ID PATH, with a PATH outside the subvolume).
+So are those into a filesystem found mounted read-only (EROFS), as btrfs
+makes itself after an error.
 
 For each plan line (or fdupes group) one JSON result record goes to
 standard output: the line number, the line's status (done, partial,

@@ -73,6 +73,50 @@ func TestCannotDedupe(t *testing.T) {
 	}
 }
 
+// A filesystem mounted read-only (a backup disk, or a btrfs that an error
+// made read-only), where every line would fail with EROFS, is left out
+// and named once, by its mount point rather than the subvolume its first
+// file is in; one mounted read-write is planned as ever, and so is the
+// first once mounted read-write again. A read-only snapshot on a
+// writable mount is planned.
+func TestReadOnlyMount(t *testing.T) {
+	ro := testfs.Mount(t, "btrfs", "512M")
+	rw := testfs.Mount(t, "btrfs", "512M")
+	db := filepath.Join(t.TempDir(), "index.db")
+	for _, mnt := range []string{ro, rw} {
+		writeTree(t, filepath.Join(mnt, "tree"))
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap"))
+		hashTree(t, db, mnt)
+	}
+	findsame := func() (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{"-db", db, "-q"}, nil, &out, &errb); err != nil {
+			t.Fatalf("findsame: %v\n%s", err, errb.String())
+		}
+		return out.String(), errb.String()
+	}
+	testfs.Run(t, "mount", "-o", "remount,ro", ro)
+	plan, stderr := findsame()
+	if want := "findsame: btrfs at " + ro + " is mounted read-only and cannot deduplicate: skipped\n"; stderr != want {
+		t.Errorf("stderr = %q; want %q", stderr, want)
+	}
+	if strings.Contains(plan, ro+"/") {
+		t.Errorf("plan names files on the read-only mount:\n%s", plan)
+	}
+	for _, f := range []string{filepath.Join(rw, "tree", "copies", "a1"), filepath.Join(rw, "snap", "tree", "copies", "a1")} {
+		if !strings.Contains(plan, f) {
+			t.Errorf("plan lost %s:\n%s", f, plan)
+		}
+	}
+
+	testfs.Run(t, "mount", "-o", "remount,rw", ro)
+	plan, stderr = findsame()
+	if stderr != "" || !strings.Contains(plan, filepath.Join(ro, "tree", "copies", "a1")) {
+		t.Errorf("mounted read-write again: stderr %q, plan\n%s\nwant no warning, and the copies planned", stderr, plan)
+	}
+}
+
 // With its index on a full filesystem, findsame plans as it does with
 // room: the table of sums and the extents it keeps beside the index are
 // left as they were, with a warning. Temporary files in a full -tmpdir fail the run, saying

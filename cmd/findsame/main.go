@@ -87,11 +87,14 @@
 // share them (nothing, say) is left out.
 //
 // Filesystems that cannot deduplicate (ext4, tmpfs, XFS made without
-// reflink, and others by type; see package fstype) are left out, each
-// named once on standard error (with -recorded, XFS is taken to have
-// reflink: no file is opened to ask):
+// reflink, and others by type; see package fstype), and those mounted
+// read-only (a backup disk, a btrfs that an error made read-only), are
+// left out, each named once on standard error (with -recorded, XFS is
+// taken to have reflink and every mount to be writable: no file is opened
+// to ask):
 //
 //	findsame: ext4 at /mnt/x cannot deduplicate: skipped
+//	findsame: btrfs at /backup is mounted read-only and cannot deduplicate: skipped
 //
 // On a terminal, standard error shows the progress of each phase (loading
 // files, reading sums, grouping, or reading changed sums and looking up

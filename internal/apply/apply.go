@@ -173,7 +173,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opt Options) (*Stats,
 		ids:          make(map[string]*fsState),
 		notRewritten: make(map[fsys.FileID][]notRewritten),
 		busyDevs:     make(map[fsys.FileID]bool),
-		quotaFull:    make(map[fsys.FileID]string),
+		blocked:      make(map[fsys.FileID]string),
 		files:        newHandles(),
 	}
 	err := a.loop(ctx, src)
@@ -203,13 +203,12 @@ type applier struct {
 	// busyDevs are the devices (subvolumes) that stayed busy (EAGAIN)
 	// through every retry: later lines are not retried there.
 	busyDevs map[fsys.FileID]bool
-	// quotaFull holds the btrfs subvolumes whose quota (qgroup limit) a
-	// dedupe or a rewrite's copy found full (EDQUOT), and why: the units
-	// read after that which share or copy into one are skipped (see
-	// quotaBlocks).
-	quotaFull map[fsys.FileID]string
-	files     *handles // the files lines open
-	looks     looks    // whether a destination is looked at first
+	// blocked holds the volumes that take nothing more in the run, and
+	// why: a dedupe or a rewrite's copy found the quota of a btrfs
+	// subvolume full, or a filesystem mounted read-only (see noteBlocked).
+	blocked map[fsys.FileID]string
+	files   *handles // the files lines open
+	looks   looks    // whether a destination is looked at first
 }
 
 // fault, when set (by tests), is called at the points of a unit of work
@@ -259,13 +258,13 @@ func (a *applier) apply(ctx context.Context, it item) *plan.Result {
 		}
 	}()
 
-	// A line of a unit begun before a destination's quota was found full
-	// is not started either (see quotaBlocks).
+	// A line of a unit begun before a destination's volume was found to
+	// take nothing more is not started either (see blockedUnit).
 	var vols []fsys.FileID
 	for _, dst := range d.Dst {
 		vols = append(vols, dst.Volume())
 	}
-	if why := a.quotaFullIn(vols); why != "" {
+	if why := a.blockedIn(vols); why != "" {
 		r.Error = why
 		return r
 	}
@@ -376,7 +375,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 		}
 		if o.Err != nil {
 			dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
-			a.noteQuota(o.Err, d.Dst[idx[k]], line)
+			a.noteBlocked(o.Err, d.Dst[idx[k]], line)
 		}
 	}
 	for _, wait := range busyBackoff {
@@ -424,7 +423,7 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 				}
 				if o.Err != nil {
 					dr.Error, dr.Errno = o.Err.Error(), dedupe.ErrnoName(o.Err)
-					a.noteQuota(o.Err, d.Dst[bi[k]], line)
+					a.noteBlocked(o.Err, d.Dst[bi[k]], line)
 				}
 			}
 			again, at = restD, restI
@@ -442,30 +441,39 @@ func (a *applier) dedupe(ctx context.Context, line int, d *plan.Dedupe, src *os.
 	}
 }
 
-// noteQuota records, where err says that the quota of r's btrfs
-// subvolume leaves no room (EDQUOT: a qgroup limit reached), that it was
-// found full on line, so that the units read after that which share or
-// copy into that subvolume are skipped: sharing into it needs room for
-// metadata, and a unit whose other destinations were done would free
-// nothing and cost metadata. On other filesystems a quota is the owner's
-// or the project's, not the volume's: nothing is recorded.
-func (a *applier) noteQuota(err error, r plan.Range, line int) {
+// noteBlocked records that r's volume takes nothing more in the run, and
+// why, where err says so: the quota of its btrfs subvolume leaves no room
+// (EDQUOT: a qgroup limit reached; sharing into it needs room for
+// metadata), or its filesystem is mounted read-only (EROFS: say btrfs
+// made itself so after an error). The units read after that which share
+// or copy into that volume are skipped (see blockedUnit): each would fail
+// after reading its ranges, and a unit whose other destinations were done
+// would free nothing and cost metadata. On other filesystems than btrfs a
+// quota is the owner's or the project's, not the volume's: nothing is
+// recorded for EDQUOT there.
+func (a *applier) noteBlocked(err error, r plan.Range, line int) {
 	v := r.Volume()
-	if !errors.Is(err, syscall.EDQUOT) || v.Vol.Subvol == 0 {
+	var why string
+	switch {
+	case errors.Is(err, syscall.EDQUOT) && v.Vol.Subvol != 0:
+		why = fmt.Sprintf("not started: the quota of the subvolume of %s (qgroup 0/%d) was found full on line %d (EDQUOT); "+
+			"raise its limit and run again: btrfs qgroup limit SIZE 0/%[2]d PATH, PATH on that filesystem outside the subvolume", r.Path, v.Vol.Subvol, line)
+	case errors.Is(err, syscall.EROFS):
+		why = fmt.Sprintf("not started: the filesystem of %s was found mounted read-only on line %d (EROFS); mount it read-write and run again", r.Path, line)
+	default:
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.quotaFull[v]; !ok {
-		a.quotaFull[v] = fmt.Sprintf("not started: the quota of the subvolume of %s (qgroup 0/%d) was found full on line %d (EDQUOT); "+
-			"raise its limit and run again: btrfs qgroup limit SIZE 0/%[2]d PATH, PATH on that filesystem outside the subvolume", r.Path, v.Vol.Subvol, line)
+	if _, ok := a.blocked[v]; !ok {
+		a.blocked[v] = why
 	}
 }
 
-// quotaBlocks returns why u may not start, or "": a destination of one of
+// blockedUnit returns why u may not start, or "": a destination of one of
 // its lines, or the file or the copy of one of its rewrites, lies in a
-// subvolume whose quota was found full (see noteQuota).
-func (a *applier) quotaBlocks(u *unit) string {
+// volume that takes nothing more (see noteBlocked).
+func (a *applier) blockedUnit(u *unit) string {
 	var vols []fsys.FileID
 	for _, it := range u.rws {
 		vols = append(vols, it.rw.File.Volume())
@@ -480,16 +488,16 @@ func (a *applier) quotaBlocks(u *unit) string {
 			}
 		}
 	}
-	return a.quotaFullIn(vols)
+	return a.blockedIn(vols)
 }
 
-// quotaFullIn returns why a subvolume of vols was found with its quota
-// full (see noteQuota), or "".
-func (a *applier) quotaFullIn(vols []fsys.FileID) string {
+// blockedIn returns why a volume of vols takes nothing more (see
+// noteBlocked), or "".
+func (a *applier) blockedIn(vols []fsys.FileID) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, v := range vols {
-		if why, ok := a.quotaFull[v]; ok {
+		if why, ok := a.blocked[v]; ok {
 			return why
 		}
 	}

@@ -46,9 +46,10 @@
 // item not done is reported through Options.Report and counted in Stats;
 // the run goes on unless Options.StopOnError is set.
 // A destination or a rewrite's copy that finds the quota of its btrfs
-// subvolume full (EDQUOT) marks the subvolume so: the units after it that
-// would share or copy into it are not started, nor the lines not started
-// of a unit in progress (see noteQuota).
+// subvolume full (EDQUOT), or its filesystem mounted read-only (EROFS),
+// marks the volume so: the units after it that would share or copy into
+// it are not started, nor the lines not started of a unit in progress
+// (see noteBlocked).
 //
 // # fdupes groups
 //

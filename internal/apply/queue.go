@@ -22,8 +22,9 @@ import (
 // files, and the rewrite would then free nothing. Once the input ends the
 // units waiting are tried again, in plan order (a unit once those it
 // waits for are done), for as long as one of them frees room for others.
-// A unit that would share or copy into a btrfs subvolume whose quota was
-// found full (EDQUOT) is skipped (see noteQuota).
+// A unit that would share or copy into a volume found to take nothing
+// more (a btrfs subvolume's quota full, a filesystem mounted read-only)
+// is skipped (see noteBlocked).
 //
 // After an interrupt, or past the time limit, no unit starts: a unit
 // read but not started is reported skipped, and so is the record read
@@ -73,7 +74,7 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		if held != nil {
 			u.after = u.holders(held)
 		}
-		full := a.quotaBlocks(u)
+		full := a.blockedUnit(u)
 		switch {
 		case a.timeUp():
 			q.skip(u, "time is up (-max-time)")
@@ -99,7 +100,7 @@ func (a *applier) loop(ctx context.Context, src source) error {
 		more = false
 		var still []*unit
 		for _, u := range waiting {
-			if q.fatal != nil || q.stop || ctx.Err() != nil || a.timeUp() || u.waitsFor() || a.quotaBlocks(u) != "" || !q.runUnit(ctx, u, true) {
+			if q.fatal != nil || q.stop || ctx.Err() != nil || a.timeUp() || u.waitsFor() || a.blockedUnit(u) != "" || !q.runUnit(ctx, u, true) {
 				still = append(still, u)
 				continue
 			}
@@ -117,8 +118,8 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			q.skip(u, "interrupted")
 		case a.timeUp():
 			q.skip(u, "time is up (-max-time)")
-		case a.quotaBlocks(u) != "":
-			q.skip(u, a.quotaBlocks(u))
+		case a.blockedUnit(u) != "":
+			q.skip(u, a.blockedUnit(u))
 		default:
 			q.runUnit(ctx, u, false) // its rewrites are skipped for want of room
 		}
@@ -210,13 +211,14 @@ func (q *queue) write(r *plan.Result) {
 // done nothing. It starts once every line before it is done, runs its
 // rewrites one after the other, then its lines (so that they know which
 // extents were rewritten), and returns once they are done; or skips it,
-// when a line before it found a quota it would need full. Once its first
+// when a line before it found a volume it would need to take nothing
+// more. Once its first
 // rewrite has started the unit is finished whatever happens: an
 // interrupt, or the time limit, stops the run before the next unit, so
 // that no copy is left written whose extent is not freed.
 func (q *queue) runUnit(ctx context.Context, u *unit, mayWait bool) bool {
 	q.barrier()
-	if why := q.a.quotaBlocks(u); why != "" { // found by a line just done
+	if why := q.a.blockedUnit(u); why != "" { // found by a line just done
 		q.skip(u, why)
 		return true
 	}

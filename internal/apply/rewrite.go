@@ -124,12 +124,13 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 		defer at.Close()
 	}
 	rr.Written, rr.Shared, err = dedupe.Rewrite(ctx, f, w.File.Path, at, atPath, spans, a.opt.Chunk)
-	// A quota that leaves no room (EDQUOT) is that of the subvolume the
-	// copy is made in, or, sharing it back, of the file's.
+	// A quota that leaves no room (EDQUOT), or a read-only mount, is that
+	// of the volume the copy is made in, or, sharing it back, of the
+	// file's.
 	if w.CopyNextTo != nil && !dedupe.SharingBack(err) {
-		a.noteQuota(err, *w.CopyNextTo, line)
+		a.noteBlocked(err, *w.CopyNextTo, line)
 	} else {
-		a.noteQuota(err, w.File, line)
+		a.noteBlocked(err, w.File, line)
 	}
 	switch {
 	case err == nil:

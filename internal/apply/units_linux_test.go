@@ -66,6 +66,14 @@ func seededBytes(seed uint64) func(n int) []byte {
 // with opt; it returns the plan, the results and Run's outcome.
 func night(t *testing.T, ctx context.Context, db, dir string, opt Options) (string, []plan.Result, *Stats, error) {
 	t.Helper()
+	p := planOf(t, db, dir)
+	rs, st, err := applyPlan(ctx, t, p, opt)
+	return p, rs, st, err
+}
+
+// planOf runs hashfile and findsame in-process on dir and returns the plan.
+func planOf(t *testing.T, db, dir string) string {
+	t.Helper()
 	ix, err := index.Open(db)
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +87,13 @@ func night(t *testing.T, ctx context.Context, db, dir string, opt Options) (stri
 	if _, err := runs.Find(context.Background(), ix, runs.Options{Live: true, Rewrite: true}, func(r plan.Record) error { return enc.Encode(r) }); err != nil {
 		t.Fatal(err)
 	}
+	return planOut.String()
+}
+
+// applyPlan applies p with opt, as night does, and returns the results
+// and Run's outcome.
+func applyPlan(ctx context.Context, t *testing.T, p string, opt Options) ([]plan.Result, *Stats, error) {
+	t.Helper()
 	if opt.RewriteLimit == 0 {
 		opt.RewriteLimit = 1 << 30
 	}
@@ -87,8 +102,8 @@ func night(t *testing.T, ctx context.Context, db, dir string, opt Options) (stri
 	}
 	opt.Chunk = mib
 	var out bytes.Buffer
-	st, err := Run(ctx, strings.NewReader(planOut.String()), &out, opt)
-	return planOut.String(), results(t, out.String()), st, err
+	st, err := Run(ctx, strings.NewReader(p), &out, opt)
+	return results(t, out.String()), st, err
 }
 
 // planFreed is what a plan says it frees.
@@ -384,6 +399,81 @@ func TestQuotaFull(t *testing.T) {
 				t.Errorf("the run with the limit lifted freed %d bytes; want at least 90%% of %d", freed, want)
 			}
 			if after := testfs.SHA256Tree(t, mnt); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("content changed")
+			}
+		})
+	}
+}
+
+// TestReadOnly applies a plan on a btrfs mounted read-only since it was
+// made, or made read-only as the first rewrite starts (as btrfs makes
+// itself after an error): the first item gets EROFS, and every unit after
+// it is skipped, saying why, rather than each failing in turn. Mounted
+// read-write again, the plan applied again frees what it said.
+func TestReadOnly(t *testing.T) {
+	for _, point := range []string{"", "rewrite-start"} {
+		t.Run("at="+point, func(t *testing.T) {
+			mnt := testfs.Mount(t, "btrfs", "512M")
+			dir := filepath.Join(mnt, "tree")
+			unitTree(t, dir)
+			before := testfs.SHA256Tree(t, dir)
+			free := testfs.FreeBytes(t, mnt)
+			p := planOf(t, filepath.Join(t.TempDir(), "index.db"), dir)
+			readOnly := func() { testfs.Run(t, "mount", "-o", "remount,ro", mnt) }
+			if point == "" {
+				readOnly()
+			} else {
+				done := false
+				setFault(t, func(at string) {
+					if at == point && !done {
+						done = true
+						readOnly()
+					}
+				})
+			}
+			rs, st, err := applyPlan(context.Background(), t, p, Options{Jobs: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var why string
+			for _, r := range rs {
+				switch {
+				case why != "":
+					if r.Status != plan.StatusSkipped || r.Error != why {
+						t.Errorf("line %d after EROFS: %s %q; want skipped, %q", r.Line, r.Status, r.Error, why)
+					}
+				case r.Rewrite != nil && r.Rewrite.Errno == "EROFS":
+					if want := fmt.Sprintf("open O_TMPFILE in %s: read-only file system", filepath.Dir(r.Rewrite.Path)); point == "" || r.Status != plan.StatusError || r.Error != want {
+						t.Errorf("line %d: rewrite %s %q; want the first item with the filesystem made read-only as it starts, an error: %q", r.Line, r.Status, r.Error, want)
+					}
+					why = fmt.Sprintf("not started: the filesystem of %s was found mounted read-only on line %d (EROFS); mount it read-write and run again", r.Rewrite.Path, r.Line)
+				default:
+					for _, d := range r.Dst {
+						if d.Errno != "EROFS" {
+							continue
+						}
+						if want := "read-only file system: the destination's filesystem is mounted read-only"; point != "" || r.Line != 1 || d.Status != plan.DstError || d.Error != want {
+							t.Errorf("line %d: %s %s %q; want line 1, an error: %q", r.Line, d.Path, d.Status, d.Error, want)
+						}
+						why = fmt.Sprintf("not started: the filesystem of %s was found mounted read-only on line %d (EROFS); mount it read-write and run again", d.Path, r.Line)
+					}
+				}
+			}
+			if why == "" || rs[len(rs)-1].Error != why {
+				t.Fatalf("results %+v; want an item with EROFS, and lines after it", rs)
+			}
+			if st.Errors != 1 {
+				t.Errorf("%d errors; want 1", st.Errors)
+			}
+
+			testfs.Run(t, "mount", "-o", "remount,rw", mnt)
+			if rs, st, err := applyPlan(context.Background(), t, p, Options{Jobs: 2}); err != nil || st.Failed() > 0 {
+				t.Fatalf("mounted read-write again: %v, %+v\n%v", err, st, rs)
+			}
+			if freed, want := testfs.FreeBytes(t, mnt)-free, planFreed(t, p); freed < want*9/10 {
+				t.Errorf("the plan applied again freed %d bytes; want at least 90%% of %d", freed, want)
+			}
+			if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Errorf("content changed")
 			}
 		})

@@ -346,6 +346,8 @@ func errnoError(err error) error {
 		msg = "resource temporarily unavailable: a btrfs send is running on the subvolume"
 	case unix.ENOSPC:
 		msg = "no space left on device"
+	case unix.EROFS:
+		msg = "read-only file system: the destination's filesystem is mounted read-only"
 	case unix.EDQUOT:
 		msg = "disk quota exceeded: the destination's quota (on btrfs, its subvolume's qgroup limit) leaves no room for the metadata that sharing takes"
 	case unix.EISDIR:

@@ -52,13 +52,20 @@ func ByType(m int64) bool {
 var ErrCannotDedupe = errors.New("cannot deduplicate")
 
 // Error names a filesystem that cannot deduplicate: "ext4 at /mnt/x cannot
+// deduplicate", or "btrfs at /backup is mounted read-only and cannot
 // deduplicate".
 type Error struct {
-	Type  string // its type's name
-	Mount string // where it is mounted, or a path on it
+	Type     string // its type's name
+	Mount    string // where it is mounted, or a path on it
+	ReadOnly bool   // it can, but is mounted read-only
 }
 
-func (e *Error) Error() string { return e.Type + " at " + e.Mount + " " + ErrCannotDedupe.Error() }
+func (e *Error) Error() string {
+	if e.ReadOnly {
+		return e.Type + " at " + e.Mount + " is mounted read-only and " + ErrCannotDedupe.Error()
+	}
+	return e.Type + " at " + e.Mount + " " + ErrCannotDedupe.Error()
+}
 
 // Unwrap makes errors.Is(err, ErrCannotDedupe) hold.
 func (e *Error) Unwrap() error { return ErrCannotDedupe }

@@ -41,6 +41,15 @@ func CanDedupe(f *os.File) (magic int64, ok bool) {
 	return magic, flags&xfsGeomFlagsReflink != 0
 }
 
+// ReadOnly reports whether f is on a filesystem mounted read-only (as
+// statfs says: that mount, or the whole filesystem, as btrfs makes itself
+// after an error), where the kernel shares nothing (EROFS). A read-only
+// btrfs snapshot on a writable mount is not.
+func ReadOnly(f *os.File) bool {
+	var st unix.Statfs_t
+	return unix.Fstatfs(int(f.Fd()), &st) == nil && st.Flags&unix.ST_RDONLY != 0
+}
+
 // MountPoint returns where the filesystem of st_dev dev holding path
 // (absolute) is mounted: the topmost directory above path on dev.
 func MountPoint(dev uint64, path string) string {

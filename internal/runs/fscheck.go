@@ -2,6 +2,7 @@ package runs
 
 import (
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -13,9 +14,11 @@ import (
 
 // canDedupe returns a function that says whether a file's filesystem can
 // deduplicate, so that files on those that cannot are never planned: by
-// the type the index records, and with live, for XFS, by its reflink
-// feature, asked through the first file of it that is still the one
-// hashed. It warns once per filesystem it leaves out, naming where it is
+// the type the index records, and with live, through the first file of
+// each volume that is still the one hashed, by whether it is mounted
+// read-only (a backup disk, or a btrfs that an error made read-only:
+// every line into it would fail with EROFS) and, for XFS, by its reflink
+// feature. It warns once per filesystem it leaves out, naming where it is
 // mounted.
 func canDedupe(vols map[fsys.Volume]fsys.Info, live bool, warn func(string, error)) func(f index.File) bool {
 	known := make(map[fsys.Volume]bool)
@@ -26,12 +29,18 @@ func canDedupe(vols map[fsys.Volume]fsys.Info, live bool, warn func(string, erro
 		}
 		v := vols[f.Vol]
 		ok := fstype.ByType(v.Magic)
-		if ok && live && v.Magic == fstype.XFS {
+		readOnly := false
+		if ok && live {
 			h, err := dedupe.Open(f.Path, f.Identity)
 			if err != nil {
 				return true // stale or gone: remap leaves it out; the next file tells
 			}
-			_, ok = fstype.CanDedupe(h)
+			if v.Magic == fstype.XFS {
+				_, ok = fstype.CanDedupe(h)
+			}
+			if ok && fstype.ReadOnly(h) {
+				ok, readOnly = false, true
+			}
 			h.Close()
 		}
 		known[f.Vol] = ok
@@ -39,11 +48,32 @@ func canDedupe(vols map[fsys.Volume]fsys.Info, live bool, warn func(string, erro
 			warned[f.Vol.FS] = true
 			mnt := f.Path
 			var st unix.Stat_t
-			if live && unix.Lstat(f.Path, &st) == nil {
+			switch {
+			case readOnly:
+				mnt = mountOf(f.Path) // the mount, not the subvolume
+			case live && unix.Lstat(f.Path, &st) == nil:
 				mnt = fstype.MountPoint(uint64(st.Dev), f.Path)
 			}
-			warn(mnt, fmt.Errorf("%w: skipped", &fstype.Error{Type: fstype.Name(v.Magic), Mount: mnt}))
+			warn(mnt, fmt.Errorf("%w: skipped", &fstype.Error{Type: fstype.Name(v.Magic), Mount: mnt, ReadOnly: readOnly}))
 		}
 		return ok
 	}
+}
+
+// mountOf returns the mount point that holds path (absolute): the
+// longest of /proc/self/mountinfo's at or above it; path itself where
+// they cannot be read.
+func mountOf(path string) string {
+	mps, err := fsys.MountPoints()
+	if err != nil {
+		return path
+	}
+	best := path
+	n := -1
+	for _, mp := range mps {
+		if len(mp) > n && (mp == "/" || path == mp || strings.HasPrefix(path, mp+"/")) {
+			best, n = mp, len(mp)
+		}
+	}
+	return best
 }
