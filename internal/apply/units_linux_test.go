@@ -480,6 +480,72 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
+// TestLargeBlocks plans and applies on an XFS of 16 KiB blocks, where
+// the kernel shares whole blocks of the filesystem only: the index's 4
+// KiB runs are cut to them, a block is paired only with blocks at the
+// same place in a block of the filesystem (the largest file, otherwise
+// the source, holds a's data 4 KiB in), and a file's partial last block
+// goes with it where both files end there. Every line
+// is done, the space the plan says is freed, every file's content is
+// unchanged, and the next night plans nothing.
+func TestLargeBlocks(t *testing.T) {
+	mnt := testfs.Mount(t, "xfs16k", "512M")
+	if bs := testfs.Run(t, "stat", "-f", "-c", "%S", mnt); bs != "16384\n" {
+		t.Fatalf("block size %q; want 16384", bs)
+	}
+	dir := filepath.Join(mnt, "tree")
+	rnd := seededBytes(7)
+	a := rnd(4*mib + 5000) // ends 5000 bytes into a block
+	// The largest file, the best source of a's first 2 MiB, but 4 KiB in.
+	shifted := append(append(rnd(4096), a[:2*mib]...), rnd(4*mib)...)
+	aligned := append(rnd(16384), a[:2*mib]...)
+	writeTree(t, dir, map[string][]byte{
+		"a": a, "copy": a, // whole copies, the partial last block included
+		"shifted": shifted, // a's first 2 MiB 4 KiB in: no block of it lies as in a
+		"aligned": aligned, // a's first 2 MiB one block in
+		// A MiB of a from its second block, and 5000 bytes more whose
+		// last 904 are in a 4 KiB block of their own: the run ends a
+		// block of 4 KiB before the end, and is cut to the whole 16 KiB
+		// blocks it covers.
+		"head": a[16384 : 16384+mib+5000],
+	})
+	before := testfs.SHA256Tree(t, dir)
+	free := testfs.FreeBytes(t, mnt)
+	db := filepath.Join(t.TempDir(), "index.db")
+	p, rs, st, err := night(t, context.Background(), db, dir, Options{Jobs: 2})
+	if err != nil || st.Failed() > 0 || st.Skipped > 0 {
+		t.Fatalf("night: %v, %+v\n%v", err, st, rs)
+	}
+	lines := 0
+	for line := range strings.Lines(p) {
+		var d plan.Dedupe
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatal(err)
+		}
+		lines++
+		for _, r := range append([]plan.Range{d.Src}, d.Dst...) {
+			if r.Off%16384 != 0 || (d.Len%16384 != 0 && r.Off+d.Len != r.Size) {
+				t.Errorf("line %d: %s at %d, %d bytes; want whole blocks of 16 KiB, or the end of the file", lines, r.Path, r.Off, d.Len)
+			}
+		}
+	}
+	if lines == 0 {
+		t.Fatal("no line planned")
+	}
+	// copy whole, its partial last block too; aligned's 2 MiB; head's
+	// MiB.
+	want := int64(len(a)+16383)/16384*16384 + 3*mib
+	if freed := testfs.FreeBytes(t, mnt) - free; freed < want || freed > want+16384*4 {
+		t.Errorf("freed %d bytes; want %d (the plan said %d)", freed, want, planFreed(t, p))
+	}
+	if after := testfs.SHA256Tree(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("content changed")
+	}
+	if p, _, _, err := night(t, context.Background(), db, dir, Options{}); err != nil || p != "" {
+		t.Errorf("the next night: %v, plan\n%s\nwant none", err, p)
+	}
+}
+
 // fill writes one file of random data beside the tree until not one more
 // block fits.
 func fill(t *testing.T, mnt string) {

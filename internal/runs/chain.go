@@ -111,6 +111,47 @@ func samePlace(de fiemap.Extent, doff int64, se fiemap.Extent, soff int64) bool 
 	return de.Physical+(doff-de.Logical) == se.Physical+(soff-se.Logical)
 }
 
+// alignRuns fits the runs to filesystems whose block is larger than the
+// index's (XFS made with 16 KiB blocks, btrfs with 64 KiB sectors): the
+// kernel shares whole blocks of the filesystem, at offsets that are
+// multiples of it in both files, and a last block in part only where the
+// range ends at the end of both. A run is cut to the filesystem blocks it
+// covers whole (keeping a partial tail that ends both files, as chain
+// makes it), and left out where its source and destination lie at
+// offsets that differ by other than whole filesystem blocks, or where
+// nothing is left. Elsewhere the runs are as they were. The order of the
+// runs is kept.
+func alignRuns(runs []run, files []file, bs int64) []run {
+	out := runs[:0]
+	for _, r := range runs {
+		fb := max(files[r.dst.file()].vol.fsBlock, files[r.src.file()].vol.fsBlock)
+		if fb <= bs {
+			out = append(out, r)
+			continue
+		}
+		k := fb / bs // index blocks in a filesystem block
+		d0, s0 := r.dst.block(), r.src.block()
+		if (d0-s0)%k != 0 {
+			continue
+		}
+		lo, end := (d0+k-1)/k*k, d0+r.n
+		hi := end / k * k
+		if r.len < r.n*bs {
+			hi = end // a partial tail, at the end of both files
+		}
+		if hi <= lo {
+			continue
+		}
+		cut := (lo - d0) * bs
+		r.len -= cut + (end-hi)*bs
+		r.dst += loc(lo - d0)
+		r.src += loc(lo - d0)
+		r.n = hi - lo
+		out = append(out, r)
+	}
+	return out
+}
+
 func filter(runs []run, o Options) []run {
 	return slices.DeleteFunc(runs, func(r run) bool {
 		return r.len < o.MinLen

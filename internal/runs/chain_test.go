@@ -84,3 +84,34 @@ func TestShareableCompressed(t *testing.T) {
 		}
 	}
 }
+
+// TestAlignRuns cuts runs to the blocks of a filesystem of 16 KiB blocks
+// (four of the index's): to those they cover whole, keeping a partial
+// tail at the end of both files; runs at places in a block of it that
+// differ, or covering no whole block, are left out. Runs on a filesystem
+// of 4 KiB blocks are kept as they are.
+func TestAlignRuns(t *testing.T) {
+	const bs = 4096
+	big, small := &volume{fsBlock: 16384}, &volume{fsBlock: 4096}
+	files := []file{{vol: big, Size: 100 << 10}, {vol: big, Size: 100 << 10}, {vol: small, Size: 1 << 20}, {vol: small, Size: 1 << 20}}
+	r := func(dst, src int, db, sb, n, len int64) run {
+		return run{dst: mkloc(dst, db), src: mkloc(src, sb), n: n, len: len}
+	}
+	got := alignRuns([]run{
+		r(1, 0, 1, 5, 10, 10*bs),      // blocks 4 to 7 of the destination
+		r(1, 0, 0, 1, 8, 8*bs),        // a place apart: left out
+		r(1, 0, 2, 6, 2, 2*bs),        // no whole block
+		r(1, 0, 20, 20, 5, 5*bs-1000), // up to the end of both
+		r(1, 0, 11, 3, 9, 9*bs-1000),  // from block 12, to the end
+		r(3, 2, 1, 2, 3, 3*bs),        // 4 KiB blocks
+	}, files, bs)
+	want := []run{
+		r(1, 0, 4, 8, 4, 4*bs),
+		r(1, 0, 20, 20, 5, 5*bs-1000),
+		r(1, 0, 12, 4, 8, 8*bs-1000),
+		r(3, 2, 1, 2, 3, 3*bs),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("alignRuns = %v; want %v", got, want)
+	}
+}

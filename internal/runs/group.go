@@ -334,12 +334,39 @@ type sources struct {
 	// less disk is the one to keep).
 	rank  []uint64
 	class []int32
+	// mask is, for a file on a filesystem whose block holds several of
+	// the index's (XFS of 16 KiB blocks), their number less one: a block
+	// can share storage only with blocks at the same place in a block of
+	// the filesystem (see of). 0 elsewhere; nil where no file has one.
+	mask []uint16
+}
+
+// of returns the class of the block at a as a member of a group: its
+// file's class, and where the filesystem's block holds several of the
+// index's, its place in it.
+func (s sources) of(a loc) int64 {
+	c := int64(s.class[a.file()]) << 16
+	if s.mask != nil {
+		c |= a.block() & int64(s.mask[a.file()])
+	}
+	return c
 }
 
 const keepSourceRank = 1 << 63
 
-func newSources(files []file) sources {
+// newSources makes the sources of files, whose index blocks are of bs
+// bytes.
+func newSources(files []file, bs int64) sources {
 	s := sources{rank: make([]uint64, len(files)), class: make([]int32, len(files))}
+	for i := range files {
+		if v := files[i].vol; v != nil && v.fsBlock/bs > 1 {
+			k := v.fsBlock / bs
+			if s.mask == nil {
+				s.mask = make([]uint16, len(files))
+			}
+			s.mask[i] = uint16(k - 1)
+		}
+	}
 	for i := range files {
 		f := &files[i]
 		r := uint64(min(max(f.Size, 0), 1<<62-1)) << 1
@@ -356,12 +383,13 @@ func newSources(files []file) sources {
 
 // appendGroup maps every member of g (in any order) to the source of its
 // class: the member of the class with the highest rank, the first in path
-// and block order. Members of different classes cannot share storage. A
+// and block order. Members of different classes (sources.of) cannot share
+// storage. A
 // member that must stay a source (keepSource) is mapped to nothing.
 func appendGroup(maps []mapping, s sources, g []pair) []mapping {
-	c := s.class[g[0].at.file()]
+	c := s.of(g[0].at)
 	for _, m := range g[1:] {
-		if s.class[m.at.file()] != c {
+		if s.of(m.at) != c {
 			return appendClasses(maps, s, g)
 		}
 	}
@@ -384,7 +412,7 @@ func appendGroup(maps []mapping, s sources, g []pair) []mapping {
 // class's members make a group of their own.
 func appendClasses(maps []mapping, s sources, g []pair) []mapping {
 	g = slices.Clone(g)
-	class := func(p pair) int32 { return s.class[p.at.file()] }
+	class := func(p pair) int64 { return s.of(p.at) }
 	slices.SortStableFunc(g, func(a, b pair) int { return cmp.Compare(class(a), class(b)) })
 	for i := 0; i < len(g); {
 		j := i + 1

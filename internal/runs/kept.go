@@ -941,7 +941,7 @@ func holderOf(aliases []sumtab.Alias) func(uint32) uint32 {
 // gone either way (the first by path led).
 func (f *finder) mayHaveLed(rank uint64, g []pair, newer []loc) bool {
 	type best struct {
-		class int32
+		class int64
 		rank  uint64
 	}
 	var bs []best
@@ -950,7 +950,7 @@ func (f *finder) mayHaveLed(rank uint64, g []pair, newer []loc) bool {
 			continue
 		}
 		fi := p.at.file()
-		c, r := f.sources.class[fi], f.sources.rank[fi]
+		c, r := f.sources.of(p.at), f.sources.rank[fi]
 		k := slices.IndexFunc(bs, func(b best) bool { return b.class == c })
 		if k < 0 {
 			bs = append(bs, best{c, r})

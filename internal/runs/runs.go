@@ -331,7 +331,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 		return sum, wholeFiles(ctx, ix, files, byID, bs, o, emit, &sum)
 	}
 	f := &finder{ctx: ctx, ix: ix, o: &o, bs: bs, files: files, byID: byID, seqs: seqs, sum: &sum,
-		sources: newSources(files), tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
+		sources: newSources(files, bs), tmpdir: cmp.Or(o.TmpDir, filepath.Dir(ix.Path()))}
 	f.tab = f.openTable(seq)
 	defer f.tab.close()
 	f.kext = f.keptExtents()
@@ -435,7 +435,7 @@ func Find(ctx context.Context, ix *index.Index, o Options, emit func(plan.Record
 	if runs, err = bridge(ctx, ix, files, f.held, runs, bs, &o); err != nil {
 		return sum, err
 	}
-	runs = filter(runs, o)
+	runs = filter(alignRuns(runs, files, bs), o)
 	var refs func(int, int64) ([]fiemap.Ref, bool)
 	if o.Live {
 		var done func()

@@ -29,8 +29,8 @@ func Root() bool {
 	return os.Geteuid() == 0
 }
 
-// Mount returns the mountpoint of a new fstype ("btrfs", "xfs" or "ext4")
-// filesystem of the given size ("512M", "2G"; XFS needs at least 300M) on a
+// Mount returns the mountpoint of a new fstype ("btrfs", "xfs", "xfs16k":
+// XFS with 16 KiB blocks, or "ext4") filesystem of the given size ("512M", "2G"; XFS needs at least 300M) on a
 // loop-mounted sparse image. It is unmounted and removed when the test and
 // its subtests finish, however they end. Without root the test is skipped,
 // or failed when the environment variable CI is true.
