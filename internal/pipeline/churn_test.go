@@ -29,7 +29,8 @@ import (
 // taken and deleted), the same mounted with compress=zstd, the same with
 // files of three owners planned with -same-owner, the same with a snapshot
 // every five changes (twelve kept), the same filled to the last block at
-// the end of every day, and an XFS, each after a day of changes drawn at
+// the end of every day, an XFS, and an XFS of 16 KiB blocks (where the
+// kernel shares whole blocks of it only), each after a day of changes drawn at
 // random from what hosts do to files: new files and whole copies, copies
 // reflinked, ranges overwritten in place, appends, truncations, holes
 // punched, space preallocated inside and beyond the end, renames, hard
@@ -81,6 +82,7 @@ func TestChurn(t *testing.T) {
 		{"btrfs-hourly", "btrfs", "", false, true, false},
 		{"btrfs-full", "btrfs", "", false, false, true},
 		{"xfs", "xfs", "", false, false, false},
+		{"xfs16k", "xfs16k", "", false, false, false},
 	} {
 		for _, seed := range seeds {
 			t.Run(fmt.Sprintf("%s/seed%d", fs.name, seed), func(t *testing.T) {
