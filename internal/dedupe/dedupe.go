@@ -68,9 +68,6 @@ func (e sharingBack) Unwrap() error { return e.error }
 // copy (in the directory it is made in).
 func SharingBack(err error) bool { return errors.As(err, new(sharingBack)) }
 
-// ErrUnsupported is returned on platforms without FIDEDUPERANGE.
-var ErrUnsupported = errors.New("dedupe is not supported on this platform")
-
 // StaleError says that a file is not the one the plan was made for.
 type StaleError struct {
 	Field     string // "fs", "subvol", "dev", "ino", "size" or "mtime"

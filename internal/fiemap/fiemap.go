@@ -68,7 +68,7 @@ func At(ext []Extent, off int64) (Extent, bool) {
 	return ext[i], true
 }
 
-// ErrUnsupported is returned where the platform or filesystem has no FIEMAP.
+// ErrUnsupported is returned where the filesystem has no FIEMAP.
 var ErrUnsupported = errors.New("fiemap: not supported")
 
 // ErrNoTreeSearch is wrapped by DiskExtents where it cannot read btrfs's

@@ -1,7 +1,6 @@
 package fsys
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -58,9 +57,6 @@ type FS struct {
 	// root.
 	Free int64
 }
-
-// ErrUnsupported is returned on platforms other than Linux.
-var ErrUnsupported = errors.New("not supported on this platform")
 
 // Time formats nanoseconds since the epoch as an RFC 3339 date in UTC with
 // as many fractional digits as needed: exact, and readable.
