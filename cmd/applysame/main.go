@@ -126,9 +126,12 @@
 // from a pipe, lines done and the rate;
 //
 // and at the end a summary: lines read, destinations deduped, bytes
-// deduplicated, differing, stale and failed items, invalid lines, and for
+// deduplicated, differing, stale and failed items, invalid lines, the
+// lines not started for each volume found to take nothing more, and for
 // each filesystem touched the space it reports freed, measured with statfs
-// before the first dedupe on it and after the run, after syncing it.
+// before the first dedupe on it and after the run, after syncing it:
+//
+//	applysame: 561 lines not started: the filesystem of /backup/a was found mounted read-only on line 1 (EROFS); mount it read-write and run again
 //
 // Exit status:
 //
@@ -219,9 +222,10 @@ error, one message per item not done, naming the plan line and the file:
   applysame: line 3: /mnt/a: stale: size 8192, plan says 4096
 
 and at the end, unless -q, a summary: lines read, destinations deduped,
-bytes deduplicated, items not done, and for each filesystem touched the
-space it reports freed (statfs before the first dedupe on it and after the
-run, after syncing it). Flags may be written with one or two dashes; a SIZE
+bytes deduplicated, items not done, the lines not started for each volume
+found to take nothing more (a full quota, a read-only mount), and for each
+filesystem touched the space it reports freed (statfs before the first
+dedupe on it and after the run, after syncing it). Flags may be written with one or two dashes; a SIZE
 takes the suffixes K, M and G (powers of 1024).
 
 Examples:
@@ -412,6 +416,9 @@ func printSummary(w io.Writer, s *apply.Stats, dryRun bool) {
 	}
 	fmt.Fprintf(w, "applysame: %d lines, %s, %d extents rewritten (%s written), %d differ, %d stale, %d errors, %d skipped%s, %d invalid lines\n",
 		s.Lines, done, s.Rewrites, cli.Bytes(s.Written), s.Differs, s.Stale, s.Errors, s.Skipped, busy, s.Invalid)
+	for _, b := range s.Blocked {
+		fmt.Fprintf(w, "applysame: %d lines %s\n", b.Lines, b.Why)
+	}
 	if dryRun {
 		return
 	}

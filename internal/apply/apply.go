@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -88,6 +89,18 @@ type Stats struct {
 	Written  int64
 	// FS has an entry per filesystem touched, in the order first touched.
 	FS []FSStats
+	// Blocked has an entry per volume found to take nothing more (a
+	// btrfs subvolume's quota full, a filesystem mounted read-only), in
+	// the order found: why, as the results of the lines it kept from
+	// starting say, and how many of them there were (rewrites included).
+	Blocked []Blocked
+}
+
+// Blocked is a volume that took nothing more in the run, and the lines
+// not started for it.
+type Blocked struct {
+	Why   string
+	Lines int
 }
 
 // Failed is the number of items not done: invalid lines, differing,
@@ -504,6 +517,19 @@ func (a *applier) blockedIn(vols []fsys.FileID) string {
 	return ""
 }
 
+// isBlocked reports whether why is that of a volume found to take nothing
+// more (see noteBlocked).
+func (a *applier) isBlocked(why string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.blocked {
+		if w == why {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *applier) isBusy(dev fsys.FileID) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -571,6 +597,14 @@ func (a *applier) setDst(dr *plan.DstResult, err error) {
 func (a *applier) count(r *plan.Result) {
 	s := a.stats
 	s.Lines++
+	if r.Status == plan.StatusSkipped && r.Error != "" && a.isBlocked(r.Error) {
+		k := slices.IndexFunc(s.Blocked, func(b Blocked) bool { return b.Why == r.Error })
+		if k < 0 {
+			k = len(s.Blocked)
+			s.Blocked = append(s.Blocked, Blocked{Why: r.Error})
+		}
+		s.Blocked[k].Lines++
+	}
 	if rr := r.Rewrite; rr != nil {
 		a.countRewrite(r)
 		return

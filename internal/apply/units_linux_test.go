@@ -382,6 +382,9 @@ func TestQuotaFull(t *testing.T) {
 			if why == "" || rs[len(rs)-1].Error != why {
 				t.Fatalf("results %+v; want an item with EDQUOT, and lines after it", rs)
 			}
+			if n := skippedFor(rs, why); !slices.Equal(st.Blocked, []Blocked{{why, n}}) {
+				t.Errorf("Stats.Blocked = %+v; want %d lines for %q", st.Blocked, n, why)
+			}
 			if st.Errors != 1 {
 				t.Errorf("%d errors; want 1 (the first item into the subvolume)", st.Errors)
 			}
@@ -403,6 +406,17 @@ func TestQuotaFull(t *testing.T) {
 			}
 		})
 	}
+}
+
+// skippedFor counts the results of rs skipped for why.
+func skippedFor(rs []plan.Result, why string) int {
+	n := 0
+	for _, r := range rs {
+		if r.Status == plan.StatusSkipped && r.Error == why {
+			n++
+		}
+	}
+	return n
 }
 
 // TestReadOnly applies a plan on a btrfs mounted read-only since it was
@@ -461,6 +475,9 @@ func TestReadOnly(t *testing.T) {
 			}
 			if why == "" || rs[len(rs)-1].Error != why {
 				t.Fatalf("results %+v; want an item with EROFS, and lines after it", rs)
+			}
+			if n := skippedFor(rs, why); !slices.Equal(st.Blocked, []Blocked{{why, n}}) {
+				t.Errorf("Stats.Blocked = %+v; want %d lines for %q", st.Blocked, n, why)
 			}
 			if st.Errors != 1 {
 				t.Errorf("%d errors; want 1", st.Errors)
