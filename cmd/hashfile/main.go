@@ -48,11 +48,14 @@
 // reads on any. Files of 256 MiB or more are read first.
 //
 // Each filesystem that cannot deduplicate (ext4, tmpfs, XFS made without
-// reflink, and others by type) is named once on standard error as the
-// walk enters it; it is indexed all the same, and findsame plans nothing
-// there:
+// reflink, overlayfs, and others by type) is named once on standard error
+// as the walk enters it; it is indexed all the same, and findsame plans
+// nothing there. Pseudo filesystems (proc, sysfs, debugfs, cgroup, autofs
+// and the like) hold no file data and are not walked at all: reading
+// /proc/kcore alone would take for ever.
 //
 //	hashfile: ext4 at /mnt/x cannot deduplicate: indexed, but findsame plans nothing there
+//	hashfile: proc at /proc holds no file data: not walked
 //
 // Progress goes to standard error when it is a terminal: bytes hashed of
 // the bytes to hash, percentage, rate and time left. Until the walk ends
@@ -186,6 +189,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				mu.Lock()
 				defer mu.Unlock()
 				bar.Printf(stderr, "hashfile: %v: indexed, but findsame plans nothing there\n", err)
+			}
+		},
+		Pseudo: func(path, fsType string) {
+			if !*quiet {
+				mu.Lock()
+				defer mu.Unlock()
+				bar.Printf(stderr, "hashfile: %s at %s holds no file data: not walked\n", fsType, path)
 			}
 		},
 	}
@@ -396,7 +406,7 @@ func checkFS(path string, dev uint64) error {
 		return nil // the walk reports what it cannot open
 	}
 	defer f.Close()
-	if magic, ok := fstype.CanDedupe(f); !ok {
+	if magic, ok := fstype.CanDedupe(f); !ok && !fstype.Pseudo(magic) { // the walk says it does not go there
 		return &fstype.Error{Type: fstype.Name(magic), Mount: fstype.MountPoint(dev, path)}
 	}
 	return nil

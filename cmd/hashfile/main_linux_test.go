@@ -846,3 +846,58 @@ func TestCannotDedupe(t *testing.T) {
 		t.Errorf("hashfile -q = %v, stderr %q; want nil, nothing", err, stderr)
 	}
 }
+
+// hashfile does not walk pseudo filesystems (proc, sysfs), which hold no
+// file data and whose files can take for ever to read (/proc/kcore): it
+// names each once. An overlay (a container's merged view) is indexed but
+// named as one that cannot deduplicate: findsame plans nothing there.
+func TestPseudoAndOverlay(t *testing.T) {
+	btrfs := testfs.Mount(t, "btrfs", "256M")
+	tree := filepath.Join(btrfs, "tree")
+	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 10000))
+	lower, upper, work := filepath.Join(btrfs, "lower"), filepath.Join(btrfs, "upper"), filepath.Join(btrfs, "work")
+	writeFile(t, filepath.Join(lower, "g"), randomBytes(2, 10000))
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mounts := []struct{ dir, fstype, opts string }{
+		{"proc", "proc", ""},
+		{"sys", "sysfs", ""},
+		{"ov", "overlay", "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work},
+	}
+	for _, m := range mounts {
+		dir := filepath.Join(tree, m.dir)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-t", m.fstype, m.fstype, dir}
+		if m.opts != "" {
+			args = append(args, "-o", m.opts)
+		}
+		testfs.Run(t, "mount", args...)
+		t.Cleanup(func() { testfs.Run(t, "umount", dir) })
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	_, stderr, err := hashfile(t, "", "-db", db, tree)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	// The directories read ahead may name the pseudo filesystems in
+	// either order.
+	want := []string{
+		"hashfile: overlay at " + filepath.Join(tree, "ov") + " cannot deduplicate: indexed, but findsame plans nothing there",
+		"hashfile: proc at " + filepath.Join(tree, "proc") + " holds no file data: not walked",
+		"hashfile: sysfs at " + filepath.Join(tree, "sys") + " holds no file data: not walked",
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if len(lines) != len(want)+1 {
+		t.Fatalf("stderr = %q; want %q and the summary", stderr, want)
+	}
+	got := slices.Sorted(slices.Values(lines[:len(want)]))
+	if !slices.Equal(got, want) {
+		t.Errorf("stderr = %q; want %q and the summary", stderr, want)
+	}
+	checkSummary(t, lines[len(want)]+"\n", counts{seen: 2, hashed: 2, read: 20000})
+}

@@ -20,12 +20,56 @@ const (
 	Squashfs = 0x73717368
 	NFS      = 0x6969
 	FUSE     = 0x65735546
+	Overlay  = 0x794C7630
+)
+
+// Magic numbers of pseudo filesystems: they hold no file data, and
+// reading their files can take for ever (/proc/kcore, the size of the
+// kernel's address space) or act (debugfs).
+const (
+	Proc       = 0x9FA0
+	Sysfs      = 0x62656572
+	Debugfs    = 0x64626720
+	Tracefs    = 0x74726163
+	Cgroup     = 0x27E0EB
+	Cgroup2    = 0x63677270
+	Securityfs = 0x73636673
+	Devpts     = 0x1CD1
+	BPF        = 0xCAFE4A11
+	Configfs   = 0x62656570
+	Pstore     = 0x6165676C
+	Efivarfs   = 0xDE5E81E4
+	Mqueue     = 0x19800202
+	Fusectl    = 0x65735543
+	BinfmtMisc = 0x42494E4D
+	Selinuxfs  = 0xF97CFF8C
+	Nsfs       = 0x6E736673
+	Autofs     = 0x0187
 )
 
 var names = map[int64]string{
 	Btrfs: "btrfs", XFS: "xfs", Ext4: "ext4", Tmpfs: "tmpfs", Ramfs: "ramfs",
 	MSDOS: "vfat", ExFAT: "exfat", NTFS: "ntfs", ISO9660: "iso9660",
-	Squashfs: "squashfs", NFS: "nfs", FUSE: "fuse",
+	Squashfs: "squashfs", NFS: "nfs", FUSE: "fuse", Overlay: "overlay",
+	Proc: "proc", Sysfs: "sysfs", Debugfs: "debugfs", Tracefs: "tracefs",
+	Cgroup: "cgroup", Cgroup2: "cgroup2", Securityfs: "securityfs",
+	Devpts: "devpts", BPF: "bpf", Configfs: "configfs", Pstore: "pstore",
+	Efivarfs: "efivarfs", Mqueue: "mqueue", Fusectl: "fusectl",
+	BinfmtMisc: "binfmt_misc", Selinuxfs: "selinuxfs", Nsfs: "nsfs",
+	Autofs: "autofs",
+}
+
+// Pseudo reports whether a filesystem of type m is a pseudo filesystem
+// (proc, sysfs, debugfs, cgroup and the like), which holds no data to
+// deduplicate; autofs counts too, as entering it mounts what it stands
+// for.
+func Pseudo(m int64) bool {
+	switch m {
+	case Proc, Sysfs, Debugfs, Tracefs, Cgroup, Cgroup2, Securityfs, Devpts, BPF, Configfs,
+		Pstore, Efivarfs, Mqueue, Fusectl, BinfmtMisc, Selinuxfs, Nsfs, Autofs:
+		return true
+	}
+	return false
 }
 
 // Name returns the name of the filesystem type with statfs magic m, or m
@@ -42,10 +86,10 @@ func Name(m int64) string {
 // which for XFS holds only with reflink (see CanDedupe).
 func ByType(m int64) bool {
 	switch m {
-	case Ext4, Tmpfs, Ramfs, MSDOS, ExFAT, NTFS, ISO9660, Squashfs, NFS, FUSE:
+	case Ext4, Tmpfs, Ramfs, MSDOS, ExFAT, NTFS, ISO9660, Squashfs, NFS, FUSE, Overlay:
 		return false
 	}
-	return true
+	return !Pseudo(m)
 }
 
 // ErrCannotDedupe says a filesystem cannot share storage between files.

@@ -53,6 +53,7 @@ func (s *scanner) walk(out chan<- item) error {
 		Enter:  s.sv.enter,
 		Files:  s.sv.files,
 		Listed: s.sv.listed,
+		Pseudo: s.o.Pseudo,
 	}
 	send := func(it item) error {
 		select {

@@ -43,6 +43,10 @@ type Options struct {
 	// meets, with the path of a directory or file on it, from the walk's
 	// goroutine.
 	FS func(path string, dev uint64)
+	// Pseudo, if set, is told of each pseudo filesystem (proc, sysfs, ...)
+	// the walk met, which it does not list (see walk.Options.Pseudo), from
+	// any goroutine.
+	Pseudo func(path, fsType string)
 }
 
 // DefaultJobs is two readers per CPU: while one waits for the disk, the

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"same/internal/safeopen"
 )
@@ -59,6 +60,11 @@ type Options struct {
 	Skipped func(path string, why string)
 	// Error is called for each path that cannot be read; the walk goes on.
 	Error func(path string, err error)
+	// Pseudo, if set, is told of each pseudo filesystem (proc, sysfs, ...:
+	// see fstype.Pseudo) the walk met and did not list, with the path of
+	// the first directory of it met and its type's name, from any of the
+	// walk's goroutines.
+	Pseudo func(path, fsType string)
 }
 
 // CheckPatterns reports the first malformed exclude pattern.
@@ -152,6 +158,10 @@ type walker struct {
 	o       *Options
 	fn      func(Entry) error
 	rootDev uint64
+	// pseudo caches, by device, the name of the pseudo filesystem it is,
+	// or "" (see pseudoFS).
+	mu     sync.Mutex
+	pseudo map[uint64]string
 	// listings holds a token for each directory being read ahead, so
 	// that the read-ahead holds at most maxListings descriptors.
 	listings chan struct{}
@@ -314,11 +324,39 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 	return p
 }
 
+// pseudoFS reports whether the directory open at fd, at path, on device
+// dev, is on a pseudo filesystem (proc, sysfs, debugfs...: see
+// fstype.Pseudo), which holds no file data, and whose files can take for
+// ever to read (/proc/kcore) or act when read: the walk lists nothing of
+// it, and tells Options.Pseudo once. It looks once per device.
+func (w *walker) pseudoFS(fd int, path string, dev uint64) bool {
+	w.mu.Lock()
+	name, ok := w.pseudo[dev]
+	if !ok {
+		var sf unix.Statfs_t
+		if unix.Fstatfs(fd, &sf) == nil && fstype.Pseudo(int64(sf.Type)) {
+			name = fstype.Name(int64(sf.Type))
+		}
+		if w.pseudo == nil {
+			w.pseudo = make(map[uint64]string)
+		}
+		w.pseudo[dev] = name
+	}
+	w.mu.Unlock()
+	if !ok && name != "" && w.o.Pseudo != nil {
+		w.o.Pseudo(path, name)
+	}
+	return name != ""
+}
+
 // list reads the directory open at fd, whose path is path, on device
 // dev; where listed, its files go as listed; where dirsOnly, only its
 // subdirectories go, and nothing else is stat'ed.
 func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev uint64) listing {
 	l := listing{listed: listed, dirsOnly: dirsOnly, dev: dev}
+	if w.pseudoFS(fd, path, dev) {
+		return l // nothing to deduplicate there, and reading can hang
+	}
 	ents, err := readDirents(fd)
 	if err != nil {
 		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: err}
