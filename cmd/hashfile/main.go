@@ -6,7 +6,8 @@
 //	find ... -print0 | hashfile -0 -
 //
 // Hashfile walks each PATH (directories recursively, without following
-// symbolic links), hashes every regular non-empty file in fixed-size
+// symbolic links, nor taking a PATH that is one or has one above it),
+// hashes every regular non-empty file in fixed-size
 // blocks with SHA-256, and records the file's identity (device, inode,
 // size, mtime, ctime), its NOCOW attribute, its block hashes and its
 // FIEMAP extents in the index that findsame reads, and for each
@@ -224,7 +225,8 @@ Usage: hashfile [flags] PATH...
 Records the block hashes, identity and extents of files in the index.
 
 Hashfile walks each PATH (directories recursively, without following
-symbolic links), hashes every regular non-empty file in fixed-size blocks
+symbolic links, nor taking a PATH that is one or has one above it), hashes
+every regular non-empty file in fixed-size blocks
 with SHA-256, and records the file's identity (device, inode, size, mtime,
 ctime), its NOCOW attribute, its block hashes and its FIEMAP extents in the
 index that findsame reads. A PATH of "-" reads paths from standard input,

@@ -665,6 +665,34 @@ func TestMissingRoot(t *testing.T) {
 	}
 }
 
+// TestSymlinkRoot refuses a root that is a symbolic link, naming where it
+// points: the walk follows none, and a root skipped with nothing said
+// looked like a run that found nothing to do. It is a failed item: the
+// other roots are walked, and the run exits 3. Listed on standard input,
+// a symlink is skipped, as the walk skips those it meets.
+func TestSymlinkRoot(t *testing.T) {
+	dir := t.TempDir()
+	tree, link, other := filepath.Join(dir, "tree"), filepath.Join(dir, "link"), filepath.Join(dir, "other")
+	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 9000))
+	writeFile(t, filepath.Join(other, "g"), randomBytes(2, 9000))
+	if err := os.Symlink(tree, link); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "index.db")
+	_, stderr, err := hashfile(t, "", "-db", db, link, other)
+	if got := cli.Status(err); got != cli.ExitPartial {
+		t.Errorf("exit status = %d (%v); want %d", got, err, cli.ExitPartial)
+	}
+	want := fmt.Sprintf("hashfile: %s: a symbolic link (to %s), which hashfile does not follow: give the path it points to\n", link, tree)
+	if !strings.HasPrefix(stderr, want) {
+		t.Fatalf("stderr = %q; want it to start %q", stderr, want)
+	}
+	checkSummary(t, stderr[len(want):], counts{seen: 1, hashed: 1, failed: 1, read: 9000})
+	if _, stderr, err := hashfile(t, link+"\n", "-db", db, "-"); err != nil {
+		t.Errorf("hashfile - with the link listed = %v\n%s; want it skipped", err, stderr)
+	}
+}
+
 // identity is what lstat says of path now.
 func identity(t testing.TB, path string) fsys.Stat {
 	t.Helper()

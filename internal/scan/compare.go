@@ -79,7 +79,13 @@ func (s *scanner) walk(out chan<- item) error {
 			}
 			return nil
 		}
-		if !s.sv.rootLeft(r) {
+		if to, err := os.Readlink(r); err == nil && !s.o.Listed {
+			// Refused, as a symlink above it is (see checkRoots), but as
+			// an item of the run: skipped like those the walk meets, the
+			// run looked as if it had found nothing to do. What the index
+			// holds under it is kept.
+			s.fail(r, fmt.Errorf("%s: a symbolic link (to %s), which hashfile does not follow: give the path it points to", r, to), true)
+		} else if !s.sv.rootLeft(r) {
 			err := walk.Walk(s.ctx, r, opts, func(e walk.Entry) error {
 				if err := singles(e.Path); err != nil {
 					return err
