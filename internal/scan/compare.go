@@ -81,9 +81,10 @@ func (s *scanner) walk(out chan<- item) error {
 		}
 		if to, err := os.Readlink(r); err == nil && !s.o.Listed {
 			// Refused, as a symlink above it is (see checkRoots), but as
-			// an item of the run: skipped like those the walk meets, the
-			// run looked as if it had found nothing to do. What the index
-			// holds under it is kept.
+			// a failed item rather than an error of the run. Skipped with
+			// nothing said, as the walk skips the symlinks it meets, it
+			// made the run look as if it found nothing to do. What the
+			// index holds under it is kept.
 			s.fail(r, fmt.Errorf("%s: a symbolic link (to %s), which hashfile does not follow: give the path it points to", r, to), true)
 		} else if !s.sv.rootLeft(r) {
 			err := walk.Walk(s.ctx, r, opts, func(e walk.Entry) error {
