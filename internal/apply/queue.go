@@ -118,8 +118,6 @@ func (a *applier) loop(ctx context.Context, src source) error {
 			q.skip(u, "interrupted")
 		case a.timeUp():
 			q.skip(u, "time is up (-max-time)")
-		case a.blockedUnit(u) != "":
-			q.skip(u, a.blockedUnit(u))
 		default:
 			q.runUnit(ctx, u, false) // its rewrites are skipped for want of room
 		}
@@ -218,7 +216,7 @@ func (q *queue) write(r *plan.Result) {
 // that no copy is left written whose extent is not freed.
 func (q *queue) runUnit(ctx context.Context, u *unit, mayWait bool) bool {
 	q.barrier()
-	if why := q.a.blockedUnit(u); why != "" { // found by a line just done
+	if why := q.a.blockedUnit(u); why != "" { // found by a line just done, or while it waited
 		q.skip(u, why)
 		return true
 	}
