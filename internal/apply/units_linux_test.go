@@ -340,54 +340,33 @@ func TestQuotaFull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const full = "disk quota exceeded: the destination's quota (on btrfs, its subvolume's qgroup limit) leaves no room for the metadata that sharing takes"
-			var why string
-			found := func(path string, line int) {
-				why = fmt.Sprintf("not started: the quota of the subvolume of %s (qgroup %s) was found full on line %d (EDQUOT); "+
-					"raise its limit and run again: btrfs qgroup limit SIZE %[2]s PATH, PATH on that filesystem outside the subvolume", path, id, line)
-			}
-			for _, r := range rs {
-				switch {
-				case why != "":
-					if r.Status != plan.StatusSkipped || r.Error != why {
-						t.Errorf("line %d after the quota was found full: %s %q; want skipped, %q", r.Line, r.Status, r.Error, why)
-					}
-				case r.Rewrite != nil && r.Rewrite.Errno == "EDQUOT":
-					if want := fmt.Sprintf("open O_TMPFILE in %s: disk quota exceeded", filepath.Join(sv, "tree")); !rewriteFirst || r.Status != plan.StatusError || r.Error != want {
-						t.Errorf("line %d: rewrite %s %q; want it first, an error: %q", r.Line, r.Status, r.Error, want)
-					}
-					// The file rewritten is the snapshot's, its copy made (and
-					// its quota found full) next to a file of the subvolume.
-					var w struct {
-						CopyNextTo struct{ Path string } `json:"copy_next_to"`
-					}
-					if err := json.Unmarshal([]byte(strings.Split(planOut, "\n")[r.Line-1]), &w); err != nil {
-						t.Fatal(err)
-					}
-					if !strings.HasPrefix(r.Rewrite.Path, filepath.Join(mnt, "snap")+"/") || !strings.HasPrefix(w.CopyNextTo.Path, sv+"/") {
-						t.Errorf("line %d rewrites %s, its copy next to %q; want a file of the snapshot, next to one of %s", r.Line, r.Rewrite.Path, w.CopyNextTo.Path, sv)
-					}
-					found(w.CopyNextTo.Path, r.Line)
-				default:
-					for _, d := range r.Dst {
-						if d.Errno == "EDQUOT" {
-							if rewriteFirst || d.Status != plan.DstError || d.Error != full || !strings.HasPrefix(d.Path, sv+"/") {
-								t.Errorf("line %d: %s %s %q; want the first item, an error into %s: %q", r.Line, d.Path, d.Status, d.Error, sv, full)
-							}
-							found(d.Path, r.Line)
-						}
-					}
+			k, rw, d := firstWith(t, rs, "EDQUOT")
+			r, path := rs[k], ""
+			if rw != nil {
+				if want := fmt.Sprintf("open O_TMPFILE in %s: disk quota exceeded", filepath.Join(sv, "tree")); !rewriteFirst || r.Status != plan.StatusError || r.Error != want {
+					t.Errorf("line %d: rewrite %s %q; want it first, an error: %q", r.Line, r.Status, r.Error, want)
 				}
+				// The file rewritten is the snapshot's, its copy made (and
+				// its quota found full) next to a file of the subvolume.
+				var w struct {
+					CopyNextTo struct{ Path string } `json:"copy_next_to"`
+				}
+				if err := json.Unmarshal([]byte(strings.Split(planOut, "\n")[r.Line-1]), &w); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(rw.Path, filepath.Join(mnt, "snap")+"/") || !strings.HasPrefix(w.CopyNextTo.Path, sv+"/") {
+					t.Errorf("line %d rewrites %s, its copy next to %q; want a file of the snapshot, next to one of %s", r.Line, rw.Path, w.CopyNextTo.Path, sv)
+				}
+				path = w.CopyNextTo.Path
+			} else {
+				const full = "disk quota exceeded: the destination's quota (on btrfs, its subvolume's qgroup limit) leaves no room for the metadata that sharing takes"
+				if rewriteFirst || d.Status != plan.DstError || d.Error != full || !strings.HasPrefix(d.Path, sv+"/") {
+					t.Errorf("line %d: %s %s %q; want the first item, an error into %s: %q", r.Line, d.Path, d.Status, d.Error, sv, full)
+				}
+				path = d.Path
 			}
-			if why == "" || rs[len(rs)-1].Error != why {
-				t.Fatalf("results %+v; want an item with EDQUOT, and lines after it", rs)
-			}
-			if n := skippedFor(rs, why); !slices.Equal(st.Blocked, []Blocked{{why, n}}) {
-				t.Errorf("Stats.Blocked = %+v; want %d lines for %q", st.Blocked, n, why)
-			}
-			if st.Errors != 1 {
-				t.Errorf("%d errors; want 1 (the first item into the subvolume)", st.Errors)
-			}
+			checkBlocked(t, rs, st, k, fmt.Sprintf("not started: the quota of the subvolume of %s (qgroup %s) was found full on line %d (EDQUOT); "+
+				"raise its limit and run again: btrfs qgroup limit SIZE %[2]s PATH, PATH on that filesystem outside the subvolume", path, id, r.Line))
 			if after := testfs.FreeBytes(t, mnt); after < free-mib {
 				t.Errorf("%d bytes free after a run into a full quota; want at least %d", after, free-mib)
 			}
@@ -408,15 +387,44 @@ func TestQuotaFull(t *testing.T) {
 	}
 }
 
-// skippedFor counts the results of rs skipped for why.
-func skippedFor(rs []plan.Result, why string) int {
-	n := 0
-	for _, r := range rs {
-		if r.Status == plan.StatusSkipped && r.Error == why {
-			n++
+// firstWith returns the first result of rs whose rewrite or a destination
+// of which got errno: its index, and the rewrite or that destination.
+func firstWith(t *testing.T, rs []plan.Result, errno string) (int, *plan.RewriteResult, *plan.DstResult) {
+	t.Helper()
+	for k, r := range rs {
+		if r.Rewrite != nil && r.Rewrite.Errno == errno {
+			return k, r.Rewrite, nil
+		}
+		for i := range r.Dst {
+			if r.Dst[i].Errno == errno {
+				return k, nil, &r.Dst[i]
+			}
 		}
 	}
-	return n
+	t.Fatalf("results %+v; want an item with %s", rs, errno)
+	return 0, nil, nil
+}
+
+// checkBlocked checks a run whose result k was the first to find a volume
+// that takes nothing more: every result after it (one at least) skipped,
+// saying why, and counted in Stats.Blocked, and that item the run's only
+// error.
+func checkBlocked(t *testing.T, rs []plan.Result, st *Stats, k int, why string) {
+	t.Helper()
+	if k == len(rs)-1 {
+		t.Fatalf("results %+v; want lines after line %d", rs, rs[k].Line)
+	}
+	for _, r := range rs[k+1:] {
+		if r.Status != plan.StatusSkipped || r.Error != why {
+			t.Errorf("line %d after line %d: %s %q; want skipped, %q", r.Line, rs[k].Line, r.Status, r.Error, why)
+		}
+	}
+	if want := []Blocked{{why, len(rs) - 1 - k}}; !slices.Equal(st.Blocked, want) {
+		t.Errorf("Stats.Blocked = %+v; want %+v", st.Blocked, want)
+	}
+	if st.Errors != 1 {
+		t.Errorf("%d errors; want 1 (line %d's)", st.Errors, rs[k].Line)
+	}
 }
 
 // TestReadOnly applies a plan on a btrfs mounted read-only since it was
@@ -449,39 +457,20 @@ func TestReadOnly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var why string
-			for _, r := range rs {
-				switch {
-				case why != "":
-					if r.Status != plan.StatusSkipped || r.Error != why {
-						t.Errorf("line %d after EROFS: %s %q; want skipped, %q", r.Line, r.Status, r.Error, why)
-					}
-				case r.Rewrite != nil && r.Rewrite.Errno == "EROFS":
-					if want := fmt.Sprintf("open O_TMPFILE in %s: read-only file system", filepath.Dir(r.Rewrite.Path)); point == "" || r.Status != plan.StatusError || r.Error != want {
-						t.Errorf("line %d: rewrite %s %q; want the first item with the filesystem made read-only as it starts, an error: %q", r.Line, r.Status, r.Error, want)
-					}
-					why = fmt.Sprintf("not started: the filesystem of %s was found mounted read-only on line %d (EROFS); mount it read-write and run again", r.Rewrite.Path, r.Line)
-				default:
-					for _, d := range r.Dst {
-						if d.Errno != "EROFS" {
-							continue
-						}
-						if want := "read-only file system: the destination's filesystem is mounted read-only"; point != "" || r.Line != 1 || d.Status != plan.DstError || d.Error != want {
-							t.Errorf("line %d: %s %s %q; want line 1, an error: %q", r.Line, d.Path, d.Status, d.Error, want)
-						}
-						why = fmt.Sprintf("not started: the filesystem of %s was found mounted read-only on line %d (EROFS); mount it read-write and run again", d.Path, r.Line)
-					}
+			k, rw, d := firstWith(t, rs, "EROFS")
+			r, path := rs[k], ""
+			if rw != nil {
+				if want := fmt.Sprintf("open O_TMPFILE in %s: read-only file system", filepath.Dir(rw.Path)); point == "" || r.Status != plan.StatusError || r.Error != want {
+					t.Errorf("line %d: rewrite %s %q; want the first item with the filesystem made read-only as it starts, an error: %q", r.Line, r.Status, r.Error, want)
 				}
+				path = rw.Path
+			} else {
+				if want := "read-only file system: the destination's filesystem is mounted read-only"; point != "" || r.Line != 1 || d.Status != plan.DstError || d.Error != want {
+					t.Errorf("line %d: %s %s %q; want line 1, an error: %q", r.Line, d.Path, d.Status, d.Error, want)
+				}
+				path = d.Path
 			}
-			if why == "" || rs[len(rs)-1].Error != why {
-				t.Fatalf("results %+v; want an item with EROFS, and lines after it", rs)
-			}
-			if n := skippedFor(rs, why); !slices.Equal(st.Blocked, []Blocked{{why, n}}) {
-				t.Errorf("Stats.Blocked = %+v; want %d lines for %q", st.Blocked, n, why)
-			}
-			if st.Errors != 1 {
-				t.Errorf("%d errors; want 1", st.Errors)
-			}
+			checkBlocked(t, rs, st, k, fmt.Sprintf("not started: the filesystem of %s was found mounted read-only on line %d (EROFS); mount it read-write and run again", path, r.Line))
 
 			testfs.Run(t, "mount", "-o", "remount,rw", mnt)
 			if rs, st, err := applyPlan(context.Background(), t, p, Options{Jobs: 2}); err != nil || st.Failed() > 0 {
