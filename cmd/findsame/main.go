@@ -18,7 +18,9 @@
 // file found inside a disk image points into the image). Files are paired
 // only with files they can share storage with: on the same filesystem
 // (btrfs subvolumes of one filesystem count as one), and on btrfs only
-// files that both have, or both lack, the NOCOW attribute (chattr +C);
+// files that both keep, or both lack, checksums of their data (files with
+// the NOCOW attribute, chattr +C, and files written while btrfs was
+// mounted with nodatasum lack them);
 // with -same-owner, only files of the same owner, so that no user learns
 // through shared extents what another's files hold (docs/security.md).
 // Files recorded by a hashfile older than the index's identities (by
@@ -161,7 +163,8 @@ an extent is freed only when no part of it is still referenced, so copies
 whose extents the run covers whole become destinations. Files are paired
 only with files they can share storage with: on the same filesystem (btrfs
 subvolumes of one filesystem count as one), and on btrfs only files that
-both have, or both lack, the NOCOW attribute. Zero blocks, holes, inline
+both keep, or both lack, checksums of their data (NOCOW files, and files
+written while it was mounted with nodatasum, lack them). Zero blocks, holes, inline
 extents and ranges that already share storage with their source are never
 planned: findsame maps the files it plans again (FIEMAP, no data read), so
 a re-run after applysame plans nothing. On btrfs, a file all of whose

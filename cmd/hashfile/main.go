@@ -9,7 +9,8 @@
 // symbolic links, nor taking a PATH that is one or has one above it),
 // hashes every regular non-empty file in fixed-size
 // blocks with SHA-256, and records the file's identity (device, inode,
-// size, mtime, ctime), its NOCOW attribute, its block hashes and its
+// size, mtime, ctime), its NOCOW attribute (on btrfs as root, also set
+// for a file that keeps no checksums of its data), its block hashes and its
 // FIEMAP extents in the index that findsame reads, and for each
 // filesystem its type, block size and ID (on btrfs the filesystem's UUID,
 // which its subvolumes share). A PATH of "-" reads paths from standard
@@ -228,7 +229,8 @@ Hashfile walks each PATH (directories recursively, without following
 symbolic links, nor taking a PATH that is one or has one above it), hashes
 every regular non-empty file in fixed-size blocks
 with SHA-256, and records the file's identity (device, inode, size, mtime,
-ctime), its NOCOW attribute, its block hashes and its FIEMAP extents in the
+ctime), its NOCOW attribute (on btrfs, as root, a file without checksums
+of its data counts as NOCOW), its block hashes and its FIEMAP extents in the
 index that findsame reads. A PATH of "-" reads paths from standard input,
 one per line, or NUL-separated with -0.
 

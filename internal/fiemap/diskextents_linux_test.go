@@ -311,6 +311,58 @@ func TestDiskExtentsBtrfs(t *testing.T) {
 		checkLast(t, items)
 	})
 
+	t.Run("inode item and extended attributes", func(t *testing.T) {
+		// DiskExtentsNoDataSum reads from the inode item on: past
+		// extended attributes larger than a search buffer holds, then
+		// the extent items of the "many" subtest's layout; the file is
+		// NOCOW (no checksums), another one is not.
+		const n, block = 1000, 4096
+		path := filepath.Join(mnt, "xattrs")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := fsys.SetNoCOW(f, true); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 6 {
+			if err := unix.Fsetxattr(int(f.Fd()), fmt.Sprintf("user.big%d", i), fill(uint64(20+i), 14000), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data := fill(13, block)
+		var want []span
+		for i := range n {
+			off := int64(2 * i * block)
+			if _, err := f.WriteAt(data, off); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, span{off, block})
+		}
+		if err := unix.Syncfs(int(f.Fd())); err != nil {
+			t.Fatal(err)
+		}
+		items, noSum, err := fiemap.DiskExtentsNoDataSum(f)
+		if err != nil || !noSum {
+			t.Fatalf("DiskExtentsNoDataSum: no checksums %v, %v; want true, nil", noSum, err)
+		}
+		if got := spans(items); !equalSpans(got, want) {
+			t.Fatalf("DiskExtentsNoDataSum: %d items, first %v; want %d items, first %v", len(got), got[:min(len(got), 3)], n, want[:3])
+		}
+		checkLast(t, items)
+		if plain, err := fiemap.DiskExtents(f); err != nil || !slices.Equal(plain, items) {
+			t.Errorf("DiskExtents = %d items, %v; want the %d of DiskExtentsNoDataSum", len(plain), err, len(items))
+		}
+		if no, err := fiemap.NoDataSum(f, inoOf(t, path)); err != nil || !no {
+			t.Errorf("NoDataSum = %v, %v; want true, nil", no, err)
+		}
+		other := openT(t, filepath.Join(mnt, "many"))
+		if _, noSum, err := fiemap.DiskExtentsNoDataSum(other); err != nil || noSum {
+			t.Errorf("DiskExtentsNoDataSum(many): no checksums %v, %v; want false, nil", noSum, err)
+		}
+	})
+
 	t.Run("reflink", func(t *testing.T) {
 		src := filepath.Join(mnt, "orig")
 		dst := filepath.Join(mnt, "copy")

@@ -278,12 +278,39 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("fiemap: fstat: %w", err)
 	}
-	out, err := ItemsOf(f, st.Ino)
+	out, _, err := itemsOf(f, st.Ino, false)
 	if err != nil {
 		return nil, err
 	}
 	copyShared(out, fm)
 	return out, nil
+}
+
+// DiskExtentsNoDataSum is DiskExtents, and reports too whether btrfs
+// keeps no checksums of f's data (see NoDataSum), from the inode item the
+// same tree search reads.
+func DiskExtentsNoDataSum(f *os.File) ([]Extent, bool, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &sfs); err != nil {
+		return nil, false, fmt.Errorf("fiemap: fstatfs: %w", err)
+	}
+	if sfs.Type != unix.BTRFS_SUPER_MAGIC {
+		return nil, false, fmt.Errorf("%w: not btrfs", ErrNoTreeSearch)
+	}
+	fm, err := Extents(f)
+	if err != nil {
+		return nil, false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, false, fmt.Errorf("fiemap: fstat: %w", err)
+	}
+	out, noSum, err := itemsOf(f, st.Ino, true)
+	if err != nil {
+		return nil, false, err
+	}
+	copyShared(out, fm)
+	return out, noSum, nil
 }
 
 // ItemsOf returns the file extent items of file ino of the btrfs
@@ -294,11 +321,25 @@ func DiskExtents(f *os.File) ([]Extent, error) {
 // each extent. It needs CAP_SYS_ADMIN; otherwise the error wraps
 // ErrNoTreeSearch.
 func ItemsOf(f *os.File, ino uint64) ([]Extent, error) {
+	out, _, err := itemsOf(f, ino, false)
+	return out, err
+}
+
+// itemsOf is ItemsOf; with inode, the search starts at the file's inode
+// item, and it reports whether that has the NODATASUM flag.
+func itemsOf(f *os.File, ino uint64, inode bool) ([]Extent, bool, error) {
 	var out []Extent
+	var noSum bool
 	args := searchArgsPool.Get().(*searchArgs)
 	defer searchArgsPool.Put(args)
-	offset := uint64(0)
+	typ, offset := uint32(btrfsExtentDataKey), uint64(0)
+	if inode {
+		typ = btrfsInodeItemKey
+	}
 	for {
+		// Keys are compared whole, (objectid, type, offset): from the
+		// inode item on, the range holds the file's references and
+		// extended attributes too, which are left out here.
 		args.key = searchKey{
 			treeID:      0, // the subvolume holding f
 			minObjectID: ino,
@@ -306,40 +347,56 @@ func ItemsOf(f *os.File, ino uint64) ([]Extent, error) {
 			minOffset:   offset,
 			maxOffset:   ^uint64(0),
 			maxTransID:  ^uint64(0),
-			minType:     btrfsExtentDataKey,
+			minType:     typ,
 			maxType:     btrfsExtentDataKey,
 			nrItems:     ^uint32(0),
 		}
 		var last uint64
+		lastTyp := typ
 		n, left, err := search(f, args, func(h searchHeader, item []byte) error {
-			last = h.offset
-			if h.objectID != ino || h.typ != btrfsExtentDataKey {
+			last, lastTyp = h.offset, h.typ
+			if h.objectID != ino {
 				return nil // not asked for; the kernel filters these
 			}
-			e, ok, err := parseFileExtent(h.offset, item)
-			if ok {
-				out = append(out, e)
+			switch h.typ {
+			case btrfsInodeItemKey:
+				if len(item) < inodeItemSize {
+					return fmt.Errorf("fiemap: inode item of %d: %d bytes", ino, len(item))
+				}
+				noSum = binary.LittleEndian.Uint64(item[inodeFlagsAt:])&btrfsInodeNoDataSum != 0
+			case btrfsExtentDataKey:
+				e, ok, err := parseFileExtent(h.offset, item)
+				if ok {
+					out = append(out, e)
+				}
+				return err
 			}
-			return err
+			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		// The kernel stops at the end of the key range or when the next
-		// item does not fit. An item after the first is never inline (the
-		// tree checker allows inline items only at offset 0), so it is at
-		// most fileExtentItemSize: if that much room is left, the range is
-		// done and a further search would find nothing.
-		if n == 0 || last == ^uint64(0) || left >= searchHeaderSize+fileExtentItemSize {
+		// item does not fit. An extent item after the first is never
+		// inline (the tree checker allows inline items only at offset 0),
+		// so it is at most fileExtentItemSize: if that much room is left
+		// after one, the range is done and a further search would find
+		// nothing. After an item of another kind (an extended attribute
+		// can be larger), the search goes on from the key after it.
+		if n == 0 || lastTyp == btrfsExtentDataKey && (last == ^uint64(0) || left >= searchHeaderSize+fileExtentItemSize) {
 			break
 		}
-		offset = last + 1
+		if last < ^uint64(0) {
+			typ, offset = lastTyp, last+1
+		} else {
+			typ, offset = lastTyp+1, 0 // lastTyp < btrfsExtentDataKey
+		}
 	}
 	if len(out) == 0 {
-		return nil, nil
+		return nil, noSum, nil
 	}
 	out[len(out)-1].Flags |= FlagLast
-	return out, nil
+	return out, noSum, nil
 }
 
 // parseFileExtent decodes a struct btrfs_file_extent_item (packed, little
@@ -498,15 +555,39 @@ type Changes struct {
 }
 
 // Inode item fields (struct btrfs_inode_item, 160 bytes): the transaction
-// that last wrote it, the mode, and the ctime (struct btrfs_timespec:
-// seconds, then nanoseconds).
+// that last wrote it, the mode, the flags and the ctime (struct
+// btrfs_timespec: seconds, then nanoseconds).
 const (
 	btrfsInodeItemKey = 1
 	inodeTransIDAt    = 8
 	inodeModeAt       = 52
+	inodeFlagsAt      = 64
 	inodeCtimeAt      = 124
 	inodeItemSize     = 160
+
+	btrfsInodeNoDataSum = 1 << 0 // BTRFS_INODE_NODATASUM
 )
+
+// NoDataSum reports whether btrfs keeps no checksums of the data of file
+// ino of the subvolume holding f (any file or directory in it): the
+// NODATASUM flag of its inode item. Files with the NOCOW attribute have
+// it; so have files written while the filesystem was mounted with
+// nodatasum, for good, and FS_IOC_GETFLAGS does not show it on those.
+// btrfs shares storage only between files that both have it or both lack
+// it (EINVAL otherwise). It needs CAP_SYS_ADMIN; otherwise the error wraps
+// ErrNoTreeSearch.
+func NoDataSum(f *os.File, ino uint64) (bool, error) {
+	item, found, err := lookup(f, 0, ino, btrfsInodeItemKey, 0, 0)
+	switch {
+	case err != nil:
+		return false, err
+	case !found:
+		return false, fmt.Errorf("fiemap: no inode item of %d", ino)
+	case len(item) < inodeItemSize:
+		return false, fmt.Errorf("fiemap: inode item of %d: %d bytes", ino, len(item))
+	}
+	return binary.LittleEndian.Uint64(item[inodeFlagsAt:])&btrfsInodeNoDataSum != 0, nil
+}
 
 // Changed returns what changed in the btrfs subvolume holding f in
 // transaction minTransID or later. The kernel skips the parts of the tree

@@ -255,8 +255,10 @@ const (
 
 // NoCOW reports whether f has the NOCOW attribute. btrfs keeps no
 // checksums for such data, and shares storage only between files that
-// both have the attribute or both lack it (EINVAL otherwise). Where the
-// filesystem has no such attribute, it reports false.
+// both keep checksums or both do not (EINVAL otherwise; a file written
+// while btrfs was mounted with nodatasum has none but is not NOCOW: see
+// fiemap.NoDataSum). Where the filesystem has no such attribute, it
+// reports false.
 func NoCOW(f *os.File) bool { return hasAttr(f, fsNoCOWFl) }
 
 // Immutable reports whether f has the immutable attribute (chattr +i):

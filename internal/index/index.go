@@ -708,9 +708,10 @@ type File struct {
 	// Identity.Vol and Ino name the file for good (see fsys.Volume); the
 	// index records no Dev, and Ctime always.
 	fsys.Identity
-	// NoCOW says whether the file has btrfs's NOCOW attribute:
-	// NoCOWSet, NoCOWUnset, or NoCOWUnknown for a file recorded before
-	// the index kept it.
+	// NoCOW says whether the file has btrfs's NOCOW attribute, or keeps
+	// no checksums of its data (fiemap.NoDataSum) where hashfile could
+	// see it: NoCOWSet, NoCOWUnset, or NoCOWUnknown for a file recorded
+	// before the index kept it.
 	NoCOW int8
 	// UID is the owner, or UIDUnknown for a file recorded before the
 	// index kept it.

@@ -143,7 +143,7 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 	if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
 		return attr{}, false
 	}
-	a := attr{id: j.attrOf, nocow: noCOW(f)}
+	a := attr{id: j.attrOf, nocow: noCOW(f, j.vol, j.id.Ino)}
 	if j.remap {
 		if a.ext, err = fiemap.Map(f); err != nil {
 			return attr{}, false
@@ -239,9 +239,26 @@ func alike(x, y fiemap.Extent) bool {
 	return x == y
 }
 
-func noCOW(f *os.File) int8 {
+// noCOWAttr reports whether f has the NOCOW attribute.
+func noCOWAttr(f *os.File) int8 {
 	if fsys.NoCOW(f) {
 		return index.NoCOWSet
+	}
+	return index.NoCOWUnset
+}
+
+// noCOW reports whether f, inode ino of vol, is to be recorded as NOCOW:
+// whether it has the attribute or, on btrfs, keeps no checksums of its
+// data (fiemap.NoDataSum, where the tree search is allowed), for btrfs
+// shares storage only between files alike in this.
+func noCOW(f *os.File, vol fsys.Volume, ino uint64) int8 {
+	if noCOWAttr(f) == index.NoCOWSet {
+		return index.NoCOWSet
+	}
+	if vol.Subvol != 0 {
+		if no, err := fiemap.NoDataSum(f, ino); err == nil && no {
+			return index.NoCOWSet
+		}
 	}
 	return index.NoCOWUnset
 }
@@ -261,7 +278,9 @@ type opened struct {
 }
 
 // openToHash opens the file of j as hash reads it, reading its extent
-// items too with items (when it is not NOCOW). A change after this is
+// items too with items (when it is not NOCOW), and with them whether
+// btrfs keeps checksums of its data (a file without is recorded as NOCOW,
+// see noCOW, and its items are not kept). A change after this is
 // seen by hash, which compares the file's status after reading with
 // before.
 func openToHash(j job, items bool) *opened {
@@ -278,10 +297,18 @@ func openToHash(j job, items bool) *opened {
 		f.Close()
 		return &opened{err: fmt.Errorf("%s: no longer a regular file", j.path)}
 	}
-	o.nocow = noCOW(f)
-	if items && o.nocow == index.NoCOWUnset {
-		o.items, o.itemsErr = fiemap.DiskExtents(f)
-		o.itemsRead = true
+	if items {
+		o.nocow = noCOWAttr(f)
+		if o.nocow == index.NoCOWUnset {
+			var noSum bool
+			o.items, noSum, o.itemsErr = fiemap.DiskExtentsNoDataSum(f)
+			o.itemsRead = true
+			if o.itemsErr == nil && noSum {
+				o.nocow, o.items = index.NoCOWSet, nil
+			}
+		}
+	} else {
+		o.nocow = noCOW(f, j.vol, o.before.Ino)
 	}
 	return o
 }
