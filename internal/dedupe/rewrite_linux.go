@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/fiemap"
 	"same/internal/fsys"
 )
 
@@ -170,15 +171,43 @@ func tmpFile(f *os.File, path string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open O_TMPFILE in", Path: dir, Err: err}
 	}
 	tmp := os.NewFile(uintptr(fd), "copy of "+path)
-	// btrfs shares storage only between files that both have the NOCOW
-	// attribute or both lack it; the copy has its directory's.
-	if nocow := fsys.NoCOW(f); fsys.NoCOW(tmp) != nocow {
-		if err := fsys.SetNoCOW(tmp, nocow); err != nil {
+	// btrfs shares storage only between files that both keep checksums
+	// of their data or both do not (NOCOW files, and files written while
+	// it was mounted with nodatasum); the copy has what its directory and
+	// the mount gave it, which the tree search shows while it is new.
+	// Giving an empty file the NOCOW attribute, or taking it away, sets
+	// both (a file without checksums but not NOCOW gets a NOCOW copy).
+	nocow := fsys.NoCOW(f)
+	want := nocow || noDataSum(f, fst.Ino)
+	if fsys.NoCOW(tmp) != nocow || noDataSum(tmp, 0) != want {
+		err := fsys.SetNoCOW(tmp, want)
+		if err == nil && fsys.NoCOW(tmp) != want {
+			err = errors.New("the filesystem kept it as it was")
+		}
+		if err != nil {
 			tmp.Close()
-			return nil, fmt.Errorf("give the copy of %s the NOCOW attribute of the file (%v): %w", path, nocow, err)
+			return nil, fmt.Errorf("give the copy of %s what the file has (NOCOW %v, checksums of its data %v): %w", path, nocow, !want, err)
 		}
 	}
 	return tmp, nil
+}
+
+// noDataSum reports whether f, inode ino (0: look it up), keeps no
+// checksums of its data: whether it has the NOCOW attribute or, where
+// the tree search is allowed, btrfs's NODATASUM flag (fiemap.NoDataSum).
+func noDataSum(f *os.File, ino uint64) bool {
+	if fsys.NoCOW(f) {
+		return true
+	}
+	if ino == 0 {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) != nil {
+			return false
+		}
+		ino = st.Ino
+	}
+	no, err := fiemap.NoDataSum(f, ino)
+	return err == nil && no
 }
 
 // copyRange copies n bytes at off from src to dst, at the same offset,

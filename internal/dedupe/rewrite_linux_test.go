@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"same/internal/dedupe"
@@ -265,10 +266,14 @@ func TestRewriteNextTo(t *testing.T) {
 }
 
 // TestRewriteNoCOW rewrites a span of a file with the NOCOW attribute in
-// a directory without it, and of a file without it in a directory with
-// it: btrfs shares storage only between files alike in that attribute,
-// and a new file takes its directory's, so the copy must take the
-// file's. Each span moves, the content and the attribute stay.
+// a directory without it, of a file without it in a directory with it, of
+// a file written while the filesystem was mounted with nodatasum (no
+// checksums, but not NOCOW) and of a file with checksums while it is so
+// mounted: btrfs shares storage only between files that both keep
+// checksums of their data or both do not, and a new file takes its
+// directory's attribute and the mount's checksums, so the copy must take
+// the file's. Each span moves, the content, the attribute and the
+// checksums stay.
 func TestRewriteNoCOW(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	nocow := filepath.Join(mnt, "nocow")
@@ -285,24 +290,54 @@ func TestRewriteNoCOW(t *testing.T) {
 		t.Fatal(err)
 	}
 	testfs.Run(t, "chattr", "+C", dir)
-	for i, path := range []string{nocow, cow} {
-		data := randomBytes(uint64(7+i), 256<<10)
-		f := writeOpen(t, path, data)
-		attr := testfs.Run(t, "lsattr", path)
+	nosum, sum := filepath.Join(mnt, "nosum"), filepath.Join(mnt, "sum")
+	files := map[string]*os.File{sum: writeOpen(t, sum, randomBytes(9, 256<<10))}
+	testfs.Run(t, "mount", "-o", "remount,nodatasum", mnt)
+	files[nosum] = writeOpen(t, nosum, randomBytes(10, 256<<10))
+	for i, c := range []struct {
+		path, mount string
+		nosum       bool
+	}{
+		{nocow, "datasum", true},
+		{cow, "datasum", false},
+		{nosum, "datasum", true},
+		{sum, "nodatasum", false},
+	} {
+		testfs.Run(t, "mount", "-o", "remount,"+c.mount, mnt)
+		f := files[c.path]
+		if f == nil {
+			f = writeOpen(t, c.path, randomBytes(uint64(7+i), 256<<10))
+		}
+		data, err := os.ReadFile(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ino := st.Sys().(*syscall.Stat_t).Ino
+		if no, err := fiemap.NoDataSum(f, ino); err != nil || no != c.nosum {
+			t.Fatalf("%s: NoDataSum = %v, %v; want %v", c.path, no, err, c.nosum)
+		}
+		attr := testfs.Run(t, "lsattr", c.path)
 		before := physicalAt(t, f, 0)
-		written, shared, err := dedupe.Rewrite(context.Background(), f, path, f, path, []dedupe.Span{{Off: 0, Len: 64 << 10}}, 0)
+		written, shared, err := dedupe.Rewrite(context.Background(), f, c.path, f, c.path, []dedupe.Span{{Off: 0, Len: 64 << 10}}, 0)
 		if err != nil || written != 64<<10 || shared != 64<<10 {
-			t.Errorf("%s: Rewrite = %d written, %d shared, %v; want %d, %d, nil", path, written, shared, err, 64<<10, 64<<10)
+			t.Errorf("%s (mounted %s): Rewrite = %d written, %d shared, %v; want %d, %d, nil", c.path, c.mount, written, shared, err, 64<<10, 64<<10)
 			continue
 		}
 		if physicalAt(t, f, 0) == before {
-			t.Errorf("%s: the span is still at its old disk offset", path)
+			t.Errorf("%s: the span is still at its old disk offset", c.path)
 		}
-		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
-			t.Errorf("%s: content changed (%v)", path, err)
+		if got, err := os.ReadFile(c.path); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: content changed (%v)", c.path, err)
 		}
-		if got := testfs.Run(t, "lsattr", path); got != attr {
-			t.Errorf("%s: attributes %q, were %q", path, got, attr)
+		if got := testfs.Run(t, "lsattr", c.path); got != attr {
+			t.Errorf("%s: attributes %q, were %q", c.path, got, attr)
+		}
+		if no, err := fiemap.NoDataSum(f, ino); err != nil || no != c.nosum {
+			t.Errorf("%s: NoDataSum after = %v, %v; want %v", c.path, no, err, c.nosum)
 		}
 	}
 }
