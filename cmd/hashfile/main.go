@@ -49,14 +49,16 @@
 // allows, not by name: fewer seeks on a rotating disk, longer runs of
 // reads on any. Files of 256 MiB or more are read first.
 //
-// Each filesystem that cannot deduplicate (ext4, tmpfs, XFS made without
-// reflink, overlayfs, and others by type) is named once on standard error
-// as the walk enters it; it is indexed all the same, and findsame plans
-// nothing there. Pseudo filesystems (proc, sysfs, debugfs, cgroup, autofs
-// and the like) hold no file data and are not walked at all: reading
-// /proc/kcore alone would take for ever.
+// Filesystems that cannot deduplicate (ext4, tmpfs, vfat, NFS, SMB, FUSE,
+// overlayfs, XFS made without reflink, and others by type) are not walked:
+// no plan could use their data, and reading a network share or a cloud
+// bucket mounted through FUSE can take days. Nor are pseudo filesystems
+// (proc, sysfs, debugfs, cgroup, autofs and the like), which hold no file
+// data: reading /proc/kcore alone would take for ever. Each is named once
+// on standard error as the walk meets it, and what the index held under
+// it is pruned.
 //
-//	hashfile: ext4 at /mnt/x cannot deduplicate: indexed, but findsame plans nothing there
+//	hashfile: nfs at /srv/share cannot deduplicate: not walked
 //	hashfile: proc at /proc holds no file data: not walked
 //
 // Progress goes to standard error when it is a terminal: bytes hashed of
@@ -97,7 +99,6 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/cli"
-	"same/internal/fstype"
 	"same/internal/index"
 	"same/internal/scan"
 	"same/internal/walk"
@@ -181,24 +182,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		OneFS:     *oneFS,
 		NewFS:     *newFS,
 		Listed:    slices.Contains(fs.Args(), "-"),
+		// No plan could use the data of a filesystem that cannot
+		// deduplicate: it is not read.
+		DedupeOnly: true,
 		Error: func(path string, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			bar.Printf(stderr, "hashfile: %v\n", err)
 		},
-		FS: func(path string, dev uint64) {
-			if err := checkFS(path, dev); err != nil && !*quiet {
-				mu.Lock()
-				defer mu.Unlock()
-				bar.Printf(stderr, "hashfile: %v: indexed, but findsame plans nothing there\n", err)
+		Unwalked: func(path, fsType string, pseudo bool) {
+			if *quiet {
+				return
 			}
-		},
-		Pseudo: func(path, fsType string) {
-			if !*quiet {
-				mu.Lock()
-				defer mu.Unlock()
-				bar.Printf(stderr, "hashfile: %s at %s holds no file data: not walked\n", fsType, path)
+			why := "cannot deduplicate"
+			if pseudo {
+				why = "holds no file data"
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			bar.Printf(stderr, "hashfile: %s at %s %s: not walked\n", fsType, path, why)
 		},
 	}
 	if bar != nil {
@@ -232,7 +234,10 @@ with SHA-256, and records the file's identity (device, inode, size, mtime,
 ctime), its NOCOW attribute (on btrfs, as root, a file without checksums
 of its data counts as NOCOW), its block hashes and its FIEMAP extents in the
 index that findsame reads. A PATH of "-" reads paths from standard input,
-one per line, or NUL-separated with -0.
+one per line, or NUL-separated with -0. Filesystems that cannot
+deduplicate (ext4, tmpfs, NFS, SMB, FUSE, overlayfs, XFS made without
+reflink, ...) and pseudo filesystems (proc, sysfs, ...) are not walked;
+each is named once.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a
 renamed file is updated without being read; files under the given PATHs
@@ -400,20 +405,6 @@ func usedSpace(roots []string) int64 {
 		used += int64(st.Blocks-st.Bfree) * st.Frsize
 	}
 	return used
-}
-
-// checkFS returns a *fstype.Error if the filesystem of dev, met at path,
-// cannot deduplicate.
-func checkFS(path string, dev uint64) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil // the walk reports what it cannot open
-	}
-	defer f.Close()
-	if magic, ok := fstype.CanDedupe(f); !ok && !fstype.Pseudo(magic) { // the walk says it does not go there
-		return &fstype.Error{Type: fstype.Name(magic), Mount: fstype.MountPoint(dev, path)}
-	}
-	return nil
 }
 
 func summary(s scan.Stats) string {

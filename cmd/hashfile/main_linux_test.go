@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -825,8 +826,11 @@ func committedFiles(db string) (int, error) {
 	return n, err
 }
 
-// hashfile names each filesystem that cannot deduplicate once, and indexes
-// it all the same; it says nothing of those that can.
+// hashfile does not walk a filesystem that cannot deduplicate, whose data
+// no plan could use (ext4 here; a network share or a FUSE mount on a
+// host), names it once a run, skips the files listed on it, prunes what
+// the index held under a directory that such a filesystem is mounted over,
+// and says nothing of those that can.
 func TestCannotDedupe(t *testing.T) {
 	ext4 := testfs.Mount(t, "ext4", "64M")
 	btrfs := testfs.Mount(t, "btrfs", "256M")
@@ -836,17 +840,55 @@ func TestCannotDedupe(t *testing.T) {
 		}
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
-	_, stderr, err := hashfile(t, "", "-db", db, filepath.Join(ext4, "tree"), filepath.Join(btrfs, "tree"))
+	paths := func() []string {
+		t.Helper()
+		return slices.Sorted(maps.Keys(indexed(t, db)))
+	}
+	other, tree := filepath.Join(ext4, "tree"), filepath.Join(btrfs, "tree")
+	_, stderr, err := hashfile(t, "", "-db", db, other, tree)
 	if err != nil {
 		t.Fatalf("hashfile = %v\n%s", err, stderr)
 	}
-	warning := "hashfile: ext4 at " + ext4 + " cannot deduplicate: indexed, but findsame plans nothing there\n"
+	warning := "hashfile: ext4 at " + other + " cannot deduplicate: not walked\n"
 	if !strings.HasPrefix(stderr, warning) || strings.Count(stderr, "cannot deduplicate") != 1 {
 		t.Errorf("stderr = %q; want it to start %q, and no other warning", stderr, warning)
 	}
-	checkSummary(t, stderr[len(warning):], counts{seen: 6, hashed: 6, read: 60000})
+	checkSummary(t, stderr[len(warning):], counts{seen: 3, hashed: 3, read: 30000})
+	want := []string{filepath.Join(tree, "a/f"), filepath.Join(tree, "b/g"), filepath.Join(tree, "h")}
+	if got := paths(); !slices.Equal(got, want) {
+		t.Errorf("indexed %q; want %q", got, want)
+	}
+
+	// Listed on standard input: skipped, the filesystem named once.
+	list := strings.Join([]string{filepath.Join(other, "a/f"), filepath.Join(other, "h"), filepath.Join(tree, "h")}, "\n") + "\n"
+	_, stderr, err = hashfile(t, list, "-db", db, "-")
+	if err != nil {
+		t.Fatalf("hashfile - = %v\n%s", err, stderr)
+	}
+	warning = "hashfile: ext4 at " + filepath.Join(other, "a/f") + " cannot deduplicate: not walked\n"
+	if !strings.HasPrefix(stderr, warning) || strings.Count(stderr, "cannot deduplicate") != 1 {
+		t.Errorf("listed: stderr = %q; want it to start %q, and no other warning", stderr, warning)
+	}
+	checkSummary(t, stderr[len(warning):], counts{seen: 1, unchanged: 1, skipped: 2})
+
+	// Mounted over a directory the index holds: what it held is pruned.
+	testfs.Run(t, "mount", "--bind", other, filepath.Join(tree, "a"))
+	t.Cleanup(func() { testfs.Run(t, "umount", filepath.Join(tree, "a")) })
+	_, stderr, err = hashfile(t, "", "-db", db, tree)
+	if err != nil {
+		t.Fatalf("hashfile over a mount = %v\n%s", err, stderr)
+	}
+	warning = "hashfile: ext4 at " + filepath.Join(tree, "a") + " cannot deduplicate: not walked\n"
+	if !strings.HasPrefix(stderr, warning) || strings.Count(stderr, "cannot deduplicate") != 1 {
+		t.Errorf("over a mount: stderr = %q; want it to start %q, and no other warning", stderr, warning)
+	}
+	checkSummary(t, stderr[len(warning):], counts{seen: 2, unchanged: 2, pruned: 1, listed: -1})
+	if got := paths(); !slices.Equal(got, want[1:]) {
+		t.Errorf("indexed %q; want %q", got, want[1:])
+	}
+
 	// With -q, no warning.
-	_, stderr, err = hashfile(t, "", "-q", "-db", db, filepath.Join(ext4, "tree"))
+	_, stderr, err = hashfile(t, "", "-q", "-db", db, other)
 	if err != nil || stderr != "" {
 		t.Errorf("hashfile -q = %v, stderr %q; want nil, nothing", err, stderr)
 	}
@@ -854,8 +896,8 @@ func TestCannotDedupe(t *testing.T) {
 
 // hashfile does not walk pseudo filesystems (proc, sysfs), which hold no
 // file data and whose files can take for ever to read (/proc/kcore): it
-// names each once. An overlay (a container's merged view) is indexed but
-// named as one that cannot deduplicate: findsame plans nothing there.
+// names each once. Nor does it walk an overlay (a container's merged
+// view), which cannot deduplicate.
 func TestPseudoAndOverlay(t *testing.T) {
 	btrfs := testfs.Mount(t, "btrfs", "256M")
 	tree := filepath.Join(btrfs, "tree")
@@ -892,7 +934,7 @@ func TestPseudoAndOverlay(t *testing.T) {
 	// The directories read ahead may name the pseudo filesystems in
 	// either order.
 	want := []string{
-		"hashfile: overlay at " + filepath.Join(tree, "ov") + " cannot deduplicate: indexed, but findsame plans nothing there",
+		"hashfile: overlay at " + filepath.Join(tree, "ov") + " cannot deduplicate: not walked",
 		"hashfile: proc at " + filepath.Join(tree, "proc") + " holds no file data: not walked",
 		"hashfile: sysfs at " + filepath.Join(tree, "sys") + " holds no file data: not walked",
 	}
@@ -904,5 +946,5 @@ func TestPseudoAndOverlay(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("stderr = %q; want %q and the summary", stderr, want)
 	}
-	checkSummary(t, lines[len(want)]+"\n", counts{seen: 2, hashed: 2, read: 20000})
+	checkSummary(t, lines[len(want)]+"\n", counts{seen: 1, hashed: 1, read: 10000})
 }

@@ -358,7 +358,7 @@ func TestVersion(t *testing.T) {
 // TestStdinPaths feeds paths on stdin, NUL-separated (names may hold
 // newlines) and newline-separated.
 func TestStdinPaths(t *testing.T) {
-	dir := t.TempDir()
+	dir := dataDir(t)
 	names := []string{"plain", "with space", "new\nline", "dir/inner"}
 	for i, n := range names {
 		writeFile(t, filepath.Join(dir, n), randomBytes(uint64(i), 5000+i))
@@ -428,7 +428,7 @@ func TestQuiet(t *testing.T) {
 }
 
 func TestBlockSizeMismatch(t *testing.T) {
-	dir := t.TempDir()
+	dir := dataDir(t)
 	tree := filepath.Join(dir, "tree")
 	data := randomBytes(1, 3*8192+100)
 	writeFile(t, filepath.Join(tree, "f"), data)
@@ -502,13 +502,6 @@ func TestNewerIndexRefused(t *testing.T) {
 	if err := raw.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 99 {
 		t.Errorf("user_version after the refused run = %d, %v; want 99", v, err)
 	}
-}
-
-// TestIncrementalTempDir runs the incremental cases on whatever filesystem
-// holds the temporary directory, so that they run without root; the
-// integration tests repeat them on btrfs and XFS.
-func TestIncrementalTempDir(t *testing.T) {
-	testIncremental(t, t.TempDir())
 }
 
 // testIncremental hashes a tree, then changes it step by step, checking the
@@ -610,6 +603,23 @@ func testIncremental(t *testing.T, dir string) {
 		counts{seen: 3, unchanged: 3, skipped: 1}))
 }
 
+// dataDir returns a new directory on a filesystem that can deduplicate,
+// which hashfile walks: the temporary directory where its filesystem can,
+// else the top of a loop-mounted btrfs (which needs root).
+func dataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, ok := fstype.CanDedupe(int(f.Fd())); ok {
+		return dir
+	}
+	return testfs.Mount(t, "btrfs", "256M")
+}
+
 // onBtrfs reports whether path is on btrfs.
 func onBtrfs(t *testing.T, path string) bool {
 	t.Helper()
@@ -619,7 +629,7 @@ func onBtrfs(t *testing.T, path string) bool {
 // TestRootsAreFiles hashes files given one by one and checks that the
 // filesystem they are on is recorded, as it is when a directory is walked.
 func TestRootsAreFiles(t *testing.T) {
-	dir := t.TempDir()
+	dir := dataDir(t)
 	writeFile(t, filepath.Join(dir, "a"), randomBytes(1, 9000))
 	writeFile(t, filepath.Join(dir, "b"), randomBytes(2, 9000))
 	db := filepath.Join(t.TempDir(), "index.db")
@@ -643,7 +653,7 @@ func TestRootsAreFiles(t *testing.T) {
 // the index held under it: a missing root is more often a path mistyped or
 // a filesystem not mounted than data gone for good.
 func TestMissingRoot(t *testing.T) {
-	dir := t.TempDir()
+	dir := dataDir(t)
 	tree := filepath.Join(dir, "tree")
 	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 9000))
 	db := filepath.Join(dir, "index.db")
@@ -671,7 +681,7 @@ func TestMissingRoot(t *testing.T) {
 // other roots are walked, and the run exits 3. Listed on standard input,
 // a symlink is skipped, as the walk skips those it meets.
 func TestSymlinkRoot(t *testing.T) {
-	dir := t.TempDir()
+	dir := dataDir(t)
 	tree, link, other := filepath.Join(dir, "tree"), filepath.Join(dir, "link"), filepath.Join(dir, "other")
 	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 9000))
 	writeFile(t, filepath.Join(other, "g"), randomBytes(2, 9000))

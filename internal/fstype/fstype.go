@@ -21,6 +21,13 @@ const (
 	NFS      = 0x6969
 	FUSE     = 0x65735546
 	Overlay  = 0x794C7630
+	CIFS     = 0xFF534D42
+	SMB2     = 0xFE534D42
+	Ceph     = 0x00C36400
+	V9fs     = 0x01021997
+	F2FS     = 0xF2F52010
+	EROFS    = 0xE0F5E1E2
+	Ecryptfs = 0xF15F
 )
 
 // Magic numbers of pseudo filesystems: they hold no file data, and
@@ -51,6 +58,8 @@ var names = map[int64]string{
 	Btrfs: "btrfs", XFS: "xfs", Ext4: "ext4", Tmpfs: "tmpfs", Ramfs: "ramfs",
 	MSDOS: "vfat", ExFAT: "exfat", NTFS: "ntfs", ISO9660: "iso9660",
 	Squashfs: "squashfs", NFS: "nfs", FUSE: "fuse", Overlay: "overlay",
+	CIFS: "cifs", SMB2: "smb3", Ceph: "ceph", V9fs: "9p", F2FS: "f2fs",
+	EROFS: "erofs", Ecryptfs: "ecryptfs",
 	Proc: "proc", Sysfs: "sysfs", Debugfs: "debugfs", Tracefs: "tracefs",
 	Cgroup: "cgroup", Cgroup2: "cgroup2", Securityfs: "securityfs",
 	Devpts: "devpts", BPF: "bpf", Configfs: "configfs", Pstore: "pstore",
@@ -86,7 +95,8 @@ func Name(m int64) string {
 // which for XFS holds only with reflink (see CanDedupe).
 func ByType(m int64) bool {
 	switch m {
-	case Ext4, Tmpfs, Ramfs, MSDOS, ExFAT, NTFS, ISO9660, Squashfs, NFS, FUSE, Overlay:
+	case Ext4, Tmpfs, Ramfs, MSDOS, ExFAT, NTFS, ISO9660, Squashfs, NFS, FUSE, Overlay,
+		CIFS, SMB2, Ceph, V9fs, F2FS, EROFS, Ecryptfs:
 		return false
 	}
 	return !Pseudo(m)

@@ -21,12 +21,12 @@ const (
 	xfsGeomFlagsReflink = 1 << 20
 )
 
-// CanDedupe reports whether the filesystem holding f can deduplicate, and
-// its statfs magic. Where that cannot be told, it says yes: the kernel
-// will tell, destination by destination.
-func CanDedupe(f *os.File) (magic int64, ok bool) {
+// CanDedupe reports whether the filesystem holding the file or directory
+// open at fd can deduplicate, and its statfs magic. Where that cannot be
+// told, it says yes: the kernel will tell, destination by destination.
+func CanDedupe(fd int) (magic int64, ok bool) {
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstatfs(fd, &st); err != nil {
 		return 0, true
 	}
 	magic = int64(st.Type)
@@ -34,7 +34,7 @@ func CanDedupe(f *os.File) (magic int64, ok bool) {
 		return magic, ByType(magic)
 	}
 	var geom [256]byte
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), xfsIocFSGeometry, uintptr(unsafe.Pointer(&geom[0]))); errno != 0 {
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), xfsIocFSGeometry, uintptr(unsafe.Pointer(&geom[0]))); errno != 0 {
 		return magic, true
 	}
 	flags := *(*uint32)(unsafe.Pointer(&geom[xfsGeomFlagsOffset]))

@@ -93,7 +93,7 @@ func TestCanDedupe(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			magic, ok := CanDedupe(f)
+			magic, ok := CanDedupe(int(f.Fd()))
 			if magic != tt.magic || ok != tt.ok {
 				t.Errorf("CanDedupe(%s) = %#x, %v; want %#x, %v", tt.name, magic, ok, tt.magic, tt.ok)
 			}

@@ -36,7 +36,7 @@ func canDedupe(vols map[fsys.Volume]fsys.Info, live bool, warn func(string, erro
 				return true // stale or gone: remap leaves it out; the next file tells
 			}
 			if v.Magic == fstype.XFS {
-				_, ok = fstype.CanDedupe(h)
+				_, ok = fstype.CanDedupe(int(h.Fd()))
 			}
 			if ok && fstype.ReadOnly(h) {
 				ok, readOnly = false, true

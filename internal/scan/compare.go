@@ -50,10 +50,11 @@ func (s *scanner) walk(out chan<- item) error {
 			s.noteDevice(path, uint64(st.Dev))
 			s.noteDir(path, st)
 		},
-		Enter:  s.sv.enter,
-		Files:  s.sv.files,
-		Listed: s.sv.listed,
-		Pseudo: s.o.Pseudo,
+		Enter:      s.sv.enter,
+		Files:      s.sv.files,
+		Listed:     s.sv.listed,
+		DedupeOnly: s.o.DedupeOnly,
+		Unwalked:   s.noteUnwalked,
 	}
 	send := func(it item) error {
 		select {

@@ -39,14 +39,15 @@ type Options struct {
 	Error func(path string, err error)
 	// Progress, if set, is called about twice a second while the run goes on.
 	Progress func(Stats)
-	// FS, if set, is called once for each filesystem (st_dev) the walk
-	// meets, with the path of a directory or file on it, from the walk's
+	// DedupeOnly has the walk leave out filesystems that cannot
+	// deduplicate (see walk.Options.DedupeOnly), and the files listed
+	// on them: what the index holds there is pruned.
+	DedupeOnly bool
+	// Unwalked, if set, is told of each filesystem the walk met and did
+	// not list: a pseudo one (proc, sysfs, ...), or with DedupeOnly one
+	// that cannot deduplicate (see walk.Options.Unwalked), from any
 	// goroutine.
-	FS func(path string, dev uint64)
-	// Pseudo, if set, is told of each pseudo filesystem (proc, sysfs, ...)
-	// the walk met, which it does not list (see walk.Options.Pseudo), from
-	// any goroutine.
-	Pseudo func(path, fsType string)
+	Unwalked func(path, fsType string, pseudo bool)
 }
 
 // DefaultJobs is two readers per CPU: while one waits for the disk, the
@@ -336,12 +337,15 @@ type scanner struct {
 	ru   *reuser
 	sv   *subvols
 
-	devs     devices    // st_dev -> volume, learnt by the walker
-	noteMu   sync.Mutex // one noteDevice at a time: the walker's, compare's
-	unread   pathList   // paths not fully read, added by the walker and readers
-	retries  retrySet   // where the next run looks again for what failed
-	inflight inflight   // inodes met in this run, until the writer commits them
-	rootSeen []int64    // files met under each root; compare's own
+	devs   devices    // st_dev -> volume, learnt by the walker
+	noteMu sync.Mutex // one noteDevice at a time: the walker's, compare's
+	// unwalked holds the devices told to o.Unwalked, under noteMu: each
+	// Walk of a root tells its own.
+	unwalked map[uint64]bool
+	unread   pathList // paths not fully read, added by the walker and readers
+	retries  retrySet // where the next run looks again for what failed
+	inflight inflight // inodes met in this run, until the writer commits them
+	rootSeen []int64  // files met under each root; compare's own
 	// checkAt holds, for each volume skimmed with many files to look
 	// at again, where the index has them (see checkWithin); compare's
 	// own.
@@ -816,7 +820,7 @@ func (s *scanner) adopt(from, to fsys.Volume, fromTop, toTop string, withGone bo
 }
 
 // noteDevice learns the volume of st_dev dev, met at path, the first time
-// the walk meets it, records it and tells o.FS. A volume that cannot be
+// the walk meets it, and records it. A volume that cannot be
 // described keeps a name made of dev, which findsame leaves out. The
 // walker calls it (through subvols too), and compare for a file it
 // stat'ed itself; compare reads what it learnt.
@@ -829,9 +833,6 @@ func (s *scanner) noteDevice(path string, dev uint64) {
 	if s.devs.known(dev) {
 		return
 	}
-	if s.o.FS != nil {
-		s.o.FS(path, dev)
-	}
 	v := index.LegacyVolume(dev)
 	if in, err := describe(path, dev); err == nil {
 		v = in.Volume
@@ -840,6 +841,21 @@ func (s *scanner) noteDevice(path string, dev uint64) {
 		s.o.Error(path, err)
 	}
 	s.devs.set(dev, v)
+}
+
+// noteUnwalked tells o.Unwalked of a filesystem the walk did not list,
+// once a run.
+func (s *scanner) noteUnwalked(path, fsType string, dev uint64, pseudo bool) {
+	s.noteMu.Lock()
+	defer s.noteMu.Unlock()
+	if s.unwalked[dev] || s.o.Unwalked == nil {
+		return
+	}
+	if s.unwalked == nil {
+		s.unwalked = make(map[uint64]bool)
+	}
+	s.unwalked[dev] = true
+	s.o.Unwalked(path, fsType, pseudo)
 }
 
 // distinctRoots returns roots without repeats and without the roots that

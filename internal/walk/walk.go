@@ -60,11 +60,16 @@ type Options struct {
 	Skipped func(path string, why string)
 	// Error is called for each path that cannot be read; the walk goes on.
 	Error func(path string, err error)
-	// Pseudo, if set, is told of each pseudo filesystem (proc, sysfs, ...:
-	// see fstype.Pseudo) the walk met and did not list, with the path of
-	// the first directory of it met and its type's name, from any of the
-	// walk's goroutines.
-	Pseudo func(path, fsType string)
+	// DedupeOnly has the walk list nothing of a filesystem that cannot
+	// deduplicate either (see walker.unwalked); pseudo filesystems it
+	// never lists.
+	DedupeOnly bool
+	// Unwalked, if set, is told of each filesystem (st_dev dev) the walk
+	// met and did not list, with the path of the first directory of it
+	// met (or the root, a file on it, which goes to Skipped too), its
+	// type's name and whether it is a pseudo filesystem (see
+	// walker.unwalked), once a Walk, from any of the walk's goroutines.
+	Unwalked func(path, fsType string, dev uint64, pseudo bool)
 }
 
 // CheckPatterns reports the first malformed exclude pattern.
@@ -134,6 +139,12 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	st := h.Stat
 	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev), listings: make(chan struct{}, maxListings)}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && w.unwalked(h.Fd(), root, uint64(st.Dev)) {
+			if o.Skipped != nil {
+				o.Skipped(root, "on a filesystem that cannot deduplicate")
+			}
+			return nil
+		}
 		return w.visit(-1, "", root, &lstatResult{st: st}, nil)
 	}
 	if err := ctx.Err(); err != nil {
@@ -158,10 +169,9 @@ type walker struct {
 	o       *Options
 	fn      func(Entry) error
 	rootDev uint64
-	// pseudo caches, by device, the name of the pseudo filesystem it is,
-	// or "" (see pseudoFS).
-	mu     sync.Mutex
-	pseudo map[uint64]string
+	// unwalkable caches, by device, the verdict of unwalked.
+	mu         sync.Mutex
+	unwalkable map[uint64]unwalkable
 	// listings holds a token for each directory being read ahead, so
 	// that the read-ahead holds at most maxListings descriptors.
 	listings chan struct{}
@@ -324,29 +334,40 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 	return p
 }
 
-// pseudoFS reports whether the directory open at fd, at path, on device
-// dev, is on a pseudo filesystem (proc, sysfs, debugfs...: see
-// fstype.Pseudo), which holds no file data, and whose files can take for
-// ever to read (/proc/kcore) or act when read: the walk lists nothing of
-// it, and tells Options.Pseudo once. It looks once per device.
-func (w *walker) pseudoFS(fd int, path string, dev uint64) bool {
+// unwalkable is what unwalked found of a device: the name of the type of
+// a filesystem not to be listed, or "".
+type unwalkable struct {
+	name   string
+	pseudo bool
+}
+
+// unwalked reports whether the directory open at fd, at path, on device
+// dev, is on a filesystem the walk lists nothing of, and tells
+// Options.Unwalked once: a pseudo filesystem (proc, sysfs, debugfs...:
+// see fstype.Pseudo), which holds no file data, and whose files can take
+// for ever to read (/proc/kcore) or act when read; or, with
+// Options.DedupeOnly, one that cannot deduplicate (ext4, tmpfs, NFS, FUSE,
+// XFS without reflink...: see fstype.CanDedupe), whose data no plan could
+// use, and whose reading can cost hours (a network share, a cloud bucket
+// mounted through FUSE). It looks once per device.
+func (w *walker) unwalked(fd int, path string, dev uint64) bool {
 	w.mu.Lock()
-	name, ok := w.pseudo[dev]
+	u, ok := w.unwalkable[dev]
 	if !ok {
-		var sf unix.Statfs_t
-		if unix.Fstatfs(fd, &sf) == nil && fstype.Pseudo(int64(sf.Type)) {
-			name = fstype.Name(int64(sf.Type))
+		magic, can := fstype.CanDedupe(fd)
+		if pseudo := fstype.Pseudo(magic); pseudo || !can && w.o.DedupeOnly {
+			u = unwalkable{name: fstype.Name(magic), pseudo: pseudo}
 		}
-		if w.pseudo == nil {
-			w.pseudo = make(map[uint64]string)
+		if w.unwalkable == nil {
+			w.unwalkable = make(map[uint64]unwalkable)
 		}
-		w.pseudo[dev] = name
+		w.unwalkable[dev] = u
 	}
 	w.mu.Unlock()
-	if !ok && name != "" && w.o.Pseudo != nil {
-		w.o.Pseudo(path, name)
+	if !ok && u.name != "" && w.o.Unwalked != nil {
+		w.o.Unwalked(path, u.name, dev, u.pseudo)
 	}
-	return name != ""
+	return u.name != ""
 }
 
 // list reads the directory open at fd, whose path is path, on device
@@ -354,7 +375,7 @@ func (w *walker) pseudoFS(fd int, path string, dev uint64) bool {
 // subdirectories go, and nothing else is stat'ed.
 func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev uint64) listing {
 	l := listing{listed: listed, dirsOnly: dirsOnly, dev: dev}
-	if w.pseudoFS(fd, path, dev) {
+	if w.unwalked(fd, path, dev) {
 		return l // nothing to deduplicate there, and reading can hang
 	}
 	ents, err := readDirents(fd)
