@@ -163,6 +163,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return index.Explain(*db, err)
 	}
 	defer ix.Close()
+	if err := ix.LockWriter(); err != nil {
+		return err
+	}
 	for _, w := range ix.Warnings() {
 		fmt.Fprintf(stderr, "hashfile: warning: %s\n", w)
 	}
@@ -297,12 +300,15 @@ Files:
                                  run, and its shared memory (32 KiB): kept,
                                  so that findsame reads the index on a full
                                  disk
+  INDEX-lock                     held by the hashfile writing the index
+                                 (its pid inside): a second hashfile on it
+                                 stops at once, naming the first
 
 Exit status:
   0    all files recorded
   1    fatal error (no room left for the index: the message says how much
        is free there; the files committed so far are kept, and the next
-       run goes on from them)
+       run goes on from them; or another hashfile is writing the index)
   2    usage error
   3    some files could not be read (each was reported)
   130  interrupted (what was hashed so far is committed; the next run

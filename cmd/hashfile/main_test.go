@@ -744,3 +744,40 @@ func TestDamagedIndex(t *testing.T) {
 		t.Errorf("hashfile on a damaged index: status %d, error %v; want 1 and an error ending %q", cli.Status(err), err, want)
 	}
 }
+
+// TestIndexInUse: while another run holds the index's writer lock (a
+// night's run that lasts into the next), hashfile refuses at once, naming
+// it, and touches nothing; once it is released, hashfile runs.
+func TestIndexInUse(t *testing.T) {
+	dir := dataDir(t)
+	writeFile(t, filepath.Join(dir, "f"), randomBytes(1, 9000))
+	db := filepath.Join(t.TempDir(), "index.db")
+	holder := openIndex(t, db)
+	if err := holder.LockWriter(); err != nil {
+		t.Fatalf("LockWriter = %v", err)
+	}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := hashfile(t, "", "-db", db, dir)
+	want := fmt.Sprintf("index %s is in use by another run (%s, pid %d): run again once it ends", db, strings.TrimSpace(string(comm)), os.Getpid())
+	if err == nil || err.Error() != want || !errors.Is(err, index.ErrInUse) {
+		t.Errorf("hashfile while the index is locked = %v; want %q", err, want)
+	}
+	if got := cli.Status(err); got != cli.ExitError {
+		t.Errorf("exit status = %d; want %d", got, cli.ExitError)
+	}
+	if stderr != "" {
+		t.Errorf("stderr = %q; want nothing (main prints the error)", stderr)
+	}
+	if got := indexed(t, db); len(got) != 0 {
+		t.Errorf("index holds %v; want nothing", got)
+	}
+	holder.Close()
+	_, stderr, err = hashfile(t, "", "-db", db, dir)
+	if err != nil {
+		t.Fatalf("hashfile once released = %v\n%s", err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 1, hashed: 1, read: 9000})
+}

@@ -34,7 +34,8 @@ type Index struct {
 	db       *sql.DB
 	path     string
 	warnings []string
-	cache    int // each connection's cache_size (see dsn)
+	cache    int      // each connection's cache_size (see dsn)
+	lock     *os.File // the writer's lock, if taken (see LockWriter)
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // see stmt
@@ -283,7 +284,12 @@ func (ix *Index) Close() error {
 	}
 	ix.stmts = nil
 	ix.mu.Unlock()
-	return ix.db.Close()
+	err := ix.db.Close()
+	if ix.lock != nil {
+		ix.lock.Close() // after the database: no commit is left to make
+		ix.lock = nil
+	}
+	return err
 }
 
 // Path is the file the index lives in.
