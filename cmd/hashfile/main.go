@@ -188,6 +188,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// No plan could use the data of a filesystem that cannot
 		// deduplicate: it is not read.
 		DedupeOnly: true,
+		Index:      *db,
 		Error: func(path string, err error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -240,7 +241,8 @@ index that findsame reads. A PATH of "-" reads paths from standard input,
 one per line, or NUL-separated with -0. Filesystems that cannot
 deduplicate (ext4, tmpfs, NFS, SMB, FUSE, overlayfs, XFS made without
 reflink, ...) and pseudo filesystems (proc, sysfs, ...) are not walked;
-each is named once.
+each is named once. Nor are the index and the files beside it named
+after it (INDEX-wal, INDEX-sums, ...), where a PATH holds them.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a
 renamed file is updated without being read; files under the given PATHs

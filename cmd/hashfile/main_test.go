@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -780,4 +781,44 @@ func TestIndexInUse(t *testing.T) {
 		t.Fatalf("hashfile once released = %v\n%s", err, stderr)
 	}
 	checkSummary(t, stderr, counts{seen: 1, hashed: 1, read: 9000})
+}
+
+// TestIndexInTree: an index kept inside the tree it indexes (hashfile /
+// with the default index under /root) is left out, with the files beside
+// it named after it and findsame's temporary files there, however the
+// path leads to it; a file of another name there, or of the index's name
+// elsewhere, is indexed. Without that, each run read the index and its
+// log again, and failed on the log changing while read.
+func TestIndexInTree(t *testing.T) {
+	dir := dataDir(t)
+	state := filepath.Join(dir, "state")
+	db := filepath.Join(state, "index.db")
+	writeFile(t, filepath.Join(dir, "f"), randomBytes(1, 9000))
+	writeFile(t, filepath.Join(state, "notes"), randomBytes(2, 9000))
+	writeFile(t, filepath.Join(state, ".findsame-123.tmp"), randomBytes(3, 9000))
+	writeFile(t, filepath.Join(state, ".index.db-sums-x.tmp"), randomBytes(4, 9000))
+	writeFile(t, filepath.Join(dir, "other", "index.db-sums"), randomBytes(5, 9000))
+	if err := os.Symlink(state, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "f"), filepath.Join(dir, "other", "index.db-sums"), filepath.Join(state, "notes")}
+	_, stderr, err := hashfile(t, "", "-db", db, dir)
+	if err != nil {
+		t.Fatalf("first run = %v\n%s", err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 3, hashed: 3, skipped: 1, read: 27000})
+	if got := slices.Sorted(maps.Keys(indexed(t, db))); !slices.Equal(got, want) {
+		t.Errorf("first run: indexed %q; want %q", got, want)
+	}
+	// Again, the index named through a symlink, and given as a PATH.
+	_, stderr, err = hashfile(t, "", "-db", filepath.Join(dir, "link", "index.db"), dir, db)
+	if err != nil {
+		t.Fatalf("second run = %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, " 3 files seen, 0 hashed ") || !strings.Contains(stderr, " 0 failed, 0 pruned") || !strings.Contains(stderr, "; read 0 B in ") {
+		t.Errorf("second run: stderr %q; want 3 files seen, none hashed, failed or pruned, nothing read", stderr)
+	}
+	if got := slices.Sorted(maps.Keys(indexed(t, db))); !slices.Equal(got, want) {
+		t.Errorf("second run: indexed %q; want %q", got, want)
+	}
 }

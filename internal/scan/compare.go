@@ -54,6 +54,7 @@ func (s *scanner) walk(out chan<- item) error {
 		Files:      s.sv.files,
 		Listed:     s.sv.listed,
 		DedupeOnly: s.o.DedupeOnly,
+		Own:        s.own,
 		Unwalked:   s.noteUnwalked,
 	}
 	send := func(it item) error {
@@ -125,7 +126,7 @@ func (s *scanner) single(f single) (walk.Entry, bool) {
 	st := h.Stat
 	h.Close()
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 || st.Ino != f.ino ||
-		s.devs.of(uint64(st.Dev)) != f.vol || !s.willMeet(f.path) {
+		s.devs.of(uint64(st.Dev)) != f.vol || !s.willMeet(f.path) || walk.OwnFile(s.own, f.path) {
 		return walk.Entry{}, false
 	}
 	return walk.Entry{Path: f.path, Stat: fsys.FromStat(&st), Nlink: uint64(st.Nlink)}, true

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,10 @@ type Options struct {
 	Error func(path string, err error)
 	// Progress, if set, is called about twice a second while the run goes on.
 	Progress func(Stats)
+	// Index, if set, is the path of the index: the walk leaves it out,
+	// with the files beside it named after it (INDEX-wal, INDEX-sums,
+	// ...) and findsame's temporary files there (see OwnFiles).
+	Index string
 	// DedupeOnly has the walk leave out filesystems that cannot
 	// deduplicate (see walk.Options.DedupeOnly), and the files listed
 	// on them: what the index holds there is pruned.
@@ -339,6 +344,7 @@ type scanner struct {
 
 	devs   devices    // st_dev -> volume, learnt by the walker
 	noteMu sync.Mutex // one noteDevice at a time: the walker's, compare's
+	own    *walk.Own  // see Options.Index
 	// unwalked holds the devices told to o.Unwalked, under noteMu: each
 	// Walk of a root tells its own.
 	unwalked map[uint64]bool
@@ -431,6 +437,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		rootSeen: make([]int64, len(roots)),
 		checkAt:  make(map[fsys.Volume][]index.InodePath),
 	}
+	s.own = OwnFiles(o.Index)
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.c.known.Store(known)
 	s.sv = newSubvols(walkedBefore, o, func(path string, dev uint64) fsys.Volume {
@@ -841,6 +848,29 @@ func (s *scanner) noteDevice(path string, dev uint64) {
 		s.o.Error(path, err)
 	}
 	s.devs.set(dev, v)
+}
+
+// OwnFiles names the files the tools keep in the directory of the index
+// at path, which a walk leaves out: a tree that holds the index would
+// otherwise have it, its log and findsame's table of sums read again
+// after every run that wrote them (gigabytes on a large host), and a
+// file changing while read failed every night. They are the index, the
+// files whose names start with its name and "-" (INDEX-wal, INDEX-shm,
+// INDEX-lock, INDEX-sums...) or with "." and that ("." INDEX-sums-*.tmp),
+// and findsame's temporary files (.findsame-*.tmp). It returns nil for
+// no path, or a directory that cannot be stat'ed.
+func OwnFiles(path string) *walk.Own {
+	if path == "" {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Stat(filepath.Dir(path), &st) != nil {
+		return nil
+	}
+	base := filepath.Base(path)
+	return &walk.Own{Dev: uint64(st.Dev), Ino: st.Ino, Names: func(name string) bool {
+		return name == base || strings.HasPrefix(name, base+"-") || strings.HasPrefix(name, "."+base+"-") || strings.HasPrefix(name, ".findsame-")
+	}}
 }
 
 // noteUnwalked tells o.Unwalked of a filesystem the walk did not list,

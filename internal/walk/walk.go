@@ -60,6 +60,9 @@ type Options struct {
 	Skipped func(path string, why string)
 	// Error is called for each path that cannot be read; the walk goes on.
 	Error func(path string, err error)
+	// Own, if set, names files the walk leaves out, saying nothing: the
+	// tool's own (its index and the files beside it).
+	Own *Own
 	// DedupeOnly has the walk list nothing of a filesystem that cannot
 	// deduplicate either (see walker.unwalked); pseudo filesystems it
 	// never lists.
@@ -70,6 +73,32 @@ type Options struct {
 	// type's name and whether it is a pseudo filesystem (see
 	// walker.unwalked), once a Walk, from any of the walk's goroutines.
 	Unwalked func(path, fsType string, dev uint64, pseudo bool)
+}
+
+// Own names files of one directory, by its device and inode (however a
+// path leads to it), that a walk leaves out.
+type Own struct {
+	Dev, Ino uint64
+	Names    func(name string) bool
+}
+
+// holds reports whether o names name in the directory of st_dev dev,
+// inode ino.
+func (o *Own) holds(dev, ino uint64, name string) bool {
+	return o != nil && o.Dev == dev && o.Ino == ino && o.Names(name)
+}
+
+// OwnFile reports whether o names the file at path (absolute): its
+// directory's identity and its name.
+func OwnFile(o *Own, path string) bool {
+	if o == nil {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Stat(filepath.Dir(path), &st) != nil {
+		return false
+	}
+	return o.holds(uint64(st.Dev), st.Ino, filepath.Base(path))
 }
 
 // CheckPatterns reports the first malformed exclude pattern.
@@ -139,6 +168,9 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	st := h.Stat
 	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev), listings: make(chan struct{}, maxListings)}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if o.Own != nil && OwnFile(o.Own, root) {
+			return nil
+		}
 		if st.Mode&unix.S_IFMT == unix.S_IFREG && w.unwalked(h.Fd(), root, uint64(st.Dev)) {
 			if o.Skipped != nil {
 				o.Skipped(root, "on a filesystem that cannot deduplicate")
@@ -160,7 +192,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	}
 	defer d.Close()
 	fd := int(d.Fd())
-	ls := w.list(fd, root, w.listed(root, &st, false, 0), o.Files != nil && !o.Files(root, &st), uint64(st.Dev))
+	ls := w.list(fd, root, w.listed(root, &st, false, 0), o.Files != nil && !o.Files(root, &st), uint64(st.Dev), st.Ino)
 	return w.children(root, ls, func() (int, error) { return fd, nil }, false)
 }
 
@@ -328,7 +360,7 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 			p.l.openErr = &os.PathError{Op: "open", Path: path, Err: err}
 			return
 		}
-		p.l = w.list(fd, path, listed, dirsOnly, uint64(st.Dev))
+		p.l = w.list(fd, path, listed, dirsOnly, uint64(st.Dev), st.Ino)
 		unix.Close(fd)
 	}()
 	return p
@@ -373,7 +405,7 @@ func (w *walker) unwalked(fd int, path string, dev uint64) bool {
 // list reads the directory open at fd, whose path is path, on device
 // dev; where listed, its files go as listed; where dirsOnly, only its
 // subdirectories go, and nothing else is stat'ed.
-func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev uint64) listing {
+func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint64) listing {
 	l := listing{listed: listed, dirsOnly: dirsOnly, dev: dev}
 	if w.unwalked(fd, path, dev) {
 		return l // nothing to deduplicate there, and reading can hang
@@ -387,7 +419,7 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev uint64) li
 	}
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	prefix := childPrefix(path)
-	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix + e.name) })
+	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix+e.name) || w.o.Own.holds(dev, ino, e.name) })
 	l.names = make([]string, len(ents))
 	l.stats = make([]lstatResult, len(ents))
 	for i, e := range ents {
