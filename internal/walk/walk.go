@@ -168,7 +168,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	st := h.Stat
 	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev), listings: make(chan struct{}, maxListings)}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		if o.Own != nil && OwnFile(o.Own, root) {
+		if OwnFile(o.Own, root) {
 			return nil
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFREG && w.unwalked(h.Fd(), root, uint64(st.Dev)) {
@@ -403,7 +403,8 @@ func (w *walker) unwalked(fd int, path string, dev uint64) bool {
 }
 
 // list reads the directory open at fd, whose path is path, on device
-// dev; where listed, its files go as listed; where dirsOnly, only its
+// dev, inode ino, leaving out what Options.Exclude and Options.Own name;
+// where listed, its files go as listed; where dirsOnly, only its
 // subdirectories go, and nothing else is stat'ed.
 func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint64) listing {
 	l := listing{listed: listed, dirsOnly: dirsOnly, dev: dev}
