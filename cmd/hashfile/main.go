@@ -158,14 +158,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer stop()
 
+	lock, err := index.LockWriter(*db)
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // after the index, deferred below
 	ix, err := index.Open(*db)
 	if err != nil {
 		return index.Explain(*db, err)
 	}
 	defer ix.Close()
-	if err := ix.LockWriter(); err != nil {
-		return err
-	}
 	for _, w := range ix.Warnings() {
 		fmt.Fprintf(stderr, "hashfile: warning: %s\n", w)
 	}

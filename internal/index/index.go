@@ -34,8 +34,7 @@ type Index struct {
 	db       *sql.DB
 	path     string
 	warnings []string
-	cache    int      // each connection's cache_size (see dsn)
-	lock     *os.File // the writer's lock, if taken (see LockWriter)
+	cache    int // each connection's cache_size (see dsn)
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // see stmt
@@ -284,12 +283,7 @@ func (ix *Index) Close() error {
 	}
 	ix.stmts = nil
 	ix.mu.Unlock()
-	err := ix.db.Close()
-	if ix.lock != nil {
-		ix.lock.Close() // after the database: no commit is left to make
-		ix.lock = nil
-	}
-	return err
+	return ix.db.Close()
 }
 
 // Path is the file the index lives in.
