@@ -56,7 +56,10 @@
 // (proc, sysfs, debugfs, cgroup, autofs and the like), which hold no file
 // data: reading /proc/kcore alone would take for ever. Each is named once
 // on standard error as the walk meets it, and what the index held under
-// it is pruned.
+// it is pruned. Where it was mounted before the run began, the walk goes
+// by what /proc/self/mountinfo says and does not even look at its mount
+// point: the lstat of a hard NFS mount whose server is down, or of a FUSE
+// mount whose server does not answer, would wait for ever.
 //
 //	hashfile: nfs at /srv/share cannot deduplicate: not walked
 //	hashfile: proc at /proc holds no file data: not walked

@@ -853,7 +853,7 @@ func TestCannotDedupe(t *testing.T) {
 	if !strings.HasPrefix(stderr, warning) || strings.Count(stderr, "cannot deduplicate") != 1 {
 		t.Errorf("stderr = %q; want it to start %q, and no other warning", stderr, warning)
 	}
-	checkSummary(t, stderr[len(warning):], counts{seen: 3, hashed: 3, read: 30000})
+	checkSummary(t, stderr[len(warning):], counts{seen: 3, hashed: 3, skipped: 1, read: 30000})
 	want := []string{filepath.Join(tree, "a/f"), filepath.Join(tree, "b/g"), filepath.Join(tree, "h")}
 	if got := paths(); !slices.Equal(got, want) {
 		t.Errorf("indexed %q; want %q", got, want)
@@ -947,4 +947,86 @@ func TestPseudoAndOverlay(t *testing.T) {
 		t.Errorf("stderr = %q; want %q and the summary", stderr, want)
 	}
 	checkSummary(t, lines[len(want)]+"\n", counts{seen: 1, hashed: 1, read: 10000})
+}
+
+// A FUSE mount under a PATH whose server does not answer (stopped here;
+// on a host, a FUSE or hard NFS mount whose server is gone) hangs any
+// look at it, its mount point's lstat first: the walk leaves it out by
+// what /proc/self/mountinfo says, without looking, and names it. With the
+// walk that looked first, hashfile waited until the server came back.
+func TestHungFUSE(t *testing.T) {
+	bindfs, err := exec.LookPath("bindfs")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("bindfs is not installed (scripts/setup installs it): %v", err)
+		}
+		t.Skipf("bindfs is not installed: %v", err)
+	}
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	tree, share := filepath.Join(mnt, "tree"), filepath.Join(mnt, "tree", "share")
+	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 10000))
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "g"), randomBytes(2, 10000))
+	if err := os.Mkdir(share, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	server := exec.Command(bindfs, "-f", src, share)
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- server.Wait() }()
+	t.Cleanup(func() {
+		server.Process.Signal(syscall.SIGCONT)
+		if mounted(t, share) {
+			testfs.Run(t, "umount", share)
+		}
+		<-exited
+	})
+	for !mounted(t, share) {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("bindfs ended before it mounted %s: %v", share, err)
+		case <-time.After(10 * time.Millisecond): // until bindfs has mounted
+		}
+	}
+	if err := server.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		stderr string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, stderr, err := hashfile(t, "", "-db", filepath.Join(t.TempDir(), "index.db"), tree)
+		done <- result{stderr, err}
+	}()
+	select {
+	case r := <-done:
+		want := "hashfile: fuse at " + share + " cannot deduplicate: not walked\n"
+		if r.err != nil || !strings.HasPrefix(r.stderr, want) {
+			t.Fatalf("hashfile = %v, stderr %q; want nil, and it to start %q", r.err, r.stderr, want)
+		}
+		checkSummary(t, r.stderr[len(want):], counts{seen: 1, hashed: 1, read: 10000})
+	case <-time.After(time.Minute): // a bound on the failure, not a measure
+		t.Fatalf("hashfile still waits on the FUSE mount after a minute")
+	}
+}
+
+// mounted reports whether path is a mount point, as mountinfo says.
+func mounted(t *testing.T, path string) bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
 }

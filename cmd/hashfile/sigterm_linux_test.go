@@ -120,6 +120,6 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatalf("run after SIGTERM: stderr %q; want it to start %q", out, warning)
 	}
 	total := dirs * perDir
-	checkSummary(t, out[len(warning):], counts{seen: total, hashed: total - done, unchanged: done, read: int64(total-done) * size})
+	checkSummary(t, out[len(warning):], counts{seen: total, hashed: total - done, unchanged: done, skipped: 1, read: int64(total-done) * size})
 	checkTree(t, db, tree)
 }

@@ -52,7 +52,7 @@ func TestErrorOnTerminal(t *testing.T) {
 		}
 		out <- b.Bytes()
 	}()
-	dir := t.TempDir()
+	dir := dataDir(t)
 	missing := filepath.Join(dir, "missing")
 	// A path listed on standard input that is gone is a failed item.
 	err := run(context.Background(), []string{"-db", filepath.Join(dir, "index.db"), "-"}, strings.NewReader(missing+"\n"), io.Discard, tty)

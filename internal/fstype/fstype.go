@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // Magic numbers (statfs f_type) of the types this package knows.
@@ -100,6 +101,24 @@ func ByType(m int64) bool {
 		return false
 	}
 	return !Pseudo(m)
+}
+
+// ByName reports, for the name of a filesystem type as mount(8) and
+// /proc/self/mountinfo give it, whether it is a pseudo filesystem (see
+// Pseudo) and whether it cannot deduplicate (see ByType), for the types
+// whose name says so; false, false for the others (btrfs, XFS, which only
+// the filesystem itself can tell, and types this package does not know).
+func ByName(name string) (pseudo, cannot bool) {
+	switch name {
+	case "proc", "sysfs", "debugfs", "tracefs", "cgroup", "cgroup2", "securityfs", "devpts", "bpf",
+		"configfs", "pstore", "efivarfs", "mqueue", "fusectl", "binfmt_misc", "selinuxfs", "nsfs", "autofs":
+		return true, true
+	case "ext2", "ext3", "ext4", "tmpfs", "devtmpfs", "ramfs", "vfat", "msdos", "exfat", "ntfs", "ntfs3",
+		"fuseblk", "iso9660", "squashfs", "nfs", "nfs4", "cifs", "smb3", "ceph", "9p", "f2fs", "erofs",
+		"ecryptfs", "overlay", "fuse":
+		return false, true
+	}
+	return false, strings.HasPrefix(name, "fuse.")
 }
 
 // ErrCannotDedupe says a filesystem cannot share storage between files.

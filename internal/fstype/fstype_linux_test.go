@@ -119,3 +119,22 @@ func TestName(t *testing.T) {
 		t.Errorf("Error() = %q; want %q", got, want)
 	}
 }
+
+// ByName says of each type's name what Pseudo and ByType say of its
+// magic, and knows the names that have no magic of their own here.
+func TestByName(t *testing.T) {
+	for m, name := range names {
+		pseudo, cannot := ByName(name)
+		if pseudo != Pseudo(m) || cannot != !ByType(m) {
+			t.Errorf("ByName(%q) = %v, %v; want %v, %v as by its magic", name, pseudo, cannot, Pseudo(m), !ByType(m))
+		}
+	}
+	for name, want := range map[string][2]bool{
+		"nfs4": {false, true}, "fuse.sshfs": {false, true}, "fuse.rclone": {false, true}, "devtmpfs": {false, true},
+		"ntfs3": {false, true}, "zfs": {false, false}, "bcachefs": {false, false}, "fusectl": {true, true},
+	} {
+		if pseudo, cannot := ByName(name); pseudo != want[0] || cannot != want[1] {
+			t.Errorf("ByName(%q) = %v, %v; want %v, %v", name, pseudo, cannot, want[0], want[1])
+		}
+	}
+}

@@ -8,13 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"same/internal/fstype"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"same/internal/fstype"
 )
 
 // FromStat returns the Stat of a stat result.
@@ -489,9 +491,17 @@ func DontNeed(fd int, off, n int64) {
 	}
 }
 
-// MountPoints returns where filesystems are mounted, as
-// /proc/self/mountinfo lists them (relative to this process's root).
-func MountPoints() ([]string, error) {
+// Mount is a line of /proc/self/mountinfo: where a filesystem is
+// mounted (relative to this process's root), its type as mount(8) names
+// it (ext4, nfs4, fuse.sshfs...), and its st_dev.
+type Mount struct {
+	Point, Type string
+	Dev         uint64
+}
+
+// Mounts returns what /proc/self/mountinfo lists, in its order: a mount
+// made later at or above another's mount point hides it.
+func Mounts() ([]Mount, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
@@ -499,17 +509,37 @@ func MountPoints() ([]string, error) {
 	return parseMountinfo(string(data))
 }
 
-// parseMountinfo returns the mount point (the fifth field, its spaces,
-// tabs, newlines and backslashes written as octal escapes) of each line
-// of mountinfo.
-func parseMountinfo(mountinfo string) ([]string, error) {
-	var out []string
+// MountPoints returns where filesystems are mounted, as
+// /proc/self/mountinfo lists them (relative to this process's root).
+func MountPoints() ([]string, error) {
+	ms, err := Mounts()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Point
+	}
+	return out, nil
+}
+
+// parseMountinfo returns the mount of each line of mountinfo: the mount
+// point (the fifth field, its spaces, tabs, newlines and backslashes
+// written as octal escapes), the device (the third, major:minor) and the
+// type (the first field after the separator "-").
+func parseMountinfo(mountinfo string) ([]Mount, error) {
+	var out []Mount
 	for line := range strings.Lines(mountinfo) {
 		fields := strings.Fields(line)
-		if len(fields) < 5 {
+		sep := slices.Index(fields, "-")
+		if len(fields) < 5 || sep < 5 || sep+1 >= len(fields) {
 			return nil, fmt.Errorf("mountinfo: short line %q", strings.TrimSpace(line))
 		}
-		out = append(out, unescapeOctal(fields[4]))
+		var major, minor uint32
+		if _, err := fmt.Sscanf(fields[2], "%d:%d", &major, &minor); err != nil {
+			return nil, fmt.Errorf("mountinfo: device %q: %w", fields[2], err)
+		}
+		out = append(out, Mount{Point: unescapeOctal(fields[4]), Type: unescapeOctal(fields[sep+1]), Dev: unix.Mkdev(major, minor)})
 	}
 	return out, nil
 }

@@ -5,6 +5,8 @@ package fsys
 import (
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseMountinfo(t *testing.T) {
@@ -13,11 +15,18 @@ func TestParseMountinfo(t *testing.T) {
 41 40 7:1 /sub /mnt/a\040b/back\134slash rw - xfs /dev/loop1 rw
 `
 	got, err := parseMountinfo(info)
-	if want := []string{"/", "/mnt/a b", `/mnt/a b/back\slash`}; err != nil || !slices.Equal(got, want) {
-		t.Errorf("parseMountinfo = %q, %v; want %q", got, err, want)
+	want := []Mount{
+		{"/", "ext4", unix.Mkdev(8, 1)},
+		{"/mnt/a b", "btrfs", unix.Mkdev(0, 35)},
+		{`/mnt/a b/back\slash`, "xfs", unix.Mkdev(7, 1)},
 	}
-	if _, err := parseMountinfo("22 1 8:1 /\n"); err == nil {
-		t.Error("parseMountinfo of a short line: no error")
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("parseMountinfo = %+v, %v; want %+v", got, err, want)
+	}
+	for _, line := range []string{"22 1 8:1 /\n", "22 1 8:1 / / rw shared:1 -\n", "22 1 8:1 / / rw shared:1 ext4 /dev/sda1 rw\n", "22 1 x / / rw - ext4 /dev/sda1 rw\n"} {
+		if _, err := parseMountinfo(line); err == nil {
+			t.Errorf("parseMountinfo(%q): no error", line)
+		}
 	}
 	if got := unescapeOctal(`a\04`); got != `a\04` {
 		t.Errorf("unescapeOctal of a cut escape = %q", got)

@@ -55,6 +55,7 @@ func (s *scanner) walk(out chan<- item) error {
 		Listed:     s.sv.listed,
 		DedupeOnly: s.o.DedupeOnly,
 		Own:        s.own,
+		Mounts:     s.mounts,
 		Unwalked:   s.noteUnwalked,
 	}
 	send := func(it item) error {

@@ -342,9 +342,10 @@ type scanner struct {
 	ru   *reuser
 	sv   *subvols
 
-	devs   devices    // st_dev -> volume, learnt by the walker
-	noteMu sync.Mutex // one noteDevice at a time: the walker's, compare's
-	own    *walk.Own  // see Options.Index
+	devs   devices     // st_dev -> volume, learnt by the walker
+	noteMu sync.Mutex  // one noteDevice at a time: the walker's, compare's
+	own    *walk.Own   // see Options.Index
+	mounts walk.Mounts // as the run began
 	// unwalked holds the devices told to o.Unwalked, under noteMu: each
 	// Walk of a root tells its own.
 	unwalked map[uint64]bool
@@ -438,6 +439,9 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		checkAt:  make(map[fsys.Volume][]index.InodePath),
 	}
 	s.own = OwnFiles(o.Index)
+	if ms, err := fsys.Mounts(); err == nil {
+		s.mounts = walk.NewMounts(ms, o.DedupeOnly)
+	} // else each filesystem is looked at as the walk meets it
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.c.known.Store(known)
 	s.sv = newSubvols(walkedBefore, o, func(path string, dev uint64) fsys.Volume {

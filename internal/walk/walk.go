@@ -67,12 +67,80 @@ type Options struct {
 	// deduplicate either (see walker.unwalked); pseudo filesystems it
 	// never lists.
 	DedupeOnly bool
+	// Mounts, if set, are the filesystems mounted when the walk began
+	// (see NewMounts): one that the walk would not list (see
+	// walker.unwalked) is left out where the walk meets its mount point,
+	// unlooked at, and told to Unwalked; so is a root at or below such a
+	// mount point. Not even lstat'ed: that of a hard NFS mount whose
+	// server is down, or of a FUSE mount whose server does not answer,
+	// waits for ever. Filesystems mounted since are found as the walk
+	// meets them.
+	Mounts Mounts
 	// Unwalked, if set, is told of each filesystem (st_dev dev) the walk
 	// met and did not list, with the path of the first directory of it
-	// met (or the root, a file on it, which goes to Skipped too), its
+	// met (or the root, which goes to Skipped too where it is a file on
+	// it, or any root on one of Mounts), its
 	// type's name and whether it is a pseudo filesystem (see
 	// walker.unwalked), once a Walk, from any of the walk's goroutines.
 	Unwalked func(path, fsType string, dev uint64, pseudo bool)
+}
+
+// Mounts holds the mounts a walk may meet, by mount point: those seen
+// from this process's root and not hidden by a later mount.
+type Mounts map[string]Mount
+
+// Mount is a filesystem mounted at a path the walk may meet.
+type Mount struct {
+	Type string // as mount(8) names it: ext4, nfs4, fuse.sshfs...
+	Dev  uint64
+	// Skip says the walk lists nothing of it, by its type's name (see
+	// fstype.ByName), and Pseudo why.
+	Skip, Pseudo bool
+}
+
+// NewMounts returns the mounts of ms (in /proc/self/mountinfo's order)
+// that no later one hides, at or above its mount point; with dedupeOnly,
+// those of types that cannot deduplicate are skipped, as pseudo ones
+// always are (see Options.DedupeOnly).
+func NewMounts(ms []fsys.Mount, dedupeOnly bool) Mounts {
+	out := make(Mounts, len(ms))
+	later := make(map[string]bool, len(ms))
+	for i := len(ms) - 1; i >= 0; i-- {
+		m := ms[i]
+		hidden := false
+		for p := m.Point; ; p = filepath.Dir(p) {
+			if later[p] {
+				hidden = true
+				break
+			}
+			if p == "/" || p == "." {
+				break
+			}
+		}
+		later[m.Point] = true
+		if hidden {
+			continue
+		}
+		pseudo, cannot := fstype.ByName(m.Type)
+		out[m.Point] = Mount{Type: m.Type, Dev: m.Dev, Skip: pseudo || cannot && dedupeOnly, Pseudo: pseudo}
+	}
+	return out
+}
+
+// under returns the mount nearest at or above path (absolute), and false
+// if none is known.
+func (ms Mounts) under(path string) (Mount, bool) {
+	if len(ms) == 0 {
+		return Mount{}, false
+	}
+	for p := path; ; p = filepath.Dir(p) {
+		if m, ok := ms[p]; ok {
+			return m, true
+		}
+		if p == "/" || p == "." {
+			return Mount{}, false
+		}
+	}
 }
 
 // Own names files of one directory, by its device and inode (however a
@@ -155,6 +223,14 @@ func Matches(patterns []string, path string) bool {
 // for a symlink or another directory while the walk runs is reported as
 // an error for that entry, never followed.
 func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) error {
+	w := walker{ctx: ctx, o: &o, fn: fn, listings: make(chan struct{}, maxListings)}
+	if m, ok := o.Mounts.under(root); ok && m.Skip {
+		w.skipMount(root, m)
+		if o.Skipped != nil {
+			o.Skipped(root, "on a filesystem that the walk does not list")
+		}
+		return nil
+	}
 	h, err := safeopen.Lookup(root)
 	if err != nil {
 		op := "lstat"
@@ -166,7 +242,7 @@ func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) err
 	}
 	defer h.Close()
 	st := h.Stat
-	w := walker{ctx: ctx, o: &o, fn: fn, rootDev: uint64(st.Dev), listings: make(chan struct{}, maxListings)}
+	w.rootDev = uint64(st.Dev)
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		if OwnFile(o.Own, root) {
 			return nil
@@ -366,6 +442,21 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 	return p
 }
 
+// skipMount tells Options.Unwalked of m, mounted at or above path, which
+// the walk does not go into, once a walk.
+func (w *walker) skipMount(path string, m Mount) {
+	w.mu.Lock()
+	_, told := w.unwalkable[m.Dev]
+	if w.unwalkable == nil {
+		w.unwalkable = make(map[uint64]unwalkable)
+	}
+	w.unwalkable[m.Dev] = unwalkable{name: m.Type, pseudo: m.Pseudo}
+	w.mu.Unlock()
+	if !told && w.o.Unwalked != nil {
+		w.o.Unwalked(path, m.Type, m.Dev, m.Pseudo)
+	}
+}
+
 // unwalkable is what unwalked found of a device: the name of the type of
 // a filesystem not to be listed, or "".
 type unwalkable struct {
@@ -421,6 +512,20 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	prefix := childPrefix(path)
 	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix+e.name) || w.o.Own.holds(dev, ino, e.name) })
+	if len(w.o.Mounts) > 0 {
+		ents = slices.DeleteFunc(ents, func(e dirent) bool {
+			m, ok := w.o.Mounts[prefix+e.name]
+			switch {
+			case !ok || !m.Skip:
+				return false
+			case w.o.OneFS:
+				w.o.skip(prefix+e.name, "on another filesystem") // not entered in any case
+			default:
+				w.skipMount(prefix+e.name, m)
+			}
+			return true
+		})
+	}
 	l.names = make([]string, len(ents))
 	l.stats = make([]lstatResult, len(ents))
 	for i, e := range ents {

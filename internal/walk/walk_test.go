@@ -613,3 +613,65 @@ func writeSized(t *testing.T, dir string, files map[string]int) {
 		}
 	}
 }
+
+// The mounts the walk is given decide, by their types' names, what it
+// leaves out where it meets their mount points, without looking at them:
+// here directories of the temporary directory's own filesystem stand for
+// an NFS share, a FUSE mount hidden by a btrfs mounted on it later, and an
+// NFS share below a directory a btrfs was mounted on later. A root below
+// a mount left out is skipped whole; with OneFS, a mount point left out
+// is counted skipped, as any other filesystem's, and not told.
+func TestWalkMounts(t *testing.T) {
+	dir := t.TempDir()
+	writeSized(t, dir, map[string]int{"a": 10, "nfs/b": 10, "over/c": 10, "x/y/d": 10})
+	ms := NewMounts([]fsys.Mount{
+		{Point: "/", Type: "xfs", Dev: 1}, // XFS and btrfs are walked, whatever their name
+		{Point: dir + "/nfs", Type: "nfs4", Dev: 42},
+		{Point: dir + "/over", Type: "fuse.sshfs", Dev: 43},
+		{Point: dir + "/over", Type: "btrfs", Dev: 44},
+		{Point: dir + "/x/y", Type: "nfs", Dev: 45},
+		{Point: dir + "/x", Type: "btrfs", Dev: 46},
+	}, true)
+	if want := (Mount{Type: "nfs4", Dev: 42, Skip: true}); ms[dir+"/nfs"] != want {
+		t.Errorf("NewMounts: %s = %+v; want %+v", dir+"/nfs", ms[dir+"/nfs"], want)
+	}
+	for _, p := range []string{dir + "/x/y"} {
+		if m, ok := ms[p]; ok {
+			t.Errorf("NewMounts: %s = %+v; want it hidden by a later mount above it", p, m)
+		}
+	}
+	walk := func(root string, oneFS bool) (found []string, told, skipped map[string]string) {
+		told, skipped = map[string]string{}, map[string]string{}
+		o := Options{
+			Mounts: ms,
+			OneFS:  oneFS,
+			Unwalked: func(path, fsType string, dev uint64, pseudo bool) {
+				told[path] = fmt.Sprint(fsType, " ", dev, " ", pseudo)
+			},
+			Skipped: func(path, why string) { skipped[path] = why },
+			Error:   func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+		}
+		if err := Walk(context.Background(), root, o, func(e Entry) error {
+			found = append(found, strings.TrimPrefix(e.Path, dir+"/"))
+			return nil
+		}); err != nil {
+			t.Fatalf("Walk(%s) = %v", root, err)
+		}
+		return found, told, skipped
+	}
+	found, told, skipped := walk(dir, false)
+	if want := []string{"a", "over/c", "x/y/d"}; !slices.Equal(found, want) {
+		t.Errorf("found %q; want %q", found, want)
+	}
+	if want := map[string]string{dir + "/nfs": "nfs4 42 false"}; !maps.Equal(told, want) || len(skipped) != 0 {
+		t.Errorf("told %v, skipped %v; want %v and nothing skipped", told, skipped, want)
+	}
+	found, told, skipped = walk(dir+"/nfs/b", false)
+	if want := map[string]string{dir + "/nfs/b": "nfs4 42 false"}; len(found) != 0 || !maps.Equal(told, want) || len(skipped) != 1 {
+		t.Errorf("a root below: found %q, told %v, skipped %v; want nothing found, %v told and the root skipped", found, told, skipped, want)
+	}
+	found, told, skipped = walk(dir, true)
+	if want := map[string]string{dir + "/nfs": "on another filesystem"}; !slices.Equal(found, []string{"a", "over/c", "x/y/d"}) || len(told) != 0 || !maps.Equal(skipped, want) {
+		t.Errorf("with OneFS: found %q, told %v, skipped %v; want a, over/c, x/y/d, nothing told, %v", found, told, skipped, want)
+	}
+}
