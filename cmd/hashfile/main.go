@@ -56,7 +56,9 @@
 // (proc, sysfs, debugfs, cgroup, autofs and the like), which hold no file
 // data: reading /proc/kcore alone would take for ever. Each is named once
 // on standard error as the walk meets it, and what the index held under
-// it is pruned. Where it was mounted before the run began, the walk goes
+// it is pruned. Through such a filesystem, the walk still goes to the
+// mount points below of filesystems that can deduplicate (a btrfs
+// mounted on /srv/data of an ext4 root), and only there. Where it was mounted before the run began, the walk goes
 // by what /proc/self/mountinfo says and does not even look at its mount
 // point: the lstat of a hard NFS mount whose server is down, or of a FUSE
 // mount whose server does not answer, would wait for ever.
@@ -245,8 +247,10 @@ of its data counts as NOCOW), its block hashes and its FIEMAP extents in the
 index that findsame reads. A PATH of "-" reads paths from standard input,
 one per line, or NUL-separated with -0. Filesystems that cannot
 deduplicate (ext4, tmpfs, NFS, SMB, FUSE, overlayfs, XFS made without
-reflink, ...) and pseudo filesystems (proc, sysfs, ...) are not walked;
-each is named once. Nor are the index and the files beside it named
+reflink, ...) and pseudo filesystems (proc, sysfs, ...) are not walked
+(but for the way through them to the mount points below of those that
+can, such as a btrfs mounted on a directory of an ext4 root); each is
+named once. Nor are the index and the files beside it named
 after it (INDEX-wal, INDEX-sums, ...), where a PATH holds them.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a

@@ -894,6 +894,38 @@ func TestCannotDedupe(t *testing.T) {
 	}
 }
 
+// Below a PATH on a filesystem that cannot deduplicate (an ext4 root), a
+// btrfs mounted on one of its directories is walked: the walk goes
+// through the ext4 toward it, and lists nothing else there.
+func TestCannotDedupeMountBelow(t *testing.T) {
+	ext4 := testfs.Mount(t, "ext4", "64M")
+	btrfs := testfs.Mount(t, "btrfs", "256M")
+	for _, name := range []string{"a/f", "sub/g", "sub/data/h"} {
+		writeFile(t, filepath.Join(ext4, name), randomBytes(1, 10000))
+	}
+	writeFile(t, filepath.Join(btrfs, "data", "x"), randomBytes(2, 10000))
+	writeFile(t, filepath.Join(btrfs, "data", "y", "z"), randomBytes(3, 10000))
+	data := filepath.Join(ext4, "sub", "data")
+	testfs.Run(t, "mount", "--bind", filepath.Join(btrfs, "data"), data)
+	t.Cleanup(func() { testfs.Run(t, "umount", data) })
+	db := filepath.Join(t.TempDir(), "index.db")
+	warning := "hashfile: ext4 at " + ext4 + " cannot deduplicate: not walked\n"
+	for i, want := range []counts{{seen: 2, hashed: 2, read: 20000}, {seen: 2, unchanged: 2, listed: -1, rootsSkimmed: -1}} {
+		_, stderr, err := hashfile(t, "", "-db", db, ext4)
+		if err != nil || !strings.HasPrefix(stderr, warning) {
+			t.Fatalf("run %d: hashfile = %v, stderr %q; want nil, and it to start %q", i+1, err, stderr, warning)
+		}
+		if i == 0 {
+			checkSummary(t, stderr[len(warning):], want)
+		} else if !strings.Contains(stderr, " 2 files seen, 0 hashed ") || !strings.Contains(stderr, "; read 0 B in ") {
+			t.Errorf("run 2: stderr %q; want 2 files seen, none hashed, nothing read", stderr)
+		}
+		if got, want := slices.Sorted(maps.Keys(indexed(t, db))), []string{filepath.Join(data, "x"), filepath.Join(data, "y", "z")}; !slices.Equal(got, want) {
+			t.Errorf("run %d: indexed %q; want %q", i+1, got, want)
+		}
+	}
+}
+
 // hashfile does not walk pseudo filesystems (proc, sysfs), which hold no
 // file data and whose files can take for ever to read (/proc/kcore): it
 // names each once. Nor does it walk an overlay (a container's merged

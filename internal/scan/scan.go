@@ -342,10 +342,10 @@ type scanner struct {
 	ru   *reuser
 	sv   *subvols
 
-	devs   devices     // st_dev -> volume, learnt by the walker
-	noteMu sync.Mutex  // one noteDevice at a time: the walker's, compare's
-	own    *walk.Own   // see Options.Index
-	mounts walk.Mounts // as the run began
+	devs   devices      // st_dev -> volume, learnt by the walker
+	noteMu sync.Mutex   // one noteDevice at a time: the walker's, compare's
+	own    *walk.Own    // see Options.Index
+	mounts *walk.Mounts // as the run began
 	// unwalked holds the devices told to o.Unwalked, under noteMu: each
 	// Walk of a root tells its own.
 	unwalked map[uint64]bool

@@ -74,8 +74,10 @@ type Options struct {
 	// mount point. Not even lstat'ed: that of a hard NFS mount whose
 	// server is down, or of a FUSE mount whose server does not answer,
 	// waits for ever. Filesystems mounted since are found as the walk
-	// meets them.
-	Mounts Mounts
+	// meets them. In a filesystem it does not list, the walk still goes
+	// to the mount points below of those it does list (a btrfs mounted
+	// on a directory of an ext4 root), and only there.
+	Mounts *Mounts
 	// Unwalked, if set, is told of each filesystem (st_dev dev) the walk
 	// met and did not list, with the path of the first directory of it
 	// met (or the root, which goes to Skipped too where it is a file on
@@ -85,9 +87,12 @@ type Options struct {
 	Unwalked func(path, fsType string, dev uint64, pseudo bool)
 }
 
-// Mounts holds the mounts a walk may meet, by mount point: those seen
-// from this process's root and not hidden by a later mount.
-type Mounts map[string]Mount
+// Mounts holds the mounts a walk may meet: those seen from this
+// process's root and not hidden by a later mount.
+type Mounts struct {
+	at     map[string]Mount // by mount point
+	listed []string         // the mount points of those not skipped, sorted
+}
 
 // Mount is a filesystem mounted at a path the walk may meet.
 type Mount struct {
@@ -102,8 +107,8 @@ type Mount struct {
 // that no later one hides, at or above its mount point; with dedupeOnly,
 // those of types that cannot deduplicate are skipped, as pseudo ones
 // always are (see Options.DedupeOnly).
-func NewMounts(ms []fsys.Mount, dedupeOnly bool) Mounts {
-	out := make(Mounts, len(ms))
+func NewMounts(ms []fsys.Mount, dedupeOnly bool) *Mounts {
+	out := &Mounts{at: make(map[string]Mount, len(ms))}
 	later := make(map[string]bool, len(ms))
 	for i := len(ms) - 1; i >= 0; i-- {
 		m := ms[i]
@@ -122,25 +127,59 @@ func NewMounts(ms []fsys.Mount, dedupeOnly bool) Mounts {
 			continue
 		}
 		pseudo, cannot := fstype.ByName(m.Type)
-		out[m.Point] = Mount{Type: m.Type, Dev: m.Dev, Skip: pseudo || cannot && dedupeOnly, Pseudo: pseudo}
+		skip := pseudo || cannot && dedupeOnly
+		out.at[m.Point] = Mount{Type: m.Type, Dev: m.Dev, Skip: skip, Pseudo: pseudo}
+		if !skip {
+			out.listed = append(out.listed, m.Point)
+		}
 	}
+	slices.Sort(out.listed)
 	return out
 }
 
 // under returns the mount nearest at or above path (absolute), and false
 // if none is known.
-func (ms Mounts) under(path string) (Mount, bool) {
-	if len(ms) == 0 {
+func (ms *Mounts) under(path string) (Mount, bool) {
+	if ms == nil {
 		return Mount{}, false
 	}
 	for p := path; ; p = filepath.Dir(p) {
-		if m, ok := ms[p]; ok {
+		if m, ok := ms.at[p]; ok {
 			return m, true
 		}
 		if p == "/" || p == "." {
 			return Mount{}, false
 		}
 	}
+}
+
+// skipped reports whether path is the mount point of a mount the walk
+// leaves out, with none that it lists below.
+func (ms *Mounts) skipped(path string) (Mount, bool) {
+	if ms == nil {
+		return Mount{}, false
+	}
+	m, ok := ms.at[path]
+	return m, ok && m.Skip && len(ms.toward(path)) == 0
+}
+
+// toward returns the names in directory path (absolute) that lead to the
+// mount points of mounts the walk lists, below path: what the walk goes
+// to in a filesystem it does not list.
+func (ms *Mounts) toward(path string) []string {
+	if ms == nil {
+		return nil
+	}
+	prefix := childPrefix(path)
+	var out []string
+	i, _ := slices.BinarySearch(ms.listed, prefix)
+	for ; i < len(ms.listed) && strings.HasPrefix(ms.listed[i], prefix); i++ {
+		name, _, _ := strings.Cut(ms.listed[i][len(prefix):], "/")
+		if name != "" && (len(out) == 0 || out[len(out)-1] != name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Own names files of one directory, by its device and inode (however a
@@ -224,7 +263,7 @@ func Matches(patterns []string, path string) bool {
 // an error for that entry, never followed.
 func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) error {
 	w := walker{ctx: ctx, o: &o, fn: fn, listings: make(chan struct{}, maxListings)}
-	if m, ok := o.Mounts.under(root); ok && m.Skip {
+	if m, ok := o.Mounts.under(root); ok && m.Skip && len(o.Mounts.toward(root)) == 0 {
 		w.skipMount(root, m)
 		if o.Skipped != nil {
 			o.Skipped(root, "on a filesystem that the walk does not list")
@@ -500,7 +539,13 @@ func (w *walker) unwalked(fd int, path string, dev uint64) bool {
 func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint64) listing {
 	l := listing{listed: listed, dirsOnly: dirsOnly, dev: dev}
 	if w.unwalked(fd, path, dev) {
-		return l // nothing to deduplicate there, and reading can hang
+		// Nothing to deduplicate there, and reading can hang; but the
+		// way to the mount points below of filesystems that can.
+		l.names = slices.DeleteFunc(w.o.Mounts.toward(path), func(name string) bool { return w.o.excluded(childPrefix(path) + name) })
+		l.stats = make([]lstatResult, len(l.names))
+		lstatAll(fd, childPrefix(path), l.names, l.stats)
+		pathOrder(&l)
+		return l
 	}
 	ents, err := readDirents(fd)
 	if err != nil {
@@ -512,11 +557,11 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	prefix := childPrefix(path)
 	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix+e.name) || w.o.Own.holds(dev, ino, e.name) })
-	if len(w.o.Mounts) > 0 {
+	if w.o.Mounts != nil {
 		ents = slices.DeleteFunc(ents, func(e dirent) bool {
-			m, ok := w.o.Mounts[prefix+e.name]
+			m, ok := w.o.Mounts.skipped(prefix + e.name)
 			switch {
-			case !ok || !m.Skip:
+			case !ok:
 				return false
 			case w.o.OneFS:
 				w.o.skip(prefix+e.name, "on another filesystem") // not entered in any case

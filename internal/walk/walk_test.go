@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"same/internal/fstype"
 	"same/internal/fsys"
 	"slices"
 	"strings"
@@ -632,11 +633,11 @@ func TestWalkMounts(t *testing.T) {
 		{Point: dir + "/x/y", Type: "nfs", Dev: 45},
 		{Point: dir + "/x", Type: "btrfs", Dev: 46},
 	}, true)
-	if want := (Mount{Type: "nfs4", Dev: 42, Skip: true}); ms[dir+"/nfs"] != want {
-		t.Errorf("NewMounts: %s = %+v; want %+v", dir+"/nfs", ms[dir+"/nfs"], want)
+	if want := (Mount{Type: "nfs4", Dev: 42, Skip: true}); ms.at[dir+"/nfs"] != want {
+		t.Errorf("NewMounts: %s = %+v; want %+v", dir+"/nfs", ms.at[dir+"/nfs"], want)
 	}
 	for _, p := range []string{dir + "/x/y"} {
-		if m, ok := ms[p]; ok {
+		if m, ok := ms.at[p]; ok {
 			t.Errorf("NewMounts: %s = %+v; want it hidden by a later mount above it", p, m)
 		}
 	}
@@ -673,5 +674,55 @@ func TestWalkMounts(t *testing.T) {
 	found, told, skipped = walk(dir, true)
 	if want := map[string]string{dir + "/nfs": "on another filesystem"}; !slices.Equal(found, []string{"a", "over/c", "x/y/d"}) || len(told) != 0 || !maps.Equal(skipped, want) {
 		t.Errorf("with OneFS: found %q, told %v, skipped %v; want a, over/c, x/y/d, nothing told, %v", found, told, skipped, want)
+	}
+}
+
+// In a filesystem the walk does not list (the temporary directory's, as
+// an ext4 is not listed with DedupeOnly), it goes only toward the mount
+// points below of filesystems it lists, and enters them: here an XFS two
+// levels down, and one below a FUSE mount; the rest of the directory, a
+// FUSE mount with nothing listed below among it, is not met.
+func TestWalkTowardMounts(t *testing.T) {
+	dir := t.TempDir()
+	if f, err := os.Open(dir); err != nil {
+		t.Fatal(err)
+	} else if _, can := fstype.CanDedupe(int(f.Fd())); f.Close() == nil && can {
+		t.Skip("the temporary directory's filesystem can deduplicate: it would be listed")
+	}
+	writeSized(t, dir, map[string]int{"a": 10, "deep/er/xfs/b": 10, "deep/c": 10, "other/d": 10, "fuse/xfs/e": 10, "fuse/f": 10, "fuse2/g": 10})
+	ms := NewMounts([]fsys.Mount{
+		{Point: "/", Type: "ext4", Dev: 1},
+		{Point: dir + "/deep/er/xfs", Type: "xfs", Dev: 2},
+		{Point: dir + "/fuse", Type: "fuse.sshfs", Dev: 3},
+		{Point: dir + "/fuse/xfs", Type: "xfs", Dev: 4},
+		{Point: dir + "/fuse2", Type: "fuse.sshfs", Dev: 5},
+	}, true)
+	if got, want := ms.toward(dir), []string{"deep", "fuse"}; !slices.Equal(got, want) {
+		t.Errorf("toward(%s) = %q; want %q", dir, got, want)
+	}
+	var dirs []string
+	told := map[string]string{}
+	o := Options{
+		DedupeOnly: true,
+		Mounts:     ms,
+		Dir:        func(path string, _ *unix.Stat_t) { dirs = append(dirs, strings.TrimPrefix(path, dir)) },
+		Unwalked:   func(path, fsType string, dev uint64, pseudo bool) { told[strings.TrimPrefix(path, dir)] = fsType },
+		Error:      func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+	}
+	var found []string
+	if err := Walk(context.Background(), dir, o, func(e Entry) error { found = append(found, e.Path); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// What lies on the temporary directory's filesystem is not listed,
+	// so the stand-ins for XFS are entered and found empty.
+	if want := []string{"", "/deep", "/deep/er", "/deep/er/xfs", "/fuse", "/fuse/xfs"}; !slices.Equal(dirs, want) || len(found) != 0 {
+		t.Errorf("entered %q, found %q; want %q and nothing found", dirs, found, want)
+	}
+	var sf unix.Statfs_t
+	if err := unix.Statfs(dir, &sf); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"": fstype.Name(int64(sf.Type))}; !maps.Equal(told, want) {
+		t.Errorf("told %v; want %v: the root's filesystem, and not /fuse2, which the walk does not meet", told, want)
 	}
 }
