@@ -1015,12 +1015,15 @@ func TestHungFUSE(t *testing.T) {
 		}
 		<-exited
 	})
-	for !mounted(t, share) {
+	for deadline := time.Now().Add(time.Minute); !mounted(t, share); {
 		select {
 		case err := <-exited:
 			exited <- err
 			t.Fatalf("bindfs ended before it mounted %s: %v", share, err)
 		case <-time.After(10 * time.Millisecond): // until bindfs has mounted
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bindfs has not mounted %s after a minute", share)
 		}
 	}
 	if err := server.Process.Signal(syscall.SIGSTOP); err != nil {
