@@ -79,11 +79,11 @@ type Options struct {
 	// on a directory of an ext4 root), and only there.
 	Mounts *Mounts
 	// Unwalked, if set, is told of each filesystem (st_dev dev) the walk
-	// met and did not list, with the path of the first directory of it
-	// met (or the root, which goes to Skipped too where it is a file on
-	// it, or any root on one of Mounts), its
-	// type's name and whether it is a pseudo filesystem (see
-	// walker.unwalked), once a Walk, from any of the walk's goroutines.
+	// met and did not list, once a Walk, from any of its goroutines: the
+	// path of the first directory of it met (or the root, which goes to
+	// Skipped too where it is a file on it, or on one of Mounts), its
+	// type's name, and whether it is a pseudo filesystem (see
+	// walker.unwalked).
 	Unwalked func(path, fsType string, dev uint64, pseudo bool)
 }
 
