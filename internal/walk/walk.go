@@ -90,8 +90,9 @@ type Options struct {
 // Mounts holds the mounts a walk may meet: those seen from this
 // process's root and not hidden by a later mount.
 type Mounts struct {
-	at     map[string]Mount // by mount point
-	listed []string         // the mount points of those not skipped, sorted
+	at      map[string]Mount // by mount point
+	parents map[string]bool  // the directories that hold mount points
+	listed  []string         // the mount points of those not skipped, sorted
 }
 
 // Mount is a filesystem mounted at a path the walk may meet.
@@ -108,7 +109,7 @@ type Mount struct {
 // those of types that cannot deduplicate are skipped, as pseudo ones
 // always are (see Options.DedupeOnly).
 func NewMounts(ms []fsys.Mount, dedupeOnly bool) *Mounts {
-	out := &Mounts{at: make(map[string]Mount, len(ms))}
+	out := &Mounts{at: make(map[string]Mount, len(ms)), parents: make(map[string]bool, len(ms))}
 	later := make(map[string]bool, len(ms))
 	for i := len(ms) - 1; i >= 0; i-- {
 		m := ms[i]
@@ -129,6 +130,7 @@ func NewMounts(ms []fsys.Mount, dedupeOnly bool) *Mounts {
 		pseudo, cannot := fstype.ByName(m.Type)
 		skip := pseudo || cannot && dedupeOnly
 		out.at[m.Point] = Mount{Type: m.Type, Dev: m.Dev, Skip: skip, Pseudo: pseudo}
+		out.parents[filepath.Dir(m.Point)] = true
 		if !skip {
 			out.listed = append(out.listed, m.Point)
 		}
@@ -557,7 +559,7 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	prefix := childPrefix(path)
 	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix+e.name) || w.o.Own.holds(dev, ino, e.name) })
-	if w.o.Mounts != nil {
+	if w.o.Mounts != nil && w.o.Mounts.parents[path] {
 		ents = slices.DeleteFunc(ents, func(e dirent) bool {
 			m, ok := w.o.Mounts.skipped(prefix + e.name)
 			switch {
