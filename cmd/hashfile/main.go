@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var exclude cli.Strings
 	fs.Var(&exclude, "exclude", "leave out files and directories whose name or path matches `glob` (repeatable)")
 	oneFS := fs.Bool("x", false, "stay on the filesystem of each PATH")
-	newFS := fs.Bool("new-fs", false, "accept a PATH found on another filesystem or subvolume than at the last run (a replaced disk); without it such a PATH is refused, so that a mount point whose filesystem is not mounted never empties the index")
+	newFS := fs.Bool("new-fs", false, "accept a PATH found on another filesystem or subvolume than at the last run (a replaced disk), and prune the files of filesystems not met under the PATHs (a disk removed); without it such a PATH is refused, and such files are kept, so that a mount point whose filesystem is not mounted never empties the index")
 	jobs := fs.Int("j", scan.DefaultJobs(), "`workers` reading and hashing in parallel (default: two per CPU, so that reads overlap hashing)")
 	bs := cli.Size(4096)
 	fs.Var(&bs, "b", "block `size` for a new index (power of two, 4K to 16M); an existing index keeps its own")
@@ -255,7 +255,9 @@ after it (INDEX-wal, INDEX-sums, ...), where a PATH holds them.
 
 Re-runs are incremental: a file whose identity is unchanged is not read; a
 renamed file is updated without being read; files under the given PATHs
-that are gone are removed from the index. On btrfs (as root) a re-run
+that are gone are removed from the index, but for those of a filesystem
+the walk did not meet at all (not mounted where it was: kept, and counted
+in the summary, unless -new-fs). On btrfs (as root) a re-run
 walks only below the directories that changed since the last run, as the
 tree search shows (none: the subvolume or PATH is not walked at all), and
 takes the files elsewhere as the index has them, looking again only at
@@ -462,8 +464,12 @@ func summary(s scan.Stats) string {
 	if s.Copied > 0 {
 		copied = fmt.Sprintf(", %d as recorded in the subvolume snapshotted", s.Copied)
 	}
-	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed%s), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s; read %s in %s (%s)",
-		s.Seen, s.Hashed, s.Reused, copied, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned, subvols,
+	var kept string
+	if s.KeptUnmet > 0 {
+		kept = fmt.Sprintf(" (%d kept whose filesystem the walk did not meet: not mounted? -new-fs prunes them)", s.KeptUnmet)
+	}
+	return fmt.Sprintf("hashfile: %d files seen, %d hashed (%d from extents already hashed%s), %d unchanged (%d renamed), %d hard links, %d skipped, %d failed, %d pruned%s%s; read %s in %s (%s)",
+		s.Seen, s.Hashed, s.Reused, copied, s.Unchanged, s.Renamed, s.Links, s.Skipped, s.Failed, s.Pruned, kept, subvols,
 		cli.Bytes(s.BytesRead), s.Elapsed.Round(time.Millisecond), rate(s.BytesRead, s.Elapsed))
 }
 

@@ -1065,3 +1065,62 @@ func mounted(t *testing.T, path string) bool {
 	}
 	return false
 }
+
+// A filesystem mounted below a PATH that is not mounted one night (a disk
+// that failed to mount, a USB disk not plugged in) keeps its files in the
+// index: they are not gone for that, and the next night with it mounted
+// reads none of them again. Once, the rows were pruned, and with its
+// subvolume's walk still recorded as complete, that night found them
+// unchanged and did not look: they were lost until something changed.
+// -new-fs prunes them (a disk removed for good).
+func TestUnmountedKept(t *testing.T) {
+	live := testfs.Mount(t, "btrfs", "256M")
+	disk := testfs.Mount(t, "btrfs", "256M")
+	writeFile(t, filepath.Join(live, "f"), randomBytes(1, 10000))
+	writeFile(t, filepath.Join(disk, "g"), randomBytes(2, 10000))
+	writeFile(t, filepath.Join(disk, "sub", "h"), randomBytes(3, 10000))
+	data := filepath.Join(live, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount := func() { testfs.Run(t, "mount", "--bind", disk, data) }
+	mounted := true
+	mount()
+	t.Cleanup(func() {
+		if mounted {
+			testfs.Run(t, "umount", data)
+		}
+	})
+	db := filepath.Join(t.TempDir(), "index.db")
+	all := []string{filepath.Join(data, "g"), filepath.Join(data, "sub", "h"), filepath.Join(live, "f")}
+	night := func(name string, args []string, wantIn, wantOut []string, wantPaths []string) {
+		t.Helper()
+		_, stderr, err := hashfile(t, "", append(append([]string{"-db", db}, args...), live)...)
+		if err != nil {
+			t.Fatalf("%s: hashfile = %v\n%s", name, err, stderr)
+		}
+		for _, w := range wantIn {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%s: stderr %q; want it to hold %q", name, stderr, w)
+			}
+		}
+		for _, w := range wantOut {
+			if strings.Contains(stderr, w) {
+				t.Errorf("%s: stderr %q; want no %q", name, stderr, w)
+			}
+		}
+		if got := slices.Sorted(maps.Keys(indexed(t, db))); !slices.Equal(got, wantPaths) {
+			t.Errorf("%s: indexed %q; want %q", name, got, wantPaths)
+		}
+	}
+	night("first", nil, []string{" 3 files seen, 3 hashed "}, nil, all)
+	testfs.Run(t, "umount", data)
+	mounted = false
+	night("unmounted", nil, []string{" 1 files seen, ", " 0 pruned (2 kept whose filesystem the walk did not meet: not mounted? -new-fs prunes them)"}, nil, all)
+	mount()
+	mounted = true
+	night("mounted again", nil, []string{" 3 files seen, 0 hashed ", "; read 0 B in "}, []string{" kept "}, all)
+	testfs.Run(t, "umount", data)
+	mounted = false
+	night("removed for good", []string{"-new-fs"}, []string{" 2 pruned"}, []string{" kept "}, all[2:])
+}

@@ -485,6 +485,24 @@ func (t *Tx) KeepUnder(dir string, gen int64) error {
 	return err
 }
 
+// KeepUnmet clears the marks scan gen left on the files of filesystems
+// other than met (UUIDs, as fsys.Volume.FS): those the walk did not meet
+// at all are not mounted where it went, and their files are not gone
+// for that. Files of an older index's devices (see Legacy), which have
+// no such name, are not kept. It returns how many it kept.
+func (t *Tx) KeepUnmet(gen int64, met []string) (int64, error) {
+	list, err := json.Marshal(met)
+	if err != nil {
+		return 0, err
+	}
+	res, err := t.exec(`UPDATE files SET gone = 0 WHERE gone = ?1 AND gone != 0
+		AND vol IN (SELECT id FROM volumes WHERE fsid NOT LIKE 'dev:%' AND fsid NOT IN (SELECT value FROM json_each(?2)))`, gen, string(list))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // Distrust forgets the owner (UIDUnknown) of the files at or below path,
 // so that the next run looks at each rather than take it as its row has
 // it: a run could not read them, and records its walk all the same (see

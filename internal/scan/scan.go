@@ -31,7 +31,8 @@ type Options struct {
 	Jobs      int      // parallel readers; 0 means DefaultJobs()
 	Exclude   []string // glob patterns, see walk.Options
 	OneFS     bool
-	// NewFS accepts roots found on another volume than at the last run.
+	// NewFS accepts roots found on another volume than at the last run,
+	// and prunes the files of filesystems the walk did not meet.
 	NewFS bool
 	// Listed says the roots were listed on standard input: one missing
 	// is a failed item, not an error of the run.
@@ -75,6 +76,11 @@ type Stats struct {
 	Skipped int64 // special files, symlinks, empty files
 	Failed  int64 // files that could not be read or changed while read
 	Pruned  int64 // index entries removed because their files are gone
+	// KeptUnmet counts the index entries under the roots that the walk
+	// did not meet, kept because it met nothing of their filesystem: not
+	// mounted where it was (a disk that failed to mount one night), its
+	// files are not gone for that (see finish).
+	KeptUnmet int64
 	// ToPrune is how many entries the run is pruning, once the walk
 	// has completed; Pruned counts up to it.
 	ToPrune int64
@@ -188,9 +194,12 @@ type op struct {
 	gone      *gone  // a file not met where the index has it
 	unmark    int64  // a file id met after all
 	keep      string // a path not fully read: nothing at or below it is pruned
-	distrust  string // a path that failed: the rows at or below it are looked at by the next run (see finish)
-	prune     bool   // prune what this run found gone
-	flush     bool   // commit what is recorded (see adoption)
+	// keepFS names the filesystems the walk met: the files of others
+	// that it found gone are kept (Tx.KeepUnmet)
+	keepFS   []string
+	distrust string // a path that failed: the rows at or below it are looked at by the next run (see finish)
+	prune    bool   // prune what this run found gone
+	flush    bool   // commit what is recorded (see adoption)
 }
 
 // dirMet is a directory the walk met, and what it records of it (see
@@ -277,7 +286,7 @@ type attr struct {
 
 type counters struct {
 	seen, hashed, unchanged, renamed, listed, links, skipped, failed, read, toRead atomic.Int64
-	reused, reusedBytes, copied, pruned, toPrune, known, remapped                  atomic.Int64
+	reused, reusedBytes, copied, pruned, toPrune, known, remapped, keptUnmet       atomic.Int64
 	// changedRead counts the failed files that changed while they were
 	// read (see finish).
 	changedRead atomic.Int64
@@ -308,7 +317,7 @@ func (c *counters) stats(start time.Time) Stats {
 		Renamed: c.renamed.Load(), Listed: c.listed.Load(), Links: c.links.Load(), Skipped: c.skipped.Load(),
 		Failed: c.failed.Load(), BytesRead: c.read.Load(), ToRead: c.toRead.Load(),
 		Reused: c.reused.Load(), BytesReused: c.reusedBytes.Load(), Copied: c.copied.Load(), Remapped: c.remapped.Load(),
-		Pruned: c.pruned.Load(), ToPrune: c.toPrune.Load(), Known: c.known.Load(),
+		Pruned: c.pruned.Load(), ToPrune: c.toPrune.Load(), Known: c.known.Load(), KeptUnmet: c.keptUnmet.Load(),
 		WalkDone: c.walkDone.Load(), Elapsed: time.Since(start),
 	}
 }
@@ -342,10 +351,11 @@ type scanner struct {
 	ru   *reuser
 	sv   *subvols
 
-	devs   devices      // st_dev -> volume, learnt by the walker
-	noteMu sync.Mutex   // one noteDevice at a time: the walker's, compare's
-	own    *walk.Own    // see Options.Index
-	mounts *walk.Mounts // as the run began
+	devs   devices         // st_dev -> volume, learnt by the walker
+	noteMu sync.Mutex      // one noteDevice at a time: the walker's, compare's
+	own    *walk.Own       // see Options.Index
+	metFS  map[string]bool // the filesystems (UUIDs) met, under noteMu
+	mounts *walk.Mounts    // as the run began
 	// unwalked holds the devices told to o.Unwalked, under noteMu: each
 	// Walk of a root tells its own.
 	unwalked map[uint64]bool
@@ -439,6 +449,10 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		checkAt:  make(map[fsys.Volume][]index.InodePath),
 	}
 	s.own = OwnFiles(o.Index)
+	s.metFS = make(map[string]bool)
+	for _, v := range rootVols {
+		s.metFS[v.FS] = true
+	}
 	if ms, err := fsys.Mounts(); err == nil {
 		s.mounts = walk.NewMounts(ms, o.DedupeOnly)
 	} // else each filesystem is looked at as the walk meets it
@@ -573,6 +587,12 @@ func (s *scanner) finish() {
 		for _, p := range s.retries.failed {
 			s.ops <- op{distrust: p}
 		}
+	}
+	if !s.o.NewFS {
+		s.noteMu.Lock()
+		met := slices.AppendSeq([]string{}, maps.Keys(s.metFS))
+		s.noteMu.Unlock()
+		s.ops <- op{keepFS: met}
 	}
 	s.ops <- op{prune: true}
 	for i, r := range s.roots {
@@ -847,6 +867,7 @@ func (s *scanner) noteDevice(path string, dev uint64) {
 	v := index.LegacyVolume(dev)
 	if in, err := describe(path, dev); err == nil {
 		v = in.Volume
+		s.metFS[v.FS] = true
 		s.ops <- op{volume: &volume{info: in, dev: dev}}
 	} else {
 		s.o.Error(path, err)

@@ -190,6 +190,10 @@ func (s *scanner) apply(b *batch, o op) error {
 		return tx.Unmark(o.unmark)
 	case o.keep != "":
 		return tx.KeepUnder(o.keep, s.gen)
+	case o.keepFS != nil:
+		n, err := tx.KeepUnmet(s.gen, o.keepFS)
+		s.c.keptUnmet.Add(n)
+		return err
 	case o.distrust != "":
 		return tx.Distrust(o.distrust)
 	case o.volume != nil:
