@@ -27,6 +27,22 @@
 // and on btrfs make every tree leaf holding a directory look changed to
 // the searches that find what changed since a walk.
 //
+// # Filesystems not listed
+//
+// A pseudo filesystem (proc, sysfs, ...) holds no file data, and reading
+// its files can take for ever or act; with Options.DedupeOnly, a
+// filesystem that cannot deduplicate (ext4, tmpfs, NFS, FUSE, XFS without
+// reflink, ...) holds nothing a plan could use. The walk lists nothing of
+// either, told apart by their types, and names each once (Options.Unwalked).
+// Where such a filesystem was mounted before the walk began
+// (Options.Mounts, from /proc/self/mountinfo), its mount point is left
+// out unlooked at: the lstat of a hard NFS mount whose server is down, or
+// of a FUSE mount whose server does not answer, never returns. In such a
+// filesystem the walk still goes to the mount points below of those it
+// lists, and only there. The caller's own files (Options.Own: the index
+// and the files beside it) are left out by their directory's identity and
+// their names.
+//
 // # Descriptors
 //
 // The walk holds a descriptor for each directory level being walked that
