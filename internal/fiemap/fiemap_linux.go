@@ -263,33 +263,20 @@ func search(f *os.File, args *searchArgs, fn func(h searchHeader, item []byte) e
 // skips them. The last Extent has FlagLast. Addresses are btrfs logical
 // addresses, as FIEMAP reports them, not device offsets.
 func DiskExtents(f *os.File) ([]Extent, error) {
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &sfs); err != nil {
-		return nil, fmt.Errorf("fiemap: fstatfs: %w", err)
-	}
-	if sfs.Type != unix.BTRFS_SUPER_MAGIC {
-		return nil, fmt.Errorf("%w: not btrfs", ErrNoTreeSearch)
-	}
-	fm, err := Extents(f)
-	if err != nil {
-		return nil, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, fmt.Errorf("fiemap: fstat: %w", err)
-	}
-	out, _, err := itemsOf(f, st.Ino, false)
-	if err != nil {
-		return nil, err
-	}
-	copyShared(out, fm)
-	return out, nil
+	out, _, err := diskExtents(f, false)
+	return out, err
 }
 
 // DiskExtentsNoDataSum is DiskExtents, and reports too whether btrfs
 // keeps no checksums of f's data (see NoDataSum), from the inode item the
 // same tree search reads.
 func DiskExtentsNoDataSum(f *os.File) ([]Extent, bool, error) {
+	return diskExtents(f, true)
+}
+
+// diskExtents is DiskExtents; with inode, it reads the inode item too
+// (see itemsOf).
+func diskExtents(f *os.File, inode bool) ([]Extent, bool, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &sfs); err != nil {
 		return nil, false, fmt.Errorf("fiemap: fstatfs: %w", err)
@@ -305,7 +292,7 @@ func DiskExtentsNoDataSum(f *os.File) ([]Extent, bool, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, false, fmt.Errorf("fiemap: fstat: %w", err)
 	}
-	out, noSum, err := itemsOf(f, st.Ino, true)
+	out, noSum, err := itemsOf(f, st.Ino, inode)
 	if err != nil {
 		return nil, false, err
 	}
@@ -360,10 +347,9 @@ func itemsOf(f *os.File, ino uint64, inode bool) ([]Extent, bool, error) {
 			}
 			switch h.typ {
 			case btrfsInodeItemKey:
-				if len(item) < inodeItemSize {
-					return fmt.Errorf("fiemap: inode item of %d: %d bytes", ino, len(item))
-				}
-				noSum = binary.LittleEndian.Uint64(item[inodeFlagsAt:])&btrfsInodeNoDataSum != 0
+				var err error
+				noSum, err = inodeNoDataSum(ino, item)
+				return err
 			case btrfsExtentDataKey:
 				e, ok, err := parseFileExtent(h.offset, item)
 				if ok {
@@ -583,7 +569,13 @@ func NoDataSum(f *os.File, ino uint64) (bool, error) {
 		return false, err
 	case !found:
 		return false, fmt.Errorf("fiemap: no inode item of %d", ino)
-	case len(item) < inodeItemSize:
+	}
+	return inodeNoDataSum(ino, item)
+}
+
+// inodeNoDataSum reads the NODATASUM flag of item, the inode item of ino.
+func inodeNoDataSum(ino uint64, item []byte) (bool, error) {
+	if len(item) < inodeItemSize {
 		return false, fmt.Errorf("fiemap: inode item of %d: %d bytes", ino, len(item))
 	}
 	return binary.LittleEndian.Uint64(item[inodeFlagsAt:])&btrfsInodeNoDataSum != 0, nil
