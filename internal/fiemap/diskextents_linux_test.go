@@ -76,6 +76,21 @@ func diskExtents(t *testing.T, path string) (items, fm []fiemap.Extent) {
 	return items, fm
 }
 
+// writeSpaced writes data n times into f, a hole of its length after
+// each (an extent item each), and returns the spans written.
+func writeSpaced(t *testing.T, f *os.File, n int, data []byte) []span {
+	t.Helper()
+	var out []span
+	for i := range n {
+		off := int64(2 * i * len(data))
+		if _, err := f.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, span{off, int64(len(data))})
+	}
+	return out
+}
+
 // checkLast checks that only the last item has FlagLast.
 func checkLast(t *testing.T, items []fiemap.Extent) {
 	t.Helper()
@@ -289,15 +304,7 @@ func TestDiskExtentsBtrfs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		data := fill(12, block)
-		var want []span
-		for i := range n {
-			off := int64(2 * i * block)
-			if _, err := f.WriteAt(data, off); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, span{off, block})
-		}
+		want := writeSpaced(t, f, n, fill(12, block))
 		if err := f.Sync(); err != nil {
 			t.Fatal(err)
 		}
@@ -331,15 +338,7 @@ func TestDiskExtentsBtrfs(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		data := fill(13, block)
-		var want []span
-		for i := range n {
-			off := int64(2 * i * block)
-			if _, err := f.WriteAt(data, off); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, span{off, block})
-		}
+		want := writeSpaced(t, f, n, fill(13, block))
 		if err := unix.Syncfs(int(f.Fd())); err != nil {
 			t.Fatal(err)
 		}
