@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"same/internal/fiemap"
 	"same/internal/fsys"
 )
 
@@ -178,8 +177,8 @@ func tmpFile(f *os.File, path string) (*os.File, error) {
 	// Giving an empty file the NOCOW attribute, or taking it away, sets
 	// both (a file without checksums but not NOCOW gets a NOCOW copy).
 	nocow := fsys.NoCOW(f)
-	want := nocow || noDataSum(f, fst.Ino)
-	if fsys.NoCOW(tmp) != nocow || noDataSum(tmp, 0) != want {
+	want := fsys.NoChecksums(f, fst.Ino)
+	if fsys.NoCOW(tmp) != nocow || fsys.NoChecksums(tmp, 0) != want {
 		err := fsys.SetNoCOW(tmp, want)
 		if err == nil && fsys.NoCOW(tmp) != want {
 			err = errors.New("the filesystem kept it as it was")
@@ -190,24 +189,6 @@ func tmpFile(f *os.File, path string) (*os.File, error) {
 		}
 	}
 	return tmp, nil
-}
-
-// noDataSum reports whether f, inode ino (0: look it up), keeps no
-// checksums of its data: whether it has the NOCOW attribute or, where
-// the tree search is allowed, btrfs's NODATASUM flag (fiemap.NoDataSum).
-func noDataSum(f *os.File, ino uint64) bool {
-	if fsys.NoCOW(f) {
-		return true
-	}
-	if ino == 0 {
-		var st unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &st) != nil {
-			return false
-		}
-		ino = st.Ino
-	}
-	no, err := fiemap.NoDataSum(f, ino)
-	return err == nil && no
 }
 
 // copyRange copies n bytes at off from src to dst, at the same offset,

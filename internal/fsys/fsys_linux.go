@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"same/internal/fiemap"
 	"same/internal/fstype"
 )
 
@@ -262,6 +263,27 @@ const (
 // fiemap.NoDataSum). Where the filesystem has no such attribute, it
 // reports false.
 func NoCOW(f *os.File) bool { return hasAttr(f, fsNoCOWFl) }
+
+// NoChecksums reports whether f, inode ino (0: fstat says), keeps no
+// checksums of its data: whether it has the NOCOW attribute or, on btrfs
+// where the tree search is allowed, the NODATASUM flag that a file written
+// while btrfs was mounted with nodatasum keeps for good
+// (fiemap.NoDataSum). btrfs shares storage only between files alike in
+// this.
+func NoChecksums(f *os.File, ino uint64) bool {
+	if NoCOW(f) {
+		return true
+	}
+	if ino == 0 {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) != nil {
+			return false
+		}
+		ino = st.Ino
+	}
+	no, err := fiemap.NoDataSum(f, ino)
+	return err == nil && no
+}
 
 // Immutable reports whether f has the immutable attribute (chattr +i):
 // the kernel shares no storage into such a file (EPERM), even for root.

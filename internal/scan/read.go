@@ -143,7 +143,7 @@ func readAttr(ctx context.Context, ix *index.Index, j job) (attr, bool) {
 	if unix.Fstat(int(f.Fd()), &st) != nil || fsys.FromStat(&st) != j.id {
 		return attr{}, false
 	}
-	a := attr{id: j.attrOf, nocow: noCOW(f, j.vol, j.id.Ino)}
+	a := attr{id: j.attrOf, nocow: noCOW(f, j.id.Ino)}
 	if j.remap {
 		if a.ext, err = fiemap.Map(f); err != nil {
 			return attr{}, false
@@ -247,18 +247,12 @@ func noCOWAttr(f *os.File) int8 {
 	return index.NoCOWUnset
 }
 
-// noCOW reports whether f, inode ino of vol, is to be recorded as NOCOW:
-// whether it has the attribute or, on btrfs, keeps no checksums of its
-// data (fiemap.NoDataSum, where the tree search is allowed), for btrfs
-// shares storage only between files alike in this.
-func noCOW(f *os.File, vol fsys.Volume, ino uint64) int8 {
-	if noCOWAttr(f) == index.NoCOWSet {
+// noCOW reports whether f, inode ino, is to be recorded as NOCOW: whether
+// it keeps no checksums of its data (fsys.NoChecksums), as btrfs shares
+// storage only between files alike in this.
+func noCOW(f *os.File, ino uint64) int8 {
+	if fsys.NoChecksums(f, ino) {
 		return index.NoCOWSet
-	}
-	if vol.Subvol != 0 {
-		if no, err := fiemap.NoDataSum(f, ino); err == nil && no {
-			return index.NoCOWSet
-		}
 	}
 	return index.NoCOWUnset
 }
@@ -308,7 +302,7 @@ func openToHash(j job, items bool) *opened {
 			}
 		}
 	} else {
-		o.nocow = noCOW(f, j.vol, o.before.Ino)
+		o.nocow = noCOW(f, o.before.Ino)
 	}
 	return o
 }
