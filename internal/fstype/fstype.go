@@ -105,21 +105,29 @@ func ByType(m int64) bool {
 
 // ByName reports, for the name of a filesystem type as mount(8) and
 // /proc/self/mountinfo give it, whether it is a pseudo filesystem (see
-// Pseudo) and whether it cannot deduplicate (see ByType), for the types
-// whose name says so; false, false for the others (btrfs, XFS, which only
-// the filesystem itself can tell, and types this package does not know).
+// Pseudo) and whether it cannot deduplicate (see ByType), as its magic
+// says; false, false for the types this package does not know by name
+// (and btrfs and XFS, which only the filesystem itself can tell).
 func ByName(name string) (pseudo, cannot bool) {
-	switch name {
-	case "proc", "sysfs", "debugfs", "tracefs", "cgroup", "cgroup2", "securityfs", "devpts", "bpf",
-		"configfs", "pstore", "efivarfs", "mqueue", "fusectl", "binfmt_misc", "selinuxfs", "nsfs", "autofs":
-		return true, true
-	case "ext2", "ext3", "ext4", "tmpfs", "devtmpfs", "ramfs", "vfat", "msdos", "exfat", "ntfs", "ntfs3",
-		"fuseblk", "iso9660", "squashfs", "nfs", "nfs4", "cifs", "smb3", "ceph", "9p", "f2fs", "erofs",
-		"ecryptfs", "overlay", "fuse":
-		return false, true
+	m, ok := magicOf[name]
+	if !ok && strings.HasPrefix(name, "fuse.") {
+		m, ok = FUSE, true // fuse.sshfs, fuse.rclone...
 	}
-	return false, strings.HasPrefix(name, "fuse.")
+	if !ok {
+		return false, false
+	}
+	return Pseudo(m), !ByType(m)
 }
+
+// magicOf gives the magic of each type's name in names, and of the other
+// names mount(8) gives types of the same magic.
+var magicOf = func() map[string]int64 {
+	out := map[string]int64{"ext2": Ext4, "ext3": Ext4, "msdos": MSDOS, "ntfs3": NTFS, "fuseblk": FUSE, "nfs4": NFS, "devtmpfs": Tmpfs}
+	for m, name := range names {
+		out[name] = m
+	}
+	return out
+}()
 
 // ErrCannotDedupe says a filesystem cannot share storage between files.
 var ErrCannotDedupe = errors.New("cannot deduplicate")
