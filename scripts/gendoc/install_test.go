@@ -284,6 +284,30 @@ func TestNightly(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "findsame: 0 lines") {
 		t.Errorf("second same-nightly = %d; want 0 and an empty plan\n%s", code, out)
 	}
+
+	// The state directory inside the directories deduplicated (SAME_PATHS
+	// of /, STATE /var/lib/same): its plan and results, new every night,
+	// are not hashed.
+	more := make([]byte, 1<<20) // 256 blocks, none of them in data
+	for i := range more {
+		more[i] = byte(7*i + 13*(i/4096))
+	}
+	for _, name := range []string{"more/x", "more/y"} {
+		p := filepath.Join(mnt, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, more, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state = filepath.Join(mnt, "var/lib/same")
+	os.WriteFile(config, []byte("SAME_PATHS="+mnt+"\nSAME_SAME_OWNER="+owner+"\n"), 0o644)
+	if code, out = nightly(); code != 0 || !strings.Contains(out, "applysame: 1 lines,") {
+		t.Fatalf("same-nightly with its state in SAME_PATHS = %d; want 0 and a line applied\n%s", code, out)
+	}
+	code, out = nightly()
+	if want := "hashfile: 5 files seen, 0 hashed ("; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("same-nightly with its state in SAME_PATHS, again = %d; want 0 and %q\n%s", code, want, out)
+	}
 }
 
 func mapsEqual(a, b map[string]string) bool {
