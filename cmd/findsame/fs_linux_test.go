@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"same/internal/fsys"
 	"same/internal/testfs"
 )
 
@@ -226,5 +227,61 @@ func TestGoneSinceHashed(t *testing.T) {
 		if len(gone) != 1 || gone[0] != want {
 			t.Errorf("run %d: stderr says of the deleted snapshot %q; want %q", run, gone, want)
 		}
+	}
+}
+
+// The files of a filesystem that is not mounted tonight (a disk that did
+// not mount, its mount point left empty) are left out with a warning that
+// says so, not that they are gone and hashfile should run again: hashfile
+// keeps them, and they are planned again once the disk is back.
+func TestNotMounted(t *testing.T) {
+	root := testfs.Mount(t, "btrfs", "256M")
+	disk := testfs.Mount(t, "btrfs", "256M")
+	writeTree(t, disk)
+	data := filepath.Join(root, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "mount", "--bind", disk, data)
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			testfs.Run(t, "umount", data)
+		}
+	})
+	d, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := fsys.StatFS(d)
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	hashTree(t, db, root)
+	findsame := func() (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{"-db", db, "-q"}, nil, &out, &errb); err != nil {
+			t.Fatalf("findsame: %v\n%s", err, errb.String())
+		}
+		return out.String(), errb.String()
+	}
+	full, _ := findsame()
+	if full == "" {
+		t.Fatal("findsame planned nothing with the disk mounted")
+	}
+	testfs.Run(t, "umount", data)
+	mounted = false
+	plan, stderr := findsame()
+	want := "findsame: 6 files under " + data + " left out: their filesystem (" + fs.ID + ") is not mounted there; the index keeps them until it is (hashfile -new-fs prunes them)\n"
+	if plan != "" || stderr != want {
+		t.Errorf("findsame with the disk not mounted: plan %q, stderr %q; want none and %q", plan, stderr, want)
+	}
+	testfs.Run(t, "mount", "--bind", disk, data)
+	mounted = true
+	if plan, stderr = findsame(); plan != full || stderr != "" {
+		t.Errorf("findsame with the disk back: plan\n%s\nstderr %q; want what it planned before, no warning\n%s", plan, stderr, full)
 	}
 }

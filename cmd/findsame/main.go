@@ -43,7 +43,10 @@
 // out with a warning naming it (files gone, one warning for those of each
 // filesystem or subvolume: how many, the directory they share and the
 // first), and the next run looks at it again; run hashfile again to
-// include it. A file with the immutable attribute (chattr +i), into which
+// include it. Where another filesystem holds that directory (theirs is
+// not mounted tonight), the warning says so: hashfile keeps such files,
+// and they are planned again once their filesystem is back. A file with
+// the immutable attribute (chattr +i), into which
 // the kernel shares nothing even for root, is seen when mapped again: it
 // is never a destination nor rewritten, only a source (with -whole-files,
 // the source of its copies), with a warning naming it.
@@ -178,7 +181,10 @@ when the run is cut short (an interrupt, applysame stopping early). A file
 changed or gone since it was hashed is left out with a warning (files gone,
 a deleted snapshot say, one warning for each filesystem or subvolume: how
 many, the directory they share and the first), and the next run looks at
-it again; run hashfile again to include it. A file with the
+it again; run hashfile again to include it. Where another filesystem
+holds that directory (theirs is not mounted tonight), the warning says
+so: hashfile keeps such files, and they are planned again once their
+filesystem is back. A file with the
 immutable attribute (chattr +i), into which the kernel shares nothing, is
 never a destination nor rewritten, only a source, with a warning; with
 -whole-files it is the source of its copies. (With -recorded, which opens

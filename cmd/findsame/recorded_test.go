@@ -19,7 +19,7 @@ import (
 )
 
 // TestRecorded plans an index of two equal files that are not at hand:
-// without -recorded both are left out as gone; with it, the plan uses the
+// without -recorded both are left out, their filesystem not mounted; with it, the plan uses the
 // extents recorded and opens no file.
 func TestRecorded(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "index.db")
@@ -58,7 +58,7 @@ func TestRecorded(t *testing.T) {
 	if err := run(context.Background(), []string{"-q", "-db", db}, nil, &out, &errb); err != nil {
 		t.Fatalf("findsame: %v", err)
 	}
-	if want := "findsame: 2 files under /nonexistent/same gone since they were hashed (the first: /nonexistent/same/a): left out; run hashfile again\n"; out.Len() != 0 || errb.String() != want {
+	if want := "findsame: 2 files under /nonexistent/same left out: their filesystem (0123456789abcdef0123456789abcdef) is not mounted there; the index keeps them until it is (hashfile -new-fs prunes them)\n"; out.Len() != 0 || errb.String() != want {
 		t.Errorf("findsame without -recorded: plan %q, stderr %q; want no plan and %q", out.String(), errb.String(), want)
 	}
 	out.Reset()

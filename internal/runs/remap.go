@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"same/internal/dedupe"
 	"same/internal/fiemap"
 	"same/internal/fsys"
@@ -100,10 +102,13 @@ type warning struct {
 // goneFiles says what remap found gone (gone: the files by volume, with
 // the error opening each), a warning for each volume, in order of path:
 // for one file, the error opening it; for more, how many, the directory
-// they share and the first of them.
+// they share and the first of them. Where another filesystem than theirs
+// holds that directory, or the nearest one above it that is there, their
+// filesystem is not mounted (tonight): hashfile keeps them, and running it
+// again would not help, so the warning says so.
 func goneFiles(files []file, gone map[*volume]map[int]error) []warning {
 	var out []warning
-	for _, errs := range gone {
+	for vol, errs := range gone {
 		first := -1
 		for i := range errs {
 			if first < 0 || i < first { // files are in order of path
@@ -111,15 +116,19 @@ func goneFiles(files []file, gone map[*volume]map[int]error) []warning {
 			}
 		}
 		path := files[first].path
-		if len(errs) == 1 {
-			out = append(out, warning{path, errs[first]})
-			continue
-		}
 		dir := filepath.Dir(path)
 		for i := range errs {
 			for !walk.Under(files[i].path, dir) {
 				dir = filepath.Dir(dir)
 			}
+		}
+		if !holdsFS(dir, vol.FS) {
+			out = append(out, warning{dir, fmt.Errorf("%d files under %s left out: their filesystem (%s) is not mounted there; the index keeps them until it is (hashfile -new-fs prunes them)", len(errs), dir, vol.FS)})
+			continue
+		}
+		if len(errs) == 1 {
+			out = append(out, warning{path, errs[first]})
+			continue
 		}
 		out = append(out, warning{dir, fmt.Errorf("%d files under %s gone since they were hashed (the first: %s): left out; run hashfile again", len(errs), dir, path)})
 	}
@@ -338,5 +347,29 @@ func markReadOnly(files []file, keepSource bool) {
 		if origins[v.vol.FS+string(v.uuid[:])] {
 			v.vol.snapshotted = true
 		}
+	}
+}
+
+// holdsFS tells whether dir, or where it is gone the nearest directory
+// above it, is on the filesystem named id (fsys.Volume's FS), or whether
+// that cannot be told. It opens directories only (O_DIRECTORY: a FIFO
+// put in the way is not waited on), without following a symbolic link.
+func holdsFS(dir, id string) bool {
+	for {
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err == nil {
+			d := os.NewFile(uintptr(fd), dir)
+			at, err := fsys.StatFS(d)
+			d.Close()
+			return err != nil || at.ID == id
+		}
+		if err != unix.ENOENT {
+			return true
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return true
+		}
+		dir = up
 	}
 }
