@@ -289,7 +289,9 @@ them as recorded in the subvolume a new snapshot was taken from, or in
 an older snapshot of it;
 unchanged, not read (of them, renamed); hard links, further names of a
 file already met; skipped, symbolic links, devices, FIFOs, sockets, empty
-files and (with -x) files on other filesystems; failed, files that could
+files and (with -x) files on other filesystems, in the directories listed
+(a btrfs re-run lists only those that changed, so it counts fewer);
+failed, files that could
 not be read or changed while read, each reported (exit status 3); pruned,
 index entries removed for files gone. On btrfs it adds the unchanged files
 whose extents were recorded again, those the tree search showed unchanged,
