@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"syscall"
 
@@ -81,7 +82,15 @@ func (a *applier) rewriteOnce(ctx context.Context, line int, w *plan.Rewrite, ne
 			return fail(plan.StatusError, err)
 		}
 	}
-	ext, err := fiemap.Extents(f)
+	// The extents where the copy ranges lie, not the whole file's: FIEMAP
+	// on btrfs looks up every extent's references to flag it shared, and
+	// a VM image written at random holds a hundred thousand extents or
+	// more, mapped again for each of its rewrites.
+	lo, hi := int64(math.MaxInt64), int64(0)
+	for _, s := range w.Copy {
+		lo, hi = min(lo, s.Off), max(hi, s.Off+s.Len)
+	}
+	ext, err := fiemap.ExtentsIn(f, lo, hi-lo)
 	if err != nil {
 		return fail(plan.StatusError, err)
 	}
