@@ -429,3 +429,68 @@ func lookSbin(name string) (string, error) {
 	}
 	return "", fmt.Errorf("%s not found", name)
 }
+
+// TestVMs checks the VM images: three of size/3, the same for the same
+// seed, each the template's blocks but for those written over at random
+// places (as many writes as 5, 20 and 60% of its blocks, some places
+// twice), none of those alike.
+func TestVMs(t *testing.T) {
+	gen := func(seed int64) (string, map[string]string) {
+		dir := t.TempDir()
+		if err := VMs(dir, 6*mib, seed); err != nil {
+			t.Fatalf("VMs(%d): %v", seed, err)
+		}
+		return dir, treeSums(t, dir)
+	}
+	dir, a := gen(1)
+	_, b := gen(1)
+	_, c := gen(2)
+	if want := []string{".", "vms", "vms/vm1.img", "vms/vm2.img", "vms/vm3.img"}; !slices.Equal(slices.Sorted(maps.Keys(a)), want) {
+		t.Fatalf("VMs made %q; want %q", slices.Sorted(maps.Keys(a)), want)
+	}
+	if !maps.Equal(a, b) {
+		t.Errorf("seed 1 twice: %v and %v; want the same", a, b)
+	}
+	if maps.Equal(a, c) {
+		t.Errorf("seeds 1 and 2 made the same images")
+	}
+	var imgs [3][]byte
+	for i := range imgs {
+		var err error
+		if imgs[i], err = os.ReadFile(filepath.Join(dir, "vms", fmt.Sprintf("vm%d.img", i+1))); err != nil {
+			t.Fatal(err)
+		}
+		if len(imgs[i]) != 512*BlockSize {
+			t.Errorf("vm%d.img holds %d bytes; want %d", i+1, len(imgs[i]), 512*BlockSize)
+		}
+	}
+	tr, err := newTree(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := tr.rng.Uint64() // VMs' first draw
+	own := make(map[string]bool)
+	var over [3]int
+	for k := range int64(512) {
+		blk := func(i int) string { return string(imgs[i][k*BlockSize : (k+1)*BlockSize]) }
+		b := make([]byte, BlockSize)
+		fillBlock(b, template, uint64(k))
+		tmpl := string(b)
+		for i := range imgs {
+			if blk(i) != tmpl {
+				if own[blk(i)] {
+					t.Errorf("block %d of vm%d.img is also elsewhere", k, i+1)
+				}
+				own[blk(i)] = true
+				over[i]++
+			}
+		}
+	}
+	// n writes at random places over 512 blocks leave 512 * (1 -
+	// (511/512)^n) of them written: 25, 95 and 232 for 25, 102 and 307.
+	for i, want := range [3][2]int{{22, 25}, {85, 102}, {215, 250}} {
+		if over[i] < want[0] || over[i] > want[1] {
+			t.Errorf("vm%d.img: %d blocks written over the template's; want %d to %d", i+1, over[i], want[0], want[1])
+		}
+	}
+}

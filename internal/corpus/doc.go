@@ -19,6 +19,12 @@
 // only there. It makes and loop-mounts the images with scripts/fsimg, so it
 // needs root and the source tree.
 //
+// VMs writes the disks of three virtual machines cloned from one template
+// and written at random since (as many writes as 5, 20 and 60% of an
+// image's blocks, 4 KiB at a time, synced every 256 writes): on btrfs the
+// images hold thousands to a hundred thousand extents, and what they
+// share lies in short runs.
+//
 // Special adds entries that tools walking a tree must not open or must
 // handle with care: a FIFO, a character device like /dev/zero, a unix
 // socket, symbolic links to a big file and to /dev/zero, an empty file and

@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	go run ./scripts/mkcorpus [-kind mixed|images|files] [-count N] [-size SIZE] [-seed N] [-special] DIR
+//	go run ./scripts/mkcorpus [-kind mixed|images|files|vms] [-count N] [-size SIZE] [-seed N] [-special] DIR
 //	go run ./scripts/mkcorpus -ceiling [-bs SIZE] [-json] DIR
 //
 // The first form writes a tree of about SIZE bytes under DIR (created if
@@ -19,6 +19,10 @@
 //	         mkfs.ext4
 //	files    -count small files of 1 KiB to -max, a fifth of them copies
 //	         (-size does not apply)
+//	vms      three disk images of virtual machines cloned from one
+//	         template, each then written at random (as many 4 KiB
+//	         writes as 5, 20 and 60% of its blocks, synced every 256):
+//	         up to a hundred thousand extents each on btrfs
 //
 // With -special it then adds special entries under DIR/special: a FIFO, a
 // character device like /dev/zero (needs CAP_MKNOD), a unix socket,
@@ -37,7 +41,7 @@
 //
 // Options:
 //
-//	-kind KIND    tree to generate: mixed (default), images or files
+//	-kind KIND    tree to generate: mixed (default), images, files or vms
 //	-count N      number of files for -kind files (default 100000)
 //	-max SIZE     largest file for -kind files (default 16K)
 //	-size SIZE    about how many bytes to write: 4096, 512M, 2G (default 256M)
@@ -84,7 +88,7 @@ func main() {
 }
 
 const usage = `
-Usage: mkcorpus [-kind mixed|images|files] [-count N] [-size SIZE] [-seed N] [-special] DIR
+Usage: mkcorpus [-kind mixed|images|files|vms] [-count N] [-size SIZE] [-seed N] [-special] DIR
        mkcorpus -ceiling [-bs SIZE] [-json] DIR
 
 Writes a deterministic test tree under DIR, or prints the fixed-block
@@ -97,7 +101,7 @@ Examples:
 
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mkcorpus", flag.ContinueOnError)
-	kind := fs.String("kind", "mixed", "tree to generate: `mixed`, images or files")
+	kind := fs.String("kind", "mixed", "tree to generate: `mixed`, images, files or vms")
 	count := fs.Int("count", 100000, "number of files for -kind files")
 	maxFile := cli.Size(16 << 10)
 	fs.Var(&maxFile, "max", "largest file for -kind files")
@@ -145,8 +149,10 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		err = corpus.Images(dir, int64(size), *seed)
 	case "files":
 		err = corpus.Files(dir, *count, int64(maxFile), *seed)
+	case "vms":
+		err = corpus.VMs(dir, int64(size), *seed)
 	default:
-		return cli.Usagef("unknown -kind %q: want mixed, images or files", *kind)
+		return cli.Usagef("unknown -kind %q: want mixed, images, files or vms", *kind)
 	}
 	if err != nil {
 		return err
