@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"same/internal/fiemap"
+	"same/internal/fstype"
+	"same/internal/fsys"
 )
 
 // TestScanExtents checks that readers read every extent once, a file's
@@ -149,5 +152,108 @@ func TestSharedAlone(t *testing.T) {
 	slices.Sort(got)
 	if want := []int64{1, 6}; !slices.Equal(got, want) {
 		t.Errorf("SharedAlone = %v; want %v", got, want)
+	}
+}
+
+// manyExtents returns n extents of one block each, every field distinct.
+func manyExtents(n int) []fiemap.Extent {
+	ext := make([]fiemap.Extent, n)
+	for i := range ext {
+		off := int64(i) * 4096
+		ext[i] = fiemap.Extent{Logical: off, Physical: 1<<30 + 3*off, Length: 4096, Flags: uint32(i % 2 * fiemap.FlagShared),
+			DiskStart: 1<<30 + 3*off, DiskLen: 4096 + int64(i%3)*4096, Gen: int64(7 + i), Offset: int64(i%3) * 4096}
+	}
+	ext[n-1].Flags |= fiemap.FlagLast
+	return ext
+}
+
+// putFile records a file of the extents ext (one block each) in a new
+// transaction of ix, and returns its id.
+func putFile(tb testing.TB, ix *Index, path string, ext []fiemap.Extent) int64 {
+	tb.Helper()
+	tx, err := ix.Begin(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	vol := fsys.Volume{FS: "0123456789abcdef0123456789abcdef", Subvol: 5}
+	if err := tx.PutVolume(fsys.Info{Volume: vol, Magic: fstype.Btrfs, BlockSize: 4096}, 0); err != nil {
+		tb.Fatal(err)
+	}
+	sums := make([]byte, 0, len(ext)*8)
+	for i := range ext {
+		sums = binary.LittleEndian.AppendUint64(sums, uint64(0x1000+i))
+	}
+	f := File{Path: path, Identity: fsys.Identity{Vol: vol, Ino: 257, Size: int64(len(ext)) * 4096, Mtime: 1, Ctime: 1}}
+	id, err := tx.Put(f, sums, ext)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// TestPutManyExtents records files of 1 to 150 extents (several
+// statements' worth, and what is left over) and reads every field back.
+func TestPutManyExtents(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	if err := ix.UseBlockSize(4096); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 63, 64, 65, 150} {
+		want := manyExtents(n)
+		id := putFile(t, ix, fmt.Sprintf("/f%d", n), want)
+		var got []fiemap.Extent
+		err := ix.ScanExtents(context.Background(), 1, func(_ int, file int64, e fiemap.Extent) error {
+			if file == id {
+				got = append(got, e)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%d extents: read back %d, first difference at %d; want them as recorded", n, len(got), firstDiff(got, want))
+		}
+		tx, err := ix.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Delete(id); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func firstDiff(a, b []fiemap.Extent) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// BenchmarkPutExtents records a file of 100,000 extents, as hashfile
+// does for a VM image written at random.
+func BenchmarkPutExtents(b *testing.B) {
+	ix, err := Open(filepath.Join(b.TempDir(), "index.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ix.Close()
+	if err := ix.UseBlockSize(4096); err != nil {
+		b.Fatal(err)
+	}
+	ext := manyExtents(100000)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		putFile(b, ix, fmt.Sprintf("/f%d", i), ext)
 	}
 }

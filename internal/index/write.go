@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"same/internal/blockhash"
 	"same/internal/fiemap"
@@ -582,13 +583,33 @@ func (t *Tx) referExtents(id, from int64) error {
 	return err
 }
 
+// extentsBatch is how many extents rows putExtents inserts with one
+// statement: a file cut into a hundred thousand extents (a VM image
+// written at random) costs a thousand and some statements, not a
+// hundred thousand.
+const extentsBatch = 64
+
+// insertExtent inserts a row into extents; insertExtents extentsBatch.
+const insertExtent = "INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+var insertExtents = insertExtent + strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?)", extentsBatch-1)
+
 // putExtents records the extents of file id.
 func (t *Tx) putExtents(id int64, extents []fiemap.Extent) error {
-	for _, e := range extents {
-		if _, err := t.exec("INSERT OR REPLACE INTO extents(file, logical, physical, length, flags, disk_start, disk_len, gen, ext_off) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			id, e.Logical, e.Physical, e.Length, e.Flags, e.DiskStart, e.DiskLen, e.Gen, e.Offset); err != nil {
+	var args []any
+	for len(extents) > 0 {
+		query, n := insertExtent, 1
+		if len(extents) >= extentsBatch {
+			query, n = insertExtents, extentsBatch
+		}
+		args = args[:0]
+		for _, e := range extents[:n] {
+			args = append(args, id, e.Logical, e.Physical, e.Length, e.Flags, e.DiskStart, e.DiskLen, e.Gen, e.Offset)
+		}
+		if _, err := t.exec(query, args...); err != nil {
 			return fmt.Errorf("record extents: %w", err)
 		}
+		extents = extents[n:]
 	}
 	return nil
 }
