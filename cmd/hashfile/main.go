@@ -69,7 +69,8 @@
 // Progress goes to standard error when it is a terminal: bytes hashed of
 // the bytes to hash, percentage, rate and time left. Until the walk ends
 // the total is an estimate, marked "~": the bytes queued so far, or the
-// space used on the filesystems of the PATHs when that is more. While a
+// space used on the filesystems the walk lists under the PATHs when that
+// is more. While a
 // re-run walks, it shows files met of those the last complete run met
 // under the same PATHs (an estimate too); last, files pruned of those to
 // prune. A summary line follows at the end. -q turns off progress, summary and warnings.
@@ -92,10 +93,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -104,6 +107,8 @@ import (
 
 	"same/internal/blockhash"
 	"same/internal/cli"
+	"same/internal/fstype"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/scan"
 	"same/internal/walk"
@@ -381,9 +386,9 @@ func rate(n int64, d time.Duration) string {
 // While a re-run walks, it counts files met against those the last
 // complete run met under the same roots (an estimate). Otherwise it counts
 // bytes hashed; until the walk ends, the total is an estimate: the bytes
-// queued so far, or the space used on the filesystems of the roots when
-// that is more (an upper bound where the roots are whole filesystems
-// without sparse files). Last, it counts the files pruned.
+// queued so far, or the space used on the filesystems listed under the
+// roots when that is more (an upper bound where the roots are whole
+// filesystems without sparse files). Last, it counts the files pruned.
 func meter(s scan.Stats, used int64) cli.Meter {
 	switch {
 	case s.ToPrune > 0:
@@ -412,18 +417,37 @@ func meter(s scan.Stats, used int64) cli.Meter {
 	return m
 }
 
-// usedSpace is the space used on the filesystems holding roots, each
-// counted once.
+// usedSpace is the space used on the filesystems that a walk of roots
+// lists (each counted once): a root's own, and those mounted below it,
+// where they can deduplicate. Mounts the walk leaves out by their type
+// (ext4, NFS, FUSE...) are not looked at: statfs would wait for a server
+// that is gone.
 func usedSpace(roots []string) int64 {
+	var mounts *walk.Mounts
+	if ms, err := fsys.Mounts(); err == nil {
+		mounts = walk.NewMounts(ms, true)
+	}
 	seen := make(map[unix.Fsid]bool)
 	var used int64
 	for _, r := range roots {
-		var st unix.Statfs_t
-		if unix.Statfs(r, &st) != nil || seen[st.Fsid] {
-			continue
+		for _, p := range mounts.Listed(r) {
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			if errors.Is(err, unix.ENOTDIR) { // a root that is a file
+				fd, err = unix.Open(filepath.Dir(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			}
+			if err != nil {
+				continue
+			}
+			var st unix.Statfs_t
+			_, can := fstype.CanDedupe(fd)
+			ok := can && unix.Fstatfs(fd, &st) == nil
+			unix.Close(fd)
+			if !ok || seen[st.Fsid] {
+				continue
+			}
+			seen[st.Fsid] = true
+			used += int64(st.Blocks-st.Bfree) * st.Frsize
 		}
-		seen[st.Fsid] = true
-		used += int64(st.Blocks-st.Bfree) * st.Frsize
 	}
 	return used
 }

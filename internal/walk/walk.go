@@ -155,6 +155,27 @@ func (ms *Mounts) under(path string) (Mount, bool) {
 	}
 }
 
+// Listed returns where to find the filesystems that a walk of root
+// lists, as the mounts say: root itself, unless the mount nearest at or
+// above it is one the walk leaves out, and the mount points below root of
+// those it lists. A filesystem may be found at several of them; none of
+// those the walk leaves out is among them, to be looked at.
+func (ms *Mounts) Listed(root string) []string {
+	if ms == nil {
+		return []string{root}
+	}
+	var out []string
+	if m, ok := ms.under(root); !ok || !m.Skip {
+		out = append(out, root)
+	}
+	prefix := childPrefix(root)
+	i, _ := slices.BinarySearch(ms.listed, prefix)
+	for ; i < len(ms.listed) && strings.HasPrefix(ms.listed[i], prefix); i++ {
+		out = append(out, ms.listed[i])
+	}
+	return out
+}
+
 // skipped reports whether path is the mount point of a mount the walk
 // leaves out, with none that it lists below.
 func (ms *Mounts) skipped(path string) (Mount, bool) {

@@ -726,3 +726,31 @@ func TestWalkTowardMounts(t *testing.T) {
 		t.Errorf("told %v; want %v: the root's filesystem, and not /fuse2, which the walk does not meet", told, want)
 	}
 }
+
+// TestMountsListed: where the filesystems that a walk of a root lists are
+// found, as the mounts say.
+func TestMountsListed(t *testing.T) {
+	ms := NewMounts([]fsys.Mount{
+		{Point: "/", Type: "ext4", Dev: 1},
+		{Point: "/srv", Type: "btrfs", Dev: 2},
+		{Point: "/srv/share", Type: "nfs4", Dev: 3},
+		{Point: "/srv/share/xfs", Type: "xfs", Dev: 4},
+		{Point: "/srv2", Type: "xfs", Dev: 5},
+		{Point: "/proc", Type: "proc", Dev: 6},
+	}, true)
+	for root, want := range map[string][]string{
+		"/":          {"/srv", "/srv/share/xfs", "/srv2"},
+		"/srv":       {"/srv", "/srv/share/xfs"},
+		"/srv/a":     {"/srv/a"},
+		"/srv/share": {"/srv/share/xfs"},
+		"/home":      nil,
+		"/proc/1":    nil,
+	} {
+		if got := ms.Listed(root); !slices.Equal(got, want) {
+			t.Errorf("Listed(%s) = %q; want %q", root, got, want)
+		}
+	}
+	if got := (*Mounts)(nil).Listed("/x"); !slices.Equal(got, []string{"/x"}) {
+		t.Errorf("Listed of no mounts = %q; want the root", got)
+	}
+}
