@@ -60,8 +60,9 @@
 // mount points below of filesystems that can deduplicate (a btrfs
 // mounted on /srv/data of an ext4 root), and only there. Where it was mounted before the run began, the walk goes
 // by what /proc/self/mountinfo says and does not even look at its mount
-// point: the lstat of a hard NFS mount whose server is down, or of a FUSE
-// mount whose server does not answer, would wait for ever.
+// point, nor at a PATH on it: the lstat of a hard NFS mount whose server
+// is down, or of a FUSE mount whose server does not answer, would wait
+// for ever.
 //
 //	hashfile: nfs at /srv/share cannot deduplicate: not walked
 //	hashfile: proc at /proc holds no file data: not walked

@@ -1049,6 +1049,25 @@ func TestHungFUSE(t *testing.T) {
 	case <-time.After(time.Minute): // a bound on the failure, not a measure
 		t.Fatalf("hashfile still waits on the FUSE mount after a minute")
 	}
+
+	// A PATH on the mount, or below it: not looked at either, though
+	// hashfile looks at each PATH before the walk.
+	for _, path := range []string{share, filepath.Join(share, "g")} {
+		go func() {
+			_, stderr, err := hashfile(t, "", "-db", filepath.Join(t.TempDir(), "index.db"), path)
+			done <- result{stderr, err}
+		}()
+		select {
+		case r := <-done:
+			want := "hashfile: fuse at " + path + " cannot deduplicate: not walked\n"
+			if r.err != nil || !strings.HasPrefix(r.stderr, want) {
+				t.Fatalf("hashfile %s = %v, stderr %q; want nil, and it to start %q", path, r.err, r.stderr, want)
+			}
+			checkSummary(t, r.stderr[len(want):], counts{skipped: 1})
+		case <-time.After(time.Minute): // a bound on the failure, not a measure
+			t.Fatalf("hashfile %s still waits on the FUSE mount after a minute", path)
+		}
+	}
 }
 
 // mounted reports whether path is a mount point, as mountinfo says.

@@ -82,7 +82,15 @@ func (s *scanner) walk(out chan<- item) error {
 			}
 			return nil
 		}
-		if to, err := os.Readlink(r); err == nil && !s.o.Listed {
+		// A root on a mount the walk leaves out is not looked at (its
+		// server may be gone): the walk tells it not walked.
+		to, err := "", error(nil)
+		if len(s.mounts.Listed(r)) == 0 || s.o.Listed {
+			err = os.ErrInvalid
+		} else {
+			to, err = os.Readlink(r)
+		}
+		if err == nil {
 			// Refused, as a symlink above it is (see checkRoots), but as
 			// a failed item rather than an error of the run. Skipped with
 			// nothing said, as the walk skips the symlinks it meets, it

@@ -401,7 +401,11 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 		o.Error = func(string, error) {}
 	}
 	roots = distinctRoots(roots)
-	rootVols, err := checkRoots(ctx, ix, roots, o.NewFS, o.Listed)
+	var mounts *walk.Mounts
+	if ms, err := fsys.Mounts(); err == nil {
+		mounts = walk.NewMounts(ms, o.DedupeOnly)
+	} // else each filesystem is looked at as the walk meets it
+	rootVols, err := checkRoots(ctx, ix, roots, mounts, o.NewFS, o.Listed)
 	if err != nil {
 		return nil, err
 	}
@@ -453,9 +457,7 @@ func newScanner(ctx context.Context, ix *index.Index, roots []string, o Options)
 	for _, v := range rootVols {
 		s.metFS[v.FS] = true
 	}
-	if ms, err := fsys.Mounts(); err == nil {
-		s.mounts = walk.NewMounts(ms, o.DedupeOnly)
-	} // else each filesystem is looked at as the walk meets it
+	s.mounts = mounts
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.c.known.Store(known)
 	s.sv = newSubvols(walkedBefore, o, func(path string, dev uint64) fsys.Volume {
@@ -984,13 +986,23 @@ func (e *rootError) Is(target error) bool { return target == ErrRoot }
 // newFS accepts the change: walking it would prune all its files. With
 // listed, roots are paths listed on standard input (by find, say), and one
 // that is gone is left to the walk, which reports it as failed.
-func checkRoots(ctx context.Context, ix *index.Index, roots []string, newFS, listed bool) (map[string]fsys.Volume, error) {
+func checkRoots(ctx context.Context, ix *index.Index, roots []string, mounts *walk.Mounts, newFS, listed bool) (map[string]fsys.Volume, error) {
 	was, err := ix.Roots(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]fsys.Volume)
 	for _, r := range roots {
+		if len(mounts.Listed(r)) == 0 {
+			// On a mount the walk leaves out, with none below that it
+			// lists: not looked at (its server may be gone), and the walk
+			// tells it not walked.
+			m, _ := mounts.Nearest(r)
+			if v, ok := was[r]; ok && !index.Legacy(v) && !newFS {
+				return nil, &rootError{r, fmt.Errorf("on %s, but it was on %s at the last run: is a filesystem not mounted there? (nothing was changed; -new-fs accepts the change)", m.Type, v)}
+			}
+			continue
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(r, &st); err != nil {
 			if listed && errors.Is(err, unix.ENOENT) {

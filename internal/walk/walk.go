@@ -155,6 +155,10 @@ func (ms *Mounts) under(path string) (Mount, bool) {
 	}
 }
 
+// Nearest returns the mount nearest at or above path (absolute), and
+// false if none is known.
+func (ms *Mounts) Nearest(path string) (Mount, bool) { return ms.under(path) }
+
 // Listed returns where to find the filesystems that a walk of root
 // lists, as the mounts say: root itself, unless the mount nearest at or
 // above it is one the walk leaves out, and the mount points below root of
