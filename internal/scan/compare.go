@@ -29,6 +29,18 @@ type item struct {
 	committed <-chan struct{}
 }
 
+// rootLink returns what root points to where it is a symbolic link, which
+// hashfile does not follow. A listed path is not looked at (the walk
+// skips it), nor one on a mount the walk leaves out, whose server may be
+// gone (the walk tells it not walked).
+func (s *scanner) rootLink(root string) (string, bool) {
+	if s.o.Listed || len(s.mounts.Listed(root)) == 0 {
+		return "", false
+	}
+	to, err := os.Readlink(root)
+	return to, err == nil
+}
+
 // walk is the walker stage: it walks each root in turn, in path order,
 // and sends what it meets to out, which it closes when done. It learns
 // the volume of each device it meets (noteDevice) and asks subvols which
@@ -82,15 +94,7 @@ func (s *scanner) walk(out chan<- item) error {
 			}
 			return nil
 		}
-		// A root on a mount the walk leaves out is not looked at (its
-		// server may be gone): the walk tells it not walked.
-		to, err := "", error(nil)
-		if len(s.mounts.Listed(r)) == 0 || s.o.Listed {
-			err = os.ErrInvalid
-		} else {
-			to, err = os.Readlink(r)
-		}
-		if err == nil {
+		if to, ok := s.rootLink(r); ok {
 			// Refused, as a symlink above it is (see checkRoots), but as
 			// a failed item rather than an error of the run. Skipped with
 			// nothing said, as the walk skips the symlinks it meets, it

@@ -139,9 +139,9 @@ func NewMounts(ms []fsys.Mount, dedupeOnly bool) *Mounts {
 	return out
 }
 
-// under returns the mount nearest at or above path (absolute), and false
-// if none is known.
-func (ms *Mounts) under(path string) (Mount, bool) {
+// Nearest returns the mount nearest at or above path (absolute), and
+// false if none is known.
+func (ms *Mounts) Nearest(path string) (Mount, bool) {
 	if ms == nil {
 		return Mount{}, false
 	}
@@ -155,10 +155,6 @@ func (ms *Mounts) under(path string) (Mount, bool) {
 	}
 }
 
-// Nearest returns the mount nearest at or above path (absolute), and
-// false if none is known.
-func (ms *Mounts) Nearest(path string) (Mount, bool) { return ms.under(path) }
-
 // Listed returns where to find the filesystems that a walk of root
 // lists, as the mounts say: root itself, unless the mount nearest at or
 // above it is one the walk leaves out, and the mount points below root of
@@ -169,7 +165,7 @@ func (ms *Mounts) Listed(root string) []string {
 		return []string{root}
 	}
 	var out []string
-	if m, ok := ms.under(root); !ok || !m.Skip {
+	if m, ok := ms.Nearest(root); !ok || !m.Skip {
 		out = append(out, root)
 	}
 	prefix := childPrefix(root)
@@ -290,7 +286,7 @@ func Matches(patterns []string, path string) bool {
 // an error for that entry, never followed.
 func Walk(ctx context.Context, root string, o Options, fn func(Entry) error) error {
 	w := walker{ctx: ctx, o: &o, fn: fn, listings: make(chan struct{}, maxListings)}
-	if m, ok := o.Mounts.under(root); ok && m.Skip && len(o.Mounts.toward(root)) == 0 {
+	if m, ok := o.Mounts.Nearest(root); ok && m.Skip && len(o.Mounts.toward(root)) == 0 {
 		w.skipMount(root, m)
 		if o.Skipped != nil {
 			o.Skipped(root, "on a filesystem that the walk does not list")
