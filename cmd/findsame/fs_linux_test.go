@@ -89,16 +89,8 @@ func TestReadOnlyMount(t *testing.T) {
 		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap"))
 		hashTree(t, db, mnt)
 	}
-	findsame := func() (string, string) {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if err := run(context.Background(), []string{"-db", db, "-q"}, nil, &out, &errb); err != nil {
-			t.Fatalf("findsame: %v\n%s", err, errb.String())
-		}
-		return out.String(), errb.String()
-	}
 	testfs.Run(t, "mount", "-o", "remount,ro", ro)
-	plan, stderr := findsame()
+	plan, stderr := findsameOn(t, db, "-q")
 	if want := "findsame: btrfs at " + ro + " is mounted read-only and cannot deduplicate: skipped\n"; stderr != want {
 		t.Errorf("stderr = %q; want %q", stderr, want)
 	}
@@ -112,7 +104,7 @@ func TestReadOnlyMount(t *testing.T) {
 	}
 
 	testfs.Run(t, "mount", "-o", "remount,rw", ro)
-	plan, stderr = findsame()
+	plan, stderr = findsameOn(t, db, "-q")
 	if stderr != "" || !strings.Contains(plan, filepath.Join(ro, "tree", "copies", "a1")) {
 		t.Errorf("mounted read-write again: stderr %q, plan\n%s\nwant no warning, and the copies planned", stderr, plan)
 	}
@@ -200,20 +192,12 @@ func TestGoneSinceHashed(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "index.db")
 	hashTree(t, db, mnt)
 	testfs.Run(t, "btrfs", "subvolume", "delete", snap)
-	findsame := func(args ...string) (string, string) {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if err := run(context.Background(), append([]string{"-db", db}, args...), nil, &out, &errb); err != nil {
-			t.Fatalf("findsame %v: %v\n%s", args, err, errb.String())
-		}
-		return out.String(), errb.String()
-	}
-	full, _ := findsame("-full", "-q")
+	full, _ := findsameOn(t, db, "-full", "-q")
 	if full == "" || strings.Contains(full, snap) {
 		t.Fatalf("findsame -full planned\n%s\nwant lines, none under %s", full, snap)
 	}
 	for run := 1; run <= 2; run++ {
-		plan, stderr := findsame()
+		plan, stderr := findsameOn(t, db)
 		if plan != full {
 			t.Errorf("run %d planned\n%s\nwant what -full plans\n%s", run, plan, full)
 		}
@@ -260,28 +244,31 @@ func TestNotMounted(t *testing.T) {
 	}
 	db := filepath.Join(t.TempDir(), "index.db")
 	hashTree(t, db, root)
-	findsame := func() (string, string) {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if err := run(context.Background(), []string{"-db", db, "-q"}, nil, &out, &errb); err != nil {
-			t.Fatalf("findsame: %v\n%s", err, errb.String())
-		}
-		return out.String(), errb.String()
-	}
-	full, _ := findsame()
+	full, _ := findsameOn(t, db, "-q")
 	if full == "" {
 		t.Fatal("findsame planned nothing with the disk mounted")
 	}
 	testfs.Run(t, "umount", data)
 	mounted = false
-	plan, stderr := findsame()
+	plan, stderr := findsameOn(t, db, "-q")
 	want := "findsame: 6 files under " + data + " left out: their filesystem (" + fs.ID + ") is not mounted there; the index keeps them until it is (hashfile -new-fs prunes them)\n"
 	if plan != "" || stderr != want {
 		t.Errorf("findsame with the disk not mounted: plan %q, stderr %q; want none and %q", plan, stderr, want)
 	}
 	testfs.Run(t, "mount", "--bind", disk, data)
 	mounted = true
-	if plan, stderr = findsame(); plan != full || stderr != "" {
+	if plan, stderr = findsameOn(t, db, "-q"); plan != full || stderr != "" {
 		t.Errorf("findsame with the disk back: plan\n%s\nstderr %q; want what it planned before, no warning\n%s", plan, stderr, full)
 	}
+}
+
+// findsameOn runs findsame on the index db with args, failing the test on
+// an error, and returns its plan and standard error.
+func findsameOn(t *testing.T, db string, args ...string) (string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), append([]string{"-db", db}, args...), nil, &out, &errb); err != nil {
+		t.Fatalf("findsame %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String(), errb.String()
 }
