@@ -24,13 +24,13 @@ import (
 )
 
 // openT opens the index at path and closes it when the test ends.
-func openT(t *testing.T, path string) *Index {
-	t.Helper()
+func openT(tb testing.TB, path string) *Index {
+	tb.Helper()
 	ix, err := Open(path)
 	if err != nil {
-		t.Fatalf("Open(%s) = %v", path, err)
+		tb.Fatalf("Open(%s) = %v", path, err)
 	}
-	t.Cleanup(func() { ix.Close() })
+	tb.Cleanup(func() { ix.Close() })
 	return ix
 }
 
