@@ -43,9 +43,11 @@ type rewriteAt struct {
 // loadReferrers), and reports whether it gave any. Which files have
 // their extents at hand depends on what grouping mapped, and a night
 // that regroups what changed maps fewer than a full run: the extents a
-// rewrite would be planned for, or left for a reference not at hand,
-// have all their references in the index given theirs, and the
-// rewrites are planned again with them, until none is given more. So a
+// rewrite would be planned for, or left for a reference not at hand, and
+// those whose references at hand the runs move whole (a reference not
+// at hand may keep a leftover), have all their references in the index
+// given theirs, and the rewrites are planned again with them, until none
+// is given more. So a
 // rewrite is planned from every reference the index records, whichever
 // files grouping mapped.
 func rewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi int, disk int64) ([]fiemap.Ref, bool), more func(fi int, e fiemap.Extent) (bool, error)) ([]rewriteAt, []run, error) {
@@ -129,7 +131,10 @@ func planRewrites(runs []run, files []file, bs, minNet int64, extRefs func(fi in
 		if slices.ContainsFunc(ws, func(w rewriteAt) bool { return cannot(w.fi) }) {
 			continue // a copy it cannot make
 		}
-		if len(ws) > 0 {
+		if len(ws) > 0 || movedWhole(refs[k], files, byDst, bs) {
+			// With the references not at hand (see rewrites), a rewrite
+			// may pay, or not: where runs move every reference at hand,
+			// what the others keep of the extent is its leftover.
 			asked = append(asked, refs[k][0])
 		}
 		if len(ws) > 0 && extRefs != nil && !knownRefs(refs[k], files, extRefs) {
@@ -263,6 +268,38 @@ func sharedLeftover(refs []ref, files []file, byDst dstRuns, srcs srcRanges, bs,
 		return nil, nil
 	}
 	return blockOwners(refs, files, byDst, srcs, bs, minNet)
+}
+
+// movedWhole reports whether runs (byDst) move every block of each of
+// refs, references to one disk extent: the extent would be freed if no
+// other file referred to it.
+func movedWhole(refs []ref, files []file, byDst dstRuns, bs int64) bool {
+	for _, r := range refs {
+		f := &files[r.fi]
+		if !spansCover(byDst.of(r.fi), bs, r.e.Logical, min(r.e.End(), f.Size)) {
+			return false
+		}
+	}
+	return true
+}
+
+// spansCover reports whether the destination ranges of runs, those of
+// one file in destination order, cover [lo, hi) of it.
+func spansCover(runs []run, bs, lo, hi int64) bool {
+	for _, r := range runs {
+		if lo >= hi {
+			break
+		}
+		s := span{r.dst.block() * bs, r.dst.block()*bs + r.len}
+		if s.hi <= lo {
+			continue
+		}
+		if s.lo > lo {
+			return false
+		}
+		lo = s.hi
+	}
+	return lo >= hi
 }
 
 // knownRefs reports whether every file that refers to the disk extent

@@ -270,6 +270,59 @@ func TestRewritesLoadReferrers(t *testing.T) {
 	}
 }
 
+// An extent whose references at hand the runs move whole has its other
+// references loaded too: what they keep of it is its leftover. Here a
+// file and its snapshot, both shared whole onto a copy elsewhere, refer
+// to all 8 blocks of the extent, and a later snapshot of the file, cut to
+// its first block since and not at hand (a night did not regroup it),
+// refers to that one: its block is rewritten, and the extent freed. A full
+// run, which had the third file's extents at hand, planned that rewrite; a
+// night left it out.
+func TestRewritesLoadReferrersMovedWhole(t *testing.T) {
+	const n = 8
+	ext := fiemap.Extent{Logical: 0, Physical: 100 << 20, Length: n * bs, DiskStart: 100 << 20, DiskLen: n * bs, Gen: 9, Flags: fiemap.FlagShared | fiemap.FlagLast}
+	cut := ext
+	cut.Length = bs
+	var files []file
+	for i, size := range []int64{n * bs, n * bs, bs, n * bs} {
+		files = append(files, file{id: int64(i + 1), path: "a/f" + string(rune('0'+i)),
+			vol: &volume{Volume: fsys.Volume{FS: "a", Subvol: uint64(5 + i)}, btrfs: true}, Ino: 257, Size: size})
+	}
+	files[0].extents = []fiemap.Extent{ext}
+	files[1].extents = []fiemap.Extent{ext}
+	files[3].extents = []fiemap.Extent{{Logical: 0, Physical: 200 << 20, Length: n * bs, DiskStart: 200 << 20, DiskLen: n * bs, Gen: 9, Flags: fiemap.FlagLast}}
+	runs := []run{
+		{src: mkloc(3, 0), dst: mkloc(0, 0), n: n, len: n * bs},
+		{src: mkloc(3, 0), dst: mkloc(1, 0), n: n, len: n * bs},
+	}
+	extRefs := func(fi int, disk int64) ([]fiemap.Ref, bool) {
+		return []fiemap.Ref{{Root: 5, Ino: 257}, {Root: 6, Ino: 257}, {Root: 7, Ino: 257}}, true
+	}
+	asked := 0
+	more := func(fi int, e fiemap.Extent) (bool, error) {
+		asked++
+		if e.DiskStart != ext.DiskStart {
+			return false, nil
+		}
+		if files[2].extents != nil {
+			return false, nil
+		}
+		files[2].extents, files[2].settled = []fiemap.Extent{cut}, true
+		return true, nil
+	}
+	ws, _, err := rewrites(runs, files, bs, 0, extRefs, more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range ws {
+		got = append(got, fmt.Sprintf("%s %d+%d freed %d", files[w.fi].path, w.w.File.Off, w.w.Len, w.w.Freed))
+	}
+	if want := []string{fmt.Sprintf("a/f2 0+%d freed %d", bs, (n-1)*bs)}; !slices.Equal(got, want) {
+		t.Errorf("rewrites %q (more asked %d times); want %q", got, asked, want)
+	}
+}
+
 // TestCannotPay checks when sharedLeftover may decline an extent without
 // looking at every reference to every block, and that where cannotPay
 // says so, the long way declines too, also for extents made at random.
