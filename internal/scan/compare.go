@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ func (s *scanner) walk(out chan<- item) error {
 		Own:        s.own,
 		Mounts:     s.mounts,
 		Unwalked:   s.noteUnwalked,
+		TempDir:    s.tempDir(),
 	}
 	send := func(it item) error {
 		select {
@@ -121,6 +123,16 @@ func (s *scanner) walk(out chan<- item) error {
 		}
 	}
 	return nil
+}
+
+// tempDir is where the walk sorts the listing of a large directory:
+// beside the index (a directory that only its owner may read, as the
+// names of other users' files should be), or os.TempDir() without one.
+func (s *scanner) tempDir() string {
+	if s.o.Index == "" {
+		return ""
+	}
+	return filepath.Dir(s.o.Index)
 }
 
 // single returns f, a file that the walk did not list (see singlesOf),

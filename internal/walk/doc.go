@@ -50,4 +50,14 @@
 // read ahead, each closed once it is listed. Paths of PATH_MAX bytes or
 // more are reported (ENAMETOOLONG), not entered, which bounds the depth. Empty files are skipped too:
 // they hold nothing to share.
+//
+// # Large directories
+//
+// A directory of more than bigDir entries (131,072) is not held in
+// memory: its entries are sorted in runs in a nameless temporary file
+// (Options.TempDir) and merged as the walk goes, a chunk at a time, in
+// the order the walk would have met them otherwise. Its entries are
+// lstat'ed as they are walked, not as it is listed, and one whose type
+// changed in between (a directory there now that was a file) is reported
+// replaced.
 package walk

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,6 +86,11 @@ type Options struct {
 	// type's name, and whether it is a pseudo filesystem (see
 	// walker.unwalked).
 	Unwalked func(path, fsType string, dev uint64, pseudo bool)
+	// TempDir is where the listing of a directory of many entries is
+	// sorted (see bigDir), in a file that has no name there; "" for
+	// os.TempDir(). Where no file can be made there, the listing is held
+	// in memory.
+	TempDir string
 }
 
 // Mounts holds the mounts a walk may meet: those seen from this
@@ -432,6 +438,9 @@ type listing struct {
 	dev      uint64 // the directory's device
 	openErr  error  // the directory could not be opened
 	readErr  error  // reading it stopped early; names holds what was read
+	// big holds, in place of names and stats, the entries of a directory
+	// of more than bigDir, spilled to a temporary file (see bigDir).
+	big *spilled
 }
 
 // pending is a listing being read ahead.
@@ -570,7 +579,22 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 		pathOrder(&l)
 		return l
 	}
-	ents, err := readDirents(fd)
+	ents, more, err := readDirentsUpTo(fd, nil, bigDir)
+	if more && err == nil {
+		s, readErr, spillErr := spill(fd, w.o.TempDir, ents, w.keeper(fd, path, dirsOnly, dev, ino))
+		if spillErr == nil {
+			l.big = s
+			if readErr != nil {
+				l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: readErr}
+			}
+			return l
+		}
+		// No room for the runs (a full disk): the directory is read
+		// whole, as a smaller one is.
+		if _, err = unix.Seek(fd, 0, io.SeekStart); err == nil {
+			ents, err = readDirents(fd)
+		}
+	}
 	if err != nil {
 		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: err}
 	}
@@ -606,6 +630,42 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	lstatAll(fd, prefix, l.names, l.stats)
 	pathOrder(&l)
 	return l
+}
+
+// keeper returns what list leaves out of a large directory's entries,
+// one at a time (see spill), as it does for a smaller one: false for an
+// entry to leave out. It resolves an unknown type (lstat) to place a
+// directory in path order.
+func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64) func(*dirent) bool {
+	prefix := childPrefix(path)
+	mounts := w.o.Mounts != nil && w.o.Mounts.parents[path]
+	return func(e *dirent) bool {
+		if dirsOnly && e.typ != unix.DT_DIR && e.typ != unix.DT_UNKNOWN {
+			return false
+		}
+		if w.o.excluded(prefix+e.name) || w.o.Own.holds(dev, ino, e.name) {
+			return false
+		}
+		if mounts {
+			if m, ok := w.o.Mounts.skipped(prefix + e.name); ok {
+				if w.o.OneFS {
+					w.o.skip(prefix+e.name, "on another filesystem")
+				} else {
+					w.skipMount(prefix+e.name, m)
+				}
+				return false
+			}
+		}
+		if e.typ == unix.DT_UNKNOWN {
+			var st unix.Stat_t
+			if fstatat(fd, e.name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				e.typ = unix.DT_DIR
+			} else if dirsOnly {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // listedModes gives the file type of each directory entry type that a
@@ -666,25 +726,33 @@ type dirent struct {
 // readDirents returns the entries of the directory open at fd, but "."
 // and "..".
 func readDirents(fd int) ([]dirent, error) {
+	out, _, err := readDirentsUpTo(fd, nil, 0)
+	return out, err
+}
+
+// readDirentsUpTo appends to out the next entries of the directory open
+// at fd, but "." and "..", until it holds max or more (with max > 0) or
+// the directory ends, and reports whether it stopped before the end.
+func readDirentsUpTo(fd int, out []dirent, max int) ([]dirent, bool, error) {
 	bp := direntBufs.Get().(*[]byte)
 	defer direntBufs.Put(bp)
 	buf := *bp
-	var out []dirent
-	for {
+	for max <= 0 || len(out) < max {
 		n, err := unix.Getdents(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return out, err
+			return out, false, err
 		}
 		if n <= 0 {
-			return out, nil
+			return out, false, nil
 		}
 		if out, err = parseDirents(buf[:n], out); err != nil {
-			return out, err
+			return out, false, err
 		}
 	}
+	return out, true, nil
 }
 
 // parseDirents appends the entries of buf, records of struct
@@ -731,9 +799,10 @@ func (w *walker) dir(parent int, name, path string, st *unix.Stat_t, l *pending)
 
 // children walks the entries of ls, the listing of the directory at path.
 // open returns a descriptor of that directory, to read its subdirectories
-// from; it is called only if there are some, and the descriptor is closed
-// when they are done if owned.
+// from; it is called only if there are some (or ls is spilled), and the
+// descriptor is closed when they are done if owned.
 func (w *walker) children(path string, ls listing, open func() (int, error), owned bool) error {
+	defer ls.big.close()
 	if errors.Is(ls.openErr, unix.ENOENT) {
 		// Gone since its parent was listed, as files are: a tree
 		// removed, a snapshot deleted while the walk runs.
@@ -747,15 +816,10 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 		w.o.fail(path, ls.readErr)
 		// Go on with the names read so far.
 	}
-	// The subdirectories to enter, in order, and their listings read
-	// ahead, up to readAhead past the one being walked.
-	var subdirs []int
-	for i := range ls.names {
-		if ls.stats[i].err == nil && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) &&
-			w.asked(childPrefix(path)+ls.names[i], &ls.stats[i].st) {
-			subdirs = append(subdirs, i)
-		}
+	if ls.big != nil {
+		return w.bigChildren(path, ls, open, owned)
 	}
+	subdirs := w.subdirs(path, &ls)
 	fd := -1
 	if len(subdirs) > 0 {
 		var err error
@@ -769,6 +833,73 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 			defer unix.Close(fd)
 		}
 	}
+	return w.entries(path, &ls, subdirs, fd)
+}
+
+// bigChildren walks the entries of ls, a spilled listing (see bigDir),
+// chunk at a time.
+func (w *walker) bigChildren(path string, ls listing, open func() (int, error), owned bool) error {
+	fd, err := open()
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			w.o.fail(path, &os.PathError{Op: "open", Path: path, Err: err})
+		}
+		return nil
+	}
+	if owned {
+		defer unix.Close(fd)
+	}
+	prefix := childPrefix(path)
+	var ents []dirent
+	for {
+		if ents = ls.big.next(chunk, ents); len(ents) == 0 {
+			break
+		}
+		c := listing{listed: ls.listed, dirsOnly: ls.dirsOnly, dev: ls.dev, names: make([]string, len(ents)), stats: make([]lstatResult, len(ents))}
+		for i, e := range ents {
+			c.names[i] = e.name
+			if mode, ok := listedModes[e.typ]; ok && c.listed {
+				c.stats[i] = lstatResult{listed: true}
+				c.stats[i].st.Mode, c.stats[i].st.Dev, c.stats[i].st.Ino = mode, ls.dev, e.ino
+			}
+		}
+		lstatAll(fd, prefix, c.names, c.stats)
+		for i, e := range ents {
+			// Its place in the order is that of what was listed: a
+			// directory there now that was not (or the other way round)
+			// is taken as replaced, as a directory is that is not the
+			// one listed when opened.
+			if c.stats[i].err == nil && (c.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR) != (e.typ == unix.DT_DIR) {
+				c.stats[i].err = ErrReplaced
+			}
+		}
+		if err := w.entries(path, &c, w.subdirs(path, &c), fd); err != nil {
+			return err
+		}
+	}
+	if ls.big.err != nil {
+		w.o.fail(path, &os.PathError{Op: "readdirent", Path: path, Err: ls.big.err})
+	}
+	return nil
+}
+
+// subdirs returns the indexes in ls of the subdirectories to enter, in
+// order.
+func (w *walker) subdirs(path string, ls *listing) []int {
+	var subdirs []int
+	for i := range ls.names {
+		if ls.stats[i].err == nil && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) &&
+			w.asked(childPrefix(path)+ls.names[i], &ls.stats[i].st) {
+			subdirs = append(subdirs, i)
+		}
+	}
+	return subdirs
+}
+
+// entries walks the entries of ls, of the directory at path, open at fd
+// where it has subdirectories to enter (subdirs), with their listings
+// read ahead, up to readAhead past the one being walked.
+func (w *walker) entries(path string, ls *listing, subdirs []int, fd int) error {
 	ahead := make([]*pending, len(subdirs)) // ahead[k]: subdirs[k]'s listing
 	started, sub := 0, 0                    // listings started; subdirectories met
 	prefix := childPrefix(path)
@@ -797,9 +928,11 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 		if err := w.visit(fd, name, child, &ls.stats[i], next); err != nil {
 			if next != nil {
 				<-next.done
+				next.l.big.close()
 			}
 			for _, p := range ahead[sub:started] {
 				<-p.done // no goroutine outlives the walk, nor uses fd once closed
+				p.l.big.close()
 			}
 			return err
 		}

@@ -754,3 +754,115 @@ func TestMountsListed(t *testing.T) {
 		t.Errorf("Listed of no mounts = %q; want the root", got)
 	}
 }
+
+// A directory of more entries than bigDir is walked from sorted runs in a
+// temporary file, and the walk meets what it met with the directory held
+// in memory, in the same order, with the same things skipped and left
+// out: a directory "b" after the file "b.txt", an excluded name, an empty
+// file, a symbolic link, the files below a subdirectory. Where no
+// temporary file can be made, the directory is held in memory, as before.
+func TestWalkBigDirectory(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]int{"b/x": 1, "b/y.d/z": 1, "b.txt": 1, "b-c": 1, "b0": 1, "a": 1, "skip.tmp": 1, "empty": 0}
+	for i := range 700 {
+		files[fmt.Sprintf("f%04d", (i*7919)%1000)] = 1 + i%3
+	}
+	writeSized(t, dir, files)
+	if err := os.Symlink("a", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	walkAll := func(tempDir string) []string {
+		var got []string
+		o := Options{
+			Exclude: []string{"*.tmp"},
+			Error:   func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+			Skipped: func(path, why string) { got = append(got, "skipped "+path+": "+why) },
+			TempDir: tempDir,
+		}
+		err := Walk(context.Background(), dir, o, func(e Entry) error {
+			got = append(got, fmt.Sprintf("%s %d", e.Path, e.Size))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk = %v", err)
+		}
+		return got
+	}
+	want := walkAll(t.TempDir())
+	if len(want) != len(files)-2+2 { // less the excluded and empty files, plus the two skipped
+		t.Fatalf("Walk met %d entries; want %d", len(want), len(files))
+	}
+	defer func(b, c int) { bigDir, chunk = b, c }(bigDir, chunk)
+	for _, tt := range []struct {
+		big, chunk int
+		tempDir    string
+	}{
+		{64, 50, t.TempDir()},
+		{100, 1, t.TempDir()},
+		{64, 7, filepath.Join(dir, "no such directory")},
+	} {
+		bigDir, chunk = tt.big, tt.chunk
+		if got := walkAll(tt.tempDir); !slices.Equal(got, want) {
+			t.Errorf("bigDir %d, chunk %d, temporary files in %s: Walk met\n%q\nwant\n%q", tt.big, tt.chunk, tt.tempDir, got, want)
+		}
+	}
+}
+
+// spill sorts a directory's entries in runs of bigDir and merges them in
+// path order, whatever the batches read hold.
+func TestSpill(t *testing.T) {
+	dir := t.TempDir()
+	files := make(map[string]int)
+	for i := range 500 {
+		files[fmt.Sprintf("n%03d", (i*37)%500)] = 1
+	}
+	for _, d := range []string{"n100", "n2", "n30"} {
+		files[d+"/x"] = 1
+		delete(files, d)
+	}
+	writeSized(t, dir, files)
+	defer func(b int) { bigDir = b }(bigDir)
+	bigDir = 40
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	first, more, err := readDirentsUpTo(fd, nil, bigDir)
+	if err != nil || !more {
+		t.Fatalf("readDirentsUpTo = %d entries, %v, %v; want more", len(first), more, err)
+	}
+	s, readErr, err := spill(fd, t.TempDir(), first, func(e *dirent) bool { return e.name != "n007" })
+	if err != nil || readErr != nil {
+		t.Fatalf("spill: %v, %v", readErr, err)
+	}
+	defer s.close()
+	if len(s.runs) < 500/40 {
+		t.Errorf("%d runs; want at least %d", len(s.runs), 500/40)
+	}
+	var got []string
+	var ents []dirent
+	for {
+		if ents = s.next(7, ents); len(ents) == 0 {
+			break
+		}
+		for _, e := range ents {
+			got = append(got, key(e))
+		}
+	}
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	var want []string
+	for i := range 500 {
+		name := fmt.Sprintf("n%03d", i)
+		if name != "n007" && name != "n100" {
+			want = append(want, name)
+		}
+	}
+	want = append(want, "n100/", "n2/", "n30/")
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("merged %d entries %q...; want %d %q...", len(got), got[:min(len(got), 12)], len(want), want[:12])
+	}
+}

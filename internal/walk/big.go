@@ -1,0 +1,224 @@
+package walk
+
+import (
+	"bufio"
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// A directory of more than bigDir entries is not held in memory: a user
+// who makes millions of files in one directory would otherwise have the
+// walk (root's, every night) hold them all, names and lstat results, a
+// few hundred bytes each. Its entries are read bigDir at a time, each
+// batch sorted in path order (see pathOrder) and written to a temporary
+// file, and the sorted runs merged as the walk goes, chunk entries at a
+// time lstat'ed and walked. The walk meets them in the order it would
+// have had them all in memory. Variables, for tests.
+var (
+	bigDir = 1 << 17
+	chunk  = 4096
+)
+
+// spilled is the listing of a large directory, in sorted runs in a
+// temporary file (see bigDir).
+type spilled struct {
+	f    *os.File
+	runs runHeap
+	err  error // reading a run failed
+}
+
+// spillRecord is an entry in a run: the length of its key (uvarint), the
+// key (its name, with "/" after it for a directory: see pathOrder), its
+// inode number and its type (DT_*).
+func appendRecord(b []byte, e dirent) []byte {
+	key := e.name
+	b = binary.AppendUvarint(b, uint64(len(key)+dirSuffix(e)))
+	b = append(b, key...)
+	if dirSuffix(e) == 1 {
+		b = append(b, '/')
+	}
+	b = binary.LittleEndian.AppendUint64(b, e.ino)
+	return append(b, e.typ)
+}
+
+func dirSuffix(e dirent) int {
+	if e.typ == unix.DT_DIR {
+		return 1
+	}
+	return 0
+}
+
+// key is e's place in path order: a directory's name sorts with a slash
+// after it.
+func key(e dirent) string {
+	if e.typ == unix.DT_DIR {
+		return e.name + "/"
+	}
+	return e.name
+}
+
+// tempFile returns a file for a directory's runs in dir (os.TempDir()
+// when ""), nameless where the filesystem allows (O_TMPFILE), else
+// removed as soon as made: nothing is left behind, whatever ends the run.
+func tempFile(dir string) (*os.File, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), dir+"/(listing)"), nil
+	}
+	f, err := os.CreateTemp(dir, ".hashfile-listing-*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+// spill writes first, the entries of the directory open at fd read so
+// far, and the rest of them, in sorted runs of at most bigDir entries,
+// to a temporary file in dir, each entry kept by keep (which may resolve
+// an unknown type). readErr is an error reading the directory (what was
+// read is spilled); err, one writing the file, after which nothing of
+// it is kept.
+func spill(fd int, dir string, first []dirent, keep func(*dirent) bool) (s *spilled, readErr, err error) {
+	f, err := tempFile(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	s = &spilled{f: f}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	var off int64
+	var buf []byte
+	ents, more := first, true
+	for {
+		kept := ents[:0]
+		for _, e := range ents {
+			if keep(&e) {
+				kept = append(kept, e)
+			}
+		}
+		// A read may hold more than bigDir: a batch of getdents is not
+		// cut.
+		for rest := kept; len(rest) > 0; {
+			ents := rest[:min(len(rest), bigDir)]
+			rest = rest[len(ents):]
+			slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(key(a), key(b)) })
+			var n int64
+			for _, e := range ents {
+				buf = appendRecord(buf[:0], e)
+				if _, err := bw.Write(buf); err != nil {
+					f.Close()
+					return nil, nil, err
+				}
+				n += int64(len(buf))
+			}
+			s.runs = append(s.runs, &run{r: bufio.NewReaderSize(io.NewSectionReader(f, off, n), 64<<10), left: len(ents)})
+			off += n
+		}
+		if !more || readErr != nil {
+			break
+		}
+		ents, more, readErr = readDirentsUpTo(fd, ents[:0], bigDir)
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	for _, r := range s.runs {
+		if !r.next() {
+			s.err = r.err
+		}
+	}
+	s.runs = slices.DeleteFunc(s.runs, func(r *run) bool { return r.done })
+	heap.Init(&s.runs)
+	return s, readErr, nil
+}
+
+// next returns up to n entries of s, the next in path order; none at the
+// end or after an error (s.err).
+func (s *spilled) next(n int, out []dirent) []dirent {
+	out = out[:0]
+	for len(out) < n && len(s.runs) > 0 && s.err == nil {
+		r := s.runs[0]
+		out = append(out, r.cur)
+		if r.next() {
+			heap.Fix(&s.runs, 0)
+		} else {
+			if r.err != nil {
+				s.err = r.err
+			}
+			heap.Pop(&s.runs)
+		}
+	}
+	return out
+}
+
+func (s *spilled) close() {
+	if s != nil && s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// run is a sorted run of a spilled directory, cur its entry at hand.
+type run struct {
+	r    *bufio.Reader
+	left int // entries not yet read
+	cur  dirent
+	key  string
+	done bool
+	err  error
+}
+
+var errShortRun = errors.New("listing spilled: run cut short")
+
+// next reads the run's next entry into cur, reporting false at its end
+// or on an error (err).
+func (r *run) next() bool {
+	if r.left == 0 {
+		r.done = true
+		return false
+	}
+	r.left--
+	n, err := binary.ReadUvarint(r.r)
+	if err == nil && n > 1<<16 {
+		err = errShortRun
+	}
+	var b []byte
+	if err == nil {
+		b = make([]byte, n+9)
+		_, err = io.ReadFull(r.r, b)
+	}
+	if err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = errShortRun
+		}
+		r.err, r.done = err, true
+		return false
+	}
+	r.key = string(b[:n])
+	r.cur = dirent{name: strings.TrimSuffix(r.key, "/"), ino: binary.LittleEndian.Uint64(b[n:]), typ: b[n+8]}
+	return true
+}
+
+type runHeap []*run
+
+func (h runHeap) Len() int           { return len(h) }
+func (h runHeap) Less(i, j int) bool { return h[i].key < h[j].key }
+func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)        { *h = append(*h, x.(*run)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
