@@ -324,6 +324,12 @@ Files:
   INDEX-lock                     held by the hashfile writing the index
                                  (its pid inside): a second hashfile on it
                                  stops at once, naming the first
+  (no name), in INDEX's directory
+                                 the listing of a directory of more than
+                                 131,072 entries, sorted there rather than
+                                 held in memory (about 30 bytes an entry;
+                                 a file without a name, gone when hashfile
+                                 ends, however it ends)
 
 Exit status:
   0    all files recorded
