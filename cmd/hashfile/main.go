@@ -62,7 +62,9 @@
 // by what /proc/self/mountinfo says and does not even look at its mount
 // point, nor at a PATH on it: the lstat of a hard NFS mount whose server
 // is down, or of a FUSE mount whose server does not answer, would wait
-// for ever.
+// for ever. One mounted since is lstat'ed without asking its server (the
+// attributes the kernel holds), found to be a mount the run did not
+// know of, and left out by what /proc/self/mountinfo says then, unopened.
 //
 //	hashfile: nfs at /srv/share cannot deduplicate: not walked
 //	hashfile: proc at /proc holds no file data: not walked

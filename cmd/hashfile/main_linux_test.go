@@ -25,6 +25,7 @@ import (
 	"same/internal/fiemap"
 	"same/internal/index"
 	"same/internal/testfs"
+	"same/internal/walk"
 )
 
 var binDir string // holds the hashfile binary, once built
@@ -987,13 +988,6 @@ func TestPseudoAndOverlay(t *testing.T) {
 // what /proc/self/mountinfo says, without looking, and names it. With the
 // walk that looked first, hashfile waited until the server came back.
 func TestHungFUSE(t *testing.T) {
-	bindfs, err := exec.LookPath("bindfs")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("bindfs is not installed (scripts/setup installs it): %v", err)
-		}
-		t.Skipf("bindfs is not installed: %v", err)
-	}
 	mnt := testfs.Mount(t, "btrfs", "256M")
 	tree, share := filepath.Join(mnt, "tree"), filepath.Join(mnt, "tree", "share")
 	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 10000))
@@ -1002,33 +996,7 @@ func TestHungFUSE(t *testing.T) {
 	if err := os.Mkdir(share, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	server := exec.Command(bindfs, "-f", src, share)
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- server.Wait() }()
-	t.Cleanup(func() {
-		server.Process.Signal(syscall.SIGCONT)
-		if mounted(t, share) {
-			testfs.Run(t, "umount", share)
-		}
-		<-exited
-	})
-	for deadline := time.Now().Add(time.Minute); !mounted(t, share); {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("bindfs ended before it mounted %s: %v", share, err)
-		case <-time.After(10 * time.Millisecond): // until bindfs has mounted
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bindfs has not mounted %s after a minute", share)
-		}
-	}
-	if err := server.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopBindfs(t, src, share)
 
 	type result struct {
 		stderr string
@@ -1060,6 +1028,94 @@ func TestHungFUSE(t *testing.T) {
 		case <-time.After(time.Minute): // a bound on the failure, not a measure
 			t.Fatalf("hashfile %s still waits on the FUSE mount after a minute", c.path)
 		}
+	}
+}
+
+// stopBindfs mounts src at dir with bindfs (a FUSE filesystem), as root
+// (allow_other), and stops its server (SIGSTOP): any look at the mount
+// then waits until the test's end, when the server goes on and the
+// mount is taken down.
+func stopBindfs(t *testing.T, src, dir string) {
+	t.Helper()
+	bindfs, err := exec.LookPath("bindfs")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("bindfs is not installed (scripts/setup installs it): %v", err)
+		}
+		t.Skipf("bindfs is not installed: %v", err)
+	}
+	server := exec.Command(bindfs, "-f", src, dir)
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- server.Wait() }()
+	t.Cleanup(func() {
+		server.Process.Signal(syscall.SIGCONT)
+		if mounted(t, dir) {
+			testfs.Run(t, "umount", dir)
+		}
+		<-exited
+	})
+	for deadline := time.Now().Add(time.Minute); !mounted(t, dir); {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("bindfs ended before it mounted %s: %v", dir, err)
+		case <-time.After(10 * time.Millisecond): // until bindfs has mounted
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bindfs has not mounted %s after a minute", dir)
+		}
+	}
+	if err := server.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A FUSE filesystem mounted after hashfile began, whose server does not
+// answer (a user's, with allow_other), is left out as one mounted before
+// is: the walk lstats its mount point without asking the server
+// (AT_STATX_DONT_SYNC), sees the root of a mount it did not know of, and
+// reads its type in /proc/self/mountinfo again. With the walk that asked
+// (lstat(2)) and then opened it, hashfile waited until the server came
+// back, and the nights after stopped at the lock it held.
+func TestHungFUSEMountedSince(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	tree, sub := filepath.Join(mnt, "tree"), filepath.Join(mnt, "tree", "sub")
+	share := filepath.Join(sub, "share")
+	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 10000))
+	writeFile(t, filepath.Join(sub, "h"), randomBytes(3, 10000))
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "g"), randomBytes(2, 10000))
+	if err := os.Mkdir(share, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	walk.Fault = func(path string) {
+		if path == sub {
+			once.Do(func() { stopBindfs(t, src, share) })
+		}
+	}
+	t.Cleanup(func() { walk.Fault = nil })
+	type result struct {
+		stderr string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, stderr, err := hashfile(t, "", "-db", filepath.Join(t.TempDir(), "index.db"), tree)
+		done <- result{stderr, err}
+	}()
+	select {
+	case r := <-done:
+		want := "hashfile: fuse at " + share + " cannot deduplicate: not walked\n"
+		if r.err != nil || !strings.HasPrefix(r.stderr, want) {
+			t.Fatalf("hashfile = %v, stderr %q; want nil, and it to start %q", r.err, r.stderr, want)
+		}
+		checkSummary(t, r.stderr[len(want):], counts{seen: 2, hashed: 2, read: 20000})
+	case <-time.After(time.Minute): // a bound on the failure, not a measure
+		t.Fatalf("hashfile still waits on the FUSE mount made after it began, after a minute")
 	}
 }
 

@@ -37,7 +37,11 @@
 // Where such a filesystem was mounted before the walk began
 // (Options.Mounts, from /proc/self/mountinfo), its mount point is left
 // out unlooked at: the lstat of a hard NFS mount whose server is down, or
-// of a FUSE mount whose server does not answer, never returns. In such a
+// of a FUSE mount whose server does not answer, never returns. Where it
+// was mounted since, the walk lstats its mount point without asking the
+// server (statx's AT_STATX_DONT_SYNC), sees the root of a mount it did
+// not know of (STATX_ATTR_MOUNT_ROOT), reads /proc/self/mountinfo again,
+// and leaves it out unopened (see leaveNewMounts). In such a
 // filesystem the walk still goes to the mount points below of those it
 // lists, and only there. The caller's own files (Options.Own: the index
 // and the files beside it) are left out by their directory's identity and

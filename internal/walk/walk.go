@@ -351,6 +351,9 @@ type walker struct {
 	// listings holds a token for each directory being read ahead, so
 	// that the read-ahead holds at most maxListings descriptors.
 	listings chan struct{}
+	// since holds the mounts as mountinfo said when the walk last met a
+	// mount point it did not know of (see mountedSince), by mount point.
+	since map[string]Mount
 }
 
 func (o *Options) fail(path string, err error) {
@@ -658,7 +661,7 @@ func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64) fun
 		}
 		if e.typ == unix.DT_UNKNOWN {
 			var st unix.Stat_t
-			if fstatat(fd, e.name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if _, _, err := statAt(fd, e.name, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				e.typ = unix.DT_DIR
 			} else if dirsOnly {
 				return false
@@ -819,6 +822,7 @@ func (w *walker) children(path string, ls listing, open func() (int, error), own
 	if ls.big != nil {
 		return w.bigChildren(path, ls, open, owned)
 	}
+	w.leaveNewMounts(path, &ls)
 	subdirs := w.subdirs(path, &ls)
 	fd := -1
 	if len(subdirs) > 0 {
@@ -873,6 +877,7 @@ func (w *walker) bigChildren(path string, ls listing, open func() (int, error), 
 				c.stats[i].err = ErrReplaced
 			}
 		}
+		w.leaveNewMounts(path, &c)
 		if err := w.entries(path, &c, w.subdirs(path, &c), fd); err != nil {
 			return err
 		}
@@ -888,7 +893,7 @@ func (w *walker) bigChildren(path string, ls listing, open func() (int, error), 
 func (w *walker) subdirs(path string, ls *listing) []int {
 	var subdirs []int
 	for i := range ls.names {
-		if ls.stats[i].err == nil && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) &&
+		if ls.stats[i].err == nil && !ls.stats[i].unwalked && ls.stats[i].st.Mode&unix.S_IFMT == unix.S_IFDIR && w.enters(&ls.stats[i].st) &&
 			w.asked(childPrefix(path)+ls.names[i], &ls.stats[i].st) {
 			subdirs = append(subdirs, i)
 		}
@@ -911,7 +916,7 @@ func (w *walker) entries(path string, ls *listing, subdirs []int, fd int) error 
 			}
 			continue
 		}
-		if ls.dirsOnly && ls.stats[i].st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if ls.stats[i].unwalked || ls.dirsOnly && ls.stats[i].st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
 		var next *pending
@@ -944,6 +949,12 @@ type lstatResult struct {
 	st     unix.Stat_t
 	err    error
 	listed bool // st holds only the type, device and inode (see listing)
+	// mountRoot says the entry is the root of a mount, where the kernel
+	// tells (rootKnown: statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8).
+	mountRoot, rootKnown bool
+	// unwalked marks a mount made since the walk began, of a filesystem
+	// the walk does not list (see leaveNewMounts): left out.
+	unwalked bool
 }
 
 // lstatAll lstats each name relative to the directory open at fd, whose
@@ -958,8 +969,8 @@ func lstatAll(fd int, prefix string, names []string, out []lstatResult) {
 			out[i] = lstatResult{err: unix.ENAMETOOLONG}
 			return
 		}
-		if !out[i].listed {
-			out[i].err = fstatat(fd, names[i], &out[i].st)
+		if r := &out[i]; !r.listed {
+			r.mountRoot, r.rootKnown, r.err = statAt(fd, names[i], &r.st)
 		}
 	}
 	const per = 256 // names per goroutine
@@ -980,13 +991,88 @@ func lstatAll(fd int, prefix string, names []string, out []lstatResult) {
 	wg.Wait()
 }
 
-func fstatat(fd int, name string, st *unix.Stat_t) error {
+// statAt lstats name relative to the directory open at fd into st, and
+// reports whether it is the root of a mount, if the kernel tells
+// (rootKnown). It asks for the attributes the kernel holds (statx's
+// AT_STATX_DONT_SYNC), as lstat(2) does of a local filesystem, and never
+// the server of a network or FUSE filesystem: the lstat of the mount
+// point of one mounted since the walk began, whose server does not
+// answer, would wait for ever. Nor does it trigger an automount, as
+// lstat(2) does not.
+func statAt(fd int, name string, st *unix.Stat_t) (mountRoot, rootKnown bool, err error) {
+	var sx unix.Statx_t
 	for {
-		err := unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.Statx(fd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC|unix.AT_NO_AUTOMOUNT, unix.STATX_BASIC_STATS, &sx)
 		if err != unix.EINTR {
-			return err
+			break
 		}
 	}
+	if err == unix.ENOSYS {
+		for {
+			err = unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+			if err != unix.EINTR {
+				return false, false, err
+			}
+		}
+	}
+	if err != nil {
+		return false, false, err
+	}
+	*st = unix.Stat_t{
+		Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino, Nlink: uint64(sx.Nlink), Mode: uint32(sx.Mode),
+		Uid: sx.Uid, Gid: sx.Gid, Rdev: unix.Mkdev(sx.Rdev_major, sx.Rdev_minor), Size: int64(sx.Size),
+		Blksize: int64(sx.Blksize), Blocks: int64(sx.Blocks),
+		Atim: unix.Timespec{Sec: sx.Atime.Sec, Nsec: int64(sx.Atime.Nsec)},
+		Mtim: unix.Timespec{Sec: sx.Mtime.Sec, Nsec: int64(sx.Mtime.Nsec)},
+		Ctim: unix.Timespec{Sec: sx.Ctime.Sec, Nsec: int64(sx.Ctime.Nsec)},
+	}
+	rootKnown = sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0
+	return rootKnown && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, rootKnown, nil
+}
+
+// leaveNewMounts marks unwalked the entries of ls, the listing of the
+// directory at path, that are mount points of filesystems mounted since
+// the walk began (not among Options.Mounts) that it does not list, and
+// tells Options.Unwalked of them, as of those mounted before: they are
+// left out without being opened, the opening of a FUSE filesystem whose
+// server does not answer would wait for ever. Their types are read from
+// /proc/self/mountinfo again.
+func (w *walker) leaveNewMounts(path string, ls *listing) {
+	if w.o.Mounts == nil {
+		return
+	}
+	prefix := childPrefix(path)
+	for i := range ls.stats {
+		r := &ls.stats[i]
+		if r.err != nil || r.listed || !(r.mountRoot || !r.rootKnown && uint64(r.st.Dev) != ls.dev) {
+			continue
+		}
+		p := prefix + ls.names[i]
+		if _, ok := w.o.Mounts.at[p]; ok {
+			continue // mounted before the walk began, and listed
+		}
+		if m, ok := w.mountedSince(p, uint64(r.st.Dev)); ok && m.Skip {
+			r.unwalked = true
+			w.skipMount(p, m)
+		}
+	}
+}
+
+// mountedSince returns the mount at path, on device dev, as
+// /proc/self/mountinfo says now.
+func (w *walker) mountedSince(path string, dev uint64) (Mount, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.since[path]; ok && m.Dev == dev {
+		return m, true
+	}
+	ms, err := fsys.Mounts()
+	if err != nil {
+		return Mount{}, false
+	}
+	w.since = NewMounts(ms, w.o.DedupeOnly).at
+	m, ok := w.since[path]
+	return m, ok && m.Dev == dev
 }
 
 // Under reports whether path is root or lies below it.
