@@ -298,7 +298,10 @@ an older snapshot of it;
 unchanged, not read (of them, renamed); hard links, further names of a
 file already met; skipped, symbolic links, devices, FIFOs, sockets, empty
 files and (with -x) files on other filesystems, in the directories listed
-(a btrfs re-run lists only those that changed, so it counts fewer);
+(a btrfs re-run lists only those that changed, so it counts fewer), and
+files too large to plan, each named: 2^32 blocks or more before their
+data ends (a sparse file has no sums past its last data block), or
+block sums of more than an eighth of the machine's memory;
 failed, files that could
 not be read or changed while read, each reported (exit status 3); pruned,
 index entries removed for files gone. On btrfs it adds the unchanged files

@@ -1192,3 +1192,69 @@ func TestUnmountedKept(t *testing.T) {
 	mounted = false
 	night("removed for good", []string{"-new-fs"}, []string{" 2 pruned"}, []string{" kept "}, all[2:])
 }
+
+// A sparse file of an exabyte costs nothing to hash, whatever its size:
+// its sums stop at its last data block, and it has none. One with a byte
+// at its end would need a sum for each of its 2^48 blocks, and findsame
+// plans no file of 2^32 blocks or more: it is left out unread, named and
+// counted as skipped, and the run goes on. Any user can make either
+// (truncate, then one write): on btrfs, the first made root's run ask
+// for 2 PiB of memory and stop (a panic, exit 2); on both, the second
+// made it hold its sums (or fail for want of memory). So is one whose
+// sums would take more than an eighth of the machine's memory.
+func TestExabyteSparseFile(t *testing.T) {
+	for _, fsType := range []string{"btrfs", "xfs"} {
+		t.Run(fsType, func(t *testing.T) {
+			mnt := testfs.Mount(t, fsType, "300M")
+			dir := filepath.Join(mnt, "home")
+			writeFile(t, filepath.Join(dir, "a"), randomBytes(1, 10000))
+			const eb = 1 << 60
+			const tb16 = (1<<32 - 1) * 4096 // 2^32 blocks but one: findsame plans it
+			for _, f := range []struct {
+				name       string
+				size, data int64 // data: the offset of a byte written, or -1
+			}{
+				{"empty", eb, -1},
+				{"evil", eb, eb - 1},
+				{"large", tb16, tb16 - 1},
+			} {
+				fl, err := os.Create(filepath.Join(dir, f.name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := fl.Truncate(f.size); err != nil {
+					t.Fatal(err)
+				}
+				if f.data >= 0 {
+					if _, err := fl.WriteAt([]byte{1}, f.data); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := fl.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, stderr, err := hashfile(t, "", "-db", filepath.Join(t.TempDir(), "index.db"), dir)
+			// Its sums would take 32 GiB, more than an eighth of this
+			// machine's memory (of less than 256 GiB).
+			var si unix.Sysinfo_t
+			if err := unix.Sysinfo(&si); err != nil {
+				t.Fatal(err)
+			}
+			limit := max(256<<20, int64(si.Totalram)*int64(si.Unit)/8)
+			want := []string{
+				"hashfile: " + filepath.Join(dir, "evil") + ": too large: 1024.0 PiB, its data ending 1024.0 PiB in: 281474976710656 blocks of 4.0 KiB, more than findsame plans in one file (2^32): left out",
+				"hashfile: " + filepath.Join(dir, "large") + ": too large: 16.0 TiB, its data ending 16.0 TiB in: its block sums would take 32.0 GiB of memory, more than hashfile holds for one file (" + cli.Bytes(limit) + ", an eighth of this machine's): left out",
+			}
+			lines := strings.SplitAfter(stderr, "\n")
+			if err != nil || len(lines) < 3 || !slices.Equal(slices.Sorted(slices.Values([]string{strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1])})), want) {
+				t.Fatalf("hashfile = %v, stderr %q; want nil, and it to start with %q", err, stderr, want)
+			}
+			c := counts{seen: 4, hashed: 2, skipped: 2, read: 10000}
+			if fsType == "btrfs" {
+				c.reused = 1 // the empty one: all of its extents (none) hashed before
+			}
+			checkSummary(t, strings.Join(lines[2:], ""), c)
+		})
+	}
+}

@@ -160,6 +160,9 @@ func Path() string {
 	return one()
 }
 
+// BlockSize is the size of the blocks h hashes.
+func (h *Reader) BlockSize() int { return h.bs }
+
 // HashRange appends the Sums of the n bytes of f at off, read with pread:
 // off is a multiple of the block size, and so is n unless the range ends
 // at the end of the file. It returns the appended slice and the bytes

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"same/internal/blockhash"
+	"same/internal/cli"
 	"same/internal/fiemap"
 	"same/internal/fsys"
 	"same/internal/index"
@@ -64,9 +65,13 @@ func (s *scanner) read(e *elevator) {
 		f, sums, ext, _, reused, err := hash(s.ctx, r, s.ru, j)
 		if err != nil {
 			if s.ctx.Err() == nil { // else interrupted, not failed
-				if errors.Is(err, ErrChanged) {
+				switch {
+				case errors.Is(err, ErrChanged):
 					s.failChanged(j.path, err)
-				} else {
+				case errors.Is(err, ErrTooLarge):
+					s.c.skipped.Add(1)
+					s.o.Error(j.path, err)
+				default:
 					s.fail(j.path, err, false)
 				}
 			}
@@ -349,6 +354,11 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		}
 		items = o.items
 		err := o.itemsErr
+		if err == nil {
+			if err := sumsFit(j.path, id.Size, itemsEnd(items, id.Size), ru.bs); err != nil {
+				return index.File{}, nil, nil, 0, false, err
+			}
+		}
 		switch {
 		case err == nil:
 			var ok bool
@@ -385,6 +395,20 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 	}
 	if !reused && !partial {
 		var err error
+		if items == nil && id.Size/int64(r.BlockSize())*blockhash.SumSize > checkSumsAbove {
+			// Its extents before its data, to know where its data ends.
+			ext, err = fiemap.Map(f)
+			end := id.Size
+			if err == nil {
+				end = itemsEnd(ext, id.Size)
+			} else if !errors.Is(err, fiemap.ErrUnsupported) {
+				return index.File{}, nil, nil, 0, false, fmt.Errorf("%s: %w", j.path, err)
+			}
+			if err := sumsFit(j.path, id.Size, end, int64(r.BlockSize())); err != nil {
+				return index.File{}, nil, nil, 0, false, err
+			}
+			items = ext
+		}
 		sums, n, err = r.HashFile(ctx, f, id.Size, sums[:0])
 		if errors.Is(err, blockhash.ErrShrunk) {
 			return index.File{}, nil, nil, n, false, fmt.Errorf("%s: %w", j.path, ErrChanged)
@@ -417,6 +441,47 @@ func hash(ctx context.Context, r *blockhash.Reader, ru *reuser, j job) (index.Fi
 		ru.add(j.vol.FS, id.Size, nocow, ext, sums)
 	}
 	return index.File{Path: j.path, Identity: id.Identity(j.vol), NoCOW: nocow, UID: int64(id.UID)}, sums, ext, n, reused, nil
+}
+
+// ErrTooLarge is the error of a file whose sums hashfile does not hold
+// (see sumsFit): it is left out, counted as skipped.
+var ErrTooLarge = errors.New("too large")
+
+// checkSumsAbove is the size of a file's sums, were it all data, above
+// which hash looks where its data ends before reading it (see sumsFit).
+const checkSumsAbove = 64 << 20
+
+// maxSums bounds the bytes of sums of one file: its sums are held whole
+// while it is hashed and recorded, SumSize bytes a block up to its last
+// data block. An eighth of the machine's memory, and at least 256 MiB (a
+// file of 128 GiB at 4 KiB blocks). A variable, for tests.
+var maxSums = func() int64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 256 << 20
+	}
+	return max(256<<20, int64(si.Totalram)*int64(si.Unit)/8)
+}()
+
+// sumsFit reports, for a file at path of size bytes whose data ends at
+// dataEnd, an error wrapping ErrTooLarge if its sums would take more
+// than maxSums bytes, or if it holds 2^32 blocks or more of bs bytes
+// before its data ends, which findsame does not plan: a user who makes
+// a sparse file of an exabyte with a byte at its end (truncate, then
+// one write) would have root's nightly run hold its sums, or fail
+// for want of memory.
+func sumsFit(path string, size, dataEnd, bs int64) error {
+	blocks := (dataEnd + bs - 1) / bs
+	need := blocks * blockhash.SumSize
+	switch {
+	case blocks >= 1<<32:
+		return fmt.Errorf("%s: %w: %s, its data ending %s in: %d blocks of %s, more than findsame plans in one file (2^32): left out", path, ErrTooLarge,
+			cli.Bytes(size), cli.Bytes(dataEnd), blocks, cli.Bytes(bs))
+	case need > maxSums:
+		return fmt.Errorf("%s: %w: %s, its data ending %s in: its block sums would take %s of memory, more than hashfile holds for one file (%s, an eighth of this machine's): left out", path, ErrTooLarge,
+			cli.Bytes(size), cli.Bytes(dataEnd), cli.Bytes(need), cli.Bytes(maxSums))
+	}
+	return nil
 }
 
 // readError names path in err once: errors from reading a file mostly

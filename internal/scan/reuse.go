@@ -307,7 +307,9 @@ func (r *reuser) sums(ctx context.Context, fs string, items []fiemap.Extent, siz
 // way are added to claimed.
 func (r *reuser) find(ctx context.Context, fs string, items []fiemap.Extent, size int64, out []byte, claimed *[]extentKey) ([]byte, []span, bool, error) {
 	bs := r.bs
-	n := (size + bs - 1) / bs
+	// Up to the end of the last extent: the rest is a hole, whose zero
+	// sums are not kept (a file of an exabyte has none).
+	n := (itemsEnd(items, size) + bs - 1) / bs
 	out = append(out[:0], make([]byte, n*blockhash.SumSize)...) // holes: zero sums
 	type chunkKey struct {
 		file int64
@@ -362,6 +364,18 @@ func (r *reuser) find(ctx context.Context, fs string, items []fiemap.Extent, siz
 		}
 	}
 	return out, missing, true, nil
+}
+
+// itemsEnd returns where the data of a file of size bytes ends, as its
+// extent items say: the end of the last, at most size; 0 for none.
+func itemsEnd(items []fiemap.Extent, size int64) int64 {
+	var end int64
+	for _, e := range items {
+		if e.Logical < size {
+			end = max(end, min(e.End(), size))
+		}
+	}
+	return end
 }
 
 // trimZeroSums drops the zero sums at the end of sums, as blockhash gives
