@@ -1081,41 +1081,49 @@ func stopBindfs(t *testing.T, src, dir string) {
 // (lstat(2)) and then opened it, hashfile waited until the server came
 // back, and the nights after stopped at the lock it held.
 func TestHungFUSEMountedSince(t *testing.T) {
-	mnt := testfs.Mount(t, "btrfs", "256M")
-	tree, sub := filepath.Join(mnt, "tree"), filepath.Join(mnt, "tree", "sub")
-	share := filepath.Join(sub, "share")
-	writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 10000))
-	writeFile(t, filepath.Join(sub, "h"), randomBytes(3, 10000))
-	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "g"), randomBytes(2, 10000))
-	if err := os.Mkdir(share, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	walk.Fault = func(path string) {
-		if path == sub {
-			once.Do(func() { stopBindfs(t, src, share) })
-		}
-	}
-	t.Cleanup(func() { walk.Fault = nil })
-	type result struct {
-		stderr string
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		_, stderr, err := hashfile(t, "", "-db", filepath.Join(t.TempDir(), "index.db"), tree)
-		done <- result{stderr, err}
-	}()
-	select {
-	case r := <-done:
-		want := "hashfile: fuse at " + share + " cannot deduplicate: not walked\n"
-		if r.err != nil || !strings.HasPrefix(r.stderr, want) {
-			t.Fatalf("hashfile = %v, stderr %q; want nil, and it to start %q", r.err, r.stderr, want)
-		}
-		checkSummary(t, r.stderr[len(want):], counts{seen: 2, hashed: 2, read: 20000})
-	case <-time.After(time.Minute): // a bound on the failure, not a measure
-		t.Fatalf("hashfile still waits on the FUSE mount made after it began, after a minute")
+	// Mounted before the directory holding its mount point is listed, or
+	// after, before the walk opens it: the walk opens a directory it
+	// listed only once it has checked, unopened (O_PATH), that it is the
+	// one listed.
+	for _, at := range []string{"sub", "share"} {
+		t.Run("before "+at+" is opened", func(t *testing.T) {
+			mnt := testfs.Mount(t, "btrfs", "256M")
+			tree, sub := filepath.Join(mnt, "tree"), filepath.Join(mnt, "tree", "sub")
+			share := filepath.Join(sub, "share")
+			writeFile(t, filepath.Join(tree, "f"), randomBytes(1, 10000))
+			writeFile(t, filepath.Join(sub, "h"), randomBytes(3, 10000))
+			src := t.TempDir()
+			writeFile(t, filepath.Join(src, "g"), randomBytes(2, 10000))
+			if err := os.Mkdir(share, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			walk.Fault = func(path string) {
+				if path == filepath.Join(tree, "sub") && at == "sub" || path == share && at == "share" {
+					once.Do(func() { stopBindfs(t, src, share) })
+				}
+			}
+			t.Cleanup(func() { walk.Fault = nil })
+			type result struct {
+				stderr string
+				err    error
+			}
+			done := make(chan result, 1)
+			go func() {
+				_, stderr, err := hashfile(t, "", "-db", filepath.Join(t.TempDir(), "index.db"), tree)
+				done <- result{stderr, err}
+			}()
+			select {
+			case r := <-done:
+				want := "hashfile: fuse at " + share + " cannot deduplicate: not walked\n"
+				if r.err != nil || !strings.HasPrefix(r.stderr, want) {
+					t.Fatalf("hashfile = %v, stderr %q; want nil, and it to start %q", r.err, r.stderr, want)
+				}
+				checkSummary(t, r.stderr[len(want):], counts{seen: 2, hashed: 2, read: 20000})
+			case <-time.After(time.Minute): // a bound on the failure, not a measure
+				t.Fatalf("hashfile still waits on the FUSE mount made after it began, after a minute")
+			}
+		})
 	}
 }
 

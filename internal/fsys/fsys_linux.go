@@ -521,6 +521,49 @@ type Mount struct {
 	Dev         uint64
 }
 
+// Lstat lstats name relative to the directory open at dirfd (dirfd's own
+// file where name is "") into st, and reports whether it is the root of a
+// mount, if the kernel tells (rootKnown: statx's STATX_ATTR_MOUNT_ROOT,
+// Linux 5.8). It takes the attributes the kernel holds (statx's
+// AT_STATX_DONT_SYNC), as lstat(2) does of a local filesystem, and asks
+// no server of a network or FUSE filesystem: a look at a FUSE filesystem
+// whose server does not answer, mounted since a path was checked, would
+// wait for ever. Nor does it trigger an automount, as lstat(2) does not.
+func Lstat(dirfd int, name string, st *unix.Stat_t) (mountRoot, rootKnown bool, err error) {
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if name == "" {
+		flags |= unix.AT_EMPTY_PATH
+	}
+	var sx unix.Statx_t
+	for {
+		err = unix.Statx(dirfd, name, flags|unix.AT_STATX_DONT_SYNC|unix.AT_NO_AUTOMOUNT, unix.STATX_BASIC_STATS, &sx)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == unix.ENOSYS {
+		for {
+			err = unix.Fstatat(dirfd, name, st, flags)
+			if err != unix.EINTR {
+				return false, false, err
+			}
+		}
+	}
+	if err != nil {
+		return false, false, err
+	}
+	*st = unix.Stat_t{
+		Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino, Nlink: uint64(sx.Nlink), Mode: uint32(sx.Mode),
+		Uid: sx.Uid, Gid: sx.Gid, Rdev: unix.Mkdev(sx.Rdev_major, sx.Rdev_minor), Size: int64(sx.Size),
+		Blksize: int64(sx.Blksize), Blocks: int64(sx.Blocks),
+		Atim: unix.Timespec{Sec: sx.Atime.Sec, Nsec: int64(sx.Atime.Nsec)},
+		Mtim: unix.Timespec{Sec: sx.Mtime.Sec, Nsec: int64(sx.Mtime.Nsec)},
+		Ctim: unix.Timespec{Sec: sx.Ctime.Sec, Nsec: int64(sx.Ctime.Nsec)},
+	}
+	rootKnown = sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0
+	return rootKnown && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, rootKnown, nil
+}
+
 // Mounts returns what /proc/self/mountinfo lists, in its order: a mount
 // made later at or above another's mount point hides it.
 func Mounts() ([]Mount, error) {

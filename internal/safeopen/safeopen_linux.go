@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"same/internal/fsys"
 )
 
 // Handle is an O_PATH descriptor of a file reached with no symlink
@@ -60,7 +62,8 @@ func Lookup(path string) (*Handle, error) {
 		return nil, err
 	}
 	h := &Handle{fd: fd, path: path}
-	if err := unix.Fstat(fd, &h.Stat); err != nil {
+	// Asking no server: see fsys.Lstat.
+	if _, _, err := fsys.Lstat(fd, "", &h.Stat); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("fstat: %w", err)
 	}
@@ -114,7 +117,7 @@ func (h *Handle) open(flags int) (*os.File, error) {
 		return nil, err
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if _, _, err := fsys.Lstat(fd, "", &st); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("fstat: %w", err)
 	}
@@ -194,7 +197,7 @@ func walk(path string, flags int) (int, error) {
 		}
 		fd = next
 		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
+		if _, _, err := fsys.Lstat(fd, "", &st); err != nil {
 			unix.Close(fd)
 			return -1, err
 		}

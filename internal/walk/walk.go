@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -441,6 +442,9 @@ type listing struct {
 	dev      uint64 // the directory's device
 	openErr  error  // the directory could not be opened
 	readErr  error  // reading it stopped early; names holds what was read
+	// unwalked says a filesystem the walk does not list was mounted on
+	// the directory since its parent was listed: it is left out.
+	unwalked bool
 	// big holds, in place of names and stats, the entries of a directory
 	// of more than bigDir, spilled to a temporary file (see bigDir).
 	big *spilled
@@ -470,28 +474,60 @@ var ErrReplaced = errors.New("replaced since it was listed")
 // openDir opens the directory name of the directory open at parent, with
 // no symlink followed, and checks that it is st.
 func openDir(parent int, name string, st *unix.Stat_t) (int, error) {
-	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_NOCTTY | unix.O_CLOEXEC | unix.O_NOATIME
-	fd, err := unix.Openat(parent, name, flags, 0)
-	for err == unix.EINTR || err == unix.EPERM && flags&unix.O_NOATIME != 0 {
-		if err == unix.EPERM { // O_NOATIME needs ownership or CAP_FOWNER
-			flags &^= unix.O_NOATIME
-		}
-		fd, err = unix.Openat(parent, name, flags, 0)
+	// Looked up unopened (O_PATH) and checked to be the directory listed
+	// before it is opened: a filesystem mounted on it since (a FUSE one
+	// whose server does not answer) is refused unopened, its attributes
+	// taken from the kernel (see fsys.Lstat).
+	p, err := unix.Openat(parent, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR {
+		p, err = unix.Openat(parent, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
 		return -1, err
 	}
+	defer unix.Close(p)
 	var got unix.Stat_t
-	if err := unix.Fstat(fd, &got); err != nil {
-		unix.Close(fd)
+	mountRoot, _, err := fsys.Lstat(p, "", &got)
+	if err != nil {
 		return -1, err
 	}
 	if got.Dev != st.Dev || got.Ino != st.Ino {
-		unix.Close(fd)
+		if mountRoot && got.Dev != st.Dev {
+			return -1, &mountedSinceError{dev: uint64(got.Dev)}
+		}
 		return -1, ErrReplaced
 	}
-	return fd, nil
+	// The descriptor's magic link in /proc is the directory checked,
+	// whatever is mounted on its name now, and opening it asks only for
+	// read permission on it, as opening it by name did (a directory that
+	// may be listed but not searched is listed). Without /proc, "." from
+	// the descriptor, which asks for search permission too.
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOCTTY | unix.O_CLOEXEC | unix.O_NOATIME
+	open := func() (int, error) {
+		fd, err := unix.Open(procFD+strconv.Itoa(p), flags, 0)
+		if err == unix.ENOENT {
+			fd, err = unix.Openat(p, ".", flags, 0)
+		}
+		return fd, err
+	}
+	fd, err := open()
+	for err == unix.EINTR || err == unix.EPERM && flags&unix.O_NOATIME != 0 {
+		if err == unix.EPERM { // O_NOATIME needs ownership or CAP_FOWNER
+			flags &^= unix.O_NOATIME
+		}
+		fd, err = open()
+	}
+	return fd, err
 }
+
+// procFD is where a process's descriptors are, as magic links.
+const procFD = "/proc/self/fd/"
+
+// mountedSinceError is openDir's error for a directory on which a
+// filesystem was mounted since it was listed (device dev).
+type mountedSinceError struct{ dev uint64 }
+
+func (e *mountedSinceError) Error() string { return "a filesystem mounted on it since it was listed" }
 
 // listAhead reads the directory name of the directory open at parent, st
 // in its listing, in the background. parent must stay open until done.
@@ -506,6 +542,14 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 			Fault(path)
 		}
 		fd, err := openDir(parent, name, st)
+		if ms, ok := errors.AsType[*mountedSinceError](err); ok {
+			if m, ok := w.mountedSince(path, ms.dev); ok && m.Skip {
+				// Left out, as one mounted before it was listed.
+				w.skipMount(path, m)
+				p.l.unwalked = true
+				return
+			}
+		}
 		if err != nil {
 			p.l.openErr = &os.PathError{Op: "open", Path: path, Err: err}
 			return
@@ -661,7 +705,7 @@ func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64) fun
 		}
 		if e.typ == unix.DT_UNKNOWN {
 			var st unix.Stat_t
-			if _, _, err := statAt(fd, e.name, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if _, _, err := fsys.Lstat(fd, e.name, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				e.typ = unix.DT_DIR
 			} else if dirsOnly {
 				return false
@@ -793,10 +837,13 @@ func childPrefix(path string) string {
 // dir walks the directory name of the directory open at parent, listed
 // with st; l is its listing read ahead.
 func (w *walker) dir(parent int, name, path string, st *unix.Stat_t, l *pending) error {
+	<-l.done
+	if l.l.unwalked {
+		return nil // told to Unwalked (see listAhead)
+	}
 	if w.o.Dir != nil {
 		w.o.Dir(path, st)
 	}
-	<-l.done
 	return w.children(path, l.l, func() (int, error) { return openDir(parent, name, st) }, true)
 }
 
@@ -806,6 +853,9 @@ func (w *walker) dir(parent int, name, path string, st *unix.Stat_t, l *pending)
 // descriptor is closed when they are done if owned.
 func (w *walker) children(path string, ls listing, open func() (int, error), owned bool) error {
 	defer ls.big.close()
+	if ls.unwalked {
+		return nil
+	}
 	if errors.Is(ls.openErr, unix.ENOENT) {
 		// Gone since its parent was listed, as files are: a tree
 		// removed, a snapshot deleted while the walk runs.
@@ -970,7 +1020,7 @@ func lstatAll(fd int, prefix string, names []string, out []lstatResult) {
 			return
 		}
 		if r := &out[i]; !r.listed {
-			r.mountRoot, r.rootKnown, r.err = statAt(fd, names[i], &r.st)
+			r.mountRoot, r.rootKnown, r.err = fsys.Lstat(fd, names[i], &r.st) // asking no server: see fsys.Lstat
 		}
 	}
 	const per = 256 // names per goroutine
@@ -989,45 +1039,6 @@ func lstatAll(fd int, prefix string, names []string, out []lstatResult) {
 		})
 	}
 	wg.Wait()
-}
-
-// statAt lstats name relative to the directory open at fd into st, and
-// reports whether it is the root of a mount, if the kernel tells
-// (rootKnown). It asks for the attributes the kernel holds (statx's
-// AT_STATX_DONT_SYNC), as lstat(2) does of a local filesystem, and never
-// the server of a network or FUSE filesystem: the lstat of the mount
-// point of one mounted since the walk began, whose server does not
-// answer, would wait for ever. Nor does it trigger an automount, as
-// lstat(2) does not.
-func statAt(fd int, name string, st *unix.Stat_t) (mountRoot, rootKnown bool, err error) {
-	var sx unix.Statx_t
-	for {
-		err = unix.Statx(fd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC|unix.AT_NO_AUTOMOUNT, unix.STATX_BASIC_STATS, &sx)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err == unix.ENOSYS {
-		for {
-			err = unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
-			if err != unix.EINTR {
-				return false, false, err
-			}
-		}
-	}
-	if err != nil {
-		return false, false, err
-	}
-	*st = unix.Stat_t{
-		Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino, Nlink: uint64(sx.Nlink), Mode: uint32(sx.Mode),
-		Uid: sx.Uid, Gid: sx.Gid, Rdev: unix.Mkdev(sx.Rdev_major, sx.Rdev_minor), Size: int64(sx.Size),
-		Blksize: int64(sx.Blksize), Blocks: int64(sx.Blocks),
-		Atim: unix.Timespec{Sec: sx.Atime.Sec, Nsec: int64(sx.Atime.Nsec)},
-		Mtim: unix.Timespec{Sec: sx.Mtime.Sec, Nsec: int64(sx.Mtime.Nsec)},
-		Ctim: unix.Timespec{Sec: sx.Ctime.Sec, Nsec: int64(sx.Ctime.Nsec)},
-	}
-	rootKnown = sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0
-	return rootKnown && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, rootKnown, nil
 }
 
 // leaveNewMounts marks unwalked the entries of ls, the listing of the
