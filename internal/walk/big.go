@@ -2,6 +2,7 @@ package walk
 
 import (
 	"bufio"
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"errors"
@@ -34,34 +35,43 @@ type spilled struct {
 	err  error // reading a run failed
 }
 
-// spillRecord is an entry in a run: the length of its key (uvarint), the
-// key (its name, with "/" after it for a directory: see pathOrder), its
-// inode number and its type (DT_*).
+// appendRecord appends e as a run holds it: the length of its key
+// (uvarint), its key (its name, with a slash after it for a directory:
+// see compareKeys), its inode number and its type (DT_*).
 func appendRecord(b []byte, e dirent) []byte {
-	key := e.name
-	b = binary.AppendUvarint(b, uint64(len(key)+dirSuffix(e)))
-	b = append(b, key...)
-	if dirSuffix(e) == 1 {
+	n := len(e.name)
+	if e.typ == unix.DT_DIR {
+		n++
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	b = append(b, e.name...)
+	if e.typ == unix.DT_DIR {
 		b = append(b, '/')
 	}
 	b = binary.LittleEndian.AppendUint64(b, e.ino)
 	return append(b, e.typ)
 }
 
-func dirSuffix(e dirent) int {
-	if e.typ == unix.DT_DIR {
-		return 1
+// compareKeys compares the places of a and b in path order (see
+// pathOrder): their names, a directory's with a slash after it.
+func compareKeys(a, b dirent) int {
+	n := min(len(a.name), len(b.name))
+	if c := strings.Compare(a.name[:n], b.name[:n]); c != 0 {
+		return c
 	}
-	return 0
+	return cmp.Compare(keyByte(a, n), keyByte(b, n))
 }
 
-// key is e's place in path order: a directory's name sorts with a slash
-// after it.
-func key(e dirent) string {
-	if e.typ == unix.DT_DIR {
-		return e.name + "/"
+// keyByte is the byte at i, at most len(e.name), of e's name with a
+// slash after it if it is a directory; -1 past its end.
+func keyByte(e dirent, i int) int {
+	switch {
+	case i < len(e.name):
+		return int(e.name[i])
+	case e.typ == unix.DT_DIR:
+		return '/'
 	}
-	return e.name
+	return -1
 }
 
 // tempFile returns a file for a directory's runs in dir (os.TempDir()
@@ -109,11 +119,11 @@ func spill(fd int, dir string, first []dirent, keep func(*dirent) bool) (s *spil
 		// A read may hold more than bigDir: a batch of getdents is not
 		// cut.
 		for rest := kept; len(rest) > 0; {
-			ents := rest[:min(len(rest), bigDir)]
-			rest = rest[len(ents):]
-			slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(key(a), key(b)) })
+			batch := rest[:min(len(rest), bigDir)]
+			rest = rest[len(batch):]
+			slices.SortFunc(batch, compareKeys)
 			var n int64
-			for _, e := range ents {
+			for _, e := range batch {
 				buf = appendRecord(buf[:0], e)
 				if _, err := bw.Write(buf); err != nil {
 					f.Close()
@@ -121,7 +131,7 @@ func spill(fd int, dir string, first []dirent, keep func(*dirent) bool) (s *spil
 				}
 				n += int64(len(buf))
 			}
-			s.runs = append(s.runs, &run{r: bufio.NewReaderSize(io.NewSectionReader(f, off, n), 64<<10), left: len(ents)})
+			s.runs = append(s.runs, &run{r: bufio.NewReaderSize(io.NewSectionReader(f, off, n), 64<<10), left: len(batch)})
 			off += n
 		}
 		if !more || readErr != nil {
@@ -174,7 +184,8 @@ type run struct {
 	r    *bufio.Reader
 	left int // entries not yet read
 	cur  dirent
-	key  string
+	key  string // cur's (see compareKeys)
+	buf  []byte
 	done bool
 	err  error
 }
@@ -193,10 +204,9 @@ func (r *run) next() bool {
 	if err == nil && n > 1<<16 {
 		err = errShortRun
 	}
-	var b []byte
 	if err == nil {
-		b = make([]byte, n+9)
-		_, err = io.ReadFull(r.r, b)
+		r.buf = slices.Grow(r.buf[:0], int(n)+9)[:n+9]
+		_, err = io.ReadFull(r.r, r.buf)
 	}
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -205,6 +215,7 @@ func (r *run) next() bool {
 		r.err, r.done = err, true
 		return false
 	}
+	b := r.buf
 	r.key = string(b[:n])
 	r.cur = dirent{name: strings.TrimSuffix(r.key, "/"), ino: binary.LittleEndian.Uint64(b[n:]), typ: b[n+8]}
 	return true

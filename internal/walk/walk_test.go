@@ -847,7 +847,11 @@ func TestSpill(t *testing.T) {
 			break
 		}
 		for _, e := range ents {
-			got = append(got, key(e))
+			k := e.name
+			if e.typ == unix.DT_DIR {
+				k += "/"
+			}
+			got = append(got, k)
 		}
 	}
 	if s.err != nil {
@@ -864,5 +868,19 @@ func TestSpill(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("merged %d entries %q...; want %d %q...", len(got), got[:min(len(got), 12)], len(want), want[:12])
+	}
+}
+
+// compareKeys puts a directory's name where its path, with a slash after
+// it, goes: after the file "b.txt" ('.' < '/') and before "b0".
+func TestCompareKeys(t *testing.T) {
+	ents := []dirent{{name: "b0"}, {name: "b", typ: unix.DT_DIR}, {name: "b.txt"}, {name: "b-c"}, {name: "a"}, {name: "bb", typ: unix.DT_DIR}, {name: "ba"}}
+	slices.SortFunc(ents, compareKeys)
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.name)
+	}
+	if want := []string{"a", "b-c", "b.txt", "b", "b0", "ba", "bb"}; !slices.Equal(got, want) {
+		t.Errorf("sorted %q; want %q", got, want)
 	}
 }
