@@ -454,7 +454,7 @@ const checkSumsAbove = 64 << 20
 // maxSums bounds the bytes of sums of one file: its sums are held whole
 // while it is hashed and recorded, SumSize bytes a block up to its last
 // data block. An eighth of the machine's memory, and at least 256 MiB (a
-// file of 128 GiB at 4 KiB blocks). A variable, for tests.
+// file of 128 GiB at 4 KiB blocks).
 var maxSums = func() int64 {
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) != nil {
