@@ -543,8 +543,14 @@ func (w *walker) listAhead(parent int, name, path string, st *unix.Stat_t, liste
 		}
 		fd, err := openDir(parent, name, st)
 		if ms, ok := errors.AsType[*mountedSinceError](err); ok {
+			// Left out, as one mounted before it was listed: with OneFS,
+			// as any other filesystem.
+			if w.o.OneFS {
+				w.o.skip(path, "on another filesystem")
+				p.l.unwalked = true
+				return
+			}
 			if m, ok := w.mountedSince(path, ms.dev); ok && m.Skip {
-				// Left out, as one mounted before it was listed.
 				w.skipMount(path, m)
 				p.l.unwalked = true
 				return
@@ -1049,8 +1055,8 @@ func lstatAll(fd int, prefix string, names []string, out []lstatResult) {
 // server does not answer would wait for ever. Their types are read from
 // /proc/self/mountinfo again.
 func (w *walker) leaveNewMounts(path string, ls *listing) {
-	if w.o.Mounts == nil {
-		return
+	if w.o.Mounts == nil || w.o.OneFS {
+		return // with OneFS, visit leaves out any other filesystem unopened
 	}
 	prefix := childPrefix(path)
 	for i := range ls.stats {
