@@ -3,6 +3,7 @@ package runs
 import (
 	"cmp"
 	"slices"
+	"sort"
 	"strings"
 
 	"same/internal/fiemap"
@@ -284,16 +285,16 @@ func movedWhole(refs []ref, files []file, byDst dstRuns, bs int64) bool {
 }
 
 // spansCover reports whether the destination ranges of runs, those of
-// one file in destination order, cover [lo, hi) of it.
+// one file in destination order, cover [lo, hi) of it. It looks from the
+// first that ends past lo: a file cut into a hundred thousand extents has
+// as many runs, and each of its extents is asked of.
 func spansCover(runs []run, bs, lo, hi int64) bool {
-	for _, r := range runs {
+	i := sort.Search(len(runs), func(i int) bool { return dstSpan(runs[i], bs).hi > lo })
+	for _, r := range runs[i:] {
 		if lo >= hi {
 			break
 		}
-		s := span{r.dst.block() * bs, r.dst.block()*bs + r.len}
-		if s.hi <= lo {
-			continue
-		}
+		s := dstSpan(r, bs)
 		if s.lo > lo {
 			return false
 		}
@@ -564,10 +565,13 @@ func pays(net, n, minNet int64) bool { return net >= minNet && 4*net >= n }
 func dstSpans(runs []run, bs int64) []span {
 	out := make([]span, len(runs))
 	for i, r := range runs {
-		out[i] = span{r.dst.block() * bs, r.dst.block()*bs + r.len}
+		out[i] = dstSpan(r, bs)
 	}
 	return out
 }
+
+// dstSpan is the range of its destination file that r covers.
+func dstSpan(r run, bs int64) span { return span{r.dst.block() * bs, r.dst.block()*bs + r.len} }
 
 const unfit = fiemap.FlagShared | fiemap.FlagDataInline | fiemap.FlagEncoded | fiemap.FlagUnwritten |
 	fiemap.FlagDelalloc | fiemap.FlagUnknown | fiemap.FlagNotAligned | fiemap.FlagDataEncrypted

@@ -436,3 +436,29 @@ func TestCannotPay(t *testing.T) {
 		t.Error("want cannotPay to say so with runs moving references, and rewrites where it does not")
 	}
 }
+
+// spansCover finds whether a file's runs, in destination order, cover a
+// range: from the run that ends past its start, with no gap to its end.
+func TestSpansCover(t *testing.T) {
+	runs := []run{ // blocks 0-1, 2-4, 6-7 (the last one 100 bytes of block 7)
+		{dst: mkloc(0, 0), n: 2, len: 2 * bs},
+		{dst: mkloc(0, 2), n: 3, len: 3 * bs},
+		{dst: mkloc(0, 6), n: 2, len: bs + 100},
+	}
+	for _, c := range []struct {
+		lo, hi int64
+		want   bool
+	}{
+		{0, 5 * bs, true},
+		{bs + 10, 4 * bs, true},
+		{4 * bs, 6 * bs, false},
+		{6 * bs, 7*bs + 100, true},
+		{6 * bs, 7*bs + 101, false},
+		{8 * bs, 9 * bs, false},
+		{3 * bs, 3 * bs, true},
+	} {
+		if got := spansCover(runs, bs, c.lo, c.hi); got != c.want {
+			t.Errorf("spansCover [%d, %d) = %v; want %v", c.lo, c.hi, got, c.want)
+		}
+	}
+}
