@@ -634,7 +634,7 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	}
 	ents, more, err := readDirentsUpTo(fd, nil, bigDir)
 	if more && err == nil {
-		s, readErr, spillErr := spill(fd, w.o.TempDir, ents, w.keeper(fd, path, dirsOnly, dev, ino))
+		s, readErr, spillErr := spill(fd, w.o.TempDir, ents, w.keeper(fd, path, dirsOnly, dev, ino, true))
 		if spillErr == nil {
 			l.big = s
 			if readErr != nil {
@@ -651,45 +651,37 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	if err != nil {
 		l.readErr = &os.PathError{Op: "readdirent", Path: path, Err: err}
 	}
-	if dirsOnly {
-		ents = slices.DeleteFunc(ents, func(e dirent) bool { return e.typ != unix.DT_DIR && e.typ != unix.DT_UNKNOWN })
-	}
+	// By name first, so that the mount points left out are told in order.
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
-	prefix := childPrefix(path)
-	ents = slices.DeleteFunc(ents, func(e dirent) bool { return w.o.excluded(prefix+e.name) || w.o.Own.holds(dev, ino, e.name) })
-	if w.o.Mounts != nil && w.o.Mounts.parents[path] {
-		ents = slices.DeleteFunc(ents, func(e dirent) bool {
-			m, ok := w.o.Mounts.skipped(prefix + e.name)
-			switch {
-			case !ok:
-				return false
-			case w.o.OneFS:
-				w.o.skip(prefix+e.name, "on another filesystem") // not entered in any case
-			default:
-				w.skipMount(prefix+e.name, m)
-			}
-			return true
-		})
-	}
-	l.names = make([]string, len(ents))
-	l.stats = make([]lstatResult, len(ents))
-	for i, e := range ents {
-		l.names[i] = e.name
-		if mode, ok := listedModes[e.typ]; ok && listed {
-			l.stats[i] = lstatResult{listed: true}
-			l.stats[i].st.Mode, l.stats[i].st.Dev, l.stats[i].st.Ino = mode, dev, e.ino
-		}
-	}
-	lstatAll(fd, prefix, l.names, l.stats)
+	keep := w.keeper(fd, path, dirsOnly, dev, ino, false)
+	ents = slices.DeleteFunc(ents, func(e dirent) bool { return !keep(&e) })
+	l.fill(ents)
+	lstatAll(fd, childPrefix(path), l.names, l.stats)
 	pathOrder(&l)
 	return l
 }
 
-// keeper returns what list leaves out of a large directory's entries,
-// one at a time (see spill), as it does for a smaller one: false for an
-// entry to leave out. It resolves an unknown type (lstat) to place a
-// directory in path order.
-func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64) func(*dirent) bool {
+// fill sets the names of l to those of ents, and their stats, where l's
+// files go as listed, to the types and inode numbers the listing gives.
+func (l *listing) fill(ents []dirent) {
+	l.names = make([]string, len(ents))
+	l.stats = make([]lstatResult, len(ents))
+	for i, e := range ents {
+		l.names[i] = e.name
+		if mode, ok := listedModes[e.typ]; ok && l.listed {
+			l.stats[i] = lstatResult{listed: true}
+			l.stats[i].st.Mode, l.stats[i].st.Dev, l.stats[i].st.Ino = mode, l.dev, e.ino
+		}
+	}
+}
+
+// keeper returns what list leaves out of a directory's entries, one at a
+// time: false for an entry to leave out, as Options.Exclude and
+// Options.Own say, or as a mount point left out (told so), or with
+// dirsOnly what is no directory. With resolve, for a large directory
+// (see spill), it lstats an entry of unknown type, to place a directory
+// in path order; a smaller directory's entries are lstat'ed anyway.
+func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64, resolve bool) func(*dirent) bool {
 	prefix := childPrefix(path)
 	mounts := w.o.Mounts != nil && w.o.Mounts.parents[path]
 	return func(e *dirent) bool {
@@ -702,14 +694,14 @@ func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64) fun
 		if mounts {
 			if m, ok := w.o.Mounts.skipped(prefix + e.name); ok {
 				if w.o.OneFS {
-					w.o.skip(prefix+e.name, "on another filesystem")
+					w.o.skip(prefix+e.name, "on another filesystem") // not entered in any case
 				} else {
 					w.skipMount(prefix+e.name, m)
 				}
 				return false
 			}
 		}
-		if e.typ == unix.DT_UNKNOWN {
+		if resolve && e.typ == unix.DT_UNKNOWN {
 			var st unix.Stat_t
 			if _, _, err := fsys.Lstat(fd, e.name, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				e.typ = unix.DT_DIR
@@ -915,14 +907,8 @@ func (w *walker) bigChildren(path string, ls listing, open func() (int, error), 
 		if ents = ls.big.next(chunk, ents); len(ents) == 0 {
 			break
 		}
-		c := listing{listed: ls.listed, dirsOnly: ls.dirsOnly, dev: ls.dev, names: make([]string, len(ents)), stats: make([]lstatResult, len(ents))}
-		for i, e := range ents {
-			c.names[i] = e.name
-			if mode, ok := listedModes[e.typ]; ok && c.listed {
-				c.stats[i] = lstatResult{listed: true}
-				c.stats[i].st.Mode, c.stats[i].st.Dev, c.stats[i].st.Ino = mode, ls.dev, e.ino
-			}
-		}
+		c := listing{listed: ls.listed, dirsOnly: ls.dirsOnly, dev: ls.dev}
+		c.fill(ents)
 		lstatAll(fd, prefix, c.names, c.stats)
 		for i, e := range ents {
 			// Its place in the order is that of what was listed: a
