@@ -27,6 +27,10 @@ var (
 	chunk  = 4096
 )
 
+// spillFault, when set (by tests), is called before each sorted run is
+// written; an error it returns is taken for the write's.
+var spillFault func() error
+
 // spilled is the listing of a large directory, in sorted runs in a
 // temporary file (see bigDir).
 type spilled struct {
@@ -122,6 +126,12 @@ func spill(fd int, dir string, first []dirent, keep func(*dirent) bool) (s *spil
 			batch := rest[:min(len(rest), bigDir)]
 			rest = rest[len(batch):]
 			slices.SortFunc(batch, compareKeys)
+			if spillFault != nil {
+				if err := spillFault(); err != nil {
+					f.Close()
+					return nil, nil, err
+				}
+			}
 			var n int64
 			for _, e := range batch {
 				buf = appendRecord(buf[:0], e)

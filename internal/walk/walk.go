@@ -632,9 +632,16 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 		pathOrder(&l)
 		return l
 	}
+	// The mount points left out that were told of: a spill that fails
+	// partway leaves the directory to be read again, and each is told
+	// (and with -x counted) once.
+	var told map[string]bool
+	if w.o.Mounts != nil && w.o.Mounts.parents[path] {
+		told = make(map[string]bool)
+	}
 	ents, more, err := readDirentsUpTo(fd, nil, bigDir)
 	if more && err == nil {
-		s, readErr, spillErr := spill(fd, w.o.TempDir, ents, w.keeper(fd, path, dirsOnly, dev, ino, true))
+		s, readErr, spillErr := spill(fd, w.o.TempDir, ents, w.keeper(fd, path, dirsOnly, dev, ino, true, told))
 		if spillErr == nil {
 			l.big = s
 			if readErr != nil {
@@ -653,7 +660,7 @@ func (w *walker) list(fd int, path string, listed, dirsOnly bool, dev, ino uint6
 	}
 	// By name first, so that the mount points left out are told in order.
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
-	keep := w.keeper(fd, path, dirsOnly, dev, ino, false)
+	keep := w.keeper(fd, path, dirsOnly, dev, ino, false, told)
 	ents = slices.DeleteFunc(ents, func(e dirent) bool { return !keep(&e) })
 	l.fill(ents)
 	lstatAll(fd, childPrefix(path), l.names, l.stats)
@@ -680,8 +687,9 @@ func (l *listing) fill(ents []dirent) {
 // Options.Own say, or as a mount point left out (told so), or with
 // dirsOnly what is no directory. With resolve, for a large directory
 // (see spill), it lstats an entry of unknown type, to place a directory
-// in path order; a smaller directory's entries are lstat'ed anyway.
-func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64, resolve bool) func(*dirent) bool {
+// in path order; a smaller directory's entries are lstat'ed anyway. A
+// mount point left out is told of once: told holds those told already.
+func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64, resolve bool, told map[string]bool) func(*dirent) bool {
 	prefix := childPrefix(path)
 	mounts := w.o.Mounts != nil && w.o.Mounts.parents[path]
 	return func(e *dirent) bool {
@@ -693,11 +701,14 @@ func (w *walker) keeper(fd int, path string, dirsOnly bool, dev, ino uint64, res
 		}
 		if mounts {
 			if m, ok := w.o.Mounts.skipped(prefix + e.name); ok {
-				if w.o.OneFS {
+				switch {
+				case told[e.name]:
+				case w.o.OneFS:
 					w.o.skip(prefix+e.name, "on another filesystem") // not entered in any case
-				} else {
+				default:
 					w.skipMount(prefix+e.name, m)
 				}
+				told[e.name] = true
 				return false
 			}
 		}

@@ -884,3 +884,60 @@ func TestCompareKeys(t *testing.T) {
 		t.Errorf("sorted %q; want %q", got, want)
 	}
 }
+
+// A large directory whose spill fails partway is read whole again; the
+// mount points in it that the walk leaves out are told of once all the
+// same, and with OneFS counted skipped once.
+func TestSpillFailsPartway(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]int{"m1/x": 1, "m2/y": 1}
+	for i := range 200 {
+		files[fmt.Sprintf("f%03d", i)] = 1
+	}
+	writeSized(t, dir, files)
+	ms := NewMounts([]fsys.Mount{
+		{Point: "/", Type: "xfs", Dev: 1},
+		{Point: dir + "/m1", Type: "nfs4", Dev: 42},
+		{Point: dir + "/m2", Type: "fuse.sshfs", Dev: 43},
+	}, true)
+	defer func(b int) { bigDir = b }(bigDir)
+	bigDir = 64
+	t.Cleanup(func() { spillFault = nil })
+	for _, oneFS := range []bool{false, true} {
+		for _, fail := range []int{0, 1, 3} { // the run whose write fails (0: none)
+			runs := 0
+			spillFault = func() error {
+				if runs++; runs == fail {
+					return unix.ENOSPC
+				}
+				return nil
+			}
+			var told []string
+			met := 0
+			o := Options{
+				Mounts: ms,
+				OneFS:  oneFS,
+				Unwalked: func(path, fsType string, dev uint64, pseudo bool) {
+					told = append(told, "unwalked "+path)
+				},
+				Skipped: func(path, why string) { told = append(told, "skipped "+path+": "+why) },
+				Error:   func(path string, err error) { t.Errorf("Error(%s, %v)", path, err) },
+				TempDir: t.TempDir(),
+			}
+			if err := Walk(context.Background(), dir, o, func(e Entry) error {
+				met++
+				return nil
+			}); err != nil {
+				t.Fatalf("Walk = %v", err)
+			}
+			want := []string{"unwalked " + dir + "/m1", "unwalked " + dir + "/m2"}
+			if oneFS {
+				want = []string{"skipped " + dir + "/m1: on another filesystem", "skipped " + dir + "/m2: on another filesystem"}
+			}
+			slices.Sort(told)
+			if met != 200 || !slices.Equal(told, want) || runs < max(fail, 3*(1-min(fail, 1))) {
+				t.Errorf("OneFS %v, run %d of %d failing: met %d files, told %q; want 200, %q", oneFS, fail, runs, met, told, want)
+			}
+		}
+	}
+}
