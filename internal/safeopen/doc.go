@@ -19,9 +19,11 @@
 // Handle.Open opens the file of the handle, after checking that it is a
 // regular file or a directory, by reopening the descriptor through
 // /proc/self/fd, so that the file opened is the inode that was checked,
-// whatever happens to its name meanwhile. Where /proc is not mounted it
-// opens the path again in the same way, non-blocking, and checks that the
-// device and inode are the same.
+// whatever happens to its name meanwhile (Reopen, which the walk's
+// directories are opened with too). Where /proc is not mounted it opens a
+// directory as "." from the descriptor, and a file by its path again in
+// the same way, non-blocking, checking that the device and inode are the
+// same.
 //
 // A path is absolute or relative to the working directory; ".." is
 // resolved as the kernel does (it is not a symlink).

@@ -100,15 +100,15 @@ func (h *Handle) open(flags int) (*os.File, error) {
 		return nil, fmt.Errorf("not a regular file or directory (mode %#o)", h.Stat.Mode)
 	}
 	flags |= unix.O_CLOEXEC | unix.O_NOCTTY
-	fd, err := unix.Open(procFD+strconv.Itoa(h.fd), flags, 0)
-	for err == unix.EINTR {
-		fd, err = unix.Open(procFD+strconv.Itoa(h.fd), flags, 0)
+	if h.Stat.Mode&unix.S_IFMT == unix.S_IFDIR {
+		flags |= unix.O_DIRECTORY
 	}
+	fd, err := Reopen(h.fd, flags)
 	if err == nil {
-		// The magic link is the descriptor's own file: no check needed.
+		// The descriptor's own file: no check needed.
 		return os.NewFile(uintptr(fd), h.path), nil
 	}
-	if err != unix.ENOENT {
+	if err != unix.ENOENT || flags&unix.O_DIRECTORY != 0 {
 		return nil, err
 	}
 	// No /proc.
@@ -126,6 +126,26 @@ func (h *Handle) open(flags int) (*os.File, error) {
 		return nil, ErrReplaced
 	}
 	return os.NewFile(uintptr(fd), h.path), nil
+}
+
+// Reopen opens the file of fd, an O_PATH descriptor, with flags (add
+// O_CLOEXEC), through its magic link in /proc/self/fd: the inode the
+// descriptor names, whatever is mounted on or renamed to its name since,
+// asking only for the permission flags need. Without /proc it opens a
+// directory (flags hold O_DIRECTORY) as "." from the descriptor, which
+// asks for search permission too, and answers ENOENT for anything else.
+func Reopen(fd, flags int) (int, error) {
+	out, err := unix.Open(procFD+strconv.Itoa(fd), flags, 0)
+	for err == unix.EINTR {
+		out, err = unix.Open(procFD+strconv.Itoa(fd), flags, 0)
+	}
+	if err == unix.ENOENT && flags&unix.O_DIRECTORY != 0 {
+		out, err = unix.Openat(fd, ".", flags, 0)
+		for err == unix.EINTR {
+			out, err = unix.Openat(fd, ".", flags, 0)
+		}
+	}
+	return out, err
 }
 
 // resolve is what openat2 is told: no symlink, magic (/proc) or not.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -184,6 +185,29 @@ func TestOpenWithoutProc(t *testing.T) {
 				f.Close()
 			}
 			t.Errorf("Open after the file was replaced = %v; want ErrReplaced", err)
+		}
+
+		// A directory is opened from its descriptor: the one looked
+		// up, though another took its name since.
+		sub := filepath.Join(dir, "sub")
+		mustWrite(t, filepath.Join(sub, "mine"), "mine")
+		d, err := safeopen.Lookup(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if err := os.Rename(sub, sub+".old"); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, filepath.Join(sub, "other"), "other")
+		f, err = d.Open(unix.O_RDONLY)
+		if err != nil {
+			t.Fatalf("Open of a directory renamed = %v", err)
+		}
+		names, err := f.Readdirnames(-1)
+		f.Close()
+		if err != nil || !slices.Equal(names, []string{"mine"}) {
+			t.Errorf("the directory opened holds %q, %v; want [mine]", names, err)
 		}
 	})
 }

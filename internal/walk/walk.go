@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -497,31 +496,17 @@ func openDir(parent int, name string, st *unix.Stat_t) (int, error) {
 		}
 		return -1, ErrReplaced
 	}
-	// The descriptor's magic link in /proc is the directory checked,
+	// Reopened from the descriptor, it is the directory checked,
 	// whatever is mounted on its name now, and opening it asks only for
 	// read permission on it, as opening it by name did (a directory that
-	// may be listed but not searched is listed). Without /proc, "." from
-	// the descriptor, which asks for search permission too.
+	// may be listed but not searched is listed).
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOCTTY | unix.O_CLOEXEC | unix.O_NOATIME
-	open := func() (int, error) {
-		fd, err := unix.Open(procFD+strconv.Itoa(p), flags, 0)
-		if err == unix.ENOENT {
-			fd, err = unix.Openat(p, ".", flags, 0)
-		}
-		return fd, err
-	}
-	fd, err := open()
-	for err == unix.EINTR || err == unix.EPERM && flags&unix.O_NOATIME != 0 {
-		if err == unix.EPERM { // O_NOATIME needs ownership or CAP_FOWNER
-			flags &^= unix.O_NOATIME
-		}
-		fd, err = open()
+	fd, err := safeopen.Reopen(p, flags)
+	if err == unix.EPERM { // O_NOATIME needs ownership or CAP_FOWNER
+		fd, err = safeopen.Reopen(p, flags&^unix.O_NOATIME)
 	}
 	return fd, err
 }
-
-// procFD is where a process's descriptors are, as magic links.
-const procFD = "/proc/self/fd/"
 
 // mountedSinceError is openDir's error for a directory on which a
 // filesystem was mounted since it was listed (device dev).
