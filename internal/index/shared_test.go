@@ -478,3 +478,61 @@ func TestMigrateClonedExtents(t *testing.T) {
 		t.Errorf("after migrating:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A new row's id may be one a deleted row had (SQLite gives the largest
+// id plus one): Put records nothing to clear for it, so the deleted row
+// must have left no sums, extents or rows referring to it.
+func TestPutReusedID(t *testing.T) {
+	ix := openT(t, filepath.Join(t.TempDir(), "index.db"))
+	ctx := context.Background()
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	const n = ChunkBlocks + 3
+	file := func(ino uint64, path string) File {
+		return File{Path: path, NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: n * 4096, Mtime: 1, Ctime: 1}}
+	}
+	ext := func(phys int64) []fiemap.Extent {
+		return []fiemap.Extent{{Logical: 0, Physical: phys, Length: n * 4096, Flags: fiemap.FlagLast | fiemap.FlagShared, DiskStart: phys, DiskLen: n * 4096, Gen: 7}}
+	}
+	count := func(table string) (k int) {
+		t.Helper()
+		if err := ix.DB().QueryRow("SELECT count(*) FROM " + table).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	var a, b, c, d int64
+	inTx(t, ix, func(tx *Tx) (err error) {
+		if a, err = tx.Put(file(10, "/a"), sumsOf(1, n), ext(1<<30)); err != nil {
+			return err
+		}
+		b, err = tx.Put(file(11, "/b"), sumsOf(2, n), ext(2<<30))
+		return err
+	})
+	// Deleted in a transaction of its own, then in the one that puts.
+	inTx(t, ix, func(tx *Tx) error { return tx.Delete(b) })
+	inTx(t, ix, func(tx *Tx) (err error) { c, err = tx.Put(file(12, "/c"), sumsOf(3, n), ext(3<<30)); return err })
+	inTx(t, ix, func(tx *Tx) (err error) {
+		if err = tx.Delete(c); err != nil {
+			return err
+		}
+		d, err = tx.Put(file(13, "/d"), sumsOf(4, n), ext(4<<30))
+		return err
+	})
+	if c != b || d != b {
+		t.Fatalf("ids %d, %d after %d was deleted; want it again", c, d, b)
+	}
+	for id, tag := range map[int64]int{a: 1, d: 4} {
+		if got, err := ix.Sums(ctx, id); err != nil || !bytes.Equal(got, sumsOf(tag, n)) {
+			t.Errorf("Sums(%d) = %x..., %v; want %x...", id, got[:min(8, len(got))], err, sumsOf(tag, n)[:8])
+		}
+		if got, err := ix.Extents(ctx, id); err != nil || len(got) != 1 || got[0].Physical != int64(tag)<<30 {
+			t.Errorf("Extents(%d) = %+v, %v; want one at %d", id, got, err, int64(tag)<<30)
+		}
+	}
+	if got := count("blocks"); got != 4 {
+		t.Errorf("%d chunks stored; want 4", got)
+	}
+	if got := count("extents"); got != 2 {
+		t.Errorf("%d extents stored; want 2", got)
+	}
+}

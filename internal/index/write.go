@@ -127,12 +127,12 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // MarkGone), and, when whole, f.NoCOW and items (the ItemsDigest of the
 // extents recorded with it) too, and then that it holds no other row's
 // sums or extents (files.blocks_of, files.extents_of). It returns f's
-// row id and whether other rows share the sums or the extents it holds
-// (see clear).
-func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err error) {
+// row id, whether other rows share the sums or the extents it holds (see
+// clear), and whether the row is new (it holds nothing to clear).
+func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers, fresh bool, err error) {
 	vol, uid, seq, err := t.takePath(f)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	// The NOCOW attribute and the digest, when given, are set by the
 	// same statement: one statement less for every file recorded.
@@ -146,15 +146,34 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 			d = items
 		}
 	}
+	// A file the index has no row of (every file of a first run) gets a
+	// new one, whose id no row refers to and no sums or extents are
+	// recorded for: its id is the one inserted, with no look after, and
+	// nothing to clear. A row of the inode is kept (OR IGNORE: takePath
+	// left no other inode the path) and updated as below.
+	ins, err := t.stmt(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, false, false, err
+	}
+	res, err := ins.Exec(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v, d)
+	if err != nil {
+		return 0, false, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return 0, false, false, err
+	} else if n == 1 {
+		id, err := res.LastInsertId()
+		return id, false, true, err
+	}
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
 			mtime = excluded.mtime, ctime = excluded.ctime, uid = coalesce(excluded.uid, uid), gone = 0,
 			changed = excluded.changed, sums_seq = NULL, clone_of = NULL, clone_seq = NULL` + set)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	if _, err := st.Exec(f.Path, vol, int64(f.Ino), f.Size, f.Mtime, f.Ctime, uid, seq, v, d); err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	// The row looked up by its key after, not RETURNING, which opens an
 	// ephemeral table (a pager of its own) for each row: a third of the
@@ -162,10 +181,10 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers bool, err
 	q, err := t.stmt(`SELECT id, EXISTS (SELECT 1 FROM files s WHERE s.blocks_of = f.id)
 		OR EXISTS (SELECT 1 FROM files s WHERE s.extents_of = f.id) FROM files f WHERE vol = ? AND ino = ?`)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	err = q.QueryRow(vol, int64(f.Ino)).Scan(&id, &sharers)
-	return id, sharers, err
+	return id, sharers, false, err
 }
 
 // takePath frees f.Path from any other inode that held it (see claim),
@@ -313,9 +332,12 @@ func (t *Tx) SetExtents(id int64, extents []fiemap.Extent) error {
 // clears what the index held of that inode's blocks and extents; it
 // returns f's row id.
 func (t *Tx) replace(f File, items int64) (int64, error) {
-	id, sharers, err := t.claim(f, true, items)
+	id, sharers, fresh, err := t.claim(f, true, items)
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
+	}
+	if fresh {
+		return id, nil
 	}
 	if err := t.clear(id, sharers); err != nil {
 		return 0, fmt.Errorf("record %s: %w", f.Path, err)
@@ -627,7 +649,7 @@ func (t *Tx) SetNoCOW(id int64, nocow int8) error {
 // Rename records a new path (and ctime, which a rename updates) for an
 // inode whose data is unchanged.
 func (t *Tx) Rename(f File) error {
-	if _, _, err := t.claim(f, false, 0); err != nil {
+	if _, _, _, err := t.claim(f, false, 0); err != nil {
 		return fmt.Errorf("rename to %s: %w", f.Path, err)
 	}
 	return nil
