@@ -252,3 +252,32 @@ func BenchmarkPutExtents(b *testing.B) {
 		putFile(b, ix, fmt.Sprintf("/f%d", i), ext)
 	}
 }
+
+// BenchmarkPutNew records 1,000 files the index has no row of (a first
+// run's) in one transaction, each with a chunk of sums and an extent.
+func BenchmarkPutNew(b *testing.B) {
+	ix := openT(b, filepath.Join(b.TempDir(), "index.db"))
+	if err := ix.UseBlockSize(4096); err != nil {
+		b.Fatal(err)
+	}
+	vol := fsys.Volume{FS: "f1", Subvol: 5}
+	sums := sumsOf(1, 4)
+	ino := uint64(0)
+	for b.Loop() {
+		tx, err := ix.Begin(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range 1000 {
+			ino++
+			f := File{Path: fmt.Sprintf("/d/f%08d", ino), NoCOW: NoCOWUnset, Identity: fsys.Identity{Vol: vol, Ino: ino, Size: 4 * 4096, Mtime: 1, Ctime: 1}}
+			ext := []fiemap.Extent{{Logical: 0, Physical: int64(ino) << 20, Length: 4 * 4096, Flags: fiemap.FlagLast}}
+			if _, err := tx.Put(f, sums, ext); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

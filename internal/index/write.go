@@ -130,7 +130,7 @@ func (t *Tx) volID(v fsys.Volume) (int64, error) {
 // row id, whether other rows share the sums or the extents it holds (see
 // clear), and whether the row is new (it holds nothing to clear).
 func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers, fresh bool, err error) {
-	vol, uid, seq, err := t.takePath(f)
+	vol, uid, seq, err := t.rowOf(f)
 	if err != nil {
 		return 0, false, false, err
 	}
@@ -146,11 +146,12 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers, fresh bo
 			d = items
 		}
 	}
-	// A file the index has no row of (every file of a first run) gets a
-	// new one, whose id no row refers to and no sums or extents are
-	// recorded for: its id is the one inserted, with no look after, and
-	// nothing to clear. A row of the inode is kept (OR IGNORE: takePath
-	// left no other inode the path) and updated as below.
+	// A file the index has no row of, at a path no row has (every file
+	// of a first run), gets a new row, whose id no row refers to and no
+	// sums or extents are recorded for: its id is the one inserted, with
+	// no look after, and nothing to clear. Where a row has the inode or
+	// the path, nothing is inserted (OR IGNORE): the path is freed and
+	// the inode's row written as below.
 	ins, err := t.stmt(`INSERT OR IGNORE INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return 0, false, false, err
@@ -164,6 +165,9 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers, fresh bo
 	} else if n == 1 {
 		id, err := res.LastInsertId()
 		return id, false, true, err
+	}
+	if err := t.freePath(f, vol); err != nil {
+		return 0, false, false, err
 	}
 	st, err := t.stmt(`INSERT INTO files(path, vol, ino, size, mtime, ctime, uid, changed, nocow, items) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(vol, ino) DO UPDATE SET path = excluded.path, size = excluded.size,
@@ -188,14 +192,18 @@ func (t *Tx) claim(f File, whole bool, items int64) (id int64, sharers, fresh bo
 }
 
 // takePath frees f.Path from any other inode that held it (see claim),
-// and returns what a row of f is written with: its volume's id, its owner
-// (NULL when unknown) and the transaction's write sequence number.
+// and returns what a row of f is written with (see rowOf).
 func (t *Tx) takePath(f File) (vol int64, uid any, seq int64, err error) {
-	if vol, err = t.volID(f.Vol); err != nil {
+	if vol, uid, seq, err = t.rowOf(f); err != nil {
 		return 0, nil, 0, err
 	}
-	if _, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)",
-		f.Path, vol, int64(f.Ino)); err != nil {
+	return vol, uid, seq, t.freePath(f, vol)
+}
+
+// rowOf returns what a row of f is written with: its volume's id, its
+// owner (NULL when unknown) and the transaction's write sequence number.
+func (t *Tx) rowOf(f File) (vol int64, uid any, seq int64, err error) {
+	if vol, err = t.volID(f.Vol); err != nil {
 		return 0, nil, 0, err
 	}
 	if f.UID != UIDUnknown {
@@ -203,6 +211,13 @@ func (t *Tx) takePath(f File) (vol int64, uid any, seq int64, err error) {
 	}
 	seq, err = t.changed()
 	return vol, uid, seq, err
+}
+
+// freePath frees f.Path, on volume id vol, from any other inode that
+// held it: that inode keeps its row with no path.
+func (t *Tx) freePath(f File, vol int64) error {
+	_, err := t.exec("UPDATE files SET path = NULL WHERE path = ? AND NOT (vol = ? AND ino = ?)", f.Path, vol, int64(f.Ino))
+	return err
 }
 
 // Put records a freshly hashed file: its identity, its packed block sums
