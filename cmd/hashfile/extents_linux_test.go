@@ -25,6 +25,7 @@ import (
 
 	"same/internal/cli"
 	"same/internal/fiemap"
+	"same/internal/fsys"
 	"same/internal/index"
 	"same/internal/testfs"
 	"same/internal/walk"
@@ -2007,4 +2008,220 @@ func TestSnapshotMadeDuringWalk(t *testing.T) {
 	}
 	checkSummary(t, stderr, counts{seen: 1203, hashed: 401, reused: 401, copied: 401, unchanged: 802, subvols: 1, skimmed: 2, read: 0})
 	checkTree(t, db, snaps)
+}
+
+// TestSnapshotReceived goes through the nights of a backup host that
+// receives its snapshots (btrfs send | btrfs receive, as btrbk does):
+// each incremental snapshot is made as a snapshot of its parent there and
+// the stream then applied to it, so it has changed since it was made. Its
+// files are recorded from its parent's rows all the same, and those the
+// stream changed, renamed, linked, replaced or deleted are found: every
+// row is then what reading the file gives, and what a fresh index holds.
+func TestSnapshotReceived(t *testing.T) {
+	src := testfs.Mount(t, "btrfs", "256M")
+	dst := testfs.Mount(t, "btrfs", "256M")
+	live, p := liveSubvol(t, src)
+	for i := range 30 {
+		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("same-size"), randomBytes(200, 16384))
+	writeFile(t, p("grows"), randomBytes(201, 12288))
+	writeFile(t, p("shrinks"), randomBytes(202, 20000))
+	writeFile(t, p("mv-from"), randomBytes(203, 9000))
+	writeFile(t, p("dir-from/x"), randomBytes(204, 7000))
+	writeFile(t, p("rm"), randomBytes(205, 9000))
+	writeFile(t, p("rm-dir/y"), randomBytes(206, 5000))
+	writeFile(t, p("becomes-dir"), randomBytes(207, 6000))
+	writeFile(t, p("small"), []byte("inline data\n"))
+	testfs.Run(t, "sync")
+	for _, s := range []string{"snaps", "received"} {
+		if err := os.Mkdir(filepath.Join(filepath.Dir(live), s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dst, "received"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	send := func(name, parent string) {
+		t.Helper()
+		snap := filepath.Join(src, "snaps", name)
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+		args := "btrfs -q send"
+		if parent != "" {
+			args += " -p " + filepath.Join(src, "snaps", parent)
+		}
+		testfs.Run(t, "sh", "-c", args+" "+snap+" | btrfs -q receive "+filepath.Join(dst, "received"))
+	}
+	send("s1", "")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, dst); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+
+	// A day on the sending host: each kind of change a stream carries.
+	sameSize := filepath.Join(src, "snaps", "s1", "same-size")
+	overwrite(t, p("same-size"), 4096, randomBytes(300, 4096))
+	testfs.Run(t, "touch", "-r", sameSize, p("same-size")) // its mtime as before
+	f, err := os.OpenFile(p("grows"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(randomBytes(301, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Truncate(p("shrinks"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	for _, mv := range [][2]string{{"mv-from", "d1/mv-to"}, {"dir-from", "dir-to"}} {
+		if err := os.Rename(p(mv[0]), p(mv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rm := range []string{"rm", "rm-dir", "becomes-dir"} {
+		if err := os.RemoveAll(p(rm)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, p("becomes-dir/z"), randomBytes(302, 6000))
+	if err := os.Link(p("d0/f00"), p("d2/f00-link")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p("new"), randomBytes(303, 8192))
+	testfs.Run(t, "cp", "--reflink=always", p("d0/f03"), p("d0/f03-copy"))
+	testfs.Run(t, "sync")
+	send("s2", "s1")
+	s2 := filepath.Join(dst, "received", "s2")
+	sn := snapshotInfo(t, s2)
+	if !sn.ReadOnly || sn.Changed <= sn.Made {
+		t.Fatalf("received %s: read-only %v, changed at %d, made at %d: want one changed since it was made", s2, sn.ReadOnly, sn.Changed, sn.Made)
+	}
+
+	_, stderr, err := hashfile(t, "", "-db", db, dst)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	// s2's 40 names: 30 files as s1's rows have them; mv-to and dir-to/x
+	// renamed; d2/f00-link a link to d0/f00, whose inode changed with it,
+	// recorded again from its extents, as shrinks is and d0/f03-copy is
+	// from d0/f03's; of same-size and grows only what s1's files do not
+	// hold read (4096 and 5000 bytes), becomes-dir/z and new whole (6000
+	// and 8192 bytes). The rows of rm, rm-dir/y and the file becomes-dir
+	// copied, and pruned. s1, whose tree the snapshot made of it wrote,
+	// is looked at where files changed.
+	checkSummary(t, stderr, counts{seen: 79, hashed: 37, reused: 33, copied: 30, unchanged: 41, renamed: 2, links: 1, pruned: 3,
+		skimmed: 1, read: 4096 + 5000 + 6000 + 8192})
+	checkTree(t, db, dst)
+	checkExtents(t, db, dst)
+	checkAsFresh(t, db, dst)
+
+	_, stderr, err = hashfile(t, "", "-db", db, dst)
+	if err != nil {
+		t.Fatalf("hashfile again = %v\n%s", err, stderr)
+	}
+	checkSummary(t, stderr, counts{seen: 78, unchanged: 78, subvols: 2})
+}
+
+// TestSnapshotWrittenReusesInode takes a read-only snapshot written
+// after it was made, before it was made read-only, whose origin deleted
+// its newest file after the origin's walk and before the snapshot: the
+// snapshot's own new file then takes that file's inode number, and the
+// origin's row of it, copied into the snapshot, names a path the file is
+// not at. The row ends as what reading the file gives.
+func TestSnapshotWrittenReusesInode(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	live, p := liveSubvol(t, mnt)
+	for i := range 10 {
+		writeFile(t, p(fmt.Sprintf("d/f%02d", i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("last"), randomBytes(200, 12000))
+	testfs.Run(t, "sync")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	last := inode(t, p("last"))
+	if err := os.Remove(p("last")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	snap := filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", live, snap)
+	other := filepath.Join(snap, "d", "other")
+	writeFile(t, other, randomBytes(201, 12000))
+	if got := inode(t, other); got != last {
+		t.Fatalf("the snapshot's new file has inode %d; want %d, the number of the file its origin deleted", got, last)
+	}
+	testfs.Run(t, "sync")
+	testfs.Run(t, "btrfs", "property", "set", "-ts", snap, "ro", "true")
+
+	_, stderr, err := hashfile(t, "", "-db", db, mnt)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	// The snapshot's 10 other files as live's rows have them, other read;
+	// the row of last copied, and pruned.
+	checkSummary(t, stderr, counts{seen: 21, hashed: 11, reused: 10, copied: 10, unchanged: 10, pruned: 1, listed: -1, read: 12000})
+	checkTree(t, db, mnt)
+	checkExtents(t, db, mnt)
+	checkAsFresh(t, db, mnt)
+}
+
+// snapshotInfo describes the btrfs subvolume at path.
+func snapshotInfo(t *testing.T, path string) fsys.Snapshot {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sn, err := fsys.SnapshotOf(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sn
+}
+
+// inode returns the inode number of the file at path.
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// checkAsFresh checks that the rows of db under root are those a fresh
+// index of root holds: the same paths, inodes, sizes, times and sums.
+func checkAsFresh(t *testing.T, db, root string) {
+	t.Helper()
+	fresh := filepath.Join(t.TempDir(), "fresh.db")
+	if _, stderr, err := hashfile(t, "", "-db", fresh, root); err != nil {
+		t.Fatalf("hashfile of a fresh index = %v\n%s", err, stderr)
+	}
+	rows := func(db string) []string {
+		raw := openRaw(t, db)
+		r, err := raw.Query("SELECT path, ino, size, mtime, ctime FROM files ORDER BY path")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var out []string
+		for r.Next() {
+			var path string
+			var ino, size, mtime, ctime int64
+			if err := r.Scan(&path, &ino, &size, &mtime, &ctime); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s ino %d size %d mtime %d ctime %d", path, ino, size, mtime, ctime))
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got, want := rows(db), rows(fresh); !slices.Equal(got, want) {
+		t.Errorf("rows:\n%s\nwant, as a fresh index holds them:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

@@ -764,19 +764,26 @@ func (s *subvols) topOf(key string) (string, bool) {
 }
 
 // origin notes in origins where volume v, open at f and never walked,
-// came from, when it is a read-only snapshot, unchanged since it was made,
-// of a subvolume whose last complete walk, with today's options, was over
-// before the snapshot was made: its run ended at a generation of the
-// subvolume older than the snapshot (see endKeys). Every tree leaf of v
-// written no later than that walk's first generation was then in that
-// subvolume unchanged, and its rows hold the files as the walk met them,
-// none changed after the snapshot was made, so a file of v whose items
-// lie in no newer leaf has the data and extents that walk recorded
-// (compare has the writer copy them). A snapshot made while the walk was
-// under way may hold a file as it was before the walk met it changed.
-// Every file of v was a file of that subvolume, with the same inode
-// number; in a snapshot written since it was made, a new file could have
-// the number of another, new in the subvolume.
+// came from, when it is a read-only snapshot of a subvolume whose last
+// complete walk, with today's options, was over before the snapshot was
+// made: its run ended at a generation of the subvolume older than the
+// snapshot (see endKeys). Every tree leaf of v written no later than that
+// walk's first generation was then in that subvolume unchanged, and its
+// rows hold the files as the walk met them, none changed after the
+// snapshot was made, so a file of v whose items lie in no newer leaf has
+// the data and extents that walk recorded (compare has the writer copy
+// them). A snapshot made while the walk was under way may hold a file as
+// it was before the walk met it changed.
+//
+// The snapshot may have been written after it was made, before it was
+// made read-only: btrfs receive makes each incremental snapshot as a
+// snapshot of its parent and then applies the stream to it. What was
+// written lies in newer leaves, and is looked at as anything changed
+// since the origin's walk: files whose items changed, and directories
+// whose entries did (walked). A file it created may have the inode
+// number of a file the origin deleted after its walk, whose row is
+// copied: its items are new, so it is looked at again, and its ctime
+// (the time it was made) is not the row's.
 //
 // Where v's top directory is met at top by the walk (not a root inside
 // it: "" then), the files of v are first recorded from that subvolume's
@@ -799,7 +806,7 @@ func (s *subvols) topOf(key string) (string, bool) {
 // it was when the snapshot was made; so the origin's record of it (see
 // entriesChanged) tells whether its entries changed since that walk.
 func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []single, bool) {
-	sn, ok := unchangedSnapshot(f)
+	sn, ok := readOnlySnapshot(f)
 	if !ok {
 		return nil, nil, false
 	}
@@ -885,13 +892,20 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	return parts, singlesOf(f, top, top, v, unknownOf(c, has), parts), movedWithin(moved, fromTop, top, parts)
 }
 
+// readOnlySnapshot describes the subvolume holding f, and reports
+// whether it is a read-only snapshot.
+func readOnlySnapshot(f *os.File) (fsys.Snapshot, bool) {
+	sn, err := fsys.SnapshotOf(f)
+	return sn, err == nil && sn.Origin != [16]byte{} && sn.ReadOnly
+}
+
 // unchangedSnapshot describes the subvolume holding f, and reports
 // whether it is a read-only snapshot unchanged since it was made: every
 // file of it is one of the subvolume it was taken from, as that held it
 // then.
 func unchangedSnapshot(f *os.File) (fsys.Snapshot, bool) {
-	sn, err := fsys.SnapshotOf(f)
-	return sn, err == nil && sn.Origin != [16]byte{} && sn.ReadOnly && sn.Changed <= sn.Made
+	sn, ok := readOnlySnapshot(f)
+	return sn, ok && sn.Changed <= sn.Made
 }
 
 // sibling is a read-only snapshot met in this run (see subvols.siblings).
