@@ -29,7 +29,8 @@ import (
 // taken and deleted), the same mounted with compress=zstd, the same with
 // files of three owners planned with -same-owner, the same with a snapshot
 // every five changes (twelve kept), the same filled to the last block at
-// the end of every day, an XFS, and an XFS of 16 KiB blocks (where the
+// the end of every day, the same with each snapshot sent to a directory
+// of it as a backup host receives them (btrfs send | btrfs receive), an XFS, and an XFS of 16 KiB blocks (where the
 // kernel shares whole blocks of it only), each after a day of changes drawn at
 // random from what hosts do to files: new files and whole copies, copies
 // reflinked, ranges overwritten in place, appends, truncations, holes
@@ -75,19 +76,21 @@ func TestChurn(t *testing.T) {
 	for _, fs := range []struct {
 		name, fstype, compress string
 		owners, hourly, full   bool
+		received               bool
 	}{
-		{"btrfs", "btrfs", "", false, false, false},
-		{"btrfs-zstd", "btrfs", "zstd", false, false, false},
-		{"btrfs-owners", "btrfs", "", true, false, false},
-		{"btrfs-hourly", "btrfs", "", false, true, false},
-		{"btrfs-full", "btrfs", "", false, false, true},
-		{"xfs", "xfs", "", false, false, false},
-		{"xfs16k", "xfs16k", "", false, false, false},
+		{"btrfs", "btrfs", "", false, false, false, false},
+		{"btrfs-zstd", "btrfs", "zstd", false, false, false, false},
+		{"btrfs-owners", "btrfs", "", true, false, false, false},
+		{"btrfs-hourly", "btrfs", "", false, true, false, false},
+		{"btrfs-full", "btrfs", "", false, false, true, false},
+		{"btrfs-received", "btrfs", "", false, false, false, true},
+		{"xfs", "xfs", "", false, false, false, false},
+		{"xfs16k", "xfs16k", "", false, false, false, false},
 	} {
 		for _, seed := range seeds {
 			t.Run(fmt.Sprintf("%s/seed%d", fs.name, seed), func(t *testing.T) {
 				c := &churn{t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)), btrfs: fs.fstype == "btrfs",
-					compress: fs.compress, owners: fs.owners, hourly: fs.hourly, full: fs.full}
+					compress: fs.compress, owners: fs.owners, hourly: fs.hourly, full: fs.full, received: fs.received}
 				churnNights(t, c, fs.fstype, nights)
 			})
 		}
@@ -198,6 +201,12 @@ type churn struct {
 	// full fills the filesystem at the end of every day, to the last
 	// block, with space preallocated in a file beside live (filler).
 	full bool
+	// received sends each snapshot into the directory received of the
+	// same filesystem (btrfs send | btrfs receive, incremental from the
+	// snapshot before), as a backup host receives them, and deletes it
+	// there with its snapshot: each received snapshot but the first is
+	// made of the one before and written after it was made.
+	received bool
 	// waits says that the last night's plan, applied whole, waits for
 	// room (full): its every rewrite was left for want of it, and the
 	// rest freed nothing.
@@ -205,6 +214,7 @@ type churn struct {
 	blobs [][]byte // data new files are made of, so that they repeat
 	files []string // regular files under live, by path
 	snaps []string // read-only snapshots of live, oldest first
+	recvd []string // with received, the snapshots received, oldest first
 	n     int      // names given
 }
 
@@ -563,7 +573,7 @@ func (c *churn) day(night int) {
 			testfs.Run(t, "sync")
 		}
 	}
-	if c.rng.IntN(5) == 0 {
+	if c.rng.IntN(5) == 0 && !c.received { // btrfs receive makes no path of PATH_MAX or more
 		c.toggleFar()
 	}
 	// Names removed or renamed by a change to another name of the same
@@ -660,6 +670,36 @@ func (c *churn) snapshot(name string) {
 	t := c.t
 	snap := filepath.Join(c.mnt, name)
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", c.live, snap)
+	if c.received {
+		to := filepath.Join(c.mnt, "received")
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		send := []string{"btrfs", "-q", "send"}
+		if len(c.snaps) > 0 {
+			send = append(send, "-p", c.snaps[len(c.snaps)-1])
+		}
+		cmd := exec.Command(send[0], append(send[1:], snap)...)
+		recv := exec.Command("btrfs", "-q", "receive", to)
+		var err error
+		if recv.Stdin, err = cmd.StdoutPipe(); err != nil {
+			t.Fatal(err)
+		}
+		var sendErr, recvErr bytes.Buffer
+		cmd.Stderr, recv.Stderr, recv.Stdout = &sendErr, &recvErr, &recvErr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv.Run(); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("btrfs receive %s: %v\n%s\n%s", to, err, recvErr.Bytes(), sendErr.Bytes())
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("btrfs send %s: %v\n%s", snap, err, sendErr.Bytes())
+		}
+		c.recvd = append(c.recvd, filepath.Join(to, name))
+	}
 	c.snaps = append(c.snaps, snap)
 	keep := 3
 	if c.hourly {
@@ -668,6 +708,10 @@ func (c *churn) snapshot(name string) {
 	if len(c.snaps) > keep {
 		testfs.Run(t, "btrfs", "subvolume", "delete", c.snaps[0])
 		c.snaps = c.snaps[1:]
+		if c.received {
+			testfs.Run(t, "btrfs", "subvolume", "delete", c.recvd[0])
+			c.recvd = c.recvd[1:]
+		}
 	}
 }
 
@@ -717,7 +761,7 @@ func (c *churn) night(db, name string, end ending) string {
 	// hashfile reports farName in each tree that holds it, every night,
 	// and nothing else.
 	var far []string
-	for _, tree := range append([]string{c.live}, c.snaps...) {
+	for _, tree := range slices.Concat([]string{c.live}, c.snaps, c.recvd) {
 		if c.hasFar(tree) {
 			far = append(far, fmt.Sprintf("hashfile: lstat %s: file name too long", filepath.Join(tree, c.deepRel(), farName)))
 		}
@@ -812,7 +856,7 @@ func (c *churn) night(db, name string, end ending) string {
 		}
 		t.Fatalf("%s: files changed by applysame", name)
 	}
-	for _, s := range c.snaps {
+	for _, s := range slices.Concat(c.snaps, c.recvd) {
 		out, err := exec.Command("btrfs", "property", "get", "-ts", s, "ro").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "ro=true" {
 			t.Errorf("%s: snapshot %s: %s %v; want ro=true", name, s, out, err)
