@@ -662,6 +662,78 @@ func TestMetadataOwnLeaves(t *testing.T) {
 }
 
 // liveSubvolume mounts a new btrfs and makes a subvolume "live" in it.
+// TestReceivedFreed deduplicates a backup host that receives its
+// snapshots (btrfs send | btrfs receive) and holds nothing else: no
+// writable subvolume holds a file, so no rewrite can be made. A file
+// whose blocks repeat after a zero block (a library's layout) and its
+// copy, each one extent in two received snapshots: the copy's run after
+// the zero block comes from the first place of the block that repeats,
+// and its extent is freed only if the run before is carried across the
+// zero block. What statfs reports freed is the copy's extent, as
+// findsame estimates; every file is as it was, every snapshot
+// read-only.
+func TestReceivedFreed(t *testing.T) {
+	src, live := liveSubvolume(t)
+	dst := testfs.Mount(t, "btrfs", "512M")
+	rng := rand.New(rand.NewPCG(13, 13))
+	const n = 4 * MiB
+	a := random(rng, n)
+	// Block 100 is zero; 101 repeats block 50, as 200 does.
+	clear(a[100*4096 : 101*4096])
+	copy(a[101*4096:102*4096], a[50*4096:51*4096])
+	copy(a[200*4096:201*4096], a[50*4096:51*4096])
+	write(t, filepath.Join(live, "a"), a)
+	write(t, filepath.Join(live, "b"), a)
+	testfs.Run(t, "sync")
+	snaps := filepath.Join(src, "snaps")
+	if err := os.Mkdir(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	received := filepath.Join(dst, "received")
+	if err := os.Mkdir(received, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, parent := range []string{"", "s1"} {
+		name := fmt.Sprintf("s%d", i+1)
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(snaps, name))
+		send := "btrfs -q send"
+		if parent != "" {
+			send += " -p " + filepath.Join(snaps, parent)
+		}
+		testfs.Run(t, "sh", "-c", send+" "+filepath.Join(snaps, name)+" | btrfs -q receive "+received)
+		write(t, filepath.Join(live, fmt.Sprintf("new%d", i)), random(rng, 8192))
+		testfs.Run(t, "sync")
+	}
+	before := testfs.SHA256Tree(t, dst)
+	free := testfs.FreeBytes(t, dst)
+
+	db := filepath.Join(t.TempDir(), "index.db")
+	planOut, results, applyErr := pipeline(t, db, dst)
+	allDone(t, results)
+	if strings.Contains(planOut, `"type":"rewrite"`) {
+		t.Errorf("plan has a rewrite, which no writable subvolume can hold\n%s", planOut)
+	}
+	var estimate int64
+	for _, d := range dedupeLines(t, planOut) {
+		estimate += d.Freed
+	}
+	if estimate != n {
+		t.Errorf("findsame estimates %d bytes freed; want %d\n%s", estimate, n, planOut)
+	}
+	if freed := testfs.FreeBytes(t, dst) - free; freed < n || freed > n+metadataSlack {
+		t.Errorf("statfs reports %d bytes freed; want %d\n%s", freed, n, applyErr)
+	}
+	if after := testfs.SHA256Tree(t, dst); !equalMaps(before, after) {
+		t.Errorf("content changed")
+	}
+	for _, s := range []string{"s1", "s2"} {
+		if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", filepath.Join(received, s), "ro")); out != "ro=true" {
+			t.Errorf("%s: %s; want ro=true", s, out)
+		}
+	}
+	planNothingAgain(t, db, dst)
+}
+
 func liveSubvolume(t *testing.T) (mnt, live string) {
 	t.Helper()
 	mnt = testfs.Mount(t, "btrfs", "512M")

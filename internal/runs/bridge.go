@@ -18,8 +18,13 @@ const maxBridge = 32768
 // with gaps, and on btrfs each zero block left unshared keeps its whole
 // extent alive, in the copy and in every snapshot that holds it. Where
 // the gap between two runs from one source is the same on both sides and
-// every block of it is zero in both files, the runs become one. runs are
-// in destination order, and stay so.
+// every block of it is zero in both files, the runs become one. Where
+// the run after the gap comes from elsewhere (a block that repeats in
+// the file comes from its first place), the run before it is carried
+// across the gap instead, if its source goes on with as many zero blocks:
+// otherwise only a rewrite could free the extent, and none can where no
+// writable subvolume holds a file (a backup host that receives its
+// snapshots). runs are in destination order, and stay so.
 func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, runs []run, bs int64, o *Options) ([]run, error) {
 	if len(runs) < 2 {
 		return runs, nil
@@ -30,9 +35,10 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 	// there in the sources next, along them: reading the sources in
 	// destination order took a chunk of the index for each.
 	type gapAt struct {
-		i   int // the run after the gap
-		src loc // the gap's first block in the source
-		n   int64
+		i    int // the run after the gap
+		src  loc // the gap's first block in the source of the run before
+		n    int64
+		join bool // the run after goes on from the same source: joined, else the one before carried across
 	}
 	var gaps []gapAt
 	dsums, hsums := newSumReader(ctx, ix, held), newSumReader(ctx, ix, held)
@@ -46,10 +52,13 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 			}
 		}
 		p, r := &runs[i-1], &runs[i]
-		df, sf := r.dst.file(), r.src.file()
+		df, sf := r.dst.file(), p.src.file()
 		gap := r.dst.block() - (p.dst.block() + p.n)
-		if df == p.dst.file() && sf == p.src.file() && df != sf &&
-			gap > 0 && gap <= maxBridge && r.src.block()-(p.src.block()+p.n) == gap &&
+		join := r.src.file() == sf && r.src.block()-(p.src.block()+p.n) == gap
+		// Carried across, the source must hold the gap's blocks: the
+		// index holds no sums for the zero blocks at a file's end.
+		if df == p.dst.file() && df != sf && gap > 0 && gap <= maxBridge &&
+			(join || p.src.block()+p.n+gap <= files[sf].blocks(bs)) &&
 			p.len == p.n*bs && !files[df].stale && !files[sf].stale {
 			// A source whose sums are held says first, for nothing,
 			// whether its side of the gap is zero.
@@ -67,12 +76,13 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 				return nil, err
 			}
 			if dz {
-				gaps = append(gaps, gapAt{i, p.src + loc(p.n), gap})
+				gaps = append(gaps, gapAt{i, p.src + loc(p.n), gap, join})
 			}
 		}
 	}
 	slices.SortFunc(gaps, func(a, b gapAt) int { return cmp.Compare(a.src, b.src) })
 	join := make([]bool, len(runs))
+	carry := make([]int64, len(runs)) // blocks the run before run i is carried across
 	ssums := newSumReader(ctx, ix, held)
 	defer ssums.close()
 	for k, g := range gaps {
@@ -85,16 +95,23 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 		if err != nil {
 			return nil, err
 		}
-		join[g.i] = sz
+		switch {
+		case sz && g.join:
+			join[g.i] = true
+		case sz:
+			carry[g.i] = g.n
+		}
 	}
 	out := runs[:1]
 	for i, r := range runs[1:] {
+		p := &out[len(out)-1]
 		if join[i+1] {
-			p := &out[len(out)-1]
 			p.n = r.dst.block() - p.dst.block() + r.n
 			p.len = (r.dst.block()-p.dst.block())*bs + r.len
 			continue
 		}
+		p.n += carry[i+1]
+		p.len += carry[i+1] * bs
 		out = append(out, r)
 	}
 	o.progress("joining runs", int64(len(runs)-1), int64(len(runs)-1), "runs")
