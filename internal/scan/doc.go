@@ -146,9 +146,11 @@
 // for the first time that was made after the last complete walk of the
 // subvolume it was taken from (its origin) was over (its run records the
 // subvolume's generation as it ends: a snapshot made while the walk was
-// under way may hold a file as it was before the walk met it changed),
-// and not changed since, is asked which files' extent items changed
-// since that walk began. Where the walk meets its top directory, the
+// under way may hold a file as it was before the walk met it changed)
+// is asked which files' extent items changed since that walk began:
+// what was written in the snapshot after it was made, before it was made
+// read-only (btrfs receive makes each incremental snapshot of its parent
+// so, then applies the stream), is among them. Where the walk meets its top directory, the
 // walker first has the writer record its files from the origin's rows,
 // all at once, in a few statements (index.Tx.Adopt), and tells compare to
 // read its rows again once committed: the snapshots the walker decides
