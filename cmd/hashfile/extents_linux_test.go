@@ -2225,3 +2225,85 @@ func checkAsFresh(t *testing.T, db, root string) {
 		t.Errorf("rows:\n%s\nwant, as a fresh index holds them:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestReceivedFirstRun hashes a backup host's snapshots received one
+// after the other (btrfs send | btrfs receive, each incremental from the
+// one before): each is made as a snapshot of the one received before it,
+// read-only by then, and then written. A snapshot met for the first time
+// whose origin's walk is no use to it (s3, made before s2 was walked)
+// takes s2's rows for the files that the stream left alone, without
+// opening them, as a snapshot takes an older sibling's. Where s2 changed
+// after s3 was made (deduplicated into, here), s3 takes nothing from it.
+// Every row is then what reading the file gives, its extents what FIEMAP
+// gives.
+func TestReceivedFirstRun(t *testing.T) {
+	for _, changed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("origin-changed=%v", changed), func(t *testing.T) { testReceivedFirstRun(t, changed) })
+	}
+}
+
+func testReceivedFirstRun(t *testing.T, changed bool) {
+	src := testfs.Mount(t, "btrfs", "512M")
+	dst := testfs.Mount(t, "btrfs", "512M")
+	live, p := liveSubvol(t, src)
+	const n = 300
+	for i := range n {
+		writeFile(t, p(fmt.Sprintf("d%02d/f%03d", i%10, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	writeFile(t, p("d00/f000-copy"), randomBytes(100, 8192))
+	testfs.Run(t, "sync")
+	for _, d := range []string{filepath.Join(src, "snaps"), filepath.Join(dst, "received")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := func(name string) string { return filepath.Join(dst, "received", name) }
+	send := func(name, parent string) {
+		t.Helper()
+		snap := filepath.Join(src, "snaps", name)
+		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+		args := "btrfs -q send"
+		if parent != "" {
+			args += " -p " + filepath.Join(src, "snaps", parent)
+		}
+		testfs.Run(t, "sh", "-c", args+" "+snap+" | btrfs -q receive "+filepath.Join(dst, "received"))
+	}
+	send("s1", "")
+	overwrite(t, p("d01/f001"), 0, randomBytes(1, 4096))
+	writeFile(t, p("d02/new"), randomBytes(2, 8192))
+	testfs.Run(t, "sync")
+	send("s2", "s1")
+	overwrite(t, p("d03/f003"), 0, randomBytes(3, 4096))
+	if err := os.Remove(p("d04/f004")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	send("s3", "s2")
+	if changed {
+		// s2, deduplicated into after s3 was made of it: its extents are
+		// no longer those s3's files have.
+		dedupe(t, filepath.Join(received("s2"), "d00/f000"), filepath.Join(received("s2"), "d00/f000-copy"), 8192)
+	}
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, received("s1"), received("s2")); err != nil {
+		t.Fatalf("hashfile s1 s2 = %v\n%s", err, stderr)
+	}
+
+	_, stderr, err := hashfile(t, "", "-db", db, dst)
+	if err != nil {
+		t.Fatalf("hashfile %s = %v\n%s", dst, err, stderr)
+	}
+	// s3's 301 files but the one overwritten take s2's rows; none where
+	// s2 changed after.
+	m := regexp.MustCompile(` (\d+) as recorded in the subvolume snapshotted\),.* 0 failed,`).FindStringSubmatch(stderr)
+	switch {
+	case changed && m != nil:
+		t.Errorf("files recorded from the snapshot received before, changed since: %s; want none\n%s", m[1], stderr)
+	case !changed && (m == nil || m[1] != "300"):
+		t.Errorf("files recorded from the snapshot received before: %v; want 300\n%s", m, stderr)
+	}
+	checkTree(t, db, dst)
+	for _, s := range []string{"s1", "s2", "s3"} {
+		checkExtents(t, db, received(s))
+	}
+}

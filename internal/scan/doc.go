@@ -180,7 +180,9 @@
 // complete walk made before it (a first run, or an origin deleted since)
 // is walked whole, and its files are handled so against an older
 // read-only snapshot of the same origin, unchanged since it was made,
-// that the walk met before it: where that one's rows are committed,
+// that the walk met before it (or against its origin, where that is
+// read-only, met before it and unchanged since the snapshot was made:
+// btrfs receive's incremental snapshots, see subvols.originMet): where that one's rows are committed,
 // each file whose items did not change since that one was made, with the
 // identity its row has, takes that row (see subvols.fromSibling). A
 // missing root, or one found on another volume than at the last run,

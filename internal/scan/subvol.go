@@ -72,6 +72,10 @@ type subvols struct {
 	// time, in the order it met them, with the transaction that made
 	// each.
 	siblings map[string][]sibling
+	// readOnly holds, by filesystem and UUID, the read-only subvolumes
+	// the walk met, each with the last transaction that changed it: the
+	// origin of a snapshot met after it (see originMet).
+	readOnly map[string]readOnlyMet
 	// listable holds, by path, the device of each subvolume (or root)
 	// walked again whose changes since its last complete walk there are
 	// in changes: below it, on that device, the walk hands over files as
@@ -170,6 +174,7 @@ func newSubvols(walked map[fsys.Volume]string, o Options, note func(string, uint
 		changes:   make(map[fsys.Volume]fiemap.Changes),
 		origins:   make(map[fsys.Volume]origin),
 		siblings:  make(map[string][]sibling),
+		readOnly:  make(map[string]readOnlyMet),
 		listable:  make(map[string]uint64),
 		parts:     make(map[uint64][]string),
 		recording: make(map[fsys.Volume]uint64),
@@ -811,6 +816,9 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 		return nil, nil, false
 	}
 	older, known := s.sibling(v, sn)
+	if !known {
+		older, known = s.originMet(v, sn)
+	}
 	id, ok, err := fiemap.SubvolByUUID(f, sn.Origin)
 	if err != nil || !ok {
 		s.fromSibling(f, v, older, known)
@@ -899,19 +907,17 @@ func readOnlySnapshot(f *os.File) (fsys.Snapshot, bool) {
 	return sn, err == nil && sn.Origin != [16]byte{} && sn.ReadOnly
 }
 
-// unchangedSnapshot describes the subvolume holding f, and reports
-// whether it is a read-only snapshot unchanged since it was made: every
-// file of it is one of the subvolume it was taken from, as that held it
-// then.
-func unchangedSnapshot(f *os.File) (fsys.Snapshot, bool) {
-	sn, ok := readOnlySnapshot(f)
-	return sn, ok && sn.Changed <= sn.Made
-}
-
 // sibling is a read-only snapshot met in this run (see subvols.siblings).
 type sibling struct {
 	vol  fsys.Volume
 	made uint64
+}
+
+// readOnlyMet is a read-only subvolume met in this run (see
+// subvols.readOnly), with the last transaction that changed it.
+type readOnlyMet struct {
+	vol     fsys.Volume
+	changed uint64
 }
 
 // noteSibling notes v, the subvolume open at f, if it is a read-only
@@ -921,13 +927,17 @@ type sibling struct {
 // walk decides every subvolume below a directory before it goes into
 // any (walk.Options.Enter), so one met later in the walk is noted later.
 func (s *subvols) noteSibling(f *os.File, v fsys.Volume) {
-	sn, ok := unchangedSnapshot(f)
-	if !ok {
+	sn, err := fsys.SnapshotOf(f)
+	if err != nil || !sn.ReadOnly {
 		return
 	}
-	k := v.FS + string(sn.Origin[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.readOnly[v.FS+string(sn.UUID[:])] = readOnlyMet{v, sn.Changed}
+	if sn.Origin == ([16]byte{}) || sn.Changed > sn.Made {
+		return // not a snapshot unchanged since it was made
+	}
+	k := v.FS + string(sn.Origin[:])
 	if !slices.ContainsFunc(s.siblings[k], func(o sibling) bool { return o.vol == v }) {
 		s.siblings[k] = append(s.siblings[k], sibling{v, sn.Made})
 	}
@@ -949,10 +959,27 @@ func (s *subvols) sibling(v fsys.Volume, sn fsys.Snapshot) (sibling, bool) {
 	return older, known
 }
 
+// originMet returns, for v, the snapshot sn, the subvolume it was taken
+// from as an older sibling made when v was (see fromSibling), if the walk
+// met it before v, read-only and unchanged since v was made: btrfs
+// receive makes each incremental snapshot of the one received before it,
+// read-only by then, and writes the stream into it. v held then what
+// that subvolume holds now.
+func (s *subvols) originMet(v fsys.Volume, sn fsys.Snapshot) (sibling, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.readOnly[v.FS+string(sn.Origin[:])]
+	if !ok || o.vol == v || o.changed > sn.Made {
+		return sibling{}, false
+	}
+	return sibling{o.vol, sn.Made}, true
+}
+
 // fromSibling has the files of v, a read-only snapshot open at f whose
 // origin has no complete walk made before it (a first run), recorded
 // from the rows of older, an older snapshot of the same subvolume that
-// this run met before, where they are as that snapshot holds them.
+// this run met before (or that subvolume, read-only: see originMet),
+// where they are as that snapshot holds them.
 // Both hold what the subvolume held when each was made, so a file of v
 // whose inode and extent items lie in no leaf written after older was
 // made is, with the same inode number, size, mtime and ctime, the file
