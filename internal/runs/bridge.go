@@ -24,9 +24,10 @@ const maxBridge = 32768
 // across the gap instead, if its source goes on with as many zero blocks:
 // otherwise only a rewrite could free the extent, and none can where no
 // writable subvolume holds a file (a backup host that receives its
-// snapshots). runs are in destination order, and stay so.
+// snapshots). So is a run that ends in a whole copy's zero blocks at
+// its end. runs are in destination order, and stay so.
 func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, runs []run, bs int64, o *Options) ([]run, error) {
-	if len(runs) < 2 {
+	if len(runs) == 0 {
 		return runs, nil
 	}
 	// Whether run i joins run i-1 depends on those two alone: a run
@@ -44,21 +45,35 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 	dsums, hsums := newSumReader(ctx, ix, held), newSumReader(ctx, ix, held)
 	defer dsums.close()
 	defer hsums.close()
-	for i := 1; i < len(runs); i++ {
+	for i := 1; i <= len(runs); i++ {
 		if i%(1<<14) == 0 {
 			o.progress("joining runs", int64(i), int64(len(runs)-1), "runs")
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 		}
-		p, r := &runs[i-1], &runs[i]
-		df, sf := r.dst.file(), p.src.file()
-		gap := r.dst.block() - (p.dst.block() + p.n)
-		join := r.src.file() == sf && r.src.block()-(p.src.block()+p.n) == gap
-		// Carried across, the source must hold the gap's blocks: the
-		// index holds no sums for the zero blocks at a file's end.
-		if df == p.dst.file() && df != sf && gap > 0 && gap <= maxBridge &&
-			(join || p.src.block()+p.n+gap <= files[sf].blocks(bs)) &&
+		p := &runs[i-1]
+		df, sf := p.dst.file(), p.src.file()
+		var gap int64
+		join, ok := false, false
+		if i < len(runs) && runs[i].dst.file() == df {
+			// Between two runs of the destination. Carried across, the
+			// source must hold the gap's blocks: the index holds no sums
+			// for the zero blocks at a file's end.
+			r := &runs[i]
+			gap = r.dst.block() - (p.dst.block() + p.n)
+			join = r.src.file() == sf && r.src.block()-(p.src.block()+p.n) == gap
+			ok = join || p.src.block()+p.n+gap <= files[sf].blocks(bs)
+		} else {
+			// After the last run of the destination, to its end: carried
+			// there where the source is as long, the run at the same
+			// place in both (a whole copy ending in zero blocks), so
+			// that both ranges end at the end of their files, as a
+			// range shared whose length is not whole blocks must.
+			gap = files[df].blocks(bs) - (p.dst.block() + p.n)
+			ok = files[sf].Size == files[df].Size && p.src.block() == p.dst.block()
+		}
+		if ok && df != sf && gap > 0 && gap <= maxBridge &&
 			p.len == p.n*bs && !files[df].stale && !files[sf].stale {
 			// A source whose sums are held says first, for nothing,
 			// whether its side of the gap is zero.
@@ -82,7 +97,7 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 	}
 	slices.SortFunc(gaps, func(a, b gapAt) int { return cmp.Compare(a.src, b.src) })
 	join := make([]bool, len(runs))
-	carry := make([]int64, len(runs)) // blocks the run before run i is carried across
+	carry := make([]int64, len(runs)+1) // blocks the run before run i is carried across
 	ssums := newSumReader(ctx, ix, held)
 	defer ssums.close()
 	for k, g := range gaps {
@@ -102,6 +117,15 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 			carry[g.i] = g.n
 		}
 	}
+	// carried carries the run p across n blocks, to the end of its
+	// destination where that is nearer.
+	carried := func(p *run, n int64) {
+		if n == 0 {
+			return
+		}
+		p.n += n
+		p.len = min(p.n*bs, files[p.dst.file()].Size-p.dst.block()*bs)
+	}
 	out := runs[:1]
 	for i, r := range runs[1:] {
 		p := &out[len(out)-1]
@@ -110,10 +134,10 @@ func bridge(ctx context.Context, ix *index.Index, files []file, held heldSums, r
 			p.len = (r.dst.block()-p.dst.block())*bs + r.len
 			continue
 		}
-		p.n += carry[i+1]
-		p.len += carry[i+1] * bs
+		carried(p, carry[i+1])
 		out = append(out, r)
 	}
+	carried(&out[len(out)-1], carry[len(runs)])
 	o.progress("joining runs", int64(len(runs)-1), int64(len(runs)-1), "runs")
 	return out, nil
 }
