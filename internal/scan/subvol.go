@@ -920,10 +920,12 @@ type readOnlyMet struct {
 	changed uint64
 }
 
-// noteSibling notes v, the subvolume open at f, if it is a read-only
-// snapshot unchanged since it was made: its rows, those of an earlier
-// walk or those this walk records, are what it holds, and may serve a
-// snapshot of the same subvolume met after it (see fromSibling). The
+// noteSibling notes v, the subvolume open at f, if it is read-only (in
+// readOnly, for a snapshot of it met after it: see originMet), and as a
+// sibling if it is also a snapshot unchanged since it was made: its
+// rows, those of an earlier walk or those this walk records, are what it
+// holds, and may serve a snapshot of the same subvolume met after it
+// (see fromSibling). The
 // walk decides every subvolume below a directory before it goes into
 // any (walk.Options.Enter), so one met later in the walk is noted later.
 func (s *subvols) noteSibling(f *os.File, v fsys.Volume) {
