@@ -2042,17 +2042,7 @@ func TestSnapshotReceived(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dst, "received"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	send := func(name, parent string) {
-		t.Helper()
-		snap := filepath.Join(src, "snaps", name)
-		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
-		args := "btrfs -q send"
-		if parent != "" {
-			args += " -p " + filepath.Join(src, "snaps", parent)
-		}
-		testfs.Run(t, "sh", "-c", args+" "+snap+" | btrfs -q receive "+filepath.Join(dst, "received"))
-	}
-	send("s1", "")
+	sendSnapshot(t, src, dst, live, "s1", "")
 	db := filepath.Join(t.TempDir(), "index.db")
 	if _, stderr, err := hashfile(t, "", "-db", db, dst); err != nil {
 		t.Fatalf("hashfile = %v\n%s", err, stderr)
@@ -2090,7 +2080,7 @@ func TestSnapshotReceived(t *testing.T) {
 	writeFile(t, p("new"), randomBytes(303, 8192))
 	testfs.Run(t, "cp", "--reflink=always", p("d0/f03"), p("d0/f03-copy"))
 	testfs.Run(t, "sync")
-	send("s2", "s1")
+	sendSnapshot(t, src, dst, live, "s2", "s1")
 	s2 := filepath.Join(dst, "received", "s2")
 	sn := snapshotInfo(t, s2)
 	if !sn.ReadOnly || sn.Changed <= sn.Made {
@@ -2140,7 +2130,7 @@ func TestSnapshotWrittenReusesInode(t *testing.T) {
 	if _, stderr, err := hashfile(t, "", "-db", db, mnt); err != nil {
 		t.Fatalf("hashfile = %v\n%s", err, stderr)
 	}
-	last := inode(t, p("last"))
+	last := identity(t, p("last")).Ino
 	if err := os.Remove(p("last")); err != nil {
 		t.Fatal(err)
 	}
@@ -2149,7 +2139,7 @@ func TestSnapshotWrittenReusesInode(t *testing.T) {
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", live, snap)
 	other := filepath.Join(snap, "d", "other")
 	writeFile(t, other, randomBytes(201, 12000))
-	if got := inode(t, other); got != last {
+	if got := identity(t, other).Ino; got != last {
 		t.Fatalf("the snapshot's new file has inode %d; want %d, the number of the file its origin deleted", got, last)
 	}
 	testfs.Run(t, "sync")
@@ -2180,16 +2170,6 @@ func snapshotInfo(t *testing.T, path string) fsys.Snapshot {
 		t.Fatal(err)
 	}
 	return sn
-}
-
-// inode returns the inode number of the file at path.
-func inode(t *testing.T, path string) uint64 {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Ino
 }
 
 // checkAsFresh checks that the rows of db under root are those a fresh
@@ -2258,27 +2238,17 @@ func testReceivedFirstRun(t *testing.T, changed bool) {
 		}
 	}
 	received := func(name string) string { return filepath.Join(dst, "received", name) }
-	send := func(name, parent string) {
-		t.Helper()
-		snap := filepath.Join(src, "snaps", name)
-		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
-		args := "btrfs -q send"
-		if parent != "" {
-			args += " -p " + filepath.Join(src, "snaps", parent)
-		}
-		testfs.Run(t, "sh", "-c", args+" "+snap+" | btrfs -q receive "+filepath.Join(dst, "received"))
-	}
-	send("s1", "")
+	sendSnapshot(t, src, dst, live, "s1", "")
 	overwrite(t, p("d01/f001"), 0, randomBytes(1, 4096))
 	writeFile(t, p("d02/new"), randomBytes(2, 8192))
 	testfs.Run(t, "sync")
-	send("s2", "s1")
+	sendSnapshot(t, src, dst, live, "s2", "s1")
 	overwrite(t, p("d03/f003"), 0, randomBytes(3, 4096))
 	if err := os.Remove(p("d04/f004")); err != nil {
 		t.Fatal(err)
 	}
 	testfs.Run(t, "sync")
-	send("s3", "s2")
+	sendSnapshot(t, src, dst, live, "s3", "s2")
 	if changed {
 		// s2, deduplicated into after s3 was made of it: its extents are
 		// no longer those s3's files have.
@@ -2306,4 +2276,17 @@ func testReceivedFirstRun(t *testing.T, changed bool) {
 	for _, s := range []string{"s1", "s2", "s3"} {
 		checkExtents(t, db, received(s))
 	}
+}
+
+// sendSnapshot takes the read-only snapshot src/snaps/name of live and
+// receives it into dst/received, incremental from src/snaps/parent where
+// parent is not "".
+func sendSnapshot(t *testing.T, src, dst, live, name, parent string) {
+	t.Helper()
+	snap := filepath.Join(src, "snaps", name)
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	if parent != "" {
+		parent = filepath.Join(src, "snaps", parent)
+	}
+	testfs.Receive(t, snap, parent, filepath.Join(dst, "received"))
 }

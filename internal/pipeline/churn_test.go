@@ -675,29 +675,11 @@ func (c *churn) snapshot(name string) {
 		if err := os.MkdirAll(to, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		send := []string{"btrfs", "-q", "send"}
+		parent := ""
 		if len(c.snaps) > 0 {
-			send = append(send, "-p", c.snaps[len(c.snaps)-1])
+			parent = c.snaps[len(c.snaps)-1]
 		}
-		cmd := exec.Command(send[0], append(send[1:], snap)...)
-		recv := exec.Command("btrfs", "-q", "receive", to)
-		var err error
-		if recv.Stdin, err = cmd.StdoutPipe(); err != nil {
-			t.Fatal(err)
-		}
-		var sendErr, recvErr bytes.Buffer
-		cmd.Stderr, recv.Stderr, recv.Stdout = &sendErr, &recvErr, &recvErr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := recv.Run(); err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("btrfs receive %s: %v\n%s\n%s", to, err, recvErr.Bytes(), sendErr.Bytes())
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("btrfs send %s: %v\n%s", snap, err, sendErr.Bytes())
-		}
+		testfs.Receive(t, snap, parent, to)
 		c.recvd = append(c.recvd, filepath.Join(to, name))
 	}
 	c.snaps = append(c.snaps, snap)

@@ -80,11 +80,7 @@ func TestSnapshotsFreed(t *testing.T) {
 	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
 		t.Errorf("content changed")
 	}
-	for _, s := range []string{"snap1", "snap2"} {
-		if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", filepath.Join(mnt, s), "ro")); out != "ro=true" {
-			t.Errorf("%s: %s; want ro=true", s, out)
-		}
-	}
+	checkReadOnly(t, filepath.Join(mnt, "snap1"), filepath.Join(mnt, "snap2"))
 	// Nothing left to do: a second pass plans nothing.
 	planNothingAgain(t, db, mnt)
 }
@@ -150,9 +146,7 @@ func TestRollback(t *testing.T) {
 	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
 		t.Errorf("content changed")
 	}
-	if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", snap, "ro")); out != "ro=true" {
-		t.Errorf("snap1: %s; want ro=true", out)
-	}
+	checkReadOnly(t, snap)
 	planNothingAgain(t, db, mnt)
 }
 
@@ -448,9 +442,7 @@ func TestRewriteInSnapshot(t *testing.T) {
 	if after := testfs.SHA256Tree(t, mnt); !equalMaps(before, after) {
 		t.Errorf("content changed")
 	}
-	if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", filepath.Join(mnt, "snap"), "ro")); out != "ro=true" {
-		t.Errorf("snap: %s; want ro=true", out)
-	}
+	checkReadOnly(t, filepath.Join(mnt, "snap"))
 	planNothingAgain(t, db, mnt)
 }
 
@@ -701,11 +693,10 @@ func TestReceivedFreed(t *testing.T) {
 	for i, parent := range []string{"", "s1"} {
 		name := fmt.Sprintf("s%d", i+1)
 		testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, filepath.Join(snaps, name))
-		send := "btrfs -q send"
 		if parent != "" {
-			send += " -p " + filepath.Join(snaps, parent)
+			parent = filepath.Join(snaps, parent)
 		}
-		testfs.Run(t, "sh", "-c", send+" "+filepath.Join(snaps, name)+" | btrfs -q receive "+received)
+		testfs.Receive(t, filepath.Join(snaps, name), parent, received)
 		write(t, filepath.Join(live, fmt.Sprintf("new%d", i)), random(rng, 8192))
 		testfs.Run(t, "sync")
 	}
@@ -731,12 +722,19 @@ func TestReceivedFreed(t *testing.T) {
 	if after := testfs.SHA256Tree(t, dst); !equalMaps(before, after) {
 		t.Errorf("content changed")
 	}
-	for _, s := range []string{"s1", "s2"} {
-		if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", filepath.Join(received, s), "ro")); out != "ro=true" {
-			t.Errorf("%s: %s; want ro=true", s, out)
+	checkReadOnly(t, filepath.Join(received, "s1"), filepath.Join(received, "s2"))
+	planNothingAgain(t, db, dst)
+}
+
+// checkReadOnly checks that each of the btrfs subvolumes at paths is
+// still read-only.
+func checkReadOnly(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if out := strings.TrimSpace(testfs.Run(t, "btrfs", "property", "get", p, "ro")); out != "ro=true" {
+			t.Errorf("%s: %s; want ro=true", p, out)
 		}
 	}
-	planNothingAgain(t, db, dst)
 }
 
 func liveSubvolume(t *testing.T) (mnt, live string) {

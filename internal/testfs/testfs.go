@@ -403,3 +403,34 @@ func Run(t testing.TB, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// Receive sends the read-only btrfs snapshot snap into the directory dir
+// (btrfs send | btrfs receive), incremental from parent where it is not
+// "" (a snapshot sent before, on both sides), as a backup host receives
+// snapshots, failing the test if either fails.
+func Receive(t testing.TB, snap, parent, dir string) {
+	t.Helper()
+	args := []string{"-q", "send"}
+	if parent != "" {
+		args = append(args, "-p", parent)
+	}
+	send := exec.Command("btrfs", append(args, snap)...)
+	recv := exec.Command("btrfs", "-q", "receive", dir)
+	var err error
+	if recv.Stdin, err = send.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	var sendErr, recvOut bytes.Buffer
+	send.Stderr, recv.Stdout, recv.Stderr = &sendErr, &recvOut, &recvOut
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv.Run(); err != nil {
+		send.Process.Kill()
+		send.Wait()
+		t.Fatalf("btrfs receive %s: %v\n%s\n%s", dir, err, recvOut.Bytes(), sendErr.Bytes())
+	}
+	if err := send.Wait(); err != nil {
+		t.Fatalf("btrfs send %s: %v\n%s", snap, err, sendErr.Bytes())
+	}
+}
