@@ -560,3 +560,127 @@ func TestLastSnapshot(t *testing.T) {
 		t.Errorf("LastSnapshot(snap) = %d; want %d", n, sn.Made)
 	}
 }
+
+// TestDirEntries reads a directory's entries in a subvolume and, by the
+// subvolume's id, in a read-only snapshot of it: the same until an entry
+// is renamed in the subvolume, when DirChanged shows the directory's inode
+// item rewritten there and not in the snapshot. Its times alone written,
+// the entries are the same again.
+func TestDirEntries(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	sv := filepath.Join(mnt, "sv")
+	testfs.Run(t, "btrfs", "subvolume", "create", sv)
+	d := filepath.Join(sv, "d")
+	if err := os.MkdirAll(filepath.Join(d, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"b", "a", "long name of a file"} {
+		writeAt(t, filepath.Join(d, name), 0, fill(1, 4096), false)
+	}
+	if err := os.Symlink("a", filepath.Join(d, "link")); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", sv, snap)
+	in, err := fsys.Describe(openT(t, snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, dir := openT(t, sv), inoOf(t, d)
+	entries := func(tree uint64) []fiemap.DirEntry {
+		t.Helper()
+		got, err := fiemap.DirEntries(f, tree, dir)
+		if err != nil {
+			t.Fatalf("DirEntries(%d, %d): %v", tree, dir, err)
+		}
+		return got
+	}
+	changed := func(tree, ino uint64) (uint64, bool) {
+		t.Helper()
+		gen, isDir, err := fiemap.DirChanged(f, tree, ino)
+		if err != nil {
+			t.Fatalf("DirChanged(%d, %d): %v", tree, ino, err)
+		}
+		return gen, isDir
+	}
+	const btrfsFtRegFile, btrfsFtDir, btrfsFtSymlink, btrfsInodeItemKey = 1, 2, 7, 1
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(d, "link"), &st); err != nil {
+		t.Fatal(err)
+	}
+	linkIno := st.Ino
+	want := []fiemap.DirEntry{
+		{Name: "a", Object: inoOf(t, filepath.Join(d, "a")), KeyType: btrfsInodeItemKey, Type: btrfsFtRegFile},
+		{Name: "b", Object: inoOf(t, filepath.Join(d, "b")), KeyType: btrfsInodeItemKey, Type: btrfsFtRegFile},
+		{Name: "link", Object: linkIno, KeyType: btrfsInodeItemKey, Type: btrfsFtSymlink},
+		{Name: "long name of a file", Object: inoOf(t, filepath.Join(d, "long name of a file")), KeyType: btrfsInodeItemKey, Type: btrfsFtRegFile},
+		{Name: "sub", Object: inoOf(t, filepath.Join(d, "sub")), KeyType: btrfsInodeItemKey, Type: btrfsFtDir},
+	}
+	if got := entries(0); !slices.Equal(got, want) {
+		t.Fatalf("DirEntries of sv/d = %+v; want %+v", got, want)
+	}
+	if got := entries(in.Subvol); !slices.Equal(got, want) {
+		t.Fatalf("DirEntries of snap/d = %+v; want %+v", got, want)
+	}
+	made, isDir := changed(in.Subvol, dir)
+	if !isDir {
+		t.Fatalf("DirChanged(snap/d) says it is no directory")
+	}
+
+	if err := os.Rename(filepath.Join(d, "b"), filepath.Join(d, "c")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	renamed := slices.Clone(want)
+	renamed[1].Name = "c"
+	if got := entries(0); !slices.Equal(got, renamed) {
+		t.Errorf("DirEntries of sv/d after a rename = %+v; want %+v", got, renamed)
+	}
+	if got := entries(in.Subvol); !slices.Equal(got, want) {
+		t.Errorf("DirEntries of snap/d after a rename in sv = %+v; want %+v", got, want)
+	}
+	if gen, _ := changed(0, dir); gen <= made {
+		t.Errorf("DirChanged(sv/d) after a rename = %d; want after %d", gen, made)
+	}
+	if gen, _ := changed(in.Subvol, dir); gen != made {
+		t.Errorf("DirChanged(snap/d) after a rename in sv = %d; want %d", gen, made)
+	}
+	if err := os.Rename(filepath.Join(d, "c"), filepath.Join(d, "b")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "touch", "-d", "2001-01-01", d)
+	testfs.Run(t, "sync")
+	if got := entries(0); !slices.Equal(got, want) {
+		t.Errorf("DirEntries of sv/d renamed back, its times written = %+v; want %+v", got, want)
+	}
+	if _, isDir := changed(0, inoOf(t, filepath.Join(d, "a"))); isDir {
+		t.Errorf("DirChanged(sv/d/a) says a file is a directory")
+	}
+	if gen, isDir := changed(0, 1<<40); gen != 0 || isDir {
+		t.Errorf("DirChanged of an inode that is not there = %d, %v; want 0, false", gen, isDir)
+	}
+
+	// More entries than one search returns.
+	big := filepath.Join(sv, "big")
+	if err := os.Mkdir(big, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 3000 {
+		name := fmt.Sprintf("%04d-a-name-long-enough-to-fill-the-buffer", i)
+		names = append(names, name)
+		writeAt(t, filepath.Join(big, name), 0, nil, false)
+	}
+	testfs.Run(t, "sync")
+	got, err := fiemap.DirEntries(f, 0, inoOf(t, big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotNames []string
+	for _, e := range got {
+		gotNames = append(gotNames, e.Name)
+	}
+	if !slices.Equal(gotNames, names) {
+		t.Errorf("DirEntries of a directory of %d entries: %d entries", len(names), len(got))
+	}
+}

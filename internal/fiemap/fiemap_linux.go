@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -740,4 +741,92 @@ func SubvolByUUID(f *os.File, uuid [16]byte) (uint64, bool, error) {
 		return 0, false, err
 	}
 	return binary.LittleEndian.Uint64(item), true, nil
+}
+
+// DirChanged returns the transaction that last changed inode ino of
+// subvolume tree of the btrfs holding f (0: the subvolume holding f), from
+// its inode item, and false if that is no directory's. A directory's inode
+// item is written whenever an entry is added to it, removed or renamed.
+// It searches that subvolume's tree, which needs CAP_SYS_ADMIN; otherwise
+// the error wraps ErrNoTreeSearch.
+func DirChanged(f *os.File, tree, ino uint64) (uint64, bool, error) {
+	item, found, err := lookup(f, tree, ino, btrfsInodeItemKey, 0, 0)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case !found:
+		return 0, false, nil
+	case len(item) < inodeItemSize:
+		return 0, false, fmt.Errorf("fiemap: inode item of %d: %d bytes", ino, len(item))
+	}
+	le := binary.LittleEndian
+	return le.Uint64(item[inodeTransIDAt:]), le.Uint32(item[inodeModeAt:])&unix.S_IFMT == unix.S_IFDIR, nil
+}
+
+// DirEntry is one entry of a btrfs directory: its name, the key of what it
+// names (an inode, or a subvolume's root item) and its type (BTRFS_FT_*).
+type DirEntry struct {
+	Name    string
+	Object  uint64
+	KeyType uint8
+	Type    uint8
+}
+
+// btrfsDirIndexKey keys a directory's entries in the order they were
+// made, one item each: struct btrfs_dir_item (the location key, transid,
+// data_len, name_len, type), then the name.
+const (
+	btrfsDirIndexKey = 96
+	dirItemSize      = 30
+)
+
+// DirEntries returns the entries of directory dir in subvolume tree of the
+// btrfs holding f (0: the subvolume holding f), sorted by name. It
+// searches that subvolume's tree, which needs CAP_SYS_ADMIN; otherwise the
+// error wraps ErrNoTreeSearch.
+func DirEntries(f *os.File, tree, dir uint64) ([]DirEntry, error) {
+	args := searchArgsPool.Get().(*searchArgs)
+	defer searchArgsPool.Put(args)
+	le := binary.LittleEndian
+	var out []DirEntry
+	off := uint64(0)
+	for {
+		args.key = searchKey{
+			treeID:      tree,
+			minObjectID: dir,
+			maxObjectID: dir,
+			minOffset:   off,
+			maxOffset:   ^uint64(0),
+			maxTransID:  ^uint64(0),
+			minType:     btrfsDirIndexKey,
+			maxType:     btrfsDirIndexKey,
+			nrItems:     ^uint32(0),
+		}
+		last, seen := uint64(0), false
+		_, room, err := search(f, args, func(h searchHeader, item []byte) error {
+			if h.objectID != dir || h.typ != btrfsDirIndexKey {
+				return nil
+			}
+			last, seen = h.offset, true
+			if len(item) < dirItemSize {
+				return fmt.Errorf("fiemap: entry %d of directory %d: %d bytes", h.offset, dir, len(item))
+			}
+			n := int(le.Uint16(item[27:]))
+			if len(item) < dirItemSize+n {
+				return fmt.Errorf("fiemap: entry %d of directory %d: %d bytes for a name of %d", h.offset, dir, len(item), n)
+			}
+			out = append(out, DirEntry{Name: string(item[dirItemSize : dirItemSize+n]), Object: le.Uint64(item[0:]), KeyType: item[8], Type: item[29]})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		// The kernel stops when the next item does not fit: with room
+		// for an entry of the longest name left, none was left out.
+		if !seen || last == ^uint64(0) || room >= searchHeaderSize+dirItemSize+255 {
+			slices.SortFunc(out, func(a, b DirEntry) int { return strings.Compare(a.Name, b.Name) })
+			return out, nil
+		}
+		off = last + 1
+	}
 }
