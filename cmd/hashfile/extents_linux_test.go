@@ -921,9 +921,10 @@ func TestPartWalkSnapshots(t *testing.T) {
 	// files are live's rows. Read: a/x/new and d/6's new block, once
 	// (h2 takes them by their extents). Found renamed in h2: a/y/3, and
 	// h under its name in d, which h2 does not walk. Pruned: b/c/5 in
-	// each.
+	// each. As listed, besides 4 where the walk does not go: a/x/1,
+	// a/x/2 and a/x/h in h1, a/x/1, a/x/2 and b/4 in h2.
 	runChecked(t, db, snaps, counts{seen: 16, hashed: 14, reused: 12, copied: 10, unchanged: 2, renamed: 2, pruned: 2,
-		listed: 4, part: 2, read: 8<<10 + 4096}, snaps)
+		listed: 4 + 6, part: 2, read: 8<<10 + 4096}, snaps)
 	checkExtents(t, db, filepath.Join(snaps, "h1"))
 	checkExtents(t, db, filepath.Join(snaps, "h2"))
 	// Then live, below a and b (see TestPartWalk), the snapshots
@@ -2110,6 +2111,65 @@ func TestSnapshotReceived(t *testing.T) {
 		t.Fatalf("hashfile again = %v\n%s", err, stderr)
 	}
 	checkSummary(t, stderr, counts{seen: 78, unchanged: 78, subvols: 2})
+}
+
+// TestSnapshotReceivedInPart receives a snapshot whose stream changed
+// files in two directories, and added and removed entries there alone.
+// btrfs receive writes the times of the snapshot's top directory too,
+// whose entries are those of the snapshot before: the snapshot is walked
+// only below the two directories, and the files there go as listed but
+// for those that changed.
+func TestSnapshotReceivedInPart(t *testing.T) {
+	src := testfs.Mount(t, "btrfs", "256M")
+	dst := testfs.Mount(t, "btrfs", "256M")
+	live, p := liveSubvol(t, src)
+	for i := range 30 {
+		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
+	}
+	testfs.Run(t, "sync")
+	for _, s := range []string{"snaps", "received"} {
+		if err := os.Mkdir(filepath.Join(filepath.Dir(live), s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dst, "received"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sendSnapshot(t, src, dst, live, "s1", "")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, dst); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+
+	overwrite(t, p("d0/f00"), 4096, randomBytes(300, 4096))
+	writeFile(t, p("d1/new"), randomBytes(301, 8192))
+	if err := os.Remove(p("d2/f02")); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Run(t, "sync")
+	sendSnapshot(t, src, dst, live, "s2", "s1")
+	top, err := os.Stat(filepath.Join(dst, "received", "s2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made := snapshotInfo(t, filepath.Join(dst, "received", "s2")).Made; top.ModTime().Before(time.Now().Add(-time.Hour)) || made == 0 {
+		t.Fatalf("received s2: top directory's mtime %v, made at %d", top.ModTime(), made)
+	}
+
+	_, stderr, err := hashfile(t, "", "-db", db, dst)
+	if err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	// s1's 30 files as the index has them (s1 looked at only where files
+	// changed). s2's 28 others as s1's rows have them: 19 as d1 and d2,
+	// the two directories walked, list them, and 9 in d0, not walked, as
+	// the tree search shows them. d0/f00 read where s1's file does not
+	// hold it, d1/new read whole, the row of d2/f02 pruned.
+	checkSummary(t, stderr, counts{seen: 60, hashed: 30, reused: 28, copied: 28, unchanged: 30, pruned: 1,
+		skimmed: 1, part: 1, listed: 30 + 19 + 9, read: 4096 + 8192})
+	checkTree(t, db, dst)
+	checkExtents(t, db, dst)
+	checkAsFresh(t, db, dst)
 }
 
 // TestSnapshotWrittenReusesInode takes a read-only snapshot written

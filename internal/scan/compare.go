@@ -536,13 +536,17 @@ func (s *scanner) asListed(cur *index.Cursor, e walk.Entry) bool {
 	}
 	vol := s.devs.of(e.Dev)
 	if f.Vol != vol || f.Ino != e.Ino || f.Gone != 0 || f.UID == index.UIDUnknown || f.NoCOW == index.NoCOWUnknown ||
-		s.adopted[vol] || !s.sv.asRecorded(vol, e.Ino, f.Items) {
+		!s.sv.asRecorded(vol, e.Ino, f.Items) {
 		return false
 	}
 	cur.Next()
 	s.c.seen.Add(1)
-	s.c.unchanged.Add(1)
 	s.c.listed.Add(1)
+	if s.adopted[vol] && f.Changed > s.seq {
+		s.c.fromOrigin(f.Size) // recorded in this run from its origin's row
+	} else {
+		s.c.unchanged.Add(1)
+	}
 	return true
 }
 

@@ -166,7 +166,12 @@
 // the directories that changed since, and skimmed elsewhere, where some
 // did (snapshots taken every hour): the origin's records of its
 // directories, which are the snapshot's, tell which changed in access
-// time alone, and a row of the origin this run gave another path must
+// time alone, and where the origin has none (a read-only one: a
+// received snapshot's), a directory with the entries the origin's has,
+// unchanged since its walk, did not change either (btrfs receive writes
+// the times of every directory it writes into: subvols.sameEntries); the
+// files in the directories walked go as listed, as in a subvolume
+// walked again; and a row of the origin this run gave another path must
 // have both paths below those directories (subvols.origin, movedWithin);
 // otherwise walked whole, and what changed since handled as in any
 // subvolume walked again (a file read again, renamed, pruned, or its

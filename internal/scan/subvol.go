@@ -77,9 +77,10 @@ type subvols struct {
 	// origin of a snapshot met after it (see originMet).
 	readOnly map[string]readOnlyMet
 	// listable holds, by path, the device of each subvolume (or root)
-	// walked again whose changes since its last complete walk there are
-	// in changes: below it, on that device, the walk hands over files as
-	// listed (see listed).
+	// walked again whose changes since its last complete walk there (or
+	// its origin's, for a snapshot taken whole) are in changes: below
+	// it, on that device, the walk hands over files as listed (see
+	// listed).
 	listable map[string]uint64
 	// mounts holds where filesystems were mounted when the run began
 	// (empty, with mountsErr, when that could not be read).
@@ -235,6 +236,11 @@ func (s *subvols) decide(path string, dev uint64) bool {
 			s.walkWhole(f, v, path, gen)
 			return true
 		}
+		// What changed in it since that origin's walk is known: its
+		// files go as listed, as in a subvolume walked again.
+		s.mu.Lock()
+		s.listable[path] = dev
+		s.mu.Unlock()
 		s.addSingles(singles)
 		if len(parts) > 0 {
 			// Directories changed in it since that origin's last walk:
@@ -669,7 +675,8 @@ func (s *subvols) withRetries(v fsys.Volume, c fiemap.Changes) fiemap.Changes {
 // at path, st, and of those below it on its device, as listed (see
 // walk.Options.Listed): where a complete walk with today's options last
 // met its subvolume, or a root, and what changed in it since is known
-// (see since). compare then takes a file for unchanged, without lstat,
+// (see since), or met the origin of a snapshot taken whole, and what
+// changed in the snapshot since is known (see origin). compare then takes a file for unchanged, without lstat,
 // where the index records it at its path with the inode number its
 // directory lists, and its inode item was not rewritten since nor its
 // extent items but as recorded (scanner.asListed, asRecorded).
@@ -893,11 +900,49 @@ func (s *subvols) origin(f *os.File, v fsys.Volume, top string) ([]string, []sin
 	}
 	var parts []string
 	if c.Others {
-		if parts, ok = partsOf(f, top, top, btrfsFirstFree, s.entriesChanged(from, prev, "", c)); !ok {
+		changed := s.entriesChanged(from, prev, "", c)
+		sameEntries(f, from.Subvol, before, c.Dirs, changed)
+		if parts, ok = partsOf(f, top, top, btrfsFirstFree, changed); !ok {
 			return nil, nil, false
 		}
 	}
 	return parts, singlesOf(f, top, top, v, unknownOf(c, has), parts), movedWithin(moved, fromTop, top, parts)
+}
+
+// sameEntries takes out of changed the directories of the snapshot open
+// at f whose entries (names, and the inodes or subvolumes they name) are
+// those of the directory of the same inode number in its origin, the
+// subvolume origin, where that directory has not changed since
+// generation before, that of the origin's last complete walk: their
+// times alone were written since. A read-only origin has no record of its
+// directories (see walkWhole), and btrfs receive, which makes each
+// incremental snapshot of the one before, sets the times of every
+// directory it writes into, the snapshot's top one too: each snapshot
+// received was walked whole. The origin's directory is asked again once
+// its entries are read: one that changed meanwhile stays in changed. So
+// does one to walk again for what the origin's walk could not read there
+// (a ctime of -1 in dirs: see withRetries).
+func sameEntries(f *os.File, origin, before uint64, dirs map[uint64]int64, changed map[uint64]bool) {
+	for d := range changed {
+		if dirs[d] < 0 {
+			continue
+		}
+		gen, dir, err := fiemap.DirChanged(f, origin, d)
+		if err != nil || !dir || gen > before {
+			continue
+		}
+		now, err := fiemap.DirEntries(f, 0, d)
+		if err != nil {
+			continue
+		}
+		then, err := fiemap.DirEntries(f, origin, d)
+		if err != nil {
+			continue
+		}
+		if again, dir, err := fiemap.DirChanged(f, origin, d); err == nil && dir && again == gen && slices.Equal(now, then) {
+			delete(changed, d)
+		}
+	}
 }
 
 // readOnlySnapshot describes the subvolume holding f, and reports
