@@ -120,7 +120,8 @@ func (us *units) get(n int) (runs, rewrites []int32) {
 // short by a time limit has freed what it could.
 //
 // With weigh, units are left out when what they free is less than what
-// they cost btrfs's metadata (see leaveCostly), and counted in costly: a
+// they cost btrfs's metadata, or on btrfs is nothing (see leaveCostly),
+// and counted in costly: a
 // unit that neither waits for another nor is waited for on its own, and
 // units linked by waiting (a rewrite and the units that share its copy,
 // say) together, a chain weighed as one: left out, one of them would
@@ -394,7 +395,10 @@ const leafFiles = 32
 
 // leaveCostly marks left the units whose chains (chain: each unit's,
 // numbered by its first unit) cost btrfs's metadata more than they free,
-// a chain weighed as one unit, and returns how many units it left and
+// a chain weighed as one unit, and those whose chains on btrfs free
+// nothing (their extents kept by references the plan does not move:
+// sharing ranges of them would cut them in pieces, each an item more),
+// and returns how many units it left and
 // what the units kept cost: a leaf copied for each leaf they touch. Their
 // destinations cost a leaf (volume.leaf) for each tree leaf their extent
 // items lie in, taken as a run of leafFiles inode numbers of a
@@ -430,6 +434,7 @@ func leaveCostly(us []unit, chain []int32, runs []run, ws []rewriteAt, files []f
 		freed[chain[u]] += us[u].freed
 	}
 	left := make([]bool, len(us))
+	onBtrfs := make([]bool, len(us))
 	nvol := make(map[*volume]uint64)
 	var leafOf []int64 // by volume number
 	type touch struct {
@@ -439,6 +444,7 @@ func leaveCostly(us []unit, chain []int32, runs []run, ws []rewriteAt, files []f
 	var ts []touch
 	add := func(fi int, u int32) {
 		f := &files[fi]
+		onBtrfs[u] = onBtrfs[u] || f.vol.btrfs
 		if !f.vol.btrfs || !f.vol.snapshotted || f.ownLeaves {
 			return
 		}
@@ -490,7 +496,7 @@ func leaveCostly(us []unit, chain []int32, runs []run, ws []rewriteAt, files []f
 	}
 	var todo []int32
 	for u := range us {
-		if chain[u] == int32(u) && freed[u] < cost[u] {
+		if chain[u] == int32(u) && (freed[u] < cost[u] || freed[u] <= 0 && onBtrfs[u]) {
 			todo = append(todo, int32(u))
 		}
 	}
