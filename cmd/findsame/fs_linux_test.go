@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,13 +183,25 @@ func TestIndexFull(t *testing.T) {
 // say) are told once and left out, by this run and by the next, which
 // plans what a full run plans: their extents, shared with the live
 // files', are recorded shared, which would let a run that did not map
-// them again take them as recorded, and plan them.
+// them again take them as recorded, and plan them. Until hashfile runs
+// again, their records keep what they shared with live: what live holds
+// alone (written since the snapshot) is planned.
 func TestGoneSinceHashed(t *testing.T) {
 	mnt := testfs.Mount(t, "btrfs", "512M")
 	live, snap := filepath.Join(mnt, "live"), filepath.Join(mnt, "snap")
 	testfs.Run(t, "btrfs", "subvolume", "create", live)
 	writeTree(t, live)
 	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", live, snap)
+	rng := rand.New(rand.NewPCG(3, 4))
+	late := make([]byte, 300<<10)
+	for i := range late {
+		late[i] = byte(rng.Uint32())
+	}
+	for _, name := range []string{"late", "late-copy"} {
+		if err := os.WriteFile(filepath.Join(live, name), late, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	db := filepath.Join(t.TempDir(), "index.db")
 	hashTree(t, db, mnt)
 	testfs.Run(t, "btrfs", "subvolume", "delete", snap)
@@ -210,6 +223,16 @@ func TestGoneSinceHashed(t *testing.T) {
 		want := "findsame: 5 files under " + snap + " gone since they were hashed (the first: " + snap + "/copies/a1): left out; run hashfile again"
 		if len(gone) != 1 || gone[0] != want {
 			t.Errorf("run %d: stderr says of the deleted snapshot %q; want %q", run, gone, want)
+		}
+	}
+	// hashfile again: the copies of a in live are planned, whether or not
+	// the cleaner has dropped the snapshot's tree yet (until then the
+	// kernel still lists its references).
+	hashTree(t, db, mnt)
+	plan, _ := findsameOn(t, db, "-q")
+	for _, name := range []string{"copies/a1", "copies/a2"} {
+		if !strings.Contains(plan, `"path":"`+filepath.Join(live, name)+`"`) {
+			t.Errorf("after hashfile again, findsame planned\n%s\nwant %s among the destinations", plan, name)
 		}
 	}
 }

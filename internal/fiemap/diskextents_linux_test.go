@@ -684,3 +684,40 @@ func TestDirEntries(t *testing.T) {
 		t.Errorf("DirEntries of a directory of %d entries: %d entries", len(names), len(got))
 	}
 }
+
+// TestSubvolDeleted tells a subvolume from one deleted (once committed),
+// whether or not the cleaner has dropped its tree yet.
+func TestSubvolDeleted(t *testing.T) {
+	mnt := testfs.Mount(t, "btrfs", "256M")
+	sv := filepath.Join(mnt, "sv")
+	testfs.Run(t, "btrfs", "subvolume", "create", sv)
+	writeAt(t, filepath.Join(sv, "f"), 0, fill(1, 8192), true)
+	snap := filepath.Join(mnt, "snap")
+	testfs.Run(t, "btrfs", "subvolume", "snapshot", "-r", sv, snap)
+	// Nothing of the snapshot is held open: an open file keeps its tree
+	// from the cleaner.
+	sf, err := os.Open(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := fsys.Describe(sf)
+	sf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := openT(t, mnt)
+	for _, id := range []uint64{5, in.Subvol} {
+		if gone, err := fiemap.SubvolDeleted(root, id); err != nil || gone {
+			t.Errorf("SubvolDeleted(%d) = %v, %v; want false", id, gone, err)
+		}
+	}
+	testfs.Run(t, "btrfs", "subvolume", "delete", snap)
+	testfs.Run(t, "btrfs", "filesystem", "sync", mnt) // the root item's refs, as the commit writes them
+	if gone, err := fiemap.SubvolDeleted(root, in.Subvol); err != nil || !gone {
+		t.Errorf("SubvolDeleted(%d) of one deleted = %v, %v; want true", in.Subvol, gone, err)
+	}
+	testfs.Run(t, "timeout", "120", "btrfs", "subvolume", "sync", mnt)
+	if gone, err := fiemap.SubvolDeleted(root, in.Subvol); err != nil || !gone {
+		t.Errorf("SubvolDeleted(%d) of one the cleaner dropped = %v, %v; want true", in.Subvol, gone, err)
+	}
+}
