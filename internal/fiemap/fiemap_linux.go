@@ -721,23 +721,6 @@ func lookup(f *os.File, tree, objectID uint64, typ uint32, minOffset, maxOffset 
 	return out, found, err
 }
 
-// rootRefsOff is the offset of refs in struct btrfs_root_item: 0 once
-// the subvolume is deleted, while the cleaner has yet to drop its tree.
-const rootRefsOff = 216
-
-// SubvolDeleted reports whether subvolume id of the btrfs holding f is
-// deleted: gone from the root tree, or deleted and waiting for the
-// cleaner to drop its tree, whose references to extents go with it
-// (LOGICAL_INO still lists them until then). It searches the root tree,
-// which needs CAP_SYS_ADMIN; otherwise the error wraps ErrNoTreeSearch.
-func SubvolDeleted(f *os.File, id uint64) (bool, error) {
-	item, found, err := lookup(f, btrfsRootTree, id, btrfsRootItemKey, 0, ^uint64(0))
-	if err != nil {
-		return false, err
-	}
-	return !found || len(item) < rootRefsOff+4 || binary.LittleEndian.Uint32(item[rootRefsOff:]) == 0, nil
-}
-
 // The UUID tree (BTRFS_UUID_TREE_OBJECTID) maps each subvolume's UUID to
 // its id: an item keyed (first 8 bytes of the UUID as a little-endian
 // number, BTRFS_UUID_KEY_SUBVOL, last 8 bytes) holding little-endian

@@ -251,11 +251,6 @@ func extentRefs(files []file) (refs func(fi int, disk int64) ([]fiemap.Ref, bool
 	}
 	known := make(map[extent]answer)
 	open := make(map[string]*os.File) // by filesystem
-	type root struct {
-		fs string
-		id uint64
-	}
-	deleted := make(map[root]bool)
 	denied := false
 	refs = func(fi int, disk int64) ([]fiemap.Ref, bool) {
 		f := &files[fi]
@@ -278,18 +273,6 @@ func extentRefs(files []file) (refs func(fi int, disk int64) ([]fiemap.Ref, bool
 		if errors.Is(err, fiemap.ErrNoTreeSearch) {
 			denied = true
 		}
-		// The references of a subvolume deleted, which the cleaner has
-		// yet to drop, keep nothing: a snapshot deleted just before the
-		// night does not hold its extents.
-		rs = slices.DeleteFunc(rs, func(r fiemap.Ref) bool {
-			k := root{f.vol.FS, r.Root}
-			gone, ok := deleted[k]
-			if !ok {
-				gone, _ = fiemap.SubvolDeleted(h, r.Root)
-				deleted[k] = gone
-			}
-			return gone
-		})
 		known[k] = answer{rs, err == nil && complete}
 		return rs, err == nil && complete
 	}

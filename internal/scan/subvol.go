@@ -676,10 +676,11 @@ func (s *subvols) withRetries(v fsys.Volume, c fiemap.Changes) fiemap.Changes {
 // walk.Options.Listed): where a complete walk with today's options last
 // met its subvolume, or a root, and what changed in it since is known
 // (see since), or met the origin of a snapshot taken whole, and what
-// changed in the snapshot since is known (see origin). compare then takes a file for unchanged, without lstat,
-// where the index records it at its path with the inode number its
-// directory lists, and its inode item was not rewritten since nor its
-// extent items but as recorded (scanner.asListed, asRecorded).
+// changed in the snapshot since is known (see origin). compare then
+// takes a file for unchanged, without lstat, where the index records it
+// at its path with the inode number its directory lists, and its inode
+// item was not rewritten since nor its extent items but as recorded
+// (scanner.asListed, asRecorded).
 //
 // That is exact. The walk that saw prev recorded every file it met under
 // path, and marked gone every row there that did not lead to its file
