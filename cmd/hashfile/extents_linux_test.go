@@ -2034,20 +2034,7 @@ func TestSnapshotReceived(t *testing.T) {
 	writeFile(t, p("rm-dir/y"), randomBytes(206, 5000))
 	writeFile(t, p("becomes-dir"), randomBytes(207, 6000))
 	writeFile(t, p("small"), []byte("inline data\n"))
-	testfs.Run(t, "sync")
-	for _, s := range []string{"snaps", "received"} {
-		if err := os.Mkdir(filepath.Join(filepath.Dir(live), s), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(filepath.Join(dst, "received"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sendSnapshot(t, src, dst, live, "s1", "")
-	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, err := hashfile(t, "", "-db", db, dst); err != nil {
-		t.Fatalf("hashfile = %v\n%s", err, stderr)
-	}
+	db := receiveFirst(t, src, dst, live)
 
 	// A day on the sending host: each kind of change a stream carries.
 	sameSize := filepath.Join(src, "snaps", "s1", "same-size")
@@ -2126,20 +2113,7 @@ func TestSnapshotReceivedInPart(t *testing.T) {
 	for i := range 30 {
 		writeFile(t, p(fmt.Sprintf("d%d/f%02d", i%3, i)), randomBytes(uint64(100+i), 8192+i))
 	}
-	testfs.Run(t, "sync")
-	for _, s := range []string{"snaps", "received"} {
-		if err := os.Mkdir(filepath.Join(filepath.Dir(live), s), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(filepath.Join(dst, "received"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sendSnapshot(t, src, dst, live, "s1", "")
-	db := filepath.Join(t.TempDir(), "index.db")
-	if _, stderr, err := hashfile(t, "", "-db", db, dst); err != nil {
-		t.Fatalf("hashfile = %v\n%s", err, stderr)
-	}
+	db := receiveFirst(t, src, dst, live)
 
 	overwrite(t, p("d0/f00"), 4096, randomBytes(300, 4096))
 	writeFile(t, p("d1/new"), randomBytes(301, 8192))
@@ -2336,6 +2310,29 @@ func testReceivedFirstRun(t *testing.T, changed bool) {
 	for _, s := range []string{"s1", "s2", "s3"} {
 		checkExtents(t, db, received(s))
 	}
+}
+
+// receiveFirst sends live's first read-only snapshot, s1, from the btrfs
+// at src to the one at dst (into dst/received, with snaps and received
+// made beside live), and returns an index that hashfile then filled from
+// dst.
+func receiveFirst(t *testing.T, src, dst, live string) string {
+	t.Helper()
+	testfs.Run(t, "sync")
+	for _, s := range []string{"snaps", "received"} {
+		if err := os.Mkdir(filepath.Join(filepath.Dir(live), s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dst, "received"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sendSnapshot(t, src, dst, live, "s1", "")
+	db := filepath.Join(t.TempDir(), "index.db")
+	if _, stderr, err := hashfile(t, "", "-db", db, dst); err != nil {
+		t.Fatalf("hashfile = %v\n%s", err, stderr)
+	}
+	return db
 }
 
 // sendSnapshot takes the read-only snapshot src/snaps/name of live and
